@@ -1,0 +1,41 @@
+import type { AgentLimits, Cidr, CompiledAgent, InterceptMode, Mode } from '../policy/types.js'
+
+/**
+ * The validated, compiled, frozen configuration every runtime component is
+ * built from. config/compile.ts is the single mapping from the snake_case YAML
+ * (schema.ts) to these camelCase objects. Relative paths are resolved against
+ * the process working directory.
+ */
+export interface RuntimeConfig {
+  /** Absolute path of the file this came from. */
+  readonly file: string
+  readonly listen: { readonly host: string; readonly port: number }
+  readonly admin: { readonly host: string; readonly port: number }
+  readonly mode: Mode
+  readonly tls: {
+    readonly caCert: string
+    readonly caKey: string
+    readonly intercept: InterceptMode
+  }
+  readonly upstream: {
+    readonly ports: readonly number[]
+    /** Normalised host → addresses (canonical IP literals), like curl --resolve. */
+    readonly resolve: ReadonlyMap<string, readonly string[]>
+    readonly allowPrivate: readonly Cidr[]
+    readonly caFile: string | null
+    readonly connectTimeoutMs: number
+    readonly headerTimeoutMs: number
+    readonly idleTimeoutMs: number
+  }
+  readonly telemetry: {
+    readonly log: { readonly level: string; readonly format: 'json' | 'ecs' }
+    readonly memory: { readonly size: number }
+    readonly redis: { readonly url: string | null; readonly stream: string; readonly maxlen: number }
+  }
+  /** Top-level default limits (agents/groups may override; resolved per agent in CompiledAgent.limits). */
+  readonly limits: AgentLimits
+  readonly approvals: { readonly file: string; readonly defaultTtlMs: number }
+  readonly policy: import('../policy/compiled.js').CompiledPolicy
+}
+
+export type { CompiledAgent }
