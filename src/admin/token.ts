@@ -1,0 +1,29 @@
+import { randomBytes } from 'node:crypto'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { dirname } from 'node:path'
+
+export interface AdminToken {
+  readonly token: string
+  /** Set when the token was generated into (or read from) a file rather than given in the environment. */
+  readonly file: string | null
+  readonly created: boolean
+}
+
+/**
+ * PORTCULLIS_ADMIN_TOKEN when set; otherwise the token in `file`, generated
+ * (32 random bytes, base64url) and written 0600 on first start.
+ */
+export async function loadAdminToken(env: NodeJS.ProcessEnv, file: string): Promise<AdminToken> {
+  const fromEnv = env.PORTCULLIS_ADMIN_TOKEN
+  if (fromEnv && fromEnv.trim() !== '') return { token: fromEnv.trim(), file: null, created: false }
+  try {
+    const existing = (await readFile(file, 'utf8')).trim()
+    if (existing !== '') return { token: existing, file, created: false }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  const token = randomBytes(32).toString('base64url')
+  await mkdir(dirname(file), { recursive: true })
+  await writeFile(file, `${token}\n`, { mode: 0o600 })
+  return { token, file, created: true }
+}

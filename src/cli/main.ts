@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+import { ConfigError, PortcullisError } from '../errors.js'
+import { EXIT_DENIED, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
+
+const USAGE = `usage: portcullis <command> [options]
+
+  start     [--config F]                          run the proxy and the admin API
+  check     [--config F]                          validate config, print a policy summary
+  explain   --agent A [--method M] URL            decision and rule for a request, offline
+  blocked   [--agent A] [--host H] [--since 1h] [--limit N] [--follow] [--json]
+  approve   ID [--scope exact|host|path-prefix] [--ttl 24h] [--reason TEXT]
+  approvals [--revoke ID]
+  ca        init|show|path                        the interception CA
+  token     new|hash                              a new agent token and its sha256: form
+
+Every command takes --config F (else PORTCULLIS_CONFIG, else config/portcullis.yaml).
+Exit codes: 0 success, 1 a denial or failed check, 2 usage or config error.
+`
+
+/** Verbs load lazily so `portcullis token` does not pay for the proxy's imports. */
+const VERBS: Record<string, () => Promise<{ run: CliVerb }>> = {
+  start: () => import('./start.js'),
+  check: () => import('./check.js'),
+  explain: () => import('./explain.js'),
+  token: () => import('./token.js'),
+}
+
+async function main(argv: string[]): Promise<number> {
+  const io: CliIo = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t), env: process.env }
+  const [verb, ...rest] = argv
+  if (!verb || verb === '--help' || verb === '-h' || verb === 'help') {
+    io.stdout(USAGE)
+    return verb ? 0 : EXIT_USAGE
+  }
+  const load = VERBS[verb]
+  if (!load) {
+    io.stderr(`portcullis: unknown command '${verb}'\n\n${USAGE}`)
+    return EXIT_USAGE
+  }
+  try {
+    return await (await load()).run(rest, io)
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      io.stderr(`portcullis: invalid configuration (${err.code})\n${err.message}\n`)
+      return EXIT_USAGE
+    }
+    if (err instanceof PortcullisError) {
+      io.stderr(`portcullis: ${err.message} (${err.code})\n`)
+      return err.code === 'PC_ERR_ADMIN_REQUEST' ? EXIT_DENIED : EXIT_USAGE
+    }
+    if (err instanceof TypeError && (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+      io.stderr(`portcullis ${verb}: ${err.message}\n`)
+      return EXIT_USAGE
+    }
+    io.stderr(`portcullis: internal error (PC_ERR_INTERNAL): ${String(err)}\n`)
+    return EXIT_USAGE
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code
+  },
+  () => {
+    process.exitCode = EXIT_USAGE
+  },
+)

@@ -1,0 +1,45 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { CompiledPolicy } from '../policy/compiled.js'
+import type { CompiledAgent, DenyDecision } from '../policy/types.js'
+import { cidrContains } from '../net/host.js'
+import { parseProxyAuthorization } from './proxy-auth.js'
+
+export type Identity = { readonly kind: 'agent'; readonly agent: CompiledAgent } | { readonly kind: 'denied'; readonly decision: DenyDecision; readonly claimedAgent: string | null }
+
+// Compared against when the claimed agent does not exist, so an unknown id costs the same time as a wrong token.
+const DUMMY_HASH = createHash('sha256').update('portcullis:no-such-agent').digest()
+
+function inSources(agent: CompiledAgent, srcIp: string): boolean {
+  for (const c of agent.sourceCidrs) if (cidrContains(c, srcIp)) return true
+  return false
+}
+
+/**
+ * Who is asking. Order: a Proxy-Authorization header always wins and must be
+ * right (a wrong token never falls back to source matching); without one, the
+ * first agent (config order) whose source_cidrs hold the client address.
+ * An agent that has a token and source_cidrs accepts the token only from those sources.
+ */
+export function authenticate(policy: CompiledPolicy, header: string | undefined, srcIp: string): Identity {
+  const auth = parseProxyAuthorization(header)
+  if (auth.kind === 'malformed') {
+    return denied('denied_auth_invalid', 'malformed_credentials', null)
+  }
+  if (auth.kind === 'basic') {
+    const agent = policy.agents.get(auth.user)
+    const given = createHash('sha256').update(auth.password, 'utf8').digest()
+    const expected = agent?.tokenSha256 ?? DUMMY_HASH
+    const match = timingSafeEqual(given, expected) && agent !== undefined && agent.tokenSha256 !== null
+    if (!match || !agent) return denied('denied_auth_invalid', 'bad_credentials', agent ? agent.id : null)
+    if (agent.sourceCidrs.length > 0 && !inSources(agent, srcIp)) return denied('denied_auth_invalid', 'source_not_allowed', agent.id)
+    return { kind: 'agent', agent }
+  }
+  for (const agent of policy.sourceAgents) {
+    if (agent.tokenSha256 === null && inSources(agent, srcIp)) return { kind: 'agent', agent }
+  }
+  return denied('denied_auth_required', 'no_credentials', null)
+}
+
+function denied(reason: 'denied_auth_invalid' | 'denied_auth_required', detail: string, claimedAgent: string | null): Identity {
+  return { kind: 'denied', decision: { verdict: 'deny', reason, ruleId: null, detail }, claimedAgent }
+}

@@ -1,0 +1,63 @@
+import { connect, type Socket } from 'node:net'
+
+export type UpstreamFailureKind = 'timeout' | 'refused' | 'reset' | 'dns' | 'unreachable' | 'tls_verify'
+export interface UpstreamFailure {
+  readonly kind: 'failure'
+  readonly failure: UpstreamFailureKind
+}
+
+const TLS_VERIFY = new Set([
+  'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_UNTRUSTED', 'CERT_REVOKED', 'CERT_SIGNATURE_FAILURE', 'HOSTNAME_MISMATCH',
+])
+
+/** The one place socket errno codes are interpreted. */
+export function mapSocketError(err: unknown): UpstreamFailureKind {
+  const code = (err as { code?: unknown } | null)?.code
+  if (typeof code !== 'string') return 'reset'
+  if (TLS_VERIFY.has(code)) return 'tls_verify'
+  switch (code) {
+    case 'ETIMEDOUT':
+    case 'ESOCKETTIMEDOUT':
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'PC_ERR_CONNECT_TIMEOUT':
+      return 'timeout'
+    case 'ECONNREFUSED':
+      return 'refused'
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_FAIL':
+    case 'ENODATA':
+      return 'dns'
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EADDRNOTAVAIL':
+    case 'EACCES':
+    case 'EPERM':
+      return 'unreachable'
+    default:
+      return 'reset'
+  }
+}
+
+/** Connect to the address that was checked (never a hostname) within timeoutMs. */
+export function dialChecked(address: string, port: number, timeoutMs: number): Promise<Socket | UpstreamFailure> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: address, port, noDelay: true })
+    const timer = setTimeout(() => {
+      socket.destroy()
+      resolve({ kind: 'failure', failure: 'timeout' })
+    }, timeoutMs)
+    socket.once('connect', () => {
+      clearTimeout(timer)
+      socket.removeAllListeners('error')
+      resolve(socket)
+    })
+    socket.once('error', (err) => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve({ kind: 'failure', failure: mapSocketError(err) })
+    })
+  })
+}

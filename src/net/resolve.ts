@@ -1,0 +1,43 @@
+import { lookup } from 'node:dns/promises'
+import type { DenyDecision } from '../policy/types.js'
+import { classifyAddress, isAddressAllowed } from './address-class.js'
+import { isIpLiteral, normalizeHost } from './host.js'
+import { mapSocketError } from './dial.js'
+import type { RuntimeConfig } from '../config/types.js'
+
+export interface Resolved {
+  readonly kind: 'resolved'
+  /** The address that was checked and must be dialled. */
+  readonly address: string
+}
+
+/**
+ * Pins first (upstream.resolve), else DNS. EVERY address is classified: one
+ * private answer among public ones denies the host (a rebinding-style answer
+ * set must not win by ordering). The caller dials `address`, never the name.
+ */
+export async function resolveChecked(host: string, upstream: RuntimeConfig['upstream']): Promise<Resolved | DenyDecision> {
+  let addresses: readonly string[]
+  if (isIpLiteral(host)) {
+    addresses = [host]
+  } else {
+    const pinned = upstream.resolve.get(host)
+    if (pinned) {
+      addresses = pinned
+    } else {
+      try {
+        const answers = await lookup(host, { all: true, verbatim: true })
+        addresses = answers.map((a) => normalizeHost(a.address) ?? a.address)
+      } catch (err) {
+        return { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: mapSocketError(err) }
+      }
+    }
+  }
+  if (addresses.length === 0) return { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: 'dns' }
+  for (const a of addresses) {
+    if (!isAddressAllowed(a, upstream.allowPrivate)) {
+      return { verdict: 'deny', reason: 'denied_private_address', ruleId: null, detail: classifyAddress(a) }
+    }
+  }
+  return { kind: 'resolved', address: addresses[0] as string }
+}

@@ -1,0 +1,85 @@
+/**
+ * Request-target splitting and path normalisation for path rules. PURE.
+ *
+ * A path rule must see the path the origin will act on, so `%2e%2e`, `//`,
+ * `/./` and `%7E` spellings are folded before matching, while an encoded
+ * slash (`%2F`) stays encoded: it is data, not a separator.
+ */
+
+/** Split a request target at the first `?`; any `#fragment` is dropped first. */
+export function splitTarget(target: string): { path: string; query: string } {
+  const hash = target.indexOf('#')
+  const noFragment = hash < 0 ? target : target.slice(0, hash)
+  const q = noFragment.indexOf('?')
+  if (q < 0) return { path: noFragment, query: '' }
+  return { path: noFragment.slice(0, q), query: noFragment.slice(q + 1) }
+}
+
+const HEX = '0123456789ABCDEF'
+// RFC 3986 §2.3 unreserved: decoding these never changes what a path means.
+const UNRESERVED = /^[A-Za-z0-9\-._~]$/
+// `..;` / `.;` are treated as `..` / `.` by some servers (Tomcat path params);
+// refusing them outright is cheaper than guessing every origin's parser.
+const DOT_WITH_PARAMS = /^\.\.?;/
+
+/**
+ * Normalise an origin-form path (no query): decode unreserved %XX, upper-case
+ * other escapes, collapse `//`, remove dot segments (RFC 3986 §5.2.4, after
+ * decoding). null for anything malformed: not starting with `/`, bad escapes,
+ * controls, raw spaces or backslashes (which some servers read as `/`).
+ */
+export function normalizePath(rawPath: string): string | null {
+  if (!rawPath.startsWith('/')) return null
+  const decoded = decodeUnreserved(rawPath)
+  return decoded === null ? null : removeDotSegments(decoded)
+}
+
+function decodeUnreserved(raw: string): string | null {
+  let out = ''
+  for (let i = 0; i < raw.length; i++) {
+    const ch = raw.charAt(i)
+    const code = raw.charCodeAt(i)
+    if (ch === '%') {
+      const hex = raw.slice(i + 1, i + 3)
+      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return null
+      const byte = parseInt(hex, 16)
+      const c = String.fromCharCode(byte)
+      out += UNRESERVED.test(c) ? c : `%${HEX[byte >> 4]}${HEX[byte & 15]}`
+      i += 2
+    } else if (code <= 0x20 || code === 0x7f || ch === '\\') {
+      return null
+    } else if (code > 0x7e) {
+      // Raw non-ASCII is encoded as UTF-8 so that both spellings compare equal.
+      const cp = raw.codePointAt(i) ?? code
+      const s = String.fromCodePoint(cp)
+      if (cp >= 0xd800 && cp <= 0xdfff) return null // lone surrogate
+      out += encodeURIComponent(s)
+      i += s.length - 1
+    } else {
+      out += ch
+    }
+  }
+  return out
+}
+
+function removeDotSegments(path: string): string | null {
+  const parts = path.slice(1).split('/')
+  const out: string[] = []
+  let trailingSlash = false
+  for (let i = 0; i < parts.length; i++) {
+    const seg = parts[i] ?? ''
+    const last = i === parts.length - 1
+    if (DOT_WITH_PARAMS.test(seg)) return null
+    if (seg === '' || seg === '.') {
+      trailingSlash = last
+    } else if (seg === '..') {
+      out.pop()
+      trailingSlash = last
+    } else {
+      out.push(seg)
+      trailingSlash = false
+    }
+  }
+  const joined = `/${out.join('/')}`
+  return trailingSlash && out.length > 0 ? `${joined}/` : joined
+}

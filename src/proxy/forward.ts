@@ -1,0 +1,106 @@
+import { Agent as HttpAgent, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
+import { Agent as HttpsAgent } from 'node:https'
+import httpProxy from 'http-proxy'
+import { formatAuthority } from '../net/host.js'
+import { mapSocketError, type UpstreamFailureKind } from '../net/dial.js'
+
+/** RFC 9110 §7.6.1 hop-by-hop fields, plus the proxy's own credentials, which never travel upstream. */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade']
+
+export const VIA = '1.1 portcullis'
+
+/** Strip hop-by-hop headers, including every header the Connection field names. */
+export function stripHopByHop(headers: IncomingHttpHeaders): void {
+  const named = headers.connection
+  if (named) {
+    const list = Array.isArray(named) ? named.join(',') : named
+    for (const token of list.split(',')) {
+      const name = token.trim().toLowerCase()
+      if (name) delete headers[name]
+    }
+  }
+  for (const h of HOP_BY_HOP) delete headers[h]
+}
+
+function appendVia(headers: IncomingHttpHeaders): void {
+  const prior = headers.via
+  headers.via = prior ? `${Array.isArray(prior) ? prior.join(', ') : prior}, ${VIA}` : VIA
+}
+
+export interface ForwardTarget {
+  /** The checked address to dial. */
+  readonly address: string
+  readonly port: number
+  /** Host as the client named it (Host header, SNI and certificate name upstream). */
+  readonly host: string
+  readonly tls: boolean
+  /** Origin-form request target to send (normalised path + query). */
+  readonly requestTarget: string
+}
+
+export interface Forwarder {
+  forward(req: IncomingMessage, res: ServerResponse, target: ForwardTarget, onFailure: (kind: UpstreamFailureKind) => void): void
+  close(): void
+}
+
+function timeoutError(): Error {
+  return Object.assign(new Error('upstream timeout'), { code: 'ETIMEDOUT' })
+}
+
+/** connect_timeout_ms until the upstream connection is up, then idle_timeout_ms of silence. */
+function armUpstreamTimeouts(proxyReq: ClientRequest, opts: ForwarderOptions): void {
+  proxyReq.setTimeout(opts.idleTimeoutMs, () => proxyReq.destroy(timeoutError()))
+  const socket = proxyReq.socket
+  if (!socket || !socket.connecting) return
+  const timer = setTimeout(() => proxyReq.destroy(timeoutError()), opts.connectTimeoutMs)
+  socket.once('connect', () => clearTimeout(timer))
+  socket.once('close', () => clearTimeout(timer))
+}
+
+export interface ForwarderOptions {
+  readonly connectTimeoutMs: number
+  readonly idleTimeoutMs: number
+  /** Roots for verifying upstream TLS: system roots plus upstream.ca_file. */
+  readonly ca: readonly string[]
+}
+
+/**
+ * http-proxy wrapper: one proxy instance, keep-alive agents, hop-by-hop
+ * stripping both ways, Via. Upstream TLS is always verified (rejectUnauthorized)
+ * with the host as SNI and certificate name; a failure is reported, never bypassed.
+ */
+export function createForwarder(opts: ForwarderOptions): Forwarder {
+  const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo', timeout: opts.idleTimeoutMs })
+  const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo', timeout: opts.idleTimeoutMs, ca: [...opts.ca], rejectUnauthorized: true })
+  const proxy = httpProxy.createProxyServer({ xfwd: false, ws: false, changeOrigin: false, secure: true })
+  proxy.on('proxyReq', (proxyReq) => armUpstreamTimeouts(proxyReq, opts))
+  proxy.on('proxyRes', (proxyRes) => {
+    stripHopByHop(proxyRes.headers)
+    appendVia(proxyRes.headers)
+  })
+  // http-proxy emits 'error' when no callback is given; keep a listener so nothing is ever unhandled.
+  proxy.on('error', () => {})
+  return {
+    forward(req, res, target, onFailure) {
+      stripHopByHop(req.headers)
+      appendVia(req.headers)
+      const defaultPort = target.tls ? 443 : 80
+      req.headers.host = target.port === defaultPort ? formatAuthority(target.host, 0).replace(/:0$/, '') : formatAuthority(target.host, target.port)
+      req.url = target.requestTarget
+      proxy.web(
+        req,
+        res,
+        {
+          target: { protocol: target.tls ? 'https:' : 'http:', host: target.address, port: target.port },
+          agent: target.tls ? httpsAgent : httpAgent,
+        },
+        (err: Error) => onFailure(mapSocketError(err)),
+      )
+    },
+    close() {
+      httpAgent.destroy()
+      httpsAgent.destroy()
+      proxy.close()
+    },
+  }
+}

@@ -1,0 +1,113 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { authenticate } from '../identity/authenticate.js'
+import { parseAuthority } from '../net/host.js'
+import { normalizePath, splitTarget } from '../net/url-path.js'
+import { resolveChecked } from '../net/resolve.js'
+import { decideRequest } from '../policy/decide.js'
+import { effectiveMode } from '../policy/compiled.js'
+import type { DenyDecision } from '../policy/types.js'
+import { buildCloseRecord, newRequestId, type DecisionFacts } from '../telemetry/events.js'
+import { connStateOf } from './conn-state.js'
+import type { ProxyDeps } from './deps.js'
+import { denialContext, settle, wantsJson } from './decision-point.js'
+import { checkRequestHead } from './request-guard.js'
+import { respondDenial } from './respond.js'
+
+export interface AbsoluteTarget {
+  readonly host: string
+  readonly port: number
+  readonly path: string
+  readonly query: string
+}
+
+/** `http://host[:port]/path?query` → parts, or null. Userinfo in the URL is refused: credentials never travel in request targets. */
+export function parseAbsoluteHttpTarget(url: string): AbsoluteTarget | null {
+  const m = /^http:\/\/([^/?#]*)(.*)$/i.exec(url)
+  if (!m) return null
+  const authority = m[1] as string
+  if (authority.includes('@') || authority === '') return null
+  const hp = parseAuthority(authority, 80)
+  if (!hp) return null
+  const rest = m[2] as string
+  const { path: rawPath, query } = splitTarget(rest === '' || rest.startsWith('?') ? `/${rest}` : rest)
+  const path = normalizePath(rawPath)
+  if (path === null) return null
+  return { host: hp.host, port: hp.port, path, query }
+}
+
+export function requestTargetOf(t: { path: string; query: string }): string {
+  return t.query ? `${t.path}?${t.query}` : t.path
+}
+
+/** Plain-HTTP flow: guard → identity → policy → mode → resolve → forward; one record per decision and one close per request. */
+export async function handlePlainRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const state = connStateOf(req.socket)
+  const guard = checkRequestHead(req.rawHeaders)
+  if (!guard.ok) return badRequest(res, guard.status, guard.detail)
+  const target = parseAbsoluteHttpTarget(req.url ?? '')
+  if (!target) return badRequest(res, 400, (req.url ?? '').startsWith('/') ? 'origin_form' : 'bad_target')
+
+  const cfg = deps.config()
+  const id = newRequestId()
+  const method = (req.method ?? 'GET').toUpperCase()
+  const identity = authenticate(cfg.policy, req.headers['proxy-authorization'], state.srcIp)
+  const base = { id, src: state.src, method, scheme: 'http' as const, host: target.host, port: target.port, path: target.path, tls: null, address: null }
+  const json = wantsJson(req.headers.accept)
+  if (identity.kind === 'denied') {
+    const facts: DecisionFacts = { ...base, agent: identity.claimedAgent, mode: cfg.policy.mode }
+    settle(deps.bus, facts, identity.decision)
+    return respondDenial(res, identity.decision, denialContext(facts, json))
+  }
+  const agent = identity.agent.id
+  const facts: DecisionFacts = { ...base, agent, mode: effectiveMode(cfg.policy, agent) }
+  const decision = decideRequest(cfg.policy, { agent, method, scheme: 'http', host: target.host, port: target.port, path: target.path, query: target.query })
+  if (decision.verdict === 'deny' && !applyModePasses(decision, facts)) {
+    settle(deps.bus, facts, decision)
+    return respondDenial(res, decision, denialContext(facts, json))
+  }
+  const resolved = await resolveChecked(target.host, cfg.upstream)
+  if (resolved.kind !== 'resolved') {
+    settle(deps.bus, facts, resolved)
+    return respondDenial(res, resolved, denialContext(facts, json))
+  }
+  const checked = { ...facts, address: resolved.address }
+  settle(deps.bus, checked, decision)
+  forwardAndRecord(deps, req, res, checked, { address: resolved.address, port: target.port, host: target.host, tls: false, requestTarget: requestTargetOf(target) })
+}
+
+/** Audit mode lets a policy denial pass; settle() publishes the record with would_deny once the address is known. */
+function applyModePasses(decision: DenyDecision, facts: DecisionFacts): boolean {
+  return facts.mode === 'audit' && decision.reason !== 'denied_internal_error'
+}
+
+export function forwardAndRecord(
+  deps: ProxyDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  facts: DecisionFacts,
+  target: Parameters<ProxyDeps['forwarder']['forward']>[2],
+): void {
+  const startedAt = Date.now()
+  let bytesUp = 0
+  let bytesDown = 0
+  // Counting only: the body still flows through http-proxy's pipe untouched.
+  req.on('data', (c: Buffer) => (bytesUp += c.length))
+  const write = res.write.bind(res)
+  res.write = ((chunk: unknown, ...rest: unknown[]) => {
+    if (chunk) bytesDown += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Buffer).length
+    return (write as (...a: unknown[]) => boolean)(chunk, ...rest)
+  }) as typeof res.write
+  res.once('close', () => deps.bus.publish(buildCloseRecord(facts, bytesUp, bytesDown, startedAt)))
+  deps.forwarder.forward(req, res, target, (failure) => {
+    const d: DenyDecision = { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: failure }
+    settle(deps.bus, facts, d)
+    respondDenial(res, d, denialContext(facts, wantsJson(req.headers.accept)), true)
+  })
+}
+
+function badRequest(res: ServerResponse, status: 400 | 431, detail: string): void {
+  const body = `portcullis could not accept this request (${detail}). Send an absolute-form request (GET http://host/path) or CONNECT host:port through the proxy.\n`
+  res.shouldKeepAlive = false
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' })
+  res.end(body)
+}

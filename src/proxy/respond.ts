@@ -1,0 +1,152 @@
+import type { ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { assertNever, type DenyReason } from '../policy/reasons.js'
+import type { DenyDecision } from '../policy/types.js'
+import { formatAuthority } from '../net/host.js'
+
+/**
+ * The ONLY writer of denials. Status from reason, the two X-Portcullis headers,
+ * and a one-paragraph body an agent can relay to a human. Bodies are templates
+ * over validated facts: never a stack trace or an error message.
+ */
+export interface DenialContext {
+  readonly requestId: string
+  readonly agent: string | null
+  readonly method: string
+  readonly host: string
+  readonly port: number
+  readonly scheme: 'http' | 'https'
+  readonly path: string | null
+  readonly wantsJson: boolean
+}
+
+const SENTENCES: Record<DenyReason, string> = {
+  denied_no_rule: 'no rule allows this host',
+  denied_by_rule: 'a deny rule matches this request',
+  denied_port: 'this port is not allowed for this host',
+  denied_method: 'this method is not allowed for this host',
+  denied_path: 'this path is not allowed for this host',
+  denied_private_address: 'the host resolves to a private or special-purpose address',
+  denied_sni_mismatch: 'the TLS server name does not match the CONNECT host',
+  denied_host_mismatch: 'the Host header does not match the CONNECT host',
+  denied_auth_required: 'proxy credentials are required (user = agent id, password = token)',
+  denied_auth_invalid: 'the proxy credentials are not valid',
+  denied_rate_limited: 'the agent has exceeded its rate limit',
+  denied_secret_detected: 'the request carries what looks like a secret',
+  denied_internal_error: 'the policy could not be evaluated, so the proxy failed closed',
+  upstream_error: 'the upstream server could not be reached',
+}
+
+export function statusFor(d: DenyDecision): number {
+  const r = d.reason
+  switch (r) {
+    case 'denied_auth_required':
+    case 'denied_auth_invalid':
+      return 407
+    case 'denied_rate_limited':
+      return 429
+    case 'upstream_error':
+      return d.detail === 'timeout' ? 504 : 502
+    case 'denied_no_rule':
+    case 'denied_by_rule':
+    case 'denied_port':
+    case 'denied_method':
+    case 'denied_path':
+    case 'denied_private_address':
+    case 'denied_sni_mismatch':
+    case 'denied_host_mismatch':
+    case 'denied_secret_detected':
+    case 'denied_internal_error':
+      return 403
+    default:
+      return assertNever(r)
+  }
+}
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 407: 'Proxy Authentication Required', 408: 'Request Timeout', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large', 502: 'Bad Gateway', 504: 'Gateway Timeout' }
+
+function target(ctx: DenialContext): string {
+  if (ctx.method === 'CONNECT') return formatAuthority(ctx.host, ctx.port)
+  const defaultPort = ctx.scheme === 'https' ? 443 : 80
+  const auth = ctx.port === defaultPort ? formatAuthority(ctx.host, 0).replace(/:0$/, '') : formatAuthority(ctx.host, ctx.port)
+  return `${ctx.scheme}://${auth}${ctx.path ?? '/'}`
+}
+
+export function denialBody(d: DenyDecision, ctx: DenialContext): { contentType: string; body: string } {
+  const isPolicy = d.reason !== 'upstream_error'
+  const who = ctx.agent ? ` for agent ${ctx.agent}` : ''
+  const approve = `portcullis approve ${ctx.requestId}`
+  const tail = isPolicy
+    ? `This is a policy decision, not a network fault; retrying by another route will not help. Request id ${ctx.requestId}; an admin can approve it with: ${approve}`
+    : `This is a network failure past the proxy, not a policy decision. Request id ${ctx.requestId}.`
+  const message = `portcullis ${isPolicy ? 'blocked' : 'could not complete'} ${ctx.method} ${target(ctx)}${who}: ${SENTENCES[d.reason]}. ${tail}`
+  if (!ctx.wantsJson) return { contentType: 'text/plain; charset=utf-8', body: `${message}\n` }
+  const json = {
+    reason: d.reason,
+    request_id: ctx.requestId,
+    agent: ctx.agent,
+    method: ctx.method,
+    host: ctx.host,
+    path: ctx.path,
+    rule: d.ruleId,
+    message,
+    approve_command: isPolicy ? approve : null,
+  }
+  return { contentType: 'application/json', body: `${JSON.stringify(json)}\n` }
+}
+
+function denialHeaders(d: DenyDecision, ctx: DenialContext, contentType: string, body: string): Record<string, string> {
+  const h: Record<string, string> = {
+    'content-type': contentType,
+    'content-length': String(Buffer.byteLength(body)),
+    'cache-control': 'no-store',
+    'x-portcullis-decision': d.reason,
+    'x-portcullis-request-id': ctx.requestId,
+  }
+  if (d.reason === 'denied_auth_required' || d.reason === 'denied_auth_invalid') h['proxy-authenticate'] = 'Basic realm="portcullis"'
+  if (d.reason === 'denied_rate_limited') h['retry-after'] = String(Math.max(1, Math.ceil(d.retryAfterS ?? 1)))
+  return h
+}
+
+/** Deny an HTTP request (plain or inside an interception). The connection stays usable unless `close`. */
+export function respondDenial(res: ServerResponse, d: DenyDecision, ctx: DenialContext, close = false): void {
+  const { contentType, body } = denialBody(d, ctx)
+  const headers = denialHeaders(d, ctx, contentType, body)
+  if (close) headers.connection = 'close'
+  if (res.headersSent) {
+    res.destroy()
+    return
+  }
+  res.writeHead(statusFor(d), headers)
+  res.end(body)
+}
+
+/**
+ * Deny a CONNECT on the raw socket, before any 200. Always `Connection: close`:
+ * git and curl then report the status and the body cleanly instead of retrying
+ * on a half-used connection.
+ */
+export function respondConnectDenial(socket: Duplex, d: DenyDecision, ctx: DenialContext): void {
+  const { contentType, body } = denialBody(d, ctx)
+  const headers = denialHeaders(d, ctx, contentType, body)
+  headers.connection = 'close'
+  writeRaw(socket, statusFor(d), headers, body)
+}
+
+/** A protocol-level refusal (400/408/431) that is not a policy decision: no record, connection closed. */
+export function respondBadRequest(socket: Duplex, status: 400 | 408 | 431, detail: string): void {
+  const body = `portcullis could not parse this request (${detail}). Send an absolute-form request (GET http://host/path) or CONNECT host:port through the proxy.\n`
+  writeRaw(socket, status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(body)), connection: 'close' }, body)
+}
+
+function writeRaw(socket: Duplex, status: number, headers: Record<string, string>, body: string): void {
+  if (socket.destroyed || !socket.writable) {
+    socket.destroy()
+    return
+  }
+  let head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\n`
+  for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`
+  socket.end(`${head}\r\n${body}`)
+  // end() flushes then half-closes; destroy soon after so a client that never reads cannot hold the socket.
+  socket.once('finish', () => setTimeout(() => socket.destroy(), 1000).unref())
+}

@@ -1,0 +1,103 @@
+import { monotonicFactory } from 'ulid'
+import type { Decision, Mode } from '../policy/types.js'
+import type { Reason } from '../policy/reasons.js'
+
+/**
+ * The two record shapes of SPEC §4. Every record is built here and nowhere
+ * else, so sinks (log, ring, Redis, metrics) see exactly one shape.
+ */
+export type TlsHandling = 'tunnel' | 'intercept'
+
+export interface DecisionRecord {
+  readonly time: string
+  readonly id: string
+  readonly event: 'decision'
+  readonly agent: string | null
+  readonly src: string
+  readonly method: string
+  readonly scheme: 'http' | 'https'
+  readonly host: string
+  readonly port: number
+  readonly path: string | null
+  readonly tls: TlsHandling | null
+  readonly decision: 'allow' | 'deny'
+  readonly reason: Reason
+  readonly rule: string | null
+  readonly mode: Mode
+  readonly would_deny: boolean
+  readonly address: string | null
+  /** Machine-safe detail (e.g. `timeout`, `not_tls`); never user-controlled text. */
+  readonly detail?: string
+}
+
+export interface CloseRecord {
+  readonly time: string
+  readonly id: string
+  readonly event: 'close'
+  readonly agent: string | null
+  readonly host: string
+  readonly bytes_up: number
+  readonly bytes_down: number
+  readonly duration_ms: number
+}
+
+export type TelemetryRecord = DecisionRecord | CloseRecord
+
+/** ULIDs: sortable by time, so `since`/cursor queries can compare ids. */
+export const newRequestId: () => string = monotonicFactory()
+
+export interface DecisionFacts {
+  readonly id: string
+  readonly agent: string | null
+  readonly src: string
+  readonly method: string
+  readonly scheme: 'http' | 'https'
+  readonly host: string
+  readonly port: number
+  readonly path: string | null
+  readonly tls: TlsHandling | null
+  readonly mode: Mode
+  readonly address: string | null
+}
+
+export function buildDecisionRecord(f: DecisionFacts, d: Decision, wouldDeny: boolean, now: Date = new Date()): DecisionRecord {
+  const record: DecisionRecord = {
+    time: now.toISOString(),
+    id: f.id,
+    event: 'decision',
+    agent: f.agent,
+    src: f.src,
+    method: f.method,
+    scheme: f.scheme,
+    host: f.host,
+    port: f.port,
+    path: f.path,
+    tls: f.tls,
+    decision: d.verdict,
+    reason: d.reason,
+    rule: d.ruleId,
+    mode: f.mode,
+    would_deny: wouldDeny,
+    address: f.address,
+  }
+  return d.verdict === 'deny' && d.detail !== undefined ? { ...record, detail: d.detail } : record
+}
+
+export function buildCloseRecord(
+  f: { readonly id: string; readonly agent: string | null; readonly host: string },
+  bytesUp: number,
+  bytesDown: number,
+  startedAtMs: number,
+  nowMs: number = Date.now(),
+): CloseRecord {
+  return {
+    time: new Date(nowMs).toISOString(),
+    id: f.id,
+    event: 'close',
+    agent: f.agent,
+    host: f.host,
+    bytes_up: bytesUp,
+    bytes_down: bytesDown,
+    duration_ms: Math.max(0, Math.round(nowMs - startedAtMs)),
+  }
+}
