@@ -13,6 +13,10 @@ import { createRingSink, type RingSink } from './telemetry/ring-sink.js'
 import { createForwarder } from './proxy/forward.js'
 import { createProxyServer } from './proxy/server.js'
 import { createTunnelTracker } from './proxy/tracker.js'
+import type { ProxyDeps } from './proxy/deps.js'
+import { createInterceptor, type Interceptor } from './proxy/intercept.js'
+import { ensureCa, loadCa } from './tls/ca.js'
+import { createLeafCertCache } from './tls/leaf-certs.js'
 import { createAdminServer } from './admin/server.js'
 import { healthRoutes } from './admin/routes/health.js'
 import { loadAdminToken } from './admin/token.js'
@@ -58,7 +62,18 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   bus.subscribe(createLogSink(loggers.records, initial.telemetry.log.format))
   const forwarder = createForwarder({ connectTimeoutMs: initial.upstream.connectTimeoutMs, idleTimeoutMs: initial.upstream.idleTimeoutMs, ca: readUpstreamRoots(initial.upstream.caFile) })
   const tracker = createTunnelTracker()
-  const proxyServer = createProxyServer({ config: () => current, bus, log: loggers.ops.child({ component: 'proxy' }), forwarder, tracker })
+  let interceptor: Interceptor | null = null
+  const deps: ProxyDeps = {
+    config: () => current,
+    bus,
+    log: loggers.ops.child({ component: 'proxy' }),
+    forwarder,
+    tracker,
+    get interceptor() {
+      return interceptor
+    },
+  }
+  const proxyServer = createProxyServer(deps)
   const startedAt = new Date().toISOString()
   let adminServer: Server | null = null
 
@@ -78,6 +93,9 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     loggers,
     config: () => current,
     async start() {
+      if (await ensureCa(current.tls.caCert, current.tls.caKey)) loggers.ops.info({ code: 'PC_CA_CREATED', cert: current.tls.caCert }, 'interception CA generated; install its certificate in sandboxes (portcullis ca show)')
+      const ca = await loadCa(current.tls.caCert, current.tls.caKey)
+      interceptor = createInterceptor(deps, createLeafCertCache(ca))
       const token = await loadAdminToken(env, join(dirname(current.tls.caKey), 'admin-token'))
       if (token.created) loggers.ops.info({ code: 'PC_ADMIN_TOKEN_CREATED', file: token.file }, 'admin token generated; read it from this file')
       adminServer = createAdminServer(
@@ -100,6 +118,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
         closing.push(new Promise<void>((r) => a.close(() => r())))
       }
       forwarder.close()
+      interceptor?.close()
       await Promise.all(closing)
       loggers.flush()
       current = initial

@@ -18,6 +18,10 @@ const FORBIDDEN_RAW = /[%\s\x00-\x1f\x7f]/
 // After IDNA only LDH plus `_` (real DNS has `_dmarc`, `_acme-challenge`) is accepted;
 // the WHATWG parser alone would let `!`, `*`, `$`, `'` … through.
 const LABEL = /^[a-z0-9_-]+$/
+// domainToASCII parses its argument as a URL, so `a.com/x`, `a.com?x`, `a.com#x`
+// and `a.com\\x` all come back as `a.com`: every ASCII character outside a
+// name's alphabet must be refused before it is called. (Non-ASCII goes to IDNA.)
+const FORBIDDEN_ASCII = /[^A-Za-z0-9._\-\u0080-\uffff]/
 const DOTTED_QUAD = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/
 
 /**
@@ -32,7 +36,7 @@ export function normalizeHost(input: string): string | null {
   }
   if (input.includes(':')) return normalizeIpv6(input)
   const name = input.endsWith('.') ? input.slice(0, -1) : input
-  if (name.length === 0) return null
+  if (name.length === 0 || FORBIDDEN_ASCII.test(name)) return null
   // The WHATWG host parser does lower-casing, IDNA mapping/punycode and every
   // legacy IPv4 spelling in one step, exactly as browsers and undici see the host.
   const ascii = domainToASCII(name)
@@ -50,13 +54,23 @@ function isValidDnsName(ascii: string): boolean {
 }
 
 function normalizeIpv6(text: string): string | null {
-  // Validate with the WHATWG IPv6 parser too, so we accept exactly what URL
-  // clients accept (it refuses zone ids and odd embedded-IPv4 forms).
-  const checked = domainToASCII(`[${text}]`)
-  if (checked === '' || !ipaddr.IPv6.isValid(text)) return null
-  const addr = ipaddr.IPv6.parse(text)
+  const addr = parseIpv6(text)
+  if (addr === null) return null
   // A mapped address is dialled as the IPv4 address, so it must be compared as one.
   return addr.isIPv4MappedAddress() ? addr.toIPv4Address().toString() : addr.toString()
+}
+
+/**
+ * Parse IPv6 via the WHATWG parser's canonical output, so we accept exactly
+ * what URL clients accept (no zone ids), and because ipaddr.js 2.5 misreads
+ * `::8.8.8.8` as `::ffff:8.8.8.8`; the canonical form has no dotted tail.
+ */
+function parseIpv6(text: string): ipaddr.IPv6 | null {
+  if (text.includes('%')) return null
+  const checked = domainToASCII(`[${text}]`)
+  if (!checked.startsWith('[') || !checked.endsWith(']')) return null
+  const canonical = checked.slice(1, -1)
+  return ipaddr.IPv6.isValid(canonical) ? ipaddr.IPv6.parse(canonical) : null
 }
 
 /** Which kind of IP literal a normalised host is, or null for a DNS name. */
@@ -134,10 +148,9 @@ export function parseCidr(text: string): Cidr | null {
 }
 
 function parseIpv6Cidr(addrText: string, prefixText: string | undefined): Cidr | null {
-  if (addrText.includes('%') || !ipaddr.IPv6.isValid(addrText)) return null
+  const addr = parseIpv6(addrText)
   const prefix = prefixText === undefined ? 128 : Number(prefixText)
-  if (prefix > 128) return null
-  const addr = ipaddr.IPv6.parse(addrText)
+  if (addr === null || prefix > 128) return null
   if (addr.isIPv4MappedAddress() && prefix >= 96) {
     return makeCidr('ipv4', addr.toIPv4Address().toByteArray(), prefix - 96)
   }
@@ -178,10 +191,10 @@ export function cidrContains(cidr: Cidr, ip: string): boolean {
 function ipBytes(ip: string): number[] | null {
   const kind = isIpLiteral(ip)
   if (kind === 'ipv4') return ipaddr.IPv4.parse(ip).octets
-  if (kind === 'ipv6') {
-    const addr = ipaddr.IPv6.parse(ip)
-    // Defensive: callers should pass normalised hosts, where this cannot happen.
-    return addr.isIPv4MappedAddress() ? addr.toIPv4Address().octets : addr.toByteArray()
-  }
-  return null
+  if (kind === null) return null
+  // Normalised IPv6 has no dotted tail, so ipaddr.js can parse it directly (fast path).
+  const addr = ip.includes('.') ? parseIpv6(ip) : ipaddr.IPv6.parse(ip)
+  if (addr === null) return null
+  // Defensive: callers should pass normalised hosts, where this cannot happen.
+  return addr.isIPv4MappedAddress() ? addr.toIPv4Address().octets : addr.toByteArray()
 }

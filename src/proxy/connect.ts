@@ -47,42 +47,39 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
     return respondConnectDenial(socket, decision, denialContext(facts, json))
   }
   const resolved = await resolveChecked(authority.host, cfg.upstream)
-  if (resolved.kind !== 'resolved') return refuse(deps, socket, facts, resolved, json)
+  if ('verdict' in resolved) return refuse(deps, socket, facts, resolved, json)
   const checked: DecisionFacts = { ...facts, address: resolved.address }
-  if (via === 'intercept') return refuse(deps, socket, checked, { verdict: 'deny', reason: 'denied_internal_error', ruleId: decision.ruleId, detail: 'interception_unavailable' }, json)
-
-  const upstream = await dialChecked(resolved.address, authority.port, cfg.upstream.connectTimeoutMs)
-  if ('kind' in upstream && upstream.kind === 'failure') {
-    return refuse(deps, socket, checked, { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: upstream.failure }, json)
+  let up: Socket | null = null
+  if (via === 'tunnel') {
+    const dialled = await dialChecked(resolved.address, authority.port, cfg.upstream.connectTimeoutMs)
+    if ('kind' in dialled) return refuse(deps, socket, checked, { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: dialled.failure }, json)
+    up = dialled
+    up.on('error', () => dialled.destroy())
+  } else if (!deps.interceptor) {
+    return refuse(deps, socket, checked, { verdict: 'deny', reason: 'denied_internal_error', ruleId: decision.ruleId, detail: 'interception_unavailable' }, json)
   }
-  const up = upstream as Socket
-  up.on('error', () => up.destroy())
-  if (socket.destroyed) {
-    up.destroy()
-    return
-  }
+  if (socket.destroyed) return void up?.destroy()
   socket.write(ESTABLISHED)
   const hello = await readClientHello(socket, head, cfg.upstream.headerTimeoutMs)
   if (hello.kind === 'closed') {
     // The client left before saying anything: the CONNECT itself was allowed and nothing flowed.
     settle(deps.bus, checked, decision)
-    up.destroy()
-    socket.destroy()
-    return
+    up?.destroy()
+    return void socket.destroy()
   }
   const sniDenial = checkServerName(hello, authority.host)
-  if (sniDenial) {
-    const { pass } = settle(deps.bus, checked, sniDenial)
-    if (!pass || hello.kind !== 'hello') {
-      up.destroy()
-      if (hello.kind === 'hello') socket.end(TLS_ALERT_UNRECOGNIZED_NAME)
-      socket.destroy()
-      return
-    }
-  } else {
-    settle(deps.bus, checked, decision)
+  const { pass } = settle(deps.bus, checked, sniDenial ?? decision)
+  if (sniDenial && (!pass || hello.kind !== 'hello')) {
+    up?.destroy()
+    if (hello.kind !== 'hello') return void socket.destroy()
+    socket.end(TLS_ALERT_UNRECOGNIZED_NAME)
+    return void setTimeout(() => socket.destroy(), 1000).unref()
   }
   const bytes = hello.kind === 'hello' || hello.kind === 'not_tls' ? hello.bytes : Buffer.alloc(0)
+  if (up === null) {
+    deps.interceptor?.intercept(socket, bytes, { id, agent, host: authority.host, port: authority.port, address: resolved.address, src: state.src, mode: facts.mode })
+    return
+  }
   spliceTunnel(socket, up, bytes, { id, agent, host: authority.host, port: authority.port, startedAtMs: Date.now() }, cfg.upstream.idleTimeoutMs, deps.bus, deps.tracker)
 }
 

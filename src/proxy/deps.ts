@@ -3,6 +3,7 @@ import type { RuntimeConfig } from '../config/types.js'
 import type { Bus } from '../telemetry/bus.js'
 import type { Forwarder } from './forward.js'
 import type { TunnelTracker } from './tracker.js'
+import type { Interceptor } from './intercept.js'
 
 /** What the proxy edges need from the composition root (app.ts). */
 export interface ProxyDeps {
@@ -12,4 +13,6 @@ export interface ProxyDeps {
   readonly log: Logger
   readonly forwarder: Forwarder
   readonly tracker: TunnelTracker
+  /** Null until the CA is loaded; CONNECTs that need interception fail closed without it. */
+  readonly interceptor: Interceptor | null
 }

@@ -66,7 +66,7 @@ export async function handlePlainRequest(deps: ProxyDeps, req: IncomingMessage, 
     return respondDenial(res, decision, denialContext(facts, json))
   }
   const resolved = await resolveChecked(target.host, cfg.upstream)
-  if (resolved.kind !== 'resolved') {
+  if ('verdict' in resolved) {
     settle(deps.bus, facts, resolved)
     return respondDenial(res, resolved, denialContext(facts, json))
   }
@@ -86,6 +86,7 @@ export function forwardAndRecord(
   res: ServerResponse,
   facts: DecisionFacts,
   target: Parameters<ProxyDeps['forwarder']['forward']>[2],
+  closeRecordPerRequest = true,
 ): void {
   const startedAt = Date.now()
   let bytesUp = 0
@@ -97,7 +98,8 @@ export function forwardAndRecord(
     if (chunk) bytesDown += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Buffer).length
     return (write as (...a: unknown[]) => boolean)(chunk, ...rest)
   }) as typeof res.write
-  res.once('close', () => deps.bus.publish(buildCloseRecord(facts, bytesUp, bytesDown, startedAt)))
+  // Intercepted connections get one close record per connection instead (intercept.ts).
+  if (closeRecordPerRequest) res.once('close', () => deps.bus.publish(buildCloseRecord(facts, bytesUp, bytesDown, startedAt)))
   deps.forwarder.forward(req, res, target, (failure) => {
     const d: DenyDecision = { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: failure }
     settle(deps.bus, facts, d)

@@ -1,0 +1,17 @@
+#!/bin/sh
+# Runs the tap suite inside a fresh network namespace that has only loopback,
+# so not even a buggy proxy under test can reach anything beyond 127.0.0.0/8
+# and ::1 (DEVELOPERS.md network rule). Falls back to a plain run, loudly,
+# where namespaces are not permitted.
+set -eu
+if [ "${PORTCULLIS_NETNS:-}" = "1" ]; then
+  ip link set lo up
+  exec npx tap "$@"
+fi
+if [ "$(id -u)" = "0" ]; then ns="unshare --net"; else ns="unshare --net --map-root-user"; fi
+if command -v ip >/dev/null 2>&1 && $ns true 2>/dev/null; then
+  echo "tests: running in an isolated network namespace (loopback only)"
+  exec $ns env PORTCULLIS_NETNS=1 sh "$0" "$@"
+fi
+echo "tests: WARNING: network namespaces unavailable; running without isolation" >&2
+exec npx tap "$@"

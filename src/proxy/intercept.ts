@@ -1,0 +1,123 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import { TLSSocket } from 'node:tls'
+import { normalizeHost, parseAuthority } from '../net/host.js'
+import { normalizePath, splitTarget } from '../net/url-path.js'
+import { decideRequest } from '../policy/decide.js'
+import type { DenyDecision, Mode } from '../policy/types.js'
+import { buildCloseRecord, newRequestId, type DecisionFacts } from '../telemetry/events.js'
+import type { LeafCertCache } from '../tls/leaf-certs.js'
+import type { ProxyDeps } from './deps.js'
+import { denialContext, settle, wantsJson } from './decision-point.js'
+import { forwardAndRecord, requestTargetOf } from './http-request.js'
+import { checkRequestHead } from './request-guard.js'
+import { respondDenial } from './respond.js'
+import { MAX_HEADER_BYTES } from './server.js'
+
+/** What the CONNECT established; every inner request is decided against it. */
+export interface InterceptContext {
+  readonly id: string
+  readonly agent: string
+  readonly host: string
+  readonly port: number
+  /** The checked address from the CONNECT's resolution: inner requests dial only this. */
+  readonly address: string
+  readonly src: string
+  readonly mode: Mode
+}
+
+export interface Interceptor {
+  /** Terminate the client's TLS with a leaf for ctx.host; `hello` is the already-read ClientHello, replayed into TLS. */
+  intercept(client: Socket, hello: Buffer, ctx: InterceptContext): void
+  close(): void
+}
+
+const kIntercept = Symbol('portcullis.intercept')
+type InnerSocket = TLSSocket & { [kIntercept]?: InterceptContext }
+
+/**
+ * Interception: one inner HTTP server (never listening) receives decrypted
+ * connections. Inner requests go through the same decideRequest as plain HTTP,
+ * on their full URL; the Host must name the CONNECT host; allowed requests go
+ * upstream over verified TLS to the checked address (forward.ts).
+ */
+export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): Interceptor {
+  const upstream = deps.config().upstream
+  const inner: Server = createServer({
+    headersTimeout: upstream.headerTimeoutMs,
+    requestTimeout: 0,
+    keepAliveTimeout: upstream.idleTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, upstream.headerTimeoutMs),
+    maxHeaderSize: MAX_HEADER_BYTES,
+    joinDuplicateHeaders: false,
+  })
+  inner.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    try {
+      handleInnerRequest(deps, req, res)
+    } catch (err) {
+      deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'intercepted request handler failed; connection closed')
+      res.destroy()
+    }
+  })
+  inner.on('clientError', (_err, socket) => socket.destroy())
+
+  return {
+    intercept(client, hello, ctx) {
+      const startedAt = Date.now()
+      client.unshift(hello)
+      const tlsSocket: InnerSocket = new TLSSocket(client, {
+        isServer: true,
+        secureContext: leafCerts.get(ctx.host),
+        ALPNProtocols: ['http/1.1'],
+      })
+      tlsSocket[kIntercept] = ctx
+      tlsSocket.on('error', () => tlsSocket.destroy())
+      client.setTimeout(upstream.idleTimeoutMs, () => client.destroy())
+      const untrack = deps.tracker.add({ agent: ctx.agent, host: ctx.host, port: ctx.port, close: () => client.destroy() })
+      client.once('close', () => {
+        untrack()
+        deps.bus.publish(buildCloseRecord(ctx, client.bytesRead, client.bytesWritten, startedAt))
+      })
+      tlsSocket.once('secure', () => inner.emit('connection', tlsSocket))
+    },
+    close() {
+      inner.closeAllConnections()
+      inner.close()
+    },
+  }
+}
+
+/** Host (or an absolute-form target) must name the CONNECT host; a port, when given, must be the CONNECT port. */
+function innerAuthority(req: IncomingMessage, ctx: InterceptContext): { host: string; port: number } | null {
+  const url = req.url ?? ''
+  const abs = /^https:\/\/([^/?#]*)/i.exec(url)
+  const authority = abs ? abs[1] : req.headers.host
+  if (authority === undefined) return { host: ctx.host, port: ctx.port }
+  return parseAuthority(authority, ctx.port) ?? (normalizeHost(authority) !== null ? { host: normalizeHost(authority) as string, port: ctx.port } : null)
+}
+
+function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse): void {
+  const ctx = (req.socket as InnerSocket)[kIntercept]
+  if (!ctx) return void res.destroy()
+  const guard = checkRequestHead(req.rawHeaders)
+  if (!guard.ok) return void res.writeHead(guard.status, { connection: 'close', 'content-length': 0 }).end()
+  const cfg = deps.config()
+  const method = (req.method ?? 'GET').toUpperCase()
+  const rawTarget = (req.url ?? '/').replace(/^https:\/\/[^/?#]*/i, '') || '/'
+  const { path: rawPath, query } = splitTarget(rawTarget.startsWith('/') ? rawTarget : `/${rawTarget}`)
+  const path = normalizePath(rawPath)
+  const facts: DecisionFacts = { id: newRequestId(), agent: ctx.agent, src: ctx.src, method, scheme: 'https', host: ctx.host, port: ctx.port, path: path ?? rawPath, tls: 'intercept', mode: ctx.mode, address: ctx.address }
+  const json = wantsJson(req.headers.accept)
+  const authority = innerAuthority(req, ctx)
+  if (path === null) return void res.writeHead(400, { connection: 'close', 'content-length': 0 }).end()
+  if (!authority || authority.host !== ctx.host || authority.port !== ctx.port) {
+    const d: DenyDecision = { verdict: 'deny', reason: 'denied_host_mismatch', ruleId: null }
+    const { pass } = settle(deps.bus, facts, d)
+    if (!pass) return respondDenial(res, d, denialContext(facts, json), true)
+  } else {
+    const decision = decideRequest(cfg.policy, { agent: ctx.agent, method, scheme: 'https', host: ctx.host, port: ctx.port, path, query })
+    const { pass } = settle(deps.bus, facts, decision)
+    if (!pass) return respondDenial(res, decision as DenyDecision, denialContext(facts, json))
+  }
+  forwardAndRecord(deps, req, res, facts, { address: ctx.address, port: ctx.port, host: ctx.host, tls: true, requestTarget: requestTargetOf({ path, query }) }, false)
+}

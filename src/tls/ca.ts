@@ -1,0 +1,100 @@
+import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto'
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import forge from 'node-forge'
+import { PortcullisError } from '../errors.js'
+
+export interface CertificateAuthority {
+  readonly certPem: string
+  readonly keyPem: string
+  readonly cert: forge.pki.Certificate
+  /** SHA-256 fingerprint, colon-separated upper-case hex (as browsers and openssl show it). */
+  readonly fingerprint256: string
+  readonly subjectKeyId: string
+}
+
+const CA_VALIDITY_YEARS = 10
+
+function serialNumber(): string {
+  // Positive 128-bit serial: a leading 0x01..0x7f byte keeps the DER INTEGER positive.
+  const bytes = randomBytes(16)
+  bytes[0] = ((bytes[0] ?? 1) & 0x7f) | 0x01
+  return bytes.toString('hex')
+}
+
+export function fingerprintOf(certPem: string): string {
+  return new X509Certificate(certPem).fingerprint256
+}
+
+/** A CA certificate with the extensions clients check: basicConstraints CA, keyCertSign/cRLSign, subject key id. */
+export function createCaMaterial(commonName = 'Portcullis egress CA', now = new Date()): { certPem: string; keyPem: string } {
+  // Key generation in native code: forge's JS RSA keygen takes seconds.
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+  const forgeKey = forge.pki.privateKeyFromPem(privateKey.export({ type: 'pkcs1', format: 'pem' }).toString())
+  const cert = forge.pki.createCertificate()
+  cert.publicKey = forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString())
+  cert.serialNumber = serialNumber()
+  cert.validity.notBefore = new Date(now.getTime() - 24 * 3600_000)
+  cert.validity.notAfter = new Date(now.getTime() + CA_VALIDITY_YEARS * 365 * 24 * 3600_000)
+  const attrs = [{ name: 'commonName', value: commonName }, { name: 'organizationName', value: 'Portcullis' }]
+  cert.setSubject(attrs)
+  cert.setIssuer(attrs)
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: true, critical: true, pathLenConstraint: 0 },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+    { name: 'subjectKeyIdentifier' },
+  ])
+  cert.sign(forgeKey, forge.md.sha256.create())
+  return { certPem: forge.pki.certificateToPem(cert), keyPem }
+}
+
+function toAuthority(certPem: string, keyPem: string): CertificateAuthority {
+  const cert = forge.pki.certificateFromPem(certPem)
+  createPrivateKey(keyPem) // validates the key now, not at the first handshake
+  const ski = cert.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | null
+  const subjectKeyId = ski?.subjectKeyIdentifier ?? createHash('sha1').update(forge.asn1.toDer(forge.pki.publicKeyToAsn1(cert.publicKey)).getBytes(), 'binary').digest('hex')
+  return { certPem, keyPem, cert, fingerprint256: fingerprintOf(certPem), subjectKeyId }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file)
+    return true
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw new PortcullisError('PC_ERR_CA_UNREADABLE', `cannot stat ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err })
+  }
+}
+
+/** Create the CA files (key 0600) unless both exist. Returns whether they were created. */
+export async function ensureCa(certFile: string, keyFile: string): Promise<boolean> {
+  const [hasCert, hasKey] = await Promise.all([exists(certFile), exists(keyFile)])
+  if (hasCert && hasKey) return false
+  if (hasCert !== hasKey) {
+    throw new PortcullisError('PC_ERR_CA_UNREADABLE', `only one of ${certFile} and ${keyFile} exists; restore the other or delete both to generate a new CA`)
+  }
+  const { certPem, keyPem } = createCaMaterial()
+  await mkdir(dirname(keyFile), { recursive: true })
+  await mkdir(dirname(certFile), { recursive: true })
+  await writeFile(keyFile, keyPem, { mode: 0o600 })
+  await chmod(keyFile, 0o600)
+  await writeFile(certFile, certPem, { mode: 0o644 })
+  return true
+}
+
+export async function loadCa(certFile: string, keyFile: string): Promise<CertificateAuthority> {
+  let certPem: string
+  let keyPem: string
+  try {
+    ;[certPem, keyPem] = await Promise.all([readFile(certFile, 'utf8'), readFile(keyFile, 'utf8')])
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error'
+    throw new PortcullisError('PC_ERR_CA_UNREADABLE', `cannot read the CA (${certFile}, ${keyFile}): ${code}`, { cause: err })
+  }
+  try {
+    return toAuthority(certPem, keyPem)
+  } catch (err) {
+    throw new PortcullisError('PC_ERR_CA_UNREADABLE', `the CA files ${certFile} / ${keyFile} are not a PEM certificate and key`, { cause: err })
+  }
+}

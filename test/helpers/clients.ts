@@ -1,0 +1,55 @@
+import { spawn } from 'node:child_process'
+import { connect, type Socket } from 'node:net'
+import { once } from 'node:events'
+
+export interface CurlResult {
+  readonly exitCode: number
+  readonly status: number
+  readonly headers: Record<string, string>
+  readonly body: string
+  readonly stderr: string
+}
+
+/** Run curl with the given args plus `-sS -i`; parses the last response's status line and headers. */
+export async function curl(args: readonly string[], timeoutMs = 20_000): Promise<CurlResult> {
+  const child = spawn('curl', ['-sS', '-i', '--max-time', String(Math.ceil(timeoutMs / 1000)), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const out: Buffer[] = []
+  const err: Buffer[] = []
+  child.stdout.on('data', (c: Buffer) => out.push(c))
+  child.stderr.on('data', (c: Buffer) => err.push(c))
+  const [code] = (await once(child, 'close')) as [number]
+  const text = Buffer.concat(out).toString('utf8')
+  // -i prints every response (e.g. the CONNECT's 200 then the origin's); keep the last head.
+  const heads = [...text.matchAll(/HTTP\/[\d.]+ (\d{3})[^\r\n]*\r\n((?:[^\r\n]+\r\n)*)\r\n/g)]
+  const last = heads.at(-1)
+  const headers: Record<string, string> = {}
+  for (const line of (last?.[2] ?? '').split('\r\n')) {
+    const i = line.indexOf(':')
+    if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim()
+  }
+  const body = last ? text.slice((last.index ?? 0) + last[0].length) : text
+  return { exitCode: code, status: last ? Number(last[1]) : 0, headers, body, stderr: Buffer.concat(err).toString('utf8') }
+}
+
+/** A raw TCP exchange with the proxy: write `data`, collect everything until the peer closes or timeoutMs. */
+export async function rawExchange(port: number, data: string | Buffer, timeoutMs = 5000): Promise<{ response: string; closed: boolean }> {
+  const socket: Socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  const chunks: Buffer[] = []
+  socket.on('data', (c: Buffer) => chunks.push(c))
+  socket.write(data)
+  const closed = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs)
+    socket.once('close', () => {
+      clearTimeout(timer)
+      resolve(true)
+    })
+    socket.on('error', () => undefined)
+  })
+  socket.destroy()
+  return { response: Buffer.concat(chunks).toString('latin1'), closed }
+}
+
+export function basicAuth(user: string, password: string): string {
+  return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
+}

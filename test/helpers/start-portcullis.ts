@@ -1,0 +1,76 @@
+import { Writable } from 'node:stream'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Test } from 'tap'
+import { createApp, type App } from '../../src/app.js'
+import { loadConfig } from '../../src/config/load.js'
+import type { TelemetryRecord, DecisionRecord } from '../../src/telemetry/events.js'
+
+export interface Portcullis {
+  readonly app: App
+  readonly dir: string
+  readonly configFile: string
+  readonly proxyPort: number
+  readonly proxyUrl: string
+  readonly adminUrl: string
+  readonly adminToken: string
+  /** Records so far (ring sink). */
+  records(): TelemetryRecord[]
+  decisions(): DecisionRecord[]
+  /** Wait (bounded) for a record matching pred. */
+  waitForRecord<T extends TelemetryRecord = TelemetryRecord>(pred: (r: TelemetryRecord) => boolean, timeoutMs?: number): Promise<T>
+  /** Raw log lines written so far. */
+  logLines(): string[]
+}
+
+export const ADMIN_TOKEN = 'test-admin-token-0123456789'
+
+/**
+ * Starts the same createApp() that `portcullis start` uses, on ephemeral
+ * loopback ports, with `yamlBody` as the config (listen/admin/tls sections are
+ * filled in unless the body sets them). Torn down with the test.
+ */
+export async function startPortcullis(t: Test, yamlBody: string, files: Record<string, string> = {}): Promise<Portcullis> {
+  const dir = t.testdir(files)
+  const configFile = join(dir, 'portcullis.yaml')
+  const head = [
+    /^listen:/m.test(yamlBody) ? '' : 'listen: { host: 127.0.0.1, port: 0 }',
+    /^admin:/m.test(yamlBody) ? '' : 'admin: { host: 127.0.0.1, port: 0 }',
+    /^tls:/m.test(yamlBody) ? '' : `tls: { ca_cert: ${JSON.stringify(join(dir, 'ca.pem'))}, ca_key: ${JSON.stringify(join(dir, 'ca-key.pem'))} }`,
+  ].filter(Boolean)
+  writeFileSync(configFile, `${head.join('\n')}\n${yamlBody}\n`)
+  const lines: string[] = []
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(l)
+      cb()
+    },
+  })
+  const env = { ...process.env, PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN }
+  const config = await loadConfig(configFile, env)
+  const app = createApp(config, { logDestination: sink, env })
+  const { proxy, admin } = await app.start()
+  t.teardown(() => app.close())
+  const records = (): TelemetryRecord[] => app.ring.snapshot()
+  return {
+    app,
+    dir,
+    configFile,
+    proxyPort: proxy.port,
+    proxyUrl: `http://127.0.0.1:${proxy.port}`,
+    adminUrl: `http://127.0.0.1:${admin.port}`,
+    adminToken: ADMIN_TOKEN,
+    records,
+    decisions: () => records().filter((r): r is DecisionRecord => r.event === 'decision'),
+    logLines: () => [...lines],
+    async waitForRecord<T extends TelemetryRecord>(pred: (r: TelemetryRecord) => boolean, timeoutMs = 5000): Promise<T> {
+      const deadline = Date.now() + timeoutMs
+      for (;;) {
+        const hit = records().find(pred)
+        if (hit) return hit as T
+        if (Date.now() > deadline) throw new Error(`no matching record within ${timeoutMs} ms; have: ${JSON.stringify(records().slice(-5))}`)
+        await new Promise((r) => setTimeout(r, 20))
+      }
+    },
+  }
+}

@@ -1,0 +1,65 @@
+import t from 'tap'
+import { normalizePath, splitTarget } from '../../../src/net/url-path.js'
+
+const SPLITS: ReadonlyArray<readonly [string, { path: string; query: string }, string]> = [
+  ['/a/b', { path: '/a/b', query: '' }, 'no query'],
+  ['/a?x=1', { path: '/a', query: 'x=1' }, 'query without the `?`'],
+  ['/a?x=1?y=2', { path: '/a', query: 'x=1?y=2' }, 'splits at the first `?`'],
+  ['/a?', { path: '/a', query: '' }, 'an empty query'],
+  ['/a#frag', { path: '/a', query: '' }, 'the fragment is dropped'],
+  ['/a?x=1#frag', { path: '/a', query: 'x=1' }, 'the fragment after a query is dropped'],
+  ['/a#frag?x=1', { path: '/a', query: '' }, 'a `?` inside the fragment is not a query'],
+  ['/info/refs?service=git-upload-pack', { path: '/info/refs', query: 'service=git-upload-pack' }, 'git smart-HTTP discovery'],
+]
+for (const [target, expected, behaviour] of SPLITS) {
+  t.test(`splitTarget: \`${target}\` — ${behaviour}`, async (t) => {
+    t.same(splitTarget(target), expected)
+  })
+}
+
+const PATHS: ReadonlyArray<readonly [string, string | null, string]> = [
+  ['/', '/', 'the root stays'],
+  ['/a/b', '/a/b', 'a plain path stays'],
+  ['/a/b/', '/a/b/', 'a trailing slash is kept'],
+  ['/%7Euser', '/~user', '`%7E` decodes to `~`'],
+  ['/%61%62%63', '/abc', 'unreserved letters decode'],
+  ['/%2D%2E%5F%30', '/-._0', 'unreserved marks and digits decode'],
+  ['/a%2fb', '/a%2Fb', '`%2f` stays encoded with upper-case hex'],
+  ['/a%2Fb/..', '/', 'an encoded slash is not a separator'],
+  ['/a%20b', '/a%20b', 'an encoded space stays encoded'],
+  ['/%c3%a9', '/%C3%A9', 'escape hex is upper-cased'],
+  ['/é', '/%C3%A9', 'raw non-ASCII is UTF-8 percent-encoded'],
+  ['/\ud83d\ude00', '/%F0%9F%98%80', 'an astral character is encoded as one code point'],
+  ['/\ud83d', null, 'a lone surrogate is rejected'],
+  ['/%zz', null, '`%zz` is rejected'],
+  ['/%4', null, 'a truncated escape is rejected'],
+  ['/a%', null, 'a bare `%` is rejected'],
+  ['/a\u0000b', null, 'NUL is rejected'],
+  ['/a\tb', null, 'a tab is rejected'],
+  ['/a b', null, 'a raw space is rejected'],
+  ['/a\u007fb', null, 'DEL is rejected'],
+  ['/a\\..\\b', null, 'a backslash is rejected'],
+  ['a/b', null, 'a path must start with `/`'],
+  ['', null, 'empty is rejected'],
+  ['*', null, 'asterisk-form is not a path'],
+  ['//a///b', '/a/b', 'repeated slashes collapse'],
+  ['/a/./b', '/a/b', '`.` segments are removed'],
+  ['/a/../b', '/b', '`..` removes the previous segment'],
+  ['/a/b/..', '/a/', '`..` at the end leaves a trailing slash'],
+  ['/a/.', '/a/', '`.` at the end leaves a trailing slash'],
+  ['/..', '/', '`..` cannot climb above the root'],
+  ['/../../etc/passwd', '/etc/passwd', 'many `..` stop at the root'],
+  ['/repos/acme/%2e%2e/evil', '/repos/evil', '`%2e%2e` counts as `..`'],
+  ['/repos/acme/.%2E/evil', '/repos/evil', '`.%2E` counts as `..`'],
+  ['/repos/acme/%2e/x', '/repos/acme/x', '`%2e` counts as `.`'],
+  ['/repos/acme//..//evil', '/repos/evil', 'collapsing happens before `..` is applied'],
+  ['/a/..;/b', null, '`..;` (Tomcat path parameter) is rejected'],
+  ['/a/.;x/b', null, '`.;` is rejected'],
+  ['/a/b..c/...', '/a/b..c/...', 'dots inside a segment are ordinary'],
+  ['/a;b=c', '/a;b=c', 'path parameters elsewhere are kept'],
+]
+for (const [raw, expected, behaviour] of PATHS) {
+  t.test(`normalizePath: ${JSON.stringify(raw)} — ${behaviour}`, async (t) => {
+    t.equal(normalizePath(raw), expected)
+  })
+}
