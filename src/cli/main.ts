@@ -23,6 +23,7 @@ const VERBS: Record<string, () => Promise<{ run: CliVerb }>> = {
   check: () => import('./check.js'),
   explain: () => import('./explain.js'),
   token: () => import('./token.js'),
+  ca: () => import('./ca.js'),
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -37,6 +37,19 @@ const SENTENCES: Record<DenyReason, string> = {
   upstream_error: 'the upstream server could not be reached',
 }
 
+const UPSTREAM_SENTENCES: Record<string, string> = {
+  timeout: 'the upstream server did not answer in time',
+  refused: 'the upstream server refused the connection',
+  dns: 'the upstream host name could not be resolved',
+  unreachable: 'the upstream server is unreachable',
+  tls_verify: "the upstream server's TLS certificate could not be verified (wrong name, untrusted issuer or expired), so the proxy did not connect",
+}
+
+function sentenceFor(d: DenyDecision): string {
+  if (d.reason === 'upstream_error' && d.detail !== undefined) return UPSTREAM_SENTENCES[d.detail] ?? SENTENCES.upstream_error
+  return SENTENCES[d.reason]
+}
+
 export function statusFor(d: DenyDecision): number {
   const r = d.reason
   switch (r) {
@@ -79,7 +92,7 @@ export function denialBody(d: DenyDecision, ctx: DenialContext): { contentType: 
   const tail = isPolicy
     ? `This is a policy decision, not a network fault; retrying by another route will not help. Request id ${ctx.requestId}; an admin can approve it with: ${approve}`
     : `This is a network failure past the proxy, not a policy decision. Request id ${ctx.requestId}.`
-  const message = `portcullis ${isPolicy ? 'blocked' : 'could not complete'} ${ctx.method} ${target(ctx)}${who}: ${SENTENCES[d.reason]}. ${tail}`
+  const message = `portcullis ${isPolicy ? 'blocked' : 'could not complete'} ${ctx.method} ${target(ctx)}${who}: ${sentenceFor(d)}. ${tail}`
   if (!ctx.wantsJson) return { contentType: 'text/plain; charset=utf-8', body: `${message}\n` }
   const json = {
     reason: d.reason,

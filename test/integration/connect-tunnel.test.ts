@@ -1,0 +1,113 @@
+import { once } from 'node:events'
+import { connect as tlsConnect } from 'node:tls'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
+import t from 'tap'
+import { startPortcullis } from '../helpers/start-portcullis.js'
+import { startHttpsOrigin } from '../helpers/origins.js'
+import { curl, rawExchange, basicAuth } from '../helpers/clients.js'
+import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+
+/** Open a CONNECT tunnel by hand and return the socket after the proxy's answer head. */
+async function openTunnel(port: number, authority: string): Promise<{ socket: Socket; head: string }> {
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n\r\n`)
+  let head = ''
+  while (!head.includes('\r\n\r\n')) {
+    const [chunk] = (await once(socket, 'data')) as [Buffer]
+    head += chunk.toString('latin1')
+  }
+  return { socket, head }
+}
+
+t.test('CONNECT tunnels', async (t) => {
+  const origin = await startHttpsOrigin(t, ['origin.test'])
+  // A bare TCP origin that counts every byte it is sent, to prove nothing reaches upstream before the SNI check.
+  let rawBytes = 0
+  const raw = createServer((s) => s.on('data', (c: Buffer) => (rawBytes += c.length)))
+  raw.listen(0, '127.0.0.1')
+  await once(raw, 'listening')
+  const rawPort = (raw.address() as AddressInfo).port
+  t.teardown(() => raw.close())
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([origin.port, rawPort], `  ca_file: ${JSON.stringify(origin.ca.certFile)}`)}
+groups:
+  g:
+    allow:
+      - host: origin.test
+agents:
+  - id: ci
+    token: ${TOKEN_HASH}
+    groups: [g]
+`,
+  )
+
+  t.test('curl through a spliced tunnel reaches the real origin certificate', async (t) => {
+    const r = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '--cacert', origin.ca.certFile, `https://origin.test:${origin.port}/tunnelled`])
+    t.equal(r.exitCode, 0, r.stderr)
+    t.equal(r.status, 200)
+    t.match(r.body, /origin saw GET \/tunnelled/)
+    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === origin.port && x.decision === 'allow')
+    t.match(rec, { tls: 'tunnel', rule: 'g.allow[0]', agent: 'ci', address: '127.0.0.1', path: null })
+    const close = await pc.waitForRecord((x) => x.event === 'close' && x.id === rec.id)
+    t.ok(close.event === 'close' && close.bytes_up > 0 && close.bytes_down > 0, 'bytes counted both ways')
+  })
+
+  t.test('CONNECT without credentials: 407 with a challenge and Connection: close', async (t) => {
+    const { response, closed } = await rawExchange(pc.proxyPort, `CONNECT origin.test:${origin.port} HTTP/1.1\r\nHost: origin.test:${origin.port}\r\n\r\n`)
+    t.match(response, /^HTTP\/1\.1 407 /)
+    t.match(response, /proxy-authenticate: Basic realm="portcullis"/i)
+    t.match(response, /connection: close/i)
+    t.match(response, /x-portcullis-decision: denied_auth_required/i)
+    t.ok(closed, 'the proxy closes the connection')
+    const r = await curl(['--proxy', pc.proxyUrl, '--cacert', origin.ca.certFile, `https://origin.test:${origin.port}/`])
+    t.not(r.exitCode, 0)
+    t.match(r.stderr, /407/)
+  })
+
+  t.test('CONNECT to a port no rule allows is denied_port', async (t) => {
+    const { response } = await rawExchange(pc.proxyPort, `CONNECT origin.test:8443 HTTP/1.1\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n\r\n`)
+    t.match(response, /^HTTP\/1\.1 403 /)
+    t.match(response, /x-portcullis-decision: denied_port/i)
+  })
+
+  t.test('an SNI that differs from the CONNECT host is denied before a byte reaches upstream', async (t) => {
+    const { socket, head } = await openTunnel(pc.proxyPort, `origin.test:${rawPort}`)
+    t.match(head, /^HTTP\/1\.1 200 /)
+    const tls = tlsConnect({ socket, servername: 'other.test', rejectUnauthorized: false })
+    const err = await new Promise<Error | null>((resolve) => {
+      tls.once('error', resolve)
+      tls.once('secureConnect', () => resolve(null))
+      tls.once('close', () => resolve(new Error('closed')))
+    })
+    t.ok(err, 'the handshake fails')
+    tls.destroy()
+    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.port === rawPort && x.decision === 'deny')
+    t.match(rec, { reason: 'denied_sni_mismatch', host: 'origin.test' })
+    t.equal(rawBytes, 0, 'upstream received nothing')
+  })
+
+  t.test('a client that does not speak TLS in a tunnel is refused', async (t) => {
+    const { socket } = await openTunnel(pc.proxyPort, `origin.test:${rawPort}`)
+    socket.write('GET / HTTP/1.1\r\nHost: other.test\r\n\r\n')
+    await once(socket, 'close')
+    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.port === rawPort && x.decision === 'deny' && x.detail === 'not_tls')
+    t.match(rec, { reason: 'denied_sni_mismatch' })
+    t.equal(rawBytes, 0, 'upstream received nothing')
+  })
+
+  t.test('an idle tunnel is not closed by the HTTP keep-alive timeout', async (t) => {
+    const { socket, head } = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
+    t.match(head, /^HTTP\/1\.1 200 /)
+    const tls = tlsConnect({ socket, servername: 'origin.test', ca: origin.ca.certPem })
+    await once(tls, 'secureConnect')
+    // Longer than Node's 5 s default keepAliveTimeout would allow, shorter than idle_timeout_ms.
+    await new Promise((r) => setTimeout(r, 6000))
+    tls.write(`GET /late HTTP/1.1\r\nHost: origin.test\r\nConnection: close\r\n\r\n`)
+    const chunks: Buffer[] = []
+    tls.on('data', (c: Buffer) => chunks.push(c))
+    await once(tls, 'end')
+    t.match(Buffer.concat(chunks).toString(), /origin saw GET \/late/)
+  })
+})

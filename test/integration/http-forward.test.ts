@@ -1,0 +1,129 @@
+import t from 'tap'
+import { startPortcullis } from '../helpers/start-portcullis.js'
+import { startHttpOrigin } from '../helpers/origins.js'
+import { curl } from '../helpers/clients.js'
+import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+
+t.test('plain HTTP forwarding through the real proxy', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([origin.port])}
+groups:
+  g:
+    allow:
+      - host: origin.test
+      - host: paths.test
+        methods: [GET]
+        paths: ["/ok/**"]
+      - host: 127.0.0.1
+        paths: ["/ip/**"]
+      - host: private.test
+    deny:
+      - host: origin.test
+        paths: ["/secret/**"]
+agents:
+  - id: ci
+    token: ${TOKEN_HASH}
+    groups: [g]
+`,
+  )
+  const proxy = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`]
+
+  t.test('an allowed request reaches the origin without proxy credentials and with Via', async (t) => {
+    const r = await curl([...proxy, '-H', 'Connection: X-Drop-Me', '-H', 'X-Drop-Me: 1', '-H', 'Keep-Alive: timeout=5', `http://origin.test:${origin.port}/hello?x=1`])
+    t.equal(r.status, 200)
+    t.match(r.body, /origin saw GET \/hello\?x=1/)
+    t.match(r.headers.via ?? '', /portcullis/)
+    const seen = origin.seen.at(-1)
+    t.ok(seen, 'origin was reached')
+    t.notOk(seen?.headers['proxy-authorization'], 'Proxy-Authorization is not forwarded')
+    t.notOk(seen?.headers['x-drop-me'], 'headers named in Connection are stripped')
+    t.notOk(seen?.headers['keep-alive'], 'Keep-Alive is stripped')
+    t.match(seen?.headers.via ?? '', /1\.1 portcullis/)
+    t.equal(seen?.headers.host, `origin.test:${origin.port}`)
+    const rec = await pc.waitForRecord((r) => r.event === 'decision' && r.path === '/hello')
+    t.match(rec, { decision: 'allow', reason: 'allowed', rule: 'g.allow[0]', agent: 'ci', scheme: 'http', address: '127.0.0.1', would_deny: false, tls: null })
+    const close = await pc.waitForRecord((r) => r.event === 'close' && r.id === rec.id)
+    t.ok(close.event === 'close' && close.bytes_down > 0, 'close record counts bytes down')
+    t.notOk(pc.logLines().some((l) => l.includes(TOKEN)), 'the token never appears in the log')
+  })
+
+  t.test('no credentials get 407 with a Basic challenge', async (t) => {
+    const r = await curl(['--proxy', pc.proxyUrl, `http://origin.test:${origin.port}/`])
+    t.equal(r.status, 407)
+    t.equal(r.headers['proxy-authenticate'], 'Basic realm="portcullis"')
+    t.equal(r.headers['x-portcullis-decision'], 'denied_auth_required')
+  })
+
+  t.test('a wrong token gets 407 denied_auth_invalid and never reaches the origin', async (t) => {
+    const before = origin.seen.length
+    const r = await curl(['--proxy', pc.proxyUrl, '--proxy-user', 'ci:wrong', `http://origin.test:${origin.port}/`])
+    t.equal(r.status, 407)
+    t.equal(r.headers['x-portcullis-decision'], 'denied_auth_invalid')
+    t.equal(origin.seen.length, before)
+  })
+
+  t.test('a host with no rule is denied with an actionable body', async (t) => {
+    const r = await curl([...proxy, `http://other.test:${origin.port}/x`])
+    t.equal(r.status, 403)
+    t.equal(r.headers['x-portcullis-decision'], 'denied_no_rule')
+    const id = r.headers['x-portcullis-request-id'] ?? ''
+    t.match(id, /^[0-9A-HJKMNP-TV-Z]{26}$/)
+    t.match(r.body, `portcullis blocked GET http://other.test:${origin.port}/x for agent ci: no rule allows this host`)
+    t.match(r.body, `portcullis approve ${id}`)
+    t.match(r.body, /not a network fault/)
+    const rec = await pc.waitForRecord((x) => x.id === id)
+    t.match(rec, { decision: 'deny', reason: 'denied_no_rule', rule: null })
+  })
+
+  t.test('Accept: application/json gets the same facts as JSON', async (t) => {
+    const r = await curl([...proxy, '-H', 'Accept: application/json', `http://origin.test:${origin.port}/secret/key`])
+    t.equal(r.status, 403)
+    const body = JSON.parse(r.body) as Record<string, unknown>
+    t.match(body, { reason: 'denied_by_rule', agent: 'ci', method: 'GET', host: 'origin.test', path: '/secret/key', rule: 'g.deny[0]' })
+    t.equal(body.request_id, r.headers['x-portcullis-request-id'])
+    t.match(String(body.approve_command), /^portcullis approve /)
+  })
+
+  t.test('dot segments and encoded dots cannot step around a deny rule', async (t) => {
+    const r = await curl([...proxy, '--path-as-is', `http://origin.test:${origin.port}/public/%2e%2e/secret/x`])
+    t.equal(r.status, 403)
+    t.equal(r.headers['x-portcullis-decision'], 'denied_by_rule')
+  })
+
+  t.test('method and path rules', async (t) => {
+    const ok = await curl([...proxy, `http://paths.test:${origin.port}/ok/a/b`])
+    t.equal(ok.status, 200)
+    const badPath = await curl([...proxy, `http://paths.test:${origin.port}/nope`])
+    t.equal(badPath.headers['x-portcullis-decision'], 'denied_path')
+    const badMethod = await curl([...proxy, '-X', 'DELETE', `http://paths.test:${origin.port}/ok/a`])
+    t.equal(badMethod.headers['x-portcullis-decision'], 'denied_method')
+  })
+
+  t.test('IP-literal spellings are canonicalised before matching', async (t) => {
+    const r = await curl([...proxy, `http://0x7f.1:${origin.port}/ip/x`])
+    t.equal(r.status, 200)
+    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.path === '/ip/x')
+    t.match(rec, { host: '127.0.0.1', decision: 'allow', rule: 'g.allow[2]' })
+  })
+
+  t.test('a name resolving to a private address is denied end to end', async (t) => {
+    const r = await curl([...proxy, `http://private.test:${origin.port}/`])
+    t.equal(r.status, 403)
+    t.equal(r.headers['x-portcullis-decision'], 'denied_private_address')
+    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.host === 'private.test')
+    t.match(rec, { decision: 'deny', reason: 'denied_private_address' })
+  })
+
+  t.test('origin-form requests to the proxy are answered 400', async (t) => {
+    const r = await curl([`${pc.proxyUrl}/not-a-proxy-request`])
+    t.equal(r.status, 400)
+  })
+
+  t.test('an unreachable upstream is a 502 upstream_error', async (t) => {
+    const r = await curl([...proxy, `http://origin.test:1/`])
+    // port 1 is not in upstream.ports
+    t.equal(r.headers['x-portcullis-decision'], 'denied_port')
+  })
+})

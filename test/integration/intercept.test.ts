@@ -1,0 +1,74 @@
+import { join } from 'node:path'
+import t from 'tap'
+import { startPortcullis } from '../helpers/start-portcullis.js'
+import { startHttpsOrigin } from '../helpers/origins.js'
+import { createTestCa } from '../helpers/test-ca.js'
+import { curl } from '../helpers/clients.js'
+import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+
+t.test('TLS interception decides every inner request on its full URL', async (t) => {
+  const upstreamCa = createTestCa(t)
+  const origin = await startHttpsOrigin(t, ['paths.test'], undefined, upstreamCa)
+  const wrongName = await startHttpsOrigin(t, ['wrong.test'], undefined, upstreamCa)
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([origin.port, wrongName.port], `  ca_file: ${JSON.stringify(upstreamCa.certFile)}`)}
+groups:
+  g:
+    allow:
+      - host: paths.test
+        methods: [GET, HEAD]
+        paths: ["/ok/**"]
+      - host: origin.test
+        paths: ["/**"]
+agents:
+  - id: ci
+    token: ${TOKEN_HASH}
+    groups: [g]
+`,
+  )
+  const caFile = join(pc.dir, 'ca.pem')
+  const via = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '--cacert', caFile]
+
+  t.test('an allowed path passes, with the proxy credentials kept out of the origin', async (t) => {
+    const r = await curl([...via, '-H', 'Proxy-Authorization: Basic c2hvdWxkOm5vdA==', `https://paths.test:${origin.port}/ok/file.tgz`])
+    t.equal(r.exitCode, 0, r.stderr)
+    t.equal(r.status, 200)
+    t.match(r.body, /origin saw GET \/ok\/file\.tgz/)
+    const seen = origin.seen.at(-1)
+    t.notOk(seen?.headers['proxy-authorization'], 'no Proxy-Authorization upstream')
+    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.path === '/ok/file.tgz')
+    t.match(rec, { tls: 'intercept', method: 'GET', decision: 'allow', rule: 'g.allow[0]', scheme: 'https' })
+    const connect = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === origin.port)
+    t.match(connect, { tls: 'intercept', decision: 'allow' })
+    await pc.waitForRecord((x) => x.event === 'close' && x.id === connect.id)
+  })
+
+  t.test('a path outside the rule is denied inside the tunnel, with a readable body', async (t) => {
+    const r = await curl([...via, `https://paths.test:${origin.port}/other`])
+    t.equal(r.status, 403)
+    t.equal(r.headers['x-portcullis-decision'], 'denied_path')
+    t.match(r.body, /portcullis blocked GET https:\/\/paths\.test:\d+\/other for agent ci/)
+  })
+
+  t.test('a method outside the rule is denied_method', async (t) => {
+    const r = await curl([...via, '-X', 'PUT', '--data', 'x', `https://paths.test:${origin.port}/ok/pkg`])
+    t.equal(r.status, 403)
+    t.equal(r.headers['x-portcullis-decision'], 'denied_method')
+  })
+
+  t.test('an inner Host that differs from the CONNECT host is denied_host_mismatch', async (t) => {
+    const r = await curl([...via, '-H', 'Host: origin.test', `https://paths.test:${origin.port}/ok/x`])
+    t.equal(r.status, 403)
+    t.equal(r.headers['x-portcullis-decision'], 'denied_host_mismatch')
+  })
+
+  t.test('an upstream certificate for another name is a 502, never an insecure connection', async (t) => {
+    const before = wrongName.seen.length
+    const r = await curl([...via, `https://origin.test:${wrongName.port}/x`])
+    t.equal(r.status, 502)
+    t.equal(r.headers['x-portcullis-decision'], 'upstream_error')
+    t.match(r.body, /certificate/)
+    t.equal(wrongName.seen.length, before, 'no request was sent over the unverified connection')
+  })
+})
