@@ -22,6 +22,7 @@ const LABEL = /^[a-z0-9_-]+$/
 // and `a.com\\x` all come back as `a.com`: every ASCII character outside a
 // name's alphabet must be refused before it is called. (Non-ASCII goes to IDNA.)
 const FORBIDDEN_ASCII = /[^A-Za-z0-9._\-\u0080-\uffff]/
+const IPV6_CHARS = /^[0-9A-Fa-f:.]+$/
 const DOTTED_QUAD = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/
 
 /**
@@ -66,7 +67,8 @@ function normalizeIpv6(text: string): string | null {
  * `::8.8.8.8` as `::ffff:8.8.8.8`; the canonical form has no dotted tail.
  */
 function parseIpv6(text: string): ipaddr.IPv6 | null {
-  if (text.includes('%')) return null
+  // Same truncation hazard as for names: `::1]/x` would come back as `[::1]`.
+  if (!IPV6_CHARS.test(text)) return null
   const checked = domainToASCII(`[${text}]`)
   if (!checked.startsWith('[') || !checked.endsWith(']')) return null
   const canonical = checked.slice(1, -1)

@@ -63,6 +63,8 @@ const NORMALIZE: ReadonlyArray<readonly [string, string | null, string]> = [
   ['fe80::1%eth0', null, 'an IPv6 zone id is rejected'],
   ['[fe80::1%25eth0]', null, 'a percent-encoded zone id is rejected'],
   ['[::1', null, 'an unclosed bracket is invalid'],
+  ['[::1]/x]', null, 'junk inside brackets is not truncated away'],
+  ['::1]@evil.com', null, 'a stray bracket is not truncated away'],
   ['[example.com]', null, 'a bracketed name is invalid'],
   ['[127.0.0.1]', null, 'a bracketed IPv4 is invalid'],
   ['1:2:3', null, 'a malformed IPv6 is invalid'],
@@ -153,6 +155,7 @@ const CIDRS: ReadonlyArray<readonly [string, { text: string; kind: string; prefi
   ['::ffff:10.0.0.0/104', { text: '10.0.0.0/8', kind: 'ipv4', prefix: 8 }, 'a mapped network becomes IPv4'],
   ['::ffff:0:0/64', { text: '::/64', kind: 'ipv6', prefix: 64 }, 'a network wider than the mapped range stays IPv6'],
   ['fe80::/10%eth0', null, 'a zone id is rejected'],
+  ['::1]/x', null, 'junk after an IPv6 address is rejected'],
   ['::10.0.0.0/104', { text: '::a00:0/104', kind: 'ipv6', prefix: 104 }, 'an IPv4-compatible network stays IPv6'],
 ]
 for (const [text, expected, behaviour] of CIDRS) {
