@@ -41,7 +41,26 @@ export interface CloseRecord {
   readonly duration_ms: number
 }
 
-export type TelemetryRecord = DecisionRecord | CloseRecord
+/** The audit trail of the human-approval loop: who opened or closed what, when and why. */
+export interface ApprovalRecord {
+  readonly time: string
+  readonly id: string
+  readonly event: 'approval'
+  readonly action: 'create' | 'revoke'
+  readonly approval_id: string
+  readonly request_id: string | null
+  readonly agent: string | null
+  readonly scope: string | null
+  readonly method: string | null
+  readonly host: string | null
+  readonly port: number | null
+  readonly path: string | null
+  readonly expires_at: string | null
+  readonly actor: string
+  readonly reason: string
+}
+
+export type TelemetryRecord = DecisionRecord | CloseRecord | ApprovalRecord
 
 /** ULIDs: sortable by time, so `since`/cursor queries can compare ids. */
 export const newRequestId: () => string = monotonicFactory()
@@ -99,5 +118,31 @@ export function buildCloseRecord(
     bytes_up: bytesUp,
     bytes_down: bytesDown,
     duration_ms: Math.max(0, Math.round(nowMs - startedAtMs)),
+  }
+}
+
+export function buildApprovalRecord(
+  action: 'create' | 'revoke',
+  a: { readonly id: string; readonly request_id?: string; readonly agent?: string; readonly scope?: string; readonly method?: string; readonly host?: string; readonly port?: number; readonly path?: string | null; readonly expires_at?: string },
+  actor: string,
+  reason: string,
+  now: Date = new Date(),
+): ApprovalRecord {
+  return {
+    time: now.toISOString(),
+    id: newRequestId(),
+    event: 'approval',
+    action,
+    approval_id: a.id,
+    request_id: a.request_id ?? null,
+    agent: a.agent ?? null,
+    scope: a.scope ?? null,
+    method: a.method ?? null,
+    host: a.host ?? null,
+    port: a.port ?? null,
+    path: a.path ?? null,
+    expires_at: a.expires_at ?? null,
+    actor,
+    reason,
   }
 }

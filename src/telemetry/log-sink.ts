@@ -35,6 +35,20 @@ export function createLoggers(level: string, dest?: DestinationStream): Loggers 
 
 /** Elastic Common Schema names for the same facts (telemetry.log.format: ecs). */
 export function toEcs(r: TelemetryRecord): Record<string, unknown> {
+  if (r.event === 'approval') {
+    return {
+      '@timestamp': r.time,
+      'event.kind': 'event',
+      'event.action': `approval_${r.action}`,
+      'event.id': r.id,
+      'event.reason': r.reason,
+      'user.name': r.agent,
+      'destination.domain': r.host,
+      'destination.port': r.port,
+      'url.path': r.path,
+      'portcullis.approval': { id: r.approval_id, request_id: r.request_id, scope: r.scope, expires_at: r.expires_at, actor: r.actor },
+    }
+  }
   if (r.event === 'close') {
     return {
       '@timestamp': r.time,

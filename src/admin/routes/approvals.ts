@@ -1,0 +1,113 @@
+import type { IncomingMessage } from 'node:http'
+import { z } from 'zod'
+import type { ApprovalStore } from '../../approvals/store.js'
+import { isActive } from '../../approvals/store.js'
+import type { Approval } from '../../policy/approvals.js'
+import type { Bus } from '../../telemetry/bus.js'
+import { buildApprovalRecord, newRequestId, type DecisionRecord } from '../../telemetry/events.js'
+import { parseDurationMs } from '../../config/duration.js'
+import { sendJson, type Route } from '../server.js'
+
+export interface ApprovalRouteDeps {
+  readonly store: ApprovalStore
+  /** The decision record a blocked request left (ring, else Redis). */
+  findDecision(requestId: string): Promise<DecisionRecord | null>
+  readonly bus: Bus
+  readonly defaultTtlMs: number
+  readonly now?: () => number
+}
+
+const MAX_BODY = 16 * 1024
+const MAX_TTL_MS = 90 * 24 * 3600_000
+
+const CreateBody = z.strictObject({
+  request_id: z.string().min(1).max(64),
+  scope: z.enum(['exact', 'host', 'path-prefix']).default('exact'),
+  ttl: z.string().max(16).optional(),
+  reason: z.string().max(500).default(''),
+  approved_by: z.string().min(1).max(100).optional(),
+})
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  let size = 0
+  const chunks: Buffer[] = []
+  for await (const c of req) {
+    size += (c as Buffer).length
+    if (size > MAX_BODY) throw new Error('body_too_large')
+    chunks.push(c as Buffer)
+  }
+  return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}')
+}
+
+function withTimeLeft(a: Approval, nowMs: number): Approval & { expires_in_s: number } {
+  return { ...a, expires_in_s: Math.max(0, Math.round((Date.parse(a.expires_at) - nowMs) / 1000)) }
+}
+
+/**
+ * GET/POST /api/approvals, DELETE /api/approvals/:id. An approval is made only
+ * from a recorded policy denial of a known agent, copies that request's facts
+ * (never client-supplied ones), and is itself published as a telemetry record.
+ */
+export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
+  const now = deps.now ?? Date.now
+  return [
+    {
+      method: 'GET',
+      path: '/api/approvals',
+      handler: (_req, res) => {
+        const t = now()
+        sendJson(res, 200, { approvals: deps.store.current().filter((a) => isActive(a, t)).map((a) => withTimeLeft(a, t)) })
+      },
+    },
+    {
+      method: 'POST',
+      path: '/api/approvals',
+      handler: async (req, res) => {
+        let raw: unknown
+        try {
+          raw = await readJson(req)
+        } catch {
+          return sendJson(res, 400, { error: 'bad_body', message: 'send a JSON object of at most 16 KiB' })
+        }
+        const body = CreateBody.safeParse(raw)
+        if (!body.success) return sendJson(res, 400, { error: 'bad_request', message: body.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ') })
+        const ttlMs = body.data.ttl === undefined ? deps.defaultTtlMs : parseDurationMs(body.data.ttl)
+        if (ttlMs === null || ttlMs <= 0 || ttlMs > MAX_TTL_MS) return sendJson(res, 400, { error: 'bad_ttl', message: 'ttl is a duration like 30m, 2h or 7d, at most 90d' })
+        const record = await deps.findDecision(body.data.request_id)
+        if (!record) return sendJson(res, 404, { error: 'unknown_request', message: `no decision record with id ${body.data.request_id} (it may have aged out of the ring)` })
+        if (record.decision !== 'deny' || record.agent === null) return sendJson(res, 409, { error: 'not_approvable', message: 'only policy denials of a known agent can be approved' })
+        const t = now()
+        const approval: Approval = {
+          id: newRequestId(),
+          request_id: record.id,
+          agent: record.agent,
+          scope: body.data.scope,
+          method: record.method,
+          host: record.host,
+          port: record.port,
+          path: record.path,
+          created_at: new Date(t).toISOString(),
+          expires_at: new Date(t + ttlMs).toISOString(),
+          approved_by: body.data.approved_by ?? 'admin',
+          reason: body.data.reason,
+        }
+        await deps.store.add(approval)
+        deps.bus.publish(buildApprovalRecord('create', approval, approval.approved_by, approval.reason))
+        sendJson(res, 201, withTimeLeft(approval, t))
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/api/approvals/',
+      handler: async (req, res, url) => {
+        const id = decodeURIComponent(url.pathname.slice('/api/approvals/'.length))
+        const existing = deps.store.current().find((a) => a.id === id)
+        const found = await deps.store.revoke(id)
+        if (!found) return sendJson(res, 404, { error: 'unknown_approval' })
+        const actor = typeof req.headers['x-portcullis-actor'] === 'string' ? req.headers['x-portcullis-actor'].slice(0, 100) : 'admin'
+        deps.bus.publish(buildApprovalRecord('revoke', existing ?? { id }, actor, 'revoked'))
+        sendJson(res, 200, { revoked: id })
+      },
+    },
+  ]
+}

@@ -1,0 +1,84 @@
+import type { Cluster, Redis } from 'ioredis'
+import type { Logger } from 'pino'
+import type { Approval } from '../policy/approvals.js'
+import { isActive, type ApprovalStore } from './store.js'
+
+export interface RedisApprovalOptions {
+  readonly key?: string
+  readonly channel?: string
+  /** Full resync period: a safety net for changes published while this instance was disconnected. */
+  readonly resyncMs?: number
+  readonly log: Logger
+  readonly now?: () => number
+}
+
+/**
+ * Approvals shared by every instance: a Redis hash (id → JSON) plus a pub/sub
+ * channel announcing changes. Each instance keeps the whole set in memory
+ * (the data path reads it synchronously) and reloads it on every announcement,
+ * so an approval or a revocation applies everywhere within a second.
+ */
+export async function createRedisApprovalStore(client: Redis | Cluster, opts: RedisApprovalOptions): Promise<ApprovalStore> {
+  const key = opts.key ?? 'portcullis:approvals'
+  const channel = opts.channel ?? 'portcullis:approvals:changed'
+  const now = opts.now ?? Date.now
+  let list: readonly Approval[] = []
+  const listeners: Array<() => void> = []
+  const changed = (): void => {
+    for (const l of listeners) l()
+  }
+  const refresh = async (): Promise<void> => {
+    const all = await client.hgetall(key)
+    const next: Approval[] = []
+    const expired: string[] = []
+    for (const [id, json] of Object.entries(all)) {
+      try {
+        const a = JSON.parse(json) as Approval
+        if (isActive(a, now())) next.push(a)
+        else expired.push(id)
+      } catch {
+        expired.push(id)
+      }
+    }
+    if (expired.length > 0) await client.hdel(key, ...expired)
+    next.sort((a, b) => a.created_at.localeCompare(b.created_at))
+    list = next
+    changed()
+  }
+  const safeRefresh = (): void => {
+    refresh().catch((err: unknown) => opts.log.warn({ code: 'PC_APPROVALS_REDIS', err: String(err) }, 'could not refresh approvals from Redis; keeping the last known set'))
+  }
+  // The two duplicate() signatures (Redis, Cluster) are incompatible as a union; both take no arguments here.
+  const sub = (client as Redis).duplicate()
+  sub.on('error', () => undefined)
+  sub.on('message', (ch: string) => {
+    if (ch === channel) safeRefresh()
+  })
+  // After a reconnect the subscription is restored by ioredis; resync in case we missed announcements.
+  sub.on('ready', safeRefresh)
+  await sub.subscribe(channel)
+  await refresh().catch(() => undefined)
+  const timer = setInterval(safeRefresh, opts.resyncMs ?? 5000)
+  timer.unref()
+  return {
+    current: () => list,
+    async add(a) {
+      await client.hset(key, a.id, JSON.stringify(a))
+      await client.publish(channel, a.id)
+      await refresh()
+    },
+    async revoke(id) {
+      const removed = await client.hdel(key, id)
+      await client.publish(channel, id)
+      await refresh()
+      return removed > 0
+    },
+    onChange(listener) {
+      listeners.push(listener)
+    },
+    async close() {
+      clearInterval(timer)
+      sub.disconnect()
+    },
+  }
+}

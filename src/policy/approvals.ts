@@ -1,0 +1,93 @@
+import type { Decision } from './types.js'
+
+/**
+ * An admin's scoped, expiring exception to policy. Created from a blocked
+ * request's record; never wider than its scope:
+ * - exact:       this agent, method, host, port and path (and query)
+ * - path-prefix: this agent, host and port, any method, paths under the blocked path's directory
+ * - host:        this agent, host and port, anything
+ */
+export type ApprovalScope = 'exact' | 'host' | 'path-prefix'
+
+export interface Approval {
+  readonly id: string
+  readonly request_id: string
+  readonly agent: string
+  readonly scope: ApprovalScope
+  readonly method: string
+  readonly host: string
+  readonly port: number
+  /** The blocked request's path (null for a CONNECT, which has none). */
+  readonly path: string | null
+  readonly created_at: string
+  readonly expires_at: string
+  readonly approved_by: string
+  readonly reason: string
+}
+
+export interface ApprovalFacts {
+  readonly agent: string
+  readonly method: string
+  readonly host: string
+  readonly port: number
+  /** null for a CONNECT. */
+  readonly path: string | null
+}
+
+/** Approvals by agent, built once per change; looked up per decision. */
+export type ApprovalIndex = ReadonlyMap<string, readonly Approval[]>
+
+export function indexApprovals(list: readonly Approval[]): ApprovalIndex {
+  const m = new Map<string, Approval[]>()
+  for (const a of list) {
+    const l = m.get(a.agent)
+    if (l) l.push(a)
+    else m.set(a.agent, [a])
+  }
+  return m
+}
+
+/** `/a/b/c` → `/a/b/`; `/a/` → `/a/`. */
+export function pathPrefixOf(path: string): string {
+  return path.endsWith('/') ? path : path.slice(0, path.lastIndexOf('/') + 1) || '/'
+}
+
+export function approvalCovers(a: Approval, f: ApprovalFacts, nowMs: number): boolean {
+  if (Date.parse(a.expires_at) <= nowMs) return false
+  if (a.agent !== f.agent || a.host !== f.host || a.port !== f.port) return false
+  switch (a.scope) {
+    case 'host':
+      return true
+    case 'exact':
+      // A CONNECT approval opens the CONNECT itself (a tunnel), not any inner request.
+      return a.method === f.method && a.path === f.path
+    case 'path-prefix':
+      if (f.path === null) return a.path === null && f.method === 'CONNECT'
+      return a.path !== null && f.path.startsWith(pathPrefixOf(a.path))
+  }
+}
+
+/**
+ * Overlay: a policy denial covered by an active approval becomes an allow with
+ * rule id `approval:<id>`. Only policy reasons are overridable: identity,
+ * private-address, SNI/Host mismatch, secrets and limits stay as they are.
+ */
+export function applyApprovals(d: Decision, f: ApprovalFacts, index: ApprovalIndex, nowMs: number): Decision {
+  if (d.verdict === 'allow') return d
+  switch (d.reason) {
+    case 'denied_no_rule':
+    case 'denied_by_rule':
+    case 'denied_port':
+    case 'denied_method':
+    case 'denied_path':
+      break
+    default:
+      return d
+  }
+  const list = index.get(f.agent)
+  if (!list) return d
+  for (const a of list) {
+    if (approvalCovers(a, f, nowMs)) return { verdict: 'allow', reason: 'allowed', ruleId: `approval:${a.id}` }
+  }
+  return d
+}

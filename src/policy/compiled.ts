@@ -1,0 +1,114 @@
+/**
+ * The compiled, frozen policy that decide.ts evaluates, and its rule index.
+ * Built once per (re)load by config/compile.ts; never mutated afterwards
+ * (a reload swaps the whole object). PURE.
+ *
+ * Matching never scans all rules: exact hosts (and single IPs) are a Map,
+ * `*.domain` rules a second Map keyed by `domain` that is probed once per
+ * parent label of the host, and CIDR rules a short list looked at only when
+ * the host is an IP literal.
+ */
+import type { HostPattern } from './host-pattern.js'
+import type { PathPattern } from './path-pattern.js'
+import type { CompiledAgent, InterceptMode, Mode, RuleId } from './types.js'
+import { cidrContains, isIpLiteral } from '../net/host.js'
+
+export interface InjectHeader {
+  readonly name: string
+  /** Environment variable holding the secret; read by the forwarder, never by policy. */
+  readonly env: string
+  /** `{}` is replaced by the secret, e.g. `Bearer {}`. */
+  readonly format: string
+}
+
+export interface CompiledRule {
+  readonly id: RuleId
+  readonly effect: 'allow' | 'deny'
+  readonly host: HostPattern
+  /** null: the policy's default ports (upstream.ports). */
+  readonly ports: ReadonlySet<number> | null
+  /** null: any method. Upper-case tokens. */
+  readonly methods: ReadonlySet<string> | null
+  /** null: any path. */
+  readonly paths: readonly PathPattern[] | null
+  /** `intercept: never` on the rule: this host's TLS is never terminated for it. */
+  readonly interceptNever: boolean
+  readonly injectHeaders: readonly InjectHeader[]
+  readonly inspectBody: boolean
+  /** Position in the config (tie-breaker: the earlier rule is reported). */
+  readonly ordinal: number
+}
+
+/** One list of rules (a group's, or an agent's own), indexed by host. */
+export interface RuleIndex {
+  readonly exact: ReadonlyMap<string, readonly CompiledRule[]>
+  readonly wildcard: ReadonlyMap<string, readonly CompiledRule[]>
+  readonly cidr: readonly CompiledRule[]
+  readonly size: number
+}
+
+export interface CompiledPolicy {
+  readonly mode: Mode
+  readonly intercept: InterceptMode
+  readonly defaultPorts: ReadonlySet<number>
+  readonly agents: ReadonlyMap<string, CompiledAgent>
+  /** Agents that have source_cidrs, in config order (first match wins in identity/authenticate). */
+  readonly sourceAgents: readonly CompiledAgent[]
+  /** Per agent id: its own rules first, then each group's, in the order the agent lists them. */
+  readonly rules: ReadonlyMap<string, readonly RuleIndex[]>
+}
+
+/** The mode a decision for this agent runs in: the agent's own, else the policy's. */
+export function effectiveMode(policy: CompiledPolicy, agentId: string): Mode {
+  return policy.agents.get(agentId)?.mode ?? policy.mode
+}
+
+/** Does a rule need to see inside the connection (so a CONNECT must be intercepted)? */
+export function needsInside(rule: CompiledRule): boolean {
+  return rule.methods !== null || rule.paths !== null || rule.injectHeaders.length > 0 || rule.inspectBody
+}
+
+export function createRuleIndex(rules: readonly CompiledRule[]): RuleIndex {
+  const exact = new Map<string, CompiledRule[]>()
+  const wildcard = new Map<string, CompiledRule[]>()
+  const cidr: CompiledRule[] = []
+  for (const rule of rules) {
+    const p = rule.host
+    if (p.kind === 'exact') push(exact, p.host, rule)
+    else if (p.kind === 'wildcard') push(wildcard, p.suffix, rule)
+    else cidr.push(rule)
+  }
+  for (const list of exact.values()) Object.freeze(list)
+  for (const list of wildcard.values()) Object.freeze(list)
+  return Object.freeze({ exact, wildcard, cidr: Object.freeze(cidr), size: rules.length })
+}
+
+function push(map: Map<string, CompiledRule[]>, key: string, rule: CompiledRule): void {
+  const list = map.get(key)
+  if (list) list.push(rule)
+  else map.set(key, [rule])
+}
+
+/**
+ * Call `visit` for every rule in `indexes` whose host pattern matches the
+ * normalised `host`. Wildcards are probed at each strict parent (`a.b.c` →
+ * `b.c`, `c`), so `*.example.com` matches any depth but never the apex.
+ */
+export function forEachHostRule(indexes: readonly RuleIndex[], host: string, visit: (rule: CompiledRule) => void): void {
+  const ipKind = isIpLiteral(host)
+  for (const index of indexes) {
+    const exact = index.exact.get(host)
+    if (exact) for (const r of exact) visit(r)
+    if (ipKind !== null) {
+      for (const r of index.cidr) if (r.host.kind === 'cidr' && cidrContains(r.host.cidr, host)) visit(r)
+      continue
+    }
+    if (index.wildcard.size === 0) continue
+    let dot = host.indexOf('.')
+    while (dot >= 0) {
+      const list = index.wildcard.get(host.slice(dot + 1))
+      if (list) for (const r of list) visit(r)
+      dot = host.indexOf('.', dot + 1)
+    }
+  }
+}

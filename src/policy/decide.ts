@@ -1,0 +1,172 @@
+/**
+ * The policy decision. PURE: facts in, Decision out; no I/O, no clock.
+ *
+ * Evaluation order (decideRequest):
+ *  1. The agent must exist in the compiled policy; otherwise fail closed with
+ *     `denied_internal_error` (callers authenticate first, so this is a bug).
+ *  2. Collect the agent's rules whose host pattern matches (its own rules, then
+ *     its groups'; exact Map, `*.domain` per parent label, CIDRs for IP hosts).
+ *  3. A deny rule that matches port, method and path denies (`denied_by_rule`)
+ *     whatever the allow rules say: a matching deny beats any allow.
+ *  4. An allow rule that matches port, method and path allows (`allowed`).
+ *  5. Otherwise report the most specific failure among the allow rules that
+ *     matched the host: path (`denied_path`) over method (`denied_method`)
+ *     over port (`denied_port`); the earliest rule in config order on a tie.
+ *  6. No rule matched the host: `denied_no_rule`, rule id null (default deny).
+ *  Ports are the rule's `ports`, else upstream.ports.
+ *
+ * decideConnect sees only agent, host and port, and also chooses how the
+ * tunnel is handled:
+ *  1-2. As above.
+ *  3. A deny rule without methods/paths matching host and port denies the
+ *     CONNECT outright. A deny rule with methods/paths forces interception
+ *     (it can only be enforced on the inner requests).
+ *  4. Each allow rule matching host and port: if neither it, a deny-inside
+ *     rule nor `tls.intercept: always` requires seeing inside, it can tunnel.
+ *     If something requires seeing inside and interception is possible (not
+ *     `tls.intercept: never`, not the rule's `intercept: never`), it can
+ *     intercept. If inside is required but impossible, the rule cannot allow
+ *     the CONNECT: fail closed, with the reason the rule would give
+ *     (`denied_method` / `denied_path`, or `denied_internal_error` for an
+ *     inject/inspect-only rule; `denied_by_rule` with the deny rule's id when
+ *     it is a deny-inside rule that could not be enforced); detail
+ *     `needs_interception`. `intercept: never` on a host-level rule under
+ *     `tls.intercept: always` tunnels.
+ *  5. Any rule that can intercept → allow via `intercept` (its id), so the
+ *     inner requests are decided by decideRequest; else any rule that can
+ *     tunnel → allow via `tunnel`; else the most specific failure as above.
+ */
+import { forEachHostRule, needsInside, type CompiledPolicy, type CompiledRule } from './compiled.js'
+import { matchPathPattern } from './path-pattern.js'
+import type { DenyReason } from './reasons.js'
+import type { ConnectDecision, ConnectFacts, Decision, DenyDecision, RequestFacts } from './types.js'
+
+/** How far an allow rule got before it failed; higher is more specific. */
+const RANK_PORT = 0
+const RANK_METHOD = 1
+const RANK_PATH = 2
+const RANK_UNENFORCEABLE_DENY = 3
+const FULL_MATCH = 3
+const REASON_BY_RANK: readonly DenyReason[] = ['denied_port', 'denied_method', 'denied_path', 'denied_by_rule']
+
+const INTERNAL: DenyDecision = Object.freeze({ verdict: 'deny', reason: 'denied_internal_error', ruleId: null, detail: 'unknown_agent' })
+const NO_RULE: DenyDecision = Object.freeze({ verdict: 'deny', reason: 'denied_no_rule', ruleId: null })
+
+/** The request decision and, when allowed, the rule that allowed it (for inject_headers / inspect_body). */
+export interface RequestMatch {
+  readonly decision: Decision
+  readonly rule: CompiledRule | null
+}
+
+export function decideRequest(policy: CompiledPolicy, facts: RequestFacts): Decision {
+  return matchRequest(policy, facts).decision
+}
+
+export function matchRequest(policy: CompiledPolicy, facts: RequestFacts): RequestMatch {
+  const indexes = policy.rules.get(facts.agent)
+  if (indexes === undefined || !policy.agents.has(facts.agent)) return { decision: INTERNAL, rule: null }
+  let deny: CompiledRule | null = null
+  let allow: CompiledRule | null = null
+  let fail: CompiledRule | null = null
+  let failRank = -1
+  forEachHostRule(indexes, facts.host, (rule) => {
+    const stage = requestStage(policy, rule, facts)
+    if (stage === FULL_MATCH) {
+      if (rule.effect === 'deny') deny = earlier(deny, rule)
+      else allow = earlier(allow, rule)
+    } else if (rule.effect === 'allow' && (stage > failRank || (stage === failRank && fail !== null && rule.ordinal < fail.ordinal))) {
+      fail = rule
+      failRank = stage
+    }
+  })
+  if (deny !== null) return { decision: denyWith('denied_by_rule', deny), rule: null }
+  if (allow !== null) return { decision: { verdict: 'allow', reason: 'allowed', ruleId: (allow as CompiledRule).id }, rule: allow }
+  if (fail !== null) return { decision: denyWith(REASON_BY_RANK[failRank] ?? 'denied_internal_error', fail), rule: null }
+  return { decision: NO_RULE, rule: null }
+}
+
+/** RANK_PORT..RANK_PATH: the first check the rule failed; FULL_MATCH when none failed. */
+function requestStage(policy: CompiledPolicy, rule: CompiledRule, facts: RequestFacts): number {
+  if (!(rule.ports ?? policy.defaultPorts).has(facts.port)) return RANK_PORT
+  if (rule.methods !== null && !rule.methods.has(facts.method)) return RANK_METHOD
+  if (rule.paths !== null && !rule.paths.some((p) => matchPathPattern(p, facts.path, facts.query))) return RANK_PATH
+  return FULL_MATCH
+}
+
+interface ConnectScan {
+  denyAll: CompiledRule | null
+  denyInside: CompiledRule | null
+  allows: CompiledRule[]
+  fail: Failure | null
+}
+
+interface Failure {
+  readonly rank: number
+  readonly rule: CompiledRule
+  readonly reason: DenyReason
+  readonly detail?: string
+}
+
+export function decideConnect(policy: CompiledPolicy, facts: ConnectFacts): ConnectDecision {
+  const indexes = policy.rules.get(facts.agent)
+  if (indexes === undefined || !policy.agents.has(facts.agent)) return INTERNAL
+  const scan: ConnectScan = { denyAll: null, denyInside: null, allows: [], fail: null }
+  forEachHostRule(indexes, facts.host, (rule) => {
+    const portOk = (rule.ports ?? policy.defaultPorts).has(facts.port)
+    if (!portOk) {
+      if (rule.effect === 'allow') noteFailure(scan, { rank: RANK_PORT, rule, reason: 'denied_port' })
+    } else if (rule.effect === 'allow') {
+      scan.allows.push(rule)
+    } else if (rule.methods === null && rule.paths === null) {
+      scan.denyAll = earlier(scan.denyAll, rule)
+    } else {
+      scan.denyInside = earlier(scan.denyInside, rule)
+    }
+  })
+  if (scan.denyAll !== null) return denyWith('denied_by_rule', scan.denyAll)
+  return chooseVia(policy, scan)
+}
+
+function chooseVia(policy: CompiledPolicy, scan: ConnectScan): ConnectDecision {
+  let tunnel: CompiledRule | null = null
+  let intercept: CompiledRule | null = null
+  for (const rule of scan.allows) {
+    const inside = needsInside(rule)
+    if (!inside && scan.denyInside === null && policy.intercept !== 'always') {
+      tunnel = earlier(tunnel, rule)
+    } else if (policy.intercept !== 'never' && !rule.interceptNever) {
+      intercept = earlier(intercept, rule)
+    } else if (inside) {
+      noteFailure(scan, unenforceable(rule))
+    } else if (scan.denyInside !== null) {
+      noteFailure(scan, { rank: RANK_UNENFORCEABLE_DENY, rule: scan.denyInside, reason: 'denied_by_rule', detail: 'needs_interception' })
+    } else {
+      tunnel = earlier(tunnel, rule) // tls.intercept: always, but this rule says `intercept: never`
+    }
+  }
+  if (intercept !== null) return { verdict: 'allow', reason: 'allowed', ruleId: intercept.id, via: 'intercept' }
+  if (tunnel !== null) return { verdict: 'allow', reason: 'allowed', ruleId: tunnel.id, via: 'tunnel' }
+  if (scan.fail !== null) return denyWith(scan.fail.reason, scan.fail.rule, scan.fail.detail)
+  return NO_RULE
+}
+
+/** The reason an allow rule that needs the inside would give when it cannot see it. */
+function unenforceable(rule: CompiledRule): Failure {
+  const detail = 'needs_interception'
+  if (rule.paths !== null) return { rank: RANK_PATH, rule, reason: 'denied_path', detail }
+  if (rule.methods !== null) return { rank: RANK_METHOD, rule, reason: 'denied_method', detail }
+  return { rank: RANK_PATH, rule, reason: 'denied_internal_error', detail }
+}
+
+function noteFailure(scan: ConnectScan, f: Failure): void {
+  const cur = scan.fail
+  if (cur === null || f.rank > cur.rank || (f.rank === cur.rank && f.rule.ordinal < cur.rule.ordinal)) scan.fail = f
+}
+
+function earlier(cur: CompiledRule | null, rule: CompiledRule): CompiledRule {
+  return cur === null || rule.ordinal < cur.ordinal ? rule : cur
+}
+
+function denyWith(reason: DenyReason, rule: CompiledRule, detail?: string): DenyDecision {
+  return detail === undefined ? { verdict: 'deny', reason, ruleId: rule.id } : { verdict: 'deny', reason, ruleId: rule.id, detail }
+}

@@ -1,0 +1,66 @@
+/**
+ * Path patterns: `*` matches within one segment, `**` (a whole segment) across
+ * segments, including none: `/a/**` matches `/a/` and `/a/x/y` but not `/a`;
+ * `/a/**\/b` matches `/a/b` and `/a/x/y/b`. A pattern may carry a required
+ * query (`/x/info/refs?service=git-upload-pack`): every `k=v` it names must be
+ * one of the request's `&`-separated parameters. Compared against the output
+ * of net/url-path.normalizePath, so patterns must be in that form too. PURE.
+ */
+import { normalizePath } from '../net/url-path.js'
+
+export interface PathPattern {
+  readonly text: string
+  /** Set when the pattern has no wildcard: a plain string comparison. */
+  readonly literal: string | null
+  readonly regex: RegExp | null
+  /** Parameters that must all appear in the query, e.g. `service=git-upload-pack`. */
+  readonly query: readonly string[]
+}
+
+export type ParsedPathPattern = { readonly ok: true; readonly pattern: PathPattern } | { readonly ok: false; readonly message: string }
+
+const REGEX_SPECIAL = /[.+?^${}()|[\]\\]/g
+
+export function parsePathPattern(text: string): ParsedPathPattern {
+  const q = text.indexOf('?')
+  const pathText = q < 0 ? text : text.slice(0, q)
+  const query = q < 0 ? [] : text.slice(q + 1).split('&')
+  if (query.some((p) => p === '')) return fail(`'${text}': empty query parameter`)
+  if (!pathText.startsWith('/')) return fail(`'${text}': a path pattern starts with '/'`)
+  const normal = normalizePath(pathText)
+  if (normal === null) return fail(`'${text}' is not a valid path`)
+  if (normal !== pathText) return fail(`'${text}' is not in normal form; use '${normal}${q < 0 ? '' : text.slice(q)}'`)
+  const segments = pathText.split('/')
+  if (segments.some((s) => s.includes('**') && s !== '**')) return fail(`'${text}': '**' must be a whole segment`)
+  if (!pathText.includes('*')) return { ok: true, pattern: { text, literal: pathText, regex: null, query } }
+  return { ok: true, pattern: { text, literal: null, regex: new RegExp(`^${toRegexSource(segments)}$`), query } }
+}
+
+function toRegexSource(segments: readonly string[]): string {
+  // segments[0] is '' (the leading slash); each later segment is preceded by '/'.
+  let src = ''
+  for (let i = 1; i < segments.length; i++) {
+    const seg = segments[i] ?? ''
+    const last = i === segments.length - 1
+    if (seg === '**') {
+      // Trailing `/**`: the slash, then anything. Inner `/**/`: zero or more whole segments.
+      src += last ? '/.*' : '(?:/[^/]+)*'
+    } else {
+      src += `/${seg.replace(REGEX_SPECIAL, '\\$&').replace(/\*/g, '[^/]*')}`
+    }
+  }
+  return src
+}
+
+function fail(message: string): ParsedPathPattern {
+  return { ok: false, message }
+}
+
+/** Does a normalised path plus raw query (no `?`) match? */
+export function matchPathPattern(pattern: PathPattern, path: string, query: string): boolean {
+  const pathOk = pattern.literal !== null ? pattern.literal === path : pattern.regex !== null && pattern.regex.test(path)
+  if (!pathOk) return false
+  if (pattern.query.length === 0) return true
+  const params = query.split('&')
+  return pattern.query.every((p) => params.includes(p))
+}
