@@ -24,6 +24,9 @@ const VERBS: Record<string, () => Promise<{ run: CliVerb }>> = {
   explain: () => import('./explain.js'),
   token: () => import('./token.js'),
   ca: () => import('./ca.js'),
+  blocked: () => import('./blocked.js'),
+  approve: () => import('./approve.js'),
+  approvals: () => import('./approvals.js'),
 }
 
 async function main(argv: string[]): Promise<number> {

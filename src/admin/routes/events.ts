@@ -1,0 +1,103 @@
+import type { ServerResponse } from 'node:http'
+import type { Bus, Sink } from '../../telemetry/bus.js'
+import type { TelemetryRecord } from '../../telemetry/events.js'
+import type { RingSink } from '../../telemetry/ring-sink.js'
+import { isQueryError, matchesQuery, parseEventQuery, queryRing, type EventPage, type EventQuery } from '../event-query.js'
+import { sendJson, type Route } from '../server.js'
+
+export interface EventSource {
+  readonly ring: RingSink
+  readonly bus: Bus
+  /** The Redis stream reader when telemetry.redis is configured (it holds more history than the ring). */
+  readonly redis?: { query(q: EventQuery): Promise<EventPage> } | null
+  /** Called with the number of records a slow SSE client missed (for a metric). */
+  readonly onStreamDrop?: (count: number) => void
+  /** Comment line interval that keeps proxies and idle timeouts from closing the stream. */
+  readonly keepaliveMs?: number
+}
+
+const KEEPALIVE_MS = 15_000
+const RETRY_MS = 2000
+/** Per-client backlog (beyond the kernel's socket buffer) before records are dropped for that client. */
+const MAX_PENDING_BYTES = 256 * 1024
+
+/** `event: <kind>` + `data: <json>`; JSON never contains a raw newline, so one data line suffices. */
+function frame(record: TelemetryRecord): string {
+  return `event: ${record.event}\ndata: ${JSON.stringify(record)}\n\n`
+}
+
+/**
+ * GET /api/events (one page, newest first) and GET /api/events/stream (SSE,
+ * live from the bus). The stream's bus subscription only writes to the
+ * socket: when the client cannot keep up (its unsent backlog reaches
+ * MAX_PENDING_BYTES, i.e. `write` has been returning false for a while)
+ * records for that client are dropped and counted until the socket drains,
+ * then an `event: dropped` frame tells the client how many it missed. The bus
+ * never waits, and no client can make the process buffer without bound.
+ */
+export function eventRoutes(src: EventSource): Route[] {
+  const keepaliveMs = src.keepaliveMs ?? KEEPALIVE_MS
+  return [
+    {
+      method: 'GET',
+      path: '/api/events',
+      handler: async (_req, res, url) => {
+        const q = parseEventQuery(url.searchParams, new Date())
+        if (isQueryError(q)) return sendJson(res, 400, { error: 'bad_query', message: q.error })
+        const page = src.redis ? await src.redis.query(q) : queryRing(src.ring.snapshot(), q)
+        sendJson(res, 200, { events: page.records, next_cursor: page.nextCursor })
+      },
+    },
+    {
+      method: 'GET',
+      path: '/api/events/stream',
+      handler: (req, res, url) => {
+        const q = parseEventQuery(url.searchParams, new Date())
+        if (isQueryError(q)) return sendJson(res, 400, { error: 'bad_query', message: q.error })
+        if (q.cursor !== undefined) return sendJson(res, 400, { error: 'bad_query', message: 'cursor applies to /api/events only' })
+        startStream(src, q, keepaliveMs, res)
+        req.socket.setTimeout(0)
+      },
+    },
+  ]
+}
+
+function startStream(src: EventSource, q: EventQuery, keepaliveMs: number, res: ServerResponse): void {
+  let dropped = 0
+  // res.write returns false as soon as one tick's writes pass 16 KiB (the socket is corked until
+  // the next tick), so a small bounded backlog absorbs bursts; past it the client is too slow.
+  const full = (): boolean => res.writableLength >= MAX_PENDING_BYTES
+  const sink: Sink = {
+    name: 'admin-sse',
+    write(record) {
+      if (!matchesQuery(record, q)) return
+      if (full()) dropped++
+      else res.write(frame(record))
+    },
+  }
+  const onDrain = (): void => {
+    if (dropped === 0) return
+    src.onStreamDrop?.(dropped)
+    res.write(`event: dropped\ndata: ${JSON.stringify({ dropped })}\n\n`)
+    dropped = 0
+  }
+  res.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-store',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  })
+  res.write(`retry: ${RETRY_MS}\n: connected\n\n`)
+  const unsubscribe = src.bus.subscribe(sink)
+  const keepalive = setInterval(() => {
+    if (!full()) res.write(': keepalive\n\n')
+  }, keepaliveMs)
+  keepalive.unref()
+  res.on('drain', onDrain)
+  res.once('close', () => {
+    unsubscribe()
+    clearInterval(keepalive)
+    res.off('drain', onDrain)
+    if (dropped > 0) src.onStreamDrop?.(dropped)
+  })
+}

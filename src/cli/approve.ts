@@ -1,0 +1,54 @@
+import { userInfo } from 'node:os'
+import { parseArgs } from 'node:util'
+import { connectAdmin } from './admin-client.js'
+import { EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
+
+const USAGE = 'usage: portcullis approve REQUEST_ID [--scope exact|host|path-prefix] [--ttl 24h] [--reason TEXT] [--by NAME] [--admin URL] [--config F]\n'
+
+interface ApprovalAnswer {
+  readonly id: string
+  readonly scope: string
+  readonly agent: string
+  readonly method: string
+  readonly host: string
+  readonly port: number
+  readonly path: string | null
+  readonly expires_at: string
+}
+
+function whoami(env: NodeJS.ProcessEnv): string {
+  try {
+    return env.USER ?? userInfo().username
+  } catch {
+    return 'cli'
+  }
+}
+
+/** Turn a blocked request into a scoped, expiring approval through the admin API. */
+export const run: CliVerb = async (args, io) => {
+  const { values, positionals } = parseArgs({
+    args: [...args],
+    options: {
+      scope: { type: 'string', default: 'exact' },
+      ttl: { type: 'string' },
+      reason: { type: 'string', default: '' },
+      by: { type: 'string' },
+      admin: { type: 'string' },
+      config: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+    allowPositionals: true,
+    strict: true,
+  })
+  const requestId = positionals[0]
+  if (!requestId || positionals.length > 1 || !['exact', 'host', 'path-prefix'].includes(values.scope)) {
+    io.stderr(USAGE)
+    return EXIT_USAGE
+  }
+  const client = await connectAdmin({ admin: values.admin, config: values.config }, io.env)
+  const body = { request_id: requestId, scope: values.scope, reason: values.reason, approved_by: values.by ?? whoami(io.env), ...(values.ttl ? { ttl: values.ttl } : {}) }
+  const a = await client.request<ApprovalAnswer>('POST', '/api/approvals', body)
+  if (values.json) io.stdout(`${JSON.stringify(a)}\n`)
+  else io.stdout(`approved ${a.id}: ${a.agent} may ${a.scope === 'host' ? 'reach' : a.method} ${a.host}:${a.port}${a.path && a.scope !== 'host' ? `${a.path}${a.scope === 'path-prefix' ? ' (and below)' : ''}` : ''} until ${a.expires_at} (scope ${a.scope})\n`)
+  return EXIT_OK
+}

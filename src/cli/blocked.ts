@@ -1,0 +1,147 @@
+import { setTimeout as delay } from 'node:timers/promises'
+import { parseArgs } from 'node:util'
+import { isQueryError, parseEventQuery } from '../admin/event-query.js'
+import { PortcullisError } from '../errors.js'
+import type { DecisionRecord, TelemetryRecord } from '../telemetry/events.js'
+import { connectAdmin, createSseParser, isTransientAdminError, type AdminClient } from './admin-client.js'
+import { EXIT_OK, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
+
+const USAGE = 'usage: portcullis blocked [--agent A] [--host H] [--reason R] [--since 1h] [--limit N] [--follow] [--json] [--admin URL] [--config F]\n'
+
+const COLUMNS = ['TIME', 'AGENT', 'METHOD', 'HOST', 'PATH', 'REASON', 'RULE', 'REQUEST ID'] as const
+const MAX_CELL = 60
+const BACKOFF_MIN_MS = 250
+const BACKOFF_MAX_MS = 5000
+
+/** Terminal-safe: record fields may carry odd bytes from a hostile request; never echo control characters. */
+function clean(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  const safe = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '\ufffd')
+  return safe.length > MAX_CELL ? `${safe.slice(0, MAX_CELL - 1)}…` : safe
+}
+
+function cells(r: DecisionRecord): string[] {
+  const defaultPort = r.scheme === 'https' ? 443 : 80
+  const host = r.port === defaultPort ? r.host : `${r.host.includes(':') ? `[${r.host}]` : r.host}:${r.port}`
+  return [r.time.replace(/\.\d+Z$/, 'Z'), r.agent ?? '-', r.method, host, r.path ?? '-', r.reason, r.rule ?? '-', r.id].map(clean)
+}
+
+/** Column widths from the header and the first batch; followed rows reuse them (and may overflow). */
+function widthsOf(rows: readonly string[][]): number[] {
+  return COLUMNS.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+}
+
+function formatRow(row: readonly string[], widths: readonly number[]): string {
+  return `${row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')}\n`
+}
+
+function isDeny(r: TelemetryRecord): r is DecisionRecord {
+  return r.event === 'decision' && r.decision === 'deny'
+}
+
+interface Printer {
+  print(r: DecisionRecord): void
+}
+
+function createPrinter(io: CliIo, json: boolean, first: readonly DecisionRecord[]): Printer {
+  if (json) return { print: (r) => io.stdout(`${JSON.stringify(r)}\n`) }
+  const widths = widthsOf(first.map(cells))
+  io.stdout(formatRow([...COLUMNS], widths))
+  return { print: (r) => io.stdout(formatRow(cells(r), widths)) }
+}
+
+function filterParams(values: { agent?: string | undefined; host?: string | undefined; reason?: string | undefined }): URLSearchParams {
+  const p = new URLSearchParams({ decision: 'deny' })
+  if (values.agent !== undefined) p.set('agent', values.agent)
+  if (values.host !== undefined) p.set('host', values.host)
+  if (values.reason !== undefined) p.set('reason', values.reason)
+  return p
+}
+
+/**
+ * Stream new denials until `signal` aborts. A dropped connection is retried
+ * with doubling delay (bounded); an answer that is not a network failure
+ * (401, 400 …) ends the command, since retrying cannot fix it.
+ */
+async function follow(client: AdminClient, params: URLSearchParams, printer: Printer, io: CliIo, signal: AbortSignal): Promise<void> {
+  let backoff = BACKOFF_MIN_MS
+  while (!signal.aborted) {
+    try {
+      const body = await client.openStream(`/api/events/stream?${params.toString()}`, signal)
+      backoff = BACKOFF_MIN_MS
+      const feed = createSseParser((e) => {
+        if (e.event === 'dropped') io.stderr(`portcullis blocked: the stream skipped records (${e.data}); use 'portcullis blocked --since' to see them\n`)
+        if (e.event !== 'decision') return
+        try {
+          const r = JSON.parse(e.data) as TelemetryRecord
+          if (isDeny(r)) printer.print(r)
+        } catch {
+          // A malformed frame is skipped; the next one is independent.
+        }
+      })
+      const decoder = new TextDecoder()
+      for await (const chunk of body) feed(decoder.decode(chunk, { stream: true }))
+      if (!signal.aborted) io.stderr('portcullis blocked: stream ended; reconnecting\n')
+    } catch (err) {
+      if (signal.aborted) return
+      if (err instanceof PortcullisError && !isTransientAdminError(err)) throw err
+      io.stderr(`portcullis blocked: stream lost (${err instanceof Error ? err.message : String(err)}); reconnecting in ${backoff} ms\n`)
+    }
+    await delay(backoff, undefined, { signal }).catch(() => undefined)
+    backoff = Math.min(BACKOFF_MAX_MS, backoff * 2)
+  }
+}
+
+/** The verb with an explicit stop signal (tests pass their own; `run` uses SIGINT). */
+export async function runBlocked(args: readonly string[], io: CliIo, signal: AbortSignal): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: [...args],
+    options: {
+      agent: { type: 'string' },
+      host: { type: 'string' },
+      reason: { type: 'string' },
+      since: { type: 'string' },
+      limit: { type: 'string' },
+      follow: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      admin: { type: 'string' },
+      config: { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: true,
+  })
+  const params = filterParams(values)
+  const listParams = new URLSearchParams(params)
+  if (values.since !== undefined) listParams.set('since', values.since)
+  if (values.limit !== undefined) listParams.set('limit', values.limit)
+  // Validate locally with the server's own parser, so a typo is a usage error (exit 2), not a request failure.
+  const checked = parseEventQuery(listParams, new Date())
+  if (positionals.length > 0 || isQueryError(checked)) {
+    io.stderr(`portcullis blocked: ${isQueryError(checked) ? checked.error : `unexpected argument '${positionals[0]}'`}\n${USAGE}`)
+    return EXIT_USAGE
+  }
+  const client = await connectAdmin({ admin: values.admin, config: values.config }, io.env)
+  const page = await client.request<{ events: TelemetryRecord[] }>('GET', `/api/events?${listParams.toString()}`)
+  const denials = page.events.filter(isDeny).reverse()
+  if (denials.length === 0 && !values.json && !values.follow) {
+    io.stderr('no denied requests match\n')
+    return EXIT_OK
+  }
+  const printer = createPrinter(io, values.json, denials)
+  for (const r of denials) printer.print(r)
+  if (values.follow) await follow(client, params, printer, io, signal)
+  return EXIT_OK
+}
+
+export const run: CliVerb = async (args, io) => {
+  const ctl = new AbortController()
+  // Only --follow runs until interrupted; otherwise Ctrl-C keeps its default meaning.
+  if (!args.includes('--follow')) return runBlocked(args, io, ctl.signal)
+  const onSigint = (): void => ctl.abort()
+  process.once('SIGINT', onSigint)
+  try {
+    return await runBlocked(args, io, ctl.signal)
+  } finally {
+    process.off('SIGINT', onSigint)
+  }
+}
