@@ -6,25 +6,37 @@ import { dirname, join } from 'node:path'
 import { rootCertificates } from 'node:tls'
 import type { DestinationStream } from 'pino'
 import type { RuntimeConfig } from './config/types.js'
+import { watchConfig, type ConfigWatcher, type ReloadOutcome } from './config/watch.js'
 import { PortcullisError } from './errors.js'
 import { createBus, type Bus } from './telemetry/bus.js'
 import { createLoggers, createLogSink, type Loggers } from './telemetry/log-sink.js'
 import { createRingSink, type RingSink } from './telemetry/ring-sink.js'
+import type { DecisionRecord } from './telemetry/events.js'
 import { createForwarder } from './proxy/forward.js'
 import { createProxyServer } from './proxy/server.js'
-import { createTunnelTracker } from './proxy/tracker.js'
+import { createTunnelTracker, type TunnelTracker } from './proxy/tracker.js'
 import type { ProxyDeps } from './proxy/deps.js'
 import { createInterceptor, type Interceptor } from './proxy/intercept.js'
 import { ensureCa, loadCa } from './tls/ca.js'
 import { createLeafCertCache } from './tls/leaf-certs.js'
-import { createAdminServer } from './admin/server.js'
+import { createAdminServer, sendJson, type Route } from './admin/server.js'
 import { healthRoutes } from './admin/routes/health.js'
+import { eventRoutes } from './admin/routes/events.js'
+import { explainRoutes } from './admin/routes/explain.js'
+import { approvalRoutes } from './admin/routes/approvals.js'
+import { pageRoutes } from './admin/routes/page.js'
 import { loadAdminToken } from './admin/token.js'
+import { decideConnectApproved, indexApprovals, type ApprovalIndex } from './policy/approvals.js'
+import type { ApprovalStore } from './approvals/store.js'
+import { effectiveMode } from './policy/compiled.js'
+import { createFileApprovalStore } from './approvals/file-store.js'
 
 export interface AppOptions {
   /** Where log lines go (tests pass a sink; default stdout). */
   readonly logDestination?: DestinationStream
   readonly env?: NodeJS.ProcessEnv
+  /** Watch the config file for edits (portcullis start does; most tests do not). */
+  readonly watch?: boolean
 }
 
 export interface ListeningAddresses {
@@ -37,6 +49,9 @@ export interface App {
   readonly ring: RingSink
   readonly loggers: Loggers
   config(): RuntimeConfig
+  generation(): number
+  /** Load, validate and swap the policy (SIGHUP, POST /api/reload). */
+  reload(trigger: string): Promise<ReloadOutcome>
   start(): Promise<ListeningAddresses>
   close(): Promise<void>
 }
@@ -50,13 +65,33 @@ function readUpstreamRoots(caFile: string | null): string[] {
   }
 }
 
+/** After a reload: close every open tunnel or intercepted connection the new policy would not let in. */
+function closeDisallowed(tracker: TunnelTracker, config: RuntimeConfig, approvals: ApprovalIndex): number {
+  let closed = 0
+  for (const conn of [...tracker.all()]) {
+    const agent = config.policy.agents.get(conn.agent)
+    const d = agent ? decideConnectApproved(config.policy, { agent: conn.agent, host: conn.host, port: conn.port }, approvals, Date.now()) : null
+    const auditing = agent !== undefined && effectiveMode(config.policy, conn.agent) === 'audit'
+    if (!d || (d.verdict === 'deny' && !auditing)) {
+      conn.close()
+      closed++
+    }
+  }
+  return closed
+}
+
 /** Composition root: builds every component from the RuntimeConfig and wires the sinks. No logic lives here. */
 export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   const env = opts.env ?? process.env
   let current = initial
-  const generation = 1
+  let generation = 1
+  let configError: string | null = null
+  let approvalIndex: ApprovalIndex = new Map()
+  let store: ApprovalStore | null = null
+  let watcher: ConfigWatcher | null = null
   const loggers = createLoggers(initial.telemetry.log.level, opts.logDestination)
-  const bus = createBus((sink, err) => loggers.ops.error({ code: 'PC_ERR_INTERNAL', sink, err }, 'telemetry sink failed'))
+  const log = loggers.ops
+  const bus = createBus((sink, err) => log.error({ code: 'PC_ERR_INTERNAL', sink, err }, 'telemetry sink failed'))
   const ring = createRingSink(initial.telemetry.memory.size)
   bus.subscribe(ring)
   bus.subscribe(createLogSink(loggers.records, initial.telemetry.log.format))
@@ -66,16 +101,44 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   const deps: ProxyDeps = {
     config: () => current,
     bus,
-    log: loggers.ops.child({ component: 'proxy' }),
+    log: log.child({ component: 'proxy' }),
     forwarder,
     tracker,
     get interceptor() {
       return interceptor
     },
+    approvals: () => approvalIndex,
   }
   const proxyServer = createProxyServer(deps)
   const startedAt = new Date().toISOString()
   let adminServer: Server | null = null
+
+  function applyReload(outcome: ReloadOutcome, trigger: string): void {
+    if (!outcome.ok) {
+      configError = outcome.error
+      log.error({ code: 'PC_CONFIG_REFUSED', trigger, error: outcome.error, generation }, 'config edit refused; the last good policy stays in force')
+      return
+    }
+    current = outcome.config
+    generation += 1
+    configError = null
+    const closed = closeDisallowed(tracker, current, approvalIndex)
+    log.info({ code: 'PC_CONFIG_RELOADED', trigger, generation, closed_connections: closed }, 'policy reloaded')
+  }
+
+  function reload(trigger: string): Promise<ReloadOutcome> {
+    watcher ??= watchConfig(current.file, env, applyReload)
+    return watcher.reload(trigger)
+  }
+
+  async function findDecision(requestId: string): Promise<DecisionRecord | null> {
+    const snap = ring.snapshot()
+    for (let i = snap.length - 1; i >= 0; i--) {
+      const r = snap[i]
+      if (r && r.event === 'decision' && r.id === requestId) return r
+    }
+    return null
+  }
 
   async function listen(server: Server, host: string, port: number, what: string): Promise<AddressInfo> {
     server.listen(port, host)
@@ -87,28 +150,53 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     return server.address() as AddressInfo
   }
 
+  function adminRoutes(approvalStore: ApprovalStore): Route[] {
+    return [
+      ...healthRoutes({ generation: () => generation, configError: () => configError, ready: () => proxyServer.listening, startedAt }),
+      ...eventRoutes({ ring, bus, redis: null }),
+      ...explainRoutes(() => current),
+      ...approvalRoutes({ store: approvalStore, findDecision, bus, defaultTtlMs: current.approvals.defaultTtlMs }),
+      {
+        method: 'POST',
+        path: '/api/reload',
+        handler: async (_req, res) => {
+          const outcome = await reload('api')
+          sendJson(res, outcome.ok ? 200 : 422, outcome.ok ? { ok: true, generation } : { ok: false, generation, error: outcome.error })
+        },
+      },
+      ...pageRoutes(),
+    ]
+  }
+
   return {
     bus,
     ring,
     loggers,
     config: () => current,
+    generation: () => generation,
+    reload,
     async start() {
-      if (await ensureCa(current.tls.caCert, current.tls.caKey)) loggers.ops.info({ code: 'PC_CA_CREATED', cert: current.tls.caCert }, 'interception CA generated; install its certificate in sandboxes (portcullis ca show)')
+      if (await ensureCa(current.tls.caCert, current.tls.caKey)) log.info({ code: 'PC_CA_CREATED', cert: current.tls.caCert }, 'interception CA generated; install its certificate in sandboxes (portcullis ca show)')
       const ca = await loadCa(current.tls.caCert, current.tls.caKey)
       interceptor = createInterceptor(deps, createLeafCertCache(ca))
+      store = await createFileApprovalStore(current.approvals.file)
+      const s = store
+      const refreshApprovals = (): void => {
+        approvalIndex = indexApprovals(s.current())
+      }
+      s.onChange(refreshApprovals)
+      refreshApprovals()
       const token = await loadAdminToken(env, join(dirname(current.tls.caKey), 'admin-token'))
-      if (token.created) loggers.ops.info({ code: 'PC_ADMIN_TOKEN_CREATED', file: token.file }, 'admin token generated; read it from this file')
-      adminServer = createAdminServer(
-        healthRoutes({ generation: () => generation, configError: () => null, ready: () => proxyServer.listening, startedAt }),
-        token.token,
-        (err) => loggers.ops.error({ code: 'PC_ERR_INTERNAL', err }, 'admin handler failed'),
-      )
+      if (token.created) log.info({ code: 'PC_ADMIN_TOKEN_CREATED', file: token.file }, 'admin token generated; read it from this file')
+      adminServer = createAdminServer(adminRoutes(s), token.token, (err) => log.error({ code: 'PC_ERR_INTERNAL', err }, 'admin handler failed'))
       const proxy = await listen(proxyServer, current.listen.host, current.listen.port, 'proxy')
       const admin = await listen(adminServer, current.admin.host, current.admin.port, 'admin')
-      loggers.ops.info({ code: 'PC_STARTED', proxy: `${proxy.address}:${proxy.port}`, admin: `${admin.address}:${admin.port}`, generation }, 'portcullis listening')
+      if (opts.watch) watcher ??= watchConfig(current.file, env, applyReload)
+      log.info({ code: 'PC_STARTED', proxy: `${proxy.address}:${proxy.port}`, admin: `${admin.address}:${admin.port}`, generation }, 'portcullis listening')
       return { proxy, admin }
     },
     async close() {
+      watcher?.close()
       for (const t of [...tracker.all()]) t.close()
       proxyServer.closeAllConnections()
       const closing = [new Promise<void>((r) => proxyServer.close(() => r()))]
@@ -120,8 +208,8 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       forwarder.close()
       interceptor?.close()
       await Promise.all(closing)
+      await store?.close()
       loggers.flush()
-      current = initial
     },
   }
 }

@@ -1,4 +1,6 @@
-import type { Decision } from './types.js'
+import type { CompiledPolicy } from './compiled.js'
+import { decideConnect, decideRequest } from './decide.js'
+import type { ConnectDecision, ConnectFacts, Decision, RequestFacts } from './types.js'
 
 /**
  * An admin's scoped, expiring exception to policy. Created from a blocked
@@ -90,4 +92,19 @@ export function applyApprovals(d: Decision, f: ApprovalFacts, index: ApprovalInd
     if (approvalCovers(a, f, nowMs)) return { verdict: 'allow', reason: 'allowed', ruleId: `approval:${a.id}` }
   }
   return d
+}
+
+/** decideRequest with the approval overlay: the one entry point the proxy edges use. */
+export function decideRequestApproved(policy: CompiledPolicy, facts: RequestFacts, index: ApprovalIndex, nowMs: number): Decision {
+  const d = decideRequest(policy, facts)
+  if (d.verdict === 'allow' || index.size === 0) return d
+  return applyApprovals(d, { agent: facts.agent, method: facts.method, host: facts.host, port: facts.port, path: facts.path }, index, nowMs)
+}
+
+/** decideConnect with the approval overlay; an approved CONNECT is tunnelled (the approval covers the host, not paths). */
+export function decideConnectApproved(policy: CompiledPolicy, facts: ConnectFacts, index: ApprovalIndex, nowMs: number): ConnectDecision {
+  const d = decideConnect(policy, facts)
+  if (d.verdict === 'allow' || index.size === 0) return d
+  const overlaid = applyApprovals(d, { agent: facts.agent, method: 'CONNECT', host: facts.host, port: facts.port, path: null }, index, nowMs)
+  return overlaid.verdict === 'allow' ? { ...overlaid, via: 'tunnel' } : d
 }

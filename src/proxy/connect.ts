@@ -4,7 +4,7 @@ import { authenticate } from '../identity/authenticate.js'
 import { normalizeHost, parseAuthority } from '../net/host.js'
 import { resolveChecked } from '../net/resolve.js'
 import { dialChecked } from '../net/dial.js'
-import { decideConnect } from '../policy/decide.js'
+import { decideConnectApproved } from '../policy/approvals.js'
 import { effectiveMode } from '../policy/compiled.js'
 import type { DenyDecision } from '../policy/types.js'
 import { newRequestId, type DecisionFacts } from '../telemetry/events.js'
@@ -38,7 +38,7 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
     return respondConnectDenial(socket, identity.decision, denialContext(facts, json))
   }
   const agent = identity.agent.id
-  const decision = decideConnect(cfg.policy, { agent, host: authority.host, port: authority.port })
+  const decision = decideConnectApproved(cfg.policy, { agent, host: authority.host, port: authority.port }, deps.approvals(), Date.now())
   const via = decision.verdict === 'allow' ? decision.via : 'tunnel'
   const facts: DecisionFacts = { ...base, tls: via, agent, mode: effectiveMode(cfg.policy, agent) }
   const auditPass = decision.verdict === 'deny' && facts.mode === 'audit' && decision.reason !== 'denied_internal_error'

@@ -4,6 +4,7 @@ import type { Bus } from '../telemetry/bus.js'
 import type { Forwarder } from './forward.js'
 import type { TunnelTracker } from './tracker.js'
 import type { Interceptor } from './intercept.js'
+import type { ApprovalIndex } from '../policy/approvals.js'
 
 /** What the proxy edges need from the composition root (app.ts). */
 export interface ProxyDeps {
@@ -15,4 +16,6 @@ export interface ProxyDeps {
   readonly tracker: TunnelTracker
   /** Null until the CA is loaded; CONNECTs that need interception fail closed without it. */
   readonly interceptor: Interceptor | null
+  /** Active approvals, indexed by agent; swapped whenever the store changes. */
+  readonly approvals: () => ApprovalIndex
 }

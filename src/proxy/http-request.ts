@@ -3,7 +3,7 @@ import { authenticate } from '../identity/authenticate.js'
 import { parseAuthority } from '../net/host.js'
 import { normalizePath, splitTarget } from '../net/url-path.js'
 import { resolveChecked } from '../net/resolve.js'
-import { decideRequest } from '../policy/decide.js'
+import { decideRequestApproved } from '../policy/approvals.js'
 import { effectiveMode } from '../policy/compiled.js'
 import type { DenyDecision } from '../policy/types.js'
 import { buildCloseRecord, newRequestId, type DecisionFacts } from '../telemetry/events.js'
@@ -60,7 +60,7 @@ export async function handlePlainRequest(deps: ProxyDeps, req: IncomingMessage, 
   }
   const agent = identity.agent.id
   const facts: DecisionFacts = { ...base, agent, mode: effectiveMode(cfg.policy, agent) }
-  const decision = decideRequest(cfg.policy, { agent, method, scheme: 'http', host: target.host, port: target.port, path: target.path, query: target.query })
+  const decision = decideRequestApproved(cfg.policy, { agent, method, scheme: 'http', host: target.host, port: target.port, path: target.path, query: target.query }, deps.approvals(), Date.now())
   if (decision.verdict === 'deny' && !applyModePasses(decision, facts)) {
     settle(deps.bus, facts, decision)
     return respondDenial(res, decision, denialContext(facts, json))

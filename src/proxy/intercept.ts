@@ -3,7 +3,7 @@ import type { Socket } from 'node:net'
 import { TLSSocket } from 'node:tls'
 import { normalizeHost, parseAuthority } from '../net/host.js'
 import { normalizePath, splitTarget } from '../net/url-path.js'
-import { decideRequest } from '../policy/decide.js'
+import { decideRequestApproved } from '../policy/approvals.js'
 import type { DenyDecision, Mode } from '../policy/types.js'
 import { buildCloseRecord, newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import type { LeafCertCache } from '../tls/leaf-certs.js'
@@ -115,7 +115,7 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
     const { pass } = settle(deps.bus, facts, d)
     if (!pass) return respondDenial(res, d, denialContext(facts, json), true)
   } else {
-    const decision = decideRequest(cfg.policy, { agent: ctx.agent, method, scheme: 'https', host: ctx.host, port: ctx.port, path, query })
+    const decision = decideRequestApproved(cfg.policy, { agent: ctx.agent, method, scheme: 'https', host: ctx.host, port: ctx.port, path, query }, deps.approvals(), Date.now())
     const { pass } = settle(deps.bus, facts, decision)
     if (!pass) return respondDenial(res, decision as DenyDecision, denialContext(facts, json))
   }

@@ -14,7 +14,7 @@ export interface Loggers {
 }
 
 export function createLoggers(level: string, dest?: DestinationStream): Loggers {
-  const destination = dest ?? pino.destination({ dest: 1, sync: false, minLength: 4096 })
+  const destination = dest ?? pino.destination({ dest: 1, sync: false })
   const formatters = { level: (label: string) => ({ level: label }) }
   const ops = pino({ level, redact: REDACT, formatters, timestamp: pino.stdTimeFunctions.isoTime, base: { component: 'portcullis' } }, destination)
   // Records carry their own ISO `time`; pino's would be a duplicate key.
