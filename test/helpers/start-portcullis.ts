@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream'
-import { writeFileSync } from 'node:fs'
+import { renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { createApp, type App } from '../../src/app.js'
@@ -19,6 +19,8 @@ export interface Portcullis {
   decisions(): DecisionRecord[]
   /** Wait (bounded) for a record matching pred. */
   waitForRecord<T extends TelemetryRecord = TelemetryRecord>(pred: (r: TelemetryRecord) => boolean, timeoutMs?: number): Promise<T>
+  /** Replace the config body (same listen/admin/tls head) the way editors do: write elsewhere, rename over. */
+  rewriteConfig(yamlBody: string): void
   /** Raw log lines written so far. */
   logLines(): string[]
 }
@@ -30,15 +32,20 @@ export const ADMIN_TOKEN = 'test-admin-token-0123456789'
  * loopback ports, with `yamlBody` as the config (listen/admin/tls sections are
  * filled in unless the body sets them). Torn down with the test.
  */
-export async function startPortcullis(t: Test, yamlBody: string, files: Record<string, string> = {}): Promise<Portcullis> {
+export async function startPortcullis(t: Test, yamlBody: string, files: Record<string, string> = {}, opts: { watch?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<Portcullis> {
   const dir = t.testdir(files)
   const configFile = join(dir, 'portcullis.yaml')
   const head = [
     /^listen:/m.test(yamlBody) ? '' : 'listen: { host: 127.0.0.1, port: 0 }',
     /^admin:/m.test(yamlBody) ? '' : 'admin: { host: 127.0.0.1, port: 0 }',
     /^tls:/m.test(yamlBody) ? '' : `tls: { ca_cert: ${JSON.stringify(join(dir, 'ca.pem'))}, ca_key: ${JSON.stringify(join(dir, 'ca-key.pem'))} }`,
+    /^approvals:/m.test(yamlBody) ? '' : `approvals: { file: ${JSON.stringify(join(dir, 'approvals.yaml'))} }`,
   ].filter(Boolean)
   writeFileSync(configFile, `${head.join('\n')}\n${yamlBody}\n`)
+  const rewriteConfig = (body: string): void => {
+    writeFileSync(`${configFile}.tmp`, `${head.join('\n')}\n${body}\n`)
+    renameSync(`${configFile}.tmp`, configFile)
+  }
   const lines: string[] = []
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -46,9 +53,9 @@ export async function startPortcullis(t: Test, yamlBody: string, files: Record<s
       cb()
     },
   })
-  const env = { ...process.env, PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN }
+  const env = { ...process.env, PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN, ...opts.env }
   const config = await loadConfig(configFile, env)
-  const app = createApp(config, { logDestination: sink, env })
+  const app = createApp(config, { logDestination: sink, env, watch: opts.watch ?? false })
   const { proxy, admin } = await app.start()
   t.teardown(() => app.close())
   const records = (): TelemetryRecord[] => app.ring.snapshot()
@@ -63,6 +70,7 @@ export async function startPortcullis(t: Test, yamlBody: string, files: Record<s
     records,
     decisions: () => records().filter((r): r is DecisionRecord => r.event === 'decision'),
     logLines: () => [...lines],
+    rewriteConfig,
     async waitForRecord<T extends TelemetryRecord>(pred: (r: TelemetryRecord) => boolean, timeoutMs = 5000): Promise<T> {
       const deadline = Date.now() + timeoutMs
       for (;;) {

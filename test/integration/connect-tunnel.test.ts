@@ -1,24 +1,12 @@
 import { once } from 'node:events'
 import { connect as tlsConnect } from 'node:tls'
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
+import { createServer, type AddressInfo } from 'node:net'
 import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpsOrigin } from '../helpers/origins.js'
 import { curl, rawExchange, basicAuth } from '../helpers/clients.js'
+import { openTunnel } from '../helpers/tunnel.js'
 import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
-
-/** Open a CONNECT tunnel by hand and return the socket after the proxy's answer head. */
-async function openTunnel(port: number, authority: string): Promise<{ socket: Socket; head: string }> {
-  const socket = connect(port, '127.0.0.1')
-  await once(socket, 'connect')
-  socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n\r\n`)
-  let head = ''
-  while (!head.includes('\r\n\r\n')) {
-    const [chunk] = (await once(socket, 'data')) as [Buffer]
-    head += chunk.toString('latin1')
-  }
-  return { socket, head }
-}
 
 t.test('CONNECT tunnels', async (t) => {
   const origin = await startHttpsOrigin(t, ['origin.test'])

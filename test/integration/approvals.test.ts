@@ -1,0 +1,81 @@
+import t from 'tap'
+import { startPortcullis } from '../helpers/start-portcullis.js'
+import { startHttpOrigin } from '../helpers/origins.js'
+import { curl } from '../helpers/clients.js'
+import { adminCall, until } from '../helpers/admin.js'
+import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+
+interface ApprovalAnswer {
+  id: string
+  scope: string
+  expires_at: string
+  expires_in_s: number
+  agent: string
+  host: string
+  path: string | null
+}
+
+t.test('a blocked request becomes a scoped, expiring, audited approval', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([origin.port])}
+groups:
+  g:
+    allow:
+      - host: origin.test
+        paths: ["/public/**"]
+agents:
+  - id: ci
+    token: ${TOKEN_HASH}
+    groups: [g]
+`,
+  )
+  const proxy = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`]
+  const blocked = await curl([...proxy, `http://origin.test:${origin.port}/private/a.txt`])
+  t.equal(blocked.headers['x-portcullis-decision'], 'denied_path')
+  const requestId = blocked.headers['x-portcullis-request-id'] as string
+
+  t.test('the admin API refuses bad approvals clearly', async (t) => {
+    t.equal((await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId }, 'wrong')).status, 401)
+    t.equal((await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: 'nope' })).status, 404)
+    t.equal((await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId, scope: 'everything' })).status, 400)
+    t.equal((await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId, ttl: 'forever' })).status, 400)
+  })
+
+  t.test('an exact approval opens that request and nothing else, until revoked', async (t) => {
+    const made = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId, scope: 'exact', ttl: '2h', reason: 'needed for the build', approved_by: 'alice' })
+    t.equal(made.status, 201)
+    t.match(made.body, { scope: 'exact', agent: 'ci', host: 'origin.test', path: '/private/a.txt' })
+    t.ok(made.body.expires_in_s > 7000 && made.body.expires_in_s <= 7200, 'ttl applied')
+    const audit = await pc.waitForRecord((r) => r.event === 'approval' && r.approval_id === made.body.id)
+    t.match(audit, { action: 'create', actor: 'alice', reason: 'needed for the build', request_id: requestId })
+
+    t.ok(await until(async () => (await curl([...proxy, `http://origin.test:${origin.port}/private/a.txt`])).status === 200, 1000), 'the same request passes within a second')
+    const rec = await pc.waitForRecord((r) => r.event === 'decision' && r.path === '/private/a.txt' && r.decision === 'allow')
+    t.equal(rec.event === 'decision' && rec.rule, `approval:${made.body.id}`)
+    t.equal((await curl([...proxy, `http://origin.test:${origin.port}/private/b.txt`])).headers['x-portcullis-decision'], 'denied_path', 'an exact approval does not open other paths')
+    t.equal((await curl([...proxy, '-X', 'POST', '-d', 'x', `http://origin.test:${origin.port}/private/a.txt`])).headers['x-portcullis-decision'], 'denied_path', 'nor other methods')
+
+    const listed = await adminCall<{ approvals: ApprovalAnswer[] }>(pc.adminUrl, 'GET', '/api/approvals')
+    t.ok(listed.body.approvals.some((a) => a.id === made.body.id))
+    t.equal((await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${made.body.id}`)).status, 200)
+    t.ok(await until(async () => (await curl([...proxy, `http://origin.test:${origin.port}/private/a.txt`])).status === 403, 1000), 'revocation takes effect within a second')
+    t.equal((await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${made.body.id}`)).status, 404)
+  })
+
+  t.test('a path-prefix approval opens the directory, not its siblings', async (t) => {
+    const made = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId, scope: 'path-prefix', ttl: '1h', reason: 'dir' })
+    t.equal(made.status, 201)
+    t.equal((await curl([...proxy, `http://origin.test:${origin.port}/private/other/c.txt`])).status, 200)
+    t.equal((await curl([...proxy, `http://origin.test:${origin.port}/privateer/c.txt`])).status, 403)
+    await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${made.body.id}`)
+  })
+
+  t.test('an approval expires by itself', async (t) => {
+    const made = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId, scope: 'host', ttl: '1s', reason: 'brief' })
+    t.equal(made.status, 201)
+    t.equal((await curl([...proxy, `http://origin.test:${origin.port}/anything`])).status, 200)
+    t.ok(await until(async () => (await curl([...proxy, `http://origin.test:${origin.port}/anything`])).status === 403, 3000), 'denied again after the ttl')
+  })
+})

@@ -1,0 +1,59 @@
+import { once } from 'node:events'
+import { connect as tlsConnect } from 'node:tls'
+import t from 'tap'
+import { startPortcullis } from '../helpers/start-portcullis.js'
+import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
+import { curl } from '../helpers/clients.js'
+import { adminCall, until } from '../helpers/admin.js'
+import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+import { openTunnel } from '../helpers/tunnel.js'
+
+t.test('hot reload swaps the policy atomically and keeps the last good one on a bad edit', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const tlsOrigin = await startHttpsOrigin(t, ['origin.test'])
+  const policy = (hosts: string[]): string => `${upstreamYaml([origin.port, tlsOrigin.port], `  ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}`)}
+groups:
+  g:
+    allow:
+${hosts.map((h) => `      - host: ${h}`).join('\n')}
+agents:
+  - id: ci
+    token: ${TOKEN_HASH}
+    groups: [g]
+`
+  const pc = await startPortcullis(t, policy(['origin.test']), {}, { watch: true })
+  const write = (body: string): void => pc.rewriteConfig(body)
+  const proxy = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`]
+  const health = async (): Promise<{ generation: number; config_error: string | null }> => (await fetch(`${pc.adminUrl}/healthz`)).json() as Promise<{ generation: number; config_error: string | null }>
+
+  t.equal((await curl([...proxy, `http://other.test:${origin.port}/`])).headers['x-portcullis-decision'], 'denied_no_rule')
+
+  // A tunnel to origin.test stays open across reloads that still allow it and closes on one that does not.
+  const { socket } = await openTunnel(pc.proxyPort, `origin.test:${tlsOrigin.port}`)
+  const tls = tlsConnect({ socket, servername: 'origin.test', ca: tlsOrigin.ca.certPem })
+  await once(tls, 'secureConnect')
+  tls.on('error', () => undefined)
+
+  write(policy(['origin.test', 'other.test']))
+  t.ok(await until(async () => (await health()).generation === 2), 'a file edit is picked up')
+  t.equal((await curl([...proxy, `http://other.test:${origin.port}/`])).status, 200, 'the new rule applies')
+  t.notOk(tls.destroyed, 'a still-allowed tunnel is untouched')
+
+  write('groups: { g: { alow: [] } }\nagents: [')
+  t.ok(await until(async () => (await health()).config_error !== null), 'a broken edit is reported on /healthz')
+  const h = await health()
+  t.equal(h.generation, 2, 'the last good policy stays in force')
+  t.match(h.config_error, /portcullis\.yaml:\d+:\d+/)
+  t.equal((await curl([...proxy, `http://other.test:${origin.port}/`])).status, 200)
+
+  write(policy(['other.test']))
+  t.ok(await until(async () => (await health()).generation === 3), 'the watcher keeps working after a bad edit')
+  t.equal((await health()).config_error, null)
+  const started = Date.now()
+  await until(() => tls.destroyed || socket.destroyed, 2000)
+  t.ok(socket.destroyed, `a tunnel the new policy disallows is closed (${Date.now() - started} ms)`)
+  t.equal((await curl([...proxy, `http://origin.test:${origin.port}/`])).headers['x-portcullis-decision'], 'denied_no_rule')
+
+  const viaApi = await adminCall<{ ok: boolean; generation: number }>(pc.adminUrl, 'POST', '/api/reload')
+  t.match(viaApi, { status: 200, body: { ok: true, generation: 4 } })
+})
