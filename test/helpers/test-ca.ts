@@ -1,5 +1,6 @@
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import forge from 'node-forge'
 import type { Test } from 'tap'
@@ -14,7 +15,9 @@ export interface TestCa {
 }
 
 export function createTestCa(t: Test): TestCa {
-  const dir = t.testdir()
+  // Not t.testdir(): that directory belongs to startPortcullis for the same test, and a second call wipes it.
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-test-ca-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const { certPem, keyPem } = createCaMaterial('Portcullis test upstream CA')
   const certFile = join(dir, 'upstream-ca.pem')
   writeFileSync(certFile, certPem)
