@@ -27,7 +27,7 @@ import { approvalRoutes } from './admin/routes/approvals.js'
 import { pageRoutes } from './admin/routes/page.js'
 import { loadAdminToken } from './admin/token.js'
 import { decideConnectApproved, indexApprovals, type ApprovalIndex } from './policy/approvals.js'
-import type { ApprovalStore } from './approvals/store.js'
+import { isActive, type ApprovalStore } from './approvals/store.js'
 import { effectiveMode } from './policy/compiled.js'
 import { createFileApprovalStore } from './approvals/file-store.js'
 
@@ -89,6 +89,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   let approvalIndex: ApprovalIndex = new Map()
   let store: ApprovalStore | null = null
   let watcher: ConfigWatcher | null = null
+  let expiryTimer: NodeJS.Timeout | null = null
   const loggers = createLoggers(initial.telemetry.log.level, opts.logDestination)
   const log = loggers.ops
   const bus = createBus((sink, err) => log.error({ code: 'PC_ERR_INTERNAL', sink, err }, 'telemetry sink failed'))
@@ -181,11 +182,22 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       interceptor = createInterceptor(deps, createLeafCertCache(ca))
       store = await createFileApprovalStore(current.approvals.file)
       const s = store
+      // Rebuilt on every change and whenever an approval lapses; tunnels opened under an approval that is
+      // revoked or expires are closed at once, like tunnels a reload disallows.
       const refreshApprovals = (): void => {
-        approvalIndex = indexApprovals(s.current())
+        const now = Date.now()
+        approvalIndex = indexApprovals(s.current().filter((a) => isActive(a, now)))
+        if (tracker.size > 0) closeDisallowed(tracker, current, approvalIndex)
       }
       s.onChange(refreshApprovals)
       refreshApprovals()
+      expiryTimer = setInterval(() => {
+        const now = Date.now()
+        for (const list of approvalIndex.values()) {
+          if (list.some((a) => !isActive(a, now))) return refreshApprovals()
+        }
+      }, 500)
+      expiryTimer.unref()
       const token = await loadAdminToken(env, join(dirname(current.tls.caKey), 'admin-token'))
       if (token.created) log.info({ code: 'PC_ADMIN_TOKEN_CREATED', file: token.file }, 'admin token generated; read it from this file')
       adminServer = createAdminServer(adminRoutes(s), token.token, (err) => log.error({ code: 'PC_ERR_INTERNAL', err }, 'admin handler failed'))
@@ -197,6 +209,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     },
     async close() {
       watcher?.close()
+      if (expiryTimer) clearInterval(expiryTimer)
       for (const t of [...tracker.all()]) t.close()
       proxyServer.closeAllConnections()
       const closing = [new Promise<void>((r) => proxyServer.close(() => r()))]

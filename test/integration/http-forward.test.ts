@@ -1,14 +1,15 @@
 import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
-import { curl } from '../helpers/clients.js'
+import { curl, freePort } from '../helpers/clients.js'
 import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
 
 t.test('plain HTTP forwarding through the real proxy', async (t) => {
   const origin = await startHttpOrigin(t)
+  const closedPort = await freePort()
   const pc = await startPortcullis(
     t,
-    `${upstreamYaml([origin.port])}
+    `${upstreamYaml([origin.port, closedPort])}
 groups:
   g:
     allow:
@@ -121,9 +122,16 @@ agents:
     t.equal(r.status, 400)
   })
 
-  t.test('an unreachable upstream is a 502 upstream_error', async (t) => {
+  t.test('a port outside upstream.ports is denied_port', async (t) => {
     const r = await curl([...proxy, `http://origin.test:1/`])
-    // port 1 is not in upstream.ports
     t.equal(r.headers['x-portcullis-decision'], 'denied_port')
+  })
+
+  t.test('an allowed host whose server refuses the connection is a 502 upstream_error', async (t) => {
+    const r = await curl([...proxy, `http://origin.test:${closedPort}/`])
+    t.equal(r.status, 502)
+    t.equal(r.headers['x-portcullis-decision'], 'upstream_error')
+    t.match(r.body, /refused the connection/)
+    t.match(r.body, /not a policy decision/)
   })
 })
