@@ -1,54 +1,74 @@
+/**
+ * `portcullis check [--config F]`: load and compile the config, nothing else
+ * (smokescreen's check_config), then print a policy summary: who each agent
+ * is, how it is identified, its groups, rules and hosts. Every config error is
+ * printed as file:line:col: key: message. Exit 0 valid, 2 invalid.
+ */
 import { parseArgs } from 'node:util'
+import { ConfigError, PortcullisError, formatConfigIssue } from '../errors.js'
 import { loadConfig, resolveConfigPath } from '../config/load.js'
 import type { RuntimeConfig } from '../config/types.js'
-import type { CompiledRule } from '../policy/compiled.js'
+import { listRules, type RuleIndex } from '../policy/compiled.js'
 import { formatHostPattern } from '../policy/host-pattern.js'
-import { EXIT_OK, type CliVerb } from './io.js'
+import { EXIT_OK, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
 
-function describeRule(r: CompiledRule): string {
-  const parts = [`${r.effect} ${formatHostPattern(r.host)}`]
-  if (r.ports) parts.push(`ports ${[...r.ports].join(',')}`)
-  if (r.methods) parts.push(`methods ${[...r.methods].join(',')}`)
-  if (r.paths) parts.push(`${r.paths.length} path pattern${r.paths.length === 1 ? '' : 's'}`)
-  if (r.interceptNever) parts.push('intercept: never')
-  return parts.join(', ')
+export const run: CliVerb = async (args, io) => {
+  const { values } = parseArgs({ args: [...args], options: { config: { type: 'string' } }, strict: true })
+  const file = resolveConfigPath(values.config, io.env)
+  const config = await loadOrReport(file, io)
+  if (config === null) return EXIT_USAGE
+  io.stdout(formatSummary(config))
+  return EXIT_OK
 }
 
-function limitText(n: number | null): string {
-  return n === null ? 'unlimited' : String(n)
-}
-
-/** The policy as an operator reads it: who each agent is, what it may reach, and how. */
-export function summarizePolicy(c: RuntimeConfig): string {
-  const p = c.policy
-  const lines = [
-    `config: ${c.file}`,
-    `listen ${c.listen.host}:${c.listen.port}, admin ${c.admin.host}:${c.admin.port}, mode ${p.mode}, tls.intercept ${p.intercept}, default ports ${[...p.defaultPorts].join(',')}`,
-    `${p.agents.size} agent${p.agents.size === 1 ? '' : 's'}:`,
-  ]
-  for (const a of p.agents.values()) {
-    const ident = [a.tokenSha256 ? 'token' : null, a.sourceCidrs.length ? `source ${a.sourceCidrs.map((x) => x.text).join(',')}` : null].filter(Boolean).join(' + ')
-    lines.push(`  ${a.id}: identified by ${ident}; groups [${a.groups.join(', ')}]; mode ${a.mode}; limits rpm ${limitText(a.limits.requestsPerMinute)}, conns ${limitText(a.limits.concurrentConnections)}, bytes/day ${limitText(a.limits.bytesPerDay)}`)
-    const seen = new Map<string, string[]>()
-    for (const index of p.rules.get(a.id) ?? []) {
-      for (const list of [...index.exact.values(), ...index.wildcard.values(), index.cidr]) {
-        for (const r of list) {
-          const l = seen.get(r.id) ?? []
-          l.push(describeRule(r))
-          seen.set(r.id, l)
-        }
-      }
+/** The config, or null after printing why it cannot be used. */
+export async function loadOrReport(file: string, io: CliIo): Promise<RuntimeConfig | null> {
+  try {
+    return await loadConfig(file, io.env)
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      io.stderr(`${err.issues.map(formatConfigIssue).join('\n')}\n${file}: ${err.issues.length} error(s)\n`)
+      return null
     }
-    for (const [id, rs] of [...seen.entries()].sort()) lines.push(`    ${id}: ${rs.join('; ')}`)
+    if (err instanceof PortcullisError) {
+      io.stderr(`${err.message} (${err.code})\n`)
+      return null
+    }
+    throw err
+  }
+}
+
+export function formatSummary(config: RuntimeConfig): string {
+  const p = config.policy
+  const lines = [
+    `${config.file}: OK`,
+    `mode: ${p.mode}; tls.intercept: ${p.intercept}; default ports: ${[...p.defaultPorts].join(', ')}`,
+    `listen: ${config.listen.host}:${config.listen.port}; admin: ${config.admin.host}:${config.admin.port}`,
+    `groups (${p.groups?.size ?? 0}):`,
+  ]
+  for (const [name, index] of p.groups ?? []) lines.push(`  ${name}: ${countRules(index)}`)
+  lines.push(`agents (${p.agents.size}):`)
+  for (const agent of p.agents.values()) {
+    const indexes = p.rules.get(agent.id) ?? []
+    const by = [agent.tokenSha256 ? 'token' : null, agent.sourceCidrs.length > 0 ? `source ${agent.sourceCidrs.map((c) => c.text).join(', ')}` : null]
+    lines.push(`  ${agent.id}: identified by ${by.filter((x) => x !== null).join(' + ')}; mode ${agent.mode}`)
+    lines.push(`    groups: ${agent.groups.join(', ') || '(none)'}`)
+    lines.push(`    rules: ${indexes.reduce((n, i) => n + i.size, 0)}`)
+    lines.push(`    allowed hosts: ${hostsOf(indexes, 'allow') || '(none)'}`)
+    const denied = hostsOf(indexes, 'deny')
+    if (denied) lines.push(`    denied hosts: ${denied}`)
   }
   return `${lines.join('\n')}\n`
 }
 
-/** `portcullis check`: load and compile only (smokescreen's check_config); errors print file:line:col. */
-export const run: CliVerb = async (args, io) => {
-  const { values } = parseArgs({ args: [...args], options: { config: { type: 'string' } }, strict: true })
-  const config = await loadConfig(resolveConfigPath(values.config, io.env), io.env)
-  io.stdout(summarizePolicy(config))
-  io.stdout('config OK\n')
-  return EXIT_OK
+function countRules(index: RuleIndex): string {
+  const rules = listRules(index)
+  const ids = (effect: 'allow' | 'deny'): number => new Set(rules.filter((r) => r.effect === effect).map((r) => r.id)).size
+  return `${ids('allow')} allow, ${ids('deny')} deny (${rules.length} after expanding presets and repos)`
+}
+
+function hostsOf(indexes: readonly RuleIndex[], effect: 'allow' | 'deny'): string {
+  const hosts = new Set<string>()
+  for (const index of indexes) for (const r of listRules(index)) if (r.effect === effect) hosts.add(formatHostPattern(r.host))
+  return [...hosts].join(', ')
 }

@@ -1,56 +1,111 @@
+/**
+ * `portcullis explain --agent A [--method M] [--config F] URL`: the decision
+ * the running proxy would make, offline. No network I/O ever: names are not
+ * resolved; IP-literal hosts and hosts pinned in upstream.resolve are
+ * classified like the proxy's resolver does. Active approvals are not applied.
+ * Exit 0 allow, 1 deny, 2 usage or config error.
+ */
 import { parseArgs } from 'node:util'
-import { loadConfig, resolveConfigPath } from '../config/load.js'
-import { explain, parseExplainUrl } from '../admin/routes/explain.js'
-import { classifyAddress, isAddressAllowed } from '../net/address-class.js'
-import { isIpLiteral } from '../net/host.js'
 import type { RuntimeConfig } from '../config/types.js'
+import { classifyAddress, isAddressAllowed } from '../net/address-class.js'
+import { formatAuthority, isIpLiteral, normalizeHost } from '../net/host.js'
+import { normalizePath } from '../net/url-path.js'
+import { effectiveMode } from '../policy/compiled.js'
+import { decideConnect, decideRequest } from '../policy/decide.js'
+import { applyMode } from '../policy/mode.js'
+import type { ConnectDecision, Decision, RequestFacts } from '../policy/types.js'
+import { resolveConfigPath } from '../config/load.js'
+import { loadOrReport } from './check.js'
 import { EXIT_DENIED, EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
 
 const USAGE = 'usage: portcullis explain --agent A [--method M] [--config F] URL\n'
 
-/** Offline address check: IP literals and pinned names only; anything else is resolved at connect time. */
-function addressVerdict(config: RuntimeConfig, host: string): { blocked: string | null; note: string } {
-  const addrs = isIpLiteral(host) ? [host] : config.upstream.resolve.get(host)
-  if (!addrs) return { blocked: null, note: 'address: resolved by DNS at connect time (private addresses are denied then)' }
-  for (const a of addrs) if (!isAddressAllowed(a, config.upstream.allowPrivate)) return { blocked: a, note: `address: ${a} is ${classifyAddress(a)}` }
-  return { blocked: null, note: `address: ${addrs.join(', ')} (allowed)` }
-}
-
-/** `portcullis explain`: the decision and rule for one request, with no network I/O. */
 export const run: CliVerb = async (args, io) => {
   const { values, positionals } = parseArgs({
     args: [...args],
-    options: { agent: { type: 'string' }, method: { type: 'string', default: 'GET' }, config: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: { agent: { type: 'string' }, method: { type: 'string' }, config: { type: 'string' } },
     allowPositionals: true,
     strict: true,
   })
-  const url = positionals[0]
-  if (!values.agent || !url || positionals.length > 1) {
+  const [url, ...extra] = positionals
+  if (values.agent === undefined || url === undefined || extra.length > 0) {
     io.stderr(USAGE)
     return EXIT_USAGE
   }
-  const config = await loadConfig(resolveConfigPath(values.config, io.env), io.env)
-  if (!config.policy.agents.has(values.agent)) {
-    io.stderr(`portcullis explain: no agent '${values.agent}' in ${config.file} (agents: ${[...config.policy.agents.keys()].join(', ') || 'none'})\n`)
+  const facts = parseTarget(url, values.agent, (values.method ?? 'GET').toUpperCase())
+  if (typeof facts === 'string') {
+    io.stderr(`portcullis explain: ${facts}\n${USAGE}`)
     return EXIT_USAGE
   }
-  const target = parseExplainUrl(url)
-  if (!target.ok) {
-    io.stderr(`portcullis explain: ${target.error}\n`)
+  const config = await loadOrReport(resolveConfigPath(values.config, io.env), io)
+  if (config === null) return EXIT_USAGE
+  if (!config.policy.agents.has(facts.agent)) {
+    io.stderr(`portcullis explain: unknown agent '${facts.agent}' (known: ${[...config.policy.agents.keys()].join(', ')})\n`)
     return EXIT_USAGE
   }
-  const method = values.method.toUpperCase()
-  let e = explain(config, values.agent, method, target.facts)
-  const addr = addressVerdict(config, target.facts.host)
-  if (e.decision === 'allow' && addr.blocked !== null) e = { ...e, decision: 'deny', reason: 'denied_private_address', rule: null }
-  if (values.json) {
-    io.stdout(`${JSON.stringify({ ...e, address: addr.note })}\n`)
-  } else {
-    io.stdout(`${e.decision.toUpperCase()} ${method} ${url} for agent ${values.agent}\n`)
-    io.stdout(`  reason: ${e.reason}\n  rule:   ${e.rule ?? '(none)'}\n`)
-    if (e.via) io.stdout(`  https:  the CONNECT would be ${e.via === 'intercept' ? 'intercepted (inner requests decided on their full URL)' : 'tunnelled (spliced, not decrypted)'}\n`)
-    if (e.detail) io.stdout(`  detail: ${e.detail}\n`)
-    io.stdout(`  mode:   ${e.mode}${e.mode === 'audit' && e.decision === 'deny' ? ' (would deny; audit mode lets it pass)' : ''}\n  ${addr.note}\n`)
+  const result = explain(config, facts)
+  io.stdout(formatExplanation(config, facts, result))
+  return result.decision.verdict === 'allow' ? EXIT_OK : EXIT_DENIED
+}
+
+/** Request facts from a URL, or a message saying why it cannot be explained. */
+export function parseTarget(text: string, agent: string, method: string): RequestFacts | string {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    return `'${text}' is not an absolute URL`
   }
-  return e.decision === 'allow' ? EXIT_OK : EXIT_DENIED
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return `only http and https URLs can be explained`
+  if (!/^[A-Z]+$/.test(method)) return `'${method}' is not an HTTP method`
+  const host = normalizeHost(url.hostname)
+  const path = normalizePath(url.pathname)
+  if (host === null) return `'${url.hostname}' is not a valid host`
+  if (path === null) return `'${url.pathname}' is not a valid path`
+  const scheme = url.protocol === 'https:' ? 'https' : 'http'
+  const port = url.port === '' ? (scheme === 'https' ? 443 : 80) : Number(url.port)
+  return { agent, method, scheme, host, port, path, query: url.search.slice(1) }
+}
+
+export interface Explanation {
+  readonly decision: Decision
+  readonly connect: ConnectDecision | null
+  /** Addresses checked offline (IP literal or pins), with their class; empty when the name would be resolved by DNS. */
+  readonly addresses: readonly { readonly ip: string; readonly cls: string; readonly allowed: boolean }[]
+}
+
+/** The proxy's order: CONNECT decision (https), then the request (when intercepted or plain), then the address check. */
+export function explain(config: RuntimeConfig, facts: RequestFacts): Explanation {
+  const policy = config.policy
+  const connect = facts.scheme === 'https' ? decideConnect(policy, facts) : null
+  let decision: Decision
+  if (connect === null || (connect.verdict === 'allow' && connect.via === 'intercept')) decision = decideRequest(policy, facts)
+  else decision = connect.verdict === 'allow' ? { verdict: 'allow', reason: 'allowed', ruleId: connect.ruleId } : connect
+  const ips = isIpLiteral(facts.host) !== null ? [facts.host] : (config.upstream.resolve.get(facts.host) ?? [])
+  const addresses = ips.map((ip) => ({ ip, cls: classifyAddress(ip), allowed: isAddressAllowed(ip, config.upstream.allowPrivate) }))
+  const blocked = addresses.find((a) => !a.allowed)
+  if (decision.verdict === 'allow' && blocked) {
+    decision = { verdict: 'deny', reason: 'denied_private_address', ruleId: null, detail: blocked.cls }
+  }
+  return { decision, connect, addresses }
+}
+
+export function formatExplanation(config: RuntimeConfig, facts: RequestFacts, x: Explanation): string {
+  const mode = effectiveMode(config.policy, facts.agent)
+  const { wouldDeny } = applyMode(x.decision, mode)
+  const target = `${facts.scheme}://${formatAuthority(facts.host, facts.port)}${facts.path}${facts.query ? `?${facts.query}` : ''}`
+  const lines = [
+    `request: ${facts.method} ${target} (agent ${facts.agent})`,
+    `decision: ${x.decision.verdict}`,
+    `reason: ${x.decision.reason}`,
+    `rule: ${x.decision.ruleId ?? '-'}`,
+  ]
+  if (x.connect !== null) {
+    const c = x.connect
+    lines.push(`connect: ${c.verdict === 'allow' ? `${c.via} (${c.ruleId})` : `deny ${c.reason} (${c.ruleId ?? '-'})`}`)
+  }
+  for (const a of x.addresses) lines.push(`address: ${a.ip} ${a.cls}${a.allowed ? '' : ' (blocked)'}`)
+  if (x.addresses.length === 0) lines.push('address: resolved by DNS when connecting (not checked offline)')
+  lines.push(`mode: ${mode}${wouldDeny ? ' (would deny; audit lets it through)' : ''}`)
+  return `${lines.join('\n')}\n`
 }

@@ -1,34 +1,63 @@
-import { ConfigError } from '../errors.js'
-import { parseAuthority } from '../net/host.js'
-import type { RawConfig } from './schema.js'
-
 /**
- * PORTCULLIS_* overrides, applied in this one place to the validated raw
- * config before compile. (PORTCULLIS_CONFIG picks the file, resolveConfigPath;
- * PORTCULLIS_ADMIN_TOKEN is read by the admin server and never enters config.)
+ * Environment overrides (SPEC §3), applied in this one place to the validated
+ * raw config, before compile. PORTCULLIS_CONFIG is read by resolveConfigPath
+ * and PORTCULLIS_ADMIN_TOKEN by the admin server; neither belongs in config.
+ * A malformed value is a config error naming the variable.
  */
-export function applyEnvOverrides(raw: RawConfig, env: NodeJS.ProcessEnv, file: string): RawConfig {
-  let out = raw
-  if (env.PORTCULLIS_REDIS_URL) out = { ...out, telemetry: { ...out.telemetry, redis: { ...out.telemetry.redis, url: env.PORTCULLIS_REDIS_URL } } }
+import type { ConfigIssue } from '../errors.js'
+import { normalizeHost } from '../net/host.js'
+import { LOG_LEVELS, type RawConfig } from './schema.js'
+
+export type EnvResult = { readonly ok: true; readonly config: RawConfig } | { readonly ok: false; readonly issues: readonly ConfigIssue[] }
+
+export function applyEnvOverrides(raw: RawConfig, env: NodeJS.ProcessEnv): EnvResult {
+  const issues: ConfigIssue[] = []
+  const bad = (name: string, path: string, message: string): void => {
+    issues.push({ file: `$${name}`, line: 1, col: 1, path, message })
+  }
+  let config = raw
+  const redisUrl = env.PORTCULLIS_REDIS_URL
+  if (redisUrl !== undefined && redisUrl !== '') {
+    const t = config.telemetry
+    config = { ...config, telemetry: { ...t, redis: { ...t.redis, url: redisUrl } } }
+  }
   const level = env.PORTCULLIS_LOG_LEVEL
-  if (level) {
-    if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) throw envError(file, 'PORTCULLIS_LOG_LEVEL', `'${level}' is not one of fatal, error, warn, info, debug, trace, silent`)
-    out = { ...out, telemetry: { ...out.telemetry, log: { ...out.telemetry.log, level: level as RawConfig['telemetry']['log']['level'] } } }
+  if (level !== undefined && level !== '') {
+    if ((LOG_LEVELS as readonly string[]).includes(level)) {
+      const t = config.telemetry
+      config = { ...config, telemetry: { ...t, log: { ...t.log, level: level as (typeof LOG_LEVELS)[number] } } }
+    } else {
+      bad('PORTCULLIS_LOG_LEVEL', 'telemetry.log.level', `'${level}' is not one of ${LOG_LEVELS.join(', ')}`)
+    }
   }
   const listen = env.PORTCULLIS_LISTEN
-  if (listen) out = { ...out, listen: parseListen(listen, file) }
-  return out
+  if (listen !== undefined && listen !== '') {
+    const parsed = parseListen(listen, config.listen.host)
+    if (parsed) config = { ...config, listen: parsed }
+    else bad('PORTCULLIS_LISTEN', 'listen', `'${listen}' is not 'host:port', '[v6]:port' or 'port'`)
+  }
+  return issues.length > 0 ? { ok: false, issues } : { ok: true, config }
 }
 
-/** `host:port`, `[::1]:port` or a bare `port`. */
-function parseListen(text: string, file: string): RawConfig['listen'] {
-  if (/^\d{1,5}$/.test(text) && Number(text) <= 65535) return { host: '127.0.0.1', port: Number(text) }
-  const m = /^(.*):(\d{1,5})$/.exec(text)
-  const hp = m && Number(m[2]) <= 65535 ? parseAuthority(`${m[1] === '' ? '0.0.0.0' : m[1]}:${m[2] === '0' ? '1' : m[2]}`) : null
-  if (!m || !hp) throw envError(file, 'PORTCULLIS_LISTEN', `'${text}' is not host:port, [ipv6]:port or a port`)
-  return { host: hp.host, port: Number(m[2]) }
-}
-
-function envError(file: string, name: string, message: string): ConfigError {
-  return new ConfigError([{ file: `${file} (environment)`, line: 0, col: 0, path: name, message }])
+/** `127.0.0.1:3128`, `[::1]:3128`, `0.0.0.0:8080` or just `3128` (keeping the configured host). */
+export function parseListen(text: string, defaultHost: string): { host: string; port: number } | null {
+  let hostText: string | undefined
+  let portText: string
+  const v6 = /^\[([^\]]+)\]:([0-9]+)$/.exec(text)
+  if (v6) {
+    hostText = v6[1]
+    portText = v6[2] ?? ''
+  } else if (/^[0-9]+$/.test(text)) {
+    portText = text
+  } else {
+    const m = /^([^:\s]+):([0-9]+)$/.exec(text)
+    if (!m) return null
+    hostText = m[1]
+    portText = m[2] ?? ''
+  }
+  const port = Number(portText)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) return null
+  if (hostText === undefined) return { host: defaultHost, port }
+  const host = normalizeHost(hostText)
+  return host === null ? null : { host, port }
 }

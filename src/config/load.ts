@@ -1,99 +1,116 @@
+/**
+ * Loading: read → YAML parseDocument (positions kept via a LineCounter) →
+ * schema → env overrides → compile → freeze (STYLE §7). Every problem is
+ * reported with file, line, column and key path, YAML syntax errors too, and
+ * all problems at once.
+ */
 import { readFile } from 'node:fs/promises'
-import { resolve } from 'node:path'
 import { isMap, isScalar, LineCounter, parseDocument, type Document } from 'yaml'
 import type { z } from 'zod'
 import { ConfigError, PortcullisError, type ConfigIssue } from '../errors.js'
-import { applyEnvOverrides } from './env.js'
 import { compileConfig } from './compile.js'
-import { ConfigSchema } from './schema.js'
+import { applyEnvOverrides } from './env.js'
+import { formatKeyPath, type ConfigSource, type KeyPath } from './issues.js'
+import { configSchema } from './schema.js'
 import type { RuntimeConfig } from './types.js'
 
 export const DEFAULT_CONFIG_PATH = 'config/portcullis.yaml'
 
-/** --config, then PORTCULLIS_CONFIG, then config/portcullis.yaml (SPEC §6). */
+/** `--config`, then PORTCULLIS_CONFIG, then config/portcullis.yaml (SPEC §6). */
 export function resolveConfigPath(flag: string | undefined, env: NodeJS.ProcessEnv): string {
-  return resolve(flag ?? (env.PORTCULLIS_CONFIG || DEFAULT_CONFIG_PATH))
+  if (flag !== undefined && flag !== '') return flag
+  const fromEnv = env.PORTCULLIS_CONFIG
+  return fromEnv !== undefined && fromEnv !== '' ? fromEnv : DEFAULT_CONFIG_PATH
 }
 
-export type KeyPath = readonly (string | number)[]
-
-/** Maps a key path to the line and column of its node in the YAML source. */
-export interface Locator {
-  readonly file: string
-  at(path: KeyPath, message: string, key?: string): ConfigIssue
-}
-
-export function formatKeyPath(path: KeyPath): string {
-  let out = ''
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`
-  return out
-}
-
-function createLocator(file: string, doc: Document, lc: LineCounter): Locator {
-  return {
-    file,
-    at(path, message, key) {
-      let offset = 0
-      // Walk down as far as the document goes: a default-filled key has no node, its nearest ancestor does.
-      for (let depth = path.length; depth >= 0; depth--) {
-        const node = doc.getIn(path.slice(0, depth), true) as { range?: [number, number, number] } | undefined
-        if (node?.range) {
-          offset = node.range[0]
-          if (key !== undefined && depth === path.length && isMap(node)) {
-            const pair = node.items.find((p) => isScalar(p.key) && p.key.value === key)
-            const keyNode = pair?.key as { range?: [number, number, number] } | undefined
-            if (keyNode?.range) offset = keyNode.range[0]
-          }
-          break
-        }
-      }
-      const { line, col } = lc.linePos(offset)
-      const fullPath = key === undefined ? path : [...path, key]
-      return { file, line, col, path: formatKeyPath(fullPath), message }
-    },
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = {}): Promise<RuntimeConfig> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (cause) {
+    throw new PortcullisError('PC_ERR_CONFIG_UNREADABLE', `cannot read config file ${file}`, { cause })
   }
+  return parseConfigText(text, file, env)
 }
 
-function schemaIssues(error: z.ZodError, loc: Locator): ConfigIssue[] {
-  const out: ConfigIssue[] = []
-  for (const issue of error.issues) {
-    const path = issue.path.filter((p): p is string | number => typeof p !== 'symbol')
-    if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) out.push(loc.at(path, `unknown key '${key}'`, key))
-    } else {
-      out.push(loc.at(path, issue.message))
-    }
-  }
-  return out
-}
-
-/** Parse → validate (strict schema) → environment overrides → compile → freeze. Pure apart from `env`. */
-export function parseConfigText(text: string, file: string, env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
-  const lc = new LineCounter()
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true })
+/** Pure: text in, frozen RuntimeConfig out, or a ConfigError listing every problem. */
+export function parseConfigText(text: string, file: string, env: NodeJS.ProcessEnv = {}): RuntimeConfig {
+  const lineCounter = new LineCounter()
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true })
+  const source = createYamlSource(file, doc, lineCounter)
   if (doc.errors.length > 0) {
     throw new ConfigError(
       doc.errors.map((e) => {
-        const pos = e.linePos?.[0] ?? { line: 1, col: 1 }
-        return { file, line: pos.line, col: pos.col, path: '', message: `YAML syntax: ${e.message.split('\n')[0] ?? e.code}` }
+        const pos = e.linePos?.[0] ?? lineCounter.linePos(e.pos[0])
+        return { file, line: pos.line, col: pos.col, path: '', message: `YAML syntax: ${firstLine(e.message)}` }
       }),
     )
   }
-  const loc = createLocator(file, doc, lc)
-  const parsed = ConfigSchema.safeParse(doc.toJS() ?? {})
-  if (!parsed.success) throw new ConfigError(schemaIssues(parsed.error, loc))
-  const raw = applyEnvOverrides(parsed.data, env, file)
-  return compileConfig(raw, loc)
+  const parsed = configSchema.safeParse(doc.toJS({ maxAliasCount: 100 }) ?? {})
+  if (!parsed.success) throw new ConfigError(sortIssues(parsed.error.issues.flatMap((i) => toIssues(i, [], source))))
+  const withEnv = applyEnvOverrides(parsed.data, env)
+  if (!withEnv.ok) throw new ConfigError(withEnv.issues)
+  return compileConfig(withEnv.config, source)
 }
 
-export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<RuntimeConfig> {
-  const path = resolve(file)
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'error'
-    throw new PortcullisError('PC_ERR_CONFIG_UNREADABLE', `cannot read config ${path}: ${code}`, { cause: err })
+/** yaml's pretty message repeats the position and draws a caret; the issue already carries line and col. */
+function firstLine(message: string): string {
+  return (message.split('\n')[0] ?? message).replace(/ at line \d+, column \d+:?$/, '')
+}
+
+function sortIssues(issues: ConfigIssue[]): ConfigIssue[] {
+  return issues.sort((a, b) => a.line - b.line || a.col - b.col)
+}
+
+/** One zod issue → located ConfigIssues. Union failures are explained by their closest branch. */
+function toIssues(issue: z.core.$ZodIssue, base: KeyPath, source: ConfigSource): ConfigIssue[] {
+  const path: KeyPath = [...base, ...issue.path.map((p) => (typeof p === 'number' ? p : String(p)))]
+  const at = (p: KeyPath, message: string, atKey = false): ConfigIssue => ({
+    file: source.file,
+    ...source.locate(p, atKey),
+    path: formatKeyPath(p),
+    message,
+  })
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((k) => at([...path, k], `unknown key '${k}'`, true))
   }
-  return parseConfigText(text, path, env)
+  if (issue.code === 'invalid_union') {
+    const closest = closestBranch(issue.errors)
+    if (closest) return closest.flatMap((i) => toIssues(i, path, source))
+    return [at(path, 'expected a rule: a mapping with one of host, preset, github or git')]
+  }
+  return [at(path, issue.message)]
+}
+
+/** The union branch with strictly the fewest issues (the one the author most likely meant), or null on a tie. */
+function closestBranch(branches: readonly (readonly z.core.$ZodIssue[])[]): readonly z.core.$ZodIssue[] | null {
+  const sorted = [...branches].sort((a, b) => a.length - b.length)
+  const [first, second] = sorted
+  if (!first || (second && second.length === first.length)) return null
+  return first
+}
+
+/** Locate key paths in the parsed document (1-based line/col). */
+function createYamlSource(file: string, doc: Document, lineCounter: LineCounter): ConfigSource {
+  const pos = (offset: number): { line: number; col: number } => lineCounter.linePos(offset)
+  return {
+    file,
+    locate(path, atKey = false) {
+      if (atKey && path.length > 0) {
+        const parent = doc.getIn(path.slice(0, -1), true)
+        const last = path[path.length - 1]
+        if (isMap(parent)) {
+          const pair = parent.items.find((p) => isScalar(p.key) && String(p.key.value) === String(last))
+          const range = isScalar(pair?.key) ? pair.key.range : undefined
+          if (range) return pos(range[0])
+        }
+      }
+      for (let n = path.length; n >= 0; n--) {
+        const node: unknown = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true)
+        const range = (node as { range?: [number, number, number] } | null | undefined)?.range
+        if (range) return pos(range[0])
+      }
+      return { line: 1, col: 1 }
+    },
+  }
 }

@@ -1,48 +1,26 @@
+/**
+ * Built-in presets: named bundles of host rules (SPEC §3). Package registries
+ * are read-only here (GET/HEAD everywhere): publishing is a separate,
+ * deliberate rule. Because these rules carry `methods`, a CONNECT to these
+ * hosts is intercepted when tls.intercept allows it.
+ * A user preset of the same name (top-level `presets:`) replaces a built-in one.
+ */
 import type { RawHostRule } from './schema.js'
 
-const READ = ['GET', 'HEAD']
+const READ_ONLY = ['GET', 'HEAD']
 
-/**
- * Built-in presets as data: the hosts each package ecosystem needs to install
- * (read-only: GET/HEAD). Because they name methods, HTTPS to these hosts is
- * intercepted under `tls.intercept: auto`, which is what makes a publish
- * (`PUT`) a `denied_method` rather than an opaque tunnel.
- */
-export const BUILTIN_PRESETS: Readonly<Record<string, readonly RawHostRule[]>> = {
-  npm: [{ host: 'registry.npmjs.org', methods: READ }],
-  pypi: [
-    { host: 'pypi.org', methods: READ },
-    { host: 'files.pythonhosted.org', methods: READ },
-  ],
-  crates: [
-    { host: 'crates.io', methods: READ },
-    { host: 'static.crates.io', methods: READ },
-    { host: 'index.crates.io', methods: READ },
-  ],
-  go: [
-    { host: 'proxy.golang.org', methods: READ },
-    { host: 'sum.golang.org', methods: READ },
-  ],
-  maven: [
-    { host: 'repo.maven.apache.org', methods: READ },
-    { host: 'repo1.maven.org', methods: READ },
-  ],
-  rubygems: [
-    { host: 'rubygems.org', methods: READ },
-    { host: 'index.rubygems.org', methods: READ },
-  ],
-  debian: [
-    { host: 'deb.debian.org', methods: READ },
-    { host: 'security.debian.org', methods: READ },
-  ],
-  'docker-hub': [
-    { host: 'registry-1.docker.io', methods: READ },
-    { host: 'auth.docker.io', methods: READ },
-    { host: 'production.cloudflare.docker.com', methods: READ },
-  ],
-  huggingface: [
-    { host: 'huggingface.co', methods: READ },
-    { host: 'cdn-lfs.huggingface.co', methods: READ },
-    { host: 'cas-bridge.xethub.hf.co', methods: READ },
-  ],
+function readOnly(...hosts: string[]): readonly RawHostRule[] {
+  return Object.freeze(hosts.map((host) => Object.freeze({ host, methods: READ_ONLY })))
 }
+
+export const BUILTIN_PRESETS: ReadonlyMap<string, readonly RawHostRule[]> = new Map([
+  ['npm', readOnly('registry.npmjs.org')],
+  ['pypi', readOnly('pypi.org', 'files.pythonhosted.org')],
+  ['crates', readOnly('crates.io', 'static.crates.io', 'index.crates.io')],
+  ['go', readOnly('proxy.golang.org', 'sum.golang.org')],
+  ['maven', readOnly('repo.maven.apache.org', 'repo1.maven.org')],
+  ['rubygems', readOnly('rubygems.org', 'index.rubygems.org')],
+  ['debian', readOnly('deb.debian.org', 'security.debian.org')],
+  ['docker-hub', readOnly('registry-1.docker.io', 'auth.docker.io', 'production.cloudflare.docker.com')],
+  ['huggingface', readOnly('huggingface.co', 'cdn-lfs.huggingface.co', 'cas-bridge.xethub.hf.co')],
+])

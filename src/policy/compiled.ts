@@ -56,11 +56,19 @@ export interface CompiledPolicy {
   readonly sourceAgents: readonly CompiledAgent[]
   /** Per agent id: its own rules first, then each group's, in the order the agent lists them. */
   readonly rules: ReadonlyMap<string, readonly RuleIndex[]>
+  /** Each group's rules, for summaries only (decisions go through `rules`); optional so hand-built test policies may omit it. */
+  readonly groups?: ReadonlyMap<string, RuleIndex>
 }
 
 /** The mode a decision for this agent runs in: the agent's own, else the policy's. */
 export function effectiveMode(policy: CompiledPolicy, agentId: string): Mode {
   return policy.agents.get(agentId)?.mode ?? policy.mode
+}
+
+/** Every rule in an index, in config order (for summaries and tooling; never on the decision path). */
+export function listRules(index: RuleIndex): CompiledRule[] {
+  const all = [...[...index.exact.values()].flat(), ...[...index.wildcard.values()].flat(), ...index.cidr]
+  return all.sort((a, b) => a.ordinal - b.ordinal)
 }
 
 /** Does a rule need to see inside the connection (so a CONNECT must be intercepted)? */
@@ -90,24 +98,26 @@ function push(map: Map<string, CompiledRule[]>, key: string, rule: CompiledRule)
 }
 
 /**
- * Call `visit` for every rule in `indexes` whose host pattern matches the
- * normalised `host`. Wildcards are probed at each strict parent (`a.b.c` →
- * `b.c`, `c`), so `*.example.com` matches any depth but never the apex.
+ * Append to `out` every rule in `indexes` whose host pattern matches the
+ * normalised `host` (the caller passes a scratch array: no closure and no
+ * allocation per decision). Wildcards are probed at each strict parent
+ * (`a.b.c` → `b.c`, `c`), so `*.example.com` matches any depth but never the apex.
  */
-export function forEachHostRule(indexes: readonly RuleIndex[], host: string, visit: (rule: CompiledRule) => void): void {
+export function collectHostRules(indexes: readonly RuleIndex[], host: string, out: CompiledRule[]): void {
   const ipKind = isIpLiteral(host)
-  for (const index of indexes) {
+  for (let i = 0; i < indexes.length; i++) {
+    const index = indexes[i] as RuleIndex
     const exact = index.exact.get(host)
-    if (exact) for (const r of exact) visit(r)
+    if (exact !== undefined) for (let j = 0; j < exact.length; j++) out.push(exact[j] as CompiledRule)
     if (ipKind !== null) {
-      for (const r of index.cidr) if (r.host.kind === 'cidr' && cidrContains(r.host.cidr, host)) visit(r)
+      for (const r of index.cidr) if (r.host.kind === 'cidr' && cidrContains(r.host.cidr, host)) out.push(r)
       continue
     }
     if (index.wildcard.size === 0) continue
     let dot = host.indexOf('.')
     while (dot >= 0) {
       const list = index.wildcard.get(host.slice(dot + 1))
-      if (list) for (const r of list) visit(r)
+      if (list !== undefined) for (let j = 0; j < list.length; j++) out.push(list[j] as CompiledRule)
       dot = host.indexOf('.', dot + 1)
     }
   }

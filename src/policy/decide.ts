@@ -36,7 +36,7 @@
  *     inner requests are decided by decideRequest; else any rule that can
  *     tunnel → allow via `tunnel`; else the most specific failure as above.
  */
-import { forEachHostRule, needsInside, type CompiledPolicy, type CompiledRule } from './compiled.js'
+import { collectHostRules, needsInside, type CompiledPolicy, type CompiledRule } from './compiled.js'
 import { matchPathPattern } from './path-pattern.js'
 import type { DenyReason } from './reasons.js'
 import type { ConnectDecision, ConnectFacts, Decision, DenyDecision, RequestFacts } from './types.js'
@@ -62,6 +62,16 @@ export function decideRequest(policy: CompiledPolicy, facts: RequestFacts): Deci
   return matchRequest(policy, facts).decision
 }
 
+// Reused candidate list: decisions are synchronous and never re-entered, so one
+// scratch array per module avoids an allocation per decision.
+const scratch: CompiledRule[] = []
+
+function candidates(indexes: Parameters<typeof collectHostRules>[0], host: string): CompiledRule[] {
+  scratch.length = 0
+  collectHostRules(indexes, host, scratch)
+  return scratch
+}
+
 export function matchRequest(policy: CompiledPolicy, facts: RequestFacts): RequestMatch {
   const indexes = policy.rules.get(facts.agent)
   if (indexes === undefined || !policy.agents.has(facts.agent)) return { decision: INTERNAL, rule: null }
@@ -69,7 +79,9 @@ export function matchRequest(policy: CompiledPolicy, facts: RequestFacts): Reque
   let allow: CompiledRule | null = null
   let fail: CompiledRule | null = null
   let failRank = -1
-  forEachHostRule(indexes, facts.host, (rule) => {
+  const rules = candidates(indexes, facts.host)
+  for (let i = 0; i < rules.length; i++) {
+    const rule = rules[i] as CompiledRule
     const stage = requestStage(policy, rule, facts)
     if (stage === FULL_MATCH) {
       if (rule.effect === 'deny') deny = earlier(deny, rule)
@@ -78,9 +90,10 @@ export function matchRequest(policy: CompiledPolicy, facts: RequestFacts): Reque
       fail = rule
       failRank = stage
     }
-  })
+  }
+  scratch.length = 0
   if (deny !== null) return { decision: denyWith('denied_by_rule', deny), rule: null }
-  if (allow !== null) return { decision: { verdict: 'allow', reason: 'allowed', ruleId: (allow as CompiledRule).id }, rule: allow }
+  if (allow !== null) return { decision: { verdict: 'allow', reason: 'allowed', ruleId: allow.id }, rule: allow }
   if (fail !== null) return { decision: denyWith(REASON_BY_RANK[failRank] ?? 'denied_internal_error', fail), rule: null }
   return { decision: NO_RULE, rule: null }
 }
@@ -111,7 +124,9 @@ export function decideConnect(policy: CompiledPolicy, facts: ConnectFacts): Conn
   const indexes = policy.rules.get(facts.agent)
   if (indexes === undefined || !policy.agents.has(facts.agent)) return INTERNAL
   const scan: ConnectScan = { denyAll: null, denyInside: null, allows: [], fail: null }
-  forEachHostRule(indexes, facts.host, (rule) => {
+  const rules = candidates(indexes, facts.host)
+  for (let i = 0; i < rules.length; i++) {
+    const rule = rules[i] as CompiledRule
     const portOk = (rule.ports ?? policy.defaultPorts).has(facts.port)
     if (!portOk) {
       if (rule.effect === 'allow') noteFailure(scan, { rank: RANK_PORT, rule, reason: 'denied_port' })
@@ -122,7 +137,8 @@ export function decideConnect(policy: CompiledPolicy, facts: ConnectFacts): Conn
     } else {
       scan.denyInside = earlier(scan.denyInside, rule)
     }
-  })
+  }
+  scratch.length = 0
   if (scan.denyAll !== null) return denyWith('denied_by_rule', scan.denyAll)
   return chooseVia(policy, scan)
 }

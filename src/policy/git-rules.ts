@@ -1,46 +1,66 @@
 /**
- * github:/git: repo rules → host rules with smart-HTTP paths (PURE).
- * `access: read` → GET …/info/refs?service=git-upload-pack and POST …/git-upload-pack;
- * `write` adds the same for git-receive-pack (push). Each repo with and without `.git`.
- * On GitHub the same repos' archive, raw and API paths are added.
+ * Expansion of repo rules (`github:` and the generic `git:`) into host rules
+ * with methods and paths (SPEC §3). Every expanded rule keeps the id of the
+ * entry that named it, so a decision names `builders.allow[2]`, not an
+ * internal rule. PURE: returns data that config/compile.ts compiles.
+ *
+ * Smart HTTP (git-http-protocol): a fetch is `GET …/info/refs?service=
+ * git-upload-pack` then `POST …/git-upload-pack`; a push the same with
+ * `git-receive-pack`. Clients may use the URL with or without `.git`.
  */
-export interface RepoRuleSpec {
+
+export type GitAccess = 'read' | 'write'
+
+export interface ExpandedHostRule {
   readonly host: string
-  readonly methods: readonly string[]
+  readonly methods: readonly string[] | null
   readonly paths: readonly string[]
 }
 
-const READ = ['GET', 'HEAD']
+const READ_METHODS = ['GET', 'HEAD'] as const
+const WRITE_API_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE'] as const
+// owner/name on GitHub; on other forges nested groups (`group/sub/repo`). `*` is a glob within a segment.
+const REPO = /^[A-Za-z0-9_.*-]+(\/[A-Za-z0-9_.*-]+)+$/
+const GITHUB_REPO = /^[A-Za-z0-9_.*-]+\/[A-Za-z0-9_.*-]+$/
 
-function smartHttp(host: string, repos: readonly string[], access: 'read' | 'write'): RepoRuleSpec[] {
+/** null when the repo spec is well-formed; otherwise a message. */
+export function checkRepo(repo: string, forGithub: boolean): string | null {
+  const ok = (forGithub ? GITHUB_REPO : REPO).test(repo) && !repo.split('/').some((s) => s === '.' || s === '..' || s.includes('**'))
+  if (ok) return null
+  return forGithub ? `'${repo}' is not 'owner/name' (a '*' may glob within a part)` : `'${repo}' is not a repository path like 'group/name'`
+}
+
+/** Smart-HTTP rules for `repos` on `host`. */
+export function expandGitRepos(host: string, repos: readonly string[], access: GitAccess): ExpandedHostRule[] {
   const services = access === 'write' ? ['git-upload-pack', 'git-receive-pack'] : ['git-upload-pack']
   const refs: string[] = []
   const rpc: string[] = []
   for (const repo of repos) {
     for (const base of [`/${repo}`, `/${repo}.git`]) {
-      for (const s of services) {
-        refs.push(`${base}/info/refs?service=${s}`)
-        rpc.push(`${base}/${s}`)
+      for (const svc of services) {
+        refs.push(`${base}/info/refs?service=${svc}`)
+        rpc.push(`${base}/${svc}`)
       }
     }
   }
   return [
-    { host, methods: READ, paths: refs },
+    { host, methods: [...READ_METHODS], paths: refs },
     { host, methods: ['POST'], paths: rpc },
   ]
 }
 
-export function expandGitRule(host: string, repos: readonly string[], access: 'read' | 'write'): RepoRuleSpec[] {
-  return smartHttp(host, repos, access)
-}
-
-export function expandGithubRule(repos: readonly string[], access: 'read' | 'write'): RepoRuleSpec[] {
-  const under = (prefix: string): string[] => repos.flatMap((r) => [`${prefix}/${r}`, `${prefix}/${r}/**`])
-  return [
-    ...smartHttp('github.com', repos, access),
-    { host: 'github.com', methods: READ, paths: repos.flatMap((r) => [`/${r}/archive/**`, `/${r}/releases/download/**`]) },
-    { host: 'codeload.github.com', methods: READ, paths: repos.map((r) => `/${r}/**`) },
-    { host: 'raw.githubusercontent.com', methods: READ, paths: repos.map((r) => `/${r}/**`) },
-    { host: 'api.github.com', methods: access === 'write' ? ['GET', 'HEAD', 'POST', 'PATCH', 'PUT', 'DELETE'] : READ, paths: under('/repos') },
-  ]
+/** Smart HTTP on github.com plus archives, codeload, raw and the REST API for the same repos. */
+export function expandGithubRepos(repos: readonly string[], access: GitAccess): ExpandedHostRule[] {
+  const rules = expandGitRepos('github.com', repos, access)
+  const archives = repos.map((r) => `/${r}/archive/**`)
+  const anyPath = repos.map((r) => `/${r}/**`)
+  const api = repos.flatMap((r) => [`/repos/${r}`, `/repos/${r}/**`])
+  rules.push(
+    { host: 'github.com', methods: [...READ_METHODS], paths: archives },
+    { host: 'codeload.github.com', methods: [...READ_METHODS], paths: anyPath },
+    { host: 'raw.githubusercontent.com', methods: [...READ_METHODS], paths: anyPath },
+    { host: 'api.github.com', methods: [...READ_METHODS], paths: api },
+  )
+  if (access === 'write') rules.push({ host: 'api.github.com', methods: [...WRITE_API_METHODS], paths: api })
+  return rules
 }

@@ -12,6 +12,8 @@ export interface PathPattern {
   readonly text: string
   /** Set when the pattern has no wildcard: a plain string comparison. */
   readonly literal: string | null
+  /** Set for `<literal>/**`: a startsWith check (the commonest shape), no regex. */
+  readonly prefix: string | null
   readonly regex: RegExp | null
   /** Parameters that must all appear in the query, e.g. `service=git-upload-pack`. */
   readonly query: readonly string[]
@@ -32,8 +34,26 @@ export function parsePathPattern(text: string): ParsedPathPattern {
   if (normal !== pathText) return fail(`'${text}' is not in normal form; use '${normal}${q < 0 ? '' : text.slice(q)}'`)
   const segments = pathText.split('/')
   if (segments.some((s) => s.includes('**') && s !== '**')) return fail(`'${text}': '**' must be a whole segment`)
-  if (!pathText.includes('*')) return { ok: true, pattern: { text, literal: pathText, regex: null, query } }
-  return { ok: true, pattern: { text, literal: null, regex: new RegExp(`^${toRegexSource(segments)}$`), query } }
+  if (!pathText.includes('*')) return { ok: true, pattern: { text, literal: pathText, prefix: null, regex: null, query } }
+  const head = pathText.slice(0, -2)
+  if (pathText.endsWith('/**') && !head.includes('*')) return { ok: true, pattern: { text, literal: null, prefix: head, regex: null, query } }
+  return { ok: true, pattern: { text, literal: null, prefix: null, regex: compileRegex(`^${toRegexSource(segments)}$`), query } }
+}
+
+// Identical patterns across rules share one RegExp: fewer objects for V8 to keep
+// compiled and warm. Safe because these regexes have no g/y flag (no lastIndex state).
+// Bounded so that many reloads with changing patterns cannot grow it forever.
+const regexCache = new Map<string, RegExp>()
+const REGEX_CACHE_MAX = 50_000
+
+function compileRegex(source: string): RegExp {
+  let re = regexCache.get(source)
+  if (re === undefined) {
+    re = new RegExp(source)
+    if (regexCache.size >= REGEX_CACHE_MAX) regexCache.clear()
+    regexCache.set(source, re)
+  }
+  return re
 }
 
 function toRegexSource(segments: readonly string[]): string {
@@ -58,7 +78,10 @@ function fail(message: string): ParsedPathPattern {
 
 /** Does a normalised path plus raw query (no `?`) match? */
 export function matchPathPattern(pattern: PathPattern, path: string, query: string): boolean {
-  const pathOk = pattern.literal !== null ? pattern.literal === path : pattern.regex !== null && pattern.regex.test(path)
+  let pathOk: boolean
+  if (pattern.literal !== null) pathOk = pattern.literal === path
+  else if (pattern.prefix !== null) pathOk = path.startsWith(pattern.prefix)
+  else pathOk = pattern.regex !== null && pattern.regex.test(path)
   if (!pathOk) return false
   if (pattern.query.length === 0) return true
   const params = query.split('&')

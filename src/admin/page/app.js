@@ -1,9 +1,10 @@
 // Analyst page: blocked requests live (SSE over fetch, so the bearer token
 // travels in a header rather than a URL), filters, approve/dismiss per row,
 // and the current approvals with time left. No framework, no external assets.
-const REASONS = ['denied_no_rule', 'denied_by_rule', 'denied_port', 'denied_method', 'denied_path', 'denied_private_address', 'denied_sni_mismatch', 'denied_host_mismatch', 'denied_rate_limited', 'denied_secret_detected', 'denied_internal_error', 'upstream_error']
+// Every deny reason of src/policy/reasons.ts (all but 'allowed').
+const REASONS = ['denied_no_rule', 'denied_by_rule', 'denied_port', 'denied_method', 'denied_path', 'denied_private_address', 'denied_sni_mismatch', 'denied_host_mismatch', 'denied_auth_required', 'denied_auth_invalid', 'denied_rate_limited', 'denied_secret_detected', 'denied_internal_error', 'upstream_error']
 const $ = (sel) => document.querySelector(sel)
-const state = { token: sessionStorage.getItem('portcullis-token') || '', rows: new Map(), dismissed: new Set(), stream: null }
+const state = { token: sessionStorage.getItem('portcullis-token') || '', rows: new Map(), dismissed: new Set(), approved: new Map(), stream: null, connected: false }
 
 function api(path, init = {}) {
   return fetch(path, { ...init, headers: { ...(init.headers || {}), authorization: `Bearer ${state.token}`, 'content-type': 'application/json' } })
@@ -13,6 +14,35 @@ function setStatus(text, kind = '') {
   const el = $('#status')
   el.textContent = text
   el.className = `status ${kind}`
+}
+
+/** Errors of an action (approve, revoke, load) in a dismissible alert region, never alert(). */
+function showError(text) {
+  $('#error-text').textContent = text
+  $('#error').hidden = false
+}
+
+function clearError() {
+  $('#error').hidden = true
+  $('#error-text').textContent = ''
+}
+
+async function errorMessage(res) {
+  const out = await res.json().catch(() => ({}))
+  return out.message || out.error || `HTTP ${res.status}`
+}
+
+/** A 401 anywhere means the token is wrong (or was rotated): stop and ask for it again. */
+function tokenRefused() {
+  state.connected = false
+  state.stream?.abort()
+  sessionStorage.removeItem('portcullis-token')
+  setStatus('token refused: check PORTCULLIS_ADMIN_TOKEN', 'error')
+  const input = $('#token')
+  input.setAttribute('aria-invalid', 'true')
+  input.focus()
+  input.select()
+  updateEmpty()
 }
 
 function filters() {
@@ -42,13 +72,20 @@ function renderRow(r, isNew) {
   if (isNew) tr.classList.add('new')
   tr.append(cell(new Date(r.time).toLocaleTimeString()), cell(r.agent), cell(r.method), cell(`${r.host}:${r.port}`, 'mono'), cell(r.path || '', 'path'), cell(r.reason, 'reason'), cell(r.rule || '—', 'mono'), cell(r.id, 'mono'))
   const action = document.createElement('td')
+  action.className = 'action'
+  tr.append(action)
+  if (state.approved.has(r.id)) {
+    tr.classList.add('approved')
+    action.textContent = state.approved.get(r.id)
+    return tr
+  }
   const form = $('#approve-form').content.firstElementChild.cloneNode(true)
+  form.setAttribute('aria-label', `Approve request ${r.id}`)
   if (r.method === 'CONNECT') form.scope.value = 'host'
   form.addEventListener('submit', (e) => { e.preventDefault(); approve(r, form, tr) })
   form.querySelector('.dismiss-btn').addEventListener('click', () => { state.dismissed.add(r.id); tr.remove(); updateEmpty() })
   if (!r.agent) form.querySelectorAll('input,select,.approve-btn').forEach((el) => { el.disabled = true; el.title = 'only denials of a known agent can be approved' })
   action.append(form)
-  tr.append(action)
   return tr
 }
 
@@ -60,8 +97,18 @@ function render() {
 }
 
 function updateEmpty() {
-  $('#blocked-empty').hidden = $('#blocked tbody').children.length > 0
-  $('#approvals-empty').hidden = $('#approvals tbody').children.length > 0
+  const blocked = $('#blocked-empty')
+  const shown = $('#blocked tbody').children.length
+  blocked.hidden = shown > 0
+  if (!state.connected) blocked.textContent = 'Enter the admin token to see blocked requests.'
+  else if (state.rows.size > state.dismissed.size) blocked.textContent = 'No blocked requests match the filters.'
+  else blocked.textContent = 'No blocked requests yet. New ones appear here live.'
+  $('#blocked').hidden = shown === 0
+  const approvals = $('#approvals-empty')
+  const active = $('#approvals tbody').children.length
+  approvals.hidden = active > 0
+  approvals.textContent = state.connected ? 'No active approvals.' : 'Enter the admin token to see current approvals.'
+  $('#approvals').hidden = active === 0
 }
 
 function addRecord(r) {
@@ -75,12 +122,39 @@ function addRecord(r) {
 }
 
 async function approve(r, form, tr) {
-  const body = { request_id: r.id, scope: form.scope.value, ttl: form.ttl.value, reason: form.reason.value, approved_by: 'analyst-page' }
-  const res = await api('/api/approvals', { method: 'POST', body: JSON.stringify(body) })
-  const out = await res.json().catch(() => ({}))
-  if (!res.ok) { alert(`Approval refused: ${out.message || out.error || res.status}`); return }
-  tr.classList.add('approved')
-  form.replaceChildren(document.createTextNode(`approved (${out.scope}, until ${new Date(out.expires_at).toLocaleString()})`))
+  const body = { request_id: r.id, scope: form.scope.value, ttl: form.ttl.value.trim(), reason: form.reason.value.trim(), approved_by: 'analyst-page' }
+  const btn = form.querySelector('.approve-btn')
+  btn.disabled = true
+  try {
+    const res = await api('/api/approvals', { method: 'POST', body: JSON.stringify(body) })
+    if (res.status === 401) return tokenRefused()
+    if (!res.ok) return showError(`Approval of ${r.id} refused: ${await errorMessage(res)}`)
+    const out = await res.json()
+    clearError()
+    const text = `approved (${out.scope}, until ${new Date(out.expires_at).toLocaleString()})`
+    state.approved.set(r.id, text)
+    tr.classList.add('approved')
+    form.parentElement.replaceChildren(document.createTextNode(text))
+    loadApprovals()
+  } catch (err) {
+    showError(`Approval of ${r.id} failed: ${err.message}`)
+  } finally {
+    btn.disabled = false
+  }
+}
+
+async function revokeApproval(a, btn) {
+  btn.disabled = true
+  try {
+    const res = await api(`/api/approvals/${encodeURIComponent(a.id)}`, { method: 'DELETE' })
+    if (res.status === 401) return tokenRefused()
+    // 404: already revoked or expired elsewhere; the reload below shows the truth.
+    if (!res.ok && res.status !== 404) showError(`Revoking ${a.id} failed: ${await errorMessage(res)}`)
+    else clearError()
+  } catch (err) {
+    showError(`Revoking ${a.id} failed: ${err.message}`)
+  }
+  btn.disabled = false
   loadApprovals()
 }
 
@@ -91,31 +165,58 @@ function fmtLeft(s) {
   return `${s}s`
 }
 
+/** What the approval opens, as src/policy/approvals.ts reads it (pathPrefixOf for path-prefix). */
+function approvedPaths(a) {
+  if (a.scope === 'host' || a.path == null) return 'any'
+  if (a.scope === 'exact') return a.path
+  const prefix = a.path.endsWith('/') ? a.path : a.path.slice(0, a.path.lastIndexOf('/') + 1) || '/'
+  return `${prefix}*`
+}
+
 async function loadApprovals() {
-  const res = await api('/api/approvals')
-  if (!res.ok) return
-  const { approvals } = await res.json()
+  let approvals
+  try {
+    const res = await api('/api/approvals')
+    if (res.status === 401) return tokenRefused()
+    if (!res.ok) return showError(`Loading approvals failed: ${await errorMessage(res)}`)
+    approvals = (await res.json()).approvals
+  } catch (err) {
+    return showError(`Loading approvals failed: ${err.message}`)
+  }
   $('#approvals tbody').replaceChildren(...approvals.map((a) => {
     const tr = document.createElement('tr')
     tr.dataset.id = a.id
     const revoke = document.createElement('button')
+    revoke.type = 'button'
     revoke.textContent = 'Revoke'
     revoke.className = 'revoke-btn'
-    revoke.addEventListener('click', async () => { await api(`/api/approvals/${encodeURIComponent(a.id)}`, { method: 'DELETE' }); loadApprovals() })
+    revoke.setAttribute('aria-label', `Revoke approval ${a.id} for ${a.agent} on ${a.host}`)
+    revoke.addEventListener('click', () => revokeApproval(a, revoke))
     const td = document.createElement('td')
     td.append(revoke)
-    tr.append(cell(a.agent), cell(a.scope), cell(a.method), cell(`${a.host}:${a.port}`, 'mono'), cell(a.path || '', 'path'), cell(fmtLeft(a.expires_in_s)), cell(a.approved_by), cell(a.reason), td)
+    const left = cell(fmtLeft(a.expires_in_s), 'left')
+    left.title = `expires ${new Date(a.expires_at).toLocaleString()}`
+    tr.append(cell(a.agent), cell(a.scope), cell(a.scope === 'exact' ? a.method : 'any'), cell(`${a.host}:${a.port}`, 'mono'), cell(approvedPaths(a), 'path'), left, cell(a.approved_by), cell(a.reason), td)
     return tr
   }))
   updateEmpty()
 }
 
 async function loadRecent() {
-  const res = await api('/api/events?decision=deny&limit=200')
-  if (res.status === 401) { setStatus('token refused', 'error'); return false }
-  if (!res.ok) { setStatus(`events: HTTP ${res.status}`, 'error'); return false }
-  const { events } = await res.json()
-  for (const r of events.slice().reverse()) state.rows.set(r.id, r)
+  let events
+  try {
+    const res = await api('/api/events?decision=deny&limit=200')
+    if (res.status === 401) { tokenRefused(); return false }
+    if (!res.ok) { setStatus(`events: ${await errorMessage(res)}`, 'error'); return false }
+    events = (await res.json()).events
+  } catch (err) {
+    setStatus(`cannot reach the admin API (${err.message})`, 'error')
+    return false
+  }
+  state.connected = true
+  $('#token').removeAttribute('aria-invalid')
+  state.rows.clear()
+  for (const r of events.slice().reverse()) if (r.event === 'decision' && r.decision === 'deny') state.rows.set(r.id, r)
   render()
   return true
 }
@@ -127,6 +228,7 @@ async function follow() {
   for (let attempt = 0; !ctl.signal.aborted; attempt++) {
     try {
       const res = await api('/api/events/stream?decision=deny', { signal: ctl.signal, headers: { accept: 'text/event-stream' } })
+      if (res.status === 401) return tokenRefused()
       if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`)
       setStatus('live', 'live')
       attempt = 0
@@ -153,15 +255,22 @@ async function follow() {
 }
 
 async function connect() {
-  if (!state.token) { setStatus('enter the admin token'); return }
-  sessionStorage.setItem('portcullis-token', state.token)
-  if (await loadRecent()) { loadApprovals(); follow() }
+  state.stream?.abort()
+  if (!state.token) { setStatus('enter the admin token'); updateEmpty(); return }
+  setStatus('connecting…')
+  if (await loadRecent()) {
+    sessionStorage.setItem('portcullis-token', state.token)
+    clearError()
+    loadApprovals()
+    follow()
+  }
 }
 
 for (const r of REASONS) $('#f-reason').append(new Option(r, r))
 $('#filters').addEventListener('input', render)
 $('#clear-filters').addEventListener('click', () => { $('#filters').reset(); render() })
 $('#token-form').addEventListener('submit', (e) => { e.preventDefault(); state.token = $('#token').value.trim(); connect() })
-setInterval(() => { if (state.token) loadApprovals() }, 5000)
+$('#error-close').addEventListener('click', clearError)
+setInterval(() => { if (state.connected) loadApprovals() }, 5000)
 $('#token').value = state.token
 connect()

@@ -1,0 +1,256 @@
+/**
+ * Per-agent limits (SPEC §3 `limits`): requests per minute, concurrent connections, bytes per day.
+ * Every method is synchronous and local: the data path never waits on anything.
+ *
+ * - requests_per_minute: a token bucket per agent (capacity = rpm, refill rpm/60000 per ms).
+ * - concurrent_connections: a counter per agent on THIS instance; `acquireConnection` returns an
+ *   idempotent release. (Not shared: a connection lives on one instance, and sharing it would need
+ *   leases that survive a crashed instance.)
+ * - bytes_per_day: bytes added with `addBytes` in the current UTC day; once the budget is used up,
+ *   `admitRequest` denies until the next UTC midnight.
+ * - `null` means unlimited. State is created lazily per agent; a config reload just passes new
+ *   AgentLimits on the next call, and capacities adapt without resetting usage.
+ *
+ * Shared mode (see redis-sync.ts). With nothing attached the limiter is purely local. A sync
+ * backend uses `limiter.shared`: it `drain()`s what this instance admitted since the last sync
+ * (per agent, per fixed window: the epoch minute for requests, the UTC day for bytes), adds it to
+ * the global counters, and `settle()`s the global totals back. While shared mode is on,
+ * `admitRequest` also requires  global-known + in-flight + unsynced < budget  for the current
+ * window, i.e. the admit check is the MIN of the local bucket and the shared fixed window: the
+ * bucket keeps one instance from bursting past rpm, the shared window keeps all instances together
+ * to about rpm per minute (± what they admit in one sync interval). A fixed window can let up to
+ * 2×rpm through across a minute boundary; the local bucket bounds each instance's share of that.
+ */
+import type { AgentLimits, DenyDecision } from '../policy/types.js'
+import { createBucket, MS_PER_MINUTE, resize, take, type TokenBucket } from './token-bucket.js'
+
+export type LimitDetail = 'requests_per_minute' | 'bytes_per_day' | 'concurrent_connections'
+export type Admission = { readonly ok: true } | DenyDecision
+export type Release = () => void
+
+/** Counts for one agent in one pair of windows (a delta to add, or the global totals after adding). */
+export interface UsageCounts {
+  readonly agentId: string
+  /** Epoch minute: floor(ms / 60000). */
+  readonly minute: number
+  readonly requests: number
+  /** UTC day as yyyymmdd. */
+  readonly day: number
+  readonly bytes: number
+}
+
+/** Hooks for a shared-usage backend. Only one drain may be in flight at a time. */
+export interface SharedUsage {
+  /** Shared check on (backend reachable) or off (purely local limits). */
+  setShared(on: boolean): void
+  isShared(): boolean
+  /** Unsynced counts of agents active in the last minute; they become in-flight until settle/abandon. */
+  drain(now?: number): UsageCounts[]
+  /** The backend answered with global totals for the drained windows (in-flight counts included). */
+  settle(totals: readonly UsageCounts[]): void
+  /** The sync failed: forget the in-flight counts (they may or may not have been counted). */
+  abandon(): void
+}
+
+export interface LimiterStats {
+  readonly agents: number
+  readonly connections: number
+  readonly shared: boolean
+  readonly denied: Readonly<Record<LimitDetail, number>>
+}
+
+export interface Limiter {
+  /** Before forwarding a request or opening a tunnel: rpm and bytes/day. Consumes one request on success. */
+  admitRequest(agentId: string, limits: AgentLimits, now?: number): Admission
+  /** Hold a connection slot; call the returned release (idempotent) when the connection closes. */
+  acquireConnection(agentId: string, limits: AgentLimits): Release | DenyDecision
+  /** Count bytes moved for the agent (both directions) towards bytes_per_day. */
+  addBytes(agentId: string, n: number, now?: number): void
+  stats(): LimiterStats
+  readonly shared: SharedUsage
+}
+
+interface AgentState {
+  bucket: TokenBucket | null
+  conns: number
+  /** Fixed windows for which the counters below hold. */
+  minute: number
+  day: number
+  bytesLocal: number
+  reqUnsynced: number
+  reqInflight: number
+  reqGlobal: number
+  bytesUnsynced: number
+  bytesInflight: number
+  bytesGlobal: number
+  lastActiveMs: number
+}
+
+const MAX_ORPHANS = 10_000
+
+/** UTC day as yyyymmdd (20261125). */
+export function utcDay(now: number): number {
+  const d = new Date(now)
+  return d.getUTCFullYear() * 10_000 + (d.getUTCMonth() + 1) * 100 + d.getUTCDate()
+}
+
+/** Seconds until the next UTC midnight, at least 1. */
+export function secondsToUtcMidnight(now: number): number {
+  const d = new Date(now)
+  const next = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1)
+  return Math.max(1, Math.ceil((next - now) / 1000))
+}
+
+function deny(detail: LimitDetail, retryAfterS: number): DenyDecision {
+  return { verdict: 'deny', reason: 'denied_rate_limited', ruleId: null, detail, retryAfterS }
+}
+
+export function createLimiter(opts: { now?: () => number } = {}): Limiter {
+  const clock = opts.now ?? Date.now
+  const agents = new Map<string, AgentState>()
+  const denied: Record<LimitDetail, number> = { requests_per_minute: 0, bytes_per_day: 0, concurrent_connections: 0 }
+  /** Unsynced counts of windows that rolled over before they were synced. */
+  let orphans: UsageCounts[] = []
+  let shared = false
+  let connections = 0
+
+  function stateOf(agentId: string, now: number): AgentState {
+    let st = agents.get(agentId)
+    if (!st) {
+      st = {
+        bucket: null, conns: 0, minute: Math.floor(now / MS_PER_MINUTE), day: utcDay(now), bytesLocal: 0,
+        reqUnsynced: 0, reqInflight: 0, reqGlobal: 0, bytesUnsynced: 0, bytesInflight: 0, bytesGlobal: 0, lastActiveMs: now,
+      }
+      agents.set(agentId, st)
+    }
+    return st
+  }
+
+  /** Move to the windows of `now`, keeping unsynced counts of the old ones for the next drain. */
+  function roll(agentId: string, st: AgentState, now: number): void {
+    const minute = Math.floor(now / MS_PER_MINUTE)
+    const day = utcDay(now)
+    if (minute === st.minute && day === st.day) return
+    if ((st.reqUnsynced > 0 || (day !== st.day && st.bytesUnsynced > 0)) && orphans.length < MAX_ORPHANS) {
+      const bytes = day !== st.day ? st.bytesUnsynced : 0
+      orphans.push({ agentId, minute: st.minute, requests: st.reqUnsynced, day: st.day, bytes })
+    }
+    if (minute !== st.minute) {
+      st.minute = minute
+      st.reqUnsynced = st.reqInflight = st.reqGlobal = 0
+    }
+    if (day !== st.day) {
+      st.day = day
+      st.bytesLocal = st.bytesUnsynced = st.bytesInflight = st.bytesGlobal = 0
+    }
+  }
+
+  function bytesUsed(st: AgentState): number {
+    if (!shared) return st.bytesLocal
+    return Math.max(st.bytesLocal, st.bytesGlobal + st.bytesInflight + st.bytesUnsynced)
+  }
+
+  function admitRequest(agentId: string, limits: AgentLimits, now = clock()): Admission {
+    const st = stateOf(agentId, now)
+    roll(agentId, st, now)
+    st.lastActiveMs = now
+    if (limits.bytesPerDay !== null && bytesUsed(st) >= limits.bytesPerDay) {
+      denied.bytes_per_day++
+      return deny('bytes_per_day', secondsToUtcMidnight(now))
+    }
+    const rpm = limits.requestsPerMinute
+    if (rpm === null) {
+      st.bucket = null
+      return { ok: true }
+    }
+    if (st.bucket === null) st.bucket = createBucket(rpm, now)
+    else resize(st.bucket, rpm, now)
+    if (shared && st.reqGlobal + st.reqInflight + st.reqUnsynced >= rpm) {
+      denied.requests_per_minute++
+      const windowEnd = (st.minute + 1) * MS_PER_MINUTE
+      return deny('requests_per_minute', Math.max(1, Math.ceil((windowEnd - now) / 1000)))
+    }
+    const r = take(st.bucket, now)
+    if (!r.ok) {
+      denied.requests_per_minute++
+      return deny('requests_per_minute', r.retryAfterS)
+    }
+    st.reqUnsynced++
+    return { ok: true }
+  }
+
+  function acquireConnection(agentId: string, limits: AgentLimits): Release | DenyDecision {
+    const st = stateOf(agentId, clock())
+    const max = limits.concurrentConnections
+    if (max !== null && st.conns >= max) {
+      denied.concurrent_connections++
+      return deny('concurrent_connections', 1)
+    }
+    st.conns++
+    connections++
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      st.conns--
+      connections--
+    }
+  }
+
+  function addBytes(agentId: string, n: number, now = clock()): void {
+    if (!(n > 0)) return
+    const st = stateOf(agentId, now)
+    roll(agentId, st, now)
+    st.lastActiveMs = now
+    st.bytesLocal += n
+    st.bytesUnsynced += n
+  }
+
+  const sharedUsage: SharedUsage = {
+    setShared(on) {
+      shared = on
+    },
+    isShared: () => shared,
+    drain(now = clock()) {
+      const out = orphans
+      orphans = []
+      for (const [agentId, st] of agents) {
+        roll(agentId, st, now)
+        const pending = st.reqUnsynced > 0 || st.bytesUnsynced > 0
+        // Agents active in the last minute are refreshed even without new local counts, so that
+        // what other instances admitted is known before this one admits again.
+        if (!pending && now - st.lastActiveMs > MS_PER_MINUTE) continue
+        out.push({ agentId, minute: st.minute, requests: st.reqUnsynced, day: st.day, bytes: st.bytesUnsynced })
+        st.reqInflight = st.reqUnsynced
+        st.bytesInflight = st.bytesUnsynced
+        st.reqUnsynced = st.bytesUnsynced = 0
+      }
+      return out
+    },
+    settle(totals) {
+      for (const t of totals) {
+        const st = agents.get(t.agentId)
+        if (!st) continue
+        if (t.minute === st.minute) {
+          st.reqGlobal = t.requests
+          st.reqInflight = 0
+        }
+        if (t.day === st.day) {
+          st.bytesGlobal = t.bytes
+          st.bytesInflight = 0
+        }
+      }
+    },
+    abandon() {
+      for (const st of agents.values()) st.reqInflight = st.bytesInflight = 0
+    },
+  }
+
+  return {
+    admitRequest,
+    acquireConnection,
+    addBytes,
+    stats: () => ({ agents: agents.size, connections, shared, denied: { ...denied } }),
+    shared: sharedUsage,
+  }
+}

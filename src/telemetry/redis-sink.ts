@@ -1,0 +1,283 @@
+import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis'
+import type { Logger } from 'pino'
+import type { Sink } from './bus.js'
+import type { TelemetryRecord } from './events.js'
+
+export { readEvents, type RedisEventQuery } from './redis-events.js'
+
+/**
+ * Redis stream sink (SPEC §4): `write()` only enqueues into a bounded buffer;
+ * a flusher sends pipelined `XADD stream MAXLEN ~ maxlen * …` batches while
+ * Redis is connected. A batch that fails stays queued and is retried after
+ * reconnection (delivery is at-least-once: a pipeline cut mid-flight may be
+ * resent). When the buffer is full the oldest queued records are dropped and
+ * counted, never silently lost.
+ */
+export type RedisClient = Redis | Cluster
+
+export interface RedisSinkOptions {
+  /** `redis://`, `rediss://`, `redis+cluster://h:p[,h:p]` or `rediss+cluster://…`. */
+  readonly url: string
+  readonly stream: string
+  readonly maxlen: number
+  readonly bufferMax?: number
+  readonly batchMax?: number
+  /** Treat a `redis://` URL as a cluster seed node. */
+  readonly cluster?: boolean
+  readonly log: Logger
+  readonly onDrop?: (n: number) => void
+  /** Wait before resending after a reply error while connected (e.g. OOM). */
+  readonly retryMs?: number
+}
+
+export interface RedisSink extends Sink {
+  backlog(): number
+  dropped(): number
+  connected(): boolean
+  /** Try to send everything buffered now; resolves when the buffer is empty or a send fails (never hangs while down). */
+  flush(): Promise<void>
+  /** Flush (bounded), then disconnect. What could not be sent is counted as dropped and logged. */
+  close(): Promise<void>
+  readonly client: RedisClient
+}
+
+const CLUSTER_SCHEME = /^(rediss?)\+cluster:\/\//i
+
+/** `min(200·n, 2000)` ms, forever: Redis may come back at any time. */
+export function retryDelayMs(times: number): number {
+  return Math.min(200 * times, 2000)
+}
+
+/** The URL with its password replaced, safe for logs. */
+export function redactRedisUrl(url: string): string {
+  return url.replace(/^([a-z+]+:\/\/)([^@/]*)@/i, (_m, scheme: string, auth: string) => {
+    const i = auth.indexOf(':')
+    return `${scheme}${i >= 0 ? `${auth.slice(0, i)}:***` : auth}@`
+  })
+}
+
+/** Build an ioredis client (standalone or cluster) with fail-fast options: nothing piles up inside ioredis. */
+export function createRedisClient(url: string, cluster = false): RedisClient {
+  const base: RedisOptions = { lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: retryDelayMs }
+  const m = CLUSTER_SCHEME.exec(url)
+  if (!m && !cluster) return new Redis(url, base)
+  const tls = (m?.[1] ?? new URL(url).protocol.replace(':', '')).toLowerCase() === 'rediss'
+  // One URL per seed host so WHATWG URL parsing handles userinfo and IPv6 brackets.
+  const rest = m ? url.slice(m[0].length) : url.replace(/^[a-z]+:\/\//i, '')
+  const at = rest.lastIndexOf('@')
+  const auth = at >= 0 ? rest.slice(0, at) : ''
+  const hosts = rest.slice(at + 1).replace(/[/?].*$/, '').split(',').filter((h) => h !== '')
+  const first = new URL(`redis://${auth === '' ? '' : `${auth}@`}${hosts[0] ?? '127.0.0.1:6379'}`)
+  const nodes: ClusterNode[] = hosts.map((h) => {
+    const u = new URL(`redis://${h}`)
+    return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 6379) }
+  })
+  const redisOptions: RedisOptions = { maxRetriesPerRequest: 1, ...(tls ? { tls: {} } : {}) }
+  if (first.username) redisOptions.username = decodeURIComponent(first.username)
+  if (first.password) redisOptions.password = decodeURIComponent(first.password)
+  // No ready check: ioredis sends it through the (disabled) offline queue and would never become ready.
+  // A cluster that is not serving yet answers CLUSTERDOWN, which the sink retries like any reply error.
+  return new Cluster(nodes, { lazyConnect: false, enableOfflineQueue: false, enableReadyCheck: false, clusterRetryStrategy: retryDelayMs, redisOptions })
+}
+
+/** FIFO over a fixed array: O(1) push and shift, no reallocation on the data path. */
+class Queue<T> {
+  private readonly buf: (T | undefined)[]
+  private head = 0
+  length = 0
+  constructor(capacity: number) {
+    this.buf = new Array<T | undefined>(capacity)
+  }
+  push(v: T): void {
+    this.buf[(this.head + this.length) % this.buf.length] = v
+    this.length++
+  }
+  shift(): T | undefined {
+    if (this.length === 0) return undefined
+    const v = this.buf[this.head]
+    this.buf[this.head] = undefined
+    this.head = (this.head + 1) % this.buf.length
+    this.length--
+    return v
+  }
+}
+
+/** Stream entry fields: the record as JSON plus a few flat fields for cheap server-side filtering. */
+export function streamFields(r: TelemetryRecord): string[] {
+  const f = ['r', JSON.stringify(r), 'event', r.event]
+  if (r.agent !== null) f.push('agent', r.agent)
+  if (r.event === 'decision') f.push('decision', r.decision, 'reason', r.reason)
+  return f
+}
+
+export function createRedisSink(opts: RedisSinkOptions): RedisSink {
+  const bufferMax = Math.max(1, opts.bufferMax ?? 100_000)
+  const batchMax = Math.max(1, opts.batchMax ?? 500)
+  const retryMs = opts.retryMs ?? 1000
+  const maxlen = String(opts.maxlen)
+  const log = opts.log
+  const where = redactRedisUrl(opts.url)
+  const queue = new Queue<TelemetryRecord>(bufferMax)
+  /** The batch being sent, or one that failed and waits for a retry; counted in the backlog. */
+  let pending: TelemetryRecord[] = []
+  let droppedTotal = 0
+  let up = false
+  let downLogged = false
+  let droppingLogged = false
+  let writeErrorLogged = false
+  let closed = false
+  let scheduled = false
+  let running: Promise<void> | null = null
+  let retryTimer: NodeJS.Timeout | null = null
+  const client = createRedisClient(opts.url, opts.cluster)
+
+  const drop = (n: number): void => {
+    droppedTotal += n
+    opts.onDrop?.(n)
+    if (!droppingLogged) {
+      droppingLogged = true
+      log.warn({ code: 'PC_TELEMETRY_DROPPING', redis: where, buffer_max: bufferMax }, 'telemetry buffer full; dropping the oldest records until Redis catches up')
+    }
+  }
+
+  const markDown = (err?: unknown): void => {
+    up = false
+    if (downLogged || closed) return
+    downLogged = true
+    const code = (err as { code?: unknown } | undefined)?.code
+    log.warn({ code: 'PC_REDIS_DOWN', redis: where, error: typeof code === 'string' ? code : undefined, backlog: backlog() }, 'Redis telemetry unavailable; buffering records')
+  }
+
+  // Every client emits 'error' on connection failures; an unhandled one would crash the process.
+  client.on('error', (err: unknown) => markDown(err))
+  client.on('close', () => markDown())
+  client.on('ready', () => {
+    up = true
+    downLogged = false
+    droppingLogged = false
+    log.info({ code: 'PC_REDIS_UP', redis: where, backlog: backlog() }, 'Redis telemetry connected')
+    schedule()
+  })
+
+  function backlog(): number {
+    return queue.length + pending.length
+  }
+
+  function schedule(): void {
+    if (scheduled || running !== null || !up || closed) return
+    scheduled = true
+    setImmediate(() => {
+      scheduled = false
+      void kick()
+    })
+  }
+
+  function kick(): Promise<void> {
+    running ??= drain().finally(() => {
+      running = null
+      // A record enqueued between the loop's last check and this callback would otherwise wait for the next write.
+      if (queue.length > 0 && retryTimer === null) schedule()
+    })
+    return running
+  }
+
+  /** Send batches until the buffer is empty or a send fails. Bounded: each turn sends ≥1 record or stops. */
+  async function drain(): Promise<void> {
+    while (up) {
+      if (pending.length === 0) {
+        if (queue.length === 0) return
+        const n = Math.min(batchMax, queue.length)
+        for (let i = 0; i < n; i++) pending.push(queue.shift() as TelemetryRecord)
+      }
+      if (!(await sendPending())) return
+    }
+  }
+
+  /** XADD the pending batch; keep only the records whose command failed. True when all went through. */
+  async function sendPending(): Promise<boolean> {
+    const batch = pending
+    const p = client.pipeline()
+    for (const r of batch) p.xadd(opts.stream, 'MAXLEN', '~', maxlen, '*', ...streamFields(r))
+    let results: [Error | null, unknown][] | null
+    try {
+      results = await p.exec()
+    } catch (err) {
+      results = batch.map(() => [err instanceof Error ? err : new Error(String(err)), null])
+    }
+    const failed: TelemetryRecord[] = []
+    let firstErr: Error | null = null
+    for (let i = 0; i < batch.length; i++) {
+      const err = results ? (results[i]?.[0] ?? null) : new Error('no reply')
+      if (err) {
+        failed.push(batch[i] as TelemetryRecord)
+        firstErr ??= err
+      }
+    }
+    pending = failed
+    if (failed.length === 0) {
+      writeErrorLogged = false
+      return true
+    }
+    if (client.status === 'ready') {
+      // The server answered with an error (OOM, WRONGTYPE…): connected, so no 'ready' will come; retry on a timer.
+      if (!writeErrorLogged) {
+        writeErrorLogged = true
+        log.warn({ code: 'PC_REDIS_WRITE_FAILED', redis: where, stream: opts.stream, error: firstErr?.name }, 'Redis refused telemetry writes; retrying')
+      }
+      retryTimer ??= setTimeout(() => {
+        retryTimer = null
+        schedule()
+      }, retryMs).unref()
+    }
+    return false
+  }
+
+  return {
+    name: 'redis',
+    client,
+    backlog,
+    dropped: () => droppedTotal,
+    connected: () => up,
+    write(record) {
+      if (closed) return drop(1)
+      if (backlog() >= bufferMax) {
+        drop(1)
+        // When the whole buffer is one in-flight batch, the newest record is the one that cannot wait.
+        if (queue.length === 0) return
+        queue.shift()
+      }
+      queue.push(record)
+      schedule()
+    },
+    flush,
+    close,
+  }
+
+  async function flush(): Promise<void> {
+    // Bounded: each round empties the buffer, stops on a failure (down), or must make progress.
+    for (let round = 0; round < 1 + Math.ceil(bufferMax / batchMax) && up && backlog() > 0; round++) {
+      const before = backlog()
+      await kick()
+      if (backlog() >= before) return
+    }
+  }
+
+  async function close(): Promise<void> {
+    if (closed) return
+    await flush()
+    closed = true
+    if (retryTimer) clearTimeout(retryTimer)
+    const unsent = backlog()
+    if (unsent > 0) {
+      droppedTotal += unsent
+      opts.onDrop?.(unsent)
+      log.warn({ code: 'PC_TELEMETRY_UNSENT', redis: where, count: unsent }, 'closing with telemetry records Redis never received')
+    }
+    try {
+      if (up) await client.quit()
+      else client.disconnect()
+    } catch {
+      client.disconnect()
+    }
+  }
+}

@@ -1,0 +1,248 @@
+import t from 'tap'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { chromium, type Browser, type Page } from 'playwright-core'
+import { startPortcullis } from '../helpers/start-portcullis.js'
+import { startHttpOrigin } from '../helpers/origins.js'
+import { curl } from '../helpers/clients.js'
+import { until } from '../helpers/admin.js'
+import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+
+/**
+ * The analyst page end to end: the real app, the real page in headless
+ * Chromium (the distro build; playwright-core downloads nothing), real
+ * denials through the proxy with curl. Every wait is bounded (WAIT_MS).
+ */
+
+const CHROMIUM = '/usr/bin/chromium'
+const WAIT_MS = 5000
+const SCREENSHOT = fileURLToPath(new URL('../../docs/analyst-page.png', import.meta.url))
+
+async function launch(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    timeout: 30_000,
+  })
+}
+
+/** The one DOM global used in page functions (the test compiles without lib "dom"). */
+declare const document: { querySelectorAll(selector: string): ArrayLike<{ getAttribute(name: string): string | null }> }
+
+const rowSel = (requestId: string): string => `#blocked tbody tr[data-id="${requestId}"]`
+
+async function visibleRowIds(page: Page): Promise<string[]> {
+  return page.$$eval('#blocked tbody tr', (trs) => trs.map((tr) => tr.getAttribute('data-id') ?? ''))
+}
+
+/** Wait (bounded) until the blocked table shows exactly `ids`, in any order. */
+async function waitForRows(page: Page, ids: readonly string[]): Promise<string[]> {
+  const want = JSON.stringify([...ids].sort())
+  await page
+    .waitForFunction((w) => JSON.stringify(Array.from(document.querySelectorAll('#blocked tbody tr'), (tr) => tr.getAttribute('data-id')).sort()) === w, want, { timeout: WAIT_MS })
+    .catch(() => undefined)
+  return (await visibleRowIds(page)).sort()
+}
+
+t.test('the analyst page shows denials live, filters them, approves and revokes', async (t) => {
+  const outer = t
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([origin.port])}
+groups:
+  g:
+    allow:
+      - host: origin.test
+        paths: ["/public/**"]
+agents:
+  - id: ci
+    token: ${TOKEN_HASH}
+    groups: [g]
+  - id: bot
+    token: ${TOKEN_HASH}
+    groups: [g]
+`,
+  )
+  const as = (agent: string): string[] => ['--proxy', pc.proxyUrl, '--proxy-user', `${agent}:${TOKEN}`]
+  const blockedUrl = `http://origin.test:${origin.port}/private/a.txt`
+
+  const browser = await launch()
+  t.teardown(() => browser.close())
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, deviceScaleFactor: 1, locale: 'en-GB', timezoneId: 'UTC' })
+  const page = await context.newPage()
+  page.setDefaultTimeout(WAIT_MS)
+  // The page must stay on its own origin (CSP default-src 'self') and run clean.
+  const foreign: string[] = []
+  const problems: string[] = []
+  page.on('request', (req) => {
+    if (!req.url().startsWith(`${pc.adminUrl}/`) && !req.url().startsWith('data:')) foreign.push(req.url())
+  })
+  page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`))
+  // Failed responses are checked as a list below (Chromium also logs each one to the console).
+  const failed: string[] = []
+  page.on('response', (res) => {
+    if (res.status() >= 400) failed.push(`${res.status()} ${res.request().method()} ${new URL(res.url()).pathname}`)
+  })
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource:')) problems.push(`console: ${msg.text()}`)
+  })
+
+  let loads = 0
+  page.on('load', () => loads++)
+  const nav = await page.goto(`${pc.adminUrl}/`)
+  t.equal(nav?.status(), 200, 'the page is served')
+  t.match(nav?.headers()['content-security-policy'], /default-src 'self'/, 'under a strict CSP')
+  for (const [path, type] of [['/page/app.js', 'text/javascript'], ['/page/style.css', 'text/css']] as const) {
+    const res = await context.request.get(`${pc.adminUrl}${path}`)
+    t.match(res.headers()['content-type'], type, `${path} is served as ${type}`)
+  }
+  // Without its script and stylesheet the page cannot work; stop here rather than time out step by step.
+  if (!t.passing()) return
+
+  await t.test('before a token: empty states say what to do', async (t) => {
+    t.equal(await page.textContent('#blocked-empty'), 'Enter the admin token to see blocked requests.')
+    t.equal(await page.textContent('#approvals-empty'), 'Enter the admin token to see current approvals.')
+    t.equal(await page.isHidden('#blocked'), true, 'no empty table is shown')
+    t.equal(await page.getAttribute('#token', 'type'), 'password')
+    t.equal(await page.getByLabel('Admin token', { exact: true }).getAttribute('id'), 'token', 'the token field is labelled')
+    t.equal(await page.getByRole('button', { name: 'Connect' }).count(), 1, 'the connect button is named')
+    for (const [label, id] of [['Agent', 'f-agent'], ['Host', 'f-host'], ['Reason', 'f-reason']]) {
+      t.equal(await page.getByLabel(label, { exact: true }).getAttribute('id'), id, `the ${label} filter is labelled`)
+    }
+  })
+
+  await t.test('a wrong token is refused visibly', async (t) => {
+    await page.fill('#token', 'not-the-token')
+    await page.click('#token-form button[type=submit]')
+    await page.waitForSelector('#status.error')
+    t.match(await page.textContent('#status'), /token refused/)
+    t.equal(await page.getAttribute('#token', 'aria-invalid'), 'true', 'the field is marked invalid')
+  })
+
+  await t.test('the right token connects the live stream', async (t) => {
+    await page.fill('#token', pc.adminToken)
+    await page.press('#token', 'Enter')
+    await page.waitForSelector('#status.live')
+    t.equal(await page.textContent('#status'), 'live')
+    t.equal(await page.getAttribute('#token', 'aria-invalid'), null)
+    t.equal(await page.textContent('#blocked-empty'), 'No blocked requests yet. New ones appear here live.')
+    t.equal(await page.textContent('#approvals-empty'), 'No active approvals.')
+  })
+
+  // Denials made only now, after the page loaded: they can reach it only over SSE (no reload happens).
+  const ciDenied = await curl([...as('ci'), blockedUrl])
+  t.equal(ciDenied.status, 403)
+  t.equal(ciDenied.headers['x-portcullis-decision'], 'denied_path')
+  const ciId = ciDenied.headers['x-portcullis-request-id'] as string
+  const botDenied = await curl([...as('bot'), `http://other.test:${origin.port}/x`])
+  t.equal(botDenied.headers['x-portcullis-decision'], 'denied_no_rule')
+  const botId = botDenied.headers['x-portcullis-request-id'] as string
+  t.equal(origin.seen.length, 0, 'neither denial reached the origin')
+
+  await t.test('blocked rows appear live with reason and request id', async (t) => {
+    await page.waitForSelector(rowSel(ciId))
+    await page.waitForSelector(rowSel(botId))
+    const cells = await page.$$eval(`${rowSel(ciId)} td`, (tds) => tds.map((td) => td.textContent ?? ''))
+    t.same(cells.slice(1, 6), ['ci', 'GET', `origin.test:${origin.port}`, '/private/a.txt', 'denied_path'], 'agent, method, host, path, reason')
+    t.equal(cells[6], 'g.allow[0]', 'the rule that denied it')
+    t.equal(cells[7], ciId, 'request id shown')
+    t.equal(await page.textContent(`${rowSel(botId)} td.reason`), 'denied_no_rule')
+    t.equal(await page.isHidden('#blocked-empty'), true, 'the empty state is gone')
+    t.equal(loads, 1, 'no reload happened')
+  })
+
+  await t.test('filters by agent, host and reason', async (t) => {
+    await page.fill('#f-agent', 'bot')
+    t.same(await waitForRows(page, [botId]), [botId], 'agent')
+    await page.fill('#f-agent', 'nobody')
+    t.same(await waitForRows(page, []), [], 'agent with no match')
+    t.equal(await page.textContent('#blocked-empty'), 'No blocked requests match the filters.')
+    await page.click('#clear-filters')
+    t.same(await waitForRows(page, [ciId, botId]), [ciId, botId].sort(), 'cleared')
+
+    await page.fill('#f-host', 'origin.test')
+    t.same(await waitForRows(page, [ciId]), [ciId], 'exact host')
+    await page.fill('#f-host', '*.test')
+    t.same(await waitForRows(page, [ciId, botId]), [ciId, botId].sort(), 'wildcard host')
+    await page.fill('#f-host', '')
+
+    await page.selectOption('#f-reason', 'denied_path')
+    t.same(await waitForRows(page, [ciId]), [ciId], 'reason')
+    await page.selectOption('#f-reason', 'denied_no_rule')
+    t.same(await waitForRows(page, [botId]), [botId], 'other reason')
+    await page.click('#clear-filters')
+    t.same(await waitForRows(page, [ciId, botId]), [ciId, botId].sort(), 'cleared again')
+  })
+
+  await t.test('a refused approval is shown, not swallowed', async (t) => {
+    const row = rowSel(botId)
+    await page.fill(`${row} input[name=ttl]`, 'forever')
+    await page.fill(`${row} input[name=reason]`, 'typo in the ttl')
+    await page.click(`${row} .approve-btn`)
+    await page.waitForSelector('#error:not([hidden])')
+    t.match(await page.textContent('#error-text'), /refused: ttl is a duration/)
+    t.equal(await page.getAttribute('#error', 'role'), 'alert')
+    t.equal(await page.isVisible(`${row} .approve-btn`), true, 'the row can still be approved')
+  })
+
+  let approvalId = ''
+  await t.test('approve from the row: the approval is listed with time left', async (t) => {
+    const row = rowSel(ciId)
+    await page.selectOption(`${row} select[name=scope]`, 'exact')
+    await page.fill(`${row} input[name=ttl]`, '2h')
+    await page.fill(`${row} input[name=reason]`, 'the build needs this file')
+    await page.click(`${row} .approve-btn`)
+    const listed = await page.waitForSelector('#approvals tbody tr')
+    approvalId = (await listed.getAttribute('data-id')) ?? ''
+    t.ok(approvalId, 'the approval has an id')
+    const cells = await listed.$$eval('td', (tds) => tds.map((td) => td.textContent ?? ''))
+    t.same(cells.slice(0, 5), ['ci', 'exact', 'GET', `origin.test:${origin.port}`, '/private/a.txt'], 'agent, scope, method, host, path')
+    t.match(cells[5], /^(1h 59m \d+s|2h 0m)$/, 'time left')
+    t.same(cells.slice(6, 8), ['analyst-page', 'the build needs this file'], 'who and why')
+    await page.waitForSelector(`${row}.approved`)
+    t.match(await page.textContent(`${row} td.action`), /^approved \(exact, until /)
+    t.equal(await page.isHidden('#error'), true, 'the earlier error is cleared')
+    t.equal(await page.isHidden('#approvals-empty'), true)
+  })
+
+  await t.test('the approved request passes through the proxy', async (t) => {
+    t.ok(await until(async () => (await curl([...as('ci'), blockedUrl])).status === 200, 1000), 'within a second')
+    t.ok(origin.seen.some((r) => r.url === '/private/a.txt'), 'the origin was reached')
+    const rec = await pc.waitForRecord((r) => r.event === 'decision' && r.path === '/private/a.txt' && r.decision === 'allow')
+    t.match(rec, { event: 'decision', agent: 'ci', decision: 'allow', reason: 'allowed', rule: `approval:${approvalId}` })
+  })
+
+  await t.test('screenshot for the README', async (t) => {
+    // The allowed request above is not a denial, so the page still shows the two blocked rows and the approval.
+    await page.waitForSelector(rowSel(botId))
+    // Undo the refused attempt's inputs on the other row so the picture shows the form as an analyst first sees it.
+    await page.fill(`${rowSel(botId)} input[name=ttl]`, '24h')
+    await page.fill(`${rowSel(botId)} input[name=reason]`, '')
+    await page.locator(`${rowSel(botId)} input[name=reason]`).blur()
+    await page.setViewportSize({ width: 1440, height: 420 })
+    await page.$$eval('.scroll', (els) => els.forEach((el) => el.scrollTo(0, 0)))
+    const png = await page.screenshot({ fullPage: true, animations: 'disabled' })
+    mkdirSync(join(SCREENSHOT, '..'), { recursive: true })
+    writeFileSync(join(pc.dir, 'analyst-page.png'), png)
+    t.ok(png.length > 10_000, `screenshot taken (${png.length} bytes)`)
+    // Only a run that got this far cleanly may replace the README's picture.
+    if (outer.passing()) writeFileSync(SCREENSHOT, png)
+    else t.comment(`not replacing ${SCREENSHOT}: earlier assertions failed`)
+  })
+
+  await t.test('revoke from the page: denied again within a second', async (t) => {
+    await page.click(`#approvals tbody tr[data-id="${approvalId}"] .revoke-btn`)
+    await page.waitForSelector(`#approvals tbody tr[data-id="${approvalId}"]`, { state: 'detached' })
+    t.ok(await until(async () => (await curl([...as('ci'), blockedUrl])).headers['x-portcullis-decision'] === 'denied_path', 1000), 'denied again')
+    await page.waitForSelector('#approvals-empty:not([hidden])')
+    t.equal(await page.textContent('#approvals-empty'), 'No active approvals.')
+    const audit = await pc.waitForRecord((r) => r.event === 'approval' && r.approval_id === approvalId && r.action === 'revoke')
+    t.ok(audit, 'the revocation is audited')
+  })
+
+  t.same(foreign, [], 'the page loaded nothing from outside its own origin')
+  t.same(problems, [], 'no script errors or CSP violations')
+  t.same(failed, ['401 GET /api/events', '400 POST /api/approvals'], 'the only failed calls are the wrong token and the bad ttl')
+})

@@ -1,0 +1,312 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { X509Certificate } from 'node:crypto'
+import { once } from 'node:events'
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { startHttpOrigin } from '../helpers/origins.js'
+import { curl } from '../helpers/clients.js'
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+const MAIN = join(ROOT, 'dist/cli/main.js')
+const BROKEN = join(ROOT, 'test/fixtures/configs/bad-unknown-key.yaml')
+
+interface Run {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly stdout: string
+  readonly stderr: string
+  readonly ms: number
+}
+
+/** A clean environment: no PORTCULLIS_* from the developer's shell leaks in. */
+function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {}
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PORTCULLIS_')) env[k] = v
+  return { ...env, ...extra }
+}
+
+/** Run the built binary to completion (killed after timeoutMs, which then fails the assertions on code). */
+async function portcullis(args: readonly string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Run> {
+  const started = Date.now()
+  const child = spawn(process.execPath, [MAIN, ...args], { cwd: ROOT, env: cleanEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] })
+  const out: Buffer[] = []
+  const err: Buffer[] = []
+  child.stdout.on('data', (c: Buffer) => out.push(c))
+  child.stderr.on('data', (c: Buffer) => err.push(c))
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 15_000)
+  const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null]
+  clearTimeout(timer)
+  return { code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), ms: Date.now() - started }
+}
+
+/** A config whose files all live in `dir`, on ephemeral loopback ports. */
+function tempConfig(dir: string, body: string): string {
+  const file = join(dir, 'portcullis.yaml')
+  writeFileSync(
+    file,
+    `listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+tls: { ca_cert: ${JSON.stringify(join(dir, 'ca.pem'))}, ca_key: ${JSON.stringify(join(dir, 'ca-key.pem'))} }
+approvals: { file: ${JSON.stringify(join(dir, 'approvals.yaml'))} }
+${body}
+`,
+  )
+  return file
+}
+
+if (!existsSync(MAIN)) {
+  t.fail(`${MAIN} does not exist: run \`npm run build\` first (npm test does)`)
+} else {
+  t.test('check', async (t) => {
+    t.test('the shipped default config is valid and its summary lists agent local', async (t) => {
+      const r = await portcullis(['check'])
+      t.equal(r.code, 0, r.stderr)
+      t.match(r.stdout, /config\/portcullis\.yaml: OK/)
+      t.match(r.stdout, /^ {2}local: identified by source 127\.0\.0\.1\/32; mode enforce$/m)
+      t.equal(r.stderr, '')
+    })
+
+    t.test('a broken config exits 2 with file:line:col and the key', async (t) => {
+      const r = await portcullis(['check', '--config', BROKEN])
+      t.equal(r.code, 2)
+      t.equal(r.stdout, '')
+      t.match(r.stderr, `${BROKEN}:3:5: groups.builders.alow: unknown key 'alow'`)
+      t.match(r.stderr, `${BROKEN}: 1 error(s)`)
+    })
+
+    t.test('PORTCULLIS_CONFIG is read when --config is absent', async (t) => {
+      const r = await portcullis(['check'], { env: { PORTCULLIS_CONFIG: BROKEN } })
+      t.equal(r.code, 2)
+      t.match(r.stderr, `${BROKEN}:3:5: groups.builders.alow`)
+    })
+
+    t.test('a missing config file is a config error (exit 2)', async (t) => {
+      const r = await portcullis(['check', '--config', join(t.testdir(), 'nope.yaml')])
+      t.equal(r.code, 2)
+      t.match(r.stderr, /PC_ERR_CONFIG_UNREADABLE/)
+    })
+  })
+
+  t.test('explain', async (t) => {
+    t.test('an allowed npm GET prints the rule and that it is intercepted (exit 0)', async (t) => {
+      const r = await portcullis(['explain', '--agent', 'local', 'https://registry.npmjs.org/x'])
+      t.equal(r.code, 0, r.stderr)
+      t.match(r.stdout, /^decision: allow$/m)
+      t.match(r.stdout, /^reason: allowed$/m)
+      t.match(r.stdout, /^rule: developers\.allow\[0\]$/m)
+      // The binary prints `connect: intercept (rule)`; the brief expected the word "intercepted".
+      t.match(r.stdout, /^connect: intercept\b.*developers\.allow\[0\]/m)
+    })
+
+    t.test('--method PUT is denied_method (exit 1)', async (t) => {
+      const r = await portcullis(['explain', '--agent', 'local', '--method', 'PUT', 'https://registry.npmjs.org/x'])
+      t.equal(r.code, 1, r.stderr)
+      t.match(r.stdout, /^decision: deny$/m)
+      t.match(r.stdout, /^reason: denied_method$/m)
+      t.match(r.stdout, /^rule: developers\.allow\[0\]$/m)
+    })
+
+    t.test('an unknown agent is a usage error (exit 2)', async (t) => {
+      const r = await portcullis(['explain', '--agent', 'nobody', 'https://registry.npmjs.org/x'])
+      t.equal(r.code, 2)
+      t.match(r.stderr, /unknown agent 'nobody'/)
+      t.equal(r.stdout, '')
+    })
+
+    t.test('the metadata address is denied offline and at once (exit 1)', async (t) => {
+      const r = await portcullis(['explain', '--agent', 'local', 'http://169.254.169.254/'])
+      t.equal(r.code, 1, r.stderr)
+      t.match(r.stdout, /^decision: deny$/m)
+      t.match(r.stdout, /^reason: denied_no_rule$/m)
+      t.match(r.stdout, /^address: 169\.254\.169\.254 link_local \(blocked\)$/m)
+      // Process start-up dominates; any network wait (connect timeout 10 s) would blow this bound.
+      t.ok(r.ms < 5000, `returned in ${r.ms} ms`)
+    })
+
+    t.test('even a rule naming the metadata address gives denied_private_address (exit 1)', async (t) => {
+      const dir = t.testdir()
+      const file = tempConfig(dir, `agents:
+  - id: a
+    source_cidrs: [127.0.0.1/32]
+    allow:
+      - host: 169.254.169.254
+`)
+      const r = await portcullis(['explain', '--config', file, '--agent', 'a', 'http://169.254.169.254/latest/meta-data/'])
+      t.equal(r.code, 1, r.stderr)
+      t.match(r.stdout, /^reason: denied_private_address$/m)
+      t.ok(r.ms < 5000, `returned in ${r.ms} ms`)
+    })
+
+    t.test('a missing URL is a usage error (exit 2)', async (t) => {
+      const r = await portcullis(['explain', '--agent', 'local'])
+      t.equal(r.code, 2)
+      t.match(r.stderr, /usage: portcullis explain/)
+    })
+  })
+
+  t.test('token new prints a token whose sha256: form token hash reproduces', async (t) => {
+    const r = await portcullis(['token', 'new'])
+    t.equal(r.code, 0, r.stderr)
+    const token = /^token: (\S+)$/m.exec(r.stdout)?.[1]
+    const hash = /^config: (sha256:[0-9a-f]{64})$/m.exec(r.stdout)?.[1]
+    t.ok(token && token.length >= 20, 'a long random token')
+    t.ok(hash, 'its sha256: form')
+    const h = await portcullis(['token', 'hash', token ?? ''])
+    t.equal(h.code, 0, h.stderr)
+    t.equal(h.stdout.trim(), hash)
+    const again = await portcullis(['token', 'new'])
+    t.not(/^token: (\S+)$/m.exec(again.stdout)?.[1], token, 'tokens are random')
+  })
+
+  t.test('ca init|path|show with a temp config', async (t) => {
+    const dir = t.testdir()
+    const file = tempConfig(dir, 'agents: []')
+    const certFile = join(dir, 'ca.pem')
+    const keyFile = join(dir, 'ca-key.pem')
+
+    const path = await portcullis(['ca', 'path', '--config', file])
+    t.equal(path.code, 0, path.stderr)
+    t.equal(path.stdout.trim(), certFile)
+    t.notOk(existsSync(certFile), '`ca path` creates nothing')
+
+    const init = await portcullis(['ca', 'init', '--config', file])
+    t.equal(init.code, 0, init.stderr)
+    t.match(init.stdout, /^created: /)
+    t.equal(statSync(keyFile).mode & 0o777, 0o600, 'the key file is 0600')
+    const pem = readFileSync(certFile, 'utf8')
+    const x509 = new X509Certificate(pem)
+    t.equal(x509.ca, true, 'basicConstraints CA:true')
+    const text = await new Promise<string>((resolve, reject) => {
+      const child = spawn('openssl', ['x509', '-noout', '-text', '-in', certFile], { stdio: ['ignore', 'pipe', 'inherit'] })
+      const chunks: Buffer[] = []
+      child.stdout.on('data', (c: Buffer) => chunks.push(c))
+      child.once('error', reject)
+      child.once('close', () => resolve(Buffer.concat(chunks).toString('utf8')))
+    })
+    t.match(text, /CA:TRUE/)
+    t.match(text, /Certificate Sign/, 'keyUsage keyCertSign')
+    t.match(init.stdout, x509.fingerprint256, 'init prints the fingerprint')
+
+    const again = await portcullis(['ca', 'init', '--config', file])
+    t.equal(again.code, 0)
+    t.match(again.stdout, /^exists: /)
+    t.equal(readFileSync(certFile, 'utf8'), pem, 'a second init keeps the CA')
+
+    const show = await portcullis(['ca', 'show', '--config', file])
+    t.equal(show.code, 0, show.stderr)
+    t.ok(show.stdout.startsWith(pem), 'show prints the PEM')
+    t.match(show.stdout, `# SHA-256 fingerprint: ${x509.fingerprint256}`)
+    t.match(show.stdout, `NODE_EXTRA_CA_CERTS=${certFile}`)
+
+    const bad = await portcullis(['ca', 'frob', '--config', file])
+    t.equal(bad.code, 2)
+  })
+
+  t.test('start serves, logs PC_STARTED, proxies, and exits 0 on SIGTERM', async (t) => {
+    const origin = await startHttpOrigin(t)
+    const dir = t.testdir()
+    const file = tempConfig(
+      dir,
+      `upstream:
+  ports: [${origin.port}]
+  resolve: { origin.test: 127.0.0.1 }
+  allow_private: [127.0.0.1/32]
+  connect_timeout_ms: 2000
+agents:
+  - id: local
+    source_cidrs: [127.0.0.1/32]
+    allow:
+      - host: origin.test
+`,
+    )
+    const child: ChildProcess = spawn(process.execPath, [MAIN, 'start', '--config', file], {
+      cwd: ROOT,
+      env: cleanEnv({ PORTCULLIS_ADMIN_TOKEN: 'cli-test-admin-token-0123456789' }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+    t.teardown(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    })
+    const lines: string[] = []
+    let stderr = ''
+    let partial = ''
+    let onLine: (() => void) | null = null
+    child.stdout?.on('data', (c: Buffer) => {
+      const parts = (partial + c.toString('utf8')).split('\n')
+      partial = parts.pop() ?? ''
+      lines.push(...parts.filter(Boolean))
+      onLine?.()
+    })
+    child.stderr?.on('data', (c: Buffer) => (stderr += c.toString('utf8')))
+    const parsed = (): Record<string, unknown>[] =>
+      lines.flatMap((l) => {
+        try {
+          return [JSON.parse(l) as Record<string, unknown>]
+        } catch {
+          return []
+        }
+      })
+    /** Resolves with the first JSON log line matching pred; bounded by timeoutMs and by the child exiting. */
+    const waitLine = (pred: (r: Record<string, unknown>) => boolean, timeoutMs = 10_000): Promise<Record<string, unknown>> =>
+      new Promise((resolve, reject) => {
+        const check = (): boolean => {
+          const hit = parsed().find(pred)
+          if (hit) {
+            clearTimeout(timer)
+            onLine = null
+            resolve(hit)
+          }
+          return hit !== undefined
+        }
+        const timer = setTimeout(() => {
+          onLine = null
+          reject(new Error(`no matching log line within ${timeoutMs} ms; stdout: ${lines.join('\n')}\nstderr: ${stderr}`))
+        }, timeoutMs)
+        if (check()) return
+        onLine = () => void check()
+        void exited.then(() => {
+          if (!check()) {
+            clearTimeout(timer)
+            reject(new Error(`portcullis exited early; stdout: ${lines.join('\n')}\nstderr: ${stderr}`))
+          }
+        })
+      })
+
+    const started = await waitLine((r) => r.code === 'PC_STARTED')
+    const proxy = String(started.proxy)
+    t.match(proxy, /^127\.0\.0\.1:[1-9][0-9]*$/, 'the real ephemeral port is logged')
+    t.match(String(started.admin), /^127\.0\.0\.1:[1-9][0-9]*$/)
+
+    const r = await curl(['--proxy', `http://${proxy}`, `http://origin.test:${origin.port}/via-cli`])
+    t.equal(r.status, 200, r.stderr)
+    t.match(r.body, /origin saw GET \/via-cli/)
+    t.equal(origin.seen.at(-1)?.url, '/via-cli')
+    const rec = await waitLine((x) => x.event === 'decision' && x.path === '/via-cli')
+    t.match(rec, { decision: 'allow', reason: 'allowed', rule: 'agents.local.allow[0]', agent: 'local' })
+
+    child.kill('SIGTERM')
+    const [code, signal] = await Promise.race([
+      exited,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no exit within 10 s of SIGTERM; stderr: ${stderr}`)), 10_000).unref()),
+    ])
+    t.equal(signal, null)
+    t.equal(code, 0, stderr)
+    t.ok(parsed().some((x) => x.code === 'PC_STOPPING' && x.signal === 'SIGTERM'), 'logs PC_STOPPING')
+  })
+
+  t.test('an unknown verb exits 2 with the usage', async (t) => {
+    const r = await portcullis(['frobnicate'])
+    t.equal(r.code, 2)
+    t.match(r.stderr, /unknown command 'frobnicate'/)
+    t.match(r.stderr, /usage: portcullis/)
+  })
+
+  t.test('no verb prints the usage and exits 2', async (t) => {
+    const r = await portcullis([])
+    t.equal(r.code, 2)
+    t.match(r.stdout, /usage: portcullis/)
+  })
+}

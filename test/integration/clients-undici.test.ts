@@ -1,0 +1,102 @@
+import t from 'tap'
+import { ProxyAgent, request } from 'undici'
+import { startPortcullis } from '../helpers/start-portcullis.js'
+import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
+import { basicAuth } from '../helpers/clients.js'
+import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+
+t.test('undici ProxyAgent through the real proxy', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const tls = await startHttpsOrigin(t, ['origin.test'])
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([origin.port, tls.port], `  ca_file: ${JSON.stringify(tls.ca.certFile)}`)}
+groups:
+  g:
+    allow:
+      - host: origin.test
+agents:
+  - id: ci
+    token: ${TOKEN_HASH}
+    groups: [g]
+`,
+  )
+  const token = basicAuth('ci', TOKEN)
+  // undici 7 tunnels every request by default, plain http too; proxyTunnel: false sends absolute-form for http.
+  const plain = new ProxyAgent({ uri: pc.proxyUrl, token, proxyTunnel: false })
+  const tunnelling = new ProxyAgent({ uri: pc.proxyUrl, token, requestTls: { ca: tls.ca.certPem } })
+  t.teardown(async () => {
+    await plain.close()
+    await tunnelling.close()
+  })
+
+  t.test('plain HTTP: 200 with the origin body, no proxy credentials upstream', async (t) => {
+    const r = await request(`http://origin.test:${origin.port}/undici-plain`, { dispatcher: plain })
+    t.equal(r.statusCode, 200)
+    t.equal(await r.body.text(), 'origin saw GET /undici-plain\n')
+    const seen = origin.seen.find((s) => s.url === '/undici-plain')
+    t.ok(seen, 'origin reached')
+    t.notOk(seen?.headers['proxy-authorization'], 'no Proxy-Authorization upstream')
+    t.match(seen?.headers.via ?? '', /portcullis/)
+    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.path === '/undici-plain')
+    t.match(rec, { agent: 'ci', scheme: 'http', method: 'GET', decision: 'allow', reason: 'allowed', rule: 'g.allow[0]', would_deny: false, tls: null })
+  })
+
+  t.test('HTTPS through a spliced tunnel: 200 with the origin body', async (t) => {
+    const r = await request(`https://origin.test:${tls.port}/undici-tls`, { dispatcher: tunnelling })
+    t.equal(r.statusCode, 200)
+    t.equal(await r.body.text(), 'origin saw GET /undici-tls\n')
+    const seen = tls.seen.find((s) => s.url === '/undici-tls')
+    t.ok(seen, 'origin reached')
+    t.notOk(seen?.headers['proxy-authorization'], 'no Proxy-Authorization inside the tunnel')
+    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === tls.port && x.decision === 'allow')
+    t.match(rec, { agent: 'ci', scheme: 'https', host: 'origin.test', tls: 'tunnel', reason: 'allowed', rule: 'g.allow[0]', path: null })
+  })
+
+  t.test('a denied host over plain HTTP: 403 with the decision headers and body', async (t) => {
+    const before = origin.seen.length
+    const r = await request(`http://other.test:${origin.port}/undici-denied`, { dispatcher: plain })
+    t.equal(r.statusCode, 403)
+    t.equal(r.headers['x-portcullis-decision'], 'denied_no_rule')
+    const id = String(r.headers['x-portcullis-request-id'])
+    t.match(await r.body.text(), `portcullis approve ${id}`)
+    t.equal(origin.seen.length, before, 'origin not reached')
+    const rec = await pc.waitForRecord((x) => x.id === id)
+    t.match(rec, { decision: 'deny', reason: 'denied_no_rule', rule: null, host: 'other.test', would_deny: false })
+  })
+
+  t.test('a denied host over HTTPS: undici rejects with the CONNECT status', async (t) => {
+    const before = tls.seen.length
+    // undici 7 surfaces only the status, as a RequestAbortedError (name AbortError, code UND_ERR_ABORTED):
+    // the X-Portcullis-Decision header and the body an agent could relay are not reachable from the caller.
+    await t.rejects(request(`https://other.test:${tls.port}/undici-denied-tls`, { dispatcher: tunnelling }), {
+      name: 'AbortError',
+      code: 'UND_ERR_ABORTED',
+      message: 'Proxy response (403) !== 200 when HTTP Tunneling',
+    })
+    t.equal(tls.seen.length, before, 'origin not reached')
+    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.host === 'other.test')
+    t.match(rec, { agent: 'ci', decision: 'deny', reason: 'denied_no_rule', rule: null, port: tls.port, would_deny: false })
+  })
+
+  t.test('a wrong token: undici rejects with the CONNECT 407', async (t) => {
+    const wrong = new ProxyAgent({ uri: pc.proxyUrl, token: basicAuth('ci', 'wrong'), requestTls: { ca: tls.ca.certPem } })
+    t.teardown(() => wrong.close())
+    await t.rejects(request(`https://origin.test:${tls.port}/undici-407`, { dispatcher: wrong }), {
+      code: 'UND_ERR_ABORTED',
+      message: 'Proxy response (407) !== 200 when HTTP Tunneling',
+    })
+  })
+
+  t.test('plain HTTP with undici 7 defaults is tunnelled by CONNECT and refused as not TLS', async (t) => {
+    // ProxyAgent's default proxyTunnel: true sends CONNECT even for http:// URLs; Portcullis lets the CONNECT
+    // through (the host is allowed) and then refuses the cleartext bytes inside the tunnel.
+    const defaults = new ProxyAgent({ uri: pc.proxyUrl, token })
+    t.teardown(() => defaults.close())
+    const before = origin.seen.length
+    await t.rejects(request(`http://origin.test:${origin.port}/undici-default-tunnel`, { dispatcher: defaults }), { code: 'UND_ERR_SOCKET', message: 'other side closed' })
+    t.equal(origin.seen.length, before, 'origin not reached')
+    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === origin.port && x.decision === 'deny')
+    t.match(rec, { agent: 'ci', host: 'origin.test', reason: 'denied_sni_mismatch', detail: 'not_tls', address: '127.0.0.1' })
+  })
+})

@@ -1,0 +1,302 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer, type AddressInfo } from 'node:net'
+import { Writable } from 'node:stream'
+import { Cluster, Redis } from 'ioredis'
+import { pino, type Logger } from 'pino'
+import t, { type Test } from 'tap'
+import { buildCloseRecord, buildDecisionRecord, newRequestId, type DecisionFacts, type TelemetryRecord } from '../../src/telemetry/events.js'
+import { createRedisClient, createRedisSink, readEvents, redactRedisUrl, type RedisSink } from '../../src/telemetry/redis-sink.js'
+import type { Decision } from '../../src/policy/types.js'
+
+// --- a real redis-server per test, on a free loopback port, no persistence -------------------------------
+
+async function freePort(): Promise<number> {
+  const s = createServer()
+  s.listen(0, '127.0.0.1')
+  await once(s, 'listening')
+  const { port } = s.address() as AddressInfo
+  await new Promise<void>((r) => s.close(() => r()))
+  return port
+}
+
+interface RedisProc {
+  readonly port: number
+  readonly url: string
+  start(): Promise<void>
+  kill(): Promise<void>
+}
+
+function redisServer(t: Test, port: number, extra: string[] = []): RedisProc {
+  const dir = t.testdir()
+  let child: ChildProcess | null = null
+  const kill = async (): Promise<void> => {
+    const c = child
+    child = null
+    if (!c || c.exitCode !== null) return
+    const exited = once(c, 'exit')
+    c.kill('SIGKILL')
+    await exited
+  }
+  t.teardown(kill)
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    kill,
+    async start() {
+      const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra]
+      const c = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'inherit'] })
+      child = c
+      let out = ''
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`redis-server not ready in 10s: ${out}`)), 10_000)
+        c.stdout?.on('data', (b: Buffer) => {
+          out += b.toString('utf8')
+          if (/Ready to accept connections/.test(out)) {
+            clearTimeout(timer)
+            resolve()
+          }
+        })
+        c.once('exit', (code) => {
+          clearTimeout(timer)
+          reject(new Error(`redis-server exited ${code}: ${out}`))
+        })
+      })
+    },
+  }
+}
+
+async function waitFor(what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (let i = 0; i < 10_000; i++) {
+    if (await pred()) return
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  throw new Error(`gave up waiting for ${what}`)
+}
+
+function arrayLogger(): { log: Logger; lines: Array<Record<string, unknown>>; codes: (code: string) => number } {
+  const lines: Array<Record<string, unknown>> = []
+  const dest = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>)
+      cb()
+    },
+  })
+  return { log: pino({ level: 'debug' }, dest), lines, codes: (code) => lines.filter((l) => l.code === code).length }
+}
+
+function checker(t: Test, url: string): Redis {
+  const c = new Redis(url, { maxRetriesPerRequest: 1 })
+  c.on('error', () => undefined)
+  t.teardown(() => c.disconnect())
+  return c
+}
+
+function sinkFor(t: Test, opts: Parameters<typeof createRedisSink>[0]): RedisSink {
+  const sink = createRedisSink(opts)
+  t.teardown(() => sink.close())
+  return sink
+}
+
+const allow: Decision = { verdict: 'allow', reason: 'allowed', ruleId: 'builders.allow[0]' }
+const denyPath: Decision = { verdict: 'deny', reason: 'denied_path', ruleId: 'builders.allow[2]' }
+function decision(agent: string, host: string, d: Decision = allow, now = new Date()): TelemetryRecord {
+  const f: DecisionFacts = { id: newRequestId(), agent, src: '127.0.0.1:5000', method: 'GET', scheme: 'https', host, port: 443, path: '/x', tls: 'intercept', mode: 'enforce', address: '127.0.0.1' }
+  return buildDecisionRecord(f, d, false, now)
+}
+
+async function streamIds(c: Redis, stream: string): Promise<string[]> {
+  const entries = await c.xrange(stream, '-', '+')
+  return entries.map(([, f]) => (JSON.parse(f[f.indexOf('r') + 1] ?? 'null') as TelemetryRecord).id)
+}
+
+// --- tests -------------------------------------------------------------------------------------------------
+
+t.test('records arrive in the stream as pipelined XADDs with flat fields, trimmed by MAXLEN ~', async (t) => {
+  const redis = redisServer(t, await freePort())
+  await redis.start()
+  const { log } = arrayLogger()
+  const sink = sinkFor(t, { url: redis.url, stream: 'pc:events', maxlen: 100, log })
+  await waitFor('connected', () => sink.connected())
+  const written: TelemetryRecord[] = []
+  for (let i = 0; i < 1000; i++) written.push(decision('ci-42', 'example.com', i % 2 ? denyPath : allow))
+  written.push(buildCloseRecord({ id: 'close-1', agent: 'ci-42', host: 'example.com' }, 10, 20, 0, 5))
+  for (const r of written) sink.write(r)
+  await waitFor('backlog drained', () => sink.backlog() === 0)
+  const c = checker(t, redis.url)
+  const len = await c.xlen('pc:events')
+  t.ok(len >= 100 && len < 1001, `MAXLEN ~ trimmed the stream to about 100 (got ${len})`)
+  const tail = await c.xrevrange('pc:events', '+', '-', 'COUNT', 2)
+  t.same(tail[0]?.[1], ['r', JSON.stringify(written[1000]), 'event', 'close', 'agent', 'ci-42'])
+  const last = written[999] as TelemetryRecord & { event: 'decision' }
+  t.same(tail[1]?.[1], ['r', JSON.stringify(last), 'event', 'decision', 'agent', 'ci-42', 'decision', last.decision, 'reason', last.reason])
+  t.equal(sink.dropped(), 0)
+})
+
+t.test('records written while Redis is down arrive after it restarts; write() stays synchronous', async (t) => {
+  const redis = redisServer(t, await freePort())
+  await redis.start()
+  const logs = arrayLogger()
+  const sink = sinkFor(t, { url: redis.url, stream: 'pc:events', maxlen: 100_000, log: logs.log, batchMax: 50 })
+  await waitFor('connected', () => sink.connected())
+  for (let i = 0; i < 200; i++) sink.write(decision('ci-42', 'before.example.com'))
+  await redis.kill() // while the first batches may still be in flight
+  const during: TelemetryRecord[] = []
+  const t0 = process.hrtime.bigint()
+  for (let i = 0; i < 2000; i++) {
+    const r = decision('ci-42', 'during.example.com')
+    during.push(r)
+    sink.write(r)
+  }
+  const writeMs = Number(process.hrtime.bigint() - t0) / 1e6
+  t.ok(writeMs < 500, `2000 writes while down took ${writeMs.toFixed(1)} ms`)
+  await waitFor('down noticed', () => !sink.connected() && logs.codes('PC_REDIS_DOWN') === 1)
+  t.ok(sink.backlog() >= 2000, 'the outage records wait in the buffer')
+  await redis.start()
+  await waitFor('backlog drained after restart', () => sink.backlog() === 0, 15_000)
+  const ids = new Set(await streamIds(checker(t, redis.url), 'pc:events'))
+  t.equal(during.filter((r) => !ids.has(r.id)).length, 0, 'every record written during the outage arrived')
+  t.equal(sink.dropped(), 0)
+  t.equal(logs.codes('PC_REDIS_DOWN'), 1, 'one down line per outage')
+  t.equal(logs.codes('PC_REDIS_UP'), 2, 'up at start and on recovery')
+  t.equal(logs.codes('PC_TELEMETRY_DROPPING'), 0)
+})
+
+t.test('flapping Redis: every outage is buffered, resent, and logged once down and once up', async (t) => {
+  const redis = redisServer(t, await freePort())
+  await redis.start()
+  const logs = arrayLogger()
+  const sink = sinkFor(t, { url: redis.url, stream: 'pc:events', maxlen: 100_000, log: logs.log, batchMax: 20 })
+  await waitFor('connected', () => sink.connected())
+  for (let flap = 1; flap <= 3; flap++) {
+    for (let i = 0; i < 50; i++) sink.write(decision('ci-42', 'before.example.com'))
+    await redis.kill()
+    const during = Array.from({ length: 100 }, () => decision('ci-42', 'during.example.com'))
+    for (const r of during) sink.write(r)
+    await waitFor(`down #${flap}`, () => logs.codes('PC_REDIS_DOWN') === flap)
+    await redis.start()
+    await waitFor(`drained #${flap}`, () => sink.connected() && sink.backlog() === 0, 15_000)
+    const ids = new Set(await streamIds(checker(t, redis.url), 'pc:events'))
+    t.equal(during.filter((r) => !ids.has(r.id)).length, 0, `outage #${flap}: every buffered record arrived`)
+  }
+  t.equal(logs.codes('PC_REDIS_UP'), 4)
+  t.equal(sink.dropped(), 0)
+})
+
+t.test('a full buffer drops the oldest records, counts them and warns once per outage', async (t) => {
+  const redis = redisServer(t, await freePort())
+  const logs = arrayLogger()
+  let onDrop = 0
+  const sink = sinkFor(t, { url: redis.url, stream: 'pc:events', maxlen: 1000, log: logs.log, bufferMax: 10, onDrop: (n) => (onDrop += n) })
+  const first: TelemetryRecord[] = []
+  for (let i = 0; i < 25; i++) {
+    const r = decision('ci-42', 'example.com')
+    first.push(r)
+    sink.write(r)
+  }
+  t.equal(sink.backlog(), 10)
+  t.equal(sink.dropped(), 15)
+  t.equal(onDrop, 15)
+  t.equal(logs.codes('PC_TELEMETRY_DROPPING'), 1)
+  await redis.start()
+  await waitFor('backlog drained', () => sink.backlog() === 0)
+  const c = checker(t, redis.url)
+  t.same(await streamIds(c, 'pc:events'), first.slice(15).map((r) => r.id), 'the 10 newest arrived, in order')
+  await redis.kill()
+  await waitFor('down noticed', () => !sink.connected())
+  for (let i = 0; i < 12; i++) sink.write(decision('ci-42', 'example.com'))
+  t.equal(sink.dropped(), 17)
+  t.equal(logs.codes('PC_TELEMETRY_DROPPING'), 2, 'a second outage warns once more')
+  t.equal(logs.codes('PC_REDIS_DOWN'), 2)
+})
+
+t.test('the URL password never reaches a log line', async (t) => {
+  const port = await freePort()
+  const logs = arrayLogger()
+  const sink = sinkFor(t, { url: `redis://user:s3kr1t-pass@127.0.0.1:${port}/0`, stream: 's', maxlen: 10, log: logs.log, bufferMax: 1 })
+  sink.write(decision('ci-42', 'example.com'))
+  sink.write(decision('ci-42', 'example.com'))
+  await waitFor('down logged', () => logs.codes('PC_REDIS_DOWN') === 1)
+  t.notMatch(JSON.stringify(logs.lines), /s3kr1t/)
+  t.match(JSON.stringify(logs.lines), /user:\*\*\*@127\.0\.0\.1/)
+  t.equal(redactRedisUrl('rediss+cluster://:p%40ss@h1:1,h2:2'), 'rediss+cluster://:***@h1:1,h2:2')
+  t.equal(redactRedisUrl('redis://h:6379'), 'redis://h:6379')
+})
+
+t.test('readEvents filters newest first and pages with a stream-id cursor', async (t) => {
+  const redis = redisServer(t, await freePort())
+  await redis.start()
+  const sink = sinkFor(t, { url: redis.url, stream: 'ev', maxlen: 100_000, log: arrayLogger().log })
+  const base = Date.now() - 60_000
+  const rs: TelemetryRecord[] = []
+  for (let i = 0; i < 20; i++) {
+    const agent = i % 2 ? 'ci-42' : 'ci-7'
+    const host = i % 3 ? 'api.example.com' : 'example.com'
+    rs.push(decision(agent, host, i % 4 ? allow : denyPath, new Date(base + i * 1000)))
+  }
+  rs.push(buildCloseRecord({ id: 'c1', agent: 'ci-42', host: 'a.b.example.com' }, 1, 2, base, base + 30_000))
+  for (const r of rs) sink.write(r)
+  await waitFor('connected', () => sink.connected())
+  await sink.flush()
+  t.equal(sink.backlog(), 0)
+  const ids = (list: TelemetryRecord[]): string[] => list.map((r) => r.id)
+  const newestFirst = (pred: (r: TelemetryRecord, i: number) => boolean): string[] => ids(rs.filter(pred).reverse())
+
+  const denies = await readEvents(sink.client, 'ev', { decision: 'deny', limit: 100 })
+  t.same(ids(denies.records), newestFirst((_r, i) => i < 20 && i % 4 === 0))
+  t.equal(denies.nextCursor, null)
+  const byAgent = await readEvents(sink.client, 'ev', { agent: 'ci-42', reason: 'allowed', limit: 100 })
+  t.same(ids(byAgent.records), newestFirst((_r, i) => i < 20 && i % 2 === 1 && i % 4 !== 0))
+  const sub = await readEvents(sink.client, 'ev', { host: '*.example.com', limit: 100 })
+  t.same(ids(sub.records), newestFirst((r) => r.host !== 'example.com'), 'subdomains, not the apex; close records too')
+  const window = await readEvents(sink.client, 'ev', { since: new Date(base + 5000), until: new Date(base + 8000), limit: 100 })
+  t.same(ids(window.records), newestFirst((_r, i) => i >= 5 && i < 8), 'since inclusive, until exclusive')
+
+  const all: string[] = []
+  let cursor: string | undefined
+  for (let page = 0; page < 20; page++) {
+    const p = await readEvents(sink.client, 'ev', { limit: 4, ...(cursor ? { cursor } : {}) })
+    all.push(...ids(p.records))
+    if (p.nextCursor === null) break
+    t.match(p.nextCursor, /^\d+-\d+$/)
+    cursor = p.nextCursor
+  }
+  t.same(all, ids([...rs].reverse()), 'pages concatenate to the whole stream, newest first, without repeats')
+  await t.rejects(readEvents(sink.client, 'ev', { limit: 1, cursor: '01JD0000000000000000000000' }), /stream id/)
+})
+
+t.test('readEvents scans across several XREVRANGE pages for a sparse filter', async (t) => {
+  const redis = redisServer(t, await freePort())
+  await redis.start()
+  const sink = sinkFor(t, { url: redis.url, stream: 'ev', maxlen: 100_000, log: arrayLogger().log })
+  const rare = [decision('rare', 'example.com'), decision('rare', 'example.com')]
+  for (const r of rare) sink.write(r)
+  for (let i = 0; i < 1200; i++) sink.write(decision('ci-42', 'example.com'))
+  await waitFor('drained', () => sink.connected() && sink.backlog() === 0)
+  const p = await readEvents(sink.client, 'ev', { agent: 'rare', limit: 10 })
+  t.same(p.records.map((r) => r.id), rare.map((r) => r.id).reverse())
+  t.equal(p.nextCursor, null)
+})
+
+t.test('a redis+cluster:// URL talks to a (one-node) Redis Cluster', async (t) => {
+  const port = await freePort()
+  const redis = redisServer(t, port, ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-announce-ip', '127.0.0.1'])
+  await redis.start()
+  const admin = checker(t, redis.url)
+  await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383')
+  await waitFor('cluster ok', async () => /cluster_state:ok/.test(String(await admin.call('CLUSTER', 'INFO'))))
+  const logs = arrayLogger()
+  const sink = sinkFor(t, { url: `redis+cluster://127.0.0.1:${port}`, stream: '{pc}:events', maxlen: 1000, log: logs.log })
+  t.ok(sink.client instanceof Cluster)
+  const rs = [decision('ci-42', 'example.com'), decision('ci-42', 'example.com')]
+  for (const r of rs) sink.write(r)
+  await waitFor('drained', () => sink.connected() && sink.backlog() === 0)
+  t.same(await streamIds(admin, '{pc}:events'), rs.map((r) => r.id))
+  const page = await readEvents(sink.client, '{pc}:events', { limit: 10 })
+  t.equal(page.records.length, 2)
+  const other = createRedisClient(`redis://127.0.0.1:${port}`, true)
+  t.ok(other instanceof Cluster, 'cluster: true turns a redis:// URL into a seed node')
+  other.disconnect()
+})

@@ -1,0 +1,174 @@
+import { readFileSync } from 'node:fs'
+import t from 'tap'
+import { ConfigError, PortcullisError } from '../../../src/errors.js'
+import { loadConfig, parseConfigText, resolveConfigPath } from '../../../src/config/load.js'
+
+const DIR = new URL('../../fixtures/configs/', import.meta.url)
+const read = (name: string): string => readFileSync(new URL(name, DIR), 'utf8')
+
+function issuesOf(name: string, env: NodeJS.ProcessEnv = {}): ConfigError['issues'] {
+  try {
+    parseConfigText(read(name), name, env)
+  } catch (err) {
+    if (err instanceof ConfigError) return err.issues
+    throw err
+  }
+  throw new Error(`${name} was accepted`)
+}
+
+type Loc = { line: number; col: number; path: string; message: RegExp }
+const BROKEN: ReadonlyArray<readonly [string, string, Loc[]]> = [
+  ['a YAML syntax error is located', 'bad-yaml-syntax.yaml', [{ line: 7, col: 1, path: '', message: /YAML syntax/ }]],
+  ['an unknown key (`alow:`) is an error at the key', 'bad-unknown-key.yaml', [{ line: 3, col: 5, path: 'groups.builders.alow', message: /unknown key 'alow'/ }]],
+  [
+    'wrong types are all reported',
+    'bad-wrong-type.yaml',
+    [
+      { line: 1, col: 34, path: 'listen.port', message: /expected number/ },
+      { line: 3, col: 10, path: 'upstream.ports', message: /expected array/ },
+    ],
+  ],
+  [
+    'bad CIDRs are all reported',
+    'bad-cidr.yaml',
+    [
+      { line: 2, col: 19, path: 'upstream.allow_private[0]', message: /not a valid CIDR/ },
+      { line: 5, col: 34, path: 'agents[0].source_cidrs[1]', message: /not a valid CIDR/ },
+    ],
+  ],
+  ['host `*` is rejected', 'bad-host-star.yaml', [{ line: 5, col: 15, path: 'groups.everyone.allow[1].host', message: /every host/ }]],
+  [
+    'host `*.` and non-normalised hosts are rejected with the form to use',
+    'bad-host-star-dot.yaml',
+    [
+      { line: 4, col: 15, path: 'groups.everyone.allow[0].host', message: /every host/ },
+      { line: 5, col: 15, path: 'groups.everyone.allow[1].host', message: /use '\*\.xn--bcher-kva\.de'/ },
+      { line: 6, col: 15, path: 'groups.everyone.allow[2].host', message: /use 'example\.com'/ },
+    ],
+  ],
+  ['a duplicate agent id is rejected', 'bad-duplicate-agent.yaml', [{ line: 4, col: 9, path: 'agents[1].id', message: /duplicate agent id 'ci-42'/ }]],
+  ['a token not in sha256: form is rejected', 'bad-token.yaml', [{ line: 3, col: 12, path: 'agents[0].token', message: /sha256:/ }]],
+  [
+    'an unknown preset and an unknown group are rejected',
+    'bad-unknown-preset.yaml',
+    [
+      { line: 5, col: 17, path: 'groups.builders.allow[1].preset', message: /unknown preset 'nmp'/ },
+      { line: 9, col: 24, path: 'agents[0].groups[1]', message: /unknown group 'testers'/ },
+    ],
+  ],
+]
+
+for (const [behaviour, name, expected] of BROKEN) {
+  t.test(behaviour, async (t) => {
+    const issues = issuesOf(name)
+    t.equal(issues.length, expected.length)
+    expected.forEach((e, i) => t.match(issues[i], { file: name, ...e }))
+  })
+}
+
+const INLINE: ReadonlyArray<readonly [string, string, Partial<Loc>]> = [
+  ['a misspelt rule key is reported on the rule', 'groups:\n  g:\n    allow:\n      - host: a.test\n        mthods: [GET]\n', { line: 5, col: 9, path: 'groups.g.allow[0].mthods', message: /unknown key/ }],
+  ['a rule that is not a mapping says what a rule is', 'groups:\n  g:\n    allow:\n      - npm\n', { line: 4, col: 9, path: 'groups.g.allow[0]', message: /host, preset, github or git/ }],
+  ['a lower-case method is rejected', 'groups:\n  g:\n    allow:\n      - { host: a.test, methods: [get] }\n', { line: 4, col: 35, path: 'groups.g.allow[0].methods[0]', message: /upper-case/ }],
+  ['a bad repo spec is rejected', 'groups:\n  g:\n    allow:\n      - github: { repos: ["acme"] }\n', { line: 4, col: 27, path: 'groups.g.allow[0].github.repos[0]', message: /owner\/name/ }],
+  ['a bad path pattern is rejected', 'groups:\n  g:\n    allow:\n      - { host: a.test, paths: ["/a/../b"] }\n', { line: 4, col: 33, path: 'groups.g.allow[0].paths[0]', message: /use '\/b'/ }],
+  ['an agent without token or sources is rejected', 'agents:\n  - id: nobody\n', { line: 2, col: 5, path: 'agents[0]', message: /token or source_cidrs/ }],
+  ['a resolve pin must be an IP', 'upstream:\n  resolve: { a.test: not-an-ip }\n', { line: 2, col: 22, path: 'upstream.resolve.a.test', message: /not an IP/ }],
+  ['a bad duration is rejected', 'approvals: { default_ttl: soon }\n', { line: 1, col: 27, path: 'approvals.default_ttl', message: /duration/ }],
+  ['a deny rule cannot inject headers', 'groups:\n  g:\n    deny:\n      - host: a.test\n        inspect_body: true\n', { line: 5, col: 9, path: 'groups.g.deny[0].inspect_body', message: /allow rules/ }],
+]
+
+for (const [behaviour, text, expected] of INLINE) {
+  t.test(behaviour, async (t) => {
+    try {
+      parseConfigText(text, 'inline.yaml')
+      t.fail('accepted')
+    } catch (err) {
+      t.ok(err instanceof ConfigError)
+      if (err instanceof ConfigError) t.match(err.issues, [{ file: 'inline.yaml', ...expected }])
+    }
+  })
+}
+
+t.test('an empty file gives the defaults', async (t) => {
+  const c = parseConfigText('', 'empty.yaml')
+  t.match(c, {
+    listen: { host: '127.0.0.1', port: 3128 },
+    admin: { host: '127.0.0.1', port: 9090 },
+    mode: 'enforce',
+    tls: { caCert: 'certs/ca.pem', caKey: 'certs/ca-key.pem', intercept: 'auto' },
+    upstream: { ports: [80, 443], caFile: null, connectTimeoutMs: 10000, headerTimeoutMs: 10000, idleTimeoutMs: 300000 },
+    telemetry: { log: { level: 'info', format: 'json' }, memory: { size: 10000 }, redis: { url: null, stream: 'portcullis:events', maxlen: 1000000 } },
+    limits: { requestsPerMinute: 1200, concurrentConnections: 64, bytesPerDay: null },
+    approvals: { file: 'config/approvals.yaml', defaultTtlMs: 86_400_000 },
+  })
+})
+
+const ENV: ReadonlyArray<readonly [string, NodeJS.ProcessEnv, (c: ReturnType<typeof parseConfigText>) => unknown, unknown]> = [
+  ['PORTCULLIS_REDIS_URL sets telemetry.redis.url', { PORTCULLIS_REDIS_URL: 'redis://r:6379' }, (c) => c.telemetry.redis.url, 'redis://r:6379'],
+  ['PORTCULLIS_LOG_LEVEL sets telemetry.log.level', { PORTCULLIS_LOG_LEVEL: 'debug' }, (c) => c.telemetry.log.level, 'debug'],
+  ['PORTCULLIS_LISTEN takes host:port', { PORTCULLIS_LISTEN: '0.0.0.0:8080' }, (c) => c.listen, { host: '0.0.0.0', port: 8080 }],
+  ['PORTCULLIS_LISTEN takes [v6]:port', { PORTCULLIS_LISTEN: '[::1]:3129' }, (c) => c.listen, { host: '::1', port: 3129 }],
+  ['PORTCULLIS_LISTEN takes a bare port and keeps the host', { PORTCULLIS_LISTEN: '4000' }, (c) => c.listen, { host: '127.0.0.1', port: 4000 }],
+  ['an empty variable changes nothing', { PORTCULLIS_LISTEN: '' }, (c) => c.listen, { host: '127.0.0.1', port: 3128 }],
+]
+
+for (const [behaviour, env, pick, expected] of ENV) {
+  t.test(behaviour, async (t) => {
+    t.same(pick(parseConfigText(read('good-minimal.yaml'), 'good-minimal.yaml', env)), expected)
+  })
+}
+
+const BAD_ENV: ReadonlyArray<readonly [string, NodeJS.ProcessEnv, string]> = [
+  ['a bad PORTCULLIS_LISTEN is a config error', { PORTCULLIS_LISTEN: 'localhost:99999' }, 'listen'],
+  ['a bad PORTCULLIS_LOG_LEVEL is a config error', { PORTCULLIS_LOG_LEVEL: 'loud' }, 'telemetry.log.level'],
+]
+
+for (const [behaviour, env, path] of BAD_ENV) {
+  t.test(behaviour, async (t) => {
+    t.match(issuesOf('good-minimal.yaml', env), [{ path, file: /^\$PORTCULLIS_/ }])
+  })
+}
+
+t.test('resolveConfigPath prefers the flag, then PORTCULLIS_CONFIG, then the default', async (t) => {
+  t.equal(resolveConfigPath('x.yaml', { PORTCULLIS_CONFIG: 'y.yaml' }), 'x.yaml')
+  t.equal(resolveConfigPath(undefined, { PORTCULLIS_CONFIG: 'y.yaml' }), 'y.yaml')
+  t.equal(resolveConfigPath(undefined, {}), 'config/portcullis.yaml')
+})
+
+t.test('loadConfig reads a file', async (t) => {
+  const c = await loadConfig(new URL('good-spec.yaml', DIR).pathname)
+  t.equal(c.policy.agents.size, 3)
+})
+
+t.test('loadConfig on a missing file throws PC_ERR_CONFIG_UNREADABLE', async (t) => {
+  await t.rejects(loadConfig(new URL('no-such.yaml', DIR).pathname), { code: 'PC_ERR_CONFIG_UNREADABLE' })
+  await t.rejects(loadConfig(new URL('no-such.yaml', DIR).pathname), PortcullisError)
+})
+
+t.test('the shipped default config loads', async (t) => {
+  const c = await loadConfig(new URL('../../../config/portcullis.yaml', import.meta.url).pathname)
+  t.match(c.policy.sourceAgents, [{ id: 'local' }])
+})
+
+t.test('loadConfig reports the path it was given, with the same lines, columns and keys', async (t) => {
+  for (const [behaviour, name, expected] of BROKEN) {
+    const file = new URL(name, DIR).pathname
+    const err: unknown = await loadConfig(file).then(
+      () => null,
+      (e: unknown) => e,
+    )
+    t.ok(err instanceof ConfigError, `${name}: ConfigError`)
+    if (err instanceof ConfigError) t.match(err.issues, expected.map((e) => ({ file, ...e })), behaviour)
+  }
+})
+
+t.test('a quoted string where a port belongs (port: "abc") is located at the value', async (t) => {
+  try {
+    parseConfigText('listen:\n  host: 127.0.0.1\n  port: "abc"\n', 'abc.yaml')
+    t.fail('accepted')
+  } catch (err) {
+    t.ok(err instanceof ConfigError)
+    if (err instanceof ConfigError) t.match(err.issues, [{ file: 'abc.yaml', line: 3, col: 9, path: 'listen.port', message: /expected number/ }])
+  }
+})

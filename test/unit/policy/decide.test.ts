@@ -1,0 +1,151 @@
+import { readFileSync } from 'node:fs'
+import t from 'tap'
+import { parseConfigText } from '../../../src/config/load.js'
+import { effectiveMode, type CompiledPolicy } from '../../../src/policy/compiled.js'
+import { decideConnect, decideRequest, matchRequest } from '../../../src/policy/decide.js'
+import { applyMode } from '../../../src/policy/mode.js'
+import type { RequestFacts } from '../../../src/policy/types.js'
+
+const FIXTURE = new URL('../../fixtures/configs/decide-scenarios.yaml', import.meta.url)
+const TEXT = readFileSync(FIXTURE, 'utf8')
+
+function policyWith(intercept: 'auto' | 'never' | 'always'): CompiledPolicy {
+  return parseConfigText(TEXT.replace('intercept: auto', `intercept: ${intercept}`), 'decide-scenarios.yaml').policy
+}
+const POLICY = policyWith('auto')
+
+/** `GET https://host:port/path?query` → facts, without going through net/ (the URL is already normal). */
+function req(agent: string, method: string, url: string): RequestFacts {
+  const u = new URL(url)
+  const scheme = u.protocol === 'https:' ? 'https' : 'http'
+  const port = u.port === '' ? (scheme === 'https' ? 443 : 80) : Number(u.port)
+  return { agent, method, scheme, host: u.hostname, port, path: u.pathname, query: u.search.slice(1) }
+}
+
+type Expect = { verdict: 'allow' | 'deny'; reason: string; ruleId: string | null }
+const allow = (ruleId: string): Expect => ({ verdict: 'allow', reason: 'allowed', ruleId })
+const deny = (reason: string, ruleId: string | null): Expect => ({ verdict: 'deny', reason, ruleId })
+
+const REQUESTS: ReadonlyArray<readonly [string, string, string, string, Expect]> = [
+  // [behaviour, agent, method, url, expected]
+  ['a preset allows its host for GET', 'ci-42', 'GET', 'https://registry.npmjs.org/react', allow('builders.allow[0]')],
+  ['a read-only preset denies PUT with denied_method', 'ci-42', 'PUT', 'https://registry.npmjs.org/react', deny('denied_method', 'builders.allow[0]')],
+  ['a port outside upstream.ports is denied_port', 'ci-42', 'GET', 'https://registry.npmjs.org:8443/react', deny('denied_port', 'builders.allow[0]')],
+  ['an agent-level deny beats a group allow', 'ci-42', 'DELETE', 'https://registry.npmjs.org/react', deny('denied_by_rule', 'agents.ci-42.deny[0]')],
+  ['deny beats allow for a wildcard-allowed host', 'ci-42', 'GET', 'https://uploads.example.com/', deny('denied_by_rule', 'builders.deny[0]')],
+  ['`*.example.com` matches a subdomain', 'ci-42', 'GET', 'https://www.example.com/', allow('builders.allow[3]')],
+  ['`*.example.com` matches any depth', 'ci-42', 'GET', 'https://a.b.c.example.com/', allow('builders.allow[3]')],
+  ['`*.example.com` does not match the apex', 'ci-42', 'GET', 'https://example.com/', deny('denied_no_rule', null)],
+  ['a rule port list replaces the default ports', 'ci-42', 'GET', 'http://www.example.com/', deny('denied_port', 'builders.allow[3]')],
+  ['github read allows info/refs for upload-pack', 'ci-42', 'GET', 'https://github.com/acme/widgets.git/info/refs?service=git-upload-pack', allow('builders.allow[1]')],
+  ['github read allows info/refs without .git', 'ci-42', 'GET', 'https://github.com/acme/widgets/info/refs?service=git-upload-pack', allow('builders.allow[1]')],
+  ['github read allows the upload-pack POST', 'ci-42', 'POST', 'https://github.com/acme/widgets.git/git-upload-pack', allow('builders.allow[1]')],
+  ['github read denies receive-pack discovery', 'ci-42', 'GET', 'https://github.com/acme/widgets.git/info/refs?service=git-receive-pack', deny('denied_path', 'builders.allow[1]')],
+  ['github read denies a push', 'ci-42', 'POST', 'https://github.com/acme/widgets.git/git-receive-pack', deny('denied_path', 'builders.allow[1]')],
+  ['a repo glob matches a matching repo', 'ci-42', 'GET', 'https://github.com/acme/lib-core.git/info/refs?service=git-upload-pack', allow('builders.allow[1]')],
+  ['a repo outside the list is denied_path', 'ci-42', 'GET', 'https://github.com/acme/other.git/info/refs?service=git-upload-pack', deny('denied_path', 'builders.allow[1]')],
+  ['github read allows archives', 'ci-42', 'GET', 'https://github.com/acme/widgets/archive/refs/heads/main.tar.gz', allow('builders.allow[1]')],
+  ['github read allows codeload', 'ci-42', 'GET', 'https://codeload.github.com/acme/widgets/tar.gz/main', allow('builders.allow[1]')],
+  ['github read allows raw files', 'ci-42', 'GET', 'https://raw.githubusercontent.com/acme/widgets/main/README.md', allow('builders.allow[1]')],
+  ['github read allows API GET of the repo', 'ci-42', 'GET', 'https://api.github.com/repos/acme/widgets', allow('builders.allow[1]')],
+  ['a path rule allows with `**`', 'ci-42', 'GET', 'https://api.github.com/repos/acme/anything/pulls', allow('builders.allow[2]')],
+  ['github read denies API writes (earliest rule reported)', 'ci-42', 'POST', 'https://api.github.com/repos/acme/widgets/issues', deny('denied_method', 'builders.allow[1]')],
+  ['github write allows a push', 'releaser', 'POST', 'https://github.com/acme/widgets.git/git-receive-pack', allow('pushers.allow[0]')],
+  ['github write allows receive-pack discovery', 'releaser', 'GET', 'https://github.com/acme/widgets/info/refs?service=git-receive-pack', allow('pushers.allow[0]')],
+  ['github write allows API writes', 'releaser', 'POST', 'https://api.github.com/repos/acme/widgets/issues', allow('pushers.allow[0]')],
+  ['git on a custom host allows a push', 'releaser', 'POST', 'https://git.corp.test/team/app.git/git-receive-pack', allow('pushers.allow[1]')],
+  ['git on a custom host has no archive paths', 'releaser', 'GET', 'https://git.corp.test/team/app/archive/main.zip', deny('denied_path', 'pushers.allow[1]')],
+  ['`*` matches within one segment', 'ci-42', 'GET', 'https://files.test/pub/tool/latest', allow('builders.allow[5]')],
+  ['`*` does not cross segments', 'ci-42', 'GET', 'https://files.test/pub/a/b/latest', deny('denied_path', 'builders.allow[5]')],
+  ['`**` crosses segments', 'ci-42', 'GET', 'https://files.test/dl/a/b/c.tgz', allow('builders.allow[5]')],
+  ['a user preset keeps the id of the entry that named it', 'ci-42', 'GET', 'https://artifacts.corp.test/x', allow('builders.allow[6]')],
+  ['a user preset restricts methods', 'ci-42', 'PUT', 'https://artifacts.corp.test/x', deny('denied_method', 'builders.allow[6]')],
+  ['an agent-level allow has an agent rule id', 'ci-42', 'GET', 'https://own.test/', allow('agents.ci-42.allow[0]')],
+  ['a deny rule with paths denies only those paths', 'ci-42', 'GET', 'https://mixed.test/admin/users', deny('denied_by_rule', 'builders.deny[1]')],
+  ['a deny rule with paths leaves other paths allowed', 'ci-42', 'GET', 'https://mixed.test/public', allow('builders.allow[11]')],
+  ['a CIDR rule allows an address inside it', 'ci-42', 'GET', 'http://10.1.2.3:8080/', allow('builders.allow[12]')],
+  ['a CIDR rule checks ports', 'ci-42', 'GET', 'http://10.1.2.3/', deny('denied_port', 'builders.allow[12]')],
+  ['an address outside every CIDR has no rule', 'ci-42', 'GET', 'http://11.0.0.1:8080/', deny('denied_no_rule', null)],
+  ['a host without rules is denied_no_rule', 'ci-42', 'GET', 'https://evil.test/', deny('denied_no_rule', null)],
+  ['an agent only gets its own groups', 'releaser', 'GET', 'https://registry.npmjs.org/react', deny('denied_no_rule', null)],
+  ['an unknown agent fails closed', 'ghost', 'GET', 'https://registry.npmjs.org/react', deny('denied_internal_error', null)],
+]
+
+for (const [behaviour, agent, method, url, expected] of REQUESTS) {
+  t.test(behaviour, async (t) => {
+    t.match(decideRequest(POLICY, req(agent, method, url)), expected)
+  })
+}
+
+type ConnectExpect = Expect & { via?: 'tunnel' | 'intercept' }
+const tunnel = (ruleId: string): ConnectExpect => ({ ...allow(ruleId), via: 'tunnel' })
+const intercept = (ruleId: string): ConnectExpect => ({ ...allow(ruleId), via: 'intercept' })
+
+const CONNECTS: ReadonlyArray<readonly [string, 'auto' | 'never' | 'always', string, number, ConnectExpect]> = [
+  // [behaviour, tls.intercept, host, port, expected]
+  ['a host-level rule tunnels', 'auto', 'docs.test', 443, tunnel('builders.allow[4]')],
+  ['a rule with methods intercepts', 'auto', 'registry.npmjs.org', 443, intercept('builders.allow[0]')],
+  ['a repo rule intercepts', 'auto', 'github.com', 443, intercept('builders.allow[1]')],
+  ['inject_headers intercepts', 'auto', 'tokens.test', 443, intercept('builders.allow[9]')],
+  ['inspect_body intercepts', 'auto', 'scanned.test', 443, intercept('builders.allow[10]')],
+  ['a deny rule with paths forces interception', 'auto', 'mixed.test', 443, intercept('builders.allow[11]')],
+  ['a host-level deny denies the CONNECT', 'auto', 'uploads.example.com', 443, deny('denied_by_rule', 'builders.deny[0]')],
+  ['a wildcard host-level rule tunnels', 'auto', 'www.example.com', 443, tunnel('builders.allow[3]')],
+  ['a CONNECT to a port the rule lacks is denied_port', 'auto', 'www.example.com', 8443, deny('denied_port', 'builders.allow[3]')],
+  ['a CONNECT to an unknown host is denied_no_rule', 'auto', 'evil.test', 443, deny('denied_no_rule', null)],
+  ['a CIDR rule tunnels', 'auto', '10.9.8.7', 8080, tunnel('builders.allow[12]')],
+  ['`intercept: never` on a host-level rule tunnels', 'auto', 'pinned.test', 443, tunnel('builders.allow[7]')],
+  ['`intercept: never` on a path rule fails closed', 'auto', 'secret.test', 443, deny('denied_path', 'builders.allow[8]')],
+  ['tls.intercept never still tunnels host-level rules', 'never', 'docs.test', 443, tunnel('builders.allow[4]')],
+  ['tls.intercept never denies a methods rule with denied_method', 'never', 'registry.npmjs.org', 443, deny('denied_method', 'builders.allow[0]')],
+  ['tls.intercept never denies a paths rule with denied_path', 'never', 'files.test', 443, deny('denied_path', 'builders.allow[5]')],
+  ['tls.intercept never fails closed on inject_headers', 'never', 'tokens.test', 443, deny('denied_internal_error', 'builders.allow[9]')],
+  ['tls.intercept never cannot enforce a deny with paths', 'never', 'mixed.test', 443, deny('denied_by_rule', 'builders.deny[1]')],
+  ['tls.intercept always intercepts host-level rules', 'always', 'docs.test', 443, intercept('builders.allow[4]')],
+  ['tls.intercept always respects `intercept: never`', 'always', 'pinned.test', 443, tunnel('builders.allow[7]')],
+  ['tls.intercept always still fails closed on a never path rule', 'always', 'secret.test', 443, deny('denied_path', 'builders.allow[8]')],
+]
+
+const BY_MODE = { auto: POLICY, never: policyWith('never'), always: policyWith('always') }
+for (const [behaviour, mode, host, port, expected] of CONNECTS) {
+  t.test(behaviour, async (t) => {
+    t.match(decideConnect(BY_MODE[mode], { agent: 'ci-42', host, port }), expected)
+  })
+}
+
+t.test('an unknown agent fails closed on CONNECT', async (t) => {
+  t.matchOnly(decideConnect(POLICY, { agent: 'ghost', host: 'docs.test', port: 443 }), {
+    verdict: 'deny',
+    reason: 'denied_internal_error',
+    ruleId: null,
+    detail: 'unknown_agent',
+  })
+})
+
+t.test('matchRequest returns the allowing rule with its inject_headers', async (t) => {
+  const m = matchRequest(POLICY, req('ci-42', 'GET', 'https://tokens.test/x'))
+  t.match(m.decision, allow('builders.allow[9]'))
+  t.match(m.rule?.injectHeaders, [{ name: 'Authorization', env: 'TOKENS_TEST', format: 'Bearer {}' }])
+})
+
+t.test('audit mode passes a denial and marks it would_deny', async (t) => {
+  const d = decideRequest(POLICY, req('auditor', 'GET', 'https://evil.test/'))
+  t.match(d, deny('denied_no_rule', null))
+  t.equal(effectiveMode(POLICY, 'auditor'), 'audit')
+  t.same(applyMode(d, effectiveMode(POLICY, 'auditor')), { pass: true, wouldDeny: true })
+})
+
+t.test('enforce mode blocks a denial', async (t) => {
+  const d = decideRequest(POLICY, req('ci-42', 'GET', 'https://evil.test/'))
+  t.same(applyMode(d, effectiveMode(POLICY, 'ci-42')), { pass: false, wouldDeny: false })
+})
+
+t.test('an allow passes in either mode', async (t) => {
+  const d = decideRequest(POLICY, req('auditor', 'GET', 'https://docs.test/'))
+  t.same(applyMode(d, 'audit'), { pass: true, wouldDeny: false })
+  t.same(applyMode(d, 'enforce'), { pass: true, wouldDeny: false })
+})
+
+t.test('an unknown agent has the policy mode', async (t) => {
+  t.equal(effectiveMode(POLICY, 'ghost'), 'enforce')
+})
