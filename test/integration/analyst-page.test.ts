@@ -108,7 +108,7 @@ agents:
     t.equal(await page.getAttribute('#token', 'type'), 'password')
     t.equal(await page.getByLabel('Admin token', { exact: true }).getAttribute('id'), 'token', 'the token field is labelled')
     t.equal(await page.getByRole('button', { name: 'Connect' }).count(), 1, 'the connect button is named')
-    for (const [label, id] of [['Agent', 'f-agent'], ['Host', 'f-host'], ['Reason', 'f-reason']]) {
+    for (const [label, id] of [['Agent', 'f-agent'], ['Host', 'f-host'], ['Reason', 'f-reason']] as const) {
       t.equal(await page.getByLabel(label, { exact: true }).getAttribute('id'), id, `the ${label} filter is labelled`)
     }
   })
