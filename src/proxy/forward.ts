@@ -1,5 +1,6 @@
 import { Agent as HttpAgent, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
 import { Agent as HttpsAgent } from 'node:https'
+import { createSecureContext } from 'node:tls'
 import httpProxy from 'http-proxy'
 import { formatAuthority } from '../net/host.js'
 import { mapSocketError, type UpstreamFailureKind } from '../net/dial.js'
@@ -71,7 +72,10 @@ export interface ForwarderOptions {
  */
 export function createForwarder(opts: ForwarderOptions): Forwarder {
   const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo', timeout: opts.idleTimeoutMs })
-  const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo', timeout: opts.idleTimeoutMs, ca: [...opts.ca], rejectUnauthorized: true })
+  // One SecureContext for the roots: passing `ca` instead would make https.Agent glue ~200 KB of PEM into its
+  // pool key three times per request and re-parse every root per connection (measured: 37% of proxy CPU).
+  const secureContext = createSecureContext({ ca: [...opts.ca] })
+  const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo', timeout: opts.idleTimeoutMs, secureContext, rejectUnauthorized: true })
   const proxy = httpProxy.createProxyServer({ xfwd: false, ws: false, changeOrigin: false, secure: true })
   proxy.on('proxyReq', (proxyReq) => armUpstreamTimeouts(proxyReq, opts))
   proxy.on('proxyRes', (proxyRes) => {

@@ -250,7 +250,7 @@ agents:
         }
       })
     /** Resolves with the first JSON log line matching pred; bounded by timeoutMs and by the child exiting. */
-    const waitLine = (pred: (r: Record<string, unknown>) => boolean, timeoutMs = 10_000): Promise<Record<string, unknown>> =>
+    const waitLine = (pred: (r: Record<string, unknown>) => boolean, timeoutMs = 30_000): Promise<Record<string, unknown>> =>
       new Promise((resolve, reject) => {
         const check = (): boolean => {
           const hit = parsed().find(pred)
