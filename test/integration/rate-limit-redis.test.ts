@@ -1,83 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
-import { createServer, type AddressInfo } from 'node:net'
-import { Writable } from 'node:stream'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Redis } from 'ioredis'
-import { pino, type Logger } from 'pino'
 import t, { type Test } from 'tap'
+import { freePort } from '../helpers/clients.js'
+import { redisServer, waitFor } from '../helpers/redis.js'
+import { capturedLog } from '../helpers/log.js'
 import { createLimiter, type Limiter } from '../../src/limits/limiter.js'
 import { attachRedisSync, type RedisSync } from '../../src/limits/redis-sync.js'
 import type { AgentLimits } from '../../src/policy/types.js'
-
-// --- a real redis-server on a free loopback port, no persistence ------------------------------------------
-
-async function freePort(): Promise<number> {
-  const s = createServer()
-  s.listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const { port } = s.address() as AddressInfo
-  await new Promise<void>((r) => s.close(() => r()))
-  return port
-}
-
-function redisServer(t: Test, port: number): { url: string; start(): Promise<void>; kill(): Promise<void> } {
-  const dir = t.testdir()
-  let child: ChildProcess | null = null
-  const kill = async (): Promise<void> => {
-    const c = child
-    child = null
-    if (!c || c.exitCode !== null) return
-    const exited = once(c, 'exit')
-    c.kill('SIGKILL')
-    await exited
-  }
-  t.teardown(kill)
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    kill,
-    async start() {
-      const c = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'inherit'] })
-      child = c
-      let out = ''
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`redis-server not ready in 10s: ${out}`)), 10_000)
-        c.stdout?.on('data', (b: Buffer) => {
-          out += b.toString('utf8')
-          if (/Ready to accept connections/.test(out)) {
-            clearTimeout(timer)
-            resolve()
-          }
-        })
-        c.once('exit', (code) => {
-          clearTimeout(timer)
-          reject(new Error(`redis-server exited ${code}: ${out}`))
-        })
-      })
-    },
-  }
-}
-
-async function waitFor(what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (let i = 0; i < 10_000; i++) {
-    if (await pred()) return
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await delay(20)
-  }
-  throw new Error(`gave up waiting for ${what}`)
-}
-
-function arrayLogger(): { log: Logger; codes: (code: string) => number } {
-  const lines: Array<Record<string, unknown>> = []
-  const dest = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>)
-      cb()
-    },
-  })
-  return { log: pino({ level: 'debug' }, dest), codes: (code) => lines.filter((l) => l.code === code).length }
-}
 
 function client(t: Test, url: string): Redis {
   // Fail fast and reconnect quickly: the sync must never queue commands while Redis is down.
@@ -100,7 +29,7 @@ const RPM60: AgentLimits = { requestsPerMinute: 60, concurrentConnections: null,
 
 function instance(t: Test, url: string): Instance {
   const limiter = createLimiter({ now: () => NOW })
-  const { log, codes } = arrayLogger()
+  const { log, codes } = capturedLog()
   const sync = attachRedisSync(limiter, client(t, url), { prefix: 'pc-test:', syncIntervalMs: 20, log })
   t.teardown(() => sync.stop())
   return { limiter, sync, codes }

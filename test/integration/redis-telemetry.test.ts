@@ -1,91 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer, type AddressInfo } from 'node:net'
-import { Writable } from 'node:stream'
 import { Cluster, Redis } from 'ioredis'
-import { pino, type Logger } from 'pino'
 import t, { type Test } from 'tap'
+import { freePort } from '../helpers/clients.js'
+import { redisServer, waitFor } from '../helpers/redis.js'
+import { capturedLog } from '../helpers/log.js'
 import { buildCloseRecord, buildDecisionRecord, newRequestId, type DecisionFacts, type TelemetryRecord } from '../../src/telemetry/events.js'
 import { createRedisClient, createRedisSink, readEvents, redactRedisUrl, type RedisSink } from '../../src/telemetry/redis-sink.js'
 import type { Decision } from '../../src/policy/types.js'
-
-// --- a real redis-server per test, on a free loopback port, no persistence -------------------------------
-
-async function freePort(): Promise<number> {
-  const s = createServer()
-  s.listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const { port } = s.address() as AddressInfo
-  await new Promise<void>((r) => s.close(() => r()))
-  return port
-}
-
-interface RedisProc {
-  readonly port: number
-  readonly url: string
-  start(): Promise<void>
-  kill(): Promise<void>
-}
-
-function redisServer(t: Test, port: number, extra: string[] = []): RedisProc {
-  const dir = t.testdir()
-  let child: ChildProcess | null = null
-  const kill = async (): Promise<void> => {
-    const c = child
-    child = null
-    if (!c || c.exitCode !== null) return
-    const exited = once(c, 'exit')
-    c.kill('SIGKILL')
-    await exited
-  }
-  t.teardown(kill)
-  return {
-    port,
-    url: `redis://127.0.0.1:${port}`,
-    kill,
-    async start() {
-      const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra]
-      const c = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'inherit'] })
-      child = c
-      let out = ''
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`redis-server not ready in 10s: ${out}`)), 10_000)
-        c.stdout?.on('data', (b: Buffer) => {
-          out += b.toString('utf8')
-          if (/Ready to accept connections/.test(out)) {
-            clearTimeout(timer)
-            resolve()
-          }
-        })
-        c.once('exit', (code) => {
-          clearTimeout(timer)
-          reject(new Error(`redis-server exited ${code}: ${out}`))
-        })
-      })
-    },
-  }
-}
-
-async function waitFor(what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (let i = 0; i < 10_000; i++) {
-    if (await pred()) return
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  throw new Error(`gave up waiting for ${what}`)
-}
-
-function arrayLogger(): { log: Logger; lines: Array<Record<string, unknown>>; codes: (code: string) => number } {
-  const lines: Array<Record<string, unknown>> = []
-  const dest = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>)
-      cb()
-    },
-  })
-  return { log: pino({ level: 'debug' }, dest), lines, codes: (code) => lines.filter((l) => l.code === code).length }
-}
 
 function checker(t: Test, url: string): Redis {
   const c = new Redis(url, { maxRetriesPerRequest: 1 })
@@ -117,7 +38,7 @@ async function streamIds(c: Redis, stream: string): Promise<string[]> {
 t.test('records arrive in the stream as pipelined XADDs with flat fields, trimmed by MAXLEN ~', async (t) => {
   const redis = redisServer(t, await freePort())
   await redis.start()
-  const { log } = arrayLogger()
+  const { log } = capturedLog()
   const sink = sinkFor(t, { url: redis.url, stream: 'pc:events', maxlen: 100, log })
   await waitFor('connected', () => sink.connected())
   const written: TelemetryRecord[] = []
@@ -138,7 +59,7 @@ t.test('records arrive in the stream as pipelined XADDs with flat fields, trimme
 t.test('records written while Redis is down arrive after it restarts; write() stays synchronous', async (t) => {
   const redis = redisServer(t, await freePort())
   await redis.start()
-  const logs = arrayLogger()
+  const logs = capturedLog()
   const sink = sinkFor(t, { url: redis.url, stream: 'pc:events', maxlen: 100_000, log: logs.log, batchMax: 50 })
   await waitFor('connected', () => sink.connected())
   for (let i = 0; i < 200; i++) sink.write(decision('ci-42', 'before.example.com'))
@@ -167,7 +88,7 @@ t.test('records written while Redis is down arrive after it restarts; write() st
 t.test('flapping Redis: every outage is buffered, resent, and logged once down and once up', async (t) => {
   const redis = redisServer(t, await freePort())
   await redis.start()
-  const logs = arrayLogger()
+  const logs = capturedLog()
   const sink = sinkFor(t, { url: redis.url, stream: 'pc:events', maxlen: 100_000, log: logs.log, batchMax: 20 })
   await waitFor('connected', () => sink.connected())
   for (let flap = 1; flap <= 3; flap++) {
@@ -187,7 +108,7 @@ t.test('flapping Redis: every outage is buffered, resent, and logged once down a
 
 t.test('a full buffer drops the oldest records, counts them and warns once per outage', async (t) => {
   const redis = redisServer(t, await freePort())
-  const logs = arrayLogger()
+  const logs = capturedLog()
   let onDrop = 0
   const sink = sinkFor(t, { url: redis.url, stream: 'pc:events', maxlen: 1000, log: logs.log, bufferMax: 10, onDrop: (n) => (onDrop += n) })
   const first: TelemetryRecord[] = []
@@ -214,7 +135,7 @@ t.test('a full buffer drops the oldest records, counts them and warns once per o
 
 t.test('the URL password never reaches a log line', async (t) => {
   const port = await freePort()
-  const logs = arrayLogger()
+  const logs = capturedLog()
   const sink = sinkFor(t, { url: `redis://user:s3kr1t-pass@127.0.0.1:${port}/0`, stream: 's', maxlen: 10, log: logs.log, bufferMax: 1 })
   sink.write(decision('ci-42', 'example.com'))
   sink.write(decision('ci-42', 'example.com'))
@@ -228,7 +149,7 @@ t.test('the URL password never reaches a log line', async (t) => {
 t.test('readEvents filters newest first and pages with a stream-id cursor', async (t) => {
   const redis = redisServer(t, await freePort())
   await redis.start()
-  const sink = sinkFor(t, { url: redis.url, stream: 'ev', maxlen: 100_000, log: arrayLogger().log })
+  const sink = sinkFor(t, { url: redis.url, stream: 'ev', maxlen: 100_000, log: capturedLog().log })
   const base = Date.now() - 60_000
   const rs: TelemetryRecord[] = []
   for (let i = 0; i < 20; i++) {
@@ -270,7 +191,7 @@ t.test('readEvents filters newest first and pages with a stream-id cursor', asyn
 t.test('readEvents scans across several XREVRANGE pages for a sparse filter', async (t) => {
   const redis = redisServer(t, await freePort())
   await redis.start()
-  const sink = sinkFor(t, { url: redis.url, stream: 'ev', maxlen: 100_000, log: arrayLogger().log })
+  const sink = sinkFor(t, { url: redis.url, stream: 'ev', maxlen: 100_000, log: capturedLog().log })
   const rare = [decision('rare', 'example.com'), decision('rare', 'example.com')]
   for (const r of rare) sink.write(r)
   for (let i = 0; i < 1200; i++) sink.write(decision('ci-42', 'example.com'))
@@ -287,7 +208,7 @@ t.test('a redis+cluster:// URL talks to a (one-node) Redis Cluster', async (t) =
   const admin = checker(t, redis.url)
   await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383')
   await waitFor('cluster ok', async () => /cluster_state:ok/.test(String(await admin.call('CLUSTER', 'INFO'))))
-  const logs = arrayLogger()
+  const logs = capturedLog()
   const sink = sinkFor(t, { url: `redis+cluster://127.0.0.1:${port}`, stream: '{pc}:events', maxlen: 1000, log: logs.log })
   t.ok(sink.client instanceof Cluster)
   const rs = [decision('ci-42', 'example.com'), decision('ci-42', 'example.com')]
