@@ -30,6 +30,12 @@ import { decideConnectApproved, indexApprovals, type ApprovalIndex } from './pol
 import { isActive, type ApprovalStore } from './approvals/store.js'
 import { effectiveMode } from './policy/compiled.js'
 import { createFileApprovalStore } from './approvals/file-store.js'
+import { createRedisApprovalStore } from './approvals/redis-store.js'
+import { createMetrics, type Metrics } from './telemetry/metrics.js'
+import { createRedisSink, readEvents, redactRedisUrl, type RedisSink } from './telemetry/redis-sink.js'
+import { metricsRoutes } from './admin/routes/metrics.js'
+import { createLimiter } from './limits/limiter.js'
+import { attachRedisSync, type RedisSync } from './limits/redis-sync.js'
 
 export interface AppOptions {
   /** Where log lines go (tests pass a sink; default stdout). */
@@ -48,6 +54,7 @@ export interface App {
   readonly bus: Bus
   readonly ring: RingSink
   readonly loggers: Loggers
+  readonly metrics: Metrics
   config(): RuntimeConfig
   generation(): number
   /** Load, validate and swap the policy (SIGHUP, POST /api/reload). */
@@ -98,6 +105,16 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   bus.subscribe(createLogSink(loggers.records, initial.telemetry.log.format))
   const forwarder = createForwarder({ connectTimeoutMs: initial.upstream.connectTimeoutMs, idleTimeoutMs: initial.upstream.idleTimeoutMs, ca: readUpstreamRoots(initial.upstream.caFile) })
   const tracker = createTunnelTracker()
+  const metrics = createMetrics({
+    activeTunnels: () => tracker.size,
+    configGeneration: () => generation,
+    sinkFailures: () => bus.sinkFailures,
+    knownAgent: (agentId) => current.policy.agents.has(agentId),
+  })
+  bus.subscribe(metrics.sink)
+  const limiter = createLimiter()
+  let redisSink: RedisSink | null = null
+  let limitSync: RedisSync | null = null
   let interceptor: Interceptor | null = null
   const deps: ProxyDeps = {
     config: () => current,
@@ -109,6 +126,8 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       return interceptor
     },
     approvals: () => approvalIndex,
+    limiter,
+    observeDecision: (seconds) => metrics.observeDecisionSeconds(seconds),
   }
   const proxyServer = createProxyServer(deps)
   const startedAt = new Date().toISOString()
@@ -151,10 +170,31 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     return server.address() as AddressInfo
   }
 
+  /**
+   * With telemetry.redis.url: records stream to Redis, rate limits are shared
+   * and approvals live in Redis. Nothing here waits for Redis to be up: the
+   * proxy serves while Redis is down and catches up when it returns. The
+   * connection is the sink's, shared by the limit sync and the approval store.
+   */
+  function connectRedis(url: string): { sink: RedisSink; store: ApprovalStore } {
+    const redisLog = log.child({ component: 'redis' })
+    const { stream, maxlen } = current.telemetry.redis
+    const sink = createRedisSink({ url, stream, maxlen, log: redisLog })
+    bus.subscribe(sink)
+    const sync = attachRedisSync(limiter, sink.client, { log: redisLog })
+    limitSync = sync
+    metrics.setSources({ telemetryBacklog: () => sink.backlog(), telemetryDropped: () => sink.dropped(), limitsRedisFallback: () => sync.fallback() })
+    log.info({ code: 'PC_REDIS_CONFIGURED', redis: redactRedisUrl(url), stream }, 'telemetry, rate limits and approvals use Redis')
+    return { sink, store: createRedisApprovalStore(sink.client, { log: redisLog }) }
+  }
+
   function adminRoutes(approvalStore: ApprovalStore): Route[] {
+    const sink = redisSink
+    const stream = current.telemetry.redis.stream
     return [
       ...healthRoutes({ generation: () => generation, configError: () => configError, ready: () => proxyServer.listening, startedAt }),
-      ...eventRoutes({ ring, bus, redis: null }),
+      ...metricsRoutes(metrics),
+      ...eventRoutes({ ring, bus, redis: sink ? { query: (q) => readEvents(sink.client, stream, q) } : null, onStreamDrop: (n) => metrics.countStreamDropped(n) }),
       ...explainRoutes(() => current),
       ...approvalRoutes({ store: approvalStore, findDecision, bus, defaultTtlMs: current.approvals.defaultTtlMs }),
       {
@@ -173,6 +213,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     bus,
     ring,
     loggers,
+    metrics,
     config: () => current,
     generation: () => generation,
     reload,
@@ -180,7 +221,14 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       if (await ensureCa(current.tls.caCert, current.tls.caKey)) log.info({ code: 'PC_CA_CREATED', cert: current.tls.caCert }, 'interception CA generated; install its certificate in sandboxes (portcullis ca show)')
       const ca = await loadCa(current.tls.caCert, current.tls.caKey)
       interceptor = createInterceptor(deps, createLeafCertCache(ca))
-      store = await createFileApprovalStore(current.approvals.file)
+      const redisUrl = current.telemetry.redis.url
+      if (redisUrl !== null) {
+        const redis = connectRedis(redisUrl)
+        redisSink = redis.sink
+        store = redis.store
+      } else {
+        store = await createFileApprovalStore(current.approvals.file)
+      }
       const s = store
       // Rebuilt on every change and whenever an approval lapses; tunnels opened under an approval that is
       // revoked or expires are closed at once, like tunnels a reload disallows.
@@ -221,7 +269,9 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       forwarder.close()
       interceptor?.close()
       await Promise.all(closing)
+      limitSync?.stop()
       await store?.close()
+      await redisSink?.close()
       loggers.flush()
     },
   }

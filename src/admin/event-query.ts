@@ -10,9 +10,9 @@
  *    `suffix` at any depth, never the apex (the policy's wildcard meaning).
  *  - `since` is inclusive, `until` exclusive; both take an ISO time or a
  *    duration (`15m`, `1h`, `7d`) meaning "now minus that".
- *  - Paging: newest first by id (ULIDs sort by time); `cursor` is the id of
- *    the last record of the previous page and the next page continues strictly
- *    before it.
+ *  - Paging: newest first; `cursor` is the previous page's `next_cursor` and
+ *    the next page continues strictly before it. From the ring it is a record
+ *    id (ULIDs sort by time); from Redis, a stream entry id.
  */
 import { parseDurationMs } from '../config/duration.js'
 import { normalizeHost } from '../net/host.js'
@@ -43,6 +43,7 @@ export interface EventPage {
 
 const KNOWN_PARAMS = new Set(['decision', 'agent', 'host', 'reason', 'since', 'until', 'limit', 'cursor'])
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/i
+const STREAM_ID = /^\d{1,20}-\d{1,20}$/
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[T ][0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?$/i
 const AGENT = /^[A-Za-z0-9._:@-]{1,100}$/
 
@@ -130,8 +131,16 @@ function parseLimit(v: string | undefined): Parsed<number> {
 
 function parseCursor(v: string | undefined): Parsed<string | undefined> {
   if (v === undefined) return ok(undefined)
-  if (!ULID.test(v)) return bad('cursor must be the next_cursor of a previous page (a record id)')
-  return ok(v.toUpperCase())
+  const kind = cursorKind(v)
+  if (kind === null) return bad('cursor must be the next_cursor of a previous page')
+  return ok(kind === 'record' ? v.toUpperCase() : v)
+}
+
+/** A ring page's cursor is a record id (ULID); a Redis page's is a stream entry id (`1732528800000-0`). */
+export function cursorKind(v: string): 'record' | 'stream' | null {
+  if (ULID.test(v)) return 'record'
+  if (STREAM_ID.test(v)) return 'stream'
+  return null
 }
 
 /** Compile a `host` query value: `*.suffix` or an exact host. */

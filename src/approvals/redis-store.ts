@@ -16,9 +16,10 @@ export interface RedisApprovalOptions {
  * Approvals shared by every instance: a Redis hash (id → JSON) plus a pub/sub
  * channel announcing changes. Each instance keeps the whole set in memory
  * (the data path reads it synchronously) and reloads it on every announcement,
- * so an approval or a revocation applies everywhere within a second.
+ * so an approval or a revocation applies everywhere within a second. While
+ * Redis is unreachable the last known set stays in force and writes fail.
  */
-export async function createRedisApprovalStore(client: Redis | Cluster, opts: RedisApprovalOptions): Promise<ApprovalStore> {
+export function createRedisApprovalStore(client: Redis | Cluster, opts: RedisApprovalOptions): ApprovalStore {
   const key = opts.key ?? 'portcullis:approvals'
   const channel = opts.channel ?? 'portcullis:approvals:changed'
   const now = opts.now ?? Date.now
@@ -54,10 +55,14 @@ export async function createRedisApprovalStore(client: Redis | Cluster, opts: Re
   sub.on('message', (ch: string) => {
     if (ch === channel) safeRefresh()
   })
-  // After a reconnect the subscription is restored by ioredis; resync in case we missed announcements.
-  sub.on('ready', safeRefresh)
-  await sub.subscribe(channel)
-  await refresh().catch(() => undefined)
+  // Redis may be down at start or restart later: (re)subscribe and resync whenever the subscriber
+  // becomes ready (ioredis also restores the subscription; SUBSCRIBE twice is harmless), and resync
+  // when the command connection comes back, in case announcements were missed meanwhile.
+  sub.on('ready', () => {
+    sub.subscribe(channel).then(safeRefresh, (err: unknown) => opts.log.warn({ code: 'PC_APPROVALS_REDIS', err: String(err) }, 'could not subscribe to approval changes; retrying on reconnect'))
+  })
+  client.on('ready', safeRefresh)
+  if (client.status === 'ready') safeRefresh()
   const timer = setInterval(safeRefresh, opts.resyncMs ?? 5000)
   timer.unref()
   return {
@@ -78,6 +83,7 @@ export async function createRedisApprovalStore(client: Redis | Cluster, opts: Re
     },
     async close() {
       clearInterval(timer)
+      client.off('ready', safeRefresh)
       sub.disconnect()
     },
   }

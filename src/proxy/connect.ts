@@ -10,7 +10,7 @@ import type { DenyDecision } from '../policy/types.js'
 import { newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import { connStateOf } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
-import { denialContext, settle, wantsJson } from './decision-point.js'
+import { applyLimits, denialContext, settle } from './decision-point.js'
 import { readClientHello, TLS_ALERT_UNRECOGNIZED_NAME, type HelloOutcome } from './client-hello-reader.js'
 import { respondBadRequest, respondConnectDenial } from './respond.js'
 import { spliceTunnel } from './tunnel.js'
@@ -24,39 +24,46 @@ const ESTABLISHED = 'HTTP/1.1 200 Connection established\r\nVia: 1.1 portcullis\
  * decision record is published once, at the final verdict.
  */
 export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+  const t0 = performance.now()
   const state = connStateOf(socket)
   const authority = parseAuthority(req.url ?? '')
   if (!authority) return respondBadRequest(socket, 400, 'bad_connect_target')
   const cfg = deps.config()
   const id = newRequestId()
-  const json = wantsJson(req.headers.accept)
-  const base = { id, src: state.src, method: 'CONNECT', scheme: 'https' as const, host: authority.host, port: authority.port, path: null, address: null }
+  // `tls` says how the bytes were handled, so it stays null on every refusal.
+  const base = { id, src: state.src, method: 'CONNECT', scheme: 'https' as const, host: authority.host, port: authority.port, path: null, address: null, tls: null }
   const identity = authenticate(cfg.policy, req.headers['proxy-authorization'], state.srcIp)
   if (identity.kind === 'denied') {
-    const facts: DecisionFacts = { ...base, tls: null, agent: identity.claimedAgent, mode: cfg.policy.mode }
+    const facts: DecisionFacts = { ...base, agent: identity.claimedAgent, mode: cfg.policy.mode }
     settle(deps.bus, facts, identity.decision)
-    return respondConnectDenial(socket, identity.decision, denialContext(facts, json))
+    return respondConnectDenial(socket, identity.decision, denialContext(facts, req.headers))
   }
   const agent = identity.agent.id
-  const decision = decideConnectApproved(cfg.policy, { agent, host: authority.host, port: authority.port }, deps.approvals(), Date.now())
-  const via = decision.verdict === 'allow' ? decision.via : 'tunnel'
-  const facts: DecisionFacts = { ...base, tls: via, agent, mode: effectiveMode(cfg.policy, agent) }
-  const auditPass = decision.verdict === 'deny' && facts.mode === 'audit' && decision.reason !== 'denied_internal_error'
+  const mode = effectiveMode(cfg.policy, agent)
+  const policyDecision = decideConnectApproved(cfg.policy, { agent, host: authority.host, port: authority.port }, deps.approvals(), Date.now())
+  const via = policyDecision.verdict === 'allow' ? policyDecision.via : 'tunnel'
+  // A tunnel is one request against the budget; an intercepted connection's inner requests are counted one by one.
+  const { decision, release } = applyLimits(deps.limiter, agent, identity.agent.limits, policyDecision, mode, { request: via === 'tunnel', connection: true })
+  deps.observeDecision((performance.now() - t0) / 1000)
+  const refused: DecisionFacts = { ...base, agent, mode }
+  const auditPass = decision.verdict === 'deny' && mode === 'audit' && decision.reason !== 'denied_internal_error'
   if (decision.verdict === 'deny' && !auditPass) {
-    settle(deps.bus, facts, decision)
-    return respondConnectDenial(socket, decision, denialContext(facts, json))
+    settle(deps.bus, refused, decision)
+    return respondConnectDenial(socket, decision, denialContext(refused, req.headers))
   }
+  socket.once('close', release)
   const resolved = await resolveChecked(authority.host, cfg.upstream)
-  if ('verdict' in resolved) return refuse(deps, socket, facts, resolved, json)
-  const checked: DecisionFacts = { ...facts, address: resolved.address }
+  if ('verdict' in resolved) return refuse(deps, socket, req, refused, resolved)
+  const checkedRefusal: DecisionFacts = { ...refused, address: resolved.address }
+  const checked: DecisionFacts = { ...checkedRefusal, tls: via }
   let up: Socket | null = null
   if (via === 'tunnel') {
     const dialled = await dialChecked(resolved.address, authority.port, cfg.upstream.connectTimeoutMs)
-    if ('kind' in dialled) return refuse(deps, socket, checked, { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: dialled.failure }, json)
+    if ('kind' in dialled) return refuse(deps, socket, req, checkedRefusal, { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: dialled.failure })
     up = dialled
     up.on('error', () => dialled.destroy())
   } else if (!deps.interceptor) {
-    return refuse(deps, socket, checked, { verdict: 'deny', reason: 'denied_internal_error', ruleId: decision.ruleId, detail: 'interception_unavailable' }, json)
+    return refuse(deps, socket, req, checkedRefusal, { verdict: 'deny', reason: 'denied_internal_error', ruleId: decision.ruleId, detail: 'interception_unavailable' })
   }
   if (socket.destroyed) return void up?.destroy()
   socket.write(ESTABLISHED)
@@ -68,8 +75,10 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
     return void socket.destroy()
   }
   const sniDenial = checkServerName(hello, authority.host)
-  const { pass } = settle(deps.bus, checked, sniDenial ?? decision)
-  if (sniDenial && (!pass || hello.kind !== 'hello')) {
+  // Audit mode lets a mismatched name through only when there is a ClientHello to replay.
+  const sniRefused = sniDenial !== null && (mode !== 'audit' || hello.kind !== 'hello')
+  settle(deps.bus, sniRefused ? checkedRefusal : checked, sniDenial ?? decision)
+  if (sniRefused) {
     up?.destroy()
     if (hello.kind !== 'hello') return void socket.destroy()
     socket.end(TLS_ALERT_UNRECOGNIZED_NAME)
@@ -77,10 +86,10 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
   }
   const bytes = hello.kind === 'hello' || hello.kind === 'not_tls' ? hello.bytes : Buffer.alloc(0)
   if (up === null) {
-    deps.interceptor?.intercept(socket, bytes, { id, agent, host: authority.host, port: authority.port, address: resolved.address, src: state.src, mode: facts.mode })
+    deps.interceptor?.intercept(socket, bytes, { id, agent, host: authority.host, port: authority.port, address: resolved.address, src: state.src, mode })
     return
   }
-  spliceTunnel(socket, up, bytes, { id, agent, host: authority.host, port: authority.port, startedAtMs: Date.now() }, cfg.upstream.idleTimeoutMs, deps.bus, deps.tracker)
+  spliceTunnel(socket, up, bytes, { id, agent, host: authority.host, port: authority.port, startedAtMs: Date.now() }, cfg.upstream.idleTimeoutMs, deps)
 }
 
 /**
@@ -104,7 +113,7 @@ export function checkServerName(hello: HelloOutcome, host: string): DenyDecision
   }
 }
 
-function refuse(deps: ProxyDeps, socket: Socket, facts: DecisionFacts, d: DenyDecision, json: boolean): void {
+function refuse(deps: ProxyDeps, socket: Socket, req: IncomingMessage, facts: DecisionFacts, d: DenyDecision): void {
   settle(deps.bus, facts, d)
-  respondConnectDenial(socket, d, denialContext(facts, json))
+  respondConnectDenial(socket, d, denialContext(facts, req.headers))
 }

@@ -1,6 +1,8 @@
+import type { IncomingHttpHeaders } from 'node:http'
 import type { Bus } from '../telemetry/bus.js'
 import { buildDecisionRecord, type DecisionFacts } from '../telemetry/events.js'
-import type { Decision, DenyDecision, Mode } from '../policy/types.js'
+import type { AgentLimits, Decision, DenyDecision, Mode } from '../policy/types.js'
+import type { Limiter, Release } from '../limits/limiter.js'
 import { applyMode } from '../policy/mode.js'
 import type { DenialContext } from './respond.js'
 
@@ -31,7 +33,43 @@ function isAlwaysEnforced(d: DenyDecision): boolean {
   }
 }
 
-export function denialContext(facts: DecisionFacts, wantsJson: boolean): DenialContext {
+const noRelease: Release = () => undefined
+
+/**
+ * The agent's rate limits, applied only to traffic that would pass (allowed,
+ * or let through by audit mode); a policy denial stays the reason and
+ * consumes nothing. `request` takes one from requests_per_minute (and checks
+ * bytes_per_day); `connection` holds a concurrent_connections slot until the
+ * returned release is called. Returns the final decision.
+ */
+export function applyLimits(
+  limiter: Limiter,
+  agentId: string,
+  limits: AgentLimits,
+  decision: Decision,
+  mode: Mode,
+  use: { readonly request: boolean; readonly connection: boolean },
+): { decision: Decision; release: Release } {
+  const passes = decision.verdict === 'allow' || (mode === 'audit' && !isAlwaysEnforced(decision))
+  if (!passes) return { decision, release: noRelease }
+  let release = noRelease
+  if (use.connection) {
+    const slot = limiter.acquireConnection(agentId, limits)
+    if (typeof slot !== 'function') return { decision: decision.verdict === 'allow' ? slot : decision, release: noRelease }
+    release = slot
+  }
+  if (use.request) {
+    const admission = limiter.admitRequest(agentId, limits)
+    if ('verdict' in admission) {
+      release()
+      return { decision: decision.verdict === 'allow' ? admission : decision, release: noRelease }
+    }
+  }
+  return { decision, release }
+}
+
+/** The facts a denial body shows; `query` is the raw query string (shown, never matched). */
+export function denialContext(facts: DecisionFacts, headers: IncomingHttpHeaders, query = ''): DenialContext {
   return {
     requestId: facts.id,
     agent: facts.agent,
@@ -40,12 +78,21 @@ export function denialContext(facts: DecisionFacts, wantsJson: boolean): DenialC
     port: facts.port,
     scheme: facts.scheme,
     path: facts.path,
-    wantsJson,
+    query,
+    wantsJson: wantsJson(headers),
   }
 }
 
-export function wantsJson(accept: string | undefined): boolean {
-  return accept !== undefined && /\bapplication\/json\b/i.test(accept)
+/**
+ * JSON for clients that ask for it, and for npm, which shows a JSON body's
+ * `error` field to the user but hides a text body (its tarball requests send
+ * `Accept: *\/*`).
+ */
+export function wantsJson(headers: IncomingHttpHeaders): boolean {
+  const accept = headers.accept
+  if (accept !== undefined && /\bapplication\/json\b/i.test(accept)) return true
+  const ua = headers['user-agent']
+  return ua !== undefined && /^npm\//.test(ua)
 }
 
 export const internalError: DenyDecision = { verdict: 'deny', reason: 'denied_internal_error', ruleId: null }

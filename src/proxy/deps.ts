@@ -5,6 +5,7 @@ import type { Forwarder } from './forward.js'
 import type { TunnelTracker } from './tracker.js'
 import type { Interceptor } from './intercept.js'
 import type { ApprovalIndex } from '../policy/approvals.js'
+import type { Limiter } from '../limits/limiter.js'
 
 /** What the proxy edges need from the composition root (app.ts). */
 export interface ProxyDeps {
@@ -18,4 +19,8 @@ export interface ProxyDeps {
   readonly interceptor: Interceptor | null
   /** Active approvals, indexed by agent; swapped whenever the store changes. */
   readonly approvals: () => ApprovalIndex
+  /** Per-agent rate limits; synchronous, local (Redis reconciles in the background). */
+  readonly limiter: Limiter
+  /** Seconds from request parsed to verdict (identity, policy, limits), for the latency histogram. */
+  readonly observeDecision: (seconds: number) => void
 }

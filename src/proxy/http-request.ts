@@ -9,7 +9,7 @@ import type { DenyDecision } from '../policy/types.js'
 import { buildCloseRecord, newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import { connStateOf } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
-import { denialContext, settle, wantsJson } from './decision-point.js'
+import { applyLimits, denialContext, settle } from './decision-point.js'
 import { checkRequestHead } from './request-guard.js'
 import { respondDenial } from './respond.js'
 
@@ -39,8 +39,9 @@ export function requestTargetOf(t: { path: string; query: string }): string {
   return t.query ? `${t.path}?${t.query}` : t.path
 }
 
-/** Plain-HTTP flow: guard → identity → policy → mode → resolve → forward; one record per decision and one close per request. */
+/** Plain-HTTP flow: guard → identity → policy → limits → mode → resolve → forward; one record per decision and one close per request. */
 export async function handlePlainRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const t0 = performance.now()
   const state = connStateOf(req.socket)
   const guard = checkRequestHead(req.rawHeaders)
   if (!guard.ok) return badRequest(res, guard.status, guard.detail)
@@ -52,23 +53,26 @@ export async function handlePlainRequest(deps: ProxyDeps, req: IncomingMessage, 
   const method = (req.method ?? 'GET').toUpperCase()
   const identity = authenticate(cfg.policy, req.headers['proxy-authorization'], state.srcIp)
   const base = { id, src: state.src, method, scheme: 'http' as const, host: target.host, port: target.port, path: target.path, tls: null, address: null }
-  const json = wantsJson(req.headers.accept)
   if (identity.kind === 'denied') {
     const facts: DecisionFacts = { ...base, agent: identity.claimedAgent, mode: cfg.policy.mode }
     settle(deps.bus, facts, identity.decision)
-    return respondDenial(res, identity.decision, denialContext(facts, json))
+    return respondDenial(res, identity.decision, denialContext(facts, req.headers, target.query))
   }
   const agent = identity.agent.id
   const facts: DecisionFacts = { ...base, agent, mode: effectiveMode(cfg.policy, agent) }
-  const decision = decideRequestApproved(cfg.policy, { agent, method, scheme: 'http', host: target.host, port: target.port, path: target.path, query: target.query }, deps.approvals(), Date.now())
-  if (decision.verdict === 'deny' && !applyModePasses(decision, facts)) {
+  const policyDecision = decideRequestApproved(cfg.policy, { agent, method, scheme: 'http', host: target.host, port: target.port, path: target.path, query: target.query }, deps.approvals(), Date.now())
+  // One upstream request in flight holds a connection slot until the response is done.
+  const { decision, release } = applyLimits(deps.limiter, agent, identity.agent.limits, policyDecision, facts.mode, { request: true, connection: true })
+  deps.observeDecision((performance.now() - t0) / 1000)
+  if (decision.verdict === 'deny' && !auditPasses(decision, facts)) {
     settle(deps.bus, facts, decision)
-    return respondDenial(res, decision, denialContext(facts, json))
+    return respondDenial(res, decision, denialContext(facts, req.headers, target.query))
   }
+  res.once('close', release)
   const resolved = await resolveChecked(target.host, cfg.upstream)
   if ('verdict' in resolved) {
     settle(deps.bus, facts, resolved)
-    return respondDenial(res, resolved, denialContext(facts, json))
+    return respondDenial(res, resolved, denialContext(facts, req.headers, target.query))
   }
   const checked = { ...facts, address: resolved.address }
   settle(deps.bus, checked, decision)
@@ -76,7 +80,7 @@ export async function handlePlainRequest(deps: ProxyDeps, req: IncomingMessage, 
 }
 
 /** Audit mode lets a policy denial pass; settle() publishes the record with would_deny once the address is known. */
-function applyModePasses(decision: DenyDecision, facts: DecisionFacts): boolean {
+function auditPasses(decision: DenyDecision, facts: DecisionFacts): boolean {
   return facts.mode === 'audit' && decision.reason !== 'denied_internal_error'
 }
 
@@ -99,11 +103,15 @@ export function forwardAndRecord(
     return (write as (...a: unknown[]) => boolean)(chunk, ...rest)
   }) as typeof res.write
   // Intercepted connections get one close record per connection instead (intercept.ts).
-  if (closeRecordPerRequest) res.once('close', () => deps.bus.publish(buildCloseRecord(facts, bytesUp, bytesDown, startedAt)))
+  res.once('close', () => {
+    if (facts.agent !== null) deps.limiter.addBytes(facts.agent, bytesUp + bytesDown)
+    if (closeRecordPerRequest) deps.bus.publish(buildCloseRecord(facts, bytesUp, bytesDown, startedAt))
+  })
   deps.forwarder.forward(req, res, target, (failure) => {
     const d: DenyDecision = { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: failure }
     settle(deps.bus, facts, d)
-    respondDenial(res, d, denialContext(facts, wantsJson(req.headers.accept)), true)
+    const q = target.requestTarget.indexOf('?')
+    respondDenial(res, d, denialContext(facts, req.headers, q < 0 ? '' : target.requestTarget.slice(q + 1)), true)
   })
 }
 

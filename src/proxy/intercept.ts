@@ -8,7 +8,7 @@ import type { DenyDecision, Mode } from '../policy/types.js'
 import { buildCloseRecord, newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import type { LeafCertCache } from '../tls/leaf-certs.js'
 import type { ProxyDeps } from './deps.js'
-import { denialContext, settle, wantsJson } from './decision-point.js'
+import { applyLimits, denialContext, settle } from './decision-point.js'
 import { forwardAndRecord, requestTargetOf } from './http-request.js'
 import { checkRequestHead } from './request-guard.js'
 import { respondDenial } from './respond.js'
@@ -97,6 +97,7 @@ function innerAuthority(req: IncomingMessage, ctx: InterceptContext): { host: st
 }
 
 function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse): void {
+  const t0 = performance.now()
   const ctx = (req.socket as InnerSocket)[kIntercept]
   if (!ctx) return void res.destroy()
   const guard = checkRequestHead(req.rawHeaders)
@@ -107,17 +108,20 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
   const { path: rawPath, query } = splitTarget(rawTarget.startsWith('/') ? rawTarget : `/${rawTarget}`)
   const path = normalizePath(rawPath)
   const facts: DecisionFacts = { id: newRequestId(), agent: ctx.agent, src: ctx.src, method, scheme: 'https', host: ctx.host, port: ctx.port, path: path ?? rawPath, tls: 'intercept', mode: ctx.mode, address: ctx.address }
-  const json = wantsJson(req.headers.accept)
   const authority = innerAuthority(req, ctx)
   if (path === null) return void res.writeHead(400, { connection: 'close', 'content-length': 0 }).end()
   if (!authority || authority.host !== ctx.host || authority.port !== ctx.port) {
     const d: DenyDecision = { verdict: 'deny', reason: 'denied_host_mismatch', ruleId: null }
     const { pass } = settle(deps.bus, facts, d)
-    if (!pass) return respondDenial(res, d, denialContext(facts, json), true)
+    if (!pass) return respondDenial(res, d, denialContext(facts, req.headers, query), true)
   } else {
-    const decision = decideRequestApproved(cfg.policy, { agent: ctx.agent, method, scheme: 'https', host: ctx.host, port: ctx.port, path, query }, deps.approvals(), Date.now())
+    const policyDecision = decideRequestApproved(cfg.policy, { agent: ctx.agent, method, scheme: 'https', host: ctx.host, port: ctx.port, path, query }, deps.approvals(), Date.now())
+    // The CONNECT holds this connection's slot; each inner request is one request against the budget.
+    const limits = cfg.policy.agents.get(ctx.agent)?.limits
+    const { decision } = limits ? applyLimits(deps.limiter, ctx.agent, limits, policyDecision, ctx.mode, { request: true, connection: false }) : { decision: policyDecision }
+    deps.observeDecision((performance.now() - t0) / 1000)
     const { pass } = settle(deps.bus, facts, decision)
-    if (!pass) return respondDenial(res, decision as DenyDecision, denialContext(facts, json))
+    if (!pass) return respondDenial(res, decision as DenyDecision, denialContext(facts, req.headers, query))
   }
   forwardAndRecord(deps, req, res, facts, { address: ctx.address, port: ctx.port, host: ctx.host, tls: true, requestTarget: requestTargetOf({ path, query }) }, false)
 }

@@ -17,6 +17,8 @@ export interface DenialContext {
   readonly port: number
   readonly scheme: 'http' | 'https'
   readonly path: string | null
+  /** Raw query string without `?` ('' when none); shown so the agent sees exactly what was refused. */
+  readonly query: string
   readonly wantsJson: boolean
 }
 
@@ -78,11 +80,15 @@ export function statusFor(d: DenyDecision): number {
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 407: 'Proxy Authentication Required', 408: 'Request Timeout', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large', 502: 'Bad Gateway', 504: 'Gateway Timeout' }
 
+/** A query string is shown for context, not in full: a body stays one readable paragraph. */
+const MAX_SHOWN_QUERY = 200
+
 function target(ctx: DenialContext): string {
   if (ctx.method === 'CONNECT') return formatAuthority(ctx.host, ctx.port)
   const defaultPort = ctx.scheme === 'https' ? 443 : 80
   const auth = ctx.port === defaultPort ? formatAuthority(ctx.host, 0).replace(/:0$/, '') : formatAuthority(ctx.host, ctx.port)
-  return `${ctx.scheme}://${auth}${ctx.path ?? '/'}`
+  const query = ctx.query.length > MAX_SHOWN_QUERY ? `${ctx.query.slice(0, MAX_SHOWN_QUERY)}…` : ctx.query
+  return `${ctx.scheme}://${auth}${ctx.path ?? '/'}${query ? `?${query}` : ''}`
 }
 
 export function denialBody(d: DenyDecision, ctx: DenialContext): { contentType: string; body: string } {
@@ -94,13 +100,16 @@ export function denialBody(d: DenyDecision, ctx: DenialContext): { contentType: 
     : `This is a network failure past the proxy, not a policy decision. Request id ${ctx.requestId}.`
   const message = `portcullis ${isPolicy ? 'blocked' : 'could not complete'} ${ctx.method} ${target(ctx)}${who}: ${sentenceFor(d)}. ${tail}`
   if (!ctx.wantsJson) return { contentType: 'text/plain; charset=utf-8', body: `${message}\n` }
+  // `error` is the field npm (and other registry clients) print from a JSON error body.
   const json = {
+    error: message,
     reason: d.reason,
     request_id: ctx.requestId,
     agent: ctx.agent,
     method: ctx.method,
     host: ctx.host,
     path: ctx.path,
+    query: ctx.query || null,
     rule: d.ruleId,
     message,
     approve_command: isPolicy ? approve : null,

@@ -36,7 +36,7 @@ export function createProxyServer(deps: ProxyDeps): Server {
   server.on('request', (req, res) => {
     handlePlainRequest(deps, req, res).catch((err: unknown) => {
       deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'plain HTTP handler failed; connection closed')
-      if (!res.headersSent) respondDenial(res, internalError, { requestId: '-', agent: null, method: req.method ?? '-', host: '-', port: 0, scheme: 'http', path: null, wantsJson: false }, true)
+      if (!res.headersSent) respondDenial(res, internalError, { requestId: '-', agent: null, method: req.method ?? '-', host: '-', port: 0, scheme: 'http', path: null, query: '', wantsJson: false }, true)
       else res.destroy()
     })
   })

@@ -1,8 +1,7 @@
 import type { Socket } from 'node:net'
 import { pipeline } from 'node:stream'
-import type { Bus } from '../telemetry/bus.js'
 import { buildCloseRecord } from '../telemetry/events.js'
-import type { TunnelTracker } from './tracker.js'
+import type { ProxyDeps } from './deps.js'
 
 export interface TunnelInfo {
   readonly id: string
@@ -17,12 +16,12 @@ export interface TunnelInfo {
  * byte counts come from the upstream socket's own counters at close. Either
  * side idle for idleTimeoutMs, or either side failing, closes both.
  */
-export function spliceTunnel(client: Socket, upstream: Socket, first: Buffer, info: TunnelInfo, idleTimeoutMs: number, bus: Bus, tracker: TunnelTracker): void {
+export function spliceTunnel(client: Socket, upstream: Socket, first: Buffer, info: TunnelInfo, idleTimeoutMs: number, deps: Pick<ProxyDeps, 'bus' | 'tracker' | 'limiter'>): void {
   const close = (): void => {
     client.destroy()
     upstream.destroy()
   }
-  const untrack = tracker.add({ agent: info.agent, host: info.host, port: info.port, close })
+  const untrack = deps.tracker.add({ agent: info.agent, host: info.host, port: info.port, close })
   let open = 2
   const onClose = (): void => {
     open -= 1
@@ -32,7 +31,8 @@ export function spliceTunnel(client: Socket, upstream: Socket, first: Buffer, in
       return
     }
     untrack()
-    bus.publish(buildCloseRecord(info, upstream.bytesWritten, upstream.bytesRead, info.startedAtMs))
+    deps.limiter.addBytes(info.agent, upstream.bytesWritten + upstream.bytesRead)
+    deps.bus.publish(buildCloseRecord(info, upstream.bytesWritten, upstream.bytesRead, info.startedAtMs))
   }
   client.once('close', onClose)
   upstream.once('close', onClose)

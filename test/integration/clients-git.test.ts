@@ -72,8 +72,8 @@ t.test('git over an intercepted github.com: repo rules decide clone and push', a
     // git relays a text/plain error body as `remote:` lines: the agent sees the reason and request id.
     const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'GET' && x.path === '/attacker/exfil.git/info/refs')
     t.match(rec, { tls: 'intercept', decision: 'deny', reason: 'denied_path', rule: 'g.allow[0]' })
-    // (The body names the path without its query string.)
-    t.match(r.stderr, new RegExp(`remote: portcullis blocked GET https://github\\.com:${git.port}/attacker/exfil\\.git/info/refs for agent ci: this path is not allowed for this host`))
+    // The body names the full target, query string included, so the user sees exactly what was refused.
+    t.match(r.stderr, new RegExp(`remote: portcullis blocked GET https://github\\.com:${git.port}/attacker/exfil\\.git/info/refs\\?service=git-upload-pack for agent ci: this path is not allowed for this host`))
     t.match(r.stderr, `Request id ${rec.id}`)
     t.match(r.stderr, `portcullis approve ${rec.id}`)
     t.equal(git.seen.length, before, 'the origin received nothing')

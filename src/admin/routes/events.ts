@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http'
 import type { Bus, Sink } from '../../telemetry/bus.js'
 import type { TelemetryRecord } from '../../telemetry/events.js'
 import type { RingSink } from '../../telemetry/ring-sink.js'
-import { isQueryError, matchesQuery, parseEventQuery, queryRing, type EventPage, type EventQuery } from '../event-query.js'
+import { cursorKind, isQueryError, matchesQuery, parseEventQuery, queryRing, type EventPage, type EventQuery } from '../event-query.js'
 import { sendJson, type Route } from '../server.js'
 
 export interface EventSource {
@@ -44,8 +44,20 @@ export function eventRoutes(src: EventSource): Route[] {
       handler: async (_req, res, url) => {
         const q = parseEventQuery(url.searchParams, new Date())
         if (isQueryError(q)) return sendJson(res, 400, { error: 'bad_query', message: q.error })
-        const page = src.redis ? await src.redis.query(q) : queryRing(src.ring.snapshot(), q)
-        sendJson(res, 200, { events: page.records, next_cursor: page.nextCursor })
+        const wanted = src.redis ? 'stream' : 'record'
+        if (q.cursor !== undefined && cursorKind(q.cursor) !== wanted) {
+          return sendJson(res, 400, { error: 'bad_query', message: `cursor is not from this event source (${src.redis ? 'Redis' : 'memory'}); start again without a cursor` })
+        }
+        if (!src.redis) return sendPage(res, 'memory', queryRing(src.ring.snapshot(), q))
+        let page: EventPage
+        try {
+          page = await src.redis.query(q)
+        } catch {
+          // Redis is down: the first page can still come from this instance's ring; later pages cannot.
+          if (q.cursor !== undefined) return sendJson(res, 503, { error: 'redis_unavailable', message: 'Redis is unreachable; start again without a cursor to read this instance\'s memory' })
+          return sendPage(res, 'memory', queryRing(src.ring.snapshot(), q))
+        }
+        sendPage(res, 'redis', page)
       },
     },
     {
@@ -60,6 +72,11 @@ export function eventRoutes(src: EventSource): Route[] {
       },
     },
   ]
+}
+
+/** `source` tells the reader where the page came from (memory holds only this instance's recent records). */
+function sendPage(res: ServerResponse, source: 'redis' | 'memory', page: EventPage): void {
+  sendJson(res, 200, { events: page.records, next_cursor: page.nextCursor, source })
 }
 
 function startStream(src: EventSource, q: EventQuery, keepaliveMs: number, res: ServerResponse): void {

@@ -1,0 +1,147 @@
+import { once } from 'node:events'
+import { connect as tlsConnect } from 'node:tls'
+import t from 'tap'
+import { startPortcullis } from '../helpers/start-portcullis.js'
+import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
+import { curl } from '../helpers/clients.js'
+import { openTunnel } from '../helpers/tunnel.js'
+import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+import { until } from '../helpers/admin.js'
+
+/** Rate limits through the real proxy (in memory; the Redis-shared case is in redis-shared.test.ts). */
+
+async function metricsText(adminUrl: string, token: string): Promise<string> {
+  const res = await fetch(`${adminUrl}/metrics`, { headers: { authorization: `Bearer ${token}` } })
+  return res.text()
+}
+
+/** The value of one sample line, e.g. `portcullis_requests_total{decision="deny",…}`; 0 when absent. */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue
+    const m = /^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/.exec(line)
+    if (!m || m[1] !== name) continue
+    const have = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]))
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3])
+  }
+  return 0
+}
+
+t.test('requests_per_minute: the budget passes, the next request is 429 with Retry-After', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([origin.port])}
+limits: { requests_per_minute: 3 }
+groups:
+  g: { allow: [ { host: origin.test } ] }
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+  - { id: roomy, token: ${TOKEN_HASH}, groups: [g], limits: { requests_per_minute: 100 } }
+`,
+  )
+  const url = `http://origin.test:${origin.port}/a`
+  const statuses: number[] = []
+  for (let i = 0; i < 3; i++) statuses.push((await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, url])).status)
+  t.same(statuses, [200, 200, 200], 'the budget of 3 passes')
+  const seenBefore = origin.seen.length
+  const limited = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '-H', 'Accept: application/json', url])
+  t.equal(limited.status, 429)
+  t.equal(limited.headers['x-portcullis-decision'], 'denied_rate_limited')
+  const retryAfter = Number(limited.headers['retry-after'])
+  t.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After in seconds (${limited.headers['retry-after']})`)
+  t.match(JSON.parse(limited.body), { reason: 'denied_rate_limited', agent: 'ci', error: /rate limit/ })
+  t.equal(origin.seen.length, seenBefore, 'the limited request never reached the origin')
+  const rec = await pc.waitForRecord((r) => r.event === 'decision' && r.reason === 'denied_rate_limited')
+  t.match(rec, { agent: 'ci', decision: 'deny', host: 'origin.test' })
+
+  const connect = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
+  t.match(connect.head, /^HTTP\/1\.1 429 /, 'a CONNECT is limited too')
+  t.match(connect.head, /retry-after: \d+/i)
+  connect.socket.destroy()
+
+  t.equal((await curl(['--proxy', pc.proxyUrl, '--proxy-user', `roomy:${TOKEN}`, url])).status, 200, 'an agent override raises the limit for that agent only')
+
+  const text = await metricsText(pc.adminUrl, pc.adminToken)
+  t.equal(sample(text, 'portcullis_requests_total', { decision: 'deny', reason: 'denied_rate_limited', agent: 'ci' }), 2, '/metrics counts the limited decisions')
+  t.equal(sample(text, 'portcullis_requests_total', { decision: 'allow', reason: 'allowed', agent: 'ci' }), 3)
+  t.ok(sample(text, 'portcullis_decision_duration_seconds_count') >= 6, 'decision latency histogram observed')
+  t.equal(sample(text, 'portcullis_config_generation'), 1)
+  t.ok(sample(text, 'portcullis_bytes_total', { direction: 'down', agent: 'ci' }) > 0, 'bytes by direction and agent')
+})
+
+t.test('concurrent_connections: a second tunnel waits for the first to close', async (t) => {
+  const origin = await startHttpsOrigin(t, ['origin.test'])
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([origin.port])}
+limits: { concurrent_connections: 1 }
+groups:
+  g: { allow: [ { host: origin.test } ] }
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+`,
+  )
+  const first = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
+  t.match(first.head, /^HTTP\/1\.1 200 /)
+  const tlsOverTunnel = tlsConnect({ socket: first.socket, servername: 'origin.test', ca: origin.ca.certPem })
+  await once(tlsOverTunnel, 'secureConnect')
+  const second = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
+  t.match(second.head, /^HTTP\/1\.1 429 /, 'the second concurrent tunnel is refused')
+  t.match(second.head, /x-portcullis-decision: denied_rate_limited/i)
+  second.socket.destroy()
+  t.equal(sample(await metricsText(pc.adminUrl, pc.adminToken), 'portcullis_active_tunnels'), 1, '/metrics shows the open tunnel')
+  tlsOverTunnel.destroy()
+  t.ok(
+    await until(async () => {
+      const again = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
+      again.socket.destroy()
+      return /^HTTP\/1\.1 200 /.test(again.head)
+    }, 3000),
+    'closing the first frees the slot',
+  )
+})
+
+t.test('bytes_per_day: once the day\'s bytes are used, requests are 429 until midnight UTC', async (t) => {
+  const origin = await startHttpOrigin(t, (_req, res) => res.end('x'.repeat(5000)))
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([origin.port])}
+limits: { bytes_per_day: 4000 }
+groups:
+  g: { allow: [ { host: origin.test } ] }
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+`,
+  )
+  const url = `http://origin.test:${origin.port}/big`
+  const first = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, url])
+  t.equal(first.status, 200, 'the first request passes (bytes are counted when it completes)')
+  t.equal(first.body.length, 5000)
+  await pc.waitForRecord((r) => r.event === 'close')
+  const second = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, url])
+  t.equal(second.status, 429)
+  const secondsToMidnight = Math.ceil((Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate() + 1) - Date.now()) / 1000)
+  t.ok(Math.abs(Number(second.headers['retry-after']) - secondsToMidnight) <= 5, 'Retry-After points at the next UTC midnight')
+  t.match(second.body, /exceeded its rate limit/)
+})
+
+t.test('audit mode records a limited request as would_deny and lets it pass', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([origin.port])}
+mode: audit
+limits: { requests_per_minute: 1 }
+groups:
+  g: { allow: [ { host: origin.test } ] }
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+`,
+  )
+  const url = `http://origin.test:${origin.port}/a`
+  t.equal((await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, url])).status, 200)
+  t.equal((await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, url])).status, 200, 'audit blocks nothing')
+  const rec = await pc.waitForRecord((r) => r.event === 'decision' && r.reason === 'denied_rate_limited')
+  t.match(rec, { would_deny: true, mode: 'audit' })
+})
