@@ -15,11 +15,14 @@
  * backend uses `limiter.shared`: it `drain()`s what this instance admitted since the last sync
  * (per agent, per fixed window: the epoch minute for requests, the UTC day for bytes), adds it to
  * the global counters, and `settle()`s the global totals back. While shared mode is on,
- * `admitRequest` also requires  global-known + in-flight + unsynced < budget  for the current
- * window, i.e. the admit check is the MIN of the local bucket and the shared fixed window: the
- * bucket keeps one instance from bursting past rpm, the shared window keeps all instances together
- * to about rpm per minute (± what they admit in one sync interval). A fixed window can let up to
- * 2×rpm through across a minute boundary; the local bucket bounds each instance's share of that.
+ * `admitRequest` also requires  in-flight + unsynced < ceil((budget - global-known) / peers)  for
+ * the current window, where `peers` is how many instances admitted the agent's requests in the
+ * last seconds (from the sync): each instance may use only its share of what was left at the last
+ * sync, so together they stay within the budget however fast requests arrive between syncs. The
+ * admit check is the MIN of the local bucket and that shared share: the bucket keeps one instance
+ * from bursting past rpm, the share keeps all instances together to rpm per minute. A fixed window
+ * can let up to 2×rpm through across a minute boundary; the local bucket bounds each instance's
+ * share of that.
  */
 import type { AgentLimits, DenyDecision } from '../policy/types.js'
 import { createBucket, MS_PER_MINUTE, resize, take, type TokenBucket } from './token-bucket.js'
@@ -37,6 +40,11 @@ export interface UsageCounts {
   /** UTC day as yyyymmdd. */
   readonly day: number
   readonly bytes: number
+  /**
+   * In totals only: how many instances share this agent's request budget right now (those that
+   * admitted its requests in the last few seconds, plus this one). Default 1.
+   */
+  readonly peers?: number
 }
 
 /** Hooks for a shared-usage backend. Only one drain may be in flight at a time. */
@@ -50,6 +58,8 @@ export interface SharedUsage {
   settle(totals: readonly UsageCounts[]): void
   /** The sync failed: forget the in-flight counts (they may or may not have been counted). */
   abandon(): void
+  /** How many instances are alive: an agent this instance has not synced yet gets 1/n of its budget. */
+  setInstances(n: number): void
 }
 
 export interface LimiterStats {
@@ -80,6 +90,8 @@ interface AgentState {
   reqUnsynced: number
   reqInflight: number
   reqGlobal: number
+  /** Instances admitting this agent's requests (from the last sync; 0 = not synced yet, assume every live instance); each may use 1/peers of what is left. */
+  peers: number
   bytesUnsynced: number
   bytesInflight: number
   bytesGlobal: number
@@ -112,6 +124,7 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
   /** Unsynced counts of windows that rolled over before they were synced. */
   let orphans: UsageCounts[] = []
   let shared = false
+  let instances = 1
   let connections = 0
 
   function stateOf(agentId: string, now: number): AgentState {
@@ -119,7 +132,7 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     if (!st) {
       st = {
         bucket: null, conns: 0, minute: Math.floor(now / MS_PER_MINUTE), day: utcDay(now), bytesLocal: 0,
-        reqUnsynced: 0, reqInflight: 0, reqGlobal: 0, bytesUnsynced: 0, bytesInflight: 0, bytesGlobal: 0, lastActiveMs: now,
+        reqUnsynced: 0, reqInflight: 0, reqGlobal: 0, peers: 0, bytesUnsynced: 0, bytesInflight: 0, bytesGlobal: 0, lastActiveMs: now,
       }
       agents.set(agentId, st)
     }
@@ -165,7 +178,10 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     }
     if (st.bucket === null) st.bucket = createBucket(rpm, now)
     else resize(st.bucket, rpm, now)
-    if (shared && st.reqGlobal + st.reqInflight + st.reqUnsynced >= rpm) {
+    // This instance's share of what was left at the last sync: with N instances admitting for the
+    // agent, each takes at most ceil(left / N) before the next sync, so together they stay within
+    // the budget (+ N-1 for rounding) however fast the requests come.
+    if (shared && st.reqInflight + st.reqUnsynced >= Math.ceil((rpm - st.reqGlobal) / (st.peers || instances))) {
       denied.requests_per_minute++
       const windowEnd = (st.minute + 1) * MS_PER_MINUTE
       return deny('requests_per_minute', Math.max(1, Math.ceil((windowEnd - now) / 1000)))
@@ -234,6 +250,7 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
         if (t.minute === st.minute) {
           st.reqGlobal = t.requests
           st.reqInflight = 0
+          st.peers = Math.max(1, t.peers ?? 1)
         }
         if (t.day === st.day) {
           st.bytesGlobal = t.bytes
@@ -243,6 +260,9 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     },
     abandon() {
       for (const st of agents.values()) st.reqInflight = st.bytesInflight = 0
+    },
+    setInstances(n) {
+      instances = Math.max(1, Math.floor(n) || 1)
     },
   }
 

@@ -11,10 +11,15 @@
  *      `<prefix>rl:{<agent>}:<epochMinute>`  requests in that minute   (EXPIRE 120 s)
  *      `<prefix>bytes:{<agent>}:<yyyymmdd>`  bytes in that UTC day     (EXPIRE 2 days)
  *    The `{agent}` hash tag keeps both keys of a script in one Redis Cluster slot.
- * 3. `limiter.shared.settle()` stores the totals; from then on the limiter admits only while
- *    global-known + in-flight + unsynced < budget, AND its local token bucket allows it (min of
- *    both). Two instances together therefore admit about one budget per minute, not twice it; the
- *    slop is what the instances admit during one sync interval before they see each other's counts.
+ *    The script also records, in `<prefix>peers:{<agent>}` (a sorted set scored by Redis TIME), which
+ *    instances admitted the agent's requests in the last PEER_WINDOW_MS, and returns their number.
+ *    Each sync also heartbeats `<prefix>instances`, so an agent's first requests on an instance
+ *    (before any sync has told it the agent's peers) are bounded by budget / live instances.
+ * 3. `limiter.shared.settle()` stores the totals; until the next sync, this instance admits only its
+ *    share of what was left, ceil((budget - global) / peers), AND only while its local token bucket
+ *    allows it (min of both). Two instances together therefore admit one budget per minute, not
+ *    twice it, however fast requests arrive between syncs (± peers-1 for rounding; an instance that
+ *    starts admitting for an agent mid-interval is counted from the next sync).
  * 4. At most one sync is in flight. If Redis is not ready, a sync fails, or one takes longer than
  *    `staleAfterMs`, the limiter falls back to purely local limits (`PC_LIMITS_LOCAL_FALLBACK`,
  *    warn, once per outage) and `fallback()` is true; the next successful sync turns sharing back on
@@ -22,6 +27,8 @@
  *    not have been counted); counts admitted during an outage are sent on recovery.
  * The data path never awaits Redis: only the interval timer touches the client.
  */
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
 import type { Cluster, Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Limiter, UsageCounts } from './limiter.js'
@@ -47,8 +54,17 @@ const COMMAND = 'portcullisLimitSync'
 const MINUTE_TTL_S = 120
 const DAY_TTL_S = 2 * 86_400
 
-/** KEYS: requests key, bytes key. ARGV: request delta, byte delta, request TTL, byte TTL. Returns both totals. */
+/** An instance counts as admitting an agent's requests for this long after it last did. */
+const PEER_WINDOW_MS = 2000
+
+/**
+ * KEYS: requests key, bytes key, peers key. ARGV: request delta, byte delta, request TTL, byte TTL,
+ * instance id, peer window ms. Returns both totals and how many instances share the agent's budget
+ * (those that sent requests within the window, plus the caller). TIME is the server's clock, the
+ * same for every instance.
+ */
 const SCRIPT = `
+if redis.replicate_commands then redis.replicate_commands() end
 local function add(key, delta, ttl)
   local n = tonumber(delta)
   if n > 0 then
@@ -58,14 +74,39 @@ local function add(key, delta, ttl)
   end
   return tonumber(redis.call('GET', key) or '0')
 end
-return { add(KEYS[1], ARGV[1], ARGV[3]), add(KEYS[2], ARGV[2], ARGV[4]) }
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[6])
+if tonumber(ARGV[1]) > 0 then
+  redis.call('ZADD', KEYS[3], now, ARGV[5])
+  redis.call('PEXPIRE', KEYS[3], window)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
+local peers = redis.call('ZCARD', KEYS[3])
+if not redis.call('ZSCORE', KEYS[3], ARGV[5]) then peers = peers + 1 end
+return { add(KEYS[1], ARGV[1], ARGV[3]), add(KEYS[2], ARGV[2], ARGV[4]), peers }
 `
 
-type SyncCommand = (reqKey: string, bytesKey: string, reqs: number, bytes: number, reqTtl: number, bytesTtl: number) => unknown
-type WithSync<T> = T & { [COMMAND]: SyncCommand }
+/** An instance is alive while it has heartbeaten within this window. */
+const INSTANCE_WINDOW_MS = 5000
+const HEARTBEAT = 'portcullisHeartbeat'
+/** KEYS: instances key. ARGV: instance id, window ms. Records the caller as alive; returns how many are. */
+const HEARTBEAT_SCRIPT = `
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('ZCARD', KEYS[1])
+`
 
-function isTotals(v: unknown): v is [number, number] {
-  return Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'number'
+type HeartbeatCommand = (instancesKey: string, instance: string, windowMs: number) => Promise<unknown>
+type SyncCommand = (reqKey: string, bytesKey: string, peersKey: string, reqs: number, bytes: number, reqTtl: number, bytesTtl: number, instance: string, peerWindowMs: number) => unknown
+type WithSync<T> = T & { [COMMAND]: SyncCommand; [HEARTBEAT]: HeartbeatCommand }
+
+function isTotals(v: unknown): v is [number, number, number] {
+  return Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'number' && typeof v[2] === 'number'
 }
 
 /** Redis is not coming back soon: these states are entered only after a connection was lost or closed. */
@@ -73,10 +114,13 @@ const DOWN_STATES = new Set(['reconnecting', 'close', 'end'])
 
 export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: RedisSyncOptions): RedisSync {
   const prefix = opts.prefix ?? 'portcullis:'
-  const intervalMs = opts.syncIntervalMs ?? 100
+  const intervalMs = opts.syncIntervalMs ?? 50
   const staleAfterMs = opts.staleAfterMs ?? Math.max(1000, 10 * intervalMs)
   const log = opts.log
-  client.defineCommand(COMMAND, { numberOfKeys: 2, lua: SCRIPT })
+  const instance = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
+  const instancesKey = `${prefix}instances`
+  client.defineCommand(COMMAND, { numberOfKeys: 3, lua: SCRIPT })
+  client.defineCommand(HEARTBEAT, { numberOfKeys: 1, lua: HEARTBEAT_SCRIPT })
 
   let generation = 0
   let inflightSince: number | null = null
@@ -85,29 +129,35 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
   let stopped = false
   limiter.shared.setShared(false)
 
-  const keysOf = (c: UsageCounts): [string, string] => [`${prefix}rl:{${c.agentId}}:${c.minute}`, `${prefix}bytes:{${c.agentId}}:${c.day}`]
+  const keysOf = (c: UsageCounts): [string, string, string] => [`${prefix}rl:{${c.agentId}}:${c.minute}`, `${prefix}bytes:{${c.agentId}}:${c.day}`, `${prefix}peers:{${c.agentId}}`]
 
   function toTotals(c: UsageCounts, v: unknown): UsageCounts {
     if (!isTotals(v)) throw new Error('unexpected reply from the limit sync script')
-    return { ...c, requests: v[0], bytes: v[1] }
+    return { ...c, requests: v[0], bytes: v[1], peers: v[2] }
   }
 
-  async function run(batch: readonly UsageCounts[]): Promise<UsageCounts[]> {
+  /** One round trip: this instance's heartbeat (how many instances are alive) and the batch's totals. */
+  async function run(batch: readonly UsageCounts[]): Promise<{ instances: number; totals: UsageCounts[] }> {
     if (client.isCluster) {
       // A Cluster pipeline must stay within one slot group; agents hash to many slots, so send the
       // scripts separately (ioredis writes them back to back and routes each to its slot).
       const cluster = client as WithSync<Cluster>
-      const replies = await Promise.all(batch.map((c) => cluster[COMMAND](...keysOf(c), c.requests, c.bytes, MINUTE_TTL_S, DAY_TTL_S)))
-      return batch.map((c, i) => toTotals(c, replies[i]))
+      const [alive, ...replies] = await Promise.all([
+        cluster[HEARTBEAT](instancesKey, instance, INSTANCE_WINDOW_MS),
+        ...batch.map((c) => cluster[COMMAND](...keysOf(c), c.requests, c.bytes, MINUTE_TTL_S, DAY_TTL_S, instance, PEER_WINDOW_MS)),
+      ])
+      return { instances: Number(alive), totals: batch.map((c, i) => toTotals(c, replies[i])) }
     }
     const p = client.pipeline() as WithSync<ReturnType<Redis['pipeline']>>
-    for (const c of batch) p[COMMAND](...keysOf(c), c.requests, c.bytes, MINUTE_TTL_S, DAY_TTL_S)
+    p[HEARTBEAT](instancesKey, instance, INSTANCE_WINDOW_MS)
+    for (const c of batch) p[COMMAND](...keysOf(c), c.requests, c.bytes, MINUTE_TTL_S, DAY_TTL_S, instance, PEER_WINDOW_MS)
     const replies = (await p.exec()) ?? []
-    return batch.map((c, i) => {
+    const reply = (i: number): unknown => {
       const [err, v] = replies[i] ?? [new Error('missing reply'), null]
       if (err) throw err
-      return toTotals(c, v)
-    })
+      return v
+    }
+    return { instances: Number(reply(0)), totals: batch.map((c, i) => toTotals(c, reply(i + 1))) }
   }
 
   function degrade(err?: unknown): void {
@@ -140,16 +190,13 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
     }
     notReadySince = null
     const batch = limiter.shared.drain()
-    if (batch.length === 0) {
-      recover()
-      return
-    }
     const mine = ++generation
     inflightSince = t
     run(batch).then(
-      (totals) => {
+      ({ instances, totals }) => {
         if (mine !== generation) return
         inflightSince = null
+        limiter.shared.setInstances(instances)
         limiter.shared.settle(totals)
         recover()
       },
@@ -173,6 +220,8 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
       generation++
       limiter.shared.abandon()
       limiter.shared.setShared(false)
+      // Leave the instance count at once rather than after the window (best effort).
+      if (client.status === 'ready') client.zrem(instancesKey, instance).catch(() => undefined)
     },
     fallback: () => !limiter.shared.isShared(),
   }

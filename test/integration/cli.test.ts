@@ -1,15 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
+import { cleanEnv, MAIN, ROOT, spawnPortcullis, writeConfig } from '../helpers/spawn-portcullis.js'
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const MAIN = join(ROOT, 'dist/cli/main.js')
 const BROKEN = join(ROOT, 'test/fixtures/configs/bad-unknown-key.yaml')
 
 interface Run {
@@ -18,13 +16,6 @@ interface Run {
   readonly stdout: string
   readonly stderr: string
   readonly ms: number
-}
-
-/** A clean environment: no PORTCULLIS_* from the developer's shell leaks in. */
-function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {}
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PORTCULLIS_')) env[k] = v
-  return { ...env, ...extra }
 }
 
 /** Run the built binary to completion (killed after timeoutMs, which then fails the assertions on code). */
@@ -39,21 +30,6 @@ async function portcullis(args: readonly string[], opts: { env?: NodeJS.ProcessE
   const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null]
   clearTimeout(timer)
   return { code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), ms: Date.now() - started }
-}
-
-/** A config whose files all live in `dir`, on ephemeral loopback ports. */
-function tempConfig(dir: string, body: string): string {
-  const file = join(dir, 'portcullis.yaml')
-  writeFileSync(
-    file,
-    `listen: { host: 127.0.0.1, port: 0 }
-admin: { host: 127.0.0.1, port: 0 }
-tls: { ca_cert: ${JSON.stringify(join(dir, 'ca.pem'))}, ca_key: ${JSON.stringify(join(dir, 'ca-key.pem'))} }
-approvals: { file: ${JSON.stringify(join(dir, 'approvals.yaml'))} }
-${body}
-`,
-  )
-  return file
 }
 
 if (!existsSync(MAIN)) {
@@ -127,7 +103,7 @@ if (!existsSync(MAIN)) {
 
     t.test('even a rule naming the metadata address gives denied_private_address (exit 1)', async (t) => {
       const dir = t.testdir()
-      const file = tempConfig(dir, `agents:
+      const file = writeConfig(dir, `agents:
   - id: a
     source_cidrs: [127.0.0.1/32]
     allow:
@@ -162,7 +138,7 @@ if (!existsSync(MAIN)) {
 
   t.test('ca init|path|show with a temp config', async (t) => {
     const dir = t.testdir()
-    const file = tempConfig(dir, 'agents: []')
+    const file = writeConfig(dir, 'agents: []')
     const certFile = join(dir, 'ca.pem')
     const keyFile = join(dir, 'ca-key.pem')
 
@@ -207,7 +183,7 @@ if (!existsSync(MAIN)) {
   t.test('start serves, logs PC_STARTED, proxies, and exits 0 on SIGTERM', async (t) => {
     const origin = await startHttpOrigin(t)
     const dir = t.testdir()
-    const file = tempConfig(
+    const file = writeConfig(
       dir,
       `upstream:
   ports: [${origin.port}]
@@ -221,60 +197,8 @@ agents:
       - host: origin.test
 `,
     )
-    const child: ChildProcess = spawn(process.execPath, [MAIN, 'start', '--config', file], {
-      cwd: ROOT,
-      env: cleanEnv({ PORTCULLIS_ADMIN_TOKEN: 'cli-test-admin-token-0123456789' }),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
-    t.teardown(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-    })
-    const lines: string[] = []
-    let stderr = ''
-    let partial = ''
-    let onLine: (() => void) | null = null
-    child.stdout?.on('data', (c: Buffer) => {
-      const parts = (partial + c.toString('utf8')).split('\n')
-      partial = parts.pop() ?? ''
-      lines.push(...parts.filter(Boolean))
-      onLine?.()
-    })
-    child.stderr?.on('data', (c: Buffer) => (stderr += c.toString('utf8')))
-    const parsed = (): Record<string, unknown>[] =>
-      lines.flatMap((l) => {
-        try {
-          return [JSON.parse(l) as Record<string, unknown>]
-        } catch {
-          return []
-        }
-      })
-    /** Resolves with the first JSON log line matching pred; bounded by timeoutMs and by the child exiting. */
-    const waitLine = (pred: (r: Record<string, unknown>) => boolean, timeoutMs = 30_000): Promise<Record<string, unknown>> =>
-      new Promise((resolve, reject) => {
-        const check = (): boolean => {
-          const hit = parsed().find(pred)
-          if (hit) {
-            clearTimeout(timer)
-            onLine = null
-            resolve(hit)
-          }
-          return hit !== undefined
-        }
-        const timer = setTimeout(() => {
-          onLine = null
-          reject(new Error(`no matching log line within ${timeoutMs} ms; stdout: ${lines.join('\n')}\nstderr: ${stderr}`))
-        }, timeoutMs)
-        if (check()) return
-        onLine = () => void check()
-        void exited.then(() => {
-          if (!check()) {
-            clearTimeout(timer)
-            reject(new Error(`portcullis exited early; stdout: ${lines.join('\n')}\nstderr: ${stderr}`))
-          }
-        })
-      })
-
+    const pc = spawnPortcullis(t, file, { PORTCULLIS_ADMIN_TOKEN: 'cli-test-admin-token-0123456789' })
+    const { child, exited, waitLine, parsed } = pc
     const started = await waitLine((r) => r.code === 'PC_STARTED')
     const proxy = String(started.proxy)
     t.match(proxy, /^127\.0\.0\.1:[1-9][0-9]*$/, 'the real ephemeral port is logged')
@@ -290,10 +214,10 @@ agents:
     child.kill('SIGTERM')
     const [code, signal] = await Promise.race([
       exited,
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no exit within 10 s of SIGTERM; stderr: ${stderr}`)), 10_000).unref()),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no exit within 10 s of SIGTERM; stderr: ${pc.stderr()}`)), 10_000).unref()),
     ])
     t.equal(signal, null)
-    t.equal(code, 0, stderr)
+    t.equal(code, 0, pc.stderr())
     t.ok(parsed().some((x) => x.code === 'PC_STOPPING' && x.signal === 'SIGTERM'), 'logs PC_STOPPING')
   })
 

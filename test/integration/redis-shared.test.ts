@@ -1,0 +1,154 @@
+import { request } from 'node:http'
+import { Redis } from 'ioredis'
+import t from 'tap'
+import { adminCall, until } from '../helpers/admin.js'
+import { basicAuth, freePort } from '../helpers/clients.js'
+import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+import { startHttpOrigin } from '../helpers/origins.js'
+import { redisServer, waitFor } from '../helpers/redis.js'
+import { spawnPortcullis, writeConfig, type PortcullisProcess } from '../helpers/spawn-portcullis.js'
+
+/**
+ * Two `portcullis start` processes on one Redis (SPEC §7): one rate-limit
+ * budget, one approval set, one telemetry stream; and what happens while
+ * Redis is down.
+ */
+
+const ADMIN_TOKEN = 'redis-shared-admin-token-0123456789'
+const RPM = 20
+
+interface Instance {
+  readonly proc: PortcullisProcess
+  readonly proxyPort: number
+  readonly adminUrl: string
+}
+
+interface Answer {
+  readonly status: number
+  readonly headers: Record<string, string | string[] | undefined>
+  readonly body: string
+}
+
+/** One absolute-form GET through the proxy (no client pool: each request stands alone). */
+function proxiedGet(proxyPort: number, url: string, agent = 'ci'): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: proxyPort, path: url, agent: false, headers: { host: new URL(url).host, 'proxy-authorization': basicAuth(agent, TOKEN) }, timeout: 10_000 }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => (body += c))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
+    })
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+async function metric(adminUrl: string, name: string): Promise<number> {
+  const text = await (await fetch(`${adminUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `))
+  return line === undefined ? Number.NaN : Number(line.slice(name.length + 1))
+}
+
+t.test('two instances on one Redis', async (t) => {
+  const redis = redisServer(t, await freePort())
+  await redis.start()
+  const origin = await startHttpOrigin(t)
+  const body = `${upstreamYaml([origin.port])}
+telemetry:
+  redis: { url: ${JSON.stringify(redis.url)}, stream: "pc:events", maxlen: 100000 }
+limits: { requests_per_minute: ${RPM} }
+groups:
+  g:
+    allow:
+      - host: origin.test
+        paths: ["/public/**"]
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+  - { id: seq, token: ${TOKEN_HASH}, groups: [g] }
+  - { id: other, token: ${TOKEN_HASH}, groups: [g], limits: { requests_per_minute: 10000 } }
+`
+  const start = async (): Promise<Instance> => {
+    const proc = spawnPortcullis(t, writeConfig(t.testdir(), body), { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN })
+    const started = await proc.waitLine((r) => r.code === 'PC_STARTED')
+    await proc.waitLine((r) => r.code === 'PC_LIMITS_SHARED', 10_000)
+    return { proc, proxyPort: Number(String(started.proxy).split(':').at(-1)), adminUrl: `http://${String(started.admin)}` }
+  }
+  const [a, b] = await Promise.all([start(), start()])
+  const checker = new Redis(redis.url, { maxRetriesPerRequest: 1, retryStrategy: () => 100 })
+  checker.on('error', () => undefined)
+  t.teardown(() => checker.disconnect())
+  const at = (path: string): string => `http://origin.test:${origin.port}${path}`
+
+  t.test('together they admit the agent\'s budget, not twice it', async (t) => {
+    // A fixed one-minute window is shared: keep the run clear of a minute boundary.
+    const intoMinute = Date.now() % 60_000
+    if (intoMinute > 45_000) await new Promise((r) => setTimeout(r, 61_000 - intoMinute))
+
+    // A burst at once, half to each instance, for an agent neither has seen yet.
+    const burst = await Promise.all(Array.from({ length: 2 * RPM }, (_, i) => proxiedGet((i % 2 === 0 ? a : b).proxyPort, at(`/public/burst-${i}`))))
+    const burstAdmitted = burst.filter((r) => r.status === 200).length
+    t.ok(burstAdmitted >= RPM - 1 && burstAdmitted <= RPM + 2, `parallel burst: admitted ${burstAdmitted} of ${2 * RPM} against a budget of ${RPM} (each instance alone would admit ${RPM})`)
+    t.ok(burst.every((r) => r.status === 200 || (r.status === 429 && r.headers['x-portcullis-decision'] === 'denied_rate_limited')), 'the rest are 429 denied_rate_limited')
+
+    // One request after another, alternating instances, for another agent.
+    const statuses: number[] = []
+    for (let i = 0; i < 2 * RPM; i++) statuses.push((await proxiedGet((i % 2 === 0 ? a : b).proxyPort, at(`/public/seq-${i}`), 'seq')).status)
+    const admitted = statuses.filter((s) => s === 200).length
+    t.ok(admitted >= RPM && admitted <= RPM + 4, `sequential: admitted ${admitted} of ${2 * RPM} against a budget of ${RPM}`)
+    t.ok(statuses.slice(0, RPM).every((s) => s === 200), 'nothing is refused before the budget is used')
+  })
+
+  t.test('an approval made on one instance applies on the other within a second', async (t) => {
+    // Agent `other`: the others' budgets are spent by now.
+    const blocked = await proxiedGet(a.proxyPort, at('/private/report.txt'), 'other')
+    t.equal(blocked.headers['x-portcullis-decision'], 'denied_path')
+    const requestId = String(blocked.headers['x-portcullis-request-id'])
+    const made = await adminCall<{ id: string }>(a.adminUrl, 'POST', '/api/approvals', { request_id: requestId, scope: 'exact', ttl: '1h', reason: 'shared test' }, ADMIN_TOKEN)
+    t.equal(made.status, 201)
+    const t0 = Date.now()
+    t.ok(await until(async () => (await proxiedGet(b.proxyPort, at('/private/report.txt'), 'other')).status === 200, 1000, 50), 'instance B lets the approved request through')
+    t.ok(Date.now() - t0 <= 1100, `within a second (${Date.now() - t0} ms)`)
+    const listed = await adminCall<{ approvals: Array<{ id: string }> }>(b.adminUrl, 'GET', '/api/approvals', undefined, ADMIN_TOKEN)
+    t.ok(listed.body.approvals.some((x) => x.id === made.body.id), 'B lists the approval made on A')
+    t.equal((await adminCall(b.adminUrl, 'DELETE', `/api/approvals/${made.body.id}`, undefined, ADMIN_TOKEN)).status, 200)
+    t.ok(await until(async () => (await proxiedGet(a.proxyPort, at('/private/report.txt'), 'other')).status === 403, 1000, 50), 'revoking on B closes it on A within a second')
+  })
+
+  t.test('one telemetry stream holds both instances\' records, readable from either', async (t) => {
+    await waitFor('records in the stream', async () => (await checker.xlen('pc:events')) >= 2 * RPM)
+    const events = await adminCall<{ events: Array<{ event: string; path?: string; reason?: string }>; source: string }>(b.adminUrl, 'GET', '/api/events?decision=deny&reason=denied_path&limit=50', undefined, ADMIN_TOKEN)
+    t.equal(events.status, 200)
+    t.equal(events.body.source, 'redis')
+    t.ok(events.body.events.some((e) => e.path === '/private/report.txt'), 'B serves the denial A recorded')
+    const page = await adminCall<{ events: unknown[]; next_cursor: string | null }>(a.adminUrl, 'GET', '/api/events?limit=5', undefined, ADMIN_TOKEN)
+    t.equal(page.body.events.length, 5)
+    t.match(page.body.next_cursor, /^\d+-\d+$/, 'a Redis page continues from a stream id')
+    const next = await adminCall<{ events: unknown[] }>(a.adminUrl, 'GET', `/api/events?limit=5&cursor=${page.body.next_cursor}`, undefined, ADMIN_TOKEN)
+    t.equal(next.status, 200)
+    t.equal(next.body.events.length, 5)
+    t.equal(await metric(a.adminUrl, 'portcullis_limits_redis_fallback'), 0)
+  })
+
+  t.test('Redis down: the proxy keeps serving, limits go local, records wait and arrive after restart', async (t) => {
+    await redis.kill()
+    await a.proc.waitLine((r) => r.code === 'PC_LIMITS_LOCAL_FALLBACK', 5000)
+    const during = await proxiedGet(a.proxyPort, at('/public/during-outage'), 'other')
+    t.equal(during.status, 200, 'the proxy still serves')
+    t.equal(await metric(a.adminUrl, 'portcullis_limits_redis_fallback'), 1, '/metrics shows the local fallback')
+    t.ok((await metric(a.adminUrl, 'portcullis_telemetry_backlog')) >= 1, 'the record waits in the buffer')
+    const fallback = await adminCall<{ source: string; events: Array<{ path?: string }> }>(a.adminUrl, 'GET', '/api/events?limit=10', undefined, ADMIN_TOKEN)
+    t.equal(fallback.status, 200)
+    t.equal(fallback.body.source, 'memory', '/api/events falls back to this instance\'s memory')
+    t.ok(fallback.body.events.some((e) => e.path === '/public/during-outage'))
+
+    await redis.start()
+    await waitFor('the outage record in the stream', async () => {
+      const entries = await checker.xrange('pc:events', '-', '+').catch(() => [])
+      return entries.some(([, fields]) => fields.some((f) => f.includes('/public/during-outage')))
+    }, 15_000)
+    t.pass('the record made during the outage reached Redis after the restart')
+    t.ok(await until(async () => (await metric(a.adminUrl, 'portcullis_limits_redis_fallback')) === 0, 5000), 'limits are shared again')
+    t.equal(a.proc.parsed().filter((r) => r.code === 'PC_LIMITS_LOCAL_FALLBACK').length, 1, 'the fallback is logged once per outage')
+  })
+})
