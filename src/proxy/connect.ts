@@ -80,6 +80,9 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
   settle(deps.bus, sniRefused ? checkedRefusal : checked, sniDenial ?? decision)
   if (sniRefused) {
     up?.destroy()
+    // Plain HTTP inside a tunnel (undici's ProxyAgent does this for http:// URLs): answer in HTTP, so the
+    // client shows a readable 403 saying how to send the request instead of a bare reset.
+    if (sniDenial.detail === 'plain_http') return respondConnectDenial(socket, sniDenial, denialContext(checkedRefusal, req.headers))
     if (hello.kind !== 'hello') return void socket.destroy()
     socket.end(TLS_ALERT_UNRECOGNIZED_NAME)
     return void setTimeout(() => socket.destroy(), 1000).unref()
@@ -90,6 +93,11 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
     return
   }
   spliceTunnel(socket, up, bytes, { id, agent, host: authority.host, port: authority.port, startedAtMs: Date.now() }, cfg.upstream.idleTimeoutMs, deps)
+}
+
+/** A request line (`GET /x HTTP/1.1`) rather than a TLS record. */
+function looksLikeHttp(bytes: Buffer): boolean {
+  return /^[A-Z]{3,12} \S+ HTTP\/1\.[01]\r?\n/.test(bytes.subarray(0, 2048).toString('latin1'))
 }
 
 /**
@@ -105,7 +113,7 @@ export function checkServerName(hello: HelloOutcome, host: string): DenyDecision
     case 'closed':
       return deny('client_closed')
     case 'not_tls':
-      return deny('not_tls')
+      return deny(looksLikeHttp(hello.bytes) ? 'plain_http' : 'not_tls')
     case 'hello': {
       if (hello.sni === null) return /^[0-9.]+$|:/.test(host) ? null : deny('sni_missing')
       return normalizeHost(hello.sni) === host ? null : deny('sni_differs')

@@ -88,15 +88,20 @@ agents:
     })
   })
 
-  t.test('plain HTTP with undici 7 defaults is tunnelled by CONNECT and refused as not TLS', async (t) => {
+  t.test('plain HTTP with undici 7 defaults is tunnelled by CONNECT and answered with a readable 403', async (t) => {
     // ProxyAgent's default proxyTunnel: true sends CONNECT even for http:// URLs; Portcullis lets the CONNECT
-    // through (the host is allowed) and then refuses the cleartext bytes inside the tunnel.
+    // through (the host is allowed), cannot check a server name in cleartext, and answers inside the tunnel.
     const defaults = new ProxyAgent({ uri: pc.proxyUrl, token })
     t.teardown(() => defaults.close())
     const before = origin.seen.length
-    await t.rejects(request(`http://origin.test:${origin.port}/undici-default-tunnel`, { dispatcher: defaults }), { code: 'UND_ERR_SOCKET', message: 'other side closed' })
+    const res = await request(`http://origin.test:${origin.port}/undici-default-tunnel`, { dispatcher: defaults })
+    t.equal(res.statusCode, 403)
+    t.equal(res.headers['x-portcullis-decision'], 'denied_sni_mismatch')
+    const body = await res.body.text()
+    t.match(body, /carries plain HTTP, not TLS/)
+    t.match(body, /proxyTunnel: false/, 'the body says how to fix it')
     t.equal(origin.seen.length, before, 'origin not reached')
     const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === origin.port && x.decision === 'deny')
-    t.match(rec, { agent: 'ci', host: 'origin.test', reason: 'denied_sni_mismatch', detail: 'not_tls', address: '127.0.0.1' })
+    t.match(rec, { agent: 'ci', host: 'origin.test', reason: 'denied_sni_mismatch', detail: 'plain_http', address: '127.0.0.1', tls: null })
   })
 })
