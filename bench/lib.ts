@@ -7,7 +7,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import { join, resolve } from 'node:path'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
@@ -104,6 +105,8 @@ export interface ProxyYamlOptions {
   readonly extraMitmHosts?: readonly string[]
   readonly listenPort: number
   readonly adminPort: number
+  /** telemetry.redis.url: the Redis sink, shared limits and approvals on. */
+  readonly redisUrl?: string
 }
 
 /** SPEC §3 config: test names pinned to 127.0.0.1, loopback exempt, limits off (this measures the data path). */
@@ -129,7 +132,7 @@ ${pins}
 telemetry:
   log: { level: info }
   memory: { size: 10000 }
-limits: { requests_per_minute: null, concurrent_connections: null, bytes_per_day: null }
+${o.redisUrl ? `  redis: { url: ${JSON.stringify(o.redisUrl)}, stream: "portcullis:bench", maxlen: 1000000 }\n` : ''}limits: { requests_per_minute: null, concurrent_connections: null, bytes_per_day: null }
 approvals: { file: ${JSON.stringify(join(o.dir, 'approvals.yaml'))} }
 groups:
   bench:
@@ -380,3 +383,29 @@ export async function loadLoop(op: () => Promise<unknown>, o: { concurrency: num
   const latencies = lat.slice(0, done).sort()
   return { ops: done, errors, seconds, perSecond: done / seconds, latencies, firstError }
 }
+
+/** A throwaway redis-server on a free loopback port (no persistence). */
+export async function startRedis(): Promise<{ url: string; stop(): void }> {
+  const [port = 0] = await freePorts(1)
+  const dir = mkdtempSync(join(tmpdir(), 'pc-bench-redis-'))
+  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('redis-server not ready in 10s')), 10_000)
+    child.stdout?.on('data', (b: Buffer) => {
+      out += b.toString('utf8')
+      if (out.includes('Ready to accept connections')) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+  })
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    stop() {
+      child.kill('SIGKILL')
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+

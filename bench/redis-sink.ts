@@ -6,44 +6,12 @@
  *
  *   node --import tsx bench/redis-sink.ts [records]
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer, type AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { pino } from 'pino'
 import { buildDecisionRecord, newRequestId, type TelemetryRecord } from '../src/telemetry/events.js'
 import { createRedisSink } from '../src/telemetry/redis-sink.js'
+import { startRedis } from './lib.js'
 
 const N = Math.min(Number(process.argv[2] ?? 200_000) || 200_000, 2_000_000)
-
-async function startRedis(): Promise<{ url: string; stop(): void }> {
-  const s = createServer().listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const { port } = s.address() as AddressInfo
-  await new Promise<void>((r) => s.close(() => r()))
-  const dir = mkdtempSync(join(tmpdir(), 'pc-bench-redis-'))
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'inherit'] })
-  let out = ''
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('redis-server not ready in 10s')), 10_000)
-    child.stdout?.on('data', (b: Buffer) => {
-      out += b.toString('utf8')
-      if (out.includes('Ready to accept connections')) {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-  })
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    stop() {
-      child.kill('SIGKILL')
-      rmSync(dir, { recursive: true, force: true })
-    },
-  }
-}
 
 const redis = process.env.BENCH_REDIS_URL ? { url: process.env.BENCH_REDIS_URL, stop: () => undefined } : await startRedis()
 const sink = createRedisSink({ url: redis.url, stream: 'portcullis:bench', maxlen: 1_000_000, bufferMax: N + 1, batchMax: Number(process.env.BENCH_BATCH ?? 500), log: pino({ level: 'warn' }) })

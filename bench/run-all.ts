@@ -18,6 +18,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } 
 import { cpus, loadavg, release, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Socket } from 'node:net'
+import { Redis } from 'ioredis'
 import { Pool, ProxyAgent, type Dispatcher } from 'undici'
 import { benchLeafMint } from './leaf-mint.js'
 import {
@@ -36,6 +37,7 @@ import {
   startOrigin,
   startBareProxy,
   startProxy,
+  startRedis,
   tlsHandshake,
   within,
   type OriginProc,
@@ -161,6 +163,8 @@ async function get(d: Dispatcher, opts: Dispatcher.RequestOptions): Promise<void
 interface Env {
   readonly origin: OriginProc
   readonly proxy: ProxyProc
+  /** The same config plus telemetry.redis.url: every record also goes to a Redis stream. */
+  readonly proxyRedis: ProxyProc
   readonly bare: { port: number; pid: number }
   readonly proxyCa: string
 }
@@ -172,6 +176,7 @@ async function scenarioKeepAlive(e: Env, withA: boolean, withF: boolean): Promis
   const direct = new Pool(`https://${LOOPBACK}:${e.origin.httpsPort}`, { connections: KEEPALIVE_CONNS, connect: { ca: e.origin.caPem, servername: 'tunnel.test' }, ...TIMEOUTS })
   const bare = proxyAgent(e.bare.port, 'tunnel.test', e.origin.caPem)
   const tunnel = proxyAgent(e.proxy.port, 'tunnel.test', e.origin.caPem)
+  const tunnelRedis = proxyAgent(e.proxyRedis.port, 'tunnel.test', e.origin.caPem)
   const mitm = proxyAgent(e.proxy.port, 'mitm.test', e.proxyCa)
   const tunnelOrigin = `https://tunnel.test:${e.origin.httpsPort}`
   try {
@@ -181,6 +186,7 @@ async function scenarioKeepAlive(e: Env, withA: boolean, withF: boolean): Promis
         ? [
             { name: 'bare', op: () => get(bare, { origin: tunnelOrigin, path: '/', method: 'GET' }), pid: e.bare.pid },
             { name: 'tunnel', op: () => get(tunnel, { origin: tunnelOrigin, path: '/', method: 'GET' }), pid: e.proxy.pid },
+            { name: 'tunnel+redis', op: () => get(tunnelRedis, { origin: tunnelOrigin, path: '/', method: 'GET' }), pid: e.proxyRedis.pid },
           ]
         : []),
       ...(withF ? [{ name: 'intercept', op: () => get(mitm, { origin: `https://mitm.test:${e.origin.httpsPort}`, path: '/', method: 'GET' }), pid: e.proxy.pid }] : []),
@@ -193,6 +199,7 @@ async function scenarioKeepAlive(e: Env, withA: boolean, withF: boolean): Promis
       const ratio = p.perSecond / d.perSecond
       addRow({ id: 'a', scenario: 'CONNECT tunnel, keep-alive HTTPS GET', unit: 'req/s', direct: d.perSecond, bare: b.perSecond, proxy: p.perSecond, ratio, target: '≥ 0.60', met: ratio >= 0.6, proxyCpuUs: p.cpuUs })
       notes.push(`a: bare proxy CPU ${b.cpuUs?.toFixed(0) ?? '?'} µs/req vs Portcullis ${p.cpuUs?.toFixed(0) ?? '?'} µs/req (pure splicing in both).`)
+      redisRow('a-r', 'CONNECT keep-alive: Redis sink on ÷ off', p, pick(m, 'tunnel+redis'))
     }
     if (withF) {
       const p = pick(m, 'intercept')
@@ -202,8 +209,15 @@ async function scenarioKeepAlive(e: Env, withA: boolean, withF: boolean): Promis
       if (t) notes.push(`f: intercepted ÷ tunnelled keep-alive = ${(p.perSecond / t.perSecond).toFixed(2)} (${p.perSecond.toFixed(0)} vs ${t.perSecond.toFixed(0)} req/s); p50 latency ${percentile(p.latencies, 50).toFixed(1)} ms intercepted vs ${percentile(t.latencies, 50).toFixed(1)} ms tunnelled, 16 in flight.`)
     }
   } finally {
-    await Promise.all([direct.close(), bare.close(), tunnel.close(), mitm.close()])
+    await Promise.all([direct.close(), bare.close(), tunnel.close(), tunnelRedis.close(), mitm.close()])
   }
+}
+
+/** A Redis-on row: the "direct" column is Portcullis without Redis, the proxy column with it; target ≤ 5 % loss. */
+function redisRow(id: string, scenario: string, off: Outcome, on: Outcome): void {
+  const ratio = on.perSecond / off.perSecond
+  addRow({ id, scenario, unit: 'req/s', direct: off.perSecond, bare: null, proxy: on.perSecond, ratio, target: '≥ 0.95', met: ratio >= 0.95, proxyCpuUs: on.cpuUs })
+  notes.push(`${id}: proxy CPU ${off.cpuUs?.toFixed(0) ?? '?'} µs/op without Redis vs ${on.cpuUs?.toFixed(0) ?? '?'} µs/op with the Redis sink (and shared limits) on.`)
 }
 
 /** b. A new connection per request: (CONNECT +) TLS handshake + GET + close. */
@@ -256,6 +270,7 @@ async function scenarioD(e: Env): Promise<void> {
   const direct = new Pool(`http://${LOOPBACK}:${e.origin.httpPort}`, { connections: KEEPALIVE_CONNS, ...TIMEOUTS })
   const bare = new Pool(`http://${LOOPBACK}:${e.bare.port}`, { connections: KEEPALIVE_CONNS, ...TIMEOUTS })
   const viaProxy = new Pool(`http://${LOOPBACK}:${e.proxy.port}`, { connections: KEEPALIVE_CONNS, ...TIMEOUTS })
+  const viaProxyRedis = new Pool(`http://${LOOPBACK}:${e.proxyRedis.port}`, { connections: KEEPALIVE_CONNS, ...TIMEOUTS })
   const host = `plain.test:${e.origin.httpPort}`
   const absolute = { path: `http://${host}/`, method: 'GET', headers: { host, 'proxy-authorization': PROXY_AUTH } } as const
   try {
@@ -265,6 +280,7 @@ async function scenarioD(e: Env): Promise<void> {
         { name: 'direct', op: () => get(direct, { path: '/', method: 'GET', headers: { host } }) },
         { name: 'bare', op: () => get(bare, absolute), pid: e.bare.pid },
         { name: 'proxy', op: () => get(viaProxy, absolute), pid: e.proxy.pid },
+        { name: 'proxy+redis', op: () => get(viaProxyRedis, absolute), pid: e.proxyRedis.pid },
       ],
       { concurrency: KEEPALIVE_CONNS, maxOpsPerRound: 100_000 },
     )
@@ -279,8 +295,9 @@ async function scenarioD(e: Env): Promise<void> {
       addRow({ id: `d${q}`, scenario: `  latency p${q} (16 in flight; ratio = proxy ÷ direct)`, unit: 'ms', direct: dl, bare: percentile(b.latencies, q), proxy: pl, ratio: pl / dl, target: '—', met: null, proxyCpuUs: null })
     }
     notes.push(`d: proxy CPU per forwarded request ${b.cpuUs?.toFixed(0) ?? '?'} µs bare (node:http + keep-alive Agent) vs ${p.cpuUs?.toFixed(0) ?? '?'} µs Portcullis.`)
+    redisRow('d-r', 'plain-HTTP forward (2 records/req): Redis sink on ÷ off', p, pick(m, 'proxy+redis'))
   } finally {
-    await Promise.all([direct.close(), bare.close(), viaProxy.close()])
+    await Promise.all([direct.close(), bare.close(), viaProxy.close(), viaProxyRedis.close()])
   }
 }
 
@@ -455,6 +472,15 @@ ${decideOut === null ? 'bench/decide.ts does not exist yet; nothing run.' : `\`\
 `
 }
 
+async function streamLength(url: string): Promise<number> {
+  const client = new Redis(url, { maxRetriesPerRequest: 1 })
+  try {
+    return await client.xlen('portcullis:bench')
+  } finally {
+    client.disconnect()
+  }
+}
+
 async function main(): Promise<void> {
   const startedAt = new Date()
   const loadBefore = loadavg().map((l) => l.toFixed(2)).join(' / ')
@@ -465,6 +491,8 @@ async function main(): Promise<void> {
   mkdirSync(OUT, { recursive: true })
   const origin = await startOrigin(OUT, ['tunnel.test', 'mitm.test', 'plain.test'])
   let proxy: ProxyProc | null = null
+  let proxyRedis: ProxyProc | null = null
+  let redis: { url: string; stop(): void } | null = null
   let bare: { port: number; pid: number; stop(): Promise<void> } | null = null
   let logLines = 0
   let decideOut: string | null = null
@@ -472,8 +500,13 @@ async function main(): Promise<void> {
     const mitmHosts = Array.from({ length: NEW_MITM_HOSTS }, (_, i) => `h${i}.mitm.test`)
     const [listenPort = 0, adminPort = 0] = await freePorts(2)
     proxy = await startProxy(ROOT, OUT, 'proxy', proxyYaml({ dir: OUT, httpPort: origin.httpPort, httpsPort: origin.httpsPort, originCaFile: origin.caFile, extraMitmHosts: mitmHosts, listenPort, adminPort }), { listenPort, adminPort })
+    redis = await startRedis()
+    const [redisListen = 0, redisAdmin = 0] = await freePorts(2)
+    const redisDir = join(OUT, 'redis-proxy')
+    mkdirSync(redisDir, { recursive: true })
+    proxyRedis = await startProxy(ROOT, redisDir, 'proxy-redis', proxyYaml({ dir: redisDir, httpPort: origin.httpPort, httpsPort: origin.httpsPort, originCaFile: origin.caFile, listenPort: redisListen, adminPort: redisAdmin, redisUrl: redis.url }), { listenPort: redisListen, adminPort: redisAdmin })
     bare = await startBareProxy()
-    const env: Env = { origin, proxy, bare, proxyCa: readFileSync(proxy.caCertFile, 'utf8') }
+    const env: Env = { origin, proxy, proxyRedis, bare, proxyCa: readFileSync(proxy.caCertFile, 'utf8') }
     console.log(`  origin pid ${origin.pid} (http ${origin.httpPort}, https ${origin.httpsPort}); portcullis pid ${proxy.pid} on ${proxy.port}, log ${proxy.logFile}; bare proxy pid ${bare.pid} on ${bare.port}`)
     if (ONLY.has('a') || ONLY.has('f')) await scenarioKeepAlive(env, ONLY.has('a'), ONLY.has('f'))
     if (ONLY.has('b')) await scenarioB(env)
@@ -483,9 +516,14 @@ async function main(): Promise<void> {
     await proxy.stop()
     logLines = readFileSync(proxy.logFile, 'utf8').split('\n').filter(Boolean).length
     proxy = null
+    notes.push(`Redis stream after the run: ${await streamLength(redis.url)} records from the Redis-on proxy (portcullis:bench).`)
+    await proxyRedis.stop()
+    proxyRedis = null
     if (ONLY.has('e')) await scenarioE(origin)
   } finally {
     await proxy?.stop()
+    await proxyRedis?.stop()
+    redis?.stop()
     await bare?.stop()
     await origin.stop()
   }

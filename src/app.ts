@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net'
 import { dirname, join } from 'node:path'
 import { rootCertificates } from 'node:tls'
 import type { DestinationStream } from 'pino'
+import { decodeTime } from 'ulid'
 import type { RuntimeConfig } from './config/types.js'
 import { watchConfig, type ConfigWatcher, type ReloadOutcome } from './config/watch.js'
 import { PortcullisError } from './errors.js'
@@ -151,11 +152,34 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     return watcher.reload(trigger)
   }
 
+  /** The decision an approval is made from: this instance's ring, else (with Redis) any instance's record in the stream. */
   async function findDecision(requestId: string): Promise<DecisionRecord | null> {
     const snap = ring.snapshot()
     for (let i = snap.length - 1; i >= 0; i--) {
       const r = snap[i]
       if (r && r.event === 'decision' && r.id === requestId) return r
+    }
+    const sink = redisSink
+    if (!sink) return null
+    let madeAt: number
+    try {
+      madeAt = decodeTime(requestId)
+    } catch {
+      return null
+    }
+    const stream = current.telemetry.redis.stream
+    let cursor: string | undefined
+    try {
+      // The id carries its time: scan from now back to just before it (bounded by readEvents' own scan limit per page).
+      for (let page = 0; page < 20; page++) {
+        const { records, nextCursor } = await readEvents(sink.client, stream, { since: new Date(madeAt - 1000), limit: 1000, ...(cursor === undefined ? {} : { cursor }) })
+        const hit = records.find((r): r is DecisionRecord => r.event === 'decision' && r.id === requestId)
+        if (hit) return hit
+        if (nextCursor === null) return null
+        cursor = nextCursor
+      }
+    } catch (err) {
+      log.warn({ code: 'PC_APPROVALS_REDIS', err: String(err) }, 'could not look the request up in the Redis stream')
     }
     return null
   }

@@ -15,12 +15,14 @@
  * backend uses `limiter.shared`: it `drain()`s what this instance admitted since the last sync
  * (per agent, per fixed window: the epoch minute for requests, the UTC day for bytes), adds it to
  * the global counters, and `settle()`s the global totals back. While shared mode is on,
- * `admitRequest` also requires  in-flight + unsynced < ceil((budget - global-known) / peers)  for
- * the current window, where `peers` is how many instances admitted the agent's requests in the
- * last seconds (from the sync): each instance may use only its share of what was left at the last
- * sync, so together they stay within the budget however fast requests arrive between syncs. The
- * admit check is the MIN of the local bucket and that shared share: the bucket keeps one instance
- * from bursting past rpm, the share keeps all instances together to rpm per minute. A fixed window
+ * `admitRequest` also requires  in-flight + unsynced < ceil((budget - global-known) / instances)
+ * for the current window, where `instances` is how many instances are alive (from the sync's
+ * heartbeat): each may use only its share of what was left at the last sync, so together they stay
+ * within the budget however fast requests arrive between syncs. The price: one instance alone
+ * receiving an agent's burst gets 1/instances of what is left per sync interval (50 ms), so a burst
+ * of the whole budget inside a few intervals sees some 429s with Retry-After 1. The admit check is
+ * the MIN of the local bucket and that share: the bucket keeps one instance from bursting past rpm,
+ * the share keeps all instances together to rpm per minute. A fixed window
  * can let up to 2×rpm through across a minute boundary; the local bucket bounds each instance's
  * share of that.
  */
@@ -40,11 +42,6 @@ export interface UsageCounts {
   /** UTC day as yyyymmdd. */
   readonly day: number
   readonly bytes: number
-  /**
-   * In totals only: how many instances share this agent's request budget right now (those that
-   * admitted its requests in the last few seconds, plus this one). Default 1.
-   */
-  readonly peers?: number
 }
 
 /** Hooks for a shared-usage backend. Only one drain may be in flight at a time. */
@@ -58,7 +55,7 @@ export interface SharedUsage {
   settle(totals: readonly UsageCounts[]): void
   /** The sync failed: forget the in-flight counts (they may or may not have been counted). */
   abandon(): void
-  /** How many instances are alive: an agent this instance has not synced yet gets 1/n of its budget. */
+  /** How many instances are alive (from the sync's heartbeat): each may admit 1/n of what is left per sync. */
   setInstances(n: number): void
 }
 
@@ -90,8 +87,6 @@ interface AgentState {
   reqUnsynced: number
   reqInflight: number
   reqGlobal: number
-  /** Instances admitting this agent's requests (from the last sync; 0 = not synced yet, assume every live instance); each may use 1/peers of what is left. */
-  peers: number
   bytesUnsynced: number
   bytesInflight: number
   bytesGlobal: number
@@ -132,7 +127,7 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     if (!st) {
       st = {
         bucket: null, conns: 0, minute: Math.floor(now / MS_PER_MINUTE), day: utcDay(now), bytesLocal: 0,
-        reqUnsynced: 0, reqInflight: 0, reqGlobal: 0, peers: 0, bytesUnsynced: 0, bytesInflight: 0, bytesGlobal: 0, lastActiveMs: now,
+        reqUnsynced: 0, reqInflight: 0, reqGlobal: 0, bytesUnsynced: 0, bytesInflight: 0, bytesGlobal: 0, lastActiveMs: now,
       }
       agents.set(agentId, st)
     }
@@ -178,13 +173,17 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     }
     if (st.bucket === null) st.bucket = createBucket(rpm, now)
     else resize(st.bucket, rpm, now)
-    // This instance's share of what was left at the last sync: with N instances admitting for the
-    // agent, each takes at most ceil(left / N) before the next sync, so together they stay within
-    // the budget (+ N-1 for rounding) however fast the requests come.
-    if (shared && st.reqInflight + st.reqUnsynced >= Math.ceil((rpm - st.reqGlobal) / (st.peers || instances))) {
+    // This instance's share of what was left at the last sync: with N live instances, each takes at
+    // most ceil(left / N) until the next sync, so together they stay within the budget however fast
+    // requests come (any instance may be admitting for this agent, so all N count).
+    const left = rpm - st.reqGlobal
+    if (shared && st.reqInflight + st.reqUnsynced >= Math.ceil(left / instances)) {
       denied.requests_per_minute++
+      // Budget used up: retry when the window ends. Only this interval's share used: the next sync
+      // (tens of ms away) may leave room, so retry soon.
       const windowEnd = (st.minute + 1) * MS_PER_MINUTE
-      return deny('requests_per_minute', Math.max(1, Math.ceil((windowEnd - now) / 1000)))
+      const usedUp = st.reqGlobal + st.reqInflight + st.reqUnsynced >= rpm
+      return deny('requests_per_minute', usedUp ? Math.max(1, Math.ceil((windowEnd - now) / 1000)) : 1)
     }
     const r = take(st.bucket, now)
     if (!r.ok) {
@@ -250,7 +249,6 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
         if (t.minute === st.minute) {
           st.reqGlobal = t.requests
           st.reqInflight = 0
-          st.peers = Math.max(1, t.peers ?? 1)
         }
         if (t.day === st.day) {
           st.bytesGlobal = t.bytes

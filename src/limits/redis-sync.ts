@@ -11,15 +11,13 @@
  *      `<prefix>rl:{<agent>}:<epochMinute>`  requests in that minute   (EXPIRE 120 s)
  *      `<prefix>bytes:{<agent>}:<yyyymmdd>`  bytes in that UTC day     (EXPIRE 2 days)
  *    The `{agent}` hash tag keeps both keys of a script in one Redis Cluster slot.
- *    The script also records, in `<prefix>peers:{<agent>}` (a sorted set scored by Redis TIME), which
- *    instances admitted the agent's requests in the last PEER_WINDOW_MS, and returns their number.
- *    Each sync also heartbeats `<prefix>instances`, so an agent's first requests on an instance
- *    (before any sync has told it the agent's peers) are bounded by budget / live instances.
+ *    Each sync also heartbeats `<prefix>instances` (a sorted set scored by Redis TIME), which says
+ *    how many instances are alive.
  * 3. `limiter.shared.settle()` stores the totals; until the next sync, this instance admits only its
- *    share of what was left, ceil((budget - global) / peers), AND only while its local token bucket
- *    allows it (min of both). Two instances together therefore admit one budget per minute, not
- *    twice it, however fast requests arrive between syncs (± peers-1 for rounding; an instance that
- *    starts admitting for an agent mid-interval is counted from the next sync).
+ *    share of what was left, ceil((budget - global) / instances), AND only while its local token
+ *    bucket allows it (min of both). Two instances together therefore admit one budget per minute,
+ *    not twice it, however fast requests arrive between syncs: within a few requests (rounding,
+ *    and what another instance admitted since its last sync).
  * 4. At most one sync is in flight. If Redis is not ready, a sync fails, or one takes longer than
  *    `staleAfterMs`, the limiter falls back to purely local limits (`PC_LIMITS_LOCAL_FALLBACK`,
  *    warn, once per outage) and `fallback()` is true; the next successful sync turns sharing back on
@@ -54,17 +52,8 @@ const COMMAND = 'portcullisLimitSync'
 const MINUTE_TTL_S = 120
 const DAY_TTL_S = 2 * 86_400
 
-/** An instance counts as admitting an agent's requests for this long after it last did. */
-const PEER_WINDOW_MS = 2000
-
-/**
- * KEYS: requests key, bytes key, peers key. ARGV: request delta, byte delta, request TTL, byte TTL,
- * instance id, peer window ms. Returns both totals and how many instances share the agent's budget
- * (those that sent requests within the window, plus the caller). TIME is the server's clock, the
- * same for every instance.
- */
+/** KEYS: requests key, bytes key. ARGV: request delta, byte delta, request TTL, byte TTL. Returns both totals. */
 const SCRIPT = `
-if redis.replicate_commands then redis.replicate_commands() end
 local function add(key, delta, ttl)
   local n = tonumber(delta)
   if n > 0 then
@@ -74,23 +63,13 @@ local function add(key, delta, ttl)
   end
   return tonumber(redis.call('GET', key) or '0')
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[6])
-if tonumber(ARGV[1]) > 0 then
-  redis.call('ZADD', KEYS[3], now, ARGV[5])
-  redis.call('PEXPIRE', KEYS[3], window)
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
-local peers = redis.call('ZCARD', KEYS[3])
-if not redis.call('ZSCORE', KEYS[3], ARGV[5]) then peers = peers + 1 end
-return { add(KEYS[1], ARGV[1], ARGV[3]), add(KEYS[2], ARGV[2], ARGV[4]), peers }
+return { add(KEYS[1], ARGV[1], ARGV[3]), add(KEYS[2], ARGV[2], ARGV[4]) }
 `
 
 /** An instance is alive while it has heartbeaten within this window. */
 const INSTANCE_WINDOW_MS = 5000
 const HEARTBEAT = 'portcullisHeartbeat'
-/** KEYS: instances key. ARGV: instance id, window ms. Records the caller as alive; returns how many are. */
+/** KEYS: instances key. ARGV: instance id, window ms. Records the caller as alive; returns how many are. TIME is Redis's clock, the same for every instance. */
 const HEARTBEAT_SCRIPT = `
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -102,11 +81,11 @@ return redis.call('ZCARD', KEYS[1])
 `
 
 type HeartbeatCommand = (instancesKey: string, instance: string, windowMs: number) => Promise<unknown>
-type SyncCommand = (reqKey: string, bytesKey: string, peersKey: string, reqs: number, bytes: number, reqTtl: number, bytesTtl: number, instance: string, peerWindowMs: number) => unknown
+type SyncCommand = (reqKey: string, bytesKey: string, reqs: number, bytes: number, reqTtl: number, bytesTtl: number) => unknown
 type WithSync<T> = T & { [COMMAND]: SyncCommand; [HEARTBEAT]: HeartbeatCommand }
 
-function isTotals(v: unknown): v is [number, number, number] {
-  return Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'number' && typeof v[2] === 'number'
+function isTotals(v: unknown): v is [number, number] {
+  return Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'number'
 }
 
 /** Redis is not coming back soon: these states are entered only after a connection was lost or closed. */
@@ -119,7 +98,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
   const log = opts.log
   const instance = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
   const instancesKey = `${prefix}instances`
-  client.defineCommand(COMMAND, { numberOfKeys: 3, lua: SCRIPT })
+  client.defineCommand(COMMAND, { numberOfKeys: 2, lua: SCRIPT })
   client.defineCommand(HEARTBEAT, { numberOfKeys: 1, lua: HEARTBEAT_SCRIPT })
 
   let generation = 0
@@ -129,11 +108,11 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
   let stopped = false
   limiter.shared.setShared(false)
 
-  const keysOf = (c: UsageCounts): [string, string, string] => [`${prefix}rl:{${c.agentId}}:${c.minute}`, `${prefix}bytes:{${c.agentId}}:${c.day}`, `${prefix}peers:{${c.agentId}}`]
+  const keysOf = (c: UsageCounts): [string, string] => [`${prefix}rl:{${c.agentId}}:${c.minute}`, `${prefix}bytes:{${c.agentId}}:${c.day}`]
 
   function toTotals(c: UsageCounts, v: unknown): UsageCounts {
     if (!isTotals(v)) throw new Error('unexpected reply from the limit sync script')
-    return { ...c, requests: v[0], bytes: v[1], peers: v[2] }
+    return { ...c, requests: v[0], bytes: v[1] }
   }
 
   /** One round trip: this instance's heartbeat (how many instances are alive) and the batch's totals. */
@@ -144,13 +123,13 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
       const cluster = client as WithSync<Cluster>
       const [alive, ...replies] = await Promise.all([
         cluster[HEARTBEAT](instancesKey, instance, INSTANCE_WINDOW_MS),
-        ...batch.map((c) => cluster[COMMAND](...keysOf(c), c.requests, c.bytes, MINUTE_TTL_S, DAY_TTL_S, instance, PEER_WINDOW_MS)),
+        ...batch.map((c) => cluster[COMMAND](...keysOf(c), c.requests, c.bytes, MINUTE_TTL_S, DAY_TTL_S)),
       ])
       return { instances: Number(alive), totals: batch.map((c, i) => toTotals(c, replies[i])) }
     }
     const p = client.pipeline() as WithSync<ReturnType<Redis['pipeline']>>
     p[HEARTBEAT](instancesKey, instance, INSTANCE_WINDOW_MS)
-    for (const c of batch) p[COMMAND](...keysOf(c), c.requests, c.bytes, MINUTE_TTL_S, DAY_TTL_S, instance, PEER_WINDOW_MS)
+    for (const c of batch) p[COMMAND](...keysOf(c), c.requests, c.bytes, MINUTE_TTL_S, DAY_TTL_S)
     const replies = (await p.exec()) ?? []
     const reply = (i: number): unknown => {
       const [err, v] = replies[i] ?? [new Error('missing reply'), null]

@@ -1,3 +1,4 @@
+import { randomFillSync } from 'node:crypto'
 import { monotonicFactory } from 'ulid'
 import type { Decision, Mode } from '../policy/types.js'
 import type { Reason } from '../policy/reasons.js'
@@ -62,8 +63,23 @@ export interface ApprovalRecord {
 
 export type TelemetryRecord = DecisionRecord | CloseRecord | ApprovalRecord
 
+/**
+ * Crypto-strong bytes from a pool refilled 4 KiB at a time: ulid's default
+ * source asks the kernel for one byte per character (16 calls per id; 9 % of
+ * the proxy's CPU per forwarded request in bench/ profiles).
+ */
+const randomPool = Buffer.alloc(4096)
+let randomPos = randomPool.length
+function pooledRandom(): number {
+  if (randomPos >= randomPool.length) {
+    randomFillSync(randomPool)
+    randomPos = 0
+  }
+  return (randomPool[randomPos++] as number) / 256
+}
+
 /** ULIDs: sortable by time, so `since`/cursor queries can compare ids. */
-export const newRequestId: () => string = monotonicFactory()
+export const newRequestId: () => string = monotonicFactory(pooledRandom)
 
 export interface DecisionFacts {
   readonly id: string

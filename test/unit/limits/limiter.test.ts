@@ -174,22 +174,25 @@ t.test('shared: drain skips agents idle for over a minute, refreshes recently ac
   t.same(l.shared.drain(), [], 'idle')
 })
 
-t.test('shared: each of N peers may use 1/N of what was left at the last sync', async (t) => {
+t.test('shared: each of N live instances may use 1/N of what was left at the last sync', async (t) => {
   const l = createLimiter({ now: () => T0 })
   const lim = limits({ requestsPerMinute: 100 })
   l.shared.setShared(true)
   l.shared.setInstances(4)
   let granted = 0
   for (let i = 0; i < 100; i++) if ('ok' in l.admitRequest('ci-42', lim)) granted++
-  t.equal(granted, 25, 'before its first sync an agent gets budget / live instances')
+  t.equal(granted, 25, 'before the first sync: budget / instances')
+  t.same(l.admitRequest('ci-42', lim), rateLimited('requests_per_minute', 1), 'only this interval\'s share is used: retry in a second')
   l.shared.drain()
-  // Globally 25 (ours) + 35 elsewhere; two instances admit for this agent now: 40 left, 20 each.
-  l.shared.settle([{ agentId: 'ci-42', minute: MINUTE, requests: 60, day: 20261125, bytes: 0, peers: 2 }])
+  // Globally 25 (ours) + 35 elsewhere; two instances alive now: 40 left, 20 each.
+  l.shared.setInstances(2)
+  l.shared.settle([{ agentId: 'ci-42', minute: MINUTE, requests: 60, day: 20261125, bytes: 0 }])
   granted = 0
   for (let i = 0; i < 100; i++) if ('ok' in l.admitRequest('ci-42', lim)) granted++
   t.equal(granted, 20, 'then its share of what is left')
   l.shared.drain()
-  l.shared.settle([{ agentId: 'ci-42', minute: MINUTE, requests: 99, day: 20261125, bytes: 0, peers: 1 }])
+  l.shared.setInstances(1)
+  l.shared.settle([{ agentId: 'ci-42', minute: MINUTE, requests: 99, day: 20261125, bytes: 0 }])
   t.same(l.admitRequest('ci-42', lim), { ok: true }, 'alone again: the last one')
-  t.match(l.admitRequest('ci-42', lim), { detail: 'requests_per_minute' })
+  t.same(l.admitRequest('ci-42', lim), rateLimited('requests_per_minute', 30), 'the budget is used: retry when the window ends')
 })
