@@ -9,10 +9,9 @@ import type { Reason } from '../policy/reasons.js'
  */
 export type TlsHandling = 'tunnel' | 'intercept'
 
-export interface DecisionRecord {
-  readonly time: string
+/** What is known about a request when it is decided. */
+export interface DecisionFacts {
   readonly id: string
-  readonly event: 'decision'
   readonly agent: string | null
   readonly src: string
   readonly method: string
@@ -21,12 +20,18 @@ export interface DecisionRecord {
   readonly port: number
   readonly path: string | null
   readonly tls: TlsHandling | null
+  readonly mode: Mode
+  readonly address: string | null
+}
+
+/** A decision record: the facts of the request plus the verdict (field order on the wire is buildDecisionRecord's). */
+export interface DecisionRecord extends DecisionFacts {
+  readonly time: string
+  readonly event: 'decision'
   readonly decision: 'allow' | 'deny'
   readonly reason: Reason
   readonly rule: string | null
-  readonly mode: Mode
   readonly would_deny: boolean
-  readonly address: string | null
   /** Machine-safe detail (e.g. `timeout`, `not_tls`); never user-controlled text. */
   readonly detail?: string
 }
@@ -80,20 +85,6 @@ function pooledRandom(): number {
 
 /** ULIDs: sortable by time, so `since`/cursor queries can compare ids. */
 export const newRequestId: () => string = monotonicFactory(pooledRandom)
-
-export interface DecisionFacts {
-  readonly id: string
-  readonly agent: string | null
-  readonly src: string
-  readonly method: string
-  readonly scheme: 'http' | 'https'
-  readonly host: string
-  readonly port: number
-  readonly path: string | null
-  readonly tls: TlsHandling | null
-  readonly mode: Mode
-  readonly address: string | null
-}
 
 export function buildDecisionRecord(f: DecisionFacts, d: Decision, wouldDeny: boolean, now: Date = new Date()): DecisionRecord {
   const record: DecisionRecord = {

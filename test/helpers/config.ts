@@ -18,3 +18,17 @@ export function upstreamYaml(ports: readonly number[], extra = ''): string {
   idle_timeout_ms: 10000
 ${extra}`
 }
+
+/** The common case: agent `ci` (Basic auth with TOKEN) may reach origin.test on `ports`, nothing else. */
+export function originOnlyYaml(ports: readonly number[], caFile?: string): string {
+  return `${upstreamYaml(ports, caFile === undefined ? '' : `  ca_file: ${JSON.stringify(caFile)}`)}
+groups:
+  g:
+    allow:
+      - host: origin.test
+agents:
+  - id: ci
+    token: ${TOKEN_HASH}
+    groups: [g]
+`
+}

@@ -6,7 +6,7 @@ import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpsOrigin } from '../helpers/origins.js'
 import { curl, rawExchange, basicAuth } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
-import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+import { originOnlyYaml, TOKEN } from '../helpers/config.js'
 
 t.test('CONNECT tunnels', async (t) => {
   const origin = await startHttpsOrigin(t, ['origin.test'])
@@ -19,16 +19,7 @@ t.test('CONNECT tunnels', async (t) => {
   t.teardown(() => raw.close())
   const pc = await startPortcullis(
     t,
-    `${upstreamYaml([origin.port, rawPort], `  ca_file: ${JSON.stringify(origin.ca.certFile)}`)}
-groups:
-  g:
-    allow:
-      - host: origin.test
-agents:
-  - id: ci
-    token: ${TOKEN_HASH}
-    groups: [g]
-`,
+    originOnlyYaml([origin.port, rawPort], origin.ca.certFile),
   )
 
   t.test('curl through a spliced tunnel reaches the real origin certificate', async (t) => {

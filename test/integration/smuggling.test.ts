@@ -2,7 +2,7 @@ import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { rawExchange, basicAuth } from '../helpers/clients.js'
-import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+import { originOnlyYaml, TOKEN } from '../helpers/config.js'
 import { connect } from 'node:net'
 import { once } from 'node:events'
 
@@ -10,16 +10,7 @@ t.test('malformed and smuggling-shaped requests get 400/431 and a closed connect
   const origin = await startHttpOrigin(t)
   const pc = await startPortcullis(
     t,
-    `${upstreamYaml([origin.port])}
-groups:
-  g:
-    allow:
-      - host: origin.test
-agents:
-  - id: ci
-    token: ${TOKEN_HASH}
-    groups: [g]
-`,
+    originOnlyYaml([origin.port]),
   )
   const auth = `Proxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n`
   const target = `http://origin.test:${origin.port}/x`
