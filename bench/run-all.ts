@@ -10,8 +10,12 @@
  * bounded in ops and time; only 127.0.0.1 is ever dialled.
  *
  * Env: BENCH_SECONDS (measure window per side, default 4),
- *      BENCH_PROXY_NODE_ARGS (extra node flags for the proxy, e.g. "--cpu-prof --cpu-prof-dir=bench/out/prof"),
- *      BENCH_ONLY (comma list of scenario letters, e.g. "a,d").
+ *      BENCH_PROXY_NODE_ARGS (extra node flags for the proxy, e.g. "--cpu-prof --cpu-prof-dir=prof";
+ *        relative to the proxy's working directory, bench/out/run),
+ *      BENCH_ONLY (comma list of scenario letters, e.g. "a,d"),
+ *      BENCH_SKIP_F2 (with f: keep-alive only, no new-host handshakes, e.g. to profile f alone).
+ * Two Portcullis processes run: one as configured, one with a Redis sink (its
+ * own redis-server), for the Redis on/off rows.
  */
 import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
@@ -512,7 +516,7 @@ async function main(): Promise<void> {
     if (ONLY.has('b')) await scenarioB(env)
     if (ONLY.has('c')) await scenarioC(env)
     if (ONLY.has('d')) await scenarioD(env)
-    if (ONLY.has('f')) await scenarioF2(env)
+    if (ONLY.has('f') && !process.env.BENCH_SKIP_F2) await scenarioF2(env)
     await proxy.stop()
     logLines = readFileSync(proxy.logFile, 'utf8').split('\n').filter(Boolean).length
     proxy = null
