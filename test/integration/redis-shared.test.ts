@@ -7,6 +7,7 @@ import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { redisServer, waitFor } from '../helpers/redis.js'
 import { spawnPortcullis, writeConfig, type PortcullisProcess } from '../helpers/spawn-portcullis.js'
+import { startPortcullis } from '../helpers/start-portcullis.js'
 
 /**
  * Two `portcullis start` processes on one Redis (SPEC §7): one rate-limit
@@ -156,4 +157,44 @@ agents:
     t.ok(await until(async () => (await metric(a.adminUrl, 'portcullis_limits_redis_fallback')) === 0, 5000), 'limits are shared again')
     t.equal(a.proc.parsed().filter((r) => r.code === 'PC_LIMITS_LOCAL_FALLBACK').length, 1, 'the fallback is logged once per outage')
   })
+})
+
+t.test('on a Redis Cluster URL: records, shared limits and approvals work', async (t) => {
+  const port = await freePort()
+  const redis = redisServer(t, port, ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-announce-ip', '127.0.0.1'])
+  await redis.start()
+  const admin = new Redis(redis.url, { maxRetriesPerRequest: 1 })
+  admin.on('error', () => undefined)
+  t.teardown(() => admin.disconnect())
+  await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383')
+  await waitFor('cluster ok', async () => /cluster_state:ok/.test(String(await admin.call('CLUSTER', 'INFO'))))
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([origin.port])}
+telemetry:
+  redis: { url: "redis+cluster://127.0.0.1:${port}", stream: "{pc}:events", maxlen: 1000 }
+limits: { requests_per_minute: 3 }
+groups:
+  g:
+    allow:
+      - host: origin.test
+        paths: ["/public/**"]
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+`,
+  )
+  await waitFor('limits shared', () => pc.logLines().some((l) => l.includes('PC_LIMITS_SHARED')))
+  const at = (path: string): string => `http://origin.test:${origin.port}${path}`
+  const blocked = await proxiedGet(pc.proxyPort, at('/private/x'))
+  t.equal(blocked.headers['x-portcullis-decision'], 'denied_path')
+  const statuses: number[] = []
+  for (let i = 0; i < 4; i++) statuses.push((await proxiedGet(pc.proxyPort, at(`/public/${i}`))).status)
+  t.same(statuses, [200, 200, 200, 429], 'the budget of 3 holds')
+  await waitFor('records in the cluster stream', async () => (await admin.xlen('{pc}:events')) >= 5)
+  const made = await adminCall<{ id: string }>(pc.adminUrl, 'POST', '/api/approvals', { request_id: String(blocked.headers['x-portcullis-request-id']), scope: 'host', ttl: '10m', reason: 'cluster' })
+  t.equal(made.status, 201)
+  t.equal(Object.keys(await admin.hgetall('portcullis:approvals')).length, 1, 'the approval is stored in the cluster')
+  // The budget is spent, so the approved request is now rate limited, not denied_path: the approval applied.
+  t.equal((await proxiedGet(pc.proxyPort, at('/private/x'))).headers['x-portcullis-decision'], 'denied_rate_limited', 'the approval applies (only the limit is left)')
 })
