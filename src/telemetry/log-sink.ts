@@ -18,20 +18,10 @@ const BATCH_BYTES = 8 * 1024
 const FLUSH_MS = 100
 
 export function createLoggers(level: string, dest?: DestinationStream): Loggers {
-  // Asynchronous and batched: one write(2) per ~8 KiB (sonic-boom needs it below maxWrite, 16 KiB) instead of one per record keeps log I/O off the
-  // data path's budget; the timer bounds how long a line can wait (an operator tailing sees it within 0.1 s).
-  const owned = dest === undefined ? pino.destination({ dest: 1, sync: false, minLength: BATCH_BYTES }) : null
-  const destination = dest ?? (owned as DestinationStream)
-  const timer = owned
-    ? setInterval(() => {
-        try {
-          owned.flush()
-        } catch {
-          // not ready or already writing: the next tick flushes
-        }
-      }, FLUSH_MS)
-    : null
-  timer?.unref()
+  // Asynchronous and batched: one write(2) per ~8 KiB (sonic-boom needs it below maxWrite, 16 KiB) instead of
+  // one per record keeps log I/O off the data path's budget; periodicFlush bounds how long a line can wait
+  // (an operator tailing the log sees it within 0.1 s).
+  const destination = dest ?? pino.destination({ dest: 1, sync: false, minLength: BATCH_BYTES, periodicFlush: FLUSH_MS })
   const formatters = { level: (label: string) => ({ level: label }) }
   const ops = pino({ level, redact: REDACT, formatters, timestamp: pino.stdTimeFunctions.isoTime, base: { component: 'portcullis' } }, destination)
   // Records carry their own ISO `time`; pino's would be a duplicate key.
@@ -40,7 +30,6 @@ export function createLoggers(level: string, dest?: DestinationStream): Loggers 
     ops,
     records,
     flush() {
-      if (timer) clearInterval(timer)
       const d = destination as { flushSync?: () => void }
       try {
         d.flushSync?.()
