@@ -4,6 +4,7 @@ import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { dirname, join } from 'node:path'
 import { rootCertificates } from 'node:tls'
+import type { Redis } from 'ioredis'
 import type { DestinationStream } from 'pino'
 import { decodeTime } from 'ulid'
 import type { RuntimeConfig } from './config/types.js'
@@ -36,7 +37,8 @@ import { createMetrics, type Metrics } from './telemetry/metrics.js'
 import { createRedisSink, readEvents, redactRedisUrl, type RedisSink } from './telemetry/redis-sink.js'
 import { metricsRoutes } from './admin/routes/metrics.js'
 import { createLimiter } from './limits/limiter.js'
-import { attachRedisSync, type RedisSync } from './limits/redis-sync.js'
+import { attachRedisSync, newInstanceId, type RedisSync } from './limits/redis-sync.js'
+import { startRedisTail, type RedisTail } from './telemetry/redis-tail.js'
 
 export interface AppOptions {
   /** Where log lines go (tests pass a sink; default stdout). */
@@ -116,6 +118,9 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   const limiter = createLimiter()
   let redisSink: RedisSink | null = null
   let limitSync: RedisSync | null = null
+  let redisTail: RedisTail | null = null
+  /** Records other instances made, followed from the Redis stream for the live views. */
+  const remoteBus = createBus((sink, err) => log.error({ code: 'PC_ERR_INTERNAL', sink, err }, 'remote record subscriber failed'))
   let interceptor: Interceptor | null = null
   const deps: ProxyDeps = {
     config: () => current,
@@ -203,9 +208,12 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   function connectRedis(url: string): { sink: RedisSink; store: ApprovalStore } {
     const redisLog = log.child({ component: 'redis' })
     const { stream, maxlen } = current.telemetry.redis
-    const sink = createRedisSink({ url, stream, maxlen, log: redisLog })
+    const instance = newInstanceId()
+    const sink = createRedisSink({ url, stream, maxlen, log: redisLog, instance })
     bus.subscribe(sink)
-    const sync = attachRedisSync(limiter, sink.client, { log: redisLog })
+    // The two duplicate() signatures (Redis, Cluster) are incompatible as a union; both take no arguments here.
+    redisTail = startRedisTail({ client: (sink.client as Redis).duplicate(), stream, self: instance, onRecord: (r) => remoteBus.publish(r), log: redisLog })
+    const sync = attachRedisSync(limiter, sink.client, { log: redisLog, instance })
     limitSync = sync
     metrics.setSources({ telemetryBacklog: () => sink.backlog(), telemetryDropped: () => sink.dropped(), limitsRedisFallback: () => sync.fallback() })
     log.info({ code: 'PC_REDIS_CONFIGURED', redis: redactRedisUrl(url), stream }, 'telemetry, rate limits and approvals use Redis')
@@ -218,7 +226,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     return [
       ...healthRoutes({ generation: () => generation, configError: () => configError, ready: () => proxyServer.listening, startedAt }),
       ...metricsRoutes(metrics),
-      ...eventRoutes({ ring, bus, redis: sink ? { query: (q) => readEvents(sink.client, stream, q) } : null, onStreamDrop: (n) => metrics.countStreamDropped(n) }),
+      ...eventRoutes({ ring, bus, remote: sink ? remoteBus : null, redis: sink ? { query: (q) => readEvents(sink.client, stream, q) } : null, onStreamDrop: (n) => metrics.countStreamDropped(n) }),
       ...explainRoutes(() => current),
       ...approvalRoutes({ store: approvalStore, findDecision, bus, defaultTtlMs: current.approvals.defaultTtlMs }),
       {
@@ -294,6 +302,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       interceptor?.close()
       await Promise.all(closing)
       limitSync?.stop()
+      redisTail?.stop()
       await store?.close()
       await redisSink?.close()
       loggers.flush()

@@ -34,6 +34,8 @@ import type { Limiter, UsageCounts } from './limiter.js'
 export interface RedisSyncOptions {
   /** Key prefix, default `portcullis:`. */
   readonly prefix?: string
+  /** This instance's id in the live-instance set (default: host:pid:random). */
+  readonly instance?: string
   readonly syncIntervalMs?: number
   /** How long Redis may be unready (or one sync may take) before falling back; default max(1000, 10 × interval). */
   readonly staleAfterMs?: number
@@ -91,12 +93,17 @@ function isTotals(v: unknown): v is [number, number] {
 /** Redis is not coming back soon: these states are entered only after a connection was lost or closed. */
 const DOWN_STATES = new Set(['reconnecting', 'close', 'end'])
 
+/** Names one running instance in Redis: host, pid and a random part (pids repeat across containers). */
+export function newInstanceId(): string {
+  return `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
+}
+
 export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: RedisSyncOptions): RedisSync {
   const prefix = opts.prefix ?? 'portcullis:'
   const intervalMs = opts.syncIntervalMs ?? 50
   const staleAfterMs = opts.staleAfterMs ?? Math.max(1000, 10 * intervalMs)
   const log = opts.log
-  const instance = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
+  const instance = opts.instance ?? newInstanceId()
   const instancesKey = `${prefix}instances`
   client.defineCommand(COMMAND, { numberOfKeys: 2, lua: SCRIPT })
   client.defineCommand(HEARTBEAT, { numberOfKeys: 1, lua: HEARTBEAT_SCRIPT })

@@ -28,6 +28,8 @@ export interface RedisSinkOptions {
   readonly onDrop?: (n: number) => void
   /** Wait before resending after a reply error while connected (e.g. OOM). */
   readonly retryMs?: number
+  /** This instance's id, written as the entry's `instance` field (so a tail can skip its own records). */
+  readonly instance?: string
 }
 
 export interface RedisSink extends Sink {
@@ -103,8 +105,9 @@ class Queue<T> {
 }
 
 /** Stream entry fields: the record as JSON plus a few flat fields for cheap server-side filtering. */
-export function streamFields(r: TelemetryRecord): string[] {
+export function streamFields(r: TelemetryRecord, instance?: string): string[] {
   const f = ['r', JSON.stringify(r), 'event', r.event]
+  if (instance !== undefined) f.push('instance', instance)
   if (r.agent !== null) f.push('agent', r.agent)
   if (r.event === 'decision') f.push('decision', r.decision, 'reason', r.reason)
   return f
@@ -197,7 +200,7 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
   async function sendPending(): Promise<boolean> {
     const batch = pending
     const p = client.pipeline()
-    for (const r of batch) p.xadd(opts.stream, 'MAXLEN', '~', maxlen, '*', ...streamFields(r))
+    for (const r of batch) p.xadd(opts.stream, 'MAXLEN', '~', maxlen, '*', ...streamFields(r, opts.instance))
     let results: [Error | null, unknown][] | null
     try {
       results = await p.exec()

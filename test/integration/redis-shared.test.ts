@@ -136,6 +136,31 @@ agents:
     t.equal(await metric(a.adminUrl, 'portcullis_limits_redis_fallback'), 0)
   })
 
+  t.test('the live stream of one instance shows what another instance decided', async (t) => {
+    const ctl = new AbortController()
+    t.teardown(() => ctl.abort())
+    const res = await fetch(`${a.adminUrl}/api/events/stream?decision=deny`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, signal: ctl.signal })
+    t.equal(res.status, 200)
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader()
+    let text = ''
+    const seen = (async (): Promise<boolean> => {
+      const deadline = Date.now() + 5000
+      while (Date.now() < deadline) {
+        const { value, done } = await reader.read()
+        if (done) return false
+        text += Buffer.from(value).toString('utf8')
+        if (text.includes('/private/seen-on-b')) return true
+      }
+      return false
+    })()
+    await new Promise((r) => setTimeout(r, 200))
+    const denied = await proxiedGet(b.proxyPort, at('/private/seen-on-b'), 'other')
+    t.equal(denied.status, 403)
+    t.ok(await seen, 'A streams the denial B made')
+    t.match(text, /event: decision\ndata: \{[^\n]*"path":"\/private\/seen-on-b"/)
+    t.equal(text.split('/private/seen-on-b').length - 1, 1, 'once, not duplicated')
+  })
+
   t.test('Redis down: the proxy keeps serving, limits go local, records wait and arrive after restart', async (t) => {
     await redis.kill()
     await a.proc.waitLine((r) => r.code === 'PC_LIMITS_LOCAL_FALLBACK', 5000)

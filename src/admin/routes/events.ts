@@ -8,6 +8,8 @@ import { sendJson, type Route } from '../server.js'
 export interface EventSource {
   readonly ring: RingSink
   readonly bus: Bus
+  /** Other instances' records, followed from the Redis stream (live views show every instance). */
+  readonly remote?: Bus | null
   /** The Redis stream reader when telemetry.redis is configured (it holds more history than the ring). */
   readonly redis?: { query(q: EventQuery): Promise<EventPage> } | null
   /** Called with the number of records a slow SSE client missed (for a metric). */
@@ -105,14 +107,14 @@ function startStream(src: EventSource, q: EventQuery, keepaliveMs: number, res: 
     'x-accel-buffering': 'no',
   })
   res.write(`retry: ${RETRY_MS}\n: connected\n\n`)
-  const unsubscribe = src.bus.subscribe(sink)
+  const unsubscribes = [src.bus.subscribe(sink), ...(src.remote ? [src.remote.subscribe(sink)] : [])]
   const keepalive = setInterval(() => {
     if (!full()) res.write(': keepalive\n\n')
   }, keepaliveMs)
   keepalive.unref()
   res.on('drain', onDrain)
   res.once('close', () => {
-    unsubscribe()
+    for (const unsubscribe of unsubscribes) unsubscribe()
     clearInterval(keepalive)
     res.off('drain', onDrain)
     if (dropped > 0) src.onStreamDrop?.(dropped)

@@ -1,0 +1,83 @@
+import type { Logger } from 'pino'
+import type { TelemetryRecord } from './events.js'
+import type { RedisClient } from './redis-sink.js'
+
+/**
+ * Follows the telemetry stream for records made by OTHER instances, so the
+ * live views of any instance (/api/events/stream, the analyst page,
+ * `portcullis blocked --follow`) show every instance's decisions. This
+ * instance's own records reach those views straight from its bus.
+ *
+ * XREAD BLOCK needs a connection of its own (it would hold up every other
+ * command); the caller passes a dedicated client. It starts at the stream's
+ * end and, after an outage, resumes from the last entry it saw, so records
+ * other instances buffered meanwhile still arrive. Nothing here touches the
+ * data path.
+ */
+export interface RedisTail {
+  stop(): void
+}
+
+export interface RedisTailOptions {
+  /** A dedicated client (fail-fast options: commands fail while disconnected). */
+  readonly client: RedisClient
+  readonly stream: string
+  /** This instance's id, as written by the sink: entries carrying it are skipped. */
+  readonly self: string
+  readonly onRecord: (r: TelemetryRecord) => void
+  readonly log: Logger
+  readonly blockMs?: number
+}
+
+const BATCH = 500
+const RETRY_MS = 1000
+
+function field(fields: readonly string[], name: string): string | undefined {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1]
+  return undefined
+}
+
+export function startRedisTail(opts: RedisTailOptions): RedisTail {
+  const { client, stream, self, onRecord } = opts
+  const blockMs = opts.blockMs ?? 5000
+  let stopped = false
+  /** The last entry id seen; null until the stream's current end is known. */
+  let last: string | null = null
+  let failing = false
+  client.on('error', () => undefined)
+
+  async function loop(): Promise<void> {
+    while (!stopped) {
+      try {
+        // Start at the current end, with an explicit id (not `$`, which would skip what arrives between two reads).
+        last ??= (await client.xrevrange(stream, '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0'
+        const res = (await client.xread('COUNT', BATCH, 'BLOCK', blockMs, 'STREAMS', stream, last)) as Array<[string, Array<[string, string[]]>]> | null
+        failing = false
+        for (const [, entries] of res ?? []) {
+          for (const [id, fields] of entries) {
+            last = id
+            if (field(fields, 'instance') === self) continue
+            try {
+              const r = JSON.parse(field(fields, 'r') ?? 'null') as TelemetryRecord | null
+              if (r !== null && typeof r === 'object') onRecord(r)
+            } catch {
+              // Not a record this version can read: skip it, the stream has many readers.
+            }
+          }
+        }
+      } catch (err) {
+        if (stopped) return
+        if (!failing) opts.log.debug({ code: 'PC_REDIS_TAIL_RETRY', err: String(err) }, 'cannot follow the telemetry stream yet; retrying')
+        failing = true
+        await new Promise((r) => setTimeout(r, RETRY_MS).unref())
+      }
+    }
+  }
+  void loop()
+  return {
+    stop() {
+      stopped = true
+      client.disconnect()
+    },
+  }
+}
