@@ -54,16 +54,16 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
   socket.once('close', release)
   const resolved = await resolveChecked(authority.host, cfg.upstream)
   if ('verdict' in resolved) return refuse(deps, socket, req, refused, resolved)
-  const checkedRefusal: DecisionFacts = { ...refused, address: resolved.address }
-  const checked: DecisionFacts = { ...checkedRefusal, tls: via }
+  const checkedNoTls: DecisionFacts = { ...refused, address: resolved.address }
+  const checked: DecisionFacts = { ...checkedNoTls, tls: via }
   let up: Socket | null = null
   if (via === 'tunnel') {
     const dialled = await dialChecked(resolved.address, authority.port, cfg.upstream.connectTimeoutMs)
-    if ('kind' in dialled) return refuse(deps, socket, req, checkedRefusal, { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: dialled.failure })
+    if ('kind' in dialled) return refuse(deps, socket, req, checkedNoTls, { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: dialled.failure })
     up = dialled
     up.on('error', () => dialled.destroy())
   } else if (!deps.interceptor) {
-    return refuse(deps, socket, req, checkedRefusal, { verdict: 'deny', reason: 'denied_internal_error', ruleId: decision.ruleId, detail: 'interception_unavailable' })
+    return refuse(deps, socket, req, checkedNoTls, { verdict: 'deny', reason: 'denied_internal_error', ruleId: decision.ruleId, detail: 'interception_unavailable' })
   }
   if (socket.destroyed) return void up?.destroy()
   socket.write(ESTABLISHED)
@@ -74,15 +74,20 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
     up?.destroy()
     return void socket.destroy()
   }
+  if (hello.kind === 'not_tls' && looksLikeHttp(hello.bytes) && deps.interceptor) {
+    // Plain HTTP in a tunnel (undici's ProxyAgent sends http:// URLs this way): there is no server name to
+    // check, but every request can be read, so each is decided on its full URL and Host like a plain one.
+    settle(deps.bus, checkedNoTls, decision)
+    up?.destroy()
+    deps.interceptor.inspectPlain(socket, hello.bytes, { id, agent, host: authority.host, port: authority.port, address: resolved.address, src: state.src, mode })
+    return
+  }
   const sniDenial = checkServerName(hello, authority.host)
   // Audit mode lets a mismatched name through only when there is a ClientHello to replay.
   const sniRefused = sniDenial !== null && (mode !== 'audit' || hello.kind !== 'hello')
-  settle(deps.bus, sniRefused ? checkedRefusal : checked, sniDenial ?? decision)
+  settle(deps.bus, sniRefused ? checkedNoTls : checked, sniDenial ?? decision)
   if (sniRefused) {
     up?.destroy()
-    // Plain HTTP inside a tunnel (undici's ProxyAgent does this for http:// URLs): answer in HTTP, so the
-    // client shows a readable 403 saying how to send the request instead of a bare reset.
-    if (sniDenial.detail === 'plain_http') return respondConnectDenial(socket, sniDenial, denialContext(checkedRefusal, req.headers))
     if (hello.kind !== 'hello') return void socket.destroy()
     socket.end(TLS_ALERT_UNRECOGNIZED_NAME)
     return void setTimeout(() => socket.destroy(), 1000).unref()
@@ -113,7 +118,7 @@ export function checkServerName(hello: HelloOutcome, host: string): DenyDecision
     case 'closed':
       return deny('client_closed')
     case 'not_tls':
-      return deny(looksLikeHttp(hello.bytes) ? 'plain_http' : 'not_tls')
+      return deny('not_tls')
     case 'hello': {
       if (hello.sni === null) return /^[0-9.]+$|:/.test(host) ? null : deny('sni_missing')
       return normalizeHost(hello.sni) === host ? null : deny('sni_differs')

@@ -29,11 +29,20 @@ export interface InterceptContext {
 export interface Interceptor {
   /** Terminate the client's TLS with a leaf for ctx.host; `hello` is the already-read ClientHello, replayed into TLS. */
   intercept(client: Socket, hello: Buffer, ctx: InterceptContext): void
+  /**
+   * Plain HTTP inside a CONNECT tunnel (undici's ProxyAgent tunnels http:// URLs by default): there is
+   * nothing to decrypt, so the inner requests are read as they are and each is decided as a plain-HTTP
+   * request on its full URL, exactly like an absolute-form one. `head` is the bytes already read.
+   */
+  inspectPlain(client: Socket, head: Buffer, ctx: InterceptContext): void
   close(): void
 }
 
 const kIntercept = Symbol('portcullis.intercept')
-type InnerSocket = TLSSocket & { [kIntercept]?: InterceptContext }
+interface InnerContext extends InterceptContext {
+  readonly scheme: 'http' | 'https'
+}
+type InnerSocket = Socket & { [kIntercept]?: InnerContext }
 
 /**
  * Interception: one inner HTTP server (never listening) receives decrypted
@@ -61,24 +70,38 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
   })
   inner.on('clientError', (_err, socket) => socket.destroy())
 
+  /** Idle timeout, tracking (so a reload or revocation can close it) and one close record per connection. */
+  function track(client: Socket, ctx: InterceptContext): void {
+    const startedAt = Date.now()
+    client.setTimeout(upstream.idleTimeoutMs, () => client.destroy())
+    const untrack = deps.tracker.add({ agent: ctx.agent, host: ctx.host, port: ctx.port, close: () => client.destroy() })
+    client.once('close', () => {
+      untrack()
+      deps.bus.publish(buildCloseRecord(ctx, client.bytesRead, client.bytesWritten, startedAt))
+    })
+  }
+
   return {
     intercept(client, hello, ctx) {
-      const startedAt = Date.now()
       client.unshift(hello)
       const tlsSocket: InnerSocket = new TLSSocket(client, {
         isServer: true,
         secureContext: leafCerts.get(ctx.host),
         ALPNProtocols: ['http/1.1'],
       })
-      tlsSocket[kIntercept] = ctx
+      tlsSocket[kIntercept] = { ...ctx, scheme: 'https' }
       tlsSocket.on('error', () => tlsSocket.destroy())
-      client.setTimeout(upstream.idleTimeoutMs, () => client.destroy())
-      const untrack = deps.tracker.add({ agent: ctx.agent, host: ctx.host, port: ctx.port, close: () => client.destroy() })
-      client.once('close', () => {
-        untrack()
-        deps.bus.publish(buildCloseRecord(ctx, client.bytesRead, client.bytesWritten, startedAt))
-      })
+      track(client, ctx)
       tlsSocket.once('secure', () => inner.emit('connection', tlsSocket))
+    },
+    inspectPlain(client, head, ctx) {
+      const socket: InnerSocket = client
+      socket[kIntercept] = { ...ctx, scheme: 'http' }
+      track(client, ctx)
+      client.unshift(head)
+      inner.emit('connection', client)
+      // readClientHello left the socket paused: flowing again, the replayed head reaches the parser first.
+      client.resume()
     },
     close() {
       inner.closeAllConnections()
@@ -88,9 +111,9 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
 }
 
 /** Host (or an absolute-form target) must name the CONNECT host; a port, when given, must be the CONNECT port. */
-function innerAuthority(req: IncomingMessage, ctx: InterceptContext): { host: string; port: number } | null {
+function innerAuthority(req: IncomingMessage, ctx: InnerContext): { host: string; port: number } | null {
   const url = req.url ?? ''
-  const abs = /^https:\/\/([^/?#]*)/i.exec(url)
+  const abs = /^https?:\/\/([^/?#]*)/i.exec(url)
   const authority = abs ? abs[1] : req.headers.host
   if (authority === undefined) return { host: ctx.host, port: ctx.port }
   return parseAuthority(authority, ctx.port) ?? (normalizeHost(authority) !== null ? { host: normalizeHost(authority) as string, port: ctx.port } : null)
@@ -104,10 +127,10 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
   if (!guard.ok) return void res.writeHead(guard.status, { connection: 'close', 'content-length': 0 }).end()
   const cfg = deps.config()
   const method = (req.method ?? 'GET').toUpperCase()
-  const rawTarget = (req.url ?? '/').replace(/^https:\/\/[^/?#]*/i, '') || '/'
+  const rawTarget = (req.url ?? '/').replace(/^https?:\/\/[^/?#]*/i, '') || '/'
   const { path: rawPath, query } = splitTarget(rawTarget.startsWith('/') ? rawTarget : `/${rawTarget}`)
   const path = normalizePath(rawPath)
-  const facts: DecisionFacts = { id: newRequestId(), agent: ctx.agent, src: ctx.src, method, scheme: 'https', host: ctx.host, port: ctx.port, path: path ?? rawPath, tls: 'intercept', mode: ctx.mode, address: ctx.address }
+  const facts: DecisionFacts = { id: newRequestId(), agent: ctx.agent, src: ctx.src, method, scheme: ctx.scheme, host: ctx.host, port: ctx.port, path: path ?? rawPath, tls: ctx.scheme === 'https' ? 'intercept' : null, mode: ctx.mode, address: ctx.address }
   const authority = innerAuthority(req, ctx)
   if (path === null) return void res.writeHead(400, { connection: 'close', 'content-length': 0 }).end()
   if (!authority || authority.host !== ctx.host || authority.port !== ctx.port) {
@@ -115,7 +138,7 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
     const { pass } = settle(deps.bus, facts, d)
     if (!pass) return respondDenial(res, d, denialContext(facts, req.headers, query), true)
   } else {
-    const policyDecision = decideRequestApproved(cfg.policy, { agent: ctx.agent, method, scheme: 'https', host: ctx.host, port: ctx.port, path, query }, deps.approvals(), Date.now())
+    const policyDecision = decideRequestApproved(cfg.policy, { agent: ctx.agent, method, scheme: ctx.scheme, host: ctx.host, port: ctx.port, path, query }, deps.approvals(), Date.now())
     // The CONNECT holds this connection's slot; each inner request is one request against the budget.
     const limits = cfg.policy.agents.get(ctx.agent)?.limits
     const { decision } = limits ? applyLimits(deps.limiter, ctx.agent, limits, policyDecision, ctx.mode, { request: true, connection: false }) : { decision: policyDecision }
@@ -123,5 +146,5 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
     const { pass } = settle(deps.bus, facts, decision)
     if (!pass) return respondDenial(res, decision as DenyDecision, denialContext(facts, req.headers, query))
   }
-  forwardAndRecord(deps, req, res, facts, { address: ctx.address, port: ctx.port, host: ctx.host, tls: true, requestTarget: requestTargetOf({ path, query }) }, false)
+  forwardAndRecord(deps, req, res, facts, { address: ctx.address, port: ctx.port, host: ctx.host, tls: ctx.scheme === 'https', requestTarget: requestTargetOf({ path, query }) }, false)
 }

@@ -47,12 +47,8 @@ const UPSTREAM_SENTENCES: Record<string, string> = {
   tls_verify: "the upstream server's TLS certificate could not be verified (wrong name, untrusted issuer or expired), so the proxy did not connect",
 }
 
-const PLAIN_HTTP_IN_TUNNEL =
-  'this CONNECT tunnel carries plain HTTP, not TLS, so its server name cannot be checked; send http:// URLs to the proxy as ordinary proxy requests (GET http://host/path; for undici ProxyAgent set proxyTunnel: false)'
-
 function sentenceFor(d: DenyDecision): string {
   if (d.reason === 'upstream_error' && d.detail !== undefined) return UPSTREAM_SENTENCES[d.detail] ?? SENTENCES.upstream_error
-  if (d.reason === 'denied_sni_mismatch' && d.detail === 'plain_http') return PLAIN_HTTP_IN_TUNNEL
   return SENTENCES[d.reason]
 }
 

@@ -3,7 +3,7 @@ import { ProxyAgent, request } from 'undici'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
 import { basicAuth } from '../helpers/clients.js'
-import { originOnlyYaml, TOKEN } from '../helpers/config.js'
+import { originOnlyYaml, TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
 
 t.test('undici ProxyAgent through the real proxy', async (t) => {
   const origin = await startHttpOrigin(t)
@@ -79,20 +79,48 @@ t.test('undici ProxyAgent through the real proxy', async (t) => {
     })
   })
 
-  t.test('plain HTTP with undici 7 defaults is tunnelled by CONNECT and answered with a readable 403', async (t) => {
-    // ProxyAgent's default proxyTunnel: true sends CONNECT even for http:// URLs; Portcullis lets the CONNECT
-    // through (the host is allowed), cannot check a server name in cleartext, and answers inside the tunnel.
+  t.test('plain HTTP with undici 7 defaults is tunnelled by CONNECT and still decided per request', async (t) => {
+    // ProxyAgent's default proxyTunnel: true sends CONNECT even for http:// URLs; Portcullis reads the
+    // cleartext requests inside the tunnel and decides each on its full URL, as if sent absolute-form.
     const defaults = new ProxyAgent({ uri: pc.proxyUrl, token })
     t.teardown(() => defaults.close())
-    const before = origin.seen.length
-    const res = await request(`http://origin.test:${origin.port}/undici-default-tunnel`, { dispatcher: defaults })
-    t.equal(res.statusCode, 403)
-    t.equal(res.headers['x-portcullis-decision'], 'denied_sni_mismatch')
-    const body = await res.body.text()
-    t.match(body, /carries plain HTTP, not TLS/)
-    t.match(body, /proxyTunnel: false/, 'the body says how to fix it')
-    t.equal(origin.seen.length, before, 'origin not reached')
-    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === origin.port && x.decision === 'deny')
-    t.match(rec, { agent: 'ci', host: 'origin.test', reason: 'denied_sni_mismatch', detail: 'plain_http', address: '127.0.0.1', tls: null })
+    const res = await request(`http://origin.test:${origin.port}/undici-default-tunnel?x=1`, { dispatcher: defaults })
+    t.equal(res.statusCode, 200)
+    t.match(await res.body.text(), /origin saw GET \/undici-default-tunnel\?x=1/)
+    t.notOk(origin.seen.at(-1)?.headers['proxy-authorization'], 'no credentials upstream')
+    const connect = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === origin.port)
+    t.match(connect, { agent: 'ci', decision: 'allow', tls: null })
+    const inner = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'GET' && x.path === '/undici-default-tunnel')
+    t.match(inner, { agent: 'ci', scheme: 'http', tls: null, decision: 'allow', port: origin.port, address: '127.0.0.1' })
+    const again = await request(`http://origin.test:${origin.port}/second`, { dispatcher: defaults })
+    t.equal(again.statusCode, 200, 'keep-alive inside the tunnel')
+    await again.body.text()
   })
+})
+
+t.test('path rules hold for http:// URLs that undici tunnels by CONNECT', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([origin.port])}
+groups:
+  g:
+    allow:
+      - host: origin.test
+        paths: ["/public/**"]
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+`,
+  )
+  const agent = new ProxyAgent({ uri: pc.proxyUrl, token: basicAuth('ci', TOKEN) })
+  t.teardown(() => agent.close())
+  const ok = await request(`http://origin.test:${origin.port}/public/a`, { dispatcher: agent })
+  t.equal(ok.statusCode, 200)
+  await ok.body.text()
+  const before = origin.seen.length
+  const denied = await request(`http://origin.test:${origin.port}/private/a`, { dispatcher: agent, headers: { accept: 'application/json' } })
+  t.equal(denied.statusCode, 403)
+  t.equal(denied.headers['x-portcullis-decision'], 'denied_path')
+  t.match(await denied.body.json(), { reason: 'denied_path', path: '/private/a', rule: 'g.allow[0]' })
+  t.equal(origin.seen.length, before, 'the denied request never reached the origin')
 })
