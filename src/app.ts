@@ -215,7 +215,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     redisTail = startRedisTail({ client: (sink.client as Redis).duplicate(), stream, self: instance, onRecord: (r) => remoteBus.publish(r), log: redisLog })
     const sync = attachRedisSync(limiter, sink.client, { log: redisLog, instance })
     limitSync = sync
-    metrics.setSources({ telemetryBacklog: () => sink.backlog(), telemetryDropped: () => sink.dropped(), limitsRedisFallback: () => sync.fallback() })
+    metrics.setSources({ telemetryBacklog: () => sink.backlog(), telemetryDropped: () => sink.dropped(), limitsRedisFallback: () => sync.fallback(), limitsInstances: () => sync.instances() })
     log.info({ code: 'PC_REDIS_CONFIGURED', redis: redactRedisUrl(url), stream }, 'telemetry, rate limits and approvals use Redis')
     return { sink, store: createRedisApprovalStore(sink.client, { log: redisLog }) }
   }

@@ -15,16 +15,17 @@
  * backend uses `limiter.shared`: it `drain()`s what this instance admitted since the last sync
  * (per agent, per fixed window: the epoch minute for requests, the UTC day for bytes), adds it to
  * the global counters, and `settle()`s the global totals back. While shared mode is on,
- * `admitRequest` also requires  in-flight + unsynced < ceil((budget - global-known) / instances)
- * for the current window, where `instances` is how many instances are alive (from the sync's
- * heartbeat): each may use only its share of what was left at the last sync, so together they stay
- * within the budget however fast requests arrive between syncs. The price: one instance alone
- * receiving an agent's burst gets 1/instances of what is left per sync interval (50 ms), so a burst
- * of the whole budget inside a few intervals sees some 429s with Retry-After 1. The admit check is
- * the MIN of the local bucket and that share: the bucket keeps one instance from bursting past rpm,
- * the share keeps all instances together to rpm per minute. A fixed window
- * can let up to 2×rpm through across a minute boundary; the local bucket bounds each instance's
- * share of that.
+ * `admitRequest` also requires  in-flight + unsynced < ceil(left / instances), where
+ *   left = budget - this minute's global count - the previous minute's global count weighted by
+ *          how much of it still lies within the last 60 s (a sliding-window estimate, so a new
+ *          minute is no fresh budget on top of one just spent),
+ * and `instances` is how many instances are alive (the sync's heartbeat): each may use only its
+ * share of what was left at the last sync, so together they stay within the budget however fast
+ * requests arrive between syncs. The price: one instance alone receiving an agent's burst gets
+ * 1/instances of what is left per sync interval (25 ms), so a burst of the whole budget inside a
+ * few intervals sees some 429s with Retry-After 1. The admit check is the MIN of the local bucket
+ * and that share: the bucket keeps one instance from bursting past rpm, the share keeps all
+ * instances together to rpm per 60 s.
  */
 import type { AgentLimits, DenyDecision } from '../policy/types.js'
 import { createBucket, MS_PER_MINUTE, resize, take, type TokenBucket } from './token-bucket.js'
@@ -42,6 +43,8 @@ export interface UsageCounts {
   /** UTC day as yyyymmdd. */
   readonly day: number
   readonly bytes: number
+  /** In totals only: requests of the minute before `minute` (for the sliding-window estimate). */
+  readonly previousRequests?: number
 }
 
 /** Hooks for a shared-usage backend. Only one drain may be in flight at a time. */
@@ -87,6 +90,8 @@ interface AgentState {
   reqUnsynced: number
   reqInflight: number
   reqGlobal: number
+  /** Requests of the previous minute, all instances (from the sync; else this instance's own count). */
+  reqPrevious: number
   bytesUnsynced: number
   bytesInflight: number
   bytesGlobal: number
@@ -127,7 +132,7 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     if (!st) {
       st = {
         bucket: null, conns: 0, minute: Math.floor(now / MS_PER_MINUTE), day: utcDay(now), bytesLocal: 0,
-        reqUnsynced: 0, reqInflight: 0, reqGlobal: 0, bytesUnsynced: 0, bytesInflight: 0, bytesGlobal: 0, lastActiveMs: now,
+        reqUnsynced: 0, reqInflight: 0, reqGlobal: 0, reqPrevious: 0, bytesUnsynced: 0, bytesInflight: 0, bytesGlobal: 0, lastActiveMs: now,
       }
       agents.set(agentId, st)
     }
@@ -144,6 +149,8 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
       orphans.push({ agentId, minute: st.minute, requests: st.reqUnsynced, day: st.day, bytes })
     }
     if (minute !== st.minute) {
+      // The best estimate of the minute that just ended, until a sync brings the global count.
+      st.reqPrevious = minute === st.minute + 1 ? st.reqGlobal + st.reqInflight + st.reqUnsynced : 0
       st.minute = minute
       st.reqUnsynced = st.reqInflight = st.reqGlobal = 0
     }
@@ -173,17 +180,12 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     }
     if (st.bucket === null) st.bucket = createBucket(rpm, now)
     else resize(st.bucket, rpm, now)
-    // This instance's share of what was left at the last sync: with N live instances, each takes at
-    // most ceil(left / N) until the next sync, so together they stay within the budget however fast
-    // requests come (any instance may be admitting for this agent, so all N count).
-    const left = rpm - st.reqGlobal
-    if (shared && st.reqInflight + st.reqUnsynced >= Math.ceil(left / instances)) {
-      denied.requests_per_minute++
-      // Budget used up: retry when the window ends. Only this interval's share used: the next sync
-      // (tens of ms away) may leave room, so retry soon.
-      const windowEnd = (st.minute + 1) * MS_PER_MINUTE
-      const usedUp = st.reqGlobal + st.reqInflight + st.reqUnsynced >= rpm
-      return deny('requests_per_minute', usedUp ? Math.max(1, Math.ceil((windowEnd - now) / 1000)) : 1)
+    if (shared) {
+      const denial = sharedWindowDenial(st, rpm, now)
+      if (denial) {
+        denied.requests_per_minute++
+        return denial
+      }
     }
     const r = take(st.bucket, now)
     if (!r.ok) {
@@ -192,6 +194,29 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     }
     st.reqUnsynced++
     return { ok: true }
+  }
+
+  /**
+   * The shared check. Sliding window: the current minute's count plus the previous minute's, weighted
+   * by how much of it still lies within the last 60 s, so a fresh minute does not hand out a second
+   * budget on top of one just spent. This instance may use ceil(left / N) of what was left at the last
+   * sync (N live instances, any of which may be admitting for this agent), so together they stay within
+   * the budget however fast requests come between syncs.
+   */
+  function sharedWindowDenial(st: AgentState, rpm: number, now: number): DenyDecision | null {
+    const elapsed = (now - st.minute * MS_PER_MINUTE) / MS_PER_MINUTE
+    const previous = st.reqPrevious * (1 - elapsed)
+    const left = rpm - st.reqGlobal - previous
+    const mine = st.reqInflight + st.reqUnsynced
+    if (mine < Math.ceil(left / instances)) return null
+    if (st.reqGlobal + previous + mine < rpm) return deny('requests_per_minute', 1) // only this sync interval's share is used
+    // Used up: retry when the window has room again, either as the previous minute's weight fades or at
+    // the next minute.
+    const windowEndS = Math.max(1, Math.ceil(((st.minute + 1) * MS_PER_MINUTE - now) / 1000))
+    const room = rpm - 1 - st.reqGlobal - mine
+    if (st.reqPrevious <= 0 || room < 0) return deny('requests_per_minute', windowEndS)
+    const fadedAt = (1 - room / st.reqPrevious) * MS_PER_MINUTE
+    return deny('requests_per_minute', Math.min(windowEndS, Math.max(1, Math.ceil((fadedAt - elapsed * MS_PER_MINUTE) / 1000))))
   }
 
   function acquireConnection(agentId: string, limits: AgentLimits): Release | DenyDecision {
@@ -249,6 +274,7 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
         if (t.minute === st.minute) {
           st.reqGlobal = t.requests
           st.reqInflight = 0
+          if (t.previousRequests !== undefined) st.reqPrevious = t.previousRequests
         }
         if (t.day === st.day) {
           st.bytesGlobal = t.bytes

@@ -4,10 +4,10 @@
  *
  * Design:
  * 1. Every instance admits on its own (limiter.ts) and counts what it admitted since the last sync.
- * 2. Every `syncIntervalMs` (default 100) one sync runs: `limiter.shared.drain()` hands over those
+ * 2. Every `syncIntervalMs` (default 25 ms) one sync runs: `limiter.shared.drain()` hands over those
  *    counts (for every agent active in the last minute, even with nothing new, so that what the
  *    other instances admitted becomes known), and ONE atomic Lua script per agent — EVALSHA,
- *    pipelined for all agents — adds them to fixed-window counters and returns the global totals:
+ *    pipelined for all agents — adds them to per-minute counters and returns the global totals (and the previous minute's, for the sliding window):
  *      `<prefix>rl:{<agent>}:<epochMinute>`  requests in that minute   (EXPIRE 120 s)
  *      `<prefix>bytes:{<agent>}:<yyyymmdd>`  bytes in that UTC day     (EXPIRE 2 days)
  *    The `{agent}` hash tag keeps both keys of a script in one Redis Cluster slot.
@@ -46,6 +46,8 @@ export interface RedisSync {
   stop(): void
   /** True while limits are purely local (Redis unreachable, or not yet synced). */
   fallback(): boolean
+  /** Live instances sharing the budgets, as of the last sync (1 before the first). */
+  instances(): number
 }
 
 type RedisClient = Redis | Cluster
@@ -54,7 +56,10 @@ const COMMAND = 'portcullisLimitSync'
 const MINUTE_TTL_S = 120
 const DAY_TTL_S = 2 * 86_400
 
-/** KEYS: requests key, bytes key. ARGV: request delta, byte delta, request TTL, byte TTL. Returns both totals. */
+/**
+ * KEYS: requests key, bytes key, previous minute's requests key. ARGV: request delta, byte delta,
+ * request TTL, byte TTL. Returns both totals and the previous minute's requests.
+ */
 const SCRIPT = `
 local function add(key, delta, ttl)
   local n = tonumber(delta)
@@ -65,7 +70,7 @@ local function add(key, delta, ttl)
   end
   return tonumber(redis.call('GET', key) or '0')
 end
-return { add(KEYS[1], ARGV[1], ARGV[3]), add(KEYS[2], ARGV[2], ARGV[4]) }
+return { add(KEYS[1], ARGV[1], ARGV[3]), add(KEYS[2], ARGV[2], ARGV[4]), tonumber(redis.call('GET', KEYS[3]) or '0') }
 `
 
 /** An instance is alive while it has heartbeaten within this window. */
@@ -83,11 +88,11 @@ return redis.call('ZCARD', KEYS[1])
 `
 
 type HeartbeatCommand = (instancesKey: string, instance: string, windowMs: number) => Promise<unknown>
-type SyncCommand = (reqKey: string, bytesKey: string, reqs: number, bytes: number, reqTtl: number, bytesTtl: number) => unknown
+type SyncCommand = (reqKey: string, bytesKey: string, prevReqKey: string, reqs: number, bytes: number, reqTtl: number, bytesTtl: number) => unknown
 type WithSync<T> = T & { [COMMAND]: SyncCommand; [HEARTBEAT]: HeartbeatCommand }
 
-function isTotals(v: unknown): v is [number, number] {
-  return Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'number'
+function isTotals(v: unknown): v is [number, number, number] {
+  return Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'number' && typeof v[2] === 'number'
 }
 
 /** Redis is not coming back soon: these states are entered only after a connection was lost or closed. */
@@ -100,12 +105,12 @@ export function newInstanceId(): string {
 
 export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: RedisSyncOptions): RedisSync {
   const prefix = opts.prefix ?? 'portcullis:'
-  const intervalMs = opts.syncIntervalMs ?? 50
+  const intervalMs = opts.syncIntervalMs ?? 25
   const staleAfterMs = opts.staleAfterMs ?? Math.max(1000, 10 * intervalMs)
   const log = opts.log
   const instance = opts.instance ?? newInstanceId()
   const instancesKey = `${prefix}instances`
-  client.defineCommand(COMMAND, { numberOfKeys: 2, lua: SCRIPT })
+  client.defineCommand(COMMAND, { numberOfKeys: 3, lua: SCRIPT })
   client.defineCommand(HEARTBEAT, { numberOfKeys: 1, lua: HEARTBEAT_SCRIPT })
 
   let generation = 0
@@ -113,13 +118,14 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
   let notReadySince: number | null = null
   let degraded = false
   let stopped = false
+  let liveInstances = 1
   limiter.shared.setShared(false)
 
-  const keysOf = (c: UsageCounts): [string, string] => [`${prefix}rl:{${c.agentId}}:${c.minute}`, `${prefix}bytes:{${c.agentId}}:${c.day}`]
+  const keysOf = (c: UsageCounts): [string, string, string] => [`${prefix}rl:{${c.agentId}}:${c.minute}`, `${prefix}bytes:{${c.agentId}}:${c.day}`, `${prefix}rl:{${c.agentId}}:${c.minute - 1}`]
 
   function toTotals(c: UsageCounts, v: unknown): UsageCounts {
     if (!isTotals(v)) throw new Error('unexpected reply from the limit sync script')
-    return { ...c, requests: v[0], bytes: v[1] }
+    return { ...c, requests: v[0], bytes: v[1], previousRequests: v[2] }
   }
 
   /** One round trip: this instance's heartbeat (how many instances are alive) and the batch's totals. */
@@ -182,7 +188,8 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
       ({ instances, totals }) => {
         if (mine !== generation) return
         inflightSince = null
-        limiter.shared.setInstances(instances)
+        liveInstances = Math.max(1, instances)
+        limiter.shared.setInstances(liveInstances)
         limiter.shared.settle(totals)
         recover()
       },
@@ -210,5 +217,6 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
       if (client.status === 'ready') client.zrem(instancesKey, instance).catch(() => undefined)
     },
     fallback: () => !limiter.shared.isShared(),
+    instances: () => liveInstances,
   }
 }

@@ -16,6 +16,8 @@ export interface MetricsSources {
   readonly configGeneration?: () => number
   /** True while rate limits run on local buckets because Redis is unreachable. */
   readonly limitsRedisFallback?: () => boolean
+  /** Live instances sharing rate-limit budgets through Redis. */
+  readonly limitsInstances?: () => number
   /** Failures per sink name (the bus's `sinkFailures`). */
   readonly sinkFailures?: () => ReadonlyMap<string, number>
   /**
@@ -99,6 +101,8 @@ export function createMetrics(initial: MetricsSources = {}): Metrics {
     const f = src.limitsRedisFallback?.()
     return f === undefined ? undefined : f ? 1 : 0
   })
+
+  gauge('portcullis_limits_instances', 'Live instances sharing rate-limit budgets through Redis (each admits its share).', () => src.limitsInstances?.())
 
   // Counter semantics over a monotonic source: add what grew since the last scrape.
   let droppedSeen = 0

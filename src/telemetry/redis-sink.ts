@@ -44,6 +44,8 @@ export interface RedisSink extends Sink {
 }
 
 const CLUSTER_SCHEME = /^(rediss?)\+cluster:\/\//i
+/** No Redis command waits longer than this for its reply (blocking reads use a shorter BLOCK). */
+export const COMMAND_TIMEOUT_MS = 3000
 
 /** `min(200·n, 2000)` ms, forever: Redis may come back at any time. */
 export function retryDelayMs(times: number): number {
@@ -60,7 +62,9 @@ export function redactRedisUrl(url: string): string {
 
 /** Build an ioredis client (standalone or cluster) with fail-fast options: nothing piles up inside ioredis. */
 export function createRedisClient(url: string, cluster = false): RedisClient {
-  const base: RedisOptions = { lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: retryDelayMs }
+  // commandTimeout: a Redis that accepts connections but stops answering (paused, swapping) must not hang
+  // the admin API or the approval store; a timed-out command fails like a disconnected one.
+  const base: RedisOptions = { lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: retryDelayMs, commandTimeout: COMMAND_TIMEOUT_MS }
   const m = CLUSTER_SCHEME.exec(url)
   if (!m && !cluster) return new Redis(url, base)
   const tls = (m?.[1] ?? new URL(url).protocol.replace(':', '')).toLowerCase() === 'rediss'
@@ -74,7 +78,7 @@ export function createRedisClient(url: string, cluster = false): RedisClient {
     const u = new URL(`redis://${h}`)
     return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 6379) }
   })
-  const redisOptions: RedisOptions = { maxRetriesPerRequest: 1, ...(tls ? { tls: {} } : {}) }
+  const redisOptions: RedisOptions = { maxRetriesPerRequest: 1, commandTimeout: COMMAND_TIMEOUT_MS, ...(tls ? { tls: {} } : {}) }
   if (first.username) redisOptions.username = decodeURIComponent(first.username)
   if (first.password) redisOptions.password = decodeURIComponent(first.password)
   // No ready check: ioredis sends it through the (disabled) offline queue and would never become ready.

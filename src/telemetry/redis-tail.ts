@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import type { TelemetryRecord } from './events.js'
-import type { RedisClient } from './redis-sink.js'
+import { COMMAND_TIMEOUT_MS, type RedisClient } from './redis-sink.js'
 
 /**
  * Follows the telemetry stream for records made by OTHER instances, so the
@@ -9,9 +9,9 @@ import type { RedisClient } from './redis-sink.js'
  * instance's own records reach those views straight from its bus.
  *
  * XREAD BLOCK needs a connection of its own (it would hold up every other
- * command); the caller passes a dedicated client. It starts at the stream's
- * end and, after an outage, resumes from the last entry it saw, so records
- * other instances buffered meanwhile still arrive. Nothing here touches the
+ * command); the caller passes a dedicated client. It starts from the moment
+ * it was created and, after an outage, resumes from the last entry it saw, so
+ * records other instances made or buffered meanwhile still arrive. Nothing here touches the
  * data path.
  */
 export interface RedisTail {
@@ -30,7 +30,7 @@ export interface RedisTailOptions {
 }
 
 const BATCH = 500
-const RETRY_MS = 1000
+const RETRY_MS = 250
 
 function field(fields: readonly string[], name: string): string | undefined {
   for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1]
@@ -39,18 +39,21 @@ function field(fields: readonly string[], name: string): string | undefined {
 
 export function startRedisTail(opts: RedisTailOptions): RedisTail {
   const { client, stream, self, onRecord } = opts
-  const blockMs = opts.blockMs ?? 5000
+  // Shorter than the client's command timeout, so an idle stream is not mistaken for a stalled Redis.
+  const blockMs = opts.blockMs ?? Math.floor(COMMAND_TIMEOUT_MS / 2)
   let stopped = false
-  /** The last entry id seen; null until the stream's current end is known. */
-  let last: string | null = null
+  /**
+   * The last entry id seen. It starts at this instance's start time (a second early for clock skew
+   * against Redis's), not at `$`: the connection may take a while, and records other instances make
+   * meanwhile must not be skipped.
+   */
+  let last = `${Math.max(0, Date.now() - 1000)}-0`
   let failing = false
   client.on('error', () => undefined)
 
   async function loop(): Promise<void> {
     while (!stopped) {
       try {
-        // Start at the current end, with an explicit id (not `$`, which would skip what arrives between two reads).
-        last ??= (await client.xrevrange(stream, '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0'
         const res = (await client.xread('COUNT', BATCH, 'BLOCK', blockMs, 'STREAMS', stream, last)) as Array<[string, Array<[string, string[]]>]> | null
         failing = false
         for (const [, entries] of res ?? []) {

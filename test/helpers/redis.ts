@@ -8,6 +8,9 @@ export interface RedisProc {
   start(): Promise<void>
   /** SIGKILL: an outage, not a clean shutdown. */
   kill(): Promise<void>
+  /** SIGSTOP / SIGCONT: Redis keeps its connections but stops answering. */
+  pause(): void
+  resume(): void
 }
 
 /**
@@ -26,11 +29,16 @@ export function redisServer(t: Test, port: number, extra: readonly string[] = []
     c.kill('SIGKILL')
     await exited
   }
-  t.teardown(kill)
+  t.teardown(async () => {
+    child?.kill('SIGCONT')
+    await kill()
+  })
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
     kill,
+    pause: () => void child?.kill('SIGSTOP'),
+    resume: () => void child?.kill('SIGCONT'),
     async start() {
       const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra]
       const c = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'inherit'] })

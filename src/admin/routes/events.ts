@@ -57,7 +57,8 @@ export function eventRoutes(src: EventSource): Route[] {
         } catch {
           // Redis is down: the first page can still come from this instance's ring; later pages cannot.
           if (q.cursor !== undefined) return sendJson(res, 503, { error: 'redis_unavailable', message: 'Redis is unreachable; start again without a cursor to read this instance\'s memory' })
-          return sendPage(res, 'memory', queryRing(src.ring.snapshot(), q))
+          // Only the first page: a memory cursor could not continue once Redis answers again.
+          return sendPage(res, 'memory', { records: queryRing(src.ring.snapshot(), q).records, nextCursor: null })
         }
         sendPage(res, 'redis', page)
       },

@@ -196,3 +196,28 @@ t.test('shared: each of N live instances may use 1/N of what was left at the las
   t.same(l.admitRequest('ci-42', lim), { ok: true }, 'alone again: the last one')
   t.same(l.admitRequest('ci-42', lim), rateLimited('requests_per_minute', 30), 'the budget is used: retry when the window ends')
 })
+
+t.test('shared: a new minute is no fresh budget on top of one just spent (sliding window)', async (t) => {
+  let now = T0 // 10:00:30
+  const l = createLimiter({ now: () => now })
+  const lim = limits({ requestsPerMinute: 10 })
+  l.shared.setShared(true)
+  let granted = 0
+  for (let i = 0; i < 10; i++) if ('ok' in l.admitRequest('ci-42', lim)) granted++
+  t.equal(granted, 10)
+  l.shared.drain()
+  l.shared.settle([{ agentId: 'ci-42', minute: MINUTE, requests: 10, day: 20261125, bytes: 0 }])
+  now = (MINUTE + 1) * 60_000 + 1000 // 10:01:01: the bucket holds ~5 tokens again, the fixed window is empty
+  granted = 0
+  for (let i = 0; i < 10; i++) if ('ok' in l.admitRequest('ci-42', lim)) granted++
+  t.equal(granted, 1, 'the previous minute still weighs 59/60: one request, not five')
+  const d = l.admitRequest('ci-42', lim)
+  t.match(d, { verdict: 'deny', detail: 'requests_per_minute' })
+  t.ok('retryAfterS' in d && (d.retryAfterS ?? 0) >= 5 && (d.retryAfterS ?? 0) <= 59, `Retry-After while the previous minute fades (${'retryAfterS' in d ? d.retryAfterS : '?'} s)`)
+  l.shared.drain()
+  l.shared.settle([{ agentId: 'ci-42', minute: MINUTE + 1, requests: 1, day: 20261125, bytes: 0, previousRequests: 10 }])
+  now = (MINUTE + 1) * 60_000 + 45_000 // 10:01:45: 10 × 0.25 + 1 used
+  granted = 0
+  for (let i = 0; i < 10; i++) if ('ok' in l.admitRequest('ci-42', lim)) granted++
+  t.equal(granted, 7, 'room comes back as the previous minute fades')
+})
