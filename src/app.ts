@@ -125,7 +125,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   const deps: ProxyDeps = {
     config: () => current,
     bus,
-    log: log.child({ component: 'proxy' }),
+    log: log.child({ subsystem: 'proxy' }),
     forwarder,
     tracker,
     get interceptor() {
@@ -206,7 +206,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
    * connection is the sink's, shared by the limit sync and the approval store.
    */
   function connectRedis(url: string): { sink: RedisSink; store: ApprovalStore } {
-    const redisLog = log.child({ component: 'redis' })
+    const redisLog = log.child({ subsystem: 'redis' })
     const { stream, maxlen } = current.telemetry.redis
     const instance = newInstanceId()
     const sink = createRedisSink({ url, stream, maxlen, log: redisLog, instance })

@@ -156,7 +156,9 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
     limiter.shared.setShared(false)
     if (degraded) return
     degraded = true
-    log.warn({ code: 'PC_LIMITS_LOCAL_FALLBACK', err }, 'Redis unreachable: rate limits fall back to per-instance limits')
+    // The reason as one line: an expected outage is not a stack trace.
+    const reason = err instanceof Error ? err.message : err === undefined ? 'not connected' : String(err)
+    log.warn({ code: 'PC_LIMITS_LOCAL_FALLBACK', reason }, 'Redis unreachable: rate limits fall back to per-instance limits')
   }
 
   function recover(): void {

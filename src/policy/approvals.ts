@@ -1,3 +1,4 @@
+import type { Reason } from './reasons.js'
 import type { CompiledPolicy } from './compiled.js'
 import { decideConnect, decideRequest } from './decide.js'
 import type { ConnectDecision, ConnectFacts, Decision, RequestFacts } from './types.js'
@@ -69,23 +70,27 @@ export function approvalCovers(a: Approval, f: ApprovalFacts, nowMs: number): bo
   }
 }
 
+/** The policy reasons an approval can override (the denial body offers `portcullis approve` only for these). */
+export function isApprovable(reason: Reason): boolean {
+  switch (reason) {
+    case 'denied_no_rule':
+    case 'denied_by_rule':
+    case 'denied_port':
+    case 'denied_method':
+    case 'denied_path':
+      return true
+    default:
+      return false
+  }
+}
+
 /**
  * Overlay: a policy denial covered by an active approval becomes an allow with
  * rule id `approval:<id>`. Only policy reasons are overridable: identity,
  * private-address, SNI/Host mismatch, secrets and limits stay as they are.
  */
 export function applyApprovals(d: Decision, f: ApprovalFacts, index: ApprovalIndex, nowMs: number): Decision {
-  if (d.verdict === 'allow') return d
-  switch (d.reason) {
-    case 'denied_no_rule':
-    case 'denied_by_rule':
-    case 'denied_port':
-    case 'denied_method':
-    case 'denied_path':
-      break
-    default:
-      return d
-  }
+  if (d.verdict === 'allow' || !isApprovable(d.reason)) return d
   const list = index.get(f.agent)
   if (!list) return d
   for (const a of list) {

@@ -14,6 +14,7 @@ import { applyLimits, denialContext, settle } from './decision-point.js'
 import { readClientHello, TLS_ALERT_UNRECOGNIZED_NAME, type HelloOutcome } from './client-hello-reader.js'
 import { respondBadRequest, respondConnectDenial } from './respond.js'
 import { spliceTunnel } from './tunnel.js'
+import { checkRequestHead } from './request-guard.js'
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection established\r\nVia: 1.1 portcullis\r\n\r\n'
 
@@ -26,6 +27,8 @@ const ESTABLISHED = 'HTTP/1.1 200 Connection established\r\nVia: 1.1 portcullis\
 export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
   const t0 = performance.now()
   const state = connStateOf(socket)
+  const guard = checkRequestHead(req.rawHeaders)
+  if (!guard.ok) return respondBadRequest(socket, guard.status, guard.detail)
   const authority = parseAuthority(req.url ?? '')
   if (!authority) return respondBadRequest(socket, 400, 'bad_connect_target')
   const cfg = deps.config()

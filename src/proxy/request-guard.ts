@@ -42,6 +42,7 @@ export function checkRequestHead(
 
   const contentLengths: string[] = []
   const transferEncodings: string[] = []
+  let proxyAuthorizations = 0
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i] ?? ''
     const value = rawHeaders[i + 1] ?? ''
@@ -50,7 +51,10 @@ export function checkRequestHead(
     const lower = name.toLowerCase()
     if (lower === 'content-length') contentLengths.push(value)
     else if (lower === 'transfer-encoding') transferEncodings.push(value)
+    else if (lower === 'proxy-authorization') proxyAuthorizations++
   }
+  // Two credentials are one too many: which one counts would depend on who reads the request.
+  if (proxyAuthorizations > 1) return fail(400, 'duplicate_proxy_authorization')
   return checkFraming(contentLengths, transferEncodings)
 }
 

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream'
 import { assertNever, type DenyReason } from '../policy/reasons.js'
 import type { DenyDecision } from '../policy/types.js'
 import { formatAuthority } from '../net/host.js'
+import { isApprovable } from '../policy/approvals.js'
 
 /**
  * The ONLY writer of denials. Status from reason, the two X-Portcullis headers,
@@ -94,10 +95,11 @@ function target(ctx: DenialContext): string {
 export function denialBody(d: DenyDecision, ctx: DenialContext): { contentType: string; body: string } {
   const isPolicy = d.reason !== 'upstream_error'
   const who = ctx.agent ? ` for agent ${ctx.agent}` : ''
-  const approve = `portcullis approve ${ctx.requestId}`
-  const tail = isPolicy
-    ? `This is a policy decision, not a network fault; retrying by another route will not help. Request id ${ctx.requestId}; an admin can approve it with: ${approve}`
-    : `This is a network failure past the proxy, not a policy decision. Request id ${ctx.requestId}.`
+  // Only what an approval can override gets the approve hint; a rate limit or a failed login does not.
+  const approve = isApprovable(d.reason) ? `portcullis approve ${ctx.requestId}` : null
+  const tail = !isPolicy
+    ? `This is a network failure past the proxy, not a policy decision. Request id ${ctx.requestId}.`
+    : `This is a policy decision, not a network fault; retrying by another route will not help. Request id ${ctx.requestId}${approve ? `; an admin can approve it with: ${approve}` : '.'}`
   const message = `portcullis ${isPolicy ? 'blocked' : 'could not complete'} ${ctx.method} ${target(ctx)}${who}: ${sentenceFor(d)}. ${tail}`
   if (!ctx.wantsJson) return { contentType: 'text/plain; charset=utf-8', body: `${message}\n` }
   // `error` is the field npm (and other registry clients) print from a JSON error body.
@@ -112,7 +114,7 @@ export function denialBody(d: DenyDecision, ctx: DenialContext): { contentType: 
     query: ctx.query || null,
     rule: d.ruleId,
     message,
-    approve_command: isPolicy ? approve : null,
+    approve_command: approve,
   }
   return { contentType: 'application/json', body: `${JSON.stringify(json)}\n` }
 }

@@ -6,7 +6,7 @@ import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
 import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
-import { until } from '../helpers/admin.js'
+import { adminCall, until } from '../helpers/admin.js'
 
 /** Rate limits through the real proxy (in memory; the Redis-shared case is in redis-shared.test.ts). */
 
@@ -50,7 +50,11 @@ agents:
   t.equal(limited.headers['x-portcullis-decision'], 'denied_rate_limited')
   const retryAfter = Number(limited.headers['retry-after'])
   t.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After in seconds (${limited.headers['retry-after']})`)
-  t.match(JSON.parse(limited.body), { reason: 'denied_rate_limited', agent: 'ci', error: /rate limit/ })
+  t.match(JSON.parse(limited.body), { reason: 'denied_rate_limited', agent: 'ci', error: /rate limit/, approve_command: null })
+  t.notMatch(limited.body, /portcullis approve/, 'no approve hint: an approval cannot lift a rate limit')
+  const refused = await adminCall<{ error: string }>(pc.adminUrl, 'POST', '/api/approvals', { request_id: limited.headers['x-portcullis-request-id'], scope: 'exact', ttl: '1h' })
+  t.equal(refused.status, 409, 'the admin API refuses to approve a rate-limited request')
+  t.equal(refused.body.error, 'not_approvable')
   t.equal(origin.seen.length, seenBefore, 'the limited request never reached the origin')
   const rec = await pc.waitForRecord((r) => r.event === 'decision' && r.reason === 'denied_rate_limited')
   t.match(rec, { agent: 'ci', decision: 'deny', host: 'origin.test' })

@@ -22,6 +22,8 @@ t.test('malformed and smuggling-shaped requests get 400/431 and a closed connect
     ['Transfer-Encoding list', `POST ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`, /^HTTP\/1\.1 400 /],
     ['space before colon', `GET ${target} HTTP/1.1\r\nHost : origin.test\r\n${auth}\r\n`, /^HTTP\/1\.1 400 /],
     ['garbage', `\x16\x03\x01garbage\r\n\r\n`, /^HTTP\/1\.1 400 /],
+    ['two Proxy-Authorization headers', `GET ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Proxy-Authorization: Basic b3RoZXI6eA==\r\n\r\n`, /^HTTP\/1\.1 400 /],
+    ['two Proxy-Authorization headers on CONNECT', `CONNECT origin.test:443 HTTP/1.1\r\nHost: origin.test:443\r\n${auth}Proxy-Authorization: Basic b3RoZXI6eA==\r\n\r\n`, /^HTTP\/1\.1 400 /],
     ['over-long headers', `GET ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}X-Big: ${'a'.repeat(20_000)}\r\n\r\n`, /^HTTP\/1\.1 431 /],
   ]
   for (const [name, request, status] of cases) {

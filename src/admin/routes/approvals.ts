@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import { z } from 'zod'
 import type { ApprovalStore } from '../../approvals/store.js'
 import { isActive } from '../../approvals/store.js'
-import type { Approval } from '../../policy/approvals.js'
+import { isApprovable, type Approval } from '../../policy/approvals.js'
 import type { Bus } from '../../telemetry/bus.js'
 import { buildApprovalRecord, newRequestId, type DecisionRecord } from '../../telemetry/events.js'
 import { parseDurationMs } from '../../config/duration.js'
@@ -75,7 +75,9 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
         if (ttlMs === null || ttlMs <= 0 || ttlMs > MAX_TTL_MS) return sendJson(res, 400, { error: 'bad_ttl', message: 'ttl is a duration like 30m, 2h or 7d, at most 90d' })
         const record = await deps.findDecision(body.data.request_id)
         if (!record) return sendJson(res, 404, { error: 'unknown_request', message: `no decision record with id ${body.data.request_id} (it may have aged out of the ring)` })
-        if (record.decision !== 'deny' || record.agent === null) return sendJson(res, 409, { error: 'not_approvable', message: 'only policy denials of a known agent can be approved' })
+        if (record.decision !== 'deny' || record.agent === null || !isApprovable(record.reason)) {
+          return sendJson(res, 409, { error: 'not_approvable', message: `only policy denials (no rule, deny rule, port, method, path) of a known agent can be approved; this one is ${record.reason}` })
+        }
         const t = now()
         const approval: Approval = {
           id: newRequestId(),

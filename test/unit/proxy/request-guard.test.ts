@@ -17,6 +17,7 @@ const CASES: ReadonlyArray<readonly [string, readonly string[], Expected]> = [
   ['the conflict is found whatever the order and case', [...BASE, 'TRANSFER-ENCODING', 'chunked', 'content-length', '5'], bad('cl_te_conflict')],
   ['duplicate equal Content-Length is refused', [...BASE, 'Content-Length', '5', 'Content-Length', '5'], bad('duplicate_content_length')],
   ['duplicate differing Content-Length is refused', [...BASE, 'Content-Length', '5', 'content-length', '6'], bad('duplicate_content_length')],
+  ['two Proxy-Authorization headers are refused (which one counts would be ambiguous)', [...BASE, 'Proxy-Authorization', 'Basic YTpi', 'proxy-authorization', 'Basic Yzpk'], bad('duplicate_proxy_authorization')],
   ['a Content-Length list is refused', [...BASE, 'Content-Length', '5, 5'], bad('bad_content_length')],
   ['a signed Content-Length is refused', [...BASE, 'Content-Length', '+5'], bad('bad_content_length')],
   ['a negative Content-Length is refused', [...BASE, 'Content-Length', '-1'], bad('bad_content_length')],
