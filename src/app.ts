@@ -38,7 +38,7 @@ import { createRedisSink, readEvents, redactRedisUrl, type RedisSink } from './t
 import { metricsRoutes } from './admin/routes/metrics.js'
 import { createLimiter } from './limits/limiter.js'
 import { attachRedisSync, newInstanceId, type RedisSync } from './limits/redis-sync.js'
-import { startRedisTail, type RedisTail } from './telemetry/redis-tail.js'
+import { createRemoteFeed, type RemoteFeed } from './telemetry/redis-tail.js'
 
 export interface AppOptions {
   /** Where log lines go (tests pass a sink; default stdout). */
@@ -118,9 +118,8 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   const limiter = createLimiter()
   let redisSink: RedisSink | null = null
   let limitSync: RedisSync | null = null
-  let redisTail: RedisTail | null = null
-  /** Records other instances made, followed from the Redis stream for the live views. */
-  const remoteBus = createBus((sink, err) => log.error({ code: 'PC_ERR_INTERNAL', sink, err }, 'remote record subscriber failed'))
+  /** Records other instances made, followed from the Redis stream while a live view is open. */
+  let remoteFeed: RemoteFeed | null = null
   let interceptor: Interceptor | null = null
   const deps: ProxyDeps = {
     config: () => current,
@@ -212,7 +211,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     const sink = createRedisSink({ url, stream, maxlen, log: redisLog, instance })
     bus.subscribe(sink)
     // The two duplicate() signatures (Redis, Cluster) are incompatible as a union; both take no arguments here.
-    redisTail = startRedisTail({ client: (sink.client as Redis).duplicate(), stream, self: instance, onRecord: (r) => remoteBus.publish(r), log: redisLog })
+    remoteFeed = createRemoteFeed({ connect: () => (sink.client as Redis).duplicate(), stream, self: instance, log: redisLog })
     const sync = attachRedisSync(limiter, sink.client, { log: redisLog, instance })
     limitSync = sync
     metrics.setSources({ telemetryBacklog: () => sink.backlog(), telemetryDropped: () => sink.dropped(), limitsRedisFallback: () => sync.fallback(), limitsInstances: () => sync.instances() })
@@ -226,7 +225,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     return [
       ...healthRoutes({ generation: () => generation, configError: () => configError, ready: () => proxyServer.listening, startedAt }),
       ...metricsRoutes(metrics),
-      ...eventRoutes({ ring, bus, remote: sink ? remoteBus : null, redis: sink ? { query: (q) => readEvents(sink.client, stream, q) } : null, onStreamDrop: (n) => metrics.countStreamDropped(n) }),
+      ...eventRoutes({ ring, bus, remote: remoteFeed, redis: sink ? { query: (q) => readEvents(sink.client, stream, q) } : null, onStreamDrop: (n) => metrics.countStreamDropped(n) }),
       ...explainRoutes(() => current),
       ...approvalRoutes({ store: approvalStore, findDecision, bus, defaultTtlMs: current.approvals.defaultTtlMs }),
       {
@@ -302,7 +301,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       interceptor?.close()
       await Promise.all(closing)
       limitSync?.stop()
-      redisTail?.stop()
+      remoteFeed?.stop()
       await store?.close()
       await redisSink?.close()
       loggers.flush()

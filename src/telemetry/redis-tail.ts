@@ -1,4 +1,5 @@
 import type { Logger } from 'pino'
+import { createBus, type Bus } from './bus.js'
 import type { TelemetryRecord } from './events.js'
 import { COMMAND_TIMEOUT_MS, type RedisClient } from './redis-sink.js'
 
@@ -81,6 +82,44 @@ export function startRedisTail(opts: RedisTailOptions): RedisTail {
     stop() {
       stopped = true
       client.disconnect()
+    },
+  }
+}
+
+export interface RemoteFeed extends Bus {
+  stop(): void
+}
+
+/**
+ * Other instances' records as a bus that follows the stream only while
+ * something is subscribed (a live view is open): otherwise an instance would
+ * read back every record it writes just to skip it. Each first subscriber
+ * opens a fresh connection (`connect`), the last one to leave closes it.
+ */
+export function createRemoteFeed(opts: Omit<RedisTailOptions, 'client' | 'onRecord'> & { readonly connect: () => RedisClient }): RemoteFeed {
+  const inner = createBus((sink, err) => opts.log.error({ code: 'PC_ERR_INTERNAL', sink, err }, 'remote record subscriber failed'))
+  let subscribers = 0
+  let tail: RedisTail | null = null
+  return {
+    sinkFailures: inner.sinkFailures,
+    publish: (r) => inner.publish(r),
+    subscribe(sink) {
+      const unsubscribe = inner.subscribe(sink)
+      if (++subscribers === 1) tail = startRedisTail({ ...opts, client: opts.connect(), onRecord: (r) => inner.publish(r) })
+      let done = false
+      return () => {
+        if (done) return
+        done = true
+        unsubscribe()
+        if (--subscribers === 0) {
+          tail?.stop()
+          tail = null
+        }
+      }
+    },
+    stop() {
+      tail?.stop()
+      tail = null
     },
   }
 }
