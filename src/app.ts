@@ -34,7 +34,7 @@ import { effectiveMode } from './policy/compiled.js'
 import { createFileApprovalStore } from './approvals/file-store.js'
 import { createRedisApprovalStore } from './approvals/redis-store.js'
 import { createMetrics, type Metrics } from './telemetry/metrics.js'
-import { createRedisSink, readEvents, redactRedisUrl, type RedisSink } from './telemetry/redis-sink.js'
+import { createRedisSink, findDecisionById, readEvents, redactRedisUrl, type RedisSink } from './telemetry/redis-sink.js'
 import { metricsRoutes } from './admin/routes/metrics.js'
 import { createLimiter } from './limits/limiter.js'
 import { attachRedisSync, newInstanceId, type RedisSync } from './limits/redis-sync.js'
@@ -171,21 +171,12 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     } catch {
       return null
     }
-    const stream = current.telemetry.redis.stream
-    let cursor: string | undefined
     try {
-      // The id carries its time: scan from now back to just before it (bounded by readEvents' own scan limit per page).
-      for (let page = 0; page < 20; page++) {
-        const { records, nextCursor } = await readEvents(sink.client, stream, { since: new Date(madeAt - 1000), limit: 1000, ...(cursor === undefined ? {} : { cursor }) })
-        const hit = records.find((r): r is DecisionRecord => r.event === 'decision' && r.id === requestId)
-        if (hit) return hit
-        if (nextCursor === null) return null
-        cursor = nextCursor
-      }
+      return await findDecisionById(sink.client, current.telemetry.redis.stream, requestId, madeAt)
     } catch (err) {
-      log.warn({ code: 'PC_APPROVALS_REDIS', err: String(err) }, 'could not look the request up in the Redis stream')
+      log.warn({ code: 'PC_APPROVALS_REDIS', reason: String(err) }, 'could not look the request up in the Redis stream')
+      return null
     }
-    return null
   }
 
   async function listen(server: Server, host: string, port: number, what: string): Promise<AddressInfo> {

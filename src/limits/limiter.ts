@@ -28,7 +28,7 @@
  * instances together to rpm per 60 s.
  */
 import type { AgentLimits, DenyDecision } from '../policy/types.js'
-import { createBucket, MS_PER_MINUTE, resize, take, type TokenBucket } from './token-bucket.js'
+import { createBucket, MS_PER_MINUTE, refund, resize, take, type TokenBucket } from './token-bucket.js'
 
 export type LimitDetail = 'requests_per_minute' | 'bytes_per_day' | 'concurrent_connections'
 export type Admission = { readonly ok: true } | DenyDecision
@@ -72,6 +72,11 @@ export interface LimiterStats {
 export interface Limiter {
   /** Before forwarding a request or opening a tunnel: rpm and bytes/day. Consumes one request on success. */
   admitRequest(agentId: string, limits: AgentLimits, now?: number): Admission
+  /**
+   * Give back one request admitted by `admitRequest` that turned out not to be one (a CONNECT whose
+   * inner requests are counted one by one instead). Best effort: once synced, it stays counted.
+   */
+  refundRequest(agentId: string): void
   /** Hold a connection slot; call the returned release (idempotent) when the connection closes. */
   acquireConnection(agentId: string, limits: AgentLimits): Release | DenyDecision
   /** Count bytes moved for the agent (both directions) towards bytes_per_day. */
@@ -219,6 +224,13 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     return deny('requests_per_minute', Math.min(windowEndS, Math.max(1, Math.ceil((fadedAt - elapsed * MS_PER_MINUTE) / 1000))))
   }
 
+  function refundRequest(agentId: string): void {
+    const st = agents.get(agentId)
+    if (!st) return
+    if (st.reqUnsynced > 0) st.reqUnsynced--
+    if (st.bucket !== null) refund(st.bucket)
+  }
+
   function acquireConnection(agentId: string, limits: AgentLimits): Release | DenyDecision {
     const st = stateOf(agentId, clock())
     const max = limits.concurrentConnections
@@ -292,6 +304,7 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
 
   return {
     admitRequest,
+    refundRequest,
     acquireConnection,
     addBytes,
     stats: () => ({ agents: agents.size, connections, shared, denied: { ...denied } }),

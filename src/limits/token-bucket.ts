@@ -69,3 +69,8 @@ export function resize(b: TokenBucket, perMinute: number, now: number): void {
   b.capacity = capacity
   b.tokens = Math.min(capacity, Math.max(0, capacity - used))
 }
+
+/** Give back `n` tokens taken for something that did not count (never above capacity). */
+export function refund(b: TokenBucket, n = 1): void {
+  b.tokens = Math.min(b.capacity, b.tokens + n)
+}

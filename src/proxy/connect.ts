@@ -82,6 +82,8 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
     // check, but every request can be read, so each is decided on its full URL and Host like a plain one.
     settle(deps.bus, checkedNoTls, decision)
     up?.destroy()
+    // Its requests are counted one by one like intercepted ones, so the CONNECT itself is not one.
+    if (via === 'tunnel' && decision.reason !== 'denied_rate_limited') deps.limiter.refundRequest(agent)
     deps.interceptor.inspectPlain(socket, hello.bytes, { id, agent, host: authority.host, port: authority.port, address: resolved.address, src: state.src, mode })
     return
   }

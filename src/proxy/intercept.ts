@@ -4,6 +4,7 @@ import { TLSSocket } from 'node:tls'
 import { normalizeHost, parseAuthority } from '../net/host.js'
 import { normalizePath, splitTarget } from '../net/url-path.js'
 import { decideRequestApproved } from '../policy/approvals.js'
+import { effectiveMode } from '../policy/compiled.js'
 import type { DenyDecision, Mode } from '../policy/types.js'
 import { buildCloseRecord, newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import type { LeafCertCache } from '../tls/leaf-certs.js'
@@ -126,11 +127,13 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
   const guard = checkRequestHead(req.rawHeaders)
   if (!guard.ok) return void res.writeHead(guard.status, { connection: 'close', 'content-length': 0 }).end()
   const cfg = deps.config()
+  // The mode in force now, not at CONNECT time: a reload from audit to enforce applies to open connections too.
+  const mode = cfg.policy.agents.has(ctx.agent) ? effectiveMode(cfg.policy, ctx.agent) : ctx.mode
   const method = (req.method ?? 'GET').toUpperCase()
   const rawTarget = (req.url ?? '/').replace(/^https?:\/\/[^/?#]*/i, '') || '/'
   const { path: rawPath, query } = splitTarget(rawTarget.startsWith('/') ? rawTarget : `/${rawTarget}`)
   const path = normalizePath(rawPath)
-  const facts: DecisionFacts = { id: newRequestId(), agent: ctx.agent, src: ctx.src, method, scheme: ctx.scheme, host: ctx.host, port: ctx.port, path: path ?? rawPath, tls: ctx.scheme === 'https' ? 'intercept' : null, mode: ctx.mode, address: ctx.address }
+  const facts: DecisionFacts = { id: newRequestId(), agent: ctx.agent, src: ctx.src, method, scheme: ctx.scheme, host: ctx.host, port: ctx.port, path: path ?? rawPath, tls: ctx.scheme === 'https' ? 'intercept' : null, mode, address: ctx.address }
   const authority = innerAuthority(req, ctx)
   if (path === null) return void res.writeHead(400, { connection: 'close', 'content-length': 0 }).end()
   if (!authority || authority.host !== ctx.host || authority.port !== ctx.port) {
@@ -141,7 +144,7 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
     const policyDecision = decideRequestApproved(cfg.policy, { agent: ctx.agent, method, scheme: ctx.scheme, host: ctx.host, port: ctx.port, path, query }, deps.approvals(), Date.now())
     // The CONNECT holds this connection's slot; each inner request is one request against the budget.
     const limits = cfg.policy.agents.get(ctx.agent)?.limits
-    const { decision } = limits ? applyLimits(deps.limiter, ctx.agent, limits, policyDecision, ctx.mode, { request: true, connection: false }) : { decision: policyDecision }
+    const { decision } = limits ? applyLimits(deps.limiter, ctx.agent, limits, policyDecision, mode, { request: true, connection: false }) : { decision: policyDecision }
     deps.observeDecision((performance.now() - t0) / 1000)
     const { pass } = settle(deps.bus, facts, decision)
     if (!pass) return respondDenial(res, decision as DenyDecision, denialContext(facts, req.headers, query))

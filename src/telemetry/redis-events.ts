@@ -1,4 +1,4 @@
-import type { TelemetryRecord } from './events.js'
+import type { DecisionRecord, TelemetryRecord } from './events.js'
 import type { RedisClient } from './redis-sink.js'
 
 /** Queries over the Redis telemetry stream written by redis-sink.ts (GET /api/events, `portcullis blocked`). */
@@ -23,10 +23,7 @@ const CLOCK_SKEW_MS = 10 * 60_000
 const STREAM_ID = /^\d{1,20}-\d{1,20}$/
 
 function matchesEntry(fields: string[], q: RedisEventQuery): TelemetryRecord | null {
-  const get = (k: string): string | undefined => {
-    for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === k) return fields[i + 1]
-    return undefined
-  }
+  const get = (k: string): string | undefined => entryField(fields, k)
   // Cheap checks on the flat fields before parsing the JSON (same semantics as admin/event-query.ts).
   if ((q.decision !== undefined && get('decision') !== q.decision) || (q.reason !== undefined && get('reason') !== q.reason)) return null
   if (q.agent !== undefined && get('agent') !== q.agent) return null
@@ -71,4 +68,47 @@ export async function readEvents(client: RedisClient, stream: string, q: RedisEv
     end = `(${lastId}`
   }
   return { records, nextCursor: lastId }
+}
+
+/** Entries examined at most when looking one record up by id. */
+const FIND_SCAN_MAX = 100_000
+const FIND_PAGE = 1000
+/** A record reaches the stream at most this long before its own time says (clock skew)... */
+const FIND_BEFORE_MS = 60_000
+/** ...and the scan gives up this long after it (records buffered through a longer outage are not found). */
+const FIND_AFTER_MS = 10 * 60_000
+
+/**
+ * The decision record with this id, or null: read forward from just before
+ * `madeAtMs` (a ULID carries its time), so the cost does not grow with how
+ * many records arrived since. Entries are matched on their flat `id` field
+ * before any JSON is parsed. Bounded in entries and in time.
+ */
+export async function findDecisionById(client: RedisClient, stream: string, id: string, madeAtMs: number): Promise<DecisionRecord | null> {
+  let start = `${Math.max(0, madeAtMs - FIND_BEFORE_MS)}-0`
+  const stopAt = madeAtMs + FIND_AFTER_MS
+  for (let scanned = 0; scanned < FIND_SCAN_MAX; ) {
+    const entries = await client.xrange(stream, start, '+', 'COUNT', FIND_PAGE)
+    for (const [entryId, fields] of entries) {
+      scanned++
+      if (Number(entryId.slice(0, entryId.indexOf('-'))) > stopAt) return null
+      if (entryField(fields, 'id') !== id || entryField(fields, 'event') !== 'decision') continue
+      try {
+        const r = JSON.parse(entryField(fields, 'r') ?? 'null') as TelemetryRecord | null
+        if (r !== null && r.event === 'decision' && r.id === id) return r
+      } catch {
+        // an unreadable entry is not the one we want
+      }
+    }
+    const last = entries.at(-1)
+    if (entries.length < FIND_PAGE || last === undefined) return null
+    start = `(${last[0]}`
+  }
+  return null
+}
+
+/** One field of a stream entry's flat `[name, value, …]` list. */
+export function entryField(fields: readonly string[], name: string): string | undefined {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1]
+  return undefined
 }

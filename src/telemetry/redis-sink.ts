@@ -3,13 +3,13 @@ import type { Logger } from 'pino'
 import type { Sink } from './bus.js'
 import type { TelemetryRecord } from './events.js'
 
-export { readEvents, type RedisEventQuery } from './redis-events.js'
+export { findDecisionById, readEvents, type RedisEventQuery } from './redis-events.js'
 
 /**
  * Redis stream sink (SPEC §4): `write()` only enqueues into a bounded buffer;
- * a flusher sends pipelined `XADD stream MAXLEN ~ maxlen * …` batches while
+ * a flusher sends batches (one script call running `XADD stream MAXLEN ~ maxlen * …` per record) while
  * Redis is connected. A batch that fails stays queued and is retried after
- * reconnection (delivery is at-least-once: a pipeline cut mid-flight may be
+ * reconnection (delivery is at-least-once: a batch whose reply was lost may be
  * resent). When the buffer is full the oldest queued records are dropped and
  * counted, never silently lost.
  */
@@ -87,18 +87,23 @@ export function createRedisClient(url: string, cluster = false): RedisClient {
 }
 
 const XADD_BATCH = 'portcullisXaddBatch'
-/** KEYS: stream. ARGV: maxlen, then per record: its field count and the fields. Returns how many were added. */
+/**
+ * KEYS: stream. ARGV: maxlen, then per record: its field count and the fields. Adds records in order
+ * and stops at the first that Redis refuses; returns { added, error or false }, so the caller resends
+ * only what was not added.
+ */
 const XADD_BATCH_SCRIPT = `
 local maxlen = ARGV[1]
 local i = 2
 local added = 0
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(ARGV, i + 1, i + n))
+  local ok = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(ARGV, i + 1, i + n))
+  if type(ok) == 'table' and ok.err then return { added, ok.err } end
   i = i + 1 + n
   added = added + 1
 end
-return added
+return { added, false }
 `
 type WithBatch<T> = T & { [XADD_BATCH]: (stream: string, ...args: (string | number)[]) => Promise<unknown> }
 
@@ -126,7 +131,7 @@ class Queue<T> {
 
 /** Stream entry fields: the record as JSON plus a few flat fields for cheap server-side filtering. */
 export function streamFields(r: TelemetryRecord, instance?: string): string[] {
-  const f = ['r', JSON.stringify(r), 'event', r.event]
+  const f = ['r', JSON.stringify(r), 'event', r.event, 'id', r.id]
   if (instance !== undefined) f.push('instance', instance)
   if (r.agent !== null) f.push('agent', r.agent)
   if (r.event === 'decision') f.push('decision', r.decision, 'reason', r.reason)
@@ -230,12 +235,16 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
       args.push(fields.length, ...fields)
     }
     let firstErr: Error | null = null
+    let added = 0
     try {
-      await (client as WithBatch<RedisClient>)[XADD_BATCH](opts.stream, ...args)
+      const reply = await (client as WithBatch<RedisClient>)[XADD_BATCH](opts.stream, ...args)
+      added = Array.isArray(reply) && typeof reply[0] === 'number' ? reply[0] : 0
+      if (added < batch.length) firstErr = new Error(Array.isArray(reply) && typeof reply[1] === 'string' ? reply[1] : 'partial batch')
     } catch (err) {
+      // No reply (disconnected, timed out): the batch may or may not have landed; it is resent (at-least-once).
       firstErr = err instanceof Error ? err : new Error(String(err))
     }
-    pending = firstErr === null ? [] : batch
+    pending = batch.slice(added)
     if (firstErr === null) {
       writeErrorLogged = false
       return true

@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import { createBus, type Bus } from './bus.js'
 import type { TelemetryRecord } from './events.js'
 import { COMMAND_TIMEOUT_MS, type RedisClient } from './redis-sink.js'
+import { entryField as field } from './redis-events.js'
 
 /**
  * Follows the telemetry stream for records made by OTHER instances, so the
@@ -33,10 +34,6 @@ export interface RedisTailOptions {
 const BATCH = 500
 const RETRY_MS = 250
 
-function field(fields: readonly string[], name: string): string | undefined {
-  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1]
-  return undefined
-}
 
 export function startRedisTail(opts: RedisTailOptions): RedisTail {
   const { client, stream, self, onRecord } = opts
@@ -44,17 +41,23 @@ export function startRedisTail(opts: RedisTailOptions): RedisTail {
   const blockMs = opts.blockMs ?? Math.floor(COMMAND_TIMEOUT_MS / 2)
   let stopped = false
   /**
-   * The last entry id seen. It starts at this instance's start time (a second early for clock skew
-   * against Redis's), not at `$`: the connection may take a while, and records other instances make
-   * meanwhile must not be skipped.
+   * The last entry id seen. Until the first reply it is null; then it starts at the moment the tail
+   * was created, on Redis's clock (stream ids are Redis time): records other instances made while
+   * the connection was being set up are not skipped, whatever this host's clock says.
    */
-  let last = `${Math.max(0, Date.now() - 1000)}-0`
+  let last: string | null = null
+  const createdAt = Date.now()
   let failing = false
   client.on('error', () => undefined)
 
   async function loop(): Promise<void> {
     while (!stopped) {
       try {
+        if (last === null) {
+          const [sec, usec] = await client.time()
+          const redisNowMs = Number(sec) * 1000 + Math.floor(Number(usec) / 1000)
+          last = `${Math.max(0, redisNowMs - (Date.now() - createdAt) - 1000)}-0`
+        }
         const res = (await client.xread('COUNT', BATCH, 'BLOCK', blockMs, 'STREAMS', stream, last)) as Array<[string, Array<[string, string[]]>]> | null
         failing = false
         for (const [, entries] of res ?? []) {

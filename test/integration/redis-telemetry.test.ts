@@ -35,7 +35,7 @@ async function streamIds(c: Redis, stream: string): Promise<string[]> {
 
 // --- tests -------------------------------------------------------------------------------------------------
 
-t.test('records arrive in the stream as pipelined XADDs with flat fields, trimmed by MAXLEN ~', async (t) => {
+t.test('records arrive in the stream in batches, with flat fields, trimmed by MAXLEN ~', async (t) => {
   const redis = redisServer(t, await freePort())
   await redis.start()
   const { log } = capturedLog()
@@ -50,9 +50,9 @@ t.test('records arrive in the stream as pipelined XADDs with flat fields, trimme
   const len = await c.xlen('pc:events')
   t.ok(len >= 100 && len < 1001, `MAXLEN ~ trimmed the stream to about 100 (got ${len})`)
   const tail = await c.xrevrange('pc:events', '+', '-', 'COUNT', 2)
-  t.same(tail[0]?.[1], ['r', JSON.stringify(written[1000]), 'event', 'close', 'agent', 'ci-42'])
+  t.same(tail[0]?.[1], ['r', JSON.stringify(written[1000]), 'event', 'close', 'id', 'close-1', 'agent', 'ci-42'])
   const last = written[999] as TelemetryRecord & { event: 'decision' }
-  t.same(tail[1]?.[1], ['r', JSON.stringify(last), 'event', 'decision', 'agent', 'ci-42', 'decision', last.decision, 'reason', last.reason])
+  t.same(tail[1]?.[1], ['r', JSON.stringify(last), 'event', 'decision', 'id', last.id, 'agent', 'ci-42', 'decision', last.decision, 'reason', last.reason])
   t.equal(sink.dropped(), 0)
 })
 
@@ -220,4 +220,21 @@ t.test('a redis+cluster:// URL talks to a (one-node) Redis Cluster', async (t) =
   const other = createRedisClient(`redis://127.0.0.1:${port}`, true)
   t.ok(other instanceof Cluster, 'cluster: true turns a redis:// URL into a seed node')
   other.disconnect()
+})
+
+t.test('a write Redis refuses (WRONGTYPE) is retried, then lands once, without duplicates', async (t) => {
+  const redis = redisServer(t, await freePort())
+  await redis.start()
+  const c = checker(t, redis.url)
+  await c.set('pc:wrong', 'not a stream')
+  const logs = capturedLog()
+  const sink = sinkFor(t, { url: redis.url, stream: 'pc:wrong', maxlen: 1000, log: logs.log, retryMs: 100 })
+  await waitFor('connected', () => sink.connected())
+  const written = Array.from({ length: 5 }, () => decision('ci-42', 'example.com'))
+  for (const r of written) sink.write(r)
+  await waitFor('refusal logged', () => logs.codes('PC_REDIS_WRITE_FAILED') === 1)
+  t.equal(sink.backlog(), 5, 'nothing was lost or half-sent')
+  await c.del('pc:wrong')
+  await waitFor('backlog drained', () => sink.backlog() === 0)
+  t.same(await streamIds(c, 'pc:wrong'), written.map((r) => r.id), 'each record exactly once, in order')
 })

@@ -221,3 +221,15 @@ t.test('shared: a new minute is no fresh budget on top of one just spent (slidin
   for (let i = 0; i < 10; i++) if ('ok' in l.admitRequest('ci-42', lim)) granted++
   t.equal(granted, 7, 'room comes back as the previous minute fades')
 })
+
+t.test('refundRequest gives back one admitted request (a CONNECT whose inner requests are counted instead)', async (t) => {
+  const l = createLimiter({ now: () => T0 })
+  const lim = limits({ requestsPerMinute: 2 })
+  t.same(l.admitRequest('ci-42', lim), { ok: true })
+  t.same(l.admitRequest('ci-42', lim), { ok: true })
+  t.match(l.admitRequest('ci-42', lim), { verdict: 'deny' })
+  l.refundRequest('ci-42')
+  t.same(l.admitRequest('ci-42', lim), { ok: true }, 'the refunded request is available again')
+  l.refundRequest('nobody')
+  t.pass('refunding an unknown agent is a no-op')
+})
