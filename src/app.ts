@@ -36,7 +36,7 @@ import { createRedisApprovalStore } from './approvals/redis-store.js'
 import { createMetrics, type Metrics } from './telemetry/metrics.js'
 import { createRedisSink, findDecisionById, readEvents, redactRedisUrl, type RedisSink } from './telemetry/redis-sink.js'
 import { metricsRoutes } from './admin/routes/metrics.js'
-import { createLimiter } from './limits/limiter.js'
+import { createLimiter, type Limiter } from './limits/limiter.js'
 import { attachRedisSync, newInstanceId, type RedisSync } from './limits/redis-sync.js'
 import { createRemoteFeed, type RemoteFeed } from './telemetry/redis-tail.js'
 
@@ -90,6 +90,29 @@ function closeDisallowed(tracker: TunnelTracker, config: RuntimeConfig, approval
   return closed
 }
 
+/**
+ * Count what open tunnels moved so far towards bytes_per_day, and close the tunnels of agents that
+ * have used their day's bytes: a long-lived tunnel must not carry on past the budget until it ends.
+ */
+function sweepTunnelBytes(tracker: TunnelTracker, config: RuntimeConfig, limiter: Limiter): Array<{ agent: string; host: string }> {
+  const closed: Array<{ agent: string; host: string }> = []
+  for (const conn of [...tracker.all()]) {
+    if (!conn.bytesMoved) continue
+    const moved = conn.bytesMoved()
+    const delta = moved - (conn.bytesCounted ?? 0)
+    if (delta > 0) {
+      limiter.addBytes(conn.agent, delta)
+      conn.bytesCounted = moved
+    }
+    const limits = config.policy.agents.get(conn.agent)?.limits
+    if (limits && limiter.bytesExhausted(conn.agent, limits)) {
+      conn.close()
+      closed.push({ agent: conn.agent, host: conn.host })
+    }
+  }
+  return closed
+}
+
 /** Composition root: builds every component from the RuntimeConfig and wires the sinks. No logic lives here. */
 export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   const env = opts.env ?? process.env
@@ -100,6 +123,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   let store: ApprovalStore | null = null
   let watcher: ConfigWatcher | null = null
   let expiryTimer: NodeJS.Timeout | null = null
+  let bytesTimer: NodeJS.Timeout | null = null
   const loggers = createLoggers(initial.telemetry.log.level, opts.logDestination)
   const log = loggers.ops
   const bus = createBus((sink, err) => log.error({ code: 'PC_ERR_INTERNAL', sink, err }, 'telemetry sink failed'))
@@ -268,6 +292,10 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
         }
       }, 500)
       expiryTimer.unref()
+      bytesTimer = setInterval(() => {
+        for (const c of sweepTunnelBytes(tracker, current, limiter)) log.info({ code: 'PC_TUNNEL_BYTES_EXHAUSTED', agent: c.agent, host: c.host }, 'tunnel closed: the agent used its bytes_per_day')
+      }, 1000)
+      bytesTimer.unref()
       const token = await loadAdminToken(env, join(dirname(current.tls.caKey), 'admin-token'))
       if (token.created) log.info({ code: 'PC_ADMIN_TOKEN_CREATED', file: token.file }, 'admin token generated; read it from this file')
       adminServer = createAdminServer(adminRoutes(s), token.token, (err) => log.error({ code: 'PC_ERR_INTERNAL', err }, 'admin handler failed'))
@@ -280,6 +308,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     async close() {
       watcher?.close()
       if (expiryTimer) clearInterval(expiryTimer)
+      if (bytesTimer) clearInterval(bytesTimer)
       for (const t of [...tracker.all()]) t.close()
       proxyServer.closeAllConnections()
       const closing = [new Promise<void>((r) => proxyServer.close(() => r()))]

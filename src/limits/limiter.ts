@@ -81,6 +81,8 @@ export interface Limiter {
   acquireConnection(agentId: string, limits: AgentLimits): Release | DenyDecision
   /** Count bytes moved for the agent (both directions) towards bytes_per_day. */
   addBytes(agentId: string, n: number, now?: number): void
+  /** Has the agent used up bytes_per_day (open tunnels are then closed)? */
+  bytesExhausted(agentId: string, limits: AgentLimits, now?: number): boolean
   stats(): LimiterStats
   readonly shared: SharedUsage
 }
@@ -224,6 +226,14 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     return deny('requests_per_minute', Math.min(windowEndS, Math.max(1, Math.ceil((fadedAt - elapsed * MS_PER_MINUTE) / 1000))))
   }
 
+  function bytesExhausted(agentId: string, limits: AgentLimits, now = clock()): boolean {
+    if (limits.bytesPerDay === null) return false
+    const st = agents.get(agentId)
+    if (!st) return false
+    roll(agentId, st, now)
+    return bytesUsed(st) >= limits.bytesPerDay
+  }
+
   function refundRequest(agentId: string): void {
     const st = agents.get(agentId)
     if (!st) return
@@ -307,6 +317,7 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     refundRequest,
     acquireConnection,
     addBytes,
+    bytesExhausted,
     stats: () => ({ agents: agents.size, connections, shared, denied: { ...denied } }),
     shared: sharedUsage,
   }

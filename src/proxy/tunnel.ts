@@ -2,6 +2,7 @@ import type { Socket } from 'node:net'
 import { pipeline } from 'node:stream'
 import { buildCloseRecord } from '../telemetry/events.js'
 import type { ProxyDeps } from './deps.js'
+import type { TrackedConn } from './tracker.js'
 
 export interface TunnelInfo {
   readonly id: string
@@ -21,7 +22,8 @@ export function spliceTunnel(client: Socket, upstream: Socket, first: Buffer, in
     client.destroy()
     upstream.destroy()
   }
-  const untrack = deps.tracker.add({ agent: info.agent, host: info.host, port: info.port, close })
+  const tracked: TrackedConn = { agent: info.agent, host: info.host, port: info.port, close, bytesMoved: () => upstream.bytesWritten + upstream.bytesRead, bytesCounted: 0 }
+  const untrack = deps.tracker.add(tracked)
   let open = 2
   const onClose = (): void => {
     open -= 1
@@ -31,7 +33,7 @@ export function spliceTunnel(client: Socket, upstream: Socket, first: Buffer, in
       return
     }
     untrack()
-    deps.limiter.addBytes(info.agent, upstream.bytesWritten + upstream.bytesRead)
+    deps.limiter.addBytes(info.agent, upstream.bytesWritten + upstream.bytesRead - (tracked.bytesCounted ?? 0))
     deps.bus.publish(buildCloseRecord(info, upstream.bytesWritten, upstream.bytesRead, info.startedAtMs))
   }
   client.once('close', onClose)
