@@ -92,26 +92,31 @@ export function forwardAndRecord(
   target: Parameters<ProxyDeps['forwarder']['forward']>[2],
   closeRecordPerRequest = true,
 ): void {
+  // Intercepted connections get one close record per connection instead, and count bytes_per_day on
+  // the connection (intercept.ts), so a long download inside one is counted while it runs.
+  if (closeRecordPerRequest) countAndRecordClose(deps, req, res, facts)
+  deps.forwarder.forward(req, res, target, (failure) => {
+    const d: DenyDecision = { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: failure }
+    settle(deps.bus, facts, d)
+    const q = target.requestTarget.indexOf('?')
+    respondDenial(res, d, denialContext(facts, req.headers, q < 0 ? '' : target.requestTarget.slice(q + 1)), true)
+  })
+}
+
+/** One close record per plain-HTTP request, with its body bytes both ways (counting only: the bodies still flow through http-proxy untouched). */
+function countAndRecordClose(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, facts: DecisionFacts): void {
   const startedAt = Date.now()
   let bytesUp = 0
   let bytesDown = 0
-  // Counting only: the body still flows through http-proxy's pipe untouched.
   req.on('data', (c: Buffer) => (bytesUp += c.length))
   const write = res.write.bind(res)
   res.write = ((chunk: unknown, ...rest: unknown[]) => {
     if (chunk) bytesDown += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Buffer).length
     return (write as (...a: unknown[]) => boolean)(chunk, ...rest)
   }) as typeof res.write
-  // Intercepted connections get one close record per connection instead (intercept.ts).
   res.once('close', () => {
     if (facts.agent !== null) deps.limiter.addBytes(facts.agent, bytesUp + bytesDown)
-    if (closeRecordPerRequest) deps.bus.publish(buildCloseRecord(facts, bytesUp, bytesDown, startedAt))
-  })
-  deps.forwarder.forward(req, res, target, (failure) => {
-    const d: DenyDecision = { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: failure }
-    settle(deps.bus, facts, d)
-    const q = target.requestTarget.indexOf('?')
-    respondDenial(res, d, denialContext(facts, req.headers, q < 0 ? '' : target.requestTarget.slice(q + 1)), true)
+    deps.bus.publish(buildCloseRecord(facts, bytesUp, bytesDown, startedAt))
   })
 }
 

@@ -9,6 +9,7 @@ import type { DenyDecision, Mode } from '../policy/types.js'
 import { buildCloseRecord, newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import type { LeafCertCache } from '../tls/leaf-certs.js'
 import type { ProxyDeps } from './deps.js'
+import type { TrackedConn } from './tracker.js'
 import { applyLimits, denialContext, settle } from './decision-point.js'
 import { forwardAndRecord, requestTargetOf } from './http-request.js'
 import { checkRequestHead } from './request-guard.js'
@@ -75,9 +76,13 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
   function track(client: Socket, ctx: InterceptContext): void {
     const startedAt = Date.now()
     client.setTimeout(upstream.idleTimeoutMs, () => client.destroy())
-    const untrack = deps.tracker.add({ agent: ctx.agent, host: ctx.host, port: ctx.port, close: () => client.destroy() })
+    // bytes_per_day counts the client connection's bytes (TLS framing included): every second while open
+    // (the sweep in app.ts), the rest at close.
+    const tracked: TrackedConn = { agent: ctx.agent, host: ctx.host, port: ctx.port, close: () => client.destroy(), bytesMoved: () => client.bytesRead + client.bytesWritten, bytesCounted: 0 }
+    const untrack = deps.tracker.add(tracked)
     client.once('close', () => {
       untrack()
+      deps.limiter.addBytes(ctx.agent, client.bytesRead + client.bytesWritten - (tracked.bytesCounted ?? 0))
       deps.bus.publish(buildCloseRecord(ctx, client.bytesRead, client.bytesWritten, startedAt))
     })
   }

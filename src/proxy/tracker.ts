@@ -5,7 +5,7 @@ export interface TrackedConn {
   readonly port: number
   close(): void
   /**
-   * Spliced tunnels only: bytes moved so far, both ways, and how many of them were already counted
+   * Bytes moved so far on the connection, both ways, and how many of them were already counted
    * towards bytes_per_day (by the periodic sweep while open; the rest is counted at close).
    */
   readonly bytesMoved?: () => number

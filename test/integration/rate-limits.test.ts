@@ -1,4 +1,6 @@
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
@@ -192,4 +194,46 @@ agents:
   const next = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
   t.match(next.head, /^HTTP\/1\.1 429 /, 'and the next tunnel is refused until midnight UTC')
   next.socket.destroy()
+})
+
+t.test('bytes_per_day also cuts a long download inside an intercepted connection', async (t) => {
+  const chunk = Buffer.alloc(64 * 1024, 0x62)
+  const origin = await startHttpsOrigin(t, ['origin.test'], (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' })
+    let sent = 0
+    const timer = setInterval(() => {
+      if (sent++ >= 60 || res.destroyed) {
+        clearInterval(timer)
+        res.end()
+        return
+      }
+      res.write(chunk)
+    }, 100)
+    res.on('close', () => clearInterval(timer))
+  })
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([origin.port], `  ca_file: ${JSON.stringify(origin.ca.certFile)}`)}
+limits: { bytes_per_day: 300000 }
+groups:
+  g: { allow: [ { host: origin.test, paths: ["/**"] } ] }
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+`,
+  )
+  const { socket, head } = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
+  t.match(head, /^HTTP\/1\.1 200 /)
+  const tls = tlsConnect({ socket, servername: 'origin.test', ca: readFileSync(join(pc.dir, 'ca.pem'), 'utf8') })
+  await once(tls, 'secureConnect')
+  let received = 0
+  tls.on('data', (c: Buffer) => (received += c.length))
+  tls.on('error', () => undefined)
+  const started = Date.now()
+  tls.write('GET /big HTTP/1.1\r\nHost: origin.test\r\n\r\n')
+  await once(tls, 'close')
+  const seconds = (Date.now() - started) / 1000
+  t.ok(received < 60 * chunk.length, `cut off after ${received} of ${60 * chunk.length} bytes`)
+  t.ok(seconds < 5, `within ${seconds.toFixed(1)} s`)
+  const rec = await pc.waitForRecord((r) => r.event === 'decision' && r.path === '/big')
+  t.match(rec, { tls: 'intercept', decision: 'allow' }, 'it was intercepted')
 })
