@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
-import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
+import { startHttpOrigin, startHttpsOrigin, type OriginHandler } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
 import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
@@ -27,6 +27,24 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
     if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3])
   }
   return 0
+}
+
+const CHUNK = Buffer.alloc(64 * 1024, 0x61)
+const DOWNLOAD_BYTES = 60 * CHUNK.length
+
+/** A 3.9 MB body sent 64 KiB every 100 ms (6 s in all): long enough to be cut off mid-way. */
+const slowDownload: OriginHandler = (_req, res) => {
+  res.writeHead(200, { 'content-type': 'application/octet-stream' })
+  let sent = 0
+  const timer = setInterval(() => {
+    if (sent++ >= 60 || res.destroyed) {
+      clearInterval(timer)
+      res.end()
+      return
+    }
+    res.write(CHUNK)
+  }, 100)
+  res.on('close', () => clearInterval(timer))
 }
 
 t.test('requests_per_minute: the budget passes, the next request is 429 with Retry-After', async (t) => {
@@ -153,20 +171,7 @@ agents:
 })
 
 t.test('bytes_per_day closes a long tunnel once the day\'s bytes are used, not only when it ends', async (t) => {
-  const chunk = Buffer.alloc(64 * 1024, 0x61)
-  const origin = await startHttpsOrigin(t, ['origin.test'], (_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/octet-stream' })
-    let sent = 0
-    const timer = setInterval(() => {
-      if (sent++ >= 60 || res.destroyed) {
-        clearInterval(timer)
-        res.end()
-        return
-      }
-      res.write(chunk)
-    }, 100)
-    res.on('close', () => clearInterval(timer))
-  })
+  const origin = await startHttpsOrigin(t, ['origin.test'], slowDownload)
   const pc = await startPortcullis(
     t,
     `${upstreamYaml([origin.port])}
@@ -188,7 +193,7 @@ agents:
   tls.write('GET /big HTTP/1.1\r\nHost: origin.test\r\n\r\n')
   await once(tls, 'close')
   const seconds = (Date.now() - started) / 1000
-  t.ok(received < 60 * chunk.length, `cut off after ${received} of ${60 * chunk.length} bytes`)
+  t.ok(received < DOWNLOAD_BYTES, `cut off after ${received} of ${DOWNLOAD_BYTES} bytes`)
   t.ok(seconds < 5, `within ${seconds.toFixed(1)} s (the whole body would take 6 s)`)
   t.ok(pc.logLines().some((l) => l.includes('PC_TUNNEL_BYTES_EXHAUSTED')), 'logged')
   const next = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
@@ -197,20 +202,7 @@ agents:
 })
 
 t.test('bytes_per_day also cuts a long download inside an intercepted connection', async (t) => {
-  const chunk = Buffer.alloc(64 * 1024, 0x62)
-  const origin = await startHttpsOrigin(t, ['origin.test'], (_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/octet-stream' })
-    let sent = 0
-    const timer = setInterval(() => {
-      if (sent++ >= 60 || res.destroyed) {
-        clearInterval(timer)
-        res.end()
-        return
-      }
-      res.write(chunk)
-    }, 100)
-    res.on('close', () => clearInterval(timer))
-  })
+  const origin = await startHttpsOrigin(t, ['origin.test'], slowDownload)
   const pc = await startPortcullis(
     t,
     `${upstreamYaml([origin.port], `  ca_file: ${JSON.stringify(origin.ca.certFile)}`)}
@@ -232,7 +224,7 @@ agents:
   tls.write('GET /big HTTP/1.1\r\nHost: origin.test\r\n\r\n')
   await once(tls, 'close')
   const seconds = (Date.now() - started) / 1000
-  t.ok(received < 60 * chunk.length, `cut off after ${received} of ${60 * chunk.length} bytes`)
+  t.ok(received < DOWNLOAD_BYTES, `cut off after ${received} of ${DOWNLOAD_BYTES} bytes`)
   t.ok(seconds < 5, `within ${seconds.toFixed(1)} s`)
   const rec = await pc.waitForRecord((r) => r.event === 'decision' && r.path === '/big')
   t.match(rec, { tls: 'intercept', decision: 'allow' }, 'it was intercepted')
