@@ -16,7 +16,7 @@ import { createRingSink, type RingSink } from './telemetry/ring-sink.js'
 import type { DecisionRecord } from './telemetry/events.js'
 import { createForwarder } from './proxy/forward.js'
 import { createProxyServer } from './proxy/server.js'
-import { createTunnelTracker, type TunnelTracker } from './proxy/tracker.js'
+import { createTunnelTracker, sweepTunnelBytes, type TunnelTracker } from './proxy/tracker.js'
 import type { ProxyDeps } from './proxy/deps.js'
 import { createInterceptor, type Interceptor } from './proxy/intercept.js'
 import { ensureCa, loadCa } from './tls/ca.js'
@@ -36,7 +36,7 @@ import { createRedisApprovalStore } from './approvals/redis-store.js'
 import { createMetrics, type Metrics } from './telemetry/metrics.js'
 import { createRedisSink, findDecisionById, readEvents, redactRedisUrl, type RedisSink } from './telemetry/redis-sink.js'
 import { metricsRoutes } from './admin/routes/metrics.js'
-import { createLimiter, type Limiter } from './limits/limiter.js'
+import { createLimiter } from './limits/limiter.js'
 import { attachRedisSync, newInstanceId, type RedisSync } from './limits/redis-sync.js'
 import { createRemoteFeed, type RemoteFeed } from './telemetry/redis-tail.js'
 
@@ -85,29 +85,6 @@ function closeDisallowed(tracker: TunnelTracker, config: RuntimeConfig, approval
     if (!d || (d.verdict === 'deny' && !auditing)) {
       conn.close()
       closed++
-    }
-  }
-  return closed
-}
-
-/**
- * Count what open tunnels moved so far towards bytes_per_day, and close the tunnels of agents that
- * have used their day's bytes: a long-lived tunnel must not carry on past the budget until it ends.
- */
-function sweepTunnelBytes(tracker: TunnelTracker, config: RuntimeConfig, limiter: Limiter): Array<{ agent: string; host: string }> {
-  const closed: Array<{ agent: string; host: string }> = []
-  for (const conn of [...tracker.all()]) {
-    if (!conn.bytesMoved) continue
-    const moved = conn.bytesMoved()
-    const delta = moved - (conn.bytesCounted ?? 0)
-    if (delta > 0) {
-      limiter.addBytes(conn.agent, delta)
-      conn.bytesCounted = moved
-    }
-    const limits = config.policy.agents.get(conn.agent)?.limits
-    if (limits && limiter.bytesExhausted(conn.agent, limits)) {
-      conn.close()
-      closed.push({ agent: conn.agent, host: conn.host })
     }
   }
   return closed
@@ -293,7 +270,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       }, 500)
       expiryTimer.unref()
       bytesTimer = setInterval(() => {
-        for (const c of sweepTunnelBytes(tracker, current, limiter)) log.info({ code: 'PC_TUNNEL_BYTES_EXHAUSTED', agent: c.agent, host: c.host }, 'tunnel closed: the agent used its bytes_per_day')
+        for (const c of sweepTunnelBytes(tracker, limiter, (agent) => current.policy.agents.get(agent)?.limits)) log.info({ code: 'PC_TUNNEL_BYTES_EXHAUSTED', agent: c.agent, host: c.host }, 'tunnel closed: the agent used its bytes_per_day')
       }, 1000)
       bytesTimer.unref()
       const token = await loadAdminToken(env, join(dirname(current.tls.caKey), 'admin-token'))

@@ -10,7 +10,7 @@ import type { DenyDecision } from '../policy/types.js'
 import { newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import { connStateOf } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
-import { applyLimits, denialContext, settle } from './decision-point.js'
+import { applyLimits, denialContext, passes, settle } from './decision-point.js'
 import { readClientHello, TLS_ALERT_UNRECOGNIZED_NAME, type HelloOutcome } from './client-hello-reader.js'
 import { respondBadRequest, respondConnectDenial } from './respond.js'
 import { spliceTunnel } from './tunnel.js'
@@ -49,8 +49,7 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
   const { decision, release } = applyLimits(deps.limiter, agent, identity.agent.limits, policyDecision, mode, { request: via === 'tunnel', connection: true })
   deps.observeDecision((performance.now() - t0) / 1000)
   const refused: DecisionFacts = { ...base, agent, mode }
-  const auditPass = decision.verdict === 'deny' && mode === 'audit' && decision.reason !== 'denied_internal_error'
-  if (decision.verdict === 'deny' && !auditPass) {
+  if (decision.verdict === 'deny' && !passes(decision, mode)) {
     settle(deps.bus, refused, decision)
     return respondConnectDenial(socket, decision, denialContext(refused, req.headers))
   }

@@ -20,6 +20,11 @@ export function settle(bus: Bus, facts: DecisionFacts, decision: Decision): { pa
   return { pass }
 }
 
+/** Will traffic pass: allowed, or a denial that audit mode lets through (never the always-enforced ones). */
+export function passes(decision: Decision, mode: Mode): boolean {
+  return decision.verdict === 'allow' || (mode === 'audit' && !isAlwaysEnforced(decision))
+}
+
 function isAlwaysEnforced(d: DenyDecision): boolean {
   switch (d.reason) {
     case 'denied_auth_required':
@@ -50,8 +55,7 @@ export function applyLimits(
   mode: Mode,
   use: { readonly request: boolean; readonly connection: boolean },
 ): { decision: Decision; release: Release } {
-  const passes = decision.verdict === 'allow' || (mode === 'audit' && !isAlwaysEnforced(decision))
-  if (!passes) return { decision, release: noRelease }
+  if (!passes(decision, mode)) return { decision, release: noRelease }
   let release = noRelease
   if (use.connection) {
     const slot = limiter.acquireConnection(agentId, limits)

@@ -9,7 +9,7 @@ import type { DenyDecision } from '../policy/types.js'
 import { buildCloseRecord, newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import { connStateOf } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
-import { applyLimits, denialContext, settle } from './decision-point.js'
+import { applyLimits, denialContext, passes, settle } from './decision-point.js'
 import { checkRequestHead } from './request-guard.js'
 import { respondDenial } from './respond.js'
 
@@ -64,7 +64,7 @@ export async function handlePlainRequest(deps: ProxyDeps, req: IncomingMessage, 
   // One upstream request in flight holds a connection slot until the response is done.
   const { decision, release } = applyLimits(deps.limiter, agent, identity.agent.limits, policyDecision, facts.mode, { request: true, connection: true })
   deps.observeDecision((performance.now() - t0) / 1000)
-  if (decision.verdict === 'deny' && !auditPasses(decision, facts)) {
+  if (decision.verdict === 'deny' && !passes(decision, facts.mode)) {
     settle(deps.bus, facts, decision)
     return respondDenial(res, decision, denialContext(facts, req.headers, target.query))
   }
@@ -77,11 +77,6 @@ export async function handlePlainRequest(deps: ProxyDeps, req: IncomingMessage, 
   const checked = { ...facts, address: resolved.address }
   settle(deps.bus, checked, decision)
   forwardAndRecord(deps, req, res, checked, { address: resolved.address, port: target.port, host: target.host, tls: false, requestTarget: requestTargetOf(target) })
-}
-
-/** Audit mode lets a policy denial pass; settle() publishes the record with would_deny once the address is known. */
-function auditPasses(decision: DenyDecision, facts: DecisionFacts): boolean {
-  return facts.mode === 'audit' && decision.reason !== 'denied_internal_error'
 }
 
 export function forwardAndRecord(

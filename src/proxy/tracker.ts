@@ -1,3 +1,6 @@
+import type { Limiter } from '../limits/limiter.js'
+import type { AgentLimits } from '../policy/types.js'
+
 /** Open tunnels and intercepted connections, so a reload can close what the new policy no longer allows. */
 export interface TrackedConn {
   readonly agent: string
@@ -32,4 +35,28 @@ export function createTunnelTracker(): TunnelTracker {
       return open.values()
     },
   }
+}
+
+/**
+ * Count what open connections moved so far towards bytes_per_day, and close those of agents that have
+ * used their day's bytes: a long-lived tunnel must not carry on past the budget until it ends.
+ * Returns what was closed (for the log).
+ */
+export function sweepTunnelBytes(tracker: TunnelTracker, limiter: Limiter, limitsOf: (agent: string) => AgentLimits | undefined): TrackedConn[] {
+  const closed: TrackedConn[] = []
+  for (const conn of [...tracker.all()]) {
+    if (!conn.bytesMoved) continue
+    const moved = conn.bytesMoved()
+    const delta = moved - (conn.bytesCounted ?? 0)
+    if (delta > 0) {
+      limiter.addBytes(conn.agent, delta)
+      conn.bytesCounted = moved
+    }
+    const limits = limitsOf(conn.agent)
+    if (limits && limiter.bytesExhausted(conn.agent, limits)) {
+      conn.close()
+      closed.push(conn)
+    }
+  }
+  return closed
 }

@@ -16,7 +16,7 @@ import { entryField as field } from './redis-events.js'
  * records other instances made or buffered meanwhile still arrive. Nothing here touches the
  * data path.
  */
-export interface RedisTail {
+interface RedisTail {
   stop(): void
 }
 
@@ -35,7 +35,7 @@ const BATCH = 500
 const RETRY_MS = 250
 
 
-export function startRedisTail(opts: RedisTailOptions): RedisTail {
+function startRedisTail(opts: RedisTailOptions): RedisTail {
   const { client, stream, self, onRecord } = opts
   // Shorter than the client's command timeout, so an idle stream is not mistaken for a stalled Redis.
   const blockMs = opts.blockMs ?? Math.floor(COMMAND_TIMEOUT_MS / 2)

@@ -19,16 +19,30 @@ export function upstreamYaml(ports: readonly number[], extra = ''): string {
 ${extra}`
 }
 
-/** The common case: agent `ci` (Basic auth with TOKEN) may reach origin.test on `ports`, nothing else. */
-export function originOnlyYaml(ports: readonly number[], caFile?: string): string {
-  return `${upstreamYaml(ports, caFile === undefined ? '' : `  ca_file: ${JSON.stringify(caFile)}`)}
+export interface OriginYamlOptions {
+  /** upstream.ca_file (the test origin's CA, for intercepted or verified upstream TLS). */
+  readonly caFile?: string
+  /** Only these paths on origin.test (else the whole host). */
+  readonly paths?: readonly string[]
+  /** Agent ids (Basic auth with TOKEN), each with optional extra inline keys such as `limits: {…}`. Default: `ci`. */
+  readonly agents?: Readonly<Record<string, string>>
+  /** More top-level sections (telemetry, limits, mode…). */
+  readonly extra?: string
+}
+
+/** The common case: group `g` may reach origin.test on `ports` (optionally only `paths`), nothing else; agent `ci` is in it. */
+export function originOnlyYaml(ports: readonly number[], opts: OriginYamlOptions = {}): string {
+  const paths = opts.paths ? `\n        paths: ${JSON.stringify(opts.paths)}` : ''
+  const agents = Object.entries(opts.agents ?? { ci: '' })
+    .map(([id, more]) => `  - { id: ${id}, token: ${TOKEN_HASH}, groups: [g]${more ? `, ${more}` : ''} }`)
+    .join('\n')
+  return `${upstreamYaml(ports, opts.caFile === undefined ? '' : `  ca_file: ${JSON.stringify(opts.caFile)}`)}
+${opts.extra ?? ''}
 groups:
   g:
     allow:
-      - host: origin.test
+      - host: origin.test${paths}
 agents:
-  - id: ci
-    token: ${TOKEN_HASH}
-    groups: [g]
+${agents}
 `
 }

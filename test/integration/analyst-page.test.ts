@@ -7,7 +7,7 @@ import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
 import { until } from '../helpers/admin.js'
-import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+import { originOnlyYaml, TOKEN } from '../helpers/config.js'
 
 /**
  * The analyst page end to end: the real app, the real page in headless
@@ -51,20 +51,7 @@ t.test('the analyst page shows denials live, filters them, approves and revokes'
   const origin = await startHttpOrigin(t)
   const pc = await startPortcullis(
     t,
-    `${upstreamYaml([origin.port])}
-groups:
-  g:
-    allow:
-      - host: origin.test
-        paths: ["/public/**"]
-agents:
-  - id: ci
-    token: ${TOKEN_HASH}
-    groups: [g]
-  - id: bot
-    token: ${TOKEN_HASH}
-    groups: [g]
-`,
+    originOnlyYaml([origin.port], { paths: ['/public/**'], agents: { ci: '', bot: '' } }),
   )
   const as = (agent: string): string[] => ['--proxy', pc.proxyUrl, '--proxy-user', `${agent}:${TOKEN}`]
   const blockedUrl = `http://origin.test:${origin.port}/private/a.txt`

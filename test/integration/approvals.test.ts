@@ -3,7 +3,7 @@ import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
 import { adminCall, until } from '../helpers/admin.js'
-import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+import { originOnlyYaml, TOKEN } from '../helpers/config.js'
 
 interface ApprovalAnswer {
   id: string
@@ -19,17 +19,7 @@ t.test('a blocked request becomes a scoped, expiring, audited approval', async (
   const origin = await startHttpOrigin(t)
   const pc = await startPortcullis(
     t,
-    `${upstreamYaml([origin.port])}
-groups:
-  g:
-    allow:
-      - host: origin.test
-        paths: ["/public/**"]
-agents:
-  - id: ci
-    token: ${TOKEN_HASH}
-    groups: [g]
-`,
+    originOnlyYaml([origin.port], { paths: ['/public/**'] }),
   )
   const proxy = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`]
   const blocked = await curl([...proxy, `http://origin.test:${origin.port}/private/a.txt`])

@@ -19,7 +19,7 @@ t.test('CONNECT tunnels', async (t) => {
   t.teardown(() => raw.close())
   const pc = await startPortcullis(
     t,
-    originOnlyYaml([origin.port, rawPort], origin.ca.certFile),
+    originOnlyYaml([origin.port, rawPort], { caFile: origin.ca.certFile }),
   )
 
   t.test('curl through a spliced tunnel reaches the real origin certificate', async (t) => {

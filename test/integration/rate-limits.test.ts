@@ -2,12 +2,12 @@ import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin, startHttpsOrigin, type OriginHandler } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
-import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+import { originOnlyYaml, TOKEN } from '../helpers/config.js'
 import { adminCall, until } from '../helpers/admin.js'
 
 /** Rate limits through the real proxy (in memory; the Redis-shared case is in redis-shared.test.ts). */
@@ -47,18 +47,26 @@ const slowDownload: OriginHandler = (_req, res) => {
   res.on('close', () => clearInterval(timer))
 }
 
+/** GET /big over TLS through a CONNECT tunnel (trusting `ca`); how much arrived before the connection closed, and how long it took. */
+async function downloadThroughTunnel(t: Test, proxyPort: number, originPort: number, ca: string): Promise<{ received: number; seconds: number }> {
+  const { socket, head } = await openTunnel(proxyPort, `origin.test:${originPort}`)
+  t.match(head, /^HTTP\/1\.1 200 /)
+  const tls = tlsConnect({ socket, servername: 'origin.test', ca })
+  await once(tls, 'secureConnect')
+  let received = 0
+  tls.on('data', (c: Buffer) => (received += c.length))
+  tls.on('error', () => undefined)
+  const started = Date.now()
+  tls.write('GET /big HTTP/1.1\r\nHost: origin.test\r\n\r\n')
+  await once(tls, 'close')
+  return { received, seconds: (Date.now() - started) / 1000 }
+}
+
 t.test('requests_per_minute: the budget passes, the next request is 429 with Retry-After', async (t) => {
   const origin = await startHttpOrigin(t)
   const pc = await startPortcullis(
     t,
-    `${upstreamYaml([origin.port])}
-limits: { requests_per_minute: 3 }
-groups:
-  g: { allow: [ { host: origin.test } ] }
-agents:
-  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
-  - { id: roomy, token: ${TOKEN_HASH}, groups: [g], limits: { requests_per_minute: 100 } }
-`,
+    originOnlyYaml([origin.port], { extra: 'limits: { requests_per_minute: 3 }', agents: { ci: '', roomy: 'limits: { requests_per_minute: 100 }' } }),
   )
   const url = `http://origin.test:${origin.port}/a`
   const statuses: number[] = []
@@ -98,13 +106,7 @@ t.test('concurrent_connections: a second tunnel waits for the first to close', a
   const origin = await startHttpsOrigin(t, ['origin.test'])
   const pc = await startPortcullis(
     t,
-    `${upstreamYaml([origin.port])}
-limits: { concurrent_connections: 1 }
-groups:
-  g: { allow: [ { host: origin.test } ] }
-agents:
-  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
-`,
+    originOnlyYaml([origin.port], { extra: 'limits: { concurrent_connections: 1 }' }),
   )
   const first = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
   t.match(first.head, /^HTTP\/1\.1 200 /)
@@ -130,13 +132,7 @@ t.test('bytes_per_day: once the day\'s bytes are used, requests are 429 until mi
   const origin = await startHttpOrigin(t, (_req, res) => res.end('x'.repeat(5000)))
   const pc = await startPortcullis(
     t,
-    `${upstreamYaml([origin.port])}
-limits: { bytes_per_day: 4000 }
-groups:
-  g: { allow: [ { host: origin.test } ] }
-agents:
-  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
-`,
+    originOnlyYaml([origin.port], { extra: 'limits: { bytes_per_day: 4000 }' }),
   )
   const url = `http://origin.test:${origin.port}/big`
   const first = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, url])
@@ -154,14 +150,8 @@ t.test('audit mode records a limited request as would_deny and lets it pass', as
   const origin = await startHttpOrigin(t)
   const pc = await startPortcullis(
     t,
-    `${upstreamYaml([origin.port])}
-mode: audit
-limits: { requests_per_minute: 1 }
-groups:
-  g: { allow: [ { host: origin.test } ] }
-agents:
-  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
-`,
+    originOnlyYaml([origin.port], { extra: `mode: audit
+limits: { requests_per_minute: 1 }` }),
   )
   const url = `http://origin.test:${origin.port}/a`
   t.equal((await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, url])).status, 200)
@@ -172,27 +162,8 @@ agents:
 
 t.test('bytes_per_day closes a long tunnel once the day\'s bytes are used, not only when it ends', async (t) => {
   const origin = await startHttpsOrigin(t, ['origin.test'], slowDownload)
-  const pc = await startPortcullis(
-    t,
-    `${upstreamYaml([origin.port])}
-limits: { bytes_per_day: 300000 }
-groups:
-  g: { allow: [ { host: origin.test } ] }
-agents:
-  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
-`,
-  )
-  const { socket, head } = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
-  t.match(head, /^HTTP\/1\.1 200 /)
-  const tls = tlsConnect({ socket, servername: 'origin.test', ca: origin.ca.certPem })
-  await once(tls, 'secureConnect')
-  let received = 0
-  tls.on('data', (c: Buffer) => (received += c.length))
-  tls.on('error', () => undefined)
-  const started = Date.now()
-  tls.write('GET /big HTTP/1.1\r\nHost: origin.test\r\n\r\n')
-  await once(tls, 'close')
-  const seconds = (Date.now() - started) / 1000
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port], { extra: 'limits: { bytes_per_day: 300000 }' }))
+  const { received, seconds } = await downloadThroughTunnel(t, pc.proxyPort, origin.port, origin.ca.certPem)
   t.ok(received < DOWNLOAD_BYTES, `cut off after ${received} of ${DOWNLOAD_BYTES} bytes`)
   t.ok(seconds < 5, `within ${seconds.toFixed(1)} s (the whole body would take 6 s)`)
   t.ok(pc.logLines().some((l) => l.includes('PC_TUNNEL_BYTES_EXHAUSTED')), 'logged')
@@ -203,27 +174,8 @@ agents:
 
 t.test('bytes_per_day also cuts a long download inside an intercepted connection', async (t) => {
   const origin = await startHttpsOrigin(t, ['origin.test'], slowDownload)
-  const pc = await startPortcullis(
-    t,
-    `${upstreamYaml([origin.port], `  ca_file: ${JSON.stringify(origin.ca.certFile)}`)}
-limits: { bytes_per_day: 300000 }
-groups:
-  g: { allow: [ { host: origin.test, paths: ["/**"] } ] }
-agents:
-  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
-`,
-  )
-  const { socket, head } = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
-  t.match(head, /^HTTP\/1\.1 200 /)
-  const tls = tlsConnect({ socket, servername: 'origin.test', ca: readFileSync(join(pc.dir, 'ca.pem'), 'utf8') })
-  await once(tls, 'secureConnect')
-  let received = 0
-  tls.on('data', (c: Buffer) => (received += c.length))
-  tls.on('error', () => undefined)
-  const started = Date.now()
-  tls.write('GET /big HTTP/1.1\r\nHost: origin.test\r\n\r\n')
-  await once(tls, 'close')
-  const seconds = (Date.now() - started) / 1000
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port], { caFile: origin.ca.certFile, paths: ['/**'], extra: 'limits: { bytes_per_day: 300000 }' }))
+  const { received, seconds } = await downloadThroughTunnel(t, pc.proxyPort, origin.port, readFileSync(join(pc.dir, 'ca.pem'), 'utf8'))
   t.ok(received < DOWNLOAD_BYTES, `cut off after ${received} of ${DOWNLOAD_BYTES} bytes`)
   t.ok(seconds < 5, `within ${seconds.toFixed(1)} s`)
   const rec = await pc.waitForRecord((r) => r.event === 'decision' && r.path === '/big')

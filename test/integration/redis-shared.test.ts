@@ -3,7 +3,7 @@ import { Redis } from 'ioredis'
 import t from 'tap'
 import { adminCall, until } from '../helpers/admin.js'
 import { basicAuth, freePort } from '../helpers/clients.js'
-import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+import { originOnlyYaml, TOKEN } from '../helpers/config.js'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { redisServer, waitFor } from '../helpers/redis.js'
 import { spawnPortcullis, writeConfig, type PortcullisProcess } from '../helpers/spawn-portcullis.js'
@@ -55,20 +55,13 @@ t.test('two instances on one Redis', async (t) => {
   const redis = redisServer(t, await freePort())
   await redis.start()
   const origin = await startHttpOrigin(t)
-  const body = `${upstreamYaml([origin.port])}
-telemetry:
+  const body = originOnlyYaml([origin.port], {
+    paths: ['/public/**'],
+    agents: { ci: '', seq: '', other: 'limits: { requests_per_minute: 10000 }' },
+    extra: `telemetry:
   redis: { url: ${JSON.stringify(redis.url)}, stream: "pc:events", maxlen: 100000 }
-limits: { requests_per_minute: ${RPM} }
-groups:
-  g:
-    allow:
-      - host: origin.test
-        paths: ["/public/**"]
-agents:
-  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
-  - { id: seq, token: ${TOKEN_HASH}, groups: [g] }
-  - { id: other, token: ${TOKEN_HASH}, groups: [g], limits: { requests_per_minute: 10000 } }
-`
+limits: { requests_per_minute: ${RPM} }`,
+  })
   const start = async (): Promise<Instance> => {
     const proc = spawnPortcullis(t, writeConfig(t.testdir(), body), { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN })
     const started = await proc.waitLine((r) => r.code === 'PC_STARTED')
@@ -215,18 +208,12 @@ t.test('on a Redis Cluster URL: records, shared limits and approvals work', asyn
   const origin = await startHttpOrigin(t)
   const pc = await startPortcullis(
     t,
-    `${upstreamYaml([origin.port])}
-telemetry:
+    originOnlyYaml([origin.port], {
+      paths: ['/public/**'],
+      extra: `telemetry:
   redis: { url: "redis+cluster://127.0.0.1:${port}", stream: "{pc}:events", maxlen: 1000 }
-limits: { requests_per_minute: 3 }
-groups:
-  g:
-    allow:
-      - host: origin.test
-        paths: ["/public/**"]
-agents:
-  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
-`,
+limits: { requests_per_minute: 3 }`,
+    }),
   )
   await waitFor('limits shared', () => pc.logLines().some((l) => l.includes('PC_LIMITS_SHARED')))
   const at = (path: string): string => `http://origin.test:${origin.port}${path}`
