@@ -1,4 +1,4 @@
-import { connect, type Socket } from 'node:net'
+import { connect, type OnReadOpts, type Socket } from 'node:net'
 
 export type UpstreamFailureKind = 'timeout' | 'refused' | 'reset' | 'dns' | 'unreachable' | 'tls_verify'
 export interface UpstreamFailure {
@@ -41,10 +41,10 @@ export function mapSocketError(err: unknown): UpstreamFailureKind {
   }
 }
 
-/** Connect to the address that was checked (never a hostname) within timeoutMs. */
-export function dialChecked(address: string, port: number, timeoutMs: number): Promise<Socket | UpstreamFailure> {
+/** Connect to the address that was checked (never a hostname) within timeoutMs; `onread` hands reads to a caller-owned buffer. */
+export function dialChecked(address: string, port: number, timeoutMs: number, onread?: OnReadOpts): Promise<Socket | UpstreamFailure> {
   return new Promise((resolve) => {
-    const socket = connect({ host: address, port, noDelay: true })
+    const socket = connect(onread ? { host: address, port, noDelay: true, onread } : { host: address, port, noDelay: true })
     const timer = setTimeout(() => {
       socket.destroy()
       resolve({ kind: 'failure', failure: 'timeout' })

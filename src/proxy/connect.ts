@@ -13,7 +13,7 @@ import type { ProxyDeps } from './deps.js'
 import { applyLimits, denialContext, passes, settle } from './decision-point.js'
 import { readClientHello, TLS_ALERT_UNRECOGNIZED_NAME, type HelloOutcome } from './client-hello-reader.js'
 import { respondBadRequest, respondConnectDenial } from './respond.js'
-import { spliceTunnel } from './tunnel.js'
+import { createUpstreamRelay, spliceTunnel, type UpstreamRelay } from './tunnel.js'
 import { checkRequestHead } from './request-guard.js'
 
 const ESTABLISHED = 'HTTP/1.1 200 Connection established\r\nVia: 1.1 portcullis\r\n\r\n'
@@ -53,14 +53,16 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
     settle(deps.bus, refused, decision)
     return respondConnectDenial(socket, decision, denialContext(refused, req.headers))
   }
-  socket.once('close', release)
+  socket.on('close', release)
   const resolved = await resolveChecked(authority.host, cfg.upstream)
   if ('verdict' in resolved) return refuse(deps, socket, req, refused, resolved)
   const checkedNoTls: DecisionFacts = { ...refused, address: resolved.address }
   const checked: DecisionFacts = { ...checkedNoTls, tls: via }
   let up: Socket | null = null
+  let relay: UpstreamRelay | null = null
   if (via === 'tunnel') {
-    const dialled = await dialChecked(resolved.address, authority.port, cfg.upstream.connectTimeoutMs)
+    relay = createUpstreamRelay()
+    const dialled = await dialChecked(resolved.address, authority.port, cfg.upstream.connectTimeoutMs, relay.onread)
     if ('kind' in dialled) return refuse(deps, socket, req, checkedNoTls, { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: dialled.failure })
     up = dialled
     up.on('error', () => dialled.destroy())
@@ -97,11 +99,11 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
     return void setTimeout(() => socket.destroy(), 1000).unref()
   }
   const bytes = hello.kind === 'hello' || hello.kind === 'not_tls' ? hello.bytes : Buffer.alloc(0)
-  if (up === null) {
+  if (up === null || relay === null) {
     deps.interceptor?.intercept(socket, bytes, { id, agent, host: authority.host, port: authority.port, address: resolved.address, src: state.src, mode })
     return
   }
-  spliceTunnel(socket, up, bytes, { id, agent, host: authority.host, port: authority.port, startedAtMs: Date.now() }, cfg.upstream.idleTimeoutMs, deps)
+  spliceTunnel(socket, up, relay, bytes, { id, agent, host: authority.host, port: authority.port, startedAtMs: Date.now() }, cfg.upstream.idleTimeoutMs, deps)
 }
 
 /** A request line (`GET /x HTTP/1.1`) rather than a TLS record. */

@@ -1,4 +1,7 @@
+import { createHash } from 'node:crypto'
 import { once } from 'node:events'
+import type { IncomingMessage } from 'node:http'
+import { request as httpsRequest } from 'node:https'
 import { connect as tlsConnect } from 'node:tls'
 import { createServer, type AddressInfo } from 'node:net'
 import t from 'tap'
@@ -7,6 +10,8 @@ import { startHttpsOrigin } from '../helpers/origins.js'
 import { curl, rawExchange, basicAuth } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
 import { originOnlyYaml, TOKEN } from '../helpers/config.js'
+import { until } from '../helpers/admin.js'
+import type { TelemetryRecord } from '../../src/telemetry/events.js'
 
 t.test('CONNECT tunnels', async (t) => {
   const origin = await startHttpsOrigin(t, ['origin.test'])
@@ -105,4 +110,62 @@ t.test('CONNECT tunnels', async (t) => {
     await once(tls, 'end')
     t.match(Buffer.concat(chunks).toString(), /origin saw GET \/late/)
   })
+})
+
+/** Deterministic printable bytes (the test origin reads bodies as text), so both ends can check what crossed the tunnel. */
+function pattern(n: number, seed: number): Buffer {
+  const b = Buffer.allocUnsafe(n)
+  for (let i = 0; i < n; i++) b[i] = 32 + ((i * seed + (i >> 9)) % 95)
+  return b
+}
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+
+t.test('large bodies cross a spliced tunnel intact both ways, to a slow reader too, and are counted', async (t) => {
+  // Bigger than loopback's socket buffers, so a stalled reader makes the proxy's writes back up.
+  const SIZE = 16 * 1024 * 1024
+  const download = pattern(SIZE, 31)
+  const origin = await startHttpsOrigin(t, ['origin.test'], (req, res, body) => {
+    if (req.method === 'POST') return void res.end(sha256(Buffer.from(body)))
+    res.writeHead(200, { 'content-length': SIZE })
+    res.end(download)
+  })
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port], { caFile: origin.ca.certFile }))
+  const through = async (method: string, body: Buffer | null, slow: boolean): Promise<Buffer> => {
+    const { socket, head } = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
+    t.match(head, /^HTTP\/1\.1 200 /)
+    const tls = tlsConnect({ socket, servername: 'origin.test', ca: origin.ca.certPem })
+    await once(tls, 'secureConnect')
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = httpsRequest({ method, path: '/x', headers: { host: 'origin.test' }, createConnection: () => tls }, resolve)
+      req.on('error', reject)
+      req.end(body ?? undefined)
+    })
+    const chunks: Buffer[] = []
+    let received = 0
+    let stallAt = 0
+    for await (const c of res) {
+      chunks.push(c as Buffer)
+      received += (c as Buffer).length
+      // A reader that stalls at the start and every 4 MiB, so the proxy's writes to it back up.
+      if (slow && received >= stallAt) {
+        stallAt += 4 * 1024 * 1024
+        await new Promise((r) => setTimeout(r, 250))
+      }
+    }
+    tls.destroy()
+    return Buffer.concat(chunks)
+  }
+  const fast = await through('GET', null, false)
+  t.equal(fast.length, SIZE)
+  t.equal(sha256(fast), sha256(download), 'download intact')
+  const slow = await through('GET', null, true)
+  t.equal(sha256(slow), sha256(download), 'download intact to a slow reader')
+  const upload = pattern(SIZE, 17)
+  const echoed = await through('POST', upload, false)
+  t.equal(echoed.toString(), sha256(upload), 'upload intact')
+  const closeRecords = (): TelemetryRecord[] => pc.records().filter((r) => r.event === 'close')
+  t.ok(await until(() => closeRecords().length >= 3), 'three close records')
+  const closes = closeRecords()
+  t.ok(closes.filter((c) => c.event === 'close' && c.bytes_down > SIZE).length >= 2, 'both downloads counted down')
+  t.ok(closes.some((c) => c.event === 'close' && c.bytes_up > SIZE), 'the upload counted up')
 })
