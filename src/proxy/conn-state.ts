@@ -8,11 +8,32 @@ export interface ConnState {
 }
 
 export const kConnState = Symbol('portcullis.connState')
+const kFirstHeadTimer = Symbol('portcullis.firstHeadTimer')
 
 declare module 'node:net' {
   interface Socket {
     [kConnState]?: ConnState
+    [kFirstHeadTimer]?: NodeJS.Timeout
   }
+}
+
+/**
+ * Node's header timeout counts from a request's first byte, so a connection that never sends one
+ * would be held forever. Until its first request head is complete (headStarted), a connection gets
+ * `timeoutMs`, then `onTimeout`.
+ */
+export function armFirstHeadTimer(socket: Socket, timeoutMs: number, onTimeout: () => void): void {
+  const timer = setTimeout(onTimeout, timeoutMs)
+  timer.unref()
+  socket[kFirstHeadTimer] = timer
+}
+
+/** A request head arrived on this connection: the first-head deadline no longer applies. */
+export function headStarted(socket: Socket): void {
+  const timer = socket[kFirstHeadTimer]
+  if (timer === undefined) return
+  clearTimeout(timer)
+  socket[kFirstHeadTimer] = undefined
 }
 
 export function attachConnState(socket: Socket): ConnState {

@@ -5,23 +5,36 @@ import httpProxy from 'http-proxy'
 import { formatAuthority } from '../net/host.js'
 import { mapSocketError, type UpstreamFailureKind } from '../net/dial.js'
 
-/** RFC 9110 §7.6.1 hop-by-hop fields, plus the proxy's own credentials, which never travel upstream. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade']
+/**
+ * RFC 9110 §7.6.1 hop-by-hop fields, plus the proxy's own credentials, which never travel upstream,
+ * and `Expect`: the proxy answers 100-continue itself, once the request is allowed.
+ */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect']
+
+/**
+ * Headers a `Connection` field may not remove: `Connection: content-length` would strip the body's
+ * length and leave the body on the upstream connection as a second, undecided request.
+ */
+const NOT_REMOVABLE = new Set(['content-length', 'host'])
 
 export const VIA = '1.1 portcullis'
 
-/** Strip hop-by-hop headers, including every header the Connection field names. */
+/** Strip hop-by-hop headers, including every header the Connection field names (except the framing ones). */
 export function stripHopByHop(headers: IncomingHttpHeaders): void {
   const named = headers.connection
   if (named) {
     const list = Array.isArray(named) ? named.join(',') : named
     for (const token of list.split(',')) {
       const name = token.trim().toLowerCase()
-      if (name) delete headers[name]
+      if (name && !NOT_REMOVABLE.has(name)) delete headers[name]
     }
   }
   for (const h of HOP_BY_HOP) delete headers[h]
 }
+
+/** Set on a request whose body arrived chunked, so it is sent upstream chunked (see createForwarder). */
+const kChunkedBody = Symbol('portcullis.chunkedBody')
+type ForwardedRequest = IncomingMessage & { [kChunkedBody]?: boolean }
 
 function appendVia(headers: IncomingHttpHeaders): void {
   const prior = headers.via
@@ -77,15 +90,29 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
   const secureContext = createSecureContext({ ca: [...opts.ca] })
   const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo', timeout: opts.idleTimeoutMs, secureContext, rejectUnauthorized: true })
   const proxy = httpProxy.createProxyServer({ xfwd: false, ws: false, changeOrigin: false, secure: true })
+  // Framing is the proxy's own on each hop. A body that came chunked goes upstream chunked, whatever the
+  // method: node only chunks POST/PUT/PATCH by default, and http-proxy turns a DELETE/OPTIONS without a
+  // length into `content-length: 0`; either would leave the body on the connection as a request no one
+  // decided (smuggling). This pass runs after http-proxy's own header passes, just before the request.
+  // `before` is http-proxy's API for adding a pass; @types/http-proxy does not declare it.
+  ;(proxy as unknown as { before(type: 'web', pass: string, fn: (req: ForwardedRequest) => void): void }).before('web', 'stream', (req) => {
+    if (!req[kChunkedBody]) return
+    delete req.headers['content-length']
+    req.headers['transfer-encoding'] = 'chunked'
+  })
   proxy.on('proxyReq', (proxyReq) => armUpstreamTimeouts(proxyReq, opts))
-  proxy.on('proxyRes', (proxyRes) => {
+  proxy.on('proxyRes', (proxyRes, _req, res: ServerResponse) => {
     stripHopByHop(proxyRes.headers)
     appendVia(proxyRes.headers)
+    // The client's hop: close after this response if the client asked to (Connection: close, HTTP/1.0).
+    proxyRes.headers.connection = res.shouldKeepAlive ? 'keep-alive' : 'close'
   })
   // http-proxy emits 'error' when no callback is given; keep a listener so nothing is ever unhandled.
   proxy.on('error', () => {})
   return {
-    forward(req, res, target, onFailure) {
+    forward(req: ForwardedRequest, res, target, onFailure) {
+      req[kChunkedBody] = req.headers['transfer-encoding'] !== undefined
+      if (/^100-continue$/i.test(req.headers.expect ?? '')) res.writeContinue()
       stripHopByHop(req.headers)
       appendVia(req.headers)
       const defaultPort = target.tls ? 443 : 80

@@ -14,7 +14,7 @@ import { applyLimits, denialContext, settle } from './decision-point.js'
 import { forwardAndRecord, requestTargetOf } from './http-request.js'
 import { checkRequestHead } from './request-guard.js'
 import { respondDenial } from './respond.js'
-import { MAX_HEADER_BYTES } from './server.js'
+import { answerClientError, expectContinue, MAX_HEADER_BYTES } from './server.js'
 
 /** What the CONNECT established; every inner request is decided against it. */
 export interface InterceptContext {
@@ -62,15 +62,21 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     maxHeaderSize: MAX_HEADER_BYTES,
     joinDuplicateHeaders: false,
   })
-  inner.on('request', (req: IncomingMessage, res: ServerResponse) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     try {
       handleInnerRequest(deps, req, res)
     } catch (err) {
       deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'intercepted request handler failed; connection closed')
       res.destroy()
     }
-  })
-  inner.on('clientError', (_err, socket) => socket.destroy())
+  }
+  inner.on('request', onRequest)
+  inner.on('checkContinue', expectContinue(onRequest))
+  inner.on('clientError', answerClientError)
+  // Node runs its header-timeout checks only for a server that emitted 'listening'; this one never
+  // listens (connections are handed to it), so without this a client could trickle an inner request
+  // head forever.
+  inner.emit('listening')
 
   /** Idle timeout, tracking (so a reload or revocation can close it) and one close record per connection. */
   function track(client: Socket, ctx: InterceptContext): void {

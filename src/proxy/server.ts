@@ -1,7 +1,7 @@
-import { createServer, type Server } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { attachConnState } from './conn-state.js'
+import { armFirstHeadTimer, attachConnState, headStarted } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
 import { handleConnect } from './connect.js'
 import { handlePlainRequest } from './http-request.js'
@@ -32,27 +32,49 @@ export function createProxyServer(deps: ProxyDeps): Server {
   server.on('connection', (socket: Socket) => {
     attachConnState(socket)
     socket.on('error', () => socket.destroy())
+    armFirstHeadTimer(socket, upstream.headerTimeoutMs, () => respondBadRequest(socket, 408, 'header_timeout'))
   })
-  server.on('request', (req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    headStarted(req.socket)
     handlePlainRequest(deps, req, res).catch((err: unknown) => {
       deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'plain HTTP handler failed; connection closed')
       if (!res.headersSent) respondDenial(res, internalError, { requestId: '-', agent: null, method: req.method ?? '-', host: '-', port: 0, scheme: 'http', path: null, query: '', wantsJson: false }, true)
       else res.destroy()
     })
-  })
+  }
+  server.on('request', onRequest)
+  server.on('checkContinue', expectContinue(onRequest))
   server.on('connect', (req, socket: Socket, head: Buffer) => {
+    headStarted(socket)
     handleConnect(deps, req, socket, head).catch((err: unknown) => {
       deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'CONNECT handler failed; connection closed')
       socket.destroy()
     })
   })
   server.on('upgrade', (_req, socket: Duplex) => respondBadRequest(socket, 400, 'upgrade_not_supported'))
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    const code = err.code ?? ''
-    if (code === 'ECONNRESET' || !socket.writable) return void socket.destroy()
-    if (code === 'HPE_HEADER_OVERFLOW') return respondBadRequest(socket, 431, 'headers_too_large')
-    if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return respondBadRequest(socket, 408, 'header_timeout')
-    respondBadRequest(socket, 400, code.startsWith('HPE_') ? code.slice(4).toLowerCase() : 'malformed')
-  })
+  server.on('clientError', answerClientError)
   return server
+}
+
+/** A head node's parser refused, or one that did not arrive within header_timeout_ms: 400/408/431 and a closed connection. */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  const code = err.code ?? ''
+  if (code === 'ECONNRESET' || !socket.writable) return void socket.destroy()
+  if (code === 'HPE_HEADER_OVERFLOW') return respondBadRequest(socket, 431, 'headers_too_large')
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return respondBadRequest(socket, 408, 'header_timeout')
+  respondBadRequest(socket, 400, code.startsWith('HPE_') ? code.slice(4).toLowerCase() : 'malformed')
+}
+
+/**
+ * `Expect: 100-continue`: node would answer 100 at once, before any decision, and the client would
+ * upload its body to a request about to be refused. Instead the request is decided first and the
+ * forwarder sends 100 Continue only when it is allowed. Whatever the answer, the connection closes
+ * after it: a refused client may or may not send the body it announced, so nothing after it can be
+ * read as the next request.
+ */
+export function expectContinue(handle: (req: IncomingMessage, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    res.shouldKeepAlive = false
+    handle(req, res)
+  }
 }

@@ -3,6 +3,7 @@ import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { rawExchange, basicAuth } from '../helpers/clients.js'
 import { originOnlyYaml, TOKEN } from '../helpers/config.js'
+import { until } from '../helpers/admin.js'
 import { connect } from 'node:net'
 import { once } from 'node:events'
 
@@ -59,4 +60,83 @@ t.test('malformed and smuggling-shaped requests get 400/431 and a closed connect
     const { response } = await rawExchange(pc.proxyPort, `GET ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Connection: close\r\n\r\n`)
     t.match(response, /^HTTP\/1\.1 200 /)
   })
+})
+
+/**
+ * A body the proxy forwards must stay framed, whatever the method: unframed, the origin would read
+ * it as a second request that no one decided (smuggled past path rules).
+ */
+t.test('request bodies stay framed upstream: no undecided request reaches the origin', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port], { paths: ['/public/**'] }))
+  const auth = `Proxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n`
+  const inner = `GET /private/smuggled HTTP/1.1\r\nHost: origin.test\r\n\r\n`
+  const chunked = `${inner.length.toString(16)}\r\n${inner}\r\n0\r\n\r\n`
+  const target = `http://origin.test:${origin.port}/public/ok`
+  const shapes: Array<[string, string]> = [
+    ['GET with a chunked body', `GET ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`],
+    ['HEAD with a chunked body', `HEAD ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`],
+    ['DELETE with a chunked body', `DELETE ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`],
+    ['OPTIONS with a chunked body', `OPTIONS ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`],
+    ['Connection naming Content-Length', `GET ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Content-Length: ${inner.length}\r\nConnection: close, content-length\r\n\r\n${inner}`],
+  ]
+  for (const [name, request] of shapes) {
+    t.test(name, async (t) => {
+      const before = origin.seen.length
+      const { response } = await rawExchange(pc.proxyPort, request)
+      t.match(response, /^HTTP\/1\.1 200 /)
+      t.ok(await until(() => origin.seen.length > before), 'the decided request arrived')
+      // Give a smuggled second request every chance to show up before counting.
+      await new Promise((r) => setTimeout(r, 200))
+      const arrived = origin.seen.slice(before)
+      t.same(arrived.map((r) => r.url), ['/public/ok'], 'only the decided request reached the origin')
+      t.equal(arrived[0]?.body, inner, 'with its body as the body')
+      t.notOk(pc.decisions().some((r) => r.path === '/private/smuggled'), 'nothing else was decided or sent')
+    })
+  }
+})
+
+t.test("the client's Connection: close is honoured through the proxy", async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port]))
+  const { response, closed } = await rawExchange(
+    pc.proxyPort,
+    `GET http://origin.test:${origin.port}/cc HTTP/1.1\r\nHost: origin.test\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\nConnection: close\r\n\r\n`,
+    3000,
+  )
+  t.match(response, /^HTTP\/1\.1 200 /)
+  t.match(response, /\r\nconnection: close\r\n/i)
+  t.ok(closed, 'closed after the response, not at the idle timeout')
+})
+
+t.test('Expect: 100-continue is answered only once the request is allowed', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port], { paths: ['/public/**'] }))
+  const head = (path: string): string =>
+    `PUT http://origin.test:${origin.port}${path} HTTP/1.1\r\nHost: origin.test\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n`
+  const denied = await rawExchange(pc.proxyPort, head('/private/x'))
+  t.match(denied.response, /^HTTP\/1\.1 403 /, 'a refusal comes first, with no 100 before it')
+  t.ok(denied.closed, 'and closes the connection: the body may or may not follow')
+  const socket = connect(pc.proxyPort, '127.0.0.1')
+  socket.setTimeout(5000, () => socket.destroy())
+  await once(socket, 'connect')
+  socket.write(head('/public/x'))
+  const [first] = (await once(socket, 'data')) as [Buffer]
+  t.match(first.toString(), /^HTTP\/1\.1 100 Continue/)
+  const chunks: Buffer[] = []
+  socket.on('data', (c: Buffer) => chunks.push(c))
+  socket.write('body')
+  await once(socket, 'close')
+  t.match(Buffer.concat(chunks).toString(), /HTTP\/1\.1 200 /)
+  t.equal(origin.seen.at(-1)?.body, 'body')
+  t.notOk(origin.seen.at(-1)?.headers.expect, 'Expect is not forwarded: the proxy answered it')
+})
+
+t.test('a connection that sends nothing is closed at header_timeout_ms', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port]))
+  const started = Date.now()
+  const { response, closed } = await rawExchange(pc.proxyPort, '', 6000)
+  t.ok(closed, `closed after ${Date.now() - started} ms`)
+  t.match(response, /^HTTP\/1\.1 408 /)
 })
