@@ -3,7 +3,9 @@
  *
  * A path rule must see the path the origin will act on, so `%2e%2e`, `//`,
  * `/./` and `%7E` spellings are folded before matching, while an encoded
- * slash (`%2F`) stays encoded: it is data, not a separator.
+ * slash (`%2F`) stays encoded: it is data, not a separator. Origins disagree
+ * on that last point, so decodedReading gives the other answer for policy to
+ * check as well.
  */
 
 /** Split a request target at the first `?`; any `#fragment` is dropped first. */
@@ -82,4 +84,19 @@ function removeDotSegments(path: string): string | null {
   }
   const joined = `/${out.join('/')}`
   return trailingSlash && out.length > 0 ? `${joined}/` : joined
+}
+
+const AMBIGUOUS = /%2F|%5C|;/
+
+/**
+ * The path as a server that decodes `%2F` and `%5C` to `/` and drops `;params`
+ * from segments (Tomcat, some Python and Java stacks) would read it, in normal
+ * form; the same string when there is nothing to read differently; null when
+ * that reading is malformed (e.g. `/a%2F..;b`). Input: normalizePath output.
+ */
+export function decodedReading(path: string): string | null {
+  if (!AMBIGUOUS.test(path)) return path
+  const slashes = path.replace(/%2F|%5C/g, '/')
+  const noParams = slashes.split('/').map((seg) => (seg.startsWith('..;') || seg.startsWith('.;') ? seg : seg.replace(/;.*$/, ''))).join('/')
+  return removeDotSegments(noParams)
 }

@@ -13,6 +13,10 @@
  *     matched the host: path (`denied_path`) over method (`denied_method`)
  *     over port (`denied_port`); the earliest rule in config order on a tie.
  *  6. No rule matched the host: `denied_no_rule`, rule id null (default deny).
+ *  7. A path with `%2F`, `%5C` or `;params` is decided twice: as written and as
+ *     a server that decodes them reads it (net/url-path.decodedReading). Either
+ *     reading's denial is the answer (`/public/..%2Fsecret` is `/secret` to
+ *     such a server); a reading that is malformed is `denied_path`.
  *  Ports are the rule's `ports`, else upstream.ports.
  *
  * decideConnect sees only agent, host and port, and also chooses how the
@@ -37,6 +41,7 @@
  *     tunnel → allow via `tunnel`; else the most specific failure as above.
  */
 import { collectHostRules, needsInside, type CompiledPolicy, type CompiledRule } from './compiled.js'
+import { decodedReading } from '../net/url-path.js'
 import { matchPathPattern } from './path-pattern.js'
 import type { DenyReason } from './reasons.js'
 import type { ConnectDecision, ConnectFacts, Decision, DenyDecision, RequestFacts } from './types.js'
@@ -72,7 +77,18 @@ function candidates(indexes: Parameters<typeof collectHostRules>[0], host: strin
   return scratch
 }
 
+const AMBIGUOUS_PATH: DenyDecision = Object.freeze({ verdict: 'deny', reason: 'denied_path', ruleId: null, detail: 'ambiguous_path' })
+
 export function matchRequest(policy: CompiledPolicy, facts: RequestFacts): RequestMatch {
+  const written = matchReading(policy, facts)
+  const decoded = decodedReading(facts.path)
+  if (decoded === facts.path || written.decision.verdict === 'deny') return written
+  if (decoded === null) return { decision: AMBIGUOUS_PATH, rule: null }
+  const other = matchReading(policy, { ...facts, path: decoded })
+  return other.decision.verdict === 'deny' ? other : written
+}
+
+function matchReading(policy: CompiledPolicy, facts: RequestFacts): RequestMatch {
   const indexes = policy.rules.get(facts.agent)
   if (indexes === undefined || !policy.agents.has(facts.agent)) return { decision: INTERNAL, rule: null }
   let deny: CompiledRule | null = null

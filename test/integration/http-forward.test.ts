@@ -93,6 +93,22 @@ agents:
     t.equal(r.headers['x-portcullis-decision'], 'denied_by_rule')
   })
 
+  t.test('encoded slashes and ;params cannot step around a path rule at an origin that decodes them', async (t) => {
+    const before = origin.seen.length
+    for (const path of ['/ok/..%2Fsecret', '/ok/..%5Csecret', '/ok/%2e%2e%2Fsecret']) {
+      const r = await curl([...proxy, '--path-as-is', `http://paths.test:${origin.port}${path}`])
+      t.equal(r.status, 403, path)
+      t.equal(r.headers['x-portcullis-decision'], 'denied_path', path)
+    }
+    for (const path of ['/public/..%2Fsecret/x', '/secret;x/y']) {
+      const r = await curl([...proxy, '--path-as-is', `http://origin.test:${origin.port}${path}`])
+      t.equal(r.headers['x-portcullis-decision'], 'denied_by_rule', path)
+    }
+    t.equal(origin.seen.length, before, 'none reached the origin')
+    const fine = await curl([...proxy, `http://paths.test:${origin.port}/ok/a%2Fb`])
+    t.equal(fine.status, 200, 'allowed under both readings')
+  })
+
   t.test('method and path rules', async (t) => {
     const ok = await curl([...proxy, `http://paths.test:${origin.port}/ok/a/b`])
     t.equal(ok.status, 200)

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { normalizePath, splitTarget } from '../../../src/net/url-path.js'
+import { decodedReading, normalizePath, splitTarget } from '../../../src/net/url-path.js'
 
 const SPLITS: ReadonlyArray<readonly [string, { path: string; query: string }, string]> = [
   ['/a/b', { path: '/a/b', query: '' }, 'no query'],
@@ -61,5 +61,21 @@ const PATHS: ReadonlyArray<readonly [string, string | null, string]> = [
 for (const [raw, expected, behaviour] of PATHS) {
   t.test(`normalizePath: ${JSON.stringify(raw)} — ${behaviour}`, async (t) => {
     t.equal(normalizePath(raw), expected)
+  })
+}
+
+const DECODED_READINGS: ReadonlyArray<readonly [string, string | null, string]> = [
+  ['/a/b', '/a/b', 'nothing to read differently'],
+  ['/public/..%2Fsecret', '/secret', 'an encoded slash is a separator to a decoding server'],
+  ['/public/..%5Csecret', '/secret', 'so is an encoded backslash'],
+  ['/admin%2Fusers', '/admin/users', 'an encoded slash inside a segment splits it'],
+  ['/admin;x/users', '/admin/users', 'a ;param is dropped from its segment'],
+  ['/a;jsessionid=1', '/a', 'a trailing ;param is dropped'],
+  ['/a%2F..;b', null, 'a decoded `..;` is refused as the written one is'],
+  ['/a%2F%2Fb', '/a/b', 'decoded empty segments collapse'],
+]
+for (const [path, expected, behaviour] of DECODED_READINGS) {
+  t.test(`decodedReading: \`${path}\` — ${behaviour}`, async (t) => {
+    t.equal(decodedReading(path), expected)
   })
 }
