@@ -16,7 +16,8 @@ import { createRingSink, type RingSink } from './telemetry/ring-sink.js'
 import type { DecisionRecord } from './telemetry/events.js'
 import { createForwarder } from './proxy/forward.js'
 import { createProxyServer } from './proxy/server.js'
-import { createTunnelTracker, sweepTunnelBytes, type TunnelTracker } from './proxy/tracker.js'
+import { createTunnelTracker, sweepTunnelBytes } from './proxy/tracker.js'
+import { closeDisallowed } from './proxy/revalidate.js'
 import type { ProxyDeps } from './proxy/deps.js'
 import { createInterceptor, type Interceptor } from './proxy/intercept.js'
 import { ensureCa, loadCa } from './tls/ca.js'
@@ -30,7 +31,6 @@ import { pageRoutes } from './admin/routes/page.js'
 import { loadAdminToken } from './admin/token.js'
 import { decideConnectApproved, indexApprovals, type ApprovalIndex } from './policy/approvals.js'
 import { isActive, type ApprovalStore } from './approvals/store.js'
-import { effectiveMode } from './policy/compiled.js'
 import { createFileApprovalStore } from './approvals/file-store.js'
 import { createRedisApprovalStore } from './approvals/redis-store.js'
 import { createMetrics, type Metrics } from './telemetry/metrics.js'
@@ -73,21 +73,6 @@ function readUpstreamRoots(caFile: string | null): string[] {
   } catch (cause) {
     throw new PortcullisError('PC_ERR_CA_UNREADABLE', `cannot read upstream.ca_file ${caFile}`, { cause })
   }
-}
-
-/** After a reload: close every open tunnel or intercepted connection the new policy would not let in. */
-function closeDisallowed(tracker: TunnelTracker, config: RuntimeConfig, approvals: ApprovalIndex): number {
-  let closed = 0
-  for (const conn of [...tracker.all()]) {
-    const agent = config.policy.agents.get(conn.agent)
-    const d = agent ? decideConnectApproved(config.policy, { agent: conn.agent, host: conn.host, port: conn.port }, approvals, Date.now()) : null
-    const auditing = agent !== undefined && effectiveMode(config.policy, conn.agent) === 'audit'
-    if (!d || (d.verdict === 'deny' && !auditing)) {
-      conn.close()
-      closed++
-    }
-  }
-  return closed
 }
 
 /** Composition root: builds every component from the RuntimeConfig and wires the sinks. No logic lives here. */
@@ -148,7 +133,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     current = outcome.config
     generation += 1
     configError = null
-    const closed = closeDisallowed(tracker, current, approvalIndex)
+    const closed = closeDisallowed(tracker, current, approvalIndex, Date.now())
     log.info({ code: 'PC_CONFIG_RELOADED', trigger, generation, closed_connections: closed }, 'policy reloaded')
   }
 
@@ -258,7 +243,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       const refreshApprovals = (): void => {
         const now = Date.now()
         approvalIndex = indexApprovals(s.current().filter((a) => isActive(a, now)))
-        if (tracker.size > 0) closeDisallowed(tracker, current, approvalIndex)
+        if (tracker.size > 0) closeDisallowed(tracker, current, approvalIndex, Date.now())
       }
       s.onChange(refreshApprovals)
       refreshApprovals()

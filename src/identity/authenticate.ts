@@ -4,7 +4,16 @@ import type { CompiledAgent, DenyDecision } from '../policy/types.js'
 import { cidrContains } from '../net/host.js'
 import { parseProxyAuthorization } from './proxy-auth.js'
 
-export type Identity = { readonly kind: 'agent'; readonly agent: CompiledAgent } | { readonly kind: 'denied'; readonly decision: DenyDecision; readonly claimedAgent: string | null }
+/**
+ * How an agent proved who it is, kept with an open connection so a reload can ask again
+ * (a rotated token or a narrowed source_cidrs closes it). The token itself is never kept: only its
+ * sha256, which is what the config holds anyway.
+ */
+export type Credential = { readonly kind: 'token'; readonly sha256: Buffer } | { readonly kind: 'source' }
+
+export type Identity =
+  | { readonly kind: 'agent'; readonly agent: CompiledAgent; readonly credential: Credential }
+  | { readonly kind: 'denied'; readonly decision: DenyDecision; readonly claimedAgent: string | null }
 
 // Compared against when the claimed agent does not exist, so an unknown id costs the same time as a wrong token.
 const DUMMY_HASH = createHash('sha256').update('portcullis:no-such-agent').digest()
@@ -32,12 +41,27 @@ export function authenticate(policy: CompiledPolicy, header: string | undefined,
     const match = timingSafeEqual(given, expected) && agent !== undefined && agent.tokenSha256 !== null
     if (!match || !agent) return denied('denied_auth_invalid', 'bad_credentials', agent ? agent.id : null)
     if (agent.sourceCidrs.length > 0 && !inSources(agent, srcIp)) return denied('denied_auth_invalid', 'source_not_allowed', agent.id)
-    return { kind: 'agent', agent }
+    return { kind: 'agent', agent, credential: { kind: 'token', sha256: given } }
   }
+  const bySource = sourceAgent(policy, srcIp)
+  return bySource ? { kind: 'agent', agent: bySource, credential: SOURCE } : denied('denied_auth_required', 'no_credentials', null)
+}
+
+const SOURCE: Credential = Object.freeze({ kind: 'source' })
+
+function sourceAgent(policy: CompiledPolicy, srcIp: string): CompiledAgent | undefined {
   for (const agent of policy.sourceAgents) {
-    if (agent.tokenSha256 === null && inSources(agent, srcIp)) return { kind: 'agent', agent }
+    if (agent.tokenSha256 === null && inSources(agent, srcIp)) return agent
   }
-  return denied('denied_auth_required', 'no_credentials', null)
+  return undefined
+}
+
+/** Would `credential` from `srcIp` still authenticate as `agentId` under `policy` (after a reload)? */
+export function stillAuthenticates(policy: CompiledPolicy, agentId: string, credential: Credential, srcIp: string): boolean {
+  if (credential.kind === 'source') return sourceAgent(policy, srcIp)?.id === agentId
+  const agent = policy.agents.get(agentId)
+  if (!agent || agent.tokenSha256 === null || !timingSafeEqual(credential.sha256, agent.tokenSha256)) return false
+  return agent.sourceCidrs.length === 0 || inSources(agent, srcIp)
 }
 
 function denied(reason: 'denied_auth_invalid' | 'denied_auth_required', detail: string, claimedAgent: string | null): Identity {

@@ -8,6 +8,7 @@ import { effectiveMode } from '../policy/compiled.js'
 import type { DenyDecision, Mode } from '../policy/types.js'
 import { buildCloseRecord, newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import type { LeafCertCache } from '../tls/leaf-certs.js'
+import type { Credential } from '../identity/authenticate.js'
 import type { ProxyDeps } from './deps.js'
 import type { TrackedConn } from './tracker.js'
 import { applyLimits, denialContext, settle } from './decision-point.js'
@@ -25,6 +26,9 @@ export interface InterceptContext {
   /** The checked address from the CONNECT's resolution: inner requests dial only this. */
   readonly address: string
   readonly src: string
+  readonly srcIp: string
+  /** How the agent authenticated on the CONNECT (a reload asks again). */
+  readonly credential: Credential
   readonly mode: Mode
 }
 
@@ -84,7 +88,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     client.setTimeout(upstream.idleTimeoutMs, () => client.destroy())
     // bytes_per_day counts the client connection's bytes (TLS framing included): every second while open
     // (the sweep in app.ts), the rest at close.
-    const tracked: TrackedConn = { agent: ctx.agent, host: ctx.host, port: ctx.port, close: () => client.destroy(), bytesMoved: () => client.bytesRead + client.bytesWritten, bytesCounted: 0 }
+    const tracked: TrackedConn = { agent: ctx.agent, host: ctx.host, port: ctx.port, via: 'intercept', address: ctx.address, srcIp: ctx.srcIp, credential: ctx.credential, close: () => client.destroy(), bytesMoved: () => client.bytesRead + client.bytesWritten, bytesCounted: 0 }
     const untrack = deps.tracker.add(tracked)
     client.once('close', () => {
       untrack()

@@ -1,3 +1,4 @@
+import type { Credential } from '../identity/authenticate.js'
 import type { Limiter } from '../limits/limiter.js'
 import type { AgentLimits } from '../policy/types.js'
 
@@ -6,6 +7,12 @@ export interface TrackedConn {
   readonly agent: string
   readonly host: string
   readonly port: number
+  /** Spliced (`tunnel`), or read request by request (`intercept`: terminated TLS, or plain HTTP in a tunnel). */
+  readonly via: 'tunnel' | 'intercept'
+  /** The checked address the connection goes to. */
+  readonly address: string
+  readonly srcIp: string
+  readonly credential: Credential
   close(): void
   /**
    * Bytes moved so far on the connection, both ways, and how many of them were already counted

@@ -1,4 +1,5 @@
 import type { OnReadOpts, Socket } from 'node:net'
+import type { Credential } from '../identity/authenticate.js'
 import { buildCloseRecord } from '../telemetry/events.js'
 import type { ProxyDeps } from './deps.js'
 import type { TrackedConn } from './tracker.js'
@@ -8,6 +9,9 @@ export interface TunnelInfo {
   readonly agent: string
   readonly host: string
   readonly port: number
+  readonly address: string
+  readonly srcIp: string
+  readonly credential: Credential
   readonly startedAtMs: number
 }
 
@@ -106,7 +110,7 @@ export function spliceTunnel(
     client.destroy()
     upstream.destroy()
   }
-  const tracked: TrackedConn = { agent: info.agent, host: info.host, port: info.port, close, bytesMoved: () => upstream.bytesWritten + upstream.bytesRead, bytesCounted: 0 }
+  const tracked: TrackedConn = { agent: info.agent, host: info.host, port: info.port, via: 'tunnel', address: info.address, srcIp: info.srcIp, credential: info.credential, close, bytesMoved: () => upstream.bytesWritten + upstream.bytesRead, bytesCounted: 0 }
   const untrack = deps.tracker.add(tracked)
   let open = 2
   const onClose = (): void => {

@@ -1,5 +1,8 @@
+import { createHash } from 'node:crypto'
 import { once } from 'node:events'
-import { connect as tlsConnect } from 'node:tls'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
@@ -56,4 +59,54 @@ agents:
 
   const viaApi = await adminCall<{ ok: boolean; generation: number }>(pc.adminUrl, 'POST', '/api/reload')
   t.match(viaApi, { status: 200, body: { ok: true, generation: 4 } })
+})
+
+t.test('a reload closes connections the new policy would admit differently, not only by host', async (t) => {
+  const tlsOrigin = await startHttpsOrigin(t, ['origin.test', 'paths.test'])
+  const NEW_TOKEN = 'rotated-token-for-ci'
+  const policy = (o: { originPaths?: boolean; tokenHash?: string; exempt?: boolean } = {}): string => `upstream:
+  ports: [${tlsOrigin.port}]
+  resolve: { origin.test: 127.0.0.1, paths.test: 127.0.0.1 }
+  allow_private: [${o.exempt === false ? '' : '127.0.0.1/32'}]
+  ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}
+  idle_timeout_ms: 10000
+groups:
+  g:
+    allow:
+      - host: origin.test${o.originPaths ? '\n        paths: ["/only/**"]' : ''}
+      - host: paths.test
+        paths: ["/**"]
+agents:
+  - id: ci
+    token: ${o.tokenHash ?? TOKEN_HASH}
+    groups: [g]
+`
+  const pc = await startPortcullis(t, policy(), {}, { watch: true })
+  const proxyCa = readFileSync(join(pc.dir, 'ca.pem'), 'utf8')
+  const generation = async (): Promise<number> => ((await (await fetch(`${pc.adminUrl}/healthz`)).json()) as { generation: number }).generation
+  const open = async (host: string, ca: string, token = TOKEN): Promise<TLSSocket> => {
+    const { socket, head } = await openTunnel(pc.proxyPort, `${host}:${tlsOrigin.port}`, 'ci', token)
+    t.match(head, /^HTTP\/1\.1 200 /)
+    const tls = tlsConnect({ socket, servername: host, ca })
+    tls.on('error', () => undefined)
+    await once(tls, 'secureConnect')
+    return tls
+  }
+  const reloadTo = async (body: string, gen: number): Promise<void> => {
+    pc.rewriteConfig(body)
+    t.ok(await until(async () => (await generation()) === gen), `generation ${gen}`)
+  }
+
+  const tunnel = await open('origin.test', tlsOrigin.ca.certPem)
+  const intercepted = await open('paths.test', proxyCa)
+  await reloadTo(policy({ originPaths: true }), 2)
+  t.ok(await until(() => tunnel.destroyed, 1500), 'a spliced tunnel whose host now needs to be seen inside is closed')
+  t.notOk(intercepted.destroyed, 'an intercepted connection to an unchanged host stays')
+
+  await reloadTo(policy({ originPaths: true, tokenHash: `sha256:${createHash('sha256').update(NEW_TOKEN).digest('hex')}` }), 3)
+  t.ok(await until(() => intercepted.destroyed, 1500), 'connections opened with a rotated-out token are closed')
+
+  const fresh = await open('paths.test', proxyCa, NEW_TOKEN)
+  await reloadTo(policy({ originPaths: true, tokenHash: `sha256:${createHash('sha256').update(NEW_TOKEN).digest('hex')}`, exempt: false }), 4)
+  t.ok(await until(() => fresh.destroyed, 1500), 'a connection to an address no longer exempt from the private-address block is closed')
 })

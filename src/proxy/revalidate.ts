@@ -1,0 +1,37 @@
+import type { RuntimeConfig } from '../config/types.js'
+import { stillAuthenticates } from '../identity/authenticate.js'
+import { isAddressAllowed } from '../net/address-class.js'
+import { decideConnectApproved, type ApprovalIndex } from '../policy/approvals.js'
+import { effectiveMode } from '../policy/compiled.js'
+import type { TrackedConn, TunnelTracker } from './tracker.js'
+
+/**
+ * After a reload or an approval change: would the policy in force let this
+ * open connection in, handled as it is? Everything the CONNECT was admitted on
+ * is asked again: the credentials (a rotated token or a narrowed source_cidrs),
+ * the decision for agent, host and port (approvals included), whether the
+ * policy now needs to see inside (a spliced tunnel cannot be made to), and the
+ * address it goes to (allow_private, upstream.resolve pins). Audit mode keeps a
+ * policy denial open, as at CONNECT time; credentials and addresses never are.
+ */
+export function stillAllowed(conn: TrackedConn, config: RuntimeConfig, approvals: ApprovalIndex, nowMs: number): boolean {
+  const { policy, upstream } = config
+  if (!stillAuthenticates(policy, conn.agent, conn.credential, conn.srcIp)) return false
+  if (!isAddressAllowed(conn.address, upstream.allowPrivate)) return false
+  const pins = upstream.resolve.get(conn.host)
+  if (pins !== undefined && !pins.includes(conn.address)) return false
+  const d = decideConnectApproved(policy, { agent: conn.agent, host: conn.host, port: conn.port }, approvals, nowMs)
+  if (d.verdict === 'deny') return effectiveMode(policy, conn.agent) === 'audit'
+  return !(conn.via === 'tunnel' && d.via === 'intercept')
+}
+
+/** Close every tracked connection stillAllowed refuses; how many were closed. */
+export function closeDisallowed(tracker: TunnelTracker, config: RuntimeConfig, approvals: ApprovalIndex, nowMs: number): number {
+  let closed = 0
+  for (const conn of [...tracker.all()]) {
+    if (stillAllowed(conn, config, approvals, nowMs)) continue
+    conn.close()
+    closed++
+  }
+  return closed
+}
