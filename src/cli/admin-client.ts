@@ -4,6 +4,7 @@
  * error shape (PC_ERR_ADMIN_REQUEST, exit 1) with a message that says what to
  * fix: unreachable, token refused, or the server's own error.
  */
+import { userInfo } from 'node:os'
 import { readFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { loadConfig, resolveConfigPath } from '../config/load.js'
@@ -206,5 +207,14 @@ export function createSseParser(onEvent: (e: SseEvent) => void): (chunk: string)
       line(buf.slice(0, m.index))
       buf = buf.slice(m.index + m[0].length)
     }
+  }
+}
+
+/** Who is at the keyboard, for the audit trail of approvals and revocations (--by overrides it). */
+export function whoami(env: NodeJS.ProcessEnv): string {
+  try {
+    return env.USER ?? userInfo().username
+  } catch {
+    return 'cli'
   }
 }

@@ -1,16 +1,13 @@
 import { parseArgs } from 'node:util'
-import { connectAdmin } from './admin-client.js'
+import { connectAdmin, whoami } from './admin-client.js'
 import { EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
 
 interface Listed {
   readonly id: string
   readonly agent: string
   readonly scope: string
-  readonly method: string
-  readonly host: string
-  readonly port: number
-  readonly path: string | null
   readonly expires_in_s: number
+  readonly covers: string
   readonly approved_by: string
   readonly reason: string
 }
@@ -25,17 +22,17 @@ function left(s: number): string {
 export const run: CliVerb = async (args, io) => {
   const { values, positionals } = parseArgs({
     args: [...args],
-    options: { revoke: { type: 'string' }, admin: { type: 'string' }, config: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: { revoke: { type: 'string' }, by: { type: 'string' }, admin: { type: 'string' }, config: { type: 'string' }, json: { type: 'boolean', default: false } },
     allowPositionals: true,
     strict: true,
   })
   if (positionals.length > 0) {
-    io.stderr('usage: portcullis approvals [--revoke ID] [--json] [--admin URL] [--config F]\n')
+    io.stderr('usage: portcullis approvals [--revoke ID [--by NAME]] [--json] [--admin URL] [--config F]\n')
     return EXIT_USAGE
   }
   const client = await connectAdmin({ admin: values.admin, config: values.config }, io.env)
   if (values.revoke) {
-    await client.request('DELETE', `/api/approvals/${encodeURIComponent(values.revoke)}`)
+    await client.request('DELETE', `/api/approvals/${encodeURIComponent(values.revoke)}?by=${encodeURIComponent(values.by ?? whoami(io.env))}`)
     io.stdout(`revoked ${values.revoke}\n`)
     return EXIT_OK
   }
@@ -48,7 +45,7 @@ export const run: CliVerb = async (args, io) => {
     io.stdout('no active approvals\n')
     return EXIT_OK
   }
-  const rows = [['ID', 'AGENT', 'SCOPE', 'METHOD', 'TARGET', 'LEFT', 'BY', 'REASON'], ...approvals.map((a) => [a.id, a.agent, a.scope, a.method, `${a.host}:${a.port}${a.path ?? ''}`, left(a.expires_in_s), a.approved_by, a.reason])]
+  const rows = [['ID', 'AGENT', 'SCOPE', 'OPENS', 'LEFT', 'BY', 'REASON'], ...approvals.map((a) => [a.id, a.agent, a.scope, a.covers, left(a.expires_in_s), a.approved_by, a.reason])]
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
   for (const r of rows) io.stdout(`${r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()}\n`)
   return EXIT_OK

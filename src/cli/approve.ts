@@ -1,6 +1,6 @@
-import { userInfo } from 'node:os'
 import { parseArgs } from 'node:util'
-import { connectAdmin } from './admin-client.js'
+import { parseDurationMs } from '../config/duration.js'
+import { connectAdmin, whoami } from './admin-client.js'
 import { EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
 
 const USAGE = 'usage: portcullis approve REQUEST_ID [--scope exact|host|path-prefix] [--ttl 24h] [--reason TEXT] [--by NAME] [--admin URL] [--config F]\n'
@@ -14,14 +14,8 @@ interface ApprovalAnswer {
   readonly port: number
   readonly path: string | null
   readonly expires_at: string
-}
-
-function whoami(env: NodeJS.ProcessEnv): string {
-  try {
-    return env.USER ?? userInfo().username
-  } catch {
-    return 'cli'
-  }
+  /** What it opens, in words (policy/approvals.describeApproval). */
+  readonly covers: string
 }
 
 /** Turn a blocked request into a scoped, expiring approval through the admin API. */
@@ -45,10 +39,14 @@ export const run: CliVerb = async (args, io) => {
     io.stderr(USAGE)
     return EXIT_USAGE
   }
+  if (values.ttl !== undefined && !((parseDurationMs(values.ttl) ?? 0) > 0)) {
+    io.stderr(`portcullis approve: --ttl '${values.ttl}' is not a duration like 30m, 2h or 7d\n${USAGE}`)
+    return EXIT_USAGE
+  }
   const client = await connectAdmin({ admin: values.admin, config: values.config }, io.env)
   const body = { request_id: requestId, scope: values.scope, reason: values.reason, approved_by: values.by ?? whoami(io.env), ...(values.ttl ? { ttl: values.ttl } : {}) }
   const a = await client.request<ApprovalAnswer>('POST', '/api/approvals', body)
   if (values.json) io.stdout(`${JSON.stringify(a)}\n`)
-  else io.stdout(`approved ${a.id}: ${a.agent} may ${a.scope === 'host' ? 'reach' : a.method} ${a.host}:${a.port}${a.path && a.scope !== 'host' ? `${a.path}${a.scope === 'path-prefix' ? ' (and below)' : ''}` : ''} until ${a.expires_at} (scope ${a.scope})\n`)
+  else io.stdout(`approved ${a.id}: ${a.agent} may send ${a.covers} until ${a.expires_at} (scope ${a.scope})\n`)
   return EXIT_OK
 }

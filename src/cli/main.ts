@@ -7,9 +7,9 @@ const USAGE = `usage: portcullis <command> [options]
   start     [--config F]                          run the proxy and the admin API
   check     [--config F]                          validate config, print a policy summary
   explain   --agent A [--method M] URL            decision and rule for a request, offline
-  blocked   [--agent A] [--host H] [--since 1h] [--limit N] [--follow] [--json]
-  approve   ID [--scope exact|host|path-prefix] [--ttl 24h] [--reason TEXT]
-  approvals [--revoke ID]
+  blocked   [--agent A] [--host H] [--reason R] [--since 1h] [--limit N] [--follow] [--json]
+  approve   ID [--scope exact|host|path-prefix] [--ttl 24h] [--reason TEXT] [--by NAME]
+  approvals [--revoke ID [--by NAME]]
   ca        init|show|path                        the interception CA
   token     new|hash                              a new agent token and its sha256: form
 

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
+import { parseArgs } from 'node:util'
 import { EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
 
 export function hashToken(token: string): string {
@@ -9,8 +10,14 @@ const USAGE = 'usage: portcullis token new | portcullis token hash TOKEN (or the
 
 /** `token new` prints a random token and the sha256: form for the config; `token hash` hashes a given one. */
 export const run: CliVerb = async (args, io) => {
-  const [sub, value] = args
-  if (sub === 'new') {
+  // --config is accepted (every verb takes it) and has no effect here.
+  const { positionals } = parseArgs({ args: [...args], options: { config: { type: 'string' } }, allowPositionals: true, strict: true })
+  const [sub, value, extra] = positionals
+  if (extra !== undefined) {
+    io.stderr(USAGE)
+    return EXIT_USAGE
+  }
+  if (sub === 'new' && value === undefined) {
     const token = randomBytes(24).toString('base64url')
     io.stdout(`token: ${token}\nconfig: ${hashToken(token)}\n`)
     io.stdout(`# put the config line in the agent's entry as  token: ${hashToken(token)}\n# give the sandbox  HTTP_PROXY=http://<agent-id>:${token}@<proxy-host>:3128\n`)

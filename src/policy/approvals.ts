@@ -6,9 +6,14 @@ import type { ConnectDecision, ConnectFacts, Decision, RequestFacts } from './ty
 /**
  * An admin's scoped, expiring exception to policy. Created from a blocked
  * request's record; never wider than its scope:
- * - exact:       this agent, method, host, port and path (and query)
- * - path-prefix: this agent, host and port, any method, paths under the blocked path's directory
- * - host:        this agent, host and port, anything
+ * - exact:       this agent, method, host, port and path (any query: records
+ *                keep no query, since queries can carry credentials)
+ * - path-prefix: this agent, method, host and port, paths under the blocked
+ *                path's directory (`/a/b/c` → `/a/b/…`); for a top-level path,
+ *                that path and below (`/left-pad` → `/left-pad/…`), never the
+ *                whole host
+ * - host:        this agent, host and port, any method and path
+ * A CONNECT (no path) approved as exact or path-prefix opens that CONNECT.
  */
 export type ApprovalScope = 'exact' | 'host' | 'path-prefix'
 
@@ -50,24 +55,37 @@ export function indexApprovals(list: readonly Approval[]): ApprovalIndex {
   return m
 }
 
-/** `/a/b/c` → `/a/b/`; `/a/` → `/a/`. */
-export function pathPrefixOf(path: string): string {
-  return path.endsWith('/') ? path : path.slice(0, path.lastIndexOf('/') + 1) || '/'
+/** The directory a path-prefix approval of `blocked` opens, or null for a top-level path (which opens itself and below). */
+function approvedDirectory(blocked: string): string | null {
+  const dir = blocked.slice(0, blocked.lastIndexOf('/') + 1)
+  return dir === '/' ? null : dir
+}
+
+function underPrefix(blocked: string, path: string): boolean {
+  const dir = approvedDirectory(blocked)
+  if (dir !== null) return path.startsWith(dir)
+  return path === blocked || (blocked !== '/' && path.startsWith(`${blocked}/`))
 }
 
 export function approvalCovers(a: Approval, f: ApprovalFacts, nowMs: number): boolean {
   if (Date.parse(a.expires_at) <= nowMs) return false
   if (a.agent !== f.agent || a.host !== f.host || a.port !== f.port) return false
-  switch (a.scope) {
-    case 'host':
-      return true
-    case 'exact':
-      // A CONNECT approval opens the CONNECT itself (a tunnel), not any inner request.
-      return a.method === f.method && a.path === f.path
-    case 'path-prefix':
-      if (f.path === null) return a.path === null && f.method === 'CONNECT'
-      return a.path !== null && f.path.startsWith(pathPrefixOf(a.path))
-  }
+  if (a.scope === 'host') return true
+  // A CONNECT approval opens the CONNECT itself (a tunnel), not any inner request.
+  if (a.method !== f.method || (a.path === null) !== (f.path === null)) return false
+  if (a.path === null || f.path === null) return true
+  return a.scope === 'exact' ? a.path === f.path : underPrefix(a.path, f.path)
+}
+
+/** What an approval opens, in words (the CLI and the page show this; approvalCovers is what applies). */
+export function describeApproval(a: Pick<Approval, 'scope' | 'method' | 'host' | 'port' | 'path'>): string {
+  const target = `${a.host}:${a.port}`
+  if (a.scope === 'host') return `any request to ${target}`
+  if (a.path === null) return `${a.method} ${target}`
+  if (a.scope === 'exact') return `${a.method} ${target}${a.path}`
+  const dir = approvedDirectory(a.path)
+  if (dir !== null) return `${a.method} ${target}${dir}…`
+  return a.path === '/' ? `${a.method} ${target}/` : `${a.method} ${target}${a.path} and below`
 }
 
 /** The policy reasons an approval can override (the denial body offers `portcullis approve` only for these). */

@@ -7,6 +7,7 @@ import { originOnlyYaml, TOKEN } from '../helpers/config.js'
 
 interface ApprovalAnswer {
   id: string
+  covers: string
   scope: string
   expires_at: string
   expires_in_s: number
@@ -54,12 +55,28 @@ t.test('a blocked request becomes a scoped, expiring, audited approval', async (
     t.equal((await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${made.body.id}`)).status, 404)
   })
 
-  t.test('a path-prefix approval opens the directory, not its siblings', async (t) => {
+  t.test('a path-prefix approval opens the directory for the same method, not its siblings', async (t) => {
     const made = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId, scope: 'path-prefix', ttl: '1h', reason: 'dir' })
     t.equal(made.status, 201)
+    t.equal(made.body.covers, `GET origin.test:${origin.port}/private/…`)
     t.equal((await curl([...proxy, `http://origin.test:${origin.port}/private/other/c.txt`])).status, 200)
     t.equal((await curl([...proxy, `http://origin.test:${origin.port}/privateer/c.txt`])).status, 403)
+    t.equal((await curl([...proxy, '-X', 'DELETE', `http://origin.test:${origin.port}/private/other/c.txt`])).headers['x-portcullis-decision'], 'denied_path', 'nor another method')
     await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${made.body.id}`)
+  })
+
+  t.test('a path-prefix approval of a top-level path opens that path and below, not the host', async (t) => {
+    const top = await curl([...proxy, `http://origin.test:${origin.port}/topfile`])
+    t.equal(top.headers['x-portcullis-decision'], 'denied_path')
+    const made = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', { request_id: top.headers['x-portcullis-request-id'], scope: 'path-prefix', ttl: '1h', reason: 'top' })
+    t.equal(made.body.covers, `GET origin.test:${origin.port}/topfile and below`)
+    t.ok(await until(async () => (await curl([...proxy, `http://origin.test:${origin.port}/topfile`])).status === 200, 1000))
+    t.equal((await curl([...proxy, `http://origin.test:${origin.port}/topfile/x`])).status, 200)
+    t.equal((await curl([...proxy, `http://origin.test:${origin.port}/other`])).status, 403, 'the rest of the host stays closed')
+    t.equal((await curl([...proxy, `http://origin.test:${origin.port}/topfilex`])).status, 403)
+    await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${made.body.id}?by=bob`)
+    const revoked = await pc.waitForRecord((r) => r.event === 'approval' && r.approval_id === made.body.id && r.action === 'revoke')
+    t.match(revoked, { actor: 'bob' })
   })
 
   t.test('an approval expires by itself', async (t) => {

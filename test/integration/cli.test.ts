@@ -132,6 +132,8 @@ if (!existsSync(MAIN)) {
     const h = await portcullis(['token', 'hash', token ?? ''])
     t.equal(h.code, 0, h.stderr)
     t.equal(h.stdout.trim(), hash)
+    const withConfig = await portcullis(['token', 'hash', '--config', 'config/portcullis.yaml', token ?? ''])
+    t.equal(withConfig.stdout.trim(), hash, '--config is not mistaken for the token')
     const again = await portcullis(['token', 'new'])
     t.not(/^token: (\S+)$/m.exec(again.stdout)?.[1], token, 'tokens are random')
   })

@@ -184,6 +184,9 @@ limits: { requests_per_minute: ${RPM} }`,
     t.equal(fallback.status, 200)
     t.equal(fallback.body.source, 'memory', '/api/events falls back to this instance\'s memory')
     t.ok(fallback.body.events.some((e) => e.path === '/public/during-outage'))
+    const blocked = await proxiedGet(a.proxyPort, at('/private/during-outage'), 'other')
+    const refused = await adminCall<{ error: string }>(a.adminUrl, 'POST', '/api/approvals', { request_id: blocked.headers['x-portcullis-request-id'], ttl: '1h' }, ADMIN_TOKEN)
+    t.match(refused, { status: 503, body: { error: 'approvals_unavailable' } }, 'a new approval waits for Redis, and says so')
 
     await redis.start()
     await waitFor('the outage record in the stream', async () => {

@@ -165,14 +165,6 @@ function fmtLeft(s) {
   return `${s}s`
 }
 
-/** What the approval opens, as src/policy/approvals.ts reads it (pathPrefixOf for path-prefix). */
-function approvedPaths(a) {
-  if (a.scope === 'host' || a.path == null) return 'any'
-  if (a.scope === 'exact') return a.path
-  const prefix = a.path.endsWith('/') ? a.path : a.path.slice(0, a.path.lastIndexOf('/') + 1) || '/'
-  return `${prefix}*`
-}
-
 async function loadApprovals() {
   let approvals
   try {
@@ -196,7 +188,7 @@ async function loadApprovals() {
     td.append(revoke)
     const left = cell(fmtLeft(a.expires_in_s), 'left')
     left.title = `expires ${new Date(a.expires_at).toLocaleString()}`
-    tr.append(cell(a.agent), cell(a.scope), cell(a.scope === 'exact' ? a.method : 'any'), cell(`${a.host}:${a.port}`, 'mono'), cell(approvedPaths(a), 'path'), left, cell(a.approved_by), cell(a.reason), td)
+    tr.append(cell(a.agent), cell(a.scope), cell(a.covers, 'mono'), left, cell(a.approved_by), cell(a.reason), td)
     return tr
   }))
   updateEmpty()

@@ -1,8 +1,8 @@
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { z } from 'zod'
 import type { ApprovalStore } from '../../approvals/store.js'
 import { isActive } from '../../approvals/store.js'
-import { isApprovable, type Approval } from '../../policy/approvals.js'
+import { describeApproval, isApprovable, type Approval } from '../../policy/approvals.js'
 import type { Bus } from '../../telemetry/bus.js'
 import { buildApprovalRecord, newRequestId, type DecisionRecord } from '../../telemetry/events.js'
 import { parseDurationMs } from '../../config/duration.js'
@@ -39,12 +39,27 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}')
 }
 
-function withTimeLeft(a: Approval, nowMs: number): Approval & { expires_in_s: number } {
-  return { ...a, expires_in_s: Math.max(0, Math.round((Date.parse(a.expires_at) - nowMs) / 1000)) }
+/**
+ * Run a store write; when the store cannot take it (Redis unreachable), answer 503 and say so
+ * instead of letting it surface as an internal error. True when the write went through.
+ */
+async function storeAvailable(write: () => Promise<void>, res: ServerResponse): Promise<boolean> {
+  try {
+    await write()
+    return true
+  } catch {
+    sendJson(res, 503, { error: 'approvals_unavailable', message: 'the approvals store (Redis) cannot be reached; approvals already in force stay, new ones and revocations wait until it is back' })
+    return false
+  }
+}
+
+/** An approval as the API answers it: with its time left and what it opens, in words. */
+function answer(a: Approval, nowMs: number): Approval & { expires_in_s: number; covers: string } {
+  return { ...a, expires_in_s: Math.max(0, Math.round((Date.parse(a.expires_at) - nowMs) / 1000)), covers: describeApproval(a) }
 }
 
 /**
- * GET/POST /api/approvals, DELETE /api/approvals/:id. An approval is made only
+ * GET/POST /api/approvals, DELETE /api/approvals/:id[?by=NAME]. An approval is made only
  * from a recorded policy denial of a known agent, copies that request's facts
  * (never client-supplied ones), and is itself published as a telemetry record.
  */
@@ -56,7 +71,7 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
       path: '/api/approvals',
       handler: (_req, res) => {
         const t = now()
-        sendJson(res, 200, { approvals: deps.store.current().filter((a) => isActive(a, t)).map((a) => withTimeLeft(a, t)) })
+        sendJson(res, 200, { approvals: deps.store.current().filter((a) => isActive(a, t)).map((a) => answer(a, t)) })
       },
     },
     {
@@ -93,20 +108,21 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
           approved_by: body.data.approved_by ?? 'admin',
           reason: body.data.reason,
         }
-        await deps.store.add(approval)
+        if (!(await storeAvailable(() => deps.store.add(approval), res))) return
         deps.bus.publish(buildApprovalRecord('create', approval, approval.approved_by, approval.reason))
-        sendJson(res, 201, withTimeLeft(approval, t))
+        sendJson(res, 201, answer(approval, t))
       },
     },
     {
       method: 'DELETE',
       path: '/api/approvals/',
-      handler: async (req, res, url) => {
+      handler: async (_req, res, url) => {
         const id = decodeURIComponent(url.pathname.slice('/api/approvals/'.length))
         const existing = deps.store.current().find((a) => a.id === id)
-        const found = await deps.store.revoke(id)
+        let found = false
+        if (!(await storeAvailable(async () => void (found = await deps.store.revoke(id)), res))) return
         if (!found) return sendJson(res, 404, { error: 'unknown_approval' })
-        const actor = typeof req.headers['x-portcullis-actor'] === 'string' ? req.headers['x-portcullis-actor'].slice(0, 100) : 'admin'
+        const actor = (url.searchParams.get('by') ?? '').slice(0, 100) || 'admin'
         deps.bus.publish(buildApprovalRecord('revoke', existing ?? { id }, actor, 'revoked'))
         sendJson(res, 200, { revoked: id })
       },
