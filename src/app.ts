@@ -118,6 +118,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     },
     approvals: () => approvalIndex,
     limiter,
+    env,
     observeDecision: (seconds) => metrics.observeDecisionSeconds(seconds),
   }
   const proxyServer = createProxyServer(deps)

@@ -1,6 +1,6 @@
 import type { Reason } from './reasons.js'
 import type { CompiledPolicy } from './compiled.js'
-import { decideConnect, decideRequest } from './decide.js'
+import { decideConnect, matchRequest, type RequestMatch } from './decide.js'
 import type { ConnectDecision, ConnectFacts, Decision, RequestFacts } from './types.js'
 
 /**
@@ -117,11 +117,14 @@ export function applyApprovals(d: Decision, f: ApprovalFacts, index: ApprovalInd
   return d
 }
 
-/** decideRequest with the approval overlay: the one entry point the proxy edges use. */
-export function decideRequestApproved(policy: CompiledPolicy, facts: RequestFacts, index: ApprovalIndex, nowMs: number): Decision {
-  const d = decideRequest(policy, facts)
-  if (d.verdict === 'allow' || index.size === 0) return d
-  return applyApprovals(d, { agent: facts.agent, method: facts.method, host: facts.host, port: facts.port, path: facts.path }, index, nowMs)
+/**
+ * matchRequest with the approval overlay: the one entry point the proxy edges use. The rule is the
+ * policy rule that allowed (its inject_headers and inspect_body apply), null when an approval did.
+ */
+export function matchRequestApproved(policy: CompiledPolicy, facts: RequestFacts, index: ApprovalIndex, nowMs: number): RequestMatch {
+  const m = matchRequest(policy, facts)
+  if (m.decision.verdict === 'allow' || index.size === 0) return m
+  return { decision: applyApprovals(m.decision, { agent: facts.agent, method: facts.method, host: facts.host, port: facts.port, path: facts.path }, index, nowMs), rule: null }
 }
 
 /** decideConnect with the approval overlay; an approved CONNECT is tunnelled (the approval covers the host, not paths). */

@@ -21,6 +21,8 @@ export interface ProxyDeps {
   readonly approvals: () => ApprovalIndex
   /** Per-agent rate limits; synchronous, local (Redis reconciles in the background). */
   readonly limiter: Limiter
+  /** The proxy's own environment: where inject_headers secrets are read, per request (never the sandbox's). */
+  readonly env: NodeJS.ProcessEnv
   /** Seconds from request parsed to verdict (identity, policy, limits), for the latency histogram. */
   readonly observeDecision: (seconds: number) => void
 }

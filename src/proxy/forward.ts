@@ -1,9 +1,11 @@
 import { Agent as HttpAgent, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
 import { Agent as HttpsAgent } from 'node:https'
+import { Readable } from 'node:stream'
 import { createSecureContext } from 'node:tls'
 import httpProxy from 'http-proxy'
 import { formatAuthority } from '../net/host.js'
 import { mapSocketError, type UpstreamFailureKind } from '../net/dial.js'
+import type { InjectHeader } from '../policy/compiled.js'
 
 /**
  * RFC 9110 §7.6.1 hop-by-hop fields, plus the proxy's own credentials, which never travel upstream,
@@ -32,6 +34,19 @@ export function stripHopByHop(headers: IncomingHttpHeaders): void {
   for (const h of HOP_BY_HOP) delete headers[h]
 }
 
+const kContinueSent = Symbol('portcullis.continueSent')
+
+/**
+ * `Expect: 100-continue` is answered by the proxy, once the request is allowed (server.ts
+ * expectContinue holds node's automatic answer back): before its body is read for inspection, or
+ * before it is forwarded. Once per request.
+ */
+export function sendContinue(req: IncomingMessage, res: ServerResponse & { [kContinueSent]?: boolean }): void {
+  if (res[kContinueSent] || !/^100-continue$/i.test(req.headers.expect ?? '')) return
+  res[kContinueSent] = true
+  res.writeContinue()
+}
+
 /** Set on a request whose body arrived chunked, so it is sent upstream chunked (see createForwarder). */
 const kChunkedBody = Symbol('portcullis.chunkedBody')
 type ForwardedRequest = IncomingMessage & { [kChunkedBody]?: boolean }
@@ -50,6 +65,30 @@ export interface ForwardTarget {
   readonly tls: boolean
   /** Origin-form request target to send (normalised path + query). */
   readonly requestTarget: string
+  /** Headers added upstream (inject_headers, secrets resolved), replacing any the client sent by that name. */
+  readonly inject?: readonly InjectedHeader[]
+  /** The body, already read (inspect_body), to send instead of the request stream. */
+  readonly body?: Buffer
+}
+
+export interface InjectedHeader {
+  readonly name: string
+  readonly value: string
+}
+
+/**
+ * inject_headers with their secrets from the proxy's environment, or the first variable that is
+ * unset (the request then fails closed: sending it without the credential would only fail later,
+ * less clearly). The secret never enters the sandbox: only the proxy's environment holds it.
+ */
+export function resolveInjections(specs: readonly InjectHeader[], env: NodeJS.ProcessEnv): readonly InjectedHeader[] | { readonly missing: string } {
+  const out: InjectedHeader[] = []
+  for (const h of specs) {
+    const secret = env[h.env]
+    if (secret === undefined || secret === '') return { missing: h.env }
+    out.push({ name: h.name.toLowerCase(), value: h.format.replaceAll('{}', secret) })
+  }
+  return out
 }
 
 export interface Forwarder {
@@ -112,11 +151,12 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
   return {
     forward(req: ForwardedRequest, res, target, onFailure) {
       req[kChunkedBody] = req.headers['transfer-encoding'] !== undefined
-      if (/^100-continue$/i.test(req.headers.expect ?? '')) res.writeContinue()
+      sendContinue(req, res)
       stripHopByHop(req.headers)
       appendVia(req.headers)
       const defaultPort = target.tls ? 443 : 80
       req.headers.host = target.port === defaultPort ? formatAuthority(target.host, 0).replace(/:0$/, '') : formatAuthority(target.host, target.port)
+      for (const h of target.inject ?? []) req.headers[h.name] = h.value
       req.url = target.requestTarget
       proxy.web(
         req,
@@ -124,6 +164,7 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
         {
           target: { protocol: target.tls ? 'https:' : 'http:', host: target.address, port: target.port },
           agent: target.tls ? httpsAgent : httpAgent,
+          ...(target.body === undefined ? {} : { buffer: Readable.from(target.body.length > 0 ? [target.body] : []) }),
         },
         (err: Error) => onFailure(mapSocketError(err)),
       )

@@ -3,15 +3,16 @@ import { authenticate } from '../identity/authenticate.js'
 import { parseAuthority } from '../net/host.js'
 import { normalizePath, splitTarget } from '../net/url-path.js'
 import { resolveChecked } from '../net/resolve.js'
-import { decideRequestApproved } from '../policy/approvals.js'
+import { matchRequestApproved } from '../policy/approvals.js'
 import { effectiveMode } from '../policy/compiled.js'
 import type { DenyDecision } from '../policy/types.js'
-import { buildCloseRecord, newRequestId, type DecisionFacts } from '../telemetry/events.js'
+import { newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import { connStateOf } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
 import { applyLimits, denialContext, passes, settle } from './decision-point.js'
 import { checkRequestHead } from './request-guard.js'
 import { respondDenial } from './respond.js'
+import { passRequest } from './pass.js'
 
 export interface AbsoluteTarget {
   readonly host: string
@@ -60,7 +61,7 @@ export async function handlePlainRequest(deps: ProxyDeps, req: IncomingMessage, 
   }
   const agent = identity.agent.id
   const facts: DecisionFacts = { ...base, agent, mode: effectiveMode(cfg.policy, agent) }
-  const policyDecision = decideRequestApproved(cfg.policy, { agent, method, scheme: 'http', host: target.host, port: target.port, path: target.path, query: target.query }, deps.approvals(), Date.now())
+  const { decision: policyDecision, rule } = matchRequestApproved(cfg.policy, { agent, method, scheme: 'http', host: target.host, port: target.port, path: target.path, query: target.query }, deps.approvals(), Date.now())
   // One upstream request in flight holds a connection slot until the response is done.
   const { decision, release } = applyLimits(deps.limiter, agent, identity.agent.limits, policyDecision, facts.mode, { request: true, connection: true })
   deps.observeDecision((performance.now() - t0) / 1000)
@@ -71,48 +72,13 @@ export async function handlePlainRequest(deps: ProxyDeps, req: IncomingMessage, 
   res.once('close', release)
   const resolved = await resolveChecked(target.host, cfg.upstream)
   if ('verdict' in resolved) {
+    // Audit mode let a policy denial through: its honest record first, then why it still failed.
+    if (decision.verdict === 'deny') settle(deps.bus, facts, decision)
     settle(deps.bus, facts, resolved)
     return respondDenial(res, resolved, denialContext(facts, req.headers, target.query))
   }
-  const checked = { ...facts, address: resolved.address }
-  settle(deps.bus, checked, decision)
-  forwardAndRecord(deps, req, res, checked, { address: resolved.address, port: target.port, host: target.host, tls: false, requestTarget: requestTargetOf(target) })
-}
-
-export function forwardAndRecord(
-  deps: ProxyDeps,
-  req: IncomingMessage,
-  res: ServerResponse,
-  facts: DecisionFacts,
-  target: Parameters<ProxyDeps['forwarder']['forward']>[2],
-  closeRecordPerRequest = true,
-): void {
-  // Intercepted connections get one close record per connection instead, and count bytes_per_day on
-  // the connection (intercept.ts), so a long download inside one is counted while it runs.
-  if (closeRecordPerRequest) countAndRecordClose(deps, req, res, facts)
-  deps.forwarder.forward(req, res, target, (failure) => {
-    const d: DenyDecision = { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: failure }
-    settle(deps.bus, facts, d)
-    const q = target.requestTarget.indexOf('?')
-    respondDenial(res, d, denialContext(facts, req.headers, q < 0 ? '' : target.requestTarget.slice(q + 1)), true)
-  })
-}
-
-/** One close record per plain-HTTP request, with its body bytes both ways (counting only: the bodies still flow through http-proxy untouched). */
-function countAndRecordClose(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, facts: DecisionFacts): void {
-  const startedAt = Date.now()
-  let bytesUp = 0
-  let bytesDown = 0
-  req.on('data', (c: Buffer) => (bytesUp += c.length))
-  const write = res.write.bind(res)
-  res.write = ((chunk: unknown, ...rest: unknown[]) => {
-    if (chunk) bytesDown += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Buffer).length
-    return (write as (...a: unknown[]) => boolean)(chunk, ...rest)
-  }) as typeof res.write
-  res.once('close', () => {
-    if (facts.agent !== null) deps.limiter.addBytes(facts.agent, bytesUp + bytesDown)
-    deps.bus.publish(buildCloseRecord(facts, bytesUp, bytesDown, startedAt))
-  })
+  const forwardTo = { address: resolved.address, port: target.port, host: target.host, tls: false, requestTarget: requestTargetOf(target) }
+  await passRequest(deps, req, res, { ...facts, address: resolved.address }, decision, rule, forwardTo, target.query, true)
 }
 
 function badRequest(res: ServerResponse, status: 400 | 431, detail: string): void {

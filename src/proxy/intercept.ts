@@ -3,7 +3,7 @@ import type { Socket } from 'node:net'
 import { TLSSocket } from 'node:tls'
 import { normalizeHost, parseAuthority } from '../net/host.js'
 import { normalizePath, splitTarget } from '../net/url-path.js'
-import { decideRequestApproved } from '../policy/approvals.js'
+import { matchRequestApproved } from '../policy/approvals.js'
 import { effectiveMode } from '../policy/compiled.js'
 import type { DenyDecision, Mode } from '../policy/types.js'
 import { buildCloseRecord, newRequestId, type DecisionFacts } from '../telemetry/events.js'
@@ -12,7 +12,8 @@ import type { Credential } from '../identity/authenticate.js'
 import type { ProxyDeps } from './deps.js'
 import type { TrackedConn } from './tracker.js'
 import { applyLimits, denialContext, settle } from './decision-point.js'
-import { forwardAndRecord, requestTargetOf } from './http-request.js'
+import { requestTargetOf } from './http-request.js'
+import { forwardAndRecord, passRequest } from './pass.js'
 import { checkRequestHead } from './request-guard.js'
 import { respondDenial } from './respond.js'
 import { answerClientError, expectContinue, MAX_HEADER_BYTES } from './server.js'
@@ -151,18 +152,20 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
   const facts: DecisionFacts = { id: newRequestId(), agent: ctx.agent, src: ctx.src, method, scheme: ctx.scheme, host: ctx.host, port: ctx.port, path: path ?? rawPath, tls: ctx.scheme === 'https' ? 'intercept' : null, mode, address: ctx.address }
   const authority = innerAuthority(req, ctx)
   if (path === null) return void res.writeHead(400, { connection: 'close', 'content-length': 0 }).end()
+  const forwardTo = { address: ctx.address, port: ctx.port, host: ctx.host, tls: ctx.scheme === 'https', requestTarget: requestTargetOf({ path, query }) }
   if (!authority || authority.host !== ctx.host || authority.port !== ctx.port) {
     const d: DenyDecision = { verdict: 'deny', reason: 'denied_host_mismatch', ruleId: null }
     const { pass } = settle(deps.bus, facts, d)
     if (!pass) return respondDenial(res, d, denialContext(facts, req.headers, query), true)
-  } else {
-    const policyDecision = decideRequestApproved(cfg.policy, { agent: ctx.agent, method, scheme: ctx.scheme, host: ctx.host, port: ctx.port, path, query }, deps.approvals(), Date.now())
-    // The CONNECT holds this connection's slot; each inner request is one request against the budget.
-    const limits = cfg.policy.agents.get(ctx.agent)?.limits
-    const { decision } = limits ? applyLimits(deps.limiter, ctx.agent, limits, policyDecision, mode, { request: true, connection: false }) : { decision: policyDecision }
-    deps.observeDecision((performance.now() - t0) / 1000)
-    const { pass } = settle(deps.bus, facts, decision)
-    if (!pass) return respondDenial(res, decision as DenyDecision, denialContext(facts, req.headers, query))
+    return forwardAndRecord(deps, req, res, facts, forwardTo, false)
   }
-  forwardAndRecord(deps, req, res, facts, { address: ctx.address, port: ctx.port, host: ctx.host, tls: ctx.scheme === 'https', requestTarget: requestTargetOf({ path, query }) }, false)
+  const { decision: policyDecision, rule } = matchRequestApproved(cfg.policy, { agent: ctx.agent, method, scheme: ctx.scheme, host: ctx.host, port: ctx.port, path, query }, deps.approvals(), Date.now())
+  // The CONNECT holds this connection's slot; each inner request is one request against the budget.
+  const limits = cfg.policy.agents.get(ctx.agent)?.limits
+  const { decision } = limits ? applyLimits(deps.limiter, ctx.agent, limits, policyDecision, mode, { request: true, connection: false }) : { decision: policyDecision }
+  deps.observeDecision((performance.now() - t0) / 1000)
+  void passRequest(deps, req, res, facts, decision, rule, forwardTo, query, false).catch((err: unknown) => {
+    deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'intercepted request failed; connection closed')
+    res.destroy()
+  })
 }

@@ -1,0 +1,99 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { CompiledRule } from '../policy/compiled.js'
+import type { Decision, DenyDecision } from '../policy/types.js'
+import { buildCloseRecord, type DecisionFacts } from '../telemetry/events.js'
+import type { ProxyDeps } from './deps.js'
+import { denialContext, settle } from './decision-point.js'
+import { resolveInjections, sendContinue, type ForwardTarget } from './forward.js'
+import { inspectRequest } from './inspect.js'
+import { respondDenial } from './respond.js'
+
+/**
+ * The last lifecycle point of a request the policy lets through (plain, in a
+ * tunnel, or intercepted): what the allowing rule asks for happens here,
+ * then the one decision record, then forwarding.
+ *  - inspect_body: the body is read whole and scanned with the target and
+ *    headers; a credential is `denied_secret_detected` (detail: which kind),
+ *    a body that cannot be read whole is `denied_internal_error` (fail closed).
+ *  - inject_headers: added upstream, over TLS only, so a secret never crosses
+ *    the network in clear; an unset variable is `denied_internal_error`.
+ * A refusal here closes the connection (the body may be partly unread).
+ */
+export async function passRequest(
+  deps: ProxyDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  facts: DecisionFacts,
+  decision: Decision,
+  rule: CompiledRule | null,
+  target: ForwardTarget,
+  query: string,
+  closeRecordPerRequest: boolean,
+): Promise<void> {
+  let final = decision
+  let body: Buffer | undefined
+  if (decision.verdict === 'allow' && rule?.inspectBody) {
+    sendContinue(req, res)
+    const seen = await inspectRequest(req, target.requestTarget)
+    if (seen.kind === 'uninspectable') final = deny('denied_internal_error', rule, seen.detail)
+    else body = seen.body
+    // Audit mode lets a detected secret through (would_deny); the body read for the scan goes with it.
+    if (seen.kind === 'secret') final = deny('denied_secret_detected', rule, seen.detector)
+  }
+  let inject: ForwardTarget['inject']
+  if (final.verdict === 'allow' && rule !== null && rule.injectHeaders.length > 0 && target.tls) {
+    const resolved = resolveInjections(rule.injectHeaders, deps.env)
+    if ('missing' in resolved) {
+      deps.log.error({ code: 'PC_INJECT_SECRET_MISSING', rule: rule.id, env: resolved.missing }, 'inject_headers names an environment variable that is not set; requests the rule allows fail closed')
+      final = deny('denied_internal_error', rule, 'inject_secret_missing')
+    } else {
+      inject = resolved
+    }
+  }
+  const { pass } = settle(deps.bus, facts, final)
+  if (!pass) return respondDenial(res, final as DenyDecision, denialContext(facts, req.headers, query), final !== decision)
+  forwardAndRecord(deps, req, res, facts, { ...target, ...(inject ? { inject } : {}), ...(body ? { body } : {}) }, closeRecordPerRequest)
+}
+
+function deny(reason: 'denied_secret_detected' | 'denied_internal_error', rule: CompiledRule, detail: string): DenyDecision {
+  return { verdict: 'deny', reason, ruleId: rule.id, detail }
+}
+
+export function forwardAndRecord(
+  deps: ProxyDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  facts: DecisionFacts,
+  target: Parameters<ProxyDeps['forwarder']['forward']>[2],
+  closeRecordPerRequest = true,
+): void {
+  // Intercepted connections get one close record per connection instead, and count bytes_per_day on
+  // the connection (intercept.ts), so a long download inside one is counted while it runs.
+  if (closeRecordPerRequest) countAndRecordClose(deps, req, res, facts, target.body?.length ?? 0)
+  deps.forwarder.forward(req, res, target, (failure) => {
+    const d: DenyDecision = { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: failure }
+    settle(deps.bus, facts, d)
+    const q = target.requestTarget.indexOf('?')
+    respondDenial(res, d, denialContext(facts, req.headers, q < 0 ? '' : target.requestTarget.slice(q + 1)), true)
+  })
+}
+
+/**
+ * One close record per plain-HTTP request, with its body bytes both ways (counting only: the bodies
+ * still flow through http-proxy untouched); `bodyRead` bytes were already read for inspection.
+ */
+function countAndRecordClose(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, facts: DecisionFacts, bodyRead: number): void {
+  const startedAt = Date.now()
+  let bytesUp = bodyRead
+  let bytesDown = 0
+  req.on('data', (c: Buffer) => (bytesUp += c.length))
+  const write = res.write.bind(res)
+  res.write = ((chunk: unknown, ...rest: unknown[]) => {
+    if (chunk) bytesDown += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Buffer).length
+    return (write as (...a: unknown[]) => boolean)(chunk, ...rest)
+  }) as typeof res.write
+  res.once('close', () => {
+    if (facts.agent !== null) deps.limiter.addBytes(facts.agent, bytesUp + bytesDown)
+    deps.bus.publish(buildCloseRecord(facts, bytesUp, bytesDown, startedAt))
+  })
+}

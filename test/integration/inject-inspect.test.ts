@@ -1,0 +1,114 @@
+import { join } from 'node:path'
+import { gzipSync } from 'node:zlib'
+import t, { type Test } from 'tap'
+import { startPortcullis } from '../helpers/start-portcullis.js'
+import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
+import { curl } from '../helpers/clients.js'
+import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+import type { DecisionRecord } from '../../src/telemetry/events.js'
+
+const SECRET = 'npm-secret-only-the-proxy-knows'
+// Shapes of real credentials (documented example values), to be caught on the way out.
+const AWS_KEY_ID = 'AKIAIOSFODNN7EXAMPLE'
+const PEM_HEADER = '-----BEGIN RSA PRIVATE KEY-----'
+
+t.test('inject_headers adds the secret upstream over TLS; the sandbox never has it', async (t) => {
+  const tls = await startHttpsOrigin(t, ['origin.test', 'other.test'])
+  const plain = await startHttpOrigin(t)
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([tls.port, plain.port], `  ca_file: ${JSON.stringify(tls.ca.certFile)}`)}
+groups:
+  g:
+    allow:
+      - host: origin.test
+        inject_headers: { Authorization: { env: PC_TEST_NPM_TOKEN, format: "Bearer {}" } }
+      - host: other.test
+        inject_headers: { X-Api-Key: { env: PC_TEST_UNSET } }
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+`,
+    {},
+    { env: { PC_TEST_NPM_TOKEN: SECRET } },
+  )
+  const via = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '--cacert', join(pc.dir, 'ca.pem')]
+
+  t.test('the header reaches the origin, replacing one the client sent', async (t) => {
+    const r = await curl([...via, '-H', 'Authorization: Bearer from-the-sandbox', `https://origin.test:${tls.port}/pkg`])
+    t.equal(r.status, 200, r.stderr)
+    t.equal(tls.seen.at(-1)?.headers.authorization, `Bearer ${SECRET}`)
+    t.notMatch(r.body, SECRET, 'not echoed to the client by the proxy')
+    t.notOk(pc.logLines().some((l) => l.includes(SECRET)), 'never logged')
+  })
+
+  t.test('plain http gets no secret: it would cross the network in clear', async (t) => {
+    const r = await curl([...via, `http://origin.test:${plain.port}/pkg`])
+    t.equal(r.status, 200)
+    t.notOk(plain.seen.at(-1)?.headers.authorization)
+  })
+
+  t.test('an unset variable fails closed', async (t) => {
+    const before = tls.seen.length
+    const r = await curl([...via, `https://other.test:${tls.port}/x`])
+    t.equal(r.status, 403)
+    t.equal(r.headers['x-portcullis-decision'], 'denied_internal_error')
+    t.equal(tls.seen.length, before, 'nothing was sent without the credential')
+    const rec = await pc.waitForRecord<DecisionRecord>((x) => x.event === 'decision' && x.host === 'other.test' && x.path === '/x')
+    t.match(rec, { reason: 'denied_internal_error', rule: 'g.allow[1]', detail: 'inject_secret_missing' })
+    t.ok(pc.logLines().some((l) => l.includes('PC_INJECT_SECRET_MISSING') && l.includes('PC_TEST_UNSET')), 'the operator is told which variable')
+  })
+})
+
+t.test('inspect_body refuses requests that carry credentials out, before a byte reaches upstream', async (t) => {
+  const tls = await startHttpsOrigin(t, ['origin.test'])
+  const plain = await startHttpOrigin(t)
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([tls.port, plain.port], `  ca_file: ${JSON.stringify(tls.ca.certFile)}`)}
+groups:
+  g:
+    allow:
+      - host: origin.test
+        inspect_body: true
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+`,
+  )
+  const via = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '--cacert', join(pc.dir, 'ca.pem')]
+  const url = `https://origin.test:${tls.port}/upload`
+  const refused = async (t: Test, args: string[], detector: string, target = url): Promise<void> => {
+    const before = tls.seen.length + plain.seen.length
+    const r = await curl([...via, ...args, target])
+    t.equal(r.status, 403, r.stderr)
+    t.equal(r.headers['x-portcullis-decision'], 'denied_secret_detected')
+    t.match(r.body, /portcullis blocked POST|portcullis blocked GET/)
+    t.equal(tls.seen.length + plain.seen.length, before, 'the origin received nothing')
+    const id = String(r.headers['x-portcullis-request-id'])
+    const rec = await pc.waitForRecord<DecisionRecord>((x) => x.event === 'decision' && x.id === id)
+    t.match(rec, { decision: 'deny', reason: 'denied_secret_detected', rule: 'g.allow[0]', detail: detector })
+    t.notOk(pc.logLines().some((l) => l.includes(AWS_KEY_ID)), 'the secret is not logged')
+  }
+
+  t.test('a clean body passes, intact', async (t) => {
+    const r = await curl([...via, '--data-binary', 'name=widgets&version=1.2.3', url])
+    t.equal(r.status, 200, r.stderr)
+    t.equal(tls.seen.at(-1)?.body, 'name=widgets&version=1.2.3')
+  })
+  t.test('a cloud key in the body', (t) => refused(t, ['--data-binary', `aws_access_key_id=${AWS_KEY_ID}`], 'aws_access_key_id'))
+  t.test('a private key in a form body, percent-encoded', (t) => refused(t, ['--data-urlencode', `k=${PEM_HEADER}\nMIIEowIBAAKCAQEA`], 'private_key'))
+  t.test('a gzip-encoded body', async (t) => {
+    const dir = t.testdir({ 'body.gz': gzipSync(`{"key": "${PEM_HEADER}"}`) })
+    await refused(t, ['-H', 'Content-Encoding: gzip', '--data-binary', `@${join(dir, 'body.gz')}`], 'private_key')
+  })
+  t.test('a token in a header', (t) => refused(t, ['-H', `X-Debug: ghp_${'a1B2'.repeat(9)}`, '--data-binary', 'x'], 'github_token'))
+  t.test('a key in the query', (t) => refused(t, ['-X', 'POST'], 'aws_access_key_id', `${url}?k=${AWS_KEY_ID}`))
+  t.test('over plain http too', (t) => refused(t, ['--data-binary', `AWS_KEY=${AWS_KEY_ID}`], 'aws_access_key_id', `http://origin.test:${plain.port}/upload`))
+  t.test('a body too large to inspect whole fails closed', async (t) => {
+    const dir = t.testdir({ 'big.bin': Buffer.alloc(8 * 1024 * 1024 + 1, 0x61) })
+    const before = tls.seen.length
+    const r = await curl([...via, '--data-binary', `@${join(dir, 'big.bin')}`, url])
+    t.equal(r.status, 403)
+    t.equal(r.headers['x-portcullis-decision'], 'denied_internal_error')
+    t.equal(tls.seen.length, before)
+  })
+})
