@@ -45,7 +45,8 @@ USER node
 # over /app/config must be writable by uid 1000 (node) for approvals.
 VOLUME ["/app/config", "/app/certs"]
 EXPOSE 3128 9090
-# Slim images have no curl; Node's built-in fetch does the job.
+# Slim images have no curl; Node's built-in fetch does the job. The check asks the
+# admin port of the shipped config (9090): change it here too if you move admin.port.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:9090/healthz',{signal:AbortSignal.timeout(4000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 CMD ["node", "dist/cli/main.js", "start", "--config", "/app/config/portcullis.yaml"]

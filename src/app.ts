@@ -86,7 +86,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   let watcher: ConfigWatcher | null = null
   let expiryTimer: NodeJS.Timeout | null = null
   let bytesTimer: NodeJS.Timeout | null = null
-  const loggers = createLoggers(initial.telemetry.log.level, opts.logDestination)
+  const loggers = createLoggers(initial.telemetry.log.level, opts.logDestination, initial.telemetry.log.format)
   const log = loggers.ops
   const bus = createBus((sink, err) => log.error({ code: 'PC_ERR_INTERNAL', sink, err }, 'telemetry sink failed'))
   const ring = createRingSink(initial.telemetry.memory.size)
@@ -261,6 +261,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       bytesTimer.unref()
       const token = await loadAdminToken(env, join(dirname(current.tls.caKey), 'admin-token'))
       if (token.created) log.info({ code: 'PC_ADMIN_TOKEN_CREATED', file: token.file }, 'admin token generated; read it from this file')
+      else if (token.file !== null) log.info({ code: 'PC_ADMIN_TOKEN_FILE', file: token.file }, 'admin token read from this file (PORTCULLIS_ADMIN_TOKEN is unset)')
       adminServer = createAdminServer(adminRoutes(s), token.token, (err) => log.error({ code: 'PC_ERR_INTERNAL', err }, 'admin handler failed'))
       const proxy = await listen(proxyServer, current.listen.host, current.listen.port, 'proxy')
       const admin = await listen(adminServer, current.admin.host, current.admin.port, 'admin')

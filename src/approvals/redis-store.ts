@@ -46,8 +46,19 @@ export function createRedisApprovalStore(client: Redis | Cluster, opts: RedisApp
     list = next
     changed()
   }
+  // Warn once per outage, not at every resync while Redis is away.
+  let failing = false
   const safeRefresh = (): void => {
-    refresh().catch((err: unknown) => opts.log.warn({ code: 'PC_APPROVALS_REDIS', err: String(err) }, 'could not refresh approvals from Redis; keeping the last known set'))
+    refresh().then(
+      () => {
+        if (failing) opts.log.info({ code: 'PC_APPROVALS_REDIS_OK' }, 'approvals read from Redis again')
+        failing = false
+      },
+      (err: unknown) => {
+        if (!failing) opts.log.warn({ code: 'PC_APPROVALS_REDIS', err: String(err) }, 'could not refresh approvals from Redis; keeping the last known set')
+        failing = true
+      },
+    )
   }
   // The two duplicate() signatures (Redis, Cluster) are incompatible as a union; both take no arguments here.
   const sub = (client as Redis).duplicate()

@@ -39,6 +39,6 @@ export const run: CliVerb = async (args, io) => {
     return EXIT_OK
   }
   io.stdout(`${await readFile(config.tls.caCert, 'utf8')}`)
-  io.stdout(`# file: ${certFile}\n# SHA-256 fingerprint: ${ca.fingerprint256}\n${installHints(certFile).replace(/^/gm, '# ')}`)
+  io.stdout(`# file: ${certFile}\n# SHA-256 fingerprint: ${ca.fingerprint256}\n${installHints(certFile).trimEnd().replace(/^/gm, '# ')}\n`)
   return EXIT_OK
 }

@@ -46,7 +46,7 @@ export interface RedisSync {
   stop(): void
   /** True while limits are purely local (Redis unreachable, or not yet synced). */
   fallback(): boolean
-  /** Live instances sharing the budgets, as of the last sync (1 before the first). */
+  /** Live instances sharing the budgets, as of the last sync (1 before the first and while falling back). */
   instances(): number
 }
 
@@ -219,6 +219,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
       if (client.status === 'ready') client.zrem(instancesKey, instance).catch(() => undefined)
     },
     fallback: () => !limiter.shared.isShared(),
-    instances: () => liveInstances,
+    // While limits are local (fallback), this instance shares with no one.
+    instances: () => (limiter.shared.isShared() ? liveInstances : 1),
   }
 }

@@ -17,12 +17,13 @@ export interface Loggers {
 const BATCH_BYTES = 8 * 1024
 const FLUSH_MS = 100
 
-export function createLoggers(level: string, dest?: DestinationStream): Loggers {
+export function createLoggers(level: string, dest?: DestinationStream, format: 'json' | 'ecs' = 'json'): Loggers {
   // Asynchronous and batched: one write(2) per ~8 KiB (sonic-boom needs it below maxWrite, 16 KiB) instead of
   // one per record keeps log I/O off the data path's budget; periodicFlush bounds how long a line can wait
   // (an operator tailing the log sees it within 0.1 s).
   const destination = dest ?? pino.destination({ dest: 1, sync: false, minLength: BATCH_BYTES, periodicFlush: FLUSH_MS })
-  const formatters = { level: (label: string) => ({ level: label }) }
+  // ECS names the level `log.level`; the SPEC's JSON lines keep pino's `level`.
+  const formatters = { level: (label: string) => (format === 'ecs' ? { 'log.level': label } : { level: label }) }
   const ops = pino({ level, redact: REDACT, formatters, timestamp: pino.stdTimeFunctions.isoTime, base: { component: 'portcullis' } }, destination)
   // Records carry their own ISO `time`; pino's would be a duplicate key.
   const records = pino({ level, redact: REDACT, formatters, timestamp: false, base: null }, destination)
@@ -89,6 +90,7 @@ export function toEcs(r: TelemetryRecord): Record<string, unknown> {
     'tls.handling': r.tls,
     'portcullis.mode': r.mode,
     'portcullis.would_deny': r.would_deny,
+    ...(r.detail === undefined ? {} : { 'portcullis.detail': r.detail }),
   }
 }
 

@@ -102,7 +102,7 @@ export function createMetrics(initial: MetricsSources = {}): Metrics {
     return f === undefined ? undefined : f ? 1 : 0
   })
 
-  gauge('portcullis_limits_instances', 'Live instances sharing rate-limit budgets through Redis (each admits its share).', () => src.limitsInstances?.())
+  gauge('portcullis_limits_instances', 'Instances sharing rate-limit budgets through Redis (each admits its share); 1 without Redis or while limits are local.', () => src.limitsInstances?.() ?? 1)
 
   // Counter semantics over a monotonic source: add what grew since the last scrape.
   let droppedSeen = 0

@@ -1,5 +1,5 @@
-import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto'
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto'
+import { chmod, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import forge from 'node-forge'
 import { PortcullisError } from '../errors.js'
@@ -51,7 +51,9 @@ export function createCaMaterial(commonName = 'Portcullis egress CA', now = new 
 
 function toAuthority(certPem: string, keyPem: string): CertificateAuthority {
   const cert = forge.pki.certificateFromPem(certPem)
-  createPrivateKey(keyPem) // validates the key now, not at the first handshake
+  // Validate the key now, not at the first handshake, and that it is this certificate's key.
+  const spki = (k: ReturnType<typeof createPublicKey>): Buffer => k.export({ type: 'spki', format: 'der' })
+  if (!spki(createPublicKey(createPrivateKey(keyPem))).equals(spki(new X509Certificate(certPem).publicKey))) throw new Error('the CA key is not the certificate\'s key')
   const ski = cert.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | null
   const subjectKeyId = ski?.subjectKeyIdentifier ?? createHash('sha1').update(forge.asn1.toDer(forge.pki.publicKeyToAsn1(cert.publicKey)).getBytes(), 'binary').digest('hex')
   return { certPem, keyPem, cert, fingerprint256: fingerprintOf(certPem), subjectKeyId }
@@ -67,7 +69,11 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
-/** Create the CA files (key 0600) unless both exist. Returns whether they were created. */
+/**
+ * Create the CA files (key 0600) unless both exist. Returns whether they were created. Safe when
+ * several instances start at once on one certs/ directory: the key is published with link(2), which
+ * only one of them can win; the others wait for the winner's certificate and use that pair.
+ */
 export async function ensureCa(certFile: string, keyFile: string): Promise<boolean> {
   const [hasCert, hasKey] = await Promise.all([exists(certFile), exists(keyFile)])
   if (hasCert && hasKey) return false
@@ -77,10 +83,35 @@ export async function ensureCa(certFile: string, keyFile: string): Promise<boole
   const { certPem, keyPem } = createCaMaterial()
   await mkdir(dirname(keyFile), { recursive: true })
   await mkdir(dirname(certFile), { recursive: true })
-  await writeFile(keyFile, keyPem, { mode: 0o600 })
-  await chmod(keyFile, 0o600)
-  await writeFile(certFile, certPem, { mode: 0o644 })
-  return true
+  const suffix = `.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
+  const [tmpKey, tmpCert] = [`${keyFile}${suffix}`, `${certFile}${suffix}`]
+  try {
+    await writeFile(tmpKey, keyPem, { mode: 0o600 })
+    await chmod(tmpKey, 0o600)
+    await writeFile(tmpCert, certPem, { mode: 0o644 })
+    try {
+      await link(tmpKey, keyFile)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      await waitForFile(certFile, CA_WAIT_MS)
+      return false
+    }
+    await rename(tmpCert, certFile)
+    return true
+  } finally {
+    await Promise.all([rm(tmpKey, { force: true }), rm(tmpCert, { force: true })])
+  }
+}
+
+/** How long an instance that lost the race waits for the winner's certificate. */
+const CA_WAIT_MS = 10_000
+
+async function waitForFile(file: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await exists(file))) {
+    if (Date.now() > deadline) throw new PortcullisError('PC_ERR_CA_UNREADABLE', `another instance created the CA key but ${file} did not appear within ${timeoutMs / 1000} s`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
 }
 
 export async function loadCa(certFile: string, keyFile: string): Promise<CertificateAuthority> {

@@ -104,9 +104,10 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Pro
   }
 }
 
-t.test('auth: /healthz is open, everything else needs the bearer token', async (t) => {
+t.test('auth: /healthz and /readyz are open, everything else needs the bearer token', async (t) => {
   const f = await start(t)
   t.equal((await getJson(f.base, '/healthz', {})).status, 200)
+  t.match(await getJson(f.base, '/readyz', {}), { status: 200, body: { ready: true } }, 'a readiness probe needs no token')
   t.equal((await getJson(f.base, '/api/events', {})).status, 401, 'no token')
   t.equal((await getJson(f.base, '/api/events', { authorization: 'Bearer nope' })).status, 401, 'wrong token')
   t.equal((await getJson(f.base, '/api/events')).status, 200, 'right token')

@@ -177,6 +177,7 @@ if (!existsSync(MAIN)) {
     t.ok(show.stdout.startsWith(pem), 'show prints the PEM')
     t.match(show.stdout, `# SHA-256 fingerprint: ${x509.fingerprint256}`)
     t.match(show.stdout, `NODE_EXTRA_CA_CERTS=${certFile}`)
+    t.ok(show.stdout.endsWith('\n') && !show.stdout.endsWith('# \n'), 'ends with a complete line')
 
     const bad = await portcullis(['ca', 'frob', '--config', file])
     t.equal(bad.code, 2)

@@ -25,6 +25,8 @@ export function healthRoutes(src: HealthSource): Route[] {
     {
       method: 'GET',
       path: '/readyz',
+      // Open like /healthz: readiness probes (load balancers, Kubernetes) carry no token, and it says only yes or no.
+      open: true,
       handler: (_req, res) => sendJson(res, src.ready() ? 200 : 503, { ready: src.ready() }),
     },
   ]

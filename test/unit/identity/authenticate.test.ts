@@ -5,12 +5,12 @@ import { authenticate, stillAuthenticates } from '../../../src/identity/authenti
 
 const hash = (token: string): string => `sha256:${createHash('sha256').update(token).digest('hex')}`
 const basic = (user: string, token: string): string => `Basic ${Buffer.from(`${user}:${token}`).toString('base64')}`
-const policyWith = (ciToken: string, runnerCidr = '10.20.0.0/16'): ReturnType<typeof parseConfigText>['policy'] =>
+const policyWith = (ciToken: string, runnerCidr = '127.20.0.0/16'): ReturnType<typeof parseConfigText>['policy'] =>
   parseConfigText(
     `groups: { g: { allow: [ { host: a.test } ] } }
 agents:
   - { id: ci, token: ${hash(ciToken)}, groups: [g] }
-  - { id: pinned, token: ${hash('p')}, source_cidrs: [10.30.0.0/16], groups: [g] }
+  - { id: pinned, token: ${hash('p')}, source_cidrs: [127.30.0.0/16], groups: [g] }
   - { id: runner, source_cidrs: [${runnerCidr}], groups: [g] }
 `,
     'auth.yaml',
@@ -29,13 +29,13 @@ t.test('a wrong token is denied_auth_invalid with the claimed id', async (t) => 
 })
 
 t.test('a token agent with source_cidrs accepts it only from them', async (t) => {
-  t.match(authenticate(POLICY, basic('pinned', 'p'), '10.30.1.1'), { kind: 'agent', agent: { id: 'pinned' } })
-  t.match(authenticate(POLICY, basic('pinned', 'p'), '10.31.1.1'), { kind: 'denied', decision: { detail: 'source_not_allowed' } })
+  t.match(authenticate(POLICY, basic('pinned', 'p'), '127.30.1.1'), { kind: 'agent', agent: { id: 'pinned' } })
+  t.match(authenticate(POLICY, basic('pinned', 'p'), '127.31.1.1'), { kind: 'denied', decision: { detail: 'source_not_allowed' } })
 })
 
 t.test('no header: the first source agent holding the address', async (t) => {
-  t.match(authenticate(POLICY, undefined, '10.20.3.4'), { kind: 'agent', agent: { id: 'runner' }, credential: { kind: 'source' } })
-  t.match(authenticate(POLICY, undefined, '192.0.2.1'), { kind: 'denied', decision: { reason: 'denied_auth_required' } })
+  t.match(authenticate(POLICY, undefined, '127.20.3.4'), { kind: 'agent', agent: { id: 'runner' }, credential: { kind: 'source' } })
+  t.match(authenticate(POLICY, undefined, '127.99.0.1'), { kind: 'denied', decision: { reason: 'denied_auth_required' } })
 })
 
 t.test('stillAuthenticates: the same token under an unchanged agent', async (t) => {
@@ -47,8 +47,8 @@ t.test('stillAuthenticates: the same token under an unchanged agent', async (t) 
 })
 
 t.test('stillAuthenticates: a source agent whose source_cidrs no longer hold the address', async (t) => {
-  const id = authenticate(POLICY, undefined, '10.20.3.4')
+  const id = authenticate(POLICY, undefined, '127.20.3.4')
   if (id.kind !== 'agent') return t.fail('expected an agent')
-  t.equal(stillAuthenticates(policyWith('t1'), 'runner', id.credential, '10.20.3.4'), true)
-  t.equal(stillAuthenticates(policyWith('t1', '10.21.0.0/16'), 'runner', id.credential, '10.20.3.4'), false)
+  t.equal(stillAuthenticates(policyWith('t1'), 'runner', id.credential, '127.20.3.4'), true)
+  t.equal(stillAuthenticates(policyWith('t1', '127.21.0.0/16'), 'runner', id.credential, '127.20.3.4'), false)
 })
