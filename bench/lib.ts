@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import { join, resolve } from 'node:path'
@@ -409,3 +409,71 @@ export async function startRedis(): Promise<{ url: string; stop(): void }> {
   }
 }
 
+
+/** Where Debian puts Squid; null when it is not installed (the Squid column then stays empty). */
+export function squidBinary(): string | null {
+  for (const p of ['/usr/sbin/squid', '/usr/bin/squid']) if (existsSync(p)) return p
+  return null
+}
+
+/**
+ * Squid (Debian's 5.7, the yardstick the targets were set against), measured in the same run as
+ * Portcullis: one process (-N), access log on, no cache, no auth, test names from its own hosts
+ * file (only 127.0.0.1 is ever dialled), CONNECT to the origin's TLS port only.
+ */
+export async function startSquid(binary: string, names: readonly string[], httpPort: number, httpsPort: number): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
+  const [port = 0] = await freePorts(1)
+  const dir = mkdtempSync(join(tmpdir(), 'pc-bench-squid-'))
+  chmodSync(dir, 0o777) // Squid drops root for its effective user, which must write the logs here.
+  writeFileSync(join(dir, 'hosts'), `127.0.0.1 ${names.join(' ')}\n`)
+  writeFileSync(
+    join(dir, 'squid.conf'),
+    `http_port ${LOOPBACK}:${port}
+acl loopback src 127.0.0.0/8
+acl origin_ports port ${httpPort} ${httpsPort}
+acl tls_port port ${httpsPort}
+acl CONNECT method CONNECT
+http_access deny !origin_ports
+http_access deny CONNECT !tls_port
+http_access allow loopback
+http_access deny all
+cache deny all
+cache_mem 8 MB
+hosts_file ${join(dir, 'hosts')}
+dns_nameservers 127.0.0.1
+access_log stdio:${join(dir, 'access.log')}
+cache_log ${join(dir, 'cache.log')}
+pid_filename none
+coredump_dir ${dir}
+visible_hostname portcullis-bench
+shutdown_lifetime 0 seconds
+pinger_enable off
+`,
+  )
+  const child = spawn(binary, ['-N', '-f', join(dir, 'squid.conf')], { stdio: ['ignore', 'ignore', 'inherit'] })
+  const deadline = Date.now() + 15_000
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`squid exited (${child.exitCode}); see ${join(dir, 'cache.log')}`)
+    const up = await new Promise<boolean>((resolve) => {
+      const s = netConnect(port, LOOPBACK, () => {
+        s.destroy()
+        resolve(true)
+      })
+      s.on('error', () => resolve(false))
+    })
+    if (up) break
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL')
+      throw new Error('squid did not listen within 15 s')
+    }
+    await sleep(100)
+  }
+  return {
+    port,
+    pid: child.pid ?? 0,
+    async stop() {
+      await stopChild(child, 3000)
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}

@@ -9,7 +9,7 @@
  * undici 7 and raw sockets, and writes bench/RESULTS.md. Every scenario is
  * bounded in ops and time; only 127.0.0.1 is ever dialled.
  *
- * Env: BENCH_SECONDS (measure window per side, default 4),
+ * Env: BENCH_SECONDS (measure window per contender, default 8, in 8 rounds),
  *      BENCH_PROXY_NODE_ARGS (extra node flags for the proxy, e.g. "--cpu-prof --cpu-prof-dir=prof";
  *        relative to the proxy's working directory, bench/out/run),
  *      BENCH_ONLY (comma list of scenario letters, e.g. "a,d"),
@@ -42,6 +42,8 @@ import {
   startBareProxy,
   startProxy,
   startRedis,
+  startSquid,
+  squidBinary,
   tlsHandshake,
   within,
   type OriginProc,
@@ -50,8 +52,8 @@ import {
 
 const ROOT = resolve(import.meta.dirname, '..')
 const OUT = join(ROOT, 'bench', 'out', 'run')
-const MEASURE_MS = Math.min(Math.max(Number(process.env.BENCH_SECONDS ?? 4) || 4, 1), 10) * 1000
-const ROUNDS = 4
+const MEASURE_MS = Math.min(Math.max(Number(process.env.BENCH_SECONDS ?? 8) || 8, 2), 20) * 1000
+const ROUNDS = 8
 const ROUND_MS = MEASURE_MS / ROUNDS
 const WARM_MS = 1000
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'a,b,c,d,e,f,g,h').split(',').map((s) => s.trim()))
@@ -69,6 +71,8 @@ interface Row {
   readonly direct: number | null
   /** The same load through bench/bare-proxy.ts (a minimal Node proxy): the floor on this machine. */
   readonly bare: number | null
+  /** The same load through Squid 5.7 in the same run (the targets' yardstick), and its ratio to direct. */
+  readonly squid?: { readonly value: number; readonly ratio: number | null } | null
   readonly proxy: number
   /** proxy / direct, or null when not a proxy-vs-direct comparison. */
   readonly ratio: number | null
@@ -91,7 +95,8 @@ function fmt(n: number | null, unit = ''): string {
 function addRow(r: Row): void {
   rows.push(r)
   const verdict = r.met === null ? '' : r.met ? '  ok' : '  MISSED'
-  console.log(`  ${r.id.padEnd(3)} ${r.scenario.padEnd(46)} direct ${fmt(r.direct, r.unit).padStart(12)}  bare ${fmt(r.bare, r.unit).padStart(12)}  portcullis ${fmt(r.proxy, r.unit).padStart(12)}  ratio ${fmt(r.ratio).padStart(5)}  target ${r.target}${verdict}${r.proxyCpuUs === null ? '' : `  (proxy CPU ${r.proxyCpuUs.toFixed(0)} µs/op)`}`)
+  const squid = r.squid ? `  squid ${fmt(r.squid.value, r.unit).padStart(12)}${r.squid.ratio === null ? '' : ` (${fmt(r.squid.ratio)})`}` : ''
+  console.log(`  ${r.id.padEnd(3)} ${r.scenario.padEnd(46)} direct ${fmt(r.direct, r.unit).padStart(12)}  bare ${fmt(r.bare, r.unit).padStart(12)}${squid}  portcullis ${fmt(r.proxy, r.unit).padStart(12)}  ratio ${fmt(r.ratio).padStart(5)}  target ${r.target}${verdict}${r.proxyCpuUs === null ? '' : `  (proxy CPU ${r.proxyCpuUs.toFixed(0)} µs/op)`}`)
 }
 
 interface Contender {
@@ -105,6 +110,8 @@ interface Outcome {
   readonly ops: number
   readonly seconds: number
   readonly perSecond: number
+  /** ops/s in each round, in round order (contenders of one round ran back to back). */
+  readonly rounds: readonly number[]
   readonly latencies: Float64Array
   readonly cpuUs: number | null
 }
@@ -116,7 +123,7 @@ interface Outcome {
  */
 async function compare(what: string, contenders: readonly Contender[], o: { concurrency: number; maxOpsPerRound: number }): Promise<Map<string, Outcome>> {
   for (const c of contenders) await loadLoop(c.op, { concurrency: o.concurrency, maxOps: o.maxOpsPerRound, maxMs: WARM_MS })
-  const acc = new Map(contenders.map((c) => [c.name, { ops: 0, seconds: 0, cpuMs: 0, lat: [] as Float64Array[], errors: 0, firstError: null as string | null }]))
+  const acc = new Map(contenders.map((c) => [c.name, { ops: 0, seconds: 0, cpuMs: 0, rounds: [] as number[], lat: [] as Float64Array[], errors: 0, firstError: null as string | null }]))
   for (let round = 0; round < ROUNDS; round++) {
     for (let i = 0; i < contenders.length; i++) {
       const c = contenders[(i + round) % contenders.length] as Contender
@@ -127,6 +134,7 @@ async function compare(what: string, contenders: readonly Contender[], o: { conc
       a.cpuMs += c.pid ? cpuMs(c.pid) - c0 : 0
       a.ops += r.ops
       a.seconds += r.seconds
+      a.rounds[round] = r.ops / r.seconds
       a.lat.push(r.latencies)
       a.errors += r.errors
       a.firstError ??= r.firstError
@@ -145,9 +153,26 @@ async function compare(what: string, contenders: readonly Contender[], o: { conc
       at += l.length
     }
     latencies.sort()
-    out.set(c.name, { ops: a.ops, seconds: a.seconds, perSecond: a.ops / a.seconds, latencies, cpuUs: c.pid ? (a.cpuMs * 1000) / a.ops : null })
+    out.set(c.name, { ops: a.ops, seconds: a.seconds, perSecond: a.ops / a.seconds, rounds: a.rounds, latencies, cpuUs: c.pid ? (a.cpuMs * 1000) / a.ops : null })
   }
   return out
+}
+
+/**
+ * The ratio of two contenders: the median over rounds of (a's ops/s ÷ b's ops/s in the same round).
+ * Each round runs the contenders back to back, so a burst of other load on this shared machine
+ * moves both sides of a round's ratio alike; the median drops the rounds it hit unevenly.
+ */
+function roundRatio(a: Outcome, b: Outcome): number {
+  const r = a.rounds.map((x, i) => x / (b.rounds[i] ?? Number.NaN)).filter(Number.isFinite).sort((x, y) => x - y)
+  if (r.length === 0) return a.perSecond / b.perSecond
+  const mid = Math.floor(r.length / 2)
+  return r.length % 2 === 1 ? (r[mid] as number) : ((r[mid - 1] as number) + (r[mid] as number)) / 2
+}
+
+function squidCell(m: Map<string, Outcome>, direct: Outcome): Row['squid'] {
+  const q = m.get('squid')
+  return q ? { value: q.perSecond, ratio: roundRatio(q, direct) } : null
 }
 
 function pick(m: Map<string, Outcome>, name: string): Outcome {
@@ -170,8 +195,12 @@ interface Env {
   /** The same config plus telemetry.redis.url: every record also goes to a Redis stream. */
   readonly proxyRedis: ProxyProc
   readonly bare: { port: number; pid: number }
+  /** Squid 5.7 when installed (bench/lib.ts startSquid), else null. */
+  readonly squid: SquidProc | null
   readonly proxyCa: string
 }
+
+type SquidProc = { readonly port: number; readonly pid: number }
 
 /** a + f. Keep-alive HTTPS GETs on 16 connections: direct, tunnelled (bare and Portcullis), intercepted. */
 async function scenarioKeepAlive(e: Env, withA: boolean, withF: boolean): Promise<void> {
@@ -181,6 +210,7 @@ async function scenarioKeepAlive(e: Env, withA: boolean, withF: boolean): Promis
   const bare = proxyAgent(e.bare.port, 'tunnel.test', e.origin.caPem)
   const tunnel = proxyAgent(e.proxy.port, 'tunnel.test', e.origin.caPem)
   const tunnelRedis = proxyAgent(e.proxyRedis.port, 'tunnel.test', e.origin.caPem)
+  const squid = e.squid ? proxyAgent(e.squid.port, 'tunnel.test', e.origin.caPem) : null
   const mitm = proxyAgent(e.proxy.port, 'mitm.test', e.proxyCa)
   const tunnelOrigin = `https://tunnel.test:${e.origin.httpsPort}`
   try {
@@ -191,6 +221,7 @@ async function scenarioKeepAlive(e: Env, withA: boolean, withF: boolean): Promis
             { name: 'bare', op: () => get(bare, { origin: tunnelOrigin, path: '/', method: 'GET' }), pid: e.bare.pid },
             { name: 'tunnel', op: () => get(tunnel, { origin: tunnelOrigin, path: '/', method: 'GET' }), pid: e.proxy.pid },
             { name: 'tunnel+redis', op: () => get(tunnelRedis, { origin: tunnelOrigin, path: '/', method: 'GET' }), pid: e.proxyRedis.pid },
+            ...(squid && e.squid ? [{ name: 'squid', op: () => get(squid, { origin: tunnelOrigin, path: '/', method: 'GET' }), pid: e.squid.pid }] : []),
           ]
         : []),
       ...(withF ? [{ name: 'intercept', op: () => get(mitm, { origin: `https://mitm.test:${e.origin.httpsPort}`, path: '/', method: 'GET' }), pid: e.proxy.pid }] : []),
@@ -200,26 +231,26 @@ async function scenarioKeepAlive(e: Env, withA: boolean, withF: boolean): Promis
     if (withA) {
       const b = pick(m, 'bare')
       const p = pick(m, 'tunnel')
-      const ratio = p.perSecond / d.perSecond
-      addRow({ id: 'a', scenario: 'CONNECT tunnel, keep-alive HTTPS GET', unit: 'req/s', direct: d.perSecond, bare: b.perSecond, proxy: p.perSecond, ratio, target: '≥ 0.60', met: ratio >= 0.6, proxyCpuUs: p.cpuUs })
+      const ratio = roundRatio(p, d)
+      addRow({ id: 'a', scenario: 'CONNECT tunnel, keep-alive HTTPS GET', unit: 'req/s', direct: d.perSecond, bare: b.perSecond, squid: squidCell(m, d), proxy: p.perSecond, ratio, target: '≥ 0.60', met: ratio >= 0.6, proxyCpuUs: p.cpuUs })
       notes.push(`a: bare proxy CPU ${b.cpuUs?.toFixed(0) ?? '?'} µs/req vs Portcullis ${p.cpuUs?.toFixed(0) ?? '?'} µs/req (pure splicing in both).`)
       redisRow('a-r', 'CONNECT keep-alive: Redis sink on ÷ off', p, pick(m, 'tunnel+redis'))
     }
     if (withF) {
       const p = pick(m, 'intercept')
-      const ratio = p.perSecond / d.perSecond
+      const ratio = roundRatio(p, d)
       addRow({ id: 'f', scenario: 'intercepted (MITM), keep-alive HTTPS GET', unit: 'req/s', direct: d.perSecond, bare: null, proxy: p.perSecond, ratio, target: '≥ 0.25', met: ratio >= 0.25, proxyCpuUs: p.cpuUs })
       const t = m.get('tunnel')
       if (t) notes.push(`f: intercepted ÷ tunnelled keep-alive = ${(p.perSecond / t.perSecond).toFixed(2)} (${p.perSecond.toFixed(0)} vs ${t.perSecond.toFixed(0)} req/s); p50 latency ${percentile(p.latencies, 50).toFixed(1)} ms intercepted vs ${percentile(t.latencies, 50).toFixed(1)} ms tunnelled, 16 in flight.`)
     }
   } finally {
-    await Promise.all([direct.close(), bare.close(), tunnel.close(), tunnelRedis.close(), mitm.close()])
+    await Promise.all([direct.close(), bare.close(), tunnel.close(), tunnelRedis.close(), mitm.close(), squid?.close()])
   }
 }
 
 /** A Redis-on row: the "direct" column is Portcullis without Redis, the proxy column with it; target ≤ 5 % loss. */
 function redisRow(id: string, scenario: string, off: Outcome, on: Outcome): void {
-  const ratio = on.perSecond / off.perSecond
+  const ratio = roundRatio(on, off)
   addRow({ id, scenario, unit: 'req/s', direct: off.perSecond, bare: null, proxy: on.perSecond, ratio, target: '≥ 0.95', met: ratio >= 0.95, proxyCpuUs: on.cpuUs })
   notes.push(`${id}: proxy CPU ${off.cpuUs?.toFixed(0) ?? '?'} µs/op without Redis vs ${on.cpuUs?.toFixed(0) ?? '?'} µs/op with the Redis sink (and shared limits) on.`)
 }
@@ -234,14 +265,15 @@ async function scenarioB(e: Env): Promise<void> {
       { name: 'direct', op: async () => getAndClose(await tlsHandshake(e.origin.httpsPort, t), 'tunnel.test') },
       { name: 'bare', op: async () => getAndClose(await tlsHandshake(await openTunnel(e.bare.port, authority), t), 'tunnel.test'), pid: e.bare.pid },
       { name: 'proxy', op: async () => getAndClose(await tlsHandshake(await openTunnel(e.proxy.port, authority), t), 'tunnel.test'), pid: e.proxy.pid },
+      ...(e.squid ? [{ name: 'squid', op: async () => getAndClose(await tlsHandshake(await openTunnel((e.squid as SquidProc).port, authority), t), 'tunnel.test'), pid: e.squid.pid }] : []),
     ],
     { concurrency: NEW_CONN_CONCURRENCY, maxOpsPerRound: 5000 },
   )
   const d = pick(m, 'direct')
   const b = pick(m, 'bare')
   const p = pick(m, 'proxy')
-  const ratio = p.perSecond / d.perSecond
-  addRow({ id: 'b', scenario: 'new tunnel + TLS handshake + GET + close', unit: 'conn/s', direct: d.perSecond, bare: b.perSecond, proxy: p.perSecond, ratio, target: '≥ 0.80', met: ratio >= 0.8, proxyCpuUs: p.cpuUs })
+  const ratio = roundRatio(p, d)
+  addRow({ id: 'b', scenario: 'new tunnel + TLS handshake + GET + close', unit: 'conn/s', direct: d.perSecond, bare: b.perSecond, squid: squidCell(m, d), proxy: p.perSecond, ratio, target: '≥ 0.80', met: ratio >= 0.8, proxyCpuUs: p.cpuUs })
   notes.push(`b: p50 per connection ${percentile(d.latencies, 50).toFixed(1)} ms direct, ${percentile(b.latencies, 50).toFixed(1)} ms bare, ${percentile(p.latencies, 50).toFixed(1)} ms Portcullis (${NEW_CONN_CONCURRENCY} in flight); proxy CPU per tunnel ${b.cpuUs?.toFixed(0) ?? '?'} µs bare vs ${p.cpuUs?.toFixed(0) ?? '?'} µs Portcullis.`)
 }
 
@@ -254,19 +286,27 @@ async function scenarioC(e: Env): Promise<void> {
     const r = await bulkGet(sock, 'tunnel.test', bytes, 30_000)
     return r.bytes / 1e6 / r.seconds
   }
-  const best = { direct: 0, bare: 0, proxy: 0 }
+  const best = { direct: 0, bare: 0, proxy: 0, squid: 0 }
   let proxyCpu = 0
-  for (const port of [null, e.bare.port, e.proxy.port]) await run(port, 16 << 20)
-  for (let round = 0; round < 2; round++) {
+  let squidCpu = 0
+  for (const port of [null, e.bare.port, e.proxy.port, e.squid?.port ?? null]) await run(port, 16 << 20)
+  for (let round = 0; round < 3; round++) {
     best.direct = Math.max(best.direct, await run(null, BULK_BYTES))
     best.bare = Math.max(best.bare, await run(e.bare.port, BULK_BYTES))
     const c0 = cpuMs(e.proxy.pid)
     best.proxy = Math.max(best.proxy, await run(e.proxy.port, BULK_BYTES))
     proxyCpu += cpuMs(e.proxy.pid) - c0
+    if (e.squid) {
+      const s0 = cpuMs(e.squid.pid)
+      best.squid = Math.max(best.squid, await run(e.squid.port, BULK_BYTES))
+      squidCpu += cpuMs(e.squid.pid) - s0
+    }
   }
   const ratio = best.proxy / best.direct
-  addRow({ id: 'c', scenario: '256 MiB download through one tunnel', unit: 'MB/s', direct: best.direct, bare: best.bare, proxy: best.proxy, ratio, target: '≥ 0.75', met: ratio >= 0.75, proxyCpuUs: null })
-  notes.push(`c: Portcullis CPU ${((proxyCpu / (2 * BULK_BYTES)) * (1 << 30)).toFixed(0)} ms per GiB spliced.`)
+  const squid = e.squid ? { value: best.squid, ratio: best.squid / best.direct } : null
+  addRow({ id: 'c', scenario: '256 MiB download through one tunnel', unit: 'MB/s', direct: best.direct, bare: best.bare, squid, proxy: best.proxy, ratio, target: '≥ 0.75', met: ratio >= 0.75, proxyCpuUs: null })
+  const perGiB = (ms: number): string => ((ms / (3 * BULK_BYTES)) * (1 << 30)).toFixed(0)
+  notes.push(`c: CPU per GiB spliced: Portcullis ${perGiB(proxyCpu)} ms${e.squid ? `, Squid ${perGiB(squidCpu)} ms` : ''} (best of three interleaved runs each).`)
 }
 
 /** d. Plain HTTP: absolute-form GETs through the proxy (http-proxy forwarding) vs the origin directly. */
@@ -275,6 +315,7 @@ async function scenarioD(e: Env): Promise<void> {
   const bare = new Pool(`http://${LOOPBACK}:${e.bare.port}`, { connections: KEEPALIVE_CONNS, ...TIMEOUTS })
   const viaProxy = new Pool(`http://${LOOPBACK}:${e.proxy.port}`, { connections: KEEPALIVE_CONNS, ...TIMEOUTS })
   const viaProxyRedis = new Pool(`http://${LOOPBACK}:${e.proxyRedis.port}`, { connections: KEEPALIVE_CONNS, ...TIMEOUTS })
+  const viaSquid = e.squid ? new Pool(`http://${LOOPBACK}:${e.squid.port}`, { connections: KEEPALIVE_CONNS, ...TIMEOUTS }) : null
   const host = `plain.test:${e.origin.httpPort}`
   const absolute = { path: `http://${host}/`, method: 'GET', headers: { host, 'proxy-authorization': PROXY_AUTH } } as const
   try {
@@ -285,14 +326,15 @@ async function scenarioD(e: Env): Promise<void> {
         { name: 'bare', op: () => get(bare, absolute), pid: e.bare.pid },
         { name: 'proxy', op: () => get(viaProxy, absolute), pid: e.proxy.pid },
         { name: 'proxy+redis', op: () => get(viaProxyRedis, absolute), pid: e.proxyRedis.pid },
+        ...(viaSquid && e.squid ? [{ name: 'squid', op: () => get(viaSquid, absolute), pid: e.squid.pid }] : []),
       ],
       { concurrency: KEEPALIVE_CONNS, maxOpsPerRound: 100_000 },
     )
     const d = pick(m, 'direct')
     const b = pick(m, 'bare')
     const p = pick(m, 'proxy')
-    const ratio = p.perSecond / d.perSecond
-    addRow({ id: 'd', scenario: 'plain-HTTP forward, keep-alive GET', unit: 'req/s', direct: d.perSecond, bare: b.perSecond, proxy: p.perSecond, ratio, target: '≥ 0.15', met: ratio >= 0.15, proxyCpuUs: p.cpuUs })
+    const ratio = roundRatio(p, d)
+    addRow({ id: 'd', scenario: 'plain-HTTP forward, keep-alive GET', unit: 'req/s', direct: d.perSecond, bare: b.perSecond, squid: squidCell(m, d), proxy: p.perSecond, ratio, target: '≥ 0.15', met: ratio >= 0.15, proxyCpuUs: p.cpuUs })
     for (const q of [50, 99]) {
       const dl = percentile(d.latencies, q)
       const pl = percentile(p.latencies, q)
@@ -301,7 +343,7 @@ async function scenarioD(e: Env): Promise<void> {
     notes.push(`d: proxy CPU per forwarded request ${b.cpuUs?.toFixed(0) ?? '?'} µs bare (node:http + keep-alive Agent) vs ${p.cpuUs?.toFixed(0) ?? '?'} µs Portcullis.`)
     redisRow('d-r', 'plain-HTTP forward (2 records/req): Redis sink on ÷ off', p, pick(m, 'proxy+redis'))
   } finally {
-    await Promise.all([direct.close(), bare.close(), viaProxy.close(), viaProxyRedis.close()])
+    await Promise.all([direct.close(), bare.close(), viaProxy.close(), viaProxyRedis.close(), viaSquid?.close()])
   }
 }
 
@@ -336,9 +378,21 @@ async function scenarioE(origin: OriginProc): Promise<void> {
   } finally {
     await bare.stop()
   }
-  for (const [who, r] of [['Portcullis', pc], ['bare proxy', floor]] as const) if (r.failures > 0) problems.push(`e ${who}: ${r.failures} tunnel opens failed (${r.firstError})`)
+  const binary = squidBinary()
+  let squid: IdleRss | null = null
+  if (binary) {
+    const sq = await startSquid(binary, ['tunnel.test'], origin.httpPort, origin.httpsPort)
+    try {
+      squid = await idleRss(sq.port, sq.pid, n, origin)
+    } finally {
+      await sq.stop()
+    }
+  }
+  const results = [['Portcullis', pc], ['bare proxy', floor], ...(squid ? [['Squid', squid] as const] : [])] as const
+  for (const [who, r] of results) if (r.failures > 0) problems.push(`e ${who}: ${r.failures} tunnel opens failed (${r.firstError})`)
   const perTunnel = (pc.after - pc.before) / pc.count
-  addRow({ id: 'e', scenario: `proxy RSS per idle TLS tunnel (${pc.count} open)`, unit: 'KiB', direct: null, bare: (floor.after - floor.before) / floor.count, proxy: perTunnel, ratio: null, target: '≤ 16 KiB', met: perTunnel <= 16, proxyCpuUs: null })
+  const squidCellE = squid ? { value: (squid.after - squid.before) / squid.count, ratio: null } : null
+  addRow({ id: 'e', scenario: `proxy RSS per idle TLS tunnel (${pc.count} open)`, unit: 'KiB', direct: null, bare: (floor.after - floor.before) / floor.count, squid: squidCellE, proxy: perTunnel, ratio: null, target: '≤ 16 KiB', met: perTunnel <= 16, proxyCpuUs: null })
   notes.push(`e: Portcullis VmRSS ${(pc.before / 1024).toFixed(1)} MiB idle (after warm-up) → ${(pc.after / 1024).toFixed(1)} MiB with ${pc.count} idle tunnels (opened in ${pc.openSeconds.toFixed(1)} s, 32 at a time); bare proxy ${(floor.before / 1024).toFixed(1)} → ${(floor.after / 1024).toFixed(1)} MiB with ${floor.count}. No GC is forced, so garbage from the ${pc.count} handshakes still counts; ulimit -n soft ${soft}, hard ${hard} (enough).`)
 }
 
@@ -439,9 +493,9 @@ async function scenarioH(): Promise<string | null> {
 function resultsMarkdown(startedAt: Date, seconds: number, decideOut: string | null, logLines: number, load: { before: string; after: string }): string {
   const cpu = cpus()[0]?.model ?? 'unknown'
   const table = [
-    '| | scenario | direct | via Portcullis | ratio | target | met | Portcullis CPU / op | bare Node proxy (floor) |',
-    '| --- | --- | ---: | ---: | ---: | --- | --- | ---: | ---: |',
-    ...rows.map((r) => `| ${r.id} | ${r.scenario.trim()} | ${fmt(r.direct, r.unit)} | ${fmt(r.proxy, r.unit)} | ${fmt(r.ratio)} | ${r.target} | ${r.met === null ? '' : r.met ? 'yes' : '**no**'} | ${r.proxyCpuUs === null ? '' : `${r.proxyCpuUs.toFixed(0)} µs`} | ${fmt(r.bare, r.unit)} |`),
+    '| | scenario | direct | via Portcullis | ratio | target | met | Squid 5.7, same run (ratio) | Portcullis CPU / op | bare Node proxy (floor) |',
+    '| --- | --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |',
+    ...rows.map((r) => `| ${r.id} | ${r.scenario.trim()} | ${fmt(r.direct, r.unit)} | ${fmt(r.proxy, r.unit)} | ${fmt(r.ratio)} | ${r.target} | ${r.met === null ? '' : r.met ? 'yes' : '**no**'} | ${r.squid ? `${fmt(r.squid.value, r.unit)}${r.squid.ratio === null ? '' : ` (${fmt(r.squid.ratio)})`}` : ''} | ${r.proxyCpuUs === null ? '' : `${r.proxyCpuUs.toFixed(0)} µs`} | ${fmt(r.bare, r.unit)} |`),
   ].join('\n')
   return `# Benchmarks
 
@@ -451,7 +505,7 @@ Regenerated by \`npm run bench\` (= \`npm run build && node --import tsx bench/r
 - Machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux ${release()}
 - Node ${process.version}, undici 7 clients; proxy = \`node dist/cli/main.js start --config bench/out/run/proxy.yaml\`, log level info to bench/out/run/proxy.log (${logLines} lines this run)
 - Load average (1/5/15 min) at start ${load.before}, at end ${load.after}: other work on the machine (e.g. a test suite) skews absolute figures; contenders are interleaved so it skews them alike.
-- Everything on 127.0.0.1: load generator (this process), origin (bench/origin.ts, own process) and proxy (own process) share the same ${cpus().length} cores, so the proxy competes with both ends for CPU. "direct" is the same client against the same origin without any proxy; "bare Node proxy" is bench/bare-proxy.ts (CONNECT → pipeline, absolute-form → node:http keep-alive Agent; no auth, policy or logging), the floor a Node proxy reaches here. Each figure is the total over ${ROUNDS} rounds of ${ROUND_MS / 1000} s, the contenders interleaved and rotated round by round, after ${WARM_MS / 1000} s of warm-up each.
+- Everything on 127.0.0.1: load generator (this process), origin (bench/origin.ts, own process) and proxy (own process) share the same ${cpus().length} cores, so the proxy competes with both ends for CPU. "direct" is the same client against the same origin without any proxy; "bare Node proxy" is bench/bare-proxy.ts (CONNECT → pipeline, absolute-form → node:http keep-alive Agent; no auth, policy or logging), the floor a Node proxy reaches here. "Squid 5.7" is Debian's squid (the release the targets were set against) run in the same session with the same clients: one process, access log on, no cache, no auth. Throughputs are totals over ${ROUNDS} rounds of ${ROUND_MS / 1000} s, the contenders interleaved and rotated round by round, after ${WARM_MS / 1000} s of warm-up each; ratios are the median over rounds of the per-round ratio (both sides of a round run back to back, so a burst of other load on the machine moves them alike).
 
 ${table}
 
@@ -498,6 +552,7 @@ async function main(): Promise<void> {
   let proxyRedis: ProxyProc | null = null
   let redis: { url: string; stop(): void } | null = null
   let bare: { port: number; pid: number; stop(): Promise<void> } | null = null
+  let squid: { port: number; pid: number; stop(): Promise<void> } | null = null
   let logLines = 0
   let decideOut: string | null = null
   try {
@@ -510,7 +565,10 @@ async function main(): Promise<void> {
     mkdirSync(redisDir, { recursive: true })
     proxyRedis = await startProxy(ROOT, redisDir, 'proxy-redis', proxyYaml({ dir: redisDir, httpPort: origin.httpPort, httpsPort: origin.httpsPort, originCaFile: origin.caFile, listenPort: redisListen, adminPort: redisAdmin, redisUrl: redis.url }), { listenPort: redisListen, adminPort: redisAdmin })
     bare = await startBareProxy()
-    const env: Env = { origin, proxy, proxyRedis, bare, proxyCa: readFileSync(proxy.caCertFile, 'utf8') }
+    const binary = squidBinary()
+    squid = binary ? await startSquid(binary, ['tunnel.test', 'plain.test'], origin.httpPort, origin.httpsPort) : null
+    if (!squid) problems.push('Squid is not installed (apt-get install squid): the Squid column is empty')
+    const env: Env = { origin, proxy, proxyRedis, bare, squid, proxyCa: readFileSync(proxy.caCertFile, 'utf8') }
     console.log(`  origin pid ${origin.pid} (http ${origin.httpPort}, https ${origin.httpsPort}); portcullis pid ${proxy.pid} on ${proxy.port}, log ${proxy.logFile}; bare proxy pid ${bare.pid} on ${bare.port}`)
     if (ONLY.has('a') || ONLY.has('f')) await scenarioKeepAlive(env, ONLY.has('a'), ONLY.has('f'))
     if (ONLY.has('b')) await scenarioB(env)
@@ -529,6 +587,7 @@ async function main(): Promise<void> {
     await proxyRedis?.stop()
     redis?.stop()
     await bare?.stop()
+    await squid?.stop()
     await origin.stop()
   }
   if (ONLY.has('g')) await scenarioG()

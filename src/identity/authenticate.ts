@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto'
+import { createHash, hash, timingSafeEqual } from 'node:crypto'
 import type { CompiledPolicy } from '../policy/compiled.js'
 import type { CompiledAgent, DenyDecision } from '../policy/types.js'
 import { cidrContains } from '../net/host.js'
@@ -36,7 +36,8 @@ export function authenticate(policy: CompiledPolicy, header: string | undefined,
   }
   if (auth.kind === 'basic') {
     const agent = policy.agents.get(auth.user)
-    const given = createHash('sha256').update(auth.password, 'utf8').digest()
+    // One-shot hash: no Hash object per request (this runs on every request and every CONNECT).
+    const given = hash('sha256', auth.password, 'buffer')
     const expected = agent?.tokenSha256 ?? DUMMY_HASH
     const match = timingSafeEqual(given, expected) && agent !== undefined && agent.tokenSha256 !== null
     if (!match || !agent) return denied('denied_auth_invalid', 'bad_credentials', agent ? agent.id : null)

@@ -117,9 +117,24 @@ export function isBlockedAddressClass(c: AddressClass): boolean {
   return c !== 'public'
 }
 
+// Classes of recently seen addresses: classification parses the address (ipaddr.js) and every
+// request to a host resolves to one of a few addresses. A pure function's memo; bounded.
+const classCache = new Map<string, AddressClass>()
+const CLASS_CACHE_MAX = 4096
+
+function cachedClass(ip: string): AddressClass {
+  let c = classCache.get(ip)
+  if (c === undefined) {
+    c = classifyAddress(ip)
+    if (classCache.size >= CLASS_CACHE_MAX) classCache.clear()
+    classCache.set(ip, c)
+  }
+  return c
+}
+
 /** May the proxy connect to `ip`? Public, or named by `upstream.allow_private`. */
 export function isAddressAllowed(ip: string, allowPrivate: readonly Cidr[]): boolean {
-  if (!isBlockedAddressClass(classifyAddress(ip))) return true
+  if (!isBlockedAddressClass(cachedClass(ip))) return true
   const host = normalizeHost(ip)
   if (host === null) return false
   return allowPrivate.some((cidr) => cidrContains(cidr, host))

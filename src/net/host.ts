@@ -38,12 +38,33 @@ export function normalizeHost(input: string): string | null {
   if (input.includes(':')) return normalizeIpv6(input)
   const name = input.endsWith('.') ? input.slice(0, -1) : input
   if (name.length === 0 || FORBIDDEN_ASCII.test(name)) return null
+  const fast = alreadyNormal(name)
+  if (fast !== null) return fast
   // The WHATWG host parser does lower-casing, IDNA mapping/punycode and every
   // legacy IPv4 spelling in one step, exactly as browsers and undici see the host.
   const ascii = domainToASCII(name)
   if (ascii === '') return null
   if (DOTTED_QUAD.test(ascii) && ipaddr.IPv4.isValidFourPartDecimal(ascii)) return ascii
   return isValidDnsName(ascii) ? ascii : null
+}
+
+// Lower-case LDH(+_) labels, no A-label: the WHATWG parser would return these unchanged.
+const PLAIN_NAME = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/
+// What the WHATWG parser reads as a number in the last label (then the host is an IPv4 address).
+const NUMERIC_LABEL = /^(?:\d+|0x[0-9a-f]*)$/
+
+/**
+ * The common case without calling the IDNA machinery (a measurable share of the per-request cost):
+ * a canonical dotted quad, or a lower-case ASCII name that is not an IPv4 spelling and has no
+ * `xn--` label to validate. Anything else (upper case, Unicode, A-labels, other IPv4 spellings)
+ * takes the full path. Returns null to mean "take the full path", never "invalid".
+ */
+function alreadyNormal(name: string): string | null {
+  if (DOTTED_QUAD.test(name)) return ipaddr.IPv4.isValidFourPartDecimal(name) ? name : null
+  if (!PLAIN_NAME.test(name) || name.includes('xn--')) return null
+  const last = name.slice(name.lastIndexOf('.') + 1)
+  if (NUMERIC_LABEL.test(last)) return null
+  return isValidDnsName(name) ? name : null
 }
 
 function isValidDnsName(ascii: string): boolean {

@@ -82,7 +82,7 @@ export function createUpstreamRelay(): UpstreamRelay {
         c.write(early)
         early = null
       }
-      u.on('end', () => c.end())
+      u.on('end', () => c.writableEnded || c.end())
       u.resume()
     },
   }
@@ -133,10 +133,14 @@ export function spliceTunnel(
   client.setNoDelay(true)
   if (first.length > 0) upstream.write(first)
   client.on('data', (chunk: Buffer) => {
+    // Upstream may have ended (its FIN ends our side too): the client's last bytes (a TLS close_notify)
+    // have nowhere to go, and writing them would only make an EPIPE error, stack trace and all.
+    if (!upstream.writable) return
     if (!upstream.write(chunk)) client.pause()
   })
   upstream.on('drain', () => client.resume())
-  client.on('end', () => upstream.end())
+  // end() on an already ended side makes an ERR_STREAM_ALREADY_FINISHED error; skip it.
+  client.on('end', () => upstream.writableEnded || upstream.end())
   relay.start(client, upstream)
   client.resume()
 }
