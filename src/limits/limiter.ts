@@ -11,21 +11,27 @@
  * - `null` means unlimited. State is created lazily per agent; a config reload just passes new
  *   AgentLimits on the next call, and capacities adapt without resetting usage.
  *
- * Shared mode (see redis-sync.ts). With nothing attached the limiter is purely local. A sync
- * backend uses `limiter.shared`: it `drain()`s what this instance admitted since the last sync
- * (per agent, per fixed window: the epoch minute for requests, the UTC day for bytes), adds it to
- * the global counters, and `settle()`s the global totals back. While shared mode is on,
- * `admitRequest` also requires  in-flight + unsynced < ceil(left / instances), where
- *   left = budget - this minute's global count - the previous minute's global count weighted by
- *          how much of it still lies within the last 60 s (a sliding-window estimate, so a new
- *          minute is no fresh budget on top of one just spent),
- * and `instances` is how many instances are alive (the sync's heartbeat): each may use only its
- * share of what was left at the last sync, so together they stay within the budget however fast
- * requests arrive between syncs. The price: one instance alone receiving an agent's burst gets
- * 1/instances of what is left per sync interval (25 ms), so a burst of the whole budget inside a
- * few intervals sees some 429s with Retry-After 1. The admit check is the MIN of the local bucket
- * and that share: the bucket keeps one instance from bursting past rpm, the share keeps all
- * instances together to rpm per 60 s.
+ * Shared mode (a sync backend, redis-sync.ts, drives `limiter.shared`). Requests are admitted from
+ * tokens this instance holds, which the backend reserves for it in Redis atomically, so that
+ * together the instances never admit more than the budget:
+ * - At every sync (`drain` → backend → `settle`) the instance reports what it admitted on its own
+ *   (below) and tops its tokens up to its fair share, ceil((held + unclaimed) / instances), where
+ *   unclaimed is the budget minus everything used or held anywhere in the sliding window (this
+ *   minute, plus the previous minute weighted by how much of it still lies within the last 60 s);
+ *   tokens above that share, and all of them once the agent has had no request here for a second,
+ *   are given back. Redis grants no more than is left.
+ * - Before its first report of a minute for an agent (a new agent here, or a new minute), an
+ *   instance may admit up to ceil(left / instances) on its own, left as it last knew it; its first
+ *   report turns what is left of that share into tokens it holds. Redis counts a share at least that
+ *   large as used for every live instance that has not reported the agent yet, so no token is
+ *   handed out twice. Instances report every agent active anywhere (the backend learns them from
+ *   Redis), which releases those placeholders within a sync or two.
+ * - Without tokens a request is `denied_rate_limited` with Retry-After 1 (or the time until the
+ *   window has room when the budget is used). The price of exactness: an instance that starts
+ *   serving an agent another instance is serving has no tokens until its next sync (25 ms), and one
+ *   instance alone gets half of what is left per sync when two are alive.
+ * The local token bucket applies in every mode (one instance never bursts past rpm); while the
+ * backend is unreachable only it applies, and admissions are reported when the backend is back.
  */
 import type { AgentLimits, DenyDecision } from '../policy/types.js'
 import { createBucket, MS_PER_MINUTE, refund, resize, take, type TokenBucket } from './token-bucket.js'
@@ -34,32 +40,55 @@ export type LimitDetail = 'requests_per_minute' | 'bytes_per_day' | 'concurrent_
 export type Admission = { readonly ok: true } | DenyDecision
 export type Release = () => void
 
-/** Counts for one agent in one pair of windows (a delta to add, or the global totals after adding). */
-export interface UsageCounts {
+/** What this instance reports for one agent at a sync (`drain`). */
+export interface UsageReport {
   readonly agentId: string
   /** Epoch minute: floor(ms / 60000). */
   readonly minute: number
+  /** Requests admitted here on its own since the last report (not from tokens it held). */
   readonly requests: number
+  /** Tokens held and not used, given back (no longer usable here). */
+  readonly returned: number
+  /** More tokens asked for (0 without requests here in the last second). */
+  readonly want: number
+  /** The agent's requests_per_minute as this instance knows it (0 when unknown or unlimited). */
+  readonly rpm: number
+  /** How much of the previous minute still lies within the last 60 s, in thousandths. */
+  readonly previousWeight: number
   /** UTC day as yyyymmdd. */
   readonly day: number
   readonly bytes: number
-  /** In totals only: requests of the minute before `minute` (for the sliding-window estimate). */
-  readonly previousRequests?: number
+}
+
+/** The backend's answer for one report: the global totals after it, and the share granted. */
+export interface UsageTotals {
+  readonly agentId: string
+  readonly minute: number
+  /** Requests used or held by every instance in `minute`. */
+  readonly requests: number
+  /** Requests of the minute before `minute`, every instance. */
+  readonly previousRequests: number
+  /** Tokens reserved for this instance. */
+  readonly granted: number
+  readonly day: number
+  readonly bytes: number
 }
 
 /** Hooks for a shared-usage backend. Only one drain may be in flight at a time. */
 export interface SharedUsage {
-  /** Shared check on (backend reachable) or off (purely local limits). */
+  /** Shared admission on (backend reachable) or off (purely local limits). */
   setShared(on: boolean): void
   isShared(): boolean
-  /** Unsynced counts of agents active in the last minute; they become in-flight until settle/abandon. */
-  drain(now?: number): UsageCounts[]
-  /** The backend answered with global totals for the drained windows (in-flight counts included). */
-  settle(totals: readonly UsageCounts[]): void
-  /** The sync failed: forget the in-flight counts (they may or may not have been counted). */
+  /** Reports for the agents active here or anywhere in the last minute; they are in flight until settle/abandon. */
+  drain(now?: number): UsageReport[]
+  /** The backend applied the reports: totals, and tokens granted (for the drained minute; others are ignored). */
+  settle(totals: readonly UsageTotals[]): void
+  /** The sync failed: forget what was in flight (it may or may not have been applied). */
   abandon(): void
-  /** How many instances are alive (from the sync's heartbeat): each may admit 1/n of what is left per sync. */
+  /** How many instances are alive (from the sync's heartbeat). */
   setInstances(n: number): void
+  /** Agents other instances are serving (from the backend): this one reports them too, so placeholders are released. */
+  learn(agentIds: readonly string[], now?: number): void
 }
 
 export interface LimiterStats {
@@ -94,18 +123,43 @@ interface AgentState {
   minute: number
   day: number
   bytesLocal: number
+  /** Requests admitted here on its own (not from held tokens) and not yet reported. */
   reqUnsynced: number
+  /** Of those, the ones in the report in flight (they still count until settled). */
   reqInflight: number
+  /** Requests used or held in `minute`, every instance (from the last settle). */
   reqGlobal: number
   /** Requests of the previous minute, all instances (from the sync; else this instance's own count). */
   reqPrevious: number
   bytesUnsynced: number
   bytesInflight: number
   bytesGlobal: number
+  /** Synced while within a minute of this. */
   lastActiveMs: number
+  /** A request for the agent arrived here (shares follow demand). */
+  lastDemandMs: number
+  /** requests_per_minute as last seen here (0: unknown or unlimited). */
+  rpm: number
+  /** Tokens held for `minute` (shared mode). */
+  held: number
+  /** The minute of this instance's last report for the agent; before it the agent is "cold" here. */
+  reportedMinute: number
+  coldUsed: number
+  /** Where the last admission came from, for refundRequest. */
+  lastFromHeld: boolean
+}
+
+interface OrphanReport {
+  readonly agentId: string
+  readonly minute: number
+  readonly requests: number
+  readonly day: number
+  readonly bytes: number
 }
 
 const MAX_ORPHANS = 10_000
+/** Shares are asked for agents with requests here within this window. */
+const DEMAND_WINDOW_MS = 1000
 
 /** UTC day as yyyymmdd (20261125). */
 export function utcDay(now: number): number {
@@ -124,12 +178,17 @@ function deny(detail: LimitDetail, retryAfterS: number): DenyDecision {
   return { verdict: 'deny', reason: 'denied_rate_limited', ruleId: null, detail, retryAfterS }
 }
 
+/** How much of the previous minute still lies within the last 60 s at `now` (1 at the minute's start, 0 at its end). */
+function previousWeight(minute: number, now: number): number {
+  return Math.max(0, Math.min(1, 1 - (now - minute * MS_PER_MINUTE) / MS_PER_MINUTE))
+}
+
 export function createLimiter(opts: { now?: () => number } = {}): Limiter {
   const clock = opts.now ?? Date.now
   const agents = new Map<string, AgentState>()
   const denied: Record<LimitDetail, number> = { requests_per_minute: 0, bytes_per_day: 0, concurrent_connections: 0 }
   /** Unsynced counts of windows that rolled over before they were synced. */
-  let orphans: UsageCounts[] = []
+  let orphans: OrphanReport[] = []
   let shared = false
   let instances = 1
   let connections = 0
@@ -139,7 +198,8 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     if (!st) {
       st = {
         bucket: null, conns: 0, minute: Math.floor(now / MS_PER_MINUTE), day: utcDay(now), bytesLocal: 0,
-        reqUnsynced: 0, reqInflight: 0, reqGlobal: 0, reqPrevious: 0, bytesUnsynced: 0, bytesInflight: 0, bytesGlobal: 0, lastActiveMs: now,
+        reqUnsynced: 0, reqInflight: 0, reqGlobal: 0, reqPrevious: 0, bytesUnsynced: 0, bytesInflight: 0, bytesGlobal: 0,
+        lastActiveMs: now, lastDemandMs: -Infinity, rpm: 0, held: 0, reportedMinute: -1, coldUsed: 0, lastFromHeld: false,
       }
       agents.set(agentId, st)
     }
@@ -151,15 +211,18 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     const minute = Math.floor(now / MS_PER_MINUTE)
     const day = utcDay(now)
     if (minute === st.minute && day === st.day) return
-    if ((st.reqUnsynced > 0 || (day !== st.day && st.bytesUnsynced > 0)) && orphans.length < MAX_ORPHANS) {
+    const unsynced = st.reqUnsynced
+    if ((unsynced > 0 || (day !== st.day && st.bytesUnsynced > 0)) && orphans.length < MAX_ORPHANS) {
       const bytes = day !== st.day ? st.bytesUnsynced : 0
-      orphans.push({ agentId, minute: st.minute, requests: st.reqUnsynced, day: st.day, bytes })
+      orphans.push({ agentId, minute: st.minute, requests: unsynced, day: st.day, bytes })
     }
     if (minute !== st.minute) {
       // The best estimate of the minute that just ended, until a sync brings the global count.
-      st.reqPrevious = minute === st.minute + 1 ? st.reqGlobal + st.reqInflight + st.reqUnsynced : 0
+      st.reqPrevious = minute === st.minute + 1 ? st.reqGlobal + st.reqInflight + unsynced : 0
       st.minute = minute
       st.reqUnsynced = st.reqInflight = st.reqGlobal = 0
+      // Tokens are per minute: what is held for the old one stays counted there, unused.
+      st.held = st.coldUsed = 0
     }
     if (day !== st.day) {
       st.day = day
@@ -183,47 +246,60 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     const rpm = limits.requestsPerMinute
     if (rpm === null) {
       st.bucket = null
+      st.rpm = 0
       return { ok: true }
     }
+    st.rpm = rpm
+    st.lastDemandMs = now
     if (st.bucket === null) st.bucket = createBucket(rpm, now)
     else resize(st.bucket, rpm, now)
-    if (shared) {
-      const denial = sharedWindowDenial(st, rpm, now)
-      if (denial) {
-        denied.requests_per_minute++
-        return denial
-      }
-    }
     const r = take(st.bucket, now)
     if (!r.ok) {
       denied.requests_per_minute++
-      return deny('requests_per_minute', r.retryAfterS)
+      // The later of the two: when this instance's bucket has a token, and when the shared window has room.
+      return deny('requests_per_minute', shared ? Math.max(r.retryAfterS, sharedRefusal(st, rpm, now).retryAfterS ?? 1) : r.retryAfterS)
     }
-    st.reqUnsynced++
-    return { ok: true }
+    if (!shared) {
+      st.reqUnsynced++
+      st.lastFromHeld = false
+      return { ok: true }
+    }
+    const denial = takeShared(st, rpm, now)
+    if (denial === null) return { ok: true }
+    refund(st.bucket)
+    denied.requests_per_minute++
+    return denial
   }
 
-  /**
-   * The shared check. Sliding window: the current minute's count plus the previous minute's, weighted
-   * by how much of it still lies within the last 60 s, so a fresh minute does not hand out a second
-   * budget on top of one just spent. This instance may use ceil(left / N) of what was left at the last
-   * sync (N live instances, any of which may be admitting for this agent), so together they stay within
-   * the budget however fast requests come between syncs.
-   */
-  function sharedWindowDenial(st: AgentState, rpm: number, now: number): DenyDecision | null {
-    const elapsed = (now - st.minute * MS_PER_MINUTE) / MS_PER_MINUTE
-    const previous = st.reqPrevious * (1 - elapsed)
-    const left = rpm - st.reqGlobal - previous
-    const mine = st.reqInflight + st.reqUnsynced
-    if (mine < Math.ceil(left / instances)) return null
-    if (st.reqGlobal + previous + mine < rpm) return deny('requests_per_minute', 1) // only this sync interval's share is used
-    // Used up: retry when the window has room again, either as the previous minute's weight fades or at
-    // the next minute.
+  /** Shared admission: a held token, else (before this instance's first report of the minute) its own share. */
+  function takeShared(st: AgentState, rpm: number, now: number): DenyDecision | null {
+    if (st.held > 0) {
+      st.held--
+      st.lastFromHeld = true
+      return null
+    }
+    const previous = st.reqPrevious * previousWeight(st.minute, now)
+    if (st.reportedMinute !== st.minute && st.coldUsed < Math.ceil(Math.max(0, rpm - st.reqGlobal - previous) / instances)) {
+      st.coldUsed++
+      st.reqUnsynced++
+      st.lastFromHeld = false
+      return null
+    }
+    return sharedRefusal(st, rpm, now)
+  }
+
+  /** No token here: retry in a second while the window has budget left (the next sync brings a share), else when it has room. */
+  function sharedRefusal(st: AgentState, rpm: number, now: number): DenyDecision {
+    const previous = st.reqPrevious * previousWeight(st.minute, now)
+    const used = st.reqGlobal + st.reqInflight + st.reqUnsynced + previous
+    if (used < rpm) return deny('requests_per_minute', 1)
+    // Used up: retry when the window has room again, as the previous minute's weight fades or at the next minute.
     const windowEndS = Math.max(1, Math.ceil(((st.minute + 1) * MS_PER_MINUTE - now) / 1000))
-    const room = rpm - 1 - st.reqGlobal - mine
+    const room = rpm - 1 - st.reqGlobal - st.reqInflight - st.reqUnsynced
     if (st.reqPrevious <= 0 || room < 0) return deny('requests_per_minute', windowEndS)
     const fadedAt = (1 - room / st.reqPrevious) * MS_PER_MINUTE
-    return deny('requests_per_minute', Math.min(windowEndS, Math.max(1, Math.ceil((fadedAt - elapsed * MS_PER_MINUTE) / 1000))))
+    const elapsed = now - st.minute * MS_PER_MINUTE
+    return deny('requests_per_minute', Math.min(windowEndS, Math.max(1, Math.ceil((fadedAt - elapsed) / 1000))))
   }
 
   function bytesExhausted(agentId: string, limits: AgentLimits, now = clock()): boolean {
@@ -237,7 +313,12 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
   function refundRequest(agentId: string): void {
     const st = agents.get(agentId)
     if (!st) return
-    if (st.reqUnsynced > 0) st.reqUnsynced--
+    if (st.lastFromHeld) {
+      st.held++
+    } else {
+      if (st.reqUnsynced > 0) st.reqUnsynced--
+      if (st.coldUsed > 0) st.coldUsed--
+    }
     if (st.bucket !== null) refund(st.bucket)
   }
 
@@ -274,18 +355,38 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     },
     isShared: () => shared,
     drain(now = clock()) {
-      const out = orphans
+      const out: UsageReport[] = orphans.map((o) => ({ ...o, returned: 0, want: 0, rpm: 0, previousWeight: 0 }))
       orphans = []
       for (const [agentId, st] of agents) {
         roll(agentId, st, now)
-        const pending = st.reqUnsynced > 0 || st.bytesUnsynced > 0
-        // Agents active in the last minute are refreshed even without new local counts, so that
-        // what other instances admitted is known before this one admits again.
+        const pending = st.reqUnsynced > 0 || st.bytesUnsynced > 0 || st.held > 0
+        // Agents active in the last minute (here or, learned, elsewhere) are reported even without new
+        // counts: that is how this instance's placeholder share is released and its totals refreshed.
         if (!pending && now - st.lastActiveMs > MS_PER_MINUTE) continue
-        out.push({ agentId, minute: st.minute, requests: st.reqUnsynced, day: st.day, bytes: st.bytesUnsynced })
+        const weight = previousWeight(st.minute, now)
+        if (shared && st.rpm > 0 && st.reportedMinute !== st.minute) {
+          // The first report of the minute: what is left of the share this instance may admit on its
+          // own becomes tokens it holds, reported as used. Redis counted a placeholder at least that
+          // large for it, so this fits, and a burst in progress goes on without a gap.
+          const rest = Math.max(0, Math.ceil(Math.max(0, st.rpm - st.reqGlobal - st.reqPrevious * weight) / instances) - st.coldUsed)
+          st.held += rest
+          st.reqUnsynced += rest
+        }
+        const demand = shared && st.rpm > 0 && now - st.lastDemandMs <= DEMAND_WINDOW_MS
+        const unclaimed = Math.max(0, st.rpm - st.reqGlobal - st.reqUnsynced - st.reqPrevious * weight)
+        const target = demand ? Math.ceil((st.held + unclaimed) / instances) : 0
+        const returned = Math.max(0, st.held - target)
+        st.held -= returned
+        out.push({
+          agentId, minute: st.minute, requests: st.reqUnsynced, returned, want: Math.max(0, target - st.held), rpm: st.rpm,
+          previousWeight: Math.round(weight * 1000), day: st.day, bytes: st.bytesUnsynced,
+        })
         st.reqInflight = st.reqUnsynced
         st.bytesInflight = st.bytesUnsynced
         st.reqUnsynced = st.bytesUnsynced = 0
+        // Redis counts this instance as reported once the report is applied, and stops holding a
+        // placeholder for it: from now on it admits only from tokens it holds (none of its own).
+        st.reportedMinute = st.minute
       }
       return out
     },
@@ -295,8 +396,9 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
         if (!st) continue
         if (t.minute === st.minute) {
           st.reqGlobal = t.requests
+          st.reqPrevious = t.previousRequests
           st.reqInflight = 0
-          if (t.previousRequests !== undefined) st.reqPrevious = t.previousRequests
+          st.held += t.granted
         }
         if (t.day === st.day) {
           st.bytesGlobal = t.bytes
@@ -305,10 +407,19 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
       }
     },
     abandon() {
+      // Whether the reports were applied is unknown: tokens given back or granted may stay counted in
+      // Redis unused (under-admission, never over).
       for (const st of agents.values()) st.reqInflight = st.bytesInflight = 0
     },
     setInstances(n) {
       instances = Math.max(1, Math.floor(n) || 1)
+    },
+    learn(agentIds, now = clock()) {
+      for (const id of agentIds) {
+        const st = stateOf(id, now)
+        roll(id, st, now)
+        st.lastActiveMs = Math.max(st.lastActiveMs, now)
+      }
     },
   }
 

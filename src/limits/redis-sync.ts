@@ -1,35 +1,38 @@
 /**
  * Shares each agent's request budget and bytes/day across instances through Redis (SPEC §7),
- * while admission stays synchronous and local.
+ * while admission stays synchronous and local (limiter.ts says how tokens are used).
  *
- * Design:
- * 1. Every instance admits on its own (limiter.ts) and counts what it admitted since the last sync.
- * 2. Every `syncIntervalMs` (default 25 ms) one sync runs: `limiter.shared.drain()` hands over those
- *    counts (for every agent active in the last minute, even with nothing new, so that what the
- *    other instances admitted becomes known), and ONE atomic Lua script per agent — EVALSHA,
- *    pipelined for all agents — adds them to per-minute counters and returns the global totals (and the previous minute's, for the sliding window):
- *      `<prefix>rl:{<agent>}:<epochMinute>`  requests in that minute   (EXPIRE 120 s)
- *      `<prefix>bytes:{<agent>}:<yyyymmdd>`  bytes in that UTC day     (EXPIRE 2 days)
- *    The `{agent}` hash tag keeps both keys of a script in one Redis Cluster slot.
- *    Each sync also heartbeats `<prefix>instances` (a sorted set scored by Redis TIME), which says
- *    how many instances are alive.
- * 3. `limiter.shared.settle()` stores the totals; until the next sync, this instance admits only its
- *    share of what was left, ceil((budget - global) / instances), AND only while its local token
- *    bucket allows it (min of both). Two instances together therefore admit one budget per minute,
- *    not twice it, however fast requests arrive between syncs: within a few requests (rounding,
- *    and what another instance admitted since its last sync).
- * 4. At most one sync is in flight. If Redis is not ready, a sync fails, or one takes longer than
- *    `staleAfterMs`, the limiter falls back to purely local limits (`PC_LIMITS_LOCAL_FALLBACK`,
- *    warn, once per outage) and `fallback()` is true; the next successful sync turns sharing back on
- *    (`PC_LIMITS_SHARED`, info). Counts in flight when a sync fails are dropped (they may or may
- *    not have been counted); counts admitted during an outage are sent on recovery.
+ * Every `syncIntervalMs` (default 25 ms) one sync runs, in one round trip (a pipeline; separate
+ * commands on a Cluster):
+ * 1. this instance's heartbeat in `<prefix>instances` (a sorted set scored by Redis TIME): how many
+ *    instances are alive;
+ * 2. per agent reported by `limiter.shared.drain()`, ONE atomic Lua script on keys that share the
+ *    `{agent}` hash tag (one Cluster slot):
+ *      `<prefix>rl:{<agent>}:<epochMinute>`           requests used or held in that minute (EXPIRE 120 s)
+ *      `<prefix>rl-reported:{<agent>}:<epochMinute>`  instances that reported the agent this minute
+ *      `<prefix>bytes:{<agent>}:<yyyymmdd>`           bytes in that UTC day (EXPIRE 2 days)
+ *    It adds what the instance admitted on its own, takes back the tokens it returns, marks it as
+ *    reported, and reserves the tokens it asks for, no more than left: the budget minus this
+ *    minute's count, the previous minute's weighted, and a placeholder share for every live
+ *    instance that has not reported the agent yet (it may be admitting on its own right now);
+ * 3. `<prefix>rl-active:<epochMinute>`: the agents with requests this minute (a sorted set scored
+ *    by when an instance last reported requests for it); each instance reads the ones scored in the
+ *    last few seconds and reports them too, which releases its placeholder.
+ * Because tokens are reserved in Redis before they are used, the instances together admit at most
+ * the budget per sliding minute (plus rounding: at most one request per instance).
+ *
+ * At most one sync is in flight. If Redis is not ready, a sync fails, or one takes longer than
+ * `staleAfterMs`, the limiter falls back to purely local limits (`PC_LIMITS_LOCAL_FALLBACK`, warn,
+ * once per outage) and `fallback()` is true; the next successful sync turns sharing back on
+ * (`PC_LIMITS_SHARED`, info). What was in flight when a sync failed is dropped (tokens held are
+ * dropped too: under-admission, never over); counts admitted during an outage are sent on recovery.
  * The data path never awaits Redis: only the interval timer touches the client.
  */
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Cluster, Redis } from 'ioredis'
 import type { Logger } from 'pino'
-import type { Limiter, UsageCounts } from './limiter.js'
+import type { Limiter, UsageReport, UsageTotals } from './limiter.js'
 
 export interface RedisSyncOptions {
   /** Key prefix, default `portcullis:`. */
@@ -57,21 +60,44 @@ const MINUTE_TTL_S = 120
 const DAY_TTL_S = 2 * 86_400
 
 /**
- * KEYS: requests key, bytes key, previous minute's requests key. ARGV: request delta, byte delta,
- * request TTL, byte TTL. Returns both totals and the previous minute's requests.
+ * KEYS: this minute's requests, the previous minute's requests, this minute's reporters, the day's
+ * bytes. ARGV: instance, requests admitted on its own, tokens returned, tokens wanted, rpm,
+ * previous-minute weight (thousandths), live instances, request TTL, byte delta, byte TTL.
+ * Returns { granted, requests (this minute, after), bytes (today, after), previous minute's requests }.
  */
 const SCRIPT = `
-local function add(key, delta, ttl)
-  local n = tonumber(delta)
-  if n > 0 then
-    local v = redis.call('INCRBY', key, delta)
-    if v == n then redis.call('EXPIRE', key, ttl) end
-    return v
-  end
-  return tonumber(redis.call('GET', key) or '0')
+local function touch(key, ttl)
+  if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
 end
-return { add(KEYS[1], ARGV[1], ARGV[3]), add(KEYS[2], ARGV[2], ARGV[4]), tonumber(redis.call('GET', KEYS[3]) or '0') }
+local cur = redis.call('INCRBY', KEYS[1], tonumber(ARGV[2]) - tonumber(ARGV[3]))
+touch(KEYS[1], ARGV[8])
+redis.call('SADD', KEYS[3], ARGV[1])
+touch(KEYS[3], ARGV[8])
+local prev = tonumber(redis.call('GET', KEYS[2]) or '0')
+local granted = 0
+local rpm = tonumber(ARGV[5])
+local want = tonumber(ARGV[4])
+if want > 0 and rpm > 0 then
+  local n = math.max(1, tonumber(ARGV[7]))
+  local unreported = math.max(0, n - redis.call('SCARD', KEYS[3]))
+  local left = rpm - cur - math.floor(prev * tonumber(ARGV[6]) / 1000) - unreported * math.ceil(rpm / n)
+  if left > 0 then
+    granted = math.min(want, left)
+    cur = redis.call('INCRBY', KEYS[1], granted)
+  end
+end
+local bytes = tonumber(ARGV[9])
+if bytes > 0 then
+  bytes = redis.call('INCRBY', KEYS[4], bytes)
+  touch(KEYS[4], ARGV[10])
+else
+  bytes = tonumber(redis.call('GET', KEYS[4]) or '0')
+end
+return { granted, cur, bytes, prev }
 `
+
+/** Agents added to the active set this recently are read back at every sync (clocks differ a little between instances). */
+const ACTIVE_LOOKBACK_MS = 5000
 
 /** An instance is alive while it has heartbeaten within this window. */
 const INSTANCE_WINDOW_MS = 5000
@@ -88,11 +114,11 @@ return redis.call('ZCARD', KEYS[1])
 `
 
 type HeartbeatCommand = (instancesKey: string, instance: string, windowMs: number) => Promise<unknown>
-type SyncCommand = (reqKey: string, bytesKey: string, prevReqKey: string, reqs: number, bytes: number, reqTtl: number, bytesTtl: number) => unknown
+type SyncCommand = (...args: Array<string | number>) => unknown
 type WithSync<T> = T & { [COMMAND]: SyncCommand; [HEARTBEAT]: HeartbeatCommand }
 
-function isTotals(v: unknown): v is [number, number, number] {
-  return Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'number' && typeof v[2] === 'number'
+function isReply(v: unknown): v is [number, number, number, number] {
+  return Array.isArray(v) && v.length === 4 && v.every((x) => typeof x === 'number')
 }
 
 /** Redis is not coming back soon: these states are entered only after a connection was lost or closed. */
@@ -110,7 +136,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
   const log = opts.log
   const instance = opts.instance ?? newInstanceId()
   const instancesKey = `${prefix}instances`
-  client.defineCommand(COMMAND, { numberOfKeys: 3, lua: SCRIPT })
+  client.defineCommand(COMMAND, { numberOfKeys: 4, lua: SCRIPT })
   client.defineCommand(HEARTBEAT, { numberOfKeys: 1, lua: HEARTBEAT_SCRIPT })
 
   let generation = 0
@@ -121,35 +147,56 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
   let liveInstances = 1
   limiter.shared.setShared(false)
 
-  const keysOf = (c: UsageCounts): [string, string, string] => [`${prefix}rl:{${c.agentId}}:${c.minute}`, `${prefix}bytes:{${c.agentId}}:${c.day}`, `${prefix}rl:{${c.agentId}}:${c.minute - 1}`]
+  const argsOf = (c: UsageReport): Array<string | number> => [
+    `${prefix}rl:{${c.agentId}}:${c.minute}`, `${prefix}rl:{${c.agentId}}:${c.minute - 1}`, `${prefix}rl-reported:{${c.agentId}}:${c.minute}`, `${prefix}bytes:{${c.agentId}}:${c.day}`,
+    instance, c.requests, c.returned, c.want, c.rpm, c.previousWeight, liveInstances, MINUTE_TTL_S, c.bytes, DAY_TTL_S,
+  ]
 
-  function toTotals(c: UsageCounts, v: unknown): UsageCounts {
-    if (!isTotals(v)) throw new Error('unexpected reply from the limit sync script')
-    return { ...c, requests: v[0], bytes: v[1], previousRequests: v[2] }
+  function toTotals(c: UsageReport, v: unknown): UsageTotals {
+    if (!isReply(v)) throw new Error('unexpected reply from the limit sync script')
+    return { agentId: c.agentId, minute: c.minute, granted: v[0], requests: v[1], bytes: v[2], previousRequests: v[3], day: c.day }
   }
 
-  /** One round trip: this instance's heartbeat (how many instances are alive) and the batch's totals. */
-  async function run(batch: readonly UsageCounts[]): Promise<{ instances: number; totals: UsageCounts[] }> {
+  /** This minute's active set: (re)score the agents this instance serves, read the ones scored lately. */
+  function activeCommands(batch: readonly UsageReport[], now: number): { key: string; add: Array<string | number> } {
+    const add: Array<string | number> = []
+    for (const c of batch) if (c.want > 0 || c.requests > 0) add.push(now, c.agentId)
+    return { key: `${prefix}rl-active:${Math.floor(now / 60_000)}`, add }
+  }
+
+  /** One round trip: heartbeat (how many instances are alive), the batch's scripts, the active set. */
+  async function run(batch: readonly UsageReport[]): Promise<{ instances: number; totals: UsageTotals[]; learned: string[] }> {
+    const now = Date.now()
+    const active = activeCommands(batch, now)
     if (client.isCluster) {
       // A Cluster pipeline must stay within one slot group; agents hash to many slots, so send the
-      // scripts separately (ioredis writes them back to back and routes each to its slot).
+      // commands separately (ioredis writes them back to back and routes each to its slot).
       const cluster = client as WithSync<Cluster>
-      const [alive, ...replies] = await Promise.all([
+      const [alive, learned, ...replies] = await Promise.all([
         cluster[HEARTBEAT](instancesKey, instance, INSTANCE_WINDOW_MS),
-        ...batch.map((c) => cluster[COMMAND](...keysOf(c), c.requests, c.bytes, MINUTE_TTL_S, DAY_TTL_S)),
+        (active.add.length > 0 ? cluster.zadd(active.key, ...active.add).then(() => cluster.expire(active.key, MINUTE_TTL_S)) : Promise.resolve()).then(() => cluster.zrangebyscore(active.key, now - ACTIVE_LOOKBACK_MS, '+inf')),
+        ...batch.map((c) => cluster[COMMAND](...argsOf(c))),
       ])
-      return { instances: Number(alive), totals: batch.map((c, i) => toTotals(c, replies[i])) }
+      return { instances: Number(alive), totals: batch.map((c, i) => toTotals(c, replies[i])), learned: learned }
     }
     const p = client.pipeline() as WithSync<ReturnType<Redis['pipeline']>>
     p[HEARTBEAT](instancesKey, instance, INSTANCE_WINDOW_MS)
-    for (const c of batch) p[COMMAND](...keysOf(c), c.requests, c.bytes, MINUTE_TTL_S, DAY_TTL_S)
+    if (active.add.length > 0) p.zadd(active.key, ...active.add).expire(active.key, MINUTE_TTL_S)
+    p.zrangebyscore(active.key, now - ACTIVE_LOOKBACK_MS, '+inf')
+    for (const c of batch) p[COMMAND](...argsOf(c))
     const replies = (await p.exec()) ?? []
     const reply = (i: number): unknown => {
       const [err, v] = replies[i] ?? [new Error('missing reply'), null]
       if (err) throw err
       return v
     }
-    return { instances: Number(reply(0)), totals: batch.map((c, i) => toTotals(c, reply(i + 1))) }
+    const first = active.add.length > 0 ? 3 : 1
+    const learned = reply(first)
+    return {
+      instances: Number(reply(0)),
+      totals: batch.map((c, i) => toTotals(c, reply(first + 1 + i))),
+      learned: Array.isArray(learned) ? learned.filter((x): x is string => typeof x === 'string') : [],
+    }
   }
 
   function degrade(err?: unknown): void {
@@ -187,12 +234,13 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
     const mine = ++generation
     inflightSince = t
     run(batch).then(
-      ({ instances, totals }) => {
+      ({ instances, totals, learned }) => {
         if (mine !== generation) return
         inflightSince = null
         liveInstances = Math.max(1, instances)
         limiter.shared.setInstances(liveInstances)
         limiter.shared.settle(totals)
+        limiter.shared.learn(learned)
         recover()
       },
       (err: unknown) => {

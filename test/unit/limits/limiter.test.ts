@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createLimiter, secondsToUtcMidnight, utcDay, type Admission, type Limiter } from '../../../src/limits/limiter.js'
+import { createLimiter, secondsToUtcMidnight, utcDay, type Admission, type Limiter, type UsageTotals } from '../../../src/limits/limiter.js'
 import type { AgentLimits, DenyDecision } from '../../../src/policy/types.js'
 
 // 2026-11-25T10:00:30Z: mid-minute, mid-day (UTC).
@@ -103,33 +103,147 @@ t.test('concurrent connections: at the limit deny; release frees one slot, once'
 
 // --- the shared-usage hooks used by redis-sync ------------------------------------------------------------
 
-t.test('shared: drain hands over unsynced counts; in-flight counts still count until settled', async (t) => {
+const DAY = 20261125
+/** The backend's answer: totals for the drained minute, and a grant. */
+const totals = (requests: number, granted: number, o: Partial<{ minute: number; previous: number; bytes: number; agent: string }> = {}): UsageTotals => ({
+  agentId: o.agent ?? 'ci-42', minute: o.minute ?? MINUTE, requests, previousRequests: o.previous ?? 0, granted, day: DAY, bytes: o.bytes ?? 0,
+})
+const admitN = (l: Limiter, n: number, lim: AgentLimits, agent = 'ci-42'): number => {
+  let ok = 0
+  for (let i = 0; i < n; i++) if ('ok' in l.admitRequest(agent, lim)) ok++
+  return ok
+}
+
+t.test('shared: before its first report an instance admits its share on its own; the report turns the rest into held tokens', async (t) => {
   const l = createLimiter({ now: () => T0 })
-  const lim = limits({ requestsPerMinute: 10 })
+  const lim = limits({ requestsPerMinute: 100 })
   l.shared.setShared(true)
-  for (let i = 0; i < 3; i++) l.admitRequest('ci-42', lim)
+  l.shared.setInstances(4)
+  t.equal(admitN(l, 10, lim), 10)
   l.addBytes('ci-42', 100)
-  t.same(l.shared.drain(), [{ agentId: 'ci-42', minute: MINUTE, requests: 3, day: 20261125, bytes: 100 }])
-  // another instance admitted 6 meanwhile: global = 3 (ours) + 6
-  l.shared.settle([{ agentId: 'ci-42', minute: MINUTE, requests: 9, day: 20261125, bytes: 100 }])
-  t.same(l.admitRequest('ci-42', lim), { ok: true }, '9 + 0 < 10')
-  t.same(l.admitRequest('ci-42', lim), rateLimited('requests_per_minute', 30), 'the shared window is full: retry at its end')
-  t.equal(l.stats().denied.requests_per_minute, 1)
+  t.match(l.shared.drain(), [{ agentId: 'ci-42', minute: MINUTE, requests: 25, returned: 0, want: 8, rpm: 100, day: DAY, bytes: 100 }], 'the whole share of ceil(100 / 4) counted (10 used, 15 held), topped up to a fair ceil((15 + 75) / 4) = 23')
+  t.equal(admitN(l, 100, lim), 15, 'the held rest, no gap while the answer is on its way')
+  t.same(l.admitRequest('ci-42', lim), rateLimited('requests_per_minute', 1), 'budget left elsewhere: retry in a second')
 })
 
-t.test('shared: the admit check is the min of the local bucket and the shared window', async (t) => {
+t.test('shared: after a report, requests are admitted only from held tokens', async (t) => {
   const l = createLimiter({ now: () => T0 })
+  const lim = limits({ requestsPerMinute: 100 })
+  l.shared.setShared(true)
+  l.shared.setInstances(2)
+  admitN(l, 1, lim)
+  t.match(l.shared.drain(), [{ requests: 50, want: 1 }], '1 used and 49 held of ceil(100 / 2)')
+  l.shared.settle([totals(95, 1)])
+  t.equal(admitN(l, 100, lim), 50, 'the 49 held and the 1 granted, no more')
+  t.same(l.admitRequest('ci-42', lim), rateLimited('requests_per_minute', 1), 'five left somewhere: retry in a second')
+  l.shared.drain()
+  l.shared.settle([totals(100, 0)])
+  t.same(l.admitRequest('ci-42', lim), rateLimited('requests_per_minute', 30), 'all used: retry when the window ends')
+})
+
+t.test('shared: tokens are topped up to a fair share of what is unclaimed; the excess goes back', async (t) => {
+  const l = createLimiter({ now: () => T0 })
+  const lim = limits({ requestsPerMinute: 100 })
+  l.shared.setShared(true)
+  l.shared.setInstances(4)
+  admitN(l, 1, lim)
+  l.shared.drain()
+  l.shared.settle([totals(26, 1)])
+  t.equal(admitN(l, 3, lim), 3)
+  t.match(l.shared.drain(), [{ requests: 0, returned: 0, want: 2 }], 'held 22 of a fair ceil((22 + 74) / 4) = 24')
+  l.shared.settle([totals(90, 2)])
+  t.match(l.shared.drain(), [{ returned: 15, want: 0 }], 'held 24 of a fair ceil((24 + 10) / 4) = 9: fifteen go back')
+  t.equal(admitN(l, 20, lim), 9, 'what went back is no longer usable here')
+})
+
+t.test('shared: without requests for a second, every held token goes back', async (t) => {
+  let now = T0
+  const l = createLimiter({ now: () => now })
+  const lim = limits({ requestsPerMinute: 100 })
+  l.shared.setShared(true)
+  admitN(l, 1, lim)
+  l.shared.drain()
+  l.shared.settle([totals(100, 0)])
+  now = T0 + 1500
+  t.match(l.shared.drain(), [{ returned: 99, want: 0 }])
+  t.match(l.admitRequest('ci-42', lim), { verdict: 'deny', detail: 'requests_per_minute' }, 'nothing held until the next sync')
+})
+
+t.test('shared: a failed sync keeps what is held and forgets what was in flight', async (t) => {
+  const l = createLimiter({ now: () => T0 })
+  const lim = limits({ requestsPerMinute: 100 })
+  l.shared.setShared(true)
+  admitN(l, 1, lim)
+  l.shared.drain()
+  l.shared.settle([totals(100, 0)])
+  l.shared.drain()
+  l.shared.abandon()
+  t.equal(admitN(l, 20, lim), 20, 'the held tokens stay usable')
+})
+
+t.test('shared: a share is asked for only with requests here in the last second; learned agents are reported too', async (t) => {
+  let now = T0
+  const l = createLimiter({ now: () => now })
+  l.shared.setShared(true)
+  admitN(l, 1, limits({ requestsPerMinute: 10 }))
+  now = T0 + 2000
+  l.shared.learn(['elsewhere'])
+  const d = l.shared.drain()
+  t.match(d, [{ agentId: 'ci-42', want: 0 }, { agentId: 'elsewhere', requests: 0, want: 0, rpm: 0 }])
+  now = T0 + 63_000
+  t.same(l.shared.drain().map((r) => r.agentId), [], 'idle for a minute: not reported')
+})
+
+t.test('shared: a budget used up everywhere is refused until the window has room (sliding window)', async (t) => {
+  let now = T0 // 10:00:30
+  const l = createLimiter({ now: () => now })
   const lim = limits({ requestsPerMinute: 10 })
   l.shared.setShared(true)
-  let granted = 0
-  for (let i = 0; i < 20; i++) if ('ok' in l.admitRequest('ci-42', lim)) granted++
-  t.equal(granted, 10, 'with no remote usage the local bucket still applies')
+  admitN(l, 1, lim)
+  l.shared.drain()
+  l.shared.settle([totals(10, 0)])
+  t.equal(admitN(l, 20, lim), 9, 'the nine held')
+  t.same(l.admitRequest('ci-42', lim), rateLimited('requests_per_minute', 30), 'then retry when the window ends')
+  now = (MINUTE + 1) * 60_000 + 1000 // 10:01:01: the previous minute still weighs 59/60
+  t.equal(admitN(l, 10, lim), 1, 'before the first report of the minute: its share of 10 - 9.8')
+  const d = l.admitRequest('ci-42', lim)
+  t.ok('retryAfterS' in d && (d.retryAfterS ?? 0) >= 5 && (d.retryAfterS ?? 0) <= 59, `Retry-After while the previous minute fades (${'retryAfterS' in d ? d.retryAfterS : '?'} s)`)
+})
+
+t.test('shared: a new minute drops held tokens and hands over what the old one left unsynced', async (t) => {
+  let now = T0
+  const l = createLimiter({ now: () => now })
+  const lim = limits({ requestsPerMinute: 100 })
+  l.shared.setShared(true)
+  admitN(l, 1, lim)
+  l.shared.drain()
+  l.shared.settle([totals(100, 0)])
+  admitN(l, 4, lim)
+  l.addBytes('ci-42', 7)
+  now = MIDNIGHT + 1000 // next minute and next day
+  admitN(l, 1, lim)
   const d = l.shared.drain()
-  t.equal(d[0]?.requests, 10)
-  t.match(l.admitRequest('ci-42', lim), { detail: 'requests_per_minute' }, 'in-flight counts are counted')
-  l.shared.abandon()
-  l.shared.settle([{ agentId: 'ci-42', minute: MINUTE, requests: 0, day: 20261125, bytes: 0 }])
-  t.match(l.admitRequest('ci-42', lim), { detail: 'requests_per_minute' }, 'the empty local bucket still denies')
+  t.match(d, [
+    { agentId: 'ci-42', minute: MINUTE, requests: 0, day: DAY, bytes: 7, returned: 0 },
+    { agentId: 'ci-42', minute: Math.floor(now / 60_000), returned: 0, day: 20261126, bytes: 0 },
+  ], 'the old day\'s bytes are handed over; the 95 tokens held for the old minute are not returned into the new one')
+  l.shared.settle([totals(100, 50, { bytes: 1e9 }), { ...totals(0, 0, { agent: 'gone' }), minute: 0, day: 0 }])
+  t.same(l.admitRequest('ci-42', limits({ requestsPerMinute: 100, bytesPerDay: 10 })), { ok: true }, 'totals of old windows do not apply')
+})
+
+t.test('shared: unsynced counts of a minute that rolled over are still handed over', async (t) => {
+  let now = T0
+  const l = createLimiter({ now: () => now })
+  const lim = limits({ requestsPerMinute: 100 })
+  l.shared.setShared(true)
+  admitN(l, 4, lim)
+  l.addBytes('ci-42', 7)
+  now = MIDNIGHT + 1000
+  admitN(l, 1, lim)
+  t.match(l.shared.drain(), [
+    { agentId: 'ci-42', minute: MINUTE, requests: 4, day: DAY, bytes: 7, want: 0 },
+    { agentId: 'ci-42', minute: Math.floor(now / 60_000), day: 20261126, bytes: 0 },
+  ])
 })
 
 t.test('shared: bytes known globally deny, and local mode ignores them', async (t) => {
@@ -138,88 +252,33 @@ t.test('shared: bytes known globally deny, and local mode ignores them', async (
   l.shared.setShared(true)
   l.admitRequest('ci-42', lim)
   l.shared.drain()
-  l.shared.settle([{ agentId: 'ci-42', minute: MINUTE, requests: 0, day: 20261125, bytes: 1000 }])
+  l.shared.settle([totals(0, 0, { bytes: 1000 })])
   t.match(l.admitRequest('ci-42', lim), { detail: 'bytes_per_day' })
   l.shared.setShared(false)
   t.same(l.admitRequest('ci-42', lim), { ok: true }, 'fallback: only this instance\'s bytes count')
   t.equal(l.shared.isShared(), false)
 })
 
-t.test('shared: counts of a window that rolled before syncing are still handed over; late totals are ignored', async (t) => {
-  let now = T0
-  const l = createLimiter({ now: () => now })
-  const lim = limits({ requestsPerMinute: 100 })
-  l.shared.setShared(true)
-  for (let i = 0; i < 4; i++) l.admitRequest('ci-42', lim)
-  l.addBytes('ci-42', 7)
-  now = MIDNIGHT + 1000 // next minute and next day
-  l.admitRequest('ci-42', lim)
-  const d = l.shared.drain()
-  t.same(d, [
-    { agentId: 'ci-42', minute: MINUTE, requests: 4, day: 20261125, bytes: 7 },
-    { agentId: 'ci-42', minute: Math.floor(now / 60_000), requests: 1, day: 20261126, bytes: 0 },
-  ])
-  l.shared.settle([{ agentId: 'ci-42', minute: MINUTE, requests: 100, day: 20261125, bytes: 1e9 }, { agentId: 'gone', minute: 0, requests: 0, day: 0, bytes: 0 }])
-  t.same(l.admitRequest('ci-42', limits({ requestsPerMinute: 100, bytesPerDay: 10 })), { ok: true }, 'totals of the old windows do not apply')
-})
-
-t.test('shared: drain skips agents idle for over a minute, refreshes recently active ones', async (t) => {
-  let now = T0
-  const l = createLimiter({ now: () => now })
-  l.shared.setShared(true)
-  l.admitRequest('ci-42', limits({ requestsPerMinute: 10 }))
-  t.equal(l.shared.drain().length, 1)
-  t.same(l.shared.drain(), [{ agentId: 'ci-42', minute: MINUTE, requests: 0, day: 20261125, bytes: 0 }], 'active this minute: refreshed')
-  now = T0 + 61_000
-  t.same(l.shared.drain(), [], 'idle')
-})
-
-t.test('shared: each of N live instances may use 1/N of what was left at the last sync', async (t) => {
+t.test('shared: the local bucket still applies', async (t) => {
   const l = createLimiter({ now: () => T0 })
-  const lim = limits({ requestsPerMinute: 100 })
-  l.shared.setShared(true)
-  l.shared.setInstances(4)
-  let granted = 0
-  for (let i = 0; i < 100; i++) if ('ok' in l.admitRequest('ci-42', lim)) granted++
-  t.equal(granted, 25, 'before the first sync: budget / instances')
-  t.same(l.admitRequest('ci-42', lim), rateLimited('requests_per_minute', 1), 'only this interval\'s share is used: retry in a second')
-  l.shared.drain()
-  // Globally 25 (ours) + 35 elsewhere; two instances alive now: 40 left, 20 each.
-  l.shared.setInstances(2)
-  l.shared.settle([{ agentId: 'ci-42', minute: MINUTE, requests: 60, day: 20261125, bytes: 0 }])
-  granted = 0
-  for (let i = 0; i < 100; i++) if ('ok' in l.admitRequest('ci-42', lim)) granted++
-  t.equal(granted, 20, 'then its share of what is left')
-  l.shared.drain()
-  l.shared.setInstances(1)
-  l.shared.settle([{ agentId: 'ci-42', minute: MINUTE, requests: 99, day: 20261125, bytes: 0 }])
-  t.same(l.admitRequest('ci-42', lim), { ok: true }, 'alone again: the last one')
-  t.same(l.admitRequest('ci-42', lim), rateLimited('requests_per_minute', 30), 'the budget is used: retry when the window ends')
-})
-
-t.test('shared: a new minute is no fresh budget on top of one just spent (sliding window)', async (t) => {
-  let now = T0 // 10:00:30
-  const l = createLimiter({ now: () => now })
   const lim = limits({ requestsPerMinute: 10 })
   l.shared.setShared(true)
-  let granted = 0
-  for (let i = 0; i < 10; i++) if ('ok' in l.admitRequest('ci-42', lim)) granted++
-  t.equal(granted, 10)
+  admitN(l, 1, lim)
   l.shared.drain()
-  l.shared.settle([{ agentId: 'ci-42', minute: MINUTE, requests: 10, day: 20261125, bytes: 0 }])
-  now = (MINUTE + 1) * 60_000 + 1000 // 10:01:01: the bucket holds ~5 tokens again, the fixed window is empty
-  granted = 0
-  for (let i = 0; i < 10; i++) if ('ok' in l.admitRequest('ci-42', lim)) granted++
-  t.equal(granted, 1, 'the previous minute still weighs 59/60: one request, not five')
-  const d = l.admitRequest('ci-42', lim)
-  t.match(d, { verdict: 'deny', detail: 'requests_per_minute' })
-  t.ok('retryAfterS' in d && (d.retryAfterS ?? 0) >= 5 && (d.retryAfterS ?? 0) <= 59, `Retry-After while the previous minute fades (${'retryAfterS' in d ? d.retryAfterS : '?'} s)`)
+  l.shared.settle([totals(10, 50)])
+  t.equal(admitN(l, 100, lim), 9, 'tokens to spare, but one instance never bursts past rpm')
+})
+
+t.test('shared: a refund gives a held token back', async (t) => {
+  const l = createLimiter({ now: () => T0 })
+  const lim = limits({ requestsPerMinute: 2 })
+  l.shared.setShared(true)
+  admitN(l, 1, lim)
   l.shared.drain()
-  l.shared.settle([{ agentId: 'ci-42', minute: MINUTE + 1, requests: 1, day: 20261125, bytes: 0, previousRequests: 10 }])
-  now = (MINUTE + 1) * 60_000 + 45_000 // 10:01:45: 10 × 0.25 + 1 used
-  granted = 0
-  for (let i = 0; i < 10; i++) if ('ok' in l.admitRequest('ci-42', lim)) granted++
-  t.equal(granted, 7, 'room comes back as the previous minute fades')
+  l.shared.settle([totals(2, 0)])
+  t.equal(admitN(l, 1, lim), 1, 'the one held')
+  l.refundRequest('ci-42')
+  t.equal(admitN(l, 2, lim), 1, 'the refunded token, once')
 })
 
 t.test('refundRequest gives back one admitted request (a CONNECT whose inner requests are counted instead)', async (t) => {
