@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs the tap suite inside a fresh network namespace that has only loopback,
 # so not even a buggy proxy under test can reach anything beyond 127.0.0.0/8
-# and ::1 (DEVELOPERS.md network rule). Falls back to a plain run, loudly,
+# and ::1 (the team's rule: tests talk to loopback only). Falls back to a plain run, loudly,
 # where namespaces are not permitted.
 set -eu
 if [ "${PORTCULLIS_NETNS:-}" = "1" ]; then

@@ -10,6 +10,7 @@ import { loadConfig, resolveConfigPath } from '../config/load.js'
 import type { RuntimeConfig } from '../config/types.js'
 import { listRules, type RuleIndex } from '../policy/compiled.js'
 import { formatHostPattern } from '../policy/host-pattern.js'
+import { BUILTIN_PRESETS } from '../config/presets.js'
 import { EXIT_OK, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
 
 export const run: CliVerb = async (args, io) => {
@@ -58,6 +59,8 @@ export function formatSummary(config: RuntimeConfig): string {
     const denied = hostsOf(indexes, 'deny')
     if (denied) lines.push(`    denied hosts: ${denied}`)
   }
+  lines.push('built-in presets (a `presets:` entry of the same name replaces one):')
+  for (const [name, rules] of BUILTIN_PRESETS) lines.push(`  ${name}: ${rules.map((r) => `${r.host}${r.methods ? ` [${r.methods.join(', ')}]` : ''}`).join(', ')}`)
   return `${lines.join('\n')}\n`
 }
 
