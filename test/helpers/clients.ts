@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { connect, type Socket } from 'node:net'
 import { once } from 'node:events'
+import type { Duplex } from 'node:stream'
 
 export interface CurlResult {
   readonly exitCode: number
@@ -63,4 +64,24 @@ export async function freePort(): Promise<number> {
   const port = (server.address() as { port: number }).port
   await new Promise<void>((r) => server.close(() => r()))
   return port
+}
+
+/**
+ * Write `text` one character every `everyMs` until the peer closes (a slowloris client); what the
+ * peer answered and how long it took to close. Bounded: the peer must close within `timeoutMs`.
+ */
+export async function trickleUntilClosed(socket: Duplex, text: string, everyMs = 50, timeoutMs = 15_000): Promise<{ answer: string; elapsedMs: number }> {
+  const started = Date.now()
+  socket.on('error', () => undefined)
+  const answer: Buffer[] = []
+  socket.on('data', (c: Buffer) => answer.push(c))
+  let i = 0
+  const timer = setInterval(() => {
+    if (i < text.length && !socket.destroyed) socket.write(text[i++] as string)
+  }, everyMs)
+  const guard = setTimeout(() => socket.destroy(), timeoutMs)
+  await once(socket, 'close')
+  clearInterval(timer)
+  clearTimeout(guard)
+  return { answer: Buffer.concat(answer).toString('latin1'), elapsedMs: Date.now() - started }
 }

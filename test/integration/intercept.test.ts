@@ -6,7 +6,7 @@ import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpsOrigin } from '../helpers/origins.js'
 import { createTestCa } from '../helpers/test-ca.js'
-import { curl } from '../helpers/clients.js'
+import { curl, trickleUntilClosed } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
 import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
 
@@ -81,19 +81,8 @@ agents:
     t.match(head, /^HTTP\/1\.1 200 /)
     const tls = tlsConnect({ socket, servername: 'paths.test', ca: readFileSync(caFile) })
     await once(tls, 'secureConnect')
-    tls.on('error', () => undefined)
-    const started = Date.now()
-    const slow = `GET /ok/x HTTP/1.1\r\nHost: paths.test\r\nX-Slow: ${'a'.repeat(400)}`
-    let i = 0
-    const timer = setInterval(() => {
-      if (i < slow.length && !tls.destroyed) tls.write(slow[i++] as string)
-    }, 50)
-    const answer: Buffer[] = []
-    tls.on('data', (c: Buffer) => answer.push(c))
-    await once(tls, 'close')
-    clearInterval(timer)
-    const elapsed = Date.now() - started
-    t.ok(elapsed < 6000, `closed after ${elapsed} ms despite steady trickling (header_timeout_ms 1500, idle 10000)`)
-    t.match(Buffer.concat(answer).toString(), /^HTTP\/1\.1 408 /)
+    const { answer, elapsedMs } = await trickleUntilClosed(tls, `GET /ok/x HTTP/1.1\r\nHost: paths.test\r\nX-Slow: ${'a'.repeat(400)}`)
+    t.ok(elapsedMs < 6000, `closed after ${elapsedMs} ms despite steady trickling (header_timeout_ms 1500, idle 10000)`)
+    t.match(answer, /^HTTP\/1\.1 408 /)
   })
 })

@@ -108,6 +108,12 @@ const DAY = 20261125
 const totals = (requests: number, granted: number, o: Partial<{ minute: number; previous: number; bytes: number; agent: string }> = {}): UsageTotals => ({
   agentId: o.agent ?? 'ci-42', minute: o.minute ?? MINUTE, requests, previousRequests: o.previous ?? 0, granted, day: DAY, bytes: o.bytes ?? 0,
 })
+/** One request, then the first report of the minute and the backend's answer to it. */
+function firstReport(l: Limiter, lim: AgentLimits, answer: UsageTotals): void {
+  l.admitRequest('ci-42', lim)
+  l.shared.drain()
+  l.shared.settle([answer])
+}
 const admitN = (l: Limiter, n: number, lim: AgentLimits, agent = 'ci-42'): number => {
   let ok = 0
   for (let i = 0; i < n; i++) if ('ok' in l.admitRequest(agent, lim)) ok++
@@ -146,9 +152,7 @@ t.test('shared: tokens are topped up to a fair share of what is unclaimed; the e
   const lim = limits({ requestsPerMinute: 100 })
   l.shared.setShared(true)
   l.shared.setInstances(4)
-  admitN(l, 1, lim)
-  l.shared.drain()
-  l.shared.settle([totals(26, 1)])
+  firstReport(l, lim, totals(26, 1))
   t.equal(admitN(l, 3, lim), 3)
   t.match(l.shared.drain(), [{ requests: 0, returned: 0, want: 2 }], 'held 22 of a fair ceil((22 + 74) / 4) = 24')
   l.shared.settle([totals(90, 2)])
@@ -161,9 +165,7 @@ t.test('shared: without requests for a second, every held token goes back', asyn
   const l = createLimiter({ now: () => now })
   const lim = limits({ requestsPerMinute: 100 })
   l.shared.setShared(true)
-  admitN(l, 1, lim)
-  l.shared.drain()
-  l.shared.settle([totals(100, 0)])
+  firstReport(l, lim, totals(100, 0))
   now = T0 + 1500
   t.match(l.shared.drain(), [{ returned: 99, want: 0 }])
   t.match(l.admitRequest('ci-42', lim), { verdict: 'deny', detail: 'requests_per_minute' }, 'nothing held until the next sync')
@@ -173,9 +175,7 @@ t.test('shared: a failed sync keeps what is held and forgets what was in flight'
   const l = createLimiter({ now: () => T0 })
   const lim = limits({ requestsPerMinute: 100 })
   l.shared.setShared(true)
-  admitN(l, 1, lim)
-  l.shared.drain()
-  l.shared.settle([totals(100, 0)])
+  firstReport(l, lim, totals(100, 0))
   l.shared.drain()
   l.shared.abandon()
   t.equal(admitN(l, 20, lim), 20, 'the held tokens stay usable')
@@ -199,9 +199,7 @@ t.test('shared: a budget used up everywhere is refused until the window has room
   const l = createLimiter({ now: () => now })
   const lim = limits({ requestsPerMinute: 10 })
   l.shared.setShared(true)
-  admitN(l, 1, lim)
-  l.shared.drain()
-  l.shared.settle([totals(10, 0)])
+  firstReport(l, lim, totals(10, 0))
   t.equal(admitN(l, 20, lim), 9, 'the nine held')
   t.same(l.admitRequest('ci-42', lim), rateLimited('requests_per_minute', 30), 'then retry when the window ends')
   now = (MINUTE + 1) * 60_000 + 1000 // 10:01:01: the previous minute still weighs 59/60
@@ -215,9 +213,7 @@ t.test('shared: a new minute drops held tokens and hands over what the old one l
   const l = createLimiter({ now: () => now })
   const lim = limits({ requestsPerMinute: 100 })
   l.shared.setShared(true)
-  admitN(l, 1, lim)
-  l.shared.drain()
-  l.shared.settle([totals(100, 0)])
+  firstReport(l, lim, totals(100, 0))
   admitN(l, 4, lim)
   l.addBytes('ci-42', 7)
   now = MIDNIGHT + 1000 // next minute and next day
@@ -263,9 +259,7 @@ t.test('shared: the local bucket still applies', async (t) => {
   const l = createLimiter({ now: () => T0 })
   const lim = limits({ requestsPerMinute: 10 })
   l.shared.setShared(true)
-  admitN(l, 1, lim)
-  l.shared.drain()
-  l.shared.settle([totals(10, 50)])
+  firstReport(l, lim, totals(10, 50))
   t.equal(admitN(l, 100, lim), 9, 'tokens to spare, but one instance never bursts past rpm')
 })
 
@@ -273,9 +267,7 @@ t.test('shared: a refund gives a held token back', async (t) => {
   const l = createLimiter({ now: () => T0 })
   const lim = limits({ requestsPerMinute: 2 })
   l.shared.setShared(true)
-  admitN(l, 1, lim)
-  l.shared.drain()
-  l.shared.settle([totals(2, 0)])
+  firstReport(l, lim, totals(2, 0))
   t.equal(admitN(l, 1, lim), 1, 'the one held')
   l.refundRequest('ci-42')
   t.equal(admitN(l, 2, lim), 1, 'the refunded token, once')
