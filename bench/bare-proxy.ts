@@ -1,8 +1,8 @@
 /**
- * A floor to compare Portcullis with: the least a Node forward proxy can do on
- * this machine. CONNECT → net.connect + pipeline both ways (no auth, no policy,
- * no SNI check, no logging); absolute-form HTTP → http.request on a keep-alive
- * agent, piped. Dials 127.0.0.1 only, whatever the request names.
+ * A yardstick: a straightforward Node forward proxy on this machine.
+ * CONNECT → net.connect + pipeline both ways (no auth, no policy, no SNI
+ * check, no logging); absolute-form HTTP → http.request on a keep-alive agent,
+ * piped. Dials 127.0.0.1 only, whatever the request names.
  *
  *   node bench/bare-proxy.ts   (prints {"port":…,"pid":…}; exits on SIGTERM or stdin end)
  */
