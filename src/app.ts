@@ -75,6 +75,9 @@ function readUpstreamRoots(caFile: string | null): string[] {
   }
 }
 
+/** How long start-up waits for the first rate-limit sync with Redis before listening anyway. */
+const FIRST_SYNC_WAIT_MS = 3000
+
 /** Composition root: builds every component from the RuntimeConfig and wires the sinks. No logic lives here. */
 export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   const env = opts.env ?? process.env
@@ -190,7 +193,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     bus.subscribe(sink)
     // The two duplicate() signatures (Redis, Cluster) are incompatible as a union; both take no arguments here.
     remoteFeed = createRemoteFeed({ connect: () => (sink.client as Redis).duplicate(), stream, self: instance, log: redisLog })
-    const sync = attachRedisSync(limiter, sink.client, { log: redisLog, instance })
+    const sync = attachRedisSync(limiter, sink.client, { log: redisLog, instance, rpmOf: (agentId) => current.policy.agents.get(agentId)?.limits.requestsPerMinute ?? null })
     limitSync = sync
     metrics.setSources({ telemetryBacklog: () => sink.backlog(), telemetryDropped: () => sink.dropped(), limitsRedisFallback: () => sync.fallback(), limitsInstances: () => sync.instances() })
     log.info({ code: 'PC_REDIS_CONFIGURED', redis: redactRedisUrl(url), stream }, 'telemetry, rate limits and approvals use Redis')
@@ -263,6 +266,10 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       if (token.created) log.info({ code: 'PC_ADMIN_TOKEN_CREATED', file: token.file }, 'admin token generated; read it from this file')
       else if (token.file !== null) log.info({ code: 'PC_ADMIN_TOKEN_FILE', file: token.file }, 'admin token read from this file (PORTCULLIS_ADMIN_TOKEN is unset)')
       adminServer = createAdminServer(adminRoutes(s), token.token, (err) => log.error({ code: 'PC_ERR_INTERNAL', err }, 'admin handler failed'))
+      // With shared limits, take traffic once this instance knows what the others have admitted (its
+      // first sync), so it does not start on local limits alone; if Redis does not answer soon, it
+      // starts on them and says so (PC_LIMITS_LOCAL_FALLBACK).
+      if (limitSync && !(await limitSync.firstSync(FIRST_SYNC_WAIT_MS))) log.warn({ code: 'PC_LIMITS_NOT_SYNCED' }, 'no rate-limit sync with Redis yet; starting with local limits until it answers')
       const proxy = await listen(proxyServer, current.listen.host, current.listen.port, 'proxy')
       const admin = await listen(adminServer, current.admin.host, current.admin.port, 'admin')
       if (opts.watch) watcher ??= watchConfig(current.file, env, applyReload)

@@ -18,18 +18,20 @@
  *   (below) and tops its tokens up to its fair share, ceil((held + unclaimed) / instances), where
  *   unclaimed is the budget minus everything used or held anywhere in the sliding window (this
  *   minute, plus the previous minute weighted by how much of it still lies within the last 60 s);
- *   tokens above that share, and all of them once the agent has had no request here for a second,
- *   are given back. Redis grants no more than is left.
+ *   tokens above that share are given back, and once the agent has had no request here for a
+ *   second, all but a small reserve (a tenth of a share) for the next ones. Redis grants no more
+ *   than is left.
  * - Before its first report of a minute for an agent (a new agent here, or a new minute), an
  *   instance may admit up to ceil(left / instances) on its own, left as it last knew it; its first
  *   report turns what is left of that share into tokens it holds. Redis counts a share at least that
  *   large as used for every live instance that has not reported the agent yet, so no token is
- *   handed out twice. Instances report every agent active anywhere (the backend learns them from
- *   Redis), which releases those placeholders within a sync or two.
+ *   handed out twice. Instances report every agent active anywhere in the window (the backend
+ *   learns them from Redis, all of them at start and each minute), which releases those
+ *   placeholders within a sync or two and gives them a reserve there too.
  * - Without tokens a request is `denied_rate_limited` with Retry-After 1 (or the time until the
- *   window has room when the budget is used). The price of exactness: an instance that starts
- *   serving an agent another instance is serving has no tokens until its next sync (25 ms), and one
- *   instance alone gets half of what is left per sync when two are alive.
+ *   window has room when the budget is used). The price of exactness: a burst larger than the
+ *   reserve at an instance where the agent was quiet waits for the next sync (25 ms) for a full
+ *   share, and one instance alone gets half of what is left per sync when two are alive.
  * The local token bucket applies in every mode (one instance never bursts past rpm); while the
  * backend is unreachable only it applies, and admissions are reported when the backend is back.
  */
@@ -88,7 +90,7 @@ export interface SharedUsage {
   /** How many instances are alive (from the sync's heartbeat). */
   setInstances(n: number): void
   /** Agents other instances are serving (from the backend): this one reports them too, so placeholders are released. */
-  learn(agentIds: readonly string[], now?: number): void
+  learn(agents: ReadonlyArray<{ readonly agentId: string; readonly rpm: number | null }>, now?: number): void
 }
 
 export interface LimiterStats {
@@ -144,6 +146,12 @@ interface AgentState {
   held: number
   /** The minute of this instance's last report for the agent; before it the agent is "cold" here. */
   reportedMinute: number
+  /**
+   * The minute this instance learned of the agent from Redis (it has a count elsewhere). A learned
+   * agent is never cold: what is left of its budget is unknown here, so it gets tokens only as Redis
+   * grants them.
+   */
+  learnedMinute: number
   coldUsed: number
   /** Where the last admission came from, for refundRequest. */
   lastFromHeld: boolean
@@ -158,8 +166,18 @@ interface OrphanReport {
 }
 
 const MAX_ORPHANS = 10_000
-/** Shares are asked for agents with requests here within this window. */
+/** A full share is asked for agents with requests here within this window; others keep a reserve. */
 const DEMAND_WINDOW_MS = 1000
+
+/**
+ * Tokens an instance keeps for an agent with no recent requests there but a count somewhere this
+ * minute: requests that arrive now and then are admitted at once, and a burst starts before the next
+ * sync brings a full share. A tenth of one instance's share (at least one): what idle instances hold
+ * is what the busy one cannot use until they give it back.
+ */
+function reserveOf(rpm: number, instances: number): number {
+  return Math.max(1, Math.ceil(rpm / (10 * instances)))
+}
 
 /** UTC day as yyyymmdd (20261125). */
 export function utcDay(now: number): number {
@@ -199,7 +217,7 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
       st = {
         bucket: null, conns: 0, minute: Math.floor(now / MS_PER_MINUTE), day: utcDay(now), bytesLocal: 0,
         reqUnsynced: 0, reqInflight: 0, reqGlobal: 0, reqPrevious: 0, bytesUnsynced: 0, bytesInflight: 0, bytesGlobal: 0,
-        lastActiveMs: now, lastDemandMs: -Infinity, rpm: 0, held: 0, reportedMinute: -1, coldUsed: 0, lastFromHeld: false,
+        lastActiveMs: now, lastDemandMs: -Infinity, rpm: 0, held: 0, reportedMinute: -1, learnedMinute: -1, coldUsed: 0, lastFromHeld: false,
       }
       agents.set(agentId, st)
     }
@@ -271,7 +289,12 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     return denial
   }
 
-  /** Shared admission: a held token, else (before this instance's first report of the minute) its own share. */
+  /** Before its first report of the minute, and unless Redis told it of the agent, an instance may admit the agent's share on its own. */
+  function isCold(st: AgentState): boolean {
+    return st.reportedMinute !== st.minute && st.learnedMinute !== st.minute
+  }
+
+  /** Shared admission: a held token, else (while the agent is cold here) its own share. */
   function takeShared(st: AgentState, rpm: number, now: number): DenyDecision | null {
     if (st.held > 0) {
       st.held--
@@ -279,7 +302,7 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
       return null
     }
     const previous = st.reqPrevious * previousWeight(st.minute, now)
-    if (st.reportedMinute !== st.minute && st.coldUsed < Math.ceil(Math.max(0, rpm - st.reqGlobal - previous) / instances)) {
+    if (isCold(st) && st.coldUsed < Math.ceil(Math.max(0, rpm - st.reqGlobal - previous) / instances)) {
       st.coldUsed++
       st.reqUnsynced++
       st.lastFromHeld = false
@@ -364,7 +387,7 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
         // counts: that is how this instance's placeholder share is released and its totals refreshed.
         if (!pending && now - st.lastActiveMs > MS_PER_MINUTE) continue
         const weight = previousWeight(st.minute, now)
-        if (shared && st.rpm > 0 && st.reportedMinute !== st.minute) {
+        if (shared && st.rpm > 0 && isCold(st)) {
           // The first report of the minute: what is left of the share this instance may admit on its
           // own becomes tokens it holds, reported as used. Redis counted a placeholder at least that
           // large for it, so this fits, and a burst in progress goes on without a gap.
@@ -372,9 +395,10 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
           st.held += rest
           st.reqUnsynced += rest
         }
-        const demand = shared && st.rpm > 0 && now - st.lastDemandMs <= DEMAND_WINDOW_MS
+        const demand = now - st.lastDemandMs <= DEMAND_WINDOW_MS
         const unclaimed = Math.max(0, st.rpm - st.reqGlobal - st.reqUnsynced - st.reqPrevious * weight)
-        const target = demand ? Math.ceil((st.held + unclaimed) / instances) : 0
+        const fair = Math.ceil((st.held + unclaimed) / instances)
+        const target = !shared || st.rpm <= 0 ? 0 : demand ? fair : Math.min(fair, reserveOf(st.rpm, instances))
         const returned = Math.max(0, st.held - target)
         st.held -= returned
         out.push({
@@ -414,11 +438,13 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     setInstances(n) {
       instances = Math.max(1, Math.floor(n) || 1)
     },
-    learn(agentIds, now = clock()) {
-      for (const id of agentIds) {
-        const st = stateOf(id, now)
-        roll(id, st, now)
+    learn(learned, now = clock()) {
+      for (const { agentId, rpm } of learned) {
+        const st = stateOf(agentId, now)
+        roll(agentId, st, now)
         st.lastActiveMs = Math.max(st.lastActiveMs, now)
+        if (st.rpm === 0 && rpm !== null) st.rpm = rpm
+        if (st.reportedMinute !== st.minute) st.learnedMinute = st.minute
       }
     },
   }

@@ -42,6 +42,8 @@ export interface RedisSyncOptions {
   readonly syncIntervalMs?: number
   /** How long Redis may be unready (or one sync may take) before falling back; default max(1000, 10 × interval). */
   readonly staleAfterMs?: number
+  /** An agent's requests_per_minute from the policy in force (for agents this instance learns of from Redis). */
+  readonly rpmOf?: (agentId: string) => number | null
   readonly log: Logger
 }
 
@@ -51,6 +53,8 @@ export interface RedisSync {
   fallback(): boolean
   /** Live instances sharing the budgets, as of the last sync (1 before the first and while falling back). */
   instances(): number
+  /** Resolves true at the first successful sync, false after timeoutMs (start-up waits on it before listening). */
+  firstSync(timeoutMs: number): Promise<boolean>
 }
 
 type RedisClient = Redis | Cluster
@@ -62,7 +66,8 @@ const DAY_TTL_S = 2 * 86_400
 /**
  * KEYS: this minute's requests, the previous minute's requests, this minute's reporters, the day's
  * bytes. ARGV: instance, requests admitted on its own, tokens returned, tokens wanted, rpm,
- * previous-minute weight (thousandths), live instances, request TTL, byte delta, byte TTL.
+ * previous-minute weight (thousandths), live instances, request TTL, byte delta, byte TTL, then
+ * the live instances' ids (a placeholder is counted for each that has not reported the agent).
  * Returns { granted, requests (this minute, after), bytes (today, after), previous minute's requests }.
  */
 const SCRIPT = `
@@ -79,7 +84,10 @@ local rpm = tonumber(ARGV[5])
 local want = tonumber(ARGV[4])
 if want > 0 and rpm > 0 then
   local n = math.max(1, tonumber(ARGV[7]))
-  local unreported = math.max(0, n - redis.call('SCARD', KEYS[3]))
+  local unreported = 0
+  for i = 11, #ARGV do
+    if redis.call('SISMEMBER', KEYS[3], ARGV[i]) == 0 then unreported = unreported + 1 end
+  end
   local left = rpm - cur - math.floor(prev * tonumber(ARGV[6]) / 1000) - unreported * math.ceil(rpm / n)
   if left > 0 then
     granted = math.min(want, left)
@@ -102,7 +110,7 @@ const ACTIVE_LOOKBACK_MS = 5000
 /** An instance is alive while it has heartbeaten within this window. */
 const INSTANCE_WINDOW_MS = 5000
 const HEARTBEAT = 'portcullisHeartbeat'
-/** KEYS: instances key. ARGV: instance id, window ms. Records the caller as alive; returns how many are. TIME is Redis's clock, the same for every instance. */
+/** KEYS: instances key. ARGV: instance id, window ms. Records the caller as alive; returns the live instances' ids. TIME is Redis's clock, the same for every instance. */
 const HEARTBEAT_SCRIPT = `
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -110,7 +118,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return redis.call('ZCARD', KEYS[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
 `
 
 type HeartbeatCommand = (instancesKey: string, instance: string, windowMs: number) => Promise<unknown>
@@ -144,12 +152,17 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
   let notReadySince: number | null = null
   let degraded = false
   let stopped = false
-  let liveInstances = 1
+  /** Live instances' ids, as of the last sync (placeholders are counted for the ones that have not reported an agent). */
+  let liveIds: readonly string[] = [instance]
+  /** The minute whose active agents (and the previous minute's) this instance has read in full. */
+  let readMinute = -1
+  let firstSynced: () => void = () => undefined
+  const synced = new Promise<void>((resolve) => (firstSynced = resolve))
   limiter.shared.setShared(false)
 
   const argsOf = (c: UsageReport): Array<string | number> => [
     `${prefix}rl:{${c.agentId}}:${c.minute}`, `${prefix}rl:{${c.agentId}}:${c.minute - 1}`, `${prefix}rl-reported:{${c.agentId}}:${c.minute}`, `${prefix}bytes:{${c.agentId}}:${c.day}`,
-    instance, c.requests, c.returned, c.want, c.rpm, c.previousWeight, liveInstances, MINUTE_TTL_S, c.bytes, DAY_TTL_S,
+    instance, c.requests, c.returned, c.want, c.rpm, c.previousWeight, liveIds.length, MINUTE_TTL_S, c.bytes, DAY_TTL_S, ...liveIds,
   ]
 
   function toTotals(c: UsageReport, v: unknown): UsageTotals {
@@ -157,32 +170,52 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
     return { agentId: c.agentId, minute: c.minute, granted: v[0], requests: v[1], bytes: v[2], previousRequests: v[3], day: c.day }
   }
 
-  /** This minute's active set: (re)score the agents this instance serves, read the ones scored lately. */
-  function activeCommands(batch: readonly UsageReport[], now: number): { key: string; add: Array<string | number> } {
+  const activeKey = (minute: number): string => `${prefix}rl-active:${minute}`
+
+  /** (Re)score the agents this instance serves in this minute's active set. */
+  function activeAdds(batch: readonly UsageReport[], now: number): Array<string | number> {
     const add: Array<string | number> = []
     for (const c of batch) if (c.want > 0 || c.requests > 0) add.push(now, c.agentId)
-    return { key: `${prefix}rl-active:${Math.floor(now / 60_000)}`, add }
+    return add
   }
 
-  /** One round trip: heartbeat (how many instances are alive), the batch's scripts, the active set. */
-  async function run(batch: readonly UsageReport[]): Promise<{ instances: number; totals: UsageTotals[]; learned: string[] }> {
+  /**
+   * Which agents to learn: at this instance's first sync of a minute (and so at start), every agent
+   * active in this minute and the previous one; otherwise the ones scored in the last few seconds.
+   * (An agent this instance does not know is one it could admit on its own share: it must know
+   * every agent that has a count in the sliding window.)
+   */
+  function reads(now: number): Array<{ key: string; min: number | string }> {
+    const minute = Math.floor(now / 60_000)
+    if (minute === readMinute) return [{ key: activeKey(minute), min: now - ACTIVE_LOOKBACK_MS }]
+    return [{ key: activeKey(minute), min: '-inf' }, { key: activeKey(minute - 1), min: '-inf' }]
+  }
+
+  const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [])
+
+  /** One round trip: heartbeat (which instances are alive), the active sets, the batch's scripts. */
+  async function run(batch: readonly UsageReport[]): Promise<{ live: string[]; totals: UsageTotals[]; learned: string[]; minute: number }> {
     const now = Date.now()
-    const active = activeCommands(batch, now)
+    const minute = Math.floor(now / 60_000)
+    const add = activeAdds(batch, now)
+    const toRead = reads(now)
     if (client.isCluster) {
       // A Cluster pipeline must stay within one slot group; agents hash to many slots, so send the
       // commands separately (ioredis writes them back to back and routes each to its slot).
       const cluster = client as WithSync<Cluster>
-      const [alive, learned, ...replies] = await Promise.all([
+      const written = add.length > 0 ? cluster.zadd(activeKey(minute), ...add).then(() => cluster.expire(activeKey(minute), MINUTE_TTL_S)) : Promise.resolve(0)
+      const [alive, ...rest] = await Promise.all([
         cluster[HEARTBEAT](instancesKey, instance, INSTANCE_WINDOW_MS),
-        (active.add.length > 0 ? cluster.zadd(active.key, ...active.add).then(() => cluster.expire(active.key, MINUTE_TTL_S)) : Promise.resolve()).then(() => cluster.zrangebyscore(active.key, now - ACTIVE_LOOKBACK_MS, '+inf')),
+        ...toRead.map((r) => written.then(() => cluster.zrangebyscore(r.key, r.min, '+inf'))),
         ...batch.map((c) => cluster[COMMAND](...argsOf(c))),
       ])
-      return { instances: Number(alive), totals: batch.map((c, i) => toTotals(c, replies[i])), learned: learned }
+      const learned = rest.slice(0, toRead.length).flatMap(strings)
+      return { live: strings(alive), totals: batch.map((c, i) => toTotals(c, rest[toRead.length + i])), learned, minute }
     }
     const p = client.pipeline() as WithSync<ReturnType<Redis['pipeline']>>
     p[HEARTBEAT](instancesKey, instance, INSTANCE_WINDOW_MS)
-    if (active.add.length > 0) p.zadd(active.key, ...active.add).expire(active.key, MINUTE_TTL_S)
-    p.zrangebyscore(active.key, now - ACTIVE_LOOKBACK_MS, '+inf')
+    if (add.length > 0) p.zadd(activeKey(minute), ...add).expire(activeKey(minute), MINUTE_TTL_S)
+    for (const r of toRead) p.zrangebyscore(r.key, r.min, '+inf')
     for (const c of batch) p[COMMAND](...argsOf(c))
     const replies = (await p.exec()) ?? []
     const reply = (i: number): unknown => {
@@ -190,13 +223,9 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
       if (err) throw err
       return v
     }
-    const first = active.add.length > 0 ? 3 : 1
-    const learned = reply(first)
-    return {
-      instances: Number(reply(0)),
-      totals: batch.map((c, i) => toTotals(c, reply(first + 1 + i))),
-      learned: Array.isArray(learned) ? learned.filter((x): x is string => typeof x === 'string') : [],
-    }
+    const first = add.length > 0 ? 3 : 1
+    const learned = toRead.flatMap((_, i) => strings(reply(first + i)))
+    return { live: strings(reply(0)), totals: batch.map((c, i) => toTotals(c, reply(first + toRead.length + i))), learned, minute }
   }
 
   function degrade(err?: unknown): void {
@@ -234,14 +263,16 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
     const mine = ++generation
     inflightSince = t
     run(batch).then(
-      ({ instances, totals, learned }) => {
+      ({ live, totals, learned, minute }) => {
         if (mine !== generation) return
         inflightSince = null
-        liveInstances = Math.max(1, instances)
-        limiter.shared.setInstances(liveInstances)
+        liveIds = live.length > 0 ? live : [instance]
+        readMinute = minute
+        limiter.shared.setInstances(liveIds.length)
         limiter.shared.settle(totals)
-        limiter.shared.learn(learned)
+        limiter.shared.learn(learned.map((agentId) => ({ agentId, rpm: opts.rpmOf?.(agentId) ?? 0 })))
         recover()
+        firstSynced()
       },
       (err: unknown) => {
         if (mine !== generation) return
@@ -268,6 +299,14 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
     },
     fallback: () => !limiter.shared.isShared(),
     // While limits are local (fallback), this instance shares with no one.
-    instances: () => (limiter.shared.isShared() ? liveInstances : 1),
+    instances: () => (limiter.shared.isShared() ? liveIds.length : 1),
+    firstSync: (timeoutMs) => new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs)
+      timer.unref()
+      void synced.then(() => {
+        clearTimeout(timer)
+        resolve(true)
+      })
+    }),
   }
 }

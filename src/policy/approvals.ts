@@ -1,5 +1,6 @@
 import type { Reason } from './reasons.js'
 import type { CompiledPolicy } from './compiled.js'
+import { decodedReading } from '../net/url-path.js'
 import { decideConnect, matchRequest, type RequestMatch } from './decide.js'
 import type { ConnectDecision, ConnectFacts, Decision, RequestFacts } from './types.js'
 
@@ -124,7 +125,15 @@ export function applyApprovals(d: Decision, f: ApprovalFacts, index: ApprovalInd
 export function matchRequestApproved(policy: CompiledPolicy, facts: RequestFacts, index: ApprovalIndex, nowMs: number): RequestMatch {
   const m = matchRequest(policy, facts)
   if (m.decision.verdict === 'allow' || index.size === 0) return m
-  return { decision: applyApprovals(m.decision, { agent: facts.agent, method: facts.method, host: facts.host, port: facts.port, path: facts.path }, index, nowMs), rule: null }
+  const f: ApprovalFacts = { agent: facts.agent, method: facts.method, host: facts.host, port: facts.port, path: facts.path }
+  const approved = applyApprovals(m.decision, f, index, nowMs)
+  if (approved.verdict === 'deny') return m
+  // Like the policy (decide.ts step 7), an approval must open the path as a decoding server reads it
+  // too: a path-prefix approval of /a/ must not open /a/..%2F..%2Fadmin.
+  const decoded = decodedReading(facts.path)
+  if (decoded === facts.path) return { decision: approved, rule: null }
+  if (decoded === null || applyApprovals(m.decision, { ...f, path: decoded }, index, nowMs).verdict === 'deny') return m
+  return { decision: approved, rule: null }
 }
 
 /** decideConnect with the approval overlay; an approved CONNECT is tunnelled (the approval covers the host, not paths). */

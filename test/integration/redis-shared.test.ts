@@ -57,7 +57,7 @@ t.test('two instances on one Redis', async (t) => {
   const origin = await startHttpOrigin(t)
   const body = originOnlyYaml([origin.port], {
     paths: ['/public/**'],
-    agents: { ci: '', seq: '', storm: '', other: 'limits: { requests_per_minute: 10000 }' },
+    agents: { ci: '', seq: '', storm: '', sparse: '', restart: '', other: 'limits: { requests_per_minute: 10000 }' },
     extra: `telemetry:
   redis: { url: ${JSON.stringify(redis.url)}, stream: "pc:events", maxlen: 100000 }
 limits: { requests_per_minute: ${RPM} }`,
@@ -105,6 +105,28 @@ limits: { requests_per_minute: ${RPM} }`,
     // Near the end of the budget the last tokens may sit with the other instance for a sync interval,
     // so a request can be refused a little early (Retry-After 1); never in the first half.
     t.ok(statuses.slice(0, RPM / 2).every((s) => s === 200), `nothing is refused in the first half of the budget: ${statuses.join(' ')}`)
+  })
+
+  t.test('requests that come now and then are admitted at once on either instance', async (t) => {
+    const statuses: number[] = []
+    for (let i = 0; i < 4; i++) {
+      statuses.push((await proxiedGet((i % 2 === 0 ? a : b).proxyPort, at(`/public/sparse-${i}`), 'sparse')).status)
+      await new Promise((r) => setTimeout(r, 1200)) // longer than the second after which held tokens go back
+    }
+    t.same(statuses, [200, 200, 200, 200], 'a reserve is kept where the agent was quiet')
+  })
+
+  t.test('an instance that restarts mid-minute does not hand out a second budget', async (t) => {
+    const intoMinute = Date.now() % 60_000
+    if (intoMinute > 40_000) await new Promise((r) => setTimeout(r, 61_000 - intoMinute))
+    const spend = await Promise.all(Array.from({ length: 2 * RPM }, (_, i) => proxiedGet((i % 2 === 0 ? a : b).proxyPort, at(`/public/restart-${i}`), 'restart')))
+    const before = spend.filter((r) => r.status === 200).length
+    const fresh = await start()
+    t.teardown(() => fresh.proc.child.kill('SIGKILL'))
+    const after = await Promise.all(Array.from({ length: RPM }, (_, i) => proxiedGet(fresh.proxyPort, at(`/public/restart-new-${i}`), 'restart')))
+    const more = after.filter((r) => r.status === 200).length
+    t.ok(before + more <= RPM + 1, `admitted ${before} before and ${more} on the new instance, against a budget of ${RPM}`)
+    fresh.proc.child.kill('SIGKILL')
   })
 
   t.test('an approval made on one instance applies on the other within a second', async (t) => {

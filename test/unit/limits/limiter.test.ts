@@ -160,15 +160,15 @@ t.test('shared: tokens are topped up to a fair share of what is unclaimed; the e
   t.equal(admitN(l, 20, lim), 9, 'what went back is no longer usable here')
 })
 
-t.test('shared: without requests for a second, every held token goes back', async (t) => {
+t.test('shared: without requests for a second, held tokens go back down to a reserve', async (t) => {
   let now = T0
   const l = createLimiter({ now: () => now })
   const lim = limits({ requestsPerMinute: 100 })
   l.shared.setShared(true)
   firstReport(l, lim, totals(100, 0))
   now = T0 + 1500
-  t.match(l.shared.drain(), [{ returned: 99, want: 0 }])
-  t.match(l.admitRequest('ci-42', lim), { verdict: 'deny', detail: 'requests_per_minute' }, 'nothing held until the next sync')
+  t.match(l.shared.drain(), [{ returned: 89, want: 0 }], 'keeps ceil(100 / 10) of its 99')
+  t.equal(admitN(l, 20, lim), 10, 'the reserve admits the next requests at once')
 })
 
 t.test('shared: a failed sync keeps what is held and forgets what was in flight', async (t) => {
@@ -187,9 +187,16 @@ t.test('shared: a share is asked for only with requests here in the last second;
   l.shared.setShared(true)
   admitN(l, 1, limits({ requestsPerMinute: 10 }))
   now = T0 + 2000
-  l.shared.learn(['elsewhere'])
+  l.shared.learn([{ agentId: 'elsewhere', rpm: null }, { agentId: 'busy', rpm: 600 }])
   const d = l.shared.drain()
-  t.match(d, [{ agentId: 'ci-42', want: 0 }, { agentId: 'elsewhere', requests: 0, want: 0, rpm: 0 }])
+  t.match(d, [
+    { agentId: 'ci-42', requests: 10, returned: 8, want: 0 },
+    { agentId: 'elsewhere', requests: 0, returned: 0, want: 0, rpm: 0 },
+    { agentId: 'busy', requests: 0, returned: 0, want: 60, rpm: 600 },
+  ], 'agents quiet here keep a reserve, a tenth of a share (at least one); a learned agent asks Redis for one')
+  t.same(l.admitRequest('busy', limits({ requestsPerMinute: 600 })), rateLimited('requests_per_minute', 1), 'a learned agent is never admitted on an own share: what is left of it is unknown here')
+  l.shared.settle([totals(599, 60, { agent: 'busy' })])
+  t.equal(admitN(l, 100, limits({ requestsPerMinute: 600 }), 'busy'), 60, 'the granted reserve is')
   now = T0 + 63_000
   t.same(l.shared.drain().map((r) => r.agentId), [], 'idle for a minute: not reported')
 })

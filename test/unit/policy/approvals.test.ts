@@ -1,6 +1,7 @@
 import t from 'tap'
-import { applyApprovals, approvalCovers, describeApproval, indexApprovals, type Approval, type ApprovalFacts } from '../../../src/policy/approvals.js'
-import type { DenyDecision } from '../../../src/policy/types.js'
+import { parseConfigText } from '../../../src/config/load.js'
+import { applyApprovals, approvalCovers, describeApproval, indexApprovals, matchRequestApproved, type Approval, type ApprovalFacts } from '../../../src/policy/approvals.js'
+import type { DenyDecision, RequestFacts } from '../../../src/policy/types.js'
 
 const NOW = Date.parse('2026-12-01T12:00:00Z')
 const approval = (scope: Approval['scope'], method: string, path: string | null, expiresAt = '2026-12-01T13:00:00Z'): Approval => ({
@@ -53,4 +54,13 @@ t.test('only policy denials are lifted, with the approval as the rule', async (t
   t.equal(applyApprovals(limited, facts('GET', '/a'), index, NOW), limited)
   const privateAddr: DenyDecision = { verdict: 'deny', reason: 'denied_private_address', ruleId: null }
   t.equal(applyApprovals(privateAddr, facts('GET', '/a'), index, NOW), privateAddr)
+})
+
+t.test('an approval opens a path only if it also opens the path as a decoding server reads it', async (t) => {
+  const policy = parseConfigText('groups: { g: { allow: [ { host: h.test, paths: ["/public/**"] } ] } }\nagents: [ { id: ci, source_cidrs: [127.0.0.1/32], groups: [g] } ]\n', 'a.yaml').policy
+  const index = indexApprovals([approval('path-prefix', 'GET', '/private/x/y')])
+  const req = (path: string): RequestFacts => ({ agent: 'ci', method: 'GET', scheme: 'https', host: 'h.test', port: 443, path, query: '' })
+  t.match(matchRequestApproved(policy, req('/private/x/z'), index, NOW).decision, { verdict: 'allow', ruleId: 'approval:A1' })
+  t.match(matchRequestApproved(policy, req('/private/x/..%2F..%2Fadmin'), index, NOW).decision, { verdict: 'deny', reason: 'denied_path' }, 'the decoded reading is /admin')
+  t.match(matchRequestApproved(policy, req('/private/x/a%2Fb'), index, NOW).decision, { verdict: 'allow' }, 'both readings under the prefix')
 })
