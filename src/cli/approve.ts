@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util'
 import { parseDurationMs } from '../config/duration.js'
+import { MAX_APPROVAL_TTL_MS } from '../policy/approvals.js'
 import { connectAdmin, whoami } from './admin-client.js'
 import { EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
 
@@ -39,8 +40,9 @@ export const run: CliVerb = async (args, io) => {
     io.stderr(USAGE)
     return EXIT_USAGE
   }
-  if (values.ttl !== undefined && !((parseDurationMs(values.ttl) ?? 0) > 0)) {
-    io.stderr(`portcullis approve: --ttl '${values.ttl}' is not a duration like 30m, 2h or 7d\n${USAGE}`)
+  const ttlMs = values.ttl === undefined ? null : (parseDurationMs(values.ttl) ?? 0)
+  if (ttlMs !== null && !(ttlMs > 0 && ttlMs <= MAX_APPROVAL_TTL_MS)) {
+    io.stderr(`portcullis approve: --ttl '${values.ttl}' is not a duration like 30m, 2h or 7d, at most 90d\n${USAGE}`)
     return EXIT_USAGE
   }
   const client = await connectAdmin({ admin: values.admin, config: values.config }, io.env)

@@ -1,9 +1,10 @@
+import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { loadConfig, resolveConfigPath } from '../config/load.js'
 import { ensureCa, loadCa } from '../tls/ca.js'
-import { EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
+import { EXIT_DENIED, EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
 
 const USAGE = 'usage: portcullis ca init|show|path [--config F]\n'
 
@@ -32,7 +33,12 @@ export const run: CliVerb = async (args, io) => {
     io.stdout(`${certFile}\n`)
     return EXIT_OK
   }
-  const created = await ensureCa(config.tls.caCert, config.tls.caKey)
+  // Only `init` (and `start`) make a CA: `show` on a machine without one says so instead of minting one.
+  const created = sub === 'init' ? await ensureCa(config.tls.caCert, config.tls.caKey) : false
+  if (sub === 'show' && !existsSync(config.tls.caCert)) {
+    io.stderr(`portcullis ca show: no CA at ${certFile} yet; \`portcullis ca init\` (or the first \`portcullis start\`) creates it\n`)
+    return EXIT_DENIED
+  }
   const ca = await loadCa(config.tls.caCert, config.tls.caKey)
   if (sub === 'init') {
     io.stdout(`${created ? 'created' : 'exists'}: ${certFile} (key ${resolve(config.tls.caKey)}, mode 0600)\nSHA-256 fingerprint: ${ca.fingerprint256}\n`)

@@ -18,6 +18,9 @@ import type { ConnectDecision, ConnectFacts, Decision, RequestFacts } from './ty
  */
 export type ApprovalScope = 'exact' | 'host' | 'path-prefix'
 
+/** The longest an approval may last (the admin API and the CLI both hold to it). */
+export const MAX_APPROVAL_TTL_MS = 90 * 24 * 3600_000
+
 export interface Approval {
   readonly id: string
   readonly request_id: string

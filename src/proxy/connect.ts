@@ -85,7 +85,7 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
     up?.destroy()
     // Its requests are counted one by one like intercepted ones, so the CONNECT itself is not one.
     if (via === 'tunnel' && decision.reason !== 'denied_rate_limited') deps.limiter.refundRequest(agent)
-    deps.interceptor.inspectPlain(socket, hello.bytes, { id, agent, host: authority.host, port: authority.port, address: resolved.address, src: state.src, srcIp: state.srcIp, credential: identity.credential, mode })
+    deps.interceptor.inspectPlain(socket, hello.bytes, { id, agent, host: authority.host, port: authority.port, address: resolved.address, pinned: cfg.upstream.resolve.has(authority.host), src: state.src, srcIp: state.srcIp, credential: identity.credential, mode })
     return
   }
   const sniDenial = checkServerName(hello, authority.host)
@@ -100,10 +100,10 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
   }
   const bytes = hello.kind === 'hello' || hello.kind === 'not_tls' ? hello.bytes : Buffer.alloc(0)
   if (up === null || relay === null) {
-    deps.interceptor?.intercept(socket, bytes, { id, agent, host: authority.host, port: authority.port, address: resolved.address, src: state.src, srcIp: state.srcIp, credential: identity.credential, mode })
+    deps.interceptor?.intercept(socket, bytes, { id, agent, host: authority.host, port: authority.port, address: resolved.address, pinned: cfg.upstream.resolve.has(authority.host), src: state.src, srcIp: state.srcIp, credential: identity.credential, mode })
     return
   }
-  spliceTunnel(socket, up, relay, bytes, { id, agent, host: authority.host, port: authority.port, address: resolved.address, srcIp: state.srcIp, credential: identity.credential, startedAtMs: Date.now() }, cfg.upstream.idleTimeoutMs, deps)
+  spliceTunnel(socket, up, relay, bytes, { id, agent, host: authority.host, port: authority.port, address: resolved.address, pinned: cfg.upstream.resolve.has(authority.host), srcIp: state.srcIp, credential: identity.credential, startedAtMs: Date.now() }, cfg.upstream.idleTimeoutMs, deps)
 }
 
 /** A request line (`GET /x HTTP/1.1`) rather than a TLS record. */

@@ -26,6 +26,8 @@ export interface InterceptContext {
   readonly port: number
   /** The checked address from the CONNECT's resolution: inner requests dial only this. */
   readonly address: string
+  /** The address came from an upstream.resolve pin. */
+  readonly pinned: boolean
   readonly src: string
   readonly srcIp: string
   /** How the agent authenticated on the CONNECT (a reload asks again). */
@@ -89,7 +91,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     client.setTimeout(upstream.idleTimeoutMs, () => client.destroy())
     // bytes_per_day counts the client connection's bytes (TLS framing included): every second while open
     // (the sweep in app.ts), the rest at close.
-    const tracked: TrackedConn = { agent: ctx.agent, host: ctx.host, port: ctx.port, via: 'intercept', address: ctx.address, srcIp: ctx.srcIp, credential: ctx.credential, close: () => client.destroy(), bytesMoved: () => client.bytesRead + client.bytesWritten, bytesCounted: 0 }
+    const tracked: TrackedConn = { agent: ctx.agent, host: ctx.host, port: ctx.port, via: 'intercept', address: ctx.address, pinned: ctx.pinned, srcIp: ctx.srcIp, credential: ctx.credential, close: () => client.destroy(), bytesMoved: () => client.bytesRead + client.bytesWritten, bytesCounted: 0 }
     const untrack = deps.tracker.add(tracked)
     client.once('close', () => {
       untrack()

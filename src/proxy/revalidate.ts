@@ -11,7 +11,7 @@ import type { TrackedConn, TunnelTracker } from './tracker.js'
  * is asked again: the credentials (a rotated token or a narrowed source_cidrs),
  * the decision for agent, host and port (approvals included), whether the
  * policy now needs to see inside (a spliced tunnel cannot be made to), and the
- * address it goes to (allow_private, upstream.resolve pins). Audit mode keeps a
+ * address it goes to (allow_private, upstream.resolve pins: changed or dropped). Audit mode keeps a
  * policy denial open, as at CONNECT time; credentials and addresses never are.
  */
 export function stillAllowed(conn: TrackedConn, config: RuntimeConfig, approvals: ApprovalIndex, nowMs: number): boolean {
@@ -19,7 +19,7 @@ export function stillAllowed(conn: TrackedConn, config: RuntimeConfig, approvals
   if (!stillAuthenticates(policy, conn.agent, conn.credential, conn.srcIp)) return false
   if (!isAddressAllowed(conn.address, upstream.allowPrivate)) return false
   const pins = upstream.resolve.get(conn.host)
-  if (pins !== undefined && !pins.includes(conn.address)) return false
+  if (pins === undefined ? conn.pinned : !pins.includes(conn.address)) return false
   const d = decideConnectApproved(policy, { agent: conn.agent, host: conn.host, port: conn.port }, approvals, nowMs)
   if (d.verdict === 'deny') return effectiveMode(policy, conn.agent) === 'audit'
   return !(conn.via === 'tunnel' && d.via === 'intercept')

@@ -11,6 +11,8 @@ export interface TrackedConn {
   readonly via: 'tunnel' | 'intercept'
   /** The checked address the connection goes to. */
   readonly address: string
+  /** The address came from an upstream.resolve pin (a reload that drops the pin closes it). */
+  readonly pinned: boolean
   readonly srcIp: string
   readonly credential: Credential
   close(): void

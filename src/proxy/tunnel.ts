@@ -10,6 +10,7 @@ export interface TunnelInfo {
   readonly host: string
   readonly port: number
   readonly address: string
+  readonly pinned: boolean
   readonly srcIp: string
   readonly credential: Credential
   readonly startedAtMs: number
@@ -110,7 +111,7 @@ export function spliceTunnel(
     client.destroy()
     upstream.destroy()
   }
-  const tracked: TrackedConn = { agent: info.agent, host: info.host, port: info.port, via: 'tunnel', address: info.address, srcIp: info.srcIp, credential: info.credential, close, bytesMoved: () => upstream.bytesWritten + upstream.bytesRead, bytesCounted: 0 }
+  const tracked: TrackedConn = { agent: info.agent, host: info.host, port: info.port, via: 'tunnel', address: info.address, pinned: info.pinned, srcIp: info.srcIp, credential: info.credential, close, bytesMoved: () => upstream.bytesWritten + upstream.bytesRead, bytesCounted: 0 }
   const untrack = deps.tracker.add(tracked)
   let open = 2
   const onClose = (): void => {

@@ -148,6 +148,10 @@ if (!existsSync(MAIN)) {
     t.equal(path.code, 0, path.stderr)
     t.equal(path.stdout.trim(), certFile)
     t.notOk(existsSync(certFile), '`ca path` creates nothing')
+    const early = await portcullis(['ca', 'show', '--config', file])
+    t.equal(early.code, 1, '`ca show` before any CA exists is a failed command')
+    t.match(early.stderr, /no CA at .* yet; `portcullis ca init`/)
+    t.notOk(existsSync(certFile), '`ca show` creates nothing')
 
     const init = await portcullis(['ca', 'init', '--config', file])
     t.equal(init.code, 0, init.stderr)

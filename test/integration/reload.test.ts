@@ -64,9 +64,9 @@ agents:
 t.test('a reload closes connections the new policy would admit differently, not only by host', async (t) => {
   const tlsOrigin = await startHttpsOrigin(t, ['origin.test', 'paths.test'])
   const NEW_TOKEN = 'rotated-token-for-ci'
-  const policy = (o: { originPaths?: boolean; tokenHash?: string; exempt?: boolean } = {}): string => `upstream:
+  const policy = (o: { originPaths?: boolean; tokenHash?: string; exempt?: boolean; pathsPin?: boolean } = {}): string => `upstream:
   ports: [${tlsOrigin.port}]
-  resolve: { origin.test: 127.0.0.1, paths.test: 127.0.0.1 }
+  resolve: { origin.test: 127.0.0.1${o.pathsPin === false ? '' : ', paths.test: 127.0.0.1'} }
   allow_private: [${o.exempt === false ? '' : '127.0.0.1/32'}]
   ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}
   idle_timeout_ms: 10000
@@ -106,7 +106,12 @@ agents:
   await reloadTo(policy({ originPaths: true, tokenHash: `sha256:${createHash('sha256').update(NEW_TOKEN).digest('hex')}` }), 3)
   t.ok(await until(() => intercepted.destroyed, 1500), 'connections opened with a rotated-out token are closed')
 
-  const fresh = await open('paths.test', proxyCa, NEW_TOKEN)
-  await reloadTo(policy({ originPaths: true, tokenHash: `sha256:${createHash('sha256').update(NEW_TOKEN).digest('hex')}`, exempt: false }), 4)
+  const rotated = `sha256:${createHash('sha256').update(NEW_TOKEN).digest('hex')}`
+  const pinnedOne = await open('paths.test', proxyCa, NEW_TOKEN)
+  await reloadTo(policy({ originPaths: true, tokenHash: rotated, pathsPin: false }), 4)
+  t.ok(await until(() => pinnedOne.destroyed, 1500), 'a connection whose address came from a pin that is gone is closed')
+
+  const fresh = await open('origin.test', proxyCa, NEW_TOKEN)
+  await reloadTo(policy({ originPaths: true, tokenHash: rotated, pathsPin: false, exempt: false }), 5)
   t.ok(await until(() => fresh.destroyed, 1500), 'a connection to an address no longer exempt from the private-address block is closed')
 })

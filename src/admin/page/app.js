@@ -146,7 +146,7 @@ async function approve(r, form, tr) {
 async function revokeApproval(a, btn) {
   btn.disabled = true
   try {
-    const res = await api(`/api/approvals/${encodeURIComponent(a.id)}`, { method: 'DELETE' })
+    const res = await api(`/api/approvals/${encodeURIComponent(a.id)}?by=analyst-page`, { method: 'DELETE' })
     if (res.status === 401) return tokenRefused()
     // 404: already revoked or expired elsewhere; the reload below shows the truth.
     if (!res.ok && res.status !== 404) showError(`Revoking ${a.id} failed: ${await errorMessage(res)}`)

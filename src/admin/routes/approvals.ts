@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { z } from 'zod'
 import type { ApprovalStore } from '../../approvals/store.js'
 import { isActive } from '../../approvals/store.js'
-import { describeApproval, isApprovable, type Approval } from '../../policy/approvals.js'
+import { describeApproval, isApprovable, MAX_APPROVAL_TTL_MS, type Approval } from '../../policy/approvals.js'
 import type { Bus } from '../../telemetry/bus.js'
 import { buildApprovalRecord, newRequestId, type DecisionRecord } from '../../telemetry/events.js'
 import { parseDurationMs } from '../../config/duration.js'
@@ -18,7 +18,6 @@ export interface ApprovalRouteDeps {
 }
 
 const MAX_BODY = 16 * 1024
-const MAX_TTL_MS = 90 * 24 * 3600_000
 
 const CreateBody = z.strictObject({
   request_id: z.string().min(1).max(64),
@@ -87,7 +86,7 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
         const body = CreateBody.safeParse(raw)
         if (!body.success) return sendJson(res, 400, { error: 'bad_request', message: body.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ') })
         const ttlMs = body.data.ttl === undefined ? deps.defaultTtlMs : parseDurationMs(body.data.ttl)
-        if (ttlMs === null || ttlMs <= 0 || ttlMs > MAX_TTL_MS) return sendJson(res, 400, { error: 'bad_ttl', message: 'ttl is a duration like 30m, 2h or 7d, at most 90d' })
+        if (ttlMs === null || ttlMs <= 0 || ttlMs > MAX_APPROVAL_TTL_MS) return sendJson(res, 400, { error: 'bad_ttl', message: 'ttl is a duration like 30m, 2h or 7d, at most 90d' })
         const record = await deps.findDecision(body.data.request_id)
         if (!record) return sendJson(res, 404, { error: 'unknown_request', message: `no decision record with id ${body.data.request_id} (it may have aged out of the ring)` })
         if (record.decision !== 'deny' || record.agent === null || !isApprovable(record.reason)) {
