@@ -33,11 +33,33 @@ export async function inspectRequest(req: IncomingMessage, requestTarget: string
   if (body === 'cut_off') return { kind: 'uninspectable', detail: 'body_cut_off' }
   const decoded = await decode(body, req.headers['content-encoding'])
   if (decoded === null) return { kind: 'uninspectable', detail: 'body_undecodable' }
-  const headerValues: string[] = []
-  for (let i = 1; i < req.rawHeaders.length; i += 2) headerValues.push(req.rawHeaders[i] as string)
-  const text = decoded.toString('latin1')
-  const detector = findSecret([...withPercentDecoded(requestTarget), ...headerValues, ...withPercentDecoded(text)])
+  // Header names too (lower-cased by the client or not), and values as cookie and form parsers read them.
+  const texts = readings(requestTarget)
+  for (let i = 0; i < req.rawHeaders.length; i++) texts.push(...readings(req.rawHeaders[i] as string))
+  // The body as sent as well as decoded: a decoder stops at the end of its stream and ignores what follows.
+  if (decoded !== body) texts.push(...readings(body.toString('latin1')))
+  texts.push(...readings(decoded.toString('latin1')))
+  const detector = findSecret(texts)
   return detector === null ? { kind: 'clean', body } : { kind: 'secret', detector, body }
+}
+
+/**
+ * The spellings an origin's parsers would turn back into the plain text: as written, percent-decoded
+ * (queries, cookies, forms: `-----BEGIN+RSA+PRIVATE+KEY-----`), with JSON string escapes undone
+ * (`\u0041KIA…`, `wJal\/…`), and UTF-16 read as text. Each is scanned.
+ */
+function readings(text: string): string[] {
+  const out = [text]
+  if (/[%+]/.test(text)) out.push(text.replace(/\+/g, ' ').replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))))
+  if (text.includes('\\')) out.push(jsonUnescaped(text))
+  if (text.includes('\0')) out.push(text.replace(/\0/g, ''))
+  return out
+}
+
+const JSON_ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' }
+
+function jsonUnescaped(text: string): string {
+  return text.replace(/\\(?:u([0-9A-Fa-f]{4})|(["\\/bfnrt]))/g, (_, hex: string | undefined, ch: string | undefined) => (hex !== undefined ? String.fromCharCode(parseInt(hex, 16)) : (JSON_ESCAPES[ch ?? ''] ?? '')))
 }
 
 async function readBounded(req: IncomingMessage, maxBytes: number): Promise<Buffer | 'too_large' | 'cut_off'> {
@@ -65,10 +87,4 @@ async function decode(body: Buffer, encoding: string | undefined): Promise<Buffe
   } catch {
     return null
   }
-}
-
-/** A query or a form body can carry a secret percent-encoded (`-----BEGIN+RSA+PRIVATE+KEY-----`): scan both spellings. */
-function withPercentDecoded(text: string): string[] {
-  if (!/[%+]/.test(text)) return [text]
-  return [text, text.replace(/\+/g, ' ').replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))]
 }

@@ -6,6 +6,7 @@ import type { ProxyDeps } from './deps.js'
 import { denialContext, settle } from './decision-point.js'
 import { resolveInjections, sendContinue, type ForwardTarget } from './forward.js'
 import { inspectRequest } from './inspect.js'
+import { redactSecrets } from './secret-scan.js'
 import { respondDenial } from './respond.js'
 
 /**
@@ -16,7 +17,8 @@ import { respondDenial } from './respond.js'
  *    headers; a credential is `denied_secret_detected` (detail: which kind),
  *    a body that cannot be read whole is `denied_internal_error` (fail closed).
  *  - inject_headers: added upstream, over TLS only, so a secret never crosses
- *    the network in clear; an unset variable is `denied_internal_error`.
+ *    the network in clear, and never to TRACE; an unset variable is
+ *    `denied_internal_error`.
  * A refusal here closes the connection (the body may be partly unread).
  */
 export async function passRequest(
@@ -31,6 +33,7 @@ export async function passRequest(
   closeRecordPerRequest: boolean,
 ): Promise<void> {
   let final = decision
+  let recorded = facts
   let body: Buffer | undefined
   if (decision.verdict === 'allow' && rule?.inspectBody) {
     sendContinue(req, res)
@@ -38,10 +41,15 @@ export async function passRequest(
     if (seen.kind === 'uninspectable') final = deny('denied_internal_error', rule, seen.detail)
     else body = seen.body
     // Audit mode lets a detected secret through (would_deny); the body read for the scan goes with it.
-    if (seen.kind === 'secret') final = deny('denied_secret_detected', rule, seen.detector)
+    if (seen.kind === 'secret') {
+      final = deny('denied_secret_detected', rule, seen.detector)
+      // The record must not carry what the scan found (a key in the path would reach the log, the ring and Redis).
+      recorded = { ...facts, path: facts.path === null ? null : redactSecrets(facts.path) }
+    }
   }
   let inject: ForwardTarget['inject']
-  if (final.verdict === 'allow' && rule !== null && rule.injectHeaders.length > 0 && target.tls) {
+  // Never into TRACE: an origin that implements it echoes the request, injected credential included, to the sandbox.
+  if (final.verdict === 'allow' && rule !== null && rule.injectHeaders.length > 0 && target.tls && req.method !== 'TRACE') {
     const resolved = resolveInjections(rule.injectHeaders, deps.env)
     if ('missing' in resolved) {
       deps.log.error({ code: 'PC_INJECT_SECRET_MISSING', rule: rule.id, env: resolved.missing }, 'inject_headers names an environment variable that is not set; requests the rule allows fail closed')
@@ -50,9 +58,9 @@ export async function passRequest(
       inject = resolved
     }
   }
-  const { pass } = settle(deps.bus, facts, final)
+  const { pass } = settle(deps.bus, recorded, final)
   if (!pass) return respondDenial(res, final as DenyDecision, denialContext(facts, req.headers, query), final !== decision)
-  forwardAndRecord(deps, req, res, facts, { ...target, ...(inject ? { inject } : {}), ...(body ? { body } : {}) }, closeRecordPerRequest)
+  forwardAndRecord(deps, req, res, recorded, { ...target, ...(inject ? { inject } : {}), ...(body ? { body } : {}) }, closeRecordPerRequest)
 }
 
 function deny(reason: 'denied_secret_detected' | 'denied_internal_error', rule: CompiledRule, detail: string): DenyDecision {

@@ -1,5 +1,5 @@
 import { join } from 'node:path'
-import { gzipSync } from 'node:zlib'
+import { deflateSync, gzipSync } from 'node:zlib'
 import t, { type Test } from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
@@ -45,6 +45,13 @@ agents:
     const r = await curl([...via, `http://origin.test:${plain.port}/pkg`])
     t.equal(r.status, 200)
     t.notOk(plain.seen.at(-1)?.headers.authorization)
+  })
+
+  t.test('TRACE gets no secret: an origin would echo it back', async (t) => {
+    await curl([...via, '-X', 'TRACE', `https://origin.test:${tls.port}/echo`])
+    const seen = tls.seen.at(-1)
+    t.equal(seen?.method, 'TRACE')
+    t.notOk(seen?.headers.authorization)
   })
 
   t.test('an unset variable fails closed', async (t) => {
@@ -103,6 +110,20 @@ agents:
   t.test('a token in a header', (t) => refused(t, ['-H', `X-Debug: ghp_${'a1B2'.repeat(9)}`, '--data-binary', 'x'], 'github_token'))
   t.test('a key in the query', (t) => refused(t, ['-X', 'POST'], 'aws_access_key_id', `${url}?k=${AWS_KEY_ID}`))
   t.test('over plain http too', (t) => refused(t, ['--data-binary', `AWS_KEY=${AWS_KEY_ID}`], 'aws_access_key_id', `http://origin.test:${plain.port}/upload`))
+  t.test('bytes after the end of a deflate stream', async (t) => {
+    const dir = t.testdir({ 'body.bin': Buffer.concat([deflateSync('clean'), Buffer.from(`\n{"k":"${AWS_KEY_ID}"}`)]) })
+    await refused(t, ['-H', 'Content-Encoding: deflate', '--data-binary', `@${join(dir, 'body.bin')}`], 'aws_access_key_id')
+  })
+  t.test('JSON string escapes', (t) => refused(t, ['--data-binary', '{"k":"\\u0041KIAIOSFODNN7EXAMPLE"}'], 'aws_access_key_id'))
+  t.test('a percent-encoded cookie', (t) => refused(t, ['-H', 'Cookie: t=%41KIAIOSFODNN7EXAMPLE', '--data-binary', 'x'], 'aws_access_key_id'))
+  t.test('a key glued to word characters', (t) => refused(t, ['--data-binary', `key_${AWS_KEY_ID}_end`], 'aws_access_key_id'))
+  t.test('a key in the path is refused and redacted from the record', async (t) => {
+    const r = await curl([...via, '-X', 'POST', `https://origin.test:${tls.port}/leak/${AWS_KEY_ID}`])
+    t.equal(r.headers['x-portcullis-decision'], 'denied_secret_detected')
+    const rec = await pc.waitForRecord<DecisionRecord>((x) => x.event === 'decision' && x.id === r.headers['x-portcullis-request-id'])
+    t.equal(rec.path, '/leak/<redacted:aws_access_key_id>')
+    t.notOk(pc.logLines().some((l) => l.includes(AWS_KEY_ID)), 'nor in any log line')
+  })
   t.test('a body too large to inspect whole fails closed', async (t) => {
     const dir = t.testdir({ 'big.bin': Buffer.alloc(8 * 1024 * 1024 + 1, 0x61) })
     const before = tls.seen.length

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { findSecret, SECRET_DETECTORS } from '../../../src/proxy/secret-scan.js'
+import { findSecret, redactSecrets, SECRET_DETECTORS } from '../../../src/proxy/secret-scan.js'
 
 const FOUND: ReadonlyArray<readonly [string, string, string]> = [
   ['a PEM RSA private key', 'key=-----BEGIN RSA PRIVATE KEY-----\nMIIE', 'private_key'],
@@ -48,4 +48,16 @@ t.test('every text is scanned; the first hit is named', async (t) => {
 
 t.test('every detector has a positive case here', async (t) => {
   t.same([...new Set(FOUND.map((f) => f[2]))].sort(), [...SECRET_DETECTORS].sort())
+})
+
+t.test('more shapes: AWS JSON names, PuTTY keys, glued and over-long tokens', async (t) => {
+  t.equal(findSecret(['{"SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}']), 'aws_secret_access_key')
+  t.equal(findSecret(['PuTTY-User-Key-File-3: ssh-ed25519']), 'private_key')
+  t.equal(findSecret(['key_AKIAIOSFODNN7EXAMPLE_end']), 'aws_access_key_id')
+  t.equal(findSecret([`ghp_${'a'.repeat(300)}`]), 'github_token')
+})
+
+t.test('redactSecrets replaces each credential by its kind', async (t) => {
+  t.equal(redactSecrets('/leak/AKIAIOSFODNN7EXAMPLE/x'), '/leak/<redacted:aws_access_key_id>/x')
+  t.equal(redactSecrets('/clean/path'), '/clean/path')
 })
