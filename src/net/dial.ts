@@ -44,7 +44,9 @@ export function mapSocketError(err: unknown): UpstreamFailureKind {
 /** Connect to the address that was checked (never a hostname) within timeoutMs; `onread` hands reads to a caller-owned buffer. */
 export function dialChecked(address: string, port: number, timeoutMs: number, onread?: OnReadOpts): Promise<Socket | UpstreamFailure> {
   return new Promise((resolve) => {
-    const socket = connect(onread ? { host: address, port, noDelay: true, onread } : { host: address, port, noDelay: true })
+    // allowHalfOpen: a server that half-closes (FIN after its answer) may still be sent the rest of the client's bytes.
+    const base = { host: address, port, noDelay: true, allowHalfOpen: true }
+    const socket = connect(onread ? { ...base, onread } : base)
     const timer = setTimeout(() => {
       socket.destroy()
       resolve({ kind: 'failure', failure: 'timeout' })

@@ -8,27 +8,40 @@ export interface ConnState {
 }
 
 export const kConnState = Symbol('portcullis.connState')
-const kFirstHeadTimer = Symbol('portcullis.firstHeadTimer')
+const kFirstHeadTimer = Symbol('portcullis.headDeadline')
+const kDeadlineHooked = Symbol('portcullis.headDeadlineHooked')
 
 declare module 'node:net' {
   interface Socket {
     [kConnState]?: ConnState
     [kFirstHeadTimer]?: NodeJS.Timeout
+    [kDeadlineHooked]?: boolean
   }
 }
 
 /**
- * Node's header timeout counts from a request's first byte, so a connection that never sends one
- * would be held forever. Until its first request head is complete (headStarted), a connection gets
- * `timeoutMs`, then `onTimeout`.
+ * A deadline for the next request head on a connection: Node's header timeout starts only with a
+ * request's first byte (blank lines do not start one), and its keep-alive timeout is reset by any
+ * byte, so a client could hold a connection forever by sending nothing, or CRLF now and then.
+ * Armed at accept (header_timeout_ms) and after each response (idle_timeout_ms); cleared when a
+ * request head is complete (headStarted); `onTimeout` closes the connection.
  */
-export function armFirstHeadTimer(socket: Socket, timeoutMs: number, onTimeout: () => void): void {
-  const timer = setTimeout(onTimeout, timeoutMs)
+export function armHeadDeadline(socket: Socket, timeoutMs: number, onTimeout: () => void): void {
+  const prior = socket[kFirstHeadTimer]
+  if (prior !== undefined) clearTimeout(prior)
+  if (socket[kDeadlineHooked] !== true) {
+    socket[kDeadlineHooked] = true
+    socket.once('close', () => headStarted(socket))
+  }
+  const timer = setTimeout(() => {
+    socket[kFirstHeadTimer] = undefined
+    if (!socket.destroyed) onTimeout()
+  }, timeoutMs)
   timer.unref()
   socket[kFirstHeadTimer] = timer
 }
 
-/** A request head arrived on this connection: the first-head deadline no longer applies. */
+/** A request head arrived on this connection: its deadline no longer applies. */
 export function headStarted(socket: Socket): void {
   const timer = socket[kFirstHeadTimer]
   if (timer === undefined) return

@@ -15,8 +15,9 @@ import { applyLimits, denialContext, settle } from './decision-point.js'
 import { requestTargetOf } from './http-request.js'
 import { forwardAndRecord, passRequest } from './pass.js'
 import { checkRequestHead } from './request-guard.js'
-import { respondDenial } from './respond.js'
-import { answerClientError, expectContinue, MAX_HEADER_BYTES } from './server.js'
+import { respondBadRequest, respondDenial } from './respond.js'
+import { answerClientError, awaitNextHead, expectContinue, MAX_HEADER_BYTES } from './server.js'
+import { armHeadDeadline } from './conn-state.js'
 
 /** What the CONNECT established; every inner request is decided against it. */
 export interface InterceptContext {
@@ -70,6 +71,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     joinDuplicateHeaders: false,
   })
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    awaitNextHead(req, res, upstream.idleTimeoutMs)
     try {
       handleInnerRequest(deps, req, res)
     } catch (err) {
@@ -110,13 +112,20 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
       })
       tlsSocket[kIntercept] = { ...ctx, scheme: 'https' }
       tlsSocket.on('error', () => tlsSocket.destroy())
+      // The handshake and the first inner request head together get header_timeout_ms.
+      let secured = false
+      armHeadDeadline(tlsSocket, upstream.headerTimeoutMs, () => (secured ? respondBadRequest(tlsSocket, 408, 'header_timeout') : tlsSocket.destroy()))
       track(client, ctx)
-      tlsSocket.once('secure', () => inner.emit('connection', tlsSocket))
+      tlsSocket.once('secure', () => {
+        secured = true
+        inner.emit('connection', tlsSocket)
+      })
     },
     inspectPlain(client, head, ctx) {
       const socket: InnerSocket = client
       socket[kIntercept] = { ...ctx, scheme: 'http' }
       track(client, ctx)
+      armHeadDeadline(client, upstream.headerTimeoutMs, () => respondBadRequest(client, 408, 'header_timeout'))
       client.unshift(head)
       inner.emit('connection', client)
       // readClientHello left the socket paused: flowing again, the replayed head reaches the parser first.

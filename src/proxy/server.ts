@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { armFirstHeadTimer, attachConnState, headStarted } from './conn-state.js'
+import { armHeadDeadline, attachConnState, headStarted } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
 import { handleConnect } from './connect.js'
 import { handlePlainRequest } from './http-request.js'
@@ -32,10 +32,10 @@ export function createProxyServer(deps: ProxyDeps): Server {
   server.on('connection', (socket: Socket) => {
     attachConnState(socket)
     socket.on('error', () => socket.destroy())
-    armFirstHeadTimer(socket, upstream.headerTimeoutMs, () => respondBadRequest(socket, 408, 'header_timeout'))
+    armHeadDeadline(socket, upstream.headerTimeoutMs, () => respondBadRequest(socket, 408, 'header_timeout'))
   })
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    headStarted(req.socket)
+    awaitNextHead(req, res, upstream.idleTimeoutMs)
     handlePlainRequest(deps, req, res).catch((err: unknown) => {
       deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'plain HTTP handler failed; connection closed')
       if (!res.headersSent) respondDenial(res, internalError, { requestId: '-', agent: null, method: req.method ?? '-', host: '-', port: 0, scheme: 'http', path: null, query: '', wantsJson: false }, true)
@@ -60,6 +60,11 @@ export function createProxyServer(deps: ProxyDeps): Server {
 export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   const code = err.code ?? ''
   if (code === 'ECONNRESET' || !socket.writable) return void socket.destroy()
+  // Bytes after a request that was read whole and whose answer is still on its way (an HTTP/1.0
+  // request followed by more): let that answer go out, then close; a 400 now would cut it off. An
+  // error inside the request's own body (bad chunking) is that request's, and refused as usual.
+  const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage
+  if (inFlight && !inFlight.writableFinished && inFlight.req.complete) return void inFlight.once('close', () => socket.destroy())
   if (code === 'HPE_HEADER_OVERFLOW') return respondBadRequest(socket, 431, 'headers_too_large')
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return respondBadRequest(socket, 408, 'header_timeout')
   respondBadRequest(socket, 400, code.startsWith('HPE_') ? code.slice(4).toLowerCase() : 'malformed')
@@ -77,4 +82,14 @@ export function expectContinue(handle: (req: IncomingMessage, res: ServerRespons
     res.shouldKeepAlive = false
     handle(req, res)
   }
+}
+
+/**
+ * A request head is here: its deadline is met. Once the response is done, a kept-alive connection
+ * has idle_timeout_ms for the next head (blank lines do not count), then it is closed.
+ */
+export function awaitNextHead(req: IncomingMessage, res: ServerResponse, idleTimeoutMs: number): void {
+  const socket = req.socket
+  headStarted(socket)
+  res.once('finish', () => armHeadDeadline(socket, idleTimeoutMs, () => socket.destroy()))
 }

@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
@@ -85,4 +86,49 @@ agents:
     t.ok(elapsedMs < 6000, `closed after ${elapsedMs} ms despite steady trickling (header_timeout_ms 1500, idle 10000)`)
     t.match(answer, /^HTTP\/1\.1 408 /)
   })
+
+  t.test('a TLS handshake that stalls after the ClientHello is cut off at header_timeout_ms', async (t) => {
+    const hello = await captureClientHello('paths.test')
+    const { socket, head } = await openTunnel(pc.proxyPort, `paths.test:${origin.port}`)
+    t.match(head, /^HTTP\/1\.1 200 /)
+    const started = Date.now()
+    socket.write(hello) // and then nothing: the handshake never completes
+    socket.setTimeout(15_000, () => socket.destroy())
+    await once(socket, 'close')
+    const elapsed = Date.now() - started
+    t.ok(elapsed < 6000, `closed after ${elapsed} ms (header_timeout_ms 1500, idle 10000)`)
+  })
+})
+
+/** The first flight of a TLS client for `servername`, caught by a loopback listener that never answers. */
+async function captureClientHello(servername: string): Promise<Buffer> {
+  const server = createNetServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const got = new Promise<Buffer>((resolve) => server.once('connection', (s) => s.once('data', (b: Buffer) => {
+    resolve(b)
+    s.destroy()
+  })))
+  const client = tlsConnect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, servername })
+  client.on('error', () => undefined)
+  const hello = await got
+  client.destroy()
+  server.close()
+  return hello
+}
+
+t.test('an intercepted connection that sends only blank lines is closed at idle_timeout_ms', async (t) => {
+  const origin = await startHttpsOrigin(t, ['paths.test'])
+  const pc = await startPortcullis(t, `${upstreamYaml([origin.port], `  ca_file: ${JSON.stringify(origin.ca.certFile)}`).replace('idle_timeout_ms: 10000', 'idle_timeout_ms: 1500')}
+groups: { g: { allow: [ { host: paths.test, paths: ["/**"] } ] } }
+agents: [ { id: ci, token: ${TOKEN_HASH}, groups: [g] } ]
+`)
+  const { socket } = await openTunnel(pc.proxyPort, `paths.test:${origin.port}`)
+  const tls = tlsConnect({ socket, servername: 'paths.test', ca: readFileSync(join(pc.dir, 'ca.pem')) })
+  await once(tls, 'secureConnect')
+  tls.write('GET /ka HTTP/1.1\r\nHost: paths.test\r\n\r\n')
+  const [first] = (await once(tls, 'data')) as [Buffer]
+  t.match(first.toString(), /^HTTP\/1\.1 200 /)
+  const { elapsedMs } = await trickleUntilClosed(tls, '\r\n'.repeat(100), 200)
+  t.ok(elapsedMs < 5000, `closed after ${elapsedMs} ms of CRLF every 200 ms (idle_timeout_ms 1500)`)
 })

@@ -129,3 +129,26 @@ t.test('a connection that sends nothing is closed at header_timeout_ms', async (
   t.ok(closed, `closed after ${Date.now() - started} ms`)
   t.match(response, /^HTTP\/1\.1 408 /)
 })
+
+t.test('a kept-alive connection that sends only blank lines is closed at idle_timeout_ms', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port]).replace('idle_timeout_ms: 10000', 'idle_timeout_ms: 1500'))
+  const socket = connect(pc.proxyPort, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write(`GET http://origin.test:${origin.port}/ka HTTP/1.1\r\nHost: origin.test\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n\r\n`)
+  const [first] = (await once(socket, 'data')) as [Buffer]
+  t.match(first.toString(), /^HTTP\/1\.1 200 /)
+  const { elapsedMs } = await trickleUntilClosed(socket, '\r\n'.repeat(100), 200)
+  t.ok(elapsedMs < 5000, `closed after ${elapsedMs} ms of CRLF every 200 ms (idle_timeout_ms 1500)`)
+})
+
+t.test('bytes after an HTTP/1.0 request do not cut off its answer', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port]))
+  const { response } = await rawExchange(
+    pc.proxyPort,
+    `POST http://origin.test:${origin.port}/ten HTTP/1.0\r\nHost: origin.test\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\nContent-Length: 0\r\n\r\nnot a request\r\n\r\n`,
+  )
+  t.match(response, /^HTTP\/1\.1 200 /, 'the real answer, not a 400')
+  t.match(response, /origin saw POST \/ten/)
+})
