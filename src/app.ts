@@ -291,7 +291,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       forwarder.close()
       interceptor?.close()
       await Promise.all(closing)
-      limitSync?.stop()
+      await limitSync?.stop()
       remoteFeed?.stop()
       await store?.close()
       await redisSink?.close()

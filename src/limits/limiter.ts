@@ -82,7 +82,7 @@ export interface SharedUsage {
   setShared(on: boolean): void
   isShared(): boolean
   /** Reports for the agents active here or anywhere in the last minute; they are in flight until settle/abandon. */
-  drain(now?: number): UsageReport[]
+  drain(now?: number, opts?: { readonly final?: boolean }): UsageReport[]
   /** The backend applied the reports: totals, and tokens granted (for the drained minute; others are ignored). */
   settle(totals: readonly UsageTotals[]): void
   /** The sync failed: forget what was in flight (it may or may not have been applied). */
@@ -289,6 +289,11 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     return denial
   }
 
+  /** What an instance may admit on its own: its share of what is left, rounded down (n rounded-up shares would add up to more than the budget). */
+  function coldShare(rpm: number, used: number, previous: number): number {
+    return Math.floor(Math.max(0, rpm - used - previous) / instances)
+  }
+
   /** Before its first report of the minute, and unless Redis told it of the agent, an instance may admit the agent's share on its own. */
   function isCold(st: AgentState): boolean {
     return st.reportedMinute !== st.minute && st.learnedMinute !== st.minute
@@ -302,7 +307,7 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
       return null
     }
     const previous = st.reqPrevious * previousWeight(st.minute, now)
-    if (isCold(st) && st.coldUsed < Math.ceil(Math.max(0, rpm - st.reqGlobal - previous) / instances)) {
+    if (isCold(st) && st.coldUsed < coldShare(rpm, st.reqGlobal, previous)) {
       st.coldUsed++
       st.reqUnsynced++
       st.lastFromHeld = false
@@ -315,7 +320,7 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
   function sharedRefusal(st: AgentState, rpm: number, now: number): DenyDecision {
     const previous = st.reqPrevious * previousWeight(st.minute, now)
     const used = st.reqGlobal + st.reqInflight + st.reqUnsynced + previous
-    if (used < rpm) return deny('requests_per_minute', 1)
+    if (used + 1 <= rpm) return deny('requests_per_minute', 1)
     // Used up: retry when the window has room again, as the previous minute's weight fades or at the next minute.
     const windowEndS = Math.max(1, Math.ceil(((st.minute + 1) * MS_PER_MINUTE - now) / 1000))
     const room = rpm - 1 - st.reqGlobal - st.reqInflight - st.reqUnsynced
@@ -377,7 +382,7 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
       shared = on
     },
     isShared: () => shared,
-    drain(now = clock()) {
+    drain(now = clock(), opts = {}) {
       const out: UsageReport[] = orphans.map((o) => ({ ...o, returned: 0, want: 0, rpm: 0, previousWeight: 0 }))
       orphans = []
       for (const [agentId, st] of agents) {
@@ -391,14 +396,15 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
           // The first report of the minute: what is left of the share this instance may admit on its
           // own becomes tokens it holds, reported as used. Redis counted a placeholder at least that
           // large for it, so this fits, and a burst in progress goes on without a gap.
-          const rest = Math.max(0, Math.ceil(Math.max(0, st.rpm - st.reqGlobal - st.reqPrevious * weight) / instances) - st.coldUsed)
+          const rest = Math.max(0, coldShare(st.rpm, st.reqGlobal, st.reqPrevious * weight) - st.coldUsed)
           st.held += rest
           st.reqUnsynced += rest
         }
         const demand = now - st.lastDemandMs <= DEMAND_WINDOW_MS
         const unclaimed = Math.max(0, st.rpm - st.reqGlobal - st.reqUnsynced - st.reqPrevious * weight)
         const fair = Math.ceil((st.held + unclaimed) / instances)
-        const target = !shared || st.rpm <= 0 ? 0 : demand ? fair : Math.min(fair, reserveOf(st.rpm, instances))
+        // A final report (the instance is stopping) gives every held token back.
+        const target = !shared || st.rpm <= 0 || opts.final === true ? 0 : demand ? fair : Math.min(fair, reserveOf(st.rpm, instances))
         const returned = Math.max(0, st.held - target)
         st.held -= returned
         out.push({

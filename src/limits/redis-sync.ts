@@ -48,7 +48,8 @@ export interface RedisSyncOptions {
 }
 
 export interface RedisSync {
-  stop(): void
+  /** Stop syncing; tokens this instance holds are given back first (bounded by timeoutMs), so a restart strands none. */
+  stop(timeoutMs?: number): Promise<void>
   /** True while limits are purely local (Redis unreachable, or not yet synced). */
   fallback(): boolean
   /** Live instances sharing the budgets, as of the last sync (1 before the first and while falling back). */
@@ -88,7 +89,7 @@ if want > 0 and rpm > 0 then
   for i = 11, #ARGV do
     if redis.call('SISMEMBER', KEYS[3], ARGV[i]) == 0 then unreported = unreported + 1 end
   end
-  local left = rpm - cur - math.floor(prev * tonumber(ARGV[6]) / 1000) - unreported * math.ceil(rpm / n)
+  local left = rpm - cur - math.ceil(prev * tonumber(ARGV[6]) / 1000) - unreported * math.ceil(rpm / n)
   if left > 0 then
     granted = math.min(want, left)
     cur = redis.call('INCRBY', KEYS[1], granted)
@@ -287,15 +288,21 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
   timer.unref()
 
   return {
-    stop() {
+    async stop(timeoutMs = 1000) {
       if (stopped) return
       stopped = true
       clearInterval(timer)
       generation++
+      const ready = client.status === 'ready' && limiter.shared.isShared()
+      // A last report: what was admitted since the last sync, and every held token back.
+      const last = ready ? limiter.shared.drain(undefined, { final: true }) : []
       limiter.shared.abandon()
       limiter.shared.setShared(false)
+      if (client.status !== 'ready') return
+      const bounded = <T>(p: Promise<T>): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(r, timeoutMs).unref())]).catch(() => undefined)
+      if (last.length > 0) await bounded(run(last))
       // Leave the instance count at once rather than after the window (best effort).
-      if (client.status === 'ready') client.zrem(instancesKey, instance).catch(() => undefined)
+      await bounded(client.zrem(instancesKey, instance))
     },
     fallback: () => !limiter.shared.isShared(),
     // While limits are local (fallback), this instance shares with no one.

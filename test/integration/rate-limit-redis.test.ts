@@ -31,7 +31,7 @@ function instance(t: Test, url: string): Instance {
   const limiter = createLimiter({ now: () => NOW })
   const { log, codes } = capturedLog()
   const sync = attachRedisSync(limiter, client(t, url), { prefix: 'pc-test:', syncIntervalMs: 20, log })
-  t.teardown(() => sync.stop())
+  t.teardown(() => sync.stop(100))
   return { limiter, sync, codes }
 }
 
@@ -112,7 +112,21 @@ t.test('with Redis never reachable the limiter stays local and warns once', asyn
   let n = 0
   for (let i = 0; i < 100; i++) if ('ok' in a.limiter.admitRequest('ci-42', RPM60)) n++
   t.equal(n, 60)
-  a.sync.stop()
-  a.sync.stop()
+  await a.sync.stop()
+  await a.sync.stop()
   t.equal(a.sync.fallback(), true)
+})
+
+t.test('a stopping instance gives its held tokens back', async (t) => {
+  const redis = redisServer(t, await freePort())
+  await redis.start()
+  const a = instance(t, redis.url)
+  await waitFor('shared', () => !a.sync.fallback())
+  t.ok('ok' in a.limiter.admitRequest('give-back', RPM60))
+  const checker = client(t, redis.url)
+  await waitFor('checker connected', () => checker.status === 'ready')
+  const used = async (): Promise<number> => Number((await checker.get(`pc-test:rl:{give-back}:${MINUTE}`)) ?? 0)
+  await waitFor('tokens held beyond the one used', async () => (await used()) > 1)
+  await a.sync.stop()
+  t.equal(await used(), 1, 'only the request admitted stays counted')
 })
