@@ -155,6 +155,8 @@ interface AgentState {
   coldUsed: number
   /** Where the last admission came from, for refundRequest. */
   lastFromHeld: boolean
+  /** When this instance last reported the agent. */
+  lastReportMs: number
 }
 
 interface OrphanReport {
@@ -166,6 +168,9 @@ interface OrphanReport {
 }
 
 const MAX_ORPHANS = 10_000
+/** An agent with nothing new is reported (its totals refreshed) at most this often. */
+const REFRESH_MS = 1000
+
 /** A full share is asked for agents with requests here within this window; others keep a reserve. */
 const DEMAND_WINDOW_MS = 1000
 
@@ -217,7 +222,7 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
       st = {
         bucket: null, conns: 0, minute: Math.floor(now / MS_PER_MINUTE), day: utcDay(now), bytesLocal: 0,
         reqUnsynced: 0, reqInflight: 0, reqGlobal: 0, reqPrevious: 0, bytesUnsynced: 0, bytesInflight: 0, bytesGlobal: 0,
-        lastActiveMs: now, lastDemandMs: -Infinity, rpm: 0, held: 0, reportedMinute: -1, learnedMinute: -1, coldUsed: 0, lastFromHeld: false,
+        lastActiveMs: now, lastDemandMs: -Infinity, rpm: 0, held: 0, reportedMinute: -1, learnedMinute: -1, coldUsed: 0, lastFromHeld: false, lastReportMs: -Infinity,
       }
       agents.set(agentId, st)
     }
@@ -406,9 +411,14 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
         // A final report (the instance is stopping) gives every held token back.
         const target = !shared || st.rpm <= 0 || opts.final === true ? 0 : demand ? fair : Math.min(fair, reserveOf(st.rpm, instances))
         const returned = Math.max(0, st.held - target)
+        const want = Math.max(0, target - st.held)
+        // Nothing new to say: refresh the totals once a second, not at every sync (many agents, 40 syncs a second).
+        const quiet = st.reqUnsynced === 0 && st.bytesUnsynced === 0 && returned === 0 && want === 0 && st.reportedMinute === st.minute
+        if (quiet && now - st.lastReportMs < REFRESH_MS && opts.final !== true) continue
+        st.lastReportMs = now
         st.held -= returned
         out.push({
-          agentId, minute: st.minute, requests: st.reqUnsynced, returned, want: Math.max(0, target - st.held), rpm: st.rpm,
+          agentId, minute: st.minute, requests: st.reqUnsynced, returned, want, rpm: st.rpm,
           previousWeight: Math.round(weight * 1000), day: st.day, bytes: st.bytesUnsynced,
         })
         st.reqInflight = st.reqUnsynced

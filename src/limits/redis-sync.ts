@@ -105,6 +105,9 @@ end
 return { granted, cur, bytes, prev }
 `
 
+/** With nothing to report, a sync (heartbeat, learning) runs at most this often. */
+const IDLE_SYNC_MS = 250
+
 /** Agents added to the active set this recently are read back at every sync (clocks differ a little between instances). */
 const ACTIVE_LOOKBACK_MS = 5000
 
@@ -157,6 +160,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
   let liveIds: readonly string[] = [instance]
   /** The minute whose active agents (and the previous minute's) this instance has read in full. */
   let readMinute = -1
+  let lastRunAt = 0
   let firstSynced: () => void = () => undefined
   const synced = new Promise<void>((resolve) => (firstSynced = resolve))
   limiter.shared.setShared(false)
@@ -261,6 +265,10 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
     }
     notReadySince = null
     const batch = limiter.shared.drain()
+    // Nothing to report: only the heartbeat and news of other instances' agents are due, and those
+    // can wait a little (an idle instance would otherwise spend a round trip every 25 ms).
+    if (batch.length === 0 && t - lastRunAt < IDLE_SYNC_MS && limiter.shared.isShared()) return
+    lastRunAt = t
     const mine = ++generation
     inflightSince = t
     run(batch).then(
