@@ -60,7 +60,9 @@ export async function passRequest(
   }
   const { pass } = settle(deps.bus, recorded, final)
   if (!pass) return respondDenial(res, final as DenyDecision, denialContext(facts, req.headers, query), final !== decision)
-  forwardAndRecord(deps, req, res, recorded, { ...target, ...(inject ? { inject } : {}), ...(body ? { body } : {}) }, closeRecordPerRequest)
+  // The common case (no injection, no inspected body) forwards the target as it is: no copy per request.
+  const forwardTo = inject === undefined && body === undefined ? target : { ...target, ...(inject ? { inject } : {}), ...(body ? { body } : {}) }
+  forwardAndRecord(deps, req, res, recorded, forwardTo, closeRecordPerRequest)
 }
 
 function deny(reason: 'denied_secret_detected' | 'denied_internal_error', rule: CompiledRule, detail: string): DenyDecision {

@@ -74,6 +74,26 @@ agents:
     })
   }
 
+  t.test('every request on a kept-alive connection is authenticated by its own header', async (t) => {
+    // The proxy remembers the last answer per connection; a different header must be asked again.
+    const req = (path: string, auth: string | null, last = false): string =>
+      `GET ${url(path)} HTTP/1.1\r\nHost: origin.test:${origin.port}\r\n${auth === null ? '' : `Proxy-Authorization: ${auth}\r\n`}${last ? 'Connection: close\r\n' : ''}\r\n`
+    const { response } = await rawExchange(
+      pc.proxyPort,
+      req('/ka-good', basicAuth('ci', TOKEN)) + req('/ka-wrong', basicAuth('ci', 'not-the-token')) + req('/ka-good-again', basicAuth('ci', TOKEN)) + req('/ka-none', null, true),
+    )
+    const statuses = [...response.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => Number(m[1]))
+    t.same(statuses, [200, 407, 200, 200], 'good, wrong, good again, then no credentials (source agent)')
+    const agentOf = async (path: string): Promise<unknown> => {
+      const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.path === path)
+      return rec.event === 'decision' ? [rec.agent, rec.reason] : null
+    }
+    t.same(await agentOf('/ka-good'), ['ci', 'allowed'])
+    t.same(await agentOf('/ka-wrong'), ['ci', 'denied_auth_invalid'])
+    t.same(await agentOf('/ka-good-again'), ['ci', 'allowed'])
+    t.same(await agentOf('/ka-none'), ['local', 'allowed'])
+  })
+
   t.test('an unknown agent id is 407 denied_auth_invalid', async (t) => {
     const before = origin.seen.length
     const r = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ghost:${TOKEN}`, url('/ghost')])

@@ -145,3 +145,12 @@ for (const [ip, allow, expected, behaviour] of ALLOWED) {
     t.equal(isAddressAllowed(ip, cidrs(...allow)), expected)
   })
 }
+
+t.test('isAddressAllowed: a verdict is remembered per allow_private list, never across lists', async (t) => {
+  const narrow = cidrs('127.0.0.1/32')
+  const wide = cidrs('127.0.0.0/8')
+  t.equal(isAddressAllowed('127.0.0.2', narrow), false)
+  t.equal(isAddressAllowed('127.0.0.2', wide), true, 'a reload that widens allow_private takes effect')
+  t.equal(isAddressAllowed('127.0.0.2', narrow), false, 'and one that narrows it')
+  t.equal(isAddressAllowed('127.0.0.2', cidrs()), false)
+})

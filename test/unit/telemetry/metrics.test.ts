@@ -54,6 +54,22 @@ t.test('close records add bytes up and down per agent', async (t) => {
   t.equal(sample(text, 'portcullis_bytes_total{direction="down",agent="ci-42"}'), 45120)
 })
 
+t.test('each scrape shows the running totals: no double counting, nothing lost between scrapes', async (t) => {
+  const m = createMetrics()
+  const series = 'portcullis_requests_total{decision="allow",reason="allowed",agent="ci-42"}'
+  m.sink.write(buildDecisionRecord(facts('ci-42'), allow, false))
+  t.equal(sample(await m.text(), series), 1)
+  t.equal(sample(await m.text(), series), 1, 'a second scrape with nothing new adds nothing')
+  m.sink.write(buildDecisionRecord(facts('ci-42'), allow, false))
+  m.sink.write(buildDecisionRecord(facts('ci-42'), allow, false))
+  m.sink.write(buildCloseRecord({ id: 'x', agent: 'ci-42', host: 'example.com' }, 5, 7, 0, 1))
+  const text = await m.text()
+  t.equal(sample(text, series), 3)
+  t.equal(sample(text, 'portcullis_bytes_total{direction="down",agent="ci-42"}'), 7)
+  m.sink.write(buildCloseRecord({ id: 'y', agent: 'ci-42', host: 'example.com' }, 0, 3, 0, 1))
+  t.equal(sample(await m.text(), 'portcullis_bytes_total{direction="down",agent="ci-42"}'), 10)
+})
+
 t.test('decision latency histogram observes seconds', async (t) => {
   const m = createMetrics()
   m.observeDecisionSeconds(0.0002)
