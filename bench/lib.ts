@@ -4,10 +4,10 @@
  * every socket here dials 127.0.0.1, and every loop stops at a request count
  * or a deadline, whichever comes first.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
-import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import { join, resolve } from 'node:path'
@@ -85,6 +85,25 @@ export async function startOrigin(outDir: string, names: readonly string[]): Pro
 export async function startBareProxy(): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
   const { info, stop } = await spawnJsonChild<{ port: number; pid: number }>('bare-proxy.ts', [], 'bare proxy')
   return { ...info, stop }
+}
+
+/** The interception yardstick (bench/mitm-ref.ts); its version is pinned so runs compare. */
+export const MITM_REF_VERSION = '1.1.0'
+
+/**
+ * http-mitm-proxy in its own process, installed into <outDir>/mitm-ref from the npm registry on
+ * first use (it is no dependency of Portcullis). Throws when it cannot be installed or started; the
+ * bench then leaves its cells empty and says why.
+ */
+export async function startMitmRef(outDir: string, originCaFile: string, names: readonly string[]): Promise<{ port: number; pid: number; caPem: string; stop(): Promise<void> }> {
+  const dir = join(outDir, 'mitm-ref')
+  if (!existsSync(join(dir, 'node_modules', 'http-mitm-proxy', 'package.json'))) {
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(join(dir, 'package.json'), '{"name":"mitm-ref","private":true}\n')
+    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--no-save', `http-mitm-proxy@${MITM_REF_VERSION}`], { cwd: dir, stdio: 'ignore', timeout: 120_000 })
+  }
+  const { info, stop } = await spawnJsonChild<{ port: number; pid: number; caFile: string }>('mitm-ref.ts', [dir, originCaFile, ...names], 'http-mitm-proxy')
+  return { port: info.port, pid: info.pid, caPem: readFileSync(info.caFile, 'utf8'), stop }
 }
 
 export interface ProxyProc {

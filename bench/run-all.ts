@@ -43,6 +43,8 @@ import {
   startProxy,
   startRedis,
   startSquid,
+  startMitmRef,
+  MITM_REF_VERSION,
   squidBinary,
   tlsHandshake,
   within,
@@ -198,6 +200,8 @@ interface Env {
   /** Squid 5.7 when installed (bench/lib.ts startSquid), else null. */
   readonly squid: SquidProc | null
   readonly proxyCa: string
+  /** http-mitm-proxy (bench/mitm-ref.ts), the interception yardstick, or null when it could not be installed. */
+  readonly mitmRef: { readonly port: number; readonly pid: number; readonly caPem: string } | null
 }
 
 type SquidProc = { readonly port: number; readonly pid: number }
@@ -212,6 +216,7 @@ async function scenarioKeepAlive(e: Env, withA: boolean, withF: boolean): Promis
   const tunnelRedis = proxyAgent(e.proxyRedis.port, 'tunnel.test', e.origin.caPem)
   const squid = e.squid ? proxyAgent(e.squid.port, 'tunnel.test', e.origin.caPem) : null
   const mitm = proxyAgent(e.proxy.port, 'mitm.test', e.proxyCa)
+  const mitmRef = e.mitmRef && withF ? proxyAgent(e.mitmRef.port, 'mitm.test', e.mitmRef.caPem) : null
   const tunnelOrigin = `https://tunnel.test:${e.origin.httpsPort}`
   try {
     const contenders: Contender[] = [
@@ -225,6 +230,7 @@ async function scenarioKeepAlive(e: Env, withA: boolean, withF: boolean): Promis
           ]
         : []),
       ...(withF ? [{ name: 'intercept', op: () => get(mitm, { origin: `https://mitm.test:${e.origin.httpsPort}`, path: '/', method: 'GET' }), pid: e.proxy.pid }] : []),
+      ...(mitmRef && e.mitmRef ? [{ name: 'mitm-ref', op: () => get(mitmRef, { origin: `https://mitm.test:${e.origin.httpsPort}`, path: '/', method: 'GET' }), pid: e.mitmRef.pid }] : []),
     ]
     const m = await compare('keep-alive', contenders, { concurrency: KEEPALIVE_CONNS, maxOpsPerRound: 100_000 })
     const d = pick(m, 'direct')
@@ -239,12 +245,14 @@ async function scenarioKeepAlive(e: Env, withA: boolean, withF: boolean): Promis
     if (withF) {
       const p = pick(m, 'intercept')
       const ratio = roundRatio(p, d)
-      addRow({ id: 'f', scenario: 'intercepted (MITM), keep-alive HTTPS GET', unit: 'req/s', direct: d.perSecond, bare: null, proxy: p.perSecond, ratio, target: '≥ 0.25', met: ratio >= 0.25, proxyCpuUs: p.cpuUs })
+      const ref = m.get('mitm-ref')
+      addRow({ id: 'f', scenario: 'intercepted (MITM), keep-alive HTTPS GET', unit: 'req/s', direct: d.perSecond, bare: ref?.perSecond ?? null, proxy: p.perSecond, ratio, target: '≥ 0.25', met: ratio >= 0.25, proxyCpuUs: p.cpuUs })
+      if (ref) notes.push(`f: http-mitm-proxy ${MITM_REF_VERSION} (the "bare" cell of row f; keep-alive both sides, bench/mitm-ref.ts) ${ref.perSecond.toFixed(0)} req/s, ratio ${roundRatio(ref, d).toFixed(2)} to direct, ${ref.cpuUs?.toFixed(0) ?? '?'} µs CPU/op; Portcullis ÷ http-mitm-proxy = ${roundRatio(p, ref).toFixed(2)}.`)
       const t = m.get('tunnel')
       if (t) notes.push(`f: intercepted ÷ tunnelled keep-alive = ${(p.perSecond / t.perSecond).toFixed(2)} (${p.perSecond.toFixed(0)} vs ${t.perSecond.toFixed(0)} req/s); p50 latency ${percentile(p.latencies, 50).toFixed(1)} ms intercepted vs ${percentile(t.latencies, 50).toFixed(1)} ms tunnelled, 16 in flight.`)
     }
   } finally {
-    await Promise.all([direct.close(), bare.close(), tunnel.close(), tunnelRedis.close(), mitm.close(), squid?.close()])
+    await Promise.all([direct.close(), bare.close(), tunnel.close(), tunnelRedis.close(), mitm.close(), squid?.close(), mitmRef?.close()])
   }
 }
 
@@ -518,7 +526,7 @@ Ratios are Portcullis ÷ direct (higher is better) except where the row says oth
 - **c — bulk.** One TLS connection, \`GET /bulk?bytes=268435456\` (origin streams a preallocated 1 MiB buffer), MB/s = 10⁶ bytes/s from request to last byte; best of two interleaved runs each way after a 16 MiB warm-up.
 - **d — plain HTTP forward.** undici \`Pool\` with ${KEEPALIVE_CONNS} connections sending absolute-form \`GET http://plain.test:<port>/\` with \`Proxy-Authorization\` to the proxy (http-proxy forwarding, keep-alive upstream agent) vs the same Pool against the origin; latency rows are per-request times from the same runs (${KEEPALIVE_CONNS} in flight, so they include queueing).
 - **e — idle tunnels.** A fresh proxy process; 200 tunnels opened and closed as warm-up, 1.5 s settle, VmRSS; then ${IDLE_TUNNELS} tunnels opened (CONNECT + TLS handshake through the tunnel, then no traffic) 32 at a time, 1.5 s settle, VmRSS; (after − before) ÷ tunnels. Includes the tracker entry, the decision record in the ring buffer and both sockets' buffers.
-- **f — interception.** Same as (a) but to \`mitm.test\` (rule with \`paths: ["/**"]\`, so the CONNECT is intercepted); the client trusts the Portcullis CA generated at first start, the proxy verifies the origin with \`upstream.ca_file\`. Measured in the same interleaved set as (a). **f2**: CONNECT + TLS handshake with the proxy + close, 4 at a time; cached = \`mitm.test\` every time, new = \`h<i>.mitm.test\` (${NEW_MITM_HOSTS} pinned names, each used once, matched by \`*.mitm.test\`), each needing a fresh leaf.
+- **f — interception.** Same as (a) but to \`mitm.test\` (rule with \`paths: ["/**"]\`, so the CONNECT is intercepted); the client trusts the Portcullis CA generated at first start, the proxy verifies the origin with \`upstream.ca_file\`. Measured in the same interleaved set as (a). Its \"bare Node proxy\" cell is http-mitm-proxy ${MITM_REF_VERSION} (bench/mitm-ref.ts: the Node MITM proxy the target cites, keep-alive on both sides, installed into bench/out/mitm-ref on first use), driven by the same client trusting its CA. **f2**: CONNECT + TLS handshake with the proxy + close, 4 at a time; cached = \`mitm.test\` every time, new = \`h<i>.mitm.test\` (${NEW_MITM_HOSTS} pinned names, each used once, matched by \`*.mitm.test\`), each needing a fresh leaf.
 - **g — leaf mint.** In process: \`createLeafCertCache(loadCa(…))\`, \`get()\` of a never-seen host (forge TBS + native RSA-2048 signature + \`createSecureContext\`) vs a cached host.
 - **h — decide.** \`bench/decide.ts\` when present, output below.
 
@@ -553,6 +561,7 @@ async function main(): Promise<void> {
   let redis: { url: string; stop(): void } | null = null
   let bare: { port: number; pid: number; stop(): Promise<void> } | null = null
   let squid: { port: number; pid: number; stop(): Promise<void> } | null = null
+  let mitmRef: { port: number; pid: number; caPem: string; stop(): Promise<void> } | null = null
   let logLines = 0
   let decideOut: string | null = null
   try {
@@ -568,7 +577,14 @@ async function main(): Promise<void> {
     const binary = squidBinary()
     squid = binary ? await startSquid(binary, ['tunnel.test', 'plain.test'], origin.httpPort, origin.httpsPort) : null
     if (!squid) problems.push('Squid is not installed (apt-get install squid): the Squid column is empty')
-    const env: Env = { origin, proxy, proxyRedis, bare, squid, proxyCa: readFileSync(proxy.caCertFile, 'utf8') }
+    if (ONLY.has('f')) {
+      try {
+        mitmRef = await startMitmRef(join(ROOT, 'bench', 'out'), origin.caFile, ['mitm.test'])
+      } catch (err) {
+        problems.push(`http-mitm-proxy ${MITM_REF_VERSION} could not be installed or started (${err instanceof Error ? err.message.split('\n')[0] : String(err)}): row f has no yardstick`)
+      }
+    }
+    const env: Env = { origin, proxy, proxyRedis, bare, squid, mitmRef, proxyCa: readFileSync(proxy.caCertFile, 'utf8') }
     console.log(`  origin pid ${origin.pid} (http ${origin.httpPort}, https ${origin.httpsPort}); portcullis pid ${proxy.pid} on ${proxy.port}, log ${proxy.logFile}; bare proxy pid ${bare.pid} on ${bare.port}`)
     if (ONLY.has('a') || ONLY.has('f')) await scenarioKeepAlive(env, ONLY.has('a'), ONLY.has('f'))
     if (ONLY.has('b')) await scenarioB(env)
@@ -588,6 +604,7 @@ async function main(): Promise<void> {
     redis?.stop()
     await bare?.stop()
     await squid?.stop()
+    await mitmRef?.stop()
     await origin.stop()
   }
   if (ONLY.has('g')) await scenarioG()
