@@ -9,7 +9,7 @@
 import { join, resolve } from 'node:path'
 import { mkdirSync, rmSync, symlinkSync } from 'node:fs'
 import { Pool, ProxyAgent, type Dispatcher } from 'undici'
-import { cpuMs, freePorts, loadLoop, LOOPBACK, PROXY_AUTH, proxyYaml, startBareProxy, startOrigin, startProxy } from './lib.js'
+import { cpuMs, freePorts, loadLoop, LOOPBACK, PROXY_AUTH, proxyYaml, startBareProxy, startOrigin, startProxy, startRedis } from './lib.js'
 
 const ROOT = resolve(import.meta.dirname, '..')
 const OUT = join(ROOT, 'bench', 'out', 'focus')
@@ -26,25 +26,28 @@ async function get(d: Dispatcher, opts: Dispatcher.RequestOptions): Promise<void
 async function main(): Promise<void> {
   mkdirSync(OUT, { recursive: true })
   const origin = await startOrigin(OUT, ['tunnel.test', 'mitm.test'])
-  const proxies: { port: number; pid: number; caCertFile?: string; stop(): Promise<void> }[] = []
+  const proxies: { port: number; pid: number; caCertFile?: string; caPem?: string | null; stop(): Promise<void> }[] = []
+  const stops: (() => Promise<void>)[] = []
   try {
     for (const [i, m] of mains.entries()) {
       if (m === 'bare') {
-        proxies.push(await startBareProxy())
+        proxies.push(await startBareProxy(origin.caFile))
         continue
       }
       // "warn::path/main.js" runs that build at log level warn (records off) to price logging.
-      // "null::path" logs to /dev/null instead of a file.
+      // "null::path" logs to /dev/null instead of a file; "redis::path" adds the Redis sink (own redis-server).
       const [prefix, file] = m.includes('::') ? m.split('::') : [undefined, m]
       process.env.BENCH_PROXY_MAIN = file
-      if (prefix && prefix !== 'null') process.env.BENCH_LOG_LEVEL = prefix
+      if (prefix && prefix !== 'null' && prefix !== 'redis') process.env.BENCH_LOG_LEVEL = prefix
       else delete process.env.BENCH_LOG_LEVEL
       rmSync(join(OUT, `p${i}.log`), { force: true })
       if (prefix === 'null') symlinkSync('/dev/null', join(OUT, `p${i}.log`))
       const [listenPort = 0, adminPort = 0] = await freePorts(2)
-      proxies.push(await startProxy(ROOT, OUT, `p${i}`, proxyYaml({ dir: OUT, httpPort: origin.httpPort, httpsPort: origin.httpsPort, originCaFile: origin.caFile, listenPort, adminPort }), { listenPort, adminPort }))
+      const redis = prefix === 'redis' ? await startRedis() : null
+      if (redis) stops.push(async () => redis.stop())
+      proxies.push(await startProxy(ROOT, OUT, `p${i}`, proxyYaml({ dir: OUT, httpPort: origin.httpPort, httpsPort: origin.httpsPort, originCaFile: origin.caFile, listenPort, adminPort, ...(redis ? { redisUrl: redis.url } : {}) }), { listenPort, adminPort }))
     }
-    const caPem = await import('node:fs').then((fs) => fs.readFileSync(proxies.find((p) => p.caCertFile)?.caCertFile ?? origin.caFile, 'utf8'))
+    const fs = await import('node:fs')
     const ops = proxies.map((p) => {
       if (scenario === 'd') {
         const pool = new Pool(`http://${LOOPBACK}:${p.port}`, { connections: 16 })
@@ -52,7 +55,8 @@ async function main(): Promise<void> {
         return () => get(pool, { path: `http://${host}/`, method: 'GET', headers: { host, 'proxy-authorization': PROXY_AUTH } })
       }
       const name = scenario === 'f' ? 'mitm.test' : 'tunnel.test'
-      const agent = new ProxyAgent({ uri: `http://${LOOPBACK}:${p.port}`, token: PROXY_AUTH, connections: 16, requestTls: { ca: [origin.caPem, caPem], servername: name } })
+      const ca = [origin.caPem, p.caPem ?? (p.caCertFile ? fs.readFileSync(p.caCertFile, 'utf8') : '')].filter(Boolean)
+      const agent = new ProxyAgent({ uri: `http://${LOOPBACK}:${p.port}`, token: PROXY_AUTH, connections: 16, requestTls: { ca, servername: name } })
       return () => get(agent, { origin: `https://${name}:${origin.httpsPort}`, path: '/', method: 'GET' })
     })
     for (const op of ops) await loadLoop(op, { concurrency: 16, maxOps: 1e6, maxMs: 1000 })
@@ -71,6 +75,7 @@ async function main(): Promise<void> {
     for (const [i, m] of mains.entries()) console.log(`${scenario} ${m}: ${med(rate[i]!).toFixed(0)} req/s, ${med(cpu[i]!).toFixed(0)} µs CPU/op  (rates ${rate[i]!.map((x) => x.toFixed(0)).join(' ')})`)
   } finally {
     for (const p of proxies) await p.stop()
+    for (const stop of stops) await stop()
     await origin.stop()
   }
 }

@@ -81,10 +81,10 @@ export async function startOrigin(outDir: string, names: readonly string[]): Pro
   return { ...info, caPem: readFileSync(info.caFile, 'utf8'), stop }
 }
 
-/** bench/bare-proxy.ts: the floor a minimal Node proxy reaches on this machine. */
-export async function startBareProxy(): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
-  const { info, stop } = await spawnJsonChild<{ port: number; pid: number }>('bare-proxy.ts', [], 'bare proxy')
-  return { ...info, stop }
+/** bench/bare-proxy.ts: the floor a minimal Node proxy reaches on this machine (with an origin CA file, it also intercepts mitm.test). */
+export async function startBareProxy(originCaFile?: string): Promise<{ port: number; pid: number; caPem: string | null; stop(): Promise<void> }> {
+  const { info, stop } = await spawnJsonChild<{ port: number; pid: number; caFile: string | null }>('bare-proxy.ts', originCaFile ? [originCaFile] : [], 'bare proxy')
+  return { port: info.port, pid: info.pid, caPem: info.caFile ? readFileSync(info.caFile, 'utf8') : null, stop }
 }
 
 /** The interception yardstick (bench/mitm-ref.ts); its version is pinned so runs compare. */

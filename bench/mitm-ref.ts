@@ -12,7 +12,7 @@ import { Agent as HttpsAgent } from 'node:https'
 import { createRequire } from 'node:module'
 import net, { type AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { rootCertificates } from 'node:tls'
+import { createSecureContext, rootCertificates } from 'node:tls'
 
 const [dir = '', originCaFile = '', ...names] = process.argv.slice(2)
 
@@ -50,7 +50,9 @@ proxy.onRequest((ctx, cb) => {
   o.host = '127.0.0.1'
   cb()
 })
-const httpsAgent = new HttpsAgent({ keepAlive: true, ca: [...rootCertificates, readFileSync(originCaFile, 'utf8')] })
+// Its own default is `new https.Agent({ keepAlive })` with NODE_EXTRA_CA_CERTS for extra roots; the same roots as
+// one SecureContext (an agent given `ca` would build its pool key from ~200 KB of PEM on every request).
+const httpsAgent = new HttpsAgent({ keepAlive: true, secureContext: createSecureContext({ ca: [...rootCertificates, readFileSync(originCaFile, 'utf8')] }) })
 const caDir = join(dir, 'ca')
 // Its CA is created (node-forge, RSA 2048) before the listener exists.
 await new Promise<void>((resolve) => proxy.listen({ host: '127.0.0.1', port: 0, sslCaDir: caDir, keepAlive: true, httpsAgent }, resolve))
