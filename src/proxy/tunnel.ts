@@ -34,8 +34,12 @@ const sharedReadBuffer = Buffer.allocUnsafeSlow(SHARED_READ_BYTES)
  * written straight to the client: no Buffer per read and no Readable
  * machinery (stream.pipeline cost twice the CPU per byte, and 30 KiB per idle
  * tunnel of listeners, closures and AbortControllers: bench c and e). An own
- * buffer is reused while the client takes each write at once; a write left
- * pending keeps its buffer and the next read gets a new one.
+ * buffer is reused while the client takes each write at once, and also after
+ * a write the client could not take at once: reading then stops until
+ * 'drain', when that write is done with the buffer. Only a pending write
+ * small enough that reading goes on (below the client's high-water mark)
+ * keeps its buffer and sends the next read to a new one. (A new 256 KiB buffer
+ * per read while a slow client lagged was a third of the CPU per GiB.)
  */
 export interface UpstreamRelay {
   /** For the upstream socket's `net.connect` options. */
@@ -67,7 +71,7 @@ export function createUpstreamRelay(): UpstreamRelay {
     const more = client.write(inShared ? Buffer.from(view.subarray(0, nread)) : Buffer.from(view.buffer, view.byteOffset, nread))
     if (own === null) {
       if (nread === SHARED_READ_BYTES) own = Buffer.allocUnsafeSlow(MIN_OWN_READ_BYTES)
-    } else if (client.writableLength > 0) own = Buffer.allocUnsafeSlow(own.length)
+    } else if (client.writableLength > 0 && more) own = Buffer.allocUnsafeSlow(own.length)
     else if (nread === own.length && own.length < MAX_OWN_READ_BYTES) own = Buffer.allocUnsafeSlow(own.length * 4)
     else if (nread <= own.length / 8) own = own.length > MIN_OWN_READ_BYTES ? Buffer.allocUnsafeSlow(own.length / 4) : null
     if (more) return true

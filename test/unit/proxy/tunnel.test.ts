@@ -86,6 +86,25 @@ t.test('a write left pending keeps its own buffer: the next read goes to a new o
   t.equal(client.writes[1]?.subarray(0, 3).toString(), 'abc', 'the pending bytes were not overwritten')
 })
 
+t.test('a write the client cannot take at once stops reading; after drain the same buffer is read into again', async (t) => {
+  const { relay, client, upstream, read, current } = setup()
+  relay.start(client as unknown as Socket, upstream as unknown as Socket)
+  read('s'.repeat(SHARED))
+  const own = current()
+  client.pending = 40000
+  client.accept = false
+  t.equal(read('p'.repeat(40000)), false, 'above the high-water mark: reading stops')
+  t.equal(current(), own, 'no new buffer: nothing is read until the pending write is done')
+  // node emits drain only once every pending write has gone out, so the buffer is free again.
+  client.pending = 0
+  client.accept = true
+  client.emit('drain')
+  t.ok(upstream.resumed > 0, 'reading resumed')
+  t.equal(read('q'.repeat(20000)), true)
+  t.equal(current(), own, 'the same buffer, reused')
+  t.equal(client.writes.at(-1)?.toString(), 'q'.repeat(20000))
+})
+
 t.test('backpressure: reading stops when the client is full and resumes on drain', async (t) => {
   const { relay, client, upstream, read } = setup()
   relay.start(client as unknown as Socket, upstream as unknown as Socket)
