@@ -48,6 +48,14 @@ function setup(): { relay: ReturnType<typeof createUpstreamRelay>; client: FakeC
 
 const SHARED = 16 * 1024
 
+/** A relaying tunnel already on a buffer of its own (one read filled the shared one); returns that buffer too. */
+function onOwnBuffer(): ReturnType<typeof setup> & { own: Buffer } {
+  const s = setup()
+  s.relay.start(s.client as unknown as Socket, s.upstream as unknown as Socket)
+  s.read('s'.repeat(SHARED))
+  return { ...s, own: s.current() }
+}
+
 t.test('small reads land in the shared buffer and are copied out before it is reused', async (t) => {
   const { relay, client, upstream, read, current } = setup()
   const other = setup()
@@ -75,10 +83,7 @@ t.test('a read that fills the shared buffer moves the tunnel to a buffer of its 
 })
 
 t.test('a write left pending keeps its own buffer: the next read goes to a new one', async (t) => {
-  const { relay, client, upstream, read, current } = setup()
-  relay.start(client as unknown as Socket, upstream as unknown as Socket)
-  read('s'.repeat(SHARED))
-  const before = current()
+  const { client, read, current, own: before } = onOwnBuffer()
   client.pending = 3
   t.equal(read('abc' + 'x'.repeat(20000)), true, 'below the high-water mark: keeps reading')
   t.not(current(), before, 'a new buffer for the next read')
@@ -87,10 +92,7 @@ t.test('a write left pending keeps its own buffer: the next read goes to a new o
 })
 
 t.test('a write the client cannot take at once stops reading; after drain the same buffer is read into again', async (t) => {
-  const { relay, client, upstream, read, current } = setup()
-  relay.start(client as unknown as Socket, upstream as unknown as Socket)
-  read('s'.repeat(SHARED))
-  const own = current()
+  const { client, upstream, read, current, own } = onOwnBuffer()
   client.pending = 40000
   client.accept = false
   t.equal(read('p'.repeat(40000)), false, 'above the high-water mark: reading stops')
