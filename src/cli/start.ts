@@ -10,8 +10,6 @@ export const run: CliVerb = async (args, io) => {
   const config = await loadConfig(file, io.env)
   const app = createApp(config, { env: io.env, watch: true })
   await app.start()
-  // Log lines wait in a batch for up to 0.1 s; whatever ends the process, they are written first.
-  process.once('exit', () => app.loggers.flush())
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       app.loggers.ops.info({ code: 'PC_STOPPING', signal }, 'stopping')

@@ -11,12 +11,19 @@ export interface Resolved {
   readonly address: string
 }
 
+/** Why a host cannot be dialled, with the address refused (null when there was none: DNS failed). */
+export interface Unresolved {
+  readonly kind: 'unresolved'
+  readonly decision: DenyDecision
+  readonly address: string | null
+}
+
 /**
  * Pins first (upstream.resolve), else DNS. EVERY address is classified: one
  * private answer among public ones denies the host (a rebinding-style answer
  * set must not win by ordering). The caller dials `address`, never the name.
  */
-export async function resolveChecked(host: string, upstream: RuntimeConfig['upstream']): Promise<Resolved | DenyDecision> {
+export async function resolveChecked(host: string, upstream: RuntimeConfig['upstream']): Promise<Resolved | Unresolved> {
   let addresses: readonly string[]
   if (isIpLiteral(host)) {
     addresses = [host]
@@ -29,14 +36,14 @@ export async function resolveChecked(host: string, upstream: RuntimeConfig['upst
         const answers = await lookup(host, { all: true, verbatim: true })
         addresses = answers.map((a) => normalizeHost(a.address) ?? a.address)
       } catch (err) {
-        return { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: mapSocketError(err) }
+        return { kind: 'unresolved', decision: { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: mapSocketError(err) }, address: null }
       }
     }
   }
-  if (addresses.length === 0) return { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: 'dns' }
+  if (addresses.length === 0) return { kind: 'unresolved', decision: { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: 'dns' }, address: null }
   for (const a of addresses) {
     if (!isAddressAllowed(a, upstream.allowPrivate)) {
-      return { verdict: 'deny', reason: 'denied_private_address', ruleId: null, detail: classifyAddress(a) }
+      return { kind: 'unresolved', decision: { verdict: 'deny', reason: 'denied_private_address', ruleId: null, detail: classifyAddress(a) }, address: a }
     }
   }
   return { kind: 'resolved', address: addresses[0] as string }

@@ -83,7 +83,44 @@ export function matchPathPattern(pattern: PathPattern, path: string, query: stri
   else if (pattern.prefix !== null) pathOk = path.startsWith(pattern.prefix)
   else pathOk = pattern.regex !== null && pattern.regex.test(path)
   if (!pathOk) return false
-  if (pattern.query.length === 0) return true
-  const params = query.split('&')
-  return pattern.query.every((p) => params.includes(p))
+  return pattern.query.length === 0 || queryHolds(pattern.query, query)
+}
+
+/** `&`, as every server splits a query; `&` and `;`, as some older ones (CGI libraries) also do. */
+const QUERY_SPLITS = [/&/, /[&;]/]
+
+/**
+ * Every required `k=v` holds however a server reads the query: `k` is present, and every parameter
+ * named `k` (keys and values percent-decoded, `+` as a space, split on `&` or also on `;`) has the
+ * value `v`. A repeated `k` with another value does not match: servers differ on which one wins
+ * (git http-backend takes the last, so `?service=git-upload-pack&service=git-receive-pack` would
+ * open a read-only rule's push). A parameter that does not decode does not match either.
+ */
+function queryHolds(required: readonly string[], query: string): boolean {
+  for (const split of QUERY_SPLITS) {
+    const params = query === '' ? [] : query.split(split).map(decodeParam)
+    for (const r of required) {
+      const want = decodeParam(r)
+      if (want === null) return false
+      let seen = false
+      for (const p of params) {
+        if (p === null) return false
+        if (p.key !== want.key) continue
+        if (p.value !== want.value) return false
+        seen = true
+      }
+      if (!seen) return false
+    }
+  }
+  return true
+}
+
+function decodeParam(text: string): { key: string; value: string } | null {
+  const eq = text.indexOf('=')
+  try {
+    const decode = (s: string): string => decodeURIComponent(s.replace(/\+/g, ' '))
+    return eq < 0 ? { key: decode(text), value: '' } : { key: decode(text.slice(0, eq)), value: decode(text.slice(eq + 1)) }
+  } catch {
+    return null
+  }
 }

@@ -7,7 +7,7 @@ import { dialChecked } from '../net/dial.js'
 import { decideConnectApproved } from '../policy/approvals.js'
 import { effectiveMode } from '../policy/compiled.js'
 import type { DenyDecision } from '../policy/types.js'
-import { newRequestId, type DecisionFacts } from '../telemetry/events.js'
+import { buildCloseRecord, newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import { connStateOf } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
 import { applyLimits, denialContext, passes, settle } from './decision-point.js'
@@ -55,7 +55,7 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
   }
   socket.on('close', release)
   const resolved = await resolveChecked(authority.host, cfg.upstream)
-  if ('verdict' in resolved) return refuse(deps, socket, req, refused, resolved)
+  if (resolved.kind === 'unresolved') return refuse(deps, socket, req, { ...refused, address: resolved.address }, resolved.decision)
   const checkedNoTls: DecisionFacts = { ...refused, address: resolved.address }
   const checked: DecisionFacts = { ...checkedNoTls, tls: via }
   let up: Socket | null = null
@@ -72,9 +72,13 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
   if (socket.destroyed) return void up?.destroy()
   socket.write(ESTABLISHED)
   const hello = await readClientHello(socket, head, cfg.upstream.headerTimeoutMs)
+  // After the 200 the connection was let through: however it ends from here, it gets its close record.
+  const closeUnused = (): void => deps.bus.publish(buildCloseRecord({ id, agent, host: authority.host }, 0, 0, state.acceptedAtMs))
   if (hello.kind === 'closed') {
-    // The client left before saying anything: the CONNECT itself was allowed and nothing flowed.
-    settle(deps.bus, checked, decision)
+    // The client left before saying anything: the CONNECT itself was allowed, nothing flowed, and no
+    // bytes were handled (tunnelled or intercepted), so `tls` stays null.
+    settle(deps.bus, checkedNoTls, decision)
+    closeUnused()
     up?.destroy()
     return void socket.destroy()
   }
@@ -93,6 +97,7 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
   const sniRefused = sniDenial !== null && (mode !== 'audit' || hello.kind !== 'hello')
   settle(deps.bus, sniRefused ? checkedNoTls : checked, sniDenial ?? decision)
   if (sniRefused) {
+    closeUnused()
     up?.destroy()
     if (hello.kind !== 'hello') return void socket.destroy()
     socket.end(TLS_ALERT_UNRECOGNIZED_NAME)

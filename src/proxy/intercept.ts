@@ -16,7 +16,7 @@ import { requestTargetOf } from './http-request.js'
 import { forwardAndRecord, passRequest } from './pass.js'
 import { checkRequestHead } from './request-guard.js'
 import { respondBadRequest, respondDenial } from './respond.js'
-import { answerClientError, awaitNextHead, expectContinue, MAX_HEADER_BYTES } from './server.js'
+import { answerClientError, awaitNextHead, expectContinue, inTurn, MAX_HEADER_BYTES } from './server.js'
 import { armHeadDeadline } from './conn-state.js'
 
 /** What the CONNECT established; every inner request is decided against it. */
@@ -72,12 +72,14 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
   })
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     awaitNextHead(req, res, upstream.idleTimeoutMs)
-    try {
-      handleInnerRequest(deps, req, res)
-    } catch (err) {
-      deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'intercepted request handler failed; connection closed')
-      res.destroy()
-    }
+    inTurn(req, res, () => {
+      try {
+        handleInnerRequest(deps, req, res)
+      } catch (err) {
+        deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'intercepted request handler failed; connection closed')
+        res.destroy()
+      }
+    })
   }
   inner.on('request', onRequest)
   inner.on('checkContinue', expectContinue(onRequest))
@@ -138,13 +140,18 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
   }
 }
 
-/** Host (or an absolute-form target) must name the CONNECT host; a port, when given, must be the CONNECT port. */
-function innerAuthority(req: IncomingMessage, ctx: InnerContext): { host: string; port: number } | null {
-  const url = req.url ?? ''
-  const abs = /^https?:\/\/([^/?#]*)/i.exec(url)
-  const authority = abs ? abs[1] : req.headers.host
-  if (authority === undefined) return { host: ctx.host, port: ctx.port }
-  return parseAuthority(authority, ctx.port) ?? (normalizeHost(authority) !== null ? { host: normalizeHost(authority) as string, port: ctx.port } : null)
+/**
+ * Does the inner request name the CONNECT host (and port, when it gives one)? Both an absolute-form
+ * target and the Host header must, when present: the origin may read either.
+ */
+function namesConnectHost(req: IncomingMessage, ctx: InnerContext): boolean {
+  const abs = /^https?:\/\/([^/?#]*)/i.exec(req.url ?? '')
+  for (const authority of [abs?.[1], req.headers.host]) {
+    if (authority === undefined) continue
+    const named = parseAuthority(authority, ctx.port) ?? (normalizeHost(authority) !== null ? { host: normalizeHost(authority) as string, port: ctx.port } : null)
+    if (named === null || named.host !== ctx.host || named.port !== ctx.port) return false
+  }
+  return true
 }
 
 function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse): void {
@@ -161,10 +168,9 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
   const { path: rawPath, query } = splitTarget(rawTarget.startsWith('/') ? rawTarget : `/${rawTarget}`)
   const path = normalizePath(rawPath)
   const facts: DecisionFacts = { id: newRequestId(), agent: ctx.agent, src: ctx.src, method, scheme: ctx.scheme, host: ctx.host, port: ctx.port, path: path ?? rawPath, tls: ctx.scheme === 'https' ? 'intercept' : null, mode, address: ctx.address }
-  const authority = innerAuthority(req, ctx)
   if (path === null) return void res.writeHead(400, { connection: 'close', 'content-length': 0 }).end()
   const forwardTo = { address: ctx.address, port: ctx.port, host: ctx.host, tls: ctx.scheme === 'https', requestTarget: requestTargetOf({ path, query }) }
-  if (!authority || authority.host !== ctx.host || authority.port !== ctx.port) {
+  if (!namesConnectHost(req, ctx)) {
     const d: DenyDecision = { verdict: 'deny', reason: 'denied_host_mismatch', ruleId: null }
     const { pass } = settle(deps.bus, facts, d)
     if (!pass) return respondDenial(res, d, denialContext(facts, req.headers, query), true)

@@ -43,6 +43,7 @@ export function checkRequestHead(
   const contentLengths: string[] = []
   const transferEncodings: string[] = []
   let proxyAuthorizations = 0
+  let hosts = 0
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i] ?? ''
     const value = rawHeaders[i + 1] ?? ''
@@ -52,9 +53,12 @@ export function checkRequestHead(
     if (lower === 'content-length') contentLengths.push(value)
     else if (lower === 'transfer-encoding') transferEncodings.push(value)
     else if (lower === 'proxy-authorization') proxyAuthorizations++
+    else if (lower === 'host') hosts++
   }
   // Two credentials are one too many: which one counts would depend on who reads the request.
   if (proxyAuthorizations > 1) return fail(400, 'duplicate_proxy_authorization')
+  // RFC 9112 §3.2: more than one Host is a 400; which one names the target would depend on the reader.
+  if (hosts > 1) return fail(400, 'duplicate_host')
   return checkFraming(contentLengths, transferEncodings)
 }
 

@@ -36,11 +36,13 @@ export function createProxyServer(deps: ProxyDeps): Server {
   })
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     awaitNextHead(req, res, upstream.idleTimeoutMs)
-    handlePlainRequest(deps, req, res).catch((err: unknown) => {
-      deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'plain HTTP handler failed; connection closed')
-      if (!res.headersSent) respondDenial(res, internalError, { requestId: '-', agent: null, method: req.method ?? '-', host: '-', port: 0, scheme: 'http', path: null, query: '', wantsJson: false }, true)
-      else res.destroy()
-    })
+    inTurn(req, res, () =>
+      handlePlainRequest(deps, req, res).catch((err: unknown) => {
+        deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'plain HTTP handler failed; connection closed')
+        if (!res.headersSent) respondDenial(res, internalError, { requestId: '-', agent: null, method: req.method ?? '-', host: '-', port: 0, scheme: 'http', path: null, query: '', wantsJson: false }, true)
+        else res.destroy()
+      }),
+    )
   }
   server.on('request', onRequest)
   server.on('checkContinue', expectContinue(onRequest))
@@ -65,6 +67,9 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
   // error inside the request's own body (bad chunking) is that request's, and refused as usual.
   const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage
   if (inFlight && !inFlight.writableFinished && inFlight.req.complete) return void inFlight.once('close', () => socket.destroy())
+  // The request was already answered (refused from its head; its body is what the parser then choked
+  // on): one answer per request, so let that one go out and close, without a second 400.
+  if (inFlight && inFlight.headersSent) return void (inFlight.writableFinished ? socket.destroy() : inFlight.once('close', () => socket.destroy()))
   if (code === 'HPE_HEADER_OVERFLOW') return respondBadRequest(socket, 431, 'headers_too_large')
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return respondBadRequest(socket, 408, 'header_timeout')
   respondBadRequest(socket, 400, code.startsWith('HPE_') ? code.slice(4).toLowerCase() : 'malformed')
@@ -82,6 +87,24 @@ export function expectContinue(handle: (req: IncomingMessage, res: ServerRespons
     res.shouldKeepAlive = false
     handle(req, res)
   }
+}
+
+/**
+ * Pipelined requests are handled one at a time, in order: node parses and emits every request a
+ * client sent at once before the first is answered. A request whose predecessor closes the
+ * connection (a denial, a 400, a refused Expect, Connection: close) is never decided, recorded or
+ * sent upstream: the client was told the connection ends there, and will send it again.
+ */
+export function inTurn(req: IncomingMessage, res: ServerResponse, handle: () => void): void {
+  const earlier = (req.socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+  if (!earlier || earlier === res) return handle()
+  earlier.once('close', () => {
+    // A `Connection: close` answer ends the socket (node's destroySoon) before this runs.
+    if (!earlier.writableFinished || !earlier.shouldKeepAlive || req.socket.writableEnded || req.socket.destroyed) return void res.destroy()
+    // Its head arrived long ago; the deadline the earlier response armed for a next head is not this one's.
+    headStarted(req.socket)
+    handle()
+  })
 }
 
 /**

@@ -53,7 +53,20 @@ export function createUpstreamRelay(): UpstreamRelay {
   let client: Socket | null = null
   let upstream: Socket | null = null
   let early: Buffer | null = null
-  const resume = (): void => void upstream?.resume()
+  // `own` is still referenced by a write the client has not taken: reading waits for 'drain'. Should
+  // anything else resume upstream meanwhile, the next read goes to a new buffer instead (buffer()).
+  let ownAwaitsDrain = false
+  const resume = (): void => {
+    ownAwaitsDrain = false
+    upstream?.resume()
+  }
+  const nextBuffer = (): Buffer => {
+    if (ownAwaitsDrain && own !== null) {
+      own = Buffer.allocUnsafeSlow(own.length)
+      ownAwaitsDrain = false
+    }
+    return own ?? sharedReadBuffer
+  }
   const callback = (nread: number, view: Uint8Array): boolean => {
     const inShared = own === null
     if (client === null) {
@@ -75,11 +88,12 @@ export function createUpstreamRelay(): UpstreamRelay {
     else if (nread === own.length && own.length < MAX_OWN_READ_BYTES) own = Buffer.allocUnsafeSlow(own.length * 4)
     else if (nread <= own.length / 8) own = own.length > MIN_OWN_READ_BYTES ? Buffer.allocUnsafeSlow(own.length / 4) : null
     if (more) return true
+    ownAwaitsDrain = own !== null && own.buffer === view.buffer
     client.once('drain', resume)
     return false
   }
   return {
-    onread: { buffer: () => own ?? sharedReadBuffer, callback },
+    onread: { buffer: nextBuffer, callback },
     start(c, u) {
       client = c
       upstream = u

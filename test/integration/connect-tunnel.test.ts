@@ -70,6 +70,16 @@ t.test('CONNECT tunnels', async (t) => {
     const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.port === rawPort && x.decision === 'deny')
     t.match(rec, { reason: 'denied_sni_mismatch', host: 'origin.test' })
     t.equal(rawBytes, 0, 'upstream received nothing')
+    // It got its 200, so the connection it was refused on has its close record too.
+    t.match(await pc.waitForRecord((x) => x.event === 'close' && x.id === rec.id), { bytes_up: 0, bytes_down: 0 })
+  })
+
+  t.test('a client that leaves before its ClientHello: allowed, nothing handled (tls null), and a close record', async (t) => {
+    const { socket } = await openTunnel(pc.proxyPort, `origin.test:${rawPort}`)
+    socket.destroy()
+    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === rawPort && x.decision === 'allow')
+    t.match(rec, { tls: null })
+    t.match(await pc.waitForRecord((x) => x.event === 'close' && x.id === rec.id), { bytes_up: 0, bytes_down: 0 })
   })
 
   t.test('a client that does not speak TLS in a tunnel is refused', async (t) => {

@@ -130,7 +130,7 @@ agents:
     t.equal(r.status, 403)
     t.equal(r.headers['x-portcullis-decision'], 'denied_private_address')
     const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.host === 'private.test')
-    t.match(rec, { decision: 'deny', reason: 'denied_private_address' })
+    t.match(rec, { decision: 'deny', reason: 'denied_private_address', address: '127.0.0.2' }, 'the record names the address that was refused')
   })
 
   t.test('origin-form requests to the proxy are answered 400', async (t) => {

@@ -68,6 +68,51 @@ agents:
     t.equal(r.headers['x-portcullis-decision'], 'denied_host_mismatch')
   })
 
+  /** Raw bytes inside an intercepted connection to paths.test; everything the proxy answers until it closes. */
+  const inner = async (data: string): Promise<{ answer: string; closed: boolean }> => {
+    const { socket } = await openTunnel(pc.proxyPort, `paths.test:${origin.port}`)
+    const tls = tlsConnect({ socket, servername: 'paths.test', ca: readFileSync(caFile) })
+    tls.on('error', () => undefined)
+    await once(tls, 'secureConnect')
+    let answer = ''
+    tls.setEncoding('latin1').on('data', (c: string) => (answer += c))
+    tls.write(data)
+    const closed = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 3000)
+      tls.once('close', () => {
+        clearTimeout(timer)
+        resolve(true)
+      })
+    })
+    tls.destroy()
+    return { answer, closed }
+  }
+
+  t.test('an absolute-form inner target and the Host header must both name the CONNECT host', async (t) => {
+    const { answer } = await inner(`GET https://paths.test:${origin.port}/ok/abs HTTP/1.1\r\nHost: origin.test:${origin.port}\r\nConnection: close\r\n\r\n`)
+    t.match(answer, /^HTTP\/1\.1 403 /)
+    t.match(answer, /x-portcullis-decision: denied_host_mismatch/i)
+    t.notOk(origin.seen.some((s) => s.url === '/ok/abs'))
+    const ok = await inner(`GET https://paths.test:${origin.port}/ok/abs-same HTTP/1.1\r\nHost: paths.test:${origin.port}\r\nConnection: close\r\n\r\n`)
+    t.match(ok.answer, /^HTTP\/1\.1 200 /, 'both naming it is fine')
+  })
+
+  t.test('two inner Host headers are a 400', async (t) => {
+    const { answer, closed } = await inner(`GET /ok/two-hosts HTTP/1.1\r\nHost: paths.test\r\nHost: origin.test\r\n\r\n`)
+    t.match(answer, /^HTTP\/1\.1 400 /)
+    t.ok(closed)
+    t.notOk(origin.seen.some((s) => s.url === '/ok/two-hosts'))
+  })
+
+  t.test('an inner request pipelined after a refusal that closes the connection is not forwarded', async (t) => {
+    const { answer, closed } = await inner(`GET /ok/x HTTP/1.1\r\nHost: origin.test\r\n\r\nGET /ok/after-mismatch HTTP/1.1\r\nHost: paths.test\r\n\r\n`)
+    t.match(answer, /^HTTP\/1\.1 403 /)
+    t.equal(answer.match(/^HTTP\/1\.1 \d{3} /gm)?.length, 1)
+    t.ok(closed)
+    t.notOk(origin.seen.some((s) => s.url === '/ok/after-mismatch'), 'never reached the origin')
+    t.notOk(pc.records().some((r) => r.event === 'decision' && r.path === '/ok/after-mismatch'), 'never decided')
+  })
+
   t.test('an upstream certificate for another name is a 502, never an insecure connection', async (t) => {
     const before = wrongName.seen.length
     const r = await curl([...via, `https://origin.test:${wrongName.port}/x`])

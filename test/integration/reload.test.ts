@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
+import { connect as netConnect } from 'node:net'
 import { join } from 'node:path'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
-import { curl } from '../helpers/clients.js'
+import { basicAuth, curl } from '../helpers/clients.js'
 import { adminCall, until } from '../helpers/admin.js'
 import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
 import { openTunnel } from '../helpers/tunnel.js'
@@ -114,4 +115,45 @@ agents:
   const fresh = await open('origin.test', proxyCa, NEW_TOKEN)
   await reloadTo(policy({ originPaths: true, tokenHash: rotated, pathsPin: false, exempt: false }), 5)
   t.ok(await until(() => fresh.destroyed, 1500), 'a connection to an address no longer exempt from the private-address block is closed')
+})
+
+t.test('a kept-alive plain-HTTP connection resending a token the reload rotated out is refused', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const NEW_TOKEN = 'rotated-token-for-plain'
+  const policy = (tokenHash: string): string => `${upstreamYaml([origin.port])}
+groups:
+  g:
+    allow:
+      - host: origin.test
+agents:
+  - id: ci
+    token: ${tokenHash}
+    groups: [g]
+`
+  const pc = await startPortcullis(t, policy(TOKEN_HASH), {}, { watch: true })
+  const generation = async (): Promise<number> => ((await (await fetch(`${pc.adminUrl}/healthz`)).json()) as { generation: number }).generation
+  const socket = netConnect(pc.proxyPort, '127.0.0.1')
+  await once(socket, 'connect')
+  t.teardown(() => socket.destroy())
+  let buffered = ''
+  socket.setEncoding('latin1').on('data', (c: string) => (buffered += c))
+  /** One request on the kept-alive socket; resolves with the status of its response (content-length or chunked). */
+  const exchange = async (path: string): Promise<number> => {
+    buffered = ''
+    socket.write(`GET http://origin.test:${origin.port}${path} HTTP/1.1\r\nHost: origin.test:${origin.port}\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n\r\n`)
+    const complete = (): boolean => {
+      const end = buffered.indexOf('\r\n\r\n')
+      if (end < 0) return false
+      const length = /\r\ncontent-length: (\d+)/i.exec(buffered.slice(0, end))
+      return length !== null ? buffered.length >= end + 4 + Number(length[1]) : buffered.endsWith('\r\n0\r\n\r\n')
+    }
+    t.ok(await until(complete, 3000), `a whole response to ${path}`)
+    return Number(/^HTTP\/1\.1 (\d{3})/.exec(buffered)?.[1])
+  }
+  t.equal(await exchange('/before'), 200)
+  pc.rewriteConfig(policy(`sha256:${createHash('sha256').update(NEW_TOKEN).digest('hex')}`))
+  t.ok(await until(async () => (await generation()) === 2), 'reloaded')
+  if (!socket.destroyed) t.equal(await exchange('/after'), 407, 'the same header on the same connection no longer authenticates')
+  const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.path === '/after')
+  t.match(rec, { decision: 'deny', reason: 'denied_auth_invalid', agent: 'ci' })
 })

@@ -121,6 +121,50 @@ t.test('Expect: 100-continue is answered only once the request is allowed', asyn
   t.notOk(origin.seen.at(-1)?.headers.expect, 'Expect is not forwarded: the proxy answered it')
 })
 
+t.test('a request pipelined after one that closes the connection is never decided nor forwarded', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port], { paths: ['/public/**'] }))
+  const auth = `Proxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n`
+  const url = (path: string): string => `http://origin.test:${origin.port}${path}`
+  const after = (path: string): string => `POST ${url(path)} HTTP/1.1\r\nHost: origin.test\r\n${auth}Content-Length: 4\r\n\r\nbody`
+  const cases: Array<[string, string, RegExp]> = [
+    ['a refused Expect: 100-continue', `POST ${url('/private/x')} HTTP/1.1\r\nHost: origin.test\r\n${auth}Expect: 100-continue\r\nContent-Length: 0\r\n\r\n`, /^HTTP\/1\.1 403 /],
+    ['an origin-form request (400)', `GET /x HTTP/1.1\r\nHost: origin.test\r\n\r\n`, /^HTTP\/1\.1 400 /],
+    ['a duplicate Host (400)', `GET ${url('/public/x')} HTTP/1.1\r\nHost: origin.test\r\nHost: other.test\r\n${auth}\r\n`, /^HTTP\/1\.1 400 [^\r]*\r\n(?:.*\r\n)*?[^]*duplicate_host/],
+    ["the client's own Connection: close", `GET ${url('/public/first')} HTTP/1.1\r\nHost: origin.test\r\n${auth}Connection: close\r\n\r\n`, /^HTTP\/1\.1 200 /],
+  ]
+  for (const [i, [what, first, status]] of cases.entries()) {
+    t.test(what, async (t) => {
+      const path = `/public/after-${i}`
+      const { response, closed } = await rawExchange(pc.proxyPort, first + after(path), 3000)
+      t.match(response, status)
+      t.equal(response.match(/^HTTP\/1\.1 \d{3} /gm)?.length, 1, 'one answer: to the first request only')
+      t.ok(closed, 'and the connection closed')
+      t.notOk(origin.seen.some((s) => s.url === path), 'the pipelined request never reached the origin')
+      t.notOk(pc.records().some((r) => r.event === 'decision' && r.path === path), 'nor was it decided or recorded')
+    })
+  }
+  t.test('pipelined requests on a kept-alive connection are all answered, in order', async (t) => {
+    const get = (path: string, last = false): string => `GET ${url(path)} HTTP/1.1\r\nHost: origin.test\r\n${auth}${last ? 'Connection: close\r\n' : ''}\r\n`
+    const { response } = await rawExchange(pc.proxyPort, get('/public/p1') + get('/private/p2') + get('/public/p3', true), 3000)
+    t.same([...response.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => m[1]), ['200', '403', '200'])
+    t.ok(response.indexOf('origin saw GET /public/p1') < response.indexOf('origin saw GET /public/p3'))
+  })
+})
+
+t.test('a request refused from its head gets one answer, even when its body is malformed too', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port]))
+  const { response, closed } = await rawExchange(
+    pc.proxyPort,
+    `POST http://origin.test:${origin.port}/x HTTP/1.1\r\nHost: origin.test\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n`,
+    3000,
+  )
+  t.match(response, /^HTTP\/1\.1 400 /)
+  t.equal(response.match(/^HTTP\/1\.1 \d{3} /gm)?.length, 1, 'not a second 400 for the same request')
+  t.ok(closed)
+})
+
 t.test('a connection that sends nothing is closed at header_timeout_ms', async (t) => {
   const origin = await startHttpOrigin(t)
   const pc = await startPortcullis(t, originOnlyYaml([origin.port]))

@@ -22,6 +22,14 @@ const MATCH: ReadonlyArray<readonly [pattern: string, target: string, expected: 
   ['/r/info/refs?service=git-upload-pack', '/r/info/refs?service=git-receive-pack', false, 'a different parameter value does not match'],
   ['/r/info/refs?service=git-upload-pack', '/r/info/refs', false, 'a missing required parameter does not match'],
   ['/r/info/refs', '/r/info/refs?service=git-receive-pack', true, 'a pattern without a query accepts any query'],
+  ['/r/info/refs?service=git-upload-pack', '/r/info/refs?service=git-upload-pack&service=git-receive-pack', false, 'a repeated required key with another value does not match (git takes the last)'],
+  ['/r/info/refs?service=git-upload-pack', '/r/info/refs?service=git-receive-pack&service=git-upload-pack', false, 'nor with the other value first'],
+  ['/r/info/refs?service=git-upload-pack', '/r/info/refs?service=git-upload-pack&servic%65=git-receive-pack', false, 'keys are compared percent-decoded'],
+  ['/r/info/refs?service=git-upload-pack', '/r/info/refs?service=git%2Dupload-pack', true, 'values are compared percent-decoded'],
+  ['/r/info/refs?service=git-upload-pack', '/r/info/refs?service=git-upload-pack;service=git-receive-pack', false, 'a `;` some servers split on cannot hide a second value'],
+  ['/r/info/refs?service=git-upload-pack', '/r/info/refs?service', false, 'a key without a value is not the value'],
+  ['/r/info/refs?service=git-upload-pack', '/r/info/refs?service=git-upload-pack&x=%zz', false, 'a query that does not decode does not match'],
+  ['/r/info/refs?service=git-upload-pack', '/r/info/refs?service=git-upload-pack&service=git-upload-pack', true, 'the same value twice is still that value'],
 ]
 
 for (const [pattern, target, expected, behaviour] of MATCH) {

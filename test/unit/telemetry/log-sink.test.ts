@@ -1,8 +1,14 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import { until } from '../../helpers/admin.js'
 import { pino } from 'pino'
 import t from 'tap'
 import { buildCloseRecord, buildDecisionRecord } from '../../../src/telemetry/events.js'
-import { batchedDestination, createLoggers, createLogSink } from '../../../src/telemetry/log-sink.js'
+import { bufferedDestination, createLoggers, createLogSink } from '../../../src/telemetry/log-sink.js'
 
 function capture(): { dest: Writable; lines: () => Array<Record<string, unknown>> } {
   const out: string[] = []
@@ -48,28 +54,35 @@ t.test('ecs: the same facts under Elastic Common Schema names', async (t) => {
   t.notOk('level' in line, 'no SPEC-style level key beside log.level')
 })
 
-t.test('record lines are byte for byte what pino would write for the same record', async (t) => {
-  const { dest, lines } = capture()
+t.test('record lines are the bytes pino would write for the same record: level first, then the record in order', async (t) => {
   const raw: string[] = []
   const viaPino = pino({ level: 'info', formatters: { level: (label: string) => ({ level: label }) }, timestamp: false, base: null }, { write: (s: string) => void raw.push(s) })
-  const odd = buildDecisionRecord(
-    { id: '01JDODD', agent: 'a"b\\c', src: '[::1]:1', method: 'GET', scheme: 'http', host: 'h.test', port: 80, path: '/\u2028x\ud800y\u0001', tls: null, mode: 'audit', address: null },
+  const quoted = buildDecisionRecord(
+    { id: '01JDODD', agent: 'a"b\\c', src: '[::1]:1', method: 'GET', scheme: 'http', host: 'h.test', port: 80, path: '/caf\u00e9/\u2028x', tls: null, mode: 'audit', address: null },
     { verdict: 'allow', reason: 'allowed', ruleId: 'g.allow[0]' },
     false,
   )
-  const loggers = createLoggers('info', dest, 'json')
+  const controls = { ...quoted, id: '01JDCTL', path: '/a\u0001b\nc' }
+  const close = buildCloseRecord({ id: 'c', agent: null, host: 'h.test' }, 1, 2, 0, 5)
+  const written: string[] = []
+  const loggers = createLoggers('info', { write: (s: string) => void written.push(s) }, 'json')
   const sink = createLogSink(loggers.records, 'json')
-  for (const r of [record, odd, buildCloseRecord({ id: 'c', agent: null, host: 'h.test' }, 1, 2, 0, 5)]) sink.write(r)
+  for (const r of [record, quoted, controls, close]) sink.write(r)
   viaPino.warn(record)
-  viaPino.info(odd)
-  viaPino.info(buildCloseRecord({ id: 'c', agent: null, host: 'h.test' }, 1, 2, 0, 5))
-  await new Promise((r) => setImmediate(r))
-  t.same(lines(), raw.map((l) => JSON.parse(l) as unknown))
+  for (const r of [quoted, controls, close]) viaPino.info(r)
   t.same(
-    lines().map((l) => Object.keys(l)),
-    raw.map((l) => Object.keys(JSON.parse(l) as object)),
-    'same keys in the same order',
+    written.map((l) => Buffer.from(l, 'utf8')),
+    raw.map((l) => Buffer.from(l, 'utf8')),
+    'identical UTF-8 bytes, line for line',
   )
+})
+
+t.test('a lone surrogate is escaped, so the line stays valid JSON and loses nothing', async (t) => {
+  const written: string[] = []
+  const sink = createLogSink(createLoggers('info', { write: (s: string) => void written.push(s) }, 'json').records, 'json')
+  sink.write(buildDecisionRecord({ ...record, path: '/x\ud800y' }, { verdict: 'allow', reason: 'allowed', ruleId: 'g.allow[0]' }, false))
+  t.match(written[0], /"path":"\/x\\ud800y"/)
+  t.equal((JSON.parse(written[0] ?? '') as { path: string }).path, '/x\ud800y')
 })
 
 t.test('record lines below the log level are dropped; denials stay at level warn', async (t) => {
@@ -89,18 +102,47 @@ t.test('record lines below the log level are dropped; denials stay at level warn
   )
 })
 
-t.test('batched destination: lines in order, a batch at ~8 KiB, the rest on flushSync or after 0.1 s', async (t) => {
-  const writes: string[] = []
-  let syncs = 0
-  const d = batchedDestination({ write: (s: string) => void writes.push(s), flushSync: () => void syncs++ })
-  const line = (i: number): string => `${JSON.stringify({ i, pad: 'x'.repeat(90) })}\n`
-  for (let i = 0; i < 100; i++) d.write(line(i))
-  t.equal(writes.length, 1, '100 lines of ~100 chars: one batch written, the rest waits')
-  t.ok((writes[0]?.length ?? 0) >= 8 * 1024)
+t.test('buffered destination: lines are written in order, in batches, and flushSync writes what is pending', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-log-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'out.log')
+  // An open descriptor, as stdout is: ready at once.
+  const d = bufferedDestination(openSync(file, 'a'))
+  const line = (i: number): string => `${JSON.stringify({ i, pad: 'é'.repeat(60) })}\n`
+  const expect = (n: number): string => Array.from({ length: n }, (_, i) => line(i)).join('')
+  // Below one batch nothing is written yet; flushSync writes it, synchronously.
+  for (let i = 0; i < 20; i++) d.write(line(i))
+  t.equal(readFileSync(file, 'utf8'), '', 'a partial batch waits')
   d.flushSync()
-  t.equal(syncs, 1)
-  t.equal(writes.join(''), Array.from({ length: 100 }, (_, i) => line(i)).join(''), 'every line, in order, nothing twice')
-  d.write(line(100))
-  await new Promise((r) => setTimeout(r, 250))
-  t.equal(writes.at(-1), line(100), 'a lone line is written after the flush interval')
+  t.equal(readFileSync(file, 'utf8'), expect(20))
+  // Many batches go out asynchronously, in order.
+  for (let i = 20; i < 600; i++) d.write(line(i))
+  t.ok(await until(() => readFileSync(file, 'utf8').length >= expect(600).length - 8 * 1024, 3000), 'full batches are written without a flush')
+  d.flushSync()
+  t.ok(await until(() => readFileSync(file, 'utf8') === expect(600), 3000), 'every line once, in order')
+})
+
+t.test('lines still pending when the process exits are written first (stdout a pipe)', async (t) => {
+  // A child logs through the default destination (stdout) and exits at once, without closing anything.
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `const { createLoggers, createLogSink } = await import(${JSON.stringify(new URL('../../../src/telemetry/log-sink.ts', import.meta.url).href)})
+       const sink = createLogSink(createLoggers('info', undefined, 'json').records, 'json')
+       for (let i = 0; i < 300; i++) sink.write({ time: 't', id: String(i), event: 'close', agent: null, host: 'h', bytes_up: i, bytes_down: 0, duration_ms: 0 })
+       process.exit(0)`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  )
+  let out = ''
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c))
+  const [code] = (await once(child, 'close')) as [number]
+  t.equal(code, 0)
+  const ids = out.split('\n').filter(Boolean).map((l) => Number((JSON.parse(l) as { id: string }).id))
+  // Each line once; a batch sonic-boom was already writing asynchronously may land after the rest.
+  t.same([...ids].sort((a, b) => a - b), Array.from({ length: 300 }, (_, i) => i), 'all 300 lines, each once')
 })
