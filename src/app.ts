@@ -63,7 +63,28 @@ export interface App {
   /** Load, validate and swap the policy (SIGHUP, POST /api/reload). */
   reload(trigger: string): Promise<ReloadOutcome>
   start(): Promise<ListeningAddresses>
-  close(): Promise<void>
+  /**
+   * Stop. With `drainMs`, stop accepting first and give requests and tunnels in flight that long to
+   * finish (SIGTERM); then close whatever is left. Without, close everything at once.
+   */
+  close(opts?: { readonly drainMs?: number }): Promise<void>
+}
+
+/** Settings a reload cannot change in a running process (listeners, files and connections made at start). */
+export function restartOnlyChanges(a: RuntimeConfig, b: RuntimeConfig): string[] {
+  const keys: Array<[string, (c: RuntimeConfig) => unknown]> = [
+    ['listen', (c) => c.listen],
+    ['admin', (c) => c.admin],
+    ['tls.ca_cert', (c) => c.tls.caCert],
+    ['tls.ca_key', (c) => c.tls.caKey],
+    ['upstream.ca_file', (c) => c.upstream.caFile],
+    ['upstream timeouts', (c) => [c.upstream.connectTimeoutMs, c.upstream.headerTimeoutMs, c.upstream.idleTimeoutMs]],
+    ['telemetry.log', (c) => c.telemetry.log],
+    ['telemetry.memory', (c) => c.telemetry.memory],
+    ['telemetry.redis', (c) => c.telemetry.redis],
+    ['approvals.file', (c) => c.approvals.file],
+  ]
+  return keys.filter(([, get]) => JSON.stringify(get(a)) !== JSON.stringify(get(b))).map(([key]) => key)
 }
 
 function readUpstreamRoots(caFile: string | null): string[] {
@@ -134,11 +155,14 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       log.error({ code: 'PC_CONFIG_REFUSED', trigger, error: outcome.error, generation }, 'config edit refused; the last good policy stays in force')
       return
     }
+    const before = current
     current = outcome.config
     generation += 1
     configError = null
     const closed = closeDisallowed(tracker, current, approvalIndex, Date.now())
     log.info({ code: 'PC_CONFIG_RELOADED', trigger, generation, closed_connections: closed }, 'policy reloaded')
+    const restartOnly = restartOnlyChanges(before, current)
+    if (restartOnly.length > 0) log.warn({ code: 'PC_CONFIG_RESTART_NEEDED', keys: restartOnly, generation }, 'these settings take effect only after a restart; the running process keeps the old ones')
   }
 
   function reload(trigger: string): Promise<ReloadOutcome> {
@@ -167,6 +191,50 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       log.warn({ code: 'PC_APPROVALS_REDIS', reason: String(err) }, 'could not look the request up in the Redis stream')
       return null
     }
+  }
+
+  let closing: Promise<void> | null = null
+  let cutNow: (() => void) | null = null
+  /** One close at a time: a second call ends the drain of the first at once and waits for it. */
+  function closeAll(opts: { readonly drainMs?: number } = {}): Promise<void> {
+    if (closing !== null) {
+      cutNow?.()
+      return closing
+    }
+    closing = closeNow(opts)
+    return closing
+  }
+
+  async function closeNow(opts: { readonly drainMs?: number }): Promise<void> {
+    watcher?.close()
+    if (expiryTimer) clearInterval(expiryTimer)
+    if (bytesTimer) clearInterval(bytesTimer)
+    if (adminServer) {
+      adminServer.closeAllConnections()
+      const a = adminServer
+      if (a.listening) await new Promise<void>((r) => a.close(() => r()))
+    }
+    // close() stops accepting and resolves once every connection has ended; idle kept-alive ones end now.
+    const ended = proxyServer.listening ? new Promise<void>((r) => proxyServer.close(() => r())) : Promise.resolve()
+    proxyServer.closeIdleConnections()
+    if ((opts.drainMs ?? 0) > 0) {
+      // A connection whose last response just went out is idle now: node closes idle ones only when asked.
+      const sweep = setInterval(() => proxyServer.closeIdleConnections(), 100)
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([ended, new Promise<void>((r) => (timer = setTimeout(r, opts.drainMs))), new Promise<void>((r) => (cutNow = r))])
+      clearTimeout(timer)
+      clearInterval(sweep)
+    }
+    for (const t of [...tracker.all()]) t.close()
+    proxyServer.closeAllConnections()
+    await ended
+    forwarder.close()
+    interceptor?.close()
+    await limitSync?.stop()
+    remoteFeed?.stop()
+    await store?.close()
+    await redisSink?.close()
+    loggers.flush()
   }
 
   async function listen(server: Server, host: string, port: number, what: string): Promise<AddressInfo> {
@@ -207,7 +275,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       ...healthRoutes({ generation: () => generation, configError: () => configError, ready: () => proxyServer.listening, startedAt }),
       ...metricsRoutes(metrics),
       ...eventRoutes({ ring, bus, remote: remoteFeed, redis: sink ? { query: (q) => readEvents(sink.client, stream, q) } : null, onStreamDrop: (n) => metrics.countStreamDropped(n) }),
-      ...explainRoutes(() => current),
+      ...explainRoutes(() => current, () => approvalIndex),
       ...approvalRoutes({ store: approvalStore, findDecision, bus, defaultTtlMs: current.approvals.defaultTtlMs }),
       {
         method: 'POST',
@@ -270,32 +338,20 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       // first sync), so it does not start on local limits alone; if Redis does not answer soon, it
       // starts on them and says so (PC_LIMITS_LOCAL_FALLBACK).
       if (limitSync && !(await limitSync.firstSync(FIRST_SYNC_WAIT_MS))) log.warn({ code: 'PC_LIMITS_NOT_SYNCED' }, 'no rate-limit sync with Redis yet; starting with local limits until it answers')
-      const proxy = await listen(proxyServer, current.listen.host, current.listen.port, 'proxy')
-      const admin = await listen(adminServer, current.admin.host, current.admin.port, 'admin')
+      let proxy: AddressInfo
+      let admin: AddressInfo
+      try {
+        proxy = await listen(proxyServer, current.listen.host, current.listen.port, 'proxy')
+        admin = await listen(adminServer, current.admin.host, current.admin.port, 'admin')
+      } catch (err) {
+        // Half started is not started: a proxy without its admin API (or the reverse) must not keep running.
+        await closeAll()
+        throw err
+      }
       if (opts.watch) watcher ??= watchConfig(current.file, env, applyReload)
       log.info({ code: 'PC_STARTED', proxy: `${proxy.address}:${proxy.port}`, admin: `${admin.address}:${admin.port}`, generation }, 'portcullis listening')
       return { proxy, admin }
     },
-    async close() {
-      watcher?.close()
-      if (expiryTimer) clearInterval(expiryTimer)
-      if (bytesTimer) clearInterval(bytesTimer)
-      for (const t of [...tracker.all()]) t.close()
-      proxyServer.closeAllConnections()
-      const closing = [new Promise<void>((r) => proxyServer.close(() => r()))]
-      if (adminServer) {
-        adminServer.closeAllConnections()
-        const a = adminServer
-        closing.push(new Promise<void>((r) => a.close(() => r())))
-      }
-      forwarder.close()
-      interceptor?.close()
-      await Promise.all(closing)
-      await limitSync?.stop()
-      remoteFeed?.stop()
-      await store?.close()
-      await redisSink?.close()
-      loggers.flush()
-    },
+    close: closeAll,
   }
 }

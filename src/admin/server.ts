@@ -33,7 +33,9 @@ export function createAdminServer(routes: readonly Route[], adminToken: string, 
   const tokenHash = createHash('sha256').update(adminToken).digest()
   return createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, (req, res) => {
     const url = new URL(req.url ?? '/', 'http://admin.invalid')
-    const route = routes.find((r) => r.method === req.method && (r.path === url.pathname || (r.path !== '/' && r.path.endsWith('/') && url.pathname.startsWith(r.path) && url.pathname.length > r.path.length)))
+    // HEAD is GET without the body (node drops it), as probes and `curl -I` expect.
+    const method = req.method === 'HEAD' ? 'GET' : req.method
+    const route = routes.find((r) => r.method === method && (r.path === url.pathname || (r.path !== '/' && r.path.endsWith('/') && url.pathname.startsWith(r.path) && url.pathname.length > r.path.length)))
     if (!route) {
       const known = routes.some((r) => r.path === url.pathname)
       return sendJson(res, known ? 405 : 404, { error: known ? 'method_not_allowed' : 'not_found' })

@@ -1,6 +1,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { parse, stringify } from 'yaml'
+import { PortcullisError } from '../errors.js'
 import type { Approval } from '../policy/approvals.js'
 import { isActive, type ApprovalStore } from './store.js'
 
@@ -11,11 +12,20 @@ import { isActive, type ApprovalStore } from './store.js'
  */
 export async function createFileApprovalStore(file: string, now: () => number = Date.now): Promise<ApprovalStore> {
   let list: Approval[] = []
+  let text: string | null = null
   try {
-    const doc = parse(await readFile(file, 'utf8')) as { approvals?: Approval[] } | null
-    list = Array.isArray(doc?.approvals) ? doc.approvals.filter((a) => typeof a?.id === 'string') : []
+    text = await readFile(file, 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new PortcullisError('PC_ERR_CONFIG_UNREADABLE', `cannot read approvals.file ${file}`, { cause: err })
+  }
+  if (text !== null) {
+    let doc: { approvals?: Approval[] } | null
+    try {
+      doc = parse(text) as { approvals?: Approval[] } | null
+    } catch (err) {
+      throw new PortcullisError('PC_ERR_CONFIG_UNREADABLE', `approvals.file ${file} is not YAML (${err instanceof Error ? err.message.split('\n')[0] : String(err)})`, { cause: err })
+    }
+    list = Array.isArray(doc?.approvals) ? doc.approvals.filter((a) => typeof a?.id === 'string') : []
   }
   const listeners: Array<() => void> = []
   let writing: Promise<void> = Promise.resolve()

@@ -36,6 +36,14 @@ async function main(argv: string[]): Promise<number> {
     io.stdout(USAGE)
     return verb ? 0 : EXIT_USAGE
   }
+  // `portcullis blocked | head -1`: a reader that has gone away ends the command quietly, like other
+  // Unix tools, instead of an EPIPE stack trace. (`start` leaves stdout to its log destination.)
+  if (verb !== 'start') {
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
+      throw err
+    })
+  }
   const load = VERBS[verb]
   if (!load) {
     io.stderr(`portcullis: unknown command '${verb}'\n\n${USAGE}`)

@@ -3,6 +3,9 @@ import { createApp } from '../app.js'
 import { loadConfig, resolveConfigPath } from '../config/load.js'
 import { EXIT_OK, type CliVerb } from './io.js'
 
+/** On SIGTERM/SIGINT, what is in flight gets this long to finish (inside Docker's default 10 s stop timeout). */
+export const DRAIN_MS = 8000
+
 /** `portcullis start`: load config, listen, SIGHUP reload, SIGTERM/SIGINT drain. Resolves only when the process should exit. */
 export const run: CliVerb = async (args, io) => {
   const { values } = parseArgs({ args: [...args], options: { config: { type: 'string' } }, strict: true })
@@ -11,13 +14,21 @@ export const run: CliVerb = async (args, io) => {
   const app = createApp(config, { env: io.env, watch: true })
   await app.start()
   await new Promise<void>((resolve) => {
+    let stopping = false
     const stop = (signal: string): void => {
-      app.loggers.ops.info({ code: 'PC_STOPPING', signal }, 'stopping')
-      app.close().then(resolve, resolve)
+      if (stopping) {
+        // A second signal: stop waiting for what is still in flight.
+        app.loggers.ops.warn({ code: 'PC_STOPPING_NOW', signal }, 'stopping now; connections still open are cut')
+        app.close().then(resolve, resolve)
+        return
+      }
+      stopping = true
+      app.loggers.ops.info({ code: 'PC_STOPPING', signal, drain_ms: DRAIN_MS }, 'stopping: no new connections; requests and tunnels in flight may finish')
+      app.close({ drainMs: DRAIN_MS }).then(resolve, resolve)
     }
     process.on('SIGHUP', () => void app.reload('sighup'))
-    process.once('SIGTERM', () => stop('SIGTERM'))
-    process.once('SIGINT', () => stop('SIGINT'))
+    process.on('SIGTERM', () => stop('SIGTERM'))
+    process.on('SIGINT', () => stop('SIGINT'))
   })
   return EXIT_OK
 }

@@ -16,6 +16,7 @@ import { isIpLiteral, normalizeHost, parseCidr } from '../net/host.js'
 import { createRuleCompiler, type RuleCompiler } from './compile-rules.js'
 import { Issues, type ConfigSource, type KeyPath } from './issues.js'
 import { parseDurationMs } from './duration.js'
+import { redisUrlProblem } from './redis-url.js'
 import { type RawAgent, type RawConfig, type RawLimits } from './schema.js'
 
 export function compileConfig(raw: RawConfig, source: ConfigSource): RuntimeConfig {
@@ -25,6 +26,9 @@ export function compileConfig(raw: RawConfig, source: ConfigSource): RuntimeConf
   const groups = compileGroups(raw, rules)
   const policy = compilePolicy(raw, rules, groups, limits, issues)
   const upstream = compileUpstream(raw, issues)
+  const redisUrl = raw.telemetry.redis.url
+  const redisProblem = redisUrl === null ? null : redisUrlProblem(redisUrl)
+  if (redisProblem !== null) issues.add(['telemetry', 'redis', 'url'], redisProblem)
   issues.throwIfAny()
   const t = raw.telemetry
   return deepFreeze({

@@ -4,6 +4,7 @@
  * and PORTCULLIS_ADMIN_TOKEN by the admin server; neither belongs in config.
  * A malformed value is a config error naming the variable.
  */
+import { redisUrlProblem } from './redis-url.js'
 import type { ConfigIssue } from '../errors.js'
 import { normalizeHost } from '../net/host.js'
 import { LOG_LEVELS, type RawConfig } from './schema.js'
@@ -18,8 +19,13 @@ export function applyEnvOverrides(raw: RawConfig, env: NodeJS.ProcessEnv): EnvRe
   let config = raw
   const redisUrl = env.PORTCULLIS_REDIS_URL
   if (redisUrl !== undefined && redisUrl !== '') {
-    const t = config.telemetry
-    config = { ...config, telemetry: { ...t, redis: { ...t.redis, url: redisUrl } } }
+    const problem = redisUrlProblem(redisUrl)
+    if (problem !== null) {
+      bad('PORTCULLIS_REDIS_URL', 'telemetry.redis.url', problem)
+    } else {
+      const t = config.telemetry
+      config = { ...config, telemetry: { ...t, redis: { ...t.redis, url: redisUrl } } }
+    }
   }
   const level = env.PORTCULLIS_LOG_LEVEL
   if (level !== undefined && level !== '') {

@@ -64,7 +64,9 @@ export function redactRedisUrl(url: string): string {
 export function createRedisClient(url: string, cluster = false): RedisClient {
   // commandTimeout: a Redis that accepts connections but stops answering (paused, swapping) must not hang
   // the admin API or the approval store; a timed-out command fails like a disconnected one.
-  const base: RedisOptions = { lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: retryDelayMs, commandTimeout: COMMAND_TIMEOUT_MS }
+  // autoResendUnfulfilledCommands off: a command that timed out stays in ioredis's queue and would be sent
+  // again on the next connection, on top of the caller's own retry (a duplicate telemetry batch per hang).
+  const base: RedisOptions = { lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: retryDelayMs, commandTimeout: COMMAND_TIMEOUT_MS, autoResendUnfulfilledCommands: false }
   const m = CLUSTER_SCHEME.exec(url)
   if (!m && !cluster) return new Redis(url, base)
   const tls = (m?.[1] ?? new URL(url).protocol.replace(':', '')).toLowerCase() === 'rediss'
@@ -78,7 +80,7 @@ export function createRedisClient(url: string, cluster = false): RedisClient {
     const u = new URL(`redis://${h}`)
     return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 6379) }
   })
-  const redisOptions: RedisOptions = { maxRetriesPerRequest: 1, commandTimeout: COMMAND_TIMEOUT_MS, ...(tls ? { tls: {} } : {}) }
+  const redisOptions: RedisOptions = { maxRetriesPerRequest: 1, commandTimeout: COMMAND_TIMEOUT_MS, autoResendUnfulfilledCommands: false, ...(tls ? { tls: {} } : {}) }
   if (first.username) redisOptions.username = decodeURIComponent(first.username)
   if (first.password) redisOptions.password = decodeURIComponent(first.password)
   // No ready check: ioredis sends it through the (disabled) offline queue and would never become ready.
@@ -157,6 +159,8 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
   let scheduled = false
   let running: Promise<void> | null = null
   let retryTimer: NodeJS.Timeout | null = null
+  /** Which connection is up (+1 on each 'ready'): a timeout is a hang only on the connection it was sent on. */
+  let connection = 0
   const client = createRedisClient(opts.url, opts.cluster)
   client.defineCommand(XADD_BATCH, { numberOfKeys: 1, lua: XADD_BATCH_SCRIPT })
 
@@ -174,13 +178,16 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
     if (downLogged || closed) return
     downLogged = true
     const code = (err as { code?: unknown } | undefined)?.code
-    log.warn({ code: 'PC_REDIS_DOWN', redis: where, error: typeof code === 'string' ? code : undefined, backlog: backlog() }, 'Redis telemetry unavailable; buffering records')
+    // The code (ECONNREFUSED) or else the first line of Redis's own message (a timeout, WRONGPASS): never the URL.
+    const error = typeof code === 'string' ? code : err instanceof Error ? err.message.split('\n')[0]?.slice(0, 120) : undefined
+    log.warn({ code: 'PC_REDIS_DOWN', redis: where, error, backlog: backlog() }, 'Redis telemetry unavailable; buffering records')
   }
 
   // Every client emits 'error' on connection failures; an unhandled one would crash the process.
   client.on('error', (err: unknown) => markDown(err))
   client.on('close', () => markDown())
   client.on('ready', () => {
+    connection += 1
     up = true
     downLogged = false
     droppingLogged = false
@@ -229,12 +236,14 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
    */
   async function sendPending(): Promise<boolean> {
     const batch = pending
+    const sentOn = connection
     const args: (string | number)[] = [maxlen]
     for (const r of batch) {
       const fields = streamFields(r, opts.instance)
       args.push(fields.length, ...fields)
     }
     let firstErr: Error | null = null
+    let timedOut = false
     let added = 0
     try {
       const reply = await (client as WithBatch<RedisClient>)[XADD_BATCH](opts.stream, ...args)
@@ -243,17 +252,29 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
     } catch (err) {
       // No reply (disconnected, timed out): the batch may or may not have landed; it is resent (at-least-once).
       firstErr = err instanceof Error ? err : new Error(String(err))
+      // ioredis's commandTimeout: sent, connection still up, no answer (a lost connection fails differently).
+      timedOut = /timed out/i.test(firstErr.message)
     }
     pending = batch.slice(added)
     if (firstErr === null) {
       writeErrorLogged = false
       return true
     }
+    // A timeout of a command sent on an earlier connection (before an outage) says nothing about this one: resend now.
+    if (timedOut && connection !== sentOn && client.status === 'ready') return true
+    if (timedOut && client.status === 'ready') {
+      // Connected but silent (a paused or swapping Redis): every resend on this connection would be
+      // queued there and run when it wakes, one copy per timeout. Start over on a new connection and
+      // resend once it is ready, so a hang costs at most one duplicate.
+      markDown(firstErr)
+      client.disconnect(true)
+      return false
+    }
     if (client.status === 'ready') {
       // The server answered with an error (OOM, WRONGTYPE…): connected, so no 'ready' will come; retry on a timer.
       if (!writeErrorLogged) {
         writeErrorLogged = true
-        log.warn({ code: 'PC_REDIS_WRITE_FAILED', redis: where, stream: opts.stream, error: firstErr?.name }, 'Redis refused telemetry writes; retrying')
+        log.warn({ code: 'PC_REDIS_WRITE_FAILED', redis: where, stream: opts.stream, error: firstErr.message.slice(0, 200) }, 'Redis refused telemetry writes; retrying')
       }
       retryTimer ??= setTimeout(() => {
         retryTimer = null

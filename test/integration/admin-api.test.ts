@@ -5,6 +5,7 @@ import t, { type Test } from 'tap'
 import { createAdminServer } from '../../src/admin/server.js'
 import { eventRoutes } from '../../src/admin/routes/events.js'
 import { explainRoutes } from '../../src/admin/routes/explain.js'
+import { indexApprovals, type Approval, type ApprovalIndex } from '../../src/policy/approvals.js'
 import { healthRoutes } from '../../src/admin/routes/health.js'
 import { metricsRoutes } from '../../src/admin/routes/metrics.js'
 import type { RuntimeConfig } from '../../src/config/types.js'
@@ -54,6 +55,8 @@ interface Fixture {
   readonly bus: Bus
   subscribers(): number
   readonly drops: number[]
+  /** The approvals in force that /api/explain sees. */
+  setApprovals(list: Approval[]): void
 }
 
 async function start(t: Test): Promise<Fixture> {
@@ -75,10 +78,11 @@ async function start(t: Test): Promise<Fixture> {
   }
   bus.subscribe(ring)
   const drops: number[] = []
+  let approvals: ApprovalIndex = new Map()
   const routes = [
     ...healthRoutes({ generation: () => 1, configError: () => null, ready: () => true, startedAt: new Date().toISOString() }),
     ...eventRoutes({ ring, bus, onStreamDrop: (n) => drops.push(n) }),
-    ...explainRoutes(testConfig),
+    ...explainRoutes(testConfig, () => approvals),
     ...metricsRoutes({ text: async () => 'portcullis_up 1\n', contentType: 'text/plain; version=0.0.4; charset=utf-8' }),
   ]
   const server = createAdminServer(routes, TOKEN, (err) => t.fail(String(err)))
@@ -88,7 +92,7 @@ async function start(t: Test): Promise<Fixture> {
     server.closeAllConnections()
     server.close()
   })
-  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, ring, bus, subscribers: () => subs - 1, drops }
+  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, ring, bus, subscribers: () => subs - 1, drops, setApprovals: (list: Approval[]) => void (approvals = indexApprovals(list)) }
 }
 
 async function getJson(base: string, path: string, headers: Record<string, string> = AUTH): Promise<{ status: number; body: any }> {
@@ -112,6 +116,10 @@ t.test('auth: /healthz and /readyz are open, everything else needs the bearer to
   t.equal((await getJson(f.base, '/api/events', { authorization: 'Bearer nope' })).status, 401, 'wrong token')
   t.equal((await getJson(f.base, '/api/events')).status, 200, 'right token')
   t.equal((await fetch(`${f.base}/metrics`)).status, 401, '/metrics is not open')
+  const head = await fetch(`${f.base}/healthz`, { method: 'HEAD' })
+  t.equal(head.status, 200, 'HEAD /healthz, as probes and curl -I send it')
+  t.equal(await head.text(), '', 'with no body')
+  t.equal((await fetch(`${f.base}/api/events`, { method: 'HEAD' })).status, 401, 'HEAD needs the token where GET does')
 })
 
 t.test('GET /metrics serves the registry text with its content type', async (t) => {
@@ -225,4 +233,12 @@ t.test('GET /api/explain', async (t) => {
   t.equal((await getJson(f.base, '/api/explain?agent=ci-42&url=https%3A%2F%2Fa%20b%2F')).status, 400, 'a host with a space')
   t.equal((await getJson(f.base, '/api/explain?agent=ci-42&url=https%3A%2F%2Fgithub.com%2Fa%25zz')).status, 400, 'a bad escape')
   t.equal((await getJson(f.base, '/api/explain?url=https%3A%2F%2Fgithub.com%2F')).status, 400, 'agent is required')
+
+  // An approval in force is what traffic gets now, so explain says so.
+  const url = `/api/explain?agent=ci-42&url=${encodeURIComponent('https://example.com/pkg/a.tgz')}`
+  t.match((await getJson(f.base, url)).body, { decision: 'deny', reason: 'denied_no_rule' })
+  f.setApprovals([
+    { id: 'A1', request_id: 'R1', agent: 'ci-42', scope: 'host', method: 'GET', host: 'example.com', port: 443, path: '/pkg/a.tgz', created_at: new Date(Date.now() - 1000).toISOString(), expires_at: new Date(Date.now() + 3_600_000).toISOString(), approved_by: 'alice', reason: 'test' },
+  ])
+  t.match((await getJson(f.base, url)).body, { decision: 'allow', rule: /A1/ }, 'allowed by the approval')
 })

@@ -228,6 +228,50 @@ agents:
     t.ok(parsed().some((x) => x.code === 'PC_STOPPING' && x.signal === 'SIGTERM'), 'logs PC_STOPPING')
   })
 
+  t.test('SIGTERM drains: requests in flight finish, new connections are refused, then it exits 0', async (t) => {
+    // The origin answers /slow after 1.5 s.
+    const origin = await startHttpOrigin(t, (req, res) => {
+      const answer = (): void => void res.writeHead(200, { 'content-type': 'text/plain' }).end(`done ${req.url}\n`)
+      if (req.url === '/slow') setTimeout(answer, 1500).unref()
+      else answer()
+    })
+    const file = writeConfig(
+      t.testdir(),
+      `upstream: { ports: [${origin.port}], resolve: { origin.test: 127.0.0.1 }, allow_private: [127.0.0.1/32] }
+agents: [ { id: local, source_cidrs: [127.0.0.1/32], allow: [ { host: origin.test } ] } ]
+`,
+    )
+    const pc = spawnPortcullis(t, file, { PORTCULLIS_ADMIN_TOKEN: 'cli-test-admin-token-0123456789' })
+    const proxy = String((await pc.waitLine((r) => r.code === 'PC_STARTED')).proxy)
+    const inFlight = curl(['--proxy', `http://${proxy}`, `http://origin.test:${origin.port}/slow`])
+    await pc.waitLine((x) => x.event === 'decision' && x.path === '/slow')
+    const stoppedAt = Date.now()
+    pc.child.kill('SIGTERM')
+    await pc.waitLine((x) => x.code === 'PC_STOPPING')
+    const late = await curl(['--proxy', `http://${proxy}`, '--max-time', '2', `http://origin.test:${origin.port}/late`])
+    t.not(late.exitCode, 0, 'no new connection is accepted once stopping')
+    const r = await inFlight
+    t.equal(r.status, 200, `the request in flight got its answer (${r.stderr})`)
+    t.match(r.body, /done \/slow/)
+    const [code] = await pc.exited
+    t.equal(code, 0)
+    t.ok(Date.now() - stoppedAt < 7000, 'and it exits as soon as nothing is left in flight, well before the drain limit')
+  })
+
+  t.test('an admin port already in use stops start-up with PC_ERR_LISTEN (exit 2), proxy port and all', async (t) => {
+    const { createServer } = await import('node:net')
+    const blocker = createServer().listen(0, '127.0.0.1')
+    await once(blocker, 'listening')
+    t.teardown(() => new Promise<void>((r) => blocker.close(() => r())))
+    const port = (blocker.address() as { port: number }).port
+    const file = writeConfig(t.testdir(), 'agents: [ { id: local, source_cidrs: [127.0.0.1/32], allow: [ { host: origin.test } ] } ]')
+    writeFileSync(file, readFileSync(file, 'utf8').replace('admin: { host: 127.0.0.1, port: 0 }', `admin: { host: 127.0.0.1, port: ${port} }`))
+    const pc = spawnPortcullis(t, file, { PORTCULLIS_ADMIN_TOKEN: 'cli-test-admin-token-0123456789' })
+    const [code] = await Promise.race([pc.exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('still running 10 s after the admin listen failed')), 10_000).unref())])
+    t.equal(code, 2)
+    t.match(pc.stderr(), /PC_ERR_LISTEN/)
+  })
+
   t.test('an unknown verb exits 2 with the usage', async (t) => {
     const r = await portcullis(['frobnicate'])
     t.equal(r.code, 2)

@@ -5,7 +5,7 @@ import { freePort } from '../helpers/clients.js'
 import { redisServer, waitFor } from '../helpers/redis.js'
 import { capturedLog } from '../helpers/log.js'
 import { buildCloseRecord, buildDecisionRecord, newRequestId, type DecisionFacts, type TelemetryRecord } from '../../src/telemetry/events.js'
-import { createRedisClient, createRedisSink, readEvents, redactRedisUrl, type RedisSink } from '../../src/telemetry/redis-sink.js'
+import { COMMAND_TIMEOUT_MS, createRedisClient, createRedisSink, readEvents, redactRedisUrl, type RedisSink } from '../../src/telemetry/redis-sink.js'
 import type { Decision } from '../../src/policy/types.js'
 
 function checker(t: Test, url: string): Redis {
@@ -237,4 +237,23 @@ t.test('a write Redis refuses (WRONGTYPE) is retried, then lands once, without d
   await c.del('pc:wrong')
   await waitFor('backlog drained', () => sink.backlog() === 0)
   t.same(await streamIds(c, 'pc:wrong'), written.map((r) => r.id), 'each record exactly once, in order')
+})
+
+t.test('a Redis that hangs (SIGSTOP) costs at most one duplicate, however long it hangs', async (t) => {
+  const redis = redisServer(t, await freePort())
+  await redis.start()
+  const logs = capturedLog()
+  const sink = sinkFor(t, { url: redis.url, stream: 'pc:hung', maxlen: 1000, log: logs.log })
+  await waitFor('connected', () => sink.connected())
+  redis.pause()
+  const pausedAt = Date.now()
+  const r = decision('ci-42', 'hung.example.com')
+  sink.write(r)
+  await waitFor('the timeout is noticed as Redis down, with why', () => logs.codes('PC_REDIS_DOWN') === 1, 10_000)
+  // Resending on the silent connection used to queue one copy per command timeout (3 s); let several pass.
+  await waitFor('three command timeouts have passed', () => Date.now() - pausedAt > 3 * COMMAND_TIMEOUT_MS, 15_000)
+  redis.resume()
+  await waitFor('delivered after it wakes', () => sink.backlog() === 0 && sink.connected(), 15_000)
+  const copies = (await streamIds(checker(t, redis.url), 'pc:hung')).filter((id) => id === r.id).length
+  t.ok(copies >= 1 && copies <= 2, `the record is in the stream ${copies} time(s)`)
 })

@@ -2,7 +2,7 @@ import type { RuntimeConfig } from '../../config/types.js'
 import { parseAuthority } from '../../net/host.js'
 import { normalizePath, splitTarget } from '../../net/url-path.js'
 import { effectiveMode } from '../../policy/compiled.js'
-import { decideConnect, decideRequest } from '../../policy/decide.js'
+import { decideConnectApproved, matchRequestApproved, type ApprovalIndex } from '../../policy/approvals.js'
 import type { Decision, Mode, RequestFacts } from '../../policy/types.js'
 import { sendJson, type Route } from '../server.js'
 
@@ -47,17 +47,20 @@ export function parseExplainUrl(text: string): ParsedTarget {
   return { ok: true, facts: { scheme, host: hostPort.host, port: hostPort.port, path, query } }
 }
 
-/** The decision the running policy would make, computed without any network I/O. */
-export function explain(config: RuntimeConfig, agent: string, method: string, target: Omit<RequestFacts, 'agent' | 'method'>): Explanation {
+/**
+ * The decision the running policy would make, computed without any network I/O; with the
+ * approvals in force (`approvals`), exactly what traffic would get now, approvals included.
+ */
+export function explain(config: RuntimeConfig, agent: string, method: string, target: Omit<RequestFacts, 'agent' | 'method'>, approvals: ApprovalIndex = new Map(), nowMs = Date.now()): Explanation {
   const facts: RequestFacts = { ...target, agent, method }
   const base = { mode: effectiveMode(config.policy, agent), host: facts.host, port: facts.port, path: facts.path }
   let via: 'tunnel' | 'intercept' | undefined
   if (facts.scheme === 'https') {
-    const c = decideConnect(config.policy, { agent, host: facts.host, port: facts.port })
+    const c = decideConnectApproved(config.policy, { agent, host: facts.host, port: facts.port }, approvals, nowMs)
     if (c.verdict === 'deny') return { ...describe(c), stage: 'connect', ...base }
     via = c.via
   }
-  const d = decideRequest(config.policy, facts)
+  const d = matchRequestApproved(config.policy, facts, approvals, nowMs).decision
   return { ...describe(d), ...(via ? { via } : {}), stage: 'request', ...base }
 }
 
@@ -66,8 +69,8 @@ function describe(d: Decision): Pick<Explanation, 'decision' | 'reason' | 'rule'
   return d.verdict === 'deny' && d.detail !== undefined ? { ...out, detail: d.detail } : out
 }
 
-/** GET /api/explain?agent=&method=&url= — the decision and rule for a request, no traffic. */
-export function explainRoutes(config: () => RuntimeConfig): Route[] {
+/** GET /api/explain?agent=&method=&url= — the decision and rule for a request, approvals in force included, no traffic. */
+export function explainRoutes(config: () => RuntimeConfig, approvals: () => ApprovalIndex): Route[] {
   return [
     {
       method: 'GET',
@@ -84,7 +87,7 @@ export function explainRoutes(config: () => RuntimeConfig): Route[] {
         if (!target.ok) return sendJson(res, 400, { error: 'bad_url', message: target.error })
         const current = config()
         if (!current.policy.agents.has(agent)) return sendJson(res, 404, { error: 'unknown_agent', message: `no agent '${agent.slice(0, 100)}' in the running config` })
-        sendJson(res, 200, explain(current, agent, method, target.facts))
+        sendJson(res, 200, explain(current, agent, method, target.facts, approvals()))
       },
     },
   ]

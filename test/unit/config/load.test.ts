@@ -122,7 +122,28 @@ for (const [behaviour, env, pick, expected] of ENV) {
 const BAD_ENV: ReadonlyArray<readonly [string, NodeJS.ProcessEnv, string]> = [
   ['a bad PORTCULLIS_LISTEN is a config error', { PORTCULLIS_LISTEN: 'localhost:99999' }, 'listen'],
   ['a bad PORTCULLIS_LOG_LEVEL is a config error', { PORTCULLIS_LOG_LEVEL: 'loud' }, 'telemetry.log.level'],
+  ['a PORTCULLIS_REDIS_URL that is not a Redis URL is a config error', { PORTCULLIS_REDIS_URL: 'http://x' }, 'telemetry.redis.url'],
 ]
+
+const BAD_REDIS_URLS = ['http://x', 'redis//127.0.0.1:16379', 'redis://127.0.0.1:notaport', 'redis+cluster://a:1,']
+for (const url of BAD_REDIS_URLS) {
+  t.test(`telemetry.redis.url '${url}' is refused when the config is checked`, async (t) => {
+    const text = `${read('good-minimal.yaml')}\ntelemetry: { redis: { url: ${JSON.stringify(url)} } }\n`
+    let issues: ConfigError['issues'] = []
+    try {
+      parseConfigText(text, 'x.yaml', {})
+    } catch (err) {
+      if (err instanceof ConfigError) issues = err.issues
+    }
+    t.match(issues, [{ path: 'telemetry.redis.url', message: /Redis URL|host/ }])
+  })
+}
+for (const url of ['redis://127.0.0.1:6379', 'rediss://user:pw@redis.internal:6380/0', 'redis+cluster://10.0.0.1:7000,10.0.0.2:7000', 'redis://[::1]:6379']) {
+  t.test(`telemetry.redis.url '${url}' is accepted`, async (t) => {
+    const c = parseConfigText(`${read('good-minimal.yaml')}\ntelemetry: { redis: { url: ${JSON.stringify(url)} } }\n`, 'x.yaml', {})
+    t.equal(c.telemetry.redis.url, url)
+  })
+}
 
 for (const [behaviour, env, path] of BAD_ENV) {
   t.test(behaviour, async (t) => {
@@ -171,4 +192,13 @@ t.test('a quoted string where a port belongs (port: "abc") is located at the val
     t.ok(err instanceof ConfigError)
     if (err instanceof ConfigError) t.match(err.issues, [{ file: 'abc.yaml', line: 3, col: 9, path: 'listen.port', message: /expected number/ }])
   }
+})
+
+t.test('a reload names the settings it cannot apply in a running process', async (t) => {
+  const { restartOnlyChanges } = await import('../../../src/app.js')
+  const base = read('good-minimal.yaml')
+  const a = parseConfigText(base, 'a.yaml', {})
+  const b = parseConfigText(`${base}\nlisten: { host: 127.0.0.1, port: 4128 }\ntelemetry: { log: { level: debug } }\n`, 'b.yaml', {})
+  t.same(restartOnlyChanges(a, b), ['listen', 'telemetry.log'])
+  t.same(restartOnlyChanges(a, parseConfigText(`${base}\nmode: audit\n`, 'c.yaml', {})), [], 'policy changes apply at once')
 })
