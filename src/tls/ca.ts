@@ -81,6 +81,17 @@ export async function ensureCa(certFile: string, keyFile: string): Promise<boole
     throw new PortcullisError('PC_ERR_CA_UNREADABLE', `only one of ${certFile} and ${keyFile} exists; restore the other or delete both to generate a new CA`)
   }
   const { certPem, keyPem } = createCaMaterial()
+  try {
+    return await publishCa(certFile, keyFile, certPem, keyPem)
+  } catch (err) {
+    if (err instanceof PortcullisError) throw err
+    const e = err as NodeJS.ErrnoException
+    // e.path names the file or directory that failed (EACCES on mkdir of certs/, a read-only mount…).
+    throw new PortcullisError('PC_ERR_CA_UNREADABLE', `cannot write the new CA${e.path ? ` (${e.path})` : ''}: ${e.code ?? 'error'}; make the directory of ${keyFile} writable by the proxy user, or create the CA with 'portcullis ca init' as one that can`, { cause: err })
+  }
+}
+
+async function publishCa(certFile: string, keyFile: string, certPem: string, keyPem: string): Promise<boolean> {
   await mkdir(dirname(keyFile), { recursive: true })
   await mkdir(dirname(certFile), { recursive: true })
   const suffix = `.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
@@ -120,8 +131,8 @@ export async function loadCa(certFile: string, keyFile: string): Promise<Certifi
   try {
     ;[certPem, keyPem] = await Promise.all([readFile(certFile, 'utf8'), readFile(keyFile, 'utf8')])
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'error'
-    throw new PortcullisError('PC_ERR_CA_UNREADABLE', `cannot read the CA (${certFile}, ${keyFile}): ${code}`, { cause: err })
+    const e = err as NodeJS.ErrnoException
+    throw new PortcullisError('PC_ERR_CA_UNREADABLE', `cannot read the CA ${e.path === keyFile ? 'key' : 'certificate'} ${e.path ?? `(${certFile}, ${keyFile})`}: ${e.code ?? 'error'}`, { cause: err })
   }
   try {
     return toAuthority(certPem, keyPem)

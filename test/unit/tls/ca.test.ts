@@ -36,3 +36,17 @@ t.test('a key that is not the certificate\'s is refused', async (t) => {
   await ensureCa(join(b, 'ca.pem'), join(b, 'ca-key.pem'))
   await t.rejects(loadCa(join(a, 'ca.pem'), join(b, 'ca-key.pem')), { code: 'PC_ERR_CA_UNREADABLE' })
 })
+
+t.test('a CA directory that cannot be used is PC_ERR_CA_UNREADABLE naming the path', async (t) => {
+  // The "directory" is a file, so mkdir fails (as it would on a read-only mount), for root too.
+  const dir = t.testdir({ certs: 'not a directory' })
+  const key = join(dir, 'certs', 'ca-key.pem')
+  await t.rejects(ensureCa(join(dir, 'certs', 'ca.pem'), key), { code: 'PC_ERR_CA_UNREADABLE', message: /certs.*ENOTDIR/ })
+})
+
+t.test('an unreadable CA names the file that could not be read', async (t) => {
+  const dir = t.testdir()
+  const [cert, key] = [join(dir, 'ca.pem'), join(dir, 'ca-key.pem')]
+  await ensureCa(cert, key)
+  await t.rejects(loadCa(cert, join(dir, 'missing-key.pem')), { code: 'PC_ERR_CA_UNREADABLE', message: /cannot read the CA key .*missing-key\.pem: ENOENT/ })
+})
