@@ -209,6 +209,11 @@ t.test('GET /api/events/stream refuses bad filters with 400', async (t) => {
   const r = await getJson(f.base, '/api/events/stream?decision=nope')
   t.equal(r.status, 400)
   t.match(r.body, { error: 'bad_query', message: /decision/ })
+  for (const key of ['limit=5', 'cursor=1-0']) {
+    const paged = await getJson(f.base, `/api/events/stream?${key}`)
+    t.equal(paged.status, 400, `${key}: a stream has no pages`)
+    t.match(paged.body, { error: 'bad_query', message: /applies to \/api\/events only/ })
+  }
 })
 
 t.test('GET /api/explain', async (t) => {

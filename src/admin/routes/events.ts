@@ -69,7 +69,8 @@ export function eventRoutes(src: EventSource): Route[] {
       handler: (req, res, url) => {
         const q = parseEventQuery(url.searchParams, new Date())
         if (isQueryError(q)) return sendJson(res, 400, { error: 'bad_query', message: q.error })
-        if (q.cursor !== undefined) return sendJson(res, 400, { error: 'bad_query', message: 'cursor applies to /api/events only' })
+        // A live stream has no pages: limit and cursor belong to /api/events.
+        for (const key of ['cursor', 'limit']) if (url.searchParams.has(key)) return sendJson(res, 400, { error: 'bad_query', message: `${key} applies to /api/events only; the stream takes decision, agent, host, reason, since and until` })
         startStream(src, q, keepaliveMs, res)
         req.socket.setTimeout(0)
       },
