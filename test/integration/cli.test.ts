@@ -91,25 +91,28 @@ if (!existsSync(MAIN)) {
       t.equal(r.stdout, '')
     })
 
-    t.test('the metadata address is denied offline and at once (exit 1)', async (t) => {
-      const r = await portcullis(['explain', '--agent', 'local', 'http://169.254.169.254/'])
+    // explain never dials (no network I/O); the address is still one the rules reserve for private-block
+    // tests, 127.0.0.2, which no allow_private here exempts. The classifier's ranges (169.254/16 and the
+    // rest) are unit tests in test/unit/net/address-class.test.ts.
+    t.test('a private address is denied offline and at once (exit 1)', async (t) => {
+      const r = await portcullis(['explain', '--agent', 'local', 'http://127.0.0.2/'])
       t.equal(r.code, 1, r.stderr)
       t.match(r.stdout, /^decision: deny$/m)
       t.match(r.stdout, /^reason: denied_no_rule$/m)
-      t.match(r.stdout, /^address: 169\.254\.169\.254 link_local \(blocked\)$/m)
+      t.match(r.stdout, /^address: 127\.0\.0\.2 loopback \(blocked\)$/m)
       // Process start-up dominates; any network wait (connect timeout 10 s) would blow this bound.
       t.ok(r.ms < 5000, `returned in ${r.ms} ms`)
     })
 
-    t.test('even a rule naming the metadata address gives denied_private_address (exit 1)', async (t) => {
+    t.test('even a rule naming a private address gives denied_private_address (exit 1)', async (t) => {
       const dir = t.testdir()
       const file = writeConfig(dir, `agents:
   - id: a
     source_cidrs: [127.0.0.1/32]
     allow:
-      - host: 169.254.169.254
+      - host: 127.0.0.2
 `)
-      const r = await portcullis(['explain', '--config', file, '--agent', 'a', 'http://169.254.169.254/latest/meta-data/'])
+      const r = await portcullis(['explain', '--config', file, '--agent', 'a', 'http://127.0.0.2/latest/meta-data/'])
       t.equal(r.code, 1, r.stderr)
       t.match(r.stdout, /^reason: denied_private_address$/m)
       t.ok(r.ms < 5000, `returned in ${r.ms} ms`)

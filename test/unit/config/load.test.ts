@@ -138,7 +138,7 @@ for (const url of BAD_REDIS_URLS) {
     t.match(issues, [{ path: 'telemetry.redis.url', message: /Redis URL|host/ }])
   })
 }
-for (const url of ['redis://127.0.0.1:6379', 'rediss://user:pw@redis.internal:6380/0', 'redis+cluster://10.0.0.1:7000,10.0.0.2:7000', 'redis://[::1]:6379']) {
+for (const url of ['redis://127.0.0.1:6379', 'rediss://user:pw@127.0.0.1:6380/0', 'redis+cluster://127.0.0.1:7000,127.0.0.2:7000', 'redis://[::1]:6379']) {
   t.test(`telemetry.redis.url '${url}' is accepted`, async (t) => {
     const c = parseConfigText(`${read('good-minimal.yaml')}\ntelemetry: { redis: { url: ${JSON.stringify(url)} } }\n`, 'x.yaml', {})
     t.equal(c.telemetry.redis.url, url)
