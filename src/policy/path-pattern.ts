@@ -17,6 +17,13 @@ export interface PathPattern {
   readonly regex: RegExp | null
   /** Parameters that must all appear in the query, e.g. `service=git-upload-pack`. */
   readonly query: readonly string[]
+  /** The same, percent-decoded once at compile time (queryHolds compares decoded readings). */
+  readonly required: readonly QueryParam[]
+}
+
+interface QueryParam {
+  readonly key: string
+  readonly value: string
 }
 
 export type ParsedPathPattern = { readonly ok: true; readonly pattern: PathPattern } | { readonly ok: false; readonly message: string }
@@ -28,16 +35,19 @@ export function parsePathPattern(text: string): ParsedPathPattern {
   const pathText = q < 0 ? text : text.slice(0, q)
   const query = q < 0 ? [] : text.slice(q + 1).split('&')
   if (query.some((p) => p === '')) return fail(`'${text}': empty query parameter`)
+  const required = query.map(decodeParam)
+  if (required.some((p) => p === null)) return fail(`'${text}': a query parameter has a bad %-escape`)
+  const req = required as QueryParam[]
   if (!pathText.startsWith('/')) return fail(`'${text}': a path pattern starts with '/'`)
   const normal = normalizePath(pathText)
   if (normal === null) return fail(`'${text}' is not a valid path`)
   if (normal !== pathText) return fail(`'${text}' is not in normal form; use '${normal}${q < 0 ? '' : text.slice(q)}'`)
   const segments = pathText.split('/')
   if (segments.some((s) => s.includes('**') && s !== '**')) return fail(`'${text}': '**' must be a whole segment`)
-  if (!pathText.includes('*')) return { ok: true, pattern: { text, literal: pathText, prefix: null, regex: null, query } }
+  if (!pathText.includes('*')) return { ok: true, pattern: { text, literal: pathText, prefix: null, regex: null, query, required: req } }
   const head = pathText.slice(0, -2)
-  if (pathText.endsWith('/**') && !head.includes('*')) return { ok: true, pattern: { text, literal: null, prefix: head, regex: null, query } }
-  return { ok: true, pattern: { text, literal: null, prefix: null, regex: compileRegex(`^${toRegexSource(segments)}$`), query } }
+  if (pathText.endsWith('/**') && !head.includes('*')) return { ok: true, pattern: { text, literal: null, prefix: head, regex: null, query, required: req } }
+  return { ok: true, pattern: { text, literal: null, prefix: null, regex: compileRegex(`^${toRegexSource(segments)}$`), query, required: req } }
 }
 
 // Identical patterns across rules share one RegExp: fewer objects for V8 to keep
@@ -83,7 +93,7 @@ export function matchPathPattern(pattern: PathPattern, path: string, query: stri
   else if (pattern.prefix !== null) pathOk = path.startsWith(pattern.prefix)
   else pathOk = pattern.regex !== null && pattern.regex.test(path)
   if (!pathOk) return false
-  return pattern.query.length === 0 || queryHolds(pattern.query, query)
+  return pattern.required.length === 0 || queryHolds(pattern.required, query)
 }
 
 /** `&`, as every server splits a query; `&` and `;`, as some older ones (CGI libraries) also do. */
@@ -96,12 +106,10 @@ const QUERY_SPLITS = [/&/, /[&;]/]
  * (git http-backend takes the last, so `?service=git-upload-pack&service=git-receive-pack` would
  * open a read-only rule's push). A parameter that does not decode does not match either.
  */
-function queryHolds(required: readonly string[], query: string): boolean {
+function queryHolds(required: readonly QueryParam[], query: string): boolean {
   for (const split of QUERY_SPLITS) {
     const params = query === '' ? [] : query.split(split).map(decodeParam)
-    for (const r of required) {
-      const want = decodeParam(r)
-      if (want === null) return false
+    for (const want of required) {
       let seen = false
       for (const p of params) {
         if (p === null) return false
@@ -115,7 +123,7 @@ function queryHolds(required: readonly string[], query: string): boolean {
   return true
 }
 
-function decodeParam(text: string): { key: string; value: string } | null {
+function decodeParam(text: string): QueryParam | null {
   const eq = text.indexOf('=')
   try {
     const decode = (s: string): string => decodeURIComponent(s.replace(/\+/g, ' '))

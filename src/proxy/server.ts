@@ -62,14 +62,12 @@ export function createProxyServer(deps: ProxyDeps): Server {
 export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   const code = err.code ?? ''
   if (code === 'ECONNRESET' || !socket.writable) return void socket.destroy()
-  // Bytes after a request that was read whole and whose answer is still on its way (an HTTP/1.0
-  // request followed by more): let that answer go out, then close; a 400 now would cut it off. An
-  // error inside the request's own body (bad chunking) is that request's, and refused as usual.
+  // One answer per request: bytes after a request read whole whose answer is on its way (an HTTP/1.0
+  // request followed by more), or a bad body after a request already refused from its head, let that
+  // answer go out and then close; a 400 now would cut it off or answer twice. An error inside the
+  // body of a request not yet answered (bad chunking) is that request's, and refused as usual.
   const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage
-  if (inFlight && !inFlight.writableFinished && inFlight.req.complete) return void inFlight.once('close', () => socket.destroy())
-  // The request was already answered (refused from its head; its body is what the parser then choked
-  // on): one answer per request, so let that one go out and close, without a second 400.
-  if (inFlight && inFlight.headersSent) return void (inFlight.writableFinished ? socket.destroy() : inFlight.once('close', () => socket.destroy()))
+  if (inFlight && (inFlight.req.complete || inFlight.headersSent)) return void (inFlight.writableFinished ? socket.destroy() : inFlight.once('close', () => socket.destroy()))
   if (code === 'HPE_HEADER_OVERFLOW') return respondBadRequest(socket, 431, 'headers_too_large')
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return respondBadRequest(socket, 408, 'header_timeout')
   respondBadRequest(socket, 400, code.startsWith('HPE_') ? code.slice(4).toLowerCase() : 'malformed')

@@ -68,8 +68,8 @@ export function createLoggers(level: string, dest?: DestinationStream, format: '
 }
 
 /**
- * Records skip pino's serialiser: it builds each line field by field as a rope of small strings,
- * which the batch then has to flatten, ~20 µs of a forwarded request's CPU for its two lines
+ * Records skip pino's serialiser: it builds each line field by field as a rope of small strings
+ * that must then be flattened, ~20 µs of a forwarded request's CPU for its two lines
  * (bench/focus.ts d: 219 µs a request with record lines, 177 without). One JSON.stringify of the
  * record is a flat string with the same bytes: pino puts the level first, then the object's own
  * keys in order, and escapes strings as JSON does. Records carry their own ISO `time` and no

@@ -45,6 +45,31 @@ export interface Metrics {
 const MAX_AGENT_LABELS = 1000
 const DECISION_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]
 
+/**
+ * A counter the data path adds to through a Map (a key string and an update, ~0.1 µs): prom-client's
+ * own inc() hashes and sorts the label set on every call (~2 µs a record, bench/focus.ts d). What grew
+ * since the last scrape goes into the counter in collect(), so a scrape sees every record published before it.
+ */
+function talliedCounter<L extends string>(config: { readonly name: string; readonly help: string; readonly labelNames: readonly L[]; readonly registers: Registry[] }): (labels: Record<L, string>, n: number) => void {
+  const tallies = new Map<string, { readonly labels: Record<L, string>; n: number; seen: number }>()
+  new Counter<L>({
+    ...config,
+    collect() {
+      for (const c of tallies.values()) {
+        if (c.n > c.seen) this.inc(c.labels, c.n - c.seen)
+        c.seen = c.n
+      }
+    },
+  })
+  return (labels, n) => {
+    let key = ''
+    for (const l of config.labelNames) key += `${labels[l]}\0`
+    const c = tallies.get(key)
+    if (c) c.n += n
+    else tallies.set(key, { labels, n, seen: 0 })
+  }
+}
+
 export function createMetrics(initial: MetricsSources = {}): Metrics {
   const registry = new Registry()
   const src: { -readonly [K in keyof MetricsSources]: MetricsSources[K] } = { ...initial }
@@ -60,47 +85,18 @@ export function createMetrics(initial: MetricsSources = {}): Metrics {
     return agent
   }
 
-  // The data path only adds to these maps (a string key and a Map update, ~0.1 µs); prom-client's own
-  // inc() hashes and sorts the label set on every call (~2 µs a record, bench/focus.ts d). The counters
-  // take what grew since the last scrape in collect(), so a scrape sees every record published before it.
-  const requestCounts = new Map<string, { readonly labels: { decision: string; reason: string; agent: string }; n: number; seen: number }>()
-  const byteCounts = new Map<string, { readonly labels: { direction: 'up' | 'down'; agent: string }; n: number; seen: number }>()
-  new Counter({
+  const countRequest = talliedCounter({
     name: 'portcullis_requests_total',
     help: 'Decisions made, by verdict, reason code and agent.',
     labelNames: ['decision', 'reason', 'agent'] as const,
     registers,
-    collect() {
-      for (const c of requestCounts.values()) {
-        if (c.n > c.seen) this.inc(c.labels, c.n - c.seen)
-        c.seen = c.n
-      }
-    },
   })
-  new Counter({
+  const countBytes = talliedCounter({
     name: 'portcullis_bytes_total',
     help: 'Bytes relayed on closed connections; up = client to upstream, down = upstream to client.',
     labelNames: ['direction', 'agent'] as const,
     registers,
-    collect() {
-      for (const c of byteCounts.values()) {
-        if (c.n > c.seen) this.inc(c.labels, c.n - c.seen)
-        c.seen = c.n
-      }
-    },
   })
-  const countRequest = (decision: string, reason: string, agent: string): void => {
-    const key = `${decision}\0${reason}\0${agent}`
-    const c = requestCounts.get(key)
-    if (c) c.n++
-    else requestCounts.set(key, { labels: { decision, reason, agent }, n: 1, seen: 0 })
-  }
-  const countBytes = (direction: 'up' | 'down', agent: string, n: number): void => {
-    const key = `${direction}\0${agent}`
-    const c = byteCounts.get(key)
-    if (c) c.n += n
-    else byteCounts.set(key, { labels: { direction, agent }, n, seen: 0 })
-  }
   const decisionSeconds = new Histogram({
     name: 'portcullis_decision_duration_seconds',
     help: 'Time to reach a decision, in seconds.',
@@ -166,11 +162,11 @@ export function createMetrics(initial: MetricsSources = {}): Metrics {
     name: 'metrics',
     write(r) {
       if (r.event === 'decision') {
-        if (isReason(r.reason)) countRequest(r.decision, r.reason, agentLabel(r.agent))
+        if (isReason(r.reason)) countRequest({ decision: r.decision, reason: r.reason, agent: agentLabel(r.agent) }, 1)
       } else if (r.event === 'close') {
         const agent = agentLabel(r.agent)
-        if (r.bytes_up > 0) countBytes('up', agent, r.bytes_up)
-        if (r.bytes_down > 0) countBytes('down', agent, r.bytes_down)
+        if (r.bytes_up > 0) countBytes({ direction: 'up', agent }, r.bytes_up)
+        if (r.bytes_down > 0) countBytes({ direction: 'down', agent }, r.bytes_down)
       }
     },
   }
