@@ -31,7 +31,15 @@ if (originCaFile) {
   mitmContext = createLeafCertCache(await loadCa(join(caDir, 'ca.pem'), join(caDir, 'ca-key.pem'))).get(MITM_HOST)
 }
 // Roots as one SecureContext: an agent given `ca` builds its pool key from the PEM text on every request.
-const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo', secureContext: createSecureContext({ ca: originCaFile ? [...rootCertificates, readFileSync(originCaFile, 'utf8')] : [...rootCertificates] }) })
+const httpsAgent = new HttpsAgent({
+  keepAlive: true,
+  maxSockets: 512,
+  maxFreeSockets: 64,
+  scheduling: 'lifo',
+  secureContext: createSecureContext({
+    ca: originCaFile ? [...rootCertificates, readFileSync(originCaFile, 'utf8')] : [...rootCertificates],
+  }),
+})
 
 const agent = new Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo' })
 const server = createServer({ keepAliveTimeout: 120_000 }, (req, res) => {
@@ -40,10 +48,13 @@ const server = createServer({ keepAliveTimeout: 120_000 }, (req, res) => {
   const headers = { ...req.headers }
   delete headers['proxy-authorization']
   delete headers['proxy-connection']
-  const up = request({ host: '127.0.0.1', port: Number(m[1]), path: m[2] ?? '/', method: req.method, headers, agent }, (upRes) => {
-    res.writeHead(upRes.statusCode ?? 502, upRes.headers)
-    pipeline(upRes, res, () => undefined)
-  })
+  const up = request(
+    { host: '127.0.0.1', port: Number(m[1]), path: m[2] ?? '/', method: req.method, headers, agent },
+    (upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers)
+      pipeline(upRes, res, () => undefined)
+    },
+  )
   up.on('error', () => res.destroy())
   pipeline(req, up, () => undefined)
 })
@@ -52,10 +63,21 @@ const server = createServer({ keepAliveTimeout: 120_000 }, (req, res) => {
 const originPort = new WeakMap<Socket, number>()
 const inner = createServer({ keepAliveTimeout: 120_000 }, (req: IncomingMessage, res: ServerResponse): void => {
   const port = originPort.get(req.socket) ?? 0
-  const up = httpsRequest({ host: '127.0.0.1', servername: MITM_HOST, port, path: req.url ?? '/', method: req.method, headers: req.headers, agent: httpsAgent }, (upRes) => {
-    res.writeHead(upRes.statusCode ?? 502, upRes.headers)
-    pipeline(upRes, res, () => undefined)
-  })
+  const up = httpsRequest(
+    {
+      host: '127.0.0.1',
+      servername: MITM_HOST,
+      port,
+      path: req.url ?? '/',
+      method: req.method,
+      headers: req.headers,
+      agent: httpsAgent,
+    },
+    (upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers)
+      pipeline(upRes, res, () => undefined)
+    },
+  )
   up.on('error', () => res.destroy())
   pipeline(req, up, () => undefined)
 })
@@ -92,4 +114,6 @@ const stop = (): void => {
 process.once('SIGTERM', stop)
 process.stdin.on('end', stop)
 process.stdin.resume()
-process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port, pid: process.pid, caFile: mitmContext ? join(caDir, 'ca.pem') : null })}\n`)
+process.stdout.write(
+  `${JSON.stringify({ port: (server.address() as AddressInfo).port, pid: process.pid, caFile: mitmContext ? join(caDir, 'ca.pem') : null })}\n`,
+)

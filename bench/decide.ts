@@ -24,10 +24,16 @@ function buildPolicy(): CompiledPolicy {
   for (let i = 0; i < RULES; i++) {
     if (i % 10 < 5) allow.push({ host: `host${i}.exact.test` })
     else if (i % 10 < 8) allow.push({ host: `*.wild${i}.test`, ports: [443] })
-    else allow.push({ host: `api${i}.paths.test`, methods: ['GET', 'HEAD'], paths: [`/repos/org${i}/**`, `/v1/*/items`] })
+    else
+      allow.push({ host: `api${i}.paths.test`, methods: ['GET', 'HEAD'], paths: [`/repos/org${i}/**`, `/v1/*/items`] })
   }
   const raw = configSchema.parse({
-    groups: { big: { allow, deny: [{ host: 'host10.exact.test' }, { host: 'api9.paths.test', paths: ['/repos/org9/secret/**'] }] } },
+    groups: {
+      big: {
+        allow,
+        deny: [{ host: 'host10.exact.test' }, { host: 'api9.paths.test', paths: ['/repos/org9/secret/**'] }],
+      },
+    },
     agents: [{ id: 'bench', source_cidrs: ['127.0.0.1/32'], groups: ['big'] }],
   })
   return compileConfig(raw, createPlainSource('<bench>')).policy
@@ -74,8 +80,11 @@ function measure<T extends { host: string }>(label: string, decide: (f: T) => nu
     perBatch.push(Number(process.hrtime.bigint() - t0) / BATCH_SIZE)
   }
   perBatch.sort((a, b) => a - b)
-  const pct = (p: number): string => (perBatch[Math.min(perBatch.length - 1, Math.floor(p * perBatch.length))] ?? 0).toFixed(0)
-  console.log(`${label.padEnd(20)} median ${pct(0.5).padStart(5)} ns   p99 ${pct(0.99).padStart(5)} ns   (${BATCHES * BATCH_SIZE} decisions)`)
+  const pct = (p: number): string =>
+    (perBatch[Math.min(perBatch.length - 1, Math.floor(p * perBatch.length))] ?? 0).toFixed(0)
+  console.log(
+    `${label.padEnd(20)} median ${pct(0.5).padStart(5)} ns   p99 ${pct(0.99).padStart(5)} ns   (${BATCHES * BATCH_SIZE} decisions)`,
+  )
 }
 
 const t0 = process.hrtime.bigint()
@@ -84,7 +93,10 @@ console.log(`compiled ${RULES} host rules in ${(Number(process.hrtime.bigint() -
 let sink = 0
 // warm: 50 distinct targets, like an agent working with a handful of hosts.
 // cold: 5,000 distinct targets cycled, so most rule data is out of cache (worst case).
-for (const [label, distinct] of [['warm', 10], ['cold', 1000]] as const) {
+for (const [label, distinct] of [
+  ['warm', 10],
+  ['cold', 1000],
+] as const) {
   const requests = requestMix(distinct)
   const connects: ConnectFacts[] = requests.map(({ agent, host, port }) => ({ agent, host, port }))
   measure(`decideRequest ${label}`, (f: RequestFacts) => (sink += decideRequest(policy, f).verdict.length), requests)

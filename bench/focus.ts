@@ -9,7 +9,18 @@
 import { join, resolve } from 'node:path'
 import { mkdirSync, rmSync, symlinkSync } from 'node:fs'
 import { Pool, ProxyAgent, type Dispatcher } from 'undici'
-import { cpuMs, freePorts, loadLoop, LOOPBACK, PROXY_AUTH, proxyYaml, startBareProxy, startOrigin, startProxy, startRedis } from './lib.js'
+import {
+  cpuMs,
+  freePorts,
+  loadLoop,
+  LOOPBACK,
+  PROXY_AUTH,
+  proxyYaml,
+  startBareProxy,
+  startOrigin,
+  startProxy,
+  startRedis,
+} from './lib.js'
 
 const ROOT = resolve(import.meta.dirname, '..')
 const OUT = join(ROOT, 'bench', 'out', 'focus')
@@ -45,18 +56,40 @@ async function main(): Promise<void> {
       const [listenPort = 0, adminPort = 0] = await freePorts(2)
       const redis = prefix === 'redis' ? await startRedis() : null
       if (redis) stops.push(async () => redis.stop())
-      proxies.push(await startProxy(ROOT, OUT, `p${i}`, proxyYaml({ dir: OUT, httpPort: origin.httpPort, httpsPort: origin.httpsPort, originCaFile: origin.caFile, listenPort, adminPort, ...(redis ? { redisUrl: redis.url } : {}) }), { listenPort, adminPort }))
+      proxies.push(
+        await startProxy(
+          ROOT,
+          OUT,
+          `p${i}`,
+          proxyYaml({
+            dir: OUT,
+            httpPort: origin.httpPort,
+            httpsPort: origin.httpsPort,
+            originCaFile: origin.caFile,
+            listenPort,
+            adminPort,
+            ...(redis ? { redisUrl: redis.url } : {}),
+          }),
+          { listenPort, adminPort },
+        ),
+      )
     }
     const fs = await import('node:fs')
     const ops = proxies.map((p) => {
       if (scenario === 'd') {
         const pool = new Pool(`http://${LOOPBACK}:${p.port}`, { connections: 16 })
         const host = `plain.test:${origin.httpPort}`
-        return () => get(pool, { path: `http://${host}/`, method: 'GET', headers: { host, 'proxy-authorization': PROXY_AUTH } })
+        return () =>
+          get(pool, { path: `http://${host}/`, method: 'GET', headers: { host, 'proxy-authorization': PROXY_AUTH } })
       }
       const name = scenario === 'f' ? 'mitm.test' : 'tunnel.test'
       const ca = [origin.caPem, p.caPem ?? (p.caCertFile ? fs.readFileSync(p.caCertFile, 'utf8') : '')].filter(Boolean)
-      const agent = new ProxyAgent({ uri: `http://${LOOPBACK}:${p.port}`, token: PROXY_AUTH, connections: 16, requestTls: { ca, servername: name } })
+      const agent = new ProxyAgent({
+        uri: `http://${LOOPBACK}:${p.port}`,
+        token: PROXY_AUTH,
+        connections: 16,
+        requestTls: { ca, servername: name },
+      })
       return () => get(agent, { origin: `https://${name}:${origin.httpsPort}`, path: '/', method: 'GET' })
     })
     for (const op of ops) await loadLoop(op, { concurrency: 16, maxOps: 1e6, maxMs: 1000 })
@@ -72,7 +105,10 @@ async function main(): Promise<void> {
       }
     }
     const med = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)] ?? NaN
-    for (const [i, m] of mains.entries()) console.log(`${scenario} ${m}: ${med(rate[i]!).toFixed(0)} req/s, ${med(cpu[i]!).toFixed(0)} µs CPU/op  (rates ${rate[i]!.map((x) => x.toFixed(0)).join(' ')})`)
+    for (const [i, m] of mains.entries())
+      console.log(
+        `${scenario} ${m}: ${med(rate[i]!).toFixed(0)} req/s, ${med(cpu[i]!).toFixed(0)} µs CPU/op  (rates ${rate[i]!.map((x) => x.toFixed(0)).join(' ')})`,
+      )
   } finally {
     for (const p of proxies) await p.stop()
     for (const stop of stops) await stop()

@@ -21,7 +21,12 @@ export interface MintResult {
   readonly cachedMeanUs: number
 }
 
-export async function benchLeafMint(maxMints = 400, mintMs = 3000, maxHits = 200_000, hitMs = 1000): Promise<MintResult> {
+export async function benchLeafMint(
+  maxMints = 400,
+  mintMs = 3000,
+  maxHits = 200_000,
+  hitMs = 1000,
+): Promise<MintResult> {
   const dir = mkdtempSync(join(tmpdir(), 'pc-bench-ca-'))
   try {
     const { certPem, keyPem } = createCaMaterial('Portcullis bench CA')
@@ -64,6 +69,8 @@ export async function benchLeafMint(maxMints = 400, mintMs = 3000, maxHits = 200
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   console.log('$ node --import tsx bench/leaf-mint.ts')
   const r = await benchLeafMint()
-  console.log(`cold mint: ${r.coldMints} hosts, mean ${r.coldMeanUs.toFixed(0)} µs, p50 ${r.coldP50Us.toFixed(0)} µs, p99 ${r.coldP99Us.toFixed(0)} µs (${(1e6 / r.coldMeanUs).toFixed(0)}/s)`)
+  console.log(
+    `cold mint: ${r.coldMints} hosts, mean ${r.coldMeanUs.toFixed(0)} µs, p50 ${r.coldP50Us.toFixed(0)} µs, p99 ${r.coldP99Us.toFixed(0)} µs (${(1e6 / r.coldMeanUs).toFixed(0)}/s)`,
+  )
   console.log(`cached:    ${r.cachedHits} gets, mean ${r.cachedMeanUs.toFixed(2)} µs`)
 }

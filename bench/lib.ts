@@ -7,7 +7,17 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
-import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import { join, resolve } from 'node:path'
@@ -57,8 +67,14 @@ async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
 }
 
 /** Spawn `node --import tsx <script> ...args`, wait (bounded) for its one JSON line on stdout. */
-async function spawnJsonChild<T>(script: string, args: readonly string[], what: string): Promise<{ info: T; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, script), ...args], { stdio: ['pipe', 'pipe', 'inherit'] })
+async function spawnJsonChild<T>(
+  script: string,
+  args: readonly string[],
+  what: string,
+): Promise<{ info: T; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, script), ...args], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
   let out = ''
   const info = await within(
     new Promise<T>((resolve, reject) => {
@@ -77,13 +93,23 @@ async function spawnJsonChild<T>(script: string, args: readonly string[], what: 
 }
 
 export async function startOrigin(outDir: string, names: readonly string[]): Promise<OriginProc> {
-  const { info, stop } = await spawnJsonChild<{ httpPort: number; httpsPort: number; caFile: string; pid: number }>('origin.ts', [outDir, ...names], 'origin')
+  const { info, stop } = await spawnJsonChild<{ httpPort: number; httpsPort: number; caFile: string; pid: number }>(
+    'origin.ts',
+    [outDir, ...names],
+    'origin',
+  )
   return { ...info, caPem: readFileSync(info.caFile, 'utf8'), stop }
 }
 
 /** bench/bare-proxy.ts: the floor a minimal Node proxy reaches on this machine (with an origin CA file, it also intercepts mitm.test). */
-export async function startBareProxy(originCaFile?: string): Promise<{ port: number; pid: number; caPem: string | null; stop(): Promise<void> }> {
-  const { info, stop } = await spawnJsonChild<{ port: number; pid: number; caFile: string | null }>('bare-proxy.ts', originCaFile ? [originCaFile] : [], 'bare proxy')
+export async function startBareProxy(
+  originCaFile?: string,
+): Promise<{ port: number; pid: number; caPem: string | null; stop(): Promise<void> }> {
+  const { info, stop } = await spawnJsonChild<{ port: number; pid: number; caFile: string | null }>(
+    'bare-proxy.ts',
+    originCaFile ? [originCaFile] : [],
+    'bare proxy',
+  )
   return { port: info.port, pid: info.pid, caPem: info.caFile ? readFileSync(info.caFile, 'utf8') : null, stop }
 }
 
@@ -95,14 +121,26 @@ export const MITM_REF_VERSION = '1.1.0'
  * first use (it is no dependency of Portcullis). Throws when it cannot be installed or started; the
  * bench then leaves its cells empty and says why.
  */
-export async function startMitmRef(outDir: string, originCaFile: string, names: readonly string[]): Promise<{ port: number; pid: number; caPem: string; stop(): Promise<void> }> {
+export async function startMitmRef(
+  outDir: string,
+  originCaFile: string,
+  names: readonly string[],
+): Promise<{ port: number; pid: number; caPem: string; stop(): Promise<void> }> {
   const dir = join(outDir, 'mitm-ref')
   if (!existsSync(join(dir, 'node_modules', 'http-mitm-proxy', 'package.json'))) {
     mkdirSync(dir, { recursive: true })
     writeFileSync(join(dir, 'package.json'), '{"name":"mitm-ref","private":true}\n')
-    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--no-save', `http-mitm-proxy@${MITM_REF_VERSION}`], { cwd: dir, stdio: 'ignore', timeout: 120_000 })
+    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--no-save', `http-mitm-proxy@${MITM_REF_VERSION}`], {
+      cwd: dir,
+      stdio: 'ignore',
+      timeout: 120_000,
+    })
   }
-  const { info, stop } = await spawnJsonChild<{ port: number; pid: number; caFile: string }>('mitm-ref.ts', [dir, originCaFile, ...names], 'http-mitm-proxy')
+  const { info, stop } = await spawnJsonChild<{ port: number; pid: number; caFile: string }>(
+    'mitm-ref.ts',
+    [dir, originCaFile, ...names],
+    'http-mitm-proxy',
+  )
   return { port: info.port, pid: info.pid, caPem: readFileSync(info.caFile, 'utf8'), stop }
 }
 
@@ -130,7 +168,9 @@ export interface ProxyYamlOptions {
 
 /** SPEC §3 config: test names pinned to 127.0.0.1, loopback exempt, limits off (this measures the data path). */
 export function proxyYaml(o: ProxyYamlOptions): string {
-  const pins = ['tunnel.test', 'mitm.test', 'plain.test', ...(o.extraMitmHosts ?? [])].map((h) => `    ${h}: ${LOOPBACK}`).join('\n')
+  const pins = ['tunnel.test', 'mitm.test', 'plain.test', ...(o.extraMitmHosts ?? [])]
+    .map((h) => `    ${h}: ${LOOPBACK}`)
+    .join('\n')
   return `# generated by bench/lib.ts
 listen: { host: ${LOOPBACK}, port: ${o.listenPort} }
 admin: { host: ${LOOPBACK}, port: ${o.adminPort} }
@@ -196,7 +236,13 @@ async function accepts(port: number): Promise<boolean> {
  * both accept connections. Extra node flags (e.g. --cpu-prof) from BENCH_PROXY_NODE_ARGS;
  * BENCH_PROXY_MAIN runs another build (e.g. a patched copy of dist/) to try a fix.
  */
-export async function startProxy(root: string, dir: string, name: string, yaml: string, ports: { listenPort: number; adminPort: number }): Promise<ProxyProc> {
+export async function startProxy(
+  root: string,
+  dir: string,
+  name: string,
+  yaml: string,
+  ports: { listenPort: number; adminPort: number },
+): Promise<ProxyProc> {
   const configFile = join(dir, `${name}.yaml`)
   writeFileSync(configFile, yaml)
   const logFile = join(dir, `${name}.log`)
@@ -206,14 +252,29 @@ export async function startProxy(root: string, dir: string, name: string, yaml: 
   const child = spawn(process.execPath, [...nodeArgs, main, 'start', '--config', configFile], {
     cwd: dir,
     stdio: ['ignore', fd, fd],
-    env: { ...process.env, PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN, PORTCULLIS_CONFIG: configFile, ...(process.env.BENCH_LOG_LEVEL ? { PORTCULLIS_LOG_LEVEL: process.env.BENCH_LOG_LEVEL } : {}) },
+    env: {
+      ...process.env,
+      PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN,
+      PORTCULLIS_CONFIG: configFile,
+      ...(process.env.BENCH_LOG_LEVEL ? { PORTCULLIS_LOG_LEVEL: process.env.BENCH_LOG_LEVEL } : {}),
+    },
   })
   closeSync(fd)
   const deadline = Date.now() + 30_000
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`proxy exited (${child.exitCode}); see ${logFile}:\n${readFileSync(logFile, 'utf8').slice(0, 2000)}`)
+    if (child.exitCode !== null)
+      throw new Error(
+        `proxy exited (${child.exitCode}); see ${logFile}:\n${readFileSync(logFile, 'utf8').slice(0, 2000)}`,
+      )
     if ((await accepts(ports.listenPort)) && (await accepts(ports.adminPort))) {
-      return { port: ports.listenPort, adminPort: ports.adminPort, pid: child.pid ?? -1, logFile, caCertFile: join(dir, 'portcullis-ca.pem'), stop: () => stopChild(child, 5000) }
+      return {
+        port: ports.listenPort,
+        adminPort: ports.adminPort,
+        pid: child.pid ?? -1,
+        logFile,
+        caCertFile: join(dir, 'portcullis-ca.pem'),
+        stop: () => stopChild(child, 5000),
+      }
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL')
@@ -298,7 +359,10 @@ export interface TlsTarget {
 
 /** TLS client handshake over `socket` (a tunnel) or to 127.0.0.1:port (direct). */
 export async function tlsHandshake(via: Socket | number, t: TlsTarget, timeoutMs = 10_000): Promise<TLSSocket> {
-  const tls = typeof via === 'number' ? tlsConnect({ host: LOOPBACK, port: via, servername: t.servername, ca: t.ca }) : tlsConnect({ socket: via, servername: t.servername, ca: t.ca })
+  const tls =
+    typeof via === 'number'
+      ? tlsConnect({ host: LOOPBACK, port: via, servername: t.servername, ca: t.ca })
+      : tlsConnect({ socket: via, servername: t.servername, ca: t.ca })
   tls.setNoDelay?.(true)
   return within(
     (async () => {
@@ -328,7 +392,12 @@ export async function getAndClose(sock: TLSSocket, host: string, path = '/', tim
 }
 
 /** GET /bulk?bytes=n on an open TLS socket; resolves with body bytes and seconds from request to last byte. */
-export async function bulkGet(sock: TLSSocket, host: string, n: number, timeoutMs: number): Promise<{ bytes: number; seconds: number }> {
+export async function bulkGet(
+  sock: TLSSocket,
+  host: string,
+  n: number,
+  timeoutMs: number,
+): Promise<{ bytes: number; seconds: number }> {
   const t0 = process.hrtime.bigint()
   sock.write(`GET /bulk?bytes=${n} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`)
   const { rest } = await readHead(sock)
@@ -376,7 +445,10 @@ export function percentile(sorted: Float64Array, p: number): number {
  * Run `op` from `concurrency` workers until `maxOps` ops have started or
  * `maxMs` has passed (whichever first); stop early after 50 errors.
  */
-export async function loadLoop(op: () => Promise<unknown>, o: { concurrency: number; maxOps: number; maxMs: number }): Promise<LoadResult> {
+export async function loadLoop(
+  op: () => Promise<unknown>,
+  o: { concurrency: number; maxOps: number; maxMs: number },
+): Promise<LoadResult> {
   const lat = new Float64Array(o.maxOps)
   let started = 0
   let done = 0
@@ -407,7 +479,11 @@ export async function loadLoop(op: () => Promise<unknown>, o: { concurrency: num
 export async function startRedis(): Promise<{ url: string; stop(): void }> {
   const [port = 0] = await freePorts(1)
   const dir = mkdtempSync(join(tmpdir(), 'pc-bench-redis-'))
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child: ChildProcess = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  )
   let out = ''
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('redis-server not ready in 10s')), 10_000)
@@ -428,7 +504,6 @@ export async function startRedis(): Promise<{ url: string; stop(): void }> {
   }
 }
 
-
 /** Where Debian puts Squid; null when it is not installed (the Squid column then stays empty). */
 export function squidBinary(): string | null {
   for (const p of ['/usr/sbin/squid', '/usr/bin/squid']) if (existsSync(p)) return p
@@ -440,7 +515,12 @@ export function squidBinary(): string | null {
  * Portcullis: one process (-N), access log on, no cache, no auth, test names from its own hosts
  * file (only 127.0.0.1 is ever dialled), CONNECT to the origin's TLS port only.
  */
-export async function startSquid(binary: string, names: readonly string[], httpPort: number, httpsPort: number): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
+export async function startSquid(
+  binary: string,
+  names: readonly string[],
+  httpPort: number,
+  httpsPort: number,
+): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
   const [port = 0] = await freePorts(1)
   const dir = mkdtempSync(join(tmpdir(), 'pc-bench-squid-'))
   chmodSync(dir, 0o777) // Squid drops root for its effective user, which must write the logs here.

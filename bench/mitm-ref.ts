@@ -52,12 +52,19 @@ proxy.onRequest((ctx, cb) => {
 })
 // Its own default is `new https.Agent({ keepAlive })` with NODE_EXTRA_CA_CERTS for extra roots; the same roots as
 // one SecureContext (an agent given `ca` would build its pool key from ~200 KB of PEM on every request).
-const httpsAgent = new HttpsAgent({ keepAlive: true, secureContext: createSecureContext({ ca: [...rootCertificates, readFileSync(originCaFile, 'utf8')] }) })
+const httpsAgent = new HttpsAgent({
+  keepAlive: true,
+  secureContext: createSecureContext({ ca: [...rootCertificates, readFileSync(originCaFile, 'utf8')] }),
+})
 const caDir = join(dir, 'ca')
 // Its CA is created (node-forge, RSA 2048) before the listener exists.
-await new Promise<void>((resolve) => proxy.listen({ host: '127.0.0.1', port: 0, sslCaDir: caDir, keepAlive: true, httpsAgent }, resolve))
+await new Promise<void>((resolve) =>
+  proxy.listen({ host: '127.0.0.1', port: 0, sslCaDir: caDir, keepAlive: true, httpsAgent }, resolve),
+)
 const stop = (): void => process.exit(0)
 process.once('SIGTERM', stop)
 process.stdin.on('end', stop)
 process.stdin.resume()
-process.stdout.write(`${JSON.stringify({ port: (proxy.httpServer.address() as AddressInfo).port, pid: process.pid, caFile: join(caDir, 'certs', 'ca.pem') })}\n`)
+process.stdout.write(
+  `${JSON.stringify({ port: (proxy.httpServer.address() as AddressInfo).port, pid: process.pid, caFile: join(caDir, 'certs', 'ca.pem') })}\n`,
+)

@@ -64,7 +64,10 @@ function handler(req: IncomingMessage, res: ServerResponse): void {
   res.end(TINY)
 }
 
-function issue(names: readonly string[], outDir: string): { caFile: string; contexts: Map<string, SecureContext>; fallback: { key: string; cert: string } } {
+function issue(
+  names: readonly string[],
+  outDir: string,
+): { caFile: string; contexts: Map<string, SecureContext>; fallback: { key: string; cert: string } } {
   const { certPem, keyPem } = createCaMaterial('Portcullis bench origin CA')
   const caFile = join(outDir, 'origin-ca.pem')
   writeFileSync(caFile, certPem)
@@ -118,7 +121,9 @@ async function main(): Promise<void> {
   process.stdin.on('end', stop)
   process.stdin.on('error', stop)
   process.stdin.resume()
-  process.stdout.write(`${JSON.stringify({ httpPort: (http.address() as AddressInfo).port, httpsPort: (https.address() as AddressInfo).port, caFile, pid: process.pid })}\n`)
+  process.stdout.write(
+    `${JSON.stringify({ httpPort: (http.address() as AddressInfo).port, httpsPort: (https.address() as AddressInfo).port, caFile, pid: process.pid })}\n`,
+  )
 }
 
 main().catch((err: unknown) => {

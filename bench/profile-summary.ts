@@ -40,7 +40,8 @@ const selfUs = new Map<number, number>()
 p.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)))
 const total = p.timeDeltas.reduce((a, b) => a + b, 0)
 
-const key = (f: CallFrame): string => `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(node_modules|dist|src)\//, '$1/').replace(/^node:/, '')}:${f.lineNumber + 1}`
+const key = (f: CallFrame): string =>
+  `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(node_modules|dist|src)\//, '$1/').replace(/^node:/, '')}:${f.lineNumber + 1}`
 const self = new Map<string, number>()
 const incl = new Map<string, number>()
 for (const [id, us] of selfUs) {

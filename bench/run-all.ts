@@ -97,8 +97,12 @@ function fmt(n: number | null, unit = ''): string {
 function addRow(r: Row): void {
   rows.push(r)
   const verdict = r.met === null ? '' : r.met ? '  ok' : '  MISSED'
-  const squid = r.squid ? `  squid ${fmt(r.squid.value, r.unit).padStart(12)}${r.squid.ratio === null ? '' : ` (${fmt(r.squid.ratio)})`}` : ''
-  console.log(`  ${r.id.padEnd(3)} ${r.scenario.padEnd(46)} direct ${fmt(r.direct, r.unit).padStart(12)}  bare ${fmt(r.bare, r.unit).padStart(12)}${squid}  portcullis ${fmt(r.proxy, r.unit).padStart(12)}  ratio ${fmt(r.ratio).padStart(5)}  target ${r.target}${verdict}${r.proxyCpuUs === null ? '' : `  (proxy CPU ${r.proxyCpuUs.toFixed(0)} µs/op)`}`)
+  const squid = r.squid
+    ? `  squid ${fmt(r.squid.value, r.unit).padStart(12)}${r.squid.ratio === null ? '' : ` (${fmt(r.squid.ratio)})`}`
+    : ''
+  console.log(
+    `  ${r.id.padEnd(3)} ${r.scenario.padEnd(46)} direct ${fmt(r.direct, r.unit).padStart(12)}  bare ${fmt(r.bare, r.unit).padStart(12)}${squid}  portcullis ${fmt(r.proxy, r.unit).padStart(12)}  ratio ${fmt(r.ratio).padStart(5)}  target ${r.target}${verdict}${r.proxyCpuUs === null ? '' : `  (proxy CPU ${r.proxyCpuUs.toFixed(0)} µs/op)`}`,
+  )
 }
 
 interface Contender {
@@ -123,9 +127,27 @@ interface Outcome {
  * interleaved and rotated, so a burst of other load on this shared machine
  * hits every contender alike; figures are totals over the rounds.
  */
-async function compare(what: string, contenders: readonly Contender[], o: { concurrency: number; maxOpsPerRound: number }): Promise<Map<string, Outcome>> {
-  for (const c of contenders) await loadLoop(c.op, { concurrency: o.concurrency, maxOps: o.maxOpsPerRound, maxMs: WARM_MS })
-  const acc = new Map(contenders.map((c) => [c.name, { ops: 0, seconds: 0, cpuMs: 0, rounds: [] as number[], lat: [] as Float64Array[], errors: 0, firstError: null as string | null }]))
+async function compare(
+  what: string,
+  contenders: readonly Contender[],
+  o: { concurrency: number; maxOpsPerRound: number },
+): Promise<Map<string, Outcome>> {
+  for (const c of contenders)
+    await loadLoop(c.op, { concurrency: o.concurrency, maxOps: o.maxOpsPerRound, maxMs: WARM_MS })
+  const acc = new Map(
+    contenders.map((c) => [
+      c.name,
+      {
+        ops: 0,
+        seconds: 0,
+        cpuMs: 0,
+        rounds: [] as number[],
+        lat: [] as Float64Array[],
+        errors: 0,
+        firstError: null as string | null,
+      },
+    ]),
+  )
   for (let round = 0; round < ROUNDS; round++) {
     for (let i = 0; i < contenders.length; i++) {
       const c = contenders[(i + round) % contenders.length] as Contender
@@ -147,7 +169,8 @@ async function compare(what: string, contenders: readonly Contender[], o: { conc
     const a = acc.get(c.name)
     if (!a) continue
     if (a.errors > 0) problems.push(`${what} ${c.name}: ${a.errors} errors (first: ${a.firstError ?? '?'})`)
-    if (a.ops === 0) throw new Error(`${what} ${c.name}: no operation succeeded (${a.firstError ?? 'no error recorded'})`)
+    if (a.ops === 0)
+      throw new Error(`${what} ${c.name}: no operation succeeded (${a.firstError ?? 'no error recorded'})`)
     const latencies = new Float64Array(a.lat.reduce((n, l) => n + l.length, 0))
     let at = 0
     for (const l of a.lat) {
@@ -155,7 +178,14 @@ async function compare(what: string, contenders: readonly Contender[], o: { conc
       at += l.length
     }
     latencies.sort()
-    out.set(c.name, { ops: a.ops, seconds: a.seconds, perSecond: a.ops / a.seconds, rounds: a.rounds, latencies, cpuUs: c.pid ? (a.cpuMs * 1000) / a.ops : null })
+    out.set(c.name, {
+      ops: a.ops,
+      seconds: a.seconds,
+      perSecond: a.ops / a.seconds,
+      rounds: a.rounds,
+      latencies,
+      cpuUs: c.pid ? (a.cpuMs * 1000) / a.ops : null,
+    })
   }
   return out
 }
@@ -166,7 +196,10 @@ async function compare(what: string, contenders: readonly Contender[], o: { conc
  * moves both sides of a round's ratio alike; the median drops the rounds it hit unevenly.
  */
 function roundRatio(a: Outcome, b: Outcome): number {
-  const r = a.rounds.map((x, i) => x / (b.rounds[i] ?? Number.NaN)).filter(Number.isFinite).sort((x, y) => x - y)
+  const r = a.rounds
+    .map((x, i) => x / (b.rounds[i] ?? Number.NaN))
+    .filter(Number.isFinite)
+    .sort((x, y) => x - y)
   if (r.length === 0) return a.perSecond / b.perSecond
   const mid = Math.floor(r.length / 2)
   return r.length % 2 === 1 ? (r[mid] as number) : ((r[mid - 1] as number) + (r[mid] as number)) / 2
@@ -186,7 +219,10 @@ function pick(m: Map<string, Outcome>, name: string): Outcome {
 async function get(d: Dispatcher, opts: Dispatcher.RequestOptions): Promise<void> {
   const res = await d.request(opts)
   await res.body.dump({ limit: 1 << 20 })
-  if (res.statusCode !== 200) throw new Error(`${opts.method} ${opts.origin?.toString() ?? ''}${opts.path}: HTTP ${res.statusCode} ${String(res.headers['x-portcullis-decision'] ?? '')}`)
+  if (res.statusCode !== 200)
+    throw new Error(
+      `${opts.method} ${opts.origin?.toString() ?? ''}${opts.path}: HTTP ${res.statusCode} ${String(res.headers['x-portcullis-decision'] ?? '')}`,
+    )
 }
 
 // ---------------------------------------------------------------- scenarios
@@ -209,8 +245,18 @@ type SquidProc = { readonly port: number; readonly pid: number }
 /** a + f. Keep-alive HTTPS GETs on 16 connections: direct, tunnelled (bare and Portcullis), intercepted. */
 async function scenarioKeepAlive(e: Env, withA: boolean, withF: boolean): Promise<void> {
   const proxyAgent = (port: number, servername: string, ca: string): ProxyAgent =>
-    new ProxyAgent({ uri: `http://${LOOPBACK}:${port}`, token: PROXY_AUTH, connections: KEEPALIVE_CONNS, requestTls: { ca, servername }, ...TIMEOUTS })
-  const direct = new Pool(`https://${LOOPBACK}:${e.origin.httpsPort}`, { connections: KEEPALIVE_CONNS, connect: { ca: e.origin.caPem, servername: 'tunnel.test' }, ...TIMEOUTS })
+    new ProxyAgent({
+      uri: `http://${LOOPBACK}:${port}`,
+      token: PROXY_AUTH,
+      connections: KEEPALIVE_CONNS,
+      requestTls: { ca, servername },
+      ...TIMEOUTS,
+    })
+  const direct = new Pool(`https://${LOOPBACK}:${e.origin.httpsPort}`, {
+    connections: KEEPALIVE_CONNS,
+    connect: { ca: e.origin.caPem, servername: 'tunnel.test' },
+    ...TIMEOUTS,
+  })
   const bare = proxyAgent(e.bare.port, 'tunnel.test', e.origin.caPem)
   const tunnel = proxyAgent(e.proxy.port, 'tunnel.test', e.origin.caPem)
   const tunnelRedis = proxyAgent(e.proxyRedis.port, 'tunnel.test', e.origin.caPem)
@@ -225,14 +271,54 @@ async function scenarioKeepAlive(e: Env, withA: boolean, withF: boolean): Promis
       ...(withA
         ? [
             { name: 'bare', op: () => get(bare, { origin: tunnelOrigin, path: '/', method: 'GET' }), pid: e.bare.pid },
-            { name: 'tunnel', op: () => get(tunnel, { origin: tunnelOrigin, path: '/', method: 'GET' }), pid: e.proxy.pid },
-            { name: 'tunnel+redis', op: () => get(tunnelRedis, { origin: tunnelOrigin, path: '/', method: 'GET' }), pid: e.proxyRedis.pid },
-            ...(squid && e.squid ? [{ name: 'squid', op: () => get(squid, { origin: tunnelOrigin, path: '/', method: 'GET' }), pid: e.squid.pid }] : []),
+            {
+              name: 'tunnel',
+              op: () => get(tunnel, { origin: tunnelOrigin, path: '/', method: 'GET' }),
+              pid: e.proxy.pid,
+            },
+            {
+              name: 'tunnel+redis',
+              op: () => get(tunnelRedis, { origin: tunnelOrigin, path: '/', method: 'GET' }),
+              pid: e.proxyRedis.pid,
+            },
+            ...(squid && e.squid
+              ? [
+                  {
+                    name: 'squid',
+                    op: () => get(squid, { origin: tunnelOrigin, path: '/', method: 'GET' }),
+                    pid: e.squid.pid,
+                  },
+                ]
+              : []),
           ]
         : []),
-      ...(withF ? [{ name: 'intercept', op: () => get(mitm, { origin: `https://mitm.test:${e.origin.httpsPort}`, path: '/', method: 'GET' }), pid: e.proxy.pid }] : []),
-      ...(bareMitm ? [{ name: 'bare-intercept', op: () => get(bareMitm, { origin: `https://mitm.test:${e.origin.httpsPort}`, path: '/', method: 'GET' }), pid: e.bare.pid }] : []),
-      ...(mitmRef && e.mitmRef ? [{ name: 'mitm-ref', op: () => get(mitmRef, { origin: `https://mitm.test:${e.origin.httpsPort}`, path: '/', method: 'GET' }), pid: e.mitmRef.pid }] : []),
+      ...(withF
+        ? [
+            {
+              name: 'intercept',
+              op: () => get(mitm, { origin: `https://mitm.test:${e.origin.httpsPort}`, path: '/', method: 'GET' }),
+              pid: e.proxy.pid,
+            },
+          ]
+        : []),
+      ...(bareMitm
+        ? [
+            {
+              name: 'bare-intercept',
+              op: () => get(bareMitm, { origin: `https://mitm.test:${e.origin.httpsPort}`, path: '/', method: 'GET' }),
+              pid: e.bare.pid,
+            },
+          ]
+        : []),
+      ...(mitmRef && e.mitmRef
+        ? [
+            {
+              name: 'mitm-ref',
+              op: () => get(mitmRef, { origin: `https://mitm.test:${e.origin.httpsPort}`, path: '/', method: 'GET' }),
+              pid: e.mitmRef.pid,
+            },
+          ]
+        : []),
     ]
     const m = await compare('keep-alive', contenders, { concurrency: KEEPALIVE_CONNS, maxOpsPerRound: 100_000 })
     const d = pick(m, 'direct')
@@ -240,8 +326,22 @@ async function scenarioKeepAlive(e: Env, withA: boolean, withF: boolean): Promis
       const b = pick(m, 'bare')
       const p = pick(m, 'tunnel')
       const ratio = roundRatio(p, d)
-      addRow({ id: 'a', scenario: 'CONNECT tunnel, keep-alive HTTPS GET', unit: 'req/s', direct: d.perSecond, bare: b.perSecond, squid: squidCell(m, d), proxy: p.perSecond, ratio, target: '≥ 0.60', met: ratio >= 0.6, proxyCpuUs: p.cpuUs })
-      notes.push(`a: bare proxy CPU ${b.cpuUs?.toFixed(0) ?? '?'} µs/req vs Portcullis ${p.cpuUs?.toFixed(0) ?? '?'} µs/req (pure splicing in both).`)
+      addRow({
+        id: 'a',
+        scenario: 'CONNECT tunnel, keep-alive HTTPS GET',
+        unit: 'req/s',
+        direct: d.perSecond,
+        bare: b.perSecond,
+        squid: squidCell(m, d),
+        proxy: p.perSecond,
+        ratio,
+        target: '≥ 0.60',
+        met: ratio >= 0.6,
+        proxyCpuUs: p.cpuUs,
+      })
+      notes.push(
+        `a: bare proxy CPU ${b.cpuUs?.toFixed(0) ?? '?'} µs/req vs Portcullis ${p.cpuUs?.toFixed(0) ?? '?'} µs/req (pure splicing in both).`,
+      )
       redisRow('a-r', 'CONNECT keep-alive: Redis sink on ÷ off', p, pick(m, 'tunnel+redis'))
     }
     if (withF) {
@@ -249,22 +349,64 @@ async function scenarioKeepAlive(e: Env, withA: boolean, withF: boolean): Promis
       const ratio = roundRatio(p, d)
       const ref = m.get('mitm-ref')
       const bareF = m.get('bare-intercept')
-      addRow({ id: 'f', scenario: 'intercepted (MITM), keep-alive HTTPS GET', unit: 'req/s', direct: d.perSecond, bare: bareF?.perSecond ?? null, proxy: p.perSecond, ratio, target: '≥ 0.25', met: ratio >= 0.25, proxyCpuUs: p.cpuUs })
-      if (bareF) notes.push(`f: bare Node MITM (bench/bare-proxy.ts: TLSSocket + node:http + https.request keep-alive, no policy or logging) ${bareF.perSecond.toFixed(0)} req/s, ratio ${roundRatio(bareF, d).toFixed(2)} to direct, ${bareF.cpuUs?.toFixed(0) ?? '?'} µs CPU/op vs Portcullis ${p.cpuUs?.toFixed(0) ?? '?'} µs.`)
-      if (ref) notes.push(`f: http-mitm-proxy ${MITM_REF_VERSION} (the Node MITM proxy the target cites; keep-alive both sides, bench/mitm-ref.ts) ${ref.perSecond.toFixed(0)} req/s, ratio ${roundRatio(ref, d).toFixed(2)} to direct, ${ref.cpuUs?.toFixed(0) ?? '?'} µs CPU/op; Portcullis ÷ http-mitm-proxy = ${roundRatio(p, ref).toFixed(2)}.`)
+      addRow({
+        id: 'f',
+        scenario: 'intercepted (MITM), keep-alive HTTPS GET',
+        unit: 'req/s',
+        direct: d.perSecond,
+        bare: bareF?.perSecond ?? null,
+        proxy: p.perSecond,
+        ratio,
+        target: '≥ 0.25',
+        met: ratio >= 0.25,
+        proxyCpuUs: p.cpuUs,
+      })
+      if (bareF)
+        notes.push(
+          `f: bare Node MITM (bench/bare-proxy.ts: TLSSocket + node:http + https.request keep-alive, no policy or logging) ${bareF.perSecond.toFixed(0)} req/s, ratio ${roundRatio(bareF, d).toFixed(2)} to direct, ${bareF.cpuUs?.toFixed(0) ?? '?'} µs CPU/op vs Portcullis ${p.cpuUs?.toFixed(0) ?? '?'} µs.`,
+        )
+      if (ref)
+        notes.push(
+          `f: http-mitm-proxy ${MITM_REF_VERSION} (the Node MITM proxy the target cites; keep-alive both sides, bench/mitm-ref.ts) ${ref.perSecond.toFixed(0)} req/s, ratio ${roundRatio(ref, d).toFixed(2)} to direct, ${ref.cpuUs?.toFixed(0) ?? '?'} µs CPU/op; Portcullis ÷ http-mitm-proxy = ${roundRatio(p, ref).toFixed(2)}.`,
+        )
       const t = m.get('tunnel')
-      if (t) notes.push(`f: intercepted ÷ tunnelled keep-alive = ${(p.perSecond / t.perSecond).toFixed(2)} (${p.perSecond.toFixed(0)} vs ${t.perSecond.toFixed(0)} req/s); p50 latency ${percentile(p.latencies, 50).toFixed(1)} ms intercepted vs ${percentile(t.latencies, 50).toFixed(1)} ms tunnelled, 16 in flight.`)
+      if (t)
+        notes.push(
+          `f: intercepted ÷ tunnelled keep-alive = ${(p.perSecond / t.perSecond).toFixed(2)} (${p.perSecond.toFixed(0)} vs ${t.perSecond.toFixed(0)} req/s); p50 latency ${percentile(p.latencies, 50).toFixed(1)} ms intercepted vs ${percentile(t.latencies, 50).toFixed(1)} ms tunnelled, 16 in flight.`,
+        )
     }
   } finally {
-    await Promise.all([direct.close(), bare.close(), tunnel.close(), tunnelRedis.close(), mitm.close(), squid?.close(), mitmRef?.close(), bareMitm?.close()])
+    await Promise.all([
+      direct.close(),
+      bare.close(),
+      tunnel.close(),
+      tunnelRedis.close(),
+      mitm.close(),
+      squid?.close(),
+      mitmRef?.close(),
+      bareMitm?.close(),
+    ])
   }
 }
 
 /** A Redis-on row: the "direct" column is Portcullis without Redis, the proxy column with it; target ≤ 5 % loss (tunnels). */
 function redisRow(id: string, scenario: string, off: Outcome, on: Outcome, targeted = true): void {
   const ratio = roundRatio(on, off)
-  addRow({ id, scenario, unit: 'req/s', direct: off.perSecond, bare: null, proxy: on.perSecond, ratio, target: targeted ? '≥ 0.95' : '—', met: targeted ? ratio >= 0.95 : null, proxyCpuUs: on.cpuUs })
-  notes.push(`${id}: proxy CPU ${off.cpuUs?.toFixed(0) ?? '?'} µs/op without Redis vs ${on.cpuUs?.toFixed(0) ?? '?'} µs/op with the Redis sink (and shared limits) on.`)
+  addRow({
+    id,
+    scenario,
+    unit: 'req/s',
+    direct: off.perSecond,
+    bare: null,
+    proxy: on.perSecond,
+    ratio,
+    target: targeted ? '≥ 0.95' : '—',
+    met: targeted ? ratio >= 0.95 : null,
+    proxyCpuUs: on.cpuUs,
+  })
+  notes.push(
+    `${id}: proxy CPU ${off.cpuUs?.toFixed(0) ?? '?'} µs/op without Redis vs ${on.cpuUs?.toFixed(0) ?? '?'} µs/op with the Redis sink (and shared limits) on.`,
+  )
 }
 
 /** b. A new connection per request: (CONNECT +) TLS handshake + GET + close. */
@@ -275,9 +417,29 @@ async function scenarioB(e: Env): Promise<void> {
     'new tunnels',
     [
       { name: 'direct', op: async () => getAndClose(await tlsHandshake(e.origin.httpsPort, t), 'tunnel.test') },
-      { name: 'bare', op: async () => getAndClose(await tlsHandshake(await openTunnel(e.bare.port, authority), t), 'tunnel.test'), pid: e.bare.pid },
-      { name: 'proxy', op: async () => getAndClose(await tlsHandshake(await openTunnel(e.proxy.port, authority), t), 'tunnel.test'), pid: e.proxy.pid },
-      ...(e.squid ? [{ name: 'squid', op: async () => getAndClose(await tlsHandshake(await openTunnel((e.squid as SquidProc).port, authority), t), 'tunnel.test'), pid: e.squid.pid }] : []),
+      {
+        name: 'bare',
+        op: async () => getAndClose(await tlsHandshake(await openTunnel(e.bare.port, authority), t), 'tunnel.test'),
+        pid: e.bare.pid,
+      },
+      {
+        name: 'proxy',
+        op: async () => getAndClose(await tlsHandshake(await openTunnel(e.proxy.port, authority), t), 'tunnel.test'),
+        pid: e.proxy.pid,
+      },
+      ...(e.squid
+        ? [
+            {
+              name: 'squid',
+              op: async () =>
+                getAndClose(
+                  await tlsHandshake(await openTunnel((e.squid as SquidProc).port, authority), t),
+                  'tunnel.test',
+                ),
+              pid: e.squid.pid,
+            },
+          ]
+        : []),
     ],
     { concurrency: NEW_CONN_CONCURRENCY, maxOpsPerRound: 5000 },
   )
@@ -285,8 +447,22 @@ async function scenarioB(e: Env): Promise<void> {
   const b = pick(m, 'bare')
   const p = pick(m, 'proxy')
   const ratio = roundRatio(p, d)
-  addRow({ id: 'b', scenario: 'new tunnel + TLS handshake + GET + close', unit: 'conn/s', direct: d.perSecond, bare: b.perSecond, squid: squidCell(m, d), proxy: p.perSecond, ratio, target: '≥ 0.80', met: ratio >= 0.8, proxyCpuUs: p.cpuUs })
-  notes.push(`b: p50 per connection ${percentile(d.latencies, 50).toFixed(1)} ms direct, ${percentile(b.latencies, 50).toFixed(1)} ms bare, ${percentile(p.latencies, 50).toFixed(1)} ms Portcullis (${NEW_CONN_CONCURRENCY} in flight); proxy CPU per tunnel ${b.cpuUs?.toFixed(0) ?? '?'} µs bare vs ${p.cpuUs?.toFixed(0) ?? '?'} µs Portcullis.`)
+  addRow({
+    id: 'b',
+    scenario: 'new tunnel + TLS handshake + GET + close',
+    unit: 'conn/s',
+    direct: d.perSecond,
+    bare: b.perSecond,
+    squid: squidCell(m, d),
+    proxy: p.perSecond,
+    ratio,
+    target: '≥ 0.80',
+    met: ratio >= 0.8,
+    proxyCpuUs: p.cpuUs,
+  })
+  notes.push(
+    `b: p50 per connection ${percentile(d.latencies, 50).toFixed(1)} ms direct, ${percentile(b.latencies, 50).toFixed(1)} ms bare, ${percentile(p.latencies, 50).toFixed(1)} ms Portcullis (${NEW_CONN_CONCURRENCY} in flight); proxy CPU per tunnel ${b.cpuUs?.toFixed(0) ?? '?'} µs bare vs ${p.cpuUs?.toFixed(0) ?? '?'} µs Portcullis.`,
+  )
 }
 
 /** c. 256 MiB through one TLS connection, tunnelled vs direct; best of two interleaved runs each. */
@@ -294,7 +470,10 @@ async function scenarioC(e: Env): Promise<void> {
   const t = { servername: 'tunnel.test', ca: e.origin.caPem }
   const authority = `tunnel.test:${e.origin.httpsPort}`
   const run = async (port: number | null, bytes: number): Promise<number> => {
-    const sock = port !== null ? await tlsHandshake(await openTunnel(port, authority), t) : await tlsHandshake(e.origin.httpsPort, t)
+    const sock =
+      port !== null
+        ? await tlsHandshake(await openTunnel(port, authority), t)
+        : await tlsHandshake(e.origin.httpsPort, t)
     const r = await bulkGet(sock, 'tunnel.test', bytes, 30_000)
     return r.bytes / 1e6 / r.seconds
   }
@@ -316,9 +495,23 @@ async function scenarioC(e: Env): Promise<void> {
   }
   const ratio = best.proxy / best.direct
   const squid = e.squid ? { value: best.squid, ratio: best.squid / best.direct } : null
-  addRow({ id: 'c', scenario: '256 MiB download through one tunnel', unit: 'MB/s', direct: best.direct, bare: best.bare, squid, proxy: best.proxy, ratio, target: '≥ 0.75', met: ratio >= 0.75, proxyCpuUs: null })
+  addRow({
+    id: 'c',
+    scenario: '256 MiB download through one tunnel',
+    unit: 'MB/s',
+    direct: best.direct,
+    bare: best.bare,
+    squid,
+    proxy: best.proxy,
+    ratio,
+    target: '≥ 0.75',
+    met: ratio >= 0.75,
+    proxyCpuUs: null,
+  })
   const perGiB = (ms: number): string => ((ms / (3 * BULK_BYTES)) * (1 << 30)).toFixed(0)
-  notes.push(`c: CPU per GiB spliced: Portcullis ${perGiB(proxyCpu)} ms${e.squid ? `, Squid ${perGiB(squidCpu)} ms` : ''} (best of three interleaved runs each).`)
+  notes.push(
+    `c: CPU per GiB spliced: Portcullis ${perGiB(proxyCpu)} ms${e.squid ? `, Squid ${perGiB(squidCpu)} ms` : ''} (best of three interleaved runs each).`,
+  )
 }
 
 /** d. Plain HTTP: absolute-form GETs through the proxy (http-proxy forwarding) vs the origin directly. */
@@ -326,10 +519,19 @@ async function scenarioD(e: Env): Promise<void> {
   const direct = new Pool(`http://${LOOPBACK}:${e.origin.httpPort}`, { connections: KEEPALIVE_CONNS, ...TIMEOUTS })
   const bare = new Pool(`http://${LOOPBACK}:${e.bare.port}`, { connections: KEEPALIVE_CONNS, ...TIMEOUTS })
   const viaProxy = new Pool(`http://${LOOPBACK}:${e.proxy.port}`, { connections: KEEPALIVE_CONNS, ...TIMEOUTS })
-  const viaProxyRedis = new Pool(`http://${LOOPBACK}:${e.proxyRedis.port}`, { connections: KEEPALIVE_CONNS, ...TIMEOUTS })
-  const viaSquid = e.squid ? new Pool(`http://${LOOPBACK}:${e.squid.port}`, { connections: KEEPALIVE_CONNS, ...TIMEOUTS }) : null
+  const viaProxyRedis = new Pool(`http://${LOOPBACK}:${e.proxyRedis.port}`, {
+    connections: KEEPALIVE_CONNS,
+    ...TIMEOUTS,
+  })
+  const viaSquid = e.squid
+    ? new Pool(`http://${LOOPBACK}:${e.squid.port}`, { connections: KEEPALIVE_CONNS, ...TIMEOUTS })
+    : null
   const host = `plain.test:${e.origin.httpPort}`
-  const absolute = { path: `http://${host}/`, method: 'GET', headers: { host, 'proxy-authorization': PROXY_AUTH } } as const
+  const absolute = {
+    path: `http://${host}/`,
+    method: 'GET',
+    headers: { host, 'proxy-authorization': PROXY_AUTH },
+  } as const
   try {
     const m = await compare(
       'plain HTTP',
@@ -346,13 +548,38 @@ async function scenarioD(e: Env): Promise<void> {
     const b = pick(m, 'bare')
     const p = pick(m, 'proxy')
     const ratio = roundRatio(p, d)
-    addRow({ id: 'd', scenario: 'plain-HTTP forward, keep-alive GET', unit: 'req/s', direct: d.perSecond, bare: b.perSecond, squid: squidCell(m, d), proxy: p.perSecond, ratio, target: '≥ 0.15', met: ratio >= 0.15, proxyCpuUs: p.cpuUs })
+    addRow({
+      id: 'd',
+      scenario: 'plain-HTTP forward, keep-alive GET',
+      unit: 'req/s',
+      direct: d.perSecond,
+      bare: b.perSecond,
+      squid: squidCell(m, d),
+      proxy: p.perSecond,
+      ratio,
+      target: '≥ 0.15',
+      met: ratio >= 0.15,
+      proxyCpuUs: p.cpuUs,
+    })
     for (const q of [50, 99]) {
       const dl = percentile(d.latencies, q)
       const pl = percentile(p.latencies, q)
-      addRow({ id: `d${q}`, scenario: `  latency p${q} (16 in flight; ratio = proxy ÷ direct)`, unit: 'ms', direct: dl, bare: percentile(b.latencies, q), proxy: pl, ratio: pl / dl, target: '—', met: null, proxyCpuUs: null })
+      addRow({
+        id: `d${q}`,
+        scenario: `  latency p${q} (16 in flight; ratio = proxy ÷ direct)`,
+        unit: 'ms',
+        direct: dl,
+        bare: percentile(b.latencies, q),
+        proxy: pl,
+        ratio: pl / dl,
+        target: '—',
+        met: null,
+        proxyCpuUs: null,
+      })
     }
-    notes.push(`d: proxy CPU per forwarded request ${b.cpuUs?.toFixed(0) ?? '?'} µs bare (node:http + keep-alive Agent) vs ${p.cpuUs?.toFixed(0) ?? '?'} µs Portcullis.`)
+    notes.push(
+      `d: proxy CPU per forwarded request ${b.cpuUs?.toFixed(0) ?? '?'} µs bare (node:http + keep-alive Agent) vs ${p.cpuUs?.toFixed(0) ?? '?'} µs Portcullis.`,
+    )
     // Not a target (the Redis target is for tunnels, row a-r): two records a request make this the sink's worst case.
     redisRow('d-r', 'plain-HTTP forward (2 records/req): Redis sink on ÷ off', p, pick(m, 'proxy+redis'), false)
   } finally {
@@ -375,9 +602,23 @@ async function scenarioE(origin: OriginProc): Promise<void> {
   // Node raises its own soft limit to the hard limit at start-up; the proxy needs 2 fds per tunnel, this process 1.
   const fdBudget = Math.min(Number.isFinite(hard) ? hard : soft, Number.isFinite(soft) ? Math.max(soft, hard) : hard)
   const n = Math.min(IDLE_TUNNELS, Math.floor((fdBudget - 256) / 2))
-  if (n < IDLE_TUNNELS) problems.push(`e: ulimit -n (soft ${soft}, hard ${hard}) allows only ${n} tunnels, not ${IDLE_TUNNELS}`)
+  if (n < IDLE_TUNNELS)
+    problems.push(`e: ulimit -n (soft ${soft}, hard ${hard}) allows only ${n} tunnels, not ${IDLE_TUNNELS}`)
   const [listenPort = 0, adminPort = 0] = await freePorts(2)
-  const proxy = await startProxy(ROOT, OUT, 'proxy-idle', proxyYaml({ dir: OUT, httpPort: origin.httpPort, httpsPort: origin.httpsPort, originCaFile: origin.caFile, listenPort, adminPort }), { listenPort, adminPort })
+  const proxy = await startProxy(
+    ROOT,
+    OUT,
+    'proxy-idle',
+    proxyYaml({
+      dir: OUT,
+      httpPort: origin.httpPort,
+      httpsPort: origin.httpsPort,
+      originCaFile: origin.caFile,
+      listenPort,
+      adminPort,
+    }),
+    { listenPort, adminPort },
+  )
   let pc: IdleRss
   try {
     pc = await idleRss(proxy.port, proxy.pid, n, origin)
@@ -402,11 +643,26 @@ async function scenarioE(origin: OriginProc): Promise<void> {
     }
   }
   const results = [['Portcullis', pc], ['bare proxy', floor], ...(squid ? [['Squid', squid] as const] : [])] as const
-  for (const [who, r] of results) if (r.failures > 0) problems.push(`e ${who}: ${r.failures} tunnel opens failed (${r.firstError})`)
+  for (const [who, r] of results)
+    if (r.failures > 0) problems.push(`e ${who}: ${r.failures} tunnel opens failed (${r.firstError})`)
   const perTunnel = (pc.after - pc.before) / pc.count
   const squidCellE = squid ? { value: (squid.after - squid.before) / squid.count, ratio: null } : null
-  addRow({ id: 'e', scenario: `proxy RSS per idle TLS tunnel (${pc.count} open)`, unit: 'KiB', direct: null, bare: (floor.after - floor.before) / floor.count, squid: squidCellE, proxy: perTunnel, ratio: null, target: '≤ 16 KiB', met: perTunnel <= 16, proxyCpuUs: null })
-  notes.push(`e: Portcullis VmRSS ${(pc.before / 1024).toFixed(1)} MiB idle (after warm-up) → ${(pc.after / 1024).toFixed(1)} MiB with ${pc.count} idle tunnels (opened in ${pc.openSeconds.toFixed(1)} s, 32 at a time); bare proxy ${(floor.before / 1024).toFixed(1)} → ${(floor.after / 1024).toFixed(1)} MiB with ${floor.count}. No GC is forced, so garbage from the ${pc.count} handshakes still counts; ulimit -n soft ${soft}, hard ${hard} (enough).`)
+  addRow({
+    id: 'e',
+    scenario: `proxy RSS per idle TLS tunnel (${pc.count} open)`,
+    unit: 'KiB',
+    direct: null,
+    bare: (floor.after - floor.before) / floor.count,
+    squid: squidCellE,
+    proxy: perTunnel,
+    ratio: null,
+    target: '≤ 16 KiB',
+    met: perTunnel <= 16,
+    proxyCpuUs: null,
+  })
+  notes.push(
+    `e: Portcullis VmRSS ${(pc.before / 1024).toFixed(1)} MiB idle (after warm-up) → ${(pc.after / 1024).toFixed(1)} MiB with ${pc.count} idle tunnels (opened in ${pc.openSeconds.toFixed(1)} s, 32 at a time); bare proxy ${(floor.before / 1024).toFixed(1)} → ${(floor.after / 1024).toFixed(1)} MiB with ${floor.count}. No GC is forced, so garbage from the ${pc.count} handshakes still counts; ulimit -n soft ${soft}, hard ${hard} (enough).`,
+  )
 }
 
 interface IdleRss {
@@ -426,7 +682,9 @@ async function idleRss(port: number, pid: number, n: number, origin: OriginProc)
   try {
     // Warm-up: the same path 200 times, then closed, so the baseline includes JIT code and pools.
     for (let round = 0; round < 4; round++) {
-      const batch = await Promise.all(Array.from({ length: 50 }, async () => tlsHandshake(await openTunnel(port, authority), t)))
+      const batch = await Promise.all(
+        Array.from({ length: 50 }, async () => tlsHandshake(await openTunnel(port, authority), t)),
+      )
       for (const s of batch) s.destroy()
     }
     await sleep(1500)
@@ -462,27 +720,64 @@ async function idleRss(port: number, pid: number, n: number, origin: OriginProc)
 async function scenarioF2(e: Env): Promise<void> {
   // Handshake only: no inner request, so nothing goes upstream.
   const handshake = async (host: string): Promise<void> => {
-    const s = await tlsHandshake(await openTunnel(e.proxy.port, `${host}:${e.origin.httpsPort}`), { servername: host, ca: e.proxyCa })
+    const s = await tlsHandshake(await openTunnel(e.proxy.port, `${host}:${e.origin.httpsPort}`), {
+      servername: host,
+      ca: e.proxyCa,
+    })
     s.destroy()
   }
-  const m = await compare('intercept handshakes', [{ name: 'cached', op: () => handshake('mitm.test'), pid: e.proxy.pid }], { concurrency: 4, maxOpsPerRound: 5000 })
+  const m = await compare(
+    'intercept handshakes',
+    [{ name: 'cached', op: () => handshake('mitm.test'), pid: e.proxy.pid }],
+    { concurrency: 4, maxOpsPerRound: 5000 },
+  )
   const cached = pick(m, 'cached')
   // Every host is new exactly once: no warm-up, and the pinned list bounds the count.
   let next = 0
   const c0 = cpuMs(e.proxy.pid)
-  const fresh = await loadLoop(() => handshake(`h${next++}.mitm.test`), { concurrency: 4, maxOps: NEW_MITM_HOSTS, maxMs: 3000 })
+  const fresh = await loadLoop(() => handshake(`h${next++}.mitm.test`), {
+    concurrency: 4,
+    maxOps: NEW_MITM_HOSTS,
+    maxMs: 3000,
+  })
   const freshCpuUs = ((cpuMs(e.proxy.pid) - c0) * 1000) / Math.max(fresh.ops, 1)
   if (fresh.errors > 0) problems.push(`f2 new host: ${fresh.errors} errors (first: ${fresh.firstError ?? '?'})`)
   if (fresh.ops === 0) throw new Error(`f2 new host: nothing succeeded (${fresh.firstError ?? '?'})`)
-  addRow({ id: 'f2', scenario: 'intercept handshake: new host (mint) vs cached', unit: 'hs/s', direct: cached.perSecond, bare: null, proxy: fresh.perSecond, ratio: fresh.perSecond / cached.perSecond, target: '—', met: null, proxyCpuUs: freshCpuUs })
-  notes.push(`f2: CONNECT + client TLS handshake with the proxy + close, 4 at a time; "direct" column = a cached leaf (\`mitm.test\`, ${cached.cpuUs?.toFixed(0) ?? '?'} µs proxy CPU each), "Portcullis" column = first use of h<i>.mitm.test (leaf minted; ${fresh.ops} hosts, ${freshCpuUs.toFixed(0)} µs proxy CPU each).`)
+  addRow({
+    id: 'f2',
+    scenario: 'intercept handshake: new host (mint) vs cached',
+    unit: 'hs/s',
+    direct: cached.perSecond,
+    bare: null,
+    proxy: fresh.perSecond,
+    ratio: fresh.perSecond / cached.perSecond,
+    target: '—',
+    met: null,
+    proxyCpuUs: freshCpuUs,
+  })
+  notes.push(
+    `f2: CONNECT + client TLS handshake with the proxy + close, 4 at a time; "direct" column = a cached leaf (\`mitm.test\`, ${cached.cpuUs?.toFixed(0) ?? '?'} µs proxy CPU each), "Portcullis" column = first use of h<i>.mitm.test (leaf minted; ${fresh.ops} hosts, ${freshCpuUs.toFixed(0)} µs proxy CPU each).`,
+  )
 }
 
 /** g. Leaf mint in process. */
 async function scenarioG(): Promise<void> {
   const m = await benchLeafMint()
-  addRow({ id: 'g', scenario: 'leaf cert: cached get vs cold mint (in-process)', unit: 'µs', direct: m.cachedMeanUs, bare: null, proxy: m.coldMeanUs, ratio: null, target: '—', met: null, proxyCpuUs: null })
-  notes.push(`g: cold mint p50 ${m.coldP50Us.toFixed(0)} µs, p99 ${m.coldP99Us.toFixed(0)} µs over ${m.coldMints} hosts (≈ ${(1e6 / m.coldMeanUs).toFixed(0)} mints/s on one core); cached get ${m.cachedMeanUs.toFixed(2)} µs over ${m.cachedHits} gets.`)
+  addRow({
+    id: 'g',
+    scenario: 'leaf cert: cached get vs cold mint (in-process)',
+    unit: 'µs',
+    direct: m.cachedMeanUs,
+    bare: null,
+    proxy: m.coldMeanUs,
+    ratio: null,
+    target: '—',
+    met: null,
+    proxyCpuUs: null,
+  })
+  notes.push(
+    `g: cold mint p50 ${m.coldP50Us.toFixed(0)} µs, p99 ${m.coldP99Us.toFixed(0)} µs over ${m.coldMints} hosts (≈ ${(1e6 / m.coldMeanUs).toFixed(0)} mints/s on one core); cached get ${m.cachedMeanUs.toFixed(2)} µs over ${m.cachedHits} gets.`,
+  )
 }
 
 /** h. bench/decide.ts, when a colleague has written it: run as is, output kept verbatim. */
@@ -493,7 +788,12 @@ async function scenarioH(): Promise<string | null> {
   let out = ''
   child.stdout.on('data', (b: Buffer) => (out += b.toString('utf8')))
   child.stderr.on('data', (b: Buffer) => (out += b.toString('utf8')))
-  const code = await within(new Promise<number | null>((r) => child.once('exit', (c) => r(c))), 90_000, 'bench/decide.ts', () => child.kill('SIGKILL')).catch((err: unknown) => {
+  const code = await within(
+    new Promise<number | null>((r) => child.once('exit', (c) => r(c))),
+    90_000,
+    'bench/decide.ts',
+    () => child.kill('SIGKILL'),
+  ).catch((err: unknown) => {
     problems.push(`h: ${String(err)}`)
     return null
   })
@@ -503,12 +803,21 @@ async function scenarioH(): Promise<string | null> {
 
 // ---------------------------------------------------------------- report
 
-function resultsMarkdown(startedAt: Date, seconds: number, decideOut: string | null, logLines: number, load: { before: string; after: string }): string {
+function resultsMarkdown(
+  startedAt: Date,
+  seconds: number,
+  decideOut: string | null,
+  logLines: number,
+  load: { before: string; after: string },
+): string {
   const cpu = cpus()[0]?.model ?? 'unknown'
   const table = [
     '| | scenario | direct | via Portcullis | ratio | target | met | Squid 5.7, same run (ratio) | Portcullis CPU / op | bare Node proxy |',
     '| --- | --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |',
-    ...rows.map((r) => `| ${r.id} | ${r.scenario.trim()} | ${fmt(r.direct, r.unit)} | ${fmt(r.proxy, r.unit)} | ${fmt(r.ratio)} | ${r.target} | ${r.met === null ? '' : r.met ? 'yes' : '**no**'} | ${r.squid ? `${fmt(r.squid.value, r.unit)}${r.squid.ratio === null ? '' : ` (${fmt(r.squid.ratio)})`}` : ''} | ${r.proxyCpuUs === null ? '' : `${r.proxyCpuUs.toFixed(0)} µs`} | ${fmt(r.bare, r.unit)} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.id} | ${r.scenario.trim()} | ${fmt(r.direct, r.unit)} | ${fmt(r.proxy, r.unit)} | ${fmt(r.ratio)} | ${r.target} | ${r.met === null ? '' : r.met ? 'yes' : '**no**'} | ${r.squid ? `${fmt(r.squid.value, r.unit)}${r.squid.ratio === null ? '' : ` (${fmt(r.squid.ratio)})`}` : ''} | ${r.proxyCpuUs === null ? '' : `${r.proxyCpuUs.toFixed(0)} µs`} | ${fmt(r.bare, r.unit)} |`,
+    ),
   ].join('\n')
   return `# Benchmarks
 
@@ -531,7 +840,7 @@ Ratios are Portcullis ÷ direct (higher is better) except where the row says oth
 - **c — bulk.** One TLS connection, \`GET /bulk?bytes=268435456\` (origin streams a preallocated 1 MiB buffer), MB/s = 10⁶ bytes/s from request to last byte; best of two interleaved runs each way after a 16 MiB warm-up.
 - **d — plain HTTP forward.** undici \`Pool\` with ${KEEPALIVE_CONNS} connections sending absolute-form \`GET http://plain.test:<port>/\` with \`Proxy-Authorization\` to the proxy (http-proxy forwarding, keep-alive upstream agent) vs the same Pool against the origin; latency rows are per-request times from the same runs (${KEEPALIVE_CONNS} in flight, so they include queueing).
 - **e — idle tunnels.** A fresh proxy process; 200 tunnels opened and closed as warm-up, 1.5 s settle, VmRSS; then ${IDLE_TUNNELS} tunnels opened (CONNECT + TLS handshake through the tunnel, then no traffic) 32 at a time, 1.5 s settle, VmRSS; (after − before) ÷ tunnels. Includes the tracker entry, the decision record in the ring buffer and both sockets' buffers.
-- **f — interception.** Same as (a) but to \`mitm.test\` (rule with \`paths: ["/**"]\`, so the CONNECT is intercepted); the client trusts the Portcullis CA generated at first start, the proxy verifies the origin with \`upstream.ca_file\`. Measured in the same interleaved set as (a). Its \"bare Node proxy\" cell is bench/bare-proxy.ts intercepting mitm.test (one leaf made at start, node:http inside, https.request on a keep-alive agent, no policy or logging); http-mitm-proxy ${MITM_REF_VERSION} (bench/mitm-ref.ts: the Node MITM proxy the target cites, keep-alive on both sides, installed into bench/out/mitm-ref on first use) runs in the same rounds, driven by the same client trusting its CA (see the notes). **f2**: CONNECT + TLS handshake with the proxy + close, 4 at a time; cached = \`mitm.test\` every time, new = \`h<i>.mitm.test\` (${NEW_MITM_HOSTS} pinned names, each used once, matched by \`*.mitm.test\`), each needing a fresh leaf.
+- **f — interception.** Same as (a) but to \`mitm.test\` (rule with \`paths: ["/**"]\`, so the CONNECT is intercepted); the client trusts the Portcullis CA generated at first start, the proxy verifies the origin with \`upstream.ca_file\`. Measured in the same interleaved set as (a). Its "bare Node proxy" cell is bench/bare-proxy.ts intercepting mitm.test (one leaf made at start, node:http inside, https.request on a keep-alive agent, no policy or logging); http-mitm-proxy ${MITM_REF_VERSION} (bench/mitm-ref.ts: the Node MITM proxy the target cites, keep-alive on both sides, installed into bench/out/mitm-ref on first use) runs in the same rounds, driven by the same client trusting its CA (see the notes). **f2**: CONNECT + TLS handshake with the proxy + close, 4 at a time; cached = \`mitm.test\` every time, new = \`h<i>.mitm.test\` (${NEW_MITM_HOSTS} pinned names, each used once, matched by \`*.mitm.test\`), each needing a fresh leaf.
 - **g — leaf mint.** In process: \`createLeafCertCache(loadCa(…))\`, \`get()\` of a never-seen host (forge TBS + native RSA-2048 signature + \`createSecureContext\`) vs a cached host.
 - **h — decide.** \`bench/decide.ts\` when present, output below.
 
@@ -554,9 +863,13 @@ async function streamLength(url: string): Promise<number> {
 
 async function main(): Promise<void> {
   const startedAt = new Date()
-  const loadBefore = loadavg().map((l) => l.toFixed(2)).join(' / ')
+  const loadBefore = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' / ')
   console.log('$ npm run bench   (node --import tsx bench/run-all.ts)')
-  console.log(`  ${cpus().length} cores, node ${process.version}; ${ROUNDS} interleaved rounds of ${ROUND_MS / 1000} s per contender; load average ${loadBefore}`)
+  console.log(
+    `  ${cpus().length} cores, node ${process.version}; ${ROUNDS} interleaved rounds of ${ROUND_MS / 1000} s per contender; load average ${loadBefore}`,
+  )
   if (!existsSync(join(ROOT, 'dist/cli/main.js'))) throw new Error('dist/cli/main.js missing: run npm run build first')
   rmSync(OUT, { recursive: true, force: true })
   mkdirSync(OUT, { recursive: true })
@@ -567,17 +880,45 @@ async function main(): Promise<void> {
   let bare: { port: number; pid: number; caPem: string | null; stop(): Promise<void> } | null = null
   let squid: { port: number; pid: number; stop(): Promise<void> } | null = null
   let mitmRef: { port: number; pid: number; caPem: string; stop(): Promise<void> } | null = null
-  let logLines = 0
+  let logLines: number
   let decideOut: string | null = null
   try {
     const mitmHosts = Array.from({ length: NEW_MITM_HOSTS }, (_, i) => `h${i}.mitm.test`)
     const [listenPort = 0, adminPort = 0] = await freePorts(2)
-    proxy = await startProxy(ROOT, OUT, 'proxy', proxyYaml({ dir: OUT, httpPort: origin.httpPort, httpsPort: origin.httpsPort, originCaFile: origin.caFile, extraMitmHosts: mitmHosts, listenPort, adminPort }), { listenPort, adminPort })
+    proxy = await startProxy(
+      ROOT,
+      OUT,
+      'proxy',
+      proxyYaml({
+        dir: OUT,
+        httpPort: origin.httpPort,
+        httpsPort: origin.httpsPort,
+        originCaFile: origin.caFile,
+        extraMitmHosts: mitmHosts,
+        listenPort,
+        adminPort,
+      }),
+      { listenPort, adminPort },
+    )
     redis = await startRedis()
     const [redisListen = 0, redisAdmin = 0] = await freePorts(2)
     const redisDir = join(OUT, 'redis-proxy')
     mkdirSync(redisDir, { recursive: true })
-    proxyRedis = await startProxy(ROOT, redisDir, 'proxy-redis', proxyYaml({ dir: redisDir, httpPort: origin.httpPort, httpsPort: origin.httpsPort, originCaFile: origin.caFile, listenPort: redisListen, adminPort: redisAdmin, redisUrl: redis.url }), { listenPort: redisListen, adminPort: redisAdmin })
+    proxyRedis = await startProxy(
+      ROOT,
+      redisDir,
+      'proxy-redis',
+      proxyYaml({
+        dir: redisDir,
+        httpPort: origin.httpPort,
+        httpsPort: origin.httpsPort,
+        originCaFile: origin.caFile,
+        listenPort: redisListen,
+        adminPort: redisAdmin,
+        redisUrl: redis.url,
+      }),
+      { listenPort: redisListen, adminPort: redisAdmin },
+    )
     bare = await startBareProxy(origin.caFile)
     const binary = squidBinary()
     squid = binary ? await startSquid(binary, ['tunnel.test', 'plain.test'], origin.httpPort, origin.httpsPort) : null
@@ -586,11 +927,23 @@ async function main(): Promise<void> {
       try {
         mitmRef = await startMitmRef(join(ROOT, 'bench', 'out'), origin.caFile, ['mitm.test'])
       } catch (err) {
-        problems.push(`http-mitm-proxy ${MITM_REF_VERSION} could not be installed or started (${err instanceof Error ? err.message.split('\n')[0] : String(err)}): row f has no yardstick`)
+        problems.push(
+          `http-mitm-proxy ${MITM_REF_VERSION} could not be installed or started (${err instanceof Error ? err.message.split('\n')[0] : String(err)}): row f has no yardstick`,
+        )
       }
     }
-    const env: Env = { origin, proxy, proxyRedis, bare, squid, mitmRef, proxyCa: readFileSync(proxy.caCertFile, 'utf8') }
-    console.log(`  origin pid ${origin.pid} (http ${origin.httpPort}, https ${origin.httpsPort}); portcullis pid ${proxy.pid} on ${proxy.port}, log ${proxy.logFile}; bare proxy pid ${bare.pid} on ${bare.port}`)
+    const env: Env = {
+      origin,
+      proxy,
+      proxyRedis,
+      bare,
+      squid,
+      mitmRef,
+      proxyCa: readFileSync(proxy.caCertFile, 'utf8'),
+    }
+    console.log(
+      `  origin pid ${origin.pid} (http ${origin.httpPort}, https ${origin.httpsPort}); portcullis pid ${proxy.pid} on ${proxy.port}, log ${proxy.logFile}; bare proxy pid ${bare.pid} on ${bare.port}`,
+    )
     if (ONLY.has('a') || ONLY.has('f')) await scenarioKeepAlive(env, ONLY.has('a'), ONLY.has('f'))
     if (ONLY.has('b')) await scenarioB(env)
     if (ONLY.has('c')) await scenarioC(env)
@@ -599,7 +952,9 @@ async function main(): Promise<void> {
     await proxy.stop()
     logLines = readFileSync(proxy.logFile, 'utf8').split('\n').filter(Boolean).length
     proxy = null
-    notes.push(`Redis stream after the run: ${await streamLength(redis.url)} records from the Redis-on proxy (portcullis:bench).`)
+    notes.push(
+      `Redis stream after the run: ${await streamLength(redis.url)} records from the Redis-on proxy (portcullis:bench).`,
+    )
     await proxyRedis.stop()
     proxyRedis = null
     if (ONLY.has('e')) await scenarioE(origin)
@@ -615,12 +970,19 @@ async function main(): Promise<void> {
   if (ONLY.has('g')) await scenarioG()
   if (ONLY.has('h')) decideOut = await scenarioH()
   const seconds = (Date.now() - startedAt.getTime()) / 1000
-  const md = resultsMarkdown(startedAt, seconds, decideOut, logLines, { before: loadBefore, after: loadavg().map((l) => l.toFixed(2)).join(' / ') })
+  const md = resultsMarkdown(startedAt, seconds, decideOut, logLines, {
+    before: loadBefore,
+    after: loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' / '),
+  })
   if (ONLY.size >= 8) writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), md)
   else writeFileSync(join(ROOT, 'bench', 'out', 'RESULTS.partial.md'), md)
   if (decideOut) console.log(decideOut)
   for (const p of problems) console.log(`  problem: ${p}`)
-  console.log(`  done in ${seconds.toFixed(0)} s; ${ONLY.size >= 8 ? 'bench/RESULTS.md' : 'bench/out/RESULTS.partial.md'} written (proxy log ${statSync(join(OUT, 'proxy.log')).size} bytes)`)
+  console.log(
+    `  done in ${seconds.toFixed(0)} s; ${ONLY.size >= 8 ? 'bench/RESULTS.md' : 'bench/out/RESULTS.partial.md'} written (proxy log ${statSync(join(OUT, 'proxy.log')).size} bytes)`,
+  )
 }
 
 main().catch((err: unknown) => {

@@ -14,7 +14,8 @@ try {
   process.exit(1)
 }
 const low = Object.entries(FLOORS).filter(([k, floor]) => !(total[k]?.pct >= floor))
-for (const [k, floor] of Object.entries(FLOORS)) console.log(`coverage gate: ${k} ${total[k]?.pct ?? '?'} % (floor ${floor} %)`)
+for (const [k, floor] of Object.entries(FLOORS))
+  console.log(`coverage gate: ${k} ${total[k]?.pct ?? '?'} % (floor ${floor} %)`)
 if (low.length > 0) {
   console.error(`coverage gate: below the floor: ${low.map(([k]) => k).join(', ')}`)
   process.exit(1)

@@ -29,12 +29,18 @@ import { explainRoutes } from './admin/routes/explain.js'
 import { approvalRoutes } from './admin/routes/approvals.js'
 import { pageRoutes } from './admin/routes/page.js'
 import { loadAdminToken } from './admin/token.js'
-import { decideConnectApproved, indexApprovals, type ApprovalIndex } from './policy/approvals.js'
+import { indexApprovals, type ApprovalIndex } from './policy/approvals.js'
 import { isActive, type ApprovalStore } from './approvals/store.js'
 import { createFileApprovalStore } from './approvals/file-store.js'
 import { createRedisApprovalStore } from './approvals/redis-store.js'
 import { createMetrics, type Metrics } from './telemetry/metrics.js'
-import { createRedisSink, findDecisionById, readEvents, redactRedisUrl, type RedisSink } from './telemetry/redis-sink.js'
+import {
+  createRedisSink,
+  findDecisionById,
+  readEvents,
+  redactRedisUrl,
+  type RedisSink,
+} from './telemetry/redis-sink.js'
 import { metricsRoutes } from './admin/routes/metrics.js'
 import { createLimiter } from './limits/limiter.js'
 import { attachRedisSync, newInstanceId, type RedisSync } from './limits/redis-sync.js'
@@ -116,7 +122,11 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   const ring = createRingSink(initial.telemetry.memory.size)
   bus.subscribe(ring)
   bus.subscribe(createLogSink(loggers.records, initial.telemetry.log.format))
-  const forwarder = createForwarder({ connectTimeoutMs: initial.upstream.connectTimeoutMs, idleTimeoutMs: initial.upstream.idleTimeoutMs, ca: readUpstreamRoots(initial.upstream.caFile) })
+  const forwarder = createForwarder({
+    connectTimeoutMs: initial.upstream.connectTimeoutMs,
+    idleTimeoutMs: initial.upstream.idleTimeoutMs,
+    ca: readUpstreamRoots(initial.upstream.caFile),
+  })
   const tracker = createTunnelTracker()
   const metrics = createMetrics({
     activeTunnels: () => tracker.size,
@@ -152,7 +162,10 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   function applyReload(outcome: ReloadOutcome, trigger: string): void {
     if (!outcome.ok) {
       configError = outcome.error
-      log.error({ code: 'PC_CONFIG_REFUSED', trigger, error: outcome.error, generation }, 'config edit refused; the last good policy stays in force')
+      log.error(
+        { code: 'PC_CONFIG_REFUSED', trigger, error: outcome.error, generation },
+        'config edit refused; the last good policy stays in force',
+      )
       return
     }
     const before = current
@@ -162,7 +175,11 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     const closed = closeDisallowed(tracker, current, approvalIndex, Date.now())
     log.info({ code: 'PC_CONFIG_RELOADED', trigger, generation, closed_connections: closed }, 'policy reloaded')
     const restartOnly = restartOnlyChanges(before, current)
-    if (restartOnly.length > 0) log.warn({ code: 'PC_CONFIG_RESTART_NEEDED', keys: restartOnly, generation }, 'these settings take effect only after a restart; the running process keeps the old ones')
+    if (restartOnly.length > 0)
+      log.warn(
+        { code: 'PC_CONFIG_RESTART_NEEDED', keys: restartOnly, generation },
+        'these settings take effect only after a restart; the running process keeps the old ones',
+      )
   }
 
   function reload(trigger: string): Promise<ReloadOutcome> {
@@ -221,7 +238,11 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       // A connection whose last response just went out is idle now: node closes idle ones only when asked.
       const sweep = setInterval(() => proxyServer.closeIdleConnections(), 100)
       let timer: NodeJS.Timeout | undefined
-      await Promise.race([ended, new Promise<void>((r) => (timer = setTimeout(r, opts.drainMs))), new Promise<void>((r) => (cutNow = r))])
+      await Promise.race([
+        ended,
+        new Promise<void>((r) => (timer = setTimeout(r, opts.drainMs))),
+        new Promise<void>((r) => (cutNow = r)),
+      ])
       clearTimeout(timer)
       clearInterval(sweep)
     }
@@ -260,11 +281,28 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     const sink = createRedisSink({ url, stream, maxlen, log: redisLog, instance })
     bus.subscribe(sink)
     // The two duplicate() signatures (Redis, Cluster) are incompatible as a union; both take no arguments here.
-    remoteFeed = createRemoteFeed({ connect: () => (sink.client as Redis).duplicate(), stream, self: instance, log: redisLog })
-    const sync = attachRedisSync(limiter, sink.client, { log: redisLog, instance, rpmOf: (agentId) => current.policy.agents.get(agentId)?.limits.requestsPerMinute ?? null })
+    remoteFeed = createRemoteFeed({
+      connect: () => (sink.client as Redis).duplicate(),
+      stream,
+      self: instance,
+      log: redisLog,
+    })
+    const sync = attachRedisSync(limiter, sink.client, {
+      log: redisLog,
+      instance,
+      rpmOf: (agentId) => current.policy.agents.get(agentId)?.limits.requestsPerMinute ?? null,
+    })
     limitSync = sync
-    metrics.setSources({ telemetryBacklog: () => sink.backlog(), telemetryDropped: () => sink.dropped(), limitsRedisFallback: () => sync.fallback(), limitsInstances: () => sync.instances() })
-    log.info({ code: 'PC_REDIS_CONFIGURED', redis: redactRedisUrl(url), stream }, 'telemetry, rate limits and approvals use Redis')
+    metrics.setSources({
+      telemetryBacklog: () => sink.backlog(),
+      telemetryDropped: () => sink.dropped(),
+      limitsRedisFallback: () => sync.fallback(),
+      limitsInstances: () => sync.instances(),
+    })
+    log.info(
+      { code: 'PC_REDIS_CONFIGURED', redis: redactRedisUrl(url), stream },
+      'telemetry, rate limits and approvals use Redis',
+    )
     return { sink, store: createRedisApprovalStore(sink.client, { log: redisLog }) }
   }
 
@@ -272,17 +310,35 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     const sink = redisSink
     const stream = current.telemetry.redis.stream
     return [
-      ...healthRoutes({ generation: () => generation, configError: () => configError, ready: () => proxyServer.listening, startedAt }),
+      ...healthRoutes({
+        generation: () => generation,
+        configError: () => configError,
+        ready: () => proxyServer.listening,
+        startedAt,
+      }),
       ...metricsRoutes(metrics),
-      ...eventRoutes({ ring, bus, remote: remoteFeed, redis: sink ? { query: (q) => readEvents(sink.client, stream, q) } : null, onStreamDrop: (n) => metrics.countStreamDropped(n) }),
-      ...explainRoutes(() => current, () => approvalIndex),
+      ...eventRoutes({
+        ring,
+        bus,
+        remote: remoteFeed,
+        redis: sink ? { query: (q) => readEvents(sink.client, stream, q) } : null,
+        onStreamDrop: (n) => metrics.countStreamDropped(n),
+      }),
+      ...explainRoutes(
+        () => current,
+        () => approvalIndex,
+      ),
       ...approvalRoutes({ store: approvalStore, findDecision, bus, defaultTtlMs: current.approvals.defaultTtlMs }),
       {
         method: 'POST',
         path: '/api/reload',
         handler: async (_req, res) => {
           const outcome = await reload('api')
-          sendJson(res, outcome.ok ? 200 : 422, outcome.ok ? { ok: true, generation } : { ok: false, generation, error: outcome.error })
+          sendJson(
+            res,
+            outcome.ok ? 200 : 422,
+            outcome.ok ? { ok: true, generation } : { ok: false, generation, error: outcome.error },
+          )
         },
       },
       ...pageRoutes(),
@@ -298,7 +354,11 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     generation: () => generation,
     reload,
     async start() {
-      if (await ensureCa(current.tls.caCert, current.tls.caKey)) log.info({ code: 'PC_CA_CREATED', cert: current.tls.caCert }, 'interception CA generated; install its certificate in sandboxes (portcullis ca show)')
+      if (await ensureCa(current.tls.caCert, current.tls.caKey))
+        log.info(
+          { code: 'PC_CA_CREATED', cert: current.tls.caCert },
+          'interception CA generated; install its certificate in sandboxes (portcullis ca show)',
+        )
       const ca = await loadCa(current.tls.caCert, current.tls.caKey)
       interceptor = createInterceptor(deps, createLeafCertCache(ca))
       const redisUrl = current.telemetry.redis.url
@@ -327,17 +387,32 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       }, 500)
       expiryTimer.unref()
       bytesTimer = setInterval(() => {
-        for (const c of sweepTunnelBytes(tracker, limiter, (agent) => current.policy.agents.get(agent)?.limits)) log.info({ code: 'PC_TUNNEL_BYTES_EXHAUSTED', agent: c.agent, host: c.host }, 'tunnel closed: the agent used its bytes_per_day')
+        for (const c of sweepTunnelBytes(tracker, limiter, (agent) => current.policy.agents.get(agent)?.limits))
+          log.info(
+            { code: 'PC_TUNNEL_BYTES_EXHAUSTED', agent: c.agent, host: c.host },
+            'tunnel closed: the agent used its bytes_per_day',
+          )
       }, 1000)
       bytesTimer.unref()
       const token = await loadAdminToken(env, join(dirname(current.tls.caKey), 'admin-token'))
-      if (token.created) log.info({ code: 'PC_ADMIN_TOKEN_CREATED', file: token.file }, 'admin token generated; read it from this file')
-      else if (token.file !== null) log.info({ code: 'PC_ADMIN_TOKEN_FILE', file: token.file }, 'admin token read from this file (PORTCULLIS_ADMIN_TOKEN is unset)')
-      adminServer = createAdminServer(adminRoutes(s), token.token, (err) => log.error({ code: 'PC_ERR_INTERNAL', err }, 'admin handler failed'))
+      if (token.created)
+        log.info({ code: 'PC_ADMIN_TOKEN_CREATED', file: token.file }, 'admin token generated; read it from this file')
+      else if (token.file !== null)
+        log.info(
+          { code: 'PC_ADMIN_TOKEN_FILE', file: token.file },
+          'admin token read from this file (PORTCULLIS_ADMIN_TOKEN is unset)',
+        )
+      adminServer = createAdminServer(adminRoutes(s), token.token, (err) =>
+        log.error({ code: 'PC_ERR_INTERNAL', err }, 'admin handler failed'),
+      )
       // With shared limits, take traffic once this instance knows what the others have admitted (its
       // first sync), so it does not start on local limits alone; if Redis does not answer soon, it
       // starts on them and says so (PC_LIMITS_LOCAL_FALLBACK).
-      if (limitSync && !(await limitSync.firstSync(FIRST_SYNC_WAIT_MS))) log.warn({ code: 'PC_LIMITS_NOT_SYNCED' }, 'no rate-limit sync with Redis yet; starting with local limits until it answers')
+      if (limitSync && !(await limitSync.firstSync(FIRST_SYNC_WAIT_MS)))
+        log.warn(
+          { code: 'PC_LIMITS_NOT_SYNCED' },
+          'no rate-limit sync with Redis yet; starting with local limits until it answers',
+        )
       let proxy: AddressInfo
       let admin: AddressInfo
       try {
@@ -349,7 +424,15 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
         throw err
       }
       if (opts.watch) watcher ??= watchConfig(current.file, env, applyReload)
-      log.info({ code: 'PC_STARTED', proxy: `${proxy.address}:${proxy.port}`, admin: `${admin.address}:${admin.port}`, generation }, 'portcullis listening')
+      log.info(
+        {
+          code: 'PC_STARTED',
+          proxy: `${proxy.address}:${proxy.port}`,
+          admin: `${admin.address}:${admin.port}`,
+          generation,
+        },
+        'portcullis listening',
+      )
       return { proxy, admin }
     },
     close: closeAll,

@@ -22,7 +22,8 @@ import type { TelemetryRecord } from '../telemetry/events.js'
 export const DEFAULT_LIMIT = 100
 export const MAX_LIMIT = 1000
 
-export type HostFilter = { readonly kind: 'exact'; readonly host: string } | { readonly kind: 'suffix'; readonly suffix: string }
+export type HostFilter =
+  { readonly kind: 'exact'; readonly host: string } | { readonly kind: 'suffix'; readonly suffix: string }
 
 export interface EventQuery {
   readonly decision?: 'allow' | 'deny'
@@ -82,7 +83,8 @@ export function parseEventQuery(params: URLSearchParams, now: Date): EventQuery 
     if (p.value !== undefined) q[key] = p.value
   }
   const query = q as unknown as EventQuery
-  if (query.since && query.until && query.since.getTime() >= query.until.getTime()) return { error: 'since must be earlier than until' }
+  if (query.since && query.until && query.since.getTime() >= query.until.getTime())
+    return { error: 'since must be earlier than until' }
   return query
 }
 

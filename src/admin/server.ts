@@ -14,13 +14,19 @@ export interface Route {
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' })
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  })
   res.end(text)
 }
 
 function bearerMatches(header: string | undefined, tokenHash: Buffer): boolean {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')
-  const given = createHash('sha256').update(m?.[1] ?? '').digest()
+  const given = createHash('sha256')
+    .update(m?.[1] ?? '')
+    .digest()
   return timingSafeEqual(given, tokenHash) && m !== null
 }
 
@@ -29,20 +35,35 @@ function bearerMatches(header: string | undefined, tokenHash: Buffer): boolean {
  * (as a sha256 digest, so lengths never leak), /healthz open. Handlers never
  * see an unauthenticated request.
  */
-export function createAdminServer(routes: readonly Route[], adminToken: string, onError: (err: unknown) => void): Server {
+export function createAdminServer(
+  routes: readonly Route[],
+  adminToken: string,
+  onError: (err: unknown) => void,
+): Server {
   const tokenHash = createHash('sha256').update(adminToken).digest()
   return createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, (req, res) => {
     const url = new URL(req.url ?? '/', 'http://admin.invalid')
     // HEAD is GET without the body (node drops it), as probes and `curl -I` expect.
     const method = req.method === 'HEAD' ? 'GET' : req.method
-    const route = routes.find((r) => r.method === method && (r.path === url.pathname || (r.path !== '/' && r.path.endsWith('/') && url.pathname.startsWith(r.path) && url.pathname.length > r.path.length)))
+    const route = routes.find(
+      (r) =>
+        r.method === method &&
+        (r.path === url.pathname ||
+          (r.path !== '/' &&
+            r.path.endsWith('/') &&
+            url.pathname.startsWith(r.path) &&
+            url.pathname.length > r.path.length)),
+    )
     if (!route) {
       const known = routes.some((r) => r.path === url.pathname)
       return sendJson(res, known ? 405 : 404, { error: known ? 'method_not_allowed' : 'not_found' })
     }
     if (!route.open && !bearerMatches(req.headers.authorization, tokenHash)) {
       res.setHeader('www-authenticate', 'Bearer realm="portcullis-admin"')
-      return sendJson(res, 401, { error: 'unauthorized', message: 'send Authorization: Bearer <PORTCULLIS_ADMIN_TOKEN>' })
+      return sendJson(res, 401, {
+        error: 'unauthorized',
+        message: 'send Authorization: Bearer <PORTCULLIS_ADMIN_TOKEN>',
+      })
     }
     Promise.resolve(route.handler(req, res, url)).catch((err: unknown) => {
       onError(err)

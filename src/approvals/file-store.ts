@@ -16,14 +16,19 @@ export async function createFileApprovalStore(file: string, now: () => number = 
   try {
     text = await readFile(file, 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new PortcullisError('PC_ERR_CONFIG_UNREADABLE', `cannot read approvals.file ${file}`, { cause: err })
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new PortcullisError('PC_ERR_CONFIG_UNREADABLE', `cannot read approvals.file ${file}`, { cause: err })
   }
   if (text !== null) {
     let doc: { approvals?: Approval[] } | null
     try {
       doc = parse(text) as { approvals?: Approval[] } | null
     } catch (err) {
-      throw new PortcullisError('PC_ERR_CONFIG_UNREADABLE', `approvals.file ${file} is not YAML (${err instanceof Error ? err.message.split('\n')[0] : String(err)})`, { cause: err })
+      throw new PortcullisError(
+        'PC_ERR_CONFIG_UNREADABLE',
+        `approvals.file ${file} is not YAML (${err instanceof Error ? err.message.split('\n')[0] : String(err)})`,
+        { cause: err },
+      )
     }
     list = Array.isArray(doc?.approvals) ? doc.approvals.filter((a) => typeof a?.id === 'string') : []
   }
@@ -34,7 +39,11 @@ export async function createFileApprovalStore(file: string, now: () => number = 
     writing = writing.then(async () => {
       await mkdir(dirname(file), { recursive: true })
       const tmp = `${file}.${process.pid}.tmp`
-      await writeFile(tmp, `# Managed by portcullis (portcullis approve / the admin page). Edits here are read at start.\n${stringify({ approvals: snapshot })}`, { mode: 0o640 })
+      await writeFile(
+        tmp,
+        `# Managed by portcullis (portcullis approve / the admin page). Edits here are read at start.\n${stringify({ approvals: snapshot })}`,
+        { mode: 0o640 },
+      )
       await rename(tmp, file)
     })
     return writing

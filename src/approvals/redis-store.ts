@@ -55,7 +55,11 @@ export function createRedisApprovalStore(client: Redis | Cluster, opts: RedisApp
         failing = false
       },
       (err: unknown) => {
-        if (!failing) opts.log.warn({ code: 'PC_APPROVALS_REDIS', err: String(err) }, 'could not refresh approvals from Redis; keeping the last known set')
+        if (!failing)
+          opts.log.warn(
+            { code: 'PC_APPROVALS_REDIS', err: String(err) },
+            'could not refresh approvals from Redis; keeping the last known set',
+          )
         failing = true
       },
     )
@@ -70,7 +74,14 @@ export function createRedisApprovalStore(client: Redis | Cluster, opts: RedisApp
   // becomes ready (ioredis also restores the subscription; SUBSCRIBE twice is harmless), and resync
   // when the command connection comes back, in case announcements were missed meanwhile.
   sub.on('ready', () => {
-    sub.subscribe(channel).then(safeRefresh, (err: unknown) => opts.log.warn({ code: 'PC_APPROVALS_REDIS', err: String(err) }, 'could not subscribe to approval changes; retrying on reconnect'))
+    sub
+      .subscribe(channel)
+      .then(safeRefresh, (err: unknown) =>
+        opts.log.warn(
+          { code: 'PC_APPROVALS_REDIS', err: String(err) },
+          'could not subscribe to approval changes; retrying on reconnect',
+        ),
+      )
   })
   client.on('ready', safeRefresh)
   if (client.status === 'ready') safeRefresh()

@@ -51,7 +51,10 @@ async function readTokenFile(file: string): Promise<string | null> {
  * `portcullis start` writes a generated one). With `--admin` the config is
  * read only to find that file, so a missing config is not an error then.
  */
-export async function resolveAdminTarget(opts: { readonly admin?: string | undefined; readonly config?: string | undefined }, env: NodeJS.ProcessEnv): Promise<AdminTarget> {
+export async function resolveAdminTarget(
+  opts: { readonly admin?: string | undefined; readonly config?: string | undefined },
+  env: NodeJS.ProcessEnv,
+): Promise<AdminTarget> {
   let baseUrl: string | null = null
   if (opts.admin !== undefined) {
     let u: URL
@@ -60,7 +63,8 @@ export async function resolveAdminTarget(opts: { readonly admin?: string | undef
     } catch {
       throw new PortcullisError('PC_ERR_USAGE', `--admin '${opts.admin}' is not a URL (e.g. http://127.0.0.1:9090)`)
     }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new PortcullisError('PC_ERR_USAGE', `--admin must be an http:// or https:// URL`)
+    if (u.protocol !== 'http:' && u.protocol !== 'https:')
+      throw new PortcullisError('PC_ERR_USAGE', `--admin must be an http:// or https:// URL`)
     baseUrl = u.origin
   }
   const fromEnv = env.PORTCULLIS_ADMIN_TOKEN?.trim()
@@ -71,7 +75,8 @@ export async function resolveAdminTarget(opts: { readonly admin?: string | undef
   } catch (err) {
     if (baseUrl === null) throw err
   }
-  if (baseUrl === null && config !== null) baseUrl = `http://${formatAuthority(dialHost(config.admin.host), config.admin.port)}`
+  if (baseUrl === null && config !== null)
+    baseUrl = `http://${formatAuthority(dialHost(config.admin.host), config.admin.port)}`
   if (baseUrl === null) throw new PortcullisError('PC_ERR_USAGE', 'no admin URL: pass --admin URL or --config F')
   if (fromEnv) return { baseUrl, token: fromEnv, tokenSource: 'PORTCULLIS_ADMIN_TOKEN' }
   if (config !== null) {
@@ -105,7 +110,10 @@ function networkError(target: AdminTarget, err: unknown): PortcullisError {
   const e =
     err instanceof Error && err.name === 'TimeoutError'
       ? adminError(`the admin API at ${target.baseUrl} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s`, err)
-      : adminError(`cannot reach the admin API at ${target.baseUrl} (${describeCause(err)}); is portcullis running there? (set --admin URL)`, err)
+      : adminError(
+          `cannot reach the admin API at ${target.baseUrl} (${describeCause(err)}); is portcullis running there? (set --admin URL)`,
+          err,
+        )
   transient.add(e)
   return e
 }
@@ -130,7 +138,8 @@ async function statusError(target: AdminTarget, path: string, res: Response): Pr
 }
 
 export function createAdminClient(target: AdminTarget): AdminClient {
-  const headers = (extra: Record<string, string>): Record<string, string> => (target.token === null ? extra : { ...extra, authorization: `Bearer ${target.token}` })
+  const headers = (extra: Record<string, string>): Record<string, string> =>
+    target.token === null ? extra : { ...extra, authorization: `Bearer ${target.token}` }
   return {
     baseUrl: target.baseUrl,
     async request<T>(method: string, pathAndQuery: string, body?: unknown): Promise<T> {
@@ -138,7 +147,11 @@ export function createAdminClient(target: AdminTarget): AdminClient {
       try {
         res = await fetch(`${target.baseUrl}${pathAndQuery}`, {
           method,
-          headers: headers(body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' }),
+          headers: headers(
+            body === undefined
+              ? { accept: 'application/json' }
+              : { accept: 'application/json', 'content-type': 'application/json' },
+          ),
           ...(body === undefined ? {} : { body: JSON.stringify(body) }),
           signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
         })
@@ -155,7 +168,10 @@ export function createAdminClient(target: AdminTarget): AdminClient {
     async openStream(pathAndQuery, signal) {
       let res: Response
       try {
-        res = await fetch(`${target.baseUrl}${pathAndQuery}`, { headers: headers({ accept: 'text/event-stream' }), signal })
+        res = await fetch(`${target.baseUrl}${pathAndQuery}`, {
+          headers: headers({ accept: 'text/event-stream' }),
+          signal,
+        })
       } catch (err) {
         throw networkError(target, err)
       }
@@ -165,7 +181,10 @@ export function createAdminClient(target: AdminTarget): AdminClient {
   }
 }
 
-export async function connectAdmin(opts: { readonly admin?: string | undefined; readonly config?: string | undefined }, env: NodeJS.ProcessEnv): Promise<AdminClient> {
+export async function connectAdmin(
+  opts: { readonly admin?: string | undefined; readonly config?: string | undefined },
+  env: NodeJS.ProcessEnv,
+): Promise<AdminClient> {
   return createAdminClient(await resolveAdminTarget(opts, env))
 }
 

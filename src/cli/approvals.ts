@@ -22,7 +22,13 @@ function left(s: number): string {
 export const run: CliVerb = async (args, io) => {
   const { values, positionals } = parseArgs({
     args: [...args],
-    options: { revoke: { type: 'string' }, by: { type: 'string' }, admin: { type: 'string' }, config: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: {
+      revoke: { type: 'string' },
+      by: { type: 'string' },
+      admin: { type: 'string' },
+      config: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
     allowPositionals: true,
     strict: true,
   })
@@ -32,7 +38,10 @@ export const run: CliVerb = async (args, io) => {
   }
   const client = await connectAdmin({ admin: values.admin, config: values.config }, io.env)
   if (values.revoke) {
-    await client.request('DELETE', `/api/approvals/${encodeURIComponent(values.revoke)}?by=${encodeURIComponent(values.by ?? whoami(io.env))}`)
+    await client.request(
+      'DELETE',
+      `/api/approvals/${encodeURIComponent(values.revoke)}?by=${encodeURIComponent(values.by ?? whoami(io.env))}`,
+    )
     io.stdout(`revoked ${values.revoke}\n`)
     return EXIT_OK
   }
@@ -45,8 +54,17 @@ export const run: CliVerb = async (args, io) => {
     io.stdout('no active approvals\n')
     return EXIT_OK
   }
-  const rows = [['ID', 'AGENT', 'SCOPE', 'OPENS', 'LEFT', 'BY', 'REASON'], ...approvals.map((a) => [a.id, a.agent, a.scope, a.covers, left(a.expires_in_s), a.approved_by, a.reason])]
+  const rows = [
+    ['ID', 'AGENT', 'SCOPE', 'OPENS', 'LEFT', 'BY', 'REASON'],
+    ...approvals.map((a) => [a.id, a.agent, a.scope, a.covers, left(a.expires_in_s), a.approved_by, a.reason]),
+  ]
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
-  for (const r of rows) io.stdout(`${r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()}\n`)
+  for (const r of rows)
+    io.stdout(
+      `${r
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd()}\n`,
+    )
   return EXIT_OK
 }

@@ -4,7 +4,8 @@ import { MAX_APPROVAL_TTL_MS } from '../policy/approvals.js'
 import { connectAdmin, whoami } from './admin-client.js'
 import { EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
 
-const USAGE = 'usage: portcullis approve REQUEST_ID [--scope exact|host|path-prefix] [--ttl 24h] [--reason TEXT] [--by NAME] [--admin URL] [--config F]\n'
+const USAGE =
+  'usage: portcullis approve REQUEST_ID [--scope exact|host|path-prefix] [--ttl 24h] [--reason TEXT] [--by NAME] [--admin URL] [--config F]\n'
 
 interface ApprovalAnswer {
   readonly id: string
@@ -46,7 +47,13 @@ export const run: CliVerb = async (args, io) => {
     return EXIT_USAGE
   }
   const client = await connectAdmin({ admin: values.admin, config: values.config }, io.env)
-  const body = { request_id: requestId, scope: values.scope, reason: values.reason, approved_by: values.by ?? whoami(io.env), ...(values.ttl ? { ttl: values.ttl } : {}) }
+  const body = {
+    request_id: requestId,
+    scope: values.scope,
+    reason: values.reason,
+    approved_by: values.by ?? whoami(io.env),
+    ...(values.ttl ? { ttl: values.ttl } : {}),
+  }
   const a = await client.request<ApprovalAnswer>('POST', '/api/approvals', body)
   if (values.json) io.stdout(`${JSON.stringify(a)}\n`)
   else io.stdout(`approved ${a.id}: ${a.agent} may send ${a.covers} until ${a.expires_at} (scope ${a.scope})\n`)

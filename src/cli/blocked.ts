@@ -6,7 +6,8 @@ import type { DecisionRecord, TelemetryRecord } from '../telemetry/events.js'
 import { connectAdmin, createSseParser, isTransientAdminError, type AdminClient } from './admin-client.js'
 import { EXIT_OK, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
 
-const USAGE = 'usage: portcullis blocked [--agent A] [--host H] [--reason R] [--since 1h] [--limit N] [--follow] [--json] [--admin URL] [--config F]\n'
+const USAGE =
+  'usage: portcullis blocked [--agent A] [--host H] [--reason R] [--since 1h] [--limit N] [--follow] [--json] [--admin URL] [--config F]\n'
 
 const COLUMNS = ['TIME', 'AGENT', 'METHOD', 'HOST', 'PATH', 'REASON', 'RULE', 'REQUEST ID'] as const
 const MAX_CELL = 60
@@ -15,7 +16,6 @@ const BACKOFF_MAX_MS = 5000
 
 /** Terminal-safe: record fields may carry odd bytes from a hostile request; never echo control characters. */
 function clean(text: string): string {
-  // eslint-disable-next-line no-control-regex
   const safe = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '\ufffd')
   return safe.length > MAX_CELL ? `${safe.slice(0, MAX_CELL - 1)}…` : safe
 }
@@ -23,7 +23,16 @@ function clean(text: string): string {
 function cells(r: DecisionRecord): string[] {
   const defaultPort = r.scheme === 'https' ? 443 : 80
   const host = r.port === defaultPort ? r.host : `${r.host.includes(':') ? `[${r.host}]` : r.host}:${r.port}`
-  return [r.time.replace(/\.\d+Z$/, 'Z'), r.agent ?? '-', r.method, host, r.path ?? '-', r.reason, r.rule ?? '-', r.id].map(clean)
+  return [
+    r.time.replace(/\.\d+Z$/, 'Z'),
+    r.agent ?? '-',
+    r.method,
+    host,
+    r.path ?? '-',
+    r.reason,
+    r.rule ?? '-',
+    r.id,
+  ].map(clean)
 }
 
 /** Column widths from the header and the first batch; followed rows reuse them (and may overflow). */
@@ -50,7 +59,11 @@ function createPrinter(io: CliIo, json: boolean, first: readonly DecisionRecord[
   return { print: (r) => io.stdout(formatRow(cells(r), widths)) }
 }
 
-function filterParams(values: { agent?: string | undefined; host?: string | undefined; reason?: string | undefined }): URLSearchParams {
+function filterParams(values: {
+  agent?: string | undefined
+  host?: string | undefined
+  reason?: string | undefined
+}): URLSearchParams {
   const p = new URLSearchParams({ decision: 'deny' })
   if (values.agent !== undefined) p.set('agent', values.agent)
   if (values.host !== undefined) p.set('host', values.host)
@@ -63,14 +76,23 @@ function filterParams(values: { agent?: string | undefined; host?: string | unde
  * with doubling delay (bounded); an answer that is not a network failure
  * (401, 400 …) ends the command, since retrying cannot fix it.
  */
-async function follow(client: AdminClient, params: URLSearchParams, printer: Printer, io: CliIo, signal: AbortSignal): Promise<void> {
+async function follow(
+  client: AdminClient,
+  params: URLSearchParams,
+  printer: Printer,
+  io: CliIo,
+  signal: AbortSignal,
+): Promise<void> {
   let backoff = BACKOFF_MIN_MS
   while (!signal.aborted) {
     try {
       const body = await client.openStream(`/api/events/stream?${params.toString()}`, signal)
       backoff = BACKOFF_MIN_MS
       const feed = createSseParser((e) => {
-        if (e.event === 'dropped') io.stderr(`portcullis blocked: the stream skipped records (${e.data}); use 'portcullis blocked --since' to see them\n`)
+        if (e.event === 'dropped')
+          io.stderr(
+            `portcullis blocked: the stream skipped records (${e.data}); use 'portcullis blocked --since' to see them\n`,
+          )
         if (e.event !== 'decision') return
         try {
           const r = JSON.parse(e.data) as TelemetryRecord
@@ -85,7 +107,9 @@ async function follow(client: AdminClient, params: URLSearchParams, printer: Pri
     } catch (err) {
       if (signal.aborted) return
       if (err instanceof PortcullisError && !isTransientAdminError(err)) throw err
-      io.stderr(`portcullis blocked: stream lost (${err instanceof Error ? err.message : String(err)}); reconnecting in ${backoff} ms\n`)
+      io.stderr(
+        `portcullis blocked: stream lost (${err instanceof Error ? err.message : String(err)}); reconnecting in ${backoff} ms\n`,
+      )
     }
     await delay(backoff, undefined, { signal }).catch(() => undefined)
     backoff = Math.min(BACKOFF_MAX_MS, backoff * 2)
@@ -117,7 +141,9 @@ export async function runBlocked(args: readonly string[], io: CliIo, signal: Abo
   // Validate locally with the server's own parser, so a typo is a usage error (exit 2), not a request failure.
   const checked = parseEventQuery(listParams, new Date())
   if (positionals.length > 0 || isQueryError(checked)) {
-    io.stderr(`portcullis blocked: ${isQueryError(checked) ? checked.error : `unexpected argument '${positionals[0]}'`}\n${USAGE}`)
+    io.stderr(
+      `portcullis blocked: ${isQueryError(checked) ? checked.error : `unexpected argument '${positionals[0]}'`}\n${USAGE}`,
+    )
     return EXIT_USAGE
   }
   const client = await connectAdmin({ admin: values.admin, config: values.config }, io.env)

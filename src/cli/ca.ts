@@ -21,7 +21,12 @@ function installHints(certFile: string): string {
 
 /** `ca init` creates the CA if absent; `ca show` prints the PEM, fingerprint and install hints; `ca path` prints the file. */
 export const run: CliVerb = async (args, io) => {
-  const { values, positionals } = parseArgs({ args: [...args], options: { config: { type: 'string' } }, allowPositionals: true, strict: true })
+  const { values, positionals } = parseArgs({
+    args: [...args],
+    options: { config: { type: 'string' } },
+    allowPositionals: true,
+    strict: true,
+  })
   const sub = positionals[0]
   if (sub !== 'init' && sub !== 'show' && sub !== 'path') {
     io.stderr(USAGE)
@@ -36,15 +41,21 @@ export const run: CliVerb = async (args, io) => {
   // Only `init` (and `start`) make a CA: `show` on a machine without one says so instead of minting one.
   const created = sub === 'init' ? await ensureCa(config.tls.caCert, config.tls.caKey) : false
   if (sub === 'show' && !existsSync(config.tls.caCert)) {
-    io.stderr(`portcullis ca show: no CA at ${certFile} yet; \`portcullis ca init\` (or the first \`portcullis start\`) creates it\n`)
+    io.stderr(
+      `portcullis ca show: no CA at ${certFile} yet; \`portcullis ca init\` (or the first \`portcullis start\`) creates it\n`,
+    )
     return EXIT_DENIED
   }
   const ca = await loadCa(config.tls.caCert, config.tls.caKey)
   if (sub === 'init') {
-    io.stdout(`${created ? 'created' : 'exists'}: ${certFile} (key ${resolve(config.tls.caKey)}, mode 0600)\nSHA-256 fingerprint: ${ca.fingerprint256}\n`)
+    io.stdout(
+      `${created ? 'created' : 'exists'}: ${certFile} (key ${resolve(config.tls.caKey)}, mode 0600)\nSHA-256 fingerprint: ${ca.fingerprint256}\n`,
+    )
     return EXIT_OK
   }
   io.stdout(`${await readFile(config.tls.caCert, 'utf8')}`)
-  io.stdout(`# file: ${certFile}\n# SHA-256 fingerprint: ${ca.fingerprint256}\n${installHints(certFile).trimEnd().replace(/^/gm, '# ')}\n`)
+  io.stdout(
+    `# file: ${certFile}\n# SHA-256 fingerprint: ${ca.fingerprint256}\n${installHints(certFile).trimEnd().replace(/^/gm, '# ')}\n`,
+  )
   return EXIT_OK
 }

@@ -51,7 +51,10 @@ export function formatSummary(config: RuntimeConfig): string {
   lines.push(`agents (${p.agents.size}):`)
   for (const agent of p.agents.values()) {
     const indexes = p.rules.get(agent.id) ?? []
-    const by = [agent.tokenSha256 ? 'token' : null, agent.sourceCidrs.length > 0 ? `source ${agent.sourceCidrs.map((c) => c.text).join(', ')}` : null]
+    const by = [
+      agent.tokenSha256 ? 'token' : null,
+      agent.sourceCidrs.length > 0 ? `source ${agent.sourceCidrs.map((c) => c.text).join(', ')}` : null,
+    ]
     lines.push(`  ${agent.id}: identified by ${by.filter((x) => x !== null).join(' + ')}; mode ${agent.mode}`)
     lines.push(`    groups: ${agent.groups.join(', ') || '(none)'}`)
     lines.push(`    rules: ${indexes.reduce((n, i) => n + i.size, 0)}`)
@@ -60,18 +63,21 @@ export function formatSummary(config: RuntimeConfig): string {
     if (denied) lines.push(`    denied hosts: ${denied}`)
   }
   lines.push('built-in presets (a `presets:` entry of the same name replaces one):')
-  for (const [name, rules] of BUILTIN_PRESETS) lines.push(`  ${name}: ${rules.map((r) => `${r.host}${r.methods ? ` [${r.methods.join(', ')}]` : ''}`).join(', ')}`)
+  for (const [name, rules] of BUILTIN_PRESETS)
+    lines.push(`  ${name}: ${rules.map((r) => `${r.host}${r.methods ? ` [${r.methods.join(', ')}]` : ''}`).join(', ')}`)
   return `${lines.join('\n')}\n`
 }
 
 function countRules(index: RuleIndex): string {
   const rules = listRules(index)
-  const ids = (effect: 'allow' | 'deny'): number => new Set(rules.filter((r) => r.effect === effect).map((r) => r.id)).size
+  const ids = (effect: 'allow' | 'deny'): number =>
+    new Set(rules.filter((r) => r.effect === effect).map((r) => r.id)).size
   return `${ids('allow')} allow, ${ids('deny')} deny (${rules.length} after expanding presets and repos)`
 }
 
 function hostsOf(indexes: readonly RuleIndex[], effect: 'allow' | 'deny'): string {
   const hosts = new Set<string>()
-  for (const index of indexes) for (const r of listRules(index)) if (r.effect === effect) hosts.add(formatHostPattern(r.host))
+  for (const index of indexes)
+    for (const r of listRules(index)) if (r.effect === effect) hosts.add(formatHostPattern(r.host))
   return [...hosts].join(', ')
 }

@@ -40,7 +40,9 @@ export const run: CliVerb = async (args, io) => {
   const config = await loadOrReport(resolveConfigPath(values.config, io.env), io)
   if (config === null) return EXIT_USAGE
   if (!config.policy.agents.has(facts.agent)) {
-    io.stderr(`portcullis explain: unknown agent '${facts.agent}' (known: ${[...config.policy.agents.keys()].join(', ')})\n`)
+    io.stderr(
+      `portcullis explain: unknown agent '${facts.agent}' (known: ${[...config.policy.agents.keys()].join(', ')})\n`,
+    )
     return EXIT_USAGE
   }
   const result = explain(config, facts)
@@ -79,10 +81,16 @@ export function explain(config: RuntimeConfig, facts: RequestFacts): Explanation
   const policy = config.policy
   const connect = facts.scheme === 'https' ? decideConnect(policy, facts) : null
   let decision: Decision
-  if (connect === null || (connect.verdict === 'allow' && connect.via === 'intercept')) decision = decideRequest(policy, facts)
-  else decision = connect.verdict === 'allow' ? { verdict: 'allow', reason: 'allowed', ruleId: connect.ruleId } : connect
+  if (connect === null || (connect.verdict === 'allow' && connect.via === 'intercept'))
+    decision = decideRequest(policy, facts)
+  else
+    decision = connect.verdict === 'allow' ? { verdict: 'allow', reason: 'allowed', ruleId: connect.ruleId } : connect
   const ips = isIpLiteral(facts.host) !== null ? [facts.host] : (config.upstream.resolve.get(facts.host) ?? [])
-  const addresses = ips.map((ip) => ({ ip, cls: classifyAddress(ip), allowed: isAddressAllowed(ip, config.upstream.allowPrivate) }))
+  const addresses = ips.map((ip) => ({
+    ip,
+    cls: classifyAddress(ip),
+    allowed: isAddressAllowed(ip, config.upstream.allowPrivate),
+  }))
   const blocked = addresses.find((a) => !a.allowed)
   if (decision.verdict === 'allow' && blocked) {
     decision = { verdict: 'deny', reason: 'denied_private_address', ruleId: null, detail: blocked.cls }

@@ -23,7 +23,10 @@ export const run: CliVerb = async (args, io) => {
         return
       }
       stopping = true
-      app.loggers.ops.info({ code: 'PC_STOPPING', signal, drain_ms: DRAIN_MS }, 'stopping: no new connections; requests and tunnels in flight may finish')
+      app.loggers.ops.info(
+        { code: 'PC_STOPPING', signal, drain_ms: DRAIN_MS },
+        'stopping: no new connections; requests and tunnels in flight may finish',
+      )
       app.close({ drainMs: DRAIN_MS }).then(resolve, resolve)
     }
     process.on('SIGHUP', () => void app.reload('sighup'))

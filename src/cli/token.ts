@@ -11,7 +11,12 @@ const USAGE = 'usage: portcullis token new | portcullis token hash TOKEN (or the
 /** `token new` prints a random token and the sha256: form for the config; `token hash` hashes a given one. */
 export const run: CliVerb = async (args, io) => {
   // --config is accepted (every verb takes it) and has no effect here.
-  const { positionals } = parseArgs({ args: [...args], options: { config: { type: 'string' } }, allowPositionals: true, strict: true })
+  const { positionals } = parseArgs({
+    args: [...args],
+    options: { config: { type: 'string' } },
+    allowPositionals: true,
+    strict: true,
+  })
   const [sub, value, extra] = positionals
   if (extra !== undefined) {
     io.stderr(USAGE)
@@ -20,7 +25,9 @@ export const run: CliVerb = async (args, io) => {
   if (sub === 'new' && value === undefined) {
     const token = randomBytes(24).toString('base64url')
     io.stdout(`token: ${token}\nconfig: ${hashToken(token)}\n`)
-    io.stdout(`# put the config line in the agent's entry as  token: ${hashToken(token)}\n# give the sandbox  HTTP_PROXY=http://<agent-id>:${token}@<proxy-host>:3128\n`)
+    io.stdout(
+      `# put the config line in the agent's entry as  token: ${hashToken(token)}\n# give the sandbox  HTTP_PROXY=http://<agent-id>:${token}@<proxy-host>:3128\n`,
+    )
     return EXIT_OK
   }
   if (sub === 'hash') {

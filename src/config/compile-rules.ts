@@ -54,7 +54,12 @@ function compileSpecs(rules: readonly RawHostRule[], path: KeyPath, issues: Issu
   return out
 }
 
-function expandEntry(entry: RawRule, path: KeyPath, presets: Map<string, readonly RuleSpec[]>, issues: Issues): readonly RuleSpec[] {
+function expandEntry(
+  entry: RawRule,
+  path: KeyPath,
+  presets: Map<string, readonly RuleSpec[]>,
+  issues: Issues,
+): readonly RuleSpec[] {
   if ('host' in entry) {
     const spec = compileHostRule(entry, path, issues)
     return spec ? [spec] : []

@@ -11,8 +11,8 @@
  */
 import type { RuntimeConfig } from './types.js'
 import { createRuleIndex, type CompiledPolicy, type CompiledRule, type RuleIndex } from '../policy/compiled.js'
-import type { AgentLimits, Cidr, CompiledAgent } from '../policy/types.js'
-import { isIpLiteral, normalizeHost, parseCidr } from '../net/host.js'
+import type { AgentLimits, CompiledAgent } from '../policy/types.js'
+import { isIpLiteral, normalizeHost, parseCidr, type Cidr } from '../net/host.js'
 import { createRuleCompiler, type RuleCompiler } from './compile-rules.js'
 import { Issues, type ConfigSource, type KeyPath } from './issues.js'
 import { parseDurationMs } from './duration.js'
@@ -63,7 +63,12 @@ function compileGroups(raw: RawConfig, rules: RuleCompiler): Map<string, Compile
   return out
 }
 
-function compileAllowDeny(rules: RuleCompiler, src: Pick<RawAgent, 'allow' | 'deny'>, idPrefix: string, path: KeyPath): CompiledRule[] {
+function compileAllowDeny(
+  rules: RuleCompiler,
+  src: Pick<RawAgent, 'allow' | 'deny'>,
+  idPrefix: string,
+  path: KeyPath,
+): CompiledRule[] {
   return [
     ...rules.compileList(src.allow, 'allow', idPrefix, [...path, 'allow']),
     ...rules.compileList(src.deny, 'deny', idPrefix, [...path, 'deny']),
@@ -113,7 +118,8 @@ function compileAgent(
     issues.add(path, `agent '${a.id}' needs a token or source_cidrs to be identified`)
   }
   a.groups.forEach((g, j) => {
-    if (!groups.has(g)) issues.add([...path, 'groups', j], `unknown group '${g}' (known: ${[...groups.keys()].join(', ') || 'none'})`)
+    if (!groups.has(g))
+      issues.add([...path, 'groups', j], `unknown group '${g}' (known: ${[...groups.keys()].join(', ') || 'none'})`)
   })
   let limits = defaults
   for (const g of a.groups) limits = overrideLimits(limits, groups.get(g)?.limits)
@@ -129,14 +135,19 @@ function compileAgent(
 }
 
 function toLimits(l: RawConfig['limits']): AgentLimits {
-  return { requestsPerMinute: l.requests_per_minute, concurrentConnections: l.concurrent_connections, bytesPerDay: l.bytes_per_day }
+  return {
+    requestsPerMinute: l.requests_per_minute,
+    concurrentConnections: l.concurrent_connections,
+    bytesPerDay: l.bytes_per_day,
+  }
 }
 
 function overrideLimits(base: AgentLimits, l: RawLimits | undefined): AgentLimits {
   if (!l) return base
   return {
     requestsPerMinute: l.requests_per_minute === undefined ? base.requestsPerMinute : l.requests_per_minute,
-    concurrentConnections: l.concurrent_connections === undefined ? base.concurrentConnections : l.concurrent_connections,
+    concurrentConnections:
+      l.concurrent_connections === undefined ? base.concurrentConnections : l.concurrent_connections,
     bytesPerDay: l.bytes_per_day === undefined ? base.bytesPerDay : l.bytes_per_day,
   }
 }
@@ -175,7 +186,8 @@ function compileResolve(pins: RawConfig['upstream']['resolve'], issues: Issues):
     const addrs: string[] = []
     list.forEach((text, i) => {
       const ip = normalizeHost(text)
-      if (ip === null || isIpLiteral(ip) === null) issues.add(typeof value === 'string' ? path : [...path, i], `'${text}' is not an IP address`)
+      if (ip === null || isIpLiteral(ip) === null)
+        issues.add(typeof value === 'string' ? path : [...path, i], `'${text}' is not an IP address`)
       else addrs.push(ip)
     })
     if (host !== null) out.set(host, Object.freeze(addrs))

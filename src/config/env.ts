@@ -9,7 +9,8 @@ import type { ConfigIssue } from '../errors.js'
 import { normalizeHost } from '../net/host.js'
 import { LOG_LEVELS, type RawConfig } from './schema.js'
 
-export type EnvResult = { readonly ok: true; readonly config: RawConfig } | { readonly ok: false; readonly issues: readonly ConfigIssue[] }
+export type EnvResult =
+  { readonly ok: true; readonly config: RawConfig } | { readonly ok: false; readonly issues: readonly ConfigIssue[] }
 
 export function applyEnvOverrides(raw: RawConfig, env: NodeJS.ProcessEnv): EnvResult {
   const issues: ConfigIssue[] = []

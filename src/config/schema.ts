@@ -37,7 +37,10 @@ const injectHeader = z.strictObject({
 export const hostRuleSchema = z.strictObject({
   host: z.string(),
   ports: z.array(port).min(1).optional(),
-  methods: z.array(z.string().regex(/^[A-Z]+$/, 'an upper-case HTTP method like GET')).min(1).optional(),
+  methods: z
+    .array(z.string().regex(/^[A-Z]+$/, 'an upper-case HTTP method like GET'))
+    .min(1)
+    .optional(),
   paths: z.array(z.string()).min(1).optional(),
   intercept: z.literal('never').optional(),
   inject_headers: z.record(z.string().regex(/^[A-Za-z0-9-]+$/, 'an HTTP header name'), injectHeader).optional(),

@@ -1,4 +1,5 @@
-import type { AgentLimits, Cidr, CompiledAgent, InterceptMode, Mode } from '../policy/types.js'
+import type { AgentLimits, CompiledAgent, InterceptMode, Mode } from '../policy/types.js'
+import type { Cidr } from '../net/host.js'
 
 /**
  * The validated, compiled, frozen configuration every runtime component is

@@ -4,7 +4,8 @@ import type { RuntimeConfig } from './types.js'
 import { loadConfig } from './load.js'
 import { ConfigError, PortcullisError } from '../errors.js'
 
-export type ReloadOutcome = { readonly ok: true; readonly config: RuntimeConfig } | { readonly ok: false; readonly error: string }
+export type ReloadOutcome =
+  { readonly ok: true; readonly config: RuntimeConfig } | { readonly ok: false; readonly error: string }
 
 export interface ConfigWatcher {
   /** Load, validate and compile the file now (SIGHUP, POST /api/reload). Never throws. */
@@ -20,7 +21,11 @@ const DEBOUNCE_MS = 150
  * watch on the file itself would go deaf after the first such save. Loads are
  * serialised; a refused edit leaves the last good policy in force.
  */
-export function watchConfig(file: string, env: NodeJS.ProcessEnv, apply: (outcome: ReloadOutcome, trigger: string) => void): ConfigWatcher {
+export function watchConfig(
+  file: string,
+  env: NodeJS.ProcessEnv,
+  apply: (outcome: ReloadOutcome, trigger: string) => void,
+): ConfigWatcher {
   let timer: NodeJS.Timeout | null = null
   let chain: Promise<unknown> = Promise.resolve()
   let watcher: FSWatcher | null = null
@@ -31,7 +36,10 @@ export function watchConfig(file: string, env: NodeJS.ProcessEnv, apply: (outcom
       try {
         outcome = { ok: true, config: await loadConfig(file, env) }
       } catch (err) {
-        const error = err instanceof ConfigError || err instanceof PortcullisError ? err.message : `unexpected error: ${String(err)}`
+        const error =
+          err instanceof ConfigError || err instanceof PortcullisError
+            ? err.message
+            : `unexpected error: ${String(err)}`
         outcome = { ok: false, error }
       }
       apply(outcome, trigger)

@@ -41,11 +41,14 @@ export function authenticate(policy: CompiledPolicy, header: string | undefined,
     const expected = agent?.tokenSha256 ?? DUMMY_HASH
     const match = timingSafeEqual(given, expected) && agent !== undefined && agent.tokenSha256 !== null
     if (!match || !agent) return denied('denied_auth_invalid', 'bad_credentials', agent ? agent.id : null)
-    if (agent.sourceCidrs.length > 0 && !inSources(agent, srcIp)) return denied('denied_auth_invalid', 'source_not_allowed', agent.id)
+    if (agent.sourceCidrs.length > 0 && !inSources(agent, srcIp))
+      return denied('denied_auth_invalid', 'source_not_allowed', agent.id)
     return { kind: 'agent', agent, credential: { kind: 'token', sha256: given } }
   }
   const bySource = sourceAgent(policy, srcIp)
-  return bySource ? { kind: 'agent', agent: bySource, credential: SOURCE } : denied('denied_auth_required', 'no_credentials', null)
+  return bySource
+    ? { kind: 'agent', agent: bySource, credential: SOURCE }
+    : denied('denied_auth_required', 'no_credentials', null)
 }
 
 const SOURCE: Credential = Object.freeze({ kind: 'source' })
@@ -58,13 +61,22 @@ function sourceAgent(policy: CompiledPolicy, srcIp: string): CompiledAgent | und
 }
 
 /** Would `credential` from `srcIp` still authenticate as `agentId` under `policy` (after a reload)? */
-export function stillAuthenticates(policy: CompiledPolicy, agentId: string, credential: Credential, srcIp: string): boolean {
+export function stillAuthenticates(
+  policy: CompiledPolicy,
+  agentId: string,
+  credential: Credential,
+  srcIp: string,
+): boolean {
   if (credential.kind === 'source') return sourceAgent(policy, srcIp)?.id === agentId
   const agent = policy.agents.get(agentId)
   if (!agent || agent.tokenSha256 === null || !timingSafeEqual(credential.sha256, agent.tokenSha256)) return false
   return agent.sourceCidrs.length === 0 || inSources(agent, srcIp)
 }
 
-function denied(reason: 'denied_auth_invalid' | 'denied_auth_required', detail: string, claimedAgent: string | null): Identity {
+function denied(
+  reason: 'denied_auth_invalid' | 'denied_auth_required',
+  detail: string,
+  claimedAgent: string | null,
+): Identity {
   return { kind: 'denied', decision: { verdict: 'deny', reason, ruleId: null, detail }, claimedAgent }
 }

@@ -220,9 +220,27 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     let st = agents.get(agentId)
     if (!st) {
       st = {
-        bucket: null, conns: 0, minute: Math.floor(now / MS_PER_MINUTE), day: utcDay(now), bytesLocal: 0,
-        reqUnsynced: 0, reqInflight: 0, reqGlobal: 0, reqPrevious: 0, bytesUnsynced: 0, bytesInflight: 0, bytesGlobal: 0,
-        lastActiveMs: now, lastDemandMs: -Infinity, rpm: 0, held: 0, reportedMinute: -1, learnedMinute: -1, coldUsed: 0, lastFromHeld: false, lastReportMs: -Infinity,
+        bucket: null,
+        conns: 0,
+        minute: Math.floor(now / MS_PER_MINUTE),
+        day: utcDay(now),
+        bytesLocal: 0,
+        reqUnsynced: 0,
+        reqInflight: 0,
+        reqGlobal: 0,
+        reqPrevious: 0,
+        bytesUnsynced: 0,
+        bytesInflight: 0,
+        bytesGlobal: 0,
+        lastActiveMs: now,
+        lastDemandMs: -Infinity,
+        rpm: 0,
+        held: 0,
+        reportedMinute: -1,
+        learnedMinute: -1,
+        coldUsed: 0,
+        lastFromHeld: false,
+        lastReportMs: -Infinity,
       }
       agents.set(agentId, st)
     }
@@ -280,7 +298,10 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     if (!r.ok) {
       denied.requests_per_minute++
       // The later of the two: when this instance's bucket has a token, and when the shared window has room.
-      return deny('requests_per_minute', shared ? Math.max(r.retryAfterS, sharedRefusal(st, rpm, now).retryAfterS ?? 1) : r.retryAfterS)
+      return deny(
+        'requests_per_minute',
+        shared ? Math.max(r.retryAfterS, sharedRefusal(st, rpm, now).retryAfterS ?? 1) : r.retryAfterS,
+      )
     }
     if (!shared) {
       st.reqUnsynced++
@@ -409,17 +430,34 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
         const unclaimed = Math.max(0, st.rpm - st.reqGlobal - st.reqUnsynced - st.reqPrevious * weight)
         const fair = Math.ceil((st.held + unclaimed) / instances)
         // A final report (the instance is stopping) gives every held token back.
-        const target = !shared || st.rpm <= 0 || opts.final === true ? 0 : demand ? fair : Math.min(fair, reserveOf(st.rpm, instances))
+        const target =
+          !shared || st.rpm <= 0 || opts.final === true
+            ? 0
+            : demand
+              ? fair
+              : Math.min(fair, reserveOf(st.rpm, instances))
         const returned = Math.max(0, st.held - target)
         const want = Math.max(0, target - st.held)
         // Nothing new to say: refresh the totals once a second, not at every sync (many agents, 40 syncs a second).
-        const quiet = st.reqUnsynced === 0 && st.bytesUnsynced === 0 && returned === 0 && want === 0 && st.reportedMinute === st.minute
+        const quiet =
+          st.reqUnsynced === 0 &&
+          st.bytesUnsynced === 0 &&
+          returned === 0 &&
+          want === 0 &&
+          st.reportedMinute === st.minute
         if (quiet && now - st.lastReportMs < REFRESH_MS && opts.final !== true) continue
         st.lastReportMs = now
         st.held -= returned
         out.push({
-          agentId, minute: st.minute, requests: st.reqUnsynced, returned, want, rpm: st.rpm,
-          previousWeight: Math.round(weight * 1000), day: st.day, bytes: st.bytesUnsynced,
+          agentId,
+          minute: st.minute,
+          requests: st.reqUnsynced,
+          returned,
+          want,
+          rpm: st.rpm,
+          previousWeight: Math.round(weight * 1000),
+          day: st.day,
+          bytes: st.bytesUnsynced,
         })
         st.reqInflight = st.reqUnsynced
         st.bytesInflight = st.bytesUnsynced

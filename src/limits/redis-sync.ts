@@ -166,13 +166,34 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
   limiter.shared.setShared(false)
 
   const argsOf = (c: UsageReport): Array<string | number> => [
-    `${prefix}rl:{${c.agentId}}:${c.minute}`, `${prefix}rl:{${c.agentId}}:${c.minute - 1}`, `${prefix}rl-reported:{${c.agentId}}:${c.minute}`, `${prefix}bytes:{${c.agentId}}:${c.day}`,
-    instance, c.requests, c.returned, c.want, c.rpm, c.previousWeight, liveIds.length, MINUTE_TTL_S, c.bytes, DAY_TTL_S, ...liveIds,
+    `${prefix}rl:{${c.agentId}}:${c.minute}`,
+    `${prefix}rl:{${c.agentId}}:${c.minute - 1}`,
+    `${prefix}rl-reported:{${c.agentId}}:${c.minute}`,
+    `${prefix}bytes:{${c.agentId}}:${c.day}`,
+    instance,
+    c.requests,
+    c.returned,
+    c.want,
+    c.rpm,
+    c.previousWeight,
+    liveIds.length,
+    MINUTE_TTL_S,
+    c.bytes,
+    DAY_TTL_S,
+    ...liveIds,
   ]
 
   function toTotals(c: UsageReport, v: unknown): UsageTotals {
     if (!isReply(v)) throw new Error('unexpected reply from the limit sync script')
-    return { agentId: c.agentId, minute: c.minute, granted: v[0], requests: v[1], bytes: v[2], previousRequests: v[3], day: c.day }
+    return {
+      agentId: c.agentId,
+      minute: c.minute,
+      granted: v[0],
+      requests: v[1],
+      bytes: v[2],
+      previousRequests: v[3],
+      day: c.day,
+    }
   }
 
   const activeKey = (minute: number): string => `${prefix}rl-active:${minute}`
@@ -193,13 +214,19 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
   function reads(now: number): Array<{ key: string; min: number | string }> {
     const minute = Math.floor(now / 60_000)
     if (minute === readMinute) return [{ key: activeKey(minute), min: now - ACTIVE_LOOKBACK_MS }]
-    return [{ key: activeKey(minute), min: '-inf' }, { key: activeKey(minute - 1), min: '-inf' }]
+    return [
+      { key: activeKey(minute), min: '-inf' },
+      { key: activeKey(minute - 1), min: '-inf' },
+    ]
   }
 
-  const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [])
+  const strings = (v: unknown): string[] =>
+    Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []
 
   /** One round trip: heartbeat (which instances are alive), the active sets, the batch's scripts. */
-  async function run(batch: readonly UsageReport[]): Promise<{ live: string[]; totals: UsageTotals[]; learned: string[]; minute: number }> {
+  async function run(
+    batch: readonly UsageReport[],
+  ): Promise<{ live: string[]; totals: UsageTotals[]; learned: string[]; minute: number }> {
     const now = Date.now()
     const minute = Math.floor(now / 60_000)
     const add = activeAdds(batch, now)
@@ -208,17 +235,25 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
       // A Cluster pipeline must stay within one slot group; agents hash to many slots, so send the
       // commands separately (ioredis writes them back to back and routes each to its slot).
       const cluster = client as WithSync<Cluster>
-      const written = add.length > 0 ? cluster.zadd(activeKey(minute), ...add).then(() => cluster.expire(activeKey(minute), MINUTE_TTL_S)) : Promise.resolve(0)
+      const written =
+        add.length > 0
+          ? cluster.zadd(activeKey(minute), ...add).then(() => cluster.expire(activeKey(minute), MINUTE_TTL_S))
+          : Promise.resolve(0)
       const [alive, ...rest] = await Promise.all([
         cluster[HEARTBEAT](instancesKey, instance, INSTANCE_WINDOW_MS),
         ...toRead.map((r) => written.then(() => cluster.zrangebyscore(r.key, r.min, '+inf'))),
         ...batch.map((c) => cluster[COMMAND](...argsOf(c))),
       ])
       const learned = rest.slice(0, toRead.length).flatMap(strings)
-      return { live: strings(alive), totals: batch.map((c, i) => toTotals(c, rest[toRead.length + i])), learned, minute }
+      return {
+        live: strings(alive),
+        totals: batch.map((c, i) => toTotals(c, rest[toRead.length + i])),
+        learned,
+        minute,
+      }
     }
     const p = client.pipeline() as WithSync<ReturnType<Redis['pipeline']>>
-    p[HEARTBEAT](instancesKey, instance, INSTANCE_WINDOW_MS)
+    void p[HEARTBEAT](instancesKey, instance, INSTANCE_WINDOW_MS)
     if (add.length > 0) p.zadd(activeKey(minute), ...add).expire(activeKey(minute), MINUTE_TTL_S)
     for (const r of toRead) p.zrangebyscore(r.key, r.min, '+inf')
     for (const c of batch) p[COMMAND](...argsOf(c))
@@ -230,7 +265,12 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
     }
     const first = add.length > 0 ? 3 : 1
     const learned = toRead.flatMap((_, i) => strings(reply(first + i)))
-    return { live: strings(reply(0)), totals: batch.map((c, i) => toTotals(c, reply(first + toRead.length + i))), learned, minute }
+    return {
+      live: strings(reply(0)),
+      totals: batch.map((c, i) => toTotals(c, reply(first + toRead.length + i))),
+      learned,
+      minute,
+    }
   }
 
   function degrade(err?: unknown): void {
@@ -239,7 +279,10 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
     degraded = true
     // The reason as one line: an expected outage is not a stack trace.
     const reason = err instanceof Error ? err.message : err === undefined ? 'not connected' : String(err)
-    log.warn({ code: 'PC_LIMITS_LOCAL_FALLBACK', reason }, 'Redis unreachable: rate limits fall back to per-instance limits')
+    log.warn(
+      { code: 'PC_LIMITS_LOCAL_FALLBACK', reason },
+      'Redis unreachable: rate limits fall back to per-instance limits',
+    )
   }
 
   function recover(): void {
@@ -307,7 +350,8 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
       limiter.shared.abandon()
       limiter.shared.setShared(false)
       if (client.status !== 'ready') return
-      const bounded = <T>(p: Promise<T>): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(r, timeoutMs).unref())]).catch(() => undefined)
+      const bounded = <T>(p: Promise<T>): Promise<unknown> =>
+        Promise.race([p, new Promise((r) => setTimeout(r, timeoutMs).unref())]).catch(() => undefined)
       if (last.length > 0) await bounded(run(last))
       // Leave the instance count at once rather than after the window (best effort).
       await bounded(client.zrem(instancesKey, instance))
@@ -315,13 +359,14 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
     fallback: () => !limiter.shared.isShared(),
     // While limits are local (fallback), this instance shares with no one.
     instances: () => (limiter.shared.isShared() ? liveIds.length : 1),
-    firstSync: (timeoutMs) => new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), timeoutMs)
-      timer.unref()
-      void synced.then(() => {
-        clearTimeout(timer)
-        resolve(true)
-      })
-    }),
+    firstSync: (timeoutMs) =>
+      new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), timeoutMs)
+        timer.unref()
+        void synced.then(() => {
+          clearTimeout(timer)
+          resolve(true)
+        })
+      }),
   }
 }

@@ -4,19 +4,11 @@
  * input and IPv6 outside global unicast — is blocked.
  */
 import ipaddr from 'ipaddr.js'
-import type { Cidr } from '../policy/types.js'
+import type { Cidr } from './host.js'
 import { cidrContains, isIpLiteral, normalizeHost } from './host.js'
 
 export type AddressClass =
-  | 'public'
-  | 'loopback'
-  | 'private'
-  | 'link_local'
-  | 'cgnat'
-  | 'ula'
-  | 'multicast'
-  | 'unspecified'
-  | 'reserved'
+  'public' | 'loopback' | 'private' | 'link_local' | 'cgnat' | 'ula' | 'multicast' | 'unspecified' | 'reserved'
 
 // ipaddr.js range names → ours. `as112` and `amt` are globally reachable
 // anycast services (IANA special-purpose registry), so they stay public.

@@ -7,9 +7,18 @@ export interface UpstreamFailure {
 }
 
 const TLS_VERIFY = new Set([
-  'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_UNTRUSTED', 'CERT_REVOKED', 'CERT_SIGNATURE_FAILURE', 'HOSTNAME_MISMATCH',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_UNTRUSTED',
+  'CERT_REVOKED',
+  'CERT_SIGNATURE_FAILURE',
+  'HOSTNAME_MISMATCH',
 ])
 
 /** The one place socket errno codes are interpreted. */
@@ -42,7 +51,12 @@ export function mapSocketError(err: unknown): UpstreamFailureKind {
 }
 
 /** Connect to the address that was checked (never a hostname) within timeoutMs; `onread` hands reads to a caller-owned buffer. */
-export function dialChecked(address: string, port: number, timeoutMs: number, onread?: OnReadOpts): Promise<Socket | UpstreamFailure> {
+export function dialChecked(
+  address: string,
+  port: number,
+  timeoutMs: number,
+  onread?: OnReadOpts,
+): Promise<Socket | UpstreamFailure> {
   return new Promise((resolve) => {
     // allowHalfOpen: a server that half-closes (FIN after its answer) may still be sent the rest of the client's bytes.
     const base = { host: address, port, noDelay: true, allowHalfOpen: true }

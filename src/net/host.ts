@@ -6,7 +6,6 @@
  */
 import { domainToASCII, domainToUnicode } from 'node:url'
 import ipaddr from 'ipaddr.js'
-import type { Cidr } from '../policy/types.js'
 
 /** Cheap upper bound checked before any parsing work (a DNS name is ≤ 253 octets). */
 const MAX_INPUT_CHARS = 1024
@@ -30,6 +29,14 @@ const DOTTED_QUAD = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/
  * A-label, canonical IP literal (any IPv4 spelling → dotted quad; IPv6 compressed,
  * lower-case, no brackets; IPv4-mapped IPv6 → IPv4). null when invalid.
  */
+/** A network in CIDR form, compiled once (see parseCidr). */
+export interface Cidr {
+  readonly text: string
+  readonly kind: 'ipv4' | 'ipv6'
+  readonly bytes: Uint8Array
+  readonly prefix: number
+}
+
 export function normalizeHost(input: string): string | null {
   if (input.length === 0 || input.length > MAX_INPUT_CHARS || FORBIDDEN_RAW.test(input)) return null
   if (input.startsWith('[')) {

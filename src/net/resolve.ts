@@ -1,9 +1,8 @@
 import { lookup } from 'node:dns/promises'
-import type { DenyDecision } from '../policy/types.js'
 import { classifyAddress, isAddressAllowed } from './address-class.js'
 import { isIpLiteral, normalizeHost } from './host.js'
 import { mapSocketError } from './dial.js'
-import type { RuntimeConfig } from '../config/types.js'
+import type { Cidr } from './host.js'
 
 export interface Resolved {
   readonly kind: 'resolved'
@@ -11,10 +10,24 @@ export interface Resolved {
   readonly address: string
 }
 
+/** What the resolver needs of the upstream settings: pins and the private ranges let through. */
+export interface ResolveSettings {
+  readonly resolve: ReadonlyMap<string, readonly string[]>
+  readonly allowPrivate: readonly Cidr[]
+}
+
+/** A refusal in the shape of the policy's deny decision (net knows the shape, not the policy). */
+export interface ResolveDenial {
+  readonly verdict: 'deny'
+  readonly reason: 'upstream_error' | 'denied_private_address'
+  readonly ruleId: null
+  readonly detail: string
+}
+
 /** Why a host cannot be dialled, with the address refused (null when there was none: DNS failed). */
 export interface Unresolved {
   readonly kind: 'unresolved'
-  readonly decision: DenyDecision
+  readonly decision: ResolveDenial
   readonly address: string | null
 }
 
@@ -23,7 +36,7 @@ export interface Unresolved {
  * private answer among public ones denies the host (a rebinding-style answer
  * set must not win by ordering). The caller dials `address`, never the name.
  */
-export async function resolveChecked(host: string, upstream: RuntimeConfig['upstream']): Promise<Resolved | Unresolved> {
+export async function resolveChecked(host: string, upstream: ResolveSettings): Promise<Resolved | Unresolved> {
   let addresses: readonly string[]
   if (isIpLiteral(host)) {
     addresses = [host]
@@ -36,14 +49,27 @@ export async function resolveChecked(host: string, upstream: RuntimeConfig['upst
         const answers = await lookup(host, { all: true, verbatim: true })
         addresses = answers.map((a) => normalizeHost(a.address) ?? a.address)
       } catch (err) {
-        return { kind: 'unresolved', decision: { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: mapSocketError(err) }, address: null }
+        return {
+          kind: 'unresolved',
+          decision: { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: mapSocketError(err) },
+          address: null,
+        }
       }
     }
   }
-  if (addresses.length === 0) return { kind: 'unresolved', decision: { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: 'dns' }, address: null }
+  if (addresses.length === 0)
+    return {
+      kind: 'unresolved',
+      decision: { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: 'dns' },
+      address: null,
+    }
   for (const a of addresses) {
     if (!isAddressAllowed(a, upstream.allowPrivate)) {
-      return { kind: 'unresolved', decision: { verdict: 'deny', reason: 'denied_private_address', ruleId: null, detail: classifyAddress(a) }, address: a }
+      return {
+        kind: 'unresolved',
+        decision: { verdict: 'deny', reason: 'denied_private_address', ruleId: null, detail: classifyAddress(a) },
+        address: a,
+      }
     }
   }
   return { kind: 'resolved', address: addresses[0] as string }

@@ -97,6 +97,9 @@ const AMBIGUOUS = /%2F|%5C|;/
 export function decodedReading(path: string): string | null {
   if (!AMBIGUOUS.test(path)) return path
   const slashes = path.replace(/%2F|%5C/g, '/')
-  const noParams = slashes.split('/').map((seg) => (seg.startsWith('..;') || seg.startsWith('.;') ? seg : seg.replace(/;.*$/, ''))).join('/')
+  const noParams = slashes
+    .split('/')
+    .map((seg) => (seg.startsWith('..;') || seg.startsWith('.;') ? seg : seg.replace(/;.*$/, '')))
+    .join('/')
   return removeDotSegments(noParams)
 }

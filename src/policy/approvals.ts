@@ -125,10 +125,21 @@ export function applyApprovals(d: Decision, f: ApprovalFacts, index: ApprovalInd
  * matchRequest with the approval overlay: the one entry point the proxy edges use. The rule is the
  * policy rule that allowed (its inject_headers and inspect_body apply), null when an approval did.
  */
-export function matchRequestApproved(policy: CompiledPolicy, facts: RequestFacts, index: ApprovalIndex, nowMs: number): RequestMatch {
+export function matchRequestApproved(
+  policy: CompiledPolicy,
+  facts: RequestFacts,
+  index: ApprovalIndex,
+  nowMs: number,
+): RequestMatch {
   const m = matchRequest(policy, facts)
   if (m.decision.verdict === 'allow' || index.size === 0) return m
-  const f: ApprovalFacts = { agent: facts.agent, method: facts.method, host: facts.host, port: facts.port, path: facts.path }
+  const f: ApprovalFacts = {
+    agent: facts.agent,
+    method: facts.method,
+    host: facts.host,
+    port: facts.port,
+    path: facts.path,
+  }
   const approved = applyApprovals(m.decision, f, index, nowMs)
   if (approved.verdict === 'deny') return m
   // Like the policy (decide.ts step 7), an approval must open the path as a decoding server reads it
@@ -140,9 +151,19 @@ export function matchRequestApproved(policy: CompiledPolicy, facts: RequestFacts
 }
 
 /** decideConnect with the approval overlay; an approved CONNECT is tunnelled (the approval covers the host, not paths). */
-export function decideConnectApproved(policy: CompiledPolicy, facts: ConnectFacts, index: ApprovalIndex, nowMs: number): ConnectDecision {
+export function decideConnectApproved(
+  policy: CompiledPolicy,
+  facts: ConnectFacts,
+  index: ApprovalIndex,
+  nowMs: number,
+): ConnectDecision {
   const d = decideConnect(policy, facts)
   if (d.verdict === 'allow' || index.size === 0) return d
-  const overlaid = applyApprovals(d, { agent: facts.agent, method: 'CONNECT', host: facts.host, port: facts.port, path: null }, index, nowMs)
+  const overlaid = applyApprovals(
+    d,
+    { agent: facts.agent, method: 'CONNECT', host: facts.host, port: facts.port, path: null },
+    index,
+    nowMs,
+  )
   return overlaid.verdict === 'allow' ? { ...overlaid, via: 'tunnel' } : d
 }

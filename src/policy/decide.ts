@@ -54,7 +54,12 @@ const RANK_UNENFORCEABLE_DENY = 3
 const FULL_MATCH = 3
 const REASON_BY_RANK: readonly DenyReason[] = ['denied_port', 'denied_method', 'denied_path', 'denied_by_rule']
 
-const INTERNAL: DenyDecision = Object.freeze({ verdict: 'deny', reason: 'denied_internal_error', ruleId: null, detail: 'unknown_agent' })
+const INTERNAL: DenyDecision = Object.freeze({
+  verdict: 'deny',
+  reason: 'denied_internal_error',
+  ruleId: null,
+  detail: 'unknown_agent',
+})
 const NO_RULE: DenyDecision = Object.freeze({ verdict: 'deny', reason: 'denied_no_rule', ruleId: null })
 
 /** The request decision and, when allowed, the rule that allowed it (for inject_headers / inspect_body). */
@@ -77,7 +82,12 @@ function candidates(indexes: Parameters<typeof collectHostRules>[0], host: strin
   return scratch
 }
 
-const AMBIGUOUS_PATH: DenyDecision = Object.freeze({ verdict: 'deny', reason: 'denied_path', ruleId: null, detail: 'ambiguous_path' })
+const AMBIGUOUS_PATH: DenyDecision = Object.freeze({
+  verdict: 'deny',
+  reason: 'denied_path',
+  ruleId: null,
+  detail: 'ambiguous_path',
+})
 
 export function matchRequest(policy: CompiledPolicy, facts: RequestFacts): RequestMatch {
   const written = matchReading(policy, facts)
@@ -102,7 +112,10 @@ function matchReading(policy: CompiledPolicy, facts: RequestFacts): RequestMatch
     if (stage === FULL_MATCH) {
       if (rule.effect === 'deny') deny = earlier(deny, rule)
       else allow = earlier(allow, rule)
-    } else if (rule.effect === 'allow' && (stage > failRank || (stage === failRank && fail !== null && rule.ordinal < fail.ordinal))) {
+    } else if (
+      rule.effect === 'allow' &&
+      (stage > failRank || (stage === failRank && fail !== null && rule.ordinal < fail.ordinal))
+    ) {
       fail = rule
       failRank = stage
     }
@@ -110,7 +123,8 @@ function matchReading(policy: CompiledPolicy, facts: RequestFacts): RequestMatch
   scratch.length = 0
   if (deny !== null) return { decision: denyWith('denied_by_rule', deny), rule: null }
   if (allow !== null) return { decision: { verdict: 'allow', reason: 'allowed', ruleId: allow.id }, rule: allow }
-  if (fail !== null) return { decision: denyWith(REASON_BY_RANK[failRank] ?? 'denied_internal_error', fail), rule: null }
+  if (fail !== null)
+    return { decision: denyWith(REASON_BY_RANK[failRank] ?? 'denied_internal_error', fail), rule: null }
   return { decision: NO_RULE, rule: null }
 }
 
@@ -171,7 +185,12 @@ function chooseVia(policy: CompiledPolicy, scan: ConnectScan): ConnectDecision {
     } else if (inside) {
       noteFailure(scan, unenforceable(rule))
     } else if (scan.denyInside !== null) {
-      noteFailure(scan, { rank: RANK_UNENFORCEABLE_DENY, rule: scan.denyInside, reason: 'denied_by_rule', detail: 'needs_interception' })
+      noteFailure(scan, {
+        rank: RANK_UNENFORCEABLE_DENY,
+        rule: scan.denyInside,
+        reason: 'denied_by_rule',
+        detail: 'needs_interception',
+      })
     } else {
       tunnel = earlier(tunnel, rule) // tls.intercept: always, but this rule says `intercept: never`
     }
@@ -200,5 +219,7 @@ function earlier(cur: CompiledRule | null, rule: CompiledRule): CompiledRule {
 }
 
 function denyWith(reason: DenyReason, rule: CompiledRule, detail?: string): DenyDecision {
-  return detail === undefined ? { verdict: 'deny', reason, ruleId: rule.id } : { verdict: 'deny', reason, ruleId: rule.id, detail }
+  return detail === undefined
+    ? { verdict: 'deny', reason, ruleId: rule.id }
+    : { verdict: 'deny', reason, ruleId: rule.id, detail }
 }

@@ -25,9 +25,13 @@ const GITHUB_REPO = /^[A-Za-z0-9_.*-]+\/[A-Za-z0-9_.*-]+$/
 
 /** null when the repo spec is well-formed; otherwise a message. */
 export function checkRepo(repo: string, forGithub: boolean): string | null {
-  const ok = (forGithub ? GITHUB_REPO : REPO).test(repo) && !repo.split('/').some((s) => s === '.' || s === '..' || s.includes('**'))
+  const ok =
+    (forGithub ? GITHUB_REPO : REPO).test(repo) &&
+    !repo.split('/').some((s) => s === '.' || s === '..' || s.includes('**'))
   if (ok) return null
-  return forGithub ? `'${repo}' is not 'owner/name' (a '*' may glob within a part)` : `'${repo}' is not a repository path like 'group/name'`
+  return forGithub
+    ? `'${repo}' is not 'owner/name' (a '*' may glob within a part)`
+    : `'${repo}' is not a repository path like 'group/name'`
 }
 
 /** Smart-HTTP rules for `repos` on `host`. */

@@ -4,8 +4,7 @@
  * by the compiled key (see rule-index.ts), and `matchHostPattern` is the
  * reference semantics that the index must agree with. PURE.
  */
-import type { Cidr } from './types.js'
-import { cidrContains, isIpLiteral, normalizeHost, parseCidr } from '../net/host.js'
+import { cidrContains, isIpLiteral, normalizeHost, parseCidr, type Cidr } from '../net/host.js'
 
 export type HostPattern =
   /** A DNS name or a single IP address (canonical form), compared by string equality. */
@@ -15,8 +14,7 @@ export type HostPattern =
   | { readonly kind: 'cidr'; readonly cidr: Cidr }
 
 export type ParsedHostPattern =
-  | { readonly ok: true; readonly pattern: HostPattern }
-  | { readonly ok: false; readonly message: string }
+  { readonly ok: true; readonly pattern: HostPattern } | { readonly ok: false; readonly message: string }
 
 /**
  * Compile a host pattern as written in the config. Patterns must already be in
@@ -33,7 +31,8 @@ export function parseHostPattern(text: string): ParsedHostPattern {
   if (text.includes('/')) {
     const cidr = parseCidr(text)
     if (cidr === null) return fail(`'${text}' is not a valid CIDR`)
-    if (cidr.prefix === (cidr.kind === 'ipv4' ? 32 : 128)) return { ok: true, pattern: { kind: 'exact', host: cidr.text.split('/')[0] ?? '' } }
+    if (cidr.prefix === (cidr.kind === 'ipv4' ? 32 : 128))
+      return { ok: true, pattern: { kind: 'exact', host: cidr.text.split('/')[0] ?? '' } }
     return { ok: true, pattern: { kind: 'cidr', cidr } }
   }
   const host = normalizeHost(text)
@@ -63,7 +62,9 @@ export function matchHostPattern(pattern: HostPattern, host: string): boolean {
     case 'exact':
       return pattern.host === host
     case 'wildcard':
-      return host.length > pattern.suffix.length + 1 && host.endsWith(`.${pattern.suffix}`) && isIpLiteral(host) === null
+      return (
+        host.length > pattern.suffix.length + 1 && host.endsWith(`.${pattern.suffix}`) && isIpLiteral(host) === null
+      )
     case 'cidr':
       return isIpLiteral(host) !== null && cidrContains(pattern.cidr, host)
   }

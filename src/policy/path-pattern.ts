@@ -26,7 +26,8 @@ interface QueryParam {
   readonly value: string
 }
 
-export type ParsedPathPattern = { readonly ok: true; readonly pattern: PathPattern } | { readonly ok: false; readonly message: string }
+export type ParsedPathPattern =
+  { readonly ok: true; readonly pattern: PathPattern } | { readonly ok: false; readonly message: string }
 
 const REGEX_SPECIAL = /[.+?^${}()|[\]\\]/g
 
@@ -44,10 +45,22 @@ export function parsePathPattern(text: string): ParsedPathPattern {
   if (normal !== pathText) return fail(`'${text}' is not in normal form; use '${normal}${q < 0 ? '' : text.slice(q)}'`)
   const segments = pathText.split('/')
   if (segments.some((s) => s.includes('**') && s !== '**')) return fail(`'${text}': '**' must be a whole segment`)
-  if (!pathText.includes('*')) return { ok: true, pattern: { text, literal: pathText, prefix: null, regex: null, query, required: req } }
+  if (!pathText.includes('*'))
+    return { ok: true, pattern: { text, literal: pathText, prefix: null, regex: null, query, required: req } }
   const head = pathText.slice(0, -2)
-  if (pathText.endsWith('/**') && !head.includes('*')) return { ok: true, pattern: { text, literal: null, prefix: head, regex: null, query, required: req } }
-  return { ok: true, pattern: { text, literal: null, prefix: null, regex: compileRegex(`^${toRegexSource(segments)}$`), query, required: req } }
+  if (pathText.endsWith('/**') && !head.includes('*'))
+    return { ok: true, pattern: { text, literal: null, prefix: head, regex: null, query, required: req } }
+  return {
+    ok: true,
+    pattern: {
+      text,
+      literal: null,
+      prefix: null,
+      regex: compileRegex(`^${toRegexSource(segments)}$`),
+      query,
+      required: req,
+    },
+  }
 }
 
 // Identical patterns across rules share one RegExp: fewer objects for V8 to keep
@@ -127,7 +140,9 @@ function decodeParam(text: string): QueryParam | null {
   const eq = text.indexOf('=')
   try {
     const decode = (s: string): string => decodeURIComponent(s.replace(/\+/g, ' '))
-    return eq < 0 ? { key: decode(text), value: '' } : { key: decode(text.slice(0, eq)), value: decode(text.slice(eq + 1)) }
+    return eq < 0
+      ? { key: decode(text), value: '' }
+      : { key: decode(text.slice(0, eq)), value: decode(text.slice(eq + 1)) }
   } catch {
     return null
   }

@@ -1,3 +1,4 @@
+import type { Cidr } from '../net/host.js'
 import type { DenyReason } from './reasons.js'
 
 export type Mode = 'enforce' | 'audit'
@@ -45,14 +46,6 @@ export interface AgentLimits {
   readonly requestsPerMinute: number | null
   readonly concurrentConnections: number | null
   readonly bytesPerDay: number | null
-}
-
-/** A network in CIDR form, compiled once (see net/host.parseCidr). */
-export interface Cidr {
-  readonly text: string
-  readonly kind: 'ipv4' | 'ipv6'
-  readonly bytes: Uint8Array
-  readonly prefix: number
 }
 
 export interface CompiledAgent {

@@ -29,7 +29,8 @@ export function readClientHello(socket: Socket, head: Buffer, timeoutMs: number)
     const examine = (): void => {
       const parsed = parseClientHello(buf)
       if (parsed.kind === 'hello') finish({ kind: 'hello', sni: parsed.sni, alpn: parsed.alpn, bytes: buf })
-      else if (parsed.kind === 'not_tls' && partialRequestLine(buf)) return // plain HTTP split across reads: wait for the line
+      else if (parsed.kind === 'not_tls' && partialRequestLine(buf))
+        return // plain HTTP split across reads: wait for the line
       else if (parsed.kind === 'not_tls' || buf.length > CLIENT_HELLO_MAX_BYTES) finish({ kind: 'not_tls', bytes: buf })
     }
     const onData = (chunk: Buffer): void => {
@@ -49,7 +50,11 @@ export function readClientHello(socket: Socket, head: Buffer, timeoutMs: number)
 
 /** The start of an HTTP request line (`GET /pa`) with no line end yet, short enough to keep waiting for. */
 function partialRequestLine(buf: Buffer): boolean {
-  return buf.length < 2048 && !buf.includes(0x0a) && /^[A-Z]{1,12}(?: [\x21-\x7e]*(?: H[A-Z/0-9.]*)?)?\r?$/.test(buf.toString('latin1'))
+  return (
+    buf.length < 2048 &&
+    !buf.includes(0x0a) &&
+    /^[A-Z]{1,12}(?: [\x21-\x7e]*(?: H[A-Z/0-9.]*)?)?\r?$/.test(buf.toString('latin1'))
+  )
 }
 
 /** A fatal TLS alert (unrecognized_name) so TLS clients report a clear handshake failure instead of a bare reset. */

@@ -24,7 +24,12 @@ const ESTABLISHED = 'HTTP/1.1 200 Connection established\r\nVia: 1.1 portcullis\
  * intercept. Nothing reaches upstream before the SNI check passes; the
  * decision record is published once, at the final verdict.
  */
-export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+export async function handleConnect(
+  deps: ProxyDeps,
+  req: IncomingMessage,
+  socket: Socket,
+  head: Buffer,
+): Promise<void> {
   const t0 = performance.now()
   const state = connStateOf(socket)
   const guard = checkRequestHead(req.rawHeaders)
@@ -34,7 +39,17 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
   const cfg = deps.config()
   const id = newRequestId()
   // `tls` says how the bytes were handled, so it stays null on every refusal.
-  const base = { id, src: state.src, method: 'CONNECT', scheme: 'https' as const, host: authority.host, port: authority.port, path: null, address: null, tls: null }
+  const base = {
+    id,
+    src: state.src,
+    method: 'CONNECT',
+    scheme: 'https' as const,
+    host: authority.host,
+    port: authority.port,
+    path: null,
+    address: null,
+    tls: null,
+  }
   const identity = authenticate(cfg.policy, req.headers['proxy-authorization'], state.srcIp)
   if (identity.kind === 'denied') {
     const facts: DecisionFacts = { ...base, agent: identity.claimedAgent, mode: cfg.policy.mode }
@@ -43,10 +58,18 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
   }
   const agent = identity.agent.id
   const mode = effectiveMode(cfg.policy, agent)
-  const policyDecision = decideConnectApproved(cfg.policy, { agent, host: authority.host, port: authority.port }, deps.approvals(), Date.now())
+  const policyDecision = decideConnectApproved(
+    cfg.policy,
+    { agent, host: authority.host, port: authority.port },
+    deps.approvals(),
+    Date.now(),
+  )
   const via = policyDecision.verdict === 'allow' ? policyDecision.via : 'tunnel'
   // A tunnel is one request against the budget; an intercepted connection's inner requests are counted one by one.
-  const { decision, release } = applyLimits(deps.limiter, agent, identity.agent.limits, policyDecision, mode, { request: via === 'tunnel', connection: true })
+  const { decision, release } = applyLimits(deps.limiter, agent, identity.agent.limits, policyDecision, mode, {
+    request: via === 'tunnel',
+    connection: true,
+  })
   deps.observeDecision((performance.now() - t0) / 1000)
   const refused: DecisionFacts = { ...base, agent, mode }
   if (decision.verdict === 'deny' && !passes(decision, mode)) {
@@ -55,7 +78,8 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
   }
   socket.on('close', release)
   const resolved = await resolveChecked(authority.host, cfg.upstream)
-  if (resolved.kind === 'unresolved') return refuse(deps, socket, req, { ...refused, address: resolved.address }, resolved.decision)
+  if (resolved.kind === 'unresolved')
+    return refuse(deps, socket, req, { ...refused, address: resolved.address }, resolved.decision)
   const checkedNoTls: DecisionFacts = { ...refused, address: resolved.address }
   const checked: DecisionFacts = { ...checkedNoTls, tls: via }
   let up: Socket | null = null
@@ -63,17 +87,29 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
   if (via === 'tunnel') {
     relay = createUpstreamRelay()
     const dialled = await dialChecked(resolved.address, authority.port, cfg.upstream.connectTimeoutMs, relay.onread)
-    if ('kind' in dialled) return refuse(deps, socket, req, checkedNoTls, { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: dialled.failure })
+    if ('kind' in dialled)
+      return refuse(deps, socket, req, checkedNoTls, {
+        verdict: 'deny',
+        reason: 'upstream_error',
+        ruleId: null,
+        detail: dialled.failure,
+      })
     up = dialled
     up.on('error', () => dialled.destroy())
   } else if (!deps.interceptor) {
-    return refuse(deps, socket, req, checkedNoTls, { verdict: 'deny', reason: 'denied_internal_error', ruleId: decision.ruleId, detail: 'interception_unavailable' })
+    return refuse(deps, socket, req, checkedNoTls, {
+      verdict: 'deny',
+      reason: 'denied_internal_error',
+      ruleId: decision.ruleId,
+      detail: 'interception_unavailable',
+    })
   }
   if (socket.destroyed) return void up?.destroy()
   socket.write(ESTABLISHED)
   const hello = await readClientHello(socket, head, cfg.upstream.headerTimeoutMs)
   // After the 200 the connection was let through: however it ends from here, it gets its close record.
-  const closeUnused = (): void => deps.bus.publish(buildCloseRecord({ id, agent, host: authority.host }, 0, 0, state.acceptedAtMs))
+  const closeUnused = (): void =>
+    deps.bus.publish(buildCloseRecord({ id, agent, host: authority.host }, 0, 0, state.acceptedAtMs))
   if (hello.kind === 'closed') {
     // The client left before saying anything: the CONNECT itself was allowed, nothing flowed, and no
     // bytes were handled (tunnelled or intercepted), so `tls` stays null.
@@ -89,7 +125,18 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
     up?.destroy()
     // Its requests are counted one by one like intercepted ones, so the CONNECT itself is not one.
     if (via === 'tunnel' && decision.reason !== 'denied_rate_limited') deps.limiter.refundRequest(agent)
-    deps.interceptor.inspectPlain(socket, hello.bytes, { id, agent, host: authority.host, port: authority.port, address: resolved.address, pinned: cfg.upstream.resolve.has(authority.host), src: state.src, srcIp: state.srcIp, credential: identity.credential, mode })
+    deps.interceptor.inspectPlain(socket, hello.bytes, {
+      id,
+      agent,
+      host: authority.host,
+      port: authority.port,
+      address: resolved.address,
+      pinned: cfg.upstream.resolve.has(authority.host),
+      src: state.src,
+      srcIp: state.srcIp,
+      credential: identity.credential,
+      mode,
+    })
     return
   }
   const sniDenial = checkServerName(hello, authority.host)
@@ -105,10 +152,39 @@ export async function handleConnect(deps: ProxyDeps, req: IncomingMessage, socke
   }
   const bytes = hello.kind === 'hello' || hello.kind === 'not_tls' ? hello.bytes : Buffer.alloc(0)
   if (up === null || relay === null) {
-    deps.interceptor?.intercept(socket, bytes, { id, agent, host: authority.host, port: authority.port, address: resolved.address, pinned: cfg.upstream.resolve.has(authority.host), src: state.src, srcIp: state.srcIp, credential: identity.credential, mode })
+    deps.interceptor?.intercept(socket, bytes, {
+      id,
+      agent,
+      host: authority.host,
+      port: authority.port,
+      address: resolved.address,
+      pinned: cfg.upstream.resolve.has(authority.host),
+      src: state.src,
+      srcIp: state.srcIp,
+      credential: identity.credential,
+      mode,
+    })
     return
   }
-  spliceTunnel(socket, up, relay, bytes, { id, agent, host: authority.host, port: authority.port, address: resolved.address, pinned: cfg.upstream.resolve.has(authority.host), srcIp: state.srcIp, credential: identity.credential, startedAtMs: Date.now() }, cfg.upstream.idleTimeoutMs, deps)
+  spliceTunnel(
+    socket,
+    up,
+    relay,
+    bytes,
+    {
+      id,
+      agent,
+      host: authority.host,
+      port: authority.port,
+      address: resolved.address,
+      pinned: cfg.upstream.resolve.has(authority.host),
+      srcIp: state.srcIp,
+      credential: identity.credential,
+      startedAtMs: Date.now(),
+    },
+    cfg.upstream.idleTimeoutMs,
+    deps,
+  )
 }
 
 /** A request line (`GET /x HTTP/1.1`) rather than a TLS record. */
@@ -122,7 +198,12 @@ function looksLikeHttp(bytes: Buffer): boolean {
  * checked, so it is refused too (fail closed). IP-literal hosts carry no SNI.
  */
 export function checkServerName(hello: HelloOutcome, host: string): DenyDecision | null {
-  const deny = (detail: string): DenyDecision => ({ verdict: 'deny', reason: 'denied_sni_mismatch', ruleId: null, detail })
+  const deny = (detail: string): DenyDecision => ({
+    verdict: 'deny',
+    reason: 'denied_sni_mismatch',
+    ruleId: null,
+    detail,
+  })
   switch (hello.kind) {
     case 'timeout':
       return deny('client_hello_timeout')

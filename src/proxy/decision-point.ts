@@ -59,7 +59,8 @@ export function applyLimits(
   let release = noRelease
   if (use.connection) {
     const slot = limiter.acquireConnection(agentId, limits)
-    if (typeof slot !== 'function') return { decision: decision.verdict === 'allow' ? slot : decision, release: noRelease }
+    if (typeof slot !== 'function')
+      return { decision: decision.verdict === 'allow' ? slot : decision, release: noRelease }
     release = slot
   }
   if (use.request) {

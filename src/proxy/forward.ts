@@ -1,4 +1,10 @@
-import { Agent as HttpAgent, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
+import {
+  Agent as HttpAgent,
+  type ClientRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http'
 import { Agent as HttpsAgent } from 'node:https'
 import { Readable } from 'node:stream'
 import { createSecureContext } from 'node:tls'
@@ -11,7 +17,18 @@ import type { InjectHeader } from '../policy/compiled.js'
  * RFC 9110 §7.6.1 hop-by-hop fields, plus the proxy's own credentials, which never travel upstream,
  * and `Expect`: the proxy answers 100-continue itself, once the request is allowed.
  */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect']
+const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+]
 
 /**
  * Headers a `Connection` field may not remove: `Connection: content-length` would strip the body's
@@ -81,7 +98,10 @@ export interface InjectedHeader {
  * unset (the request then fails closed: sending it without the credential would only fail later,
  * less clearly). The secret never enters the sandbox: only the proxy's environment holds it.
  */
-export function resolveInjections(specs: readonly InjectHeader[], env: NodeJS.ProcessEnv): readonly InjectedHeader[] | { readonly missing: string } {
+export function resolveInjections(
+  specs: readonly InjectHeader[],
+  env: NodeJS.ProcessEnv,
+): readonly InjectedHeader[] | { readonly missing: string } {
   const out: InjectedHeader[] = []
   for (const h of specs) {
     const secret = env[h.env]
@@ -92,7 +112,12 @@ export function resolveInjections(specs: readonly InjectHeader[], env: NodeJS.Pr
 }
 
 export interface Forwarder {
-  forward(req: IncomingMessage, res: ServerResponse, target: ForwardTarget, onFailure: (kind: UpstreamFailureKind) => void): void
+  forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    target: ForwardTarget,
+    onFailure: (kind: UpstreamFailureKind) => void,
+  ): void
   close(): void
 }
 
@@ -123,22 +148,40 @@ export interface ForwarderOptions {
  * with the host as SNI and certificate name; a failure is reported, never bypassed.
  */
 export function createForwarder(opts: ForwarderOptions): Forwarder {
-  const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo', timeout: opts.idleTimeoutMs })
+  const httpAgent = new HttpAgent({
+    keepAlive: true,
+    maxSockets: 512,
+    maxFreeSockets: 64,
+    scheduling: 'lifo',
+    timeout: opts.idleTimeoutMs,
+  })
   // One SecureContext for the roots: passing `ca` instead would make https.Agent glue ~200 KB of PEM into its
   // pool key three times per request and re-parse every root per connection (measured: 37% of proxy CPU).
   const secureContext = createSecureContext({ ca: [...opts.ca] })
-  const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo', timeout: opts.idleTimeoutMs, secureContext, rejectUnauthorized: true })
+  const httpsAgent = new HttpsAgent({
+    keepAlive: true,
+    maxSockets: 512,
+    maxFreeSockets: 64,
+    scheduling: 'lifo',
+    timeout: opts.idleTimeoutMs,
+    secureContext,
+    rejectUnauthorized: true,
+  })
   const proxy = httpProxy.createProxyServer({ xfwd: false, ws: false, changeOrigin: false, secure: true })
   // Framing is the proxy's own on each hop. A body that came chunked goes upstream chunked, whatever the
   // method: node only chunks POST/PUT/PATCH by default, and http-proxy turns a DELETE/OPTIONS without a
   // length into `content-length: 0`; either would leave the body on the connection as a request no one
   // decided (smuggling). This pass runs after http-proxy's own header passes, just before the request.
   // `before` is http-proxy's API for adding a pass; @types/http-proxy does not declare it.
-  ;(proxy as unknown as { before(type: 'web', pass: string, fn: (req: ForwardedRequest) => void): void }).before('web', 'stream', (req) => {
-    if (!req[kChunkedBody]) return
-    delete req.headers['content-length']
-    req.headers['transfer-encoding'] = 'chunked'
-  })
+  ;(proxy as unknown as { before(type: 'web', pass: string, fn: (req: ForwardedRequest) => void): void }).before(
+    'web',
+    'stream',
+    (req) => {
+      if (!req[kChunkedBody]) return
+      delete req.headers['content-length']
+      req.headers['transfer-encoding'] = 'chunked'
+    },
+  )
   proxy.on('proxyReq', (proxyReq) => armUpstreamTimeouts(proxyReq, opts))
   proxy.on('proxyRes', (proxyRes, _req, res: ServerResponse) => {
     stripHopByHop(proxyRes.headers)
@@ -155,7 +198,10 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
       stripHopByHop(req.headers)
       appendVia(req.headers)
       const defaultPort = target.tls ? 443 : 80
-      req.headers.host = target.port === defaultPort ? formatAuthority(target.host, 0).replace(/:0$/, '') : formatAuthority(target.host, target.port)
+      req.headers.host =
+        target.port === defaultPort
+          ? formatAuthority(target.host, 0).replace(/:0$/, '')
+          : formatAuthority(target.host, target.port)
       for (const h of target.inject ?? []) req.headers[h.name] = h.value
       req.url = target.requestTarget
       proxy.web(

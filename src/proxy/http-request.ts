@@ -8,7 +8,7 @@ import { normalizePath, splitTarget } from '../net/url-path.js'
 import { resolveChecked } from '../net/resolve.js'
 import { matchRequestApproved } from '../policy/approvals.js'
 import { effectiveMode } from '../policy/compiled.js'
-import type { DenyDecision, Mode } from '../policy/types.js'
+import type { Mode } from '../policy/types.js'
 import { newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import { connStateOf } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
@@ -57,7 +57,19 @@ export async function handlePlainRequest(deps: ProxyDeps, req: IncomingMessage, 
   const method = (req.method ?? 'GET').toUpperCase()
   const identity = authenticateOn(req.socket, cfg.policy, req.headers['proxy-authorization'], state.srcIp)
   // Facts are built whole, in one shape: spreading a base object into each variant cost ~5 µs a request.
-  const factsOf = (agent: string | null, mode: Mode, address: string | null): DecisionFacts => ({ id, agent, src: state.src, method, scheme: 'http', host: target.host, port: target.port, path: target.path, tls: null, mode, address })
+  const factsOf = (agent: string | null, mode: Mode, address: string | null): DecisionFacts => ({
+    id,
+    agent,
+    src: state.src,
+    method,
+    scheme: 'http',
+    host: target.host,
+    port: target.port,
+    path: target.path,
+    tls: null,
+    mode,
+    address,
+  })
   if (identity.kind === 'denied') {
     const facts = factsOf(identity.claimedAgent, cfg.policy.mode, null)
     settle(deps.bus, facts, identity.decision)
@@ -65,9 +77,17 @@ export async function handlePlainRequest(deps: ProxyDeps, req: IncomingMessage, 
   }
   const agent = identity.agent.id
   const facts = factsOf(agent, effectiveMode(cfg.policy, agent), null)
-  const { decision: policyDecision, rule } = matchRequestApproved(cfg.policy, { agent, method, scheme: 'http', host: target.host, port: target.port, path: target.path, query: target.query }, deps.approvals(), Date.now())
+  const { decision: policyDecision, rule } = matchRequestApproved(
+    cfg.policy,
+    { agent, method, scheme: 'http', host: target.host, port: target.port, path: target.path, query: target.query },
+    deps.approvals(),
+    Date.now(),
+  )
   // One upstream request in flight holds a connection slot until the response is done.
-  const { decision, release } = applyLimits(deps.limiter, agent, identity.agent.limits, policyDecision, facts.mode, { request: true, connection: true })
+  const { decision, release } = applyLimits(deps.limiter, agent, identity.agent.limits, policyDecision, facts.mode, {
+    request: true,
+    connection: true,
+  })
   deps.observeDecision((performance.now() - t0) / 1000)
   if (decision.verdict === 'deny' && !passes(decision, facts.mode)) {
     settle(deps.bus, facts, decision)
@@ -81,8 +101,24 @@ export async function handlePlainRequest(deps: ProxyDeps, req: IncomingMessage, 
     settle(deps.bus, factsOf(agent, facts.mode, resolved.address), resolved.decision)
     return respondDenial(res, resolved.decision, denialContext(facts, req.headers, target.query))
   }
-  const forwardTo = { address: resolved.address, port: target.port, host: target.host, tls: false, requestTarget: requestTargetOf(target) }
-  await passRequest(deps, req, res, factsOf(agent, facts.mode, resolved.address), decision, rule, forwardTo, target.query, true)
+  const forwardTo = {
+    address: resolved.address,
+    port: target.port,
+    host: target.host,
+    tls: false,
+    requestTarget: requestTargetOf(target),
+  }
+  await passRequest(
+    deps,
+    req,
+    res,
+    factsOf(agent, facts.mode, resolved.address),
+    decision,
+    rule,
+    forwardTo,
+    target.query,
+    true,
+  )
 }
 
 interface AuthMemo {
@@ -112,6 +148,10 @@ function authenticateOn(socket: Socket, policy: CompiledPolicy, header: string |
 function badRequest(res: ServerResponse, status: 400 | 431, detail: string): void {
   const body = `portcullis could not accept this request (${detail}). Send an absolute-form request (GET http://host/path) or CONNECT host:port through the proxy.\n`
   res.shouldKeepAlive = false
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' })
+  res.writeHead(status, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+  })
   res.end(body)
 }

@@ -50,16 +50,32 @@ export async function inspectRequest(req: IncomingMessage, requestTarget: string
  */
 function readings(text: string): string[] {
   const out = [text]
-  if (/[%+]/.test(text)) out.push(text.replace(/\+/g, ' ').replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))))
+  if (/[%+]/.test(text))
+    out.push(
+      text
+        .replace(/\+/g, ' ')
+        .replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))),
+    )
   if (text.includes('\\')) out.push(jsonUnescaped(text))
   if (text.includes('\0')) out.push(text.replace(/\0/g, ''))
   return out
 }
 
-const JSON_ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' }
+const JSON_ESCAPES: Record<string, string> = {
+  '"': '"',
+  '\\': '\\',
+  '/': '/',
+  b: '\b',
+  f: '\f',
+  n: '\n',
+  r: '\r',
+  t: '\t',
+}
 
 function jsonUnescaped(text: string): string {
-  return text.replace(/\\(?:u([0-9A-Fa-f]{4})|(["\\/bfnrt]))/g, (_, hex: string | undefined, ch: string | undefined) => (hex !== undefined ? String.fromCharCode(parseInt(hex, 16)) : (JSON_ESCAPES[ch ?? ''] ?? '')))
+  return text.replace(/\\(?:u([0-9A-Fa-f]{4})|(["\\/bfnrt]))/g, (_, hex: string | undefined, ch: string | undefined) =>
+    hex !== undefined ? String.fromCharCode(parseInt(hex, 16)) : (JSON_ESCAPES[ch ?? ''] ?? ''),
+  )
 }
 
 async function readBounded(req: IncomingMessage, maxBytes: number): Promise<Buffer | 'too_large' | 'cut_off'> {

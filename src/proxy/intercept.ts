@@ -95,7 +95,19 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     client.setTimeout(upstream.idleTimeoutMs, () => client.destroy())
     // bytes_per_day counts the client connection's bytes (TLS framing included): every second while open
     // (the sweep in app.ts), the rest at close.
-    const tracked: TrackedConn = { agent: ctx.agent, host: ctx.host, port: ctx.port, via: 'intercept', address: ctx.address, pinned: ctx.pinned, srcIp: ctx.srcIp, credential: ctx.credential, close: () => client.destroy(), bytesMoved: () => client.bytesRead + client.bytesWritten, bytesCounted: 0 }
+    const tracked: TrackedConn = {
+      agent: ctx.agent,
+      host: ctx.host,
+      port: ctx.port,
+      via: 'intercept',
+      address: ctx.address,
+      pinned: ctx.pinned,
+      srcIp: ctx.srcIp,
+      credential: ctx.credential,
+      close: () => client.destroy(),
+      bytesMoved: () => client.bytesRead + client.bytesWritten,
+      bytesCounted: 0,
+    }
     const untrack = deps.tracker.add(tracked)
     client.once('close', () => {
       untrack()
@@ -116,7 +128,9 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
       tlsSocket.on('error', () => tlsSocket.destroy())
       // The handshake and the first inner request head together get header_timeout_ms.
       let secured = false
-      armHeadDeadline(tlsSocket, upstream.headerTimeoutMs, () => (secured ? respondBadRequest(tlsSocket, 408, 'header_timeout') : tlsSocket.destroy()))
+      armHeadDeadline(tlsSocket, upstream.headerTimeoutMs, () =>
+        secured ? respondBadRequest(tlsSocket, 408, 'header_timeout') : tlsSocket.destroy(),
+      )
       track(client, ctx)
       tlsSocket.once('secure', () => {
         secured = true
@@ -148,7 +162,9 @@ function namesConnectHost(req: IncomingMessage, ctx: InnerContext): boolean {
   const abs = /^https?:\/\/([^/?#]*)/i.exec(req.url ?? '')
   for (const authority of [abs?.[1], req.headers.host]) {
     if (authority === undefined) continue
-    const named = parseAuthority(authority, ctx.port) ?? (normalizeHost(authority) !== null ? { host: normalizeHost(authority) as string, port: ctx.port } : null)
+    const named =
+      parseAuthority(authority, ctx.port) ??
+      (normalizeHost(authority) !== null ? { host: normalizeHost(authority) as string, port: ctx.port } : null)
     if (named === null || named.host !== ctx.host || named.port !== ctx.port) return false
   }
   return true
@@ -167,19 +183,44 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
   const rawTarget = (req.url ?? '/').replace(/^https?:\/\/[^/?#]*/i, '') || '/'
   const { path: rawPath, query } = splitTarget(rawTarget.startsWith('/') ? rawTarget : `/${rawTarget}`)
   const path = normalizePath(rawPath)
-  const facts: DecisionFacts = { id: newRequestId(), agent: ctx.agent, src: ctx.src, method, scheme: ctx.scheme, host: ctx.host, port: ctx.port, path: path ?? rawPath, tls: ctx.scheme === 'https' ? 'intercept' : null, mode, address: ctx.address }
+  const facts: DecisionFacts = {
+    id: newRequestId(),
+    agent: ctx.agent,
+    src: ctx.src,
+    method,
+    scheme: ctx.scheme,
+    host: ctx.host,
+    port: ctx.port,
+    path: path ?? rawPath,
+    tls: ctx.scheme === 'https' ? 'intercept' : null,
+    mode,
+    address: ctx.address,
+  }
   if (path === null) return void res.writeHead(400, { connection: 'close', 'content-length': 0 }).end()
-  const forwardTo = { address: ctx.address, port: ctx.port, host: ctx.host, tls: ctx.scheme === 'https', requestTarget: requestTargetOf({ path, query }) }
+  const forwardTo = {
+    address: ctx.address,
+    port: ctx.port,
+    host: ctx.host,
+    tls: ctx.scheme === 'https',
+    requestTarget: requestTargetOf({ path, query }),
+  }
   if (!namesConnectHost(req, ctx)) {
     const d: DenyDecision = { verdict: 'deny', reason: 'denied_host_mismatch', ruleId: null }
     const { pass } = settle(deps.bus, facts, d)
     if (!pass) return respondDenial(res, d, denialContext(facts, req.headers, query), true)
     return forwardAndRecord(deps, req, res, facts, forwardTo, false)
   }
-  const { decision: policyDecision, rule } = matchRequestApproved(cfg.policy, { agent: ctx.agent, method, scheme: ctx.scheme, host: ctx.host, port: ctx.port, path, query }, deps.approvals(), Date.now())
+  const { decision: policyDecision, rule } = matchRequestApproved(
+    cfg.policy,
+    { agent: ctx.agent, method, scheme: ctx.scheme, host: ctx.host, port: ctx.port, path, query },
+    deps.approvals(),
+    Date.now(),
+  )
   // The CONNECT holds this connection's slot; each inner request is one request against the budget.
   const limits = cfg.policy.agents.get(ctx.agent)?.limits
-  const { decision } = limits ? applyLimits(deps.limiter, ctx.agent, limits, policyDecision, mode, { request: true, connection: false }) : { decision: policyDecision }
+  const { decision } = limits
+    ? applyLimits(deps.limiter, ctx.agent, limits, policyDecision, mode, { request: true, connection: false })
+    : { decision: policyDecision }
   deps.observeDecision((performance.now() - t0) / 1000)
   void passRequest(deps, req, res, facts, decision, rule, forwardTo, query, false).catch((err: unknown) => {
     deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'intercepted request failed; connection closed')

@@ -49,23 +49,40 @@ export async function passRequest(
   }
   let inject: ForwardTarget['inject']
   // Never into TRACE: an origin that implements it echoes the request, injected credential included, to the sandbox.
-  if (final.verdict === 'allow' && rule !== null && rule.injectHeaders.length > 0 && target.tls && req.method !== 'TRACE') {
+  if (
+    final.verdict === 'allow' &&
+    rule !== null &&
+    rule.injectHeaders.length > 0 &&
+    target.tls &&
+    req.method !== 'TRACE'
+  ) {
     const resolved = resolveInjections(rule.injectHeaders, deps.env)
     if ('missing' in resolved) {
-      deps.log.error({ code: 'PC_INJECT_SECRET_MISSING', rule: rule.id, env: resolved.missing }, 'inject_headers names an environment variable that is not set; requests the rule allows fail closed')
+      deps.log.error(
+        { code: 'PC_INJECT_SECRET_MISSING', rule: rule.id, env: resolved.missing },
+        'inject_headers names an environment variable that is not set; requests the rule allows fail closed',
+      )
       final = deny('denied_internal_error', rule, 'inject_secret_missing')
     } else {
       inject = resolved
     }
   }
   const { pass } = settle(deps.bus, recorded, final)
-  if (!pass) return respondDenial(res, final as DenyDecision, denialContext(facts, req.headers, query), final !== decision)
+  if (!pass)
+    return respondDenial(res, final as DenyDecision, denialContext(facts, req.headers, query), final !== decision)
   // The common case (no injection, no inspected body) forwards the target as it is: no copy per request.
-  const forwardTo = inject === undefined && body === undefined ? target : { ...target, ...(inject ? { inject } : {}), ...(body ? { body } : {}) }
+  const forwardTo =
+    inject === undefined && body === undefined
+      ? target
+      : { ...target, ...(inject ? { inject } : {}), ...(body ? { body } : {}) }
   forwardAndRecord(deps, req, res, recorded, forwardTo, closeRecordPerRequest)
 }
 
-function deny(reason: 'denied_secret_detected' | 'denied_internal_error', rule: CompiledRule, detail: string): DenyDecision {
+function deny(
+  reason: 'denied_secret_detected' | 'denied_internal_error',
+  rule: CompiledRule,
+  detail: string,
+): DenyDecision {
   return { verdict: 'deny', reason, ruleId: rule.id, detail }
 }
 
@@ -92,7 +109,13 @@ export function forwardAndRecord(
  * One close record per plain-HTTP request, with its body bytes both ways (counting only: the bodies
  * still flow through http-proxy untouched); `bodyRead` bytes were already read for inspection.
  */
-function countAndRecordClose(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, facts: DecisionFacts, bodyRead: number): void {
+function countAndRecordClose(
+  deps: ProxyDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  facts: DecisionFacts,
+  bodyRead: number,
+): void {
   const startedAt = Date.now()
   let bytesUp = bodyRead
   let bytesDown = 0

@@ -6,7 +6,8 @@
  * connection. PURE.
  */
 
-export type RequestHeadCheck = { readonly ok: true } | { readonly ok: false; readonly status: 400 | 431; readonly detail: string }
+export type RequestHeadCheck =
+  { readonly ok: true } | { readonly ok: false; readonly status: 400 | 431; readonly detail: string }
 
 export interface RequestHeadLimits {
   /** Sum of name + value + 4 (`: ` and CRLF) over all header lines. Node's default is 16 KiB. */

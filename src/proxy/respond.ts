@@ -45,11 +45,13 @@ const UPSTREAM_SENTENCES: Record<string, string> = {
   refused: 'the upstream server refused the connection',
   dns: 'the upstream host name could not be resolved',
   unreachable: 'the upstream server is unreachable',
-  tls_verify: "the upstream server's TLS certificate could not be verified (wrong name, untrusted issuer or expired), so the proxy did not connect",
+  tls_verify:
+    "the upstream server's TLS certificate could not be verified (wrong name, untrusted issuer or expired), so the proxy did not connect",
 }
 
 function sentenceFor(d: DenyDecision): string {
-  if (d.reason === 'upstream_error' && d.detail !== undefined) return UPSTREAM_SENTENCES[d.detail] ?? SENTENCES.upstream_error
+  if (d.reason === 'upstream_error' && d.detail !== undefined)
+    return UPSTREAM_SENTENCES[d.detail] ?? SENTENCES.upstream_error
   return SENTENCES[d.reason]
 }
 
@@ -79,7 +81,16 @@ export function statusFor(d: DenyDecision): number {
   }
 }
 
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 407: 'Proxy Authentication Required', 408: 'Request Timeout', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large', 502: 'Bad Gateway', 504: 'Gateway Timeout' }
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  407: 'Proxy Authentication Required',
+  408: 'Request Timeout',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  502: 'Bad Gateway',
+  504: 'Gateway Timeout',
+}
 
 /** A query string is shown for context, not in full: a body stays one readable paragraph. */
 const MAX_SHOWN_QUERY = 200
@@ -87,7 +98,8 @@ const MAX_SHOWN_QUERY = 200
 function target(ctx: DenialContext): string {
   if (ctx.method === 'CONNECT') return formatAuthority(ctx.host, ctx.port)
   const defaultPort = ctx.scheme === 'https' ? 443 : 80
-  const auth = ctx.port === defaultPort ? formatAuthority(ctx.host, 0).replace(/:0$/, '') : formatAuthority(ctx.host, ctx.port)
+  const auth =
+    ctx.port === defaultPort ? formatAuthority(ctx.host, 0).replace(/:0$/, '') : formatAuthority(ctx.host, ctx.port)
   const query = ctx.query.length > MAX_SHOWN_QUERY ? `${ctx.query.slice(0, MAX_SHOWN_QUERY)}…` : ctx.query
   return `${ctx.scheme}://${auth}${ctx.path ?? '/'}${query ? `?${query}` : ''}`
 }
@@ -127,7 +139,8 @@ function denialHeaders(d: DenyDecision, ctx: DenialContext, contentType: string,
     'x-portcullis-decision': d.reason,
     'x-portcullis-request-id': ctx.requestId,
   }
-  if (d.reason === 'denied_auth_required' || d.reason === 'denied_auth_invalid') h['proxy-authenticate'] = 'Basic realm="portcullis"'
+  if (d.reason === 'denied_auth_required' || d.reason === 'denied_auth_invalid')
+    h['proxy-authenticate'] = 'Basic realm="portcullis"'
   if (d.reason === 'denied_rate_limited') h['retry-after'] = String(Math.max(1, Math.ceil(d.retryAfterS ?? 1)))
   return h
 }
@@ -160,7 +173,16 @@ export function respondConnectDenial(socket: Duplex, d: DenyDecision, ctx: Denia
 /** A protocol-level refusal (400/408/431) that is not a policy decision: no record, connection closed. */
 export function respondBadRequest(socket: Duplex, status: 400 | 408 | 431, detail: string): void {
   const body = `portcullis could not parse this request (${detail}). Send an absolute-form request (GET http://host/path) or CONNECT host:port through the proxy.\n`
-  writeRaw(socket, status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(body)), connection: 'close' }, body)
+  writeRaw(
+    socket,
+    status,
+    {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': String(Buffer.byteLength(body)),
+      connection: 'close',
+    },
+    body,
+  )
 }
 
 function writeRaw(socket: Duplex, status: number, headers: Record<string, string>, body: string): void {

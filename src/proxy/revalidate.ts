@@ -14,7 +14,12 @@ import type { TrackedConn, TunnelTracker } from './tracker.js'
  * address it goes to (allow_private, upstream.resolve pins: changed or dropped). Audit mode keeps a
  * policy denial open, as at CONNECT time; credentials and addresses never are.
  */
-export function stillAllowed(conn: TrackedConn, config: RuntimeConfig, approvals: ApprovalIndex, nowMs: number): boolean {
+export function stillAllowed(
+  conn: TrackedConn,
+  config: RuntimeConfig,
+  approvals: ApprovalIndex,
+  nowMs: number,
+): boolean {
   const { policy, upstream } = config
   if (!stillAuthenticates(policy, conn.agent, conn.credential, conn.srcIp)) return false
   if (!isAddressAllowed(conn.address, upstream.allowPrivate)) return false
@@ -26,7 +31,12 @@ export function stillAllowed(conn: TrackedConn, config: RuntimeConfig, approvals
 }
 
 /** Close every tracked connection stillAllowed refuses; how many were closed. */
-export function closeDisallowed(tracker: TunnelTracker, config: RuntimeConfig, approvals: ApprovalIndex, nowMs: number): number {
+export function closeDisallowed(
+  tracker: TunnelTracker,
+  config: RuntimeConfig,
+  approvals: ApprovalIndex,
+  nowMs: number,
+): number {
   let closed = 0
   for (const conn of [...tracker.all()]) {
     if (stillAllowed(conn, config, approvals, nowMs)) continue

@@ -39,7 +39,23 @@ export function createProxyServer(deps: ProxyDeps): Server {
     inTurn(req, res, () =>
       handlePlainRequest(deps, req, res).catch((err: unknown) => {
         deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'plain HTTP handler failed; connection closed')
-        if (!res.headersSent) respondDenial(res, internalError, { requestId: '-', agent: null, method: req.method ?? '-', host: '-', port: 0, scheme: 'http', path: null, query: '', wantsJson: false }, true)
+        if (!res.headersSent)
+          respondDenial(
+            res,
+            internalError,
+            {
+              requestId: '-',
+              agent: null,
+              method: req.method ?? '-',
+              host: '-',
+              port: 0,
+              scheme: 'http',
+              path: null,
+              query: '',
+              wantsJson: false,
+            },
+            true,
+          )
         else res.destroy()
       }),
     )
@@ -67,7 +83,8 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
   // answer go out and then close; a 400 now would cut it off or answer twice. An error inside the
   // body of a request not yet answered (bad chunking) is that request's, and refused as usual.
   const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage
-  if (inFlight && (inFlight.req.complete || inFlight.headersSent)) return void (inFlight.writableFinished ? socket.destroy() : inFlight.once('close', () => socket.destroy()))
+  if (inFlight && (inFlight.req.complete || inFlight.headersSent))
+    return void (inFlight.writableFinished ? socket.destroy() : inFlight.once('close', () => socket.destroy()))
   if (code === 'HPE_HEADER_OVERFLOW') return respondBadRequest(socket, 431, 'headers_too_large')
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return respondBadRequest(socket, 408, 'header_timeout')
   respondBadRequest(socket, 400, code.startsWith('HPE_') ? code.slice(4).toLowerCase() : 'malformed')
@@ -80,7 +97,9 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
  * after it: a refused client may or may not send the body it announced, so nothing after it can be
  * read as the next request.
  */
-export function expectContinue(handle: (req: IncomingMessage, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => void {
+export function expectContinue(
+  handle: (req: IncomingMessage, res: ServerResponse) => void,
+): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     res.shouldKeepAlive = false
     handle(req, res)
@@ -98,7 +117,8 @@ export function inTurn(req: IncomingMessage, res: ServerResponse, handle: () => 
   if (!earlier || earlier === res) return handle()
   earlier.once('close', () => {
     // A `Connection: close` answer ends the socket (node's destroySoon) before this runs.
-    if (!earlier.writableFinished || !earlier.shouldKeepAlive || req.socket.writableEnded || req.socket.destroyed) return void res.destroy()
+    if (!earlier.writableFinished || !earlier.shouldKeepAlive || req.socket.writableEnded || req.socket.destroyed)
+      return void res.destroy()
     // Its head arrived long ago; the deadline the earlier response armed for a next head is not this one's.
     headStarted(req.socket)
     handle()

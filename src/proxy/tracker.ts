@@ -51,7 +51,11 @@ export function createTunnelTracker(): TunnelTracker {
  * used their day's bytes: a long-lived tunnel must not carry on past the budget until it ends.
  * Returns what was closed (for the log).
  */
-export function sweepTunnelBytes(tracker: TunnelTracker, limiter: Limiter, limitsOf: (agent: string) => AgentLimits | undefined): TrackedConn[] {
+export function sweepTunnelBytes(
+  tracker: TunnelTracker,
+  limiter: Limiter,
+  limitsOf: (agent: string) => AgentLimits | undefined,
+): TrackedConn[] {
   const closed: TrackedConn[] = []
   for (const conn of [...tracker.all()]) {
     if (!conn.bytesMoved) continue

@@ -81,12 +81,15 @@ export function createUpstreamRelay(): UpstreamRelay {
       return false
     }
     // Out of the shared buffer a copy (the next read, any tunnel's, reuses it); an own buffer is written in place.
-    const more = client.write(inShared ? Buffer.from(view.subarray(0, nread)) : Buffer.from(view.buffer, view.byteOffset, nread))
+    const more = client.write(
+      inShared ? Buffer.from(view.subarray(0, nread)) : Buffer.from(view.buffer, view.byteOffset, nread),
+    )
     if (own === null) {
       if (nread === SHARED_READ_BYTES) own = Buffer.allocUnsafeSlow(MIN_OWN_READ_BYTES)
     } else if (client.writableLength > 0 && more) own = Buffer.allocUnsafeSlow(own.length)
     else if (nread === own.length && own.length < MAX_OWN_READ_BYTES) own = Buffer.allocUnsafeSlow(own.length * 4)
-    else if (nread <= own.length / 8) own = own.length > MIN_OWN_READ_BYTES ? Buffer.allocUnsafeSlow(own.length / 4) : null
+    else if (nread <= own.length / 8)
+      own = own.length > MIN_OWN_READ_BYTES ? Buffer.allocUnsafeSlow(own.length / 4) : null
     if (more) return true
     ownAwaitsDrain = own !== null && own.buffer === view.buffer
     client.once('drain', resume)
@@ -129,7 +132,19 @@ export function spliceTunnel(
     client.destroy()
     upstream.destroy()
   }
-  const tracked: TrackedConn = { agent: info.agent, host: info.host, port: info.port, via: 'tunnel', address: info.address, pinned: info.pinned, srcIp: info.srcIp, credential: info.credential, close, bytesMoved: () => upstream.bytesWritten + upstream.bytesRead, bytesCounted: 0 }
+  const tracked: TrackedConn = {
+    agent: info.agent,
+    host: info.host,
+    port: info.port,
+    via: 'tunnel',
+    address: info.address,
+    pinned: info.pinned,
+    srcIp: info.srcIp,
+    credential: info.credential,
+    close,
+    bytesMoved: () => upstream.bytesWritten + upstream.bytesRead,
+    bytesCounted: 0,
+  }
   const untrack = deps.tracker.add(tracked)
   let open = 2
   const onClose = (): void => {

@@ -86,7 +86,12 @@ function pooledRandom(): number {
 /** ULIDs: sortable by time, so `since`/cursor queries can compare ids. */
 export const newRequestId: () => string = monotonicFactory(pooledRandom)
 
-export function buildDecisionRecord(f: DecisionFacts, d: Decision, wouldDeny: boolean, now: Date = new Date()): DecisionRecord {
+export function buildDecisionRecord(
+  f: DecisionFacts,
+  d: Decision,
+  wouldDeny: boolean,
+  now: Date = new Date(),
+): DecisionRecord {
   const record: DecisionRecord = {
     time: now.toISOString(),
     id: f.id,
@@ -130,7 +135,17 @@ export function buildCloseRecord(
 
 export function buildApprovalRecord(
   action: 'create' | 'revoke',
-  a: { readonly id: string; readonly request_id?: string; readonly agent?: string; readonly scope?: string; readonly method?: string; readonly host?: string; readonly port?: number; readonly path?: string | null; readonly expires_at?: string },
+  a: {
+    readonly id: string
+    readonly request_id?: string
+    readonly agent?: string
+    readonly scope?: string
+    readonly method?: string
+    readonly host?: string
+    readonly port?: number
+    readonly path?: string | null
+    readonly expires_at?: string
+  },
   actor: string,
   reason: string,
   now: Date = new Date(),

@@ -3,7 +3,14 @@ import type { Sink } from './bus.js'
 import type { TelemetryRecord } from './events.js'
 
 /** Secrets must never enter a log object at all; this list is only the safety net. */
-const REDACT = ['proxy-authorization', 'authorization', '*.token', 'token', 'headers.authorization', 'headers["proxy-authorization"]']
+const REDACT = [
+  'proxy-authorization',
+  'authorization',
+  '*.token',
+  'token',
+  'headers.authorization',
+  'headers["proxy-authorization"]',
+]
 
 export interface Loggers {
   /** Operational log: start-up, reload, Redis up/down, internal errors. */
@@ -38,7 +45,13 @@ export interface FlushableDestination extends DestinationStream {
  * `dest` is a file descriptor or path (stdout in production).
  */
 export function bufferedDestination(dest: number | string = 1): FlushableDestination {
-  const sonic = pino.destination({ dest, sync: false, minLength: BATCH_BYTES, periodicFlush: FLUSH_MS, contentMode: 'buffer' })
+  const sonic = pino.destination({
+    dest,
+    sync: false,
+    minLength: BATCH_BYTES,
+    periodicFlush: FLUSH_MS,
+    contentMode: 'buffer',
+  })
   // Looked up on each call: pino replaces write with a no-op once the reader is gone (EPIPE).
   const out = sonic as unknown as { write(data: Buffer): boolean; flushSync(): void }
   return {
@@ -51,7 +64,10 @@ export function createLoggers(level: string, dest?: DestinationStream, format: '
   const destination = dest ?? bufferedDestination()
   // ECS names the level `log.level`; the SPEC's JSON lines keep pino's `level`.
   const formatters = { level: (label: string) => (format === 'ecs' ? { 'log.level': label } : { level: label }) }
-  const ops = pino({ level, redact: REDACT, formatters, timestamp: pino.stdTimeFunctions.isoTime, base: { component: 'portcullis' } }, destination)
+  const ops = pino(
+    { level, redact: REDACT, formatters, timestamp: pino.stdTimeFunctions.isoTime, base: { component: 'portcullis' } },
+    destination,
+  )
   const records = recordLog(ops, destination, format)
   return {
     ops,
@@ -101,7 +117,13 @@ export function toEcs(r: TelemetryRecord): Record<string, unknown> {
       'destination.domain': r.host,
       'destination.port': r.port,
       'url.path': r.path,
-      'portcullis.approval': { id: r.approval_id, request_id: r.request_id, scope: r.scope, expires_at: r.expires_at, actor: r.actor },
+      'portcullis.approval': {
+        id: r.approval_id,
+        request_id: r.request_id,
+        scope: r.scope,
+        expires_at: r.expires_at,
+        actor: r.actor,
+      },
     }
   }
   if (r.event === 'close') {

@@ -50,7 +50,12 @@ const DECISION_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005
  * own inc() hashes and sorts the label set on every call (~2 µs a record, bench/focus.ts d). What grew
  * since the last scrape goes into the counter in collect(), so a scrape sees every record published before it.
  */
-function talliedCounter<L extends string>(config: { readonly name: string; readonly help: string; readonly labelNames: readonly L[]; readonly registers: Registry[] }): (labels: Record<L, string>, n: number) => void {
+function talliedCounter<L extends string>(config: {
+  readonly name: string
+  readonly help: string
+  readonly labelNames: readonly L[]
+  readonly registers: Registry[]
+}): (labels: Record<L, string>, n: number) => void {
   const tallies = new Map<string, { readonly labels: Record<L, string>; n: number; seen: number }>()
   new Counter<L>({
     ...config,
@@ -121,13 +126,23 @@ export function createMetrics(initial: MetricsSources = {}): Metrics {
   }
   gauge('portcullis_active_tunnels', 'Open tunnelled or intercepted client connections.', () => src.activeTunnels?.())
   gauge('portcullis_telemetry_backlog', 'Telemetry records waiting for Redis.', () => src.telemetryBacklog?.())
-  gauge('portcullis_config_generation', 'Generation of the policy in force (1 at start, +1 per accepted reload).', () => src.configGeneration?.())
-  gauge('portcullis_limits_redis_fallback', '1 while rate limits fall back to local buckets because Redis is unreachable.', () => {
-    const f = src.limitsRedisFallback?.()
-    return f === undefined ? undefined : f ? 1 : 0
-  })
+  gauge('portcullis_config_generation', 'Generation of the policy in force (1 at start, +1 per accepted reload).', () =>
+    src.configGeneration?.(),
+  )
+  gauge(
+    'portcullis_limits_redis_fallback',
+    '1 while rate limits fall back to local buckets because Redis is unreachable.',
+    () => {
+      const f = src.limitsRedisFallback?.()
+      return f === undefined ? undefined : f ? 1 : 0
+    },
+  )
 
-  gauge('portcullis_limits_instances', 'Instances sharing rate-limit budgets through Redis (each admits its share); 1 without Redis or while limits are local.', () => src.limitsInstances?.() ?? 1)
+  gauge(
+    'portcullis_limits_instances',
+    'Instances sharing rate-limit budgets through Redis (each admits its share); 1 without Redis or while limits are local.',
+    () => src.limitsInstances?.() ?? 1,
+  )
 
   // Counter semantics over a monotonic source: add what grew since the last scrape.
   let droppedSeen = 0

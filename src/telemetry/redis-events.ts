@@ -25,7 +25,11 @@ const STREAM_ID = /^\d{1,20}-\d{1,20}$/
 function matchesEntry(fields: string[], q: RedisEventQuery): TelemetryRecord | null {
   const get = (k: string): string | undefined => entryField(fields, k)
   // Cheap checks on the flat fields before parsing the JSON (same semantics as admin/event-query.ts).
-  if ((q.decision !== undefined && get('decision') !== q.decision) || (q.reason !== undefined && get('reason') !== q.reason)) return null
+  if (
+    (q.decision !== undefined && get('decision') !== q.decision) ||
+    (q.reason !== undefined && get('reason') !== q.reason)
+  )
+    return null
   if (q.agent !== undefined && get('agent') !== q.agent) return null
   let r: TelemetryRecord
   try {
@@ -50,13 +54,18 @@ function matchesEntry(fields: string[], q: RedisEventQuery): TelemetryRecord | n
  * than its own time (less CLOCK_SKEW_MS between the proxy's and Redis's clocks). `until` cannot (records buffered during an outage arrive
  * late), so it only filters. nextCursor is null when the stream is exhausted.
  */
-export async function readEvents(client: RedisClient, stream: string, q: RedisEventQuery): Promise<{ records: TelemetryRecord[]; nextCursor: string | null }> {
-  if (q.cursor !== undefined && !STREAM_ID.test(q.cursor)) throw new Error(`readEvents: cursor must be a stream id, got ${q.cursor.slice(0, 40)}`)
+export async function readEvents(
+  client: RedisClient,
+  stream: string,
+  q: RedisEventQuery,
+): Promise<{ records: TelemetryRecord[]; nextCursor: string | null }> {
+  if (q.cursor !== undefined && !STREAM_ID.test(q.cursor))
+    throw new Error(`readEvents: cursor must be a stream id, got ${q.cursor.slice(0, 40)}`)
   const start = q.since ? `${Math.max(0, q.since.getTime() - CLOCK_SKEW_MS)}-0` : '-'
   let end = q.cursor !== undefined ? `(${q.cursor}` : '+'
   const records: TelemetryRecord[] = []
   let lastId: string | null = null
-  for (let scanned = 0; scanned < READ_SCAN_MAX; ) {
+  for (let scanned = 0; scanned < READ_SCAN_MAX;) {
     const entries = await client.xrevrange(stream, end, start, 'COUNT', READ_PAGE)
     for (const [id, fields] of entries) {
       scanned++
@@ -84,10 +93,15 @@ const FIND_AFTER_MS = 10 * 60_000
  * many records arrived since. Entries are matched on their flat `id` field
  * before any JSON is parsed. Bounded in entries and in time.
  */
-export async function findDecisionById(client: RedisClient, stream: string, id: string, madeAtMs: number): Promise<DecisionRecord | null> {
+export async function findDecisionById(
+  client: RedisClient,
+  stream: string,
+  id: string,
+  madeAtMs: number,
+): Promise<DecisionRecord | null> {
   let start = `${Math.max(0, madeAtMs - FIND_BEFORE_MS)}-0`
   const stopAt = madeAtMs + FIND_AFTER_MS
-  for (let scanned = 0; scanned < FIND_SCAN_MAX; ) {
+  for (let scanned = 0; scanned < FIND_SCAN_MAX;) {
     const entries = await client.xrange(stream, start, '+', 'COUNT', FIND_PAGE)
     for (const [entryId, fields] of entries) {
       scanned++

@@ -66,7 +66,14 @@ export function createRedisClient(url: string, cluster = false): RedisClient {
   // the admin API or the approval store; a timed-out command fails like a disconnected one.
   // autoResendUnfulfilledCommands off: a command that timed out stays in ioredis's queue and would be sent
   // again on the next connection, on top of the caller's own retry (a duplicate telemetry batch per hang).
-  const base: RedisOptions = { lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: retryDelayMs, commandTimeout: COMMAND_TIMEOUT_MS, autoResendUnfulfilledCommands: false }
+  const base: RedisOptions = {
+    lazyConnect: false,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    retryStrategy: retryDelayMs,
+    commandTimeout: COMMAND_TIMEOUT_MS,
+    autoResendUnfulfilledCommands: false,
+  }
   const m = CLUSTER_SCHEME.exec(url)
   if (!m && !cluster) return new Redis(url, base)
   const tls = (m?.[1] ?? new URL(url).protocol.replace(':', '')).toLowerCase() === 'rediss'
@@ -74,18 +81,33 @@ export function createRedisClient(url: string, cluster = false): RedisClient {
   const rest = m ? url.slice(m[0].length) : url.replace(/^[a-z]+:\/\//i, '')
   const at = rest.lastIndexOf('@')
   const auth = at >= 0 ? rest.slice(0, at) : ''
-  const hosts = rest.slice(at + 1).replace(/[/?].*$/, '').split(',').filter((h) => h !== '')
+  const hosts = rest
+    .slice(at + 1)
+    .replace(/[/?].*$/, '')
+    .split(',')
+    .filter((h) => h !== '')
   const first = new URL(`redis://${auth === '' ? '' : `${auth}@`}${hosts[0] ?? '127.0.0.1:6379'}`)
   const nodes: ClusterNode[] = hosts.map((h) => {
     const u = new URL(`redis://${h}`)
     return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 6379) }
   })
-  const redisOptions: RedisOptions = { maxRetriesPerRequest: 1, commandTimeout: COMMAND_TIMEOUT_MS, autoResendUnfulfilledCommands: false, ...(tls ? { tls: {} } : {}) }
+  const redisOptions: RedisOptions = {
+    maxRetriesPerRequest: 1,
+    commandTimeout: COMMAND_TIMEOUT_MS,
+    autoResendUnfulfilledCommands: false,
+    ...(tls ? { tls: {} } : {}),
+  }
   if (first.username) redisOptions.username = decodeURIComponent(first.username)
   if (first.password) redisOptions.password = decodeURIComponent(first.password)
   // No ready check: ioredis sends it through the (disabled) offline queue and would never become ready.
   // A cluster that is not serving yet answers CLUSTERDOWN, which the sink retries like any reply error.
-  return new Cluster(nodes, { lazyConnect: false, enableOfflineQueue: false, enableReadyCheck: false, clusterRetryStrategy: retryDelayMs, redisOptions })
+  return new Cluster(nodes, {
+    lazyConnect: false,
+    enableOfflineQueue: false,
+    enableReadyCheck: false,
+    clusterRetryStrategy: retryDelayMs,
+    redisOptions,
+  })
 }
 
 const XADD_BATCH = 'portcullisXaddBatch'
@@ -169,7 +191,10 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
     opts.onDrop?.(n)
     if (!droppingLogged) {
       droppingLogged = true
-      log.warn({ code: 'PC_TELEMETRY_DROPPING', redis: where, buffer_max: bufferMax }, 'telemetry buffer full; dropping the oldest records until Redis catches up')
+      log.warn(
+        { code: 'PC_TELEMETRY_DROPPING', redis: where, buffer_max: bufferMax },
+        'telemetry buffer full; dropping the oldest records until Redis catches up',
+      )
     }
   }
 
@@ -179,8 +204,12 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
     downLogged = true
     const code = (err as { code?: unknown } | undefined)?.code
     // The code (ECONNREFUSED) or else the first line of Redis's own message (a timeout, WRONGPASS): never the URL.
-    const error = typeof code === 'string' ? code : err instanceof Error ? err.message.split('\n')[0]?.slice(0, 120) : undefined
-    log.warn({ code: 'PC_REDIS_DOWN', redis: where, error, backlog: backlog() }, 'Redis telemetry unavailable; buffering records')
+    const error =
+      typeof code === 'string' ? code : err instanceof Error ? err.message.split('\n')[0]?.slice(0, 120) : undefined
+    log.warn(
+      { code: 'PC_REDIS_DOWN', redis: where, error, backlog: backlog() },
+      'Redis telemetry unavailable; buffering records',
+    )
   }
 
   // Every client emits 'error' on connection failures; an unhandled one would crash the process.
@@ -248,7 +277,8 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
     try {
       const reply = await (client as WithBatch<RedisClient>)[XADD_BATCH](opts.stream, ...args)
       added = Array.isArray(reply) && typeof reply[0] === 'number' ? reply[0] : 0
-      if (added < batch.length) firstErr = new Error(Array.isArray(reply) && typeof reply[1] === 'string' ? reply[1] : 'partial batch')
+      if (added < batch.length)
+        firstErr = new Error(Array.isArray(reply) && typeof reply[1] === 'string' ? reply[1] : 'partial batch')
     } catch (err) {
       // No reply (disconnected, timed out): the batch may or may not have landed; it is resent (at-least-once).
       firstErr = err instanceof Error ? err : new Error(String(err))
@@ -274,7 +304,10 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
       // The server answered with an error (OOM, WRONGTYPE…): connected, so no 'ready' will come; retry on a timer.
       if (!writeErrorLogged) {
         writeErrorLogged = true
-        log.warn({ code: 'PC_REDIS_WRITE_FAILED', redis: where, stream: opts.stream, error: firstErr.message.slice(0, 200) }, 'Redis refused telemetry writes; retrying')
+        log.warn(
+          { code: 'PC_REDIS_WRITE_FAILED', redis: where, stream: opts.stream, error: firstErr.message.slice(0, 200) },
+          'Redis refused telemetry writes; retrying',
+        )
       }
       retryTimer ??= setTimeout(() => {
         retryTimer = null
@@ -323,7 +356,10 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
     if (unsent > 0) {
       droppedTotal += unsent
       opts.onDrop?.(unsent)
-      log.warn({ code: 'PC_TELEMETRY_UNSENT', redis: where, count: unsent }, 'closing with telemetry records Redis never received')
+      log.warn(
+        { code: 'PC_TELEMETRY_UNSENT', redis: where, count: unsent },
+        'closing with telemetry records Redis never received',
+      )
     }
     try {
       if (up) await client.quit()

@@ -34,7 +34,6 @@ export interface RedisTailOptions {
 const BATCH = 500
 const RETRY_MS = 250
 
-
 function startRedisTail(opts: RedisTailOptions): RedisTail {
   const { client, stream, self, onRecord } = opts
   // Shorter than the client's command timeout, so an idle stream is not mistaken for a stalled Redis.
@@ -58,7 +57,9 @@ function startRedisTail(opts: RedisTailOptions): RedisTail {
           const redisNowMs = Number(sec) * 1000 + Math.floor(Number(usec) / 1000)
           last = `${Math.max(0, redisNowMs - (Date.now() - createdAt) - 1000)}-0`
         }
-        const res = (await client.xread('COUNT', BATCH, 'BLOCK', blockMs, 'STREAMS', stream, last)) as Array<[string, Array<[string, string[]]>]> | null
+        const res = (await client.xread('COUNT', BATCH, 'BLOCK', blockMs, 'STREAMS', stream, last)) as Array<
+          [string, Array<[string, string[]]>]
+        > | null
         failing = false
         for (const [, entries] of res ?? []) {
           for (const [id, fields] of entries) {
@@ -74,7 +75,11 @@ function startRedisTail(opts: RedisTailOptions): RedisTail {
         }
       } catch (err) {
         if (stopped) return
-        if (!failing) opts.log.debug({ code: 'PC_REDIS_TAIL_RETRY', err: String(err) }, 'cannot follow the telemetry stream yet; retrying')
+        if (!failing)
+          opts.log.debug(
+            { code: 'PC_REDIS_TAIL_RETRY', err: String(err) },
+            'cannot follow the telemetry stream yet; retrying',
+          )
         failing = true
         await new Promise((r) => setTimeout(r, RETRY_MS).unref())
       }
@@ -99,8 +104,12 @@ export interface RemoteFeed extends Bus {
  * read back every record it writes just to skip it. Each first subscriber
  * opens a fresh connection (`connect`), the last one to leave closes it.
  */
-export function createRemoteFeed(opts: Omit<RedisTailOptions, 'client' | 'onRecord'> & { readonly connect: () => RedisClient }): RemoteFeed {
-  const inner = createBus((sink, err) => opts.log.error({ code: 'PC_ERR_INTERNAL', sink, err }, 'remote record subscriber failed'))
+export function createRemoteFeed(
+  opts: Omit<RedisTailOptions, 'client' | 'onRecord'> & { readonly connect: () => RedisClient },
+): RemoteFeed {
+  const inner = createBus((sink, err) =>
+    opts.log.error({ code: 'PC_ERR_INTERNAL', sink, err }, 'remote record subscriber failed'),
+  )
   let subscribers = 0
   let tail: RedisTail | null = null
   return {
@@ -108,7 +117,8 @@ export function createRemoteFeed(opts: Omit<RedisTailOptions, 'client' | 'onReco
     publish: (r) => inner.publish(r),
     subscribe(sink) {
       const unsubscribe = inner.subscribe(sink)
-      if (++subscribers === 1) tail = startRedisTail({ ...opts, client: opts.connect(), onRecord: (r) => inner.publish(r) })
+      if (++subscribers === 1)
+        tail = startRedisTail({ ...opts, client: opts.connect(), onRecord: (r) => inner.publish(r) })
       let done = false
       return () => {
         if (done) return

@@ -1,4 +1,11 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto'
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  X509Certificate,
+} from 'node:crypto'
 import { chmod, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import forge from 'node-forge'
@@ -27,7 +34,10 @@ export function fingerprintOf(certPem: string): string {
 }
 
 /** A CA certificate with the extensions clients check: basicConstraints CA, keyCertSign/cRLSign, subject key id. */
-export function createCaMaterial(commonName = 'Portcullis egress CA', now = new Date()): { certPem: string; keyPem: string } {
+export function createCaMaterial(
+  commonName = 'Portcullis egress CA',
+  now = new Date(),
+): { certPem: string; keyPem: string } {
   // Key generation in native code: forge's JS RSA keygen takes seconds.
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
@@ -37,7 +47,10 @@ export function createCaMaterial(commonName = 'Portcullis egress CA', now = new 
   cert.serialNumber = serialNumber()
   cert.validity.notBefore = new Date(now.getTime() - 24 * 3600_000)
   cert.validity.notAfter = new Date(now.getTime() + CA_VALIDITY_YEARS * 365 * 24 * 3600_000)
-  const attrs = [{ name: 'commonName', value: commonName }, { name: 'organizationName', value: 'Portcullis' }]
+  const attrs = [
+    { name: 'commonName', value: commonName },
+    { name: 'organizationName', value: 'Portcullis' },
+  ]
   cert.setSubject(attrs)
   cert.setIssuer(attrs)
   cert.setExtensions([
@@ -53,9 +66,14 @@ function toAuthority(certPem: string, keyPem: string): CertificateAuthority {
   const cert = forge.pki.certificateFromPem(certPem)
   // Validate the key now, not at the first handshake, and that it is this certificate's key.
   const spki = (k: ReturnType<typeof createPublicKey>): Buffer => k.export({ type: 'spki', format: 'der' })
-  if (!spki(createPublicKey(createPrivateKey(keyPem))).equals(spki(new X509Certificate(certPem).publicKey))) throw new Error('the CA key is not the certificate\'s key')
+  if (!spki(createPublicKey(createPrivateKey(keyPem))).equals(spki(new X509Certificate(certPem).publicKey)))
+    throw new Error("the CA key is not the certificate's key")
   const ski = cert.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | null
-  const subjectKeyId = ski?.subjectKeyIdentifier ?? createHash('sha1').update(forge.asn1.toDer(forge.pki.publicKeyToAsn1(cert.publicKey)).getBytes(), 'binary').digest('hex')
+  const subjectKeyId =
+    ski?.subjectKeyIdentifier ??
+    createHash('sha1')
+      .update(forge.asn1.toDer(forge.pki.publicKeyToAsn1(cert.publicKey)).getBytes(), 'binary')
+      .digest('hex')
   return { certPem, keyPem, cert, fingerprint256: fingerprintOf(certPem), subjectKeyId }
 }
 
@@ -65,7 +83,11 @@ async function exists(file: string): Promise<boolean> {
     return true
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
-    throw new PortcullisError('PC_ERR_CA_UNREADABLE', `cannot stat ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err })
+    throw new PortcullisError(
+      'PC_ERR_CA_UNREADABLE',
+      `cannot stat ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+      { cause: err },
+    )
   }
 }
 
@@ -78,7 +100,10 @@ export async function ensureCa(certFile: string, keyFile: string): Promise<boole
   const [hasCert, hasKey] = await Promise.all([exists(certFile), exists(keyFile)])
   if (hasCert && hasKey) return false
   if (hasCert !== hasKey) {
-    throw new PortcullisError('PC_ERR_CA_UNREADABLE', `only one of ${certFile} and ${keyFile} exists; restore the other or delete both to generate a new CA`)
+    throw new PortcullisError(
+      'PC_ERR_CA_UNREADABLE',
+      `only one of ${certFile} and ${keyFile} exists; restore the other or delete both to generate a new CA`,
+    )
   }
   const { certPem, keyPem } = createCaMaterial()
   try {
@@ -87,7 +112,11 @@ export async function ensureCa(certFile: string, keyFile: string): Promise<boole
     if (err instanceof PortcullisError) throw err
     const e = err as NodeJS.ErrnoException
     // e.path names the file or directory that failed (EACCES on mkdir of certs/, a read-only mount…).
-    throw new PortcullisError('PC_ERR_CA_UNREADABLE', `cannot write the new CA${e.path ? ` (${e.path})` : ''}: ${e.code ?? 'error'}; make the directory of ${keyFile} writable by the proxy user, or create the CA with 'portcullis ca init' as one that can`, { cause: err })
+    throw new PortcullisError(
+      'PC_ERR_CA_UNREADABLE',
+      `cannot write the new CA${e.path ? ` (${e.path})` : ''}: ${e.code ?? 'error'}; make the directory of ${keyFile} writable by the proxy user, or create the CA with 'portcullis ca init' as one that can`,
+      { cause: err },
+    )
   }
 }
 
@@ -120,7 +149,11 @@ const CA_WAIT_MS = 10_000
 async function waitForFile(file: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await exists(file))) {
-    if (Date.now() > deadline) throw new PortcullisError('PC_ERR_CA_UNREADABLE', `another instance created the CA key but ${file} did not appear within ${timeoutMs / 1000} s`)
+    if (Date.now() > deadline)
+      throw new PortcullisError(
+        'PC_ERR_CA_UNREADABLE',
+        `another instance created the CA key but ${file} did not appear within ${timeoutMs / 1000} s`,
+      )
     await new Promise((r) => setTimeout(r, 50))
   }
 }
@@ -132,11 +165,19 @@ export async function loadCa(certFile: string, keyFile: string): Promise<Certifi
     ;[certPem, keyPem] = await Promise.all([readFile(certFile, 'utf8'), readFile(keyFile, 'utf8')])
   } catch (err) {
     const e = err as NodeJS.ErrnoException
-    throw new PortcullisError('PC_ERR_CA_UNREADABLE', `cannot read the CA ${e.path === keyFile ? 'key' : 'certificate'} ${e.path ?? `(${certFile}, ${keyFile})`}: ${e.code ?? 'error'}`, { cause: err })
+    throw new PortcullisError(
+      'PC_ERR_CA_UNREADABLE',
+      `cannot read the CA ${e.path === keyFile ? 'key' : 'certificate'} ${e.path ?? `(${certFile}, ${keyFile})`}: ${e.code ?? 'error'}`,
+      { cause: err },
+    )
   }
   try {
     return toAuthority(certPem, keyPem)
   } catch (err) {
-    throw new PortcullisError('PC_ERR_CA_UNREADABLE', `the CA files ${certFile} / ${keyFile} are not a PEM certificate and key`, { cause: err })
+    throw new PortcullisError(
+      'PC_ERR_CA_UNREADABLE',
+      `the CA files ${certFile} / ${keyFile} are not a PEM certificate and key`,
+      { cause: err },
+    )
   }
 }

@@ -51,7 +51,13 @@ export function createLeafCertCache(ca: CertificateAuthority, opts: LeafOptions 
   }
 }
 
-export function mintLeaf(host: string, publicKey: forge.pki.PublicKey, ca: CertificateAuthority, caKey: KeyObject, now: Date): string {
+export function mintLeaf(
+  host: string,
+  publicKey: forge.pki.PublicKey,
+  ca: CertificateAuthority,
+  caKey: KeyObject,
+  now: Date,
+): string {
   const cert = forge.pki.createCertificate()
   cert.publicKey = publicKey
   const serial = randomBytes(16)

@@ -1,7 +1,13 @@
 import { ADMIN_TOKEN } from './start-portcullis.js'
 
 /** A JSON call to the admin API with the test token. */
-export async function adminCall<T = unknown>(adminUrl: string, method: string, path: string, body?: unknown, token = ADMIN_TOKEN): Promise<{ status: number; body: T }> {
+export async function adminCall<T = unknown>(
+  adminUrl: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  token = ADMIN_TOKEN,
+): Promise<{ status: number; body: T }> {
   const res = await fetch(`${adminUrl}${path}`, {
     method,
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },

@@ -13,7 +13,9 @@ export interface CurlResult {
 
 /** Run curl with the given args plus `-sS -i`; parses the last response's status line and headers. */
 export async function curl(args: readonly string[], timeoutMs = 20_000): Promise<CurlResult> {
-  const child = spawn('curl', ['-sS', '-i', '--max-time', String(Math.ceil(timeoutMs / 1000)), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn('curl', ['-sS', '-i', '--max-time', String(Math.ceil(timeoutMs / 1000)), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   const out: Buffer[] = []
   const err: Buffer[] = []
   child.stdout.on('data', (c: Buffer) => out.push(c))
@@ -29,11 +31,21 @@ export async function curl(args: readonly string[], timeoutMs = 20_000): Promise
     if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim()
   }
   const body = last ? text.slice((last.index ?? 0) + last[0].length) : text
-  return { exitCode: code, status: last ? Number(last[1]) : 0, headers, body, stderr: Buffer.concat(err).toString('utf8') }
+  return {
+    exitCode: code,
+    status: last ? Number(last[1]) : 0,
+    headers,
+    body,
+    stderr: Buffer.concat(err).toString('utf8'),
+  }
 }
 
 /** A raw TCP exchange with the proxy: write `data`, collect everything until the peer closes or timeoutMs. */
-export async function rawExchange(port: number, data: string | Buffer, timeoutMs = 5000): Promise<{ response: string; closed: boolean }> {
+export async function rawExchange(
+  port: number,
+  data: string | Buffer,
+  timeoutMs = 5000,
+): Promise<{ response: string; closed: boolean }> {
   const socket: Socket = connect(port, '127.0.0.1')
   await once(socket, 'connect')
   const chunks: Buffer[] = []
@@ -70,7 +82,12 @@ export async function freePort(): Promise<number> {
  * Write `text` one character every `everyMs` until the peer closes (a slowloris client); what the
  * peer answered and how long it took to close. Bounded: the peer must close within `timeoutMs`.
  */
-export async function trickleUntilClosed(socket: Duplex, text: string, everyMs = 50, timeoutMs = 15_000): Promise<{ answer: string; elapsedMs: number }> {
+export async function trickleUntilClosed(
+  socket: Duplex,
+  text: string,
+  everyMs = 50,
+  timeoutMs = 15_000,
+): Promise<{ answer: string; elapsedMs: number }> {
   const started = Date.now()
   socket.on('error', () => undefined)
   const answer: Buffer[] = []

@@ -61,7 +61,11 @@ export interface GitResult {
 }
 
 /** Run git with a bounded timeout (killed after timeoutMs). Never throws on a non-zero exit. */
-export async function runGit(args: readonly string[], env: NodeJS.ProcessEnv, opts: { cwd?: string; timeoutMs?: number } = {}): Promise<GitResult> {
+export async function runGit(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  opts: { cwd?: string; timeoutMs?: number } = {},
+): Promise<GitResult> {
   const child = spawn('git', args, { env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
   const out: Buffer[] = []
   const err: Buffer[] = []
@@ -70,11 +74,21 @@ export async function runGit(args: readonly string[], env: NodeJS.ProcessEnv, op
   const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000)
   const [code, signal] = (await once(child, 'close')) as [number | null, string | null]
   clearTimeout(timer)
-  return { code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }
+  return {
+    code: code ?? (signal ? 128 : 1),
+    stdout: Buffer.concat(out).toString('utf8'),
+    stderr: Buffer.concat(err).toString('utf8'),
+  }
 }
 
 function gitSync(args: readonly string[], env: NodeJS.ProcessEnv, cwd?: string): string {
-  return execFileSync('git', args, { env, cwd, encoding: 'utf8', timeout: 15_000, stdio: ['ignore', 'pipe', 'pipe'] }).trim()
+  return execFileSync('git', args, {
+    env,
+    cwd,
+    encoding: 'utf8',
+    timeout: 15_000,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }).trim()
 }
 
 /** Create a bare repo `<root>/<name>` with one commit on main (file README = `content`), push enabled. */
@@ -88,7 +102,11 @@ function makeBareRepo(root: string, name: string, content: string, env: NodeJS.P
     gitSync(['init', '-q', '-b', 'main', work], env)
     writeFileSync(join(work, 'README'), content)
     gitSync(['add', 'README'], env, work)
-    gitSync(['-c', 'user.name=Test', '-c', 'user.email=test@example.invalid', 'commit', '-q', '-m', `initial ${name}`], env, work)
+    gitSync(
+      ['-c', 'user.name=Test', '-c', 'user.email=test@example.invalid', 'commit', '-q', '-m', `initial ${name}`],
+      env,
+      work,
+    )
     gitSync(['push', '-q', bare, 'main:main'], env, work)
   } finally {
     rmSync(work, { recursive: true, force: true })
@@ -118,7 +136,12 @@ function cgiHandler(root: string, seen: GitSeen[]) {
     if (req.headers['content-encoding']) env.HTTP_CONTENT_ENCODING = req.headers['content-encoding']
     if (req.headers['git-protocol']) env.GIT_PROTOCOL = String(req.headers['git-protocol'])
     const record = (status: number): void => {
-      seen.push({ method: req.method ?? '', url: req.url ?? '', status, proxyAuthorization: req.headers['proxy-authorization'] })
+      seen.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        status,
+        proxyAuthorization: req.headers['proxy-authorization'],
+      })
     }
     const child = spawn('git', ['http-backend'], { env, stdio: ['pipe', 'pipe', 'pipe'] })
     const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
@@ -172,7 +195,12 @@ function cgiHandler(root: string, seen: GitSeen[]) {
  * upstream.resolve and pass ca.certFile as upstream.ca_file).
  * `repos` maps bare-repo paths (e.g. 'acme/widgets.git') to README content.
  */
-export async function startGitServer(t: Test, name: string, repos: Record<string, string>, ca?: TestCa): Promise<GitServer> {
+export async function startGitServer(
+  t: Test,
+  name: string,
+  repos: Record<string, string>,
+  ca?: TestCa,
+): Promise<GitServer> {
   const testCa = ca ?? createTestCa(t)
   const base = mkdtempSync(join(tmpdir(), 'portcullis-git-'))
   t.teardown(() => rmSync(base, { recursive: true, force: true }))
@@ -187,7 +215,13 @@ export async function startGitServer(t: Test, name: string, repos: Record<string
   const server = createHttpsServer({ key, cert }, cgiHandler(root, seen))
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
-  t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) }))
+  t.teardown(
+    () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections()
+        server.close(() => r())
+      }),
+  )
   return {
     port: (server.address() as AddressInfo).port,
     root,

@@ -20,7 +20,11 @@ export interface Origin {
 export type OriginHandler = (req: IncomingMessage, res: ServerResponse, body: string) => void
 
 const defaultHandler: OriginHandler = (req, res) => {
-  res.writeHead(200, { 'content-type': 'text/plain', 'x-origin': 'yes', connection: req.headers.connection === 'close' ? 'close' : 'keep-alive' })
+  res.writeHead(200, {
+    'content-type': 'text/plain',
+    'x-origin': 'yes',
+    connection: req.headers.connection === 'close' ? 'close' : 'keep-alive',
+  })
   res.end(`origin saw ${req.method} ${req.url}\n`)
 }
 
@@ -37,12 +41,22 @@ function recordingListener(seen: SeenRequest[], handler: OriginHandler) {
 }
 
 /** A plain HTTP origin on 127.0.0.1:0 that records what reached it. */
-export async function startHttpOrigin(t: Test, handler: OriginHandler = defaultHandler, host = '127.0.0.1'): Promise<Origin> {
+export async function startHttpOrigin(
+  t: Test,
+  handler: OriginHandler = defaultHandler,
+  host = '127.0.0.1',
+): Promise<Origin> {
   const seen: SeenRequest[] = []
   const server = createServer(recordingListener(seen, handler))
   server.listen(0, host)
   await once(server, 'listening')
-  t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) }))
+  t.teardown(
+    () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections()
+        server.close(() => r())
+      }),
+  )
   return { port: (server.address() as AddressInfo).port, seen }
 }
 
@@ -51,13 +65,24 @@ export interface HttpsOrigin extends Origin {
 }
 
 /** An HTTPS origin for `names`, signed by a per-run test CA (pass ca.certFile as upstream.ca_file). */
-export async function startHttpsOrigin(t: Test, names: readonly string[], handler: OriginHandler = defaultHandler, ca?: TestCa): Promise<HttpsOrigin> {
+export async function startHttpsOrigin(
+  t: Test,
+  names: readonly string[],
+  handler: OriginHandler = defaultHandler,
+  ca?: TestCa,
+): Promise<HttpsOrigin> {
   const testCa = ca ?? createTestCa(t)
   const seen: SeenRequest[] = []
   const { key, cert } = testCa.issue(names)
   const server = createHttpsServer({ key, cert }, recordingListener(seen, handler))
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
-  t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) }))
+  t.teardown(
+    () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections()
+        server.close(() => r())
+      }),
+  )
   return { port: (server.address() as AddressInfo).port, seen, ca: testCa }
 }

@@ -40,7 +40,19 @@ export function redisServer(t: Test, port: number, extra: readonly string[] = []
     pause: () => void child?.kill('SIGSTOP'),
     resume: () => void child?.kill('SIGCONT'),
     async start() {
-      const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra]
+      const args = [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+        ...extra,
+      ]
       const c = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'inherit'] })
       child = c
       let out = ''

@@ -44,7 +44,11 @@ export interface PortcullisProcess {
 
 /** `portcullis start --config file` as a real process (the built binary), killed at teardown. */
 export function spawnPortcullis(t: Test, configFile: string, env: NodeJS.ProcessEnv = {}): PortcullisProcess {
-  const child = spawn(process.execPath, [MAIN, 'start', '--config', configFile], { cwd: ROOT, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [MAIN, 'start', '--config', configFile], {
+    cwd: ROOT,
+    env: cleanEnv(env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
   t.teardown(async () => {
     if (child.exitCode !== null || child.signalCode !== null) return

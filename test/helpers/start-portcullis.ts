@@ -18,7 +18,10 @@ export interface Portcullis {
   records(): TelemetryRecord[]
   decisions(): DecisionRecord[]
   /** Wait (bounded) for a record matching pred. */
-  waitForRecord<T extends TelemetryRecord = TelemetryRecord>(pred: (r: TelemetryRecord) => boolean, timeoutMs?: number): Promise<T>
+  waitForRecord<T extends TelemetryRecord = TelemetryRecord>(
+    pred: (r: TelemetryRecord) => boolean,
+    timeoutMs?: number,
+  ): Promise<T>
   /** Replace the config body (same listen/admin/tls head) the way editors do: write elsewhere, rename over. */
   rewriteConfig(yamlBody: string): void
   /** Raw log lines written so far. */
@@ -32,13 +35,20 @@ export const ADMIN_TOKEN = 'test-admin-token-0123456789'
  * loopback ports, with `yamlBody` as the config (listen/admin/tls sections are
  * filled in unless the body sets them). Torn down with the test.
  */
-export async function startPortcullis(t: Test, yamlBody: string, files: Record<string, string> = {}, opts: { watch?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<Portcullis> {
+export async function startPortcullis(
+  t: Test,
+  yamlBody: string,
+  files: Record<string, string> = {},
+  opts: { watch?: boolean; env?: NodeJS.ProcessEnv } = {},
+): Promise<Portcullis> {
   const dir = t.testdir(files)
   const configFile = join(dir, 'portcullis.yaml')
   const head = [
     /^listen:/m.test(yamlBody) ? '' : 'listen: { host: 127.0.0.1, port: 0 }',
     /^admin:/m.test(yamlBody) ? '' : 'admin: { host: 127.0.0.1, port: 0 }',
-    /^tls:/m.test(yamlBody) ? '' : `tls: { ca_cert: ${JSON.stringify(join(dir, 'ca.pem'))}, ca_key: ${JSON.stringify(join(dir, 'ca-key.pem'))} }`,
+    /^tls:/m.test(yamlBody)
+      ? ''
+      : `tls: { ca_cert: ${JSON.stringify(join(dir, 'ca.pem'))}, ca_key: ${JSON.stringify(join(dir, 'ca-key.pem'))} }`,
     /^approvals:/m.test(yamlBody) ? '' : `approvals: { file: ${JSON.stringify(join(dir, 'approvals.yaml'))} }`,
   ].filter(Boolean)
   writeFileSync(configFile, `${head.join('\n')}\n${yamlBody}\n`)
@@ -71,12 +81,16 @@ export async function startPortcullis(t: Test, yamlBody: string, files: Record<s
     decisions: () => records().filter((r): r is DecisionRecord => r.event === 'decision'),
     logLines: () => [...lines],
     rewriteConfig,
-    async waitForRecord<T extends TelemetryRecord>(pred: (r: TelemetryRecord) => boolean, timeoutMs = 5000): Promise<T> {
+    async waitForRecord<T extends TelemetryRecord>(
+      pred: (r: TelemetryRecord) => boolean,
+      timeoutMs = 5000,
+    ): Promise<T> {
       const deadline = Date.now() + timeoutMs
       for (;;) {
         const hit = records().find(pred)
         if (hit) return hit as T
-        if (Date.now() > deadline) throw new Error(`no matching record within ${timeoutMs} ms; have: ${JSON.stringify(records().slice(-5))}`)
+        if (Date.now() > deadline)
+          throw new Error(`no matching record within ${timeoutMs} ms; have: ${JSON.stringify(records().slice(-5))}`)
         await new Promise((r) => setTimeout(r, 20))
       }
     },

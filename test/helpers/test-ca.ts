@@ -32,9 +32,14 @@ export function createTestCa(t: Test): TestCa {
       const ski = (cert.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier: string }).subjectKeyIdentifier
       const now = opts.expired ? new Date(Date.now() - 90 * 24 * 3600_000) : new Date()
       // mintLeaf names one host; tests pin one name per origin.
-      const pem = mintLeaf(names[0] ?? 'localhost', pub, { cert, certPem, keyPem, fingerprint256: '', subjectKeyId: ski }, createPrivateKey(keyPem), now)
+      const pem = mintLeaf(
+        names[0] ?? 'localhost',
+        pub,
+        { cert, certPem, keyPem, fingerprint256: '', subjectKeyId: ski },
+        createPrivateKey(keyPem),
+        now,
+      )
       return { key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), cert: pem }
     },
   }
 }
-

@@ -22,9 +22,24 @@ const AUTH = { authorization: `Bearer ${TOKEN}` }
 
 function deny(over: Partial<DecisionRecord> = {}): DecisionRecord {
   return {
-    time: new Date().toISOString(), id: newRequestId(), event: 'decision', agent: 'ci-42', src: '127.0.0.1:5000',
-    method: 'GET', scheme: 'https', host: 'github.com', port: 443, path: '/acme/other.git/info/refs', tls: 'intercept',
-    decision: 'deny', reason: 'denied_path', rule: 'builders.allow[0]', mode: 'enforce', would_deny: false, address: null, ...over,
+    time: new Date().toISOString(),
+    id: newRequestId(),
+    event: 'decision',
+    agent: 'ci-42',
+    src: '127.0.0.1:5000',
+    method: 'GET',
+    scheme: 'https',
+    host: 'github.com',
+    port: 443,
+    path: '/acme/other.git/info/refs',
+    tls: 'intercept',
+    decision: 'deny',
+    reason: 'denied_path',
+    rule: 'builders.allow[0]',
+    mode: 'enforce',
+    would_deny: false,
+    address: null,
+    ...over,
   }
 }
 
@@ -36,15 +51,47 @@ function rule(id: string, host: string, paths: string[] | null, ordinal: number)
     if (!r.ok) throw new Error(r.message)
     return r.pattern
   })
-  return { id, effect: 'allow', host: h.pattern, ports: null, methods: null, paths: p ?? null, interceptNever: false, injectHeaders: [], inspectBody: false, ordinal }
+  return {
+    id,
+    effect: 'allow',
+    host: h.pattern,
+    ports: null,
+    methods: null,
+    paths: p ?? null,
+    interceptNever: false,
+    injectHeaders: [],
+    inspectBody: false,
+    ordinal,
+  }
 }
 
 /** A hand-built policy (config/compile.ts is someone else's): github paths need interception, npm tunnels. */
 function testConfig(): RuntimeConfig {
-  const agent: CompiledAgent = { id: 'ci-42', tokenSha256: null, sourceCidrs: [], groups: ['builders'], mode: 'audit', limits: { requestsPerMinute: null, concurrentConnections: null, bytesPerDay: null } }
+  const agent: CompiledAgent = {
+    id: 'ci-42',
+    tokenSha256: null,
+    sourceCidrs: [],
+    groups: ['builders'],
+    mode: 'audit',
+    limits: { requestsPerMinute: null, concurrentConnections: null, bytesPerDay: null },
+  }
   const policy: CompiledPolicy = {
-    mode: 'enforce', intercept: 'auto', defaultPorts: new Set([80, 443]), agents: new Map([['ci-42', agent]]), sourceAgents: [],
-    rules: new Map([['ci-42', [createRuleIndex([rule('builders.allow[0]', 'github.com', ['/acme/**'], 0), rule('builders.allow[1]', 'registry.npmjs.org', null, 1)])]]]),
+    mode: 'enforce',
+    intercept: 'auto',
+    defaultPorts: new Set([80, 443]),
+    agents: new Map([['ci-42', agent]]),
+    sourceAgents: [],
+    rules: new Map([
+      [
+        'ci-42',
+        [
+          createRuleIndex([
+            rule('builders.allow[0]', 'github.com', ['/acme/**'], 0),
+            rule('builders.allow[1]', 'registry.npmjs.org', null, 1),
+          ]),
+        ],
+      ],
+    ]),
   }
   return { policy } as unknown as RuntimeConfig
 }
@@ -80,10 +127,18 @@ async function start(t: Test): Promise<Fixture> {
   const drops: number[] = []
   let approvals: ApprovalIndex = new Map()
   const routes = [
-    ...healthRoutes({ generation: () => 1, configError: () => null, ready: () => true, startedAt: new Date().toISOString() }),
+    ...healthRoutes({
+      generation: () => 1,
+      configError: () => null,
+      ready: () => true,
+      startedAt: new Date().toISOString(),
+    }),
     ...eventRoutes({ ring, bus, onStreamDrop: (n) => drops.push(n) }),
     ...explainRoutes(testConfig, () => approvals),
-    ...metricsRoutes({ text: async () => 'portcullis_up 1\n', contentType: 'text/plain; version=0.0.4; charset=utf-8' }),
+    ...metricsRoutes({
+      text: async () => 'portcullis_up 1\n',
+      contentType: 'text/plain; version=0.0.4; charset=utf-8',
+    }),
   ]
   const server = createAdminServer(routes, TOKEN, (err) => t.fail(String(err)))
   server.listen(0, '127.0.0.1')
@@ -92,10 +147,21 @@ async function start(t: Test): Promise<Fixture> {
     server.closeAllConnections()
     server.close()
   })
-  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, ring, bus, subscribers: () => subs - 1, drops, setApprovals: (list: Approval[]) => void (approvals = indexApprovals(list)) }
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    ring,
+    bus,
+    subscribers: () => subs - 1,
+    drops,
+    setApprovals: (list: Approval[]) => void (approvals = indexApprovals(list)),
+  }
 }
 
-async function getJson(base: string, path: string, headers: Record<string, string> = AUTH): Promise<{ status: number; body: any }> {
+async function getJson(
+  base: string,
+  path: string,
+  headers: Record<string, string> = AUTH,
+): Promise<{ status: number; body: any }> {
   const res = await fetch(`${base}${path}`, { headers })
   return { status: res.status, body: await res.json() }
 }
@@ -111,7 +177,11 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Pro
 t.test('auth: /healthz and /readyz are open, everything else needs the bearer token', async (t) => {
   const f = await start(t)
   t.equal((await getJson(f.base, '/healthz', {})).status, 200)
-  t.match(await getJson(f.base, '/readyz', {}), { status: 200, body: { ready: true } }, 'a readiness probe needs no token')
+  t.match(
+    await getJson(f.base, '/readyz', {}),
+    { status: 200, body: { ready: true } },
+    'a readiness probe needs no token',
+  )
   t.equal((await getJson(f.base, '/api/events', {})).status, 401, 'no token')
   t.equal((await getJson(f.base, '/api/events', { authorization: 'Bearer nope' })).status, 401, 'wrong token')
   t.equal((await getJson(f.base, '/api/events')).status, 200, 'right token')
@@ -183,7 +253,10 @@ t.test('GET /api/events/stream sends matching records published after connecting
   const burst = Array.from({ length: 200 }, () => deny())
   for (const r of burst) f.bus.publish(r)
   await waitFor('a same-tick burst', () => s.text().includes(burst[199]?.id ?? '?'))
-  t.ok(burst.every((r) => s.text().includes(r.id)), 'a burst within one tick reaches a reading client whole')
+  t.ok(
+    burst.every((r) => s.text().includes(r.id)),
+    'a burst within one tick reaches a reading client whole',
+  )
   t.strictSame(f.drops, [], 'nothing dropped for a reading client')
   s.close()
   await waitFor('unsubscribe on close', () => f.subscribers() === 0)
@@ -219,31 +292,94 @@ t.test('GET /api/events/stream refuses bad filters with 400', async (t) => {
 t.test('GET /api/explain', async (t) => {
   const f = await start(t)
   const CASES: ReadonlyArray<readonly [string, Record<string, unknown>, string]> = [
-    ['agent=ci-42&url=https://github.com/acme/x.git/info/refs', { decision: 'allow', reason: 'allowed', rule: 'builders.allow[0]', via: 'intercept', stage: 'request', mode: 'audit' }, 'path rule allows via interception'],
-    ['agent=ci-42&url=https://github.com/other/x', { decision: 'deny', reason: 'denied_path', rule: 'builders.allow[0]', via: 'intercept' }, 'path rule denies another path'],
-    ['agent=ci-42&method=post&url=https://registry.npmjs.org/left-pad', { decision: 'allow', rule: 'builders.allow[1]', via: 'tunnel' }, 'a host-level rule tunnels'],
-    ['agent=ci-42&url=https://example.com/', { decision: 'deny', reason: 'denied_no_rule', rule: null, stage: 'connect' }, 'no rule denies the CONNECT'],
-    ['agent=ci-42&url=http://example.com', { decision: 'deny', reason: 'denied_no_rule', stage: 'request', path: '/' }, 'plain http has no via'],
-    ['agent=ci-42&url=https://GitHub.COM./acme/%7Ebob/../x?y=1', { decision: 'allow', host: 'github.com', port: 443, path: '/acme/x' }, 'host and path are normalised'],
-    ['agent=ci-42&url=https://github.com:8443/acme/x', { decision: 'deny', reason: 'denied_port', stage: 'connect' }, 'a port outside the defaults'],
+    [
+      'agent=ci-42&url=https://github.com/acme/x.git/info/refs',
+      {
+        decision: 'allow',
+        reason: 'allowed',
+        rule: 'builders.allow[0]',
+        via: 'intercept',
+        stage: 'request',
+        mode: 'audit',
+      },
+      'path rule allows via interception',
+    ],
+    [
+      'agent=ci-42&url=https://github.com/other/x',
+      { decision: 'deny', reason: 'denied_path', rule: 'builders.allow[0]', via: 'intercept' },
+      'path rule denies another path',
+    ],
+    [
+      'agent=ci-42&method=post&url=https://registry.npmjs.org/left-pad',
+      { decision: 'allow', rule: 'builders.allow[1]', via: 'tunnel' },
+      'a host-level rule tunnels',
+    ],
+    [
+      'agent=ci-42&url=https://example.com/',
+      { decision: 'deny', reason: 'denied_no_rule', rule: null, stage: 'connect' },
+      'no rule denies the CONNECT',
+    ],
+    [
+      'agent=ci-42&url=http://example.com',
+      { decision: 'deny', reason: 'denied_no_rule', stage: 'request', path: '/' },
+      'plain http has no via',
+    ],
+    [
+      'agent=ci-42&url=https://GitHub.COM./acme/%7Ebob/../x?y=1',
+      { decision: 'allow', host: 'github.com', port: 443, path: '/acme/x' },
+      'host and path are normalised',
+    ],
+    [
+      'agent=ci-42&url=https://github.com:8443/acme/x',
+      { decision: 'deny', reason: 'denied_port', stage: 'connect' },
+      'a port outside the defaults',
+    ],
   ]
   for (const [qs, expected, behaviour] of CASES) {
-    const r = await getJson(f.base, `/api/explain?${qs.replace(/url=(.*)$/, (_m, u: string) => `url=${encodeURIComponent(u)}`)}`)
+    const r = await getJson(
+      f.base,
+      `/api/explain?${qs.replace(/url=(.*)$/, (_m, u: string) => `url=${encodeURIComponent(u)}`)}`,
+    )
     t.equal(r.status, 200, behaviour)
     t.match(r.body, expected, behaviour)
     if (!String(qs).includes('https://')) t.notOk('via' in r.body, 'no via for http')
   }
-  t.equal((await getJson(f.base, '/api/explain?agent=nobody&url=https%3A%2F%2Fgithub.com%2F')).status, 404, 'unknown agent')
+  t.equal(
+    (await getJson(f.base, '/api/explain?agent=nobody&url=https%3A%2F%2Fgithub.com%2F')).status,
+    404,
+    'unknown agent',
+  )
   t.match((await getJson(f.base, '/api/explain?agent=ci-42&url=ftp%3A%2F%2Fx')).body, { error: 'bad_url' })
-  t.equal((await getJson(f.base, '/api/explain?agent=ci-42&url=https%3A%2F%2Fa%20b%2F')).status, 400, 'a host with a space')
-  t.equal((await getJson(f.base, '/api/explain?agent=ci-42&url=https%3A%2F%2Fgithub.com%2Fa%25zz')).status, 400, 'a bad escape')
+  t.equal(
+    (await getJson(f.base, '/api/explain?agent=ci-42&url=https%3A%2F%2Fa%20b%2F')).status,
+    400,
+    'a host with a space',
+  )
+  t.equal(
+    (await getJson(f.base, '/api/explain?agent=ci-42&url=https%3A%2F%2Fgithub.com%2Fa%25zz')).status,
+    400,
+    'a bad escape',
+  )
   t.equal((await getJson(f.base, '/api/explain?url=https%3A%2F%2Fgithub.com%2F')).status, 400, 'agent is required')
 
   // An approval in force is what traffic gets now, so explain says so.
   const url = `/api/explain?agent=ci-42&url=${encodeURIComponent('https://example.com/pkg/a.tgz')}`
   t.match((await getJson(f.base, url)).body, { decision: 'deny', reason: 'denied_no_rule' })
   f.setApprovals([
-    { id: 'A1', request_id: 'R1', agent: 'ci-42', scope: 'host', method: 'GET', host: 'example.com', port: 443, path: '/pkg/a.tgz', created_at: new Date(Date.now() - 1000).toISOString(), expires_at: new Date(Date.now() + 3_600_000).toISOString(), approved_by: 'alice', reason: 'test' },
+    {
+      id: 'A1',
+      request_id: 'R1',
+      agent: 'ci-42',
+      scope: 'host',
+      method: 'GET',
+      host: 'example.com',
+      port: 443,
+      path: '/pkg/a.tgz',
+      created_at: new Date(Date.now() - 1000).toISOString(),
+      expires_at: new Date(Date.now() + 3_600_000).toISOString(),
+      approved_by: 'alice',
+      reason: 'test',
+    },
   ])
   t.match((await getJson(f.base, url)).body, { decision: 'allow', rule: /A1/ }, 'allowed by the approval')
 })

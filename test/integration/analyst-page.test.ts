@@ -23,7 +23,16 @@ const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url))
 async function launch(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless=new',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
     timeout: 30_000,
   })
 }
@@ -41,7 +50,14 @@ async function visibleRowIds(page: Page): Promise<string[]> {
 async function waitForRows(page: Page, ids: readonly string[]): Promise<string[]> {
   const want = JSON.stringify([...ids].sort())
   await page
-    .waitForFunction((w) => JSON.stringify(Array.from(document.querySelectorAll('#blocked tbody tr'), (tr) => tr.getAttribute('data-id')).sort()) === w, want, { timeout: WAIT_MS })
+    .waitForFunction(
+      (w) =>
+        JSON.stringify(
+          Array.from(document.querySelectorAll('#blocked tbody tr'), (tr) => tr.getAttribute('data-id')).sort(),
+        ) === w,
+      want,
+      { timeout: WAIT_MS },
+    )
     .catch(() => undefined)
   return (await visibleRowIds(page)).sort()
 }
@@ -58,7 +74,12 @@ t.test('the analyst page shows denials live, filters them, approves and revokes'
 
   const browser = await launch()
   t.teardown(() => browser.close())
-  const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, deviceScaleFactor: 1, locale: 'en-GB', timezoneId: 'UTC' })
+  const context = await browser.newContext({
+    viewport: { width: 1440, height: 900 },
+    deviceScaleFactor: 1,
+    locale: 'en-GB',
+    timezoneId: 'UTC',
+  })
   const page = await context.newPage()
   page.setDefaultTimeout(WAIT_MS)
   // The page must stay on its own origin (CSP default-src 'self') and run clean.
@@ -74,7 +95,8 @@ t.test('the analyst page shows denials live, filters them, approves and revokes'
     if (res.status() >= 400) failed.push(`${res.status()} ${res.request().method()} ${new URL(res.url()).pathname}`)
   })
   page.on('console', (msg) => {
-    if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource:')) problems.push(`console: ${msg.text()}`)
+    if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource:'))
+      problems.push(`console: ${msg.text()}`)
   })
 
   let loads = 0
@@ -82,7 +104,10 @@ t.test('the analyst page shows denials live, filters them, approves and revokes'
   const nav = await page.goto(`${pc.adminUrl}/`)
   t.equal(nav?.status(), 200, 'the page is served')
   t.match(nav?.headers()['content-security-policy'], /default-src 'self'/, 'under a strict CSP')
-  for (const [path, type] of [['/page/app.js', 'text/javascript'], ['/page/style.css', 'text/css']] as const) {
+  for (const [path, type] of [
+    ['/page/app.js', 'text/javascript'],
+    ['/page/style.css', 'text/css'],
+  ] as const) {
     const res = await context.request.get(`${pc.adminUrl}${path}`)
     t.match(res.headers()['content-type'], type, `${path} is served as ${type}`)
   }
@@ -94,9 +119,17 @@ t.test('the analyst page shows denials live, filters them, approves and revokes'
     t.equal(await page.textContent('#approvals-empty'), 'Enter the admin token to see current approvals.')
     t.equal(await page.isHidden('#blocked'), true, 'no empty table is shown')
     t.equal(await page.getAttribute('#token', 'type'), 'password')
-    t.equal(await page.getByLabel('Admin token', { exact: true }).getAttribute('id'), 'token', 'the token field is labelled')
+    t.equal(
+      await page.getByLabel('Admin token', { exact: true }).getAttribute('id'),
+      'token',
+      'the token field is labelled',
+    )
     t.equal(await page.getByRole('button', { name: 'Connect' }).count(), 1, 'the connect button is named')
-    for (const [label, id] of [['Agent', 'f-agent'], ['Host', 'f-host'], ['Reason', 'f-reason']] as const) {
+    for (const [label, id] of [
+      ['Agent', 'f-agent'],
+      ['Host', 'f-host'],
+      ['Reason', 'f-reason'],
+    ] as const) {
       t.equal(await page.getByLabel(label, { exact: true }).getAttribute('id'), id, `the ${label} filter is labelled`)
     }
   })
@@ -133,7 +166,11 @@ t.test('the analyst page shows denials live, filters them, approves and revokes'
     await page.waitForSelector(rowSel(ciId))
     await page.waitForSelector(rowSel(botId))
     const cells = await page.$$eval(`${rowSel(ciId)} td`, (tds) => tds.map((td) => td.textContent ?? ''))
-    t.same(cells.slice(1, 6), ['ci', 'GET', `origin.test:${origin.port}`, '/private/a.txt', 'denied_path'], 'agent, method, host, path, reason')
+    t.same(
+      cells.slice(1, 6),
+      ['ci', 'GET', `origin.test:${origin.port}`, '/private/a.txt', 'denied_path'],
+      'agent, method, host, path, reason',
+    )
     t.equal(cells[6], 'g.allow[0]', 'the rule that denied it')
     t.equal(cells[7], ciId, 'request id shown')
     t.equal(await page.textContent(`${rowSel(botId)} td.reason`), 'denied_no_rule')
@@ -186,7 +223,11 @@ t.test('the analyst page shows denials live, filters them, approves and revokes'
     approvalId = (await listed.getAttribute('data-id')) ?? ''
     t.ok(approvalId, 'the approval has an id')
     const cells = await listed.$$eval('td', (tds) => tds.map((td) => td.textContent ?? ''))
-    t.same(cells.slice(0, 3), ['ci', 'exact', `GET origin.test:${origin.port}/private/a.txt`], 'agent, scope, what it opens')
+    t.same(
+      cells.slice(0, 3),
+      ['ci', 'exact', `GET origin.test:${origin.port}/private/a.txt`],
+      'agent, scope, what it opens',
+    )
     t.match(cells[3], /^(1h 59m \d+s|2h 0m)$/, 'time left')
     t.same(cells.slice(4, 6), ['analyst-page', 'the build needs this file'], 'who and why')
     await page.waitForSelector(`${row}.approved`)
@@ -197,9 +238,20 @@ t.test('the analyst page shows denials live, filters them, approves and revokes'
 
   await t.test('the approved request passes through the proxy', async (t) => {
     t.ok(await until(async () => (await curl([...as('ci'), blockedUrl])).status === 200, 1000), 'within a second')
-    t.ok(origin.seen.some((r) => r.url === '/private/a.txt'), 'the origin was reached')
-    const rec = await pc.waitForRecord((r) => r.event === 'decision' && r.path === '/private/a.txt' && r.decision === 'allow')
-    t.match(rec, { event: 'decision', agent: 'ci', decision: 'allow', reason: 'allowed', rule: `approval:${approvalId}` })
+    t.ok(
+      origin.seen.some((r) => r.url === '/private/a.txt'),
+      'the origin was reached',
+    )
+    const rec = await pc.waitForRecord(
+      (r) => r.event === 'decision' && r.path === '/private/a.txt' && r.decision === 'allow',
+    )
+    t.match(rec, {
+      event: 'decision',
+      agent: 'ci',
+      decision: 'allow',
+      reason: 'allowed',
+      rule: `approval:${approvalId}`,
+    })
   })
 
   await t.test('screenshot for the README', async (t) => {
@@ -226,14 +278,26 @@ t.test('the analyst page shows denials live, filters them, approves and revokes'
   await t.test('revoke from the page: denied again within a second', async (t) => {
     await page.click(`#approvals tbody tr[data-id="${approvalId}"] .revoke-btn`)
     await page.waitForSelector(`#approvals tbody tr[data-id="${approvalId}"]`, { state: 'detached' })
-    t.ok(await until(async () => (await curl([...as('ci'), blockedUrl])).headers['x-portcullis-decision'] === 'denied_path', 1000), 'denied again')
+    t.ok(
+      await until(
+        async () => (await curl([...as('ci'), blockedUrl])).headers['x-portcullis-decision'] === 'denied_path',
+        1000,
+      ),
+      'denied again',
+    )
     await page.waitForSelector('#approvals-empty:not([hidden])')
     t.equal(await page.textContent('#approvals-empty'), 'No active approvals.')
-    const audit = await pc.waitForRecord((r) => r.event === 'approval' && r.approval_id === approvalId && r.action === 'revoke')
+    const audit = await pc.waitForRecord(
+      (r) => r.event === 'approval' && r.approval_id === approvalId && r.action === 'revoke',
+    )
     t.ok(audit, 'the revocation is audited')
   })
 
   t.same(foreign, [], 'the page loaded nothing from outside its own origin')
   t.same(problems, [], 'no script errors or CSP violations')
-  t.same(failed, ['401 GET /api/events', '400 POST /api/approvals'], 'the only failed calls are the wrong token and the bad ttl')
+  t.same(
+    failed,
+    ['401 GET /api/events', '400 POST /api/approvals'],
+    'the only failed calls are the wrong token and the bad ttl',
+  )
 })

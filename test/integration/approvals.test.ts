@@ -18,10 +18,7 @@ interface ApprovalAnswer {
 
 t.test('a blocked request becomes a scoped, expiring, audited approval', async (t) => {
   const origin = await startHttpOrigin(t)
-  const pc = await startPortcullis(
-    t,
-    originOnlyYaml([origin.port], { paths: ['/public/**'] }),
-  )
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port], { paths: ['/public/**'] }))
   const proxy = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`]
   const blocked = await curl([...proxy, `http://origin.test:${origin.port}/private/a.txt`])
   t.equal(blocked.headers['x-portcullis-decision'], 'denied_path')
@@ -30,59 +27,133 @@ t.test('a blocked request becomes a scoped, expiring, audited approval', async (
   t.test('the admin API refuses bad approvals clearly', async (t) => {
     t.equal((await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId }, 'wrong')).status, 401)
     t.equal((await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: 'nope' })).status, 404)
-    t.equal((await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId, scope: 'everything' })).status, 400)
-    t.equal((await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId, ttl: 'forever' })).status, 400)
+    t.equal(
+      (await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId, scope: 'everything' })).status,
+      400,
+    )
+    t.equal(
+      (await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId, ttl: 'forever' })).status,
+      400,
+    )
   })
 
   t.test('an exact approval opens that request and nothing else, until revoked', async (t) => {
-    const made = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId, scope: 'exact', ttl: '2h', reason: 'needed for the build', approved_by: 'alice' })
+    const made = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', {
+      request_id: requestId,
+      scope: 'exact',
+      ttl: '2h',
+      reason: 'needed for the build',
+      approved_by: 'alice',
+    })
     t.equal(made.status, 201)
     t.match(made.body, { scope: 'exact', agent: 'ci', host: 'origin.test', path: '/private/a.txt' })
     t.ok(made.body.expires_in_s > 7000 && made.body.expires_in_s <= 7200, 'ttl applied')
     const audit = await pc.waitForRecord((r) => r.event === 'approval' && r.approval_id === made.body.id)
     t.match(audit, { action: 'create', actor: 'alice', reason: 'needed for the build', request_id: requestId })
 
-    t.ok(await until(async () => (await curl([...proxy, `http://origin.test:${origin.port}/private/a.txt`])).status === 200, 1000), 'the same request passes within a second')
-    const rec = await pc.waitForRecord((r) => r.event === 'decision' && r.path === '/private/a.txt' && r.decision === 'allow')
+    t.ok(
+      await until(
+        async () => (await curl([...proxy, `http://origin.test:${origin.port}/private/a.txt`])).status === 200,
+        1000,
+      ),
+      'the same request passes within a second',
+    )
+    const rec = await pc.waitForRecord(
+      (r) => r.event === 'decision' && r.path === '/private/a.txt' && r.decision === 'allow',
+    )
     t.equal(rec.event === 'decision' && rec.rule, `approval:${made.body.id}`)
-    t.equal((await curl([...proxy, `http://origin.test:${origin.port}/private/b.txt`])).headers['x-portcullis-decision'], 'denied_path', 'an exact approval does not open other paths')
-    t.equal((await curl([...proxy, '-X', 'POST', '-d', 'x', `http://origin.test:${origin.port}/private/a.txt`])).headers['x-portcullis-decision'], 'denied_path', 'nor other methods')
+    t.equal(
+      (await curl([...proxy, `http://origin.test:${origin.port}/private/b.txt`])).headers['x-portcullis-decision'],
+      'denied_path',
+      'an exact approval does not open other paths',
+    )
+    t.equal(
+      (await curl([...proxy, '-X', 'POST', '-d', 'x', `http://origin.test:${origin.port}/private/a.txt`])).headers[
+        'x-portcullis-decision'
+      ],
+      'denied_path',
+      'nor other methods',
+    )
 
     const listed = await adminCall<{ approvals: ApprovalAnswer[] }>(pc.adminUrl, 'GET', '/api/approvals')
     t.ok(listed.body.approvals.some((a) => a.id === made.body.id))
     t.equal((await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${made.body.id}`)).status, 200)
-    t.ok(await until(async () => (await curl([...proxy, `http://origin.test:${origin.port}/private/a.txt`])).status === 403, 1000), 'revocation takes effect within a second')
+    t.ok(
+      await until(
+        async () => (await curl([...proxy, `http://origin.test:${origin.port}/private/a.txt`])).status === 403,
+        1000,
+      ),
+      'revocation takes effect within a second',
+    )
     t.equal((await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${made.body.id}`)).status, 404)
   })
 
   t.test('a path-prefix approval opens the directory for the same method, not its siblings', async (t) => {
-    const made = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId, scope: 'path-prefix', ttl: '1h', reason: 'dir' })
+    const made = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', {
+      request_id: requestId,
+      scope: 'path-prefix',
+      ttl: '1h',
+      reason: 'dir',
+    })
     t.equal(made.status, 201)
     t.equal(made.body.covers, `GET origin.test:${origin.port}/private/…`)
     t.equal((await curl([...proxy, `http://origin.test:${origin.port}/private/other/c.txt`])).status, 200)
     t.equal((await curl([...proxy, `http://origin.test:${origin.port}/privateer/c.txt`])).status, 403)
-    t.equal((await curl([...proxy, '-X', 'DELETE', `http://origin.test:${origin.port}/private/other/c.txt`])).headers['x-portcullis-decision'], 'denied_path', 'nor another method')
+    t.equal(
+      (await curl([...proxy, '-X', 'DELETE', `http://origin.test:${origin.port}/private/other/c.txt`])).headers[
+        'x-portcullis-decision'
+      ],
+      'denied_path',
+      'nor another method',
+    )
     await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${made.body.id}`)
   })
 
   t.test('a path-prefix approval of a top-level path opens that path and below, not the host', async (t) => {
     const top = await curl([...proxy, `http://origin.test:${origin.port}/topfile`])
     t.equal(top.headers['x-portcullis-decision'], 'denied_path')
-    const made = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', { request_id: top.headers['x-portcullis-request-id'], scope: 'path-prefix', ttl: '1h', reason: 'top' })
+    const made = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', {
+      request_id: top.headers['x-portcullis-request-id'],
+      scope: 'path-prefix',
+      ttl: '1h',
+      reason: 'top',
+    })
     t.equal(made.body.covers, `GET origin.test:${origin.port}/topfile and below`)
-    t.ok(await until(async () => (await curl([...proxy, `http://origin.test:${origin.port}/topfile`])).status === 200, 1000))
+    t.ok(
+      await until(
+        async () => (await curl([...proxy, `http://origin.test:${origin.port}/topfile`])).status === 200,
+        1000,
+      ),
+    )
     t.equal((await curl([...proxy, `http://origin.test:${origin.port}/topfile/x`])).status, 200)
-    t.equal((await curl([...proxy, `http://origin.test:${origin.port}/other`])).status, 403, 'the rest of the host stays closed')
+    t.equal(
+      (await curl([...proxy, `http://origin.test:${origin.port}/other`])).status,
+      403,
+      'the rest of the host stays closed',
+    )
     t.equal((await curl([...proxy, `http://origin.test:${origin.port}/topfilex`])).status, 403)
     await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${made.body.id}?by=bob`)
-    const revoked = await pc.waitForRecord((r) => r.event === 'approval' && r.approval_id === made.body.id && r.action === 'revoke')
+    const revoked = await pc.waitForRecord(
+      (r) => r.event === 'approval' && r.approval_id === made.body.id && r.action === 'revoke',
+    )
     t.match(revoked, { actor: 'bob' })
   })
 
   t.test('an approval expires by itself', async (t) => {
-    const made = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId, scope: 'host', ttl: '1s', reason: 'brief' })
+    const made = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', {
+      request_id: requestId,
+      scope: 'host',
+      ttl: '1s',
+      reason: 'brief',
+    })
     t.equal(made.status, 201)
     t.equal((await curl([...proxy, `http://origin.test:${origin.port}/anything`])).status, 200)
-    t.ok(await until(async () => (await curl([...proxy, `http://origin.test:${origin.port}/anything`])).status === 403, 3000), 'denied again after the ttl')
+    t.ok(
+      await until(
+        async () => (await curl([...proxy, `http://origin.test:${origin.port}/anything`])).status === 403,
+        3000,
+      ),
+      'denied again after the ttl',
+    )
   })
 })

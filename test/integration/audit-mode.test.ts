@@ -11,22 +11,46 @@ import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
  * audited agent is still blocked from private addresses, and an enforcing
  * agent in the same config is still blocked.
  */
-function auditBehaviours(t: Test, setup: () => Promise<{ pc: Portcullis; origin: Origin }>, enforcedAgent: string): void {
+function auditBehaviours(
+  t: Test,
+  setup: () => Promise<{ pc: Portcullis; origin: Origin }>,
+  enforcedAgent: string,
+): void {
   t.test('a request no rule allows passes, recorded as deny/denied_no_rule with would_deny', async (t) => {
     const { pc, origin } = await setup()
-    const r = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `auditor:${TOKEN}`, `http://other.test:${origin.port}/no-rule`])
+    const r = await curl([
+      '--proxy',
+      pc.proxyUrl,
+      '--proxy-user',
+      `auditor:${TOKEN}`,
+      `http://other.test:${origin.port}/no-rule`,
+    ])
     t.equal(r.status, 200)
     t.match(r.body, /origin saw GET \/no-rule/)
     t.notOk(r.headers['x-portcullis-decision'], 'no denial header on a passed request')
     t.equal(origin.seen.at(-1)?.url, '/no-rule', 'origin reached')
     t.equal(origin.seen.at(-1)?.headers.host, `other.test:${origin.port}`)
     const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.path === '/no-rule')
-    t.match(rec, { agent: 'auditor', decision: 'deny', reason: 'denied_no_rule', rule: null, mode: 'audit', would_deny: true, address: '127.0.0.1' })
+    t.match(rec, {
+      agent: 'auditor',
+      decision: 'deny',
+      reason: 'denied_no_rule',
+      rule: null,
+      mode: 'audit',
+      would_deny: true,
+      address: '127.0.0.1',
+    })
   })
 
   t.test('an allowed request is recorded as allow without would_deny', async (t) => {
     const { pc, origin } = await setup()
-    const r = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `auditor:${TOKEN}`, `http://origin.test:${origin.port}/allowed`])
+    const r = await curl([
+      '--proxy',
+      pc.proxyUrl,
+      '--proxy-user',
+      `auditor:${TOKEN}`,
+      `http://origin.test:${origin.port}/allowed`,
+    ])
     t.equal(r.status, 200)
     const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.path === '/allowed')
     t.match(rec, { decision: 'allow', reason: 'allowed', rule: 'g.allow[0]', mode: 'audit', would_deny: false })
@@ -34,22 +58,52 @@ function auditBehaviours(t: Test, setup: () => Promise<{ pc: Portcullis; origin:
 
   t.test('denied_private_address is still enforced in audit mode', async (t) => {
     const { pc, origin } = await setup()
-    const r = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `auditor:${TOKEN}`, `http://private.test:${origin.port}/private`])
+    const r = await curl([
+      '--proxy',
+      pc.proxyUrl,
+      '--proxy-user',
+      `auditor:${TOKEN}`,
+      `http://private.test:${origin.port}/private`,
+    ])
     t.equal(r.status, 403)
     t.equal(r.headers['x-portcullis-decision'], 'denied_private_address')
-    t.notOk(origin.seen.some((s) => s.url === '/private'), 'origin not reached')
+    t.notOk(
+      origin.seen.some((s) => s.url === '/private'),
+      'origin not reached',
+    )
     const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.path === '/private')
-    t.match(rec, { agent: 'auditor', decision: 'deny', reason: 'denied_private_address', mode: 'audit', would_deny: false })
+    t.match(rec, {
+      agent: 'auditor',
+      decision: 'deny',
+      reason: 'denied_private_address',
+      mode: 'audit',
+      would_deny: false,
+    })
   })
 
   t.test('an enforce-mode agent in the same config is still blocked', async (t) => {
     const { pc, origin } = await setup()
-    const r = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `${enforcedAgent}:${TOKEN}`, `http://other.test:${origin.port}/enforced`])
+    const r = await curl([
+      '--proxy',
+      pc.proxyUrl,
+      '--proxy-user',
+      `${enforcedAgent}:${TOKEN}`,
+      `http://other.test:${origin.port}/enforced`,
+    ])
     t.equal(r.status, 403)
     t.equal(r.headers['x-portcullis-decision'], 'denied_no_rule')
-    t.notOk(origin.seen.some((s) => s.url === '/enforced'), 'origin not reached')
+    t.notOk(
+      origin.seen.some((s) => s.url === '/enforced'),
+      'origin not reached',
+    )
     const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.path === '/enforced')
-    t.match(rec, { agent: enforcedAgent, decision: 'deny', reason: 'denied_no_rule', mode: 'enforce', would_deny: false })
+    t.match(rec, {
+      agent: enforcedAgent,
+      decision: 'deny',
+      reason: 'denied_no_rule',
+      mode: 'enforce',
+      would_deny: false,
+    })
   })
 }
 

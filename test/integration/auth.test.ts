@@ -67,7 +67,10 @@ agents:
   for (const [what, header] of MALFORMED) {
     t.test(`a malformed Proxy-Authorization (${what}) is 407 denied_auth_invalid`, async (t) => {
       const before = origin.seen.length
-      const { response } = await rawExchange(pc.proxyPort, `GET ${url('/malformed')} HTTP/1.1\r\nHost: origin.test:${origin.port}\r\nProxy-Authorization: ${header}\r\nConnection: close\r\n\r\n`)
+      const { response } = await rawExchange(
+        pc.proxyPort,
+        `GET ${url('/malformed')} HTTP/1.1\r\nHost: origin.test:${origin.port}\r\nProxy-Authorization: ${header}\r\nConnection: close\r\n\r\n`,
+      )
       t.match(response, /^HTTP\/1\.1 407 /)
       t.match(response, /x-portcullis-decision: denied_auth_invalid/i)
       t.equal(origin.seen.length, before, 'origin not reached')
@@ -80,7 +83,10 @@ agents:
       `GET ${url(path)} HTTP/1.1\r\nHost: origin.test:${origin.port}\r\n${auth === null ? '' : `Proxy-Authorization: ${auth}\r\n`}${last ? 'Connection: close\r\n' : ''}\r\n`
     const { response } = await rawExchange(
       pc.proxyPort,
-      req('/ka-good', basicAuth('ci', TOKEN)) + req('/ka-wrong', basicAuth('ci', 'not-the-token')) + req('/ka-good-again', basicAuth('ci', TOKEN)) + req('/ka-none', null, true),
+      req('/ka-good', basicAuth('ci', TOKEN)) +
+        req('/ka-wrong', basicAuth('ci', 'not-the-token')) +
+        req('/ka-good-again', basicAuth('ci', TOKEN)) +
+        req('/ka-none', null, true),
     )
     const statuses = [...response.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => Number(m[1]))
     t.same(statuses, [200, 407, 200, 200], 'good, wrong, good again, then no credentials (source agent)')
@@ -116,30 +122,59 @@ agents:
     const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.path === '/with-token')
     t.match(rec, { agent: 'ci', decision: 'allow' })
     // Also after denials that carried it (wrong source, unknown agent) and a tunnel.
-    await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '--cacert', tls.ca.certFile, `https://origin.test:${tls.port}/tunnel-with-token`])
-    await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === tls.port && x.agent === 'ci')
+    await curl([
+      '--proxy',
+      pc.proxyUrl,
+      '--proxy-user',
+      `ci:${TOKEN}`,
+      '--cacert',
+      tls.ca.certFile,
+      `https://origin.test:${tls.port}/tunnel-with-token`,
+    ])
+    await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === tls.port && x.agent === 'ci',
+    )
     const lines = pc.logLines()
     t.ok(lines.length > 0, 'there are log lines to check')
-    t.notOk(lines.some((l) => l.includes(TOKEN)), 'no log line has the token')
-    t.notOk(lines.some((l) => l.includes(base64Creds)), 'no log line has the encoded credentials')
+    t.notOk(
+      lines.some((l) => l.includes(TOKEN)),
+      'no log line has the token',
+    )
+    t.notOk(
+      lines.some((l) => l.includes(base64Creds)),
+      'no log line has the encoded credentials',
+    )
     t.notOk(JSON.stringify(pc.records()).includes(TOKEN), 'no record has the token')
   })
 
   t.test('a 407 on CONNECT makes curl fail cleanly with a message naming 407', async (t) => {
     const before = tls.seen.length
-    const r = await curl(['--proxy', pc.proxyUrl, '--proxy-user', 'ci:wrong-token', '--cacert', tls.ca.certFile, `https://origin.test:${tls.port}/connect-407`])
+    const r = await curl([
+      '--proxy',
+      pc.proxyUrl,
+      '--proxy-user',
+      'ci:wrong-token',
+      '--cacert',
+      tls.ca.certFile,
+      `https://origin.test:${tls.port}/connect-407`,
+    ])
     t.not(r.exitCode, 0)
     t.equal(r.exitCode, 56, 'CURLE_RECV_ERROR: the CONNECT was refused, not a timeout (28)')
     t.match(r.stderr, /407/)
     t.equal(r.status, 407)
     t.equal(r.headers['x-portcullis-decision'], 'denied_auth_invalid')
     t.equal(tls.seen.length, before, 'origin not reached')
-    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.reason === 'denied_auth_invalid')
+    const rec = await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.method === 'CONNECT' && x.reason === 'denied_auth_invalid',
+    )
     t.match(rec, { decision: 'deny', host: 'origin.test', port: tls.port, rule: null })
   })
 
   t.test('a 407 on CONNECT names a malformed header too', async (t) => {
-    const { response } = await rawExchange(pc.proxyPort, `CONNECT origin.test:${tls.port} HTTP/1.1\r\nHost: origin.test:${tls.port}\r\nProxy-Authorization: ${basicAuth('ci', TOKEN).slice(0, -2)}\r\n\r\n`)
+    const { response } = await rawExchange(
+      pc.proxyPort,
+      `CONNECT origin.test:${tls.port} HTTP/1.1\r\nHost: origin.test:${tls.port}\r\nProxy-Authorization: ${basicAuth('ci', TOKEN).slice(0, -2)}\r\n\r\n`,
+    )
     t.match(response, /^HTTP\/1\.1 407 /)
     t.match(response, /x-portcullis-decision: denied_auth_invalid/i)
   })

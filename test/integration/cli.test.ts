@@ -19,9 +19,16 @@ interface Run {
 }
 
 /** Run the built binary to completion (killed after timeoutMs, which then fails the assertions on code). */
-async function portcullis(args: readonly string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Run> {
+async function portcullis(
+  args: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<Run> {
   const started = Date.now()
-  const child = spawn(process.execPath, [MAIN, ...args], { cwd: ROOT, env: cleanEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    cwd: ROOT,
+    env: cleanEnv(opts.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   const out: Buffer[] = []
   const err: Buffer[] = []
   child.stdout.on('data', (c: Buffer) => out.push(c))
@@ -29,7 +36,13 @@ async function portcullis(args: readonly string[], opts: { env?: NodeJS.ProcessE
   const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 15_000)
   const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null]
   clearTimeout(timer)
-  return { code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), ms: Date.now() - started }
+  return {
+    code,
+    signal,
+    stdout: Buffer.concat(out).toString('utf8'),
+    stderr: Buffer.concat(err).toString('utf8'),
+    ms: Date.now() - started,
+  }
 }
 
 if (!existsSync(MAIN)) {
@@ -106,12 +119,15 @@ if (!existsSync(MAIN)) {
 
     t.test('even a rule naming a private address gives denied_private_address (exit 1)', async (t) => {
       const dir = t.testdir()
-      const file = writeConfig(dir, `agents:
+      const file = writeConfig(
+        dir,
+        `agents:
   - id: a
     source_cidrs: [127.0.0.1/32]
     allow:
       - host: 127.0.0.2
-`)
+`,
+      )
       const r = await portcullis(['explain', '--config', file, '--agent', 'a', 'http://127.0.0.2/latest/meta-data/'])
       t.equal(r.code, 1, r.stderr)
       t.match(r.stdout, /^reason: denied_private_address$/m)
@@ -164,7 +180,9 @@ if (!existsSync(MAIN)) {
     const x509 = new X509Certificate(pem)
     t.equal(x509.ca, true, 'basicConstraints CA:true')
     const text = await new Promise<string>((resolve, reject) => {
-      const child = spawn('openssl', ['x509', '-noout', '-text', '-in', certFile], { stdio: ['ignore', 'pipe', 'inherit'] })
+      const child = spawn('openssl', ['x509', '-noout', '-text', '-in', certFile], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      })
       const chunks: Buffer[] = []
       child.stdout.on('data', (c: Buffer) => chunks.push(c))
       child.once('error', reject)
@@ -224,11 +242,16 @@ agents:
     child.kill('SIGTERM')
     const [code, signal] = await Promise.race([
       exited,
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no exit within 10 s of SIGTERM; stderr: ${pc.stderr()}`)), 10_000).unref()),
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`no exit within 10 s of SIGTERM; stderr: ${pc.stderr()}`)), 10_000).unref(),
+      ),
     ])
     t.equal(signal, null)
     t.equal(code, 0, pc.stderr())
-    t.ok(parsed().some((x) => x.code === 'PC_STOPPING' && x.signal === 'SIGTERM'), 'logs PC_STOPPING')
+    t.ok(
+      parsed().some((x) => x.code === 'PC_STOPPING' && x.signal === 'SIGTERM'),
+      'logs PC_STOPPING',
+    )
   })
 
   t.test('SIGTERM drains: requests in flight finish, new connections are refused, then it exits 0', async (t) => {
@@ -258,7 +281,10 @@ agents: [ { id: local, source_cidrs: [127.0.0.1/32], allow: [ { host: origin.tes
     t.match(r.body, /done \/slow/)
     const [code] = await pc.exited
     t.equal(code, 0)
-    t.ok(Date.now() - stoppedAt < 7000, 'and it exits as soon as nothing is left in flight, well before the drain limit')
+    t.ok(
+      Date.now() - stoppedAt < 7000,
+      'and it exits as soon as nothing is left in flight, well before the drain limit',
+    )
   })
 
   t.test('an admin port already in use stops start-up with PC_ERR_LISTEN (exit 2), proxy port and all', async (t) => {
@@ -267,10 +293,24 @@ agents: [ { id: local, source_cidrs: [127.0.0.1/32], allow: [ { host: origin.tes
     await once(blocker, 'listening')
     t.teardown(() => new Promise<void>((r) => blocker.close(() => r())))
     const port = (blocker.address() as { port: number }).port
-    const file = writeConfig(t.testdir(), 'agents: [ { id: local, source_cidrs: [127.0.0.1/32], allow: [ { host: origin.test } ] } ]')
-    writeFileSync(file, readFileSync(file, 'utf8').replace('admin: { host: 127.0.0.1, port: 0 }', `admin: { host: 127.0.0.1, port: ${port} }`))
+    const file = writeConfig(
+      t.testdir(),
+      'agents: [ { id: local, source_cidrs: [127.0.0.1/32], allow: [ { host: origin.test } ] } ]',
+    )
+    writeFileSync(
+      file,
+      readFileSync(file, 'utf8').replace(
+        'admin: { host: 127.0.0.1, port: 0 }',
+        `admin: { host: 127.0.0.1, port: ${port} }`,
+      ),
+    )
     const pc = spawnPortcullis(t, file, { PORTCULLIS_ADMIN_TOKEN: 'cli-test-admin-token-0123456789' })
-    const [code] = await Promise.race([pc.exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('still running 10 s after the admin listen failed')), 10_000).unref())])
+    const [code] = await Promise.race([
+      pc.exited,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error('still running 10 s after the admin listen failed')), 10_000).unref(),
+      ),
+    ])
     t.equal(code, 2)
     t.match(pc.stderr(), /PC_ERR_LISTEN/)
   })

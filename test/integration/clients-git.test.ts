@@ -39,7 +39,10 @@ function client(t: Test, pc: Portcullis): { dir: string; env: NodeJS.ProcessEnv;
 }
 
 t.test('git over an intercepted github.com: repo rules decide clone and push', async (t) => {
-  const git = await startGitServer(t, 'github.com', { 'acme/widgets.git': 'widgets\n', 'attacker/exfil.git': 'exfil\n' })
+  const git = await startGitServer(t, 'github.com', {
+    'acme/widgets.git': 'widgets\n',
+    'attacker/exfil.git': 'exfil\n',
+  })
   const base = `https://github.com:${git.port}`
   const pc = await startPortcullis(t, configFor(git, 'read'))
   const { dir, env, via } = client(t, pc)
@@ -51,16 +54,38 @@ t.test('git over an intercepted github.com: repo rules decide clone and push', a
     const head = await runGit(['rev-parse', 'HEAD'], env, { cwd: join(dir, 'widgets') })
     t.equal(head.stdout.trim(), git.revParse('acme/widgets.git'), 'the clone has the origin commit')
     // The origin: ref advertisement then upload-pack, and no proxy credentials.
-    t.ok(git.seen.some((s) => s.method === 'GET' && s.url === '/acme/widgets.git/info/refs?service=git-upload-pack' && s.status === 200))
+    t.ok(
+      git.seen.some(
+        (s) =>
+          s.method === 'GET' && s.url === '/acme/widgets.git/info/refs?service=git-upload-pack' && s.status === 200,
+      ),
+    )
     t.ok(git.seen.some((s) => s.method === 'POST' && s.url === '/acme/widgets.git/git-upload-pack' && s.status === 200))
-    t.notOk(git.seen.some((s) => s.proxyAuthorization !== undefined), 'no Proxy-Authorization upstream')
+    t.notOk(
+      git.seen.some((s) => s.proxyAuthorization !== undefined),
+      'no Proxy-Authorization upstream',
+    )
     // The records.
     // git's libcurl (http.proxyAuthMethod=anyauth) first CONNECTs without credentials and gets a 407; then Basic.
-    const connect = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === git.port && x.decision === 'allow')
+    const connect = await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === git.port && x.decision === 'allow',
+    )
     t.match(connect, { tls: 'intercept', decision: 'allow', agent: 'ci', host: 'github.com' })
-    const refs = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'GET' && x.path === '/acme/widgets.git/info/refs')
-    t.match(refs, { tls: 'intercept', decision: 'allow', reason: 'allowed', rule: 'g.allow[0]', scheme: 'https', host: 'github.com', port: git.port })
-    const rpc = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'POST' && x.path === '/acme/widgets.git/git-upload-pack')
+    const refs = await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.method === 'GET' && x.path === '/acme/widgets.git/info/refs',
+    )
+    t.match(refs, {
+      tls: 'intercept',
+      decision: 'allow',
+      reason: 'allowed',
+      rule: 'g.allow[0]',
+      scheme: 'https',
+      host: 'github.com',
+      port: git.port,
+    })
+    const rpc = await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.method === 'POST' && x.path === '/acme/widgets.git/git-upload-pack',
+    )
     t.match(rpc, { tls: 'intercept', decision: 'allow', rule: 'g.allow[0]' })
   })
 
@@ -70,10 +95,17 @@ t.test('git over an intercepted github.com: repo rules decide clone and push', a
     t.not(r.code, 0)
     t.match(r.stderr, /The requested URL returned error: 403/)
     // git relays a text/plain error body as `remote:` lines: the agent sees the reason and request id.
-    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'GET' && x.path === '/attacker/exfil.git/info/refs')
+    const rec = await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.method === 'GET' && x.path === '/attacker/exfil.git/info/refs',
+    )
     t.match(rec, { tls: 'intercept', decision: 'deny', reason: 'denied_path', rule: 'g.allow[0]' })
     // The body names the full target, query string included, so the user sees exactly what was refused.
-    t.match(r.stderr, new RegExp(`remote: portcullis blocked GET https://github\\.com:${git.port}/attacker/exfil\\.git/info/refs\\?service=git-upload-pack for agent ci: this path is not allowed for this host`))
+    t.match(
+      r.stderr,
+      new RegExp(
+        `remote: portcullis blocked GET https://github\\.com:${git.port}/attacker/exfil\\.git/info/refs\\?service=git-upload-pack for agent ci: this path is not allowed for this host`,
+      ),
+    )
     t.match(r.stderr, `Request id ${rec.id}`)
     t.match(r.stderr, `portcullis approve ${rec.id}`)
     t.equal(git.seen.length, before, 'the origin received nothing')
@@ -89,7 +121,9 @@ t.test('git over an intercepted github.com: repo rules decide clone and push', a
     const r = await runGit([...via, 'push', 'origin', 'HEAD:main'], env, { cwd: work })
     t.not(r.code, 0)
     t.match(r.stderr, /The requested URL returned error: 403/)
-    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.decision === 'deny' && x.path === '/acme/widgets.git/info/refs')
+    const rec = await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.decision === 'deny' && x.path === '/acme/widgets.git/info/refs',
+    )
     t.match(rec, { method: 'GET', tls: 'intercept', reason: 'denied_path' })
     t.match(r.stderr, `Request id ${rec.id}`)
     t.equal(git.revParse('acme/widgets.git'), before, 'the bare repo ref is unchanged')
@@ -112,8 +146,12 @@ t.test('git over an intercepted github.com: repo rules decide clone and push', a
     const r = await runGit([...w.via, 'push', 'origin', 'HEAD:main'], w.env, { cwd: clone })
     t.equal(r.code, 0, r.stderr)
     t.equal(git.revParse('acme/widgets.git'), local, 'the bare repo ref moved to the pushed commit')
-    t.ok(git.seen.some((s) => s.method === 'POST' && s.url === '/acme/widgets.git/git-receive-pack' && s.status === 200))
-    const rec = await pcw.waitForRecord((x) => x.event === 'decision' && x.method === 'POST' && x.path === '/acme/widgets.git/git-receive-pack')
+    t.ok(
+      git.seen.some((s) => s.method === 'POST' && s.url === '/acme/widgets.git/git-receive-pack' && s.status === 200),
+    )
+    const rec = await pcw.waitForRecord(
+      (x) => x.event === 'decision' && x.method === 'POST' && x.path === '/acme/widgets.git/git-receive-pack',
+    )
     t.match(rec, { tls: 'intercept', decision: 'allow', reason: 'allowed', rule: 'g.allow[0]' })
   })
 })

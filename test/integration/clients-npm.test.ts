@@ -23,7 +23,13 @@ interface Run {
   readonly stderr: string
 }
 
-async function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv, cwd: string, timeoutMs = 60_000): Promise<Run> {
+async function run(
+  cmd: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+  timeoutMs = 60_000,
+): Promise<Run> {
   const child = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] })
   const out: Buffer[] = []
   const err: Buffer[] = []
@@ -32,7 +38,11 @@ async function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv,
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
   const [code, signal] = (await once(child, 'close')) as [number | null, string | null]
   clearTimeout(timer)
-  return { code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }
+  return {
+    code: code ?? (signal ? 128 : 1),
+    stdout: Buffer.concat(out).toString('utf8'),
+    stderr: Buffer.concat(err).toString('utf8'),
+  }
 }
 
 t.test('npm through an intercepted registry.npmjs.org: install works, publish is denied_method', async (t) => {
@@ -42,7 +52,10 @@ t.test('npm through an intercepted registry.npmjs.org: install works, publish is
   // The tarball and its integrity, as the packument must state them.
   const pkgSrc = join(work, 'src')
   mkdirSync(join(pkgSrc, 'package'), { recursive: true })
-  writeFileSync(join(pkgSrc, 'package', 'package.json'), JSON.stringify({ name: PKG, version: VERSION, main: 'index.js', license: 'MIT' }, null, 2))
+  writeFileSync(
+    join(pkgSrc, 'package', 'package.json'),
+    JSON.stringify({ name: PKG, version: VERSION, main: 'index.js', license: 'MIT' }, null, 2),
+  )
   writeFileSync(join(pkgSrc, 'package', 'index.js'), "module.exports = 'tiny through portcullis'\n")
   const tgzFile = join(work, `${PKG}-${VERSION}.tgz`)
   const tar = await run('tar', ['-czf', tgzFile, '-C', pkgSrc, 'package'], { PATH: process.env.PATH }, work, 15_000)
@@ -128,7 +141,19 @@ agents:
     NO_PROXY: '',
     no_proxy: '',
   }
-  const npmArgs = ['--registry', registryUrl, '--proxy', proxyWithAuth, '--https-proxy', proxyWithAuth, '--cafile', caFile, '--no-audit', '--no-fund', '--no-update-notifier']
+  const npmArgs = [
+    '--registry',
+    registryUrl,
+    '--proxy',
+    proxyWithAuth,
+    '--https-proxy',
+    proxyWithAuth,
+    '--cafile',
+    caFile,
+    '--no-audit',
+    '--no-fund',
+    '--no-update-notifier',
+  ]
 
   t.test('npm install fetches the packument and tarball through the proxy', async (t) => {
     const project = join(work, 'project')
@@ -136,15 +161,34 @@ agents:
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
     const r = await run('npm', ['install', `${PKG}@${VERSION}`, ...npmArgs], npmEnv, project)
     t.equal(r.code, 0, r.stderr)
-    t.equal(readFileSync(join(project, 'node_modules', PKG, 'index.js'), 'utf8'), "module.exports = 'tiny through portcullis'\n")
-    const lock = JSON.parse(readFileSync(join(project, 'package-lock.json'), 'utf8')) as { packages: Record<string, { integrity?: string; resolved?: string }> }
-    t.match(lock.packages[`node_modules/${PKG}`], { integrity, resolved: `https://registry.npmjs.org:${registry.port}${tarballPath}` })
+    t.equal(
+      readFileSync(join(project, 'node_modules', PKG, 'index.js'), 'utf8'),
+      "module.exports = 'tiny through portcullis'\n",
+    )
+    const lock = JSON.parse(readFileSync(join(project, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { integrity?: string; resolved?: string }>
+    }
+    t.match(lock.packages[`node_modules/${PKG}`], {
+      integrity,
+      resolved: `https://registry.npmjs.org:${registry.port}${tarballPath}`,
+    })
     // The origin saw both GETs, without proxy credentials.
-    t.ok(registry.seen.some((s) => s.method === 'GET' && s.url === `/${PKG}`), 'packument fetched')
-    t.ok(registry.seen.some((s) => s.method === 'GET' && s.url === tarballPath), 'tarball fetched')
-    t.notOk(registry.seen.some((s) => s.headers['proxy-authorization'] !== undefined), 'no Proxy-Authorization upstream')
+    t.ok(
+      registry.seen.some((s) => s.method === 'GET' && s.url === `/${PKG}`),
+      'packument fetched',
+    )
+    t.ok(
+      registry.seen.some((s) => s.method === 'GET' && s.url === tarballPath),
+      'tarball fetched',
+    )
+    t.notOk(
+      registry.seen.some((s) => s.headers['proxy-authorization'] !== undefined),
+      'no Proxy-Authorization upstream',
+    )
     // The records: intercepted CONNECT, and each inner GET allowed by the preset rule.
-    const connect = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.decision === 'allow')
+    const connect = await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.method === 'CONNECT' && x.decision === 'allow',
+    )
     t.match(connect, { tls: 'intercept', agent: 'ci', host: 'registry.npmjs.org', port: registry.port })
     const doc = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'GET' && x.path === `/${PKG}`)
     t.match(doc, { tls: 'intercept', decision: 'allow', reason: 'allowed', rule: 'g.allow[0]', scheme: 'https' })
@@ -154,12 +198,31 @@ agents:
 
   t.test('a PUT to the registry (a publish) is 403 denied_method and never reaches it', async (t) => {
     const before = registry.seen.length
-    const r = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '--cacert', caFile, '-X', 'PUT', '-H', 'content-type: application/json', '--data', '{"name":"x"}', `${registryUrl}${PKG}`])
+    const r = await curl([
+      '--proxy',
+      pc.proxyUrl,
+      '--proxy-user',
+      `ci:${TOKEN}`,
+      '--cacert',
+      caFile,
+      '-X',
+      'PUT',
+      '-H',
+      'content-type: application/json',
+      '--data',
+      '{"name":"x"}',
+      `${registryUrl}${PKG}`,
+    ])
     t.equal(r.status, 403)
     t.equal(r.headers['x-portcullis-decision'], 'denied_method')
     const id = r.headers['x-portcullis-request-id']
     t.ok(id)
-    t.match(r.body, new RegExp(`portcullis blocked PUT https://registry\\.npmjs\\.org:${registry.port}/${PKG} for agent ci: this method is not allowed for this host`))
+    t.match(
+      r.body,
+      new RegExp(
+        `portcullis blocked PUT https://registry\\.npmjs\\.org:${registry.port}/${PKG} for agent ci: this method is not allowed for this host`,
+      ),
+    )
     const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'PUT' && x.id === id)
     t.match(rec, { tls: 'intercept', decision: 'deny', reason: 'denied_method', path: `/${PKG}` })
     t.equal(registry.seen.length, before, 'the registry received nothing')
@@ -170,9 +233,17 @@ agents:
     // A new version: npm checks the packument first and refuses to republish 1.0.0 by itself.
     const next = join(work, 'next')
     mkdirSync(next)
-    writeFileSync(join(next, 'package.json'), JSON.stringify({ name: PKG, version: '1.0.1', main: 'index.js', license: 'MIT' }))
+    writeFileSync(
+      join(next, 'package.json'),
+      JSON.stringify({ name: PKG, version: '1.0.1', main: 'index.js', license: 'MIT' }),
+    )
     writeFileSync(join(next, 'index.js'), "module.exports = 'next'\n")
-    const earlierPuts = new Set(pc.decisions().filter((x) => x.method === 'PUT').map((x) => x.id))
+    const earlierPuts = new Set(
+      pc
+        .decisions()
+        .filter((x) => x.method === 'PUT')
+        .map((x) => x.id),
+    )
     const r = await run('npm', ['publish', next, ...npmArgs], npmEnv, work)
     t.not(r.code, 0)
     // npm shows the status and URL only: it relays a JSON body's `error` field, not a text body.
@@ -180,6 +251,9 @@ agents:
     t.match(r.stderr, /E403/)
     const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'PUT' && !earlierPuts.has(x.id))
     t.match(rec, { tls: 'intercept', reason: 'denied_method' })
-    t.notOk(registry.seen.slice(before).some((s) => s.method !== 'GET'), 'no write reached the registry')
+    t.notOk(
+      registry.seen.slice(before).some((s) => s.method !== 'GET'),
+      'no write reached the registry',
+    )
   })
 })

@@ -8,10 +8,7 @@ import { originOnlyYaml, TOKEN } from '../helpers/config.js'
 t.test('undici ProxyAgent through the real proxy', async (t) => {
   const origin = await startHttpOrigin(t)
   const tls = await startHttpsOrigin(t, ['origin.test'])
-  const pc = await startPortcullis(
-    t,
-    originOnlyYaml([origin.port, tls.port], { caFile: tls.ca.certFile }),
-  )
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port, tls.port], { caFile: tls.ca.certFile }))
   const token = basicAuth('ci', TOKEN)
   // undici 7 tunnels every request by default, plain http too; proxyTunnel: false sends absolute-form for http.
   const plain = new ProxyAgent({ uri: pc.proxyUrl, token, proxyTunnel: false })
@@ -30,7 +27,16 @@ t.test('undici ProxyAgent through the real proxy', async (t) => {
     t.notOk(seen?.headers['proxy-authorization'], 'no Proxy-Authorization upstream')
     t.match(seen?.headers.via ?? '', /portcullis/)
     const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.path === '/undici-plain')
-    t.match(rec, { agent: 'ci', scheme: 'http', method: 'GET', decision: 'allow', reason: 'allowed', rule: 'g.allow[0]', would_deny: false, tls: null })
+    t.match(rec, {
+      agent: 'ci',
+      scheme: 'http',
+      method: 'GET',
+      decision: 'allow',
+      reason: 'allowed',
+      rule: 'g.allow[0]',
+      would_deny: false,
+      tls: null,
+    })
   })
 
   t.test('HTTPS through a spliced tunnel: 200 with the origin body', async (t) => {
@@ -40,8 +46,18 @@ t.test('undici ProxyAgent through the real proxy', async (t) => {
     const seen = tls.seen.find((s) => s.url === '/undici-tls')
     t.ok(seen, 'origin reached')
     t.notOk(seen?.headers['proxy-authorization'], 'no Proxy-Authorization inside the tunnel')
-    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === tls.port && x.decision === 'allow')
-    t.match(rec, { agent: 'ci', scheme: 'https', host: 'origin.test', tls: 'tunnel', reason: 'allowed', rule: 'g.allow[0]', path: null })
+    const rec = await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === tls.port && x.decision === 'allow',
+    )
+    t.match(rec, {
+      agent: 'ci',
+      scheme: 'https',
+      host: 'origin.test',
+      tls: 'tunnel',
+      reason: 'allowed',
+      rule: 'g.allow[0]',
+      path: null,
+    })
   })
 
   t.test('a denied host over plain HTTP: 403 with the decision headers and body', async (t) => {
@@ -66,12 +82,25 @@ t.test('undici ProxyAgent through the real proxy', async (t) => {
       message: 'Proxy response (403) !== 200 when HTTP Tunneling',
     })
     t.equal(tls.seen.length, before, 'origin not reached')
-    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.host === 'other.test')
-    t.match(rec, { agent: 'ci', decision: 'deny', reason: 'denied_no_rule', rule: null, port: tls.port, would_deny: false })
+    const rec = await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.method === 'CONNECT' && x.host === 'other.test',
+    )
+    t.match(rec, {
+      agent: 'ci',
+      decision: 'deny',
+      reason: 'denied_no_rule',
+      rule: null,
+      port: tls.port,
+      would_deny: false,
+    })
   })
 
   t.test('a wrong token: undici rejects with the CONNECT 407', async (t) => {
-    const wrong = new ProxyAgent({ uri: pc.proxyUrl, token: basicAuth('ci', 'wrong'), requestTls: { ca: tls.ca.certPem } })
+    const wrong = new ProxyAgent({
+      uri: pc.proxyUrl,
+      token: basicAuth('ci', 'wrong'),
+      requestTls: { ca: tls.ca.certPem },
+    })
     t.teardown(() => wrong.close())
     await t.rejects(request(`https://origin.test:${tls.port}/undici-407`, { dispatcher: wrong }), {
       code: 'UND_ERR_ABORTED',
@@ -88,10 +117,21 @@ t.test('undici ProxyAgent through the real proxy', async (t) => {
     t.equal(res.statusCode, 200)
     t.match(await res.body.text(), /origin saw GET \/undici-default-tunnel\?x=1/)
     t.notOk(origin.seen.at(-1)?.headers['proxy-authorization'], 'no credentials upstream')
-    const connect = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === origin.port)
+    const connect = await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === origin.port,
+    )
     t.match(connect, { agent: 'ci', decision: 'allow', tls: null })
-    const inner = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'GET' && x.path === '/undici-default-tunnel')
-    t.match(inner, { agent: 'ci', scheme: 'http', tls: null, decision: 'allow', port: origin.port, address: '127.0.0.1' })
+    const inner = await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.method === 'GET' && x.path === '/undici-default-tunnel',
+    )
+    t.match(inner, {
+      agent: 'ci',
+      scheme: 'http',
+      tls: null,
+      decision: 'allow',
+      port: origin.port,
+      address: '127.0.0.1',
+    })
     const again = await request(`http://origin.test:${origin.port}/second`, { dispatcher: defaults })
     t.equal(again.statusCode, 200, 'keep-alive inside the tunnel')
     await again.body.text()
@@ -100,17 +140,17 @@ t.test('undici ProxyAgent through the real proxy', async (t) => {
 
 t.test('path rules hold for http:// URLs that undici tunnels by CONNECT', async (t) => {
   const origin = await startHttpOrigin(t)
-  const pc = await startPortcullis(
-    t,
-    originOnlyYaml([origin.port], { paths: ['/public/**'] }),
-  )
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port], { paths: ['/public/**'] }))
   const agent = new ProxyAgent({ uri: pc.proxyUrl, token: basicAuth('ci', TOKEN) })
   t.teardown(() => agent.close())
   const ok = await request(`http://origin.test:${origin.port}/public/a`, { dispatcher: agent })
   t.equal(ok.statusCode, 200)
   await ok.body.text()
   const before = origin.seen.length
-  const denied = await request(`http://origin.test:${origin.port}/private/a`, { dispatcher: agent, headers: { accept: 'application/json' } })
+  const denied = await request(`http://origin.test:${origin.port}/private/a`, {
+    dispatcher: agent,
+    headers: { accept: 'application/json' },
+  })
   t.equal(denied.statusCode, 403)
   t.equal(denied.headers['x-portcullis-decision'], 'denied_path')
   t.match(await denied.body.json(), { reason: 'denied_path', path: '/private/a', rule: 'g.allow[0]' })

@@ -22,36 +22,55 @@ t.test('CONNECT tunnels', async (t) => {
   await once(raw, 'listening')
   const rawPort = (raw.address() as AddressInfo).port
   t.teardown(() => raw.close())
-  const pc = await startPortcullis(
-    t,
-    originOnlyYaml([origin.port, rawPort], { caFile: origin.ca.certFile }),
-  )
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port, rawPort], { caFile: origin.ca.certFile }))
 
   t.test('curl through a spliced tunnel reaches the real origin certificate', async (t) => {
-    const r = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '--cacert', origin.ca.certFile, `https://origin.test:${origin.port}/tunnelled`])
+    const r = await curl([
+      '--proxy',
+      pc.proxyUrl,
+      '--proxy-user',
+      `ci:${TOKEN}`,
+      '--cacert',
+      origin.ca.certFile,
+      `https://origin.test:${origin.port}/tunnelled`,
+    ])
     t.equal(r.exitCode, 0, r.stderr)
     t.equal(r.status, 200)
     t.match(r.body, /origin saw GET \/tunnelled/)
-    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === origin.port && x.decision === 'allow')
+    const rec = await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === origin.port && x.decision === 'allow',
+    )
     t.match(rec, { tls: 'tunnel', rule: 'g.allow[0]', agent: 'ci', address: '127.0.0.1', path: null })
     const close = await pc.waitForRecord((x) => x.event === 'close' && x.id === rec.id)
     t.ok(close.event === 'close' && close.bytes_up > 0 && close.bytes_down > 0, 'bytes counted both ways')
   })
 
   t.test('CONNECT without credentials: 407 with a challenge and Connection: close', async (t) => {
-    const { response, closed } = await rawExchange(pc.proxyPort, `CONNECT origin.test:${origin.port} HTTP/1.1\r\nHost: origin.test:${origin.port}\r\n\r\n`)
+    const { response, closed } = await rawExchange(
+      pc.proxyPort,
+      `CONNECT origin.test:${origin.port} HTTP/1.1\r\nHost: origin.test:${origin.port}\r\n\r\n`,
+    )
     t.match(response, /^HTTP\/1\.1 407 /)
     t.match(response, /proxy-authenticate: Basic realm="portcullis"/i)
     t.match(response, /connection: close/i)
     t.match(response, /x-portcullis-decision: denied_auth_required/i)
     t.ok(closed, 'the proxy closes the connection')
-    const r = await curl(['--proxy', pc.proxyUrl, '--cacert', origin.ca.certFile, `https://origin.test:${origin.port}/`])
+    const r = await curl([
+      '--proxy',
+      pc.proxyUrl,
+      '--cacert',
+      origin.ca.certFile,
+      `https://origin.test:${origin.port}/`,
+    ])
     t.not(r.exitCode, 0)
     t.match(r.stderr, /407/)
   })
 
   t.test('CONNECT to a port no rule allows is denied_port', async (t) => {
-    const { response } = await rawExchange(pc.proxyPort, `CONNECT origin.test:8443 HTTP/1.1\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n\r\n`)
+    const { response } = await rawExchange(
+      pc.proxyPort,
+      `CONNECT origin.test:8443 HTTP/1.1\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n\r\n`,
+    )
     t.match(response, /^HTTP\/1\.1 403 /)
     t.match(response, /x-portcullis-decision: denied_port/i)
   })
@@ -74,38 +93,50 @@ t.test('CONNECT tunnels', async (t) => {
     t.match(await pc.waitForRecord((x) => x.event === 'close' && x.id === rec.id), { bytes_up: 0, bytes_down: 0 })
   })
 
-  t.test('a client that leaves before its ClientHello: allowed, nothing handled (tls null), and a close record', async (t) => {
-    const { socket } = await openTunnel(pc.proxyPort, `origin.test:${rawPort}`)
-    socket.destroy()
-    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === rawPort && x.decision === 'allow')
-    t.match(rec, { tls: null })
-    t.match(await pc.waitForRecord((x) => x.event === 'close' && x.id === rec.id), { bytes_up: 0, bytes_down: 0 })
-  })
+  t.test(
+    'a client that leaves before its ClientHello: allowed, nothing handled (tls null), and a close record',
+    async (t) => {
+      const { socket } = await openTunnel(pc.proxyPort, `origin.test:${rawPort}`)
+      socket.destroy()
+      const rec = await pc.waitForRecord(
+        (x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === rawPort && x.decision === 'allow',
+      )
+      t.match(rec, { tls: null })
+      t.match(await pc.waitForRecord((x) => x.event === 'close' && x.id === rec.id), { bytes_up: 0, bytes_down: 0 })
+    },
+  )
 
   t.test('a client that does not speak TLS in a tunnel is refused', async (t) => {
     const { socket } = await openTunnel(pc.proxyPort, `origin.test:${rawPort}`)
     socket.write('\x00\x01 not a TLS record and not HTTP either\r\n\r\n')
     await once(socket, 'close')
-    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.port === rawPort && x.decision === 'deny' && x.detail === 'not_tls')
+    const rec = await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.port === rawPort && x.decision === 'deny' && x.detail === 'not_tls',
+    )
     t.match(rec, { reason: 'denied_sni_mismatch' })
     t.equal(rawBytes, 0, 'upstream received nothing')
   })
 
-  t.test('plain HTTP in a tunnel is decided per request: a Host that differs from the CONNECT host is refused', async (t) => {
-    const { socket } = await openTunnel(pc.proxyPort, `origin.test:${rawPort}`)
-    let answer = ''
-    socket.on('data', (c: Buffer) => (answer += c.toString('latin1')))
-    // Split mid request line, as a slow link might: still recognised as HTTP.
-    socket.write('GET / HT')
-    await new Promise((r) => setTimeout(r, 100))
-    socket.write('TP/1.1\r\nHost: other.test\r\n\r\n')
-    await once(socket, 'close')
-    t.match(answer, /^HTTP\/1\.1 403 Forbidden\r\n/)
-    t.match(answer, /x-portcullis-decision: denied_host_mismatch/)
-    const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.port === rawPort && x.reason === 'denied_host_mismatch')
-    t.match(rec, { scheme: 'http', tls: null, method: 'GET', path: '/' })
-    t.equal(rawBytes, 0, 'upstream received nothing')
-  })
+  t.test(
+    'plain HTTP in a tunnel is decided per request: a Host that differs from the CONNECT host is refused',
+    async (t) => {
+      const { socket } = await openTunnel(pc.proxyPort, `origin.test:${rawPort}`)
+      let answer = ''
+      socket.on('data', (c: Buffer) => (answer += c.toString('latin1')))
+      // Split mid request line, as a slow link might: still recognised as HTTP.
+      socket.write('GET / HT')
+      await new Promise((r) => setTimeout(r, 100))
+      socket.write('TP/1.1\r\nHost: other.test\r\n\r\n')
+      await once(socket, 'close')
+      t.match(answer, /^HTTP\/1\.1 403 Forbidden\r\n/)
+      t.match(answer, /x-portcullis-decision: denied_host_mismatch/)
+      const rec = await pc.waitForRecord(
+        (x) => x.event === 'decision' && x.port === rawPort && x.reason === 'denied_host_mismatch',
+      )
+      t.match(rec, { scheme: 'http', tls: null, method: 'GET', path: '/' })
+      t.equal(rawBytes, 0, 'upstream received nothing')
+    },
+  )
 
   t.test('an idle tunnel is not closed by the HTTP keep-alive timeout', async (t) => {
     const { socket, head } = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
@@ -146,7 +177,10 @@ t.test('large bodies cross a spliced tunnel intact both ways, to a slow reader t
     const tls = tlsConnect({ socket, servername: 'origin.test', ca: origin.ca.certPem })
     await once(tls, 'secureConnect')
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const req = httpsRequest({ method, path: '/x', headers: { host: 'origin.test' }, createConnection: () => tls }, resolve)
+      const req = httpsRequest(
+        { method, path: '/x', headers: { host: 'origin.test' }, createConnection: () => tls },
+        resolve,
+      )
       req.on('error', reject)
       req.end(body ?? undefined)
     })
@@ -177,5 +211,8 @@ t.test('large bodies cross a spliced tunnel intact both ways, to a slow reader t
   t.ok(await until(() => closeRecords().length >= 3), 'three close records')
   const closes = closeRecords()
   t.ok(closes.filter((c) => c.event === 'close' && c.bytes_down > SIZE).length >= 2, 'both downloads counted down')
-  t.ok(closes.some((c) => c.event === 'close' && c.bytes_up > SIZE), 'the upload counted up')
+  t.ok(
+    closes.some((c) => c.event === 'close' && c.bytes_up > SIZE),
+    'the upload counted up',
+  )
 })

@@ -32,7 +32,16 @@ agents:
   const proxy = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`]
 
   t.test('an allowed request reaches the origin without proxy credentials and with Via', async (t) => {
-    const r = await curl([...proxy, '-H', 'Connection: X-Drop-Me', '-H', 'X-Drop-Me: 1', '-H', 'Keep-Alive: timeout=5', `http://origin.test:${origin.port}/hello?x=1`])
+    const r = await curl([
+      ...proxy,
+      '-H',
+      'Connection: X-Drop-Me',
+      '-H',
+      'X-Drop-Me: 1',
+      '-H',
+      'Keep-Alive: timeout=5',
+      `http://origin.test:${origin.port}/hello?x=1`,
+    ])
     t.equal(r.status, 200)
     t.match(r.body, /origin saw GET \/hello\?x=1/)
     t.match(r.headers.via ?? '', /portcullis/)
@@ -44,10 +53,22 @@ agents:
     t.match(seen?.headers.via ?? '', /1\.1 portcullis/)
     t.equal(seen?.headers.host, `origin.test:${origin.port}`)
     const rec = await pc.waitForRecord((r) => r.event === 'decision' && r.path === '/hello')
-    t.match(rec, { decision: 'allow', reason: 'allowed', rule: 'g.allow[0]', agent: 'ci', scheme: 'http', address: '127.0.0.1', would_deny: false, tls: null })
+    t.match(rec, {
+      decision: 'allow',
+      reason: 'allowed',
+      rule: 'g.allow[0]',
+      agent: 'ci',
+      scheme: 'http',
+      address: '127.0.0.1',
+      would_deny: false,
+      tls: null,
+    })
     const close = await pc.waitForRecord((r) => r.event === 'close' && r.id === rec.id)
     t.ok(close.event === 'close' && close.bytes_down > 0, 'close record counts bytes down')
-    t.notOk(pc.logLines().some((l) => l.includes(TOKEN)), 'the token never appears in the log')
+    t.notOk(
+      pc.logLines().some((l) => l.includes(TOKEN)),
+      'the token never appears in the log',
+    )
   })
 
   t.test('no credentials get 407 with a Basic challenge', async (t) => {
@@ -82,7 +103,14 @@ agents:
     const r = await curl([...proxy, '-H', 'Accept: application/json', `http://origin.test:${origin.port}/secret/key`])
     t.equal(r.status, 403)
     const body = JSON.parse(r.body) as Record<string, unknown>
-    t.match(body, { reason: 'denied_by_rule', agent: 'ci', method: 'GET', host: 'origin.test', path: '/secret/key', rule: 'g.deny[0]' })
+    t.match(body, {
+      reason: 'denied_by_rule',
+      agent: 'ci',
+      method: 'GET',
+      host: 'origin.test',
+      path: '/secret/key',
+      rule: 'g.deny[0]',
+    })
     t.equal(body.request_id, r.headers['x-portcullis-request-id'])
     t.match(String(body.approve_command), /^portcullis approve /)
   })
@@ -130,7 +158,11 @@ agents:
     t.equal(r.status, 403)
     t.equal(r.headers['x-portcullis-decision'], 'denied_private_address')
     const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.host === 'private.test')
-    t.match(rec, { decision: 'deny', reason: 'denied_private_address', address: '127.0.0.2' }, 'the record names the address that was refused')
+    t.match(
+      rec,
+      { decision: 'deny', reason: 'denied_private_address', address: '127.0.0.2' },
+      'the record names the address that was refused',
+    )
   })
 
   t.test('origin-form requests to the proxy are answered 400', async (t) => {

@@ -34,11 +34,19 @@ agents:
   const via = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '--cacert', join(pc.dir, 'ca.pem')]
 
   t.test('the header reaches the origin, replacing one the client sent', async (t) => {
-    const r = await curl([...via, '-H', 'Authorization: Bearer from-the-sandbox', `https://origin.test:${tls.port}/pkg`])
+    const r = await curl([
+      ...via,
+      '-H',
+      'Authorization: Bearer from-the-sandbox',
+      `https://origin.test:${tls.port}/pkg`,
+    ])
     t.equal(r.status, 200, r.stderr)
     t.equal(tls.seen.at(-1)?.headers.authorization, `Bearer ${SECRET}`)
     t.notMatch(r.body, SECRET, 'not echoed to the client by the proxy')
-    t.notOk(pc.logLines().some((l) => l.includes(SECRET)), 'never logged')
+    t.notOk(
+      pc.logLines().some((l) => l.includes(SECRET)),
+      'never logged',
+    )
   })
 
   t.test('plain http gets no secret: it would cross the network in clear', async (t) => {
@@ -60,9 +68,14 @@ agents:
     t.equal(r.status, 403)
     t.equal(r.headers['x-portcullis-decision'], 'denied_internal_error')
     t.equal(tls.seen.length, before, 'nothing was sent without the credential')
-    const rec = await pc.waitForRecord<DecisionRecord>((x) => x.event === 'decision' && x.host === 'other.test' && x.path === '/x')
+    const rec = await pc.waitForRecord<DecisionRecord>(
+      (x) => x.event === 'decision' && x.host === 'other.test' && x.path === '/x',
+    )
     t.match(rec, { reason: 'denied_internal_error', rule: 'g.allow[1]', detail: 'inject_secret_missing' })
-    t.ok(pc.logLines().some((l) => l.includes('PC_INJECT_SECRET_MISSING') && l.includes('PC_TEST_UNSET')), 'the operator is told which variable')
+    t.ok(
+      pc.logLines().some((l) => l.includes('PC_INJECT_SECRET_MISSING') && l.includes('PC_TEST_UNSET')),
+      'the operator is told which variable',
+    )
   })
 })
 
@@ -93,7 +106,10 @@ agents:
     const id = String(r.headers['x-portcullis-request-id'])
     const rec = await pc.waitForRecord<DecisionRecord>((x) => x.event === 'decision' && x.id === id)
     t.match(rec, { decision: 'deny', reason: 'denied_secret_detected', rule: 'g.allow[0]', detail: detector })
-    t.notOk(pc.logLines().some((l) => l.includes(AWS_KEY_ID)), 'the secret is not logged')
+    t.notOk(
+      pc.logLines().some((l) => l.includes(AWS_KEY_ID)),
+      'the secret is not logged',
+    )
   }
 
   t.test('a clean body passes, intact', async (t) => {
@@ -101,28 +117,56 @@ agents:
     t.equal(r.status, 200, r.stderr)
     t.equal(tls.seen.at(-1)?.body, 'name=widgets&version=1.2.3')
   })
-  t.test('a cloud key in the body', (t) => refused(t, ['--data-binary', `aws_access_key_id=${AWS_KEY_ID}`], 'aws_access_key_id'))
-  t.test('a private key in a form body, percent-encoded', (t) => refused(t, ['--data-urlencode', `k=${PEM_HEADER}\nMIIEowIBAAKCAQEA`], 'private_key'))
+  t.test('a cloud key in the body', (t) =>
+    refused(t, ['--data-binary', `aws_access_key_id=${AWS_KEY_ID}`], 'aws_access_key_id'),
+  )
+  t.test('a private key in a form body, percent-encoded', (t) =>
+    refused(t, ['--data-urlencode', `k=${PEM_HEADER}\nMIIEowIBAAKCAQEA`], 'private_key'),
+  )
   t.test('a gzip-encoded body', async (t) => {
     const dir = t.testdir({ 'body.gz': gzipSync(`{"key": "${PEM_HEADER}"}`) })
     await refused(t, ['-H', 'Content-Encoding: gzip', '--data-binary', `@${join(dir, 'body.gz')}`], 'private_key')
   })
-  t.test('a token in a header', (t) => refused(t, ['-H', `X-Debug: ghp_${'a1B2'.repeat(9)}`, '--data-binary', 'x'], 'github_token'))
+  t.test('a token in a header', (t) =>
+    refused(t, ['-H', `X-Debug: ghp_${'a1B2'.repeat(9)}`, '--data-binary', 'x'], 'github_token'),
+  )
   t.test('a key in the query', (t) => refused(t, ['-X', 'POST'], 'aws_access_key_id', `${url}?k=${AWS_KEY_ID}`))
-  t.test('over plain http too', (t) => refused(t, ['--data-binary', `AWS_KEY=${AWS_KEY_ID}`], 'aws_access_key_id', `http://origin.test:${plain.port}/upload`))
+  t.test('over plain http too', (t) =>
+    refused(
+      t,
+      ['--data-binary', `AWS_KEY=${AWS_KEY_ID}`],
+      'aws_access_key_id',
+      `http://origin.test:${plain.port}/upload`,
+    ),
+  )
   t.test('bytes after the end of a deflate stream', async (t) => {
     const dir = t.testdir({ 'body.bin': Buffer.concat([deflateSync('clean'), Buffer.from(`\n{"k":"${AWS_KEY_ID}"}`)]) })
-    await refused(t, ['-H', 'Content-Encoding: deflate', '--data-binary', `@${join(dir, 'body.bin')}`], 'aws_access_key_id')
+    await refused(
+      t,
+      ['-H', 'Content-Encoding: deflate', '--data-binary', `@${join(dir, 'body.bin')}`],
+      'aws_access_key_id',
+    )
   })
-  t.test('JSON string escapes', (t) => refused(t, ['--data-binary', '{"k":"\\u0041KIAIOSFODNN7EXAMPLE"}'], 'aws_access_key_id'))
-  t.test('a percent-encoded cookie', (t) => refused(t, ['-H', 'Cookie: t=%41KIAIOSFODNN7EXAMPLE', '--data-binary', 'x'], 'aws_access_key_id'))
-  t.test('a key glued to word characters', (t) => refused(t, ['--data-binary', `key_${AWS_KEY_ID}_end`], 'aws_access_key_id'))
+  t.test('JSON string escapes', (t) =>
+    refused(t, ['--data-binary', '{"k":"\\u0041KIAIOSFODNN7EXAMPLE"}'], 'aws_access_key_id'),
+  )
+  t.test('a percent-encoded cookie', (t) =>
+    refused(t, ['-H', 'Cookie: t=%41KIAIOSFODNN7EXAMPLE', '--data-binary', 'x'], 'aws_access_key_id'),
+  )
+  t.test('a key glued to word characters', (t) =>
+    refused(t, ['--data-binary', `key_${AWS_KEY_ID}_end`], 'aws_access_key_id'),
+  )
   t.test('a key in the path is refused and redacted from the record', async (t) => {
     const r = await curl([...via, '-X', 'POST', `https://origin.test:${tls.port}/leak/${AWS_KEY_ID}`])
     t.equal(r.headers['x-portcullis-decision'], 'denied_secret_detected')
-    const rec = await pc.waitForRecord<DecisionRecord>((x) => x.event === 'decision' && x.id === r.headers['x-portcullis-request-id'])
+    const rec = await pc.waitForRecord<DecisionRecord>(
+      (x) => x.event === 'decision' && x.id === r.headers['x-portcullis-request-id'],
+    )
     t.equal(rec.path, '/leak/<redacted:aws_access_key_id>')
-    t.notOk(pc.logLines().some((l) => l.includes(AWS_KEY_ID)), 'nor in any log line')
+    t.notOk(
+      pc.logLines().some((l) => l.includes(AWS_KEY_ID)),
+      'nor in any log line',
+    )
   })
   t.test('a body too large to inspect whole fails closed', async (t) => {
     const dir = t.testdir({ 'big.bin': Buffer.alloc(8 * 1024 * 1024 + 1, 0x61) })

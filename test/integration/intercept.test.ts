@@ -36,7 +36,12 @@ agents:
   const via = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '--cacert', caFile]
 
   t.test('an allowed path passes, with the proxy credentials kept out of the origin', async (t) => {
-    const r = await curl([...via, '-H', 'Proxy-Authorization: Basic c2hvdWxkOm5vdA==', `https://paths.test:${origin.port}/ok/file.tgz`])
+    const r = await curl([
+      ...via,
+      '-H',
+      'Proxy-Authorization: Basic c2hvdWxkOm5vdA==',
+      `https://paths.test:${origin.port}/ok/file.tgz`,
+    ])
     t.equal(r.exitCode, 0, r.stderr)
     t.equal(r.status, 200)
     t.match(r.body, /origin saw GET \/ok\/file\.tgz/)
@@ -44,7 +49,9 @@ agents:
     t.notOk(seen?.headers['proxy-authorization'], 'no Proxy-Authorization upstream')
     const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.path === '/ok/file.tgz')
     t.match(rec, { tls: 'intercept', method: 'GET', decision: 'allow', rule: 'g.allow[0]', scheme: 'https' })
-    const connect = await pc.waitForRecord((x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === origin.port)
+    const connect = await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === origin.port,
+    )
     t.match(connect, { tls: 'intercept', decision: 'allow' })
     await pc.waitForRecord((x) => x.event === 'close' && x.id === connect.id)
   })
@@ -89,28 +96,42 @@ agents:
   }
 
   t.test('an absolute-form inner target and the Host header must both name the CONNECT host', async (t) => {
-    const { answer } = await inner(`GET https://paths.test:${origin.port}/ok/abs HTTP/1.1\r\nHost: origin.test:${origin.port}\r\nConnection: close\r\n\r\n`)
+    const { answer } = await inner(
+      `GET https://paths.test:${origin.port}/ok/abs HTTP/1.1\r\nHost: origin.test:${origin.port}\r\nConnection: close\r\n\r\n`,
+    )
     t.match(answer, /^HTTP\/1\.1 403 /)
     t.match(answer, /x-portcullis-decision: denied_host_mismatch/i)
     t.notOk(origin.seen.some((s) => s.url === '/ok/abs'))
-    const ok = await inner(`GET https://paths.test:${origin.port}/ok/abs-same HTTP/1.1\r\nHost: paths.test:${origin.port}\r\nConnection: close\r\n\r\n`)
+    const ok = await inner(
+      `GET https://paths.test:${origin.port}/ok/abs-same HTTP/1.1\r\nHost: paths.test:${origin.port}\r\nConnection: close\r\n\r\n`,
+    )
     t.match(ok.answer, /^HTTP\/1\.1 200 /, 'both naming it is fine')
   })
 
   t.test('two inner Host headers are a 400', async (t) => {
-    const { answer, closed } = await inner(`GET /ok/two-hosts HTTP/1.1\r\nHost: paths.test\r\nHost: origin.test\r\n\r\n`)
+    const { answer, closed } = await inner(
+      `GET /ok/two-hosts HTTP/1.1\r\nHost: paths.test\r\nHost: origin.test\r\n\r\n`,
+    )
     t.match(answer, /^HTTP\/1\.1 400 /)
     t.ok(closed)
     t.notOk(origin.seen.some((s) => s.url === '/ok/two-hosts'))
   })
 
   t.test('an inner request pipelined after a refusal that closes the connection is not forwarded', async (t) => {
-    const { answer, closed } = await inner(`GET /ok/x HTTP/1.1\r\nHost: origin.test\r\n\r\nGET /ok/after-mismatch HTTP/1.1\r\nHost: paths.test\r\n\r\n`)
+    const { answer, closed } = await inner(
+      `GET /ok/x HTTP/1.1\r\nHost: origin.test\r\n\r\nGET /ok/after-mismatch HTTP/1.1\r\nHost: paths.test\r\n\r\n`,
+    )
     t.match(answer, /^HTTP\/1\.1 403 /)
     t.equal(answer.match(/^HTTP\/1\.1 \d{3} /gm)?.length, 1)
     t.ok(closed)
-    t.notOk(origin.seen.some((s) => s.url === '/ok/after-mismatch'), 'never reached the origin')
-    t.notOk(pc.records().some((r) => r.event === 'decision' && r.path === '/ok/after-mismatch'), 'never decided')
+    t.notOk(
+      origin.seen.some((s) => s.url === '/ok/after-mismatch'),
+      'never reached the origin',
+    )
+    t.notOk(
+      pc.records().some((r) => r.event === 'decision' && r.path === '/ok/after-mismatch'),
+      'never decided',
+    )
   })
 
   t.test('an upstream certificate for another name is a 502, never an insecure connection', async (t) => {
@@ -127,7 +148,10 @@ agents:
     t.match(head, /^HTTP\/1\.1 200 /)
     const tls = tlsConnect({ socket, servername: 'paths.test', ca: readFileSync(caFile) })
     await once(tls, 'secureConnect')
-    const { answer, elapsedMs } = await trickleUntilClosed(tls, `GET /ok/x HTTP/1.1\r\nHost: paths.test\r\nX-Slow: ${'a'.repeat(400)}`)
+    const { answer, elapsedMs } = await trickleUntilClosed(
+      tls,
+      `GET /ok/x HTTP/1.1\r\nHost: paths.test\r\nX-Slow: ${'a'.repeat(400)}`,
+    )
     t.ok(elapsedMs < 6000, `closed after ${elapsedMs} ms despite steady trickling (header_timeout_ms 1500, idle 10000)`)
     t.match(answer, /^HTTP\/1\.1 408 /)
   })
@@ -150,10 +174,14 @@ async function captureClientHello(servername: string): Promise<Buffer> {
   const server = createNetServer()
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
-  const got = new Promise<Buffer>((resolve) => server.once('connection', (s) => s.once('data', (b: Buffer) => {
-    resolve(b)
-    s.destroy()
-  })))
+  const got = new Promise<Buffer>((resolve) =>
+    server.once('connection', (s) =>
+      s.once('data', (b: Buffer) => {
+        resolve(b)
+        s.destroy()
+      }),
+    ),
+  )
   const client = tlsConnect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, servername })
   client.on('error', () => undefined)
   const hello = await got
@@ -164,10 +192,13 @@ async function captureClientHello(servername: string): Promise<Buffer> {
 
 t.test('an intercepted connection that sends only blank lines is closed at idle_timeout_ms', async (t) => {
   const origin = await startHttpsOrigin(t, ['paths.test'])
-  const pc = await startPortcullis(t, `${upstreamYaml([origin.port], `  ca_file: ${JSON.stringify(origin.ca.certFile)}`).replace('idle_timeout_ms: 10000', 'idle_timeout_ms: 1500')}
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([origin.port], `  ca_file: ${JSON.stringify(origin.ca.certFile)}`).replace('idle_timeout_ms: 10000', 'idle_timeout_ms: 1500')}
 groups: { g: { allow: [ { host: paths.test, paths: ["/**"] } ] } }
 agents: [ { id: ci, token: ${TOKEN_HASH}, groups: [g] } ]
-`)
+`,
+  )
   const { socket } = await openTunnel(pc.proxyPort, `paths.test:${origin.port}`)
   const tls = tlsConnect({ socket, servername: 'paths.test', ca: readFileSync(join(pc.dir, 'ca.pem')) })
   await once(tls, 'secureConnect')

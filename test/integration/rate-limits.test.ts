@@ -48,7 +48,12 @@ const slowDownload: OriginHandler = (_req, res) => {
 }
 
 /** GET /big over TLS through a CONNECT tunnel (trusting `ca`); how much arrived before the connection closed, and how long it took. */
-async function downloadThroughTunnel(t: Test, proxyPort: number, originPort: number, ca: string): Promise<{ received: number; seconds: number }> {
+async function downloadThroughTunnel(
+  t: Test,
+  proxyPort: number,
+  originPort: number,
+  ca: string,
+): Promise<{ received: number; seconds: number }> {
   const { socket, head } = await openTunnel(proxyPort, `origin.test:${originPort}`)
   t.match(head, /^HTTP\/1\.1 200 /)
   const tls = tlsConnect({ socket, servername: 'origin.test', ca })
@@ -66,21 +71,42 @@ t.test('requests_per_minute: the budget passes, the next request is 429 with Ret
   const origin = await startHttpOrigin(t)
   const pc = await startPortcullis(
     t,
-    originOnlyYaml([origin.port], { extra: 'limits: { requests_per_minute: 3 }', agents: { ci: '', roomy: 'limits: { requests_per_minute: 100 }' } }),
+    originOnlyYaml([origin.port], {
+      extra: 'limits: { requests_per_minute: 3 }',
+      agents: { ci: '', roomy: 'limits: { requests_per_minute: 100 }' },
+    }),
   )
   const url = `http://origin.test:${origin.port}/a`
   const statuses: number[] = []
-  for (let i = 0; i < 3; i++) statuses.push((await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, url])).status)
+  for (let i = 0; i < 3; i++)
+    statuses.push((await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, url])).status)
   t.same(statuses, [200, 200, 200], 'the budget of 3 passes')
   const seenBefore = origin.seen.length
-  const limited = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '-H', 'Accept: application/json', url])
+  const limited = await curl([
+    '--proxy',
+    pc.proxyUrl,
+    '--proxy-user',
+    `ci:${TOKEN}`,
+    '-H',
+    'Accept: application/json',
+    url,
+  ])
   t.equal(limited.status, 429)
   t.equal(limited.headers['x-portcullis-decision'], 'denied_rate_limited')
   const retryAfter = Number(limited.headers['retry-after'])
   t.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After in seconds (${limited.headers['retry-after']})`)
-  t.match(JSON.parse(limited.body), { reason: 'denied_rate_limited', agent: 'ci', error: /rate limit/, approve_command: null })
+  t.match(JSON.parse(limited.body), {
+    reason: 'denied_rate_limited',
+    agent: 'ci',
+    error: /rate limit/,
+    approve_command: null,
+  })
   t.notMatch(limited.body, /portcullis approve/, 'no approve hint: an approval cannot lift a rate limit')
-  const refused = await adminCall<{ error: string }>(pc.adminUrl, 'POST', '/api/approvals', { request_id: limited.headers['x-portcullis-request-id'], scope: 'exact', ttl: '1h' })
+  const refused = await adminCall<{ error: string }>(pc.adminUrl, 'POST', '/api/approvals', {
+    request_id: limited.headers['x-portcullis-request-id'],
+    scope: 'exact',
+    ttl: '1h',
+  })
   t.equal(refused.status, 409, 'the admin API refuses to approve a rate-limited request')
   t.equal(refused.body.error, 'not_approvable')
   t.equal(origin.seen.length, seenBefore, 'the limited request never reached the origin')
@@ -92,10 +118,18 @@ t.test('requests_per_minute: the budget passes, the next request is 429 with Ret
   t.match(connect.head, /retry-after: \d+/i)
   connect.socket.destroy()
 
-  t.equal((await curl(['--proxy', pc.proxyUrl, '--proxy-user', `roomy:${TOKEN}`, url])).status, 200, 'an agent override raises the limit for that agent only')
+  t.equal(
+    (await curl(['--proxy', pc.proxyUrl, '--proxy-user', `roomy:${TOKEN}`, url])).status,
+    200,
+    'an agent override raises the limit for that agent only',
+  )
 
   const text = await metricsText(pc.adminUrl, pc.adminToken)
-  t.equal(sample(text, 'portcullis_requests_total', { decision: 'deny', reason: 'denied_rate_limited', agent: 'ci' }), 2, '/metrics counts the limited decisions')
+  t.equal(
+    sample(text, 'portcullis_requests_total', { decision: 'deny', reason: 'denied_rate_limited', agent: 'ci' }),
+    2,
+    '/metrics counts the limited decisions',
+  )
   t.equal(sample(text, 'portcullis_requests_total', { decision: 'allow', reason: 'allowed', agent: 'ci' }), 3)
   t.ok(sample(text, 'portcullis_decision_duration_seconds_count') >= 6, 'decision latency histogram observed')
   t.equal(sample(text, 'portcullis_config_generation'), 1)
@@ -104,10 +138,7 @@ t.test('requests_per_minute: the budget passes, the next request is 429 with Ret
 
 t.test('concurrent_connections: a second tunnel waits for the first to close', async (t) => {
   const origin = await startHttpsOrigin(t, ['origin.test'])
-  const pc = await startPortcullis(
-    t,
-    originOnlyYaml([origin.port], { extra: 'limits: { concurrent_connections: 1 }' }),
-  )
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port], { extra: 'limits: { concurrent_connections: 1 }' }))
   const first = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
   t.match(first.head, /^HTTP\/1\.1 200 /)
   const tlsOverTunnel = tlsConnect({ socket: first.socket, servername: 'origin.test', ca: origin.ca.certPem })
@@ -116,7 +147,11 @@ t.test('concurrent_connections: a second tunnel waits for the first to close', a
   t.match(second.head, /^HTTP\/1\.1 429 /, 'the second concurrent tunnel is refused')
   t.match(second.head, /x-portcullis-decision: denied_rate_limited/i)
   second.socket.destroy()
-  t.equal(sample(await metricsText(pc.adminUrl, pc.adminToken), 'portcullis_active_tunnels'), 1, '/metrics shows the open tunnel')
+  t.equal(
+    sample(await metricsText(pc.adminUrl, pc.adminToken), 'portcullis_active_tunnels'),
+    1,
+    '/metrics shows the open tunnel',
+  )
   tlsOverTunnel.destroy()
   t.ok(
     await until(async () => {
@@ -128,12 +163,9 @@ t.test('concurrent_connections: a second tunnel waits for the first to close', a
   )
 })
 
-t.test('bytes_per_day: once the day\'s bytes are used, requests are 429 until midnight UTC', async (t) => {
+t.test("bytes_per_day: once the day's bytes are used, requests are 429 until midnight UTC", async (t) => {
   const origin = await startHttpOrigin(t, (_req, res) => res.end('x'.repeat(5000)))
-  const pc = await startPortcullis(
-    t,
-    originOnlyYaml([origin.port], { extra: 'limits: { bytes_per_day: 4000 }' }),
-  )
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port], { extra: 'limits: { bytes_per_day: 4000 }' }))
   const url = `http://origin.test:${origin.port}/big`
   const first = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, url])
   t.equal(first.status, 200, 'the first request passes (bytes are counted when it completes)')
@@ -141,8 +173,13 @@ t.test('bytes_per_day: once the day\'s bytes are used, requests are 429 until mi
   await pc.waitForRecord((r) => r.event === 'close')
   const second = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, url])
   t.equal(second.status, 429)
-  const secondsToMidnight = Math.ceil((Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate() + 1) - Date.now()) / 1000)
-  t.ok(Math.abs(Number(second.headers['retry-after']) - secondsToMidnight) <= 5, 'Retry-After points at the next UTC midnight')
+  const secondsToMidnight = Math.ceil(
+    (Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate() + 1) - Date.now()) / 1000,
+  )
+  t.ok(
+    Math.abs(Number(second.headers['retry-after']) - secondsToMidnight) <= 5,
+    'Retry-After points at the next UTC midnight',
+  )
   t.match(second.body, /exceeded its rate limit/)
 })
 
@@ -150,23 +187,32 @@ t.test('audit mode records a limited request as would_deny and lets it pass', as
   const origin = await startHttpOrigin(t)
   const pc = await startPortcullis(
     t,
-    originOnlyYaml([origin.port], { extra: `mode: audit
-limits: { requests_per_minute: 1 }` }),
+    originOnlyYaml([origin.port], {
+      extra: `mode: audit
+limits: { requests_per_minute: 1 }`,
+    }),
   )
   const url = `http://origin.test:${origin.port}/a`
   t.equal((await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, url])).status, 200)
-  t.equal((await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, url])).status, 200, 'audit blocks nothing')
+  t.equal(
+    (await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, url])).status,
+    200,
+    'audit blocks nothing',
+  )
   const rec = await pc.waitForRecord((r) => r.event === 'decision' && r.reason === 'denied_rate_limited')
   t.match(rec, { would_deny: true, mode: 'audit' })
 })
 
-t.test('bytes_per_day closes a long tunnel once the day\'s bytes are used, not only when it ends', async (t) => {
+t.test("bytes_per_day closes a long tunnel once the day's bytes are used, not only when it ends", async (t) => {
   const origin = await startHttpsOrigin(t, ['origin.test'], slowDownload)
   const pc = await startPortcullis(t, originOnlyYaml([origin.port], { extra: 'limits: { bytes_per_day: 300000 }' }))
   const { received, seconds } = await downloadThroughTunnel(t, pc.proxyPort, origin.port, origin.ca.certPem)
   t.ok(received < DOWNLOAD_BYTES, `cut off after ${received} of ${DOWNLOAD_BYTES} bytes`)
   t.ok(seconds < 5, `within ${seconds.toFixed(1)} s (the whole body would take 6 s)`)
-  t.ok(pc.logLines().some((l) => l.includes('PC_TUNNEL_BYTES_EXHAUSTED')), 'logged')
+  t.ok(
+    pc.logLines().some((l) => l.includes('PC_TUNNEL_BYTES_EXHAUSTED')),
+    'logged',
+  )
   const next = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
   t.match(next.head, /^HTTP\/1\.1 429 /, 'and the next tunnel is refused until midnight UTC')
   next.socket.destroy()
@@ -174,8 +220,20 @@ t.test('bytes_per_day closes a long tunnel once the day\'s bytes are used, not o
 
 t.test('bytes_per_day also cuts a long download inside an intercepted connection', async (t) => {
   const origin = await startHttpsOrigin(t, ['origin.test'], slowDownload)
-  const pc = await startPortcullis(t, originOnlyYaml([origin.port], { caFile: origin.ca.certFile, paths: ['/**'], extra: 'limits: { bytes_per_day: 300000 }' }))
-  const { received, seconds } = await downloadThroughTunnel(t, pc.proxyPort, origin.port, readFileSync(join(pc.dir, 'ca.pem'), 'utf8'))
+  const pc = await startPortcullis(
+    t,
+    originOnlyYaml([origin.port], {
+      caFile: origin.ca.certFile,
+      paths: ['/**'],
+      extra: 'limits: { bytes_per_day: 300000 }',
+    }),
+  )
+  const { received, seconds } = await downloadThroughTunnel(
+    t,
+    pc.proxyPort,
+    origin.port,
+    readFileSync(join(pc.dir, 'ca.pem'), 'utf8'),
+  )
   t.ok(received < DOWNLOAD_BYTES, `cut off after ${received} of ${DOWNLOAD_BYTES} bytes`)
   t.ok(seconds < 5, `within ${seconds.toFixed(1)} s`)
   const rec = await pc.waitForRecord((r) => r.event === 'decision' && r.path === '/big')

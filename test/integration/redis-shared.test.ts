@@ -33,12 +33,22 @@ interface Answer {
 /** One absolute-form GET through the proxy (no client pool: each request stands alone). */
 function proxiedGet(proxyPort: number, url: string, agent = 'ci'): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: proxyPort, path: url, agent: false, headers: { host: new URL(url).host, 'proxy-authorization': basicAuth(agent, TOKEN) }, timeout: 10_000 }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => (body += c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
-    })
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port: proxyPort,
+        path: url,
+        agent: false,
+        headers: { host: new URL(url).host, 'proxy-authorization': basicAuth(agent, TOKEN) },
+        timeout: 10_000,
+      },
+      (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (c: string) => (body += c))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
+      },
+    )
     req.on('timeout', () => req.destroy(new Error('timeout')))
     req.on('error', reject)
     req.end()
@@ -46,7 +56,9 @@ function proxiedGet(proxyPort: number, url: string, agent = 'ci'): Promise<Answe
 }
 
 async function metric(adminUrl: string, name: string): Promise<number> {
-  const text = await (await fetch(`${adminUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()
+  const text = await (
+    await fetch(`${adminUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+  ).text()
   const line = text.split('\n').find((l) => l.startsWith(`${name} `))
   return line === undefined ? Number.NaN : Number(line.slice(name.length + 1))
 }
@@ -66,45 +78,78 @@ limits: { requests_per_minute: ${RPM} }`,
     const proc = spawnPortcullis(t, writeConfig(t.testdir(), body), { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN })
     const started = await proc.waitLine((r) => r.code === 'PC_STARTED')
     await proc.waitLine((r) => r.code === 'PC_LIMITS_SHARED', 10_000)
-    return { proc, proxyPort: Number(String(started.proxy).split(':').at(-1)), adminUrl: `http://${String(started.admin)}` }
+    return {
+      proc,
+      proxyPort: Number(String(started.proxy).split(':').at(-1)),
+      adminUrl: `http://${String(started.admin)}`,
+    }
   }
   const [a, b] = await Promise.all([start(), start()])
-  await waitFor('both see two instances', async () => (await metric(a.adminUrl, 'portcullis_limits_instances')) === 2 && (await metric(b.adminUrl, 'portcullis_limits_instances')) === 2)
+  await waitFor(
+    'both see two instances',
+    async () =>
+      (await metric(a.adminUrl, 'portcullis_limits_instances')) === 2 &&
+      (await metric(b.adminUrl, 'portcullis_limits_instances')) === 2,
+  )
   const checker = new Redis(redis.url, { maxRetriesPerRequest: 1, retryStrategy: () => 100 })
   checker.on('error', () => undefined)
   t.teardown(() => checker.disconnect())
   const at = (path: string): string => `http://origin.test:${origin.port}${path}`
 
-  t.test('together they admit the agent\'s budget, not twice it', async (t) => {
+  t.test("together they admit the agent's budget, not twice it", async (t) => {
     // A fixed one-minute window is shared: keep the run clear of a minute boundary.
     const intoMinute = Date.now() % 60_000
     if (intoMinute > 45_000) await new Promise((r) => setTimeout(r, 61_000 - intoMinute))
 
     // A burst at once, half to each instance, for an agent neither has seen yet.
-    const burst = await Promise.all(Array.from({ length: 2 * RPM }, (_, i) => proxiedGet((i % 2 === 0 ? a : b).proxyPort, at(`/public/burst-${i}`))))
+    const burst = await Promise.all(
+      Array.from({ length: 2 * RPM }, (_, i) => proxiedGet((i % 2 === 0 ? a : b).proxyPort, at(`/public/burst-${i}`))),
+    )
     const burstAdmitted = burst.filter((r) => r.status === 200).length
     // Tokens are reserved in Redis before they are used: together exactly the budget, give or take
     // rounding (one per instance).
-    t.ok(burstAdmitted >= RPM - 2 && burstAdmitted <= RPM + 1, `parallel burst: admitted ${burstAdmitted} of ${2 * RPM} against a budget of ${RPM} (each instance alone would admit ${RPM})`)
-    t.ok(burst.every((r) => r.status === 200 || (r.status === 429 && r.headers['x-portcullis-decision'] === 'denied_rate_limited')), 'the rest are 429 denied_rate_limited')
+    t.ok(
+      burstAdmitted >= RPM - 2 && burstAdmitted <= RPM + 1,
+      `parallel burst: admitted ${burstAdmitted} of ${2 * RPM} against a budget of ${RPM} (each instance alone would admit ${RPM})`,
+    )
+    t.ok(
+      burst.every(
+        (r) => r.status === 200 || (r.status === 429 && r.headers['x-portcullis-decision'] === 'denied_rate_limited'),
+      ),
+      'the rest are 429 denied_rate_limited',
+    )
 
     // One request after another, alternating instances, for another agent.
     const statuses: number[] = []
-    for (let i = 0; i < 2 * RPM; i++) statuses.push((await proxiedGet((i % 2 === 0 ? a : b).proxyPort, at(`/public/seq-${i}`), 'seq')).status)
+    for (let i = 0; i < 2 * RPM; i++)
+      statuses.push((await proxiedGet((i % 2 === 0 ? a : b).proxyPort, at(`/public/seq-${i}`), 'seq')).status)
     const admitted = statuses.filter((s) => s === 200).length
-    t.ok(admitted >= RPM - 2 && admitted <= RPM + 1, `sequential: admitted ${admitted} of ${2 * RPM} against a budget of ${RPM}: ${statuses.join(' ')}`)
+    t.ok(
+      admitted >= RPM - 2 && admitted <= RPM + 1,
+      `sequential: admitted ${admitted} of ${2 * RPM} against a budget of ${RPM}: ${statuses.join(' ')}`,
+    )
     // Waves of bursts at both instances at once, spread over several sync intervals.
     let stormAdmitted = 0
     for (let wave = 0; wave < 5; wave++) {
-      const answers = await Promise.all(Array.from({ length: 2 * RPM }, (_, i) => proxiedGet((i % 2 === 0 ? a : b).proxyPort, at(`/public/storm-${wave}-${i}`), 'storm')))
+      const answers = await Promise.all(
+        Array.from({ length: 2 * RPM }, (_, i) =>
+          proxiedGet((i % 2 === 0 ? a : b).proxyPort, at(`/public/storm-${wave}-${i}`), 'storm'),
+        ),
+      )
       stormAdmitted += answers.filter((r) => r.status === 200).length
       await new Promise((r) => setTimeout(r, 30))
     }
-    t.ok(stormAdmitted >= RPM - 2 && stormAdmitted <= RPM + 1, `five waves of ${2 * RPM} at both instances: admitted ${stormAdmitted} against a budget of ${RPM}`)
+    t.ok(
+      stormAdmitted >= RPM - 2 && stormAdmitted <= RPM + 1,
+      `five waves of ${2 * RPM} at both instances: admitted ${stormAdmitted} against a budget of ${RPM}`,
+    )
 
     // Near the end of the budget the last tokens may sit with the other instance for a sync interval,
     // so a request can be refused a little early (Retry-After 1); never in the first half.
-    t.ok(statuses.slice(0, RPM / 2).every((s) => s === 200), `nothing is refused in the first half of the budget: ${statuses.join(' ')}`)
+    t.ok(
+      statuses.slice(0, RPM / 2).every((s) => s === 200),
+      `nothing is refused in the first half of the budget: ${statuses.join(' ')}`,
+    )
   })
 
   t.test('requests that come now and then are admitted at once on either instance', async (t) => {
@@ -119,13 +164,22 @@ limits: { requests_per_minute: ${RPM} }`,
   t.test('an instance that restarts mid-minute does not hand out a second budget', async (t) => {
     const intoMinute = Date.now() % 60_000
     if (intoMinute > 40_000) await new Promise((r) => setTimeout(r, 61_000 - intoMinute))
-    const spend = await Promise.all(Array.from({ length: 2 * RPM }, (_, i) => proxiedGet((i % 2 === 0 ? a : b).proxyPort, at(`/public/restart-${i}`), 'restart')))
+    const spend = await Promise.all(
+      Array.from({ length: 2 * RPM }, (_, i) =>
+        proxiedGet((i % 2 === 0 ? a : b).proxyPort, at(`/public/restart-${i}`), 'restart'),
+      ),
+    )
     const before = spend.filter((r) => r.status === 200).length
     const fresh = await start()
     t.teardown(() => fresh.proc.child.kill('SIGKILL'))
-    const after = await Promise.all(Array.from({ length: RPM }, (_, i) => proxiedGet(fresh.proxyPort, at(`/public/restart-new-${i}`), 'restart')))
+    const after = await Promise.all(
+      Array.from({ length: RPM }, (_, i) => proxiedGet(fresh.proxyPort, at(`/public/restart-new-${i}`), 'restart')),
+    )
     const more = after.filter((r) => r.status === 200).length
-    t.ok(before + more <= RPM + 1, `admitted ${before} before and ${more} on the new instance, against a budget of ${RPM}`)
+    t.ok(
+      before + more <= RPM + 1,
+      `admitted ${before} before and ${more} on the new instance, against a budget of ${RPM}`,
+    )
     fresh.proc.child.kill('SIGKILL')
   })
 
@@ -135,31 +189,90 @@ limits: { requests_per_minute: ${RPM} }`,
     const blocked = await proxiedGet(a.proxyPort, at('/private/report.txt'), 'other')
     t.equal(blocked.headers['x-portcullis-decision'], 'denied_path')
     const requestId = String(blocked.headers['x-portcullis-request-id'])
-    await waitFor('the denial in the stream', async () => (await checker.xlen('pc:events')) > 0 && (await checker.xrevrange('pc:events', '+', '-', 'COUNT', 50)).some(([, f]) => f.join(' ').includes(requestId)))
-    const made = await adminCall<{ id: string; host: string; path: string }>(b.adminUrl, 'POST', '/api/approvals', { request_id: requestId, scope: 'exact', ttl: '1h', reason: 'shared test' }, ADMIN_TOKEN)
+    await waitFor(
+      'the denial in the stream',
+      async () =>
+        (await checker.xlen('pc:events')) > 0 &&
+        (await checker.xrevrange('pc:events', '+', '-', 'COUNT', 50)).some(([, f]) => f.join(' ').includes(requestId)),
+    )
+    const made = await adminCall<{ id: string; host: string; path: string }>(
+      b.adminUrl,
+      'POST',
+      '/api/approvals',
+      { request_id: requestId, scope: 'exact', ttl: '1h', reason: 'shared test' },
+      ADMIN_TOKEN,
+    )
     t.equal(made.status, 201, 'B approves a request A blocked')
     t.match(made.body, { host: 'origin.test', path: '/private/report.txt' })
     const t0 = Date.now()
-    t.ok(await until(async () => (await proxiedGet(a.proxyPort, at('/private/report.txt'), 'other')).status === 200, 1000, 50), 'instance A lets the approved request through')
+    t.ok(
+      await until(
+        async () => (await proxiedGet(a.proxyPort, at('/private/report.txt'), 'other')).status === 200,
+        1000,
+        50,
+      ),
+      'instance A lets the approved request through',
+    )
     t.ok(Date.now() - t0 <= 1100, `within a second (${Date.now() - t0} ms)`)
     t.equal((await proxiedGet(b.proxyPort, at('/private/report.txt'), 'other')).status, 200, 'and so does B')
-    t.equal((await proxiedGet(b.proxyPort, at('/private/other.txt'), 'other')).status, 403, 'an exact approval opens nothing else')
-    const listed = await adminCall<{ approvals: Array<{ id: string }> }>(a.adminUrl, 'GET', '/api/approvals', undefined, ADMIN_TOKEN)
-    t.ok(listed.body.approvals.some((x) => x.id === made.body.id), 'A lists the approval made on B')
-    t.equal((await adminCall(a.adminUrl, 'DELETE', `/api/approvals/${made.body.id}`, undefined, ADMIN_TOKEN)).status, 200)
-    t.ok(await until(async () => (await proxiedGet(b.proxyPort, at('/private/report.txt'), 'other')).status === 403, 1000, 50), 'revoking on A closes it on B within a second')
+    t.equal(
+      (await proxiedGet(b.proxyPort, at('/private/other.txt'), 'other')).status,
+      403,
+      'an exact approval opens nothing else',
+    )
+    const listed = await adminCall<{ approvals: Array<{ id: string }> }>(
+      a.adminUrl,
+      'GET',
+      '/api/approvals',
+      undefined,
+      ADMIN_TOKEN,
+    )
+    t.ok(
+      listed.body.approvals.some((x) => x.id === made.body.id),
+      'A lists the approval made on B',
+    )
+    t.equal(
+      (await adminCall(a.adminUrl, 'DELETE', `/api/approvals/${made.body.id}`, undefined, ADMIN_TOKEN)).status,
+      200,
+    )
+    t.ok(
+      await until(
+        async () => (await proxiedGet(b.proxyPort, at('/private/report.txt'), 'other')).status === 403,
+        1000,
+        50,
+      ),
+      'revoking on A closes it on B within a second',
+    )
   })
 
-  t.test('one telemetry stream holds both instances\' records, readable from either', async (t) => {
+  t.test("one telemetry stream holds both instances' records, readable from either", async (t) => {
     await waitFor('records in the stream', async () => (await checker.xlen('pc:events')) >= 2 * RPM)
-    const events = await adminCall<{ events: Array<{ event: string; path?: string; reason?: string }>; source: string }>(b.adminUrl, 'GET', '/api/events?decision=deny&reason=denied_path&limit=50', undefined, ADMIN_TOKEN)
+    const events = await adminCall<{
+      events: Array<{ event: string; path?: string; reason?: string }>
+      source: string
+    }>(b.adminUrl, 'GET', '/api/events?decision=deny&reason=denied_path&limit=50', undefined, ADMIN_TOKEN)
     t.equal(events.status, 200)
     t.equal(events.body.source, 'redis')
-    t.ok(events.body.events.some((e) => e.path === '/private/report.txt'), 'B serves the denial A recorded')
-    const page = await adminCall<{ events: unknown[]; next_cursor: string | null }>(a.adminUrl, 'GET', '/api/events?limit=5', undefined, ADMIN_TOKEN)
+    t.ok(
+      events.body.events.some((e) => e.path === '/private/report.txt'),
+      'B serves the denial A recorded',
+    )
+    const page = await adminCall<{ events: unknown[]; next_cursor: string | null }>(
+      a.adminUrl,
+      'GET',
+      '/api/events?limit=5',
+      undefined,
+      ADMIN_TOKEN,
+    )
     t.equal(page.body.events.length, 5)
     t.match(page.body.next_cursor, /^\d+-\d+$/, 'a Redis page continues from a stream id')
-    const next = await adminCall<{ events: unknown[] }>(a.adminUrl, 'GET', `/api/events?limit=5&cursor=${page.body.next_cursor}`, undefined, ADMIN_TOKEN)
+    const next = await adminCall<{ events: unknown[] }>(
+      a.adminUrl,
+      'GET',
+      `/api/events?limit=5&cursor=${page.body.next_cursor}`,
+      undefined,
+      ADMIN_TOKEN,
+    )
     t.equal(next.status, 200)
     t.equal(next.body.events.length, 5)
     t.equal(await metric(a.adminUrl, 'portcullis_limits_redis_fallback'), 0)
@@ -168,7 +281,10 @@ limits: { requests_per_minute: ${RPM} }`,
   t.test('the live stream of one instance shows what another instance decided', async (t) => {
     const ctl = new AbortController()
     t.teardown(() => ctl.abort())
-    const res = await fetch(`${a.adminUrl}/api/events/stream?decision=deny`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, signal: ctl.signal })
+    const res = await fetch(`${a.adminUrl}/api/events/stream?decision=deny`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      signal: ctl.signal,
+    })
     t.equal(res.status, 200)
     const reader = (res.body as ReadableStream<Uint8Array>).getReader()
     let text = ''
@@ -190,51 +306,107 @@ limits: { requests_per_minute: ${RPM} }`,
     t.equal(text.split('/private/seen-on-b').length - 1, 1, 'once, not duplicated')
   })
 
-  t.test('Redis stalled (connected, not answering): the admin API answers from memory instead of hanging', async (t) => {
-    redis.pause()
-    t.teardown(() => redis.resume())
-    const t0 = Date.now()
-    const page = await adminCall<{ source: string; next_cursor: string | null }>(a.adminUrl, 'GET', '/api/events?limit=5', undefined, ADMIN_TOKEN)
-    t.equal(page.status, 200)
-    t.equal(page.body.source, 'memory')
-    t.equal(page.body.next_cursor, null, 'no cursor that could not be used')
-    t.ok(Date.now() - t0 < 5000, `answered in ${Date.now() - t0} ms`)
-    t.equal((await proxiedGet(a.proxyPort, at('/public/while-stalled'), 'other')).status, 200, 'the proxy serves meanwhile')
-    redis.resume()
-    await waitFor('Redis answers again', async () => (await checker.ping().catch(() => '')) === 'PONG')
-    await waitFor('limits shared again', async () => (await metric(a.adminUrl, 'portcullis_limits_redis_fallback')) === 0 && (await metric(b.adminUrl, 'portcullis_limits_redis_fallback')) === 0)
-  })
+  t.test(
+    'Redis stalled (connected, not answering): the admin API answers from memory instead of hanging',
+    async (t) => {
+      redis.pause()
+      t.teardown(() => redis.resume())
+      const t0 = Date.now()
+      const page = await adminCall<{ source: string; next_cursor: string | null }>(
+        a.adminUrl,
+        'GET',
+        '/api/events?limit=5',
+        undefined,
+        ADMIN_TOKEN,
+      )
+      t.equal(page.status, 200)
+      t.equal(page.body.source, 'memory')
+      t.equal(page.body.next_cursor, null, 'no cursor that could not be used')
+      t.ok(Date.now() - t0 < 5000, `answered in ${Date.now() - t0} ms`)
+      t.equal(
+        (await proxiedGet(a.proxyPort, at('/public/while-stalled'), 'other')).status,
+        200,
+        'the proxy serves meanwhile',
+      )
+      redis.resume()
+      await waitFor('Redis answers again', async () => (await checker.ping().catch(() => '')) === 'PONG')
+      await waitFor(
+        'limits shared again',
+        async () =>
+          (await metric(a.adminUrl, 'portcullis_limits_redis_fallback')) === 0 &&
+          (await metric(b.adminUrl, 'portcullis_limits_redis_fallback')) === 0,
+      )
+    },
+  )
 
   t.test('Redis down: the proxy keeps serving, limits go local, records wait and arrive after restart', async (t) => {
     const fallbacksBefore = a.proc.parsed().filter((r) => r.code === 'PC_LIMITS_LOCAL_FALLBACK').length
     await redis.kill()
-    await waitFor('the fallback warning', () => a.proc.parsed().filter((r) => r.code === 'PC_LIMITS_LOCAL_FALLBACK').length > fallbacksBefore, 5000)
+    await waitFor(
+      'the fallback warning',
+      () => a.proc.parsed().filter((r) => r.code === 'PC_LIMITS_LOCAL_FALLBACK').length > fallbacksBefore,
+      5000,
+    )
     const during = await proxiedGet(a.proxyPort, at('/public/during-outage'), 'other')
     t.equal(during.status, 200, 'the proxy still serves')
     t.equal(await metric(a.adminUrl, 'portcullis_limits_redis_fallback'), 1, '/metrics shows the local fallback')
     t.ok((await metric(a.adminUrl, 'portcullis_telemetry_backlog')) >= 1, 'the record waits in the buffer')
-    const fallback = await adminCall<{ source: string; events: Array<{ path?: string }> }>(a.adminUrl, 'GET', '/api/events?limit=10', undefined, ADMIN_TOKEN)
+    const fallback = await adminCall<{ source: string; events: Array<{ path?: string }> }>(
+      a.adminUrl,
+      'GET',
+      '/api/events?limit=10',
+      undefined,
+      ADMIN_TOKEN,
+    )
     t.equal(fallback.status, 200)
-    t.equal(fallback.body.source, 'memory', '/api/events falls back to this instance\'s memory')
+    t.equal(fallback.body.source, 'memory', "/api/events falls back to this instance's memory")
     t.ok(fallback.body.events.some((e) => e.path === '/public/during-outage'))
     const blocked = await proxiedGet(a.proxyPort, at('/private/during-outage'), 'other')
-    const refused = await adminCall<{ error: string }>(a.adminUrl, 'POST', '/api/approvals', { request_id: blocked.headers['x-portcullis-request-id'], ttl: '1h' }, ADMIN_TOKEN)
-    t.match(refused, { status: 503, body: { error: 'approvals_unavailable' } }, 'a new approval waits for Redis, and says so')
+    const refused = await adminCall<{ error: string }>(
+      a.adminUrl,
+      'POST',
+      '/api/approvals',
+      { request_id: blocked.headers['x-portcullis-request-id'], ttl: '1h' },
+      ADMIN_TOKEN,
+    )
+    t.match(
+      refused,
+      { status: 503, body: { error: 'approvals_unavailable' } },
+      'a new approval waits for Redis, and says so',
+    )
 
     await redis.start()
-    await waitFor('the outage record in the stream', async () => {
-      const entries = await checker.xrange('pc:events', '-', '+').catch(() => [])
-      return entries.some(([, fields]) => fields.some((f) => f.includes('/public/during-outage')))
-    }, 15_000)
+    await waitFor(
+      'the outage record in the stream',
+      async () => {
+        const entries = await checker.xrange('pc:events', '-', '+').catch(() => [])
+        return entries.some(([, fields]) => fields.some((f) => f.includes('/public/during-outage')))
+      },
+      15_000,
+    )
     t.pass('the record made during the outage reached Redis after the restart')
-    t.ok(await until(async () => (await metric(a.adminUrl, 'portcullis_limits_redis_fallback')) === 0, 5000), 'limits are shared again')
-    t.equal(a.proc.parsed().filter((r) => r.code === 'PC_LIMITS_LOCAL_FALLBACK').length, fallbacksBefore + 1, 'the fallback is logged once per outage')
+    t.ok(
+      await until(async () => (await metric(a.adminUrl, 'portcullis_limits_redis_fallback')) === 0, 5000),
+      'limits are shared again',
+    )
+    t.equal(
+      a.proc.parsed().filter((r) => r.code === 'PC_LIMITS_LOCAL_FALLBACK').length,
+      fallbacksBefore + 1,
+      'the fallback is logged once per outage',
+    )
   })
 })
 
 t.test('on a Redis Cluster URL: records, shared limits and approvals work', async (t) => {
   const port = await freePort()
-  const redis = redisServer(t, port, ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-announce-ip', '127.0.0.1'])
+  const redis = redisServer(t, port, [
+    '--cluster-enabled',
+    'yes',
+    '--cluster-config-file',
+    'nodes.conf',
+    '--cluster-announce-ip',
+    '127.0.0.1',
+  ])
   await redis.start()
   const admin = new Redis(redis.url, { maxRetriesPerRequest: 1 })
   admin.on('error', () => undefined)
@@ -259,9 +431,18 @@ limits: { requests_per_minute: 3 }`,
   for (let i = 0; i < 4; i++) statuses.push((await proxiedGet(pc.proxyPort, at(`/public/${i}`))).status)
   t.same(statuses, [200, 200, 200, 429], 'the budget of 3 holds')
   await waitFor('records in the cluster stream', async () => (await admin.xlen('{pc}:events')) >= 5)
-  const made = await adminCall<{ id: string }>(pc.adminUrl, 'POST', '/api/approvals', { request_id: String(blocked.headers['x-portcullis-request-id']), scope: 'host', ttl: '10m', reason: 'cluster' })
+  const made = await adminCall<{ id: string }>(pc.adminUrl, 'POST', '/api/approvals', {
+    request_id: String(blocked.headers['x-portcullis-request-id']),
+    scope: 'host',
+    ttl: '10m',
+    reason: 'cluster',
+  })
   t.equal(made.status, 201)
   t.equal(Object.keys(await admin.hgetall('portcullis:approvals')).length, 1, 'the approval is stored in the cluster')
   // The budget is spent, so the approved request is now rate limited, not denied_path: the approval applied.
-  t.equal((await proxiedGet(pc.proxyPort, at('/private/x'))).headers['x-portcullis-decision'], 'denied_rate_limited', 'the approval applies (only the limit is left)')
+  t.equal(
+    (await proxiedGet(pc.proxyPort, at('/private/x'))).headers['x-portcullis-decision'],
+    'denied_rate_limited',
+    'the approval applies (only the limit is left)',
+  )
 })

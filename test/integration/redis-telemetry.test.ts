@@ -1,11 +1,23 @@
-import { once } from 'node:events'
 import { Cluster, Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { freePort } from '../helpers/clients.js'
 import { redisServer, waitFor } from '../helpers/redis.js'
 import { capturedLog } from '../helpers/log.js'
-import { buildCloseRecord, buildDecisionRecord, newRequestId, type DecisionFacts, type TelemetryRecord } from '../../src/telemetry/events.js'
-import { COMMAND_TIMEOUT_MS, createRedisClient, createRedisSink, readEvents, redactRedisUrl, type RedisSink } from '../../src/telemetry/redis-sink.js'
+import {
+  buildCloseRecord,
+  buildDecisionRecord,
+  newRequestId,
+  type DecisionFacts,
+  type TelemetryRecord,
+} from '../../src/telemetry/events.js'
+import {
+  COMMAND_TIMEOUT_MS,
+  createRedisClient,
+  createRedisSink,
+  readEvents,
+  redactRedisUrl,
+  type RedisSink,
+} from '../../src/telemetry/redis-sink.js'
 import type { Decision } from '../../src/policy/types.js'
 
 function checker(t: Test, url: string): Redis {
@@ -24,7 +36,19 @@ function sinkFor(t: Test, opts: Parameters<typeof createRedisSink>[0]): RedisSin
 const allow: Decision = { verdict: 'allow', reason: 'allowed', ruleId: 'builders.allow[0]' }
 const denyPath: Decision = { verdict: 'deny', reason: 'denied_path', ruleId: 'builders.allow[2]' }
 function decision(agent: string, host: string, d: Decision = allow, now = new Date()): TelemetryRecord {
-  const f: DecisionFacts = { id: newRequestId(), agent, src: '127.0.0.1:5000', method: 'GET', scheme: 'https', host, port: 443, path: '/x', tls: 'intercept', mode: 'enforce', address: '127.0.0.1' }
+  const f: DecisionFacts = {
+    id: newRequestId(),
+    agent,
+    src: '127.0.0.1:5000',
+    method: 'GET',
+    scheme: 'https',
+    host,
+    port: 443,
+    path: '/x',
+    tls: 'intercept',
+    mode: 'enforce',
+    address: '127.0.0.1',
+  }
   return buildDecisionRecord(f, d, false, now)
 }
 
@@ -52,7 +76,20 @@ t.test('records arrive in the stream in batches, with flat fields, trimmed by MA
   const tail = await c.xrevrange('pc:events', '+', '-', 'COUNT', 2)
   t.same(tail[0]?.[1], ['r', JSON.stringify(written[1000]), 'event', 'close', 'id', 'close-1', 'agent', 'ci-42'])
   const last = written[999] as TelemetryRecord & { event: 'decision' }
-  t.same(tail[1]?.[1], ['r', JSON.stringify(last), 'event', 'decision', 'id', last.id, 'agent', 'ci-42', 'decision', last.decision, 'reason', last.reason])
+  t.same(tail[1]?.[1], [
+    'r',
+    JSON.stringify(last),
+    'event',
+    'decision',
+    'id',
+    last.id,
+    'agent',
+    'ci-42',
+    'decision',
+    last.decision,
+    'reason',
+    last.reason,
+  ])
   t.equal(sink.dropped(), 0)
 })
 
@@ -110,7 +147,14 @@ t.test('a full buffer drops the oldest records, counts them and warns once per o
   const redis = redisServer(t, await freePort())
   const logs = capturedLog()
   let onDrop = 0
-  const sink = sinkFor(t, { url: redis.url, stream: 'pc:events', maxlen: 1000, log: logs.log, bufferMax: 10, onDrop: (n) => (onDrop += n) })
+  const sink = sinkFor(t, {
+    url: redis.url,
+    stream: 'pc:events',
+    maxlen: 1000,
+    log: logs.log,
+    bufferMax: 10,
+    onDrop: (n) => (onDrop += n),
+  })
   const first: TelemetryRecord[] = []
   for (let i = 0; i < 25; i++) {
     const r = decision('ci-42', 'example.com')
@@ -124,7 +168,11 @@ t.test('a full buffer drops the oldest records, counts them and warns once per o
   await redis.start()
   await waitFor('backlog drained', () => sink.backlog() === 0)
   const c = checker(t, redis.url)
-  t.same(await streamIds(c, 'pc:events'), first.slice(15).map((r) => r.id), 'the 10 newest arrived, in order')
+  t.same(
+    await streamIds(c, 'pc:events'),
+    first.slice(15).map((r) => r.id),
+    'the 10 newest arrived, in order',
+  )
   await redis.kill()
   await waitFor('down noticed', () => !sink.connected())
   for (let i = 0; i < 12; i++) sink.write(decision('ci-42', 'example.com'))
@@ -136,7 +184,13 @@ t.test('a full buffer drops the oldest records, counts them and warns once per o
 t.test('the URL password never reaches a log line', async (t) => {
   const port = await freePort()
   const logs = capturedLog()
-  const sink = sinkFor(t, { url: `redis://user:s3kr1t-pass@127.0.0.1:${port}/0`, stream: 's', maxlen: 10, log: logs.log, bufferMax: 1 })
+  const sink = sinkFor(t, {
+    url: `redis://user:s3kr1t-pass@127.0.0.1:${port}/0`,
+    stream: 's',
+    maxlen: 10,
+    log: logs.log,
+    bufferMax: 1,
+  })
   sink.write(decision('ci-42', 'example.com'))
   sink.write(decision('ci-42', 'example.com'))
   await waitFor('down logged', () => logs.codes('PC_REDIS_DOWN') === 1)
@@ -166,14 +220,32 @@ t.test('readEvents filters newest first and pages with a stream-id cursor', asyn
   const newestFirst = (pred: (r: TelemetryRecord, i: number) => boolean): string[] => ids(rs.filter(pred).reverse())
 
   const denies = await readEvents(sink.client, 'ev', { decision: 'deny', limit: 100 })
-  t.same(ids(denies.records), newestFirst((_r, i) => i < 20 && i % 4 === 0))
+  t.same(
+    ids(denies.records),
+    newestFirst((_r, i) => i < 20 && i % 4 === 0),
+  )
   t.equal(denies.nextCursor, null)
   const byAgent = await readEvents(sink.client, 'ev', { agent: 'ci-42', reason: 'allowed', limit: 100 })
-  t.same(ids(byAgent.records), newestFirst((_r, i) => i < 20 && i % 2 === 1 && i % 4 !== 0))
+  t.same(
+    ids(byAgent.records),
+    newestFirst((_r, i) => i < 20 && i % 2 === 1 && i % 4 !== 0),
+  )
   const sub = await readEvents(sink.client, 'ev', { host: '*.example.com', limit: 100 })
-  t.same(ids(sub.records), newestFirst((r) => r.host !== 'example.com'), 'subdomains, not the apex; close records too')
-  const window = await readEvents(sink.client, 'ev', { since: new Date(base + 5000), until: new Date(base + 8000), limit: 100 })
-  t.same(ids(window.records), newestFirst((_r, i) => i >= 5 && i < 8), 'since inclusive, until exclusive')
+  t.same(
+    ids(sub.records),
+    newestFirst((r) => r.host !== 'example.com'),
+    'subdomains, not the apex; close records too',
+  )
+  const window = await readEvents(sink.client, 'ev', {
+    since: new Date(base + 5000),
+    until: new Date(base + 8000),
+    limit: 100,
+  })
+  t.same(
+    ids(window.records),
+    newestFirst((_r, i) => i >= 5 && i < 8),
+    'since inclusive, until exclusive',
+  )
 
   const all: string[] = []
   let cursor: string | undefined
@@ -197,24 +269,42 @@ t.test('readEvents scans across several XREVRANGE pages for a sparse filter', as
   for (let i = 0; i < 1200; i++) sink.write(decision('ci-42', 'example.com'))
   await waitFor('drained', () => sink.connected() && sink.backlog() === 0)
   const p = await readEvents(sink.client, 'ev', { agent: 'rare', limit: 10 })
-  t.same(p.records.map((r) => r.id), rare.map((r) => r.id).reverse())
+  t.same(
+    p.records.map((r) => r.id),
+    rare.map((r) => r.id).reverse(),
+  )
   t.equal(p.nextCursor, null)
 })
 
 t.test('a redis+cluster:// URL talks to a (one-node) Redis Cluster', async (t) => {
   const port = await freePort()
-  const redis = redisServer(t, port, ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-announce-ip', '127.0.0.1'])
+  const redis = redisServer(t, port, [
+    '--cluster-enabled',
+    'yes',
+    '--cluster-config-file',
+    'nodes.conf',
+    '--cluster-announce-ip',
+    '127.0.0.1',
+  ])
   await redis.start()
   const admin = checker(t, redis.url)
   await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383')
   await waitFor('cluster ok', async () => /cluster_state:ok/.test(String(await admin.call('CLUSTER', 'INFO'))))
   const logs = capturedLog()
-  const sink = sinkFor(t, { url: `redis+cluster://127.0.0.1:${port}`, stream: '{pc}:events', maxlen: 1000, log: logs.log })
+  const sink = sinkFor(t, {
+    url: `redis+cluster://127.0.0.1:${port}`,
+    stream: '{pc}:events',
+    maxlen: 1000,
+    log: logs.log,
+  })
   t.ok(sink.client instanceof Cluster)
   const rs = [decision('ci-42', 'example.com'), decision('ci-42', 'example.com')]
   for (const r of rs) sink.write(r)
   await waitFor('drained', () => sink.connected() && sink.backlog() === 0)
-  t.same(await streamIds(admin, '{pc}:events'), rs.map((r) => r.id))
+  t.same(
+    await streamIds(admin, '{pc}:events'),
+    rs.map((r) => r.id),
+  )
   const page = await readEvents(sink.client, '{pc}:events', { limit: 10 })
   t.equal(page.records.length, 2)
   const other = createRedisClient(`redis://127.0.0.1:${port}`, true)
@@ -236,7 +326,11 @@ t.test('a write Redis refuses (WRONGTYPE) is retried, then lands once, without d
   t.equal(sink.backlog(), 5, 'nothing was lost or half-sent')
   await c.del('pc:wrong')
   await waitFor('backlog drained', () => sink.backlog() === 0)
-  t.same(await streamIds(c, 'pc:wrong'), written.map((r) => r.id), 'each record exactly once, in order')
+  t.same(
+    await streamIds(c, 'pc:wrong'),
+    written.map((r) => r.id),
+    'each record exactly once, in order',
+  )
 })
 
 t.test('a Redis that hangs (SIGSTOP) costs at most one duplicate, however long it hangs', async (t) => {

@@ -15,7 +15,9 @@ import { openTunnel } from '../helpers/tunnel.js'
 t.test('hot reload swaps the policy atomically and keeps the last good one on a bad edit', async (t) => {
   const origin = await startHttpOrigin(t)
   const tlsOrigin = await startHttpsOrigin(t, ['origin.test'])
-  const policy = (hosts: string[]): string => `${upstreamYaml([origin.port, tlsOrigin.port], `  ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}`)}
+  const policy = (
+    hosts: string[],
+  ): string => `${upstreamYaml([origin.port, tlsOrigin.port], `  ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}`)}
 groups:
   g:
     allow:
@@ -28,9 +30,13 @@ agents:
   const pc = await startPortcullis(t, policy(['origin.test']), {}, { watch: true })
   const write = (body: string): void => pc.rewriteConfig(body)
   const proxy = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`]
-  const health = async (): Promise<{ generation: number; config_error: string | null }> => (await fetch(`${pc.adminUrl}/healthz`)).json() as Promise<{ generation: number; config_error: string | null }>
+  const health = async (): Promise<{ generation: number; config_error: string | null }> =>
+    (await fetch(`${pc.adminUrl}/healthz`)).json() as Promise<{ generation: number; config_error: string | null }>
 
-  t.equal((await curl([...proxy, `http://other.test:${origin.port}/`])).headers['x-portcullis-decision'], 'denied_no_rule')
+  t.equal(
+    (await curl([...proxy, `http://other.test:${origin.port}/`])).headers['x-portcullis-decision'],
+    'denied_no_rule',
+  )
 
   // A tunnel to origin.test stays open across reloads that still allow it and closes on one that does not.
   const { socket } = await openTunnel(pc.proxyPort, `origin.test:${tlsOrigin.port}`)
@@ -56,7 +62,10 @@ agents:
   const started = Date.now()
   await until(() => tls.destroyed || socket.destroyed, 2000)
   t.ok(socket.destroyed, `a tunnel the new policy disallows is closed (${Date.now() - started} ms)`)
-  t.equal((await curl([...proxy, `http://origin.test:${origin.port}/`])).headers['x-portcullis-decision'], 'denied_no_rule')
+  t.equal(
+    (await curl([...proxy, `http://origin.test:${origin.port}/`])).headers['x-portcullis-decision'],
+    'denied_no_rule',
+  )
 
   const viaApi = await adminCall<{ ok: boolean; generation: number }>(pc.adminUrl, 'POST', '/api/reload')
   t.match(viaApi, { status: 200, body: { ok: true, generation: 4 } })
@@ -65,7 +74,9 @@ agents:
 t.test('a reload closes connections the new policy would admit differently, not only by host', async (t) => {
   const tlsOrigin = await startHttpsOrigin(t, ['origin.test', 'paths.test'])
   const NEW_TOKEN = 'rotated-token-for-ci'
-  const policy = (o: { originPaths?: boolean; tokenHash?: string; exempt?: boolean; pathsPin?: boolean } = {}): string => `upstream:
+  const policy = (
+    o: { originPaths?: boolean; tokenHash?: string; exempt?: boolean; pathsPin?: boolean } = {},
+  ): string => `upstream:
   ports: [${tlsOrigin.port}]
   resolve: { origin.test: 127.0.0.1${o.pathsPin === false ? '' : ', paths.test: 127.0.0.1'} }
   allow_private: [${o.exempt === false ? '' : '127.0.0.1/32'}]
@@ -84,7 +95,8 @@ agents:
 `
   const pc = await startPortcullis(t, policy(), {}, { watch: true })
   const proxyCa = readFileSync(join(pc.dir, 'ca.pem'), 'utf8')
-  const generation = async (): Promise<number> => ((await (await fetch(`${pc.adminUrl}/healthz`)).json()) as { generation: number }).generation
+  const generation = async (): Promise<number> =>
+    ((await (await fetch(`${pc.adminUrl}/healthz`)).json()) as { generation: number }).generation
   const open = async (host: string, ca: string, token = TOKEN): Promise<TLSSocket> => {
     const { socket, head } = await openTunnel(pc.proxyPort, `${host}:${tlsOrigin.port}`, 'ci', token)
     t.match(head, /^HTTP\/1\.1 200 /)
@@ -104,17 +116,26 @@ agents:
   t.ok(await until(() => tunnel.destroyed, 1500), 'a spliced tunnel whose host now needs to be seen inside is closed')
   t.notOk(intercepted.destroyed, 'an intercepted connection to an unchanged host stays')
 
-  await reloadTo(policy({ originPaths: true, tokenHash: `sha256:${createHash('sha256').update(NEW_TOKEN).digest('hex')}` }), 3)
+  await reloadTo(
+    policy({ originPaths: true, tokenHash: `sha256:${createHash('sha256').update(NEW_TOKEN).digest('hex')}` }),
+    3,
+  )
   t.ok(await until(() => intercepted.destroyed, 1500), 'connections opened with a rotated-out token are closed')
 
   const rotated = `sha256:${createHash('sha256').update(NEW_TOKEN).digest('hex')}`
   const pinnedOne = await open('paths.test', proxyCa, NEW_TOKEN)
   await reloadTo(policy({ originPaths: true, tokenHash: rotated, pathsPin: false }), 4)
-  t.ok(await until(() => pinnedOne.destroyed, 1500), 'a connection whose address came from a pin that is gone is closed')
+  t.ok(
+    await until(() => pinnedOne.destroyed, 1500),
+    'a connection whose address came from a pin that is gone is closed',
+  )
 
   const fresh = await open('origin.test', proxyCa, NEW_TOKEN)
   await reloadTo(policy({ originPaths: true, tokenHash: rotated, pathsPin: false, exempt: false }), 5)
-  t.ok(await until(() => fresh.destroyed, 1500), 'a connection to an address no longer exempt from the private-address block is closed')
+  t.ok(
+    await until(() => fresh.destroyed, 1500),
+    'a connection to an address no longer exempt from the private-address block is closed',
+  )
 })
 
 t.test('a kept-alive plain-HTTP connection resending a token the reload rotated out is refused', async (t) => {
@@ -131,7 +152,8 @@ agents:
     groups: [g]
 `
   const pc = await startPortcullis(t, policy(TOKEN_HASH), {}, { watch: true })
-  const generation = async (): Promise<number> => ((await (await fetch(`${pc.adminUrl}/healthz`)).json()) as { generation: number }).generation
+  const generation = async (): Promise<number> =>
+    ((await (await fetch(`${pc.adminUrl}/healthz`)).json()) as { generation: number }).generation
   const socket = netConnect(pc.proxyPort, '127.0.0.1')
   await once(socket, 'connect')
   t.teardown(() => socket.destroy())
@@ -140,7 +162,9 @@ agents:
   /** One request on the kept-alive socket; resolves with the status of its response (content-length or chunked). */
   const exchange = async (path: string): Promise<number> => {
     buffered = ''
-    socket.write(`GET http://origin.test:${origin.port}${path} HTTP/1.1\r\nHost: origin.test:${origin.port}\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n\r\n`)
+    socket.write(
+      `GET http://origin.test:${origin.port}${path} HTTP/1.1\r\nHost: origin.test:${origin.port}\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n\r\n`,
+    )
     const complete = (): boolean => {
       const end = buffered.indexOf('\r\n\r\n')
       if (end < 0) return false
@@ -153,7 +177,8 @@ agents:
   t.equal(await exchange('/before'), 200)
   pc.rewriteConfig(policy(`sha256:${createHash('sha256').update(NEW_TOKEN).digest('hex')}`))
   t.ok(await until(async () => (await generation()) === 2), 'reloaded')
-  if (!socket.destroyed) t.equal(await exchange('/after'), 407, 'the same header on the same connection no longer authenticates')
+  if (!socket.destroyed)
+    t.equal(await exchange('/after'), 407, 'the same header on the same connection no longer authenticates')
   const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.path === '/after')
   t.match(rec, { decision: 'deny', reason: 'denied_auth_invalid', agent: 'ci' })
 })

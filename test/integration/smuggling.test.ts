@@ -9,23 +9,52 @@ import { once } from 'node:events'
 
 t.test('malformed and smuggling-shaped requests get 400/431 and a closed connection', async (t) => {
   const origin = await startHttpOrigin(t)
-  const pc = await startPortcullis(
-    t,
-    originOnlyYaml([origin.port]),
-  )
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port]))
   const auth = `Proxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n`
   const target = `http://origin.test:${origin.port}/x`
   const cases: Array<[string, string, RegExp]> = [
-    ['Content-Length with Transfer-Encoding', `POST ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, /^HTTP\/1\.1 400 /],
-    ['duplicate Content-Length', `POST ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc`, /^HTTP\/1\.1 400 /],
-    ['conflicting Content-Length', `POST ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd`, /^HTTP\/1\.1 400 /],
-    ['bad chunk size', `POST ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n`, /^HTTP\/1\.1 400 /],
-    ['Transfer-Encoding list', `POST ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`, /^HTTP\/1\.1 400 /],
+    [
+      'Content-Length with Transfer-Encoding',
+      `POST ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+      /^HTTP\/1\.1 400 /,
+    ],
+    [
+      'duplicate Content-Length',
+      `POST ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc`,
+      /^HTTP\/1\.1 400 /,
+    ],
+    [
+      'conflicting Content-Length',
+      `POST ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd`,
+      /^HTTP\/1\.1 400 /,
+    ],
+    [
+      'bad chunk size',
+      `POST ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n`,
+      /^HTTP\/1\.1 400 /,
+    ],
+    [
+      'Transfer-Encoding list',
+      `POST ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`,
+      /^HTTP\/1\.1 400 /,
+    ],
     ['space before colon', `GET ${target} HTTP/1.1\r\nHost : origin.test\r\n${auth}\r\n`, /^HTTP\/1\.1 400 /],
     ['garbage', `\x16\x03\x01garbage\r\n\r\n`, /^HTTP\/1\.1 400 /],
-    ['two Proxy-Authorization headers', `GET ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Proxy-Authorization: Basic b3RoZXI6eA==\r\n\r\n`, /^HTTP\/1\.1 400 /],
-    ['two Proxy-Authorization headers on CONNECT', `CONNECT origin.test:443 HTTP/1.1\r\nHost: origin.test:443\r\n${auth}Proxy-Authorization: Basic b3RoZXI6eA==\r\n\r\n`, /^HTTP\/1\.1 400 /],
-    ['over-long headers', `GET ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}X-Big: ${'a'.repeat(20_000)}\r\n\r\n`, /^HTTP\/1\.1 431 /],
+    [
+      'two Proxy-Authorization headers',
+      `GET ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Proxy-Authorization: Basic b3RoZXI6eA==\r\n\r\n`,
+      /^HTTP\/1\.1 400 /,
+    ],
+    [
+      'two Proxy-Authorization headers on CONNECT',
+      `CONNECT origin.test:443 HTTP/1.1\r\nHost: origin.test:443\r\n${auth}Proxy-Authorization: Basic b3RoZXI6eA==\r\n\r\n`,
+      /^HTTP\/1\.1 400 /,
+    ],
+    [
+      'over-long headers',
+      `GET ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}X-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+      /^HTTP\/1\.1 431 /,
+    ],
   ]
   for (const [name, request, status] of cases) {
     t.test(name, async (t) => {
@@ -40,13 +69,19 @@ t.test('malformed and smuggling-shaped requests get 400/431 and a closed connect
   t.test('a client trickling header bytes is cut off at header_timeout_ms', async (t) => {
     const socket = connect(pc.proxyPort, '127.0.0.1')
     await once(socket, 'connect')
-    const { answer, elapsedMs } = await trickleUntilClosed(socket, `GET ${target} HTTP/1.1\r\nHost: origin.test\r\nX-Slow: ${'a'.repeat(200)}`)
+    const { answer, elapsedMs } = await trickleUntilClosed(
+      socket,
+      `GET ${target} HTTP/1.1\r\nHost: origin.test\r\nX-Slow: ${'a'.repeat(200)}`,
+    )
     t.ok(elapsedMs < 6000, `closed after ${elapsedMs} ms despite steady trickling`)
     t.match(answer, /^HTTP\/1\.1 408 /)
   })
 
   t.test('the proxy still serves after all of that', async (t) => {
-    const { response } = await rawExchange(pc.proxyPort, `GET ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Connection: close\r\n\r\n`)
+    const { response } = await rawExchange(
+      pc.proxyPort,
+      `GET ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Connection: close\r\n\r\n`,
+    )
     t.match(response, /^HTTP\/1\.1 200 /)
   })
 })
@@ -63,11 +98,26 @@ t.test('request bodies stay framed upstream: no undecided request reaches the or
   const chunked = `${inner.length.toString(16)}\r\n${inner}\r\n0\r\n\r\n`
   const target = `http://origin.test:${origin.port}/public/ok`
   const shapes: Array<[string, string]> = [
-    ['GET with a chunked body', `GET ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`],
-    ['HEAD with a chunked body', `HEAD ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`],
-    ['DELETE with a chunked body', `DELETE ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`],
-    ['OPTIONS with a chunked body', `OPTIONS ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`],
-    ['Connection naming Content-Length', `GET ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Content-Length: ${inner.length}\r\nConnection: close, content-length\r\n\r\n${inner}`],
+    [
+      'GET with a chunked body',
+      `GET ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`,
+    ],
+    [
+      'HEAD with a chunked body',
+      `HEAD ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`,
+    ],
+    [
+      'DELETE with a chunked body',
+      `DELETE ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`,
+    ],
+    [
+      'OPTIONS with a chunked body',
+      `OPTIONS ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`,
+    ],
+    [
+      'Connection naming Content-Length',
+      `GET ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Content-Length: ${inner.length}\r\nConnection: close, content-length\r\n\r\n${inner}`,
+    ],
   ]
   for (const [name, request] of shapes) {
     t.test(name, async (t) => {
@@ -78,9 +128,16 @@ t.test('request bodies stay framed upstream: no undecided request reaches the or
       // Give a smuggled second request every chance to show up before counting.
       await new Promise((r) => setTimeout(r, 200))
       const arrived = origin.seen.slice(before)
-      t.same(arrived.map((r) => r.url), ['/public/ok'], 'only the decided request reached the origin')
+      t.same(
+        arrived.map((r) => r.url),
+        ['/public/ok'],
+        'only the decided request reached the origin',
+      )
       t.equal(arrived[0]?.body, inner, 'with its body as the body')
-      t.notOk(pc.decisions().some((r) => r.path === '/private/smuggled'), 'nothing else was decided or sent')
+      t.notOk(
+        pc.decisions().some((r) => r.path === '/private/smuggled'),
+        'nothing else was decided or sent',
+      )
     })
   }
 })
@@ -126,12 +183,25 @@ t.test('a request pipelined after one that closes the connection is never decide
   const pc = await startPortcullis(t, originOnlyYaml([origin.port], { paths: ['/public/**'] }))
   const auth = `Proxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n`
   const url = (path: string): string => `http://origin.test:${origin.port}${path}`
-  const after = (path: string): string => `POST ${url(path)} HTTP/1.1\r\nHost: origin.test\r\n${auth}Content-Length: 4\r\n\r\nbody`
+  const after = (path: string): string =>
+    `POST ${url(path)} HTTP/1.1\r\nHost: origin.test\r\n${auth}Content-Length: 4\r\n\r\nbody`
   const cases: Array<[string, string, RegExp]> = [
-    ['a refused Expect: 100-continue', `POST ${url('/private/x')} HTTP/1.1\r\nHost: origin.test\r\n${auth}Expect: 100-continue\r\nContent-Length: 0\r\n\r\n`, /^HTTP\/1\.1 403 /],
+    [
+      'a refused Expect: 100-continue',
+      `POST ${url('/private/x')} HTTP/1.1\r\nHost: origin.test\r\n${auth}Expect: 100-continue\r\nContent-Length: 0\r\n\r\n`,
+      /^HTTP\/1\.1 403 /,
+    ],
     ['an origin-form request (400)', `GET /x HTTP/1.1\r\nHost: origin.test\r\n\r\n`, /^HTTP\/1\.1 400 /],
-    ['a duplicate Host (400)', `GET ${url('/public/x')} HTTP/1.1\r\nHost: origin.test\r\nHost: other.test\r\n${auth}\r\n`, /^HTTP\/1\.1 400 [^\r]*\r\n(?:.*\r\n)*?[^]*duplicate_host/],
-    ["the client's own Connection: close", `GET ${url('/public/first')} HTTP/1.1\r\nHost: origin.test\r\n${auth}Connection: close\r\n\r\n`, /^HTTP\/1\.1 200 /],
+    [
+      'a duplicate Host (400)',
+      `GET ${url('/public/x')} HTTP/1.1\r\nHost: origin.test\r\nHost: other.test\r\n${auth}\r\n`,
+      /^HTTP\/1\.1 400 [^\r]*\r\n(?:.*\r\n)*?[^]*duplicate_host/,
+    ],
+    [
+      "the client's own Connection: close",
+      `GET ${url('/public/first')} HTTP/1.1\r\nHost: origin.test\r\n${auth}Connection: close\r\n\r\n`,
+      /^HTTP\/1\.1 200 /,
+    ],
   ]
   for (const [i, [what, first, status]] of cases.entries()) {
     t.test(what, async (t) => {
@@ -140,14 +210,28 @@ t.test('a request pipelined after one that closes the connection is never decide
       t.match(response, status)
       t.equal(response.match(/^HTTP\/1\.1 \d{3} /gm)?.length, 1, 'one answer: to the first request only')
       t.ok(closed, 'and the connection closed')
-      t.notOk(origin.seen.some((s) => s.url === path), 'the pipelined request never reached the origin')
-      t.notOk(pc.records().some((r) => r.event === 'decision' && r.path === path), 'nor was it decided or recorded')
+      t.notOk(
+        origin.seen.some((s) => s.url === path),
+        'the pipelined request never reached the origin',
+      )
+      t.notOk(
+        pc.records().some((r) => r.event === 'decision' && r.path === path),
+        'nor was it decided or recorded',
+      )
     })
   }
   t.test('pipelined requests on a kept-alive connection are all answered, in order', async (t) => {
-    const get = (path: string, last = false): string => `GET ${url(path)} HTTP/1.1\r\nHost: origin.test\r\n${auth}${last ? 'Connection: close\r\n' : ''}\r\n`
-    const { response } = await rawExchange(pc.proxyPort, get('/public/p1') + get('/private/p2') + get('/public/p3', true), 3000)
-    t.same([...response.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => m[1]), ['200', '403', '200'])
+    const get = (path: string, last = false): string =>
+      `GET ${url(path)} HTTP/1.1\r\nHost: origin.test\r\n${auth}${last ? 'Connection: close\r\n' : ''}\r\n`
+    const { response } = await rawExchange(
+      pc.proxyPort,
+      get('/public/p1') + get('/private/p2') + get('/public/p3', true),
+      3000,
+    )
+    t.same(
+      [...response.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => m[1]),
+      ['200', '403', '200'],
+    )
     t.ok(response.indexOf('origin saw GET /public/p1') < response.indexOf('origin saw GET /public/p3'))
   })
 })
@@ -176,10 +260,15 @@ t.test('a connection that sends nothing is closed at header_timeout_ms', async (
 
 t.test('a kept-alive connection that sends only blank lines is closed at idle_timeout_ms', async (t) => {
   const origin = await startHttpOrigin(t)
-  const pc = await startPortcullis(t, originOnlyYaml([origin.port]).replace('idle_timeout_ms: 10000', 'idle_timeout_ms: 1500'))
+  const pc = await startPortcullis(
+    t,
+    originOnlyYaml([origin.port]).replace('idle_timeout_ms: 10000', 'idle_timeout_ms: 1500'),
+  )
   const socket = connect(pc.proxyPort, '127.0.0.1')
   await once(socket, 'connect')
-  socket.write(`GET http://origin.test:${origin.port}/ka HTTP/1.1\r\nHost: origin.test\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n\r\n`)
+  socket.write(
+    `GET http://origin.test:${origin.port}/ka HTTP/1.1\r\nHost: origin.test\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n\r\n`,
+  )
   const [first] = (await once(socket, 'data')) as [Buffer]
   t.match(first.toString(), /^HTTP\/1\.1 200 /)
   const { elapsedMs } = await trickleUntilClosed(socket, '\r\n'.repeat(100), 200)

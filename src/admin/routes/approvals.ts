@@ -47,14 +47,22 @@ async function storeAvailable(write: () => Promise<void>, res: ServerResponse): 
     await write()
     return true
   } catch {
-    sendJson(res, 503, { error: 'approvals_unavailable', message: 'the approvals store (Redis) cannot be reached; approvals already in force stay, new ones and revocations wait until it is back' })
+    sendJson(res, 503, {
+      error: 'approvals_unavailable',
+      message:
+        'the approvals store (Redis) cannot be reached; approvals already in force stay, new ones and revocations wait until it is back',
+    })
     return false
   }
 }
 
 /** An approval as the API answers it: with its time left and what it opens, in words. */
 function answer(a: Approval, nowMs: number): Approval & { expires_in_s: number; covers: string } {
-  return { ...a, expires_in_s: Math.max(0, Math.round((Date.parse(a.expires_at) - nowMs) / 1000)), covers: describeApproval(a) }
+  return {
+    ...a,
+    expires_in_s: Math.max(0, Math.round((Date.parse(a.expires_at) - nowMs) / 1000)),
+    covers: describeApproval(a),
+  }
 }
 
 /**
@@ -70,7 +78,12 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
       path: '/api/approvals',
       handler: (_req, res) => {
         const t = now()
-        sendJson(res, 200, { approvals: deps.store.current().filter((a) => isActive(a, t)).map((a) => answer(a, t)) })
+        sendJson(res, 200, {
+          approvals: deps.store
+            .current()
+            .filter((a) => isActive(a, t))
+            .map((a) => answer(a, t)),
+        })
       },
     },
     {
@@ -84,13 +97,25 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
           return sendJson(res, 400, { error: 'bad_body', message: 'send a JSON object of at most 16 KiB' })
         }
         const body = CreateBody.safeParse(raw)
-        if (!body.success) return sendJson(res, 400, { error: 'bad_request', message: body.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ') })
+        if (!body.success)
+          return sendJson(res, 400, {
+            error: 'bad_request',
+            message: body.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '),
+          })
         const ttlMs = body.data.ttl === undefined ? deps.defaultTtlMs : parseDurationMs(body.data.ttl)
-        if (ttlMs === null || ttlMs <= 0 || ttlMs > MAX_APPROVAL_TTL_MS) return sendJson(res, 400, { error: 'bad_ttl', message: 'ttl is a duration like 30m, 2h or 7d, at most 90d' })
+        if (ttlMs === null || ttlMs <= 0 || ttlMs > MAX_APPROVAL_TTL_MS)
+          return sendJson(res, 400, { error: 'bad_ttl', message: 'ttl is a duration like 30m, 2h or 7d, at most 90d' })
         const record = await deps.findDecision(body.data.request_id)
-        if (!record) return sendJson(res, 404, { error: 'unknown_request', message: `no decision record with id ${body.data.request_id} (it may have aged out of the ring)` })
+        if (!record)
+          return sendJson(res, 404, {
+            error: 'unknown_request',
+            message: `no decision record with id ${body.data.request_id} (it may have aged out of the ring)`,
+          })
         if (record.decision !== 'deny' || record.agent === null || !isApprovable(record.reason)) {
-          return sendJson(res, 409, { error: 'not_approvable', message: `only policy denials (no rule, deny rule, port, method, path) of a known agent can be approved; this one is ${record.reason}` })
+          return sendJson(res, 409, {
+            error: 'not_approvable',
+            message: `only policy denials (no rule, deny rule, port, method, path) of a known agent can be approved; this one is ${record.reason}`,
+          })
         }
         const t = now()
         const approval: Approval = {

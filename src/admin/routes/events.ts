@@ -2,7 +2,15 @@ import type { ServerResponse } from 'node:http'
 import type { Bus, Sink } from '../../telemetry/bus.js'
 import type { TelemetryRecord } from '../../telemetry/events.js'
 import type { RingSink } from '../../telemetry/ring-sink.js'
-import { cursorKind, isQueryError, matchesQuery, parseEventQuery, queryRing, type EventPage, type EventQuery } from '../event-query.js'
+import {
+  cursorKind,
+  isQueryError,
+  matchesQuery,
+  parseEventQuery,
+  queryRing,
+  type EventPage,
+  type EventQuery,
+} from '../event-query.js'
 import { sendJson, type Route } from '../server.js'
 
 export interface EventSource {
@@ -48,7 +56,10 @@ export function eventRoutes(src: EventSource): Route[] {
         if (isQueryError(q)) return sendJson(res, 400, { error: 'bad_query', message: q.error })
         const wanted = src.redis ? 'stream' : 'record'
         if (q.cursor !== undefined && cursorKind(q.cursor) !== wanted) {
-          return sendJson(res, 400, { error: 'bad_query', message: `cursor is not from this event source (${src.redis ? 'Redis' : 'memory'}); start again without a cursor` })
+          return sendJson(res, 400, {
+            error: 'bad_query',
+            message: `cursor is not from this event source (${src.redis ? 'Redis' : 'memory'}); start again without a cursor`,
+          })
         }
         if (!src.redis) return sendPage(res, 'memory', queryRing(src.ring.snapshot(), q))
         let page: EventPage
@@ -56,7 +67,11 @@ export function eventRoutes(src: EventSource): Route[] {
           page = await src.redis.query(q)
         } catch {
           // Redis is down: the first page can still come from this instance's ring; later pages cannot.
-          if (q.cursor !== undefined) return sendJson(res, 503, { error: 'redis_unavailable', message: 'Redis is unreachable; start again without a cursor to read this instance\'s memory' })
+          if (q.cursor !== undefined)
+            return sendJson(res, 503, {
+              error: 'redis_unavailable',
+              message: "Redis is unreachable; start again without a cursor to read this instance's memory",
+            })
           // Only the first page: a memory cursor could not continue once Redis answers again.
           return sendPage(res, 'memory', { records: queryRing(src.ring.snapshot(), q).records, nextCursor: null })
         }
@@ -70,7 +85,12 @@ export function eventRoutes(src: EventSource): Route[] {
         const q = parseEventQuery(url.searchParams, new Date())
         if (isQueryError(q)) return sendJson(res, 400, { error: 'bad_query', message: q.error })
         // A live stream has no pages: limit and cursor belong to /api/events.
-        for (const key of ['cursor', 'limit']) if (url.searchParams.has(key)) return sendJson(res, 400, { error: 'bad_query', message: `${key} applies to /api/events only; the stream takes decision, agent, host, reason, since and until` })
+        for (const key of ['cursor', 'limit'])
+          if (url.searchParams.has(key))
+            return sendJson(res, 400, {
+              error: 'bad_query',
+              message: `${key} applies to /api/events only; the stream takes decision, agent, host, reason, since and until`,
+            })
         startStream(src, q, keepaliveMs, res)
         req.socket.setTimeout(0)
       },

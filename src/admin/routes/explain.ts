@@ -21,7 +21,9 @@ export interface Explanation {
   readonly path: string
 }
 
-export type ParsedTarget = { readonly ok: true; readonly facts: Omit<RequestFacts, 'agent' | 'method'> } | { readonly ok: false; readonly error: string }
+export type ParsedTarget =
+  | { readonly ok: true; readonly facts: Omit<RequestFacts, 'agent' | 'method'> }
+  | { readonly ok: false; readonly error: string }
 
 const METHOD = /^[A-Za-z]{1,20}$/
 const ABSOLUTE = /^(https?):\/\/([^/?#]*)(.*)$/is
@@ -43,7 +45,8 @@ export function parseExplainUrl(text: string): ParsedTarget {
   const target = rest === '' || rest.startsWith('?') || rest.startsWith('#') ? `/${rest}` : rest
   const { path: rawPath, query } = splitTarget(target)
   const path = normalizePath(rawPath)
-  if (path === null) return { ok: false, error: 'the URL path is malformed (bad %-escape, control character, space or backslash)' }
+  if (path === null)
+    return { ok: false, error: 'the URL path is malformed (bad %-escape, control character, space or backslash)' }
   return { ok: true, facts: { scheme, host: hostPort.host, port: hostPort.port, path, query } }
 }
 
@@ -51,7 +54,14 @@ export function parseExplainUrl(text: string): ParsedTarget {
  * The decision the running policy would make, computed without any network I/O; with the
  * approvals in force (`approvals`), exactly what traffic would get now, approvals included.
  */
-export function explain(config: RuntimeConfig, agent: string, method: string, target: Omit<RequestFacts, 'agent' | 'method'>, approvals: ApprovalIndex = new Map(), nowMs = Date.now()): Explanation {
+export function explain(
+  config: RuntimeConfig,
+  agent: string,
+  method: string,
+  target: Omit<RequestFacts, 'agent' | 'method'>,
+  approvals: ApprovalIndex = new Map(),
+  nowMs = Date.now(),
+): Explanation {
   const facts: RequestFacts = { ...target, agent, method }
   const base = { mode: effectiveMode(config.policy, agent), host: facts.host, port: facts.port, path: facts.path }
   let via: 'tunnel' | 'intercept' | undefined
@@ -81,12 +91,17 @@ export function explainRoutes(config: () => RuntimeConfig, approvals: () => Appr
         const method = (p.get('method') || 'GET').toUpperCase()
         const rawUrl = p.get('url') ?? ''
         if (agent === '') return sendJson(res, 400, { error: 'bad_query', message: 'agent is required' })
-        if (!METHOD.test(method)) return sendJson(res, 400, { error: 'bad_query', message: 'method must be an HTTP method token such as GET' })
+        if (!METHOD.test(method))
+          return sendJson(res, 400, { error: 'bad_query', message: 'method must be an HTTP method token such as GET' })
         if (rawUrl === '') return sendJson(res, 400, { error: 'bad_query', message: 'url is required' })
         const target = parseExplainUrl(rawUrl)
         if (!target.ok) return sendJson(res, 400, { error: 'bad_url', message: target.error })
         const current = config()
-        if (!current.policy.agents.has(agent)) return sendJson(res, 404, { error: 'unknown_agent', message: `no agent '${agent.slice(0, 100)}' in the running config` })
+        if (!current.policy.agents.has(agent))
+          return sendJson(res, 404, {
+            error: 'unknown_agent',
+            message: `no agent '${agent.slice(0, 100)}' in the running config`,
+          })
         sendJson(res, 200, explain(current, agent, method, target.facts, approvals()))
       },
     },

@@ -19,7 +19,12 @@ export function healthRoutes(src: HealthSource): Route[] {
       open: true,
       handler: (_req, res) => {
         const error = src.configError()
-        sendJson(res, 200, { status: 'ok', generation: src.generation(), started_at: src.startedAt, config_error: error })
+        sendJson(res, 200, {
+          status: 'ok',
+          generation: src.generation(),
+          started_at: src.startedAt,
+          config_error: error,
+        })
       },
     },
     {

@@ -13,7 +13,11 @@ export function metricsRoutes(metrics: MetricsSource): Route[] {
       path: '/metrics',
       handler: async (_req, res) => {
         const body = await metrics.text()
-        res.writeHead(200, { 'content-type': metrics.contentType, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })
+        res.writeHead(200, {
+          'content-type': metrics.contentType,
+          'content-length': Buffer.byteLength(body),
+          'cache-control': 'no-store',
+        })
         res.end(body)
       },
     },

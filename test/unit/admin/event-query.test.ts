@@ -1,6 +1,12 @@
 import t from 'tap'
 import { monotonicFactory } from 'ulid'
-import { isQueryError, matchesQuery, parseEventQuery, queryRing, type EventQuery } from '../../../src/admin/event-query.js'
+import {
+  isQueryError,
+  matchesQuery,
+  parseEventQuery,
+  queryRing,
+  type EventQuery,
+} from '../../../src/admin/event-query.js'
 import type { CloseRecord, DecisionRecord, TelemetryRecord } from '../../../src/telemetry/events.js'
 
 const NOW = new Date('2026-11-25T12:00:00.000Z')
@@ -32,7 +38,16 @@ function decision(minute: number, over: Partial<DecisionRecord> = {}): DecisionR
 }
 
 function closeOf(d: DecisionRecord): CloseRecord {
-  return { time: d.time, id: d.id, event: 'close', agent: d.agent, host: d.host, bytes_up: 1, bytes_down: 2, duration_ms: 3 }
+  return {
+    time: d.time,
+    id: d.id,
+    event: 'close',
+    agent: d.agent,
+    host: d.host,
+    bytes_up: 1,
+    bytes_down: 2,
+    duration_ms: 3,
+  }
 }
 
 function parse(qs: string): EventQuery {
@@ -49,10 +64,18 @@ t.test('parseEventQuery', async (t) => {
     ['host=*.Example.com', { host: '*.example.com', limit: 100 }, '`*.suffix` is kept as a wildcard, normalised'],
     ['reason=denied_path', { reason: 'denied_path', limit: 100 }, 'a reason code'],
     ['since=15m', { since: new Date(NOW.getTime() - 15 * 60_000), limit: 100 }, '`15m` means now minus 15 minutes'],
-    ['since=7d&until=1h', { since: new Date(NOW.getTime() - 7 * 86_400_000), until: new Date(NOW.getTime() - 3600_000), limit: 100 }, 'relative since and until'],
+    [
+      'since=7d&until=1h',
+      { since: new Date(NOW.getTime() - 7 * 86_400_000), until: new Date(NOW.getTime() - 3600_000), limit: 100 },
+      'relative since and until',
+    ],
     ['since=2026-11-25T10:00:00Z', { since: new Date('2026-11-25T10:00:00Z'), limit: 100 }, 'an ISO time'],
     ['limit=1000', { limit: 1000 }, 'the maximum limit'],
-    ['cursor=01jd0000000000000000000000', { cursor: '01JD0000000000000000000000', limit: 100 }, 'a cursor is upper-cased'],
+    [
+      'cursor=01jd0000000000000000000000',
+      { cursor: '01JD0000000000000000000000', limit: 100 },
+      'a cursor is upper-cased',
+    ],
     ['agent=', { limit: 100 }, 'an empty parameter is absent'],
   ]
   for (const [qs, expected, behaviour] of CASES) {
@@ -98,7 +121,12 @@ t.test('matchesQuery', async (t) => {
     [d, 'host=github.com', false, 'an exact host does not match a subdomain'],
     [d, 'host=*.github.com', true, '`*.github.com` matches a subdomain'],
     [decision(0, { host: 'github.com' }), 'host=*.github.com', false, '`*.github.com` does not match the apex'],
-    [decision(0, { host: 'evilgithub.com' }), 'host=*.github.com', false, '`*.github.com` is a label boundary, not a string suffix'],
+    [
+      decision(0, { host: 'evilgithub.com' }),
+      'host=*.github.com',
+      false,
+      '`*.github.com` is a label boundary, not a string suffix',
+    ],
     [d, 'reason=denied_path', true, 'the reason'],
     [d, 'reason=denied_no_rule', false, 'another reason'],
     [d, 'since=169m', false, 'a record before since'],
@@ -115,17 +143,27 @@ t.test('matchesQuery', async (t) => {
 
 t.test('queryRing', async (t) => {
   const ring: TelemetryRecord[] = []
-  for (let m = 0; m < 10; m++) ring.push(decision(m, { decision: m % 2 ? 'allow' : 'deny', reason: m % 2 ? 'allowed' : 'denied_path' }))
+  for (let m = 0; m < 10; m++)
+    ring.push(decision(m, { decision: m % 2 ? 'allow' : 'deny', reason: m % 2 ? 'allowed' : 'denied_path' }))
 
   t.test('newest first, limited, with a cursor that pages strictly before', async (t) => {
     const all = ring.filter((r) => r.event === 'decision' && r.decision === 'deny').reverse()
     const p1 = queryRing(ring, parse('decision=deny&limit=2'))
-    t.strictSame(p1.records.map((r) => r.id), all.slice(0, 2).map((r) => r.id))
+    t.strictSame(
+      p1.records.map((r) => r.id),
+      all.slice(0, 2).map((r) => r.id),
+    )
     t.equal(p1.nextCursor, all[1]?.id)
     const p2 = queryRing(ring, parse(`decision=deny&limit=2&cursor=${p1.nextCursor}`))
-    t.strictSame(p2.records.map((r) => r.id), all.slice(2, 4).map((r) => r.id))
+    t.strictSame(
+      p2.records.map((r) => r.id),
+      all.slice(2, 4).map((r) => r.id),
+    )
     const p3 = queryRing(ring, parse(`decision=deny&limit=2&cursor=${p2.nextCursor}`))
-    t.strictSame(p3.records.map((r) => r.id), all.slice(4, 5).map((r) => r.id))
+    t.strictSame(
+      p3.records.map((r) => r.id),
+      all.slice(4, 5).map((r) => r.id),
+    )
     t.equal(p3.nextCursor, null, 'the last page has no cursor')
   })
 
@@ -137,7 +175,10 @@ t.test('queryRing', async (t) => {
     const early = decision(20)
     const late = decision(21)
     const page = queryRing([late, early], parse(''))
-    t.strictSame(page.records.map((r) => r.id), [late.id, early.id])
+    t.strictSame(
+      page.records.map((r) => r.id),
+      [late.id, early.id],
+    )
   })
 
   t.test('a page never splits records that share an id', async (t) => {
@@ -156,6 +197,9 @@ t.test('queryRing', async (t) => {
 
   t.test('filters and since apply before paging', async (t) => {
     const page = queryRing(ring, parse('decision=allow&since=175m'))
-    t.strictSame(page.records.map((r) => (r as DecisionRecord).time), [decision(9).time, decision(7).time, decision(5).time])
+    t.strictSame(
+      page.records.map((r) => (r as DecisionRecord).time),
+      [decision(9).time, decision(7).time, decision(5).time],
+    )
   })
 })

@@ -12,7 +12,10 @@ t.test('an approvals file that is not YAML is PC_ERR_CONFIG_UNREADABLE, naming t
     (e: unknown) => e,
   )
   t.ok(err instanceof PortcullisError)
-  t.match(err, { code: 'PC_ERR_CONFIG_UNREADABLE', message: new RegExp(`approvals\\.file ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not YAML`) })
+  t.match(err, {
+    code: 'PC_ERR_CONFIG_UNREADABLE',
+    message: new RegExp(`approvals\\.file ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not YAML`),
+  })
 })
 
 t.test('a missing approvals file is an empty list', async (t) => {

@@ -6,7 +6,10 @@ import { parseConfigText } from '../../../src/config/load.js'
 import { configSchema } from '../../../src/config/schema.js'
 import { listRules } from '../../../src/policy/compiled.js'
 
-const SPEC = parseConfigText(readFileSync(new URL('../../fixtures/configs/good-spec.yaml', import.meta.url), 'utf8'), 'good-spec.yaml')
+const SPEC = parseConfigText(
+  readFileSync(new URL('../../fixtures/configs/good-spec.yaml', import.meta.url), 'utf8'),
+  'good-spec.yaml',
+)
 const agent = (id: string) => SPEC.policy.agents.get(id)
 
 t.test('limits: top-level defaults, then groups, then the agent', async (t) => {
@@ -22,12 +25,22 @@ t.test('a later group overrides an earlier one', async (t) => {
 agents:
   - { id: x, source_cidrs: [127.0.0.1/32], groups: [a, b] }
 `
-  t.same(parseConfigText(text, 't.yaml').policy.agents.get('x')?.limits, { requestsPerMinute: 20, concurrentConnections: 1, bytesPerDay: null })
+  t.same(parseConfigText(text, 't.yaml').policy.agents.get('x')?.limits, {
+    requestsPerMinute: 20,
+    concurrentConnections: 1,
+    bytesPerDay: null,
+  })
 })
 
 t.test('tokens are stored as their 32 sha256 bytes, whatever the hex case', async (t) => {
-  t.equal(agent('ci-42')?.tokenSha256?.toString('hex'), '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08')
-  t.equal(agent('releaser')?.tokenSha256?.toString('hex'), '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08')
+  t.equal(
+    agent('ci-42')?.tokenSha256?.toString('hex'),
+    '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08',
+  )
+  t.equal(
+    agent('releaser')?.tokenSha256?.toString('hex'),
+    '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08',
+  )
   t.equal(agent('legacy-runner')?.tokenSha256, null)
 })
 
@@ -106,6 +119,9 @@ t.test('compile errors from code carry the plain source position', async (t) => 
     compileConfig(raw, createPlainSource('<code>'))
     t.fail('accepted')
   } catch (err) {
-    t.match(err, { code: 'PC_ERR_CONFIG_INVALID', issues: [{ file: '<code>', line: 1, col: 1, path: 'agents[0].source_cidrs[0]' }] })
+    t.match(err, {
+      code: 'PC_ERR_CONFIG_INVALID',
+      issues: [{ file: '<code>', line: 1, col: 1, path: 'agents[0].source_cidrs[0]' }],
+    })
   }
 })

@@ -19,7 +19,11 @@ function issuesOf(name: string, env: NodeJS.ProcessEnv = {}): ConfigError['issue
 type Loc = { line: number; col: number; path: string; message: RegExp }
 const BROKEN: ReadonlyArray<readonly [string, string, Loc[]]> = [
   ['a YAML syntax error is located', 'bad-yaml-syntax.yaml', [{ line: 7, col: 1, path: '', message: /YAML syntax/ }]],
-  ['an unknown key (`alow:`) is an error at the key', 'bad-unknown-key.yaml', [{ line: 3, col: 5, path: 'groups.builders.alow', message: /unknown key 'alow'/ }]],
+  [
+    'an unknown key (`alow:`) is an error at the key',
+    'bad-unknown-key.yaml',
+    [{ line: 3, col: 5, path: 'groups.builders.alow', message: /unknown key 'alow'/ }],
+  ],
   [
     'wrong types are all reported',
     'bad-wrong-type.yaml',
@@ -36,7 +40,11 @@ const BROKEN: ReadonlyArray<readonly [string, string, Loc[]]> = [
       { line: 5, col: 34, path: 'agents[0].source_cidrs[1]', message: /not a valid CIDR/ },
     ],
   ],
-  ['host `*` is rejected', 'bad-host-star.yaml', [{ line: 5, col: 15, path: 'groups.everyone.allow[1].host', message: /every host/ }]],
+  [
+    'host `*` is rejected',
+    'bad-host-star.yaml',
+    [{ line: 5, col: 15, path: 'groups.everyone.allow[1].host', message: /every host/ }],
+  ],
   [
     'host `*.` and non-normalised hosts are rejected with the form to use',
     'bad-host-star-dot.yaml',
@@ -46,8 +54,16 @@ const BROKEN: ReadonlyArray<readonly [string, string, Loc[]]> = [
       { line: 6, col: 15, path: 'groups.everyone.allow[2].host', message: /use 'example\.com'/ },
     ],
   ],
-  ['a duplicate agent id is rejected', 'bad-duplicate-agent.yaml', [{ line: 4, col: 9, path: 'agents[1].id', message: /duplicate agent id 'ci-42'/ }]],
-  ['a token not in sha256: form is rejected', 'bad-token.yaml', [{ line: 3, col: 12, path: 'agents[0].token', message: /sha256:/ }]],
+  [
+    'a duplicate agent id is rejected',
+    'bad-duplicate-agent.yaml',
+    [{ line: 4, col: 9, path: 'agents[1].id', message: /duplicate agent id 'ci-42'/ }],
+  ],
+  [
+    'a token not in sha256: form is rejected',
+    'bad-token.yaml',
+    [{ line: 3, col: 12, path: 'agents[0].token', message: /sha256:/ }],
+  ],
   [
     'an unknown preset and an unknown group are rejected',
     'bad-unknown-preset.yaml',
@@ -67,15 +83,51 @@ for (const [behaviour, name, expected] of BROKEN) {
 }
 
 const INLINE: ReadonlyArray<readonly [string, string, Partial<Loc>]> = [
-  ['a misspelt rule key is reported on the rule', 'groups:\n  g:\n    allow:\n      - host: a.test\n        mthods: [GET]\n', { line: 5, col: 9, path: 'groups.g.allow[0].mthods', message: /unknown key/ }],
-  ['a rule that is not a mapping says what a rule is', 'groups:\n  g:\n    allow:\n      - npm\n', { line: 4, col: 9, path: 'groups.g.allow[0]', message: /host, preset, github or git/ }],
-  ['a lower-case method is rejected', 'groups:\n  g:\n    allow:\n      - { host: a.test, methods: [get] }\n', { line: 4, col: 35, path: 'groups.g.allow[0].methods[0]', message: /upper-case/ }],
-  ['a bad repo spec is rejected', 'groups:\n  g:\n    allow:\n      - github: { repos: ["acme"] }\n', { line: 4, col: 27, path: 'groups.g.allow[0].github.repos[0]', message: /owner\/name/ }],
-  ['a bad path pattern is rejected', 'groups:\n  g:\n    allow:\n      - { host: a.test, paths: ["/a/../b"] }\n', { line: 4, col: 33, path: 'groups.g.allow[0].paths[0]', message: /use '\/b'/ }],
-  ['an agent without token or sources is rejected', 'agents:\n  - id: nobody\n', { line: 2, col: 5, path: 'agents[0]', message: /token or source_cidrs/ }],
-  ['a resolve pin must be an IP', 'upstream:\n  resolve: { a.test: not-an-ip }\n', { line: 2, col: 22, path: 'upstream.resolve.a.test', message: /not an IP/ }],
-  ['a bad duration is rejected', 'approvals: { default_ttl: soon }\n', { line: 1, col: 27, path: 'approvals.default_ttl', message: /duration/ }],
-  ['a deny rule cannot inject headers', 'groups:\n  g:\n    deny:\n      - host: a.test\n        inspect_body: true\n', { line: 5, col: 9, path: 'groups.g.deny[0].inspect_body', message: /allow rules/ }],
+  [
+    'a misspelt rule key is reported on the rule',
+    'groups:\n  g:\n    allow:\n      - host: a.test\n        mthods: [GET]\n',
+    { line: 5, col: 9, path: 'groups.g.allow[0].mthods', message: /unknown key/ },
+  ],
+  [
+    'a rule that is not a mapping says what a rule is',
+    'groups:\n  g:\n    allow:\n      - npm\n',
+    { line: 4, col: 9, path: 'groups.g.allow[0]', message: /host, preset, github or git/ },
+  ],
+  [
+    'a lower-case method is rejected',
+    'groups:\n  g:\n    allow:\n      - { host: a.test, methods: [get] }\n',
+    { line: 4, col: 35, path: 'groups.g.allow[0].methods[0]', message: /upper-case/ },
+  ],
+  [
+    'a bad repo spec is rejected',
+    'groups:\n  g:\n    allow:\n      - github: { repos: ["acme"] }\n',
+    { line: 4, col: 27, path: 'groups.g.allow[0].github.repos[0]', message: /owner\/name/ },
+  ],
+  [
+    'a bad path pattern is rejected',
+    'groups:\n  g:\n    allow:\n      - { host: a.test, paths: ["/a/../b"] }\n',
+    { line: 4, col: 33, path: 'groups.g.allow[0].paths[0]', message: /use '\/b'/ },
+  ],
+  [
+    'an agent without token or sources is rejected',
+    'agents:\n  - id: nobody\n',
+    { line: 2, col: 5, path: 'agents[0]', message: /token or source_cidrs/ },
+  ],
+  [
+    'a resolve pin must be an IP',
+    'upstream:\n  resolve: { a.test: not-an-ip }\n',
+    { line: 2, col: 22, path: 'upstream.resolve.a.test', message: /not an IP/ },
+  ],
+  [
+    'a bad duration is rejected',
+    'approvals: { default_ttl: soon }\n',
+    { line: 1, col: 27, path: 'approvals.default_ttl', message: /duration/ },
+  ],
+  [
+    'a deny rule cannot inject headers',
+    'groups:\n  g:\n    deny:\n      - host: a.test\n        inspect_body: true\n',
+    { line: 5, col: 9, path: 'groups.g.deny[0].inspect_body', message: /allow rules/ },
+  ],
 ]
 
 for (const [behaviour, text, expected] of INLINE) {
@@ -97,19 +149,56 @@ t.test('an empty file gives the defaults', async (t) => {
     admin: { host: '127.0.0.1', port: 9090 },
     mode: 'enforce',
     tls: { caCert: 'certs/ca.pem', caKey: 'certs/ca-key.pem', intercept: 'auto' },
-    upstream: { ports: [80, 443], caFile: null, connectTimeoutMs: 10000, headerTimeoutMs: 10000, idleTimeoutMs: 300000 },
-    telemetry: { log: { level: 'info', format: 'json' }, memory: { size: 10000 }, redis: { url: null, stream: 'portcullis:events', maxlen: 1000000 } },
+    upstream: {
+      ports: [80, 443],
+      caFile: null,
+      connectTimeoutMs: 10000,
+      headerTimeoutMs: 10000,
+      idleTimeoutMs: 300000,
+    },
+    telemetry: {
+      log: { level: 'info', format: 'json' },
+      memory: { size: 10000 },
+      redis: { url: null, stream: 'portcullis:events', maxlen: 1000000 },
+    },
     limits: { requestsPerMinute: 1200, concurrentConnections: 64, bytesPerDay: null },
     approvals: { file: 'config/approvals.yaml', defaultTtlMs: 86_400_000 },
   })
 })
 
-const ENV: ReadonlyArray<readonly [string, NodeJS.ProcessEnv, (c: ReturnType<typeof parseConfigText>) => unknown, unknown]> = [
-  ['PORTCULLIS_REDIS_URL sets telemetry.redis.url', { PORTCULLIS_REDIS_URL: 'redis://r:6379' }, (c) => c.telemetry.redis.url, 'redis://r:6379'],
-  ['PORTCULLIS_LOG_LEVEL sets telemetry.log.level', { PORTCULLIS_LOG_LEVEL: 'debug' }, (c) => c.telemetry.log.level, 'debug'],
-  ['PORTCULLIS_LISTEN takes host:port', { PORTCULLIS_LISTEN: '0.0.0.0:8080' }, (c) => c.listen, { host: '0.0.0.0', port: 8080 }],
-  ['PORTCULLIS_LISTEN takes [v6]:port', { PORTCULLIS_LISTEN: '[::1]:3129' }, (c) => c.listen, { host: '::1', port: 3129 }],
-  ['PORTCULLIS_LISTEN takes a bare port and keeps the host', { PORTCULLIS_LISTEN: '4000' }, (c) => c.listen, { host: '127.0.0.1', port: 4000 }],
+const ENV: ReadonlyArray<
+  readonly [string, NodeJS.ProcessEnv, (c: ReturnType<typeof parseConfigText>) => unknown, unknown]
+> = [
+  [
+    'PORTCULLIS_REDIS_URL sets telemetry.redis.url',
+    { PORTCULLIS_REDIS_URL: 'redis://r:6379' },
+    (c) => c.telemetry.redis.url,
+    'redis://r:6379',
+  ],
+  [
+    'PORTCULLIS_LOG_LEVEL sets telemetry.log.level',
+    { PORTCULLIS_LOG_LEVEL: 'debug' },
+    (c) => c.telemetry.log.level,
+    'debug',
+  ],
+  [
+    'PORTCULLIS_LISTEN takes host:port',
+    { PORTCULLIS_LISTEN: '0.0.0.0:8080' },
+    (c) => c.listen,
+    { host: '0.0.0.0', port: 8080 },
+  ],
+  [
+    'PORTCULLIS_LISTEN takes [v6]:port',
+    { PORTCULLIS_LISTEN: '[::1]:3129' },
+    (c) => c.listen,
+    { host: '::1', port: 3129 },
+  ],
+  [
+    'PORTCULLIS_LISTEN takes a bare port and keeps the host',
+    { PORTCULLIS_LISTEN: '4000' },
+    (c) => c.listen,
+    { host: '127.0.0.1', port: 4000 },
+  ],
   ['an empty variable changes nothing', { PORTCULLIS_LISTEN: '' }, (c) => c.listen, { host: '127.0.0.1', port: 3128 }],
 ]
 
@@ -122,7 +211,11 @@ for (const [behaviour, env, pick, expected] of ENV) {
 const BAD_ENV: ReadonlyArray<readonly [string, NodeJS.ProcessEnv, string]> = [
   ['a bad PORTCULLIS_LISTEN is a config error', { PORTCULLIS_LISTEN: 'localhost:99999' }, 'listen'],
   ['a bad PORTCULLIS_LOG_LEVEL is a config error', { PORTCULLIS_LOG_LEVEL: 'loud' }, 'telemetry.log.level'],
-  ['a PORTCULLIS_REDIS_URL that is not a Redis URL is a config error', { PORTCULLIS_REDIS_URL: 'http://x' }, 'telemetry.redis.url'],
+  [
+    'a PORTCULLIS_REDIS_URL that is not a Redis URL is a config error',
+    { PORTCULLIS_REDIS_URL: 'http://x' },
+    'telemetry.redis.url',
+  ],
 ]
 
 const BAD_REDIS_URLS = ['http://x', 'redis//127.0.0.1:16379', 'redis://127.0.0.1:notaport', 'redis+cluster://a:1,']
@@ -138,9 +231,18 @@ for (const url of BAD_REDIS_URLS) {
     t.match(issues, [{ path: 'telemetry.redis.url', message: /Redis URL|host/ }])
   })
 }
-for (const url of ['redis://127.0.0.1:6379', 'rediss://user:pw@127.0.0.1:6380/0', 'redis+cluster://127.0.0.1:7000,127.0.0.2:7000', 'redis://[::1]:6379']) {
+for (const url of [
+  'redis://127.0.0.1:6379',
+  'rediss://user:pw@127.0.0.1:6380/0',
+  'redis+cluster://127.0.0.1:7000,127.0.0.2:7000',
+  'redis://[::1]:6379',
+]) {
   t.test(`telemetry.redis.url '${url}' is accepted`, async (t) => {
-    const c = parseConfigText(`${read('good-minimal.yaml')}\ntelemetry: { redis: { url: ${JSON.stringify(url)} } }\n`, 'x.yaml', {})
+    const c = parseConfigText(
+      `${read('good-minimal.yaml')}\ntelemetry: { redis: { url: ${JSON.stringify(url)} } }\n`,
+      'x.yaml',
+      {},
+    )
     t.equal(c.telemetry.redis.url, url)
   })
 }
@@ -180,7 +282,12 @@ t.test('loadConfig reports the path it was given, with the same lines, columns a
       (e: unknown) => e,
     )
     t.ok(err instanceof ConfigError, `${name}: ConfigError`)
-    if (err instanceof ConfigError) t.match(err.issues, expected.map((e) => ({ file, ...e })), behaviour)
+    if (err instanceof ConfigError)
+      t.match(
+        err.issues,
+        expected.map((e) => ({ file, ...e })),
+        behaviour,
+      )
   }
 })
 
@@ -190,7 +297,8 @@ t.test('a quoted string where a port belongs (port: "abc") is located at the val
     t.fail('accepted')
   } catch (err) {
     t.ok(err instanceof ConfigError)
-    if (err instanceof ConfigError) t.match(err.issues, [{ file: 'abc.yaml', line: 3, col: 9, path: 'listen.port', message: /expected number/ }])
+    if (err instanceof ConfigError)
+      t.match(err.issues, [{ file: 'abc.yaml', line: 3, col: 9, path: 'listen.port', message: /expected number/ }])
   }
 })
 
@@ -198,7 +306,15 @@ t.test('a reload names the settings it cannot apply in a running process', async
   const { restartOnlyChanges } = await import('../../../src/app.js')
   const base = read('good-minimal.yaml')
   const a = parseConfigText(base, 'a.yaml', {})
-  const b = parseConfigText(`${base}\nlisten: { host: 127.0.0.1, port: 4128 }\ntelemetry: { log: { level: debug } }\n`, 'b.yaml', {})
+  const b = parseConfigText(
+    `${base}\nlisten: { host: 127.0.0.1, port: 4128 }\ntelemetry: { log: { level: debug } }\n`,
+    'b.yaml',
+    {},
+  )
   t.same(restartOnlyChanges(a, b), ['listen', 'telemetry.log'])
-  t.same(restartOnlyChanges(a, parseConfigText(`${base}\nmode: audit\n`, 'c.yaml', {})), [], 'policy changes apply at once')
+  t.same(
+    restartOnlyChanges(a, parseConfigText(`${base}\nmode: audit\n`, 'c.yaml', {})),
+    [],
+    'policy changes apply at once',
+  )
 })

@@ -6,14 +6,22 @@ const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64')
 type Expected = ReturnType<typeof parseProxyAuthorization>
 const CASES: ReadonlyArray<readonly [string, string | undefined, Expected]> = [
   ['an absent header is none', undefined, { kind: 'none' }],
-  ['Basic credentials are parsed', `Basic ${b64('builder:s3cret')}`, { kind: 'basic', user: 'builder', password: 's3cret' }],
+  [
+    'Basic credentials are parsed',
+    `Basic ${b64('builder:s3cret')}`,
+    { kind: 'basic', user: 'builder', password: 's3cret' },
+  ],
   ['the scheme is case-insensitive', `bAsIc ${b64('a:b')}`, { kind: 'basic', user: 'a', password: 'b' }],
   ['the password may contain `:`', `Basic ${b64('a:b:c')}`, { kind: 'basic', user: 'a', password: 'b:c' }],
   ['an empty password is kept', `Basic ${b64('a:')}`, { kind: 'basic', user: 'a', password: '' }],
   ['an empty user is kept', `Basic ${b64(':tok')}`, { kind: 'basic', user: '', password: 'tok' }],
   ['UTF-8 is decoded', `Basic ${b64('ägent:pässword')}`, { kind: 'basic', user: 'ägent', password: 'pässword' }],
   ['surrounding whitespace is ignored', `  Basic ${b64('a:b')}  `, { kind: 'basic', user: 'a', password: 'b' }],
-  ['several spaces after the scheme are accepted', `Basic   ${b64('a:b')}`, { kind: 'basic', user: 'a', password: 'b' }],
+  [
+    'several spaces after the scheme are accepted',
+    `Basic   ${b64('a:b')}`,
+    { kind: 'basic', user: 'a', password: 'b' },
+  ],
   ['an empty value is malformed', '', { kind: 'malformed' }],
   ['a scheme alone is malformed', 'Basic', { kind: 'malformed' }],
   ['`Basic ` with no credentials is malformed', 'Basic ', { kind: 'malformed' }],

@@ -1,5 +1,12 @@
 import t from 'tap'
-import { createLimiter, secondsToUtcMidnight, utcDay, type Admission, type Limiter, type UsageTotals } from '../../../src/limits/limiter.js'
+import {
+  createLimiter,
+  secondsToUtcMidnight,
+  utcDay,
+  type Admission,
+  type Limiter,
+  type UsageTotals,
+} from '../../../src/limits/limiter.js'
 import type { AgentLimits, DenyDecision } from '../../../src/policy/types.js'
 
 // 2026-11-25T10:00:30Z: mid-minute, mid-day (UTC).
@@ -10,7 +17,13 @@ const MINUTE = Math.floor(T0 / 60_000)
 function limits(l: Partial<AgentLimits>): AgentLimits {
   return { requestsPerMinute: null, concurrentConnections: null, bytesPerDay: null, ...l }
 }
-const rateLimited = (detail: string, retryAfterS: number): DenyDecision => ({ verdict: 'deny', reason: 'denied_rate_limited', ruleId: null, detail, retryAfterS })
+const rateLimited = (detail: string, retryAfterS: number): DenyDecision => ({
+  verdict: 'deny',
+  reason: 'denied_rate_limited',
+  ruleId: null,
+  detail,
+  retryAfterS,
+})
 
 type Step =
   | { readonly admit: number; readonly at?: number; readonly limits: AgentLimits; readonly agent?: string }
@@ -25,19 +38,106 @@ interface Case {
 }
 
 const CASES: readonly Case[] = [
-  { name: 'null limits are unlimited', steps: [{ admit: 5000, limits: limits({}) }], granted: 5000, last: { ok: true } },
-  { name: 'a burst of rpm is admitted, then requests_per_minute', steps: [{ admit: 61, limits: limits({ requestsPerMinute: 60 }) }], granted: 60, last: rateLimited('requests_per_minute', 1) },
-  { name: 'the bucket refills over time', steps: [{ admit: 60, limits: limits({ requestsPerMinute: 60 }) }, { admit: 11, at: T0 + 10_000, limits: limits({ requestsPerMinute: 60 }) }], granted: 10, last: rateLimited('requests_per_minute', 1) },
-  { name: 'agents have separate budgets', steps: [{ admit: 2, limits: limits({ requestsPerMinute: 2 }) }, { admit: 2, agent: 'b', limits: limits({ requestsPerMinute: 2 }) }], granted: 2, last: { ok: true } },
-  { name: 'a reload raising rpm keeps what was used', steps: [{ admit: 60, limits: limits({ requestsPerMinute: 60 }) }, { admit: 600, limits: limits({ requestsPerMinute: 600 }) }], granted: 540, last: rateLimited('requests_per_minute', 1) },
-  { name: 'a reload lowering rpm keeps what was used', steps: [{ admit: 100, limits: limits({ requestsPerMinute: 600 }) }, { admit: 1, limits: limits({ requestsPerMinute: 60 }) }], granted: 0, last: rateLimited('requests_per_minute', 1) },
-  { name: 'rpm null then set starts a full bucket', steps: [{ admit: 100, limits: limits({}) }, { admit: 3, limits: limits({ requestsPerMinute: 2 }) }], granted: 2, last: rateLimited('requests_per_minute', 30) },
-  { name: 'bytes under budget are admitted', steps: [{ bytes: 999 }, { admit: 1, limits: limits({ bytesPerDay: 1000 }) }], granted: 1, last: { ok: true } },
-  { name: 'bytes at budget deny until UTC midnight', steps: [{ bytes: 600 }, { bytes: 400 }, { admit: 1, limits: limits({ bytesPerDay: 1000 }) }], granted: 0, last: rateLimited('bytes_per_day', (MIDNIGHT - T0) / 1000) },
-  { name: 'bytes are counted per agent', steps: [{ bytes: 5000, agent: 'b' }, { admit: 1, limits: limits({ bytesPerDay: 1000 }) }], granted: 1, last: { ok: true } },
-  { name: 'the next UTC day has a fresh byte budget', steps: [{ bytes: 5000 }, { admit: 1, at: MIDNIGHT, limits: limits({ bytesPerDay: 1000 }) }], granted: 1, last: { ok: true } },
-  { name: 'bytes are checked before the rate, and a byte denial spends no token', steps: [{ bytes: 10 }, { admit: 3, limits: limits({ bytesPerDay: 10, requestsPerMinute: 1 }) }, { admit: 1, limits: limits({ requestsPerMinute: 1 }) }], granted: 1, last: { ok: true } },
-  { name: 'zero or negative byte counts are ignored', steps: [{ bytes: 0 }, { bytes: -5 }, { admit: 1, limits: limits({ bytesPerDay: 1 }) }], granted: 1, last: { ok: true } },
+  {
+    name: 'null limits are unlimited',
+    steps: [{ admit: 5000, limits: limits({}) }],
+    granted: 5000,
+    last: { ok: true },
+  },
+  {
+    name: 'a burst of rpm is admitted, then requests_per_minute',
+    steps: [{ admit: 61, limits: limits({ requestsPerMinute: 60 }) }],
+    granted: 60,
+    last: rateLimited('requests_per_minute', 1),
+  },
+  {
+    name: 'the bucket refills over time',
+    steps: [
+      { admit: 60, limits: limits({ requestsPerMinute: 60 }) },
+      { admit: 11, at: T0 + 10_000, limits: limits({ requestsPerMinute: 60 }) },
+    ],
+    granted: 10,
+    last: rateLimited('requests_per_minute', 1),
+  },
+  {
+    name: 'agents have separate budgets',
+    steps: [
+      { admit: 2, limits: limits({ requestsPerMinute: 2 }) },
+      { admit: 2, agent: 'b', limits: limits({ requestsPerMinute: 2 }) },
+    ],
+    granted: 2,
+    last: { ok: true },
+  },
+  {
+    name: 'a reload raising rpm keeps what was used',
+    steps: [
+      { admit: 60, limits: limits({ requestsPerMinute: 60 }) },
+      { admit: 600, limits: limits({ requestsPerMinute: 600 }) },
+    ],
+    granted: 540,
+    last: rateLimited('requests_per_minute', 1),
+  },
+  {
+    name: 'a reload lowering rpm keeps what was used',
+    steps: [
+      { admit: 100, limits: limits({ requestsPerMinute: 600 }) },
+      { admit: 1, limits: limits({ requestsPerMinute: 60 }) },
+    ],
+    granted: 0,
+    last: rateLimited('requests_per_minute', 1),
+  },
+  {
+    name: 'rpm null then set starts a full bucket',
+    steps: [
+      { admit: 100, limits: limits({}) },
+      { admit: 3, limits: limits({ requestsPerMinute: 2 }) },
+    ],
+    granted: 2,
+    last: rateLimited('requests_per_minute', 30),
+  },
+  {
+    name: 'bytes under budget are admitted',
+    steps: [{ bytes: 999 }, { admit: 1, limits: limits({ bytesPerDay: 1000 }) }],
+    granted: 1,
+    last: { ok: true },
+  },
+  {
+    name: 'bytes at budget deny until UTC midnight',
+    steps: [{ bytes: 600 }, { bytes: 400 }, { admit: 1, limits: limits({ bytesPerDay: 1000 }) }],
+    granted: 0,
+    last: rateLimited('bytes_per_day', (MIDNIGHT - T0) / 1000),
+  },
+  {
+    name: 'bytes are counted per agent',
+    steps: [
+      { bytes: 5000, agent: 'b' },
+      { admit: 1, limits: limits({ bytesPerDay: 1000 }) },
+    ],
+    granted: 1,
+    last: { ok: true },
+  },
+  {
+    name: 'the next UTC day has a fresh byte budget',
+    steps: [{ bytes: 5000 }, { admit: 1, at: MIDNIGHT, limits: limits({ bytesPerDay: 1000 }) }],
+    granted: 1,
+    last: { ok: true },
+  },
+  {
+    name: 'bytes are checked before the rate, and a byte denial spends no token',
+    steps: [
+      { bytes: 10 },
+      { admit: 3, limits: limits({ bytesPerDay: 10, requestsPerMinute: 1 }) },
+      { admit: 1, limits: limits({ requestsPerMinute: 1 }) },
+    ],
+    granted: 1,
+    last: { ok: true },
+  },
+  {
+    name: 'zero or negative byte counts are ignored',
+    steps: [{ bytes: 0 }, { bytes: -5 }, { admit: 1, limits: limits({ bytesPerDay: 1 }) }],
+    granted: 1,
+    last: { ok: true },
+  },
 ]
 
 function run(l: Limiter, steps: readonly Step[]): { granted: number; last: Admission | null } {
@@ -96,17 +196,36 @@ t.test('concurrent connections: at the limit deny; release frees one slot, once'
   a()
   a()
   t.type(l.acquireConnection('ci-42', lim), 'function', 'one slot freed')
-  t.match(l.acquireConnection('ci-42', lim), { verdict: 'deny', detail: 'concurrent_connections' }, 'a second release freed nothing')
+  t.match(
+    l.acquireConnection('ci-42', lim),
+    { verdict: 'deny', detail: 'concurrent_connections' },
+    'a second release freed nothing',
+  )
   t.type(l.acquireConnection('ci-42', limits({})), 'function', 'null is unlimited')
-  t.match(l.stats(), { agents: 2, connections: 4, shared: false, denied: { concurrent_connections: 2, requests_per_minute: 0, bytes_per_day: 0 } })
+  t.match(l.stats(), {
+    agents: 2,
+    connections: 4,
+    shared: false,
+    denied: { concurrent_connections: 2, requests_per_minute: 0, bytes_per_day: 0 },
+  })
 })
 
 // --- the shared-usage hooks used by redis-sync ------------------------------------------------------------
 
 const DAY = 20261125
 /** The backend's answer: totals for the drained minute, and a grant. */
-const totals = (requests: number, granted: number, o: Partial<{ minute: number; previous: number; bytes: number; agent: string }> = {}): UsageTotals => ({
-  agentId: o.agent ?? 'ci-42', minute: o.minute ?? MINUTE, requests, previousRequests: o.previous ?? 0, granted, day: DAY, bytes: o.bytes ?? 0,
+const totals = (
+  requests: number,
+  granted: number,
+  o: Partial<{ minute: number; previous: number; bytes: number; agent: string }> = {},
+): UsageTotals => ({
+  agentId: o.agent ?? 'ci-42',
+  minute: o.minute ?? MINUTE,
+  requests,
+  previousRequests: o.previous ?? 0,
+  granted,
+  day: DAY,
+  bytes: o.bytes ?? 0,
 })
 /** One request, then the first report of the minute and the backend's answer to it. */
 function firstReport(l: Limiter, lim: AgentLimits, answer: UsageTotals): void {
@@ -120,17 +239,28 @@ const admitN = (l: Limiter, n: number, lim: AgentLimits, agent = 'ci-42'): numbe
   return ok
 }
 
-t.test('shared: before its first report an instance admits its share on its own; the report turns the rest into held tokens', async (t) => {
-  const l = createLimiter({ now: () => T0 })
-  const lim = limits({ requestsPerMinute: 100 })
-  l.shared.setShared(true)
-  l.shared.setInstances(4)
-  t.equal(admitN(l, 10, lim), 10)
-  l.addBytes('ci-42', 100)
-  t.match(l.shared.drain(), [{ agentId: 'ci-42', minute: MINUTE, requests: 25, returned: 0, want: 8, rpm: 100, day: DAY, bytes: 100 }], 'the whole share of ceil(100 / 4) counted (10 used, 15 held), topped up to a fair ceil((15 + 75) / 4) = 23')
-  t.equal(admitN(l, 100, lim), 15, 'the held rest, no gap while the answer is on its way')
-  t.same(l.admitRequest('ci-42', lim), rateLimited('requests_per_minute', 1), 'budget left elsewhere: retry in a second')
-})
+t.test(
+  'shared: before its first report an instance admits its share on its own; the report turns the rest into held tokens',
+  async (t) => {
+    const l = createLimiter({ now: () => T0 })
+    const lim = limits({ requestsPerMinute: 100 })
+    l.shared.setShared(true)
+    l.shared.setInstances(4)
+    t.equal(admitN(l, 10, lim), 10)
+    l.addBytes('ci-42', 100)
+    t.match(
+      l.shared.drain(),
+      [{ agentId: 'ci-42', minute: MINUTE, requests: 25, returned: 0, want: 8, rpm: 100, day: DAY, bytes: 100 }],
+      'the whole share of ceil(100 / 4) counted (10 used, 15 held), topped up to a fair ceil((15 + 75) / 4) = 23',
+    )
+    t.equal(admitN(l, 100, lim), 15, 'the held rest, no gap while the answer is on its way')
+    t.same(
+      l.admitRequest('ci-42', lim),
+      rateLimited('requests_per_minute', 1),
+      'budget left elsewhere: retry in a second',
+    )
+  },
+)
 
 t.test('shared: after a report, requests are admitted only from held tokens', async (t) => {
   const l = createLimiter({ now: () => T0 })
@@ -181,25 +311,43 @@ t.test('shared: a failed sync keeps what is held and forgets what was in flight'
   t.equal(admitN(l, 20, lim), 20, 'the held tokens stay usable')
 })
 
-t.test('shared: a share is asked for only with requests here in the last second; learned agents are reported too', async (t) => {
-  let now = T0
-  const l = createLimiter({ now: () => now })
-  l.shared.setShared(true)
-  admitN(l, 1, limits({ requestsPerMinute: 10 }))
-  now = T0 + 2000
-  l.shared.learn([{ agentId: 'elsewhere', rpm: null }, { agentId: 'busy', rpm: 600 }])
-  const d = l.shared.drain()
-  t.match(d, [
-    { agentId: 'ci-42', requests: 10, returned: 8, want: 0 },
-    { agentId: 'elsewhere', requests: 0, returned: 0, want: 0, rpm: 0 },
-    { agentId: 'busy', requests: 0, returned: 0, want: 60, rpm: 600 },
-  ], 'agents quiet here keep a reserve, a tenth of a share (at least one); a learned agent asks Redis for one')
-  t.same(l.admitRequest('busy', limits({ requestsPerMinute: 600 })), rateLimited('requests_per_minute', 1), 'a learned agent is never admitted on an own share: what is left of it is unknown here')
-  l.shared.settle([totals(599, 60, { agent: 'busy' })])
-  t.equal(admitN(l, 100, limits({ requestsPerMinute: 600 }), 'busy'), 60, 'the granted reserve is')
-  now = T0 + 63_000
-  t.same(l.shared.drain().map((r) => r.agentId), [], 'idle for a minute: not reported')
-})
+t.test(
+  'shared: a share is asked for only with requests here in the last second; learned agents are reported too',
+  async (t) => {
+    let now = T0
+    const l = createLimiter({ now: () => now })
+    l.shared.setShared(true)
+    admitN(l, 1, limits({ requestsPerMinute: 10 }))
+    now = T0 + 2000
+    l.shared.learn([
+      { agentId: 'elsewhere', rpm: null },
+      { agentId: 'busy', rpm: 600 },
+    ])
+    const d = l.shared.drain()
+    t.match(
+      d,
+      [
+        { agentId: 'ci-42', requests: 10, returned: 8, want: 0 },
+        { agentId: 'elsewhere', requests: 0, returned: 0, want: 0, rpm: 0 },
+        { agentId: 'busy', requests: 0, returned: 0, want: 60, rpm: 600 },
+      ],
+      'agents quiet here keep a reserve, a tenth of a share (at least one); a learned agent asks Redis for one',
+    )
+    t.same(
+      l.admitRequest('busy', limits({ requestsPerMinute: 600 })),
+      rateLimited('requests_per_minute', 1),
+      'a learned agent is never admitted on an own share: what is left of it is unknown here',
+    )
+    l.shared.settle([totals(599, 60, { agent: 'busy' })])
+    t.equal(admitN(l, 100, limits({ requestsPerMinute: 600 }), 'busy'), 60, 'the granted reserve is')
+    now = T0 + 63_000
+    t.same(
+      l.shared.drain().map((r) => r.agentId),
+      [],
+      'idle for a minute: not reported',
+    )
+  },
+)
 
 t.test('shared: a budget used up everywhere is refused until the window has room (sliding window)', async (t) => {
   let now = T0 // 10:00:30
@@ -212,7 +360,10 @@ t.test('shared: a budget used up everywhere is refused until the window has room
   now = (MINUTE + 1) * 60_000 + 1000 // 10:01:01: the previous minute still weighs 59/60
   t.equal(admitN(l, 10, lim), 0, 'before the first report of the minute: its share of 10 - 9.83, rounded down, is none')
   const d = l.admitRequest('ci-42', lim)
-  t.ok('retryAfterS' in d && (d.retryAfterS ?? 0) >= 5 && (d.retryAfterS ?? 0) <= 59, `Retry-After while the previous minute fades (${'retryAfterS' in d ? d.retryAfterS : '?'} s)`)
+  t.ok(
+    'retryAfterS' in d && (d.retryAfterS ?? 0) >= 5 && (d.retryAfterS ?? 0) <= 59,
+    `Retry-After while the previous minute fades (${'retryAfterS' in d ? d.retryAfterS : '?'} s)`,
+  )
 })
 
 t.test('shared: a new minute drops held tokens and hands over what the old one left unsynced', async (t) => {
@@ -226,12 +377,20 @@ t.test('shared: a new minute drops held tokens and hands over what the old one l
   now = MIDNIGHT + 1000 // next minute and next day
   admitN(l, 1, lim)
   const d = l.shared.drain()
-  t.match(d, [
-    { agentId: 'ci-42', minute: MINUTE, requests: 0, day: DAY, bytes: 7, returned: 0 },
-    { agentId: 'ci-42', minute: Math.floor(now / 60_000), returned: 0, day: 20261126, bytes: 0 },
-  ], 'the old day\'s bytes are handed over; the 95 tokens held for the old minute are not returned into the new one')
+  t.match(
+    d,
+    [
+      { agentId: 'ci-42', minute: MINUTE, requests: 0, day: DAY, bytes: 7, returned: 0 },
+      { agentId: 'ci-42', minute: Math.floor(now / 60_000), returned: 0, day: 20261126, bytes: 0 },
+    ],
+    "the old day's bytes are handed over; the 95 tokens held for the old minute are not returned into the new one",
+  )
   l.shared.settle([totals(100, 50, { bytes: 1e9 }), { ...totals(0, 0, { agent: 'gone' }), minute: 0, day: 0 }])
-  t.same(l.admitRequest('ci-42', limits({ requestsPerMinute: 100, bytesPerDay: 10 })), { ok: true }, 'totals of old windows do not apply')
+  t.same(
+    l.admitRequest('ci-42', limits({ requestsPerMinute: 100, bytesPerDay: 10 })),
+    { ok: true },
+    'totals of old windows do not apply',
+  )
 })
 
 t.test('shared: unsynced counts of a minute that rolled over are still handed over', async (t) => {
@@ -258,7 +417,7 @@ t.test('shared: bytes known globally deny, and local mode ignores them', async (
   l.shared.settle([totals(0, 0, { bytes: 1000 })])
   t.match(l.admitRequest('ci-42', lim), { detail: 'bytes_per_day' })
   l.shared.setShared(false)
-  t.same(l.admitRequest('ci-42', lim), { ok: true }, 'fallback: only this instance\'s bytes count')
+  t.same(l.admitRequest('ci-42', lim), { ok: true }, "fallback: only this instance's bytes count")
   t.equal(l.shared.isShared(), false)
 })
 
@@ -280,14 +439,17 @@ t.test('shared: a refund gives a held token back', async (t) => {
   t.equal(admitN(l, 2, lim), 1, 'the refunded token, once')
 })
 
-t.test('refundRequest gives back one admitted request (a CONNECT whose inner requests are counted instead)', async (t) => {
-  const l = createLimiter({ now: () => T0 })
-  const lim = limits({ requestsPerMinute: 2 })
-  t.same(l.admitRequest('ci-42', lim), { ok: true })
-  t.same(l.admitRequest('ci-42', lim), { ok: true })
-  t.match(l.admitRequest('ci-42', lim), { verdict: 'deny' })
-  l.refundRequest('ci-42')
-  t.same(l.admitRequest('ci-42', lim), { ok: true }, 'the refunded request is available again')
-  l.refundRequest('nobody')
-  t.pass('refunding an unknown agent is a no-op')
-})
+t.test(
+  'refundRequest gives back one admitted request (a CONNECT whose inner requests are counted instead)',
+  async (t) => {
+    const l = createLimiter({ now: () => T0 })
+    const lim = limits({ requestsPerMinute: 2 })
+    t.same(l.admitRequest('ci-42', lim), { ok: true })
+    t.same(l.admitRequest('ci-42', lim), { ok: true })
+    t.match(l.admitRequest('ci-42', lim), { verdict: 'deny' })
+    l.refundRequest('ci-42')
+    t.same(l.admitRequest('ci-42', lim), { ok: true }, 'the refunded request is available again')
+    l.refundRequest('nobody')
+    t.pass('refunding an unknown agent is a no-op')
+  },
+)

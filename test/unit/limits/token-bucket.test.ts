@@ -19,15 +19,55 @@ interface Case {
 }
 
 const CASES: readonly Case[] = [
-  { name: 'a fresh bucket grants a whole minute of budget at once', rpm: 60, steps: [{ atMs: 0, n: 60 }], last: { ok: true } },
-  { name: 'one more than the burst is denied for one second at 60 rpm', rpm: 60, steps: [{ atMs: 0, n: 60 }, { atMs: 0 }], last: { ok: false, retryAfterS: 1 } },
-  { name: 'at 6 rpm an empty bucket asks for 10 s', rpm: 6, steps: [{ atMs: 0, n: 6 }, { atMs: 0 }], last: { ok: false, retryAfterS: 10 } },
-  { name: 'at 6 rpm, 4 s after emptying, 6 s remain', rpm: 6, steps: [{ atMs: 0, n: 6 }, { atMs: 4000 }], last: { ok: false, retryAfterS: 6 } },
-  { name: 'refill earns one token per rpm/60000 ms', rpm: 60, steps: [{ atMs: 0, n: 60 }, { atMs: 1000 }], last: { ok: true } },
-  { name: 'a partial token is not a token', rpm: 60, steps: [{ atMs: 0, n: 60 }, { atMs: 999 }], last: { ok: false, retryAfterS: 1 } },
+  {
+    name: 'a fresh bucket grants a whole minute of budget at once',
+    rpm: 60,
+    steps: [{ atMs: 0, n: 60 }],
+    last: { ok: true },
+  },
+  {
+    name: 'one more than the burst is denied for one second at 60 rpm',
+    rpm: 60,
+    steps: [{ atMs: 0, n: 60 }, { atMs: 0 }],
+    last: { ok: false, retryAfterS: 1 },
+  },
+  {
+    name: 'at 6 rpm an empty bucket asks for 10 s',
+    rpm: 6,
+    steps: [{ atMs: 0, n: 6 }, { atMs: 0 }],
+    last: { ok: false, retryAfterS: 10 },
+  },
+  {
+    name: 'at 6 rpm, 4 s after emptying, 6 s remain',
+    rpm: 6,
+    steps: [{ atMs: 0, n: 6 }, { atMs: 4000 }],
+    last: { ok: false, retryAfterS: 6 },
+  },
+  {
+    name: 'refill earns one token per rpm/60000 ms',
+    rpm: 60,
+    steps: [{ atMs: 0, n: 60 }, { atMs: 1000 }],
+    last: { ok: true },
+  },
+  {
+    name: 'a partial token is not a token',
+    rpm: 60,
+    steps: [{ atMs: 0, n: 60 }, { atMs: 999 }],
+    last: { ok: false, retryAfterS: 1 },
+  },
   { name: 'rpm 0 never grants and says a minute', rpm: 0, steps: [{ atMs: 0 }], last: { ok: false, retryAfterS: 60 } },
-  { name: 'taking more than capacity at once is denied for a minute', rpm: 10, steps: [{ atMs: 0, n: 11 }], last: { ok: false, retryAfterS: 60 } },
-  { name: 'a clock going backwards earns nothing', rpm: 60, steps: [{ atMs: 5000, n: 60 }, { atMs: 0 }], last: { ok: false, retryAfterS: 1 } },
+  {
+    name: 'taking more than capacity at once is denied for a minute',
+    rpm: 10,
+    steps: [{ atMs: 0, n: 11 }],
+    last: { ok: false, retryAfterS: 60 },
+  },
+  {
+    name: 'a clock going backwards earns nothing',
+    rpm: 60,
+    steps: [{ atMs: 5000, n: 60 }, { atMs: 0 }],
+    last: { ok: false, retryAfterS: 1 },
+  },
 ]
 
 for (const c of CASES) {

@@ -1,7 +1,11 @@
 import t from 'tap'
-import { classifyAddress, isAddressAllowed, isBlockedAddressClass, type AddressClass } from '../../../src/net/address-class.js'
-import { parseCidr } from '../../../src/net/host.js'
-import type { Cidr } from '../../../src/policy/types.js'
+import {
+  classifyAddress,
+  isAddressAllowed,
+  isBlockedAddressClass,
+  type AddressClass,
+} from '../../../src/net/address-class.js'
+import { parseCidr, type Cidr } from '../../../src/net/host.js'
 
 // In the spirit of mitmproxy's test_block.py: every way to spell a private address.
 const CASES: ReadonlyArray<readonly [string, AddressClass]> = [
@@ -115,7 +119,17 @@ for (const [ip, cls] of CASES) {
 }
 
 t.test('only public is not blocked', async (t) => {
-  const all: AddressClass[] = ['public', 'loopback', 'private', 'link_local', 'cgnat', 'ula', 'multicast', 'unspecified', 'reserved']
+  const all: AddressClass[] = [
+    'public',
+    'loopback',
+    'private',
+    'link_local',
+    'cgnat',
+    'ula',
+    'multicast',
+    'unspecified',
+    'reserved',
+  ]
   t.same(all.filter(isBlockedAddressClass), all.slice(1))
 })
 

@@ -9,7 +9,11 @@ const SPLITS: ReadonlyArray<readonly [string, { path: string; query: string }, s
   ['/a#frag', { path: '/a', query: '' }, 'the fragment is dropped'],
   ['/a?x=1#frag', { path: '/a', query: 'x=1' }, 'the fragment after a query is dropped'],
   ['/a#frag?x=1', { path: '/a', query: '' }, 'a `?` inside the fragment is not a query'],
-  ['/info/refs?service=git-upload-pack', { path: '/info/refs', query: 'service=git-upload-pack' }, 'git smart-HTTP discovery'],
+  [
+    '/info/refs?service=git-upload-pack',
+    { path: '/info/refs', query: 'service=git-upload-pack' },
+    'git smart-HTTP discovery',
+  ],
 ]
 for (const [target, expected, behaviour] of SPLITS) {
   t.test(`splitTarget: \`${target}\` — ${behaviour}`, async (t) => {

@@ -13,11 +13,31 @@ const CASES: ReadonlyArray<readonly [string, readonly string[], Expected]> = [
   ['Content-Length 0 passes', [...BASE, 'content-length', '0'], ok],
   ['Transfer-Encoding: chunked passes', [...BASE, 'Transfer-Encoding', 'chunked'], ok],
   ['`CHUNKED` passes (case-insensitive)', [...BASE, 'transfer-encoding', 'CHUNKED'], ok],
-  ['both Content-Length and Transfer-Encoding are refused', [...BASE, 'Content-Length', '5', 'Transfer-Encoding', 'chunked'], bad('cl_te_conflict')],
-  ['the conflict is found whatever the order and case', [...BASE, 'TRANSFER-ENCODING', 'chunked', 'content-length', '5'], bad('cl_te_conflict')],
-  ['duplicate equal Content-Length is refused', [...BASE, 'Content-Length', '5', 'Content-Length', '5'], bad('duplicate_content_length')],
-  ['duplicate differing Content-Length is refused', [...BASE, 'Content-Length', '5', 'content-length', '6'], bad('duplicate_content_length')],
-  ['two Proxy-Authorization headers are refused (which one counts would be ambiguous)', [...BASE, 'Proxy-Authorization', 'Basic YTpi', 'proxy-authorization', 'Basic Yzpk'], bad('duplicate_proxy_authorization')],
+  [
+    'both Content-Length and Transfer-Encoding are refused',
+    [...BASE, 'Content-Length', '5', 'Transfer-Encoding', 'chunked'],
+    bad('cl_te_conflict'),
+  ],
+  [
+    'the conflict is found whatever the order and case',
+    [...BASE, 'TRANSFER-ENCODING', 'chunked', 'content-length', '5'],
+    bad('cl_te_conflict'),
+  ],
+  [
+    'duplicate equal Content-Length is refused',
+    [...BASE, 'Content-Length', '5', 'Content-Length', '5'],
+    bad('duplicate_content_length'),
+  ],
+  [
+    'duplicate differing Content-Length is refused',
+    [...BASE, 'Content-Length', '5', 'content-length', '6'],
+    bad('duplicate_content_length'),
+  ],
+  [
+    'two Proxy-Authorization headers are refused (which one counts would be ambiguous)',
+    [...BASE, 'Proxy-Authorization', 'Basic YTpi', 'proxy-authorization', 'Basic Yzpk'],
+    bad('duplicate_proxy_authorization'),
+  ],
   ['a Content-Length list is refused', [...BASE, 'Content-Length', '5, 5'], bad('bad_content_length')],
   ['a signed Content-Length is refused', [...BASE, 'Content-Length', '+5'], bad('bad_content_length')],
   ['a negative Content-Length is refused', [...BASE, 'Content-Length', '-1'], bad('bad_content_length')],
@@ -28,7 +48,11 @@ const CASES: ReadonlyArray<readonly [string, readonly string[], Expected]> = [
   ['`chunked, identity` is refused', [...BASE, 'Transfer-Encoding', 'chunked, identity'], bad('bad_transfer_encoding')],
   ['`identity` is refused', [...BASE, 'Transfer-Encoding', 'identity'], bad('bad_transfer_encoding')],
   ['`xchunked` is refused', [...BASE, 'Transfer-Encoding', 'xchunked'], bad('bad_transfer_encoding')],
-  ['duplicate Transfer-Encoding is refused', [...BASE, 'Transfer-Encoding', 'chunked', 'Transfer-Encoding', 'chunked'], bad('duplicate_transfer_encoding')],
+  [
+    'duplicate Transfer-Encoding is refused',
+    [...BASE, 'Transfer-Encoding', 'chunked', 'Transfer-Encoding', 'chunked'],
+    bad('duplicate_transfer_encoding'),
+  ],
   ['a header name ending in a space is refused', [...BASE, 'Transfer-Encoding ', 'chunked'], bad('bad_header_name')],
   ['a header name with a tab is refused', [...BASE, 'Content-Length\t', '5'], bad('bad_header_name')],
   ['an empty header name is refused', [...BASE, '', 'x'], bad('bad_header_name')],
@@ -38,8 +62,16 @@ const CASES: ReadonlyArray<readonly [string, readonly string[], Expected]> = [
   ['NUL in a value is refused', [...BASE, 'X-A', 'a\u0000b'], bad('bad_header_value')],
   ['a tab in a value is allowed', [...BASE, 'X-A', 'a\tb'], ok],
   ['an odd raw header list is refused', [...BASE, 'X-A'], bad('bad_header_list')],
-  ['headers over the byte limit are refused with 431', [...BASE, 'X-Big', 'x'.repeat(16 * 1024)], bad('headers_too_large', 431)],
-  ['too many headers are refused with 431', Array.from({ length: 201 }, (_, i) => [`X-${i}`, 'v']).flat(), bad('too_many_headers', 431)],
+  [
+    'headers over the byte limit are refused with 431',
+    [...BASE, 'X-Big', 'x'.repeat(16 * 1024)],
+    bad('headers_too_large', 431),
+  ],
+  [
+    'too many headers are refused with 431',
+    Array.from({ length: 201 }, (_, i) => [`X-${i}`, 'v']).flat(),
+    bad('too_many_headers', 431),
+  ],
 ]
 
 for (const [behaviour, raw, expected] of CASES) {

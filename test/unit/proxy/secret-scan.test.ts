@@ -7,7 +7,11 @@ const FOUND: ReadonlyArray<readonly [string, string, string]> = [
   ['a PKCS#8 private key', '-----BEGIN PRIVATE KEY-----', 'private_key'],
   ['an AWS access key id', '{"id":"AKIAIOSFODNN7EXAMPLE"}', 'aws_access_key_id'],
   ['an AWS temporary key id', 'ASIAY34FZKBOKMUTVV7A', 'aws_access_key_id'],
-  ['an AWS secret key with its name', 'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY', 'aws_secret_access_key'],
+  [
+    'an AWS secret key with its name',
+    'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+    'aws_secret_access_key',
+  ],
   ['a GitHub classic token', `token ghp_${'A1b2'.repeat(9)}`, 'github_token'],
   ['a GitHub app token', `ghs_${'x9Y8'.repeat(9)}`, 'github_token'],
   ['a GitHub fine-grained token', `github_pat_${'a'.repeat(22)}_${'B'.repeat(59)}`, 'github_fine_grained_token'],

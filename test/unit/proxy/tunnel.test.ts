@@ -32,7 +32,13 @@ class FakeUpstream extends EventEmitter {
   }
 }
 
-function setup(): { relay: ReturnType<typeof createUpstreamRelay>; client: FakeClient; upstream: FakeUpstream; read: (bytes: string) => boolean; current: () => Buffer } {
+function setup(): {
+  relay: ReturnType<typeof createUpstreamRelay>
+  client: FakeClient
+  upstream: FakeUpstream
+  read: (bytes: string) => boolean
+  current: () => Buffer
+} {
   const relay = createUpstreamRelay()
   const client = new FakeClient()
   const upstream = new FakeUpstream()
@@ -69,18 +75,21 @@ t.test('small reads land in the shared buffer and are copied out before it is re
   t.equal(current().length, SHARED)
 })
 
-t.test('a read that fills the shared buffer moves the tunnel to a buffer of its own, reused while writes go out at once', async (t) => {
-  const { relay, client, upstream, read, current } = setup()
-  relay.start(client as unknown as Socket, upstream as unknown as Socket)
-  const shared = current()
-  read('s'.repeat(SHARED))
-  const own = current()
-  t.not(own, shared)
-  t.equal(own.length, 64 * 1024)
-  read('o'.repeat(own.length / 2))
-  t.equal(current(), own, 'same buffer while the write completed at once')
-  t.equal(client.writes[1]?.length, own.length / 2)
-})
+t.test(
+  'a read that fills the shared buffer moves the tunnel to a buffer of its own, reused while writes go out at once',
+  async (t) => {
+    const { relay, client, upstream, read, current } = setup()
+    relay.start(client as unknown as Socket, upstream as unknown as Socket)
+    const shared = current()
+    read('s'.repeat(SHARED))
+    const own = current()
+    t.not(own, shared)
+    t.equal(own.length, 64 * 1024)
+    read('o'.repeat(own.length / 2))
+    t.equal(current(), own, 'same buffer while the write completed at once')
+    t.equal(client.writes[1]?.length, own.length / 2)
+  },
+)
 
 t.test('a write left pending keeps its own buffer: the next read goes to a new one', async (t) => {
   const { client, read, current, own: before } = onOwnBuffer()
@@ -91,32 +100,38 @@ t.test('a write left pending keeps its own buffer: the next read goes to a new o
   t.equal(client.writes[1]?.subarray(0, 3).toString(), 'abc', 'the pending bytes were not overwritten')
 })
 
-t.test('a write the client cannot take at once stops reading; after drain the same buffer is read into again', async (t) => {
-  const { client, upstream, read, current, own } = onOwnBuffer()
-  client.pending = 40000
-  client.accept = false
-  t.equal(read('p'.repeat(40000)), false, 'above the high-water mark: reading stops')
-  // node emits drain only once every pending write has gone out, so the buffer is free again.
-  client.pending = 0
-  client.accept = true
-  client.emit('drain')
-  t.ok(upstream.resumed > 0, 'reading resumed')
-  t.equal(current(), own, 'no new buffer: the same one is read into again')
-  t.equal(read('q'.repeat(20000)), true)
-  t.equal(client.writes.at(-1)?.toString(), 'q'.repeat(20000))
-})
+t.test(
+  'a write the client cannot take at once stops reading; after drain the same buffer is read into again',
+  async (t) => {
+    const { client, upstream, read, current, own } = onOwnBuffer()
+    client.pending = 40000
+    client.accept = false
+    t.equal(read('p'.repeat(40000)), false, 'above the high-water mark: reading stops')
+    // node emits drain only once every pending write has gone out, so the buffer is free again.
+    client.pending = 0
+    client.accept = true
+    client.emit('drain')
+    t.ok(upstream.resumed > 0, 'reading resumed')
+    t.equal(current(), own, 'no new buffer: the same one is read into again')
+    t.equal(read('q'.repeat(20000)), true)
+    t.equal(client.writes.at(-1)?.toString(), 'q'.repeat(20000))
+  },
+)
 
-t.test('a read before drain (anything resuming upstream early) goes to a new buffer, never the one awaiting its write', async (t) => {
-  const { client, read, current, own } = onOwnBuffer()
-  client.pending = 40000
-  client.accept = false
-  t.equal(read('p'.repeat(40000)), false)
-  const next = current()
-  t.not(next, own, 'a new buffer')
-  t.equal(next.length, own.length)
-  read('r'.repeat(30000))
-  t.equal(client.writes.at(-2)?.toString(), 'p'.repeat(40000), 'the pending write kept its bytes')
-})
+t.test(
+  'a read before drain (anything resuming upstream early) goes to a new buffer, never the one awaiting its write',
+  async (t) => {
+    const { client, read, current, own } = onOwnBuffer()
+    client.pending = 40000
+    client.accept = false
+    t.equal(read('p'.repeat(40000)), false)
+    const next = current()
+    t.not(next, own, 'a new buffer')
+    t.equal(next.length, own.length)
+    read('r'.repeat(30000))
+    t.equal(client.writes.at(-2)?.toString(), 'p'.repeat(40000), 'the pending write kept its bytes')
+  },
+)
 
 t.test('backpressure: reading stops when the client is full and resumes on drain', async (t) => {
   const { relay, client, upstream, read } = setup()
@@ -129,19 +144,22 @@ t.test('backpressure: reading stops when the client is full and resumes on drain
   t.equal(upstream.resumed, resumedAtStart + 1, 'resumed on drain')
 })
 
-t.test('an own buffer grows while reads fill it, up to a cap, and goes back to the shared one when reads are small', async (t) => {
-  const { relay, client, upstream, read, current } = setup()
-  relay.start(client as unknown as Socket, upstream as unknown as Socket)
-  const shared = current()
-  read('z'.repeat(SHARED))
-  for (let i = 0; i < 10; i++) read('z'.repeat(current().length))
-  const max = current().length
-  t.equal(max, 256 * 1024, 'capped')
-  read('tiny')
-  t.equal(current().length, max / 4, 'shrank after a small read')
-  read('tiny')
-  t.equal(current(), shared, 'back to the shared buffer')
-})
+t.test(
+  'an own buffer grows while reads fill it, up to a cap, and goes back to the shared one when reads are small',
+  async (t) => {
+    const { relay, client, upstream, read, current } = setup()
+    relay.start(client as unknown as Socket, upstream as unknown as Socket)
+    const shared = current()
+    read('z'.repeat(SHARED))
+    for (let i = 0; i < 10; i++) read('z'.repeat(current().length))
+    const max = current().length
+    t.equal(max, 256 * 1024, 'capped')
+    read('tiny')
+    t.equal(current().length, max / 4, 'shrank after a small read')
+    read('tiny')
+    t.equal(current(), shared, 'back to the shared buffer')
+  },
+)
 
 t.test('bytes upstream sends before the relay starts are copied, and written first', async (t) => {
   const { relay, client, upstream, read } = setup()

@@ -22,7 +22,19 @@ function capture(): { dest: Writable; lines: () => Array<Record<string, unknown>
 }
 
 const record = buildDecisionRecord(
-  { id: '01JDTEST', agent: 'ci-42', src: '127.0.0.9:51234', method: 'GET', scheme: 'https', host: 'pypi.org', port: 443, path: '/simple/x/', tls: 'intercept', mode: 'enforce', address: '127.0.0.1' },
+  {
+    id: '01JDTEST',
+    agent: 'ci-42',
+    src: '127.0.0.9:51234',
+    method: 'GET',
+    scheme: 'https',
+    host: 'pypi.org',
+    port: 443,
+    path: '/simple/x/',
+    tls: 'intercept',
+    mode: 'enforce',
+    address: '127.0.0.1',
+  },
   { verdict: 'deny', reason: 'denied_rate_limited', ruleId: null, detail: 'requests_per_minute' },
   false,
 )
@@ -30,7 +42,14 @@ const record = buildDecisionRecord(
 t.test('json: the SPEC record, with pino level', async (t) => {
   const { dest, lines } = capture()
   createLogSink(createLoggers('info', dest, 'json').records, 'json').write(record)
-  t.match(lines()[0], { level: 'warn', event: 'decision', agent: 'ci-42', host: 'pypi.org', reason: 'denied_rate_limited', detail: 'requests_per_minute' })
+  t.match(lines()[0], {
+    level: 'warn',
+    event: 'decision',
+    agent: 'ci-42',
+    host: 'pypi.org',
+    reason: 'denied_rate_limited',
+    detail: 'requests_per_minute',
+  })
 })
 
 t.test('ecs: the same facts under Elastic Common Schema names', async (t) => {
@@ -54,33 +73,60 @@ t.test('ecs: the same facts under Elastic Common Schema names', async (t) => {
   t.notOk('level' in line, 'no SPEC-style level key beside log.level')
 })
 
-t.test('record lines are the bytes pino would write for the same record: level first, then the record in order', async (t) => {
-  const raw: string[] = []
-  const viaPino = pino({ level: 'info', formatters: { level: (label: string) => ({ level: label }) }, timestamp: false, base: null }, { write: (s: string) => void raw.push(s) })
-  const quoted = buildDecisionRecord(
-    { id: '01JDODD', agent: 'a"b\\c', src: '[::1]:1', method: 'GET', scheme: 'http', host: 'h.test', port: 80, path: '/caf\u00e9/\u2028x', tls: null, mode: 'audit', address: null },
-    { verdict: 'allow', reason: 'allowed', ruleId: 'g.allow[0]' },
-    false,
-  )
-  const controls = { ...quoted, id: '01JDCTL', path: '/a\u0001b\nc' }
-  const close = buildCloseRecord({ id: 'c', agent: null, host: 'h.test' }, 1, 2, 0, 5)
-  const written: string[] = []
-  const loggers = createLoggers('info', { write: (s: string) => void written.push(s) }, 'json')
-  const sink = createLogSink(loggers.records, 'json')
-  for (const r of [record, quoted, controls, close]) sink.write(r)
-  viaPino.warn(record)
-  for (const r of [quoted, controls, close]) viaPino.info(r)
-  t.same(
-    written.map((l) => Buffer.from(l, 'utf8')),
-    raw.map((l) => Buffer.from(l, 'utf8')),
-    'identical UTF-8 bytes, line for line',
-  )
-})
+t.test(
+  'record lines are the bytes pino would write for the same record: level first, then the record in order',
+  async (t) => {
+    const raw: string[] = []
+    const viaPino = pino(
+      { level: 'info', formatters: { level: (label: string) => ({ level: label }) }, timestamp: false, base: null },
+      { write: (s: string) => void raw.push(s) },
+    )
+    const quoted = buildDecisionRecord(
+      {
+        id: '01JDODD',
+        agent: 'a"b\\c',
+        src: '[::1]:1',
+        method: 'GET',
+        scheme: 'http',
+        host: 'h.test',
+        port: 80,
+        path: '/caf\u00e9/\u2028x',
+        tls: null,
+        mode: 'audit',
+        address: null,
+      },
+      { verdict: 'allow', reason: 'allowed', ruleId: 'g.allow[0]' },
+      false,
+    )
+    const controls = { ...quoted, id: '01JDCTL', path: '/a\u0001b\nc' }
+    const close = buildCloseRecord({ id: 'c', agent: null, host: 'h.test' }, 1, 2, 0, 5)
+    const written: string[] = []
+    const loggers = createLoggers('info', { write: (s: string) => void written.push(s) }, 'json')
+    const sink = createLogSink(loggers.records, 'json')
+    for (const r of [record, quoted, controls, close]) sink.write(r)
+    viaPino.warn(record)
+    for (const r of [quoted, controls, close]) viaPino.info(r)
+    t.same(
+      written.map((l) => Buffer.from(l, 'utf8')),
+      raw.map((l) => Buffer.from(l, 'utf8')),
+      'identical UTF-8 bytes, line for line',
+    )
+  },
+)
 
 t.test('a lone surrogate is escaped, so the line stays valid JSON and loses nothing', async (t) => {
   const written: string[] = []
-  const sink = createLogSink(createLoggers('info', { write: (s: string) => void written.push(s) }, 'json').records, 'json')
-  sink.write(buildDecisionRecord({ ...record, path: '/x\ud800y' }, { verdict: 'allow', reason: 'allowed', ruleId: 'g.allow[0]' }, false))
+  const sink = createLogSink(
+    createLoggers('info', { write: (s: string) => void written.push(s) }, 'json').records,
+    'json',
+  )
+  sink.write(
+    buildDecisionRecord(
+      { ...record, path: '/x\ud800y' },
+      { verdict: 'allow', reason: 'allowed', ruleId: 'g.allow[0]' },
+      false,
+    ),
+  )
   t.match(written[0], /"path":"\/x\\ud800y"/)
   t.equal((JSON.parse(written[0] ?? '') as { path: string }).path, '/x\ud800y')
 })
@@ -102,25 +148,31 @@ t.test('record lines below the log level are dropped; denials stay at level warn
   )
 })
 
-t.test('buffered destination: lines are written in order, in batches, and flushSync writes what is pending', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'pc-log-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const file = join(dir, 'out.log')
-  // An open descriptor, as stdout is: ready at once.
-  const d = bufferedDestination(openSync(file, 'a'))
-  const line = (i: number): string => `${JSON.stringify({ i, pad: 'é'.repeat(60) })}\n`
-  const expect = (n: number): string => Array.from({ length: n }, (_, i) => line(i)).join('')
-  // Below one batch nothing is written yet; flushSync writes it, synchronously.
-  for (let i = 0; i < 20; i++) d.write(line(i))
-  t.equal(readFileSync(file, 'utf8'), '', 'a partial batch waits')
-  d.flushSync()
-  t.equal(readFileSync(file, 'utf8'), expect(20))
-  // Many batches go out asynchronously, in order.
-  for (let i = 20; i < 600; i++) d.write(line(i))
-  t.ok(await until(() => readFileSync(file, 'utf8').length >= expect(600).length - 8 * 1024, 3000), 'full batches are written without a flush')
-  d.flushSync()
-  t.ok(await until(() => readFileSync(file, 'utf8') === expect(600), 3000), 'every line once, in order')
-})
+t.test(
+  'buffered destination: lines are written in order, in batches, and flushSync writes what is pending',
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'pc-log-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const file = join(dir, 'out.log')
+    // An open descriptor, as stdout is: ready at once.
+    const d = bufferedDestination(openSync(file, 'a'))
+    const line = (i: number): string => `${JSON.stringify({ i, pad: 'é'.repeat(60) })}\n`
+    const expect = (n: number): string => Array.from({ length: n }, (_, i) => line(i)).join('')
+    // Below one batch nothing is written yet; flushSync writes it, synchronously.
+    for (let i = 0; i < 20; i++) d.write(line(i))
+    t.equal(readFileSync(file, 'utf8'), '', 'a partial batch waits')
+    d.flushSync()
+    t.equal(readFileSync(file, 'utf8'), expect(20))
+    // Many batches go out asynchronously, in order.
+    for (let i = 20; i < 600; i++) d.write(line(i))
+    t.ok(
+      await until(() => readFileSync(file, 'utf8').length >= expect(600).length - 8 * 1024, 3000),
+      'full batches are written without a flush',
+    )
+    d.flushSync()
+    t.ok(await until(() => readFileSync(file, 'utf8') === expect(600), 3000), 'every line once, in order')
+  },
+)
 
 t.test('lines still pending when the process exits are written first (stdout a pipe)', async (t) => {
   // A child logs through the default destination (stdout) and exits at once, without closing anything.
@@ -142,7 +194,14 @@ t.test('lines still pending when the process exits are written first (stdout a p
   child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c))
   const [code] = (await once(child, 'close')) as [number]
   t.equal(code, 0)
-  const ids = out.split('\n').filter(Boolean).map((l) => Number((JSON.parse(l) as { id: string }).id))
+  const ids = out
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => Number((JSON.parse(l) as { id: string }).id))
   // Each line once; a batch sonic-boom was already writing asynchronously may land after the rest.
-  t.same([...ids].sort((a, b) => a - b), Array.from({ length: 300 }, (_, i) => i), 'all 300 lines, each once')
+  t.same(
+    [...ids].sort((a, b) => a - b),
+    Array.from({ length: 300 }, (_, i) => i),
+    'all 300 lines, each once',
+  )
 })

@@ -4,7 +4,17 @@ import { buildCloseRecord, buildDecisionRecord, type DecisionFacts } from '../..
 import type { Decision } from '../../../src/policy/types.js'
 
 const facts = (agent: string | null, id = '01JD0000000000000000000000'): DecisionFacts => ({
-  id, agent, src: '127.0.0.1:5000', method: 'CONNECT', scheme: 'https', host: 'example.com', port: 443, path: null, tls: 'tunnel', mode: 'enforce', address: '93.184.216.34',
+  id,
+  agent,
+  src: '127.0.0.1:5000',
+  method: 'CONNECT',
+  scheme: 'https',
+  host: 'example.com',
+  port: 443,
+  path: null,
+  tls: 'tunnel',
+  mode: 'enforce',
+  address: '93.184.216.34',
 })
 const allow: Decision = { verdict: 'allow', reason: 'allowed', ruleId: 'builders.allow[0]' }
 const denyPath: Decision = { verdict: 'deny', reason: 'denied_path', ruleId: 'builders.allow[2]' }
@@ -30,7 +40,9 @@ t.test('decision records count by decision, reason and agent', async (t) => {
 t.test('a claimed agent id that is not configured never becomes a label value', async (t) => {
   const m = createMetrics({ knownAgent: (id) => id === 'ci-42' })
   m.sink.write(buildDecisionRecord(facts('attacker-chosen-<script>'), denyAuth, false))
-  m.sink.write(buildDecisionRecord(facts(null), { verdict: 'deny', reason: 'denied_auth_required', ruleId: null }, false))
+  m.sink.write(
+    buildDecisionRecord(facts(null), { verdict: 'deny', reason: 'denied_auth_required', ruleId: null }, false),
+  )
   const text = await m.text()
   t.notMatch(text, /attacker-chosen/)
   t.equal(sample(text, 'portcullis_requests_total{decision="deny",reason="denied_auth_invalid",agent=""}'), 1)

@@ -26,10 +26,13 @@ t.test('instances starting at once on one directory end up with one CA', async (
 
 t.test('half a CA is an error that says what to do', async (t) => {
   const dir = t.testdir({ 'ca.pem': 'x' })
-  await t.rejects(ensureCa(join(dir, 'ca.pem'), join(dir, 'ca-key.pem')), { code: 'PC_ERR_CA_UNREADABLE', message: /delete both/ })
+  await t.rejects(ensureCa(join(dir, 'ca.pem'), join(dir, 'ca-key.pem')), {
+    code: 'PC_ERR_CA_UNREADABLE',
+    message: /delete both/,
+  })
 })
 
-t.test('a key that is not the certificate\'s is refused', async (t) => {
+t.test("a key that is not the certificate's is refused", async (t) => {
   const dir = t.testdir({ a: {}, b: {} })
   const [a, b] = [join(dir, 'a'), join(dir, 'b')]
   await ensureCa(join(a, 'ca.pem'), join(a, 'ca-key.pem'))
@@ -41,12 +44,18 @@ t.test('a CA directory that cannot be used is PC_ERR_CA_UNREADABLE naming the pa
   // The "directory" is a file, so mkdir fails (as it would on a read-only mount), for root too.
   const dir = t.testdir({ certs: 'not a directory' })
   const key = join(dir, 'certs', 'ca-key.pem')
-  await t.rejects(ensureCa(join(dir, 'certs', 'ca.pem'), key), { code: 'PC_ERR_CA_UNREADABLE', message: /certs.*ENOTDIR/ })
+  await t.rejects(ensureCa(join(dir, 'certs', 'ca.pem'), key), {
+    code: 'PC_ERR_CA_UNREADABLE',
+    message: /certs.*ENOTDIR/,
+  })
 })
 
 t.test('an unreadable CA names the file that could not be read', async (t) => {
   const dir = t.testdir()
   const [cert, key] = [join(dir, 'ca.pem'), join(dir, 'ca-key.pem')]
   await ensureCa(cert, key)
-  await t.rejects(loadCa(cert, join(dir, 'missing-key.pem')), { code: 'PC_ERR_CA_UNREADABLE', message: /cannot read the CA key .*missing-key\.pem: ENOENT/ })
+  await t.rejects(loadCa(cert, join(dir, 'missing-key.pem')), {
+    code: 'PC_ERR_CA_UNREADABLE',
+    message: /cannot read the CA key .*missing-key\.pem: ENOENT/,
+  })
 })

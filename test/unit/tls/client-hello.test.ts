@@ -65,7 +65,9 @@ function ext(type: number, data: Buffer): Buffer {
 }
 
 function sniExt(...names: string[]): Buffer {
-  const entries = Buffer.concat(names.map((n) => Buffer.concat([Buffer.from([0]), u16(n.length), Buffer.from(n, 'latin1')])))
+  const entries = Buffer.concat(
+    names.map((n) => Buffer.concat([Buffer.from([0]), u16(n.length), Buffer.from(n, 'latin1')])),
+  )
   return ext(0, Buffer.concat([u16(entries.length), entries]))
 }
 
@@ -95,13 +97,17 @@ t.test('real Node ClientHello', async (t) => {
 
   for (const size of [1, 3, 4, 5, 100]) {
     t.test(`a hello split into ${size}-byte records is reassembled`, async (t) => {
-      t.same(parseClientHello(splitIntoRecords(hello, size)), { kind: 'hello', sni: 'example.com', alpn: ['h2', 'http/1.1'] })
+      t.same(parseClientHello(splitIntoRecords(hello, size)), {
+        kind: 'hello',
+        sni: 'example.com',
+        alpn: ['h2', 'http/1.1'],
+      })
     })
   }
 
   t.test('a split hello missing its last record needs more', async (t) => {
     const split = splitIntoRecords(hello, 100)
-    const lastRecord = 5 + ((hello.readUInt16BE(3) % 100) || 100)
+    const lastRecord = 5 + (hello.readUInt16BE(3) % 100 || 100)
     t.same(parseClientHello(split.subarray(0, split.length - lastRecord)), { kind: 'need_more' })
   })
 
@@ -146,17 +152,41 @@ t.test('a hello without ALPN has an empty list', async (t) => {
 const CRAFTED: ReadonlyArray<readonly [string, Buffer, ReturnType<typeof parseClientHello>]> = [
   ['a hello with no extensions block is parsed', buildHello(null), { kind: 'hello', sni: null, alpn: [] }],
   ['an empty extensions block is parsed', buildHello(Buffer.alloc(0)), { kind: 'hello', sni: null, alpn: [] }],
-  ['the SNI is returned as sent (the caller normalises)', buildHello(sniExt('EXAMPLE.com.')), { kind: 'hello', sni: 'EXAMPLE.com.', alpn: [] }],
-  ['two SNI extensions are refused', buildHello(Buffer.concat([sniExt('a.com'), sniExt('b.com')])), { kind: 'not_tls' }],
+  [
+    'the SNI is returned as sent (the caller normalises)',
+    buildHello(sniExt('EXAMPLE.com.')),
+    { kind: 'hello', sni: 'EXAMPLE.com.', alpn: [] },
+  ],
+  [
+    'two SNI extensions are refused',
+    buildHello(Buffer.concat([sniExt('a.com'), sniExt('b.com')])),
+    { kind: 'not_tls' },
+  ],
   ['two host_names in one SNI are refused', buildHello(sniExt('a.com', 'b.com')), { kind: 'not_tls' }],
   ['an empty host_name is refused', buildHello(sniExt('')), { kind: 'not_tls' }],
-  ['an SNI list length past its extension is refused', buildHello(ext(0, Buffer.from([0, 9, 0, 0, 1, 0x61]))), { kind: 'not_tls' }],
-  ['an SNI list shorter than its extension is refused', buildHello(ext(0, Buffer.from([0, 4, 0, 0, 1, 0x61, 0]))), { kind: 'not_tls' }],
+  [
+    'an SNI list length past its extension is refused',
+    buildHello(ext(0, Buffer.from([0, 9, 0, 0, 1, 0x61]))),
+    { kind: 'not_tls' },
+  ],
+  [
+    'an SNI list shorter than its extension is refused',
+    buildHello(ext(0, Buffer.from([0, 4, 0, 0, 1, 0x61, 0]))),
+    { kind: 'not_tls' },
+  ],
   ['an ALPN entry of length 0 is refused', buildHello(ext(16, Buffer.from([0, 1, 0]))), { kind: 'not_tls' }],
   ['an empty ALPN list is refused', buildHello(ext(16, Buffer.from([0, 0]))), { kind: 'not_tls' }],
-  ['ALPN alongside SNI is returned', buildHello(Buffer.concat([sniExt('a.com'), alpnExt('h2')])), { kind: 'hello', sni: 'a.com', alpn: ['h2'] }],
+  [
+    'ALPN alongside SNI is returned',
+    buildHello(Buffer.concat([sniExt('a.com'), alpnExt('h2')])),
+    { kind: 'hello', sni: 'a.com', alpn: ['h2'] },
+  ],
   ['an extension length past the block is refused', buildHello(Buffer.from([0, 0, 0, 50, 0])), { kind: 'not_tls' }],
-  ['unknown extensions are skipped', buildHello(Buffer.concat([ext(0xfe0d, Buffer.alloc(10)), sniExt('a.com')])), { kind: 'hello', sni: 'a.com', alpn: [] }],
+  [
+    'unknown extensions are skipped',
+    buildHello(Buffer.concat([ext(0xfe0d, Buffer.alloc(10)), sniExt('a.com')])),
+    { kind: 'hello', sni: 'a.com', alpn: [] },
+  ],
   ['HTTP is not TLS', Buffer.from('GET / HTTP/1.1\r\n\r\n'), { kind: 'not_tls' }],
   ['an SSLv2-style hello is not TLS', Buffer.from([0x80, 0x2e, 0x01, 0x03, 0x01]), { kind: 'not_tls' }],
   ['a wrong record version is not TLS', Buffer.from([0x16, 0x02, 0x00, 0x00, 0x10]), { kind: 'not_tls' }],
@@ -164,9 +194,21 @@ const CRAFTED: ReadonlyArray<readonly [string, Buffer, ReturnType<typeof parseCl
   ['an empty buffer needs more', Buffer.alloc(0), { kind: 'need_more' }],
   ['a zero-length record is not TLS', Buffer.from([0x16, 0x03, 0x01, 0x00, 0x00]), { kind: 'not_tls' }],
   ['a record over 2^14 bytes is not TLS', Buffer.from([0x16, 0x03, 0x01, 0x40, 0x01]), { kind: 'not_tls' }],
-  ['a ServerHello is not a ClientHello', Buffer.from([0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00]), { kind: 'not_tls' }],
-  ['a hello declaring more than 64 KiB is not TLS', Buffer.from([0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x01, 0x00, 0x00]), { kind: 'not_tls' }],
-  ['a hello whose body is too short for its fields is not TLS', Buffer.from([0x16, 0x03, 0x01, 0x00, 0x06, 0x01, 0x00, 0x00, 0x02, 0x03, 0x03]), { kind: 'not_tls' }],
+  [
+    'a ServerHello is not a ClientHello',
+    Buffer.from([0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00]),
+    { kind: 'not_tls' },
+  ],
+  [
+    'a hello declaring more than 64 KiB is not TLS',
+    Buffer.from([0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x01, 0x00, 0x00]),
+    { kind: 'not_tls' },
+  ],
+  [
+    'a hello whose body is too short for its fields is not TLS',
+    Buffer.from([0x16, 0x03, 0x01, 0x00, 0x06, 0x01, 0x00, 0x00, 0x02, 0x03, 0x03]),
+    { kind: 'not_tls' },
+  ],
 ]
 for (const [behaviour, buf, expected] of CRAFTED) {
   t.test(behaviour, async (t) => {
