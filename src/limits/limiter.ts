@@ -91,6 +91,12 @@ export interface SharedUsage {
   setInstances(n: number): void
   /** Agents other instances are serving (from the backend): this one reports them too, so placeholders are released. */
   learn(agents: ReadonlyArray<{ readonly agentId: string; readonly rpm: number | null }>, now?: number): void
+  /**
+   * Called (synchronously, from the data path) when a sync is due sooner than the interval: the last
+   * held token of an agent in demand was used, a request was refused for want of tokens while the
+   * budget has room, or an agent was learned. The backend only schedules one; nothing waits on it.
+   */
+  onSyncWanted(wake: () => void): void
 }
 
 export interface LimiterStats {
@@ -171,6 +177,13 @@ const MAX_ORPHANS = 10_000
 /** An agent with nothing new is reported (its totals refreshed) at most this often. */
 const REFRESH_MS = 1000
 
+/**
+ * How long before a minute starts an instance must have been sharing for Redis to have counted its
+ * placeholder in every grant of that minute: the others learn it is live at their next sync (at most
+ * the idle sync interval, 250 ms, plus a round trip).
+ */
+const LIVE_MARGIN_MS = 1000
+
 /** A full share is asked for agents with requests here within this window; others keep a reserve. */
 const DEMAND_WINDOW_MS = 1000
 
@@ -215,6 +228,12 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
   let shared = false
   let instances = 1
   let connections = 0
+  /** When sharing last turned on (this instance has heartbeaten, and so been counted live, since then). */
+  let sharedSinceMs = Infinity
+  /** The most live instances seen in `mostMinute`: placeholders were never smaller than rpm / this. */
+  let mostInstances = 1
+  let mostMinute = -1
+  let wake: () => void = () => undefined
 
   function stateOf(agentId: string, now: number): AgentState {
     let st = agents.get(agentId)
@@ -320,9 +339,28 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     return Math.floor(Math.max(0, rpm - used - previous) / instances)
   }
 
-  /** Before its first report of the minute, and unless Redis told it of the agent, an instance may admit the agent's share on its own. */
+  /**
+   * Before its first report of the minute an instance may admit the agent's share on its own. An agent
+   * it learned of from Redis (counted elsewhere) only if Redis has held this instance's placeholder
+   * through every grant of the minute: it was live (sharing, so heartbeating) since before the minute
+   * began. A fresh or recovering instance was not counted when the others took their tokens.
+   */
   function isCold(st: AgentState): boolean {
-    return st.reportedMinute !== st.minute && st.learnedMinute !== st.minute
+    if (st.reportedMinute === st.minute) return false
+    if (st.learnedMinute !== st.minute) return true
+    return shared && sharedSinceMs <= st.minute * MS_PER_MINUTE - LIVE_MARGIN_MS
+  }
+
+  /**
+   * The share an instance may admit on its own while cold. For an agent learned from Redis the counts
+   * elsewhere are unknown here, so it is bounded by the smallest placeholder Redis held for this
+   * instance this minute (rpm over the most instances seen live), never more.
+   */
+  function ownShare(st: AgentState, rpm: number, now: number): number {
+    const share = coldShare(rpm, st.reqGlobal, st.reqPrevious * previousWeight(st.minute, now))
+    if (st.learnedMinute !== st.minute) return share
+    const most = mostMinute === st.minute ? Math.max(mostInstances, instances) : instances
+    return Math.min(share, Math.floor(rpm / most))
   }
 
   /** Shared admission: a held token, else (while the agent is cold here) its own share. */
@@ -330,16 +368,20 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     if (st.held > 0) {
       st.held--
       st.lastFromHeld = true
+      // The agent is busy here: top up before the next request finds nothing.
+      if (st.held === 0) wake()
       return null
     }
-    const previous = st.reqPrevious * previousWeight(st.minute, now)
-    if (isCold(st) && st.coldUsed < coldShare(rpm, st.reqGlobal, previous)) {
+    if (isCold(st) && st.coldUsed < ownShare(st, rpm, now)) {
       st.coldUsed++
       st.reqUnsynced++
       st.lastFromHeld = false
       return null
     }
-    return sharedRefusal(st, rpm, now)
+    const refusal = sharedRefusal(st, rpm, now)
+    // The window has room: tokens are a sync away; ask for them now rather than at the next interval.
+    if (refusal.retryAfterS === 1) wake()
+    return refusal
   }
 
   /** No token here: retry in a second while the window has budget left (the next sync brings a share), else when it has room. */
@@ -405,6 +447,8 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
 
   const sharedUsage: SharedUsage = {
     setShared(on) {
+      if (on && !shared) sharedSinceMs = clock()
+      if (!on) sharedSinceMs = Infinity
       shared = on
     },
     isShared: () => shared,
@@ -422,7 +466,7 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
           // The first report of the minute: what is left of the share this instance may admit on its
           // own becomes tokens it holds, reported as used. Redis counted a placeholder at least that
           // large for it, so this fits, and a burst in progress goes on without a gap.
-          const rest = Math.max(0, coldShare(st.rpm, st.reqGlobal, st.reqPrevious * weight) - st.coldUsed)
+          const rest = Math.max(0, ownShare(st, st.rpm, now) - st.coldUsed)
           st.held += rest
           st.reqUnsynced += rest
         }
@@ -491,6 +535,11 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
     },
     setInstances(n) {
       instances = Math.max(1, Math.floor(n) || 1)
+      const minute = Math.floor(clock() / MS_PER_MINUTE)
+      if (minute !== mostMinute) {
+        mostMinute = minute
+        mostInstances = instances
+      } else mostInstances = Math.max(mostInstances, instances)
     },
     learn(learned, now = clock()) {
       for (const { agentId, rpm } of learned) {
@@ -498,8 +547,15 @@ export function createLimiter(opts: { now?: () => number } = {}): Limiter {
         roll(agentId, st, now)
         st.lastActiveMs = Math.max(st.lastActiveMs, now)
         if (st.rpm === 0 && rpm !== null) st.rpm = rpm
-        if (st.reportedMinute !== st.minute) st.learnedMinute = st.minute
+        if (st.reportedMinute !== st.minute && st.learnedMinute !== st.minute) {
+          st.learnedMinute = st.minute
+          // Report it at once: its placeholder is released and a reserve granted before a request comes.
+          wake()
+        }
       }
+    },
+    onSyncWanted(fn) {
+      wake = fn
     },
   }
 

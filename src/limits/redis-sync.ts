@@ -161,6 +161,9 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
   /** The minute whose active agents (and the previous minute's) this instance has read in full. */
   let readMinute = -1
   let lastRunAt = 0
+  /** A sooner sync is scheduled (soon), or wanted once the one in flight is done (again). */
+  let soon = false
+  let again = false
   let firstSynced: () => void = () => undefined
   const synced = new Promise<void>((resolve) => (firstSynced = resolve))
   limiter.shared.setShared(false)
@@ -292,7 +295,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
     log.info({ code: 'PC_LIMITS_SHARED' }, 'rate limits are shared through Redis')
   }
 
-  function tick(): void {
+  function tick(wanted = false): void {
     const t = Date.now()
     if (inflightSince !== null) {
       if (t - inflightSince <= staleAfterMs) return
@@ -310,7 +313,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
     const batch = limiter.shared.drain()
     // Nothing to report: only the heartbeat and news of other instances' agents are due, and those
     // can wait a little (an idle instance would otherwise spend a round trip every 25 ms).
-    if (batch.length === 0 && t - lastRunAt < IDLE_SYNC_MS && limiter.shared.isShared()) return
+    if (batch.length === 0 && !wanted && t - lastRunAt < IDLE_SYNC_MS && limiter.shared.isShared()) return
     lastRunAt = t
     const mine = ++generation
     inflightSince = t
@@ -325,6 +328,10 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
         limiter.shared.learn(learned.map((agentId) => ({ agentId, rpm: opts.rpmOf?.(agentId) ?? 0 })))
         recover()
         firstSynced()
+        if (again) {
+          again = false
+          tick(true)
+        }
       },
       (err: unknown) => {
         if (mine !== generation) return
@@ -337,6 +344,19 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
 
   const timer = setInterval(tick, intervalMs)
   timer.unref()
+  // A sync wanted sooner (limiter.onSyncWanted): one scheduled at a time; one in flight runs again when done.
+  limiter.shared.onSyncWanted(() => {
+    if (stopped || soon) return
+    if (inflightSince !== null) {
+      again = true
+      return
+    }
+    soon = true
+    setImmediate(() => {
+      soon = false
+      if (!stopped) tick(true)
+    })
+  })
 
   return {
     async stop(timeoutMs = 1000) {

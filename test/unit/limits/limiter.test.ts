@@ -349,6 +349,35 @@ t.test(
   },
 )
 
+t.test(
+  'shared: an instance live since before the minute admits a learned agent on the placeholder Redis held for it',
+  async (t) => {
+    let now = T0 - 40_000 // 09:59:50: sharing since the previous minute
+    const l = createLimiter({ now: () => now })
+    l.shared.setShared(true)
+    l.shared.setInstances(2)
+    now = T0
+    l.shared.setInstances(3) // a third instance was live for a while this minute: placeholders were rpm / 3
+    l.shared.setInstances(2)
+    l.shared.learn([{ agentId: 'busy', rpm: 60 }])
+    t.equal(
+      admitN(l, 40, limits({ requestsPerMinute: 60 }), 'busy'),
+      20,
+      'no more than the smallest placeholder of the minute (60 / 3), at once, without waiting for a sync',
+    )
+    t.match(l.shared.drain(), [{ agentId: 'busy', requests: 20 }], 'reported as used at the first report')
+    const fresh = createLimiter({ now: () => now })
+    fresh.shared.setShared(true) // sharing only since 10:00:30
+    fresh.shared.setInstances(2)
+    fresh.shared.learn([{ agentId: 'busy', rpm: 60 }])
+    t.same(
+      fresh.admitRequest('busy', limits({ requestsPerMinute: 60 })),
+      rateLimited('requests_per_minute', 1),
+      'an instance that joined mid-minute held no placeholder when the others took tokens: Redis grants only',
+    )
+  },
+)
+
 t.test('shared: a budget used up everywhere is refused until the window has room (sliding window)', async (t) => {
   let now = T0 // 10:00:30
   const l = createLimiter({ now: () => now })
