@@ -5,7 +5,7 @@
  * all problems at once.
  */
 import { readFile } from 'node:fs/promises'
-import { isMap, isScalar, LineCounter, parseDocument, type Document } from 'yaml'
+import { isMap, isScalar, LineCounter, parseDocument, visit, type Document } from 'yaml'
 import type { z } from 'zod'
 import { ConfigError, PortcullisError, type ConfigIssue } from '../errors.js'
 import { compileConfig } from './compile.js'
@@ -46,11 +46,47 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
       }),
     )
   }
-  const parsed = configSchema.safeParse(doc.toJS({ maxAliasCount: 100 }) ?? {})
+  const aliasIssues = unresolvedAliases(doc, file, lineCounter)
+  if (aliasIssues.length > 0) throw new ConfigError(aliasIssues)
+  let plain: unknown
+  try {
+    plain = doc.toJS({ maxAliasCount: 100 })
+  } catch (err) {
+    // Alias expansion past maxAliasCount (a "billion laughs" document) is the one way left to fail here.
+    const message = err instanceof Error ? firstLine(err.message) : String(err)
+    throw new ConfigError([{ file, line: 1, col: 1, path: '', message: `YAML: ${message}` }])
+  }
+  const parsed = configSchema.safeParse(plain ?? {})
   if (!parsed.success) throw new ConfigError(sortIssues(parsed.error.issues.flatMap((i) => toIssues(i, [], source))))
   const withEnv = applyEnvOverrides(parsed.data, env)
   if (!withEnv.ok) throw new ConfigError(withEnv.issues)
   return compileConfig(withEnv.config, source)
+}
+
+/**
+ * `*name` is a YAML alias, so an unquoted `host: *.example.com` refers to an anchor `.example.com`
+ * that does not exist. yaml reports that only when the document is converted, with no position:
+ * find every alias without an anchor first and say where it is, and, for a host pattern, to quote it.
+ */
+function unresolvedAliases(doc: Document, file: string, lineCounter: LineCounter): ConfigIssue[] {
+  const issues: ConfigIssue[] = []
+  visit(doc, {
+    Alias(_key, node) {
+      if (node.resolve(doc) !== undefined) return
+      const pos = lineCounter.linePos(node.range?.[0] ?? 0)
+      const pattern = node.source.startsWith('.')
+      issues.push({
+        file,
+        line: pos.line,
+        col: pos.col,
+        path: '',
+        message: pattern
+          ? `'*${node.source}' is read by YAML as an alias; quote the pattern: "*${node.source}"`
+          : `YAML alias '*${node.source}' has no anchor '&${node.source}' before it (quote the value if '*' is meant literally)`,
+      })
+    },
+  })
+  return issues
 }
 
 /** yaml's pretty message repeats the position and draws a caret; the issue already carries line and col. */

@@ -72,6 +72,14 @@ const BROKEN: ReadonlyArray<readonly [string, string, Loc[]]> = [
       { line: 9, col: 24, path: 'agents[0].groups[1]', message: /unknown group 'testers'/ },
     ],
   ],
+  [
+    'an unquoted `*.example.com` (a YAML alias) is located, with the quoting that fixes it',
+    'bad-unquoted-wildcard.yaml',
+    [
+      { line: 5, col: 15, path: '', message: /quote the pattern: "\*\.example\.com"/ },
+      { line: 6, col: 15, path: '', message: /alias '\*pkgs' has no anchor/ },
+    ],
+  ],
 ]
 
 for (const [behaviour, name, expected] of BROKEN) {
