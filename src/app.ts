@@ -84,7 +84,15 @@ export function restartOnlyChanges(a: RuntimeConfig, b: RuntimeConfig): string[]
     ['tls.ca_cert', (c) => c.tls.caCert],
     ['tls.ca_key', (c) => c.tls.caKey],
     ['upstream.ca_file', (c) => c.upstream.caFile],
-    ['upstream timeouts', (c) => [c.upstream.connectTimeoutMs, c.upstream.headerTimeoutMs, c.upstream.idleTimeoutMs]],
+    [
+      'upstream timeouts',
+      (c) => [
+        c.upstream.connectTimeoutMs,
+        c.upstream.headerTimeoutMs,
+        c.upstream.responseHeaderTimeoutMs,
+        c.upstream.idleTimeoutMs,
+      ],
+    ],
     ['telemetry.log', (c) => c.telemetry.log],
     ['telemetry.memory', (c) => c.telemetry.memory],
     ['telemetry.redis', (c) => c.telemetry.redis],
@@ -124,6 +132,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   bus.subscribe(createLogSink(loggers.records, initial.telemetry.log.format))
   const forwarder = createForwarder({
     connectTimeoutMs: initial.upstream.connectTimeoutMs,
+    responseHeaderTimeoutMs: initial.upstream.responseHeaderTimeoutMs,
     idleTimeoutMs: initial.upstream.idleTimeoutMs,
     ca: readUpstreamRoots(initial.upstream.caFile),
   })

@@ -171,6 +171,7 @@ function compileUpstream(raw: RawConfig, issues: Issues): RuntimeConfig['upstrea
     caFile: u.ca_file,
     connectTimeoutMs: u.connect_timeout_ms,
     headerTimeoutMs: u.header_timeout_ms,
+    responseHeaderTimeoutMs: u.response_header_timeout_ms,
     idleTimeoutMs: u.idle_timeout_ms,
   }
 }

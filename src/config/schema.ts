@@ -100,6 +100,7 @@ export const configSchema = z.strictObject({
       ca_file: z.string().nullable().default(null),
       connect_timeout_ms: positiveInt.default(10_000),
       header_timeout_ms: positiveInt.default(10_000),
+      response_header_timeout_ms: positiveInt.default(10_000),
       idle_timeout_ms: positiveInt.default(300_000),
     })
     .prefault({}),

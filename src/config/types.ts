@@ -26,6 +26,8 @@ export interface RuntimeConfig {
     readonly caFile: string | null
     readonly connectTimeoutMs: number
     readonly headerTimeoutMs: number
+    /** From the first byte of an upstream's answer to the end of its head (a trickled head is cut). */
+    readonly responseHeaderTimeoutMs: number
     readonly idleTimeoutMs: number
   }
   readonly telemetry: {

@@ -1,6 +1,20 @@
 import { connect, type OnReadOpts, type Socket } from 'node:net'
 
-export type UpstreamFailureKind = 'timeout' | 'refused' | 'reset' | 'dns' | 'unreachable' | 'tls_verify'
+/**
+ * Why an upstream leg failed. `no_answer`: the upstream closed before any answer; `bad_answer`: what it
+ * sent is not HTTP; `out_of_descriptors`: the proxy itself has no file descriptor left (EMFILE/ENFILE:
+ * a problem on the proxy host, not the network).
+ */
+export type UpstreamFailureKind =
+  | 'timeout'
+  | 'refused'
+  | 'reset'
+  | 'no_answer'
+  | 'bad_answer'
+  | 'dns'
+  | 'unreachable'
+  | 'tls_verify'
+  | 'out_of_descriptors'
 export interface UpstreamFailure {
   readonly kind: 'failure'
   readonly failure: UpstreamFailureKind
@@ -23,10 +37,19 @@ const TLS_VERIFY = new Set([
 
 /** The one place socket errno codes are interpreted. */
 export function mapSocketError(err: unknown): UpstreamFailureKind {
-  const code = (err as { code?: unknown } | null)?.code
+  const e = err as { code?: unknown; syscall?: unknown } | null
+  const code = e?.code
   if (typeof code !== 'string') return 'reset'
   if (TLS_VERIFY.has(code)) return 'tls_verify'
+  // node's HTTP client: the parser refused the upstream's answer.
+  if (code.startsWith('HPE_')) return 'bad_answer'
   switch (code) {
+    case 'ECONNRESET':
+      // A reset read from the socket has a syscall; node's "socket hang up" (closed before any answer) has none.
+      return typeof e?.syscall === 'string' ? 'reset' : 'no_answer'
+    case 'EMFILE':
+    case 'ENFILE':
+      return 'out_of_descriptors'
     case 'ETIMEDOUT':
     case 'ESOCKETTIMEDOUT':
     case 'UND_ERR_CONNECT_TIMEOUT':

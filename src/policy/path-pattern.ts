@@ -5,20 +5,70 @@
  * query (`/x/info/refs?service=git-upload-pack`): every `k=v` it names must be
  * one of the request's `&`-separated parameters. Compared against the output
  * of net/url-path.normalizePath, so patterns must be in that form too. PURE.
+ *
+ * Exact semantics, segment by segment (a path's segments are what lies between
+ * its slashes; the path must start with `/`):
+ * - a segment without `*` equals one path segment; one with `*` matches one path
+ *   segment, each `*` standing for any run of characters (empty included) but never `/`;
+ * - an inner `**` matches zero or more whole, non-empty path segments;
+ * - a trailing `/**` matches a slash and then anything (`/a/**` matches `/a/`, not `/a`).
+ *
+ * Matching never backtracks (issue 11: a backtracking RegExp took 65 s on a 2 KB
+ * path). A segment with `*` is matched greedily, each literal piece at its leftmost
+ * place, found with a KMP scan: O(segment + pattern segment). A pattern with an
+ * inner `**` runs one left-to-right pass per pattern segment over the path's
+ * segments, keeping the set of path prefixes the pattern can have consumed so far:
+ * at most O(pattern segments × path segments) segment comparisons.
  */
 import { normalizePath } from '../net/url-path.js'
+
+/**
+ * The longest normalised path the policy matches. decide.ts refuses a longer one (`denied_path`,
+ * detail `path_too_long`) so that a rule's cost per request stays small; the matcher itself is
+ * correct and bounded for any length.
+ */
+export const MAX_MATCHED_PATH_BYTES = 8192
 
 export interface PathPattern {
   readonly text: string
   /** Set when the pattern has no wildcard: a plain string comparison. */
   readonly literal: string | null
-  /** Set for `<literal>/**`: a startsWith check (the commonest shape), no regex. */
+  /** Set for `<literal>/**`: a startsWith check (the commonest shape). */
   readonly prefix: string | null
-  readonly regex: RegExp | null
+  /** Set for every other pattern: its segments, compiled once. */
+  readonly glob: CompiledGlob | null
   /** Parameters that must all appear in the query, e.g. `service=git-upload-pack`. */
   readonly query: readonly string[]
   /** The same, percent-decoded once at compile time (queryHolds compares decoded readings). */
   readonly required: readonly QueryParam[]
+}
+
+/** A pattern's segments after the leading `/`, without a trailing `**` (that is `rest`). */
+export interface CompiledGlob {
+  readonly segments: readonly Segment[]
+  /** Ends with `/**`: one more slash, then anything. */
+  readonly rest: boolean
+  /** Has an inner `**`, so the match needs the pass over every path segment; else one walk. */
+  readonly across: boolean
+}
+
+export type Segment =
+  | { readonly kind: 'literal'; readonly text: string }
+  /** `head*…*tail`: the pieces between the stars must appear in order, leftmost first. */
+  | {
+      readonly kind: 'star'
+      readonly head: string
+      readonly middles: readonly Piece[]
+      readonly tail: string
+      readonly minLength: number
+    }
+  /** An inner `**`: zero or more whole, non-empty segments. */
+  | { readonly kind: 'any' }
+
+interface Piece {
+  readonly text: string
+  /** KMP failure function: the longest proper border of text[0..k]. */
+  readonly border: readonly number[]
 }
 
 interface QueryParam {
@@ -28,8 +78,6 @@ interface QueryParam {
 
 export type ParsedPathPattern =
   { readonly ok: true; readonly pattern: PathPattern } | { readonly ok: false; readonly message: string }
-
-const REGEX_SPECIAL = /[.+?^${}()|[\]\\]/g
 
 export function parsePathPattern(text: string): ParsedPathPattern {
   const q = text.indexOf('?')
@@ -45,54 +93,38 @@ export function parsePathPattern(text: string): ParsedPathPattern {
   if (normal !== pathText) return fail(`'${text}' is not in normal form; use '${normal}${q < 0 ? '' : text.slice(q)}'`)
   const segments = pathText.split('/')
   if (segments.some((s) => s.includes('**') && s !== '**')) return fail(`'${text}': '**' must be a whole segment`)
-  if (!pathText.includes('*'))
-    return { ok: true, pattern: { text, literal: pathText, prefix: null, regex: null, query, required: req } }
+  const shape = { text, literal: null, prefix: null, glob: null, query, required: req }
+  if (!pathText.includes('*')) return { ok: true, pattern: { ...shape, literal: pathText } }
   const head = pathText.slice(0, -2)
-  if (pathText.endsWith('/**') && !head.includes('*'))
-    return { ok: true, pattern: { text, literal: null, prefix: head, regex: null, query, required: req } }
-  return {
-    ok: true,
-    pattern: {
-      text,
-      literal: null,
-      prefix: null,
-      regex: compileRegex(`^${toRegexSource(segments)}$`),
-      query,
-      required: req,
-    },
-  }
+  if (pathText.endsWith('/**') && !head.includes('*')) return { ok: true, pattern: { ...shape, prefix: head } }
+  return { ok: true, pattern: { ...shape, glob: compileGlob(segments.slice(1)) } }
 }
 
-// Identical patterns across rules share one RegExp: fewer objects for V8 to keep
-// compiled and warm. Safe because these regexes have no g/y flag (no lastIndex state).
-// Bounded so that many reloads with changing patterns cannot grow it forever.
-const regexCache = new Map<string, RegExp>()
-const REGEX_CACHE_MAX = 50_000
-
-function compileRegex(source: string): RegExp {
-  let re = regexCache.get(source)
-  if (re === undefined) {
-    re = new RegExp(source)
-    if (regexCache.size >= REGEX_CACHE_MAX) regexCache.clear()
-    regexCache.set(source, re)
-  }
-  return re
+function compileGlob(texts: readonly string[]): CompiledGlob {
+  const rest = texts[texts.length - 1] === '**'
+  const segments = (rest ? texts.slice(0, -1) : texts).map(compileSegment)
+  return Object.freeze({ segments: Object.freeze(segments), rest, across: segments.some((s) => s.kind === 'any') })
 }
 
-function toRegexSource(segments: readonly string[]): string {
-  // segments[0] is '' (the leading slash); each later segment is preceded by '/'.
-  let src = ''
-  for (let i = 1; i < segments.length; i++) {
-    const seg = segments[i] ?? ''
-    const last = i === segments.length - 1
-    if (seg === '**') {
-      // Trailing `/**`: the slash, then anything. Inner `/**/`: zero or more whole segments.
-      src += last ? '/.*' : '(?:/[^/]+)*'
-    } else {
-      src += `/${seg.replace(REGEX_SPECIAL, '\\$&').replace(/\*/g, '[^/]*')}`
-    }
+function compileSegment(text: string): Segment {
+  if (text === '**') return { kind: 'any' }
+  if (!text.includes('*')) return { kind: 'literal', text }
+  const pieces = text.split('*')
+  const head = pieces[0] ?? ''
+  const tail = pieces[pieces.length - 1] ?? ''
+  const middles = pieces.slice(1, -1).filter((p) => p !== '')
+  const minLength = middles.reduce((n, p) => n + p.length, head.length + tail.length)
+  return { kind: 'star', head, middles: Object.freeze(middles.map(compilePiece)), tail, minLength }
+}
+
+function compilePiece(text: string): Piece {
+  const border = [0]
+  for (let i = 1, k = 0; i < text.length; i++) {
+    while (k > 0 && text.charCodeAt(i) !== text.charCodeAt(k)) k = border[k - 1] ?? 0
+    if (text.charCodeAt(i) === text.charCodeAt(k)) k++
+    border.push(k)
   }
-  return src
+  return { text, border: Object.freeze(border) }
 }
 
 function fail(message: string): ParsedPathPattern {
@@ -104,9 +136,128 @@ export function matchPathPattern(pattern: PathPattern, path: string, query: stri
   let pathOk: boolean
   if (pattern.literal !== null) pathOk = pattern.literal === path
   else if (pattern.prefix !== null) pathOk = path.startsWith(pattern.prefix)
-  else pathOk = pattern.regex !== null && pattern.regex.test(path)
+  else pathOk = pattern.glob !== null && matchGlob(pattern.glob, path)
   if (!pathOk) return false
   return pattern.required.length === 0 || queryHolds(pattern.required, query)
+}
+
+// Work done by the matcher (segment visits, characters compared), read only through
+// matchPathPatternCounted. A module-level counter costs one increment per step; a
+// parameter or returned tuple would cost more on the hot path.
+let steps = 0
+
+/**
+ * matchPathPattern plus the number of steps it took: one per path segment visited and per
+ * character a segment comparison examined. Tests bound it to prove the matcher linear without timing.
+ */
+export function matchPathPatternCounted(
+  pattern: PathPattern,
+  path: string,
+  query: string,
+): { matched: boolean; steps: number } {
+  steps = 0
+  const matched = matchPathPattern(pattern, path, query)
+  return { matched, steps }
+}
+
+const SLASH = 0x2f
+
+function matchGlob(glob: CompiledGlob, path: string): boolean {
+  if (path.charCodeAt(0) !== SLASH) return false
+  return glob.across ? matchAcross(glob, path) : matchWalk(glob, path)
+}
+
+/** End of the segment starting at `from`: the next slash, or the end of the path. */
+function segmentEnd(path: string, from: number): number {
+  const slash = path.indexOf('/', from)
+  return slash < 0 ? path.length : slash
+}
+
+/** No inner `**`: pattern segment i meets path segment i, so one walk decides. */
+function matchWalk(glob: CompiledGlob, path: string): boolean {
+  let slash = 0 // the slash before the next path segment, or path.length when there is none
+  for (const seg of glob.segments) {
+    steps++
+    if (slash >= path.length) return false
+    const end = segmentEnd(path, slash + 1)
+    if (!matchSegment(seg, path, slash + 1, end)) return false
+    slash = end
+  }
+  return glob.rest ? slash < path.length : slash === path.length
+}
+
+/**
+ * An inner `**`: reach[j] says whether the pattern segments seen so far can consume exactly the
+ * first j path segments. Each pattern segment updates reach in one pass over the path segments,
+ * so the whole match is O(pattern segments × path segments) segment comparisons, with no recursion.
+ */
+function matchAcross(glob: CompiledGlob, path: string): boolean {
+  let count = 0
+  for (let i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) count++
+  const reach = new Uint8Array(count + 1)
+  reach[0] = 1
+  for (const seg of glob.segments) {
+    let alive = false
+    let before = reach[0] ?? 0 // reach[j - 1] before this pass
+    if (seg.kind !== 'any') reach[0] = 0
+    for (let j = 1, slash = 0; j <= count; j++) {
+      steps++
+      const end = segmentEnd(path, slash + 1)
+      const was = reach[j] ?? 0
+      if (seg.kind === 'any') {
+        // Zero segments (keep was), or one more non-empty segment after a reachable prefix.
+        if (was === 0 && reach[j - 1] === 1 && end > slash + 1) reach[j] = 1
+      } else {
+        reach[j] = before === 1 && matchSegment(seg, path, slash + 1, end) ? 1 : 0
+      }
+      if (reach[j] === 1) alive = true
+      before = was
+      slash = end
+    }
+    if (!alive && reach[0] !== 1) return false // nothing reachable: no later segment can help
+  }
+  if (!glob.rest) return reach[count] === 1
+  // A trailing `/**` needs at least one more slash after the consumed prefix.
+  for (let j = 0; j < count; j++) if (reach[j] === 1) return true
+  return false
+}
+
+/** Does path[start, end) (one segment, no slash) match this literal or starred pattern segment? */
+function matchSegment(seg: Segment, path: string, start: number, end: number): boolean {
+  if (seg.kind === 'literal') {
+    steps += seg.text.length
+    return end - start === seg.text.length && path.startsWith(seg.text, start)
+  }
+  if (seg.kind === 'any') return false // never reached: `any` is handled by matchAcross
+  if (end - start < seg.minLength) return false
+  steps += seg.head.length + seg.tail.length
+  const tailStart = end - seg.tail.length
+  if (!path.startsWith(seg.head, start) || !path.startsWith(seg.tail, tailStart)) return false
+  // Leftmost placement of each piece leaves the most room for the ones after it, so greed is exact.
+  let from = start + seg.head.length
+  for (const piece of seg.middles) {
+    const at = findPiece(piece, path, from, tailStart)
+    if (at < 0) return false
+    from = at + piece.text.length
+  }
+  return true
+}
+
+/** Leftmost index ≥ from where piece lies wholly before limit, or -1. KMP: the scan never moves back. */
+function findPiece(piece: Piece, path: string, from: number, limit: number): number {
+  const { text, border } = piece
+  let k = 0
+  for (let i = from; i < limit; i++) {
+    const c = path.charCodeAt(i)
+    steps++
+    while (k > 0 && text.charCodeAt(k) !== c) {
+      k = border[k - 1] ?? 0
+      steps++
+    }
+    if (text.charCodeAt(k) === c) k++
+    if (k === text.length) return i - k + 1
+  }
+  return -1
 }
 
 /** `&`, as every server splits a query; `&` and `;`, as some older ones (CGI libraries) also do. */

@@ -6,6 +6,7 @@ import {
   type ServerResponse,
 } from 'node:http'
 import { Agent as HttpsAgent } from 'node:https'
+import type { Socket } from 'node:net'
 import { Readable } from 'node:stream'
 import { createSecureContext } from 'node:tls'
 import httpProxy from 'http-proxy'
@@ -125,18 +126,40 @@ function timeoutError(): Error {
   return Object.assign(new Error('upstream timeout'), { code: 'ETIMEDOUT' })
 }
 
-/** connect_timeout_ms until the upstream connection is up, then idle_timeout_ms of silence. */
+/**
+ * connect_timeout_ms until the upstream connection is up, then idle_timeout_ms of silence; once the
+ * answer has started, its head must be complete within response_header_timeout_ms (an upstream that
+ * sends a status line and then a byte a second is never idle, and its head could take hours).
+ */
 function armUpstreamTimeouts(proxyReq: ClientRequest, opts: ForwarderOptions): void {
   proxyReq.setTimeout(opts.idleTimeoutMs, () => proxyReq.destroy(timeoutError()))
+  // http-proxy emits proxyReq from the request's 'socket' event: the socket is there already.
   const socket = proxyReq.socket
+  if (socket) armResponseHeadDeadline(proxyReq, socket, opts.responseHeaderTimeoutMs)
+  else proxyReq.once('socket', (s: Socket) => armResponseHeadDeadline(proxyReq, s, opts.responseHeaderTimeoutMs))
   if (!socket || !socket.connecting) return
   const timer = setTimeout(() => proxyReq.destroy(timeoutError()), opts.connectTimeoutMs)
   socket.once('connect', () => clearTimeout(timer))
   socket.once('close', () => clearTimeout(timer))
 }
 
+function armResponseHeadDeadline(proxyReq: ClientRequest, socket: Socket, timeoutMs: number): void {
+  let timer: NodeJS.Timeout | undefined
+  const firstByte = (): void => {
+    timer = setTimeout(() => proxyReq.destroy(timeoutError()), timeoutMs)
+  }
+  const done = (): void => {
+    socket.removeListener('data', firstByte)
+    clearTimeout(timer)
+  }
+  socket.once('data', firstByte)
+  proxyReq.once('response', done)
+  proxyReq.once('close', done)
+}
+
 export interface ForwarderOptions {
   readonly connectTimeoutMs: number
+  readonly responseHeaderTimeoutMs: number
   readonly idleTimeoutMs: number
   /** Roots for verifying upstream TLS: system roots plus upstream.ca_file. */
   readonly ca: readonly string[]

@@ -51,6 +51,16 @@ export interface Interceptor {
 const kIntercept = Symbol('portcullis.intercept')
 interface InnerContext extends InterceptContext {
   readonly scheme: 'http' | 'https'
+  /**
+   * The client connection's idle timer, held while a request is in flight: a silent upstream is
+   * the upstream leg's timeout to report (504), not a reason to drop the client first.
+   */
+  readonly idle: IdleTimer
+}
+
+interface IdleTimer {
+  hold(): void
+  release(): void
 }
 type InnerSocket = Socket & { [kIntercept]?: InnerContext }
 
@@ -90,7 +100,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
   inner.emit('listening')
 
   /** Idle timeout, tracking (so a reload or revocation can close it) and one close record per connection. */
-  function track(client: Socket, ctx: InterceptContext): void {
+  function track(client: Socket, ctx: InterceptContext): IdleTimer {
     const startedAt = Date.now()
     client.setTimeout(upstream.idleTimeoutMs, () => client.destroy())
     // bytes_per_day counts the client connection's bytes (TLS framing included): every second while open
@@ -114,6 +124,10 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
       deps.limiter.addBytes(ctx.agent, client.bytesRead + client.bytesWritten - (tracked.bytesCounted ?? 0))
       deps.bus.publish(buildCloseRecord(ctx, client.bytesRead, client.bytesWritten, startedAt))
     })
+    return {
+      hold: () => client.setTimeout(0),
+      release: () => client.destroyed || client.setTimeout(upstream.idleTimeoutMs),
+    }
   }
 
   return {
@@ -124,14 +138,13 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
         secureContext: leafCerts.get(ctx.host),
         ALPNProtocols: ['http/1.1'],
       })
-      tlsSocket[kIntercept] = { ...ctx, scheme: 'https' }
       tlsSocket.on('error', () => tlsSocket.destroy())
       // The handshake and the first inner request head together get header_timeout_ms.
       let secured = false
       armHeadDeadline(tlsSocket, upstream.headerTimeoutMs, () =>
         secured ? respondBadRequest(tlsSocket, 408, 'header_timeout') : tlsSocket.destroy(),
       )
-      track(client, ctx)
+      tlsSocket[kIntercept] = { ...ctx, scheme: 'https', idle: track(client, ctx) }
       tlsSocket.once('secure', () => {
         secured = true
         inner.emit('connection', tlsSocket)
@@ -139,8 +152,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     },
     inspectPlain(client, head, ctx) {
       const socket: InnerSocket = client
-      socket[kIntercept] = { ...ctx, scheme: 'http' }
-      track(client, ctx)
+      socket[kIntercept] = { ...ctx, scheme: 'http', idle: track(client, ctx) }
       armHeadDeadline(client, upstream.headerTimeoutMs, () => respondBadRequest(client, 408, 'header_timeout'))
       client.unshift(head)
       inner.emit('connection', client)
@@ -174,6 +186,8 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
   const t0 = performance.now()
   const ctx = (req.socket as InnerSocket)[kIntercept]
   if (!ctx) return void res.destroy()
+  ctx.idle.hold()
+  res.once('close', ctx.idle.release)
   const guard = checkRequestHead(req.rawHeaders)
   if (!guard.ok) return void res.writeHead(guard.status, { connection: 'close', 'content-length': 0 }).end()
   const cfg = deps.config()

@@ -4,6 +4,7 @@ import { assertNever, type DenyReason } from '../policy/reasons.js'
 import type { DenyDecision } from '../policy/types.js'
 import { formatAuthority } from '../net/host.js'
 import { isApprovable } from '../policy/approvals.js'
+import type { UpstreamFailureKind } from '../net/dial.js'
 
 /**
  * The ONLY writer of denials. Status from reason, the two X-Portcullis headers,
@@ -40,18 +41,27 @@ const SENTENCES: Record<DenyReason, string> = {
   upstream_error: 'the upstream server could not be reached',
 }
 
-const UPSTREAM_SENTENCES: Record<string, string> = {
+const UPSTREAM_SENTENCES: Record<UpstreamFailureKind, string> = {
   timeout: 'the upstream server did not answer in time',
   refused: 'the upstream server refused the connection',
+  reset: 'the upstream server reset the connection',
+  no_answer: 'the upstream server closed the connection without answering',
+  bad_answer: 'the upstream server sent an answer that is not valid HTTP',
   dns: 'the upstream host name could not be resolved',
   unreachable: 'the upstream server is unreachable',
   tls_verify:
     "the upstream server's TLS certificate could not be verified (wrong name, untrusted issuer or expired), so the proxy did not connect",
+  out_of_descriptors:
+    'the proxy has run out of file descriptors (too many open connections on the proxy host); this is not a network fault and should clear when connections close',
+}
+
+function isUpstreamFailureKind(detail: string): detail is UpstreamFailureKind {
+  return Object.hasOwn(UPSTREAM_SENTENCES, detail)
 }
 
 function sentenceFor(d: DenyDecision): string {
-  if (d.reason === 'upstream_error' && d.detail !== undefined)
-    return UPSTREAM_SENTENCES[d.detail] ?? SENTENCES.upstream_error
+  if (d.reason === 'upstream_error' && d.detail !== undefined && isUpstreamFailureKind(d.detail))
+    return UPSTREAM_SENTENCES[d.detail]
   return SENTENCES[d.reason]
 }
 

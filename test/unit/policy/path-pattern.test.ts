@@ -1,5 +1,11 @@
 import t from 'tap'
-import { matchPathPattern, parsePathPattern } from '../../../src/policy/path-pattern.js'
+import {
+  MAX_MATCHED_PATH_BYTES,
+  matchPathPattern,
+  matchPathPatternCounted,
+  parsePathPattern,
+  type PathPattern,
+} from '../../../src/policy/path-pattern.js'
 
 const MATCH: ReadonlyArray<readonly [pattern: string, target: string, expected: boolean, behaviour: string]> = [
   ['/a/b', '/a/b', true, 'a literal path matches itself'],
@@ -109,3 +115,150 @@ for (const [pattern, hint, behaviour] of REJECT) {
     if (!parsed.ok) t.match(parsed.message, hint)
   })
 }
+
+function compile(text: string): PathPattern {
+  const parsed = parsePathPattern(text)
+  if (!parsed.ok) throw new Error(parsed.message)
+  return parsed.pattern
+}
+
+const SEGMENTS: ReadonlyArray<readonly [pattern: string, path: string, expected: boolean, behaviour: string]> = [
+  ['/a/**/*', '/a/x/', true, 'an inner `**` then `*` matches a trailing empty segment'],
+  ['/**/b', '/b', true, 'a leading `**` matches zero segments'],
+  ['/**/b', '/x/y/b', true, 'a leading `**` matches several segments'],
+  ['/**/b', 'b', false, 'a path must start with a slash'],
+  ['/a/**/z', '/a//z', false, 'an inner `**` does not match an empty segment'],
+  ['/a/**/**', '/a/x', true, 'an inner `**` before a trailing one matches zero segments'],
+  ['/a/**/**', '/a', false, 'a trailing `/**` still needs its slash after an inner `**`'],
+  ['/*/**', '/x/', true, 'a trailing `/**` after `*` matches an empty rest'],
+  ['/*/**', '/x', false, 'a trailing `/**` after `*` does not match the bare parent'],
+  ['/a/*/', '/a/x/', true, 'a pattern may end with a slash'],
+  ['/a/*/', '/a/x', false, 'a trailing slash in the pattern is required in the path'],
+  ['/*-*.*.*.tgz', '/lib-1.2.3.tgz', true, 'several `*` in one segment match in order'],
+  ['/*-*.*.*.tgz', '/lib-1.2.tgz', false, 'every literal piece between stars is required'],
+  ['/ab*ba', '/aba', false, 'a segment head and tail may not overlap'],
+  ['/ab*ba', '/abba', true, 'a segment head and tail may meet'],
+  ['/*aab*', '/aaab', true, 'a piece is found after a partial match of itself (KMP fallback)'],
+  ['/*abab*', '/abaabab', true, 'a piece is found after a failed overlapping prefix'],
+  ['/*abab*', '/ababa', true, 'a piece may end anywhere before the tail'],
+  ['/x*a*a', '/xa', false, 'pieces may not share characters'],
+  ['/a/**/b/*', '/a/b/b/b', true, 'an inner `**` tries every split (not only the first `b`)'],
+]
+
+for (const [pattern, path, expected, behaviour] of SEGMENTS) {
+  t.test(behaviour, async (t) => {
+    t.equal(matchPathPattern(compile(pattern), path, ''), expected)
+    t.equal(matchPathPatternCounted(compile(pattern), path, '').matched, expected)
+  })
+}
+
+t.test('the longest matched path is 8 KiB', async (t) => {
+  t.equal(MAX_MATCHED_PATH_BYTES, 8192)
+})
+
+/** The old backtracking-RegExp semantics: the reference, run only on short inputs. */
+function referenceMatch(pattern: string, path: string): boolean {
+  const segments = pattern.split('/')
+  let src = ''
+  for (let i = 1; i < segments.length; i++) {
+    const seg = segments[i] ?? ''
+    if (seg === '**') src += i === segments.length - 1 ? '/.*' : '(?:/[^/]+)*'
+    else src += `/${seg.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*')}`
+  }
+  return new RegExp(`^${src}$`).test(path)
+}
+
+/** steps ≤ BOUND × (path length + 1) × (pattern length + 1): linear in the path for a given pattern. */
+const BOUND = 4
+
+function withinBound(pattern: string, path: string, steps: number): boolean {
+  return steps <= BOUND * (path.length + 1) * (pattern.length + 1)
+}
+
+const KIB = 1024
+const ADVERSARIAL: ReadonlyArray<
+  readonly [pattern: string, build: (bytes: number) => string, expected: boolean, perByte: number, behaviour: string]
+> = [
+  ['/pkg/*-*.*.*.tgz', (n) => `/pkg/${'-.'.repeat(n / 2)}`, false, 4, 'many stars against a run of `-.` (issue 11)'],
+  ['/pkg/*-*.*.*.tgz', (n) => `/pkg/${'-.'.repeat(n / 2)}x.tgz`, true, 4, 'many stars that do match at the end'],
+  ['/**/a/**/a/**/b', (n) => '/a'.repeat(n / 2), false, 8, 'inner `**` against thousands of `/a` (issue 11)'],
+  ['/**/a/**/a/**/b', (n) => `${'/a'.repeat(n / 2)}/b`, true, 8, 'inner `**` that does match at the end'],
+  ['/**/**/**/**/x', (n) => '/y'.repeat(n / 2), false, 8, 'consecutive inner `**`'],
+  ['/*a*a*a*a*b', (n) => `/${'a'.repeat(n)}`, false, 4, 'one long segment against repeated pieces'],
+  ['/*aaaaaaab*', (n) => `/${'a'.repeat(n)}`, false, 4, 'a long piece against its own near-misses'],
+  ['/a/**/b/*/c', (n) => `/a${'/b'.repeat(n / 2)}`, false, 8, 'an inner `**` followed by segments that nearly match'],
+]
+
+for (const [pattern, build, expected, perByte, behaviour] of ADVERSARIAL) {
+  t.test(`linear: ${behaviour}`, async (t) => {
+    const compiled = compile(pattern)
+    const small = build(4 * KIB)
+    const large = build(8 * KIB)
+    const a = matchPathPatternCounted(compiled, small, '')
+    const b = matchPathPatternCounted(compiled, large, '')
+    t.equal(a.matched, expected)
+    t.equal(b.matched, expected)
+    t.equal(matchPathPattern(compiled, large, ''), expected)
+    // The counter counts: every path segment (or character of the long one) is visited at least once.
+    t.ok(b.steps >= large.split('/').length - 1, `steps ${b.steps} count the work`)
+    t.ok(withinBound(pattern, large, b.steps), `steps ${b.steps} within the general bound`)
+    // For a fixed pattern: a few steps per path byte, and twice the path costs about twice the steps.
+    t.ok(b.steps <= perByte * pattern.length * (large.length + 1), `steps ${b.steps} linear in ${large.length} bytes`)
+    t.ok(b.steps <= 2.1 * a.steps, `doubling the path: ${a.steps} → ${b.steps} steps`)
+  })
+}
+
+/** mulberry32: a small seeded generator, so a failing case can be replayed. */
+function createRandom(seed: number): (n: number) => number {
+  let s = seed >>> 0
+  return (n) => {
+    s = (s + 0x6d2b79f5) >>> 0
+    let x = s
+    x = Math.imul(x ^ (x >>> 15), x | 1)
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
+    return (((x ^ (x >>> 14)) >>> 0) / 4294967296) * n
+  }
+}
+
+const PATTERN_SEGMENTS = ['a', 'b', 'ab', '-', '.a', '*', 'a*', '*a', '*a*', 'a*b', '*ab*a*', '*-*.*', '**', '**', '']
+const PATH_CHARS = ['/', '/', 'a', 'a', 'b', '-', '.']
+
+function randomPattern(random: (n: number) => number): string {
+  const count = 1 + Math.floor(random(6))
+  const segs: string[] = []
+  for (let i = 0; i < count; i++) segs.push(PATTERN_SEGMENTS[Math.floor(random(PATTERN_SEGMENTS.length))] ?? '')
+  return `/${segs.join('/')}`
+}
+
+function randomPath(random: (n: number) => number): string {
+  const length = Math.floor(random(24))
+  let path = random(10) < 9 ? '/' : ''
+  for (let i = 0; i < length; i++) path += PATH_CHARS[Math.floor(random(PATH_CHARS.length))] ?? ''
+  return path
+}
+
+t.test('fuzz: the matcher agrees with the regex reference and stays within the step bound', async (t) => {
+  const random = createRandom(0x11c0ffee)
+  const CASES = 20_000
+  let compared = 0
+  let matched = 0
+  const failures: string[] = []
+  for (let i = 0; i < CASES && failures.length < 10; i++) {
+    const pattern = randomPattern(random)
+    const parsed = parsePathPattern(pattern)
+    if (!parsed.ok) continue // not in normal form (`//`, `.a/..`): the config would refuse it too
+    for (let k = 0; k < 4; k++) {
+      const path = randomPath(random)
+      const got = matchPathPatternCounted(parsed.pattern, path, '')
+      const want = referenceMatch(pattern, path)
+      compared++
+      if (got.matched) matched++
+      if (got.matched !== want) failures.push(`${pattern} on ${path}: got ${got.matched}, reference ${want}`)
+      if (!withinBound(pattern, path, got.steps)) failures.push(`${pattern} on ${path}: ${got.steps} steps`)
+    }
+  }
+  t.same(failures, [])
+  // The generator must exercise both answers, or agreement would prove little.
+  t.ok(compared > CASES, `${compared} comparisons`)
+  t.ok(matched > compared / 50, `${matched} matches among ${compared}`)
+})

@@ -1,0 +1,129 @@
+import { once } from 'node:events'
+import { join } from 'node:path'
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
+import { createServer as createTlsServer } from 'node:tls'
+import t, { type Test } from 'tap'
+import { startPortcullis } from '../helpers/start-portcullis.js'
+import { createTestCa } from '../helpers/test-ca.js'
+import { curl } from '../helpers/clients.js'
+import { openTunnel } from '../helpers/tunnel.js'
+import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
+
+/**
+ * An upstream that misbehaves gets the client a clear 502/504 that says what happened, on every
+ * flow (plain, intercepted, cleartext inside a CONNECT), never a bare close and never a wait that
+ * outlasts the configured deadlines.
+ */
+
+type Behaviour = (socket: Socket) => void
+
+const BEHAVIOURS: Record<string, Behaviour> = {
+  // Reads the request, then closes without a byte of answer.
+  fin: (s) => s.once('data', () => s.end()),
+  // Answers something that is not HTTP.
+  garbage: (s) => s.once('data', () => s.end('SSH-2.0-OpenSSH_9.6\r\n\r\n')),
+  // Never answers.
+  silent: () => undefined,
+  // A status line, then one header byte a second: never idle, never done.
+  trickle: (s) =>
+    s.once('data', () => {
+      s.write('HTTP/1.1 200 OK\r\n')
+      const timer = setInterval(() => (s.writable ? s.write('X') : clearInterval(timer)), 300)
+      s.once('close', () => clearInterval(timer))
+    }),
+}
+
+/** One raw TCP (or TLS) server per behaviour; the path's first segment picks it by port. */
+async function startMisbehaving(t: Test, behaviour: Behaviour, tls?: { key: string; cert: string }) {
+  const sockets = new Set<Socket>()
+  const onConn = (s: Socket): void => {
+    sockets.add(s)
+    s.on('error', () => undefined)
+    s.once('close', () => sockets.delete(s))
+    behaviour(s)
+  }
+  const server = tls ? createTlsServer(tls, onConn) : createNetServer(onConn)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+    server.close()
+  })
+  return (server.address() as AddressInfo).port
+}
+
+t.test('upstream failures are answered with what happened', async (t) => {
+  const ca = createTestCa(t)
+  const cert = ca.issue(['origin.test'])
+  const plain: Record<string, number> = {}
+  const secure: Record<string, number> = {}
+  for (const [name, b] of Object.entries(BEHAVIOURS)) {
+    plain[name] = await startMisbehaving(t, b)
+    secure[name] = await startMisbehaving(t, b, cert)
+  }
+  const ports = [...Object.values(plain), ...Object.values(secure)]
+  const pc = await startPortcullis(
+    t,
+    `upstream:
+  ports: [${ports.join(', ')}]
+  resolve: { origin.test: 127.0.0.1 }
+  allow_private: [127.0.0.1/32]
+  ca_file: ${JSON.stringify(ca.certFile)}
+  connect_timeout_ms: 2000
+  header_timeout_ms: 1500
+  response_header_timeout_ms: 1500
+  idle_timeout_ms: 2000
+groups:
+  g:
+    allow:
+      - host: origin.test
+        paths: ["/**"]
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+`,
+  )
+  const via = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '--cacert', join(pc.dir, 'ca.pem')]
+  const cases = [
+    ['fin', 502, 'no_answer', /closed the connection without answering/],
+    ['garbage', 502, 'bad_answer', /not valid HTTP/],
+    ['silent', 504, 'timeout', /did not answer in time/],
+    ['trickle', 504, 'timeout', /did not answer in time/],
+  ] as const
+
+  for (const [name, status, detail, sentence] of cases) {
+    t.test(`plain HTTP, upstream ${name}: ${status} upstream_error (${detail})`, async (t) => {
+      const started = Date.now()
+      const r = await curl([...via, `http://origin.test:${plain[name]}/x`])
+      t.equal(r.status, status, r.stderr)
+      t.equal(r.headers['x-portcullis-decision'], 'upstream_error')
+      t.match(r.body, sentence)
+      t.ok(Date.now() - started < 6000, 'within the configured deadlines')
+      const rec = await pc.waitForRecord(
+        (x) => x.event === 'decision' && x.reason === 'upstream_error' && x.port === plain[name],
+      )
+      t.match(rec, { detail })
+    })
+
+    t.test(`intercepted HTTPS, upstream ${name}: ${status}, not a bare close`, async (t) => {
+      const r = await curl([...via, `https://origin.test:${secure[name]}/x`])
+      t.equal(r.status, status, r.stderr)
+      t.equal(r.headers['x-portcullis-decision'], 'upstream_error')
+      t.match(r.body, sentence)
+    })
+  }
+
+  t.test('cleartext HTTP inside a CONNECT to a silent upstream gets the 504 too', async (t) => {
+    const { socket, head } = await openTunnel(pc.proxyPort, `origin.test:${plain.silent}`)
+    t.match(head, /^HTTP\/1\.1 200/)
+    const chunks: Buffer[] = []
+    socket.on('data', (c: Buffer) => chunks.push(c))
+    socket.write(`GET /x HTTP/1.1\r\nHost: origin.test:${plain.silent}\r\n\r\n`)
+    const closed = once(socket, 'close')
+    const guard = setTimeout(() => socket.destroy(), 8000)
+    await closed
+    clearTimeout(guard)
+    const answer = Buffer.concat(chunks).toString('latin1')
+    t.match(answer, /^HTTP\/1\.1 504 /)
+    t.match(answer, /x-portcullis-decision: upstream_error/i)
+  })
+})
