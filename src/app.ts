@@ -17,6 +17,9 @@ import type { DecisionRecord } from './telemetry/events.js'
 import { createForwarder } from './proxy/forward.js'
 import { createProxyServer } from './proxy/server.js'
 import { createTunnelTracker, sweepTunnelBytes } from './proxy/tracker.js'
+import { createConnGate } from './proxy/conn-gate.js'
+import { createDescriptorWatch } from './proxy/descriptors.js'
+import { readNofile, type FdLimit } from './net/fd-limit.js'
 import { closeDisallowed } from './proxy/revalidate.js'
 import type { ProxyDeps } from './proxy/deps.js'
 import { createInterceptor, type Interceptor } from './proxy/intercept.js'
@@ -79,7 +82,7 @@ export interface App {
 /** Settings a reload cannot change in a running process (listeners, files and connections made at start). */
 export function restartOnlyChanges(a: RuntimeConfig, b: RuntimeConfig): string[] {
   const keys: Array<[string, (c: RuntimeConfig) => unknown]> = [
-    ['listen', (c) => c.listen],
+    ['listen', (c) => [c.listen.host, c.listen.port, c.listen.maxConnections]],
     ['admin', (c) => c.admin],
     ['tls.ca_cert', (c) => c.tls.caCert],
     ['tls.ca_key', (c) => c.tls.caKey],
@@ -108,6 +111,16 @@ function readUpstreamRoots(caFile: string | null): string[] {
   } catch (cause) {
     throw new PortcullisError('PC_ERR_CA_UNREADABLE', `cannot read upstream.ca_file ${caFile}`, { cause })
   }
+}
+
+/**
+ * listen.max_connections, or with `auto` what the descriptor limit allows: a proxied connection holds
+ * two (client and upstream), and some are kept for the admin API, Redis, files and the CA.
+ */
+export function maxConnectionsFor(configured: number | null, nofile: FdLimit): number {
+  if (configured !== null) return configured
+  if (nofile.soft === null) return 16_384
+  return Math.max(16, Math.floor((nofile.soft - 64) / 2))
 }
 
 /** How long start-up waits for the first rate-limit sync with Redis before listening anyway. */
@@ -139,12 +152,20 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   const tracker = createTunnelTracker()
   const metrics = createMetrics({
     activeTunnels: () => tracker.size,
+    connectionsRefused: () => gate.refused,
+    descriptorsExhausted: () => descriptors.counts,
     configGeneration: () => generation,
     sinkFailures: () => bus.sinkFailures,
     knownAgent: (agentId) => current.policy.agents.has(agentId),
   })
   bus.subscribe(metrics.sink)
   const limiter = createLimiter()
+  const gate = createConnGate(() => ({
+    maxUnauthenticatedPerSource: current.listen.maxUnauthenticatedPerSource,
+    unauthenticatedDenialsPerMinute: current.listen.unauthenticatedDenialsPerMinute,
+  }))
+  const nofile = readNofile()
+  const descriptors = createDescriptorWatch(log.child({ subsystem: 'proxy' }), nofile)
   let redisSink: RedisSink | null = null
   let limitSync: RedisSync | null = null
   /** Records other instances made, followed from the Redis stream while a live view is open. */
@@ -163,8 +184,11 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     limiter,
     env,
     observeDecision: (seconds) => metrics.observeDecisionSeconds(seconds),
+    gate,
+    descriptors,
   }
   const proxyServer = createProxyServer(deps)
+  proxyServer.maxConnections = maxConnectionsFor(initial.listen.maxConnections, nofile)
   const startedAt = new Date().toISOString()
   let adminServer: Server | null = null
 
@@ -433,11 +457,16 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
         throw err
       }
       if (opts.watch) watcher ??= watchConfig(current.file, env, applyReload)
+      adminServer.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EMFILE' || err.code === 'ENFILE') descriptors.note('accept')
+        else log.error({ code: 'PC_ERR_ACCEPT', err }, 'the admin API failed to accept a connection')
+      })
       log.info(
         {
           code: 'PC_STARTED',
           proxy: `${proxy.address}:${proxy.port}`,
           admin: `${admin.address}:${admin.port}`,
+          max_connections: proxyServer.maxConnections,
           generation,
         },
         'portcullis listening',

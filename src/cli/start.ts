@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util'
 import { createApp } from '../app.js'
 import { loadConfig, resolveConfigPath } from '../config/load.js'
 import { EXIT_OK, type CliVerb } from './io.js'
+import { raiseNofile } from '../net/fd-limit.js'
 
 /** On SIGTERM/SIGINT, what is in flight gets this long to finish (inside Docker's default 10 s stop timeout). */
 export const DRAIN_MS = 8000
@@ -11,7 +12,21 @@ export const run: CliVerb = async (args, io) => {
   const { values } = parseArgs({ args: [...args], options: { config: { type: 'string' } }, strict: true })
   const file = resolveConfigPath(values.config, io.env)
   const config = await loadConfig(file, io.env)
+  // Before anything is opened: the descriptors every connection needs come from this limit.
+  const nofile = raiseNofile()
   const app = createApp(config, { env: io.env, watch: true })
+  app.loggers.ops[nofile.error === null ? 'info' : 'warn'](
+    {
+      code: 'PC_FD_LIMIT',
+      soft_before: nofile.before.soft,
+      soft: nofile.after.soft,
+      hard: nofile.after.hard,
+      ...(nofile.error === null ? {} : { error: nofile.error }),
+    },
+    nofile.error === null
+      ? 'open file limit (RLIMIT_NOFILE): the soft limit is raised to the hard one'
+      : 'open file limit (RLIMIT_NOFILE) could not be raised; raise it with ulimit -n before starting',
+  )
   await app.start()
   await new Promise<void>((resolve) => {
     let stopping = false

@@ -33,7 +33,13 @@ export function compileConfig(raw: RawConfig, source: ConfigSource): RuntimeConf
   const t = raw.telemetry
   return deepFreeze({
     file: source.file,
-    listen: { ...raw.listen },
+    listen: {
+      host: raw.listen.host,
+      port: raw.listen.port,
+      maxConnections: raw.listen.max_connections === 'auto' ? null : raw.listen.max_connections,
+      maxUnauthenticatedPerSource: raw.listen.max_unauthenticated_per_source,
+      unauthenticatedDenialsPerMinute: raw.listen.unauthenticated_denials_per_minute,
+    },
     admin: { ...raw.admin },
     mode: raw.mode,
     tls: { caCert: raw.tls.ca_cert, caKey: raw.tls.ca_key, intercept: raw.tls.intercept },

@@ -40,7 +40,7 @@ export function applyEnvOverrides(raw: RawConfig, env: NodeJS.ProcessEnv): EnvRe
   const listen = env.PORTCULLIS_LISTEN
   if (listen !== undefined && listen !== '') {
     const parsed = parseListen(listen, config.listen.host)
-    if (parsed) config = { ...config, listen: parsed }
+    if (parsed) config = { ...config, listen: { ...config.listen, ...parsed } }
     else bad('PORTCULLIS_LISTEN', 'listen', `'${listen}' is not 'host:port', '[v6]:port' or 'port'`)
   }
   return issues.length > 0 ? { ok: false, issues } : { ok: true, config }

@@ -82,7 +82,16 @@ const agentSchema = z.strictObject({
 const ipOrList = z.union([z.string(), z.array(z.string()).min(1)])
 
 export const configSchema = z.strictObject({
-  listen: endpoint(3128),
+  listen: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: listenPort.default(3128),
+      // `auto`: what the descriptor limit allows (two descriptors per proxied connection, some kept spare).
+      max_connections: z.union([positiveInt, z.literal('auto')]).default('auto'),
+      max_unauthenticated_per_source: positiveInt.default(128),
+      unauthenticated_denials_per_minute: positiveInt.default(600),
+    })
+    .prefault({}),
   admin: endpoint(9090),
   mode: z.enum(['enforce', 'audit']).default('enforce'),
   tls: z

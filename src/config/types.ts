@@ -10,7 +10,14 @@ import type { Cidr } from '../net/host.js'
 export interface RuntimeConfig {
   /** Absolute path of the file this came from. */
   readonly file: string
-  readonly listen: { readonly host: string; readonly port: number }
+  readonly listen: {
+    readonly host: string
+    readonly port: number
+    /** null: derived from the descriptor limit at start. */
+    readonly maxConnections: number | null
+    readonly maxUnauthenticatedPerSource: number
+    readonly unauthenticatedDenialsPerMinute: number
+  }
   readonly admin: { readonly host: string; readonly port: number }
   readonly mode: Mode
   readonly tls: {

@@ -52,10 +52,12 @@ export async function handleConnect(
   }
   const identity = authenticate(cfg.policy, req.headers['proxy-authorization'], state.srcIp)
   if (identity.kind === 'denied') {
+    if (!deps.gate.isAuthenticated(socket) && !deps.gate.spendDenial(state.srcIp)) return void socket.destroy()
     const facts: DecisionFacts = { ...base, agent: identity.claimedAgent, mode: cfg.policy.mode }
     settle(deps.bus, facts, identity.decision)
     return respondConnectDenial(socket, identity.decision, denialContext(facts, req.headers))
   }
+  deps.gate.authenticated(socket)
   const agent = identity.agent.id
   const mode = effectiveMode(cfg.policy, agent)
   const policyDecision = decideConnectApproved(
@@ -87,13 +89,15 @@ export async function handleConnect(
   if (via === 'tunnel') {
     relay = createUpstreamRelay()
     const dialled = await dialChecked(resolved.address, authority.port, cfg.upstream.connectTimeoutMs, relay.onread)
-    if ('kind' in dialled)
+    if ('kind' in dialled) {
+      if (dialled.failure === 'out_of_descriptors') deps.descriptors.note('dial')
       return refuse(deps, socket, req, checkedNoTls, {
         verdict: 'deny',
         reason: 'upstream_error',
         ruleId: null,
         detail: dialled.failure,
       })
+    }
     up = dialled
     up.on('error', () => dialled.destroy())
   } else if (!deps.interceptor) {

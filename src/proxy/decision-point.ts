@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Bus } from '../telemetry/bus.js'
 import { buildDecisionRecord, type DecisionFacts } from '../telemetry/events.js'
 import type { AgentLimits, Decision, DenyDecision, Mode } from '../policy/types.js'
@@ -40,12 +41,33 @@ function isAlwaysEnforced(d: DenyDecision): boolean {
 
 const noRelease: Release = () => undefined
 
+/** A client connection's concurrent_connections slot, held from its first request to its close. */
+const socketSlots = new WeakMap<Socket, { readonly agent: string; readonly release: Release }>()
+
+/**
+ * The slot a kept-alive client connection holds for its agent: taken at its first passing request,
+ * kept while it is open (idle or not: each one holds a socket and a descriptor), given back at close.
+ * A connection that later authenticates as another agent moves its slot to that agent.
+ */
+function holdSocketSlot(limiter: Limiter, socket: Socket, agentId: string, limits: AgentLimits): DenyDecision | null {
+  const held = socketSlots.get(socket)
+  if (held?.agent === agentId) return null
+  held?.release()
+  socketSlots.delete(socket)
+  const slot = limiter.acquireConnection(agentId, limits)
+  if (typeof slot !== 'function') return slot
+  socketSlots.set(socket, { agent: agentId, release: slot })
+  socket.once('close', slot)
+  return null
+}
+
 /**
  * The agent's rate limits, applied only to traffic that would pass (allowed,
  * or let through by audit mode); a policy denial stays the reason and
  * consumes nothing. `request` takes one from requests_per_minute (and checks
  * bytes_per_day); `connection` holds a concurrent_connections slot until the
- * returned release is called. Returns the final decision.
+ * returned release is called, or, given the client socket, until that socket closes.
+ * Returns the final decision.
  */
 export function applyLimits(
   limiter: Limiter,
@@ -53,15 +75,18 @@ export function applyLimits(
   limits: AgentLimits,
   decision: Decision,
   mode: Mode,
-  use: { readonly request: boolean; readonly connection: boolean },
+  use: { readonly request: boolean; readonly connection: boolean | Socket },
 ): { decision: Decision; release: Release } {
   if (!passes(decision, mode)) return { decision, release: noRelease }
   let release = noRelease
-  if (use.connection) {
+  if (use.connection === true) {
     const slot = limiter.acquireConnection(agentId, limits)
     if (typeof slot !== 'function')
       return { decision: decision.verdict === 'allow' ? slot : decision, release: noRelease }
     release = slot
+  } else if (use.connection !== false) {
+    const refused = holdSocketSlot(limiter, use.connection, agentId, limits)
+    if (refused !== null) return { decision: decision.verdict === 'allow' ? refused : decision, release: noRelease }
   }
   if (use.request) {
     const admission = limiter.admitRequest(agentId, limits)

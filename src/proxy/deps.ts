@@ -6,6 +6,8 @@ import type { TunnelTracker } from './tracker.js'
 import type { Interceptor } from './intercept.js'
 import type { ApprovalIndex } from '../policy/approvals.js'
 import type { Limiter } from '../limits/limiter.js'
+import type { ConnGate } from './conn-gate.js'
+import type { DescriptorWatch } from './descriptors.js'
 
 /** What the proxy edges need from the composition root (app.ts). */
 export interface ProxyDeps {
@@ -25,4 +27,8 @@ export interface ProxyDeps {
   readonly env: NodeJS.ProcessEnv
   /** Seconds from request parsed to verdict (identity, policy, limits), for the latency histogram. */
   readonly observeDecision: (seconds: number) => void
+  /** What a client costs before it authenticates (per-source connections and denials). */
+  readonly gate: ConnGate
+  /** Out-of-descriptor episodes (accept and dial): one log line each, and counts. */
+  readonly descriptors: DescriptorWatch
 }

@@ -72,9 +72,14 @@ export async function handlePlainRequest(deps: ProxyDeps, req: IncomingMessage, 
   })
   if (identity.kind === 'denied') {
     const facts = factsOf(identity.claimedAgent, cfg.policy.mode, null)
+    // A connection that never authenticated is closed after its answer (it holds a descriptor and its
+    // source's share); past the source's budget of such answers it is closed without one.
+    const neverAuthenticated = !deps.gate.isAuthenticated(req.socket)
+    if (neverAuthenticated && !deps.gate.spendDenial(state.srcIp)) return void req.socket.destroy()
     settle(deps.bus, facts, identity.decision)
-    return respondDenial(res, identity.decision, denialContext(facts, req.headers, target.query))
+    return respondDenial(res, identity.decision, denialContext(facts, req.headers, target.query), neverAuthenticated)
   }
+  deps.gate.authenticated(req.socket)
   const agent = identity.agent.id
   const facts = factsOf(agent, effectiveMode(cfg.policy, agent), null)
   const { decision: policyDecision, rule } = matchRequestApproved(
@@ -83,17 +88,18 @@ export async function handlePlainRequest(deps: ProxyDeps, req: IncomingMessage, 
     deps.approvals(),
     Date.now(),
   )
-  // One upstream request in flight holds a connection slot until the response is done.
-  const { decision, release } = applyLimits(deps.limiter, agent, identity.agent.limits, policyDecision, facts.mode, {
+  // The client connection holds a concurrent_connections slot while it is open, idle or not.
+  const { decision } = applyLimits(deps.limiter, agent, identity.agent.limits, policyDecision, facts.mode, {
     request: true,
-    connection: true,
+    connection: req.socket,
   })
   deps.observeDecision((performance.now() - t0) / 1000)
   if (decision.verdict === 'deny' && !passes(decision, facts.mode)) {
     settle(deps.bus, facts, decision)
-    return respondDenial(res, decision, denialContext(facts, req.headers, target.query))
+    // Refused a slot, the connection holds none and would only be refused again: close it.
+    const noSlot = decision.reason === 'denied_rate_limited' && decision.detail === 'concurrent_connections'
+    return respondDenial(res, decision, denialContext(facts, req.headers, target.query), noSlot)
   }
-  res.once('close', release)
   const resolved = await resolveChecked(target.host, cfg.upstream)
   if (resolved.kind === 'unresolved') {
     // Audit mode let a policy denial through: its honest record first, then why it still failed.

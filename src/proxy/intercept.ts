@@ -139,6 +139,16 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
         ALPNProtocols: ['http/1.1'],
       })
       tlsSocket.on('error', () => tlsSocket.destroy())
+      // Either side gone is the connection gone: its slot, tracking and close record must not wait
+      // for a timer (a client that left right after the handshake held its slot until the head deadline).
+      tlsSocket.once('close', () => client.destroy())
+      // The client's end of the TLS stream: node's HTTP server leaves a TLS socket that got its EOF open
+      // (half-closed) until a timer; nothing more can come, so close once any answer in flight is out.
+      tlsSocket.once('end', () => {
+        const inFlight = (tlsSocket as TLSSocket & { _httpMessage?: ServerResponse | null })._httpMessage
+        if (inFlight && !inFlight.writableFinished) inFlight.once('close', () => tlsSocket.destroy())
+        else tlsSocket.destroy()
+      })
       // The handshake and the first inner request head together get header_timeout_ms.
       let secured = false
       armHeadDeadline(tlsSocket, upstream.headerTimeoutMs, () =>

@@ -98,6 +98,7 @@ export function forwardAndRecord(
   // the connection (intercept.ts), so a long download inside one is counted while it runs.
   if (closeRecordPerRequest) countAndRecordClose(deps, req, res, facts, target.body?.length ?? 0)
   deps.forwarder.forward(req, res, target, (failure) => {
+    if (failure === 'out_of_descriptors') deps.descriptors.note('dial')
     const d: DenyDecision = { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: failure }
     settle(deps.bus, facts, d)
     const q = target.requestTarget.indexOf('?')

@@ -30,9 +30,21 @@ export function createProxyServer(deps: ProxyDeps): Server {
     joinDuplicateHeaders: false,
   })
   server.on('connection', (socket: Socket) => {
-    attachConnState(socket)
+    const state = attachConnState(socket)
     socket.on('error', () => socket.destroy())
+    if (!deps.gate.accept(socket, state.srcIp)) return void socket.destroy()
     armHeadDeadline(socket, upstream.headerTimeoutMs, () => respondBadRequest(socket, 408, 'header_timeout'))
+  })
+  // Past listen.max_connections node closes new connections at once ('drop'); counted for the metrics.
+  server.on('drop', () => {
+    deps.gate.noteDropped()
+    deps.descriptors.noteFull(server.maxConnections)
+  })
+  // An accept that fails must not end the process (an 'error' without a listener would): out of
+  // descriptors is one log line per episode, and node keeps accepting once some are free.
+  server.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EMFILE' || err.code === 'ENFILE') deps.descriptors.note('accept')
+    else if (server.listening) deps.log.error({ code: 'PC_ERR_ACCEPT', err }, 'accepting a connection failed')
   })
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     awaitNextHead(req, res, upstream.idleTimeoutMs)

@@ -20,6 +20,12 @@ export interface MetricsSources {
   readonly limitsInstances?: () => number
   /** Failures per sink name (the bus's `sinkFailures`). */
   readonly sinkFailures?: () => ReadonlyMap<string, number>
+  /** Monotonic counts of connections refused before any decision, by cause. */
+  readonly connectionsRefused?: () => Readonly<Record<string, number>>
+  /** Monotonic counts of accepts and dials that failed for want of file descriptors. */
+  readonly descriptorsExhausted?: () => Readonly<Record<string, number>>
+  /** Monotonic count of denial records folded into another's repeat count. */
+  readonly recordsFolded?: () => number
   /**
    * Is this a configured agent id? Records of failed authentication carry the
    * *claimed* id, which is user-controlled; only configured ids become label
@@ -73,6 +79,36 @@ function talliedCounter<L extends string>(config: {
     if (c) c.n += n
     else tallies.set(key, { labels, n, seen: 0 })
   }
+}
+
+/**
+ * A counter over monotonic totals kept elsewhere (read at scrape time: nothing on the data path
+ * touches prom-client). `label` null: one unlabelled series (the map's single value).
+ */
+function labelledFromSource(
+  name: string,
+  help: string,
+  label: string | null,
+  read: () => ReadonlyMap<string, number>,
+  registers: Registry[],
+): void {
+  const seen = new Map<string, number>()
+  new Counter({
+    name,
+    help,
+    labelNames: label === null ? [] : [label],
+    registers,
+    collect() {
+      for (const [value, n] of read()) {
+        const before = seen.get(value) ?? 0
+        if (n > before) {
+          if (label === null) this.inc(n - before)
+          else this.inc({ [label]: value }, n - before)
+        }
+        seen.set(value, Math.max(before, n))
+      }
+    },
+  })
 }
 
 export function createMetrics(initial: MetricsSources = {}): Metrics {
@@ -156,20 +192,34 @@ export function createMetrics(initial: MetricsSources = {}): Metrics {
       droppedSeen = Math.max(droppedSeen, now)
     },
   })
-  const sinkSeen = new Map<string, number>()
-  new Counter({
-    name: 'portcullis_telemetry_sink_failures_total',
-    help: 'Records a telemetry sink threw on.',
-    labelNames: ['sink'] as const,
+  labelledFromSource(
+    'portcullis_telemetry_sink_failures_total',
+    'Records a telemetry sink threw on.',
+    'sink',
+    () => src.sinkFailures?.() ?? new Map(),
     registers,
-    collect() {
-      for (const [sink, n] of src.sinkFailures?.() ?? []) {
-        const seen = sinkSeen.get(sink) ?? 0
-        if (n > seen) this.inc({ sink }, n - seen)
-        sinkSeen.set(sink, Math.max(seen, n))
-      }
-    },
-  })
+  )
+  labelledFromSource(
+    'portcullis_connections_refused_total',
+    'Client connections closed before any decision: past listen.max_connections, past the unauthenticated connections a source may hold, or past its budget of unauthenticated denials.',
+    'cause',
+    () => new Map(Object.entries(src.connectionsRefused?.() ?? {})),
+    registers,
+  )
+  labelledFromSource(
+    'portcullis_descriptors_exhausted_total',
+    'Accepts and upstream dials that failed because the process ran out of file descriptors (EMFILE/ENFILE).',
+    'where',
+    () => new Map(Object.entries(src.descriptorsExhausted?.() ?? {})),
+    registers,
+  )
+  labelledFromSource(
+    'portcullis_records_folded_total',
+    'Denial records not written one by one but folded into a repeat count (a flood of the same denial from one source).',
+    null,
+    () => new Map([['', src.recordsFolded?.() ?? 0]]),
+    registers,
+  )
 
   collectDefaultMetrics({ register: registry })
 

@@ -42,9 +42,19 @@ export interface PortcullisProcess {
   waitLine(pred: (r: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>
 }
 
-/** `portcullis start --config file` as a real process (the built binary), killed at teardown. */
-export function spawnPortcullis(t: Test, configFile: string, env: NodeJS.ProcessEnv = {}): PortcullisProcess {
-  const child = spawn(process.execPath, [MAIN, 'start', '--config', configFile], {
+/**
+ * `portcullis start --config file` as a real process (the built binary), killed at teardown.
+ * `wrap` runs it under another command (e.g. `['prlimit', '--nofile=64:64']`).
+ */
+export function spawnPortcullis(
+  t: Test,
+  configFile: string,
+  env: NodeJS.ProcessEnv = {},
+  wrap: readonly string[] = [],
+): PortcullisProcess {
+  const argv = [process.execPath, MAIN, 'start', '--config', configFile]
+  const [command, ...args] = [...wrap, ...argv] as [string, ...string[]]
+  const child = spawn(command, args, {
     cwd: ROOT,
     env: cleanEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -192,22 +192,27 @@ const ENV: ReadonlyArray<
   [
     'PORTCULLIS_LISTEN takes host:port',
     { PORTCULLIS_LISTEN: '0.0.0.0:8080' },
-    (c) => c.listen,
+    (c) => ({ host: c.listen.host, port: c.listen.port }),
     { host: '0.0.0.0', port: 8080 },
   ],
   [
     'PORTCULLIS_LISTEN takes [v6]:port',
     { PORTCULLIS_LISTEN: '[::1]:3129' },
-    (c) => c.listen,
+    (c) => ({ host: c.listen.host, port: c.listen.port }),
     { host: '::1', port: 3129 },
   ],
   [
     'PORTCULLIS_LISTEN takes a bare port and keeps the host',
     { PORTCULLIS_LISTEN: '4000' },
-    (c) => c.listen,
+    (c) => ({ host: c.listen.host, port: c.listen.port }),
     { host: '127.0.0.1', port: 4000 },
   ],
-  ['an empty variable changes nothing', { PORTCULLIS_LISTEN: '' }, (c) => c.listen, { host: '127.0.0.1', port: 3128 }],
+  [
+    'an empty variable changes nothing',
+    { PORTCULLIS_LISTEN: '' },
+    (c) => ({ host: c.listen.host, port: c.listen.port }),
+    { host: '127.0.0.1', port: 3128 },
+  ],
 ]
 
 for (const [behaviour, env, pick, expected] of ENV) {
