@@ -13,12 +13,15 @@
  * - an inner `**` matches zero or more whole, non-empty path segments;
  * - a trailing `/**` matches a slash and then anything (`/a/**` matches `/a/`, not `/a`).
  *
- * Matching never backtracks (issue 11: a backtracking RegExp took 65 s on a 2 KB
+ * Matching never backtracks (issue 11: the RegExps this replaced took 65 s on a 2 KB
  * path). A segment with `*` is matched greedily, each literal piece at its leftmost
- * place, found with a KMP scan: O(segment + pattern segment). A pattern with an
- * inner `**` runs one left-to-right pass per pattern segment over the path's
- * segments, keeping the set of path prefixes the pattern can have consumed so far:
- * at most O(pattern segments × path segments) segment comparisons.
+ * place, found with a KMP scan: O(segment + pattern segment). The segments before
+ * the first inner `**` are walked from the start and those after the last one from
+ * the end; a lone inner `**` then checks what lies between in one scan. Only two or
+ * more inner `**` need a pass per pattern segment over the path segments between,
+ * keeping the set of path prefixes the pattern can have consumed so far: at most
+ * O(pattern segments × path segments) segment comparisons. matchPathPatternCounted
+ * exposes the work done so tests can bound it.
  */
 import { normalizePath } from '../net/url-path.js'
 
@@ -43,16 +46,21 @@ export interface PathPattern {
   readonly required: readonly QueryParam[]
 }
 
-/** A pattern's segments after the leading `/`, without a trailing `**` (that is `rest`). */
-export interface CompiledGlob {
-  readonly segments: readonly Segment[]
+/**
+ * A pattern's segments after the leading `/`, without a trailing `**` (that is `rest`), in three
+ * runs: `head` up to the first inner `**` and `tail` after the last one each meet a fixed number
+ * of path segments, so one walk from either end matches them; only `middle` (from the first inner
+ * `**` to the last, or to the end with `rest`) needs the pass over path segments.
+ */
+interface CompiledGlob {
+  readonly head: readonly Segment[]
+  readonly middle: readonly Segment[]
+  readonly tail: readonly Segment[]
   /** Ends with `/**`: one more slash, then anything. */
   readonly rest: boolean
-  /** Has an inner `**`, so the match needs the pass over every path segment; else one walk. */
-  readonly across: boolean
 }
 
-export type Segment =
+type Segment =
   | { readonly kind: 'literal'; readonly text: string }
   /** `head*…*tail`: the pieces between the stars must appear in order, leftmost first. */
   | {
@@ -103,7 +111,17 @@ export function parsePathPattern(text: string): ParsedPathPattern {
 function compileGlob(texts: readonly string[]): CompiledGlob {
   const rest = texts[texts.length - 1] === '**'
   const segments = (rest ? texts.slice(0, -1) : texts).map(compileSegment)
-  return Object.freeze({ segments: Object.freeze(segments), rest, across: segments.some((s) => s.kind === 'any') })
+  const first = segments.findIndex((s) => s.kind === 'any')
+  // With `rest` the tail is not anchored at the end of the path, so it stays in the middle.
+  const last = first < 0 ? -1 : rest ? segments.length - 1 : segments.findLastIndex((s) => s.kind === 'any')
+  const run = (from: number, to: number): readonly Segment[] => Object.freeze(segments.slice(from, to))
+  if (first < 0) return Object.freeze({ head: run(0, segments.length), middle: run(0, 0), tail: run(0, 0), rest })
+  return Object.freeze({
+    head: run(0, first),
+    middle: run(first, last + 1),
+    tail: run(last + 1, segments.length),
+    rest,
+  })
 }
 
 function compileSegment(text: string): Segment {
@@ -164,57 +182,119 @@ const SLASH = 0x2f
 
 function matchGlob(glob: CompiledGlob, path: string): boolean {
   if (path.charCodeAt(0) !== SLASH) return false
-  return glob.across ? matchAcross(glob, path) : matchWalk(glob, path)
+  const from = walkForward(glob.head, path)
+  if (from < 0) return false
+  if (glob.middle.length === 0) return glob.rest ? from < path.length : from === path.length
+  const to = glob.tail.length === 0 ? path.length : walkBackward(glob.tail, path, from)
+  return to >= 0 && matchAcross(glob, path, from, to)
 }
 
-/** End of the segment starting at `from`: the next slash, or the end of the path. */
-function segmentEnd(path: string, from: number): number {
-  const slash = path.indexOf('/', from)
-  return slash < 0 ? path.length : slash
+// Hand-written character loops below: on the short strings paths are made of they cost a
+// fraction of indexOf/startsWith with a position, which go through generic string search.
+
+/** Does `text` lie in `path` at `at`? */
+function hasAt(path: string, text: string, at: number): boolean {
+  if (at + text.length > path.length) return false
+  steps += text.length
+  for (let k = 0; k < text.length; k++) if (path.charCodeAt(at + k) !== text.charCodeAt(k)) return false
+  return true
 }
 
-/** No inner `**`: pattern segment i meets path segment i, so one walk decides. */
-function matchWalk(glob: CompiledGlob, path: string): boolean {
+/** Match `segments` against the first path segments: the slash after them (or path.length), or -1. */
+function walkForward(segments: readonly Segment[], path: string): number {
   let slash = 0 // the slash before the next path segment, or path.length when there is none
-  for (const seg of glob.segments) {
+  for (let i = 0; i < segments.length; i++) {
+    const seg = segments[i] as Segment
     steps++
-    if (slash >= path.length) return false
-    const end = segmentEnd(path, slash + 1)
-    if (!matchSegment(seg, path, slash + 1, end)) return false
+    if (slash >= path.length) return -1
+    let end = slash + 1
+    if (seg.kind === 'literal') {
+      // Compare first, then require the segment to end there: no separate scan for the slash.
+      end += seg.text.length
+      if (!hasAt(path, seg.text, slash + 1) || (end < path.length && path.charCodeAt(end) !== SLASH)) return -1
+    } else {
+      while (end < path.length && path.charCodeAt(end) !== SLASH) end++
+      steps += end - slash
+      if (!matchSegment(seg, path, slash + 1, end)) return -1
+    }
     slash = end
   }
-  return glob.rest ? slash < path.length : slash === path.length
+  return slash
 }
 
+/** Match `segments` against the last path segments, all after `floor`: the slash before them, or -1. */
+function walkBackward(segments: readonly Segment[], path: string, floor: number): number {
+  let end = path.length
+  for (let i = segments.length - 1; i >= 0; i--) {
+    steps++
+    let slash = end - 1
+    while (slash >= floor && path.charCodeAt(slash) !== SLASH) slash--
+    steps += end - slash
+    if (slash < floor || !matchSegment(segments[i] as Segment, path, slash + 1, end)) return -1
+    end = slash
+  }
+  return end
+}
+
+// Scratch for matchAcross, reused across calls (matching is synchronous and never re-entered),
+// so a typical match allocates nothing. Grown on demand; a path longer than MAX_MATCHED_PATH_BYTES
+// gets its own arrays rather than leaving big ones behind.
+let scratchEnds = new Int32Array(64)
+let scratchReach = new Uint8Array(64)
+
 /**
- * An inner `**`: reach[j] says whether the pattern segments seen so far can consume exactly the
- * first j path segments. Each pattern segment updates reach in one pass over the path segments,
- * so the whole match is O(pattern segments × path segments) segment comparisons, with no recursion.
+ * The middle run, between slashes `from` and `to` (or path.length): reach[j] says whether the
+ * middle segments seen so far can consume exactly the first j path segments there. Each pattern
+ * segment updates reach in one pass over those path segments, so the whole match is
+ * O(pattern segments × path segments) segment comparisons, with no recursion.
  */
-function matchAcross(glob: CompiledGlob, path: string): boolean {
+function matchAcross(glob: CompiledGlob, path: string, from: number, to: number): boolean {
+  if (glob.middle.length === 1 && !glob.rest) {
+    // A lone inner `**` (the commonest shape): any run of whole, non-empty segments, so no `//`
+    // (path[to] is the slash before the tail). No pass needed.
+    steps += to - from
+    for (let i = from; i < to; i++) if (path.charCodeAt(i) === SLASH && path.charCodeAt(i + 1) === SLASH) return false
+    return true
+  }
   let count = 0
-  for (let i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) count++
-  const reach = new Uint8Array(count + 1)
+  for (let i = from; i < to; i++) if (path.charCodeAt(i) === SLASH) count++
+  steps += to - from
+  let ends = scratchEnds
+  let reach = scratchReach
+  if (count + 1 > ends.length) {
+    ends = new Int32Array(count + 1)
+    reach = new Uint8Array(count + 1)
+    if (path.length <= MAX_MATCHED_PATH_BYTES) [scratchEnds, scratchReach] = [ends, reach]
+  }
+  // ends[j] = where path segment j of the range ends (the next slash, or `to`); ends[0] = from.
+  ends[0] = from
+  for (let j = 1, i = from + 1; j <= count; j++, i++) {
+    while (i < to && path.charCodeAt(i) !== SLASH) i++
+    ends[j] = i
+  }
+  reach.fill(0, 0, count + 1)
   reach[0] = 1
-  for (const seg of glob.segments) {
-    let alive = false
-    let before = reach[0] ?? 0 // reach[j - 1] before this pass
+  const segments = glob.middle
+  for (let s = 0; s < segments.length; s++) {
+    const seg = segments[s] as Segment
+    let alive = reach[0] === 1 && seg.kind === 'any'
+    let before = reach[0] as number // reach[j - 1] before this pass
     if (seg.kind !== 'any') reach[0] = 0
-    for (let j = 1, slash = 0; j <= count; j++) {
+    for (let j = 1; j <= count; j++) {
       steps++
-      const end = segmentEnd(path, slash + 1)
-      const was = reach[j] ?? 0
+      const start = (ends[j - 1] as number) + 1
+      const end = ends[j] as number
+      const was = reach[j] as number
       if (seg.kind === 'any') {
         // Zero segments (keep was), or one more non-empty segment after a reachable prefix.
-        if (was === 0 && reach[j - 1] === 1 && end > slash + 1) reach[j] = 1
+        if (was === 0 && reach[j - 1] === 1 && end > start) reach[j] = 1
       } else {
-        reach[j] = before === 1 && matchSegment(seg, path, slash + 1, end) ? 1 : 0
+        reach[j] = before === 1 && matchSegment(seg, path, start, end) ? 1 : 0
       }
       if (reach[j] === 1) alive = true
       before = was
-      slash = end
     }
-    if (!alive && reach[0] !== 1) return false // nothing reachable: no later segment can help
+    if (!alive) return false // nothing reachable: no later segment can help
   }
   if (!glob.rest) return reach[count] === 1
   // A trailing `/**` needs at least one more slash after the consumed prefix.
@@ -224,18 +304,15 @@ function matchAcross(glob: CompiledGlob, path: string): boolean {
 
 /** Does path[start, end) (one segment, no slash) match this literal or starred pattern segment? */
 function matchSegment(seg: Segment, path: string, start: number, end: number): boolean {
-  if (seg.kind === 'literal') {
-    steps += seg.text.length
-    return end - start === seg.text.length && path.startsWith(seg.text, start)
-  }
+  if (seg.kind === 'literal') return end - start === seg.text.length && hasAt(path, seg.text, start)
   if (seg.kind === 'any') return false // never reached: `any` is handled by matchAcross
   if (end - start < seg.minLength) return false
-  steps += seg.head.length + seg.tail.length
   const tailStart = end - seg.tail.length
-  if (!path.startsWith(seg.head, start) || !path.startsWith(seg.tail, tailStart)) return false
+  if (!hasAt(path, seg.head, start) || !hasAt(path, seg.tail, tailStart)) return false
   // Leftmost placement of each piece leaves the most room for the ones after it, so greed is exact.
   let from = start + seg.head.length
-  for (const piece of seg.middles) {
+  for (let m = 0; m < seg.middles.length; m++) {
+    const piece = seg.middles[m] as Piece
     const at = findPiece(piece, path, from, tailStart)
     if (at < 0) return false
     from = at + piece.text.length
