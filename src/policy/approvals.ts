@@ -145,9 +145,9 @@ export function matchRequestApproved(
   // Like the policy (decide.ts step 7), an approval must open the path as a decoding server reads it
   // too: a path-prefix approval of /a/ must not open /a/..%2F..%2Fadmin.
   const decoded = decodedReading(facts.path)
-  if (decoded === facts.path) return { decision: approved, rule: null }
+  if (decoded === facts.path) return { decision: approved, rule: null, handling: m.handling }
   if (decoded === null || applyApprovals(m.decision, { ...f, path: decoded }, index, nowMs).verdict === 'deny') return m
-  return { decision: approved, rule: null }
+  return { decision: approved, rule: null, handling: m.handling }
 }
 
 /** decideConnect with the approval overlay; an approved CONNECT is tunnelled (the approval covers the host, not paths). */

@@ -40,11 +40,11 @@
  *     inner requests are decided by decideRequest; else any rule that can
  *     tunnel → allow via `tunnel`; else the most specific failure as above.
  */
-import { collectHostRules, needsInside, type CompiledPolicy, type CompiledRule } from './compiled.js'
+import { collectHostRules, needsInside, type CompiledPolicy, type CompiledRule, type InjectHeader } from './compiled.js'
 import { decodedReading } from '../net/url-path.js'
-import { matchPathPattern } from './path-pattern.js'
+import { matchPathPattern, MAX_MATCHED_PATH_BYTES } from './path-pattern.js'
 import type { DenyReason } from './reasons.js'
-import type { ConnectDecision, ConnectFacts, Decision, DenyDecision, RequestFacts } from './types.js'
+import type { ConnectDecision, ConnectFacts, Decision, DenyDecision, RequestFacts, RuleId } from './types.js'
 
 /** How far an allow rule got before it failed; higher is more specific. */
 const RANK_PORT = 0
@@ -62,11 +62,39 @@ const INTERNAL: DenyDecision = Object.freeze({
 })
 const NO_RULE: DenyDecision = Object.freeze({ verdict: 'deny', reason: 'denied_no_rule', ruleId: null })
 
-/** The request decision and, when allowed, the rule that allowed it (for inject_headers / inspect_body). */
+/**
+ * What the rules that match a request ask the proxy to do with it besides letting it through. Every
+ * allow rule that matches counts, not only the one that allowed: a broader rule for the same host
+ * (another group's `*.example.com`) must not switch off another rule's inspection or injection.
+ * `ruleId` names the first rule that asked (a refusal on its account carries it).
+ */
+export interface Handling {
+  readonly inspectBody: boolean
+  /** Headers to add upstream; on a name two rules give, the earlier rule's. */
+  readonly injectHeaders: readonly InjectHeader[]
+  readonly ruleId: RuleId | null
+}
+
+export const NO_HANDLING: Handling = Object.freeze({ inspectBody: false, injectHeaders: [], ruleId: null })
+
+/**
+ * The request decision; when allowed, the rule that allowed it and the handling every matching
+ * allow rule asks for. When denied, `handling` is that of the allow rules matching host and port
+ * (what applies if an approval lets the request through).
+ */
 export interface RequestMatch {
   readonly decision: Decision
   readonly rule: CompiledRule | null
+  readonly handling: Handling
 }
+
+/** Paths longer than this are refused before any pattern sees them (path-pattern.ts MAX_MATCHED_PATH_BYTES). */
+const PATH_TOO_LONG: DenyDecision = Object.freeze({
+  verdict: 'deny',
+  reason: 'denied_path',
+  ruleId: null,
+  detail: 'path_too_long',
+})
 
 export function decideRequest(policy: CompiledPolicy, facts: RequestFacts): Decision {
   return matchRequest(policy, facts).decision
@@ -90,25 +118,34 @@ const AMBIGUOUS_PATH: DenyDecision = Object.freeze({
 })
 
 export function matchRequest(policy: CompiledPolicy, facts: RequestFacts): RequestMatch {
+  if (facts.path.length > MAX_MATCHED_PATH_BYTES) return { decision: PATH_TOO_LONG, rule: null, handling: NO_HANDLING }
   const written = matchReading(policy, facts)
   const decoded = decodedReading(facts.path)
   if (decoded === facts.path || written.decision.verdict === 'deny') return written
-  if (decoded === null) return { decision: AMBIGUOUS_PATH, rule: null }
+  if (decoded === null) return { decision: AMBIGUOUS_PATH, rule: null, handling: NO_HANDLING }
   const other = matchReading(policy, { ...facts, path: decoded })
   return other.decision.verdict === 'deny' ? other : written
 }
 
 function matchReading(policy: CompiledPolicy, facts: RequestFacts): RequestMatch {
   const indexes = policy.rules.get(facts.agent)
-  if (indexes === undefined || !policy.agents.has(facts.agent)) return { decision: INTERNAL, rule: null }
+  if (indexes === undefined || !policy.agents.has(facts.agent))
+    return { decision: INTERNAL, rule: null, handling: NO_HANDLING }
   let deny: CompiledRule | null = null
   let allow: CompiledRule | null = null
   let fail: CompiledRule | null = null
   let failRank = -1
+  // Rules asking for handling, in a list only when there are any (the common request allocates nothing).
+  let asking: CompiledRule[] | null = null
+  let askingFull = false
   const rules = candidates(indexes, facts.host)
   for (let i = 0; i < rules.length; i++) {
     const rule = rules[i] as CompiledRule
     const stage = requestStage(policy, rule, facts)
+    if (rule.effect === 'allow' && stage > RANK_PORT && (rule.inspectBody || rule.injectHeaders.length > 0)) {
+      ;(asking ??= []).push(rule)
+      if (stage === FULL_MATCH) askingFull = true
+    }
     if (stage === FULL_MATCH) {
       if (rule.effect === 'deny') deny = earlier(deny, rule)
       else allow = earlier(allow, rule)
@@ -121,11 +158,35 @@ function matchReading(policy: CompiledPolicy, facts: RequestFacts): RequestMatch
     }
   }
   scratch.length = 0
-  if (deny !== null) return { decision: denyWith('denied_by_rule', deny), rule: null }
-  if (allow !== null) return { decision: { verdict: 'allow', reason: 'allowed', ruleId: allow.id }, rule: allow }
+  if (deny !== null) return { decision: denyWith('denied_by_rule', deny), rule: null, handling: NO_HANDLING }
+  if (allow !== null) {
+    const handling = askingFull ? handlingOf(asking ?? [], policy, facts, true) : NO_HANDLING
+    return { decision: { verdict: 'allow', reason: 'allowed', ruleId: allow.id }, rule: allow, handling }
+  }
+  const handling = asking === null ? NO_HANDLING : handlingOf(asking, policy, facts, false)
   if (fail !== null)
-    return { decision: denyWith(REASON_BY_RANK[failRank] ?? 'denied_internal_error', fail), rule: null }
-  return { decision: NO_RULE, rule: null }
+    return { decision: denyWith(REASON_BY_RANK[failRank] ?? 'denied_internal_error', fail), rule: null, handling }
+  return { decision: NO_RULE, rule: null, handling }
+}
+
+/** The union of what `rules` ask for: those fully matching the request (`full`), else all given (host and port matched). */
+function handlingOf(
+  rules: readonly CompiledRule[],
+  policy: CompiledPolicy,
+  facts: RequestFacts,
+  full: boolean,
+): Handling {
+  let inspectBody = false
+  let first: CompiledRule | null = null
+  const inject = new Map<string, InjectHeader>()
+  const ordered = [...rules].sort((a, b) => a.ordinal - b.ordinal)
+  for (const rule of ordered) {
+    if (full && requestStage(policy, rule, facts) !== FULL_MATCH) continue
+    first ??= rule
+    if (rule.inspectBody) inspectBody = true
+    for (const h of rule.injectHeaders) if (!inject.has(h.name.toLowerCase())) inject.set(h.name.toLowerCase(), h)
+  }
+  return { inspectBody, injectHeaders: [...inject.values()], ruleId: first?.id ?? null }
 }
 
 /** RANK_PORT..RANK_PATH: the first check the rule failed; FULL_MATCH when none failed. */

@@ -12,6 +12,7 @@ import { createSecureContext } from 'node:tls'
 import httpProxy from 'http-proxy'
 import { formatAuthority } from '../net/host.js'
 import { mapSocketError, type UpstreamFailureKind } from '../net/dial.js'
+import { createSecretMasker, maskText } from './response-redact.js'
 import type { InjectHeader } from '../policy/compiled.js'
 
 /**
@@ -67,7 +68,29 @@ export function sendContinue(req: IncomingMessage, res: ServerResponse & { [kCon
 
 /** Set on a request whose body arrived chunked, so it is sent upstream chunked (see createForwarder). */
 const kChunkedBody = Symbol('portcullis.chunkedBody')
-type ForwardedRequest = IncomingMessage & { [kChunkedBody]?: boolean }
+/** The secrets injected into a request, masked in its response (response-redact.ts). */
+const kInjected = Symbol('portcullis.injectedSecrets')
+type ForwardedRequest = IncomingMessage & { [kChunkedBody]?: boolean; [kInjected]?: readonly string[] }
+
+/**
+ * An upstream that echoes the request (headers, a debug page, an error) must not hand the injected
+ * credential to the sandbox: mask it in the response's header values and body, as they go out.
+ */
+function maskResponse(proxyRes: IncomingMessage, res: ServerResponse, secrets: readonly string[]): void {
+  for (const [name, value] of Object.entries(proxyRes.headers)) {
+    if (typeof value === 'string') proxyRes.headers[name] = maskText(value, secrets)
+    else if (Array.isArray(value)) proxyRes.headers[name] = value.map((v) => maskText(v, secrets))
+  }
+  const masker = createSecretMasker(secrets.map((s) => Buffer.from(s)))
+  const write = res.write.bind(res) as (chunk: Buffer) => boolean
+  const end = res.end.bind(res) as (chunk?: Buffer) => ServerResponse
+  const asBuffer = (c: unknown): Buffer => (Buffer.isBuffer(c) ? c : Buffer.from(String(c)))
+  res.write = ((chunk: unknown) => write(masker.push(asBuffer(chunk)))) as typeof res.write
+  res.end = ((chunk?: unknown) => {
+    if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') write(masker.push(asBuffer(chunk)))
+    return end(masker.flush())
+  }) as typeof res.end
+}
 
 function appendVia(headers: IncomingHttpHeaders): void {
   const prior = headers.via
@@ -92,6 +115,8 @@ export interface ForwardTarget {
 export interface InjectedHeader {
   readonly name: string
   readonly value: string
+  /** The secret alone (what is masked if the upstream sends it back). */
+  readonly secret: string
 }
 
 /**
@@ -107,7 +132,7 @@ export function resolveInjections(
   for (const h of specs) {
     const secret = env[h.env]
     if (secret === undefined || secret === '') return { missing: h.env }
-    out.push({ name: h.name.toLowerCase(), value: h.format.replaceAll('{}', secret) })
+    out.push({ name: h.name.toLowerCase(), value: h.format.replaceAll('{}', secret), secret })
   }
   return out
 }
@@ -206,7 +231,9 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
     },
   )
   proxy.on('proxyReq', (proxyReq) => armUpstreamTimeouts(proxyReq, opts))
-  proxy.on('proxyRes', (proxyRes, _req, res: ServerResponse) => {
+  proxy.on('proxyRes', (proxyRes, req: ForwardedRequest, res: ServerResponse) => {
+    const injected = req[kInjected]
+    if (injected !== undefined) maskResponse(proxyRes, res, injected)
     stripHopByHop(proxyRes.headers)
     appendVia(proxyRes.headers)
     // The client's hop: close after this response if the client asked to (Connection: close, HTTP/1.0).
@@ -226,6 +253,11 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
           ? formatAuthority(target.host, 0).replace(/:0$/, '')
           : formatAuthority(target.host, target.port)
       for (const h of target.inject ?? []) req.headers[h.name] = h.value
+      if (target.inject !== undefined && target.inject.length > 0) {
+        req[kInjected] = target.inject.map((h) => h.secret)
+        // Masking needs the answer as sent: ask for it uncompressed.
+        req.headers['accept-encoding'] = 'identity'
+      }
       req.url = target.requestTarget
       proxy.web(
         req,

@@ -82,7 +82,7 @@ export async function handlePlainRequest(deps: ProxyDeps, req: IncomingMessage, 
   deps.gate.authenticated(req.socket)
   const agent = identity.agent.id
   const facts = factsOf(agent, effectiveMode(cfg.policy, agent), null)
-  const { decision: policyDecision, rule } = matchRequestApproved(
+  const { decision: policyDecision, handling } = matchRequestApproved(
     cfg.policy,
     { agent, method, scheme: 'http', host: target.host, port: target.port, path: target.path, query: target.query },
     deps.approvals(),
@@ -120,7 +120,7 @@ export async function handlePlainRequest(deps: ProxyDeps, req: IncomingMessage, 
     res,
     factsOf(agent, facts.mode, resolved.address),
     decision,
-    rule,
+    handling,
     forwardTo,
     target.query,
     true,

@@ -234,7 +234,7 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
     if (!pass) return respondDenial(res, d, denialContext(facts, req.headers, query), true)
     return forwardAndRecord(deps, req, res, facts, forwardTo, false)
   }
-  const { decision: policyDecision, rule } = matchRequestApproved(
+  const { decision: policyDecision, handling } = matchRequestApproved(
     cfg.policy,
     { agent: ctx.agent, method, scheme: ctx.scheme, host: ctx.host, port: ctx.port, path, query },
     deps.approvals(),
@@ -246,7 +246,7 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
     ? applyLimits(deps.limiter, ctx.agent, limits, policyDecision, mode, { request: true, connection: false })
     : { decision: policyDecision }
   deps.observeDecision((performance.now() - t0) / 1000)
-  void passRequest(deps, req, res, facts, decision, rule, forwardTo, query, false).catch((err: unknown) => {
+  void passRequest(deps, req, res, facts, decision, handling, forwardTo, query, false).catch((err: unknown) => {
     deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'intercepted request failed; connection closed')
     res.destroy()
   })

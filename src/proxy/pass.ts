@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { CompiledRule } from '../policy/compiled.js'
+import type { Handling } from '../policy/decide.js'
 import type { Decision, DenyDecision } from '../policy/types.js'
 import { buildCloseRecord, type DecisionFacts } from '../telemetry/events.js'
 import type { ProxyDeps } from './deps.js'
@@ -11,8 +11,9 @@ import { respondDenial } from './respond.js'
 
 /**
  * The last lifecycle point of a request the policy lets through (plain, in a
- * tunnel, or intercepted): what the allowing rule asks for happens here,
- * then the one decision record, then forwarding.
+ * tunnel, or intercepted): what the matching rules ask for (`handling`: every
+ * allow rule that matches, not only the one that allowed) happens here, then
+ * the one decision record, then forwarding.
  *  - inspect_body: the body is read whole and scanned with the target and
  *    headers; a credential is `denied_secret_detected` (detail: which kind),
  *    a body that cannot be read whole is `denied_internal_error` (fail closed).
@@ -27,7 +28,7 @@ export async function passRequest(
   res: ServerResponse,
   facts: DecisionFacts,
   decision: Decision,
-  rule: CompiledRule | null,
+  handling: Handling,
   target: ForwardTarget,
   query: string,
   closeRecordPerRequest: boolean,
@@ -35,34 +36,28 @@ export async function passRequest(
   let final = decision
   let recorded = facts
   let body: Buffer | undefined
-  if (decision.verdict === 'allow' && rule?.inspectBody) {
+  if (decision.verdict === 'allow' && handling.inspectBody) {
     sendContinue(req, res)
     const seen = await inspectRequest(req, target.requestTarget)
-    if (seen.kind === 'uninspectable') final = deny('denied_internal_error', rule, seen.detail)
+    if (seen.kind === 'uninspectable') final = deny('denied_internal_error', handling, seen.detail)
     else body = seen.body
     // Audit mode lets a detected secret through (would_deny); the body read for the scan goes with it.
     if (seen.kind === 'secret') {
-      final = deny('denied_secret_detected', rule, seen.detector)
+      final = deny('denied_secret_detected', handling, seen.detector)
       // The record must not carry what the scan found (a key in the path would reach the log, the ring and Redis).
       recorded = { ...facts, path: facts.path === null ? null : redactSecrets(facts.path) }
     }
   }
   let inject: ForwardTarget['inject']
   // Never into TRACE: an origin that implements it echoes the request, injected credential included, to the sandbox.
-  if (
-    final.verdict === 'allow' &&
-    rule !== null &&
-    rule.injectHeaders.length > 0 &&
-    target.tls &&
-    req.method !== 'TRACE'
-  ) {
-    const resolved = resolveInjections(rule.injectHeaders, deps.env)
+  if (final.verdict === 'allow' && handling.injectHeaders.length > 0 && target.tls && req.method !== 'TRACE') {
+    const resolved = resolveInjections(handling.injectHeaders, deps.env)
     if ('missing' in resolved) {
       deps.log.error(
-        { code: 'PC_INJECT_SECRET_MISSING', rule: rule.id, env: resolved.missing },
+        { code: 'PC_INJECT_SECRET_MISSING', rule: handling.ruleId, env: resolved.missing },
         'inject_headers names an environment variable that is not set; requests the rule allows fail closed',
       )
-      final = deny('denied_internal_error', rule, 'inject_secret_missing')
+      final = deny('denied_internal_error', handling, 'inject_secret_missing')
     } else {
       inject = resolved
     }
@@ -80,10 +75,10 @@ export async function passRequest(
 
 function deny(
   reason: 'denied_secret_detected' | 'denied_internal_error',
-  rule: CompiledRule,
+  handling: Handling,
   detail: string,
 ): DenyDecision {
-  return { verdict: 'deny', reason, ruleId: rule.id, detail }
+  return { verdict: 'deny', reason, ruleId: handling.ruleId, detail }
 }
 
 export function forwardAndRecord(

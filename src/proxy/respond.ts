@@ -59,7 +59,14 @@ function isUpstreamFailureKind(detail: string): detail is UpstreamFailureKind {
   return Object.hasOwn(UPSTREAM_SENTENCES, detail)
 }
 
+/** Denials whose detail says more than the reason's sentence. */
+const DETAIL_SENTENCES: Readonly<Record<string, string>> = {
+  path_too_long: 'the path is longer than the 8 KiB the proxy decides on, so it is refused',
+  ambiguous_path: 'the path reads differently to servers that decode %2F, %5C or ;params, and one reading is malformed',
+}
+
 function sentenceFor(d: DenyDecision): string {
+  if (d.detail !== undefined && Object.hasOwn(DETAIL_SENTENCES, d.detail)) return DETAIL_SENTENCES[d.detail] as string
   if (d.reason === 'upstream_error' && d.detail !== undefined && isUpstreamFailureKind(d.detail))
     return UPSTREAM_SENTENCES[d.detail]
   return SENTENCES[d.reason]

@@ -177,3 +177,73 @@ agents:
     t.equal(tls.seen.length, before)
   })
 })
+
+t.test('an upstream that echoes the request never hands the injected secret to the sandbox', async (t) => {
+  const echo = await startHttpsOrigin(t, ['origin.test'], (req, res) => {
+    const body = JSON.stringify({ headers: req.headers, note: `you sent ${String(req.headers.authorization)}` })
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'x-echo-authorization': String(req.headers.authorization),
+      'content-length': Buffer.byteLength(body),
+    })
+    res.end(body)
+  })
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([echo.port], `  ca_file: ${JSON.stringify(echo.ca.certFile)}`)}
+groups:
+  g:
+    allow:
+      - host: origin.test
+        inject_headers: { Authorization: { env: PC_TEST_NPM_TOKEN, format: "Bearer {}" } }
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+`,
+    {},
+    { env: { PC_TEST_NPM_TOKEN: SECRET } },
+  )
+  const via = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '--cacert', join(pc.dir, 'ca.pem')]
+  const r = await curl([...via, '--compressed', `https://origin.test:${echo.port}/headers`])
+  t.equal(r.status, 200, r.stderr)
+  t.equal(echo.seen.at(-1)?.headers.authorization, `Bearer ${SECRET}`, 'the origin got the credential')
+  t.equal(echo.seen.at(-1)?.headers['accept-encoding'], 'identity', 'and was asked for an uncompressed answer')
+  t.notMatch(r.body, SECRET, 'the body echoed back is masked')
+  t.match(r.body, `Bearer ${'*'.repeat(SECRET.length)}`)
+  t.equal(r.headers['x-echo-authorization'], `Bearer ${'*'.repeat(SECRET.length)}`, 'so is a header echoing it')
+  t.doesNotThrow(() => JSON.parse(r.body), 'the body is still whole (same length)')
+})
+
+t.test("a broader rule in another group does not switch off a rule's inspection or injection", async (t) => {
+  const tls = await startHttpsOrigin(t, ['origin.test'])
+  const pc = await startPortcullis(
+    t,
+    `${upstreamYaml([tls.port], `  ca_file: ${JSON.stringify(tls.ca.certFile)}`)}
+groups:
+  broad:
+    allow:
+      - host: "*.test"
+  careful:
+    allow:
+      - host: origin.test
+        inspect_body: true
+        inject_headers: { X-Api-Key: { env: PC_TEST_NPM_TOKEN } }
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [broad, careful] }
+`,
+    {},
+    { env: { PC_TEST_NPM_TOKEN: SECRET } },
+  )
+  const via = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '--cacert', join(pc.dir, 'ca.pem')]
+  const clean = await curl([...via, `https://origin.test:${tls.port}/ok`])
+  t.equal(clean.status, 200, clean.stderr)
+  t.equal(tls.seen.at(-1)?.headers['x-api-key'], SECRET, "the careful rule's header is injected")
+  const before = tls.seen.length
+  const r = await curl([...via, '-X', 'POST', '--data', `key=${AWS_KEY_ID}`, `https://origin.test:${tls.port}/up`])
+  t.equal(r.status, 403)
+  t.equal(r.headers['x-portcullis-decision'], 'denied_secret_detected')
+  t.equal(tls.seen.length, before, 'nothing reached the origin')
+  const rec = await pc.waitForRecord<DecisionRecord>(
+    (x) => x.event === 'decision' && x.id === String(r.headers['x-portcullis-request-id']),
+  )
+  t.match(rec, { rule: 'careful.allow[0]' }, 'the refusal names the rule that asked for inspection')
+})

@@ -419,3 +419,38 @@ t.test('an allow passes in either mode', async (t) => {
 t.test('an unknown agent has the policy mode', async (t) => {
   t.equal(effectiveMode(POLICY, 'ghost'), 'enforce')
 })
+
+t.test('every matching allow rule asks for its handling, not only the one that allowed', async (t) => {
+  const policy = parseConfigText(
+    `groups:
+  broad: { allow: [{ host: "*.test" }] }
+  careful:
+    allow:
+      - { host: a.test, inspect_body: true, inject_headers: { X-Key: { env: K1 } } }
+      - { host: a.test, paths: ["/up/**"], inject_headers: { X-Key: { env: K2 }, X-Other: { env: K3 } } }
+agents:
+  - { id: ci, source_cidrs: [10.0.0.0/8], groups: [broad, careful] }
+`,
+    'inline.yaml',
+  ).policy
+  const m = matchRequest(policy, req('ci', 'POST', 'https://a.test/up/x'))
+  t.match(m.decision, allow('broad.allow[0]'), 'the earliest rule allows')
+  t.match(m.handling, {
+    inspectBody: true,
+    injectHeaders: [
+      { name: 'X-Key', env: 'K1' },
+      { name: 'X-Other', env: 'K3' },
+    ],
+    ruleId: 'careful.allow[0]',
+  })
+  t.match(matchRequest(policy, req('ci', 'GET', 'https://a.test/other')).handling.injectHeaders, [{ env: 'K1' }])
+  t.match(matchRequest(policy, req('ci', 'GET', 'https://b.test/up/x')).handling, {
+    inspectBody: false,
+    injectHeaders: [],
+  })
+})
+
+t.test('a path longer than the matchers take is denied_path (path_too_long) before any rule', async (t) => {
+  const d = decideRequest(POLICY, req('ci-42', 'GET', `https://tokens.test/${'a'.repeat(9000)}`))
+  t.match(d, { verdict: 'deny', reason: 'denied_path', ruleId: null, detail: 'path_too_long' })
+})
