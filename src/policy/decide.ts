@@ -256,7 +256,10 @@ function chooseVia(policy: CompiledPolicy, scan: ConnectScan): ConnectDecision {
       tunnel = earlier(tunnel, rule) // tls.intercept: always, but this rule says `intercept: never`
     }
   }
-  if (intercept !== null) return { verdict: 'allow', reason: 'allowed', ruleId: intercept.id, via: 'intercept' }
+  if (intercept !== null)
+    return intercept.host.kind === 'wildcard'
+      ? { verdict: 'allow', reason: 'allowed', ruleId: intercept.id, via: 'intercept', wildcardLeaf: true }
+      : { verdict: 'allow', reason: 'allowed', ruleId: intercept.id, via: 'intercept' }
   if (tunnel !== null) return { verdict: 'allow', reason: 'allowed', ruleId: tunnel.id, via: 'tunnel' }
   if (scan.fail !== null) return denyWith(scan.fail.reason, scan.fail.rule, scan.fail.detail)
   return NO_RULE

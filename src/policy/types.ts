@@ -40,7 +40,17 @@ export type AllowDecision = Extract<Decision, { verdict: 'allow' }>
 export type DenyDecision = Extract<Decision, { verdict: 'deny' }>
 
 /** A CONNECT verdict: deny, or allow with how the tunnel must be handled. */
-export type ConnectDecision = DenyDecision | (AllowDecision & { readonly via: 'tunnel' | 'intercept' })
+export type ConnectDecision =
+  | DenyDecision
+  | (AllowDecision & {
+      readonly via: 'tunnel' | 'intercept'
+      /**
+       * Intercepted under a `*.domain` rule: one leaf certificate for the host's parent
+       * (`*.b.example.com` for `a.b.example.com`) serves every sibling, so distinct subdomains
+       * cannot make the proxy mint a certificate each.
+       */
+      readonly wildcardLeaf?: boolean
+    })
 
 export interface AgentLimits {
   readonly requestsPerMinute: number | null

@@ -67,9 +67,10 @@ export async function handleConnect(
     Date.now(),
   )
   const via = policyDecision.verdict === 'allow' ? policyDecision.via : 'tunnel'
-  // A tunnel is one request against the budget; an intercepted connection's inner requests are counted one by one.
+  // Every CONNECT is one request against the budget: an intercepted one costs a TLS handshake and maybe a
+  // certificate, whatever its inner requests (each counted again) do.
   const { decision, release } = applyLimits(deps.limiter, agent, identity.agent.limits, policyDecision, mode, {
-    request: via === 'tunnel',
+    request: true,
     connection: true,
   })
   deps.observeDecision((performance.now() - t0) / 1000)
@@ -128,7 +129,7 @@ export async function handleConnect(
     settle(deps.bus, checkedNoTls, decision)
     up?.destroy()
     // Its requests are counted one by one like intercepted ones, so the CONNECT itself is not one.
-    if (via === 'tunnel' && decision.reason !== 'denied_rate_limited') deps.limiter.refundRequest(agent)
+    if (decision.reason !== 'denied_rate_limited') deps.limiter.refundRequest(agent)
     deps.interceptor.inspectPlain(socket, hello.bytes, {
       id,
       agent,
@@ -156,10 +157,12 @@ export async function handleConnect(
   }
   const bytes = hello.kind === 'hello' || hello.kind === 'not_tls' ? hello.bytes : Buffer.alloc(0)
   if (up === null || relay === null) {
+    const wildcard = policyDecision.verdict === 'allow' && policyDecision.wildcardLeaf === true
     deps.interceptor?.intercept(socket, bytes, {
       id,
       agent,
       host: authority.host,
+      leafName: wildcard ? parentWildcard(authority.host) : authority.host,
       port: authority.port,
       address: resolved.address,
       pinned: cfg.upstream.resolve.has(authority.host),
@@ -189,6 +192,16 @@ export async function handleConnect(
     cfg.upstream.idleTimeoutMs,
     deps,
   )
+}
+
+/**
+ * `*.b.example.com` for `a.b.example.com`: a wildcard certificate name covers one label, so the
+ * parent of the host; a host directly under a public suffix-like parent (`a.com`) keeps its own name.
+ */
+export function parentWildcard(host: string): string {
+  const dot = host.indexOf('.')
+  const parent = host.slice(dot + 1)
+  return dot > 0 && parent.includes('.') ? `*.${parent}` : host
 }
 
 /** A request line (`GET /x HTTP/1.1`) rather than a TLS record. */

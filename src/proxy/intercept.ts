@@ -24,6 +24,8 @@ export interface InterceptContext {
   readonly id: string
   readonly agent: string
   readonly host: string
+  /** The name the leaf certificate is for: the host, or `*.parent` under a wildcard rule. */
+  readonly leafName?: string
   readonly port: number
   /** The checked address from the CONNECT's resolution: inner requests dial only this. */
   readonly address: string
@@ -135,7 +137,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
       client.unshift(hello)
       const tlsSocket: InnerSocket = new TLSSocket(client, {
         isServer: true,
-        secureContext: leafCerts.get(ctx.host),
+        secureContext: leafCerts.get(ctx.leafName ?? ctx.host),
         ALPNProtocols: ['http/1.1'],
       })
       tlsSocket.on('error', () => tlsSocket.destroy())
