@@ -13,6 +13,7 @@ import { PortcullisError } from './errors.js'
 import { createBus, type Bus } from './telemetry/bus.js'
 import { createLoggers, createLogSink, type Loggers } from './telemetry/log-sink.js'
 import { createRingSink, type RingSink } from './telemetry/ring-sink.js'
+import { createDenialFolder } from './telemetry/denial-fold.js'
 import type { DecisionRecord } from './telemetry/events.js'
 import { createForwarder } from './proxy/forward.js'
 import { createProxyServer } from './proxy/server.js'
@@ -123,6 +124,9 @@ export function maxConnectionsFor(configured: number | null, nofile: FdLimit): n
   return Math.max(16, Math.floor((nofile.soft - 64) / 2))
 }
 
+/** Per source, agent and reason, the denials of a second recorded one by one; the rest fold into one (denial-fold.ts). */
+const DENIALS_RECORDED_PER_SECOND = 20
+
 /** How long start-up waits for the first rate-limit sync with Redis before listening anyway. */
 const FIRST_SYNC_WAIT_MS = 3000
 
@@ -157,8 +161,11 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     configGeneration: () => generation,
     sinkFailures: () => bus.sinkFailures,
     knownAgent: (agentId) => current.policy.agents.has(agentId),
+    recordsFolded: () => intake.folded,
+    ringEvicted: () => ring.evicted,
   })
-  bus.subscribe(metrics.sink)
+  // The data path publishes here: metrics count every decision, the record folds floods of one denial.
+  const intake = createDenialFolder(bus, metrics.sink, { perSecond: DENIALS_RECORDED_PER_SECOND })
   const limiter = createLimiter()
   const gate = createConnGate(() => ({
     maxUnauthenticatedPerSource: current.listen.maxUnauthenticatedPerSource,
@@ -173,7 +180,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   let interceptor: Interceptor | null = null
   const deps: ProxyDeps = {
     config: () => current,
-    bus,
+    bus: intake,
     log: log.child({ subsystem: 'proxy' }),
     forwarder,
     tracker,
@@ -287,6 +294,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     await limitSync?.stop()
     remoteFeed?.stop()
     await store?.close()
+    intake.close()
     await redisSink?.close()
     loggers.flush()
   }

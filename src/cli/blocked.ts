@@ -15,11 +15,15 @@ const BACKOFF_MIN_MS = 250
 const BACKOFF_MAX_MS = 5000
 
 /** Terminal-safe: record fields may carry odd bytes from a hostile request; never echo control characters. */
-function clean(text: string): string {
+function clean(text: string, cut = true): string {
   const safe = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '\ufffd')
-  return safe.length > MAX_CELL ? `${safe.slice(0, MAX_CELL - 1)}…` : safe
+  return cut && safe.length > MAX_CELL ? `${safe.slice(0, MAX_CELL - 1)}…` : safe
 }
 
+/**
+ * A row's cells. The host is never cut: `registry.npmjs.org.aaaa…` would hide the attacker's domain
+ * at its end (host names are at most 253 characters anyway).
+ */
 function cells(r: DecisionRecord): string[] {
   const defaultPort = r.scheme === 'https' ? 443 : 80
   const host = r.port === defaultPort ? r.host : `${r.host.includes(':') ? `[${r.host}]` : r.host}:${r.port}`
@@ -32,7 +36,7 @@ function cells(r: DecisionRecord): string[] {
     r.reason,
     r.rule ?? '-',
     r.id,
-  ].map(clean)
+  ].map((cell, i) => clean(cell, COLUMNS[i] !== 'HOST'))
 }
 
 /** Column widths from the header and the first batch; followed rows reuse them (and may overflow). */

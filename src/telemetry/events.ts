@@ -1,4 +1,4 @@
-import { randomFillSync } from 'node:crypto'
+import { hash, randomFillSync } from 'node:crypto'
 import { monotonicFactory } from 'ulid'
 import type { Decision, Mode } from '../policy/types.js'
 import type { Reason } from '../policy/reasons.js'
@@ -34,6 +34,11 @@ export interface DecisionRecord extends DecisionFacts {
   readonly would_deny: boolean
   /** Machine-safe detail (e.g. `timeout`, `not_tls`); never user-controlled text. */
   readonly detail?: string
+  /** A path or host longer than the record keeps is cut (ending in `…`); this is the sha256 of the whole. */
+  readonly path_sha256?: string
+  readonly host_sha256?: string
+  /** This record stands for itself and this many more of the same denial from the same source in its second (denial-fold.ts). */
+  readonly repeats?: number
 }
 
 export interface CloseRecord {
@@ -86,12 +91,37 @@ function pooledRandom(): number {
 /** ULIDs: sortable by time, so `since`/cursor queries can compare ids. */
 export const newRequestId: () => string = monotonicFactory(pooledRandom)
 
+/** The longest path and host a record keeps (a 15 KB path per denial grew the log by 18 MiB/s). */
+export const RECORDED_PATH_CHARS = 1024
+export const RECORDED_HOST_CHARS = 255
+
+/** `text` cut to `max` characters with `…`, and the hex sha256 of the whole; null when it fits. */
+function cut(text: string, max: number): { text: string; sha256: string } | null {
+  if (text.length <= max) return null
+  return { text: `${text.slice(0, max - 1)}…`, sha256: hash('sha256', text, 'hex') }
+}
+
 export function buildDecisionRecord(
   f: DecisionFacts,
   d: Decision,
   wouldDeny: boolean,
   now: Date = new Date(),
 ): DecisionRecord {
+  const longPath = f.path === null ? null : cut(f.path, RECORDED_PATH_CHARS)
+  const longHost = cut(f.host, RECORDED_HOST_CHARS)
+  if (longPath !== null || longHost !== null) {
+    const record = buildDecisionRecord(
+      { ...f, path: longPath?.text ?? f.path, host: longHost?.text ?? f.host },
+      d,
+      wouldDeny,
+      now,
+    )
+    return {
+      ...record,
+      ...(longPath ? { path_sha256: longPath.sha256 } : {}),
+      ...(longHost ? { host_sha256: longHost.sha256 } : {}),
+    }
+  }
   const record: DecisionRecord = {
     time: now.toISOString(),
     id: f.id,

@@ -26,6 +26,8 @@ export interface MetricsSources {
   readonly descriptorsExhausted?: () => Readonly<Record<string, number>>
   /** Monotonic count of denial records folded into another's repeat count. */
   readonly recordsFolded?: () => number
+  /** Monotonic counts of records pushed out of the in-memory rings, by kind. */
+  readonly ringEvicted?: () => Readonly<Record<string, number>>
   /**
    * Is this a configured agent id? Records of failed authentication carry the
    * *claimed* id, which is user-controlled; only configured ids become label
@@ -211,6 +213,13 @@ export function createMetrics(initial: MetricsSources = {}): Metrics {
     'Accepts and upstream dials that failed because the process ran out of file descriptors (EMFILE/ENFILE).',
     'where',
     () => new Map(Object.entries(src.descriptorsExhausted?.() ?? {})),
+    registers,
+  )
+  labelledFromSource(
+    'portcullis_ring_evicted_total',
+    'Records pushed out of the in-memory ring by newer ones of their kind (denials have a ring of their own).',
+    'kind',
+    () => new Map(Object.entries(src.ringEvicted?.() ?? {})),
     registers,
   )
   labelledFromSource(

@@ -6,6 +6,8 @@ import { join } from 'node:path'
 import t from 'tap'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
+import { originOnlyYaml, TOKEN } from '../helpers/config.js'
+import { startPortcullis } from '../helpers/start-portcullis.js'
 import { cleanEnv, MAIN, ROOT, spawnPortcullis, writeConfig } from '../helpers/spawn-portcullis.js'
 
 const BROKEN = join(ROOT, 'test/fixtures/configs/bad-unknown-key.yaml')
@@ -326,5 +328,21 @@ agents: [ { id: local, source_cidrs: [127.0.0.1/32], allow: [ { host: origin.tes
     const r = await portcullis([])
     t.equal(r.code, 2)
     t.match(r.stdout, /usage: portcullis/)
+  })
+
+  t.test('blocked lists denials with the whole host, never cut where an attacker could hide', async (t) => {
+    const origin = await startHttpOrigin(t)
+    const pc = await startPortcullis(t, originOnlyYaml([origin.port]))
+    const host = `registry.npmjs.org.${'a'.repeat(60)}.attacker-owned.example`
+    const denied = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, `http://${host}/x`])
+    t.equal(denied.headers['x-portcullis-decision'], 'denied_no_rule')
+    const env = { PORTCULLIS_ADMIN_TOKEN: pc.adminToken }
+    const table = await portcullis(['blocked', '--admin', pc.adminUrl], { env })
+    t.equal(table.code, 0, table.stderr)
+    t.match(table.stdout, /^TIME\s+AGENT\s+METHOD\s+HOST\s+PATH\s+REASON/m)
+    t.ok(table.stdout.includes(host), 'the host is printed whole')
+    t.match(table.stdout, denied.headers['x-portcullis-request-id'] ?? 'no id')
+    const json = await portcullis(['blocked', '--admin', pc.adminUrl, '--json'], { env })
+    t.match(JSON.parse(json.stdout.trim().split('\n').at(-1) ?? '{}'), { host, reason: 'denied_no_rule' })
   })
 }

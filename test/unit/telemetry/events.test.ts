@@ -1,0 +1,81 @@
+import { createHash } from 'node:crypto'
+import t from 'tap'
+import {
+  buildCloseRecord,
+  buildDecisionRecord,
+  RECORDED_PATH_CHARS,
+  type DecisionFacts,
+} from '../../../src/telemetry/events.js'
+
+const FACTS: DecisionFacts = {
+  id: '01JD0000000000000000000000',
+  agent: 'ci-42',
+  src: '10.1.2.3:51234',
+  method: 'GET',
+  scheme: 'https',
+  host: 'github.com',
+  port: 443,
+  path: '/acme/other.git/info/refs',
+  tls: 'intercept',
+  mode: 'enforce',
+  address: '140.82.112.3',
+}
+const NOW = new Date('2026-11-25T10:00:00.000Z')
+
+t.test('a decision record has the SPEC §4 fields, in order', async (t) => {
+  const r = buildDecisionRecord(
+    FACTS,
+    { verdict: 'deny', reason: 'denied_path', ruleId: 'builders.allow[2]' },
+    false,
+    NOW,
+  )
+  t.same(Object.keys(r), [
+    'time',
+    'id',
+    'event',
+    'agent',
+    'src',
+    'method',
+    'scheme',
+    'host',
+    'port',
+    'path',
+    'tls',
+    'decision',
+    'reason',
+    'rule',
+    'mode',
+    'would_deny',
+    'address',
+  ])
+  t.match(r, { time: '2026-11-25T10:00:00.000Z', decision: 'deny', reason: 'denied_path', rule: 'builders.allow[2]' })
+})
+
+t.test('a denial detail is kept; an allow has none', async (t) => {
+  const d = buildDecisionRecord(FACTS, { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: 'timeout' })
+  t.equal(d.detail, 'timeout')
+  const a = buildDecisionRecord(FACTS, { verdict: 'allow', reason: 'allowed', ruleId: 'g.allow[0]' }, false)
+  t.notOk('detail' in a)
+})
+
+t.test('a long path is cut, with the sha256 of the whole', async (t) => {
+  const path = `/${'x'.repeat(15_000)}`
+  const r = buildDecisionRecord({ ...FACTS, path }, { verdict: 'deny', reason: 'denied_path', ruleId: null }, false)
+  t.equal(r.path?.length, RECORDED_PATH_CHARS)
+  t.ok(r.path?.endsWith('…'))
+  t.equal(r.path_sha256, createHash('sha256').update(path).digest('hex'))
+  t.notOk('path_sha256' in buildDecisionRecord(FACTS, { verdict: 'allow', reason: 'allowed', ruleId: 'x' }, false))
+})
+
+t.test('a close record counts bytes and duration', async (t) => {
+  t.same(buildCloseRecord({ id: 'x', agent: 'a', host: 'h' }, 10, 20, 1000, 1381), {
+    time: '1970-01-01T00:00:01.381Z',
+    id: 'x',
+    event: 'close',
+    agent: 'a',
+    host: 'h',
+    bytes_up: 10,
+    bytes_down: 20,
+    duration_ms: 381,
+  })
+})
