@@ -20,6 +20,7 @@ import { createProxyServer } from './proxy/server.js'
 import { createTunnelTracker, sweepTunnelBytes } from './proxy/tracker.js'
 import { createConnGate } from './proxy/conn-gate.js'
 import { createDescriptorWatch } from './proxy/descriptors.js'
+import { createInspector } from './proxy/inspect.js'
 import { readNofile, type FdLimit } from './net/fd-limit.js'
 import { closeDisallowed } from './proxy/revalidate.js'
 import type { ProxyDeps } from './proxy/deps.js'
@@ -173,6 +174,10 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   }))
   const nofile = readNofile()
   const descriptors = createDescriptorWatch(log.child({ subsystem: 'proxy' }), nofile)
+  const inspector = createInspector({
+    onWorkerError: (err) =>
+      log.error({ code: 'PC_ERR_INTERNAL', err }, 'an inspect_body worker failed; its scan failed closed'),
+  })
   let redisSink: RedisSink | null = null
   let limitSync: RedisSync | null = null
   /** Records other instances made, followed from the Redis stream while a live view is open. */
@@ -193,6 +198,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     observeDecision: (seconds) => metrics.observeDecisionSeconds(seconds),
     gate,
     descriptors,
+    inspector,
   }
   const proxyServer = createProxyServer(deps)
   proxyServer.maxConnections = maxConnectionsFor(initial.listen.maxConnections, nofile)
@@ -290,6 +296,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     proxyServer.closeAllConnections()
     await ended
     forwarder.close()
+    inspector.close()
     interceptor?.close()
     await limitSync?.stop()
     remoteFeed?.stop()

@@ -8,6 +8,7 @@ import type { ApprovalIndex } from '../policy/approvals.js'
 import type { Limiter } from '../limits/limiter.js'
 import type { ConnGate } from './conn-gate.js'
 import type { DescriptorWatch } from './descriptors.js'
+import type { Inspector } from './inspect.js'
 
 /** What the proxy edges need from the composition root (app.ts). */
 export interface ProxyDeps {
@@ -31,4 +32,6 @@ export interface ProxyDeps {
   readonly gate: ConnGate
   /** Out-of-descriptor episodes (accept and dial): one log line each, and counts. */
   readonly descriptors: DescriptorWatch
+  /** inspect_body: bounded scans, a few at a time per agent, off the event loop. */
+  readonly inspector: Inspector
 }

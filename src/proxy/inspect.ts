@@ -1,106 +1,140 @@
-import type { IncomingMessage } from 'node:http'
-import { promisify } from 'node:util'
-import { brotliDecompress, gunzip, inflate, inflateRaw } from 'node:zlib'
-import { findSecret } from './secret-scan.js'
+/**
+ * inspect_body at the edge: per-agent turns (scan-gate.ts), the body read whole within the cap,
+ * then decoding and scanning (scan-request.ts) on a scan worker (scan-pool.ts), or in place when the
+ * request is small enough that a worker round trip would cost more than the scan.
+ */
+import { Buffer } from 'node:buffer'
+import type { IncomingHttpHeaders } from 'node:http'
+import { availableParallelism } from 'node:os'
+import { createScanGate } from './scan-gate.js'
+import { createScanPool } from './scan-pool.js'
+import { measureHead, scanRequest, type ScanLimits, type UninspectableDetail } from './scan-request.js'
 
-/** The most body inspect_body holds and scans, before and after decoding; a larger one cannot be inspected. */
-export const INSPECT_MAX_BYTES = 8 * 1024 * 1024
+export type { UninspectableDetail } from './scan-request.js'
 
 export type Inspection =
   /** `body` is the request body exactly as received, to forward instead of the (consumed) stream. */
   | { readonly kind: 'clean'; readonly body: Buffer }
   | { readonly kind: 'secret'; readonly detector: string; readonly body: Buffer }
-  /** Could not be read whole (too large, undecodable, cut off): fail closed. */
-  | { readonly kind: 'uninspectable'; readonly detail: string }
+  /** Could not be inspected whole (too large, undecodable, cut off, agent busy): fail closed. */
+  | { readonly kind: 'uninspectable'; readonly detail: UninspectableDetail }
 
-const DECODERS: Record<string, (b: Buffer, o: { maxOutputLength: number }) => Promise<Buffer>> = {
-  gzip: promisify(gunzip),
-  'x-gzip': promisify(gunzip),
-  br: promisify(brotliDecompress),
-  // `deflate` is zlib-wrapped by the RFC, raw in some clients: try both.
-  deflate: (b, o) => promisify(inflate)(b, o).catch(() => promisify(inflateRaw)(b, o)),
+/** What inspection reads of a request (an IncomingMessage is one). */
+export interface InspectedRequest extends AsyncIterable<unknown> {
+  readonly headers: IncomingHttpHeaders
+  readonly rawHeaders: readonly string[]
+  /** True once the whole message arrived (false when the client stopped early). */
+  readonly complete: boolean
+}
+
+export interface InspectorOptions extends Partial<ScanLimits> {
+  /** Inspections one agent may have running (reading, decoding, scanning) at once. */
+  readonly maxConcurrentPerAgent?: number
+  /** Inspections one agent may have waiting for those; one more is refused as `busy`. */
+  readonly maxQueuedPerAgent?: number
+  /** Scan worker threads; 0 scans on the calling thread (tests and tools, never the proxy). */
+  readonly workers?: number
+  /** Requests up to this size (target, headers and body), without Content-Encoding, are scanned in place: a worker round trip costs more. */
+  readonly inlineMaxBytes?: number
+  /** Told when a scan worker fails (its inspection already failed closed): for the operator's log. */
+  readonly onWorkerError?: (err: unknown) => void
+}
+
+export interface Inspector {
+  /**
+   * inspect_body for one request: wait for the agent's turn, read the whole body (bounded), decode
+   * its Content-Encoding (bounded) and scan target, headers and body, off the event loop. The body is
+   * held until the verdict, so nothing of a request carrying a secret reaches upstream.
+   */
+  inspect(req: InspectedRequest, requestTarget: string, agent: string | null): Promise<Inspection>
+  /** Ends the scan workers; inspections still waiting or running become `uninspectable` (`closed`). */
+  close(): void
 }
 
 /**
- * inspect_body: read the whole body (bounded), decode its Content-Encoding
- * (bounded, off the event loop), and scan the request target, the header
- * values and the body for credentials. The body is held until the verdict,
- * so nothing of a request carrying a secret reaches upstream.
+ * 1 MiB scanned per request (target, headers, body as sent and as decoded, together). API requests
+ * and form posts are far smaller; at the cap a scan costs ~2–5 ms of a worker for ordinary text and
+ * ~30 ms for text built to be slow (dense anchors or escapes), and an agent's share of memory in
+ * flight is a few MiB (maxConcurrentPerAgent × body, decoded body and their latin1 copies). Larger
+ * uploads on an inspected rule fail closed: raise maxBytes for a host that needs it.
  */
-export async function inspectRequest(req: IncomingMessage, requestTarget: string): Promise<Inspection> {
-  const body = await readBounded(req, INSPECT_MAX_BYTES)
-  if (body === 'too_large') return { kind: 'uninspectable', detail: 'body_too_large_to_inspect' }
-  if (body === 'cut_off') return { kind: 'uninspectable', detail: 'body_cut_off' }
-  const decoded = await decode(body, req.headers['content-encoding'])
-  if (decoded === null) return { kind: 'uninspectable', detail: 'body_undecodable' }
-  // Header names too (lower-cased by the client or not), and values as cookie and form parsers read them.
-  const texts = readings(requestTarget)
-  for (let i = 0; i < req.rawHeaders.length; i++) texts.push(...readings(req.rawHeaders[i] as string))
-  // The body as sent as well as decoded: a decoder stops at the end of its stream and ignores what follows.
-  if (decoded !== body) texts.push(...readings(body.toString('latin1')))
-  texts.push(...readings(decoded.toString('latin1')))
-  const detector = findSecret(texts)
-  return detector === null ? { kind: 'clean', body } : { kind: 'secret', detector, body }
+export const INSPECT_DEFAULTS: Required<Omit<InspectorOptions, 'onWorkerError'>> = {
+  maxBytes: 1024 * 1024,
+  maxInflateRatio: 20,
+  inflateFloorBytes: 64 * 1024,
+  maxConcurrentPerAgent: 4,
+  maxQueuedPerAgent: 16,
+  workers: Math.min(2, availableParallelism()),
+  inlineMaxBytes: 16 * 1024,
+}
+
+export function createInspector(options: InspectorOptions = {}): Inspector {
+  // An option given as undefined keeps its default (callers pass config values that may be unset).
+  const o: Required<Omit<InspectorOptions, 'onWorkerError'>> = { ...INSPECT_DEFAULTS }
+  for (const [k, v] of Object.entries(options)) if (v !== undefined) Object.assign(o, { [k]: v })
+  if (o.maxConcurrentPerAgent < 1) throw new Error('maxConcurrentPerAgent must be at least 1')
+  const limits: ScanLimits = {
+    maxBytes: o.maxBytes,
+    maxInflateRatio: o.maxInflateRatio,
+    inflateFloorBytes: o.inflateFloorBytes,
+  }
+  const gate = createScanGate(o.maxConcurrentPerAgent, o.maxQueuedPerAgent)
+  const pool = o.workers > 0 ? createScanPool(o.workers, options.onWorkerError) : null
+  let closed = false
+
+  const scan = async (req: InspectedRequest, target: string): Promise<Inspection> => {
+    const headBytes = measureHead(target, req.rawHeaders)
+    const body = await readBounded(req, limits.maxBytes - headBytes)
+    if (body === 'too_large' || body === 'cut_off') return { kind: 'uninspectable', detail: body }
+    if (closed) return { kind: 'uninspectable', detail: 'closed' }
+    const job = { target, rawHeaders: req.rawHeaders, contentEncoding: req.headers['content-encoding'], body }
+    const inPlace = pool === null || (job.contentEncoding === undefined && headBytes + body.length <= o.inlineMaxBytes)
+    const { verdict, body: back } = inPlace ? { verdict: scanRequest(job, limits), body } : await pool.scan(job, limits)
+    if (verdict.kind === 'uninspectable') return verdict
+    if (back === null) return { kind: 'uninspectable', detail: 'scan_failed' }
+    const bytes = Buffer.from(back.buffer, back.byteOffset, back.length)
+    return verdict.kind === 'clean' ? { kind: 'clean', body: bytes } : { ...verdict, body: bytes }
+  }
+
+  return {
+    async inspect(req, requestTarget, agent) {
+      if (closed) return { kind: 'uninspectable', detail: 'closed' }
+      // The turn is taken before the body is read: a body waiting its turn stays in the socket, not in memory.
+      const slot = await gate.enter(agent)
+      if (slot === 'busy') return { kind: 'uninspectable', detail: 'busy' }
+      try {
+        return closed ? { kind: 'uninspectable', detail: 'closed' } : await scan(req, requestTarget)
+      } finally {
+        slot.release()
+      }
+    },
+    close() {
+      closed = true
+      pool?.close()
+    },
+  }
 }
 
 /**
- * The spellings an origin's parsers would turn back into the plain text: as written, percent-decoded
- * (queries, cookies, forms: `-----BEGIN+RSA+PRIVATE+KEY-----`), with JSON string escapes undone
- * (`\u0041KIA…`, `wJal\/…`), and UTF-16 read as text. Each is scanned.
+ * The whole body in a buffer of its own (so it can be moved to a worker and back), or why not. Stops
+ * reading past `maxBytes`: the caller refuses the request and closes the connection.
  */
-function readings(text: string): string[] {
-  const out = [text]
-  if (/[%+]/.test(text))
-    out.push(
-      text
-        .replace(/\+/g, ' ')
-        .replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))),
-    )
-  if (text.includes('\\')) out.push(jsonUnescaped(text))
-  if (text.includes('\0')) out.push(text.replace(/\0/g, ''))
-  return out
-}
-
-const JSON_ESCAPES: Record<string, string> = {
-  '"': '"',
-  '\\': '\\',
-  '/': '/',
-  b: '\b',
-  f: '\f',
-  n: '\n',
-  r: '\r',
-  t: '\t',
-}
-
-function jsonUnescaped(text: string): string {
-  return text.replace(/\\(?:u([0-9A-Fa-f]{4})|(["\\/bfnrt]))/g, (_, hex: string | undefined, ch: string | undefined) =>
-    hex !== undefined ? String.fromCharCode(parseInt(hex, 16)) : (JSON_ESCAPES[ch ?? ''] ?? ''),
-  )
-}
-
-async function readBounded(req: IncomingMessage, maxBytes: number): Promise<Buffer | 'too_large' | 'cut_off'> {
+async function readBounded(req: InspectedRequest, maxBytes: number): Promise<Buffer | 'too_large' | 'cut_off'> {
   const chunks: Buffer[] = []
   let size = 0
   try {
     for await (const chunk of req) {
-      size += (chunk as Buffer).length
+      const bytes = chunk as Buffer
+      size += bytes.length
       if (size > maxBytes) return 'too_large'
-      chunks.push(chunk as Buffer)
+      chunks.push(bytes)
     }
   } catch {
     return 'cut_off'
   }
-  return req.complete ? Buffer.concat(chunks) : 'cut_off'
-}
-
-async function decode(body: Buffer, encoding: string | undefined): Promise<Buffer | null> {
-  const name = (encoding ?? 'identity').trim().toLowerCase()
-  if (name === 'identity' || name === '' || body.length === 0) return body
-  const decoder = DECODERS[name]
-  if (decoder === undefined) return null
-  try {
-    return await decoder(body, { maxOutputLength: INSPECT_MAX_BYTES })
-  } catch {
-    return null
-  }
+  if (!req.complete) return 'cut_off'
+  const body = Buffer.allocUnsafeSlow(size)
+  let at = 0
+  for (const c of chunks) at += c.copy(body, at)
+  return body
 }

@@ -5,7 +5,6 @@ import { buildCloseRecord, type DecisionFacts } from '../telemetry/events.js'
 import type { ProxyDeps } from './deps.js'
 import { denialContext, settle } from './decision-point.js'
 import { resolveInjections, sendContinue, type ForwardTarget } from './forward.js'
-import { inspectRequest } from './inspect.js'
 import { redactSecrets } from './secret-scan.js'
 import { respondDenial } from './respond.js'
 
@@ -15,8 +14,9 @@ import { respondDenial } from './respond.js'
  * allow rule that matches, not only the one that allowed) happens here, then
  * the one decision record, then forwarding.
  *  - inspect_body: the body is read whole and scanned with the target and
- *    headers; a credential is `denied_secret_detected` (detail: which kind),
- *    a body that cannot be read whole is `denied_internal_error` (fail closed).
+ *    headers (inspect.ts: bounded, off the event loop); a credential is
+ *    `denied_secret_detected` (detail: which kind), and so is a body that
+ *    cannot be read whole within the caps (detail `uninspectable`: fail closed).
  *  - inject_headers: added upstream, over TLS only, so a secret never crosses
  *    the network in clear, and never to TRACE; an unset variable is
  *    `denied_internal_error`.
@@ -38,9 +38,15 @@ export async function passRequest(
   let body: Buffer | undefined
   if (decision.verdict === 'allow' && handling.inspectBody) {
     sendContinue(req, res)
-    const seen = await inspectRequest(req, target.requestTarget)
-    if (seen.kind === 'uninspectable') final = deny('denied_internal_error', handling, seen.detail)
-    else body = seen.body
+    const seen = await deps.inspector.inspect(req, target.requestTarget, facts.agent)
+    if (seen.kind === 'uninspectable') {
+      // Fail closed: what cannot be read whole within the caps cannot be said to carry no secret.
+      final = deny('denied_secret_detected', handling, 'uninspectable')
+      deps.log.info(
+        { code: 'PC_UNINSPECTABLE', request_id: facts.id, why: seen.detail },
+        'inspect_body could not read this body within its caps; refused',
+      )
+    } else body = seen.body
     // Audit mode lets a detected secret through (would_deny); the body read for the scan goes with it.
     if (seen.kind === 'secret') {
       final = deny('denied_secret_detected', handling, seen.detector)

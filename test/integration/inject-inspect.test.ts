@@ -173,8 +173,12 @@ agents:
     const before = tls.seen.length
     const r = await curl([...via, '--data-binary', `@${join(dir, 'big.bin')}`, url])
     t.equal(r.status, 403)
-    t.equal(r.headers['x-portcullis-decision'], 'denied_internal_error')
+    t.equal(r.headers['x-portcullis-decision'], 'denied_secret_detected')
     t.equal(tls.seen.length, before)
+    const rec = await pc.waitForRecord<DecisionRecord>(
+      (x) => x.event === 'decision' && x.id === String(r.headers['x-portcullis-request-id']),
+    )
+    t.match(rec, { reason: 'denied_secret_detected', detail: 'uninspectable' })
   })
 })
 
