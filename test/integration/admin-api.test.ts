@@ -61,6 +61,7 @@ function rule(id: string, host: string, paths: string[] | null, ordinal: number)
     interceptNever: false,
     injectHeaders: [],
     inspectBody: false,
+    repo: null,
     ordinal,
   }
 }

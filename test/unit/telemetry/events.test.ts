@@ -52,7 +52,11 @@ t.test('a decision record has the SPEC §4 fields, in order', async (t) => {
 })
 
 t.test('a denial detail is kept; an allow has none', async (t) => {
-  const d = buildDecisionRecord(FACTS, { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: 'timeout' })
+  const d = buildDecisionRecord(
+    FACTS,
+    { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: 'timeout' },
+    false,
+  )
   t.equal(d.detail, 'timeout')
   const a = buildDecisionRecord(FACTS, { verdict: 'allow', reason: 'allowed', ruleId: 'g.allow[0]' }, false)
   t.notOk('detail' in a)
