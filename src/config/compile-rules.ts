@@ -4,13 +4,14 @@
  * preset or repo rule expands to several rules that all keep the id of the
  * entry that named them.
  */
-import type { CompiledRule, InjectHeader } from '../policy/compiled.js'
+import type { CompiledRule, InjectHeader, PushControl, RepoControl } from '../policy/compiled.js'
 import { expandGitRepos, expandGithubRepos, checkRepo, type ExpandedHostRule } from '../policy/git-rules.js'
 import { parseHostPattern, type HostPattern } from '../policy/host-pattern.js'
 import { parsePathPattern, type PathPattern } from '../policy/path-pattern.js'
 import type { Issues, KeyPath } from './issues.js'
 import { BUILTIN_PRESETS } from './presets.js'
-import type { RawConfig, RawHostRule, RawRule } from './schema.js'
+import type { RawApi, RawConfig, RawHostRule, RawPush, RawRule } from './schema.js'
+import { parseSizeBytes } from './size.js'
 
 /** A compiled rule before it is given an id, an effect and a position. */
 export type RuleSpec = Omit<CompiledRule, 'id' | 'effect' | 'ordinal'>
@@ -72,15 +73,82 @@ function expandEntry(
     return []
   }
   if ('github' in entry) {
-    const { repos, access } = entry.github
-    if (!checkRepos(repos, true, [...path, 'github', 'repos'], issues)) return []
-    return compileExpanded(expandGithubRepos(repos, access), [...path, 'github'], issues)
+    const g = entry.github
+    const at: KeyPath = [...path, 'github']
+    const preset = g.preset === 'github-agent' ? GITHUB_AGENT : null
+    const access = g.access ?? (preset ? 'write' : 'read')
+    if (!checkRepos(g.repos, true, [...at, 'repos'], issues)) return []
+    const control = repoControl('github', access, g.push, { ...preset?.api, ...g.api }, g.token_env, at, issues)
+    return compileExpanded(expandGithubRepos(g.repos, access), control, at, issues)
   }
-  const { host, repos, access } = entry.git
-  if (!checkRepos(repos, false, [...path, 'git', 'repos'], issues)) return []
-  const pattern = parseHost(host, [...path, 'git', 'host'], issues)
+  const g = entry.git
+  const at: KeyPath = [...path, 'git']
+  if (!checkRepos(g.repos, false, [...at, 'repos'], issues)) return []
+  const pattern = parseHost(g.host, [...at, 'host'], issues)
   if (!pattern) return []
-  return compileExpanded(expandGitRepos(host, repos, access), [...path, 'git'], issues)
+  const control = repoControl('git', g.access, g.push, null, g.token_env, at, issues)
+  return compileExpanded(expandGitRepos(g.host, g.repos, g.access), control, at, issues)
+}
+
+/** The `github-agent` preset: push to agent/{agent}/** (the push defaults), open pull requests, comment. */
+const GITHUB_AGENT: { readonly api: RawApi } = { api: { pulls: 'create', issues: 'comment' } }
+
+const DEFAULT_PUSH: PushControl = Object.freeze({
+  branches: Object.freeze(['agent/{agent}/**']),
+  force: false,
+  delete: false,
+  tags: false,
+  maxPackBytes: 100 * 1024 * 1024,
+})
+
+/** RepoControl without `part` (each expanded rule adds its own). */
+type RepoSpec = Omit<RepoControl, 'part'>
+
+function repoControl(
+  forge: 'github' | 'git',
+  access: 'read' | 'write',
+  push: RawPush | undefined,
+  api: RawApi | null,
+  tokenEnv: string | undefined,
+  path: KeyPath,
+  issues: Issues,
+): RepoSpec {
+  if (access === 'read' && push !== undefined)
+    issues.add([...path, 'push'], "'push' needs access: write (a read-only repo cannot be pushed to)", true)
+  if (access === 'read' && api !== null && Object.keys(api).length > 0)
+    issues.add([...path, 'api'], "'api' needs access: write (reads need no grant)", true)
+  for (const [i, b] of (push?.branches ?? []).entries()) {
+    const problem = branchPatternProblem(b)
+    if (problem !== null) issues.add([...path, 'push', 'branches', i], problem)
+  }
+  for (const [i, m] of (api?.graphql_mutations ?? []).entries())
+    if (!/^[_A-Za-z][_0-9A-Za-z]*$/.test(m))
+      issues.add([...path, 'api', 'graphql_mutations', i], `'${m}' is not a GraphQL mutation name`)
+  return {
+    forge,
+    access,
+    push: {
+      branches: push?.branches ?? DEFAULT_PUSH.branches,
+      force: push?.force ?? DEFAULT_PUSH.force,
+      delete: push?.delete ?? DEFAULT_PUSH.delete,
+      tags: push?.tags ?? DEFAULT_PUSH.tags,
+      maxPackBytes:
+        push?.max_pack_bytes === undefined ? DEFAULT_PUSH.maxPackBytes : (parseSizeBytes(push.max_pack_bytes) ?? 0),
+    },
+    api:
+      api === null
+        ? null
+        : { pulls: api.pulls ?? 'none', issues: api.issues ?? 'none', graphqlMutations: api.graphql_mutations ?? [] },
+    tokenEnv: tokenEnv ?? null,
+  }
+}
+
+/** A branch glob as `push.branches` takes it: a name under refs/heads/, `{agent}` and globs allowed. */
+function branchPatternProblem(text: string): string | null {
+  if (text.startsWith('/') || text.startsWith('refs/'))
+    return `'${text}': name the branch without refs/heads/ or a leading '/'`
+  const parsed = parsePathPattern(`/${text.replaceAll('{agent}', 'agent')}`)
+  return parsed.ok ? null : `'${text}' is not a branch pattern (${parsed.message})`
 }
 
 function checkRepos(repos: readonly string[], forGithub: boolean, path: KeyPath, issues: Issues): boolean {
@@ -95,12 +163,37 @@ function checkRepos(repos: readonly string[], forGithub: boolean, path: KeyPath,
   return ok
 }
 
-function compileExpanded(rules: readonly ExpandedHostRule[], path: KeyPath, issues: Issues): RuleSpec[] {
-  return compileSpecs(
-    rules.map((r) => ({ host: r.host, methods: r.methods ? [...r.methods] : undefined, paths: [...r.paths] })),
-    path,
-    issues,
-  )
+function compileExpanded(
+  rules: readonly ExpandedHostRule[],
+  spec: RepoSpec,
+  path: KeyPath,
+  issues: Issues,
+): RuleSpec[] {
+  const out: RuleSpec[] = []
+  for (const r of rules) {
+    const compiled = compileHostRule(
+      { host: r.host, methods: r.methods ? [...r.methods] : undefined, paths: [...r.paths] },
+      path,
+      issues,
+    )
+    if (compiled === null) continue
+    const repo: RepoControl = Object.freeze({ ...spec, part: r.part })
+    out.push({ ...compiled, repo, injectHeaders: tokenHeaders(repo) })
+  }
+  return out
+}
+
+/**
+ * token_env: the forge credential added upstream for the repos' git and API requests, replacing any
+ * the client sent; git takes it as HTTP Basic `x-access-token:<token>`, the API as a Bearer token.
+ */
+function tokenHeaders(repo: RepoControl): readonly InjectHeader[] {
+  if (repo.tokenEnv === null) return []
+  const header: InjectHeader =
+    repo.part === 'api' || repo.part === 'graphql'
+      ? { name: 'Authorization', env: repo.tokenEnv, format: 'Bearer {}' }
+      : { name: 'Authorization', env: repo.tokenEnv, format: '{}', basicUser: 'x-access-token' }
+  return Object.freeze([Object.freeze(header)])
 }
 
 function compileHostRule(raw: RawHostRule, path: KeyPath, issues: Issues): RuleSpec | null {
@@ -118,6 +211,7 @@ function compileHostRule(raw: RawHostRule, path: KeyPath, issues: Issues): RuleS
     interceptNever: raw.intercept === 'never',
     injectHeaders: Object.freeze(injectHeaders),
     inspectBody: raw.inspect_body === true,
+    repo: null,
   }
 }
 

@@ -7,6 +7,7 @@
  */
 import { z } from 'zod'
 import { parseDurationMs } from './duration.js'
+import { parseSizeBytes } from './size.js'
 
 const port = z.number().int().min(1).max(65535)
 // Port 0 (an ephemeral port) is allowed for listeners: tests start instances on 127.0.0.1:0.
@@ -49,11 +50,42 @@ export const hostRuleSchema = z.strictObject({
 
 const access = z.enum(['read', 'write'])
 const presetRule = z.strictObject({ preset: z.string() })
+const size = z
+  .union([z.number(), z.string()])
+  .refine((v) => parseSizeBytes(v) !== null, 'a size like 100MiB, 50MB or a number of bytes')
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name')
+// SPEC §8. Defaults (branches agent/{agent}/**, no force, delete or tags, 100 MiB) are applied in compile.ts.
+const pushSchema = z.strictObject({
+  branches: z.array(z.string().min(1)).min(1).optional(),
+  force: z.boolean().optional(),
+  delete: z.boolean().optional(),
+  tags: z.boolean().optional(),
+  max_pack_bytes: size.optional(),
+})
+const apiSchema = z.strictObject({
+  pulls: z.enum(['none', 'create']).optional(),
+  issues: z.enum(['none', 'comment', 'write']).optional(),
+  graphql_mutations: z.array(z.string()).optional(),
+})
 const githubRule = z.strictObject({
-  github: z.strictObject({ repos: z.array(z.string()).min(1), access: access.default('read') }),
+  github: z.strictObject({
+    repos: z.array(z.string()).min(1),
+    // `github-agent`: access write, push to agent/{agent}/**, open pull requests, comment.
+    preset: z.literal('github-agent').optional(),
+    access: access.optional(),
+    push: pushSchema.optional(),
+    api: apiSchema.optional(),
+    token_env: envName.optional(),
+  }),
 })
 const gitRule = z.strictObject({
-  git: z.strictObject({ host: z.string(), repos: z.array(z.string()).min(1), access: access.default('read') }),
+  git: z.strictObject({
+    host: z.string(),
+    repos: z.array(z.string()).min(1),
+    access: access.default('read'),
+    push: pushSchema.optional(),
+    token_env: envName.optional(),
+  }),
 })
 
 export const ruleSchema = z.union([hostRuleSchema, presetRule, githubRule, gitRule])
@@ -151,3 +183,5 @@ export type RawRule = z.output<typeof ruleSchema>
 export type RawHostRule = z.output<typeof hostRuleSchema>
 export type RawAgent = z.output<typeof agentSchema>
 export type RawLimits = z.output<typeof limitsSchema>
+export type RawPush = z.output<typeof pushSchema>
+export type RawApi = z.output<typeof apiSchema>

@@ -19,6 +19,39 @@ export interface InjectHeader {
   readonly env: string
   /** `{}` is replaced by the secret, e.g. `Bearer {}`. */
   readonly format: string
+  /** Set for HTTP Basic: the value is `Basic base64(<basicUser>:<secret>)` (git's `x-access-token`), not `format`. */
+  readonly basicUser?: string
+}
+
+/** What a repo rule lets an agent push (SPEC §8); `{agent}` in branches is substituted per decision. */
+export interface PushControl {
+  readonly branches: readonly string[]
+  readonly force: boolean
+  readonly delete: boolean
+  readonly tags: boolean
+  readonly maxPackBytes: number
+}
+
+/** What a github rule lets an agent write through api.github.com (SPEC §8). */
+export interface ApiControl {
+  readonly pulls: 'none' | 'create'
+  readonly issues: 'none' | 'comment' | 'write'
+  readonly graphqlMutations: readonly string[]
+}
+
+/**
+ * The repo rule (`github:` or `git:`) an expanded rule came from: which part of the forge it opens
+ * (`smart_http` fetch and push, `api` REST, `graphql`, `download` archives/raw), with what access, and
+ * the controls the edge applies to writes (push commands and packs, API write bodies).
+ */
+export interface RepoControl {
+  readonly forge: 'github' | 'git'
+  readonly part: 'smart_http' | 'api' | 'graphql' | 'download'
+  readonly access: 'read' | 'write'
+  readonly push: PushControl
+  /** null on `git:` rules (no forge API is known). */
+  readonly api: ApiControl | null
+  readonly tokenEnv: string | null
 }
 
 export interface CompiledRule {
@@ -35,6 +68,8 @@ export interface CompiledRule {
   readonly interceptNever: boolean
   readonly injectHeaders: readonly InjectHeader[]
   readonly inspectBody: boolean
+  /** Set on rules expanded from a `github:` or `git:` entry. */
+  readonly repo: RepoControl | null
   /** Position in the config (tie-breaker: the earlier rule is reported). */
   readonly ordinal: number
 }

@@ -40,7 +40,15 @@
  *     inner requests are decided by decideRequest; else any rule that can
  *     tunnel → allow via `tunnel`; else the most specific failure as above.
  */
-import { collectHostRules, needsInside, type CompiledPolicy, type CompiledRule, type InjectHeader } from './compiled.js'
+import {
+  collectHostRules,
+  needsInside,
+  type CompiledPolicy,
+  type CompiledRule,
+  type InjectHeader,
+  type RepoControl,
+} from './compiled.js'
+import { isPushPath } from './git-rules.js'
 import { decodedReading } from '../net/url-path.js'
 import { matchPathPattern, MAX_MATCHED_PATH_BYTES } from './path-pattern.js'
 import type { DenyReason } from './reasons.js'
@@ -72,10 +80,19 @@ export interface Handling {
   readonly inspectBody: boolean
   /** Headers to add upstream; on a name two rules give, the earlier rule's. */
   readonly injectHeaders: readonly InjectHeader[]
+  /** The earliest matching repo rule's controls (push rules, API write rules), with its id. */
+  readonly repo: RepoControl | null
+  readonly repoRuleId: RuleId | null
   readonly ruleId: RuleId | null
 }
 
-export const NO_HANDLING: Handling = Object.freeze({ inspectBody: false, injectHeaders: [], ruleId: null })
+export const NO_HANDLING: Handling = Object.freeze({
+  inspectBody: false,
+  injectHeaders: [],
+  repo: null,
+  repoRuleId: null,
+  ruleId: null,
+})
 
 /**
  * The request decision; when allowed, the rule that allowed it and the handling every matching
@@ -142,7 +159,11 @@ function matchReading(policy: CompiledPolicy, facts: RequestFacts): RequestMatch
   for (let i = 0; i < rules.length; i++) {
     const rule = rules[i] as CompiledRule
     const stage = requestStage(policy, rule, facts)
-    if (rule.effect === 'allow' && stage > RANK_PORT && (rule.inspectBody || rule.injectHeaders.length > 0)) {
+    if (
+      rule.effect === 'allow' &&
+      stage > RANK_PORT &&
+      (rule.inspectBody || rule.injectHeaders.length > 0 || rule.repo !== null)
+    ) {
       ;(asking ??= []).push(rule)
       if (stage === FULL_MATCH) askingFull = true
     }
@@ -164,8 +185,12 @@ function matchReading(policy: CompiledPolicy, facts: RequestFacts): RequestMatch
     return { decision: { verdict: 'allow', reason: 'allowed', ruleId: allow.id }, rule: allow, handling }
   }
   const handling = asking === null ? NO_HANDLING : handlingOf(asking, policy, facts, false)
-  if (fail !== null)
+  if (fail !== null) {
+    // A push to a repo a rule opens read-only: say what would allow it, not just "path".
+    if (failRank === RANK_PATH && fail.repo?.access === 'read' && isPushPath(facts.path, facts.query))
+      return { decision: denyWith('denied_repo_write', fail, 'read_only'), rule: null, handling }
     return { decision: denyWith(REASON_BY_RANK[failRank] ?? 'denied_internal_error', fail), rule: null, handling }
+  }
   return { decision: NO_RULE, rule: null, handling }
 }
 
@@ -178,15 +203,24 @@ function handlingOf(
 ): Handling {
   let inspectBody = false
   let first: CompiledRule | null = null
+  let repo: CompiledRule | null = null
   const inject = new Map<string, InjectHeader>()
   const ordered = [...rules].sort((a, b) => a.ordinal - b.ordinal)
   for (const rule of ordered) {
     if (full && requestStage(policy, rule, facts) !== FULL_MATCH) continue
+    if (rule.repo !== null) repo ??= rule
+    if (!rule.inspectBody && rule.injectHeaders.length === 0) continue
     first ??= rule
     if (rule.inspectBody) inspectBody = true
     for (const h of rule.injectHeaders) if (!inject.has(h.name.toLowerCase())) inject.set(h.name.toLowerCase(), h)
   }
-  return { inspectBody, injectHeaders: [...inject.values()], ruleId: first?.id ?? null }
+  return {
+    inspectBody,
+    injectHeaders: [...inject.values()],
+    repo: repo?.repo ?? null,
+    repoRuleId: repo?.id ?? null,
+    ruleId: first?.id ?? null,
+  }
 }
 
 /** RANK_PORT..RANK_PATH: the first check the rule failed; FULL_MATCH when none failed. */

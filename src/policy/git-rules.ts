@@ -15,6 +15,8 @@ export interface ExpandedHostRule {
   readonly host: string
   readonly methods: readonly string[] | null
   readonly paths: readonly string[]
+  /** Which part of the forge the rule opens (RepoControl.part). */
+  readonly part: 'smart_http' | 'api' | 'graphql' | 'download'
 }
 
 const READ_METHODS = ['GET', 'HEAD'] as const
@@ -48,9 +50,17 @@ export function expandGitRepos(host: string, repos: readonly string[], access: G
     }
   }
   return [
-    { host, methods: [...READ_METHODS], paths: refs },
-    { host, methods: ['POST'], paths: rpc },
+    { host, methods: [...READ_METHODS], paths: refs, part: 'smart_http' },
+    { host, methods: ['POST'], paths: rpc, part: 'smart_http' },
   ]
+}
+
+/** A smart-HTTP push (`info/refs?service=git-receive-pack` or `…/git-receive-pack`) to any repo path. */
+export function isPushPath(path: string, query: string): boolean {
+  return (
+    path.endsWith('/git-receive-pack') ||
+    (path.endsWith('/info/refs') && /(?:^|&)service=git-receive-pack(?:&|$)/.test(query))
+  )
 }
 
 /** Smart HTTP on github.com plus archives, codeload, raw and the REST API for the same repos. */
@@ -60,11 +70,16 @@ export function expandGithubRepos(repos: readonly string[], access: GitAccess): 
   const anyPath = repos.map((r) => `/${r}/**`)
   const api = repos.flatMap((r) => [`/repos/${r}`, `/repos/${r}/**`])
   rules.push(
-    { host: 'github.com', methods: [...READ_METHODS], paths: archives },
-    { host: 'codeload.github.com', methods: [...READ_METHODS], paths: anyPath },
-    { host: 'raw.githubusercontent.com', methods: [...READ_METHODS], paths: anyPath },
-    { host: 'api.github.com', methods: [...READ_METHODS], paths: api },
+    { host: 'github.com', methods: [...READ_METHODS], paths: archives, part: 'download' },
+    { host: 'codeload.github.com', methods: [...READ_METHODS], paths: anyPath, part: 'download' },
+    { host: 'raw.githubusercontent.com', methods: [...READ_METHODS], paths: anyPath, part: 'download' },
+    { host: 'api.github.com', methods: [...READ_METHODS], paths: api, part: 'api' },
   )
-  if (access === 'write') rules.push({ host: 'api.github.com', methods: [...WRITE_API_METHODS], paths: api })
+  if (access === 'write')
+    rules.push(
+      { host: 'api.github.com', methods: [...WRITE_API_METHODS], paths: api, part: 'api' },
+      // GraphQL is one endpoint for every repo: queries pass, mutations only as `api.graphql_mutations` lists.
+      { host: 'api.github.com', methods: ['POST'], paths: ['/graphql'], part: 'graphql' },
+    )
   return rules
 }

@@ -13,6 +13,9 @@ export const REASONS = [
   'denied_auth_invalid',
   'denied_rate_limited',
   'denied_secret_detected',
+  'denied_git_push',
+  'denied_repo_write',
+  'denied_package',
   'denied_internal_error',
   'upstream_error',
 ] as const

@@ -33,6 +33,11 @@ export type Decision =
       readonly ruleId: RuleId | null
       /** Machine-safe detail for logs only; never user-controlled text. */
       readonly detail?: string
+      /**
+       * A sentence for the denial body that says what is allowed instead, built from the policy only
+       * (never from request text); replaces the reason's generic sentence. Not recorded.
+       */
+      readonly explanation?: string
       readonly retryAfterS?: number
     }
 

@@ -120,7 +120,8 @@ export function denialContext(facts: DecisionFacts, headers: IncomingHttpHeaders
  */
 export function wantsJson(headers: IncomingHttpHeaders): boolean {
   const accept = headers.accept
-  if (accept !== undefined && /\bapplication\/json\b/i.test(accept)) return true
+  // application/json, and the structured-syntax kind (application/vnd.github+json, application/problem+json).
+  if (accept !== undefined && /\bapplication\/(?:[\w.-]+\+)?json\b/i.test(accept)) return true
   const ua = headers['user-agent']
   return ua !== undefined && /^npm\//.test(ua)
 }

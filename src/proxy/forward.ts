@@ -132,7 +132,11 @@ export function resolveInjections(
   for (const h of specs) {
     const secret = env[h.env]
     if (secret === undefined || secret === '') return { missing: h.env }
-    out.push({ name: h.name.toLowerCase(), value: h.format.replaceAll('{}', secret), secret })
+    const value =
+      h.basicUser === undefined
+        ? h.format.replaceAll('{}', secret)
+        : `Basic ${Buffer.from(`${h.basicUser}:${secret}`).toString('base64')}`
+    out.push({ name: h.name.toLowerCase(), value, secret })
   }
   return out
 }

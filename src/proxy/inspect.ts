@@ -5,6 +5,7 @@
  */
 import { Buffer } from 'node:buffer'
 import type { IncomingHttpHeaders } from 'node:http'
+import { readBounded } from './read-body.js'
 import { availableParallelism } from 'node:os'
 import { createScanGate } from './scan-gate.js'
 import { createScanPool } from './scan-pool.js'
@@ -113,28 +114,4 @@ export function createInspector(options: InspectorOptions = {}): Inspector {
       pool?.close()
     },
   }
-}
-
-/**
- * The whole body in a buffer of its own (so it can be moved to a worker and back), or why not. Stops
- * reading past `maxBytes`: the caller refuses the request and closes the connection.
- */
-async function readBounded(req: InspectedRequest, maxBytes: number): Promise<Buffer | 'too_large' | 'cut_off'> {
-  const chunks: Buffer[] = []
-  let size = 0
-  try {
-    for await (const chunk of req) {
-      const bytes = chunk as Buffer
-      size += bytes.length
-      if (size > maxBytes) return 'too_large'
-      chunks.push(bytes)
-    }
-  } catch {
-    return 'cut_off'
-  }
-  if (!req.complete) return 'cut_off'
-  const body = Buffer.allocUnsafeSlow(size)
-  let at = 0
-  for (const c of chunks) at += c.copy(body, at)
-  return body
 }

@@ -6,6 +6,8 @@ import type { ProxyDeps } from './deps.js'
 import { denialContext, settle } from './decision-point.js'
 import { resolveInjections, sendContinue, type ForwardTarget } from './forward.js'
 import { redactSecrets } from './secret-scan.js'
+import { gateGithubApi } from './api-gate.js'
+import type { InspectedRequest } from './inspect.js'
 import { respondDenial } from './respond.js'
 
 /**
@@ -36,9 +38,25 @@ export async function passRequest(
   let final = decision
   let recorded = facts
   let body: Buffer | undefined
-  if (decision.verdict === 'allow' && handling.inspectBody) {
+  const repo = handling.repo
+  if (decision.verdict === 'allow' && repo !== null && (repo.part === 'api' || repo.part === 'graphql')) {
     sendContinue(req, res)
-    const seen = await deps.inspector.inspect(req, target.requestTarget, facts.agent)
+    const gate = await gateGithubApi(
+      req,
+      { agent: facts.agent ?? '', method: facts.method, path: facts.path ?? '/', query },
+      repo,
+      handling.repoRuleId,
+    )
+    if (gate.kind === 'deny') final = gate.decision
+    else body = gate.body
+  }
+  if (final.verdict === 'allow' && handling.inspectBody) {
+    sendContinue(req, res)
+    const seen = await deps.inspector.inspect(
+      body === undefined ? req : replayOf(req, body),
+      target.requestTarget,
+      facts.agent,
+    )
     if (seen.kind === 'uninspectable') {
       // Fail closed: what cannot be read whole within the caps cannot be said to carry no secret.
       final = deny('denied_secret_detected', handling, 'uninspectable')
@@ -77,6 +95,18 @@ export async function passRequest(
       ? target
       : { ...target, ...(inject ? { inject } : {}), ...(body ? { body } : {}) }
   forwardAndRecord(deps, req, res, recorded, forwardTo, closeRecordPerRequest)
+}
+
+/** A body already read, offered to the inspector as the request it came with. */
+function replayOf(req: IncomingMessage, body: Buffer): InspectedRequest {
+  return {
+    headers: req.headers,
+    rawHeaders: req.rawHeaders,
+    complete: true,
+    async *[Symbol.asyncIterator]() {
+      yield body
+    },
+  }
 }
 
 function deny(

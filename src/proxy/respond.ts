@@ -37,6 +37,9 @@ const SENTENCES: Record<DenyReason, string> = {
   denied_auth_invalid: 'the proxy credentials are not valid',
   denied_rate_limited: 'the agent has exceeded its rate limit',
   denied_secret_detected: 'the request carries what looks like a secret',
+  denied_git_push: 'this push is not allowed: agents push their own branches and open pull requests',
+  denied_repo_write: 'this write to the repository is not allowed for agents',
+  denied_package: 'this package or version is not allowed by the registry rules',
   denied_internal_error: 'the policy could not be evaluated, so the proxy failed closed',
   upstream_error: 'the upstream server could not be reached',
 }
@@ -62,10 +65,12 @@ function isUpstreamFailureKind(detail: string): detail is UpstreamFailureKind {
 /** Denials whose detail says more than the reason's sentence. */
 const DETAIL_SENTENCES: Readonly<Record<string, string>> = {
   path_too_long: 'the path is longer than the 8 KiB the proxy decides on, so it is refused',
+  read_only: 'the repository is read-only for this agent: pushing needs access: write on its rule',
   ambiguous_path: 'the path reads differently to servers that decode %2F, %5C or ;params, and one reading is malformed',
 }
 
 function sentenceFor(d: DenyDecision): string {
+  if (d.explanation !== undefined) return d.explanation.replace(/\.$/, '')
   if (d.detail !== undefined && Object.hasOwn(DETAIL_SENTENCES, d.detail)) return DETAIL_SENTENCES[d.detail] as string
   if (d.reason === 'upstream_error' && d.detail !== undefined && isUpstreamFailureKind(d.detail))
     return UPSTREAM_SENTENCES[d.detail]
@@ -91,6 +96,9 @@ export function statusFor(d: DenyDecision): number {
     case 'denied_sni_mismatch':
     case 'denied_host_mismatch':
     case 'denied_secret_detected':
+    case 'denied_git_push':
+    case 'denied_repo_write':
+    case 'denied_package':
     case 'denied_internal_error':
       return 403
     default:
@@ -135,6 +143,7 @@ export function denialBody(d: DenyDecision, ctx: DenialContext): { contentType: 
   const json = {
     error: message,
     reason: d.reason,
+    detail: d.detail ?? null,
     request_id: ctx.requestId,
     agent: ctx.agent,
     method: ctx.method,

@@ -124,8 +124,9 @@ t.test('git over an intercepted github.com: repo rules decide clone and push', a
     const rec = await pc.waitForRecord(
       (x) => x.event === 'decision' && x.decision === 'deny' && x.path === '/acme/widgets.git/info/refs',
     )
-    t.match(rec, { method: 'GET', tls: 'intercept', reason: 'denied_path' })
+    t.match(rec, { method: 'GET', tls: 'intercept', reason: 'denied_repo_write', detail: 'read_only' })
     t.match(r.stderr, `Request id ${rec.id}`)
+    t.match(r.stderr, /pushing needs access: write/, 'git shows what would allow it')
     t.equal(git.revParse('acme/widgets.git'), before, 'the bare repo ref is unchanged')
     t.equal(git.seen.length, seenBefore, 'the origin received nothing')
     t.notOk(git.seen.some((s) => s.url.includes('receive-pack')))

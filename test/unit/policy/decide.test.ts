@@ -89,18 +89,18 @@ const REQUESTS: ReadonlyArray<readonly [string, string, string, string, Expect]>
     allow('builders.allow[1]'),
   ],
   [
-    'github read denies receive-pack discovery',
+    'github read denies receive-pack discovery: push needs access: write',
     'ci-42',
     'GET',
     'https://github.com/acme/widgets.git/info/refs?service=git-receive-pack',
-    deny('denied_path', 'builders.allow[1]'),
+    deny('denied_repo_write', 'builders.allow[1]'),
   ],
   [
-    'github read denies a push',
+    'github read denies a push: push needs access: write',
     'ci-42',
     'POST',
     'https://github.com/acme/widgets.git/git-receive-pack',
-    deny('denied_path', 'builders.allow[1]'),
+    deny('denied_repo_write', 'builders.allow[1]'),
   ],
   [
     'a repo glob matches a matching repo',

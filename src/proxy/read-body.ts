@@ -1,0 +1,29 @@
+/** What a body is read from: an IncomingMessage, or a body already read and replayed. */
+export interface BodySource extends AsyncIterable<unknown> {
+  /** True once the whole message arrived (false when the client stopped early). */
+  readonly complete: boolean
+}
+
+/**
+ * The whole body in a buffer of its own (so it can be moved to a worker and back), or why not. Stops
+ * reading past `maxBytes`: the caller refuses the request and closes the connection.
+ */
+export async function readBounded(req: BodySource, maxBytes: number): Promise<Buffer | 'too_large' | 'cut_off'> {
+  const chunks: Buffer[] = []
+  let size = 0
+  try {
+    for await (const chunk of req) {
+      const bytes = chunk as Buffer
+      size += bytes.length
+      if (size > maxBytes) return 'too_large'
+      chunks.push(bytes)
+    }
+  } catch {
+    return 'cut_off'
+  }
+  if (!req.complete) return 'cut_off'
+  const body = Buffer.allocUnsafeSlow(size)
+  let at = 0
+  for (const c of chunks) at += c.copy(body, at)
+  return body
+}
