@@ -104,6 +104,7 @@ function compilePolicy(
   return {
     mode: raw.mode,
     intercept: raw.tls.intercept,
+    explainDenials: raw.tls.explain_denials,
     defaultPorts: new Set(raw.upstream.ports),
     agents,
     sourceAgents: [...agents.values()].filter((a) => a.sourceCidrs.length > 0),

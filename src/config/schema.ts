@@ -131,6 +131,7 @@ export const configSchema = z.strictObject({
       ca_cert: z.string().default('certs/ca.pem'),
       ca_key: z.string().default('certs/ca-key.pem'),
       intercept: z.enum(['auto', 'never', 'always']).default('auto'),
+      explain_denials: z.enum(['auto', 'always', 'never']).default('auto'),
     })
     .prefault({}),
   upstream: z

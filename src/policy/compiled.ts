@@ -93,6 +93,34 @@ export interface CompiledPolicy {
   readonly rules: ReadonlyMap<string, readonly RuleIndex[]>
   /** Each group's rules, for summaries only (decisions go through `rules`); optional so hand-built test policies may omit it. */
   readonly groups?: ReadonlyMap<string, RuleIndex>
+  /** tls.explain_denials (SPEC §2); absent means `auto`. */
+  readonly explainDenials?: 'auto' | 'always' | 'never'
+}
+
+const explainCache = new WeakMap<CompiledPolicy, Map<string, boolean>>()
+
+/**
+ * Is a denied CONNECT of this agent answered inside TLS (200, a leaf for the host, then the denial as
+ * the first request's answer)? Only for an agent that trusts the CA: with `auto`, one whose policy has a
+ * rule that is intercepted (so its sandbox must already trust the CA), or any agent under
+ * `tls.intercept: always`.
+ */
+export function explainsDenials(policy: CompiledPolicy, agentId: string): boolean {
+  const mode = policy.explainDenials ?? 'auto'
+  if (mode !== 'auto') return mode === 'always' && policy.intercept !== 'never'
+  if (policy.intercept === 'never') return false
+  let cache = explainCache.get(policy)
+  if (cache === undefined) explainCache.set(policy, (cache = new Map()))
+  const known = cache.get(agentId)
+  if (known !== undefined) return known
+  let intercepts = policy.intercept === 'always'
+  for (const index of policy.rules.get(agentId) ?? []) {
+    if (intercepts) break
+    for (const list of [...index.exact.values(), ...index.wildcard.values(), index.cidr])
+      if (list.some((r) => r.effect === 'allow' && !r.interceptNever && needsInside(r))) intercepts = true
+  }
+  cache.set(agentId, intercepts)
+  return intercepts
 }
 
 /** The mode a decision for this agent runs in: the agent's own, else the policy's. */

@@ -5,14 +5,16 @@ import { normalizeHost, parseAuthority } from '../net/host.js'
 import { resolveChecked } from '../net/resolve.js'
 import { dialChecked } from '../net/dial.js'
 import { decideConnectApproved } from '../policy/approvals.js'
-import { effectiveMode } from '../policy/compiled.js'
+import { effectiveMode, explainsDenials } from '../policy/compiled.js'
+import type { CompiledAgent } from '../policy/types.js'
+import { normalizePath, splitTarget } from '../net/url-path.js'
 import type { DenyDecision } from '../policy/types.js'
 import { buildCloseRecord, newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import { connStateOf } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
 import { applyLimits, denialContext, passes, settle } from './decision-point.js'
 import { readClientHello, TLS_ALERT_UNRECOGNIZED_NAME, type HelloOutcome } from './client-hello-reader.js'
-import { respondBadRequest, respondConnectDenial } from './respond.js'
+import { respondBadRequest, respondConnectDenial, respondDenial } from './respond.js'
 import { createUpstreamRelay, spliceTunnel, type UpstreamRelay } from './tunnel.js'
 import { checkRequestHead } from './request-guard.js'
 
@@ -75,14 +77,13 @@ export async function handleConnect(
   })
   deps.observeDecision((performance.now() - t0) / 1000)
   const refused: DecisionFacts = { ...base, agent, mode }
-  if (decision.verdict === 'deny' && !passes(decision, mode)) {
-    settle(deps.bus, refused, decision)
-    return respondConnectDenial(socket, decision, denialContext(refused, req.headers))
-  }
+  const explainable = { agent: identity.agent, head }
+  if (decision.verdict === 'deny' && !passes(decision, mode))
+    return refuse(deps, socket, req, refused, decision, explainable)
   socket.on('close', release)
   const resolved = await resolveChecked(authority.host, cfg.upstream)
   if (resolved.kind === 'unresolved')
-    return refuse(deps, socket, req, { ...refused, address: resolved.address }, resolved.decision)
+    return refuse(deps, socket, req, { ...refused, address: resolved.address }, resolved.decision, explainable)
   const checkedNoTls: DecisionFacts = { ...refused, address: resolved.address }
   const checked: DecisionFacts = { ...checkedNoTls, tls: via }
   let up: Socket | null = null
@@ -92,12 +93,14 @@ export async function handleConnect(
     const dialled = await dialChecked(resolved.address, authority.port, cfg.upstream.connectTimeoutMs, relay.onread)
     if ('kind' in dialled) {
       if (dialled.failure === 'out_of_descriptors') deps.descriptors.note('dial')
-      return refuse(deps, socket, req, checkedNoTls, {
-        verdict: 'deny',
-        reason: 'upstream_error',
-        ruleId: null,
-        detail: dialled.failure,
-      })
+      return refuse(
+        deps,
+        socket,
+        req,
+        checkedNoTls,
+        { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: dialled.failure },
+        explainable,
+      )
     }
     up = dialled
     up.on('error', () => dialled.destroy())
@@ -235,7 +238,51 @@ export function checkServerName(hello: HelloOutcome, host: string): DenyDecision
   }
 }
 
-function refuse(deps: ProxyDeps, socket: Socket, req: IncomingMessage, facts: DecisionFacts, d: DenyDecision): void {
+/**
+ * A CONNECT refused after the agent authenticated. Recorded once, as the CONNECT's decision. Most
+ * clients drop the body of a refused CONNECT and print only "403", so for an agent that trusts the CA
+ * (tls.explain_denials) the CONNECT is answered 200, the client's TLS is terminated with a leaf for
+ * the host, and its first request gets the denial a plain request would get, then the connection
+ * closes; nothing goes upstream. The leaf costs a request of the agent's budget; without one left, or
+ * when the client does not speak TLS, the bare 403 (with its body) is what it gets.
+ */
+async function refuse(
+  deps: ProxyDeps,
+  socket: Socket,
+  req: IncomingMessage,
+  facts: DecisionFacts,
+  d: DenyDecision,
+  explainable?: { readonly agent: CompiledAgent; readonly head: Buffer },
+): Promise<void> {
   settle(deps.bus, facts, d)
-  respondConnectDenial(socket, d, denialContext(facts, req.headers))
+  const interceptor = deps.interceptor
+  const policy = deps.config().policy
+  const explain =
+    explainable !== undefined &&
+    interceptor !== null &&
+    explainsDenials(policy, explainable.agent.id) &&
+    d.reason !== 'denied_rate_limited' &&
+    'ok' in deps.limiter.admitRequest(explainable.agent.id, explainable.agent.limits)
+  if (!explain || explainable === undefined || interceptor === null)
+    return respondConnectDenial(socket, d, denialContext(facts, req.headers))
+  if (socket.destroyed) return
+  socket.write(ESTABLISHED)
+  const hello = await readClientHello(socket, explainable.head, deps.config().upstream.headerTimeoutMs)
+  if (hello.kind !== 'hello') return void socket.destroy()
+  interceptor.explain(socket, hello.bytes, facts.host, (inner, res) => {
+    const { path, query } = innerTarget(inner.url)
+    respondDenial(
+      res,
+      d,
+      { ...denialContext({ ...facts, method: (inner.method ?? 'GET').toUpperCase(), path }, inner.headers, query) },
+      true,
+    )
+  })
+}
+
+/** The path (normalised when it can be) and query of an inner request target, for a denial body. */
+function innerTarget(url: string | undefined): { path: string; query: string } {
+  const raw = (url ?? '/').replace(/^https?:\/\/[^/?#]*/i, '') || '/'
+  const { path, query } = splitTarget(raw.startsWith('/') ? raw : `/${raw}`)
+  return { path: normalizePath(path) ?? path, query }
 }

@@ -47,8 +47,21 @@ export interface Interceptor {
    * request on its full URL, exactly like an absolute-form one. `head` is the bytes already read.
    */
   inspectPlain(client: Socket, head: Buffer, ctx: InterceptContext): void
+  /**
+   * A denied CONNECT explained inside (tls.explain_denials): terminate the client's TLS with a leaf for
+   * `leafName`, and answer its first request with `answer` (the denial), then close. Nothing goes upstream.
+   */
+  explain(
+    client: Socket,
+    hello: Buffer,
+    leafName: string,
+    answer: (req: IncomingMessage, res: ServerResponse) => void,
+  ): void
   close(): void
 }
+
+const kExplain = Symbol('portcullis.explain')
+type ExplainedSocket = TLSSocket & { [kExplain]?: (req: IncomingMessage, res: ServerResponse) => void }
 
 const kIntercept = Symbol('portcullis.intercept')
 interface InnerContext extends InterceptContext {
@@ -132,18 +145,50 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     }
   }
 
+  /**
+   * Explained denials (tls.explain_denials): a second inner server whose only answer is the denial
+   * each connection carries; the connection is closed after it.
+   */
+  const explainer: Server = createServer({
+    headersTimeout: upstream.headerTimeoutMs,
+    requestTimeout: upstream.headerTimeoutMs,
+    maxHeaderSize: MAX_HEADER_BYTES,
+    joinDuplicateHeaders: false,
+  })
+  explainer.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const answer = (req.socket as ExplainedSocket)[kExplain]
+    res.shouldKeepAlive = false
+    if (answer === undefined) return void res.destroy()
+    answer(req, res)
+  })
+  explainer.on('clientError', answerClientError)
+  explainer.emit('listening')
+
+  /** Terminate the client's TLS with a leaf for `leafName`, replaying the ClientHello already read. */
+  function terminateTls(client: Socket, hello: Buffer, leafName: string): TLSSocket {
+    client.unshift(hello)
+    const tlsSocket = new TLSSocket(client, {
+      isServer: true,
+      secureContext: leafCerts.get(leafName),
+      ALPNProtocols: ['http/1.1'],
+    })
+    tlsSocket.on('error', () => tlsSocket.destroy())
+    tlsSocket.once('close', () => client.destroy())
+    return tlsSocket
+  }
+
   return {
+    explain(client, hello, leafName, answer) {
+      const tlsSocket: ExplainedSocket = terminateTls(client, hello, leafName)
+      tlsSocket[kExplain] = answer
+      armHeadDeadline(tlsSocket, upstream.headerTimeoutMs, () => tlsSocket.destroy())
+      client.setTimeout(upstream.headerTimeoutMs, () => client.destroy())
+      tlsSocket.once('secure', () => explainer.emit('connection', tlsSocket))
+    },
     intercept(client, hello, ctx) {
-      client.unshift(hello)
-      const tlsSocket: InnerSocket = new TLSSocket(client, {
-        isServer: true,
-        secureContext: leafCerts.get(ctx.leafName ?? ctx.host),
-        ALPNProtocols: ['http/1.1'],
-      })
-      tlsSocket.on('error', () => tlsSocket.destroy())
-      // Either side gone is the connection gone: its slot, tracking and close record must not wait
-      // for a timer (a client that left right after the handshake held its slot until the head deadline).
-      tlsSocket.once('close', () => client.destroy())
+      const tlsSocket: InnerSocket = terminateTls(client, hello, ctx.leafName ?? ctx.host)
+      // Either side gone is the connection gone (terminateTls closes the client with the TLS socket):
+      // its slot, tracking and close record must not wait for a timer.
       // The client's end of the TLS stream: node's HTTP server leaves a TLS socket that got its EOF open
       // (half-closed) until a timer; nothing more can come, so close once any answer in flight is out.
       tlsSocket.once('end', () => {
@@ -174,6 +219,8 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     close() {
       inner.closeAllConnections()
       inner.close()
+      explainer.closeAllConnections()
+      explainer.close()
     },
   }
 }

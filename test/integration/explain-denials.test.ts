@@ -1,0 +1,182 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { ProxyAgent, fetch as undiciFetch } from 'undici'
+import { startPortcullis, type Portcullis } from '../helpers/start-portcullis.js'
+import { startHttpsOrigin } from '../helpers/origins.js'
+import { curl } from '../helpers/clients.js'
+import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
+import type { DecisionRecord } from '../../src/telemetry/events.js'
+
+/**
+ * SPEC §2: most clients drop the body of a refused CONNECT and print only "403". For an agent that
+ * trusts the CA, a denied CONNECT is answered inside TLS: every client shows the reason and the id.
+ */
+
+async function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv, cwd: string) {
+  const child = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+  const out: Buffer[] = []
+  child.stdout.on('data', (c: Buffer) => out.push(c))
+  child.stderr.on('data', (c: Buffer) => out.push(c))
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+  const [code] = (await once(child, 'close')) as [number | null]
+  clearTimeout(timer)
+  return { code: code ?? 1, output: Buffer.concat(out).toString('utf8') }
+}
+
+t.test('denied CONNECTs explained inside TLS', async (t) => {
+  const origin = await startHttpsOrigin(t, ['allowed.test'])
+  const pc = await startPortcullis(
+    t,
+    `upstream:
+  ports: [443, ${origin.port}]
+  resolve: { allowed.test: 127.0.0.1, denied.test: 127.0.0.1 }
+  allow_private: [127.0.0.1/32]
+  ca_file: ${JSON.stringify(origin.ca.certFile)}
+groups:
+  trusting:
+    allow:
+      - host: allowed.test
+        methods: [GET]
+  plain:
+    allow:
+      - host: allowed.test
+agents:
+  - { id: ci-42, token: ${TOKEN_HASH}, groups: [trusting] }
+  - { id: tunneller, token: ${TOKEN_HASH}, groups: [plain] }
+`,
+  )
+  const caFile = join(pc.dir, 'ca.pem')
+  const deniedUrl = `https://denied.test:${origin.port}/simple/evil-pkg/`
+  const connectRecord = async (pc: Portcullis, agent: string): Promise<DecisionRecord> =>
+    pc.waitForRecord<DecisionRecord>(
+      (x) => x.event === 'decision' && x.method === 'CONNECT' && x.agent === agent && x.host === 'denied.test',
+    )
+
+  t.test('curl prints the paragraph, the reason and the request id', async (t) => {
+    const r = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci-42:${TOKEN}`, '--cacert', caFile, deniedUrl])
+    t.equal(r.status, 403, r.stderr)
+    t.equal(r.headers['x-portcullis-decision'], 'denied_no_rule')
+    t.match(
+      r.body,
+      /portcullis blocked GET https:\/\/denied\.test:\d+\/simple\/evil-pkg\/ for agent ci-42: no rule allows this host/,
+    )
+    const rec = await connectRecord(pc, 'ci-42')
+    t.equal(r.headers['x-portcullis-request-id'], rec.id, 'the id is the CONNECT’s')
+    t.match(r.body, `portcullis approve ${rec.id}`)
+    t.equal(
+      pc.decisions().filter((x) => x.id === rec.id).length,
+      1,
+      'recorded once, as the CONNECT’s decision (no inner record)',
+    )
+  })
+
+  t.test('an agent whose policy intercepts nothing gets the bare 403 (it does not trust the CA)', async (t) => {
+    const r = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `tunneller:${TOKEN}`, deniedUrl])
+    t.not(r.exitCode, 0)
+    t.match(r.stderr, /CONNECT tunnel failed, response 403/)
+  })
+
+  t.test('undici shows the status, headers and JSON body', async (t) => {
+    const dispatcher = new ProxyAgent({
+      uri: pc.proxyUrl,
+      token: `Basic ${Buffer.from(`ci-42:${TOKEN}`).toString('base64')}`,
+      requestTls: { ca: readFileSync(caFile, 'utf8') },
+    })
+    t.teardown(() => dispatcher.close())
+    const res = await undiciFetch(deniedUrl, { dispatcher, headers: { accept: 'application/json' } })
+    t.equal(res.status, 403)
+    const body = (await res.json()) as { reason: string; request_id: string; error: string }
+    t.equal(body.reason, 'denied_no_rule')
+    t.match(body.error, /no rule allows this host/)
+    t.equal(res.headers.get('x-portcullis-request-id'), body.request_id)
+  })
+
+  t.test('git prints the paragraph as remote lines', async (t) => {
+    const dir = t.testdir()
+    const r = await run(
+      'git',
+      [
+        '-c',
+        `http.proxy=http://ci-42:${TOKEN}@127.0.0.1:${pc.proxyPort}`,
+        'clone',
+        `https://denied.test:${origin.port}/acme/x.git`,
+      ],
+      { PATH: process.env.PATH, HOME: dir, GIT_SSL_CAINFO: caFile, GIT_TERMINAL_PROMPT: '0' },
+      dir,
+    )
+    t.not(r.code, 0)
+    t.match(r.output, /403/)
+    t.match(r.output, /no rule allows this host/)
+    t.match(r.output, /Request id [0-9A-Z]{26}/)
+  })
+
+  t.test('npm prints the JSON error', async (t) => {
+    const home = t.testdir()
+    mkdirSync(join(home, 'project'))
+    writeFileSync(join(home, 'project', 'package.json'), '{"name":"p","version":"1.0.0","private":true}')
+    const proxy = `http://ci-42:${TOKEN}@127.0.0.1:${pc.proxyPort}`
+    const r = await run(
+      'npm',
+      [
+        'install',
+        'evil-pkg',
+        '--registry',
+        `https://denied.test:${origin.port}/`,
+        '--https-proxy',
+        proxy,
+        '--cafile',
+        caFile,
+        '--no-audit',
+        '--no-fund',
+        '--fetch-retries',
+        '0',
+      ],
+      {
+        PATH: process.env.PATH,
+        HOME: home,
+        npm_config_cache: join(home, 'cache'),
+        npm_config_update_notifier: 'false',
+      },
+      join(home, 'project'),
+    )
+    t.not(r.code, 0)
+    t.match(r.output, /403/)
+    t.match(r.output, /no rule allows this host/, 'npm shows the reason')
+    t.match(r.output, /Request id [0-9A-Z]{26}/)
+  })
+
+  t.test('python (urllib) gets the 403 with the paragraph', async (t) => {
+    const script = [
+      'import ssl, sys, urllib.request',
+      `ctx = ssl.create_default_context(cafile=${JSON.stringify(caFile)})`,
+      `handler = urllib.request.ProxyHandler({"https": "http://ci-42:${TOKEN}@127.0.0.1:${pc.proxyPort}"})`,
+      'opener = urllib.request.build_opener(handler, urllib.request.HTTPSHandler(context=ctx))',
+      'try:',
+      `    opener.open(${JSON.stringify(deniedUrl)})`,
+      'except urllib.error.HTTPError as e:',
+      '    print(e.code, e.read().decode())',
+    ].join('\n')
+    const r = await run('python3', ['-c', script], { PATH: process.env.PATH }, t.testdir())
+    t.match(r.output, /^403 portcullis blocked GET/)
+  })
+
+  t.test('tls.explain_denials: never keeps the bare 403', async (t) => {
+    const never = await startPortcullis(
+      t,
+      `tls: { ca_cert: ${JSON.stringify(join(pc.dir, 'never-ca.pem'))}, ca_key: ${JSON.stringify(join(pc.dir, 'never-ca-key.pem'))}, explain_denials: never }
+upstream:
+  ports: [${origin.port}]
+  resolve: { denied.test: 127.0.0.1, allowed.test: 127.0.0.1 }
+groups:
+  g: { allow: [{ host: allowed.test, methods: [GET] }] }
+agents:
+  - { id: ci-42, token: ${TOKEN_HASH}, groups: [g] }
+`,
+    )
+    const r = await curl(['--proxy', never.proxyUrl, '--proxy-user', `ci-42:${TOKEN}`, deniedUrl])
+    t.match(r.stderr, /CONNECT tunnel failed, response 403/)
+  })
+})
