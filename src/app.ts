@@ -35,6 +35,7 @@ import { approvalRoutes } from './admin/routes/approvals.js'
 import { pageRoutes } from './admin/routes/page.js'
 import { loadAdminToken } from './admin/token.js'
 import { indexApprovals, type ApprovalIndex } from './policy/approvals.js'
+import { credentialVariables } from './policy/compiled.js'
 import { isActive, type ApprovalStore } from './approvals/store.js'
 import { createFileApprovalStore } from './approvals/file-store.js'
 import { createRedisApprovalStore } from './approvals/redis-store.js'
@@ -128,6 +129,17 @@ export function maxConnectionsFor(configured: number | null, nofile: FdLimit): n
 /** Per source, agent and reason, the denials of a second recorded one by one; the rest fold into one (denial-fold.ts). */
 const DENIALS_RECORDED_PER_SECOND = 20
 
+/** /healthz warnings: each credential variable the policy reads that the environment does not set. */
+function missingCredentials(config: RuntimeConfig, env: NodeJS.ProcessEnv): string[] {
+  const out: string[] = []
+  for (const [name, rule] of credentialVariables(config.policy))
+    if (env[name] === undefined || env[name] === '')
+      out.push(
+        `${rule}: environment variable ${name} (inject_headers or token_env) is not set; requests that need it are refused`,
+      )
+  return out
+}
+
 /** How long start-up waits for the first rate-limit sync with Redis before listening anyway. */
 const FIRST_SYNC_WAIT_MS = 3000
 
@@ -219,6 +231,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     generation += 1
     configError = null
     const closed = closeDisallowed(tracker, current, approvalIndex, Date.now())
+    reportMissingCredentials(current)
     log.info({ code: 'PC_CONFIG_RELOADED', trigger, generation, closed_connections: closed }, 'policy reloaded')
     const restartOnly = restartOnlyChanges(before, current)
     if (restartOnly.length > 0)
@@ -226,6 +239,16 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
         { code: 'PC_CONFIG_RESTART_NEEDED', keys: restartOnly, generation },
         'these settings take effect only after a restart; the running process keeps the old ones',
       )
+  }
+
+  /** A credential variable that is not set: requests that need it fail closed; say so at start and on reload. */
+  function reportMissingCredentials(config: RuntimeConfig): void {
+    for (const [name, rule] of credentialVariables(config.policy))
+      if (env[name] === undefined || env[name] === '')
+        log.error(
+          { code: 'PC_INJECT_SECRET_MISSING', env: name, rule },
+          'a credential variable (inject_headers or token_env) is not set: requests that need it are refused',
+        )
   }
 
   function reload(trigger: string): Promise<ReloadOutcome> {
@@ -361,6 +384,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
       ...healthRoutes({
         generation: () => generation,
         configError: () => configError,
+        warnings: () => missingCredentials(current, env),
         ready: () => proxyServer.listening,
         startedAt,
       }),
@@ -408,6 +432,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
           'interception CA generated; install its certificate in sandboxes (portcullis ca show)',
         )
       const ca = await loadCa(current.tls.caCert, current.tls.caKey)
+      reportMissingCredentials(current)
       interceptor = createInterceptor(deps, createLeafCertCache(ca))
       const redisUrl = current.telemetry.redis.url
       if (redisUrl !== null) {

@@ -22,6 +22,8 @@ export interface ResolveDenial {
   readonly reason: 'upstream_error' | 'denied_private_address'
   readonly ruleId: null
   readonly detail: string
+  /** The sentence for the denial body: names the refused address and the setting that exempts it. */
+  readonly explanation?: string
 }
 
 /** Why a host cannot be dialled, with the address refused (null when there was none: DNS failed). */
@@ -67,7 +69,13 @@ export async function resolveChecked(host: string, upstream: ResolveSettings): P
     if (!isAddressAllowed(a, upstream.allowPrivate)) {
       return {
         kind: 'unresolved',
-        decision: { verdict: 'deny', reason: 'denied_private_address', ruleId: null, detail: classifyAddress(a) },
+        decision: {
+          verdict: 'deny',
+          reason: 'denied_private_address',
+          ruleId: null,
+          detail: classifyAddress(a),
+          explanation: `the host resolves to ${a} (${classifyAddress(a)}), a private or special-purpose address; an admin who means it to be reachable adds it to upstream.allow_private`,
+        },
         address: a,
       }
     }

@@ -97,6 +97,17 @@ export interface CompiledPolicy {
   readonly explainDenials?: 'auto' | 'always' | 'never'
 }
 
+/** Every environment variable the policy's inject_headers and token_env read, with a rule that names it. */
+export function credentialVariables(policy: CompiledPolicy): ReadonlyMap<string, string> {
+  const out = new Map<string, string>()
+  const indexes = new Set<RuleIndex>()
+  for (const list of policy.rules.values()) for (const index of list) indexes.add(index)
+  for (const index of indexes)
+    for (const list of [...index.exact.values(), ...index.wildcard.values(), index.cidr])
+      for (const rule of list) for (const h of rule.injectHeaders) if (!out.has(h.env)) out.set(h.env, rule.id)
+  return out
+}
+
 const explainCache = new WeakMap<CompiledPolicy, Map<string, boolean>>()
 
 /**

@@ -81,7 +81,10 @@ export async function passRequest(
         { code: 'PC_INJECT_SECRET_MISSING', rule: handling.ruleId, env: resolved.missing },
         'inject_headers names an environment variable that is not set; requests the rule allows fail closed',
       )
-      final = deny('denied_internal_error', handling, 'inject_secret_missing')
+      final = {
+        ...deny('denied_internal_error', handling, 'inject_secret_missing'),
+        explanation: `the credential this request needs comes from the proxy's environment variable ${resolved.missing}, which is not set there, so the request is refused rather than sent without it`,
+      }
     } else {
       inject = resolved
     }

@@ -66,6 +66,8 @@ function isUpstreamFailureKind(detail: string): detail is UpstreamFailureKind {
 const DETAIL_SENTENCES: Readonly<Record<string, string>> = {
   path_too_long: 'the path is longer than the 8 KiB the proxy decides on, so it is refused',
   read_only: 'the repository is read-only for this agent: pushing needs access: write on its rule',
+  needs_interception:
+    'a rule allows this host only for some methods or paths, but interception is off for it (intercept: never, or tls.intercept: never), so the proxy cannot see the method or path and refuses the connection',
   ambiguous_path: 'the path reads differently to servers that decode %2F, %5C or ;params, and one reading is malformed',
 }
 
@@ -134,9 +136,10 @@ export function denialBody(d: DenyDecision, ctx: DenialContext): { contentType: 
   const who = ctx.agent ? ` for agent ${ctx.agent}` : ''
   // Only what an approval can override gets the approve hint; a rate limit or a failed login does not.
   const approve = isApprovable(d.reason) ? `portcullis approve ${ctx.requestId}` : null
+  // `npx portcullis …` works from a checkout where the CLI is not on PATH.
   const tail = !isPolicy
     ? `This is a network failure past the proxy, not a policy decision. Request id ${ctx.requestId}.`
-    : `This is a policy decision, not a network fault; retrying by another route will not help. Request id ${ctx.requestId}${approve ? `; an admin can approve it with: ${approve}` : '.'}`
+    : `This is a policy decision, not a network fault; retrying by another route will not help. Request id ${ctx.requestId}${approve ? `; an admin can approve it with: ${approve} (or npx ${approve})` : '.'}`
   const message = `portcullis ${isPolicy ? 'blocked' : 'could not complete'} ${ctx.method} ${target(ctx)}${who}: ${sentenceFor(d)}. ${tail}`
   if (!ctx.wantsJson) return { contentType: 'text/plain; charset=utf-8', body: `${message}\n` }
   // `error` is the field npm (and other registry clients) print from a JSON error body.

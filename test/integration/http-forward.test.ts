@@ -163,6 +163,11 @@ agents:
       { decision: 'deny', reason: 'denied_private_address', address: '127.0.0.2' },
       'the record names the address that was refused',
     )
+    t.match(
+      r.body,
+      /resolves to 127\.0\.0\.2 \(loopback\).*upstream\.allow_private/,
+      'so does the body, with the setting',
+    )
   })
 
   t.test('origin-form requests to the proxy are answered 400', async (t) => {

@@ -76,6 +76,13 @@ agents:
       pc.logLines().some((l) => l.includes('PC_INJECT_SECRET_MISSING') && l.includes('PC_TEST_UNSET')),
       'the operator is told which variable',
     )
+    t.match(r.body, /environment variable PC_TEST_UNSET, which is not set/, 'so is the agent')
+    const health = (await (await fetch(`${pc.adminUrl}/healthz`)).json()) as { warnings: string[] }
+    t.match(health.warnings, [/g\.allow\[1\]: environment variable PC_TEST_UNSET/], '/healthz names it')
+    t.ok(
+      pc.logLines().some((l) => l.includes('PC_INJECT_SECRET_MISSING') && l.includes('"rule":"g.allow[1]"')),
+      'said at start, before any request',
+    )
   })
 })
 

@@ -6,6 +6,8 @@ export interface HealthSource {
   generation(): number
   /** The last refused reload, if the file on disk is currently invalid. */
   configError(): string | null
+  /** Problems with the policy in force that do not stop it (e.g. a credential variable that is not set). */
+  warnings(): readonly string[]
   /** Subsystems that must be up to serve traffic; readiness reflects them. */
   ready(): boolean
   startedAt: string
@@ -24,6 +26,7 @@ export function healthRoutes(src: HealthSource): Route[] {
           generation: src.generation(),
           started_at: src.startedAt,
           config_error: error,
+          warnings: src.warnings(),
         })
       },
     },
