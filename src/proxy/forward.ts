@@ -108,8 +108,10 @@ export interface ForwardTarget {
   readonly requestTarget: string
   /** Headers added upstream (inject_headers, secrets resolved), replacing any the client sent by that name. */
   readonly inject?: readonly InjectedHeader[]
-  /** The body, already read (inspect_body), to send instead of the request stream. */
+  /** The body, already read (inspect_body, API writes), to send instead of the request stream. */
   readonly body?: Buffer
+  /** The body, held elsewhere (a push spilled to disk), replayed as a stream of `bytes` bytes. */
+  readonly replay?: { readonly stream: Readable; readonly bytes: number }
 }
 
 export interface InjectedHeader {
@@ -269,7 +271,11 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
         {
           target: { protocol: target.tls ? 'https:' : 'http:', host: target.address, port: target.port },
           agent: target.tls ? httpsAgent : httpAgent,
-          ...(target.body === undefined ? {} : { buffer: Readable.from(target.body.length > 0 ? [target.body] : []) }),
+          ...(target.replay !== undefined
+            ? { buffer: target.replay.stream }
+            : target.body === undefined
+              ? {}
+              : { buffer: Readable.from(target.body.length > 0 ? [target.body] : []) }),
         },
         (err: Error) => onFailure(mapSocketError(err)),
       )

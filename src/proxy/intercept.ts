@@ -245,7 +245,10 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
   const t0 = performance.now()
   const ctx = (req.socket as InnerSocket)[kIntercept]
   if (!ctx) return void res.destroy()
-  ctx.idle.hold()
+  // Once the request is in (a body the proxy reads itself is still bounded by the idle timer), the
+  // wait is the upstream's: its own timeout answers 504.
+  if (req.complete) ctx.idle.hold()
+  else req.once('end', ctx.idle.hold)
   res.once('close', ctx.idle.release)
   const guard = checkRequestHead(req.rawHeaders)
   if (!guard.ok) return void res.writeHead(guard.status, { connection: 'close', 'content-length': 0 }).end()

@@ -7,8 +7,12 @@ import { denialContext, settle } from './decision-point.js'
 import { resolveInjections, sendContinue, type ForwardTarget } from './forward.js'
 import { redactSecrets } from './secret-scan.js'
 import { gateGithubApi } from './api-gate.js'
+import { gatePush } from './push-gate.js'
+import { guardIdle } from './read-body.js'
+import type { RefusalAnswer } from '../git/report-status.js'
+import type { RepoControl } from '../policy/compiled.js'
 import type { InspectedRequest } from './inspect.js'
-import { respondDenial } from './respond.js'
+import { respondDenial, respondGitRefusal } from './respond.js'
 
 /**
  * The last lifecycle point of a request the policy lets through (plain, in a
@@ -35,11 +39,75 @@ export async function passRequest(
   query: string,
   closeRecordPerRequest: boolean,
 ): Promise<void> {
+  // Whatever body the proxy reads itself below must keep arriving.
+  const lift = guardIdle(req, deps.config().upstream.idleTimeoutMs)
+  let outcome: Readied
+  try {
+    outcome = await readAndDecide(deps, req, res, facts, decision, handling, target, query)
+  } finally {
+    lift()
+  }
+  const { final, recorded, forwardTo, gitAnswer, release } = outcome
+  const { pass } = settle(deps.bus, recorded, final)
+  if (!pass) {
+    void release?.()
+    if (gitAnswer !== undefined && gitAnswer.kind === 'report')
+      return respondGitRefusal(res, final as DenyDecision, recorded.id, gitAnswer)
+    return respondDenial(res, final as DenyDecision, denialContext(facts, req.headers, query), final !== decision)
+  }
+  if (release !== undefined) res.once('close', () => void release())
+  forwardAndRecord(deps, req, res, recorded, forwardTo, closeRecordPerRequest)
+}
+
+interface Readied {
+  readonly final: Decision
+  /** The facts the record carries (a caught secret redacted, the refs of a push). */
+  readonly recorded: DecisionFacts
+  readonly forwardTo: ForwardTarget
+  /** A refused push's report-status (git prints it), when the client asked for one. */
+  readonly gitAnswer?: RefusalAnswer
+  /** Frees what was held for the body (a spilled push), once the request is done. */
+  readonly release?: () => Promise<void>
+}
+
+/**
+ * What the matching rules ask for, in order: push rules (a git push, held and checked whole), GitHub
+ * API write rules (the JSON body read and checked), inspect_body (the body scanned), inject_headers.
+ * Each runs only while the request is still allowed; a body read by one is handed to the next.
+ */
+async function readAndDecide(
+  deps: ProxyDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  facts: DecisionFacts,
+  decision: Decision,
+  handling: Handling,
+  target: ForwardTarget,
+  query: string,
+): Promise<Readied> {
   let final = decision
   let recorded = facts
   let body: Buffer | undefined
+  let replay: ForwardTarget['replay']
+  let gitAnswer: RefusalAnswer | undefined
+  let release: (() => Promise<void>) | undefined
   const repo = handling.repo
-  if (decision.verdict === 'allow' && repo !== null && (repo.part === 'api' || repo.part === 'graphql')) {
+  if (final.verdict === 'allow' && repo !== null && isPush(repo, facts)) {
+    sendContinue(req, res)
+    const gate = await gatePush(req, facts.agent ?? '', repo, handling.repoRuleId, deps.config().upstream.idleTimeoutMs)
+    if (gate.kind === 'deny') final = gate.decision
+    else {
+      recorded = { ...recorded, git: { refs: gate.refs } }
+      if (gate.kind === 'refuse') {
+        final = gate.decision
+        gitAnswer = gate.answer(facts.id)
+      } else {
+        replay = { stream: gate.body, bytes: gate.bytes }
+        release = gate.close
+      }
+    }
+  }
+  if (final.verdict === 'allow' && repo !== null && (repo.part === 'api' || repo.part === 'graphql')) {
     sendContinue(req, res)
     const gate = await gateGithubApi(
       req,
@@ -50,7 +118,7 @@ export async function passRequest(
     if (gate.kind === 'deny') final = gate.decision
     else body = gate.body
   }
-  if (final.verdict === 'allow' && handling.inspectBody) {
+  if (final.verdict === 'allow' && handling.inspectBody && replay === undefined) {
     sendContinue(req, res)
     const seen = await deps.inspector.inspect(
       body === undefined ? req : replayOf(req, body),
@@ -69,7 +137,7 @@ export async function passRequest(
     if (seen.kind === 'secret') {
       final = deny('denied_secret_detected', handling, seen.detector)
       // The record must not carry what the scan found (a key in the path would reach the log, the ring and Redis).
-      recorded = { ...facts, path: facts.path === null ? null : redactSecrets(facts.path) }
+      recorded = { ...recorded, path: recorded.path === null ? null : redactSecrets(recorded.path) }
     }
   }
   let inject: ForwardTarget['inject']
@@ -89,15 +157,28 @@ export async function passRequest(
       inject = resolved
     }
   }
-  const { pass } = settle(deps.bus, recorded, final)
-  if (!pass)
-    return respondDenial(res, final as DenyDecision, denialContext(facts, req.headers, query), final !== decision)
-  // The common case (no injection, no inspected body) forwards the target as it is: no copy per request.
+  // The common case (nothing injected, no body read) forwards the target as it is: no copy per request.
   const forwardTo =
-    inject === undefined && body === undefined
+    inject === undefined && body === undefined && replay === undefined
       ? target
-      : { ...target, ...(inject ? { inject } : {}), ...(body ? { body } : {}) }
-  forwardAndRecord(deps, req, res, recorded, forwardTo, closeRecordPerRequest)
+      : { ...target, ...(inject ? { inject } : {}), ...(body ? { body } : {}), ...(replay ? { replay } : {}) }
+  return {
+    final,
+    recorded,
+    forwardTo,
+    ...(gitAnswer ? { gitAnswer } : {}),
+    ...(release ? { release } : {}),
+  }
+}
+
+/** A smart-HTTP push on a repo rule with access: write: `POST …/git-receive-pack`. */
+function isPush(repo: RepoControl, facts: DecisionFacts): boolean {
+  return (
+    repo.part === 'smart_http' &&
+    repo.access === 'write' &&
+    facts.method === 'POST' &&
+    (facts.path ?? '').endsWith('/git-receive-pack')
+  )
 }
 
 /** A body already read, offered to the inspector as the request it came with. */
@@ -130,7 +211,8 @@ export function forwardAndRecord(
 ): void {
   // Intercepted connections get one close record per connection instead, and count bytes_per_day on
   // the connection (intercept.ts), so a long download inside one is counted while it runs.
-  if (closeRecordPerRequest) countAndRecordClose(deps, req, res, facts, target.body?.length ?? 0)
+  if (closeRecordPerRequest)
+    countAndRecordClose(deps, req, res, facts, target.body?.length ?? target.replay?.bytes ?? 0)
   deps.forwarder.forward(req, res, target, (failure) => {
     if (failure === 'out_of_descriptors') deps.descriptors.note('dial')
     const d: DenyDecision = { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: failure }

@@ -1,3 +1,21 @@
+import type { IncomingMessage } from 'node:http'
+
+/**
+ * While the proxy reads a request body itself (inspection, API writes, pushes), nothing upstream is
+ * waiting to time a silent client out: the connection is closed after `idleMs` without a byte (the
+ * socket's own idle timer, reset by every read). Returns the function that lifts the guard once the
+ * body is read.
+ */
+export function guardIdle(req: IncomingMessage, idleMs: number): () => void {
+  const socket = req.socket
+  const onTimeout = (): void => void socket.destroy()
+  socket.setTimeout(idleMs, onTimeout)
+  return () => {
+    socket.setTimeout(0)
+    socket.removeListener('timeout', onTimeout)
+  }
+}
+
 /** What a body is read from: an IncomingMessage, or a body already read and replayed. */
 export interface BodySource extends AsyncIterable<unknown> {
   /** True once the whole message arrived (false when the client stopped early). */

@@ -199,6 +199,30 @@ export function respondConnectDenial(socket: Duplex, d: DenyDecision, ctx: Denia
   writeRaw(socket, statusFor(d), headers, body)
 }
 
+/**
+ * A refused git push, answered the way git reads it: 200 with the receive-pack report-status the
+ * push-gate built (`ng <ref> <reason>` per ref, in the side band git asked for), so `git push` prints
+ * `! [remote rejected] … (portcullis: …)`. The X-Portcullis headers say the same for anyone else.
+ */
+export function respondGitRefusal(
+  res: ServerResponse,
+  d: DenyDecision,
+  requestId: string,
+  answer: { readonly contentType: string; readonly body: Buffer },
+): void {
+  if (res.headersSent) return void res.destroy()
+  res.shouldKeepAlive = false
+  res.writeHead(200, {
+    'content-type': answer.contentType,
+    'content-length': String(answer.body.length),
+    'cache-control': 'no-cache',
+    'x-portcullis-decision': d.reason,
+    'x-portcullis-request-id': requestId,
+    connection: 'close',
+  })
+  res.end(answer.body)
+}
+
 /** A protocol-level refusal (400/408/431) that is not a policy decision: no record, connection closed. */
 export function respondBadRequest(socket: Duplex, status: 400 | 408 | 431, detail: string): void {
   const body = `portcullis could not parse this request (${detail}). Send an absolute-form request (GET http://host/path) or CONNECT host:port through the proxy.\n`

@@ -22,6 +22,17 @@ export interface DecisionFacts {
   readonly tls: TlsHandling | null
   readonly mode: Mode
   readonly address: string | null
+  /** A git push (SPEC §8): the refs it updates; on a refused push, each ref's reason. */
+  readonly git?: GitPushFacts
+}
+
+export interface GitPushFacts {
+  readonly refs: ReadonlyArray<{
+    readonly ref: string
+    readonly old: string
+    readonly new: string
+    readonly refused?: string
+  }>
 }
 
 /** A decision record: the facts of the request plus the verdict (field order on the wire is buildDecisionRecord's). */
@@ -141,7 +152,8 @@ export function buildDecisionRecord(
     would_deny: wouldDeny,
     address: f.address,
   }
-  return d.verdict === 'deny' && d.detail !== undefined ? { ...record, detail: d.detail } : record
+  const withDetail = d.verdict === 'deny' && d.detail !== undefined ? { ...record, detail: d.detail } : record
+  return f.git === undefined ? withDetail : { ...withDetail, git: f.git }
 }
 
 export function buildCloseRecord(

@@ -20,6 +20,7 @@ export interface GitSeen {
   readonly url: string
   readonly status: number
   readonly proxyAuthorization: string | undefined
+  readonly authorization: string | undefined
 }
 
 export interface GitServer {
@@ -141,6 +142,7 @@ function cgiHandler(root: string, seen: GitSeen[]) {
         url: req.url ?? '',
         status,
         proxyAuthorization: req.headers['proxy-authorization'],
+        authorization: req.headers.authorization,
       })
     }
     const child = spawn('git', ['http-backend'], { env, stdio: ['pipe', 'pipe', 'pipe'] })

@@ -131,6 +131,7 @@ async function start(t: Test): Promise<Fixture> {
     ...healthRoutes({
       generation: () => 1,
       configError: () => null,
+      warnings: () => [],
       ready: () => true,
       startedAt: new Date().toISOString(),
     }),

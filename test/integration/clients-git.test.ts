@@ -132,7 +132,7 @@ t.test('git over an intercepted github.com: repo rules decide clone and push', a
     t.notOk(git.seen.some((s) => s.url.includes('receive-pack')))
   })
 
-  t.test('under access: write the same push succeeds and the ref moves', async (t) => {
+  t.test('under access: write a push to an agent branch succeeds and the ref moves', async (t) => {
     const pcw = await startPortcullis(t, configFor(git, 'write'))
     const w = client(t, pcw)
     const clone = join(w.dir, 'widgets')
@@ -142,11 +142,9 @@ t.test('git over an intercepted github.com: repo rules decide clone and push', a
     t.equal((await runGit(['add', 'CHANGE'], w.env, { cwd: clone })).code, 0)
     t.equal((await runGit(['commit', '-q', '-m', 'allowed push'], w.env, { cwd: clone })).code, 0)
     const local = (await runGit(['rev-parse', 'HEAD'], w.env, { cwd: clone })).stdout.trim()
-    const before = git.revParse('acme/widgets.git')
-    t.not(local, before)
-    const r = await runGit([...w.via, 'push', 'origin', 'HEAD:main'], w.env, { cwd: clone })
+    const r = await runGit([...w.via, 'push', 'origin', 'HEAD:refs/heads/agent/ci/change'], w.env, { cwd: clone })
     t.equal(r.code, 0, r.stderr)
-    t.equal(git.revParse('acme/widgets.git'), local, 'the bare repo ref moved to the pushed commit')
+    t.equal(git.revParse('acme/widgets.git', 'agent/ci/change'), local, 'the branch was created at the pushed commit')
     t.ok(
       git.seen.some((s) => s.method === 'POST' && s.url === '/acme/widgets.git/git-receive-pack' && s.status === 200),
     )

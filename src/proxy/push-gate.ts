@@ -1,0 +1,200 @@
+import type { IncomingMessage } from 'node:http'
+import type { Readable } from 'node:stream'
+import { isFastForward } from '../git/fast-forward.js'
+import { readPack, type PackReadResult } from '../git/pack.js'
+import { parseReceivePackHead, type ReceivePackHead } from '../git/receive-pack.js'
+import { buildRefusal, type RefusalAnswer } from '../git/report-status.js'
+import { SpillBuffer } from '../git/spill-buffer.js'
+import type { RepoControl } from '../policy/compiled.js'
+import { checkPushCommand, explainPushRefusal, type PushCommand, type PushRefusal } from '../policy/push-rules.js'
+import type { DenyDecision, RuleId } from '../policy/types.js'
+import { guardIdle } from './read-body.js'
+
+/** What a push record says of each ref (SPEC §8: allowed pushes name the refs they update, refused ones why). */
+export interface PushedRef {
+  readonly ref: string
+  readonly old: string
+  readonly new: string
+  /** Set on a refused push: this ref's own reason, or `with_push` for a ref refused with the rest. */
+  readonly refused?: PushRefusal | 'pack_too_large' | 'with_push'
+}
+
+export type PushGateOutcome =
+  /** Allowed (or nothing to decide: git's `0000` probe): forward `body`, then `close()`. */
+  | {
+      readonly kind: 'pass'
+      readonly body: Readable
+      /** Bytes of `body`, as received. */
+      readonly bytes: number
+      readonly refs: readonly PushedRef[]
+      readonly close: () => Promise<void>
+    }
+  /** Refused: `answer` is the receive-pack report-status git prints, or an HTTP error when git asked for none. */
+  | {
+      readonly kind: 'refuse'
+      readonly decision: DenyDecision
+      readonly refs: readonly PushedRef[]
+      readonly answer: (requestId: string) => RefusalAnswer
+    }
+  /** Not a push the proxy can read at all: a plain denial. */
+  | { readonly kind: 'deny'; readonly decision: DenyDecision }
+
+/** The head of a push is in its first MiB (receive-pack.ts caps it there). */
+const HEAD_BYTES = 1024 * 1024
+/** After refusing a push too large to hold, the rest of its body is read and dropped, within bounds, so git reads the answer. */
+const DRAIN_MAX_BYTES = 64 * 1024 * 1024
+const DRAIN_MAX_MS = 10_000
+
+/**
+ * git smart-HTTP pushes (`POST …/git-receive-pack`) on a repo rule with `access: write`: the I/O edge
+ * of policy/push-rules.ts. The whole body is held (in memory up to a few MiB, then in a private
+ * temporary file; past push.max_pack_bytes it is refused) before anything goes upstream; every command
+ * is checked, updates of existing branches are proven fast forwards from the pushed pack (unless
+ * push.force); a push with any refused command is refused whole, answered with a report-status that
+ * makes `git push` print `! [remote rejected] <ref> (portcullis: …)` for every ref.
+ */
+export async function gatePush(
+  req: IncomingMessage,
+  agent: string,
+  repo: RepoControl,
+  ruleId: RuleId | null,
+  idleTimeoutMs: number,
+): Promise<PushGateOutcome> {
+  const deny = (detail: string, explanation: string): PushGateOutcome => ({
+    kind: 'deny',
+    decision: { verdict: 'deny', reason: 'denied_git_push', ruleId, detail, explanation },
+  })
+  const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase()
+  if (encoding !== 'identity' && encoding !== '')
+    return deny('unreadable', 'the proxy reads pushes uncompressed (git never compresses them)')
+  const buf = new SpillBuffer({ maxBytes: repo.push.maxPackBytes + HEAD_BYTES })
+  let outcome: PushGateOutcome | null = null
+  try {
+    outcome = await decide(req, buf, agent, repo, ruleId, deny, idleTimeoutMs)
+    return outcome
+  } finally {
+    if (outcome?.kind !== 'pass') await buf.close()
+  }
+}
+
+async function decide(
+  req: IncomingMessage,
+  buf: SpillBuffer,
+  agent: string,
+  repo: RepoControl,
+  ruleId: RuleId | null,
+  deny: (detail: string, explanation: string) => PushGateOutcome,
+  idleTimeoutMs: number,
+): Promise<PushGateOutcome> {
+  const read = await holdBody(req, buf, idleTimeoutMs)
+  if (read === 'cut_off') return deny('unreadable', 'the push ended before its body was complete')
+  if (read === 'too_large') {
+    const head = parseReceivePackHead(buf.prefix(HEAD_BYTES))
+    await drain(req)
+    if (head.kind !== 'head') return deny('pack_too_large', explainPushRefusal('pack_too_large', repo.push, agent))
+    return refuseAll(head.head, () => 'pack_too_large', 'pack_too_large', repo, agent, ruleId)
+  }
+  const parsed = parseReceivePackHead(await buf.read(0, HEAD_BYTES), { final: true })
+  if (parsed.kind !== 'head')
+    return deny(
+      'unreadable',
+      `the push's commands could not be read (${parsed.kind === 'error' ? parsed.code : 'truncated'})`,
+    )
+  const head = parsed.head
+  // The buffer allows the head on top of the pack; the pack alone is held to push.max_pack_bytes.
+  if (buf.byteLength - head.packOffset > repo.push.maxPackBytes)
+    return refuseAll(head, () => 'pack_too_large', 'pack_too_large', repo, agent, ruleId)
+  const refusals = new Map<PushCommand, PushRefusal>()
+  const needProof: PushCommand[] = []
+  for (const cmd of head.commands) {
+    const v = checkPushCommand(cmd, repo.push, agent)
+    if (!v.ok) refusals.set(cmd, v.detail)
+    else if (v.needsProof) needProof.push(cmd)
+  }
+  if (refusals.size === 0 && needProof.length > 0) {
+    // Read the pack once, only when every command passed its ref checks: a refused push costs no parsing.
+    const pack: PackReadResult = await readPack(buf.packSource(head.packOffset), head.objectFormat)
+    for (const cmd of needProof)
+      if (isFastForward(pack, cmd.old, cmd.new).kind !== 'fast_forward') refusals.set(cmd, 'not_fast_forward')
+  }
+  if (refusals.size > 0) {
+    const first = [...refusals.values()][0] as PushRefusal
+    return refuseAll(head, (cmd) => refusals.get(cmd) ?? 'with_push', first, repo, agent, ruleId)
+  }
+  const refs = head.commands.map((c) => ({ ref: c.ref, old: c.old, new: c.new }))
+  return { kind: 'pass', body: buf.createReadStream(), bytes: buf.byteLength, refs, close: () => buf.close() }
+}
+
+function refuseAll(
+  head: ReceivePackHead,
+  why: (cmd: PushCommand) => PushRefusal | 'pack_too_large' | 'with_push',
+  detail: PushRefusal | 'pack_too_large',
+  repo: RepoControl,
+  agent: string,
+  ruleId: RuleId | null,
+): PushGateOutcome {
+  const refs: PushedRef[] = head.commands.map((c) => ({ ref: c.ref, old: c.old, new: c.new, refused: why(c) }))
+  const explanation = explainPushRefusal(detail, repo.push, agent)
+  return {
+    kind: 'refuse',
+    decision: { verdict: 'deny', reason: 'denied_git_push', ruleId, detail, explanation },
+    refs,
+    answer: (requestId) =>
+      buildRefusal({
+        sideBand: head.sideBand,
+        reportStatus: head.reportStatus,
+        refs: refs.map((r) => ({
+          ref: r.ref,
+          reason: `portcullis: ${
+            r.refused === 'with_push' || r.refused === undefined
+              ? 'refused with the rest of this push'
+              : explainPushRefusal(r.refused, repo.push, agent)
+          }; request id ${requestId}`,
+        })),
+        message: `portcullis: push refused (${detail}); request id ${requestId}`,
+      }),
+  }
+}
+
+/** Read the request body into `buf`; stop at its limit, or when the client goes quiet for idleTimeoutMs. */
+async function holdBody(
+  req: IncomingMessage,
+  buf: SpillBuffer,
+  idleTimeoutMs: number,
+): Promise<'ok' | 'too_large' | 'cut_off'> {
+  const lift = guardIdle(req, idleTimeoutMs)
+  try {
+    for await (const chunk of req) {
+      const r = await buf.append(chunk as Buffer)
+      if (r.kind !== 'ok') return 'too_large'
+    }
+  } catch {
+    return 'cut_off'
+  } finally {
+    lift()
+  }
+  return req.complete ? 'ok' : 'cut_off'
+}
+
+/** Read and drop what is left of a body, within bounds, so the client is not cut off mid-upload. */
+function drain(req: IncomingMessage): Promise<void> {
+  return new Promise((resolve) => {
+    let bytes = 0
+    const done = (): void => {
+      clearTimeout(timer)
+      req.removeListener('data', onData)
+      req.removeListener('end', done)
+      req.removeListener('close', done)
+      resolve()
+    }
+    const onData = (chunk: Buffer): void => {
+      bytes += chunk.length
+      if (bytes > DRAIN_MAX_BYTES) done()
+    }
+    const timer = setTimeout(done, DRAIN_MAX_MS)
+    req.on('data', onData)
+    req.once('end', done)
+    req.once('close', done)
+    req.resume()
+  })
+}

@@ -1,0 +1,174 @@
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { startPortcullis } from '../helpers/start-portcullis.js'
+import { startGitServer, gitEnv, runGit } from '../helpers/git-server.js'
+import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
+import type { DecisionRecord } from '../../src/telemetry/events.js'
+
+/**
+ * Agents propose, humans merge (SPEC §8) on git smart HTTP: real git through the real proxy to
+ * `git http-backend` on loopback, pinned as github.com. An agent pushes its own branches; pushes to
+ * main, force pushes, deletions, tags and oversized packs are refused whole, and git prints why.
+ */
+const FORGE_TOKEN = 'ghs_forge_token_only_the_proxy_holds'
+
+t.test('push rules on git smart HTTP', async (t) => {
+  const git = await startGitServer(t, 'github.com', { 'acme/widgets.git': 'widgets\n' })
+  const base = `https://github.com:${git.port}`
+  const pc = await startPortcullis(
+    t,
+    `upstream:
+  ports: [${git.port}]
+  resolve: { github.com: 127.0.0.1 }
+  allow_private: [127.0.0.1/32]
+  ca_file: ${JSON.stringify(git.ca.certFile)}
+groups:
+  agents:
+    allow:
+      - github:
+          repos: [acme/widgets]
+          access: write
+          push: { max_pack_bytes: 256KiB }
+          token_env: PC_TEST_FORGE_TOKEN
+agents:
+  - { id: ci-42, token: ${TOKEN_HASH}, groups: [agents] }
+`,
+    {},
+    { env: { PC_TEST_FORGE_TOKEN: FORGE_TOKEN } },
+  )
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-push-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const env = gitEnv(dir, { GIT_SSL_CAINFO: join(pc.dir, 'ca.pem') })
+  const via = ['-c', `http.proxy=http://ci-42:${TOKEN}@127.0.0.1:${pc.proxyPort}`, '-c', 'http.proxyAuthMethod=basic']
+  const work = join(dir, 'widgets')
+  const inWork = { cwd: work }
+  const commit = async (file: string, content: string | Buffer, message: string): Promise<string> => {
+    writeFileSync(join(work, file), content)
+    await runGit(['add', file], env, inWork)
+    await runGit(['commit', '-q', '-m', message], env, inWork)
+    return (await runGit(['rev-parse', 'HEAD'], env, inWork)).stdout.trim()
+  }
+  const push = (...args: string[]): ReturnType<typeof runGit> => runGit([...via, 'push', ...args], env, inWork)
+  const record = (id: string): Promise<DecisionRecord> =>
+    pc.waitForRecord<DecisionRecord>((x) => x.event === 'decision' && x.id === id)
+  const lastPushRecord = async (): Promise<DecisionRecord> => {
+    await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.method === 'POST' && x.path?.endsWith('git-receive-pack') === true,
+    )
+    return pc
+      .decisions()
+      .filter((x) => x.method === 'POST' && x.path?.endsWith('git-receive-pack') === true)
+      .at(-1) as DecisionRecord
+  }
+
+  const clone = await runGit([...via, 'clone', `${base}/acme/widgets.git`, work], env)
+  t.equal(clone.code, 0, clone.stderr)
+  const mainBefore = git.revParse('acme/widgets.git')
+
+  t.test('the agent pushes its own branch; the record names the ref', async (t) => {
+    const sha = await commit('A', 'a\n', 'first change')
+    const r = await push('origin', 'HEAD:refs/heads/agent/ci-42/fix-123')
+    t.equal(r.code, 0, r.stderr)
+    t.equal(git.revParse('acme/widgets.git', 'agent/ci-42/fix-123'), sha)
+    const rec = await lastPushRecord()
+    t.match(rec, {
+      decision: 'allow',
+      git: { refs: [{ ref: 'refs/heads/agent/ci-42/fix-123', new: sha }] },
+    })
+    t.ok(
+      git.seen.some(
+        (s) => s.authorization === `Basic ${Buffer.from(`x-access-token:${FORGE_TOKEN}`).toString('base64')}`,
+      ),
+      'token_env reached the forge as Basic x-access-token',
+    )
+  })
+
+  t.test('a fast forward of its branch is proven from the pack and allowed', async (t) => {
+    const sha = await commit('B', 'b\n', 'second change')
+    const r = await push('origin', 'HEAD:refs/heads/agent/ci-42/fix-123')
+    t.equal(r.code, 0, r.stderr)
+    t.equal(git.revParse('acme/widgets.git', 'agent/ci-42/fix-123'), sha)
+  })
+
+  t.test('a force push after an amend is refused: not a fast forward', async (t) => {
+    const before = git.revParse('acme/widgets.git', 'agent/ci-42/fix-123')
+    await runGit(['commit', '-q', '--amend', '-m', 'rewritten'], env, inWork)
+    const r = await push('--force', 'origin', 'HEAD:refs/heads/agent/ci-42/fix-123')
+    t.not(r.code, 0)
+    t.match(
+      r.stderr,
+      /! \[remote rejected\] HEAD -> agent\/ci-42\/fix-123 \(portcullis: agent ci-42 may not rewrite history/,
+    )
+    t.equal(git.revParse('acme/widgets.git', 'agent/ci-42/fix-123'), before, 'the ref did not move')
+    t.match(await lastPushRecord(), { reason: 'denied_git_push', detail: 'not_fast_forward' })
+  })
+
+  t.test('a push to main is refused with what is allowed and the request id', async (t) => {
+    const r = await push('origin', 'HEAD:main')
+    t.not(r.code, 0)
+    const rec = await lastPushRecord()
+    t.match(
+      r.stderr,
+      `! [remote rejected] HEAD -> main (portcullis: agent ci-42 may push only to agent/ci-42/**; push there and open a pull request; request id ${rec.id})`,
+    )
+    t.match(r.stderr, /remote: portcullis: push refused/)
+    t.equal(git.revParse('acme/widgets.git'), mainBefore, 'main did not move')
+    t.match(rec, {
+      reason: 'denied_git_push',
+      detail: 'ref_not_allowed',
+      rule: 'agents.allow[0]',
+      git: { refs: [{ ref: 'refs/heads/main', refused: 'ref_not_allowed' }] },
+    })
+  })
+
+  t.test('deleting a branch and pushing a tag are refused', async (t) => {
+    const del = await push('origin', ':refs/heads/agent/ci-42/fix-123')
+    t.not(del.code, 0)
+    t.match(del.stderr, /remote rejected\].*may not delete branches/)
+    t.match(await lastPushRecord(), { detail: 'delete' })
+    await runGit(['tag', 'v1.0'], env, inWork)
+    const tag = await push('origin', 'v1.0')
+    t.not(tag.code, 0)
+    t.match(
+      tag.stderr,
+      /remote rejected\] v1\.0 -> v1\.0 \(portcullis: agent ci-42 may not create, move or delete tags/,
+    )
+    t.match(await lastPushRecord(), { detail: 'tag' })
+  })
+
+  t.test('a push with one bad ref is refused whole: the good ref does not move either', async (t) => {
+    const before = git.revParse('acme/widgets.git', 'agent/ci-42/fix-123')
+    await runGit(['checkout', '-q', '-b', 'two'], env, inWork)
+    await commit('C', 'c\n', 'third change')
+    const r = await push('origin', 'HEAD:refs/heads/agent/ci-42/other', 'HEAD:main')
+    t.not(r.code, 0)
+    t.match(r.stderr, /agent\/ci-42\/other \(portcullis: refused with the rest of this push/)
+    t.match(r.stderr, /-> main \(portcullis: agent ci-42 may push only to/)
+    t.throws(() => git.revParse('acme/widgets.git', 'agent/ci-42/other'), 'the good ref was not created')
+    t.equal(git.revParse('acme/widgets.git', 'agent/ci-42/fix-123'), before)
+  })
+
+  t.test('a pack over max_pack_bytes is refused', async (t) => {
+    await commit('BIG', randomBytes(600 * 1024), 'big blob')
+    const r = await push('origin', 'HEAD:refs/heads/agent/ci-42/big')
+    t.not(r.code, 0)
+    t.match(r.stderr, /larger than|rejected|403/)
+    const rec = await lastPushRecord()
+    t.match(rec, { reason: 'denied_git_push', detail: 'pack_too_large' })
+    t.throws(() => git.revParse('acme/widgets.git', 'agent/ci-42/big'))
+    // Past what the proxy holds at all (the pack limit plus a head): refused while the rest is drained.
+    await commit('HUGE', randomBytes(2 * 1024 * 1024), 'huge blob')
+    const huge = await push('origin', 'HEAD:refs/heads/agent/ci-42/huge')
+    t.not(huge.code, 0)
+    t.match(await lastPushRecord(), { reason: 'denied_git_push', detail: 'pack_too_large' })
+    t.throws(() => git.revParse('acme/widgets.git', 'agent/ci-42/huge'))
+  })
+
+  t.test('the forge token never reaches a log line or the sandbox', async (t) => {
+    t.notOk(pc.logLines().some((l) => l.includes(FORGE_TOKEN)))
+    void record
+  })
+})
