@@ -1,12 +1,36 @@
+import { X509Certificate } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
-import { resolve } from 'node:path'
+import { readFile, writeFile } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
+import { rootCertificates } from 'node:tls'
 import { parseArgs } from 'node:util'
 import { loadConfig, resolveConfigPath } from '../config/load.js'
 import { ensureCa, loadCa } from '../tls/ca.js'
 import { EXIT_DENIED, EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
 
-const USAGE = 'usage: portcullis ca init|show|path [--config F]\n'
+const USAGE = 'usage: portcullis ca init|show|path|bundle [--out F] [--config F]\n'
+
+/**
+ * Where distributions keep the system's trusted roots (Debian/Ubuntu/Alpine, Fedora/RHEL, openSUSE);
+ * Node's built-in Mozilla roots when none is there.
+ */
+const SYSTEM_BUNDLES = [
+  '/etc/ssl/certs/ca-certificates.crt',
+  '/etc/pki/tls/certs/ca-bundle.crt',
+  '/etc/ssl/ca-bundle.pem',
+  '/etc/ssl/cert.pem',
+]
+
+async function systemRoots(): Promise<{ pem: string; from: string }> {
+  for (const file of SYSTEM_BUNDLES) {
+    try {
+      return { pem: await readFile(file, 'utf8'), from: file }
+    } catch {
+      // not on this system
+    }
+  }
+  return { pem: rootCertificates.join('\n'), from: "Node's built-in roots" }
+}
 
 function installHints(certFile: string): string {
   return `Trust it in a sandbox:
@@ -23,12 +47,12 @@ function installHints(certFile: string): string {
 export const run: CliVerb = async (args, io) => {
   const { values, positionals } = parseArgs({
     args: [...args],
-    options: { config: { type: 'string' } },
+    options: { config: { type: 'string' }, out: { type: 'string' } },
     allowPositionals: true,
     strict: true,
   })
   const sub = positionals[0]
-  if (sub !== 'init' && sub !== 'show' && sub !== 'path') {
+  if (sub !== 'init' && sub !== 'show' && sub !== 'path' && sub !== 'bundle') {
     io.stderr(USAGE)
     return EXIT_USAGE
   }
@@ -38,24 +62,37 @@ export const run: CliVerb = async (args, io) => {
     io.stdout(`${certFile}\n`)
     return EXIT_OK
   }
-  // Only `init` (and `start`) make a CA: `show` on a machine without one says so instead of minting one.
-  const created = sub === 'init' ? await ensureCa(config.tls.caCert, config.tls.caKey) : false
-  if (sub === 'show' && !existsSync(config.tls.caCert)) {
-    io.stderr(
-      `portcullis ca show: no CA at ${certFile} yet; \`portcullis ca init\` (or the first \`portcullis start\`) creates it\n`,
-    )
-    return EXIT_DENIED
-  }
-  const ca = await loadCa(config.tls.caCert, config.tls.caKey)
+  // Only `init` (and `start`) make a CA: `show` and `bundle` on a machine without one say so instead of minting one.
   if (sub === 'init') {
+    const created = await ensureCa(config.tls.caCert, config.tls.caKey)
+    const ca = await loadCa(config.tls.caCert, config.tls.caKey)
     io.stdout(
       `${created ? 'created' : 'exists'}: ${certFile} (key ${resolve(config.tls.caKey)}, mode 0600)\nSHA-256 fingerprint: ${ca.fingerprint256}\n`,
     )
     return EXIT_OK
   }
-  io.stdout(`${await readFile(config.tls.caCert, 'utf8')}`)
+  if (!existsSync(config.tls.caCert)) {
+    io.stderr(
+      `portcullis ca ${sub}: no CA at ${certFile} yet; \`portcullis ca init\` (or the first \`portcullis start\`) creates it\n`,
+    )
+    return EXIT_DENIED
+  }
+  // Only the certificate: showing or bundling it needs no access to the key.
+  const pem = await readFile(config.tls.caCert, 'utf8')
+  const fingerprint = new X509Certificate(pem).fingerprint256
+  if (sub === 'bundle') {
+    // Tools that take one CA file (npm cafile, pip --cert, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, GIT_SSL_CAINFO)
+    // replace the system roots with it: give them the roots and the Portcullis CA together.
+    const out = resolve(values.out ?? join(dirname(config.tls.caCert), 'ca-bundle.pem'))
+    const roots = await systemRoots()
+    await writeFile(out, `${roots.pem.trimEnd()}\n# Portcullis CA (SHA-256 ${fingerprint})\n${pem.trimEnd()}\n`)
+    io.stdout(`${out}\n`)
+    io.stderr(`portcullis ca bundle: ${roots.from} plus the Portcullis CA (${fingerprint})\n`)
+    return EXIT_OK
+  }
+  io.stdout(pem)
   io.stdout(
-    `# file: ${certFile}\n# SHA-256 fingerprint: ${ca.fingerprint256}\n${installHints(certFile).trimEnd().replace(/^/gm, '# ')}\n`,
+    `# file: ${certFile}\n# SHA-256 fingerprint: ${fingerprint}\n${installHints(certFile).trimEnd().replace(/^/gm, '# ')}\n`,
   )
   return EXIT_OK
 }

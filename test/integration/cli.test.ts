@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, renameSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { createSecureContext } from 'node:tls'
 import { join } from 'node:path'
 import t from 'tap'
 import { startHttpOrigin } from '../helpers/origins.js'
@@ -205,6 +206,21 @@ if (!existsSync(MAIN)) {
     t.match(show.stdout, `# SHA-256 fingerprint: ${x509.fingerprint256}`)
     t.match(show.stdout, `NODE_EXTRA_CA_CERTS=${certFile}`)
     t.ok(show.stdout.endsWith('\n') && !show.stdout.endsWith('# \n'), 'ends with a complete line')
+
+    renameSync(keyFile, `${keyFile}.away`)
+    const keyless = await portcullis(['ca', 'show', '--config', file])
+    t.equal(keyless.code, 0, `show needs only the certificate, not the key: ${keyless.stderr}`)
+    renameSync(`${keyFile}.away`, keyFile)
+
+    const bundle = await portcullis(['ca', 'bundle', '--config', file])
+    t.equal(bundle.code, 0, bundle.stderr)
+    t.equal(bundle.stdout.trim(), join(dir, 'ca-bundle.pem'))
+    const bundled = readFileSync(join(dir, 'ca-bundle.pem'), 'utf8')
+    t.ok(bundled.trimEnd().endsWith(pem.trim()), 'the Portcullis CA is in the bundle, last')
+    t.ok((bundled.match(/BEGIN CERTIFICATE/g) ?? []).length > 50, 'with the system roots before it')
+    // A client given only the bundle trusts the CA (and would trust public servers through the roots).
+    const ctx = createSecureContext({ ca: bundled })
+    t.ok(ctx, 'the bundle parses as a CA file')
 
     const bad = await portcullis(['ca', 'frob', '--config', file])
     t.equal(bad.code, 2)
