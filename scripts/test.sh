@@ -4,6 +4,17 @@
 # and ::1 (the team's rule: tests talk to loopback only). Falls back to a plain run, loudly,
 # where namespaces are not permitted.
 set -eu
+# The suite drives real programs; say what is missing instead of failing halfway with a stack trace.
+missing=""
+for need in redis-server:redis-server git:git curl:curl ip:iproute2 unshare:util-linux; do
+  command -v "${need%%:*}" >/dev/null 2>&1 || missing="$missing ${need#*:}"
+done
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+if [ -n "$missing" ]; then
+  echo "tests: missing system packages:$missing" >&2
+  echo "tests: install them (Debian/Ubuntu: sudo apt-get install -y$missing), or run .ci/run, which does" >&2
+  exit 1
+fi
 if [ "${PORTCULLIS_NETNS:-}" = "1" ]; then
   ip link set lo up
   npx tap "$@"

@@ -36,6 +36,7 @@ import { pageRoutes } from './admin/routes/page.js'
 import { loadAdminToken } from './admin/token.js'
 import { indexApprovals, type ApprovalIndex } from './policy/approvals.js'
 import { credentialVariables } from './policy/compiled.js'
+import { weakTokens } from './identity/weak-tokens.js'
 import { isActive, type ApprovalStore } from './approvals/store.js'
 import { createFileApprovalStore } from './approvals/file-store.js'
 import { createRedisApprovalStore } from './approvals/redis-store.js'
@@ -433,6 +434,11 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
         )
       const ca = await loadCa(current.tls.caCert, current.tls.caKey)
       reportMissingCredentials(current)
+      for (const weak of weakTokens(current.policy))
+        log.warn(
+          { code: 'PC_WEAK_TOKEN', agent: weak.agent },
+          `agent ${weak.agent}'s token is the well-known value '${weak.token}': anyone can use it; make one with portcullis token new`,
+        )
       interceptor = createInterceptor(deps, createLeafCertCache(ca))
       const redisUrl = current.telemetry.redis.url
       if (redisUrl !== null) {
