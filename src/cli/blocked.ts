@@ -39,13 +39,25 @@ function cells(r: DecisionRecord): string[] {
   ].map((cell, i) => clean(cell, COLUMNS[i] !== 'HOST'))
 }
 
-/** Column widths from the header and the first batch; followed rows reuse them (and may overflow). */
-function widthsOf(rows: readonly string[][]): number[] {
-  return COLUMNS.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+/**
+ * Column widths from the header and the first batch, and with --follow at least room for what rows
+ * usually hold (a followed row arrives after the header is printed). A followed cell wider than its
+ * column is cut to it (with …), except the host, which is never cut: the columns stay aligned.
+ */
+const FOLLOW_WIDTHS = [20, 16, 7, 36, 40, 24, 18, 26]
+
+function widthsOf(rows: readonly string[][], follow: boolean): number[] {
+  return COLUMNS.map((h, i) =>
+    Math.max(h.length, follow ? (FOLLOW_WIDTHS[i] ?? 0) : 0, ...rows.map((r) => (r[i] ?? '').length)),
+  )
 }
 
 function formatRow(row: readonly string[], widths: readonly number[]): string {
-  return `${row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')}\n`
+  const fit = (c: string, i: number): string => {
+    const w = widths[i] ?? 0
+    return c.length > w && COLUMNS[i] !== 'HOST' ? `${c.slice(0, w - 1)}…` : c
+  }
+  return `${row.map((c, i) => (i === row.length - 1 ? c : fit(c, i).padEnd(widths[i] ?? 0))).join('  ')}\n`
 }
 
 function isDeny(r: TelemetryRecord): r is DecisionRecord {
@@ -56,9 +68,9 @@ interface Printer {
   print(r: DecisionRecord): void
 }
 
-function createPrinter(io: CliIo, json: boolean, first: readonly DecisionRecord[]): Printer {
+function createPrinter(io: CliIo, json: boolean, first: readonly DecisionRecord[], follow: boolean): Printer {
   if (json) return { print: (r) => io.stdout(`${JSON.stringify(r)}\n`) }
-  const widths = widthsOf(first.map(cells))
+  const widths = widthsOf(first.map(cells), follow)
   io.stdout(formatRow([...COLUMNS], widths))
   return { print: (r) => io.stdout(formatRow(cells(r), widths)) }
 }
@@ -157,7 +169,7 @@ export async function runBlocked(args: readonly string[], io: CliIo, signal: Abo
     io.stderr('no denied requests match\n')
     return EXIT_OK
   }
-  const printer = createPrinter(io, values.json, denials)
+  const printer = createPrinter(io, values.json, denials, values.follow === true)
   for (const r of denials) printer.print(r)
   if (values.follow) await follow(client, params, printer, io, signal)
   return EXIT_OK

@@ -293,6 +293,33 @@ t.test('the analyst page shows denials live, filters them, approves and revokes'
     t.ok(audit, 'the revocation is audited')
   })
 
+  await t.test('rows an approval cannot lift offer no Approve; the page fits 1280 pixels', async (t) => {
+    const bad = await curl(['--proxy', pc.proxyUrl, '--proxy-user', 'ci:not-the-token', blockedUrl])
+    t.equal(bad.headers['x-portcullis-decision'], 'denied_auth_invalid')
+    const id = bad.headers['x-portcullis-request-id'] as string
+    await page.waitForSelector(rowSel(id))
+    t.equal(await page.$$eval(`${rowSel(id)} .approve-btn`, (b) => b.length), 0, 'no Approve on a failed login')
+    t.equal(await page.textContent(`${rowSel(id)} .not-approvable`), 'not approvable')
+    t.equal(await page.isVisible(`${rowSel(id)} .dismiss-btn`), true, 'it can still be dismissed')
+    t.equal(await page.isVisible(`${rowSel(botId)} .approve-btn`), true, 'a policy denial keeps its Approve')
+    await page.setViewportSize({ width: 1280, height: 800 })
+    const widths = await page.evaluate(() => {
+      const d = (
+        globalThis as unknown as { document: { documentElement: { scrollWidth: number; clientWidth: number } } }
+      ).document
+      return { scroll: d.documentElement.scrollWidth, client: d.documentElement.clientWidth }
+    })
+    t.ok(widths.scroll <= widths.client, `no horizontal scrolling at 1280 px (${widths.scroll} <= ${widths.client})`)
+    const overflow = await page.$$eval(
+      '.scroll',
+      (els) =>
+        els
+          .map((el) => el as unknown as { scrollWidth: number; clientWidth: number })
+          .filter((el) => el.scrollWidth > el.clientWidth).length,
+    )
+    t.equal(overflow, 0, 'no table scrolls sideways either')
+  })
+
   t.same(foreign, [], 'the page loaded nothing from outside its own origin')
   t.same(problems, [], 'no script errors or CSP violations')
   t.same(

@@ -59,6 +59,9 @@ function matches(r, f) {
   return true
 }
 
+/** The reasons an approval can override (policy/approvals.ts isApprovable); the admin API refuses the rest. */
+const APPROVABLE = new Set(['denied_no_rule', 'denied_by_rule', 'denied_port', 'denied_method', 'denied_path'])
+
 function cell(text, cls) {
   const td = document.createElement('td')
   td.textContent = text == null ? '' : String(text)
@@ -70,13 +73,27 @@ function renderRow(r, isNew) {
   const tr = document.createElement('tr')
   tr.dataset.id = r.id
   if (isNew) tr.classList.add('new')
-  tr.append(cell(new Date(r.time).toLocaleTimeString()), cell(r.agent), cell(r.method), cell(`${r.host}:${r.port}`, 'mono'), cell(r.path || '', 'path'), cell(r.reason, 'reason'), cell(r.rule || '—', 'mono'), cell(r.id, 'mono'))
+  tr.append(cell(new Date(r.time).toLocaleTimeString()), cell(r.agent), cell(r.method), cell(`${r.host}:${r.port}`, 'host'), cell(r.path || '', 'path'), cell(r.reason, 'reason'), cell(r.rule || '—', 'mono'), cell(r.id, 'mono'))
   const action = document.createElement('td')
   action.className = 'action'
   tr.append(action)
   if (state.approved.has(r.id)) {
     tr.classList.add('approved')
     action.textContent = state.approved.get(r.id)
+    return tr
+  }
+  if (!APPROVABLE.has(r.reason)) {
+    // An approval lifts only a policy denial; a rate limit, a failed login or a blocked address stays.
+    const note = document.createElement('span')
+    note.className = 'not-approvable'
+    note.textContent = 'not approvable'
+    note.title = `${r.reason} is not a policy rule an approval can lift`
+    const dismiss = document.createElement('button')
+    dismiss.type = 'button'
+    dismiss.className = 'dismiss-btn'
+    dismiss.textContent = 'Dismiss'
+    dismiss.addEventListener('click', () => { state.dismissed.add(r.id); tr.remove(); updateEmpty() })
+    action.append(note, dismiss)
     return tr
   }
   const form = $('#approve-form').content.firstElementChild.cloneNode(true)
