@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { dirname, join } from 'node:path'
+import type { Logger } from 'pino'
 
 export interface AdminToken {
   readonly token: string
@@ -26,4 +27,22 @@ export async function loadAdminToken(env: NodeJS.ProcessEnv, file: string): Prom
   await mkdir(dirname(file), { recursive: true })
   await writeFile(file, `${token}\n`, { mode: 0o600 })
   return { token, file, created: true }
+}
+
+/** Where the generated admin token lives: beside the CA key (certs/admin-token by default). */
+export function adminTokenFile(caKey: string): string {
+  return join(dirname(caKey), 'admin-token')
+}
+
+/** The admin token for `portcullis start`, saying where it came from when it is not from the environment. */
+export async function loadStartToken(env: NodeJS.ProcessEnv, caKey: string, log: Logger): Promise<string> {
+  const t = await loadAdminToken(env, adminTokenFile(caKey))
+  if (t.created)
+    log.info({ code: 'PC_ADMIN_TOKEN_CREATED', file: t.file }, 'admin token generated; read it from this file')
+  else if (t.file !== null)
+    log.info(
+      { code: 'PC_ADMIN_TOKEN_FILE', file: t.file },
+      'admin token read from this file (PORTCULLIS_ADMIN_TOKEN is unset)',
+    )
+  return t.token
 }

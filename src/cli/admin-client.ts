@@ -6,10 +6,10 @@
  */
 import { userInfo } from 'node:os'
 import { readFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
 import { loadConfig, resolveConfigPath } from '../config/load.js'
 import type { RuntimeConfig } from '../config/types.js'
 import { PortcullisError } from '../errors.js'
+import { adminTokenFile } from '../admin/token.js'
 import { formatAuthority } from '../net/host.js'
 
 export interface AdminTarget {
@@ -80,7 +80,7 @@ export async function resolveAdminTarget(
   if (baseUrl === null) throw new PortcullisError('PC_ERR_USAGE', 'no admin URL: pass --admin URL or --config F')
   if (fromEnv) return { baseUrl, token: fromEnv, tokenSource: 'PORTCULLIS_ADMIN_TOKEN' }
   if (config !== null) {
-    const file = join(dirname(config.tls.caKey), 'admin-token')
+    const file = adminTokenFile(config.tls.caKey)
     const token = await readTokenFile(file)
     if (token !== null) return { baseUrl, token, tokenSource: file }
   }

@@ -1,6 +1,7 @@
 import type { Credential } from '../identity/authenticate.js'
 import type { Limiter } from '../limits/limiter.js'
 import type { AgentLimits } from '../policy/types.js'
+import type { Logger } from 'pino'
 
 /** Open tunnels and intercepted connections, so a reload can close what the new policy no longer allows. */
 export interface TrackedConn {
@@ -72,4 +73,22 @@ export function sweepTunnelBytes(
     }
   }
   return closed
+}
+
+/** sweepTunnelBytes every second, logging what it closes; returns the function that stops it. */
+export function startBytesSweep(
+  tracker: TunnelTracker,
+  limiter: Limiter,
+  limitsOf: (agent: string) => AgentLimits | undefined,
+  log: Logger,
+): () => void {
+  const timer = setInterval(() => {
+    for (const c of sweepTunnelBytes(tracker, limiter, limitsOf))
+      log.info(
+        { code: 'PC_TUNNEL_BYTES_EXHAUSTED', agent: c.agent, host: c.host },
+        'tunnel closed: the agent used its bytes_per_day',
+      )
+  }, 1000)
+  timer.unref()
+  return () => clearInterval(timer)
 }

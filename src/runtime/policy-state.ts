@@ -1,0 +1,105 @@
+import type { Logger } from 'pino'
+import type { RuntimeConfig } from '../config/types.js'
+import { createConfigLoader, watchConfigFile, type ReloadOutcome } from '../config/watch.js'
+
+/**
+ * The policy in force and how it changes: a reload (file edit, SIGHUP, POST /api/reload) loads,
+ * validates and compiles the file; an accepted one swaps the config and bumps the generation, a
+ * refused one is logged and kept for /healthz while the last good policy stays in force. Loads are
+ * serialised. Watching the file is a separate, explicit step (`watch()`): `reload()` never starts it.
+ */
+export interface PolicyState {
+  current(): RuntimeConfig
+  generation(): number
+  /** The last refused reload, while the file on disk is invalid. */
+  configError(): string | null
+  reload(trigger: string): Promise<ReloadOutcome>
+  /** Reload on every edit of the file (and after editors that replace it). Idempotent. */
+  watch(): void
+  close(): void
+}
+
+export interface PolicyStateOptions {
+  readonly initial: RuntimeConfig
+  readonly env: NodeJS.ProcessEnv
+  readonly log: Logger
+  /**
+   * Checks a loaded config must pass before it may replace the one in force (e.g. its policy tests);
+   * a message refuses it like an invalid edit.
+   */
+  readonly vet?: (config: RuntimeConfig) => string | null
+  /** After a swap: close what the new policy no longer allows; returns how many connections were closed. */
+  readonly onSwap: (next: RuntimeConfig, before: RuntimeConfig) => number
+}
+
+export function createPolicyState(opts: PolicyStateOptions): PolicyState {
+  let current = opts.initial
+  let generation = 1
+  let configError: string | null = null
+  const { log } = opts
+  const apply = (outcome: ReloadOutcome, trigger: string): ReloadOutcome => {
+    const vetted = outcome.ok ? opts.vet?.(outcome.config) : null
+    const checked: ReloadOutcome = vetted ? { ok: false, error: vetted } : outcome
+    if (!checked.ok) {
+      configError = checked.error
+      log.error(
+        { code: 'PC_CONFIG_REFUSED', trigger, error: checked.error, generation },
+        'config edit refused; the last good policy stays in force',
+      )
+      return checked
+    }
+    const before = current
+    current = checked.config
+    generation += 1
+    configError = null
+    const closed = opts.onSwap(current, before)
+    log.info({ code: 'PC_CONFIG_RELOADED', trigger, generation, closed_connections: closed }, 'policy reloaded')
+    const restartOnly = restartOnlyChanges(before, current)
+    if (restartOnly.length > 0)
+      log.warn(
+        { code: 'PC_CONFIG_RESTART_NEEDED', keys: restartOnly, generation },
+        'these settings take effect only after a restart; the running process keeps the old ones',
+      )
+    return checked
+  }
+  const loader = createConfigLoader(opts.initial.file, opts.env)
+  const reload = (trigger: string): Promise<ReloadOutcome> => loader.load().then((o) => apply(o, trigger))
+  let stopWatching: (() => void) | null = null
+  return {
+    current: () => current,
+    generation: () => generation,
+    configError: () => configError,
+    reload,
+    watch() {
+      stopWatching ??= watchConfigFile(opts.initial.file, () => void reload('file'))
+    },
+    close() {
+      stopWatching?.()
+    },
+  }
+}
+
+/** Settings a reload cannot change in a running process (listeners, files and connections made at start). */
+export function restartOnlyChanges(a: RuntimeConfig, b: RuntimeConfig): string[] {
+  const keys: Array<[string, (c: RuntimeConfig) => unknown]> = [
+    ['listen', (c) => [c.listen.host, c.listen.port, c.listen.maxConnections]],
+    ['admin', (c) => c.admin],
+    ['tls.ca_cert', (c) => c.tls.caCert],
+    ['tls.ca_key', (c) => c.tls.caKey],
+    ['upstream.ca_file', (c) => c.upstream.caFile],
+    [
+      'upstream timeouts',
+      (c) => [
+        c.upstream.connectTimeoutMs,
+        c.upstream.headerTimeoutMs,
+        c.upstream.responseHeaderTimeoutMs,
+        c.upstream.idleTimeoutMs,
+      ],
+    ],
+    ['telemetry.log', (c) => c.telemetry.log],
+    ['telemetry.memory', (c) => c.telemetry.memory],
+    ['telemetry.redis', (c) => c.telemetry.redis],
+    ['approvals.file', (c) => c.approvals.file],
+  ]
+  return keys.filter(([, get]) => JSON.stringify(get(a)) !== JSON.stringify(get(b))).map(([key]) => key)
+}
