@@ -3,15 +3,9 @@
  * errors; these are thrown only for start-up/operational faults and carry a
  * stable PC_ERR_* code the CLI prints.
  */
-export type ErrorCode =
-  | 'PC_ERR_CONFIG_INVALID'
-  | 'PC_ERR_CONFIG_UNREADABLE'
-  | 'PC_ERR_CA_UNREADABLE'
-  | 'PC_ERR_LISTEN'
-  | 'PC_ERR_ADMIN_TOKEN_MISSING'
-  | 'PC_ERR_ADMIN_REQUEST'
-  | 'PC_ERR_USAGE'
-  | 'PC_ERR_INTERNAL'
+import type { ErrorCode } from './codes.js'
+
+export type { ErrorCode } from './codes.js'
 
 export class PortcullisError extends Error {
   readonly code: ErrorCode

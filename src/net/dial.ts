@@ -53,7 +53,6 @@ export function mapSocketError(err: unknown): UpstreamFailureKind {
     case 'ETIMEDOUT':
     case 'ESOCKETTIMEDOUT':
     case 'UND_ERR_CONNECT_TIMEOUT':
-    case 'PC_ERR_CONNECT_TIMEOUT':
       return 'timeout'
     case 'ECONNREFUSED':
       return 'refused'

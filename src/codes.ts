@@ -1,0 +1,70 @@
+/**
+ * Every PC_* code Portcullis writes, in one table: the thrown ones (PC_ERR_*, start-up and CLI faults)
+ * and the operational log lines (`code` in pino lines that are not records). docs/codes.md lists them
+ * with the same meanings; a unit test checks that every code in the source is here and in the doc.
+ */
+export const CODES = {
+  // Thrown (PortcullisError), printed by the CLI with its exit code.
+  PC_ERR_CONFIG_INVALID: {
+    level: 'error',
+    meaning: 'the config file fails validation; every problem at file:line:col',
+  },
+  PC_ERR_CONFIG_UNREADABLE: { level: 'error', meaning: 'the config (or approvals) file cannot be read' },
+  PC_ERR_CA_UNREADABLE: { level: 'error', meaning: 'the CA (or upstream.ca_file) cannot be read or written' },
+  PC_ERR_LISTEN: { level: 'error', meaning: 'a listener (proxy or admin) cannot bind its address' },
+  PC_ERR_ADMIN_REQUEST: { level: 'error', meaning: 'the admin API refused or failed a CLI request' },
+  PC_ERR_USAGE: { level: 'error', meaning: 'a CLI command was given arguments it cannot use' },
+  PC_ERR_INTERNAL: { level: 'error', meaning: 'a bug: a handler threw; that connection was closed (fail closed)' },
+  PC_ERR_ACCEPT: { level: 'error', meaning: 'accepting a connection failed for a reason other than descriptors' },
+  // Life cycle.
+  PC_STARTED: { level: 'info', meaning: 'listening: the proxy and admin addresses, max_connections' },
+  PC_FD_LIMIT: { level: 'info', meaning: 'the open-file limit at start (soft raised to hard, or why not)' },
+  PC_STOPPING: { level: 'info', meaning: 'SIGTERM/SIGINT: no new connections; what is in flight may finish' },
+  PC_STOPPING_NOW: { level: 'warn', meaning: 'a second signal: connections still open are cut' },
+  PC_CA_CREATED: { level: 'info', meaning: 'the interception CA was generated (first start)' },
+  PC_ADMIN_TOKEN_CREATED: { level: 'info', meaning: 'the admin token was generated into certs/admin-token' },
+  PC_ADMIN_TOKEN_FILE: {
+    level: 'info',
+    meaning: 'the admin token was read from its file (PORTCULLIS_ADMIN_TOKEN unset)',
+  },
+  // Policy.
+  PC_CONFIG_RELOADED: { level: 'info', meaning: 'a reload was accepted; connections it disallows were closed' },
+  PC_CONFIG_REFUSED: { level: 'error', meaning: 'a reload was refused; the last good policy stays in force' },
+  PC_CONFIG_RESTART_NEEDED: { level: 'warn', meaning: 'a reload changed settings that apply only after a restart' },
+  PC_INJECT_SECRET_MISSING: {
+    level: 'error',
+    meaning: 'an inject_headers/token_env variable is not set; its requests fail closed',
+  },
+  PC_WEAK_TOKEN: { level: 'warn', meaning: "an agent's token is a well-known value" },
+  PC_UNINSPECTABLE: { level: 'info', meaning: 'inspect_body could not read a body within its caps (refused)' },
+  // Capacity.
+  PC_MAX_CONNECTIONS: {
+    level: 'warn',
+    meaning: 'listen.max_connections are open; new ones are refused (one line per episode)',
+  },
+  PC_OUT_OF_DESCRIPTORS: { level: 'error', meaning: 'the process ran out of file descriptors (one line per episode)' },
+  PC_TUNNEL_BYTES_EXHAUSTED: { level: 'info', meaning: 'a tunnel was closed: its agent used its bytes_per_day' },
+  // Redis.
+  PC_REDIS_CONFIGURED: { level: 'info', meaning: 'telemetry, rate limits and approvals use Redis' },
+  PC_REDIS_UP: { level: 'info', meaning: 'Redis is reachable again; buffered records are being sent' },
+  PC_REDIS_DOWN: { level: 'warn', meaning: 'Redis is unreachable; records wait in a bounded buffer' },
+  PC_REDIS_WRITE_FAILED: { level: 'warn', meaning: 'a batch of records could not be written; it is retried' },
+  PC_REDIS_TAIL_RETRY: { level: 'warn', meaning: "following other instances' records failed; retrying" },
+  PC_TELEMETRY_DROPPING: { level: 'warn', meaning: 'the Redis buffer is full; records are dropped and counted' },
+  PC_TELEMETRY_UNSENT: {
+    level: 'warn',
+    meaning: 'records still buffered for Redis at shutdown were dropped (counted)',
+  },
+  PC_LIMITS_SHARED: { level: 'info', meaning: 'rate limits are shared through Redis' },
+  PC_LIMITS_LOCAL_FALLBACK: {
+    level: 'warn',
+    meaning: 'Redis unreachable: rate limits fall back to per-instance limits',
+  },
+  PC_LIMITS_NOT_SYNCED: { level: 'warn', meaning: 'started before the first rate-limit sync with Redis' },
+  PC_APPROVALS_REDIS: { level: 'warn', meaning: 'approvals in Redis could not be read or a request looked up' },
+  PC_APPROVALS_REDIS_OK: { level: 'info', meaning: 'approvals in Redis are readable again' },
+} as const satisfies Record<string, { readonly level: 'info' | 'warn' | 'error'; readonly meaning: string }>
+
+export type Code = keyof typeof CODES
+/** The codes a PortcullisError carries. */
+export type ErrorCode = Extract<Code, `PC_ERR_${string}`>
