@@ -223,8 +223,9 @@ export function forwardAndRecord(
 }
 
 /**
- * One close record per plain-HTTP request, with its body bytes both ways (counting only: the bodies
- * still flow through http-proxy untouched); `bodyRead` bytes were already read for inspection.
+ * One close record per plain-HTTP request, with the bytes the client connection moved for it both ways
+ * (the socket's own counters, read at the start and at the end: no listener on the body, which must
+ * reach the upstream client untouched, and nothing per chunk); `bodyRead` bytes were read before.
  */
 function countAndRecordClose(
   deps: ProxyDeps,
@@ -234,15 +235,12 @@ function countAndRecordClose(
   bodyRead: number,
 ): void {
   const startedAt = Date.now()
-  let bytesUp = bodyRead
-  let bytesDown = 0
-  req.on('data', (c: Buffer) => (bytesUp += c.length))
-  const write = res.write.bind(res)
-  res.write = ((chunk: unknown, ...rest: unknown[]) => {
-    if (chunk) bytesDown += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Buffer).length
-    return (write as (...a: unknown[]) => boolean)(chunk, ...rest)
-  }) as typeof res.write
+  const socket = req.socket
+  const readAtStart = socket.bytesRead - bodyRead
+  const writtenAtStart = socket.bytesWritten
   res.once('close', () => {
+    const bytesUp = Math.max(0, socket.bytesRead - readAtStart)
+    const bytesDown = Math.max(0, socket.bytesWritten - writtenAtStart)
     if (facts.agent !== null) deps.limiter.addBytes(facts.agent, bytesUp + bytesDown)
     deps.bus.publish(buildCloseRecord(facts, bytesUp, bytesDown, startedAt))
   })
