@@ -1,21 +1,14 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { TLSSocket } from 'node:tls'
-import { normalizeHost, parseAuthority } from '../net/host.js'
-import { normalizePath, splitTarget } from '../net/url-path.js'
-import { matchRequestApproved } from '../policy/approvals.js'
-import { effectiveMode } from '../policy/compiled.js'
-import type { DenyDecision, Mode } from '../policy/types.js'
-import { buildCloseRecord, newRequestId, type DecisionFacts } from '../telemetry/events.js'
+import type { Mode } from '../policy/types.js'
+import { buildCloseRecord } from '../telemetry/events.js'
 import type { LeafCertCache } from '../tls/leaf-certs.js'
 import type { Credential } from '../identity/authenticate.js'
 import type { ProxyDeps } from './deps.js'
 import type { TrackedConn } from './tracker.js'
-import { applyLimits, denialContext, settle } from './decision-point.js'
-import { requestTargetOf } from './http-request.js'
-import { forwardAndRecord, passRequest } from './pass.js'
-import { checkRequestHead } from './request-guard.js'
-import { respondBadRequest, respondDenial } from './respond.js'
+import { answerHttpRequest, decideHttpRequest, type ConnectChannel, type RequestChannel } from './request-flow.js'
+import { respondBadRequest } from './respond.js'
 import { answerClientError, awaitNextHead, expectContinue, inTurn, MAX_HEADER_BYTES } from './server.js'
 import { armHeadDeadline } from './conn-state.js'
 
@@ -66,6 +59,8 @@ type ExplainedSocket = TLSSocket & { [kExplain]?: (req: IncomingMessage, res: Se
 const kIntercept = Symbol('portcullis.intercept')
 interface InnerContext extends InterceptContext {
   readonly scheme: 'http' | 'https'
+  /** How request-flow.ts decides its requests: against this CONNECT. */
+  readonly channel: RequestChannel
   /**
    * The client connection's idle timer, held while a request is in flight: a silent upstream is
    * the upstream leg's timeout to report (504), not a reason to drop the client first.
@@ -78,6 +73,19 @@ interface IdleTimer {
   release(): void
 }
 type InnerSocket = Socket & { [kIntercept]?: InnerContext }
+
+function innerContext(ctx: InterceptContext, scheme: 'http' | 'https', idle: IdleTimer): InnerContext {
+  const connect: ConnectChannel = {
+    agent: ctx.agent,
+    src: ctx.src,
+    scheme,
+    host: ctx.host,
+    port: ctx.port,
+    address: ctx.address,
+    mode: ctx.mode,
+  }
+  return { ...ctx, scheme, idle, channel: { kind: 'connect', connect } }
+}
 
 /**
  * Interception: one inner HTTP server (never listening) receives decrypted
@@ -201,7 +209,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
       armHeadDeadline(tlsSocket, upstream.headerTimeoutMs, () =>
         secured ? respondBadRequest(tlsSocket, 408, 'header_timeout') : tlsSocket.destroy(),
       )
-      tlsSocket[kIntercept] = { ...ctx, scheme: 'https', idle: track(client, ctx) }
+      tlsSocket[kIntercept] = innerContext(ctx, 'https', track(client, ctx))
       tlsSocket.once('secure', () => {
         secured = true
         inner.emit('connection', tlsSocket)
@@ -209,7 +217,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     },
     inspectPlain(client, head, ctx) {
       const socket: InnerSocket = client
-      socket[kIntercept] = { ...ctx, scheme: 'http', idle: track(client, ctx) }
+      socket[kIntercept] = innerContext(ctx, 'http', track(client, ctx))
       armHeadDeadline(client, upstream.headerTimeoutMs, () => respondBadRequest(client, 408, 'header_timeout'))
       client.unshift(head)
       inner.emit('connection', client)
@@ -225,24 +233,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
   }
 }
 
-/**
- * Does the inner request name the CONNECT host (and port, when it gives one)? Both an absolute-form
- * target and the Host header must, when present: the origin may read either.
- */
-function namesConnectHost(req: IncomingMessage, ctx: InnerContext): boolean {
-  const abs = /^https?:\/\/([^/?#]*)/i.exec(req.url ?? '')
-  for (const authority of [abs?.[1], req.headers.host]) {
-    if (authority === undefined) continue
-    const named =
-      parseAuthority(authority, ctx.port) ??
-      (normalizeHost(authority) !== null ? { host: normalizeHost(authority) as string, port: ctx.port } : null)
-    if (named === null || named.host !== ctx.host || named.port !== ctx.port) return false
-  }
-  return true
-}
-
 function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse): void {
-  const t0 = performance.now()
   const ctx = (req.socket as InnerSocket)[kIntercept]
   if (!ctx) return void res.destroy()
   // Once the request is in (a body the proxy reads itself is still bounded by the idle timer), the
@@ -250,56 +241,10 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
   if (req.complete) ctx.idle.hold()
   else req.once('end', ctx.idle.hold)
   res.once('close', ctx.idle.release)
-  const guard = checkRequestHead(req.rawHeaders)
-  if (!guard.ok) return void res.writeHead(guard.status, { connection: 'close', 'content-length': 0 }).end()
-  const cfg = deps.config()
-  // The mode in force now, not at CONNECT time: a reload from audit to enforce applies to open connections too.
-  const mode = cfg.policy.agents.has(ctx.agent) ? effectiveMode(cfg.policy, ctx.agent) : ctx.mode
-  const method = (req.method ?? 'GET').toUpperCase()
-  const rawTarget = (req.url ?? '/').replace(/^https?:\/\/[^/?#]*/i, '') || '/'
-  const { path: rawPath, query } = splitTarget(rawTarget.startsWith('/') ? rawTarget : `/${rawTarget}`)
-  const path = normalizePath(rawPath)
-  const facts: DecisionFacts = {
-    id: newRequestId(),
-    agent: ctx.agent,
-    src: ctx.src,
-    method,
-    scheme: ctx.scheme,
-    host: ctx.host,
-    port: ctx.port,
-    path: path ?? rawPath,
-    tls: ctx.scheme === 'https' ? 'intercept' : null,
-    mode,
-    address: ctx.address,
-  }
-  if (path === null) return void res.writeHead(400, { connection: 'close', 'content-length': 0 }).end()
-  const forwardTo = {
-    address: ctx.address,
-    port: ctx.port,
-    host: ctx.host,
-    tls: ctx.scheme === 'https',
-    requestTarget: requestTargetOf({ path, query }),
-  }
-  if (!namesConnectHost(req, ctx)) {
-    const d: DenyDecision = { verdict: 'deny', reason: 'denied_host_mismatch', ruleId: null }
-    const { pass } = settle(deps.bus, facts, d)
-    if (!pass) return respondDenial(res, d, denialContext(facts, req.headers, query), true)
-    return forwardAndRecord(deps, req, res, facts, forwardTo, false)
-  }
-  const { decision: policyDecision, handling } = matchRequestApproved(
-    cfg.policy,
-    { agent: ctx.agent, method, scheme: ctx.scheme, host: ctx.host, port: ctx.port, path, query },
-    deps.approvals(),
-    Date.now(),
-  )
-  // The CONNECT holds this connection's slot; each inner request is one request against the budget.
-  const limits = cfg.policy.agents.get(ctx.agent)?.limits
-  const { decision } = limits
-    ? applyLimits(deps.limiter, ctx.agent, limits, policyDecision, mode, { request: true, connection: false })
-    : { decision: policyDecision }
-  deps.observeDecision((performance.now() - t0) / 1000)
-  void passRequest(deps, req, res, facts, decision, handling, forwardTo, query, false).catch((err: unknown) => {
-    deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'intercepted request failed; connection closed')
-    res.destroy()
-  })
+  decideHttpRequest(deps, req, ctx.channel)
+    .then((verdict) => answerHttpRequest(deps, req, res, verdict, false))
+    .catch((err: unknown) => {
+      deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'intercepted request failed; connection closed')
+      res.destroy()
+    })
 }

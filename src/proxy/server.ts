@@ -4,9 +4,11 @@ import type { Duplex } from 'node:stream'
 import { armHeadDeadline, attachConnState, headStarted } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
 import { handleConnect } from './connect.js'
-import { handlePlainRequest } from './http-request.js'
+import { answerHttpRequest, decideHttpRequest } from './request-flow.js'
 import { respondBadRequest, respondDenial } from './respond.js'
 import { internalError } from './decision-point.js'
+
+const PROXY_CHANNEL = Object.freeze({ kind: 'proxy' as const })
 
 /** Header size limit: a request head beyond this is answered 431 by the parser. */
 export const MAX_HEADER_BYTES = 16 * 1024
@@ -49,27 +51,29 @@ export function createProxyServer(deps: ProxyDeps): Server {
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     awaitNextHead(req, res, upstream.idleTimeoutMs)
     inTurn(req, res, () =>
-      handlePlainRequest(deps, req, res).catch((err: unknown) => {
-        deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'plain HTTP handler failed; connection closed')
-        if (!res.headersSent)
-          respondDenial(
-            res,
-            internalError,
-            {
-              requestId: '-',
-              agent: null,
-              method: req.method ?? '-',
-              host: '-',
-              port: 0,
-              scheme: 'http',
-              path: null,
-              query: '',
-              wantsJson: false,
-            },
-            true,
-          )
-        else res.destroy()
-      }),
+      decideHttpRequest(deps, req, PROXY_CHANNEL)
+        .then((verdict) => answerHttpRequest(deps, req, res, verdict, true))
+        .catch((err: unknown) => {
+          deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'plain HTTP handler failed; connection closed')
+          if (!res.headersSent)
+            respondDenial(
+              res,
+              internalError,
+              {
+                requestId: '-',
+                agent: null,
+                method: req.method ?? '-',
+                host: '-',
+                port: 0,
+                scheme: 'http',
+                path: null,
+                query: '',
+                wantsJson: false,
+              },
+              true,
+            )
+          else res.destroy()
+        }),
     )
   }
   server.on('request', onRequest)

@@ -1,0 +1,321 @@
+import { hash } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import { authenticate, type Identity } from '../identity/authenticate.js'
+import { normalizeHost, parseAuthority } from '../net/host.js'
+import { resolveChecked } from '../net/resolve.js'
+import { normalizePath, splitTarget } from '../net/url-path.js'
+import { matchRequestApproved } from '../policy/approvals.js'
+import { effectiveMode, type CompiledPolicy } from '../policy/compiled.js'
+import { NO_HANDLING, type Handling } from '../policy/decide.js'
+import type { Decision, DenyDecision, Mode } from '../policy/types.js'
+import { newRequestId, type DecisionFacts } from '../telemetry/events.js'
+import { connStateOf } from './conn-state.js'
+import { applyLimits, denialContext, passes, settle } from './decision-point.js'
+import type { ProxyDeps } from './deps.js'
+import type { ForwardTarget } from './forward.js'
+import { passRequest } from './pass.js'
+import { checkRequestHead } from './request-guard.js'
+import { respondDenial } from './respond.js'
+
+/**
+ * An HTTP request's one flow, whatever brought it: an absolute-form request on the proxy listener
+ * (`proxy`: identified per request by Proxy-Authorization or source, the host resolved and checked
+ * here), or a request inside an established CONNECT (`connect`: terminated TLS, or cleartext HTTP in a
+ * tunnel; the agent and the checked address are the CONNECT's, and the request must name its host).
+ *
+ *   guard (smuggling shapes, malformed targets) → identity → policy with approvals → mode → limits
+ *   → resolution → [passRequest: push/API gates, inspection, injection → one decision record → forward]
+ *
+ * Every refusal is recorded here (one decision record) and answered by respond.ts; what passes is
+ * recorded by passRequest, once its gates have spoken.
+ */
+export type RequestChannel = { readonly kind: 'proxy' } | { readonly kind: 'connect'; readonly connect: ConnectChannel }
+
+/** What a CONNECT established, as its inner requests are decided against it (intercept.ts InnerContext). */
+export interface ConnectChannel {
+  readonly agent: string
+  readonly src: string
+  readonly scheme: 'http' | 'https'
+  readonly host: string
+  readonly port: number
+  readonly address: string
+  /** The mode at CONNECT time, for an agent a reload has since removed. */
+  readonly mode: Mode
+}
+
+export type RequestVerdict =
+  /** Not a request the proxy can take: 400/431 and a closed connection; nothing recorded. */
+  | { readonly kind: 'malformed'; readonly status: 400 | 431; readonly detail: string }
+  /** Past its source's budget of unauthenticated answers: closed without one. */
+  | { readonly kind: 'drop' }
+  /** Refused, and recorded: answer with respondDenial (`close` the connection after it). */
+  | {
+      readonly kind: 'deny'
+      readonly facts: DecisionFacts
+      readonly decision: DenyDecision
+      readonly query: string
+      readonly close: boolean
+    }
+  /** Let through (allowed, or a denial audit mode lets pass): passRequest decides the rest and records it. */
+  | {
+      readonly kind: 'pass'
+      readonly facts: DecisionFacts
+      readonly decision: Decision
+      readonly handling: Handling
+      readonly target: ForwardTarget
+      readonly query: string
+    }
+
+export async function decideHttpRequest(
+  deps: ProxyDeps,
+  req: IncomingMessage,
+  channel: RequestChannel,
+): Promise<RequestVerdict> {
+  const t0 = performance.now()
+  const guard = checkRequestHead(req.rawHeaders)
+  if (!guard.ok) return { kind: 'malformed', status: guard.status, detail: guard.detail }
+  const target = channel.kind === 'proxy' ? parseAbsoluteHttpTarget(req.url ?? '') : innerTarget(req.url)
+  if (target === null)
+    return { kind: 'malformed', status: 400, detail: (req.url ?? '').startsWith('/') ? 'origin_form' : 'bad_target' }
+  const cfg = deps.config()
+  const method = (req.method ?? 'GET').toUpperCase()
+  const id = newRequestId()
+  // Facts are built whole, in one shape: spreading a base object into each variant cost ~5 µs a request.
+  const factsOf = (agent: string | null, mode: Mode, address: string | null): DecisionFacts => ({
+    id,
+    agent,
+    src: channel.kind === 'proxy' ? connStateOf(req.socket).src : channel.connect.src,
+    method,
+    scheme: channel.kind === 'proxy' ? 'http' : channel.connect.scheme,
+    host: channel.kind === 'proxy' ? target.host : channel.connect.host,
+    port: channel.kind === 'proxy' ? target.port : channel.connect.port,
+    path: target.path,
+    tls: channel.kind === 'connect' && channel.connect.scheme === 'https' ? 'intercept' : null,
+    mode,
+    address,
+  })
+  const deny = (facts: DecisionFacts, d: DenyDecision, close: boolean): RequestVerdict => {
+    settle(deps.bus, facts, d)
+    return { kind: 'deny', facts, decision: d, query: target.query, close }
+  }
+
+  // Who: the request's credentials on the proxy listener; the CONNECT's agent inside one.
+  let agentId: string
+  let limits
+  let mode: Mode
+  if (channel.kind === 'proxy') {
+    const state = connStateOf(req.socket)
+    const identity = authenticateOn(req.socket, cfg.policy, req.headers['proxy-authorization'], state.srcIp)
+    if (identity.kind === 'denied') {
+      // A connection that never authenticated is closed after its answer (it holds a descriptor and its
+      // source's share); past the source's budget of such answers it is closed without one.
+      const neverAuthenticated = !deps.gate.isAuthenticated(req.socket)
+      if (neverAuthenticated && !deps.gate.spendDenial(state.srcIp)) return { kind: 'drop' }
+      return deny(factsOf(identity.claimedAgent, cfg.policy.mode, null), identity.decision, neverAuthenticated)
+    }
+    deps.gate.authenticated(req.socket)
+    agentId = identity.agent.id
+    limits = identity.agent.limits
+    mode = effectiveMode(cfg.policy, agentId)
+  } else {
+    const c = channel.connect
+    agentId = c.agent
+    limits = cfg.policy.agents.get(c.agent)?.limits
+    // The mode in force now, not at CONNECT time: a reload from audit to enforce applies to open connections.
+    mode = cfg.policy.agents.has(c.agent) ? effectiveMode(cfg.policy, c.agent) : c.mode
+    if (!namesConnectHost(req, c)) {
+      const facts = factsOf(agentId, mode, c.address)
+      const d: DenyDecision = { verdict: 'deny', reason: 'denied_host_mismatch', ruleId: null }
+      if (!passes(d, mode)) return deny(facts, d, true)
+      return {
+        kind: 'pass',
+        facts,
+        decision: d,
+        handling: NO_HANDLING,
+        target: innerForward(c, target),
+        query: target.query,
+      }
+    }
+  }
+  const host = channel.kind === 'proxy' ? target.host : channel.connect.host
+  const port = channel.kind === 'proxy' ? target.port : channel.connect.port
+  const scheme = channel.kind === 'proxy' ? 'http' : channel.connect.scheme
+  const { decision: policyDecision, handling } = matchRequestApproved(
+    cfg.policy,
+    { agent: agentId, method, scheme, host, port, path: target.path, query: target.query },
+    deps.approvals(),
+    Date.now(),
+  )
+  // A plain-HTTP client connection holds a concurrent_connections slot while it is open, idle or not;
+  // inside a CONNECT the CONNECT holds it. Each request is one against the budget.
+  const { decision } = limits
+    ? applyLimits(deps.limiter, agentId, limits, policyDecision, mode, {
+        request: true,
+        connection: channel.kind === 'proxy' ? req.socket : false,
+      })
+    : { decision: policyDecision }
+  deps.observeDecision((performance.now() - t0) / 1000)
+  const address = channel.kind === 'proxy' ? null : channel.connect.address
+  if (decision.verdict === 'deny' && !passes(decision, mode)) {
+    // Refused a slot, the connection holds none and would only be refused again: close it.
+    const noSlot = decision.reason === 'denied_rate_limited' && decision.detail === 'concurrent_connections'
+    return deny(factsOf(agentId, mode, address), decision, noSlot)
+  }
+  if (channel.kind === 'connect')
+    return {
+      kind: 'pass',
+      facts: factsOf(agentId, mode, address),
+      decision,
+      handling,
+      target: innerForward(channel.connect, target),
+      query: target.query,
+    }
+  const resolved = await resolveChecked(host, cfg.upstream)
+  if (resolved.kind === 'unresolved') {
+    // Audit mode let a policy denial through: its honest record first, then why it still failed.
+    if (decision.verdict === 'deny') settle(deps.bus, factsOf(agentId, mode, null), decision)
+    return deny(factsOf(agentId, mode, resolved.address), resolved.decision, false)
+  }
+  return {
+    kind: 'pass',
+    facts: factsOf(agentId, mode, resolved.address),
+    decision,
+    handling,
+    target: { address: resolved.address, port, host, tls: false, requestTarget: requestTargetOf(target) },
+    query: target.query,
+  }
+}
+
+/**
+ * Answer an HTTP request the way its verdict says (a ServerResponse: absolute-form, or inside a
+ * CONNECT): a 400/431 that closes, nothing (a dropped connection), the denial, or passRequest.
+ */
+export async function answerHttpRequest(
+  deps: ProxyDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  verdict: RequestVerdict,
+  closeRecordPerRequest: boolean,
+): Promise<void> {
+  switch (verdict.kind) {
+    case 'malformed':
+      return badRequest(res, verdict.status, verdict.detail)
+    case 'drop':
+      return void req.socket.destroy()
+    case 'deny':
+      return respondDenial(
+        res,
+        verdict.decision,
+        denialContext(verdict.facts, req.headers, verdict.query),
+        verdict.close,
+      )
+    case 'pass':
+      return passRequest(
+        deps,
+        req,
+        res,
+        verdict.facts,
+        verdict.decision,
+        verdict.handling,
+        verdict.target,
+        verdict.query,
+        closeRecordPerRequest,
+      )
+  }
+}
+
+export interface RequestTarget {
+  readonly host: string
+  readonly port: number
+  readonly path: string
+  readonly query: string
+}
+
+/** `http://host[:port]/path?query` → parts, or null. Userinfo in the URL is refused: credentials never travel in request targets. */
+export function parseAbsoluteHttpTarget(url: string): RequestTarget | null {
+  const m = /^http:\/\/([^/?#]*)(.*)$/i.exec(url)
+  if (!m) return null
+  const authority = m[1] as string
+  if (authority.includes('@') || authority === '') return null
+  const hp = parseAuthority(authority, 80)
+  if (!hp) return null
+  const rest = m[2] as string
+  const { path: rawPath, query } = splitTarget(rest === '' || rest.startsWith('?') ? `/${rest}` : rest)
+  const path = normalizePath(rawPath)
+  if (path === null) return null
+  return { host: hp.host, port: hp.port, path, query }
+}
+
+/** The path and query of a request inside a CONNECT (origin-form, or absolute-form naming the host). */
+function innerTarget(url: string | undefined): RequestTarget | null {
+  const rawTarget = (url ?? '/').replace(/^https?:\/\/[^/?#]*/i, '') || '/'
+  const { path: rawPath, query } = splitTarget(rawTarget.startsWith('/') ? rawTarget : `/${rawTarget}`)
+  const path = normalizePath(rawPath)
+  return path === null ? null : { host: '', port: 0, path, query }
+}
+
+function innerForward(c: ConnectChannel, t: RequestTarget): ForwardTarget {
+  return {
+    address: c.address,
+    port: c.port,
+    host: c.host,
+    tls: c.scheme === 'https',
+    requestTarget: requestTargetOf(t),
+  }
+}
+
+export function requestTargetOf(t: { path: string; query: string }): string {
+  return t.query ? `${t.path}?${t.query}` : t.path
+}
+
+/**
+ * Does the inner request name the CONNECT host (and port, when it gives one)? Both an absolute-form
+ * target and the Host header must, when present: the origin may read either.
+ */
+function namesConnectHost(req: IncomingMessage, c: ConnectChannel): boolean {
+  const abs = /^https?:\/\/([^/?#]*)/i.exec(req.url ?? '')
+  for (const authority of [abs?.[1], req.headers.host]) {
+    if (authority === undefined) continue
+    const named =
+      parseAuthority(authority, c.port) ??
+      (normalizeHost(authority) !== null ? { host: normalizeHost(authority) as string, port: c.port } : null)
+    if (named === null || named.host !== c.host || named.port !== c.port) return false
+  }
+  return true
+}
+
+interface AuthMemo {
+  /** Held weakly: an idle kept-alive connection must not keep a replaced policy alive. */
+  readonly policy: WeakRef<CompiledPolicy>
+  /** sha256 of the header, not the header: the token is not kept beyond its request. */
+  readonly headerDigest: string | null
+  readonly identity: Identity
+}
+const lastAuth = new WeakMap<Socket, AuthMemo>()
+
+/**
+ * authenticate, remembered for the connection: a kept-alive client sends the same Proxy-Authorization
+ * with every request, and the answer is a pure function of policy, header and source (one connection,
+ * one source), so only a different header or a reloaded policy asks again (parsing, base64, UTF-8 and
+ * the token's sha256 were 3.5 % of a forwarded request's CPU; one digest of the header is a fraction).
+ */
+function authenticateOn(socket: Socket, policy: CompiledPolicy, header: string | undefined, srcIp: string): Identity {
+  const headerDigest = header === undefined ? null : hash('sha256', header, 'base64')
+  const memo = lastAuth.get(socket)
+  if (memo !== undefined && memo.headerDigest === headerDigest && memo.policy.deref() === policy) return memo.identity
+  const identity = authenticate(policy, header, srcIp)
+  lastAuth.set(socket, { policy: new WeakRef(policy), headerDigest, identity })
+  return identity
+}
+
+function badRequest(res: ServerResponse, status: 400 | 431, detail: string): void {
+  const body = `portcullis could not accept this request (${detail}). Send an absolute-form request (GET http://host/path) or CONNECT host:port through the proxy.\n`
+  res.shouldKeepAlive = false
+  res.writeHead(status, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+  })
+  res.end(body)
+}
