@@ -130,6 +130,8 @@ export interface Forwarder {
     target: ForwardTarget,
     onFailure: (kind: UpstreamFailureKind) => void,
   ): void
+  /** The roots upstream TLS is verified against (system plus upstream.ca_file), for other upstream legs (WebSocket). */
+  readonly tlsContext: SecureContext
   close(): void
 }
 
@@ -186,6 +188,7 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
     return pool
   }
   return {
+    tlsContext: secureContext,
     forward(req, res, target, onFailure) {
       sendContinue(req, res)
       const injected = target.inject ?? []

@@ -10,7 +10,8 @@ import type { TrackedConn } from './tracker.js'
 import { answerHttpRequest, decideHttpRequest, type ConnectChannel, type RequestChannel } from './request-flow.js'
 import { respondBadRequest } from './respond.js'
 import { answerClientError, awaitNextHead, expectContinue, inTurn, MAX_HEADER_BYTES } from './server.js'
-import { armHeadDeadline } from './conn-state.js'
+import { armHeadDeadline, headStarted } from './conn-state.js'
+import { relayUpgrade } from './websocket.js'
 
 /** What the CONNECT established; every inner request is decided against it. */
 export interface InterceptContext {
@@ -83,6 +84,7 @@ function innerContext(ctx: InterceptContext, scheme: 'http' | 'https', idle: Idl
     port: ctx.port,
     address: ctx.address,
     mode: ctx.mode,
+    credential: ctx.credential,
   }
   return { ...ctx, scheme, idle, channel: { kind: 'connect', connect } }
 }
@@ -117,6 +119,15 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
   inner.on('request', onRequest)
   inner.on('checkContinue', expectContinue(onRequest))
   inner.on('clientError', answerClientError)
+  inner.on('upgrade', (req: IncomingMessage, socket: InnerSocket, head: Buffer) => {
+    const ctx = socket[kIntercept]
+    if (ctx === undefined) return void socket.destroy()
+    headStarted(socket)
+    relayUpgrade(deps, req, socket, head, ctx.channel).catch((err: unknown) => {
+      deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'WebSocket upgrade failed; connection closed')
+      socket.destroy()
+    })
+  })
   // Node runs its header-timeout checks only for a server that emitted 'listening'; this one never
   // listens (connections are handed to it), so without this a client could trickle an inner request
   // head forever.

@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import { authenticate, type Identity } from '../identity/authenticate.js'
+import { authenticate, type Credential, type Identity } from '../identity/authenticate.js'
 import { normalizeHost, parseAuthority } from '../net/host.js'
 import { resolveChecked } from '../net/resolve.js'
 import { normalizePath, splitTarget } from '../net/url-path.js'
@@ -42,6 +42,8 @@ export interface ConnectChannel {
   readonly address: string
   /** The mode at CONNECT time, for an agent a reload has since removed. */
   readonly mode: Mode
+  /** How the agent authenticated on the CONNECT (what a reload asks again). */
+  readonly credential: Credential
 }
 
 export type RequestVerdict =
@@ -65,6 +67,8 @@ export type RequestVerdict =
       readonly handling: Handling
       readonly target: ForwardTarget
       readonly query: string
+      /** How the agent proved who it is (kept by a connection that outlives the request: a WebSocket). */
+      readonly credential: Credential
     }
 
 export async function decideHttpRequest(
@@ -104,6 +108,7 @@ export async function decideHttpRequest(
   let agentId: string
   let limits
   let mode: Mode
+  let credential: Credential
   if (channel.kind === 'proxy') {
     const state = connStateOf(req.socket)
     const identity = authenticateOn(req.socket, cfg.policy, req.headers['proxy-authorization'], state.srcIp)
@@ -116,11 +121,13 @@ export async function decideHttpRequest(
     }
     deps.gate.authenticated(req.socket)
     agentId = identity.agent.id
+    credential = identity.credential
     limits = identity.agent.limits
     mode = effectiveMode(cfg.policy, agentId)
   } else {
     const c = channel.connect
     agentId = c.agent
+    credential = c.credential
     limits = cfg.policy.agents.get(c.agent)?.limits
     // The mode in force now, not at CONNECT time: a reload from audit to enforce applies to open connections.
     mode = cfg.policy.agents.has(c.agent) ? effectiveMode(cfg.policy, c.agent) : c.mode
@@ -135,6 +142,7 @@ export async function decideHttpRequest(
         handling: NO_HANDLING,
         target: innerForward(c, target),
         query: target.query,
+        credential,
       }
     }
   }
@@ -170,6 +178,7 @@ export async function decideHttpRequest(
       handling,
       target: innerForward(channel.connect, target),
       query: target.query,
+      credential,
     }
   const resolved = await resolveChecked(host, cfg.upstream)
   if (resolved.kind === 'unresolved') {
@@ -184,6 +193,7 @@ export async function decideHttpRequest(
     handling,
     target: { address: resolved.address, port, host, tls: false, requestTarget: requestTargetOf(target) },
     query: target.query,
+    credential,
   }
 }
 

@@ -193,6 +193,11 @@ export function respondDenial(res: ServerResponse, d: DenyDecision, ctx: DenialC
  * on a half-used connection.
  */
 export function respondConnectDenial(socket: Duplex, d: DenyDecision, ctx: DenialContext): void {
+  respondRawDenial(socket, d, ctx)
+}
+
+/** A denial written straight to a socket (a CONNECT, a WebSocket upgrade), closing it. */
+export function respondRawDenial(socket: Duplex, d: DenyDecision, ctx: DenialContext): void {
   const { contentType, body } = denialBody(d, ctx)
   const headers = denialHeaders(d, ctx, contentType, body)
   headers.connection = 'close'

@@ -1,7 +1,7 @@
 import type { RuntimeConfig } from '../config/types.js'
 import { stillAuthenticates } from '../identity/authenticate.js'
 import { isAddressAllowed } from '../net/address-class.js'
-import { decideConnectApproved, type ApprovalIndex } from '../policy/approvals.js'
+import { decideConnectApproved, matchRequestApproved, type ApprovalIndex } from '../policy/approvals.js'
 import { effectiveMode } from '../policy/compiled.js'
 import type { TrackedConn, TunnelTracker } from './tracker.js'
 
@@ -25,6 +25,24 @@ export function stillAllowed(
   if (!isAddressAllowed(conn.address, upstream.allowPrivate)) return false
   const pins = upstream.resolve.get(conn.host)
   if (pins === undefined ? conn.pinned : !pins.includes(conn.address)) return false
+  if (conn.request !== undefined) {
+    const r = conn.request
+    const m = matchRequestApproved(
+      policy,
+      {
+        agent: conn.agent,
+        method: r.method,
+        scheme: r.scheme,
+        host: conn.host,
+        port: conn.port,
+        path: r.path,
+        query: '',
+      },
+      approvals,
+      nowMs,
+    )
+    return m.decision.verdict === 'allow' || effectiveMode(policy, conn.agent) === 'audit'
+  }
   const d = decideConnectApproved(policy, { agent: conn.agent, host: conn.host, port: conn.port }, approvals, nowMs)
   if (d.verdict === 'deny') return effectiveMode(policy, conn.agent) === 'audit'
   return !(conn.via === 'tunnel' && d.via === 'intercept')

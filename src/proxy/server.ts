@@ -5,6 +5,7 @@ import { armHeadDeadline, attachConnState, headStarted } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
 import { handleConnect } from './connect.js'
 import { answerHttpRequest, decideHttpRequest } from './request-flow.js'
+import { relayUpgrade } from './websocket.js'
 import { respondBadRequest, respondDenial } from './respond.js'
 import { internalError } from './decision-point.js'
 
@@ -85,7 +86,13 @@ export function createProxyServer(deps: ProxyDeps): Server {
       socket.destroy()
     })
   })
-  server.on('upgrade', (_req, socket: Duplex) => respondBadRequest(socket, 400, 'upgrade_not_supported'))
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    headStarted(socket)
+    relayUpgrade(deps, req, socket, head, PROXY_CHANNEL).catch((err: unknown) => {
+      deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'WebSocket upgrade failed; connection closed')
+      socket.destroy()
+    })
+  })
   server.on('clientError', answerClientError)
   return server
 }

@@ -16,6 +16,11 @@ export interface TrackedConn {
   readonly pinned: boolean
   readonly srcIp: string
   readonly credential: Credential
+  /**
+   * Set for a connection a request opened (a WebSocket): a reload asks whether that request is still
+   * allowed, not only its host.
+   */
+  readonly request?: { readonly method: string; readonly path: string; readonly scheme: 'http' | 'https' }
   close(): void
   /**
    * Bytes moved so far on the connection, both ways, and how many of them were already counted

@@ -1,0 +1,181 @@
+import { request as httpRequest, type IncomingMessage } from 'node:http'
+import { request as httpsRequest } from 'node:https'
+import { connect as netConnect, type Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { connect as tlsConnect, type SecureContext } from 'node:tls'
+import { formatAuthority } from '../net/host.js'
+import { mapSocketError } from '../net/dial.js'
+import type { DenyDecision } from '../policy/types.js'
+import { buildCloseRecord } from '../telemetry/events.js'
+import { denialContext, settle } from './decision-point.js'
+import type { ProxyDeps } from './deps.js'
+import { endToEnd, VIA } from './forward.js'
+import { decideHttpRequest, type RequestChannel } from './request-flow.js'
+import { respondBadRequest, respondRawDenial } from './respond.js'
+import type { TrackedConn } from './tracker.js'
+import type { Credential } from '../identity/authenticate.js'
+
+/**
+ * WebSocket (`Upgrade: websocket`) through the proxy, on every flow (absolute-form on the listener,
+ * inside an intercepted connection, plain HTTP inside a tunnel). The upgrade request is decided like
+ * any request (request-flow.ts: host, path, method GET, limits) and recorded; a refusal is the usual
+ * denial. Allowed, it is sent to the checked address (TLS verified as for any request), and the
+ * upstream's answer is relayed: a 101 splices the two connections (frames flow untouched, both ways),
+ * anything else is passed on and the connection closed. The spliced connection is tracked like a
+ * tunnel, so a reload, an approval's end or a revocation that no longer allows its request closes it,
+ * and its close record counts the bytes both ways. Other upgrades (h2c, …) are refused with a 400.
+ */
+export async function relayUpgrade(
+  deps: ProxyDeps,
+  req: IncomingMessage,
+  client: Duplex & Socket,
+  head: Buffer,
+  channel: RequestChannel,
+): Promise<void> {
+  client.on('error', () => client.destroy())
+  const upgrade = (req.headers.upgrade ?? '').toLowerCase()
+  if (upgrade !== 'websocket' || (req.method ?? '').toUpperCase() !== 'GET')
+    return respondBadRequest(client, 400, 'upgrade_not_supported')
+  const verdict = await decideHttpRequest(deps, req, channel)
+  switch (verdict.kind) {
+    case 'malformed':
+      return respondBadRequest(client, verdict.status === 431 ? 431 : 400, verdict.detail)
+    case 'drop':
+      return void client.destroy()
+    case 'deny':
+      return respondRawDenial(client, verdict.decision, denialContext(verdict.facts, req.headers, verdict.query))
+    case 'pass':
+      break
+  }
+  const { facts, target } = verdict
+  const { pass } = settle(deps.bus, facts, verdict.decision)
+  if (!pass)
+    return respondRawDenial(client, verdict.decision as DenyDecision, denialContext(facts, req.headers, verdict.query))
+  const headers = endToEnd(req.rawHeaders, new Set(['host', 'via']))
+  const defaultPort = target.tls ? 443 : 80
+  headers.push(
+    'host',
+    target.port === defaultPort
+      ? formatAuthority(target.host, 0).replace(/:0$/, '')
+      : formatAuthority(target.host, target.port),
+    'via',
+    req.headers.via ? `${req.headers.via}, ${VIA}` : VIA,
+    'connection',
+    'Upgrade',
+    'upgrade',
+    'websocket',
+  )
+  const cfg = deps.config().upstream
+  const tls = deps.forwarder.tlsContext
+  const options = {
+    method: 'GET',
+    path: target.requestTarget,
+    headers,
+    timeout: cfg.idleTimeoutMs,
+    createConnection: () =>
+      target.tls
+        ? tlsConnect({
+            host: target.address,
+            port: target.port,
+            servername: /^[0-9.]+$|:/.test(target.host) ? '' : target.host,
+            secureContext: tls as SecureContext,
+            rejectUnauthorized: true,
+          })
+        : netConnect({ host: target.address, port: target.port }),
+  }
+  const upstreamReq = target.tls ? httpsRequest(options) : httpRequest(options)
+  const fail = (err: unknown): void => {
+    if (client.destroyed) return
+    const d: DenyDecision = { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: mapSocketError(err) }
+    settle(deps.bus, facts, d)
+    respondRawDenial(client, d, denialContext(facts, req.headers, verdict.query))
+  }
+  upstreamReq.on('timeout', () => upstreamReq.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })))
+  upstreamReq.on('error', fail)
+  client.once('close', () => upstreamReq.destroy())
+  upstreamReq.on('response', (res) => {
+    // Not switching: pass the answer on as it is (end to end), then close.
+    const lines = [`HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}`]
+    const h = endToEnd(res.rawHeaders)
+    for (let i = 0; i < h.length; i += 2) lines.push(`${h[i]}: ${h[i + 1]}`)
+    lines.push(`Via: ${VIA}`, 'Connection: close')
+    client.write(`${lines.join('\r\n')}\r\n\r\n`)
+    res.pipe(client)
+  })
+  upstreamReq.on('upgrade', (res, upstream: Socket, upstreamHead: Buffer) => {
+    const lines = ['HTTP/1.1 101 Switching Protocols']
+    for (let i = 0; i < res.rawHeaders.length; i += 2) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`)
+    lines.push(`Via: ${VIA}`)
+    client.write(`${lines.join('\r\n')}\r\n\r\n`)
+    if (upstreamHead.length > 0) client.write(upstreamHead)
+    if (head.length > 0) upstream.write(head)
+    splice(deps, client, upstream, facts, verdict.credential)
+  })
+  upstreamReq.end()
+}
+
+/** How long one side may stay half-open after the other's FIN (as for tunnels). */
+const HALF_CLOSED_MS = 5000
+
+/** Both ways until either side ends; tracked like a tunnel, with one close record. */
+function splice(
+  deps: ProxyDeps,
+  client: Socket,
+  upstream: Socket,
+  facts: {
+    readonly id: string
+    readonly agent: string | null
+    readonly host: string
+    readonly port: number
+    readonly method: string
+    readonly path: string | null
+    readonly scheme: 'http' | 'https'
+  },
+  credential: Credential,
+): void {
+  const startedAt = Date.now()
+  const close = (): void => {
+    client.destroy()
+    upstream.destroy()
+  }
+  upstream.on('error', close)
+  client.on('error', close)
+  client.setTimeout(deps.config().upstream.idleTimeoutMs, close)
+  const up0 = client.bytesRead
+  const down0 = client.bytesWritten
+  const tracked: TrackedConn = {
+    agent: facts.agent ?? '',
+    host: facts.host,
+    port: facts.port,
+    via: 'intercept',
+    address: upstream.remoteAddress ?? '',
+    pinned: deps.config().upstream.resolve.has(facts.host),
+    srcIp: (client.remoteAddress ?? '').replace(/^::ffff:/, ''),
+    credential,
+    request: { method: facts.method, path: facts.path ?? '/', scheme: facts.scheme },
+    close,
+    bytesMoved: () => client.bytesRead - up0 + client.bytesWritten - down0,
+    bytesCounted: 0,
+  }
+  const untrack = deps.tracker.add(tracked)
+  let done = false
+  const finish = (): void => {
+    if (done) return
+    done = true
+    untrack()
+    close()
+    const bytesUp = client.bytesRead - up0
+    const bytesDown = client.bytesWritten - down0
+    if (facts.agent !== null) deps.limiter.addBytes(facts.agent, bytesUp + bytesDown - (tracked.bytesCounted ?? 0))
+    deps.bus.publish(buildCloseRecord(facts, bytesUp, bytesDown, startedAt))
+  }
+  client.once('close', finish)
+  upstream.once('close', finish)
+  // One side's FIN ends the other's writes (pipe does that); both are closed a little later at the
+  // latest, so a peer that keeps its half open cannot hold the pair.
+  const halfClosed = (): void => void setTimeout(close, HALF_CLOSED_MS).unref()
+  client.once('end', halfClosed)
+  upstream.once('end', halfClosed)
+  client.pipe(upstream)
+  upstream.pipe(client)
+}
