@@ -12,12 +12,24 @@ const layer = (files, patterns, message) => ({
   },
 })
 
+/** The layers above policy, net and tls (cli → app → runtime → proxy, admin, telemetry …). */
+const UPPER = [
+  '../proxy/*',
+  '../admin/*',
+  '../telemetry/*',
+  '../limits/*',
+  '../redis/*',
+  '../runtime/*',
+  '../cli/*',
+  '../app.js',
+]
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.tap/**', 'src/admin/page/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    files: ['src/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts'],
+    files: ['src/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts', 'scripts/**/*.ts'],
     languageOptions: {
       parserOptions: { project: './tsconfig.test.json', tsconfigRootDir: import.meta.dirname },
     },
@@ -38,15 +50,24 @@ export default tseslint.config(
       'no-empty': ['error', { allowEmptyCatch: true }],
     },
   },
+  // Lower layers know nothing of the layers above them (docs/architecture.md, "Layers").
   layer(
     ['src/policy/**/*.ts'],
-    ['node:*', '../proxy/*', '../admin/*', '../telemetry/*', '../limits/*', '../cli/*', '../app.js'],
-    'policy is a pure function: no I/O, no upper layers',
+    ['node:*', '../config/*', ...UPPER],
+    'policy is a pure function of compiled facts: no I/O, no config loading, no upper layers',
   ),
   layer(
-    ['src/net/**/*.ts', 'src/tls/**/*.ts'],
-    ['../proxy/*', '../admin/*', '../telemetry/*', '../limits/*', '../cli/*', '../app.js'],
-    'net and tls sit below the proxy: they import no upper layer',
+    ['src/net/**/*.ts'],
+    ['../policy/*', '../config/*', ...UPPER],
+    'net sits below policy and the proxy: it imports neither policy, config nor any upper layer',
   ),
-  { files: ['**/*.js', '**/*.mjs'], languageOptions: { globals: { process: 'readonly', console: 'readonly' } } },
+  layer(
+    ['src/tls/**/*.ts'],
+    ['../config/*', ...UPPER],
+    'tls sits below the proxy: it imports no config and no upper layer',
+  ),
+  {
+    files: ['**/*.js', '**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
+  },
 )

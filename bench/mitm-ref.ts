@@ -2,10 +2,10 @@
  * A yardstick for interception: http-mitm-proxy 1.1.0, the Node MITM proxy the interception target
  * cites ("http-mitm-proxy measures 0.13"), run in the same session as Portcullis. Keep-alive on both
  * sides, no hooks beyond pinning the bench names to 127.0.0.1 (SNI and certificate name stay the
- * name); it trusts the origin's CA. It is not a dependency of Portcullis: bench/lib.ts installs it
- * into bench/out/mitm-ref when it is missing, and the bench leaves its column empty if that fails.
+ * name); it trusts the origin's CA. It is a devDependency pinned to an exact version (package.json),
+ * so the bench never installs anything itself.
  *
- *   node --import tsx bench/mitm-ref.ts <install dir> <origin CA file> <name>...   (prints {"port","pid","caFile"})
+ *   node --import tsx bench/mitm-ref.ts <CA dir> <origin CA file> <name>...   (prints {"port","pid","caFile"})
  */
 import { readFileSync } from 'node:fs'
 import { Agent as HttpsAgent } from 'node:https'
@@ -38,7 +38,7 @@ interface MitmProxy {
   listen(opts: Record<string, unknown>, cb: () => void): void
   httpServer: net.Server
 }
-const require = createRequire(join(dir, 'package.json'))
+const require = createRequire(import.meta.url)
 const { Proxy } = require('http-mitm-proxy') as { Proxy: new () => MitmProxy }
 
 const proxy = new Proxy()

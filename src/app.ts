@@ -9,6 +9,7 @@ import { createProxyServer } from './proxy/server.js'
 import { closeDisallowed } from './proxy/revalidate.js'
 import { startBytesSweep } from './proxy/tracker.js'
 import { createPolicyState } from './runtime/policy-state.js'
+import { vetPolicyTests } from './runtime/policy-tests.js'
 import { createShutdown } from './runtime/shutdown.js'
 import { maxConnectionsFor } from './runtime/listen.js'
 import { reportPolicyProblems } from './runtime/startup-checks.js'
@@ -57,6 +58,9 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     initial,
     env,
     log,
+    // SPEC §10: a reload whose policy tests fail is refused like an invalid edit.
+    vet: vetPolicyTests,
+    alsoWatch: initial.testsFile ? [initial.testsFile.path] : [],
     onSwap: (next) => {
       reportPolicyProblems(next, env, log)
       return closeDisallowed(tracker, next, approvals(), Date.now())

@@ -16,11 +16,30 @@ export const CODES = {
   PC_ERR_USAGE: { level: 'error', meaning: 'a CLI command was given arguments it cannot use' },
   PC_ERR_INTERNAL: { level: 'error', meaning: 'a bug: a handler threw; that connection was closed (fail closed)' },
   PC_ERR_ACCEPT: { level: 'error', meaning: 'accepting a connection failed for a reason other than descriptors' },
+  PC_ERR_POLICY_TESTS: {
+    level: 'error',
+    meaning: 'the policy tests (tests_file) fail or cannot be read: start refused (a reload is refused the same way)',
+  },
+  PC_ERR_RECORDS_UNREADABLE: {
+    level: 'error',
+    meaning: 'suggest/replay could not read their records (log file, Redis stream)',
+  },
+  PC_ERR_WORKERS_NEED_REDIS: {
+    level: 'error',
+    meaning: 'workers > 1 without telemetry.redis.url: limits, approvals and revocations would not be shared',
+  },
+  PC_ERR_WORKER_START: { level: 'error', meaning: 'a worker exited before it was listening; the others were stopped' },
   // Life cycle.
   PC_STARTED: { level: 'info', meaning: 'listening: the proxy and admin addresses, max_connections' },
   PC_FD_LIMIT: { level: 'info', meaning: 'the open-file limit at start (soft raised to hard, or why not)' },
   PC_STOPPING: { level: 'info', meaning: 'SIGTERM/SIGINT: no new connections; what is in flight may finish' },
   PC_STOPPING_NOW: { level: 'warn', meaning: 'a second signal: connections still open are cut' },
+  PC_WORKERS_STARTED: { level: 'info', meaning: 'workers > 1: every worker is listening (their pids)' },
+  PC_WORKER_EXITED: {
+    level: 'warn',
+    meaning: 'a worker died; it is replaced after a backoff (100 ms doubling to 10 s)',
+  },
+  PC_WORKER_RESTARTED: { level: 'info', meaning: 'the replacement for a worker that died is listening' },
   PC_CA_CREATED: { level: 'info', meaning: 'the interception CA was generated (first start)' },
   PC_ADMIN_TOKEN_CREATED: { level: 'info', meaning: 'the admin token was generated into certs/admin-token' },
   PC_ADMIN_TOKEN_FILE: {
@@ -63,6 +82,22 @@ export const CODES = {
   PC_LIMITS_NOT_SYNCED: { level: 'warn', meaning: 'started before the first rate-limit sync with Redis' },
   PC_APPROVALS_REDIS: { level: 'warn', meaning: 'approvals in Redis could not be read or a request looked up' },
   PC_APPROVALS_REDIS_OK: { level: 'info', meaning: 'approvals in Redis are readable again' },
+  // Sandbox credentials (SPEC §9).
+  PC_SANDBOX_KEY_UNUSABLE: {
+    level: 'error',
+    meaning: 'a sandbox signing key variable is unset or unusable; credentials it would check are refused',
+  },
+  PC_SANDBOX_ISSUED: { level: 'info', meaning: 'the admin API issued a sandbox credential (never the token)' },
+  PC_SANDBOX_REVOKED: { level: 'info', meaning: 'a sandbox credential was revoked; its connections close' },
+  PC_SANDBOX_CLOSED: {
+    level: 'info',
+    meaning: 'an open connection closed: its sandbox credential expired, was revoked or lost its key',
+  },
+  PC_SANDBOX_REVOCATIONS_REDIS: {
+    level: 'warn',
+    meaning: 'sandbox revocations in Redis could not be read; the last known set stays in force',
+  },
+  PC_SANDBOX_REVOCATIONS_OK: { level: 'info', meaning: 'sandbox revocations in Redis are readable again' },
 } as const satisfies Record<string, { readonly level: 'info' | 'warn' | 'error'; readonly meaning: string }>
 
 export type Code = keyof typeof CODES

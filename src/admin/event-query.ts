@@ -2,14 +2,10 @@
  * The query language of `GET /api/events` and `/api/events/stream`, and its
  * evaluation over the in-memory ring. PURE: `now` is a parameter.
  *
- * Filter semantics:
- *  - `decision` and `reason` look at decision records only, so setting either
- *    excludes close and approval records.
- *  - `agent` and `host` match any record that carries the field (decision,
- *    close, approval). `host` is exact, or `*.suffix` for any subdomain of
- *    `suffix` at any depth, never the apex (the policy's wildcard meaning).
- *  - `since` is inclusive, `until` exclusive; both take an ISO time or a
- *    duration (`15m`, `1h`, `7d`) meaning "now minus that".
+ * Which records a query selects is telemetry/event-filter.ts (the same filter
+ * runs over the ring, the Redis stream and the live stream). Here:
+ *  - `since` and `until` take an ISO time or a duration (`15m`, `1h`, `7d`)
+ *    meaning "now minus that"; `host` is normalised (`*.` kept).
  *  - Paging: newest first; `cursor` is the previous page's `next_cursor` and
  *    the next page continues strictly before it. From the ring it is a record
  *    id (ULIDs sort by time); from Redis, a stream entry id.
@@ -17,22 +13,14 @@
 import { parseDurationMs } from '../config/duration.js'
 import { normalizeHost } from '../net/host.js'
 import { isReason, type Reason } from '../policy/reasons.js'
+import { matchesFilter, type EventFilter } from '../telemetry/event-filter.js'
 import type { TelemetryRecord } from '../telemetry/events.js'
 
 export const DEFAULT_LIMIT = 100
 export const MAX_LIMIT = 1000
 
-export type HostFilter =
-  { readonly kind: 'exact'; readonly host: string } | { readonly kind: 'suffix'; readonly suffix: string }
-
-export interface EventQuery {
-  readonly decision?: 'allow' | 'deny'
-  readonly agent?: string
-  /** As given (normalised); see `hostFilter` for the compiled form. */
-  readonly host?: string
+export interface EventQuery extends EventFilter {
   readonly reason?: Reason
-  readonly since?: Date
-  readonly until?: Date
   readonly limit: number
   readonly cursor?: string
 }
@@ -42,7 +30,21 @@ export interface EventPage {
   readonly nextCursor: string | null
 }
 
-const KNOWN_PARAMS = new Set(['decision', 'agent', 'host', 'reason', 'since', 'until', 'limit', 'cursor'])
+const KNOWN_PARAMS = new Set([
+  'decision',
+  'agent',
+  'host',
+  'reason',
+  'sandbox',
+  'label',
+  'since',
+  'until',
+  'limit',
+  'cursor',
+])
+/** Repeatable: every label given must hold. */
+const REPEATABLE = new Set(['label'])
+const MAX_LABEL_FILTERS = 8
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/i
 const STREAM_ID = /^\d{1,20}-\d{1,20}$/
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[T ][0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?$/i
@@ -61,7 +63,8 @@ function bad<T>(error: string): Parsed<T> {
 export function parseEventQuery(params: URLSearchParams, now: Date): EventQuery | { error: string } {
   for (const key of new Set(params.keys())) {
     if (!KNOWN_PARAMS.has(key)) return { error: `unknown parameter '${key}'; use ${[...KNOWN_PARAMS].join(', ')}` }
-    if (params.getAll(key).length > 1) return { error: `parameter '${key}' given more than once` }
+    if (!REPEATABLE.has(key) && params.getAll(key).length > 1)
+      return { error: `parameter '${key}' given more than once` }
   }
   const get = (k: string): string | undefined => {
     const v = params.get(k)
@@ -72,6 +75,8 @@ export function parseEventQuery(params: URLSearchParams, now: Date): EventQuery 
     agent: parseAgent(get('agent')),
     host: parseHostParam(get('host')),
     reason: parseReason(get('reason')),
+    sandbox: parseSandbox(get('sandbox')),
+    labels: parseLabels(params.getAll('label')),
     since: parseTime('since', get('since'), now),
     until: parseTime('until', get('until'), now),
     limit: parseLimit(get('limit')),
@@ -100,6 +105,24 @@ function parseDecision(v: string | undefined): Parsed<'allow' | 'deny' | undefin
 function parseAgent(v: string | undefined): Parsed<string | undefined> {
   if (v === undefined || AGENT.test(v)) return ok(v)
   return bad('agent must be an agent id (letters, digits, . _ : @ -; at most 100 characters)')
+}
+
+function parseSandbox(v: string | undefined): Parsed<string | undefined> {
+  if (v === undefined || ULID.test(v)) return ok(v?.toUpperCase())
+  return bad('sandbox must be a sandbox id (the 26-character id it was issued with)')
+}
+
+function parseLabels(values: readonly string[]): Parsed<Array<[string, string]> | undefined> {
+  const given = values.filter((v) => v !== '')
+  if (given.length === 0) return ok(undefined)
+  if (given.length > MAX_LABEL_FILTERS) return bad(`at most ${MAX_LABEL_FILTERS} label filters`)
+  const out: Array<[string, string]> = []
+  for (const v of given) {
+    const eq = v.indexOf('=')
+    if (eq <= 0) return bad(`label must be key=value, got '${v.slice(0, 60)}'`)
+    out.push([v.slice(0, eq), v.slice(eq + 1)])
+  }
+  return ok(out)
 }
 
 function parseHostParam(v: string | undefined): Parsed<string | undefined> {
@@ -145,34 +168,6 @@ export function cursorKind(v: string): 'record' | 'stream' | null {
   return null
 }
 
-/** Compile a `host` query value: `*.suffix` or an exact host. */
-export function hostFilter(host: string): HostFilter {
-  return host.startsWith('*.') ? { kind: 'suffix', suffix: host.slice(2) } : { kind: 'exact', host }
-}
-
-function hostMatches(filter: string, host: string | null): boolean {
-  if (host === null) return false
-  const f = hostFilter(filter)
-  return f.kind === 'exact' ? host === f.host : host.endsWith(`.${f.suffix}`)
-}
-
-/** Does a record pass the query's filters (not its paging)? */
-export function matchesQuery(record: TelemetryRecord, q: EventQuery): boolean {
-  if (q.decision !== undefined || q.reason !== undefined) {
-    if (record.event !== 'decision') return false
-    if (q.decision !== undefined && record.decision !== q.decision) return false
-    if (q.reason !== undefined && record.reason !== q.reason) return false
-  }
-  if (q.agent !== undefined && record.agent !== q.agent) return false
-  if (q.host !== undefined && !hostMatches(q.host, record.host)) return false
-  if (q.since !== undefined || q.until !== undefined) {
-    const t = Date.parse(record.time)
-    if (q.since !== undefined && !(t >= q.since.getTime())) return false
-    if (q.until !== undefined && !(t < q.until.getTime())) return false
-  }
-  return true
-}
-
 /**
  * One page of the ring (oldest first) for `q`, newest first by id. A page
  * never ends in the middle of records sharing one id (a connection's decision
@@ -183,7 +178,7 @@ export function matchesQuery(record: TelemetryRecord, q: EventQuery): boolean {
 export function queryRing(records: readonly TelemetryRecord[], q: EventQuery): EventPage {
   const hits: { r: TelemetryRecord; i: number }[] = []
   records.forEach((r, i) => {
-    if ((q.cursor === undefined || r.id < q.cursor) && matchesQuery(r, q)) hits.push({ r, i })
+    if ((q.cursor === undefined || r.id < q.cursor) && matchesFilter(r, q)) hits.push({ r, i })
   })
   // Newest first; equal ids keep the later-published record first.
   hits.sort((a, b) => (a.r.id < b.r.id ? 1 : a.r.id > b.r.id ? -1 : b.i - a.i))

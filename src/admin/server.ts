@@ -65,10 +65,18 @@ export function createAdminServer(
         message: 'send Authorization: Bearer <PORTCULLIS_ADMIN_TOKEN>',
       })
     }
-    Promise.resolve(route.handler(req, res, url)).catch((err: unknown) => {
+    const fail = (err: unknown): void => {
       onError(err)
       if (!res.headersSent) sendJson(res, 500, { error: 'internal_error' })
       else res.destroy()
-    })
+    }
+    // A handler that throws before its first await fails like one that rejects (not an uncaught exception).
+    let done: void | Promise<void>
+    try {
+      done = route.handler(req, res, url)
+    } catch (err) {
+      return fail(err)
+    }
+    Promise.resolve(done).catch(fail)
   })
 }

@@ -1,4 +1,5 @@
-import type { Cluster, Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
+import type { RedisClient } from '../redis/client.js'
 import type { Logger } from 'pino'
 import type { Approval } from '../policy/approvals.js'
 import { isActive, type ApprovalStore } from './store.js'
@@ -19,7 +20,7 @@ export interface RedisApprovalOptions {
  * so an approval or a revocation applies everywhere within a second. While
  * Redis is unreachable the last known set stays in force and writes fail.
  */
-export function createRedisApprovalStore(client: Redis | Cluster, opts: RedisApprovalOptions): ApprovalStore {
+export function createRedisApprovalStore(client: RedisClient, opts: RedisApprovalOptions): ApprovalStore {
   const key = opts.key ?? 'portcullis:approvals'
   const channel = opts.channel ?? 'portcullis:approvals:changed'
   const now = opts.now ?? Date.now

@@ -5,7 +5,7 @@ import { connectAdmin, whoami } from './admin-client.js'
 import { EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
 
 const USAGE =
-  'usage: portcullis approve REQUEST_ID [--scope exact|host|path-prefix] [--ttl 24h] [--reason TEXT] [--by NAME] [--admin URL] [--config F]\n'
+  'usage: portcullis approve REQUEST_ID [--scope exact|host|path-prefix] [--ttl 24h] [--reason TEXT] [--by NAME] [--sandbox-only] [--admin URL] [--config F]\n'
 
 interface ApprovalAnswer {
   readonly id: string
@@ -32,6 +32,8 @@ export const run: CliVerb = async (args, io) => {
       admin: { type: 'string' },
       config: { type: 'string' },
       json: { type: 'boolean', default: false },
+      // A request a sandbox made: approve it for that sandbox alone, not every sandbox of its agent.
+      'sandbox-only': { type: 'boolean', default: false },
     },
     allowPositionals: true,
     strict: true,
@@ -52,6 +54,7 @@ export const run: CliVerb = async (args, io) => {
     scope: values.scope,
     reason: values.reason,
     approved_by: values.by ?? whoami(io.env),
+    ...(values['sandbox-only'] ? { sandbox_only: true } : {}),
     ...(values.ttl ? { ttl: values.ttl } : {}),
   }
   const a = await client.request<ApprovalAnswer>('POST', '/api/approvals', body)

@@ -7,7 +7,7 @@ import { connectAdmin, createSseParser, isTransientAdminError, type AdminClient 
 import { EXIT_OK, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
 
 const USAGE =
-  'usage: portcullis blocked [--agent A] [--host H] [--reason R] [--since 1h] [--limit N] [--follow] [--json] [--admin URL] [--config F]\n'
+  'usage: portcullis blocked [--agent A] [--host H] [--reason R] [--sandbox ID] [--label k=v]… [--since 1h] [--limit N] [--follow] [--json] [--admin URL] [--config F]\n'
 
 const COLUMNS = ['TIME', 'AGENT', 'METHOD', 'HOST', 'PATH', 'REASON', 'RULE', 'REQUEST ID'] as const
 const MAX_CELL = 60
@@ -29,7 +29,8 @@ function cells(r: DecisionRecord): string[] {
   const host = r.port === defaultPort ? r.host : `${r.host.includes(':') ? `[${r.host}]` : r.host}:${r.port}`
   return [
     r.time.replace(/\.\d+Z$/, 'Z'),
-    r.agent ?? '-',
+    // A sandbox shows as its proxy user, `<agent>+<sandbox id>`.
+    r.sandbox === undefined ? (r.agent ?? '-') : `${r.agent ?? '-'}+${r.sandbox}`,
     r.method,
     host,
     r.path ?? '-',
@@ -79,8 +80,12 @@ function filterParams(values: {
   agent?: string | undefined
   host?: string | undefined
   reason?: string | undefined
+  sandbox?: string | undefined
+  label?: string[] | undefined
 }): URLSearchParams {
   const p = new URLSearchParams({ decision: 'deny' })
+  if (values.sandbox !== undefined) p.set('sandbox', values.sandbox)
+  for (const l of values.label ?? []) p.append('label', l)
   if (values.agent !== undefined) p.set('agent', values.agent)
   if (values.host !== undefined) p.set('host', values.host)
   if (values.reason !== undefined) p.set('reason', values.reason)
@@ -140,6 +145,8 @@ export async function runBlocked(args: readonly string[], io: CliIo, signal: Abo
       agent: { type: 'string' },
       host: { type: 'string' },
       reason: { type: 'string' },
+      sandbox: { type: 'string' },
+      label: { type: 'string', multiple: true },
       since: { type: 'string' },
       limit: { type: 'string' },
       follow: { type: 'boolean', default: false },

@@ -1,25 +1,76 @@
 /**
- * `portcullis check [--config F]`: load and compile the config, nothing else
- * (smokescreen's check_config), then print a policy summary: who each agent
- * is, how it is identified, its groups, rules and hosts. Every config error is
- * printed as file:line:col: key: message. Exit 0 valid, 2 invalid.
+ * `portcullis check [--config F] [--tests F]`: load and compile the config
+ * (smokescreen's check_config), print a policy summary (who each agent is, how
+ * it is identified, its groups, rules and hosts), then run the policy tests
+ * (SPEC §10: tests_file, else <config>.tests.yaml when present) and print each
+ * failure with what was decided instead. Every config error is printed as
+ * file:line:col: key: message. Exit 0 valid, 1 a test failed, 2 invalid.
  */
+import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
+import { parse } from 'yaml'
 import { ConfigError, PortcullisError, formatConfigIssue } from '../errors.js'
+import { formatTestLine } from '../lifecycle/policy-tests.js'
+import { runTestsFile, type PolicyTestOutcome } from '../runtime/policy-tests.js'
 import { loadConfig, resolveConfigPath } from '../config/load.js'
 import type { RuntimeConfig } from '../config/types.js'
-import { listRules, type RuleIndex } from '../policy/compiled.js'
+import { listRules, type CompiledRule, type RuleIndex } from '../policy/compiled.js'
 import { formatHostPattern } from '../policy/host-pattern.js'
 import { BUILTIN_PRESETS } from '../config/presets.js'
-import { EXIT_OK, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
+import { EXIT_DENIED, EXIT_OK, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
 
 export const run: CliVerb = async (args, io) => {
-  const { values } = parseArgs({ args: [...args], options: { config: { type: 'string' } }, strict: true })
+  const { values } = parseArgs({
+    args: [...args],
+    options: { config: { type: 'string' }, tests: { type: 'string' } },
+    strict: true,
+  })
   const file = resolveConfigPath(values.config, io.env)
   const config = await loadOrReport(file, io)
   if (config === null) return EXIT_USAGE
   io.stdout(formatSummary(config))
-  return EXIT_OK
+  io.stdout(formatUserPresets(await readFile(file, 'utf8').catch(() => '')))
+  return reportPolicyTests(runTestsFile(config, values.tests), io)
+}
+
+/** SPEC §10: each failing test with what was decided instead (exit 1); a tests file that cannot be used exits 2. */
+function reportPolicyTests(outcome: PolicyTestOutcome, io: CliIo): number {
+  switch (outcome.kind) {
+    case 'none':
+      io.stdout('policy tests: none (add <config>.tests.yaml beside the config, or set tests_file)\n')
+      return EXIT_OK
+    case 'unreadable':
+      io.stderr(`policy tests: cannot read ${outcome.file} (${outcome.error})\n`)
+      return EXIT_USAGE
+    case 'invalid':
+      for (const p of outcome.problems) io.stderr(`${outcome.file}:${p.line}:${p.col}: ${p.message}\n`)
+      io.stderr(`${outcome.file}: ${outcome.problems.length} error(s)\n`)
+      return EXIT_USAGE
+    case 'ran':
+      for (const f of outcome.failures) io.stdout(`FAIL ${formatTestLine(outcome.file, f.test.line, f.message)}\n`)
+      io.stdout(
+        `policy tests (${outcome.file}): ${outcome.passed} passed${outcome.failures.length > 0 ? `, ${outcome.failures.length} failed` : ''}\n`,
+      )
+      return outcome.failures.length > 0 ? EXIT_DENIED : EXIT_OK
+  }
+}
+
+/** The config's own presets (issue 14): name and hosts, as the built-in ones are listed. */
+export function formatUserPresets(text: string): string {
+  let raw: unknown
+  try {
+    raw = parse(text, { maxAliasCount: 100 })
+  } catch {
+    return ''
+  }
+  const presets = (raw as { presets?: Record<string, unknown> } | null)?.presets
+  if (presets === null || typeof presets !== 'object') return ''
+  const lines = Object.entries(presets).map(([name, rules]) => {
+    const list = Array.isArray(rules) ? (rules as Array<{ host?: unknown; methods?: unknown }>) : []
+    const hosts = list.map((r) => `${String(r.host)}${Array.isArray(r.methods) ? ` [${r.methods.join(', ')}]` : ''}`)
+    return `  ${name}: ${hosts.join(', ')}`
+  })
+  return lines.length > 0 ? `user presets (presets:):\n${lines.join('\n')}\n` : ''
 }
 
 /** The config, or null after printing why it cannot be used. */
@@ -54,6 +105,7 @@ export function formatSummary(config: RuntimeConfig): string {
     const by = [
       agent.tokenSha256 ? 'token' : null,
       agent.sourceCidrs.length > 0 ? `source ${agent.sourceCidrs.map((c) => c.text).join(', ')}` : null,
+      agent.sandboxes === true ? 'sandbox credentials' : null,
     ]
     lines.push(`  ${agent.id}: identified by ${by.filter((x) => x !== null).join(' + ')}; mode ${agent.mode}`)
     lines.push(`    groups: ${agent.groups.join(', ') || '(none)'}`)
@@ -78,6 +130,16 @@ function countRules(index: RuleIndex): string {
 function hostsOf(indexes: readonly RuleIndex[], effect: 'allow' | 'deny'): string {
   const hosts = new Set<string>()
   for (const index of indexes)
-    for (const r of listRules(index)) if (r.effect === effect) hosts.add(formatHostPattern(r.host))
+    for (const r of listRules(index)) if (r.effect === effect) hosts.add(formatHostPattern(r.host) + denyScope(r))
   return [...hosts].join(', ')
+}
+
+/** A deny rule limited to methods or paths denies only those (issue 14): say so, not the whole host. */
+function denyScope(r: CompiledRule): string {
+  if (r.effect !== 'deny' || (r.paths === null && r.methods === null)) return ''
+  const parts = [
+    r.methods === null ? null : [...r.methods].join(', '),
+    r.paths === null ? null : `paths ${r.paths.map((p) => p.text).join(', ')}`,
+  ]
+  return ` (only ${parts.filter((p) => p !== null).join('; ')})`
 }

@@ -5,11 +5,16 @@ import { EXIT_DENIED, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
 const USAGE = `usage: portcullis <command> [options]
 
   start     [--config F]                          run the proxy and the admin API
-  check     [--config F]                          validate config, print a policy summary
+  check     [--config F] [--tests F]              validate config, print a policy summary, run the policy tests
   explain   --agent A [--method M] URL            decision and rule for a request, offline
-  blocked   [--agent A] [--host H] [--reason R] [--since 1h] [--limit N] [--follow] [--json]
-  approve   ID [--scope exact|host|path-prefix] [--ttl 24h] [--reason TEXT] [--by NAME]
+  blocked   [--agent A] [--host H] [--reason R] [--sandbox ID] [--label k=v] [--since 1h] [--limit N] [--follow] [--json]
+  approve   ID [--scope exact|host|path-prefix] [--ttl 24h] [--reason TEXT] [--by NAME] [--sandbox-only]
   approvals [--revoke ID [--by NAME]]
+  suggest   [--agent A | --group G] [--since 7d] [--source admin|redis|FILE] [--diff] [--json]
+            the smallest rules that would have allowed what was denied
+  replay    --config NEW [--against OLD] [--since 24h] [--source admin|redis|FILE] [--fail-on-new-denials] [--json]
+            recorded requests decided again under NEW: what flips
+  sandbox   issue --agent A --ttl T [--label k=v]… | revoke ID | list   sandbox credentials
   ca        init|show|path                        the interception CA
   token     new|hash                              a new agent token and its sha256: form
 
@@ -27,6 +32,9 @@ const VERBS: Record<string, () => Promise<{ run: CliVerb }>> = {
   blocked: () => import('./blocked.js'),
   approve: () => import('./approve.js'),
   approvals: () => import('./approvals.js'),
+  suggest: () => import('./suggest.js'),
+  replay: () => import('./replay.js'),
+  sandbox: () => import('./sandbox.js'),
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -58,7 +66,7 @@ async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof PortcullisError) {
       io.stderr(`portcullis: ${err.message} (${err.code})\n`)
-      return err.code === 'PC_ERR_ADMIN_REQUEST' ? EXIT_DENIED : EXIT_USAGE
+      return err.code === 'PC_ERR_ADMIN_REQUEST' || err.code === 'PC_ERR_RECORDS_UNREADABLE' ? EXIT_DENIED : EXIT_USAGE
     }
     if (err instanceof TypeError && (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
       io.stderr(`portcullis ${verb}: ${err.message}\n`)

@@ -3,6 +3,9 @@ import { createApp } from '../app.js'
 import { loadConfig, resolveConfigPath } from '../config/load.js'
 import { EXIT_OK, type CliVerb } from './io.js'
 import { raiseNofile } from '../net/fd-limit.js'
+import { PortcullisError } from '../errors.js'
+import { vetPolicyTests } from '../runtime/policy-tests.js'
+import { followPrimary, leavePrimary, reportListening, superviseIfMany } from '../runtime/workers.js'
 
 /** On SIGTERM/SIGINT, what is in flight gets this long to finish (inside Docker's default 10 s stop timeout). */
 export const DRAIN_MS = 8000
@@ -12,6 +15,12 @@ export const run: CliVerb = async (args, io) => {
   const { values } = parseArgs({ args: [...args], options: { config: { type: 'string' } }, strict: true })
   const file = resolveConfigPath(values.config, io.env)
   const config = await loadConfig(file, io.env)
+  // SPEC §10: a policy whose tests fail does not start, as a reload with failing tests is refused.
+  const failing = vetPolicyTests(config)
+  if (failing !== null) throw new PortcullisError('PC_ERR_POLICY_TESTS', `${failing}; see portcullis check`)
+  // workers > 1: this process only supervises them (runtime/workers.ts); each worker runs what follows.
+  const supervised = await superviseIfMany(config, io.env, DRAIN_MS)
+  if (supervised !== null) return supervised
   // Before anything is opened: the descriptors every connection needs come from this limit.
   const nofile = raiseNofile()
   const app = createApp(config, { env: io.env, watch: true })
@@ -27,7 +36,13 @@ export const run: CliVerb = async (args, io) => {
       ? 'open file limit (RLIMIT_NOFILE): the soft limit is raised to the hard one'
       : 'open file limit (RLIMIT_NOFILE) could not be raised; raise it with ulimit -n before starting',
   )
-  await app.start()
+  try {
+    await app.start()
+  } catch (err) {
+    leavePrimary()
+    throw err
+  }
+  reportListening()
   await new Promise<void>((resolve) => {
     let stopping = false
     const stop = (signal: string): void => {
@@ -47,6 +62,15 @@ export const run: CliVerb = async (args, io) => {
     process.on('SIGHUP', () => void app.reload('sighup'))
     process.on('SIGTERM', () => stop('SIGTERM'))
     process.on('SIGINT', () => stop('SIGINT'))
+    // In a worker, the primary relays the signals it gets; a relayed drain while draining is not a second signal.
+    followPrimary({
+      stop: (now) => {
+        if (!stopping) stop('primary')
+        if (now) stop('primary')
+      },
+      reload: () => void app.reload('sighup'),
+    })
   })
+  leavePrimary()
   return EXIT_OK
 }

@@ -10,7 +10,9 @@ import { parseHostPattern, type HostPattern } from '../policy/host-pattern.js'
 import { parsePathPattern, type PathPattern } from '../policy/path-pattern.js'
 import type { Issues, KeyPath } from './issues.js'
 import { BUILTIN_PRESETS } from './presets.js'
-import type { RawApi, RawConfig, RawHostRule, RawPush, RawRule } from './schema.js'
+import type { RawApi, RawConfig, RawHostRule, RawPackages, RawPush, RawRule } from './schema.js'
+import { compilePackageControl, type DenyFiles } from './compile-packages.js'
+import type { Ecosystem } from '../packages/rules.js'
 import { parseSizeBytes } from './size.js'
 
 /** A compiled rule before it is given an id, an effect and a position. */
@@ -21,15 +23,15 @@ export interface RuleCompiler {
   compileList(list: readonly RawRule[], effect: 'allow' | 'deny', idPrefix: string, path: KeyPath): CompiledRule[]
 }
 
-export function createRuleCompiler(raw: RawConfig, issues: Issues): RuleCompiler {
-  const presets = compilePresets(raw, issues)
+export function createRuleCompiler(raw: RawConfig, issues: Issues, files: DenyFiles = new Map()): RuleCompiler {
+  const presets = compilePresets(raw, issues, files)
   let ordinal = 0
   const compileList: RuleCompiler['compileList'] = (list, effect, idPrefix, path) => {
     const out: CompiledRule[] = []
     list.forEach((entry, i) => {
       const id = `${idPrefix}.${effect}[${i}]`
       if (effect === 'deny') checkDenySpec(entry, [...path, i], issues)
-      for (const spec of expandEntry(entry, [...path, i], presets, issues)) {
+      for (const spec of expandEntry(entry, [...path, i], presets, issues, files)) {
         out.push(Object.freeze({ ...spec, id, effect, ordinal: ordinal++ }))
       }
     })
@@ -39,17 +41,19 @@ export function createRuleCompiler(raw: RawConfig, issues: Issues): RuleCompiler
 }
 
 /** User presets override built-in ones of the same name. Errors are reported where the preset is defined. */
-function compilePresets(raw: RawConfig, issues: Issues): Map<string, readonly RuleSpec[]> {
+function compilePresets(raw: RawConfig, issues: Issues, files: DenyFiles): Map<string, readonly RuleSpec[]> {
   const out = new Map<string, readonly RuleSpec[]>()
-  for (const [name, rules] of BUILTIN_PRESETS) out.set(name, compileSpecs(rules, ['builtin-presets', name], issues))
-  for (const [name, rules] of Object.entries(raw.presets)) out.set(name, compileSpecs(rules, ['presets', name], issues))
+  for (const [name, rules] of BUILTIN_PRESETS)
+    out.set(name, compileSpecs(rules, ['builtin-presets', name], issues, files))
+  for (const [name, rules] of Object.entries(raw.presets))
+    out.set(name, compileSpecs(rules, ['presets', name], issues, files))
   return out
 }
 
-function compileSpecs(rules: readonly RawHostRule[], path: KeyPath, issues: Issues): RuleSpec[] {
+function compileSpecs(rules: readonly RawHostRule[], path: KeyPath, issues: Issues, files: DenyFiles): RuleSpec[] {
   const out: RuleSpec[] = []
   rules.forEach((r, i) => {
-    const spec = compileHostRule(r, [...path, i], issues)
+    const spec = compileHostRule(r, [...path, i], issues, files)
     if (spec) out.push(spec)
   })
   return out
@@ -60,13 +64,16 @@ function expandEntry(
   path: KeyPath,
   presets: Map<string, readonly RuleSpec[]>,
   issues: Issues,
+  files: DenyFiles,
 ): readonly RuleSpec[] {
   if ('host' in entry) {
-    const spec = compileHostRule(entry, path, issues)
+    const spec = compileHostRule(entry, path, issues, files)
     return spec ? [spec] : []
   }
   if ('preset' in entry) {
     const found = presets.get(entry.preset)
+    if (found && entry.packages !== undefined)
+      return withPackages(found, entry.preset, entry.packages, path, issues, files)
     if (found) return found
     const known = [...presets.keys()].sort().join(', ')
     issues.add([...path, 'preset'], `unknown preset '${entry.preset}' (known: ${known})`)
@@ -196,7 +203,12 @@ function tokenHeaders(repo: RepoControl): readonly InjectHeader[] {
   return Object.freeze([Object.freeze(header)])
 }
 
-function compileHostRule(raw: RawHostRule, path: KeyPath, issues: Issues): RuleSpec | null {
+function compileHostRule(
+  raw: RawHostRule,
+  path: KeyPath,
+  issues: Issues,
+  files: DenyFiles = new Map(),
+): RuleSpec | null {
   const host = parseHost(raw.host, [...path, 'host'], issues)
   const paths = raw.paths ? compilePaths(raw.paths, [...path, 'paths'], issues) : null
   if (!host || (raw.paths && !paths)) return null
@@ -212,7 +224,46 @@ function compileHostRule(raw: RawHostRule, path: KeyPath, issues: Issues): RuleS
     injectHeaders: Object.freeze(injectHeaders),
     inspectBody: raw.inspect_body === true,
     repo: null,
+    packages:
+      raw.packages === undefined
+        ? null
+        : compilePackageControl(
+            raw.packages,
+            raw.packages.registry,
+            raw.packages.index ?? (host.kind === 'exact' ? host.host : null),
+            [...path, 'packages'],
+            issues,
+            files,
+          ),
   }
+}
+
+/** The registry presets a packages block applies to, and where a PyPI file's upload time is looked up. */
+const PACKAGE_PRESETS: Readonly<Record<string, { readonly ecosystem: Ecosystem; readonly index: string | null }>> = {
+  npm: { ecosystem: 'npm', index: null },
+  pypi: { ecosystem: 'pypi', index: 'pypi.org' },
+}
+
+/** A registry preset's rules, each carrying the entry's package guard. */
+function withPackages(
+  specs: readonly RuleSpec[],
+  preset: string,
+  block: RawPackages,
+  path: KeyPath,
+  issues: Issues,
+  files: DenyFiles,
+): readonly RuleSpec[] {
+  const kind = PACKAGE_PRESETS[preset]
+  if (kind === undefined) {
+    issues.add(
+      [...path, 'packages'],
+      `'packages' applies to the npm and pypi presets (or a host rule with packages.registry), not '${preset}'`,
+      true,
+    )
+    return specs
+  }
+  const control = compilePackageControl(block, kind.ecosystem, kind.index, [...path, 'packages'], issues, files)
+  return control === null ? specs : specs.map((s) => ({ ...s, packages: control }))
 }
 
 function parseHost(text: string, path: KeyPath, issues: Issues): HostPattern | null {

@@ -14,14 +14,15 @@ import { createRuleIndex, type CompiledPolicy, type CompiledRule, type RuleIndex
 import type { AgentLimits, CompiledAgent } from '../policy/types.js'
 import { isIpLiteral, normalizeHost, parseCidr, type Cidr } from '../net/host.js'
 import { createRuleCompiler, type RuleCompiler } from './compile-rules.js'
+import type { DenyFiles } from './compile-packages.js'
 import { Issues, type ConfigSource, type KeyPath } from './issues.js'
 import { parseDurationMs } from './duration.js'
-import { redisUrlProblem } from './redis-url.js'
+import { redisUrlProblem } from '../redis/url.js'
 import { type RawAgent, type RawConfig, type RawLimits } from './schema.js'
 
-export function compileConfig(raw: RawConfig, source: ConfigSource): RuntimeConfig {
+export function compileConfig(raw: RawConfig, source: ConfigSource, denyFiles: DenyFiles = new Map()): RuntimeConfig {
   const issues = new Issues(source)
-  const rules = createRuleCompiler(raw, issues)
+  const rules = createRuleCompiler(raw, issues, denyFiles)
   const limits = toLimits(raw.limits)
   const groups = compileGroups(raw, rules)
   const policy = compilePolicy(raw, rules, groups, limits, issues)
@@ -41,6 +42,7 @@ export function compileConfig(raw: RawConfig, source: ConfigSource): RuntimeConf
       unauthenticatedDenialsPerMinute: raw.listen.unauthenticated_denials_per_minute,
     },
     admin: { ...raw.admin },
+    workers: raw.workers === 'auto' ? null : raw.workers,
     mode: raw.mode,
     tls: { caCert: raw.tls.ca_cert, caKey: raw.tls.ca_key, intercept: raw.tls.intercept },
     upstream,
@@ -51,8 +53,21 @@ export function compileConfig(raw: RawConfig, source: ConfigSource): RuntimeConf
     },
     limits,
     approvals: { file: raw.approvals.file, defaultTtlMs: parseDurationMs(raw.approvals.default_ttl) ?? 0 },
+    identity: {
+      signingKeyEnv: raw.identity.signing_key_env,
+      previousSigningKeyEnv: raw.identity.previous_signing_key_env,
+      maxSandboxTtlMs: parseDurationMs(raw.identity.max_sandbox_ttl) ?? 0,
+    },
+    testsFile: testsFileOf(raw.tests_file, source.file),
     policy,
   })
+}
+
+/** `tests_file`, else `<config>.tests.yaml` beside the config (`portcullis.yaml` → `portcullis.tests.yaml`). */
+function testsFileOf(value: string | null | undefined, file: string): RuntimeConfig['testsFile'] {
+  if (value === null) return null
+  if (value !== undefined) return { path: value, explicit: true }
+  return { path: `${file.replace(/\.ya?ml$/i, '')}.tests.yaml`, explicit: false }
 }
 
 interface CompiledGroup {
@@ -121,8 +136,8 @@ function compileAgent(
   defaults: AgentLimits,
   issues: Issues,
 ): CompiledAgent {
-  if (a.token === undefined && a.source_cidrs.length === 0) {
-    issues.add(path, `agent '${a.id}' needs a token or source_cidrs to be identified`)
+  if (a.token === undefined && a.source_cidrs.length === 0 && !a.sandboxes) {
+    issues.add(path, `agent '${a.id}' needs a token, source_cidrs or sandboxes: true to be identified`)
   }
   a.groups.forEach((g, j) => {
     if (!groups.has(g))
@@ -138,6 +153,7 @@ function compileAgent(
     groups: [...a.groups],
     mode: a.mode ?? raw.mode,
     limits,
+    ...(a.sandboxes ? { sandboxes: true } : {}),
   }
 }
 

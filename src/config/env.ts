@@ -4,7 +4,7 @@
  * and PORTCULLIS_ADMIN_TOKEN by the admin server; neither belongs in config.
  * A malformed value is a config error naming the variable.
  */
-import { redisUrlProblem } from './redis-url.js'
+import { redisUrlProblem } from '../redis/url.js'
 import type { ConfigIssue } from '../errors.js'
 import { normalizeHost } from '../net/host.js'
 import { LOG_LEVELS, type RawConfig } from './schema.js'

@@ -9,6 +9,7 @@ import { isMap, isScalar, LineCounter, parseDocument, visit, type Document } fro
 import type { z } from 'zod'
 import { ConfigError, PortcullisError, type ConfigIssue } from '../errors.js'
 import { compileConfig } from './compile.js'
+import { denyFilesOf, type DenyFiles } from './compile-packages.js'
 import { applyEnvOverrides } from './env.js'
 import { formatKeyPath, type ConfigSource, type KeyPath } from './issues.js'
 import { configSchema } from './schema.js'
@@ -30,11 +31,29 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = {}): Pro
   } catch (cause) {
     throw new PortcullisError('PC_ERR_CONFIG_UNREADABLE', `cannot read config file ${file}`, { cause })
   }
-  return parseConfigText(text, file, env)
+  return parseConfigText(text, file, env, await readDenyFiles(text))
+}
+
+/** The deny files a config names (packages.deny_file), read now: compiling is synchronous. */
+export async function readDenyFiles(text: string): Promise<DenyFiles> {
+  let raw: unknown
+  try {
+    raw = parseDocument(text).toJS({ maxAliasCount: 100 })
+  } catch {
+    return new Map()
+  }
+  const files = new Map<string, string | null>()
+  for (const path of denyFilesOf(raw)) files.set(path, await readFile(path, 'utf8').catch(() => null))
+  return files
 }
 
 /** Pure: text in, frozen RuntimeConfig out, or a ConfigError listing every problem. */
-export function parseConfigText(text: string, file: string, env: NodeJS.ProcessEnv = {}): RuntimeConfig {
+export function parseConfigText(
+  text: string,
+  file: string,
+  env: NodeJS.ProcessEnv = {},
+  denyFiles: DenyFiles = new Map(),
+): RuntimeConfig {
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true })
   const source = createYamlSource(file, doc, lineCounter)
@@ -60,7 +79,7 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
   if (!parsed.success) throw new ConfigError(sortIssues(parsed.error.issues.flatMap((i) => toIssues(i, [], source))))
   const withEnv = applyEnvOverrides(parsed.data, env)
   if (!withEnv.ok) throw new ConfigError(withEnv.issues)
-  return compileConfig(withEnv.config, source)
+  return compileConfig(withEnv.config, source, denyFiles)
 }
 
 /**

@@ -13,8 +13,18 @@ function readOnly(...hosts: string[]): readonly RawHostRule[] {
   return Object.freeze(hosts.map((host) => Object.freeze({ host, methods: READ_ONLY })))
 }
 
+/**
+ * What `npm install` and `npm audit` POST: the advisory lookups (package names and versions, no
+ * code). Without them every install leaves a denial and `npm audit` fails.
+ */
+const NPM_AUDIT: RawHostRule = Object.freeze({
+  host: 'registry.npmjs.org',
+  methods: ['POST'],
+  paths: ['/-/npm/v1/security/advisories/bulk', '/-/npm/v1/security/audits/quick', '/-/npm/v1/security/audits'],
+})
+
 export const BUILTIN_PRESETS: ReadonlyMap<string, readonly RawHostRule[]> = new Map([
-  ['npm', readOnly('registry.npmjs.org')],
+  ['npm', Object.freeze([...readOnly('registry.npmjs.org'), NPM_AUDIT])],
   ['pypi', readOnly('pypi.org', 'files.pythonhosted.org')],
   ['crates', readOnly('crates.io', 'static.crates.io', 'index.crates.io')],
   ['go', readOnly('proxy.golang.org', 'sum.golang.org')],

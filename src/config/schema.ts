@@ -35,6 +35,23 @@ const injectHeader = z.strictObject({
   format: z.string().includes('{}', { message: "format must contain '{}' where the secret goes" }).optional(),
 })
 
+// SPEC §11: a supply-chain guard on a registry's packages.
+const packageEntries = z.array(z.string())
+const packagesSchema = z.strictObject({
+  deny: packageEntries.default([]),
+  // null: every package not denied; a list: only these.
+  allow: packageEntries.nullable().default(null),
+  deny_file: z.string().min(1).optional(),
+  min_age: duration.optional(),
+  min_age_exempt: packageEntries.default([]),
+})
+// On a host rule (a private registry) the registry's kind is named; `index` is where a PyPI file's
+// upload time is looked up (default: the rule's own host).
+const hostPackagesSchema = packagesSchema.extend({
+  registry: z.enum(['npm', 'pypi']),
+  index: z.string().optional(),
+})
+
 export const hostRuleSchema = z.strictObject({
   host: z.string(),
   ports: z.array(port).min(1).optional(),
@@ -46,10 +63,11 @@ export const hostRuleSchema = z.strictObject({
   intercept: z.literal('never').optional(),
   inject_headers: z.record(z.string().regex(/^[A-Za-z0-9-]+$/, 'an HTTP header name'), injectHeader).optional(),
   inspect_body: z.boolean().optional(),
+  packages: hostPackagesSchema.optional(),
 })
 
 const access = z.enum(['read', 'write'])
-const presetRule = z.strictObject({ preset: z.string() })
+const presetRule = z.strictObject({ preset: z.string(), packages: packagesSchema.optional() })
 const size = z
   .union([z.number(), z.string()])
   .refine((v) => parseSizeBytes(v) !== null, 'a size like 100MiB, 50MB or a number of bytes')
@@ -109,6 +127,8 @@ const agentSchema = z.strictObject({
   limits: limitsSchema.optional(),
   allow: ruleList.default([]),
   deny: ruleList.default([]),
+  // SPEC §9: a template from which short-lived sandbox credentials are issued.
+  sandboxes: z.boolean().default(false),
 })
 
 const ipOrList = z.union([z.string(), z.array(z.string()).min(1)])
@@ -125,6 +145,8 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   admin: endpoint(9090),
+  // Worker processes sharing the listeners (runtime/workers.ts); `auto`: one per available CPU. More than one needs Redis.
+  workers: z.union([positiveInt, z.literal('auto')]).default(1),
   mode: z.enum(['enforce', 'audit']).default('enforce'),
   tls: z
     .strictObject({
@@ -174,6 +196,16 @@ export const configSchema = z.strictObject({
   approvals: z
     .strictObject({ file: z.string().default('config/approvals.yaml'), default_ttl: duration.default('24h') })
     .prefault({}),
+  // SPEC §9: the key that signs sandbox credentials (base64, ≥ 32 bytes, the same on every instance).
+  identity: z
+    .strictObject({
+      signing_key_env: envName.default('PORTCULLIS_SIGNING_KEY'),
+      previous_signing_key_env: envName.nullable().default(null),
+      max_sandbox_ttl: duration.default('24h'),
+    })
+    .prefault({}),
+  // SPEC §10: policy tests; absent: `<config>.tests.yaml` beside the config when present; null: none.
+  tests_file: z.string().min(1).nullable().optional(),
   presets: z.record(presetName, z.array(hostRuleSchema).min(1)).default({}),
   groups: z.record(groupName, groupSchema).default({}),
   agents: z.array(agentSchema).default([]),
@@ -185,4 +217,5 @@ export type RawHostRule = z.output<typeof hostRuleSchema>
 export type RawAgent = z.output<typeof agentSchema>
 export type RawLimits = z.output<typeof limitsSchema>
 export type RawPush = z.output<typeof pushSchema>
+export type RawPackages = z.output<typeof packagesSchema>
 export type RawApi = z.output<typeof apiSchema>

@@ -19,6 +19,8 @@ export interface RuntimeConfig {
     readonly unauthenticatedDenialsPerMinute: number
   }
   readonly admin: { readonly host: string; readonly port: number }
+  /** Worker processes (runtime/workers.ts); null: `auto`, one per available CPU at start. */
+  readonly workers: number | null
   readonly mode: Mode
   readonly tls: {
     readonly caCert: string
@@ -45,6 +47,17 @@ export interface RuntimeConfig {
   /** Top-level default limits (agents/groups may override; resolved per agent in CompiledAgent.limits). */
   readonly limits: AgentLimits
   readonly approvals: { readonly file: string; readonly defaultTtlMs: number }
+  /** Sandbox credentials (SPEC §9): where the signing keys are read from, and the longest life one may have. */
+  readonly identity: {
+    readonly signingKeyEnv: string
+    readonly previousSigningKeyEnv: string | null
+    readonly maxSandboxTtlMs: number
+  }
+  /**
+   * Policy tests (SPEC §10): `tests_file`, or `<config>.tests.yaml` beside the config (`explicit`
+   * false: used only when present); null when `tests_file: null`. Optional for hand-built configs.
+   */
+  readonly testsFile?: { readonly path: string; readonly explicit: boolean } | null
   readonly policy: import('../policy/compiled.js').CompiledPolicy
 }
 

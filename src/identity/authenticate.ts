@@ -3,17 +3,26 @@ import type { CompiledPolicy } from '../policy/compiled.js'
 import type { CompiledAgent, DenyDecision } from '../policy/types.js'
 import { cidrContains } from '../net/host.js'
 import { parseProxyAuthorization } from './proxy-auth.js'
+import { authenticateSandbox, type SandboxAuth, type SandboxCredential, type SandboxFacts } from './sandbox-auth.js'
 
 /**
  * How an agent proved who it is, kept with an open connection so a reload can ask again
  * (a rotated token or a narrowed source_cidrs closes it). The token itself is never kept: only its
- * sha256, which is what the config holds anyway.
+ * sha256, which is what the config holds anyway. A sandbox credential (SPEC §9) keeps its claims
+ * (id, labels, expiry) and which key signed it, so expiry, revocation and key rotation close it.
  */
-export type Credential = { readonly kind: 'token'; readonly sha256: Buffer } | { readonly kind: 'source' }
+export type Credential =
+  { readonly kind: 'token'; readonly sha256: Buffer } | { readonly kind: 'source' } | SandboxCredential
 
 export type Identity =
   | { readonly kind: 'agent'; readonly agent: CompiledAgent; readonly credential: Credential }
-  | { readonly kind: 'denied'; readonly decision: DenyDecision; readonly claimedAgent: string | null }
+  | {
+      readonly kind: 'denied'
+      readonly decision: DenyDecision
+      readonly claimedAgent: string | null
+      /** A genuine (signed) sandbox credential refused as expired, revoked, …: whose it was. */
+      readonly claimedSandbox?: SandboxFacts
+    }
 
 // Compared against when the claimed agent does not exist, so an unknown id costs the same time as a wrong token.
 const DUMMY_HASH = createHash('sha256').update('portcullis:no-such-agent').digest()
@@ -29,11 +38,20 @@ function inSources(agent: CompiledAgent, srcIp: string): boolean {
  * first agent (config order) whose source_cidrs hold the client address.
  * An agent that has a token and source_cidrs accepts the token only from those sources.
  */
-export function authenticate(policy: CompiledPolicy, header: string | undefined, srcIp: string): Identity {
+export function authenticate(
+  policy: CompiledPolicy,
+  header: string | undefined,
+  srcIp: string,
+  sandboxes?: SandboxAuth,
+  nowMs: number = Date.now(),
+): Identity {
   const auth = parseProxyAuthorization(header)
   if (auth.kind === 'malformed') {
     return denied('denied_auth_invalid', 'malformed_credentials', null)
   }
+  // `<agent>+<sandbox id>`: a sandbox credential (agent ids cannot contain `+`).
+  if (auth.kind === 'basic' && auth.user.includes('+'))
+    return authenticateSandbox(policy, auth.user, auth.password, srcIp, sandboxes, nowMs)
   if (auth.kind === 'basic') {
     const agent = policy.agents.get(auth.user)
     // One-shot hash: no Hash object per request (this runs on every request and every CONNECT).
@@ -69,6 +87,9 @@ export function stillAuthenticates(
 ): boolean {
   if (credential.kind === 'source') return sourceAgent(policy, srcIp)?.id === agentId
   const agent = policy.agents.get(agentId)
+  // Expiry, revocation and a retired key are the sandbox sweep's (runtime/live-sandboxes.ts): they need no reload.
+  if (credential.kind === 'sandbox')
+    return agent?.sandboxes === true && (agent.sourceCidrs.length === 0 || inSources(agent, srcIp))
   if (!agent || agent.tokenSha256 === null || !timingSafeEqual(credential.sha256, agent.tokenSha256)) return false
   return agent.sourceCidrs.length === 0 || inSources(agent, srcIp)
 }

@@ -1,38 +1,37 @@
 /**
  * Shares each agent's request budget and bytes/day across instances through Redis (SPEC §7),
- * while admission stays synchronous and local (limiter.ts says how tokens are used).
+ * while admission stays synchronous and local (limiter.ts, ledger.ts).
  *
  * Every `syncIntervalMs` (default 25 ms) one sync runs, in one round trip (a pipeline; separate
- * commands on a Cluster):
- * 1. this instance's heartbeat in `<prefix>instances` (a sorted set scored by Redis TIME): how many
- *    instances are alive;
- * 2. per agent reported by `limiter.shared.drain()`, ONE atomic Lua script on keys that share the
- *    `{agent}` hash tag (one Cluster slot):
- *      `<prefix>rl:{<agent>}:<epochMinute>`           requests used or held in that minute (EXPIRE 120 s)
- *      `<prefix>rl-reported:{<agent>}:<epochMinute>`  instances that reported the agent this minute
- *      `<prefix>bytes:{<agent>}:<yyyymmdd>`           bytes in that UTC day (EXPIRE 2 days)
- *    It adds what the instance admitted on its own, takes back the tokens it returns, marks it as
- *    reported, and reserves the tokens it asks for, no more than left: the budget minus this
- *    minute's count, the previous minute's weighted, and a placeholder share for every live
- *    instance that has not reported the agent yet (it may be admitting on its own right now);
- * 3. `<prefix>rl-active:<epochMinute>`: the agents with requests this minute (a sorted set scored
- *    by when an instance last reported requests for it); each instance reads the ones scored in the
- *    last few seconds and reports them too, which releases its placeholder.
- * Because tokens are reserved in Redis before they are used, the instances together admit at most
- * the budget per sliding minute (plus rounding: at most one request per instance).
+ * commands on a Cluster): this instance's heartbeat (how many instances are alive), the agents
+ * active this minute (`<prefix>rl-active:<epochMinute>`, which tells each instance what others
+ * serve), and per agent reported by `limiter.shared.drain()` ONE atomic script (sync-script.ts).
  *
  * At most one sync is in flight. If Redis is not ready, a sync fails, or one takes longer than
  * `staleAfterMs`, the limiter falls back to purely local limits (`PC_LIMITS_LOCAL_FALLBACK`, warn,
  * once per outage) and `fallback()` is true; the next successful sync turns sharing back on
- * (`PC_LIMITS_SHARED`, info). What was in flight when a sync failed is dropped (tokens held are
- * dropped too: under-admission, never over); counts admitted during an outage are sent on recovery.
- * The data path never awaits Redis: only the interval timer touches the client.
+ * (`PC_LIMITS_SHARED`, info). What was in flight when a sync failed is forgotten (whether Redis
+ * applied it is unknown); counts admitted during an outage are sent on recovery. The data path
+ * never awaits Redis: only the interval timer touches the client.
  */
-import { randomBytes } from 'node:crypto'
-import { hostname } from 'node:os'
 import type { Cluster, Redis } from 'ioredis'
 import type { Logger } from 'pino'
-import type { Limiter, UsageReport, UsageTotals } from './limiter.js'
+import type { RedisClient } from '../redis/client.js'
+import { newInstanceId } from '../redis/instance-id.js'
+import type { Limiter } from './limiter.js'
+import type { UsageReport, UsageTotals } from './shared-usage.js'
+import {
+  DAY_TTL_S,
+  HEARTBEAT_SCRIPT,
+  heartbeatCall,
+  LIMIT_SYNC_KEY_COUNT,
+  LIMIT_SYNC_SCRIPT,
+  limitSyncCall,
+  limitSyncKeys,
+  MINUTE_TTL_S,
+  parseLimitSyncReply,
+} from './sync-script.js'
+import { minuteOf } from './windows.js'
 
 export interface RedisSyncOptions {
   /** Key prefix, default `portcullis:`. */
@@ -58,52 +57,7 @@ export interface RedisSync {
   firstSync(timeoutMs: number): Promise<boolean>
 }
 
-type RedisClient = Redis | Cluster
-
 const COMMAND = 'portcullisLimitSync'
-const MINUTE_TTL_S = 120
-const DAY_TTL_S = 2 * 86_400
-
-/**
- * KEYS: this minute's requests, the previous minute's requests, this minute's reporters, the day's
- * bytes. ARGV: instance, requests admitted on its own, tokens returned, tokens wanted, rpm,
- * previous-minute weight (thousandths), live instances, request TTL, byte delta, byte TTL, then
- * the live instances' ids (a placeholder is counted for each that has not reported the agent).
- * Returns { granted, requests (this minute, after), bytes (today, after), previous minute's requests }.
- */
-const SCRIPT = `
-local function touch(key, ttl)
-  if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
-end
-local cur = redis.call('INCRBY', KEYS[1], tonumber(ARGV[2]) - tonumber(ARGV[3]))
-touch(KEYS[1], ARGV[8])
-redis.call('SADD', KEYS[3], ARGV[1])
-touch(KEYS[3], ARGV[8])
-local prev = tonumber(redis.call('GET', KEYS[2]) or '0')
-local granted = 0
-local rpm = tonumber(ARGV[5])
-local want = tonumber(ARGV[4])
-if want > 0 and rpm > 0 then
-  local n = math.max(1, tonumber(ARGV[7]))
-  local unreported = 0
-  for i = 11, #ARGV do
-    if redis.call('SISMEMBER', KEYS[3], ARGV[i]) == 0 then unreported = unreported + 1 end
-  end
-  local left = rpm - cur - math.ceil(prev * tonumber(ARGV[6]) / 1000) - unreported * math.ceil(rpm / n)
-  if left > 0 then
-    granted = math.min(want, left)
-    cur = redis.call('INCRBY', KEYS[1], granted)
-  end
-end
-local bytes = tonumber(ARGV[9])
-if bytes > 0 then
-  bytes = redis.call('INCRBY', KEYS[4], bytes)
-  touch(KEYS[4], ARGV[10])
-else
-  bytes = tonumber(redis.call('GET', KEYS[4]) or '0')
-end
-return { granted, cur, bytes, prev }
-`
 
 /** With nothing to report, a sync (heartbeat, learning) runs at most this often. */
 const IDLE_SYNC_MS = 250
@@ -114,32 +68,13 @@ const ACTIVE_LOOKBACK_MS = 5000
 /** An instance is alive while it has heartbeaten within this window. */
 const INSTANCE_WINDOW_MS = 5000
 const HEARTBEAT = 'portcullisHeartbeat'
-/** KEYS: instances key. ARGV: instance id, window ms. Records the caller as alive; returns the live instances' ids. TIME is Redis's clock, the same for every instance. */
-const HEARTBEAT_SCRIPT = `
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return redis.call('ZRANGE', KEYS[1], 0, -1)
-`
 
 type HeartbeatCommand = (instancesKey: string, instance: string, windowMs: number) => Promise<unknown>
 type SyncCommand = (...args: Array<string | number>) => unknown
 type WithSync<T> = T & { [COMMAND]: SyncCommand; [HEARTBEAT]: HeartbeatCommand }
 
-function isReply(v: unknown): v is [number, number, number, number] {
-  return Array.isArray(v) && v.length === 4 && v.every((x) => typeof x === 'number')
-}
-
 /** Redis is not coming back soon: these states are entered only after a connection was lost or closed. */
 const DOWN_STATES = new Set(['reconnecting', 'close', 'end'])
-
-/** Names one running instance in Redis: host, pid and a random part (pids repeat across containers). */
-export function newInstanceId(): string {
-  return `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
-}
 
 export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: RedisSyncOptions): RedisSync {
   const prefix = opts.prefix ?? 'portcullis:'
@@ -148,7 +83,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
   const log = opts.log
   const instance = opts.instance ?? newInstanceId()
   const instancesKey = `${prefix}instances`
-  client.defineCommand(COMMAND, { numberOfKeys: 4, lua: SCRIPT })
+  client.defineCommand(COMMAND, { numberOfKeys: LIMIT_SYNC_KEY_COUNT, lua: LIMIT_SYNC_SCRIPT })
   client.defineCommand(HEARTBEAT, { numberOfKeys: 1, lua: HEARTBEAT_SCRIPT })
 
   let generation = 0
@@ -168,36 +103,34 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
   const synced = new Promise<void>((resolve) => (firstSynced = resolve))
   limiter.shared.setShared(false)
 
-  const argsOf = (c: UsageReport): Array<string | number> => [
-    `${prefix}rl:{${c.agentId}}:${c.minute}`,
-    `${prefix}rl:{${c.agentId}}:${c.minute - 1}`,
-    `${prefix}rl-reported:{${c.agentId}}:${c.minute}`,
-    `${prefix}bytes:{${c.agentId}}:${c.day}`,
-    instance,
-    c.requests,
-    c.returned,
-    c.want,
-    c.rpm,
-    c.previousWeight,
-    liveIds.length,
-    MINUTE_TTL_S,
-    c.bytes,
-    DAY_TTL_S,
-    ...liveIds,
-  ]
+  const argsOf = (c: UsageReport): Array<string | number> =>
+    limitSyncCall(limitSyncKeys(prefix, c.agentId, c.minute, c.day), {
+      instance,
+      requests: c.requests,
+      returned: c.returned,
+      want: c.want,
+      rpm: c.rpm,
+      previousWeightMilli: c.previousWeight,
+      requestTtlS: MINUTE_TTL_S,
+      bytes: c.bytes,
+      bytesTtlS: DAY_TTL_S,
+      liveInstances: liveIds,
+    })
 
   function toTotals(c: UsageReport, v: unknown): UsageTotals {
-    if (!isReply(v)) throw new Error('unexpected reply from the limit sync script')
+    const reply = parseLimitSyncReply(v)
     return {
       agentId: c.agentId,
       minute: c.minute,
-      granted: v[0],
-      requests: v[1],
-      bytes: v[2],
-      previousRequests: v[3],
+      granted: reply.granted,
+      requests: reply.requests,
+      bytes: reply.bytes,
+      previousRequests: reply.previousRequests,
       day: c.day,
     }
   }
+
+  const heartbeat = heartbeatCall({ key: instancesKey, instance, windowMs: INSTANCE_WINDOW_MS })
 
   const activeKey = (minute: number): string => `${prefix}rl-active:${minute}`
 
@@ -215,7 +148,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
    * every agent that has a count in the sliding window.)
    */
   function reads(now: number): Array<{ key: string; min: number | string }> {
-    const minute = Math.floor(now / 60_000)
+    const minute = minuteOf(now)
     if (minute === readMinute) return [{ key: activeKey(minute), min: now - ACTIVE_LOOKBACK_MS }]
     return [
       { key: activeKey(minute), min: '-inf' },
@@ -231,7 +164,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
     batch: readonly UsageReport[],
   ): Promise<{ live: string[]; totals: UsageTotals[]; learned: string[]; minute: number }> {
     const now = Date.now()
-    const minute = Math.floor(now / 60_000)
+    const minute = minuteOf(now)
     const add = activeAdds(batch, now)
     const toRead = reads(now)
     if (client.isCluster) {
@@ -243,7 +176,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
           ? cluster.zadd(activeKey(minute), ...add).then(() => cluster.expire(activeKey(minute), MINUTE_TTL_S))
           : Promise.resolve(0)
       const [alive, ...rest] = await Promise.all([
-        cluster[HEARTBEAT](instancesKey, instance, INSTANCE_WINDOW_MS),
+        cluster[HEARTBEAT](...heartbeat),
         ...toRead.map((r) => written.then(() => cluster.zrangebyscore(r.key, r.min, '+inf'))),
         ...batch.map((c) => cluster[COMMAND](...argsOf(c))),
       ])
@@ -256,7 +189,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
       }
     }
     const p = client.pipeline() as WithSync<ReturnType<Redis['pipeline']>>
-    void p[HEARTBEAT](instancesKey, instance, INSTANCE_WINDOW_MS)
+    void p[HEARTBEAT](...heartbeat)
     if (add.length > 0) p.zadd(activeKey(minute), ...add).expire(activeKey(minute), MINUTE_TTL_S)
     for (const r of toRead) p.zrangebyscore(r.key, r.min, '+inf')
     for (const c of batch) p[COMMAND](...argsOf(c))

@@ -35,6 +35,11 @@ export interface Approval {
   readonly expires_at: string
   readonly approved_by: string
   readonly reason: string
+  /**
+   * Made from a sandbox's request with sandbox_only (SPEC §9): applies to that sandbox alone. Without
+   * it, an approval made from a sandbox's request applies to its agent (every sandbox of the template).
+   */
+  readonly sandbox?: string
 }
 
 export interface ApprovalFacts {
@@ -44,6 +49,8 @@ export interface ApprovalFacts {
   readonly port: number
   /** null for a CONNECT. */
   readonly path: string | null
+  /** The sandbox asking, if any (a sandbox-only approval covers only its own). */
+  readonly sandbox?: string | null
 }
 
 /** Approvals by agent, built once per change; looked up per decision. */
@@ -74,6 +81,7 @@ function underPrefix(blocked: string, path: string): boolean {
 export function approvalCovers(a: Approval, f: ApprovalFacts, nowMs: number): boolean {
   if (Date.parse(a.expires_at) <= nowMs) return false
   if (a.agent !== f.agent || a.host !== f.host || a.port !== f.port) return false
+  if (a.sandbox !== undefined && a.sandbox !== f.sandbox) return false
   if (a.scope === 'host') return true
   // A CONNECT approval opens the CONNECT itself (a tunnel), not any inner request.
   if (a.method !== f.method || (a.path === null) !== (f.path === null)) return false
@@ -100,6 +108,7 @@ export function isApprovable(reason: Reason): boolean {
     case 'denied_port':
     case 'denied_method':
     case 'denied_path':
+    case 'denied_package':
       return true
     default:
       return false
@@ -130,6 +139,7 @@ export function matchRequestApproved(
   facts: RequestFacts,
   index: ApprovalIndex,
   nowMs: number,
+  sandbox: string | null = null,
 ): RequestMatch {
   const m = matchRequest(policy, facts)
   if (m.decision.verdict === 'allow' || index.size === 0) return m
@@ -139,6 +149,7 @@ export function matchRequestApproved(
     host: facts.host,
     port: facts.port,
     path: facts.path,
+    sandbox,
   }
   const approved = applyApprovals(m.decision, f, index, nowMs)
   if (approved.verdict === 'deny') return m
@@ -156,12 +167,13 @@ export function decideConnectApproved(
   facts: ConnectFacts,
   index: ApprovalIndex,
   nowMs: number,
+  sandbox: string | null = null,
 ): ConnectDecision {
   const d = decideConnect(policy, facts)
   if (d.verdict === 'allow' || index.size === 0) return d
   const overlaid = applyApprovals(
     d,
-    { agent: facts.agent, method: 'CONNECT', host: facts.host, port: facts.port, path: null },
+    { agent: facts.agent, method: 'CONNECT', host: facts.host, port: facts.port, path: null, sandbox },
     index,
     nowMs,
   )

@@ -9,6 +9,7 @@
  * the host is an IP literal.
  */
 import type { HostPattern } from './host-pattern.js'
+import type { PackageRules } from '../packages/rules.js'
 import type { PathPattern } from './path-pattern.js'
 import type { CompiledAgent, InterceptMode, Mode, RuleId } from './types.js'
 import { cidrContains, isIpLiteral } from '../net/host.js'
@@ -30,6 +31,14 @@ export interface PushControl {
   readonly delete: boolean
   readonly tags: boolean
   readonly maxPackBytes: number
+}
+
+/** A registry rule's package guard: its compiled rules, and where a PyPI file's upload time is looked up. */
+export interface PackageControl {
+  readonly ecosystem: 'npm' | 'pypi'
+  readonly rules: PackageRules
+  /** PyPI: the Simple API host of the files this rule serves (pypi.org for files.pythonhosted.org). */
+  readonly indexHost: string | null
 }
 
 /** What a github rule lets an agent write through api.github.com (SPEC §8). */
@@ -70,6 +79,8 @@ export interface CompiledRule {
   readonly inspectBody: boolean
   /** Set on rules expanded from a `github:` or `git:` entry. */
   readonly repo: RepoControl | null
+  /** Set on registry rules with a `packages` block (SPEC §11). */
+  readonly packages: PackageControl | null
   /** Position in the config (tie-breaker: the earlier rule is reported). */
   readonly ordinal: number
 }
@@ -147,7 +158,13 @@ export function listRules(index: RuleIndex): CompiledRule[] {
 
 /** Does a rule need to see inside the connection (so a CONNECT must be intercepted)? */
 export function needsInside(rule: CompiledRule): boolean {
-  return rule.methods !== null || rule.paths !== null || rule.injectHeaders.length > 0 || rule.inspectBody
+  return (
+    rule.methods !== null ||
+    rule.paths !== null ||
+    rule.injectHeaders.length > 0 ||
+    rule.inspectBody ||
+    rule.packages !== null
+  )
 }
 
 export function createRuleIndex(rules: readonly CompiledRule[]): RuleIndex {

@@ -46,6 +46,7 @@ import {
   type CompiledPolicy,
   type CompiledRule,
   type InjectHeader,
+  type PackageControl,
   type RepoControl,
 } from './compiled.js'
 import { isPushPath } from './git-rules.js'
@@ -83,6 +84,9 @@ export interface Handling {
   /** The earliest matching repo rule's controls (push rules, API write rules), with its id. */
   readonly repo: RepoControl | null
   readonly repoRuleId: RuleId | null
+  /** The earliest matching registry rule's package guard (SPEC §11), with its id. */
+  readonly packages: PackageControl | null
+  readonly packagesRuleId: RuleId | null
   readonly ruleId: RuleId | null
 }
 
@@ -91,6 +95,8 @@ export const NO_HANDLING: Handling = Object.freeze({
   injectHeaders: [],
   repo: null,
   repoRuleId: null,
+  packages: null,
+  packagesRuleId: null,
   ruleId: null,
 })
 
@@ -162,7 +168,7 @@ function matchReading(policy: CompiledPolicy, facts: RequestFacts): RequestMatch
     if (
       rule.effect === 'allow' &&
       stage > RANK_PORT &&
-      (rule.inspectBody || rule.injectHeaders.length > 0 || rule.repo !== null)
+      (rule.inspectBody || rule.injectHeaders.length > 0 || rule.repo !== null || rule.packages !== null)
     ) {
       ;(asking ??= []).push(rule)
       if (stage === FULL_MATCH) askingFull = true
@@ -204,11 +210,13 @@ function handlingOf(
   let inspectBody = false
   let first: CompiledRule | null = null
   let repo: CompiledRule | null = null
+  let packages: CompiledRule | null = null
   const inject = new Map<string, InjectHeader>()
   const ordered = [...rules].sort((a, b) => a.ordinal - b.ordinal)
   for (const rule of ordered) {
     if (full && requestStage(policy, rule, facts) !== FULL_MATCH) continue
     if (rule.repo !== null) repo ??= rule
+    if (rule.packages !== null) packages ??= rule
     if (!rule.inspectBody && rule.injectHeaders.length === 0) continue
     first ??= rule
     if (rule.inspectBody) inspectBody = true
@@ -219,6 +227,8 @@ function handlingOf(
     injectHeaders: [...inject.values()],
     repo: repo?.repo ?? null,
     repoRuleId: repo?.id ?? null,
+    packages: packages?.packages ?? null,
+    packagesRuleId: packages?.id ?? null,
     ruleId: first?.id ?? null,
   }
 }

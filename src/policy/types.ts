@@ -72,4 +72,6 @@ export interface CompiledAgent {
   readonly groups: readonly string[]
   readonly mode: Mode
   readonly limits: AgentLimits
+  /** A template for sandbox credentials (SPEC §9): `<id>+<sandbox>` users with signed tokens. */
+  readonly sandboxes?: boolean
 }

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import { authenticate } from '../identity/authenticate.js'
+import { limiterKey, sandboxFactsOf } from '../identity/sandbox-auth.js'
 import { normalizeHost, parseAuthority } from '../net/host.js'
 import { resolveChecked } from '../net/resolve.js'
 import { dialChecked } from '../net/dial.js'
@@ -52,32 +53,41 @@ export async function handleConnect(
     address: null,
     tls: null,
   }
-  const identity = authenticate(cfg.policy, req.headers['proxy-authorization'], state.srcIp)
+  const identity = authenticate(cfg.policy, req.headers['proxy-authorization'], state.srcIp, deps.sandboxAuth())
   if (identity.kind === 'denied') {
     if (!deps.gate.isAuthenticated(socket) && !deps.gate.spendDenial(state.srcIp)) return void socket.destroy()
-    const facts: DecisionFacts = { ...base, agent: identity.claimedAgent, mode: cfg.policy.mode }
+    const facts: DecisionFacts = {
+      ...base,
+      agent: identity.claimedAgent,
+      mode: cfg.policy.mode,
+      ...identity.claimedSandbox,
+    }
     settle(deps.bus, facts, identity.decision)
     return respondConnectDenial(socket, identity.decision, denialContext(facts, req.headers))
   }
   deps.gate.authenticated(socket)
   const agent = identity.agent.id
+  // A sandbox (SPEC §9): its id and labels in every record, and a budget of its own.
+  const sb = sandboxFactsOf(identity.credential)
+  const key = limiterKey(agent, identity.credential)
   const mode = effectiveMode(cfg.policy, agent)
   const policyDecision = decideConnectApproved(
     cfg.policy,
     { agent, host: authority.host, port: authority.port },
     deps.approvals(),
     Date.now(),
+    sb?.sandbox ?? null,
   )
   const via = policyDecision.verdict === 'allow' ? policyDecision.via : 'tunnel'
   // Every CONNECT is one request against the budget: an intercepted one costs a TLS handshake and maybe a
   // certificate, whatever its inner requests (each counted again) do.
-  const { decision, release } = applyLimits(deps.limiter, agent, identity.agent.limits, policyDecision, mode, {
+  const { decision, release } = applyLimits(deps.limiter, key, identity.agent.limits, policyDecision, mode, {
     request: true,
     connection: true,
   })
   deps.observeDecision((performance.now() - t0) / 1000)
-  const refused: DecisionFacts = { ...base, agent, mode }
-  const explainable = { agent: identity.agent, head }
+  const refused: DecisionFacts = { ...base, agent, mode, ...sb }
+  const explainable = { agent: identity.agent, key, head }
   if (decision.verdict === 'deny' && !passes(decision, mode))
     return refuse(deps, socket, req, refused, decision, explainable)
   socket.on('close', release)
@@ -117,7 +127,7 @@ export async function handleConnect(
   const hello = await readClientHello(socket, head, cfg.upstream.headerTimeoutMs)
   // After the 200 the connection was let through: however it ends from here, it gets its close record.
   const closeUnused = (): void =>
-    deps.bus.publish(buildCloseRecord({ id, agent, host: authority.host }, 0, 0, state.acceptedAtMs))
+    deps.bus.publish(buildCloseRecord({ id, agent, host: authority.host, ...sb }, 0, 0, state.acceptedAtMs))
   if (hello.kind === 'closed') {
     // The client left before saying anything: the CONNECT itself was allowed, nothing flowed, and no
     // bytes were handled (tunnelled or intercepted), so `tls` stays null.
@@ -132,7 +142,7 @@ export async function handleConnect(
     settle(deps.bus, checkedNoTls, decision)
     up?.destroy()
     // Its requests are counted one by one like intercepted ones, so the CONNECT itself is not one.
-    if (decision.reason !== 'denied_rate_limited') deps.limiter.refundRequest(agent)
+    if (decision.reason !== 'denied_rate_limited') deps.limiter.refundRequest(key)
     deps.interceptor.inspectPlain(socket, hello.bytes, {
       id,
       agent,
@@ -144,6 +154,7 @@ export async function handleConnect(
       srcIp: state.srcIp,
       credential: identity.credential,
       mode,
+      ...sb,
     })
     return
   }
@@ -173,6 +184,7 @@ export async function handleConnect(
       srcIp: state.srcIp,
       credential: identity.credential,
       mode,
+      ...sb,
     })
     return
   }
@@ -191,6 +203,7 @@ export async function handleConnect(
       srcIp: state.srcIp,
       credential: identity.credential,
       startedAtMs: Date.now(),
+      ...sb,
     },
     cfg.upstream.idleTimeoutMs,
     deps,
@@ -252,7 +265,7 @@ async function refuse(
   req: IncomingMessage,
   facts: DecisionFacts,
   d: DenyDecision,
-  explainable?: { readonly agent: CompiledAgent; readonly head: Buffer },
+  explainable?: { readonly agent: CompiledAgent; readonly key: string; readonly head: Buffer },
 ): Promise<void> {
   settle(deps.bus, facts, d)
   const interceptor = deps.interceptor
@@ -262,7 +275,7 @@ async function refuse(
     interceptor !== null &&
     explainsDenials(policy, explainable.agent.id) &&
     d.reason !== 'denied_rate_limited' &&
-    'ok' in deps.limiter.admitRequest(explainable.agent.id, explainable.agent.limits)
+    'ok' in deps.limiter.admitRequest(explainable.key, explainable.agent.limits)
   if (!explain || explainable === undefined || interceptor === null)
     return respondConnectDenial(socket, d, denialContext(facts, req.headers))
   if (socket.destroyed) return

@@ -110,6 +110,7 @@ export function denialContext(facts: DecisionFacts, headers: IncomingHttpHeaders
     path: facts.path,
     query,
     wantsJson: wantsJson(headers),
+    ...(facts.package === undefined ? {} : { package: { name: facts.package.name, version: facts.package.version } }),
   }
 }
 

@@ -9,6 +9,8 @@ import type { Limiter } from '../limits/limiter.js'
 import type { ConnGate } from './conn-gate.js'
 import type { DescriptorWatch } from './descriptors.js'
 import type { Inspector } from './inspect.js'
+import type { SandboxAuth } from '../identity/sandbox-auth.js'
+import type { PackageGuard } from './package-gate.js'
 
 /** What the proxy edges need from the composition root (app.ts). */
 export interface ProxyDeps {
@@ -34,4 +36,8 @@ export interface ProxyDeps {
   readonly descriptors: DescriptorWatch
   /** inspect_body: bounded scans, a few at a time per agent, off the event loop. */
   readonly inspector: Inspector
+  /** Sandbox credentials (SPEC §9): the signing keys, max_sandbox_ttl and revocations in force now. */
+  readonly sandboxAuth: () => SandboxAuth
+  /** Package rules on registries (SPEC §11): metadata rewritten, tarballs judged, publish times cached. */
+  readonly packages: PackageGuard
 }

@@ -130,10 +130,32 @@ export interface Forwarder {
     target: ForwardTarget,
     onFailure: (kind: UpstreamFailureKind) => void,
   ): void
+  /**
+   * One whole answer, read into memory up to `maxBytes` (package metadata the proxy filters before the
+   * client sees it). Same pools, TLS verification and timeouts as forward(). Never rejects.
+   */
+  fetchWhole(target: ForwardTarget, request: WholeRequest, maxBytes: number): Promise<WholeAnswer>
   /** The roots upstream TLS is verified against (system plus upstream.ca_file), for other upstream legs (WebSocket). */
   readonly tlsContext: SecureContext
   close(): void
 }
+
+/** A GET or HEAD the proxy sends on its own account (its headers end to end; Host and Via are added). */
+export interface WholeRequest {
+  readonly method: 'GET' | 'HEAD'
+  readonly headers: readonly string[]
+}
+
+export type WholeAnswer =
+  | {
+      readonly kind: 'answer'
+      readonly status: number
+      /** The answer's end-to-end fields, flat `[name, value, …]`, names lower-case. */
+      readonly headers: readonly string[]
+      readonly body: Buffer
+    }
+  | { readonly kind: 'too_large' }
+  | { readonly kind: 'failed'; readonly failure: UpstreamFailureKind }
 
 export interface ForwarderOptions {
   readonly connectTimeoutMs: number
@@ -198,16 +220,7 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
       if (injected.length > 0) drop.add('accept-encoding')
       if (target.body !== undefined) drop.add('content-length')
       const headers = endToEnd(req.rawHeaders, drop)
-      const defaultPort = target.tls ? 443 : 80
-      headers.push(
-        'host',
-        target.port === defaultPort
-          ? formatAuthority(target.host, 0).replace(/:0$/, '')
-          : formatAuthority(target.host, target.port),
-      )
-      const via = req.headers.via
-      headers.push('via', via ? `${via}, ${VIA}` : VIA)
-      for (const h of injected) headers.push(h.name, h.value)
+      addProxyFields(headers, target, req.headers.via)
       // Masking an injected secret needs the answer as sent: ask for it uncompressed.
       if (injected.length > 0) headers.push('accept-encoding', 'identity')
       // While the client's body is still coming (forwarded as it arrives), a client that stops sending is
@@ -217,11 +230,47 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
       const method = req.method ?? 'GET'
       poolFor(target).dispatch({ path: target.requestTarget, method, headers, body: bodyOf(req, target) }, handler)
     },
+    async fetchWhole(target, request, maxBytes) {
+      const headers = [...request.headers]
+      addProxyFields(headers, target, undefined)
+      try {
+        const answer = await poolFor(target).request({ path: target.requestTarget, method: request.method, headers })
+        const chunks: Buffer[] = []
+        let size = 0
+        for await (const chunk of answer.body as AsyncIterable<Buffer>) {
+          size += chunk.length
+          if (size > maxBytes) {
+            answer.body.destroy()
+            return { kind: 'too_large' }
+          }
+          chunks.push(chunk)
+        }
+        const flat: string[] = []
+        for (const [name, value] of Object.entries(answer.headers))
+          for (const v of Array.isArray(value) ? value : [value]) if (v !== undefined) flat.push(name, v)
+        return { kind: 'answer', status: answer.statusCode, headers: endToEnd(flat), body: Buffer.concat(chunks, size) }
+      } catch (err) {
+        return { kind: 'failed', failure: mapSocketError(err as Error) }
+      }
+    },
     close() {
       for (const pool of pools.values()) void pool.destroy().catch(() => undefined)
       pools.clear()
     },
   }
+}
+
+/** Host (the target's), Via (appended to the client's), and each injected credential. */
+function addProxyFields(headers: string[], target: ForwardTarget, clientVia: string | undefined): void {
+  const defaultPort = target.tls ? 443 : 80
+  headers.push(
+    'host',
+    target.port === defaultPort
+      ? formatAuthority(target.host, 0).replace(/:0$/, '')
+      : formatAuthority(target.host, target.port),
+  )
+  headers.push('via', clientVia ? `${clientVia}, ${VIA}` : VIA)
+  for (const h of target.inject ?? []) headers.push(h.name, h.value)
 }
 
 function isIp(host: string): boolean {

@@ -5,6 +5,7 @@ import type { Mode } from '../policy/types.js'
 import { buildCloseRecord } from '../telemetry/events.js'
 import type { LeafCertCache } from '../tls/leaf-certs.js'
 import type { Credential } from '../identity/authenticate.js'
+import { limiterKey } from '../identity/sandbox-auth.js'
 import type { ProxyDeps } from './deps.js'
 import type { TrackedConn } from './tracker.js'
 import { answerHttpRequest, decideHttpRequest, type ConnectChannel, type RequestChannel } from './request-flow.js'
@@ -30,6 +31,9 @@ export interface InterceptContext {
   /** How the agent authenticated on the CONNECT (a reload asks again). */
   readonly credential: Credential
   readonly mode: Mode
+  /** A sandbox credential's id and labels (SPEC §9), for the close record. */
+  readonly sandbox?: string
+  readonly labels?: Readonly<Record<string, string>>
 }
 
 export interface Interceptor {
@@ -155,7 +159,8 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     const untrack = deps.tracker.add(tracked)
     client.once('close', () => {
       untrack()
-      deps.limiter.addBytes(ctx.agent, client.bytesRead + client.bytesWritten - (tracked.bytesCounted ?? 0))
+      const moved = client.bytesRead + client.bytesWritten - (tracked.bytesCounted ?? 0)
+      deps.limiter.addBytes(limiterKey(ctx.agent, ctx.credential), moved)
       deps.bus.publish(buildCloseRecord(ctx, client.bytesRead, client.bytesWritten, startedAt))
     })
     return {

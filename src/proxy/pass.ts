@@ -2,9 +2,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Handling } from '../policy/decide.js'
 import type { Decision, DenyDecision } from '../policy/types.js'
 import { buildCloseRecord, type DecisionFacts } from '../telemetry/events.js'
+import { limiterKeyOf } from '../identity/sandbox-auth.js'
 import type { ProxyDeps } from './deps.js'
 import { denialContext, settle } from './decision-point.js'
-import { resolveInjections, sendContinue, type ForwardTarget } from './forward.js'
+import { resolveInjections, sendContinue, VIA, type ForwardTarget } from './forward.js'
+import type { GateAnswer } from './package-gate.js'
+import { approvalCovers } from '../policy/approvals.js'
 import { redactSecrets } from './secret-scan.js'
 import { gateGithubApi } from './api-gate.js'
 import { gatePush } from './push-gate.js'
@@ -47,16 +50,60 @@ export async function passRequest(
   } finally {
     lift()
   }
-  const { final, recorded, forwardTo, gitAnswer, release } = outcome
+  const { forwardTo, gitAnswer, release } = outcome
+  let { final, recorded } = outcome
+  let answer: GateAnswer | undefined
+  if (final.verdict === 'allow' && handling.packages !== null && !approvedByAdmin(deps, facts)) {
+    const gate = await deps.packages.gate(
+      req,
+      forwardTo,
+      handling.packages,
+      handling.packagesRuleId,
+      deps.config().upstream,
+    )
+    if (gate.pkg !== undefined) recorded = { ...recorded, package: gate.pkg }
+    if (gate.kind === 'deny') final = gate.decision
+    else if (gate.kind === 'answer') answer = gate.answer
+  }
   const { pass } = settle(deps.bus, recorded, final)
   if (!pass) {
     void release?.()
     if (gitAnswer !== undefined && gitAnswer.kind === 'report')
       return respondGitRefusal(res, final as DenyDecision, recorded.id, gitAnswer)
-    return respondDenial(res, final as DenyDecision, denialContext(facts, req.headers, query), final !== decision)
+    return respondDenial(res, final as DenyDecision, denialContext(recorded, req.headers, query), final !== decision)
   }
   if (release !== undefined) res.once('close', () => void release())
+  if (answer !== undefined) return answerAndRecord(deps, req, res, recorded, answer, closeRecordPerRequest)
   forwardAndRecord(deps, req, res, recorded, forwardTo, closeRecordPerRequest)
+}
+
+/**
+ * An approval that names this request lets it past the package rules too: the way an admin lets a
+ * hot fix through (a denied_package record approved like any other).
+ */
+function approvedByAdmin(deps: ProxyDeps, facts: DecisionFacts): boolean {
+  const list = facts.agent === null ? undefined : deps.approvals().get(facts.agent)
+  if (list === undefined || facts.agent === null) return false
+  const f = { agent: facts.agent, method: facts.method, host: facts.host, port: facts.port, path: facts.path }
+  const now = Date.now()
+  return list.some((a) => approvalCovers(a, f, now))
+}
+
+/** The proxy's own answer to an allowed request (rewritten registry metadata), recorded like a forwarded one. */
+function answerAndRecord(
+  deps: ProxyDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  facts: DecisionFacts,
+  answer: GateAnswer,
+  closeRecordPerRequest: boolean,
+): void {
+  if (closeRecordPerRequest) countAndRecordClose(deps, req, res, facts, 0)
+  req.resume()
+  if (res.headersSent || res.destroyed) return void res.destroy()
+  const headers = [...answer.headers, 'via', VIA, 'connection', res.shouldKeepAlive ? 'keep-alive' : 'close']
+  res.writeHead(answer.status, headers)
+  res.end(req.method === 'HEAD' ? undefined : answer.body)
 }
 
 interface Readied {
@@ -241,7 +288,7 @@ function countAndRecordClose(
   res.once('close', () => {
     const bytesUp = Math.max(0, socket.bytesRead - readAtStart)
     const bytesDown = Math.max(0, socket.bytesWritten - writtenAtStart)
-    if (facts.agent !== null) deps.limiter.addBytes(facts.agent, bytesUp + bytesDown)
+    if (facts.agent !== null) deps.limiter.addBytes(limiterKeyOf(facts.agent, facts.sandbox), bytesUp + bytesDown)
     deps.bus.publish(buildCloseRecord(facts, bytesUp, bytesDown, startedAt))
   })
 }

@@ -2,6 +2,14 @@ import { hash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { authenticate, type Credential, type Identity } from '../identity/authenticate.js'
+import {
+  limiterKey,
+  sandboxDenial,
+  sandboxFactsOf,
+  sandboxLapse,
+  type SandboxAuth,
+  type SandboxFacts,
+} from '../identity/sandbox-auth.js'
 import { normalizeHost, parseAuthority } from '../net/host.js'
 import { resolveChecked } from '../net/resolve.js'
 import { normalizePath, splitTarget } from '../net/url-path.js'
@@ -85,6 +93,8 @@ export async function decideHttpRequest(
   const cfg = deps.config()
   const method = (req.method ?? 'GET').toUpperCase()
   const id = newRequestId()
+  // A sandbox credential's id and labels go into every record it makes (SPEC §9).
+  let sb: SandboxFacts | null = null
   // Facts are built whole, in one shape: spreading a base object into each variant cost ~5 µs a request.
   const factsOf = (agent: string | null, mode: Mode, address: string | null): DecisionFacts => ({
     id,
@@ -98,6 +108,8 @@ export async function decideHttpRequest(
     tls: channel.kind === 'connect' && channel.connect.scheme === 'https' ? 'intercept' : null,
     mode,
     address,
+    sandbox: sb?.sandbox,
+    labels: sb?.labels,
   })
   const deny = (facts: DecisionFacts, d: DenyDecision, close: boolean): RequestVerdict => {
     settle(deps.bus, facts, d)
@@ -111,8 +123,15 @@ export async function decideHttpRequest(
   let credential: Credential
   if (channel.kind === 'proxy') {
     const state = connStateOf(req.socket)
-    const identity = authenticateOn(req.socket, cfg.policy, req.headers['proxy-authorization'], state.srcIp)
+    const identity = authenticateOn(
+      req.socket,
+      cfg.policy,
+      req.headers['proxy-authorization'],
+      state.srcIp,
+      deps.sandboxAuth(),
+    )
     if (identity.kind === 'denied') {
+      sb = identity.claimedSandbox ?? null
       // A connection that never authenticated is closed after its answer (it holds a descriptor and its
       // source's share); past the source's budget of such answers it is closed without one.
       const neverAuthenticated = !deps.gate.isAuthenticated(req.socket)
@@ -122,15 +141,20 @@ export async function decideHttpRequest(
     deps.gate.authenticated(req.socket)
     agentId = identity.agent.id
     credential = identity.credential
+    sb = sandboxFactsOf(credential)
     limits = identity.agent.limits
     mode = effectiveMode(cfg.policy, agentId)
   } else {
     const c = channel.connect
     agentId = c.agent
     credential = c.credential
+    sb = sandboxFactsOf(credential)
     limits = cfg.policy.agents.get(c.agent)?.limits
     // The mode in force now, not at CONNECT time: a reload from audit to enforce applies to open connections.
     mode = cfg.policy.agents.has(c.agent) ? effectiveMode(cfg.policy, c.agent) : c.mode
+    // A sandbox credential expires or is revoked under an open CONNECT too: refuse and close.
+    const lapse = credential.kind === 'sandbox' ? sandboxLapse(credential, deps.sandboxAuth(), Date.now()) : null
+    if (lapse !== null) return deny(factsOf(agentId, cfg.policy.mode, c.address), sandboxDenial(lapse), true)
     if (!namesConnectHost(req, c)) {
       const facts = factsOf(agentId, mode, c.address)
       const d: DenyDecision = { verdict: 'deny', reason: 'denied_host_mismatch', ruleId: null }
@@ -154,11 +178,12 @@ export async function decideHttpRequest(
     { agent: agentId, method, scheme, host, port, path: target.path, query: target.query },
     deps.approvals(),
     Date.now(),
+    sb?.sandbox ?? null,
   )
   // A plain-HTTP client connection holds a concurrent_connections slot while it is open, idle or not;
   // inside a CONNECT the CONNECT holds it. Each request is one against the budget.
   const { decision } = limits
-    ? applyLimits(deps.limiter, agentId, limits, policyDecision, mode, {
+    ? applyLimits(deps.limiter, limiterKey(agentId, credential), limits, policyDecision, mode, {
         request: true,
         connection: channel.kind === 'proxy' ? req.socket : false,
       })
@@ -310,13 +335,31 @@ const lastAuth = new WeakMap<Socket, AuthMemo>()
  * one source), so only a different header or a reloaded policy asks again (parsing, base64, UTF-8 and
  * the token's sha256 were 3.5 % of a forwarded request's CPU; one digest of the header is a fraction).
  */
-function authenticateOn(socket: Socket, policy: CompiledPolicy, header: string | undefined, srcIp: string): Identity {
+function authenticateOn(
+  socket: Socket,
+  policy: CompiledPolicy,
+  header: string | undefined,
+  srcIp: string,
+  sandboxes: SandboxAuth,
+): Identity {
   const headerDigest = header === undefined ? null : hash('sha256', header, 'base64')
   const memo = lastAuth.get(socket)
-  if (memo !== undefined && memo.headerDigest === headerDigest && memo.policy.deref() === policy) return memo.identity
-  const identity = authenticate(policy, header, srcIp)
-  lastAuth.set(socket, { policy: new WeakRef(policy), headerDigest, identity })
+  if (memo !== undefined && memo.headerDigest === headerDigest && memo.policy.deref() === policy)
+    return stillValid(memo.identity, sandboxes)
+  const identity = authenticate(policy, header, srcIp, sandboxes)
+  // A credential not valid yet may become valid: it is asked again.
+  if (identity.kind === 'agent' || identity.decision.detail !== 'not_yet_valid')
+    lastAuth.set(socket, { policy: new WeakRef(policy), headerDigest, identity })
   return identity
+}
+
+/** A remembered sandbox login still holds only while its credential has not expired or been revoked. */
+function stillValid(identity: Identity, sandboxes: SandboxAuth): Identity {
+  if (identity.kind !== 'agent' || identity.credential.kind !== 'sandbox') return identity
+  const lapse = sandboxLapse(identity.credential, sandboxes, Date.now())
+  if (lapse === null) return identity
+  const claimedSandbox = sandboxFactsOf(identity.credential) ?? undefined
+  return { kind: 'denied', decision: sandboxDenial(lapse), claimedAgent: identity.agent.id, claimedSandbox }
 }
 
 function badRequest(res: ServerResponse, status: 400 | 431, detail: string): void {

@@ -22,6 +22,8 @@ export interface DenialContext {
   /** Raw query string without `?` ('' when none); shown so the agent sees exactly what was refused. */
   readonly query: string
   readonly wantsJson: boolean
+  /** A registry request refused by package rules: the package and version (shown in the JSON answer). */
+  readonly package?: { readonly name: string; readonly version: string | null }
 }
 
 const SENTENCES: Record<DenyReason, string> = {
@@ -154,6 +156,7 @@ export function denialBody(d: DenyDecision, ctx: DenialContext): { contentType: 
     path: ctx.path,
     query: ctx.query || null,
     rule: d.ruleId,
+    ...(ctx.package === undefined ? {} : { package: ctx.package.name, version: ctx.package.version }),
     message,
     approve_command: approve,
   }

@@ -1,5 +1,6 @@
 import type { RuntimeConfig } from '../config/types.js'
 import { stillAuthenticates } from '../identity/authenticate.js'
+import { sandboxFactsOf } from '../identity/sandbox-auth.js'
 import { isAddressAllowed } from '../net/address-class.js'
 import { decideConnectApproved, matchRequestApproved, type ApprovalIndex } from '../policy/approvals.js'
 import { effectiveMode } from '../policy/compiled.js'
@@ -22,6 +23,7 @@ export function stillAllowed(
 ): boolean {
   const { policy, upstream } = config
   if (!stillAuthenticates(policy, conn.agent, conn.credential, conn.srcIp)) return false
+  const sandbox = sandboxFactsOf(conn.credential)?.sandbox ?? null
   if (!isAddressAllowed(conn.address, upstream.allowPrivate)) return false
   const pins = upstream.resolve.get(conn.host)
   if (pins === undefined ? conn.pinned : !pins.includes(conn.address)) return false
@@ -40,10 +42,17 @@ export function stillAllowed(
       },
       approvals,
       nowMs,
+      sandbox,
     )
     return m.decision.verdict === 'allow' || effectiveMode(policy, conn.agent) === 'audit'
   }
-  const d = decideConnectApproved(policy, { agent: conn.agent, host: conn.host, port: conn.port }, approvals, nowMs)
+  const d = decideConnectApproved(
+    policy,
+    { agent: conn.agent, host: conn.host, port: conn.port },
+    approvals,
+    nowMs,
+    sandbox,
+  )
   if (d.verdict === 'deny') return effectiveMode(policy, conn.agent) === 'audit'
   return !(conn.via === 'tunnel' && d.via === 'intercept')
 }

@@ -1,4 +1,5 @@
 import type { Credential } from '../identity/authenticate.js'
+import { limiterKey } from '../identity/sandbox-auth.js'
 import type { Limiter } from '../limits/limiter.js'
 import type { AgentLimits } from '../policy/types.js'
 import type { Logger } from 'pino'
@@ -67,12 +68,14 @@ export function sweepTunnelBytes(
     if (!conn.bytesMoved) continue
     const moved = conn.bytesMoved()
     const delta = moved - (conn.bytesCounted ?? 0)
+    // A sandbox's bytes count towards its own budget (the template's limits, per sandbox).
+    const key = limiterKey(conn.agent, conn.credential)
     if (delta > 0) {
-      limiter.addBytes(conn.agent, delta)
+      limiter.addBytes(key, delta)
       conn.bytesCounted = moved
     }
     const limits = limitsOf(conn.agent)
-    if (limits && limiter.bytesExhausted(conn.agent, limits)) {
+    if (limits && limiter.bytesExhausted(key, limits)) {
       conn.close()
       closed.push(conn)
     }

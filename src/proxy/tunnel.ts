@@ -1,5 +1,6 @@
 import type { OnReadOpts, Socket } from 'node:net'
 import type { Credential } from '../identity/authenticate.js'
+import { limiterKey } from '../identity/sandbox-auth.js'
 import { buildCloseRecord } from '../telemetry/events.js'
 import type { ProxyDeps } from './deps.js'
 import type { TrackedConn } from './tracker.js'
@@ -14,6 +15,9 @@ export interface TunnelInfo {
   readonly srcIp: string
   readonly credential: Credential
   readonly startedAtMs: number
+  /** A sandbox credential's id and labels (SPEC §9), for the close record. */
+  readonly sandbox?: string
+  readonly labels?: Readonly<Record<string, string>>
 }
 
 /**
@@ -154,7 +158,8 @@ export function spliceTunnel(
       return
     }
     untrack()
-    deps.limiter.addBytes(info.agent, upstream.bytesWritten + upstream.bytesRead - (tracked.bytesCounted ?? 0))
+    const moved = upstream.bytesWritten + upstream.bytesRead - (tracked.bytesCounted ?? 0)
+    deps.limiter.addBytes(limiterKey(info.agent, info.credential), moved)
     deps.bus.publish(buildCloseRecord(info, upstream.bytesWritten, upstream.bytesRead, info.startedAtMs))
   }
   // `on`, not `once`: these fire once anyway, and each once() costs a wrapper per tunnel.

@@ -14,6 +14,7 @@ import { decideHttpRequest, type RequestChannel } from './request-flow.js'
 import { respondBadRequest, respondRawDenial } from './respond.js'
 import type { TrackedConn } from './tracker.js'
 import type { Credential } from '../identity/authenticate.js'
+import { limiterKey } from '../identity/sandbox-auth.js'
 
 /**
  * WebSocket (`Upgrade: websocket`) through the proxy, on every flow (absolute-form on the listener,
@@ -130,6 +131,8 @@ function splice(
     readonly method: string
     readonly path: string | null
     readonly scheme: 'http' | 'https'
+    readonly sandbox?: string | undefined
+    readonly labels?: Readonly<Record<string, string>> | undefined
   },
   credential: Credential,
 ): void {
@@ -166,7 +169,8 @@ function splice(
     close()
     const bytesUp = client.bytesRead - up0
     const bytesDown = client.bytesWritten - down0
-    if (facts.agent !== null) deps.limiter.addBytes(facts.agent, bytesUp + bytesDown - (tracked.bytesCounted ?? 0))
+    if (facts.agent !== null)
+      deps.limiter.addBytes(limiterKey(facts.agent, credential), bytesUp + bytesDown - (tracked.bytesCounted ?? 0))
     deps.bus.publish(buildCloseRecord(facts, bytesUp, bytesDown, startedAt))
   }
   client.once('close', finish)

@@ -2,10 +2,15 @@ import type { Server } from 'node:http'
 import { approvalRoutes } from '../admin/routes/approvals.js'
 import { eventRoutes } from '../admin/routes/events.js'
 import { explainRoutes } from '../admin/routes/explain.js'
+import { suggestRoutes } from '../admin/routes/suggest.js'
 import { healthRoutes } from '../admin/routes/health.js'
 import { metricsRoutes } from '../admin/routes/metrics.js'
 import { pageRoutes } from '../admin/routes/page.js'
 import { reloadRoutes } from '../admin/routes/reload.js'
+import { sandboxRoutes } from '../admin/routes/sandboxes.js'
+import { proxyAuthority } from '../identity/sandbox-issue.js'
+import type { RevocationStore } from '../sandboxes/revocation-store.js'
+import type { AddressInfo } from 'node:net'
 import type { Route } from '../admin/server.js'
 import type { ApprovalStore } from '../approvals/store.js'
 import type { ApprovalIndex } from '../policy/approvals.js'
@@ -21,6 +26,7 @@ export interface AdminRouteDeps {
   readonly proxyServer: Server
   readonly redis: RedisBackend | null
   readonly store: ApprovalStore
+  readonly sandboxStore: RevocationStore
   readonly findDecision: (requestId: string) => Promise<DecisionRecord | null>
   readonly approvals: () => ApprovalIndex
   readonly env: NodeJS.ProcessEnv
@@ -49,11 +55,38 @@ export function adminRoutes(d: AdminRouteDeps): Route[] {
       onStreamDrop: (n) => parts.metrics.countStreamDropped(n),
     }),
     ...explainRoutes(policy.current, d.approvals),
+    ...suggestRoutes({
+      config: policy.current,
+      ring: parts.ring,
+      redis: d.redis ? { query: d.redis.query } : null,
+      env: d.env,
+    }),
     ...approvalRoutes({
       store: d.store,
       findDecision: d.findDecision,
       bus: parts.bus,
       defaultTtlMs: policy.current().approvals.defaultTtlMs,
+    }),
+    ...sandboxRoutes({
+      config: policy.current,
+      keys: parts.sandboxes.keys,
+      store: d.sandboxStore,
+      proxyAuthority: () =>
+        proxyAuthority(policy.current().listen.host, (d.proxyServer.address() as AddressInfo | null)?.port ?? 0),
+      recent: async (since) => {
+        if (d.redis !== null) {
+          try {
+            return { records: (await d.redis.query({ limit: 5000, since, anySandbox: true })).records, source: 'redis' }
+          } catch {
+            // Redis is down: this instance's memory still knows what it saw.
+          }
+        }
+        const records = parts.ring
+          .snapshot()
+          .filter((r) => r.event === 'decision' && r.sandbox !== undefined && Date.parse(r.time) >= +since)
+        return { records, source: 'memory' }
+      },
+      log: parts.log.child({ subsystem: 'sandboxes' }),
     }),
     ...reloadRoutes(policy.reload, policy.generation),
     ...pageRoutes(),

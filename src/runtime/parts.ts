@@ -12,8 +12,10 @@ import type { ProxyDeps } from '../proxy/deps.js'
 import { createDescriptorWatch, type DescriptorWatch } from '../proxy/descriptors.js'
 import { createForwarder } from '../proxy/forward.js'
 import { createInspector } from '../proxy/inspect.js'
+import { createPackageGuard } from '../proxy/package-gate.js'
 import type { Interceptor } from '../proxy/intercept.js'
 import { createTunnelTracker, type TunnelTracker } from '../proxy/tracker.js'
+import { createLiveSandboxes, type LiveSandboxes } from './live-sandboxes.js'
 import { createBus, type Bus } from '../telemetry/bus.js'
 import { createDenialFolder, type DenialFolder } from '../telemetry/denial-fold.js'
 import { createLoggers, createLogSink, type Loggers } from '../telemetry/log-sink.js'
@@ -37,6 +39,8 @@ export interface Parts {
   readonly limiter: Limiter
   readonly descriptors: DescriptorWatch
   readonly nofile: FdLimit
+  /** Sandbox credentials (SPEC §9): keys, revocations, and the sweep that closes lapsed connections. */
+  readonly sandboxes: LiveSandboxes
   readonly deps: ProxyDeps
   /** The CA is loaded at start: interception is wired in then. */
   setInterceptor(interceptor: Interceptor): void
@@ -94,7 +98,11 @@ export function createParts(
     onWorkerError: (err) =>
       log.error({ code: 'PC_ERR_INTERNAL', err }, 'an inspect_body worker failed; its scan failed closed'),
   })
+  const packages = createPackageGuard(forwarder, (err) =>
+    log.error({ code: 'PC_ERR_INTERNAL', err }, 'a package-metadata worker failed; its rewrite failed closed'),
+  )
   const limiter = createLimiter()
+  const sandboxes = createLiveSandboxes(live.config, env, tracker, proxyLog)
   let interceptor: Interceptor | null = null
   const deps: ProxyDeps = {
     config: live.config,
@@ -112,6 +120,8 @@ export function createParts(
     gate,
     descriptors,
     inspector,
+    packages,
+    sandboxAuth: sandboxes.auth,
   }
   return {
     loggers,
@@ -124,6 +134,7 @@ export function createParts(
     limiter,
     descriptors,
     nofile,
+    sandboxes,
     deps,
     setInterceptor: (i) => void (interceptor = i),
     watchAcceptErrors(server) {
@@ -135,6 +146,8 @@ export function createParts(
     closeData() {
       forwarder.close()
       inspector.close()
+      packages.close()
+      sandboxes.close()
       interceptor?.close()
     },
   }

@@ -28,6 +28,8 @@ export interface PolicyStateOptions {
    * a message refuses it like an invalid edit.
    */
   readonly vet?: (config: RuntimeConfig) => string | null
+  /** More files whose edits reload the config (its policy tests file). */
+  readonly alsoWatch?: readonly string[]
   /** After a swap: close what the new policy no longer allows; returns how many connections were closed. */
   readonly onSwap: (next: RuntimeConfig, before: RuntimeConfig) => number
 }
@@ -71,7 +73,12 @@ export function createPolicyState(opts: PolicyStateOptions): PolicyState {
     configError: () => configError,
     reload,
     watch() {
-      stopWatching ??= watchConfigFile(opts.initial.file, () => void reload('file'))
+      if (stopWatching) return
+      // The policy tests file too: fixing a failing test must not need a touch of the config.
+      const stops = [opts.initial.file, ...(opts.alsoWatch ?? [])].map((f) =>
+        watchConfigFile(f, () => void reload('file')),
+      )
+      stopWatching = () => stops.forEach((stop) => stop())
     },
     close() {
       stopWatching?.()
@@ -84,6 +91,7 @@ export function restartOnlyChanges(a: RuntimeConfig, b: RuntimeConfig): string[]
   const keys: Array<[string, (c: RuntimeConfig) => unknown]> = [
     ['listen', (c) => [c.listen.host, c.listen.port, c.listen.maxConnections]],
     ['admin', (c) => c.admin],
+    ['workers', (c) => c.workers],
     ['tls.ca_cert', (c) => c.tls.caCert],
     ['tls.ca_key', (c) => c.tls.caKey],
     ['upstream.ca_file', (c) => c.upstream.caFile],

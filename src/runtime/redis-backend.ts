@@ -2,17 +2,16 @@ import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { createRedisApprovalStore } from '../approvals/redis-store.js'
 import type { ApprovalStore } from '../approvals/store.js'
+import { createRedisRevocationStore } from '../sandboxes/redis-revocations.js'
+import type { RevocationStore } from '../sandboxes/revocation-store.js'
 import type { Limiter } from '../limits/limiter.js'
-import { attachRedisSync, newInstanceId, type RedisSync } from '../limits/redis-sync.js'
+import { attachRedisSync, type RedisSync } from '../limits/redis-sync.js'
+import { newInstanceId } from '../redis/instance-id.js'
+import { redactRedisUrl } from '../redis/url.js'
 import type { Bus } from '../telemetry/bus.js'
 import type { MetricsSources } from '../telemetry/metrics.js'
-import {
-  createRedisSink,
-  findDecisionById,
-  readEvents,
-  redactRedisUrl,
-  type RedisSink,
-} from '../telemetry/redis-sink.js'
+import { findDecisionById, readEvents } from '../telemetry/redis-events.js'
+import { createRedisSink, type RedisSink } from '../telemetry/redis-sink.js'
 import { createRemoteFeed, type RemoteFeed } from '../telemetry/redis-tail.js'
 import type { StreamLookup } from './decision-lookup.js'
 import type { EventQuery } from '../admin/event-query.js'
@@ -20,6 +19,8 @@ import type { EventQuery } from '../admin/event-query.js'
 export interface RedisBackend {
   readonly sink: RedisSink
   readonly store: ApprovalStore
+  /** Revoked sandbox credentials (SPEC §9), shared like approvals. */
+  readonly sandboxStore: RevocationStore
   readonly sync: RedisSync
   /** Records other instances made, followed from the stream while a live view is open. */
   readonly remote: RemoteFeed
@@ -55,6 +56,7 @@ export function connectRedisBackend(opts: RedisBackendOptions): RedisBackend {
   const remote = createRemoteFeed({ connect: () => (sink.client as Redis).duplicate(), stream, self: instance, log })
   const sync = attachRedisSync(opts.limiter, sink.client, { log, instance, rpmOf: opts.rpmOf })
   const store = createRedisApprovalStore(sink.client, { log })
+  const sandboxStore = createRedisRevocationStore(sink.client, { log })
   log.info(
     { code: 'PC_REDIS_CONFIGURED', redis: redactRedisUrl(url), stream },
     'telemetry, rate limits and approvals use Redis',
@@ -62,6 +64,7 @@ export function connectRedisBackend(opts: RedisBackendOptions): RedisBackend {
   return {
     sink,
     store,
+    sandboxStore,
     sync,
     remote,
     metrics: {
@@ -76,6 +79,7 @@ export function connectRedisBackend(opts: RedisBackendOptions): RedisBackend {
       await sync.stop()
       remote.stop()
       await store.close()
+      await sandboxStore.close()
     },
   }
 }

@@ -3,6 +3,8 @@ import type { Server } from 'node:http'
 import { createAdminServer } from '../admin/server.js'
 import { loadStartToken } from '../admin/token.js'
 import { createFileApprovalStore } from '../approvals/file-store.js'
+import { templateOf } from '../identity/sandbox-auth.js'
+import { createFileRevocationStore, revocationsFileFor } from '../sandboxes/file-revocations.js'
 import { createInterceptor } from '../proxy/intercept.js'
 import { closeDisallowed } from '../proxy/revalidate.js'
 import { ensureCa, loadCa } from '../tls/ca.js'
@@ -64,12 +66,16 @@ export async function startInstance(
       log: log.child({ subsystem: 'redis' }),
       bus: parts.bus,
       limiter: parts.limiter,
-      rpmOf: (agent) => policy.current().policy.agents.get(agent)?.limits.requestsPerMinute ?? null,
+      // A sandbox counts under `<agent>+<id>` with its template's limits.
+      rpmOf: (agent) => policy.current().policy.agents.get(templateOf(agent))?.limits.requestsPerMinute ?? null,
     })
     parts.metrics.setSources(started.redis.metrics)
   }
   const redis = started.redis
   const store = redis?.store ?? (await createFileApprovalStore(cfg.approvals.file))
+  // Sandbox revocations live next to the approvals: the same Redis, or a file beside approvals.file.
+  const sandboxStore = redis?.sandboxStore ?? (await createFileRevocationStore(revocationsFileFor(cfg.approvals.file)))
+  parts.sandboxes.attach(sandboxStore)
   // Connections opened under an approval that is revoked or lapses close, as a reload closes what it disallows.
   const approvals = createLiveApprovals(store, (index) => {
     if (tracker.size > 0) closeDisallowed(tracker, policy.current(), index, Date.now())
@@ -81,6 +87,7 @@ export async function startInstance(
     proxyServer,
     redis,
     store,
+    sandboxStore,
     findDecision: createDecisionLookup(parts.ring, () => redis?.lookup ?? null, log),
     approvals: approvals.index,
     env,

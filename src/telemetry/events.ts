@@ -22,9 +22,26 @@ export interface DecisionFacts {
   readonly tls: TlsHandling | null
   readonly mode: Mode
   readonly address: string | null
+  /** A sandbox credential's id and labels (SPEC §9); `agent` is then its template. */
+  readonly sandbox?: string | undefined
+  readonly labels?: SandboxLabels | undefined
   /** A git push (SPEC §8): the refs it updates; on a refused push, each ref's reason. */
   readonly git?: GitPushFacts
+  /** A registry request under package rules (SPEC §11): the package, and what the answer withheld. */
+  readonly package?: PackageFacts
 }
+
+export interface PackageFacts {
+  readonly registry: 'npm' | 'pypi'
+  readonly name: string
+  /** The version asked for (a tarball, a file, a version document); null for a package's metadata. */
+  readonly version: string | null
+  /** Metadata answers: how many versions (npm) or files (PyPI) were withheld from it. */
+  readonly withheld?: number
+}
+
+/** A sandbox's labels as issued (`task: T-123`). */
+export type SandboxLabels = Readonly<Record<string, string>>
 
 export interface GitPushFacts {
   readonly refs: ReadonlyArray<{
@@ -57,6 +74,8 @@ export interface CloseRecord {
   readonly id: string
   readonly event: 'close'
   readonly agent: string | null
+  readonly sandbox?: string
+  readonly labels?: SandboxLabels
   readonly host: string
   readonly bytes_up: number
   readonly bytes_down: number
@@ -153,17 +172,26 @@ export function buildDecisionRecord(
     address: f.address,
   }
   const withDetail = d.verdict === 'deny' && d.detail !== undefined ? { ...record, detail: d.detail } : record
-  return f.git === undefined ? withDetail : { ...withDetail, git: f.git }
+  const withSandbox =
+    f.sandbox === undefined ? withDetail : { ...withDetail, sandbox: f.sandbox, labels: f.labels ?? {} }
+  const withGit = f.git === undefined ? withSandbox : { ...withSandbox, git: f.git }
+  return f.package === undefined ? withGit : { ...withGit, package: f.package }
 }
 
 export function buildCloseRecord(
-  f: { readonly id: string; readonly agent: string | null; readonly host: string },
+  f: {
+    readonly id: string
+    readonly agent: string | null
+    readonly host: string
+    readonly sandbox?: string | undefined
+    readonly labels?: SandboxLabels | undefined
+  },
   bytesUp: number,
   bytesDown: number,
   startedAtMs: number,
   nowMs: number = Date.now(),
 ): CloseRecord {
-  return {
+  const record: CloseRecord = {
     time: new Date(nowMs).toISOString(),
     id: f.id,
     event: 'close',
@@ -173,6 +201,7 @@ export function buildCloseRecord(
     bytes_down: bytesDown,
     duration_ms: Math.max(0, Math.round(nowMs - startedAtMs)),
   }
+  return f.sandbox === undefined ? record : { ...record, sandbox: f.sandbox, labels: f.labels ?? {} }
 }
 
 export function buildApprovalRecord(

@@ -140,6 +140,12 @@ export function createMetrics(initial: MetricsSources = {}): Metrics {
     labelNames: ['direction', 'agent'] as const,
     registers,
   })
+  const countWithheld = talliedCounter({
+    name: 'portcullis_packages_withheld_total',
+    help: 'Package versions (npm) or files (PyPI) withheld from registry metadata answers by package rules.',
+    labelNames: ['registry'] as const,
+    registers,
+  })
   const decisionSeconds = new Histogram({
     name: 'portcullis_decision_duration_seconds',
     help: 'Time to reach a decision, in seconds.',
@@ -237,6 +243,8 @@ export function createMetrics(initial: MetricsSources = {}): Metrics {
     write(r) {
       if (r.event === 'decision') {
         if (isReason(r.reason)) countRequest({ decision: r.decision, reason: r.reason, agent: agentLabel(r.agent) }, 1)
+        const withheld = r.package?.withheld ?? 0
+        if (withheld > 0) countWithheld({ registry: r.package?.registry ?? '' }, withheld)
       } else if (r.event === 'close') {
         const agent = agentLabel(r.agent)
         if (r.bytes_up > 0) countBytes({ direction: 'up', agent }, r.bytes_up)

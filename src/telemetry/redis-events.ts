@@ -1,15 +1,10 @@
+import type { RedisClient } from '../redis/client.js'
+import { decodeStreamEntry, entryField, entryMayMatch, type StreamFields } from '../redis/stream-entry.js'
+import { matchesFilter, type EventFilter } from './event-filter.js'
 import type { DecisionRecord, TelemetryRecord } from './events.js'
-import type { RedisClient } from './redis-sink.js'
 
 /** Queries over the Redis telemetry stream written by redis-sink.ts (GET /api/events, `portcullis blocked`). */
-export interface RedisEventQuery {
-  readonly decision?: 'allow' | 'deny'
-  readonly agent?: string
-  /** Exact host, or `*.suffix` for any subdomain of suffix (never the apex), as in the admin API. */
-  readonly host?: string
-  readonly reason?: string
-  readonly since?: Date
-  readonly until?: Date
+export interface RedisEventQuery extends EventFilter {
   readonly limit: number
   /** A stream id (`1732528800000-0`) from a previous page's nextCursor; the page continues strictly before it. */
   readonly cursor?: string
@@ -22,30 +17,11 @@ const READ_SCAN_MAX = 20_000
 const CLOCK_SKEW_MS = 10 * 60_000
 const STREAM_ID = /^\d{1,20}-\d{1,20}$/
 
-function matchesEntry(fields: string[], q: RedisEventQuery): TelemetryRecord | null {
-  const get = (k: string): string | undefined => entryField(fields, k)
-  // Cheap checks on the flat fields before parsing the JSON (same semantics as admin/event-query.ts).
-  if (
-    (q.decision !== undefined && get('decision') !== q.decision) ||
-    (q.reason !== undefined && get('reason') !== q.reason)
-  )
-    return null
-  if (q.agent !== undefined && get('agent') !== q.agent) return null
-  let r: TelemetryRecord
-  try {
-    r = JSON.parse(get('r') ?? 'null') as TelemetryRecord
-  } catch {
-    return null
-  }
-  if (r === null || typeof r !== 'object') return null
-  if (q.host !== undefined) {
-    const h = r.host
-    if (h === null || !(q.host.startsWith('*.') ? h.endsWith(q.host.slice(1)) : h === q.host)) return null
-  }
-  const t = Date.parse(r.time)
-  if (q.since !== undefined && !(t >= q.since.getTime())) return null
-  if (q.until !== undefined && !(t < q.until.getTime())) return null
-  return r
+/** The entry's record when it passes `q` (flat fields first, so most misses parse no JSON). */
+function matchesEntry(fields: StreamFields, q: RedisEventQuery): TelemetryRecord | null {
+  if (!entryMayMatch(fields, q)) return null
+  const r = decodeStreamEntry(fields)
+  return r !== null && matchesFilter(r, q) ? r : null
 }
 
 /**
@@ -107,22 +83,12 @@ export async function findDecisionById(
       scanned++
       if (Number(entryId.slice(0, entryId.indexOf('-'))) > stopAt) return null
       if (entryField(fields, 'id') !== id || entryField(fields, 'event') !== 'decision') continue
-      try {
-        const r = JSON.parse(entryField(fields, 'r') ?? 'null') as TelemetryRecord | null
-        if (r !== null && r.event === 'decision' && r.id === id) return r
-      } catch {
-        // an unreadable entry is not the one we want
-      }
+      const r = decodeStreamEntry(fields)
+      if (r !== null && r.event === 'decision' && r.id === id) return r
     }
     const last = entries.at(-1)
     if (entries.length < FIND_PAGE || last === undefined) return null
     start = `(${last[0]}`
   }
   return null
-}
-
-/** One field of a stream entry's flat `[name, value, …]` list. */
-export function entryField(fields: readonly string[], name: string): string | undefined {
-  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1]
-  return undefined
 }

@@ -1,9 +1,9 @@
-import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis'
 import type { Logger } from 'pino'
+import { createRedisClient, type RedisClient } from '../redis/client.js'
+import { encodeStreamEntry } from '../redis/stream-entry.js'
+import { redactRedisUrl } from '../redis/url.js'
 import type { Sink } from './bus.js'
 import type { TelemetryRecord } from './events.js'
-
-export { findDecisionById, readEvents, type RedisEventQuery } from './redis-events.js'
 
 /**
  * Redis stream sink (SPEC §4): `write()` only enqueues into a bounded buffer;
@@ -13,8 +13,6 @@ export { findDecisionById, readEvents, type RedisEventQuery } from './redis-even
  * resent). When the buffer is full the oldest queued records are dropped and
  * counted, never silently lost.
  */
-export type RedisClient = Redis | Cluster
-
 export interface RedisSinkOptions {
   /** `redis://`, `rediss://`, `redis+cluster://h:p[,h:p]` or `rediss+cluster://…`. */
   readonly url: string
@@ -41,73 +39,6 @@ export interface RedisSink extends Sink {
   /** Flush (bounded), then disconnect. What could not be sent is counted as dropped and logged. */
   close(): Promise<void>
   readonly client: RedisClient
-}
-
-const CLUSTER_SCHEME = /^(rediss?)\+cluster:\/\//i
-/** No Redis command waits longer than this for its reply (blocking reads use a shorter BLOCK). */
-export const COMMAND_TIMEOUT_MS = 3000
-
-/** `min(200·n, 2000)` ms, forever: Redis may come back at any time. */
-export function retryDelayMs(times: number): number {
-  return Math.min(200 * times, 2000)
-}
-
-/** The URL with its password replaced, safe for logs. */
-export function redactRedisUrl(url: string): string {
-  return url.replace(/^([a-z+]+:\/\/)([^@/]*)@/i, (_m, scheme: string, auth: string) => {
-    const i = auth.indexOf(':')
-    return `${scheme}${i >= 0 ? `${auth.slice(0, i)}:***` : auth}@`
-  })
-}
-
-/** Build an ioredis client (standalone or cluster) with fail-fast options: nothing piles up inside ioredis. */
-export function createRedisClient(url: string, cluster = false): RedisClient {
-  // commandTimeout: a Redis that accepts connections but stops answering (paused, swapping) must not hang
-  // the admin API or the approval store; a timed-out command fails like a disconnected one.
-  // autoResendUnfulfilledCommands off: a command that timed out stays in ioredis's queue and would be sent
-  // again on the next connection, on top of the caller's own retry (a duplicate telemetry batch per hang).
-  const base: RedisOptions = {
-    lazyConnect: false,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    retryStrategy: retryDelayMs,
-    commandTimeout: COMMAND_TIMEOUT_MS,
-    autoResendUnfulfilledCommands: false,
-  }
-  const m = CLUSTER_SCHEME.exec(url)
-  if (!m && !cluster) return new Redis(url, base)
-  const tls = (m?.[1] ?? new URL(url).protocol.replace(':', '')).toLowerCase() === 'rediss'
-  // One URL per seed host so WHATWG URL parsing handles userinfo and IPv6 brackets.
-  const rest = m ? url.slice(m[0].length) : url.replace(/^[a-z]+:\/\//i, '')
-  const at = rest.lastIndexOf('@')
-  const auth = at >= 0 ? rest.slice(0, at) : ''
-  const hosts = rest
-    .slice(at + 1)
-    .replace(/[/?].*$/, '')
-    .split(',')
-    .filter((h) => h !== '')
-  const first = new URL(`redis://${auth === '' ? '' : `${auth}@`}${hosts[0] ?? '127.0.0.1:6379'}`)
-  const nodes: ClusterNode[] = hosts.map((h) => {
-    const u = new URL(`redis://${h}`)
-    return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 6379) }
-  })
-  const redisOptions: RedisOptions = {
-    maxRetriesPerRequest: 1,
-    commandTimeout: COMMAND_TIMEOUT_MS,
-    autoResendUnfulfilledCommands: false,
-    ...(tls ? { tls: {} } : {}),
-  }
-  if (first.username) redisOptions.username = decodeURIComponent(first.username)
-  if (first.password) redisOptions.password = decodeURIComponent(first.password)
-  // No ready check: ioredis sends it through the (disabled) offline queue and would never become ready.
-  // A cluster that is not serving yet answers CLUSTERDOWN, which the sink retries like any reply error.
-  return new Cluster(nodes, {
-    lazyConnect: false,
-    enableOfflineQueue: false,
-    enableReadyCheck: false,
-    clusterRetryStrategy: retryDelayMs,
-    redisOptions,
-  })
 }
 
 const XADD_BATCH = 'portcullisXaddBatch'
@@ -151,15 +82,6 @@ class Queue<T> {
     this.length--
     return v
   }
-}
-
-/** Stream entry fields: the record as JSON plus a few flat fields for cheap server-side filtering. */
-export function streamFields(r: TelemetryRecord, instance?: string): string[] {
-  const f = ['r', JSON.stringify(r), 'event', r.event, 'id', r.id]
-  if (instance !== undefined) f.push('instance', instance)
-  if (r.agent !== null) f.push('agent', r.agent)
-  if (r.event === 'decision') f.push('decision', r.decision, 'reason', r.reason)
-  return f
 }
 
 export function createRedisSink(opts: RedisSinkOptions): RedisSink {
@@ -268,7 +190,7 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
     const sentOn = connection
     const args: (string | number)[] = [maxlen]
     for (const r of batch) {
-      const fields = streamFields(r, opts.instance)
+      const fields = encodeStreamEntry(r, opts.instance)
       args.push(fields.length, ...fields)
     }
     let firstErr: Error | null = null

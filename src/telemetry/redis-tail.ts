@@ -1,8 +1,8 @@
 import type { Logger } from 'pino'
 import { createBus, type Bus } from './bus.js'
 import type { TelemetryRecord } from './events.js'
-import { COMMAND_TIMEOUT_MS, type RedisClient } from './redis-sink.js'
-import { entryField as field } from './redis-events.js'
+import { COMMAND_TIMEOUT_MS, type RedisClient } from '../redis/client.js'
+import { decodeStreamEntry, entryField } from '../redis/stream-entry.js'
 
 /**
  * Follows the telemetry stream for records made by OTHER instances, so the
@@ -64,13 +64,10 @@ function startRedisTail(opts: RedisTailOptions): RedisTail {
         for (const [, entries] of res ?? []) {
           for (const [id, fields] of entries) {
             last = id
-            if (field(fields, 'instance') === self) continue
-            try {
-              const r = JSON.parse(field(fields, 'r') ?? 'null') as TelemetryRecord | null
-              if (r !== null && typeof r === 'object') onRecord(r)
-            } catch {
-              // Not a record this version can read: skip it, the stream has many readers.
-            }
+            if (entryField(fields, 'instance') === self) continue
+            // An entry this version cannot read is skipped: the stream has many writers.
+            const r = decodeStreamEntry(fields)
+            if (r !== null) onRecord(r)
           }
         }
       } catch (err) {

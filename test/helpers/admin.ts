@@ -17,12 +17,5 @@ export async function adminCall<T = unknown>(
   return { status: res.status, body: (text ? JSON.parse(text) : null) as T }
 }
 
-/** Poll until pred() is true or the deadline passes (bounded; tests never sleep blindly). */
-export async function until(pred: () => boolean | Promise<boolean>, timeoutMs = 5000, stepMs = 25): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    if (await pred()) return true
-    await new Promise((r) => setTimeout(r, stepMs))
-  }
-  return pred()
-}
+// Polling lives in poll.ts; re-exported for tests written against this module.
+export { until } from './poll.js'

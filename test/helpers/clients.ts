@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process'
 import { connect, type Socket } from 'node:net'
 import { once } from 'node:events'
 import type { Duplex } from 'node:stream'
+import { run } from './spawn.js'
 
 export interface CurlResult {
   readonly exitCode: number
@@ -13,15 +13,11 @@ export interface CurlResult {
 
 /** Run curl with the given args plus `-sS -i`; parses the last response's status line and headers. */
 export async function curl(args: readonly string[], timeoutMs = 20_000): Promise<CurlResult> {
-  const child = spawn('curl', ['-sS', '-i', '--max-time', String(Math.ceil(timeoutMs / 1000)), ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  // curl's own --max-time ends it; the kill is a backstop.
+  const r = await run('curl', ['-sS', '-i', '--max-time', String(Math.ceil(timeoutMs / 1000)), ...args], {
+    timeoutMs: timeoutMs + 5000,
   })
-  const out: Buffer[] = []
-  const err: Buffer[] = []
-  child.stdout.on('data', (c: Buffer) => out.push(c))
-  child.stderr.on('data', (c: Buffer) => err.push(c))
-  const [code] = (await once(child, 'close')) as [number]
-  const text = Buffer.concat(out).toString('utf8')
+  const text = r.stdout
   // -i prints every response (e.g. the CONNECT's 200 then the origin's); keep the last head.
   const heads = [...text.matchAll(/HTTP\/[\d.]+ (\d{3})[^\r\n]*\r\n((?:[^\r\n]+\r\n)*)\r\n/g)]
   const last = heads.at(-1)
@@ -31,13 +27,7 @@ export async function curl(args: readonly string[], timeoutMs = 20_000): Promise
     if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim()
   }
   const body = last ? text.slice((last.index ?? 0) + last[0].length) : text
-  return {
-    exitCode: code,
-    status: last ? Number(last[1]) : 0,
-    headers,
-    body,
-    stderr: Buffer.concat(err).toString('utf8'),
-  }
+  return { exitCode: r.code ?? -1, status: last ? Number(last[1]) : 0, headers, body, stderr: r.stderr }
 }
 
 /** A raw TCP exchange with the proxy: write `data`, collect everything until the peer closes or timeoutMs. */

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
+import { run } from './spawn.js'
 import { createTestCa, type TestCa } from './test-ca.js'
 
 /**
@@ -67,19 +68,8 @@ export async function runGit(
   env: NodeJS.ProcessEnv,
   opts: { cwd?: string; timeoutMs?: number } = {},
 ): Promise<GitResult> {
-  const child = spawn('git', args, { env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
-  const out: Buffer[] = []
-  const err: Buffer[] = []
-  child.stdout.on('data', (c: Buffer) => out.push(c))
-  child.stderr.on('data', (c: Buffer) => err.push(c))
-  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000)
-  const [code, signal] = (await once(child, 'close')) as [number | null, string | null]
-  clearTimeout(timer)
-  return {
-    code: code ?? (signal ? 128 : 1),
-    stdout: Buffer.concat(out).toString('utf8'),
-    stderr: Buffer.concat(err).toString('utf8'),
-  }
+  const r = await run('git', args, { env, cwd: opts.cwd, timeoutMs: opts.timeoutMs ?? 30_000 })
+  return { code: r.code ?? (r.signal ? 128 : 1), stdout: r.stdout, stderr: r.stderr }
 }
 
 function gitSync(args: readonly string[], env: NodeJS.ProcessEnv, cwd?: string): string {

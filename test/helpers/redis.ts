@@ -74,13 +74,5 @@ export function redisServer(t: Test, port: number, extra: readonly string[] = []
   }
 }
 
-/** Poll pred until true; bounded in time and count. */
-export async function waitFor(what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (let i = 0; i < 10_000; i++) {
-    if (await pred()) return
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  throw new Error(`gave up waiting for ${what}`)
-}
+// Polling lives in poll.ts; re-exported for tests written against this module.
+export { waitFor } from './poll.js'

@@ -1,10 +1,11 @@
-import { Writable } from 'node:stream'
 import { renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { createApp, type App } from '../../src/app.js'
 import { loadConfig } from '../../src/config/load.js'
 import type { TelemetryRecord, DecisionRecord } from '../../src/telemetry/events.js'
+import { captureLines } from './log.js'
+import { until } from './poll.js'
 
 export interface Portcullis {
   readonly app: App
@@ -56,16 +57,10 @@ export async function startPortcullis(
     writeFileSync(`${configFile}.tmp`, `${head.join('\n')}\n${body}\n`)
     renameSync(`${configFile}.tmp`, configFile)
   }
-  const lines: string[] = []
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(l)
-      cb()
-    },
-  })
+  const log = captureLines()
   const env = { ...process.env, PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN, ...opts.env }
   const config = await loadConfig(configFile, env)
-  const app = createApp(config, { logDestination: sink, env, watch: opts.watch ?? false })
+  const app = createApp(config, { logDestination: log.dest, env, watch: opts.watch ?? false })
   const { proxy, admin } = await app.start()
   t.teardown(() => app.close())
   const records = (): TelemetryRecord[] => app.ring.snapshot()
@@ -79,20 +74,14 @@ export async function startPortcullis(
     adminToken: ADMIN_TOKEN,
     records,
     decisions: () => records().filter((r): r is DecisionRecord => r.event === 'decision'),
-    logLines: () => [...lines],
+    logLines: () => log.raw(),
     rewriteConfig,
     async waitForRecord<T extends TelemetryRecord>(
       pred: (r: TelemetryRecord) => boolean,
       timeoutMs = 5000,
     ): Promise<T> {
-      const deadline = Date.now() + timeoutMs
-      for (;;) {
-        const hit = records().find(pred)
-        if (hit) return hit as T
-        if (Date.now() > deadline)
-          throw new Error(`no matching record within ${timeoutMs} ms; have: ${JSON.stringify(records().slice(-5))}`)
-        await new Promise((r) => setTimeout(r, 20))
-      }
+      if (await until(() => records().some(pred), timeoutMs, 20)) return records().find(pred) as T
+      throw new Error(`no matching record within ${timeoutMs} ms; have: ${JSON.stringify(records().slice(-5))}`)
     },
   }
 }

@@ -16,6 +16,7 @@ import type { CompiledAgent } from '../../src/policy/types.js'
 import { createBus, type Bus } from '../../src/telemetry/bus.js'
 import { newRequestId, type DecisionRecord, type TelemetryRecord } from '../../src/telemetry/events.js'
 import { createRingSink } from '../../src/telemetry/ring-sink.js'
+import { waitFor } from '../helpers/poll.js'
 
 const TOKEN = 'admin-test-token'
 const AUTH = { authorization: `Bearer ${TOKEN}` }
@@ -62,6 +63,7 @@ function rule(id: string, host: string, paths: string[] | null, ordinal: number)
     injectHeaders: [],
     inspectBody: false,
     repo: null,
+    packages: null,
     ordinal,
   }
 }
@@ -166,14 +168,6 @@ async function getJson(
 ): Promise<{ status: number; body: any }> {
   const res = await fetch(`${base}${path}`, { headers })
   return { status: res.status, body: await res.json() }
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
 }
 
 t.test('auth: /healthz and /readyz are open, everything else needs the bearer token', async (t) => {

@@ -2,7 +2,8 @@ import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
-import { adminCall, until } from '../helpers/admin.js'
+import { adminCall } from '../helpers/admin.js'
+import { until } from '../helpers/poll.js'
 import { originOnlyYaml, TOKEN } from '../helpers/config.js'
 
 interface ApprovalAnswer {

@@ -4,7 +4,7 @@ import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
 import { originOnlyYaml, TOKEN } from '../helpers/config.js'
-import { until } from '../helpers/admin.js'
+import { until } from '../helpers/poll.js'
 
 t.test('blocked --follow: rows that arrive later line up with the header', async (t) => {
   const origin = await startHttpOrigin(t)

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
 import { existsSync, renameSync, readFileSync, statSync, writeFileSync } from 'node:fs'
@@ -10,42 +9,20 @@ import { curl } from '../helpers/clients.js'
 import { originOnlyYaml, TOKEN } from '../helpers/config.js'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { cleanEnv, MAIN, ROOT, spawnPortcullis, writeConfig } from '../helpers/spawn-portcullis.js'
+import { run, type RunResult } from '../helpers/spawn.js'
 
 const BROKEN = join(ROOT, 'test/fixtures/configs/bad-unknown-key.yaml')
 
-interface Run {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-  readonly stdout: string
-  readonly stderr: string
-  readonly ms: number
-}
-
 /** Run the built binary to completion (killed after timeoutMs, which then fails the assertions on code). */
-async function portcullis(
+function portcullis(
   args: readonly string[],
   opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<Run> {
-  const started = Date.now()
-  const child = spawn(process.execPath, [MAIN, ...args], {
+): Promise<RunResult> {
+  return run(process.execPath, [MAIN, ...args], {
     cwd: ROOT,
     env: cleanEnv(opts.env),
-    stdio: ['ignore', 'pipe', 'pipe'],
+    timeoutMs: opts.timeoutMs ?? 15_000,
   })
-  const out: Buffer[] = []
-  const err: Buffer[] = []
-  child.stdout.on('data', (c: Buffer) => out.push(c))
-  child.stderr.on('data', (c: Buffer) => err.push(c))
-  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 15_000)
-  const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null]
-  clearTimeout(timer)
-  return {
-    code,
-    signal,
-    stdout: Buffer.concat(out).toString('utf8'),
-    stderr: Buffer.concat(err).toString('utf8'),
-    ms: Date.now() - started,
-  }
 }
 
 if (!existsSync(MAIN)) {
@@ -182,15 +159,7 @@ if (!existsSync(MAIN)) {
     const pem = readFileSync(certFile, 'utf8')
     const x509 = new X509Certificate(pem)
     t.equal(x509.ca, true, 'basicConstraints CA:true')
-    const text = await new Promise<string>((resolve, reject) => {
-      const child = spawn('openssl', ['x509', '-noout', '-text', '-in', certFile], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      })
-      const chunks: Buffer[] = []
-      child.stdout.on('data', (c: Buffer) => chunks.push(c))
-      child.once('error', reject)
-      child.once('close', () => resolve(Buffer.concat(chunks).toString('utf8')))
-    })
+    const text = (await run('openssl', ['x509', '-noout', '-text', '-in', certFile], { timeoutMs: 15_000 })).stdout
     t.match(text, /CA:TRUE/)
     t.match(text, /Certificate Sign/, 'keyUsage keyCertSign')
     t.match(init.stdout, x509.fingerprint256, 'init prints the fingerprint')

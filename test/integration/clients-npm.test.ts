@@ -1,6 +1,4 @@
-import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { once } from 'node:events'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -9,6 +7,7 @@ import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpsOrigin } from '../helpers/origins.js'
 import { createTestCa } from '../helpers/test-ca.js'
 import { curl } from '../helpers/clients.js'
+import { run } from '../helpers/spawn.js'
 import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
 
 // Real npm through the real proxy to a loopback fixture registry that the
@@ -16,34 +15,6 @@ import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
 
 const PKG = 'portcullis-tiny-pkg'
 const VERSION = '1.0.0'
-
-interface Run {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-}
-
-async function run(
-  cmd: string,
-  args: readonly string[],
-  env: NodeJS.ProcessEnv,
-  cwd: string,
-  timeoutMs = 60_000,
-): Promise<Run> {
-  const child = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] })
-  const out: Buffer[] = []
-  const err: Buffer[] = []
-  child.stdout.on('data', (c: Buffer) => out.push(c))
-  child.stderr.on('data', (c: Buffer) => err.push(c))
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-  const [code, signal] = (await once(child, 'close')) as [number | null, string | null]
-  clearTimeout(timer)
-  return {
-    code: code ?? (signal ? 128 : 1),
-    stdout: Buffer.concat(out).toString('utf8'),
-    stderr: Buffer.concat(err).toString('utf8'),
-  }
-}
 
 t.test('npm through an intercepted registry.npmjs.org: install works, publish is denied_method', async (t) => {
   const work = mkdtempSync(join(tmpdir(), 'portcullis-npm-'))
@@ -58,7 +29,11 @@ t.test('npm through an intercepted registry.npmjs.org: install works, publish is
   )
   writeFileSync(join(pkgSrc, 'package', 'index.js'), "module.exports = 'tiny through portcullis'\n")
   const tgzFile = join(work, `${PKG}-${VERSION}.tgz`)
-  const tar = await run('tar', ['-czf', tgzFile, '-C', pkgSrc, 'package'], { PATH: process.env.PATH }, work, 15_000)
+  const tar = await run('tar', ['-czf', tgzFile, '-C', pkgSrc, 'package'], {
+    env: { PATH: process.env.PATH },
+    cwd: work,
+    timeoutMs: 15_000,
+  })
   t.equal(tar.code, 0, tar.stderr)
   const tgz = readFileSync(tgzFile)
   const integrity = `sha512-${createHash('sha512').update(tgz).digest('base64')}`
@@ -159,7 +134,11 @@ agents:
     const project = join(work, 'project')
     mkdirSync(project)
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
-    const r = await run('npm', ['install', `${PKG}@${VERSION}`, ...npmArgs], npmEnv, project)
+    const r = await run('npm', ['install', `${PKG}@${VERSION}`, ...npmArgs], {
+      env: npmEnv,
+      cwd: project,
+      timeoutMs: 60_000,
+    })
     t.equal(r.code, 0, r.stderr)
     t.equal(
       readFileSync(join(project, 'node_modules', PKG, 'index.js'), 'utf8'),
@@ -244,7 +223,7 @@ agents:
         .filter((x) => x.method === 'PUT')
         .map((x) => x.id),
     )
-    const r = await run('npm', ['publish', next, ...npmArgs], npmEnv, work)
+    const r = await run('npm', ['publish', next, ...npmArgs], { env: npmEnv, cwd: work, timeoutMs: 60_000 })
     t.not(r.code, 0)
     // npm shows the status and URL only: it relays a JSON body's `error` field, not a text body.
     t.match(r.stderr, `403 Forbidden - PUT https://registry.npmjs.org:${registry.port}/${PKG}`)

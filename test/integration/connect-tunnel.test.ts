@@ -10,7 +10,7 @@ import { startHttpsOrigin } from '../helpers/origins.js'
 import { curl, rawExchange, basicAuth } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
 import { originOnlyYaml, TOKEN } from '../helpers/config.js'
-import { until } from '../helpers/admin.js'
+import { until } from '../helpers/poll.js'
 import type { TelemetryRecord } from '../../src/telemetry/events.js'
 
 t.test('CONNECT tunnels', async (t) => {

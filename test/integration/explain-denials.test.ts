@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
@@ -7,6 +5,7 @@ import { ProxyAgent, fetch as undiciFetch } from 'undici'
 import { startPortcullis, type Portcullis } from '../helpers/start-portcullis.js'
 import { startHttpsOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
+import { run, type RunResult } from '../helpers/spawn.js'
 import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
 import type { DecisionRecord } from '../../src/telemetry/events.js'
 
@@ -15,15 +14,9 @@ import type { DecisionRecord } from '../../src/telemetry/events.js'
  * trusts the CA, a denied CONNECT is answered inside TLS: every client shows the reason and the id.
  */
 
-async function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv, cwd: string) {
-  const child = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] })
-  const out: Buffer[] = []
-  child.stdout.on('data', (c: Buffer) => out.push(c))
-  child.stderr.on('data', (c: Buffer) => out.push(c))
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-  const [code] = (await once(child, 'close')) as [number | null]
-  clearTimeout(timer)
-  return { code: code ?? 1, output: Buffer.concat(out).toString('utf8') }
+/** A client run to completion (bounded); its stdout and stderr together, as a user would read them. */
+function runWith(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv, cwd: string): Promise<RunResult> {
+  return run(cmd, args, { env, cwd, timeoutMs: 60_000 })
 }
 
 t.test('denied CONNECTs explained inside TLS', async (t) => {
@@ -96,7 +89,7 @@ agents:
 
   t.test('git prints the paragraph as remote lines', async (t) => {
     const dir = t.testdir()
-    const r = await run(
+    const r = await runWith(
       'git',
       [
         '-c',
@@ -118,7 +111,7 @@ agents:
     mkdirSync(join(home, 'project'))
     writeFileSync(join(home, 'project', 'package.json'), '{"name":"p","version":"1.0.0","private":true}')
     const proxy = `http://ci-42:${TOKEN}@127.0.0.1:${pc.proxyPort}`
-    const r = await run(
+    const r = await runWith(
       'npm',
       [
         'install',
@@ -159,7 +152,7 @@ agents:
       'except urllib.error.HTTPError as e:',
       '    print(e.code, e.read().decode())',
     ].join('\n')
-    const r = await run('python3', ['-c', script], { PATH: process.env.PATH }, t.testdir())
+    const r = await runWith('python3', ['-c', script], { PATH: process.env.PATH }, t.testdir())
     t.match(r.output, /^403 portcullis blocked GET/)
   })
 

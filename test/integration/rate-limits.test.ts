@@ -8,7 +8,8 @@ import { startHttpOrigin, startHttpsOrigin, type OriginHandler } from '../helper
 import { curl } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
 import { originOnlyYaml, TOKEN } from '../helpers/config.js'
-import { adminCall, until } from '../helpers/admin.js'
+import { adminCall } from '../helpers/admin.js'
+import { until } from '../helpers/poll.js'
 
 /** Rate limits through the real proxy (in memory; the Redis-shared case is in redis-shared.test.ts). */
 

@@ -1,7 +1,8 @@
 import { Cluster, Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { freePort } from '../helpers/clients.js'
-import { redisServer, waitFor } from '../helpers/redis.js'
+import { redisServer } from '../helpers/redis.js'
+import { waitFor } from '../helpers/poll.js'
 import { capturedLog } from '../helpers/log.js'
 import {
   buildCloseRecord,
@@ -10,14 +11,10 @@ import {
   type DecisionFacts,
   type TelemetryRecord,
 } from '../../src/telemetry/events.js'
-import {
-  COMMAND_TIMEOUT_MS,
-  createRedisClient,
-  createRedisSink,
-  readEvents,
-  redactRedisUrl,
-  type RedisSink,
-} from '../../src/telemetry/redis-sink.js'
+import { COMMAND_TIMEOUT_MS, createRedisClient } from '../../src/redis/client.js'
+import { redactRedisUrl } from '../../src/redis/url.js'
+import { readEvents } from '../../src/telemetry/redis-events.js'
+import { createRedisSink, type RedisSink } from '../../src/telemetry/redis-sink.js'
 import type { Decision } from '../../src/policy/types.js'
 
 function checker(t: Test, url: string): Redis {

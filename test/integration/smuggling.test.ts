@@ -3,7 +3,7 @@ import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { rawExchange, basicAuth, trickleUntilClosed } from '../helpers/clients.js'
 import { originOnlyYaml, TOKEN } from '../helpers/config.js'
-import { until } from '../helpers/admin.js'
+import { until } from '../helpers/poll.js'
 import { connect } from 'node:net'
 import { once } from 'node:events'
 

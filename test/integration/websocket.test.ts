@@ -8,7 +8,7 @@ import { startPortcullis } from '../helpers/start-portcullis.js'
 import { createTestCa } from '../helpers/test-ca.js'
 import { startWsOrigin, readFrame, textFrame } from '../helpers/ws-origin.js'
 import { basicAuth } from '../helpers/clients.js'
-import { until } from '../helpers/admin.js'
+import { until } from '../helpers/poll.js'
 import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
 import type { CloseRecord, DecisionRecord } from '../../src/telemetry/events.js'
 

@@ -46,11 +46,20 @@ function tokenRefused() {
 }
 
 function filters() {
-  return { agent: $('#f-agent').value.trim(), host: $('#f-host').value.trim().toLowerCase(), reason: $('#f-reason').value }
+  // Sandbox and label (SPEC §9): a sandbox id, and `key=value`, as /api/events takes them.
+  const field = (sel) => ($(sel).value || '').trim()
+  return { agent: $('#f-agent').value.trim(), host: $('#f-host').value.trim().toLowerCase(), reason: $('#f-reason').value, sandbox: field('#f-sandbox').toUpperCase(), label: field('#f-label') }
 }
 
 function matches(r, f) {
   if (f.agent && r.agent !== f.agent) return false
+  if (f.sandbox && r.sandbox !== f.sandbox) return false
+  if (f.label) {
+    const eq = f.label.indexOf('=')
+    const labels = r.labels || {}
+    const key = eq > 0 ? f.label.slice(0, eq) : f.label
+    if (!Object.hasOwn(labels, key) || (eq > 0 && labels[key] !== f.label.slice(eq + 1))) return false
+  }
   if (f.reason && r.reason !== f.reason) return false
   if (f.host) {
     if (f.host.startsWith('*.')) { if (!r.host.endsWith(f.host.slice(1))) return false }
@@ -73,7 +82,7 @@ function renderRow(r, isNew) {
   const tr = document.createElement('tr')
   tr.dataset.id = r.id
   if (isNew) tr.classList.add('new')
-  tr.append(cell(new Date(r.time).toLocaleTimeString()), cell(r.agent), cell(r.method), cell(`${r.host}:${r.port}`, 'host'), cell(r.path || '', 'path'), cell(r.reason, 'reason'), cell(r.rule || '—', 'mono'), cell(r.id, 'mono'))
+  tr.append(cell(new Date(r.time).toLocaleTimeString()), agentCell(r), cell(r.method), cell(`${r.host}:${r.port}`, 'host'), cell(r.path || '', 'path'), cell(r.reason, 'reason'), cell(r.rule || '—', 'mono'), cell(r.id, 'mono'))
   const action = document.createElement('td')
   action.className = 'action'
   tr.append(action)
@@ -98,12 +107,33 @@ function renderRow(r, isNew) {
   }
   const form = $('#approve-form').content.firstElementChild.cloneNode(true)
   form.setAttribute('aria-label', `Approve request ${r.id}`)
+  // A sandbox's request may be approved for its agent (every sandbox of it) or for that sandbox only.
+  if (!r.sandbox) form.querySelector('.sandbox-only').remove()
   if (r.method === 'CONNECT') form.scope.value = 'host'
   form.addEventListener('submit', (e) => { e.preventDefault(); approve(r, form, tr) })
   form.querySelector('.dismiss-btn').addEventListener('click', () => { state.dismissed.add(r.id); tr.remove(); updateEmpty() })
   if (!r.agent) form.querySelectorAll('input,select,.approve-btn').forEach((el) => { el.disabled = true; el.title = 'only denials of a known agent can be approved' })
   action.append(form)
   return tr
+}
+
+/** The agent, and under it a sandbox's id and labels (SPEC §9). */
+function agentCell(r) {
+  const td = cell(r.agent)
+  if (!r.sandbox) return td
+  td.classList.add('sandbox')
+  const id = document.createElement('span')
+  id.className = 'sandbox-id'
+  id.textContent = r.sandbox
+  id.title = `sandbox ${r.sandbox}`
+  td.append(document.createElement('br'), id)
+  for (const [k, v] of Object.entries(r.labels || {})) {
+    const tag = document.createElement('span')
+    tag.className = 'label'
+    tag.textContent = `${k}=${v}`
+    td.append(' ', tag)
+  }
+  return td
 }
 
 function render() {
@@ -140,6 +170,7 @@ function addRecord(r) {
 
 async function approve(r, form, tr) {
   const body = { request_id: r.id, scope: form.scope.value, ttl: form.ttl.value.trim(), reason: form.reason.value.trim(), approved_by: 'analyst-page' }
+  if (r.sandbox && form.sandbox_only && form.sandbox_only.checked) body.sandbox_only = true
   const btn = form.querySelector('.approve-btn')
   btn.disabled = true
   try {
@@ -275,11 +306,93 @@ async function connect() {
   }
 }
 
+/**
+ * The suggest view (SPEC §10): the rules that would admit the blocked requests the current filter
+ * selects, from GET /api/suggest (the same logic as `portcullis suggest`), one block of YAML per
+ * agent or group to copy under its `allow:`, with the counts and warnings as comments.
+ */
+async function suggestRules() {
+  const f = filters()
+  const p = new URLSearchParams()
+  for (const k of ['agent', 'host', 'reason']) if (f[k]) p.set(k, f[k])
+  const scope = [...p].map(([k, v]) => `${k} ${v}`).join(', ') || 'all blocked requests'
+  const btn = $('#suggest-btn')
+  btn.disabled = true
+  try {
+    const res = await api(`/api/suggest?${p}`)
+    if (res.status === 401) return tokenRefused()
+    if (!res.ok) return showError(`Suggesting rules failed: ${await errorMessage(res)}`)
+    clearError()
+    renderSuggestion(await res.json(), scope)
+  } catch (err) {
+    showError(`Suggesting rules failed: ${err.message}`)
+  } finally {
+    btn.disabled = false
+  }
+}
+
+function listOf(items) {
+  const ul = document.createElement('ul')
+  for (const text of items) { const li = document.createElement('li'); li.textContent = text; ul.append(li) }
+  return ul
+}
+
+function renderSuggestion(out, scope) {
+  $('#suggest-scope').textContent = `(${scope}; ${out.source === 'redis' ? 'Redis' : 'this instance\'s memory'})`
+  const summary = $('#suggest-summary')
+  summary.textContent = out.targets.length > 0
+    ? `${out.requests} blocked request(s); paste each block under the allow: list it names.`
+    : `${out.requests} blocked request(s), none of them a denial an allow rule lifts.`
+  const blocks = out.targets.map((t) => {
+    const div = document.createElement('div')
+    div.className = 'target'
+    const h = document.createElement('h3')
+    h.textContent = `${t.kind} ${t.name}: add under ${t.key} (${t.rules.length} rule(s) for ${t.requests} request(s))`
+    const pre = document.createElement('pre')
+    pre.textContent = t.yaml
+    const copy = document.createElement('button')
+    copy.type = 'button'
+    copy.className = 'copy-btn'
+    copy.textContent = 'Copy YAML'
+    copy.setAttribute('aria-label', `Copy the YAML for ${t.kind} ${t.name}`)
+    copy.addEventListener('click', async () => {
+      try {
+        await navigator.clipboard.writeText(t.yaml)
+        copy.textContent = 'Copied'
+      } catch {
+        // No clipboard permission (plain http, an old browser): select the text for Ctrl-C instead.
+        const range = document.createRange()
+        range.selectNodeContents(pre)
+        getSelection().removeAllRanges()
+        getSelection().addRange(range)
+        copy.textContent = 'Selected: press Ctrl-C'
+      }
+    })
+    div.append(h, pre, copy)
+    const notes = [...t.notes, ...t.uncovered.map((u) => `still denied with these rules: ${u.method} ${u.host}:${u.port}${u.path || ''} (${u.reason})`)]
+    if (notes.length > 0) div.append(listOf(notes))
+    return div
+  })
+  if (out.not_suggested.length > 0) {
+    const div = document.createElement('div')
+    div.className = 'target'
+    const h = document.createElement('h3')
+    h.textContent = 'Not suggested'
+    div.append(h, listOf(out.not_suggested.map((n) => `${n.reason}: ${n.requests} request(s) to ${n.hosts.slice(0, 5).join(', ')}: ${n.why}`)))
+    blocks.push(div)
+  }
+  $('#suggest-targets').replaceChildren(...blocks)
+  $('#suggest').hidden = false
+  $('#suggest').scrollIntoView({ block: 'start' })
+}
+
 for (const r of REASONS) $('#f-reason').append(new Option(r, r))
 $('#filters').addEventListener('input', render)
 $('#clear-filters').addEventListener('click', () => { $('#filters').reset(); render() })
 $('#token-form').addEventListener('submit', (e) => { e.preventDefault(); state.token = $('#token').value.trim(); connect() })
 $('#error-close').addEventListener('click', clearError)
+$('#suggest-btn').addEventListener('click', () => suggestRules())
+$('#suggest-close').addEventListener('click', () => { $('#suggest').hidden = true })
 setInterval(() => { if (state.connected) loadApprovals() }, 5000)
 $('#token').value = state.token
 connect()

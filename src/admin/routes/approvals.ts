@@ -25,9 +25,11 @@ const CreateBody = z.strictObject({
   ttl: z.string().max(16).optional(),
   reason: z.string().max(500).default(''),
   approved_by: z.string().min(1).max(100).optional(),
+  /** Made from a sandbox's request (SPEC §9): apply to that sandbox alone, not to every sandbox of its agent. */
+  sandbox_only: z.boolean().default(false),
 })
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
+export async function readJson(req: IncomingMessage): Promise<unknown> {
   let size = 0
   const chunks: Buffer[] = []
   for await (const c of req) {
@@ -61,7 +63,7 @@ function answer(a: Approval, nowMs: number): Approval & { expires_in_s: number; 
   return {
     ...a,
     expires_in_s: Math.max(0, Math.round((Date.parse(a.expires_at) - nowMs) / 1000)),
-    covers: describeApproval(a),
+    covers: a.sandbox === undefined ? describeApproval(a) : `${describeApproval(a)} from sandbox ${a.sandbox} only`,
   }
 }
 
@@ -117,6 +119,11 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
             message: `only policy denials (no rule, deny rule, port, method, path) of a known agent can be approved; this one is ${record.reason}`,
           })
         }
+        if (body.data.sandbox_only && record.sandbox === undefined)
+          return sendJson(res, 409, {
+            error: 'not_a_sandbox_request',
+            message: 'sandbox_only applies to a request made with a sandbox credential; this one was not',
+          })
         const t = now()
         const approval: Approval = {
           id: newRequestId(),
@@ -131,6 +138,7 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
           expires_at: new Date(t + ttlMs).toISOString(),
           approved_by: body.data.approved_by ?? 'admin',
           reason: body.data.reason,
+          ...(body.data.sandbox_only && record.sandbox !== undefined ? { sandbox: record.sandbox } : {}),
         }
         if (!(await storeAvailable(() => deps.store.add(approval), res))) return
         deps.bus.publish(buildApprovalRecord('create', approval, approval.approved_by, approval.reason))

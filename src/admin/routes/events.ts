@@ -1,11 +1,11 @@
 import type { ServerResponse } from 'node:http'
 import type { Bus, Sink } from '../../telemetry/bus.js'
+import { matchesFilter } from '../../telemetry/event-filter.js'
 import type { TelemetryRecord } from '../../telemetry/events.js'
 import type { RingSink } from '../../telemetry/ring-sink.js'
 import {
   cursorKind,
   isQueryError,
-  matchesQuery,
   parseEventQuery,
   queryRing,
   type EventPage,
@@ -111,7 +111,7 @@ function startStream(src: EventSource, q: EventQuery, keepaliveMs: number, res: 
   const sink: Sink = {
     name: 'admin-sse',
     write(record) {
-      if (!matchesQuery(record, q)) return
+      if (!matchesFilter(record, q)) return
       if (full()) dropped++
       else res.write(frame(record))
     },

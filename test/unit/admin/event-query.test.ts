@@ -1,54 +1,7 @@
 import t from 'tap'
-import { monotonicFactory } from 'ulid'
-import {
-  isQueryError,
-  matchesQuery,
-  parseEventQuery,
-  queryRing,
-  type EventQuery,
-} from '../../../src/admin/event-query.js'
-import type { CloseRecord, DecisionRecord, TelemetryRecord } from '../../../src/telemetry/events.js'
-
-const NOW = new Date('2026-11-25T12:00:00.000Z')
-const T0 = NOW.getTime() - 3 * 3600_000
-const nextId = monotonicFactory()
-
-function decision(minute: number, over: Partial<DecisionRecord> = {}): DecisionRecord {
-  const ms = T0 + minute * 60_000
-  return {
-    time: new Date(ms).toISOString(),
-    id: nextId(ms),
-    event: 'decision',
-    agent: 'ci-42',
-    src: '10.1.2.3:5000',
-    method: 'GET',
-    scheme: 'https',
-    host: 'github.com',
-    port: 443,
-    path: '/acme/x.git/info/refs',
-    tls: 'intercept',
-    decision: 'deny',
-    reason: 'denied_path',
-    rule: 'builders.allow[2]',
-    mode: 'enforce',
-    would_deny: false,
-    address: '140.82.112.3',
-    ...over,
-  }
-}
-
-function closeOf(d: DecisionRecord): CloseRecord {
-  return {
-    time: d.time,
-    id: d.id,
-    event: 'close',
-    agent: d.agent,
-    host: d.host,
-    bytes_up: 1,
-    bytes_down: 2,
-    duration_ms: 3,
-  }
-}
+import { isQueryError, parseEventQuery, queryRing, type EventQuery } from '../../../src/admin/event-query.js'
+import type { DecisionRecord, TelemetryRecord } from '../../../src/telemetry/events.js'
+import { closeOf, decision, NOW } from '../../fixtures/event-filter-cases.js'
 
 function parse(qs: string): EventQuery {
   const q = parseEventQuery(new URLSearchParams(qs), NOW)
@@ -104,39 +57,6 @@ t.test('parseEventQuery', async (t) => {
       const q = parseEventQuery(new URLSearchParams(qs), NOW)
       t.ok(isQueryError(q))
       t.match(q, { error: message })
-    })
-  }
-})
-
-t.test('matchesQuery', async (t) => {
-  const d = decision(10, { host: 'api.github.com' })
-  const CASES: ReadonlyArray<readonly [TelemetryRecord, string, boolean, string]> = [
-    [d, 'decision=deny', true, 'a denial matches decision=deny'],
-    [d, 'decision=allow', false, 'a denial does not match decision=allow'],
-    [closeOf(d), 'decision=deny', false, 'decision filters exclude close records'],
-    [closeOf(d), 'reason=denied_path', false, 'reason filters exclude close records'],
-    [closeOf(d), 'agent=ci-42', true, 'agent matches close records too'],
-    [d, 'agent=ci-43', false, 'another agent'],
-    [d, 'host=api.github.com', true, 'an exact host'],
-    [d, 'host=github.com', false, 'an exact host does not match a subdomain'],
-    [d, 'host=*.github.com', true, '`*.github.com` matches a subdomain'],
-    [decision(0, { host: 'github.com' }), 'host=*.github.com', false, '`*.github.com` does not match the apex'],
-    [
-      decision(0, { host: 'evilgithub.com' }),
-      'host=*.github.com',
-      false,
-      '`*.github.com` is a label boundary, not a string suffix',
-    ],
-    [d, 'reason=denied_path', true, 'the reason'],
-    [d, 'reason=denied_no_rule', false, 'another reason'],
-    [d, 'since=169m', false, 'a record before since'],
-    [d, 'since=170m', true, 'since exactly at the record time is inclusive'],
-    [d, 'until=170m', false, 'until exactly at the record time is exclusive'],
-    [d, 'until=1h', true, 'a record before until'],
-  ]
-  for (const [record, qs, expected, behaviour] of CASES) {
-    t.test(behaviour, async (t) => {
-      t.equal(matchesQuery(record, parse(qs)), expected)
     })
   }
 })

@@ -119,7 +119,7 @@ const INLINE: ReadonlyArray<readonly [string, string, Partial<Loc>]> = [
   [
     'an agent without token or sources is rejected',
     'agents:\n  - id: nobody\n',
-    { line: 2, col: 5, path: 'agents[0]', message: /token or source_cidrs/ },
+    { line: 2, col: 5, path: 'agents[0]', message: /token, source_cidrs or sandboxes: true/ },
   ],
   [
     'a resolve pin must be an IP',
@@ -130,6 +130,16 @@ const INLINE: ReadonlyArray<readonly [string, string, Partial<Loc>]> = [
     'a bad duration is rejected',
     'approvals: { default_ttl: soon }\n',
     { line: 1, col: 27, path: 'approvals.default_ttl', message: /duration/ },
+  ],
+  [
+    'max_sandbox_ttl is a duration',
+    'identity: { max_sandbox_ttl: forever }\n',
+    { line: 1, col: 30, path: 'identity.max_sandbox_ttl', message: /duration/ },
+  ],
+  [
+    'signing_key_env names an environment variable',
+    'identity:\n  signing_key_env: "my key"\n',
+    { line: 2, col: 20, path: 'identity.signing_key_env', message: /environment variable/ },
   ],
   [
     'a deny rule cannot inject headers',

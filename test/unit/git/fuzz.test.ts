@@ -7,6 +7,7 @@ import { encodePktLine, FLUSH_PKT, readPktLine } from '../../../src/git/pkt-line
 import { parseReceivePackHead } from '../../../src/git/receive-pack.js'
 import { checkRefname } from '../../../src/git/refname.js'
 import { commitBody, craftPack, fixTrailer, insertDelta, longText, makeRepo } from './git-fixtures.js'
+import { seededRandom } from '../../helpers/seeded-random.js'
 
 /**
  * Seeded random mutation and truncation of valid inputs: every parser must
@@ -15,18 +16,6 @@ import { commitBody, craftPack, fixTrailer, insertDelta, longText, makeRepo } fr
  */
 
 const SEED = 0x5eed_1234
-
-/** mulberry32: small, seeded, good enough to pick bytes and positions. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function mutate(input: Buffer, rand: () => number, keepPrefix = 0): Buffer {
   const out = Buffer.from(input)
@@ -83,7 +72,7 @@ const B = 'b'.repeat(40)
 const Z = '0'.repeat(40)
 
 t.test('pkt-line reader: random and mutated streams always end in a typed answer', async (t) => {
-  const rand = rng(SEED)
+  const rand = seededRandom(SEED)
   const valid = Buffer.concat([
     encodePktLine('hello\n'),
     FLUSH_PKT,
@@ -117,7 +106,7 @@ t.test('pkt-line reader: random and mutated streams always end in a typed answer
 })
 
 t.test('receive-pack head: mutated heads are head, need_more or a typed error, never a throw', async (t) => {
-  const rand = rng(SEED + 1)
+  const rand = seededRandom(SEED + 1)
   const seeds = [
     Buffer.concat([
       encodePktLine(
@@ -169,7 +158,7 @@ t.test('receive-pack head: mutated heads are head, need_more or a typed error, n
 })
 
 t.test('pack reader: mutated and truncated packs give a typed result and finish', async (t) => {
-  const rand = rng(SEED + 2)
+  const rand = seededRandom(SEED + 2)
   const dir = t.testdir()
   const sha1 = makeRepo(`${dir}/sha1`)
   const ids: string[] = []

@@ -1,12 +1,7 @@
 import t from 'tap'
-import {
-  createLimiter,
-  secondsToUtcMidnight,
-  utcDay,
-  type Admission,
-  type Limiter,
-  type UsageTotals,
-} from '../../../src/limits/limiter.js'
+import { createLimiter, type Admission, type Limiter } from '../../../src/limits/limiter.js'
+import type { UsageTotals } from '../../../src/limits/shared-usage.js'
+import { secondsToUtcMidnight, utcDay } from '../../../src/limits/windows.js'
 import type { AgentLimits, DenyDecision } from '../../../src/policy/types.js'
 
 // 2026-11-25T10:00:30Z: mid-minute, mid-day (UTC).

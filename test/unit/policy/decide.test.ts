@@ -340,9 +340,17 @@ const CONNECTS: ReadonlyArray<readonly [string, 'auto' | 'never' | 'always', str
   [
     'tls.intercept never denies a methods rule with denied_method',
     'never',
+    'artifacts.corp.test',
+    443,
+    deny('denied_method', 'builders.allow[6]'),
+  ],
+  [
+    // The npm preset's advisory rule names paths: the most specific failure is the path.
+    'tls.intercept never denies the npm preset with denied_path',
+    'never',
     'registry.npmjs.org',
     443,
-    deny('denied_method', 'builders.allow[0]'),
+    deny('denied_path', 'builders.allow[0]'),
   ],
   [
     'tls.intercept never denies a paths rule with denied_path',

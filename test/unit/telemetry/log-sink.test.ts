@@ -3,23 +3,12 @@ import { once } from 'node:events'
 import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
-import { until } from '../../helpers/admin.js'
+import { captureLines } from '../../helpers/log.js'
+import { until } from '../../helpers/poll.js'
 import { pino } from 'pino'
 import t from 'tap'
 import { buildCloseRecord, buildDecisionRecord } from '../../../src/telemetry/events.js'
 import { bufferedDestination, createLoggers, createLogSink } from '../../../src/telemetry/log-sink.js'
-
-function capture(): { dest: Writable; lines: () => Array<Record<string, unknown>> } {
-  const out: string[] = []
-  const dest = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      out.push(...chunk.toString('utf8').split('\n').filter(Boolean))
-      cb()
-    },
-  })
-  return { dest, lines: () => out.map((l) => JSON.parse(l) as Record<string, unknown>) }
-}
 
 const record = buildDecisionRecord(
   {
@@ -40,7 +29,7 @@ const record = buildDecisionRecord(
 )
 
 t.test('json: the SPEC record, with pino level', async (t) => {
-  const { dest, lines } = capture()
+  const { dest, lines } = captureLines()
   createLogSink(createLoggers('info', dest, 'json').records, 'json').write(record)
   t.match(lines()[0], {
     level: 'warn',
@@ -53,7 +42,7 @@ t.test('json: the SPEC record, with pino level', async (t) => {
 })
 
 t.test('ecs: the same facts under Elastic Common Schema names', async (t) => {
-  const { dest, lines } = capture()
+  const { dest, lines } = captureLines()
   createLogSink(createLoggers('info', dest, 'ecs').records, 'ecs').write(record)
   const line = lines()[0] ?? {}
   t.match(line, {
@@ -132,7 +121,7 @@ t.test('a lone surrogate is escaped, so the line stays valid JSON and loses noth
 })
 
 t.test('record lines below the log level are dropped; denials stay at level warn', async (t) => {
-  const { dest, lines } = capture()
+  const { dest, lines } = captureLines()
   const sink = createLogSink(createLoggers('warn', dest, 'json').records, 'json')
   sink.write(buildDecisionRecord(record, { verdict: 'allow', reason: 'allowed', ruleId: 'g.allow[0]' }, false))
   sink.write(buildCloseRecord(record, 1, 2, 0, 5))

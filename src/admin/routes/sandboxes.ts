@@ -1,0 +1,141 @@
+import type { Logger } from 'pino'
+import { z } from 'zod'
+import type { RuntimeConfig } from '../../config/types.js'
+import { parseDurationMs } from '../../config/duration.js'
+import { issueSandbox, type SandboxKeys } from '../../identity/sandbox-issue.js'
+import { CLOCK_SKEW_S, idTimeMs, SANDBOX_ID } from '../../identity/sandbox-token.js'
+import type { RevocationStore, Revocation } from '../../sandboxes/revocation-store.js'
+import { summarizeSandboxes } from '../../sandboxes/seen.js'
+import type { TelemetryRecord } from '../../telemetry/events.js'
+import { sendJson, type Route } from '../server.js'
+import { readJson } from './approvals.js'
+
+export interface SandboxRouteDeps {
+  readonly config: () => RuntimeConfig
+  readonly keys: () => SandboxKeys
+  readonly store: RevocationStore
+  /** `host:port` where sandboxes reach the proxy (for proxy_url). */
+  readonly proxyAuthority: () => string
+  /** Decision records of sandboxes since a time: the Redis stream when configured, else the ring. */
+  readonly recent: (since: Date) => Promise<{ records: TelemetryRecord[]; source: 'redis' | 'memory' }>
+  readonly log: Logger
+  readonly now?: () => number
+}
+
+const IssueBody = z.strictObject({
+  agent: z.string().min(1).max(100),
+  ttl: z.string().max(16),
+  labels: z.record(z.string(), z.string()).default({}),
+  /** Who asked, for the log line (the CLI sends the user). */
+  by: z.string().min(1).max(100).optional(),
+})
+
+const LIST_WINDOW_MS = 24 * 3600_000
+
+/**
+ * POST /api/sandboxes (issue), DELETE /api/sandboxes/:id[?by=NAME&reason=TEXT] (revoke),
+ * GET /api/sandboxes (seen in the last 24 h, and revoked). Issuing needs the signing key in the
+ * proxy's environment; the token is in the answer only, never stored or logged.
+ */
+export function sandboxRoutes(deps: SandboxRouteDeps): Route[] {
+  const now = deps.now ?? Date.now
+  return [
+    {
+      method: 'GET',
+      path: '/api/sandboxes',
+      handler: async (_req, res) => {
+        const t = now()
+        const { records, source } = await deps.recent(new Date(t - LIST_WINDOW_MS))
+        const revoked = deps.store.current().filter((r) => Date.parse(r.expires_at) > t)
+        sendJson(res, 200, { sandboxes: summarizeSandboxes(records, revoked), revoked, source })
+      },
+    },
+    {
+      method: 'POST',
+      path: '/api/sandboxes',
+      handler: async (req, res) => {
+        let raw: unknown
+        try {
+          raw = await readJson(req)
+        } catch {
+          return sendJson(res, 400, { error: 'bad_body', message: 'send a JSON object of at most 16 KiB' })
+        }
+        const body = IssueBody.safeParse(raw)
+        if (!body.success)
+          return sendJson(res, 400, {
+            error: 'bad_request',
+            message: body.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '),
+          })
+        const key = deps.keys().signing
+        if (key === null)
+          return sendJson(res, 503, {
+            error: 'no_signing_key',
+            message: `the proxy has no usable signing key: ${deps.keys().problems.join('; ')}`,
+          })
+        const cfg = deps.config()
+        const out = issueSandbox(
+          cfg.policy,
+          cfg.identity.maxSandboxTtlMs,
+          key,
+          { agent: body.data.agent, ttlMs: parseDurationMs(body.data.ttl) ?? 0, labels: body.data.labels },
+          deps.proxyAuthority(),
+          now(),
+        )
+        if (!out.ok) return sendJson(res, out.error === 'unknown_agent' ? 404 : 400, out)
+        const s = out.sandbox
+        deps.log.info(
+          {
+            code: 'PC_SANDBOX_ISSUED',
+            agent: s.agent,
+            sandbox: s.id,
+            labels: s.labels,
+            expires_at: s.expires_at,
+            by: body.data.by ?? 'admin',
+          },
+          'sandbox credential issued',
+        )
+        sendJson(res, 201, s)
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/api/sandboxes/',
+      handler: async (_req, res, url) => {
+        const id = decodeURIComponent(url.pathname.slice('/api/sandboxes/'.length)).toUpperCase()
+        if (!SANDBOX_ID.test(id))
+          return sendJson(res, 400, {
+            error: 'bad_id',
+            message: 'a sandbox id is the 26-character id it was issued with',
+          })
+        const t = now()
+        const existing = deps.store.current().find((r) => r.id === id)
+        if (existing !== undefined) return sendJson(res, 200, { ...existing, already: true })
+        // No credential of this id outlives its issue time plus max_sandbox_ttl (the token checks both).
+        const keptUntil = idTimeMs(id) + deps.config().identity.maxSandboxTtlMs + CLOCK_SKEW_S * 1000
+        const { records } = await deps.recent(new Date(Math.max(0, idTimeMs(id) - CLOCK_SKEW_S * 1000)))
+        const seen = records.find((r) => r.event === 'decision' && r.sandbox === id)
+        const r: Revocation = {
+          id,
+          agent: seen?.agent ?? null,
+          revoked_at: new Date(t).toISOString(),
+          expires_at: new Date(Math.max(keptUntil, t)).toISOString(),
+          revoked_by: (url.searchParams.get('by') ?? '').slice(0, 100) || 'admin',
+          reason: (url.searchParams.get('reason') ?? '').slice(0, 500),
+        }
+        try {
+          await deps.store.add(r)
+        } catch {
+          return sendJson(res, 503, {
+            error: 'revocations_unavailable',
+            message: 'the revocation store (Redis) cannot be reached; try again when it is back',
+          })
+        }
+        deps.log.info(
+          { code: 'PC_SANDBOX_REVOKED', agent: r.agent, sandbox: id, by: r.revoked_by },
+          'sandbox credential revoked',
+        )
+        sendJson(res, 200, r)
+      },
+    },
+  ]
+}

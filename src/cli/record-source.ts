@@ -1,0 +1,161 @@
+/**
+ * Where `suggest` and `replay` read decision records (SPEC §10 `--source admin|redis|FILE`):
+ * - `admin`: a running instance's GET /api/events (the admin client `blocked` uses), page by page;
+ * - `redis`: the telemetry stream named by the config (telemetry.redis), read as the admin API reads it;
+ * - a file (or `-` for stdin): a Portcullis log, JSON or ECS lines; other lines are skipped.
+ * Records come back oldest first, filtered by time (and agent, and to denials when asked).
+ */
+import { once } from 'node:events'
+import { createReadStream } from 'node:fs'
+import { createInterface } from 'node:readline'
+import type { RuntimeConfig } from '../config/types.js'
+import { PortcullisError } from '../errors.js'
+import { isDecision, parseLogLine } from '../lifecycle/records.js'
+import { createRedisClient, type RedisClient } from '../redis/client.js'
+import type { DecisionRecord, TelemetryRecord } from '../telemetry/events.js'
+import { readEvents } from '../telemetry/redis-events.js'
+import { connectAdmin } from './admin-client.js'
+
+export interface RecordQuery {
+  /** `admin`, `redis`, a log file, or `-` (stdin). */
+  readonly source: string
+  readonly since: Date | null
+  readonly until: Date | null
+  /** Only denials (`suggest`), or every decision (`replay`). */
+  readonly denialsOnly: boolean
+  readonly agent?: string | undefined
+  /** `--admin URL` and `--config F`, for the admin client. */
+  readonly admin?: string | undefined
+  readonly configFlag?: string | undefined
+  readonly config: RuntimeConfig
+  readonly env: NodeJS.ProcessEnv
+}
+
+export interface RecordBatch {
+  /** Oldest first. */
+  readonly records: DecisionRecord[]
+  /** Where they came from, for the report's first line. */
+  readonly from: string
+  /** More matched than MAX_RECORDS; the newest were kept. */
+  readonly truncated: boolean
+}
+
+/** At most this many records are held (a week of a busy proxy is sampled, never an out-of-memory). */
+export const MAX_RECORDS = 500_000
+const PAGE = 1000
+const REDIS_READY_MS = 5000
+
+export async function readDecisionRecords(q: RecordQuery): Promise<RecordBatch> {
+  if (q.source === 'admin') return readAdmin(q)
+  if (q.source === 'redis') return readRedis(q)
+  return readLog(q)
+}
+
+function wanted(r: DecisionRecord, q: RecordQuery): boolean {
+  if (q.denialsOnly && r.decision !== 'deny') return false
+  if (q.agent !== undefined && r.agent !== q.agent) return false
+  const t = Date.parse(r.time)
+  return !(q.since !== null && t < q.since.getTime()) && !(q.until !== null && t >= q.until.getTime())
+}
+
+async function readAdmin(q: RecordQuery): Promise<RecordBatch> {
+  const client = await connectAdmin({ admin: q.admin, config: q.configFlag }, q.env)
+  const params = new URLSearchParams({ limit: String(PAGE) })
+  if (q.denialsOnly) params.set('decision', 'deny')
+  if (q.agent !== undefined) params.set('agent', q.agent)
+  if (q.since !== null) params.set('since', q.since.toISOString())
+  if (q.until !== null) params.set('until', q.until.toISOString())
+  const newestFirst: DecisionRecord[] = []
+  let source = 'memory'
+  for (let cursor: string | null = null; ;) {
+    if (cursor !== null) params.set('cursor', cursor)
+    const page: { events: TelemetryRecord[]; next_cursor: string | null; source?: string } = await client.request(
+      'GET',
+      `/api/events?${params.toString()}`,
+    )
+    source = page.source ?? source
+    for (const r of page.events) if (isDecision(r) && wanted(r, q)) newestFirst.push(r)
+    cursor = page.next_cursor
+    if (cursor === null || newestFirst.length >= MAX_RECORDS) break
+  }
+  const truncated = newestFirst.length >= MAX_RECORDS
+  return {
+    records: newestFirst.slice(0, MAX_RECORDS).reverse(),
+    from: `admin API ${client.baseUrl} (${source})`,
+    truncated,
+  }
+}
+
+async function readRedis(q: RecordQuery): Promise<RecordBatch> {
+  const { url, stream } = q.config.telemetry.redis
+  if (url === null)
+    throw new PortcullisError('PC_ERR_USAGE', `--source redis: ${q.config.file} sets no telemetry.redis.url`)
+  const client = createRedisClient(url)
+  client.on('error', () => undefined)
+  try {
+    await ready(client)
+    const newestFirst: DecisionRecord[] = []
+    for (let cursor: string | undefined; ;) {
+      const page = await readEvents(client, stream, {
+        limit: PAGE,
+        ...(q.denialsOnly ? { decision: 'deny' as const } : {}),
+        ...(q.agent !== undefined ? { agent: q.agent } : {}),
+        ...(q.since !== null ? { since: q.since } : {}),
+        ...(q.until !== null ? { until: q.until } : {}),
+        ...(cursor !== undefined ? { cursor } : {}),
+      })
+      for (const r of page.records) if (isDecision(r) && wanted(r, q)) newestFirst.push(r)
+      if (page.nextCursor === null || newestFirst.length >= MAX_RECORDS) break
+      cursor = page.nextCursor
+    }
+    const truncated = newestFirst.length >= MAX_RECORDS
+    return { records: newestFirst.slice(0, MAX_RECORDS).reverse(), from: `Redis stream ${stream}`, truncated }
+  } catch (cause) {
+    if (cause instanceof PortcullisError) throw cause
+    throw new PortcullisError('PC_ERR_RECORDS_UNREADABLE', `cannot read the Redis stream ${stream}: ${String(cause)}`, {
+      cause,
+    })
+  } finally {
+    client.disconnect()
+  }
+}
+
+async function ready(client: RedisClient): Promise<void> {
+  const timeout = AbortSignal.timeout(REDIS_READY_MS)
+  try {
+    await once(client, 'ready', { signal: timeout })
+  } catch {
+    throw new PortcullisError('PC_ERR_RECORDS_UNREADABLE', `Redis did not answer within ${REDIS_READY_MS / 1000} s`)
+  }
+}
+
+async function readLog(q: RecordQuery): Promise<RecordBatch> {
+  const input = q.source === '-' ? process.stdin : createReadStream(q.source, { encoding: 'utf8' })
+  const records: DecisionRecord[] = []
+  let truncated = false
+  try {
+    const lines = createInterface({ input, crlfDelay: Infinity })
+    for await (const line of lines) {
+      const r = parseLogLine(line)
+      if (r === null || !wanted(r, q)) continue
+      records.push(r)
+      // Keep the newest (a log is oldest first), trimming in batches.
+      if (records.length >= 2 * MAX_RECORDS) {
+        records.splice(0, records.length - MAX_RECORDS)
+        truncated = true
+      }
+    }
+  } catch (cause) {
+    throw new PortcullisError(
+      'PC_ERR_RECORDS_UNREADABLE',
+      `cannot read ${q.source}: ${(cause as NodeJS.ErrnoException).code ?? String(cause)}`,
+      { cause },
+    )
+  }
+  if (records.length > MAX_RECORDS) {
+    records.splice(0, records.length - MAX_RECORDS)
+    truncated = true
+  }
+  records.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0))
+  return { records, from: q.source === '-' ? 'standard input' : `log file ${q.source}`, truncated }
+}

@@ -1,0 +1,212 @@
+import { parseArgs } from 'node:util'
+import { parseDurationMs } from '../config/duration.js'
+import { loadConfig, resolveConfigPath } from '../config/load.js'
+import { PortcullisError } from '../errors.js'
+import {
+  issueSandbox,
+  parseLabel,
+  proxyAuthority,
+  readSandboxKeys,
+  type IssuedSandbox,
+} from '../identity/sandbox-issue.js'
+import type { Revocation } from '../sandboxes/revocation-store.js'
+import type { SeenSandbox } from '../sandboxes/seen.js'
+import { connectAdmin, whoami } from './admin-client.js'
+import { EXIT_OK, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
+
+const USAGE = `usage: portcullis sandbox issue --agent A --ttl 2h [--label k=v]… [--proxy HOST:PORT] [--json]
+       portcullis sandbox revoke ID [--reason TEXT] [--by NAME]
+       portcullis sandbox list [--json]
+  (every form takes --config F; revoke, list and issue without the signing key take --admin URL)
+`
+
+/**
+ * Sandbox credentials (SPEC §9). `issue` signs offline when the signing key (identity.signing_key_env)
+ * is in this environment, else asks the admin API; both print the same fields and the lines to paste
+ * into the sandbox. `revoke` and `list` talk to the admin API.
+ */
+export const run: CliVerb = async (args, io) => {
+  const [sub, ...rest] = args
+  switch (sub) {
+    case 'issue':
+      return issue(rest, io)
+    case 'revoke':
+      return revoke(rest, io)
+    case 'list':
+      return list(rest, io)
+    default:
+      io.stderr(USAGE)
+      return EXIT_USAGE
+  }
+}
+
+function usage(io: CliIo, message: string): number {
+  io.stderr(`portcullis sandbox: ${message}\n${USAGE}`)
+  return EXIT_USAGE
+}
+
+async function issue(args: readonly string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: [...args],
+    options: {
+      agent: { type: 'string' },
+      ttl: { type: 'string' },
+      label: { type: 'string', multiple: true, default: [] },
+      proxy: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      admin: { type: 'string' },
+      config: { type: 'string' },
+    },
+    allowPositionals: true,
+    strict: true,
+  })
+  if (positionals.length > 0) return usage(io, `unexpected argument '${positionals[0]}'`)
+  if (values.agent === undefined || values.ttl === undefined) return usage(io, 'issue needs --agent and --ttl')
+  const ttlMs = parseDurationMs(values.ttl)
+  if (ttlMs === null) return usage(io, `--ttl '${values.ttl}' is not a duration like 30m, 2h or 1d`)
+  const labels: Record<string, string> = {}
+  for (const text of values.label) {
+    const kv = parseLabel(text)
+    if (kv === null) return usage(io, `--label '${text}' is not key=value`)
+    labels[kv[0]] = kv[1]
+  }
+  const config = await loadConfig(resolveConfigPath(values.config, io.env), io.env)
+  const keys = readSandboxKeys(config.identity, io.env)
+  let sandbox: IssuedSandbox
+  if (keys.signing !== null) {
+    const out = issueSandbox(
+      config.policy,
+      config.identity.maxSandboxTtlMs,
+      keys.signing,
+      { agent: values.agent, ttlMs, labels },
+      values.proxy ?? proxyAuthority(config.listen.host, config.listen.port),
+      Date.now(),
+    )
+    if (!out.ok) throw new PortcullisError('PC_ERR_USAGE', out.message)
+    sandbox = out.sandbox
+  } else {
+    // A key variable that is set but unusable is a mistake to report, not a reason to ask the API.
+    const bad = keys.problems.find((p) => !p.endsWith('is not set'))
+    if (bad !== undefined) throw new PortcullisError('PC_ERR_USAGE', bad)
+    const client = await connectAdmin({ admin: values.admin, config: values.config }, io.env)
+    sandbox = await client.request<IssuedSandbox>('POST', '/api/sandboxes', {
+      agent: values.agent,
+      ttl: values.ttl,
+      labels,
+      by: whoami(io.env),
+    })
+  }
+  io.stdout(values.json ? `${JSON.stringify(sandbox)}\n` : formatIssued(sandbox, keys.signing !== null))
+  return EXIT_OK
+}
+
+function shellQuote(text: string): string {
+  return `'${text.replace(/'/g, `'\\''`)}'`
+}
+
+function formatIssued(s: IssuedSandbox, offline: boolean): string {
+  const labels = Object.entries(s.labels).map(([k, v]) => `${k}=${v}`)
+  const lines = [
+    `id:         ${s.id}`,
+    `agent:      ${s.agent}`,
+    `user:       ${s.user}`,
+    `labels:     ${labels.length > 0 ? labels.join(', ') : '-'}`,
+    `expires_at: ${s.expires_at}`,
+    `token:      ${s.token}`,
+    `proxy_url:  ${s.proxy_url}`,
+    '',
+    `# the token is shown once (${offline ? 'signed offline' : 'issued by the admin API'}); give the sandbox:`,
+    ...Object.entries(s.proxy_env).map(([k, v]) => `export ${k}=${shellQuote(v)}`),
+    `# revoke it early with: portcullis sandbox revoke ${s.id}`,
+  ]
+  return `${lines.join('\n')}\n`
+}
+
+async function revoke(args: readonly string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: [...args],
+    options: {
+      reason: { type: 'string', default: '' },
+      by: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      admin: { type: 'string' },
+      config: { type: 'string' },
+    },
+    allowPositionals: true,
+    strict: true,
+  })
+  const id = positionals[0]
+  if (id === undefined || positionals.length > 1) return usage(io, 'revoke takes one sandbox id')
+  const client = await connectAdmin({ admin: values.admin, config: values.config }, io.env)
+  const q = new URLSearchParams({ by: values.by ?? whoami(io.env) })
+  if (values.reason) q.set('reason', values.reason)
+  const r = await client.request<Revocation & { already?: boolean }>(
+    'DELETE',
+    `/api/sandboxes/${encodeURIComponent(id)}?${q.toString()}`,
+  )
+  if (values.json) io.stdout(`${JSON.stringify(r)}\n`)
+  else
+    io.stdout(
+      r.already === true
+        ? `sandbox ${r.id} was already revoked at ${r.revoked_at} by ${r.revoked_by}\n`
+        : `revoked sandbox ${r.id}${r.agent ? ` (agent ${r.agent})` : ''}; its connections close within a second\n`,
+    )
+  return EXIT_OK
+}
+
+async function list(args: readonly string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: [...args],
+    options: {
+      json: { type: 'boolean', default: false },
+      admin: { type: 'string' },
+      config: { type: 'string' },
+    },
+    allowPositionals: true,
+    strict: true,
+  })
+  if (positionals.length > 0) return usage(io, `unexpected argument '${positionals[0]}'`)
+  const client = await connectAdmin({ admin: values.admin, config: values.config }, io.env)
+  const out = await client.request<{ sandboxes: SeenSandbox[]; revoked: Revocation[]; source: string }>(
+    'GET',
+    '/api/sandboxes',
+  )
+  if (values.json) {
+    io.stdout(`${JSON.stringify(out)}\n`)
+    return EXIT_OK
+  }
+  const clean = (t: string): string => t.replace(/[\u0000-\u001f\u007f-\u009f]/g, '\ufffd')
+  const rows = out.sandboxes.map((s) => [
+    s.id,
+    s.agent ?? '-',
+    clean(
+      Object.entries(s.labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',') || '-',
+    ),
+    s.last_seen.replace(/\.\d+Z$/, 'Z'),
+    String(s.allowed),
+    String(s.denied),
+    s.revoked ? 'revoked' : 'active',
+  ])
+  const header = ['SANDBOX', 'AGENT', 'LABELS', 'LAST REQUEST', 'ALLOWED', 'DENIED', 'STATE']
+  if (rows.length === 0) io.stdout(`no sandbox seen in the last 24 h (${out.source})\n`)
+  else io.stdout(table([header, ...rows]))
+  if (out.revoked.length > 0) {
+    io.stdout(`\nrevoked (${out.revoked.length}):\n`)
+    io.stdout(
+      table([
+        ['SANDBOX', 'AGENT', 'REVOKED AT', 'BY', 'KEPT UNTIL'],
+        ...out.revoked.map((r) => [r.id, r.agent ?? '-', r.revoked_at, clean(r.revoked_by), r.expires_at]),
+      ]),
+    )
+  }
+  return EXIT_OK
+}
+
+function table(rows: readonly string[][]): string {
+  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
+  return rows
+    .map((r) => `${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')}\n`)
+    .join('')
+}

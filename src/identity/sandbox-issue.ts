@@ -1,0 +1,134 @@
+/**
+ * Issuing a sandbox credential (SPEC §9), the one implementation behind `portcullis sandbox issue`
+ * (offline, with the key in its environment) and `POST /api/sandboxes`: both answer the same fields.
+ */
+import { ulid } from 'ulid'
+import type { CompiledPolicy } from '../policy/compiled.js'
+import { formatAuthority } from '../net/host.js'
+import {
+  encodeSandboxToken,
+  labelProblem,
+  parseSigningKey,
+  sandboxUser,
+  type SandboxLabels,
+  type SigningKey,
+} from './sandbox-token.js'
+
+export interface IssueRequest {
+  readonly agent: string
+  readonly ttlMs: number
+  readonly labels: SandboxLabels
+}
+
+/** The answer of both issue paths; the token is shown once and kept nowhere. */
+export interface IssuedSandbox {
+  readonly id: string
+  readonly agent: string
+  readonly user: string
+  readonly token: string
+  readonly labels: SandboxLabels
+  readonly expires_at: string
+  readonly proxy_url: string
+  /** Ready to paste into the sandbox's environment (curl reads only the lower-case ones). */
+  readonly proxy_env: Readonly<Record<'HTTP_PROXY' | 'HTTPS_PROXY' | 'http_proxy' | 'https_proxy', string>>
+}
+
+export type IssueOutcome =
+  | { readonly ok: true; readonly sandbox: IssuedSandbox }
+  | {
+      readonly ok: false
+      readonly error: 'unknown_agent' | 'not_a_template' | 'bad_ttl' | 'bad_labels'
+      readonly message: string
+    }
+
+/** Where sandboxes reach the proxy: the listener, with a wildcard address shown as loopback. */
+export function proxyAuthority(host: string, port: number): string {
+  const h = host === '0.0.0.0' || host === '' ? '127.0.0.1' : host === '::' ? '::1' : host
+  return formatAuthority(h, port)
+}
+
+export function issueSandbox(
+  policy: CompiledPolicy,
+  maxTtlMs: number,
+  key: SigningKey,
+  req: IssueRequest,
+  proxy: string,
+  nowMs: number = Date.now(),
+): IssueOutcome {
+  const agent = policy.agents.get(req.agent)
+  if (agent === undefined)
+    return { ok: false, error: 'unknown_agent', message: `no agent '${req.agent}' in the config` }
+  if (agent.sandboxes !== true)
+    return {
+      ok: false,
+      error: 'not_a_template',
+      message: `agent '${req.agent}' is not a sandbox template; add sandboxes: true to its entry`,
+    }
+  if (!(req.ttlMs >= 1000) || req.ttlMs > maxTtlMs)
+    return {
+      ok: false,
+      error: 'bad_ttl',
+      message: `ttl must be a duration from 1s up to identity.max_sandbox_ttl (${Math.round(maxTtlMs / 1000)} s)`,
+    }
+  const problem = labelProblem(req.labels)
+  if (problem !== null) return { ok: false, error: 'bad_labels', message: problem }
+  // The id's time part is the issue time (the token checks it): revocations are kept until then + max ttl.
+  const iat = Math.floor(nowMs / 1000)
+  const id = ulid(iat * 1000)
+  const exp = iat + Math.ceil(req.ttlMs / 1000)
+  const token = encodeSandboxToken({ agent: agent.id, id, iat, exp, labels: req.labels }, key)
+  const user = sandboxUser(agent.id, id)
+  const proxyUrl = `http://${user}:${token}@${proxy}`
+  return {
+    ok: true,
+    sandbox: {
+      id,
+      agent: agent.id,
+      user,
+      token,
+      labels: req.labels,
+      expires_at: new Date(exp * 1000).toISOString(),
+      proxy_url: proxyUrl,
+      proxy_env: { HTTP_PROXY: proxyUrl, HTTPS_PROXY: proxyUrl, http_proxy: proxyUrl, https_proxy: proxyUrl },
+    },
+  }
+}
+
+/** `task=T-123` → ['task', 'T-123']; null when there is no `=` or no key. */
+export function parseLabel(text: string): readonly [string, string] | null {
+  const eq = text.indexOf('=')
+  return eq <= 0 ? null : [text.slice(0, eq), text.slice(eq + 1)]
+}
+
+/** The signing keys named by the config, read from `env`: the current one first (it signs), then the previous one. */
+export interface SandboxKeys {
+  /** Signs new credentials; null when its variable is unset or unusable. */
+  readonly signing: SigningKey | null
+  /** Accepted: current then previous. */
+  readonly verifying: readonly SigningKey[]
+  /** Each variable that is set but unusable, or the current one missing while templates exist. */
+  readonly problems: readonly string[]
+}
+
+export function readSandboxKeys(
+  identity: { readonly signingKeyEnv: string; readonly previousSigningKeyEnv: string | null },
+  env: NodeJS.ProcessEnv,
+): SandboxKeys {
+  const problems: string[] = []
+  const read = (name: string | null): SigningKey | null => {
+    if (name === null) return null
+    const text = env[name]
+    if (text === undefined || text === '') return null
+    const k = parseSigningKey(text)
+    if ('problem' in k) {
+      problems.push(`environment variable ${name} ${k.problem}`)
+      return null
+    }
+    return k
+  }
+  const signing = read(identity.signingKeyEnv)
+  const previous = read(identity.previousSigningKeyEnv)
+  if (signing === null && !problems.some((p) => p.includes(identity.signingKeyEnv)))
+    problems.push(`environment variable ${identity.signingKeyEnv} (identity.signing_key_env) is not set`)
+  return { signing, verifying: [signing, previous].filter((k): k is SigningKey => k !== null), problems }
+}

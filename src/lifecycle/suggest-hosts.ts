@@ -1,0 +1,178 @@
+/**
+ * Host rules for denials that no repo rule or preset answers (SPEC §10): one rule per host with the
+ * ports and methods seen, then siblings folded into `*.domain` where that admits no host denied on
+ * purpose. PURE.
+ *
+ * - ports: omitted when every port seen is a default port (upstream.ports), else the ports seen.
+ * - methods: omitted when a CONNECT was seen (what went inside a tunnel is unknown, and naming
+ *   methods would make the host intercepted); else the methods seen.
+ * - paths: only where the policy already limits this host by path (a host rule without paths would
+ *   open what that rule keeps closed): the paths seen, up to four, else their common directory `/**`.
+ * - folding: two or more hosts with the same parent (`a.cdn.example.com`, `b.cdn.example.com`) become
+ *   `*.cdn.example.com`, unless the parent is a top-level or shared-hosting domain (anyone can own a
+ *   subdomain there), or a host under it was denied on purpose (a deny rule, or a `denied_by_rule`
+ *   record): then the hosts stay as they are and a note says why.
+ */
+import { isIpLiteral } from '../net/host.js'
+import { formatHostPattern, matchHostPattern, type HostPattern } from '../policy/host-pattern.js'
+import type { DecisionRecord } from '../telemetry/events.js'
+import type { HostRuleShape } from './rule-yaml.js'
+
+export interface HostDraft {
+  readonly rule: HostRuleShape
+  readonly records: readonly DecisionRecord[]
+  /** The exact hosts a wildcard stands for (empty for a rule on one host). */
+  readonly folded: readonly string[]
+}
+
+/** Something denied on purpose: a deny rule's host pattern, or a host a `denied_by_rule` record names. */
+export interface Protected {
+  readonly pattern: HostPattern
+  /** The rule that denies it. */
+  readonly rule: string
+}
+
+export interface HostRuleContext {
+  readonly defaultPorts: ReadonlySet<number>
+  /** Does the policy already limit this host by path for the agents concerned? */
+  readonly pathLimited: (host: string) => boolean
+  readonly protected: readonly Protected[]
+}
+
+const MAX_LISTED_PATHS = 4
+
+/** Parents under which anyone can own a subdomain: a wildcard there admits strangers. */
+const SHARED_PARENTS = new Set([
+  'github.io',
+  'githubusercontent.com',
+  'gitlab.io',
+  'amazonaws.com',
+  's3.amazonaws.com',
+  'cloudfront.net',
+  'herokuapp.com',
+  'vercel.app',
+  'netlify.app',
+  'pages.dev',
+  'workers.dev',
+  'appspot.com',
+  'web.app',
+  'firebaseapp.com',
+  'azurewebsites.net',
+  'blob.core.windows.net',
+  'ngrok.io',
+  'ngrok-free.app',
+  'glitch.me',
+  'onrender.com',
+  'fly.dev',
+  'repl.co',
+  'trycloudflare.com',
+])
+
+export function hostDrafts(records: readonly DecisionRecord[], ctx: HostRuleContext): HostDraft[] {
+  const byHost = new Map<string, DecisionRecord[]>()
+  for (const r of records) {
+    const list = byHost.get(r.host)
+    if (list) list.push(r)
+    else byHost.set(r.host, [r])
+  }
+  return [...byHost].map(([host, rs]) => ({ rule: hostRule(host, rs, ctx), records: rs, folded: [] }))
+}
+
+function hostRule(host: string, rs: readonly DecisionRecord[], ctx: HostRuleContext): HostRuleShape {
+  const ports = [...new Set(rs.map((r) => r.port))].sort((a, b) => a - b)
+  const tunnelled = rs.some((r) => r.method === 'CONNECT' || r.path === null)
+  const methods = [...new Set(rs.map((r) => r.method))].sort()
+  const paths = !tunnelled && ctx.pathLimited(host) ? foldPaths(rs.map((r) => r.path as string)) : null
+  return {
+    host,
+    ...(ports.every((p) => ctx.defaultPorts.has(p)) ? {} : { ports }),
+    ...(tunnelled ? {} : { methods }),
+    ...(paths === null ? {} : { paths }),
+  }
+}
+
+/** Up to four paths as they are; more become their longest common directory and `/**`. */
+export function foldPaths(paths: readonly string[]): string[] {
+  const distinct = [...new Set(paths)].sort()
+  if (distinct.length <= MAX_LISTED_PATHS && distinct.every((p) => !p.includes('*'))) return distinct
+  const split = distinct.map((p) => p.split('/').slice(1, -1))
+  const first = split[0] ?? []
+  let n = 0
+  while (n < first.length && split.every((s) => s[n] === first[n] && !(s[n] ?? '').includes('*'))) n++
+  return [n === 0 ? '/**' : `/${first.slice(0, n).join('/')}/**`]
+}
+
+/** The parent of a host (`a.b.example.com` → `b.example.com`), or null when it must not get a wildcard. */
+export function foldableParent(host: string): string | null {
+  if (isIpLiteral(host) !== null) return null
+  const parent = host.slice(host.indexOf('.') + 1)
+  const labels = parent.split('.')
+  if (host.indexOf('.') < 0 || labels.length < 2) return null
+  // co.uk, com.au, ac.jp …: a second-level public suffix is as wide as a top-level domain.
+  if (labels.length === 2 && (labels[1] ?? '').length === 2 && (labels[0] ?? '').length <= 3) return null
+  return parent
+}
+
+export interface Folded {
+  readonly drafts: HostDraft[]
+  readonly notes: string[]
+}
+
+/** Fold sibling hosts into `*.parent` where that is safe; each refusal is a note. */
+export function foldSiblings(drafts: readonly HostDraft[], ctx: HostRuleContext): Folded {
+  const byParent = new Map<string, HostDraft[]>()
+  const out: HostDraft[] = []
+  for (const d of drafts) {
+    const parent = d.rule.paths === undefined ? foldableParent(d.rule.host) : null
+    if (parent === null) out.push(d)
+    else byParent.set(parent, [...(byParent.get(parent) ?? []), d])
+  }
+  const notes: string[] = []
+  for (const [parent, group] of byParent) {
+    if (group.length < 2) {
+      out.push(...group)
+      continue
+    }
+    const why = refusal(parent, ctx)
+    if (why !== null) {
+      notes.push(`not folded into *.${parent}: ${why}; the hosts stay listed one by one`)
+      out.push(...group)
+      continue
+    }
+    out.push(merge(parent, group, ctx))
+  }
+  return { drafts: out, notes }
+}
+
+function refusal(parent: string, ctx: HostRuleContext): string | null {
+  if (SHARED_PARENTS.has(parent)) return `${parent} is shared hosting (anyone can have a subdomain there)`
+  const wildcard: HostPattern = { kind: 'wildcard', suffix: parent }
+  for (const p of ctx.protected) {
+    // A deny pattern inside the wildcard, or one covering it (a deny on *.example.com also denies *.a.example.com).
+    const inside =
+      (p.pattern.kind === 'exact' && matchHostPattern(wildcard, p.pattern.host)) ||
+      (p.pattern.kind === 'wildcard' &&
+        (p.pattern.suffix === parent ||
+          p.pattern.suffix.endsWith(`.${parent}`) ||
+          parent.endsWith(`.${p.pattern.suffix}`)))
+    if (inside) return `${formatHostPattern(p.pattern)} is denied on purpose (${p.rule})`
+  }
+  return null
+}
+
+function merge(parent: string, group: readonly HostDraft[], ctx: HostRuleContext): HostDraft {
+  const records = group.flatMap((d) => d.records)
+  const ports = [...new Set(records.map((r) => r.port))].sort((a, b) => a - b)
+  const methods = group.every((d) => d.rule.methods !== undefined)
+    ? [...new Set(group.flatMap((d) => d.rule.methods ?? []))].sort()
+    : null
+  return {
+    rule: {
+      host: `*.${parent}`,
+      ...(ports.every((p) => ctx.defaultPorts.has(p)) ? {} : { ports }),
+      ...(methods === null ? {} : { methods }),
+    },
+    records,
+    folded: group.map((d) => d.rule.host).sort(),
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * Classify a request path on pypi.org or files.pythonhosted.org. PURE.
+ *
+ * Pass the path exactly as it will be sent upstream. Each segment is percent-decoded once (pip
+ * quotes file names, so an epoch's `!` arrives as `%21`); a segment that still holds `%` after that
+ * (double encoding), or decodes to `/`, `\`, a control character or a dot segment, is
+ * `unparseable` and should be refused.
+ */
+import { parseDistFilename, type DistKind } from './pypi-filename.js'
+import { isPypiName, normalizePypiName } from './rules.js'
+
+export type PypiPathProblem =
+  'not_absolute' | 'bad_encoding' | 'dot_segment' | 'empty_segment' | 'bad_name' | 'bad_filename' | 'unknown_shape'
+
+export type PypiRequest =
+  /** `/simple/<project>/` (with or without the slash): the Simple API page, JSON or HTML. */
+  | { readonly kind: 'simple_project'; readonly project: string }
+  /** `/pypi/<project>/json` or `/pypi/<project>/<version>/json`: the legacy JSON API. */
+  | { readonly kind: 'legacy_json'; readonly project: string; readonly version: string | null }
+  /** `/packages/…/<filename>` (a distribution or its PEP 658 `.metadata`). */
+  | {
+      readonly kind: 'file'
+      readonly filename: string
+      readonly project: string
+      readonly version: string
+      readonly dist: DistKind
+      readonly metadata: boolean
+    }
+  /** `/`, `/simple/` (the project list), web pages, search: no distribution is fetched. */
+  | { readonly kind: 'other' }
+  | { readonly kind: 'unparseable'; readonly problem: PypiPathProblem }
+
+const unparseable = (problem: PypiPathProblem): PypiRequest => ({ kind: 'unparseable', problem })
+
+function decodeSegments(path: string): string[] | PypiPathProblem {
+  const raw = path.slice(1).split('/')
+  // One trailing slash is the Simple API's canonical form; other empty segments are not.
+  if (raw.length > 1 && raw[raw.length - 1] === '') raw.pop()
+  const out: string[] = []
+  for (const seg of raw) {
+    if (seg === '') return 'empty_segment'
+    let decoded: string
+    try {
+      decoded = decodeURIComponent(seg)
+    } catch {
+      return 'bad_encoding'
+    }
+    if (/[%/\\\x00-\x1f\x7f]/.test(decoded)) return 'bad_encoding'
+    if (decoded === '.' || decoded === '..') return 'dot_segment'
+    out.push(decoded)
+  }
+  return out
+}
+
+export function classifyPypiPath(target: string): PypiRequest {
+  const path = target.split('?', 1)[0] as string
+  if (!path.startsWith('/')) return unparseable('not_absolute')
+  if (path === '/') return { kind: 'other' }
+  const segs = decodeSegments(path)
+  if (typeof segs === 'string') return unparseable(segs)
+  const [head, ...rest] = segs
+  if (head === 'simple') {
+    if (rest.length === 0) return { kind: 'other' }
+    if (rest.length !== 1) return unparseable('unknown_shape')
+    const name = rest[0] as string
+    return isPypiName(name) ? { kind: 'simple_project', project: normalizePypiName(name) } : unparseable('bad_name')
+  }
+  if (head === 'pypi' && rest[rest.length - 1] === 'json' && (rest.length === 2 || rest.length === 3)) {
+    const name = rest[0] as string
+    if (!isPypiName(name)) return unparseable('bad_name')
+    const version = rest.length === 3 ? (rest[1] as string) : null
+    return { kind: 'legacy_json', project: normalizePypiName(name), version }
+  }
+  if (head === 'pypi') return unparseable('unknown_shape')
+  if (head === 'packages') {
+    if (rest.length < 2) return unparseable('unknown_shape')
+    const filename = rest[rest.length - 1] as string
+    const dist = parseDistFilename(filename)
+    if (!dist.ok) return unparseable('bad_filename')
+    return {
+      kind: 'file',
+      filename,
+      project: dist.project,
+      version: dist.version,
+      dist: dist.kind,
+      metadata: dist.metadata,
+    }
+  }
+  return { kind: 'other' }
+}

@@ -1,0 +1,399 @@
+import type { IncomingMessage } from 'node:http'
+import { LRUCache } from 'lru-cache'
+import type { UpstreamFailureKind } from '../net/dial.js'
+import { parseAuthority } from '../net/host.js'
+import { resolveChecked, type ResolveSettings } from '../net/resolve.js'
+import type { PackageControl } from '../policy/compiled.js'
+import type { DenyDecision, RuleId } from '../policy/types.js'
+import { classifyNpmPath } from '../packages/npm-path.js'
+import { isJsonObject, selectVersionDoc } from '../packages/npm-packument.js'
+import { createPackumentPool, type PackumentPool } from '../packages/packument-pool.js'
+import { classifyPypiPath } from '../packages/pypi-path.js'
+import { MAX_DOCUMENT_BYTES, runRewriteJob, type RewriteFormat, type RewriteOutcome } from '../packages/rewrite-job.js'
+import type { PackageDenyDetail, PackageRules } from '../packages/rules.js'
+import type { PackageFacts } from '../telemetry/events.js'
+import { endToEnd, type Forwarder, type ForwardTarget, type WholeAnswer } from './forward.js'
+
+/**
+ * Package rules on a registry (SPEC §11): the I/O edge of src/packages/. Before a registry request
+ * goes upstream it is classified by path (npm: packument, version document, tarball; PyPI: Simple
+ * page, legacy JSON, distribution file) and:
+ *  - a package the rules deny or do not allow is refused by name (`denied_package`, detail `denied`
+ *    or `not_allowed`), whatever is asked of it;
+ *  - metadata from which versions may be withheld is fetched whole (uncompressed, never a 304),
+ *    rewritten (off the event loop when large) and answered by the proxy with its own length;
+ *    versions removed from a document are counted in the record;
+ *  - a tarball or file is judged by its version's publish time (`too_new` under `min_age`), read
+ *    from the publish-time cache or, on a miss, from the package's metadata fetched once;
+ *  - a path that cannot be read as a package request is refused: a registry reads it somehow, and
+ *    what it reads could be a package the rules refuse.
+ * Anything the rules cannot judge (unreadable metadata, a failed rewrite) fails closed.
+ *
+ * Cache: publish times (npm) and upload times (PyPI) per package, up to PUBLISH_TIME_PACKAGES
+ * packages for PUBLISH_TIME_TTL_MS, filled from every metadata answer the gate reads. A version the
+ * cached entry does not know (published since) is looked up again, at most once per entry.
+ */
+export type PackageGateOutcome =
+  /** Forward as usual. */
+  | { readonly kind: 'pass'; readonly pkg?: PackageFacts }
+  | { readonly kind: 'deny'; readonly decision: DenyDecision; readonly pkg?: PackageFacts }
+  /** The proxy's own answer (rewritten metadata), to be written as it is. */
+  | { readonly kind: 'answer'; readonly pkg: PackageFacts; readonly answer: GateAnswer }
+
+export interface GateAnswer {
+  readonly status: number
+  /** End-to-end fields, flat; Content-Length is the body's. */
+  readonly headers: readonly string[]
+  readonly body: Buffer
+}
+
+export interface PackageGuard {
+  gate(
+    req: IncomingMessage,
+    target: ForwardTarget,
+    control: PackageControl,
+    ruleId: RuleId | null,
+    upstream: ResolveSettings,
+  ): Promise<PackageGateOutcome>
+  close(): void
+}
+
+const PUBLISH_TIME_PACKAGES = 10_000
+const PUBLISH_TIME_TTL_MS = 60 * 60_000
+/** Documents up to this size are rewritten on the event loop (a few ms); larger ones in a worker. */
+const INLINE_REWRITE_BYTES = 256 * 1024
+
+/** Request fields that would make the upstream answer something other than the whole document. */
+const NOT_FORWARDED = [
+  'accept',
+  'accept-encoding',
+  'if-none-match',
+  'if-modified-since',
+  'if-match',
+  'if-unmodified-since',
+  'if-range',
+  'range',
+  'content-length',
+]
+/** Answer fields that describe the upstream's bytes, not the rewritten ones. */
+const NOT_RELAYED = new Set(['content-length', 'content-encoding', 'content-type', 'etag', 'content-md5', 'digest'])
+
+const NPM_ABBREVIATED = 'application/vnd.npm.install-v1+json'
+const PYPI_JSON = 'application/vnd.pypi.simple.v1+json'
+
+interface TimesEntry {
+  readonly times: ReadonlyMap<string, number>
+  /** Set once a miss has been looked up again, so a version that does not exist costs one fetch, not one per request. */
+  refreshed: boolean
+}
+
+export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: unknown) => void): PackageGuard {
+  let pool: PackumentPool | null = null
+  const times = new LRUCache<string, TimesEntry>({ max: PUBLISH_TIME_PACKAGES, ttl: PUBLISH_TIME_TTL_MS })
+
+  const rewrite = (bytes: Buffer, format: RewriteFormat, name: string, rules: PackageRules, version: string | null) => {
+    const job = { format, name, version, nowMs: Date.now() }
+    if (bytes.length <= INLINE_REWRITE_BYTES) return Promise.resolve(runRewriteJob(bytes, job, rules))
+    pool ??= createPackumentPool(1, onWorkerError)
+    return pool.rewrite(bytes, { ...job, rules })
+  }
+  const remember = (key: string, outcome: RewriteOutcome): void => {
+    if ((outcome.kind === 'rewritten' || outcome.kind === 'withheld_all') && outcome.times.length > 0)
+      times.set(key, { times: new Map(outcome.times), refreshed: false })
+  }
+
+  /** The publish time of `item` (npm version, PyPI file name), from the cache or from `fetchTimes`. */
+  const timeOf = async (
+    key: string,
+    item: string,
+    fetchTimes: () => Promise<ReadonlyMap<string, number> | Refusal>,
+  ): Promise<number | null | Refusal> => {
+    const cached = times.get(key)
+    if (cached !== undefined && (cached.times.has(item) || cached.refreshed)) return cached.times.get(item) ?? null
+    const fetched = await fetchTimes()
+    if (fetched instanceof Refusal) return fetched
+    times.set(key, { times: fetched, refreshed: cached !== undefined })
+    return fetched.get(item) ?? null
+  }
+
+  return {
+    async gate(req, target, control, ruleId, upstream) {
+      const method = req.method ?? 'GET'
+      if (method !== 'GET' && method !== 'HEAD') return { kind: 'pass' }
+      const ctx: GateContext = { req, target, control, ruleId, upstream, head: method === 'HEAD' }
+      const outcome =
+        control.ecosystem === 'npm'
+          ? await gateNpm(ctx, rewrite, remember, timeOf)
+          : await gatePypi(ctx, rewrite, remember, timeOf)
+      return outcome
+    },
+    close() {
+      pool?.close()
+      times.clear()
+    },
+  }
+
+  async function fetchDocument(
+    ctx: GateContext,
+    target: ForwardTarget,
+    accept: string,
+    sameOrigin: boolean,
+  ): Promise<WholeAnswer> {
+    // The client's own fields (a private registry's credentials) go only to the host they were sent to.
+    const headers = sameOrigin ? endToEnd(ctx.req.rawHeaders, new Set(['host', 'via', ...NOT_FORWARDED])) : []
+    headers.push('accept', accept, 'accept-encoding', 'identity')
+    if (!sameOrigin) headers.push('user-agent', 'portcullis')
+    return forwarder.fetchWhole(target, { method: 'GET', headers }, MAX_DOCUMENT_BYTES)
+  }
+
+  async function gateNpm(
+    ctx: GateContext,
+    run: Rewriter,
+    keep: typeof remember,
+    lookup: typeof timeOf,
+  ): Promise<PackageGateOutcome> {
+    const rules = ctx.control.rules
+    const req = classifyNpmPath(ctx.target.requestTarget)
+    if (req.kind === 'other') return { kind: 'pass' }
+    if (req.kind === 'unparseable') return refuse(ctx, 'unparseable_path', undefined, unparseableSentence(req.problem))
+    const key = `npm\0${ctx.target.host}:${ctx.target.port}\0${req.name}`
+    const version = req.kind === 'packument' ? null : req.kind === 'tarball' ? req.version : req.version
+    const pkg: PackageFacts = { registry: 'npm', name: req.name, version }
+    const admitted = rules.admits(req.name, version)
+    if (!admitted.ok) return refuse(ctx, admitted.detail, pkg)
+    if (!rules.filtersVersions(req.name)) return { kind: 'pass', pkg }
+    const packumentTarget = { ...ctx.target, requestTarget: `/${req.name.replace('/', '%2f')}` }
+    const fetchTimes = async (): Promise<ReadonlyMap<string, number> | Refusal> => {
+      const doc = await fetchDocument(ctx, packumentTarget, 'application/json', true)
+      if (doc.kind === 'failed') return new Refusal(upstreamFailed(doc.failure, pkg))
+      if (doc.kind !== 'answer' || doc.status !== 200) return new Refusal(refuse(ctx, 'unreadable_metadata', pkg))
+      const outcome = await run(doc.body, 'npm_times', req.name, rules, null)
+      if (outcome.kind !== 'rewritten') return new Refusal(refuse(ctx, 'unreadable_metadata', pkg))
+      return new Map(outcome.times)
+    }
+    if (req.kind === 'tarball' || (req.kind === 'version_doc' && req.version !== null)) {
+      if (!rules.needsPublishTimes(req.name)) return { kind: 'pass', pkg }
+      const at = await lookup(key, version as string, fetchTimes)
+      if (at instanceof Refusal) return at.outcome
+      const verdict = rules.judge(req.name, version, at, Date.now())
+      return verdict.ok ? { kind: 'pass', pkg } : refuse(ctx, verdict.detail, pkg, tooNewSentence(rules, at))
+    }
+    if (ctx.head) return { kind: 'pass', pkg }
+    // A packument, or a version document by dist-tag (resolved against the rewritten packument).
+    const abbreviated = req.kind === 'packument' && acceptsAbbreviated(ctx.req.headers.accept)
+    const format: RewriteFormat = abbreviated ? 'npm_abbreviated' : 'npm_full'
+    // Publish times are only in the full document.
+    const accept = abbreviated && !rules.needsPublishTimes(req.name) ? NPM_ABBREVIATED : 'application/json'
+    const doc = await fetchDocument(ctx, packumentTarget, accept, true)
+    if (doc.kind === 'failed') return upstreamFailed(doc.failure, pkg)
+    if (doc.kind === 'too_large') return refuse(ctx, 'metadata_too_large', pkg)
+    if (doc.status !== 200) return { kind: 'answer', pkg, answer: relay(doc) }
+    const outcome = await run(doc.body, format, req.name, rules, null)
+    keep(key, outcome)
+    if (outcome.kind === 'withheld_all')
+      return refuse(ctx, outcome.detail, { ...pkg, withheld: outcome.withheld.length })
+    if (outcome.kind !== 'rewritten') return refuse(ctx, 'unreadable_metadata', pkg)
+    const counted = { ...pkg, withheld: outcome.withheld.length }
+    if (req.kind === 'packument')
+      return {
+        kind: 'answer',
+        pkg: counted,
+        answer: rewritten(doc, outcome, abbreviated ? NPM_ABBREVIATED : 'application/json'),
+      }
+    const full: unknown = JSON.parse(Buffer.from(outcome.body).toString('utf8'))
+    const picked = isJsonObject(full) ? selectVersionDoc(full, req.spec) : null
+    if (picked === null) return refuse(ctx, 'too_new', counted)
+    return { kind: 'answer', pkg: counted, answer: json(doc, Buffer.from(JSON.stringify(picked))) }
+  }
+
+  async function gatePypi(
+    ctx: GateContext,
+    run: Rewriter,
+    keep: typeof remember,
+    lookup: typeof timeOf,
+  ): Promise<PackageGateOutcome> {
+    const rules = ctx.control.rules
+    const req = classifyPypiPath(ctx.target.requestTarget)
+    if (req.kind === 'other') return { kind: 'pass' }
+    if (req.kind === 'unparseable') return refuse(ctx, 'unparseable_path', undefined, unparseableSentence(req.problem))
+    const version = req.kind === 'simple_project' ? null : req.version
+    const pkg: PackageFacts = { registry: 'pypi', name: req.project, version }
+    const admitted = rules.admits(req.project, version)
+    if (!admitted.ok) return refuse(ctx, admitted.detail, pkg)
+    if (!rules.filtersVersions(req.project)) return { kind: 'pass', pkg }
+    const index = await indexTarget(ctx)
+    if (index instanceof Refusal) return index.outcome
+    const key = `pypi\0${index.target.host}:${index.target.port}\0${req.project}`
+    if (req.kind === 'file') {
+      if (!rules.needsPublishTimes(req.project)) return { kind: 'pass', pkg }
+      // A PEP 658 `.metadata` file was uploaded with its distribution.
+      const file = req.metadata ? req.filename.replace(/\.metadata$/, '') : req.filename
+      const at = await lookup(key, file, async () => {
+        const pageTarget = { ...index.target, requestTarget: `/simple/${req.project}/` }
+        const doc = await fetchDocument(ctx, pageTarget, PYPI_JSON, index.sameOrigin)
+        if (doc.kind === 'failed') return new Refusal(upstreamFailed(doc.failure, pkg))
+        if (doc.kind !== 'answer' || doc.status !== 200) return new Refusal(refuse(ctx, 'unreadable_metadata', pkg))
+        const outcome = await run(doc.body, 'pypi_simple_json', req.project, rules, null)
+        if (outcome.kind !== 'rewritten' && outcome.kind !== 'withheld_all')
+          return new Refusal(refuse(ctx, 'unreadable_metadata', pkg))
+        return new Map(outcome.times)
+      })
+      if (at instanceof Refusal) return at.outcome
+      const verdict = rules.judge(req.project, version, at, Date.now())
+      return verdict.ok ? { kind: 'pass', pkg } : refuse(ctx, verdict.detail, pkg, tooNewSentence(rules, at))
+    }
+    if (ctx.head) return { kind: 'pass', pkg }
+    const html = req.kind === 'simple_project' && !acceptsPypiJson(ctx.req.headers.accept)
+    const format: RewriteFormat =
+      req.kind === 'legacy_json' ? 'pypi_project_json' : html ? 'pypi_simple_html' : 'pypi_simple_json'
+    const doc = await fetchDocument(ctx, ctx.target, req.kind === 'legacy_json' ? 'application/json' : PYPI_JSON, true)
+    if (doc.kind === 'failed') return upstreamFailed(doc.failure, pkg)
+    if (doc.kind === 'too_large') return refuse(ctx, 'metadata_too_large', pkg)
+    if (doc.status !== 200) return { kind: 'answer', pkg, answer: relay(doc) }
+    const outcome = await run(doc.body, format, req.project, rules, req.kind === 'legacy_json' ? req.version : null)
+    if (req.kind === 'simple_project' && index.sameOrigin) keep(key, outcome)
+    if (outcome.kind === 'withheld_all')
+      return refuse(ctx, outcome.detail, { ...pkg, withheld: outcome.withheld.length })
+    if (outcome.kind !== 'rewritten') return refuse(ctx, 'unreadable_metadata', pkg)
+    const type = req.kind === 'legacy_json' ? 'application/json' : html ? 'text/html; charset=utf-8' : PYPI_JSON
+    return { kind: 'answer', pkg: { ...pkg, withheld: outcome.withheld.length }, answer: rewritten(doc, outcome, type) }
+  }
+}
+
+type Rewriter = (
+  bytes: Buffer,
+  format: RewriteFormat,
+  name: string,
+  rules: PackageRules,
+  version: string | null,
+) => Promise<RewriteOutcome>
+
+interface GateContext {
+  readonly req: IncomingMessage
+  readonly target: ForwardTarget
+  readonly control: PackageControl
+  readonly ruleId: RuleId | null
+  readonly upstream: ResolveSettings
+  readonly head: boolean
+}
+
+/** A refusal carried out of a nested lookup (distinct from a Map of times). */
+class Refusal {
+  constructor(readonly outcome: PackageGateOutcome) {}
+}
+
+/**
+ * Where a PyPI file's upload time is read: the rule's index (`pypi.org` for files.pythonhosted.org; its
+ * port, when it names none, is the request's), resolved and checked like any upstream; this request's
+ * own origin when it is the index.
+ */
+async function indexTarget(ctx: GateContext): Promise<{ target: ForwardTarget; sameOrigin: boolean } | Refusal> {
+  const named = ctx.control.indexHost
+  const authority = named === null ? null : parseAuthority(named, ctx.target.port)
+  if (authority === null || (authority.host === ctx.target.host && authority.port === ctx.target.port))
+    return { target: ctx.target, sameOrigin: true }
+  const resolved = await resolveChecked(authority.host, ctx.upstream)
+  if (resolved.kind === 'unresolved') return new Refusal({ kind: 'deny', decision: resolved.decision })
+  return {
+    target: {
+      address: resolved.address,
+      port: authority.port,
+      host: authority.host,
+      tls: ctx.target.tls,
+      requestTarget: '/',
+    },
+    sameOrigin: false,
+  }
+}
+
+type GateDetail = PackageDenyDetail | 'unparseable_path' | 'unreadable_metadata' | 'metadata_too_large'
+
+const SENTENCES: Record<GateDetail, (pkg: PackageFacts | undefined) => string> = {
+  denied: (p) => `${describe(p)} is on the registry rules' deny list`,
+  not_allowed: (p) => `${describe(p)} is not on the registry rules' allow list`,
+  too_new: (p) => `${describe(p)} was published too recently for the registry rules' min_age`,
+  unparseable_path: () => 'the registry path cannot be read as a package request, so the package rules cannot judge it',
+  unreadable_metadata: (p) =>
+    `the registry's metadata for ${describe(p)} could not be read and filtered by the package rules, so it is refused rather than passed unfiltered`,
+  metadata_too_large: (p) =>
+    `the registry's metadata for ${describe(p)} is larger than the ${MAX_DOCUMENT_BYTES / 1024 / 1024} MiB the package rules filter`,
+}
+
+function describe(p: PackageFacts | undefined): string {
+  if (p === undefined) return 'this package'
+  return p.version === null ? `package ${p.name}` : `${p.name}@${p.version}`
+}
+
+function refuse(ctx: GateContext, detail: GateDetail, pkg?: PackageFacts, explanation?: string): PackageGateOutcome {
+  const decision: DenyDecision = {
+    verdict: 'deny',
+    reason: 'denied_package',
+    ruleId: ctx.ruleId,
+    detail,
+    explanation: explanation ?? SENTENCES[detail](pkg),
+  }
+  return pkg === undefined ? { kind: 'deny', decision } : { kind: 'deny', decision, pkg }
+}
+
+function upstreamFailed(failure: UpstreamFailureKind, pkg: PackageFacts): PackageGateOutcome {
+  return { kind: 'deny', decision: { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: failure }, pkg }
+}
+
+function tooNewSentence(rules: PackageRules, publishedAt: number | null): string | undefined {
+  const minAge = rules.block.minAgeMs
+  if (minAge === null || publishedAt === null) return undefined
+  const hours = Math.max(0, Math.floor((Date.now() - publishedAt) / 3600_000))
+  return `this version was published ${hours} h ago, and the registry rules install nothing younger than ${Math.round(minAge / 3600_000)} h (min_age); an admin can exempt it with min_age_exempt`
+}
+
+function unparseableSentence(problem: string): string {
+  return `the registry path cannot be read as a package request (${problem.replaceAll('_', ' ')}), so the package rules cannot judge it`
+}
+
+function acceptsAbbreviated(accept: string | undefined): boolean {
+  return accept !== undefined && accept.toLowerCase().includes(NPM_ABBREVIATED)
+}
+
+/** pip and uv ask for the JSON form first; a client that names only HTML gets HTML rendered from it. */
+function acceptsPypiJson(accept: string | undefined): boolean {
+  return accept !== undefined && /application\/vnd\.pypi\.simple\.(v1|latest)\+json/i.test(accept)
+}
+
+/** An upstream answer as it came (a 404, a 401, or a document nothing was withheld from), with its length. */
+function relay(doc: Extract<WholeAnswer, { kind: 'answer' }>): GateAnswer {
+  return { status: doc.status, headers: withLength(dropPairs(doc.headers, RELAY_DROPS), doc.body), body: doc.body }
+}
+
+const RELAY_DROPS = new Set(['content-length'])
+
+/** The rewritten document, in the form (and type) the client asked for. */
+function rewritten(
+  doc: Extract<WholeAnswer, { kind: 'answer' }>,
+  outcome: Extract<RewriteOutcome, { kind: 'rewritten' }>,
+  contentType: string,
+): GateAnswer {
+  if (outcome.unchanged) return relay(doc)
+  return json(doc, Buffer.from(outcome.body.buffer, outcome.body.byteOffset, outcome.body.byteLength), contentType)
+}
+
+function json(
+  doc: Extract<WholeAnswer, { kind: 'answer' }>,
+  body: Buffer,
+  contentType = 'application/json',
+): GateAnswer {
+  const headers = dropPairs(doc.headers, NOT_RELAYED)
+  headers.push('content-type', contentType)
+  return { status: 200, headers: withLength(headers, body), body }
+}
+
+function dropPairs(flat: readonly string[], names: ReadonlySet<string>): string[] {
+  const out: string[] = []
+  for (let i = 0; i < flat.length; i += 2)
+    if (!names.has((flat[i] as string).toLowerCase())) out.push(flat[i] as string, flat[i + 1] as string)
+  return out
+}
+
+function withLength(headers: string[], body: Buffer): string[] {
+  headers.push('content-length', String(body.length))
+  return headers
+}

@@ -1,0 +1,322 @@
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import type { Test } from 'tap'
+import { startPortcullis, type Portcullis } from '../helpers/start-portcullis.js'
+import { startHttpOrigin, type Origin } from '../helpers/origins.js'
+import { startGitServer, gitEnv, runGit, type GitServer } from '../helpers/git-server.js'
+import { curl } from '../helpers/clients.js'
+import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
+import { cleanEnv, MAIN } from '../helpers/spawn-portcullis.js'
+import { run, type RunResult } from '../helpers/spawn.js'
+
+// SPEC §10 through the real program: traffic recorded by a real proxy (denied siblings, a host denied on
+// purpose, audit-mode agents, a git clone of an unlisted repo through a loopback git server), then
+// `portcullis suggest` and `portcullis replay` (dist/cli/main.js) on the log file it wrote and on its admin API.
+
+function configFor(origin: Origin, git: GitServer): string {
+  return `upstream:
+  ports: [${origin.port}, ${git.port}]
+  resolve: { origin.test: 127.0.0.1, a.sib.test: 127.0.0.1, b.sib.test: 127.0.0.1, uploads.sib.test: 127.0.0.1, c.cdn.test: 127.0.0.1, d.cdn.test: 127.0.0.1, github.com: 127.0.0.1 }
+  allow_private: [127.0.0.1/32]
+  ca_file: ${JSON.stringify(git.ca.certFile)}
+  connect_timeout_ms: 2000
+  header_timeout_ms: 5000
+  idle_timeout_ms: 10000
+groups:
+  g:
+    allow:
+      - host: origin.test                 # the one origin everybody needs
+      - github: { repos: ["acme/widgets"], access: read }
+agents:
+  - id: ci
+    token: ${TOKEN_HASH}
+    groups: [g]
+    deny:
+      - host: uploads.sib.test            # denied on purpose
+  - id: auditor
+    token: ${TOKEN_HASH}
+    groups: [g]
+    mode: audit
+`
+}
+
+interface Setup {
+  readonly pc: Portcullis
+  readonly origin: Origin
+  readonly git: GitServer
+  readonly log: string
+}
+
+/** The CLI as a user runs it, from `cwd` (the diff names the config relative to it). */
+function cli(args: readonly string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
+  return run(process.execPath, [MAIN, ...args], { cwd, env: cleanEnv(env), timeoutMs: 60_000 })
+}
+
+async function record(t: Test): Promise<Setup> {
+  const origin = await startHttpOrigin(t)
+  const git = await startGitServer(t, 'github.com', {
+    'acme/widgets.git': 'widgets\n',
+    'attacker/exfil.git': 'exfil\n',
+  })
+  const pc = await startPortcullis(t, configFor(origin, git))
+  const get = (agent: string, url: string): ReturnType<typeof curl> =>
+    curl(['--proxy', pc.proxyUrl, '--proxy-user', `${agent}:${TOKEN}`, url])
+  const p = origin.port
+  t.equal((await get('ci', `http://a.sib.test:${p}/one`)).status, 403)
+  t.equal((await get('ci', `http://b.sib.test:${p}/two`)).status, 403)
+  t.equal((await get('ci', `http://b.sib.test:${p}/three`)).status, 403)
+  t.equal((await get('ci', `http://uploads.sib.test:${p}/up`)).status, 403)
+  t.equal((await get('ci', `http://origin.test:${p}/ok`)).status, 200)
+  t.equal((await get('auditor', `http://c.cdn.test:${p}/x`)).status, 200, 'audit mode lets it through')
+  t.equal((await get('auditor', `http://d.cdn.test:${p}/y`)).status, 200)
+  const home = mkdtempSync(join(tmpdir(), 'portcullis-lifecycle-git-'))
+  t.teardown(() => rmSync(home, { recursive: true, force: true }))
+  const env = gitEnv(home, { GIT_SSL_CAINFO: join(pc.dir, 'ca.pem') })
+  const clone = (agent: string, repo: string): ReturnType<typeof runGit> =>
+    runGit(
+      [
+        '-c',
+        `http.proxy=http://${agent}:${TOKEN}@127.0.0.1:${pc.proxyPort}`,
+        'clone',
+        `https://github.com:${git.port}/${repo}.git`,
+        join(home, `${agent}-${repo.replace('/', '-')}`),
+      ],
+      env,
+    )
+  t.not((await clone('ci', 'attacker/exfil')).code, 0, 'an unlisted repo is refused')
+  t.equal((await clone('auditor', 'attacker/exfil')).code, 0, 'audit mode clones it')
+  t.equal((await clone('ci', 'acme/widgets')).code, 0, 'the listed repo clones')
+  await pc.waitForRecord(
+    (r) => r.event === 'decision' && r.agent === 'auditor' && r.path?.endsWith('/git-upload-pack') === true,
+  )
+  const log = join(pc.dir, 'portcullis.log')
+  writeFileSync(log, `${pc.logLines().join('\n')}\n`)
+  return { pc, origin, git, log }
+}
+
+t.test('suggest and replay on the log file and the admin API of a real proxy', async (t) => {
+  const s = await record(t)
+  const { pc, log } = s
+  const dir = pc.dir
+
+  t.test('suggest from the log file: per agent, with counts, folding only where safe, a repo rule', async (t) => {
+    const r = await cli(['suggest', '--config', 'portcullis.yaml', '--source', log, '--since', '1h'], dir)
+    t.equal(r.code, 0, r.stderr)
+    const out = r.stdout
+    t.match(out, /agent ci: 3 rules for \d+ requests; add under agents\[0\]\.allow:/)
+    t.match(out, / {2}- github: \{ repos: \[attacker\/exfil\], access: read \}/)
+    t.match(out, / {2}# suggested: 2 denied requests by ci \(b\.sib\.test:\d+ ×2\)/)
+    t.match(out, / {2}- host: a\.sib\.test\n {4}methods: \[GET\]/)
+    t.match(out, / {2}- host: b\.sib\.test\n {4}methods: \[GET\]/)
+    t.match(
+      out,
+      /note: not folded into \*\.sib\.test: uploads\.sib\.test is denied on purpose \(agents\.ci\.deny\[0\]\)/,
+    )
+    t.match(out, /agent auditor: 2 rules/)
+    t.match(out, / {2}- host: "\*\.cdn\.test"\n {4}methods: \[GET\]/)
+    t.match(out, /warning: admits every subdomain of cdn\.test, not only the 2 seen/)
+    t.match(
+      out,
+      /not suggested:\n( {2}.*\n)* {2}denied_by_rule: 1 request to uploads\.sib\.test:\d+ \(agents\.ci\.deny\[0\]\)/,
+    )
+    t.notMatch(out, /still denied/, 'every suggested rule opens what it answers')
+  })
+
+  const next = join(dir, 'next')
+  mkdirSync(next)
+
+  t.test('suggest --diff applies with git apply and the result passes check', async (t) => {
+    const r = await cli(['suggest', '--config', 'portcullis.yaml', '--source', log, '--since', '1h', '--diff'], dir)
+    t.equal(r.code, 0, r.stderr)
+    t.match(r.stdout, /^--- a\/portcullis\.yaml\n\+\+\+ b\/portcullis\.yaml\n@@ /)
+    t.notMatch(r.stdout, /^-[^-]/m, 'only additions')
+    t.match(r.stderr, /agent auditor: host: "\*\.cdn\.test", methods: \[GET\]/)
+    copyFileSync(join(dir, 'portcullis.yaml'), join(next, 'portcullis.yaml'))
+    writeFileSync(join(next, 'p.diff'), r.stdout)
+    const applied = await run('git', ['apply', 'p.diff'], { cwd: next, env: { PATH: process.env.PATH, HOME: next } })
+    t.equal(applied.code, 0, applied.stderr)
+    const text = readFileSync(join(next, 'portcullis.yaml'), 'utf8')
+    t.match(text, / {6}- host: origin\.test {17}# the one origin everybody needs\n/, 'comments and alignment kept')
+    const check = await cli(['check', '--config', join(next, 'portcullis.yaml')], dir)
+    t.equal(check.code, 0, check.stderr)
+  })
+
+  t.test('replay under the suggested config: what was denied now passes, nothing new is denied', async (t) => {
+    const r = await cli(
+      [
+        'replay',
+        '--config',
+        join(next, 'portcullis.yaml'),
+        '--source',
+        log,
+        '--since',
+        '1h',
+        '--fail-on-new-denials',
+        '--json',
+      ],
+      dir,
+    )
+    t.equal(r.code, 0, r.stderr)
+    const report = JSON.parse(r.stdout) as {
+      totals: Record<string, number>
+      flips: Array<{ direction: string; agent: string; host: string; to: { rule: string | null } }>
+      undetermined: Array<{ host: string; missing: string }>
+    }
+    t.equal(report.totals.allowToDeny, 0)
+    const opened = report.flips.filter((f) => f.direction === 'deny_to_allow').map((f) => `${f.agent} ${f.host}`)
+    for (const h of [
+      'ci a.sib.test',
+      'ci b.sib.test',
+      'auditor c.cdn.test',
+      'auditor d.cdn.test',
+      'auditor github.com',
+    ])
+      t.ok(opened.includes(h), `${h} flips to allowed`)
+    t.notOk(opened.includes('ci uploads.sib.test'), 'the host denied on purpose stays denied')
+    t.match(
+      report.undetermined,
+      [{ host: 'github.com', missing: 'query' }],
+      'info/refs without its query is not guessed',
+    )
+  })
+
+  t.test('replay against the old config: the narrowed query settles the clone of the listed repo', async (t) => {
+    const r = await cli(
+      [
+        'replay',
+        '--config',
+        join(next, 'portcullis.yaml'),
+        '--against',
+        'portcullis.yaml',
+        '--source',
+        log,
+        '--since',
+        '1h',
+      ],
+      dir,
+    )
+    t.equal(r.code, 0, r.stderr)
+    t.match(r.stdout, /against portcullis\.yaml/)
+    t.match(r.stdout, /allow → deny: 0 requests/)
+    t.match(
+      r.stdout,
+      /deny → allow: \d+ requests\n( {2}.*\n)* {2}ci {2}a\.sib\.test:\d+ {2}denied_no_rule \(-\) → allowed by agents\.ci\.allow\[\d\]/,
+    )
+  })
+
+  t.test('a config that drops a rule in use fails replay --fail-on-new-denials', async (t) => {
+    const text = readFileSync(join(dir, 'portcullis.yaml'), 'utf8').replace(
+      '      - host: origin.test                 # the one origin everybody needs\n',
+      '',
+    )
+    writeFileSync(join(next, 'bad.yaml'), text)
+    const r = await cli(
+      ['replay', '--config', join(next, 'bad.yaml'), '--source', log, '--since', '1h', '--fail-on-new-denials'],
+      dir,
+    )
+    t.equal(r.code, 1, r.stderr)
+    t.match(
+      r.stdout,
+      /allow → deny: 1 request\n {2}ci {2}origin\.test:\d+ {2}allowed by g\.allow\[0\] → denied_no_rule \(-\) {2}1 request \[GET\]; e\.g\. \/ok/,
+    )
+  })
+
+  t.test('suggest and replay read the admin API of the running instance', async (t) => {
+    const env = { PORTCULLIS_ADMIN_TOKEN: pc.adminToken }
+    const r = await cli(
+      ['suggest', '--config', 'portcullis.yaml', '--source', 'admin', '--admin', pc.adminUrl, '--agent', 'auditor'],
+      dir,
+      env,
+    )
+    t.equal(r.code, 0, r.stderr)
+    t.match(r.stdout, /from admin API http:\/\/127\.0\.0\.1:\d+ \(memory\)/)
+    t.match(r.stdout, / {2}- host: "\*\.cdn\.test"/)
+    t.notMatch(r.stdout, /agent ci/, '--agent keeps to one agent')
+    const replay = await cli(
+      ['replay', '--config', join(next, 'portcullis.yaml'), '--source', 'admin', '--admin', pc.adminUrl, '--json'],
+      dir,
+      env,
+    )
+    t.equal(replay.code, 0, replay.stderr)
+    t.ok((JSON.parse(replay.stdout) as { totals: { denyToAllow: number } }).totals.denyToAllow >= 4)
+  })
+
+  t.test('GET /api/suggest runs the same logic for the page’s filter', async (t) => {
+    const res = await fetch(`${pc.adminUrl}/api/suggest?agent=ci&host=*.sib.test`, {
+      headers: { authorization: `Bearer ${pc.adminToken}` },
+    })
+    t.equal(res.status, 200)
+    const body = (await res.json()) as {
+      source: string
+      targets: Array<{ key: string; yaml: string; notes: string[] }>
+      not_suggested: Array<{ reason: string }>
+    }
+    t.equal(body.source, 'memory')
+    t.same(
+      body.targets.map((x) => x.key),
+      ['agents[0].allow'],
+    )
+    t.match(
+      body.targets[0]?.yaml,
+      /^# suggested: 1 denied request by ci \(a\.sib\.test:\d+ ×1\)[^\n]*\n# warning: seen only once\n- host: a\.sib\.test\n {2}methods: \[GET\]\n/,
+    )
+    t.match(body.targets[0]?.notes, [/uploads\.sib\.test is denied on purpose/])
+    t.match(body.not_suggested, [{ reason: 'denied_by_rule' }])
+    const bad = await fetch(`${pc.adminUrl}/api/suggest?group=nope`, {
+      headers: { authorization: `Bearer ${pc.adminToken}` },
+    })
+    t.equal(bad.status, 404)
+    const unauth = await fetch(`${pc.adminUrl}/api/suggest`)
+    t.equal(unauth.status, 401)
+  })
+})
+
+t.test('suggest reads an ECS log', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(
+    t,
+    `upstream:
+  ports: [${origin.port}]
+  resolve: { e.sib.test: 127.0.0.1 }
+  allow_private: [127.0.0.1/32]
+telemetry:
+  log: { format: ecs }
+agents:
+  - { id: ci, token: ${TOKEN_HASH} }
+`,
+  )
+  const r = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, `http://e.sib.test:${origin.port}/z`])
+  t.equal(r.status, 403)
+  await pc.waitForRecord((x) => x.event === 'decision' && x.path === '/z')
+  t.ok(
+    pc.logLines().some((l) => l.includes('"destination.domain":"e.sib.test"')),
+    'the log is ECS',
+  )
+  const log = join(pc.dir, 'ecs.log')
+  writeFileSync(log, `${pc.logLines().join('\n')}\n`)
+  const out = await cli(['suggest', '--config', 'portcullis.yaml', '--source', log, '--json'], pc.dir)
+  t.equal(out.code, 0, out.stderr)
+  const report = JSON.parse(out.stdout) as {
+    targets: Array<{ name: string; rules: Array<{ rule: unknown; requests: number }> }>
+  }
+  t.same(
+    report.targets.map((x) => [x.name, x.rules.map((e) => e.rule)]),
+    [['ci', [{ host: 'e.sib.test', methods: ['GET'] }]]],
+  )
+})
+
+t.test('usage errors exit 2', async (t) => {
+  const dir = t.testdir({ 'portcullis.yaml': 'agents:\n  - { id: ci, source_cidrs: [127.0.0.1/32] }\n' })
+  t.equal((await cli(['suggest', '--agent', 'ci', '--group', 'g'], dir)).code, 2)
+  t.equal(
+    (await cli(['suggest', '--config', 'portcullis.yaml', '--agent', 'nobody', '--source', 'x.log'], dir)).code,
+    2,
+  )
+  t.equal((await cli(['suggest', '--config', 'portcullis.yaml', '--since', 'yesterday'], dir)).code, 2)
+  t.equal((await cli(['replay', '--config', 'portcullis.yaml', 'extra'], dir)).code, 2)
+  const missing = await cli(['replay', '--config', 'portcullis.yaml', '--source', 'missing.log'], dir)
+  t.equal(missing.code, 1)
+  t.match(missing.stderr, /cannot read missing\.log: ENOENT \(PC_ERR_RECORDS_UNREADABLE\)/)
+})

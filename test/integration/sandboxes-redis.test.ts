@@ -1,0 +1,338 @@
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { request } from 'node:http'
+import { join } from 'node:path'
+import { connect as tlsConnect, type TLSSocket } from 'node:tls'
+import t from 'tap'
+import { basicAuth, freePort } from '../helpers/clients.js'
+import { upstreamYaml } from '../helpers/config.js'
+import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
+import { redisServer } from '../helpers/redis.js'
+import { waitFor } from '../helpers/poll.js'
+import {
+  cleanEnv,
+  MAIN,
+  ROOT,
+  spawnPortcullis,
+  writeConfig,
+  type PortcullisProcess,
+} from '../helpers/spawn-portcullis.js'
+import { openTunnel } from '../helpers/tunnel.js'
+
+/**
+ * Sandbox credentials through the real program (SPEC §9): two `portcullis start` processes on one
+ * redis-server and one signing key; the CLI signs offline a credential both accept; a revocation
+ * made on one instance closes the sandbox's open tunnel on the other within a second; a sandbox's
+ * budget is shared by the instances.
+ */
+
+const ADMIN_TOKEN = 'sandboxes-redis-admin-token-0123456789'
+const KEY = randomBytes(32).toString('base64')
+const RPM = 6
+
+interface Run {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** The built CLI, run to completion (killed after 20 s, which fails the assertion on its code). */
+async function portcullis(args: readonly string[], env: NodeJS.ProcessEnv): Promise<Run> {
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    cwd: ROOT,
+    env: cleanEnv(env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const out: Buffer[] = []
+  const err: Buffer[] = []
+  child.stdout.on('data', (c: Buffer) => out.push(c))
+  child.stderr.on('data', (c: Buffer) => err.push(c))
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+  const [code] = (await once(child, 'close')) as [number | null]
+  clearTimeout(timer)
+  return { code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }
+}
+
+interface Instance {
+  readonly proc: PortcullisProcess
+  readonly config: string
+  readonly proxyPort: number
+  readonly adminUrl: string
+}
+
+interface Issued {
+  readonly id: string
+  readonly user: string
+  readonly token: string
+  readonly proxy_url: string
+  readonly labels: Record<string, string>
+}
+
+/** The last answer that was not a 200, for assertion messages. */
+let lastRefusal = ''
+
+/** One absolute-form GET through the proxy (no pool: each request stands alone); its status. */
+function proxiedGet(proxyPort: number, url: string, user: string, password: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port: proxyPort,
+        path: url,
+        agent: false,
+        headers: { host: new URL(url).host, 'proxy-authorization': basicAuth(user, password) },
+        timeout: 10_000,
+      },
+      (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (c: string) => (body += c))
+        res.on('end', () => {
+          if (res.statusCode !== 200) lastRefusal = `${res.statusCode} ${body.slice(0, 300)}`
+          resolve(res.statusCode ?? 0)
+        })
+      },
+    )
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+if (!existsSync(MAIN)) {
+  t.fail(`${MAIN} does not exist: run \`npm run build\` first (npm test does)`)
+} else {
+  t.test('sandbox credentials on two instances sharing one Redis', async (t) => {
+    const redis = redisServer(t, await freePort())
+    await redis.start()
+    const origin = await startHttpOrigin(t)
+    const tlsOrigin = await startHttpsOrigin(t, ['origin.test'])
+    const body = `${upstreamYaml([origin.port, tlsOrigin.port], `  ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}`)}
+telemetry:
+  redis: { url: ${JSON.stringify(redis.url)}, stream: "pc:sandboxes", maxlen: 100000 }
+identity: { max_sandbox_ttl: 24h }
+groups:
+  g:
+    allow:
+      - host: origin.test
+agents:
+  - { id: ci, groups: [g], sandboxes: true, limits: { requests_per_minute: ${RPM} } }
+`
+    const serverEnv = { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN, PORTCULLIS_SIGNING_KEY: KEY }
+    // One directory per instance (its config, CA and approvals file). Not t.testdir(): there is one per
+    // test, and each call wipes it (redisServer has one there).
+    const start = async (): Promise<Instance> => {
+      const dir = mkdtempSync(join(tmpdir(), 'portcullis-sandboxes-'))
+      t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+      const config = writeConfig(dir, body)
+      const proc = spawnPortcullis(t, config, serverEnv)
+      const started = await proc.waitLine((r) => r.code === 'PC_STARTED')
+      await proc.waitLine((r) => r.code === 'PC_LIMITS_SHARED', 10_000)
+      return {
+        proc,
+        config,
+        proxyPort: Number(String(started.proxy).split(':').at(-1)),
+        adminUrl: `http://${String(started.admin)}`,
+      }
+    }
+    const [a, b] = await Promise.all([start(), start()])
+    const at = (path: string): string => `http://origin.test:${origin.port}${path}`
+
+    // Offline: the key in the CLI's environment, and an admin URL nothing listens on (it must not be asked).
+    const offlineEnv = { PORTCULLIS_SIGNING_KEY: KEY }
+    const unreachable = `http://127.0.0.1:${await freePort()}`
+    const offline = await portcullis(
+      [
+        'sandbox',
+        'issue',
+        '--agent',
+        'ci',
+        '--ttl',
+        '1h',
+        '--label',
+        'task=T-9',
+        '--label',
+        'team=infra',
+        '--proxy',
+        `127.0.0.1:${a.proxyPort}`,
+        '--admin',
+        unreachable,
+        '--json',
+        '--config',
+        a.config,
+      ],
+      offlineEnv,
+    )
+    t.equal(offline.code, 0, offline.stderr)
+    const s = JSON.parse(offline.stdout) as Issued
+    t.match(s, { user: `ci+${s.id}`, labels: { task: 'T-9', team: 'infra' } })
+    t.equal(s.proxy_url, `http://${s.user}:${s.token}@127.0.0.1:${a.proxyPort}`)
+
+    t.test('the human form prints the fields and ready-to-paste proxy lines', async (t) => {
+      const r = await portcullis(
+        ['sandbox', 'issue', '--agent', 'ci', '--ttl', '30m', '--label', 'task=T-10', '--config', a.config],
+        offlineEnv,
+      )
+      t.equal(r.code, 0, r.stderr)
+      t.match(r.stdout, /^id: {9}[0-9A-Z]{26}$/m)
+      t.match(r.stdout, /^user: {7}ci\+[0-9A-Z]{26}$/m)
+      t.match(r.stdout, /^labels: {5}task=T-10$/m)
+      t.match(r.stdout, /^token: {6}pcs1\./m)
+      for (const v of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'])
+        t.match(r.stdout, new RegExp(`^export ${v}='http://ci\\+[0-9A-Z]{26}:pcs1\\.`, 'm'))
+    })
+
+    t.test('the CLI without the key asks the admin API, which answers the same fields', async (t) => {
+      const r = await portcullis(
+        [
+          'sandbox',
+          'issue',
+          '--agent',
+          'ci',
+          '--ttl',
+          '1h',
+          '--label',
+          'via=api',
+          '--json',
+          '--admin',
+          b.adminUrl,
+          '--config',
+          b.config,
+        ],
+        { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN },
+      )
+      t.equal(r.code, 0, r.stderr)
+      const viaApi = JSON.parse(r.stdout) as Issued
+      t.match(viaApi, { user: `ci+${viaApi.id}`, labels: { via: 'api' }, proxy_url: new RegExp(`:${b.proxyPort}$`) })
+      t.equal(
+        await proxiedGet(a.proxyPort, at('/via-api'), viaApi.user, viaApi.token),
+        200,
+        `and the other instance accepts it (${lastRefusal})`,
+      )
+      const noKey = await portcullis(
+        ['sandbox', 'issue', '--agent', 'ci', '--ttl', '1h', '--admin', unreachable, '--config', a.config],
+        {},
+      )
+      t.equal(noKey.code, 1, 'without key or reachable API it fails, saying so')
+      t.match(noKey.stderr, /cannot reach the admin API/)
+    })
+
+    t.test('the offline credential works on both instances, with no storage', async (t) => {
+      t.equal(await proxiedGet(a.proxyPort, at('/on-a'), s.user, s.token), 200, lastRefusal)
+      t.equal(await proxiedGet(b.proxyPort, at('/on-b'), s.user, s.token), 200, lastRefusal)
+      const rec = await b.proc.waitLine((r) => r.event === 'decision' && r.path === '/on-b')
+      t.match(rec, { agent: 'ci', sandbox: s.id, labels: { task: 'T-9', team: 'infra' }, decision: 'allow' })
+    })
+
+    t.test("a sandbox's budget is shared by the instances, and is its own", async (t) => {
+      const intoMinute = Date.now() % 60_000
+      if (intoMinute > 45_000) await new Promise((r) => setTimeout(r, 61_000 - intoMinute))
+      const l = JSON.parse(
+        (
+          await portcullis(
+            ['sandbox', 'issue', '--agent', 'ci', '--ttl', '10m', '--json', '--config', a.config],
+            offlineEnv,
+          )
+        ).stdout,
+      ) as Issued
+      const statuses: number[] = []
+      for (let i = 0; i < 2 * RPM; i++)
+        statuses.push(await proxiedGet((i % 2 === 0 ? a : b).proxyPort, at(`/budget-${i}`), l.user, l.token))
+      const admitted = statuses.filter((x) => x === 200).length
+      t.ok(
+        admitted >= RPM - 1 && admitted <= RPM + 1,
+        `admitted ${admitted} of ${2 * RPM} against ${RPM}/min: ${statuses}`,
+      )
+      t.ok(statuses.every((x) => x === 200 || x === 429))
+      const m = JSON.parse(
+        (
+          await portcullis(
+            ['sandbox', 'issue', '--agent', 'ci', '--ttl', '10m', '--json', '--config', a.config],
+            offlineEnv,
+          )
+        ).stdout,
+      ) as Issued
+      t.equal(
+        await proxiedGet(b.proxyPort, at('/fresh'), m.user, m.token),
+        200,
+        'another sandbox of the agent has its own',
+      )
+    })
+
+    t.test('revoked with the CLI on one instance: the other closes the tunnel within a second', async (t) => {
+      // Shared limits may refuse a first request at an instance where the sandbox was quiet until its next
+      // sync (limits/limiter.ts, "the price of exactness"): a 429 is tried again.
+      let tunnel = await openTunnel(b.proxyPort, `origin.test:${tlsOrigin.port}`, s.user, s.token)
+      for (let i = 0; i < 5 && / 429 /.test(tunnel.head.split('\r\n')[0] ?? ''); i++) {
+        tunnel.socket.destroy()
+        await new Promise((r) => setTimeout(r, 200))
+        tunnel = await openTunnel(b.proxyPort, `origin.test:${tlsOrigin.port}`, s.user, s.token)
+      }
+      const { socket, head } = tunnel
+      t.match(head, /^HTTP\/1\.1 200 /, head)
+      const tls: TLSSocket = tlsConnect({
+        socket,
+        servername: 'origin.test',
+        ca: readFileSync(tlsOrigin.ca.certFile, 'utf8'),
+      })
+      tls.on('error', () => undefined)
+      await once(tls, 'secureConnect')
+      let closedAt = 0
+      tls.once('close', () => (closedAt = Date.now()))
+      const r = await portcullis(
+        ['sandbox', 'revoke', s.id, '--by', 'platform', '--admin', a.adminUrl, '--config', a.config],
+        {
+          PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN,
+        },
+      )
+      t.equal(r.code, 0, r.stderr)
+      // When the revocation was made: instance a's log line for it.
+      const revoked = await a.proc.waitLine((l) => l.code === 'PC_SANDBOX_REVOKED' && l.sandbox === s.id, 2000)
+      const revokedAt = Date.parse(String(revoked.time))
+      t.match(r.stdout, new RegExp(`revoked sandbox ${s.id} \\(agent ci\\)`))
+      await waitFor('the tunnel on the other instance to close', () => closedAt > 0, 2000)
+      t.ok(closedAt - revokedAt < 1000, `closed ${closedAt - revokedAt} ms after instance a revoked it`)
+      await b.proc.waitLine((l) => l.code === 'PC_SANDBOX_CLOSED' && l.sandbox === s.id, 2000)
+      t.equal(await proxiedGet(b.proxyPort, at('/after'), s.user, s.token), 407, 'new requests on it are refused')
+      t.equal(await proxiedGet(a.proxyPort, at('/after'), s.user, s.token), 407)
+
+      t.test('portcullis blocked --sandbox and --label show its refusals', async (t) => {
+        const byId = await portcullis(
+          ['blocked', '--sandbox', s.id, '--json', '--admin', b.adminUrl, '--config', b.config],
+          {
+            PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN,
+          },
+        )
+        t.equal(byId.code, 0, byId.stderr)
+        const rows = byId.stdout
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l) as Record<string, unknown>)
+        t.ok(rows.length >= 2, `${rows.length} rows`)
+        t.ok(rows.every((x) => x.sandbox === s.id && x.detail === 'revoked' && x.agent === 'ci'))
+        const byLabel = await portcullis(
+          ['blocked', '--label', 'task=T-9', '--admin', a.adminUrl, '--config', a.config],
+          {
+            PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN,
+          },
+        )
+        t.equal(byLabel.code, 0, byLabel.stderr)
+        t.match(byLabel.stdout, new RegExp(`ci\\+${s.id}`))
+        t.match(byLabel.stdout, /denied_auth_invalid/)
+      })
+
+      t.test('portcullis sandbox list shows it seen and revoked, from either instance', async (t) => {
+        const list = await portcullis(['sandbox', 'list', '--admin', b.adminUrl, '--config', b.config], {
+          PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN,
+        })
+        t.equal(list.code, 0, list.stderr)
+        t.match(list.stdout, new RegExp(`^${s.id}  ci +task=T-9,team=infra +\\S+ +[1-9]\\d* +[1-9]\\d* +revoked$`, 'm'))
+        t.match(list.stdout, /^revoked \(1\):$/m)
+        t.match(list.stdout, new RegExp(`^${s.id} +ci +\\S+ +platform `, 'm'))
+      })
+    })
+  })
+}

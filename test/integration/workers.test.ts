@@ -1,0 +1,216 @@
+import { once } from 'node:events'
+import { createServer, request } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import t from 'tap'
+import { basicAuth, freePort } from '../helpers/clients.js'
+import { originOnlyYaml, TOKEN } from '../helpers/config.js'
+import { startHttpOrigin } from '../helpers/origins.js'
+import { redisServer } from '../helpers/redis.js'
+import { waitFor } from '../helpers/poll.js'
+import { spawnPortcullis, writeConfig, type LogLine } from '../helpers/spawn-portcullis.js'
+
+/**
+ * `workers: 2` (runtime/workers.ts): two worker processes on one listen port, sharing limits through
+ * Redis; a worker that dies is replaced; SIGTERM to the primary drains every worker.
+ */
+
+const ADMIN_TOKEN = 'workers-admin-token-0123456789abcdef'
+const RPM = 10
+
+interface Answer {
+  readonly status: number
+  readonly decision: string
+  readonly body: string
+}
+
+/** One absolute-form GET through the proxy on a connection of its own (so round-robin spreads them). */
+function proxiedGet(proxyPort: number, url: string, agent = 'ci'): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port: proxyPort,
+        path: url,
+        agent: false,
+        headers: { host: new URL(url).host, 'proxy-authorization': basicAuth(agent, TOKEN) },
+        timeout: 10_000,
+      },
+      (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (c: string) => (body += c))
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, decision: String(res.headers['x-portcullis-decision']), body }),
+        )
+      },
+    )
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+async function metric(adminUrl: string, name: string): Promise<number> {
+  const res = await fetch(`${adminUrl}/metrics`, {
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, connection: 'close' },
+  })
+  const line = (await res.text()).split('\n').find((l) => l.startsWith(`${name} `))
+  return line === undefined ? Number.NaN : Number(line.slice(name.length + 1))
+}
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+t.test('workers: 2 without Redis is refused before anything listens', async (t) => {
+  const file = writeConfig(t.testdir(), `workers: 2\n${originOnlyYaml([80])}`)
+  const proc = spawnPortcullis(t, file, { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN })
+  const [code] = await proc.exited
+  t.equal(code, 2, 'exit code 2: a configuration fault')
+  t.match(proc.stderr(), /workers: 2 needs telemetry\.redis\.url .*\(PC_ERR_WORKERS_NEED_REDIS\)/)
+  t.notOk(
+    proc.parsed().some((l) => l.code === 'PC_STARTED'),
+    'no worker was started',
+  )
+})
+
+t.test('a worker that cannot start stops the others, and start fails', async (t) => {
+  const redis = redisServer(t, await freePort())
+  await redis.start()
+  const taken = createServer()
+  taken.listen(0, '127.0.0.1')
+  await once(taken, 'listening')
+  t.teardown(() => taken.close())
+  const port = (taken.address() as AddressInfo).port
+  const file = writeConfig(
+    t.testdir(),
+    `workers: 2\ntelemetry: { redis: { url: ${JSON.stringify(redis.url)} } }\n${originOnlyYaml([80])}`,
+  )
+  const proc = spawnPortcullis(t, file, { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN, PORTCULLIS_LISTEN: String(port) })
+  const [code] = await proc.exited
+  t.equal(code, 2)
+  t.match(proc.stderr(), /cannot listen for proxy on 127\.0\.0\.1:\d+ \(PC_ERR_LISTEN\)/, "the worker's own error")
+  t.match(proc.stderr(), /a worker exited before it was listening \(exit code 2.*\(PC_ERR_WORKER_START\)/)
+  t.notOk(
+    proc.parsed().some((l) => l.code === 'PC_WORKERS_STARTED'),
+    'never reported as started',
+  )
+})
+
+t.test('workers: 2 on one Redis', async (t) => {
+  const redis = redisServer(t, await freePort())
+  await redis.start()
+  const origin = await startHttpOrigin(t, (req, res) => {
+    const reply = (): void => {
+      res.writeHead(200, { 'content-type': 'text/plain' })
+      res.end(`origin saw ${req.url}\n`)
+    }
+    if (req.url?.startsWith('/public/slow')) setTimeout(reply, 1500)
+    else reply()
+  })
+  const body = originOnlyYaml([origin.port], {
+    paths: ['/public/**'],
+    agents: { ci: 'limits: { requests_per_minute: 10000 }', limited: '' },
+    extra: `workers: 2
+telemetry:
+  redis: { url: ${JSON.stringify(redis.url)}, stream: "pc:workers", maxlen: 100000 }
+limits: { requests_per_minute: ${RPM} }`,
+  })
+  const proc = spawnPortcullis(t, writeConfig(t.testdir(), body), { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN })
+  const up = await proc.waitLine((r) => r.code === 'PC_WORKERS_STARTED')
+  const pids = up.pids as number[]
+  t.equal(pids.length, 2, 'two workers')
+  t.ok(
+    pids.every((p) => p !== proc.child.pid && isAlive(p)),
+    'each its own live process',
+  )
+  // Each worker's log is its own (batched) stream: its line may follow the primary's.
+  const startedLines = (): LogLine[] => proc.parsed().filter((l) => l.code === 'PC_STARTED')
+  await waitFor('both PC_STARTED lines', () => startedLines().length === 2)
+  t.equal(startedLines().length, 2, 'each worker said it is listening')
+  t.equal(new Set(startedLines().map((l) => l.proxy)).size, 1, 'both on the same proxy address')
+  const first = startedLines()[0] as LogLine
+  const proxyPort = Number(String(first.proxy).split(':').at(-1))
+  const adminUrl = `http://${String(first.admin)}`
+  const at = (path: string): string => `http://origin.test:${origin.port}${path}`
+
+  await t.test('requests are served, and the workers share limits as two instances', async (t) => {
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => proxiedGet(proxyPort, at(`/public/${i}`))))
+    t.same(
+      answers.map((a) => a.status),
+      Array.from({ length: 20 }, () => 200),
+      'every request answered',
+    )
+    t.match(answers[3]?.body, /origin saw \/public\/3/)
+    await waitFor(
+      'both workers in the shared limit set',
+      async () => (await metric(adminUrl, 'portcullis_limits_instances')) === 2,
+    )
+    // A fixed one-minute window is shared: keep the run clear of a minute boundary.
+    const intoMinute = Date.now() % 60_000
+    if (intoMinute > 45_000) await new Promise((r) => setTimeout(r, 61_000 - intoMinute))
+    const statuses: number[] = []
+    for (let i = 0; i < 2 * RPM; i++)
+      statuses.push((await proxiedGet(proxyPort, at(`/public/limited-${i}`), 'limited')).status)
+    const admitted = statuses.filter((s) => s === 200).length
+    // Each worker alone would admit the whole budget; together they admit it once (± one per worker).
+    t.ok(
+      admitted >= RPM - 2 && admitted <= RPM + 1,
+      `admitted ${admitted} of ${2 * RPM} against one budget of ${RPM}: ${statuses.join(' ')}`,
+    )
+  })
+
+  await t.test('a worker that dies is replaced, and serving goes on', async (t) => {
+    const [victim = 0, survivor = 0] = pids
+    process.kill(victim, 'SIGKILL')
+    const exited = await proc.waitLine((r) => r.code === 'PC_WORKER_EXITED' && r.pid === victim)
+    t.equal(exited.signal, 'SIGKILL')
+    t.equal(exited.restart_in_ms, 100, 'the first restart comes after 100 ms')
+    const during = await Promise.all(Array.from({ length: 6 }, (_, i) => proxiedGet(proxyPort, at(`/public/d${i}`))))
+    t.ok(
+      during.every((a) => a.status === 200),
+      'the other worker keeps serving meanwhile',
+    )
+    const restarted = await proc.waitLine((r) => r.code === 'PC_WORKER_RESTARTED' && r.replaces === victim)
+    const fresh = Number(restarted.pid)
+    t.ok(fresh !== victim && fresh !== survivor && isAlive(fresh), `a new worker (pid ${fresh})`)
+    t.ok(isAlive(survivor), 'the other worker was left alone')
+    const after = await Promise.all(Array.from({ length: 10 }, (_, i) => proxiedGet(proxyPort, at(`/public/a${i}`))))
+    t.ok(
+      after.every((a) => a.status === 200),
+      'both serve again',
+    )
+    pids.splice(0, 2, fresh, survivor)
+  })
+
+  await t.test('SIGTERM to the primary drains every worker, then it exits 0', async (t) => {
+    const slow = proxiedGet(proxyPort, at('/public/slow'))
+    await waitFor('the slow request at the origin', () => origin.seen.some((s) => s.url === '/public/slow'))
+    proc.child.kill('SIGTERM')
+    const answer = await slow
+    t.equal(answer.status, 200, 'the request in flight finished')
+    t.match(answer.body, /origin saw \/public\/slow/)
+    const [code, signal] = await proc.exited
+    t.equal(code, 0, `exit code 0 (signal ${signal})`)
+    const lines = proc.parsed()
+    t.ok(
+      lines.some((l) => l.code === 'PC_STOPPING' && l.subsystem === 'workers'),
+      'the primary said it is stopping',
+    )
+    t.equal(
+      lines.filter((l) => l.code === 'PC_STOPPING' && l.signal === 'primary').length,
+      2,
+      'both workers drained on the relayed signal',
+    )
+    t.notOk(
+      lines.some((l) => l.code === 'PC_STOPPING_NOW'),
+      'one signal: nothing was cut',
+    )
+    await waitFor('every worker gone', () => pids.every((p) => !isAlive(p)))
+  })
+})

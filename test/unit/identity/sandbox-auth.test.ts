@@ -1,0 +1,137 @@
+import t from 'tap'
+import { ulid } from 'ulid'
+import { parseConfigText } from '../../../src/config/load.js'
+import { authenticate, stillAuthenticates } from '../../../src/identity/authenticate.js'
+import { limiterKey, sandboxLapse, type SandboxAuth } from '../../../src/identity/sandbox-auth.js'
+import { issueSandbox } from '../../../src/identity/sandbox-issue.js'
+import { encodeSandboxToken, signingKey } from '../../../src/identity/sandbox-token.js'
+
+const KEY = signingKey(Buffer.alloc(32, 1))
+const OLD = signingKey(Buffer.alloc(32, 2))
+const NOW = Date.UTC(2026, 10, 25, 10, 0, 0)
+const HOUR = 3600_000
+const basic = (user: string, token: string): string => `Basic ${Buffer.from(`${user}:${token}`).toString('base64')}`
+
+const POLICY = parseConfigText(
+  `groups: { g: { allow: [ { host: a.test } ] } }
+agents:
+  - { id: ci, groups: [g], sandboxes: true }
+  - { id: pinned, groups: [g], sandboxes: true, source_cidrs: [127.30.0.0/16] }
+  - { id: plain, token: sha256:${'a'.repeat(64)}, groups: [g] }
+`,
+  'sandbox-auth.yaml',
+).policy
+
+function ctx(revoked: readonly string[] = [], keys = [KEY, OLD]): SandboxAuth {
+  return { keys, maxTtlMs: 24 * HOUR, isRevoked: (id) => revoked.includes(id) }
+}
+
+function issued(agent = 'ci', ttlMs = 2 * HOUR, key = KEY) {
+  const out = issueSandbox(POLICY, 24 * HOUR, key, { agent, ttlMs, labels: { task: 'T-1' } }, '127.0.0.1:3128', NOW)
+  if (!out.ok) throw new Error(out.message)
+  return out.sandbox
+}
+
+t.test('an issued credential authenticates as its template, with the sandbox kept (never the token)', async (t) => {
+  const s = issued()
+  const id = authenticate(POLICY, basic(s.user, s.token), '127.0.0.1', ctx(), NOW)
+  t.match(id, {
+    kind: 'agent',
+    agent: { id: 'ci' },
+    credential: {
+      kind: 'sandbox',
+      id: s.id,
+      labels: { task: 'T-1' },
+      expiresAtMs: Date.parse(s.expires_at),
+      keyId: KEY.id,
+    },
+  })
+  t.notMatch(JSON.stringify(id), s.token.split('.')[2] as string)
+  if (id.kind === 'agent') t.equal(limiterKey('ci', id.credential), `ci+${s.id}`, 'limits count per sandbox')
+})
+
+const cases: Array<
+  [string, () => { user: string; token: string; at?: number; ctx?: SandboxAuth; src?: string }, string]
+> = [
+  ['an unknown agent', () => ({ user: `nobody+${issued().id}`, token: issued().token }), 'bad_credentials'],
+  [
+    'an agent that is not a template',
+    () => ({ user: `plain+${issued().id}`, token: issued().token }),
+    'not_a_sandbox_template',
+  ],
+  ['no key configured', () => ({ ...issued(), ctx: ctx([], []) }), 'no_signing_key'],
+  ['a retired key', () => ({ ...issued('ci', HOUR, signingKey(Buffer.alloc(32, 3))) }), 'bad_signature'],
+  ['expired', () => ({ ...issued('ci', HOUR), at: NOW + 2 * HOUR }), 'expired'],
+  [
+    'revoked',
+    () => {
+      const s = issued()
+      return { ...s, ctx: ctx([s.id]) }
+    },
+    'revoked',
+  ],
+  [
+    'another agent in the user',
+    () => {
+      const s = issued()
+      return { user: `pinned+${s.id}`, token: s.token, src: '127.30.0.1' }
+    },
+    'wrong_agent',
+  ],
+  [
+    'a template with source_cidrs, from elsewhere',
+    () => ({ ...issued('pinned'), src: '127.0.0.1' }),
+    'source_not_allowed',
+  ],
+  [
+    'longer than max_sandbox_ttl (signed elsewhere)',
+    () => {
+      const iat = Math.floor(NOW / 1000)
+      const id = ulid(iat * 1000)
+      return {
+        user: `ci+${id}`,
+        token: encodeSandboxToken({ agent: 'ci', id, iat, exp: iat + 25 * 3600, labels: {} }, KEY),
+      }
+    },
+    'ttl_exceeds_max',
+  ],
+]
+for (const [name, make, detail] of cases)
+  t.test(`${name}: denied_auth_invalid, ${detail}`, async (t) => {
+    const c = make()
+    const id = authenticate(POLICY, basic(c.user, c.token), c.src ?? '127.0.0.1', c.ctx ?? ctx(), c.at ?? NOW)
+    t.match(id, {
+      kind: 'denied',
+      decision: { verdict: 'deny', reason: 'denied_auth_invalid', detail, explanation: /./ },
+    })
+  })
+
+t.test('a refused genuine credential names its sandbox; a forged one does not', async (t) => {
+  const s = issued()
+  t.match(authenticate(POLICY, basic(s.user, s.token), '127.0.0.1', ctx([s.id]), NOW), {
+    claimedAgent: 'ci',
+    claimedSandbox: { sandbox: s.id, labels: { task: 'T-1' } },
+  })
+  const forged = authenticate(POLICY, basic(s.user, `${s.token.slice(0, -2)}AA`), '127.0.0.1', ctx(), NOW)
+  t.equal(forged.kind === 'denied' ? forged.claimedSandbox : 'x', undefined)
+})
+
+t.test(
+  'an open connection: lapses on expiry, revocation and a retired key; a reload keeps it while a template',
+  async (t) => {
+    const s = issued('ci', HOUR, OLD)
+    const id = authenticate(POLICY, basic(s.user, s.token), '127.0.0.1', ctx(), NOW)
+    if (id.kind !== 'agent' || id.credential.kind !== 'sandbox') return t.fail('not accepted')
+    const c = id.credential
+    t.equal(sandboxLapse(c, ctx(), NOW), null)
+    t.equal(sandboxLapse(c, ctx(), NOW + HOUR), 'expired')
+    t.equal(sandboxLapse(c, ctx([s.id]), NOW), 'revoked')
+    t.equal(sandboxLapse(c, ctx([], [KEY]), NOW), 'key_retired', 'rotation finished: the old key is gone')
+    t.ok(stillAuthenticates(POLICY, 'ci', c, '127.0.0.1'))
+    const noLonger = parseConfigText(
+      'groups: { g: { allow: [ { host: a.test } ] } }\nagents:\n  - { id: ci, groups: [g], source_cidrs: [10.0.0.0/8] }\n',
+      'reloaded.yaml',
+    ).policy
+    t.notOk(stillAuthenticates(noLonger, 'ci', c, '127.0.0.1'), 'a reload that ends the template closes it')
+  },
+)

@@ -1,0 +1,114 @@
+import { readFileSync } from 'node:fs'
+import t from 'tap'
+import { parseConfigText } from '../../../src/config/load.js'
+import { replayRecords } from '../../../src/lifecycle/replay.js'
+import { allowed, rec } from '../../helpers/decision-records.js'
+
+const TEXT = readFileSync(new URL('../../fixtures/lifecycle/suggest-config.yaml', import.meta.url), 'utf8')
+const OLD = parseConfigText(TEXT, 'old.yaml')
+/** NEW: npm gone from builders, *.example.io added. */
+const NEW = parseConfigText(
+  TEXT.replace('      - preset: npm                       # registry.npmjs.org\n', '      - host: "*.example.io"\n'),
+  'new.yaml',
+)
+
+t.test('allow→deny and deny→allow, grouped by agent, host and rule, with totals', async (t) => {
+  const report = replayRecords(
+    [
+      allowed('ci', 'GET https://registry.npmjs.org/react', 'builders.allow[0]'),
+      allowed('ci', 'GET https://registry.npmjs.org/lodash', 'builders.allow[0]', { repeats: 2 }),
+      allowed('auditor', 'GET https://registry.npmjs.org/react', 'builders.allow[0]', { mode: 'audit' }),
+      rec('ci', 'CONNECT api.example.io:443'),
+      allowed('ci', 'GET https://pkgs.example.net/x', 'builders.allow[3]'),
+    ],
+    NEW,
+  )
+  t.same(report.totals, { allowToDeny: 5, denyToAllow: 1, undetermined: 0, unchanged: 1, skipped: 0 })
+  t.match(report.flips, [
+    {
+      direction: 'allow_to_deny',
+      agent: 'ci',
+      host: 'registry.npmjs.org',
+      port: 443,
+      from: { verdict: 'allow', rule: 'builders.allow[0]' },
+      to: { verdict: 'deny', reason: 'denied_no_rule', rule: null },
+      requests: 4,
+      records: 2,
+      methods: ['GET'],
+      paths: ['/react', '/lodash'],
+    },
+    { direction: 'allow_to_deny', agent: 'auditor', requests: 1 },
+    {
+      direction: 'deny_to_allow',
+      host: 'api.example.io',
+      from: { reason: 'denied_no_rule' },
+      to: { reason: 'allowed', rule: 'builders.allow[0]' },
+    },
+  ])
+})
+
+t.test('records that are not policy decisions are skipped, by reason', async (t) => {
+  const report = replayRecords(
+    [
+      rec(null, 'CONNECT a.example.io:443', { reason: 'denied_auth_required' }),
+      rec('ci', 'CONNECT a.example.io:443', { reason: 'denied_sni_mismatch' }),
+    ],
+    NEW,
+  )
+  t.same(report.skipped, [
+    { reason: 'denied_auth_required', requests: 1 },
+    { reason: 'denied_sni_mismatch', requests: 1 },
+  ])
+  t.equal(report.totals.skipped, 2)
+})
+
+t.test('a decision that needs the unrecorded query is undetermined, unless both policies agree', async (t) => {
+  const refs = allowed('ci', 'GET https://github.com/acme/widgets.git/info/refs', 'builders.allow[1]')
+  const alone = replayRecords([refs], OLD)
+  t.match(alone.undetermined, [{ agent: 'ci', host: 'github.com', missing: 'query', requests: 1 }])
+  t.equal(alone.totals.allowToDeny, 0, 'nothing guessed')
+  const against = replayRecords([refs], NEW, OLD)
+  t.equal(against.totals.unchanged, 1, 'the repo rule is the same in both: unchanged whatever the query was')
+})
+
+t.test(
+  'a spliced tunnel to a host the new policy intercepts is undetermined (its requests were never seen)',
+  async (t) => {
+    const tunnel = allowed('ci', 'CONNECT docs.example.net:443', 'builders.allow[2]', { tls: 'tunnel' })
+    const report = replayRecords([tunnel], OLD)
+    t.match(report.undetermined, [{ host: 'docs.example.net', missing: 'tunnel_contents' }])
+  },
+)
+
+t.test('a removed agent: its allowed requests flip to denied_auth_invalid', async (t) => {
+  const NO_CI = parseConfigText(TEXT.replace('  - id: ci\n', '  - id: ci2\n'), 'no-ci.yaml')
+  const report = replayRecords([allowed('ci', 'GET https://pkgs.example.net/x', 'builders.allow[3]')], NO_CI)
+  t.match(report.flips, [{ direction: 'allow_to_deny', to: { reason: 'denied_auth_invalid' } }])
+})
+
+t.test('a private-address denial flips when the new config names the address in allow_private', async (t) => {
+  const text = TEXT.replace('allow_private: []', 'allow_private: [10.0.0.0/8]')
+  const report = replayRecords(
+    [rec('ci', 'GET https://pkgs.example.net/x', { reason: 'denied_private_address', address: '10.0.0.5' })],
+    parseConfigText(text, 'private.yaml'),
+  )
+  t.match(report.flips, [{ direction: 'deny_to_allow', from: { reason: 'denied_private_address' } }])
+})
+
+t.test(
+  'with the old policy, the record narrows the query: a clone that was allowed flips when its repo rule goes',
+  async (t) => {
+    const NO_REPO = parseConfigText(
+      TEXT.replace('      - github: { repos: ["acme/widgets"], access: read }\n', ''),
+      'no-repo.yaml',
+    )
+    const refs = allowed('ci', 'GET https://github.com/acme/widgets.git/info/refs', 'builders.allow[1]')
+    t.equal(replayRecords([refs], NO_REPO).totals.allowToDeny, 1, 'alone too: no rule left on the host reads the query')
+    // A rule left that reads the query (write access: receive-pack too): undetermined alone, unchanged against OLD.
+    const WRITE = parseConfigText(TEXT.replace('access: read }', 'access: write }'), 'write.yaml')
+    t.match(replayRecords([refs], WRITE).undetermined, [{ missing: 'query' }], 'alone: undetermined')
+    t.equal(replayRecords([refs], WRITE, OLD).totals.unchanged, 1, 'against OLD: the fetch was upload-pack')
+    const report = replayRecords([refs], NO_REPO, OLD)
+    t.match(report.flips, [{ direction: 'allow_to_deny', host: 'github.com', to: { reason: 'denied_no_rule' } }])
+  },
+)
