@@ -261,7 +261,7 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
 }
 
 /** Host (the target's), Via (appended to the client's), and each injected credential. */
-function addProxyFields(headers: string[], target: ForwardTarget, clientVia: string | undefined): void {
+export function addProxyFields(headers: string[], target: ForwardTarget, clientVia: string | undefined): void {
   const defaultPort = target.tls ? 443 : 80
   headers.push(
     'host',

@@ -121,11 +121,7 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
       const method = req.method ?? 'GET'
       if (method !== 'GET' && method !== 'HEAD') return { kind: 'pass' }
       const ctx: GateContext = { req, target, control, ruleId, upstream, head: method === 'HEAD' }
-      const outcome =
-        control.ecosystem === 'npm'
-          ? await gateNpm(ctx, rewrite, remember, timeOf)
-          : await gatePypi(ctx, rewrite, remember, timeOf)
-      return outcome
+      return control.ecosystem === 'npm' ? gateNpm(ctx) : gatePypi(ctx)
     },
     close() {
       pool?.close()
@@ -146,34 +142,28 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
     return forwarder.fetchWhole(target, { method: 'GET', headers }, MAX_DOCUMENT_BYTES)
   }
 
-  async function gateNpm(
-    ctx: GateContext,
-    run: Rewriter,
-    keep: typeof remember,
-    lookup: typeof timeOf,
-  ): Promise<PackageGateOutcome> {
+  async function gateNpm(ctx: GateContext): Promise<PackageGateOutcome> {
     const rules = ctx.control.rules
     const req = classifyNpmPath(ctx.target.requestTarget)
     if (req.kind === 'other') return { kind: 'pass' }
     if (req.kind === 'unparseable') return refuse(ctx, 'unparseable_path', undefined, unparseableSentence(req.problem))
-    const key = `npm\0${ctx.target.host}:${ctx.target.port}\0${req.name}`
-    const version = req.kind === 'packument' ? null : req.kind === 'tarball' ? req.version : req.version
+    const version = req.kind === 'packument' ? null : req.version
     const pkg: PackageFacts = { registry: 'npm', name: req.name, version }
-    const admitted = rules.admits(req.name, version)
-    if (!admitted.ok) return refuse(ctx, admitted.detail, pkg)
-    if (!rules.filtersVersions(req.name)) return { kind: 'pass', pkg }
+    const byName = judgeByName(ctx, pkg)
+    if (byName !== null) return byName
+    const key = `npm\0${ctx.target.host}:${ctx.target.port}\0${req.name}`
     const packumentTarget = { ...ctx.target, requestTarget: `/${req.name.replace('/', '%2f')}` }
     const fetchTimes = async (): Promise<ReadonlyMap<string, number> | Refusal> => {
       const doc = await fetchDocument(ctx, packumentTarget, 'application/json', true)
       if (doc.kind === 'failed') return new Refusal(upstreamFailed(doc.failure, pkg))
       if (doc.kind !== 'answer' || doc.status !== 200) return new Refusal(refuse(ctx, 'unreadable_metadata', pkg))
-      const outcome = await run(doc.body, 'npm_times', req.name, rules, null)
+      const outcome = await rewrite(doc.body, 'npm_times', req.name, rules, null)
       if (outcome.kind !== 'rewritten') return new Refusal(refuse(ctx, 'unreadable_metadata', pkg))
       return new Map(outcome.times)
     }
     if (req.kind === 'tarball' || (req.kind === 'version_doc' && req.version !== null)) {
       if (!rules.needsPublishTimes(req.name)) return { kind: 'pass', pkg }
-      const at = await lookup(key, version as string, fetchTimes)
+      const at = await timeOf(key, version as string, fetchTimes)
       if (at instanceof Refusal) return at.outcome
       const verdict = rules.judge(req.name, version, at, Date.now())
       return verdict.ok ? { kind: 'pass', pkg } : refuse(ctx, verdict.detail, pkg, tooNewSentence(rules, at))
@@ -188,8 +178,8 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
     if (doc.kind === 'failed') return upstreamFailed(doc.failure, pkg)
     if (doc.kind === 'too_large') return refuse(ctx, 'metadata_too_large', pkg)
     if (doc.status !== 200) return { kind: 'answer', pkg, answer: relay(doc) }
-    const outcome = await run(doc.body, format, req.name, rules, null)
-    keep(key, outcome)
+    const outcome = await rewrite(doc.body, format, req.name, rules, null)
+    remember(key, outcome)
     if (outcome.kind === 'withheld_all')
       return refuse(ctx, outcome.detail, { ...pkg, withheld: outcome.withheld.length })
     if (outcome.kind !== 'rewritten') return refuse(ctx, 'unreadable_metadata', pkg)
@@ -206,21 +196,15 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
     return { kind: 'answer', pkg: counted, answer: json(doc, Buffer.from(JSON.stringify(picked))) }
   }
 
-  async function gatePypi(
-    ctx: GateContext,
-    run: Rewriter,
-    keep: typeof remember,
-    lookup: typeof timeOf,
-  ): Promise<PackageGateOutcome> {
+  async function gatePypi(ctx: GateContext): Promise<PackageGateOutcome> {
     const rules = ctx.control.rules
     const req = classifyPypiPath(ctx.target.requestTarget)
     if (req.kind === 'other') return { kind: 'pass' }
     if (req.kind === 'unparseable') return refuse(ctx, 'unparseable_path', undefined, unparseableSentence(req.problem))
     const version = req.kind === 'simple_project' ? null : req.version
     const pkg: PackageFacts = { registry: 'pypi', name: req.project, version }
-    const admitted = rules.admits(req.project, version)
-    if (!admitted.ok) return refuse(ctx, admitted.detail, pkg)
-    if (!rules.filtersVersions(req.project)) return { kind: 'pass', pkg }
+    const byName = judgeByName(ctx, pkg)
+    if (byName !== null) return byName
     const index = await indexTarget(ctx)
     if (index instanceof Refusal) return index.outcome
     const key = `pypi\0${index.target.host}:${index.target.port}\0${req.project}`
@@ -228,12 +212,12 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
       if (!rules.needsPublishTimes(req.project)) return { kind: 'pass', pkg }
       // A PEP 658 `.metadata` file was uploaded with its distribution.
       const file = req.metadata ? req.filename.replace(/\.metadata$/, '') : req.filename
-      const at = await lookup(key, file, async () => {
+      const at = await timeOf(key, file, async () => {
         const pageTarget = { ...index.target, requestTarget: `/simple/${req.project}/` }
         const doc = await fetchDocument(ctx, pageTarget, PYPI_JSON, index.sameOrigin)
         if (doc.kind === 'failed') return new Refusal(upstreamFailed(doc.failure, pkg))
         if (doc.kind !== 'answer' || doc.status !== 200) return new Refusal(refuse(ctx, 'unreadable_metadata', pkg))
-        const outcome = await run(doc.body, 'pypi_simple_json', req.project, rules, null)
+        const outcome = await rewrite(doc.body, 'pypi_simple_json', req.project, rules, null)
         if (outcome.kind !== 'rewritten' && outcome.kind !== 'withheld_all')
           return new Refusal(refuse(ctx, 'unreadable_metadata', pkg))
         return new Map(outcome.times)
@@ -250,8 +234,8 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
     if (doc.kind === 'failed') return upstreamFailed(doc.failure, pkg)
     if (doc.kind === 'too_large') return refuse(ctx, 'metadata_too_large', pkg)
     if (doc.status !== 200) return { kind: 'answer', pkg, answer: relay(doc) }
-    const outcome = await run(doc.body, format, req.project, rules, req.kind === 'legacy_json' ? req.version : null)
-    if (req.kind === 'simple_project' && index.sameOrigin) keep(key, outcome)
+    const outcome = await rewrite(doc.body, format, req.project, rules, req.kind === 'legacy_json' ? req.version : null)
+    if (req.kind === 'simple_project' && index.sameOrigin) remember(key, outcome)
     if (outcome.kind === 'withheld_all')
       return refuse(ctx, outcome.detail, { ...pkg, withheld: outcome.withheld.length })
     if (outcome.kind !== 'rewritten') return refuse(ctx, 'unreadable_metadata', pkg)
@@ -260,13 +244,16 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
   }
 }
 
-type Rewriter = (
-  bytes: Buffer,
-  format: RewriteFormat,
-  name: string,
-  rules: PackageRules,
-  version: string | null,
-) => Promise<RewriteOutcome>
+/**
+ * What the rules say before any metadata is read: a package denied or not allowed (by name, or this
+ * version by entry) is refused; one from which no version can be withheld passes untouched. Null: read on.
+ */
+function judgeByName(ctx: GateContext, pkg: PackageFacts): PackageGateOutcome | null {
+  const rules = ctx.control.rules
+  const admitted = rules.admits(pkg.name, pkg.version)
+  if (!admitted.ok) return refuse(ctx, admitted.detail, pkg)
+  return rules.filtersVersions(pkg.name) ? null : { kind: 'pass', pkg }
+}
 
 interface GateContext {
   readonly req: IncomingMessage

@@ -3,13 +3,12 @@ import { request as httpsRequest } from 'node:https'
 import { connect as netConnect, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { connect as tlsConnect, type SecureContext } from 'node:tls'
-import { formatAuthority } from '../net/host.js'
 import { mapSocketError } from '../net/dial.js'
 import type { DenyDecision } from '../policy/types.js'
 import { buildCloseRecord } from '../telemetry/events.js'
 import { denialContext, settle } from './decision-point.js'
 import type { ProxyDeps } from './deps.js'
-import { endToEnd, VIA } from './forward.js'
+import { addProxyFields, endToEnd, VIA } from './forward.js'
 import { decideHttpRequest, type RequestChannel } from './request-flow.js'
 import { respondBadRequest, respondRawDenial } from './respond.js'
 import type { TrackedConn } from './tracker.js'
@@ -53,19 +52,8 @@ export async function relayUpgrade(
   if (!pass)
     return respondRawDenial(client, verdict.decision as DenyDecision, denialContext(facts, req.headers, verdict.query))
   const headers = endToEnd(req.rawHeaders, new Set(['host', 'via']))
-  const defaultPort = target.tls ? 443 : 80
-  headers.push(
-    'host',
-    target.port === defaultPort
-      ? formatAuthority(target.host, 0).replace(/:0$/, '')
-      : formatAuthority(target.host, target.port),
-    'via',
-    req.headers.via ? `${req.headers.via}, ${VIA}` : VIA,
-    'connection',
-    'Upgrade',
-    'upgrade',
-    'websocket',
-  )
+  addProxyFields(headers, target, req.headers.via)
+  headers.push('connection', 'Upgrade', 'upgrade', 'websocket')
   const cfg = deps.config().upstream
   const tls = deps.forwarder.tlsContext
   const options = {
