@@ -10,9 +10,10 @@ import { effectiveMode, explainsDenials } from '../policy/compiled.js'
 import type { CompiledAgent } from '../policy/types.js'
 import { normalizePath, splitTarget } from '../net/url-path.js'
 import type { DenyDecision } from '../policy/types.js'
-import { buildCloseRecord, newRequestId, type DecisionFacts } from '../telemetry/events.js'
+import { newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import { connStateOf } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
+import { recordUnused } from './connection.js'
 import { applyLimits, denialContext, passes, settle } from './decision-point.js'
 import { readClientHello, TLS_ALERT_UNRECOGNIZED_NAME, type HelloOutcome } from './client-hello-reader.js'
 import { respondBadRequest, respondConnectDenial, respondDenial } from './respond.js'
@@ -126,8 +127,7 @@ export async function handleConnect(
   socket.write(ESTABLISHED)
   const hello = await readClientHello(socket, head, cfg.upstream.headerTimeoutMs)
   // After the 200 the connection was let through: however it ends from here, it gets its close record.
-  const closeUnused = (): void =>
-    deps.bus.publish(buildCloseRecord({ id, agent, host: authority.host, ...sb }, 0, 0, state.acceptedAtMs))
+  const closeUnused = (): void => recordUnused(deps, { id, agent, host: authority.host, ...sb }, state.acceptedAtMs)
   if (hello.kind === 'closed') {
     // The client left before saying anything: the CONNECT itself was allowed, nothing flowed, and no
     // bytes were handled (tunnelled or intercepted), so `tls` stays null.

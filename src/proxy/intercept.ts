@@ -2,12 +2,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net'
 import { TLSSocket } from 'node:tls'
 import type { Mode } from '../policy/types.js'
-import { buildCloseRecord } from '../telemetry/events.js'
 import type { LeafCertCache } from '../tls/leaf-certs.js'
 import type { Credential } from '../identity/authenticate.js'
-import { limiterKey } from '../identity/sandbox-auth.js'
 import type { ProxyDeps } from './deps.js'
-import type { TrackedConn } from './tracker.js'
+import { openConnection } from './connection.js'
 import { answerHttpRequest, decideHttpRequest, type ConnectChannel, type RequestChannel } from './request-flow.js'
 import { respondBadRequest } from './respond.js'
 import { answerClientError, awaitNextHead, expectContinue, inTurn, MAX_HEADER_BYTES } from './server.js'
@@ -143,26 +141,24 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     client.setTimeout(upstream.idleTimeoutMs, () => client.destroy())
     // bytes_per_day counts the client connection's bytes (TLS framing included): every second while open
     // (the sweep in app.ts), the rest at close.
-    const tracked: TrackedConn = {
-      agent: ctx.agent,
-      host: ctx.host,
-      port: ctx.port,
-      via: 'intercept',
-      address: ctx.address,
-      pinned: ctx.pinned,
-      srcIp: ctx.srcIp,
+    const connection = openConnection(deps, {
+      facts: ctx,
       credential: ctx.credential,
-      close: () => client.destroy(),
-      bytesMoved: () => client.bytesRead + client.bytesWritten,
-      bytesCounted: 0,
-    }
-    const untrack = deps.tracker.add(tracked)
-    client.once('close', () => {
-      untrack()
-      const moved = client.bytesRead + client.bytesWritten - (tracked.bytesCounted ?? 0)
-      deps.limiter.addBytes(limiterKey(ctx.agent, ctx.credential), moved)
-      deps.bus.publish(buildCloseRecord(ctx, client.bytesRead, client.bytesWritten, startedAt))
+      startedAtMs: startedAt,
+      moved: () => [client.bytesRead, client.bytesWritten],
+      track: {
+        agent: ctx.agent,
+        host: ctx.host,
+        port: ctx.port,
+        via: 'intercept',
+        address: ctx.address,
+        pinned: ctx.pinned,
+        srcIp: ctx.srcIp,
+        credential: ctx.credential,
+        close: () => client.destroy(),
+      },
     })
+    client.once('close', () => connection.finish())
     return {
       hold: () => client.setTimeout(0),
       release: () => client.destroyed || client.setTimeout(upstream.idleTimeoutMs),

@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Handling } from '../policy/decide.js'
 import type { Decision, DenyDecision } from '../policy/types.js'
-import { buildCloseRecord, type DecisionFacts } from '../telemetry/events.js'
-import { limiterKeyOf } from '../identity/sandbox-auth.js'
+import { type DecisionFacts } from '../telemetry/events.js'
 import type { ProxyDeps } from './deps.js'
+import { openConnection } from './connection.js'
 import { denialContext, settle } from './decision-point.js'
 import { resolveInjections, sendContinue, VIA, type ForwardTarget } from './forward.js'
 import type { GateAnswer } from './package-gate.js'
@@ -281,14 +281,15 @@ function countAndRecordClose(
   facts: DecisionFacts,
   bodyRead: number,
 ): void {
-  const startedAt = Date.now()
   const socket = req.socket
   const readAtStart = socket.bytesRead - bodyRead
   const writtenAtStart = socket.bytesWritten
-  res.once('close', () => {
-    const bytesUp = Math.max(0, socket.bytesRead - readAtStart)
-    const bytesDown = Math.max(0, socket.bytesWritten - writtenAtStart)
-    if (facts.agent !== null) deps.limiter.addBytes(limiterKeyOf(facts.agent, facts.sandbox), bytesUp + bytesDown)
-    deps.bus.publish(buildCloseRecord(facts, bytesUp, bytesDown, startedAt))
+  const connection = openConnection(deps, {
+    facts,
+    credential: undefined,
+    startedAtMs: Date.now(),
+    moved: () => [Math.max(0, socket.bytesRead - readAtStart), Math.max(0, socket.bytesWritten - writtenAtStart)],
+    track: null,
   })
+  res.once('close', () => connection.finish())
 }

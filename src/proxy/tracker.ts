@@ -23,12 +23,8 @@ export interface TrackedConn {
    */
   readonly request?: { readonly method: string; readonly path: string; readonly scheme: 'http' | 'https' }
   close(): void
-  /**
-   * Bytes moved so far on the connection, both ways, and how many of them were already counted
-   * towards bytes_per_day (by the periodic sweep while open; the rest is counted at close).
-   */
-  readonly bytesMoved?: () => number
-  bytesCounted?: number
+  /** Count what the connection moved since the last count towards bytes_per_day (connection.ts). */
+  account(): void
 }
 
 export interface TunnelTracker {
@@ -65,17 +61,10 @@ export function sweepTunnelBytes(
 ): TrackedConn[] {
   const closed: TrackedConn[] = []
   for (const conn of [...tracker.all()]) {
-    if (!conn.bytesMoved) continue
-    const moved = conn.bytesMoved()
-    const delta = moved - (conn.bytesCounted ?? 0)
-    // A sandbox's bytes count towards its own budget (the template's limits, per sandbox).
-    const key = limiterKey(conn.agent, conn.credential)
-    if (delta > 0) {
-      limiter.addBytes(key, delta)
-      conn.bytesCounted = moved
-    }
+    conn.account()
     const limits = limitsOf(conn.agent)
-    if (limits && limiter.bytesExhausted(key, limits)) {
+    // A sandbox's bytes count towards its own budget (the template's limits, per sandbox).
+    if (limits && limiter.bytesExhausted(limiterKey(conn.agent, conn.credential), limits)) {
       conn.close()
       closed.push(conn)
     }

@@ -1,9 +1,7 @@
 import type { OnReadOpts, Socket } from 'node:net'
 import type { Credential } from '../identity/authenticate.js'
-import { limiterKey } from '../identity/sandbox-auth.js'
-import { buildCloseRecord } from '../telemetry/events.js'
 import type { ProxyDeps } from './deps.js'
-import type { TrackedConn } from './tracker.js'
+import { openConnection } from './connection.js'
 
 export interface TunnelInfo {
   readonly id: string
@@ -136,20 +134,24 @@ export function spliceTunnel(
     client.destroy()
     upstream.destroy()
   }
-  const tracked: TrackedConn = {
-    agent: info.agent,
-    host: info.host,
-    port: info.port,
-    via: 'tunnel',
-    address: info.address,
-    pinned: info.pinned,
-    srcIp: info.srcIp,
+  const connection = openConnection(deps, {
+    facts: info,
     credential: info.credential,
-    close,
-    bytesMoved: () => upstream.bytesWritten + upstream.bytesRead,
-    bytesCounted: 0,
-  }
-  const untrack = deps.tracker.add(tracked)
+    startedAtMs: info.startedAtMs,
+    // What the upstream socket wrote went up; what it read came down.
+    moved: () => [upstream.bytesWritten, upstream.bytesRead],
+    track: {
+      agent: info.agent,
+      host: info.host,
+      port: info.port,
+      via: 'tunnel',
+      address: info.address,
+      pinned: info.pinned,
+      srcIp: info.srcIp,
+      credential: info.credential,
+      close,
+    },
+  })
   let open = 2
   const onClose = (): void => {
     open -= 1
@@ -157,10 +159,7 @@ export function spliceTunnel(
       setTimeout(close, 5000).unref()
       return
     }
-    untrack()
-    const moved = upstream.bytesWritten + upstream.bytesRead - (tracked.bytesCounted ?? 0)
-    deps.limiter.addBytes(limiterKey(info.agent, info.credential), moved)
-    deps.bus.publish(buildCloseRecord(info, upstream.bytesWritten, upstream.bytesRead, info.startedAtMs))
+    connection.finish()
   }
   // `on`, not `once`: these fire once anyway, and each once() costs a wrapper per tunnel.
   client.on('close', onClose)

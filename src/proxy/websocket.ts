@@ -5,15 +5,13 @@ import type { Duplex } from 'node:stream'
 import { connect as tlsConnect, type SecureContext } from 'node:tls'
 import { mapSocketError } from '../net/dial.js'
 import type { DenyDecision } from '../policy/types.js'
-import { buildCloseRecord } from '../telemetry/events.js'
 import { denialContext, settle } from './decision-point.js'
 import type { ProxyDeps } from './deps.js'
+import { openConnection } from './connection.js'
 import { addProxyFields, endToEnd, VIA } from './forward.js'
 import { decideHttpRequest, type RequestChannel } from './request-flow.js'
 import { respondBadRequest, respondRawDenial } from './respond.js'
-import type { TrackedConn } from './tracker.js'
 import type { Credential } from '../identity/authenticate.js'
-import { limiterKey } from '../identity/sandbox-auth.js'
 
 /**
  * WebSocket (`Upgrade: websocket`) through the proxy, on every flow (absolute-form on the listener,
@@ -134,7 +132,7 @@ function splice(
   client.setTimeout(deps.config().upstream.idleTimeoutMs, close)
   const up0 = client.bytesRead
   const down0 = client.bytesWritten
-  const tracked: TrackedConn = {
+  const track = {
     agent: facts.agent ?? '',
     host: facts.host,
     port: facts.port,
@@ -145,21 +143,17 @@ function splice(
     credential,
     request: { method: facts.method, path: facts.path ?? '/', scheme: facts.scheme },
     close,
-    bytesMoved: () => client.bytesRead - up0 + client.bytesWritten - down0,
-    bytesCounted: 0,
-  }
-  const untrack = deps.tracker.add(tracked)
-  let done = false
+  } as const
+  const connection = openConnection(deps, {
+    facts,
+    credential,
+    startedAtMs: startedAt,
+    moved: () => [client.bytesRead - up0, client.bytesWritten - down0],
+    track,
+  })
   const finish = (): void => {
-    if (done) return
-    done = true
-    untrack()
     close()
-    const bytesUp = client.bytesRead - up0
-    const bytesDown = client.bytesWritten - down0
-    if (facts.agent !== null)
-      deps.limiter.addBytes(limiterKey(facts.agent, credential), bytesUp + bytesDown - (tracked.bytesCounted ?? 0))
-    deps.bus.publish(buildCloseRecord(facts, bytesUp, bytesDown, startedAt))
+    connection.finish()
   }
   client.once('close', finish)
   upstream.once('close', finish)
