@@ -57,6 +57,11 @@ export interface Ledger {
   /** Give back the last admission (a held token, or one admitted on its own). */
   refund(e: LedgerEntry): void
   addBytes(e: LedgerEntry, n: number): void
+  /**
+   * Forget agents idle for longer than `idleMs` with nothing left to report (sandboxes come and go:
+   * each is a key of its own). Returns the ids forgotten.
+   */
+  prune(now: number, idleMs: number): string[]
   readonly usage: SharedUsage
 }
 
@@ -293,6 +298,24 @@ export function createLedger(clock: () => number): Ledger {
     addBytes(e, n) {
       e.bytes.local += n
       e.bytes.unsynced += n
+    },
+    prune(now, idleMs) {
+      const gone: string[] = []
+      for (const [agentId, e] of agents) {
+        if (now - e.activity.lastActiveMs <= idleMs) continue
+        // Counts owed to the shared ledger (without sharing nothing is ever reported: nothing is owed).
+        const pending =
+          m.shared &&
+          (e.requests.unsynced > 0 ||
+            e.requests.inflight > 0 ||
+            e.bytes.unsynced > 0 ||
+            e.bytes.inflight > 0 ||
+            e.tokens.held > 0)
+        if (pending) continue
+        agents.delete(agentId)
+        gone.push(agentId)
+      }
+      return gone
     },
     usage,
   }

@@ -56,13 +56,26 @@ function deny(detail: LimitDetail, retryAfterS: number): DenyDecision {
   return { verdict: 'deny', reason: 'denied_rate_limited', ruleId: null, detail, retryAfterS }
 }
 
+/**
+ * Agents (above all sandboxes, a key each) idle longer than this are forgotten: past a UTC day their
+ * bytes_per_day no longer counts, and an idle minute has refilled their bucket.
+ */
+export const FORGET_IDLE_MS = 25 * 3600_000
+const PRUNE_EVERY_MS = 10 * 60_000
+
 export function createLimiter(opts: { now?: () => number } = {}): Limiter {
   const clock = opts.now ?? Date.now
   const ledger = createLedger(clock)
   const local = createLocalLimits()
   const denied: Record<LimitDetail, number> = { requests_per_minute: 0, bytes_per_day: 0, concurrent_connections: 0 }
+  let prunedAt = clock()
 
   function admitRequest(agentId: string, limits: AgentLimits, now = clock()): Admission {
+    // Pruning rides on requests (no timer): a proxy that serves nothing grows nothing.
+    if (now - prunedAt > PRUNE_EVERY_MS) {
+      prunedAt = now
+      for (const gone of ledger.prune(now, FORGET_IDLE_MS)) local.forget(gone)
+    }
     const e = ledger.current(agentId, now)
     e.activity.lastActiveMs = now
     if (limits.bytesPerDay !== null && ledger.bytesUsed(e) >= limits.bytesPerDay) {

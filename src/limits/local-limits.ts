@@ -22,6 +22,8 @@ export interface LocalLimits {
   acquire(agentId: string, max: number | null): Release | null
   /** Open connections, every agent. */
   connections(): number
+  /** Drop the agent's bucket unless it holds a connection (it is rebuilt full if the agent returns). */
+  forget(agentId: string): void
 }
 
 const OK: TakeResult = Object.freeze({ ok: true })
@@ -67,5 +69,8 @@ export function createLocalLimits(): LocalLimits {
       }
     },
     connections: () => connections,
+    forget(agentId) {
+      if ((agents.get(agentId)?.conns ?? 0) === 0) agents.delete(agentId)
+    },
   }
 }

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createLimiter, type Admission, type Limiter } from '../../../src/limits/limiter.js'
+import { createLimiter, FORGET_IDLE_MS, type Admission, type Limiter } from '../../../src/limits/limiter.js'
 import type { UsageTotals } from '../../../src/limits/shared-usage.js'
 import { secondsToUtcMidnight, utcDay } from '../../../src/limits/windows.js'
 import type { AgentLimits, DenyDecision } from '../../../src/policy/types.js'
@@ -477,3 +477,23 @@ t.test(
     t.pass('refunding an unknown agent is a no-op')
   },
 )
+
+t.test('idle agents are forgotten after a day, unless they hold a connection or owe a report', async (t) => {
+  let now = Date.UTC(2026, 0, 1, 12)
+  const limiter = createLimiter({ now: () => now })
+  const limits: AgentLimits = { requestsPerMinute: 5, concurrentConnections: 1, bytesPerDay: null }
+  for (const sandbox of ['ci+s1', 'ci+s2', 'ci+s3']) t.equal(limiter.admitRequest(sandbox, limits).ok, true)
+  const held = limiter.acquireConnection('ci+s3', limits)
+  t.equal(typeof held, 'function')
+  t.equal(limiter.stats().agents, 3)
+  now += FORGET_IDLE_MS + 11 * 60_000
+  t.equal(limiter.admitRequest('ci+s4', limits).ok, true, 'the request that triggers the prune is admitted')
+  // s1 and s2 are gone from the ledger; s3 is gone from the ledger too, but its open slot is kept.
+  t.equal(limiter.stats().agents, 1)
+  t.equal(limiter.stats().connections, 1)
+  t.equal(typeof limiter.acquireConnection('ci+s3', limits), 'object', 'the open slot still counts')
+  ;(held as () => void)()
+  // A forgotten agent comes back with a full bucket.
+  for (let i = 0; i < 5; i++) t.equal(limiter.admitRequest('ci+s1', limits).ok, true)
+  t.match(limiter.admitRequest('ci+s1', limits), { reason: 'denied_rate_limited' })
+})
