@@ -84,7 +84,14 @@ export async function passRequest(
 function approvedByAdmin(deps: ProxyDeps, facts: DecisionFacts): boolean {
   const list = facts.agent === null ? undefined : deps.approvals().get(facts.agent)
   if (list === undefined || facts.agent === null) return false
-  const f = { agent: facts.agent, method: facts.method, host: facts.host, port: facts.port, path: facts.path }
+  const f = {
+    agent: facts.agent,
+    method: facts.method,
+    host: facts.host,
+    port: facts.port,
+    path: facts.path,
+    sandbox: facts.sandbox ?? null,
+  }
   const now = Date.now()
   return list.some((a) => approvalCovers(a, f, now))
 }
