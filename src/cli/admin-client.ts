@@ -6,6 +6,7 @@
  */
 import { userInfo } from 'node:os'
 import { readFile } from 'node:fs/promises'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { loadConfig, resolveConfigPath } from '../config/load.js'
 import type { RuntimeConfig } from '../config/types.js'
 import { PortcullisError } from '../errors.js'
@@ -179,6 +180,29 @@ export function createAdminClient(target: AdminTarget): AdminClient {
       return res.body
     },
   }
+}
+
+/** The flags of every verb that reads a running instance: where it is (`--admin`, `--config`) and `--json`. */
+const ADMIN_VERB_FLAGS = {
+  admin: { type: 'string' },
+  config: { type: 'string' },
+  json: { type: 'boolean', default: false },
+} as const
+
+/**
+ * Such a verb's argv (node:util parseArgs, strict): its own options plus ADMIN_VERB_FLAGS. The
+ * positionals are the verb's to check.
+ */
+export function parseAdminVerbArgs<O extends NonNullable<ParseArgsConfig['options']>>(
+  args: readonly string[],
+  options: O,
+) {
+  return parseArgs({
+    args: [...args],
+    options: { ...ADMIN_VERB_FLAGS, ...options },
+    allowPositionals: true,
+    strict: true,
+  })
 }
 
 export async function connectAdmin(

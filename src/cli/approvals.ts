@@ -1,5 +1,4 @@
-import { parseArgs } from 'node:util'
-import { connectAdmin, whoami } from './admin-client.js'
+import { connectAdmin, parseAdminVerbArgs, whoami } from './admin-client.js'
 import { EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
 
 interface Listed {
@@ -20,23 +19,15 @@ function left(s: number): string {
 
 /** List current approvals, or revoke one with --revoke ID. */
 export const run: CliVerb = async (args, io) => {
-  const { values, positionals } = parseArgs({
-    args: [...args],
-    options: {
-      revoke: { type: 'string' },
-      by: { type: 'string' },
-      admin: { type: 'string' },
-      config: { type: 'string' },
-      json: { type: 'boolean', default: false },
-    },
-    allowPositionals: true,
-    strict: true,
+  const { values, positionals } = parseAdminVerbArgs(args, {
+    revoke: { type: 'string' },
+    by: { type: 'string' },
   })
   if (positionals.length > 0) {
     io.stderr('usage: portcullis approvals [--revoke ID [--by NAME]] [--json] [--admin URL] [--config F]\n')
     return EXIT_USAGE
   }
-  const client = await connectAdmin({ admin: values.admin, config: values.config }, io.env)
+  const client = await connectAdmin(values, io.env)
   if (values.revoke) {
     await client.request(
       'DELETE',

@@ -1,7 +1,6 @@
-import { parseArgs } from 'node:util'
 import { parseDurationMs } from '../config/duration.js'
 import { MAX_APPROVAL_TTL_MS } from '../policy/approvals.js'
-import { connectAdmin, whoami } from './admin-client.js'
+import { connectAdmin, parseAdminVerbArgs, whoami } from './admin-client.js'
 import { EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
 
 const USAGE =
@@ -22,21 +21,13 @@ interface ApprovalAnswer {
 
 /** Turn a blocked request into a scoped, expiring approval through the admin API. */
 export const run: CliVerb = async (args, io) => {
-  const { values, positionals } = parseArgs({
-    args: [...args],
-    options: {
-      scope: { type: 'string', default: 'exact' },
-      ttl: { type: 'string' },
-      reason: { type: 'string', default: '' },
-      by: { type: 'string' },
-      admin: { type: 'string' },
-      config: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      // A request a sandbox made: approve it for that sandbox alone, not every sandbox of its agent.
-      'sandbox-only': { type: 'boolean', default: false },
-    },
-    allowPositionals: true,
-    strict: true,
+  const { values, positionals } = parseAdminVerbArgs(args, {
+    scope: { type: 'string', default: 'exact' },
+    ttl: { type: 'string' },
+    reason: { type: 'string', default: '' },
+    by: { type: 'string' },
+    // A request a sandbox made: approve it for that sandbox alone, not every sandbox of its agent.
+    'sandbox-only': { type: 'boolean', default: false },
   })
   const requestId = positionals[0]
   if (!requestId || positionals.length > 1 || !['exact', 'host', 'path-prefix'].includes(values.scope)) {
@@ -48,7 +39,7 @@ export const run: CliVerb = async (args, io) => {
     io.stderr(`portcullis approve: --ttl '${values.ttl}' is not a duration like 30m, 2h or 7d, at most 90d\n${USAGE}`)
     return EXIT_USAGE
   }
-  const client = await connectAdmin({ admin: values.admin, config: values.config }, io.env)
+  const client = await connectAdmin(values, io.env)
   const body = {
     request_id: requestId,
     scope: values.scope,

@@ -1,9 +1,14 @@
 import { setTimeout as delay } from 'node:timers/promises'
-import { parseArgs } from 'node:util'
 import { isQueryError, parseEventQuery } from '../admin/event-query.js'
 import { PortcullisError } from '../errors.js'
 import type { DecisionRecord, TelemetryRecord } from '../telemetry/events.js'
-import { connectAdmin, createSseParser, isTransientAdminError, type AdminClient } from './admin-client.js'
+import {
+  connectAdmin,
+  createSseParser,
+  isTransientAdminError,
+  parseAdminVerbArgs,
+  type AdminClient,
+} from './admin-client.js'
 import { EXIT_OK, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
 
 const USAGE =
@@ -139,23 +144,15 @@ async function follow(
 
 /** The verb with an explicit stop signal (tests pass their own; `run` uses SIGINT). */
 export async function runBlocked(args: readonly string[], io: CliIo, signal: AbortSignal): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: [...args],
-    options: {
-      agent: { type: 'string' },
-      host: { type: 'string' },
-      reason: { type: 'string' },
-      sandbox: { type: 'string' },
-      label: { type: 'string', multiple: true },
-      since: { type: 'string' },
-      limit: { type: 'string' },
-      follow: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      admin: { type: 'string' },
-      config: { type: 'string' },
-    },
-    strict: true,
-    allowPositionals: true,
+  const { values, positionals } = parseAdminVerbArgs(args, {
+    agent: { type: 'string' },
+    host: { type: 'string' },
+    reason: { type: 'string' },
+    sandbox: { type: 'string' },
+    label: { type: 'string', multiple: true },
+    since: { type: 'string' },
+    limit: { type: 'string' },
+    follow: { type: 'boolean', default: false },
   })
   const params = filterParams(values)
   const listParams = new URLSearchParams(params)
@@ -169,7 +166,7 @@ export async function runBlocked(args: readonly string[], io: CliIo, signal: Abo
     )
     return EXIT_USAGE
   }
-  const client = await connectAdmin({ admin: values.admin, config: values.config }, io.env)
+  const client = await connectAdmin(values, io.env)
   const page = await client.request<{ events: TelemetryRecord[] }>('GET', `/api/events?${listParams.toString()}`)
   const denials = page.events.filter(isDeny).reverse()
   if (denials.length === 0 && !values.json && !values.follow) {

@@ -16,6 +16,14 @@ import type { DecisionRecord, TelemetryRecord } from '../telemetry/events.js'
 import { readEvents } from '../telemetry/redis-events.js'
 import { connectAdmin } from './admin-client.js'
 
+/** The flags of the verbs that read records here (`suggest`, `replay`): whose, when, and from where. */
+export const RECORD_FLAGS = {
+  agent: { type: 'string' },
+  since: { type: 'string' },
+  until: { type: 'string' },
+  source: { type: 'string', default: 'admin' },
+} as const
+
 export interface RecordQuery {
   /** `admin`, `redis`, a log file, or `-` (stdin). */
   readonly source: string

@@ -6,33 +6,23 @@
  * facts rather than what the record shows. Exit 1 with `--fail-on-new-denials` when something that
  * passed would now be denied; 2 on usage or config errors.
  */
-import { parseArgs } from 'node:util'
 import { resolveConfigPath } from '../config/load.js'
 import { replayRecords, MISSING_FACTS, type FlipGroup, type ReplayReport } from '../lifecycle/replay.js'
+import { parseAdminVerbArgs } from './admin-client.js'
 import { loadOrReport } from './check.js'
 import { EXIT_DENIED, EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
-import { readDecisionRecords } from './record-source.js'
+import { readDecisionRecords, RECORD_FLAGS } from './record-source.js'
 import { timeWindow } from './suggest.js'
 
 const USAGE =
   'usage: portcullis replay --config NEW [--against OLD] [--since 24h] [--until T] [--agent A] [--source admin|redis|FILE] [--fail-on-new-denials] [--json] [--admin URL]\n'
 
 export const run: CliVerb = async (args, io) => {
-  const { values, positionals } = parseArgs({
-    args: [...args],
-    options: {
-      config: { type: 'string' },
-      against: { type: 'string' },
-      since: { type: 'string' },
-      until: { type: 'string' },
-      agent: { type: 'string' },
-      source: { type: 'string', default: 'admin' },
-      'fail-on-new-denials': { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      admin: { type: 'string' },
-    },
-    strict: true,
-    allowPositionals: true,
+  // --config names NEW here, the policy to decide under (the records come from --source).
+  const { values, positionals } = parseAdminVerbArgs(args, {
+    ...RECORD_FLAGS,
+    against: { type: 'string' },
+    'fail-on-new-denials': { type: 'boolean', default: false },
   })
   const window = timeWindow(values.since, values.until, '24h')
   if (positionals.length > 0 || typeof window === 'string') {

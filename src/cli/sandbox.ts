@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util'
 import { parseDurationMs } from '../config/duration.js'
 import { loadConfig, resolveConfigPath } from '../config/load.js'
 import { PortcullisError } from '../errors.js'
@@ -11,7 +10,7 @@ import {
 } from '../identity/sandbox-issue.js'
 import type { Revocation } from '../sandboxes/revocation-store.js'
 import type { SeenSandbox } from '../sandboxes/seen.js'
-import { connectAdmin, whoami } from './admin-client.js'
+import { connectAdmin, parseAdminVerbArgs, whoami } from './admin-client.js'
 import { EXIT_OK, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
 
 const USAGE = `usage: portcullis sandbox issue --agent A --ttl 2h [--label k=v]… [--proxy HOST:PORT] [--json]
@@ -46,19 +45,11 @@ function usage(io: CliIo, message: string): number {
 }
 
 async function issue(args: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: [...args],
-    options: {
-      agent: { type: 'string' },
-      ttl: { type: 'string' },
-      label: { type: 'string', multiple: true, default: [] },
-      proxy: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      admin: { type: 'string' },
-      config: { type: 'string' },
-    },
-    allowPositionals: true,
-    strict: true,
+  const { values, positionals } = parseAdminVerbArgs(args, {
+    agent: { type: 'string' },
+    ttl: { type: 'string' },
+    label: { type: 'string', multiple: true, default: [] },
+    proxy: { type: 'string' },
   })
   if (positionals.length > 0) return usage(io, `unexpected argument '${positionals[0]}'`)
   if (values.agent === undefined || values.ttl === undefined) return usage(io, 'issue needs --agent and --ttl')
@@ -88,7 +79,7 @@ async function issue(args: readonly string[], io: CliIo): Promise<number> {
     // A key variable that is set but unusable is a mistake to report, not a reason to ask the API.
     const bad = keys.problems.find((p) => !p.endsWith('is not set'))
     if (bad !== undefined) throw new PortcullisError('PC_ERR_USAGE', bad)
-    const client = await connectAdmin({ admin: values.admin, config: values.config }, io.env)
+    const client = await connectAdmin(values, io.env)
     sandbox = await client.request<IssuedSandbox>('POST', '/api/sandboxes', {
       agent: values.agent,
       ttl: values.ttl,
@@ -123,21 +114,13 @@ function formatIssued(s: IssuedSandbox, offline: boolean): string {
 }
 
 async function revoke(args: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: [...args],
-    options: {
-      reason: { type: 'string', default: '' },
-      by: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      admin: { type: 'string' },
-      config: { type: 'string' },
-    },
-    allowPositionals: true,
-    strict: true,
+  const { values, positionals } = parseAdminVerbArgs(args, {
+    reason: { type: 'string', default: '' },
+    by: { type: 'string' },
   })
   const id = positionals[0]
   if (id === undefined || positionals.length > 1) return usage(io, 'revoke takes one sandbox id')
-  const client = await connectAdmin({ admin: values.admin, config: values.config }, io.env)
+  const client = await connectAdmin(values, io.env)
   const q = new URLSearchParams({ by: values.by ?? whoami(io.env) })
   if (values.reason) q.set('reason', values.reason)
   const r = await client.request<Revocation & { already?: boolean }>(
@@ -155,18 +138,9 @@ async function revoke(args: readonly string[], io: CliIo): Promise<number> {
 }
 
 async function list(args: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: [...args],
-    options: {
-      json: { type: 'boolean', default: false },
-      admin: { type: 'string' },
-      config: { type: 'string' },
-    },
-    allowPositionals: true,
-    strict: true,
-  })
+  const { values, positionals } = parseAdminVerbArgs(args, {})
   if (positionals.length > 0) return usage(io, `unexpected argument '${positionals[0]}'`)
-  const client = await connectAdmin({ admin: values.admin, config: values.config }, io.env)
+  const client = await connectAdmin(values, io.env)
   const out = await client.request<{ sandboxes: SeenSandbox[]; revoked: Revocation[]; source: string }>(
     'GET',
     '/api/sandboxes',

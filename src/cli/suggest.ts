@@ -8,16 +8,16 @@
  */
 import { readFile } from 'node:fs/promises'
 import { relative } from 'node:path'
-import { parseArgs } from 'node:util'
 import { isQueryError, parseEventQuery } from '../admin/event-query.js'
 import { parseConfigText, readDenyFiles, resolveConfigPath } from '../config/load.js'
 import type { RuntimeConfig } from '../config/types.js'
 import { suggestRules } from '../lifecycle/suggest.js'
 import { reportJson, reportSummary, reportText } from '../lifecycle/suggest-format.js'
 import { unifiedDiff } from '../lifecycle/unified-diff.js'
+import { parseAdminVerbArgs } from './admin-client.js'
 import { loadOrReport } from './check.js'
 import { EXIT_OK, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
-import { readDecisionRecords } from './record-source.js'
+import { readDecisionRecords, RECORD_FLAGS } from './record-source.js'
 
 const USAGE =
   'usage: portcullis suggest [--agent A | --group G] [--since 7d] [--until T] [--source admin|redis|FILE] [--diff] [--json] [--admin URL] [--config F]\n'
@@ -46,21 +46,10 @@ export async function compilerFor(
 }
 
 export const run: CliVerb = async (args, io) => {
-  const { values, positionals } = parseArgs({
-    args: [...args],
-    options: {
-      agent: { type: 'string' },
-      group: { type: 'string' },
-      since: { type: 'string' },
-      until: { type: 'string' },
-      source: { type: 'string', default: 'admin' },
-      diff: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      admin: { type: 'string' },
-      config: { type: 'string' },
-    },
-    strict: true,
-    allowPositionals: true,
+  const { values, positionals } = parseAdminVerbArgs(args, {
+    ...RECORD_FLAGS,
+    group: { type: 'string' },
+    diff: { type: 'boolean', default: false },
   })
   const window = timeWindow(values.since, values.until, '7d')
   const problem =

@@ -36,13 +36,8 @@ interface Span {
   paths: Set<string>
 }
 
-export interface FlipGroup {
-  readonly direction: Direction
-  readonly agent: string
-  readonly host: string
-  readonly port: number
-  readonly from: Verdict
-  readonly to: Verdict
+/** What the records of a group add up to. */
+export interface Coverage {
   readonly requests: number
   readonly records: number
   readonly firstSeen: string
@@ -52,17 +47,20 @@ export interface FlipGroup {
   readonly paths: readonly string[]
 }
 
-export interface UndeterminedGroup {
+export interface FlipGroup extends Coverage {
+  readonly direction: Direction
+  readonly agent: string
+  readonly host: string
+  readonly port: number
+  readonly from: Verdict
+  readonly to: Verdict
+}
+
+export interface UndeterminedGroup extends Coverage {
   readonly agent: string
   readonly host: string
   readonly port: number
   readonly missing: MissingFact
-  readonly requests: number
-  readonly records: number
-  readonly firstSeen: string
-  readonly lastSeen: string
-  readonly methods: readonly string[]
-  readonly paths: readonly string[]
 }
 
 export interface ReplayReport {
@@ -102,8 +100,8 @@ export function replayRecords(
   next: RuntimeConfig,
   against: RuntimeConfig | null = null,
 ): ReplayReport {
-  const flips = new Map<string, { group: Omit<FlipGroup, keyof Span>; span: Span }>()
-  const unknown = new Map<string, { group: Omit<UndeterminedGroup, keyof Span>; span: Span }>()
+  const flips = new Map<string, Tally<Omit<FlipGroup, keyof Coverage>>>()
+  const unknown = new Map<string, Tally<Omit<UndeterminedGroup, keyof Coverage>>>()
   const skipped = new Map<string, number>()
   const totals = { allowToDeny: 0, denyToAllow: 0, undetermined: 0, unchanged: 0, skipped: 0 }
   let requests = 0
@@ -145,12 +143,7 @@ export function replayRecords(
     if (fact !== null) {
       totals.undetermined += n
       const key = `${r.agent}|${r.host}|${r.port}|${fact}`
-      const g = unknown.get(key) ?? {
-        group: { agent: r.agent, host: r.host, port: r.port, missing: fact },
-        span: span(r),
-      }
-      unknown.set(key, g)
-      extend(g.span, r, n)
+      count(unknown, key, { agent: r.agent, host: r.host, port: r.port, missing: fact }, r, n)
       continue
     }
     if (same) {
@@ -162,22 +155,41 @@ export function replayRecords(
     if (direction === 'allow_to_deny') totals.allowToDeny += n
     else totals.denyToAllow += n
     const key = [direction, r.agent, r.host, r.port, from.reason, from.rule, to.reason, to.rule].join('|')
-    const g = flips.get(key) ?? {
-      group: { direction, agent: r.agent, host: r.host, port: r.port, from, to },
-      span: span(r),
-    }
-    flips.set(key, g)
-    extend(g.span, r, n)
+    count(flips, key, { direction, agent: r.agent, host: r.host, port: r.port, from, to }, r, n)
   }
-  const order = (a: { requests: number }, b: { requests: number }): number => b.requests - a.requests
   return {
     records: records.length,
     requests,
     totals,
-    flips: [...flips.values()].map(({ group, span }) => ({ ...group, ...close(span) })).sort(order),
-    undetermined: [...unknown.values()].map(({ group, span }) => ({ ...group, ...close(span) })).sort(order),
-    skipped: [...skipped].map(([reason, n]) => ({ reason, requests: n })).sort(order),
+    flips: summarize(flips),
+    undetermined: summarize(unknown),
+    skipped: [...skipped].map(([reason, n]) => ({ reason, requests: n })).sort(byRequests),
   }
+}
+
+/** A group being counted: what identifies it, and its records so far. */
+interface Tally<G> {
+  readonly group: G
+  readonly span: Span
+}
+
+/** Count record `r` (n requests) in the group under `key`, opening it with `group` if it is new. */
+function count<G>(groups: Map<string, Tally<G>>, key: string, group: G, r: DecisionRecord, n: number): void {
+  let g = groups.get(key)
+  if (g === undefined) {
+    g = { group, span: span(r) }
+    groups.set(key, g)
+  }
+  extend(g.span, r, n)
+}
+
+/** The groups with what their records add up to, most requests first. */
+function summarize<G>(groups: Map<string, Tally<G>>): Array<G & Coverage> {
+  return [...groups.values()].map(({ group, span }) => ({ ...group, ...close(span) })).sort(byRequests)
+}
+
+function byRequests(a: { requests: number }, b: { requests: number }): number {
+  return b.requests - a.requests
 }
 
 function span(r: DecisionRecord): Span {
@@ -193,7 +205,7 @@ function extend(s: Span, r: DecisionRecord, n: number): void {
   if (r.path !== null && r.method !== 'CONNECT' && s.paths.size < MAX_PATHS) s.paths.add(r.path)
 }
 
-function close(s: Span): Omit<FlipGroup, 'direction' | 'agent' | 'host' | 'port' | 'from' | 'to'> {
+function close(s: Span): Coverage {
   return {
     requests: s.requests,
     records: s.records,

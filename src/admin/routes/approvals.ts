@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { ServerResponse } from 'node:http'
 import { z } from 'zod'
 import type { ApprovalStore } from '../../approvals/store.js'
 import { isActive } from '../../approvals/store.js'
@@ -6,6 +6,7 @@ import { describeApproval, isApprovable, MAX_APPROVAL_TTL_MS, type Approval } fr
 import type { Bus } from '../../telemetry/bus.js'
 import { buildApprovalRecord, newRequestId, type DecisionRecord } from '../../telemetry/events.js'
 import { parseDurationMs } from '../../config/duration.js'
+import { actorParam, idParam, readBody } from '../route-input.js'
 import { sendJson, type Route } from '../server.js'
 
 export interface ApprovalRouteDeps {
@@ -17,8 +18,6 @@ export interface ApprovalRouteDeps {
   readonly now?: () => number
 }
 
-const MAX_BODY = 16 * 1024
-
 const CreateBody = z.strictObject({
   request_id: z.string().min(1).max(64),
   scope: z.enum(['exact', 'host', 'path-prefix']).default('exact'),
@@ -28,17 +27,6 @@ const CreateBody = z.strictObject({
   /** Made from a sandbox's request (SPEC §9): apply to that sandbox alone, not to every sandbox of its agent. */
   sandbox_only: z.boolean().default(false),
 })
-
-export async function readJson(req: IncomingMessage): Promise<unknown> {
-  let size = 0
-  const chunks: Buffer[] = []
-  for await (const c of req) {
-    size += (c as Buffer).length
-    if (size > MAX_BODY) throw new Error('body_too_large')
-    chunks.push(c as Buffer)
-  }
-  return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}')
-}
 
 /**
  * Run a store write; when the store cannot take it (Redis unreachable), answer 503 and say so
@@ -92,26 +80,16 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
       method: 'POST',
       path: '/api/approvals',
       handler: async (req, res) => {
-        let raw: unknown
-        try {
-          raw = await readJson(req)
-        } catch {
-          return sendJson(res, 400, { error: 'bad_body', message: 'send a JSON object of at most 16 KiB' })
-        }
-        const body = CreateBody.safeParse(raw)
-        if (!body.success)
-          return sendJson(res, 400, {
-            error: 'bad_request',
-            message: body.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '),
-          })
-        const ttlMs = body.data.ttl === undefined ? deps.defaultTtlMs : parseDurationMs(body.data.ttl)
+        const body = await readBody(req, res, CreateBody)
+        if (body === null) return
+        const ttlMs = body.ttl === undefined ? deps.defaultTtlMs : parseDurationMs(body.ttl)
         if (ttlMs === null || ttlMs <= 0 || ttlMs > MAX_APPROVAL_TTL_MS)
           return sendJson(res, 400, { error: 'bad_ttl', message: 'ttl is a duration like 30m, 2h or 7d, at most 90d' })
-        const record = await deps.findDecision(body.data.request_id)
+        const record = await deps.findDecision(body.request_id)
         if (!record)
           return sendJson(res, 404, {
             error: 'unknown_request',
-            message: `no decision record with id ${body.data.request_id} (it may have aged out of the ring)`,
+            message: `no decision record with id ${body.request_id} (it may have aged out of the ring)`,
           })
         if (record.decision !== 'deny' || record.agent === null || !isApprovable(record.reason)) {
           return sendJson(res, 409, {
@@ -119,7 +97,7 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
             message: `only policy denials (no rule, deny rule, port, method, path) of a known agent can be approved; this one is ${record.reason}`,
           })
         }
-        if (body.data.sandbox_only && record.sandbox === undefined)
+        if (body.sandbox_only && record.sandbox === undefined)
           return sendJson(res, 409, {
             error: 'not_a_sandbox_request',
             message: 'sandbox_only applies to a request made with a sandbox credential; this one was not',
@@ -129,16 +107,16 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
           id: newRequestId(),
           request_id: record.id,
           agent: record.agent,
-          scope: body.data.scope,
+          scope: body.scope,
           method: record.method,
           host: record.host,
           port: record.port,
           path: record.path,
           created_at: new Date(t).toISOString(),
           expires_at: new Date(t + ttlMs).toISOString(),
-          approved_by: body.data.approved_by ?? 'admin',
-          reason: body.data.reason,
-          ...(body.data.sandbox_only && record.sandbox !== undefined ? { sandbox: record.sandbox } : {}),
+          approved_by: body.approved_by ?? 'admin',
+          reason: body.reason,
+          ...(body.sandbox_only && record.sandbox !== undefined ? { sandbox: record.sandbox } : {}),
         }
         if (!(await storeAvailable(() => deps.store.add(approval), res))) return
         deps.bus.publish(buildApprovalRecord('create', approval, approval.approved_by, approval.reason))
@@ -149,12 +127,12 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
       method: 'DELETE',
       path: '/api/approvals/',
       handler: async (_req, res, url) => {
-        const id = decodeURIComponent(url.pathname.slice('/api/approvals/'.length))
+        const id = idParam(url, '/api/approvals/')
         const existing = deps.store.current().find((a) => a.id === id)
         let found = false
         if (!(await storeAvailable(async () => void (found = await deps.store.revoke(id)), res))) return
         if (!found) return sendJson(res, 404, { error: 'unknown_approval' })
-        const actor = (url.searchParams.get('by') ?? '').slice(0, 100) || 'admin'
+        const actor = actorParam(url)
         deps.bus.publish(buildApprovalRecord('revoke', existing ?? { id }, actor, 'revoked'))
         sendJson(res, 200, { revoked: id })
       },

@@ -7,8 +7,8 @@ import { CLOCK_SKEW_S, idTimeMs, SANDBOX_ID } from '../../identity/sandbox-token
 import type { RevocationStore, Revocation } from '../../sandboxes/revocation-store.js'
 import { summarizeSandboxes } from '../../sandboxes/seen.js'
 import type { TelemetryRecord } from '../../telemetry/events.js'
+import { actorParam, idParam, readBody } from '../route-input.js'
 import { sendJson, type Route } from '../server.js'
-import { readJson } from './approvals.js'
 
 export interface SandboxRouteDeps {
   readonly config: () => RuntimeConfig
@@ -54,18 +54,8 @@ export function sandboxRoutes(deps: SandboxRouteDeps): Route[] {
       method: 'POST',
       path: '/api/sandboxes',
       handler: async (req, res) => {
-        let raw: unknown
-        try {
-          raw = await readJson(req)
-        } catch {
-          return sendJson(res, 400, { error: 'bad_body', message: 'send a JSON object of at most 16 KiB' })
-        }
-        const body = IssueBody.safeParse(raw)
-        if (!body.success)
-          return sendJson(res, 400, {
-            error: 'bad_request',
-            message: body.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '),
-          })
+        const body = await readBody(req, res, IssueBody)
+        if (body === null) return
         const key = deps.keys().signing
         if (key === null)
           return sendJson(res, 503, {
@@ -77,7 +67,7 @@ export function sandboxRoutes(deps: SandboxRouteDeps): Route[] {
           cfg.policy,
           cfg.identity.maxSandboxTtlMs,
           key,
-          { agent: body.data.agent, ttlMs: parseDurationMs(body.data.ttl) ?? 0, labels: body.data.labels },
+          { agent: body.agent, ttlMs: parseDurationMs(body.ttl) ?? 0, labels: body.labels },
           deps.proxyAuthority(),
           now(),
         )
@@ -90,7 +80,7 @@ export function sandboxRoutes(deps: SandboxRouteDeps): Route[] {
             sandbox: s.id,
             labels: s.labels,
             expires_at: s.expires_at,
-            by: body.data.by ?? 'admin',
+            by: body.by ?? 'admin',
           },
           'sandbox credential issued',
         )
@@ -101,7 +91,7 @@ export function sandboxRoutes(deps: SandboxRouteDeps): Route[] {
       method: 'DELETE',
       path: '/api/sandboxes/',
       handler: async (_req, res, url) => {
-        const id = decodeURIComponent(url.pathname.slice('/api/sandboxes/'.length)).toUpperCase()
+        const id = idParam(url, '/api/sandboxes/').toUpperCase()
         if (!SANDBOX_ID.test(id))
           return sendJson(res, 400, {
             error: 'bad_id',
@@ -119,7 +109,7 @@ export function sandboxRoutes(deps: SandboxRouteDeps): Route[] {
           agent: seen?.agent ?? null,
           revoked_at: new Date(t).toISOString(),
           expires_at: new Date(Math.max(keptUntil, t)).toISOString(),
-          revoked_by: (url.searchParams.get('by') ?? '').slice(0, 100) || 'admin',
+          revoked_by: actorParam(url),
           reason: (url.searchParams.get('reason') ?? '').slice(0, 500),
         }
         try {

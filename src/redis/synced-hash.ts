@@ -1,0 +1,126 @@
+import type { Redis } from 'ioredis'
+import type { Logger } from 'pino'
+import type { Code } from '../codes.js'
+import type { EntryRules, KeyedEntry, KeyedStore } from '../stores/keyed-store.js'
+import type { RedisClient } from './client.js'
+
+/** What the owner of a store built on a synced hash may set (each store has its own default key and channel). */
+export interface RedisStoreOptions {
+  /** The hash: id → JSON. */
+  readonly key?: string
+  /** The pub/sub channel announcing changes. */
+  readonly channel?: string
+  /** Full resync period: a safety net for announcements missed while this instance was disconnected. */
+  readonly resyncMs?: number
+  readonly log: Logger
+  readonly now?: () => number
+}
+
+export interface SyncedHashOptions<T extends KeyedEntry> extends RedisStoreOptions, EntryRules<T> {
+  readonly key: string
+  readonly channel: string
+  /** The order `current()` lists entries in. */
+  readonly order: (a: T, b: T) => number
+  /** The operational log lines: Redis readable again (`ok`), and Redis unreadable (`failing`). */
+  readonly codes: { readonly ok: Code; readonly failing: Code }
+  /** What the entries are (`approvals`), and what the channel carries (`approval changes`), for those lines. */
+  readonly names: { readonly entries: string; readonly changes: string }
+}
+
+/**
+ * Entries shared by every instance: a Redis hash (id → JSON) plus a pub/sub channel announcing
+ * changes. Each instance keeps the whole set in memory (the data path reads it synchronously) and
+ * reloads it on every announcement, so a change applies everywhere within a second. Lapsed and
+ * unreadable entries are deleted as they are read. While Redis is unreachable the last known set
+ * stays in force and writes fail.
+ */
+export function createSyncedHash<T extends KeyedEntry>(client: RedisClient, opts: SyncedHashOptions<T>): KeyedStore<T> {
+  const { key, channel, log, codes, names } = opts
+  const now = opts.now ?? Date.now
+  let list: readonly T[] = []
+  const listeners: Array<() => void> = []
+  const refresh = async (): Promise<void> => {
+    const all = await client.hgetall(key)
+    const next: T[] = []
+    const lapsed: string[] = []
+    for (const [id, json] of Object.entries(all)) {
+      // A rule that throws on a shape it did not expect drops that entry like any unreadable one.
+      try {
+        const v: unknown = JSON.parse(json)
+        if (opts.isEntry(v) && opts.isLive(v, now())) next.push(v)
+        else lapsed.push(id)
+      } catch {
+        lapsed.push(id)
+      }
+    }
+    if (lapsed.length > 0) await client.hdel(key, ...lapsed)
+    next.sort(opts.order)
+    list = next
+    for (const l of listeners) l()
+  }
+  // Warn once per outage, not at every resync while Redis is away.
+  let failing = false
+  const safeRefresh = (): void => {
+    refresh().then(
+      () => {
+        if (failing) log.info({ code: codes.ok }, `${names.entries} read from Redis again`)
+        failing = false
+      },
+      (err: unknown) => {
+        if (!failing)
+          log.warn(
+            { code: codes.failing, err: String(err) },
+            `could not refresh ${names.entries} from Redis; keeping the last known set`,
+          )
+        failing = true
+      },
+    )
+  }
+  // The two duplicate() signatures (Redis, Cluster) are incompatible as a union; both take no arguments here.
+  const sub = (client as Redis).duplicate()
+  sub.on('error', () => undefined)
+  sub.on('message', (ch: string) => {
+    if (ch === channel) safeRefresh()
+  })
+  // Redis may be down at start or restart later: (re)subscribe and resync whenever the subscriber
+  // becomes ready (ioredis also restores the subscription; SUBSCRIBE twice is harmless), and resync
+  // when the command connection comes back, in case announcements were missed meanwhile.
+  sub.on('ready', () => {
+    sub
+      .subscribe(channel)
+      .then(safeRefresh, (err: unknown) =>
+        log.warn(
+          { code: codes.failing, err: String(err) },
+          `could not subscribe to ${names.changes}; retrying on reconnect`,
+        ),
+      )
+  })
+  client.on('ready', safeRefresh)
+  if (client.status === 'ready') safeRefresh()
+  const timer = setInterval(safeRefresh, opts.resyncMs ?? 5000)
+  timer.unref()
+  return {
+    current: () => list,
+    async add(entry) {
+      // HSETNX keeps the first entry of an id; HSET replaces it.
+      if (opts.keepFirst) await client.hsetnx(key, entry.id, JSON.stringify(entry))
+      else await client.hset(key, entry.id, JSON.stringify(entry))
+      await client.publish(channel, entry.id)
+      await refresh()
+    },
+    async remove(id) {
+      const removed = await client.hdel(key, id)
+      await client.publish(channel, id)
+      await refresh()
+      return removed > 0
+    },
+    onChange(listener) {
+      listeners.push(listener)
+    },
+    async close() {
+      clearInterval(timer)
+      client.off('ready', safeRefresh)
+      sub.disconnect()
+    },
+  }
+}
