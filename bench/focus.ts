@@ -8,31 +8,15 @@
  */
 import { join, resolve } from 'node:path'
 import { mkdirSync, rmSync, symlinkSync } from 'node:fs'
-import { Pool, ProxyAgent, type Dispatcher } from 'undici'
-import {
-  cpuMs,
-  freePorts,
-  loadLoop,
-  LOOPBACK,
-  PROXY_AUTH,
-  proxyYaml,
-  startBareProxy,
-  startOrigin,
-  startProxy,
-  startRedis,
-} from './lib.js'
+import { Pool, ProxyAgent } from 'undici'
+import { cpuMs, loadLoop, LOOPBACK, PROXY_AUTH, startBareProxy, startOrigin, startProxy, startRedis } from './lib.js'
+import { get } from './scenarios/context.js'
 
 const ROOT = resolve(import.meta.dirname, '..')
 const OUT = join(ROOT, 'bench', 'out', 'focus')
 const scenario = process.argv[2] ?? 'd'
 const seconds = Math.min(Number(process.argv[3] ?? 6) || 6, 30)
 const mains = process.argv.slice(4).length > 0 ? process.argv.slice(4) : [join(ROOT, 'dist/cli/main.js')]
-
-async function get(d: Dispatcher, opts: Dispatcher.RequestOptions): Promise<void> {
-  const res = await d.request(opts)
-  await res.body.dump({ limit: 1 << 20 })
-  if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`)
-}
 
 async function main(): Promise<void> {
   mkdirSync(OUT, { recursive: true })
@@ -53,26 +37,9 @@ async function main(): Promise<void> {
       else delete process.env.BENCH_LOG_LEVEL
       rmSync(join(OUT, `p${i}.log`), { force: true })
       if (prefix === 'null') symlinkSync('/dev/null', join(OUT, `p${i}.log`))
-      const [listenPort = 0, adminPort = 0] = await freePorts(2)
       const redis = prefix === 'redis' ? await startRedis() : null
       if (redis) stops.push(async () => redis.stop())
-      proxies.push(
-        await startProxy(
-          ROOT,
-          OUT,
-          `p${i}`,
-          proxyYaml({
-            dir: OUT,
-            httpPort: origin.httpPort,
-            httpsPort: origin.httpsPort,
-            originCaFile: origin.caFile,
-            listenPort,
-            adminPort,
-            ...(redis ? { redisUrl: redis.url } : {}),
-          }),
-          { listenPort, adminPort },
-        ),
-      )
+      proxies.push(await startProxy(ROOT, OUT, `p${i}`, { origin, ...(redis ? { redisUrl: redis.url } : {}) }))
     }
     const fs = await import('node:fs')
     const ops = proxies.map((p) => {

@@ -16,9 +16,7 @@ import { cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import {
-  freePorts,
   MITM_REF_VERSION,
-  proxyYaml,
   squidBinary,
   startBareProxy,
   startMitmRef,
@@ -27,6 +25,7 @@ import {
   startRedis,
   startSquid,
   type OriginProc,
+  type ProxyYamlOptions,
 } from './lib.js'
 import { createReport, resultsMarkdown } from './report.js'
 import { bulkMethod, runBulk, runInterceptedBulk } from './scenarios/bulk.js'
@@ -52,28 +51,15 @@ async function startProxies(
   origin: OriginProc,
   stops: Stop[],
 ): Promise<Omit<Env, 'root' | 'out' | 'origin' | 'squid' | 'bare' | 'mitmRef'>> {
-  const base = { httpPort: origin.httpPort, httpsPort: origin.httpsPort, originCaFile: origin.caFile }
-  const start = async (
-    name: string,
-    o: { redisUrl?: string; workers?: number; mitmHosts?: readonly string[] } = {},
-  ) => {
+  const start = async (name: string, o: Omit<ProxyYamlOptions, 'origin'> = {}) => {
     const dir = join(OUT, name)
     mkdirSync(dir, { recursive: true })
-    const [listenPort = 0, adminPort = 0] = await freePorts(2)
-    const yaml = proxyYaml({
-      ...base,
-      dir,
-      listenPort,
-      adminPort,
-      ...o,
-      ...(o.mitmHosts ? { extraMitmHosts: o.mitmHosts } : {}),
-    })
-    const p = await startProxy(ROOT, dir, name, yaml, { listenPort, adminPort, workers: o.workers ?? 1 })
+    const p = await startProxy(ROOT, dir, name, { origin, ...o })
     stops.push(() => p.stop())
     return p
   }
   const proxy = await start('proxy', {
-    mitmHosts: Array.from({ length: NEW_MITM_HOSTS_MAX }, (_, i) => `h${i}.mitm.test`),
+    extraMitmHosts: Array.from({ length: NEW_MITM_HOSTS_MAX }, (_, i) => `h${i}.mitm.test`),
   })
   const redis = await startRedis()
   stops.push(() => redis.stop())

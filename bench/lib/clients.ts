@@ -1,10 +1,12 @@
 /**
- * Raw clients of the bench kit: free ports, CONNECT tunnels, TLS handshakes and single requests on
- * sockets, each bounded in time. Loopback only: every socket here dials 127.0.0.1.
+ * Raw clients of the bench kit: CONNECT tunnels, TLS handshakes and single requests on sockets,
+ * each bounded in time. The tunnel client and the head reader are the tests' own
+ * (test/helpers/tunnel.ts). Loopback only: every socket here dials 127.0.0.1.
  */
 import { once } from 'node:events'
-import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
+import { connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
+import { connectTunnel, readHead } from '../../test/helpers/tunnel.js'
 import { LOOPBACK, PROXY_AUTH } from './config.js'
 
 export function sleep(ms: number): Promise<void> {
@@ -23,15 +25,6 @@ export function within<T>(p: Promise<T>, ms: number, what: string, onTimeout?: (
   return Promise.race([p, t]).finally(() => clearTimeout(timer))
 }
 
-/** Free loopback ports, picked by listening on port 0 (the proxy's log may be silenced, so its ports are chosen here). */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers = Array.from({ length: n }, () => createNetServer().listen(0, LOOPBACK))
-  await Promise.all(servers.map((s) => once(s, 'listening')))
-  const ports = servers.map((s) => (s.address() as AddressInfo).port)
-  await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))))
-  return ports
-}
-
 export async function accepts(port: number): Promise<boolean> {
   const s = netConnect(port, LOOPBACK)
   try {
@@ -44,54 +37,16 @@ export async function accepts(port: number): Promise<boolean> {
   }
 }
 
-/** Resolve with the first `\r\n\r\n`-terminated head (and anything after it) read from socket. */
-function readHead(socket: Socket): Promise<{ head: string; rest: Buffer }> {
-  return new Promise((resolve, reject) => {
-    let buf: Buffer = Buffer.alloc(0)
-    const onData = (c: Buffer): void => {
-      buf = buf.length === 0 ? c : Buffer.concat([buf, c])
-      const i = buf.indexOf('\r\n\r\n')
-      if (i >= 0) {
-        cleanup()
-        socket.pause()
-        resolve({ head: buf.subarray(0, i).toString('latin1'), rest: buf.subarray(i + 4) })
-      }
-    }
-    const onEnd = (): void => {
-      cleanup()
-      reject(new Error('closed before a response head'))
-    }
-    const onError = (e: Error): void => {
-      cleanup()
-      reject(e)
-    }
-    const cleanup = (): void => {
-      socket.off('data', onData)
-      socket.off('end', onEnd)
-      socket.off('error', onError)
-    }
-    socket.on('data', onData)
-    socket.once('end', onEnd)
-    socket.once('error', onError)
-  })
-}
-
-/** TCP to the proxy, CONNECT authority, 200 read. The returned socket is paused, ready for TLS. */
+/** TCP to the proxy, CONNECT authority as the bench agent, 200 read. The returned socket is paused, ready for TLS. */
 export async function openTunnel(proxyPort: number, authority: string, timeoutMs = 10_000): Promise<Socket> {
-  const socket = netConnect(proxyPort, LOOPBACK)
-  socket.setNoDelay(true)
-  return within(
-    (async () => {
-      await once(socket, 'connect')
-      socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: ${PROXY_AUTH}\r\n\r\n`)
-      const { head } = await readHead(socket)
-      if (!/^HTTP\/1\.1 200 /.test(head)) throw new Error(`CONNECT ${authority}: ${head.split('\r\n')[0] ?? ''}`)
-      return socket
-    })(),
+  const { socket, head } = await connectTunnel(proxyPort, authority, PROXY_AUTH, {
     timeoutMs,
-    `CONNECT ${authority}`,
-    () => socket.destroy(),
-  )
+    pause: true,
+    noDelay: true,
+  })
+  if (/^HTTP\/1\.1 200 /.test(head)) return socket
+  socket.destroy()
+  throw new Error(`CONNECT ${authority}: ${head.split('\r\n')[0] ?? ''}`)
 }
 
 export interface TlsTarget {
@@ -142,7 +97,7 @@ export async function bulkGet(
 ): Promise<{ bytes: number; seconds: number }> {
   const t0 = process.hrtime.bigint()
   sock.write(`GET /bulk?bytes=${n} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`)
-  const { rest } = await readHead(sock)
+  const { rest } = await readHead(sock, true)
   sock.resume()
   return within(
     new Promise<{ bytes: number; seconds: number }>((resolve, reject) => {

@@ -19,10 +19,12 @@ import {
 } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
-import { connect as netConnect } from 'node:net'
 import { join, resolve } from 'node:path'
-import { accepts, freePorts, sleep, within } from './clients.js'
-import { ADMIN_TOKEN, LOOPBACK } from './config.js'
+import { writeConfig } from '../../test/helpers/config.js'
+import { freePorts } from '../../test/helpers/ports.js'
+import { spawnRedisServer } from '../../test/helpers/redis.js'
+import { accepts, sleep, within } from './clients.js'
+import { ADMIN_TOKEN, LOOPBACK, proxyYaml, type ProxyYamlOptions } from './config.js'
 
 const BENCH_DIR = resolve(import.meta.dirname, '..')
 
@@ -121,20 +123,15 @@ export interface ProxyProc {
 }
 
 /**
- * `node dist/cli/main.js start --config <yaml>`: the real program, logging on,
- * stdout+stderr to <dir>/<name>.log, on the ports the yaml names; ready when
- * both accept connections (with workers, when the primary logs PC_WORKERS_STARTED). Extra node flags (e.g. --cpu-prof) from BENCH_PROXY_NODE_ARGS;
- * BENCH_PROXY_MAIN runs another build (e.g. a patched copy of dist/) to try a fix.
+ * `node dist/cli/main.js start --config <dir>/<name>.yaml`: the real program with the bench config
+ * (proxyYaml) on two free loopback ports, logging on, stdout+stderr to <dir>/<name>.log; its CA in
+ * <dir> (proxies started in one directory share it). Ready when both ports accept connections (with
+ * workers, when the primary logs PC_WORKERS_STARTED). Extra node flags (e.g. --cpu-prof) from
+ * BENCH_PROXY_NODE_ARGS; BENCH_PROXY_MAIN runs another build (e.g. a patched copy of dist/) to try a fix.
  */
-export async function startProxy(
-  root: string,
-  dir: string,
-  name: string,
-  yaml: string,
-  ports: { listenPort: number; adminPort: number; workers?: number },
-): Promise<ProxyProc> {
-  const configFile = join(dir, `${name}.yaml`)
-  writeFileSync(configFile, yaml)
+export async function startProxy(root: string, dir: string, name: string, o: ProxyYamlOptions): Promise<ProxyProc> {
+  const [listenPort = 0, adminPort = 0] = await freePorts(2)
+  const configFile = writeConfig(dir, proxyYaml(o), { file: `${name}.yaml`, listenPort, adminPort })
   const logFile = join(dir, `${name}.log`)
   const fd = openSync(logFile, 'w')
   const nodeArgs = (process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter(Boolean)
@@ -158,16 +155,16 @@ export async function startProxy(
       )
     // With workers, the listeners open with the first worker; ready is when the primary says all are.
     const ready =
-      (ports.workers ?? 1) > 1
+      (o.workers ?? 1) > 1
         ? readFileSync(logFile, 'utf8').includes('"PC_WORKERS_STARTED"')
-        : (await accepts(ports.listenPort)) && (await accepts(ports.adminPort))
+        : (await accepts(listenPort)) && (await accepts(adminPort))
     if (ready) {
       return {
-        port: ports.listenPort,
-        adminPort: ports.adminPort,
+        port: listenPort,
+        adminPort,
         pid: child.pid ?? -1,
         logFile,
-        caCertFile: join(dir, 'portcullis-ca.pem'),
+        caCertFile: join(dir, 'ca.pem'),
         stop: () => stopChild(child, 5000),
       }
     }
@@ -179,26 +176,17 @@ export async function startProxy(
   }
 }
 
-/** A throwaway redis-server on a free loopback port (no persistence). */
+/** A throwaway redis-server on a free loopback port (no persistence): the tests' own (test/helpers/redis.ts). */
 export async function startRedis(): Promise<{ url: string; stop(): void }> {
   const [port = 0] = await freePorts(1)
   const dir = mkdtempSync(join(tmpdir(), 'pc-bench-redis-'))
-  const child: ChildProcess = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  )
-  let out = ''
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('redis-server not ready in 10s')), 10_000)
-    child.stdout?.on('data', (b: Buffer) => {
-      out += b.toString('utf8')
-      if (out.includes('Ready to accept connections')) {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-  })
+  const { child, ready } = spawnRedisServer(port, dir)
+  try {
+    await ready
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true })
+    throw err
+  }
   return {
     url: `redis://127.0.0.1:${port}`,
     stop() {
@@ -257,14 +245,7 @@ pinger_enable off
   const deadline = Date.now() + 15_000
   for (;;) {
     if (child.exitCode !== null) throw new Error(`squid exited (${child.exitCode}); see ${join(dir, 'cache.log')}`)
-    const up = await new Promise<boolean>((resolve) => {
-      const s = netConnect(port, LOOPBACK, () => {
-        s.destroy()
-        resolve(true)
-      })
-      s.on('error', () => resolve(false))
-    })
-    if (up) break
+    if (await accepts(port)) break
     if (Date.now() > deadline) {
       child.kill('SIGKILL')
       throw new Error('squid did not listen within 15 s')

@@ -96,8 +96,48 @@ export function proxyAgent(port: number, servername: string, ca: string, connect
 }
 
 /** Squid's cell of a throughput row: its rate, its CPU per operation, and Portcullis ÷ Squid (round medians). */
-export function versusSquid(portcullis: Outcome, squid: Outcome | undefined): Row['squid'] {
+function versusSquid(portcullis: Outcome, squid: Outcome | undefined): Row['squid'] {
   return squid ? { value: squid.perSecond, cpuUs: squid.cpuUs, vs: roundRatio(portcullis.rounds, squid.rounds) } : null
+}
+
+export interface SquidRowOutcomes {
+  readonly direct: Outcome
+  readonly bare: Outcome
+  readonly proxy: Outcome
+  readonly squid: Outcome | undefined
+}
+
+/**
+ * The row of a comparison run with contenders `direct`, `bare`, Portcullis (`proxyName`) and, when
+ * installed, `squid`: rates, Portcullis CPU per operation, Portcullis ÷ direct and ÷ Squid (round
+ * medians), against the target ≥ 1.0 × Squid. Returns the outcomes for the row's notes.
+ */
+export function addSquidRow(
+  ctx: Ctx,
+  m: ReadonlyMap<string, Outcome>,
+  row: { readonly id: string; readonly scenario: string; readonly unit: string; readonly proxyName?: string },
+): SquidRowOutcomes {
+  const o = {
+    direct: pick(m, 'direct'),
+    bare: pick(m, 'bare'),
+    proxy: pick(m, row.proxyName ?? 'proxy'),
+    squid: m.get('squid'),
+  }
+  const sq = versusSquid(o.proxy, o.squid)
+  ctx.report.add({
+    id: row.id,
+    scenario: row.scenario,
+    unit: row.unit,
+    direct: o.direct.perSecond,
+    bare: o.bare.perSecond,
+    proxy: o.proxy.perSecond,
+    proxyCpuUs: o.proxy.cpuUs,
+    ratio: roundRatio(o.proxy.rounds, o.direct.rounds),
+    squid: sq,
+    target: '≥ 1.0 × Squid',
+    met: sq?.vs == null ? null : sq.vs >= 1,
+  })
+  return o
 }
 
 /** The named outcome of a comparison (a bug if missing). */

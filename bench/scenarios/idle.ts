@@ -2,9 +2,7 @@
 import { execFileSync } from 'node:child_process'
 import type { Socket } from 'node:net'
 import {
-  freePorts,
   openTunnel,
-  proxyYaml,
   rssKiB,
   sleep,
   squidBinary,
@@ -87,16 +85,7 @@ export async function runIdle(ctx: Ctx): Promise<void> {
   const n = Math.min(ctx.s.idleTunnels, Math.floor((fdBudget - 256) / 2))
   if (n < ctx.s.idleTunnels)
     ctx.report.problem(`e: ulimit -n (soft ${soft}, hard ${hard}) allows only ${n} tunnels, not ${ctx.s.idleTunnels}`)
-  const [listenPort = 0, adminPort = 0] = await freePorts(2)
-  const yaml = proxyYaml({
-    dir: out,
-    httpPort: origin.httpPort,
-    httpsPort: origin.httpsPort,
-    originCaFile: origin.caFile,
-    listenPort,
-    adminPort,
-  })
-  const proxy = await startProxy(root, out, 'proxy-idle', yaml, { listenPort, adminPort })
+  const proxy = await startProxy(root, out, 'proxy-idle', { origin })
   let pc: IdleRss
   try {
     pc = await idleRss(proxy.port, proxy.pid, n, origin)

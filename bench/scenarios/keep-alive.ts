@@ -5,7 +5,7 @@
 import { Pool } from 'undici'
 import { compare, LOOPBACK, loopContender, MITM_REF_VERSION, roundRatio, type Contender } from '../lib.js'
 import { redisRow } from './redis-row.js'
-import { get, pick, proxyAgent, reportErrors, TIMEOUTS, versusSquid, type Ctx } from './context.js'
+import { addSquidRow, get, pick, proxyAgent, reportErrors, TIMEOUTS, type Ctx } from './context.js'
 
 export const keepAliveMethod = (ctx: Ctx): string =>
   `**a — CONNECT keep-alive.** ${ctx.s.keepAliveConns} kept-alive HTTPS connections, as many requests in flight, \`GET /\` with a 3-byte body; via proxy = undici \`ProxyAgent\` (one CONNECT per connection, Basic proxy auth, SNI tunnel.test, spliced); direct = undici \`Pool\` to the origin. **f — interception.** The same to \`mitm.test\` (a rule with \`paths\`, so intercepted); the client trusts the Portcullis CA, the proxy verifies the origin with \`upstream.ca_file\`; http-mitm-proxy ${MITM_REF_VERSION} (pinned devDependency, bench/mitm-ref.ts, keep-alive both sides) and the bare proxy intercepting run in the same rounds.`
@@ -51,23 +51,13 @@ export async function runKeepAlive(ctx: Ctx, withA: boolean, withF: boolean): Pr
     reportErrors(ctx, 'keep-alive', m)
     const d = pick(m, 'direct')
     if (withA) {
-      const b = pick(m, 'bare')
-      const p = pick(m, 'tunnel')
-      const sq = versusSquid(p, m.get('squid'))
-      ctx.report.add({
+      const { proxy } = addSquidRow(ctx, m, {
         id: 'a',
         scenario: 'CONNECT tunnel, keep-alive HTTPS GET',
         unit: 'req/s',
-        direct: d.perSecond,
-        bare: b.perSecond,
-        proxy: p.perSecond,
-        proxyCpuUs: p.cpuUs,
-        ratio: roundRatio(p.rounds, d.rounds),
-        squid: sq,
-        target: '≥ 1.0 × Squid',
-        met: sq?.vs == null ? null : sq.vs >= 1,
+        proxyName: 'tunnel',
       })
-      redisRow(ctx, 'a-r', 'CONNECT keep-alive: Redis sink on ÷ off', p, pick(m, 'tunnel+redis'))
+      redisRow(ctx, 'a-r', 'CONNECT keep-alive: Redis sink on ÷ off', proxy, pick(m, 'tunnel+redis'))
     }
     if (withF) {
       const p = pick(m, 'intercept')

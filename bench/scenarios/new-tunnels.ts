@@ -1,6 +1,6 @@
 /** b. A new connection per request: (CONNECT +) TLS handshake + GET + close. */
-import { compare, getAndClose, loopContender, openTunnel, roundRatio, tlsHandshake } from '../lib.js'
-import { pick, reportErrors, versusSquid, type Ctx } from './context.js'
+import { compare, getAndClose, loopContender, openTunnel, tlsHandshake } from '../lib.js'
+import { addSquidRow, reportErrors, type Ctx } from './context.js'
 
 export const newTunnelsMethod = (ctx: Ctx): string =>
   `**b — new tunnels.** Raw sockets, ${ctx.s.newConnConcurrency} at a time: TCP to the proxy, \`CONNECT tunnel.test:<port>\`, 200, full TLS 1.3 handshake to the origin through the tunnel (no session reuse), \`GET /\` with \`Connection: close\`, read to EOF; direct = TLS to the origin + the same GET.`
@@ -23,22 +23,14 @@ export async function runNewTunnels(ctx: Ctx): Promise<void> {
     s,
   )
   reportErrors(ctx, 'new tunnels', m)
-  const d = pick(m, 'direct')
-  const b = pick(m, 'bare')
-  const p = pick(m, 'proxy')
-  const sq = versusSquid(p, m.get('squid'))
-  ctx.report.add({
+  const {
+    direct: d,
+    bare: b,
+    proxy: p,
+  } = addSquidRow(ctx, m, {
     id: 'b',
     scenario: 'new tunnel + TLS handshake + GET + close',
     unit: 'conn/s',
-    direct: d.perSecond,
-    bare: b.perSecond,
-    proxy: p.perSecond,
-    proxyCpuUs: p.cpuUs,
-    ratio: roundRatio(p.rounds, d.rounds),
-    squid: sq,
-    target: '≥ 1.0 × Squid',
-    met: sq?.vs == null ? null : sq.vs >= 1,
   })
   ctx.report.note(
     `b: p50 per connection ${d.p50Ms.toFixed(1)} ms direct, ${b.p50Ms.toFixed(1)} ms bare, ${p.p50Ms.toFixed(1)} ms Portcullis (${s.newConnConcurrency} in flight).`,

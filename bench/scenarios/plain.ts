@@ -3,9 +3,9 @@
  * wrk (a C load generator in its own process, as an operator would measure), with its latency
  * percentiles.
  */
-import { compare, LOOPBACK, PROXY_AUTH, roundRatio, wrkContender, wrkProxyScript, type Contender } from '../lib.js'
+import { compare, LOOPBACK, PROXY_AUTH, wrkContender, wrkProxyScript, type Contender } from '../lib.js'
 import { redisRow } from './redis-row.js'
-import { pick, reportErrors, versusSquid, type Ctx } from './context.js'
+import { addSquidRow, pick, reportErrors, type Ctx } from './context.js'
 
 export const plainMethod = (ctx: Ctx): string =>
   `**d — plain HTTP forward.** wrk (1 thread, ${ctx.s.keepAliveConns} keep-alive connections, \`--latency\`) sending absolute-form \`GET http://plain.test:<port>/\` with \`Proxy-Authorization\` (a Lua script) to each proxy, vs wrk against the origin; rounds of whole seconds (wrk's unit). Latency rows are wrk's percentiles, the median over rounds (${ctx.s.keepAliveConns} in flight, so they include queueing); their ratio is Portcullis ÷ direct, and the Squid cell compares Portcullis ÷ Squid.`
@@ -38,24 +38,12 @@ export async function runPlain(ctx: Ctx): Promise<void> {
     ctx.s,
   )
   reportErrors(ctx, 'plain HTTP', m)
-  const d = pick(m, 'direct')
-  const b = pick(m, 'bare')
-  const p = pick(m, 'proxy')
-  const q = m.get('squid')
-  const sq = versusSquid(p, q)
-  ctx.report.add({
-    id: 'd',
-    scenario: 'plain-HTTP forward, keep-alive GET (wrk)',
-    unit: 'req/s',
-    direct: d.perSecond,
-    bare: b.perSecond,
-    proxy: p.perSecond,
-    proxyCpuUs: p.cpuUs,
-    ratio: roundRatio(p.rounds, d.rounds),
-    squid: sq,
-    target: '≥ 1.0 × Squid',
-    met: sq?.vs == null ? null : sq.vs >= 1,
-  })
+  const {
+    direct: d,
+    bare: b,
+    proxy: p,
+    squid: q,
+  } = addSquidRow(ctx, m, { id: 'd', scenario: 'plain-HTTP forward, keep-alive GET (wrk)', unit: 'req/s' })
   for (const pct of [50, 99] as const) {
     const key = pct === 50 ? 'p50Ms' : 'p99Ms'
     const vs = q ? p[key] / q[key] : null

@@ -1,6 +1,8 @@
-import { connect, type Socket } from 'node:net'
 import { once } from 'node:events'
+import { request, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http'
+import { connect, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { TOKEN } from './config.js'
 import { run } from './spawn.js'
 
 export interface CurlResult {
@@ -57,15 +59,45 @@ export function basicAuth(user: string, password: string): string {
   return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
 }
 
-/** A loopback port that nothing listens on (bound, then released). */
-export async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net')
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const port = (server.address() as { port: number }).port
-  await new Promise<void>((r) => server.close(() => r()))
-  return port
+export interface ProxiedAnswer {
+  readonly status: number
+  readonly headers: IncomingHttpHeaders
+  readonly body: string
+}
+
+/**
+ * One absolute-form GET of `url` through the proxy on 127.0.0.1:proxyPort, as `user`, on a
+ * connection of its own (no pool: each request stands alone, and with workers round-robin spreads
+ * them). Bounded: 10 s without a socket event fails it.
+ */
+export function proxiedGet(
+  proxyPort: number,
+  url: string,
+  user = 'ci',
+  password = TOKEN,
+  headers: OutgoingHttpHeaders = {},
+): Promise<ProxiedAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port: proxyPort,
+        path: url,
+        agent: false,
+        headers: { host: new URL(url).host, 'proxy-authorization': basicAuth(user, password), ...headers },
+        timeout: 10_000,
+      },
+      (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (c: string) => (body += c))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
+      },
+    )
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.on('error', reject)
+    req.end()
+  })
 }
 
 /**

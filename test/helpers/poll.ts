@@ -21,3 +21,12 @@ export async function until(pred: () => boolean | Promise<boolean>, timeoutMs = 
 export async function waitFor(what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   if (!(await until(pred, timeoutMs, 20))) throw new Error(`timed out waiting for ${what}`)
 }
+
+/**
+ * Limits count in fixed one-minute windows: when the current minute is more than `latestMs` in,
+ * wait for the next one (a second into it), so what a test spends stays in one window.
+ */
+export async function clearOfMinuteEnd(latestMs = 45_000): Promise<void> {
+  const intoMinute = Date.now() % 60_000
+  if (intoMinute > latestMs) await delay(61_000 - intoMinute)
+}

@@ -1,9 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
+import { writeConfig } from './config.js'
+import { run, type RunResult } from './spawn.js'
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 export const MAIN = join(ROOT, 'dist/cli/main.js')
@@ -15,22 +18,29 @@ export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra }
 }
 
-/** A config whose files all live in `dir`, on ephemeral loopback ports; returns its path. */
-export function writeConfig(dir: string, body: string): string {
-  const file = join(dir, 'portcullis.yaml')
-  writeFileSync(
-    file,
-    `listen: { host: 127.0.0.1, port: 0 }
-admin: { host: 127.0.0.1, port: 0 }
-tls: { ca_cert: ${JSON.stringify(join(dir, 'ca.pem'))}, ca_key: ${JSON.stringify(join(dir, 'ca-key.pem'))} }
-approvals: { file: ${JSON.stringify(join(dir, 'approvals.yaml'))} }
-${body}
-`,
-  )
-  return file
+export interface CliOptions {
+  readonly env?: NodeJS.ProcessEnv
+  /** Default: the repository root. */
+  readonly cwd?: string
+  /** Killed after this (default 30 s), which then fails the assertions on its code. */
+  readonly timeoutMs?: number
+}
+
+/** The built CLI (`portcullis <args>`) run to completion in a clean environment plus `env`. */
+export function runPortcullis(args: readonly string[], opts: CliOptions = {}): Promise<RunResult> {
+  return run(process.execPath, [MAIN, ...args], {
+    cwd: opts.cwd ?? ROOT,
+    env: cleanEnv(opts.env),
+    timeoutMs: opts.timeoutMs ?? 30_000,
+  })
 }
 
 export type LogLine = Record<string, unknown>
+
+/** Where a PC_STARTED line says the instance listens. */
+export function listeningAt(started: LogLine): { proxyPort: number; adminUrl: string } {
+  return { proxyPort: Number(String(started.proxy).split(':').at(-1)), adminUrl: `http://${String(started.admin)}` }
+}
 
 export interface PortcullisProcess {
   readonly child: ChildProcess
@@ -112,4 +122,32 @@ export function spawnPortcullis(
       })
     })
   return { child, exited, parsed, stderr: () => stderr, waitLine }
+}
+
+export interface Instance {
+  readonly proc: PortcullisProcess
+  /** Its config file. */
+  readonly config: string
+  readonly proxyPort: number
+  readonly adminUrl: string
+}
+
+/**
+ * `portcullis start` on `body` in a directory of its own (its config, CA and approvals file), ready
+ * once it logs PC_STARTED and, with `sharedLimits`, PC_LIMITS_SHARED (its limits are on Redis).
+ * Not t.testdir(): there is one per test and each call wipes it, so two instances would share it.
+ */
+export async function startInstance(
+  t: Test,
+  body: string,
+  env: NodeJS.ProcessEnv,
+  opts: { sharedLimits?: boolean } = {},
+): Promise<Instance> {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-instance-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const config = writeConfig(dir, body)
+  const proc = spawnPortcullis(t, config, env)
+  const started = await proc.waitLine((r) => r.code === 'PC_STARTED')
+  if (opts.sharedLimits) await proc.waitLine((r) => r.code === 'PC_LIMITS_SHARED', 10_000)
+  return { proc, config, ...listeningAt(started) }
 }

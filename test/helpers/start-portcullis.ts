@@ -4,6 +4,7 @@ import type { Test } from 'tap'
 import { createApp, type App } from '../../src/app.js'
 import { loadConfig } from '../../src/config/load.js'
 import type { TelemetryRecord, DecisionRecord } from '../../src/telemetry/events.js'
+import { configHead } from './config.js'
 import { captureLines } from './log.js'
 import { until } from './poll.js'
 
@@ -44,17 +45,10 @@ export async function startPortcullis(
 ): Promise<Portcullis> {
   const dir = t.testdir(files)
   const configFile = join(dir, 'portcullis.yaml')
-  const head = [
-    /^listen:/m.test(yamlBody) ? '' : 'listen: { host: 127.0.0.1, port: 0 }',
-    /^admin:/m.test(yamlBody) ? '' : 'admin: { host: 127.0.0.1, port: 0 }',
-    /^tls:/m.test(yamlBody)
-      ? ''
-      : `tls: { ca_cert: ${JSON.stringify(join(dir, 'ca.pem'))}, ca_key: ${JSON.stringify(join(dir, 'ca-key.pem'))} }`,
-    /^approvals:/m.test(yamlBody) ? '' : `approvals: { file: ${JSON.stringify(join(dir, 'approvals.yaml'))} }`,
-  ].filter(Boolean)
-  writeFileSync(configFile, `${head.join('\n')}\n${yamlBody}\n`)
+  const head = configHead(dir, yamlBody)
+  writeFileSync(configFile, `${head}\n${yamlBody}\n`)
   const rewriteConfig = (body: string): void => {
-    writeFileSync(`${configFile}.tmp`, `${head.join('\n')}\n${body}\n`)
+    writeFileSync(`${configFile}.tmp`, `${head}\n${body}\n`)
     renameSync(`${configFile}.tmp`, configFile)
   }
   const log = captureLines()

@@ -7,8 +7,8 @@ import { startPortcullis, type Portcullis } from '../helpers/start-portcullis.js
 import { startHttpOrigin, type Origin } from '../helpers/origins.js'
 import { startGitServer, gitEnv, runGit, type GitServer } from '../helpers/git-server.js'
 import { curl } from '../helpers/clients.js'
-import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
-import { cleanEnv, MAIN } from '../helpers/spawn-portcullis.js'
+import { CLIENT_TIMEOUTS, pinnedUpstreamYaml, TOKEN, TOKEN_HASH } from '../helpers/config.js'
+import { runPortcullis } from '../helpers/spawn-portcullis.js'
 import { run, type RunResult } from '../helpers/spawn.js'
 
 // SPEC §10 through the real program: traffic recorded by a real proxy (denied siblings, a host denied on
@@ -16,15 +16,16 @@ import { run, type RunResult } from '../helpers/spawn.js'
 // `portcullis suggest` and `portcullis replay` (dist/cli/main.js) on the log file it wrote and on its admin API.
 
 function configFor(origin: Origin, git: GitServer): string {
-  return `upstream:
-  ports: [${origin.port}, ${git.port}]
-  resolve: { origin.test: 127.0.0.1, a.sib.test: 127.0.0.1, b.sib.test: 127.0.0.1, uploads.sib.test: 127.0.0.1, c.cdn.test: 127.0.0.1, d.cdn.test: 127.0.0.1, github.com: 127.0.0.1 }
-  allow_private: [127.0.0.1/32]
-  ca_file: ${JSON.stringify(git.ca.certFile)}
-  connect_timeout_ms: 2000
-  header_timeout_ms: 5000
-  idle_timeout_ms: 10000
-groups:
+  const hosts = [
+    'origin.test',
+    'a.sib.test',
+    'b.sib.test',
+    'uploads.sib.test',
+    'c.cdn.test',
+    'd.cdn.test',
+    'github.com',
+  ]
+  return `${pinnedUpstreamYaml({ ports: [origin.port, git.port], hosts, caFile: git.ca.certFile, timeouts: CLIENT_TIMEOUTS })}groups:
   g:
     allow:
       - host: origin.test                 # the one origin everybody needs
@@ -51,7 +52,7 @@ interface Setup {
 
 /** The CLI as a user runs it, from `cwd` (the diff names the config relative to it). */
 function cli(args: readonly string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
-  return run(process.execPath, [MAIN, ...args], { cwd, env: cleanEnv(env), timeoutMs: 60_000 })
+  return runPortcullis(args, { cwd, env, timeoutMs: 60_000 })
 }
 
 async function record(t: Test): Promise<Setup> {

@@ -6,24 +6,16 @@ import { join } from 'node:path'
 import t from 'tap'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
-import { originOnlyYaml, TOKEN } from '../helpers/config.js'
+import { originOnlyYaml, TOKEN, writeConfig } from '../helpers/config.js'
 import { startPortcullis } from '../helpers/start-portcullis.js'
-import { cleanEnv, MAIN, ROOT, spawnPortcullis, writeConfig } from '../helpers/spawn-portcullis.js'
+import { MAIN, ROOT, runPortcullis, spawnPortcullis, type CliOptions } from '../helpers/spawn-portcullis.js'
 import { run, type RunResult } from '../helpers/spawn.js'
 
 const BROKEN = join(ROOT, 'test/fixtures/configs/bad-unknown-key.yaml')
 
 /** Run the built binary to completion (killed after timeoutMs, which then fails the assertions on code). */
-function portcullis(
-  args: readonly string[],
-  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<RunResult> {
-  return run(process.execPath, [MAIN, ...args], {
-    cwd: ROOT,
-    env: cleanEnv(opts.env),
-    timeoutMs: opts.timeoutMs ?? 15_000,
-  })
-}
+const portcullis = (args: readonly string[], opts: CliOptions = {}): Promise<RunResult> =>
+  runPortcullis(args, { timeoutMs: 15_000, ...opts })
 
 if (!existsSync(MAIN)) {
   t.fail(`${MAIN} does not exist: run \`npm run build\` first (npm test does)`)

@@ -5,29 +5,13 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { startPortcullis, type Portcullis } from '../helpers/start-portcullis.js'
 import { startGitServer, gitEnv, runGit, type GitServer } from '../helpers/git-server.js'
-import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
+import { CLIENT_TIMEOUTS, groupYaml, pinnedUpstreamYaml, TOKEN } from '../helpers/config.js'
 
 // Real git through the real proxy to a loopback smart-HTTP origin that the
 // config pins as github.com (the proxy dials 127.0.0.1, never the real host).
 
 function configFor(git: GitServer, access: 'read' | 'write'): string {
-  return `upstream:
-  ports: [${git.port}]
-  resolve: { github.com: 127.0.0.1 }
-  allow_private: [127.0.0.1/32]
-  ca_file: ${JSON.stringify(git.ca.certFile)}
-  connect_timeout_ms: 2000
-  header_timeout_ms: 5000
-  idle_timeout_ms: 10000
-groups:
-  g:
-    allow:
-      - github: { repos: ["acme/widgets"], access: ${access} }
-agents:
-  - id: ci
-    token: ${TOKEN_HASH}
-    groups: [g]
-`
+  return `${pinnedUpstreamYaml({ ports: [git.port], hosts: ['github.com'], caFile: git.ca.certFile, timeouts: CLIENT_TIMEOUTS })}${groupYaml([`github: { repos: ["acme/widgets"], access: ${access} }`])}`
 }
 
 /** A temp working area and the git env/args that route through `pc`. */

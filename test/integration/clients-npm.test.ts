@@ -8,7 +8,7 @@ import { startHttpsOrigin } from '../helpers/origins.js'
 import { createTestCa } from '../helpers/test-ca.js'
 import { curl } from '../helpers/clients.js'
 import { run } from '../helpers/spawn.js'
-import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
+import { CLIENT_TIMEOUTS, groupYaml, pinnedUpstreamYaml, TOKEN } from '../helpers/config.js'
 
 // Real npm through the real proxy to a loopback fixture registry that the
 // config pins as registry.npmjs.org (the proxy dials 127.0.0.1, never the real host).
@@ -79,23 +79,7 @@ t.test('npm through an intercepted registry.npmjs.org: install works, publish is
 
   const pc = await startPortcullis(
     t,
-    `upstream:
-  ports: [${registry.port}]
-  resolve: { registry.npmjs.org: 127.0.0.1 }
-  allow_private: [127.0.0.1/32]
-  ca_file: ${JSON.stringify(upstreamCa.certFile)}
-  connect_timeout_ms: 2000
-  header_timeout_ms: 5000
-  idle_timeout_ms: 10000
-groups:
-  g:
-    allow:
-      - preset: npm
-agents:
-  - id: ci
-    token: ${TOKEN_HASH}
-    groups: [g]
-`,
+    `${pinnedUpstreamYaml({ ports: [registry.port], hosts: ['registry.npmjs.org'], caFile: upstreamCa.certFile, timeouts: CLIENT_TIMEOUTS })}${groupYaml(['preset: npm'])}`,
   )
   const caFile = join(pc.dir, 'ca.pem')
   const proxyWithAuth = `http://ci:${TOKEN}@127.0.0.1:${pc.proxyPort}`

@@ -8,8 +8,8 @@ import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { basicAuth, rawExchange } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
-import { originOnlyYaml, TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
-import { spawnPortcullis, writeConfig } from '../helpers/spawn-portcullis.js'
+import { originOnlyYaml, TOKEN, TOKEN_HASH, upstreamYaml, writeConfig } from '../helpers/config.js'
+import { listeningAt, spawnPortcullis } from '../helpers/spawn-portcullis.js'
 
 /**
  * Connections are bounded before and after authentication: a client without credentials cannot
@@ -166,7 +166,7 @@ t.test('connections past what the descriptors allow: refused, said once, served 
   const started = await proc.waitLine((r) => r.code === 'PC_STARTED')
   t.match(started, { max_connections: 32 }, 'max_connections follows the descriptor limit')
   t.match(await proc.waitLine((r) => r.code === 'PC_FD_LIMIT'), { soft: 128, hard: 128 }, 'the limit is logged')
-  const port = Number(String(started.proxy).split(':').at(-1))
+  const port = listeningAt(started).proxyPort
   const held: Socket[] = []
   for (let i = 0; i < 90; i++) {
     const s = connect(port, '127.0.0.1')

@@ -1,7 +1,8 @@
 import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
-import { curl, freePort } from '../helpers/clients.js'
+import { curl } from '../helpers/clients.js'
+import { freePort } from '../helpers/ports.js'
 import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
 
 t.test('plain HTTP forwarding through the real proxy', async (t) => {

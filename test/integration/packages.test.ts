@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { createSecureContext } from 'node:tls'
@@ -12,7 +11,8 @@ import { startHttpsOrigin } from '../helpers/origins.js'
 import { createTestCa } from '../helpers/test-ca.js'
 import { curl } from '../helpers/clients.js'
 import { adminCall } from '../helpers/admin.js'
-import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
+import { groupYaml, pinnedUpstreamYaml, TOKEN } from '../helpers/config.js'
+import { run as runToEnd, type RunResult } from '../helpers/spawn.js'
 import {
   buildNpmTarball,
   buildWheel,
@@ -27,23 +27,9 @@ import type { DecisionRecord } from '../../src/telemetry/events.js'
 // SPEC §11 through the real proxy: real npm and pip against loopback registries pinned as
 // registry.npmjs.org, pypi.org and files.pythonhosted.org (the proxy dials 127.0.0.1 only).
 
-interface Run {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-}
-
-async function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv, cwd: string): Promise<Run> {
-  const child = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] })
-  const out: Buffer[] = []
-  const err: Buffer[] = []
-  child.stdout.on('data', (c: Buffer) => out.push(c))
-  child.stderr.on('data', (c: Buffer) => err.push(c))
-  const timer = setTimeout(() => child.kill('SIGKILL'), 90_000)
-  const [code] = (await once(child, 'close')) as [number | null]
-  clearTimeout(timer)
-  return { code: code ?? 1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }
-}
+/** A package client run to completion, bounded (killed after 90 s, which fails the assertion on its code). */
+const run = (cmd: string, args: readonly string[], env: NodeJS.ProcessEnv, cwd: string): Promise<RunResult> =>
+  runToEnd(cmd, args, { env, cwd, timeoutMs: 90_000 })
 
 const NPM_PACKAGES: readonly NpmPackage[] = [
   {
@@ -109,24 +95,13 @@ t.test('npm: cooldown, deny list, scoped exemptions, through real npm', async (t
   writeFileSync(deny, '# known bad\nevil-pkg\n')
   const pc = await startPortcullis(
     t,
-    `upstream:
-  ports: [${port}]
-  resolve: { registry.npmjs.org: 127.0.0.1 }
-  allow_private: [127.0.0.1/32]
-  ca_file: ${JSON.stringify(ca.certFile)}
-groups:
-  g:
-    allow:
-      - preset: npm
-        packages:
-          min_age: 72h
-          deny_file: ${JSON.stringify(deny)}
-          min_age_exempt: ["@acme/*"]
-agents:
-  - id: ci
-    token: ${TOKEN_HASH}
-    groups: [g]
-`,
+    `${pinnedUpstreamYaml({ ports: [port], hosts: ['registry.npmjs.org'], caFile: ca.certFile })}${groupYaml([
+      `preset: npm
+packages:
+  min_age: 72h
+  deny_file: ${JSON.stringify(deny)}
+  min_age_exempt: ["@acme/*"]`,
+    ])}`,
   )
   const proxy = `http://ci:${TOKEN}@127.0.0.1:${pc.proxyPort}`
   const caFile = join(pc.dir, 'ca.pem')
@@ -342,21 +317,9 @@ t.test('PyPI: Simple JSON and HTML, legacy JSON, files, through real pip', async
   port = (server.address() as AddressInfo).port
   const pc = await startPortcullis(
     t,
-    `upstream:
-  ports: [${port}]
-  resolve: { pypi.org: 127.0.0.1, files.pythonhosted.org: 127.0.0.1 }
-  allow_private: [127.0.0.1/32]
-  ca_file: ${JSON.stringify(ca.certFile)}
-groups:
-  g:
-    allow:
-      - preset: pypi
-        packages: { min_age: 72h, deny: ["requestz"] }
-agents:
-  - id: ci
-    token: ${TOKEN_HASH}
-    groups: [g]
-`,
+    `${pinnedUpstreamYaml({ ports: [port], hosts: ['pypi.org', 'files.pythonhosted.org'], caFile: ca.certFile })}${groupYaml(
+      ['preset: pypi\npackages: { min_age: 72h, deny: ["requestz"] }'],
+    )}`,
   )
   const proxy = `http://ci:${TOKEN}@127.0.0.1:${pc.proxyPort}`
   const caFile = join(pc.dir, 'ca.pem')

@@ -6,25 +6,15 @@ import { startHttpOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
 import { adminCall } from '../helpers/admin.js'
 import { until } from '../helpers/poll.js'
-import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
-import { cleanEnv, MAIN, writeConfig } from '../helpers/spawn-portcullis.js'
-import { run } from '../helpers/spawn.js'
+import { groupYaml, TOKEN, upstreamYaml, writeConfig } from '../helpers/config.js'
+import { runPortcullis } from '../helpers/spawn-portcullis.js'
 
 // SPEC §10 policy tests: a reload whose tests fail is refused like an invalid edit and /healthz names
 // the test; fixing the tests file (or the config) lets the next reload through; `start` refuses a
 // policy whose tests fail; `check` prints each failure (exit 1).
 
 function policy(port: number, hosts: readonly string[]): string {
-  return `${upstreamYaml([port])}
-groups:
-  g:
-    allow:
-${hosts.map((h) => `      - host: ${h}`).join('\n')}
-agents:
-  - id: ci
-    token: ${TOKEN_HASH}
-    groups: [g]
-`
+  return `${upstreamYaml([port])}\n${groupYaml(hosts.map((h) => `host: ${h}`))}`
 }
 
 function tests(port: number, other: string): string {
@@ -96,8 +86,7 @@ t.test('start refuses a policy whose tests fail; check prints each failure', asy
   const dir = t.testdir()
   const file = writeConfig(dir, policy(9, ['origin.test']))
   writeFileSync(join(dir, 'portcullis.tests.yaml'), tests(9, 'allowed'))
-  const cli = (args: readonly string[]): ReturnType<typeof run> =>
-    run(process.execPath, [MAIN, ...args], { env: cleanEnv(), cwd: dir, timeoutMs: 30_000 })
+  const cli = (args: readonly string[]): ReturnType<typeof runPortcullis> => runPortcullis(args, { cwd: dir })
 
   const start = await cli(['start', '--config', file])
   t.equal(start.code, 2, 'start refused')
@@ -125,10 +114,7 @@ t.test('start refuses a policy whose tests fail; check prints each failure', asy
 })
 
 t.test('the shipped config and its tests file pass check', async (t) => {
-  const r = await run(process.execPath, [MAIN, 'check', '--config', 'config/portcullis.yaml'], {
-    env: cleanEnv(),
-    cwd: join(MAIN, '../../..'),
-  })
+  const r = await runPortcullis(['check', '--config', 'config/portcullis.yaml'])
   t.equal(r.code, 0, r.stderr)
   t.match(r.stdout, /policy tests \(config\/portcullis\.tests\.yaml\): \d+ passed\n$/)
   t.match(r.stdout, /user presets \(presets:\):\n {2}github-read: github\.com \[GET, HEAD\]/)

@@ -1,21 +1,17 @@
 import { setTimeout as delay } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import { freePort } from '../helpers/clients.js'
-import { redisServer } from '../helpers/redis.js'
+import { freePort } from '../helpers/ports.js'
+import { redisClient, startRedis } from '../helpers/redis.js'
 import { waitFor } from '../helpers/poll.js'
 import { capturedLog } from '../helpers/log.js'
 import { createLimiter, type Limiter } from '../../src/limits/limiter.js'
 import { attachRedisSync, type RedisSync } from '../../src/limits/redis-sync.js'
 import type { AgentLimits } from '../../src/policy/types.js'
 
-function client(t: Test, url: string): Redis {
-  // Fail fast and reconnect quickly: the sync must never queue commands while Redis is down.
-  const c = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: () => 50 })
-  c.on('error', () => undefined)
-  t.teardown(() => c.disconnect())
-  return c
-}
+// Fail fast and reconnect quickly: the sync must never queue commands while Redis is down.
+const client = (t: Test, url: string): Redis =>
+  redisClient(t, url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: () => 50 })
 
 interface Instance {
   readonly limiter: Limiter
@@ -51,8 +47,7 @@ async function alternate(a: Instance, b: Instance, agent: string, rounds: number
 t.test(
   'two instances share one budget through Redis, fall back to local limits when it dies, and recover',
   async (t) => {
-    const redis = redisServer(t, await freePort())
-    await redis.start()
+    const redis = await startRedis(t)
     const check = client(t, redis.url)
     const a = instance(t, redis.url)
     const b = instance(t, redis.url)
@@ -101,8 +96,7 @@ t.test(
 )
 
 t.test('bytes per day are shared too', async (t) => {
-  const redis = redisServer(t, await freePort())
-  await redis.start()
+  const redis = await startRedis(t)
   const a = instance(t, redis.url)
   const b = instance(t, redis.url)
   await waitFor('both shared', () => !a.sync.fallback() && !b.sync.fallback())
@@ -130,8 +124,7 @@ t.test('with Redis never reachable the limiter stays local and warns once', asyn
 })
 
 t.test('a stopping instance gives its held tokens back', async (t) => {
-  const redis = redisServer(t, await freePort())
-  await redis.start()
+  const redis = await startRedis(t)
   const a = instance(t, redis.url)
   await waitFor('shared', () => !a.sync.fallback())
   t.ok('ok' in a.limiter.admitRequest('give-back', RPM60))

@@ -1,11 +1,9 @@
-import { Redis } from 'ioredis'
 import t from 'tap'
 import { isQueryError, parseEventQuery } from '../../src/admin/event-query.js'
 import { encodeStreamEntry } from '../../src/redis/stream-entry.js'
 import { matchesFilter } from '../../src/telemetry/event-filter.js'
 import { readEvents } from '../../src/telemetry/redis-events.js'
-import { freePort } from '../helpers/clients.js'
-import { redisServer } from '../helpers/redis.js'
+import { redisClient, startRedis } from '../helpers/redis.js'
 import { FILTER_CASES, NOW } from '../fixtures/event-filter-cases.js'
 
 /**
@@ -14,10 +12,8 @@ import { FILTER_CASES, NOW } from '../fixtures/event-filter-cases.js'
  * case's query.
  */
 t.test('readEvents over a real stream agrees with the event filter on every shared case', async (t) => {
-  const redis = redisServer(t, await freePort())
-  await redis.start()
-  const client = new Redis(redis.url, { maxRetriesPerRequest: 1 })
-  t.teardown(() => client.disconnect())
+  const redis = await startRedis(t)
+  const client = redisClient(t, redis.url)
   let n = 0
   for (const c of FILTER_CASES) {
     const stream = `filter-case-${n++}`

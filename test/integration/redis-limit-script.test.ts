@@ -1,4 +1,3 @@
-import { Redis } from 'ioredis'
 import t from 'tap'
 import {
   HEARTBEAT_SCRIPT,
@@ -9,8 +8,7 @@ import {
   limitSyncKeys,
   parseLimitSyncReply,
 } from '../../src/limits/sync-script.js'
-import { freePort } from '../helpers/clients.js'
-import { redisServer } from '../helpers/redis.js'
+import { redisClient, startRedis } from '../helpers/redis.js'
 import { LIMIT_SYNC_CASES, QUIET } from '../fixtures/limit-sync-cases.js'
 
 /**
@@ -18,10 +16,8 @@ import { LIMIT_SYNC_CASES, QUIET } from '../fixtures/limit-sync-cases.js'
  * (test/unit/limits/share.test.ts): same grants, same totals, and the keys left as the table says.
  */
 t.test('the limit sync script on a real redis-server', async (t) => {
-  const redis = redisServer(t, await freePort())
-  await redis.start()
-  const client = new Redis(redis.url, { maxRetriesPerRequest: 1 })
-  t.teardown(() => client.disconnect())
+  const redis = await startRedis(t)
+  const client = redisClient(t, redis.url)
 
   let n = 0
   for (const c of LIMIT_SYNC_CASES) {

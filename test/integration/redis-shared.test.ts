@@ -1,14 +1,11 @@
-import { request } from 'node:http'
-import { Redis } from 'ioredis'
 import t from 'tap'
-import { adminCall } from '../helpers/admin.js'
-import { until } from '../helpers/poll.js'
-import { basicAuth, freePort } from '../helpers/clients.js'
-import { originOnlyYaml, TOKEN } from '../helpers/config.js'
+import { adminCall, metric as metricWith } from '../helpers/admin.js'
+import { clearOfMinuteEnd, until, waitFor } from '../helpers/poll.js'
+import { proxiedGet } from '../helpers/clients.js'
+import { originOnlyYaml } from '../helpers/config.js'
 import { startHttpOrigin } from '../helpers/origins.js'
-import { redisServer } from '../helpers/redis.js'
-import { waitFor } from '../helpers/poll.js'
-import { spawnPortcullis, writeConfig, type PortcullisProcess } from '../helpers/spawn-portcullis.js'
+import { redisClient, startRedis, startRedisCluster } from '../helpers/redis.js'
+import { startInstance } from '../helpers/spawn-portcullis.js'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 
 /**
@@ -20,54 +17,10 @@ import { startPortcullis } from '../helpers/start-portcullis.js'
 const ADMIN_TOKEN = 'redis-shared-admin-token-0123456789'
 const RPM = 20
 
-interface Instance {
-  readonly proc: PortcullisProcess
-  readonly proxyPort: number
-  readonly adminUrl: string
-}
-
-interface Answer {
-  readonly status: number
-  readonly headers: Record<string, string | string[] | undefined>
-  readonly body: string
-}
-
-/** One absolute-form GET through the proxy (no client pool: each request stands alone). */
-function proxiedGet(proxyPort: number, url: string, agent = 'ci'): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port: proxyPort,
-        path: url,
-        agent: false,
-        headers: { host: new URL(url).host, 'proxy-authorization': basicAuth(agent, TOKEN) },
-        timeout: 10_000,
-      },
-      (res) => {
-        let body = ''
-        res.setEncoding('utf8')
-        res.on('data', (c: string) => (body += c))
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
-      },
-    )
-    req.on('timeout', () => req.destroy(new Error('timeout')))
-    req.on('error', reject)
-    req.end()
-  })
-}
-
-async function metric(adminUrl: string, name: string): Promise<number> {
-  const text = await (
-    await fetch(`${adminUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
-  ).text()
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `))
-  return line === undefined ? Number.NaN : Number(line.slice(name.length + 1))
-}
+const metric = (adminUrl: string, name: string) => metricWith(adminUrl, name, ADMIN_TOKEN)
 
 t.test('two instances on one Redis', async (t) => {
-  const redis = redisServer(t, await freePort())
-  await redis.start()
+  const redis = await startRedis(t)
   const origin = await startHttpOrigin(t)
   const body = originOnlyYaml([origin.port], {
     paths: ['/public/**'],
@@ -76,16 +29,7 @@ t.test('two instances on one Redis', async (t) => {
   redis: { url: ${JSON.stringify(redis.url)}, stream: "pc:events", maxlen: 100000 }
 limits: { requests_per_minute: ${RPM} }`,
   })
-  const start = async (): Promise<Instance> => {
-    const proc = spawnPortcullis(t, writeConfig(t.testdir(), body), { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN })
-    const started = await proc.waitLine((r) => r.code === 'PC_STARTED')
-    await proc.waitLine((r) => r.code === 'PC_LIMITS_SHARED', 10_000)
-    return {
-      proc,
-      proxyPort: Number(String(started.proxy).split(':').at(-1)),
-      adminUrl: `http://${String(started.admin)}`,
-    }
-  }
+  const start = () => startInstance(t, body, { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN }, { sharedLimits: true })
   const [a, b] = await Promise.all([start(), start()])
   await waitFor(
     'both see two instances',
@@ -93,15 +37,12 @@ limits: { requests_per_minute: ${RPM} }`,
       (await metric(a.adminUrl, 'portcullis_limits_instances')) === 2 &&
       (await metric(b.adminUrl, 'portcullis_limits_instances')) === 2,
   )
-  const checker = new Redis(redis.url, { maxRetriesPerRequest: 1, retryStrategy: () => 100 })
-  checker.on('error', () => undefined)
-  t.teardown(() => checker.disconnect())
+  const checker = redisClient(t, redis.url, { maxRetriesPerRequest: 1, retryStrategy: () => 100 })
   const at = (path: string): string => `http://origin.test:${origin.port}${path}`
 
   t.test("together they admit the agent's budget, not twice it", async (t) => {
     // A fixed one-minute window is shared: keep the run clear of a minute boundary.
-    const intoMinute = Date.now() % 60_000
-    if (intoMinute > 45_000) await new Promise((r) => setTimeout(r, 61_000 - intoMinute))
+    await clearOfMinuteEnd()
 
     // A burst at once, half to each instance, for an agent neither has seen yet.
     const burst = await Promise.all(
@@ -164,8 +105,7 @@ limits: { requests_per_minute: ${RPM} }`,
   })
 
   t.test('an instance that restarts mid-minute does not hand out a second budget', async (t) => {
-    const intoMinute = Date.now() % 60_000
-    if (intoMinute > 40_000) await new Promise((r) => setTimeout(r, 61_000 - intoMinute))
+    await clearOfMinuteEnd(40_000)
     const spend = await Promise.all(
       Array.from({ length: 2 * RPM }, (_, i) =>
         proxiedGet((i % 2 === 0 ? a : b).proxyPort, at(`/public/restart-${i}`), 'restart'),
@@ -400,28 +340,14 @@ limits: { requests_per_minute: ${RPM} }`,
 })
 
 t.test('on a Redis Cluster URL: records, shared limits and approvals work', async (t) => {
-  const port = await freePort()
-  const redis = redisServer(t, port, [
-    '--cluster-enabled',
-    'yes',
-    '--cluster-config-file',
-    'nodes.conf',
-    '--cluster-announce-ip',
-    '127.0.0.1',
-  ])
-  await redis.start()
-  const admin = new Redis(redis.url, { maxRetriesPerRequest: 1 })
-  admin.on('error', () => undefined)
-  t.teardown(() => admin.disconnect())
-  await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383')
-  await waitFor('cluster ok', async () => /cluster_state:ok/.test(String(await admin.call('CLUSTER', 'INFO'))))
+  const { redis, client: admin } = await startRedisCluster(t)
   const origin = await startHttpOrigin(t)
   const pc = await startPortcullis(
     t,
     originOnlyYaml([origin.port], {
       paths: ['/public/**'],
       extra: `telemetry:
-  redis: { url: "redis+cluster://127.0.0.1:${port}", stream: "{pc}:events", maxlen: 1000 }
+  redis: { url: "redis+cluster://127.0.0.1:${redis.port}", stream: "{pc}:events", maxlen: 1000 }
 limits: { requests_per_minute: 3 }`,
     }),
   )

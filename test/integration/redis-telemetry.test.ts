@@ -1,7 +1,7 @@
 import { Cluster, Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import { freePort } from '../helpers/clients.js'
-import { redisServer } from '../helpers/redis.js'
+import { freePort } from '../helpers/ports.js'
+import { redisClient, redisServer, startRedis, startRedisCluster } from '../helpers/redis.js'
 import { waitFor } from '../helpers/poll.js'
 import { capturedLog } from '../helpers/log.js'
 import {
@@ -16,13 +16,6 @@ import { redactRedisUrl } from '../../src/redis/url.js'
 import { readEvents } from '../../src/telemetry/redis-events.js'
 import { createRedisSink, type RedisSink } from '../../src/telemetry/redis-sink.js'
 import type { Decision } from '../../src/policy/types.js'
-
-function checker(t: Test, url: string): Redis {
-  const c = new Redis(url, { maxRetriesPerRequest: 1 })
-  c.on('error', () => undefined)
-  t.teardown(() => c.disconnect())
-  return c
-}
 
 function sinkFor(t: Test, opts: Parameters<typeof createRedisSink>[0]): RedisSink {
   const sink = createRedisSink(opts)
@@ -57,8 +50,7 @@ async function streamIds(c: Redis, stream: string): Promise<string[]> {
 // --- tests -------------------------------------------------------------------------------------------------
 
 t.test('records arrive in the stream in batches, with flat fields, trimmed by MAXLEN ~', async (t) => {
-  const redis = redisServer(t, await freePort())
-  await redis.start()
+  const redis = await startRedis(t)
   const { log } = capturedLog()
   const sink = sinkFor(t, { url: redis.url, stream: 'pc:events', maxlen: 100, log })
   await waitFor('connected', () => sink.connected())
@@ -67,7 +59,7 @@ t.test('records arrive in the stream in batches, with flat fields, trimmed by MA
   written.push(buildCloseRecord({ id: 'close-1', agent: 'ci-42', host: 'example.com' }, 10, 20, 0, 5))
   for (const r of written) sink.write(r)
   await waitFor('backlog drained', () => sink.backlog() === 0)
-  const c = checker(t, redis.url)
+  const c = redisClient(t, redis.url)
   const len = await c.xlen('pc:events')
   t.ok(len >= 100 && len < 1001, `MAXLEN ~ trimmed the stream to about 100 (got ${len})`)
   const tail = await c.xrevrange('pc:events', '+', '-', 'COUNT', 2)
@@ -91,8 +83,7 @@ t.test('records arrive in the stream in batches, with flat fields, trimmed by MA
 })
 
 t.test('records written while Redis is down arrive after it restarts; write() stays synchronous', async (t) => {
-  const redis = redisServer(t, await freePort())
-  await redis.start()
+  const redis = await startRedis(t)
   const logs = capturedLog()
   const sink = sinkFor(t, { url: redis.url, stream: 'pc:events', maxlen: 100_000, log: logs.log, batchMax: 50 })
   await waitFor('connected', () => sink.connected())
@@ -111,7 +102,7 @@ t.test('records written while Redis is down arrive after it restarts; write() st
   t.ok(sink.backlog() >= 2000, 'the outage records wait in the buffer')
   await redis.start()
   await waitFor('backlog drained after restart', () => sink.backlog() === 0, 15_000)
-  const ids = new Set(await streamIds(checker(t, redis.url), 'pc:events'))
+  const ids = new Set(await streamIds(redisClient(t, redis.url), 'pc:events'))
   t.equal(during.filter((r) => !ids.has(r.id)).length, 0, 'every record written during the outage arrived')
   t.equal(sink.dropped(), 0)
   t.equal(logs.codes('PC_REDIS_DOWN'), 1, 'one down line per outage')
@@ -120,8 +111,7 @@ t.test('records written while Redis is down arrive after it restarts; write() st
 })
 
 t.test('flapping Redis: every outage is buffered, resent, and logged once down and once up', async (t) => {
-  const redis = redisServer(t, await freePort())
-  await redis.start()
+  const redis = await startRedis(t)
   const logs = capturedLog()
   const sink = sinkFor(t, { url: redis.url, stream: 'pc:events', maxlen: 100_000, log: logs.log, batchMax: 20 })
   await waitFor('connected', () => sink.connected())
@@ -133,7 +123,7 @@ t.test('flapping Redis: every outage is buffered, resent, and logged once down a
     await waitFor(`down #${flap}`, () => logs.codes('PC_REDIS_DOWN') === flap)
     await redis.start()
     await waitFor(`drained #${flap}`, () => sink.connected() && sink.backlog() === 0, 15_000)
-    const ids = new Set(await streamIds(checker(t, redis.url), 'pc:events'))
+    const ids = new Set(await streamIds(redisClient(t, redis.url), 'pc:events'))
     t.equal(during.filter((r) => !ids.has(r.id)).length, 0, `outage #${flap}: every buffered record arrived`)
   }
   t.equal(logs.codes('PC_REDIS_UP'), 4)
@@ -164,7 +154,7 @@ t.test('a full buffer drops the oldest records, counts them and warns once per o
   t.equal(logs.codes('PC_TELEMETRY_DROPPING'), 1)
   await redis.start()
   await waitFor('backlog drained', () => sink.backlog() === 0)
-  const c = checker(t, redis.url)
+  const c = redisClient(t, redis.url)
   t.same(
     await streamIds(c, 'pc:events'),
     first.slice(15).map((r) => r.id),
@@ -198,8 +188,7 @@ t.test('the URL password never reaches a log line', async (t) => {
 })
 
 t.test('readEvents filters newest first and pages with a stream-id cursor', async (t) => {
-  const redis = redisServer(t, await freePort())
-  await redis.start()
+  const redis = await startRedis(t)
   const sink = sinkFor(t, { url: redis.url, stream: 'ev', maxlen: 100_000, log: capturedLog().log })
   const base = Date.now() - 60_000
   const rs: TelemetryRecord[] = []
@@ -258,8 +247,7 @@ t.test('readEvents filters newest first and pages with a stream-id cursor', asyn
 })
 
 t.test('readEvents scans across several XREVRANGE pages for a sparse filter', async (t) => {
-  const redis = redisServer(t, await freePort())
-  await redis.start()
+  const redis = await startRedis(t)
   const sink = sinkFor(t, { url: redis.url, stream: 'ev', maxlen: 100_000, log: capturedLog().log })
   const rare = [decision('rare', 'example.com'), decision('rare', 'example.com')]
   for (const r of rare) sink.write(r)
@@ -274,22 +262,10 @@ t.test('readEvents scans across several XREVRANGE pages for a sparse filter', as
 })
 
 t.test('a redis+cluster:// URL talks to a (one-node) Redis Cluster', async (t) => {
-  const port = await freePort()
-  const redis = redisServer(t, port, [
-    '--cluster-enabled',
-    'yes',
-    '--cluster-config-file',
-    'nodes.conf',
-    '--cluster-announce-ip',
-    '127.0.0.1',
-  ])
-  await redis.start()
-  const admin = checker(t, redis.url)
-  await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383')
-  await waitFor('cluster ok', async () => /cluster_state:ok/.test(String(await admin.call('CLUSTER', 'INFO'))))
+  const { redis, client: admin } = await startRedisCluster(t)
   const logs = capturedLog()
   const sink = sinkFor(t, {
-    url: `redis+cluster://127.0.0.1:${port}`,
+    url: `redis+cluster://127.0.0.1:${redis.port}`,
     stream: '{pc}:events',
     maxlen: 1000,
     log: logs.log,
@@ -304,15 +280,14 @@ t.test('a redis+cluster:// URL talks to a (one-node) Redis Cluster', async (t) =
   )
   const page = await readEvents(sink.client, '{pc}:events', { limit: 10 })
   t.equal(page.records.length, 2)
-  const other = createRedisClient(`redis://127.0.0.1:${port}`, true)
+  const other = createRedisClient(`redis://127.0.0.1:${redis.port}`, true)
   t.ok(other instanceof Cluster, 'cluster: true turns a redis:// URL into a seed node')
   other.disconnect()
 })
 
 t.test('a write Redis refuses (WRONGTYPE) is retried, then lands once, without duplicates', async (t) => {
-  const redis = redisServer(t, await freePort())
-  await redis.start()
-  const c = checker(t, redis.url)
+  const redis = await startRedis(t)
+  const c = redisClient(t, redis.url)
   await c.set('pc:wrong', 'not a stream')
   const logs = capturedLog()
   const sink = sinkFor(t, { url: redis.url, stream: 'pc:wrong', maxlen: 1000, log: logs.log, retryMs: 100 })
@@ -331,8 +306,7 @@ t.test('a write Redis refuses (WRONGTYPE) is retried, then lands once, without d
 })
 
 t.test('a Redis that hangs (SIGSTOP) costs at most one duplicate, however long it hangs', async (t) => {
-  const redis = redisServer(t, await freePort())
-  await redis.start()
+  const redis = await startRedis(t)
   const logs = capturedLog()
   const sink = sinkFor(t, { url: redis.url, stream: 'pc:hung', maxlen: 1000, log: logs.log })
   await waitFor('connected', () => sink.connected())
@@ -345,6 +319,6 @@ t.test('a Redis that hangs (SIGSTOP) costs at most one duplicate, however long i
   await waitFor('three command timeouts have passed', () => Date.now() - pausedAt > 3 * COMMAND_TIMEOUT_MS, 15_000)
   redis.resume()
   await waitFor('delivered after it wakes', () => sink.backlog() === 0 && sink.connected(), 15_000)
-  const copies = (await streamIds(checker(t, redis.url), 'pc:hung')).filter((id) => id === r.id).length
+  const copies = (await streamIds(redisClient(t, redis.url), 'pc:hung')).filter((id) => id === r.id).length
   t.ok(copies >= 1 && copies <= 2, `the record is in the stream ${copies} time(s)`)
 })

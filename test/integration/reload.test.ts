@@ -10,24 +10,14 @@ import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
 import { basicAuth, curl } from '../helpers/clients.js'
 import { adminCall } from '../helpers/admin.js'
 import { until } from '../helpers/poll.js'
-import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+import { groupYaml, TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
 import { openTunnel } from '../helpers/tunnel.js'
 
 t.test('hot reload swaps the policy atomically and keeps the last good one on a bad edit', async (t) => {
   const origin = await startHttpOrigin(t)
   const tlsOrigin = await startHttpsOrigin(t, ['origin.test'])
-  const policy = (
-    hosts: string[],
-  ): string => `${upstreamYaml([origin.port, tlsOrigin.port], `  ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}`)}
-groups:
-  g:
-    allow:
-${hosts.map((h) => `      - host: ${h}`).join('\n')}
-agents:
-  - id: ci
-    token: ${TOKEN_HASH}
-    groups: [g]
-`
+  const policy = (hosts: string[]): string =>
+    `${upstreamYaml([origin.port, tlsOrigin.port], `  ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}\n`)}${groupYaml(hosts.map((h) => `host: ${h}`))}`
   const pc = await startPortcullis(t, policy(['origin.test']), {}, { watch: true })
   const write = (body: string): void => pc.rewriteConfig(body)
   const proxy = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`]

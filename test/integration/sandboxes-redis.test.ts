@@ -1,25 +1,15 @@
-import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { request } from 'node:http'
-import { join } from 'node:path'
+import { existsSync, readFileSync } from 'node:fs'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import t from 'tap'
-import { basicAuth, freePort } from '../helpers/clients.js'
+import { proxiedGet as proxiedAnswer } from '../helpers/clients.js'
 import { upstreamYaml } from '../helpers/config.js'
 import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
-import { redisServer } from '../helpers/redis.js'
-import { waitFor } from '../helpers/poll.js'
-import {
-  cleanEnv,
-  MAIN,
-  ROOT,
-  spawnPortcullis,
-  writeConfig,
-  type PortcullisProcess,
-} from '../helpers/spawn-portcullis.js'
+import { freePort } from '../helpers/ports.js'
+import { startRedis } from '../helpers/redis.js'
+import { clearOfMinuteEnd, waitFor } from '../helpers/poll.js'
+import { MAIN, runPortcullis, startInstance } from '../helpers/spawn-portcullis.js'
 import { openTunnel } from '../helpers/tunnel.js'
 
 /**
@@ -33,35 +23,19 @@ const ADMIN_TOKEN = 'sandboxes-redis-admin-token-0123456789'
 const KEY = randomBytes(32).toString('base64')
 const RPM = 6
 
-interface Run {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
 /** The built CLI, run to completion (killed after 20 s, which fails the assertion on its code). */
-async function portcullis(args: readonly string[], env: NodeJS.ProcessEnv): Promise<Run> {
-  const child = spawn(process.execPath, [MAIN, ...args], {
-    cwd: ROOT,
-    env: cleanEnv(env),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  const out: Buffer[] = []
-  const err: Buffer[] = []
-  child.stdout.on('data', (c: Buffer) => out.push(c))
-  child.stderr.on('data', (c: Buffer) => err.push(c))
-  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
-  const [code] = (await once(child, 'close')) as [number | null]
-  clearTimeout(timer)
-  return { code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }
-}
+const portcullis = (args: readonly string[], env: NodeJS.ProcessEnv) => runPortcullis(args, { env, timeoutMs: 20_000 })
 
-interface Instance {
-  readonly proc: PortcullisProcess
-  readonly config: string
-  readonly proxyPort: number
-  readonly adminUrl: string
-}
+/** `sandbox issue` for agent ci with this ttl, then `more` arguments. */
+const issueArgs = (ttl: string, ...more: string[]): string[] => [
+  'sandbox',
+  'issue',
+  '--agent',
+  'ci',
+  '--ttl',
+  ttl,
+  ...more,
+]
 
 interface Issued {
   readonly id: string
@@ -75,39 +49,17 @@ interface Issued {
 let lastRefusal = ''
 
 /** One absolute-form GET through the proxy (no pool: each request stands alone); its status. */
-function proxiedGet(proxyPort: number, url: string, user: string, password: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port: proxyPort,
-        path: url,
-        agent: false,
-        headers: { host: new URL(url).host, 'proxy-authorization': basicAuth(user, password) },
-        timeout: 10_000,
-      },
-      (res) => {
-        let body = ''
-        res.setEncoding('utf8')
-        res.on('data', (c: string) => (body += c))
-        res.on('end', () => {
-          if (res.statusCode !== 200) lastRefusal = `${res.statusCode} ${body.slice(0, 300)}`
-          resolve(res.statusCode ?? 0)
-        })
-      },
-    )
-    req.on('timeout', () => req.destroy(new Error('timeout')))
-    req.on('error', reject)
-    req.end()
-  })
+async function proxiedGet(proxyPort: number, url: string, user: string, password: string): Promise<number> {
+  const res = await proxiedAnswer(proxyPort, url, user, password)
+  if (res.status !== 200) lastRefusal = `${res.status} ${res.body.slice(0, 300)}`
+  return res.status
 }
 
 if (!existsSync(MAIN)) {
   t.fail(`${MAIN} does not exist: run \`npm run build\` first (npm test does)`)
 } else {
   t.test('sandbox credentials on two instances sharing one Redis', async (t) => {
-    const redis = redisServer(t, await freePort())
-    await redis.start()
+    const redis = await startRedis(t)
     const origin = await startHttpOrigin(t)
     const tlsOrigin = await startHttpsOrigin(t, ['origin.test'])
     const body = `${upstreamYaml([origin.port, tlsOrigin.port], `  ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}`)}
@@ -122,22 +74,7 @@ agents:
   - { id: ci, groups: [g], sandboxes: true, limits: { requests_per_minute: ${RPM} } }
 `
     const serverEnv = { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN, PORTCULLIS_SIGNING_KEY: KEY }
-    // One directory per instance (its config, CA and approvals file). Not t.testdir(): there is one per
-    // test, and each call wipes it (redisServer has one there).
-    const start = async (): Promise<Instance> => {
-      const dir = mkdtempSync(join(tmpdir(), 'portcullis-sandboxes-'))
-      t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-      const config = writeConfig(dir, body)
-      const proc = spawnPortcullis(t, config, serverEnv)
-      const started = await proc.waitLine((r) => r.code === 'PC_STARTED')
-      await proc.waitLine((r) => r.code === 'PC_LIMITS_SHARED', 10_000)
-      return {
-        proc,
-        config,
-        proxyPort: Number(String(started.proxy).split(':').at(-1)),
-        adminUrl: `http://${String(started.admin)}`,
-      }
-    }
+    const start = () => startInstance(t, body, serverEnv, { sharedLimits: true })
     const [a, b] = await Promise.all([start(), start()])
     const at = (path: string): string => `http://origin.test:${origin.port}${path}`
 
@@ -145,12 +82,7 @@ agents:
     const offlineEnv = { PORTCULLIS_SIGNING_KEY: KEY }
     const unreachable = `http://127.0.0.1:${await freePort()}`
     const offline = await portcullis(
-      [
-        'sandbox',
-        'issue',
-        '--agent',
-        'ci',
-        '--ttl',
+      issueArgs(
         '1h',
         '--label',
         'task=T-9',
@@ -163,7 +95,7 @@ agents:
         '--json',
         '--config',
         a.config,
-      ],
+      ),
       offlineEnv,
     )
     t.equal(offline.code, 0, offline.stderr)
@@ -172,10 +104,7 @@ agents:
     t.equal(s.proxy_url, `http://${s.user}:${s.token}@127.0.0.1:${a.proxyPort}`)
 
     t.test('the human form prints the fields and ready-to-paste proxy lines', async (t) => {
-      const r = await portcullis(
-        ['sandbox', 'issue', '--agent', 'ci', '--ttl', '30m', '--label', 'task=T-10', '--config', a.config],
-        offlineEnv,
-      )
+      const r = await portcullis(issueArgs('30m', '--label', 'task=T-10', '--config', a.config), offlineEnv)
       t.equal(r.code, 0, r.stderr)
       t.match(r.stdout, /^id: {9}[0-9A-Z]{26}$/m)
       t.match(r.stdout, /^user: {7}ci\+[0-9A-Z]{26}$/m)
@@ -187,21 +116,7 @@ agents:
 
     t.test('the CLI without the key asks the admin API, which answers the same fields', async (t) => {
       const r = await portcullis(
-        [
-          'sandbox',
-          'issue',
-          '--agent',
-          'ci',
-          '--ttl',
-          '1h',
-          '--label',
-          'via=api',
-          '--json',
-          '--admin',
-          b.adminUrl,
-          '--config',
-          b.config,
-        ],
+        issueArgs('1h', '--label', 'via=api', '--json', '--admin', b.adminUrl, '--config', b.config),
         { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN },
       )
       t.equal(r.code, 0, r.stderr)
@@ -212,10 +127,7 @@ agents:
         200,
         `and the other instance accepts it (${lastRefusal})`,
       )
-      const noKey = await portcullis(
-        ['sandbox', 'issue', '--agent', 'ci', '--ttl', '1h', '--admin', unreachable, '--config', a.config],
-        {},
-      )
+      const noKey = await portcullis(issueArgs('1h', '--admin', unreachable, '--config', a.config), {})
       t.equal(noKey.code, 1, 'without key or reachable API it fails, saying so')
       t.match(noKey.stderr, /cannot reach the admin API/)
     })
@@ -228,16 +140,10 @@ agents:
     })
 
     t.test("a sandbox's budget is shared by the instances, and is its own", async (t) => {
-      const intoMinute = Date.now() % 60_000
-      if (intoMinute > 45_000) await new Promise((r) => setTimeout(r, 61_000 - intoMinute))
-      const l = JSON.parse(
-        (
-          await portcullis(
-            ['sandbox', 'issue', '--agent', 'ci', '--ttl', '10m', '--json', '--config', a.config],
-            offlineEnv,
-          )
-        ).stdout,
-      ) as Issued
+      await clearOfMinuteEnd()
+      const issueOffline = async (): Promise<Issued> =>
+        JSON.parse((await portcullis(issueArgs('10m', '--json', '--config', a.config), offlineEnv)).stdout) as Issued
+      const l = await issueOffline()
       const statuses: number[] = []
       for (let i = 0; i < 2 * RPM; i++)
         statuses.push(await proxiedGet((i % 2 === 0 ? a : b).proxyPort, at(`/budget-${i}`), l.user, l.token))
@@ -247,14 +153,7 @@ agents:
         `admitted ${admitted} of ${2 * RPM} against ${RPM}/min: ${statuses}`,
       )
       t.ok(statuses.every((x) => x === 200 || x === 429))
-      const m = JSON.parse(
-        (
-          await portcullis(
-            ['sandbox', 'issue', '--agent', 'ci', '--ttl', '10m', '--json', '--config', a.config],
-            offlineEnv,
-          )
-        ).stdout,
-      ) as Issued
+      const m = await issueOffline()
       t.equal(
         await proxiedGet(b.proxyPort, at('/fresh'), m.user, m.token),
         200,

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
-import { request } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import t from 'tap'
@@ -10,7 +9,7 @@ import { encodeSandboxToken, signingKey } from '../../src/identity/sandbox-token
 import type { DecisionRecord, TelemetryRecord } from '../../src/telemetry/events.js'
 import { adminCall } from '../helpers/admin.js'
 import { until } from '../helpers/poll.js'
-import { basicAuth, curl } from '../helpers/clients.js'
+import { basicAuth, curl, proxiedGet } from '../helpers/clients.js'
 import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
 import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
 import { startPortcullis, type Portcullis } from '../helpers/start-portcullis.js'
@@ -36,40 +35,8 @@ interface Issued {
   readonly proxy_env: Record<string, string>
 }
 
-interface Answer {
-  readonly status: number
-  readonly headers: Record<string, string | string[] | undefined>
-  readonly body: string
-}
-
-/** One absolute-form GET through the proxy with these credentials (no pool: each request stands alone). */
-function proxiedGet(proxyPort: number, url: string, user: string, password: string, json = false): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port: proxyPort,
-        path: url,
-        agent: false,
-        headers: {
-          host: new URL(url).host,
-          'proxy-authorization': basicAuth(user, password),
-          ...(json ? { accept: 'application/json' } : {}),
-        },
-        timeout: 10_000,
-      },
-      (res) => {
-        let body = ''
-        res.setEncoding('utf8')
-        res.on('data', (c: string) => (body += c))
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
-      },
-    )
-    req.on('timeout', () => req.destroy(new Error('timeout')))
-    req.on('error', reject)
-    req.end()
-  })
-}
+/** For proxiedGet: the proxy's denials as JSON. */
+const JSON_ACCEPT = { accept: 'application/json' }
 
 async function issue(pc: Portcullis, agent: string, ttl: string, labels: Record<string, string> = {}): Promise<Issued> {
   const r = await adminCall<Issued>(pc.adminUrl, 'POST', '/api/sandboxes', { agent, ttl, labels })
@@ -243,7 +210,7 @@ agents:
       t.test(name, async (t) => {
         const seen = origin.seen.length
         const path = `/refused-${detail}-${Math.random().toString(36).slice(2)}`
-        const r = await proxiedGet(pc.proxyPort, at(path), user, token, true)
+        const r = await proxiedGet(pc.proxyPort, at(path), user, token, JSON_ACCEPT)
         t.equal(r.status, 407)
         t.equal(r.headers['x-portcullis-decision'], 'denied_auth_invalid')
         t.match(r.headers['proxy-authenticate'], /Basic realm="portcullis"/)
@@ -296,7 +263,7 @@ agents:
     t.match(r.body, { id: s.id, agent: 'ci', revoked_by: 'test', reason: 'teardown' })
     await closed
     t.ok(Date.now() - t0 < 1000, `the tunnel closed ${Date.now() - t0} ms after the revocation`)
-    const after = await proxiedGet(pc.proxyPort, at('/after-revoke'), s.user, s.token, true)
+    const after = await proxiedGet(pc.proxyPort, at('/after-revoke'), s.user, s.token, JSON_ACCEPT)
     t.equal(after.status, 407)
     t.match(JSON.parse(after.body), { detail: 'revoked' })
     const again = await adminCall<{ already: boolean }>(pc.adminUrl, 'DELETE', `/api/sandboxes/${s.id}`)
@@ -424,7 +391,7 @@ agents:
   const r = await adminCall(pc.adminUrl, 'POST', '/api/sandboxes', { agent: 'ci', ttl: '1h' })
   t.match(r, { status: 503, body: { error: 'no_signing_key' } })
   const s = signed('ci', Date.now(), 3600)
-  const answer = await proxiedGet(pc.proxyPort, `http://origin.test:${origin.port}/`, s.user, s.token, true)
+  const answer = await proxiedGet(pc.proxyPort, `http://origin.test:${origin.port}/`, s.user, s.token, JSON_ACCEPT)
   t.equal(answer.status, 407)
   t.match(JSON.parse(answer.body), { detail: 'no_signing_key' })
   const health = (await (await fetch(`${pc.adminUrl}/healthz`)).json()) as { warnings?: string[] }

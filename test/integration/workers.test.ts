@@ -1,13 +1,14 @@
 import { once } from 'node:events'
-import { createServer, request } from 'node:http'
+import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
-import { basicAuth, freePort } from '../helpers/clients.js'
-import { originOnlyYaml, TOKEN } from '../helpers/config.js'
+import { metric as metricWith } from '../helpers/admin.js'
+import { proxiedGet } from '../helpers/clients.js'
+import { originOnlyYaml, writeConfig } from '../helpers/config.js'
 import { startHttpOrigin } from '../helpers/origins.js'
-import { redisServer } from '../helpers/redis.js'
-import { waitFor } from '../helpers/poll.js'
-import { spawnPortcullis, writeConfig, type LogLine } from '../helpers/spawn-portcullis.js'
+import { startRedis } from '../helpers/redis.js'
+import { clearOfMinuteEnd, waitFor } from '../helpers/poll.js'
+import { listeningAt, spawnPortcullis, type LogLine } from '../helpers/spawn-portcullis.js'
 
 /**
  * `workers: 2` (runtime/workers.ts): two worker processes on one listen port, sharing limits through
@@ -17,46 +18,7 @@ import { spawnPortcullis, writeConfig, type LogLine } from '../helpers/spawn-por
 const ADMIN_TOKEN = 'workers-admin-token-0123456789abcdef'
 const RPM = 10
 
-interface Answer {
-  readonly status: number
-  readonly decision: string
-  readonly body: string
-}
-
-/** One absolute-form GET through the proxy on a connection of its own (so round-robin spreads them). */
-function proxiedGet(proxyPort: number, url: string, agent = 'ci'): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port: proxyPort,
-        path: url,
-        agent: false,
-        headers: { host: new URL(url).host, 'proxy-authorization': basicAuth(agent, TOKEN) },
-        timeout: 10_000,
-      },
-      (res) => {
-        let body = ''
-        res.setEncoding('utf8')
-        res.on('data', (c: string) => (body += c))
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, decision: String(res.headers['x-portcullis-decision']), body }),
-        )
-      },
-    )
-    req.on('timeout', () => req.destroy(new Error('timeout')))
-    req.on('error', reject)
-    req.end()
-  })
-}
-
-async function metric(adminUrl: string, name: string): Promise<number> {
-  const res = await fetch(`${adminUrl}/metrics`, {
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, connection: 'close' },
-  })
-  const line = (await res.text()).split('\n').find((l) => l.startsWith(`${name} `))
-  return line === undefined ? Number.NaN : Number(line.slice(name.length + 1))
-}
+const metric = (adminUrl: string, name: string) => metricWith(adminUrl, name, ADMIN_TOKEN)
 
 const isAlive = (pid: number): boolean => {
   try {
@@ -80,8 +42,7 @@ t.test('workers: 2 without Redis is refused before anything listens', async (t) 
 })
 
 t.test('a worker that cannot start stops the others, and start fails', async (t) => {
-  const redis = redisServer(t, await freePort())
-  await redis.start()
+  const redis = await startRedis(t)
   const taken = createServer()
   taken.listen(0, '127.0.0.1')
   await once(taken, 'listening')
@@ -103,8 +64,7 @@ t.test('a worker that cannot start stops the others, and start fails', async (t)
 })
 
 t.test('workers: 2 on one Redis', async (t) => {
-  const redis = redisServer(t, await freePort())
-  await redis.start()
+  const redis = await startRedis(t)
   const origin = await startHttpOrigin(t, (req, res) => {
     const reply = (): void => {
       res.writeHead(200, { 'content-type': 'text/plain' })
@@ -134,9 +94,7 @@ limits: { requests_per_minute: ${RPM} }`,
   await waitFor('both PC_STARTED lines', () => startedLines().length === 2)
   t.equal(startedLines().length, 2, 'each worker said it is listening')
   t.equal(new Set(startedLines().map((l) => l.proxy)).size, 1, 'both on the same proxy address')
-  const first = startedLines()[0] as LogLine
-  const proxyPort = Number(String(first.proxy).split(':').at(-1))
-  const adminUrl = `http://${String(first.admin)}`
+  const { proxyPort, adminUrl } = listeningAt(startedLines()[0] as LogLine)
   const at = (path: string): string => `http://origin.test:${origin.port}${path}`
 
   await t.test('requests are served, and the workers share limits as two instances', async (t) => {
@@ -152,8 +110,7 @@ limits: { requests_per_minute: ${RPM} }`,
       async () => (await metric(adminUrl, 'portcullis_limits_instances')) === 2,
     )
     // A fixed one-minute window is shared: keep the run clear of a minute boundary.
-    const intoMinute = Date.now() % 60_000
-    if (intoMinute > 45_000) await new Promise((r) => setTimeout(r, 61_000 - intoMinute))
+    await clearOfMinuteEnd()
     const statuses: number[] = []
     for (let i = 0; i < 2 * RPM; i++)
       statuses.push((await proxiedGet(proxyPort, at(`/public/limited-${i}`), 'limited')).status)

@@ -7,25 +7,16 @@ import {
   toAbbreviated,
   type JsonObject,
 } from '../../../src/packages/npm-packument.js'
-import { compilePackageRules, type PackageRules, type PackageRulesBlock } from '../../../src/packages/rules.js'
+import type { PackageRules, PackageRulesBlock } from '../../../src/packages/rules.js'
+import { packageRules } from '../../helpers/package-rules.js'
 
 const HOUR = 3_600_000
 const NOW = Date.parse('2026-03-01T00:00:00Z')
 const OLD = new Date(NOW - 1000 * HOUR).toISOString()
 const NEW = new Date(NOW - HOUR).toISOString()
 
-function rules(over: Partial<PackageRulesBlock> = {}): PackageRules {
-  const r = compilePackageRules('npm', {
-    deny: [],
-    allow: null,
-    denyFileLines: [],
-    minAgeMs: 72 * HOUR,
-    minAgeExempt: [],
-    ...over,
-  })
-  if (!r.ok) throw new Error('bad rules')
-  return r.rules
-}
+const rules = (over: Partial<PackageRulesBlock> = {}): PackageRules =>
+  packageRules('npm', { minAgeMs: 72 * HOUR, ...over })
 
 /** A full packument: `versions` maps each version to its publish time (null: no time entry). */
 function packument(name: string, versions: Record<string, string | null>, tags: Record<string, string>): JsonObject {

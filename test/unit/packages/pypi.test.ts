@@ -3,25 +3,16 @@ import { readFileSync } from 'node:fs'
 import { rewriteProjectJson, rewriteSimplePage, uploadTimes, parseUploadTime } from '../../../src/packages/pypi.js'
 import { escapeHtml, renderSimpleHtml } from '../../../src/packages/pypi-html.js'
 import type { JsonObject } from '../../../src/packages/npm-packument.js'
-import { compilePackageRules, type PackageRules, type PackageRulesBlock } from '../../../src/packages/rules.js'
+import type { PackageRules, PackageRulesBlock } from '../../../src/packages/rules.js'
+import { packageRules } from '../../helpers/package-rules.js'
 
 const HOUR = 3_600_000
 const NOW = Date.parse('2026-03-01T00:00:00Z')
 const PAGE_FILE = new URL('../../fixtures/packages/simple-demo-pkg.json', import.meta.url)
 const page = (): JsonObject => JSON.parse(readFileSync(PAGE_FILE, 'utf8')) as JsonObject
 
-function rules(over: Partial<PackageRulesBlock> = {}): PackageRules {
-  const r = compilePackageRules('pypi', {
-    deny: [],
-    allow: null,
-    denyFileLines: [],
-    minAgeMs: 72 * HOUR,
-    minAgeExempt: [],
-    ...over,
-  })
-  if (!r.ok) throw new Error('bad rules')
-  return r.rules
-}
+const rules = (over: Partial<PackageRulesBlock> = {}): PackageRules =>
+  packageRules('pypi', { minAgeMs: 72 * HOUR, ...over })
 
 const opts = (r: PackageRules = rules(), project = 'demo-pkg') => ({ project, rules: r, nowMs: NOW })
 const names = (files: unknown): string[] => (files as JsonObject[]).map((f) => f.filename as string)

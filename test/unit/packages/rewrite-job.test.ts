@@ -2,7 +2,8 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { MAX_DOCUMENT_BYTES, runRewriteJob, type RewriteOutcome } from '../../../src/packages/rewrite-job.js'
 import { createPackumentPool } from '../../../src/packages/packument-pool.js'
-import { compilePackageRules, type Ecosystem, type PackageRules } from '../../../src/packages/rules.js'
+import type { Ecosystem, PackageRules } from '../../../src/packages/rules.js'
+import { packageRules } from '../../helpers/package-rules.js'
 
 const HOUR = 3_600_000
 const NOW = Date.parse('2026-03-01T00:00:00Z')
@@ -11,17 +12,8 @@ const NEW = new Date(NOW - HOUR).toISOString()
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v))
 const dec = (b: Uint8Array): unknown => JSON.parse(new TextDecoder().decode(b))
 
-function rules(ecosystem: Ecosystem, deny: string[] = []): PackageRules {
-  const r = compilePackageRules(ecosystem, {
-    deny,
-    allow: null,
-    denyFileLines: [],
-    minAgeMs: 72 * HOUR,
-    minAgeExempt: [],
-  })
-  if (!r.ok) throw new Error('bad rules')
-  return r.rules
-}
+const rules = (ecosystem: Ecosystem, deny: string[] = []): PackageRules =>
+  packageRules(ecosystem, { deny, minAgeMs: 72 * HOUR })
 
 const NPM = rules('npm')
 const PYPI = rules('pypi')

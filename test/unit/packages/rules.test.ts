@@ -6,19 +6,10 @@ import {
   type PackageRules,
   type PackageRulesBlock,
 } from '../../../src/packages/rules.js'
+import { packageRules, rulesBlock } from '../../helpers/package-rules.js'
 
 const HOUR = 3_600_000
 const NOW = Date.parse('2026-03-01T00:00:00Z')
-
-function block(over: Partial<PackageRulesBlock> = {}): PackageRulesBlock {
-  return { deny: [], allow: null, denyFileLines: [], minAgeMs: null, minAgeExempt: [], ...over }
-}
-
-function compile(ecosystem: Ecosystem, over: Partial<PackageRulesBlock> = {}): PackageRules {
-  const r = compilePackageRules(ecosystem, block(over))
-  if (!r.ok) throw new Error(`unexpected compile errors: ${JSON.stringify(r.errors)}`)
-  return r.rules
-}
 
 type Case = [name: string, version: string | null, expected: 'ok' | 'denied' | 'not_allowed' | 'too_new']
 
@@ -30,7 +21,7 @@ function check(t: Test, rules: PackageRules, cases: Case[], publishedAtMs: numbe
 }
 
 t.test('npm deny matches names, scopes and exact versions', async (t) => {
-  const rules = compile('npm', { deny: ['event-stream', '@evil/*', 'ua-parser-js@0.7.29', '@acme/x@1.0.0'] })
+  const rules = packageRules('npm', { deny: ['event-stream', '@evil/*', 'ua-parser-js@0.7.29', '@acme/x@1.0.0'] })
   check(t, rules, [
     ['event-stream', null, 'denied'],
     ['event-stream', '3.3.4', 'denied'],
@@ -49,7 +40,7 @@ t.test('npm deny matches names, scopes and exact versions', async (t) => {
 })
 
 t.test('npm version entries are compared as semver (a leading v is the same version)', async (t) => {
-  const rules = compile('npm', { deny: ['left-pad@v1.3.0'] })
+  const rules = packageRules('npm', { deny: ['left-pad@v1.3.0'] })
   check(t, rules, [
     ['left-pad', '1.3.0', 'denied'],
     ['left-pad', 'v1.3.0', 'denied'],
@@ -58,7 +49,7 @@ t.test('npm version entries are compared as semver (a leading v is the same vers
 })
 
 t.test('allow list admits only listed packages, scopes and versions', async (t) => {
-  const rules = compile('npm', { allow: ['lodash', '@acme/*', 'react@18.2.0', 'react@18.3.1', 'JSONStream'] })
+  const rules = packageRules('npm', { allow: ['lodash', '@acme/*', 'react@18.2.0', 'react@18.3.1', 'JSONStream'] })
   check(t, rules, [
     ['lodash', null, 'ok'],
     ['lodash', '4.17.21', 'ok'],
@@ -76,7 +67,7 @@ t.test('allow list admits only listed packages, scopes and versions', async (t) 
 })
 
 t.test('deny beats allow', async (t) => {
-  const rules = compile('npm', { allow: ['lodash', '@acme/*'], deny: ['lodash@4.17.20', '@acme/bad'] })
+  const rules = packageRules('npm', { allow: ['lodash', '@acme/*'], deny: ['lodash@4.17.20', '@acme/bad'] })
   check(t, rules, [
     ['lodash', '4.17.21', 'ok'],
     ['lodash', '4.17.20', 'denied'],
@@ -86,7 +77,7 @@ t.test('deny beats allow', async (t) => {
 })
 
 t.test('min_age withholds young versions, exactly at the boundary it is old enough', async (t) => {
-  const rules = compile('npm', { minAgeMs: 72 * HOUR })
+  const rules = packageRules('npm', { minAgeMs: 72 * HOUR })
   const at = (ms: number) => rules.judge('lodash', '1.0.0', ms, NOW)
   t.same(at(NOW - 72 * HOUR), { ok: true })
   t.same(at(NOW - 72 * HOUR + 1), { ok: false, detail: 'too_new' })
@@ -96,15 +87,15 @@ t.test('min_age withholds young versions, exactly at the boundary it is old enou
 })
 
 t.test('an unknown publish time under min_age fails closed', async (t) => {
-  const rules = compile('npm', { minAgeMs: HOUR })
+  const rules = packageRules('npm', { minAgeMs: HOUR })
   t.same(rules.judge('lodash', '1.0.0', null, NOW), { ok: false, detail: 'too_new' })
   t.same(rules.judge('lodash', '1.0.0', Number.NaN, NOW), { ok: false, detail: 'too_new' })
-  const noAge = compile('npm', {})
+  const noAge = packageRules('npm', {})
   t.same(noAge.judge('lodash', '1.0.0', null, NOW), { ok: true }, 'without min_age the time is not needed')
 })
 
 t.test('min_age_exempt skips only min_age: by scope, by name and by version', async (t) => {
-  const rules = compile('npm', {
+  const rules = packageRules('npm', {
     minAgeMs: 72 * HOUR,
     minAgeExempt: ['@acme/*', 'typescript', 'react@19.0.1'],
     deny: ['@acme/evil'],
@@ -130,20 +121,20 @@ t.test('min_age_exempt skips only min_age: by scope, by name and by version', as
 })
 
 t.test('needsPublishTimes and filtersVersions say when a document must be inspected', async (t) => {
-  const none = compile('npm', {})
+  const none = packageRules('npm', {})
   t.equal(none.needsPublishTimes('lodash'), false)
   t.equal(none.filtersVersions('lodash'), false)
-  const versioned = compile('npm', { deny: ['lodash@4.17.20'], allow: ['lodash', 'react@18.2.0'] })
+  const versioned = packageRules('npm', { deny: ['lodash@4.17.20'], allow: ['lodash', 'react@18.2.0'] })
   t.equal(versioned.needsPublishTimes('lodash'), false)
   t.equal(versioned.filtersVersions('lodash'), true, 'a version deny entry')
   t.equal(versioned.filtersVersions('react'), true, 'an allow list naming versions')
-  const zero = compile('npm', { minAgeMs: 0 })
+  const zero = packageRules('npm', { minAgeMs: 0 })
   t.equal(zero.needsPublishTimes('lodash'), false, 'min_age 0 is no min_age')
   t.same(zero.judge('lodash', '1.0.0', null, NOW), { ok: true })
 })
 
 t.test('admits applies deny and allow without age', async (t) => {
-  const rules = compile('pypi', { minAgeMs: HOUR, deny: ['requests==2.0.0'], allow: ['requests', 'flask'] })
+  const rules = packageRules('pypi', { minAgeMs: HOUR, deny: ['requests==2.0.0'], allow: ['requests', 'flask'] })
   t.same(rules.admits('requests', '2.0.0'), { ok: false, detail: 'denied' })
   t.same(rules.admits('requests', '2.1.0'), { ok: true })
   t.same(rules.admits('django', null), { ok: false, detail: 'not_allowed' })
@@ -154,7 +145,7 @@ t.test('PyPI names are compared after PEP 503 normalisation', async (t) => {
   t.equal(normalizePypiName('FRIENDLY_BARD'), 'friendly-bard')
   t.equal(normalizePypiName('friendly.bard'), 'friendly-bard')
   t.equal(normalizePypiName('Friendly._-Bard'), 'friendly-bard')
-  const rules = compile('pypi', { deny: ['Friendly_Bard', 'requestz==1.0', 'colourama@0.4.6'] })
+  const rules = packageRules('pypi', { deny: ['Friendly_Bard', 'requestz==1.0', 'colourama@0.4.6'] })
   check(t, rules, [
     ['friendly-bard', null, 'denied'],
     ['FRIENDLY.bard', '1.0', 'denied'],
@@ -167,7 +158,7 @@ t.test('PyPI names are compared after PEP 503 normalisation', async (t) => {
 })
 
 t.test('deny file lines: comments and blanks are skipped, entries are denied', async (t) => {
-  const rules = compile('npm', {
+  const rules = packageRules('npm', {
     denyFileLines: ['# malicious packages', '', '  event-stream@3.3.6  # flatmap-stream', '@evil/*', '\t'],
   })
   check(t, rules, [
@@ -205,7 +196,7 @@ t.test('bad entries are compile errors naming the list, index, column and proble
     ],
   ]
   for (const [eco, over, errors] of cases) {
-    const r = compilePackageRules(eco, block(over))
+    const r = compilePackageRules(eco, rulesBlock(over))
     t.equal(r.ok, false, JSON.stringify(over))
     if (!r.ok) t.match(r.errors, errors, JSON.stringify(over))
     if (!r.ok) t.equal(r.errors.length, errors.length, JSON.stringify(over))
@@ -213,7 +204,7 @@ t.test('bad entries are compile errors naming the list, index, column and proble
 })
 
 t.test('compiled rules keep their block for a worker to compile again', async (t) => {
-  const b = block({ deny: ['x'], minAgeMs: 5 })
+  const b = rulesBlock({ deny: ['x'], minAgeMs: 5 })
   const r = compilePackageRules('npm', b)
   t.ok(r.ok)
   if (r.ok) t.equal(r.rules.block, b)
