@@ -60,7 +60,8 @@ export function openConnection(deps: Pick<ProxyDeps, 'bus' | 'tracker' | 'limite
     counted += delta
     deps.limiter.addBytes(key, delta)
   }
-  const untrack = o.track === null ? null : deps.tracker.add({ ...o.track, account })
+  // The caller's fresh `track` object becomes the tracked one (no copy: an idle tunnel holds it for hours).
+  const untrack = o.track === null ? null : deps.tracker.add(Object.assign(o.track, { account }))
   return {
     account,
     finish() {
