@@ -1,15 +1,29 @@
 /**
  * One scenario, one or more proxy builds, interleaved: for trying a change to the hot path.
  *
- *   node --import tsx bench/focus.ts d|f|a [seconds] [main.js ...]
+ *   node --import tsx bench/focus.ts d|f|a|b|c2 [seconds] [main.js ...]
  *
  * Each main.js (default dist/cli/main.js) is started with the bench config; rounds of 1 s alternate
- * between them; prints req/s and proxy CPU µs/op per build (medians over rounds).
+ * between them; prints req/s and proxy CPU µs/op per build (medians over rounds). c2 is one 64 MiB
+ * download through an intercepted tunnel per round (ops = MB, so µs/op is µs per MB).
  */
 import { join, resolve } from 'node:path'
 import { mkdirSync, rmSync, symlinkSync } from 'node:fs'
 import { Pool, ProxyAgent } from 'undici'
-import { cpuMs, loadLoop, LOOPBACK, PROXY_AUTH, startBareProxy, startOrigin, startProxy, startRedis } from './lib.js'
+import {
+  bulkGet,
+  getAndClose,
+  cpuMs,
+  loadLoop,
+  LOOPBACK,
+  openTunnel,
+  PROXY_AUTH,
+  startBareProxy,
+  startOrigin,
+  startProxy,
+  startRedis,
+  tlsHandshake,
+} from './lib.js'
 import { get } from './scenarios/context.js'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -30,24 +44,42 @@ async function main(): Promise<void> {
         continue
       }
       // "warn::path/main.js" runs that build at log level warn (records off) to price logging.
-      // "null::path" logs to /dev/null instead of a file; "redis::path" adds the Redis sink (own redis-server).
+      // "null::path" logs to /dev/null instead of a file; "redis::path" adds the Redis sink (own redis-server);
+      // "--flag,--flag::path" runs that build with those node flags.
       const [prefix, file] = m.includes('::') ? m.split('::') : [undefined, m]
       process.env.BENCH_PROXY_MAIN = file
-      if (prefix && prefix !== 'null' && prefix !== 'redis') process.env.BENCH_LOG_LEVEL = prefix
+      const flags = prefix?.startsWith('--') ? prefix.split(',') : []
+      if (prefix && prefix !== 'null' && prefix !== 'redis' && flags.length === 0) process.env.BENCH_LOG_LEVEL = prefix
       else delete process.env.BENCH_LOG_LEVEL
       rmSync(join(OUT, `p${i}.log`), { force: true })
       if (prefix === 'null') symlinkSync('/dev/null', join(OUT, `p${i}.log`))
       const redis = prefix === 'redis' ? await startRedis() : null
       if (redis) stops.push(async () => redis.stop())
-      proxies.push(await startProxy(ROOT, OUT, `p${i}`, { origin, ...(redis ? { redisUrl: redis.url } : {}) }))
+      proxies.push(await startProxy(ROOT, OUT, `p${i}`, { origin, ...(redis ? { redisUrl: redis.url } : {}) }, flags))
     }
     const fs = await import('node:fs')
+    const bulk = (p: (typeof proxies)[number]) => async (): Promise<{ ops: number; perSecond: number }> => {
+      const authority = `mitm.test:${origin.httpsPort}`
+      const ca = p.caPem ?? (p.caCertFile ? fs.readFileSync(p.caCertFile, 'utf8') : '')
+      const sock = await tlsHandshake(await openTunnel(p.port, authority), { servername: 'mitm.test', ca })
+      const r = await bulkGet(sock, authority, 64 * 2 ** 20, 60_000)
+      return { ops: r.bytes / 1e6, perSecond: r.bytes / 1e6 / r.seconds }
+    }
+    const round = async (i: number): Promise<{ ops: number; perSecond: number }> =>
+      scenario === 'c2'
+        ? bulk(proxies[i]!)()
+        : loadLoop(ops[i]!, { concurrency: scenario === 'b' ? 8 : 16, maxOps: 1e6, maxMs: 1000 })
     const ops = proxies.map((p) => {
       if (scenario === 'd') {
         const pool = new Pool(`http://${LOOPBACK}:${p.port}`, { connections: 16 })
         const host = `plain.test:${origin.httpPort}`
         return () =>
           get(pool, { path: `http://${host}/`, method: 'GET', headers: { host, 'proxy-authorization': PROXY_AUTH } })
+      }
+      if (scenario === 'b') {
+        const authority = `tunnel.test:${origin.httpsPort}`
+        const t = { servername: 'tunnel.test', ca: origin.caPem }
+        return async () => getAndClose(await tlsHandshake(await openTunnel(p.port, authority), t), 'tunnel.test')
       }
       const name = scenario === 'f' ? 'mitm.test' : 'tunnel.test'
       const ca = [origin.caPem, p.caPem ?? (p.caCertFile ? fs.readFileSync(p.caCertFile, 'utf8') : '')].filter(Boolean)
@@ -59,14 +91,14 @@ async function main(): Promise<void> {
       })
       return () => get(agent, { origin: `https://${name}:${origin.httpsPort}`, path: '/', method: 'GET' })
     })
-    for (const op of ops) await loadLoop(op, { concurrency: 16, maxOps: 1e6, maxMs: 1000 })
+    for (const [i] of ops.entries()) await round(i)
     const rate: number[][] = proxies.map(() => [])
     const cpu: number[][] = proxies.map(() => [])
     for (let r = 0; r < seconds; r++) {
       for (let k = 0; k < proxies.length; k++) {
         const i = (k + r) % proxies.length
         const c0 = cpuMs(proxies[i]!.pid)
-        const res = await loadLoop(ops[i]!, { concurrency: 16, maxOps: 1e6, maxMs: 1000 })
+        const res = await round(i)
         rate[i]!.push(res.perSecond)
         cpu[i]!.push(((cpuMs(proxies[i]!.pid) - c0) * 1000) / Math.max(1, res.ops))
       }

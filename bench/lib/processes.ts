@@ -129,12 +129,18 @@ export interface ProxyProc {
  * workers, when the primary logs PC_WORKERS_STARTED). Extra node flags (e.g. --cpu-prof) from
  * BENCH_PROXY_NODE_ARGS; BENCH_PROXY_MAIN runs another build (e.g. a patched copy of dist/) to try a fix.
  */
-export async function startProxy(root: string, dir: string, name: string, o: ProxyYamlOptions): Promise<ProxyProc> {
+export async function startProxy(
+  root: string,
+  dir: string,
+  name: string,
+  o: ProxyYamlOptions,
+  extraNodeArgs: readonly string[] = [],
+): Promise<ProxyProc> {
   const [listenPort = 0, adminPort = 0] = await freePorts(2)
   const configFile = writeConfig(dir, proxyYaml(o), { file: `${name}.yaml`, listenPort, adminPort })
   const logFile = join(dir, `${name}.log`)
   const fd = openSync(logFile, 'w')
-  const nodeArgs = (process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter(Boolean)
+  const nodeArgs = [...(process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter(Boolean), ...extraNodeArgs]
   const main = process.env.BENCH_PROXY_MAIN ? resolve(process.env.BENCH_PROXY_MAIN) : join(root, 'dist/cli/main.js')
   const child = spawn(process.execPath, [...nodeArgs, main, 'start', '--config', configFile], {
     cwd: dir,

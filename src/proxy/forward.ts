@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Readable } from 'node:stream'
 import { createSecureContext, type SecureContext } from 'node:tls'
 import { LRUCache } from 'lru-cache'
@@ -170,6 +171,9 @@ const MAX_POOLS = 1024
 /** Connections one pool may open to its upstream. */
 const CONNECTIONS_PER_POOL = 256
 
+/** Body bytes written to the client but not yet taken before reading upstream pauses. */
+const BATCH_BYTES = 256 * 1024
+
 function timeoutError(): Error {
   return Object.assign(new Error('upstream timeout'), { code: 'ETIMEDOUT' })
 }
@@ -326,7 +330,20 @@ function createResponseHandler(
     if (!done) abort?.(Object.assign(new Error('client closed'), { code: 'UND_ERR_ABORTED' }))
   }
   res.once('close', onClientGone)
-  res.on('drain', () => resume?.())
+  // A body is written in batches: the client socket is corked for the rest of the event-loop turn, so the
+  // chunks of one upstream read (and of reads in the same turn) leave in one writev, and through TLS
+  // as one write of several records. Reading pauses once BATCH_BYTES wait to be written.
+  let paused = false
+  let corked: Socket | null = null
+  const uncork = (): void => {
+    corked?.uncork()
+    corked = null
+  }
+  res.on('drain', () => {
+    if (!paused) return
+    paused = false
+    resume?.()
+  })
   return {
     onConnect(a) {
       abort = a
@@ -355,16 +372,26 @@ function createResponseHandler(
     },
     onData(chunk) {
       if (res.destroyed) return false
-      return res.write(masker === null ? chunk : masker.push(chunk))
+      const socket = res.socket
+      if (corked === null && socket !== null) {
+        corked = socket
+        socket.cork()
+        setImmediate(uncork)
+      }
+      if (res.write(masker === null ? chunk : masker.push(chunk)) || res.writableLength < BATCH_BYTES) return true
+      paused = true
+      return false
     },
     onComplete() {
       done = true
+      uncork()
       res.removeListener('close', onClientGone)
       if (masker === null) res.end()
       else res.end(masker.flush())
     },
     onError(err) {
       done = true
+      uncork()
       clearTimeout(headTimer)
       res.removeListener('close', onClientGone)
       if ((err as { code?: string }).code === 'UND_ERR_ABORTED' && res.destroyed) return
