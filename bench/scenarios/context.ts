@@ -41,7 +41,7 @@ export function settingsFor(quick: boolean, seconds: number): Settings {
         keepAliveConns: 16,
         newConnConcurrency: 8,
         bulkBytes: 256 << 20,
-        idleTunnels: 2000,
+        idleTunnels: 6000,
         newMitmHosts: 600,
       }
 }

@@ -33,7 +33,19 @@ export interface ConnGateOptions {
 }
 
 const kAuthState = Symbol('portcullis.authState')
-type GatedSocket = Socket & { [kAuthState]?: { readonly srcIp: string; authenticated: boolean } }
+interface AuthState {
+  readonly srcIp: string
+  authenticated: boolean
+  /** The gate's own count of unauthenticated connections per source, shared by every socket. */
+  readonly leave: (srcIp: string) => void
+}
+type GatedSocket = Socket & { [kAuthState]?: AuthState }
+
+/** One listener for every socket (no closure per connection): an unauthenticated one leaves its source's count. */
+function onGatedClose(this: GatedSocket): void {
+  const state = this[kAuthState]
+  if (state !== undefined && !state.authenticated) state.leave(state.srcIp)
+}
 
 /** Sources whose denial budgets are remembered: a flood from many addresses cannot grow this without bound. */
 const MAX_TRACKED_SOURCES = 10_000
@@ -61,11 +73,8 @@ export function createConnGate(opts: () => ConnGateOptions): ConnGate {
         return false
       }
       unauthenticated.set(srcIp, held + 1)
-      const state = { srcIp, authenticated: false }
-      socket[kAuthState] = state
-      socket.once('close', () => {
-        if (!state.authenticated) leave(srcIp)
-      })
+      socket[kAuthState] = { srcIp, authenticated: false, leave }
+      socket.on('close', onGatedClose)
       return true
     },
     authenticated(socket: GatedSocket) {

@@ -26,19 +26,31 @@ declare module 'node:net' {
  * Armed at accept (header_timeout_ms) and after each response (idle_timeout_ms); cleared when a
  * request head is complete (headStarted); `onTimeout` closes the connection.
  */
-export function armHeadDeadline(socket: Socket, timeoutMs: number, onTimeout: () => void): void {
+export function armHeadDeadline(socket: Socket, timeoutMs: number, onTimeout: (socket: Socket) => void): void {
   const prior = socket[kFirstHeadTimer]
   if (prior !== undefined) clearTimeout(prior)
   if (socket[kDeadlineHooked] !== true) {
     socket[kDeadlineHooked] = true
-    socket.once('close', () => headStarted(socket))
+    socket.on('close', clearOnClose)
   }
-  const timer = setTimeout(() => {
-    socket[kFirstHeadTimer] = undefined
-    if (!socket.destroyed) onTimeout()
-  }, timeoutMs)
+  // Shared functions and arguments, no closures: every connection arms one, and an idle one keeps it.
+  const timer = setTimeout(headDeadlinePassed, timeoutMs, socket, onTimeout)
   timer.unref()
   socket[kFirstHeadTimer] = timer
+}
+
+function headDeadlinePassed(socket: Socket, onTimeout: (socket: Socket) => void): void {
+  socket[kFirstHeadTimer] = undefined
+  if (!socket.destroyed) onTimeout(socket)
+}
+
+function clearOnClose(this: Socket): void {
+  headStarted(this)
+}
+
+/** A listener for sockets: destroy the socket that emitted (one function for every connection). */
+export function destroyEmitter(this: Socket): void {
+  this.destroy()
 }
 
 /** A request head arrived on this connection: its deadline no longer applies. */

@@ -11,7 +11,7 @@ import type { CompiledAgent } from '../policy/types.js'
 import { normalizePath, splitTarget } from '../net/url-path.js'
 import type { DenyDecision } from '../policy/types.js'
 import { newRequestId, type DecisionFacts } from '../telemetry/events.js'
-import { connStateOf } from './conn-state.js'
+import { connStateOf, destroyEmitter } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
 import { recordUnused } from './connection.js'
 import { applyLimits, denialContext, passes, settle } from './decision-point.js'
@@ -114,7 +114,7 @@ export async function handleConnect(
       )
     }
     up = dialled
-    up.on('error', () => dialled.destroy())
+    up.on('error', destroyEmitter)
   } else if (!deps.interceptor) {
     return refuse(deps, socket, req, checkedNoTls, {
       verdict: 'deny',

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net'
 import type { Credential } from '../identity/authenticate.js'
 import { limiterKey, limiterKeyOf } from '../identity/sandbox-auth.js'
 import { buildCloseRecord } from '../telemetry/events.js'
@@ -27,52 +28,91 @@ export interface ConnectionFacts {
   readonly labels?: Readonly<Record<string, string>> | undefined
 }
 
-/** Bytes moved so far: up (client → upstream) and down, as the connection's own counters say. */
-export type ByteCounter = () => readonly [up: number, down: number]
+/**
+ * Where the bytes a connection moved are read from: one socket's own counters, read at the end or
+ * by the sweep (no per-byte JS). `upIsRead`: the client's socket (its reads went up) or the
+ * upstream's (its writes did); `upAt`/`downAt`: the counters when the connection began on a socket
+ * that carried other traffic first (a plain request, a WebSocket upgrade).
+ */
+export interface ByteSource {
+  readonly socket: Socket
+  readonly upIsRead: boolean
+  readonly upAt?: number
+  readonly downAt?: number
+}
+
+/** What the tracker holds, as the caller gives it: its connection is filled in by openConnection. */
+export type Trackable = Omit<TrackedConn, 'connection'> & { connection?: Connection }
 
 export interface ConnectionOptions {
   readonly facts: ConnectionFacts
   /** How the agent authenticated (a sandbox's bytes count towards its own budget); else the facts' sandbox says. */
   readonly credential: Credential | undefined
   readonly startedAtMs: number
-  readonly moved: ByteCounter
-  /** What a reload, a revocation or the sweep needs to close it; null: not tracked (a plain request). */
-  readonly track: Omit<TrackedConn, 'account'> | null
+  /** null: nothing moved (a CONNECT whose client left before a byte flowed). */
+  readonly bytes: ByteSource | null
+  /**
+   * What a reload, a revocation or the sweep needs to close it; null: not tracked (a plain request).
+   * The caller's own object is tracked (no copy: an idle tunnel holds it for hours).
+   */
+  readonly track: Trackable | null
 }
 
-const NOTHING_MOVED: ByteCounter = () => [0, 0]
+/**
+ * A class, not closures: an idle tunnel holds its connection for hours, and every closure and
+ * context it would hold is memory per tunnel (bench e).
+ */
+class OpenConnection implements Connection {
+  private counted = 0
+  private done = false
+  private readonly key: string | null
+
+  constructor(
+    private readonly deps: Pick<ProxyDeps, 'bus' | 'tracker' | 'limiter'>,
+    private readonly o: ConnectionOptions,
+  ) {
+    const { facts } = o
+    this.key =
+      facts.agent === null
+        ? null
+        : o.credential === undefined
+          ? limiterKeyOf(facts.agent, facts.sandbox)
+          : limiterKey(facts.agent, o.credential)
+    if (o.track !== null) {
+      o.track.connection = this
+      deps.tracker.add(o.track as TrackedConn)
+    }
+  }
+
+  private moved(): readonly [up: number, down: number] {
+    const b = this.o.bytes
+    if (b === null) return [0, 0]
+    const { bytesRead, bytesWritten } = b.socket
+    const [up, down] = b.upIsRead ? [bytesRead, bytesWritten] : [bytesWritten, bytesRead]
+    return [Math.max(0, up - (b.upAt ?? 0)), Math.max(0, down - (b.downAt ?? 0))]
+  }
+
+  account(): void {
+    if (this.key === null) return
+    const [up, down] = this.moved()
+    const delta = up + down - this.counted
+    if (delta <= 0) return
+    this.counted += delta
+    this.deps.limiter.addBytes(this.key, delta)
+  }
+
+  finish(): void {
+    if (this.done) return
+    this.done = true
+    if (this.o.track !== null) this.deps.tracker.remove(this.o.track as TrackedConn)
+    this.account()
+    const [up, down] = this.moved()
+    this.deps.bus.publish(buildCloseRecord(this.o.facts, up, down, this.o.startedAtMs))
+  }
+}
 
 export function openConnection(deps: Pick<ProxyDeps, 'bus' | 'tracker' | 'limiter'>, o: ConnectionOptions): Connection {
-  const { facts } = o
-  let counted = 0
-  let done = false
-  const key =
-    facts.agent === null
-      ? null
-      : o.credential === undefined
-        ? limiterKeyOf(facts.agent, facts.sandbox)
-        : limiterKey(facts.agent, o.credential)
-  const account = (): void => {
-    if (key === null) return
-    const [up, down] = o.moved()
-    const delta = up + down - counted
-    if (delta <= 0) return
-    counted += delta
-    deps.limiter.addBytes(key, delta)
-  }
-  // The caller's fresh `track` object becomes the tracked one (no copy: an idle tunnel holds it for hours).
-  const untrack = o.track === null ? null : deps.tracker.add(Object.assign(o.track, { account }))
-  return {
-    account,
-    finish() {
-      if (done) return
-      done = true
-      untrack?.()
-      account()
-      const [up, down] = o.moved()
-      deps.bus.publish(buildCloseRecord(facts, up, down, o.startedAtMs))
-    },
-  }
+  return new OpenConnection(deps, o)
 }
 
 /** A CONNECT let through whose client left before anything flowed: its close record, with nothing moved. */
@@ -81,5 +121,5 @@ export function recordUnused(
   facts: ConnectionFacts,
   startedAtMs: number,
 ): void {
-  openConnection(deps, { facts, credential: undefined, startedAtMs, moved: NOTHING_MOVED, track: null }).finish()
+  openConnection(deps, { facts, credential: undefined, startedAtMs, bytes: null, track: null }).finish()
 }

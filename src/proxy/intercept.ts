@@ -8,7 +8,15 @@ import type { ProxyDeps } from './deps.js'
 import { openConnection } from './connection.js'
 import { answerHttpRequest, decideHttpRequest, type ConnectChannel, type RequestChannel } from './request-flow.js'
 import { respondBadRequest } from './respond.js'
-import { answerClientError, awaitNextHead, expectContinue, inTurn, MAX_HEADER_BYTES } from './server.js'
+import {
+  answerClientError,
+  answerHeaderTimeout,
+  awaitNextHead,
+  destroySocket,
+  expectContinue,
+  inTurn,
+  MAX_HEADER_BYTES,
+} from './server.js'
 import { armHeadDeadline, headStarted } from './conn-state.js'
 import { relayUpgrade } from './websocket.js'
 
@@ -145,7 +153,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
       facts: ctx,
       credential: ctx.credential,
       startedAtMs: startedAt,
-      moved: () => [client.bytesRead, client.bytesWritten],
+      bytes: { socket: client, upIsRead: true },
       track: {
         agent: ctx.agent,
         host: ctx.host,
@@ -201,7 +209,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     explain(client, hello, leafName, answer) {
       const tlsSocket: ExplainedSocket = terminateTls(client, hello, leafName)
       tlsSocket[kExplain] = answer
-      armHeadDeadline(tlsSocket, upstream.headerTimeoutMs, () => tlsSocket.destroy())
+      armHeadDeadline(tlsSocket, upstream.headerTimeoutMs, destroySocket)
       client.setTimeout(upstream.headerTimeoutMs, () => client.destroy())
       tlsSocket.once('secure', () => explainer.emit('connection', tlsSocket))
     },
@@ -230,7 +238,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     inspectPlain(client, head, ctx) {
       const socket: InnerSocket = client
       socket[kIntercept] = innerContext(ctx, 'http', track(client, ctx))
-      armHeadDeadline(client, upstream.headerTimeoutMs, () => respondBadRequest(client, 408, 'header_timeout'))
+      armHeadDeadline(client, upstream.headerTimeoutMs, answerHeaderTimeout)
       client.unshift(head)
       inner.emit('connection', client)
       // readClientHello left the socket paused: flowing again, the replayed head reaches the parser first.

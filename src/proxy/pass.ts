@@ -295,7 +295,7 @@ function countAndRecordClose(
     facts,
     credential: undefined,
     startedAtMs: Date.now(),
-    moved: () => [Math.max(0, socket.bytesRead - readAtStart), Math.max(0, socket.bytesWritten - writtenAtStart)],
+    bytes: { socket, upIsRead: true, upAt: readAtStart, downAt: writtenAtStart },
     track: null,
   })
   res.once('close', () => connection.finish())

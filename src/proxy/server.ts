@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { armHeadDeadline, attachConnState, headStarted } from './conn-state.js'
+import { armHeadDeadline, attachConnState, destroyEmitter, headStarted } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
 import { handleConnect } from './connect.js'
 import { answerHttpRequest, decideHttpRequest } from './request-flow.js'
@@ -34,9 +34,9 @@ export function createProxyServer(deps: ProxyDeps): Server {
   })
   server.on('connection', (socket: Socket) => {
     const state = attachConnState(socket)
-    socket.on('error', () => socket.destroy())
+    socket.on('error', destroyEmitter)
     if (!deps.gate.accept(socket, state.srcIp)) return void socket.destroy()
-    armHeadDeadline(socket, upstream.headerTimeoutMs, () => respondBadRequest(socket, 408, 'header_timeout'))
+    armHeadDeadline(socket, upstream.headerTimeoutMs, answerHeaderTimeout)
   })
   // Past listen.max_connections node closes new connections at once ('drop'); counted for the metrics.
   server.on('drop', () => {
@@ -155,5 +155,15 @@ export function inTurn(req: IncomingMessage, res: ServerResponse, handle: () => 
 export function awaitNextHead(req: IncomingMessage, res: ServerResponse, idleTimeoutMs: number): void {
   const socket = req.socket
   headStarted(socket)
-  res.once('finish', () => armHeadDeadline(socket, idleTimeoutMs, () => socket.destroy()))
+  res.once('finish', () => armHeadDeadline(socket, idleTimeoutMs, destroySocket))
+}
+
+/** A head deadline passed (armHeadDeadline): 408 and a closed connection. */
+export function answerHeaderTimeout(socket: Socket): void {
+  respondBadRequest(socket, 408, 'header_timeout')
+}
+
+/** A deadline passed where no answer is owed (between requests, before a TLS handshake): closed. */
+export function destroySocket(socket: Socket): void {
+  socket.destroy()
 }

@@ -23,12 +23,13 @@ export interface TrackedConn {
    */
   readonly request?: { readonly method: string; readonly path: string; readonly scheme: 'http' | 'https' }
   close(): void
-  /** Count what the connection moved since the last count towards bytes_per_day (connection.ts). */
-  account(): void
+  /** Its bytes and close record (connection.ts); the sweep counts what it moved so far. */
+  readonly connection: { account(): void }
 }
 
 export interface TunnelTracker {
-  add(conn: TrackedConn): () => void
+  add(conn: TrackedConn): void
+  remove(conn: TrackedConn): void
   readonly size: number
   all(): Iterable<TrackedConn>
 }
@@ -38,7 +39,9 @@ export function createTunnelTracker(): TunnelTracker {
   return {
     add(conn) {
       open.add(conn)
-      return () => open.delete(conn)
+    },
+    remove(conn) {
+      open.delete(conn)
     },
     get size() {
       return open.size
@@ -61,7 +64,7 @@ export function sweepTunnelBytes(
 ): TrackedConn[] {
   const closed: TrackedConn[] = []
   for (const conn of [...tracker.all()]) {
-    conn.account()
+    conn.connection.account()
     const limits = limitsOf(conn.agent)
     // A sandbox's bytes count towards its own budget (the template's limits, per sandbox).
     if (limits && limiter.bytesExhausted(limiterKey(conn.agent, conn.credential), limits)) {

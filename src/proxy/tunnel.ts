@@ -1,7 +1,7 @@
 import type { OnReadOpts, Socket } from 'node:net'
 import type { Credential } from '../identity/authenticate.js'
 import type { ProxyDeps } from './deps.js'
-import { openConnection } from './connection.js'
+import { openConnection, type Connection, type Trackable } from './connection.js'
 
 export interface TunnelInfo {
   readonly id: string
@@ -50,66 +50,172 @@ export interface UpstreamRelay {
   start(client: Socket, upstream: Socket): void
 }
 
-export function createUpstreamRelay(): UpstreamRelay {
-  let own: Buffer | null = null
-  let client: Socket | null = null
-  let upstream: Socket | null = null
-  let early: Buffer | null = null
+/**
+ * The relay's state in one object with its methods on the prototype: an idle tunnel holds it for
+ * hours, and closures would be memory per tunnel (bench e). Only `onread` needs two closures: node
+ * calls its buffer function without the socket as `this`.
+ */
+class Relay implements UpstreamRelay {
+  private own: Buffer | null = null
+  private client: Socket | null = null
+  private upstream: Socket | null = null
+  private early: Buffer | null = null
   // `own` is still referenced by a write the client has not taken: reading waits for 'drain'. Should
-  // anything else resume upstream meanwhile, the next read goes to a new buffer instead (buffer()).
-  let ownAwaitsDrain = false
-  const resume = (): void => {
-    ownAwaitsDrain = false
-    upstream?.resume()
+  // anything else resume upstream meanwhile, the next read goes to a new buffer instead (nextBuffer()).
+  private ownAwaitsDrain = false
+  readonly onread: OnReadOpts = {
+    buffer: () => this.nextBuffer(),
+    callback: (nread: number, view: Uint8Array) => this.relay(nread, view),
   }
-  const nextBuffer = (): Buffer => {
-    if (ownAwaitsDrain && own !== null) {
-      own = Buffer.allocUnsafeSlow(own.length)
-      ownAwaitsDrain = false
+
+  resume(): void {
+    this.ownAwaitsDrain = false
+    this.upstream?.resume()
+  }
+
+  private nextBuffer(): Buffer {
+    if (this.ownAwaitsDrain && this.own !== null) {
+      this.own = Buffer.allocUnsafeSlow(this.own.length)
+      this.ownAwaitsDrain = false
     }
-    return own ?? sharedReadBuffer
+    return this.own ?? sharedReadBuffer
   }
-  const callback = (nread: number, view: Uint8Array): boolean => {
-    const inShared = own === null
+
+  private relay(nread: number, view: Uint8Array): boolean {
+    const client = this.client
+    const inShared = this.own === null
     if (client === null) {
       // Not relaying yet: keep a copy and stop reading until start().
       const copy = Buffer.from(view.subarray(0, nread))
-      early = early === null ? copy : Buffer.concat([early, copy])
+      this.early = this.early === null ? copy : Buffer.concat([this.early, copy])
       return false
     }
     if (!client.writable) {
       // The client is gone: nothing read from now on can be delivered.
-      upstream?.destroy()
+      this.upstream?.destroy()
       return false
     }
     // Out of the shared buffer a copy (the next read, any tunnel's, reuses it); an own buffer is written in place.
     const more = client.write(
       inShared ? Buffer.from(view.subarray(0, nread)) : Buffer.from(view.buffer, view.byteOffset, nread),
     )
+    const own = this.own
     if (own === null) {
-      if (nread === SHARED_READ_BYTES) own = Buffer.allocUnsafeSlow(MIN_OWN_READ_BYTES)
-    } else if (client.writableLength > 0 && more) own = Buffer.allocUnsafeSlow(own.length)
-    else if (nread === own.length && own.length < MAX_OWN_READ_BYTES) own = Buffer.allocUnsafeSlow(own.length * 4)
+      if (nread === SHARED_READ_BYTES) this.own = Buffer.allocUnsafeSlow(MIN_OWN_READ_BYTES)
+    } else if (client.writableLength > 0 && more) this.own = Buffer.allocUnsafeSlow(own.length)
+    else if (nread === own.length && own.length < MAX_OWN_READ_BYTES) this.own = Buffer.allocUnsafeSlow(own.length * 4)
     else if (nread <= own.length / 8)
-      own = own.length > MIN_OWN_READ_BYTES ? Buffer.allocUnsafeSlow(own.length / 4) : null
+      this.own = own.length > MIN_OWN_READ_BYTES ? Buffer.allocUnsafeSlow(own.length / 4) : null
     if (more) return true
-    ownAwaitsDrain = own !== null && own.buffer === view.buffer
-    client.once('drain', resume)
+    this.ownAwaitsDrain = this.own !== null && this.own.buffer === view.buffer
+    client.once('drain', resumeRelay)
     return false
   }
-  return {
-    onread: { buffer: nextBuffer, callback },
-    start(c, u) {
-      client = c
-      upstream = u
-      if (early !== null) {
-        c.write(early)
-        early = null
-      }
-      u.on('end', () => c.writableEnded || c.end())
-      u.resume()
-    },
+
+  start(client: Socket, upstream: Socket): void {
+    this.client = client
+    this.upstream = upstream
+    ;(client as RelaySocket)[kRelay] = this
+    ;(upstream as RelaySocket)[kRelay] = this
+    if (this.early !== null) {
+      client.write(this.early)
+      this.early = null
+    }
+    upstream.on('end', endRelayClient)
+    upstream.resume()
   }
+
+  /** Upstream's FIN ends the client's side (end() on an already ended side would be an error). */
+  endClient(): void {
+    if (this.client !== null && !this.client.writableEnded) this.client.end()
+  }
+}
+
+export function createUpstreamRelay(): UpstreamRelay {
+  return new Relay()
+}
+
+const kRelay = Symbol('portcullis.relay')
+type RelaySocket = Socket & { [kRelay]?: Relay }
+
+/** The client took a write the relay waited for (one listener function for every tunnel). */
+function resumeRelay(this: RelaySocket): void {
+  this[kRelay]?.resume()
+}
+function endRelayClient(this: RelaySocket): void {
+  this[kRelay]?.endClient()
+}
+
+const kSplice = Symbol('portcullis.splice')
+type SpliceSocket = Socket & { [kSplice]?: Splice }
+
+/**
+ * One spliced tunnel: what the tracker holds (a reload, a revocation or the bytes sweep closes it),
+ * both sockets and its connection. The sockets' listeners are the module's functions below, shared
+ * by every tunnel: each finds its tunnel under kSplice on the socket that emitted.
+ */
+class Splice implements Trackable {
+  readonly via = 'tunnel' as const
+  readonly agent: string
+  readonly host: string
+  readonly port: number
+  readonly address: string
+  readonly pinned: boolean
+  readonly srcIp: string
+  readonly credential: Credential
+  connection?: Connection
+  /** Sides still open; the first to close gives the other 5 s to flush. */
+  open = 2
+
+  constructor(
+    readonly client: Socket,
+    readonly upstream: Socket,
+    info: TunnelInfo,
+  ) {
+    this.agent = info.agent
+    this.host = info.host
+    this.port = info.port
+    this.address = info.address
+    this.pinned = info.pinned
+    this.srcIp = info.srcIp
+    this.credential = info.credential
+  }
+
+  close(): void {
+    this.client.destroy()
+    this.upstream.destroy()
+  }
+}
+
+function spliceOf(socket: SpliceSocket): Splice {
+  return socket[kSplice] as Splice
+}
+function closeSplice(this: SpliceSocket): void {
+  spliceOf(this).close()
+}
+function closeLater(splice: Splice): void {
+  splice.close()
+}
+function onSideClose(this: SpliceSocket): void {
+  const splice = spliceOf(this)
+  splice.open -= 1
+  if (splice.open === 1) return void setTimeout(closeLater, 5000, splice).unref()
+  splice.connection?.finish()
+}
+function onClientData(this: SpliceSocket, chunk: Buffer): void {
+  // Upstream may have ended (its FIN ends our side too): the client's last bytes (a TLS close_notify)
+  // have nowhere to go, and writing them would only make an EPIPE error, stack trace and all.
+  const { upstream } = spliceOf(this)
+  if (!upstream.writable) return
+  if (!upstream.write(chunk)) this.pause()
+}
+function onUpstreamDrain(this: SpliceSocket): void {
+  spliceOf(this).client.resume()
+}
+// end() on an already ended side makes an ERR_STREAM_ALREADY_FINISHED error; skip it.
+function onClientEnd(this: SpliceSocket): void {
+  const { upstream } = spliceOf(this)
+  if (!upstream.writableEnded) upstream.end()
 }
 
 /**
@@ -130,55 +236,28 @@ export function spliceTunnel(
   idleTimeoutMs: number,
   deps: Pick<ProxyDeps, 'bus' | 'tracker' | 'limiter'>,
 ): void {
-  const close = (): void => {
-    client.destroy()
-    upstream.destroy()
-  }
-  const connection = openConnection(deps, {
+  const splice = new Splice(client, upstream, info)
+  ;(client as SpliceSocket)[kSplice] = splice
+  ;(upstream as SpliceSocket)[kSplice] = splice
+  openConnection(deps, {
     facts: info,
     credential: info.credential,
     startedAtMs: info.startedAtMs,
     // What the upstream socket wrote went up; what it read came down.
-    moved: () => [upstream.bytesWritten, upstream.bytesRead],
-    track: {
-      agent: info.agent,
-      host: info.host,
-      port: info.port,
-      via: 'tunnel',
-      address: info.address,
-      pinned: info.pinned,
-      srcIp: info.srcIp,
-      credential: info.credential,
-      close,
-    },
+    bytes: { socket: upstream, upIsRead: false },
+    track: splice,
   })
-  let open = 2
-  const onClose = (): void => {
-    open -= 1
-    if (open === 1) {
-      setTimeout(close, 5000).unref()
-      return
-    }
-    connection.finish()
-  }
-  // `on`, not `once`: these fire once anyway, and each once() costs a wrapper per tunnel.
-  client.on('close', onClose)
-  upstream.on('close', onClose)
-  client.on('error', close)
-  upstream.on('error', close)
+  client.on('close', onSideClose)
+  upstream.on('close', onSideClose)
+  client.on('error', closeSplice)
+  upstream.on('error', closeSplice)
   client.setTimeout(idleTimeoutMs)
-  client.on('timeout', close)
+  client.on('timeout', closeSplice)
   client.setNoDelay(true)
   if (first.length > 0) upstream.write(first)
-  client.on('data', (chunk: Buffer) => {
-    // Upstream may have ended (its FIN ends our side too): the client's last bytes (a TLS close_notify)
-    // have nowhere to go, and writing them would only make an EPIPE error, stack trace and all.
-    if (!upstream.writable) return
-    if (!upstream.write(chunk)) client.pause()
-  })
-  upstream.on('drain', () => client.resume())
-  // end() on an already ended side makes an ERR_STREAM_ALREADY_FINISHED error; skip it.
-  client.on('end', () => upstream.writableEnded || upstream.end())
+  client.on('data', onClientData)
+  upstream.on('drain', onUpstreamDrain)
+  client.on('end', onClientEnd)
   relay.start(client, upstream)
   client.resume()
 }

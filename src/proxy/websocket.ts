@@ -148,7 +148,7 @@ function splice(
     facts,
     credential,
     startedAtMs: startedAt,
-    moved: () => [client.bytesRead - up0, client.bytesWritten - down0],
+    bytes: { socket: client, upIsRead: true, upAt: up0, downAt: down0 },
     track,
   })
   const finish = (): void => {
