@@ -2,16 +2,14 @@ import type { OnReadOpts, Socket } from 'node:net'
 import type { Credential } from '../identity/authenticate.js'
 import type { ProxyDeps } from './deps.js'
 import { openConnection, type Connection, type Trackable } from './connection.js'
+import type { TrackedConn } from './tracker.js'
 
-export interface TunnelInfo {
+/** What the tracker needs of a tunnel (tracker.ts), and what its close record names. */
+export interface TunnelInfo extends Pick<
+  TrackedConn,
+  'agent' | 'host' | 'port' | 'address' | 'pinned' | 'srcIp' | 'credential'
+> {
   readonly id: string
-  readonly agent: string
-  readonly host: string
-  readonly port: number
-  readonly address: string
-  readonly pinned: boolean
-  readonly srcIp: string
-  readonly credential: Credential
   readonly startedAtMs: number
   /** A sandbox credential's id and labels (SPEC §9), for the close record. */
   readonly sandbox?: string
