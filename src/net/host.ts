@@ -118,8 +118,33 @@ const PORT = /^[0-9]{1,5}$/
  * than guessed (the classic `lastIndexOf(':')` bug). Without a port the
  * `defaultPort` is used, or the authority is rejected when none is given.
  */
-export function parseAuthority(text: string, defaultPort?: number): { host: string; port: number } | null {
+export function parseAuthority(text: string, defaultPort?: number): Authority | null {
   if (text.length === 0 || text.length > MAX_INPUT_CHARS) return null
+  // Pure, and asked the same few authorities with every request: answers are remembered, a bounded
+  // number (the whole memo is dropped when full, so a flood of names costs one map's worth of memory).
+  // One map per default port: no key spelling can make two different questions look alike.
+  const byPort = defaultPort ?? 0
+  let memo = authorityMemo.get(byPort)
+  const known = memo?.get(text)
+  if (known !== undefined) return known
+  if (authorityMemoEntries >= AUTHORITY_MEMO_SIZE) {
+    authorityMemo.clear()
+    authorityMemoEntries = 0
+    memo = undefined
+  }
+  if (memo === undefined) authorityMemo.set(byPort, (memo = new Map()))
+  const parsed = parseAuthorityUncached(text, defaultPort)
+  memo.set(text, parsed)
+  authorityMemoEntries++
+  return parsed
+}
+
+export type Authority = Readonly<{ host: string; port: number }>
+const AUTHORITY_MEMO_SIZE = 4096
+const authorityMemo = new Map<number, Map<string, Authority | null>>()
+let authorityMemoEntries = 0
+
+function parseAuthorityUncached(text: string, defaultPort: number | undefined): Authority | null {
   let hostText: string
   let portText: string | undefined
   if (text.startsWith('[')) {
@@ -138,7 +163,7 @@ export function parseAuthority(text: string, defaultPort?: number): { host: stri
   const port = portText === undefined ? defaultPort : parsePort(portText)
   if (port === undefined || port === null || !Number.isInteger(port) || port < 1 || port > 65535) return null
   const host = normalizeHost(hostText)
-  return host === null ? null : { host, port }
+  return host === null ? null : Object.freeze({ host, port })
 }
 
 function parsePort(text: string): number | null {

@@ -84,6 +84,61 @@ function talliedCounter<L extends string>(config: {
 }
 
 /**
+ * An unlabelled histogram the data path feeds with one bucket search and three additions:
+ * prom-client's observe() builds closures and label objects on every call (~1.2 µs a decision,
+ * bench/focus.ts d). prom-client reads it at scrape time through get(), in the shape its own
+ * histograms give, and writes the text.
+ */
+class CountedHistogram {
+  readonly type = 'histogram'
+  readonly aggregator = 'sum'
+  private readonly counts: Float64Array
+  private sum = 0
+  private count = 0
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly bounds: readonly number[],
+  ) {
+    this.counts = new Float64Array(bounds.length + 1)
+  }
+
+  observe(value: number): void {
+    let i = 0
+    while (i < this.bounds.length && value > (this.bounds[i] as number)) i++
+    this.counts[i] = (this.counts[i] as number) + 1
+    this.sum += value
+    this.count++
+  }
+
+  get(): { name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: HistogramSample[] } {
+    const values: HistogramSample[] = []
+    let cumulative = 0
+    for (let i = 0; i <= this.bounds.length; i++) {
+      cumulative += this.counts[i] as number
+      const le = i < this.bounds.length ? (this.bounds[i] as number) : '+Inf'
+      values.push({ labels: { le }, value: cumulative, metricName: `${this.name}_bucket` })
+    }
+    values.push({ labels: {}, value: this.sum, metricName: `${this.name}_sum` })
+    values.push({ labels: {}, value: this.count, metricName: `${this.name}_count` })
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
+  }
+
+  reset(): void {
+    this.counts.fill(0)
+    this.sum = 0
+    this.count = 0
+  }
+}
+
+interface HistogramSample {
+  readonly labels: Readonly<Record<string, string | number>>
+  readonly value: number
+  readonly metricName: string
+}
+
+/**
  * A counter over monotonic totals kept elsewhere (read at scrape time: nothing on the data path
  * touches prom-client). `label` null: one unlabelled series (the map's single value).
  */
@@ -146,12 +201,13 @@ export function createMetrics(initial: MetricsSources = {}): Metrics {
     labelNames: ['registry'] as const,
     registers,
   })
-  const decisionSeconds = new Histogram({
-    name: 'portcullis_decision_duration_seconds',
-    help: 'Time to reach a decision, in seconds.',
-    buckets: DECISION_BUCKETS,
-    registers,
-  })
+  const decisionSeconds = new CountedHistogram(
+    'portcullis_decision_duration_seconds',
+    'Time to reach a decision, in seconds.',
+    DECISION_BUCKETS,
+  )
+  // prom-client formats it like its own histograms (registerMetric takes any metric with get()).
+  registry.registerMetric(decisionSeconds as unknown as Histogram)
   const streamDropped = new Counter({
     name: 'portcullis_admin_stream_dropped_total',
     help: 'Records not sent to slow /api/events/stream clients.',

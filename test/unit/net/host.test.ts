@@ -128,6 +128,22 @@ for (const [text, def, expected, behaviour] of AUTHORITIES) {
   })
 }
 
+t.test('parseAuthority remembers answers per default port, and the memo stays bounded', async (t) => {
+  // Asked again (the memo), the answers are the same, whatever was asked in between.
+  for (let round = 0; round < 2; round++)
+    for (const [text, def, expected] of AUTHORITIES) t.same(parseAuthority(text, def), expected, `${text} ${def} again`)
+  // The same text under another default port is another question.
+  t.same(parseAuthority('example.com', 80), { host: 'example.com', port: 80 })
+  t.same(parseAuthority('example.com', 443), { host: 'example.com', port: 443 })
+  t.equal(parseAuthority('example.com', undefined), null)
+  // Answers are shared, so they cannot be changed by whoever holds one.
+  t.ok(Object.isFrozen(parseAuthority('example.com', 80)))
+  // A flood of distinct names empties the memo rather than growing it; earlier answers still hold.
+  for (let i = 0; i < 10_000; i++) parseAuthority(`h${i}.example.com:443`)
+  t.same(parseAuthority('h1.example.com:443'), { host: 'h1.example.com', port: 443 })
+  t.equal(parseAuthority('example.com:4 43'), null)
+})
+
 t.test('formatAuthority brackets IPv6 only', async (t) => {
   t.equal(formatAuthority('::1', 443), '[::1]:443')
   t.equal(formatAuthority('example.com', 80), 'example.com:80')

@@ -1,8 +1,11 @@
 import { createHash } from 'node:crypto'
 import t from 'tap'
+import { decodeTime } from 'ulid'
 import {
   buildCloseRecord,
   buildDecisionRecord,
+  isoTime,
+  newRequestId,
   RECORDED_PATH_CHARS,
   type DecisionFacts,
 } from '../../../src/telemetry/events.js'
@@ -82,4 +85,25 @@ t.test('a close record counts bytes and duration', async (t) => {
     bytes_down: 20,
     duration_ms: 381,
   })
+})
+
+t.test('request ids are ULIDs: Crockford base32, the time of issue, strictly increasing', async (t) => {
+  const before = Date.now()
+  const ids = Array.from({ length: 5000 }, () => newRequestId())
+  const after = Date.now()
+  for (const id of ids) t.match(id, /^[0-9A-HJKMNP-TV-Z]{26}$/)
+  const times = ids.map((id) => decodeTime(id))
+  t.ok(times.every((ms) => ms >= before && ms <= after), 'the time part is when it was issued (ulid decodes it)')
+  t.ok(
+    ids.every((id, i) => i === 0 || id > (ids[i - 1] as string)),
+    'each id sorts after the one before, within a millisecond too',
+  )
+  t.equal(new Set(ids.map((id) => id.slice(10))).size, ids.length, 'the random parts differ')
+})
+
+t.test('isoTime is the ISO 8601 time of a millisecond, whichever was asked before', async (t) => {
+  t.equal(isoTime(0), '1970-01-01T00:00:00.000Z')
+  t.equal(isoTime(NOW.getTime()), NOW.toISOString())
+  t.equal(isoTime(NOW.getTime()), NOW.toISOString())
+  t.equal(isoTime(NOW.getTime() + 1), '2026-11-25T10:00:00.001Z')
 })
