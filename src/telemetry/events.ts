@@ -177,12 +177,7 @@ function cut(text: string, max: number): { text: string; sha256: string } | null
   return { text: `${text.slice(0, max - 1)}…`, sha256: hash('sha256', text, 'hex') }
 }
 
-export function buildDecisionRecord(
-  f: DecisionFacts,
-  d: Decision,
-  wouldDeny: boolean,
-  now?: Date,
-): DecisionRecord {
+export function buildDecisionRecord(f: DecisionFacts, d: Decision, wouldDeny: boolean, now?: Date): DecisionRecord {
   const longPath = f.path === null ? null : cut(f.path, RECORDED_PATH_CHARS)
   const longHost = cut(f.host, RECORDED_HOST_CHARS)
   if (longPath !== null || longHost !== null) {

@@ -93,7 +93,10 @@ t.test('request ids are ULIDs: Crockford base32, the time of issue, strictly inc
   const after = Date.now()
   for (const id of ids) t.match(id, /^[0-9A-HJKMNP-TV-Z]{26}$/)
   const times = ids.map((id) => decodeTime(id))
-  t.ok(times.every((ms) => ms >= before && ms <= after), 'the time part is when it was issued (ulid decodes it)')
+  t.ok(
+    times.every((ms) => ms >= before && ms <= after),
+    'the time part is when it was issued (ulid decodes it)',
+  )
   t.ok(
     ids.every((id, i) => i === 0 || id > (ids[i - 1] as string)),
     'each id sorts after the one before, within a millisecond too',
