@@ -23,7 +23,9 @@ export const run: CliVerb = async (args, io) => {
     return EXIT_USAGE
   }
   if (sub === 'new' && value === undefined) {
-    const token = randomBytes(24).toString('base64url')
+    // base64url may begin with `-`, which `token hash <token>` (and other CLIs) would read as an option.
+    let token = randomBytes(24).toString('base64url')
+    while (token.startsWith('-')) token = randomBytes(24).toString('base64url')
     io.stdout(`token: ${token}\nconfig: ${hashToken(token)}\n`)
     io.stdout(
       `# put the config line in the agent's entry as  token: ${hashToken(token)}\n# give the sandbox  HTTP_PROXY=http://<agent-id>:${token}@<proxy-host>:3128\n`,
