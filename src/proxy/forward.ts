@@ -51,11 +51,12 @@ function connectionNamed(values: readonly string[]): Set<string> {
  * A flat `[name, value, …]` list without hop-by-hop fields (the fixed list and every name the
  * Connection field lists) and without the names in `drop` (lower-case).
  */
-export function endToEnd(raw: readonly string[], drop: ReadonlySet<string> = new Set()): string[] {
+export function endToEnd(raw: readonly string[], drop: ReadonlySet<string> = NOTHING): string[] {
   const connection: string[] = []
   for (let i = 0; i < raw.length; i += 2)
     if ((raw[i] as string).toLowerCase() === 'connection') connection.push(raw[i + 1] as string)
-  const named = connection.length > 0 ? connectionNamed(connection) : null
+  // Nearly every message says only `keep-alive` or `close`, which name nothing beyond the fixed list.
+  const named = connection.length === 0 || onlyHopByHop(connection) ? null : connectionNamed(connection)
   const out: string[] = []
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase()
@@ -63,6 +64,17 @@ export function endToEnd(raw: readonly string[], drop: ReadonlySet<string> = new
     out.push(raw[i] as string, raw[i + 1] as string)
   }
   return out
+}
+
+const NOTHING: ReadonlySet<string> = new Set()
+const HOST_AND_VIA: ReadonlySet<string> = new Set(['host', 'via'])
+const VIA_ONLY: ReadonlySet<string> = new Set(['via'])
+
+/** A Connection field that is one of the usual single tokens, which are hop-by-hop already. */
+function onlyHopByHop(values: readonly string[]): boolean {
+  if (values.length !== 1) return false
+  const v = (values[0] as string).toLowerCase()
+  return v === 'keep-alive' || v === 'close'
 }
 
 const kContinueSent = Symbol('portcullis.continueSent')
@@ -220,9 +232,15 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
       const injected = target.inject ?? []
       // Set by the proxy: Host (the target's), Via (appended), injected credentials; a body the proxy
       // read goes with the length undici gives it.
-      const drop = new Set(['host', 'via', ...injected.map((h) => h.name)])
-      if (injected.length > 0) drop.add('accept-encoding')
-      if (target.body !== undefined) drop.add('content-length')
+      const drop =
+        injected.length === 0 && target.body === undefined
+          ? HOST_AND_VIA
+          : new Set([
+              ...HOST_AND_VIA,
+              ...injected.map((h) => h.name),
+              ...(injected.length > 0 ? ['accept-encoding'] : []),
+              ...(target.body !== undefined ? ['content-length'] : []),
+            ])
       const headers = endToEnd(req.rawHeaders, drop)
       addProxyFields(headers, target, req.headers.via)
       // Masking an injected secret needs the answer as sent: ask for it uncompressed.
@@ -269,9 +287,11 @@ export function addProxyFields(headers: string[], target: ForwardTarget, clientV
   const defaultPort = target.tls ? 443 : 80
   headers.push(
     'host',
-    target.port === defaultPort
-      ? formatAuthority(target.host, 0).replace(/:0$/, '')
-      : formatAuthority(target.host, target.port),
+    target.port !== defaultPort
+      ? formatAuthority(target.host, target.port)
+      : target.host.includes(':')
+        ? `[${target.host}]`
+        : target.host,
   )
   headers.push('via', clientVia ? `${clientVia}, ${VIA}` : VIA)
   for (const h of target.inject ?? []) headers.push(h.name, h.value)
@@ -359,7 +379,7 @@ function createResponseHandler(
       const flat: string[] = []
       for (let i = 0; i < raw.length; i += 2)
         flat.push((raw[i] as Buffer).toString('latin1'), (raw[i + 1] as Buffer).toString('latin1'))
-      const headers = endToEnd(flat, new Set(['via']))
+      const headers = endToEnd(flat, VIA_ONLY)
       const via = flat.filter((_, i) => i % 2 === 1 && (flat[i - 1] as string).toLowerCase() === 'via')
       headers.push('via', via.length > 0 ? `${via.join(', ')}, ${VIA}` : VIA)
       // The client's hop: close after this answer if the client asked to (Connection: close, HTTP/1.0).
