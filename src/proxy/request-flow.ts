@@ -284,7 +284,8 @@ export function parseAbsoluteHttpTarget(url: string): RequestTarget | null {
 
 /** The path and query of a request inside a CONNECT (origin-form, or absolute-form naming the host). */
 function innerTarget(url: string | undefined): RequestTarget | null {
-  const rawTarget = (url ?? '/').replace(/^https?:\/\/[^/?#]*/i, '') || '/'
+  // Origin-form (nearly every inner request) has no scheme and authority to strip.
+  const rawTarget = url?.startsWith('/') === true ? url : (url ?? '/').replace(/^https?:\/\/[^/?#]*/i, '') || '/'
   const { path: rawPath, query } = splitTarget(rawTarget.startsWith('/') ? rawTarget : `/${rawTarget}`)
   const path = normalizePath(rawPath)
   return path === null ? null : { host: '', port: 0, path, query }
