@@ -124,12 +124,6 @@ class CountedHistogram {
     values.push({ labels: {}, value: this.count, metricName: `${this.name}_count` })
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
   }
-
-  reset(): void {
-    this.counts.fill(0)
-    this.sum = 0
-    this.count = 0
-  }
 }
 
 interface HistogramSample {
