@@ -38,23 +38,15 @@ const TLS_VERIFY = new Set([
 /** The one place socket errno codes are interpreted. */
 export function mapSocketError(err: unknown): UpstreamFailureKind {
   const e = err as { code?: unknown; syscall?: unknown; name?: unknown } | null
-  // undici's parser error carries no code when the answer is not HTTP at all.
-  if (e?.name === 'HTTPParserError') return 'bad_answer'
   const code = e?.code
   if (typeof code !== 'string') return 'reset'
   if (TLS_VERIFY.has(code)) return 'tls_verify'
   // The HTTP parser refused the upstream's answer.
   if (code.startsWith('HPE_')) return 'bad_answer'
   switch (code) {
-    // undici (the upstream client): no answer head in time, or silence inside the body.
-    case 'UND_ERR_HEADERS_TIMEOUT':
-    case 'UND_ERR_BODY_TIMEOUT':
-      return 'timeout'
-    // undici: the upstream closed (or reset) the connection before the answer was complete.
-    case 'UND_ERR_SOCKET': {
-      const cause = (e as { cause?: { code?: unknown } } | null)?.cause?.code
-      return cause === 'ECONNRESET' ? 'reset' : 'no_answer'
-    }
+    // The upstream client (net/http1-client.ts): the upstream closed before its answer was complete.
+    case 'UPSTREAM_CLOSED':
+      return 'no_answer'
     case 'ECONNRESET':
       // A reset read from the socket has a syscall; node's "socket hang up" (closed before any answer) has none.
       return typeof e?.syscall === 'string' ? 'reset' : 'no_answer'
@@ -63,7 +55,6 @@ export function mapSocketError(err: unknown): UpstreamFailureKind {
       return 'out_of_descriptors'
     case 'ETIMEDOUT':
     case 'ESOCKETTIMEDOUT':
-    case 'UND_ERR_CONNECT_TIMEOUT':
       return 'timeout'
     case 'ECONNREFUSED':
       return 'refused'

@@ -2,8 +2,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Readable } from 'node:stream'
 import { createSecureContext, type SecureContext } from 'node:tls'
-import { LRUCache } from 'lru-cache'
-import { Pool, type Dispatcher } from 'undici'
+import {
+  createHttp1Client,
+  type Exchange,
+  type Origin,
+  type OutgoingRequest,
+  type ResponseHandler,
+} from '../net/http1-client.js'
 import { formatAuthority } from '../net/host.js'
 import { mapSocketError, type UpstreamFailureKind } from '../net/dial.js'
 import { createSecretMasker, maskText } from './response-redact.js'
@@ -126,7 +131,8 @@ export function resolveInjections(
   const out: InjectedHeader[] = []
   for (const h of specs) {
     const secret = env[h.env]
-    if (secret === undefined || secret === '') return { missing: h.env }
+    // A value with a line break would end its header line and start another: as good as unset.
+    if (secret === undefined || secret === '' || /[\r\n\0]/.test(secret)) return { missing: h.env }
     const value =
       h.basicUser === undefined
         ? h.format.replaceAll('{}', secret)
@@ -182,18 +188,15 @@ export interface ForwarderOptions {
 const MAX_POOLS = 1024
 /** Connections one pool may open to its upstream. */
 const CONNECTIONS_PER_POOL = 256
+/** Largest answer head taken from an upstream (node's own limit for request heads). */
+const MAX_ANSWER_HEAD_BYTES = 16 * 1024
 
 /** Body bytes written to the client but not yet taken before reading upstream pauses. */
 const BATCH_BYTES = 256 * 1024
 
-function timeoutError(): Error {
-  return Object.assign(new Error('upstream timeout'), { code: 'ETIMEDOUT' })
-}
-
 /**
- * The upstream leg, on undici: one keep-alive pool per checked address, port and (for TLS) server
- * name, dispatched with the raw header lists (no ClientRequest or IncomingMessage per request: a
- * quarter of the CPU node:http's client spent here). The proxy frames each hop itself: the client's
+ * The upstream leg, on the proxy's own HTTP/1.1 client (net/http1-client.ts): one keep-alive pool per
+ * checked address, port and (for TLS) server name. The proxy frames each hop itself: the client's
  * hop-by-hop fields never travel, a body keeps a length or goes chunked whatever the method (a chunked
  * GET body is never left on the connection as a second request). Upstream TLS is always verified
  * against the system roots plus upstream.ca_file with the host as SNI and certificate name.
@@ -203,35 +206,22 @@ function timeoutError(): Error {
 export function createForwarder(opts: ForwarderOptions): Forwarder {
   // One SecureContext for the roots: a `ca` list would be parsed again for every connection.
   const secureContext: SecureContext = createSecureContext({ ca: [...opts.ca] })
-  const pools = new LRUCache<string, Pool>({
-    max: MAX_POOLS,
-    dispose: (pool) => void pool.close().catch(() => undefined),
+  const client = createHttp1Client({
+    connectTimeoutMs: opts.connectTimeoutMs,
+    idleTimeoutMs: opts.idleTimeoutMs,
+    responseHeadTimeoutMs: opts.responseHeaderTimeoutMs,
+    maxHeadBytes: MAX_ANSWER_HEAD_BYTES,
+    secureContext,
+    connectionsPerPool: CONNECTIONS_PER_POOL,
+    maxPools: MAX_POOLS,
   })
-  const poolFor = (t: ForwardTarget): Pool => {
-    const key = `${t.tls ? 'https' : 'http'}\0${t.address}\0${t.port}\0${t.tls ? t.host : ''}`
-    let pool = pools.get(key)
-    if (pool === undefined) {
-      const origin = `${t.tls ? 'https' : 'http'}://${formatAuthority(t.address, t.port)}`
-      pool = new Pool(origin, {
-        connections: CONNECTIONS_PER_POOL,
-        pipelining: 1,
-        keepAliveTimeout: Math.min(opts.idleTimeoutMs, 60_000),
-        headersTimeout: opts.idleTimeoutMs,
-        bodyTimeout: opts.idleTimeoutMs,
-        connectTimeout: opts.connectTimeoutMs,
-        connect: t.tls ? { servername: isIp(t.host) ? '' : t.host, secureContext, rejectUnauthorized: true } : {},
-      })
-      pools.set(key, pool)
-    }
-    return pool
-  }
   return {
     tlsContext: secureContext,
     forward(req, res, target, onFailure) {
       sendContinue(req, res)
       const injected = target.inject ?? []
       // Set by the proxy: Host (the target's), Via (appended), injected credentials; a body the proxy
-      // read goes with the length undici gives it.
+      // read goes with the length the client writes for it.
       const drop =
         injected.length === 0 && target.body === undefined
           ? HOST_AND_VIA
@@ -248,38 +238,69 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
       // While the client's body is still coming (forwarded as it arrives), a client that stops sending is
       // closed after idle_timeout_ms; once it is in, the wait is the upstream's.
       if (!req.complete) req.once('end', guardIdle(req, opts.idleTimeoutMs))
-      const handler = createResponseHandler(res, injected, opts.responseHeaderTimeoutMs, onFailure)
-      const method = req.method ?? 'GET'
-      poolFor(target).dispatch({ path: target.requestTarget, method, headers, body: bodyOf(req, target) }, handler)
+      const relay = relayAnswer(res, injected, onFailure)
+      const body = bodyOf(req, target)
+      relay.exchange = client.dispatch(
+        originOf(target),
+        {
+          method: req.method ?? 'GET',
+          path: target.requestTarget,
+          headers,
+          body,
+          // A streamed body keeps the Content-Length the client gave (still in `headers`), else goes chunked.
+          framing: req.headers['content-length'] !== undefined ? 'length' : 'chunked',
+        },
+        relay,
+      )
     },
-    async fetchWhole(target, request, maxBytes) {
+    fetchWhole(target, request, maxBytes) {
       const headers = [...request.headers]
       addProxyFields(headers, target, undefined)
-      try {
-        const answer = await poolFor(target).request({ path: target.requestTarget, method: request.method, headers })
+      return new Promise<WholeAnswer>((resolve) => {
         const chunks: Buffer[] = []
         let size = 0
-        for await (const chunk of answer.body as AsyncIterable<Buffer>) {
-          size += chunk.length
-          if (size > maxBytes) {
-            answer.body.destroy()
-            return { kind: 'too_large' }
-          }
-          chunks.push(chunk)
-        }
-        const flat: string[] = []
-        for (const [name, value] of Object.entries(answer.headers))
-          for (const v of Array.isArray(value) ? value : [value]) if (v !== undefined) flat.push(name, v)
-        return { kind: 'answer', status: answer.statusCode, headers: endToEnd(flat), body: Buffer.concat(chunks, size) }
-      } catch (err) {
-        return { kind: 'failed', failure: mapSocketError(err as Error) }
-      }
+        let status = 0
+        let flat: string[] = []
+        const exchange = client.dispatch(
+          originOf(target),
+          { method: request.method, path: target.requestTarget, headers, body: null },
+          {
+            onHead(s, h) {
+              status = s
+              flat = h
+              return true
+            },
+            onData(chunk) {
+              size += chunk.length
+              if (size > maxBytes) {
+                exchange.abort()
+                resolve({ kind: 'too_large' })
+                return false
+              }
+              chunks.push(chunk)
+              return true
+            },
+            onComplete() {
+              const lower: string[] = []
+              for (let i = 0; i < flat.length; i += 2)
+                lower.push((flat[i] as string).toLowerCase(), flat[i + 1] as string)
+              resolve({ kind: 'answer', status, headers: endToEnd(lower), body: Buffer.concat(chunks, size) })
+            },
+            onError(err) {
+              resolve({ kind: 'failed', failure: mapSocketError(err) })
+            },
+          },
+        )
+      })
     },
     close() {
-      for (const pool of pools.values()) void pool.destroy().catch(() => undefined)
-      pools.clear()
+      client.close()
     },
   }
+}
+
+function originOf(t: ForwardTarget): Origin {
+  return { address: t.address, port: t.port, tls: t.tls, servername: t.tls && !isIp(t.host) ? t.host : '' }
 }
 
 /** Host (the target's), Via (appended to the client's), and each injected credential. */
@@ -302,12 +323,11 @@ function isIp(host: string): boolean {
 }
 
 /**
- * What goes upstream as the body, and its framing: a body read by the proxy (as a buffer: undici sends
- * its length), a replayed one (with the length the client gave, else chunked), the request stream (the
- * same), or none for a request that announced none. Content-Length stays in `headers` only where the
- * body is the client's as it came.
+ * What goes upstream as the body: a body read by the proxy (a buffer, sent with its length), a replayed
+ * one or the request stream (with the length the client gave, else chunked), or none for a request
+ * that announced none. Content-Length stays in `headers` only where the body is the client's as it came.
  */
-function bodyOf(req: IncomingMessage, target: ForwardTarget): Dispatcher.DispatchOptions['body'] {
+function bodyOf(req: IncomingMessage, target: ForwardTarget): OutgoingRequest['body'] {
   if (target.body !== undefined) return target.body
   if (target.replay !== undefined) return target.replay.stream
   const length = req.headers['content-length']
@@ -320,34 +340,21 @@ function bodyOf(req: IncomingMessage, target: ForwardTarget): Dispatcher.Dispatc
   return req
 }
 
-interface LegacyHandler extends Dispatcher.DispatchHandler {
-  onConnect(abort: (err?: Error) => void): void
-  onResponseStarted(): void
-  onHeaders(status: number, headers: Buffer[], resume: () => void, statusText: string): boolean
-  onData(chunk: Buffer): boolean
-  onComplete(trailers: unknown): void
-  onError(err: Error): void
-}
-
 /**
  * The answer, written to the client as it comes: hop-by-hop fields stripped (and those its Connection
  * field names), Via appended, Connection for the client's own hop; an injected secret masked in header
  * values and body; backpressure both ways; a client that leaves aborts the upstream request.
  */
-function createResponseHandler(
+function relayAnswer(
   res: ServerResponse,
   injected: readonly InjectedHeader[],
-  headDeadlineMs: number,
   onFailure: (kind: UpstreamFailureKind) => void,
-): LegacyHandler {
-  let abort: ((err?: Error) => void) | null = null
-  let headTimer: NodeJS.Timeout | undefined
+): ResponseHandler & { exchange: Exchange | null } {
   let done = false
-  let resume: (() => void) | null = null
   const masker = injected.length > 0 ? createSecretMasker(injected.map((h) => Buffer.from(h.secret))) : null
   const secrets = injected.map((h) => h.secret)
   const onClientGone = (): void => {
-    if (!done) abort?.(Object.assign(new Error('client closed'), { code: 'UND_ERR_ABORTED' }))
+    if (!done) relay.exchange?.abort()
   }
   res.once('close', onClientGone)
   // A body is written in batches: the client socket is corked for the rest of the event-loop turn, so the
@@ -362,26 +369,17 @@ function createResponseHandler(
   res.on('drain', () => {
     if (!paused) return
     paused = false
-    resume?.()
+    relay.exchange?.resume()
   })
-  return {
-    onConnect(a) {
-      abort = a
-    },
-    onResponseStarted() {
-      headTimer = setTimeout(() => abort?.(timeoutError()), headDeadlineMs)
-    },
-    onHeaders(status, raw, resumeFn) {
-      clearTimeout(headTimer)
-      // 1xx answers (103 Early Hints) are not relayed: the final answer follows.
-      if (status < 200) return true
-      resume = resumeFn
-      const flat: string[] = []
-      for (let i = 0; i < raw.length; i += 2)
-        flat.push((raw[i] as Buffer).toString('latin1'), (raw[i + 1] as Buffer).toString('latin1'))
+  const relay: ResponseHandler & { exchange: Exchange | null } = {
+    exchange: null,
+    onHead(status, flat) {
       const headers = endToEnd(flat, VIA_ONLY)
-      const via = flat.filter((_, i) => i % 2 === 1 && (flat[i - 1] as string).toLowerCase() === 'via')
-      headers.push('via', via.length > 0 ? `${via.join(', ')}, ${VIA}` : VIA)
+      let via = ''
+      for (let i = 0; i < flat.length; i += 2)
+        if ((flat[i] as string).toLowerCase() === 'via')
+          via = via === '' ? (flat[i + 1] as string) : `${via}, ${flat[i + 1] as string}`
+      headers.push('via', via !== '' ? `${via}, ${VIA}` : VIA)
       // The client's hop: close after this answer if the client asked to (Connection: close, HTTP/1.0).
       headers.push('connection', res.shouldKeepAlive ? 'keep-alive' : 'close')
       if (masker !== null)
@@ -409,14 +407,14 @@ function createResponseHandler(
       if (masker === null) res.end()
       else res.end(masker.flush())
     },
-    onError(err) {
+    onError(err, headSeen) {
       done = true
       uncork()
-      clearTimeout(headTimer)
       res.removeListener('close', onClientGone)
-      if ((err as { code?: string }).code === 'UND_ERR_ABORTED' && res.destroyed) return
-      if (!res.headersSent) onFailure(mapSocketError(err))
+      if (res.destroyed) return
+      if (!headSeen && !res.headersSent) onFailure(mapSocketError(err))
       else res.destroy()
     },
   }
+  return relay
 }

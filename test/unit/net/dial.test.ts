@@ -5,6 +5,7 @@ const CASES: ReadonlyArray<readonly [error: unknown, kind: string, behaviour: st
   [{ code: 'ECONNREFUSED', syscall: 'connect' }, 'refused', 'a refused connection'],
   [{ code: 'ECONNRESET', syscall: 'read' }, 'reset', 'a reset read from the socket'],
   [{ code: 'ECONNRESET' }, 'no_answer', "node's 'socket hang up': closed before any answer"],
+  [{ code: 'UPSTREAM_CLOSED' }, 'no_answer', 'the upstream client saw the close before an answer'],
   [{ code: 'HPE_INVALID_CONSTANT' }, 'bad_answer', 'an answer the HTTP parser refused'],
   [{ code: 'EMFILE', syscall: 'connect' }, 'out_of_descriptors', 'the process is out of descriptors'],
   [{ code: 'ENFILE', syscall: 'connect' }, 'out_of_descriptors', 'the system is out of descriptors'],

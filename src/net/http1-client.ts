@@ -1,0 +1,419 @@
+import { connect as netConnect, type Socket } from 'node:net'
+import { connect as tlsConnect, type SecureContext } from 'node:tls'
+import type { Readable } from 'node:stream'
+import { LRUCache } from 'lru-cache'
+import { ResponseParser, UpstreamClosedError, type ResponseEvents } from './http1-response.js'
+
+/**
+ * The proxy's own HTTP/1.1 client for the upstream leg: keep-alive pools per checked address, port and
+ * (for TLS) server name, one request at a time per connection, the request head written as one string
+ * and the answer parsed by http1-response.ts. It replaces undici here because a forwarded request
+ * spent ~10 µs of its CPU in undici's request objects, queues and parser glue, and because undici
+ * defers every request on a reused socket to the next turn of the event loop.
+ *
+ * Wire guarantees: the request is framed here (a Buffer body with its length, a streamed body with
+ * the length the caller vouches for or chunked), no header value or target may carry CR, LF or NUL
+ * (a split request), the answer is parsed strictly, and a connection is reused only after an answer
+ * that was framed, complete, said nothing of closing and had nothing after it, and only when the
+ * request body was sent whole.
+ * Timeouts: connect (TLS handshake included) within connectTimeoutMs; idleTimeoutMs of silence while
+ * a request is out (or idle in the pool: the connection is closed); an answer head that has begun
+ * must be complete within responseHeadTimeoutMs.
+ */
+
+export interface Origin {
+  readonly address: string
+  readonly port: number
+  readonly tls: boolean
+  /** SNI and certificate name; '' for an IP literal (the certificate must then name the address). */
+  readonly servername: string
+}
+
+export interface OutgoingRequest {
+  readonly method: string
+  /** Origin-form target. */
+  readonly path: string
+  /** End-to-end fields, flat `[name, value, …]`; no framing field unless `framing` is 'length'. */
+  readonly headers: readonly string[]
+  readonly body: null | Buffer | Readable
+  /** A streamed body: 'length' when `headers` carries its Content-Length, else sent chunked. */
+  readonly framing?: 'length' | 'chunked'
+}
+
+export interface ResponseHandler {
+  /** The final answer's head (names as sent, latin1); false abandons the exchange. */
+  onHead(status: number, headers: string[]): boolean
+  /** A piece of the body; false pauses reading until the exchange is resumed. */
+  onData(chunk: Buffer): boolean
+  onComplete(): void
+  /** The exchange failed; `headSeen` says whether onHead was called. */
+  onError(err: Error, headSeen: boolean): void
+}
+
+export interface Exchange {
+  /** Stop: the upstream connection is closed, and the handler hears nothing more. */
+  abort(): void
+  /** Read the answer again after onData returned false. */
+  resume(): void
+}
+
+export interface ClientOptions {
+  readonly connectTimeoutMs: number
+  readonly idleTimeoutMs: number
+  readonly responseHeadTimeoutMs: number
+  readonly maxHeadBytes: number
+  readonly secureContext: SecureContext
+  /** Connections one pool may open; further requests wait for one. */
+  readonly connectionsPerPool: number
+  /** Pools kept at once; the least recently used are closed. */
+  readonly maxPools: number
+}
+
+export class HeaderValueError extends Error {
+  readonly code = 'HEADER_NOT_SENDABLE'
+}
+
+/** CR, LF or NUL: what would let a value end its line and start another. */
+const LINE_BREAKING = /[\r\n\0]/
+
+export interface Http1Client {
+  dispatch(origin: Origin, request: OutgoingRequest, handler: ResponseHandler): Exchange
+  close(): void
+}
+
+export function createHttp1Client(opts: ClientOptions): Http1Client {
+  const pools = new LRUCache<string, Pool>({ max: opts.maxPools, dispose: (pool) => pool.close() })
+  return {
+    dispatch(origin, request, handler) {
+      const key = `${origin.tls ? 's' : 'p'}\0${origin.address}\0${origin.port}\0${origin.servername}`
+      let pool = pools.get(key)
+      if (pool === undefined) {
+        pool = new Pool(origin, opts)
+        pools.set(key, pool)
+      }
+      const run = new Run(request, handler)
+      const head = requestHead(request)
+      if (head instanceof Error) {
+        queueMicrotask(() => handler.onError(head, false))
+        return run
+      }
+      run.head = head
+      pool.start(run)
+      return run
+    },
+    close() {
+      for (const pool of pools.values()) pool.close()
+      pools.clear()
+    },
+  }
+}
+
+/** The request line, fields and framing, or an error for a value that would split the request. */
+function requestHead(r: OutgoingRequest): string | Error {
+  if (LINE_BREAKING.test(r.path) || LINE_BREAKING.test(r.method) || r.path.includes(' '))
+    return new HeaderValueError('request target or method not sendable')
+  let head = `${r.method} ${r.path} HTTP/1.1\r\n`
+  const h = r.headers
+  for (let i = 0; i < h.length; i += 2) {
+    const name = h[i] as string
+    const value = h[i + 1] as string
+    if (LINE_BREAKING.test(value) || LINE_BREAKING.test(name) || name.includes(':'))
+      return new HeaderValueError(`header ${JSON.stringify(name)} not sendable`)
+    head += `${name}: ${value}\r\n`
+  }
+  if (Buffer.isBuffer(r.body)) head += `content-length: ${r.body.length}\r\n`
+  else if (r.body !== null && r.framing !== 'length') head += 'transfer-encoding: chunked\r\n'
+  return `${head}\r\n`
+}
+
+/** One request and its answer; what dispatch returns. */
+class Run implements Exchange {
+  head = ''
+  conn: Connection | null = null
+  headSeen = false
+  /** The request body has been written whole. */
+  bodySent = false
+  aborted = false
+  /** Sent once again on a new connection after a reused one turned out closed. */
+  retried = false
+  constructor(
+    readonly request: OutgoingRequest,
+    readonly handler: ResponseHandler,
+  ) {}
+
+  abort(): void {
+    if (this.aborted) return
+    this.aborted = true
+    this.conn?.drop(this)
+  }
+
+  resume(): void {
+    this.conn?.socket.resume()
+  }
+
+  /** Can go again on another connection: nothing of its body is spent. */
+  get replayable(): boolean {
+    return !this.retried && (this.request.body === null || Buffer.isBuffer(this.request.body))
+  }
+}
+
+class Pool {
+  private readonly idle: Connection[] = []
+  private readonly waiting: Run[] = []
+  private open = 0
+  private closed = false
+  /** The last TLS session the origin gave, to resume on the next connection. */
+  session: Buffer | undefined
+
+  constructor(
+    readonly origin: Origin,
+    readonly opts: ClientOptions,
+  ) {}
+
+  start(run: Run): void {
+    if (this.closed) return queueMicrotask(() => run.handler.onError(new UpstreamClosedError(false), false))
+    const conn = this.idle.pop()
+    if (conn !== undefined) return conn.send(run)
+    if (this.open < this.opts.connectionsPerPool) return this.connect().send(run)
+    this.waiting.push(run)
+  }
+
+  /** A connection is free again: the next waiting request, or the idle list. */
+  release(conn: Connection): void {
+    if (this.closed) return conn.destroy()
+    const next = this.nextWaiting()
+    if (next !== undefined) return conn.send(next)
+    this.idle.push(conn)
+  }
+
+  /** A connection closed: it no longer counts, and a waiting request may open another. */
+  forget(conn: Connection): void {
+    this.open--
+    const i = this.idle.indexOf(conn)
+    if (i >= 0) this.idle.splice(i, 1)
+    const next = this.nextWaiting()
+    if (next !== undefined) this.connect().send(next)
+  }
+
+  /** A fresh connection, past the limit if need be: for a request retried after a stale one. */
+  retry(run: Run): void {
+    run.retried = true
+    this.connect().send(run)
+  }
+
+  close(): void {
+    this.closed = true
+    for (const conn of this.idle.splice(0)) conn.destroy()
+    for (const run of this.waiting.splice(0)) run.handler.onError(new UpstreamClosedError(false), false)
+  }
+
+  private nextWaiting(): Run | undefined {
+    let run = this.waiting.shift()
+    while (run !== undefined && run.aborted) run = this.waiting.shift()
+    return run
+  }
+
+  private connect(): Connection {
+    this.open++
+    const o = this.origin
+    const socket = o.tls
+      ? tlsConnect({
+          host: o.address,
+          port: o.port,
+          ...(o.servername === '' ? {} : { servername: o.servername }),
+          secureContext: this.opts.secureContext,
+          rejectUnauthorized: true,
+          ALPNProtocols: ['http/1.1'],
+          ...(this.session === undefined ? {} : { session: this.session }),
+        })
+      : netConnect({ host: o.address, port: o.port, noDelay: true })
+    if (o.tls) {
+      socket.setNoDelay(true)
+      socket.on('session', (s: Buffer) => (this.session = s))
+    }
+    return new Connection(this, socket)
+  }
+}
+
+class Connection implements ResponseEvents {
+  readonly parser: ResponseParser
+  private run: Run | null = null
+  private connected = false
+  private served = 0
+  private headTimer: NodeJS.Timeout | undefined
+  /** The answer ended inside the current read. */
+  private answered = false
+  private dead = false
+
+  constructor(
+    private readonly pool: Pool,
+    readonly socket: Socket,
+  ) {
+    this.parser = new ResponseParser(this, pool.opts.maxHeadBytes)
+    socket.setTimeout(pool.opts.connectTimeoutMs)
+    socket.once(pool.origin.tls ? 'secureConnect' : 'connect', () => {
+      this.connected = true
+      socket.setTimeout(pool.opts.idleTimeoutMs)
+    })
+    socket.on('data', (chunk: Buffer) => this.onSocketData(chunk))
+    socket.on('end', () => this.onSocketEnd())
+    socket.on('error', (err: Error) => this.fail(err))
+    socket.on('timeout', () => this.fail(timeoutError(this.connected ? 'upstream idle' : 'upstream connect')))
+    socket.on('close', () => this.onSocketClose())
+  }
+
+  send(run: Run): void {
+    this.run = run
+    run.conn = this
+    this.answered = false
+    this.parser.begin(run.request.method === 'HEAD')
+    const body = run.request.body
+    if (body === null) {
+      this.socket.write(run.head, 'latin1')
+      run.bodySent = true
+    } else if (Buffer.isBuffer(body)) {
+      this.socket.cork()
+      this.socket.write(run.head, 'latin1')
+      this.socket.write(body)
+      this.socket.uncork()
+      run.bodySent = true
+    } else {
+      this.socket.write(run.head, 'latin1')
+      this.stream(run, body, run.request.framing !== 'length')
+    }
+  }
+
+  /** The caller abandoned its run (its client left): the connection goes with it, silently. */
+  drop(run: Run): void {
+    if (this.run !== run) return
+    this.run = null
+    this.destroy()
+  }
+
+  destroy(): void {
+    this.dead = true
+    clearTimeout(this.headTimer)
+    this.socket.destroy()
+  }
+
+  head(status: number, headers: string[]): void {
+    const run = this.run
+    if (run === null) return
+    clearTimeout(this.headTimer)
+    this.headTimer = undefined
+    run.headSeen = true
+    if (!run.handler.onHead(status, headers)) run.abort()
+  }
+
+  body(chunk: Buffer): void {
+    const run = this.run
+    if (run !== null && !run.handler.onData(chunk)) this.socket.pause()
+  }
+
+  end(): void {
+    this.answered = true
+  }
+
+  private stream(run: Run, body: Readable, chunked: boolean): void {
+    const socket = this.socket
+    const onData = (c: Buffer): void => {
+      if (c.length === 0) return
+      let ok: boolean
+      if (chunked) {
+        socket.cork()
+        socket.write(`${c.length.toString(16)}\r\n`, 'latin1')
+        socket.write(c)
+        ok = socket.write('\r\n', 'latin1')
+        socket.uncork()
+      } else ok = socket.write(c)
+      if (!ok) body.pause()
+    }
+    const onDrain = (): void => void body.resume()
+    const cleanup = (): void => {
+      body.removeListener('data', onData)
+      body.removeListener('end', onEnd)
+      body.removeListener('error', onError)
+      socket.removeListener('drain', onDrain)
+      socket.removeListener('close', cleanup)
+    }
+    const onEnd = (): void => {
+      cleanup()
+      if (this.run !== run) return
+      if (chunked) socket.write('0\r\n\r\n', 'latin1')
+      run.bodySent = true
+    }
+    const onError = (err: Error): void => {
+      cleanup()
+      if (this.run === run) this.fail(err)
+    }
+    body.on('data', onData)
+    body.once('end', onEnd)
+    body.once('error', onError)
+    socket.on('drain', onDrain)
+    socket.once('close', cleanup)
+  }
+
+  private onSocketData(chunk: Buffer): void {
+    const run = this.run
+    // Bytes nobody asked for (an idle connection, or after an abandoned run): never read as an answer.
+    if (run === null) return this.destroy()
+    const err = this.parser.execute(chunk)
+    // Abandoned while its head or body was handed over.
+    if (this.run !== run) return
+    if (this.answered) return this.settle(run, err === null)
+    if (err !== null) return this.fail(err)
+    if (this.parser.inHead && this.parser.hasStarted && this.headTimer === undefined)
+      this.headTimer = setTimeout(
+        () => this.fail(timeoutError('upstream answer head')),
+        this.pool.opts.responseHeadTimeoutMs,
+      )
+  }
+
+  /** The answer is complete: the connection is reused only when nothing about it is in doubt. */
+  private settle(run: Run, clean: boolean): void {
+    this.run = null
+    run.conn = null
+    this.served++
+    if (clean && this.parser.reusable && run.bodySent && !this.dead) {
+      this.socket.resume()
+      this.pool.release(this)
+    } else this.destroy()
+    run.handler.onComplete()
+  }
+
+  private onSocketEnd(): void {
+    const run = this.run
+    const err = this.parser.finish()
+    if (run !== null && this.answered) this.settle(run, false)
+    else if (run !== null) this.fail(err ?? new UpstreamClosedError(this.parser.hasStarted))
+    this.destroy()
+  }
+
+  private onSocketClose(): void {
+    this.dead = true
+    clearTimeout(this.headTimer)
+    this.pool.forget(this)
+    if (this.run !== null) this.fail(new UpstreamClosedError(this.parser.hasStarted))
+  }
+
+  private fail(err: Error): void {
+    const run = this.run
+    this.run = null
+    this.destroy()
+    if (run === null || run.aborted) return
+    run.conn = null
+    // A kept-alive connection the origin had already closed: nothing was answered, nothing is lost
+    // by sending the request again on a new one (what browsers and Go's client do).
+    if (this.served > 0 && !this.parser.hasStarted && run.replayable && isStale(err)) return this.pool.retry(run)
+    run.handler.onError(err, run.headSeen)
+  }
+}
+
+function isStale(err: Error): boolean {
+  const code = (err as { code?: string }).code
+  return code === 'UPSTREAM_CLOSED' || code === 'ECONNRESET' || code === 'EPIPE'
+}
+
+function timeoutError(what: string): Error {
+  return Object.assign(new Error(`${what} timeout`), { code: 'ETIMEDOUT' })
+}
