@@ -1,6 +1,7 @@
 import { pino, type DestinationStream, type Logger } from 'pino'
 import type { Sink } from './bus.js'
 import type { TelemetryRecord } from './events.js'
+import { recordJson } from './record-json.js'
 
 /** Secrets must never enter a log object at all; this list is only the safety net. */
 const REDACT = [
@@ -101,7 +102,7 @@ function recordLog(ops: Logger, destination: DestinationStream, format: 'json' |
   return {
     write(level, record) {
       if (!ops.isLevelEnabled(level)) return
-      const json = JSON.stringify(record)
+      const json = recordJson(record)
       destination.write(json.length > 2 ? `${open[level]}${json.slice(1)}\n` : `${open[level].slice(0, -1)}}\n`)
     },
   }
