@@ -75,6 +75,8 @@ export class HeaderValueError extends Error {
 
 /** CR, LF or NUL: what would let a value end its line and start another. */
 const LINE_BREAKING = /[\r\n\0]/
+/** Methods a reset connection may send again (RFC 9110 §9.2.1 safe methods). */
+const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 
 export interface Http1Client {
   dispatch(origin: Origin, request: OutgoingRequest, handler: ResponseHandler): Exchange
@@ -151,9 +153,20 @@ class Run implements Exchange {
     this.conn?.socket.resume()
   }
 
-  /** Can go again on another connection: nothing of its body is spent. */
+  /**
+   * Can go again on another connection: nothing of its body is spent, and sending it twice is harmless.
+   * A reset after the request left does not say the origin did not act on it, so only idempotent
+   * reads, or a request that names its own Idempotency-Key, are sent again (as Go's client does).
+   */
   get replayable(): boolean {
-    return !this.retried && (this.request.body === null || Buffer.isBuffer(this.request.body))
+    const request = this.request
+    if (this.retried || !(request.body === null || Buffer.isBuffer(request.body))) return false
+    if (SAFE_METHODS.has(request.method)) return true
+    for (let i = 0; i < request.headers.length; i += 2) {
+      const name = (request.headers[i] as string).toLowerCase()
+      if (name === 'idempotency-key' || name === 'x-idempotency-key') return true
+    }
+    return false
   }
 }
 
@@ -172,7 +185,9 @@ class Pool {
 
   start(run: Run): void {
     if (this.closed) return queueMicrotask(() => run.handler.onError(new UpstreamClosedError(false), false))
-    const conn = this.idle.pop()
+    // A connection destroyed while idle (timeout, FIN, stray bytes) leaves the list only at its 'close'.
+    let conn = this.idle.pop()
+    while (conn !== undefined && !conn.usable) conn = this.idle.pop()
     if (conn !== undefined) return conn.send(run)
     if (this.open < this.opts.connectionsPerPool) return this.connect().send(run)
     this.waiting.push(run)
@@ -290,6 +305,11 @@ class Connection implements ResponseEvents {
     this.destroy()
   }
 
+  /** Not destroyed: may carry a request. */
+  get usable(): boolean {
+    return !this.dead
+  }
+
   destroy(): void {
     this.dead = true
     clearTimeout(this.headTimer)
@@ -362,7 +382,11 @@ class Connection implements ResponseEvents {
     if (this.run !== run) return
     if (this.answered) return this.settle(run, err === null)
     if (err !== null) return this.fail(err)
-    if (this.parser.inHead && this.parser.hasStarted && this.headTimer === undefined)
+    // The head deadline runs while a head is partly here; a whole 1xx head stops it until the next begins.
+    if (!this.parser.headPending) {
+      clearTimeout(this.headTimer)
+      this.headTimer = undefined
+    } else if (this.headTimer === undefined)
       this.headTimer = setTimeout(
         () => this.fail(timeoutError('upstream answer head')),
         this.pool.opts.responseHeadTimeoutMs,

@@ -62,7 +62,8 @@ const LF = 0x0a
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?$/
 const FIELD_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):([\t\x20-\x7e\x80-\xff]*)$/
 const DIGITS = /^[0-9]{1,15}$/
-const CHUNK_SIZE_LINE = /^([0-9A-Fa-f]{1,15})(?:[\t ]*;[\t\x20-\x7e\x80-\xff]*)?$/
+// 13 hex digits (2^52) at most: chunk sizes are counted in doubles, exact up to 2^53.
+const CHUNK_SIZE_LINE = /^([0-9A-Fa-f]{1,13})(?:[\t ]*;[\t\x20-\x7e\x80-\xff]*)?$/
 /** Longest chunk-size line (with extensions) and trailer section the parser holds. */
 const MAX_CHUNK_LINE = 4096
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1')
@@ -105,6 +106,11 @@ export class ResponseParser {
   /** The head is still being read (some of it may have arrived). */
   get inHead(): boolean {
     return this.state === State.Head
+  }
+
+  /** Part of a head arrived without its end (not after a whole 1xx head: the final one has not begun). */
+  get headPending(): boolean {
+    return this.state === State.Head && this.pending !== null
   }
 
   /** The answer is complete and the connection may carry another request. */

@@ -129,6 +129,19 @@ t.test('a kept-alive connection the origin closed is retried once on a new one',
   await send(c, o2.port)
   const r = await send(c, o2.port, { method: 'POST', body: Readable.from([Buffer.from('x')]) })
   t.equal(r.error, 'UPSTREAM_CLOSED')
+  // The origin may have acted on a POST before the reset: it goes again only when it names an Idempotency-Key.
+  const o3 = await origin(t, (s, _r, conn, nth) => (conn === 1 && nth === 2 ? s.destroy() : s.write(OK(`c${conn}`))))
+  await send(c, o3.port)
+  const post = await send(c, o3.port, { method: 'POST', body: Buffer.from('x') })
+  t.equal(post.error, 'UPSTREAM_CLOSED', 'a POST with a whole body is not sent twice')
+  const o4 = await origin(t, (s, _r, conn, nth) => (conn === 1 && nth === 2 ? s.destroy() : s.write(OK(`c${conn}`))))
+  await send(c, o4.port)
+  const keyed = await send(c, o4.port, {
+    method: 'POST',
+    headers: ['host', 'o.test', 'Idempotency-Key', 'k1'],
+    body: Buffer.from('x'),
+  })
+  t.same(keyed, { status: 200, body: 'c2' }, 'a POST with an Idempotency-Key is')
 })
 
 t.test('a connection is not reused after an answer in doubt', async (t) => {
@@ -149,6 +162,15 @@ t.test('an answer head that has begun must end within the head deadline', async 
   const started = Date.now()
   t.same(await send(c, o.port), { body: '', error: 'ETIMEDOUT' })
   t.ok(Date.now() - started < 1500)
+})
+
+t.test('a whole 1xx head stops the head deadline until the final head begins', async (t) => {
+  const o = await origin(t, (s) => {
+    s.write('HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n')
+    setTimeout(() => s.write(OK('late')), 400)
+  })
+  const c = client(t, { responseHeadTimeoutMs: 200 })
+  t.same(await send(c, o.port), { status: 200, body: 'late' })
 })
 
 t.test('requests past the pool size wait for a free connection; an abort closes its connection', async (t) => {
