@@ -23,6 +23,8 @@ const UNRESERVED = /^[A-Za-z0-9\-._~]$/
 // `..;` / `.;` are treated as `..` / `.` by some servers (Tomcat path params);
 // refusing them outright is cheaper than guessing every origin's parser.
 const DOT_WITH_PARAMS = /^\.\.?;/
+// Printable ASCII but `%` and `\`: nothing to decode, encode or refuse (most paths agents send).
+const PLAIN_PATH = /^[\x21-\x24\x26-\x5b\x5d-\x7e]*$/
 
 /**
  * Normalise an origin-form path (no query): decode unreserved %XX, upper-case
@@ -37,6 +39,7 @@ export function normalizePath(rawPath: string): string | null {
 }
 
 function decodeUnreserved(raw: string): string | null {
+  if (PLAIN_PATH.test(raw)) return raw
   let out = ''
   for (let i = 0; i < raw.length; i++) {
     const ch = raw.charAt(i)
@@ -65,6 +68,8 @@ function decodeUnreserved(raw: string): string | null {
 }
 
 function removeDotSegments(path: string): string | null {
+  // No empty, `.` or `..` segment (each would follow a `/`): already in normal form.
+  if (path.charCodeAt(0) === 0x2f && !path.includes('/.') && !path.includes('//')) return path
   const parts = path.slice(1).split('/')
   const out: string[] = []
   let trailingSlash = false

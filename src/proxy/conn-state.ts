@@ -8,14 +8,21 @@ export interface ConnState {
 }
 
 export const kConnState = Symbol('portcullis.connState')
-const kFirstHeadTimer = Symbol('portcullis.headDeadline')
-const kDeadlineHooked = Symbol('portcullis.headDeadlineHooked')
+const kHeadDeadline = Symbol('portcullis.headDeadline')
+
+/** A connection's head deadline: when it passes (`at`, performance.now() ms), and the one timer that checks it. */
+interface HeadDeadline {
+  at: number
+  onTimeout: (socket: Socket) => void
+  timer: NodeJS.Timeout | undefined
+  /** When the pending timer fires. */
+  due: number
+}
 
 declare module 'node:net' {
   interface Socket {
     [kConnState]?: ConnState
-    [kFirstHeadTimer]?: NodeJS.Timeout
-    [kDeadlineHooked]?: boolean
+    [kHeadDeadline]?: HeadDeadline
   }
 }
 
@@ -23,29 +30,49 @@ declare module 'node:net' {
  * A deadline for the next request head on a connection: Node's header timeout starts only with a
  * request's first byte (blank lines do not start one), and its keep-alive timeout is reset by any
  * byte, so a client could hold a connection forever by sending nothing, or CRLF now and then.
- * Armed at accept (header_timeout_ms) and after each response (idle_timeout_ms); cleared when a
+ * Armed at accept (header_timeout_ms) and after each response (idle_timeout_ms); lifted when a
  * request head is complete (headStarted); `onTimeout` closes the connection.
+ *
+ * Lifting and arming move a timestamp, not a timer: a kept-alive connection does both for every
+ * request, and a timer created and cleared each time was an allocation and two list operations per
+ * request. The connection's one timer fires at the earliest deadline it was set for, and sets itself
+ * again for a later one, or stops when none is armed.
  */
 export function armHeadDeadline(socket: Socket, timeoutMs: number, onTimeout: (socket: Socket) => void): void {
-  const prior = socket[kFirstHeadTimer]
-  if (prior !== undefined) clearTimeout(prior)
-  if (socket[kDeadlineHooked] !== true) {
-    socket[kDeadlineHooked] = true
+  const at = performance.now() + timeoutMs
+  let d = socket[kHeadDeadline]
+  if (d === undefined) {
+    d = { at, onTimeout, timer: undefined, due: Infinity }
+    socket[kHeadDeadline] = d
     socket.on('close', clearOnClose)
   }
-  // Shared functions and arguments, no closures: every connection arms one, and an idle one keeps it.
-  const timer = setTimeout(headDeadlinePassed, timeoutMs, socket, onTimeout)
-  timer.unref()
-  socket[kFirstHeadTimer] = timer
+  d.at = at
+  d.onTimeout = onTimeout
+  if (d.timer === undefined || d.due > at) schedule(socket, d, timeoutMs)
 }
 
-function headDeadlinePassed(socket: Socket, onTimeout: (socket: Socket) => void): void {
-  socket[kFirstHeadTimer] = undefined
-  if (!socket.destroyed) onTimeout(socket)
+function schedule(socket: Socket, d: HeadDeadline, inMs: number): void {
+  if (d.timer !== undefined) clearTimeout(d.timer)
+  // Shared functions and arguments, no closures: every connection has one, and an idle one keeps it.
+  const timer = setTimeout(headDeadlineCheck, inMs, socket, d)
+  timer.unref()
+  d.timer = timer
+  d.due = performance.now() + inMs
+}
+
+function headDeadlineCheck(socket: Socket, d: HeadDeadline): void {
+  d.timer = undefined
+  if (d.at === Infinity || socket.destroyed) return
+  const left = d.at - performance.now()
+  if (left > 0) return schedule(socket, d, left)
+  d.at = Infinity
+  d.onTimeout(socket)
 }
 
 function clearOnClose(this: Socket): void {
-  headStarted(this)
+  const d = this[kHeadDeadline]
+  if (d?.timer !== undefined) clearTimeout(d.timer)
+  if (d !== undefined) d.timer = undefined
 }
 
 /** A listener for sockets: destroy the socket that emitted (one function for every connection). */
@@ -55,10 +82,8 @@ export function destroyEmitter(this: Socket): void {
 
 /** A request head arrived on this connection: its deadline no longer applies. */
 export function headStarted(socket: Socket): void {
-  const timer = socket[kFirstHeadTimer]
-  if (timer === undefined) return
-  clearTimeout(timer)
-  socket[kFirstHeadTimer] = undefined
+  const d = socket[kHeadDeadline]
+  if (d !== undefined) d.at = Infinity
 }
 
 export function attachConnState(socket: Socket): ConnState {
