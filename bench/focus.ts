@@ -4,7 +4,10 @@
  *   node --import tsx bench/focus.ts d|f|a|b|c2 [seconds] [main.js ...]
  *
  * Each main.js (default dist/cli/main.js) is started with the bench config; rounds of 1 s alternate
- * between them; prints req/s and proxy CPU µs/op per build (medians over rounds). c2 is one 64 MiB
+ * between them; prints req/s and proxy CPU µs/op per build (medians over rounds). With two builds or
+ * more, each runs as two processes started in mirrored order (A B … B A), half the rounds each: the
+ * process started second measured ~8 % slower than the first whatever its build, and the mirror
+ * cancels that. c2 is one 64 MiB
  * download through an intercepted tunnel per round (ops = MB, so µs/op is µs per MB).
  */
 import { join, resolve } from 'node:path'
@@ -38,7 +41,10 @@ async function main(): Promise<void> {
   const proxies: { port: number; pid: number; caCertFile?: string; caPem?: string | null; stop(): Promise<void> }[] = []
   const stops: (() => Promise<void>)[] = []
   try {
-    for (const [i, m] of mains.entries()) {
+    // Which build each process runs: mirrored start order when builds are compared.
+    const buildOf = mains.length > 1 ? [...mains.keys(), ...[...mains.keys()].reverse()] : [0]
+    for (const [i, b] of buildOf.entries()) {
+      const m = mains[b] as string
       if (m === 'bare') {
         proxies.push(await startBareProxy(origin.caFile))
         continue
@@ -92,15 +98,17 @@ async function main(): Promise<void> {
       return () => get(agent, { origin: `https://${name}:${origin.httpsPort}`, path: '/', method: 'GET' })
     })
     for (const [i] of ops.entries()) await round(i)
-    const rate: number[][] = proxies.map(() => [])
-    const cpu: number[][] = proxies.map(() => [])
-    for (let r = 0; r < seconds; r++) {
+    const rate: number[][] = mains.map(() => [])
+    const cpu: number[][] = mains.map(() => [])
+    const rounds = buildOf.length > mains.length ? Math.ceil(seconds / 2) : seconds
+    for (let r = 0; r < rounds; r++) {
       for (let k = 0; k < proxies.length; k++) {
         const i = (k + r) % proxies.length
+        const b = buildOf[i] as number
         const c0 = cpuMs(proxies[i]!.pid)
         const res = await round(i)
-        rate[i]!.push(res.perSecond)
-        cpu[i]!.push(((cpuMs(proxies[i]!.pid) - c0) * 1000) / Math.max(1, res.ops))
+        rate[b]!.push(res.perSecond)
+        cpu[b]!.push(((cpuMs(proxies[i]!.pid) - c0) * 1000) / Math.max(1, res.ops))
       }
     }
     const med = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)] ?? NaN
