@@ -86,6 +86,15 @@ export function headStarted(socket: Socket): void {
   if (d !== undefined) d.at = Infinity
 }
 
+/** No request head will follow on this connection (it became a tunnel): its timer goes too. */
+export function headsEnded(socket: Socket): void {
+  const d = socket[kHeadDeadline]
+  if (d === undefined) return
+  d.at = Infinity
+  if (d.timer !== undefined) clearTimeout(d.timer)
+  d.timer = undefined
+}
+
 export function attachConnState(socket: Socket): ConnState {
   const ip = (socket.remoteAddress ?? '').replace(/^::ffff:/, '')
   const src = ip.includes(':') ? `[${ip}]:${socket.remotePort ?? 0}` : `${ip}:${socket.remotePort ?? 0}`

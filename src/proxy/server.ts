@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { armHeadDeadline, attachConnState, destroyEmitter, headStarted } from './conn-state.js'
+import { armHeadDeadline, attachConnState, destroyEmitter, headsEnded, headStarted } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
 import { handleConnect } from './connect.js'
 import { answerHttpRequest, decideHttpRequest } from './request-flow.js'
@@ -80,14 +80,14 @@ export function createProxyServer(deps: ProxyDeps): Server {
   server.on('request', onRequest)
   server.on('checkContinue', expectContinue(onRequest))
   server.on('connect', (req, socket: Socket, head: Buffer) => {
-    headStarted(socket)
+    headsEnded(socket)
     handleConnect(deps, req, socket, head).catch((err: unknown) => {
       deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'CONNECT handler failed; connection closed')
       socket.destroy()
     })
   })
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    headStarted(socket)
+    headsEnded(socket)
     relayUpgrade(deps, req, socket, head, PROXY_CHANNEL).catch((err: unknown) => {
       deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'WebSocket upgrade failed; connection closed')
       socket.destroy()

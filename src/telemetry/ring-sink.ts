@@ -12,8 +12,8 @@ export interface RingSink extends Sink {
 
 export type RingKind = 'denial' | 'other'
 
-/** Bytes per slot of a ring's arena: a decision record is ~350 bytes of JSON; longer ones are kept as strings. */
-const SLOT_BYTES = 768
+/** Bytes per slot of a ring's arena: a decision record is 250–400 bytes of JSON; longer ones are kept as strings. */
+const SLOT_BYTES = 384
 /** Slots per arena chunk: chunks are allocated as the ring fills, so memory follows use, not capacity. */
 const CHUNK_SLOTS = 1024
 
