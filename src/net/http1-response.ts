@@ -7,7 +7,8 @@
  *  - Content-Length is one run of digits, given once; Transfer-Encoding is exactly `chunked` (a
  *    transfer coding the proxy would have to strip from a body it passes on is refused), never with a
  *    Content-Length (the smuggling shape);
- *  - chunk sizes are hex (at most 15 digits), chunk data ends in CRLF, trailers are read and dropped;
+ *  - chunk sizes are hex (at most 13 digits: exact as doubles), chunk data ends in CRLF, trailers
+ *    are read and dropped;
  *  - 1xx heads are skipped (101 is refused: the proxy never asks for an upgrade on this leg); 204, 304
  *    and answers to HEAD have no body; an answer with neither length nor chunking runs to the close.
  * The connection may carry another request only when the answer was framed, said nothing of closing,

@@ -44,7 +44,7 @@ export function armHeadDeadline(socket: Socket, timeoutMs: number, onTimeout: (s
   if (d === undefined) {
     d = { at, onTimeout, timer: undefined, due: Infinity }
     socket[kHeadDeadline] = d
-    socket.on('close', clearOnClose)
+    socket.on('close', endOnClose)
   }
   d.at = at
   d.onTimeout = onTimeout
@@ -69,10 +69,8 @@ function headDeadlineCheck(socket: Socket, d: HeadDeadline): void {
   d.onTimeout(socket)
 }
 
-function clearOnClose(this: Socket): void {
-  const d = this[kHeadDeadline]
-  if (d?.timer !== undefined) clearTimeout(d.timer)
-  if (d !== undefined) d.timer = undefined
+function endOnClose(this: Socket): void {
+  headsEnded(this)
 }
 
 /** A listener for sockets: destroy the socket that emitted (one function for every connection). */
