@@ -15,9 +15,19 @@ if [ -n "$missing" ]; then
   echo "tests: install them (Debian/Ubuntu: sudo apt-get install -y$missing), or run .ci/run, which does" >&2
   exit 1
 fi
+# tap, and on failure a digest of what failed printed last (CI shows only the tail of the output).
+run_tap() {
+  rc=0
+  started=$(date +%s)
+  npx tap "$@" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    node scripts/failure-digest.mjs "$started"
+    exit "$rc"
+  fi
+}
 if [ "${PORTCULLIS_NETNS:-}" = "1" ]; then
   ip link set lo up
-  npx tap "$@"
+  run_tap "$@"
   # The whole suite (no file arguments) also answers to the coverage floors.
   [ "$#" -gt 0 ] || exec node scripts/coverage-gate.mjs
   exit 0
@@ -28,5 +38,5 @@ if command -v ip >/dev/null 2>&1 && $ns true 2>/dev/null; then
   exec $ns env PORTCULLIS_NETNS=1 sh "$0" "$@"
 fi
 echo "tests: WARNING: network namespaces unavailable; running without isolation" >&2
-npx tap "$@"
+run_tap "$@"
 [ "$#" -gt 0 ] || exec node scripts/coverage-gate.mjs
