@@ -1,7 +1,7 @@
 /**
  * One scenario, one or more proxy builds, interleaved: for trying a change to the hot path.
  *
- *   node --import tsx bench/focus.ts d|f|a|b|c2 [seconds] [main.js ...]
+ *   node --import tsx bench/focus.ts d|f|a|b|c2 [seconds] [main.js | bare | squid ...]
  *
  * Each main.js (default dist/cli/main.js) is started with the bench config; rounds of 1 s alternate
  * between them; prints req/s and proxy CPU µs/op per build (medians over rounds). With two builds or
@@ -21,10 +21,12 @@ import {
   LOOPBACK,
   openTunnel,
   PROXY_AUTH,
+  squidBinary,
   startBareProxy,
   startOrigin,
   startProxy,
   startRedis,
+  startSquid,
   tlsHandshake,
 } from './lib.js'
 import { get } from './scenarios/context.js'
@@ -47,6 +49,13 @@ async function main(): Promise<void> {
       const m = mains[b] as string
       if (m === 'bare') {
         proxies.push(await startBareProxy(origin.caFile))
+        continue
+      }
+      if (m === 'squid') {
+        // The yardstick, as bench/run-all.ts starts it (CONNECT and plain rows only: it does not intercept).
+        const bin = squidBinary()
+        if (bin === null) throw new Error('squid is not installed (apt-get install squid)')
+        proxies.push(await startSquid(bin, ['tunnel.test', 'plain.test'], origin.httpPort, origin.httpsPort))
         continue
       }
       // "warn::path/main.js" runs that build at log level warn (records off) to price logging.

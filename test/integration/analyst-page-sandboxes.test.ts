@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
-import { chromium, type Browser } from 'playwright-core'
+import { launchChromium, newPage } from '../helpers/browser.js'
 import { adminCall } from '../helpers/admin.js'
 import { curl } from '../helpers/clients.js'
 import { upstreamYaml } from '../helpers/config.js'
@@ -13,20 +13,9 @@ import { startPortcullis } from '../helpers/start-portcullis.js'
  * made with "this sandbox only" applies to that sandbox alone.
  */
 
-const CHROMIUM = '/usr/bin/chromium'
-const WAIT_MS = 5000
-
 interface Issued {
   readonly id: string
   readonly proxy_url: string
-}
-
-async function launch(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-    timeout: 30_000,
-  })
 }
 
 t.test('the analyst page shows, filters and approves per sandbox', async (t) => {
@@ -53,10 +42,9 @@ agents:
   const aId = await denied(a)
   const bId = await denied(b)
 
-  const browser = await launch()
+  const browser = await launchChromium()
   t.teardown(() => browser.close())
-  const page = await (await browser.newContext({ locale: 'en-GB', timezoneId: 'UTC' })).newPage()
-  page.setDefaultTimeout(WAIT_MS)
+  const { page } = await newPage(browser, { locale: 'en-GB', timezoneId: 'UTC' })
   const problems: string[] = []
   page.on('pageerror', (err) => problems.push(err.message))
   await page.goto(`${pc.adminUrl}/`)

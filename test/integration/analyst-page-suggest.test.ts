@@ -1,5 +1,5 @@
 import t from 'tap'
-import { chromium } from 'playwright-core'
+import { launchChromium, newPage } from '../helpers/browser.js'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
@@ -9,8 +9,6 @@ import { originOnlyYaml, TOKEN } from '../helpers/config.js'
  * The analyst page's suggest view (SPEC §10) in headless Chromium: the rules that would admit the
  * blocked rows the current filter shows, one YAML block per agent, copied with one click.
  */
-
-const WAIT_MS = 5000
 
 /** The DOM globals used in page functions (the test compiles without lib "dom"). */
 declare const navigator: { clipboard: { readText(): Promise<string> } }
@@ -33,20 +31,14 @@ t.test('the page suggests rules for the current filter, copyable as YAML', async
     t.equal(r.status, 403)
   }
 
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-    timeout: 30_000,
-  })
+  const browser = await launchChromium()
   t.teardown(() => browser.close())
-  const context = await browser.newContext({
+  const { context, page } = await newPage(browser, {
     viewport: { width: 1280, height: 800 },
     locale: 'en-GB',
     timezoneId: 'UTC',
   })
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: pc.adminUrl })
-  const page = await context.newPage()
-  page.setDefaultTimeout(WAIT_MS)
   const problems: string[] = []
   page.on('pageerror', (err) => problems.push(err.message))
   await page.goto(`${pc.adminUrl}/`)

@@ -1,36 +1,17 @@
 import t from 'tap'
-import { chromium, type Browser, type Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
 import { until } from '../helpers/poll.js'
 import { originOnlyYaml, TOKEN } from '../helpers/config.js'
+import { launchChromium, newPage, PAGE_WAIT_MS } from '../helpers/browser.js'
 
 /**
  * The analyst page end to end: the real app, the real page in headless
  * Chromium (the distro build; playwright-core downloads nothing), real
- * denials through the proxy with curl. Every wait is bounded (WAIT_MS).
+ * denials through the proxy with curl. Every wait is bounded (PAGE_WAIT_MS).
  */
-
-const CHROMIUM = '/usr/bin/chromium'
-const WAIT_MS = 5000
-
-async function launch(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless=new',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-    timeout: 30_000,
-  })
-}
 
 /** The one DOM global used in page functions (the test compiles without lib "dom"). */
 declare const document: { querySelectorAll(selector: string): ArrayLike<{ getAttribute(name: string): string | null }> }
@@ -51,7 +32,7 @@ async function waitForRows(page: Page, ids: readonly string[]): Promise<string[]
           Array.from(document.querySelectorAll('#blocked tbody tr'), (tr) => tr.getAttribute('data-id')).sort(),
         ) === w,
       want,
-      { timeout: WAIT_MS },
+      { timeout: PAGE_WAIT_MS },
     )
     .catch(() => undefined)
   return (await visibleRowIds(page)).sort()
@@ -66,16 +47,14 @@ t.test('the analyst page shows denials live, filters them, approves and revokes'
   const as = (agent: string): string[] => ['--proxy', pc.proxyUrl, '--proxy-user', `${agent}:${TOKEN}`]
   const blockedUrl = `http://origin.test:${origin.port}/private/a.txt`
 
-  const browser = await launch()
+  const browser = await launchChromium()
   t.teardown(() => browser.close())
-  const context = await browser.newContext({
+  const { context, page } = await newPage(browser, {
     viewport: { width: 1440, height: 900 },
     deviceScaleFactor: 1,
     locale: 'en-GB',
     timezoneId: 'UTC',
   })
-  const page = await context.newPage()
-  page.setDefaultTimeout(WAIT_MS)
   // The page must stay on its own origin (CSP default-src 'self') and run clean.
   const foreign: string[] = []
   const problems: string[] = []
