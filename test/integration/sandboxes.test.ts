@@ -252,7 +252,7 @@ agents:
     const s = await issue(pc, 'ci', '1h', { task: 'revoke-me' })
     t.equal((await proxiedGet(pc.proxyPort, at('/before-revoke'), s.user, s.token)).status, 200)
     const tls = await tlsThroughTunnel(pc.proxyPort, tlsOrigin.port, s, readFileSync(tlsOrigin.ca.certFile, 'utf8'))
-    const closed = closeOf(tls)
+    const closed = closeOf(tls, 'the tunnel to close after the revocation')
     const t0 = Date.now()
     const r = await adminCall<{ id: string; agent: string; expires_at: string }>(
       pc.adminUrl,
@@ -294,7 +294,7 @@ agents:
       (x) => isDecision(x) && x.method === 'CONNECT' && x.sandbox === s.id,
     )
     t.equal(rec.tls, 'intercept')
-    const closed = closeOf(tls)
+    const closed = closeOf(tls, 'the intercepted connection to close after the revocation')
     const t0 = Date.now()
     t.equal((await adminCall(pc.adminUrl, 'DELETE', `/api/sandboxes/${s.id}`)).status, 200)
     await closed
@@ -325,7 +325,7 @@ agents:
   t.test('a credential expiring closes its open tunnel at expiry', async (t) => {
     const s = signed('ci', Date.now(), 2)
     const tls = await tlsThroughTunnel(pc.proxyPort, tlsOrigin.port, s, readFileSync(tlsOrigin.ca.certFile, 'utf8'))
-    await closeOf(tls)
+    await closeOf(tls, 'the tunnel to close at expiry')
     const late = Date.now() - Date.parse(s.expires_at)
     t.ok(late < 1000, `closed ${late} ms after expiry`)
   })
@@ -412,8 +412,18 @@ async function openRaw(port: number): Promise<{ socket: Socket }> {
  * Resolves when the socket closes, by FIN or by reset: a revocation aborts the connection, and a
  * client whose last bytes (its TLS Finished) the proxy had not read yet sees the abort as a reset.
  */
-function closeOf(socket: TLSSocket): Promise<void> {
-  return new Promise((resolve) => socket.once('close', () => resolve()))
+/**
+ * The socket's close, or a failure after 5 s naming what it was waiting for: a connection the proxy
+ * should have closed and did not must fail the test at once, not hang the file until tap's timeout.
+ */
+function closeOf(socket: TLSSocket, what = 'the connection to close'): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out after 5 s waiting for ${what}`)), 5000)
+    socket.once('close', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+  })
 }
 
 async function tlsThroughTunnel(proxyPort: number, originPort: number, s: Issued, ca: string): Promise<TLSSocket> {
