@@ -84,7 +84,16 @@ export interface Http1Client {
 }
 
 export function createHttp1Client(opts: ClientOptions): Http1Client {
-  const pools = new LRUCache<string, Pool>({ max: opts.maxPools, dispose: (pool) => pool.close() })
+  // A pool pushed out of the LRU still serves what it was given (its requests in flight and those
+  // waiting for one of its connections) and then closes; until then it is kept here, so close()
+  // reaches its connections too.
+  const retired = new Set<Pool>()
+  const pools = new LRUCache<string, Pool>({
+    max: opts.maxPools,
+    dispose: (pool) => {
+      if (pool.retire(() => retired.delete(pool))) retired.add(pool)
+    },
+  })
   return {
     dispatch(origin, request, handler) {
       const key = `${origin.tls ? 's' : 'p'}\0${origin.address}\0${origin.port}\0${origin.servername}`
@@ -104,7 +113,8 @@ export function createHttp1Client(opts: ClientOptions): Http1Client {
       return run
     },
     close() {
-      for (const pool of pools.values()) pool.close()
+      for (const pool of [...pools.values(), ...retired]) pool.close()
+      retired.clear()
       pools.clear()
     },
   }
@@ -175,6 +185,8 @@ class Pool {
   private readonly waiting: Run[] = []
   private open = 0
   private closed = false
+  /** Out of the client's LRU: no new requests; called once the last connection has closed. */
+  private onRetired: (() => void) | null = null
   /** The last TLS session the origin gave, to resume on the next connection. */
   session: Buffer | undefined
 
@@ -193,11 +205,12 @@ class Pool {
     this.waiting.push(run)
   }
 
-  /** A connection is free again: the next waiting request, or the idle list. */
+  /** A connection is free again: the next waiting request, or the idle list (or closed, once retired). */
   release(conn: Connection): void {
     if (this.closed) return conn.destroy()
     const next = this.nextWaiting()
     if (next !== undefined) return conn.send(next)
+    if (this.onRetired !== null) return conn.destroy()
     this.idle.push(conn)
   }
 
@@ -208,6 +221,19 @@ class Pool {
     if (i >= 0) this.idle.splice(i, 1)
     const next = this.nextWaiting()
     if (next !== undefined) this.connect().send(next)
+    else if (this.open === 0 && this.onRetired !== null) this.onRetired()
+  }
+
+  /**
+   * Out of the client's LRU: idle connections close now, requests in flight and waiting are still
+   * served, and each connection closes when it is free. True while some are still open (`done` is
+   * called when the last has closed).
+   */
+  retire(done: () => void): boolean {
+    if (this.closed) return false
+    this.onRetired = done
+    for (const conn of this.idle.splice(0)) conn.destroy()
+    return this.open > 0
   }
 
   /** A fresh connection, past the limit if need be: for a request retried after a stale one. */

@@ -29,7 +29,10 @@ async function origin(t: Test, answer: (s: Socket, request: string, conn: number
   }
 }
 
-function client(t: Test, overrides: { responseHeadTimeoutMs?: number; connectionsPerPool?: number } = {}): Http1Client {
+function client(
+  t: Test,
+  overrides: { responseHeadTimeoutMs?: number; connectionsPerPool?: number; maxPools?: number } = {},
+): Http1Client {
   const c = createHttp1Client({
     connectTimeoutMs: 2000,
     idleTimeoutMs: 5000,
@@ -37,7 +40,7 @@ function client(t: Test, overrides: { responseHeadTimeoutMs?: number; connection
     maxHeadBytes: 16 * 1024,
     secureContext: createSecureContext(),
     connectionsPerPool: overrides.connectionsPerPool ?? 8,
-    maxPools: 4,
+    maxPools: overrides.maxPools ?? 4,
   })
   t.teardown(() => c.close())
   return c
@@ -200,4 +203,25 @@ t.test('requests past the pool size wait for a free connection; an abort closes 
   exchange.abort()
   await gone
   t.pass('the origin saw its connection close')
+})
+
+t.test('a pool pushed out by newer origins still answers what it holds, then closes', async (t) => {
+  let closed: () => void = () => undefined
+  const aClosed = new Promise<void>((r) => (closed = r))
+  const a = await origin(t, (s, _r, conn, nth) => {
+    if (nth === 1) s.once('close', closed)
+    setTimeout(() => s.write(OK(`a${conn}.${nth}`)), 50)
+  })
+  const b = await origin(t, (s) => s.write(OK('b')))
+  const c = client(t, { maxPools: 1, connectionsPerPool: 1 })
+  // The second request to a waits for the first's connection; b's pool then pushes a's out.
+  const first = send(c, a.port)
+  const second = send(c, a.port)
+  t.same(await send(c, b.port), { status: 200, body: 'b' })
+  t.same(await Promise.all([first, second]), [
+    { status: 200, body: 'a1.1' },
+    { status: 200, body: 'a1.2' },
+  ])
+  await aClosed
+  t.equal(a.connections(), 1, "a's connection served both, then closed")
 })
