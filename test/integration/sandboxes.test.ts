@@ -297,7 +297,11 @@ agents:
     const closed = closeOf(tls, 'the intercepted connection to close after the revocation')
     const t0 = Date.now()
     t.equal((await adminCall(pc.adminUrl, 'DELETE', `/api/sandboxes/${s.id}`)).status, 200)
-    await closed
+    // Should it fail, say which side did not see the close: the proxy records one when it closes.
+    await closed.catch((err: Error) => {
+      const closeRecord = pc.records().find((x) => x.event === 'close' && x.id === rec.id)
+      throw new Error(`${err.message}; the proxy's close record: ${JSON.stringify(closeRecord ?? null)}`)
+    })
     t.ok(Date.now() - t0 < 1000, `closed ${Date.now() - t0} ms after the revocation`)
   })
 
