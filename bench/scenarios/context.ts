@@ -137,6 +137,11 @@ export function addSquidRow(
     target: '≥ 1.0 × Squid',
     met: sq?.vs == null ? null : sq.vs >= 1,
   })
+  // What Node itself costs here: the bare proxy (no policy, no records) beside Portcullis and Squid.
+  const us = (x: Outcome | undefined): string => (x?.cpuUs == null ? '—' : `${x.cpuUs.toFixed(0)} µs`)
+  ctx.report.note(
+    `${row.id}: CPU per ${row.unit.replace(/\/s$/, '')}: bare Node proxy ${us(o.bare)}, Portcullis ${us(o.proxy)}, Squid ${us(o.squid)}.`,
+  )
   return o
 }
 
