@@ -290,6 +290,8 @@ agents:
     const tls = tlsConnect({ socket, servername: 'paths.test', ca: readFileSync(`${pc.dir}/ca.pem`, 'utf8') })
     tls.on('error', () => undefined)
     await once(tls, 'secureConnect')
+    // Reading, as a client would: a paused socket holding unread bytes never emits close on a FIN.
+    tls.resume()
     const rec = await pc.waitForRecord<DecisionRecord>(
       (x) => isDecision(x) && x.method === 'CONNECT' && x.sandbox === s.id,
     )
@@ -436,5 +438,7 @@ async function tlsThroughTunnel(proxyPort: number, originPort: number, s: Issued
   const tls = tlsConnect({ socket, servername: 'origin.test', ca })
   tls.on('error', () => undefined)
   await once(tls, 'secureConnect')
+  // Reading, as a client would: a paused socket holding unread bytes never emits close on a FIN.
+  tls.resume()
   return tls
 }
