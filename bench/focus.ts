@@ -22,6 +22,7 @@ import {
   openTunnel,
   PROXY_AUTH,
   squidBinary,
+  SQUID_NAMES,
   startBareProxy,
   startOrigin,
   startProxy,
@@ -55,7 +56,7 @@ async function main(): Promise<void> {
         // The yardstick, as bench/run-all.ts starts it (CONNECT and plain rows only: it does not intercept).
         const bin = squidBinary()
         if (bin === null) throw new Error('squid is not installed (apt-get install squid)')
-        proxies.push(await startSquid(bin, ['tunnel.test', 'plain.test'], origin.httpPort, origin.httpsPort))
+        proxies.push(await startSquid(bin, SQUID_NAMES, origin.httpPort, origin.httpsPort))
         continue
       }
       // "warn::path/main.js" runs that build at log level warn (records off) to price logging.

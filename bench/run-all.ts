@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util'
 import {
   MITM_REF_VERSION,
   squidBinary,
+  SQUID_NAMES,
   startBareProxy,
   startMitmRef,
   startOrigin,
@@ -105,9 +106,7 @@ async function main(): Promise<void> {
       const bare = await startBareProxy(origin.caFile)
       stops.push(() => bare.stop())
       const binary = squidBinary()
-      const squid = binary
-        ? await startSquid(binary, ['tunnel.test', 'plain.test'], origin.httpPort, origin.httpsPort)
-        : null
+      const squid = binary ? await startSquid(binary, SQUID_NAMES, origin.httpPort, origin.httpsPort) : null
       if (squid) stops.push(() => squid.stop())
       else report.problem('Squid is not installed (apt-get install squid): the Squid cells are empty')
       const mitmRef = sel.has('f') || sel.has('c2') ? await startMitmRef(OUT, origin.caFile, ['mitm.test']) : null

@@ -13,6 +13,8 @@ export const TOKEN = 'bench-token-not-a-secret'
 export const TOKEN_HASH = tokenHash(TOKEN)
 export const PROXY_AUTH = basicAuth(AGENT, TOKEN)
 export const ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef'
+/** The names Squid is given (its hosts file): the CONNECT and plain-HTTP rows it runs in. */
+export const SQUID_NAMES: readonly string[] = ['tunnel.test', 'plain.test']
 
 export interface ProxyYamlOptions {
   /** The bench origin (bench/origin.ts): its ports and the CA its TLS names are signed by. */

@@ -74,7 +74,7 @@ export class HeaderValueError extends Error {
 }
 
 /** CR, LF or NUL: what would let a value end its line and start another. */
-const LINE_BREAKING = /[\r\n\0]/
+export const LINE_BREAKING = /[\r\n\0]/
 /** Methods a reset connection may send again (RFC 9110 §9.2.1 safe methods). */
 const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 

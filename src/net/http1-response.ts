@@ -104,11 +104,6 @@ export class ResponseParser {
     return this.started
   }
 
-  /** The head is still being read (some of it may have arrived). */
-  get inHead(): boolean {
-    return this.state === State.Head
-  }
-
   /** Part of a head arrived without its end (not after a whole 1xx head: the final one has not begun). */
   get headPending(): boolean {
     return this.state === State.Head && this.pending !== null
@@ -128,28 +123,20 @@ export class ResponseParser {
         case State.Head:
           at = this.readHead(data, at)
           break
-        case State.Length: {
-          const n = Math.min(this.remaining, data.length - at)
-          this.remaining -= n
-          this.events.body(at === 0 && n === data.length ? data : data.subarray(at, at + n))
-          at += n
+        case State.Length:
+          at = this.readBody(data, at)
           if (this.remaining === 0) this.complete()
           break
-        }
         case State.ChunkSize:
           at = this.readChunkSize(data, at)
           break
-        case State.ChunkData: {
-          const n = Math.min(this.remaining, data.length - at)
-          this.remaining -= n
-          this.events.body(data.subarray(at, at + n))
-          at += n
+        case State.ChunkData:
+          at = this.readBody(data, at)
           if (this.remaining === 0) {
             this.state = State.ChunkEnd
             this.crlfSeen = 0
           }
           break
-        }
         case State.ChunkEnd: {
           const want = this.crlfSeen === 0 ? CR : LF
           if (data[at] !== want) return this.fail('HPE_STRICT', 'chunk data not followed by CRLF')
@@ -174,6 +161,14 @@ export class ResponseParser {
       if ((this.state as State) === State.Failed) return this.error
     }
     return null
+  }
+
+  /** Up to `remaining` body bytes from `at` go to the events (the buffer itself when it is all body); the new position. */
+  private readBody(data: Buffer, at: number): number {
+    const n = Math.min(this.remaining, data.length - at)
+    this.remaining -= n
+    this.events.body(at === 0 && n === data.length ? data : data.subarray(at, at + n))
+    return at + n
   }
 
   /** The upstream closed its side: completes an answer that runs to the close, else an error. */

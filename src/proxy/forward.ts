@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream'
 import { createSecureContext, type SecureContext } from 'node:tls'
 import {
   createHttp1Client,
+  LINE_BREAKING,
   type Exchange,
   type Origin,
   type OutgoingRequest,
@@ -132,7 +133,7 @@ export function resolveInjections(
   for (const h of specs) {
     const secret = env[h.env]
     // A value with a line break would end its header line and start another: as good as unset.
-    if (secret === undefined || secret === '' || /[\r\n\0]/.test(secret)) return { missing: h.env }
+    if (secret === undefined || secret === '' || LINE_BREAKING.test(secret)) return { missing: h.env }
     const value =
       h.basicUser === undefined
         ? h.format.replaceAll('{}', secret)
