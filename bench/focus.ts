@@ -7,7 +7,7 @@
  * between them; prints req/s and proxy CPU µs/op per build (medians over rounds). With two builds or
  * more, each runs as two processes started in mirrored order (A B … B A), half the rounds each: the
  * process started second measured ~8 % slower than the first whatever its build, and the mirror
- * cancels that. c2 is one 64 MiB
+ * cancels that. c2 is one 64 MiB (BENCH_BULK_MIB=n: n MiB)
  * download through an intercepted tunnel per round (ops = MB, so µs/op is µs per MB).
  */
 import { join, resolve } from 'node:path'
@@ -78,7 +78,7 @@ async function main(): Promise<void> {
       const authority = `mitm.test:${origin.httpsPort}`
       const ca = p.caPem ?? (p.caCertFile ? fs.readFileSync(p.caCertFile, 'utf8') : '')
       const sock = await tlsHandshake(await openTunnel(p.port, authority), { servername: 'mitm.test', ca })
-      const r = await bulkGet(sock, authority, 64 * 2 ** 20, 60_000)
+      const r = await bulkGet(sock, authority, Number(process.env.BENCH_BULK_MIB ?? 64) * 2 ** 20, 120_000)
       return { ops: r.bytes / 1e6, perSecond: r.bytes / 1e6 / r.seconds }
     }
     const round = async (i: number): Promise<{ ops: number; perSecond: number }> =>
