@@ -11,9 +11,10 @@ import { classifyAddress, isAddressAllowed } from '../net/address-class.js'
 import { formatAuthority, isIpLiteral, normalizeHost } from '../net/host.js'
 import { normalizePath } from '../net/url-path.js'
 import { effectiveMode } from '../policy/compiled.js'
-import { decideConnect, decideRequest } from '../policy/decide.js'
+import { decideConnect } from '../policy/decide.js'
+import { decideOffline } from '../lifecycle/decide-offline.js'
 import { applyMode } from '../policy/mode.js'
-import type { ConnectDecision, Decision, RequestFacts } from '../policy/types.js'
+import type { ConnectDecision, Decision, DenyDecision, RequestFacts } from '../policy/types.js'
 import { resolveConfigPath } from '../config/load.js'
 import { loadOrReport } from './check.js'
 import { EXIT_DENIED, EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
@@ -76,25 +77,24 @@ export interface Explanation {
   readonly addresses: readonly { readonly ip: string; readonly cls: string; readonly allowed: boolean }[]
 }
 
-/** The proxy's order: CONNECT decision (https), then the request (when intercepted or plain), then the address check. */
+/**
+ * The proxy's order, as decideOffline composes it: CONNECT decision (https), the request (when
+ * intercepted or plain), the address check, then package rules by name; the CONNECT and the
+ * addresses are kept for the printout.
+ */
 export function explain(config: RuntimeConfig, facts: RequestFacts): Explanation {
-  const policy = config.policy
-  const connect = facts.scheme === 'https' ? decideConnect(policy, facts) : null
-  let decision: Decision
-  if (connect === null || (connect.verdict === 'allow' && connect.via === 'intercept'))
-    decision = decideRequest(policy, facts)
-  else
-    decision = connect.verdict === 'allow' ? { verdict: 'allow', reason: 'allowed', ruleId: connect.ruleId } : connect
+  const connect = facts.scheme === 'https' ? decideConnect(config.policy, facts) : null
+  const d = decideOffline(config, facts)
+  const decision: Decision =
+    d.verdict === 'allow'
+      ? { verdict: 'allow', reason: 'allowed', ruleId: d.rule ?? '-' }
+      : { verdict: 'deny', reason: d.reason as DenyDecision['reason'], ruleId: d.rule, detail: d.detail }
   const ips = isIpLiteral(facts.host) !== null ? [facts.host] : (config.upstream.resolve.get(facts.host) ?? [])
   const addresses = ips.map((ip) => ({
     ip,
     cls: classifyAddress(ip),
     allowed: isAddressAllowed(ip, config.upstream.allowPrivate),
   }))
-  const blocked = addresses.find((a) => !a.allowed)
-  if (decision.verdict === 'allow' && blocked) {
-    decision = { verdict: 'deny', reason: 'denied_private_address', ruleId: null, detail: blocked.cls }
-  }
   return { decision, connect, addresses }
 }
 
@@ -108,6 +108,7 @@ export function formatExplanation(config: RuntimeConfig, facts: RequestFacts, x:
     `reason: ${x.decision.reason}`,
     `rule: ${x.decision.ruleId ?? '-'}`,
   ]
+  if (x.decision.verdict === 'deny' && x.decision.detail !== undefined) lines.push(`detail: ${x.decision.detail}`)
   if (x.connect !== null) {
     const c = x.connect
     lines.push(`connect: ${c.verdict === 'allow' ? `${c.via} (${c.ruleId})` : `deny ${c.reason} (${c.ruleId ?? '-'})`}`)

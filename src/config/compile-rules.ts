@@ -193,11 +193,13 @@ function compileExpanded(
 /**
  * token_env: the forge credential added upstream for the repos' git and API requests, replacing any
  * the client sent; git takes it as HTTP Basic `x-access-token:<token>`, the API as a Bearer token.
+ * Never on `/graphql`: a GraphQL document is not scoped to a repository (a query may read any repo,
+ * a mutation take any repository id), so the token there would reach past the rule's repos.
  */
 function tokenHeaders(repo: RepoControl): readonly InjectHeader[] {
-  if (repo.tokenEnv === null) return []
+  if (repo.tokenEnv === null || repo.part === 'graphql') return []
   const header: InjectHeader =
-    repo.part === 'api' || repo.part === 'graphql'
+    repo.part === 'api'
       ? { name: 'Authorization', env: repo.tokenEnv, format: 'Bearer {}' }
       : { name: 'Authorization', env: repo.tokenEnv, format: '{}', basicUser: 'x-access-token' }
   return Object.freeze([Object.freeze(header)])

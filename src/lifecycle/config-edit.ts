@@ -26,7 +26,10 @@ interface Splice {
 }
 
 /** The text with each target's rules appended to its `allow` list (created when missing). Throws when a target is not there. */
-export function insertRules(text: string, edits: readonly TargetEdit[]): string {
+export function insertRules(original: string, edits: readonly TargetEdit[]): string {
+  // Every splice below ends at a line end: a file without a final newline gets one first, or a rule
+  // appended after its last line would join that line.
+  const text = original === '' || original.endsWith('\n') ? original : `${original}\n`
   const doc = parseDocument(text, { keepSourceTokens: false })
   if (doc.errors.length > 0) throw new Error(`the config is not valid YAML: ${doc.errors[0]?.message ?? ''}`)
   const splices = edits.filter((e) => e.rules.length > 0).map((e) => spliceFor(doc, text, e))
@@ -48,7 +51,7 @@ function spliceFor(doc: Document, text: string, edit: TargetEdit): Splice {
     return {
       start: at,
       end: at,
-      text: `${at === text.length && !text.endsWith('\n') ? '\n' : ''}${items(edit, indent)}\n`,
+      text: `${items(edit, indent)}\n`,
     }
   }
   if (pair !== undefined && isSeq(list)) {

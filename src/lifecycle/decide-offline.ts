@@ -9,7 +9,9 @@
 import type { RuntimeConfig } from '../config/types.js'
 import { classifyAddress, isAddressAllowed } from '../net/address-class.js'
 import { isIpLiteral } from '../net/host.js'
-import { collectHostRules, type CompiledRule } from '../policy/compiled.js'
+import { classifyNpmPath } from '../packages/npm-path.js'
+import { classifyPypiPath } from '../packages/pypi-path.js'
+import { collectHostRules, type CompiledRule, type PackageControl } from '../policy/compiled.js'
 import { decideConnect, matchRequest } from '../policy/decide.js'
 import type { Reason } from '../policy/reasons.js'
 import type { Decision } from '../policy/types.js'
@@ -28,6 +30,11 @@ export interface OfflineFacts {
   readonly query: string
   /** The address the proxy checked when the request was made, when known (used for names not pinned). */
   readonly address?: string | null
+  /**
+   * The package version asked for was too young for min_age when it was asked for (a recorded
+   * `too_new`): publish times are the registry's, so offline this is the only way to know one.
+   */
+  readonly packageTooNew?: boolean
 }
 
 export interface OfflineDecision {
@@ -36,7 +43,7 @@ export interface OfflineDecision {
   readonly rule: string | null
   readonly detail?: string
   /** Which step decided. */
-  readonly stage: 'identity' | 'connect' | 'request' | 'address'
+  readonly stage: 'identity' | 'connect' | 'request' | 'address' | 'package'
   /** https: how the CONNECT is handled when it is allowed. */
   readonly via?: 'tunnel' | 'intercept'
 }
@@ -53,6 +60,8 @@ export function decideOffline(config: RuntimeConfig, f: OfflineFacts): OfflineDe
     return { verdict: 'deny', reason: 'denied_auth_invalid', rule: null, detail: 'unknown_agent', stage: 'identity' }
   let via: 'tunnel' | 'intercept' | undefined
   let decided: OfflineDecision | null = null
+  let packages: PackageControl | null = null
+  let packagesRule: string | null = null
   if (f.scheme === 'https' || f.method === 'CONNECT') {
     const c = decideConnect(policy, { agent: f.agent, host: f.host, port: f.port })
     if (c.verdict === 'deny') return from(c, 'connect')
@@ -72,16 +81,57 @@ export function decideOffline(config: RuntimeConfig, f: OfflineFacts): OfflineDe
     })
     decided = from(m.decision, 'request', via)
     if (m.decision.verdict === 'deny') return decided
+    packages = m.handling.packages
+    packagesRule = m.handling.packagesRuleId
   }
   const blocked = addressesOf(config, f).find((ip) => !isAddressAllowed(ip, config.upstream.allowPrivate))
-  if (blocked === undefined) return decided
-  return {
-    verdict: 'deny',
-    reason: 'denied_private_address',
-    rule: null,
-    detail: classifyAddress(blocked),
-    stage: 'address',
+  if (blocked !== undefined)
+    return {
+      verdict: 'deny',
+      reason: 'denied_private_address',
+      rule: null,
+      detail: classifyAddress(blocked),
+      stage: 'address',
+    }
+  const detail = packages === null ? null : packageDenialOffline(packages, f)
+  if (detail === null) return decided
+  return via === undefined
+    ? { verdict: 'deny', reason: 'denied_package', rule: packagesRule, detail, stage: 'package' }
+    : { verdict: 'deny', reason: 'denied_package', rule: packagesRule, detail, stage: 'package', via }
+}
+
+/**
+ * The package rules' verdict on a registry request (SPEC §11), as far as it is known offline, as
+ * the proxy's package gate gives it: a path that cannot be read as a package request is refused;
+ * deny and allow lists (names, scopes, name@version) judge by the path; min_age needs the
+ * registry's publish times, so a version is too new only when the facts say it was and the rules
+ * still hold its age against it. Null: the rules let it pass.
+ */
+export function packageDenialOffline(
+  control: PackageControl,
+  f: Pick<OfflineFacts, 'method' | 'path' | 'query' | 'packageTooNew'>,
+): string | null {
+  if ((f.method !== 'GET' && f.method !== 'HEAD') || f.path === null) return null
+  const target = f.query === '' ? f.path : `${f.path}?${f.query}`
+  const rules = control.rules
+  let name: string
+  let version: string | null
+  if (control.ecosystem === 'npm') {
+    const req = classifyNpmPath(target)
+    if (req.kind === 'other') return null
+    if (req.kind === 'unparseable') return 'unparseable_path'
+    name = req.name
+    version = req.kind === 'packument' ? null : req.version
+  } else {
+    const req = classifyPypiPath(target)
+    if (req.kind === 'other') return null
+    if (req.kind === 'unparseable') return 'unparseable_path'
+    name = req.project
+    version = req.kind === 'simple_project' ? null : req.version
   }
+  const admitted = rules.admits(name, version)
+  if (!admitted.ok) return admitted.detail
+  return f.packageTooNew === true && version !== null && rules.needsPublishTimes(name) ? 'too_new' : null
 }
 
 /** The addresses the proxy would check, as far as they are known offline (names left to DNS: none). */
@@ -131,6 +181,7 @@ export function factsOfRecord(r: DecisionRecord, agent: string | null = r.agent)
     path: r.method === 'CONNECT' ? null : (r.path ?? null),
     query: '',
     address: r.address,
+    packageTooNew: r.reason === 'denied_package' && r.detail === 'too_new',
   }
 }
 
@@ -168,6 +219,8 @@ const AFTER_POLICY: ReadonlySet<Reason> = new Set<Reason>([
   'denied_package',
   'upstream_error',
 ])
+/** Package-rule details decideOffline gives too; the others (unreadable metadata, …) came from the registry's answer. */
+const OFFLINE_PACKAGE_DETAILS: ReadonlySet<string> = new Set(['denied', 'not_allowed', 'too_new', 'unparseable_path'])
 
 /**
  * The policy verdict a record shows (policy and address check, as decideOffline gives it), or null
@@ -178,6 +231,7 @@ const AFTER_POLICY: ReadonlySet<Reason> = new Set<Reason>([
 export function recordedVerdict(r: DecisionRecord): 'allow' | 'deny' | null {
   if (r.agent === null) return null
   if (r.reason === 'denied_repo_write') return r.detail === 'read_only' ? 'deny' : 'allow'
+  if (r.reason === 'denied_package') return OFFLINE_PACKAGE_DETAILS.has(r.detail ?? '') ? 'deny' : 'allow'
   if (POLICY_DENIALS.has(r.reason)) return 'deny'
   if (AFTER_POLICY.has(r.reason)) return 'allow'
   return null

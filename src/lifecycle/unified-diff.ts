@@ -7,10 +7,18 @@ const CONTEXT = 3
 
 type Op = { readonly kind: ' ' | '-' | '+'; readonly line: string }
 
+/**
+ * A last line without its newline differs from the same line with one (patch must add or drop the
+ * newline), so it carries a mark no split line can hold: a trailing '\n'. Printed, it is the line and
+ * then `\\ No newline at end of file`.
+ */
+const NO_EOL = '\n'
+
 function splitLines(text: string): string[] {
   if (text === '') return []
   const lines = text.split('\n')
   if (lines[lines.length - 1] === '') lines.pop()
+  else lines[lines.length - 1] += NO_EOL
   return lines
 }
 
@@ -98,7 +106,9 @@ export function unifiedDiff(before: string, after: string, name: string): string
     const fromA = countA === 0 ? (posA[start] as number) : (posA[start] as number) + 1
     const fromB = countB === 0 ? (posB[start] as number) : (posB[start] as number) + 1
     out.push(`@@ -${fromA},${countA} +${fromB},${countB} @@`)
-    for (const o of hunk) out.push(`${o.kind}${o.line}`)
+    for (const o of hunk)
+      if (o.line.endsWith(NO_EOL)) out.push(`${o.kind}${o.line.slice(0, -1)}`, '\\ No newline at end of file')
+      else out.push(`${o.kind}${o.line}`)
     i = stop
   }
   return `${out.join('\n')}\n`

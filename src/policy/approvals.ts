@@ -122,12 +122,15 @@ export function isApprovable(reason: Reason): boolean {
  */
 export function applyApprovals(d: Decision, f: ApprovalFacts, index: ApprovalIndex, nowMs: number): Decision {
   if (d.verdict === 'allow' || !isApprovable(d.reason)) return d
+  const a = coveringApproval(index, f, nowMs)
+  return a === undefined ? d : { verdict: 'allow', reason: 'allowed', ruleId: `approval:${a.id}` }
+}
+
+/** The first active approval that covers this request, if any. */
+export function coveringApproval(index: ApprovalIndex, f: ApprovalFacts, nowMs: number): Approval | undefined {
   const list = index.get(f.agent)
-  if (!list) return d
-  for (const a of list) {
-    if (approvalCovers(a, f, nowMs)) return { verdict: 'allow', reason: 'allowed', ruleId: `approval:${a.id}` }
-  }
-  return d
+  if (list !== undefined) for (const a of list) if (approvalCovers(a, f, nowMs)) return a
+  return undefined
 }
 
 /**

@@ -116,8 +116,12 @@ export interface ForwardTarget {
 export interface InjectedHeader {
   readonly name: string
   readonly value: string
-  /** The secret alone (what is masked if the upstream sends it back). */
-  readonly secret: string
+  /**
+   * What is masked if the upstream sends it back: the secret, and for HTTP Basic the base64 of
+   * `user:secret` the proxy sent (an origin echoing the header would otherwise hand the sandbox a
+   * credential anyone can decode).
+   */
+  readonly secrets: readonly string[]
 }
 
 /**
@@ -134,11 +138,12 @@ export function resolveInjections(
     const secret = env[h.env]
     // A value with a line break would end its header line and start another: as good as unset.
     if (secret === undefined || secret === '' || LINE_BREAKING.test(secret)) return { missing: h.env }
-    const value =
-      h.basicUser === undefined
-        ? h.format.replaceAll('{}', secret)
-        : `Basic ${Buffer.from(`${h.basicUser}:${secret}`).toString('base64')}`
-    out.push({ name: h.name.toLowerCase(), value, secret })
+    if (h.basicUser === undefined) {
+      out.push({ name: h.name.toLowerCase(), value: h.format.replaceAll('{}', secret), secrets: [secret] })
+      continue
+    }
+    const credential = Buffer.from(`${h.basicUser}:${secret}`).toString('base64')
+    out.push({ name: h.name.toLowerCase(), value: `Basic ${credential}`, secrets: [secret, credential] })
   }
   return out
 }
@@ -352,8 +357,8 @@ function relayAnswer(
   onFailure: (kind: UpstreamFailureKind) => void,
 ): ResponseHandler & { exchange: Exchange | null } {
   let done = false
-  const masker = injected.length > 0 ? createSecretMasker(injected.map((h) => Buffer.from(h.secret))) : null
-  const secrets = injected.map((h) => h.secret)
+  const secrets = injected.flatMap((h) => h.secrets)
+  const masker = injected.length > 0 ? createSecretMasker(secrets.map((s) => Buffer.from(s))) : null
   const onClientGone = (): void => {
     if (!done) relay.exchange?.abort()
   }

@@ -198,7 +198,9 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     const tlsSocket = new TLSSocket(client, {
       isServer: true,
       secureContext: leafCerts.get(leafName),
-      ALPNProtocols: ['http/1.1'],
+      // The inner server speaks both; a client offering only http/1.0 (curl --http1.0) would otherwise
+      // get a no_application_protocol alert instead of an answer.
+      ALPNProtocols: ['http/1.1', 'http/1.0'],
     })
     tlsSocket.on('error', () => tlsSocket.destroy())
     tlsSocket.once('close', () => client.destroy())

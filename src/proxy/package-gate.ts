@@ -10,7 +10,8 @@ import { isJsonObject, selectVersionDoc } from '../packages/npm-packument.js'
 import { createPackumentPool, type PackumentPool } from '../packages/packument-pool.js'
 import { classifyPypiPath } from '../packages/pypi-path.js'
 import { MAX_DOCUMENT_BYTES, runRewriteJob, type RewriteFormat, type RewriteOutcome } from '../packages/rewrite-job.js'
-import type { PackageDenyDetail, PackageRules } from '../packages/rules.js'
+import { compilePackageRules, normalizePypiName, type PackageDenyDetail, type PackageRules } from '../packages/rules.js'
+import type { Approval } from '../policy/approvals.js'
 import type { PackageFacts } from '../telemetry/events.js'
 import { endToEnd, type Forwarder, type ForwardTarget, type WholeAnswer } from './forward.js'
 
@@ -54,6 +55,8 @@ export interface PackageGuard {
     control: PackageControl,
     ruleId: RuleId | null,
     upstream: ResolveSettings,
+    /** The agent's active approvals on this host: an approved download's version is not withheld. */
+    approvals: readonly Approval[],
   ): Promise<PackageGateOutcome>
   close(): void
 }
@@ -117,10 +120,10 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
   }
 
   return {
-    async gate(req, target, control, ruleId, upstream) {
+    async gate(req, target, control, ruleId, upstream, approvals) {
       const method = req.method ?? 'GET'
       if (method !== 'GET' && method !== 'HEAD') return { kind: 'pass' }
-      const ctx: GateContext = { req, target, control, ruleId, upstream, head: method === 'HEAD' }
+      const ctx: GateContext = { req, target, control, ruleId, upstream, head: method === 'HEAD', approvals }
       return control.ecosystem === 'npm' ? gateNpm(ctx) : gatePypi(ctx)
     },
     close() {
@@ -165,7 +168,7 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
       if (!rules.needsPublishTimes(req.name)) return { kind: 'pass', pkg }
       const at = await timeOf(key, version as string, fetchTimes)
       if (at instanceof Refusal) return at.outcome
-      const verdict = rules.judge(req.name, version, at, Date.now())
+      const verdict = withApproved(rules, req.name, ctx.approvals).judge(req.name, version, at, Date.now())
       return verdict.ok ? { kind: 'pass', pkg } : refuse(ctx, verdict.detail, pkg, tooNewSentence(rules, at))
     }
     if (ctx.head) return { kind: 'pass', pkg }
@@ -178,7 +181,7 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
     if (doc.kind === 'failed') return upstreamFailed(doc.failure, pkg)
     if (doc.kind === 'too_large') return refuse(ctx, 'metadata_too_large', pkg)
     if (doc.status !== 200) return { kind: 'answer', pkg, answer: relay(doc) }
-    const outcome = await rewrite(doc.body, format, req.name, rules, null)
+    const outcome = await rewrite(doc.body, format, req.name, withApproved(rules, req.name, ctx.approvals), null)
     remember(key, outcome)
     if (outcome.kind === 'withheld_all')
       return refuse(ctx, outcome.detail, { ...pkg, withheld: outcome.withheld.length })
@@ -223,7 +226,7 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
         return new Map(outcome.times)
       })
       if (at instanceof Refusal) return at.outcome
-      const verdict = rules.judge(req.project, version, at, Date.now())
+      const verdict = withApproved(rules, req.project, ctx.approvals).judge(req.project, version, at, Date.now())
       return verdict.ok ? { kind: 'pass', pkg } : refuse(ctx, verdict.detail, pkg, tooNewSentence(rules, at))
     }
     if (ctx.head) return { kind: 'pass', pkg }
@@ -234,7 +237,13 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
     if (doc.kind === 'failed') return upstreamFailed(doc.failure, pkg)
     if (doc.kind === 'too_large') return refuse(ctx, 'metadata_too_large', pkg)
     if (doc.status !== 200) return { kind: 'answer', pkg, answer: relay(doc) }
-    const outcome = await rewrite(doc.body, format, req.project, rules, req.kind === 'legacy_json' ? req.version : null)
+    const outcome = await rewrite(
+      doc.body,
+      format,
+      req.project,
+      withApproved(rules, req.project, ctx.approvals),
+      req.kind === 'legacy_json' ? req.version : null,
+    )
     if (req.kind === 'simple_project' && index.sameOrigin) remember(key, outcome)
     if (outcome.kind === 'withheld_all')
       return refuse(ctx, outcome.detail, { ...pkg, withheld: outcome.withheld.length })
@@ -262,6 +271,46 @@ interface GateContext {
   readonly ruleId: RuleId | null
   readonly upstream: ResolveSettings
   readonly head: boolean
+  readonly approvals: readonly Approval[]
+}
+
+/**
+ * The rules, with what an admin approved of this package exempt from min_age: a download approved
+ * as `exact` (a tarball, a file) exempts its version, one approved as `path-prefix` (every download
+ * of the package) the package. So an approved hot fix is offered in the metadata too, and `npm
+ * install x@<version>` finds it, not only a lockfile's direct download. Deny and allow lists stay.
+ */
+function withApproved(rules: PackageRules, name: string, approvals: readonly Approval[]): PackageRules {
+  const extra: string[] = []
+  for (const a of approvals) {
+    if (a.path === null || a.scope === 'host') continue
+    const asked = packageOfPath(rules.ecosystem, a.path)
+    if (asked === null || asked.version === null) continue
+    const same =
+      rules.ecosystem === 'npm' ? asked.name === name : normalizePypiName(asked.name) === normalizePypiName(name)
+    if (!same) continue
+    extra.push(
+      a.scope === 'exact' ? `${asked.name}${rules.ecosystem === 'npm' ? '@' : '=='}${asked.version}` : asked.name,
+    )
+  }
+  if (extra.length === 0) return rules
+  const compiled = compilePackageRules(rules.ecosystem, {
+    ...rules.block,
+    minAgeExempt: [...rules.block.minAgeExempt, ...extra],
+  })
+  return compiled.ok ? compiled.rules : rules
+}
+
+/** The package and version a registry path asks for (null: not a package request). */
+function packageOfPath(ecosystem: 'npm' | 'pypi', path: string): { name: string; version: string | null } | null {
+  if (ecosystem === 'npm') {
+    const r = classifyNpmPath(path)
+    if (r.kind === 'packument') return { name: r.name, version: null }
+    return r.kind === 'tarball' || r.kind === 'version_doc' ? { name: r.name, version: r.version } : null
+  }
+  const r = classifyPypiPath(path)
+  if (r.kind === 'simple_project') return { name: r.project, version: null }
+  return r.kind === 'file' || r.kind === 'legacy_json' ? { name: r.project, version: r.version } : null
 }
 
 /** A refusal carried out of a nested lookup (distinct from a Map of times). */

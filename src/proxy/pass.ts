@@ -7,7 +7,7 @@ import { openConnection } from './connection.js'
 import { denialContext, settle } from './decision-point.js'
 import { resolveInjections, sendContinue, VIA, type ForwardTarget } from './forward.js'
 import type { GateAnswer } from './package-gate.js'
-import { approvalCovers } from '../policy/approvals.js'
+import { coveringApproval, type Approval } from '../policy/approvals.js'
 import { redactSecrets } from './secret-scan.js'
 import { gateGithubApi } from './api-gate.js'
 import { gatePush } from './push-gate.js'
@@ -63,10 +63,16 @@ export async function passRequest(
       handling.packages,
       handling.packagesRuleId,
       deps.config().upstream,
+      approvalsOn(deps, facts),
     )
     if (gate.pkg !== undefined) recorded = { ...recorded, package: gate.pkg }
     if (gate.kind === 'deny') final = gate.decision
-    else if (gate.kind === 'answer') answer = gate.answer
+    else if (gate.kind === 'answer' && facts.mode === 'audit') {
+      // Audit blocks nothing: the client's request goes upstream as it came and gets the registry's own
+      // answer; the record says how many versions enforce would have withheld from it.
+      const { withheld, ...pkg } = gate.pkg
+      recorded = { ...recorded, package: withheld ? { ...pkg, would_withhold: withheld } : pkg }
+    } else if (gate.kind === 'answer') answer = gate.answer
   }
   const { pass } = settle(deps.bus, recorded, final)
   if (!pass) {
@@ -85,8 +91,7 @@ export async function passRequest(
  * hot fix through (a denied_package record approved like any other).
  */
 function approvedByAdmin(deps: ProxyDeps, facts: DecisionFacts): boolean {
-  const list = facts.agent === null ? undefined : deps.approvals().get(facts.agent)
-  if (list === undefined || facts.agent === null) return false
+  if (facts.agent === null) return false
   const f = {
     agent: facts.agent,
     method: facts.method,
@@ -95,8 +100,24 @@ function approvedByAdmin(deps: ProxyDeps, facts: DecisionFacts): boolean {
     path: facts.path,
     sandbox: facts.sandbox ?? null,
   }
+  return coveringApproval(deps.approvals(), f, Date.now()) !== undefined
+}
+
+/**
+ * This agent's active approvals on this registry host (for this sandbox, when one is sandbox-only):
+ * an approved download's version is offered again in its package's metadata (package-gate.ts).
+ */
+function approvalsOn(deps: ProxyDeps, facts: DecisionFacts): readonly Approval[] {
+  const list = facts.agent === null ? undefined : deps.approvals().get(facts.agent)
+  if (list === undefined) return []
   const now = Date.now()
-  return list.some((a) => approvalCovers(a, f, now))
+  return list.filter(
+    (a) =>
+      a.host === facts.host &&
+      a.port === facts.port &&
+      Date.parse(a.expires_at) > now &&
+      (a.sandbox === undefined || a.sandbox === facts.sandbox),
+  )
 }
 
 /** The proxy's own answer to an allowed request (rewritten registry metadata), recorded like a forwarded one. */

@@ -37,6 +37,8 @@ export interface PackageFacts {
   readonly version: string | null
   /** Metadata answers: how many versions (npm) or files (PyPI) were withheld from it. */
   readonly withheld?: number
+  /** Audit mode: how many enforce would have withheld from the answer (passed unmodified). */
+  readonly would_withhold?: number
 }
 
 /** A sandbox's labels as issued (`task: T-123`). */

@@ -15,7 +15,7 @@ const LEAF_VALIDITY_MS = 30 * 24 * 3600_000
 
 export interface LeafOptions {
   readonly capacity?: number
-  /** ALPN the inner server speaks; only http/1.1 today. */
+  /** The clock leaves are minted by (validity starts an hour before it). */
   readonly now?: () => Date
 }
 

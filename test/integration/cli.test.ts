@@ -106,6 +106,51 @@ if (!existsSync(MAIN)) {
       t.ok(r.ms < 5000, `returned in ${r.ms} ms`)
     })
 
+    t.test('package rules judge a registry path by name, as the proxy does (exit 1)', async (t) => {
+      const file = writeConfig(
+        t.testdir(),
+        `agents:
+  - id: a
+    source_cidrs: [127.0.0.1/32]
+    allow:
+      - preset: npm
+        packages: { deny: [event-stream, "@evil/*"], min_age: 72h }
+`,
+      )
+      const denied = await portcullis([
+        'explain',
+        '--config',
+        file,
+        '--agent',
+        'a',
+        'https://registry.npmjs.org/event-stream',
+      ])
+      t.equal(denied.code, 1, denied.stderr)
+      t.match(denied.stdout, /^reason: denied_package$/m)
+      t.match(denied.stdout, /^detail: denied$/m)
+      t.match(denied.stdout, /^rule: agents\.a\.allow\[0\]$/m)
+      const scoped = await portcullis([
+        'explain',
+        '--config',
+        file,
+        '--agent',
+        'a',
+        'https://registry.npmjs.org/@evil%2fx/-/x-1.0.0.tgz',
+      ])
+      t.equal(scoped.code, 1, 'a tarball of a denied scope')
+      const odd = await portcullis([
+        'explain',
+        '--config',
+        file,
+        '--agent',
+        'a',
+        'https://registry.npmjs.org/event-stream%252f',
+      ])
+      t.match(odd.stdout, /^detail: unparseable_path$/m)
+      const ok = await portcullis(['explain', '--config', file, '--agent', 'a', 'https://registry.npmjs.org/left-pad'])
+      t.equal(ok.code, 0, 'min_age is judged at request time, from the registry’s publish times')
+    })
+
     t.test('a missing URL is a usage error (exit 2)', async (t) => {
       const r = await portcullis(['explain', '--agent', 'local'])
       t.equal(r.code, 2)

@@ -79,7 +79,10 @@ agents:
       t.equal(r.status, 200, `${r.status} ${r.body}`)
       t.equal(api.seen.length, before + 1, 'it reached the API')
       const seen = api.seen.at(-1)
-      t.equal(seen?.headers.authorization, `Bearer ${GITHUB_TOKEN}`, 'with the proxy’s token, not the sandbox’s')
+      // GraphQL is not scoped to the rule's repos (a query can name any repository the token reads): no token.
+      if (path === '/graphql')
+        t.equal(seen?.headers.authorization, 'Bearer sandbox-has-no-real-token', 'GraphQL: the sandbox’s own, no token')
+      else t.equal(seen?.headers.authorization, `Bearer ${GITHUB_TOKEN}`, 'with the proxy’s token, not the sandbox’s')
       if (body !== undefined) t.same(JSON.parse(seen?.body ?? 'null'), body, 'the body as sent')
     })
   }

@@ -4,7 +4,7 @@ import t, { type Test } from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
-import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+import { pinnedUpstreamYaml, TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
 import type { DecisionRecord } from '../../src/telemetry/events.js'
 
 const SECRET = 'npm-secret-only-the-proxy-knows'
@@ -222,6 +222,39 @@ agents:
   t.match(r.body, `Bearer ${'*'.repeat(SECRET.length)}`)
   t.equal(r.headers['x-echo-authorization'], `Bearer ${'*'.repeat(SECRET.length)}`, 'so is a header echoing it')
   t.doesNotThrow(() => JSON.parse(r.body), 'the body is still whole (same length)')
+})
+
+t.test('a git token_env credential (HTTP Basic) echoed back is masked, base64 and all', async (t) => {
+  const echo = await startHttpsOrigin(t, ['github.com'], (req, res) => {
+    const body = `you sent ${String(req.headers.authorization)}\n`
+    res.writeHead(200, {
+      'content-type': 'text/plain',
+      'x-echo-authorization': String(req.headers.authorization),
+      'content-length': Buffer.byteLength(body),
+    })
+    res.end(body)
+  })
+  const pc = await startPortcullis(
+    t,
+    `${pinnedUpstreamYaml({ ports: [echo.port], hosts: ['github.com'], caFile: echo.ca.certFile })}
+groups:
+  g:
+    allow:
+      - github: { repos: [acme/widgets], access: read, token_env: PC_TEST_NPM_TOKEN }
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+`,
+    {},
+    { env: { PC_TEST_NPM_TOKEN: SECRET } },
+  )
+  const via = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '--cacert', join(pc.dir, 'ca.pem')]
+  const r = await curl([...via, `https://github.com:${echo.port}/acme/widgets.git/info/refs?service=git-upload-pack`])
+  t.equal(r.status, 200, r.stderr)
+  const sent = `Basic ${Buffer.from(`x-access-token:${SECRET}`).toString('base64')}`
+  t.equal(echo.seen.at(-1)?.headers.authorization, sent, 'the origin got the credential')
+  t.notMatch(r.body, sent.slice(6), 'the base64 credential echoed in the body is masked')
+  t.notMatch(String(r.headers['x-echo-authorization']), sent.slice(6), 'and in a header')
+  t.match(String(r.headers['x-echo-authorization']), /^Basic \*+$/)
 })
 
 t.test("a broader rule in another group does not switch off a rule's inspection or injection", async (t) => {

@@ -56,6 +56,13 @@ agents:
     await pc.waitForRecord((x) => x.event === 'close' && x.id === connect.id)
   })
 
+  t.test('an HTTP/1.0 client (ALPN http/1.0 only) is answered', async (t) => {
+    const r = await curl([...via, '--http1.0', `https://paths.test:${origin.port}/ok/old-client`])
+    t.equal(r.exitCode, 0, r.stderr)
+    t.equal(r.status, 200)
+    t.match(r.body, /origin saw GET \/ok\/old-client/)
+  })
+
   t.test('a path outside the rule is denied inside the tunnel, with a readable body', async (t) => {
     const r = await curl([...via, `https://paths.test:${origin.port}/other`])
     t.equal(r.status, 403)

@@ -11,7 +11,7 @@ import { startHttpsOrigin } from '../helpers/origins.js'
 import { createTestCa } from '../helpers/test-ca.js'
 import { curl } from '../helpers/clients.js'
 import { adminCall } from '../helpers/admin.js'
-import { groupYaml, pinnedUpstreamYaml, TOKEN } from '../helpers/config.js'
+import { groupYaml, pinnedUpstreamYaml, TOKEN, TOKEN_HASH } from '../helpers/config.js'
 import { run as runToEnd, type RunResult } from '../helpers/spawn.js'
 import {
   buildNpmTarball,
@@ -101,7 +101,8 @@ packages:
   min_age: 72h
   deny_file: ${JSON.stringify(deny)}
   min_age_exempt: ["@acme/*"]`,
-    ])}`,
+    ])}  - { id: aud, token: ${TOKEN_HASH}, groups: [g], mode: audit }
+`,
   )
   const proxy = `http://ci:${TOKEN}@127.0.0.1:${pc.proxyPort}`
   const caFile = join(pc.dir, 'ca.pem')
@@ -184,11 +185,33 @@ packages:
     )
     t.match(rec, { decision: 'deny', reason: 'denied_package', detail: 'too_new', package: { version: '2.0.0' } })
 
-    // An admin approves the denial: the hot fix goes through.
+    // An admin approves the denial: the hot fix goes through, as a download and in the metadata, so
+    // `npm install demo@2.0.0` finds it; other agents still do not see it.
     const made = await adminCall<{ id: string }>(pc.adminUrl, 'POST', '/api/approvals', { request_id: rec.id })
     t.equal(made.status, 201)
     const again = await curlVia('/demo/-/demo-2.0.0.tgz')
     t.equal(again.status, 200)
+    const offered = JSON.parse((await curlVia('/demo', ['-H', 'accept: application/json'])).body) as {
+      versions: Record<string, unknown>
+    }
+    t.ok('2.0.0' in offered.versions, 'the approved version is in the metadata again')
+    const versionDoc = await curlVia('/demo/2.0.0', ['-H', 'accept: application/json'])
+    // The fixture registry serves no version documents: its own 404 says the proxy let the request through.
+    t.equal(versionDoc.headers['x-portcullis-decision'], undefined, 'its version document is not refused')
+    t.equal(versionDoc.status, 404)
+    const dir = project('hotfix')
+    const install = await run('npm', ['install', 'demo@2.0.0', '--no-audit', '--no-fund', ...npmArgs], env, dir)
+    t.equal(install.code, 0, install.stderr)
+    const installed = JSON.parse(readFileSync(join(dir, 'node_modules', 'demo', 'package.json'), 'utf8')) as {
+      version: string
+    }
+    t.equal(installed.version, '2.0.0')
+    const gone = await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${made.body.id}`)
+    t.equal(gone.status, 200)
+    const after = JSON.parse((await curlVia('/demo', ['-H', 'accept: application/json'])).body) as {
+      versions: Record<string, unknown>
+    }
+    t.notOk('2.0.0' in after.versions, 'withheld again once the approval is revoked')
   })
 
   await t.test('a denied package fails npm install with the reason and request id', async (t) => {
@@ -233,6 +256,30 @@ packages:
     const odd = await curlVia('/@acme%252ftool')
     t.equal(odd.status, 403, 'a double-encoded name is refused, not guessed')
     t.equal(odd.headers['x-portcullis-decision'], 'denied_package')
+  })
+
+  await t.test('audit mode: the registry answers unmodified; records say what enforce would withhold', async (t) => {
+    const audit = `http://aud:${TOKEN}@127.0.0.1:${pc.proxyPort}`
+    const viaAudit = (path: string) =>
+      curl(['--proxy', audit, '--cacert', caFile, '-H', 'accept: application/json', `${registryUrl}${path}`])
+    const doc = await viaAudit('/demo')
+    t.equal(doc.status, 200)
+    const parsed = JSON.parse(doc.body) as { versions: Record<string, unknown>; 'dist-tags': { latest: string } }
+    t.ok('2.0.0' in parsed.versions, 'the young version is still offered')
+    t.equal(parsed['dist-tags'].latest, '2.0.0', 'latest is the registry’s own')
+    const rec = await pc.waitForRecord<DecisionRecord>(
+      (x) => x.event === 'decision' && x.agent === 'aud' && x.path === '/demo',
+    )
+    t.match(rec, { decision: 'allow', package: { name: 'demo', would_withhold: 1 } })
+    t.notOk(rec.package !== undefined && 'withheld' in rec.package, 'nothing was withheld')
+    const tarball = await viaAudit('/demo/-/demo-2.0.0.tgz')
+    t.equal(tarball.status, 200, 'the young tarball passes in audit mode')
+    const tarRec = await pc.waitForRecord<DecisionRecord>(
+      (x) => x.event === 'decision' && x.agent === 'aud' && x.path === '/demo/-/demo-2.0.0.tgz',
+    )
+    t.match(tarRec, { decision: 'deny', would_deny: true, reason: 'denied_package', detail: 'too_new' })
+    const whole = await viaAudit('/fresh-only')
+    t.equal(whole.status, 200, 'a package enforce refuses whole passes in audit mode')
   })
 
   await t.test('withheld versions are counted by registry', async (t) => {

@@ -2,7 +2,13 @@ import type { RuntimeConfig } from '../../config/types.js'
 import { parseAuthority } from '../../net/host.js'
 import { normalizePath, splitTarget } from '../../net/url-path.js'
 import { effectiveMode } from '../../policy/compiled.js'
-import { decideConnectApproved, matchRequestApproved, type ApprovalIndex } from '../../policy/approvals.js'
+import {
+  coveringApproval,
+  decideConnectApproved,
+  matchRequestApproved,
+  type ApprovalIndex,
+} from '../../policy/approvals.js'
+import { packageDenialOffline } from '../../lifecycle/decide-offline.js'
 import type { Decision, Mode, RequestFacts } from '../../policy/types.js'
 import { sendJson, type Route } from '../server.js'
 
@@ -70,7 +76,17 @@ export function explain(
     if (c.verdict === 'deny') return { ...describe(c), stage: 'connect', ...base }
     via = c.via
   }
-  const d = matchRequestApproved(config.policy, facts, approvals, nowMs).decision
+  const m = matchRequestApproved(config.policy, facts, approvals, nowMs)
+  const packages = m.decision.verdict === 'allow' ? m.handling.packages : null
+  // Package rules by name, as the proxy's gate judges them, unless an approval covers the request (then the gate is skipped).
+  const detail =
+    packages === null || coveringApproval(approvals, facts, nowMs) !== undefined
+      ? null
+      : packageDenialOffline(packages, facts)
+  const d: Decision =
+    detail === null
+      ? m.decision
+      : { verdict: 'deny', reason: 'denied_package', ruleId: m.handling.packagesRuleId, detail }
   return { ...describe(d), ...(via ? { via } : {}), stage: 'request', ...base }
 }
 

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { parseConfigText } from '../../../src/config/load.js'
 import { insertRules, type TargetEdit } from '../../../src/lifecycle/config-edit.js'
 import { ruleItem } from '../../../src/lifecycle/rule-yaml.js'
@@ -10,6 +10,16 @@ import { unifiedDiff } from '../../../src/lifecycle/unified-diff.js'
 
 const TEXT = readFileSync(new URL('../../fixtures/lifecycle/suggest-config.yaml', import.meta.url), 'utf8')
 const host = (h: string, comment: string[] = []): TargetEdit['rules'][number] => ({ rule: { host: h }, comment })
+
+/** `before` in a file, `git apply` of unifiedDiff(before, after): the file's text afterwards. */
+function gitApplied(t: Test, before: string, after: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-diff-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  writeFileSync(join(dir, 'config.yaml'), before)
+  writeFileSync(join(dir, 'p.diff'), unifiedDiff(before, after, 'config.yaml'))
+  execFileSync('git', ['apply', 'p.diff'], { cwd: dir, env: { PATH: process.env.PATH, HOME: dir } })
+  return readFileSync(join(dir, 'config.yaml'), 'utf8')
+}
 
 t.test('rule items are written in the config’s style', async (t) => {
   t.equal(ruleItem({ host: '*.example.com', ports: [8443] }, 4), '    - host: "*.example.com"\n      ports: [8443]')
@@ -100,12 +110,7 @@ t.test('the unified diff shows only the additions, and git apply takes it', asyn
     ['+      # c', '+      - host: new.example.com'],
   )
   t.equal(unifiedDiff(TEXT, TEXT, 'x'), '', 'no change, no diff')
-  const dir = mkdtempSync(join(tmpdir(), 'portcullis-diff-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  writeFileSync(join(dir, 'config.yaml'), TEXT)
-  writeFileSync(join(dir, 'p.diff'), unifiedDiff(TEXT, out, 'config.yaml'))
-  execFileSync('git', ['apply', 'p.diff'], { cwd: dir, env: { PATH: process.env.PATH, HOME: dir } })
-  t.equal(readFileSync(join(dir, 'config.yaml'), 'utf8'), out)
+  t.equal(gitApplied(t, TEXT, out), out)
 })
 
 t.test('diff hunks: separate changes far apart, one hunk when close', async (t) => {
@@ -117,4 +122,12 @@ t.test('diff hunks: separate changes far apart, one hunk when close', async (t) 
   t.same(unifiedDiff(a, c, 'f').match(/^@@.*@@$/gm), ['@@ -1,10 +1,12 @@'])
   const d = a.replace('line 0\n', '')
   t.same(unifiedDiff(a, d, 'f').match(/^@@.*@@$/gm), ['@@ -1,4 +1,3 @@'])
+})
+
+t.test('a file without a final newline: the rule goes on a line of its own, and the diff applies', async (t) => {
+  const bare = TEXT.replace(/\n+$/, '')
+  const out = insertRules(bare, [{ kind: 'agent', name: 'loner', rules: [host('new.example.com')] }])
+  t.match(out, /token: sha256:0{63}4\n {4}allow:\n {6}- host: new\.example\.com\n$/)
+  t.ok(parseConfigText(out, 'edited.yaml').policy.rules.get('loner')?.[0]?.exact.has('new.example.com'))
+  t.equal(gitApplied(t, bare, out), out)
 })

@@ -112,3 +112,35 @@ t.test(
     t.match(report.flips, [{ direction: 'allow_to_deny', host: 'github.com', to: { reason: 'denied_no_rule' } }])
   },
 )
+
+t.test('package rules are re-decided by name; a too_new record stays too new while min_age holds it', async (t) => {
+  const withPackages = (block: string): ReturnType<typeof parseConfigText> =>
+    parseConfigText(
+      TEXT.replace(
+        '      - preset: npm                       # registry.npmjs.org\n',
+        `      - preset: npm\n        packages: ${block}\n`,
+      ),
+      'packages.yaml',
+    )
+  const GUARDED = withPackages('{ deny: [left-pad], min_age: 72h }')
+  const react = allowed('ci', 'GET https://registry.npmjs.org/react', 'builders.allow[0]')
+  const leftPad = allowed('ci', 'GET https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz', 'builders.allow[0]')
+  const young = rec('ci', 'GET https://registry.npmjs.org/react/-/react-19.0.0.tgz', {
+    reason: 'denied_package',
+    detail: 'too_new',
+    rule: 'builders.allow[0]',
+  })
+  const denied = replayRecords([react, leftPad, young], GUARDED)
+  t.match(denied.flips, [
+    {
+      direction: 'allow_to_deny',
+      paths: ['/left-pad/-/left-pad-1.3.0.tgz'],
+      to: { reason: 'denied_package', rule: 'builders.allow[0]' },
+    },
+  ])
+  t.equal(denied.totals.unchanged, 2, 'react passes; the young react tarball is still too new')
+  const lifted = replayRecords([young], withPackages('{ deny: [left-pad] }'))
+  t.match(lifted.flips, [{ direction: 'deny_to_allow', from: { reason: 'denied_package' }, to: { reason: 'allowed' } }])
+  const exempt = replayRecords([young], withPackages('{ min_age: 72h, min_age_exempt: [react] }'))
+  t.equal(exempt.totals.denyToAllow, 1, 'an exemption lifts it too')
+})
