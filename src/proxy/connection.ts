@@ -3,7 +3,7 @@ import type { Credential } from '../identity/authenticate.js'
 import { limiterKey, limiterKeyOf } from '../identity/sandbox-auth.js'
 import { buildCloseRecord } from '../telemetry/events.js'
 import type { ProxyDeps } from './deps.js'
-import type { TrackedConn } from './tracker.js'
+import type { InFlightRequest, TrackedConn } from './tracker.js'
 
 /**
  * A connection the proxy let through (a spliced or intercepted CONNECT, a WebSocket, a plain-HTTP
@@ -42,7 +42,11 @@ export interface ByteSource {
 }
 
 /** What the tracker holds, as the caller gives it: its connection is filled in by openConnection. */
-export type Trackable = Omit<TrackedConn, 'connection'> & { connection?: Connection }
+export type Trackable = Omit<TrackedConn, 'connection' | 'request'> & {
+  connection?: Connection
+  /** Set and cleared by its owner as requests come and go (an intercepted connection's answer in flight). */
+  request?: InFlightRequest
+}
 
 export interface ConnectionOptions {
   readonly facts: ConnectionFacts

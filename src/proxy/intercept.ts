@@ -5,7 +5,8 @@ import type { Mode } from '../policy/types.js'
 import type { LeafCertCache } from '../tls/leaf-certs.js'
 import type { Credential } from '../identity/authenticate.js'
 import type { ProxyDeps } from './deps.js'
-import { openConnection } from './connection.js'
+import { openConnection, type Trackable } from './connection.js'
+import type { InFlightRequest } from './tracker.js'
 import { answerHttpRequest, decideHttpRequest, type ConnectChannel, type RequestChannel } from './request-flow.js'
 import { respondBadRequest } from './respond.js'
 import {
@@ -82,6 +83,11 @@ interface InnerContext extends InterceptContext {
 interface IdleTimer {
   hold(): void
   release(): void
+  /**
+   * `request` is in flight until `res` closes: the connection's tracking carries it, so a reload that
+   * refuses it (a narrowed path, say) cuts a long answer, not only the next request.
+   */
+  carry(request: InFlightRequest, res: ServerResponse): void
 }
 type InnerSocket = Socket & { [kIntercept]?: InnerContext }
 
@@ -149,27 +155,34 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     client.setTimeout(upstream.idleTimeoutMs, () => client.destroy())
     // bytes_per_day counts the client connection's bytes (TLS framing included): every second while open
     // (the sweep in app.ts), the rest at close.
+    const tracked: Trackable = {
+      agent: ctx.agent,
+      host: ctx.host,
+      port: ctx.port,
+      via: 'intercept',
+      address: ctx.address,
+      pinned: ctx.pinned,
+      srcIp: ctx.srcIp,
+      credential: ctx.credential,
+      close: () => client.destroy(),
+    }
     const connection = openConnection(deps, {
       facts: ctx,
       credential: ctx.credential,
       startedAtMs: startedAt,
       bytes: { socket: client, upIsRead: true },
-      track: {
-        agent: ctx.agent,
-        host: ctx.host,
-        port: ctx.port,
-        via: 'intercept',
-        address: ctx.address,
-        pinned: ctx.pinned,
-        srcIp: ctx.srcIp,
-        credential: ctx.credential,
-        close: () => client.destroy(),
-      },
+      track: tracked,
     })
     client.once('close', () => connection.finish())
     return {
       hold: () => client.setTimeout(0),
       release: () => client.destroyed || client.setTimeout(upstream.idleTimeoutMs),
+      carry(request, res) {
+        tracked.request = request
+        res.once('close', () => {
+          if (tracked.request === request) delete tracked.request
+        })
+      },
     }
   }
 
@@ -264,7 +277,11 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
   else req.once('end', ctx.idle.hold)
   res.once('close', ctx.idle.release)
   decideHttpRequest(deps, req, ctx.channel)
-    .then((verdict) => answerHttpRequest(deps, req, res, verdict, false))
+    .then((verdict) => {
+      if (verdict.kind === 'pass')
+        ctx.idle.carry({ method: verdict.facts.method, path: verdict.facts.path ?? '/', scheme: ctx.scheme }, res)
+      return answerHttpRequest(deps, req, res, verdict, false)
+    })
     .catch((err: unknown) => {
       deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'intercepted request failed; connection closed')
       res.destroy()

@@ -1,9 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Credential } from '../identity/authenticate.js'
 import type { Handling } from '../policy/decide.js'
 import type { Decision, DenyDecision } from '../policy/types.js'
 import { type DecisionFacts } from '../telemetry/events.js'
 import type { ProxyDeps } from './deps.js'
 import { openConnection } from './connection.js'
+import { connStateOf } from './conn-state.js'
+import { carryExchange } from './plain-exchange.js'
 import { denialContext, settle } from './decision-point.js'
 import { resolveInjections, sendContinue, VIA, type ForwardTarget } from './forward.js'
 import type { GateAnswer } from './package-gate.js'
@@ -29,7 +32,9 @@ import { respondDenial, respondGitRefusal } from './respond.js'
  *  - inject_headers: added upstream, over TLS only, so a secret never crosses
  *    the network in clear, and never to TRACE; an unset variable is
  *    `denied_internal_error`.
- * A refusal here closes the connection (the body may be partly unread).
+ * A refusal here closes the connection (the body may be partly unread). `plain`: how the agent of a
+ * plain-HTTP request on the proxy listener authenticated (its exchange gets a close record of its own
+ * and is tracked while in flight); null inside a CONNECT, whose connection has both.
  */
 export async function passRequest(
   deps: ProxyDeps,
@@ -40,7 +45,7 @@ export async function passRequest(
   handling: Handling,
   target: ForwardTarget,
   query: string,
-  closeRecordPerRequest: boolean,
+  plain: Credential | null,
 ): Promise<void> {
   // Whatever body the proxy reads itself below must keep arriving. Only push and API rules and
   // inspect_body read one: other requests arm no timer (a socket timeout set and cleared per request
@@ -82,8 +87,8 @@ export async function passRequest(
     return respondDenial(res, final as DenyDecision, denialContext(recorded, req.headers, query), final !== decision)
   }
   if (release !== undefined) res.once('close', () => void release())
-  if (answer !== undefined) return answerAndRecord(deps, req, res, recorded, answer, closeRecordPerRequest)
-  forwardAndRecord(deps, req, res, recorded, forwardTo, closeRecordPerRequest)
+  if (answer !== undefined) return answerAndRecord(deps, req, res, recorded, answer, plain)
+  forwardAndRecord(deps, req, res, recorded, forwardTo, plain)
 }
 
 /**
@@ -127,9 +132,9 @@ function answerAndRecord(
   res: ServerResponse,
   facts: DecisionFacts,
   answer: GateAnswer,
-  closeRecordPerRequest: boolean,
+  plain: Credential | null,
 ): void {
-  if (closeRecordPerRequest) countAndRecordClose(deps, req, res, facts, 0)
+  if (plain !== null) countAndRecordClose(deps, req, res, facts, 0, plain)
   req.resume()
   if (res.headersSent || res.destroyed) return void res.destroy()
   const headers = [...answer.headers, 'via', VIA, 'connection', res.shouldKeepAlive ? 'keep-alive' : 'close']
@@ -285,12 +290,12 @@ export function forwardAndRecord(
   res: ServerResponse,
   facts: DecisionFacts,
   target: Parameters<ProxyDeps['forwarder']['forward']>[2],
-  closeRecordPerRequest = true,
+  plain: Credential | null,
 ): void {
   // Intercepted connections get one close record per connection instead, and count bytes_per_day on
   // the connection (intercept.ts), so a long download inside one is counted while it runs.
-  if (closeRecordPerRequest)
-    countAndRecordClose(deps, req, res, facts, target.body?.length ?? target.replay?.bytes ?? 0)
+  if (plain !== null)
+    countAndRecordClose(deps, req, res, facts, target.body?.length ?? target.replay?.bytes ?? 0, plain)
   deps.forwarder.forward(req, res, target, (failure) => {
     if (failure === 'out_of_descriptors') deps.descriptors.note('dial')
     const d: DenyDecision = { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: failure }
@@ -304,6 +309,9 @@ export function forwardAndRecord(
  * One close record per plain-HTTP request, with the bytes the client connection moved for it both ways
  * (the socket's own counters, read at the start and at the end: no listener on the body, which must
  * reach the upstream client untouched, and nothing per chunk); `bodyRead` bytes were read before.
+ * While its answer is in flight the exchange is tracked like a tunnel: a revoked or expired sandbox
+ * credential, a reload that refuses the request, or the bytes budget cuts a long answer (a download,
+ * an event stream), not only the next request.
  */
 function countAndRecordClose(
   deps: ProxyDeps,
@@ -311,16 +319,36 @@ function countAndRecordClose(
   res: ServerResponse,
   facts: DecisionFacts,
   bodyRead: number,
+  credential: Credential,
 ): void {
   const socket = req.socket
   const readAtStart = socket.bytesRead - bodyRead
   const writtenAtStart = socket.bytesWritten
+  const address = facts.address ?? ''
   const connection = openConnection(deps, {
     facts,
-    credential: undefined,
+    credential,
     startedAtMs: Date.now(),
     bytes: { socket, upIsRead: true, upAt: readAtStart, downAt: writtenAtStart },
     track: null,
   })
-  res.once('close', () => connection.finish())
+  const done = carryExchange(
+    deps.tracker,
+    socket,
+    connStateOf(socket).srcIp,
+    {
+      agent: facts.agent ?? '',
+      host: facts.host,
+      port: facts.port,
+      address,
+      pinned: deps.config().upstream.resolve.get(facts.host)?.includes(address) ?? false,
+      credential,
+      request: { method: facts.method, path: facts.path ?? '/', scheme: 'http' },
+    },
+    connection,
+  )
+  res.once('close', () => {
+    done()
+    connection.finish()
+  })
 }

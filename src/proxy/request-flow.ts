@@ -255,7 +255,7 @@ export async function answerHttpRequest(
         verdict.handling,
         verdict.target,
         verdict.query,
-        closeRecordPerRequest,
+        closeRecordPerRequest ? verdict.credential : null,
       )
   }
 }

@@ -9,8 +9,11 @@ export interface TrackedConn {
   readonly agent: string
   readonly host: string
   readonly port: number
-  /** Spliced (`tunnel`), or read request by request (`intercept`: terminated TLS, or plain HTTP in a tunnel). */
-  readonly via: 'tunnel' | 'intercept'
+  /**
+   * Spliced (`tunnel`), read request by request (`intercept`: terminated TLS, or plain HTTP in a
+   * tunnel), or a plain-HTTP client connection (`request`: see plain-exchange.ts).
+   */
+  readonly via: 'tunnel' | 'intercept' | 'request'
   /** The checked address the connection goes to. */
   readonly address: string
   /** The address came from an upstream.resolve pin (a reload that drops the pin closes it). */
@@ -18,36 +21,55 @@ export interface TrackedConn {
   readonly srcIp: string
   readonly credential: Credential
   /**
-   * Set for a connection a request opened (a WebSocket): a reload asks whether that request is still
-   * allowed, not only its host.
+   * The request it carries: for good on a connection a request opened (a WebSocket), while an answer
+   * is in flight on an intercepted or a plain-HTTP connection. A reload asks
+   * whether that request is still allowed, not only its host, so a long answer (a download, an event
+   * stream) the new policy refuses is cut too.
    */
-  readonly request?: { readonly method: string; readonly path: string; readonly scheme: 'http' | 'https' }
+  readonly request?: InFlightRequest
   close(): void
   /** Its bytes and close record (connection.ts); the sweep counts what it moved so far. */
   readonly connection: { account(): void }
 }
 
+export interface InFlightRequest {
+  readonly method: string
+  readonly path: string
+  readonly scheme: 'http' | 'https'
+}
+
 export interface TunnelTracker {
   add(conn: TrackedConn): void
   remove(conn: TrackedConn): void
+  /** Everything tracked. */
   readonly size: number
+  /** Tunnels, intercepted connections and WebSockets (not plain-HTTP connections). */
+  readonly connections: number
+  /** What the sweeps look at: every tunnel, intercepted connection and WebSocket, and plain answers in flight. */
   all(): Iterable<TrackedConn>
 }
 
 export function createTunnelTracker(): TunnelTracker {
   const open = new Set<TrackedConn>()
+  let requests = 0
   return {
     add(conn) {
+      if (open.has(conn)) return
       open.add(conn)
+      if (conn.via === 'request') requests++
     },
     remove(conn) {
-      open.delete(conn)
+      if (open.delete(conn) && conn.via === 'request') requests--
     },
     get size() {
       return open.size
     },
-    all() {
-      return open.values()
+    get connections() {
+      return open.size - requests
+    },
+    *all() {
+      // A plain-HTTP connection between requests carries nothing to judge or cut.
+      for (const conn of open) if (conn.via !== 'request' || conn.request !== undefined) yield conn
     },
   }
 }

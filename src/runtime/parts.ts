@@ -78,7 +78,7 @@ export function createParts(
   const proxyLog = log.child({ subsystem: 'proxy' })
   const descriptors = createDescriptorWatch(proxyLog, nofile)
   const metrics = createMetrics({
-    activeTunnels: () => tracker.size,
+    activeTunnels: () => tracker.connections,
     connectionsRefused: () => gate.refused,
     descriptorsExhausted: () => descriptors.counts,
     configGeneration: live.generation,

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
-import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
+import { startHttpOrigin, startHttpsOrigin, type OriginHandler } from '../helpers/origins.js'
 import { basicAuth, curl } from '../helpers/clients.js'
 import { adminCall } from '../helpers/admin.js'
 import { until } from '../helpers/poll.js'
@@ -127,6 +127,63 @@ agents:
     await until(() => fresh.destroyed, 1500),
     'a connection to an address no longer exempt from the private-address block is closed',
   )
+})
+
+t.test('a reload that refuses an answer in flight cuts it, plain or intercepted; idle ones stay', async (t) => {
+  // `/slow…`: an answer that goes on (a byte every 100 ms, 10 s at most) until the client leaves.
+  const slow: OriginHandler = (req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' })
+    if (!(req.url ?? '').startsWith('/slow')) return void res.end('ok\n')
+    let sent = 0
+    const timer = setInterval(() => (++sent > 100 ? res.end() : res.write('.')), 100)
+    res.once('close', () => clearInterval(timer))
+  }
+  const plainOrigin = await startHttpOrigin(t, slow)
+  const tlsOrigin = await startHttpsOrigin(t, ['paths.test'], slow)
+  const policy = (paths: string): string => `${upstreamYaml(
+    [plainOrigin.port, tlsOrigin.port],
+    `  ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}`,
+  )}
+groups:
+  g:
+    allow:
+      - host: origin.test
+        paths: ${paths}
+      - host: paths.test
+        paths: ${paths}
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+`
+  const pc = await startPortcullis(t, policy('["/**"]'), {}, { watch: true })
+  const proxyCa = readFileSync(join(pc.dir, 'ca.pem'), 'utf8')
+  const intercepted = async (): Promise<TLSSocket> => {
+    const { socket, head } = await openTunnel(pc.proxyPort, `paths.test:${tlsOrigin.port}`, 'ci', TOKEN)
+    t.match(head, /^HTTP\/1\.1 200 /)
+    const tls = tlsConnect({ socket, servername: 'paths.test', ca: proxyCa })
+    tls.on('error', () => undefined)
+    await once(tls, 'secureConnect')
+    return tls
+  }
+  const streamingInside = await intercepted()
+  streamingInside.write(`GET /slow/feed HTTP/1.1\r\nHost: paths.test:${tlsOrigin.port}\r\n\r\n`)
+  t.match(((await once(streamingInside, 'data')) as [Buffer])[0].toString('latin1'), /^HTTP\/1\.1 200 /)
+  streamingInside.resume()
+  const idleInside = await intercepted()
+  idleInside.resume()
+  const plain = netConnect(pc.proxyPort, '127.0.0.1')
+  plain.on('error', () => undefined)
+  await once(plain, 'connect')
+  plain.write(
+    `GET http://origin.test:${plainOrigin.port}/slow/feed HTTP/1.1\r\nHost: origin.test:${plainOrigin.port}\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n\r\n`,
+  )
+  t.match(((await once(plain, 'data')) as [Buffer])[0].toString('latin1'), /^HTTP\/1\.1 200 /)
+  plain.resume()
+
+  pc.rewriteConfig(policy('["/only/**"]'))
+  t.ok(await until(() => plain.destroyed, 3000), 'the plain answer the new policy refuses is cut')
+  t.ok(await until(() => streamingInside.destroyed, 3000), 'so is the intercepted one')
+  t.notOk(idleInside.destroyed, 'an idle intercepted connection to a host still allowed stays')
+  idleInside.destroy()
 })
 
 t.test('a kept-alive plain-HTTP connection resending a token the reload rotated out is refused', async (t) => {

@@ -11,7 +11,7 @@ import { adminCall } from '../helpers/admin.js'
 import { until } from '../helpers/poll.js'
 import { basicAuth, curl, proxiedGet } from '../helpers/clients.js'
 import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
-import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
+import { startHttpOrigin, startHttpsOrigin, type OriginHandler } from '../helpers/origins.js'
 import { startPortcullis, type Portcullis } from '../helpers/start-portcullis.js'
 import { openTunnel } from '../helpers/tunnel.js'
 
@@ -63,8 +63,17 @@ function signed(agent: string, iatMs: number, ttlS: number, labels: Record<strin
 
 const isDecision = (r: TelemetryRecord): r is DecisionRecord => r.event === 'decision'
 
+/** `/stream`: an answer that goes on (a byte every 100 ms, 10 s at most) until the client leaves; else the usual one. */
+const streaming: OriginHandler = (req, res) => {
+  res.writeHead(200, { 'content-type': 'text/plain' })
+  if (req.url !== '/stream') return void res.end(`origin saw ${req.method} ${req.url}\n`)
+  let sent = 0
+  const timer = setInterval(() => (++sent > 100 ? res.end() : res.write('.')), 100)
+  res.once('close', () => clearInterval(timer))
+}
+
 t.test('sandbox credentials', async (t) => {
-  const origin = await startHttpOrigin(t)
+  const origin = await startHttpOrigin(t, streaming)
   const tlsOrigin = await startHttpsOrigin(t, ['origin.test'])
   const pc = await startPortcullis(
     t,
@@ -307,6 +316,26 @@ agents:
     t.ok(Date.now() - t0 < 1000, `closed ${Date.now() - t0} ms after the revocation`)
   })
 
+  t.test('revocation cuts a plain-HTTP answer in flight (a download, an event stream)', async (t) => {
+    const s = await issue(pc, 'ci', '1h')
+    const { socket } = await openRaw(pc.proxyPort)
+    socket.write(
+      `GET ${at('/stream')} HTTP/1.1\r\nHost: origin.test:${origin.port}\r\nProxy-Authorization: ${basicAuth(s.user, s.token)}\r\n\r\n`,
+    )
+    const [first] = (await once(socket, 'data')) as [Buffer]
+    t.match(first.toString('latin1'), /^HTTP\/1\.1 200 /)
+    socket.resume()
+    const closed = closeOf(socket, 'the streaming answer to be cut after the revocation')
+    const t0 = Date.now()
+    t.equal((await adminCall(pc.adminUrl, 'DELETE', `/api/sandboxes/${s.id}`)).status, 200)
+    await closed
+    t.ok(Date.now() - t0 < 1000, `cut ${Date.now() - t0} ms after the revocation`)
+    const rec = await pc.waitForRecord<DecisionRecord>(
+      (x) => isDecision(x) && x.path === '/stream' && x.sandbox === s.id,
+    )
+    await pc.waitForRecord((x) => x.event === 'close' && x.id === rec.id)
+  })
+
   t.test('expiry is checked per request on a kept-alive connection', async (t) => {
     const s = signed('ci', Date.now(), 2)
     const { socket } = await openRaw(pc.proxyPort)
@@ -413,16 +442,12 @@ async function openRaw(port: number): Promise<{ socket: Socket }> {
   return { socket }
 }
 
-/** TLS to the origin through a CONNECT tunnel opened with a sandbox credential; resolves once secure. */
 /**
- * Resolves when the socket closes, by FIN or by reset: a revocation aborts the connection, and a
- * client whose last bytes (its TLS Finished) the proxy had not read yet sees the abort as a reset.
+ * The socket's close (by FIN or by reset: a revocation aborts the connection), or a failure after 5 s
+ * naming what it was waiting for: a connection the proxy should have closed and did not must fail the
+ * test at once, not hang the file until tap's timeout.
  */
-/**
- * The socket's close, or a failure after 5 s naming what it was waiting for: a connection the proxy
- * should have closed and did not must fail the test at once, not hang the file until tap's timeout.
- */
-function closeOf(socket: TLSSocket, what = 'the connection to close'): Promise<void> {
+function closeOf(socket: Socket, what = 'the connection to close'): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timed out after 5 s waiting for ${what}`)), 5000)
     socket.once('close', () => {
@@ -432,6 +457,7 @@ function closeOf(socket: TLSSocket, what = 'the connection to close'): Promise<v
   })
 }
 
+/** TLS to the origin through a CONNECT tunnel opened with a sandbox credential; resolves once secure. */
 async function tlsThroughTunnel(proxyPort: number, originPort: number, s: Issued, ca: string): Promise<TLSSocket> {
   const { socket, head } = await openTunnel(proxyPort, `origin.test:${originPort}`, s.user, s.token)
   if (!/^HTTP\/1\.1 200 /.test(head)) throw new Error(`CONNECT refused: ${head}`)
