@@ -98,6 +98,11 @@ export const CODES = {
     meaning: 'sandbox revocations in Redis could not be read; the last known set stays in force',
   },
   PC_SANDBOX_REVOCATIONS_OK: { level: 'info', meaning: 'sandbox revocations in Redis are readable again' },
+  PC_SANDBOX_REVOCATIONS_RESTORED: {
+    level: 'warn',
+    meaning:
+      'Redis no longer held sandbox revocations this instance knew (a flush, a restart without persistence, a failover): they stay in force and were written back',
+  },
 } as const satisfies Record<string, { readonly level: 'info' | 'warn' | 'error'; readonly meaning: string }>
 
 export type Code = keyof typeof CODES

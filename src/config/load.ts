@@ -24,13 +24,29 @@ export function resolveConfigPath(flag: string | undefined, env: NodeJS.ProcessE
   return fromEnv !== undefined && fromEnv !== '' ? fromEnv : DEFAULT_CONFIG_PATH
 }
 
-export async function loadConfig(file: string, env: NodeJS.ProcessEnv = {}): Promise<RuntimeConfig> {
+export async function loadConfig(
+  file: string,
+  env: NodeJS.ProcessEnv = {},
+  opts: { readonly refuseEmpty?: boolean } = {},
+): Promise<RuntimeConfig> {
   let text: string
   try {
     text = await readFile(file, 'utf8')
   } catch (cause) {
     throw new PortcullisError('PC_ERR_CONFIG_UNREADABLE', `cannot read config file ${file}`, { cause })
   }
+  // An empty file is the defaults (no agent, nothing allowed): fine to start from, but as an edit it is
+  // far more likely a file caught between an editor's truncate and its write than a policy meant.
+  if (opts.refuseEmpty === true && parseDocument(text).contents === null)
+    throw new ConfigError([
+      {
+        file,
+        line: 1,
+        col: 1,
+        path: '',
+        message: 'the file is empty (no settings); the running policy is kept',
+      },
+    ])
   return parseConfigText(text, file, env, await readDenyFiles(text))
 }
 

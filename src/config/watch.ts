@@ -18,7 +18,7 @@ export function createConfigLoader(file: string, env: NodeJS.ProcessEnv): Config
     load() {
       const next = chain.then(async (): Promise<ReloadOutcome> => {
         try {
-          return { ok: true, config: await loadConfig(file, env) }
+          return { ok: true, config: await loadConfig(file, env, { refuseEmpty: true }) }
         } catch (err) {
           const error =
             err instanceof ConfigError || err instanceof PortcullisError

@@ -21,8 +21,15 @@ export interface SyncedHashOptions<T extends KeyedEntry> extends RedisStoreOptio
   readonly channel: string
   /** The order `current()` lists entries in. */
   readonly order: (a: T, b: T) => number
-  /** The operational log lines: Redis readable again (`ok`), and Redis unreadable (`failing`). */
-  readonly codes: { readonly ok: Code; readonly failing: Code }
+  /**
+   * Set for entries that are only ever added (and lapse by themselves): one this instance knew that
+   * Redis no longer holds was lost by Redis (a flush, a restart without persistence, a failover), not
+   * removed, so it stays in force and is written back, logged as `restored`. A revocation forgotten
+   * that way would let a revoked credential in again.
+   */
+  readonly addOnly?: boolean
+  /** The operational log lines: Redis readable again (`ok`), Redis unreadable (`failing`), entries written back (`restored`). */
+  readonly codes: { readonly ok: Code; readonly failing: Code; readonly restored?: Code }
   /** What the entries are (`approvals`), and what the channel carries (`approval changes`), for those lines. */
   readonly names: { readonly entries: string; readonly changes: string }
 }
@@ -54,6 +61,20 @@ export function createSyncedHash<T extends KeyedEntry>(client: RedisClient, opts
       }
     }
     if (lapsed.length > 0) await client.hdel(key, ...lapsed)
+    if (opts.addOnly === true) {
+      const held = new Set(next.map((e) => e.id))
+      const lost = list.filter((e) => !held.has(e.id) && opts.isLive(e, now()))
+      if (lost.length > 0) {
+        const restore = client.multi()
+        for (const e of lost) restore.hsetnx(key, e.id, JSON.stringify(e))
+        await restore.exec()
+        next.push(...lost)
+        log.warn(
+          { code: codes.restored ?? codes.failing, restored: lost.length },
+          `Redis no longer held ${lost.length} ${names.entries} this instance knew; they stay in force and were written back`,
+        )
+      }
+    }
     next.sort(opts.order)
     list = next
     for (const l of listeners) l()

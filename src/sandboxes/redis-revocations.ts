@@ -7,7 +7,8 @@ import { isKept, isRevocation, type RevocationStore } from './revocation-store.j
  * (sandbox id → JSON) and a pub/sub channel announcing changes. Every instance keeps the set in memory
  * and reloads it on each announcement, so a revocation refuses new requests and closes open
  * connections everywhere within a second. While Redis is unreachable the last known set stays in
- * force and revoking fails (the admin API answers 503).
+ * force and revoking fails (the admin API answers 503); revocations Redis lost (a flush, a restart
+ * without persistence) stay in force and are written back.
  */
 export function createRedisRevocationStore(client: RedisClient, opts: RedisStoreOptions): RevocationStore {
   return createSyncedHash(client, {
@@ -18,8 +19,14 @@ export function createRedisRevocationStore(client: RedisClient, opts: RedisStore
     isLive: isKept,
     // HSETNX: the first revocation of an id stands (who, when, why).
     keepFirst: true,
+    // Never un-revoked: one Redis lost is restored, not forgotten.
+    addOnly: true,
     order: (a, b) => a.revoked_at.localeCompare(b.revoked_at),
-    codes: { ok: 'PC_SANDBOX_REVOCATIONS_OK', failing: 'PC_SANDBOX_REVOCATIONS_REDIS' },
+    codes: {
+      ok: 'PC_SANDBOX_REVOCATIONS_OK',
+      failing: 'PC_SANDBOX_REVOCATIONS_REDIS',
+      restored: 'PC_SANDBOX_REVOCATIONS_RESTORED',
+    },
     names: { entries: 'sandbox revocations', changes: 'sandbox revocations' },
   })
 }

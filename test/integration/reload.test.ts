@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { connect as netConnect } from 'node:net'
 import { join } from 'node:path'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
@@ -46,6 +46,15 @@ t.test('hot reload swaps the policy atomically and keeps the last good one on a 
   t.equal(h.generation, 2, 'the last good policy stays in force')
   t.match(h.config_error, /portcullis\.yaml:\d+:\d+/)
   t.equal((await curl([...proxy, `http://other.test:${origin.port}/`])).status, 200)
+
+  // What an editor that truncates before writing leaves for a moment (the file itself, not just a body).
+  writeFileSync(pc.configFile, '')
+  t.ok(
+    await until(async () => /empty/.test((await health()).config_error ?? '')),
+    'an emptied file is refused, not read as "no agents"',
+  )
+  t.equal((await health()).generation, 2)
+  t.notOk(tls.destroyed, 'and closes nothing')
 
   write(policy(['other.test']))
   t.ok(await until(async () => (await health()).generation === 3), 'the watcher keeps working after a bad edit')

@@ -7,7 +7,7 @@ import { proxiedGet as proxiedAnswer } from '../helpers/clients.js'
 import { upstreamYaml } from '../helpers/config.js'
 import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
 import { freePort } from '../helpers/ports.js'
-import { startRedis } from '../helpers/redis.js'
+import { redisClient, startRedis } from '../helpers/redis.js'
 import { clearOfMinuteEnd, waitFor } from '../helpers/poll.js'
 import { MAIN, runPortcullis, startInstance } from '../helpers/spawn-portcullis.js'
 import { openTunnel } from '../helpers/tunnel.js'
@@ -231,6 +231,23 @@ agents:
         t.match(list.stdout, new RegExp(`^${s.id}  ci +task=T-9,team=infra +\\S+ +[1-9]\\d* +[1-9]\\d* +revoked$`, 'm'))
         t.match(list.stdout, /^revoked \(1\):$/m)
         t.match(list.stdout, new RegExp(`^${s.id} +ci +\\S+ +platform `, 'm'))
+      })
+
+      t.test('a Redis that lost its data (restarted without persistence) does not un-revoke it', async (t) => {
+        await redis.kill()
+        await redis.start()
+        // Each instance resyncs when its connection is back, finds the revocation gone, keeps it and writes
+        // it back (whichever comes first; the other then reads it there).
+        const check = redisClient(t, redis.url)
+        const held = async (): Promise<string | null> =>
+          check.hget('portcullis:sandbox-revocations', s.id).catch(() => null)
+        await waitFor('the revocation to be written back', async () => (await held()) !== null, 15_000)
+        t.match(JSON.parse((await held()) ?? 'null'), { id: s.id, revoked_by: 'platform' }, 'as first made')
+        await waitFor('PC_SANDBOX_REVOCATIONS_RESTORED in a log', () =>
+          [a, b].some((x) => x.proc.parsed().some((l) => l.code === 'PC_SANDBOX_REVOCATIONS_RESTORED')),
+        )
+        t.equal(await proxiedGet(b.proxyPort, at('/after-flush'), s.user, s.token), 407, lastRefusal)
+        t.equal(await proxiedGet(a.proxyPort, at('/after-flush'), s.user, s.token), 407)
       })
     })
   })
