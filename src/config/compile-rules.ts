@@ -13,7 +13,7 @@ import { BUILTIN_PRESETS } from './presets.js'
 import type { RawApi, RawConfig, RawHostRule, RawPackages, RawPush, RawRule } from './schema.js'
 import { compilePackageControl, type DenyFiles } from './compile-packages.js'
 import type { Ecosystem } from '../packages/rules.js'
-import { parseSizeBytes } from './size.js'
+import { parseSizeBytes } from '../byte-size.js'
 
 /** A compiled rule before it is given an id, an effect and a position. */
 export type RuleSpec = Omit<CompiledRule, 'id' | 'effect' | 'ordinal'>

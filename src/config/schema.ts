@@ -7,7 +7,7 @@
  */
 import { z } from 'zod'
 import { parseDurationMs } from './duration.js'
-import { parseSizeBytes } from './size.js'
+import { parseSizeBytes } from '../byte-size.js'
 
 const port = z.number().int().min(1).max(65535)
 // Port 0 (an ephemeral port) is allowed for listeners: tests start instances on 127.0.0.1:0.

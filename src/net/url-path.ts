@@ -91,17 +91,17 @@ function removeDotSegments(path: string): string | null {
   return trailingSlash && out.length > 0 ? `${joined}/` : joined
 }
 
-const AMBIGUOUS = /%2F|%5C|;/
+const AMBIGUOUS = /%2F|%5C|%3B|;/
 
 /**
- * The path as a server that decodes `%2F` and `%5C` to `/` and drops `;params`
- * from segments (Tomcat, some Python and Java stacks) would read it, in normal
- * form; the same string when there is nothing to read differently; null when
- * that reading is malformed (e.g. `/a%2F..;b`). Input: normalizePath output.
+ * The path as a server that decodes `%2F` and `%5C` to `/` and `%3B` to `;`, and
+ * drops `;params` from segments (Tomcat, some Python and Java stacks), would read
+ * it, in normal form; the same string when there is nothing to read differently;
+ * null when that reading is malformed (e.g. `/a%2F..;b`). Input: normalizePath output.
  */
 export function decodedReading(path: string): string | null {
   if (!AMBIGUOUS.test(path)) return path
-  const slashes = path.replace(/%2F|%5C/g, '/')
+  const slashes = path.replace(/%2F|%5C/g, '/').replace(/%3B/g, ';')
   const noParams = slashes
     .split('/')
     .map((seg) => (seg.startsWith('..;') || seg.startsWith('.;') ? seg : seg.replace(/;.*$/, '')))

@@ -13,6 +13,7 @@
  * A push is refused whole when any command is refused (the caller answers every ref).
  */
 import type { PushControl } from './compiled.js'
+import { formatSizeBytes } from '../byte-size.js'
 import { matchPathPattern, parsePathPattern } from './path-pattern.js'
 
 export interface PushCommand {
@@ -65,7 +66,7 @@ export function explainPushRefusal(
     case 'not_fast_forward':
       return `agent ${agent} may not rewrite history (not a fast forward); push a new branch under ${where} instead`
     case 'pack_too_large':
-      return `the push is larger than ${Math.round(push.maxPackBytes / (1024 * 1024))} MiB (push.max_pack_bytes)`
+      return `the push is larger than ${formatSizeBytes(push.maxPackBytes)} (push.max_pack_bytes)`
     case 'unreadable':
       return 'the proxy could not read this push'
   }

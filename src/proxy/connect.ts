@@ -36,7 +36,7 @@ export async function handleConnect(
 ): Promise<void> {
   const t0 = performance.now()
   const state = connStateOf(socket)
-  const guard = checkRequestHead(req.rawHeaders)
+  const guard = checkRequestHead(req.rawHeaders, req.httpVersion)
   if (!guard.ok) return respondBadRequest(socket, guard.status, guard.detail)
   const authority = parseAuthority(req.url ?? '')
   if (!authority) return respondBadRequest(socket, 400, 'bad_connect_target')

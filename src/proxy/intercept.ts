@@ -10,6 +10,7 @@ import type { InFlightRequest } from './tracker.js'
 import { answerHttpRequest, decideHttpRequest, type ConnectChannel, type RequestChannel } from './request-flow.js'
 import { respondBadRequest } from './respond.js'
 import {
+  afterEarlierAnswer,
   answerClientError,
   answerHeaderTimeout,
   awaitNextHead,
@@ -17,6 +18,7 @@ import {
   expectContinue,
   inTurn,
   MAX_HEADER_BYTES,
+  refuseExpectation,
 } from './server.js'
 import { armHeadDeadline, headStarted } from './conn-state.js'
 import { relayUpgrade } from './websocket.js'
@@ -120,6 +122,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     connectionsCheckingInterval: Math.min(1000, upstream.headerTimeoutMs),
     maxHeaderSize: MAX_HEADER_BYTES,
     joinDuplicateHeaders: false,
+    requireHostHeader: false,
   })
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     awaitNextHead(req, res, upstream.idleTimeoutMs)
@@ -134,15 +137,18 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
   }
   inner.on('request', onRequest)
   inner.on('checkContinue', expectContinue(onRequest))
+  inner.on('checkExpectation', refuseExpectation)
   inner.on('clientError', answerClientError)
   inner.on('upgrade', (req: IncomingMessage, socket: InnerSocket, head: Buffer) => {
     const ctx = socket[kIntercept]
     if (ctx === undefined) return void socket.destroy()
     headStarted(socket)
-    relayUpgrade(deps, req, socket, head, ctx.channel).catch((err: unknown) => {
-      deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'WebSocket upgrade failed; connection closed')
-      socket.destroy()
-    })
+    afterEarlierAnswer(socket, () =>
+      relayUpgrade(deps, req, socket, head, ctx.channel).catch((err: unknown) => {
+        deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'WebSocket upgrade failed; connection closed')
+        socket.destroy()
+      }),
+    )
   })
   // Node runs its header-timeout checks only for a server that emitted 'listening'; this one never
   // listens (connections are handed to it), so without this a client could trickle an inner request

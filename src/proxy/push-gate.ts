@@ -92,7 +92,7 @@ async function decide(
     const head = parseReceivePackHead(buf.prefix(HEAD_BYTES))
     await drain(req)
     if (head.kind !== 'head') return deny('pack_too_large', explainPushRefusal('pack_too_large', repo.push, agent))
-    return refuseAll(head.head, () => 'pack_too_large', 'pack_too_large', repo, agent, ruleId)
+    return refuseTooLarge(head.head, repo, agent, ruleId)
   }
   const parsed = parseReceivePackHead(await buf.read(0, HEAD_BYTES), { final: true })
   if (parsed.kind !== 'head')
@@ -102,8 +102,7 @@ async function decide(
     )
   const head = parsed.head
   // The buffer allows the head on top of the pack; the pack alone is held to push.max_pack_bytes.
-  if (buf.byteLength - head.packOffset > repo.push.maxPackBytes)
-    return refuseAll(head, () => 'pack_too_large', 'pack_too_large', repo, agent, ruleId)
+  if (buf.byteLength - head.packOffset > repo.push.maxPackBytes) return refuseTooLarge(head, repo, agent, ruleId)
   const refusals = new Map<PushCommand, PushRefusal>()
   const needProof: PushCommand[] = []
   for (const cmd of head.commands) {
@@ -123,6 +122,27 @@ async function decide(
   }
   const refs = head.commands.map((c) => ({ ref: c.ref, old: c.old, new: c.new }))
   return { kind: 'pass', body: buf.createReadStream(), bytes: buf.byteLength, refs, close: () => buf.close() }
+}
+
+/**
+ * A push over max_pack_bytes: each ref still gets its own reason when its command alone is refused
+ * (a branch it may not push, a tag, a deletion), so the agent does not shrink the push only to learn
+ * the branch was never allowed; the others are refused for the size. The record's detail is the first
+ * ref's own reason, else pack_too_large.
+ */
+function refuseTooLarge(
+  head: ReceivePackHead,
+  repo: RepoControl,
+  agent: string,
+  ruleId: RuleId | null,
+): PushGateOutcome {
+  const own = new Map<PushCommand, PushRefusal>()
+  for (const cmd of head.commands) {
+    const v = checkPushCommand(cmd, repo.push, agent)
+    if (!v.ok) own.set(cmd, v.detail)
+  }
+  const first = own.values().next().value ?? 'pack_too_large'
+  return refuseAll(head, (cmd) => own.get(cmd) ?? 'pack_too_large', first, repo, agent, ruleId)
 }
 
 function refuseAll(

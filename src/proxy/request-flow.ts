@@ -24,7 +24,7 @@ import type { ProxyDeps } from './deps.js'
 import type { ForwardTarget } from './forward.js'
 import { passRequest } from './pass.js'
 import { checkRequestHead } from './request-guard.js'
-import { respondDenial } from './respond.js'
+import { respondDenial, respondUnacceptable } from './respond.js'
 
 /**
  * An HTTP request's one flow, whatever brought it: an absolute-form request on the proxy listener
@@ -85,8 +85,11 @@ export async function decideHttpRequest(
   channel: RequestChannel,
 ): Promise<RequestVerdict> {
   const t0 = performance.now()
-  const guard = checkRequestHead(req.rawHeaders)
+  const guard = checkRequestHead(req.rawHeaders, req.httpVersion)
   if (!guard.ok) return { kind: 'malformed', status: guard.status, detail: guard.detail }
+  // RFC 9112 §3.2 (node's own check is off, so the answer is the proxy's, with its explanation).
+  if (req.httpVersion === '1.1' && req.headers.host === undefined)
+    return { kind: 'malformed', status: 400, detail: 'missing_host' }
   const target = channel.kind === 'proxy' ? parseAbsoluteHttpTarget(req.url ?? '') : innerTarget(req.url)
   if (target === null)
     return { kind: 'malformed', status: 400, detail: (req.url ?? '').startsWith('/') ? 'origin_form' : 'bad_target' }
@@ -235,7 +238,7 @@ export async function answerHttpRequest(
 ): Promise<void> {
   switch (verdict.kind) {
     case 'malformed':
-      return badRequest(res, verdict.status, verdict.detail)
+      return respondUnacceptable(res, verdict.status, verdict.detail)
     case 'drop':
       return void req.socket.destroy()
     case 'deny':
@@ -361,15 +364,4 @@ function stillValid(identity: Identity, sandboxes: SandboxAuth): Identity {
   if (lapse === null) return identity
   const claimedSandbox = sandboxFactsOf(identity.credential) ?? undefined
   return { kind: 'denied', decision: sandboxDenial(lapse), claimedAgent: identity.agent.id, claimedSandbox }
-}
-
-function badRequest(res: ServerResponse, status: 400 | 431, detail: string): void {
-  const body = `portcullis could not accept this request (${detail}). Send an absolute-form request (GET http://host/path) or CONNECT host:port through the proxy.\n`
-  res.shouldKeepAlive = false
-  res.writeHead(status, {
-    'content-type': 'text/plain; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
-    connection: 'close',
-  })
-  res.end(body)
 }

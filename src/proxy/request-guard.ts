@@ -30,9 +30,10 @@ function fail(status: 400 | 431, detail: string): RequestHeadCheck {
   return { ok: false, status, detail }
 }
 
-/** Check a request head given as Node's flat `[name, value, name, value, …]`. */
+/** Check a request head given as Node's flat `[name, value, name, value, …]`, and its HTTP version. */
 export function checkRequestHead(
   rawHeaders: readonly string[],
+  httpVersion = '1.1',
   limits: RequestHeadLimits = DEFAULT_REQUEST_HEAD_LIMITS,
 ): RequestHeadCheck {
   if (rawHeaders.length % 2 !== 0) return fail(400, 'bad_header_list')
@@ -60,6 +61,8 @@ export function checkRequestHead(
   if (proxyAuthorizations > 1) return fail(400, 'duplicate_proxy_authorization')
   // RFC 9112 §3.2: more than one Host is a 400; which one names the target would depend on the reader.
   if (hosts > 1) return fail(400, 'duplicate_host')
+  // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing (1.0 has no chunking).
+  if (httpVersion === '1.0' && transferEncodings.length > 0) return fail(400, 'transfer_encoding_in_http10')
   return checkFraming(contentLengths, transferEncodings)
 }
 

@@ -115,6 +115,7 @@ const STATUS_TEXT: Record<number, string> = {
   403: 'Forbidden',
   407: 'Proxy Authentication Required',
   408: 'Request Timeout',
+  417: 'Expectation Failed',
   429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
   502: 'Bad Gateway',
@@ -232,8 +233,35 @@ export function respondGitRefusal(
 }
 
 /** A protocol-level refusal (400/408/431) that is not a policy decision: no record, connection closed. */
+/** A request the proxy cannot take, in words: what was wrong with it (by status) and what to send instead. */
+function unacceptableText(status: number, detail: string): string {
+  switch (status) {
+    case 408:
+      return `portcullis closed this connection: the request head did not arrive within the proxy's header timeout (${detail}).\n`
+    case 417:
+      return `portcullis does not support this Expect header (${detail}); only Expect: 100-continue is understood. Send the request without it.\n`
+    case 431:
+      return `portcullis refused this request: its header fields are larger than the proxy accepts (${detail}). Send fewer or shorter headers.\n`
+    default:
+      return `portcullis could not parse this request (${detail}). Send an absolute-form request (GET http://host/path) or CONNECT host:port through the proxy.\n`
+  }
+}
+
+/** A request the proxy cannot take, on a ServerResponse (the parser read it): the answer, then the connection closes. */
+export function respondUnacceptable(res: ServerResponse, status: 400 | 417 | 431, detail: string): void {
+  const body = unacceptableText(status, detail)
+  res.shouldKeepAlive = false
+  res.writeHead(status, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+  })
+  res.end(body)
+}
+
+/** The same on a bare socket (the parser refused the head, or a head deadline passed). */
 export function respondBadRequest(socket: Duplex, status: 400 | 408 | 431, detail: string): void {
-  const body = `portcullis could not parse this request (${detail}). Send an absolute-form request (GET http://host/path) or CONNECT host:port through the proxy.\n`
+  const body = unacceptableText(status, detail)
   writeRaw(
     socket,
     status,

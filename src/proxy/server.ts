@@ -6,7 +6,7 @@ import type { ProxyDeps } from './deps.js'
 import { handleConnect } from './connect.js'
 import { answerHttpRequest, decideHttpRequest } from './request-flow.js'
 import { relayUpgrade } from './websocket.js'
-import { respondBadRequest, respondDenial } from './respond.js'
+import { respondBadRequest, respondDenial, respondUnacceptable } from './respond.js'
 import { internalError } from './decision-point.js'
 
 const PROXY_CHANNEL = Object.freeze({ kind: 'proxy' as const })
@@ -31,6 +31,8 @@ export function createProxyServer(deps: ProxyDeps): Server {
     maxHeaderSize: MAX_HEADER_BYTES,
     insecureHTTPParser: false,
     joinDuplicateHeaders: false,
+    // A missing Host is refused by request-flow.ts, with the proxy's explanation, not node's bare 400.
+    requireHostHeader: false,
   })
   server.on('connection', (socket: Socket) => {
     const state = attachConnState(socket)
@@ -79,19 +81,24 @@ export function createProxyServer(deps: ProxyDeps): Server {
   }
   server.on('request', onRequest)
   server.on('checkContinue', expectContinue(onRequest))
+  server.on('checkExpectation', refuseExpectation)
   server.on('connect', (req, socket: Socket, head: Buffer) => {
     headsEnded(socket)
-    handleConnect(deps, req, socket, head).catch((err: unknown) => {
-      deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'CONNECT handler failed; connection closed')
-      socket.destroy()
-    })
+    afterEarlierAnswer(socket, () =>
+      handleConnect(deps, req, socket, head).catch((err: unknown) => {
+        deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'CONNECT handler failed; connection closed')
+        socket.destroy()
+      }),
+    )
   })
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     headsEnded(socket)
-    relayUpgrade(deps, req, socket, head, PROXY_CHANNEL).catch((err: unknown) => {
-      deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'WebSocket upgrade failed; connection closed')
-      socket.destroy()
-    })
+    afterEarlierAnswer(socket, () =>
+      relayUpgrade(deps, req, socket, head, PROXY_CHANNEL).catch((err: unknown) => {
+        deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'WebSocket upgrade failed; connection closed')
+        socket.destroy()
+      }),
+    )
   })
   server.on('clientError', answerClientError)
   return server
@@ -130,6 +137,17 @@ export function expectContinue(
 }
 
 /**
+ * An `Expect` other than 100-continue: 417 with the proxy's explanation, and the connection closes
+ * (node's own 417 kept the connection open with the body unread, and a 408 followed on it).
+ */
+export function refuseExpectation(req: IncomingMessage, res: ServerResponse): void {
+  inTurn(req, res, () => {
+    req.resume()
+    respondUnacceptable(res, 417, `Expect: ${String(req.headers.expect).slice(0, 100)}`)
+  })
+}
+
+/**
  * Pipelined requests are handled one at a time, in order: node parses and emits every request a
  * client sent at once before the first is answered. A request whose predecessor closes the
  * connection (a denial, a 400, a refused Expect, Connection: close) is never decided, recorded or
@@ -144,6 +162,24 @@ export function inTurn(req: IncomingMessage, res: ServerResponse, handle: () => 
       return void res.destroy()
     // Its head arrived long ago; the deadline the earlier response armed for a next head is not this one's.
     headStarted(req.socket)
+    handle()
+  })
+}
+
+/**
+ * A CONNECT or an Upgrade pipelined behind a request whose answer is still on its way: node hands it
+ * over at once, and its 200/101 (or refusal) would go out before that answer, which the client would
+ * then read inside the tunnel, or as the answer to the wrong request. It is handled once that answer
+ * is out (the client's further bytes wait, paused); when that answer closes the connection, never:
+ * the client was told the connection ends there.
+ */
+export function afterEarlierAnswer(socket: Socket, handle: () => void): void {
+  const earlier = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+  if (!earlier) return handle()
+  socket.pause()
+  earlier.once('close', () => {
+    if (!earlier.writableFinished || !earlier.shouldKeepAlive || socket.destroyed || socket.writableEnded)
+      return void socket.destroy()
     handle()
   })
 }

@@ -165,6 +165,15 @@ agents:
     t.not(huge.code, 0)
     t.match(await lastPushRecord(), { reason: 'denied_git_push', detail: 'pack_too_large' })
     t.throws(() => git.revParse('acme/widgets.git', 'agent/ci-42/huge'))
+    // Too large and to a branch it may not push: git prints the branch rule, not only the size.
+    const both = await push('origin', 'HEAD:refs/heads/agent/ci-42/big-again', 'HEAD:refs/heads/release')
+    t.not(both.code, 0)
+    t.match(both.stderr, /HEAD -> release \(portcullis: agent ci-42 may push only to agent\/ci-42\/\*\*/)
+    t.match(both.stderr, /HEAD -> agent\/ci-42\/big-again \(portcullis: the push is larger than 256 KiB/)
+    t.match(await lastPushRecord(), {
+      detail: 'ref_not_allowed',
+      git: { refs: [{ refused: 'pack_too_large' }, { ref: 'refs/heads/release', refused: 'ref_not_allowed' }] },
+    })
   })
 
   t.test('the forge token never reaches a log line or the sandbox', async (t) => {

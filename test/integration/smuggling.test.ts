@@ -38,6 +38,11 @@ t.test('malformed and smuggling-shaped requests get 400/431 and a closed connect
       `POST ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`,
       /^HTTP\/1\.1 400 /,
     ],
+    [
+      'chunked in an HTTP/1.0 request (RFC 9112 §6.1)',
+      `POST ${target} HTTP/1.0\r\nHost: origin.test\r\n${auth}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
+      /^HTTP\/1\.1 400 /,
+    ],
     ['space before colon', `GET ${target} HTTP/1.1\r\nHost : origin.test\r\n${auth}\r\n`, /^HTTP\/1\.1 400 /],
     ['garbage', `\x16\x03\x01garbage\r\n\r\n`, /^HTTP\/1\.1 400 /],
     [
@@ -53,7 +58,17 @@ t.test('malformed and smuggling-shaped requests get 400/431 and a closed connect
     [
       'over-long headers',
       `GET ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}X-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
-      /^HTTP\/1\.1 431 /,
+      /^HTTP\/1\.1 431 [^]*header fields are larger than the proxy accepts/,
+    ],
+    [
+      'an HTTP/1.1 request without Host',
+      `GET ${target} HTTP/1.1\r\n${auth}\r\n`,
+      /^HTTP\/1\.1 400 [^]*could not parse this request \(missing_host\)/,
+    ],
+    [
+      'an Expect other than 100-continue, answered once',
+      `POST ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Expect: foo\r\nContent-Length: 3\r\n\r\nabc`,
+      /^HTTP\/1\.1 417 [^]*only Expect: 100-continue(?![^]*HTTP\/1\.1 )/,
     ],
   ]
   for (const [name, request, status] of cases) {
@@ -233,6 +248,18 @@ t.test('a request pipelined after one that closes the connection is never decide
       ['200', '403', '200'],
     )
     t.ok(response.indexOf('origin saw GET /public/p1') < response.indexOf('origin saw GET /public/p3'))
+  })
+  t.test('a CONNECT pipelined behind a GET is answered after it, allowed or refused', async (t) => {
+    const connect = (host: string): string => `CONNECT ${host}:${origin.port} HTTP/1.1\r\nHost: x\r\n${auth}\r\n`
+    const get = `GET ${url('/public/before-connect')} HTTP/1.1\r\nHost: origin.test\r\n${auth}\r\n`
+    // other.test is refused (explained inside TLS, as this agent trusts the CA: a 200 first, too).
+    for (const host of ['origin.test', 'other.test']) {
+      const { response } = await rawExchange(pc.proxyPort, get + connect(host), 2500)
+      const answers = [...response.matchAll(/^HTTP\/1\.1 \d{3} /gm)].map((m) => m.index)
+      t.equal(answers.length, 2, `${host}: two answers`)
+      const body = response.indexOf('origin saw GET /public/before-connect')
+      t.ok(body > 0 && body < (answers[1] ?? 0), `${host}: the GET's answer, whole, before the CONNECT's`)
+    }
   })
 })
 

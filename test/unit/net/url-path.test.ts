@@ -77,6 +77,8 @@ const DECODED_READINGS: ReadonlyArray<readonly [string, string | null, string]> 
   ['/a;jsessionid=1', '/a', 'a trailing ;param is dropped'],
   ['/a%2F..;b', null, 'a decoded `..;` is refused as the written one is'],
   ['/a%2F%2Fb', '/a/b', 'decoded empty segments collapse'],
+  ['/public/secret%3B/x', '/public/secret/x', 'an encoded `;` starts a param to a server that decodes first'],
+  ['/a%3Bb%2F..%2F..%2Fadmin', '/admin', 'and the rest of its segment goes with it'],
 ]
 for (const [path, expected, behaviour] of DECODED_READINGS) {
   t.test(`decodedReading: \`${path}\` — ${behaviour}`, async (t) => {

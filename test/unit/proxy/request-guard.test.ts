@@ -81,6 +81,15 @@ for (const [behaviour, raw, expected] of CASES) {
 }
 
 t.test('limits can be tightened', async (t) => {
-  t.same(checkRequestHead(BASE, { ...DEFAULT_REQUEST_HEAD_LIMITS, maxHeaderBytes: 10 }), bad('headers_too_large', 431))
-  t.same(checkRequestHead(BASE, { ...DEFAULT_REQUEST_HEAD_LIMITS, maxHeaderCount: 1 }), bad('too_many_headers', 431))
+  const tight = (limits: Partial<typeof DEFAULT_REQUEST_HEAD_LIMITS>) =>
+    checkRequestHead(BASE, '1.1', { ...DEFAULT_REQUEST_HEAD_LIMITS, ...limits })
+  t.same(tight({ maxHeaderBytes: 10 }), bad('headers_too_large', 431))
+  t.same(tight({ maxHeaderCount: 1 }), bad('too_many_headers', 431))
+})
+
+t.test('Transfer-Encoding in an HTTP/1.0 request is faulty framing (RFC 9112 §6.1)', async (t) => {
+  const chunked = [...BASE, 'Transfer-Encoding', 'chunked']
+  t.same(checkRequestHead(chunked, '1.0'), bad('transfer_encoding_in_http10'))
+  t.same(checkRequestHead(chunked, '1.1'), { ok: true })
+  t.same(checkRequestHead([...BASE, 'Content-Length', '5'], '1.0'), { ok: true })
 })

@@ -16,3 +16,17 @@ export function parseSizeBytes(value: string | number): number | null {
   const bytes = Number(m[1]) * (UNIT_BYTES[(m[2] ?? 'b').toLowerCase()] as number)
   return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : null
 }
+
+/** Bytes as a person writes them: the largest binary unit that keeps a whole or one-decimal number (`64 KiB`, `1.5 MiB`, `100 MiB`). */
+export function formatSizeBytes(bytes: number): string {
+  for (const [unit, size] of [
+    ['GiB', 1024 ** 3],
+    ['MiB', 1024 ** 2],
+    ['KiB', 1024],
+  ] as const)
+    if (bytes >= size) {
+      const n = bytes / size
+      return `${Number.isInteger(n) ? n : n.toFixed(1)} ${unit}`
+    }
+  return `${bytes} bytes`
+}
