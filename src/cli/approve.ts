@@ -30,8 +30,15 @@ export const run: CliVerb = async (args, io) => {
     'sandbox-only': { type: 'boolean', default: false },
   })
   const requestId = positionals[0]
-  if (!requestId || positionals.length > 1 || !['exact', 'host', 'path-prefix'].includes(values.scope)) {
-    io.stderr(USAGE)
+  const problem = !requestId
+    ? 'name the REQUEST_ID of a blocked request (portcullis blocked lists them)'
+    : positionals.length > 1
+      ? `unexpected argument '${positionals[1]}'`
+      : !['exact', 'host', 'path-prefix'].includes(values.scope)
+        ? `--scope '${values.scope}' is not one of exact, host, path-prefix`
+        : null
+  if (problem !== null) {
+    io.stderr(`portcullis approve: ${problem}\n${USAGE}`)
     return EXIT_USAGE
   }
   const ttlMs = values.ttl === undefined ? null : (parseDurationMs(values.ttl) ?? 0)

@@ -161,7 +161,7 @@ async function list(args: readonly string[], io: CliIo): Promise<number> {
     s.last_seen.replace(/\.\d+Z$/, 'Z'),
     String(s.allowed),
     String(s.denied),
-    s.revoked ? 'revoked' : 'active',
+    s.state,
   ])
   const header = ['SANDBOX', 'AGENT', 'LABELS', 'LAST REQUEST', 'ALLOWED', 'DENIED', 'STATE']
   if (rows.length === 0) io.stdout(`no sandbox seen in the last 24 h (${out.source})\n`)

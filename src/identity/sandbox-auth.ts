@@ -31,6 +31,8 @@ export interface SandboxCredential {
   readonly id: string
   readonly labels: SandboxLabels
   readonly expiresAtMs: number
+  /** expiresAtMs as ISO 8601, made once at authentication for every record of the credential. */
+  readonly expiresAt: string
   /** Which key signed it: a key no longer configured closes its connections. */
   readonly keyId: string
 }
@@ -39,6 +41,8 @@ export interface SandboxCredential {
 export interface SandboxFacts {
   readonly sandbox: string
   readonly labels: SandboxLabels
+  /** When the credential expires (ISO 8601): `sandbox list` tells an expired sandbox from an active one. */
+  readonly sandbox_expires_at: string
 }
 
 export type SandboxDetail =
@@ -117,7 +121,8 @@ export function authenticateSandbox(
   const check = verifySandboxToken(token, ctx.keys)
   if (check.kind === 'invalid') return refuse(check.detail, agent.id)
   const c = check.claims
-  const claimed: SandboxFacts = { sandbox: c.id, labels: c.labels }
+  const expiresAt = new Date(c.exp * 1000).toISOString()
+  const claimed: SandboxFacts = { sandbox: c.id, labels: c.labels, sandbox_expires_at: expiresAt }
   if (c.agent !== agent.id || c.id !== named.id || !SANDBOX_ID.test(named.id))
     return refuse('wrong_agent', agent.id, c.agent === agent.id ? claimed : undefined)
   const timing = checkTimes(c, nowMs, ctx.maxTtlMs)
@@ -128,7 +133,14 @@ export function authenticateSandbox(
   return {
     kind: 'agent',
     agent,
-    credential: { kind: 'sandbox', id: c.id, labels: c.labels, expiresAtMs: c.exp * 1000, keyId: check.keyId },
+    credential: {
+      kind: 'sandbox',
+      id: c.id,
+      labels: c.labels,
+      expiresAtMs: c.exp * 1000,
+      expiresAt,
+      keyId: check.keyId,
+    },
   }
 }
 
@@ -153,7 +165,7 @@ export function sandboxLapse(
 export function sandboxFactsOf(c: { readonly kind: string } | undefined): SandboxFacts | null {
   if (c === undefined || c.kind !== 'sandbox') return null
   const s = c as SandboxCredential
-  return { sandbox: s.id, labels: s.labels }
+  return { sandbox: s.id, labels: s.labels, sandbox_expires_at: s.expiresAt }
 }
 
 /**

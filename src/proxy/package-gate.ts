@@ -184,7 +184,7 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
     const outcome = await rewrite(doc.body, format, req.name, withApproved(rules, req.name, ctx.approvals), null)
     remember(key, outcome)
     if (outcome.kind === 'withheld_all')
-      return refuse(ctx, outcome.detail, { ...pkg, withheld: outcome.withheld.length })
+      return refuse(ctx, outcome.detail, { ...pkg, withheld: outcome.withheld.length }, withheldAllSentence(outcome))
     if (outcome.kind !== 'rewritten') return refuse(ctx, 'unreadable_metadata', pkg)
     const counted = { ...pkg, withheld: outcome.withheld.length }
     if (req.kind === 'packument')
@@ -195,7 +195,21 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
       }
     const full: unknown = JSON.parse(Buffer.from(outcome.body).toString('utf8'))
     const picked = isJsonObject(full) ? selectVersionDoc(full, req.spec) : null
-    if (picked === null) return refuse(ctx, 'too_new', counted)
+    if (picked === null) {
+      // The tag was dropped with the versions it could point at, or the registry never had it.
+      if (!outcome.tagsDropped.includes(req.spec))
+        return { kind: 'answer', pkg: counted, answer: tagNotFound(req.spec) }
+      const tagged = taggedVersion(doc.body, req.spec)
+      const at = tagged === null ? null : (new Map(outcome.times).get(tagged) ?? null)
+      const verdict = withApproved(rules, req.name, ctx.approvals).judge(req.name, tagged, at, Date.now())
+      const detail = verdict.ok ? 'too_new' : verdict.detail
+      return refuse(
+        ctx,
+        detail,
+        { ...counted, version: tagged },
+        detail === 'too_new' ? tooNewSentence(rules, at) : undefined,
+      )
+    }
     return { kind: 'answer', pkg: counted, answer: json(doc, Buffer.from(JSON.stringify(picked))) }
   }
 
@@ -246,7 +260,7 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
     )
     if (req.kind === 'simple_project' && index.sameOrigin) remember(key, outcome)
     if (outcome.kind === 'withheld_all')
-      return refuse(ctx, outcome.detail, { ...pkg, withheld: outcome.withheld.length })
+      return refuse(ctx, outcome.detail, { ...pkg, withheld: outcome.withheld.length }, withheldAllSentence(outcome))
     if (outcome.kind !== 'rewritten') return refuse(ctx, 'unreadable_metadata', pkg)
     const type = req.kind === 'legacy_json' ? 'application/json' : html ? 'text/html; charset=utf-8' : PYPI_JSON
     return { kind: 'answer', pkg: { ...pkg, withheld: outcome.withheld.length }, answer: rewritten(doc, outcome, type) }
@@ -375,6 +389,19 @@ function upstreamFailed(failure: UpstreamFailureKind, pkg: PackageFacts): Packag
   return { kind: 'deny', decision: { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: failure }, pkg }
 }
 
+/** Why nothing of an npm package is offered: every version withheld, or every stable one. */
+function withheldAllSentence(outcome: Extract<RewriteOutcome, { kind: 'withheld_all' }>): string {
+  const by: Record<PackageDenyDetail, string> = {
+    denied: "the registry rules' deny list",
+    not_allowed: "the registry rules' allow list",
+    too_new: "the registry rules' min_age",
+  }
+  const n = outcome.withheld.length
+  return outcome.why === 'no_stable_left'
+    ? `every stable version of this package is withheld by ${by[outcome.detail]} (${n} withheld), and a prerelease is not offered as latest`
+    : `every version of this package is withheld by ${by[outcome.detail]} (${n} withheld)`
+}
+
 function tooNewSentence(rules: PackageRules, publishedAt: number | null): string | undefined {
   const minAge = rules.block.minAgeMs
   if (minAge === null || publishedAt === null) return undefined
@@ -396,6 +423,24 @@ function acceptsPypiJson(accept: string | undefined): boolean {
 }
 
 /** An upstream answer as it came (a 404, a 401, or a document nothing was withheld from), with its length. */
+/** The registry's own answer for a dist-tag it does not have. */
+function tagNotFound(spec: string): GateAnswer {
+  const body = Buffer.from(JSON.stringify({ error: `version not found: ${spec}` }))
+  return { status: 404, headers: withLength(['content-type', 'application/json'], body), body }
+}
+
+/** The version a dist-tag names in the upstream packument, read again only on this rare path. */
+function taggedVersion(upstream: Uint8Array, tag: string): string | null {
+  try {
+    const doc: unknown = JSON.parse(Buffer.from(upstream).toString('utf8'))
+    const tags = isJsonObject(doc) && isJsonObject(doc['dist-tags']) ? doc['dist-tags'] : {}
+    const version = Object.hasOwn(tags, tag) ? tags[tag] : undefined
+    return typeof version === 'string' ? version : null
+  } catch {
+    return null
+  }
+}
+
 function relay(doc: Extract<WholeAnswer, { kind: 'answer' }>): GateAnswer {
   return { status: doc.status, headers: withLength(dropPairs(doc.headers, RELAY_DROPS), doc.body), body: doc.body }
 }

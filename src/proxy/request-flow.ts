@@ -113,6 +113,7 @@ export async function decideHttpRequest(
     address,
     sandbox: sb?.sandbox,
     labels: sb?.labels,
+    sandbox_expires_at: sb?.sandbox_expires_at,
   })
   const deny = (facts: DecisionFacts, d: DenyDecision, close: boolean): RequestVerdict => {
     settle(deps.bus, facts, d)

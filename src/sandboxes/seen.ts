@@ -16,14 +16,19 @@ export interface SeenSandbox {
   readonly allowed: number
   readonly denied: number
   readonly revoked: boolean
+  /** When its credential expires, from its newest record that says (null from records that predate the field). */
+  readonly expires_at: string | null
+  /** revoked, else expired once expires_at has passed (or the proxy last refused it as expired), else active. */
+  readonly state: 'active' | 'expired' | 'revoked'
 }
 
 export function summarizeSandboxes(
   records: readonly TelemetryRecord[],
   revocations: readonly Revocation[],
+  nowMs: number = Date.now(),
 ): SeenSandbox[] {
   const revoked = new Set(revocations.map((r) => r.id))
-  const seen = new Map<string, { -readonly [K in keyof SeenSandbox]: SeenSandbox[K] }>()
+  const seen = new Map<string, { -readonly [K in keyof SeenSandbox]: SeenSandbox[K] } & { lastDetail?: string }>()
   for (const r of records) {
     if (r.event !== 'decision' || r.sandbox === undefined) continue
     let s = seen.get(r.sandbox)
@@ -37,13 +42,25 @@ export function summarizeSandboxes(
         allowed: 0,
         denied: 0,
         revoked: revoked.has(r.sandbox),
+        expires_at: null,
+        state: 'active',
       }
       seen.set(r.sandbox, s)
     }
     if (r.time < s.first_seen) s.first_seen = r.time
-    if (r.time > s.last_seen) s.last_seen = r.time
+    if (r.time >= s.last_seen) {
+      s.last_seen = r.time
+      s.lastDetail = r.detail
+    }
+    if (r.sandbox_expires_at !== undefined && (s.expires_at === null || r.sandbox_expires_at > s.expires_at))
+      s.expires_at = r.sandbox_expires_at
     if (r.decision === 'allow') s.allowed++
     else s.denied++
   }
-  return [...seen.values()].sort((a, b) => b.last_seen.localeCompare(a.last_seen))
+  const out: SeenSandbox[] = []
+  for (const { lastDetail, ...s } of seen.values()) {
+    const lapsed = s.expires_at !== null ? Date.parse(s.expires_at) <= nowMs : lastDetail === 'expired'
+    out.push({ ...s, state: s.revoked ? 'revoked' : lapsed ? 'expired' : 'active' })
+  }
+  return out.sort((a, b) => b.last_seen.localeCompare(a.last_seen))
 }

@@ -24,6 +24,7 @@ export interface DecisionFacts {
   /** A sandbox credential's id and labels (SPEC §9); `agent` is then its template. */
   readonly sandbox?: string | undefined
   readonly labels?: SandboxLabels | undefined
+  readonly sandbox_expires_at?: string | undefined
   /** A git push (SPEC §8): the refs it updates; on a refused push, each ref's reason. */
   readonly git?: GitPushFacts
   /** A registry request under package rules (SPEC §11): the package, and what the answer withheld. */
@@ -216,7 +217,9 @@ export function buildDecisionRecord(f: DecisionFacts, d: Decision, wouldDeny: bo
   }
   const withDetail = d.verdict === 'deny' && d.detail !== undefined ? { ...record, detail: d.detail } : record
   const withSandbox =
-    f.sandbox === undefined ? withDetail : { ...withDetail, sandbox: f.sandbox, labels: f.labels ?? {} }
+    f.sandbox === undefined
+      ? withDetail
+      : { ...withDetail, sandbox: f.sandbox, labels: f.labels ?? {}, sandbox_expires_at: f.sandbox_expires_at }
   const withGit = f.git === undefined ? withSandbox : { ...withSandbox, git: f.git }
   return f.package === undefined ? withGit : { ...withGit, package: f.package }
 }

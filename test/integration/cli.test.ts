@@ -346,6 +346,15 @@ agents: [ { id: local, source_cidrs: [127.0.0.1/32], allow: [ { host: origin.tes
     t.match(r.stderr, /usage: portcullis/)
   })
 
+  t.test('approve names what is wrong with its arguments', async (t) => {
+    const scope = await portcullis(['approve', '01JAAAAAAAAAAAAAAAAAAAAAAA', '--scope', 'bogus'])
+    t.equal(scope.code, 2)
+    t.match(scope.stderr, /--scope 'bogus' is not one of exact, host, path-prefix/)
+    const none = await portcullis(['approve'])
+    t.equal(none.code, 2)
+    t.match(none.stderr, /name the REQUEST_ID/)
+  })
+
   t.test('no verb prints the usage and exits 2', async (t) => {
     const r = await portcullis([])
     t.equal(r.code, 2)

@@ -48,6 +48,14 @@ const NPM_PACKAGES: readonly NpmPackage[] = [
     distTags: { latest: '3.0.0' },
   },
   {
+    name: 'backported',
+    versions: [
+      { version: '1.0.0', publishedAt: daysAgo(40) },
+      { version: '0.9.1', publishedAt: new Date(Date.now() - 3600_000) },
+    ],
+    distTags: { latest: '1.0.0', legacy: '0.9.1' },
+  },
+  {
     name: 'fresh-only',
     versions: [{ version: '0.1.0', publishedAt: new Date(Date.now() - 600_000) }],
     distTags: { latest: '0.1.0' },
@@ -239,10 +247,22 @@ packages:
     },
   )
 
+  await t.test('a dist-tag the registry lacks is its 404; one dropped with its version is too_new', async (t) => {
+    const missing = await curlVia('/backported/nosuchtag', ['-H', 'accept: application/json'])
+    t.equal(missing.status, 404)
+    t.same(JSON.parse(missing.body), { error: 'version not found: nosuchtag' })
+    t.equal(missing.headers['x-portcullis-decision'], undefined, 'not a proxy refusal')
+    const dropped = await curlVia('/backported/legacy', ['-H', 'accept: application/json'])
+    t.equal(dropped.status, 403)
+    t.match(JSON.parse(dropped.body), { detail: 'too_new', package: 'backported', version: '0.9.1' })
+    t.match(JSON.parse(dropped.body).message, /published 1 h ago|published 0 h ago/)
+  })
+
   await t.test('a package with nothing old enough is refused whole', async (t) => {
     const r = await curlVia('/fresh-only', ['-H', 'accept: application/json'])
     t.equal(r.status, 403)
     t.match(JSON.parse(r.body), { detail: 'too_new', package: 'fresh-only' })
+    t.match(JSON.parse(r.body).message, /every version of this package is withheld by the registry rules' min_age/)
   })
 
   await t.test('scoped names: exempt scope, every %2f spelling', async (t) => {

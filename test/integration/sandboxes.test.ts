@@ -285,7 +285,7 @@ agents:
       }>(pc.adminUrl, 'GET', '/api/sandboxes')
       t.equal(list.status, 200)
       const mine = list.body.sandboxes.find((x) => x.id === s.id)
-      t.match(mine, { revoked: true, labels: { task: 'revoke-me' } })
+      t.match(mine, { revoked: true, state: 'revoked', labels: { task: 'revoke-me' } })
       t.ok(mine !== undefined && mine.allowed >= 2 && mine.denied >= 1, JSON.stringify(mine))
       t.ok(list.body.revoked.some((x) => x.id === s.id))
     })
@@ -353,8 +353,18 @@ agents:
     t.match(second, /^HTTP\/1\.1 407 /)
     t.match(second, /x-portcullis-decision: denied_auth_invalid/i)
     const rec = await pc.waitForRecord<DecisionRecord>((x) => isDecision(x) && x.path === '/kept-2')
-    t.match(rec, { detail: 'expired', sandbox: s.id, agent: 'ci' })
+    t.match(rec, { detail: 'expired', sandbox: s.id, agent: 'ci', sandbox_expires_at: s.expires_at })
     socket.destroy()
+    const list = await adminCall<{ sandboxes: Array<{ id: string; state: string; expires_at: string | null }> }>(
+      pc.adminUrl,
+      'GET',
+      '/api/sandboxes',
+    )
+    t.match(
+      list.body.sandboxes.find((x) => x.id === s.id),
+      { state: 'expired', expires_at: s.expires_at },
+      'the sandbox list tells it expired, not active',
+    )
   })
 
   t.test('a credential expiring closes its open tunnel at expiry', async (t) => {
