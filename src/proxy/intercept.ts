@@ -150,6 +150,11 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
       }),
     )
   })
+  // Without a listener Node drops a CONNECT with no answer; one tunnel never opens another.
+  inner.on('connect', (_req: IncomingMessage, socket: InnerSocket) => {
+    headStarted(socket)
+    afterEarlierAnswer(socket, () => respondBadRequest(socket, 405, 'connect_in_tunnel'))
+  })
   // Node runs its header-timeout checks only for a server that emitted 'listening'; this one never
   // listens (connections are handed to it), so without this a client could trickle an inner request
   // head forever.

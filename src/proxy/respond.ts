@@ -114,6 +114,7 @@ const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
   403: 'Forbidden',
   407: 'Proxy Authentication Required',
+  405: 'Method Not Allowed',
   408: 'Request Timeout',
   417: 'Expectation Failed',
   429: 'Too Many Requests',
@@ -232,12 +233,13 @@ export function respondGitRefusal(
   res.end(answer.body)
 }
 
-/** A protocol-level refusal (400/408/431) that is not a policy decision: no record, connection closed. */
 /** A request the proxy cannot take, in words: what was wrong with it (by status) and what to send instead. */
 function unacceptableText(status: number, detail: string): string {
   switch (status) {
     case 408:
       return `portcullis closed this connection: the request head did not arrive within the proxy's header timeout (${detail}).\n`
+    case 405:
+      return `portcullis does not open a tunnel inside a tunnel (${detail}): this connection already leads to one host. Send that host's requests on it, or CONNECT to another host through the proxy itself.\n`
     case 417:
       return `portcullis does not support this Expect header (${detail}); only Expect: 100-continue is understood. Send the request without it.\n`
     case 431:
@@ -259,8 +261,11 @@ export function respondUnacceptable(res: ServerResponse, status: 400 | 417 | 431
   res.end(body)
 }
 
-/** The same on a bare socket (the parser refused the head, or a head deadline passed). */
-export function respondBadRequest(socket: Duplex, status: 400 | 408 | 431, detail: string): void {
+/**
+ * The same on a bare socket (the parser refused the head, a head deadline passed, a CONNECT inside a
+ * tunnel): a protocol-level refusal, not a policy decision, so no record.
+ */
+export function respondBadRequest(socket: Duplex, status: 400 | 405 | 408 | 431, detail: string): void {
   const body = unacceptableText(status, detail)
   writeRaw(
     socket,

@@ -56,7 +56,9 @@ export function createPolicyState(opts: PolicyStateOptions): PolicyState {
     configError = null
     const closed = opts.onSwap(current, before)
     log.info({ code: 'PC_CONFIG_RELOADED', trigger, generation, closed_connections: closed }, 'policy reloaded')
-    const restartOnly = restartOnlyChanges(before, current)
+    // Against the config the process started with: those settings never changed in it, whatever
+    // reloads came between (a second, unrelated edit must not hide a pending restart).
+    const restartOnly = restartOnlyChanges(opts.initial, current)
     if (restartOnly.length > 0)
       log.warn(
         { code: 'PC_CONFIG_RESTART_NEEDED', keys: restartOnly, generation },

@@ -71,6 +71,29 @@ t.test('hot reload swaps the policy atomically and keeps the last good one on a 
   t.match(viaApi, { status: 200, body: { ok: true, generation: 4 } })
 })
 
+t.test('a restart-only change keeps being reported until the process restarts', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const policy = (hosts: string[], idle = 10000): string =>
+    upstreamYaml([origin.port]).replace('idle_timeout_ms: 10000', `idle_timeout_ms: ${idle}`) +
+    groupYaml(hosts.map((h) => `host: ${h}`))
+  const pc = await startPortcullis(t, policy(['origin.test']))
+  const restartNeeded = (): Array<{ keys: string[]; generation: number }> =>
+    pc
+      .logLines()
+      .filter((l) => l.includes('PC_CONFIG_RESTART_NEEDED'))
+      .map((l) => JSON.parse(l) as { keys: string[]; generation: number })
+  pc.rewriteConfig(policy(['origin.test'], 20000))
+  t.match(await adminCall(pc.adminUrl, 'POST', '/api/reload'), { status: 200, body: { generation: 2 } })
+  t.ok(await until(() => restartNeeded().length === 1), 'the changed timeout is reported')
+  pc.rewriteConfig(policy(['origin.test', 'other.test'], 20000))
+  t.match(await adminCall(pc.adminUrl, 'POST', '/api/reload'), { status: 200, body: { generation: 3 } })
+  t.ok(await until(() => restartNeeded().length === 2), 'and again after an unrelated edit')
+  t.match(restartNeeded(), [
+    { keys: ['upstream timeouts'], generation: 2 },
+    { keys: ['upstream timeouts'], generation: 3 },
+  ])
+})
+
 t.test('a reload closes connections the new policy would admit differently, not only by host', async (t) => {
   const tlsOrigin = await startHttpsOrigin(t, ['origin.test', 'paths.test'])
   const NEW_TOKEN = 'rotated-token-for-ci'

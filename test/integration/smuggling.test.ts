@@ -4,6 +4,7 @@ import { startHttpOrigin } from '../helpers/origins.js'
 import { rawExchange, basicAuth, trickleUntilClosed } from '../helpers/clients.js'
 import { originOnlyYaml, TOKEN } from '../helpers/config.js'
 import { until } from '../helpers/poll.js'
+import { openTunnel } from '../helpers/tunnel.js'
 import { connect } from 'node:net'
 import { once } from 'node:events'
 
@@ -261,6 +262,29 @@ t.test('a request pipelined after one that closes the connection is never decide
       t.ok(body > 0 && body < (answers[1] ?? 0), `${host}: the GET's answer, whole, before the CONNECT's`)
     }
   })
+})
+
+t.test('a CONNECT inside a cleartext tunnel is answered 405 after the request before it', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port]))
+  const { socket, head } = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
+  t.teardown(() => socket.destroy())
+  t.match(head, /^HTTP\/1\.1 200/)
+  const chunks: Buffer[] = []
+  socket.on('data', (c: Buffer) => chunks.push(c))
+  const closed = once(socket, 'close')
+  socket.write(
+    `GET /inner HTTP/1.1\r\nHost: origin.test:${origin.port}\r\n\r\n` +
+      `CONNECT origin.test:${origin.port} HTTP/1.1\r\nHost: origin.test:${origin.port}\r\n\r\n`,
+  )
+  const guard = setTimeout(() => socket.destroy(), 5000)
+  await closed
+  clearTimeout(guard)
+  const answer = Buffer.concat(chunks).toString('latin1')
+  const statuses = [...answer.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => m[1])
+  t.same(statuses, ['200', '405'], 'the GET is answered, then the CONNECT is refused in words')
+  t.ok(answer.indexOf('origin saw GET /inner') < answer.indexOf('HTTP/1.1 405'), 'in order')
+  t.match(answer, /does not open a tunnel inside a tunnel \(connect_in_tunnel\)/)
 })
 
 t.test('a request refused from its head gets one answer, even when its body is malformed too', async (t) => {

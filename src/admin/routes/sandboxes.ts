@@ -71,7 +71,8 @@ export function sandboxRoutes(deps: SandboxRouteDeps): Route[] {
           deps.proxyAuthority(),
           now(),
         )
-        if (!out.ok) return sendJson(res, out.error === 'unknown_agent' ? 404 : 400, out)
+        if (!out.ok)
+          return sendJson(res, out.error === 'unknown_agent' ? 404 : 400, { error: out.error, message: out.message })
         const s = out.sandbox
         deps.log.info(
           {
