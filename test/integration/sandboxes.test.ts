@@ -418,7 +418,7 @@ agents:
       t.test(name, async (t) => {
         const r = await adminCall<Record<string, unknown>>(pc.adminUrl, 'POST', '/api/sandboxes', body)
         t.equal(r.status, status)
-        t.same(Object.keys(r.body).sort(), ['error', 'message'], 'the API\'s one error shape')
+        t.same(Object.keys(r.body).sort(), ['error', 'message'], "the API's one error shape")
         t.equal(r.body.error, error)
       })
   })
