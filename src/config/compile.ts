@@ -196,6 +196,7 @@ function compileUpstream(raw: RawConfig, issues: Issues): RuntimeConfig['upstrea
     headerTimeoutMs: u.header_timeout_ms,
     responseHeaderTimeoutMs: u.response_header_timeout_ms,
     idleTimeoutMs: u.idle_timeout_ms,
+    dnsCacheTtlMs: u.dns_cache_ttl_ms,
   }
 }
 

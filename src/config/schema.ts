@@ -166,6 +166,7 @@ export const configSchema = z.strictObject({
       header_timeout_ms: positiveInt.default(10_000),
       response_header_timeout_ms: positiveInt.default(10_000),
       idle_timeout_ms: positiveInt.default(300_000),
+      dns_cache_ttl_ms: z.number().int().min(0).default(10_000),
     })
     .prefault({}),
   telemetry: z

@@ -3,6 +3,7 @@ import { classifyAddress, isAddressAllowed } from './address-class.js'
 import { isIpLiteral, normalizeHost } from './host.js'
 import { mapSocketError } from './dial.js'
 import type { Cidr } from './host.js'
+import { createHostLookup } from './host-lookup.js'
 
 export interface Resolved {
   readonly kind: 'resolved'
@@ -14,6 +15,8 @@ export interface Resolved {
 export interface ResolveSettings {
   readonly resolve: ReadonlyMap<string, readonly string[]>
   readonly allowPrivate: readonly Cidr[]
+  /** How long a name's answer is used again (upstream.dns_cache_ttl_ms); 0 asks for every request. */
+  readonly dnsCacheTtlMs: number
 }
 
 /** A refusal in the shape of the policy's deny decision (net knows the shape, not the policy). */
@@ -33,8 +36,17 @@ export interface Unresolved {
   readonly address: string | null
 }
 
+/** Names whose answers are kept at once (process-wide: what getaddrinfo answers is the process's, not an instance's). */
+const MAX_NAMES = 10_000
+
+const systemLookup = createHostLookup({
+  maxNames: MAX_NAMES,
+  lookup: async (host) =>
+    (await lookup(host, { all: true, verbatim: true })).map((a) => normalizeHost(a.address) ?? a.address),
+})
+
 /**
- * Pins first (upstream.resolve), else DNS. EVERY address is classified: one
+ * Pins first (upstream.resolve), else DNS (answers kept for dns_cache_ttl_ms, host-lookup.ts). EVERY address is classified: one
  * private answer among public ones denies the host (a rebinding-style answer
  * set must not win by ordering). The caller dials `address`, never the name.
  */
@@ -48,8 +60,7 @@ export async function resolveChecked(host: string, upstream: ResolveSettings): P
       addresses = pinned
     } else {
       try {
-        const answers = await lookup(host, { all: true, verbatim: true })
-        addresses = answers.map((a) => normalizeHost(a.address) ?? a.address)
+        addresses = await systemLookup(host, upstream.dnsCacheTtlMs)
       } catch (err) {
         return {
           kind: 'unresolved',

@@ -127,6 +127,11 @@ const INLINE: ReadonlyArray<readonly [string, string, Partial<Loc>]> = [
     { line: 2, col: 22, path: 'upstream.resolve.a.test', message: /not an IP/ },
   ],
   [
+    'dns_cache_ttl_ms cannot be negative (0 turns the cache off)',
+    'upstream:\n  dns_cache_ttl_ms: -1\n',
+    { line: 2, col: 21, path: 'upstream.dns_cache_ttl_ms', message: />=0/ },
+  ],
+  [
     'a bad duration is rejected',
     'approvals: { default_ttl: soon }\n',
     { line: 1, col: 27, path: 'approvals.default_ttl', message: /duration/ },
@@ -173,6 +178,7 @@ t.test('an empty file gives the defaults', async (t) => {
       connectTimeoutMs: 10000,
       headerTimeoutMs: 10000,
       idleTimeoutMs: 300000,
+      dnsCacheTtlMs: 10000,
     },
     telemetry: {
       log: { level: 'info', format: 'json' },

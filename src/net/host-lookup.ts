@@ -1,0 +1,55 @@
+import { LRUCache } from 'lru-cache'
+
+/** A name's addresses, as the system resolver gives them (getaddrinfo: /etc/hosts, then DNS). */
+export type SystemLookup = (host: string) => Promise<readonly string[]>
+
+/** A name's addresses, from the cache while they are younger than `ttlMs` (0: always asked again). */
+export type HostLookup = (host: string, ttlMs: number) => Promise<readonly string[]>
+
+export interface HostLookupOptions {
+  readonly lookup: SystemLookup
+  /** Names kept at once; the least recently used go first. */
+  readonly maxNames: number
+  readonly now?: () => number
+}
+
+interface Answer {
+  readonly addresses: readonly string[]
+  readonly at: number
+}
+
+/**
+ * getaddrinfo per request was the proxy's own DNS traffic, one query per forwarded request and per
+ * CONNECT, each on libuv's threadpool (four threads, shared with file writes): with a resolver 20 ms
+ * away, no more than 200 requests a second could reach names that are not pinned, whatever the CPU.
+ * Squid keeps answers (ipcache), as do nginx and HAProxy; here for `upstream.dns_cache_ttl_ms`, the
+ * TTL read on each use so that a reload applies at once. Lookups of a name already under way are
+ * shared, not repeated. A failure is never kept: the next request asks again. What is kept is only
+ * what getaddrinfo answered; every address is still checked on each use (resolve.ts), so a kept
+ * answer cannot let a private address through.
+ */
+export function createHostLookup(opts: HostLookupOptions): HostLookup {
+  const now = opts.now ?? Date.now
+  const answers = new LRUCache<string, Answer>({ max: opts.maxNames })
+  const pending = new Map<string, Promise<readonly string[]>>()
+  return (host, ttlMs) => {
+    const kept = ttlMs > 0 ? answers.get(host) : undefined
+    if (kept !== undefined && now() - kept.at < ttlMs) return Promise.resolve(kept.addresses)
+    let asked = pending.get(host)
+    if (asked === undefined) {
+      asked = opts.lookup(host).then(
+        (addresses) => {
+          pending.delete(host)
+          if (addresses.length > 0) answers.set(host, { addresses, at: now() })
+          return addresses
+        },
+        (err: unknown) => {
+          pending.delete(host)
+          throw err
+        },
+      )
+      pending.set(host, asked)
+    }
+    return asked
+  }
+}

@@ -1,0 +1,106 @@
+import t from 'tap'
+import { createHostLookup, type SystemLookup } from '../../../src/net/host-lookup.js'
+
+/** A resolver that counts its queries and answers when told (`answer`/`fail`), on a clock the test moves. */
+function fakeResolver(): {
+  lookup: SystemLookup
+  asked: string[]
+  answer(addresses: string[]): void
+  fail(code: string): void
+  clock: { now: number }
+} {
+  const asked: string[] = []
+  const waiting: Array<{ resolve(a: string[]): void; reject(e: Error): void }> = []
+  const clock = { now: 1_000 }
+  return {
+    asked,
+    clock,
+    lookup: (host) => {
+      asked.push(host)
+      return new Promise((resolve, reject) => waiting.push({ resolve, reject }))
+    },
+    answer: (addresses) => waiting.shift()?.resolve(addresses),
+    fail: (code) => waiting.shift()?.reject(Object.assign(new Error(code), { code })),
+  }
+}
+
+t.test('an answer is used again until it is dns_cache_ttl_ms old, then asked again', async (t) => {
+  const r = fakeResolver()
+  const lookup = createHostLookup({ lookup: r.lookup, maxNames: 10, now: () => r.clock.now })
+  const first = lookup('example.test', 10_000)
+  r.answer(['192.0.2.1'])
+  t.same(await first, ['192.0.2.1'])
+  r.clock.now += 9_999
+  t.same(await lookup('example.test', 10_000), ['192.0.2.1'], 'kept within the TTL')
+  t.same(r.asked, ['example.test'], 'one query so far')
+  r.clock.now += 1
+  const again = lookup('example.test', 10_000)
+  r.answer(['192.0.2.2'])
+  t.same(await again, ['192.0.2.2'], 'a new answer once the TTL has passed')
+  t.same(r.asked, ['example.test', 'example.test'])
+})
+
+t.test('the TTL is read on each use: a reload to 0 asks for every request at once', async (t) => {
+  const r = fakeResolver()
+  const lookup = createHostLookup({ lookup: r.lookup, maxNames: 10, now: () => r.clock.now })
+  const first = lookup('example.test', 60_000)
+  r.answer(['192.0.2.1'])
+  await first
+  const second = lookup('example.test', 0)
+  r.answer(['192.0.2.3'])
+  t.same(await second, ['192.0.2.3'])
+  t.equal(r.asked.length, 2)
+})
+
+t.test('lookups of a name already under way share its query', async (t) => {
+  const r = fakeResolver()
+  const lookup = createHostLookup({ lookup: r.lookup, maxNames: 10, now: () => r.clock.now })
+  const all = Promise.all([lookup('a.test', 10_000), lookup('a.test', 10_000), lookup('a.test', 0)])
+  const other = lookup('b.test', 10_000)
+  t.same(r.asked, ['a.test', 'b.test'], 'one query per name')
+  r.answer(['192.0.2.1'])
+  r.answer(['192.0.2.9'])
+  t.same(await all, [['192.0.2.1'], ['192.0.2.1'], ['192.0.2.1']])
+  t.same(await other, ['192.0.2.9'])
+})
+
+t.test('a failure is shared by those waiting but never kept', async (t) => {
+  const r = fakeResolver()
+  const lookup = createHostLookup({ lookup: r.lookup, maxNames: 10, now: () => r.clock.now })
+  const both = [lookup('gone.test', 10_000), lookup('gone.test', 10_000)]
+  r.fail('ENOTFOUND')
+  for (const p of both) await t.rejects(p, { code: 'ENOTFOUND' })
+  const next = lookup('gone.test', 10_000)
+  t.equal(r.asked.length, 2, 'the next request asks again')
+  r.answer(['192.0.2.4'])
+  t.same(await next, ['192.0.2.4'])
+})
+
+t.test('an empty answer is not kept', async (t) => {
+  const r = fakeResolver()
+  const lookup = createHostLookup({ lookup: r.lookup, maxNames: 10, now: () => r.clock.now })
+  const first = lookup('empty.test', 10_000)
+  r.answer([])
+  t.same(await first, [])
+  const second = lookup('empty.test', 10_000)
+  t.equal(r.asked.length, 2)
+  r.answer(['192.0.2.5'])
+  t.same(await second, ['192.0.2.5'])
+})
+
+t.test('at most maxNames names are kept: the least recently used is asked again', async (t) => {
+  const r = fakeResolver()
+  const lookup = createHostLookup({ lookup: r.lookup, maxNames: 2, now: () => r.clock.now })
+  for (const host of ['a.test', 'b.test', 'c.test']) {
+    const p = lookup(host, 10_000)
+    r.answer(['192.0.2.1'])
+    await p
+  }
+  await lookup('c.test', 10_000)
+  await lookup('b.test', 10_000)
+  t.same(r.asked, ['a.test', 'b.test', 'c.test'], 'b and c kept')
+  const a = lookup('a.test', 10_000)
+  r.answer(['192.0.2.1'])
+  await a
+  t.same(r.asked, ['a.test', 'b.test', 'c.test', 'a.test'], 'a was pushed out')
+})
