@@ -3,7 +3,7 @@ import { classifyAddress, isAddressAllowed } from './address-class.js'
 import { isIpLiteral, normalizeHost } from './host.js'
 import { mapSocketError } from './dial.js'
 import type { Cidr } from './host.js'
-import { createHostLookup } from './host-lookup.js'
+import { createHostLookup, type HostLookup } from './host-lookup.js'
 
 export interface Resolved {
   readonly kind: 'resolved'
@@ -50,7 +50,11 @@ const systemLookup = createHostLookup({
  * private answer among public ones denies the host (a rebinding-style answer
  * set must not win by ordering). The caller dials `address`, never the name.
  */
-export async function resolveChecked(host: string, upstream: ResolveSettings): Promise<Resolved | Unresolved> {
+export async function resolveChecked(
+  host: string,
+  upstream: ResolveSettings,
+  lookupHost: HostLookup = systemLookup,
+): Promise<Resolved | Unresolved> {
   let addresses: readonly string[]
   if (isIpLiteral(host)) {
     addresses = [host]
@@ -60,7 +64,7 @@ export async function resolveChecked(host: string, upstream: ResolveSettings): P
       addresses = pinned
     } else {
       try {
-        addresses = await systemLookup(host, upstream.dnsCacheTtlMs)
+        addresses = await lookupHost(host, upstream.dnsCacheTtlMs)
       } catch (err) {
         return {
           kind: 'unresolved',

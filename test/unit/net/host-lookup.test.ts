@@ -76,6 +76,39 @@ t.test('a failure is shared by those waiting but never kept', async (t) => {
   t.same(await next, ['192.0.2.4'])
 })
 
+t.test('a failure drops the answer kept before it: a reload to a longer TTL cannot bring it back', async (t) => {
+  const r = fakeResolver()
+  const lookup = createHostLookup({ lookup: r.lookup, maxNames: 10, now: () => r.clock.now })
+  const first = lookup('moved.test', 10_000)
+  r.answer(['192.0.2.1'])
+  await first
+  r.clock.now += 20_000
+  const failed = lookup('moved.test', 10_000)
+  r.fail('ENOTFOUND')
+  await t.rejects(failed, { code: 'ENOTFOUND' })
+  const later = lookup('moved.test', 3_600_000)
+  t.equal(r.asked.length, 3, 'asked again, not the old answer')
+  r.answer(['192.0.2.7'])
+  t.same(await later, ['192.0.2.7'])
+})
+
+t.test('by default answers age on a monotonic clock, not the wall clock', async (t) => {
+  const r = fakeResolver()
+  const lookup = createHostLookup({ lookup: r.lookup, maxNames: 10 })
+  const realNow = Date.now
+  const first = lookup('clock.test', 50)
+  r.answer(['192.0.2.1'])
+  await first
+  // The wall clock set back an hour (NTP step, VM restore) must not keep the answer for that hour.
+  Date.now = () => realNow() - 3_600_000
+  t.teardown(() => void (Date.now = realNow))
+  await new Promise((resolve) => setTimeout(resolve, 80))
+  const again = lookup('clock.test', 50)
+  t.equal(r.asked.length, 2, 'asked again once 50 ms have passed')
+  r.answer(['192.0.2.2'])
+  t.same(await again, ['192.0.2.2'])
+})
+
 t.test('an empty answer is not kept', async (t) => {
   const r = fakeResolver()
   const lookup = createHostLookup({ lookup: r.lookup, maxNames: 10, now: () => r.clock.now })
@@ -96,9 +129,10 @@ t.test('at most maxNames names are kept: the least recently used is asked again'
     r.answer(['192.0.2.1'])
     await p
   }
-  await lookup('c.test', 10_000)
-  await lookup('b.test', 10_000)
+  // Kept answers come back at once; a query would wait for an answer nobody gives (checked before awaiting).
+  const kept = [lookup('c.test', 10_000), lookup('b.test', 10_000)]
   t.same(r.asked, ['a.test', 'b.test', 'c.test'], 'b and c kept')
+  await Promise.all(kept)
   const a = lookup('a.test', 10_000)
   r.answer(['192.0.2.1'])
   await a
