@@ -20,6 +20,7 @@ import { pipeline } from 'node:stream'
 import { createSecureContext, rootCertificates, TLSSocket, type SecureContext } from 'node:tls'
 import { ensureCa, loadCa } from '../src/tls/ca.js'
 import { createLeafCertCache } from '../src/tls/leaf-certs.js'
+import { serveUntilStopped } from './lib/child.js'
 
 const MITM_HOST = 'mitm.test'
 const originCaFile = process.argv[2]
@@ -106,14 +107,14 @@ server.on('connect', (req, client: Socket, head: Buffer) => {
 })
 server.listen(0, '127.0.0.1')
 await once(server, 'listening')
-const stop = (): void => {
-  server.closeAllConnections()
-  server.close()
-  setTimeout(() => process.exit(0), 200).unref()
-}
-process.once('SIGTERM', stop)
-process.stdin.on('end', stop)
-process.stdin.resume()
-process.stdout.write(
-  `${JSON.stringify({ port: (server.address() as AddressInfo).port, pid: process.pid, caFile: mitmContext ? join(caDir, 'ca.pem') : null })}\n`,
+serveUntilStopped(
+  {
+    port: (server.address() as AddressInfo).port,
+    pid: process.pid,
+    caFile: mitmContext ? join(caDir, 'ca.pem') : null,
+  },
+  () => {
+    server.closeAllConnections()
+    server.close()
+  },
 )

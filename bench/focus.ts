@@ -1,13 +1,14 @@
 /**
  * One scenario, one or more proxy builds, interleaved: for trying a change to the hot path.
  *
- *   node --import tsx bench/focus.ts d|f|a|b|c2 [seconds] [main.js | bare | squid ...]
+ *   node --import tsx bench/focus.ts d|f|a|b|c2 [seconds] [main.js | bare | squid | floor | floor-http ...]
  *
  * Each main.js (default dist/cli/main.js) is started with the bench config; rounds of 1 s alternate
  * between them; prints req/s and proxy CPU µs/op per build (medians over rounds). With two builds or
  * more, each runs as two processes started in mirrored order (A B … B A), half the rounds each: the
  * process started second measured ~8 % slower than the first whatever its build, and the mirror
- * cancels that. c2 is one 64 MiB (BENCH_BULK_MIB=n: n MiB)
+ * cancels that. `floor` and `floor-http` (d only) are bench/floor-proxy.ts: what forwarding a plain GET
+ * costs with the proxy's own upstream client and nothing else, behind raw sockets or node:http. c2 is one 64 MiB (BENCH_BULK_MIB=n: n MiB)
  * download through an intercepted tunnel per round (ops = MB, so µs/op is µs per MB).
  */
 import { join, resolve } from 'node:path'
@@ -24,6 +25,7 @@ import {
   squidBinary,
   SQUID_NAMES,
   startBareProxy,
+  startFloorProxy,
   startOrigin,
   startProxy,
   startRedis,
@@ -50,6 +52,12 @@ async function main(): Promise<void> {
       const m = mains[b] as string
       if (m === 'bare') {
         proxies.push(await startBareProxy(origin.caFile))
+        continue
+      }
+      if (m === 'floor' || m === 'floor-http') {
+        // Plain GETs only (d): the proxy's upstream client behind raw sockets or node:http, nothing else.
+        if (scenario !== 'd') throw new Error(`${m} forwards plain GETs only: scenario d`)
+        proxies.push(await startFloorProxy(m === 'floor' ? 'net' : 'http'))
         continue
       }
       if (m === 'squid') {

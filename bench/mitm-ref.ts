@@ -13,6 +13,7 @@ import { createRequire } from 'node:module'
 import net, { type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { createSecureContext, rootCertificates } from 'node:tls'
+import { serveUntilStopped } from './lib/child.js'
 
 const [dir = '', originCaFile = '', ...names] = process.argv.slice(2)
 
@@ -61,10 +62,8 @@ const caDir = join(dir, 'ca')
 await new Promise<void>((resolve) =>
   proxy.listen({ host: '127.0.0.1', port: 0, sslCaDir: caDir, keepAlive: true, httpsAgent }, resolve),
 )
-const stop = (): void => process.exit(0)
-process.once('SIGTERM', stop)
-process.stdin.on('end', stop)
-process.stdin.resume()
-process.stdout.write(
-  `${JSON.stringify({ port: (proxy.httpServer.address() as AddressInfo).port, pid: process.pid, caFile: join(caDir, 'certs', 'ca.pem') })}\n`,
-)
+serveUntilStopped({
+  port: (proxy.httpServer.address() as AddressInfo).port,
+  pid: process.pid,
+  caFile: join(caDir, 'certs', 'ca.pem'),
+})

@@ -21,6 +21,7 @@ import { createSecureContext, type SecureContext } from 'node:tls'
 import forge from 'node-forge'
 import { createCaMaterial, type CertificateAuthority } from '../src/tls/ca.js'
 import { mintLeaf } from '../src/tls/leaf-certs.js'
+import { serveUntilStopped } from './lib/child.js'
 
 const MAX_BULK = 1024 * 1024 * 1024
 const CHUNK = Buffer.alloc(1024 * 1024, 0x61)
@@ -109,20 +110,19 @@ async function main(): Promise<void> {
   http.listen(0, '127.0.0.1')
   https.listen(0, '127.0.0.1')
   await Promise.all([once(http, 'listening'), once(https, 'listening')])
-  const stop = (): void => {
-    http.closeAllConnections()
-    https.closeAllConnections()
-    http.close()
-    https.close()
-    setTimeout(() => process.exit(0), 200).unref()
-  }
-  process.once('SIGTERM', stop)
-  process.once('SIGINT', stop)
-  process.stdin.on('end', stop)
-  process.stdin.on('error', stop)
-  process.stdin.resume()
-  process.stdout.write(
-    `${JSON.stringify({ httpPort: (http.address() as AddressInfo).port, httpsPort: (https.address() as AddressInfo).port, caFile, pid: process.pid })}\n`,
+  serveUntilStopped(
+    {
+      httpPort: (http.address() as AddressInfo).port,
+      httpsPort: (https.address() as AddressInfo).port,
+      caFile,
+      pid: process.pid,
+    },
+    () => {
+      http.closeAllConnections()
+      https.closeAllConnections()
+      http.close()
+      https.close()
+    },
   )
 }
 

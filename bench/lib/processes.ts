@@ -93,6 +93,14 @@ export async function startBareProxy(
   return { port: info.port, pid: info.pid, caPem: info.caFile ? readFileSync(info.caFile, 'utf8') : null, stop }
 }
 
+/** bench/floor-proxy.ts: a plain-GET forwarder with the proxy's own upstream client and nothing else (the d row's floor). */
+export async function startFloorProxy(
+  front: 'net' | 'http',
+): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
+  const { info, stop } = await spawnJsonChild<{ port: number; pid: number }>('floor-proxy.ts', [front], 'floor proxy')
+  return { port: info.port, pid: info.pid, stop }
+}
+
 /** The interception yardstick (bench/mitm-ref.ts): the exact devDependency version, so runs compare. */
 export const MITM_REF_VERSION = (createRequire(import.meta.url)('http-mitm-proxy/package.json') as { version: string })
   .version
