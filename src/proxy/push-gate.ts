@@ -184,7 +184,11 @@ async function holdBody(
 ): Promise<'ok' | 'too_large' | 'cut_off'> {
   const lift = guardIdle(req, idleTimeoutMs)
   try {
-    for await (const chunk of req) {
+    // Leaving a plain `for await` destroys the stream, and an IncomingMessage destroyed before its end
+    // destroys the socket: the refusal of a push past the limit was lost with it (git printed
+    // "curl 55 Send failure: Broken pipe" instead of the reasons), unless the client had already
+    // sent its last chunk. The request stays open for drain() and the answer.
+    for await (const chunk of req.iterator({ destroyOnReturn: false })) {
       const r = await buf.append(chunk as Buffer)
       if (r.kind !== 'ok') return 'too_large'
     }
