@@ -20,6 +20,8 @@ export function guardIdle(req: IncomingMessage, idleMs: number): () => void {
 export interface BodySource extends AsyncIterable<unknown> {
   /** True once the whole message arrived (false when the client stopped early). */
   readonly complete: boolean
+  /** A stream's own iterator (IncomingMessage): one that leaves it open when reading stops early. */
+  iterator?(options: { destroyOnReturn: boolean }): AsyncIterable<unknown>
 }
 
 /**
@@ -30,7 +32,10 @@ export async function readBounded(req: BodySource, maxBytes: number): Promise<Bu
   const chunks: Buffer[] = []
   let size = 0
   try {
-    for await (const chunk of req) {
+    // Not a plain `for await`: leaving it destroys an IncomingMessage, and with it the socket the
+    // refusal is to be written on (see push-gate.ts holdBody).
+    const chunksOf = req.iterator?.({ destroyOnReturn: false }) ?? req
+    for await (const chunk of chunksOf) {
       const bytes = chunk as Buffer
       size += bytes.length
       if (size > maxBytes) return 'too_large'
