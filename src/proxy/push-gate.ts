@@ -8,7 +8,7 @@ import { SpillBuffer } from '../git/spill-buffer.js'
 import type { RepoControl } from '../policy/compiled.js'
 import { checkPushCommand, explainPushRefusal, type PushCommand, type PushRefusal } from '../policy/push-rules.js'
 import type { DenyDecision, RuleId } from '../policy/types.js'
-import { guardIdle } from './read-body.js'
+import { drainBody, guardIdle } from './read-body.js'
 
 /** What a push record says of each ref (SPEC §8: allowed pushes name the refs they update, refused ones why). */
 export interface PushedRef {
@@ -41,9 +41,6 @@ export type PushGateOutcome =
 
 /** The head of a push is in its first MiB (receive-pack.ts caps it there). */
 const HEAD_BYTES = 1024 * 1024
-/** After refusing a push too large to hold, the rest of its body is read and dropped, within bounds, so git reads the answer. */
-const DRAIN_MAX_BYTES = 64 * 1024 * 1024
-const DRAIN_MAX_MS = 10_000
 
 /**
  * git smart-HTTP pushes (`POST …/git-receive-pack`) on a repo rule with `access: write`: the I/O edge
@@ -90,7 +87,7 @@ async function decide(
   if (read === 'cut_off') return deny('unreadable', 'the push ended before its body was complete')
   if (read === 'too_large') {
     const head = parseReceivePackHead(buf.prefix(HEAD_BYTES))
-    await drain(req)
+    await drainBody(req)
     if (head.kind !== 'head') return deny('pack_too_large', explainPushRefusal('pack_too_large', repo.push, agent))
     return refuseTooLarge(head.head, repo, agent, ruleId)
   }
@@ -187,7 +184,7 @@ async function holdBody(
     // Leaving a plain `for await` destroys the stream, and an IncomingMessage destroyed before its end
     // destroys the socket: the refusal of a push past the limit was lost with it (git printed
     // "curl 55 Send failure: Broken pipe" instead of the reasons), unless the client had already
-    // sent its last chunk. The request stays open for drain() and the answer.
+    // sent its last chunk. The request stays open for drainBody() and the answer.
     for await (const chunk of req.iterator({ destroyOnReturn: false })) {
       const r = await buf.append(chunk as Buffer)
       if (r.kind !== 'ok') return 'too_large'
@@ -198,27 +195,4 @@ async function holdBody(
     lift()
   }
   return req.complete ? 'ok' : 'cut_off'
-}
-
-/** Read and drop what is left of a body, within bounds, so the client is not cut off mid-upload. */
-function drain(req: IncomingMessage): Promise<void> {
-  return new Promise((resolve) => {
-    let bytes = 0
-    const done = (): void => {
-      clearTimeout(timer)
-      req.removeListener('data', onData)
-      req.removeListener('end', done)
-      req.removeListener('close', done)
-      resolve()
-    }
-    const onData = (chunk: Buffer): void => {
-      bytes += chunk.length
-      if (bytes > DRAIN_MAX_BYTES) done()
-    }
-    const timer = setTimeout(done, DRAIN_MAX_MS)
-    req.on('data', onData)
-    req.once('end', done)
-    req.once('close', done)
-    req.resume()
-  })
 }

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http'
+import { Readable } from 'node:stream'
 
 /**
  * While the proxy reads a request body itself (inspection, API writes, pushes), nothing upstream is
@@ -20,33 +21,69 @@ export function guardIdle(req: IncomingMessage, idleMs: number): () => void {
 export interface BodySource extends AsyncIterable<unknown> {
   /** True once the whole message arrived (false when the client stopped early). */
   readonly complete: boolean
-  /** A stream's own iterator (IncomingMessage): one that leaves it open when reading stops early. */
-  iterator?(options: { destroyOnReturn: boolean }): AsyncIterable<unknown>
 }
 
 /**
- * The whole body in a buffer of its own (so it can be moved to a worker and back), or why not. Stops
- * reading past `maxBytes`: the caller refuses the request and closes the connection.
+ * The whole body in a buffer of its own (so it can be moved to a worker and back), or why not. Past
+ * `maxBytes` it stops keeping and drains the rest (drainBody) before saying 'too_large': the caller
+ * refuses the request, and the refusal must reach a client that is still uploading.
  */
 export async function readBounded(req: BodySource, maxBytes: number): Promise<Buffer | 'too_large' | 'cut_off'> {
   const chunks: Buffer[] = []
   let size = 0
+  // Not a plain `for await`: leaving it destroys an IncomingMessage, and with it the socket the
+  // refusal is to be written on (see push-gate.ts holdBody).
+  const stream = req instanceof Readable ? req : null
   try {
-    // Not a plain `for await`: leaving it destroys an IncomingMessage, and with it the socket the
-    // refusal is to be written on (see push-gate.ts holdBody).
-    const chunksOf = req.iterator?.({ destroyOnReturn: false }) ?? req
+    const chunksOf = stream?.iterator({ destroyOnReturn: false }) ?? req
     for await (const chunk of chunksOf) {
       const bytes = chunk as Buffer
       size += bytes.length
-      if (size > maxBytes) return 'too_large'
+      if (size > maxBytes) break
       chunks.push(bytes)
     }
   } catch {
     return 'cut_off'
+  }
+  if (size > maxBytes) {
+    // Out of the loop first: the iterator lets go of the stream before it flows into the drain.
+    if (stream !== null) await drainBody(stream)
+    return 'too_large'
   }
   if (!req.complete) return 'cut_off'
   const body = Buffer.allocUnsafeSlow(size)
   let at = 0
   for (const c of chunks) at += c.copy(body, at)
   return body
+}
+
+/** After a refusal of a body too large to hold, the rest is read and dropped within these bounds. */
+const DRAIN_MAX_BYTES = 64 * 1024 * 1024
+const DRAIN_MAX_MS = 10_000
+
+/**
+ * Read and drop what is left of a body, within bounds, so the client is not cut off mid-upload: a
+ * connection closed with unread bytes is reset, and a client still sending loses the answer with it
+ * (curl saw `100` and no 403; git printed `Broken pipe` instead of its refusal).
+ */
+export function drainBody(req: Readable): Promise<void> {
+  return new Promise((resolve) => {
+    let bytes = 0
+    const done = (): void => {
+      clearTimeout(timer)
+      req.removeListener('data', onData)
+      req.removeListener('end', done)
+      req.removeListener('close', done)
+      resolve()
+    }
+    const onData = (chunk: Buffer): void => {
+      bytes += chunk.length
+      if (bytes > DRAIN_MAX_BYTES) done()
+    }
+    const timer = setTimeout(done, DRAIN_MAX_MS)
+    req.on('data', onData)
+    req.once('end', done)
+    req.once('close', done)
+    req.resume()
+  })
 }

@@ -187,6 +187,24 @@ agents:
     )
     t.match(rec, { reason: 'denied_secret_detected', detail: 'uninspectable' })
   })
+  t.test('a chunked body past the cap gets its 403 too, not a dropped connection', async (t) => {
+    // No length to refuse it by up front: the proxy reads up to the cap, then answers on the same connection.
+    const dir = t.testdir({ 'big.bin': Buffer.alloc(8 * 1024 * 1024, 0x61) })
+    const before = tls.seen.length
+    for (let i = 0; i < 3; i++) {
+      const r = await curl([
+        ...via,
+        '-H',
+        'Transfer-Encoding: chunked',
+        '--data-binary',
+        `@${join(dir, 'big.bin')}`,
+        url,
+      ])
+      t.equal(r.status, 403, `upload ${i + 1}`)
+      t.equal(r.headers['x-portcullis-decision'], 'denied_secret_detected')
+    }
+    t.equal(tls.seen.length, before, 'nothing reached the origin')
+  })
 })
 
 t.test('an upstream that echoes the request never hands the injected secret to the sandbox', async (t) => {
