@@ -38,7 +38,7 @@ export interface RuntimeConfig {
     /** From the first byte of an upstream's answer to the end of its head (a trickled head is cut). */
     readonly responseHeaderTimeoutMs: number
     readonly idleTimeoutMs: number
-    /** How long a name's DNS answer is used again; 0 asks getaddrinfo for every request. */
+    /** How long a name's DNS answer is used again; 0 keeps nothing (lookups under way are still shared). */
     readonly dnsCacheTtlMs: number
   }
   readonly telemetry: {

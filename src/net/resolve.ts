@@ -15,7 +15,7 @@ export interface Resolved {
 export interface ResolveSettings {
   readonly resolve: ReadonlyMap<string, readonly string[]>
   readonly allowPrivate: readonly Cidr[]
-  /** How long a name's answer is used again (upstream.dns_cache_ttl_ms); 0 asks for every request. */
+  /** How long a name's answer is used again (upstream.dns_cache_ttl_ms); 0 keeps nothing. */
   readonly dnsCacheTtlMs: number
 }
 
@@ -46,9 +46,9 @@ const systemLookup = createHostLookup({
 })
 
 /**
- * Pins first (upstream.resolve), else DNS (answers kept for dns_cache_ttl_ms, host-lookup.ts). EVERY address is classified: one
- * private answer among public ones denies the host (a rebinding-style answer
- * set must not win by ordering). The caller dials `address`, never the name.
+ * Pins first (upstream.resolve), else DNS (answers kept for dns_cache_ttl_ms, host-lookup.ts).
+ * EVERY address is classified, kept or fresh: one private answer among public ones denies the host
+ * (a rebinding-style answer set must not win by ordering). The caller dials `address`, never the name.
  */
 export async function resolveChecked(
   host: string,

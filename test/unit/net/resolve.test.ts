@@ -31,6 +31,7 @@ function resolver(answers: Record<string, string[]>): { asked: string[]; lookup:
 }
 
 t.test('a kept answer is checked on every use: narrowing allow_private refuses it at once', async (t) => {
+  // A private answer to classify, never a destination: resolveChecked only checks addresses.
   const r = resolver({ 'internal.test': ['10.1.2.3'] })
   const open = await resolveChecked('internal.test', settings({ allowPrivate: [DOC, cidr('10.1.2.3/32')] }), r.lookup)
   t.same(open, { kind: 'resolved', address: '10.1.2.3' })
