@@ -74,6 +74,8 @@ export interface OrphanReport {
   readonly agentId: string
   readonly minute: number
   readonly requests: number
+  /** Tokens held for `minute` and never used: given back, so that minute counts only what was admitted. */
+  readonly returned: number
   readonly day: number
   readonly bytes: number
 }
@@ -89,9 +91,11 @@ export function newEntry(now: number): LedgerEntry {
 }
 
 /**
- * Move to the windows of `now`. Returns what was not reported of the old ones (to be reported at
- * the next drain), or null. Tokens are per minute: what is held for the old one stays counted
- * there, unused.
+ * Move to the windows of `now`. Returns what is still owed for the old ones (to be reported at the
+ * next drain), or null: requests not yet reported, the old day's bytes, and the tokens held for the
+ * old minute and never used. Those are given back rather than left counted there: the old minute
+ * weighs on the sliding window of the new one, and tokens nobody used must not refuse requests
+ * (a quiet agent's reserve on every instance would otherwise count as requests it never made).
  */
 export function rollEntry(agentId: string, e: LedgerEntry, now: number): OrphanReport | null {
   const { window: w, requests: r, bytes: b, tokens } = e
@@ -99,13 +103,16 @@ export function rollEntry(agentId: string, e: LedgerEntry, now: number): OrphanR
   const day = utcDay(now)
   if (minute === w.minute && day === w.day) return null
   const unsynced = r.unsynced
+  // Past the next minute the old one no longer weighs on anything (and its key may have expired).
+  const returned = minute === w.minute + 1 ? tokens.held : 0
+  const dayBytes = day !== w.day ? b.unsynced : 0
   const orphan =
-    unsynced > 0 || (day !== w.day && b.unsynced > 0)
-      ? { agentId, minute: w.minute, requests: unsynced, day: w.day, bytes: day !== w.day ? b.unsynced : 0 }
+    unsynced > 0 || returned > 0 || dayBytes > 0
+      ? { agentId, minute: w.minute, requests: unsynced, returned, day: w.day, bytes: dayBytes }
       : null
   if (minute !== w.minute) {
     // The best estimate of the minute that just ended, until a sync brings the global count.
-    r.previous = minute === w.minute + 1 ? r.global + r.inflight + unsynced : 0
+    r.previous = minute === w.minute + 1 ? Math.max(0, r.global + r.inflight + unsynced - returned) : 0
     w.minute = minute
     r.unsynced = r.inflight = r.global = 0
     tokens.held = tokens.coldUsed = 0

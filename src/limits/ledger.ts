@@ -206,7 +206,7 @@ export function createLedger(clock: () => number): Ledger {
     },
     isShared: () => m.shared,
     drain(now = clock(), opts = {}) {
-      const out: UsageReport[] = orphans.map((o) => ({ ...o, returned: 0, want: 0, rpm: 0, previousWeight: 0 }))
+      const out: UsageReport[] = orphans.map((o) => ({ ...o, want: 0, rpm: 0, previousWeight: 0 }))
       orphans = []
       for (const [agentId, e] of agents) {
         roll(agentId, e, now)

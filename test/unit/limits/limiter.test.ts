@@ -417,6 +417,37 @@ t.test('shared: a new minute drops held tokens and hands over what the old one l
   )
 })
 
+t.test(
+  'shared: tokens held unused when the minute ends are given back to it, and do not refuse the next',
+  async (t) => {
+    let now = T0 // 10:00:30
+    const l = createLimiter({ now: () => now })
+    const lim = limits({ requestsPerMinute: 6 })
+    l.shared.setShared(true)
+    l.shared.setInstances(2)
+    // One request, then the report: Redis counts 1 used and 2 held here, and 3 held by the other instance.
+    firstReport(l, lim, totals(6, 0))
+    now = (MINUTE + 1) * 60_000 + 5000 // 10:01:05, the old minute still weighs 55/60
+    t.same(l.admitRequest('ci-42', lim), { ok: true }, 'the estimate of the old minute leaves out what is given back')
+    t.match(
+      l.shared.drain(now),
+      [
+        { agentId: 'ci-42', minute: MINUTE, requests: 0, returned: 2, want: 0 },
+        { agentId: 'ci-42', minute: MINUTE + 1, returned: 0 },
+      ],
+      'the two tokens held unused are returned to the old minute',
+    )
+    l.shared.settle([totals(4, 1, { minute: MINUTE + 1, previous: 1 })])
+    now = MIDNIGHT + 1000 // hours later: the old minute weighs on nothing, and nothing is returned to it
+    const late = l.shared.drain(now)
+    t.same(
+      late.filter((r) => r.minute === MINUTE + 1).map((r) => r.returned),
+      [],
+      `the tokens held for a minute long past stay there (${JSON.stringify(late)})`,
+    )
+  },
+)
+
 t.test('shared: unsynced counts of a minute that rolled over are still handed over', async (t) => {
   let now = T0
   const l = createLimiter({ now: () => now })
