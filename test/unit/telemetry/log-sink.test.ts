@@ -163,6 +163,30 @@ t.test(
   },
 )
 
+t.test('buffered destination: a line longer than a batch goes whole, between its neighbours', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-log-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'out.log')
+  const d = bufferedDestination(openSync(file, 'a'))
+  const lines = [
+    'a\n',
+    `${'é'.repeat(100_000)}\n`,
+    'b\n',
+    '',
+    `${'x'.repeat(65_530)}\n`,
+    `${'y'.repeat(300_000)}\n`,
+    'c\n',
+  ]
+  for (const l of lines) d.write(l)
+  d.flushSync()
+  t.ok(await until(() => readFileSync(file, 'utf8') === lines.join(''), 3000), 'every line whole, in order')
+  d.write('d\n')
+  t.ok(
+    await until(() => readFileSync(file, 'utf8') === `${lines.join('')}d\n`, 1000),
+    'a lone line is written without a flush, within the flush interval',
+  )
+})
+
 t.test('lines still pending when the process exits are written first (stdout a pipe)', async (t) => {
   // A child logs through the default destination (stdout) and exits at once, without closing anything.
   const child = spawn(
