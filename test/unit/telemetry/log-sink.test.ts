@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { captureLines } from '../../helpers/log.js'
@@ -217,4 +217,41 @@ t.test('lines still pending when the process exits are written first (stdout a p
     Array.from({ length: 300 }, (_, i) => i),
     'all 300 lines, each once',
   )
+})
+
+t.test('processes sharing one stdout pipe (workers) never cut into each other’s lines', async (t) => {
+  // Two writers on one pipe, as the workers of `workers: 2` on the primary's stdout; each writes
+  // batches as fast as it can, and all of it must come out as whole lines.
+  const dir = mkdtempSync(join(tmpdir(), 'pc-log-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const writer = join(dir, 'writer.mjs')
+  writeFileSync(
+    writer,
+    `const { createLoggers, createLogSink } = await import(${JSON.stringify(new URL('../../../src/telemetry/log-sink.ts', import.meta.url).href)})
+     const sink = createLogSink(createLoggers('info', undefined, 'json').records, 'json')
+     const pad = 'p'.repeat(200)
+     for (let i = 0; i < 20000; i++) {
+       sink.write({ time: 't', id: process.argv[2] + i, event: 'close', agent: pad, host: 'h', bytes_up: i, bytes_down: 0, duration_ms: 0 })
+       if (i % 500 === 0) await new Promise((r) => setImmediate(r))
+     }\n`,
+  )
+  const node = (name: string): string => `"${process.execPath}" --import tsx "${writer}" ${name}`
+  const child = spawn('sh', ['-c', `${node('a')} & A=$!; ${node('b')} & B=$!; wait $A && wait $B`], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  let out = ''
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c))
+  const [code] = (await once(child, 'close')) as [number]
+  t.equal(code, 0, 'both writers exit 0')
+  const lines = out.split('\n').filter(Boolean)
+  const broken = lines.filter((l) => {
+    try {
+      JSON.parse(l)
+      return false
+    } catch {
+      return true
+    }
+  })
+  t.equal(broken.length, 0, `every line whole (${broken[0]?.slice(0, 120) ?? ''})`)
+  t.equal(lines.length, 40000, 'all 40,000 lines')
 })
