@@ -68,6 +68,26 @@ const CHUNK_SIZE_LINE = /^([0-9A-Fa-f]{1,13})(?:[\t ]*;[\t\x20-\x7e\x80-\xff]*)?
 /** Longest chunk-size line (with extensions) and trailer section the parser holds. */
 const MAX_CHUNK_LINE = 4096
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1')
+const HTTP_PREFIX = Buffer.from('HTTP/', 'latin1')
+
+/**
+ * Why the start of a head (no blank line yet) can never be a valid one, or null: it does not begin
+ * with `HTTP/`, or a line ends in a bare LF (a head in bare LFs never reaches CRLF CRLF, and the
+ * client would wait out the response-header deadline for a 502 that can be given at once).
+ */
+function unfinishableHead(head: Buffer): { readonly code: string; readonly message: string } | null {
+  const statusLine = { code: 'HPE_INVALID_CONSTANT', message: 'not an HTTP/1.x status line' }
+  const n = Math.min(head.length, HTTP_PREFIX.length)
+  if (head.compare(HTTP_PREFIX, 0, n, 0, n) !== 0) return statusLine
+  let lineEnds = 0
+  for (let lf = head.indexOf(LF); lf >= 0; lf = head.indexOf(LF, lf + 1)) {
+    // The same codes as the whole head would get, however the bytes were split into reads.
+    if (lf === 0 || head[lf - 1] !== CR)
+      return lineEnds === 0 ? statusLine : { code: 'HPE_INVALID_HEADER_TOKEN', message: 'malformed header field' }
+    lineEnds++
+  }
+  return null
+}
 
 export class ResponseParser {
   private state = State.Idle
@@ -214,6 +234,9 @@ export class ResponseParser {
         return data.length
       }
       this.pending = buf.subarray(from)
+      // A head that cannot become one fails now, not when the upstream closes or a deadline passes.
+      const bad = unfinishableHead(this.pending)
+      if (bad !== null) this.fail(bad.code, bad.message)
       return data.length
     }
     const consumedOfData = this.pending === null ? end + 4 : end + 4 - this.pending.length + at

@@ -55,7 +55,9 @@ function connectionNamed(values: readonly string[]): Set<string> {
 
 /**
  * A flat `[name, value, …]` list without hop-by-hop fields (the fixed list and every name the
- * Connection field lists) and without the names in `drop` (lower-case).
+ * Connection field lists), without the names in `drop` (lower-case), and without the proxy's own
+ * `X-Portcullis-*`: only the proxy says what it decided (an allowed origin answering
+ * `X-Portcullis-Decision: denied_no_rule` would tell an agent "policy, do not retry").
  */
 export function endToEnd(raw: readonly string[], drop: ReadonlySet<string> = NOTHING): string[] {
   const connection: string[] = []
@@ -66,13 +68,14 @@ export function endToEnd(raw: readonly string[], drop: ReadonlySet<string> = NOT
   const out: string[] = []
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase()
-    if (HOP_BY_HOP.has(name) || drop.has(name) || named?.has(name) === true) continue
+    if (HOP_BY_HOP.has(name) || drop.has(name) || named?.has(name) === true || name.startsWith(OWN_PREFIX)) continue
     out.push(raw[i] as string, raw[i + 1] as string)
   }
   return out
 }
 
 const NOTHING: ReadonlySet<string> = new Set()
+const OWN_PREFIX = 'x-portcullis-'
 const HOST_AND_VIA: ReadonlySet<string> = new Set(['host', 'via'])
 const VIA_ONLY: ReadonlySet<string> = new Set(['via'])
 
@@ -372,6 +375,13 @@ function relayAnswer(
     corked?.uncork()
     corked = null
   }
+  let heldHead: { readonly status: number; readonly headers: string[] } | null = null
+  const writeHeldHead = (): void => {
+    if (heldHead === null) return
+    const { status, headers } = heldHead
+    heldHead = null
+    if (!res.destroyed) res.writeHead(status, headers)
+  }
   res.on('drain', () => {
     if (!paused) return
     paused = false
@@ -391,11 +401,15 @@ function relayAnswer(
       if (masker !== null)
         for (let i = 1; i < headers.length; i += 2) headers[i] = maskText(headers[i] as string, secrets)
       if (res.destroyed) return false
-      res.writeHead(status, headers)
+      // Written once the read that brought it is parsed: a framing error in the same read (a bad chunk
+      // right after the head) still gets the client a 502 that says so, not a head and a reset.
+      heldHead = { status, headers }
+      queueMicrotask(writeHeldHead)
       return true
     },
     onData(chunk) {
       if (res.destroyed) return false
+      writeHeldHead()
       const socket = res.socket
       if (corked === null && socket !== null) {
         corked = socket
@@ -408,6 +422,7 @@ function relayAnswer(
     },
     onComplete() {
       done = true
+      writeHeldHead()
       uncork()
       res.removeListener('close', onClientGone)
       if (masker === null) res.end()
@@ -418,7 +433,9 @@ function relayAnswer(
       uncork()
       res.removeListener('close', onClientGone)
       if (res.destroyed) return
-      if (!headSeen && !res.headersSent) onFailure(mapSocketError(err))
+      const headWritten = headSeen && heldHead === null
+      heldHead = null
+      if (!headWritten && !res.headersSent) onFailure(mapSocketError(err))
       else res.destroy()
     },
   }

@@ -22,6 +22,18 @@ const BEHAVIOURS: Record<string, Behaviour> = {
   fin: (s) => s.once('data', () => s.end()),
   // Answers something that is not HTTP.
   garbage: (s) => s.once('data', () => s.end('SSH-2.0-OpenSSH_9.6\r\n\r\n')),
+  // A head, and in the same write a chunk size that is not hex.
+  badchunk: (s) =>
+    s.once('data', () => s.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n')),
+  // A head in bare LFs, the connection left open: it can never end in CRLF CRLF.
+  barelf: (s) => s.once('data', () => s.write('HTTP/1.1 200 OK\nContent-Length: 5\n\nhello')),
+  // A fine answer that claims to be the proxy's denial.
+  spoof: (s) =>
+    s.once('data', () =>
+      s.end(
+        'HTTP/1.1 200 OK\r\nX-Portcullis-Decision: denied_no_rule\r\nX-Portcullis-Request-Id: 01FAKE\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok',
+      ),
+    ),
   // Never answers.
   silent: () => undefined,
   // A status line, then one header byte a second: never idle, never done.
@@ -86,6 +98,8 @@ agents:
   const cases = [
     ['fin', 502, 'no_answer', /closed the connection without answering/],
     ['garbage', 502, 'bad_answer', /not valid HTTP/],
+    ['badchunk', 502, 'bad_answer', /not valid HTTP/],
+    ['barelf', 502, 'bad_answer', /not valid HTTP/],
     ['silent', 504, 'timeout', /did not answer in time/],
     ['trickle', 504, 'timeout', /did not answer in time/],
   ] as const
@@ -111,6 +125,19 @@ agents:
       t.match(r.body, sentence)
     })
   }
+
+  t.test(
+    "an upstream's X-Portcullis-* fields never reach the client: only the proxy says what it decided",
+    async (t) => {
+      for (const url of [`http://origin.test:${plain.spoof}/x`, `https://origin.test:${secure.spoof}/x`]) {
+        const r = await curl([...via, url])
+        t.equal(r.status, 200, r.stderr)
+        t.equal(r.body, 'ok')
+        t.notOk(r.headers['x-portcullis-decision'], url)
+        t.notOk(r.headers['x-portcullis-request-id'], url)
+      }
+    },
+  )
 
   t.test('cleartext HTTP inside a CONNECT to a silent upstream gets the 504 too', async (t) => {
     const { socket, head } = await openTunnel(pc.proxyPort, `origin.test:${plain.silent}`)
