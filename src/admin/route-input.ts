@@ -41,9 +41,21 @@ export async function readBody<S extends z.ZodType>(
   return null
 }
 
-/** The id a `DELETE <prefix><id>` route names, percent-decoded. */
-export function idParam(url: URL, prefix: string): string {
-  return decodeURIComponent(url.pathname.slice(prefix.length))
+/**
+ * The id a `DELETE <prefix><id>` route names, percent-decoded; null when it is not valid
+ * percent-encoding (`%zz`, a lone `%`): the caller answers 400, not a 500 from the URIError.
+ */
+export function idParam(url: URL, prefix: string): string | null {
+  try {
+    return decodeURIComponent(url.pathname.slice(prefix.length))
+  } catch {
+    return null
+  }
+}
+
+/** The 400 for an id that is not valid percent-encoding. */
+export function sendBadIdEncoding(res: ServerResponse): void {
+  sendJson(res, 400, { error: 'bad_id', message: 'the id in the path is not valid percent-encoding' })
 }
 
 /** Who made a change, for the audit trail: `?by=NAME` (at most 100 characters), else `admin`. */

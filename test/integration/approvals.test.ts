@@ -87,6 +87,8 @@ t.test('a blocked request becomes a scoped, expiring, audited approval', async (
       'revocation takes effect within a second',
     )
     t.equal((await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${made.body.id}`)).status, 404)
+    for (const bad of ['/api/approvals/%zz', '/api/approvals/%', '/api/sandboxes/%E0%A4%A'])
+      t.match(await adminCall(pc.adminUrl, 'DELETE', bad), { status: 400, body: { error: 'bad_id' } }, bad)
   })
 
   t.test('a path-prefix approval opens the directory for the same method, not its siblings', async (t) => {

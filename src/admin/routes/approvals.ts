@@ -6,7 +6,7 @@ import { describeApproval, isApprovable, MAX_APPROVAL_TTL_MS, type Approval } fr
 import type { Bus } from '../../telemetry/bus.js'
 import { buildApprovalRecord, newRequestId, type DecisionRecord } from '../../telemetry/events.js'
 import { parseDurationMs } from '../../config/duration.js'
-import { actorParam, idParam, readBody } from '../route-input.js'
+import { actorParam, idParam, sendBadIdEncoding, readBody } from '../route-input.js'
 import { sendJson, type Route } from '../server.js'
 
 export interface ApprovalRouteDeps {
@@ -128,6 +128,7 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
       path: '/api/approvals/',
       handler: async (_req, res, url) => {
         const id = idParam(url, '/api/approvals/')
+        if (id === null) return sendBadIdEncoding(res)
         const existing = deps.store.current().find((a) => a.id === id)
         let found = false
         if (!(await storeAvailable(async () => void (found = await deps.store.revoke(id)), res))) return

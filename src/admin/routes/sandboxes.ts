@@ -92,7 +92,7 @@ export function sandboxRoutes(deps: SandboxRouteDeps): Route[] {
       method: 'DELETE',
       path: '/api/sandboxes/',
       handler: async (_req, res, url) => {
-        const id = idParam(url, '/api/sandboxes/').toUpperCase()
+        const id = idParam(url, '/api/sandboxes/')?.toUpperCase() ?? ''
         if (!SANDBOX_ID.test(id))
           return sendJson(res, 400, {
             error: 'bad_id',
