@@ -16,7 +16,7 @@ import type { ProxyDeps } from './deps.js'
 import { recordUnused } from './connection.js'
 import { applyLimits, denialContext, passes, settle } from './decision-point.js'
 import { readClientHello, TLS_ALERT_UNRECOGNIZED_NAME, type HelloOutcome } from './client-hello-reader.js'
-import { respondBadRequest, respondConnectDenial, respondDenial } from './respond.js'
+import { respondBadRequest, respondConnectDenial, respondDenial, respondRawDenial } from './respond.js'
 import { createUpstreamRelay, spliceTunnel, type UpstreamRelay } from './tunnel.js'
 import { checkRequestHead } from './request-guard.js'
 
@@ -281,6 +281,12 @@ async function refuse(
   if (socket.destroyed) return
   socket.write(ESTABLISHED)
   const hello = await readClientHello(socket, explainable.head, deps.config().upstream.headerTimeoutMs)
+  if (hello.kind === 'not_tls' && looksLikeHttp(hello.bytes)) {
+    // Plain HTTP in the tunnel (undici sends http:// URLs this way): its request gets the denial in clear.
+    const inner = firstRequestLine(hello.bytes)
+    const shown = inner === null ? facts : { ...facts, scheme: 'http' as const, method: inner.method, path: inner.path }
+    return respondRawDenial(socket, d, denialContext(shown, req.headers, inner?.query))
+  }
   if (hello.kind !== 'hello') return void socket.destroy()
   interceptor.explain(socket, hello.bytes, facts.host, (inner, res) => {
     const { path, query } = innerTarget(inner.url)
@@ -291,6 +297,14 @@ async function refuse(
       true,
     )
   })
+}
+
+/** The method, path and query of the request line that starts `bytes`, or null when there is none. */
+function firstRequestLine(bytes: Buffer): { method: string; path: string; query: string } | null {
+  const end = bytes.indexOf('\r\n')
+  const m = /^([A-Z]{1,20}) (\S{1,8192}) HTTP\/1\.[01]$/.exec(bytes.toString('latin1', 0, end < 0 ? 0 : end))
+  if (m === null) return null
+  return { method: m[1] as string, ...innerTarget(m[2]) }
 }
 
 /** The path (normalised when it can be) and query of an inner request target, for a denial body. */

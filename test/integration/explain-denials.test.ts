@@ -87,6 +87,26 @@ agents:
     t.equal(res.headers.get('x-portcullis-request-id'), body.request_id)
   })
 
+  t.test('undici sending an http:// URL through the CONNECT gets the denial in clear, not a bare close', async (t) => {
+    const dispatcher = new ProxyAgent({
+      uri: pc.proxyUrl,
+      token: `Basic ${Buffer.from(`ci-42:${TOKEN}`).toString('base64')}`,
+    })
+    t.teardown(() => dispatcher.close())
+    const res = await undiciFetch(`http://denied.test:${origin.port}/plain/x?y=1`, { dispatcher })
+    t.equal(res.status, 403)
+    t.equal(res.headers.get('x-portcullis-decision'), 'denied_no_rule')
+    const text = await res.text()
+    t.match(
+      text,
+      /portcullis blocked GET http:\/\/denied\.test:\d+\/plain\/x\?y=1 for agent ci-42: no rule allows this host/,
+    )
+    const rec = await pc.waitForRecord<DecisionRecord>(
+      (x) => x.event === 'decision' && x.method === 'CONNECT' && x.id === res.headers.get('x-portcullis-request-id'),
+    )
+    t.match(rec, { agent: 'ci-42', host: 'denied.test', decision: 'deny', reason: 'denied_no_rule' })
+  })
+
   t.test('git prints the paragraph as remote lines', async (t) => {
     const dir = t.testdir()
     const r = await runWith(
