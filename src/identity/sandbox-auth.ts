@@ -31,6 +31,8 @@ export interface SandboxCredential {
   readonly id: string
   readonly labels: SandboxLabels
   readonly expiresAtMs: number
+  /** When it was issued: a reload that lowers identity.max_sandbox_ttl below its lifetime ends it. */
+  readonly issuedAtMs: number
   /** expiresAtMs as ISO 8601, made once at authentication for every record of the credential. */
   readonly expiresAt: string
   /** Which key signed it: a key no longer configured closes its connections. */
@@ -138,6 +140,7 @@ export function authenticateSandbox(
       id: c.id,
       labels: c.labels,
       expiresAtMs: c.exp * 1000,
+      issuedAtMs: c.iat * 1000,
       expiresAt,
       keyId: check.keyId,
     },
@@ -153,10 +156,11 @@ export function sandboxLapse(
   c: SandboxCredential,
   ctx: SandboxAuth | undefined,
   nowMs: number,
-): 'expired' | 'revoked' | 'key_retired' | null {
+): 'expired' | 'revoked' | 'key_retired' | 'ttl_exceeds_max' | null {
   if (c.expiresAtMs <= nowMs) return 'expired'
   if (ctx === undefined) return 'key_retired'
   if (ctx.isRevoked(c.id)) return 'revoked'
+  if (c.expiresAtMs - c.issuedAtMs > ctx.maxTtlMs) return 'ttl_exceeds_max'
   for (const k of ctx.keys) if (k.id === c.keyId) return null
   return 'key_retired'
 }

@@ -26,6 +26,14 @@ export interface LiveSandboxes {
  * revocation on another instance arrives by pub/sub), and a sweep that closes open tunnels and
  * intercepted connections within SWEEP_MS of their credential's expiry and at once on revocation.
  */
+/** What happened to a credential, for the log line of a connection closed for it. */
+const LAPSED: Record<NonNullable<ReturnType<typeof sandboxLapse>>, string> = {
+  expired: 'is expired',
+  revoked: 'is revoked',
+  key_retired: 'lost its signing key',
+  ttl_exceeds_max: 'lives longer than identity.max_sandbox_ttl now allows',
+}
+
 export function createLiveSandboxes(
   config: () => RuntimeConfig,
   env: NodeJS.ProcessEnv,
@@ -61,7 +69,7 @@ export function createLiveSandboxes(
       closed++
       log.info(
         { code: 'PC_SANDBOX_CLOSED', agent: conn.agent, sandbox: sandboxFactsOf(conn.credential)?.sandbox, why: lapse },
-        `connection closed: its sandbox credential ${lapse === 'key_retired' ? 'lost its signing key' : `is ${lapse}`}`,
+        `connection closed: its sandbox credential ${LAPSED[lapse]}`,
       )
     }
     return closed

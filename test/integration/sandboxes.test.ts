@@ -75,10 +75,10 @@ const streaming: OriginHandler = (req, res) => {
 t.test('sandbox credentials', async (t) => {
   const origin = await startHttpOrigin(t, streaming)
   const tlsOrigin = await startHttpsOrigin(t, ['origin.test'])
-  const pc = await startPortcullis(
-    t,
-    `${upstreamYaml([origin.port, tlsOrigin.port], `  ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}`)}
-identity: { max_sandbox_ttl: 24h }
+  const configWith = (
+    maxTtl: string,
+  ): string => `${upstreamYaml([origin.port, tlsOrigin.port], `  ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}`)}
+identity: { max_sandbox_ttl: ${maxTtl} }
 groups:
   g:
     allow:
@@ -90,10 +90,8 @@ agents:
   - { id: lim, groups: [g], sandboxes: true, limits: { requests_per_minute: 3 } }
   - { id: other, groups: [g], sandboxes: true }
   - { id: plain, token: ${TOKEN_HASH}, groups: [g] }
-`,
-    {},
-    { env: ENV },
-  )
+`
+  const pc = await startPortcullis(t, configWith('24h'), {}, { env: ENV })
   const at = (path: string, host = 'origin.test'): string => `http://${host}:${origin.port}${path}`
 
   t.test('issued by the admin API: the SPEC fields, proxy lines, and a credential that works', async (t) => {
@@ -373,6 +371,23 @@ agents:
     await closeOf(tls, 'the tunnel to close at expiry')
     const late = Date.now() - Date.parse(s.expires_at)
     t.ok(late < 1000, `closed ${late} ms after expiry`)
+  })
+
+  t.test('a reload that lowers max_sandbox_ttl below a credential’s lifetime closes its open tunnel', async (t) => {
+    const s = await issue(pc, 'ci', '2h', { task: 'long' })
+    const tls = await tlsThroughTunnel(pc.proxyPort, tlsOrigin.port, s, readFileSync(tlsOrigin.ca.certFile, 'utf8'))
+    const closed = closeOf(tls, 'the tunnel to close after the reload')
+    const t0 = Date.now()
+    pc.rewriteConfig(configWith('1h'))
+    t.equal((await adminCall(pc.adminUrl, 'POST', '/api/reload')).status, 200)
+    await closed
+    t.ok(Date.now() - t0 < 1500, `closed ${Date.now() - t0} ms after the reload`)
+    const after = await proxiedGet(pc.proxyPort, at('/after-ttl'), s.user, s.token, JSON_ACCEPT)
+    t.equal(after.status, 407)
+    t.match(JSON.parse(after.body), { detail: 'ttl_exceeds_max' })
+    pc.rewriteConfig(configWith('24h'))
+    t.equal((await adminCall(pc.adminUrl, 'POST', '/api/reload')).status, 200)
+    t.equal((await proxiedGet(pc.proxyPort, at('/ttl-back'), s.user, s.token)).status, 200, 'and back at 24h it works')
   })
 
   t.test('approvals from a sandbox request: the agent, or that sandbox only', async (t) => {

@@ -127,6 +127,12 @@ t.test(
     t.equal(sandboxLapse(c, ctx(), NOW + HOUR), 'expired')
     t.equal(sandboxLapse(c, ctx([s.id]), NOW), 'revoked')
     t.equal(sandboxLapse(c, ctx([], [KEY]), NOW), 'key_retired', 'rotation finished: the old key is gone')
+    t.equal(
+      sandboxLapse(c, { ...ctx(), maxTtlMs: HOUR / 2 }, NOW),
+      'ttl_exceeds_max',
+      'a reload that lowers max_sandbox_ttl below its lifetime',
+    )
+    t.equal(sandboxLapse(c, { ...ctx(), maxTtlMs: HOUR }, NOW), null, 'a lifetime of exactly the maximum is kept')
     t.ok(stillAuthenticates(POLICY, 'ci', c, '127.0.0.1'))
     const noLonger = parseConfigText(
       'groups: { g: { allow: [ { host: a.test } ] } }\nagents:\n  - { id: ci, groups: [g], source_cidrs: [10.0.0.0/8] }\n',
