@@ -23,6 +23,11 @@ export interface SandboxAuth {
   readonly keys: readonly SigningKey[]
   readonly maxTtlMs: number
   isRevoked(id: string): boolean
+  /**
+   * Whether the revocation set is known: an instance that has not read it since start (Redis down)
+   * cannot tell a revoked credential from a good one, and refuses them all (fail closed).
+   */
+  revocationsKnown(): boolean
 }
 
 /** An accepted sandbox credential, kept with its connection (never the token). */
@@ -58,6 +63,7 @@ export type SandboxDetail =
   | 'not_yet_valid'
   | 'ttl_exceeds_max'
   | 'revoked'
+  | 'revocations_unknown'
   | 'key_retired'
   | 'source_not_allowed'
 
@@ -75,6 +81,8 @@ const EXPLANATIONS: Readonly<Record<SandboxDetail, string>> = {
   not_yet_valid: 'the sandbox credential is not valid yet (the issuer’s clock is ahead by more than a minute)',
   ttl_exceeds_max: 'the sandbox credential lives longer than identity.max_sandbox_ttl allows',
   revoked: 'the sandbox credential has been revoked',
+  revocations_unknown:
+    'the proxy has not yet read the list of revoked sandbox credentials (Redis unreachable since it started), so it accepts none until it has',
   key_retired: 'the key that signed the sandbox credential is no longer configured',
   source_not_allowed: 'the sandbox credential is not accepted from this address (source_cidrs of its agent)',
 }
@@ -129,6 +137,7 @@ export function authenticateSandbox(
     return refuse('wrong_agent', agent.id, c.agent === agent.id ? claimed : undefined)
   const timing = checkTimes(c, nowMs, ctx.maxTtlMs)
   if (timing !== null) return refuse(timing, agent.id, claimed)
+  if (!ctx.revocationsKnown()) return refuse('revocations_unknown', agent.id, claimed)
   if (ctx.isRevoked(c.id)) return refuse('revoked', agent.id, claimed)
   if (agent.sourceCidrs.length > 0 && !agent.sourceCidrs.some((cidr) => cidrContains(cidr, srcIp)))
     return refuse('source_not_allowed', agent.id, claimed)

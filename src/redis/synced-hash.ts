@@ -45,6 +45,7 @@ export function createSyncedHash<T extends KeyedEntry>(client: RedisClient, opts
   const { key, channel, log, codes, names } = opts
   const now = opts.now ?? Date.now
   let list: readonly T[] = []
+  let loaded = false
   const listeners: Array<() => void> = []
   const refresh = async (): Promise<void> => {
     const all = await client.hgetall(key)
@@ -77,6 +78,7 @@ export function createSyncedHash<T extends KeyedEntry>(client: RedisClient, opts
     }
     next.sort(opts.order)
     list = next
+    loaded = true
     for (const l of listeners) l()
   }
   // Warn once per outage, not at every resync while Redis is away.
@@ -122,6 +124,7 @@ export function createSyncedHash<T extends KeyedEntry>(client: RedisClient, opts
   timer.unref()
   return {
     current: () => list,
+    loaded: () => loaded,
     async add(entry) {
       // HSETNX keeps the first entry of an id; HSET replaces it.
       if (opts.keepFirst) await client.hsetnx(key, entry.id, JSON.stringify(entry))

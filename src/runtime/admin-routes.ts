@@ -42,7 +42,14 @@ export function adminRoutes(d: AdminRouteDeps): Route[] {
     ...healthRoutes({
       generation: policy.generation,
       configError: policy.configError,
-      warnings: () => missingCredentials(policy.current(), d.env),
+      warnings: () => [
+        ...missingCredentials(policy.current(), d.env),
+        ...(d.sandboxStore.loaded()
+          ? []
+          : [
+              'sandbox revocations not read yet (Redis unreachable since start): sandbox credentials are refused (revocations_unknown) until they are',
+            ]),
+      ],
       ready: () => d.proxyServer.listening,
       startedAt: since,
     }),

@@ -51,6 +51,7 @@ export function createLiveSandboxes(
         keys: keys.verifying,
         maxTtlMs: cfg.identity.maxSandboxTtlMs,
         isRevoked: (id) => revoked.has(id),
+        revocationsKnown: () => store?.loaded() === true,
       }
       cached = { config: cfg, keys, auth }
     }

@@ -18,6 +18,8 @@ export interface Revocation {
 
 export interface RevocationStore {
   current(): readonly Revocation[]
+  /** The set has been read at least once: until then a revoked credential cannot be told (Redis down since start). */
+  loaded(): boolean
   /** Idempotent: revoking a revoked sandbox again keeps the first entry. */
   add(r: Revocation): Promise<void>
   /** Called after any change, local or from another instance. */

@@ -9,6 +9,11 @@ export interface KeyedEntry {
 
 export interface KeyedStore<T extends KeyedEntry> {
   current(): readonly T[]
+  /**
+   * Whether the stored set has been read at least once. A file store reads it before it is made; a
+   * Redis store that has not reached Redis since start does not know what it holds.
+   */
+  loaded(): boolean
   add(entry: T): Promise<void>
   /** Resolves false when no entry had that id. */
   remove(id: string): Promise<boolean>

@@ -63,6 +63,7 @@ export async function createYamlFileStore<T extends KeyedEntry>(
   }
   return {
     current: () => list,
+    loaded: () => true,
     async add(entry) {
       if (opts.keepFirst && list.some((x) => x.id === entry.id)) return
       list = [...list.filter((x) => opts.isLive(x, now())), entry]

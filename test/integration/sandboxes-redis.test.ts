@@ -7,7 +7,7 @@ import { proxiedGet as proxiedAnswer } from '../helpers/clients.js'
 import { upstreamYaml } from '../helpers/config.js'
 import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
 import { freePort } from '../helpers/ports.js'
-import { redisClient, startRedis } from '../helpers/redis.js'
+import { redisClient, redisServer, startRedis } from '../helpers/redis.js'
 import { clearOfMinuteEnd, waitFor } from '../helpers/poll.js'
 import { MAIN, runPortcullis, startInstance } from '../helpers/spawn-portcullis.js'
 import { openTunnel } from '../helpers/tunnel.js'
@@ -251,4 +251,43 @@ agents:
       })
     })
   })
+
+  t.test(
+    'an instance that has not read the revocations (Redis down since it started) accepts no sandbox',
+    async (t) => {
+      const redis = redisServer(t, await freePort())
+      const origin = await startHttpOrigin(t)
+      const body = `${upstreamYaml([origin.port])}
+telemetry:
+  redis: { url: ${JSON.stringify(redis.url)} }
+identity: { max_sandbox_ttl: 24h }
+groups:
+  g:
+    allow:
+      - host: origin.test
+agents:
+  - { id: ci, groups: [g], sandboxes: true }
+`
+      const c = await startInstance(t, body, { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN, PORTCULLIS_SIGNING_KEY: KEY })
+      const issued = await portcullis(issueArgs('1h', '--json', '--config', c.config), { PORTCULLIS_SIGNING_KEY: KEY })
+      t.equal(issued.code, 0, issued.stderr)
+      const s = JSON.parse(issued.stdout) as Issued
+      const url = `http://origin.test:${origin.port}/while-unknown`
+      const refused = await proxiedAnswer(c.proxyPort, url, s.user, s.token, { accept: 'application/json' })
+      t.equal(refused.status, 407, refused.body)
+      t.match(JSON.parse(refused.body), { reason: 'denied_auth_invalid', detail: 'revocations_unknown' })
+      const health = (await (await fetch(`${c.adminUrl}/healthz`)).json()) as { warnings: string[] }
+      t.match(health.warnings.join('\n'), /sandbox revocations not read yet/, '/healthz says why')
+      await redis.start()
+      await waitFor(
+        'the credential to be accepted once the revocations are read',
+        async () => (await proxiedGet(c.proxyPort, url, s.user, s.token)) === 200,
+        15_000,
+      )
+      const rec = await c.proc.waitLine(
+        (l) => l.event === 'decision' && l.path === '/while-unknown' && l.decision === 'allow',
+      )
+      t.match(rec, { agent: 'ci', sandbox: s.id }, 'accepted once Redis answered, and recorded')
+    },
+  )
 }

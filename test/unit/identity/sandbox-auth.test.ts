@@ -22,8 +22,8 @@ agents:
   'sandbox-auth.yaml',
 ).policy
 
-function ctx(revoked: readonly string[] = [], keys = [KEY, OLD]): SandboxAuth {
-  return { keys, maxTtlMs: 24 * HOUR, isRevoked: (id) => revoked.includes(id) }
+function ctx(revoked: readonly string[] = [], keys = [KEY, OLD], known = true): SandboxAuth {
+  return { keys, maxTtlMs: 24 * HOUR, isRevoked: (id) => revoked.includes(id), revocationsKnown: () => known }
 }
 
 function issued(agent = 'ci', ttlMs = 2 * HOUR, key = KEY) {
@@ -69,6 +69,11 @@ const cases: Array<
       return { ...s, ctx: ctx([s.id]) }
     },
     'revoked',
+  ],
+  [
+    'revocations not read yet (Redis down since start)',
+    () => ({ ...issued(), ctx: ctx([], [KEY, OLD], false) }),
+    'revocations_unknown',
   ],
   [
     'another agent in the user',
