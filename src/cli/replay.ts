@@ -89,6 +89,10 @@ export function formatReplay(report: ReplayReport, from: string, config: string,
       lines.push('  (--against OLD decides these under both policies for every query they may have had)')
   }
   lines.push(`unchanged: ${plural(t.unchanged, 'request')}`)
+  if (t.approved > 0)
+    lines.push(
+      `allowed by an approval, not re-decided: ${plural(t.approved, 'request')} (approvals are not in the config; --against OLD compares them under both policies)`,
+    )
   if (t.skipped > 0)
     lines.push(`not policy decisions (skipped): ${report.skipped.map((s) => `${s.reason} ${s.requests}`).join(', ')}`)
   return `${lines.join('\n')}\n`

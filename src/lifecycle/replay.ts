@@ -73,6 +73,12 @@ export interface ReplayReport {
     readonly undetermined: number
     readonly unchanged: number
     readonly skipped: number
+    /**
+     * Allowed by an approval (rule `approval:<id>`), with no baseline policy: approvals are not in
+     * the config, so NEW alone would deny them all; they are kept out of the flips. With `--against`
+     * both policies decide them without the approval, and only a change between the two counts.
+     */
+    readonly approved: number
   }
   readonly flips: readonly FlipGroup[]
   readonly undetermined: readonly UndeterminedGroup[]
@@ -103,7 +109,7 @@ export function replayRecords(
   const flips = new Map<string, Tally<Omit<FlipGroup, keyof Coverage>>>()
   const unknown = new Map<string, Tally<Omit<UndeterminedGroup, keyof Coverage>>>()
   const skipped = new Map<string, number>()
-  const totals = { allowToDeny: 0, denyToAllow: 0, undetermined: 0, unchanged: 0, skipped: 0 }
+  const totals = { allowToDeny: 0, denyToAllow: 0, undetermined: 0, unchanged: 0, skipped: 0, approved: 0 }
   let requests = 0
   for (const r of records) {
     const n = requestsOf(r)
@@ -112,6 +118,10 @@ export function replayRecords(
     if (recorded === null || r.agent === null) {
       skipped.set(r.reason, (skipped.get(r.reason) ?? 0) + n)
       totals.skipped += n
+      continue
+    }
+    if (against === null && recorded === 'allow' && r.rule?.startsWith('approval:') === true) {
+      totals.approved += n
       continue
     }
     const queries = [

@@ -23,7 +23,7 @@ t.test('allow→deny and deny→allow, grouped by agent, host and rule, with tot
     ],
     NEW,
   )
-  t.same(report.totals, { allowToDeny: 5, denyToAllow: 1, undetermined: 0, unchanged: 1, skipped: 0 })
+  t.same(report.totals, { allowToDeny: 5, denyToAllow: 1, undetermined: 0, unchanged: 1, skipped: 0, approved: 0 })
   t.match(report.flips, [
     {
       direction: 'allow_to_deny',
@@ -45,6 +45,17 @@ t.test('allow→deny and deny→allow, grouped by agent, host and rule, with tot
       to: { reason: 'allowed', rule: 'builders.allow[0]' },
     },
   ])
+})
+
+t.test('requests an approval allowed are no new denials: approvals aside, or under both policies', async (t) => {
+  const approved = allowed('ci', 'GET https://registry.npmjs.org/react', 'approval:01M96R1Y0000000000000000AA', {
+    repeats: 2,
+  })
+  const alone = replayRecords([approved], OLD)
+  t.match(alone.totals, { allowToDeny: 0, approved: 3 }, 'the same config does not flip them')
+  t.same(alone.flips, [])
+  const against = replayRecords([approved], NEW, OLD)
+  t.match(against.totals, { approved: 0, allowToDeny: 3 }, 'with --against, a policy change under them still shows')
 })
 
 t.test('records that are not policy decisions are skipped, by reason', async (t) => {
