@@ -60,7 +60,7 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     log,
     // SPEC §10: a reload whose policy tests fail is refused like an invalid edit.
     vet: vetPolicyTests,
-    alsoWatch: initial.testsFile ? [initial.testsFile.path] : [],
+    alsoWatch: (c) => (c.testsFile ? [c.testsFile.path] : []),
     onSwap: (next) => {
       reportPolicyProblems(next, env, log)
       return closeDisallowed(tracker, next, approvals(), Date.now())

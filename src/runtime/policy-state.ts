@@ -28,18 +28,28 @@ export interface PolicyStateOptions {
    * a message refuses it like an invalid edit.
    */
   readonly vet?: (config: RuntimeConfig) => string | null
-  /** More files whose edits reload the config (its policy tests file). */
-  readonly alsoWatch?: readonly string[]
+  /**
+   * More files whose edits reload the config (its policy tests file), per config: a reload that names
+   * another tests file moves the watch to it.
+   */
+  readonly alsoWatch?: (config: RuntimeConfig) => readonly string[]
   /** After a swap: close what the new policy no longer allows; returns how many connections were closed. */
   readonly onSwap: (next: RuntimeConfig, before: RuntimeConfig) => number
 }
 
 export function createPolicyState(opts: PolicyStateOptions): PolicyState {
   let current = opts.initial
+  /** The config last read from the file, in force or refused by its checks. */
+  let lastLoaded = opts.initial
   let generation = 1
   let configError: string | null = null
   const { log } = opts
   const apply = (outcome: ReloadOutcome, trigger: string): ReloadOutcome => {
+    // Its tests file is watched even when its tests refuse it: fixing them must reload it.
+    if (outcome.ok) {
+      lastLoaded = outcome.config
+      if (stopWatching !== null) watchAlso()
+    }
     const vetted = outcome.ok ? opts.vet?.(outcome.config) : null
     const checked: ReloadOutcome = vetted ? { ok: false, error: vetted } : outcome
     if (!checked.ok) {
@@ -69,6 +79,22 @@ export function createPolicyState(opts: PolicyStateOptions): PolicyState {
   const loader = createConfigLoader(opts.initial.file, opts.env)
   const reload = (trigger: string): Promise<ReloadOutcome> => loader.load().then((o) => apply(o, trigger))
   let stopWatching: (() => void) | null = null
+  /** The extra files watched now, each with the function that stops its watch. */
+  const also = new Map<string, () => void>()
+  const watchAlso = (): void => {
+    const wanted = new Set([...(opts.alsoWatch?.(current) ?? []), ...(opts.alsoWatch?.(lastLoaded) ?? [])])
+    for (const [file, stop] of also)
+      if (!wanted.has(file)) {
+        stop()
+        also.delete(file)
+      }
+    for (const file of wanted)
+      if (!also.has(file))
+        also.set(
+          file,
+          watchConfigFile(file, () => void reload('file')),
+        )
+  }
   return {
     current: () => current,
     generation: () => generation,
@@ -76,11 +102,14 @@ export function createPolicyState(opts: PolicyStateOptions): PolicyState {
     reload,
     watch() {
       if (stopWatching) return
+      const stopConfig = watchConfigFile(opts.initial.file, () => void reload('file'))
+      stopWatching = () => {
+        stopConfig()
+        for (const stop of also.values()) stop()
+        also.clear()
+      }
       // The policy tests file too: fixing a failing test must not need a touch of the config.
-      const stops = [opts.initial.file, ...(opts.alsoWatch ?? [])].map((f) =>
-        watchConfigFile(f, () => void reload('file')),
-      )
-      stopWatching = () => stops.forEach((stop) => stop())
+      watchAlso()
     },
     close() {
       stopWatching?.()

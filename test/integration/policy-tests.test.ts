@@ -82,6 +82,25 @@ t.test('a reload whose policy tests fail is refused; /healthz names the test', a
   t.equal((await curl([...proxy, `http://other.test:${p}/`])).status, 200, 'the policy in force is unchanged')
 })
 
+t.test('a tests file a reload names is watched from then on', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const p = origin.port
+  const pc = await startPortcullis(t, `tests_file: null\n${policy(p, ['origin.test'])}`, {}, { watch: true })
+  const health = async (): Promise<{ generation: number; config_error: string | null }> =>
+    (await fetch(`${pc.adminUrl}/healthz`)).json() as Promise<{ generation: number; config_error: string | null }>
+  const testsFile = join(pc.dir, 'later.tests.yaml')
+  writeFileSync(testsFile, tests(p, 'denied_no_rule'))
+  pc.rewriteConfig(`tests_file: ${JSON.stringify(testsFile)}\n${policy(p, ['origin.test'])}`)
+  t.ok(await until(async () => (await health()).generation === 2), 'the config naming it reloads; its tests pass')
+  writeFileSync(`${testsFile}.tmp`, tests(p, 'allowed'))
+  renameSync(`${testsFile}.tmp`, testsFile)
+  t.ok(
+    await until(async () => (await health()).config_error !== null, 3000),
+    'an edit of that tests file alone reloads, and its failing test refuses it',
+  )
+  t.match((await health()).config_error, /other\.test stays shut: expected allowed, got denied_no_rule/)
+})
+
 t.test('start refuses a policy whose tests fail; check prints each failure', async (t) => {
   const dir = t.testdir()
   const file = writeConfig(dir, policy(9, ['origin.test']))
