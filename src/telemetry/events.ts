@@ -101,6 +101,8 @@ export interface ApprovalRecord {
   readonly expires_at: string | null
   readonly actor: string
   readonly reason: string
+  /** Set for an approval made for one sandbox alone (sandbox_only). */
+  readonly sandbox?: string
 }
 
 export type TelemetryRecord = DecisionRecord | CloseRecord | ApprovalRecord
@@ -262,12 +264,13 @@ export function buildApprovalRecord(
     readonly port?: number
     readonly path?: string | null
     readonly expires_at?: string
+    readonly sandbox?: string
   },
   actor: string,
   reason: string,
   now: Date = new Date(),
 ): ApprovalRecord {
-  return {
+  const record: ApprovalRecord = {
     time: now.toISOString(),
     id: newRequestId(),
     event: 'approval',
@@ -284,4 +287,6 @@ export function buildApprovalRecord(
     actor,
     reason,
   }
+  // A sandbox-only approval says so: without it, the audit trail shows one for the whole agent.
+  return a.sandbox === undefined ? record : { ...record, sandbox: a.sandbox }
 }

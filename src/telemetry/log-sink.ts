@@ -225,6 +225,7 @@ export function toEcs(r: TelemetryRecord): Record<string, unknown> {
         scope: r.scope,
         expires_at: r.expires_at,
         actor: r.actor,
+        ...(r.sandbox === undefined ? {} : { sandbox: r.sandbox }),
       },
     }
   }

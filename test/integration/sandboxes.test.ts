@@ -6,7 +6,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import t from 'tap'
 import { ulid } from 'ulid'
 import { encodeSandboxToken, signingKey } from '../../src/identity/sandbox-token.js'
-import type { DecisionRecord, TelemetryRecord } from '../../src/telemetry/events.js'
+import type { ApprovalRecord, DecisionRecord, TelemetryRecord } from '../../src/telemetry/events.js'
 import { adminCall } from '../helpers/admin.js'
 import { until } from '../helpers/poll.js'
 import { basicAuth, curl, proxiedGet } from '../helpers/clients.js'
@@ -404,6 +404,8 @@ agents:
     })
     t.equal(only.status, 201)
     t.match(only.body, { sandbox: a.id, covers: new RegExp(`from sandbox ${a.id} only`) })
+    const audit = await pc.waitForRecord<ApprovalRecord>((x) => x.event === 'approval' && x.request_id === rec.id)
+    t.match(audit, { action: 'create', sandbox: a.id }, 'the audit record says it is for that sandbox alone')
     t.ok(await until(async () => (await blocked(a, '/only-a')) === 200), 'sandbox a may now')
     t.equal(await blocked(b, '/only-a'), 403, 'sandbox b of the same agent may not')
 
@@ -411,6 +413,8 @@ agents:
     const rec2 = await pc.waitForRecord<DecisionRecord>((x) => isDecision(x) && x.path === '/every-sandbox')
     const agentWide = await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: rec2.id, scope: 'exact' })
     t.equal(agentWide.status, 201)
+    const wide = await pc.waitForRecord<ApprovalRecord>((x) => x.event === 'approval' && x.request_id === rec2.id)
+    t.notOk('sandbox' in wide, 'an agent-wide one names no sandbox')
     t.ok(await until(async () => (await blocked(a, '/every-sandbox')) === 200), 'another sandbox of the agent may')
 
     t.test('sandbox_only on a request without a sandbox is refused', async (t) => {
