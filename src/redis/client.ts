@@ -30,7 +30,17 @@ export function createRedisClient(url: string, cluster = false): RedisClient {
     commandTimeout: COMMAND_TIMEOUT_MS,
     autoResendUnfulfilledCommands: false,
   }
-  if (!cluster && !isClusterUrl(url)) return new Redis(url, base)
+  if (!cluster && !isClusterUrl(url)) {
+    const client = new Redis(url, base)
+    // A database index the server does not have (`/99` on a default server): ioredis reports the
+    // SELECT's error and carries on in database 0, so records, approvals and limits would go where
+    // nobody reads them. Stop instead: Redis stays down (records wait in the buffer, counted when they
+    // overflow), and the down line says why. Fixing the URL takes a restart.
+    client.on('error', (err: Error) => {
+      if (/DB index is out of range|invalid DB index/i.test(err.message)) client.disconnect()
+    })
+    return client
+  }
   const target = clusterTarget(url)
   const nodes: ClusterNode[] = target.seeds.map((s) => ({ host: s.host, port: s.port }))
   const redisOptions: RedisOptions = {

@@ -187,6 +187,19 @@ t.test('the URL password never reaches a log line', async (t) => {
   t.equal(redactRedisUrl('redis://h:6379'), 'redis://h:6379')
 })
 
+t.test('a database index the server does not have keeps Redis down, not writing to database 0', async (t) => {
+  const redis = await startRedis(t)
+  const logs = capturedLog()
+  const sink = sinkFor(t, { url: `${redis.url}/99`, stream: 'wrong-db', maxlen: 10, log: logs.log })
+  sink.write(decision('ci-42', 'example.com'))
+  await waitFor('down logged', () => logs.codes('PC_REDIS_DOWN') >= 1)
+  await new Promise((r) => setTimeout(r, 500))
+  t.match(JSON.stringify(logs.lines), /DB index is out of range/, 'the down line says why')
+  t.equal(logs.codes('PC_REDIS_UP'), 0, 'never up')
+  t.notOk(sink.connected())
+  t.equal(await redisClient(t, redis.url).xlen('wrong-db'), 0, 'nothing written to database 0')
+})
+
 t.test('readEvents filters newest first and pages with a stream-id cursor', async (t) => {
   const redis = await startRedis(t)
   const sink = sinkFor(t, { url: redis.url, stream: 'ev', maxlen: 100_000, log: capturedLog().log })
