@@ -12,6 +12,7 @@ import type { RuntimeConfig } from '../config/types.js'
 import { PortcullisError } from '../errors.js'
 import { isDecision, parseLogLine } from '../lifecycle/records.js'
 import { createRedisClient, type RedisClient } from '../redis/client.js'
+import { redactRedisUrl } from '../redis/url.js'
 import type { DecisionRecord, TelemetryRecord } from '../telemetry/events.js'
 import { readEvents } from '../telemetry/redis-events.js'
 import { connectAdmin } from './admin-client.js'
@@ -101,7 +102,7 @@ async function readRedis(q: RecordQuery): Promise<RecordBatch> {
   const client = createRedisClient(url)
   client.on('error', () => undefined)
   try {
-    await ready(client)
+    await ready(client, url)
     const newestFirst: DecisionRecord[] = []
     for (let cursor: string | undefined; ;) {
       const page = await readEvents(client, stream, {
@@ -128,12 +129,20 @@ async function readRedis(q: RecordQuery): Promise<RecordBatch> {
   }
 }
 
-async function ready(client: RedisClient): Promise<void> {
+/** The client ready, or why not: a refused connection says so at once, a silent server after REDIS_READY_MS. */
+async function ready(client: RedisClient, url: string): Promise<void> {
   const timeout = AbortSignal.timeout(REDIS_READY_MS)
+  const at = redactRedisUrl(url)
   try {
     await once(client, 'ready', { signal: timeout })
-  } catch {
-    throw new PortcullisError('PC_ERR_RECORDS_UNREADABLE', `Redis did not answer within ${REDIS_READY_MS / 1000} s`)
+  } catch (err) {
+    // events.once rejects with the emitter's first 'error' (a refused connection), or with the abort.
+    if (timeout.aborted)
+      throw new PortcullisError(
+        'PC_ERR_RECORDS_UNREADABLE',
+        `Redis at ${at} did not answer within ${REDIS_READY_MS / 1000} s`,
+      )
+    throw new PortcullisError('PC_ERR_RECORDS_UNREADABLE', `cannot reach Redis at ${at}: ${(err as Error).message}`)
   }
 }
 

@@ -35,6 +35,14 @@ const HOP_BY_HOP = new Set([
 ])
 
 /**
+ * Fields whose meaning a server may find under an underscore spelling: CGI-style backends read
+ * `Transfer_Encoding` as `Transfer-Encoding` (both become HTTP_TRANSFER_ENCODING). Such spellings of
+ * the framing, routing and hop-by-hop fields are dropped, as nginx drops every underscore name by
+ * default; other names with underscores (`X_Api_Key`) pass.
+ */
+const UNDERSCORE_SENSITIVE = new Set([...HOP_BY_HOP, 'content-length', 'host', 'via', 'forwarded', 'x-forwarded-for'])
+
+/**
  * Headers a `Connection` field may not remove: `Connection: content-length` would strip the body's
  * length and leave the body on the upstream connection as a second, undecided request.
  */
@@ -69,6 +77,7 @@ export function endToEnd(raw: readonly string[], drop: ReadonlySet<string> = NOT
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase()
     if (HOP_BY_HOP.has(name) || drop.has(name) || named?.has(name) === true || name.startsWith(OWN_PREFIX)) continue
+    if (name.includes('_') && UNDERSCORE_SENSITIVE.has(name.replaceAll('_', '-'))) continue
     out.push(raw[i] as string, raw[i + 1] as string)
   }
   return out

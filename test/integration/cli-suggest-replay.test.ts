@@ -9,6 +9,7 @@ import { startGitServer, gitEnv, runGit, type GitServer } from '../helpers/git-s
 import { curl } from '../helpers/clients.js'
 import { CLIENT_TIMEOUTS, pinnedUpstreamYaml, TOKEN, TOKEN_HASH } from '../helpers/config.js'
 import { runPortcullis } from '../helpers/spawn-portcullis.js'
+import { freePort } from '../helpers/ports.js'
 import { run, type RunResult } from '../helpers/spawn.js'
 
 // SPEC §10 through the real program: traffic recorded by a real proxy (denied siblings, a host denied on
@@ -320,4 +321,16 @@ t.test('usage errors exit 2', async (t) => {
   const missing = await cli(['replay', '--config', 'portcullis.yaml', '--source', 'missing.log'], dir)
   t.equal(missing.code, 1)
   t.match(missing.stderr, /cannot read missing\.log: ENOENT \(PC_ERR_RECORDS_UNREADABLE\)/)
+})
+
+t.test('--source redis with nothing listening says it cannot reach it, at once', async (t) => {
+  const port = await freePort()
+  const dir = t.testdir({
+    'portcullis.yaml': `telemetry: { redis: { url: "redis://:pw@127.0.0.1:${port}" } }\nagents:\n  - { id: ci, source_cidrs: [127.0.0.1/32] }\n`,
+  })
+  const started = Date.now()
+  const r = await cli(['replay', '--config', 'portcullis.yaml', '--source', 'redis'], dir)
+  t.equal(r.code, 1)
+  t.match(r.stderr, new RegExp(`cannot reach Redis at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`))
+  t.ok(Date.now() - started < 4000, 'without waiting out the 5 s timeout')
 })

@@ -41,6 +41,12 @@ agents:
       'X-Drop-Me: 1',
       '-H',
       'Keep-Alive: timeout=5',
+      '-H',
+      'Transfer_Encoding: chunked',
+      '-H',
+      'Content_Length: 7',
+      '-H',
+      'X_Api_Key: kept',
       `http://origin.test:${origin.port}/hello?x=1`,
     ])
     t.equal(r.status, 200)
@@ -51,6 +57,9 @@ agents:
     t.notOk(seen?.headers['proxy-authorization'], 'Proxy-Authorization is not forwarded')
     t.notOk(seen?.headers['x-drop-me'], 'headers named in Connection are stripped')
     t.notOk(seen?.headers['keep-alive'], 'Keep-Alive is stripped')
+    t.notOk(seen?.headers.transfer_encoding, 'an underscore spelling of a framing field is dropped')
+    t.notOk(seen?.headers.content_length)
+    t.equal(seen?.headers.x_api_key, 'kept', 'other underscore names pass')
     t.match(seen?.headers.via ?? '', /1\.1 portcullis/)
     t.equal(seen?.headers.host, `origin.test:${origin.port}`)
     const rec = await pc.waitForRecord((r) => r.event === 'decision' && r.path === '/hello')
