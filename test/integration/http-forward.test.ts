@@ -1,3 +1,5 @@
+import { once } from 'node:events'
+import { connect } from 'node:net'
 import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
@@ -178,6 +180,24 @@ agents:
       /resolves to 127\.0\.0\.2 \(loopback\).*upstream\.allow_private/,
       'so does the body, with the setting',
     )
+  })
+
+  t.test('a client that half-closes after its request still gets the answer', async (t) => {
+    const socket = connect({ host: '127.0.0.1', port: pc.proxyPort, allowHalfOpen: true })
+    await once(socket, 'connect')
+    const chunks: Buffer[] = []
+    socket.on('data', (c: Buffer) => chunks.push(c))
+    const auth = Buffer.from(`ci:${TOKEN}`).toString('base64')
+    // end(): the request, then FIN on the client's sending side.
+    socket.end(
+      `POST http://origin.test:${origin.port}/half HTTP/1.1\r\nHost: origin.test:${origin.port}\r\nProxy-Authorization: Basic ${auth}\r\nContent-Length: 3\r\n\r\nabc`,
+    )
+    const guard = setTimeout(() => socket.destroy(), 5000)
+    await once(socket, 'close')
+    clearTimeout(guard)
+    const answer = Buffer.concat(chunks).toString('latin1')
+    t.match(answer, /^HTTP\/1\.1 200 /)
+    t.match(answer, /origin saw POST \/half/)
   })
 
   t.test('origin-form requests to the proxy are answered 400', async (t) => {
