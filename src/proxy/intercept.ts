@@ -12,6 +12,7 @@ import { respondBadRequest } from './respond.js'
 import {
   afterEarlierAnswer,
   answerClientError,
+  answerHalfClosedClients,
   answerHeaderTimeout,
   awaitNextHead,
   destroySocket,
@@ -124,6 +125,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     joinDuplicateHeaders: false,
     requireHostHeader: false,
   })
+  answerHalfClosedClients(inner)
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     awaitNextHead(req, res, upstream.idleTimeoutMs)
     inTurn(req, res, () => {

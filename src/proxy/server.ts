@@ -34,12 +34,7 @@ export function createProxyServer(deps: ProxyDeps): Server {
     // A missing Host is refused by request-flow.ts, with the proxy's explanation, not node's bare 400.
     requireHostHeader: false,
   })
-  // A client that sends its request and then shuts down its sending side (a script's shutdown(SHUT_WR),
-  // `nc -N`) still reads the answer: node's default ended the connection at once, after the request had
-  // gone upstream, so the client got nothing for a request that took effect. The answer in flight is
-  // the connection's last; the idle and header timeouts still bound a half-closed client. (A property of
-  // node's http.Server since its start, read by its socketOnEnd, though not in its types.)
-  ;(server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true
+  answerHalfClosedClients(server)
   server.on('connection', (socket: Socket) => {
     const state = attachConnState(socket)
     socket.on('error', destroyEmitter)
@@ -208,4 +203,16 @@ export function answerHeaderTimeout(socket: Socket): void {
 /** A deadline passed where no answer is owed (between requests, before a TLS handshake): closed. */
 export function destroySocket(socket: Socket): void {
   socket.destroy()
+}
+
+/**
+ * A client that sends its request and then shuts down its sending side (a script's shutdown(SHUT_WR),
+ * `nc -N`) still reads the answer: node's default ends the connection at the client's FIN, after the
+ * request has gone upstream, so the client got nothing for a request that took effect. The answer in
+ * flight becomes the connection's last; the idle and header timeouts still bound a half-closed
+ * client. (`httpAllowHalfOpen`: a property of node's http.Server since its start, read by its
+ * socketOnEnd, though not in its types.) Every server that reads agents' requests sets it.
+ */
+export function answerHalfClosedClients(server: Server): void {
+  ;(server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true
 }

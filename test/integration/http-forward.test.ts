@@ -4,6 +4,7 @@ import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
+import { openTunnel } from '../helpers/tunnel.js'
 import { freePort } from '../helpers/ports.js'
 import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
 
@@ -198,6 +199,20 @@ agents:
     const answer = Buffer.concat(chunks).toString('latin1')
     t.match(answer, /^HTTP\/1\.1 200 /)
     t.match(answer, /origin saw POST \/half/)
+  })
+
+  t.test('so does one speaking plain HTTP inside a CONNECT', async (t) => {
+    const { socket, head } = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`, 'ci', TOKEN)
+    t.match(head, /^HTTP\/1\.1 200 /)
+    const chunks: Buffer[] = []
+    socket.on('data', (c: Buffer) => chunks.push(c))
+    socket.end(`GET /half-in-tunnel HTTP/1.1\r\nHost: origin.test:${origin.port}\r\n\r\n`)
+    const guard = setTimeout(() => socket.destroy(), 5000)
+    await once(socket, 'close')
+    clearTimeout(guard)
+    const answer = Buffer.concat(chunks).toString('latin1')
+    t.match(answer, /^HTTP\/1\.1 200 /)
+    t.match(answer, /origin saw GET \/half-in-tunnel/)
   })
 
   t.test('origin-form requests to the proxy are answered 400', async (t) => {
