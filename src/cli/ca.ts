@@ -32,13 +32,18 @@ async function systemRoots(): Promise<{ pem: string; from: string }> {
   return { pem: rootCertificates.join('\n'), from: "Node's built-in roots" }
 }
 
-function installHints(certFile: string): string {
-  return `Trust it in a sandbox:
-  curl:        curl --cacert ${certFile} …   (or CURL_CA_BUNDLE=${certFile})
-  git:         git config --global http.sslCAInfo ${certFile}   (or GIT_SSL_CAINFO=${certFile})
+/**
+ * How to trust the CA, tool by tool. Tools that take one CA file use it instead of the system roots,
+ * so they get the bundle (`ca bundle`: the roots plus this CA); only NODE_EXTRA_CA_CERTS and the
+ * system store add the CA alone.
+ */
+function installHints(certFile: string, bundleFile: string): string {
+  return `Trust it in a sandbox (${bundleFile}: the system roots plus this CA, from \`portcullis ca bundle\`):
+  curl:        CURL_CA_BUNDLE=${bundleFile}   (or curl --cacert ${bundleFile} …)
+  git:         GIT_SSL_CAINFO=${bundleFile}   (or git config --global http.sslCAInfo ${bundleFile})
   Node.js:     NODE_EXTRA_CA_CERTS=${certFile}
-  npm:         npm config set cafile ${certFile}
-  pip:         pip --cert ${certFile} …   (or PIP_CERT / REQUESTS_CA_BUNDLE=${certFile})
+  npm:         NODE_EXTRA_CA_CERTS as above, or npm config set cafile ${bundleFile}
+  pip:         PIP_CERT=${bundleFile}   (or REQUESTS_CA_BUNDLE=${bundleFile})
   Debian:      cp ${certFile} /usr/local/share/ca-certificates/portcullis.crt && update-ca-certificates
 `
 }
@@ -77,13 +82,14 @@ export const run: CliVerb = async (args, io) => {
     )
     return EXIT_DENIED
   }
+  const defaultBundle = resolve(join(dirname(config.tls.caCert), 'ca-bundle.pem'))
   // Only the certificate: showing or bundling it needs no access to the key.
   const pem = await readFile(config.tls.caCert, 'utf8')
   const fingerprint = new X509Certificate(pem).fingerprint256
   if (sub === 'bundle') {
     // Tools that take one CA file (npm cafile, pip --cert, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, GIT_SSL_CAINFO)
     // replace the system roots with it: give them the roots and the Portcullis CA together.
-    const out = resolve(values.out ?? join(dirname(config.tls.caCert), 'ca-bundle.pem'))
+    const out = resolve(values.out ?? defaultBundle)
     const roots = await systemRoots()
     await writeFile(out, `${roots.pem.trimEnd()}\n# Portcullis CA (SHA-256 ${fingerprint})\n${pem.trimEnd()}\n`)
     io.stdout(`${out}\n`)
@@ -92,7 +98,7 @@ export const run: CliVerb = async (args, io) => {
   }
   io.stdout(pem)
   io.stdout(
-    `# file: ${certFile}\n# SHA-256 fingerprint: ${fingerprint}\n${installHints(certFile).trimEnd().replace(/^/gm, '# ')}\n`,
+    `# file: ${certFile}\n# SHA-256 fingerprint: ${fingerprint}\n${installHints(certFile, defaultBundle).trimEnd().replace(/^/gm, '# ')}\n`,
   )
   return EXIT_OK
 }

@@ -10,17 +10,30 @@ const USAGE = `usage: portcullis <command> [options]
   blocked   [--agent A] [--host H] [--reason R] [--sandbox ID] [--label k=v] [--since 1h] [--limit N] [--follow] [--json]
   approve   ID [--scope exact|host|path-prefix] [--ttl 24h] [--reason TEXT] [--by NAME] [--sandbox-only]
   approvals [--revoke ID [--by NAME]]
-  suggest   [--agent A | --group G] [--since 7d] [--source admin|redis|FILE] [--diff] [--json]
+  suggest   [--agent A | --group G] [--since 7d] [--until T] [--source admin|redis|FILE] [--diff] [--json]
             the smallest rules that would have allowed what was denied
-  replay    --config NEW [--against OLD] [--since 24h] [--source admin|redis|FILE] [--fail-on-new-denials] [--json]
+  replay    --config NEW [--against OLD] [--since 24h] [--until T] [--agent A] [--source admin|redis|FILE]
+            [--fail-on-new-denials] [--json]
             recorded requests decided again under NEW: what flips
-  sandbox   issue --agent A --ttl T [--label k=v]… | revoke ID | list   sandbox credentials
-  ca        init|show|path                        the interception CA
+  sandbox   issue --agent A --ttl T [--label k=v]… [--proxy HOST:PORT] [--json]
+            | revoke ID [--reason TEXT] [--by NAME] | list [--json]
+            sandbox credentials
+  ca        init|show|path|bundle [--out F]       the interception CA (bundle: system roots plus the CA)
   token     new|hash                              a new agent token and its sha256: form
 
 Every command takes --config F (else PORTCULLIS_CONFIG, else config/portcullis.yaml).
 Exit codes: 0 success, 1 a denial or failed check, 2 usage or config error.
 `
+
+/** `portcullis VERB --help`: the verb's lines of USAGE (its line and the indented ones after it), and the footer. */
+function verbUsage(verb: string): string {
+  const lines = USAGE.split('\n')
+  const at = lines.findIndex((l) => l.startsWith(`  ${verb} `))
+  let end = at + 1
+  while (end < lines.length && lines[end]?.startsWith('            ')) end++
+  const footer = USAGE.slice(USAGE.indexOf('Every command'))
+  return `usage: portcullis ${verb} …\n\n${lines.slice(at, end).join('\n')}\n\n${footer}`
+}
 
 /** Verbs load lazily so `portcullis token` does not pay for the proxy's imports. */
 const VERBS: Record<string, () => Promise<{ run: CliVerb }>> = {
@@ -56,6 +69,10 @@ async function main(argv: string[]): Promise<number> {
   if (!load) {
     io.stderr(`portcullis: unknown command '${verb}'\n\n${USAGE}`)
     return EXIT_USAGE
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    io.stdout(verbUsage(verb))
+    return 0
   }
   try {
     return await (await load()).run(rest, io)

@@ -5,6 +5,7 @@ import {
   issueSandbox,
   parseLabel,
   proxyAuthority,
+  proxyLines,
   readSandboxKeys,
   type IssuedSandbox,
 } from '../identity/sandbox-issue.js'
@@ -80,12 +81,15 @@ async function issue(args: readonly string[], io: CliIo): Promise<number> {
     const bad = keys.problems.find((p) => !p.endsWith('is not set'))
     if (bad !== undefined) throw new PortcullisError('PC_ERR_USAGE', bad)
     const client = await connectAdmin(values, io.env)
-    sandbox = await client.request<IssuedSandbox>('POST', '/api/sandboxes', {
+    const issued = await client.request<IssuedSandbox>('POST', '/api/sandboxes', {
       agent: values.agent,
       ttl: values.ttl,
       labels,
       by: whoami(io.env),
     })
+    // The API addresses the lines to its own listener; --proxy says where the sandbox reaches it.
+    sandbox =
+      values.proxy === undefined ? issued : { ...issued, ...proxyLines(issued.user, issued.token, values.proxy) }
   }
   io.stdout(values.json ? `${JSON.stringify(sandbox)}\n` : formatIssued(sandbox, keys.signing !== null))
   return EXIT_OK

@@ -78,7 +78,6 @@ export function issueSandbox(
   const exp = iat + Math.ceil(req.ttlMs / 1000)
   const token = encodeSandboxToken({ agent: agent.id, id, iat, exp, labels: req.labels }, key)
   const user = sandboxUser(agent.id, id)
-  const proxyUrl = `http://${user}:${token}@${proxy}`
   return {
     ok: true,
     sandbox: {
@@ -88,9 +87,17 @@ export function issueSandbox(
       token,
       labels: req.labels,
       expires_at: new Date(exp * 1000).toISOString(),
-      proxy_url: proxyUrl,
-      proxy_env: { HTTP_PROXY: proxyUrl, HTTPS_PROXY: proxyUrl, http_proxy: proxyUrl, https_proxy: proxyUrl },
+      ...proxyLines(user, token, proxy),
     },
+  }
+}
+
+/** The proxy URL and environment lines of a credential, for a sandbox reaching the proxy at `proxy` (host:port). */
+export function proxyLines(user: string, token: string, proxy: string): Pick<IssuedSandbox, 'proxy_url' | 'proxy_env'> {
+  const proxyUrl = `http://${user}:${token}@${proxy}`
+  return {
+    proxy_url: proxyUrl,
+    proxy_env: { HTTP_PROXY: proxyUrl, HTTPS_PROXY: proxyUrl, http_proxy: proxyUrl, https_proxy: proxyUrl },
   }
 }
 

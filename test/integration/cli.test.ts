@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
 import { existsSync, renameSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { createSecureContext } from 'node:tls'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import t from 'tap'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
@@ -20,6 +20,21 @@ const portcullis = (args: readonly string[], opts: CliOptions = {}): Promise<Run
 if (!existsSync(MAIN)) {
   t.fail(`${MAIN} does not exist: run \`npm run build\` first (npm test does)`)
 } else {
+  t.test('every command answers --help with its usage line, exit 0, and does nothing else', async (t) => {
+    for (const [verb, line] of [
+      ['start', /^ {2}start +\[--config F\]/m],
+      ['check', /^ {2}check +\[--config F\] \[--tests F\]/m],
+      ['sandbox', /--proxy HOST:PORT\] \[--json\]\n +\| revoke ID \[--reason TEXT\] \[--by NAME\] \| list \[--json\]/],
+      ['replay', /--until T\] \[--agent A\]/],
+      ['ca', /init\|show\|path\|bundle \[--out F\]/],
+    ] as const) {
+      const r = await portcullis([verb, '--help'])
+      t.equal(r.code, 0, `${verb} --help: ${r.stderr}`)
+      t.match(r.stdout, line, verb)
+      t.match(r.stdout, /Exit codes: 0 success/)
+    }
+  })
+
   t.test('check', async (t) => {
     t.test('the shipped default config is valid and its summary lists agent local', async (t) => {
       const r = await portcullis(['check'])
@@ -211,6 +226,14 @@ if (!existsSync(MAIN)) {
     t.ok(show.stdout.startsWith(pem), 'show prints the PEM')
     t.match(show.stdout, `# SHA-256 fingerprint: ${x509.fingerprint256}`)
     t.match(show.stdout, `NODE_EXTRA_CA_CERTS=${certFile}`)
+    const bundleFile = join(dirname(certFile), 'ca-bundle.pem')
+    for (const tool of ['CURL_CA_BUNDLE', 'GIT_SSL_CAINFO', 'PIP_CERT'])
+      t.match(
+        show.stdout,
+        `${tool}=${bundleFile}`,
+        `${tool} is given the bundle: one CA file replaces the system roots`,
+      )
+    t.match(show.stdout, `npm config set cafile ${bundleFile}`)
     t.ok(show.stdout.endsWith('\n') && !show.stdout.endsWith('# \n'), 'ends with a complete line')
 
     renameSync(keyFile, `${keyFile}.away`)

@@ -122,6 +122,14 @@ agents:
       t.equal(r.code, 0, r.stderr)
       const viaApi = JSON.parse(r.stdout) as Issued
       t.match(viaApi, { user: `ci+${viaApi.id}`, labels: { via: 'api' }, proxy_url: new RegExp(`:${b.proxyPort}$`) })
+      const elsewhere = await portcullis(
+        issueArgs('1h', '--proxy', 'proxy.internal:3128', '--json', '--admin', b.adminUrl, '--config', b.config),
+        { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN },
+      )
+      t.equal(elsewhere.code, 0, elsewhere.stderr)
+      const addressed = JSON.parse(elsewhere.stdout) as Issued & { proxy_env: Record<string, string> }
+      t.match(addressed.proxy_url, /@proxy\.internal:3128$/, '--proxy addresses the lines the API answered')
+      t.match(addressed.proxy_env.HTTPS_PROXY, /@proxy\.internal:3128$/)
       t.equal(
         await proxiedGet(a.proxyPort, at('/via-api'), viaApi.user, viaApi.token),
         200,
