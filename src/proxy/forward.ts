@@ -121,7 +121,10 @@ export interface ForwardTarget {
   readonly inject?: readonly InjectedHeader[]
   /** The body, already read (inspect_body, API writes), to send instead of the request stream. */
   readonly body?: Buffer
-  /** The body, held elsewhere (a push spilled to disk), replayed as a stream of `bytes` bytes. */
+  /**
+   * The body, held elsewhere (a push spilled to disk), replayed as a stream framed as the client framed
+   * it; `bytes` of it were already read from the client (the byte count of its close record).
+   */
   readonly replay?: { readonly stream: Readable; readonly bytes: number }
 }
 

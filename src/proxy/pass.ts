@@ -177,7 +177,14 @@ async function readAndDecide(
   const repo = handling.repo
   if (final.verdict === 'allow' && repo !== null && isPush(repo, facts)) {
     sendContinue(req, res)
-    const gate = await gatePush(req, facts.agent ?? '', repo, handling.repoRuleId, deps.config().upstream.idleTimeoutMs)
+    const gate = await gatePush(
+      req,
+      facts.agent ?? '',
+      repo,
+      handling.repoRuleId,
+      deps.config().upstream.idleTimeoutMs,
+      facts.mode === 'audit',
+    )
     if (gate.kind === 'deny') final = gate.decision
     else {
       recorded = { ...recorded, git: { refs: gate.refs } }
@@ -188,6 +195,11 @@ async function readAndDecide(
         replay = { stream: gate.body, bytes: gate.bytes }
         release = gate.close
       }
+    }
+    // Audit mode: the push the gate would refuse goes upstream as it came (the record says would_deny).
+    if (gate.kind !== 'pass' && gate.audit !== undefined) {
+      replay = { stream: gate.audit.body, bytes: gate.audit.bytesRead }
+      release = gate.audit.close
     }
   }
   if (final.verdict === 'allow' && repo !== null && (repo.part === 'api' || repo.part === 'graphql')) {

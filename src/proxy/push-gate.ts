@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import type { Readable } from 'node:stream'
+import { Readable } from 'node:stream'
 import { isFastForward } from '../git/fast-forward.js'
 import { readPack, type PackReadResult } from '../git/pack.js'
 import { parseReceivePackHead, type ReceivePackHead } from '../git/receive-pack.js'
@@ -35,9 +35,21 @@ export type PushGateOutcome =
       readonly decision: DenyDecision
       readonly refs: readonly PushedRef[]
       readonly answer: (requestId: string) => RefusalAnswer
+      readonly audit?: AuditPassage
     }
   /** Not a push the proxy can read at all: a plain denial. */
-  | { readonly kind: 'deny'; readonly decision: DenyDecision }
+  | { readonly kind: 'deny'; readonly decision: DenyDecision; readonly audit?: AuditPassage }
+
+/**
+ * Audit mode blocks nothing: a push enforce would refuse still goes upstream whole. `body` is what
+ * was held, then (past the size limit) the rest as it arrives; `close()` frees what was held.
+ */
+export interface AuditPassage {
+  readonly body: Readable
+  /** Bytes of it already read from the client. */
+  readonly bytesRead: number
+  readonly close: () => Promise<void>
+}
 
 /** The head of a push is in its first MiB (receive-pack.ts caps it there). */
 const HEAD_BYTES = 1024 * 1024
@@ -56,6 +68,7 @@ export async function gatePush(
   repo: RepoControl,
   ruleId: RuleId | null,
   idleTimeoutMs: number,
+  audit = false,
 ): Promise<PushGateOutcome> {
   const deny = (detail: string, explanation: string): PushGateOutcome => ({
     kind: 'deny',
@@ -67,27 +80,49 @@ export async function gatePush(
   const buf = new SpillBuffer({ maxBytes: repo.push.maxPackBytes + HEAD_BYTES })
   let outcome: PushGateOutcome | null = null
   try {
-    outcome = await decide(req, buf, agent, repo, ruleId, deny, idleTimeoutMs)
+    const read = await holdBody(req, buf, idleTimeoutMs)
+    outcome = await decide(req, buf, read, agent, repo, ruleId, deny, !audit)
+    // A push read whole, or stopped at the size limit with the rest still to come, can still go on.
+    if (audit && outcome.kind !== 'pass' && read.kind !== 'cut_off') {
+      const rest = read.kind === 'too_large' ? { first: read.chunk, req } : null
+      const bytesRead = buf.byteLength + (rest?.first.length ?? 0)
+      outcome = { ...outcome, audit: { body: heldThenRest(buf, rest), bytesRead, close: () => buf.close() } }
+    }
     return outcome
   } finally {
-    if (outcome?.kind !== 'pass') await buf.close()
+    if (outcome?.kind !== 'pass' && outcome?.audit === undefined) await buf.close()
   }
+}
+
+/** What was held, then (a push past the limit) the chunk that did not fit and the rest of the request. */
+function heldThenRest(buf: SpillBuffer, rest: { first: Buffer; req: IncomingMessage } | null): Readable {
+  const held = buf.createReadStream()
+  if (rest === null) return held
+  return Readable.from(
+    (async function* () {
+      yield* held
+      yield rest.first
+      yield* rest.req
+    })(),
+    { objectMode: false },
+  )
 }
 
 async function decide(
   req: IncomingMessage,
   buf: SpillBuffer,
+  read: HeldBody,
   agent: string,
   repo: RepoControl,
   ruleId: RuleId | null,
   deny: (detail: string, explanation: string) => PushGateOutcome,
-  idleTimeoutMs: number,
+  drainPastLimit: boolean,
 ): Promise<PushGateOutcome> {
-  const read = await holdBody(req, buf, idleTimeoutMs)
-  if (read === 'cut_off') return deny('unreadable', 'the push ended before its body was complete')
-  if (read === 'too_large') {
+  if (read.kind === 'cut_off') return deny('unreadable', 'the push ended before its body was complete')
+  if (read.kind === 'too_large') {
     const head = parseReceivePackHead(buf.prefix(HEAD_BYTES))
-    await drainBody(req)
+    // Read to its end before the refusal (else the reset loses it); in audit mode the rest goes upstream.
+    if (drainPastLimit) await drainBody(req)
     if (head.kind !== 'head') return deny('pack_too_large', explainPushRefusal('pack_too_large', repo.push, agent))
     return refuseTooLarge(head.head, repo, agent, ruleId)
   }
@@ -174,11 +209,11 @@ function refuseAll(
 }
 
 /** Read the request body into `buf`; stop at its limit, or when the client goes quiet for idleTimeoutMs. */
-async function holdBody(
-  req: IncomingMessage,
-  buf: SpillBuffer,
-  idleTimeoutMs: number,
-): Promise<'ok' | 'too_large' | 'cut_off'> {
+/** How holding a push's body ended: whole, at the size limit (with the chunk that did not fit), or cut off. */
+type HeldBody =
+  { readonly kind: 'ok' } | { readonly kind: 'too_large'; readonly chunk: Buffer } | { readonly kind: 'cut_off' }
+
+async function holdBody(req: IncomingMessage, buf: SpillBuffer, idleTimeoutMs: number): Promise<HeldBody> {
   const lift = guardIdle(req, idleTimeoutMs)
   try {
     // Leaving a plain `for await` destroys the stream, and an IncomingMessage destroyed before its end
@@ -187,12 +222,12 @@ async function holdBody(
     // sent its last chunk. The request stays open for drainBody() and the answer.
     for await (const chunk of req.iterator({ destroyOnReturn: false })) {
       const r = await buf.append(chunk as Buffer)
-      if (r.kind !== 'ok') return 'too_large'
+      if (r.kind !== 'ok') return { kind: 'too_large', chunk: chunk as Buffer }
     }
   } catch {
-    return 'cut_off'
+    return { kind: 'cut_off' }
   } finally {
     lift()
   }
-  return req.complete ? 'ok' : 'cut_off'
+  return req.complete ? { kind: 'ok' } : { kind: 'cut_off' }
 }

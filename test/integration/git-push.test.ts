@@ -35,6 +35,7 @@ groups:
           token_env: PC_TEST_FORGE_TOKEN
 agents:
   - { id: ci-42, token: ${TOKEN_HASH}, groups: [agents] }
+  - { id: aud, token: ${TOKEN_HASH}, groups: [agents], mode: audit }
 `,
     {},
     { env: { PC_TEST_FORGE_TOKEN: FORGE_TOKEN } },
@@ -174,6 +175,36 @@ agents:
       detail: 'ref_not_allowed',
       git: { refs: [{ refused: 'pack_too_large' }, { ref: 'refs/heads/release', refused: 'ref_not_allowed' }] },
     })
+  })
+
+  t.test('audit mode blocks nothing: a push enforce would refuse lands, recorded would_deny', async (t) => {
+    const asAudit = [
+      '-c',
+      `http.proxy=http://aud:${TOKEN}@127.0.0.1:${pc.proxyPort}`,
+      '-c',
+      'http.proxyAuthMethod=basic',
+    ]
+    const auditPush = (...args: string[]): ReturnType<typeof runGit> =>
+      runGit([...asAudit, 'push', ...args], env, { ...inWork, timeoutMs: 60_000 })
+    // Past max_pack_bytes and past what the proxy holds (the big blobs above): the rest is streamed on.
+    const big = await auditPush('origin', 'HEAD:refs/heads/audit-big')
+    t.equal(big.code, 0, big.stderr)
+    t.equal(
+      git.revParse('acme/widgets.git', 'audit-big'),
+      (await runGit(['rev-parse', 'HEAD'], env, inWork)).stdout.trim(),
+    )
+    t.match(await lastPushRecord(), {
+      agent: 'aud',
+      mode: 'audit',
+      would_deny: true,
+      reason: 'denied_git_push',
+    })
+    // Held whole, refused for its ref alone: sent on as it was held.
+    const small = await commit('small-audit', 'x\n', 'small')
+    const r = await auditPush('origin', 'HEAD:refs/heads/not-agents-branch')
+    t.equal(r.code, 0, r.stderr)
+    t.equal(git.revParse('acme/widgets.git', 'not-agents-branch'), small)
+    t.match(await lastPushRecord(), { agent: 'aud', would_deny: true, detail: 'ref_not_allowed' })
   })
 
   t.test('the forge token never reaches a log line or the sandbox', async (t) => {
