@@ -193,8 +193,9 @@ function matchReading(policy: CompiledPolicy, facts: RequestFacts): RequestMatch
   const handling = asking === null ? NO_HANDLING : handlingOf(asking, policy, facts, false)
   if (fail !== null) {
     // A push to a repo a rule opens read-only: say what would allow it, not just "path".
-    if (failRank === RANK_PATH && fail.repo?.access === 'read' && isPushPath(facts.path, facts.query))
-      return { decision: denyWith('denied_repo_write', fail, 'read_only'), rule: null, handling }
+    const readOnly = failRank === RANK_PATH ? readOnlyRepoRule(policy, indexes, facts) : null
+    if (readOnly !== null)
+      return { decision: denyWith('denied_repo_write', readOnly, 'read_only'), rule: null, handling }
     return { decision: denyWith(REASON_BY_RANK[failRank] ?? 'denied_internal_error', fail), rule: null, handling }
   }
   return { decision: NO_RULE, rule: null, handling }
@@ -234,6 +235,30 @@ function handlingOf(
 }
 
 /** RANK_PORT..RANK_PATH: the first check the rule failed; FULL_MATCH when none failed. */
+/**
+ * For a push (`git-receive-pack`): the earliest rule that opens the same repo read-only, i.e. that
+ * allows the same request as a fetch (`git-upload-pack`); null when none does (then the repo is not
+ * opened at all, and the refusal is the path's). Asked only for refused requests.
+ */
+function readOnlyRepoRule(
+  policy: CompiledPolicy,
+  indexes: Parameters<typeof collectHostRules>[0],
+  facts: RequestFacts,
+): CompiledRule | null {
+  if (!isPushPath(facts.path, facts.query)) return null
+  const fetch: RequestFacts = {
+    ...facts,
+    path: facts.path.replace(/git-receive-pack$/, 'git-upload-pack'),
+    query: facts.query.replace(/(^|&)service=git-receive-pack(?=&|$)/, '$1service=git-upload-pack'),
+  }
+  let found: CompiledRule | null = null
+  for (const rule of candidates(indexes, facts.host))
+    if (rule.effect === 'allow' && rule.repo?.access === 'read' && requestStage(policy, rule, fetch) === FULL_MATCH)
+      found = earlier(found, rule)
+  scratch.length = 0
+  return found
+}
+
 function requestStage(policy: CompiledPolicy, rule: CompiledRule, facts: RequestFacts): number {
   if (!(rule.ports ?? policy.defaultPorts).has(facts.port)) return RANK_PORT
   if (rule.methods !== null && !rule.methods.has(facts.method)) return RANK_METHOD

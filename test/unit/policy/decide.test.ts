@@ -462,3 +462,35 @@ t.test('a path longer than the matchers take is denied_path (path_too_long) befo
   const d = decideRequest(POLICY, req('ci-42', 'GET', `https://tokens.test/${'a'.repeat(9000)}`))
   t.match(d, { verdict: 'deny', reason: 'denied_path', ruleId: null, detail: 'path_too_long' })
 })
+
+t.test('a push to a repo opened read-only is denied_repo_write read_only, whatever other repo rules say', async (t) => {
+  const policy = parseConfigText(
+    `groups:
+  g:
+    allow:
+      - github: { repos: [acme/widgets], access: write }
+      - github: { repos: [acme/other], access: read }
+agents:
+  - { id: ci, source_cidrs: [127.0.0.1/32], groups: [g] }
+`,
+    'read-only.yaml',
+  ).policy
+  for (const [method, url] of [
+    ['POST', 'https://github.com/acme/other.git/git-receive-pack'],
+    ['GET', 'https://github.com/acme/other.git/info/refs?service=git-receive-pack'],
+    ['GET', 'https://github.com/acme/other/info/refs?service=git-receive-pack'],
+  ] as const)
+    t.match(
+      decideRequest(policy, req('ci', method, url)),
+      { verdict: 'deny', reason: 'denied_repo_write', detail: 'read_only', ruleId: 'g.allow[1]' },
+      `${method} ${url}`,
+    )
+  t.match(
+    decideRequest(policy, req('ci', 'POST', 'https://github.com/acme/third.git/git-receive-pack')),
+    { verdict: 'deny', reason: 'denied_path' },
+    'a repo no rule opens is a path refusal, not read_only',
+  )
+  t.match(decideRequest(policy, req('ci', 'POST', 'https://github.com/acme/widgets.git/git-receive-pack')), {
+    verdict: 'allow',
+  })
+})
