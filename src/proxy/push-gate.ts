@@ -208,11 +208,11 @@ function refuseAll(
   }
 }
 
-/** Read the request body into `buf`; stop at its limit, or when the client goes quiet for idleTimeoutMs. */
 /** How holding a push's body ended: whole, at the size limit (with the chunk that did not fit), or cut off. */
 type HeldBody =
   { readonly kind: 'ok' } | { readonly kind: 'too_large'; readonly chunk: Buffer } | { readonly kind: 'cut_off' }
 
+/** Read the request body into `buf`; stop at its limit, or when the client goes quiet for idleTimeoutMs. */
 async function holdBody(req: IncomingMessage, buf: SpillBuffer, idleTimeoutMs: number): Promise<HeldBody> {
   const lift = guardIdle(req, idleTimeoutMs)
   try {

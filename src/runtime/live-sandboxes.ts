@@ -20,12 +20,6 @@ export interface LiveSandboxes {
   close(): void
 }
 
-/**
- * Sandbox credentials as they stand now: keys read from the environment per config (a reload that
- * renames the variables takes effect), the revocation set rebuilt on every change of the store (a
- * revocation on another instance arrives by pub/sub), and a sweep that closes open tunnels and
- * intercepted connections within SWEEP_MS of their credential's expiry and at once on revocation.
- */
 /** What happened to a credential, for the log line of a connection closed for it. */
 const LAPSED: Record<NonNullable<ReturnType<typeof sandboxLapse>>, string> = {
   expired: 'is expired',
@@ -34,6 +28,12 @@ const LAPSED: Record<NonNullable<ReturnType<typeof sandboxLapse>>, string> = {
   ttl_exceeds_max: 'lives longer than identity.max_sandbox_ttl now allows',
 }
 
+/**
+ * Sandbox credentials as they stand now: keys read from the environment per config (a reload that
+ * renames the variables takes effect), the revocation set rebuilt on every change of the store (a
+ * revocation on another instance arrives by pub/sub), and a sweep that closes open tunnels and
+ * intercepted connections within SWEEP_MS of their credential's expiry and at once on revocation.
+ */
 export function createLiveSandboxes(
   config: () => RuntimeConfig,
   env: NodeJS.ProcessEnv,

@@ -85,8 +85,9 @@ let exitHookInstalled = false
  * sonic-boom whole: at BATCH_BYTES, every FLUSH_MS, on `flushSync`, and at exit. A line costs one
  * UTF-8 copy into the buffer and no object; sonic-boom then writes each batch asynchronously with
  * one write(2). Given one Buffer per line instead, it kept each in an array until its batch was full
- * (~110 forwarded requests): one typed array made per line, held across scavenges, about 3 µs per
- * forwarded request for its two record lines (bench/focus.ts d: 57 → 54 µs/op, Squid beside). Left to
+ * (~110 forwarded requests): one typed array made per line, held across scavenges. A loop of record
+ * lines to /dev/null cost 0.77-1.32 µs of CPU a line that way, rising as the old generation grew,
+ * and 0.32-0.39 µs this way (in bench/focus.ts d, within the noise: 58 vs 57 µs/op). Left to
  * sonic-boom: partial writes, EAGAIN on pipes, EPIPE (pino turns writing off once the reader is gone)
  * and the synchronous write of what it holds when the process exits, which pino registers; the
  * lines still here are handed over before that (an 'exit' listener put first). `dest` is a file
