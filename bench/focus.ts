@@ -1,7 +1,7 @@
 /**
  * One scenario, one or more proxy builds, interleaved: for trying a change to the hot path.
  *
- *   node --import tsx bench/focus.ts d|f|a|b|c2 [seconds] [main.js | bare | squid | floor | floor-http ...]
+ *   node --import tsx bench/focus.ts d|dw|f|a|b|c2 [seconds] [main.js | bare | squid | floor | floor-http ...]
  *
  * Each main.js (default dist/cli/main.js) is started with the bench config; rounds of 1 s alternate
  * between them; prints req/s and proxy CPU µs/op per build (medians over rounds). With two builds or
@@ -32,6 +32,8 @@ import {
   startSquid,
   tlsHandshake,
 } from './lib.js'
+import { runWrk } from './lib/load.js'
+import { wrkProxyScript } from './lib/stats.js'
 import { get } from './scenarios/context.js'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -56,7 +58,7 @@ async function main(): Promise<void> {
       }
       if (m === 'floor' || m === 'floor-http') {
         // Plain GETs only (d): the proxy's upstream client behind raw sockets or node:http, nothing else.
-        if (scenario !== 'd') throw new Error(`${m} forwards plain GETs only: scenario d`)
+        if (scenario !== 'd' && scenario !== 'dw') throw new Error(`${m} forwards plain GETs only: scenario d`)
         proxies.push(await startFloorProxy(m === 'floor' ? 'net' : 'http'))
         continue
       }
@@ -89,12 +91,20 @@ async function main(): Promise<void> {
       const r = await bulkGet(sock, authority, Number(process.env.BENCH_BULK_MIB ?? 64) * 2 ** 20, 120_000)
       return { ops: r.bytes / 1e6, perSecond: r.bytes / 1e6 / r.seconds }
     }
-    const round = async (i: number): Promise<{ ops: number; perSecond: number }> =>
-      scenario === 'c2'
-        ? bulk(proxies[i]!)()
-        : loadLoop(ops[i]!, { concurrency: scenario === 'b' ? 8 : 16, maxOps: 1e6, maxMs: 1000 })
+    const plainHost = `plain.test:${origin.httpPort}`
+    const wrkScript = wrkProxyScript(`http://${plainHost}/`, { Host: plainHost, 'Proxy-Authorization': PROXY_AUTH })
+    const round = async (i: number): Promise<{ ops: number; perSecond: number }> => {
+      if (scenario === 'c2') return bulk(proxies[i]!)()
+      if (scenario === 'dw') {
+        // d as the full bench drives it: wrk, a C load generator in its own process.
+        const url = `http://${LOOPBACK}:${proxies[i]!.port}/`
+        const r = await runWrk({ url, connections: 16, script: wrkScript }, 1)
+        return { ops: r.requests, perSecond: r.requests / r.seconds }
+      }
+      return loadLoop(ops[i]!, { concurrency: scenario === 'b' ? 8 : 16, maxOps: 1e6, maxMs: 1000 })
+    }
     const ops = proxies.map((p) => {
-      if (scenario === 'd') {
+      if (scenario === 'd' || scenario === 'dw') {
         const pool = new Pool(`http://${LOOPBACK}:${p.port}`, { connections: 16 })
         const host = `plain.test:${origin.httpPort}`
         return () =>

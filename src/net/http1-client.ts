@@ -3,6 +3,7 @@ import { connect as tlsConnect, type SecureContext } from 'node:tls'
 import type { Readable } from 'node:stream'
 import { LRUCache } from 'lru-cache'
 import { ResponseParser, UpstreamClosedError, type ResponseEvents } from './http1-response.js'
+import { corkUntilTurnEnd } from './turn-batch.js'
 
 /**
  * The proxy's own HTTP/1.1 client for the upstream leg: keep-alive pools per checked address, port and
@@ -309,14 +310,14 @@ class Connection implements ResponseEvents {
     this.answered = false
     this.parser.begin(run.request.method === 'HEAD')
     const body = run.request.body
+    // The request leaves with the turn's other writes (turn-batch.ts): one wake-up of the origin for all.
+    corkUntilTurnEnd(this.socket)
     if (body === null) {
       this.socket.write(run.head, 'latin1')
       run.bodySent = true
     } else if (Buffer.isBuffer(body)) {
-      this.socket.cork()
       this.socket.write(run.head, 'latin1')
       this.socket.write(body)
-      this.socket.uncork()
       run.bodySent = true
     } else {
       this.socket.write(run.head, 'latin1')

@@ -12,6 +12,7 @@ import {
 } from '../net/http1-client.js'
 import { formatAuthority } from '../net/host.js'
 import { mapSocketError, type UpstreamFailureKind } from '../net/dial.js'
+import { atTurnEnd } from '../net/turn-batch.js'
 import { createSecretMasker, maskText } from './response-redact.js'
 import { guardIdle } from './read-body.js'
 import type { InjectHeader } from '../policy/compiled.js'
@@ -380,12 +381,18 @@ function relayAnswer(
   res.once('close', onClientGone)
   // A body is written in batches: the client socket is corked for the rest of the event-loop turn, so the
   // chunks of one upstream read (and of reads in the same turn) leave in one writev, and through TLS
-  // as one write of several records. Reading pauses once BATCH_BYTES wait to be written.
+  // as one write of several records; the answer's end leaves with them. Reading pauses once BATCH_BYTES
+  // wait to be written.
   let paused = false
   let corked: Socket | null = null
   const uncork = (): void => {
     corked?.uncork()
     corked = null
+  }
+  const endAnswer = (): void => {
+    uncork()
+    if (masker === null) res.end()
+    else res.end(masker.flush())
   }
   let heldHead: { readonly status: number; readonly headers: string[] } | null = null
   const writeHeldHead = (): void => {
@@ -426,7 +433,7 @@ function relayAnswer(
       if (corked === null && socket !== null) {
         corked = socket
         socket.cork()
-        setImmediate(uncork)
+        atTurnEnd(uncork)
       }
       if (res.write(masker === null ? chunk : masker.push(chunk)) || res.writableLength < BATCH_BYTES) return true
       paused = true
@@ -435,10 +442,9 @@ function relayAnswer(
     onComplete() {
       done = true
       writeHeldHead()
-      uncork()
       res.removeListener('close', onClientGone)
-      if (masker === null) res.end()
-      else res.end(masker.flush())
+      // With the turn's other answers (turn-batch.ts): the client is woken once for all of them.
+      atTurnEnd(endAnswer)
     },
     onError(err, headSeen) {
       done = true
