@@ -71,11 +71,13 @@ async function main(): Promise<void> {
       }
       // "warn::path/main.js" runs that build at log level warn (records off) to price logging.
       // "null::path" logs to /dev/null instead of a file; "redis::path" adds the Redis sink (own redis-server);
-      // "--flag,--flag::path" runs that build with those node flags.
+      // "--flag,--flag::path" runs that build with those node flags; "mixed::path" (or "--flag,mixed::path") is
+      // warmed with intercepted GETs first.
       const [prefix, file] = m.includes('::') ? m.split('::') : [undefined, m]
       process.env.BENCH_PROXY_MAIN = file
-      const flags = prefix?.startsWith('--') ? prefix.split(',') : []
-      if (prefix && prefix !== 'null' && prefix !== 'redis' && flags.length === 0) process.env.BENCH_LOG_LEVEL = prefix
+      const flags = prefix?.startsWith('--') ? prefix.split(',').filter((f) => f !== 'mixed') : []
+      if (prefix && prefix !== 'null' && prefix !== 'redis' && prefix !== 'mixed' && flags.length === 0)
+        process.env.BENCH_LOG_LEVEL = prefix
       else delete process.env.BENCH_LOG_LEVEL
       rmSync(join(OUT, `p${i}.log`), { force: true })
       if (prefix === 'null') symlinkSync('/dev/null', join(OUT, `p${i}.log`))
@@ -125,6 +127,27 @@ async function main(): Promise<void> {
       })
       return () => get(agent, { origin: `https://${name}:${origin.httpsPort}`, path: '/', method: 'GET' })
     })
+    // BENCH_FOCUS_MIXED=1: first 3 s of intercepted keep-alive GETs through each Portcullis (as the full
+    // bench's f row does before d), so the hot path has also seen TLS sockets when the rows are measured.
+    // "mixed::path": the same for that build only, to compare warmed and fresh processes interleaved.
+    for (const [i, p] of proxies.entries()) {
+      const m = mains[buildOf[i] as number] as string
+      if (['squid', 'bare', 'floor', 'floor-http'].includes(m)) continue
+      if (process.env.BENCH_FOCUS_MIXED === '1' || /^(mixed|--[^:]*,mixed)(,|::)/.test(m)) {
+        const ca = [origin.caPem, p.caPem ?? (p.caCertFile ? fs.readFileSync(p.caCertFile, 'utf8') : '')].filter(
+          Boolean,
+        )
+        const agent = new ProxyAgent({
+          uri: `http://${LOOPBACK}:${p.port}`,
+          token: PROXY_AUTH,
+          connections: 16,
+          requestTls: { ca, servername: 'mitm.test' },
+        })
+        const op = () => get(agent, { origin: `https://mitm.test:${origin.httpsPort}`, path: '/', method: 'GET' })
+        await loadLoop(op, { concurrency: 16, maxOps: 1e6, maxMs: 3000 })
+        await agent.close()
+      }
+    }
     for (const [i] of ops.entries()) await round(i)
     const rate: number[][] = mains.map(() => [])
     const cpu: number[][] = mains.map(() => [])
