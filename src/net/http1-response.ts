@@ -18,6 +18,7 @@
 export interface ResponseEvents {
   /** The final head: status and the fields as sent, flat `[name, value, …]` (latin1). */
   head(status: number, headers: string[]): void
+  /** Body bytes: a view of what `execute` was given, valid during the call only. */
   body(chunk: Buffer): void
   /** The answer is complete. */
   end(): void
@@ -233,7 +234,8 @@ export class ResponseParser {
         this.fail('HPE_HEADER_OVERFLOW', 'answer head too large')
         return data.length
       }
-      this.pending = buf.subarray(from)
+      // Kept across reads: a copy (`data` is a view of the connection's read buffer, reused by the next read).
+      this.pending = Buffer.from(buf.subarray(from))
       // A head that cannot become one fails now, not when the upstream closes or a deadline passes.
       const bad = unfinishableHead(this.pending)
       if (bad !== null) this.fail(bad.code, bad.message)

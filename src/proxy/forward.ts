@@ -13,6 +13,7 @@ import {
 import { formatAuthority } from '../net/host.js'
 import { mapSocketError, type UpstreamFailureKind } from '../net/dial.js'
 import { atTurnEnd } from '../net/turn-batch.js'
+import { CopyRing } from '../net/copy-ring.js'
 import { createSecretMasker, maskText } from './response-redact.js'
 import { guardIdle } from './read-body.js'
 import type { InjectHeader } from '../policy/compiled.js'
@@ -215,6 +216,9 @@ const MAX_ANSWER_HEAD_BYTES = 16 * 1024
 
 /** Body bytes written to the client but not yet taken before reading upstream pauses. */
 const BATCH_BYTES = 256 * 1024
+/** Reads of an answer's body this size or more are copied into its ring, of RING_BYTES: what may wait to be written (BATCH_BYTES) and more. */
+const RING_FROM_BYTES = 4 * 1024
+const RING_BYTES = 2 * BATCH_BYTES
 
 /**
  * The upstream leg, on the proxy's own HTTP/1.1 client (net/http1-client.ts): one keep-alive pool per
@@ -299,7 +303,8 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
                 resolve({ kind: 'too_large' })
                 return false
               }
-              chunks.push(chunk)
+              // A view of the upstream read buffer, reused by the next read.
+              chunks.push(Buffer.from(chunk))
               return true
             },
             onComplete() {
@@ -389,6 +394,17 @@ function relayAnswer(
     corked?.uncork()
     corked = null
   }
+  // `chunk` is a view of the upstream read buffer, and the write completes later: what is written is a
+  // copy. Small ones come from node's Buffer pool; a body's larger reads take turns in one ring per
+  // answer (copy-ring.ts), given back as their writes complete, and a fresh copy when it is full.
+  let ring: CopyRing | null = null
+  const writeCopy = (chunk: Buffer): boolean => {
+    if (masker !== null) return res.write(masker.push(Buffer.from(chunk)))
+    if (chunk.length < RING_FROM_BYTES) return res.write(Buffer.from(chunk))
+    ring ??= new CopyRing(RING_BYTES)
+    const copy = ring.copy(chunk)
+    return copy === null ? res.write(Buffer.from(chunk)) : res.write(copy, ring.release)
+  }
   const endAnswer = (): void => {
     uncork()
     if (masker === null) res.end()
@@ -435,7 +451,7 @@ function relayAnswer(
         socket.cork()
         atTurnEnd(uncork)
       }
-      if (res.write(masker === null ? chunk : masker.push(chunk)) || res.writableLength < BATCH_BYTES) return true
+      if (writeCopy(chunk) || res.writableLength < BATCH_BYTES) return true
       paused = true
       return false
     },
