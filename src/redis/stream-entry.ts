@@ -1,5 +1,6 @@
 import type { EventFilter } from '../telemetry/event-filter.js'
 import type { TelemetryRecord } from '../telemetry/events.js'
+import { recordJson } from '../telemetry/record-json.js'
 
 /**
  * The codec of the telemetry stream's entries (SPEC §4 Redis): the record as JSON under `r`, plus a
@@ -12,7 +13,8 @@ import type { TelemetryRecord } from '../telemetry/events.js'
 export type StreamFields = readonly string[]
 
 export function encodeStreamEntry(r: TelemetryRecord, instance?: string): string[] {
-  const f = ['r', JSON.stringify(r), 'event', r.event, 'id', r.id]
+  // The record's text as the log line and the ring have it (record-json.ts).
+  const f = ['r', recordJson(r), 'event', r.event, 'id', r.id]
   if (instance !== undefined) f.push('instance', instance)
   if (r.agent !== null) f.push('agent', r.agent)
   if (r.event === 'decision') f.push('decision', r.decision, 'reason', r.reason)
