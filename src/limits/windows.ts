@@ -12,9 +12,18 @@ export function minuteOf(now: number): number {
 
 /** UTC day as yyyymmdd (20261125). */
 export function utcDay(now: number): number {
+  // Asked on every request's bytes: the last day's span is kept, so a Date is made once a day.
+  if (now >= dayFrom && now < dayUntil) return dayValue
   const d = new Date(now)
-  return d.getUTCFullYear() * 10_000 + (d.getUTCMonth() + 1) * 100 + d.getUTCDate()
+  dayValue = d.getUTCFullYear() * 10_000 + (d.getUTCMonth() + 1) * 100 + d.getUTCDate()
+  dayFrom = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate())
+  dayUntil = dayFrom + MS_PER_DAY
+  return dayValue
 }
+const MS_PER_DAY = 86_400_000
+let dayFrom = 0
+let dayUntil = -1
+let dayValue = 0
 
 /** Seconds until the next UTC midnight, at least 1. */
 export function secondsToUtcMidnight(now: number): number {

@@ -383,6 +383,8 @@ function trimOws(v: string, start = 0): string {
 
 /** Does a comma-separated field value list this token (case-insensitive)? */
 function hasToken(value: string, token: string): boolean {
+  // Nearly every Connection field is one token (`keep-alive`, `close`): no list to split.
+  if (!value.includes(',')) return trimOws(value).toLowerCase() === token
   for (const part of value.split(',')) if (trimOws(part).toLowerCase() === token) return true
   return false
 }

@@ -164,6 +164,13 @@ t.test('utcDay and secondsToUtcMidnight', async (t) => {
   t.equal(utcDay(T0), 20261125)
   t.equal(utcDay(MIDNIGHT - 1), 20261125)
   t.equal(utcDay(MIDNIGHT), 20261126)
+  // The remembered day answers only within its own span, whichever way time moves.
+  t.equal(utcDay(MIDNIGHT - 1), 20261125)
+  t.equal(utcDay(MIDNIGHT + 86_400_000 - 1), 20261126)
+  t.equal(utcDay(MIDNIGHT + 86_400_000), 20261127)
+  t.equal(utcDay(Date.UTC(1999, 11, 31, 23, 59, 59, 999)), 19991231)
+  t.equal(utcDay(0), 19700101)
+  t.equal(utcDay(-1), 19691231)
   t.equal(secondsToUtcMidnight(MIDNIGHT - 1), 1)
   t.equal(secondsToUtcMidnight(MIDNIGHT), 86_400)
 })

@@ -103,6 +103,18 @@ t.test('framed answers: length, chunked, none, and until the close', async (t) =
     { ended: true, reusable: false },
     'Connection: close',
   )
+  for (const [field, reusable] of [
+    ['close', false],
+    [' Close ', false],
+    ['keep-alive', true],
+    ['closed', true],
+    ['upgrade,\tCLOSE', false],
+  ] as const)
+    t.match(
+      parseEveryWay(t, `HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection:${field}\r\n\r\nok`),
+      { ended: true, reusable },
+      `Connection:${field}`,
+    )
   t.match(parseEveryWay(t, 'HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok'), { ended: true, reusable: false })
   t.match(
     parseEveryWay(t, 'HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n'),
