@@ -55,25 +55,32 @@ export async function resolveChecked(
   upstream: ResolveSettings,
   lookupHost: HostLookup = systemLookup,
 ): Promise<Resolved | Unresolved> {
+  const now = resolveCheckedNow(host, upstream)
+  if (now !== null) return now
   let addresses: readonly string[]
-  if (isIpLiteral(host)) {
-    addresses = [host]
-  } else {
-    const pinned = upstream.resolve.get(host)
-    if (pinned) {
-      addresses = pinned
-    } else {
-      try {
-        addresses = await lookupHost(host, upstream.dnsCacheTtlMs)
-      } catch (err) {
-        return {
-          kind: 'unresolved',
-          decision: { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: mapSocketError(err) },
-          address: null,
-        }
-      }
+  try {
+    addresses = await lookupHost(host, upstream.dnsCacheTtlMs)
+  } catch (err) {
+    return {
+      kind: 'unresolved',
+      decision: { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: mapSocketError(err) },
+      address: null,
     }
   }
+  return checkAddresses(addresses, upstream)
+}
+
+/**
+ * resolveChecked's answer at once for an IP literal or a pinned name, which need no lookup; null for a
+ * name DNS must answer. (A forwarded request that waits for nothing is decided and sent in one turn.)
+ */
+export function resolveCheckedNow(host: string, upstream: ResolveSettings): Resolved | Unresolved | null {
+  if (isIpLiteral(host)) return checkAddresses([host], upstream)
+  const pinned = upstream.resolve.get(host)
+  return pinned ? checkAddresses(pinned, upstream) : null
+}
+
+function checkAddresses(addresses: readonly string[], upstream: ResolveSettings): Resolved | Unresolved {
   if (addresses.length === 0)
     return {
       kind: 'unresolved',

@@ -7,7 +7,7 @@ import type { Credential } from '../identity/authenticate.js'
 import type { ProxyDeps } from './deps.js'
 import { openConnection, type Trackable } from './connection.js'
 import type { InFlightRequest } from './tracker.js'
-import { answerHttpRequest, decideHttpRequest, type ConnectChannel, type RequestChannel } from './request-flow.js'
+import { handleHttpRequest, type ConnectChannel, type RequestChannel } from './request-flow.js'
 import { respondBadRequest } from './respond.js'
 import {
   afterEarlierAnswer,
@@ -289,14 +289,17 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
   if (req.complete) ctx.idle.hold()
   else req.once('end', ctx.idle.hold)
   res.once('close', ctx.idle.release)
-  decideHttpRequest(deps, req, ctx.channel)
-    .then((verdict) => {
-      if (verdict.kind === 'pass')
-        ctx.idle.carry({ method: verdict.facts.method, path: verdict.facts.path ?? '/', scheme: ctx.scheme }, res)
-      return answerHttpRequest(deps, req, res, verdict, false)
-    })
-    .catch((err: unknown) => {
+  handleHttpRequest(
+    deps,
+    req,
+    res,
+    ctx.channel,
+    false,
+    (err: unknown) => {
       deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'intercepted request failed; connection closed')
       res.destroy()
-    })
+    },
+    (verdict) =>
+      ctx.idle.carry({ method: verdict.facts.method, path: verdict.facts.path ?? '/', scheme: ctx.scheme }, res),
+  )
 }

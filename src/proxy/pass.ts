@@ -36,7 +36,7 @@ import { respondDenial, respondGitRefusal } from './respond.js'
  * plain-HTTP request on the proxy listener authenticated (its exchange gets a close record of its own
  * and is tracked while in flight); null inside a CONNECT, whose connection has both.
  */
-export async function passRequest(
+export function passRequest(
   deps: ProxyDeps,
   req: IncomingMessage,
   res: ServerResponse,
@@ -46,39 +46,69 @@ export async function passRequest(
   target: ForwardTarget,
   query: string,
   plain: Credential | null,
-): Promise<void> {
-  // Whatever body the proxy reads itself below must keep arriving. Only push and API rules and
-  // inspect_body read one: other requests arm no timer (a socket timeout set and cleared per request
-  // was ~1.5 µs of a forwarded request, bench/focus.ts d).
-  const readsBody = handling.repo !== null || handling.inspectBody
-  const lift = readsBody ? guardIdle(req, deps.config().upstream.idleTimeoutMs) : null
-  let outcome: Readied
-  try {
-    outcome = await readAndDecide(deps, req, res, facts, decision, handling, target, query)
-  } finally {
-    lift?.()
+): void | Promise<void> {
+  // Nothing to read or ask first (most requests): recorded and forwarded in this turn, with no promise
+  // between the decision and the upstream write.
+  if (handling.repo === null && !handling.inspectBody && handling.packages === null) {
+    const ready = readied(deps, req, handling, target, { final: decision, recorded: facts })
+    return conclude(deps, req, res, facts, decision, query, ready, undefined, plain)
   }
-  const { forwardTo, gitAnswer, release } = outcome
-  let { final, recorded } = outcome
-  let answer: GateAnswer | undefined
-  if (final.verdict === 'allow' && handling.packages !== null && !approvedByAdmin(deps, facts)) {
-    const gate = await deps.packages.gate(
-      req,
-      forwardTo,
-      handling.packages,
-      handling.packagesRuleId,
-      deps.config().upstream,
-      approvalsOn(deps, facts),
-    )
-    if (gate.pkg !== undefined) recorded = { ...recorded, package: gate.pkg }
-    if (gate.kind === 'deny') final = gate.decision
-    else if (gate.kind === 'answer' && facts.mode === 'audit') {
-      // Audit blocks nothing: the client's request goes upstream as it came and gets the registry's own
-      // answer; the record says how many versions enforce would have withheld from it.
-      const { withheld, ...pkg } = gate.pkg
-      recorded = { ...recorded, package: withheld ? { ...pkg, would_withhold: withheld } : pkg }
-    } else if (gate.kind === 'answer') answer = gate.answer
-  }
+  // A rule reads the body or asks a registry first.
+  return (async (): Promise<void> => {
+    // Whatever body the proxy reads itself below must keep arriving. Only push and API rules and
+    // inspect_body read one: other requests arm no timer (a socket timeout set and cleared per request
+    // was ~1.5 µs of a forwarded request, bench/focus.ts d).
+    const readsBody = handling.repo !== null || handling.inspectBody
+    const lift = readsBody ? guardIdle(req, deps.config().upstream.idleTimeoutMs) : null
+    let outcome: Readied
+    try {
+      outcome = readied(
+        deps,
+        req,
+        handling,
+        target,
+        await readAndDecide(deps, req, res, facts, decision, handling, target, query),
+      )
+    } finally {
+      lift?.()
+    }
+    const { forwardTo } = outcome
+    let { final, recorded } = outcome
+    let answer: GateAnswer | undefined
+    if (final.verdict === 'allow' && handling.packages !== null && !approvedByAdmin(deps, facts)) {
+      const gate = await deps.packages.gate(
+        req,
+        forwardTo,
+        handling.packages,
+        handling.packagesRuleId,
+        deps.config().upstream,
+        approvalsOn(deps, facts),
+      )
+      if (gate.pkg !== undefined) recorded = { ...recorded, package: gate.pkg }
+      if (gate.kind === 'deny') final = gate.decision
+      else if (gate.kind === 'answer' && facts.mode === 'audit') {
+        // Audit blocks nothing: the client's request goes upstream as it came and gets the registry's own
+        // answer; the record says how many versions enforce would have withheld from it.
+        const { withheld, ...pkg } = gate.pkg
+        recorded = { ...recorded, package: withheld ? { ...pkg, would_withhold: withheld } : pkg }
+      } else if (gate.kind === 'answer') answer = gate.answer
+    }
+    conclude(deps, req, res, facts, decision, query, { ...outcome, final, recorded }, answer, plain)
+  })()
+}
+
+/** The one decision record, then the refusal, the proxy's own answer, or the request forwarded. */
+function conclude(
+  deps: ProxyDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  facts: DecisionFacts,
+  decision: Decision,
+  query: string,
+  { final, recorded, forwardTo, gitAnswer, release }: Readied,
+  answer: GateAnswer | undefined,
+  plain: Credential | null,
+): void {
   const { pass } = settle(deps.bus, recorded, final)
   if (!pass) {
     void release?.()
@@ -142,11 +172,19 @@ function answerAndRecord(
   res.end(req.method === 'HEAD' ? undefined : answer.body)
 }
 
-interface Readied {
+interface Readied extends Gated {
+  readonly forwardTo: ForwardTarget
+}
+
+/** What the body-reading rules made of a request. */
+interface Gated {
   readonly final: Decision
   /** The facts the record carries (a caught secret redacted, the refs of a push). */
   readonly recorded: DecisionFacts
-  readonly forwardTo: ForwardTarget
+  /** The body, read whole by a rule, to send instead of the request stream. */
+  readonly body?: Buffer
+  /** The body, held elsewhere (a spilled push), to replay. */
+  readonly replay?: ForwardTarget['replay']
   /** A refused push's report-status (git prints it), when the client asked for one. */
   readonly gitAnswer?: RefusalAnswer
   /** Frees what was held for the body (a spilled push), once the request is done. */
@@ -154,9 +192,9 @@ interface Readied {
 }
 
 /**
- * What the matching rules ask for, in order: push rules (a git push, held and checked whole), GitHub
- * API write rules (the JSON body read and checked), inspect_body (the body scanned), inject_headers.
- * Each runs only while the request is still allowed; a body read by one is handed to the next.
+ * What the body-reading rules ask for, in order: push rules (a git push, held and checked whole),
+ * GitHub API write rules (the JSON body read and checked), inspect_body (the body scanned). Each runs
+ * only while the request is still allowed; a body read by one is handed to the next.
  */
 async function readAndDecide(
   deps: ProxyDeps,
@@ -167,7 +205,7 @@ async function readAndDecide(
   handling: Handling,
   target: ForwardTarget,
   query: string,
-): Promise<Readied> {
+): Promise<Gated> {
   let final = decision
   let recorded = facts
   let body: Buffer | undefined
@@ -235,6 +273,26 @@ async function readAndDecide(
       recorded = { ...recorded, path: recorded.path === null ? null : redactSecrets(recorded.path) }
     }
   }
+  return {
+    final,
+    recorded,
+    ...(body ? { body } : {}),
+    ...(replay ? { replay } : {}),
+    ...(gitAnswer ? { gitAnswer } : {}),
+    ...(release ? { release } : {}),
+  }
+}
+
+/** inject_headers (the last rule, which reads no body), and the target the request goes to. */
+function readied(
+  deps: ProxyDeps,
+  req: IncomingMessage,
+  handling: Handling,
+  target: ForwardTarget,
+  gated: Gated,
+): Readied {
+  let final = gated.final
+  const { body, replay } = gated
   let inject: ForwardTarget['inject']
   // Never into TRACE: an origin that implements it echoes the request, injected credential included, to the sandbox.
   if (final.verdict === 'allow' && handling.injectHeaders.length > 0 && target.tls && req.method !== 'TRACE') {
@@ -259,10 +317,10 @@ async function readAndDecide(
       : { ...target, ...(inject ? { inject } : {}), ...(body ? { body } : {}), ...(replay ? { replay } : {}) }
   return {
     final,
-    recorded,
+    recorded: gated.recorded,
     forwardTo,
-    ...(gitAnswer ? { gitAnswer } : {}),
-    ...(release ? { release } : {}),
+    gitAnswer: gated.gitAnswer,
+    release: gated.release,
   }
 }
 

@@ -11,7 +11,7 @@ import {
   type SandboxFacts,
 } from '../identity/sandbox-auth.js'
 import { normalizeHost, parseAuthority } from '../net/host.js'
-import { resolveChecked } from '../net/resolve.js'
+import { resolveChecked, resolveCheckedNow, type Resolved, type Unresolved } from '../net/resolve.js'
 import { normalizePath, splitTarget } from '../net/url-path.js'
 import { matchRequestApproved } from '../policy/approvals.js'
 import { effectiveMode, type CompiledPolicy } from '../policy/compiled.js'
@@ -79,11 +79,15 @@ export type RequestVerdict =
       readonly credential: Credential
     }
 
-export async function decideHttpRequest(
+/**
+ * The verdict on a request: at once when nothing need be awaited (inside a CONNECT, or a pinned or
+ * literal host), else once DNS has answered. A throw is the caller's to fail closed on (handleHttpRequest).
+ */
+export function decideHttpRequest(
   deps: ProxyDeps,
   req: IncomingMessage,
   channel: RequestChannel,
-): Promise<RequestVerdict> {
+): RequestVerdict | Promise<RequestVerdict> {
   const t0 = performance.now()
   const guard = checkRequestHead(req.rawHeaders, req.httpVersion)
   if (!guard.ok) return { kind: 'malformed', status: guard.status, detail: guard.detail }
@@ -209,20 +213,51 @@ export async function decideHttpRequest(
       query: target.query,
       credential,
     }
-  const resolved = await resolveChecked(host, cfg.upstream)
-  if (resolved.kind === 'unresolved') {
-    // Audit mode let a policy denial through: its honest record first, then why it still failed.
-    if (decision.verdict === 'deny') settle(deps.bus, factsOf(agentId, mode, null), decision)
-    return deny(factsOf(agentId, mode, resolved.address), resolved.decision, false)
+  const resolved = (r: Resolved | Unresolved): RequestVerdict => {
+    if (r.kind === 'unresolved') {
+      // Audit mode let a policy denial through: its honest record first, then why it still failed.
+      if (decision.verdict === 'deny') settle(deps.bus, factsOf(agentId, mode, null), decision)
+      return deny(factsOf(agentId, mode, r.address), r.decision, false)
+    }
+    return {
+      kind: 'pass',
+      facts: factsOf(agentId, mode, r.address),
+      decision,
+      handling,
+      target: { address: r.address, port, host, tls: false, requestTarget: requestTargetOf(target) },
+      query: target.query,
+      credential,
+    }
   }
-  return {
-    kind: 'pass',
-    facts: factsOf(agentId, mode, resolved.address),
-    decision,
-    handling,
-    target: { address: resolved.address, port, host, tls: false, requestTarget: requestTargetOf(target) },
-    query: target.query,
-    credential,
+  const now = resolveCheckedNow(host, cfg.upstream)
+  return now !== null ? resolved(now) : resolveChecked(host, cfg.upstream).then(resolved)
+}
+
+/**
+ * A request's whole flow on a ServerResponse: decided, then answered, both in the turn the request
+ * arrived unless something must be awaited (DNS, a body a rule reads). A throw or a rejection at
+ * either step goes to `fail`, the caller's fail-closed answer. `onPass` sees a verdict that lets the
+ * request through before it is answered.
+ */
+export function handleHttpRequest(
+  deps: ProxyDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  channel: RequestChannel,
+  closeRecordPerRequest: boolean,
+  fail: (err: unknown) => void,
+  onPass?: (verdict: Extract<RequestVerdict, { kind: 'pass' }>) => void,
+): void {
+  const answer = (verdict: RequestVerdict): void | Promise<void> => {
+    if (verdict.kind === 'pass') onPass?.(verdict)
+    return answerHttpRequest(deps, req, res, verdict, closeRecordPerRequest)
+  }
+  try {
+    const verdict = decideHttpRequest(deps, req, channel)
+    const answered = verdict instanceof Promise ? verdict.then(answer) : answer(verdict)
+    if (answered instanceof Promise) answered.catch(fail)
+  } catch (err) {
+    fail(err)
   }
 }
 
@@ -230,13 +265,13 @@ export async function decideHttpRequest(
  * Answer an HTTP request the way its verdict says (a ServerResponse: absolute-form, or inside a
  * CONNECT): a 400/431 that closes, nothing (a dropped connection), the denial, or passRequest.
  */
-export async function answerHttpRequest(
+export function answerHttpRequest(
   deps: ProxyDeps,
   req: IncomingMessage,
   res: ServerResponse,
   verdict: RequestVerdict,
   closeRecordPerRequest: boolean,
-): Promise<void> {
+): void | Promise<void> {
   switch (verdict.kind) {
     case 'malformed':
       return respondUnacceptable(res, verdict.status, verdict.detail)

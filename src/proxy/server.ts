@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream'
 import { armHeadDeadline, attachConnState, destroyEmitter, headsEnded, headStarted } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
 import { handleConnect } from './connect.js'
-import { answerHttpRequest, decideHttpRequest } from './request-flow.js'
+import { handleHttpRequest } from './request-flow.js'
 import { relayUpgrade } from './websocket.js'
 import { respondBadRequest, respondDenial, respondUnacceptable } from './respond.js'
 import { internalError } from './decision-point.js'
@@ -55,29 +55,27 @@ export function createProxyServer(deps: ProxyDeps): Server {
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     awaitNextHead(req, res, upstream.idleTimeoutMs)
     inTurn(req, res, () =>
-      decideHttpRequest(deps, req, PROXY_CHANNEL)
-        .then((verdict) => answerHttpRequest(deps, req, res, verdict, true))
-        .catch((err: unknown) => {
-          deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'plain HTTP handler failed; connection closed')
-          if (!res.headersSent)
-            respondDenial(
-              res,
-              internalError,
-              {
-                requestId: '-',
-                agent: null,
-                method: req.method ?? '-',
-                host: '-',
-                port: 0,
-                scheme: 'http',
-                path: null,
-                query: '',
-                wantsJson: false,
-              },
-              true,
-            )
-          else res.destroy()
-        }),
+      handleHttpRequest(deps, req, res, PROXY_CHANNEL, true, (err: unknown) => {
+        deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'plain HTTP handler failed; connection closed')
+        if (!res.headersSent)
+          respondDenial(
+            res,
+            internalError,
+            {
+              requestId: '-',
+              agent: null,
+              method: req.method ?? '-',
+              host: '-',
+              port: 0,
+              scheme: 'http',
+              path: null,
+              query: '',
+              wantsJson: false,
+            },
+            true,
+          )
+        else res.destroy()
+      }),
     )
   }
   server.on('request', onRequest)
