@@ -46,15 +46,23 @@ async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
   clearTimeout(timer)
 }
 
-/** Spawn `node --import tsx <script> ...args`, wait (bounded) for its one JSON line on stdout. */
+/**
+ * Spawn `node --import tsx <script> ...args`, wait (bounded) for its one JSON line on stdout.
+ * BENCH_CHILD_NODE_ARGS adds node flags to these helpers (the origin, the bare and floor proxies), e.g.
+ * "--cpu-prof --cpu-prof-dir=bench/out/prof" to profile the floor beside the proxy.
+ */
 async function spawnJsonChild<T>(
   script: string,
   args: readonly string[],
   what: string,
 ): Promise<{ info: T; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(BENCH_DIR, script), ...args], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  })
+  const child = spawn(
+    process.execPath,
+    [...(process.env.BENCH_CHILD_NODE_ARGS?.split(' ') ?? []), '--import', 'tsx', join(BENCH_DIR, script), ...args],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  )
   let out = ''
   const info = await within(
     new Promise<T>((resolve, reject) => {
