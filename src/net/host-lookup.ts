@@ -4,7 +4,11 @@ import { LRUCache } from 'lru-cache'
 export type SystemLookup = (host: string) => Promise<readonly string[]>
 
 /** A name's addresses, from the cache while they are younger than `ttlMs` (0: always asked again). */
-export type HostLookup = (host: string, ttlMs: number) => Promise<readonly string[]>
+export interface HostLookup {
+  (host: string, ttlMs: number): Promise<readonly string[]>
+  /** The answer kept for `host` while it is younger than `ttlMs`, without asking; undefined when there is none. */
+  kept(host: string, ttlMs: number): readonly string[] | undefined
+}
 
 export interface HostLookupOptions {
   readonly lookup: SystemLookup
@@ -34,9 +38,13 @@ export function createHostLookup(opts: HostLookupOptions): HostLookup {
   const now = opts.now ?? (() => performance.now())
   const answers = new LRUCache<string, Answer>({ max: opts.maxNames })
   const pending = new Map<string, Promise<readonly string[]>>()
-  return (host, ttlMs) => {
-    const kept = ttlMs > 0 ? answers.get(host) : undefined
-    if (kept !== undefined && now() - kept.at < ttlMs) return Promise.resolve(kept.addresses)
+  const kept = (host: string, ttlMs: number): readonly string[] | undefined => {
+    const answer = ttlMs > 0 ? answers.get(host) : undefined
+    return answer !== undefined && now() - answer.at < ttlMs ? answer.addresses : undefined
+  }
+  const lookup = (host: string, ttlMs: number): Promise<readonly string[]> => {
+    const addresses = kept(host, ttlMs)
+    if (addresses !== undefined) return Promise.resolve(addresses)
     let asked = pending.get(host)
     if (asked === undefined) {
       asked = opts.lookup(host).then(
@@ -57,4 +65,5 @@ export function createHostLookup(opts: HostLookupOptions): HostLookup {
     }
     return asked
   }
+  return Object.assign(lookup, { kept })
 }

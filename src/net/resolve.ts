@@ -55,7 +55,7 @@ export async function resolveChecked(
   upstream: ResolveSettings,
   lookupHost: HostLookup = systemLookup,
 ): Promise<Resolved | Unresolved> {
-  const now = resolveCheckedNow(host, upstream)
+  const now = resolveCheckedNow(host, upstream, lookupHost)
   if (now !== null) return now
   let addresses: readonly string[]
   try {
@@ -71,13 +71,18 @@ export async function resolveChecked(
 }
 
 /**
- * resolveChecked's answer at once for an IP literal or a pinned name, which need no lookup; null for a
- * name DNS must answer. (A forwarded request that waits for nothing is decided and sent in one turn.)
+ * resolveChecked's answer at once for an IP literal, a pinned name or a name whose DNS answer is
+ * kept; null for one DNS must answer first. (A forwarded request that waits for nothing is decided
+ * and sent in one turn.)
  */
-export function resolveCheckedNow(host: string, upstream: ResolveSettings): Resolved | Unresolved | null {
+export function resolveCheckedNow(
+  host: string,
+  upstream: ResolveSettings,
+  lookupHost: HostLookup = systemLookup,
+): Resolved | Unresolved | null {
   if (isIpLiteral(host)) return checkAddresses([host], upstream)
-  const pinned = upstream.resolve.get(host)
-  return pinned ? checkAddresses(pinned, upstream) : null
+  const known = upstream.resolve.get(host) ?? lookupHost.kept(host, upstream.dnsCacheTtlMs)
+  return known ? checkAddresses(known, upstream) : null
 }
 
 function checkAddresses(addresses: readonly string[], upstream: ResolveSettings): Resolved | Unresolved {

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { createHostLookup } from '../../../src/net/host-lookup.js'
 import { parseCidr, type Cidr } from '../../../src/net/host.js'
-import { resolveChecked, type ResolveSettings } from '../../../src/net/resolve.js'
+import { resolveChecked, resolveCheckedNow, type ResolveSettings } from '../../../src/net/resolve.js'
 
 function cidr(text: string): Cidr {
   const c = parseCidr(text)
@@ -70,4 +70,29 @@ t.test('a name that does not resolve is upstream_error dns, and asked again next
     t.match(got, { kind: 'unresolved', decision: { reason: 'upstream_error', detail: 'dns' }, address: null })
   }
   t.equal(r.asked.length, 2)
+})
+
+t.test('resolveCheckedNow answers at once only what needs no lookup, checked the same way', async (t) => {
+  const r = resolver({ 'kept.test': ['192.0.2.7'], 'inside.test': ['10.9.8.7'] })
+  t.equal(resolveCheckedNow('kept.test', settings(), r.lookup), null, 'not asked yet: DNS must answer first')
+  await resolveChecked('kept.test', settings(), r.lookup)
+  t.same(resolveCheckedNow('kept.test', settings(), r.lookup), { kind: 'resolved', address: '192.0.2.7' })
+  t.equal(resolveCheckedNow('kept.test', settings({ dnsCacheTtlMs: 0 }), r.lookup), null, 'TTL 0 keeps nothing')
+  await resolveChecked('inside.test', settings(), r.lookup)
+  t.match(resolveCheckedNow('inside.test', settings(), r.lookup), {
+    kind: 'unresolved',
+    decision: { reason: 'denied_private_address' },
+    address: '10.9.8.7',
+  })
+  const pinned = settings({
+    resolve: new Map([
+      ['kept.test', ['192.0.2.99']],
+      ['empty.test', []],
+    ]),
+  })
+  t.same(resolveCheckedNow('kept.test', pinned, r.lookup), { kind: 'resolved', address: '192.0.2.99' }, 'a pin wins')
+  t.match(resolveCheckedNow('empty.test', pinned, r.lookup), { kind: 'unresolved', decision: { detail: 'dns' } })
+  t.same(resolveCheckedNow('192.0.2.5', settings(), r.lookup), { kind: 'resolved', address: '192.0.2.5' })
+  t.match(resolveCheckedNow('127.0.0.2', settings(), r.lookup), { decision: { reason: 'denied_private_address' } })
+  t.same(r.asked, ['kept.test', 'inside.test'], 'nothing asked by resolveCheckedNow')
 })
