@@ -71,17 +71,19 @@ async function main(): Promise<void> {
       }
       // "warn::path/main.js" runs that build at log level warn (records off) to price logging.
       // "null::path" logs to /dev/null instead of a file; "redis::path" adds the Redis sink (own redis-server);
-      // "--flag,--flag::path" runs that build with those node flags; "mixed::path" (or "--flag,mixed::path") is
+      // "--flag,--flag::path" runs that build with those node flags (and "--flag,redis::path" with Redis);
+      // "mixed::path" (or "--flag,mixed::path") is
       // warmed with intercepted GETs first.
       const [prefix, file] = m.includes('::') ? m.split('::') : [undefined, m]
       process.env.BENCH_PROXY_MAIN = file
-      const flags = prefix?.startsWith('--') ? prefix.split(',').filter((f) => f !== 'mixed') : []
+      const words = prefix?.split(',') ?? []
+      const flags = prefix?.startsWith('--') ? words.filter((f) => f !== 'mixed' && f !== 'redis') : []
       if (prefix && prefix !== 'null' && prefix !== 'redis' && prefix !== 'mixed' && flags.length === 0)
         process.env.BENCH_LOG_LEVEL = prefix
       else delete process.env.BENCH_LOG_LEVEL
       rmSync(join(OUT, `p${i}.log`), { force: true })
       if (prefix === 'null') symlinkSync('/dev/null', join(OUT, `p${i}.log`))
-      const redis = prefix === 'redis' ? await startRedis() : null
+      const redis = words.includes('redis') ? await startRedis() : null
       if (redis) stops.push(async () => redis.stop())
       proxies.push(await startProxy(ROOT, OUT, `p${i}`, { origin, ...(redis ? { redisUrl: redis.url } : {}) }, flags))
     }
