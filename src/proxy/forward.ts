@@ -262,10 +262,11 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
       // Masking an injected secret needs the answer as sent: ask for it uncompressed.
       if (injected.length > 0) headers.push('accept-encoding', 'identity')
       const body = bodyOf(req, target)
-      // While the client's body is still coming (forwarded as it arrives), a client that stops sending is
-      // closed after idle_timeout_ms; once it is in, the wait is the upstream's. (A request without a
-      // body is sent from its head's event, before node marks it complete: it has nothing to wait for.)
-      if (body === req && !req.complete) req.once('end', guardIdle(req, opts.idleTimeoutMs))
+      // While the client's body is still coming (forwarded as it arrives, or the rest of a held push
+      // replayed), a client that stops sending is closed after idle_timeout_ms; once it is in, the wait is
+      // the upstream's. (A request without a body is sent from its head's event, before node marks it
+      // complete: it has nothing to wait for.)
+      if (body !== null && !req.complete) req.once('end', guardIdle(req, opts.idleTimeoutMs))
       const relay = relayAnswer(res, injected, onFailure)
       relay.exchange = client.dispatch(
         originOf(target),
