@@ -39,6 +39,11 @@ export interface OutgoingRequest {
   readonly body: null | Buffer | Readable
   /** A streamed body: 'length' when `headers` carries its Content-Length, else sent chunked. */
   readonly framing?: 'length' | 'chunked'
+  /**
+   * A streamed body starts to be read: the request has its connection. Not called while it waits for
+   * one (a full pool), when nothing reads the body and a silent client is not at fault.
+   */
+  readonly onBodyStart?: () => void
 }
 
 export interface ResponseHandler {
@@ -333,6 +338,7 @@ class Connection implements ResponseEvents {
       run.bodySent = true
     } else {
       this.socket.write(run.head, 'latin1')
+      run.request.onBodyStart?.()
       this.stream(run, body, run.request.framing !== 'length')
     }
   }

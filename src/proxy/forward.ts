@@ -264,9 +264,11 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
       const body = bodyOf(req, target)
       // While the client's body is still coming (forwarded as it arrives, or the rest of a held push
       // replayed), a client that stops sending is closed after idle_timeout_ms; once it is in, the wait is
-      // the upstream's. (A request without a body is sent from its head's event, before node marks it
-      // complete: it has nothing to wait for.)
-      if (body !== null && !req.complete) req.once('end', guardIdle(req, opts.idleTimeoutMs))
+      // the upstream's. The guard starts when the body starts to be read: a request waiting for a
+      // connection of a full pool reads nothing, and its client, done or held back, is not silent.
+      const guardBody = (): void => {
+        if (!req.complete) req.once('end', guardIdle(req, opts.idleTimeoutMs))
+      }
       const relay = relayAnswer(res, injected, onFailure)
       relay.exchange = client.dispatch(
         originOf(target),
@@ -277,6 +279,7 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
           body,
           // A streamed body keeps the Content-Length the client gave (still in `headers`), else goes chunked.
           framing: req.headers['content-length'] !== undefined ? 'length' : 'chunked',
+          onBodyStart: guardBody,
         },
         relay,
       )
