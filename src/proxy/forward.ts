@@ -266,9 +266,7 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
       // replayed), a client that stops sending is closed after idle_timeout_ms; once it is in, the wait is
       // the upstream's. The guard starts when the body starts to be read: a request waiting for a
       // connection of a full pool reads nothing, and its client, done or held back, is not silent.
-      const guardBody = (): void => {
-        if (!req.complete) req.once('end', guardIdle(req, opts.idleTimeoutMs))
-      }
+      const streamed = body !== null && !Buffer.isBuffer(body)
       const relay = relayAnswer(res, injected, onFailure)
       relay.exchange = client.dispatch(
         originOf(target),
@@ -279,7 +277,7 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
           body,
           // A streamed body keeps the Content-Length the client gave (still in `headers`), else goes chunked.
           framing: req.headers['content-length'] !== undefined ? 'length' : 'chunked',
-          onBodyStart: guardBody,
+          onBodyStart: streamed ? () => guardBody(req, opts.idleTimeoutMs) : undefined,
         },
         relay,
       )
@@ -329,6 +327,11 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
       client.close()
     },
   }
+}
+
+/** The client's body guard, from when its body starts to be read until it has all arrived. */
+function guardBody(req: IncomingMessage, idleMs: number): void {
+  if (!req.complete) req.once('end', guardIdle(req, idleMs))
 }
 
 function originOf(t: ForwardTarget): Origin {

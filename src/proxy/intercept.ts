@@ -7,7 +7,7 @@ import type { Credential } from '../identity/authenticate.js'
 import type { ProxyDeps } from './deps.js'
 import { openConnection, type Trackable } from './connection.js'
 import type { InFlightRequest } from './tracker.js'
-import { handleHttpRequest, type ConnectChannel, type RequestChannel } from './request-flow.js'
+import { handleHttpRequest, type ConnectChannel, type PassVerdict, type RequestChannel } from './request-flow.js'
 import { respondBadRequest } from './respond.js'
 import {
   afterEarlierAnswer,
@@ -126,14 +126,17 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     requireHostHeader: false,
   })
   answerHalfClosedClients(inner)
+  const failInner = (err: unknown, _req: IncomingMessage, res: ServerResponse): void => {
+    deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'intercepted request failed; connection closed')
+    res.destroy()
+  }
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     awaitNextHead(req, res, upstream.idleTimeoutMs)
     inTurn(req, res, () => {
       try {
-        handleInnerRequest(deps, req, res)
+        handleInnerRequest(deps, req, res, failInner)
       } catch (err) {
-        deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'intercepted request handler failed; connection closed')
-        res.destroy()
+        failInner(err, req, res)
       }
     })
   }
@@ -281,7 +284,12 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
   }
 }
 
-function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerResponse): void {
+function handleInnerRequest(
+  deps: ProxyDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  fail: (err: unknown, req: IncomingMessage, res: ServerResponse) => void,
+): void {
   const ctx = (req.socket as InnerSocket)[kIntercept]
   if (!ctx) return void res.destroy()
   // Once the request is in (a body the proxy reads itself is still bounded by the idle timer), the
@@ -289,17 +297,11 @@ function handleInnerRequest(deps: ProxyDeps, req: IncomingMessage, res: ServerRe
   if (req.complete) ctx.idle.hold()
   else req.once('end', ctx.idle.hold)
   res.once('close', ctx.idle.release)
-  handleHttpRequest(
-    deps,
-    req,
-    res,
-    ctx.channel,
-    false,
-    (err: unknown) => {
-      deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'intercepted request failed; connection closed')
-      res.destroy()
-    },
-    (verdict) =>
-      ctx.idle.carry({ method: verdict.facts.method, path: verdict.facts.path ?? '/', scheme: ctx.scheme }, res),
-  )
+  handleHttpRequest(deps, req, res, ctx.channel, false, fail, carryRequest)
+}
+
+/** A request let through is in flight on its connection until its answer closes: a reload may cut it. */
+function carryRequest(verdict: PassVerdict, req: IncomingMessage, res: ServerResponse): void {
+  const ctx = (req.socket as InnerSocket)[kIntercept]
+  ctx?.idle.carry({ method: verdict.facts.method, path: verdict.facts.path ?? '/', scheme: ctx.scheme }, res)
 }

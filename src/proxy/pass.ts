@@ -172,7 +172,8 @@ function answerAndRecord(
   res.end(req.method === 'HEAD' ? undefined : answer.body)
 }
 
-interface Readied extends Gated {
+/** Gated, with the body folded into the target it goes to. */
+interface Readied extends Omit<Gated, 'body' | 'replay'> {
   readonly forwardTo: ForwardTarget
 }
 

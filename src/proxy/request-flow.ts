@@ -237,7 +237,7 @@ export function decideHttpRequest(
  * A request's whole flow on a ServerResponse: decided, then answered, both in the turn the request
  * arrived unless something must be awaited (DNS, a body a rule reads). A throw or a rejection at
  * either step goes to `fail`, the caller's fail-closed answer. `onPass` sees a verdict that lets the
- * request through before it is answered.
+ * request through before it is answered. Both are the caller's functions, made once, not per request.
  */
 export function handleHttpRequest(
   deps: ProxyDeps,
@@ -245,20 +245,33 @@ export function handleHttpRequest(
   res: ServerResponse,
   channel: RequestChannel,
   closeRecordPerRequest: boolean,
-  fail: (err: unknown) => void,
-  onPass?: (verdict: Extract<RequestVerdict, { kind: 'pass' }>) => void,
+  fail: (err: unknown, req: IncomingMessage, res: ServerResponse) => void,
+  onPass?: (verdict: PassVerdict, req: IncomingMessage, res: ServerResponse) => void,
 ): void {
-  const answer = (verdict: RequestVerdict): void | Promise<void> => {
-    if (verdict.kind === 'pass') onPass?.(verdict)
-    return answerHttpRequest(deps, req, res, verdict, closeRecordPerRequest)
-  }
   try {
     const verdict = decideHttpRequest(deps, req, channel)
-    const answered = verdict instanceof Promise ? verdict.then(answer) : answer(verdict)
-    if (answered instanceof Promise) answered.catch(fail)
+    const answered =
+      verdict instanceof Promise
+        ? verdict.then((v) => answerVerdict(deps, req, res, v, closeRecordPerRequest, onPass))
+        : answerVerdict(deps, req, res, verdict, closeRecordPerRequest, onPass)
+    if (answered instanceof Promise) answered.catch((err: unknown) => fail(err, req, res))
   } catch (err) {
-    fail(err)
+    fail(err, req, res)
   }
+}
+
+export type PassVerdict = Extract<RequestVerdict, { kind: 'pass' }>
+
+function answerVerdict(
+  deps: ProxyDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  verdict: RequestVerdict,
+  closeRecordPerRequest: boolean,
+  onPass: ((verdict: PassVerdict, req: IncomingMessage, res: ServerResponse) => void) | undefined,
+): void | Promise<void> {
+  if (verdict.kind === 'pass') onPass?.(verdict, req, res)
+  return answerHttpRequest(deps, req, res, verdict, closeRecordPerRequest)
 }
 
 /**

@@ -52,31 +52,30 @@ export function createProxyServer(deps: ProxyDeps): Server {
     if (err.code === 'EMFILE' || err.code === 'ENFILE') deps.descriptors.note('accept')
     else if (server.listening) deps.log.error({ code: 'PC_ERR_ACCEPT', err }, 'accepting a connection failed')
   })
+  const failPlain = (err: unknown, req: IncomingMessage, res: ServerResponse): void => {
+    deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'plain HTTP handler failed; connection closed')
+    if (!res.headersSent)
+      respondDenial(
+        res,
+        internalError,
+        {
+          requestId: '-',
+          agent: null,
+          method: req.method ?? '-',
+          host: '-',
+          port: 0,
+          scheme: 'http',
+          path: null,
+          query: '',
+          wantsJson: false,
+        },
+        true,
+      )
+    else res.destroy()
+  }
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     awaitNextHead(req, res, upstream.idleTimeoutMs)
-    inTurn(req, res, () =>
-      handleHttpRequest(deps, req, res, PROXY_CHANNEL, true, (err: unknown) => {
-        deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'plain HTTP handler failed; connection closed')
-        if (!res.headersSent)
-          respondDenial(
-            res,
-            internalError,
-            {
-              requestId: '-',
-              agent: null,
-              method: req.method ?? '-',
-              host: '-',
-              port: 0,
-              scheme: 'http',
-              path: null,
-              query: '',
-              wantsJson: false,
-            },
-            true,
-          )
-        else res.destroy()
-      }),
-    )
+    inTurn(req, res, () => handleHttpRequest(deps, req, res, PROXY_CHANNEL, true, failPlain))
   }
   server.on('request', onRequest)
   server.on('checkContinue', expectContinue(onRequest))

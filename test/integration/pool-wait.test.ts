@@ -1,10 +1,10 @@
-import { once } from 'node:events'
 import { connect, type Socket } from 'node:net'
 import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
-import { basicAuth } from '../helpers/clients.js'
+import { basicAuth, rawExchange } from '../helpers/clients.js'
 import { TOKEN, originOnlyYaml } from '../helpers/config.js'
+import { until } from '../helpers/poll.js'
 
 /**
  * A request that waits for a connection of a full upstream pool (256 to one origin) is answered once
@@ -17,25 +17,6 @@ const POOL = 256
 const IDLE_MS = 1500
 /** Longer than IDLE_MS: the queued requests wait past the idle timeout before a connection frees. */
 const HOLD_MS = 2500
-
-/** Send `raw` on its own connection; what came back, and whether the proxy closed it, within 8 s. */
-async function exchange(port: number, raw: string): Promise<{ text: string; closed: boolean }> {
-  const s = connect(port, '127.0.0.1')
-  await once(s, 'connect')
-  const chunks: Buffer[] = []
-  s.on('data', (c: Buffer) => chunks.push(c))
-  s.on('error', () => undefined)
-  s.write(raw)
-  const closed = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), 8000)
-    s.once('close', () => {
-      clearTimeout(timer)
-      resolve(true)
-    })
-  })
-  s.destroy()
-  return { text: Buffer.concat(chunks).toString('latin1'), closed }
-}
 
 t.test('requests queued behind a full pool are answered when it frees, uploads included', async (t) => {
   let released = false
@@ -60,27 +41,23 @@ ${originOnlyYaml([origin.port], { extra: 'limits: { requests_per_minute: null, c
     s.write(`GET ${url}/hold/${i} HTTP/1.1\r\nHost: origin.test\r\n${AUTH}\r\n`)
   }
   // Every pooled connection is taken before the probes arrive.
-  const deadline = Date.now() + 5000
-  while (Date.now() < deadline) {
-    const busy = await new Promise<number>((resolve) => setTimeout(() => resolve(origin.seen.length), 100))
-    if (busy >= POOL) break
-  }
+  await until(() => origin.seen.length >= POOL, 5000, 100)
   t.equal(origin.seen.length, POOL, 'the pool is full')
   setTimeout(() => (released = true), HOLD_MS).unref()
   const [post, chunked, get] = await Promise.all([
-    exchange(
+    rawExchange(
       pc.proxyPort,
       `POST ${url}/post HTTP/1.1\r\nHost: origin.test\r\n${AUTH}Content-Length: 4\r\nConnection: close\r\n\r\nbody`,
     ),
-    exchange(
+    rawExchange(
       pc.proxyPort,
       `POST ${url}/chunked HTTP/1.1\r\nHost: origin.test\r\n${AUTH}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n`,
     ),
-    exchange(pc.proxyPort, `GET ${url}/get HTTP/1.1\r\nHost: origin.test\r\n${AUTH}Connection: close\r\n\r\n`),
+    rawExchange(pc.proxyPort, `GET ${url}/get HTTP/1.1\r\nHost: origin.test\r\n${AUTH}Connection: close\r\n\r\n`),
   ])
-  t.match(get.text, /^HTTP\/1\.1 200 [^]*origin saw GET \/get/, 'the queued GET is answered')
-  t.match(post.text, /^HTTP\/1\.1 200 [^]*origin saw POST \/post body/, 'the queued POST is answered, body and all')
-  t.match(chunked.text, /^HTTP\/1\.1 200 [^]*origin saw POST \/chunked abc/, 'and a chunked one')
+  t.match(get.response, /^HTTP\/1\.1 200 [^]*origin saw GET \/get/, 'the queued GET is answered')
+  t.match(post.response, /^HTTP\/1\.1 200 [^]*origin saw POST \/post body/, 'the queued POST is answered, body and all')
+  t.match(chunked.response, /^HTTP\/1\.1 200 [^]*origin saw POST \/chunked abc/, 'and a chunked one')
   const bodies = origin.seen.filter((r) => r.method === 'POST').map((r) => `${r.url} ${r.body}`)
   t.same(bodies.sort(), ['/chunked abc', '/post body'], 'the origin got both bodies whole')
 })
@@ -90,14 +67,14 @@ t.test('a client that stops sending its body is closed after idle_timeout_ms', a
   const yaml = originOnlyYaml([origin.port]).replace('idle_timeout_ms: 10000', `idle_timeout_ms: ${IDLE_MS}`)
   const pc = await startPortcullis(t, yaml)
   const started = Date.now()
-  const stalled = await exchange(
+  const stalled = await rawExchange(
     pc.proxyPort,
     `POST http://origin.test:${origin.port}/upload HTTP/1.1\r\nHost: origin.test\r\n${AUTH}Content-Length: 10\r\n\r\nfour`,
   )
   const ms = Date.now() - started
   t.ok(stalled.closed, 'closed by the proxy')
   // The client went silent, not the upstream: no 504 blaming it.
-  t.equal(stalled.text, '', 'closed without an answer')
+  t.equal(stalled.response, '', 'closed without an answer')
   t.ok(ms >= IDLE_MS - 100 && ms < IDLE_MS + 2500, `after ${ms} ms (idle_timeout_ms ${IDLE_MS})`)
   t.equal(origin.seen.length, 0, 'the origin never got a whole request')
 })
