@@ -131,7 +131,8 @@ export function packageDenialOffline(
   }
   const admitted = rules.admits(name, version)
   if (!admitted.ok) return admitted.detail
-  return f.packageTooNew === true && version !== null && rules.needsPublishTimes(name) ? 'too_new' : null
+  // A recorded too_new without a version is a document refused whole: every version was too new.
+  return f.packageTooNew === true && rules.needsPublishTimes(name) ? 'too_new' : null
 }
 
 /** The addresses the proxy would check, as far as they are known offline (names left to DNS: none). */

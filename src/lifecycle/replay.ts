@@ -111,7 +111,13 @@ export function replayRecords(
   const skipped = new Map<string, number>()
   const totals = { allowToDeny: 0, denyToAllow: 0, undetermined: 0, unchanged: 0, skipped: 0, approved: 0 }
   let requests = 0
+  // A request whose upstream failed after its decision has a second record, `upstream_error`, with
+  // the same id: the first is its policy verdict (in audit mode a would-be denial), so the second is
+  // not counted again. An `upstream_error` alone (a CONNECT whose dial failed) stands for the request.
+  const decided = new Set<string>()
+  for (const r of records) if (r.reason !== 'upstream_error') decided.add(r.id)
   for (const r of records) {
+    if (r.reason === 'upstream_error' && decided.has(r.id)) continue
     const n = requestsOf(r)
     requests += n
     const recorded = recordedVerdict(r)

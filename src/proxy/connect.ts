@@ -92,9 +92,16 @@ export async function handleConnect(
   if (decision.verdict === 'deny' && !passes(decision, mode))
     return refuse(deps, socket, req, refused, decision, explainable)
   socket.on('close', release)
+  // Audit mode let a policy denial through: should the connection still fail, the denial's honest
+  // record comes first (would_deny), then why it failed, as for a plain request.
+  const auditedDenial = (): void => {
+    if (decision.verdict === 'deny') settle(deps.bus, refused, decision)
+  }
   const resolved = await resolveChecked(authority.host, cfg.upstream)
-  if (resolved.kind === 'unresolved')
+  if (resolved.kind === 'unresolved') {
+    auditedDenial()
     return refuse(deps, socket, req, { ...refused, address: resolved.address }, resolved.decision, explainable)
+  }
   const checkedNoTls: DecisionFacts = { ...refused, address: resolved.address }
   const checked: DecisionFacts = { ...checkedNoTls, tls: via }
   let up: Socket | null = null
@@ -104,6 +111,7 @@ export async function handleConnect(
     const dialled = await dialChecked(resolved.address, authority.port, cfg.upstream.connectTimeoutMs, relay.onread)
     if ('kind' in dialled) {
       if (dialled.failure === 'out_of_descriptors') deps.descriptors.note('dial')
+      auditedDenial()
       return refuse(
         deps,
         socket,
@@ -116,6 +124,7 @@ export async function handleConnect(
     up = dialled
     up.on('error', destroyEmitter)
   } else if (!deps.interceptor) {
+    auditedDenial()
     return refuse(deps, socket, req, checkedNoTls, {
       verdict: 'deny',
       reason: 'denied_internal_error',

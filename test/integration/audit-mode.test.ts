@@ -4,6 +4,7 @@ import { startPortcullis, type Portcullis } from '../helpers/start-portcullis.js
 import { startHttpOrigin, type Origin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
 import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+import { freePort } from '../helpers/ports.js'
 
 /**
  * The three behaviours asserted for both ways of turning audit on:
@@ -11,11 +12,7 @@ import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
  * audited agent is still blocked from private addresses, and an enforcing
  * agent in the same config is still blocked.
  */
-function auditBehaviours(
-  t: Test,
-  setup: () => Promise<{ pc: Portcullis; origin: Origin }>,
-  enforcedAgent: string,
-): void {
+function auditBehaviours(t: Test, setup: () => Promise<Setup>, enforcedAgent: string): void {
   t.test('a request no rule allows passes, recorded as deny/denied_no_rule with would_deny', async (t) => {
     const { pc, origin } = await setup()
     const r = await curl([
@@ -40,6 +37,36 @@ function auditBehaviours(
       would_deny: true,
       address: '127.0.0.1',
     })
+  })
+
+  t.test('a CONNECT that would be denied and then fails upstream keeps its would_deny record', async (t) => {
+    const { pc, closedPort } = await setup()
+    // No rule allows other.test; audit lets the CONNECT through, and the dial is refused (nothing listens).
+    const r = await curl([
+      '--proxy',
+      pc.proxyUrl,
+      '--proxy-user',
+      `auditor:${TOKEN}`,
+      '--proxytunnel',
+      `https://other.test:${closedPort}/`,
+    ])
+    t.equal(r.status, 502, "the failure is the upstream's")
+    const mine = (x: { event: string; host?: string; port?: number; method?: string }): boolean =>
+      x.event === 'decision' && x.method === 'CONNECT' && x.host === 'other.test' && x.port === closedPort
+    const failed = await pc.waitForRecord(
+      (x) => mine(x as never) && (x as { reason?: string }).reason === 'upstream_error',
+    )
+    const both = pc.decisions().filter((x) => mine(x))
+    t.match(
+      both,
+      [
+        { agent: 'auditor', decision: 'deny', reason: 'denied_no_rule', mode: 'audit', would_deny: true },
+        { agent: 'auditor', decision: 'deny', reason: 'upstream_error', would_deny: false },
+      ],
+      'the policy verdict first, then why it still failed',
+    )
+    t.equal(both.length, 2, 'two records')
+    t.equal(both[0]?.id, failed.id, 'of one request')
   })
 
   t.test('an allowed request is recorded as allow without would_deny', async (t) => {
@@ -107,14 +134,22 @@ function auditBehaviours(
   })
 }
 
+interface Setup {
+  readonly pc: Portcullis
+  readonly origin: Origin
+  /** An allowed port on loopback where nothing listens. */
+  readonly closedPort: number
+}
+
 /** Start once per parent test, lazily, so each child test shares the proxy and origin. */
-function lazy(t: Test, body: (port: number) => string): () => Promise<{ pc: Portcullis; origin: Origin }> {
-  let started: Promise<{ pc: Portcullis; origin: Origin }> | null = null
+function lazy(t: Test, body: (ports: readonly number[]) => string): () => Promise<Setup> {
+  let started: Promise<Setup> | null = null
   return () =>
     (started ??= (async () => {
       const origin = await startHttpOrigin(t)
-      const pc = await startPortcullis(t, body(origin.port))
-      return { pc, origin }
+      const closedPort = await freePort()
+      const pc = await startPortcullis(t, body([origin.port, closedPort]))
+      return { pc, origin, closedPort }
     })())
 }
 
@@ -130,8 +165,8 @@ t.test('top-level mode: audit', async (t) => {
     t,
     lazy(
       t,
-      (port) => `mode: audit
-${upstreamYaml([port])}
+      (ports) => `mode: audit
+${upstreamYaml(ports)}
 ${GROUPS}
 agents:
   - id: auditor
@@ -152,7 +187,7 @@ t.test('per-agent mode: audit', async (t) => {
     t,
     lazy(
       t,
-      (port) => `${upstreamYaml([port])}
+      (ports) => `${upstreamYaml(ports)}
 ${GROUPS}
 agents:
   - id: auditor

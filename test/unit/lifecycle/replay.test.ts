@@ -155,3 +155,41 @@ t.test('package rules are re-decided by name; a too_new record stays too new whi
   const exempt = replayRecords([young], withPackages('{ min_age: 72h, min_age_exempt: [react] }'))
   t.equal(exempt.totals.denyToAllow, 1, 'an exemption lifts it too')
 })
+
+t.test('a packument refused whole as too_new (no version) stays too new while min_age holds it', async (t) => {
+  const GUARDED = parseConfigText(
+    TEXT.replace(
+      '      - preset: npm                       # registry.npmjs.org\n',
+      '      - preset: npm\n        packages: { min_age: 72h }\n',
+    ),
+    'packages.yaml',
+  )
+  const whole = rec('ci', 'GET https://registry.npmjs.org/young', {
+    reason: 'denied_package',
+    detail: 'too_new',
+    rule: 'builders.allow[0]',
+  })
+  const same = replayRecords([whole], GUARDED)
+  t.same(same.flips, [], 'no flip under the policy that refused it')
+  t.equal(same.totals.unchanged, 1)
+  t.match(replayRecords([whole], OLD).flips, [{ direction: 'deny_to_allow', to: { reason: 'allowed' } }], 'lifted')
+})
+
+t.test("an upstream failure's second record is not a second request, nor the verdict", async (t) => {
+  // Audit mode: the would-be denial, then the upstream failure of the same request.
+  const audited = rec('auditor', 'GET http://paste.example.org/x', { mode: 'audit', would_deny: true })
+  const failed = rec('auditor', 'GET http://paste.example.org/x', {
+    id: audited.id,
+    mode: 'audit',
+    reason: 'upstream_error',
+    detail: 'dns',
+  })
+  // Enforce: allowed, then the upstream failed; and a CONNECT whose dial failed (one record).
+  const ok = allowed('ci', 'GET https://registry.npmjs.org/react', 'builders.allow[0]')
+  const okFailed = rec('ci', 'GET https://registry.npmjs.org/react', { id: ok.id, reason: 'upstream_error' })
+  const dial = rec('ci', 'CONNECT registry.npmjs.org:443', { reason: 'upstream_error', detail: 'refused' })
+  const report = replayRecords([audited, failed, ok, okFailed, dial], OLD)
+  t.equal(report.requests, 3, 'three requests, not five')
+  t.same(report.flips, [], 'nothing flips under the same policy')
+  t.same(report.totals, { allowToDeny: 0, denyToAllow: 0, undetermined: 0, unchanged: 3, skipped: 0, approved: 0 })
+})
