@@ -11,7 +11,8 @@ import { classifyAddress, isAddressAllowed } from '../net/address-class.js'
 import { isIpLiteral } from '../net/host.js'
 import { classifyNpmPath } from '../packages/npm-path.js'
 import { classifyPypiPath } from '../packages/pypi-path.js'
-import { collectHostRules, type CompiledRule, type PackageControl } from '../policy/compiled.js'
+import { collectHostRules, type CompiledRule, type PackageControl, type RepoControl } from '../policy/compiled.js'
+import { apiRuleOf, classifyGithubApiRequest, decideGithubApiRoute } from '../policy/github-api.js'
 import { decideConnect, matchRequest } from '../policy/decide.js'
 import type { Reason } from '../policy/reasons.js'
 import type { Decision } from '../policy/types.js'
@@ -62,6 +63,8 @@ export function decideOffline(config: RuntimeConfig, f: OfflineFacts): OfflineDe
   let decided: OfflineDecision | null = null
   let packages: PackageControl | null = null
   let packagesRule: string | null = null
+  let repo: RepoControl | null = null
+  let repoRule: string | null = null
   if (f.scheme === 'https' || f.method === 'CONNECT') {
     const c = decideConnect(policy, { agent: f.agent, host: f.host, port: f.port })
     if (c.verdict === 'deny') return from(c, 'connect')
@@ -83,6 +86,8 @@ export function decideOffline(config: RuntimeConfig, f: OfflineFacts): OfflineDe
     if (m.decision.verdict === 'deny') return decided
     packages = m.handling.packages
     packagesRule = m.handling.packagesRuleId
+    repo = m.handling.repo
+    repoRule = m.handling.repoRuleId
   }
   const blocked = addressesOf(config, f).find((ip) => !isAddressAllowed(ip, config.upstream.allowPrivate))
   if (blocked !== undefined)
@@ -93,11 +98,39 @@ export function decideOffline(config: RuntimeConfig, f: OfflineFacts): OfflineDe
       detail: classifyAddress(blocked),
       stage: 'address',
     }
+  const write = repoWriteDenialOffline(repo, f)
+  if (write !== null) {
+    const refused = {
+      verdict: 'deny',
+      reason: 'denied_repo_write',
+      rule: repoRule,
+      detail: write,
+      stage: 'request',
+    } as const
+    return via === undefined ? refused : { ...refused, via }
+  }
   const detail = packages === null ? null : packageDenialOffline(packages, f)
   if (detail === null) return decided
   return via === undefined
     ? { verdict: 'deny', reason: 'denied_package', rule: packagesRule, detail, stage: 'package' }
     : { verdict: 'deny', reason: 'denied_package', rule: packagesRule, detail, stage: 'package', via }
+}
+
+/**
+ * The GitHub API gate's verdict on a write (SPEC §8) as far as its method, path and query tell it:
+ * what the route refuses (a merge, a grant the rule lacks, a query string) the proxy refuses whatever
+ * the body says; a write whose verdict depends on its body is not refused here. Null: nothing refuses it.
+ */
+export function repoWriteDenialOffline(
+  repo: RepoControl | null,
+  f: Pick<OfflineFacts, 'agent' | 'method' | 'path' | 'query'>,
+): string | null {
+  if (repo === null || (repo.part !== 'api' && repo.part !== 'graphql')) return null
+  const rule = apiRuleOf(repo, f.agent)
+  if (rule === null) return null
+  if (!rule.ok) return 'bad_rule'
+  const d = decideGithubApiRoute(rule.rule, { method: f.method, path: f.path ?? '/', query: f.query })
+  return d !== 'body' && d.verdict === 'deny' ? d.detail : null
 }
 
 /**
@@ -223,6 +256,29 @@ const AFTER_POLICY: ReadonlySet<Reason> = new Set<Reason>([
 /** Package-rule details decideOffline gives too; the others (unreadable metadata, …) came from the registry's answer. */
 const OFFLINE_PACKAGE_DETAILS: ReadonlySet<string> = new Set(['denied', 'not_allowed', 'too_new', 'unparseable_path'])
 
+/** Refusals the method, path and query do not decide: headers, the body, an unusable rule. */
+const NOT_BY_ROUTE = new Set([
+  'query_params',
+  'method_override',
+  'encoded_body',
+  'body_cut_off',
+  'unparseable_body',
+  'bad_rule',
+])
+
+/**
+ * A `denied_repo_write` decideOffline gives too: `read_only` (the policy's), or the API gate's refusal
+ * of a write for its route alone (repoWriteDenialOffline). A body's refusal it cannot see.
+ * (`query_params` is out: records keep no query, so offline the route is asked without one.)
+ */
+function repoWriteRefusedByRoute(r: DecisionRecord): boolean {
+  if (r.detail === 'read_only') return true
+  if (r.detail === undefined || NOT_BY_ROUTE.has(r.detail)) return false
+  const route = classifyGithubApiRequest(r.method, r.path ?? '/')
+  // On a route that reads the body, only the route's own refusal (forbidden, or not granted) names its action.
+  return route !== null && (!route.needsBody || r.detail === route.action)
+}
+
 /**
  * The policy verdict a record shows (policy and address check, as decideOffline gives it), or null
  * when the record is not a policy decision (no agent, a failed login, an SNI/Host mismatch, a fault).
@@ -231,7 +287,7 @@ const OFFLINE_PACKAGE_DETAILS: ReadonlySet<string> = new Set(['denied', 'not_all
  */
 export function recordedVerdict(r: DecisionRecord): 'allow' | 'deny' | null {
   if (r.agent === null) return null
-  if (r.reason === 'denied_repo_write') return r.detail === 'read_only' ? 'deny' : 'allow'
+  if (r.reason === 'denied_repo_write') return repoWriteRefusedByRoute(r) ? 'deny' : 'allow'
   if (r.reason === 'denied_package') return OFFLINE_PACKAGE_DETAILS.has(r.detail ?? '') ? 'deny' : 'allow'
   if (POLICY_DENIALS.has(r.reason)) return 'deny'
   if (AFTER_POLICY.has(r.reason)) return 'allow'

@@ -25,8 +25,9 @@
  */
 import { decideGraphql } from './github-graphql.js'
 import { matchPathPattern, parsePathPattern, type PathPattern } from './path-pattern.js'
-import { classifyRoute, type GithubApiAction } from './github-routes.js'
+import { classifyRoute, type GithubApiAction, type Route } from './github-routes.js'
 import { explainDenial, type GithubApiDetail } from './github-messages.js'
+import type { RepoControl } from './compiled.js'
 
 export type { GithubApiAction } from './github-routes.js'
 export type { GithubApiDetail } from './github-messages.js'
@@ -122,27 +123,58 @@ export function compileGithubApiRule(spec: GithubApiSpec, agent: string): Compil
   return { ok: true, rule: Object.freeze(rule) }
 }
 
+/**
+ * The API rule a repo rule applies to `agent`'s writes: null when it applies none (a read-only rule, or
+ * a `git:` rule, whose forge API is unknown).
+ */
+export function apiRuleOf(repo: RepoControl, agent: string): CompiledGithubApiRule | null {
+  if (repo.api === null || repo.access !== 'write') return null
+  const { pulls, issues, graphqlMutations } = repo.api
+  return compileGithubApiRule({ pulls, issues, graphqlMutations, push: repo.push }, agent)
+}
+
 /** Decide one write to api.github.com for a repo the caller has matched to `rule`. */
 export function decideGithubApiWrite(rule: GithubApiRule, facts: GithubApiFacts): GithubApiDecision {
   const route = classifyRoute(facts.method, facts.path)
   if (route === null) return { verdict: 'allow', action: 'read' }
+  return routeVerdict(rule, route, facts.query) ?? bodyVerdict(rule, route, facts.body)
+}
+
+/**
+ * Steps 1–4 alone: the verdict of a write's method, path and query, or 'body' when it depends on the
+ * body. For deciding without the request (portcullis explain, policy tests, replay): what the route
+ * refuses, the proxy refuses whatever the body says.
+ */
+export function decideGithubApiRoute(
+  rule: GithubApiRule,
+  facts: Omit<GithubApiFacts, 'body'>,
+): GithubApiDecision | 'body' {
+  const route = classifyRoute(facts.method, facts.path)
+  if (route === null) return { verdict: 'allow', action: 'read' }
+  return routeVerdict(rule, route, facts.query) ?? 'body'
+}
+
+function denial(rule: GithubApiRule, action: GithubApiAction, detail: GithubApiDetail): GithubApiDecision {
+  return { verdict: 'deny', action, detail, message: explainDenial(detail, rule) }
+}
+
+/** The verdict of the route and query; null when the body decides. */
+function routeVerdict(rule: GithubApiRule, route: Route, query: string): GithubApiDecision | null {
   const { action } = route
-  const deny = (detail: GithubApiDetail): GithubApiDecision => ({
-    verdict: 'deny',
-    action,
-    detail,
-    message: explainDenial(detail, rule),
-  })
-  if (route.forbidden !== null) return deny(route.forbidden)
+  if (route.forbidden !== null) return denial(rule, action, route.forbidden)
   const missing = missingGrant(rule, action)
-  if (missing !== null) return deny(missing)
-  if (facts.query !== '') return deny('query_params')
-  if (!route.needsBody) {
-    // A branch or tag deletion is named by the path alone.
-    const refused = action === 'ref_delete' ? checkRef(rule, route.ref ?? '', 'delete', false) : null
-    return refused === null ? { verdict: 'allow', action } : deny(refused)
-  }
-  const body = parseApiBody(facts.body)
+  if (missing !== null) return denial(rule, action, missing)
+  if (query !== '') return denial(rule, action, 'query_params')
+  if (route.needsBody) return null
+  // A branch or tag deletion is named by the path alone.
+  const refused = action === 'ref_delete' ? checkRef(rule, route.ref ?? '', 'delete', false) : null
+  return refused === null ? { verdict: 'allow', action } : denial(rule, action, refused)
+}
+
+function bodyVerdict(rule: GithubApiRule, route: Route, bytes: Uint8Array | undefined): GithubApiDecision {
+  const { action } = route
+  const deny = (detail: GithubApiDetail): GithubApiDecision => denial(rule, action, detail)
+  const body = parseApiBody(bytes)
   if (body === null || (action !== 'graphql' && !isObject(body))) return deny('unparseable_body')
   if (action === 'graphql') return decideGraphql(body, rule.graphqlMutations)
   const refused = checkBody(rule, action, route.repo, route.ref, body as Record<string, unknown>)

@@ -1,11 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import type { RepoControl } from '../policy/compiled.js'
-import {
-  classifyGithubApiRequest,
-  compileGithubApiRule,
-  decideGithubApiWrite,
-  MAX_API_BODY_BYTES,
-} from '../policy/github-api.js'
+import { apiRuleOf, classifyGithubApiRequest, decideGithubApiWrite, MAX_API_BODY_BYTES } from '../policy/github-api.js'
 import type { DenyDecision, RuleId } from '../policy/types.js'
 import { readBounded } from './read-body.js'
 
@@ -47,15 +42,9 @@ export async function gateGithubApi(
   const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase()
   if (encoding !== 'identity' && encoding !== '')
     return deny('encoded_body', 'GitHub API writes must send their JSON body uncompressed')
-  const rule = compileGithubApiRule(
-    {
-      pulls: repo.api.pulls,
-      issues: repo.api.issues,
-      graphqlMutations: repo.api.graphqlMutations,
-      push: repo.push,
-    },
-    facts.agent,
-  )
+  // Compiled per write, not per read: reads are most of an agent's API traffic.
+  const rule = apiRuleOf(repo, facts.agent)
+  if (rule === null) return { kind: 'pass' }
   if (!rule.ok) return deny('bad_rule', `the repo rule could not be applied: ${rule.message}`)
   let body: Buffer | undefined
   if (route.needsBody) {

@@ -14,6 +14,13 @@ import { run, type RunResult } from '../helpers/spawn.js'
 const BROKEN = join(ROOT, 'test/fixtures/configs/bad-unknown-key.yaml')
 
 /** Run the built binary to completion (killed after timeoutMs, which then fails the assertions on code). */
+/** A config with one agent, `a` (any loopback client), allowed by these `allow` entries (YAML lines). */
+const agentAConfig = (dir: string, allow: readonly string[]): string =>
+  writeConfig(
+    dir,
+    `agents:\n  - id: a\n    source_cidrs: [127.0.0.1/32]\n    allow:\n${allow.map((l) => `      ${l}\n`).join('')}`,
+  )
+
 const portcullis = (args: readonly string[], opts: CliOptions = {}): Promise<RunResult> =>
   runPortcullis(args, { timeoutMs: 15_000, ...opts })
 
@@ -106,15 +113,7 @@ if (!existsSync(MAIN)) {
 
     t.test('even a rule naming a private address gives denied_private_address (exit 1)', async (t) => {
       const dir = t.testdir()
-      const file = writeConfig(
-        dir,
-        `agents:
-  - id: a
-    source_cidrs: [127.0.0.1/32]
-    allow:
-      - host: 127.0.0.2
-`,
-      )
+      const file = agentAConfig(dir, ['- host: 127.0.0.2'])
       const r = await portcullis(['explain', '--config', file, '--agent', 'a', 'http://127.0.0.2/latest/meta-data/'])
       t.equal(r.code, 1, r.stderr)
       t.match(r.stdout, /^reason: denied_private_address$/m)
@@ -122,16 +121,10 @@ if (!existsSync(MAIN)) {
     })
 
     t.test('package rules judge a registry path by name, as the proxy does (exit 1)', async (t) => {
-      const file = writeConfig(
-        t.testdir(),
-        `agents:
-  - id: a
-    source_cidrs: [127.0.0.1/32]
-    allow:
-      - preset: npm
-        packages: { deny: [event-stream, "@evil/*"], min_age: 72h }
-`,
-      )
+      const file = agentAConfig(t.testdir(), [
+        '- preset: npm',
+        '  packages: { deny: [event-stream, "@evil/*"], min_age: 72h }',
+      ])
       const denied = await portcullis([
         'explain',
         '--config',
@@ -164,6 +157,22 @@ if (!existsSync(MAIN)) {
       t.match(odd.stdout, /^detail: unparseable_path$/m)
       const ok = await portcullis(['explain', '--config', file, '--agent', 'a', 'https://registry.npmjs.org/left-pad'])
       t.equal(ok.code, 0, 'min_age is judged at request time, from the registry’s publish times')
+    })
+
+    t.test('GitHub API writes the proxy always refuses are refused offline too (exit 1)', async (t) => {
+      const file = agentAConfig(t.testdir(), [
+        '- github: { repos: [acme/widgets], access: write, api: { pulls: create } }',
+      ])
+      const explain = (method: string, url: string) =>
+        portcullis(['explain', '--config', file, '--agent', 'a', '--method', method, url])
+      const merge = await explain('PUT', 'https://api.github.com/repos/acme/widgets/pulls/1/merge')
+      t.equal(merge.code, 1, merge.stderr)
+      t.match(merge.stdout, /^reason: denied_repo_write$/m)
+      t.match(merge.stdout, /^detail: merge$/m)
+      const drop = await explain('DELETE', 'https://api.github.com/repos/acme/widgets')
+      t.match(drop.stdout, /^detail: repo_delete$/m, 'deleting the repo')
+      const pr = await explain('POST', 'https://api.github.com/repos/acme/widgets/pulls')
+      t.equal(pr.code, 0, 'opening a pull request: the head branch in its body is judged on the wire')
     })
 
     t.test('a missing URL is a usage error (exit 2)', async (t) => {

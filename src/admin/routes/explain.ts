@@ -8,7 +8,7 @@ import {
   matchRequestApproved,
   type ApprovalIndex,
 } from '../../policy/approvals.js'
-import { packageDenialOffline } from '../../lifecycle/decide-offline.js'
+import { packageDenialOffline, repoWriteDenialOffline } from '../../lifecycle/decide-offline.js'
 import type { Decision, Mode, RequestFacts } from '../../policy/types.js'
 import { sendJson, type Route } from '../server.js'
 
@@ -77,6 +77,17 @@ export function explain(
     via = c.via
   }
   const m = matchRequestApproved(config.policy, facts, approvals, nowMs)
+  // The GitHub API gate runs whatever approvals say: a merge stays refused.
+  const write = m.decision.verdict === 'allow' ? repoWriteDenialOffline(m.handling.repo, facts) : null
+  if (write !== null) {
+    const refused: Decision = {
+      verdict: 'deny',
+      reason: 'denied_repo_write',
+      ruleId: m.handling.repoRuleId,
+      detail: write,
+    }
+    return { ...describe(refused), ...(via ? { via } : {}), stage: 'request', ...base }
+  }
   const packages = m.decision.verdict === 'allow' ? m.handling.packages : null
   // Package rules by name, as the proxy's gate judges them, unless an approval covers the request (then the gate is skipped).
   const detail =

@@ -122,3 +122,32 @@ t.test('the shipped default config passes its shipped tests', async (t) => {
   t.match(outcome, { kind: 'ran', failures: [] })
   t.ok(outcome.kind === 'ran' && outcome.passed >= 10)
 })
+
+t.test('GitHub API writes the route refuses are refused offline as the proxy refuses them (SPEC §8)', async (t) => {
+  const WRITE = parseConfigText(
+    TEXT.replace('access: read }', 'access: write, api: { pulls: create }, push: { branches: ["agent/{agent}/**"] } }'),
+    'write.yaml',
+  )
+  const parsed = parsePolicyTests(`
+- { agent: ci, request: "PUT https://api.github.com/repos/acme/widgets/pulls/1/merge", expect: denied_repo_write }
+- { agent: ci, request: "DELETE https://api.github.com/repos/acme/widgets", expect: denied_repo_write }
+- { agent: ci, request: "PUT https://api.github.com/repos/acme/widgets/branches/main/protection", expect: denied_repo_write }
+- { agent: ci, request: "POST https://api.github.com/repos/acme/widgets/issues", expect: denied_repo_write }
+- { agent: ci, request: "DELETE https://api.github.com/repos/acme/widgets/git/refs/heads/main", expect: denied_repo_write }
+- { agent: ci, request: "POST https://api.github.com/repos/acme/widgets/pulls?base=main", expect: denied_repo_write }
+- { agent: ci, request: "POST https://api.github.com/repos/acme/widgets/pulls", expect: allowed }
+- { agent: ci, request: "GET https://api.github.com/repos/acme/widgets/pulls/1", expect: allowed }
+- { agent: ci, request: "PUT https://api.github.com/repos/acme/widgets/pulls/1/merge", expect: allowed }
+`)
+  t.ok(parsed.ok)
+  if (!parsed.ok) return
+  const run = runPolicyTests(WRITE, parsed.tests)
+  t.equal(run.passed, 8, 'merge, repo delete, branch protection, an ungranted issue, a ref delete, a query: refused')
+  t.same(
+    run.failures.map((f) => [f.test.line, f.got.reason, f.got.detail]),
+    [[10, 'denied_repo_write', 'merge']],
+    'a test that expects a merge allowed fails, saying why',
+  )
+  const read = runPolicyTests(CONFIG, parsed.tests.slice(0, 1))
+  t.match(read.failures, [{ got: { verdict: 'deny', reason: 'denied_method' } }], 'read access: no write method at all')
+})

@@ -193,3 +193,43 @@ t.test("an upstream failure's second record is not a second request, nor the ver
   t.same(report.flips, [], 'nothing flips under the same policy')
   t.same(report.totals, { allowToDeny: 0, denyToAllow: 0, undetermined: 0, unchanged: 3, skipped: 0, approved: 0 })
 })
+
+t.test(
+  "GitHub API refusals: what the route refused stays refused; what the body refused stays the gate's",
+  async (t) => {
+    const WRITE = parseConfigText(
+      TEXT.replace(
+        'access: read }',
+        'access: write, api: { pulls: create }, push: { branches: ["agent/{agent}/**"] } }',
+      ),
+      'write.yaml',
+    )
+    const api = 'https://api.github.com/repos/acme/widgets'
+    const refused = (request: string, detail: string): ReturnType<typeof rec> =>
+      rec('ci', request, { reason: 'denied_repo_write', detail, rule: 'builders.allow[2]' })
+    const records = [
+      refused(`PUT ${api}/pulls/1/merge`, 'merge'),
+      refused(`POST ${api}/issues`, 'issue_create'),
+      refused(`DELETE ${api}/git/refs/heads/main`, 'branch_not_allowed'),
+      // Refused for its body (the head branch): the policy allowed the request, and still does.
+      refused(`POST ${api}/pulls`, 'branch_not_allowed'),
+    ]
+    const same = replayRecords(records, WRITE)
+    t.same(same.flips, [], 'nothing flips under the policy that refused them')
+    t.equal(same.totals.unchanged, 4)
+    const gone = replayRecords(records, OLD)
+    t.match(
+      gone.flips,
+      [
+        {
+          direction: 'allow_to_deny',
+          requests: 1,
+          paths: ['/repos/acme/widgets/pulls'],
+          to: { reason: 'denied_method' },
+        },
+      ],
+      'read access: only the body-refused write was allowed by the policy before',
+    )
+    t.equal(gone.totals.unchanged, 3)
+  },
+)
