@@ -55,3 +55,16 @@ function githubRepoOf(r: Facts): { repo: string; api: boolean } | null {
   }
   return m ? { repo: (m[1] as string).replace(/\.git$/, ''), api: false } : null
 }
+
+/** Hosts of GitHub's web and API writes: a host rule there would skip the push and API gates. */
+const GITHUB_WRITE_HOSTS = new Set(['github.com', 'api.github.com', 'uploads.github.com'])
+
+/**
+ * A write only a repo rule may open (SPEC §8): any write to GitHub, and a git push on any host. Its
+ * gates (push branches, API routes: no merge) come with the repo rule alone; a host or preset rule
+ * opening it would let a push to main or a merge through unchecked.
+ */
+export function isForgeWrite(r: Pick<DecisionRecord, 'host' | 'method' | 'path'>): boolean {
+  if (READ.has(r.method) || r.method === 'OPTIONS' || r.method === 'CONNECT') return false
+  return GITHUB_WRITE_HOSTS.has(r.host) || /git-receive-pack/i.test(r.path ?? '')
+}

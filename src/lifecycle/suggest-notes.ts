@@ -21,6 +21,11 @@ const EXFIL_HOSTS = new Set([
   'api.telegram.org',
 ])
 
+/** github.com, its subdomains (api., uploads., codeload.) and `*.github.com`. */
+function isGithubHost(host: string): boolean {
+  return host === 'github.com' || host.endsWith('.github.com')
+}
+
 /** Does the host look like a paste, upload or webhook service (a way for data to leave)? */
 export function looksLikeDropHost(host: string): boolean {
   if (isIpLiteral(host) !== null) return false
@@ -65,12 +70,20 @@ export function warningsFor(
     out.push(
       `private address ${ip} (${classifyAddress(ip)}): a rule is not enough, upstream.allow_private must name it`,
     )
+  if ('host' in rule && isGithubHost(rule.host) && (rule.methods?.some((m) => WRITE_METHODS.has(m)) ?? true))
+    out.push(
+      'a host rule on GitHub opens it without the push and API gates (any branch, merges): prefer a github: repo rule',
+    )
   if ('host' in rule && rule.host.startsWith('*.'))
     out.push(`admits every subdomain of ${rule.host.slice(2)}, not only the ${folded.length} seen`)
   if ('host' in rule && rule.paths?.includes('/**')) out.push('opens every path on the host')
   if (requests === 1) out.push('seen only once')
   return out
 }
+
+/** Why a push or GitHub write that no repo rule answers gets no rule (repo-paths.ts isForgeWrite). */
+export const FORGE_WRITE =
+  'a push or GitHub write outside any repo: only a github:/git: repo rule may open it, with its push and API gates (no merge, own branches); no host rule is offered'
 
 /** Why a denial with this reason gets no rule (it is not one an allow rule can lift). */
 export const NOT_SUGGESTED: Readonly<Record<string, string>> = {

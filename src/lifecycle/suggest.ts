@@ -23,10 +23,10 @@ import { insertRules, type TargetEdit } from './config-edit.js'
 import { queryCandidates, redecideRecord } from './decide-offline.js'
 import { createProbe, userPresetsOf, type CompileText, type ProbeContext } from './probe.js'
 import { requestsOf } from './records.js'
-import { repoUseOf } from './repo-paths.js'
+import { isForgeWrite, repoUseOf } from './repo-paths.js'
 import type { SuggestedRule } from './rule-yaml.js'
 import { foldSiblings, hostDrafts, type HostRuleContext, type Protected } from './suggest-hosts.js'
-import { NOT_SUGGESTED, warningsFor } from './suggest-notes.js'
+import { FORGE_WRITE, NOT_SUGGESTED, warningsFor } from './suggest-notes.js'
 
 export interface SuggestInput {
   readonly config: RuntimeConfig
@@ -124,6 +124,7 @@ export function suggestRules(input: SuggestInput): SuggestReport {
     ...t,
     ...minimise(t.records, t.agents, t.target, ctx, onPurpose),
   }))
+  const forgeWrites = new Set(drafts.flatMap((d) => d.forgeWrites))
   const edits: TargetEdit[] = drafts.map((d) => ({
     kind: d.target.kind,
     name: d.target.name,
@@ -142,8 +143,9 @@ export function suggestRules(input: SuggestInput): SuggestReport {
     requests: denials.reduce((n, r) => n + requestsOf(r), 0),
     targets,
     notSuggested: notSuggested(
-      denials.filter((r) => !lifted.has(r)),
+      denials.filter((r) => !lifted.has(r) || forgeWrites.has(r)),
       agents,
+      forgeWrites,
     ),
     editedText,
   }
@@ -185,6 +187,8 @@ function targetsOf(input: SuggestInput, liftable: readonly DecisionRecord[]): Ta
 interface Minimised {
   readonly entries: SuggestedEntry[]
   readonly notes: string[]
+  /** Pushes and GitHub writes no repo rule answered: no other rule is offered for them (isForgeWrite). */
+  readonly forgeWrites: DecisionRecord[]
 }
 
 function minimise(
@@ -202,11 +206,13 @@ function minimise(
     rest = rest.filter((r) => !gone.has(r))
   }
   for (const [rule, taken] of repoRules(rest, ctx)) take(rule, taken)
+  const forgeWrites = rest.filter(isForgeWrite)
+  rest = rest.filter((r) => !isForgeWrite(r))
   for (const [rule, taken] of presetRules(rest, ctx)) take(rule, taken)
   const hostCtx = hostContext(ctx.config, agentIds, target, onPurpose)
   const folded = foldSiblings(hostDrafts(rest, hostCtx), hostCtx)
   for (const d of folded.drafts) take(d.rule, d.records, d.folded)
-  return { entries, notes: folded.notes }
+  return { entries, notes: folded.notes, forgeWrites }
 }
 
 /** Repo rules for the repositories the records used, grouped per forge (and git host) and access. */
@@ -362,13 +368,19 @@ function uncoveredUnder(config: RuntimeConfig, records: readonly DecisionRecord[
   return out
 }
 
-function notSuggested(records: readonly DecisionRecord[], agents: RuntimeConfig['policy']['agents']): NotSuggested[] {
+function notSuggested(
+  records: readonly DecisionRecord[],
+  agents: RuntimeConfig['policy']['agents'],
+  forgeWrites: ReadonlySet<DecisionRecord>,
+): NotSuggested[] {
   const by = new Map<string, { requests: number; hosts: Set<string>; rules: Set<string>; why: string }>()
   for (const r of records) {
     const unknownAgent = r.agent !== null && !agents.has(r.agent) && NOT_SUGGESTED[r.reason] === undefined
-    const why = unknownAgent
-      ? `agent ${r.agent} is not in the config`
-      : (NOT_SUGGESTED[r.reason] ?? 'not a denial an allow rule lifts')
+    const why = forgeWrites.has(r)
+      ? FORGE_WRITE
+      : unknownAgent
+        ? `agent ${r.agent} is not in the config`
+        : (NOT_SUGGESTED[r.reason] ?? 'not a denial an allow rule lifts')
     const key = `${r.reason}|${why}`
     const g = by.get(key) ?? { requests: 0, hosts: new Set<string>(), rules: new Set<string>(), why }
     g.requests += requestsOf(r)

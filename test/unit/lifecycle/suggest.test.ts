@@ -279,3 +279,35 @@ t.test('the edited config keeps every original line and compiles', async (t) => 
   t.ok(edited.policy.agents.has('inline'))
   t.match(report.editedText, /# suggested: 1 denied request by ci \(one\.example\.io ×1\)/)
 })
+
+t.test(
+  'a push or GitHub write no repo rule answers gets no host rule: the §8 gates come with repo rules',
+  async (t) => {
+    const report = suggest([
+      // Odd spellings the proxy refused: no repo reads from them, and a host rule would skip both gates.
+      rec('ci', 'POST https://github.com/acme/widgets.git/git-receive-pack/', { reason: 'denied_path' }),
+      rec('ci', 'PUT https://api.github.com/repositories/1/pulls/1/merge', { reason: 'denied_path' }),
+      rec('ci', 'POST http://git.example.org/team/app.git/x/git-receive-pack', { reason: 'denied_no_rule' }),
+      rec('ci', 'CONNECT pkgs.example.org:443'),
+    ])
+    t.same(
+      rulesOf(report),
+      [{ git: { host: 'git.example.org', repos: ['team/app.git/x'], access: 'write' } }, { host: 'pkgs.example.org' }],
+      'a push a repo rule reads gets one (gated); the ordinary host its host rule',
+    )
+    t.match(report.notSuggested, [
+      { requests: 2, hosts: ['api.github.com', 'github.com'], why: /only a github:\/git: repo rule may open it/ },
+    ])
+    t.match(
+      report.targets[0]?.uncovered,
+      [{ host: 'github.com' }, { host: 'api.github.com' }],
+      'and they stay denied under the suggestion',
+    )
+  },
+)
+
+t.test('a host rule suggested for GitHub warns that it skips the push and API gates', async (t) => {
+  const report = suggest([rec('ci', 'CONNECT api.github.com:443'), rec('ci', 'CONNECT api.github.com:443')])
+  t.same(rulesOf(report), [{ host: 'api.github.com' }])
+  t.match(report.targets[0]?.rules[0]?.warnings, [/without the push and API gates/])
+})
