@@ -259,8 +259,10 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
       req.kind === 'legacy_json' ? req.version : null,
     )
     if (req.kind === 'simple_project' && index.sameOrigin) remember(key, outcome)
-    if (outcome.kind === 'withheld_all')
-      return refuse(ctx, outcome.detail, { ...pkg, withheld: outcome.withheld.length }, withheldAllSentence(outcome))
+    if (outcome.kind === 'withheld_all') {
+      const sentence = withheldAllSentence(outcome, req.kind === 'legacy_json' ? req.version : null)
+      return refuse(ctx, outcome.detail, { ...pkg, withheld: outcome.withheld.length }, sentence)
+    }
     if (outcome.kind !== 'rewritten') return refuse(ctx, 'unreadable_metadata', pkg)
     const type = req.kind === 'legacy_json' ? 'application/json' : html ? 'text/html; charset=utf-8' : PYPI_JSON
     return { kind: 'answer', pkg: { ...pkg, withheld: outcome.withheld.length }, answer: rewritten(doc, outcome, type) }
@@ -389,14 +391,21 @@ function upstreamFailed(failure: UpstreamFailureKind, pkg: PackageFacts): Packag
   return { kind: 'deny', decision: { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: failure }, pkg }
 }
 
-/** Why nothing of an npm package is offered: every version withheld, or every stable one. */
-function withheldAllSentence(outcome: Extract<RewriteOutcome, { kind: 'withheld_all' }>): string {
+/**
+ * Why nothing of a package is offered: every version withheld, or every stable one; or, for one
+ * version's document (PyPI's /pypi/<name>/<version>/json), that version.
+ */
+function withheldAllSentence(
+  outcome: Extract<RewriteOutcome, { kind: 'withheld_all' }>,
+  version: string | null = null,
+): string {
   const by: Record<PackageDenyDetail, string> = {
     denied: "the registry rules' deny list",
     not_allowed: "the registry rules' allow list",
     too_new: "the registry rules' min_age",
   }
   const n = outcome.withheld.length
+  if (version !== null) return `version ${version} of this package is withheld by ${by[outcome.detail]} (${n} withheld)`
   return outcome.why === 'no_stable_left'
     ? `every stable version of this package is withheld by ${by[outcome.detail]} (${n} withheld), and a prerelease is not offered as latest`
     : `every version of this package is withheld by ${by[outcome.detail]} (${n} withheld)`

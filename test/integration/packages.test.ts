@@ -365,6 +365,11 @@ t.test('PyPI: Simple JSON and HTML, legacy JSON, files, through real pip', async
         const doc = { info: { name: 'demo-pkg', version: '2.0.0' }, releases, urls: releases['2.0.0'] }
         return sendDocument(req, res, JSON.stringify(doc))
       }
+      if (url.pathname === '/pypi/demo-pkg/2.0.0/json') {
+        const young = files[1] as (typeof files)[number]
+        const urls = [{ filename: young.filename, url: young.url, upload_time_iso_8601: young['upload-time'] }]
+        return sendDocument(req, res, JSON.stringify({ info: { name: 'demo-pkg', version: '2.0.0' }, urls }))
+      }
       const wheel = [old, young].find((w) => url.pathname.endsWith(`/${w.filename}`))
       if (wheel !== undefined && req.headers.host?.startsWith('files.pythonhosted.org')) {
         fileHits.push(wheel.filename)
@@ -472,6 +477,10 @@ t.test('PyPI: Simple JSON and HTML, legacy JSON, files, through real pip', async
     const doc = JSON.parse(legacy.body) as { info: { version: string }; releases: Record<string, unknown> }
     t.same(Object.keys(doc.releases), ['1.0.0'])
     t.equal(doc.info.version, '1.0.0')
+    const version = await curlVia(`https://pypi.org:${port}/pypi/demo-pkg/2.0.0/json`)
+    t.equal(version.status, 403, "a too-new version's own document is refused")
+    t.match(version.body, /version 2\.0\.0 of this package is withheld by the registry rules' min_age/)
+    t.notMatch(version.body, /every version/, 'not every version: 1.0.0 is offered')
   })
 
   await t.test('a denied project is refused by name, whatever the spelling', async (t) => {
