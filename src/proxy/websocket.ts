@@ -34,6 +34,11 @@ export async function relayUpgrade(
   const upgrade = (req.headers.upgrade ?? '').toLowerCase()
   if (upgrade !== 'websocket' || (req.method ?? '').toUpperCase() !== 'GET')
     return respondBadRequest(client, 400, 'upgrade_not_supported')
+  // A handshake has no body (RFC 6455 §4.1); node's parser stops at the head of an upgrade, so a body
+  // would reach the origin as frames or as a request of its own, or leave it waiting for a length.
+  const length = req.headers['content-length']
+  if ((length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined)
+    return respondBadRequest(client, 400, 'upgrade_with_body')
   const verdict = await decideHttpRequest(deps, req, channel)
   switch (verdict.kind) {
     case 'malformed':
@@ -58,7 +63,6 @@ export async function relayUpgrade(
     method: 'GET',
     path: target.requestTarget,
     headers,
-    timeout: cfg.idleTimeoutMs,
     createConnection: () =>
       target.tls
         ? tlsConnect({
@@ -77,10 +81,33 @@ export async function relayUpgrade(
     settle(deps.bus, facts, d)
     respondRawDenial(client, d, denialContext(facts, req.headers, verdict.query))
   }
-  upstreamReq.on('timeout', () => upstreamReq.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })))
+  // Silence while connecting or waiting for the answer ends in a 504; the splice then has its own timer.
+  upstreamReq.setTimeout(cfg.idleTimeoutMs, () =>
+    upstreamReq.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })),
+  )
   upstreamReq.on('error', fail)
-  client.once('close', () => upstreamReq.destroy())
+  // Until the answer, the client is read (node leaves an upgraded socket paused, and a paused socket
+  // never sees its peer leave): what it sends early waits, bounded, and its leaving ends the upstream
+  // request. The connection's own idle timer stops meanwhile; the upstream's timer answers for both.
+  client.setTimeout(0)
+  let early = head
+  const onEarly = (chunk: Buffer): void => {
+    early = Buffer.concat([early, chunk])
+    if (early.length > MAX_EARLY_BYTES) client.destroy()
+  }
+  const gone = (): void => void upstreamReq.destroy()
+  client.on('data', onEarly)
+  client.once('end', gone)
+  client.once('close', gone)
+  client.resume()
+  const answered = (): void => {
+    client.off('data', onEarly)
+    client.off('end', gone)
+    client.pause()
+  }
   upstreamReq.on('response', (res) => {
+    answered()
+    client.once('close', () => res.destroy())
     // Not switching: pass the answer on as it is (end to end), then close.
     const lines = [`HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}`]
     const h = endToEnd(res.rawHeaders)
@@ -90,16 +117,21 @@ export async function relayUpgrade(
     res.pipe(client)
   })
   upstreamReq.on('upgrade', (res, upstream: Socket, upstreamHead: Buffer) => {
+    answered()
+    client.off('close', gone)
     const lines = ['HTTP/1.1 101 Switching Protocols']
     for (let i = 0; i < res.rawHeaders.length; i += 2) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`)
     lines.push(`Via: ${VIA}`)
     client.write(`${lines.join('\r\n')}\r\n\r\n`)
     if (upstreamHead.length > 0) client.write(upstreamHead)
-    if (head.length > 0) upstream.write(head)
+    if (early.length > 0) upstream.write(early)
     splice(deps, client, upstream, facts, verdict.credential)
   })
   upstreamReq.end()
 }
+
+/** What a client may send before the upstream's answer (frames it should not send yet): past it, closed. */
+const MAX_EARLY_BYTES = 64 * 1024
 
 /** How long one side may stay half-open after the other's FIN (as for tunnels). */
 const HALF_CLOSED_MS = 5000

@@ -1,8 +1,8 @@
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { connect, type Socket } from 'node:net'
-import t from 'tap'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
+import t, { type Test } from 'tap'
 import { ProxyAgent, WebSocket } from 'undici'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { createTestCa } from '../helpers/test-ca.js'
@@ -22,13 +22,15 @@ async function upgrade(
   port: number,
   url: string,
   user = 'ci',
+  extraHeaders = '',
+  body = '',
 ): Promise<{ head: string; socket: Socket; rest: Buffer }> {
   const socket = connect(port, '127.0.0.1')
   socket.on('error', () => undefined)
   await once(socket, 'connect')
   const host = new URL(url).host
   socket.write(
-    `GET ${url} HTTP/1.1\r\nHost: ${host}\r\nProxy-Authorization: ${basicAuth(user, TOKEN)}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+    `GET ${url} HTTP/1.1\r\nHost: ${host}\r\nProxy-Authorization: ${basicAuth(user, TOKEN)}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${extraHeaders}\r\n${body}`,
   )
   let buf = Buffer.alloc(0)
   while (!buf.includes('\r\n\r\n')) {
@@ -124,5 +126,101 @@ agents:
     t.ok(outcome.ok)
     await closed
     t.ok(await until(() => plain.open() === 0), 'and its upstream side')
+  })
+})
+
+/** A TCP origin that accepts, reads and never answers: how many of its connections are open. */
+async function startSilentOrigin(t: Test): Promise<{ port: number; open: () => number; seen: () => string }> {
+  const sockets = new Set<Socket>()
+  let seen = ''
+  const server = createServer((s) => {
+    sockets.add(s)
+    s.on('data', (d: Buffer) => (seen += d.toString('latin1')))
+    s.on('error', () => undefined)
+    s.on('close', () => sockets.delete(s))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+    server.close()
+  })
+  return { port: (server.address() as AddressInfo).port, open: () => sockets.size, seen: () => seen }
+}
+
+t.test('an upgrade nothing answers: 504 after idle_timeout_ms, and nothing left open', async (t) => {
+  const silent = await startSilentOrigin(t)
+  const IDLE_MS = 1500
+  const pc = await startPortcullis(
+    t,
+    `upstream:
+  ports: [${silent.port}]
+  resolve: { ws.test: 127.0.0.1 }
+  allow_private: [127.0.0.1/32]
+  idle_timeout_ms: ${IDLE_MS}
+limits: { concurrent_connections: 1 }
+groups:
+  g:
+    allow:
+      - host: ws.test
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+`,
+  )
+  const url = `http://ws.test:${silent.port}/socket`
+
+  t.test('plain: the upstream is silent', async (t) => {
+    const started = Date.now()
+    const { head, socket } = await upgrade(pc.proxyPort, url)
+    const ms = Date.now() - started
+    t.match(head, /^HTTP\/1\.1 504 /, 'a 504 blames the upstream')
+    t.match(head, /x-portcullis-decision: upstream_error/i)
+    t.ok(ms >= IDLE_MS - 100 && ms < IDLE_MS + 3000, `after ${ms} ms (idle_timeout_ms ${IDLE_MS})`)
+    socket.destroy()
+    t.ok(await until(() => silent.open() === 0, 3000), 'the upstream connection is closed')
+  })
+
+  t.test('inside a CONNECT (cleartext): the same 504', async (t) => {
+    const socket = connect(pc.proxyPort, '127.0.0.1')
+    socket.on('error', () => undefined)
+    await once(socket, 'connect')
+    const auth = basicAuth('ci', TOKEN)
+    socket.write(
+      `CONNECT ws.test:${silent.port} HTTP/1.1\r\nHost: ws.test:${silent.port}\r\nProxy-Authorization: ${auth}\r\n\r\n`,
+    )
+    await once(socket, 'data')
+    const started = Date.now()
+    socket.write(
+      `GET /socket HTTP/1.1\r\nHost: ws.test:${silent.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+    )
+    const [answer] = (await once(socket, 'data')) as [Buffer]
+    const ms = Date.now() - started
+    t.match(answer.toString('latin1'), /^HTTP\/1\.1 504 /, 'a 504, not a silent close')
+    t.ok(ms >= IDLE_MS - 100 && ms < IDLE_MS + 3000, `after ${ms} ms`)
+    socket.destroy()
+    t.ok(await until(() => silent.open() === 0, 3000), 'the upstream connection is closed')
+  })
+
+  t.test('a client that leaves first: the upstream side closes and the slot is free again', async (t) => {
+    for (let i = 0; i < 3; i++) {
+      const socket = connect(pc.proxyPort, '127.0.0.1')
+      socket.on('error', () => undefined)
+      await once(socket, 'connect')
+      socket.write(
+        `GET ${url} HTTP/1.1\r\nHost: ws.test:${silent.port}\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+      )
+      t.ok(await until(() => silent.open() === 1, 3000), `upgrade ${i} reached the origin`)
+      socket.end()
+      t.ok(await until(() => silent.open() === 0, 1000), `upgrade ${i}: the upstream side closed with the client`)
+    }
+  })
+
+  t.test('an upgrade with a body is refused, nothing upstream', async (t) => {
+    const before = silent.seen().length
+    const { head, socket, rest } = await upgrade(pc.proxyPort, url, 'ci', 'Content-Length: 5\r\n', 'hello')
+    t.match(head, /^HTTP\/1\.1 400 /)
+    t.match(rest.toString(), /upgrade_with_body/)
+    socket.destroy()
+    t.equal(silent.seen().length, before, 'the origin got nothing')
   })
 })
