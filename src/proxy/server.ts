@@ -110,9 +110,14 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
   // request followed by more), or a bad body after a request already refused from its head, let that
   // answer go out and then close; a 400 now would cut it off or answer twice. An error inside the
   // body of a request not yet answered (bad chunking) is that request's, and refused as usual.
-  const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage
-  if (inFlight && (inFlight.req.complete || inFlight.headersSent))
-    return void (inFlight.writableFinished ? socket.destroy() : inFlight.once('close', () => socket.destroy()))
+  // (Bytes after a `Connection: close` request are such an error, HPE_CLOSED_CONNECTION: every request
+  // read before them, queued behind the answer in flight, is answered first.)
+  const inFlight = (socket as QueueSocket)._httpMessage
+  if (inFlight && (inFlight.req.complete || inFlight.headersSent)) {
+    const queued = (socket as QueueSocket)[kQueued]
+    const last = queued !== undefined && !queued.destroyed ? queued : inFlight
+    return void (last.writableFinished ? socket.destroy() : last.once('close', () => socket.destroy()))
+  }
   if (code === 'HPE_HEADER_OVERFLOW') return respondBadRequest(socket, 431, 'headers_too_large')
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return respondBadRequest(socket, 408, 'header_timeout')
   respondBadRequest(socket, 400, code.startsWith('HPE_') ? code.slice(4).toLowerCase() : 'malformed')
@@ -152,17 +157,28 @@ export function refuseExpectation(req: IncomingMessage, res: ServerResponse): vo
  * sent upstream: the client was told the connection ends there, and will send it again.
  */
 export function inTurn(req: IncomingMessage, res: ServerResponse, handle: () => void): void {
-  const earlier = (req.socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
-  if (!earlier || earlier === res) return handle()
+  const socket = req.socket as QueueSocket
+  const current = socket._httpMessage
+  if (!current || current === res) return handle()
+  // Each waits for the one just before it, not for the answer being written: else every request queued
+  // behind it ran at once when it closed, even past one that closes the connection.
+  const queued = socket[kQueued]
+  const earlier = queued !== undefined && !queued.writableFinished && !queued.destroyed ? queued : current
+  socket[kQueued] = res
   earlier.once('close', () => {
+    if (socket[kQueued] === res) socket[kQueued] = undefined
     // A `Connection: close` answer ends the socket (node's destroySoon) before this runs.
-    if (!earlier.writableFinished || !earlier.shouldKeepAlive || req.socket.writableEnded || req.socket.destroyed)
+    if (!earlier.writableFinished || !earlier.shouldKeepAlive || socket.writableEnded || socket.destroyed)
       return void res.destroy()
     // Its head arrived long ago; the deadline the earlier response armed for a next head is not this one's.
-    headStarted(req.socket)
+    headStarted(socket)
     handle()
   })
 }
+
+const kQueued = Symbol('portcullis.queuedResponse')
+/** The last request queued behind the answer in flight (inTurn), while one is. */
+type QueueSocket = Socket & { _httpMessage?: ServerResponse | null; [kQueued]?: ServerResponse | undefined }
 
 /**
  * A CONNECT or an Upgrade pipelined behind a request whose answer is still on its way: node hands it

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { rawExchange, basicAuth, trickleUntilClosed } from '../helpers/clients.js'
@@ -236,6 +236,25 @@ t.test('a request pipelined after one that closes the connection is never decide
       )
     })
   }
+  t.test('nor after a later one closes it: each waits for the request just before it', async (t) => {
+    const get = (path: string, close = false): string =>
+      `GET ${url(path)} HTTP/1.1\r\nHost: origin.test\r\n${auth}${close ? 'Connection: close\r\n' : ''}\r\n`
+    const { response, closed } = await rawExchange(
+      pc.proxyPort,
+      get('/public/q1') + get('/public/q2', true) + after('/public/q3'),
+      3000,
+    )
+    t.same(
+      [...response.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => m[1]),
+      ['200', '200'],
+      'two answers',
+    )
+    t.ok(closed, 'then the connection closed')
+    t.notOk(
+      origin.seen.some((s) => s.url === '/public/q3'),
+      'the third never reached the origin',
+    )
+  })
   t.test('pipelined requests on a kept-alive connection are all answered, in order', async (t) => {
     const get = (path: string, last = false): string =>
       `GET ${url(path)} HTTP/1.1\r\nHost: origin.test\r\n${auth}${last ? 'Connection: close\r\n' : ''}\r\n`
@@ -264,27 +283,84 @@ t.test('a request pipelined after one that closes the connection is never decide
   })
 })
 
-t.test('a CONNECT inside a cleartext tunnel is answered 405 after the request before it', async (t) => {
-  const origin = await startHttpOrigin(t)
-  const pc = await startPortcullis(t, originOnlyYaml([origin.port]))
-  const { socket, head } = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
+/** Open a cleartext tunnel to `authority`, write `bytes` inside it, and read everything until it closes (5 s at most). */
+async function insideTunnel(t: Test, proxyPort: number, authority: string, bytes: string): Promise<string> {
+  const { socket, head } = await openTunnel(proxyPort, authority)
   t.teardown(() => socket.destroy())
   t.match(head, /^HTTP\/1\.1 200/)
   const chunks: Buffer[] = []
   socket.on('data', (c: Buffer) => chunks.push(c))
   const closed = once(socket, 'close')
-  socket.write(
-    `GET /inner HTTP/1.1\r\nHost: origin.test:${origin.port}\r\n\r\n` +
-      `CONNECT origin.test:${origin.port} HTTP/1.1\r\nHost: origin.test:${origin.port}\r\n\r\n`,
-  )
+  socket.write(bytes)
   const guard = setTimeout(() => socket.destroy(), 5000)
   await closed
   clearTimeout(guard)
-  const answer = Buffer.concat(chunks).toString('latin1')
+  return Buffer.concat(chunks).toString('latin1')
+}
+
+t.test('a CONNECT inside a cleartext tunnel is answered 405 after the request before it', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port]))
+  const answer = await insideTunnel(
+    t,
+    pc.proxyPort,
+    `origin.test:${origin.port}`,
+    `GET /inner HTTP/1.1\r\nHost: origin.test:${origin.port}\r\n\r\n` +
+      `CONNECT origin.test:${origin.port} HTTP/1.1\r\nHost: origin.test:${origin.port}\r\n\r\n`,
+  )
   const statuses = [...answer.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => m[1])
   t.same(statuses, ['200', '405'], 'the GET is answered, then the CONNECT is refused in words')
   t.ok(answer.indexOf('origin saw GET /inner') < answer.indexOf('HTTP/1.1 405'), 'in order')
   t.match(answer, /does not open a tunnel inside a tunnel \(connect_in_tunnel\)/)
+})
+
+t.test('inside a tunnel, a request pipelined behind a denied_host_mismatch is never forwarded', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port]))
+  const host = `origin.test:${origin.port}`
+  const answer = await insideTunnel(
+    t,
+    pc.proxyPort,
+    host,
+    `GET /m1 HTTP/1.1\r\nHost: ${host}\r\n\r\n` +
+      `GET /m2 HTTP/1.1\r\nHost: other.test:${origin.port}\r\n\r\n` +
+      `DELETE /m3 HTTP/1.1\r\nHost: ${host}\r\n\r\n`,
+  )
+  t.same(
+    [...answer.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => m[1]),
+    ['200', '403'],
+  )
+  t.match(answer, /x-portcullis-decision: denied_host_mismatch/i)
+  t.notOk(
+    origin.seen.some((s) => s.url === '/m3'),
+    'the DELETE never reached the origin',
+  )
+  t.notOk(
+    pc.records().some((r) => r.event === 'decision' && r.path === '/m3'),
+    'nor was it decided',
+  )
+})
+
+t.test('pipelined requests are forwarded one at a time, on one upstream connection', async (t) => {
+  const ports = new Set<number>()
+  const origin = await startHttpOrigin(t, (req, res) => {
+    ports.add(req.socket.remotePort ?? 0)
+    res.end(`origin saw ${req.url}\n`)
+  })
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port]))
+  const auth = `Proxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n`
+  const N = 15
+  let burst = ''
+  for (let i = 0; i < N; i++)
+    burst += `GET http://origin.test:${origin.port}/n${i} HTTP/1.1\r\nHost: origin.test\r\n${auth}${i === N - 1 ? 'Connection: close\r\n' : ''}\r\n`
+  const { response } = await rawExchange(pc.proxyPort, burst, 5000)
+  const seen = [...response.matchAll(/origin saw (\/n\d+)/g)].map((m) => m[1])
+  t.same(
+    seen,
+    Array.from({ length: N }, (_, i) => `/n${i}`),
+    'all answered, in order',
+  )
+  t.equal(ports.size, 1, 'each waited for the one before it: one upstream connection, reused')
 })
 
 t.test('a request refused from its head gets one answer, even when its body is malformed too', async (t) => {
