@@ -56,7 +56,7 @@ export interface ConnectChannel {
 
 export type RequestVerdict =
   /** Not a request the proxy can take: 400/431 and a closed connection; nothing recorded. */
-  | { readonly kind: 'malformed'; readonly status: 400 | 431; readonly detail: string }
+  | { readonly kind: 'malformed'; readonly status: 400 | 431 | 505; readonly detail: string }
   /** Past its source's budget of unauthenticated answers: closed without one. */
   | { readonly kind: 'drop' }
   /** Refused, and recorded: answer with respondDenial (`close` the connection after it). */

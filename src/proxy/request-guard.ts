@@ -7,7 +7,7 @@
  */
 
 export type RequestHeadCheck =
-  { readonly ok: true } | { readonly ok: false; readonly status: 400 | 431; readonly detail: string }
+  { readonly ok: true } | { readonly ok: false; readonly status: 400 | 431 | 505; readonly detail: string }
 
 export interface RequestHeadLimits {
   /** Sum of name + value + 4 (`: ` and CRLF) over all header lines. Node's default is 16 KiB. */
@@ -26,7 +26,7 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 const BAD_VALUE_CHAR = /[\x00-\x08\x0a-\x1f\x7f]/
 const DIGITS = /^[0-9]{1,15}$/
 
-function fail(status: 400 | 431, detail: string): RequestHeadCheck {
+function fail(status: 400 | 431 | 505, detail: string): RequestHeadCheck {
   return { ok: false, status, detail }
 }
 
@@ -36,6 +36,9 @@ export function checkRequestHead(
   httpVersion = '1.1',
   limits: RequestHeadLimits = DEFAULT_REQUEST_HEAD_LIMITS,
 ): RequestHeadCheck {
+  // HTTP/1.0 and 1.1 only: node's parser also reads `HTTP/2.0` (and a request line with no version as
+  // 0.9), which would be forwarded as 1.1, a message its sender did not write (Squid answers 505).
+  if (httpVersion !== '1.1' && httpVersion !== '1.0') return fail(505, 'http_version_not_supported')
   if (rawHeaders.length % 2 !== 0) return fail(400, 'bad_header_list')
   if (rawHeaders.length / 2 > limits.maxHeaderCount) return fail(431, 'too_many_headers')
   let bytes = 0

@@ -121,6 +121,7 @@ const STATUS_TEXT: Record<number, string> = {
   431: 'Request Header Fields Too Large',
   502: 'Bad Gateway',
   504: 'Gateway Timeout',
+  505: 'HTTP Version Not Supported',
 }
 
 /** A query string is shown for context, not in full: a body stays one readable paragraph. */
@@ -242,6 +243,8 @@ function unacceptableText(status: number, detail: string): string {
       return `portcullis does not open a tunnel inside a tunnel (${detail}): this connection already leads to one host. Send that host's requests on it, or CONNECT to another host through the proxy itself.\n`
     case 417:
       return `portcullis does not support this Expect header (${detail}); only Expect: 100-continue is understood. Send the request without it.\n`
+    case 505:
+      return `portcullis speaks HTTP/1.1 and HTTP/1.0 to clients (${detail}). Send the request as HTTP/1.1.\n`
     case 431:
       return `portcullis refused this request: its header fields are larger than the proxy accepts (${detail}). Send fewer or shorter headers.\n`
     default:
@@ -250,7 +253,7 @@ function unacceptableText(status: number, detail: string): string {
 }
 
 /** A request the proxy cannot take, on a ServerResponse (the parser read it): the answer, then the connection closes. */
-export function respondUnacceptable(res: ServerResponse, status: 400 | 417 | 431, detail: string): void {
+export function respondUnacceptable(res: ServerResponse, status: 400 | 417 | 431 | 505, detail: string): void {
   const body = unacceptableText(status, detail)
   res.shouldKeepAlive = false
   res.writeHead(status, {
@@ -265,7 +268,7 @@ export function respondUnacceptable(res: ServerResponse, status: 400 | 417 | 431
  * The same on a bare socket (the parser refused the head, a head deadline passed, a CONNECT inside a
  * tunnel): a protocol-level refusal, not a policy decision, so no record.
  */
-export function respondBadRequest(socket: Duplex, status: 400 | 405 | 408 | 431, detail: string): void {
+export function respondBadRequest(socket: Duplex, status: 400 | 405 | 408 | 431 | 505, detail: string): void {
   const body = unacceptableText(status, detail)
   writeRaw(
     socket,

@@ -42,7 +42,7 @@ export async function relayUpgrade(
   const verdict = await decideHttpRequest(deps, req, channel)
   switch (verdict.kind) {
     case 'malformed':
-      return respondBadRequest(client, verdict.status === 431 ? 431 : 400, verdict.detail)
+      return respondBadRequest(client, verdict.status, verdict.detail)
     case 'drop':
       return void client.destroy()
     case 'deny':

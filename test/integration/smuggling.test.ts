@@ -19,6 +19,8 @@ t.test('malformed and smuggling-shaped requests get 400/431 and a closed connect
       `POST ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
       /^HTTP\/1\.1 400 /,
     ],
+    ['HTTP/2.0 in a request line', `GET ${target} HTTP/2.0\r\nHost: origin.test\r\n${auth}\r\n`, /^HTTP\/1\.1 505 /],
+    ['a request line with no version (0.9)', `GET ${target}\r\n\r\n`, /^HTTP\/1\.1 (?:400|505) /],
     [
       'duplicate Content-Length',
       `POST ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc`,

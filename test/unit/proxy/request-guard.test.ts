@@ -3,9 +3,9 @@ import { checkRequestHead, DEFAULT_REQUEST_HEAD_LIMITS } from '../../../src/prox
 
 const BASE = ['Host', 'example.com', 'User-Agent', 'curl/8']
 
-type Expected = { ok: true } | { ok: false; status: 400 | 431; detail: string }
+type Expected = { ok: true } | { ok: false; status: 400 | 431 | 505; detail: string }
 const ok: Expected = { ok: true }
-const bad = (detail: string, status: 400 | 431 = 400): Expected => ({ ok: false, status, detail })
+const bad = (detail: string, status: 400 | 431 | 505 = 400): Expected => ({ ok: false, status, detail })
 
 const CASES: ReadonlyArray<readonly [string, readonly string[], Expected]> = [
   ['a plain GET passes', BASE, ok],
@@ -92,4 +92,10 @@ t.test('Transfer-Encoding in an HTTP/1.0 request is faulty framing (RFC 9112 §6
   t.same(checkRequestHead(chunked, '1.0'), bad('transfer_encoding_in_http10'))
   t.same(checkRequestHead(chunked, '1.1'), { ok: true })
   t.same(checkRequestHead([...BASE, 'Content-Length', '5'], '1.0'), { ok: true })
+})
+
+t.test('only HTTP/1.0 and 1.1 are read: another version is a 505, never forwarded as 1.1', async (t) => {
+  for (const version of ['2.0', '0.9', '1.2', '3.0'])
+    t.same(checkRequestHead(BASE, version), bad('http_version_not_supported', 505), version)
+  t.same(checkRequestHead(BASE, '1.0'), { ok: true })
 })
