@@ -14,7 +14,7 @@ import { newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import { connStateOf, destroyEmitter } from './conn-state.js'
 import type { ProxyDeps } from './deps.js'
 import { recordUnused } from './connection.js'
-import { applyLimits, denialContext, passes, settle } from './decision-point.js'
+import { applyLimits, denialContext, failedAfter, passes, settle } from './decision-point.js'
 import { readClientHello, TLS_ALERT_UNRECOGNIZED_NAME, type HelloOutcome } from './client-hello-reader.js'
 import { respondBadRequest, respondConnectDenial, respondDenial, respondRawDenial } from './respond.js'
 import { createUpstreamRelay, spliceTunnel, type UpstreamRelay } from './tunnel.js'
@@ -100,7 +100,14 @@ export async function handleConnect(
   const resolved = await resolveChecked(authority.host, cfg.upstream)
   if (resolved.kind === 'unresolved') {
     auditedDenial()
-    return refuse(deps, socket, req, { ...refused, address: resolved.address }, resolved.decision, explainable)
+    return refuse(
+      deps,
+      socket,
+      req,
+      { ...refused, address: resolved.address },
+      failedAfter(decision, resolved.decision),
+      explainable,
+    )
   }
   const checkedNoTls: DecisionFacts = { ...refused, address: resolved.address }
   const checked: DecisionFacts = { ...checkedNoTls, tls: via }
@@ -117,7 +124,7 @@ export async function handleConnect(
         socket,
         req,
         checkedNoTls,
-        { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: dialled.failure },
+        failedAfter(decision, { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: dialled.failure }),
         explainable,
       )
     }

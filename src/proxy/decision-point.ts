@@ -127,6 +127,17 @@ export function wantsJson(headers: IncomingHttpHeaders): boolean {
   return ua !== undefined && /^npm\//.test(ua)
 }
 
+/**
+ * An upstream failure recorded in place of an allow (DNS, the dial, a gate's fetch): the record names
+ * the rule or approval that let the request through, as every decision it makes does (SPEC §3), so
+ * `replay` and analysts see what was allowed, not a request no rule answered.
+ */
+export function failedAfter<D extends Decision>(allowed: Decision, outcome: D): D {
+  return allowed.verdict === 'allow' && outcome.reason === 'upstream_error' && outcome.ruleId === null
+    ? { ...outcome, ruleId: allowed.ruleId }
+    : outcome
+}
+
 export const internalError: DenyDecision = { verdict: 'deny', reason: 'denied_internal_error', ruleId: null }
 
 export type { Mode }

@@ -7,7 +7,7 @@ import type { ProxyDeps } from './deps.js'
 import { openConnection } from './connection.js'
 import { connStateOf } from './conn-state.js'
 import { carryExchange } from './plain-exchange.js'
-import { denialContext, settle } from './decision-point.js'
+import { denialContext, failedAfter, settle } from './decision-point.js'
 import { resolveInjections, sendContinue, VIA, type ForwardTarget } from './forward.js'
 import type { GateAnswer } from './package-gate.js'
 import { coveringApproval, type Approval } from '../policy/approvals.js'
@@ -109,12 +109,13 @@ function conclude(
   answer: GateAnswer | undefined,
   plain: Credential | null,
 ): void {
-  const { pass } = settle(deps.bus, recorded, final)
+  const outcome = failedAfter(decision, final)
+  const { pass } = settle(deps.bus, recorded, outcome)
   if (!pass) {
     void release?.()
     if (gitAnswer !== undefined && gitAnswer.kind === 'report')
-      return respondGitRefusal(res, final as DenyDecision, recorded.id, gitAnswer)
-    return respondDenial(res, final as DenyDecision, denialContext(recorded, req.headers, query), final !== decision)
+      return respondGitRefusal(res, outcome as DenyDecision, recorded.id, gitAnswer)
+    return respondDenial(res, outcome as DenyDecision, denialContext(recorded, req.headers, query), final !== decision)
   }
   if (release !== undefined) res.once('close', () => void release())
   if (answer !== undefined) return answerAndRecord(deps, req, res, recorded, answer, plain)

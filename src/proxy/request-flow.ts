@@ -19,7 +19,7 @@ import { NO_HANDLING, type Handling } from '../policy/decide.js'
 import type { Decision, DenyDecision, Mode } from '../policy/types.js'
 import { newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import { connStateOf } from './conn-state.js'
-import { applyLimits, denialContext, passes, settle } from './decision-point.js'
+import { applyLimits, denialContext, failedAfter, passes, settle } from './decision-point.js'
 import type { ProxyDeps } from './deps.js'
 import type { ForwardTarget } from './forward.js'
 import { passRequest } from './pass.js'
@@ -217,7 +217,7 @@ export function decideHttpRequest(
     if (r.kind === 'unresolved') {
       // Audit mode let a policy denial through: its honest record first, then why it still failed.
       if (decision.verdict === 'deny') settle(deps.bus, factsOf(agentId, mode, null), decision)
-      return deny(factsOf(agentId, mode, r.address), r.decision, false)
+      return deny(factsOf(agentId, mode, r.address), failedAfter(decision, r.decision), false)
     }
     return {
       kind: 'pass',

@@ -8,6 +8,7 @@ import { createTestCa } from '../helpers/test-ca.js'
 import { curl } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
 import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
+import { freePort } from '../helpers/ports.js'
 
 /**
  * An upstream that misbehaves gets the client a clear 502/504 that says what happened, on every
@@ -153,4 +154,27 @@ agents:
     t.match(answer, /^HTTP\/1\.1 504 /)
     t.match(answer, /x-portcullis-decision: upstream_error/i)
   })
+})
+
+t.test('an allowed CONNECT whose dial is refused: its one record names the rule that allowed it', async (t) => {
+  const closed = await freePort()
+  const pc = await startPortcullis(
+    t,
+    `upstream:
+  ports: [${closed}]
+  resolve: { origin.test: 127.0.0.1 }
+  allow_private: [127.0.0.1/32]
+groups:
+  g:
+    allow:
+      - host: origin.test
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+`,
+  )
+  const r = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '-p', `https://origin.test:${closed}/`])
+  t.equal(r.status, 502)
+  const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.port === closed)
+  t.match(rec, { method: 'CONNECT', decision: 'deny', reason: 'upstream_error', detail: 'refused', rule: 'g.allow[0]' })
+  t.equal(pc.decisions().filter((x) => x.port === closed).length, 1, 'one record')
 })

@@ -233,3 +233,16 @@ t.test(
     t.equal(gone.totals.unchanged, 3)
   },
 )
+
+t.test(
+  'an upstream failure of a request an approval let through counts as approved, not as a new denial',
+  async (t) => {
+    const failed = rec('ci', 'CONNECT nohost.example.org:443', {
+      reason: 'upstream_error',
+      detail: 'dns',
+      rule: 'approval:01M96R1Y0000000000000000AA',
+    })
+    const report = replayRecords([failed], OLD)
+    t.match(report.totals, { approved: 1, allowToDeny: 0 })
+  },
+)
