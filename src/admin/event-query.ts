@@ -47,6 +47,8 @@ const REPEATABLE = new Set(['label'])
 const MAX_LABEL_FILTERS = 8
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/i
 const STREAM_ID = /^\d{1,20}-\d{1,20}$/
+/** Each half of a stream id is an unsigned 64-bit number; Redis refuses a larger one (not an outage). */
+const MAX_U64 = 2n ** 64n - 1n
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[T ][0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?$/i
 const AGENT = /^[A-Za-z0-9._:@-]{1,100}$/
 
@@ -164,7 +166,7 @@ function parseCursor(v: string | undefined): Parsed<string | undefined> {
 /** A ring page's cursor is a record id (ULID); a Redis page's is a stream entry id (`1732528800000-0`). */
 export function cursorKind(v: string): 'record' | 'stream' | null {
   if (ULID.test(v)) return 'record'
-  if (STREAM_ID.test(v)) return 'stream'
+  if (STREAM_ID.test(v) && v.split('-').every((part) => BigInt(part) <= MAX_U64)) return 'stream'
   return null
 }
 

@@ -37,6 +37,8 @@ export async function readEvents(
 ): Promise<{ records: TelemetryRecord[]; nextCursor: string | null }> {
   if (q.cursor !== undefined && !STREAM_ID.test(q.cursor))
     throw new Error(`readEvents: cursor must be a stream id, got ${q.cursor.slice(0, 40)}`)
+  // Nothing comes before the first id: Redis would refuse the interval, which is no outage.
+  if (q.cursor !== undefined && /^0+-0+$/.test(q.cursor)) return { records: [], nextCursor: null }
   const start = q.since ? `${Math.max(0, q.since.getTime() - CLOCK_SKEW_MS)}-0` : '-'
   let end = q.cursor !== undefined ? `(${q.cursor}` : '+'
   const records: TelemetryRecord[] = []

@@ -257,6 +257,13 @@ t.test('readEvents filters newest first and pages with a stream-id cursor', asyn
   }
   t.same(all, ids([...rs].reverse()), 'pages concatenate to the whole stream, newest first, without repeats')
   await t.rejects(readEvents(sink.client, 'ev', { limit: 1, cursor: '01JD0000000000000000000000' }), /stream id/)
+  t.same(
+    await readEvents(sink.client, 'ev', { limit: 1, cursor: '0-0' }),
+    { records: [], nextCursor: null },
+    'nothing before the first id: an empty last page, not a Redis error',
+  )
+  const top = await readEvents(sink.client, 'ev', { limit: 1, cursor: '18446744073709551615-18446744073709551615' })
+  t.equal(top.records.length, 1, 'the largest id pages from the newest')
 })
 
 t.test('readEvents scans across several XREVRANGE pages for a sparse filter', async (t) => {
