@@ -9,7 +9,11 @@ export async function listenOn(server: Server, host: string, port: number, what:
   try {
     await once(server, 'listening')
   } catch (cause) {
-    throw new PortcullisError('PC_ERR_LISTEN', `cannot listen for ${what} on ${host}:${port}`, { cause })
+    // The errno says what to do: EADDRINUSE (another process has the port), EACCES (a port below 1024), EADDRNOTAVAIL.
+    const code = (cause as NodeJS.ErrnoException).code
+    const why = code === 'EADDRINUSE' ? ': the address is in use' : code === undefined ? '' : ` (${code})`
+    const at = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+    throw new PortcullisError('PC_ERR_LISTEN', `cannot listen for ${what} on ${at}${why}`, { cause })
   }
   return server.address() as AddressInfo
 }

@@ -55,7 +55,11 @@ t.test('a worker that cannot start stops the others, and start fails', async (t)
   const proc = spawnPortcullis(t, file, { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN, PORTCULLIS_LISTEN: String(port) })
   const [code] = await proc.exited
   t.equal(code, 2)
-  t.match(proc.stderr(), /cannot listen for proxy on 127\.0\.0\.1:\d+ \(PC_ERR_LISTEN\)/, "the worker's own error")
+  t.match(
+    proc.stderr(),
+    /cannot listen for proxy on 127\.0\.0\.1:\d+: the address is in use \(PC_ERR_LISTEN\)/,
+    "the worker's own error, and why",
+  )
   t.match(proc.stderr(), /a worker exited before it was listening \(exit code 2.*\(PC_ERR_WORKER_START\)/)
   t.notOk(
     proc.parsed().some((l) => l.code === 'PC_WORKERS_STARTED'),
