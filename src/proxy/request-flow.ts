@@ -95,8 +95,12 @@ export function decideHttpRequest(
   if (req.httpVersion === '1.1' && req.headers.host === undefined)
     return { kind: 'malformed', status: 400, detail: 'missing_host' }
   const target = channel.kind === 'proxy' ? parseAbsoluteHttpTarget(req.url ?? '') : innerTarget(req.url)
-  if (target === null)
-    return { kind: 'malformed', status: 400, detail: (req.url ?? '').startsWith('/') ? 'origin_form' : 'bad_target' }
+  if (target === null) {
+    // Inside a tunnel an origin-form target is the right form: what failed is its path.
+    const detail =
+      channel.kind === 'connect' ? 'bad_path' : (req.url ?? '').startsWith('/') ? 'origin_form' : 'bad_target'
+    return { kind: 'malformed', status: 400, detail }
+  }
   const cfg = deps.config()
   const method = (req.method ?? 'GET').toUpperCase()
   const id = newRequestId()

@@ -236,6 +236,8 @@ export function respondGitRefusal(
 
 /** A request the proxy cannot take, in words: what was wrong with it (by status) and what to send instead. */
 function unacceptableText(status: number, detail: string): string {
+  if (detail === 'bad_path')
+    return `portcullis could not read this request's path (bad_path): a malformed %-escape, a control character, a space or backslash, or a path parameter that hides a segment. Send the path percent-encoded as RFC 3986 says.\n`
   switch (status) {
     case 408:
       return `portcullis closed this connection: the request head did not arrive within the proxy's header timeout (${detail}).\n`

@@ -316,6 +316,16 @@ t.test('a CONNECT inside a cleartext tunnel is answered 405 after the request be
   t.match(answer, /does not open a tunnel inside a tunnel \(connect_in_tunnel\)/)
 })
 
+t.test('inside a tunnel, a path that cannot be read is a 400 that says so (not "send absolute-form")', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port]))
+  const host = `origin.test:${origin.port}`
+  const answer = await insideTunnel(t, pc.proxyPort, host, `GET /a%zz HTTP/1.1\r\nHost: ${host}\r\n\r\n`)
+  t.match(answer, /^HTTP\/1\.1 400 [^]*could not read this request's path \(bad_path\)/)
+  t.notMatch(answer, /absolute-form/)
+  t.equal(origin.seen.length, 0)
+})
+
 t.test('inside a tunnel, a request pipelined behind a denied_host_mismatch is never forwarded', async (t) => {
   const origin = await startHttpOrigin(t)
   const pc = await startPortcullis(t, originOnlyYaml([origin.port]))
