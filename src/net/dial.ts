@@ -2,7 +2,8 @@ import { connect, type OnReadOpts, type Socket } from 'node:net'
 
 /**
  * Why an upstream leg failed. `no_answer`: the upstream closed before any answer; `bad_answer`: what it
- * sent is not HTTP; `out_of_descriptors`: the proxy itself has no file descriptor left (EMFILE/ENFILE:
+ * sent is not HTTP (or not TLS, where TLS was expected); `tls_handshake`: the TLS handshake failed before
+ * any certificate was judged (no version or cipher in common, an alert); `out_of_descriptors`: the proxy itself has no file descriptor left (EMFILE/ENFILE:
  * a problem on the proxy host, not the network).
  */
 export type UpstreamFailureKind =
@@ -14,6 +15,7 @@ export type UpstreamFailureKind =
   | 'dns'
   | 'unreachable'
   | 'tls_verify'
+  | 'tls_handshake'
   | 'out_of_descriptors'
 export interface UpstreamFailure {
   readonly kind: 'failure'
@@ -33,14 +35,45 @@ const TLS_VERIFY = new Set([
   'CERT_REVOKED',
   'CERT_SIGNATURE_FAILURE',
   'HOSTNAME_MISMATCH',
+  // OpenSSL's other verify results, as node names them: a chain through a non-CA, a leaf not for
+  // servers (extended key usage), a chain too deep, a certificate it cannot read.
+  'INVALID_CA',
+  'INVALID_PURPOSE',
+  'PATH_LENGTH_EXCEEDED',
+  'CERT_CHAIN_TOO_LONG',
+  'CERT_REJECTED',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
+  'ERROR_IN_CERT_NOT_BEFORE_FIELD',
+  'ERROR_IN_CERT_NOT_AFTER_FIELD',
+  'ERR_TLS_CERT_ALTNAME_FORMAT',
+])
+
+/** The same as OpenSSL's reason text (`…:ssl3_get_record:wrong version number:…`). */
+const NOT_TLS_REASON =
+  /wrong version number|packet length too long|unknown protocol|http request|record length mismatch/i
+
+/** OpenSSL's reading of bytes that are not a TLS record: the upstream is not speaking TLS. */
+const NOT_TLS = new Set([
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'ERR_SSL_PACKET_LENGTH_TOO_LONG',
+  'ERR_SSL_UNKNOWN_PROTOCOL',
+  'ERR_SSL_HTTP_REQUEST',
+  'ERR_SSL_RECORD_LENGTH_MISMATCH',
 ])
 
 /** The one place socket errno codes are interpreted. */
 export function mapSocketError(err: unknown): UpstreamFailureKind {
-  const e = err as { code?: unknown; syscall?: unknown; name?: unknown } | null
+  const e = err as { code?: unknown; syscall?: unknown; name?: unknown; message?: unknown } | null
   const code = e?.code
   if (typeof code !== 'string') return 'reset'
   if (TLS_VERIFY.has(code)) return 'tls_verify'
+  if (NOT_TLS.has(code)) return 'bad_answer'
+  // A TLS failure met while writing comes as EPROTO, OpenSSL's reason only in the message.
+  if (code === 'EPROTO')
+    return typeof e?.message === 'string' && NOT_TLS_REASON.test(e.message) ? 'bad_answer' : 'tls_handshake'
+  // Any other OpenSSL failure is the handshake's (alerts, no shared version or cipher).
+  if (code.startsWith('ERR_SSL_')) return 'tls_handshake'
   // The HTTP parser refused the upstream's answer.
   if (code.startsWith('HPE_')) return 'bad_answer'
   switch (code) {

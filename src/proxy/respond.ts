@@ -51,11 +51,13 @@ const UPSTREAM_SENTENCES: Record<UpstreamFailureKind, string> = {
   refused: 'the upstream server refused the connection',
   reset: 'the upstream server reset the connection',
   no_answer: 'the upstream server closed the connection without answering',
-  bad_answer: 'the upstream server sent an answer that is not valid HTTP',
+  bad_answer: 'the upstream server sent an answer that is not valid HTTP (or not TLS, where TLS was expected)',
   dns: 'the upstream host name could not be resolved',
   unreachable: 'the upstream server is unreachable',
   tls_verify:
     "the upstream server's TLS certificate could not be verified (wrong name, untrusted issuer or expired), so the proxy did not connect",
+  tls_handshake:
+    'the TLS handshake with the upstream server failed (no protocol version or cipher in common, or it refused the handshake), so the proxy did not connect',
   out_of_descriptors:
     'the proxy has run out of file descriptors (too many open connections on the proxy host); this is not a network fault and should clear when connections close',
 }

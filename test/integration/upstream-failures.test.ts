@@ -127,6 +127,12 @@ agents:
     })
   }
 
+  t.test('intercepted HTTPS to an upstream that does not speak TLS: 502 bad_answer, not a reset', async (t) => {
+    const r = await curl([...via, '-H', 'accept: application/json', `https://origin.test:${plain.garbage}/x`])
+    t.equal(r.status, 502, r.stderr)
+    t.match(JSON.parse(r.body), { reason: 'upstream_error', detail: 'bad_answer' })
+  })
+
   t.test(
     "an upstream's X-Portcullis-* fields never reach the client: only the proxy says what it decided",
     async (t) => {

@@ -13,6 +13,21 @@ const CASES: ReadonlyArray<readonly [error: unknown, kind: string, behaviour: st
   [{ code: 'ENOTFOUND' }, 'dns', 'a name that does not resolve'],
   [{ code: 'EHOSTUNREACH' }, 'unreachable', 'an unreachable host'],
   [{ code: 'ERR_TLS_CERT_ALTNAME_INVALID' }, 'tls_verify', 'a certificate for another name'],
+  [{ code: 'INVALID_PURPOSE' }, 'tls_verify', 'a certificate not for servers (extended key usage)'],
+  [{ code: 'INVALID_CA' }, 'tls_verify', 'a chain through a certificate that is not a CA'],
+  [{ code: 'ERR_SSL_WRONG_VERSION_NUMBER' }, 'bad_answer', 'an upstream not speaking TLS'],
+  [
+    { code: 'EPROTO', message: 'write EPROTO 80:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:x' },
+    'bad_answer',
+    'not TLS, met while writing',
+  ],
+  [
+    { code: 'EPROTO', message: 'write EPROTO 80:error:0A000410:SSL routines::sslv3 alert handshake failure' },
+    'tls_handshake',
+    'an alert met while writing',
+  ],
+  [{ code: 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION' }, 'tls_handshake', 'no TLS version in common'],
+  [{ code: 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE' }, 'tls_handshake', 'a handshake the upstream refused'],
   [new Error('no code'), 'reset', 'an error without a code'],
 ]
 
