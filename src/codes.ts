@@ -41,6 +41,14 @@ export const CODES = {
   },
   PC_WORKER_RESTARTED: { level: 'info', meaning: 'the replacement for a worker that died is listening' },
   PC_CA_CREATED: { level: 'info', meaning: 'the interception CA was generated (first start)' },
+  PC_CA_EXPIRES_SOON: {
+    level: 'warn',
+    meaning: 'the interception CA ends within 30 days (leaves end with it): give agents its successor',
+  },
+  PC_CA_KEY_READABLE: {
+    level: 'warn',
+    meaning: 'the CA key file is readable by group or others (anyone who reads it can mint trusted certificates)',
+  },
   PC_ADMIN_TOKEN_CREATED: { level: 'info', meaning: 'the admin token was generated into certs/admin-token' },
   PC_ADMIN_TOKEN_FILE: {
     level: 'info',

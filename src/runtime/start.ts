@@ -54,7 +54,7 @@ export async function startInstance(
       { code: 'PC_CA_CREATED', cert: cfg.tls.caCert },
       'interception CA generated; install its certificate in sandboxes (portcullis ca show)',
     )
-  const ca = await loadCa(cfg.tls.caCert, cfg.tls.caKey)
+  const ca = await loadCa(cfg.tls.caCert, cfg.tls.caKey, (w) => log.warn({ code: w.code }, w.message))
   parts.setInterceptor(createInterceptor(parts.deps, createLeafCertCache(ca)))
   reportPolicyProblems(cfg, env, log)
   const { url, stream, maxlen } = cfg.telemetry.redis

@@ -62,12 +62,14 @@ export function createCaMaterial(
   return { certPem: forge.pki.certificateToPem(cert), keyPem }
 }
 
+const NOT_ITS_KEY = "the CA key is not the certificate's key"
+
 function toAuthority(certPem: string, keyPem: string): CertificateAuthority {
   const cert = forge.pki.certificateFromPem(certPem)
   // Validate the key now, not at the first handshake, and that it is this certificate's key.
   const spki = (k: ReturnType<typeof createPublicKey>): Buffer => k.export({ type: 'spki', format: 'der' })
   if (!spki(createPublicKey(createPrivateKey(keyPem))).equals(spki(new X509Certificate(certPem).publicKey)))
-    throw new Error("the CA key is not the certificate's key")
+    throw new Error(NOT_ITS_KEY)
   const ski = cert.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | null
   const subjectKeyId =
     ski?.subjectKeyIdentifier ??
@@ -158,7 +160,27 @@ async function waitForFile(file: string, timeoutMs: number): Promise<void> {
   }
 }
 
-export async function loadCa(certFile: string, keyFile: string): Promise<CertificateAuthority> {
+/** What a usable CA may still deserve a word about (logged at start): near its end, a key others can read. */
+export interface CaWarning {
+  readonly code: 'PC_CA_EXPIRES_SOON' | 'PC_CA_KEY_READABLE'
+  readonly message: string
+}
+
+/** A CA this close to its end is reported at every start: agents must be given its successor in time. */
+const CA_WARN_BEFORE_MS = 30 * 24 * 3600_000
+
+/**
+ * The CA in these files, checked as clients will check the leaves it signs: a CA certificate
+ * (basicConstraints CA:TRUE, keyCertSign when keyUsage is present), valid now, with its own key. A
+ * file pair that fails is refused at start (PC_ERR_CA_UNREADABLE) rather than every intercepted
+ * handshake failing later with "invalid CA certificate" on the agent's side.
+ */
+export async function loadCa(
+  certFile: string,
+  keyFile: string,
+  warn: (w: CaWarning) => void = () => undefined,
+  now = new Date(),
+): Promise<CertificateAuthority> {
   let certPem: string
   let keyPem: string
   try {
@@ -171,13 +193,49 @@ export async function loadCa(certFile: string, keyFile: string): Promise<Certifi
       { cause: err },
     )
   }
+  let ca: CertificateAuthority
   try {
-    return toAuthority(certPem, keyPem)
+    ca = toAuthority(certPem, keyPem)
   } catch (err) {
+    const mismatch = err instanceof Error && err.message === NOT_ITS_KEY
     throw new PortcullisError(
       'PC_ERR_CA_UNREADABLE',
-      `the CA files ${certFile} / ${keyFile} are not a PEM certificate and key`,
+      mismatch
+        ? `the CA key ${keyFile} is not the key of ${certFile}; restore the matching pair, or delete both to generate a new CA`
+        : `the CA files ${certFile} / ${keyFile} are not a PEM certificate and key`,
       { cause: err },
     )
   }
+  const problem = caProblem(ca, now)
+  if (problem !== null)
+    throw new PortcullisError(
+      'PC_ERR_CA_UNREADABLE',
+      `${certFile} ${problem}; name a CA's files in tls.ca_cert/ca_key, or delete both to generate a new one (agents must then trust it)`,
+    )
+  const ends = ca.cert.validity.notAfter
+  if (ends.getTime() - now.getTime() < CA_WARN_BEFORE_MS)
+    warn({
+      code: 'PC_CA_EXPIRES_SOON',
+      message: `the interception CA ${certFile} expires on ${ends.toISOString()}: leaves end with it; give agents its successor before then`,
+    })
+  const mode = (await stat(keyFile)).mode & 0o777
+  if ((mode & 0o077) !== 0)
+    warn({
+      code: 'PC_CA_KEY_READABLE',
+      message: `the CA key ${keyFile} has mode 0${mode.toString(8)}: others on this host can read it and mint certificates every agent trusts; chmod 600 it`,
+    })
+  return ca
+}
+
+/** Why clients would refuse what this CA signs, or null. */
+function caProblem(ca: CertificateAuthority, now: Date): string | null {
+  const bc = ca.cert.getExtension('basicConstraints') as { cA?: boolean } | null
+  if (bc?.cA !== true)
+    return 'is not a CA certificate (no basicConstraints CA:TRUE): clients refuse the leaves it signs'
+  const ku = ca.cert.getExtension('keyUsage') as { keyCertSign?: boolean } | null
+  if (ku !== null && ku.keyCertSign !== true) return 'may not sign certificates (its keyUsage lacks keyCertSign)'
+  const { notBefore, notAfter } = ca.cert.validity
+  if (notAfter.getTime() <= now.getTime()) return `expired on ${notAfter.toISOString()}`
+  if (notBefore.getTime() > now.getTime()) return `is not valid before ${notBefore.toISOString()}`
+  return null
 }

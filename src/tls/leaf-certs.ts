@@ -64,7 +64,8 @@ export function mintLeaf(
   serial[0] = ((serial[0] ?? 1) & 0x7f) | 0x01
   cert.serialNumber = serial.toString('hex')
   cert.validity.notBefore = new Date(now.getTime() - 3600_000)
-  cert.validity.notAfter = new Date(now.getTime() + LEAF_VALIDITY_MS)
+  // Never past the CA's own end: a client may refuse a leaf that outlives its issuer.
+  cert.validity.notAfter = new Date(Math.min(now.getTime() + LEAF_VALIDITY_MS, ca.cert.validity.notAfter.getTime()))
   cert.setSubject([{ name: 'commonName', value: host.length <= 64 ? host : 'portcullis-leaf' }])
   cert.setIssuer(ca.cert.subject.attributes)
   const ip = isIpLiteral(host)

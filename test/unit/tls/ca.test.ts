@@ -1,7 +1,11 @@
-import { readFileSync, statSync } from 'node:fs'
+import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto'
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import forge from 'node-forge'
 import t from 'tap'
-import { ensureCa, loadCa } from '../../../src/tls/ca.js'
+import { createCaMaterial, ensureCa, loadCa, type CaWarning } from '../../../src/tls/ca.js'
+import { mintLeaf } from '../../../src/tls/leaf-certs.js'
+import { createTestCa } from '../../helpers/test-ca.js'
 
 t.test('a new CA has a 0600 key and the CA extensions', async (t) => {
   const dir = t.testdir()
@@ -58,4 +62,61 @@ t.test('an unreadable CA names the file that could not be read', async (t) => {
     code: 'PC_ERR_CA_UNREADABLE',
     message: /cannot read the CA key .*missing-key\.pem: ENOENT/,
   })
+})
+
+t.test('a CA clients would refuse is refused at start, saying why', async (t) => {
+  const dir = t.testdir()
+  // A server certificate and its key: a matching pair, but no CA.
+  const upstream = createTestCa(t).issue(['leaf.test'])
+  writeFileSync(join(dir, 'leaf.pem'), upstream.cert)
+  writeFileSync(join(dir, 'leaf-key.pem'), upstream.key, { mode: 0o600 })
+  await t.rejects(loadCa(join(dir, 'leaf.pem'), join(dir, 'leaf-key.pem')), {
+    code: 'PC_ERR_CA_UNREADABLE',
+    message: /leaf\.pem is not a CA certificate \(no basicConstraints CA:TRUE\)/,
+  })
+  // A CA made eleven years ago (valid for ten): expired.
+  const old = createCaMaterial('old', new Date(Date.now() - 11 * 365 * 24 * 3600_000))
+  writeFileSync(join(dir, 'old.pem'), old.certPem)
+  writeFileSync(join(dir, 'old-key.pem'), old.keyPem, { mode: 0o600 })
+  await t.rejects(loadCa(join(dir, 'old.pem'), join(dir, 'old-key.pem')), {
+    code: 'PC_ERR_CA_UNREADABLE',
+    message: /old\.pem expired on /,
+  })
+})
+
+t.test("a key that is not the certificate's says so", async (t) => {
+  const dir = t.testdir({ a: {}, b: {} })
+  const [a, b] = [join(dir, 'a'), join(dir, 'b')]
+  await ensureCa(join(a, 'ca.pem'), join(a, 'ca-key.pem'))
+  await ensureCa(join(b, 'ca.pem'), join(b, 'ca-key.pem'))
+  await t.rejects(loadCa(join(a, 'ca.pem'), join(b, 'ca-key.pem')), {
+    message: /ca-key\.pem is not the key of .*ca\.pem/,
+  })
+})
+
+t.test('a CA near its end, or a key others can read, is used with a warning', async (t) => {
+  const dir = t.testdir()
+  const [cert, key] = [join(dir, 'ca.pem'), join(dir, 'ca-key.pem')]
+  // Made 10 years less 10 days ago: 10 days left.
+  const material = createCaMaterial('ending', new Date(Date.now() - (10 * 365 - 10) * 24 * 3600_000))
+  writeFileSync(cert, material.certPem)
+  writeFileSync(key, material.keyPem)
+  chmodSync(key, 0o644)
+  const warnings: CaWarning[] = []
+  const ca = await loadCa(cert, key, (w) => warnings.push(w))
+  t.same(
+    warnings.map((w) => w.code),
+    ['PC_CA_EXPIRES_SOON', 'PC_CA_KEY_READABLE'],
+  )
+  t.match(warnings[1]?.message, /mode 0644.*chmod 600/)
+  // Leaves end with the CA, not 30 days on.
+  const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  const pem = mintLeaf(
+    'x.test',
+    forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString()),
+    ca,
+    createPrivateKey(ca.keyPem),
+    new Date(),
+  )
+  t.equal(new X509Certificate(pem).validTo, new X509Certificate(ca.certPem).validTo, 'the leaf ends with its CA')
 })
