@@ -238,6 +238,8 @@ export function respondGitRefusal(
 
 /** A request the proxy cannot take, in words: what was wrong with it (by status) and what to send instead. */
 function unacceptableText(status: number, detail: string): string {
+  if (detail === 'missing_host')
+    return `portcullis could not parse this request (missing_host): HTTP/1.1 requires a Host header naming the host. Send one.\n`
   if (detail === 'bad_path')
     return `portcullis could not read this request's path (bad_path): a malformed %-escape, a control character, a space or backslash, or a path parameter that hides a segment. Send the path percent-encoded as RFC 3986 says.\n`
   switch (status) {

@@ -316,7 +316,7 @@ t.test('a CONNECT inside a cleartext tunnel is answered 405 after the request be
   t.match(answer, /does not open a tunnel inside a tunnel \(connect_in_tunnel\)/)
 })
 
-t.test('inside a tunnel, a path that cannot be read is a 400 that says so (not "send absolute-form")', async (t) => {
+t.test('inside a tunnel, a bad path or a missing Host is a 400 that says so (not "send absolute-form")', async (t) => {
   const origin = await startHttpOrigin(t)
   const pc = await startPortcullis(t, originOnlyYaml([origin.port]))
   const host = `origin.test:${origin.port}`
@@ -324,6 +324,9 @@ t.test('inside a tunnel, a path that cannot be read is a 400 that says so (not "
   t.match(answer, /^HTTP\/1\.1 400 [^]*could not read this request's path \(bad_path\)/)
   t.notMatch(answer, /absolute-form/)
   t.equal(origin.seen.length, 0)
+  const noHost = await insideTunnel(t, pc.proxyPort, host, 'GET /x HTTP/1.1\r\n\r\n')
+  t.match(noHost, /^HTTP\/1\.1 400 [^]*\(missing_host\): HTTP\/1\.1 requires a Host header/)
+  t.notMatch(noHost, /absolute-form/, 'no advice meant for the proxy port')
 })
 
 t.test('inside a tunnel, a request pipelined behind a denied_host_mismatch is never forwarded', async (t) => {
