@@ -2,7 +2,7 @@ import t from 'tap'
 import type { Page } from 'playwright-core'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
-import { curl } from '../helpers/clients.js'
+import { basicAuth, curl, rawExchange } from '../helpers/clients.js'
 import { until } from '../helpers/poll.js'
 import { originOnlyYaml, TOKEN } from '../helpers/config.js'
 import { launchChromium, newPage, PAGE_WAIT_MS } from '../helpers/browser.js'
@@ -15,6 +15,9 @@ import { launchChromium, newPage, PAGE_WAIT_MS } from '../helpers/browser.js'
 
 /** The one DOM global used in page functions (the test compiles without lib "dom"). */
 declare const document: { querySelectorAll(selector: string): ArrayLike<{ getAttribute(name: string): string | null }> }
+
+/** Agents that flood the page with denials. */
+const NOISY = Array.from({ length: 12 }, (_, i) => `noisy${i}`)
 
 const rowSel = (requestId: string): string => `#blocked tbody tr[data-id="${requestId}"]`
 
@@ -188,6 +191,8 @@ t.test('the analyst page shows denials live, filters them, approves and revokes'
   let approvalId = ''
   await t.test('approve from the row: the approval is listed with time left', async (t) => {
     const row = rowSel(ciId)
+    await page.fill('#approver', 'Dana')
+    await page.dispatchEvent('#approver', 'change')
     await page.selectOption(`${row} select[name=scope]`, 'exact')
     await page.fill(`${row} input[name=ttl]`, '2h')
     await page.fill(`${row} input[name=reason]`, 'the build needs this file')
@@ -202,7 +207,7 @@ t.test('the analyst page shows denials live, filters them, approves and revokes'
       'agent, scope, what it opens',
     )
     t.match(cells[3], /^(1h 59m \d+s|2h 0m)$/, 'time left')
-    t.same(cells.slice(4, 6), ['analyst-page', 'the build needs this file'], 'who and why')
+    t.same(cells.slice(4, 6), ['Dana (analyst page)', 'the build needs this file'], 'who (the name given) and why')
     await page.waitForSelector(`${row}.approved`)
     t.match(await page.textContent(`${row} td.action`), /^approved \(exact, until /)
     t.equal(await page.isHidden('#error'), true, 'the earlier error is cleared')
@@ -279,4 +284,51 @@ t.test('the analyst page shows denials live, filters them, approves and revokes'
     ['401 GET /api/events', '400 POST /api/approvals'],
     'the only failed calls are the wrong token and the bad ttl',
   )
+})
+
+t.test('filters ask the server: a noisy agent does not push the others out of the page', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(
+    t,
+    originOnlyYaml([origin.port], {
+      paths: ['/public/**'],
+      agents: Object.fromEntries(['ci', ...NOISY].map((a) => [a, ''])),
+    }),
+  )
+  const quiet = await curl([
+    '--proxy',
+    pc.proxyUrl,
+    '--proxy-user',
+    `ci:${TOKEN}`,
+    `http://origin.test:${origin.port}/private/q`,
+  ])
+  const quietId = quiet.headers['x-portcullis-request-id'] as string
+  t.ok(quietId, 'a denial of the quiet agent')
+  // Then 216 denials of other agents, more than a page (200) holds: 18 each, pipelined on one
+  // connection per agent (below the 20 a second the proxy records one by one per source and agent).
+  await Promise.all(
+    NOISY.map((agent) => {
+      const auth = `Proxy-Authorization: ${basicAuth(agent, TOKEN)}\r\n`
+      let burst = ''
+      for (let i = 0; i < 18; i++)
+        burst += `GET http://origin.test:${origin.port}/private/${agent}/${i} HTTP/1.1\r\nHost: origin.test\r\n${auth}${i === 17 ? 'Connection: close\r\n' : ''}\r\n`
+      return rawExchange(pc.proxyPort, burst, 10_000)
+    }),
+  )
+  const noisy = (): number => pc.decisions().filter((r) => r.agent?.startsWith('noisy') === true).length
+  t.ok(await until(() => noisy() >= 216, 5000), `the flood was recorded (${noisy()} records)`)
+
+  const browser = await launchChromium()
+  t.teardown(() => browser.close())
+  const { page } = await newPage(browser, { viewport: { width: 1440, height: 900 } })
+  await page.goto(`${pc.adminUrl}/`)
+  await page.fill('#token', pc.adminToken)
+  await page.click('#token-form button[type=submit]')
+  await page.waitForSelector('#blocked tbody tr')
+  t.equal(await page.$$eval(rowSel(quietId), (r) => r.length), 0, 'unfiltered, the newest 200 are all the noisy agent')
+  await page.fill('#f-agent', 'ci')
+  t.same(await waitForRows(page, [quietId]), [quietId], "the quiet agent's denial, asked of the server")
+  await page.fill('#f-agent', '')
+  await page.selectOption('#f-reason', 'denied_package')
+  t.same(await waitForRows(page, []), [], 'every reason code is offered, denied_package too')
 })

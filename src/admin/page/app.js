@@ -2,7 +2,7 @@
 // travels in a header rather than a URL), filters, approve/dismiss per row,
 // and the current approvals with time left. No framework, no external assets.
 // Every deny reason of src/policy/reasons.ts (all but 'allowed').
-const REASONS = ['denied_no_rule', 'denied_by_rule', 'denied_port', 'denied_method', 'denied_path', 'denied_private_address', 'denied_sni_mismatch', 'denied_host_mismatch', 'denied_auth_required', 'denied_auth_invalid', 'denied_rate_limited', 'denied_secret_detected', 'denied_internal_error', 'upstream_error']
+const REASONS = ['denied_no_rule', 'denied_by_rule', 'denied_port', 'denied_method', 'denied_path', 'denied_private_address', 'denied_sni_mismatch', 'denied_host_mismatch', 'denied_auth_required', 'denied_auth_invalid', 'denied_rate_limited', 'denied_secret_detected', 'denied_git_push', 'denied_repo_write', 'denied_package', 'denied_internal_error', 'upstream_error']
 const $ = (sel) => document.querySelector(sel)
 const state = { token: sessionStorage.getItem('portcullis-token') || '', rows: new Map(), dismissed: new Set(), approved: new Map(), stream: null, connected: false }
 
@@ -168,8 +168,14 @@ function addRecord(r) {
   }
 }
 
+/** Who approves and revokes from this page (SPEC §5: each approval records who): the name field, kept for the session. */
+function approver() {
+  const name = $('#approver').value.trim().slice(0, 100)
+  return name ? `${name} (analyst page)` : 'analyst page'
+}
+
 async function approve(r, form, tr) {
-  const body = { request_id: r.id, scope: form.scope.value, ttl: form.ttl.value.trim(), reason: form.reason.value.trim(), approved_by: 'analyst-page' }
+  const body = { request_id: r.id, scope: form.scope.value, ttl: form.ttl.value.trim(), reason: form.reason.value.trim(), approved_by: approver() }
   if (r.sandbox && form.sandbox_only && form.sandbox_only.checked) body.sandbox_only = true
   const btn = form.querySelector('.approve-btn')
   btn.disabled = true
@@ -194,7 +200,7 @@ async function approve(r, form, tr) {
 async function revokeApproval(a, btn) {
   btn.disabled = true
   try {
-    const res = await api(`/api/approvals/${encodeURIComponent(a.id)}?by=analyst-page`, { method: 'DELETE' })
+    const res = await api(`/api/approvals/${encodeURIComponent(a.id)}?by=${encodeURIComponent(approver())}`, { method: 'DELETE' })
     if (res.status === 401) return tokenRefused()
     // 404: already revoked or expired elsewhere; the reload below shows the truth.
     if (!res.ok && res.status !== 404) showError(`Revoking ${a.id} failed: ${await errorMessage(res)}`)
@@ -242,17 +248,26 @@ async function loadApprovals() {
   updateEmpty()
 }
 
+/**
+ * The newest 200 denials the filters select, asked of the server: filtering only what was loaded
+ * would let one noisy agent push every other agent's denials out of reach.
+ */
 async function loadRecent() {
   let events
   try {
-    const res = await api('/api/events?decision=deny&limit=200')
+    const p = new URLSearchParams({ decision: 'deny', limit: '200' })
+    for (const [k, v] of Object.entries(filters())) if (v) p.set(k, v)
+    const res = await api(`/api/events?${p}`)
     if (res.status === 401) { tokenRefused(); return false }
+    // A filter still being typed (`*.`) is not a query yet: keep the rows, filtered here.
+    if (res.status === 400 && state.connected) { setStatus(`filter: ${await errorMessage(res)}`, 'error'); render(); return true }
     if (!res.ok) { setStatus(`events: ${await errorMessage(res)}`, 'error'); return false }
     events = (await res.json()).events
   } catch (err) {
     setStatus(`cannot reach the admin API (${err.message})`, 'error')
     return false
   }
+  if ($('#status').textContent.startsWith('filter:')) setStatus('live', 'live')
   state.connected = true
   $('#token').removeAttribute('aria-invalid')
   state.rows.clear()
@@ -387,8 +402,16 @@ function renderSuggestion(out, scope) {
 }
 
 for (const r of REASONS) $('#f-reason').append(new Option(r, r))
-$('#filters').addEventListener('input', render)
-$('#clear-filters').addEventListener('click', () => { $('#filters').reset(); render() })
+let refilter = 0
+$('#filters').addEventListener('input', () => {
+  render()
+  // Then the server's answer for the new filter, once typing pauses.
+  clearTimeout(refilter)
+  refilter = setTimeout(() => { if (state.connected) loadRecent() }, 300)
+})
+$('#clear-filters').addEventListener('click', () => { $('#filters').reset(); render(); if (state.connected) loadRecent() })
+$('#approver').value = sessionStorage.getItem('portcullis-approver') || ''
+$('#approver').addEventListener('change', () => sessionStorage.setItem('portcullis-approver', $('#approver').value.trim()))
 $('#token-form').addEventListener('submit', (e) => { e.preventDefault(); state.token = $('#token').value.trim(); connect() })
 $('#error-close').addEventListener('click', clearError)
 $('#suggest-btn').addEventListener('click', () => suggestRules())
