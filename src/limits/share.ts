@@ -81,18 +81,24 @@ export interface RefusalFacts {
 
 /**
  * Retry-After for a request refused for want of tokens: a second while the sliding window has
- * budget left (the next sync brings a share); else when it has room again, as the previous
- * minute's weight fades or at the next minute.
+ * budget left (the next sync brings a share); else when it has room again. That is as the previous
+ * minute's weight fades, when this minute alone leaves room; else into the next minute, where this
+ * minute's requests still weigh, fading, until they are a minute old: a burst of the whole budget
+ * at 10:00:06 frees one request at 10:01:06, not at 10:01:00.
  */
 export function refusalRetryAfterS(f: RefusalFacts): number {
   const used = f.counted + f.previous * previousWeight(f.minute, f.now)
   if (used + 1 <= f.rpm) return 1
-  const windowEndS = Math.max(1, Math.ceil(((f.minute + 1) * MS_PER_MINUTE - f.now) / 1000))
-  const room = f.rpm - 1 - f.counted
-  if (f.previous <= 0 || room < 0) return windowEndS
-  const fadedAt = (1 - room / f.previous) * MS_PER_MINUTE
   const elapsed = f.now - f.minute * MS_PER_MINUTE
-  return Math.min(windowEndS, Math.max(1, Math.ceil((fadedAt - elapsed) / 1000)))
+  const room = f.rpm - 1 - f.counted
+  if (room >= 0 && f.previous > 0) {
+    // Within this minute: the previous minute's weight fades until room is left.
+    const fadedAt = (1 - room / f.previous) * MS_PER_MINUTE
+    return Math.max(1, Math.ceil((fadedAt - elapsed) / 1000))
+  }
+  // The next minute starts with nothing of its own; this minute's count weighs 1 and fades.
+  const fadeIntoNext = f.counted > f.rpm - 1 ? (1 - (f.rpm - 1) / f.counted) * MS_PER_MINUTE : 0
+  return Math.max(1, Math.ceil((MS_PER_MINUTE - elapsed + fadeIntoNext) / 1000))
 }
 
 export interface GrantFacts {

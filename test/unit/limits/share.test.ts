@@ -91,13 +91,18 @@ t.test('refusalRetryAfterS: a second while the window has room, else when it has
   const base = { rpm: 10, minute: MINUTE, now: T0, counted: 0, previous: 0 }
   const CASES: ReadonlyArray<readonly [string, Partial<typeof base>, number]> = [
     ['budget left somewhere: retry in a second', { counted: 9 }, 1],
-    ['used up this minute: retry when the window ends', { counted: 10 }, 30],
+    [
+      'used up this minute: when its requests have faded enough in the next (30 s, then 6 s of it)',
+      { counted: 10 },
+      36,
+    ],
+    ['a budget of one: that request counts for a whole minute', { rpm: 1, counted: 1 }, 90],
     [
       'used up by the previous minute: retry when it has faded enough (6 s into the minute)',
       { previous: 10, now: MINUTE * 60_000 + 1000 },
       5,
     ],
-    ['over budget this minute alone: the window end', { counted: 12, previous: 5 }, 30],
+    ['over budget this minute alone: into the next, 15 s of it', { counted: 12, previous: 5 }, 45],
   ]
   for (const [name, over, s] of CASES) t.test(name, async (t) => t.equal(refusalRetryAfterS({ ...base, ...over }), s))
 })
