@@ -89,6 +89,8 @@ ${originOnlyYaml([originPort], { paths: ['/public/**'], agents: { ci: '', bot: '
     const row = (id: string): string => `#blocked tbody tr[data-id="${id}"]`
     await page.waitForSelector(row(botId))
     await page.selectOption(`${row(ciId)} select[name=scope]`, 'exact')
+    await page.fill('#approver', 'Dana')
+    await page.dispatchEvent('#approver', 'change')
     await page.fill(`${row(ciId)} input[name=ttl]`, '2h')
     await page.fill(`${row(ciId)} input[name=reason]`, 'the build needs this file')
     await page.click(`${row(ciId)} .approve-btn`)
