@@ -182,6 +182,11 @@ export async function handleConnect(
     closeUnused()
     up?.destroy()
     if (hello.kind !== 'hello') return void socket.destroy()
+    // An agent that trusts the CA is told why in HTTP, inside TLS under the name it asked for: a bare
+    // alert reads as a network fault.
+    const leafName = hello.sni === null ? authority.host : normalizeHost(hello.sni)
+    if (leafName !== null && explainsHere(deps, sniDenial, explainable))
+      return explainInTls(deps, socket, hello.bytes, leafName, checkedNoTls, sniDenial)
     socket.end(TLS_ALERT_UNRECOGNIZED_NAME)
     return void setTimeout(() => socket.destroy(), 1000).unref()
   }
@@ -284,15 +289,7 @@ async function refuse(
   explainable?: { readonly agent: CompiledAgent; readonly key: string; readonly head: Buffer },
 ): Promise<void> {
   settle(deps.bus, facts, d)
-  const interceptor = deps.interceptor
-  const policy = deps.config().policy
-  const explain =
-    explainable !== undefined &&
-    interceptor !== null &&
-    explainsDenials(policy, explainable.agent.id) &&
-    d.reason !== 'denied_rate_limited' &&
-    'ok' in deps.limiter.admitRequest(explainable.key, explainable.agent.limits)
-  if (!explain || explainable === undefined || interceptor === null)
+  if (explainable === undefined || !explainsHere(deps, d, explainable))
     return respondConnectDenial(socket, d, denialContext(facts, req.headers))
   if (socket.destroyed) return
   socket.write(ESTABLISHED)
@@ -304,7 +301,36 @@ async function refuse(
     return respondRawDenial(socket, d, denialContext(shown, req.headers, inner?.query))
   }
   if (hello.kind !== 'hello') return void socket.destroy()
-  interceptor.explain(socket, hello.bytes, facts.host, (inner, res) => {
+  explainInTls(deps, socket, hello.bytes, facts.host, facts, d)
+}
+
+/**
+ * Is this denial explained in HTTP inside TLS (tls.explain_denials)? For an agent that trusts the
+ * CA, while a request of its budget pays for the leaf; never for a rate limit (it would spend more).
+ */
+function explainsHere(
+  deps: ProxyDeps,
+  d: DenyDecision,
+  explainable: { readonly agent: CompiledAgent; readonly key: string },
+): boolean {
+  return (
+    deps.interceptor !== null &&
+    explainsDenials(deps.config().policy, explainable.agent.id) &&
+    d.reason !== 'denied_rate_limited' &&
+    'ok' in deps.limiter.admitRequest(explainable.key, explainable.agent.limits)
+  )
+}
+
+/** Complete the client's TLS with a leaf for `leafName` and answer its first request with the denial, then close. */
+function explainInTls(
+  deps: ProxyDeps,
+  socket: Socket,
+  hello: Buffer,
+  leafName: string,
+  facts: DecisionFacts,
+  d: DenyDecision,
+): void {
+  deps.interceptor?.explain(socket, hello, leafName, (inner, res) => {
     const { path, query } = innerTarget(inner.url)
     respondDenial(
       res,

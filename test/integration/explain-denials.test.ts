@@ -66,6 +66,27 @@ agents:
     )
   })
 
+  t.test('a ClientHello naming another host than the CONNECT: denied_sni_mismatch, in words', async (t) => {
+    // curl CONNECTs to allowed.test and sends SNI denied.test (domain fronting).
+    const fronted = [
+      '--connect-to',
+      `denied.test:${origin.port}:allowed.test:${origin.port}`,
+      `https://denied.test:${origin.port}/x`,
+    ]
+    const r = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci-42:${TOKEN}`, '--cacert', caFile, ...fronted])
+    t.equal(r.status, 403, r.stderr)
+    t.equal(r.headers['x-portcullis-decision'], 'denied_sni_mismatch')
+    t.match(r.body, /for agent ci-42: .*name/)
+    const rec = await pc.waitForRecord<DecisionRecord>(
+      (x) => x.event === 'decision' && x.agent === 'ci-42' && x.reason === 'denied_sni_mismatch',
+    )
+    t.equal(r.headers['x-portcullis-request-id'], rec.id, 'the CONNECT’s id')
+    t.match(rec, { method: 'CONNECT', host: 'allowed.test', detail: 'sni_differs' })
+    const bare = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `tunneller:${TOKEN}`, ...fronted])
+    t.not(bare.exitCode, 0, 'an agent that does not trust the CA still gets the TLS alert')
+    t.equal(bare.status, 200, 'after the CONNECT’s 200, nothing in HTTP')
+  })
+
   t.test('an agent whose policy intercepts nothing gets the bare 403 (it does not trust the CA)', async (t) => {
     const r = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `tunneller:${TOKEN}`, deniedUrl])
     t.not(r.exitCode, 0)
