@@ -91,17 +91,23 @@ function removeDotSegments(path: string): string | null {
   return trailingSlash && out.length > 0 ? `${joined}/` : joined
 }
 
-const AMBIGUOUS = /%2F|%5C|%3B|;/
+const AMBIGUOUS = /%2F|%5C|%3B|;|%25[0-9A-Fa-f]{2}/
+/** `%25` before two hex digits: an escape spelled once more (`%252E` is `%2E`, then `.`). */
+const ESCAPED_ESCAPE = /%25(?=[0-9A-Fa-f]{2})/g
 
 /**
  * The path as a server that decodes `%2F` and `%5C` to `/` and `%3B` to `;`, and
  * drops `;params` from segments (Tomcat, some Python and Java stacks), would read
  * it, in normal form; the same string when there is nothing to read differently;
- * null when that reading is malformed (e.g. `/a%2F..;b`). Input: normalizePath output.
+ * null when that reading is malformed (e.g. `/a%2F..;b`). Such a server may also
+ * decode twice (a front end, then the application): `%252E%252E` is then `..`.
+ * Input: normalizePath output (escapes upper-case).
  */
 export function decodedReading(path: string): string | null {
   if (!AMBIGUOUS.test(path)) return path
-  const slashes = path.replace(/%2F|%5C/g, '/').replace(/%3B/g, ';')
+  const once = path.includes('%25') ? decodeUnreserved(path.replace(ESCAPED_ESCAPE, '%')) : path
+  if (once === null) return null
+  const slashes = once.replace(/%2F|%5C/g, '/').replace(/%3B/g, ';')
   const noParams = slashes
     .split('/')
     .map((seg) => (seg.startsWith('..;') || seg.startsWith('.;') ? seg : seg.replace(/;.*$/, '')))

@@ -136,7 +136,7 @@ agents:
 
   t.test('encoded slashes and ;params cannot step around a path rule at an origin that decodes them', async (t) => {
     const before = origin.seen.length
-    for (const path of ['/ok/..%2Fsecret', '/ok/..%5Csecret', '/ok/%2e%2e%2Fsecret']) {
+    for (const path of ['/ok/..%2Fsecret', '/ok/..%5Csecret', '/ok/%2e%2e%2Fsecret', '/ok/%252e%252e/secret']) {
       const r = await curl([...proxy, '--path-as-is', `http://paths.test:${origin.port}${path}`])
       t.equal(r.status, 403, path)
       t.equal(r.headers['x-portcullis-decision'], 'denied_path', path)
@@ -148,6 +148,8 @@ agents:
     t.equal(origin.seen.length, before, 'none reached the origin')
     const fine = await curl([...proxy, `http://paths.test:${origin.port}/ok/a%2Fb`])
     t.equal(fine.status, 200, 'allowed under both readings')
+    const percent = await curl([...proxy, `http://paths.test:${origin.port}/ok/100%25.txt`])
+    t.equal(percent.status, 200, 'a literal percent sign is no escape')
   })
 
   t.test('method and path rules', async (t) => {

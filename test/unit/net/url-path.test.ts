@@ -79,6 +79,11 @@ const DECODED_READINGS: ReadonlyArray<readonly [string, string | null, string]> 
   ['/a%2F%2Fb', '/a/b', 'decoded empty segments collapse'],
   ['/public/secret%3B/x', '/public/secret/x', 'an encoded `;` starts a param to a server that decodes first'],
   ['/a%3Bb%2F..%2F..%2Fadmin', '/admin', 'and the rest of its segment goes with it'],
+  ['/public/%252E%252E/secret', '/secret', 'an escape spelled twice is read by a server that decodes twice'],
+  ['/public/..%252Fsecret', '/secret', 'an encoded slash spelled twice too'],
+  ['/public/%252e%252e/secret', '/secret', 'in lower case as well (normalizePath leaves the hex after %25 as written)'],
+  ['/files/100%25.txt', '/files/100%25.txt', 'a literal percent sign before no hex is left alone'],
+  ['/files/100%25AB.txt', '/files/100%AB.txt', 'before hex, it reads as that escape (not malformed)'],
 ]
 for (const [path, expected, behaviour] of DECODED_READINGS) {
   t.test(`decodedReading: \`${path}\` — ${behaviour}`, async (t) => {
