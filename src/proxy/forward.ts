@@ -258,6 +258,7 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
               ...(target.body !== undefined ? ['content-length'] : []),
             ])
       const headers = endToEnd(req.rawHeaders, drop)
+      if (req.method === 'TRACE' || req.method === 'OPTIONS') decrementMaxForwards(headers)
       addProxyFields(headers, target, req.headers.via)
       // Masking an injected secret needs the answer as sent: ask for it uncompressed.
       if (injected.length > 0) headers.push('accept-encoding', 'identity')
@@ -339,6 +340,46 @@ function originOf(t: ForwardTarget): Origin {
 }
 
 /** Host (the target's), Via (appended to the client's), and each injected credential. */
+/**
+ * RFC 9110 §7.6.2: an intermediary forwarding TRACE or OPTIONS decrements Max-Forwards (at 0 it
+ * answers itself: maxForwardsAnswer). A value that is not a number is left as it came.
+ */
+function decrementMaxForwards(headers: string[]): void {
+  for (let i = 0; i < headers.length; i += 2) {
+    if ((headers[i] as string).toLowerCase() !== 'max-forwards') continue
+    const value = (headers[i + 1] as string).trim()
+    if (/^\d{1,9}$/.test(value) && Number(value) > 0) headers[i + 1] = String(Number(value) - 1)
+  }
+}
+
+/**
+ * A TRACE or OPTIONS with `Max-Forwards: 0` is for the proxy to answer (RFC 9110 §7.6.2), as Squid
+ * does: OPTIONS with what it forwards, TRACE with the request it received, less the fields that carry
+ * credentials. Undefined for any other request (nearly all, decided by the method alone).
+ */
+export function maxForwardsAnswer(
+  req: IncomingMessage,
+): { readonly status: number; readonly headers: readonly string[]; readonly body: Buffer } | undefined {
+  const method = req.method
+  if (method !== 'TRACE' && method !== 'OPTIONS') return undefined
+  const maxForwards = req.headers['max-forwards']
+  if (typeof maxForwards !== 'string' || maxForwards.trim() !== '0') return undefined
+  if (method === 'OPTIONS')
+    return { status: 200, headers: ['allow', ALLOWED_METHODS, 'content-length', '0'], body: EMPTY }
+  let echo = `${method} ${req.url ?? '/'} HTTP/${req.httpVersion}\r\n`
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i] as string
+    if (!CREDENTIAL_FIELDS.has(name.toLowerCase())) echo += `${name}: ${req.rawHeaders[i + 1] as string}\r\n`
+  }
+  const body = Buffer.from(`${echo}\r\n`, 'latin1')
+  return { status: 200, headers: ['content-type', 'message/http', 'content-length', String(body.length)], body }
+}
+
+const EMPTY = Buffer.alloc(0)
+const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE'
+/** Not echoed by TRACE: the credentials a request carries (a page's script must not read them back). */
+const CREDENTIAL_FIELDS = new Set(['proxy-authorization', 'authorization', 'cookie'])
+
 export function addProxyFields(headers: string[], target: ForwardTarget, clientVia: string | undefined): void {
   const defaultPort = target.tls ? 443 : 80
   headers.push(

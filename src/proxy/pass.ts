@@ -8,7 +8,7 @@ import { openConnection } from './connection.js'
 import { connStateOf } from './conn-state.js'
 import { carryExchange } from './plain-exchange.js'
 import { denialContext, failedAfter, settle } from './decision-point.js'
-import { resolveInjections, sendContinue, VIA, type ForwardTarget } from './forward.js'
+import { maxForwardsAnswer, resolveInjections, sendContinue, VIA, type ForwardTarget } from './forward.js'
 import type { GateAnswer } from './package-gate.js'
 import { coveringApproval, type Approval } from '../policy/approvals.js'
 import { redactSecrets } from './secret-scan.js'
@@ -118,7 +118,8 @@ function conclude(
     return respondDenial(res, outcome as DenyDecision, denialContext(recorded, req.headers, query), final !== decision)
   }
   if (release !== undefined) res.once('close', () => void release())
-  if (answer !== undefined) return answerAndRecord(deps, req, res, recorded, answer, plain)
+  const own = answer ?? maxForwardsAnswer(req)
+  if (own !== undefined) return answerAndRecord(deps, req, res, recorded, own, plain)
   forwardAndRecord(deps, req, res, recorded, forwardTo, plain)
 }
 

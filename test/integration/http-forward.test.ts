@@ -152,6 +152,23 @@ agents:
     t.equal(percent.status, 200, 'a literal percent sign is no escape')
   })
 
+  t.test('Max-Forwards on TRACE and OPTIONS: decremented, and at 0 answered by the proxy', async (t) => {
+    const url = `http://origin.test:${origin.port}/mf`
+    const before = origin.seen.length
+    const options = await curl([...proxy, '-X', 'OPTIONS', '-H', 'Max-Forwards: 0', url])
+    t.equal(options.status, 200)
+    t.match(options.headers.allow, /GET, HEAD, POST/)
+    const trace = await curl([...proxy, '-X', 'TRACE', '-H', 'Max-Forwards: 0', '-H', 'Cookie: s=1', url])
+    t.equal(trace.status, 200)
+    t.equal(trace.headers['content-type'], 'message/http')
+    t.match(trace.body, /^TRACE http:\/\/origin\.test:\d+\/mf HTTP\/1\.1\r\n/)
+    t.notMatch(trace.body, /proxy-authorization|cookie/i, 'credentials are not echoed')
+    t.equal(origin.seen.length, before, 'neither reached the origin')
+    const onward = await curl([...proxy, '-X', 'OPTIONS', '-H', 'Max-Forwards: 3', url])
+    t.equal(onward.status, 200)
+    t.equal(origin.seen.at(-1)?.headers['max-forwards'], '2', 'forwarded with one hop less')
+  })
+
   t.test('method and path rules', async (t) => {
     const ok = await curl([...proxy, `http://paths.test:${origin.port}/ok/a/b`])
     t.equal(ok.status, 200)
