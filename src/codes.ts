@@ -41,6 +41,11 @@ export const CODES = {
   },
   PC_WORKER_RESTARTED: { level: 'info', meaning: 'the replacement for a worker that died is listening' },
   PC_CA_CREATED: { level: 'info', meaning: 'the interception CA was generated (first start)' },
+  PC_NO_AGENTS: { level: 'warn', meaning: 'the policy has no agents: every request is refused (407)' },
+  PC_SOURCE_OVERLAP: {
+    level: 'warn',
+    meaning: 'two agents match some of the same source addresses: the first in config order is used there',
+  },
   PC_CA_EXPIRES_SOON: {
     level: 'warn',
     meaning: 'the interception CA ends within 30 days (leaves end with it): give agents its successor',

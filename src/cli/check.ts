@@ -12,6 +12,7 @@ import { parse } from 'yaml'
 import { ConfigError, PortcullisError, formatConfigIssue } from '../errors.js'
 import { formatTestLine } from '../lifecycle/policy-tests.js'
 import { runTestsFile, type PolicyTestOutcome } from '../runtime/policy-tests.js'
+import { policyWarnings } from '../runtime/startup-checks.js'
 import { loadConfig, resolveConfigPath } from '../config/load.js'
 import type { RuntimeConfig } from '../config/types.js'
 import { listRules, type CompiledRule, type RuleIndex } from '../policy/compiled.js'
@@ -29,6 +30,7 @@ export const run: CliVerb = async (args, io) => {
   const config = await loadOrReport(file, io)
   if (config === null) return EXIT_USAGE
   io.stdout(formatSummary(config))
+  for (const w of policyWarnings(config)) io.stdout(`warning: ${w.message} (${w.code})\n`)
   io.stdout(formatUserPresets(await readFile(file, 'utf8').catch(() => '')))
   return reportPolicyTests(runTestsFile(config, values.tests), io)
 }

@@ -3,6 +3,7 @@ import type { RuntimeConfig } from '../config/types.js'
 import { weakTokens } from '../identity/weak-tokens.js'
 import { readSandboxKeys } from '../identity/sandbox-issue.js'
 import { credentialVariables } from '../policy/compiled.js'
+import { cidrContains, type Cidr } from '../net/host.js'
 
 /** Each credential variable the policy reads that the environment does not set (for /healthz). */
 export function missingCredentials(config: RuntimeConfig, env: NodeJS.ProcessEnv): string[] {
@@ -46,4 +47,49 @@ export function reportPolicyProblems(config: RuntimeConfig, env: NodeJS.ProcessE
       { code: 'PC_WEAK_TOKEN', agent: weak.agent },
       `agent ${weak.agent}'s token is the well-known value '${weak.token}': anyone can use it; make one with portcullis token new`,
     )
+  for (const w of policyWarnings(config)) log.warn({ code: w.code }, w.message)
+}
+
+export interface PolicyWarning {
+  readonly code: 'PC_NO_AGENTS' | 'PC_SOURCE_OVERLAP'
+  readonly message: string
+}
+
+/**
+ * A policy that is valid but will not do what its author likely meant (printed by `check`, logged at
+ * start): no agent at all (an empty file; every request is refused), and agents whose source_cidrs
+ * overlap (a client there is the first of them in config order, never the others).
+ */
+export function policyWarnings(config: RuntimeConfig): PolicyWarning[] {
+  const agents = [...config.policy.agents.values()]
+  if (agents.length === 0)
+    return [{ code: 'PC_NO_AGENTS', message: 'no agents: every request is refused (407); add agents: to the config' }]
+  const out: PolicyWarning[] = []
+  const bySource = agents.filter((a) => a.sourceCidrs.length > 0)
+  for (let i = 0; i < bySource.length; i++)
+    for (let j = i + 1; j < bySource.length; j++) {
+      const [a, b] = [bySource[i], bySource[j]] as [(typeof agents)[number], (typeof agents)[number]]
+      for (const x of a.sourceCidrs)
+        for (const y of b.sourceCidrs)
+          if (cidrsOverlap(x, y))
+            out.push({
+              code: 'PC_SOURCE_OVERLAP',
+              message: `agents ${a.id} (${x.text}) and ${b.id} (${y.text}) both match some sources: a client there is ${a.id}, the first in config order, unless it sends credentials`,
+            })
+    }
+  return out
+}
+
+/** CIDRs are nested or apart: they overlap when the wider one holds the other's network address. */
+function cidrsOverlap(x: Cidr, y: Cidr): boolean {
+  if (x.kind !== y.kind) return false
+  const [wide, narrow] = x.prefix <= y.prefix ? [x, y] : [y, x]
+  return cidrContains(wide, ipText(narrow))
+}
+
+function ipText(c: Cidr): string {
+  if (c.kind === 'ipv4') return [...c.bytes].join('.')
+  const groups: string[] = []
+  for (let i = 0; i < 16; i += 2) groups.push((((c.bytes[i] ?? 0) << 8) | (c.bytes[i + 1] ?? 0)).toString(16))
+  return groups.join(':')
 }

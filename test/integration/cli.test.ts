@@ -51,6 +51,34 @@ if (!existsSync(MAIN)) {
       t.equal(r.stderr, '')
     })
 
+    t.test('a valid policy that will not do what was meant is flagged: no agents, overlapping sources', async (t) => {
+      const dir = t.testdir()
+      const empty = await portcullis(['check', '--config', writeConfig(dir, '# nothing yet\n')])
+      t.equal(empty.code, 0, 'still valid')
+      t.match(empty.stdout, /^warning: no agents: every request is refused \(407\).*\(PC_NO_AGENTS\)$/m)
+      const overlap = await portcullis([
+        'check',
+        '--config',
+        writeConfig(
+          t.testdir(),
+          'agents:\n  - { id: a, source_cidrs: [127.0.0.0/8] }\n  - { id: b, source_cidrs: [127.0.0.1/32] }\n',
+        ),
+      ])
+      t.match(
+        overlap.stdout,
+        /^warning: agents a \(127\.0\.0\.0\/8\) and b \(127\.0\.0\.1\/32\) both match .*a, the first in config order.*\(PC_SOURCE_OVERLAP\)$/m,
+      )
+      const apart = await portcullis([
+        'check',
+        '--config',
+        writeConfig(
+          t.testdir(),
+          'agents:\n  - { id: a, source_cidrs: [127.0.0.1/32] }\n  - { id: b, source_cidrs: [127.0.0.2/32] }\n',
+        ),
+      ])
+      t.notMatch(apart.stdout, /warning/, 'apart: no warning')
+    })
+
     t.test('a broken config exits 2 with file:line:col and the key', async (t) => {
       const r = await portcullis(['check', '--config', BROKEN])
       t.equal(r.code, 2)
