@@ -228,4 +228,16 @@ export function destroySocket(socket: Socket): void {
  */
 export function answerHalfClosedClients(server: Server): void {
   ;(server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true
+  server.on('connection', (socket: Socket) => socket.on('end', endMidAnswer))
+}
+
+/**
+ * A client's FIN once its answer has begun is a client gone (killed, a cancelled fetch): the
+ * connection closes, which aborts the upstream exchange at once, not after idle_timeout_ms of a quiet
+ * origin (a long poll, a stream that pauses). Before the answer's head it is a client that finished
+ * sending (shutdown(SHUT_WR)) and waits for it, as above. Squid's half_closed_clients off does the same.
+ */
+function endMidAnswer(this: Socket): void {
+  const res = (this as QueueSocket)._httpMessage
+  if (res && res.headersSent && !res.writableFinished) this.destroy()
 }

@@ -1,12 +1,13 @@
 import { once } from 'node:events'
-import { connect } from 'node:net'
+import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
-import { curl } from '../helpers/clients.js'
+import { basicAuth, curl } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
 import { freePort } from '../helpers/ports.js'
-import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+import { originOnlyYaml, TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+import { until } from '../helpers/poll.js'
 
 t.test('plain HTTP forwarding through the real proxy', async (t) => {
   const origin = await startHttpOrigin(t)
@@ -251,4 +252,42 @@ agents:
     t.match(r.body, /refused the connection/)
     t.match(r.body, /not a policy decision/)
   })
+})
+
+t.test('a client that leaves mid-answer aborts the upstream exchange at once, quiet origin or not', async (t) => {
+  // An answer that starts, then pauses (a long poll, a stream thinking): its upstream sockets, open or not.
+  const sockets = new Set<Socket>()
+  const quiet = createNetServer((s) => {
+    sockets.add(s)
+    s.on('close', () => sockets.delete(s))
+    s.on('error', () => undefined)
+    s.once('data', () => s.write('HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nfirst bytes'))
+  })
+  quiet.listen(0, '127.0.0.1')
+  await once(quiet, 'listening')
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+    quiet.close()
+  })
+  const port = (quiet.address() as AddressInfo).port
+  const pc = await startPortcullis(t, originOnlyYaml([port]))
+  const auth = `Proxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n`
+  const leave = async (socket: Socket, request: string): Promise<number> => {
+    socket.write(request)
+    await once(socket, 'data')
+    t.equal(sockets.size, 1, 'the answer has begun')
+    const left = Date.now()
+    socket.end()
+    t.ok(await until(() => sockets.size === 0, 3000, 20), 'the upstream side closed')
+    return Date.now() - left
+  }
+  const plain = connect(pc.proxyPort, '127.0.0.1')
+  plain.on('error', () => undefined)
+  await once(plain, 'connect')
+  const ms = await leave(plain, `GET http://origin.test:${port}/poll HTTP/1.1\r\nHost: origin.test\r\n${auth}\r\n`)
+  t.ok(ms < 1000, `plain: within ${ms} ms, not idle_timeout_ms (10 s)`)
+  const { socket } = await openTunnel(pc.proxyPort, `origin.test:${port}`)
+  socket.on('error', () => undefined)
+  const inTunnel = await leave(socket, `GET /poll HTTP/1.1\r\nHost: origin.test:${port}\r\n\r\n`)
+  t.ok(inTunnel < 1000, `inside a tunnel: within ${inTunnel} ms`)
 })
