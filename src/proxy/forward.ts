@@ -340,6 +340,14 @@ function originOf(t: ForwardTarget): Origin {
 }
 
 /** Host (the target's), Via (appended to the client's), and each injected credential. */
+/** An answer with a body and no Content-Length among its end-to-end fields. */
+function lengthUnstated(status: number, method: string | undefined, headers: readonly string[]): boolean {
+  if (status === 204 || status === 304 || method === 'HEAD') return false
+  for (let i = 0; i < headers.length; i += 2)
+    if ((headers[i] as string).toLowerCase() === 'content-length') return false
+  return true
+}
+
 /**
  * RFC 9110 §7.6.2: an intermediary forwarding TRACE or OPTIONS decrements Max-Forwards (at 0 it
  * answers itself: maxForwardsAnswer). A value that is not a number is left as it came.
@@ -480,6 +488,9 @@ function relayAnswer(
         if ((flat[i] as string).toLowerCase() === 'via')
           via = via === '' ? (flat[i + 1] as string) : `${via}, ${flat[i + 1] as string}`
       headers.push('via', via !== '' ? `${via}, ${VIA}` : VIA)
+      // An HTTP/1.0 client cannot be sent chunks: a body of no stated length ends with the connection.
+      if (res.shouldKeepAlive && res.req.httpVersion === '1.0' && lengthUnstated(status, res.req.method, headers))
+        res.shouldKeepAlive = false
       // The client's hop: close after this answer if the client asked to (Connection: close, HTTP/1.0).
       headers.push('connection', res.shouldKeepAlive ? 'keep-alive' : 'close')
       if (masker !== null)

@@ -3,7 +3,7 @@ import { connect, createServer as createNetServer, type AddressInfo, type Socket
 import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
-import { basicAuth, curl } from '../helpers/clients.js'
+import { basicAuth, curl, rawExchange } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
 import { freePort } from '../helpers/ports.js'
 import { originOnlyYaml, TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
@@ -290,4 +290,21 @@ t.test('a client that leaves mid-answer aborts the upstream exchange at once, qu
   socket.on('error', () => undefined)
   const inTunnel = await leave(socket, `GET /poll HTTP/1.1\r\nHost: origin.test:${port}\r\n\r\n`)
   t.ok(inTunnel < 1000, `inside a tunnel: within ${inTunnel} ms`)
+})
+
+t.test('an HTTP/1.0 keep-alive client is told Connection: close for a body of no stated length', async (t) => {
+  // The origin answers chunked (no Content-Length); chunks cannot go to a 1.0 client.
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port]))
+  const auth = `Proxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n`
+  const { response, closed } = await rawExchange(
+    pc.proxyPort,
+    `GET http://origin.test:${origin.port}/ten HTTP/1.0\r\nHost: origin.test\r\n${auth}Connection: keep-alive\r\n\r\n`,
+    3000,
+  )
+  t.match(response, /^HTTP\/1\.1 200 /)
+  t.match(response, /\r\nconnection: close\r\n/i, 'close, not keep-alive')
+  t.notMatch(response, /transfer-encoding/i, 'not chunked')
+  t.match(response, /origin saw GET \/ten/, 'the whole body')
+  t.ok(closed, 'and the connection ends the body')
 })
