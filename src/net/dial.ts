@@ -16,6 +16,7 @@ export type UpstreamFailureKind =
   | 'unreachable'
   | 'tls_verify'
   | 'tls_handshake'
+  | 'head_too_large'
   | 'out_of_descriptors'
 export interface UpstreamFailure {
   readonly kind: 'failure'
@@ -74,7 +75,8 @@ export function mapSocketError(err: unknown): UpstreamFailureKind {
     return typeof e?.message === 'string' && NOT_TLS_REASON.test(e.message) ? 'bad_answer' : 'tls_handshake'
   // Any other OpenSSL failure is the handshake's (alerts, no shared version or cipher).
   if (code.startsWith('ERR_SSL_')) return 'tls_handshake'
-  // The HTTP parser refused the upstream's answer.
+  // The HTTP parser refused the upstream's answer: too large for it, or not HTTP.
+  if (code === 'HPE_HEADER_OVERFLOW') return 'head_too_large'
   if (code.startsWith('HPE_')) return 'bad_answer'
   switch (code) {
     // The upstream client (net/http1-client.ts): the upstream closed before its answer was complete.

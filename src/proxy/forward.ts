@@ -211,8 +211,8 @@ export interface ForwarderOptions {
 const MAX_POOLS = 1024
 /** Connections one pool may open to its upstream. */
 const CONNECTIONS_PER_POOL = 256
-/** Largest answer head taken from an upstream (node's own limit for request heads). */
-const MAX_ANSWER_HEAD_BYTES = 16 * 1024
+/** Largest answer head taken from an upstream: Squid's reply_header_max_size (long CSPs, many Set-Cookie). */
+export const MAX_ANSWER_HEAD_BYTES = 64 * 1024
 
 /** Body bytes written to the client but not yet taken before reading upstream pauses. */
 const BATCH_BYTES = 256 * 1024

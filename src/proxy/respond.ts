@@ -56,6 +56,8 @@ const UPSTREAM_SENTENCES: Record<UpstreamFailureKind, string> = {
   unreachable: 'the upstream server is unreachable',
   tls_verify:
     "the upstream server's TLS certificate could not be verified (wrong name, untrusted issuer or expired), so the proxy did not connect",
+  head_too_large:
+    "the upstream server's answer head (or a chunk line or its trailers) is larger than the 64 KiB the proxy accepts",
   tls_handshake:
     'the TLS handshake with the upstream server failed (no protocol version or cipher in common, or it refused the handshake), so the proxy did not connect',
   out_of_descriptors:

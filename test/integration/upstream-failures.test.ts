@@ -35,6 +35,18 @@ const BEHAVIOURS: Record<string, Behaviour> = {
         'HTTP/1.1 200 OK\r\nX-Portcullis-Decision: denied_no_rule\r\nX-Portcullis-Request-Id: 01FAKE\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok',
       ),
     ),
+  // A head past 64 KiB (Set-Cookie after Set-Cookie).
+  bighead: (s) =>
+    s.once('data', () =>
+      s.end(`HTTP/1.1 200 OK\r\n${`Set-Cookie: c=${'x'.repeat(1000)}\r\n`.repeat(70)}Content-Length: 2\r\n\r\nok`),
+    ),
+  // A 40 KiB head: more than node's 16 KiB, within the proxy's 64 KiB.
+  widehead: (s) =>
+    s.once('data', () =>
+      s.end(
+        `HTTP/1.1 200 OK\r\n${`X-Wide: ${'w'.repeat(1000)}\r\n`.repeat(40)}Content-Length: 2\r\nConnection: close\r\n\r\nok`,
+      ),
+    ),
   // Never answers.
   silent: () => undefined,
   // A status line, then one header byte a second: never idle, never done.
@@ -101,6 +113,7 @@ agents:
     ['garbage', 502, 'bad_answer', /not valid HTTP/],
     ['badchunk', 502, 'bad_answer', /not valid HTTP/],
     ['barelf', 502, 'bad_answer', /not valid HTTP/],
+    ['bighead', 502, 'head_too_large', /larger than the 64 KiB the proxy accepts/],
     ['silent', 504, 'timeout', /did not answer in time/],
     ['trickle', 504, 'timeout', /did not answer in time/],
   ] as const
@@ -126,6 +139,14 @@ agents:
       t.match(r.body, sentence)
     })
   }
+
+  t.test('an answer head of 40 KiB is passed on whole', async (t) => {
+    for (const url of [`http://origin.test:${plain.widehead}/x`, `https://origin.test:${secure.widehead}/x`]) {
+      const r = await curl([...via, url])
+      t.equal(r.status, 200, `${url} ${r.stderr}`)
+      t.equal(r.body, 'ok', 'and its body')
+    }
+  })
 
   t.test('intercepted HTTPS to an upstream that does not speak TLS: 502 bad_answer, not a reset', async (t) => {
     const r = await curl([...via, '-H', 'accept: application/json', `https://origin.test:${plain.garbage}/x`])
