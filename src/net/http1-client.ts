@@ -49,6 +49,8 @@ export interface OutgoingRequest {
 export interface ResponseHandler {
   /** The final answer's head (names as sent, latin1); false abandons the exchange. */
   onHead(status: number, headers: string[]): boolean
+  /** An informational answer (102, 103…) before the final one; the handler may pass it on. */
+  onInformational?(status: number, headers: string[]): void
   /**
    * A piece of the body; false pauses reading until the exchange is resumed. `chunk` is a view of the
    * connection's read buffer, valid only during the call: a handler that keeps it (to write it later
@@ -359,6 +361,10 @@ class Connection implements ResponseEvents {
     this.dead = true
     clearTimeout(this.headTimer)
     this.socket.destroy()
+  }
+
+  informational(status: number, headers: string[]): void {
+    this.run?.handler.onInformational?.(status, headers)
   }
 
   head(status: number, headers: string[]): void {

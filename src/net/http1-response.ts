@@ -16,6 +16,8 @@
  */
 
 export interface ResponseEvents {
+  /** An informational (1xx, not 101) head before the final one, as sent. */
+  informational(status: number, headers: string[]): void
   /** The final head: status and the fields as sent, flat `[name, value, …]` (latin1). */
   head(status: number, headers: string[]): void
   /** Body bytes: a view of what `execute` was given, valid during the call only. */
@@ -288,7 +290,7 @@ export class ResponseParser {
     if (code < 200) {
       // 100, 102, 103: the final answer follows (a 101 would switch protocols nobody asked for).
       if (code === 101) return void this.fail('HPE_UNEXPECTED_UPGRADE', 'unrequested protocol switch')
-      return
+      return this.events.informational(code, headers)
     }
     if (close) this.keepAlive = false
     this.events.head(code, headers)

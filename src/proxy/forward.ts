@@ -481,6 +481,26 @@ function relayAnswer(
   })
   const relay: ResponseHandler & { exchange: Exchange | null } = {
     exchange: null,
+    onInformational(status, flat) {
+      // RFC 9110 §15.2: a proxy passes 1xx on, to clients that can take them (HTTP/1.1). 100 Continue is
+      // the proxy's own (sent once the request is allowed); an answer whose fields are masked keeps its
+      // 1xx back (they could echo the injected credential).
+      if (res.req.httpVersion !== '1.1' || res.headersSent || masker !== null || status === 100) return
+      const fields = endToEnd(flat, VIA_ONLY)
+      if (status === 102) return void res.writeProcessing()
+      if (status !== 103) return
+      const hints: Record<string, string> = {}
+      for (let i = 0; i < fields.length; i += 2) {
+        const name = (fields[i] as string).toLowerCase()
+        hints[name] =
+          hints[name] === undefined ? (fields[i + 1] as string) : `${hints[name]}, ${fields[i + 1] as string}`
+      }
+      try {
+        res.writeEarlyHints(hints)
+      } catch {
+        // A Link value node will not write: the hints are only hints.
+      }
+    },
     onHead(status, flat) {
       const headers = endToEnd(flat, VIA_ONLY)
       let via = ''

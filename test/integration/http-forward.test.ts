@@ -308,3 +308,38 @@ t.test('an HTTP/1.0 keep-alive client is told Connection: close for a body of no
   t.match(response, /origin saw GET \/ten/, 'the whole body')
   t.ok(closed, 'and the connection ends the body')
 })
+
+t.test('1xx answers reach HTTP/1.1 clients (103 Early Hints, 102), not 1.0 ones', async (t) => {
+  const early = createNetServer((s) => {
+    s.on('error', () => undefined)
+    s.once('data', () =>
+      s.end(
+        'HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n' +
+          'HTTP/1.1 102 Processing\r\n\r\n' +
+          'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok',
+      ),
+    )
+  })
+  early.listen(0, '127.0.0.1')
+  await once(early, 'listening')
+  t.teardown(() => early.close())
+  const port = (early.address() as AddressInfo).port
+  const pc = await startPortcullis(t, originOnlyYaml([port]))
+  const auth = `Proxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n`
+  const get = (version: string): string =>
+    `GET http://origin.test:${port}/ HTTP/${version}\r\nHost: origin.test\r\n${auth}Connection: close\r\n\r\n`
+  const { response } = await rawExchange(pc.proxyPort, get('1.1'), 3000)
+  t.same(
+    [...response.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => m[1]),
+    ['103', '102', '200'],
+    'the hints, the progress, then the answer',
+  )
+  t.match(response, /^HTTP\/1\.1 103 Early Hints\r\nLink: <\/style\.css>; rel=preload\r\n\r\n/)
+  t.match(response, /\r\n\r\nok$/)
+  const old = await rawExchange(pc.proxyPort, get('1.0'), 3000)
+  t.same(
+    [...old.response.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => m[1]),
+    ['200'],
+    'an HTTP/1.0 client gets the final answer only',
+  )
+})

@@ -2,6 +2,7 @@ import t, { type Test } from 'tap'
 import { ResponseParser } from '../../../src/net/http1-response.js'
 
 interface Parsed {
+  informational: string[]
   status: number | null
   headers: string[]
   body: string
@@ -12,9 +13,20 @@ interface Parsed {
 
 /** Feed `wire` to a fresh parser in pieces of `step` bytes (every split point is tried by the callers). */
 function parse(wire: string, opts: { step?: number; head?: boolean; close?: boolean } = {}): Parsed {
-  const out: Parsed = { status: null, headers: [], body: '', ended: false, error: null, reusable: false }
+  const out: Parsed = {
+    informational: [],
+    status: null,
+    headers: [],
+    body: '',
+    ended: false,
+    error: null,
+    reusable: false,
+  }
   const p = new ResponseParser(
     {
+      informational(status, headers) {
+        out.informational.push(`${status} ${headers.join(': ')}`)
+      },
       head(status, headers) {
         out.status = status
         out.headers = headers
@@ -59,6 +71,7 @@ function parseEveryWay(t: Test, wire: string, opts: { head?: boolean; close?: bo
 t.test('framed answers: length, chunked, none, and until the close', async (t) => {
   const cl = parseEveryWay(t, 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A:  v \r\n\r\nhello')
   t.same(cl, {
+    informational: [],
     status: 200,
     headers: ['Content-Length', '5', 'X-A', 'v'],
     body: 'hello',
@@ -95,8 +108,14 @@ t.test('framed answers: length, chunked, none, and until the close', async (t) =
       t,
       'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
     ),
-    { status: 200, headers: ['Content-Length', '2'], body: 'ok', ended: true },
-    '1xx heads are skipped',
+    {
+      informational: ['100 ', '103 Link: </a>'],
+      status: 200,
+      headers: ['Content-Length', '2'],
+      body: 'ok',
+      ended: true,
+    },
+    '1xx heads are reported as such, then the final answer',
   )
   t.match(
     parseEveryWay(t, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, close\r\n\r\nok'),
@@ -211,7 +230,12 @@ t.test('a parser carries one answer after another on a kept-alive connection', a
   const bodies: string[] = []
   let ends = 0
   const p = new ResponseParser(
-    { head: () => undefined, body: (c) => bodies.push(c.toString()), end: () => void ends++ },
+    {
+      informational: () => undefined,
+      head: () => undefined,
+      body: (c) => bodies.push(c.toString()),
+      end: () => void ends++,
+    },
     1024,
   )
   for (const body of ['one', 'two']) {
