@@ -148,7 +148,13 @@ function toIssues(issue: z.core.$ZodIssue, base: KeyPath, source: ConfigSource):
   if (issue.code === 'invalid_union') {
     const closest = closestBranch(issue.errors)
     if (closest) return closest.flatMap((i) => toIssues(i, path, source))
-    return [at(path, 'expected a rule: a mapping with one of host, preset, github or git')]
+    if (path.some((k) => k === 'allow' || k === 'deny' || k === 'presets'))
+      return [at(path, 'expected a rule: a mapping with one of host, preset, github or git')]
+    // Another union (a number or 'auto', …): each branch's own expectation.
+    const expected = [
+      ...new Set(issue.errors.flatMap((b) => b.slice(0, 1).map((i) => i.message.replace(/^Invalid input: /, '')))),
+    ]
+    return [at(path, expected.join(', or '))]
   }
   return [at(path, issue.message)]
 }

@@ -19,7 +19,9 @@ const positiveInt = z.number().int().positive()
 const limit = positiveInt.nullable()
 // Group names and agent ids appear in rule ids (`builders.allow[2]`), so keep them simple and unambiguous.
 const groupName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]*$/, 'use letters, digits, - and _ only')
-const agentId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, ., - and _ only (no ":")')
+const agentId = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'start with a letter or digit, then letters, digits, ., - and _ only')
 const presetName = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'use lower-case letters, digits, - and _ only')
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 const duration = z.string().refine((t) => parseDurationMs(t) !== null, 'a duration like 30m, 24h or 7d')

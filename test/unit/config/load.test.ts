@@ -102,6 +102,16 @@ const INLINE: ReadonlyArray<readonly [string, string, Partial<Loc>]> = [
     { line: 4, col: 9, path: 'groups.g.allow[0]', message: /host, preset, github or git/ },
   ],
   [
+    'a value that is neither of its forms says both (not "expected a rule")',
+    'listen: { max_connections: lots }\n',
+    { line: 1, col: 28, path: 'listen.max_connections', message: /expected number.*, or expected "auto"/ },
+  ],
+  [
+    'an agent id must start with a letter or digit',
+    'agents:\n  - { id: _x, source_cidrs: [127.0.0.1/32] }\n',
+    { line: 2, col: 11, path: 'agents[0].id', message: /start with a letter or digit/ },
+  ],
+  [
     'a lower-case method is rejected',
     'groups:\n  g:\n    allow:\n      - { host: a.test, methods: [get] }\n',
     { line: 4, col: 35, path: 'groups.g.allow[0].methods[0]', message: /upper-case/ },
