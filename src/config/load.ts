@@ -29,12 +29,13 @@ export async function loadConfig(
   env: NodeJS.ProcessEnv = {},
   opts: { readonly refuseEmpty?: boolean } = {},
 ): Promise<RuntimeConfig> {
-  let text: string
+  let bytes: Buffer
   try {
-    text = await readFile(file, 'utf8')
+    bytes = await readFile(file)
   } catch (cause) {
     throw new PortcullisError('PC_ERR_CONFIG_UNREADABLE', `cannot read config file ${file}`, { cause })
   }
+  const text = configText(bytes, file)
   // An empty file is the defaults (no agent, nothing allowed): fine to start from, but as an edit it is
   // far more likely a file caught between an editor's truncate and its write than a policy meant.
   if (opts.refuseEmpty === true && parseDocument(text).contents === null)
@@ -48,6 +49,45 @@ export async function loadConfig(
       },
     ])
   return parseConfigText(text, file, env, await readDenyFiles(text))
+}
+
+/** A policy file is hand-written: past this it is a mistake (a log, a dump), and parsing it would take seconds and gigabytes. */
+const MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+/**
+ * The file's text: UTF-8, at most MAX_CONFIG_BYTES. Bytes that are not UTF-8 would be read as U+FFFD
+ * and surface as a misleading error far away (or none, in a comment): they are the error, where they are.
+ */
+export function configText(bytes: Buffer, file: string): string {
+  const issue = (line: number, col: number, message: string): ConfigError =>
+    new ConfigError([{ file, line, col, path: '', message }])
+  if (bytes.length > MAX_CONFIG_BYTES)
+    throw issue(1, 1, `the file is ${bytes.length} bytes; a config is at most ${MAX_CONFIG_BYTES / 1024 / 1024} MiB`)
+  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff))
+    throw issue(1, 1, 'the file is UTF-16: save it as UTF-8')
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes)
+  } catch {
+    const at = Math.max(0, firstBadUtf8Byte(bytes))
+    const before = bytes.subarray(0, at).toString('utf8')
+    const line = before.split('\n').length
+    const col = before.length - before.lastIndexOf('\n')
+    const hex = (bytes[at] ?? 0).toString(16).toUpperCase().padStart(2, '0')
+    throw issue(line, col, `byte 0x${hex} is not UTF-8: save the file as UTF-8`)
+  }
+}
+
+/** Where a UTF-8 sequence breaks (a bad lead byte, a missing continuation), in one pass; -1 if none does. */
+function firstBadUtf8Byte(b: Buffer): number {
+  for (let i = 0; i < b.length;) {
+    const c = b[i] as number
+    const more =
+      c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1
+    if (more < 0) return i
+    for (let k = 1; k <= more; k++) if (((b[i + k] ?? 0) & 0xc0) !== 0x80) return i
+    i += more + 1
+  }
+  return -1
 }
 
 /** The deny files a config names (packages.deny_file), read now: compiling is synchronous. */

@@ -204,7 +204,9 @@ export const configSchema = z.strictObject({
     .strictObject({
       signing_key_env: envName.default('PORTCULLIS_SIGNING_KEY'),
       previous_signing_key_env: envName.nullable().default(null),
-      max_sandbox_ttl: duration.default('24h'),
+      max_sandbox_ttl: duration
+        .refine((t) => (parseDurationMs(t) ?? 0) >= 1000, 'at least 1s: no sandbox credential could be issued')
+        .default('24h'),
     })
     .prefault({}),
   // SPEC §10: policy tests; absent: `<config>.tests.yaml` beside the config when present; null: none.

@@ -42,29 +42,30 @@ export function reportPolicyProblems(config: RuntimeConfig, env: NodeJS.ProcessE
       { code: 'PC_SANDBOX_KEY_UNUSABLE', problem },
       `a sandbox signing key is unusable (${problem}); credentials signed with it are refused`,
     )
-  for (const weak of weakTokens(config.policy))
-    log.warn(
-      { code: 'PC_WEAK_TOKEN', agent: weak.agent },
-      `agent ${weak.agent}'s token is the well-known value '${weak.token}': anyone can use it; make one with portcullis token new`,
-    )
-  for (const w of policyWarnings(config)) log.warn({ code: w.code }, w.message)
+  for (const w of policyWarnings(config)) log.warn({ code: w.code, ...(w.agent ? { agent: w.agent } : {}) }, w.message)
 }
 
 export interface PolicyWarning {
-  readonly code: 'PC_NO_AGENTS' | 'PC_SOURCE_OVERLAP'
+  readonly code: 'PC_NO_AGENTS' | 'PC_SOURCE_OVERLAP' | 'PC_WEAK_TOKEN'
   readonly message: string
+  readonly agent?: string
 }
 
 /**
  * A policy that is valid but will not do what its author likely meant (printed by `check`, logged at
- * start): no agent at all (an empty file; every request is refused), and agents whose source_cidrs
- * overlap (a client there is the first of them in config order, never the others).
+ * start): no agent at all (an empty file; every request is refused), a token that is a well-known value
+ * (as good as none), and agents whose source_cidrs overlap (a client there is the first of them in
+ * config order, never the others).
  */
 export function policyWarnings(config: RuntimeConfig): PolicyWarning[] {
   const agents = [...config.policy.agents.values()]
   if (agents.length === 0)
     return [{ code: 'PC_NO_AGENTS', message: 'no agents: every request is refused (407); add agents: to the config' }]
-  const out: PolicyWarning[] = []
+  const out: PolicyWarning[] = weakTokens(config.policy).map((weak) => ({
+    code: 'PC_WEAK_TOKEN',
+    agent: weak.agent,
+    message: `agent ${weak.agent}'s token is the well-known value '${weak.token}': anyone can use it; make one with portcullis token new`,
+  }))
   const bySource = agents.filter((a) => a.sourceCidrs.length > 0)
   for (let i = 0; i < bySource.length; i++)
     for (let j = i + 1; j < bySource.length; j++) {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { ConfigError, PortcullisError } from '../../../src/errors.js'
-import { loadConfig, parseConfigText, resolveConfigPath } from '../../../src/config/load.js'
+import { configText, loadConfig, parseConfigText, resolveConfigPath } from '../../../src/config/load.js'
 
 const DIR = new URL('../../fixtures/configs/', import.meta.url)
 const read = (name: string): string => readFileSync(new URL(name, DIR), 'utf8')
@@ -355,5 +355,39 @@ t.test('a reload names the settings it cannot apply in a running process', async
     restartOnlyChanges(a, parseConfigText(`${base}\nmode: audit\n`, 'c.yaml', {})),
     [],
     'policy changes apply at once',
+  )
+})
+
+/** The issues a ConfigError carries, or [] when `fn` did not throw one. */
+function thrownIssues(fn: () => unknown): ReadonlyArray<Record<string, unknown>> {
+  try {
+    fn()
+  } catch (err) {
+    if (err instanceof ConfigError) return err.issues as unknown as ReadonlyArray<Record<string, unknown>>
+  }
+  return []
+}
+
+t.test('a config file that is not UTF-8, or far too large, is refused where it goes wrong', async (t) => {
+  const bad = Buffer.concat([Buffer.from('agents:\n  - id: caf'), Buffer.from([0xe9]), Buffer.from('\n')])
+  t.match(
+    thrownIssues(() => configText(bad, 'latin1.yaml')),
+    [{ file: 'latin1.yaml', line: 2, col: 12, message: /byte 0xE9 is not UTF-8/ }],
+  )
+  t.match(
+    thrownIssues(() => configText(Buffer.from([0xff, 0xfe, 0x61, 0]), 'u16.yaml')),
+    [{ message: /UTF-16/ }],
+  )
+  t.match(
+    thrownIssues(() => configText(Buffer.alloc(5 * 1024 * 1024, 0x23), 'huge.yaml')),
+    [{ message: /at most 4 MiB/ }],
+  )
+  t.equal(configText(Buffer.from('# café ✓\n'), 'ok.yaml'), '# café ✓\n', 'UTF-8 is read as it is')
+})
+
+t.test('identity.max_sandbox_ttl under a second is refused', async (t) => {
+  t.match(
+    thrownIssues(() => parseConfigText('identity: { max_sandbox_ttl: 0s }\n', 'ttl.yaml')),
+    [{ path: 'identity.max_sandbox_ttl', message: /at least 1s/ }],
   )
 })
