@@ -26,12 +26,6 @@ const presetName = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'use lower-case let
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 const duration = z.string().refine((t) => parseDurationMs(t) !== null, 'a duration like 30m, 24h or 7d')
 
-const limitsSchema = z.strictObject({
-  requests_per_minute: limit.optional(),
-  concurrent_connections: limit.optional(),
-  bytes_per_day: limit.optional(),
-})
-
 const injectHeader = z.strictObject({
   env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name'),
   format: z.string().includes('{}', { message: "format must contain '{}' where the secret goes" }).optional(),
@@ -73,6 +67,19 @@ const presetRule = z.strictObject({ preset: z.string(), packages: packagesSchema
 const size = z
   .union([z.number(), z.string()])
   .refine((v) => parseSizeBytes(v) !== null, 'a size like 100MiB, 50MB or a number of bytes')
+// bytes_per_day in bytes or as a size (`5GiB`), as push.max_pack_bytes takes it; null: no limit.
+const byteLimit = z
+  .union([z.number(), z.string()])
+  .refine((v) => (parseSizeBytes(v) ?? 0) >= 1, 'a size like 5GiB, 500MB or a number of bytes (at least 1)')
+  .transform((v) => parseSizeBytes(v) as number)
+  .nullable()
+
+const limitsSchema = z.strictObject({
+  requests_per_minute: limit.optional(),
+  concurrent_connections: limit.optional(),
+  bytes_per_day: byteLimit.optional(),
+})
+
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name')
 // SPEC §8. Defaults (branches agent/{agent}/**, no force, delete or tags, 100 MiB) are applied in compile.ts.
 const pushSchema = z.strictObject({
@@ -193,7 +200,7 @@ export const configSchema = z.strictObject({
     .strictObject({
       requests_per_minute: limit.default(1200),
       concurrent_connections: limit.default(64),
-      bytes_per_day: limit.default(null),
+      bytes_per_day: byteLimit.default(null),
     })
     .prefault({}),
   approvals: z

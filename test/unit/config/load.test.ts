@@ -391,3 +391,16 @@ t.test('identity.max_sandbox_ttl under a second is refused', async (t) => {
     [{ path: 'identity.max_sandbox_ttl', message: /at least 1s/ }],
   )
 })
+
+t.test('limits.bytes_per_day takes a size as push.max_pack_bytes does', async (t) => {
+  const c = parseConfigText(
+    'limits: { bytes_per_day: 2KiB }\nagents:\n  - { id: a, source_cidrs: [127.0.0.1/32] }\n  - { id: b, source_cidrs: [127.0.0.2/32], limits: { bytes_per_day: 5MB } }\n',
+    'sizes.yaml',
+  )
+  t.equal(c.policy.agents.get('a')?.limits.bytesPerDay, 2048)
+  t.equal(c.policy.agents.get('b')?.limits.bytesPerDay, 5_000_000)
+  t.match(
+    thrownIssues(() => parseConfigText('limits: { bytes_per_day: 0 }\n', 'zero.yaml')),
+    [{ path: 'limits.bytes_per_day', message: /at least 1/ }],
+  )
+})
