@@ -177,6 +177,18 @@ t.test('the analyst page shows denials live, filters them, approves and revokes'
     t.same(await waitForRows(page, [ciId, botId]), [ciId, botId].sort(), 'cleared again')
   })
 
+  await t.test('what an analyst types in a row survives a reload of the rows', async (t) => {
+    const reason = `${rowSel(ciId)} input[name=reason]`
+    await page.fill(reason, 'half typed')
+    // Clearing the filters asks the server again, and the rows are drawn anew from its answer.
+    const reloaded = page.waitForResponse((res) => res.url().includes('/api/events?'))
+    await page.click('#clear-filters')
+    await reloaded
+    await page.waitForTimeout(100)
+    t.equal(await page.inputValue(reason), 'half typed')
+    await page.fill(reason, '')
+  })
+
   await t.test('a refused approval is shown, not swallowed', async (t) => {
     const row = rowSel(botId)
     await page.fill(`${row} input[name=ttl]`, 'forever')

@@ -4,7 +4,7 @@
 // Every deny reason of src/policy/reasons.ts (all but 'allowed').
 const REASONS = ['denied_no_rule', 'denied_by_rule', 'denied_port', 'denied_method', 'denied_path', 'denied_private_address', 'denied_sni_mismatch', 'denied_host_mismatch', 'denied_auth_required', 'denied_auth_invalid', 'denied_rate_limited', 'denied_secret_detected', 'denied_git_push', 'denied_repo_write', 'denied_package', 'denied_internal_error', 'upstream_error']
 const $ = (sel) => document.querySelector(sel)
-const state = { token: sessionStorage.getItem('portcullis-token') || '', rows: new Map(), dismissed: new Set(), approved: new Map(), stream: null, connected: false }
+const state = { token: sessionStorage.getItem('portcullis-token') || '', rows: new Map(), rowEls: new Map(), dismissed: new Set(), approved: new Map(), stream: null, connected: false }
 
 function api(path, init = {}) {
   return fetch(path, { ...init, headers: { ...(init.headers || {}), authorization: `Bearer ${state.token}`, 'content-type': 'application/json' } })
@@ -136,10 +136,21 @@ function agentCell(r) {
   return td
 }
 
+/** A row's element, made once: a reload or a filter change must not lose what an analyst is typing in it. */
+function rowElement(r, isNew) {
+  let el = state.rowEls.get(r.id)
+  if (el === undefined) {
+    el = renderRow(r, isNew)
+    state.rowEls.set(r.id, el)
+  }
+  return el
+}
+
 function render() {
   const body = $('#blocked tbody')
   const f = filters()
-  body.replaceChildren(...[...state.rows.values()].filter((r) => !state.dismissed.has(r.id) && matches(r, f)).reverse().map((r) => renderRow(r, false)))
+  for (const id of state.rowEls.keys()) if (!state.rows.has(id)) state.rowEls.delete(id)
+  body.replaceChildren(...[...state.rows.values()].filter((r) => !state.dismissed.has(r.id) && matches(r, f)).reverse().map((r) => rowElement(r, false)))
   updateEmpty()
 }
 
@@ -163,7 +174,7 @@ function addRecord(r) {
   state.rows.set(r.id, r)
   if (state.rows.size > 2000) state.rows.delete(state.rows.keys().next().value)
   if (!state.dismissed.has(r.id) && matches(r, filters())) {
-    $('#blocked tbody').prepend(renderRow(r, true))
+    $('#blocked tbody').prepend(rowElement(r, true))
     updateEmpty()
   }
 }
