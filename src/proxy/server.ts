@@ -112,9 +112,15 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
   // body of a request not yet answered (bad chunking) is that request's, and refused as usual.
   // (Bytes after a `Connection: close` request are such an error, HPE_CLOSED_CONNECTION: every request
   // read before them, queued behind the answer in flight, is answered first.)
-  const inFlight = (socket as QueueSocket)._httpMessage
+  const s = socket as QueueSocket
+  const inFlight = s._httpMessage
   if (inFlight && (inFlight.req.complete || inFlight.headersSent)) {
-    const queued = (socket as QueueSocket)[kQueued]
+    // Once: the parser has stopped, and what else the client sends is not read (each chunk would be another error).
+    if (s[kBroken] === true) return
+    s[kBroken] = true
+    s.pause()
+    // A queued request whose own body broke is never sent (inTurn); when its turn comes it closes the connection.
+    const queued = s[kQueued]
     const last = queued !== undefined && !queued.destroyed ? queued : inFlight
     return void (last.writableFinished ? socket.destroy() : last.once('close', () => socket.destroy()))
   }
@@ -167,8 +173,15 @@ export function inTurn(req: IncomingMessage, res: ServerResponse, handle: () => 
   socket[kQueued] = res
   earlier.once('close', () => {
     if (socket[kQueued] === res) socket[kQueued] = undefined
-    // A `Connection: close` answer ends the socket (node's destroySoon) before this runs.
-    if (!earlier.writableFinished || !earlier.shouldKeepAlive || socket.writableEnded || socket.destroyed)
+    // A `Connection: close` answer ends the socket (node's destroySoon) before this runs; after a
+    // parse error (answerClientError), a request whose body never arrived whole is not sent.
+    if (
+      !earlier.writableFinished ||
+      !earlier.shouldKeepAlive ||
+      socket.writableEnded ||
+      socket.destroyed ||
+      (socket[kBroken] === true && !req.complete)
+    )
       return void res.destroy()
     // Its head arrived long ago; the deadline the earlier response armed for a next head is not this one's.
     headStarted(socket)
@@ -177,8 +190,13 @@ export function inTurn(req: IncomingMessage, res: ServerResponse, handle: () => 
 }
 
 const kQueued = Symbol('portcullis.queuedResponse')
-/** The last request queued behind the answer in flight (inTurn), while one is. */
-type QueueSocket = Socket & { _httpMessage?: ServerResponse | null; [kQueued]?: ServerResponse | undefined }
+const kBroken = Symbol('portcullis.parseFailed')
+/** The last request queued behind the answer in flight (inTurn), while one is; whether the parser has failed. */
+type QueueSocket = Socket & {
+  _httpMessage?: ServerResponse | null
+  [kQueued]?: ServerResponse | undefined
+  [kBroken]?: boolean
+}
 
 /**
  * A CONNECT or an Upgrade pipelined behind a request whose answer is still on its way: node hands it
@@ -188,8 +206,11 @@ type QueueSocket = Socket & { _httpMessage?: ServerResponse | null; [kQueued]?: 
  * the client was told the connection ends there.
  */
 export function afterEarlierAnswer(socket: Socket, handle: () => void): void {
-  const earlier = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
-  if (!earlier) return handle()
+  const current = (socket as QueueSocket)._httpMessage
+  if (!current) return handle()
+  // After the last request queued, not only the one being answered (inTurn).
+  const queued = (socket as QueueSocket)[kQueued]
+  const earlier = queued !== undefined && !queued.writableFinished && !queued.destroyed ? queued : current
   socket.pause()
   earlier.once('close', () => {
     if (!earlier.writableFinished || !earlier.shouldKeepAlive || socket.destroyed || socket.writableEnded)

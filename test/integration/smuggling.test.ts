@@ -427,3 +427,47 @@ t.test('bytes after an HTTP/1.0 request do not cut off its answer', async (t) =>
   t.match(response, /^HTTP\/1\.1 200 /, 'the real answer, not a 400')
   t.match(response, /origin saw POST \/ten/)
 })
+
+t.test('behind an answer in flight: a broken body and a CONNECT wait their turn', async (t) => {
+  const origin = await startHttpOrigin(t, (req, res, body) => {
+    const answer = (): void => void res.end(`origin saw ${req.method} ${req.url} ${body}\n`)
+    if (req.url?.includes('slow')) setTimeout(answer, 300)
+    else answer()
+  })
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port]))
+  const auth = `Proxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n`
+  const url = (path: string): string => `http://origin.test:${origin.port}${path}`
+
+  t.test(
+    'a queued request whose chunked body breaks is never sent; the connection closes after the answers',
+    async (t) => {
+      const started = Date.now()
+      const { response, closed } = await rawExchange(
+        pc.proxyPort,
+        `GET ${url('/slow-a')} HTTP/1.1\r\nHost: origin.test\r\n${auth}\r\n` +
+          `POST ${url('/b')} HTTP/1.1\r\nHost: origin.test\r\n${auth}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n`,
+        5000,
+      )
+      t.match(response, /^HTTP\/1\.1 200 [^]*origin saw GET \/slow-a/, 'the answer in flight goes out whole')
+      t.ok(closed, 'then the connection closes')
+      t.ok(Date.now() - started < 3000, 'at once, not at a timeout')
+      t.notOk(
+        origin.seen.some((s) => s.url === '/b'),
+        'the broken request never reached the origin',
+      )
+    },
+  )
+
+  t.test('a CONNECT pipelined behind two requests is answered after both', async (t) => {
+    const { response } = await rawExchange(
+      pc.proxyPort,
+      `GET ${url('/a')} HTTP/1.1\r\nHost: origin.test\r\n${auth}\r\n` +
+        `GET ${url('/slow-b')} HTTP/1.1\r\nHost: origin.test\r\n${auth}\r\n` +
+        `CONNECT origin.test:${origin.port} HTTP/1.1\r\nHost: origin.test\r\n${auth}\r\n`,
+      2500,
+    )
+    const slow = response.indexOf('origin saw GET /slow-b')
+    const established = response.indexOf('HTTP/1.1 200 Connection established')
+    t.ok(slow > 0 && established > slow, "the CONNECT's 200 comes after the slow answer, whole")
+  })
+})
