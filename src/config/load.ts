@@ -77,14 +77,22 @@ export function configText(bytes: Buffer, file: string): string {
   }
 }
 
-/** Where a UTF-8 sequence breaks (a bad lead byte, a missing continuation), in one pass; -1 if none does. */
+/**
+ * Where a UTF-8 sequence breaks, in one pass (RFC 3629's table: a bad lead byte, a missing
+ * continuation, an overlong form, a surrogate, past U+10FFFF); -1 if none does.
+ */
 function firstBadUtf8Byte(b: Buffer): number {
   for (let i = 0; i < b.length;) {
     const c = b[i] as number
     const more =
       c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1
     if (more < 0) return i
-    for (let k = 1; k <= more; k++) if (((b[i + k] ?? 0) & 0xc0) !== 0x80) return i
+    // The second byte's range narrows after E0 (no overlong), ED (no surrogate), F0 (no overlong), F4 (≤ U+10FFFF).
+    const lo = c === 0xe0 ? 0xa0 : c === 0xf0 ? 0x90 : 0x80
+    const hi = c === 0xed ? 0x9f : c === 0xf4 ? 0x8f : 0xbf
+    const second = b[i + 1] ?? 0
+    if (more > 0 && (second < lo || second > hi)) return i
+    for (let k = 2; k <= more; k++) if (((b[i + k] ?? 0) & 0xc0) !== 0x80) return i
     i += more + 1
   }
   return -1

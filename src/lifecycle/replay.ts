@@ -111,13 +111,17 @@ export function replayRecords(
   const skipped = new Map<string, number>()
   const totals = { allowToDeny: 0, denyToAllow: 0, undetermined: 0, unchanged: 0, skipped: 0, approved: 0 }
   let requests = 0
-  // A request whose upstream failed after its decision has a second record, `upstream_error`, with
-  // the same id: the first is its policy verdict (in audit mode a would-be denial), so the second is
-  // not counted again. An `upstream_error` alone (a CONNECT whose dial failed) stands for the request.
-  const decided = new Set<string>()
-  for (const r of records) if (r.reason !== 'upstream_error') decided.add(r.id)
+  // One request, one verdict: a request can have a second record with its id (its upstream failed after
+  // the decision; in audit mode, the failure or private address that stopped a would-be denial). The
+  // first is its policy verdict; the later ones are not counted again. (A record alone, such as an
+  // `upstream_error` whose dial failed, stands for its request.)
+  const chosen = new Map<string, DecisionRecord>()
   for (const r of records) {
-    if (r.reason === 'upstream_error' && decided.has(r.id)) continue
+    const other = chosen.get(r.id)
+    if (other === undefined || isEarlier(r, other)) chosen.set(r.id, r)
+  }
+  for (const r of records) {
+    if (chosen.get(r.id) !== r) continue
     const n = requestsOf(r)
     requests += n
     const recorded = recordedVerdict(r)
@@ -181,6 +185,12 @@ export function replayRecords(
     undetermined: summarize(unknown),
     skipped: [...skipped].map(([reason, n]) => ({ reason, requests: n })).sort(byRequests),
   }
+}
+
+/** Made before `b` (records of one request can share a millisecond: then the one that is not an upstream failure). */
+function isEarlier(a: DecisionRecord, b: DecisionRecord): boolean {
+  if (a.time !== b.time) return a.time < b.time
+  return a.reason !== 'upstream_error' && b.reason === 'upstream_error'
 }
 
 /** A group being counted: what identifies it, and its records so far. */

@@ -83,8 +83,9 @@ export interface RefusalFacts {
  * Retry-After for a request refused for want of tokens: a second while the sliding window has
  * budget left (the next sync brings a share); else when it has room again. That is as the previous
  * minute's weight fades, when this minute alone leaves room; else into the next minute, where this
- * minute's requests still weigh, fading, until they are a minute old: a burst of the whole budget
- * at 10:00:06 frees one request at 10:01:06, not at 10:01:00.
+ * minute's requests still weigh, fading (the window counts the previous minute in proportion to how
+ * much of it lies within the last 60 s): a budget of 10 spent within 10:00 frees one request at
+ * 10:01:06, when those ten weigh nine, not at 10:01:00.
  */
 export function refusalRetryAfterS(f: RefusalFacts): number {
   const used = f.counted + f.previous * previousWeight(f.minute, f.now)

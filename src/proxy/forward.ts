@@ -485,11 +485,11 @@ function relayAnswer(
       // RFC 9110 §15.2: a proxy passes 1xx on, to clients that can take them (HTTP/1.1). 100 Continue is
       // the proxy's own (sent once the request is allowed); an answer whose fields are masked keeps its
       // 1xx back (they could echo the injected credential).
-      if (res.req.httpVersion !== '1.1' || res.headersSent || masker !== null || status === 100) return
-      const fields = endToEnd(flat, VIA_ONLY)
+      if (res.req.httpVersion !== '1.1' || res.headersSent || masker !== null) return
       if (status === 102) return void res.writeProcessing()
       if (status !== 103) return
-      const hints: Record<string, string> = {}
+      const fields = endToEnd(flat, VIA_ONLY)
+      const hints: Record<string, string> = Object.create(null) as Record<string, string>
       for (let i = 0; i < fields.length; i += 2) {
         const name = (fields[i] as string).toLowerCase()
         hints[name] =

@@ -63,25 +63,33 @@ export async function relayUpgrade(
     method: 'GET',
     path: target.requestTarget,
     headers,
+    // The request's timer applies only once connected: the connection (TLS included) has connect_timeout_ms.
     createConnection: () =>
-      target.tls
-        ? tlsConnect({
-            host: target.address,
-            port: target.port,
-            servername: /^[0-9.]+$|:/.test(target.host) ? '' : target.host,
-            secureContext: tls as SecureContext,
-            rejectUnauthorized: true,
-          })
-        : netConnect({ host: target.address, port: target.port }),
+      withConnectTimeout(
+        target.tls
+          ? tlsConnect({
+              host: target.address,
+              port: target.port,
+              servername: /^[0-9.]+$|:/.test(target.host) ? '' : target.host,
+              secureContext: tls as SecureContext,
+              rejectUnauthorized: true,
+            })
+          : netConnect({ host: target.address, port: target.port }),
+        target.tls ? 'secureConnect' : 'connect',
+        cfg.connectTimeoutMs,
+      ),
   }
   const upstreamReq = target.tls ? httpsRequest(options) : httpRequest(options)
+  let clientLeft = false
   const fail = (err: unknown): void => {
+    // A client that left before the answer is no upstream failure: nothing to record or answer.
+    if (clientLeft) return void client.destroy()
     if (client.destroyed) return
     const d: DenyDecision = { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: mapSocketError(err) }
     settle(deps.bus, facts, d)
     respondRawDenial(client, d, denialContext(facts, req.headers, verdict.query))
   }
-  // Silence while connecting or waiting for the answer ends in a 504; the splice then has its own timer.
+  // Silence while waiting for the answer ends in a 504; the splice then has its own timer.
   upstreamReq.setTimeout(cfg.idleTimeoutMs, () =>
     upstreamReq.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })),
   )
@@ -95,7 +103,10 @@ export async function relayUpgrade(
     early = Buffer.concat([early, chunk])
     if (early.length > MAX_EARLY_BYTES) client.destroy()
   }
-  const gone = (): void => void upstreamReq.destroy()
+  const gone = (): void => {
+    clientLeft = true
+    upstreamReq.destroy()
+  }
   client.on('data', onEarly)
   client.once('end', gone)
   client.once('close', gone)
@@ -128,6 +139,21 @@ export async function relayUpgrade(
     splice(deps, client, upstream, facts, verdict.credential)
   })
   upstreamReq.end()
+}
+
+/**
+ * `socket` destroyed with ETIMEDOUT unless `ready` comes within `ms`: a timer of its own, as the
+ * request's socket timer is set (to idle_timeout_ms) at the TCP connect, before a TLS handshake is done.
+ */
+function withConnectTimeout(socket: Socket, ready: 'connect' | 'secureConnect', ms: number): Socket {
+  const timer = setTimeout(
+    () => socket.destroy(Object.assign(new Error('upstream connect timeout'), { code: 'ETIMEDOUT' })),
+    ms,
+  )
+  const done = (): void => clearTimeout(timer)
+  socket.once(ready, done)
+  socket.once('close', done)
+  return socket
 }
 
 /** What a client may send before the upstream's answer (frames it should not send yet): past it, closed. */

@@ -66,7 +66,8 @@ export function policyWarnings(config: RuntimeConfig): PolicyWarning[] {
     agent: weak.agent,
     message: `agent ${weak.agent}'s token is the well-known value '${weak.token}': anyone can use it; make one with portcullis token new`,
   }))
-  const bySource = agents.filter((a) => a.sourceCidrs.length > 0)
+  // Only agents without a token are chosen by source; one with a token uses its CIDRs to restrict where it may log in.
+  const bySource = agents.filter((a) => a.sourceCidrs.length > 0 && a.tokenSha256 === null)
   for (let i = 0; i < bySource.length; i++)
     for (let j = i + 1; j < bySource.length; j++) {
       const [a, b] = [bySource[i], bySource[j]] as [(typeof agents)[number], (typeof agents)[number]]

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path'
 import t from 'tap'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
-import { originOnlyYaml, TOKEN, writeConfig } from '../helpers/config.js'
+import { originOnlyYaml, TOKEN, TOKEN_HASH, writeConfig } from '../helpers/config.js'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { MAIN, ROOT, runPortcullis, spawnPortcullis, type CliOptions } from '../helpers/spawn-portcullis.js'
 import { run, type RunResult } from '../helpers/spawn.js'
@@ -77,6 +77,15 @@ if (!existsSync(MAIN)) {
         ),
       ])
       t.notMatch(apart.stdout, /warning/, 'apart: no warning')
+      const tokened = await portcullis([
+        'check',
+        '--config',
+        writeConfig(
+          t.testdir(),
+          `agents:\n  - { id: a, source_cidrs: [127.0.0.0/8] }\n  - { id: b, token: ${TOKEN_HASH}, source_cidrs: [127.0.0.1/32] }\n`,
+        ),
+      ])
+      t.notMatch(tokened.stdout, /PC_SOURCE_OVERLAP/, 'an agent with a token is never chosen by source: no overlap')
     })
 
     t.test('a broken config exits 2 with file:line:col and the key', async (t) => {

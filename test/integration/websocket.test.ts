@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -223,4 +224,44 @@ agents:
     socket.destroy()
     t.equal(silent.seen().length, before, 'the origin got nothing')
   })
+})
+
+t.test('an upgrade to an upstream that never accepts: 504 after connect_timeout_ms', async (t) => {
+  // A listener whose accept queue is full and never drained: further SYNs go unanswered (loopback only).
+  const script = [
+    'import socket, sys, time',
+    's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)',
+    'port = s.getsockname()[1]',
+    'fill = []',
+    'for _ in range(4):',
+    '    c = socket.socket(); c.setblocking(False); c.connect_ex(("127.0.0.1", port)); fill.append(c)',
+    'print(port, flush=True)',
+    'time.sleep(60)',
+  ].join('\n')
+  const child = spawn('python3', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(() => child.kill())
+  const [line] = (await once(child.stdout, 'data')) as [Buffer]
+  const port = Number(line.toString().trim())
+  const pc = await startPortcullis(
+    t,
+    `upstream:
+  ports: [${port}]
+  resolve: { ws.test: 127.0.0.1 }
+  allow_private: [127.0.0.1/32]
+  connect_timeout_ms: 700
+  idle_timeout_ms: 5000
+groups:
+  g:
+    allow:
+      - host: ws.test
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+`,
+  )
+  const started = Date.now()
+  const { head, socket } = await upgrade(pc.proxyPort, `http://ws.test:${port}/socket`)
+  const ms = Date.now() - started
+  socket.destroy()
+  t.match(head, /^HTTP\/1\.1 504 /)
+  t.ok(ms >= 600 && ms < 3000, `after ${ms} ms (connect_timeout_ms 700, idle_timeout_ms 5000)`)
 })

@@ -378,6 +378,11 @@ t.test('a config file that is not UTF-8, or far too large, is refused where it g
     thrownIssues(() => configText(Buffer.from([0xff, 0xfe, 0x61, 0]), 'u16.yaml')),
     [{ message: /UTF-16/ }],
   )
+  const surrogate = Buffer.concat([Buffer.from('a: 1\nb: x'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('\n')])
+  t.match(
+    thrownIssues(() => configText(surrogate, 's.yaml')),
+    [{ line: 2, col: 5, message: /byte 0xED is not UTF-8/ }],
+  )
   t.match(
     thrownIssues(() => configText(Buffer.alloc(5 * 1024 * 1024, 0x23), 'huge.yaml')),
     [{ message: /at most 4 MiB/ }],

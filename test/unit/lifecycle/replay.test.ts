@@ -246,3 +246,18 @@ t.test(
     t.match(report.totals, { approved: 1, allowToDeny: 0 })
   },
 )
+
+t.test('any second record of a request is not counted again, in whatever order the records come', async (t) => {
+  // Audit mode: a would-be denial, then the private address that stopped it anyway (newest first, as Redis pages are).
+  const audited = rec('auditor', 'GET http://paste.example.org/x', { mode: 'audit', would_deny: true })
+  const stopped = rec('auditor', 'GET http://paste.example.org/x', {
+    id: audited.id,
+    time: new Date(Date.parse(audited.time) + 1).toISOString(),
+    mode: 'audit',
+    reason: 'denied_private_address',
+    address: '127.0.0.2',
+  })
+  const report = replayRecords([stopped, audited], OLD)
+  t.equal(report.requests, 1, 'one request')
+  t.same(report.flips, [], 'decided by its first record: denied_no_rule, still denied')
+})
