@@ -273,7 +273,7 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
         originOf(target),
         {
           method: req.method ?? 'GET',
-          path: target.requestTarget,
+          path: req.method === 'OPTIONS' && asteriskForm(req.url) ? '*' : target.requestTarget,
           headers,
           body,
           // A streamed body keeps the Content-Length the client gave (still in `headers`), else goes chunked.
@@ -340,6 +340,14 @@ function originOf(t: ForwardTarget): Origin {
 }
 
 /** Host (the target's), Via (appended to the client's), and each injected credential. */
+/**
+ * RFC 9112 §3.2.4: an OPTIONS about the server as a whole (`OPTIONS *`, or absolute-form with an empty
+ * path and no query) goes to the origin as `*`, not as a request for `/` or `/*`.
+ */
+function asteriskForm(url: string | undefined): boolean {
+  return url === '*' || (url !== undefined && /^https?:\/\/[^/?#]+$/i.test(url))
+}
+
 /** An answer with a body and no Content-Length among its end-to-end fields. */
 function lengthUnstated(status: number, method: string | undefined, headers: readonly string[]): boolean {
   if (status === 204 || status === 304 || method === 'HEAD') return false

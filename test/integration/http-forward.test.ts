@@ -168,6 +168,18 @@ agents:
     const onward = await curl([...proxy, '-X', 'OPTIONS', '-H', 'Max-Forwards: 3', url])
     t.equal(onward.status, 200)
     t.equal(origin.seen.at(-1)?.headers['max-forwards'], '2', 'forwarded with one hop less')
+    // RFC 9112 §3.2.4: OPTIONS for the server as a whole (absolute-form, empty path) goes on as `*`.
+    const whole = await rawExchange(
+      pc.proxyPort,
+      `OPTIONS http://origin.test:${origin.port} HTTP/1.1\r\nHost: origin.test\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\nConnection: close\r\n\r\n`,
+      3000,
+    )
+    t.match(whole.response, /^HTTP\/1\.1 200 /)
+    t.equal(origin.seen.at(-1)?.url, '*', 'the origin is asked OPTIONS *')
+    const { socket } = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
+    socket.write(`OPTIONS * HTTP/1.1\r\nHost: origin.test:${origin.port}\r\nConnection: close\r\n\r\n`)
+    await once(socket, 'close')
+    t.equal(origin.seen.at(-1)?.url, '*', 'and OPTIONS * inside a tunnel stays *, not /*')
   })
 
   t.test('method and path rules', async (t) => {
