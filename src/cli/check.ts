@@ -29,10 +29,20 @@ export const run: CliVerb = async (args, io) => {
   const file = resolveConfigPath(values.config, io.env)
   const config = await loadOrReport(file, io)
   if (config === null) return EXIT_USAGE
+  // What `start` would refuse for a file it needs, check refuses too.
+  const caFile = config.upstream.caFile
+  if (caFile !== null && !(await readFile(caFile, 'utf8').then(isPem, () => false))) {
+    io.stderr(`${file}: upstream.ca_file ${caFile} cannot be read as PEM certificates (PC_ERR_CA_UNREADABLE)\n`)
+    return EXIT_USAGE
+  }
   io.stdout(formatSummary(config))
   for (const w of policyWarnings(config)) io.stdout(`warning: ${w.message} (${w.code})\n`)
   io.stdout(formatUserPresets(await readFile(file, 'utf8').catch(() => '')))
   return reportPolicyTests(runTestsFile(config, values.tests), io)
+}
+
+function isPem(text: string): boolean {
+  return text.includes('-----BEGIN CERTIFICATE-----')
 }
 
 /** SPEC §10: each failing test with what was decided instead (exit 1); a tests file that cannot be used exits 2. */

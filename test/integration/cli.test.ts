@@ -88,6 +88,19 @@ if (!existsSync(MAIN)) {
       t.notMatch(tokened.stdout, /PC_SOURCE_OVERLAP/, 'an agent with a token is never chosen by source: no overlap')
     })
 
+    t.test('an upstream.ca_file start could not read is refused by check too (exit 2)', async (t) => {
+      const dir = t.testdir({ 'not-a-cert.pem': 'hello\n' })
+      for (const caFile of [join(dir, 'missing.pem'), join(dir, 'not-a-cert.pem')]) {
+        const r = await portcullis([
+          'check',
+          '--config',
+          writeConfig(dir, `upstream: { ca_file: ${JSON.stringify(caFile)} }\n`),
+        ])
+        t.equal(r.code, 2, caFile)
+        t.match(r.stderr, /upstream\.ca_file .* cannot be read as PEM certificates \(PC_ERR_CA_UNREADABLE\)/)
+      }
+    })
+
     t.test('a broken config exits 2 with file:line:col and the key', async (t) => {
       const r = await portcullis(['check', '--config', BROKEN])
       t.equal(r.code, 2)
