@@ -18,3 +18,10 @@ export async function freePort(): Promise<number> {
   const [port] = await freePorts(1)
   return port as number
 }
+
+/**
+ * A loopback port that stays closed for the whole run. A released `freePort()` may be taken by any
+ * server another test starts on port 0 meanwhile (CI once saw an admin API answer there); port 9 (discard) lies
+ * below every ephemeral range, so no such server can, and nothing in the test namespace listens on it.
+ */
+export const CLOSED_PORT = 9

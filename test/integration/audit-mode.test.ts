@@ -4,7 +4,7 @@ import { startPortcullis, type Portcullis } from '../helpers/start-portcullis.js
 import { startHttpOrigin, type Origin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
 import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
-import { freePort } from '../helpers/ports.js'
+import { CLOSED_PORT } from '../helpers/ports.js'
 
 /**
  * The three behaviours asserted for both ways of turning audit on:
@@ -147,7 +147,7 @@ function lazy(t: Test, body: (ports: readonly number[]) => string): () => Promis
   return () =>
     (started ??= (async () => {
       const origin = await startHttpOrigin(t)
-      const closedPort = await freePort()
+      const closedPort = CLOSED_PORT
       const pc = await startPortcullis(t, body([origin.port, closedPort]))
       return { pc, origin, closedPort }
     })())

@@ -9,7 +9,7 @@ import { startGitServer, gitEnv, runGit, type GitServer } from '../helpers/git-s
 import { curl } from '../helpers/clients.js'
 import { CLIENT_TIMEOUTS, pinnedUpstreamYaml, TOKEN, TOKEN_HASH } from '../helpers/config.js'
 import { runPortcullis } from '../helpers/spawn-portcullis.js'
-import { freePort } from '../helpers/ports.js'
+import { CLOSED_PORT } from '../helpers/ports.js'
 import { run, type RunResult } from '../helpers/spawn.js'
 
 // SPEC §10 through the real program: traffic recorded by a real proxy (denied siblings, a host denied on
@@ -324,7 +324,7 @@ t.test('usage errors exit 2', async (t) => {
 })
 
 t.test('--source redis with nothing listening says it cannot reach it, at once', async (t) => {
-  const port = await freePort()
+  const port = CLOSED_PORT
   const dir = t.testdir({
     'portcullis.yaml': `telemetry: { redis: { url: "redis://:pw@127.0.0.1:${port}" } }\nagents:\n  - { id: ci, source_cidrs: [127.0.0.1/32] }\n`,
   })

@@ -5,13 +5,13 @@ import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { basicAuth, curl, rawExchange } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
-import { freePort } from '../helpers/ports.js'
+import { CLOSED_PORT } from '../helpers/ports.js'
 import { originOnlyYaml, TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
 import { until } from '../helpers/poll.js'
 
 t.test('plain HTTP forwarding through the real proxy', async (t) => {
   const origin = await startHttpOrigin(t)
-  const closedPort = await freePort()
+  const closedPort = CLOSED_PORT
   const pc = await startPortcullis(
     t,
     `${upstreamYaml([origin.port, closedPort])}

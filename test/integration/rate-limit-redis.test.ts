@@ -1,7 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import { freePort } from '../helpers/ports.js'
+import { CLOSED_PORT } from '../helpers/ports.js'
 import { redisClient, startRedis } from '../helpers/redis.js'
 import { waitFor } from '../helpers/poll.js'
 import { capturedLog } from '../helpers/log.js'
@@ -112,7 +112,7 @@ t.test('bytes per day are shared too', async (t) => {
 })
 
 t.test('with Redis never reachable the limiter stays local and warns once', async (t) => {
-  const a = instance(t, `redis://127.0.0.1:${await freePort()}`)
+  const a = instance(t, `redis://127.0.0.1:${CLOSED_PORT}`)
   await waitFor('fell back', () => a.codes('PC_LIMITS_LOCAL_FALLBACK') === 1)
   t.equal(a.sync.fallback(), true)
   let n = 0

@@ -1,6 +1,6 @@
 import { Cluster, Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import { freePort } from '../helpers/ports.js'
+import { CLOSED_PORT, freePort } from '../helpers/ports.js'
 import { redisClient, redisServer, startRedis, startRedisCluster } from '../helpers/redis.js'
 import { waitFor } from '../helpers/poll.js'
 import { capturedLog } from '../helpers/log.js'
@@ -169,7 +169,7 @@ t.test('a full buffer drops the oldest records, counts them and warns once per o
 })
 
 t.test('the URL password never reaches a log line', async (t) => {
-  const port = await freePort()
+  const port = CLOSED_PORT
   const logs = capturedLog()
   const sink = sinkFor(t, {
     url: `redis://user:s3kr1t-pass@127.0.0.1:${port}/0`,

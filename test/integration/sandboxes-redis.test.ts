@@ -6,7 +6,7 @@ import t from 'tap'
 import { proxiedGet as proxiedAnswer } from '../helpers/clients.js'
 import { upstreamYaml } from '../helpers/config.js'
 import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
-import { freePort } from '../helpers/ports.js'
+import { CLOSED_PORT, freePort } from '../helpers/ports.js'
 import { redisClient, redisServer, startRedis } from '../helpers/redis.js'
 import { clearOfMinuteEnd, waitFor } from '../helpers/poll.js'
 import { MAIN, runPortcullis, startInstance } from '../helpers/spawn-portcullis.js'
@@ -80,7 +80,7 @@ agents:
 
     // Offline: the key in the CLI's environment, and an admin URL nothing listens on (it must not be asked).
     const offlineEnv = { PORTCULLIS_SIGNING_KEY: KEY }
-    const unreachable = `http://127.0.0.1:${await freePort()}`
+    const unreachable = `http://127.0.0.1:${CLOSED_PORT}`
     const offline = await portcullis(
       issueArgs(
         '1h',

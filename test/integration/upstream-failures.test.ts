@@ -8,7 +8,7 @@ import { createTestCa } from '../helpers/test-ca.js'
 import { curl } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
 import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
-import { freePort } from '../helpers/ports.js'
+import { CLOSED_PORT } from '../helpers/ports.js'
 
 /**
  * An upstream that misbehaves gets the client a clear 502/504 that says what happened, on every
@@ -184,7 +184,7 @@ agents:
 })
 
 t.test('an allowed CONNECT whose dial is refused: its one record names the rule that allowed it', async (t) => {
-  const closed = await freePort()
+  const closed = CLOSED_PORT
   const pc = await startPortcullis(
     t,
     `upstream:
