@@ -43,7 +43,8 @@ export function spawnRedisServer(
       resolve()
     }
     child.stdout?.on('data', onData)
-    child.once('exit', (code) => {
+    // 'close', not 'exit': by then its output has all been read, so the error says why (a port in use).
+    child.once('close', (code) => {
       clearTimeout(timer)
       reject(new Error(`redis-server exited ${code}: ${out}`))
     })
@@ -87,11 +88,20 @@ export function redisServer(t: Test, port: number, extra: readonly string[] = []
   }
 }
 
-/** redisServer on a free port, started. */
+/**
+ * redisServer on a free port, started. The port is released between picking and binding, so another
+ * test's server may take it meanwhile: then another port is tried.
+ */
 export async function startRedis(t: Test, extra: readonly string[] = []): Promise<RedisProc> {
-  const redis = redisServer(t, await freePort(), extra)
-  await redis.start()
-  return redis
+  for (let attempt = 1; ; attempt++) {
+    const redis = redisServer(t, await freePort(), extra)
+    try {
+      await redis.start()
+      return redis
+    } catch (err) {
+      if (attempt === 3 || !/address already in use/i.test(String(err))) throw err
+    }
+  }
 }
 
 /** A client of `url` for checking what the proxy wrote (errors ignored: outage tests), disconnected at teardown. */
