@@ -3,14 +3,15 @@
  * proxy's own upstream client (src/net/http1-client.ts) and nothing else: no auth, no policy, no
  * records, no timers. `net` reads request heads off raw sockets (one request at a time per
  * connection, no bodies); `http` takes them from node:http instead, so the two together price
- * Node's HTTP server. Not a proxy anyone should run: it dials 127.0.0.1 whatever the request names,
- * and answers anything it does not handle by closing the connection.
+ * Node's HTTP server. The `net` front also splices CONNECT tunnels (dial, 200, pipe both ways): the
+ * floor for the tunnel rows (a, b). Not a proxy anyone should run: it dials 127.0.0.1 whatever the
+ * request names, and answers anything it does not handle by closing the connection.
  *
  *   node --import tsx bench/floor-proxy.ts net|http   (prints {"port":…,"pid":…}; exits on SIGTERM or stdin end)
  */
 import { once } from 'node:events'
 import { createServer as createHttpServer } from 'node:http'
-import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { connect, createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { createSecureContext } from 'node:tls'
 import { createHttp1Client, type Origin, type ResponseHandler } from '../src/net/http1-client.js'
 import { serveUntilStopped } from './lib/child.js'
@@ -58,6 +59,23 @@ function collect(done: (status: number, headers: string[], body: Buffer) => void
 
 const origin = (port: number): Origin => ({ address: '127.0.0.1', port, tls: false, servername: '' })
 
+/** CONNECT behind raw sockets: dial 127.0.0.1:<port>, answer 200, then splice both ways (the b row's floor). */
+function tunnel(sock: Socket, target: string, rest: string): void {
+  sock.removeAllListeners('data')
+  const port = Number(/:(\d+)$/.exec(target)?.[1] ?? 0)
+  const up = connect({ host: '127.0.0.1', port })
+  up.setNoDelay(true)
+  up.on('error', () => sock.destroy())
+  sock.on('close', () => up.destroy())
+  up.on('close', () => sock.destroy())
+  up.once('connect', () => {
+    sock.write('HTTP/1.1 200 Connection established\r\n\r\n')
+    if (rest.length > 0) up.write(Buffer.from(rest, 'latin1'))
+    sock.pipe(up)
+    up.pipe(sock)
+  })
+}
+
 function netFront(): Server {
   return createNetServer((sock: Socket) => {
     sock.setNoDelay(true)
@@ -70,6 +88,7 @@ function netFront(): Server {
       const lines = pending.slice(0, end).split('\r\n')
       pending = pending.slice(end + 4)
       const [method, target] = (lines[0] ?? '').split(' ')
+      if (method === 'CONNECT') return void tunnel(sock, target ?? '', pending)
       const m = ABSOLUTE.exec(target ?? '')
       if (m === null || (method !== 'GET' && method !== 'HEAD')) return void sock.destroy()
       const raw: string[] = []

@@ -8,7 +8,8 @@
  * more, each runs as two processes started in mirrored order (A B … B A), half the rounds each: the
  * process started second measured ~8 % slower than the first whatever its build, and the mirror
  * cancels that. `floor` and `floor-http` (d only) are bench/floor-proxy.ts: what forwarding a plain GET
- * costs with the proxy's own upstream client and nothing else, behind raw sockets or node:http. c2 is one 64 MiB (BENCH_BULK_MIB=n: n MiB)
+ * costs with the proxy's own upstream client and nothing else, behind raw sockets or node:http; `floor`
+ * also splices CONNECT tunnels (a, b) behind raw sockets: the least a Node proxy can spend on them. c2 is one 64 MiB (BENCH_BULK_MIB=n: n MiB)
  * download through an intercepted tunnel per round (ops = MB, so µs/op is µs per MB).
  */
 import { join, resolve } from 'node:path'
@@ -58,7 +59,8 @@ async function main(): Promise<void> {
       }
       if (m === 'floor' || m === 'floor-http') {
         // Plain GETs only (d): the proxy's upstream client behind raw sockets or node:http, nothing else.
-        if (scenario !== 'd' && scenario !== 'dw') throw new Error(`${m} forwards plain GETs only: scenario d`)
+        if (!['d', 'dw', 'a', 'b'].includes(scenario) || (m === 'floor-http' && !scenario.startsWith('d')))
+          throw new Error(`${m} forwards plain GETs (d) and, behind raw sockets, CONNECT (a, b)`)
         proxies.push(await startFloorProxy(m === 'floor' ? 'net' : 'http'))
         continue
       }
