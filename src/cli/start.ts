@@ -12,6 +12,15 @@ export const DRAIN_MS = 8000
 
 /** `portcullis start`: load config, listen, SIGHUP reload, SIGTERM/SIGINT drain. Resolves only when the process should exit. */
 export const run: CliVerb = async (args, io) => {
+  try {
+    return await startAndServe(args, io)
+  } finally {
+    // A worker that failed anywhere (a config a replacement cannot read, say) must exit, to be retried.
+    leavePrimary()
+  }
+}
+
+const startAndServe: CliVerb = async (args, io) => {
   const { values } = parseArgs({ args: [...args], options: { config: { type: 'string' } }, strict: true })
   const file = resolveConfigPath(values.config, io.env)
   const config = await loadConfig(file, io.env)
@@ -36,12 +45,7 @@ export const run: CliVerb = async (args, io) => {
       ? 'open file limit (RLIMIT_NOFILE): the soft limit is raised to the hard one'
       : 'open file limit (RLIMIT_NOFILE) could not be raised; raise it with ulimit -n before starting',
   )
-  try {
-    await app.start()
-  } catch (err) {
-    leavePrimary()
-    throw err
-  }
+  await app.start()
   reportListening()
   await new Promise<void>((resolve) => {
     let stopping = false
@@ -71,6 +75,5 @@ export const run: CliVerb = async (args, io) => {
       reload: () => void app.reload('sighup'),
     })
   })
-  leavePrimary()
   return EXIT_OK
 }

@@ -1,4 +1,5 @@
 import { once } from 'node:events'
+import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
@@ -85,7 +86,8 @@ telemetry:
   redis: { url: ${JSON.stringify(redis.url)}, stream: "pc:workers", maxlen: 100000 }
 limits: { requests_per_minute: ${RPM} }`,
   })
-  const proc = spawnPortcullis(t, writeConfig(t.testdir(), body), { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN })
+  const file = writeConfig(t.testdir(), body)
+  const proc = spawnPortcullis(t, file, { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN })
   const up = await proc.waitLine((r) => r.code === 'PC_WORKERS_STARTED')
   const pids = up.pids as number[]
   t.equal(pids.length, 2, 'two workers')
@@ -147,6 +149,30 @@ limits: { requests_per_minute: ${RPM} }`,
       'both serve again',
     )
     pids.splice(0, 2, fresh, survivor)
+  })
+
+  await t.test('a replacement that cannot read the config exits, and is retried until it can', async (t) => {
+    const [victim = 0, survivor = 0] = pids
+    // Lines of the earlier subtests (a worker already exited and was replaced once) are not this one's.
+    const since = new Date().toISOString()
+    const fresh = (pred: (r: LogLine) => boolean) => (r: LogLine) => String(r.time) >= since && pred(r)
+    writeFileSync(file, `${body}\nlimits: [\n`)
+    await proc.waitLine(fresh((r) => r.code === 'PC_CONFIG_REFUSED'))
+    process.kill(victim, 'SIGKILL')
+    const killed = await proc.waitLine(fresh((r) => r.code === 'PC_WORKER_EXITED' && r.pid === victim))
+    const failedReplacement = await proc.waitLine(fresh((r) => r.code === 'PC_WORKER_EXITED' && r.pid !== victim))
+    t.equal(failedReplacement.exit_code, 2, 'the replacement exited with the config error (it hung before)')
+    t.equal(failedReplacement.restart_in_ms, 2 * Number(killed.restart_in_ms), 'and is retried, backing off')
+    writeFileSync(file, body)
+    const restarted = await proc.waitLine(fresh((r) => r.code === 'PC_WORKER_RESTARTED'))
+    const replacement = Number(restarted.pid)
+    t.ok(isAlive(replacement) && isAlive(survivor), 'once the config is good again, two workers serve')
+    const after = await Promise.all(Array.from({ length: 6 }, (_, i) => proxiedGet(proxyPort, at(`/public/r${i}`))))
+    t.ok(
+      after.every((a) => a.status === 200),
+      'and answer',
+    )
+    pids.splice(0, 2, replacement, survivor)
   })
 
   await t.test('SIGTERM to the primary drains every worker, then it exits 0', async (t) => {
