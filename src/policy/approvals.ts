@@ -14,7 +14,8 @@ import type { ConnectDecision, ConnectFacts, Decision, RequestFacts } from './ty
  *                that path and below (`/left-pad` → `/left-pad/…`), never the
  *                whole host
  * - host:        this agent, host and port, any method and path
- * A CONNECT (no path) approved as exact or path-prefix opens that CONNECT.
+ * A CONNECT (no path) approved as exact opens that CONNECT; path-prefix, which
+ * could not narrow it, is refused for a CONNECT (admin route, scope_needs_path).
  */
 export type ApprovalScope = 'exact' | 'host' | 'path-prefix'
 

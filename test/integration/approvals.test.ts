@@ -1,7 +1,7 @@
 import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
-import { curl } from '../helpers/clients.js'
+import { curl, rawExchange } from '../helpers/clients.js'
 import { adminCall } from '../helpers/admin.js'
 import { until } from '../helpers/poll.js'
 import { originOnlyYaml, TOKEN } from '../helpers/config.js'
@@ -140,6 +140,30 @@ t.test('a blocked request becomes a scoped, expiring, audited approval', async (
       (r) => r.event === 'approval' && r.approval_id === made.body.id && r.action === 'revoke',
     )
     t.match(revoked, { actor: 'bob' })
+  })
+
+  t.test('a denied CONNECT is approved exact (that tunnel) or host, never path-prefix', async (t) => {
+    const connect = `CONNECT elsewhere.test:${origin.port} HTTP/1.1\r\nHost: elsewhere.test:${origin.port}\r\nProxy-Authorization: Basic ${Buffer.from(`ci:${TOKEN}`).toString('base64')}\r\n\r\n`
+    // Answered 200 and then explained inside TLS to an agent that trusts the CA: the record has the denial.
+    void rawExchange(pc.proxyPort, connect, 500)
+    const record = await pc.waitForRecord(
+      (r) => r.event === 'decision' && r.host === 'elsewhere.test' && r.method === 'CONNECT',
+    )
+    t.match(record, { decision: 'deny', reason: 'denied_no_rule' })
+    const id = String(record.id)
+    const narrow = await adminCall<{ error: string; message: string }>(pc.adminUrl, 'POST', '/api/approvals', {
+      request_id: id,
+      scope: 'path-prefix',
+    })
+    t.equal(narrow.status, 409, 'path-prefix would have opened the whole tunnel')
+    t.match(narrow.body, { error: 'scope_needs_path', message: /a CONNECT has no path/ })
+    const exact = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', {
+      request_id: id,
+      scope: 'exact',
+    })
+    t.equal(exact.status, 201)
+    t.equal(exact.body.covers, `CONNECT elsewhere.test:${origin.port}`)
+    await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${exact.body.id}`)
   })
 
   t.test('an approval expires by itself', async (t) => {

@@ -97,6 +97,11 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
             message: `only policy denials (no rule, deny rule, port, method, path) of a known agent can be approved; this one is ${record.reason}`,
           })
         }
+        if (body.scope === 'path-prefix' && record.path === null)
+          return sendJson(res, 409, {
+            error: 'scope_needs_path',
+            message: `a CONNECT has no path, so path-prefix cannot narrow it: exact opens this CONNECT (a tunnel to ${record.host}:${record.port}, every path inside), as host does; to open some paths only, add a rule with paths (the proxy then intercepts and decides each request)`,
+          })
         if (body.sandbox_only && record.sandbox === undefined)
           return sendJson(res, 409, {
             error: 'not_a_sandbox_request',
