@@ -72,7 +72,7 @@ export function adminRoutes(d: AdminRouteDeps): Route[] {
       store: d.store,
       findDecision: d.findDecision,
       bus: parts.bus,
-      defaultTtlMs: policy.current().approvals.defaultTtlMs,
+      defaultTtlMs: () => policy.current().approvals.defaultTtlMs,
     }),
     ...sandboxRoutes({
       config: policy.current,

@@ -48,7 +48,8 @@ export async function startPortcullis(
   const head = configHead(dir, yamlBody)
   writeFileSync(configFile, `${head}\n${yamlBody}\n`)
   const rewriteConfig = (body: string): void => {
-    writeFileSync(`${configFile}.tmp`, `${head}\n${body}\n`)
+    // The head of this body: a section it sets itself (approvals, say) is not written twice.
+    writeFileSync(`${configFile}.tmp`, `${configHead(dir, body)}\n${body}\n`)
     renameSync(`${configFile}.tmp`, configFile)
   }
   const log = captureLines()

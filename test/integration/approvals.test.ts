@@ -1,3 +1,4 @@
+import { join } from 'node:path'
 import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
@@ -164,6 +165,18 @@ t.test('a blocked request becomes a scoped, expiring, audited approval', async (
     t.equal(exact.status, 201)
     t.equal(exact.body.covers, `CONNECT elsewhere.test:${origin.port}`)
     await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${exact.body.id}`)
+  })
+
+  t.test('a reload that changes approvals.default_ttl applies to the next approval', async (t) => {
+    pc.rewriteConfig(
+      `${originOnlyYaml([origin.port], { paths: ['/public/**'] })}\napprovals: { file: ${JSON.stringify(join(pc.dir, 'approvals.yaml'))}, default_ttl: 1h }\n`,
+    )
+    const reloaded = await adminCall(pc.adminUrl, 'POST', '/api/reload')
+    t.equal(reloaded.status, 200, JSON.stringify(reloaded.body))
+    const made = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId })
+    t.equal(made.status, 201)
+    t.ok(made.body.expires_in_s <= 3600, `1h, not the 24h it started with (${made.body.expires_in_s} s)`)
+    await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${made.body.id}`)
   })
 
   t.test('an approval expires by itself', async (t) => {

@@ -14,7 +14,8 @@ export interface ApprovalRouteDeps {
   /** The decision record a blocked request left (ring, else Redis). */
   findDecision(requestId: string): Promise<DecisionRecord | null>
   readonly bus: Bus
-  readonly defaultTtlMs: number
+  /** Read per approval: a reload that changes approvals.default_ttl applies at once. */
+  defaultTtlMs(): number
   readonly now?: () => number
 }
 
@@ -82,7 +83,7 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
       handler: async (req, res) => {
         const body = await readBody(req, res, CreateBody)
         if (body === null) return
-        const ttlMs = body.ttl === undefined ? deps.defaultTtlMs : parseDurationMs(body.ttl)
+        const ttlMs = body.ttl === undefined ? deps.defaultTtlMs() : parseDurationMs(body.ttl)
         if (ttlMs === null || ttlMs <= 0 || ttlMs > MAX_APPROVAL_TTL_MS)
           return sendJson(res, 400, { error: 'bad_ttl', message: 'ttl is a duration like 30m, 2h or 7d, at most 90d' })
         const record = await deps.findDecision(body.request_id)
