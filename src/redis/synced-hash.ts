@@ -2,7 +2,31 @@ import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Code } from '../codes.js'
 import type { EntryRules, KeyedEntry, KeyedStore } from '../stores/keyed-store.js'
-import type { RedisClient } from './client.js'
+import { COMMAND_TIMEOUT_MS, type RedisClient } from './client.js'
+
+/**
+ * A write Redis runs later than this after it was sent does nothing. The caller gives up on the reply
+ * at COMMAND_TIMEOUT_MS and answers 503; a Redis that was stalled (paused, swapping) and then ran the
+ * write anyway would apply an approval, or a revocation, that the admin was told had failed, with no
+ * audit record of it. The second between the two leaves the reply of a write run in time to arrive.
+ */
+export const WRITE_DEADLINE_MS = COMMAND_TIMEOUT_MS - 1000
+
+/**
+ * One write (set, set-if-absent, or delete) of one field, and its announcement, run only before a
+ * deadline in Redis's own clock (milliseconds). Answers -1 when too late, else what HSET, HSETNX or
+ * HDEL answered. TIME in a script needs effects replication, Redis's default since 5.
+ */
+const FENCED_WRITE = `
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[1]) then return -1 end
+local r
+if ARGV[2] == 'del' then r = redis.call('HDEL', KEYS[1], ARGV[3])
+elseif ARGV[2] == 'setnx' then r = redis.call('HSETNX', KEYS[1], ARGV[3], ARGV[4])
+else r = redis.call('HSET', KEYS[1], ARGV[3], ARGV[4]) end
+redis.call('PUBLISH', ARGV[5], ARGV[3])
+return r
+`
 
 /** What the owner of a store built on a synced hash may set (each store has its own default key and channel). */
 export interface RedisStoreOptions {
@@ -47,7 +71,21 @@ export function createSyncedHash<T extends KeyedEntry>(client: RedisClient, opts
   let list: readonly T[] = []
   let loaded = false
   const listeners: Array<() => void> = []
+  // Redis's clock minus this process's, measured at each refresh: write deadlines are set in Redis's clock.
+  let clockOffsetMs = 0
+  const measureClock = async (): Promise<void> => {
+    const before = Date.now()
+    const [sec, usec] = await client.time()
+    clockOffsetMs = Number(sec) * 1000 + Math.floor(Number(usec) / 1000) - (before + Date.now()) / 2
+  }
+  const fencedWrite = async (op: 'set' | 'setnx' | 'del', id: string, json = ''): Promise<number> => {
+    const deadline = Math.floor(Date.now() + clockOffsetMs + WRITE_DEADLINE_MS)
+    const r = Number(await client.eval(FENCED_WRITE, 1, key, String(deadline), op, id, json, channel))
+    if (r < 0) throw new Error(`Redis ran the write more than ${WRITE_DEADLINE_MS} ms after it was sent; not applied`)
+    return r
+  }
   const refresh = async (): Promise<void> => {
+    await measureClock()
     const all = await client.hgetall(key)
     const next: T[] = []
     const lapsed: string[] = []
@@ -127,14 +165,11 @@ export function createSyncedHash<T extends KeyedEntry>(client: RedisClient, opts
     loaded: () => loaded,
     async add(entry) {
       // HSETNX keeps the first entry of an id; HSET replaces it.
-      if (opts.keepFirst) await client.hsetnx(key, entry.id, JSON.stringify(entry))
-      else await client.hset(key, entry.id, JSON.stringify(entry))
-      await client.publish(channel, entry.id)
+      await fencedWrite(opts.keepFirst ? 'setnx' : 'set', entry.id, JSON.stringify(entry))
       await refresh()
     },
     async remove(id) {
-      const removed = await client.hdel(key, id)
-      await client.publish(channel, id)
+      const removed = await fencedWrite('del', id)
       await refresh()
       return removed > 0
     },
