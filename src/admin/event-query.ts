@@ -143,7 +143,8 @@ function parseReason(v: string | undefined): Parsed<Reason | undefined> {
 function parseTime(name: string, v: string | undefined, now: Date): Parsed<Date | undefined> {
   if (v === undefined) return ok(undefined)
   const ms = parseDurationMs(v)
-  if (ms !== null) return ok(new Date(now.getTime() - ms))
+  // A duration reaching before 1970 (`999999999w`) means from the start: no record, and no Redis stream id, is older.
+  if (ms !== null) return ok(new Date(Math.max(0, now.getTime() - ms)))
   const t = ISO_TIME.test(v) ? Date.parse(v) : NaN
   if (Number.isNaN(t)) return bad(`${name} must be an ISO time (2026-11-25T10:00:00Z) or a duration ago (15m, 1h, 7d)`)
   return ok(new Date(t))

@@ -56,7 +56,8 @@ async function issue(args: readonly string[], io: CliIo): Promise<number> {
   if (values.agent === undefined || values.ttl === undefined) return usage(io, 'issue needs --agent and --ttl')
   const ttlMs = parseDurationMs(values.ttl)
   if (ttlMs === null) return usage(io, `--ttl '${values.ttl}' is not a duration like 30m, 2h or 1d`)
-  const labels: Record<string, string> = {}
+  // No prototype: `--label __proto__=x` is then a label (which the checks refuse), not silently dropped.
+  const labels: Record<string, string> = Object.create(null) as Record<string, string>
   for (const text of values.label) {
     const kv = parseLabel(text)
     if (kv === null) return usage(io, `--label '${text}' is not key=value`)
@@ -100,7 +101,9 @@ function shellQuote(text: string): string {
 }
 
 function formatIssued(s: IssuedSandbox, offline: boolean): string {
-  const labels = Object.entries(s.labels).map(([k, v]) => `${k}=${v}`)
+  const labels = Object.entries(s.labels)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k}=${v}`)
   const lines = [
     `id:         ${s.id}`,
     `agent:      ${s.agent}`,

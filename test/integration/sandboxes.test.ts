@@ -432,6 +432,14 @@ agents:
       ['an agent that is not a template', { agent: 'plain', ttl: '1h' }, 400, 'not_a_template'],
       ['a ttl over max_sandbox_ttl', { agent: 'ci', ttl: '25h' }, 400, 'bad_ttl'],
       ['a bad label key', { agent: 'ci', ttl: '1h', labels: { 'bad key': 'x' } }, 400, 'bad_labels'],
+      // JSON.parse makes `__proto__` an own key, as a client's JSON body would; it was dropped and 201 answered.
+      [
+        'a __proto__ label',
+        { agent: 'ci', ttl: '1h', labels: JSON.parse('{"__proto__":"x"}') as object },
+        400,
+        'bad_labels',
+      ],
+      ['labels that are not strings', { agent: 'ci', ttl: '1h', labels: { a: 1 } }, 400, 'bad_request'],
     ]
     for (const [name, body, status, error] of cases)
       t.test(name, async (t) => {

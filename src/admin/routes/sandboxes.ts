@@ -25,7 +25,17 @@ export interface SandboxRouteDeps {
 const IssueBody = z.strictObject({
   agent: z.string().min(1).max(100),
   ttl: z.string().max(16),
-  labels: z.record(z.string(), z.string()).default({}),
+  // Not z.record, which drops a `__proto__` key silently: the object as parsed, for labelProblem to judge every key.
+  labels: z
+    .custom<Record<string, string>>(
+      (v) =>
+        typeof v === 'object' &&
+        v !== null &&
+        !Array.isArray(v) &&
+        Object.values(v).every((x) => typeof x === 'string'),
+      'labels must be an object of strings',
+    )
+    .default({}),
   /** Who asked, for the log line (the CLI sends the user). */
   by: z.string().min(1).max(100).optional(),
 })

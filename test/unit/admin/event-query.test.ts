@@ -23,6 +23,7 @@ t.test('parseEventQuery', async (t) => {
       'relative since and until',
     ],
     ['since=2026-11-25T10:00:00Z', { since: new Date('2026-11-25T10:00:00Z'), limit: 100 }, 'an ISO time'],
+    ['since=999999999w', { since: new Date(0), limit: 100 }, 'a duration reaching before 1970 means from the start'],
     ['limit=1000', { limit: 1000 }, 'the maximum limit'],
     [
       'cursor=01jd0000000000000000000000',
