@@ -8,7 +8,8 @@ export type StreamLookup = (requestId: string, madeAtMs: number) => Promise<Deci
 
 /**
  * The decision an approval is made from: this instance's ring, else (with Redis) any instance's record
- * in the stream. A Redis failure is a warning and a miss, never an error for the caller.
+ * in the stream. A Redis failure is a warning and rejects: "no such request" would be a guess (another
+ * instance or worker may hold it), so the admin API answers 503, as for any approval while Redis is away.
  */
 export function createDecisionLookup(
   ring: RingSink,
@@ -33,7 +34,7 @@ export function createDecisionLookup(
       return await lookup(requestId, madeAt)
     } catch (err) {
       log.warn({ code: 'PC_APPROVALS_REDIS', reason: String(err) }, 'could not look the request up in the Redis stream')
-      return null
+      throw err
     }
   }
 }

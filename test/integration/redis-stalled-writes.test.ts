@@ -1,4 +1,5 @@
 import t from 'tap'
+import { ulid } from 'ulid'
 import { adminCall } from '../helpers/admin.js'
 import { curl } from '../helpers/clients.js'
 import { originOnlyYaml, TOKEN } from '../helpers/config.js'
@@ -49,6 +50,23 @@ t.test('an approval or revocation answered 503 while Redis stalled does not appl
     t.equal(await checker.hlen('portcullis:approvals'), 0, 'Redis holds no approval')
     t.same(await approvals(), [], 'none is listed')
     t.equal(await status(), 403, 'the request is still refused')
+  })
+
+  t.test("a request this instance's memory does not hold: 503, not 404", async (t) => {
+    // Another instance or worker may have made it; with the stream unreadable nobody can tell.
+    const elsewhere = ulid()
+    redis.pause()
+    const answer = await adminCall<{ error: string }>(pc.adminUrl, 'POST', '/api/approvals', { request_id: elsewhere })
+    redis.resume()
+    t.match(answer, { status: 503, body: { error: 'approvals_unavailable' } })
+    t.match(
+      await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: elsewhere }),
+      {
+        status: 404,
+        body: { error: 'unknown_request' },
+      },
+      'and 404 once Redis answers that no instance made it',
+    )
   })
 
   t.test('a revocation', async (t) => {

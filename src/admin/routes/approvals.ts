@@ -38,13 +38,17 @@ async function storeAvailable(write: () => Promise<void>, res: ServerResponse): 
     await write()
     return true
   } catch {
-    sendJson(res, 503, {
-      error: 'approvals_unavailable',
-      message:
-        'the approvals store (Redis) cannot be reached; approvals already in force stay, new ones and revocations wait until it is back',
-    })
+    unavailable(res)
     return false
   }
+}
+
+function unavailable(res: ServerResponse): void {
+  sendJson(res, 503, {
+    error: 'approvals_unavailable',
+    message:
+      'the approvals store (Redis) cannot be reached; approvals already in force stay, new ones and revocations wait until it is back',
+  })
 }
 
 /** An approval as the API answers it: with its time left and what it opens, in words. */
@@ -86,7 +90,13 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
         const ttlMs = body.ttl === undefined ? deps.defaultTtlMs() : parseDurationMs(body.ttl)
         if (ttlMs === null || ttlMs <= 0 || ttlMs > MAX_APPROVAL_TTL_MS)
           return sendJson(res, 400, { error: 'bad_ttl', message: 'ttl is a duration like 30m, 2h or 7d, at most 90d' })
-        const record = await deps.findDecision(body.request_id)
+        let record: DecisionRecord | null
+        try {
+          record = await deps.findDecision(body.request_id)
+        } catch {
+          // Not in this instance's memory, and the stream every instance writes cannot be read.
+          return unavailable(res)
+        }
         if (!record)
           return sendJson(res, 404, {
             error: 'unknown_request',
