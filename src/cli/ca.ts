@@ -44,6 +44,7 @@ function installHints(certFile: string, bundleFile: string): string {
   Node.js:     NODE_EXTRA_CA_CERTS=${certFile}
   npm:         NODE_EXTRA_CA_CERTS as above, or npm config set cafile ${bundleFile}
   pip:         PIP_CERT=${bundleFile}   (or REQUESTS_CA_BUNDLE=${bundleFile})
+  Go, Python urllib, OpenSSL tools: SSL_CERT_FILE=${bundleFile}
   Debian:      cp ${certFile} /usr/local/share/ca-certificates/portcullis.crt && update-ca-certificates
 `
 }

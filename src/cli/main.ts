@@ -22,7 +22,10 @@ const USAGE = `usage: portcullis <command> [options]
   token     new|hash                              a new agent token and its sha256: form
 
 Every command takes --config F (else PORTCULLIS_CONFIG, else config/portcullis.yaml).
-Exit codes: 0 success, 1 a denial or failed check, 2 usage or config error.
+blocked, approve, approvals and sandbox revoke|list (and sandbox issue without the signing key) ask a
+running instance: --admin URL (default: the config's admin section), token from PORTCULLIS_ADMIN_TOKEN
+(else the admin-token file beside tls.ca_key).
+Exit codes: 0 success, 1 a denial, failed check or failed request, 2 usage or config error.
 `
 
 /** `portcullis VERB --help`: the verb's lines of USAGE (its line and the indented ones after it), and the footer. */

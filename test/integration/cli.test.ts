@@ -39,6 +39,7 @@ if (!existsSync(MAIN)) {
       t.equal(r.code, 0, `${verb} --help: ${r.stderr}`)
       t.match(r.stdout, line, verb)
       t.match(r.stdout, /Exit codes: 0 success/)
+      t.match(r.stdout, /--admin URL/, 'and how the commands that ask a running instance find it')
     }
   })
 
@@ -286,7 +287,7 @@ if (!existsSync(MAIN)) {
     t.match(show.stdout, `# SHA-256 fingerprint: ${x509.fingerprint256}`)
     t.match(show.stdout, `NODE_EXTRA_CA_CERTS=${certFile}`)
     const bundleFile = join(dirname(certFile), 'ca-bundle.pem')
-    for (const tool of ['CURL_CA_BUNDLE', 'GIT_SSL_CAINFO', 'PIP_CERT'])
+    for (const tool of ['CURL_CA_BUNDLE', 'GIT_SSL_CAINFO', 'PIP_CERT', 'SSL_CERT_FILE'])
       t.match(
         show.stdout,
         `${tool}=${bundleFile}`,

@@ -3,6 +3,7 @@ import { once } from 'node:events'
 import { existsSync, readFileSync } from 'node:fs'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import t from 'tap'
+import { ulid } from 'ulid'
 import { proxiedGet as proxiedAnswer } from '../helpers/clients.js'
 import { upstreamYaml } from '../helpers/config.js'
 import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
@@ -140,6 +141,23 @@ agents:
       t.match(noKey.stderr, /cannot reach the admin API/)
     })
 
+    t.test('revoked at once on both instances: one revocation stands, and both answers name it', async (t) => {
+      const id = ulid()
+      const revoke = async (adminUrl: string, by: string): Promise<Record<string, unknown>> => {
+        const res = await fetch(`${adminUrl}/api/sandboxes/${id}?by=${by}`, {
+          method: 'DELETE',
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        })
+        t.equal(res.status, 200)
+        return (await res.json()) as Record<string, unknown>
+      }
+      const answers = await Promise.all([revoke(a.adminUrl, 'alice'), revoke(b.adminUrl, 'bob')])
+      t.equal(answers.filter((x) => x.already === true).length, 1, 'one answer says it was already revoked')
+      t.equal(answers[0]?.revoked_by, answers[1]?.revoked_by, 'and both name the one revoker stored')
+      const stored = JSON.parse((await redisClient(t, redis.url).hget('portcullis:sandbox-revocations', id)) ?? '{}')
+      t.equal(stored.revoked_by, answers[0]?.revoked_by)
+    })
+
     t.test('the offline credential works on both instances, with no storage', async (t) => {
       t.equal(await proxiedGet(a.proxyPort, at('/on-a'), s.user, s.token), 200, lastRefusal)
       t.equal(await proxiedGet(b.proxyPort, at('/on-b'), s.user, s.token), 200, lastRefusal)
@@ -237,7 +255,7 @@ agents:
         })
         t.equal(list.code, 0, list.stderr)
         t.match(list.stdout, new RegExp(`^${s.id}  ci +task=T-9,team=infra +\\S+ +[1-9]\\d* +[1-9]\\d* +revoked$`, 'm'))
-        t.match(list.stdout, /^revoked \(1\):$/m)
+        t.match(list.stdout, /^revoked \(2\):$/m, 'this one, and the one revoked at once on both instances')
         t.match(list.stdout, new RegExp(`^${s.id} +ci +\\S+ +platform `, 'm'))
       })
 

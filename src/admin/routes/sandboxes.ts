@@ -131,6 +131,10 @@ export function sandboxRoutes(deps: SandboxRouteDeps): Route[] {
             message: 'the revocation store (Redis) cannot be reached; try again when it is back',
           })
         }
+        // The first revocation of an id stands (keepFirst): one another instance stored meanwhile is the answer.
+        const stored = deps.store.current().find((x) => x.id === id)
+        if (stored !== undefined && (stored.revoked_at !== r.revoked_at || stored.revoked_by !== r.revoked_by))
+          return sendJson(res, 200, { ...stored, already: true })
         deps.log.info(
           { code: 'PC_SANDBOX_REVOKED', agent: r.agent, sandbox: id, by: r.revoked_by },
           'sandbox credential revoked',
