@@ -68,6 +68,10 @@ export const CODES = {
     meaning: 'an inject_headers/token_env variable is not set; its requests fail closed',
   },
   PC_WEAK_TOKEN: { level: 'warn', meaning: "an agent's token is a well-known value" },
+  PC_WEAK_ADMIN_TOKEN: {
+    level: 'warn',
+    meaning: 'PORTCULLIS_ADMIN_TOKEN is a well-known value or shorter than 16 characters',
+  },
   PC_UNINSPECTABLE: { level: 'info', meaning: 'inspect_body could not read a body within its caps (refused)' },
   // Capacity.
   PC_MAX_CONNECTIONS: {

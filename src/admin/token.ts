@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { Logger } from 'pino'
+import { isWeakAdminToken, MIN_ADMIN_TOKEN_CHARS } from '../identity/weak-tokens.js'
 
 export interface AdminToken {
   readonly token: string
@@ -43,6 +44,11 @@ export async function loadStartToken(env: NodeJS.ProcessEnv, caKey: string, log:
     log.info(
       { code: 'PC_ADMIN_TOKEN_FILE', file: t.file },
       'admin token read from this file (PORTCULLIS_ADMIN_TOKEN is unset)',
+    )
+  if (isWeakAdminToken(t.token))
+    log.warn(
+      { code: 'PC_WEAK_ADMIN_TOKEN', min_chars: MIN_ADMIN_TOKEN_CHARS },
+      'the admin token is a well-known value or short: anyone who can reach the admin API may approve and revoke; set a long random one (portcullis token new)',
     )
   return t.token
 }

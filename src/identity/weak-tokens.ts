@@ -39,3 +39,11 @@ export function weakTokens(policy: CompiledPolicy): Array<{ readonly agent: stri
   }
   return out
 }
+
+/** Shorter than this, an admin token is weak whatever its value (the generated one has 43 characters). */
+export const MIN_ADMIN_TOKEN_CHARS = 16
+
+/** An admin token anyone could guess: a well-known value, or too short to resist guessing. */
+export function isWeakAdminToken(token: string): boolean {
+  return token.length < MIN_ADMIN_TOKEN_CHARS || KNOWN_HASHES.has(createHash('sha256').update(token).digest('hex'))
+}
