@@ -339,7 +339,13 @@ const shortTime = (t: string): string => t.replace(/\.\d+Z$/, 'Z')
 
 /** The comment written above a rule in the config: what it answers, when, and the warnings. */
 export function commentFor(e: SuggestedEntry): string[] {
-  const hosts = e.hosts.map((h) => `${h.host}${h.port === 443 || h.port === 80 ? '' : `:${h.port}`} ×${h.requests}`)
+  // A default port goes unsaid, unless the host was also seen on another port (example.com:80 and :443).
+  const portsOf = new Map<string, number>()
+  for (const h of e.hosts) portsOf.set(h.host, (portsOf.get(h.host) ?? 0) + 1)
+  const hosts = e.hosts.map((h) => {
+    const quiet = (h.port === 443 || h.port === 80) && portsOf.get(h.host) === 1
+    return `${h.host}${quiet ? '' : `:${h.port}`} ×${h.requests}`
+  })
   const lines = [
     `suggested: ${e.requests} denied request${e.requests === 1 ? '' : 's'} by ${e.agents.join(', ')} (${hosts.join(', ')}), ${shortTime(e.firstSeen)} .. ${shortTime(e.lastSeen)}`,
   ]

@@ -311,3 +311,13 @@ t.test('a host rule suggested for GitHub warns that it skips the push and API ga
   t.same(rulesOf(report), [{ host: 'api.github.com' }])
   t.match(report.targets[0]?.rules[0]?.warnings, [/without the push and API gates/])
 })
+
+t.test('a host seen on two default ports names each port in the comment', async (t) => {
+  const report = suggest([
+    rec('ci', 'CONNECT two-ports.example.io:443'),
+    rec('ci', 'CONNECT two-ports.example.io:443'),
+    rec('ci', 'GET http://two-ports.example.io/a'),
+  ])
+  t.match(report.editedText, /\(two-ports\.example\.io:443 ×2, two-ports\.example\.io:80 ×1\)/)
+  t.notMatch(report.editedText, /\(two-ports\.example\.io ×/, 'never the same bare name twice')
+})
