@@ -4,11 +4,14 @@ import type { DecisionRecord, TelemetryRecord } from './events.js'
 /**
  * Evidence that one client cannot flush away: a flood of the same denial from one source (10,500
  * in 420 ms were measured, each a record) would push every other agent's denials out of the ring
- * the page, `portcullis blocked` and approvals read, and fill the log and Redis. Per source address,
- * agent (not for identity denials, whose agent is only claimed) and reason, the first `perSecond`
- * denials of each second are recorded one by one; the rest of that second are folded into one
- * record: the last of them, with `repeats` saying how many others it stands for. Metrics still
- * count every decision (`countAll` sees everything). Allows and close records are never folded.
+ * the page, `portcullis blocked` and approvals read, and fill the log and Redis. Of identical
+ * denials (same source address, agent, claimed or not, reason, method, host, port and path), the
+ * first `perSecond` of each second are recorded one by one; the rest of that second are folded into
+ * one record: the last of them, with `repeats` saying how many others it stands for. Metrics still
+ * count every decision (`countAll` sees everything). Only identical ones fold: a key without the
+ * target let an agent bury one request (an exfiltration, a stolen token tried) in a second of
+ * decoys, its record replaced by theirs. Allows, close records and audit mode's would-be denials
+ * (the request went out) are never folded.
  */
 export interface DenialFolder extends Bus {
   /** Denials folded into another's repeat count so far (for metrics). */
@@ -35,8 +38,7 @@ export type FoldedRecord = DecisionRecord & { readonly repeats: number }
 function keyOf(r: DecisionRecord): string {
   const colon = r.src.lastIndexOf(':')
   const ip = colon > 0 ? r.src.slice(0, colon) : r.src
-  const identityDenial = r.reason === 'denied_auth_required' || r.reason === 'denied_auth_invalid'
-  return `${ip}\0${identityDenial ? '' : (r.agent ?? '')}\0${r.reason}`
+  return `${ip}\0${r.agent ?? ''}\0${r.reason}\0${r.method}\0${r.host}\0${r.port}\0${r.path ?? ''}`
 }
 
 export function createDenialFolder(records: Bus, countAll: Sink, opts: DenialFoldOptions): DenialFolder {
@@ -70,7 +72,7 @@ export function createDenialFolder(records: Bus, countAll: Sink, opts: DenialFol
     } catch {
       // Metrics are a sink like any other: a failure there must not stop the record.
     }
-    if (record.event !== 'decision' || record.decision !== 'deny') return records.publish(record)
+    if (record.event !== 'decision' || record.decision !== 'deny' || record.would_deny) return records.publish(record)
     const key = keyOf(record)
     const second = Math.floor(now() / 1000)
     let f = folds.get(key)

@@ -16,7 +16,7 @@ function denial(n: number, over: Partial<DecisionRecord> = {}): DecisionRecord {
     scheme: 'http',
     host: 'h.test',
     port: 80,
-    path: `/p${n}`,
+    path: '/p',
     tls: null,
     decision: 'deny',
     reason: 'denied_path',
@@ -39,7 +39,7 @@ function setup(now: { ms: number }) {
   return { folder, recorded, counted }
 }
 
-t.test('past the per-second allowance, denials of one source, agent and reason fold into one record', async (t) => {
+t.test('past the per-second allowance, identical denials of one source fold into one record', async (t) => {
   const now = { ms: T0 }
   const { folder, recorded, counted } = setup(now)
   for (let i = 0; i < 10; i++) folder.publish(denial(i, { src: `10.0.0.1:${4000 + i}` }))
@@ -52,7 +52,7 @@ t.test('past the per-second allowance, denials of one source, agent and reason f
   now.ms += 1000
   folder.flush()
   t.equal(recorded.length, 4)
-  t.match(recorded[3] as FoldedRecord, { id: 'id-9', path: '/p9', repeats: 6 }, 'the last stands for the other six')
+  t.match(recorded[3] as FoldedRecord, { id: 'id-9', path: '/p', repeats: 6 }, 'the last stands for the other six')
   t.equal(folder.folded, 6)
 })
 
@@ -68,11 +68,27 @@ t.test('other sources, agents and reasons have allowances of their own', async (
   t.equal(recorded.length, 12)
 })
 
-t.test('identity denials fold by source whatever agent they claim', async (t) => {
+t.test('one request among decoys keeps its own record: only identical denials fold', async (t) => {
   const now = { ms: T0 }
   const { folder, recorded } = setup(now)
-  for (let i = 0; i < 10; i++) folder.publish(denial(i, { reason: 'denied_auth_invalid', agent: `claimed-${i}` }))
-  t.equal(recorded.length, 3)
+  for (let i = 0; i < 10; i++) folder.publish(denial(i, { host: 'decoy.test' }))
+  folder.publish(denial(100, { host: 'exfil.test', path: '/steal' }))
+  folder.publish(denial(101, { method: 'POST', host: 'decoy.test' }))
+  folder.publish(denial(102, { host: 'decoy.test', port: 8080 }))
+  for (let i = 0; i < 10; i++) folder.publish(denial(200 + i, { reason: 'denied_auth_invalid', agent: 'nobody' }))
+  folder.publish(denial(300, { reason: 'denied_auth_invalid', agent: 'ci-42' }))
+  t.same(
+    recorded.map((r) => r.id).filter((id) => !/^id-[0-9]$|^id-20[0-9]$/.test(id)),
+    ['id-100', 'id-101', 'id-102', 'id-300'],
+    'another host, method, port, or claimed agent is its own record at once',
+  )
+})
+
+t.test("audit mode's would-be denials are never folded: those requests went out", async (t) => {
+  const now = { ms: T0 }
+  const { folder, recorded } = setup(now)
+  for (let i = 0; i < 10; i++) folder.publish(denial(i, { mode: 'audit', would_deny: true }))
+  t.equal(recorded.length, 10)
 })
 
 t.test('allows and close records are never folded, and a new second starts a new allowance', async (t) => {
