@@ -48,10 +48,14 @@ export type SandboxLabels = Readonly<Record<string, string>>
 export interface GitPushFacts {
   readonly refs: ReadonlyArray<{
     readonly ref: string
+    /** A ref name longer than the record keeps is cut (ending in `…`); this is the sha256 of the whole. */
+    readonly ref_sha256?: string
     readonly old: string
     readonly new: string
     readonly refused?: string
   }>
+  /** Set when the push named more refs than the record keeps (RECORDED_REFS): how many it named. */
+  readonly refs_total?: number
 }
 
 /** A decision record: the facts of the request plus the verdict (field order on the wire is buildDecisionRecord's). */
@@ -174,6 +178,14 @@ export function isoTime(ms: number): string {
 
 /** The longest path and host a record keeps (a 15 KB path per denial grew the log by 18 MiB/s). */
 export const RECORDED_PATH_CHARS = 1024
+/**
+ * A push's refs in a record: at most this many, each name at most RECORDED_REF_CHARS. A push may name
+ * thousands of refs of 4 KiB each; recorded whole, one refused push made a 1 MB record, a few thousand
+ * of them filled the heap through the in-memory ring, and lines that long cannot be written to a pipe
+ * atomically (log-sink.ts). Eight refs of 200 characters keep a push's record within about 4 KiB.
+ */
+export const RECORDED_REFS = 8
+export const RECORDED_REF_CHARS = 200
 export const RECORDED_HOST_CHARS = 255
 
 /** `text` cut to `max` characters with `…`, and the hex sha256 of the whole; null when it fits. */
@@ -222,8 +234,19 @@ export function buildDecisionRecord(f: DecisionFacts, d: Decision, wouldDeny: bo
     f.sandbox === undefined
       ? withDetail
       : { ...withDetail, sandbox: f.sandbox, labels: f.labels ?? {}, sandbox_expires_at: f.sandbox_expires_at }
-  const withGit = f.git === undefined ? withSandbox : { ...withSandbox, git: f.git }
+  const withGit = f.git === undefined ? withSandbox : { ...withSandbox, git: recordedGit(f.git) }
   return f.package === undefined ? withGit : { ...withGit, package: f.package }
+}
+
+/** A push's facts as a record keeps them: refs and their names capped (RECORDED_REFS, RECORDED_REF_CHARS). */
+function recordedGit(git: GitPushFacts): GitPushFacts {
+  const fits = git.refs.length <= RECORDED_REFS && git.refs.every((r) => r.ref.length <= RECORDED_REF_CHARS)
+  if (fits) return git
+  const refs = git.refs.slice(0, RECORDED_REFS).map((r) => {
+    const long = cut(r.ref, RECORDED_REF_CHARS)
+    return long === null ? r : { ...r, ref: long.text, ref_sha256: long.sha256 }
+  })
+  return git.refs.length > RECORDED_REFS ? { refs, refs_total: git.refs.length } : { refs }
 }
 
 export function buildCloseRecord(

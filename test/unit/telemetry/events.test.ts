@@ -7,6 +7,8 @@ import {
   isoTime,
   newRequestId,
   RECORDED_PATH_CHARS,
+  RECORDED_REF_CHARS,
+  RECORDED_REFS,
   type DecisionFacts,
 } from '../../../src/telemetry/events.js'
 
@@ -72,6 +74,28 @@ t.test('a long path is cut, with the sha256 of the whole', async (t) => {
   t.ok(r.path?.endsWith('…'))
   t.equal(r.path_sha256, createHash('sha256').update(path).digest('hex'))
   t.notOk('path_sha256' in buildDecisionRecord(FACTS, { verdict: 'allow', reason: 'allowed', ruleId: 'x' }, false))
+})
+
+t.test("a push's refs are capped in number and length, saying how many there were", async (t) => {
+  const zero = '0'.repeat(40)
+  const one = '1'.repeat(40)
+  const long = `refs/heads/${'b'.repeat(4000)}`
+  const refs = Array.from({ length: 240 }, (_, i) => ({
+    ref: `${long}${i}`,
+    old: zero,
+    new: one,
+    refused: 'ref_not_allowed',
+  }))
+  const deny = { verdict: 'deny', reason: 'denied_git_push', ruleId: null } as const
+  const r = buildDecisionRecord({ ...FACTS, git: { refs } }, deny, false)
+  t.equal(r.git?.refs.length, RECORDED_REFS)
+  t.equal(r.git?.refs_total, 240)
+  t.equal(r.git?.refs[0]?.ref.length, RECORDED_REF_CHARS)
+  t.equal(r.git?.refs[0]?.ref_sha256, createHash('sha256').update(`${long}0`).digest('hex'))
+  t.match(r.git?.refs[0], { old: zero, new: one, refused: 'ref_not_allowed' })
+  t.ok(JSON.stringify(r).length < 4096, `the record stays small (${JSON.stringify(r).length} characters; 1 MB before)`)
+  const small = { refs: [{ ref: 'refs/heads/agent/ci/x', old: zero, new: one }] }
+  t.same(buildDecisionRecord({ ...FACTS, git: small }, deny, false).git, small, 'a usual push is recorded as it is')
 })
 
 t.test('a close record counts bytes and duration', async (t) => {
