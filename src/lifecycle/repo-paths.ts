@@ -27,8 +27,18 @@ const READ = new Set(['GET', 'HEAD'])
 
 type Facts = Pick<DecisionRecord, 'host' | 'method' | 'path' | 'reason' | 'detail' | 'git'>
 
+/**
+ * The request's path names a repository with a glob character (such as owner `*` and name `*`): taken as a repo
+ * rule's name it would be a wildcard over every repository, so `suggest` offers no rule for it.
+ */
+export function namesGlobbedRepo(r: Facts): boolean {
+  if (r.path === null || r.method === 'CONNECT') return false
+  const repo = SMART_HTTP.exec(r.path)?.[1] ?? githubRepoOf(r)?.repo
+  return repo !== undefined && /[*?[\]{}]/.test(repo)
+}
+
 export function repoUseOf(r: Facts): RepoUse | null {
-  if (r.path === null || r.method === 'CONNECT') return null
+  if (r.path === null || r.method === 'CONNECT' || namesGlobbedRepo(r)) return null
   const pushed = r.git !== undefined || (r.reason === 'denied_repo_write' && r.detail === 'read_only')
   const smart = SMART_HTTP.exec(r.path)
   if (smart) {

@@ -82,6 +82,9 @@ export function warningsFor(
 }
 
 /** Why a push or GitHub write that no repo rule answers gets no rule (repo-paths.ts isForgeWrite). */
+export const GLOBBED_REPO =
+  "its path names a repository with '*' (or another glob character), which a repo rule would read as a wildcard over every repository; write the rule by hand if one is meant"
+
 export const FORGE_WRITE =
   'a push or GitHub write outside any repo: only a github:/git: repo rule may open it, with its push and API gates (no merge, own branches); no host rule is offered'
 

@@ -23,10 +23,10 @@ import { insertRules, type TargetEdit } from './config-edit.js'
 import { queryCandidates, redecideRecord } from './decide-offline.js'
 import { createProbe, userPresetsOf, type CompileText, type ProbeContext } from './probe.js'
 import { requestsOf } from './records.js'
-import { isForgeWrite, repoUseOf } from './repo-paths.js'
+import { isForgeWrite, namesGlobbedRepo, repoUseOf } from './repo-paths.js'
 import type { SuggestedRule } from './rule-yaml.js'
 import { foldSiblings, hostDrafts, type HostRuleContext, type Protected } from './suggest-hosts.js'
-import { FORGE_WRITE, NOT_SUGGESTED, warningsFor } from './suggest-notes.js'
+import { FORGE_WRITE, GLOBBED_REPO, NOT_SUGGESTED, warningsFor } from './suggest-notes.js'
 
 export interface SuggestInput {
   readonly config: RuntimeConfig
@@ -124,7 +124,12 @@ export function suggestRules(input: SuggestInput): SuggestReport {
     ...t,
     ...minimise(t.records, t.agents, t.target, ctx, onPurpose),
   }))
-  const forgeWrites = new Set(drafts.flatMap((d) => d.forgeWrites))
+  // Denials no rule is offered for, and why.
+  const withheld = new Map<DecisionRecord, string>()
+  for (const d of drafts) {
+    for (const r of d.forgeWrites) withheld.set(r, FORGE_WRITE)
+    for (const r of d.globbed) withheld.set(r, GLOBBED_REPO)
+  }
   const edits: TargetEdit[] = drafts.map((d) => ({
     kind: d.target.kind,
     name: d.target.name,
@@ -143,9 +148,9 @@ export function suggestRules(input: SuggestInput): SuggestReport {
     requests: denials.reduce((n, r) => n + requestsOf(r), 0),
     targets,
     notSuggested: notSuggested(
-      denials.filter((r) => !lifted.has(r) || forgeWrites.has(r)),
+      denials.filter((r) => !lifted.has(r) || withheld.has(r)),
       agents,
-      forgeWrites,
+      withheld,
     ),
     editedText,
   }
@@ -189,6 +194,8 @@ interface Minimised {
   readonly notes: string[]
   /** Pushes and GitHub writes no repo rule answered: no other rule is offered for them (isForgeWrite). */
   readonly forgeWrites: DecisionRecord[]
+  /** Requests whose path names a repository with a glob character (namesGlobbedRepo): no rule is offered. */
+  readonly globbed: DecisionRecord[]
 }
 
 function minimise(
@@ -199,7 +206,8 @@ function minimise(
   onPurpose: readonly DecisionRecord[],
 ): Minimised {
   const entries: SuggestedEntry[] = []
-  let rest = [...records]
+  const globbed = records.filter(namesGlobbedRepo)
+  let rest = records.filter((r) => !namesGlobbedRepo(r))
   const take = (rule: SuggestedRule, taken: readonly DecisionRecord[], folded: readonly string[] = []): void => {
     entries.push(entryOf(rule, taken, folded, ctx.config.upstream.allowPrivate))
     const gone = new Set(taken)
@@ -212,7 +220,7 @@ function minimise(
   const hostCtx = hostContext(ctx.config, agentIds, target, onPurpose)
   const folded = foldSiblings(hostDrafts(rest, hostCtx), hostCtx)
   for (const d of folded.drafts) take(d.rule, d.records, d.folded)
-  return { entries, notes: folded.notes, forgeWrites }
+  return { entries, notes: folded.notes, forgeWrites, globbed }
 }
 
 /** Repo rules for the repositories the records used, grouped per forge (and git host) and access. */
@@ -377,16 +385,16 @@ function uncoveredUnder(config: RuntimeConfig, records: readonly DecisionRecord[
 function notSuggested(
   records: readonly DecisionRecord[],
   agents: RuntimeConfig['policy']['agents'],
-  forgeWrites: ReadonlySet<DecisionRecord>,
+  withheld: ReadonlyMap<DecisionRecord, string>,
 ): NotSuggested[] {
   const by = new Map<string, { requests: number; hosts: Set<string>; rules: Set<string>; why: string }>()
   for (const r of records) {
     const unknownAgent = r.agent !== null && !agents.has(r.agent) && NOT_SUGGESTED[r.reason] === undefined
-    const why = forgeWrites.has(r)
-      ? FORGE_WRITE
-      : unknownAgent
+    const why =
+      withheld.get(r) ??
+      (unknownAgent
         ? `agent ${r.agent} is not in the config`
-        : (NOT_SUGGESTED[r.reason] ?? 'not a denial an allow rule lifts')
+        : (NOT_SUGGESTED[r.reason] ?? 'not a denial an allow rule lifts'))
     const key = `${r.reason}|${why}`
     const g = by.get(key) ?? { requests: 0, hosts: new Set<string>(), rules: new Set<string>(), why }
     g.requests += requestsOf(r)

@@ -321,3 +321,20 @@ t.test('a host seen on two default ports names each port in the comment', async 
   t.match(report.editedText, /\(two-ports\.example\.io:443 ×2, two-ports\.example\.io:80 ×1\)/)
   t.notMatch(report.editedText, /\(two-ports\.example\.io ×/, 'never the same bare name twice')
 })
+
+t.test("a '*' in a recorded repository path is never a wildcard repo rule", async (t) => {
+  const globbed = [
+    rec('ci', 'GET https://github.com/*/*/info/refs', { reason: 'denied_no_rule' }),
+    rec('ci', 'POST https://github.com/acme/*/git-receive-pack', { reason: 'denied_no_rule' }),
+    rec('ci', 'GET https://git.corp.example/*/*/info/refs', { reason: 'denied_no_rule' }),
+    rec('ci', 'GET https://api.github.com/repos/acme/*/contents/x', { reason: 'denied_no_rule' }),
+  ]
+  const report = suggest([
+    ...globbed,
+    rec('ci', 'GET https://github.com/acme/app/info/refs', { reason: 'denied_no_rule' }),
+  ])
+  t.same(rulesOf(report), [{ github: { repos: ['acme/app'], access: 'read' } }], 'the literal repository alone')
+  t.notMatch(report.editedText, /\*\/\*|acme\/\*/, 'no globbed repository reaches the config')
+  const withheld = report.notSuggested.find((n) => /glob character/.test(n.why))
+  t.equal(withheld?.requests, 4, 'and each is listed as not suggested, saying why')
+})
