@@ -177,7 +177,9 @@ export async function handleConnect(
   const sniDenial = checkServerName(hello, authority.host)
   // Audit mode lets a mismatched name through only when there is a ClientHello to replay.
   const sniRefused = sniDenial !== null && (mode !== 'audit' || hello.kind !== 'hello')
-  settle(deps.bus, sniRefused ? checkedNoTls : checked, sniDenial ?? decision)
+  const fronted = sniDenial?.detail === 'sni_differs' && hello.kind === 'hello' ? recordedSni(hello.sni) : undefined
+  const settled = sniRefused ? checkedNoTls : checked
+  settle(deps.bus, fronted === undefined ? settled : { ...settled, sni: fronted }, sniDenial ?? decision)
   if (sniRefused) {
     closeUnused()
     up?.destroy()
@@ -244,6 +246,12 @@ export function parentWildcard(host: string): string {
 /** A request line (`GET /x HTTP/1.1`) rather than a TLS record. */
 function looksLikeHttp(bytes: Buffer): boolean {
   return /^[A-Z]{3,12} \S+ HTTP\/1\.[01]\r?\n/.test(bytes.subarray(0, 2048).toString('latin1'))
+}
+
+/** A ClientHello's server name as a record keeps it: normalised, else its printable ASCII; at most 255. */
+function recordedSni(sni: string | null): string | undefined {
+  if (sni === null) return undefined
+  return (normalizeHost(sni) ?? sni.replace(/[^\x21-\x7e]/g, '?')).slice(0, 255)
 }
 
 /**

@@ -21,6 +21,12 @@ export interface DecisionFacts {
   readonly tls: TlsHandling | null
   readonly mode: Mode
   readonly address: string | null
+  /**
+   * The server name a ClientHello sent that differs from the CONNECT host (denied_sni_mismatch,
+   * detail sni_differs): the name an agent tried to front. Normalised when it is a host name, else
+   * its printable characters; cut at 255.
+   */
+  readonly sni?: string
   /** A sandbox credential's id and labels (SPEC §9); `agent` is then its template. */
   readonly sandbox?: string | undefined
   readonly labels?: SandboxLabels | undefined
@@ -229,7 +235,8 @@ export function buildDecisionRecord(f: DecisionFacts, d: Decision, wouldDeny: bo
     would_deny: wouldDeny,
     address: f.address,
   }
-  const withDetail = d.verdict === 'deny' && d.detail !== undefined ? { ...record, detail: d.detail } : record
+  const withDetail0 = d.verdict === 'deny' && d.detail !== undefined ? { ...record, detail: d.detail } : record
+  const withDetail = f.sni === undefined ? withDetail0 : { ...withDetail0, sni: f.sni }
   const withSandbox =
     f.sandbox === undefined
       ? withDetail

@@ -81,7 +81,11 @@ agents:
       (x) => x.event === 'decision' && x.agent === 'ci-42' && x.reason === 'denied_sni_mismatch',
     )
     t.equal(r.headers['x-portcullis-request-id'], rec.id, 'the CONNECT’s id')
-    t.match(rec, { method: 'CONNECT', host: 'allowed.test', detail: 'sni_differs' })
+    t.match(
+      rec,
+      { method: 'CONNECT', host: 'allowed.test', detail: 'sni_differs', sni: 'denied.test' },
+      'the fronted name is recorded',
+    )
     const bare = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `tunneller:${TOKEN}`, ...fronted])
     t.not(bare.exitCode, 0, 'an agent that does not trust the CA still gets the TLS alert')
     t.equal(bare.status, 200, 'after the CONNECT’s 200, nothing in HTTP')
