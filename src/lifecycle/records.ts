@@ -6,7 +6,7 @@
  * not records. PURE.
  */
 import { isReason } from '../policy/reasons.js'
-import type { DecisionRecord, TelemetryRecord } from '../telemetry/events.js'
+import { ECS_EXTRAS, type DecisionRecord, type TelemetryRecord } from '../telemetry/events.js'
 
 /** The decision record on one log line, or null for anything else (operational lines, close records, junk). */
 export function parseLogLine(line: string): DecisionRecord | null {
@@ -84,8 +84,19 @@ export function fromEcs(o: Record<string, unknown>): DecisionRecord | null {
     would_deny: field(o, 'portcullis.would_deny') === true,
     address: str(field(o, 'destination.ip')),
     ...(detail === null ? {} : { detail }),
+    ...extrasFromEcs(o),
   })
   return record
+}
+
+/** The optional record fields toEcs writes as `portcullis.<name>` (ECS_EXTRAS), back under their names. */
+function extrasFromEcs(o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const name of ECS_EXTRAS) {
+    const v = field(o, `portcullis.${name}`)
+    if (v !== undefined) out[name] = v
+  }
+  return out
 }
 
 /** Is this telemetry record a decision (from the admin API or Redis, which also carry close and approval records)? */

@@ -320,3 +320,20 @@ export function buildApprovalRecord(
   // A sandbox-only approval says so: without it, the audit trail shows one for the whole agent.
   return a.sandbox === undefined ? record : { ...record, sandbox: a.sandbox }
 }
+
+/**
+ * The optional fields of a record (sandbox identity, fold count, push and package facts, cut hashes,
+ * fronted name) as `portcullis.<name>`: an ECS log holds the same records as the JSON one
+ * (lifecycle/records.ts fromEcs reads them back).
+ */
+export const ECS_EXTRAS = [
+  'sandbox',
+  'labels',
+  'sandbox_expires_at',
+  'repeats',
+  'git',
+  'package',
+  'path_sha256',
+  'host_sha256',
+  'sni',
+] as const

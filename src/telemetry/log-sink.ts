@@ -1,7 +1,7 @@
 import { fstatSync } from 'node:fs'
 import { pino, type DestinationStream, type Logger } from 'pino'
 import type { Sink } from './bus.js'
-import type { TelemetryRecord } from './events.js'
+import { ECS_EXTRAS, type CloseRecord, type DecisionRecord, type TelemetryRecord } from './events.js'
 import { recordJson } from './record-json.js'
 
 /** Secrets must never enter a log object at all; this list is only the safety net. */
@@ -241,6 +241,7 @@ export function toEcs(r: TelemetryRecord): Record<string, unknown> {
       'destination.domain': r.host,
       'source.bytes': r.bytes_up,
       'destination.bytes': r.bytes_down,
+      ...ecsExtras(r),
     }
   }
   return {
@@ -264,7 +265,17 @@ export function toEcs(r: TelemetryRecord): Record<string, unknown> {
     'portcullis.mode': r.mode,
     'portcullis.would_deny': r.would_deny,
     ...(r.detail === undefined ? {} : { 'portcullis.detail': r.detail }),
+    ...ecsExtras(r),
   }
+}
+
+function ecsExtras(r: DecisionRecord | CloseRecord): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const name of ECS_EXTRAS) {
+    const v = (r as unknown as Record<string, unknown>)[name]
+    if (v !== undefined) out[`portcullis.${name}`] = v
+  }
+  return out
 }
 
 export function createLogSink(records: RecordLog, format: 'json' | 'ecs'): Sink {

@@ -22,6 +22,23 @@ t.test('an ECS log line (telemetry.log.format: ecs) is read back with the same f
   t.same(parseLogLine(line), RECORD)
 })
 
+t.test("an ECS line keeps a record's optional fields: sandbox, fold count, push, hashes, fronted name", async (t) => {
+  const full = rec('ci', 'GET https://github.com/o/r.git/info/refs', {
+    sandbox: '01JD0000000000000000000000',
+    labels: { task: 'T-1' },
+    sandbox_expires_at: '2026-12-07T12:00:00.000Z',
+    repeats: 4,
+    git: { refs: [{ ref: 'refs/heads/x', old: '0'.repeat(40), new: '1'.repeat(40), refused: 'ref_not_allowed' }] },
+    path_sha256: 'ab'.repeat(32),
+    sni: 'fronted.example',
+  })
+  const ecs = toEcs(full)
+  t.match(ecs, { 'portcullis.sandbox': full.sandbox, 'portcullis.labels': { task: 'T-1' }, 'portcullis.repeats': 4 })
+  const back = parseLogLine(JSON.stringify({ 'log.level': 'warn', ...ecs }))
+  t.same(back, full, 'and reads them back')
+  t.equal(back === null ? 0 : requestsOf(back), 5, 'so suggest counts the folded requests from an ECS log too')
+})
+
 t.test('nested ECS fields, as other shippers write them, are read too', async (t) => {
   const nested = {
     '@timestamp': RECORD.time,
