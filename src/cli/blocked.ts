@@ -39,7 +39,8 @@ function cells(r: DecisionRecord): string[] {
     r.method,
     host,
     r.path ?? '-',
-    r.reason,
+    // A record that stands for folded repeats (telemetry/denial-fold.ts) says how many requests it is.
+    r.repeats !== undefined && r.repeats > 0 ? `${r.reason} ×${r.repeats + 1}` : r.reason,
     r.rule ?? '-',
     r.id,
   ].map((cell, i) => clean(cell, COLUMNS[i] !== 'HOST'))

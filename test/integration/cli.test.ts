@@ -5,7 +5,7 @@ import { createSecureContext } from 'node:tls'
 import { dirname, join } from 'node:path'
 import t from 'tap'
 import { startHttpOrigin } from '../helpers/origins.js'
-import { curl } from '../helpers/clients.js'
+import { curl, proxiedGet } from '../helpers/clients.js'
 import { originOnlyYaml, TOKEN, TOKEN_HASH, writeConfig } from '../helpers/config.js'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { MAIN, ROOT, runPortcullis, spawnPortcullis, type CliOptions } from '../helpers/spawn-portcullis.js'
@@ -458,5 +458,14 @@ agents: [ { id: local, source_cidrs: [127.0.0.1/32], allow: [ { host: origin.tes
     t.match(table.stdout, denied.headers['x-portcullis-request-id'] ?? 'no id')
     const json = await portcullis(['blocked', '--admin', pc.adminUrl, '--json'], { env })
     t.match(JSON.parse(json.stdout.trim().split('\n').at(-1) ?? '{}'), { host, reason: 'denied_no_rule' })
+
+    // A flood of one denial folds (20 a second recorded, the rest one record): its row says how many it is.
+    const flood = await Promise.all(
+      Array.from({ length: 40 }, () => proxiedGet(pc.proxyPort, `http://flood.example/same`)),
+    )
+    t.ok(flood.every((a) => a.status === 403))
+    const folded = await pc.waitForRecord((r) => r.event === 'decision' && (r.repeats ?? 0) > 0, 5000)
+    const rows = await portcullis(['blocked', '--admin', pc.adminUrl, '--host', 'flood.example'], { env })
+    t.match(rows.stdout, new RegExp(`denied_no_rule ×${Number((folded as { repeats?: number }).repeats) + 1}`))
   })
 }

@@ -82,7 +82,7 @@ function renderRow(r, isNew) {
   const tr = document.createElement('tr')
   tr.dataset.id = r.id
   if (isNew) tr.classList.add('new')
-  tr.append(cell(new Date(r.time).toLocaleTimeString()), agentCell(r), cell(r.method), cell(`${r.host}:${r.port}`, 'host'), cell(r.path || '', 'path'), cell(r.reason, 'reason'), cell(r.rule || '—', 'mono'), cell(r.id, 'mono'))
+  tr.append(cell(new Date(r.time).toLocaleTimeString()), agentCell(r), cell(r.method), cell(`${r.host}:${r.port}`, 'host'), cell(r.path || '', 'path'), cell(r.repeats > 0 ? `${r.reason} ×${r.repeats + 1}` : r.reason, 'reason'), cell(r.rule || '—', 'mono'), cell(r.id, 'mono'))
   const action = document.createElement('td')
   action.className = 'action'
   tr.append(action)
