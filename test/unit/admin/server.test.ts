@@ -1,12 +1,17 @@
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
-import { createAdminServer, sendJson, type Route } from '../../../src/admin/server.js'
+import { connect, type Socket } from 'node:net'
+import { createAdminServer, sendJson, type AdminServerLimits, type Route } from '../../../src/admin/server.js'
 
 const TOKEN = 'router-test-token'
 
 /** The router on a loopback port with routes that answer with their own name. */
-async function serve(t: Test, extra: Route[] = []): Promise<{ base: string; errors: unknown[] }> {
+async function serve(
+  t: Test,
+  extra: Route[] = [],
+  limits?: AdminServerLimits,
+): Promise<{ base: string; errors: unknown[] }> {
   const named = (method: string, path: string, open = false): Route => ({
     method,
     path,
@@ -23,7 +28,7 @@ async function serve(t: Test, extra: Route[] = []): Promise<{ base: string; erro
     ...extra,
   ]
   const errors: unknown[] = []
-  const server = createAdminServer(routes, TOKEN, (err) => errors.push(err))
+  const server = createAdminServer(routes, TOKEN, (err) => errors.push(err), limits)
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   t.teardown(() => {
@@ -119,5 +124,38 @@ t.test('a failing handler is a 500 and reported, never a crash', async (t) => {
   t.match(
     errors.map((e) => (e as Error).message),
     ['boom', 'late boom', 'after the headers'],
+  )
+})
+
+t.test('a trickled head is cut at its timeout, and connections past the cap are refused', async (t) => {
+  const { base } = await serve(t, [], { headTimeoutMs: 1000, maxConnections: 3 })
+  const port = Number(new URL(base).port)
+  const open = async (): Promise<Socket> => {
+    const s = connect(port, '127.0.0.1')
+    s.on('error', () => undefined)
+    t.teardown(() => s.destroy())
+    await once(s, 'connect')
+    return s
+  }
+  const closedWithin = (s: Socket, ms: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), ms)
+      s.once('close', () => {
+        clearTimeout(timer)
+        resolve(true)
+      })
+    })
+  const slow = await open()
+  slow.write('GET /healthz HTTP/1.1\r\nHost: a\r\n')
+  const trickle = setInterval(() => slow.write('X'), 200)
+  t.teardown(() => clearInterval(trickle))
+  const started = Date.now()
+  t.ok(await closedWithin(slow, 4000), `the trickled head is cut (after ${Date.now() - started} ms; it lasted 31 s)`)
+  const idle = [await open(), await open(), await open()]
+  const extra = await open()
+  t.ok(await closedWithin(extra, 1000), 'a fourth connection is closed at once')
+  t.notOk(
+    idle.some((s) => s.destroyed),
+    'the three under the cap stay',
   )
 })
