@@ -87,6 +87,10 @@ export const CODES = {
   PC_REDIS_WRITE_FAILED: { level: 'warn', meaning: 'a batch of records could not be written; it is retried' },
   PC_REDIS_TAIL_RETRY: { level: 'warn', meaning: "following other instances' records failed; retrying" },
   PC_TELEMETRY_DROPPING: { level: 'warn', meaning: 'the Redis buffer is full; records are dropped and counted' },
+  PC_TELEMETRY_DROPPED: {
+    level: 'warn',
+    meaning: 'the Redis buffer drained after being full; says how many records were dropped',
+  },
   PC_TELEMETRY_UNSENT: {
     level: 'warn',
     meaning: 'records still buffered for Redis at shutdown were dropped (counted)',

@@ -97,7 +97,10 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
   let droppedTotal = 0
   let up = false
   let downLogged = false
+  // One warning per episode of a full buffer (not per reconnection: a paused Redis reconnects while the
+  // buffer is still full); the episode ends, with the count, when the backlog has drained.
   let droppingLogged = false
+  let droppedInEpisode = 0
   let writeErrorLogged = false
   let closed = false
   let scheduled = false
@@ -110,6 +113,7 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
 
   const drop = (n: number): void => {
     droppedTotal += n
+    droppedInEpisode += n
     opts.onDrop?.(n)
     if (!droppingLogged) {
       droppingLogged = true
@@ -141,7 +145,6 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
     connection += 1
     up = true
     downLogged = false
-    droppingLogged = false
     log.info({ code: 'PC_REDIS_UP', redis: where, backlog: backlog() }, 'Redis telemetry connected')
     schedule()
   })
@@ -210,6 +213,14 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
     pending = batch.slice(added)
     if (firstErr === null) {
       writeErrorLogged = false
+      if (droppingLogged && backlog() === 0) {
+        log.warn(
+          { code: 'PC_TELEMETRY_DROPPED', redis: where, dropped: droppedInEpisode },
+          `telemetry caught up; ${droppedInEpisode} records were dropped while the buffer was full`,
+        )
+        droppingLogged = false
+        droppedInEpisode = 0
+      }
       return true
     }
     // A timeout of a command sent on an earlier connection (before an outage) says nothing about this one: resend now.

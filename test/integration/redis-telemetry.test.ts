@@ -154,6 +154,13 @@ t.test('a full buffer drops the oldest records, counts them and warns once per o
   t.equal(logs.codes('PC_TELEMETRY_DROPPING'), 1)
   await redis.start()
   await waitFor('backlog drained', () => sink.backlog() === 0)
+  await waitFor('the episode closed', () => logs.codes('PC_TELEMETRY_DROPPED') === 1)
+  t.match(
+    logs.lines.find((l) => l.code === 'PC_TELEMETRY_DROPPED'),
+    { dropped: 15 },
+    'once drained, one line says how many were dropped',
+  )
+  t.equal(logs.codes('PC_TELEMETRY_DROPPING'), 1, 'and the reconnection did not warn again')
   const c = redisClient(t, redis.url)
   t.same(
     await streamIds(c, 'pc:events'),
