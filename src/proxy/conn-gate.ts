@@ -20,11 +20,14 @@ export interface ConnGate {
   spendDenial(srcIp: string, nowMs?: number): boolean
   /** Node refused a connection past listen.max_connections. */
   noteDropped(): void
+  /** A connection's first request head did not arrive within header_timeout_ms (408, closed). */
+  noteHeaderTimeout(): void
   /** Connections refused, by cause (for metrics). */
   readonly refused: Readonly<Record<RefusalCause, number>>
 }
 
-export type RefusalCause = 'unauthenticated_per_source' | 'unauthenticated_budget' | 'max_connections'
+export type RefusalCause =
+  'unauthenticated_per_source' | 'unauthenticated_budget' | 'max_connections' | 'header_timeout'
 
 export interface ConnGateOptions {
   readonly maxUnauthenticatedPerSource: number
@@ -57,6 +60,7 @@ export function createConnGate(opts: () => ConnGateOptions): ConnGate {
     unauthenticated_per_source: 0,
     unauthenticated_budget: 0,
     max_connections: 0,
+    header_timeout: 0,
   }
   const leave = (srcIp: string): void => {
     const n = (unauthenticated.get(srcIp) ?? 1) - 1
@@ -66,6 +70,7 @@ export function createConnGate(opts: () => ConnGateOptions): ConnGate {
   return {
     refused,
     noteDropped: () => void refused.max_connections++,
+    noteHeaderTimeout: () => void refused.header_timeout++,
     accept(socket: GatedSocket, srcIp) {
       const held = unauthenticated.get(srcIp) ?? 0
       if (held >= opts().maxUnauthenticatedPerSource) {

@@ -35,11 +35,16 @@ export function createProxyServer(deps: ProxyDeps): Server {
     requireHostHeader: false,
   })
   answerHalfClosedClients(server)
+  // A first head that never comes (a slow-header attack) is counted, by whichever deadline sees it first.
+  const firstHeadTimedOut = (socket: Socket): void => {
+    deps.gate.noteHeaderTimeout()
+    answerHeaderTimeout(socket)
+  }
   server.on('connection', (socket: Socket) => {
     const state = attachConnState(socket)
     socket.on('error', destroyEmitter)
     if (!deps.gate.accept(socket, state.srcIp)) return void socket.destroy()
-    armHeadDeadline(socket, upstream.headerTimeoutMs, answerHeaderTimeout)
+    armHeadDeadline(socket, upstream.headerTimeoutMs, firstHeadTimedOut)
   })
   // Past listen.max_connections node closes new connections at once ('drop'); counted for the metrics.
   server.on('drop', () => {
@@ -98,7 +103,10 @@ export function createProxyServer(deps: ProxyDeps): Server {
       }),
     )
   })
-  server.on('clientError', answerClientError)
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && socket.writable) deps.gate.noteHeaderTimeout()
+    answerClientError(err, socket)
+  })
   return server
 }
 

@@ -259,7 +259,7 @@ export function createMetrics(initial: MetricsSources = {}): Metrics {
   )
   labelledFromSource(
     'portcullis_connections_refused_total',
-    'Client connections closed before any decision: past listen.max_connections, past the unauthenticated connections a source may hold, or past its budget of unauthenticated denials.',
+    'Client connections closed before any decision: past listen.max_connections, past the unauthenticated connections a source may hold, past its budget of unauthenticated denials, or with no first request head within header_timeout_ms.',
     'cause',
     () => new Map(Object.entries(src.connectionsRefused?.() ?? {})),
     registers,

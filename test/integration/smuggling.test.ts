@@ -4,6 +4,7 @@ import { startHttpOrigin } from '../helpers/origins.js'
 import { rawExchange, basicAuth, trickleUntilClosed } from '../helpers/clients.js'
 import { originOnlyYaml, TOKEN } from '../helpers/config.js'
 import { until } from '../helpers/poll.js'
+import { metric } from '../helpers/admin.js'
 import { openTunnel } from '../helpers/tunnel.js'
 import { connect } from 'node:net'
 import { once } from 'node:events'
@@ -398,6 +399,15 @@ t.test('a connection that sends nothing is closed at header_timeout_ms', async (
   const { response, closed } = await rawExchange(pc.proxyPort, '', 6000)
   t.ok(closed, `closed after ${Date.now() - started} ms`)
   t.match(response, /^HTTP\/1\.1 408 /)
+  const socket = connect(pc.proxyPort, '127.0.0.1')
+  await once(socket, 'connect')
+  const trickled = await trickleUntilClosed(socket, `GET http://origin.test/ HTTP/1.1\r\nX-Slow: ${'a'.repeat(200)}`)
+  t.match(trickled.answer, /^HTTP\/1\.1 408 /, 'a trickled head is cut too')
+  t.equal(
+    await metric(pc.adminUrl, 'portcullis_connections_refused_total{cause="header_timeout"}'),
+    2,
+    'and /metrics counts both (a slow-header attack left no trace)',
+  )
 })
 
 t.test('a kept-alive connection that sends only blank lines is closed at idle_timeout_ms', async (t) => {
