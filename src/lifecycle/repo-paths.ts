@@ -38,7 +38,7 @@ export function namesGlobbedRepo(r: Facts): boolean {
 }
 
 export function repoUseOf(r: Facts): RepoUse | null {
-  if (r.path === null || r.method === 'CONNECT' || namesGlobbedRepo(r)) return null
+  if (r.path === null || r.method === 'CONNECT') return null
   const pushed = r.git !== undefined || (r.reason === 'denied_repo_write' && r.detail === 'read_only')
   const smart = SMART_HTTP.exec(r.path)
   if (smart) {

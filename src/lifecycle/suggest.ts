@@ -206,8 +206,10 @@ function minimise(
   onPurpose: readonly DecisionRecord[],
 ): Minimised {
   const entries: SuggestedEntry[] = []
+  // Not offered to any rule below (repo rules would read the '*' as a wildcard); listed as not suggested.
   const globbed = records.filter(namesGlobbedRepo)
-  let rest = records.filter((r) => !namesGlobbedRepo(r))
+  const skipped = new Set(globbed)
+  let rest = records.filter((r) => !skipped.has(r))
   const take = (rule: SuggestedRule, taken: readonly DecisionRecord[], folded: readonly string[] = []): void => {
     entries.push(entryOf(rule, taken, folded, ctx.config.upstream.allowPrivate))
     const gone = new Set(taken)

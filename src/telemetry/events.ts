@@ -235,12 +235,12 @@ export function buildDecisionRecord(f: DecisionFacts, d: Decision, wouldDeny: bo
     would_deny: wouldDeny,
     address: f.address,
   }
-  const withDetail0 = d.verdict === 'deny' && d.detail !== undefined ? { ...record, detail: d.detail } : record
-  const withDetail = f.sni === undefined ? withDetail0 : { ...withDetail0, sni: f.sni }
+  const withDetail = d.verdict === 'deny' && d.detail !== undefined ? { ...record, detail: d.detail } : record
+  const withSni = f.sni === undefined ? withDetail : { ...withDetail, sni: f.sni }
   const withSandbox =
     f.sandbox === undefined
-      ? withDetail
-      : { ...withDetail, sandbox: f.sandbox, labels: f.labels ?? {}, sandbox_expires_at: f.sandbox_expires_at }
+      ? withSni
+      : { ...withSni, sandbox: f.sandbox, labels: f.labels ?? {}, sandbox_expires_at: f.sandbox_expires_at }
   const withGit = f.git === undefined ? withSandbox : { ...withSandbox, git: recordedGit(f.git) }
   return f.package === undefined ? withGit : { ...withGit, package: f.package }
 }
