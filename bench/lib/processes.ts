@@ -187,7 +187,8 @@ export async function startProxy(
         pid: child.pid ?? -1,
         logFile,
         caCertFile: join(dir, 'ca.pem'),
-        stop: () => stopChild(child, 5000),
+        // A profiled proxy writes its profile only once the drain (8 s) is over.
+        stop: () => stopChild(child, nodeArgs.some((a) => a.startsWith('--cpu-prof')) ? 15_000 : 5000),
       }
     }
     if (Date.now() > deadline) {
