@@ -15,7 +15,7 @@
  * This parser is stricter than git's receive-pack wherever git is lax in a way
  * that could make the proxy and the server read different commands: a
  * delim packet, capabilities on a later line, unsigned commands mixed with a
- * certificate or an empty line are refused as `malformed` rather than guessed
+ * certificate, a NUL inside a certificate or an empty line are refused as `malformed` rather than guessed
  * at. A refused oddity costs a retry; a misread command would bypass policy.
  *
  * Called on a growing prefix of the body: `need_more` until the head is
@@ -206,6 +206,10 @@ function readCertCommands(r: Reader, start: number, format: ObjectFormat): Step<
     if (!p.ok) return p
     pos = p.next
     if (p.value.kind !== 'data') return { ok: false, result: fail('malformed', 'unterminated_push_cert') }
+    // git keeps a certificate line only up to its first NUL (strbuf_addstr): a NUL lets the two
+    // readings end the header, the commands or the certificate at different lines, so hidden
+    // commands would reach the server unchecked.
+    if (p.value.payload.includes(0)) return { ok: false, result: fail('malformed', 'nul_in_push_cert') }
     // Certificate lines keep their LF (git reads them unchomped).
     if (p.value.payload.toString('latin1') === 'push-cert-end\n') break
     lines.push(p.value.payload)

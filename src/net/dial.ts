@@ -3,7 +3,8 @@ import { connect, type OnReadOpts, type Socket } from 'node:net'
 /**
  * Why an upstream leg failed. `no_answer`: the upstream closed before any answer; `bad_answer`: what it
  * sent is not HTTP (or not TLS, where TLS was expected); `tls_handshake`: the TLS handshake failed before
- * any certificate was judged (no version or cipher in common, an alert); `out_of_descriptors`: the proxy itself has no file descriptor left (EMFILE/ENFILE:
+ * any certificate was judged (no version or cipher in common, an alert); `encoded_answer`: a compressed
+ * answer where the proxy must read the body to mask an injected credential; `out_of_descriptors`: the proxy itself has no file descriptor left (EMFILE/ENFILE:
  * a problem on the proxy host, not the network).
  */
 export type UpstreamFailureKind =
@@ -17,6 +18,7 @@ export type UpstreamFailureKind =
   | 'tls_verify'
   | 'tls_handshake'
   | 'head_too_large'
+  | 'encoded_answer'
   | 'out_of_descriptors'
 export interface UpstreamFailure {
   readonly kind: 'failure'

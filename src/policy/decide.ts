@@ -262,7 +262,9 @@ function readOnlyRepoRule(
 function requestStage(policy: CompiledPolicy, rule: CompiledRule, facts: RequestFacts): number {
   if (!(rule.ports ?? policy.defaultPorts).has(facts.port)) return RANK_PORT
   if (rule.methods !== null && !rule.methods.has(facts.method)) return RANK_METHOD
-  if (rule.paths !== null && !rule.paths.some((p) => matchPathPattern(p, facts.path, facts.query))) return RANK_PATH
+  const forDeny = rule.effect === 'deny'
+  if (rule.paths !== null && !rule.paths.some((p) => matchPathPattern(p, facts.path, facts.query, forDeny)))
+    return RANK_PATH
   return FULL_MATCH
 }
 

@@ -149,14 +149,19 @@ function fail(message: string): ParsedPathPattern {
   return { ok: false, message }
 }
 
-/** Does a normalised path plus raw query (no `?`) match? */
-export function matchPathPattern(pattern: PathPattern, path: string, query: string): boolean {
+/**
+ * Does a normalised path plus raw query (no `?`) match? A required query is read cautiously either
+ * way round: for an allow rule (`forDeny` false) it must hold however a server reads the query, for
+ * a deny rule it is enough that some server could read it so (queryMayHold).
+ */
+export function matchPathPattern(pattern: PathPattern, path: string, query: string, forDeny = false): boolean {
   let pathOk: boolean
   if (pattern.literal !== null) pathOk = pattern.literal === path
   else if (pattern.prefix !== null) pathOk = path.startsWith(pattern.prefix)
   else pathOk = pattern.glob !== null && matchGlob(pattern.glob, path)
   if (!pathOk) return false
-  return pattern.required.length === 0 || queryHolds(pattern.required, query)
+  if (pattern.required.length === 0) return true
+  return forDeny ? queryMayHold(pattern.required, query) : queryHolds(pattern.required, query)
 }
 
 // Work done by the matcher (segment visits, characters compared), read only through
@@ -362,6 +367,44 @@ function queryHolds(required: readonly QueryParam[], query: string): boolean {
     }
   }
   return true
+}
+
+/**
+ * Could some server read every required `k=v` in the query? Each is looked for under every split,
+ * among all parameters named `k` (servers differ on which of several wins), with escapes decoded
+ * leniently (a bad escape left as written, as most decoders do, rather than the parameter dropped).
+ * What a deny rule asks: `?service=git-upload-pack&service=git-receive-pack` is a receive-pack to
+ * git, and `?service=git-receive-pack&%zz` one to any lenient decoder.
+ */
+function queryMayHold(required: readonly QueryParam[], query: string): boolean {
+  if (query === '') return false
+  return required.every((want) =>
+    QUERY_SPLITS.some((split) =>
+      query.split(split).some((text) => {
+        const p = decodeParamLeniently(text)
+        return p.key === want.key && p.value === want.value
+      }),
+    ),
+  )
+}
+
+function decodeParamLeniently(text: string): QueryParam {
+  const eq = text.indexOf('=')
+  return eq < 0
+    ? { key: decodeLeniently(text), value: '' }
+    : { key: decodeLeniently(text.slice(0, eq)), value: decodeLeniently(text.slice(eq + 1)) }
+}
+
+/** `+` as a space, well-formed escapes decoded (a run that is not UTF-8 only in its ASCII ones), anything else as written. */
+function decodeLeniently(s: string): string {
+  return s.replace(/\+/g, ' ').replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => {
+    try {
+      return decodeURIComponent(run)
+    } catch {
+      // Not UTF-8 as a whole: its ASCII escapes still read as their characters.
+      return run.replace(/%[0-7][0-9A-Fa-f]/g, (e) => String.fromCharCode(parseInt(e.slice(1), 16)))
+    }
+  })
 }
 
 function decodeParam(text: string): QueryParam | null {

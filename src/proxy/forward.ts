@@ -432,6 +432,16 @@ function bodyOf(req: IncomingMessage, target: ForwardTarget): OutgoingRequest['b
   return req
 }
 
+/** Does an answer head (flat name/value list) name a content coding other than identity? */
+function encodedBody(flat: readonly string[]): boolean {
+  for (let i = 0; i < flat.length; i += 2) {
+    if ((flat[i] as string).toLowerCase() !== 'content-encoding') continue
+    const codings = (flat[i + 1] as string).split(',').map((c) => c.trim().toLowerCase())
+    if (codings.some((c) => c !== '' && c !== 'identity')) return true
+  }
+  return false
+}
+
 /**
  * The answer, written to the client as it comes: hop-by-hop fields stripped (and those its Connection
  * field names), Via appended, Connection for the client's own hop; an injected secret masked in header
@@ -521,8 +531,17 @@ function relayAnswer(
         res.shouldKeepAlive = false
       // The client's hop: close after this answer if the client asked to (Connection: close, HTTP/1.0).
       headers.push('connection', res.shouldKeepAlive ? 'keep-alive' : 'close')
-      if (masker !== null)
+      if (masker !== null) {
+        // The request asked for identity: a compressed body would carry an echoed credential past the
+        // masker unseen, so such an answer is refused rather than passed on.
+        if (encodedBody(flat)) {
+          done = true
+          res.removeListener('close', onClientGone)
+          if (!res.destroyed) onFailure('encoded_answer')
+          return false
+        }
         for (let i = 1; i < headers.length; i += 2) headers[i] = maskText(headers[i] as string, secrets)
+      }
       if (res.destroyed) return false
       // Written once the read that brought it is parsed: a framing error in the same read (a bad chunk
       // right after the head) still gets the client a 502 that says so, not a head and a reset.

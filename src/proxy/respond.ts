@@ -60,6 +60,8 @@ const UPSTREAM_SENTENCES: Record<UpstreamFailureKind, string> = {
     "the upstream server's answer head (or a chunk line or its trailers) is larger than the 64 KiB the proxy accepts",
   tls_handshake:
     'the TLS handshake with the upstream server failed (no protocol version or cipher in common, or it refused the handshake), so the proxy did not connect',
+  encoded_answer:
+    'the upstream server compressed an answer that the proxy must read to keep the credential it added out of it, though it was asked not to',
   out_of_descriptors:
     'the proxy has run out of file descriptors (too many open connections on the proxy host); this is not a network fault and should clear when connections close',
 }

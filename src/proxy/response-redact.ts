@@ -6,7 +6,8 @@
  * Each occurrence of a secret is overwritten with `*` of the same length, so Content-Length stays
  * right. A stream is masked chunk by chunk, holding back the last (longest secret − 1) bytes of each
  * chunk in case a secret straddles two. What this cannot see: a secret re-encoded by the upstream
- * (base64, JSON `\u` escapes, compressed: requests with injected headers ask for identity encoding).
+ * (base64, JSON `\u` escapes). Requests with injected headers ask for identity encoding, and a compressed
+ * answer to one is refused (forward.ts).
  */
 export interface SecretMasker {
   /** The masked bytes that are safe to send now (some of `chunk` may be held back). */

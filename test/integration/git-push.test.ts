@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -6,6 +6,7 @@ import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startGitServer, gitEnv, runGit } from '../helpers/git-server.js'
 import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
+import { curl } from '../helpers/clients.js'
 import type { DecisionRecord } from '../../src/telemetry/events.js'
 
 /**
@@ -150,6 +151,55 @@ agents:
     t.match(r.stderr, /-> main \(portcullis: agent ci-42 may push only to/)
     t.throws(() => git.revParse('acme/widgets.git', 'agent/ci-42/other'), 'the good ref was not created')
     t.equal(git.revParse('acme/widgets.git', 'agent/ci-42/fix-123'), before)
+  })
+
+  t.test('a signed push hiding commands behind a NUL in its certificate is refused whole', async (t) => {
+    // git keeps a certificate line only up to a NUL: to git the header ends at the first blank line
+    // and the tag and release lines are commands; a reader of the whole line would check only the last.
+    const main = git.revParse('acme/widgets.git')
+    const zeros = '0'.repeat(40)
+    const pkt = (s: string): string => `${(s.length + 4).toString(16).padStart(4, '0')}${s}`
+    const emptyPack = Buffer.concat([Buffer.from('PACK\0\0\0\x02\0\0\0\0', 'latin1')])
+    const wire = Buffer.concat([
+      Buffer.from(
+        [
+          pkt('push-cert\0report-status side-band-64k object-format=sha1 agent=git/2.39.5\n'),
+          pkt('certificate version 0.1\n'),
+          pkt('pusher x <a@b> 1700000000 +0000\n'),
+          pkt('nonce 1\n'),
+          pkt('\0'),
+          pkt('\n'),
+          pkt(`${zeros} ${main} refs/tags/v9\n`),
+          pkt(`${zeros} ${main} refs/heads/release\0\n`),
+          pkt('\n'),
+          pkt(`${zeros} ${main} refs/heads/agent/ci-42/cover\n`),
+          pkt('-----BEGIN PGP SIGNATURE-----\n'),
+          pkt('-----END PGP SIGNATURE-----\n'),
+          pkt('push-cert-end\n'),
+          '0000',
+        ].join(''),
+        'latin1',
+      ),
+      emptyPack,
+      createHash('sha1').update(emptyPack).digest(),
+    ])
+    const bodyFile = join(dir, 'smuggled-push')
+    writeFileSync(bodyFile, wire)
+    const r = await curl([
+      '-x',
+      `http://ci-42:${TOKEN}@127.0.0.1:${pc.proxyPort}`,
+      '--cacert',
+      join(pc.dir, 'ca.pem'),
+      '-H',
+      'Content-Type: application/x-git-receive-pack-request',
+      '--data-binary',
+      `@${bodyFile}`,
+      `${base}/acme/widgets.git/git-receive-pack`,
+    ])
+    t.match(r.headers['x-portcullis-decision'], 'denied_git_push')
+    t.match(await lastPushRecord(), { reason: 'denied_git_push', detail: 'unreadable' })
+    for (const ref of ['v9', 'release', 'agent/ci-42/cover'])
+      t.throws(() => git.revParse('acme/widgets.git', ref), `${ref} did not reach the server`)
   })
 
   t.test('a pack over max_pack_bytes is refused', async (t) => {

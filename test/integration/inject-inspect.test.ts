@@ -210,6 +210,11 @@ agents:
 t.test('an upstream that echoes the request never hands the injected secret to the sandbox', async (t) => {
   const echo = await startHttpsOrigin(t, ['origin.test'], (req, res) => {
     const body = JSON.stringify({ headers: req.headers, note: `you sent ${String(req.headers.authorization)}` })
+    if (req.url === '/headers-gzip') {
+      // Compressed though identity was asked for: the echo is out of the masker's sight.
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' })
+      return void res.end(gzipSync(body))
+    }
     res.writeHead(200, {
       'content-type': 'application/json',
       'x-echo-authorization': String(req.headers.authorization),
@@ -240,6 +245,15 @@ agents:
   t.match(r.body, `Bearer ${'*'.repeat(SECRET.length)}`)
   t.equal(r.headers['x-echo-authorization'], `Bearer ${'*'.repeat(SECRET.length)}`, 'so is a header echoing it')
   t.doesNotThrow(() => JSON.parse(r.body), 'the body is still whole (same length)')
+  const gz = await curl([...via, '--compressed', `https://origin.test:${echo.port}/headers-gzip`])
+  t.equal(gz.status, 502, 'a compressed answer, which the masker cannot read, is refused')
+  t.equal(gz.headers['x-portcullis-decision'], 'upstream_error')
+  t.match(gz.body, /compressed an answer/)
+  t.notMatch(gz.body, SECRET)
+  const rec = await pc.waitForRecord<DecisionRecord>(
+    (x) => x.event === 'decision' && x.path === '/headers-gzip' && x.reason === 'upstream_error',
+  )
+  t.equal(rec.detail, 'encoded_answer')
 })
 
 t.test('a git token_env credential (HTTP Basic) echoed back is masked, base64 and all', async (t) => {

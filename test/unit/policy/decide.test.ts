@@ -494,3 +494,31 @@ agents:
     verdict: 'allow',
   })
 })
+
+t.test('a deny rule requiring a query parameter matches every reading some server could take', async (t) => {
+  const policy = parseConfigText(
+    `groups:
+  g:
+    allow: [ { host: q.test } ]
+    deny: [ { host: q.test, paths: ["/r/info/refs?service=git-receive-pack"] } ]
+agents:
+  - { id: ci, source_cidrs: [127.0.0.1/32], groups: [g] }
+`,
+    'deny-query.yaml',
+  ).policy
+  for (const query of [
+    'service=git-receive-pack',
+    'service=git-upload-pack&service=git-receive-pack',
+    'service=git-receive-pack&%zz',
+    'a=1;service=git-receive-pack',
+  ])
+    t.match(
+      decideRequest(policy, req('ci', 'GET', `http://q.test/r/info/refs?${query}`)),
+      { verdict: 'deny', reason: 'denied_by_rule', ruleId: 'g.deny[0]' },
+      query,
+    )
+  t.match(decideRequest(policy, req('ci', 'GET', 'http://q.test/r/info/refs?service=git-upload-pack')), {
+    verdict: 'allow',
+    ruleId: 'g.allow[0]',
+  })
+})

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import {
   MAX_MATCHED_PATH_BYTES,
   matchPathPattern,
@@ -88,14 +88,44 @@ const MATCH: ReadonlyArray<readonly [pattern: string, target: string, expected: 
   ],
 ]
 
+/** Does `pattern` match the request target `target` (path and query), as an allow or a deny rule's? */
+function matchesTarget(t: Test, pattern: string, target: string, forDeny: boolean): boolean | null {
+  const parsed = parsePathPattern(pattern)
+  t.ok(parsed.ok)
+  const q = target.indexOf('?')
+  const path = q < 0 ? target : target.slice(0, q)
+  const query = q < 0 ? '' : target.slice(q + 1)
+  return parsed.ok ? matchPathPattern(parsed.pattern, path, query, forDeny) : null
+}
+
 for (const [pattern, target, expected, behaviour] of MATCH) {
   t.test(behaviour, async (t) => {
-    const parsed = parsePathPattern(pattern)
-    t.ok(parsed.ok)
-    const q = target.indexOf('?')
-    const path = q < 0 ? target : target.slice(0, q)
-    const query = q < 0 ? '' : target.slice(q + 1)
-    if (parsed.ok) t.equal(matchPathPattern(parsed.pattern, path, query), expected)
+    t.equal(matchesTarget(t, pattern, target, false), expected)
+  })
+}
+
+// A deny rule's required query matches when some server could read it so: the opposite caution.
+const DENY_MATCH: ReadonlyArray<readonly [target: string, expected: boolean, behaviour: string]> = [
+  ['/r/info/refs?service=git-receive-pack', true, 'deny: the value itself'],
+  ['/r/info/refs?service=git-upload-pack&service=git-receive-pack', true, 'deny: a repeated key, git reading the last'],
+  [
+    '/r/info/refs?service=git-receive-pack&service=git-upload-pack',
+    true,
+    'deny: a repeated key, a server reading the first',
+  ],
+  ['/r/info/refs?service=git-receive-pack&%zz', true, 'deny: a parameter that does not decode is passed over'],
+  ['/r/info/refs?a=1;service=git-receive-pack', true, 'deny: servers that also split on ;'],
+  ['/r/info/refs?servic%65=git%2Dreceive-pack', true, 'deny: keys and values decoded'],
+  ['/r/info/refs?service=git-receive-pack%ff', false, 'deny: a value with more in it is another value'],
+  ['/r/info/refs?servic%65%ff=git-receive-pack', false, 'deny: a key with more in it is another key'],
+  ['/r/info/refs?x=1&servic%65%ff', false, 'deny: a run that is not UTF-8 still decodes only as far as it goes'],
+  ['/r/info/refs?service=git-upload-pack', false, 'deny: another value'],
+  ['/r/info/refs', false, 'deny: no query'],
+]
+
+for (const [target, expected, behaviour] of DENY_MATCH) {
+  t.test(behaviour, async (t) => {
+    t.equal(matchesTarget(t, '/r/info/refs?service=git-receive-pack', target, true), expected)
   })
 }
 
