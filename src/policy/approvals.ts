@@ -1,8 +1,8 @@
 import type { Reason } from './reasons.js'
 import type { CompiledPolicy } from './compiled.js'
 import { decodedReading } from '../net/url-path.js'
-import { decideConnect, matchRequest, type RequestMatch } from './decide.js'
-import type { ConnectDecision, ConnectFacts, Decision, RequestFacts } from './types.js'
+import { decideConnect, denyByAddress, matchRequest, type RequestMatch } from './decide.js'
+import type { ConnectDecision, ConnectFacts, Decision, DenyDecision, RequestFacts } from './types.js'
 
 /**
  * An admin's scoped, expiring exception to policy. Created from a blocked
@@ -182,4 +182,35 @@ export function decideConnectApproved(
     nowMs,
   )
   return overlaid.verdict === 'allow' ? { ...overlaid, via: 'tunnel' } : d
+}
+
+/**
+ * denyByAddress with approvals overlaid: an approval of the request (named by its host, as the denial
+ * body offers it) lifts an IP or CIDR rule's denial as it lifts any other `denied_by_rule`, and for a
+ * request it must open the path as a decoding server reads it too (as in matchRequestApproved).
+ */
+export function denyByAddressApproved(
+  policy: CompiledPolicy,
+  facts: ConnectFacts,
+  address: string,
+  request: Pick<RequestFacts, 'method' | 'scheme' | 'path' | 'query'> | null,
+  index: ApprovalIndex,
+  nowMs: number,
+  sandbox: string | null = null,
+): DenyDecision | null {
+  const d = denyByAddress(policy, facts, address, request)
+  if (d === null || index.size === 0) return d
+  const f: ApprovalFacts = {
+    agent: facts.agent,
+    method: request?.method ?? 'CONNECT',
+    host: facts.host,
+    port: facts.port,
+    path: request?.path ?? null,
+    sandbox,
+  }
+  if (applyApprovals(d, f, index, nowMs).verdict === 'deny') return d
+  if (request === null) return null
+  const decoded = decodedReading(request.path)
+  if (decoded === request.path) return null
+  return decoded !== null && applyApprovals(d, { ...f, path: decoded }, index, nowMs).verdict === 'allow' ? null : d
 }

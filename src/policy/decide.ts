@@ -282,6 +282,46 @@ interface Failure {
   readonly detail?: string
 }
 
+/**
+ * The agent's deny rules naming an IP or CIDR, asked of the address a name resolved to (what Squid's
+ * `dst` ACLs and Smokescreen's deny ranges do): `deny: [{host: 203.0.113.0/24}]` refuses every name
+ * that resolves into that range, not only the literal. The earliest such rule that also matches the
+ * rest of the request (port, method, path as written and as a decoding server reads it) denies;
+ * null when none does. `request` null for a CONNECT, whose insides the rules cannot see: there only
+ * rules without methods and paths apply. Allow rules naming IPs are not asked: a name is opened by
+ * its name, never because of where it resolves.
+ */
+export function denyByAddress(
+  policy: CompiledPolicy,
+  facts: ConnectFacts,
+  address: string,
+  request: Pick<RequestFacts, 'method' | 'scheme' | 'path' | 'query'> | null,
+): DenyDecision | null {
+  const indexes = policy.rules.get(facts.agent)
+  if (indexes === undefined) return null
+  let asked: RequestFacts | null = null
+  let decoded: string | null = null
+  let deny: CompiledRule | null = null
+  for (const rule of candidates(indexes, address)) {
+    if (rule.effect !== 'deny') continue
+    // Built for the first deny rule met: most requests meet none, and allocate nothing here.
+    if (request !== null && asked === null) {
+      asked = { ...facts, ...request, host: address }
+      decoded = decodedReading(asked.path)
+    }
+    const matches =
+      asked === null
+        ? rule.methods === null && rule.paths === null && (rule.ports ?? policy.defaultPorts).has(facts.port)
+        : requestStage(policy, rule, asked) === FULL_MATCH ||
+          (decoded !== null &&
+            decoded !== asked.path &&
+            requestStage(policy, rule, { ...asked, path: decoded }) === FULL_MATCH)
+    if (matches) deny = earlier(deny, rule)
+  }
+  scratch.length = 0
+  return deny === null ? null : denyWith('denied_by_rule', deny)
+}
+
 export function decideConnect(policy: CompiledPolicy, facts: ConnectFacts): ConnectDecision {
   const indexes = policy.rules.get(facts.agent)
   if (indexes === undefined || !policy.agents.has(facts.agent)) return INTERNAL

@@ -2,10 +2,10 @@ import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import { authenticate } from '../identity/authenticate.js'
 import { limiterKey, sandboxFactsOf } from '../identity/sandbox-auth.js'
-import { normalizeHost, parseAuthority } from '../net/host.js'
+import { isIpLiteral, normalizeHost, parseAuthority } from '../net/host.js'
 import { resolveChecked } from '../net/resolve.js'
 import { dialChecked } from '../net/dial.js'
-import { decideConnectApproved } from '../policy/approvals.js'
+import { decideConnectApproved, denyByAddressApproved } from '../policy/approvals.js'
 import { effectiveMode, explainsDenials } from '../policy/compiled.js'
 import type { CompiledAgent } from '../policy/types.js'
 import { normalizePath, splitTarget } from '../net/url-path.js'
@@ -82,11 +82,12 @@ export async function handleConnect(
   const via = policyDecision.verdict === 'allow' ? policyDecision.via : 'tunnel'
   // Every CONNECT is one request against the budget: an intercepted one costs a TLS handshake and maybe a
   // certificate, whatever its inner requests (each counted again) do.
-  const { decision, release } = applyLimits(deps.limiter, key, identity.agent.limits, policyDecision, mode, {
+  const { decision: limited, release } = applyLimits(deps.limiter, key, identity.agent.limits, policyDecision, mode, {
     request: true,
     connection: true,
   })
   deps.observeDecision((performance.now() - t0) / 1000)
+  let decision = limited
   const refused: DecisionFacts = { ...base, agent, mode, ...sb }
   const explainable = { agent: identity.agent, key, head }
   if (decision.verdict === 'deny' && !passes(decision, mode))
@@ -108,6 +109,24 @@ export async function handleConnect(
       failedAfter(decision, resolved.decision),
       explainable,
     )
+  }
+  // A name that resolved into a range an IP or CIDR deny rule names is refused like the literal.
+  const byAddress =
+    decision.verdict === 'allow' && !isIpLiteral(authority.host)
+      ? denyByAddressApproved(
+          cfg.policy,
+          { agent, host: authority.host, port: authority.port },
+          resolved.address,
+          null,
+          deps.approvals(),
+          Date.now(),
+          sb?.sandbox ?? null,
+        )
+      : null
+  if (byAddress !== null) {
+    if (!passes(byAddress, mode))
+      return refuse(deps, socket, req, { ...refused, address: resolved.address }, byAddress, explainable)
+    decision = byAddress
   }
   const checkedNoTls: DecisionFacts = { ...refused, address: resolved.address }
   const checked: DecisionFacts = { ...checkedNoTls, tls: via }

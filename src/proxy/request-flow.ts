@@ -10,13 +10,13 @@ import {
   type SandboxAuth,
   type SandboxFacts,
 } from '../identity/sandbox-auth.js'
-import { normalizeHost, parseAuthority } from '../net/host.js'
+import { isIpLiteral, normalizeHost, parseAuthority } from '../net/host.js'
 import { resolveChecked, resolveCheckedNow, type Resolved, type Unresolved } from '../net/resolve.js'
 import { normalizePath, splitTarget } from '../net/url-path.js'
-import { matchRequestApproved } from '../policy/approvals.js'
+import { denyByAddressApproved, matchRequestApproved } from '../policy/approvals.js'
 import { effectiveMode, type CompiledPolicy } from '../policy/compiled.js'
 import { NO_HANDLING, type Handling } from '../policy/decide.js'
-import type { Decision, DenyDecision, Mode } from '../policy/types.js'
+import type { Decision, DenyDecision, Mode, RequestFacts } from '../policy/types.js'
 import { newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import { connStateOf } from './conn-state.js'
 import { applyLimits, denialContext, failedAfter, passes, settle } from './decision-point.js'
@@ -185,13 +185,22 @@ export function decideHttpRequest(
   const host = channel.kind === 'proxy' ? target.host : channel.connect.host
   const port = channel.kind === 'proxy' ? target.port : channel.connect.port
   const scheme = channel.kind === 'proxy' ? 'http' : channel.connect.scheme
-  const { decision: policyDecision, handling } = matchRequestApproved(
-    cfg.policy,
-    { agent: agentId, method, scheme, host, port, path: target.path, query: target.query },
-    deps.approvals(),
-    Date.now(),
-    sb?.sandbox ?? null,
-  )
+  const requestFacts: RequestFacts = {
+    agent: agentId,
+    method,
+    scheme,
+    host,
+    port,
+    path: target.path,
+    query: target.query,
+  }
+  const named = matchRequestApproved(cfg.policy, requestFacts, deps.approvals(), Date.now(), sb?.sandbox ?? null)
+  const handling = named.handling
+  // Inside a CONNECT the address is the CONNECT's, already checked: IP and CIDR deny rules are asked of it now.
+  const policyDecision =
+    channel.kind === 'connect'
+      ? checkAddress(deps, cfg.policy, requestFacts, channel.connect.address, named.decision, sb?.sandbox ?? null)
+      : named.decision
   // A plain-HTTP client connection holds a concurrent_connections slot while it is open, idle or not;
   // inside a CONNECT the CONNECT holds it. Each request is one against the budget.
   const { decision } = limits
@@ -223,10 +232,13 @@ export function decideHttpRequest(
       if (decision.verdict === 'deny') settle(deps.bus, factsOf(agentId, mode, null), decision)
       return deny(factsOf(agentId, mode, r.address), failedAfter(decision, r.decision), false)
     }
+    const decided = checkAddress(deps, cfg.policy, requestFacts, r.address, decision, sb?.sandbox ?? null)
+    if (decided.verdict === 'deny' && !passes(decided, mode))
+      return deny(factsOf(agentId, mode, r.address), decided, false)
     return {
       kind: 'pass',
       facts: factsOf(agentId, mode, r.address),
-      decision,
+      decision: decided,
       handling,
       target: { address: r.address, port, host, tls: false, requestTarget: requestTargetOf(target) },
       query: target.query,
@@ -235,6 +247,23 @@ export function decideHttpRequest(
   }
   const now = resolveCheckedNow(host, cfg.upstream)
   return now !== null ? resolved(now) : resolveChecked(host, cfg.upstream).then(resolved)
+}
+
+/**
+ * `decision`, unless it allows and one of the agent's IP or CIDR deny rules covers the address the
+ * request's host name resolved to (denyByAddressApproved). An IP-literal host met those rules in the
+ * policy itself.
+ */
+function checkAddress(
+  deps: ProxyDeps,
+  policy: CompiledPolicy,
+  facts: RequestFacts,
+  address: string | null,
+  decision: Decision,
+  sandbox: string | null,
+): Decision {
+  if (decision.verdict !== 'allow' || address === null || isIpLiteral(facts.host)) return decision
+  return denyByAddressApproved(policy, facts, address, facts, deps.approvals(), Date.now(), sandbox) ?? decision
 }
 
 /**

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { parseConfigText } from '../../../src/config/load.js'
 import { effectiveMode, type CompiledPolicy } from '../../../src/policy/compiled.js'
-import { decideConnect, decideRequest, matchRequest } from '../../../src/policy/decide.js'
+import { decideConnect, decideRequest, denyByAddress, matchRequest } from '../../../src/policy/decide.js'
 import { applyMode } from '../../../src/policy/mode.js'
 import type { RequestFacts } from '../../../src/policy/types.js'
 
@@ -521,4 +521,30 @@ agents:
     verdict: 'allow',
     ruleId: 'g.allow[0]',
   })
+})
+
+t.test('denyByAddress: IP and CIDR deny rules asked of a resolved address', async (t) => {
+  const policy = parseConfigText(
+    `groups:
+  g:
+    allow: [ { host: named.test }, { host: 198.51.100.7 } ]
+    deny:
+      - { host: 203.0.113.0/24 }
+      - { host: 198.51.100.7, paths: ["/admin/**"] }
+      - { host: named.test }
+agents:
+  - { id: ci, source_cidrs: [127.0.0.1/32], groups: [g] }
+`,
+    'deny-address.yaml',
+  ).policy
+  const facts = { agent: 'ci', host: 'other.test', port: 443 }
+  const get = (path: string) => ({ method: 'GET', scheme: 'https' as const, path, query: '' })
+  t.match(denyByAddress(policy, facts, '203.0.113.9', null), { reason: 'denied_by_rule', ruleId: 'g.deny[0]' })
+  t.match(denyByAddress(policy, facts, '203.0.113.9', get('/')), { ruleId: 'g.deny[0]' })
+  t.equal(denyByAddress(policy, facts, '198.51.100.7', null), null, 'a path rule does not refuse a CONNECT')
+  t.match(denyByAddress(policy, facts, '198.51.100.7', get('/admin/x')), { ruleId: 'g.deny[1]' })
+  t.match(denyByAddress(policy, facts, '198.51.100.7', get('/a/..%2Fadmin/x')), { ruleId: 'g.deny[1]' })
+  t.equal(denyByAddress(policy, facts, '198.51.100.7', get('/public')), null)
+  t.equal(denyByAddress(policy, facts, '192.0.2.1', get('/')), null, 'an address no IP rule names')
+  t.equal(denyByAddress(policy, { ...facts, agent: 'nobody' }, '203.0.113.9', null), null)
 })
