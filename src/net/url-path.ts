@@ -30,7 +30,7 @@ const PLAIN_PATH = /^[\x21-\x24\x26-\x5b\x5d-\x7e]*$/
  * Normalise an origin-form path (no query): decode unreserved %XX, upper-case
  * other escapes, collapse `//`, remove dot segments (RFC 3986 §5.2.4, after
  * decoding). null for anything malformed: not starting with `/`, bad escapes,
- * controls, raw spaces or backslashes (which some servers read as `/`).
+ * controls, an encoded NUL, raw spaces or backslashes (which some servers read as `/`).
  */
 export function normalizePath(rawPath: string): string | null {
   if (!rawPath.startsWith('/')) return null
@@ -48,6 +48,8 @@ function decodeUnreserved(raw: string): string | null {
       const hex = raw.slice(i + 1, i + 3)
       if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return null
       const byte = parseInt(hex, 16)
+      // An encoded NUL: servers in C (and files on disk) end the path there, `/a.exe%00.txt` is `/a.exe`.
+      if (byte === 0) return null
       const c = String.fromCharCode(byte)
       out += UNRESERVED.test(c) ? c : `%${HEX[byte >> 4]}${HEX[byte & 15]}`
       i += 2
@@ -91,7 +93,12 @@ function removeDotSegments(path: string): string | null {
   return trailingSlash && out.length > 0 ? `${joined}/` : joined
 }
 
-const AMBIGUOUS = /%2F|%5C|%3B|;|%25[0-9A-Fa-f]{2}/
+const AMBIGUOUS = /%2F|%5C|%3B|;|%25[0-9A-Fa-f]{2}|%C[01]%|%E0%8[01]/
+/**
+ * An overlong UTF-8 spelling of an ASCII character (`%C0%AE` is `.`, `%C0%AF` is `/`): invalid UTF-8,
+ * but decoders that do not check (old IIS, some Java stacks) read the character.
+ */
+const OVERLONG = /%C[01]%[89AB][0-9A-F]|%E0%8[01]%[89AB][0-9A-F]/g
 /** `%25` before two hex digits: an escape spelled once more (`%252E` is `%2E`, then `.`). */
 const ESCAPED_ESCAPE = /%25(?=[0-9A-Fa-f]{2})/g
 
@@ -100,12 +107,14 @@ const ESCAPED_ESCAPE = /%25(?=[0-9A-Fa-f]{2})/g
  * drops `;params` from segments (Tomcat, some Python and Java stacks), would read
  * it, in normal form; the same string when there is nothing to read differently;
  * null when that reading is malformed (e.g. `/a%2F..;b`). Such a server may also
- * decode twice (a front end, then the application): `%252E%252E` is then `..`.
- * Input: normalizePath output (escapes upper-case).
+ * decode twice (a front end, then the application): `%252E%252E` is then `..`; or read overlong
+ * UTF-8 (`%C0%AE%C0%AE` is then `..`). Input: normalizePath output (escapes upper-case).
  */
 export function decodedReading(path: string): string | null {
   if (!AMBIGUOUS.test(path)) return path
-  const once = path.includes('%25') ? decodeUnreserved(path.replace(ESCAPED_ESCAPE, '%')) : path
+  const twice = path.includes('%25') ? decodeUnreserved(path.replace(ESCAPED_ESCAPE, '%')) : path
+  if (twice === null) return null
+  const once = /%C[01]%|%E0%8[01]/.test(twice) ? decodeUnreserved(twice.replace(OVERLONG, asciiEscape)) : twice
   if (once === null) return null
   const slashes = once.replace(/%2F|%5C/g, '/').replace(/%3B/g, ';')
   const noParams = slashes
@@ -113,4 +122,17 @@ export function decodedReading(path: string): string | null {
     .map((seg) => (seg.startsWith('..;') || seg.startsWith('.;') ? seg : seg.replace(/;.*$/, '')))
     .join('/')
   return removeDotSegments(noParams)
+}
+
+/** The escape of the ASCII character an overlong UTF-8 sequence (as OVERLONG matches it) spells. */
+function asciiEscape(seq: string): string {
+  const bytes = seq
+    .slice(1)
+    .split('%')
+    .map((h) => parseInt(h, 16))
+  const cp =
+    bytes.length === 2
+      ? (((bytes[0] as number) & 0x1f) << 6) | ((bytes[1] as number) & 0x3f)
+      : (((bytes[0] as number) & 0x0f) << 12) | (((bytes[1] as number) & 0x3f) << 6) | ((bytes[2] as number) & 0x3f)
+  return `%${HEX[cp >> 4]}${HEX[cp & 15]}`
 }

@@ -137,7 +137,13 @@ agents:
 
   t.test('encoded slashes and ;params cannot step around a path rule at an origin that decodes them', async (t) => {
     const before = origin.seen.length
-    for (const path of ['/ok/..%2Fsecret', '/ok/..%5Csecret', '/ok/%2e%2e%2Fsecret', '/ok/%252e%252e/secret']) {
+    for (const path of [
+      '/ok/..%2Fsecret',
+      '/ok/..%5Csecret',
+      '/ok/%2e%2e%2Fsecret',
+      '/ok/%252e%252e/secret',
+      '/ok/%c0%ae%c0%ae/secret',
+    ]) {
       const r = await curl([...proxy, '--path-as-is', `http://paths.test:${origin.port}${path}`])
       t.equal(r.status, 403, path)
       t.equal(r.headers['x-portcullis-decision'], 'denied_path', path)
@@ -146,6 +152,8 @@ agents:
       const r = await curl([...proxy, '--path-as-is', `http://origin.test:${origin.port}${path}`])
       t.equal(r.headers['x-portcullis-decision'], 'denied_by_rule', path)
     }
+    const nul = await curl([...proxy, '--path-as-is', `http://paths.test:${origin.port}/ok/a.exe%00.txt`])
+    t.equal(nul.status, 400, 'an encoded NUL (the path ends there to a C server) is refused')
     t.equal(origin.seen.length, before, 'none reached the origin')
     const fine = await curl([...proxy, `http://paths.test:${origin.port}/ok/a%2Fb`])
     t.equal(fine.status, 200, 'allowed under both readings')

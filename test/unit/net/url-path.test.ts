@@ -36,6 +36,7 @@ const PATHS: ReadonlyArray<readonly [string, string | null, string]> = [
   ['/\ud83d\ude00', '/%F0%9F%98%80', 'an astral character is encoded as one code point'],
   ['/\ud83d', null, 'a lone surrogate is rejected'],
   ['/%zz', null, '`%zz` is rejected'],
+  ['/files/a.exe%00.txt', null, 'an encoded NUL is rejected (C servers end the path there)'],
   ['/%4', null, 'a truncated escape is rejected'],
   ['/a%', null, 'a bare `%` is rejected'],
   ['/a\u0000b', null, 'NUL is rejected'],
@@ -84,6 +85,11 @@ const DECODED_READINGS: ReadonlyArray<readonly [string, string | null, string]> 
   ['/public/%252e%252e/secret', '/secret', 'in lower case as well (normalizePath leaves the hex after %25 as written)'],
   ['/files/100%25.txt', '/files/100%25.txt', 'a literal percent sign before no hex is left alone'],
   ['/files/100%25AB.txt', '/files/100%AB.txt', 'before hex, it reads as that escape (not malformed)'],
+  ['/public/%C0%AE%C0%AE/admin', '/admin', 'overlong UTF-8 dots are dots to a decoder that does not check'],
+  ['/public/..%C0%AFadmin', '/admin', 'an overlong slash is a separator to it'],
+  ['/public/%E0%80%AE%E0%80%AE/admin', '/admin', 'three-byte overlong dots too'],
+  ['/caf%C3%A9/x', '/caf%C3%A9/x', 'well-formed UTF-8 is left alone'],
+  ['/l1/%C0%E9', '/l1/%C0%E9', 'a Latin-1 byte that starts no overlong sequence is left alone'],
 ]
 for (const [path, expected, behaviour] of DECODED_READINGS) {
   t.test(`decodedReading: \`${path}\` — ${behaviour}`, async (t) => {
