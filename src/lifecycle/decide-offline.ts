@@ -161,6 +161,10 @@ export function packageDenialOffline(
     if (req.kind === 'unparseable') return 'unparseable_path'
     name = req.project
     version = req.kind === 'simple_project' ? null : req.version
+    for (const alt of req.kind === 'file' ? req.alternatives : []) {
+      const admitted = rules.admits(alt.project, alt.version)
+      if (!admitted.ok) return admitted.detail
+    }
   }
   const admitted = rules.admits(name, version)
   if (!admitted.ok) return admitted.detail

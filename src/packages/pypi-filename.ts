@@ -8,7 +8,8 @@
  *   `.tar.xz`, `.tgz`, `.tar` that PyPI still serves for old releases. Old sdist names may contain
  *   dashes (`python-dateutil-2.8.2.tar.gz`), so the split is ambiguous without the project: given
  *   `expectedProject`, the split is where the name part normalises to it (as pip does); without it,
- *   the version starts at the first dash followed by a digit.
+ *   at the first dash before a digit that leaves a PEP 440 version, and the other splits are
+ *   returned as `alternatives`.
  * - egg: `{name}-{version}(-{python}(-{platform})?)?.egg`, dashes in the name escaped to `_`.
  * A PEP 658 metadata file (`<dist>.metadata`) is read as its distribution.
  *
@@ -31,12 +32,26 @@ export type DistFilename =
       readonly version: string
       /** True for a PEP 658 `.metadata` file beside the distribution. */
       readonly metadata: boolean
+      /**
+       * An old sdist name read without its project may split elsewhere too (`dash-3d-1.0.tar.gz`):
+       * the other projects (and versions) it could belong to. Absent when there are none.
+       */
+      readonly alternatives?: readonly Alternative[]
     }
   | { readonly ok: false; readonly problem: DistFilenameProblem }
 
 const SDIST_EXTENSIONS = ['.tar.gz', '.zip', '.tar.bz2', '.tar.xz', '.tgz', '.tar']
 const VERSION = /^[0-9][A-Za-z0-9.!+_]*$/
 const SDIST_VERSION = /^[0-9][A-Za-z0-9.!+_-]*$/
+/** A PEP 440 version (the spec's Appendix B form, less the leading `v`, which no cut can begin with). */
+const PEP440 =
+  /^(?:[0-9]+!)?[0-9]+(?:\.[0-9]+)*(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?[0-9]*)?(?:-[0-9]+|[-_.]?(?:post|rev|r)[-_.]?[0-9]*)?(?:[-_.]?dev[-_.]?[0-9]*)?(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?$/i
+
+export interface Alternative {
+  /** PEP 503-normalised. */
+  readonly project: string
+  readonly version: string
+}
 const TAG = /^[A-Za-z0-9_.]+$/
 const MAX_FILENAME = 255
 
@@ -67,6 +82,7 @@ function parseWheel(stem: string, expected: string | null, metadata: boolean): D
 
 function parseSdist(stem: string, expected: string | null, metadata: boolean): DistFilename {
   let cut = -1
+  let others: Alternative[] = []
   if (expected !== null) {
     for (let i = stem.indexOf('-'); i > 0; i = stem.indexOf('-', i + 1)) {
       if (normalizePypiName(stem.slice(0, i)) === expected) {
@@ -76,12 +92,22 @@ function parseSdist(stem: string, expected: string | null, metadata: boolean): D
     }
     if (cut < 0) return fail('name_mismatch')
   } else {
-    cut = stem.search(/-[0-9]/)
-    if (cut < 0) return fail('bad_version')
+    // Every dash before a digit could end the name (`dash-3d-1.0` is `dash-3d` 1.0, or `dash` "3d-1.0"):
+    // the first whose rest is a PEP 440 version is taken, and the others are named too, so that a
+    // deny or allow list can be asked of every project the file could belong to.
+    const cuts: number[] = []
+    for (let i = stem.search(/-[0-9]/); i >= 0; i = stem.indexOf('-', i + 1))
+      if (/[0-9]/.test(stem.charAt(i + 1))) cuts.push(i)
+    if (cuts.length === 0) return fail('bad_version')
+    cut = cuts.find((i) => PEP440.test(stem.slice(i + 1))) ?? (cuts[0] as number)
+    others = cuts
+      .filter((i) => i !== cut && isPypiName(stem.slice(0, i)) && SDIST_VERSION.test(stem.slice(i + 1)))
+      .map((i) => ({ project: normalizePypiName(stem.slice(0, i)), version: stem.slice(i + 1) }))
   }
   const version = stem.slice(cut + 1)
   if (!SDIST_VERSION.test(version)) return fail('bad_version')
-  return result('sdist', stem.slice(0, cut), version, expected, metadata)
+  const parsed = result('sdist', stem.slice(0, cut), version, expected, metadata)
+  return parsed.ok && others.length > 0 ? { ...parsed, alternatives: others } : parsed
 }
 
 function parseEgg(stem: string, expected: string | null, metadata: boolean): DistFilename {

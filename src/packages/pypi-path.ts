@@ -6,7 +6,7 @@
  * (double encoding), or decodes to `/`, `\`, a control character or a dot segment, is
  * `unparseable` and should be refused.
  */
-import { parseDistFilename, type DistKind } from './pypi-filename.js'
+import { parseDistFilename, type Alternative, type DistKind } from './pypi-filename.js'
 import { isPypiName, normalizePypiName } from './rules.js'
 
 export type PypiPathProblem =
@@ -25,6 +25,8 @@ export type PypiRequest =
       readonly version: string
       readonly dist: DistKind
       readonly metadata: boolean
+      /** Other projects an old sdist's name could belong to (pypi-filename.ts); empty for most files. */
+      readonly alternatives: readonly Alternative[]
     }
   /** `/`, `/simple/` (the project list), web pages, search: no distribution is fetched. */
   | { readonly kind: 'other' }
@@ -84,6 +86,7 @@ export function classifyPypiPath(target: string): PypiRequest {
       version: dist.version,
       dist: dist.kind,
       metadata: dist.metadata,
+      alternatives: dist.alternatives ?? [],
     }
   }
   return { kind: 'other' }

@@ -220,6 +220,12 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
     if (req.kind === 'unparseable') return refuse(ctx, 'unparseable_path', undefined, unparseableSentence(req.problem))
     const version = req.kind === 'simple_project' ? null : req.version
     const pkg: PackageFacts = { registry: 'pypi', name: req.project, version }
+    // A file whose name could be another project's too is refused if any of them would be.
+    for (const alt of req.kind === 'file' ? req.alternatives : []) {
+      const admitted = ctx.control.rules.admits(alt.project, alt.version)
+      if (!admitted.ok)
+        return refuse(ctx, admitted.detail, { registry: 'pypi', name: alt.project, version: alt.version })
+    }
     const byName = judgeByName(ctx, pkg)
     if (byName !== null) return byName
     const index = await indexTarget(ctx)

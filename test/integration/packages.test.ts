@@ -390,7 +390,7 @@ t.test('PyPI: Simple JSON and HTML, legacy JSON, files, through real pip', async
   const pc = await startPortcullis(
     t,
     `${pinnedUpstreamYaml({ ports: [port], hosts: ['pypi.org', 'files.pythonhosted.org'], caFile: ca.certFile })}${groupYaml(
-      ['preset: pypi\npackages: { min_age: 72h, deny: ["requestz"] }'],
+      ['preset: pypi\npackages: { min_age: 72h, deny: ["requestz", "evil-3d"] }'],
     )}`,
   )
   const proxy = `http://ci:${TOKEN}@127.0.0.1:${pc.proxyPort}`
@@ -493,5 +493,22 @@ t.test('PyPI: Simple JSON and HTML, legacy JSON, files, through real pip', async
     // pip shows why only when asked: -vv prints the status the index answered.
     const verbose = await pip(['-vv', 'requestz'], join(work, 'dl4'))
     t.match(verbose.stdout + verbose.stderr, /403/)
+  })
+
+  await t.test('an old sdist whose name splits more than one way is judged by every project it could be', async (t) => {
+    // The file host's URL names no project: `evil-3d-1.0.tar.gz` is `evil-3d` 1.0 (the PEP 440 split, a
+    // denied project), or `evil` "3d-1.0"; `requestz-2fa-1.0.tar.gz` could be `requestz`, denied too.
+    const r = await curlVia(`https://files.pythonhosted.org:${port}/packages/ee/ff/requestz-2fa-1.0.tar.gz`, [
+      '-H',
+      'accept: application/json',
+    ])
+    t.equal(r.status, 403)
+    t.match(JSON.parse(r.body), { reason: 'denied_package', detail: 'denied', package: 'requestz' })
+    const evil = await curlVia(`https://files.pythonhosted.org:${port}/packages/ee/ff/evil-3d-1.0.tar.gz`, [
+      '-H',
+      'accept: application/json',
+    ])
+    t.equal(evil.status, 403)
+    t.match(JSON.parse(evil.body), { reason: 'denied_package', detail: 'denied', package: 'evil-3d' })
   })
 })

@@ -26,7 +26,7 @@ t.test('sdists: dashes in old names need the project to split reliably', async (
     ['python-dateutil-2.8.2.tar.gz', undefined, 'python-dateutil', '2.8.2'],
     ['python-dateutil-2.8.2.tar.gz', 'python_dateutil', 'python-dateutil', '2.8.2'],
     ['foo-2-bar-1.0.tar.gz', 'foo-2-bar', 'foo-2-bar', '1.0'],
-    ['foo-2-bar-1.0.tar.gz', undefined, 'foo', '2-bar-1.0'], // ambiguous without the project
+    ['pkg-1.0-2.tar.gz', 'pkg', 'pkg', '1.0-2'],
     ['Paste-1.7.5.1.zip', undefined, 'paste', '1.7.5.1'],
     ['pkg-1.0.tar.bz2', undefined, 'pkg', '1.0'],
     ['pkg-1.0.tgz', undefined, 'pkg', '1.0'],
@@ -39,6 +39,17 @@ t.test('sdists: dashes in old names need the project to split reliably', async (
       `${file} ${String(expected)}`,
     )
   }
+})
+
+t.test('sdists read without the project: the PEP 440 split, and every other split named', async (t) => {
+  const cases: [string, string, string, { project: string; version: string }[]][] = [
+    ['foo-2-bar-1.0.tar.gz', 'foo-2-bar', '1.0', [{ project: 'foo', version: '2-bar-1.0' }]],
+    ['dash-3d-1.0.tar.gz', 'dash-3d', '1.0', [{ project: 'dash', version: '3d-1.0' }]],
+    ['pkg-1.0-2.tar.gz', 'pkg', '1.0-2', [{ project: 'pkg-1-0', version: '2' }]],
+    ['odd-2x-3y.tar.gz', 'odd', '2x-3y', [{ project: 'odd-2x', version: '3y' }]],
+  ]
+  for (const [file, project, version, alternatives] of cases)
+    t.same(parseDistFilename(file), { ok: true, kind: 'sdist', project, version, metadata: false, alternatives }, file)
 })
 
 t.test('eggs and PEP 658 metadata files', async (t) => {
