@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Credential } from '../identity/authenticate.js'
 import type { Handling } from '../policy/decide.js'
 import type { Decision, DenyDecision } from '../policy/types.js'
@@ -166,7 +167,7 @@ function answerAndRecord(
   answer: GateAnswer,
   plain: Credential | null,
 ): void {
-  if (plain !== null) countAndRecordClose(deps, req, res, facts, 0, plain)
+  if (plain !== null) countAndRecordClose(deps, req, res, facts, plain)
   req.resume()
   if (res.headersSent || res.destroyed) return void res.destroy()
   const headers = [...answer.headers, 'via', VIA, 'connection', res.shouldKeepAlive ? 'keep-alive' : 'close']
@@ -367,8 +368,7 @@ export function forwardAndRecord(
 ): void {
   // Intercepted connections get one close record per connection instead, and count bytes_per_day on
   // the connection (intercept.ts), so a long download inside one is counted while it runs.
-  if (plain !== null)
-    countAndRecordClose(deps, req, res, facts, target.body?.length ?? target.replay?.bytes ?? 0, plain)
+  if (plain !== null) countAndRecordClose(deps, req, res, facts, plain)
   deps.forwarder.forward(req, res, target, (failure) => {
     if (failure === 'out_of_descriptors') deps.descriptors.note('dial')
     const d: DenyDecision = { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: failure }
@@ -378,10 +378,17 @@ export function forwardAndRecord(
   })
 }
 
+/** How far a plain-HTTP client connection's bytesRead has been counted to requests' close records. */
+const kReadCounted = Symbol('portcullis.readCounted')
+type CountedSocket = Socket & { [kReadCounted]?: number }
+
 /**
  * One close record per plain-HTTP request, with the bytes the client connection moved for it both ways
- * (the socket's own counters, read at the start and at the end: no listener on the body, which must
- * reach the upstream client untouched, and nothing per chunk); `bodyRead` bytes were read before.
+ * (the socket's own counters: no listener on the body, which must reach the upstream client untouched,
+ * and nothing per chunk). Up is what the connection read since the last request's record: node reads
+ * a head and the body behind it in one go, so bytesRead when the request is seen already holds the
+ * body (an upload counted 0 towards bytes_per_day). Requests on a connection are answered in turn, so
+ * the next one starts where this one's record ended.
  * While its answer is in flight the exchange is tracked like a tunnel: a revoked or expired sandbox
  * credential, a reload that refuses the request, or the bytes budget cuts a long answer (a download,
  * an event stream), not only the next request.
@@ -391,11 +398,10 @@ function countAndRecordClose(
   req: IncomingMessage,
   res: ServerResponse,
   facts: DecisionFacts,
-  bodyRead: number,
   credential: Credential,
 ): void {
-  const socket = req.socket
-  const readAtStart = socket.bytesRead - bodyRead
+  const socket: CountedSocket = req.socket
+  const readAtStart = socket[kReadCounted] ?? 0
   const writtenAtStart = socket.bytesWritten
   const address = facts.address ?? ''
   const connection = openConnection(deps, {
@@ -423,5 +429,6 @@ function countAndRecordClose(
   res.once('close', () => {
     done()
     connection.finish()
+    socket[kReadCounted] = socket.bytesRead
   })
 }

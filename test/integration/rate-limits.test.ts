@@ -10,6 +10,7 @@ import { openTunnel } from '../helpers/tunnel.js'
 import { originOnlyYaml, TOKEN } from '../helpers/config.js'
 import { adminCall } from '../helpers/admin.js'
 import { until } from '../helpers/poll.js'
+import type { CloseRecord } from '../../src/telemetry/events.js'
 
 /** Rate limits through the real proxy (in memory; the Redis-shared case is in redis-shared.test.ts). */
 
@@ -182,6 +183,24 @@ t.test("bytes_per_day: once the day's bytes are used, requests are 429 until mid
     'Retry-After points at the next UTC midnight',
   )
   t.match(second.body, /exceeded its rate limit/)
+})
+
+t.test('bytes_per_day counts plain-HTTP uploads, which node reads with their head', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port], { extra: 'limits: { bytes_per_day: 20000 }' }))
+  const upload = async (path: string): Promise<number> => {
+    const r = await curl([
+      ...['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '-H', 'Expect:'],
+      ...['--data-binary', 'u'.repeat(10_000), `http://origin.test:${origin.port}${path}`],
+    ])
+    return r.status
+  }
+  t.equal(await upload('/1'), 200)
+  const rec = await pc.waitForRecord<CloseRecord>((r) => r.event === 'close')
+  t.ok(rec.bytes_up >= 10_000, `the close record counts the body up (${rec.bytes_up})`)
+  t.equal(await upload('/2'), 200, 'the second passes: counted when it completes')
+  await pc.waitForRecord((r) => r.event === 'close' && r.id !== rec.id)
+  t.equal(await upload('/3'), 429, 'the third finds the day used up')
 })
 
 t.test('audit mode records a limited request as would_deny and lets it pass', async (t) => {
