@@ -57,6 +57,15 @@ export interface RedisSync {
   firstSync(timeoutMs: number): Promise<boolean>
 }
 
+/** One sync's answer; `failure` set when part of it failed (a Cluster node down): `totals` then holds what was applied. */
+interface SyncResult {
+  readonly live: string[]
+  readonly totals: UsageTotals[]
+  readonly learned: string[]
+  readonly minute: number
+  readonly failure: unknown
+}
+
 const COMMAND = 'portcullisLimitSync'
 
 /** With nothing to report, a sync (heartbeat, learning) runs at most this often. */
@@ -160,9 +169,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
     Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []
 
   /** One round trip: heartbeat (which instances are alive), the active sets, the batch's scripts. */
-  async function run(
-    batch: readonly UsageReport[],
-  ): Promise<{ live: string[]; totals: UsageTotals[]; learned: string[]; minute: number }> {
+  async function run(batch: readonly UsageReport[]): Promise<SyncResult> {
     const now = Date.now()
     const minute = minuteOf(now)
     const add = activeAdds(batch, now)
@@ -175,17 +182,28 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
         add.length > 0
           ? cluster.zadd(activeKey(minute), ...add).then(() => cluster.expire(activeKey(minute), MINUTE_TTL_S))
           : Promise.resolve(0)
-      const [alive, ...rest] = await Promise.all([
+      // Each agent's script runs on its own slot's node: with one node down the others still apply
+      // theirs, grants included. Those are settled, not forgotten with the failed ones: tokens granted
+      // and forgotten at every sync while a node was down added up to a healthy agent's whole budget.
+      const [alive, ...rest] = await Promise.allSettled([
         cluster[HEARTBEAT](...heartbeat),
         ...toRead.map((r) => written.then(() => cluster.zrangebyscore(r.key, r.min, '+inf'))),
         ...batch.map((c) => cluster[COMMAND](...argsOf(c))),
       ])
-      const learned = rest.slice(0, toRead.length).flatMap(strings)
+      const failure = [alive, ...rest].find((r): r is PromiseRejectedResult => r.status === 'rejected')
+      const value = (r: PromiseSettledResult<unknown> | undefined): unknown =>
+        r?.status === 'fulfilled' ? r.value : undefined
+      const totals: UsageTotals[] = []
+      batch.forEach((c, i) => {
+        const r = rest[toRead.length + i]
+        if (r?.status === 'fulfilled') totals.push(toTotals(c, r.value))
+      })
       return {
-        live: strings(alive),
-        totals: batch.map((c, i) => toTotals(c, rest[toRead.length + i])),
-        learned,
+        live: strings(value(alive)),
+        totals,
+        learned: rest.slice(0, toRead.length).flatMap((r) => strings(value(r))),
         minute,
+        failure: failure === undefined ? null : failure.reason,
       }
     }
     const p = client.pipeline() as WithSync<ReturnType<Redis['pipeline']>>
@@ -206,6 +224,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
       totals: batch.map((c, i) => toTotals(c, reply(first + toRead.length + i))),
       learned,
       minute,
+      failure: null,
     }
   }
 
@@ -251,9 +270,15 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
     const mine = ++generation
     inflightSince = t
     run(batch).then(
-      ({ live, totals, learned, minute }) => {
+      ({ live, totals, learned, minute, failure }) => {
         if (mine !== generation) return
         inflightSince = null
+        if (failure !== null) {
+          // Part of it failed (a Cluster node down): what was applied is kept, the rest forgotten.
+          limiter.shared.settle(totals)
+          limiter.shared.abandon()
+          return degrade(failure)
+        }
         liveIds = live.length > 0 ? live : [instance]
         readMinute = minute
         limiter.shared.setInstances(liveIds.length)
