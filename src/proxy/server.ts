@@ -173,6 +173,11 @@ export function refuseExpectation(req: IncomingMessage, res: ServerResponse): vo
 export function inTurn(req: IncomingMessage, res: ServerResponse, handle: () => void): void {
   const socket = req.socket as QueueSocket
   const current = socket._httpMessage
+  // An answer that closes the connection may be written whole before node parses what followed it
+  // in the same read (a 400 for a smuggling shape): node then hands the next request this socket as
+  // if it were free, but the connection is ending, and that request must not go out (on a kept
+  // upstream connection, in this very turn).
+  if (socket.writableEnded || socket.destroyed) return void res.destroy()
   if (!current || current === res) return handle()
   // Each waits for the one just before it, not for the answer being written: else every request queued
   // behind it ran at once when it closed, even past one that closes the connection.

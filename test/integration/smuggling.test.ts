@@ -85,6 +85,28 @@ t.test('malformed and smuggling-shaped requests get 400/431 and a closed connect
     })
   }
 
+  t.test('a request pipelined behind a refused shape is never sent, even on a warm upstream', async (t) => {
+    // A kept upstream connection lets a request go out in the very turn it is read: the 400 before it
+    // was already written, and its end had emptied the queue the request would have waited in.
+    const warm = await rawExchange(pc.proxyPort, `GET ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}\r\n`, 1000)
+    t.match(warm.response, /^HTTP\/1\.1 200 /)
+    for (const shape of [
+      'Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+      'Transfer-Encoding: identity, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+      'Expect: foo\r\nContent-Length: 3\r\n\r\nabc',
+    ]) {
+      const before = origin.seen.length
+      const { response } = await rawExchange(
+        pc.proxyPort,
+        `POST ${target} HTTP/1.1\r\nHost: origin.test\r\n${auth}${shape}` +
+          `GET http://origin.test:${origin.port}/pipelined-after HTTP/1.1\r\nHost: origin.test\r\n${auth}\r\n`,
+      )
+      t.match(response, /^HTTP\/1\.1 (?:400|417) /, shape)
+      t.notMatch(response, /200 OK/, 'one answer, then the close')
+      t.equal(origin.seen.length, before, `nothing reached the origin: ${shape.split(':')[0]}`)
+    }
+  })
+
   t.test('a client trickling header bytes is cut off at header_timeout_ms', async (t) => {
     const socket = connect(pc.proxyPort, '127.0.0.1')
     await once(socket, 'connect')
