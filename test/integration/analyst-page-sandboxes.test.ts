@@ -75,6 +75,25 @@ agents:
     await page.fill('#f-label', '')
   })
 
+  t.test('Suggest rules asks only about the rows the sandbox and label filters show', async (t) => {
+    await page.fill('#f-label', 'task=T-2')
+    const asked = page.waitForRequest((r) => r.url().includes('/api/suggest'))
+    await page.click('#suggest-btn')
+    const url = new URL((await asked).url())
+    t.equal(url.searchParams.get('label'), 'task=T-2')
+    await page.waitForSelector('#suggest:not([hidden])')
+    t.match(await page.textContent('#suggest-scope'), /label task=T-2/)
+    await page.click('#suggest-close')
+    await page.fill('#f-label', '')
+    await page.fill('#f-sandbox', b.id)
+    const bySandbox = page.waitForRequest((r) => r.url().includes('/api/suggest'))
+    await page.click('#suggest-btn')
+    t.equal(new URL((await bySandbox).url()).searchParams.get('sandbox'), b.id)
+    await page.waitForSelector('#suggest:not([hidden])')
+    await page.click('#suggest-close')
+    await page.fill('#f-sandbox', '')
+  })
+
   t.test('"this sandbox only" makes an approval for that sandbox alone', async (t) => {
     t.equal(await page.isVisible(`${row(aId)} input[name=sandbox_only]`), true, 'offered on a sandbox row')
     await page.fill(`${row(aId)} input[name=reason]`, 'task T-1 needs it')

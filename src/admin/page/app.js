@@ -340,7 +340,7 @@ async function connect() {
 async function suggestRules() {
   const f = filters()
   const p = new URLSearchParams()
-  for (const k of ['agent', 'host', 'reason']) if (f[k]) p.set(k, f[k])
+  for (const k of ['agent', 'host', 'reason', 'sandbox', 'label']) if (f[k]) p.set(k, f[k])
   const scope = [...p].map(([k, v]) => `${k} ${v}`).join(', ') || 'all blocked requests'
   const btn = $('#suggest-btn')
   btn.disabled = true
