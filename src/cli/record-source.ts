@@ -7,7 +7,6 @@
  */
 import { once } from 'node:events'
 import { createReadStream } from 'node:fs'
-import { createInterface } from 'node:readline'
 import type { RuntimeConfig } from '../config/types.js'
 import { PortcullisError } from '../errors.js'
 import { isDecision, parseLogLine } from '../lifecycle/records.js'
@@ -146,13 +145,58 @@ async function ready(client: RedisClient, url: string): Promise<void> {
   }
 }
 
+/**
+ * A log line longer than this is skipped: no record comes near it (a push's refs are capped), and
+ * readline kept any line whole, so a run of NULs left by a copytruncate rotation, or `--source
+ * /dev/zero`, grew one string until V8 refused it (a RangeError nothing could catch).
+ */
+const MAX_LINE_BYTES = 16 * 1024 * 1024
+
+/** The lines of `input` (LF or CRLF), each at most MAX_LINE_BYTES; longer ones are passed over whole. */
+async function* linesOf(input: AsyncIterable<Buffer | string>): AsyncGenerator<string> {
+  let held: Buffer[] = []
+  let heldBytes = 0
+  let skipping = false
+  const line = (tail: Buffer): string => {
+    const whole = held.length === 0 ? tail : Buffer.concat([...held, tail])
+    held = []
+    heldBytes = 0
+    const end = whole.length > 0 && whole[whole.length - 1] === 0x0d ? whole.length - 1 : whole.length
+    return whole.toString('utf8', 0, end)
+  }
+  for await (const piece of input) {
+    let chunk = typeof piece === 'string' ? Buffer.from(piece) : piece
+    for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a)) {
+      if (skipping) {
+        skipping = false
+        held = []
+        heldBytes = 0
+      } else if (heldBytes + nl <= MAX_LINE_BYTES) yield line(chunk.subarray(0, nl))
+      else {
+        held = []
+        heldBytes = 0
+      }
+      chunk = chunk.subarray(nl + 1)
+    }
+    if (skipping || chunk.length === 0) continue
+    if (heldBytes + chunk.length > MAX_LINE_BYTES) {
+      skipping = true
+      held = []
+      heldBytes = 0
+      continue
+    }
+    held.push(Buffer.from(chunk))
+    heldBytes += chunk.length
+  }
+  if (!skipping && heldBytes > 0) yield line(Buffer.alloc(0))
+}
+
 async function readLog(q: RecordQuery): Promise<RecordBatch> {
-  const input = q.source === '-' ? process.stdin : createReadStream(q.source, { encoding: 'utf8' })
+  const input = q.source === '-' ? process.stdin : createReadStream(q.source)
   const records: DecisionRecord[] = []
   let truncated = false
   try {
-    const lines = createInterface({ input, crlfDelay: Infinity })
-    for await (const line of lines) {
+    for await (const line of linesOf(input)) {
       const r = parseLogLine(line)
       if (r === null || !wanted(r, q)) continue
       records.push(r)

@@ -85,6 +85,9 @@ export function warningsFor(
 export const GLOBBED_REPO =
   "its path names a repository with '*' (or another glob character), which a repo rule would read as a wildcard over every repository; write the rule by hand if one is meant"
 
+export const UNREADABLE_RECORD =
+  'the record names a host, port or method the proxy never decides as written (not in normal form, out of range): an edited or foreign log line; no rule is offered'
+
 export const FORGE_WRITE =
   'a push or GitHub write outside any repo: only a github:/git: repo rule may open it, with its push and API gates (no merge, own branches); no host rule is offered'
 

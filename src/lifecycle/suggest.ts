@@ -26,7 +26,8 @@ import { requestsOf } from './records.js'
 import { isForgeWrite, namesGlobbedRepo, repoUseOf } from './repo-paths.js'
 import type { SuggestedRule } from './rule-yaml.js'
 import { foldSiblings, hostDrafts, type HostRuleContext, type Protected } from './suggest-hosts.js'
-import { FORGE_WRITE, GLOBBED_REPO, NOT_SUGGESTED, warningsFor } from './suggest-notes.js'
+import { FORGE_WRITE, GLOBBED_REPO, NOT_SUGGESTED, UNREADABLE_RECORD, warningsFor } from './suggest-notes.js'
+import { normalizeHost } from '../net/host.js'
 
 export interface SuggestInput {
   readonly config: RuntimeConfig
@@ -116,7 +117,11 @@ export function suggestRules(input: SuggestInput): SuggestReport {
     (input.agent === undefined || r.agent === input.agent) &&
     (input.group === undefined || (r.agent !== null && (agents.get(r.agent)?.groups.includes(input.group) ?? false)))
   const denials = input.records.filter(inScope)
-  const liftable = denials.filter((r) => isLiftable(r) && r.agent !== null && agents.has(r.agent))
+  const candidates = denials.filter((r) => isLiftable(r) && r.agent !== null && agents.has(r.agent))
+  // A record no decision could have made (a log is a file anyone may edit) gets no rule: its host
+  // written into the config would be refused, and take every other suggestion down with it.
+  const unreadable = candidates.filter((r) => !decidable(r))
+  const liftable = candidates.filter(decidable)
   const lifted = new Set(liftable)
   const ctx: ProbeContext = { config, userPresets: userPresetsOf(input.configText), compile: input.compile }
   const onPurpose = denials.filter((r) => r.reason === 'denied_by_rule')
@@ -125,7 +130,7 @@ export function suggestRules(input: SuggestInput): SuggestReport {
     ...minimise(t.records, t.agents, t.target, ctx, onPurpose),
   }))
   // Denials no rule is offered for, and why.
-  const withheld = new Map<DecisionRecord, string>()
+  const withheld = new Map<DecisionRecord, string>(unreadable.map((r) => [r, UNREADABLE_RECORD]))
   for (const d of drafts) {
     for (const r of d.forgeWrites) withheld.set(r, FORGE_WRITE)
     for (const r of d.globbed) withheld.set(r, GLOBBED_REPO)
@@ -154,6 +159,21 @@ export function suggestRules(input: SuggestInput): SuggestReport {
     ),
     editedText,
   }
+}
+
+const METHOD = /^[A-Z][A-Z0-9!#$%&'*+.^_`|~-]*$/
+
+/** Could the proxy have decided this record as it reads: a host in normal form, a real port, a method token? */
+function decidable(r: DecisionRecord): boolean {
+  return (
+    typeof r.host === 'string' &&
+    normalizeHost(r.host) === r.host &&
+    Number.isInteger(r.port) &&
+    r.port >= 1 &&
+    r.port <= 65_535 &&
+    typeof r.method === 'string' &&
+    METHOD.test(r.method)
+  )
 }
 
 interface TargetRecords {

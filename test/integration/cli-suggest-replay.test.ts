@@ -297,16 +297,27 @@ agents:
     'the log is ECS',
   )
   const log = join(pc.dir, 'ecs.log')
-  writeFileSync(log, `${pc.logLines().join('\n')}\n`)
+  const lines = pc.logLines()
+  // What a log file may also hold: a run of NULs with no newline (a copytruncate rotation) longer
+  // than any record, and a record edited to a host the proxy never decides as written.
+  const edited = lines
+    .filter((l) => l.includes('"destination.domain":"e.sib.test"') && l.includes('"event.action":"decision"'))
+    .map((l) => l.replace('"destination.domain":"e.sib.test"', '"destination.domain":"EXAMPLE.COM."'))
+  t.ok(edited.length > 0, 'a decision line to edit')
+  writeFileSync(log, `${'\0'.repeat(17 * 1024 * 1024)}\n${[...lines, ...edited].join('\n')}\n`)
   const out = await cli(['suggest', '--config', 'portcullis.yaml', '--source', log, '--json'], pc.dir)
   t.equal(out.code, 0, out.stderr)
   const report = JSON.parse(out.stdout) as {
     targets: Array<{ name: string; rules: Array<{ rule: unknown; requests: number }> }>
+    not_suggested: Array<{ hosts: string[]; why: string }>
   }
   t.same(
     report.targets.map((x) => [x.name, x.rules.map((e) => e.rule)]),
     [['ci', [{ host: 'e.sib.test', methods: ['GET'] }]]],
   )
+  t.match(report.not_suggested, [{ hosts: ['EXAMPLE.COM.'], why: /never decides as written/ }])
+  const replayed = await cli(['replay', '--config', 'portcullis.yaml', '--source', log, '--json'], pc.dir)
+  t.equal(replayed.code, 0, replayed.stderr)
 })
 
 t.test('usage errors exit 2', async (t) => {
