@@ -30,19 +30,27 @@ function clean(text: string, cut = true): string {
  * at its end (host names are at most 253 characters anyway).
  */
 function cells(r: DecisionRecord): string[] {
+  // The stream is open to other writers (a SIEM, a script): a field may be missing or of another type,
+  // and such a row shows `-` there rather than stopping the listing.
+  const field = (v: unknown): string => (typeof v === 'string' ? v : typeof v === 'number' ? String(v) : '-')
   const defaultPort = r.scheme === 'https' ? 443 : 80
-  const host = r.port === defaultPort ? r.host : `${r.host.includes(':') ? `[${r.host}]` : r.host}:${r.port}`
+  const name = field(r.host)
+  const host =
+    typeof r.host !== 'string' || r.port === defaultPort || typeof r.port !== 'number'
+      ? name
+      : `${name.includes(':') ? `[${name}]` : name}:${r.port}`
+  const repeats = typeof r.repeats === 'number' && r.repeats > 0 ? r.repeats : 0
   return [
-    r.time.replace(/\.\d+Z$/, 'Z'),
+    field(r.time).replace(/\.\d+Z$/, 'Z'),
     // A sandbox shows as its proxy user, `<agent>+<sandbox id>`.
-    r.sandbox === undefined ? (r.agent ?? '-') : `${r.agent ?? '-'}+${r.sandbox}`,
-    r.method,
+    r.sandbox === undefined ? field(r.agent) : `${field(r.agent)}+${field(r.sandbox)}`,
+    field(r.method),
     host,
-    r.path ?? '-',
+    field(r.path),
     // A record that stands for folded repeats (telemetry/denial-fold.ts) says how many requests it is.
-    r.repeats !== undefined && r.repeats > 0 ? `${r.reason} ×${r.repeats + 1}` : r.reason,
-    r.rule ?? '-',
-    r.id,
+    repeats > 0 ? `${field(r.reason)} ×${repeats + 1}` : field(r.reason),
+    field(r.rule),
+    field(r.id),
   ].map((cell, i) => clean(cell, COLUMNS[i] !== 'HOST'))
 }
 

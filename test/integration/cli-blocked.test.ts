@@ -5,6 +5,7 @@ import { startHttpOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
 import { originOnlyYaml, TOKEN } from '../helpers/config.js'
 import { until } from '../helpers/poll.js'
+import { redisClient, startRedis } from '../helpers/redis.js'
 
 t.test('blocked --follow: rows that arrive later line up with the header', async (t) => {
   const origin = await startHttpOrigin(t)
@@ -34,4 +35,44 @@ t.test('blocked --follow: rows that arrive later line up with the header', async
     t.match(line.slice(ruleAt), /^g\.allow\[0\]/, 'RULE column aligned')
   }
   t.match(out, /…/, 'the long path was cut to its column')
+})
+
+t.test('blocked lists a stream entry another writer left incomplete, with - for what it lacks', async (t) => {
+  const redis = await startRedis(t)
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(
+    t,
+    originOnlyYaml([origin.port], {
+      paths: ['/public/**'],
+      extra: `telemetry:\n  redis: { url: ${JSON.stringify(redis.url)}, stream: "pc:events" }`,
+    }),
+  )
+  const client = redisClient(t, redis.url)
+  const r = JSON.stringify({
+    time: new Date().toISOString(),
+    id: '01M98AAAAAAAAAAAAAAAAAAAAB',
+    event: 'decision',
+    agent: 'ap',
+    decision: 'deny',
+    reason: 'denied_no_rule',
+  })
+  await client.xadd(
+    ...['pc:events', '*', 'r', r, 'event', 'decision', 'id', '01M98AAAAAAAAAAAAAAAAAAAAB'],
+    ...['agent', 'ap', 'decision', 'deny', 'reason', 'denied_no_rule', 'instance', 'x'],
+  )
+  await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, `http://origin.test:${origin.port}/a`])
+  let out = ''
+  let err = ''
+  const code = await runBlocked(
+    ['--admin', pc.adminUrl, '--limit', '5'],
+    {
+      stdout: (s) => void (out += s),
+      stderr: (s) => void (err += s),
+      env: { PORTCULLIS_ADMIN_TOKEN: pc.adminToken },
+    },
+    new AbortController().signal,
+  )
+  t.equal(code, 0, err)
+  t.match(out, /ap +- +- +- +denied_no_rule/, 'the incomplete row, its missing fields as -')
+  t.match(out, /denied_path/, 'and the rows after it')
 })
