@@ -50,7 +50,8 @@ export const MAX_LABELS_JSON = 1024
 const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
 const LABEL_VALUE = /^[\x20-\x7e]{0,128}$/
 const AGENT = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
-export const SANDBOX_ID = /^[0-9A-HJKMNP-TV-Z]{26}$/
+/** A ULID: 26 Crockford base-32 characters, the first 0–7 (its 48-bit time part). */
+export const SANDBOX_ID = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/
 const B64URL = /^[A-Za-z0-9_-]+$/
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
 

@@ -275,6 +275,14 @@ agents:
     t.match(JSON.parse(after.body), { detail: 'revoked' })
     const again = await adminCall<{ already: boolean }>(pc.adminUrl, 'DELETE', `/api/sandboxes/${s.id}`)
     t.match(again, { status: 200, body: { already: true } })
+    // Not a ULID (its first character past 7), or dated in the future: no credential can carry it
+    // now, and a revocation of it would be kept for centuries.
+    for (const bad of ['ZZZZZZZZZZZZZZZZZZZZZZZZZZ', '8ZZZZZZZZZZZZZZZZZZZZZZZZZ', '7ZZZZZZZZZZZZZZZZZZZZZZZZZ'])
+      t.match(
+        await adminCall(pc.adminUrl, 'DELETE', `/api/sandboxes/${bad}`),
+        { status: 400, body: { error: 'bad_id' } },
+        bad,
+      )
 
     t.test('GET /api/sandboxes: seen (last request, counts) and revoked', async (t) => {
       const list = await adminCall<{

@@ -109,6 +109,13 @@ export function sandboxRoutes(deps: SandboxRouteDeps): Route[] {
             message: 'a sandbox id is the 26-character id it was issued with',
           })
         const t = now()
+        // A credential is never valid before its id's time (less the clock skew): an id dated later
+        // names none yet, and a revocation of it would be kept until that date plus max_sandbox_ttl.
+        if (idTimeMs(id) > t + CLOCK_SKEW_S * 1000)
+          return sendJson(res, 400, {
+            error: 'bad_id',
+            message: 'no sandbox credential with this id can be in use yet: its id is dated in the future',
+          })
         const existing = deps.store.current().find((r) => r.id === id)
         if (existing !== undefined) return sendJson(res, 200, { ...existing, already: true })
         // No credential of this id outlives its issue time plus max_sandbox_ttl (the token checks both).
