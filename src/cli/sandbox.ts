@@ -1,6 +1,7 @@
 import { parseDurationMs } from '../config/duration.js'
 import { loadConfig, resolveConfigPath } from '../config/load.js'
 import { PortcullisError } from '../errors.js'
+import { parseAuthority } from '../net/host.js'
 import {
   issueSandbox,
   parseLabel,
@@ -56,6 +57,9 @@ async function issue(args: readonly string[], io: CliIo): Promise<number> {
   if (values.agent === undefined || values.ttl === undefined) return usage(io, 'issue needs --agent and --ttl')
   const ttlMs = parseDurationMs(values.ttl)
   if (ttlMs === null) return usage(io, `--ttl '${values.ttl}' is not a duration like 30m, 2h or 1d`)
+  // It goes into the proxy URL the sandbox is given: a name or address and a port, as a CONNECT names them.
+  if (values.proxy !== undefined && parseAuthority(values.proxy) === null)
+    return usage(io, `--proxy '${values.proxy}' is not HOST:PORT (an IPv6 address in brackets: [::1]:3128)`)
   // No prototype: `--label __proto__=x` is then a label (which the checks refuse), not silently dropped.
   const labels: Record<string, string> = Object.create(null) as Record<string, string>
   for (const text of values.label) {

@@ -115,6 +115,14 @@ agents:
         t.match(r.stdout, new RegExp(`^export ${v}='http://ci\\+[0-9A-Z]{26}:pcs1\\.`, 'm'))
     })
 
+    t.test('--proxy must be HOST:PORT: it goes into the URL the sandbox is given', async (t) => {
+      for (const bad of ['nothostport', 'host:', 'host:99999', '::1:3128']) {
+        const r = await portcullis(issueArgs('30m', '--proxy', bad, '--config', a.config), offlineEnv)
+        t.equal(r.code, 2, bad)
+        t.match(r.stderr, /is not HOST:PORT/)
+      }
+    })
+
     t.test('the CLI without the key asks the admin API, which answers the same fields', async (t) => {
       const r = await portcullis(
         issueArgs('1h', '--label', 'via=api', '--json', '--admin', b.adminUrl, '--config', b.config),
