@@ -8,8 +8,8 @@
 import { parseArgs } from 'node:util'
 import type { RuntimeConfig } from '../config/types.js'
 import { classifyAddress, isAddressAllowed } from '../net/address-class.js'
-import { formatAuthority, isIpLiteral, normalizeHost } from '../net/host.js'
-import { normalizePath } from '../net/url-path.js'
+import { formatAuthority, isIpLiteral } from '../net/host.js'
+import { parseAbsoluteUrl } from '../net/absolute-url.js'
 import { effectiveMode } from '../policy/compiled.js'
 import { decideConnect } from '../policy/decide.js'
 import { decideOffline } from '../lifecycle/decide-offline.js'
@@ -53,21 +53,9 @@ export const run: CliVerb = async (args, io) => {
 
 /** Request facts from a URL, or a message saying why it cannot be explained. */
 export function parseTarget(text: string, agent: string, method: string): RequestFacts | string {
-  let url: URL
-  try {
-    url = new URL(text)
-  } catch {
-    return `'${text}' is not an absolute URL`
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return `only http and https URLs can be explained`
   if (!/^[A-Z]+$/.test(method)) return `'${method}' is not an HTTP method`
-  const host = normalizeHost(url.hostname)
-  const path = normalizePath(url.pathname)
-  if (host === null) return `'${url.hostname}' is not a valid host`
-  if (path === null) return `'${url.pathname}' is not a valid path`
-  const scheme = url.protocol === 'https:' ? 'https' : 'http'
-  const port = url.port === '' ? (scheme === 'https' ? 443 : 80) : Number(url.port)
-  return { agent, method, scheme, host, port, path, query: url.search.slice(1) }
+  const u = parseAbsoluteUrl(text)
+  return typeof u === 'string' ? u : { agent, method, ...u }
 }
 
 export interface Explanation {

@@ -13,6 +13,7 @@ import {
 import { isIpLiteral, normalizeHost, parseAuthority } from '../net/host.js'
 import { resolveChecked, resolveCheckedNow, type Resolved, type Unresolved } from '../net/resolve.js'
 import { normalizePath, splitTarget } from '../net/url-path.js'
+import { parseAbsoluteUrl } from '../net/absolute-url.js'
 import { denyByAddressApproved, matchRequestApproved } from '../policy/approvals.js'
 import { effectiveMode, type CompiledPolicy } from '../policy/compiled.js'
 import { NO_HANDLING, type Handling } from '../policy/decide.js'
@@ -354,17 +355,8 @@ export interface RequestTarget {
 
 /** `http://host[:port]/path?query` → parts, or null. Userinfo in the URL is refused: credentials never travel in request targets. */
 export function parseAbsoluteHttpTarget(url: string): RequestTarget | null {
-  const m = /^http:\/\/([^/?#]*)(.*)$/i.exec(url)
-  if (!m) return null
-  const authority = m[1] as string
-  if (authority.includes('@') || authority === '') return null
-  const hp = parseAuthority(authority, 80)
-  if (!hp) return null
-  const rest = m[2] as string
-  const { path: rawPath, query } = splitTarget(rest === '' || rest.startsWith('?') ? `/${rest}` : rest)
-  const path = normalizePath(rawPath)
-  if (path === null) return null
-  return { host: hp.host, port: hp.port, path, query }
+  const u = parseAbsoluteUrl(url)
+  return typeof u === 'string' || u.scheme !== 'http' ? null : u
 }
 
 /** The path and query of a request inside a CONNECT (origin-form, or absolute-form naming the host). */

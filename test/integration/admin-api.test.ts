@@ -346,6 +346,14 @@ t.test('GET /api/explain', async (t) => {
     'unknown agent',
   )
   t.match((await getJson(f.base, '/api/explain?agent=ci-42&url=ftp%3A%2F%2Fx')).body, { error: 'bad_url' })
+  // As the proxy reads it (a 400): userinfo, which `\@` makes one parser see and another not.
+  t.match(
+    (await getJson(f.base, `/api/explain?agent=ci-42&url=${encodeURIComponent('http://ok.test\\@evil.test/')}`)).body,
+    {
+      error: 'bad_url',
+      message: /userinfo/,
+    },
+  )
   t.equal(
     (await getJson(f.base, '/api/explain?agent=ci-42&url=https%3A%2F%2Fa%20b%2F')).status,
     400,

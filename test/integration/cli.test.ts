@@ -142,6 +142,12 @@ if (!existsSync(MAIN)) {
       t.match(r.stdout, /^rule: developers\.allow\[0\]$/m)
     })
 
+    t.test('a URL the proxy refuses is refused here too, as /api/explain refuses it (exit 2)', async (t) => {
+      const r = await portcullis(['explain', '--agent', 'local', 'http://registry.npmjs.org\\@evil.test/'])
+      t.equal(r.code, 2)
+      t.match(r.stderr, /userinfo/)
+    })
+
     t.test('an unknown agent is a usage error (exit 2)', async (t) => {
       const r = await portcullis(['explain', '--agent', 'nobody', 'https://registry.npmjs.org/x'])
       t.equal(r.code, 2)

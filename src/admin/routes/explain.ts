@@ -1,6 +1,5 @@
 import type { RuntimeConfig } from '../../config/types.js'
-import { parseAuthority } from '../../net/host.js'
-import { normalizePath, splitTarget } from '../../net/url-path.js'
+import { parseAbsoluteUrl } from '../../net/absolute-url.js'
 import { effectiveMode } from '../../policy/compiled.js'
 import {
   coveringApproval,
@@ -32,28 +31,10 @@ export type ParsedTarget =
   | { readonly ok: false; readonly error: string }
 
 const METHOD = /^[A-Za-z]{1,20}$/
-const ABSOLUTE = /^(https?):\/\/([^/?#]*)(.*)$/is
-
-/**
- * Split an absolute http(s) URL exactly as the proxy would see it: the host
- * through normalizeHost (via parseAuthority), the raw target through
- * splitTarget + normalizePath. The WHATWG URL parser is not used for the path
- * because it rewrites it differently from what the origin receives.
- */
+/** The URL as the proxy reads an absolute-form target (net/absolute-url.ts). */
 export function parseExplainUrl(text: string): ParsedTarget {
-  const m = ABSOLUTE.exec(text.trim())
-  if (!m) return { ok: false, error: 'url must be an absolute http:// or https:// URL' }
-  const scheme = (m[1] as string).toLowerCase() as 'http' | 'https'
-  const authority = (m[2] as string).slice((m[2] as string).lastIndexOf('@') + 1)
-  const hostPort = parseAuthority(authority, scheme === 'https' ? 443 : 80)
-  if (hostPort === null) return { ok: false, error: `'${authority.slice(0, 100)}' is not a valid host[:port]` }
-  const rest = m[3] as string
-  const target = rest === '' || rest.startsWith('?') || rest.startsWith('#') ? `/${rest}` : rest
-  const { path: rawPath, query } = splitTarget(target)
-  const path = normalizePath(rawPath)
-  if (path === null)
-    return { ok: false, error: 'the URL path is malformed (bad %-escape, control character, space or backslash)' }
-  return { ok: true, facts: { scheme, host: hostPort.host, port: hostPort.port, path, query } }
+  const u = parseAbsoluteUrl(text.trim())
+  return typeof u === 'string' ? { ok: false, error: u } : { ok: true, facts: u }
 }
 
 /**
