@@ -100,14 +100,16 @@ function firstBadUtf8Byte(b: Buffer): number {
 
 /** The deny files a config names (packages.deny_file), read now: compiling is synchronous. */
 export async function readDenyFiles(text: string): Promise<DenyFiles> {
-  let raw: unknown
+  let paths: string[]
   try {
-    raw = parseDocument(text).toJS({ maxAliasCount: 100 })
+    // A document yaml cannot convert, or one that contains itself (an alias in its own anchor's node,
+    // which denyFilesOf would walk for ever): none read here, and parseConfigText says why.
+    paths = [...denyFilesOf(parseDocument(text).toJS({ maxAliasCount: 100 }))]
   } catch {
     return new Map()
   }
   const files = new Map<string, string | null>()
-  for (const path of denyFilesOf(raw)) files.set(path, await readFile(path, 'utf8').catch(() => null))
+  for (const path of paths) files.set(path, await readFile(path, 'utf8').catch(() => null))
   return files
 }
 
@@ -150,13 +152,26 @@ export function parseConfigText(
  * `*name` is a YAML alias, so an unquoted `host: *.example.com` refers to an anchor `.example.com`
  * that does not exist. yaml reports that only when the document is converted, with no position:
  * find every alias without an anchor first and say where it is, and, for a host pattern, to quote it.
+ * An alias inside its own anchor's node is refused too (yaml builds a cycle, which validation cannot walk).
  */
 function unresolvedAliases(doc: Document, file: string, lineCounter: LineCounter): ConfigIssue[] {
   const issues: ConfigIssue[] = []
   visit(doc, {
-    Alias(_key, node) {
-      if (node.resolve(doc) !== undefined) return
+    Alias(_key, node, path) {
+      const target = node.resolve(doc)
       const pos = lineCounter.linePos(node.range?.[0] ?? 0)
+      if (target !== undefined) {
+        // An alias inside the node it names (`x: &a [*a]`) makes a structure that contains itself.
+        if (path.includes(target as (typeof path)[number]))
+          issues.push({
+            file,
+            line: pos.line,
+            col: pos.col,
+            path: '',
+            message: `YAML alias '*${node.source}' refers to a node that contains it: a configuration cannot contain itself`,
+          })
+        return
+      }
       const pattern = node.source.startsWith('.')
       issues.push({
         file,

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { ConfigError, PortcullisError } from '../../../src/errors.js'
-import { configText, loadConfig, parseConfigText, resolveConfigPath } from '../../../src/config/load.js'
+import { configText, loadConfig, parseConfigText, readDenyFiles, resolveConfigPath } from '../../../src/config/load.js'
 
 const DIR = new URL('../../fixtures/configs/', import.meta.url)
 const read = (name: string): string => readFileSync(new URL(name, DIR), 'utf8')
@@ -95,6 +95,11 @@ const INLINE: ReadonlyArray<readonly [string, string, Partial<Loc>]> = [
     'a misspelt rule key is reported on the rule',
     'groups:\n  g:\n    allow:\n      - host: a.test\n        mthods: [GET]\n',
     { line: 5, col: 9, path: 'groups.g.allow[0].mthods', message: /unknown key/ },
+  ],
+  [
+    'an alias inside the node its anchor names (a structure containing itself) is located, not a crash',
+    'groups:\n  g: &g\n    allow: [ { host: a.test } ]\n    more: *g\n',
+    { line: 4, col: 11, path: '', message: /refers to a node that contains it/ },
   ],
   [
     'a rule that is not a mapping says what a rule is',
@@ -408,4 +413,8 @@ t.test('limits.bytes_per_day takes a size as push.max_pack_bytes does', async (t
     thrownIssues(() => parseConfigText('limits: { bytes_per_day: 0 }\n', 'zero.yaml')),
     [{ path: 'limits.bytes_per_day', message: /at least 1/ }],
   )
+})
+
+t.test('readDenyFiles reads none from a document that contains itself (parseConfigText says why)', async (t) => {
+  t.same(await readDenyFiles('x: &a [*a]\n'), new Map())
 })
