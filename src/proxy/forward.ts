@@ -89,6 +89,7 @@ const NOTHING: ReadonlySet<string> = new Set()
 const OWN_PREFIX = 'x-portcullis-'
 const HOST_AND_VIA: ReadonlySet<string> = new Set(['host', 'via'])
 const VIA_ONLY: ReadonlySet<string> = new Set(['via'])
+const VIA_AND_LENGTH: ReadonlySet<string> = new Set(['via', 'content-length'])
 
 /** A Connection field that is one of the usual single tokens, which are hop-by-hop already. */
 function onlyHopByHop(values: readonly string[]): boolean {
@@ -105,7 +106,8 @@ const kContinueSent = Symbol('portcullis.continueSent')
  * before it is forwarded. Once per request.
  */
 export function sendContinue(req: IncomingMessage, res: ServerResponse & { [kContinueSent]?: boolean }): void {
-  if (res[kContinueSent] || !/^100-continue$/i.test(req.headers.expect ?? '')) return
+  // An HTTP/1.0 client is sent no 1xx, and its 100-continue is ignored (RFC 9110 §10.1.1, §15.2).
+  if (res[kContinueSent] || req.httpVersion !== '1.1' || !/^100-continue$/i.test(req.headers.expect ?? '')) return
   res[kContinueSent] = true
   res.writeContinue()
 }
@@ -520,7 +522,8 @@ function relayAnswer(
       }
     },
     onHead(status, flat) {
-      const headers = endToEnd(flat, VIA_ONLY)
+      // A 204 has no content (RFC 9110 §8.6): a length the upstream gave it is not passed on.
+      const headers = endToEnd(flat, status === 204 ? VIA_AND_LENGTH : VIA_ONLY)
       let via = ''
       for (let i = 0; i < flat.length; i += 2)
         if ((flat[i] as string).toLowerCase() === 'via')

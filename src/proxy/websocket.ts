@@ -32,7 +32,8 @@ export async function relayUpgrade(
 ): Promise<void> {
   client.on('error', () => client.destroy())
   const upgrade = (req.headers.upgrade ?? '').toLowerCase()
-  if (upgrade !== 'websocket' || (req.method ?? '').toUpperCase() !== 'GET')
+  // Upgrade is HTTP/1.1's (RFC 9110 §7.8): an HTTP/1.0 request naming it is not switched.
+  if (upgrade !== 'websocket' || (req.method ?? '').toUpperCase() !== 'GET' || req.httpVersion !== '1.1')
     return respondBadRequest(client, 400, 'upgrade_not_supported')
   // A handshake has no body (RFC 6455 §4.1); node's parser stops at the head of an upgrade, so a body
   // would reach the origin as frames or as a request of its own, or leave it waiting for a length.
@@ -129,6 +130,12 @@ export async function relayUpgrade(
   })
   upstreamReq.on('upgrade', (res, upstream: Socket, upstreamHead: Buffer) => {
     answered()
+    // A switch to anything but the WebSocket asked for (h2c, a raw stream) would splice bytes the
+    // proxy decides nothing about: the next "frames" could be requests to any path of the host.
+    if ((res.headers.upgrade ?? '').trim().toLowerCase() !== 'websocket') {
+      upstream.destroy()
+      return fail(Object.assign(new Error('101 to another protocol than websocket'), { code: 'HPE_INVALID_UPGRADE' }))
+    }
     client.off('close', gone)
     const lines = ['HTTP/1.1 101 Switching Protocols']
     for (let i = 0; i < res.rawHeaders.length; i += 2) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`)

@@ -6,7 +6,7 @@ import { originOnlyYaml, TOKEN } from '../helpers/config.js'
 import { until } from '../helpers/poll.js'
 import { metric } from '../helpers/admin.js'
 import { openTunnel } from '../helpers/tunnel.js'
-import { connect } from 'node:net'
+import { connect, createServer, type AddressInfo } from 'node:net'
 import { once } from 'node:events'
 
 t.test('malformed and smuggling-shaped requests get 400/431 and a closed connection', async (t) => {
@@ -217,6 +217,28 @@ t.test('Expect: 100-continue is answered only once the request is allowed', asyn
   t.match(Buffer.concat(chunks).toString(), /HTTP\/1\.1 200 /)
   t.equal(origin.seen.at(-1)?.body, 'body')
   t.notOk(origin.seen.at(-1)?.headers.expect, 'Expect is not forwarded: the proxy answered it')
+  // An HTTP/1.0 client gets no 1xx: its 100-continue is ignored, and the body it sends is simply read.
+  const old = await rawExchange(pc.proxyPort, `${head('/public/old').replace('HTTP/1.1', 'HTTP/1.0')}body`)
+  t.match(old.response, /^HTTP\/1\.[01] 200 /, 'the answer first, no 100 Continue')
+  t.equal(origin.seen.at(-1)?.body, 'body')
+})
+
+t.test('a 204 is passed on without the Content-Length its upstream gave it', async (t) => {
+  const origin = createServer((s) => {
+    s.on('error', () => undefined)
+    s.once('data', () => s.end('HTTP/1.1 204 No Content\r\nContent-Length: 40\r\nConnection: close\r\n\r\n'))
+  })
+  origin.listen(0, '127.0.0.1')
+  await once(origin, 'listening')
+  t.teardown(() => origin.close())
+  const port = (origin.address() as AddressInfo).port
+  const pc = await startPortcullis(t, originOnlyYaml([port]))
+  const { response } = await rawExchange(
+    pc.proxyPort,
+    `GET http://origin.test:${port}/none HTTP/1.1\r\nHost: origin.test\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\nConnection: close\r\n\r\n`,
+  )
+  t.match(response, /^HTTP\/1\.1 204 /)
+  t.notMatch(response, /content-length/i)
 })
 
 t.test('a request pipelined after one that closes the connection is never decided nor forwarded', async (t) => {

@@ -265,3 +265,51 @@ agents:
   t.match(head, /^HTTP\/1\.1 504 /)
   t.ok(ms >= 600 && ms < 3000, `after ${ms} ms (connect_timeout_ms 700, idle_timeout_ms 5000)`)
 })
+
+t.test('only a switch to the WebSocket asked for is spliced, and only on HTTP/1.1', async (t) => {
+  // An origin that answers every upgrade with a 101 to h2c, then logs whatever arrives after it.
+  const after: string[] = []
+  const origin = createServer((s) => {
+    s.on('error', () => undefined)
+    let answered = false
+    s.on('data', (chunk: Buffer) => {
+      if (answered) return void after.push(chunk.toString('latin1'))
+      answered = true
+      s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n')
+    })
+  })
+  origin.listen(0, '127.0.0.1')
+  await once(origin, 'listening')
+  t.teardown(() => origin.close())
+  const port = (origin.address() as AddressInfo).port
+  const pc = await startPortcullis(
+    t,
+    `upstream:
+  ports: [${port}]
+  resolve: { ws.test: 127.0.0.1 }
+  allow_private: [127.0.0.1/32]
+groups:
+  g:
+    allow:
+      - { host: ws.test, paths: ["/allowed/**"] }
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+`,
+  )
+  const { head, socket } = await upgrade(pc.proxyPort, `http://ws.test:${port}/allowed/ws`)
+  t.match(head, /^HTTP\/1\.1 502 /, 'a 101 to h2c is a bad answer, not a splice')
+  socket.write(`GET /secret HTTP/1.1\r\nHost: ws.test\r\n\r\n`)
+  await new Promise((r) => setTimeout(r, 200))
+  socket.destroy()
+  t.same(after, [], 'nothing the client sent after it reached the origin')
+
+  const old = connect(pc.proxyPort, '127.0.0.1')
+  old.on('error', () => undefined)
+  await once(old, 'connect')
+  old.write(
+    `GET http://ws.test:${port}/allowed/ws HTTP/1.0\r\nHost: ws.test\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n`,
+  )
+  const [answer] = (await once(old, 'data')) as [Buffer]
+  t.match(answer.toString('latin1'), /^HTTP\/1\.1 400 [^]*upgrade_not_supported/, 'HTTP/1.0 has no Upgrade')
+  old.destroy()
+})
