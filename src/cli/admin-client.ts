@@ -4,6 +4,8 @@
  * error shape (PC_ERR_ADMIN_REQUEST, exit 1) with a message that says what to
  * fix: unreachable, token refused, or the server's own error.
  */
+import { request as httpRequest, type IncomingMessage } from 'node:http'
+import { request as httpsRequest } from 'node:https'
 import { userInfo } from 'node:os'
 import { readFile } from 'node:fs/promises'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
@@ -25,7 +27,7 @@ export interface AdminClient {
   /** JSON request; resolves to the parsed body of a 2xx answer. */
   request<T = unknown>(method: string, pathAndQuery: string, body?: unknown): Promise<T>
   /** Opens a Server-Sent Events stream; resolves once the server answered 200. */
-  openStream(pathAndQuery: string, signal: AbortSignal): Promise<ReadableStream<Uint8Array>>
+  openStream(pathAndQuery: string, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>>
 }
 
 const REQUEST_TIMEOUT_MS = 10_000
@@ -99,28 +101,33 @@ export function isTransientAdminError(err: unknown): boolean {
   return err instanceof Error && transient.has(err)
 }
 
-/** fetch wraps the socket error: `TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } })`. */
+/** The error's own code (ECONNREFUSED), or its cause's, or its message. */
 function describeCause(err: unknown): string {
-  const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause
-  if (typeof cause?.code === 'string') return cause.code
-  if (typeof cause?.message === 'string') return cause.message
+  const e = err as { code?: unknown; cause?: { code?: unknown; message?: unknown } }
+  if (typeof e.code === 'string' && e.code !== 'ABORT_ERR') return e.code
+  if (typeof e.cause?.code === 'string') return e.cause.code
+  if (typeof e.cause?.message === 'string') return e.cause.message
   return err instanceof Error ? err.message : String(err)
 }
 
+function timedOut(err: unknown): boolean {
+  const e = err as { name?: unknown; cause?: { name?: unknown } }
+  return e.name === 'TimeoutError' || e.cause?.name === 'TimeoutError'
+}
+
 function networkError(target: AdminTarget, err: unknown): PortcullisError {
-  const e =
-    err instanceof Error && err.name === 'TimeoutError'
-      ? adminError(`the admin API at ${target.baseUrl} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s`, err)
-      : adminError(
-          `cannot reach the admin API at ${target.baseUrl} (${describeCause(err)}); is portcullis running there? (set --admin URL)`,
-          err,
-        )
+  const e = timedOut(err)
+    ? adminError(`the admin API at ${target.baseUrl} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s`, err)
+    : adminError(
+        `cannot reach the admin API at ${target.baseUrl} (${describeCause(err)}); is portcullis running there? (set --admin URL)`,
+        err,
+      )
   transient.add(e)
   return e
 }
 
-async function statusError(target: AdminTarget, path: string, res: Response): Promise<PortcullisError> {
-  if (res.status === 401) {
+function statusError(target: AdminTarget, path: string, status: number, text: string): PortcullisError {
+  if (status === 401) {
     return adminError(
       target.token === null
         ? 'the admin API needs a token: set PORTCULLIS_ADMIN_TOKEN (or run where the admin-token file next to tls.ca_key is readable)'
@@ -129,55 +136,87 @@ async function statusError(target: AdminTarget, path: string, res: Response): Pr
   }
   let detail = ''
   try {
-    const body = (await res.json()) as { error?: unknown; message?: unknown }
+    const body = JSON.parse(text) as { error?: unknown; message?: unknown }
     detail = String(body.message ?? body.error ?? '')
   } catch {
     // Not JSON (a different server on that port?): the status alone is the message.
   }
   const route = path.split('?')[0] ?? path
-  return adminError(`admin API ${route}: HTTP ${res.status}${detail ? `: ${detail.slice(0, 300)}` : ''}`)
+  return adminError(`admin API ${route}: HTTP ${status}${detail ? `: ${detail.slice(0, 300)}` : ''}`)
+}
+
+/**
+ * One exchange with the admin API. node:http, not fetch: fetch refuses the ports browsers block
+ * (6000, 6665–6669, 10080 …), and admin.port may well be one of them.
+ */
+function send(
+  target: AdminTarget,
+  method: string,
+  pathAndQuery: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+  signal: AbortSignal,
+): Promise<IncomingMessage> {
+  const url = new URL(`${target.baseUrl}${pathAndQuery}`)
+  const open = url.protocol === 'https:' ? httpsRequest : httpRequest
+  const sized = body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) }
+  return new Promise((resolve, reject) => {
+    const req = open(url, { method, headers: sized, signal }, resolve)
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+async function textOf(res: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const c of res) chunks.push(c as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
 }
 
 export function createAdminClient(target: AdminTarget): AdminClient {
   const headers = (extra: Record<string, string>): Record<string, string> =>
     target.token === null ? extra : { ...extra, authorization: `Bearer ${target.token}` }
+  const ok = (status: number | undefined): boolean => status !== undefined && status >= 200 && status < 300
   return {
     baseUrl: target.baseUrl,
     async request<T>(method: string, pathAndQuery: string, body?: unknown): Promise<T> {
-      let res: Response
+      const signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS)
+      let status: number
+      let text: string
       try {
-        res = await fetch(`${target.baseUrl}${pathAndQuery}`, {
+        const res = await send(
+          target,
           method,
-          headers: headers(
+          pathAndQuery,
+          headers(
             body === undefined
               ? { accept: 'application/json' }
               : { accept: 'application/json', 'content-type': 'application/json' },
           ),
-          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-          signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-        })
+          body === undefined ? undefined : JSON.stringify(body),
+          signal,
+        )
+        status = res.statusCode ?? 0
+        text = await textOf(res)
       } catch (err) {
         throw networkError(target, err)
       }
-      if (!res.ok) throw await statusError(target, pathAndQuery, res)
+      if (!ok(status)) throw statusError(target, pathAndQuery, status, text)
       try {
-        return (await res.json()) as T
+        return JSON.parse(text) as T
       } catch (err) {
         throw adminError(`admin API ${pathAndQuery.split('?')[0]}: the answer is not JSON`, err)
       }
     },
     async openStream(pathAndQuery, signal) {
-      let res: Response
+      let res: IncomingMessage
       try {
-        res = await fetch(`${target.baseUrl}${pathAndQuery}`, {
-          headers: headers({ accept: 'text/event-stream' }),
-          signal,
-        })
+        res = await send(target, 'GET', pathAndQuery, headers({ accept: 'text/event-stream' }), undefined, signal)
       } catch (err) {
         throw networkError(target, err)
       }
-      if (!res.ok || res.body === null) throw await statusError(target, pathAndQuery, res)
-      return res.body
+      if (!ok(res.statusCode)) throw statusError(target, pathAndQuery, res.statusCode ?? 0, await textOf(res))
+      return res
     },
   }
 }

@@ -2,6 +2,7 @@ import { X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
 import { existsSync, renameSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { createSecureContext } from 'node:tls'
+import { createServer as createHttpServer } from 'node:http'
 import { dirname, join } from 'node:path'
 import t from 'tap'
 import { startHttpOrigin } from '../helpers/origins.js'
@@ -442,6 +443,24 @@ agents: [ { id: local, source_cidrs: [127.0.0.1/32], allow: [ { host: origin.tes
     const none = await portcullis(['approve'])
     t.equal(none.code, 2)
     t.match(none.stderr, /name the REQUEST_ID/)
+  })
+
+  t.test('the admin verbs reach an admin.port that browsers (and fetch) refuse, such as 6665', async (t) => {
+    // A stand-in admin API on a "bad port" of the fetch spec (the tests run in their own network namespace).
+    const seen: string[] = []
+    const server = createHttpServer((req, res) => {
+      seen.push(`${req.method} ${req.url} ${req.headers.authorization}`)
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ approvals: [] }))
+    })
+    server.listen(6665, '127.0.0.1')
+    await once(server, 'listening')
+    t.teardown(() => server.close())
+    const r = await portcullis(['approvals', '--admin', 'http://127.0.0.1:6665'], {
+      env: { PORTCULLIS_ADMIN_TOKEN: 'a-token-for-the-stand-in-admin-api-0123' },
+    })
+    t.equal(r.code, 0, r.stderr)
+    t.same(seen, ['GET /api/approvals Bearer a-token-for-the-stand-in-admin-api-0123'])
   })
 
   t.test('no verb prints the usage and exits 2', async (t) => {
