@@ -64,6 +64,10 @@ export const run: CliVerb = async (args, io) => {
   }
   const config = await loadConfig(resolveConfigPath(values.config, io.env), io.env)
   const certFile = resolve(config.tls.caCert)
+  if (values.out !== undefined && sub !== 'bundle') {
+    io.stderr(`portcullis ca ${sub}: --out is for \`ca bundle\` (the CA's own path is tls.ca_cert)\n${USAGE}`)
+    return EXIT_USAGE
+  }
   if (sub === 'path') {
     io.stdout(`${certFile}\n`)
     return EXIT_OK
@@ -92,7 +96,12 @@ export const run: CliVerb = async (args, io) => {
     // replace the system roots with it: give them the roots and the Portcullis CA together.
     const out = resolve(values.out ?? defaultBundle)
     const roots = await systemRoots()
-    await writeFile(out, `${roots.pem.trimEnd()}\n# Portcullis CA (SHA-256 ${fingerprint})\n${pem.trimEnd()}\n`)
+    try {
+      await writeFile(out, `${roots.pem.trimEnd()}\n# Portcullis CA (SHA-256 ${fingerprint})\n${pem.trimEnd()}\n`)
+    } catch (err) {
+      io.stderr(`portcullis ca bundle: cannot write ${out}: ${(err as NodeJS.ErrnoException).code ?? String(err)}\n`)
+      return EXIT_USAGE
+    }
     io.stdout(`${out}\n`)
     io.stderr(`portcullis ca bundle: ${roots.from} plus the Portcullis CA (${fingerprint})\n`)
     return EXIT_OK

@@ -320,6 +320,13 @@ if (!existsSync(MAIN)) {
 
     const bad = await portcullis(['ca', 'frob', '--config', file])
     t.equal(bad.code, 2)
+    const nowhere = await portcullis(['ca', 'bundle', '--config', file, '--out', join(dir, 'missing', 'b.pem')])
+    t.equal(nowhere.code, 2)
+    t.match(nowhere.stderr, /cannot write [^\n]*b\.pem: ENOENT/)
+    t.notMatch(nowhere.stderr, /internal error/)
+    const misplaced = await portcullis(['ca', 'init', '--config', file, '--out', join(dir, 'x.pem')])
+    t.equal(misplaced.code, 2, '--out is for ca bundle only')
+    t.match(misplaced.stderr, /--out is for `ca bundle`/)
   })
 
   t.test('start serves, logs PC_STARTED, proxies, and exits 0 on SIGTERM', async (t) => {
