@@ -6,6 +6,7 @@
  */
 import { isMap, isScalar, isSeq, parseDocument, type Document, type Node, type Pair, type YAMLMap } from 'yaml'
 import { ruleItem, type SuggestedRule } from './rule-yaml.js'
+import { PortcullisError } from '../errors.js'
 
 export interface RuleInsert {
   readonly rule: SuggestedRule
@@ -32,6 +33,10 @@ export function insertRules(original: string, edits: readonly TargetEdit[]): str
   const text = original === '' || original.endsWith('\n') ? original : `${original}\n`
   const doc = parseDocument(text, { keepSourceTokens: false })
   if (doc.errors.length > 0) throw new Error(`the config is not valid YAML: ${doc.errors[0]?.message ?? ''}`)
+  // `agents: [ {…}, {…} ]`: first written as a block list of the same items, each of which then takes
+  // its rules as any agent written `- { … }` does.
+  const unflowed = edits.some((e) => e.kind === 'agent' && e.rules.length > 0) ? blockAgents(doc, text) : null
+  if (unflowed !== null) return insertRules(unflowed, edits)
   const splices = edits.filter((e) => e.rules.length > 0).map((e) => spliceFor(doc, text, e))
   let out = text
   for (const s of [...splices].sort((a, b) => b.start - a.start))
@@ -61,7 +66,7 @@ function spliceFor(doc: Document, text: string, edit: TargetEdit): Splice {
     const kept = list.items.map((it) => `${' '.repeat(keyCol + 2)}- ${text.slice(...rangeOf(it as Node)).trim()}`)
     return replaceToLineEnd(text, s, e, [...kept, items(edit, keyCol + 2)].join('\n'))
   }
-  if (pair !== undefined) throw new Error(`${edit.kind} '${edit.name}': allow is not a list`)
+  if (pair !== undefined) throw new PortcullisError('PC_ERR_USAGE', `${edit.kind} '${edit.name}': allow is not a list`)
   if (!parent.flow) {
     const keyCol = column(text, rangeOf(parent.items[0]?.key as Node)[0])
     const at = afterLine(text, rangeOf(parent)[1])
@@ -100,10 +105,22 @@ function items(edit: TargetEdit, indent: number): string {
   return edit.rules.map((r) => ruleItem(r.rule, indent, r.comment)).join('\n')
 }
 
+/** The text with an inline agents list (`agents: [ … ]`) rewritten as a block list of the same items; null when it is not inline. */
+function blockAgents(doc: Document, text: string): string | null {
+  const agents = doc.get('agents', true)
+  if (!isSeq(agents) || !agents.flow || !isMap(doc.contents)) return null
+  const pair = doc.contents.items.find((p) => isScalar(p.key) && p.key.value === 'agents')
+  if (pair === undefined) return null
+  const keyCol = column(text, rangeOf(pair.key as Node)[0])
+  const [s, e] = rangeOf(agents)
+  const kept = agents.items.map((it) => `${' '.repeat(keyCol + 2)}- ${text.slice(...rangeOf(it as Node)).trim()}`)
+  const splice = replaceToLineEnd(text, s, e, kept.join('\n'))
+  return text.slice(0, splice.start) + splice.text + text.slice(splice.end)
+}
+
 function agentNode(doc: Document, id: string): YAMLMap {
   const agents = doc.get('agents', true)
   if (!isSeq(agents)) throw new Error(`agent '${id}' is not in the config (no agents list)`)
-  if (agents.flow) throw new Error('the agents list is written inline ([…]); write it as a block list to add rules')
   const node = agents.items.find((a) => isMap(a) && a.get('id') === id)
   if (!isMap(node)) throw new Error(`agent '${id}' is not in the config`)
   return node
@@ -114,7 +131,10 @@ function groupNode(doc: Document, name: string): YAMLMap {
   const node = isMap(groups) ? groups.get(name, true) : undefined
   if (!isMap(node)) throw new Error(`group '${name}' is not in the config`)
   if (groups !== undefined && isMap(groups) && groups.flow)
-    throw new Error('the groups mapping is written inline ({…}); write it as a block mapping to add rules')
+    throw new PortcullisError(
+      'PC_ERR_USAGE',
+      'the groups mapping is written inline ({…}); write it as a block mapping to add rules',
+    )
   return node
 }
 

@@ -10,6 +10,7 @@ import { curl } from '../helpers/clients.js'
 import { CLIENT_TIMEOUTS, pinnedUpstreamYaml, TOKEN, TOKEN_HASH } from '../helpers/config.js'
 import { runPortcullis } from '../helpers/spawn-portcullis.js'
 import { CLOSED_PORT } from '../helpers/ports.js'
+import { rec } from '../helpers/decision-records.js'
 import { run, type RunResult } from '../helpers/spawn.js'
 
 // SPEC §10 through the real program: traffic recorded by a real proxy (denied siblings, a host denied on
@@ -318,6 +319,22 @@ agents:
   t.match(report.not_suggested, [{ hosts: ['EXAMPLE.COM.'], why: /never decides as written/ }])
   const replayed = await cli(['replay', '--config', 'portcullis.yaml', '--source', log, '--json'], pc.dir)
   t.equal(replayed.code, 0, replayed.stderr)
+})
+
+t.test('suggest --diff on a config whose agents list is written inline', async (t) => {
+  const now = new Date().toISOString()
+  const denial = { ...rec('bot', 'GET https://api.example.org/v1/x'), time: now }
+  const dir = t.testdir({
+    'portcullis.yaml': `agents: [ { id: ci, source_cidrs: [127.0.0.1/32] }, { id: bot, source_cidrs: [127.0.0.2/32] } ]\n`,
+    'proxy.log': `${JSON.stringify(denial)}\n`,
+  })
+  const r = await cli(
+    ['suggest', '--config', 'portcullis.yaml', '--source', 'proxy.log', '--since', '1h', '--diff'],
+    dir,
+  )
+  t.equal(r.code, 0, r.stderr)
+  t.match(r.stdout, /^\+ {4}allow:$/m)
+  t.match(r.stdout, /^\+ {6}- host: api\.example\.org$/m)
 })
 
 t.test('usage errors exit 2', async (t) => {

@@ -95,6 +95,24 @@ t.test('several targets at once', async (t) => {
   t.ok(config.policy.rules.get('ci')?.[0]?.exact.has('a.example.org'))
 })
 
+t.test('an inline agents list is written as a block list first, its items kept as written', async (t) => {
+  const inline = `# agents on one line
+agents: [ { id: ci, token: "sha256:${'0'.repeat(63)}1" }, { id: bot, token: "sha256:${'0'.repeat(63)}2" } ]  # the team
+`
+  const out = insertRules(inline, [{ kind: 'agent', name: 'bot', rules: [host('new.example.com')] }])
+  const config = parseConfigText(out, 'edited.yaml')
+  t.ok(
+    config.policy.rules.get('bot')?.some((index) => index.exact.has('new.example.com')),
+    'the rule is in the policy',
+  )
+  t.notOk(
+    config.policy.rules.get('ci')?.some((index) => index.exact.has('new.example.com')),
+    'only for bot',
+  )
+  t.match(out, /^agents: # the team\n {2}- \{ id: ci, token: "sha256:0+1" \}\n {2}- id: bot\n/m)
+  t.match(out, /^# agents on one line$/m, 'comments kept')
+})
+
 t.test('a target that is not in the config is an error', async (t) => {
   t.throws(() => insertRules(TEXT, [{ kind: 'agent', name: 'nobody', rules: [host('x.example')] }]), /agent 'nobody'/)
   t.throws(() => insertRules(TEXT, [{ kind: 'group', name: 'nope', rules: [host('x.example')] }]), /group 'nope'/)
