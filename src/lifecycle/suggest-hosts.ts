@@ -128,19 +128,25 @@ export function foldSiblings(drafts: readonly HostDraft[], ctx: HostRuleContext)
     else byParent.set(parent, [...(byParent.get(parent) ?? []), d])
   }
   const notes: string[] = []
+  const folding: string[] = []
   for (const [parent, group] of byParent) {
-    if (group.length < 2) {
-      out.push(...group)
-      continue
-    }
+    if (group.length < 2) continue
     const why = refusal(parent, ctx)
-    if (why !== null) {
-      notes.push(`not folded into *.${parent}: ${why}; the hosts stay listed one by one`)
-      out.push(...group)
-      continue
-    }
-    out.push(merge(parent, group, ctx))
+    if (why === null) folding.push(parent)
+    else notes.push(`not folded into *.${parent}: ${why}; the hosts stay listed one by one`)
   }
+  // `*.parent` covers subdomains at any depth: a deeper host (x.y.example.com beside p. and
+  // q.example.com) joins the shallowest wildcard that covers it rather than staying a rule of its own.
+  folding.sort((a, b) => a.split('.').length - b.split('.').length)
+  const joined = new Map<string, HostDraft[]>(folding.map((p) => [p, []]))
+  for (const group of byParent.values())
+    for (const d of group) {
+      const into = folding.find((p) => d.rule.host.endsWith(`.${p}`))
+      if (into === undefined) out.push(d)
+      else joined.get(into)?.push(d)
+    }
+  // A wildcard whose hosts all joined a shallower one (a.example.com's, into *.example.com) is not needed.
+  for (const [parent, group] of joined) if (group.length > 0) out.push(merge(parent, group, ctx))
   return { drafts: out, notes }
 }
 

@@ -52,6 +52,18 @@ const MINIMISATION: ReadonlyArray<
     [{ host: 'a.example.net' }, { host: 'b.example.net' }],
   ],
   [
+    'deeper subdomains join the wildcard that covers them (any depth), not rules of their own',
+    () => [
+      rec('ci', 'CONNECT p.cdn.example.org:443'),
+      rec('ci', 'CONNECT q.cdn.example.org:443'),
+      rec('ci', 'CONNECT x.y.z.cdn.example.org:443'),
+      rec('ci', 'CONNECT deep.a.cdn.example.org:443'),
+      rec('ci', 'CONNECT m.a.cdn.example.org:443'),
+    ],
+    {},
+    [{ host: '*.cdn.example.org' }],
+  ],
+  [
     'a single host is not folded',
     () => [rec('ci', 'CONNECT only.example.org:443')],
     {},
