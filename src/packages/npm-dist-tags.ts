@@ -5,9 +5,9 @@
  * version *below* that one (by semver), as npm's own `--before` does (`<=tagged`), so a tag never
  * jumps forward to a version its maintainers did not tag:
  * - a stable tag moves to a stable version only, never to a prerelease;
- * - a prerelease tag (`next` → 3.0.0-rc.2) moves to the highest prerelease below it, else to the
- *   highest stable below it: a stable is what that prerelease line led to, and `npm i pkg@next`
- *   keeps working with the most conservative choice;
+ * - a prerelease tag (`next` → 3.0.0-rc.2) moves to the highest prerelease below it, and to no
+ *   stable: SPEC §11 keeps each tag to its kind, so `npm i pkg@next` never quietly installs a
+ *   version from another line than the one asked for;
  * - `latest` must exist for `npm install pkg` to work: when nothing fits below, it takes the
  *   highest remaining version of its kind above (a stable `latest` still never a prerelease);
  * - any other tag with no candidate is dropped (`npm i pkg@tag` then fails with ETARGET).
@@ -45,8 +45,7 @@ function placeTag(tag: string, target: string, remaining: readonly SemVer[]): st
   const pre = from !== null && isPre(from)
   const below = (v: SemVer): boolean => from === null || v.compare(from) < 0
   const pick = (ok: (v: SemVer) => boolean): string | null => remaining.find(ok)?.version ?? null
-  let to = pre ? pick((v) => isPre(v) && below(v)) : null
-  to ??= pick((v) => !isPre(v) && below(v))
+  let to = pre ? pick((v) => isPre(v) && below(v)) : pick((v) => !isPre(v) && below(v))
   if (to === null && tag === 'latest') to = pre ? pick(() => true) : pick((v) => !isPre(v))
   return to
 }

@@ -73,10 +73,11 @@ t.test('dist-tag moves', async (t) => {
       { latest: '1.0.0', next: '2.0.0-rc.1' },
     ],
     [
-      'a prerelease tag with no prerelease left moves to the newest stable below it',
+      'a prerelease tag with no prerelease left is dropped: it never becomes a stable either',
       { '1.0.0': OLD, '1.5.0': OLD, '2.0.0-rc.1': NEW },
       { latest: '1.0.0', next: '2.0.0-rc.1' },
-      { latest: '1.0.0', next: '1.5.0' },
+      { latest: '1.0.0' },
+      ['next'],
     ],
     [
       'a tag moves below its version, never forward to one its maintainers did not tag',
