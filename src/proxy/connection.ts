@@ -15,8 +15,11 @@ import type { InFlightRequest, TrackedConn } from './tracker.js'
 export interface Connection {
   /** Count what moved since the last count towards bytes_per_day (the periodic sweep, tracker.ts). */
   account(): void
-  /** The connection ended: the rest counted, one close record, no longer tracked. Idempotent. */
-  finish(): void
+  /**
+   * The connection ended: the rest counted, one close record, no longer tracked. Idempotent.
+   * `upstreamError`: an answer the upstream cut short after its head went out, and how.
+   */
+  finish(upstreamError?: string): void
 }
 
 /** What the close record names. */
@@ -105,13 +108,14 @@ class OpenConnection implements Connection {
     this.deps.limiter.addBytes(this.key, delta)
   }
 
-  finish(): void {
+  finish(upstreamError?: string): void {
     if (this.done) return
     this.done = true
     if (this.o.track !== null) this.deps.tracker.remove(this.o.track as TrackedConn)
     this.account()
     const [up, down] = this.moved()
-    this.deps.bus.publish(buildCloseRecord(this.o.facts, up, down, this.o.startedAtMs))
+    const record = buildCloseRecord(this.o.facts, up, down, this.o.startedAtMs)
+    this.deps.bus.publish(upstreamError === undefined ? record : { ...record, upstream_error: upstreamError })
   }
 }
 

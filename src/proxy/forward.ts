@@ -434,6 +434,18 @@ function bodyOf(req: IncomingMessage, target: ForwardTarget): OutgoingRequest['b
   return req
 }
 
+const kCut = Symbol('portcullis.answerCut')
+type CutResponse = ServerResponse & { [kCut]?: UpstreamFailureKind }
+
+function markCut(res: ServerResponse, kind: UpstreamFailureKind): void {
+  ;(res as CutResponse)[kCut] = kind
+}
+
+/** How the upstream cut this answer short after its head went out (relayAnswer), if it did. */
+export function answerCut(res: ServerResponse): UpstreamFailureKind | undefined {
+  return (res as CutResponse)[kCut]
+}
+
 /** Does an answer head (flat name/value list) name a content coding other than identity? */
 function encodedBody(flat: readonly string[]): boolean {
   for (let i = 0; i < flat.length; i += 2) {
@@ -580,7 +592,11 @@ function relayAnswer(
       const headWritten = headSeen && heldHead === null
       heldHead = null
       if (!headWritten && !res.headersSent) onFailure(mapSocketError(err))
-      else res.destroy()
+      else {
+        // The client has a head and part of a body: its connection closes, and the close record says why.
+        markCut(res, mapSocketError(err))
+        res.destroy()
+      }
     },
   }
   return relay

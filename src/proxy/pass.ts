@@ -9,7 +9,7 @@ import { openConnection } from './connection.js'
 import { connStateOf } from './conn-state.js'
 import { carryExchange } from './plain-exchange.js'
 import { denialContext, failedAfter, settle } from './decision-point.js'
-import { maxForwardsAnswer, resolveInjections, sendContinue, VIA, type ForwardTarget } from './forward.js'
+import { answerCut, maxForwardsAnswer, resolveInjections, sendContinue, VIA, type ForwardTarget } from './forward.js'
 import type { GateAnswer } from './package-gate.js'
 import { coveringApproval, type Approval } from '../policy/approvals.js'
 import { redactSecrets } from './secret-scan.js'
@@ -428,7 +428,7 @@ function countAndRecordClose(
   )
   res.once('close', () => {
     done()
-    connection.finish()
+    connection.finish(answerCut(res))
     socket[kReadCounted] = socket.bytesRead
   })
 }

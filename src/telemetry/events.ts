@@ -92,6 +92,11 @@ export interface CloseRecord {
   readonly bytes_up: number
   readonly bytes_down: number
   readonly duration_ms: number
+  /**
+   * A plain-HTTP answer the upstream cut short after its head was passed on (the client got a
+   * truncated body): how it failed, an `upstream_error` detail (`reset`, `bad_answer`, …).
+   */
+  readonly upstream_error?: string
 }
 
 /** The audit trail of the human-approval loop: who opened or closed what, when and why. */
@@ -336,4 +341,5 @@ export const ECS_EXTRAS = [
   'path_sha256',
   'host_sha256',
   'sni',
+  'upstream_error',
 ] as const

@@ -9,6 +9,7 @@ import { curl } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
 import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
 import { CLOSED_PORT } from '../helpers/ports.js'
+import type { CloseRecord } from '../../src/telemetry/events.js'
 
 /**
  * An upstream that misbehaves gets the client a clear 502/504 that says what happened, on every
@@ -47,6 +48,8 @@ const BEHAVIOURS: Record<string, Behaviour> = {
         `HTTP/1.1 200 OK\r\n${`X-Wide: ${'w'.repeat(1000)}\r\n`.repeat(40)}Content-Length: 2\r\nConnection: close\r\n\r\nok`,
       ),
     ),
+  // A head promising 1000 bytes, 10 of them, then the close: a body cut short after the head went out.
+  shortbody: (s) => s.once('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789')),
   // Never answers.
   silent: () => undefined,
   // A status line, then one header byte a second: never idle, never done.
@@ -139,6 +142,17 @@ agents:
       t.match(r.body, sentence)
     })
   }
+
+  t.test('a plain answer the upstream cuts short after its head: the close record says how', async (t) => {
+    const r = await curl([...via, `http://origin.test:${plain.shortbody}/short`])
+    t.equal(r.status, 200, 'the head had gone out')
+    t.not(r.exitCode, 0, 'curl sees the body cut short')
+    const decision = await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.path === '/short' && x.port === plain.shortbody,
+    )
+    const close = await pc.waitForRecord<CloseRecord>((x) => x.event === 'close' && x.id === decision.id)
+    t.match(close, { upstream_error: 'no_answer' })
+  })
 
   t.test('an answer head of 40 KiB is passed on whole', async (t) => {
     for (const url of [`http://origin.test:${plain.widehead}/x`, `https://origin.test:${secure.widehead}/x`]) {
