@@ -13,7 +13,7 @@ import { classifyNpmPath } from '../packages/npm-path.js'
 import { classifyPypiPath } from '../packages/pypi-path.js'
 import { collectHostRules, type CompiledRule, type PackageControl, type RepoControl } from '../policy/compiled.js'
 import { apiRuleOf, classifyGithubApiRequest, decideGithubApiRoute } from '../policy/github-api.js'
-import { decideConnect, matchRequest } from '../policy/decide.js'
+import { decideConnect, denyByAddress, matchRequest } from '../policy/decide.js'
 import type { Reason } from '../policy/reasons.js'
 import type { Decision } from '../policy/types.js'
 import type { DecisionRecord } from '../telemetry/events.js'
@@ -89,7 +89,8 @@ export function decideOffline(config: RuntimeConfig, f: OfflineFacts): OfflineDe
     repo = m.handling.repo
     repoRule = m.handling.repoRuleId
   }
-  const blocked = addressesOf(config, f).find((ip) => !isAddressAllowed(ip, config.upstream.allowPrivate))
+  const addresses = addressesOf(config, f)
+  const blocked = addresses.find((ip) => !isAddressAllowed(ip, config.upstream.allowPrivate))
   if (blocked !== undefined)
     return {
       verdict: 'deny',
@@ -98,6 +99,15 @@ export function decideOffline(config: RuntimeConfig, f: OfflineFacts): OfflineDe
       detail: classifyAddress(blocked),
       stage: 'address',
     }
+  // A name's address (a pin, or the one recorded) asked of IP and CIDR deny rules, as the proxy asks
+  // the one it dials; inside a spliced tunnel only rules without methods and paths apply.
+  const dialled = isIpLiteral(f.host) === null ? addresses[0] : undefined
+  if (dialled !== undefined) {
+    const inside =
+      f.path === null || via === 'tunnel' ? null : { method: f.method, scheme: f.scheme, path: f.path, query: f.query }
+    const d = denyByAddress(policy, { agent: f.agent, host: f.host, port: f.port }, dialled, inside)
+    if (d !== null) return via === undefined ? from(d, 'address') : from(d, 'address', via)
+  }
   const write = repoWriteDenialOffline(repo, f)
   if (write !== null) {
     const refused = {

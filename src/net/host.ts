@@ -232,7 +232,12 @@ function maskInPlace(bytes: Uint8Array, prefix: number): void {
  */
 export function cidrContains(cidr: Cidr, ip: string): boolean {
   const bytes = ipBytes(ip)
-  if (bytes === null || bytes.length !== cidr.bytes.length) return false
+  return bytes !== null && cidrContainsBytes(cidr, bytes)
+}
+
+/** cidrContains for an address already turned into bytes (ipBytes): one parse for many networks. */
+export function cidrContainsBytes(cidr: Cidr, bytes: readonly number[]): boolean {
+  if (bytes.length !== cidr.bytes.length) return false
   const whole = cidr.prefix >> 3
   for (let i = 0; i < whole; i++) {
     if (bytes[i] !== cidr.bytes[i]) return false
@@ -243,7 +248,8 @@ export function cidrContains(cidr: Cidr, ip: string): boolean {
   return ((bytes[whole] ?? 0) & mask) === cidr.bytes[whole]
 }
 
-function ipBytes(ip: string): number[] | null {
+/** A normalised IP literal's bytes (4 or 16), or null for anything else. */
+export function ipBytes(ip: string): number[] | null {
   const kind = isIpLiteral(ip)
   if (kind === 'ipv4') return ipaddr.IPv4.parse(ip).octets
   if (kind === null) return null

@@ -93,12 +93,15 @@ function removeDotSegments(path: string): string | null {
   return trailingSlash && out.length > 0 ? `${joined}/` : joined
 }
 
-const AMBIGUOUS = /%2F|%5C|%3B|;|%25[0-9A-Fa-f]{2}|%C[01]%|%E0%8[01]/
+const AMBIGUOUS = /%2F|%5C|%3B|;|%25[0-9A-Fa-f]{2}|%C[01]%|%E0%8[01]|%F0%80%8[01]|%F8%80%80%8[01]|%FC%80%80%80%8[01]/
 /**
- * An overlong UTF-8 spelling of an ASCII character (`%C0%AE` is `.`, `%C0%AF` is `/`): invalid UTF-8,
- * but decoders that do not check (old IIS, some Java stacks) read the character.
+ * An overlong UTF-8 spelling of an ASCII character, in 2 to 6 bytes (`%C0%AE` and `%F0%80%80%AE` are
+ * `.`, `%C0%AF` is `/`): invalid UTF-8, but decoders that do not check (old IIS, some Java stacks)
+ * read the character.
  */
-const OVERLONG = /%C[01]%[89AB][0-9A-F]|%E0%8[01]%[89AB][0-9A-F]/g
+const OVERLONG_START = /%C[01]%|%E0%8[01]|%F0%80%8[01]|%F8%80%80%8[01]|%FC%80%80%80%8[01]/
+const OVERLONG =
+  /%C[01]%[89AB][0-9A-F]|%E0%8[01]%[89AB][0-9A-F]|%F0%80%8[01]%[89AB][0-9A-F]|%F8%80%80%8[01]%[89AB][0-9A-F]|%FC%80%80%80%8[01]%[89AB][0-9A-F]/g
 /** `%25` before two hex digits: an escape spelled once more (`%252E` is `%2E`, then `.`). */
 const ESCAPED_ESCAPE = /%25(?=[0-9A-Fa-f]{2})/g
 
@@ -114,7 +117,7 @@ export function decodedReading(path: string): string | null {
   if (!AMBIGUOUS.test(path)) return path
   const twice = path.includes('%25') ? decodeUnreserved(path.replace(ESCAPED_ESCAPE, '%')) : path
   if (twice === null) return null
-  const once = /%C[01]%|%E0%8[01]/.test(twice) ? decodeUnreserved(twice.replace(OVERLONG, asciiEscape)) : twice
+  const once = OVERLONG_START.test(twice) ? decodeUnreserved(twice.replace(OVERLONG, asciiEscape)) : twice
   if (once === null) return null
   const slashes = once.replace(/%2F|%5C/g, '/').replace(/%3B/g, ';')
   const noParams = slashes
@@ -130,9 +133,7 @@ function asciiEscape(seq: string): string {
     .slice(1)
     .split('%')
     .map((h) => parseInt(h, 16))
-  const cp =
-    bytes.length === 2
-      ? (((bytes[0] as number) & 0x1f) << 6) | ((bytes[1] as number) & 0x3f)
-      : (((bytes[0] as number) & 0x0f) << 12) | (((bytes[1] as number) & 0x3f) << 6) | ((bytes[2] as number) & 0x3f)
+  // Overlong forms of ASCII: every byte but the last two carries no bit of it.
+  const cp = (((bytes.at(-2) as number) & 0x1f) << 6) | ((bytes.at(-1) as number) & 0x3f)
   return `%${HEX[cp >> 4]}${HEX[cp & 15]}`
 }

@@ -42,10 +42,10 @@ export type DistFilename =
 
 const SDIST_EXTENSIONS = ['.tar.gz', '.zip', '.tar.bz2', '.tar.xz', '.tgz', '.tar']
 const VERSION = /^[0-9][A-Za-z0-9.!+_]*$/
-const SDIST_VERSION = /^[0-9][A-Za-z0-9.!+_-]*$/
-/** A PEP 440 version (the spec's Appendix B form, less the leading `v`, which no cut can begin with). */
+const SDIST_VERSION = /^[vV]?[0-9][A-Za-z0-9.!+_-]*$/
+/** A PEP 440 version (the spec's Appendix B form, the optional leading `v` included). */
 const PEP440 =
-  /^(?:[0-9]+!)?[0-9]+(?:\.[0-9]+)*(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?[0-9]*)?(?:-[0-9]+|[-_.]?(?:post|rev|r)[-_.]?[0-9]*)?(?:[-_.]?dev[-_.]?[0-9]*)?(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?$/i
+  /^v?(?:[0-9]+!)?[0-9]+(?:\.[0-9]+)*(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?[0-9]*)?(?:-[0-9]+|[-_.]?(?:post|rev|r)[-_.]?[0-9]*)?(?:[-_.]?dev[-_.]?[0-9]*)?(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?$/i
 
 export interface Alternative {
   /** PEP 503-normalised. */
@@ -92,12 +92,12 @@ function parseSdist(stem: string, expected: string | null, metadata: boolean): D
     }
     if (cut < 0) return fail('name_mismatch')
   } else {
-    // Every dash before a digit could end the name (`dash-3d-1.0` is `dash-3d` 1.0, or `dash` "3d-1.0"):
+    // Every dash before a digit (or a `v` and a digit: PEP 440 allows `v1.0`) could end the name (`dash-3d-1.0` is `dash-3d` 1.0, or `dash` "3d-1.0"):
     // the first whose rest is a PEP 440 version is taken, and the others are named too, so that a
     // deny or allow list can be asked of every project the file could belong to.
     const cuts: number[] = []
-    for (let i = stem.search(/-[0-9]/); i >= 0; i = stem.indexOf('-', i + 1))
-      if (/[0-9]/.test(stem.charAt(i + 1))) cuts.push(i)
+    for (let i = stem.search(/-[vV]?[0-9]/); i >= 0; i = stem.indexOf('-', i + 1))
+      if (/^[vV]?[0-9]/.test(stem.slice(i + 1, i + 3))) cuts.push(i)
     if (cuts.length === 0) return fail('bad_version')
     cut = cuts.find((i) => PEP440.test(stem.slice(i + 1))) ?? (cuts[0] as number)
     others = cuts

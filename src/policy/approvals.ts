@@ -2,7 +2,7 @@ import type { Reason } from './reasons.js'
 import type { CompiledPolicy } from './compiled.js'
 import { decodedReading } from '../net/url-path.js'
 import { decideConnect, denyByAddress, matchRequest, type RequestMatch } from './decide.js'
-import type { ConnectDecision, ConnectFacts, Decision, DenyDecision, RequestFacts } from './types.js'
+import type { ConnectDecision, ConnectFacts, Decision, RequestFacts } from './types.js'
 
 /**
  * An admin's scoped, expiring exception to policy. Created from a blocked
@@ -187,7 +187,8 @@ export function decideConnectApproved(
 /**
  * denyByAddress with approvals overlaid: an approval of the request (named by its host, as the denial
  * body offers it) lifts an IP or CIDR rule's denial as it lifts any other `denied_by_rule`, and for a
- * request it must open the path as a decoding server reads it too (as in matchRequestApproved).
+ * request it must open the path as a decoding server reads it too (as in matchRequestApproved). Null
+ * when no such rule refuses; else the denial, or the approval's allow (its id is then the rule).
  */
 export function denyByAddressApproved(
   policy: CompiledPolicy,
@@ -197,7 +198,7 @@ export function denyByAddressApproved(
   index: ApprovalIndex,
   nowMs: number,
   sandbox: string | null = null,
-): DenyDecision | null {
+): Decision | null {
   const d = denyByAddress(policy, facts, address, request)
   if (d === null || index.size === 0) return d
   const f: ApprovalFacts = {
@@ -208,9 +209,9 @@ export function denyByAddressApproved(
     path: request?.path ?? null,
     sandbox,
   }
-  if (applyApprovals(d, f, index, nowMs).verdict === 'deny') return d
-  if (request === null) return null
+  const approved = applyApprovals(d, f, index, nowMs)
+  if (approved.verdict === 'deny' || request === null) return approved
   const decoded = decodedReading(request.path)
-  if (decoded === request.path) return null
-  return decoded !== null && applyApprovals(d, { ...f, path: decoded }, index, nowMs).verdict === 'allow' ? null : d
+  if (decoded === request.path) return approved
+  return decoded !== null && applyApprovals(d, { ...f, path: decoded }, index, nowMs).verdict === 'allow' ? approved : d
 }

@@ -48,9 +48,11 @@ import {
   type InjectHeader,
   type PackageControl,
   type RepoControl,
+  type RuleIndex,
 } from './compiled.js'
 import { isPushPath } from './git-rules.js'
 import { decodedReading } from '../net/url-path.js'
+import { cidrContainsBytes, ipBytes, isIpLiteral } from '../net/host.js'
 import { matchPathPattern, MAX_MATCHED_PATH_BYTES } from './path-pattern.js'
 import type { DenyReason } from './reasons.js'
 import type { ConnectDecision, ConnectFacts, Decision, DenyDecision, RequestFacts, RuleId } from './types.js'
@@ -298,13 +300,17 @@ export function denyByAddress(
   request: Pick<RequestFacts, 'method' | 'scheme' | 'path' | 'query'> | null,
 ): DenyDecision | null {
   const indexes = policy.rules.get(facts.agent)
-  if (indexes === undefined) return null
+  const rules = indexes === undefined ? NO_RULES : ipDenyRules(indexes)
+  if (rules.length === 0) return null
+  const bytes = ipBytes(address)
+  if (bytes === null) return null
   let asked: RequestFacts | null = null
   let decoded: string | null = null
   let deny: CompiledRule | null = null
-  for (const rule of candidates(indexes, address)) {
-    if (rule.effect !== 'deny') continue
-    // Built for the first deny rule met: most requests meet none, and allocate nothing here.
+  for (const rule of rules) {
+    const host = rule.host
+    if (host.kind === 'cidr' ? !cidrContainsBytes(host.cidr, bytes) : host.kind !== 'exact' || host.host !== address)
+      continue
     if (request !== null && asked === null) {
       asked = { ...facts, ...request, host: address }
       decoded = decodedReading(asked.path)
@@ -318,8 +324,33 @@ export function denyByAddress(
             requestStage(policy, rule, { ...asked, path: decoded }) === FULL_MATCH)
     if (matches) deny = earlier(deny, rule)
   }
-  scratch.length = 0
   return deny === null ? null : denyWith('denied_by_rule', deny)
+}
+
+/** Does the agent have a deny rule naming an IP or CIDR (so that denyByAddress can refuse anything)? */
+export function hasIpDenyRules(policy: CompiledPolicy, agent: string): boolean {
+  const indexes = policy.rules.get(agent)
+  return indexes !== undefined && ipDenyRules(indexes).length > 0
+}
+
+const NO_RULES: readonly CompiledRule[] = Object.freeze([])
+/** Per agent's rule lists (one array per policy and agent): its deny rules naming an IP or a CIDR. */
+const ipDenyCache = new WeakMap<readonly RuleIndex[], readonly CompiledRule[]>()
+
+function ipDenyRules(indexes: readonly RuleIndex[]): readonly CompiledRule[] {
+  let list = ipDenyCache.get(indexes)
+  if (list === undefined) {
+    const out: CompiledRule[] = []
+    for (const index of indexes) {
+      for (const rules of index.exact.values())
+        for (const r of rules)
+          if (r.effect === 'deny' && r.host.kind === 'exact' && isIpLiteral(r.host.host) !== null) out.push(r)
+      for (const r of index.cidr) if (r.effect === 'deny' && r.host.kind === 'cidr') out.push(r)
+    }
+    list = out.length === 0 ? NO_RULES : out
+    ipDenyCache.set(indexes, list)
+  }
+  return list
 }
 
 export function decideConnect(policy: CompiledPolicy, facts: ConnectFacts): ConnectDecision {

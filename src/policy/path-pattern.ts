@@ -359,9 +359,11 @@ function queryHolds(required: readonly QueryParam[], query: string): boolean {
       let seen = false
       for (const p of params) {
         if (p === null) return false
-        if (p.key !== want.key) continue
+        // The name spelled otherwise (`SERVICE`, ` service`) is this parameter to servers that fold
+        // names: with another value, the requirement does not hold for them.
+        if (!sameKey(p.key, want.key)) continue
         if (p.value !== want.value) return false
-        seen = true
+        if (p.key === want.key) seen = true
       }
       if (!seen) return false
     }
@@ -371,8 +373,9 @@ function queryHolds(required: readonly QueryParam[], query: string): boolean {
 
 /**
  * Could some server read every required `k=v` in the query? Each is looked for under every split,
- * among all parameters named `k` (servers differ on which of several wins), with escapes decoded
- * leniently (a bad escape left as written, as most decoders do, rather than the parameter dropped).
+ * among all parameters named `k` (servers differ on which of several wins; names as sameKey folds
+ * them), with escapes decoded leniently (a bad escape left as written, as most decoders do, rather
+ * than the parameter dropped), and values once more (a server that decodes twice).
  * What a deny rule asks: `?service=git-upload-pack&service=git-receive-pack` is a receive-pack to
  * git, and `?service=git-receive-pack&%zz` one to any lenient decoder.
  */
@@ -382,10 +385,18 @@ function queryMayHold(required: readonly QueryParam[], query: string): boolean {
     QUERY_SPLITS.some((split) =>
       query.split(split).some((text) => {
         const p = decodeParamLeniently(text)
-        return p.key === want.key && p.value === want.value
+        return sameKey(p.key, want.key) && (p.value === want.value || decodeLeniently(p.value) === want.value)
       }),
     ),
   )
+}
+
+/**
+ * Are two parameter names the same to some server? ASP.NET compares them ignoring case, PHP drops
+ * leading spaces (`+service`); the rest compare them as written.
+ */
+function sameKey(a: string, b: string): boolean {
+  return a === b || a.replace(/^\s+/, '').toLowerCase() === b.replace(/^\s+/, '').toLowerCase()
 }
 
 function decodeParamLeniently(text: string): QueryParam {

@@ -8,6 +8,7 @@ import { dialChecked } from '../net/dial.js'
 import { decideConnectApproved, denyByAddressApproved } from '../policy/approvals.js'
 import { effectiveMode, explainsDenials } from '../policy/compiled.js'
 import type { CompiledAgent } from '../policy/types.js'
+import { hasIpDenyRules } from '../policy/decide.js'
 import { normalizePath, splitTarget } from '../net/url-path.js'
 import type { DenyDecision } from '../policy/types.js'
 import { newRequestId, type DecisionFacts } from '../telemetry/events.js'
@@ -112,7 +113,7 @@ export async function handleConnect(
   }
   // A name that resolved into a range an IP or CIDR deny rule names is refused like the literal.
   const byAddress =
-    decision.verdict === 'allow' && !isIpLiteral(authority.host)
+    decision.verdict === 'allow' && hasIpDenyRules(cfg.policy, agent) && !isIpLiteral(authority.host)
       ? denyByAddressApproved(
           cfg.policy,
           { agent, host: authority.host, port: authority.port },
@@ -124,8 +125,11 @@ export async function handleConnect(
         )
       : null
   if (byAddress !== null) {
-    if (!passes(byAddress, mode))
+    if (byAddress.verdict === 'deny' && !passes(byAddress, mode)) {
+      // Admitted against the budget as an allow: a CONNECT the policy refuses consumes nothing.
+      deps.limiter.refundRequest(key)
       return refuse(deps, socket, req, { ...refused, address: resolved.address }, byAddress, explainable)
+    }
     decision = byAddress
   }
   const checkedNoTls: DecisionFacts = { ...refused, address: resolved.address }

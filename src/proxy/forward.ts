@@ -256,7 +256,9 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
           : new Set([
               ...HOST_AND_VIA,
               ...injected.map((h) => h.name),
-              ...(injected.length > 0 ? ['accept-encoding'] : []),
+              // Identity, and the whole answer: a Range read of an echo would bring the credential out
+              // in pieces, each too short for the masker to know.
+              ...(injected.length > 0 ? ['accept-encoding', 'range', 'if-range'] : []),
               ...(target.body !== undefined ? ['content-length'] : []),
             ])
       const headers = endToEnd(req.rawHeaders, drop)
@@ -548,8 +550,8 @@ function relayAnswer(
       headers.push('connection', res.shouldKeepAlive ? 'keep-alive' : 'close')
       if (masker !== null) {
         // The request asked for identity: a compressed body would carry an echoed credential past the
-        // masker unseen, so such an answer is refused rather than passed on.
-        if (encodedBody(flat)) {
+        // masker unseen, so such an answer is refused rather than passed on (one without a body is no risk).
+        if (encodedBody(flat) && status !== 204 && status !== 304 && res.req.method !== 'HEAD') {
           done = true
           res.removeListener('close', onClientGone)
           if (!res.destroyed) onFailure('encoded_answer')

@@ -383,12 +383,28 @@ const kReadCounted = Symbol('portcullis.readCounted')
 type CountedSocket = Socket & { [kReadCounted]?: number }
 
 /**
+ * Called as each plain-HTTP request arrives, before anything else listens on its answer: once the
+ * answer is done, what the connection has read so far is this request's (counted by its close record
+ * if it has one, passed over if it was refused: a refused request consumes nothing). First among the
+ * answer's 'close' listeners but a close record's (prepended later), so it runs before the next
+ * pipelined request, which waits on the same event (server.ts inTurn), starts counting.
+ */
+export function countReadUntilAnswered(res: ServerResponse): void {
+  res.prependOnceListener('close', markReadCounted)
+}
+
+/** One listener for every answer (no closure per request). */
+function markReadCounted(this: ServerResponse): void {
+  const socket: CountedSocket = this.req.socket
+  socket[kReadCounted] = socket.bytesRead
+}
+
+/**
  * One close record per plain-HTTP request, with the bytes the client connection moved for it both ways
  * (the socket's own counters: no listener on the body, which must reach the upstream client untouched,
- * and nothing per chunk). Up is what the connection read since the last request's record: node reads
- * a head and the body behind it in one go, so bytesRead when the request is seen already holds the
- * body (an upload counted 0 towards bytes_per_day). Requests on a connection are answered in turn, so
- * the next one starts where this one's record ended.
+ * and nothing per chunk). Up is what the connection read since the answer before this one was done
+ * (countReadUntilAnswered): node reads a head and the body behind it in one go, so bytesRead when the
+ * request is seen already holds the body (an upload counted 0 towards bytes_per_day).
  * While its answer is in flight the exchange is tracked like a tunnel: a revoked or expired sandbox
  * credential, a reload that refuses the request, or the bytes budget cuts a long answer (a download,
  * an event stream), not only the next request.
@@ -426,9 +442,9 @@ function countAndRecordClose(
     },
     connection,
   )
-  res.once('close', () => {
+  // Before countReadUntilAnswered moves the mark on (see there).
+  res.prependOnceListener('close', () => {
     done()
     connection.finish(answerCut(res))
-    socket[kReadCounted] = socket.bytesRead
   })
 }

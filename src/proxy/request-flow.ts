@@ -16,7 +16,7 @@ import { normalizePath, splitTarget } from '../net/url-path.js'
 import { parseAbsoluteUrl } from '../net/absolute-url.js'
 import { denyByAddressApproved, matchRequestApproved } from '../policy/approvals.js'
 import { effectiveMode, type CompiledPolicy } from '../policy/compiled.js'
-import { NO_HANDLING, type Handling } from '../policy/decide.js'
+import { hasIpDenyRules, NO_HANDLING, type Handling } from '../policy/decide.js'
 import type { Decision, DenyDecision, Mode, RequestFacts } from '../policy/types.js'
 import { newRequestId, type DecisionFacts } from '../telemetry/events.js'
 import { connStateOf } from './conn-state.js'
@@ -234,8 +234,11 @@ export function decideHttpRequest(
       return deny(factsOf(agentId, mode, r.address), failedAfter(decision, r.decision), false)
     }
     const decided = checkAddress(deps, cfg.policy, requestFacts, r.address, decision, sb?.sandbox ?? null)
-    if (decided.verdict === 'deny' && !passes(decided, mode))
+    if (decided.verdict === 'deny' && !passes(decided, mode)) {
+      // Admitted against the budget as an allow: a request the policy refuses consumes nothing.
+      if (limits && decision.verdict === 'allow') deps.limiter.refundRequest(limiterKey(agentId, credential))
       return deny(factsOf(agentId, mode, r.address), decided, false)
+    }
     return {
       kind: 'pass',
       facts: factsOf(agentId, mode, r.address),
@@ -263,7 +266,9 @@ function checkAddress(
   decision: Decision,
   sandbox: string | null,
 ): Decision {
-  if (decision.verdict !== 'allow' || address === null || isIpLiteral(facts.host)) return decision
+  // Most agents have no IP or CIDR deny rule: asked first, so their requests pay one Map lookup here.
+  if (decision.verdict !== 'allow' || address === null || !hasIpDenyRules(policy, facts.agent)) return decision
+  if (isIpLiteral(facts.host)) return decision
   return denyByAddressApproved(policy, facts, address, facts, deps.approvals(), Date.now(), sandbox) ?? decision
 }
 

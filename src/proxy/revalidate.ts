@@ -2,7 +2,14 @@ import type { RuntimeConfig } from '../config/types.js'
 import { stillAuthenticates } from '../identity/authenticate.js'
 import { sandboxFactsOf } from '../identity/sandbox-auth.js'
 import { isAddressAllowed } from '../net/address-class.js'
-import { decideConnectApproved, matchRequestApproved, type ApprovalIndex } from '../policy/approvals.js'
+import {
+  decideConnectApproved,
+  denyByAddressApproved,
+  matchRequestApproved,
+  type ApprovalIndex,
+} from '../policy/approvals.js'
+import { hasIpDenyRules } from '../policy/decide.js'
+import { isIpLiteral } from '../net/host.js'
 import { effectiveMode } from '../policy/compiled.js'
 import type { TrackedConn, TunnelTracker } from './tracker.js'
 
@@ -12,7 +19,7 @@ import type { TrackedConn, TunnelTracker } from './tracker.js'
  * is asked again: the credentials (a rotated token or a narrowed source_cidrs),
  * the decision for agent, host and port (approvals included), whether the
  * policy now needs to see inside (a spliced tunnel cannot be made to), and the
- * address it goes to (allow_private, upstream.resolve pins: changed or dropped). Audit mode keeps a
+ * address it goes to (allow_private, upstream.resolve pins: changed or dropped; IP and CIDR deny rules). Audit mode keeps a
  * policy denial open, as at CONNECT time; credentials and addresses never are.
  */
 export function stillAllowed(
@@ -27,24 +34,34 @@ export function stillAllowed(
   if (!isAddressAllowed(conn.address, upstream.allowPrivate)) return false
   const pins = upstream.resolve.get(conn.host)
   if (pins === undefined ? conn.pinned : !pins.includes(conn.address)) return false
-  if (conn.request !== undefined) {
-    const r = conn.request
-    const m = matchRequestApproved(
+  const audit = effectiveMode(policy, conn.agent) === 'audit'
+  // The address the connection went to, asked of IP and CIDR deny rules, as a name's was when it opened.
+  const byAddress = (request: Parameters<typeof denyByAddressApproved>[3]): boolean =>
+    !hasIpDenyRules(policy, conn.agent) ||
+    isIpLiteral(conn.host) !== null ||
+    denyByAddressApproved(
       policy,
-      {
-        agent: conn.agent,
-        method: r.method,
-        scheme: r.scheme,
-        host: conn.host,
-        port: conn.port,
-        path: r.path,
-        query: '',
-      },
+      { agent: conn.agent, host: conn.host, port: conn.port },
+      conn.address,
+      request,
       approvals,
       nowMs,
       sandbox,
-    )
-    return m.decision.verdict === 'allow' || effectiveMode(policy, conn.agent) === 'audit'
+    )?.verdict !== 'deny' ||
+    audit
+  if (conn.request !== undefined) {
+    const r = conn.request
+    const facts = {
+      agent: conn.agent,
+      method: r.method,
+      scheme: r.scheme,
+      host: conn.host,
+      port: conn.port,
+      path: r.path,
+      query: '',
+    }
+    const m = matchRequestApproved(policy, facts, approvals, nowMs, sandbox)
+    return (m.decision.verdict === 'allow' || audit) && byAddress(facts)
   }
   const d = decideConnectApproved(
     policy,
@@ -53,8 +70,8 @@ export function stillAllowed(
     nowMs,
     sandbox,
   )
-  if (d.verdict === 'deny') return effectiveMode(policy, conn.agent) === 'audit'
-  return !(conn.via === 'tunnel' && d.via === 'intercept')
+  if (d.verdict === 'deny') return audit
+  return !(conn.via === 'tunnel' && d.via === 'intercept') && byAddress(null)
 }
 
 /** Close every tracked connection stillAllowed refuses; how many were closed. */

@@ -5,6 +5,7 @@ import { armHeadDeadline, attachConnState, destroyEmitter, headsEnded, headStart
 import type { ProxyDeps } from './deps.js'
 import { handleConnect } from './connect.js'
 import { handleHttpRequest } from './request-flow.js'
+import { countReadUntilAnswered } from './pass.js'
 import { relayUpgrade } from './websocket.js'
 import { respondBadRequest, respondDenial, respondUnacceptable } from './respond.js'
 import { internalError } from './decision-point.js'
@@ -79,6 +80,7 @@ export function createProxyServer(deps: ProxyDeps): Server {
     else res.destroy()
   }
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    countReadUntilAnswered(res)
     awaitNextHead(req, res, upstream.idleTimeoutMs)
     inTurn(req, res, () => handleHttpRequest(deps, req, res, PROXY_CHANNEL, true, failPlain))
   }

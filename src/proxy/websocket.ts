@@ -119,6 +119,11 @@ export async function relayUpgrade(
   }
   upstreamReq.on('response', (res) => {
     answered()
+    // A 101 node did not take for a switch (no Upgrade, or no Connection: upgrade): no answer to pass on.
+    if (res.statusCode === 101) {
+      res.destroy()
+      return fail(Object.assign(new Error('101 without a protocol to switch to'), { code: 'HPE_INVALID_UPGRADE' }))
+    }
     client.once('close', () => res.destroy())
     // Not switching: pass the answer on as it is (end to end), then close.
     const lines = [`HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}`]

@@ -1,6 +1,13 @@
+import { once } from 'node:events'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { connect as tlsConnect } from 'node:tls'
 import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
-import { startHttpOrigin } from '../helpers/origins.js'
+import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
+import { adminCall } from '../helpers/admin.js'
+import { until } from '../helpers/poll.js'
+import { runPortcullis } from '../helpers/spawn-portcullis.js'
 import { curl } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
 import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
@@ -87,5 +94,91 @@ agents:
       (x) => x.event === 'decision' && x.agent === 'aud' && x.path === '/audited',
     )
     t.match(rec, { reason: 'denied_by_rule', would_deny: true, rule: 'g.deny[0]' })
+  })
+})
+
+t.test('IP and CIDR deny rules for names: reload, explain, policy tests, budget, approvals', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const tls = await startHttpsOrigin(t, ['named.test'])
+  const policy = (deny: string): string => `upstream:
+  ports: [${origin.port}, ${tls.port}]
+  resolve: { named.test: 127.0.0.1, other.test: 127.0.0.1 }
+  allow_private: [127.0.0.1/32]
+  ca_file: ${JSON.stringify(tls.ca.certFile)}
+limits: { requests_per_minute: 3 }
+groups:
+  g:
+    allow: [ { host: named.test }, { host: other.test, paths: ["/ok/**"] } ]
+    deny: [ ${deny} ]
+agents:
+  - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+`
+  const pc = await startPortcullis(t, policy('{ host: 192.0.2.1 }'), {}, { watch: true })
+  const via = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`]
+  const health = async (): Promise<{ generation: number }> =>
+    (await fetch(`${pc.adminUrl}/healthz`)).json() as Promise<{ generation: number }>
+
+  t.test('a reload that adds one closes an open tunnel to a name resolving into it', async (t) => {
+    const { socket, head } = await openTunnel(pc.proxyPort, `named.test:${tls.port}`)
+    t.match(head, /^HTTP\/1\.1 200/)
+    // Spliced (and tracked) once its ClientHello is through.
+    const inner = tlsConnect({ socket, servername: 'named.test', ca: tls.ca.certPem })
+    inner.on('error', () => undefined)
+    await once(inner, 'secureConnect')
+    const closed = once(inner, 'close')
+    pc.rewriteConfig(policy('{ host: 127.0.0.0/8 }'))
+    t.ok(await until(async () => (await health()).generation === 2), 'reloaded')
+    await Promise.race([closed, new Promise((_, no) => setTimeout(() => no(new Error('still open')), 3000))])
+    t.pass('the tunnel was closed')
+  })
+
+  t.test('explain says what the proxy does, and so do policy tests', async (t) => {
+    const r = await runPortcullis([
+      'explain',
+      '--config',
+      pc.configFile,
+      '--agent',
+      'ci',
+      `http://named.test:${origin.port}/x`,
+    ])
+    t.equal(r.code, 1, r.stderr)
+    t.match(r.stdout, /^reason: denied_by_rule$/m)
+    const api = await adminCall<{ reason: string; stage: string }>(
+      pc.adminUrl,
+      'GET',
+      `/api/explain?agent=ci&url=${encodeURIComponent(`http://named.test:${origin.port}/x`)}`,
+    )
+    t.match(api.body, { reason: 'denied_by_rule', stage: 'address' })
+    const tests = join(pc.dir, 'address.tests.yaml')
+    writeFileSync(tests, `- { agent: ci, request: "GET http://named.test:${origin.port}/x", expect: denied_by_rule }\n`)
+    const checked = await runPortcullis(['check', '--config', pc.configFile, '--tests', tests])
+    t.equal(checked.code, 0, checked.stdout + checked.stderr)
+  })
+
+  t.test('refusals by address consume no requests_per_minute', async (t) => {
+    // With a budget of 3 (one spent on the tunnel above), a fourth that consumed would be a 429.
+    for (let i = 0; i < 5; i++)
+      t.equal(
+        (await curl([...via, `http://named.test:${origin.port}/r${i}`])).headers['x-portcullis-decision'],
+        'denied_by_rule',
+      )
+  })
+
+  t.test('an approval lifts it, and the record names the approval', async (t) => {
+    const denied = await curl([...via, `http://named.test:${origin.port}/approved`])
+    t.equal(denied.headers['x-portcullis-decision'], 'denied_by_rule')
+    const made = await adminCall<{ id: string }>(pc.adminUrl, 'POST', '/api/approvals', {
+      request_id: denied.headers['x-portcullis-request-id'],
+      scope: 'exact',
+      ttl: '10m',
+      reason: 'test',
+    })
+    t.equal(made.status, 201)
+    const r = await curl([...via, `http://named.test:${origin.port}/approved`])
+    t.equal(r.status, 200)
+    const rec = await pc.waitForRecord<DecisionRecord>(
+      (x) => x.event === 'decision' && x.path === '/approved' && x.decision === 'allow',
+    )
+    t.equal(rec.rule, `approval:${made.body.id}`)
   })
 })

@@ -1,5 +1,6 @@
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import t, { type Test } from 'tap'
@@ -201,6 +202,36 @@ t.test('bytes_per_day counts plain-HTTP uploads, which node reads with their hea
   t.equal(await upload('/2'), 200, 'the second passes: counted when it completes')
   await pc.waitForRecord((r) => r.event === 'close' && r.id !== rec.id)
   t.equal(await upload('/3'), 429, 'the third finds the day used up')
+})
+
+t.test('refused plain requests on a kept-alive connection: the next close record does not count them', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port], { paths: ['/public/**'] }))
+  const auth = `Proxy-Authorization: Basic ${Buffer.from(`ci:${TOKEN}`).toString('base64')}\r\n`
+  const post = (path: string, bytes: number): string =>
+    `POST http://origin.test:${origin.port}${path} HTTP/1.1\r\nHost: origin.test\r\n${auth}Content-Length: ${bytes}\r\n\r\n${'b'.repeat(bytes)}`
+  const socket = connect(pc.proxyPort, '127.0.0.1')
+  socket.on('error', () => undefined)
+  await once(socket, 'connect')
+  let answers = ''
+  socket.on('data', (c: Buffer) => (answers += c.toString('latin1')))
+  const answered = (n: number): Promise<boolean> =>
+    until(() => (answers.match(/HTTP\/1\.1 \d{3}/g) ?? []).length >= n, 5000)
+  socket.write(post('/public/a', 5000))
+  t.ok(await answered(1))
+  socket.write(post('/private/x', 20_000))
+  t.ok(await answered(2))
+  t.match(answers, /HTTP\/1\.1 403/)
+  socket.write(post('/public/b', 3000))
+  t.ok(await answered(3))
+  t.ok(await until(() => pc.records().filter((r) => r.event === 'close').length >= 2, 5000), 'two close records')
+  socket.destroy()
+  const [a = 0, b = 0] = pc
+    .records()
+    .filter((r): r is CloseRecord => r.event === 'close')
+    .map((r) => r.bytes_up)
+  t.ok(a >= 5000 && a < 6000, `the first counts its own upload (${a})`)
+  t.ok(b >= 3000 && b < 4000, `the second its own, not the refused one's 20 000 bytes (${b})`)
 })
 
 t.test('audit mode records a limited request as would_deny and lets it pass', async (t) => {

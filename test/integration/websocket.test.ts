@@ -275,7 +275,13 @@ t.test('only a switch to the WebSocket asked for is spliced, and only on HTTP/1.
     s.on('data', (chunk: Buffer) => {
       if (answered) return void after.push(chunk.toString('latin1'))
       answered = true
-      s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n')
+      // /bare: a 101 with no protocol named at all.
+      const bare = chunk.toString('latin1').includes('/allowed/bare')
+      s.write(
+        bare
+          ? 'HTTP/1.1 101 Switching Protocols\r\n\r\n'
+          : 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n',
+      )
     })
   })
   origin.listen(0, '127.0.0.1')
@@ -302,6 +308,9 @@ agents:
   await new Promise((r) => setTimeout(r, 200))
   socket.destroy()
   t.same(after, [], 'nothing the client sent after it reached the origin')
+  const bare = await upgrade(pc.proxyPort, `http://ws.test:${port}/allowed/bare`)
+  t.match(bare.head, /^HTTP\/1\.1 502 /, 'a 101 naming no protocol is a bad answer, not passed on')
+  bare.socket.destroy()
 
   const old = connect(pc.proxyPort, '127.0.0.1')
   old.on('error', () => undefined)

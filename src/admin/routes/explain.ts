@@ -4,9 +4,11 @@ import { effectiveMode } from '../../policy/compiled.js'
 import {
   coveringApproval,
   decideConnectApproved,
+  denyByAddressApproved,
   matchRequestApproved,
   type ApprovalIndex,
 } from '../../policy/approvals.js'
+import { isIpLiteral } from '../../net/host.js'
 import { packageDenialOffline, repoWriteDenialOffline } from '../../lifecycle/decide-offline.js'
 import type { Decision, Mode, RequestFacts } from '../../policy/types.js'
 import { sendJson, type Route } from '../server.js'
@@ -18,8 +20,8 @@ export interface Explanation {
   /** https only: how the CONNECT would be handled (absent when the CONNECT itself is denied). */
   readonly via?: 'tunnel' | 'intercept'
   readonly detail?: string
-  /** Which step decided: the CONNECT (https host/port) or the request (method/path). */
-  readonly stage: 'connect' | 'request'
+  /** Which step decided: the CONNECT (https host/port), the request (method/path) or the pinned address. */
+  readonly stage: 'connect' | 'request' | 'address'
   readonly mode: Mode
   readonly host: string
   readonly port: number
@@ -58,6 +60,13 @@ export function explain(
     via = c.via
   }
   const m = matchRequestApproved(config.policy, facts, approvals, nowMs)
+  // A pinned name's address asked of IP and CIDR deny rules, as the proxy asks the address it dials.
+  const pinned = isIpLiteral(facts.host) === null ? config.upstream.resolve.get(facts.host)?.[0] : undefined
+  if (m.decision.verdict === 'allow' && pinned !== undefined) {
+    const inside = via === 'tunnel' ? null : facts
+    const d = denyByAddressApproved(config.policy, facts, pinned, inside, approvals, nowMs)
+    if (d?.verdict === 'deny') return { ...describe(d), ...(via ? { via } : {}), stage: 'address', ...base }
+  }
   // The GitHub API gate runs whatever approvals say: a merge stays refused.
   const write = m.decision.verdict === 'allow' ? repoWriteDenialOffline(m.handling.repo, facts) : null
   if (write !== null) {

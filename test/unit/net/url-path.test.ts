@@ -88,6 +88,10 @@ const DECODED_READINGS: ReadonlyArray<readonly [string, string | null, string]> 
   ['/public/%C0%AE%C0%AE/admin', '/admin', 'overlong UTF-8 dots are dots to a decoder that does not check'],
   ['/public/..%C0%AFadmin', '/admin', 'an overlong slash is a separator to it'],
   ['/public/%E0%80%AE%E0%80%AE/admin', '/admin', 'three-byte overlong dots too'],
+  ['/public/%F0%80%80%AE%F0%80%80%AE/admin', '/admin', 'four-byte ones'],
+  ['/public/s%F0%80%81%A5cret/x', '/public/secret/x', 'an overlong letter is that letter'],
+  ['/public/%F8%80%80%80%AE%FC%80%80%80%80%AE/admin', '/admin', 'five- and six-byte ones'],
+  ['/a/%C1%9Cb', '/a/b', 'an overlong backslash is a separator'],
   ['/caf%C3%A9/x', '/caf%C3%A9/x', 'well-formed UTF-8 is left alone'],
   ['/l1/%C0%E9', '/l1/%C0%E9', 'a Latin-1 byte that starts no overlong sequence is left alone'],
 ]

@@ -86,6 +86,18 @@ const MATCH: ReadonlyArray<readonly [pattern: string, target: string, expected: 
     true,
     'the same value twice is still that value',
   ],
+  [
+    '/r/info/refs?service=git-upload-pack',
+    '/r/info/refs?service=git-upload-pack&+service=git-receive-pack',
+    false,
+    'a name a server folds into it (PHP: leading spaces dropped, last wins) with another value does not match',
+  ],
+  [
+    '/r/info/refs?service=git-upload-pack',
+    '/r/info/refs?service=git-upload-pack&SERVICE=git-receive-pack',
+    false,
+    'nor one in another case',
+  ],
 ]
 
 /** Does `pattern` match the request target `target` (path and query), as an allow or a deny rule's? */
@@ -120,6 +132,9 @@ const DENY_MATCH: ReadonlyArray<readonly [target: string, expected: boolean, beh
   ['/r/info/refs?servic%65%ff=git-receive-pack', false, 'deny: a key with more in it is another key'],
   ['/r/info/refs?x=1&servic%65%ff', false, 'deny: a run that is not UTF-8 still decodes only as far as it goes'],
   ['/r/info/refs?service=git-upload-pack', false, 'deny: another value'],
+  ['/r/info/refs?SERVICE=git-receive-pack', true, 'deny: a name in another case (ASP.NET folds it)'],
+  ['/r/info/refs?+service=git-receive-pack', true, 'deny: a name after spaces (PHP drops them)'],
+  ['/r/info/refs?service=git%252Dreceive-pack', true, 'deny: a value a server decodes twice'],
   ['/r/info/refs', false, 'deny: no query'],
 ]
 
