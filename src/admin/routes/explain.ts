@@ -9,6 +9,7 @@ import {
   type ApprovalIndex,
 } from '../../policy/approvals.js'
 import { isIpLiteral } from '../../net/host.js'
+import { hasIpDenyRules } from '../../policy/decide.js'
 import { packageDenialOffline, repoWriteDenialOffline } from '../../lifecycle/decide-offline.js'
 import type { Decision, Mode, RequestFacts } from '../../policy/types.js'
 import { sendJson, type Route } from '../server.js'
@@ -61,8 +62,11 @@ export function explain(
   }
   const m = matchRequestApproved(config.policy, facts, approvals, nowMs)
   // A pinned name's address asked of IP and CIDR deny rules, as the proxy asks the address it dials.
-  const pinned = isIpLiteral(facts.host) === null ? config.upstream.resolve.get(facts.host)?.[0] : undefined
-  if (m.decision.verdict === 'allow' && pinned !== undefined) {
+  const pinned =
+    m.decision.verdict === 'allow' && hasIpDenyRules(config.policy, agent) && isIpLiteral(facts.host) === null
+      ? config.upstream.resolve.get(facts.host)?.[0]
+      : undefined
+  if (pinned !== undefined) {
     const inside = via === 'tunnel' ? null : facts
     const d = denyByAddressApproved(config.policy, facts, pinned, inside, approvals, nowMs)
     if (d?.verdict === 'deny') return { ...describe(d), ...(via ? { via } : {}), stage: 'address', ...base }
