@@ -390,7 +390,7 @@ type CountedSocket = Socket & { [kReadCounted]?: number }
  * pipelined request, which waits on the same event (server.ts inTurn), starts counting.
  */
 export function countReadUntilAnswered(res: ServerResponse): void {
-  res.prependOnceListener('close', markReadCounted)
+  res.prependListener('close', markReadCounted)
 }
 
 /** One listener for every answer (no closure per request). */
@@ -442,8 +442,8 @@ function countAndRecordClose(
     },
     connection,
   )
-  // Before countReadUntilAnswered moves the mark on (see there).
-  res.prependOnceListener('close', () => {
+  // Before countReadUntilAnswered moves the mark on (see there). 'close' comes once: no once-wrapper.
+  res.prependListener('close', () => {
     done()
     connection.finish(answerCut(res))
   })
