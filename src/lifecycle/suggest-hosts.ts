@@ -139,9 +139,11 @@ export function foldSiblings(drafts: readonly HostDraft[], ctx: HostRuleContext)
   // q.example.com) joins the shallowest wildcard that covers it rather than staying a rule of its own.
   folding.sort((a, b) => a.split('.').length - b.split('.').length)
   const joined = new Map<string, HostDraft[]>(folding.map((p) => [p, []]))
-  for (const group of byParent.values())
+  for (const [parent, group] of byParent)
     for (const d of group) {
-      const into = folding.find((p) => d.rule.host.endsWith(`.${p}`))
+      // Hosts whose own parent was refused stay listed, as its note says, whatever covers them above.
+      const refused = group.length >= 2 && !folding.includes(parent)
+      const into = refused ? undefined : folding.find((p) => d.rule.host.endsWith(`.${p}`))
       if (into === undefined) out.push(d)
       else joined.get(into)?.push(d)
     }
@@ -152,6 +154,8 @@ export function foldSiblings(drafts: readonly HostDraft[], ctx: HostRuleContext)
 
 function refusal(parent: string, ctx: HostRuleContext): string | null {
   if (SHARED_PARENTS.has(parent)) return `${parent} is shared hosting (anyone can have a subdomain there)`
+  for (const shared of SHARED_PARENTS)
+    if (shared.endsWith(`.${parent}`)) return `*.${parent} would cover ${shared}, which is shared hosting`
   const wildcard: HostPattern = { kind: 'wildcard', suffix: parent }
   for (const p of ctx.protected) {
     // A deny pattern inside the wildcard, or one covering it (a deny on *.example.com also denies *.a.example.com).

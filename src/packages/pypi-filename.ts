@@ -80,6 +80,8 @@ function parseWheel(stem: string, expected: string | null, metadata: boolean): D
   return result('wheel', parts[0] as string, version, expected, metadata)
 }
 
+const withoutV = (version: string): string => version.replace(/^[vV](?=[0-9])/, '')
+
 function parseSdist(stem: string, expected: string | null, metadata: boolean): DistFilename {
   let cut = -1
   let others: Alternative[] = []
@@ -102,9 +104,10 @@ function parseSdist(stem: string, expected: string | null, metadata: boolean): D
     cut = cuts.find((i) => PEP440.test(stem.slice(i + 1))) ?? (cuts[0] as number)
     others = cuts
       .filter((i) => i !== cut && isPypiName(stem.slice(0, i)) && SDIST_VERSION.test(stem.slice(i + 1)))
-      .map((i) => ({ project: normalizePypiName(stem.slice(0, i)), version: stem.slice(i + 1) }))
+      .map((i) => ({ project: normalizePypiName(stem.slice(0, i)), version: withoutV(stem.slice(i + 1)) }))
   }
-  const version = stem.slice(cut + 1)
+  // `v1.0` is 1.0 (PEP 440 normalisation): deny entries and the index spell it without the `v`.
+  const version = withoutV(stem.slice(cut + 1))
   if (!SDIST_VERSION.test(version)) return fail('bad_version')
   const parsed = result('sdist', stem.slice(0, cut), version, expected, metadata)
   return parsed.ok && others.length > 0 ? { ...parsed, alternatives: others } : parsed

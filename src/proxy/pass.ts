@@ -395,7 +395,11 @@ export function countReadUntilAnswered(res: ServerResponse): void {
 
 /** One listener for every answer (no closure per request). */
 function markReadCounted(this: ServerResponse): void {
-  const socket: CountedSocket = this.req.socket
+  markRead(this.req)
+}
+
+function markRead(req: IncomingMessage): void {
+  const socket: CountedSocket = req.socket
   socket[kReadCounted] = socket.bytesRead
 }
 

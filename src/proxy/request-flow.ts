@@ -334,7 +334,7 @@ export function answerHttpRequest(
         res,
         verdict.decision,
         denialContext(verdict.facts, req.headers, verdict.query),
-        verdict.close,
+        verdict.close || bodyStillComing(req),
       )
     case 'pass':
       return passRequest(
@@ -349,6 +349,17 @@ export function answerHttpRequest(
         closeRecordPerRequest ? verdict.credential : null,
       )
   }
+}
+
+/**
+ * A request refused from its head while its body is still on the way: the connection closes after
+ * the answer rather than read and throw away an upload the agent may be sending for minutes (and
+ * whose bytes would then be billed to the next request on it).
+ */
+function bodyStillComing(req: IncomingMessage): boolean {
+  if (req.complete) return false
+  const length = req.headers['content-length']
+  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined
 }
 
 export interface RequestTarget {

@@ -1,6 +1,6 @@
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
-import { connect } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import t, { type Test } from 'tap'
@@ -204,34 +204,58 @@ t.test('bytes_per_day counts plain-HTTP uploads, which node reads with their hea
   t.equal(await upload('/3'), 429, 'the third finds the day used up')
 })
 
-t.test('refused plain requests on a kept-alive connection: the next close record does not count them', async (t) => {
+t.test('refused plain uploads: never billed to the next request; one still coming closes the connection', async (t) => {
   const origin = await startHttpOrigin(t)
   const pc = await startPortcullis(t, originOnlyYaml([origin.port], { paths: ['/public/**'] }))
   const auth = `Proxy-Authorization: Basic ${Buffer.from(`ci:${TOKEN}`).toString('base64')}\r\n`
   const post = (path: string, bytes: number): string =>
     `POST http://origin.test:${origin.port}${path} HTTP/1.1\r\nHost: origin.test\r\n${auth}Content-Length: ${bytes}\r\n\r\n${'b'.repeat(bytes)}`
-  const socket = connect(pc.proxyPort, '127.0.0.1')
-  socket.on('error', () => undefined)
-  await once(socket, 'connect')
-  let answers = ''
-  socket.on('data', (c: Buffer) => (answers += c.toString('latin1')))
-  const answered = (n: number): Promise<boolean> =>
-    until(() => (answers.match(/HTTP\/1\.1 \d{3}/g) ?? []).length >= n, 5000)
-  socket.write(post('/public/a', 5000))
-  t.ok(await answered(1))
-  socket.write(post('/private/x', 20_000))
-  t.ok(await answered(2))
-  t.match(answers, /HTTP\/1\.1 403/)
-  socket.write(post('/public/b', 3000))
-  t.ok(await answered(3))
-  t.ok(await until(() => pc.records().filter((r) => r.event === 'close').length >= 2, 5000), 'two close records')
-  socket.destroy()
-  const [a = 0, b = 0] = pc
-    .records()
-    .filter((r): r is CloseRecord => r.event === 'close')
-    .map((r) => r.bytes_up)
+  const open = async (): Promise<{
+    socket: Socket
+    answers: () => string
+    answered: (n: number) => Promise<boolean>
+  }> => {
+    const socket = connect(pc.proxyPort, '127.0.0.1')
+    socket.on('error', () => undefined)
+    await once(socket, 'connect')
+    let text = ''
+    socket.on('data', (c: Buffer) => (text += c.toString('latin1')))
+    return {
+      socket,
+      answers: () => text,
+      answered: (n) => until(() => (text.match(/HTTP\/1\.1 \d{3}/g) ?? []).length >= n, 5000),
+    }
+  }
+  const closeRecords = (): CloseRecord[] => pc.records().filter((r): r is CloseRecord => r.event === 'close')
+
+  // A refused upload read whole with its head: the connection stays, and the next record counts only its own.
+  const one = await open()
+  one.socket.write(post('/public/a', 5000))
+  t.ok(await one.answered(1))
+  one.socket.write(post('/private/x', 20_000))
+  t.ok(await one.answered(2))
+  t.match(one.answers(), /HTTP\/1\.1 403/)
+  // Closed when the body was still arriving as it was refused; kept otherwise: the next request goes
+  // on this connection or a new one, and either way its record is its own.
+  await new Promise((r) => setTimeout(r, 100))
+  const next = one.socket.destroyed || one.socket.readableEnded ? await open() : one
+  next.socket.write(post('/public/b', 3000))
+  t.ok(await next.answered(next === one ? 3 : 1))
+  t.ok(await until(() => closeRecords().length >= 2, 5000), 'two close records')
+  one.socket.destroy()
+  next.socket.destroy()
+  const [a = 0, b = 0] = closeRecords().map((r) => r.bytes_up)
   t.ok(a >= 5000 && a < 6000, `the first counts its own upload (${a})`)
   t.ok(b >= 3000 && b < 4000, `the second its own, not the refused one's 20 000 bytes (${b})`)
+
+  // Refused from its head while its body is still to come: answered, and the connection closed.
+  const two = await open()
+  const refused = post('/private/y', 200_000)
+  two.socket.write(refused.slice(0, refused.indexOf('\r\n\r\n') + 4))
+  t.ok(await two.answered(1))
+  t.match(two.answers(), /^HTTP\/1\.1 403 [^]*connection: close/i)
+  t.ok(await until(() => two.socket.destroyed || two.socket.readableEnded, 5000), 'the connection is closed')
+  two.socket.destroy()
 })
 
 t.test('audit mode records a limited request as would_deny and lets it pass', async (t) => {

@@ -64,6 +64,22 @@ const MINIMISATION: ReadonlyArray<
     [{ host: '*.cdn.example.org' }],
   ],
   [
+    'hosts under a shared-hosting parent stay listed, and no wildcard above covers that parent',
+    () => [
+      rec('ci', 'CONNECT a.blob.core.windows.net:443'),
+      rec('ci', 'CONNECT b.blob.core.windows.net:443'),
+      rec('ci', 'CONNECT c.core.windows.net:443'),
+      rec('ci', 'CONNECT d.core.windows.net:443'),
+    ],
+    {},
+    [
+      { host: 'a.blob.core.windows.net' },
+      { host: 'b.blob.core.windows.net' },
+      { host: 'c.core.windows.net' },
+      { host: 'd.core.windows.net' },
+    ],
+  ],
+  [
     'a single host is not folded',
     () => [rec('ci', 'CONNECT only.example.org:443')],
     {},

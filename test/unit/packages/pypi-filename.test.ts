@@ -47,8 +47,8 @@ t.test('sdists read without the project: the PEP 440 split, and every other spli
     ['dash-3d-1.0.tar.gz', 'dash-3d', '1.0', [{ project: 'dash', version: '3d-1.0' }]],
     ['pkg-1.0-2.tar.gz', 'pkg', '1.0-2', [{ project: 'pkg-1-0', version: '2' }]],
     ['odd-2x-3y.tar.gz', 'odd', '2x-3y', [{ project: 'odd-2x', version: '3y' }]],
-    ['dash-3d-v1.0.tar.gz', 'dash-3d', 'v1.0', [{ project: 'dash', version: '3d-v1.0' }]],
-    ['dash-3d-V2.tar.gz', 'dash-3d', 'V2', [{ project: 'dash', version: '3d-V2' }]],
+    ['dash-3d-v1.0.tar.gz', 'dash-3d', '1.0', [{ project: 'dash', version: '3d-v1.0' }]],
+    ['dash-3d-V2.tar.gz', 'dash-3d', '2', [{ project: 'dash', version: '3d-V2' }]],
   ]
   for (const [file, project, version, alternatives] of cases)
     t.same(parseDistFilename(file), { ok: true, kind: 'sdist', project, version, metadata: false, alternatives }, file)
