@@ -20,7 +20,7 @@ import {
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { writeConfig } from '../../test/helpers/config.js'
+import { assertLoopbackOnly, writeConfig } from '../../test/helpers/config.js'
 import { freePorts } from '../../test/helpers/ports.js'
 import { spawnRedisServer } from '../../test/helpers/redis.js'
 import { accepts, sleep, within } from './clients.js'
@@ -153,7 +153,9 @@ export async function startProxy(
   extraNodeArgs: readonly string[] = [],
 ): Promise<ProxyProc> {
   const [listenPort = 0, adminPort = 0] = await freePorts(2)
-  const configFile = writeConfig(dir, proxyYaml(o), { file: `${name}.yaml`, listenPort, adminPort })
+  const yaml = proxyYaml(o)
+  assertLoopbackOnly(yaml, `bench ${name}`)
+  const configFile = writeConfig(dir, yaml, { file: `${name}.yaml`, listenPort, adminPort })
   const logFile = join(dir, `${name}.log`)
   const fd = openSync(logFile, 'w')
   const nodeArgs = [...(process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter(Boolean), ...extraNodeArgs]

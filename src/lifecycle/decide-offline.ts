@@ -10,7 +10,7 @@ import type { RuntimeConfig } from '../config/types.js'
 import { classifyAddress, isAddressAllowed } from '../net/address-class.js'
 import { isIpLiteral } from '../net/host.js'
 import { classifyNpmPath } from '../packages/npm-path.js'
-import { classifyPypiPath } from '../packages/pypi-path.js'
+import { classifyPypiPath, refusedAlternative } from '../packages/pypi-path.js'
 import { collectHostRules, type CompiledRule, type PackageControl, type RepoControl } from '../policy/compiled.js'
 import { apiRuleOf, classifyGithubApiRequest, decideGithubApiRoute } from '../policy/github-api.js'
 import { decideConnect, denyByAddress, matchRequest } from '../policy/decide.js'
@@ -171,10 +171,8 @@ export function packageDenialOffline(
     if (req.kind === 'unparseable') return 'unparseable_path'
     name = req.project
     version = req.kind === 'simple_project' ? null : req.version
-    for (const alt of req.kind === 'file' ? req.alternatives : []) {
-      const admitted = rules.admits(alt.project, alt.version)
-      if (!admitted.ok) return admitted.detail
-    }
+    const other = refusedAlternative(req, rules)
+    if (other !== null) return other.detail
   }
   const admitted = rules.admits(name, version)
   if (!admitted.ok) return admitted.detail

@@ -93,15 +93,16 @@ function removeDotSegments(path: string): string | null {
   return trailingSlash && out.length > 0 ? `${joined}/` : joined
 }
 
-const AMBIGUOUS = /%2F|%5C|%3B|;|%25[0-9A-Fa-f]{2}|%C[01]%|%E0%8[01]|%F0%80%8[01]|%F8%80%80%8[01]|%FC%80%80%80%8[01]/
 /**
  * An overlong UTF-8 spelling of an ASCII character, in 2 to 6 bytes (`%C0%AE` and `%F0%80%80%AE` are
  * `.`, `%C0%AF` is `/`): invalid UTF-8, but decoders that do not check (old IIS, some Java stacks)
  * read the character.
  */
-const OVERLONG_START = /%C[01]%|%E0%8[01]|%F0%80%8[01]|%F8%80%80%8[01]|%FC%80%80%80%8[01]/
-const OVERLONG =
-  /%C[01]%[89AB][0-9A-F]|%E0%8[01]%[89AB][0-9A-F]|%F0%80%8[01]%[89AB][0-9A-F]|%F8%80%80%8[01]%[89AB][0-9A-F]|%FC%80%80%80%8[01]%[89AB][0-9A-F]/g
+const OVERLONG_LEAD = '(?:%C[01]|%E0%8[01]|%F0%80%8[01]|%F8%80%80%8[01]|%FC%80%80%80%8[01])'
+const OVERLONG_START = new RegExp(`${OVERLONG_LEAD}%`)
+const OVERLONG = new RegExp(`${OVERLONG_LEAD}%[89AB][0-9A-F]`, 'g')
+/** What a decoding server may read otherwise: encoded separators, `;params`, escapes spelled twice, overlongs. */
+const AMBIGUOUS = new RegExp(`%2F|%5C|%3B|;|%25[0-9A-Fa-f]{2}|${OVERLONG_START.source}`)
 /** `%25` before two hex digits: an escape spelled once more (`%252E` is `%2E`, then `.`). */
 const ESCAPED_ESCAPE = /%25(?=[0-9A-Fa-f]{2})/g
 

@@ -7,7 +7,7 @@
  * `unparseable` and should be refused.
  */
 import { parseDistFilename, type Alternative, type DistKind } from './pypi-filename.js'
-import { isPypiName, normalizePypiName } from './rules.js'
+import { isPypiName, normalizePypiName, type PackageDenyDetail, type PackageRules } from './rules.js'
 
 export type PypiPathProblem =
   'not_absolute' | 'bad_encoding' | 'dot_segment' | 'empty_segment' | 'bad_name' | 'bad_filename' | 'unknown_shape'
@@ -90,4 +90,21 @@ export function classifyPypiPath(target: string): PypiRequest {
     }
   }
   return { kind: 'other' }
+}
+
+/**
+ * The first project (and version) among an ambiguous file name's other readings that the rules
+ * refuse, with why; null when they admit them all. The package gate and the offline decision ask
+ * this before judging the file by its first reading.
+ */
+export function refusedAlternative(
+  req: PypiRequest,
+  rules: Pick<PackageRules, 'admits'>,
+): (Alternative & { readonly detail: PackageDenyDetail }) | null {
+  if (req.kind !== 'file') return null
+  for (const alt of req.alternatives) {
+    const admitted = rules.admits(alt.project, alt.version)
+    if (!admitted.ok) return { ...alt, detail: admitted.detail }
+  }
+  return null
 }

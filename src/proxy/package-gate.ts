@@ -8,7 +8,7 @@ import type { DenyDecision, RuleId } from '../policy/types.js'
 import { classifyNpmPath } from '../packages/npm-path.js'
 import { isJsonObject, selectVersionDoc } from '../packages/npm-packument.js'
 import { createPackumentPool, type PackumentPool } from '../packages/packument-pool.js'
-import { classifyPypiPath } from '../packages/pypi-path.js'
+import { classifyPypiPath, refusedAlternative } from '../packages/pypi-path.js'
 import { MAX_DOCUMENT_BYTES, runRewriteJob, type RewriteFormat, type RewriteOutcome } from '../packages/rewrite-job.js'
 import { compilePackageRules, normalizePypiName, type PackageDenyDetail, type PackageRules } from '../packages/rules.js'
 import type { Approval } from '../policy/approvals.js'
@@ -221,11 +221,9 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
     const version = req.kind === 'simple_project' ? null : req.version
     const pkg: PackageFacts = { registry: 'pypi', name: req.project, version }
     // A file whose name could be another project's too is refused if any of them would be.
-    for (const alt of req.kind === 'file' ? req.alternatives : []) {
-      const admitted = ctx.control.rules.admits(alt.project, alt.version)
-      if (!admitted.ok)
-        return refuse(ctx, admitted.detail, { registry: 'pypi', name: alt.project, version: alt.version })
-    }
+    const other = refusedAlternative(req, ctx.control.rules)
+    if (other !== null)
+      return refuse(ctx, other.detail, { registry: 'pypi', name: other.project, version: other.version })
     const byName = judgeByName(ctx, pkg)
     if (byName !== null) return byName
     const index = await indexTarget(ctx)

@@ -395,11 +395,7 @@ export function countReadUntilAnswered(res: ServerResponse): void {
 
 /** One listener for every answer (no closure per request). */
 function markReadCounted(this: ServerResponse): void {
-  markRead(this.req)
-}
-
-function markRead(req: IncomingMessage): void {
-  const socket: CountedSocket = req.socket
+  const socket: CountedSocket = this.req.socket
   socket[kReadCounted] = socket.bytesRead
 }
 

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import ipaddr from 'ipaddr.js'
+import { parse } from 'yaml'
 
 /**
  * The config writer the tests and the bench (bench/lib) share, and the YAML sections integration
@@ -134,4 +136,60 @@ groups:
 agents:
 ${agents}
 `
+}
+
+/**
+ * Is `text` an address, or a network in CIDR form, reaching outside 127.0.0.0/8 and ::1? False for
+ * what is no address at all (a config the proxy refuses anyway: tests of bad configs start it too).
+ */
+function outsideLoopback(text: string): boolean {
+  const [addr = '', bits] = text
+    .trim()
+    .replace(/^\[|\]$/g, '')
+    .split('/')
+  if (!ipaddr.isValid(addr)) return false
+  const ip = ipaddr.process(addr)
+  const prefix = bits === undefined ? (ip.kind() === 'ipv4' ? 32 : 128) : Number(bits)
+  return ip.kind() === 'ipv4'
+    ? ip.range() !== 'loopback' || prefix < 8
+    : (ip as ipaddr.IPv6).toNormalizedString() !== '0:0:0:0:0:0:0:1' || prefix !== 128
+}
+
+/**
+ * Throws unless every place a config could send a started proxy is loopback: each upstream.resolve
+ * pin in 127.0.0.0/8 or ::1, each upstream.allow_private network inside them, a Redis URL's hosts
+ * too. Every helper that starts a real proxy (in process, spawned, or for the bench) calls it, so no
+ * test can aim one anywhere else; the loopback-only network namespace (scripts/test.sh) is the second
+ * fence. Addresses elsewhere in test/ are classified or parsed, never dialled.
+ */
+export function assertLoopbackOnly(yamlText: string, where: string): void {
+  let parsed: unknown
+  try {
+    parsed = parse(yamlText)
+  } catch {
+    return // Not YAML: the proxy refuses it before reaching anything (tests of broken configs).
+  }
+  if (parsed === null || typeof parsed !== 'object') return
+  const doc = parsed as {
+    upstream?: { resolve?: Record<string, string | string[]>; allow_private?: string[] }
+    telemetry?: { redis?: { url?: string | null } }
+  }
+  const wrong: string[] = []
+  for (const [name, pins] of Object.entries(doc.upstream?.resolve ?? {}))
+    for (const pin of Array.isArray(pins) ? pins : [pins])
+      if (outsideLoopback(String(pin))) wrong.push(`${name}: ${pin}`)
+  for (const net of doc.upstream?.allow_private ?? [])
+    if (outsideLoopback(String(net))) wrong.push(`allow_private ${net}`)
+  const url = doc.telemetry?.redis?.url
+  if (typeof url === 'string')
+    for (const hostPort of url
+      .replace(/^[a-z+]+:\/\/(?:[^@/]*@)?/, '')
+      .split('/')[0]
+      ?.split(',') ?? []) {
+      const host = hostPort.replace(/:\d+$/, '')
+      if (host !== 'localhost' && (outsideLoopback(host) || !ipaddr.isValid(host.replace(/^\[|\]$/g, ''))))
+        wrong.push(`redis ${hostPort}`)
+    }
+  if (wrong.length > 0)
+    throw new Error(`${where}: a test proxy may reach loopback only (127.0.0.0/8, ::1), not ${wrong.join(', ')}`)
 }

@@ -31,6 +31,7 @@ export function rec(agent: string | null, request: string, more: Partial<Decisio
     id: `01JD${String(seq).padStart(22, '0')}`,
     event: 'decision',
     agent,
+    // The record's source field (who asked): data for suggest and replay, never an address dialled.
     src: '10.1.2.3:40000',
     method,
     scheme,

@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
-import { writeConfig } from './config.js'
+import { assertLoopbackOnly, writeConfig } from './config.js'
 import { run, type RunResult } from './spawn.js'
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -62,6 +62,7 @@ export function spawnPortcullis(
   env: NodeJS.ProcessEnv = {},
   wrap: readonly string[] = [],
 ): PortcullisProcess {
+  assertLoopbackOnly(readFileSync(configFile, 'utf8'), configFile)
   const argv = [process.execPath, MAIN, 'start', '--config', configFile]
   const [command, ...args] = [...wrap, ...argv] as [string, ...string[]]
   const child = spawn(command, args, {

@@ -4,7 +4,7 @@ import type { Test } from 'tap'
 import { createApp, type App } from '../../src/app.js'
 import { loadConfig } from '../../src/config/load.js'
 import type { TelemetryRecord, DecisionRecord } from '../../src/telemetry/events.js'
-import { configHead } from './config.js'
+import { assertLoopbackOnly, configHead } from './config.js'
 import { captureLines } from './log.js'
 import { until } from './poll.js'
 
@@ -46,8 +46,10 @@ export async function startPortcullis(
   const dir = t.testdir(files)
   const configFile = join(dir, 'portcullis.yaml')
   const head = configHead(dir, yamlBody)
+  assertLoopbackOnly(yamlBody, 'startPortcullis')
   writeFileSync(configFile, `${head}\n${yamlBody}\n`)
   const rewriteConfig = (body: string): void => {
+    assertLoopbackOnly(body, 'rewriteConfig')
     // The head of this body: a section it sets itself (approvals, say) is not written twice.
     writeFileSync(`${configFile}.tmp`, `${configHead(dir, body)}\n${body}\n`)
     renameSync(`${configFile}.tmp`, configFile)
