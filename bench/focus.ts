@@ -11,6 +11,7 @@
  * costs with the proxy's own upstream client and nothing else, behind raw sockets or node:http; `floor`
  * also splices CONNECT tunnels (a, b) behind raw sockets: the least a Node proxy can spend on them. c2 is one 64 MiB (BENCH_BULK_MIB=n: n MiB)
  * download through an intercepted tunnel per round (ops = MB, so µs/op is µs per MB).
+ * BENCH_FOCUS_TRACE=strace|perf adds a round per process under strace -c or perf record.
  */
 import { join, resolve } from 'node:path'
 import { mkdirSync, rmSync, symlinkSync } from 'node:fs'
@@ -166,6 +167,45 @@ async function main(): Promise<void> {
         const res = await round(i)
         rate[b]!.push(res.perSecond)
         cpu[b]!.push(((cpuMs(proxies[i]!.pid) - c0) * 1000) / Math.max(1, res.ops))
+      }
+    }
+    // BENCH_FOCUS_TRACE=strace|perf: one more round per process under `strace -c -f` (printed as system
+    // calls per op) or `perf record` (printed as the share of CPU samples per binary: kernel, node, JIT…).
+    const trace = process.env.BENCH_FOCUS_TRACE
+    if (trace === 'strace' || trace === 'perf') {
+      const { spawn, execFileSync } = await import('node:child_process')
+      for (const [i, p] of proxies.entries()) {
+        const data = join(OUT, `perf-${i}.data`)
+        const args =
+          trace === 'strace'
+            ? ['-c', '-f', '-p', String(p.pid)]
+            : ['record', '-F', '1999', '-p', String(p.pid), '-o', data]
+        const tracer = spawn(trace, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+        let table = ''
+        tracer.stderr.on('data', (c: Buffer) => (table += c.toString()))
+        await new Promise((r) => setTimeout(r, 300))
+        const res = await round(i)
+        const exited = new Promise((r) => tracer.once('exit', r))
+        tracer.kill('SIGINT')
+        await exited
+        const name = mains[buildOf[i] as number]
+        if (trace === 'strace') {
+          const calls = [...table.matchAll(/^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$/gm)]
+            .map((m) => [m[2] as string, Number(m[1]) / Math.max(1, res.ops)] as const)
+            .filter(([call, n]) => call !== 'total' && n >= 0.05)
+            .sort((x, y) => y[1] - x[1])
+          console.log(`${scenario} ${name} syscalls/op: ${calls.map(([c, n]) => `${c} ${n.toFixed(2)}`).join(', ')}`)
+        } else {
+          const report = execFileSync('perf', ['report', '-i', data, '--stdio', '--sort', 'dso', '-q'], {
+            encoding: 'utf8',
+          })
+          const rows = report
+            .split('\n')
+            .map((l) => l.trim())
+            .filter((l) => /^\d/.test(l))
+            .slice(0, 6)
+          console.log(`${scenario} ${name} samples by binary: ${rows.map((r) => r.replace(/\s+/g, ' ')).join(', ')}`)
+        }
       }
     }
     const med = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)] ?? NaN
