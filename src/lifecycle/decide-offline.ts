@@ -164,7 +164,7 @@ export function packageDenialOffline(
     if (req.kind === 'other') return null
     if (req.kind === 'unparseable') return 'unparseable_path'
     name = req.name
-    version = req.kind === 'packument' ? null : req.version
+    version = req.kind === 'packument' || req.kind === 'dist_tags' ? null : req.version
   } else {
     const req = classifyPypiPath(target)
     if (req.kind === 'other') return null

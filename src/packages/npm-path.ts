@@ -32,13 +32,17 @@ export type NpmRequest =
    * otherwise `spec` is a dist-tag, to be resolved against the rewritten packument.
    */
   | { readonly kind: 'version_doc'; readonly name: string; readonly spec: string; readonly version: string | null }
-  /** `/`, `/-/…` (search, audit, whoami, ping, dist-tag listing): no package version is fetched. */
+  /** `/-/package/<name>/dist-tags`: the tag listing, answered from the rewritten packument. */
+  | { readonly kind: 'dist_tags'; readonly name: string }
+  /** `/`, `/-/…` (search, audit, whoami, ping): no package version is fetched. */
   | { readonly kind: 'other' }
   | { readonly kind: 'unparseable'; readonly problem: NpmPathProblem }
 
 const ALLOWED_ESCAPE = /^%(2f|40|2b)$/i
 // A dist-tag or an exact version; ranges (with spaces, `^`, `<`) are not something clients request.
 const SPEC = /^[A-Za-z0-9][A-Za-z0-9\-_.+]*$/
+
+const DIST_TAGS = /^\/-\/package\/(.+)\/dist-tags\/?$/
 
 const unparseable = (problem: NpmPathProblem): NpmRequest => ({ kind: 'unparseable', problem })
 
@@ -52,6 +56,16 @@ function decodeSegment(raw: string): string | null {
 export function classifyNpmPath(target: string): NpmRequest {
   const path = target.split('?', 1)[0] as string
   if (!path.startsWith('/')) return unparseable('not_absolute')
+  const tags = DIST_TAGS.exec(path)
+  if (tags !== null) {
+    // The listing names versions too: a tag may point at one the rules withhold.
+    const doc = classifyNpmPath(`/${tags[1] as string}`)
+    return doc.kind === 'packument'
+      ? { kind: 'dist_tags', name: doc.name }
+      : doc.kind === 'unparseable'
+        ? doc
+        : unparseable('bad_name')
+  }
   if (path === '/' || path.startsWith('/-/') || path === '/-') return { kind: 'other' }
   const raw = path.slice(1).split('/')
   const segs: string[] = []

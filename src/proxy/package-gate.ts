@@ -150,7 +150,7 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
     const req = classifyNpmPath(ctx.target.requestTarget)
     if (req.kind === 'other') return { kind: 'pass' }
     if (req.kind === 'unparseable') return refuse(ctx, 'unparseable_path', undefined, unparseableSentence(req.problem))
-    const version = req.kind === 'packument' ? null : req.version
+    const version = req.kind === 'packument' || req.kind === 'dist_tags' ? null : req.version
     const pkg: PackageFacts = { registry: 'npm', name: req.name, version }
     const byName = judgeByName(ctx, pkg)
     if (byName !== null) return byName
@@ -172,7 +172,7 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
       return verdict.ok ? { kind: 'pass', pkg } : refuse(ctx, verdict.detail, pkg, tooNewSentence(rules, at))
     }
     if (ctx.head) return { kind: 'pass', pkg }
-    // A packument, or a version document by dist-tag (resolved against the rewritten packument).
+    // A packument, its dist-tags, or a version document by dist-tag (resolved against the rewritten packument).
     const abbreviated = req.kind === 'packument' && acceptsAbbreviated(ctx.req.headers.accept)
     const format: RewriteFormat = abbreviated ? 'npm_abbreviated' : 'npm_full'
     // Publish times are only in the full document.
@@ -187,6 +187,11 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
       return refuse(ctx, outcome.detail, { ...pkg, withheld: outcome.withheld.length }, withheldAllSentence(outcome))
     if (outcome.kind !== 'rewritten') return refuse(ctx, 'unreadable_metadata', pkg)
     const counted = { ...pkg, withheld: outcome.withheld.length }
+    if (req.kind === 'dist_tags') {
+      const full: unknown = JSON.parse(Buffer.from(outcome.body).toString('utf8'))
+      const tags = isJsonObject(full) && isJsonObject(full['dist-tags']) ? full['dist-tags'] : {}
+      return { kind: 'answer', pkg: counted, answer: json(doc, Buffer.from(JSON.stringify(tags))) }
+    }
     if (req.kind === 'packument')
       return {
         kind: 'answer',
@@ -435,7 +440,6 @@ function acceptsPypiJson(accept: string | undefined): boolean {
   return accept !== undefined && /application\/vnd\.pypi\.simple\.(v1|latest)\+json/i.test(accept)
 }
 
-/** An upstream answer as it came (a 404, a 401, or a document nothing was withheld from), with its length. */
 /** The registry's own answer for a dist-tag it does not have. */
 function tagNotFound(spec: string): GateAnswer {
   const body = Buffer.from(JSON.stringify({ error: `version not found: ${spec}` }))
@@ -454,6 +458,7 @@ function taggedVersion(upstream: Uint8Array, tag: string): string | null {
   }
 }
 
+/** An upstream answer as it came (a 404, a 401, or a document nothing was withheld from), with its length. */
 function relay(doc: Extract<WholeAnswer, { kind: 'answer' }>): GateAnswer {
   return { status: doc.status, headers: withLength(dropPairs(doc.headers, RELAY_DROPS), doc.body), body: doc.body }
 }

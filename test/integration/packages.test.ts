@@ -81,6 +81,7 @@ t.test('npm: cooldown, deny list, scoped exemptions, through real npm', async (t
       const base = `https://registry.npmjs.org:${port}`
       for (const p of NPM_PACKAGES) {
         if (path === `/${p.name}`) return sendDocument(req, res, JSON.stringify(packument(p, tarballs, base)))
+        if (path === `/-/package/${p.name}/dist-tags`) return sendDocument(req, res, JSON.stringify(p.distTags))
         for (const v of p.versions) {
           if (path === `/${p.name}/-/${p.name.split('/').pop()}-${v.version}.tgz`) {
             const built = tarballs.get(`${p.name}@${v.version}`) as Built
@@ -246,6 +247,15 @@ packages:
       t.equal(head.status, 200, 'HEAD of an old tarball passes')
     },
   )
+
+  await t.test('npm dist-tag ls lists tags from the rewritten document', async (t) => {
+    const r = await run('npm', ['dist-tag', 'ls', 'demo', ...npmArgs], env, work)
+    t.equal(r.code, 0, r.stderr)
+    t.match(r.stdout, /^latest: 1\.1\.0$/m, 'latest moved to the newest version old enough')
+    t.notMatch(r.stdout, /2\.0\.0/, 'the withheld version is named by no tag')
+    const denied = await curlVia('/-/package/evil-pkg/dist-tags')
+    t.equal(denied.status, 403, 'a denied package lists no tags either')
+  })
 
   await t.test('a dist-tag the registry lacks is its 404; one dropped with its version is too_new', async (t) => {
     const missing = await curlVia('/backported/nosuchtag', ['-H', 'accept: application/json'])

@@ -63,10 +63,19 @@ t.test('registry endpoints under /-/ and the root are other', async (t) => {
     '/-/npm/v1/security/audits/quick',
     '/-/whoami',
     '/-/ping?write=true',
-    '/-/package/lodash/dist-tags',
+    '/-/package/lodash/dist-tags/latest',
   ]) {
     t.same(classifyNpmPath(path), { kind: 'other' }, path)
   }
+})
+
+t.test('a dist-tag listing names its package, in every spelling npm sends', async (t) => {
+  t.same(classifyNpmPath('/-/package/lodash/dist-tags'), { kind: 'dist_tags', name: 'lodash' })
+  t.same(classifyNpmPath('/-/package/@acme%2fwidget/dist-tags'), { kind: 'dist_tags', name: '@acme/widget' })
+  t.same(classifyNpmPath('/-/package/@acme/widget/dist-tags/'), { kind: 'dist_tags', name: '@acme/widget' })
+  t.same(classifyNpmPath('/-/package/lodash%252f/dist-tags'), { kind: 'unparseable', problem: 'bad_encoding' })
+  t.same(classifyNpmPath('/-/package/lodash/1.0.0/dist-tags'), { kind: 'unparseable', problem: 'bad_name' })
+  t.same(classifyNpmPath('/-/package/../dist-tags'), { kind: 'unparseable', problem: 'dot_segment' })
 })
 
 t.test('paths built to confuse the parser are unparseable', async (t) => {
