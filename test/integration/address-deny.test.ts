@@ -180,5 +180,15 @@ agents:
       (x) => x.event === 'decision' && x.path === '/approved' && x.decision === 'allow',
     )
     t.equal(rec.rule, `approval:${made.body.id}`)
+    const api = await adminCall<{ decision: string; rule: string }>(
+      pc.adminUrl,
+      'GET',
+      `/api/explain?agent=ci&url=${encodeURIComponent(`http://named.test:${origin.port}/approved`)}`,
+    )
+    t.match(
+      api.body,
+      { decision: 'allow', rule: `approval:${made.body.id}` },
+      '/api/explain names it as the record does',
+    )
   })
 })

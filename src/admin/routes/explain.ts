@@ -66,10 +66,13 @@ export function explain(
     m.decision.verdict === 'allow' && hasIpDenyRules(config.policy, agent) && isIpLiteral(facts.host) === null
       ? config.upstream.resolve.get(facts.host)?.[0]
       : undefined
+  // An approval that lifts an address denial is what allows the request, and is named as the proxy records it.
+  let lifted: Decision | null = null
   if (pinned !== undefined) {
     const inside = via === 'tunnel' ? null : facts
     const d = denyByAddressApproved(config.policy, facts, pinned, inside, approvals, nowMs)
     if (d?.verdict === 'deny') return { ...describe(d), ...(via ? { via } : {}), stage: 'address', ...base }
+    lifted = d
   }
   // The GitHub API gate runs whatever approvals say: a merge stays refused.
   const write = m.decision.verdict === 'allow' ? repoWriteDenialOffline(m.handling.repo, facts) : null
@@ -90,7 +93,7 @@ export function explain(
       : packageDenialOffline(packages, facts)
   const d: Decision =
     detail === null
-      ? m.decision
+      ? (lifted ?? m.decision)
       : { verdict: 'deny', reason: 'denied_package', ruleId: m.handling.packagesRuleId, detail }
   return { ...describe(d), ...(via ? { via } : {}), stage: 'request', ...base }
 }
