@@ -1,4 +1,6 @@
 import type { IncomingMessage } from 'node:http'
+import { promisify } from 'node:util'
+import { brotliDecompress, gunzip, inflate, inflateRaw, type ZlibOptions } from 'node:zlib'
 import { LRUCache } from 'lru-cache'
 import type { UpstreamFailureKind } from '../net/dial.js'
 import { parseAuthority } from '../net/host.js'
@@ -81,6 +83,11 @@ const NOT_FORWARDED = [
 /** Answer fields that describe the upstream's bytes, not the rewritten ones. */
 const NOT_RELAYED = new Set(['content-length', 'content-encoding', 'content-type', 'etag', 'content-md5', 'digest'])
 
+const gunzipAsync = promisify<Buffer, ZlibOptions, Buffer>(gunzip)
+const inflateAsync = promisify<Buffer, ZlibOptions, Buffer>(inflate)
+const inflateRawAsync = promisify<Buffer, ZlibOptions, Buffer>(inflateRaw)
+const brotliDecompressAsync = promisify<Buffer, ZlibOptions, Buffer>(brotliDecompress)
+
 const NPM_ABBREVIATED = 'application/vnd.npm.install-v1+json'
 const PYPI_JSON = 'application/vnd.pypi.simple.v1+json'
 
@@ -142,7 +149,7 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
     const headers = sameOrigin ? endToEnd(ctx.req.rawHeaders, new Set(['host', 'via', ...NOT_FORWARDED])) : []
     headers.push('accept', accept, 'accept-encoding', 'identity')
     if (!sameOrigin) headers.push('user-agent', 'portcullis')
-    return forwarder.fetchWhole(target, { method: 'GET', headers }, MAX_DOCUMENT_BYTES)
+    return decodeDocument(await forwarder.fetchWhole(target, { method: 'GET', headers }, MAX_DOCUMENT_BYTES))
   }
 
   async function gateNpm(ctx: GateContext): Promise<PackageGateOutcome> {
@@ -438,6 +445,43 @@ function acceptsAbbreviated(accept: string | undefined): boolean {
 /** pip and uv ask for the JSON form first; a client that names only HTML gets HTML rendered from it. */
 function acceptsPypiJson(accept: string | undefined): boolean {
   return accept !== undefined && /application\/vnd\.pypi\.simple\.(v1|latest)\+json/i.test(accept)
+}
+
+const inflateAny = async (body: Buffer, opts: ZlibOptions): Promise<Buffer> => {
+  // HTTP's deflate is zlib-wrapped; some servers send it raw.
+  try {
+    return await inflateAsync(body, opts)
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw err
+    return inflateRawAsync(body, opts)
+  }
+}
+const DECODERS: Readonly<Record<string, (body: Buffer, opts: ZlibOptions) => Promise<Buffer>>> = {
+  gzip: gunzipAsync,
+  'x-gzip': gunzipAsync,
+  deflate: inflateAny,
+  br: brotliDecompressAsync,
+}
+
+/**
+ * A document as its bytes mean it: a registry that compresses though asked for `identity` is decoded
+ * (one coding of gzip, deflate or br, to at most MAX_DOCUMENT_BYTES) rather than refused. What cannot
+ * be decoded is returned as it came, and fails closed where it is read.
+ */
+export async function decodeDocument(doc: WholeAnswer): Promise<WholeAnswer> {
+  if (doc.kind !== 'answer') return doc
+  const at = doc.headers.findIndex((h, i) => i % 2 === 0 && h === 'content-encoding')
+  if (at < 0) return doc
+  const coding = (doc.headers[at + 1] as string).trim().toLowerCase()
+  const decode = Object.hasOwn(DECODERS, coding) ? DECODERS[coding] : undefined
+  if (coding !== 'identity' && coding !== '' && decode === undefined) return doc
+  const headers = [...doc.headers.slice(0, at), ...doc.headers.slice(at + 2)]
+  if (decode === undefined) return { ...doc, headers }
+  try {
+    return { ...doc, headers, body: await decode(doc.body, { maxOutputLength: MAX_DOCUMENT_BYTES }) }
+  } catch (err) {
+    return (err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' ? { kind: 'too_large' } : doc
+  }
 }
 
 /** The registry's own answer for a dist-tag it does not have. */

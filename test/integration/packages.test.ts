@@ -2,6 +2,7 @@ import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { createSecureContext } from 'node:tls'
 import { once } from 'node:events'
+import { gzipSync } from 'node:zlib'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -60,6 +61,15 @@ const NPM_PACKAGES: readonly NpmPackage[] = [
     versions: [{ version: '0.1.0', publishedAt: new Date(Date.now() - 600_000) }],
     distTags: { latest: '0.1.0' },
   },
+  {
+    // Served gzipped whatever the request asks, as some registries and caches do.
+    name: 'squeezed',
+    versions: [
+      { version: '1.0.0', publishedAt: daysAgo(40) },
+      { version: '2.0.0', publishedAt: new Date(Date.now() - 3600_000) },
+    ],
+    distTags: { latest: '2.0.0' },
+  },
 ]
 
 t.test('npm: cooldown, deny list, scoped exemptions, through real npm', async (t) => {
@@ -80,6 +90,10 @@ t.test('npm: cooldown, deny list, scoped exemptions, through real npm', async (t
       hits.set(path, (hits.get(path) ?? 0) + 1)
       const base = `https://registry.npmjs.org:${port}`
       for (const p of NPM_PACKAGES) {
+        if (path === `/${p.name}` && p.name === 'squeezed') {
+          res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' })
+          return void res.end(gzipSync(JSON.stringify(packument(p, tarballs, base))))
+        }
         if (path === `/${p.name}`) return sendDocument(req, res, JSON.stringify(packument(p, tarballs, base)))
         if (path === `/-/package/${p.name}/dist-tags`) return sendDocument(req, res, JSON.stringify(p.distTags))
         for (const v of p.versions) {
@@ -247,6 +261,19 @@ packages:
       t.equal(head.status, 200, 'HEAD of an old tarball passes')
     },
   )
+
+  await t.test('a registry that compresses anyway is read, not refused', async (t) => {
+    const dir = project('squeezer')
+    const r = await run('npm', ['install', 'squeezed', '--no-fund', '--no-audit', ...npmArgs], env, dir)
+    t.equal(r.code, 0, r.stderr)
+    const installed = JSON.parse(readFileSync(join(dir, 'node_modules', 'squeezed', 'package.json'), 'utf8')) as {
+      version: string
+    }
+    t.equal(installed.version, '1.0.0', 'the gzipped document was rewritten like any other')
+    const doc = await curlVia('/squeezed', ['-H', 'accept: application/json'])
+    t.equal(doc.headers['content-encoding'], undefined, 'answered as the bytes it is')
+    t.same(Object.keys((JSON.parse(doc.body) as { versions: object }).versions), ['1.0.0'])
+  })
 
   await t.test('npm dist-tag ls lists tags from the rewritten document', async (t) => {
     const r = await run('npm', ['dist-tag', 'ls', 'demo', ...npmArgs], env, work)
