@@ -71,9 +71,14 @@ export function authenticate(
 
 const SOURCE: Credential = Object.freeze({ kind: 'source' })
 
+/**
+ * The agent identified by address alone. A sandbox template is never one: its source_cidrs only
+ * narrow where its sandboxes' credentials are accepted, or a sandbox that dropped its revoked
+ * credential would go on under the template's policy, as no sandbox.
+ */
 function sourceAgent(policy: CompiledPolicy, srcIp: string): CompiledAgent | undefined {
   for (const agent of policy.sourceAgents) {
-    if (agent.tokenSha256 === null && inSources(agent, srcIp)) return agent
+    if (agent.tokenSha256 === null && agent.sandboxes !== true && inSources(agent, srcIp)) return agent
   }
   return undefined
 }

@@ -89,6 +89,7 @@ agents:
   - { id: ci, groups: [g], sandboxes: true, limits: { requests_per_minute: 1000 } }
   - { id: lim, groups: [g], sandboxes: true, limits: { requests_per_minute: 3 } }
   - { id: other, groups: [g], sandboxes: true }
+  - { id: pinned, groups: [g], sandboxes: true, source_cidrs: [127.0.0.9/32] }
   - { id: plain, token: ${TOKEN_HASH}, groups: [g] }
 `
   const pc = await startPortcullis(t, configWith('24h'), {}, { env: ENV })
@@ -295,6 +296,19 @@ agents:
       t.ok(mine !== undefined && mine.allowed >= 2 && mine.denied >= 1, JSON.stringify(mine))
       t.ok(list.body.revoked.some((x) => x.id === s.id))
     })
+  })
+
+  t.test('a template with source_cidrs: its sandboxes from there, never the address alone', async (t) => {
+    const s = await issue(pc, 'pinned', '1h', { task: 'pinned' })
+    const from = (extra: string[]) =>
+      curl(['--interface', '127.0.0.9', '-x', `http://127.0.0.1:${pc.proxyPort}`, ...extra, at('/pinned')])
+    const bare = await from([])
+    t.equal(bare.status, 407, 'no credential from inside the range')
+    t.equal(bare.headers['x-portcullis-decision'], 'denied_auth_required')
+    t.equal((await from(['--proxy-user', `${s.user}:${s.token}`])).status, 200, 'its sandbox credential')
+    t.equal((await adminCall(pc.adminUrl, 'DELETE', `/api/sandboxes/${s.id}`)).status, 200)
+    t.equal((await from(['--proxy-user', `${s.user}:${s.token}`])).status, 407, 'revoked')
+    t.equal((await from([])).status, 407, 'and dropping the credential does not get round it')
   })
 
   t.test('revocation closes an intercepted connection too', async (t) => {

@@ -146,3 +146,21 @@ t.test(
     t.notOk(stillAuthenticates(noLonger, 'ci', c, '127.0.0.1'), 'a reload that ends the template closes it')
   },
 )
+
+t.test('a template with source_cidrs is never identified by address alone', async (t) => {
+  // Its sources narrow where its sandboxes' credentials count; a sandbox that drops a revoked one
+  // must not go on as the template.
+  const none = authenticate(POLICY, undefined, '127.30.0.9', ctx(), NOW)
+  t.match(none, { kind: 'denied', decision: { reason: 'denied_auth_required', detail: 'no_credentials' } })
+  const s = issued('pinned')
+  t.match(authenticate(POLICY, basic(s.user, s.token), '127.30.0.9', ctx(), NOW), {
+    kind: 'agent',
+    agent: { id: 'pinned' },
+    credential: { kind: 'sandbox', id: s.id },
+  })
+  t.match(authenticate(POLICY, basic(s.user, s.token), '127.30.0.9', ctx([s.id]), NOW), {
+    kind: 'denied',
+    decision: { detail: 'revoked' },
+  })
+  t.notOk(stillAuthenticates(POLICY, 'pinned', { kind: 'source' }, '127.30.0.9'), 'nor kept by a reload')
+})
