@@ -24,6 +24,13 @@ const agentId = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'start with a letter or digit, then letters, digits, ., - and _ only')
 const presetName = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'use lower-case letters, digits, - and _ only')
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+/**
+ * The longest max_sandbox_ttl. A revocation of a credential never seen is kept this long past its id's
+ * time: were it kept only for the max_sandbox_ttl of the day, lowering and raising it again would bring
+ * a revoked credential back.
+ */
+export const MAX_SANDBOX_TTL_MS = 30 * 24 * 3600_000
+
 const duration = z.string().refine((t) => parseDurationMs(t) !== null, 'a duration like 30m, 24h or 7d')
 
 const injectHeader = z.strictObject({
@@ -213,6 +220,10 @@ export const configSchema = z.strictObject({
       previous_signing_key_env: envName.nullable().default(null),
       max_sandbox_ttl: duration
         .refine((t) => (parseDurationMs(t) ?? 0) >= 1000, 'at least 1s: no sandbox credential could be issued')
+        .refine(
+          (t) => (parseDurationMs(t) ?? 0) <= MAX_SANDBOX_TTL_MS,
+          'at most 30d: sandbox credentials are short-lived, and a revocation is kept as long as one may live',
+        )
         .default('24h'),
     })
     .prefault({}),

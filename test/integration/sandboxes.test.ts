@@ -5,7 +5,7 @@ import { connect, type Socket } from 'node:net'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import t from 'tap'
 import { ulid } from 'ulid'
-import { encodeSandboxToken, signingKey } from '../../src/identity/sandbox-token.js'
+import { encodeSandboxToken, idTimeMs, signingKey } from '../../src/identity/sandbox-token.js'
 import type { ApprovalRecord, DecisionRecord, TelemetryRecord } from '../../src/telemetry/events.js'
 import { adminCall } from '../helpers/admin.js'
 import { until } from '../helpers/poll.js'
@@ -269,11 +269,23 @@ agents:
     )
     t.equal(r.status, 200)
     t.match(r.body, { id: s.id, agent: 'ci', revoked_by: 'test', reason: 'teardown' })
+    t.equal(
+      Date.parse(r.body.expires_at),
+      Date.parse(s.expires_at) + 60_000,
+      'a credential seen in use: kept to its own expiry (and the clock skew), whatever max_sandbox_ttl says later',
+    )
     await closed
     t.ok(Date.now() - t0 < 1000, `the tunnel closed ${Date.now() - t0} ms after the revocation`)
     const after = await proxiedGet(pc.proxyPort, at('/after-revoke'), s.user, s.token, JSON_ACCEPT)
     t.equal(after.status, 407)
     t.match(JSON.parse(after.body), { detail: 'revoked' })
+    const unseen = await issue(pc, 'ci', '1h', { task: 'never-used' })
+    const kept = await adminCall<{ expires_at: string }>(pc.adminUrl, 'DELETE', `/api/sandboxes/${unseen.id}`)
+    t.equal(
+      Date.parse(kept.body.expires_at),
+      idTimeMs(unseen.id) + 30 * 24 * 3600_000 + 60_000,
+      'never seen: kept as long as any config could let a credential live',
+    )
     const again = await adminCall<{ already: boolean }>(pc.adminUrl, 'DELETE', `/api/sandboxes/${s.id}`)
     t.match(again, { status: 200, body: { already: true } })
     // Not a ULID (its first character past 7), or dated in the future: no credential can carry it

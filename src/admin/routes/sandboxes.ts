@@ -2,11 +2,12 @@ import type { Logger } from 'pino'
 import { z } from 'zod'
 import type { RuntimeConfig } from '../../config/types.js'
 import { parseDurationMs } from '../../config/duration.js'
+import { MAX_SANDBOX_TTL_MS } from '../../config/schema.js'
 import { issueSandbox, type SandboxKeys } from '../../identity/sandbox-issue.js'
 import { CLOCK_SKEW_S, idTimeMs, SANDBOX_ID } from '../../identity/sandbox-token.js'
 import type { RevocationStore, Revocation } from '../../sandboxes/revocation-store.js'
 import { summarizeSandboxes } from '../../sandboxes/seen.js'
-import type { TelemetryRecord } from '../../telemetry/events.js'
+import type { DecisionRecord, TelemetryRecord } from '../../telemetry/events.js'
 import { actorParam, idParam, readBody } from '../route-input.js'
 import { sendJson, type Route } from '../server.js'
 
@@ -118,10 +119,13 @@ export function sandboxRoutes(deps: SandboxRouteDeps): Route[] {
           })
         const existing = deps.store.current().find((r) => r.id === id)
         if (existing !== undefined) return sendJson(res, 200, { ...existing, already: true })
-        // No credential of this id outlives its issue time plus max_sandbox_ttl (the token checks both).
-        const keptUntil = idTimeMs(id) + deps.config().identity.maxSandboxTtlMs + CLOCK_SKEW_S * 1000
         const { records } = await deps.recent(new Date(Math.max(0, idTimeMs(id) - CLOCK_SKEW_S * 1000)))
-        const seen = records.find((r) => r.event === 'decision' && r.sandbox === id)
+        const seen = records.find((r): r is DecisionRecord => r.event === 'decision' && r.sandbox === id)
+        // Kept while a credential of this id can be valid: to its own expiry when a record has shown
+        // it, else to its id's time plus the longest max_sandbox_ttl any config may set (not today's,
+        // which a later reload may raise).
+        const expiry = seen?.sandbox_expires_at === undefined ? NaN : Date.parse(seen.sandbox_expires_at)
+        const keptUntil = (Number.isFinite(expiry) ? expiry : idTimeMs(id) + MAX_SANDBOX_TTL_MS) + CLOCK_SKEW_S * 1000
         const r: Revocation = {
           id,
           agent: seen?.agent ?? null,

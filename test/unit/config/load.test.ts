@@ -400,6 +400,11 @@ t.test('identity.max_sandbox_ttl under a second is refused', async (t) => {
     thrownIssues(() => parseConfigText('identity: { max_sandbox_ttl: 0s }\n', 'ttl.yaml')),
     [{ path: 'identity.max_sandbox_ttl', message: /at least 1s/ }],
   )
+  t.match(
+    thrownIssues(() => parseConfigText('identity: { max_sandbox_ttl: 31d }\n', 'ttl.yaml')),
+    [{ path: 'identity.max_sandbox_ttl', message: /at most 30d/ }],
+  )
+  t.equal(parseConfigText('identity: { max_sandbox_ttl: 30d }\n', 'ttl.yaml').identity.maxSandboxTtlMs, 30 * 86_400_000)
 })
 
 t.test('limits.bytes_per_day takes a size as push.max_pack_bytes does', async (t) => {
