@@ -17,7 +17,8 @@
  *     a server that decodes them reads it (net/url-path.decodedReading). Either
  *     reading's denial is the answer (`/public/..%2Fsecret` is `/secret` to
  *     such a server); a reading that is malformed is `denied_path`.
- *  Ports are the rule's `ports`, else upstream.ports.
+ *  Ports are the rule's `ports`, else upstream.ports for an allow rule and every port for a deny
+ *  rule (`deny: [{host: X}]` refuses X on 8080 too, where some allow rule opens that port).
  *
  * decideConnect sees only agent, host and port, and also chooses how the
  * tunnel is handled:
@@ -261,8 +262,13 @@ function readOnlyRepoRule(
   return found
 }
 
+/** Does `rule` cover `port`: its own ports, else upstream.ports for an allow rule and every port for a deny? */
+function coversPort(policy: CompiledPolicy, rule: CompiledRule, port: number): boolean {
+  return rule.ports !== null ? rule.ports.has(port) : rule.effect === 'deny' || policy.defaultPorts.has(port)
+}
+
 function requestStage(policy: CompiledPolicy, rule: CompiledRule, facts: RequestFacts): number {
-  if (!(rule.ports ?? policy.defaultPorts).has(facts.port)) return RANK_PORT
+  if (!coversPort(policy, rule, facts.port)) return RANK_PORT
   if (rule.methods !== null && !rule.methods.has(facts.method)) return RANK_METHOD
   const forDeny = rule.effect === 'deny'
   if (rule.paths !== null && !rule.paths.some((p) => matchPathPattern(p, facts.path, facts.query, forDeny)))
@@ -317,7 +323,7 @@ export function denyByAddress(
     }
     const matches =
       asked === null
-        ? rule.methods === null && rule.paths === null && (rule.ports ?? policy.defaultPorts).has(facts.port)
+        ? rule.methods === null && rule.paths === null && coversPort(policy, rule, facts.port)
         : requestStage(policy, rule, asked) === FULL_MATCH ||
           (decoded !== null &&
             decoded !== asked.path &&
@@ -360,7 +366,7 @@ export function decideConnect(policy: CompiledPolicy, facts: ConnectFacts): Conn
   const rules = candidates(indexes, facts.host)
   for (let i = 0; i < rules.length; i++) {
     const rule = rules[i] as CompiledRule
-    const portOk = (rule.ports ?? policy.defaultPorts).has(facts.port)
+    const portOk = coversPort(policy, rule, facts.port)
     if (!portOk) {
       if (rule.effect === 'allow') noteFailure(scan, { rank: RANK_PORT, rule, reason: 'denied_port' })
     } else if (rule.effect === 'allow') {

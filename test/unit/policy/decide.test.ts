@@ -548,3 +548,42 @@ agents:
   t.equal(denyByAddress(policy, facts, '192.0.2.1', get('/')), null, 'an address no IP rule names')
   t.equal(denyByAddress(policy, { ...facts, agent: 'nobody' }, '203.0.113.9', null), null)
 })
+
+t.test('a deny rule without ports covers every port, not only upstream.ports', async (t) => {
+  const policy = parseConfigText(
+    `groups:
+  wild:
+    allow: [{ host: "*.example.test", ports: [80, 443, 8080, 8443] }]
+    deny:
+      - { host: uploads.example.test }
+      - { host: "*.bad.example.test" }
+      - { host: 203.0.113.0/24 }
+      - { host: docs.example.test, ports: [8080] }
+agents:
+  - { id: ci, source_cidrs: [10.0.0.0/8], groups: [wild] }
+`,
+    'inline.yaml',
+  ).policy
+  for (const url of [
+    'http://uploads.example.test:8080/',
+    'https://uploads.example.test:8443/',
+    'http://x.bad.example.test:8080/',
+  ])
+    t.match(decideRequest(policy, req('ci', 'GET', url)), { verdict: 'deny', reason: 'denied_by_rule' }, url)
+  t.match(decideConnect(policy, { agent: 'ci', host: 'uploads.example.test', port: 8443 }), {
+    verdict: 'deny',
+    ruleId: 'wild.deny[0]',
+  })
+  t.match(denyByAddress(policy, { agent: 'ci', host: 'a.example.test', port: 8080 }, '203.0.113.9', null), {
+    ruleId: 'wild.deny[2]',
+  })
+  t.match(
+    decideRequest(policy, req('ci', 'GET', 'http://docs.example.test:8443/')),
+    allow('wild.allow[0]'),
+    'a deny with its own ports keeps to them',
+  )
+  t.match(
+    decideRequest(policy, req('ci', 'GET', 'http://docs.example.test:8080/')),
+    deny('denied_by_rule', 'wild.deny[3]'),
+  )
+})
