@@ -15,6 +15,9 @@ const listenPort = z.number().int().min(0).max(65535)
 const endpoint = (defaultPort: number) =>
   z.strictObject({ host: z.string().min(1).default('127.0.0.1'), port: listenPort.default(defaultPort) }).prefault({})
 const positiveInt = z.number().int().positive()
+/** Node's timers hold at most 2^31−1 ms (24.8 days); a longer one fires after 1 ms instead. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+const timeoutMs = positiveInt.max(MAX_TIMER_MS, 'at most 2147483647 (24.8 days), the longest timer Node keeps')
 /** A limit: a number, or null for "no limit". */
 const limit = positiveInt.nullable()
 // Group names and agent ids appear in rule ids (`builders.allow[2]`), so keep them simple and unambiguous.
@@ -35,8 +38,45 @@ const duration = z.string().refine((t) => parseDurationMs(t) !== null, 'a durati
 
 const injectHeader = z.strictObject({
   env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name'),
-  format: z.string().includes('{}', { message: "format must contain '{}' where the secret goes" }).optional(),
+  format: z
+    .string()
+    .includes('{}', { message: "format must contain '{}' where the secret goes" })
+    .refine((f) => !/[\0-\x08\x0a-\x1f\x7f]/.test(f), 'format may hold no line break or control character')
+    .optional(),
 })
+
+/**
+ * Fields the proxy frames, routes or strips on each hop: injected, they would set the body's length
+ * for the upstream (a Content-Length shorter than the body leaves the rest as a second, undecided
+ * request), or be dropped unsaid.
+ */
+const NOT_INJECTABLE = new Set([
+  'content-length',
+  'transfer-encoding',
+  'host',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
+  'via',
+])
+const injectHeaders = z
+  .record(z.string().regex(/^[A-Za-z0-9-]+$/, 'an HTTP header name'), injectHeader)
+  .superRefine((fields, ctx) => {
+    for (const name of Object.keys(fields))
+      if (NOT_INJECTABLE.has(name.toLowerCase()))
+        ctx.addIssue({
+          code: 'custom',
+          path: [name],
+          message:
+            'the proxy frames and routes each hop itself: Content-Length, Transfer-Encoding, Host, Via and hop-by-hop fields cannot be injected',
+        })
+  })
 
 // SPEC §11: a supply-chain guard on a registry's packages.
 const packageEntries = z.array(z.string())
@@ -64,7 +104,7 @@ export const hostRuleSchema = z.strictObject({
     .optional(),
   paths: z.array(z.string()).min(1).optional(),
   intercept: z.literal('never').optional(),
-  inject_headers: z.record(z.string().regex(/^[A-Za-z0-9-]+$/, 'an HTTP header name'), injectHeader).optional(),
+  inject_headers: injectHeaders.optional(),
   inspect_body: z.boolean().optional(),
   packages: hostPackagesSchema.optional(),
 })
@@ -178,11 +218,11 @@ export const configSchema = z.strictObject({
       resolve: z.record(z.string(), ipOrList).default({}),
       allow_private: z.array(z.string()).default([]),
       ca_file: z.string().nullable().default(null),
-      connect_timeout_ms: positiveInt.default(10_000),
-      header_timeout_ms: positiveInt.default(10_000),
-      response_header_timeout_ms: positiveInt.default(10_000),
-      idle_timeout_ms: positiveInt.default(300_000),
-      dns_cache_ttl_ms: z.number().int().min(0).default(10_000),
+      connect_timeout_ms: timeoutMs.default(10_000),
+      header_timeout_ms: timeoutMs.default(10_000),
+      response_header_timeout_ms: timeoutMs.default(10_000),
+      idle_timeout_ms: timeoutMs.default(300_000),
+      dns_cache_ttl_ms: z.number().int().min(0).max(MAX_TIMER_MS).default(10_000),
     })
     .prefault({}),
   telemetry: z

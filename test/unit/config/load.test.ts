@@ -423,3 +423,32 @@ t.test('limits.bytes_per_day takes a size as push.max_pack_bytes does', async (t
 t.test('readDenyFiles reads none from a document that contains itself (parseConfigText says why)', async (t) => {
   t.same(await readDenyFiles('x: &a [*a]\n'), new Map())
 })
+
+t.test('inject_headers: no framing, routing or hop-by-hop field, no line break in a format', async (t) => {
+  const rule = (inject: string): string =>
+    `groups: { g: { allow: [ { host: a.test, inject_headers: { ${inject} } } ] } }\n`
+  for (const name of ['Content-Length', 'transfer-encoding', 'Host', 'Connection', 'TE', 'Upgrade', 'Via'])
+    t.match(
+      thrownIssues(() => parseConfigText(rule(`${name}: { env: K }`), 'inject.yaml')),
+      [{ path: `groups.g.allow[0].inject_headers.${name}`, message: /cannot be injected/ }],
+      name,
+    )
+  t.match(
+    thrownIssues(() => parseConfigText(rule('X-Key: { env: K, format: "a\\r\\nX-Evil: {}" }'), 'inject.yaml')),
+    [{ path: 'groups.g.allow[0].inject_headers.X-Key.format', message: /line break/ }],
+  )
+  t.ok(parseConfigText(rule('Authorization: { env: K, format: "Bearer {}" }'), 'inject.yaml'), 'a credential field')
+})
+
+t.test('a timeout past what a Node timer holds is refused, not run as 1 ms', async (t) => {
+  for (const key of ['connect_timeout_ms', 'header_timeout_ms', 'response_header_timeout_ms', 'idle_timeout_ms'])
+    t.match(
+      thrownIssues(() => parseConfigText(`upstream: { ${key}: 3000000000 }\n`, 'timeouts.yaml')),
+      [{ path: `upstream.${key}`, message: /at most 2147483647/ }],
+      key,
+    )
+  t.equal(
+    parseConfigText('upstream: { idle_timeout_ms: 2147483647 }\n', 'timeouts.yaml').upstream.idleTimeoutMs,
+    2 ** 31 - 1,
+  )
+})
