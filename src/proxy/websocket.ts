@@ -51,10 +51,16 @@ export async function relayUpgrade(
     case 'pass':
       break
   }
-  const { facts, target } = verdict
-  const { pass } = settle(deps.bus, facts, verdict.decision)
-  if (!pass)
-    return respondRawDenial(client, verdict.decision as DenyDecision, denialContext(facts, req.headers, verdict.query))
+  const { facts, target, handling } = verdict
+  // Frames are not inspected: an inspect_body rule cannot be kept on a WebSocket, whose request line,
+  // fields and frames would all leave unread. Its upgrade fails closed (audit mode lets it pass, recorded
+  // as would_deny, like any other request it would refuse).
+  const decision: typeof verdict.decision =
+    verdict.decision.verdict === 'allow' && handling.inspectBody
+      ? { verdict: 'deny', reason: 'denied_secret_detected', ruleId: handling.ruleId, detail: 'uninspectable' }
+      : verdict.decision
+  const { pass } = settle(deps.bus, facts, decision)
+  if (!pass) return respondRawDenial(client, decision as DenyDecision, denialContext(facts, req.headers, verdict.query))
   const headers = endToEnd(req.rawHeaders, new Set(['host', 'via']))
   addProxyFields(headers, target, req.headers.via)
   headers.push('connection', 'Upgrade', 'upgrade', 'websocket')

@@ -68,6 +68,7 @@ groups:
     allow:
       - host: ws.test
         paths: ${paths}
+      - { host: ws.test, paths: ["/paste/**"], inspect_body: true }
 agents:
   - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
 `
@@ -95,6 +96,19 @@ agents:
     t.match(head, /^HTTP\/1\.1 403 /)
     t.match(head, /x-portcullis-decision: denied_path/i)
     t.equal(plain.upgrades.length, before, 'the origin saw nothing')
+    socket.destroy()
+  })
+
+  t.test('an upgrade where inspect_body applies is refused: frames would leave unread', async (t) => {
+    const before = plain.upgrades.length
+    const { head, socket } = await upgrade(pc.proxyPort, `http://ws.test:${plain.port}/paste/AKIAIOSFODNN7EXAMPLE`)
+    t.match(head, /^HTTP\/1\.1 403 /)
+    t.match(head, /x-portcullis-decision: denied_secret_detected/i)
+    t.equal(plain.upgrades.length, before, 'the origin saw nothing')
+    const rec = await pc.waitForRecord<DecisionRecord>(
+      (x) => x.event === 'decision' && x.path?.startsWith('/paste/') === true,
+    )
+    t.match(rec, { decision: 'deny', reason: 'denied_secret_detected', detail: 'uninspectable', rule: 'g.allow[1]' })
     socket.destroy()
   })
 
