@@ -67,6 +67,8 @@ export function adminRoutes(d: AdminRouteDeps): Route[] {
       ring: parts.ring,
       redis: d.redis ? { query: d.redis.query } : null,
       env: d.env,
+      onWorkerError: (err) =>
+        parts.log.error({ code: 'PC_ERR_INTERNAL', err }, 'the suggest worker failed; its suggestion was not made'),
     }),
     ...approvalRoutes({
       store: d.store,

@@ -95,6 +95,10 @@ agents:
   })
 
   t.test('"this sandbox only" makes an approval for that sandbox alone', async (t) => {
+    // The table is drawn again once the filter above is cleared: wait for the row, then ask.
+    await page
+      .waitForSelector(`${row(aId)} input[name=sandbox_only]`, { state: 'visible', timeout: 5000 })
+      .catch(() => null)
     t.equal(await page.isVisible(`${row(aId)} input[name=sandbox_only]`), true, 'offered on a sandbox row')
     await page.fill(`${row(aId)} input[name=reason]`, 'task T-1 needs it')
     await page.check(`${row(aId)} input[name=sandbox_only]`)

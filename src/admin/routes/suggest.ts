@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises'
 import type { RuntimeConfig } from '../../config/types.js'
-import { parseConfigText, readDenyFiles } from '../../config/load.js'
+import { readDenyFiles } from '../../config/load.js'
+import type { DenyFiles } from '../../config/compile-packages.js'
 import { isDecision } from '../../lifecycle/records.js'
-import { suggestRules, type SuggestReport } from '../../lifecycle/suggest.js'
-import { reportJson } from '../../lifecycle/suggest-format.js'
+import { createSuggestRunner, type SuggestRunner } from '../../lifecycle/suggest-pool.js'
 import type { DecisionRecord } from '../../telemetry/events.js'
 import type { RingSink } from '../../telemetry/ring-sink.js'
 import { isQueryError, parseEventQuery, queryRing, type EventPage, type EventQuery } from '../event-query.js'
@@ -15,6 +15,7 @@ export interface SuggestSource {
   /** The Redis stream reader when telemetry.redis is configured (as GET /api/events uses it). */
   readonly redis: { query(q: EventQuery): Promise<EventPage> } | null
   readonly env: NodeJS.ProcessEnv
+  readonly onWorkerError: (err: unknown) => void
 }
 
 /** Denials read from Redis for one suggestion at most (a week of one agent's denials, sampled beyond). */
@@ -28,6 +29,8 @@ const PAGE = 1000
  * come from Redis when configured, else this instance's memory, like GET /api/events.
  */
 export function suggestRoutes(src: SuggestSource): Route[] {
+  // Suggesting from tens of thousands of denials takes seconds: a worker thread does it (lifecycle/suggest-pool.ts).
+  let runner: SuggestRunner | null = null
   return [
     {
       method: 'GET',
@@ -57,24 +60,33 @@ export function suggestRoutes(src: SuggestSource): Route[] {
           const snapshot = src.ring.snapshot()
           records = queryRing(snapshot, { ...q, limit: snapshot.length + 1 }).records.filter(isDecision)
         }
-        let report: SuggestReport
+        let text: string
+        let denyFiles: DenyFiles
         try {
-          const text = await readFile(config.file, 'utf8')
-          const denyFiles = await readDenyFiles(text)
-          report = suggestRules({
-            config,
-            configText: text,
-            records: records.reverse(),
-            ...(q.agent !== undefined && group === undefined ? { agent: q.agent } : {}),
-            ...(group !== undefined ? { group } : {}),
-            compile: (t) => parseConfigText(t, config.file, src.env, denyFiles),
-          })
+          text = await readFile(config.file, 'utf8')
+          denyFiles = await readDenyFiles(text)
         } catch (err) {
-          // The rules are written into the file on disk: one that no longer compiles (a refused edit) cannot take them.
-          const message = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err)
-          return sendJson(res, 409, { error: 'config_not_editable', message: message.slice(0, 300) })
+          return sendJson(res, 409, { error: 'config_not_editable', message: firstLine(err) })
         }
-        sendJson(res, 200, { source: from, ...reportJson(report) })
+        runner ??= createSuggestRunner(src.onWorkerError)
+        const result = await runner.run({
+          configText: text,
+          file: config.file,
+          env: src.env,
+          denyFiles,
+          records: records.reverse(),
+          ...(q.agent !== undefined && group === undefined ? { agent: q.agent } : {}),
+          ...(group !== undefined ? { group } : {}),
+        })
+        // The rules are written into the file on disk: one that no longer compiles (a refused edit) cannot take them.
+        if (result.kind === 'config_error')
+          return sendJson(res, 409, { error: 'config_not_editable', message: result.message })
+        if (result.kind === 'failed')
+          return sendJson(res, 503, {
+            error: 'suggest_failed',
+            message: `the suggestion could not be made (${result.why})`,
+          })
+        sendJson(res, 200, { source: from, ...result.report })
       },
     },
   ]
@@ -89,4 +101,8 @@ async function readAll(redis: NonNullable<SuggestSource['redis']>, q: EventQuery
     cursor = page.nextCursor
   }
   return out
+}
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err)).slice(0, 300)
 }
