@@ -5,7 +5,7 @@
  */
 import { Buffer } from 'node:buffer'
 import type { IncomingHttpHeaders } from 'node:http'
-import { readBounded } from './read-body.js'
+import { readBounded, type Overflow } from './read-body.js'
 import { availableParallelism } from 'node:os'
 import { createScanGate } from './scan-gate.js'
 import { createScanPool } from './scan-pool.js'
@@ -17,8 +17,11 @@ export type Inspection =
   /** `body` is the request body exactly as received, to forward instead of the (consumed) stream. */
   | { readonly kind: 'clean'; readonly body: Buffer }
   | { readonly kind: 'secret'; readonly detector: string; readonly body: Buffer }
-  /** Could not be inspected whole (too large, undecodable, cut off, agent busy): fail closed. */
-  | { readonly kind: 'uninspectable'; readonly detail: UninspectableDetail }
+  /**
+   * Could not be inspected whole (too large, undecodable, cut off, agent busy): fail closed. `rest`:
+   * a body too large, asked for in audit mode, to go on as it came (nothing of it was dropped).
+   */
+  | { readonly kind: 'uninspectable'; readonly detail: UninspectableDetail; readonly rest?: Overflow }
 
 /** What inspection reads of a request (an IncomingMessage is one). */
 export interface InspectedRequest extends AsyncIterable<unknown> {
@@ -47,7 +50,13 @@ export interface Inspector {
    * its Content-Encoding (bounded) and scan target, headers and body, off the event loop. The body is
    * held until the verdict, so nothing of a request carrying a secret reaches upstream.
    */
-  inspect(req: InspectedRequest, requestTarget: string, agent: string | null): Promise<Inspection>
+  inspect(
+    req: InspectedRequest,
+    requestTarget: string,
+    agent: string | null,
+    /** Audit mode: a body past the cap comes back whole, as `rest`, to go upstream as it came. */
+    keepOverflow?: boolean,
+  ): Promise<Inspection>
   /** Ends the scan workers; inspections still waiting or running become `uninspectable` (`closed`). */
   close(): void
 }
@@ -83,10 +92,11 @@ export function createInspector(options: InspectorOptions = {}): Inspector {
   const pool = o.workers > 0 ? createScanPool(o.workers, options.onWorkerError) : null
   let closed = false
 
-  const scan = async (req: InspectedRequest, target: string): Promise<Inspection> => {
+  const scan = async (req: InspectedRequest, target: string, keepOverflow: boolean): Promise<Inspection> => {
     const headBytes = measureHead(target, req.rawHeaders)
-    const body = await readBounded(req, limits.maxBytes - headBytes)
+    const body = await readBounded(req, limits.maxBytes - headBytes, keepOverflow)
     if (body === 'too_large' || body === 'cut_off') return { kind: 'uninspectable', detail: body }
+    if (!Buffer.isBuffer(body)) return { kind: 'uninspectable', detail: 'too_large', rest: body }
     if (closed) return { kind: 'uninspectable', detail: 'closed' }
     const job = { target, rawHeaders: req.rawHeaders, contentEncoding: req.headers['content-encoding'], body }
     const inPlace = pool === null || (job.contentEncoding === undefined && headBytes + body.length <= o.inlineMaxBytes)
@@ -98,13 +108,13 @@ export function createInspector(options: InspectorOptions = {}): Inspector {
   }
 
   return {
-    async inspect(req, requestTarget, agent) {
+    async inspect(req, requestTarget, agent, keepOverflow = false) {
       if (closed) return { kind: 'uninspectable', detail: 'closed' }
       // The turn is taken before the body is read: a body waiting its turn stays in the socket, not in memory.
       const slot = await gate.enter(agent)
       if (slot === 'busy') return { kind: 'uninspectable', detail: 'busy' }
       try {
-        return closed ? { kind: 'uninspectable', detail: 'closed' } : await scan(req, requestTarget)
+        return closed ? { kind: 'uninspectable', detail: 'closed' } : await scan(req, requestTarget, keepOverflow)
       } finally {
         slot.release()
       }

@@ -261,7 +261,11 @@ async function readAndDecide(
       body === undefined ? req : replayOf(req, body),
       target.requestTarget,
       facts.agent,
+      facts.mode === 'audit',
     )
+    // Audit mode blocks nothing: a body too large to scan goes upstream as it came (recorded would_deny).
+    if (seen.kind === 'uninspectable' && seen.rest !== undefined)
+      replay = { stream: seen.rest.stream, bytes: seen.rest.bytesRead }
     if (seen.kind === 'uninspectable') {
       // Fail closed: what cannot be read whole within the caps cannot be said to carry no secret.
       final = deny('denied_secret_detected', handling, 'uninspectable')

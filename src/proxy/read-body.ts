@@ -28,7 +28,26 @@ export interface BodySource extends AsyncIterable<unknown> {
  * `maxBytes` it stops keeping and drains the rest (drainBody) before saying 'too_large': the caller
  * refuses the request, and the refusal must reach a client that is still uploading.
  */
-export async function readBounded(req: BodySource, maxBytes: number): Promise<Buffer | 'too_large' | 'cut_off'> {
+/** A body past the cap, kept to go on as it came (audit mode): what was read, then the rest of the stream. */
+export interface Overflow {
+  readonly kind: 'overflow'
+  readonly stream: Readable
+  /** Bytes read from the client so far. */
+  readonly bytesRead: number
+}
+
+export function readBounded(req: BodySource, maxBytes: number): Promise<Buffer | 'too_large' | 'cut_off'>
+export function readBounded(
+  req: BodySource,
+  maxBytes: number,
+  /** Past the cap, hand back the body as a stream (read part, then the rest) instead of draining it. */
+  keepOverflow: boolean,
+): Promise<Buffer | 'too_large' | 'cut_off' | Overflow>
+export async function readBounded(
+  req: BodySource,
+  maxBytes: number,
+  keepOverflow = false,
+): Promise<Buffer | 'too_large' | 'cut_off' | Overflow> {
   const chunks: Buffer[] = []
   let size = 0
   // Not a plain `for await`: leaving it destroys an IncomingMessage, and with it the socket the
@@ -39,13 +58,18 @@ export async function readBounded(req: BodySource, maxBytes: number): Promise<Bu
     for await (const chunk of chunksOf) {
       const bytes = chunk as Buffer
       size += bytes.length
-      if (size > maxBytes) break
+      if (size > maxBytes) {
+        if (keepOverflow) chunks.push(bytes)
+        break
+      }
       chunks.push(bytes)
     }
   } catch {
     return 'cut_off'
   }
   if (size > maxBytes) {
+    if (keepOverflow && stream !== null)
+      return { kind: 'overflow', stream: heldThenRest(chunks, stream), bytesRead: size }
     // Out of the loop first: the iterator lets go of the stream before it flows into the drain.
     if (stream !== null) await drainBody(stream)
     return 'too_large'
@@ -55,6 +79,16 @@ export async function readBounded(req: BodySource, maxBytes: number): Promise<Bu
   let at = 0
   for (const c of chunks) at += c.copy(body, at)
   return body
+}
+
+function heldThenRest(held: readonly Buffer[], rest: Readable): Readable {
+  return Readable.from(
+    (async function* () {
+      yield* held
+      yield* rest.iterator({ destroyOnReturn: false })
+    })(),
+    { objectMode: false },
+  )
 }
 
 /** After a refusal of a body too large to hold, the rest is read and dropped within these bounds. */

@@ -4,6 +4,7 @@ import t, { type Test } from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
+import { until } from '../helpers/poll.js'
 import { pinnedUpstreamYaml, TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
 import type { DecisionRecord } from '../../src/telemetry/events.js'
 
@@ -99,6 +100,7 @@ groups:
         inspect_body: true
 agents:
   - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
+  - { id: aud, token: ${TOKEN_HASH}, groups: [g], mode: audit }
 `,
   )
   const via = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '--cacert', join(pc.dir, 'ca.pem')]
@@ -186,6 +188,29 @@ agents:
       (x) => x.event === 'decision' && x.id === String(r.headers['x-portcullis-request-id']),
     )
     t.match(rec, { reason: 'denied_secret_detected', detail: 'uninspectable' })
+  })
+  t.test('audit mode: a body too large to inspect goes upstream whole, recorded would_deny', async (t) => {
+    const big = Buffer.alloc(1100 * 1024, 0x61)
+    big.write('end-of-body', big.length - 11)
+    const dir = t.testdir({ 'big.bin': big })
+    const audit = ['--proxy', pc.proxyUrl, '--proxy-user', `aud:${TOKEN}`, '--cacert', join(pc.dir, 'ca.pem')]
+    for (const [how, extra, target] of [
+      ['with a length, intercepted', [], url],
+      ['chunked, intercepted', ['-H', 'Transfer-Encoding: chunked'], url],
+      ['with a length, plain', [], `http://origin.test:${plain.port}/upload`],
+    ] as const) {
+      const seen = target === url ? tls.seen : plain.seen
+      const before = seen.length
+      const r = await curl([...audit, ...extra, '--data-binary', `@${join(dir, 'big.bin')}`, target], 15_000)
+      t.equal(r.status, 200, `${how}: ${r.stderr}`)
+      t.equal(seen.length, before + 1, `${how}: the origin got it`)
+      t.equal(seen.at(-1)?.body.length, big.length, `${how}: whole`)
+      t.ok(seen.at(-1)?.body.endsWith('end-of-body'), `${how}: in order`)
+    }
+    const posts = (): DecisionRecord[] => pc.decisions().filter((x) => x.agent === 'aud' && x.method === 'POST')
+    t.ok(await until(async () => posts().length === 3), 'each recorded')
+    for (const rec of posts())
+      t.match(rec, { decision: 'deny', reason: 'denied_secret_detected', detail: 'uninspectable', would_deny: true })
   })
   t.test('a chunked body past the cap gets its 403 too, not a dropped connection', async (t) => {
     // No length to refuse it by up front: the proxy reads up to the cap, then answers on the same connection.
