@@ -1,3 +1,4 @@
+import { effectiveMode } from './policy/compiled.js'
 import type { DestinationStream } from 'pino'
 import type { RuntimeConfig } from './config/types.js'
 import type { ReloadOutcome } from './config/watch.js'
@@ -68,7 +69,11 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
   })
   const proxyServer = createProxyServer(parts.deps)
   proxyServer.maxConnections = maxConnectionsFor(initial.listen.maxConnections, parts.nofile)
-  const limitsOf = (agent: string) => policy.current().policy.agents.get(agent)?.limits
+  // Audit mode blocks nothing: its agents' connections are counted towards bytes_per_day, never closed for it.
+  const limitsOf = (agent: string) => {
+    const p = policy.current().policy
+    return effectiveMode(p, agent) === 'audit' ? undefined : p.agents.get(agent)?.limits
+  }
   const stopSweep = startBytesSweep(tracker, parts.limiter, limitsOf, log)
   const close = createShutdown({
     proxy: proxyServer,

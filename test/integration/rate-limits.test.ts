@@ -293,6 +293,25 @@ t.test("bytes_per_day closes a long tunnel once the day's bytes are used, not on
   next.socket.destroy()
 })
 
+t.test('audit mode: bytes_per_day used up closes nothing; the next tunnel passes as would_deny', async (t) => {
+  const origin = await startHttpsOrigin(t, ['origin.test'], slowDownload)
+  const pc = await startPortcullis(
+    t,
+    originOnlyYaml([origin.port], { extra: 'mode: audit\nlimits: { bytes_per_day: 300000 }' }),
+  )
+  const { received } = await downloadThroughTunnel(t, pc.proxyPort, origin.port, origin.ca.certPem)
+  t.ok(received >= DOWNLOAD_BYTES, `the whole download (${received} bytes with the head)`)
+  t.notOk(
+    pc.logLines().some((l) => l.includes('PC_TUNNEL_BYTES_EXHAUSTED')),
+    'no tunnel closed',
+  )
+  const next = await openTunnel(pc.proxyPort, `origin.test:${origin.port}`)
+  t.match(next.head, /^HTTP\/1\.1 200 /, 'the next tunnel passes')
+  next.socket.destroy()
+  const rec = await pc.waitForRecord((r) => r.event === 'decision' && r.reason === 'denied_rate_limited')
+  t.match(rec, { would_deny: true, mode: 'audit', detail: 'bytes_per_day' })
+})
+
 t.test('bytes_per_day also cuts a long download inside an intercepted connection', async (t) => {
   const origin = await startHttpsOrigin(t, ['origin.test'], slowDownload)
   const pc = await startPortcullis(
