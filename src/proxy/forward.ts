@@ -257,8 +257,8 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
               ...HOST_AND_VIA,
               ...injected.map((h) => h.name),
               // Identity, and the whole answer: a Range read of an echo would bring the credential out
-              // in pieces, each too short for the masker to know.
-              ...(injected.length > 0 ? ['accept-encoding', 'range', 'if-range'] : []),
+              // in pieces, each too short for the masker to know (Request-Range is Range to Apache and Jetty).
+              ...(injected.length > 0 ? ['accept-encoding', 'range', 'if-range', 'request-range'] : []),
               ...(target.body !== undefined ? ['content-length'] : []),
             ])
       const headers = endToEnd(req.rawHeaders, drop)

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Credential } from '../identity/authenticate.js'
+import { limiterKeyOf } from '../identity/sandbox-auth.js'
 import type { Handling } from '../policy/decide.js'
 import type { Decision, DenyDecision } from '../policy/types.js'
 import { type DecisionFacts } from '../telemetry/events.js'
@@ -114,6 +115,10 @@ function conclude(
   const { pass } = settle(deps.bus, recorded, outcome)
   if (!pass) {
     void release?.()
+    // Admitted against requests_per_minute as an allow: a request a rule then refuses (a secret, a push,
+    // an API write, a package) consumes nothing, as one refused up front does.
+    if (decision.verdict === 'allow' && outcome.verdict === 'deny' && outcome.reason !== 'upstream_error')
+      deps.limiter.refundRequest(limiterKeyOf(facts.agent ?? '', facts.sandbox))
     if (gitAnswer !== undefined && gitAnswer.kind === 'report')
       return respondGitRefusal(res, outcome as DenyDecision, recorded.id, gitAnswer)
     return respondDenial(res, outcome as DenyDecision, denialContext(recorded, req.headers, query), final !== decision)
