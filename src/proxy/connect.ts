@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import { authenticate } from '../identity/authenticate.js'
 import { limiterKey, sandboxFactsOf } from '../identity/sandbox-auth.js'
-import { isIpLiteral, normalizeHost, parseAuthority } from '../net/host.js'
+import { formatAuthority, isIpLiteral, normalizeHost, parseAuthority } from '../net/host.js'
 import { resolveChecked } from '../net/resolve.js'
 import { dialChecked } from '../net/dial.js'
 import { decideConnectApproved, denyByAddressApproved } from '../policy/approvals.js'
@@ -329,7 +329,8 @@ async function refuse(
     // Plain HTTP in the tunnel (undici sends http:// URLs this way): its request gets the denial in clear.
     const inner = firstRequestLine(hello.bytes)
     const shown = inner === null ? facts : { ...facts, scheme: 'http' as const, method: inner.method, path: inner.path }
-    return respondRawDenial(socket, d, denialContext(shown, req.headers, inner?.query))
+    const ctx = denialContext(shown, req.headers, inner?.query)
+    return respondRawDenial(socket, d, inner === null ? ctx : { ...ctx, approvalOpens: connectTarget(facts) })
   }
   if (hello.kind !== 'hello') return void socket.destroy()
   explainInTls(deps, socket, hello.bytes, facts.host, facts, d)
@@ -366,10 +367,18 @@ function explainInTls(
     respondDenial(
       res,
       d,
-      { ...denialContext({ ...facts, method: (inner.method ?? 'GET').toUpperCase(), path }, inner.headers, query) },
+      {
+        ...denialContext({ ...facts, method: (inner.method ?? 'GET').toUpperCase(), path }, inner.headers, query),
+        approvalOpens: connectTarget(facts),
+      },
       true,
     )
   })
+}
+
+/** A CONNECT as its approval names it (describeApproval): `CONNECT host:port`. */
+function connectTarget(facts: DecisionFacts): string {
+  return `CONNECT ${formatAuthority(facts.host, facts.port)}`
 }
 
 /** The method, path and query of the request line that starts `bytes`, or null when there is none. */

@@ -24,6 +24,11 @@ export interface DenialContext {
   readonly wantsJson: boolean
   /** A registry request refused by package rules: the package and version (shown in the JSON answer). */
   readonly package?: { readonly name: string; readonly version: string | null }
+  /**
+   * What approving this denial opens, when more than the request shown: a denied CONNECT explained
+   * inside TLS shows its first request, but its approval opens the CONNECT (`host:port`, every path).
+   */
+  readonly approvalOpens?: string
 }
 
 const SENTENCES: Record<DenyReason, string> = {
@@ -147,10 +152,12 @@ export function denialBody(d: DenyDecision, ctx: DenialContext): { contentType: 
   const who = ctx.agent ? ` for agent ${ctx.agent}` : ''
   // Only what an approval can override gets the approve hint; a rate limit or a failed login does not.
   const approve = isApprovable(d.reason) ? `portcullis approve ${ctx.requestId}` : null
+  const opens =
+    ctx.approvalOpens === undefined ? '' : `, which opens ${ctx.approvalOpens} to this agent, not only this request`
   // `npx portcullis …` works from a checkout where the CLI is not on PATH.
   const tail = !isPolicy
     ? `This is a network failure past the proxy, not a policy decision. Request id ${ctx.requestId}.`
-    : `This is a policy decision, not a network fault; retrying by another route will not help. Request id ${ctx.requestId}${approve ? `; an admin can approve it with: ${approve} (or npx ${approve})` : '.'}`
+    : `This is a policy decision, not a network fault; retrying by another route will not help. Request id ${ctx.requestId}${approve ? `; an admin can approve it with: ${approve} (or npx ${approve})${opens}` : '.'}`
   const message = `portcullis ${isPolicy ? 'blocked' : 'could not complete'} ${ctx.method} ${target(ctx)}${who}: ${sentenceFor(d)}. ${tail}`
   if (!ctx.wantsJson) return { contentType: 'text/plain; charset=utf-8', body: `${message}\n` }
   // `error` is the field npm (and other registry clients) print from a JSON error body.
@@ -168,6 +175,7 @@ export function denialBody(d: DenyDecision, ctx: DenialContext): { contentType: 
     ...(ctx.package === undefined ? {} : { package: ctx.package.name, version: ctx.package.version }),
     message,
     approve_command: approve,
+    ...(approve !== null && ctx.approvalOpens !== undefined ? { approve_opens: ctx.approvalOpens } : {}),
   }
   return { contentType: 'application/json', body: `${JSON.stringify(json)}\n` }
 }

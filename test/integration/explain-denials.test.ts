@@ -59,6 +59,11 @@ agents:
     const rec = await connectRecord(pc, 'ci-42')
     t.equal(r.headers['x-portcullis-request-id'], rec.id, 'the id is the CONNECT’s')
     t.match(r.body, `portcullis approve ${rec.id}`)
+    t.match(
+      r.body,
+      new RegExp(`which opens CONNECT denied\\.test:${origin.port} to this agent, not only this request`),
+      'says the approval opens the CONNECT, not the one URL shown',
+    )
     t.equal(
       pc.decisions().filter((x) => x.id === rec.id).length,
       1,
@@ -106,8 +111,9 @@ agents:
     t.teardown(() => dispatcher.close())
     const res = await undiciFetch(deniedUrl, { dispatcher, headers: { accept: 'application/json' } })
     t.equal(res.status, 403)
-    const body = (await res.json()) as { reason: string; request_id: string; error: string }
+    const body = (await res.json()) as { reason: string; request_id: string; error: string; approve_opens: string }
     t.equal(body.reason, 'denied_no_rule')
+    t.equal(body.approve_opens, `CONNECT denied.test:${origin.port}`)
     t.match(body.error, /no rule allows this host/)
     t.equal(res.headers.get('x-portcullis-request-id'), body.request_id)
   })
@@ -126,6 +132,7 @@ agents:
       text,
       /portcullis blocked GET http:\/\/denied\.test:\d+\/plain\/x\?y=1 for agent ci-42: no rule allows this host/,
     )
+    t.match(text, /which opens CONNECT denied\.test:\d+ to this agent/)
     const rec = await pc.waitForRecord<DecisionRecord>(
       (x) => x.event === 'decision' && x.method === 'CONNECT' && x.id === res.headers.get('x-portcullis-request-id'),
     )
