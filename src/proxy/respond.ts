@@ -265,9 +265,25 @@ function unacceptableText(status: number, detail: string): string {
       return `portcullis speaks HTTP/1.1 and HTTP/1.0 to clients (${detail}). Send the request as HTTP/1.1.\n`
     case 431:
       return `portcullis refused this request: its header fields are larger than the proxy accepts (${detail}). Send fewer or shorter headers.\n`
-    default:
-      return `portcullis could not parse this request (${detail}). Send an absolute-form request (GET http://host/path) or CONNECT host:port through the proxy.\n`
+    default: {
+      const hint = Object.hasOwn(HINTS_400, detail)
+        ? HINTS_400[detail]
+        : 'It is malformed or ambiguous (two framings, a duplicated or folded field, bad chunking), and the connection is closed; send it as RFC 9112 says.'
+      return `portcullis could not parse this request (${detail}). ${hint}\n`
+    }
   }
+}
+
+/** What to send instead, for the 400s whose cause a client can act on. */
+const HINTS_400: Readonly<Record<string, string>> = {
+  origin_form: 'Send an absolute-form request (GET http://host/path) or CONNECT host:port through the proxy.',
+  bad_target: 'Send an absolute-form request (GET http://host/path) or CONNECT host:port through the proxy.',
+  bad_connect_target: 'Send CONNECT host:port, with the port.',
+  duplicate_proxy_authorization: 'Send one Proxy-Authorization header.',
+  upgrade_not_supported:
+    'Only WebSocket upgrades are relayed (Upgrade: websocket on an HTTP/1.1 GET); send the request without Upgrade, or as a WebSocket handshake.',
+  upgrade_with_body: 'A WebSocket handshake carries no body; send it without one.',
+  paused_h2_upgrade: 'The proxy speaks HTTP/1.1 on this connection; send HTTP/1.1 (offer http/1.1 in ALPN).',
 }
 
 /** A request the proxy cannot take, on a ServerResponse (the parser read it): the answer, then the connection closes. */

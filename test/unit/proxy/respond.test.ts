@@ -1,5 +1,5 @@
 import t from 'tap'
-import { denialBody, statusFor, type DenialContext } from '../../../src/proxy/respond.js'
+import { denialBody, respondBadRequest, statusFor, type DenialContext } from '../../../src/proxy/respond.js'
 import { REASONS, type DenyReason } from '../../../src/policy/reasons.js'
 import type { DenyDecision } from '../../../src/policy/types.js'
 
@@ -92,4 +92,24 @@ t.test('JSON carries the facts, the detail and the error npm prints', async (t) 
 t.test('a long query is shown cut, never the whole', async (t) => {
   const { body } = denialBody(deny('denied_path'), { ...CTX, query: 'q='.padEnd(500, 'x') })
   t.match(body, /\?q=x{198}…/)
+})
+
+t.test('a 400 says what to send instead only where the fix is the request form', async (t) => {
+  const { PassThrough } = await import('node:stream')
+  const answer = async (detail: string): Promise<string> => {
+    const socket = new PassThrough()
+    let out = ''
+    socket.on('data', (c: Buffer) => (out += c.toString()))
+    respondBadRequest(socket, 400, detail)
+    await new Promise((r) => setImmediate(r))
+    socket.destroy()
+    return out
+  }
+  t.match(await answer('origin_form'), /Send an absolute-form request/)
+  t.match(await answer('duplicate_proxy_authorization'), /Send one Proxy-Authorization header/)
+  t.match(await answer('upgrade_not_supported'), /Only WebSocket upgrades are relayed/)
+  t.match(await answer('paused_h2_upgrade'), /send HTTP\/1\.1/)
+  const smuggling = await answer('te_and_cl')
+  t.notMatch(smuggling, /absolute-form/, 'no advice that does not apply')
+  t.match(smuggling, /malformed or ambiguous/)
 })
