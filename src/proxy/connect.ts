@@ -263,7 +263,9 @@ export async function handleConnect(
 export function parentWildcard(host: string): string {
   const dot = host.indexOf('.')
   const parent = host.slice(dot + 1)
-  return dot > 0 && parent.includes('.') ? `*.${parent}` : host
+  // OpenSSL (Python, pip, curl's OpenSSL builds) lets `*` stand only for letters, digits and hyphens:
+  // `my_host.example.com` under `*.example.com` fails there, so such a label gets a leaf of its own.
+  return dot > 0 && parent.includes('.') && /^[a-z0-9-]+$/.test(host.slice(0, dot)) ? `*.${parent}` : host
 }
 
 /** A request line (`GET /x HTTP/1.1`) rather than a TLS record. */

@@ -8,6 +8,7 @@ import { startHttpsOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
 import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
+import { run } from '../helpers/spawn.js'
 
 /**
  * Interception costs the proxy a handshake and, per new name, a certificate: an intercepted CONNECT
@@ -15,7 +16,7 @@ import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
  * sibling name, so distinct subdomains cannot make the proxy mint without bound.
  */
 t.test('intercepted CONNECTs are budgeted and share wildcard leaves', async (t) => {
-  const names = ['a.w.test', 'b.w.test', 'c.w.test', 'd.w.test']
+  const names = ['a.w.test', 'b.w.test', 'c.w.test', 'd.w.test', 'my_host.w.test']
   const origin = await startHttpsOrigin(t, ['*.w.test'])
   const pc = await startPortcullis(
     t,
@@ -31,6 +32,7 @@ groups:
         methods: [GET]
 agents:
   - { id: ci, token: ${TOKEN_HASH}, groups: [g], limits: { requests_per_minute: 8 } }
+  - { id: py, token: ${TOKEN_HASH}, groups: [g] }
 `,
   )
   const ca = readFileSync(join(pc.dir, 'ca.pem'))
@@ -59,6 +61,19 @@ agents:
       `https://c.w.test:${origin.port}/x`,
     ])
     t.equal(r.status, 200, `curl verifies it for c.w.test: ${r.status} ${r.stderr} ${r.body}`)
+  })
+
+  t.test('a name no wildcard can stand for in OpenSSL (an underscore) gets its own leaf', async (t) => {
+    // Python's ssl (OpenSSL's X509_check_host) lets `*` match letters, digits and hyphens only.
+    const script = [
+      'import ssl, sys, urllib.request',
+      `ctx = ssl.create_default_context(cafile=${JSON.stringify(join(pc.dir, 'ca.pem'))})`,
+      `proxy = urllib.request.ProxyHandler({"https": "http://py:${TOKEN}@127.0.0.1:${pc.proxyPort}"})`,
+      'opener = urllib.request.build_opener(proxy, urllib.request.HTTPSHandler(context=ctx))',
+      `print(opener.open("https://my_host.w.test:${origin.port}/x", timeout=10).status)`,
+    ].join('\n')
+    const r = await run('python3', ['-c', script], { env: { PATH: process.env.PATH }, timeoutMs: 20_000 })
+    t.equal(r.stdout.trim(), '200', r.stderr)
   })
 
   t.test('each intercepted CONNECT spends a request of the budget', async (t) => {
