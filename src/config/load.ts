@@ -38,7 +38,7 @@ export async function loadConfig(
   const text = configText(bytes, file)
   // An empty file is the defaults (no agent, nothing allowed): fine to start from, but as an edit it is
   // far more likely a file caught between an editor's truncate and its write than a policy meant.
-  if (opts.refuseEmpty === true && parseDocument(text).contents === null)
+  if (opts.refuseEmpty === true && isEmptyDocument(text))
     throw new ConfigError([
       {
         file,
@@ -48,7 +48,30 @@ export async function loadConfig(
         message: 'the file is empty (no settings); the running policy is kept',
       },
     ])
-  return parseConfigText(text, file, env, await readDenyFiles(text))
+  const config = parseConfigText(text, file, env, await readDenyFiles(text))
+  // So is a file that names no agent (written in two parts, caught between them): every request would
+  // be refused and every open connection closed. To refuse everything, keep an agent with no groups.
+  if (opts.refuseEmpty === true && config.policy.agents.size === 0)
+    throw new ConfigError([
+      {
+        file,
+        line: 1,
+        col: 1,
+        path: 'agents',
+        message:
+          'the file names no agents (caught mid-write?); the running policy is kept. To refuse every request, keep an agent with no groups',
+      },
+    ])
+  return config
+}
+
+/** Nothing set: no text, only comments, `---`, `~` or `null`. */
+function isEmptyDocument(text: string): boolean {
+  try {
+    return (parseDocument(text).toJS({ maxAliasCount: 100 }) ?? null) === null
+  } catch {
+    return false // parseConfigText says what is wrong with it
+  }
 }
 
 /** A policy file is hand-written: past this it is a mistake (a log, a dump), and parsing it would take seconds and gigabytes. */
@@ -121,13 +144,23 @@ export function parseConfigText(
   denyFiles: DenyFiles = new Map(),
 ): RuntimeConfig {
   const lineCounter = new LineCounter()
-  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true })
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true, logLevel: 'error' })
   const source = createYamlSource(file, doc, lineCounter)
   if (doc.errors.length > 0) {
     throw new ConfigError(
       doc.errors.map((e) => {
         const pos = e.linePos?.[0] ?? lineCounter.linePos(e.pos[0])
         return { file, line: pos.line, col: pos.col, path: '', message: `YAML syntax: ${firstLine(e.message)}` }
+      }),
+    )
+  }
+  // A tag yaml cannot resolve (`!!js/function`, `!foo`) leaves the value a plain string, with a warning
+  // on stderr only: what the author meant is not what would be read, so it is an error here.
+  if (doc.warnings.length > 0) {
+    throw new ConfigError(
+      doc.warnings.map((e) => {
+        const pos = e.linePos?.[0] ?? lineCounter.linePos(e.pos[0])
+        return { file, line: pos.line, col: pos.col, path: '', message: `YAML: ${firstLine(e.message)}` }
       }),
     )
   }

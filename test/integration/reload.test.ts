@@ -55,6 +55,21 @@ t.test('hot reload swaps the policy atomically and keeps the last good one on a 
   )
   t.equal((await health()).generation, 2)
   t.notOk(tls.destroyed, 'and closes nothing')
+  for (const nothing of ['---\n', '~\n', 'null\n']) {
+    writeFileSync(pc.configFile, nothing)
+    t.ok(
+      await until(async () => /empty/.test((await health()).config_error ?? '')),
+      `${JSON.stringify(nothing)} is as empty`,
+    )
+  }
+  // The first part of a file written in two (everything before `agents:`): every request would be refused.
+  writeFileSync(pc.configFile, policy(['origin.test', 'other.test']).split('agents:')[0] as string)
+  t.ok(
+    await until(async () => /names no agents/.test((await health()).config_error ?? '')),
+    'a file that names no agent is refused too',
+  )
+  t.equal((await health()).generation, 2)
+  t.notOk(tls.destroyed, 'and closes nothing')
 
   write(policy(['other.test']))
   t.ok(await until(async () => (await health()).generation === 3), 'the watcher keeps working after a bad edit')

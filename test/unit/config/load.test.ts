@@ -452,3 +452,16 @@ t.test('a timeout past what a Node timer holds is refused, not run as 1 ms', asy
     2 ** 31 - 1,
   )
 })
+
+t.test('a YAML tag that does not resolve is a located error, not a string read silently', async (t) => {
+  for (const [text, line] of [
+    ['groups: { g: { allow: [ { host: !!js/function a.test } ] } }\n', 1],
+    ['mode: enforce\ngroups:\n  g: { allow: [ { host: a.test, paths: [!!js/regexp /.*/] } ] }\n', 3],
+    ['mode: !foo enforce\n', 1],
+  ] as const)
+    t.match(
+      thrownIssues(() => parseConfigText(text, 'tags.yaml')),
+      [{ line, message: /^YAML: .*tag/i }],
+      text,
+    )
+})
