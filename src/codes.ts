@@ -124,6 +124,14 @@ export const CODES = {
     meaning:
       'Redis no longer held sandbox revocations this instance knew (a flush, a restart without persistence, a failover): they stay in force and were written back',
   },
+  PC_SANDBOX_REVOCATIONS_MIGRATED: {
+    level: 'info',
+    meaning: 'sandbox revocations kept in the file (from running without Redis) were written to Redis',
+  },
+  PC_SANDBOX_REVOCATIONS_FILE: {
+    level: 'warn',
+    meaning: 'a revocation shared through Redis could not also be kept in the revocations file',
+  },
 } as const satisfies Record<string, { readonly level: 'info' | 'warn' | 'error'; readonly meaning: string }>
 
 export type Code = keyof typeof CODES

@@ -5,6 +5,7 @@ import { loadStartToken } from '../admin/token.js'
 import { createFileApprovalStore } from '../approvals/file-store.js'
 import { templateOf } from '../identity/sandbox-auth.js'
 import { createFileRevocationStore, revocationsFileFor } from '../sandboxes/file-revocations.js'
+import { journaledRevocations } from '../sandboxes/journaled-revocations.js'
 import { createInterceptor } from '../proxy/intercept.js'
 import { closeDisallowed } from '../proxy/revalidate.js'
 import { ensureCa, loadCa } from '../tls/ca.js'
@@ -73,8 +74,12 @@ export async function startInstance(
   }
   const redis = started.redis
   const store = redis?.store ?? (await createFileApprovalStore(cfg.approvals.file))
-  // Sandbox revocations live next to the approvals: the same Redis, or a file beside approvals.file.
-  const sandboxStore = redis?.sandboxStore ?? (await createFileRevocationStore(revocationsFileFor(cfg.approvals.file)))
+  // Sandbox revocations live next to the approvals: the same Redis, or a file beside approvals.file;
+  // with Redis, that file is kept too, so moving between the two loses none.
+  const revocationsFile = await createFileRevocationStore(revocationsFileFor(cfg.approvals.file))
+  const sandboxStore = redis
+    ? journaledRevocations(redis.sandboxStore, revocationsFile, log.child({ subsystem: 'sandboxes' }))
+    : revocationsFile
   parts.sandboxes.attach(sandboxStore)
   // Connections opened under an approval that is revoked or lapses close, as a reload closes what it disallows.
   const approvals = createLiveApprovals(store, (index) => {

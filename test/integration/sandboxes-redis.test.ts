@@ -1,16 +1,25 @@
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import t from 'tap'
 import { ulid } from 'ulid'
 import { proxiedGet as proxiedAnswer } from '../helpers/clients.js'
-import { upstreamYaml } from '../helpers/config.js'
+import { upstreamYaml, writeConfig } from '../helpers/config.js'
 import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
 import { CLOSED_PORT, freePort } from '../helpers/ports.js'
 import { redisClient, redisServer, startRedis } from '../helpers/redis.js'
 import { clearOfMinuteEnd, waitFor } from '../helpers/poll.js'
-import { MAIN, runPortcullis, startInstance } from '../helpers/spawn-portcullis.js'
+import {
+  listeningAt,
+  MAIN,
+  runPortcullis,
+  spawnPortcullis,
+  startInstance,
+  type PortcullisProcess,
+} from '../helpers/spawn-portcullis.js'
 import { openTunnel } from '../helpers/tunnel.js'
 
 /**
@@ -324,4 +333,75 @@ agents:
       t.match(rec, { agent: 'ci', sandbox: s.id }, 'accepted once Redis answered, and recorded')
     },
   )
+
+  t.test('moving between the revocation file and Redis keeps every revocation, both ways', async (t) => {
+    const redis = await startRedis(t)
+    const origin = await startHttpOrigin(t)
+    const dir = mkdtempSync(join(tmpdir(), 'portcullis-move-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const rules = `groups:
+  g:
+    allow:
+      - host: origin.test
+agents:
+  - { id: ci, groups: [g], sandboxes: true }
+`
+    const withRedis = `${upstreamYaml([origin.port])}
+telemetry:
+  redis: { url: ${JSON.stringify(redis.url)} }
+${rules}`
+    const withFile = `${upstreamYaml([origin.port])}
+${rules}`
+    const env = { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN, PORTCULLIS_SIGNING_KEY: KEY }
+    const run = async (body: string) => {
+      const proc = spawnPortcullis(t, writeConfig(dir, body), env)
+      return { proc, ...listeningAt(await proc.waitLine((r) => r.code === 'PC_STARTED')) }
+    }
+    const stop = async (p: { proc: PortcullisProcess }): Promise<void> => {
+      p.proc.child.kill('SIGTERM')
+      await p.proc.exited
+    }
+    const issue = async (config: string): Promise<Issued> => {
+      const r = await portcullis(issueArgs('1h', '--json', '--config', config), { PORTCULLIS_SIGNING_KEY: KEY })
+      t.equal(r.code, 0, r.stderr)
+      return JSON.parse(r.stdout) as Issued
+    }
+    const revoke = async (adminUrl: string, id: string): Promise<number> =>
+      (
+        await fetch(`${adminUrl}/api/sandboxes/${id}`, {
+          method: 'DELETE',
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        })
+      ).status
+    const url = `http://origin.test:${origin.port}/moved`
+
+    const first = await run(withFile)
+    const early = await issue(join(dir, 'portcullis.yaml'))
+    t.equal(await revoke(first.adminUrl, early.id), 200)
+    await stop(first)
+
+    const second = await run(withRedis)
+    await second.proc.waitLine((r) => r.code === 'PC_SANDBOX_REVOCATIONS_MIGRATED', 10_000)
+    t.equal(
+      await proxiedGet(second.proxyPort, url, early.user, early.token),
+      407,
+      'revoked without Redis, still revoked with it',
+    )
+    t.ok(
+      await redisClient(t, redis.url).hexists('portcullis:sandbox-revocations', early.id),
+      'and now shared through Redis',
+    )
+    const late = await issue(join(dir, 'portcullis.yaml'))
+    t.equal(await revoke(second.adminUrl, late.id), 200)
+    await stop(second)
+
+    const third = await run(withFile)
+    t.equal(
+      await proxiedGet(third.proxyPort, url, late.user, late.token),
+      407,
+      'revoked with Redis, still revoked without it',
+    )
+    t.equal(await proxiedGet(third.proxyPort, url, early.user, early.token), 407)
+    await stop(third)
+  })
 }
