@@ -13,6 +13,10 @@ export const CODES = {
   PC_ERR_CA_UNREADABLE: { level: 'error', meaning: 'the CA (or upstream.ca_file) cannot be read or written' },
   PC_ERR_LISTEN: { level: 'error', meaning: 'a listener (proxy or admin) cannot bind its address' },
   PC_ERR_ADMIN_REQUEST: { level: 'error', meaning: 'the admin API refused or failed a CLI request' },
+  PC_ERR_ADMIN_TOKEN: {
+    level: 'error',
+    meaning: 'the admin token holds a space or control character: no Bearer header can carry it (start refused)',
+  },
   PC_ERR_USAGE: { level: 'error', meaning: 'a CLI command was given arguments it cannot use' },
   PC_ERR_INTERNAL: { level: 'error', meaning: 'a bug: a handler threw; that connection was closed (fail closed)' },
   PC_ERR_ACCEPT: { level: 'error', meaning: 'accepting a connection failed for a reason other than descriptors' },

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { Logger } from 'pino'
+import { PortcullisError } from '../errors.js'
 import { isWeakAdminToken, MIN_ADMIN_TOKEN_CHARS } from '../identity/weak-tokens.js'
 
 export interface AdminToken {
@@ -38,6 +39,12 @@ export function adminTokenFile(caKey: string): string {
 /** The admin token for `portcullis start`, saying where it came from when it is not from the environment. */
 export async function loadStartToken(env: NodeJS.ProcessEnv, caKey: string, log: Logger): Promise<string> {
   const t = await loadAdminToken(env, adminTokenFile(caKey))
+  // A Bearer credential is one token68 word: a token with a space (a passphrase) could never be sent.
+  if (!/^[\x21-\x7e]+$/.test(t.token))
+    throw new PortcullisError(
+      'PC_ERR_ADMIN_TOKEN',
+      `the admin token ${t.file === null ? 'in PORTCULLIS_ADMIN_TOKEN' : `in ${t.file}`} holds a space or a character outside printable ASCII, so no Authorization: Bearer header can carry it; use one word (portcullis token new makes one)`,
+    )
   if (t.created)
     log.info({ code: 'PC_ADMIN_TOKEN_CREATED', file: t.file }, 'admin token generated; read it from this file')
   else if (t.file !== null)

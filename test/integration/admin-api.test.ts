@@ -285,6 +285,16 @@ t.test('GET /api/events/stream refuses bad filters with 400', async (t) => {
   }
 })
 
+t.test('HEAD /api/events/stream answers the head and ends (curl -I, probes)', async (t) => {
+  const f = await start(t)
+  const ac = new AbortController()
+  const timer = setTimeout(() => ac.abort(), 3000)
+  const res = await fetch(`${f.base}/api/events/stream`, { method: 'HEAD', headers: AUTH, signal: ac.signal })
+  clearTimeout(timer)
+  t.equal(res.status, 200)
+  t.match(res.headers.get('content-type'), /text\/event-stream/)
+})
+
 t.test('GET /api/explain', async (t) => {
   const f = await start(t)
   const CASES: ReadonlyArray<readonly [string, Record<string, unknown>, string]> = [

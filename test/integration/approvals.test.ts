@@ -37,7 +37,45 @@ t.test('a blocked request becomes a scoped, expiring, audited approval', async (
       (await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId, ttl: 'forever' })).status,
       400,
     )
+    t.match(await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId, ttl: '1ms' }), {
+      status: 400,
+      body: { error: 'bad_ttl' },
+    })
   })
+
+  t.test(
+    'a path longer than records keep: exact is refused (it could match nothing), path-prefix opens it',
+    async (t) => {
+      const long = `/private/${'a'.repeat(1500)}`
+      const denied = await curl([...proxy, `http://origin.test:${origin.port}${long}`])
+      t.equal(denied.headers['x-portcullis-decision'], 'denied_path')
+      const id = denied.headers['x-portcullis-request-id'] as string
+      t.match(await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: id, scope: 'exact' }), {
+        status: 409,
+        body: { error: 'path_too_long' },
+      })
+      const made = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', {
+        request_id: id,
+        scope: 'path-prefix',
+      })
+      t.equal(made.status, 201)
+      t.ok(
+        await until(
+          async () => (await curl([...proxy, `http://origin.test:${origin.port}${long}`])).status === 200,
+          2000,
+        ),
+        'the long path passes under the prefix',
+      )
+      await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${made.body.id}`)
+      t.ok(
+        await until(
+          async () => (await curl([...proxy, `http://origin.test:${origin.port}${long}`])).status === 403,
+          2000,
+        ),
+        'closed again once revoked',
+      )
+    },
+  )
 
   t.test('an exact approval opens that request and nothing else, until revoked', async (t) => {
     const made = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', {

@@ -88,8 +88,12 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
         const body = await readBody(req, res, CreateBody)
         if (body === null) return
         const ttlMs = body.ttl === undefined ? deps.defaultTtlMs() : parseDurationMs(body.ttl)
-        if (ttlMs === null || ttlMs <= 0 || ttlMs > MAX_APPROVAL_TTL_MS)
-          return sendJson(res, 400, { error: 'bad_ttl', message: 'ttl is a duration like 30m, 2h or 7d, at most 90d' })
+        // Under a second, the approval would be answered 201 already expired.
+        if (ttlMs === null || ttlMs < 1000 || ttlMs > MAX_APPROVAL_TTL_MS)
+          return sendJson(res, 400, {
+            error: 'bad_ttl',
+            message: 'ttl is a duration like 30m, 2h or 7d, from 1s to 90d',
+          })
         let record: DecisionRecord | null
         try {
           record = await deps.findDecision(body.request_id)
@@ -112,6 +116,13 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
           return sendJson(res, 409, {
             error: 'scope_needs_path',
             message: `a CONNECT has no path, so path-prefix cannot narrow it: exact opens this CONNECT (a tunnel to ${record.host}:${record.port}, every path inside), as host does; to open some paths only, add a rule with paths (the proxy then intercepts and decides each request)`,
+          })
+        // A record keeps the first 1024 characters of a path (and its hash): an exact approval of that cut
+        // would match no request, yet be answered 201.
+        if (body.scope === 'exact' && record.path_sha256 !== undefined)
+          return sendJson(res, 409, {
+            error: 'path_too_long',
+            message: `the blocked path was longer than records keep (${record.path?.length ?? 0} characters shown), so exact cannot name it: approve it with scope path-prefix or host`,
           })
         if (body.sandbox_only && record.sandbox === undefined)
           return sendJson(res, 409, {

@@ -91,6 +91,11 @@ export function eventRoutes(src: EventSource): Route[] {
               error: 'bad_query',
               message: `${key} applies to /api/events only; the stream takes decision, agent, host, reason, since and until`,
             })
+        // HEAD (a probe, `curl -I`): the stream's head, and no stream behind it.
+        if (req.method === 'HEAD') {
+          res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store' })
+          return void res.end()
+        }
         startStream(src, q, keepaliveMs, res)
         req.socket.setTimeout(0)
       },

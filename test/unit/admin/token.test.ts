@@ -23,3 +23,18 @@ t.test('start warns of a weak admin token, and only of a weak one', async (t) =>
     t.notMatch(JSON.stringify(logs.lines), token === 'admin' ? /"admin"/ : token, 'the token itself is not logged')
   }
 })
+
+t.test('start refuses an admin token no Bearer header can carry', async (t) => {
+  const caKey = join(t.testdir(), 'ca-key.pem')
+  for (const token of ['correct horse battery staple token', 'tab\tseparated-long-token', 'ünïcode-long-admin-token'])
+    await t.rejects(
+      loadStartToken({ PORTCULLIS_ADMIN_TOKEN: token }, caKey, capturedLog().log),
+      { code: 'PC_ERR_ADMIN_TOKEN' },
+      JSON.stringify(token),
+    )
+  t.equal(
+    await loadStartToken({ PORTCULLIS_ADMIN_TOKEN: ' q8Jc1-not-guessable-Zr0 \n' }, caKey, capturedLog().log),
+    'q8Jc1-not-guessable-Zr0',
+    'surrounding space is trimmed',
+  )
+})
