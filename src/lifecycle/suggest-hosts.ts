@@ -75,7 +75,32 @@ export function hostDrafts(records: readonly DecisionRecord[], ctx: HostRuleCont
     if (list) list.push(r)
     else byHost.set(r.host, [r])
   }
-  return [...byHost].map(([host, rs]) => ({ rule: hostRule(host, rs, ctx), records: rs, folded: [] }))
+  return [...byHost].flatMap(([host, rs]) =>
+    byMethods(host, rs, ctx).map((group) => ({ rule: hostRule(host, group, ctx), records: group, folded: [] })),
+  )
+}
+
+/**
+ * A host whose rules limit paths gets one rule per set of methods seen together on a path: GET and
+ * POST on /api/items and GET on /blog/post make two rules, not GET and POST on both (which would
+ * open POST /blog/post, never seen). Tunnelled hosts and hosts without paths stay one rule.
+ */
+function byMethods(host: string, rs: readonly DecisionRecord[], ctx: HostRuleContext): DecisionRecord[][] {
+  if (rs.some((r) => r.method === 'CONNECT' || r.path === null) || !ctx.pathLimited(host)) return [[...rs]]
+  const methodsOf = new Map<string, Set<string>>()
+  for (const r of rs) {
+    const m = methodsOf.get(r.path as string)
+    if (m) m.add(r.method)
+    else methodsOf.set(r.path as string, new Set([r.method]))
+  }
+  const groups = new Map<string, DecisionRecord[]>()
+  for (const r of rs) {
+    const key = [...(methodsOf.get(r.path as string) as Set<string>)].sort().join(' ')
+    const g = groups.get(key)
+    if (g) g.push(r)
+    else groups.set(key, [r])
+  }
+  return [...groups.values()]
 }
 
 function hostRule(host: string, rs: readonly DecisionRecord[], ctx: HostRuleContext): HostRuleShape {

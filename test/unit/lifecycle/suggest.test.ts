@@ -182,6 +182,19 @@ const MINIMISATION: ReadonlyArray<
     [{ host: 'docs.example.net', methods: ['GET'], paths: ['/private/x/**'] }],
   ],
   [
+    'a path-limited host gets one rule per set of methods seen on a path, never a method on a path it was not seen on',
+    () => [
+      rec('ci', 'GET https://docs.example.net/api/v1/items', { reason: 'denied_path', rule: 'builders.allow[2]' }),
+      rec('ci', 'POST https://docs.example.net/api/v1/items', { reason: 'denied_path', rule: 'builders.allow[2]' }),
+      rec('ci', 'GET https://docs.example.net/blog/post1', { reason: 'denied_path', rule: 'builders.allow[2]' }),
+    ],
+    {},
+    [
+      { host: 'docs.example.net', methods: ['GET', 'POST'], paths: ['/api/v1/items'] },
+      { host: 'docs.example.net', methods: ['GET'], paths: ['/blog/post1'] },
+    ],
+  ],
+  [
     'an audit-mode agent’s would_deny records are suggested for it',
     () => [rec('auditor', 'CONNECT newhost.example.io:443', { mode: 'audit', would_deny: true, tls: 'tunnel' })],
     {},
