@@ -2,6 +2,7 @@ import { createPrivateKey, generateKeyPairSync, randomBytes, sign, type KeyObjec
 import { createSecureContext, type SecureContext } from 'node:tls'
 import { LRUCache } from 'lru-cache'
 import forge from 'node-forge'
+import ipaddr from 'ipaddr.js'
 import { isIpLiteral } from '../net/host.js'
 import type { CertificateAuthority } from './ca.js'
 
@@ -51,6 +52,18 @@ export function createLeafCertCache(ca: CertificateAuthority, opts: LeafOptions 
   }
 }
 
+/**
+ * An IPv4 host also as its IPv4-mapped IPv6 form: `[::ffff:127.0.0.1]` is decided as 127.0.0.1, but
+ * the client checks the leaf against the address it wrote.
+ */
+function ipNames(host: string): { type: 7; ip: string }[] {
+  if (!ipaddr.IPv4.isValidFourPartDecimal(host)) return [{ type: 7, ip: host }]
+  return [
+    { type: 7, ip: host },
+    { type: 7, ip: ipaddr.IPv4.parse(host).toIPv4MappedAddress().toNormalizedString() },
+  ]
+}
+
 export function mintLeaf(
   host: string,
   publicKey: forge.pki.PublicKey,
@@ -73,7 +86,7 @@ export function mintLeaf(
     { name: 'basicConstraints', cA: false, critical: true },
     { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
     { name: 'extKeyUsage', serverAuth: true },
-    { name: 'subjectAltName', altNames: [ip ? { type: 7, ip: host } : { type: 2, value: host }] },
+    { name: 'subjectAltName', altNames: ip ? ipNames(host) : [{ type: 2, value: host }] },
     { name: 'subjectKeyIdentifier' },
     { name: 'authorityKeyIdentifier', keyIdentifier: forge.util.hexToBytes(ca.subjectKeyId) },
   ])

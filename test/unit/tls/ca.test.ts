@@ -120,3 +120,27 @@ t.test('a CA near its end, or a key others can read, is used with a warning', as
   )
   t.equal(new X509Certificate(pem).validTo, new X509Certificate(ca.certPem).validTo, 'the leaf ends with its CA')
 })
+
+t.test('a leaf for an IPv4 host also names its IPv4-mapped IPv6 form, as a client may have written it', async (t) => {
+  const dir = t.testdir()
+  const [cert, key] = [join(dir, 'ca.pem'), join(dir, 'ca-key.pem')]
+  await ensureCa(cert, key)
+  const ca = await loadCa(cert, key)
+  const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  const mint = (host: string) =>
+    new X509Certificate(
+      mintLeaf(
+        host,
+        forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString()),
+        ca,
+        createPrivateKey(ca.keyPem),
+        new Date(),
+      ),
+    )
+  const v4 = mint('127.0.0.1')
+  t.equal(v4.checkIP('127.0.0.1'), '127.0.0.1')
+  t.ok(v4.checkIP('::ffff:127.0.0.1'), '[::ffff:127.0.0.1] verifies too')
+  t.equal(v4.checkIP('127.0.0.2'), undefined)
+  const v6 = mint('::1')
+  t.ok(v6.checkIP('::1'))
+})
