@@ -44,6 +44,11 @@ export function adminRoutes(d: AdminRouteDeps): Route[] {
       configError: policy.configError,
       warnings: () => [
         ...missingCredentials(policy.current(), d.env),
+        ...(d.redis !== null && d.redis.sync.fallback()
+          ? [
+              'Redis unreachable: rate limits are per instance, approvals and sandbox revocations cannot be made, records wait in memory (PC_LIMITS_LOCAL_FALLBACK)',
+            ]
+          : []),
         ...(d.sandboxStore.loaded()
           ? []
           : [

@@ -298,6 +298,8 @@ limits: { requests_per_minute: ${RPM} }`,
     const during = await proxiedGet(a.proxyPort, at('/public/during-outage'), 'other')
     t.equal(during.status, 200, 'the proxy still serves')
     t.equal(await metric(a.adminUrl, 'portcullis_limits_redis_fallback'), 1, '/metrics shows the local fallback')
+    const health = (await (await fetch(`${a.adminUrl}/healthz`)).json()) as { warnings: string[] }
+    t.match(health.warnings.join('\n'), /Redis unreachable/, 'and /healthz says so')
     t.ok((await metric(a.adminUrl, 'portcullis_telemetry_backlog')) >= 1, 'the record waits in the buffer')
     const fallback = await adminCall<{ source: string; events: Array<{ path?: string }> }>(
       a.adminUrl,
