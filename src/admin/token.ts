@@ -26,7 +26,7 @@ export async function loadAdminToken(env: NodeJS.ProcessEnv, file: string): Prom
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
   const token = randomBytes(32).toString('base64url')
-  await mkdir(dirname(file), { recursive: true })
+  await mkdir(dirname(file), { recursive: true, mode: 0o755 })
   await writeFile(file, `${token}\n`, { mode: 0o600 })
   return { token, file, created: true }
 }

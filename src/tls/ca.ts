@@ -122,9 +122,12 @@ export async function ensureCa(certFile: string, keyFile: string): Promise<boole
   }
 }
 
+const CA_DIR_MODE = 0o755
+
 async function publishCa(certFile: string, keyFile: string, certPem: string, keyPem: string): Promise<boolean> {
-  await mkdir(dirname(keyFile), { recursive: true })
-  await mkdir(dirname(certFile), { recursive: true })
+  // Never group- or world-writable, whatever the umask: whoever can write here can swap the CA.
+  await mkdir(dirname(keyFile), { recursive: true, mode: CA_DIR_MODE })
+  await mkdir(dirname(certFile), { recursive: true, mode: CA_DIR_MODE })
   const suffix = `.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
   const [tmpKey, tmpCert] = [`${keyFile}${suffix}`, `${certFile}${suffix}`]
   try {

@@ -144,3 +144,15 @@ t.test('a leaf for an IPv4 host also names its IPv4-mapped IPv6 form, as a clien
   const v6 = mint('::1')
   t.ok(v6.checkIP('::1'))
 })
+
+t.test('the CA directory is created writable by its owner only, whatever the umask', async (t) => {
+  const dir = join(t.testdir(), 'fresh', 'certs')
+  const before = process.umask(0)
+  try {
+    await ensureCa(join(dir, 'ca.pem'), join(dir, 'ca-key.pem'))
+  } finally {
+    process.umask(before)
+  }
+  t.equal(statSync(dir).mode & 0o777, 0o755)
+  t.equal(statSync(join(dir, 'ca-key.pem')).mode & 0o777, 0o600)
+})
