@@ -157,7 +157,9 @@ export function denialBody(d: DenyDecision, ctx: DenialContext): { contentType: 
   // `npx portcullis …` works from a checkout where the CLI is not on PATH.
   const tail = !isPolicy
     ? `This is a network failure past the proxy, not a policy decision. Request id ${ctx.requestId}.`
-    : `This is a policy decision, not a network fault; retrying by another route will not help. Request id ${ctx.requestId}${approve ? `; an admin can approve it with: ${approve} (or npx ${approve})${opens}` : '.'}`
+    : d.detail === 'revocations_unknown'
+      ? `This is a passing state of the proxy, not of your credential: retry through the proxy in a minute; another route will not help. Request id ${ctx.requestId}.`
+      : `This is a policy decision, not a network fault; retrying by another route will not help. Request id ${ctx.requestId}${approve ? `; an admin can approve it with: ${approve} (or npx ${approve})${opens}` : '.'}`
   const message = `portcullis ${isPolicy ? 'blocked' : 'could not complete'} ${ctx.method} ${target(ctx)}${who}: ${sentenceFor(d)}. ${tail}`
   if (!ctx.wantsJson) return { contentType: 'text/plain; charset=utf-8', body: `${message}\n` }
   // `error` is the field npm (and other registry clients) print from a JSON error body.

@@ -113,3 +113,9 @@ t.test('a 400 says what to send instead only where the fix is the request form',
   t.notMatch(smuggling, /absolute-form/, 'no advice that does not apply')
   t.match(smuggling, /malformed or ambiguous/)
 })
+
+t.test('revocations not read yet is a passing state: the body says to retry, not that it is policy', async (t) => {
+  const { body } = denialBody(deny('denied_auth_invalid', { detail: 'revocations_unknown' }), CTX)
+  t.match(body, /retry through the proxy in a minute/)
+  t.notMatch(body, /This is a policy decision/)
+})
