@@ -164,6 +164,8 @@ export function parseConfigText(
       }),
     )
   }
+  const protoIssues = prototypeKeys(doc, file, lineCounter)
+  if (protoIssues.length > 0) throw new ConfigError(protoIssues)
   const aliasIssues = unresolvedAliases(doc, file, lineCounter)
   if (aliasIssues.length > 0) throw new ConfigError(aliasIssues)
   let plain: unknown
@@ -215,6 +217,23 @@ function unresolvedAliases(doc: Document, file: string, lineCounter: LineCounter
           ? `'*${node.source}' is read by YAML as an alias; quote the pattern: "*${node.source}"`
           : `YAML alias '*${node.source}' has no anchor '&${node.source}' before it (quote the value if '*' is meant literally)`,
       })
+    },
+  })
+  return issues
+}
+
+/**
+ * `__proto__` as a key sets the prototype of the object YAML builds instead of adding an entry: a group,
+ * preset or pin of that name would vanish without a word. No setting has that name; it is refused.
+ */
+function prototypeKeys(doc: Document, file: string, lineCounter: LineCounter): ConfigIssue[] {
+  const issues: ConfigIssue[] = []
+  visit(doc, {
+    Pair(_key, pair) {
+      const key = pair.key as { value?: unknown; range?: [number, number, number] } | null
+      if (key?.value !== '__proto__') return
+      const pos = lineCounter.linePos(key.range?.[0] ?? 0)
+      issues.push({ file, line: pos.line, col: pos.col, path: '', message: "'__proto__' cannot be a name here" })
     },
   })
   return issues

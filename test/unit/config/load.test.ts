@@ -465,3 +465,16 @@ t.test('a YAML tag that does not resolve is a located error, not a string read s
       text,
     )
 })
+
+t.test('__proto__ as a name is refused where it stands, not dropped', async (t) => {
+  for (const [text, line] of [
+    ['groups:\n  __proto__: { allow: [ { host: a.test } ] }\n', 2],
+    ['upstream:\n  resolve: { __proto__: 127.0.0.1 }\n', 2],
+    ['presets:\n  "__proto__": [ { host: a.test } ]\n', 2],
+  ] as const)
+    t.match(
+      thrownIssues(() => parseConfigText(text, 'proto.yaml')),
+      [{ line, message: /__proto__/ }],
+      text,
+    )
+})
