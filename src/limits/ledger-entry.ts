@@ -36,6 +36,8 @@ export interface ByteCounts {
 export interface Tokens {
   /** Held for `minute` (shared mode). */
   held: number
+  /** Held tokens past the share of a lowered budget (a reload): to be given back at the next report. */
+  excess: number
   /** Admitted on its own share while cold. */
   coldUsed: number
   /** Where the last admission came from, for refunds. */
@@ -85,7 +87,7 @@ export function newEntry(now: number): LedgerEntry {
     window: { minute: minuteOf(now), day: utcDay(now) },
     requests: { unsynced: 0, inflight: 0, global: 0, previous: 0 },
     bytes: { local: 0, unsynced: 0, inflight: 0, global: 0 },
-    tokens: { held: 0, coldUsed: 0, lastFromHeld: false, reportedMinute: -1, learnedMinute: -1 },
+    tokens: { held: 0, excess: 0, coldUsed: 0, lastFromHeld: false, reportedMinute: -1, learnedMinute: -1 },
     activity: { rpm: 0, lastActiveMs: now, lastDemandMs: -Infinity, lastReportMs: -Infinity },
   }
 }
@@ -104,7 +106,7 @@ export function rollEntry(agentId: string, e: LedgerEntry, now: number): OrphanR
   if (minute === w.minute && day === w.day) return null
   const unsynced = r.unsynced
   // Past the next minute the old one no longer weighs on anything (and its key may have expired).
-  const returned = minute === w.minute + 1 ? tokens.held : 0
+  const returned = minute === w.minute + 1 ? tokens.held + tokens.excess : 0
   const dayBytes = day !== w.day ? b.unsynced : 0
   const orphan =
     unsynced > 0 || returned > 0 || dayBytes > 0
@@ -115,7 +117,7 @@ export function rollEntry(agentId: string, e: LedgerEntry, now: number): OrphanR
     r.previous = minute === w.minute + 1 ? Math.max(0, r.global + r.inflight + unsynced - returned) : 0
     w.minute = minute
     r.unsynced = r.inflight = r.global = 0
-    tokens.held = tokens.coldUsed = 0
+    tokens.held = tokens.excess = tokens.coldUsed = 0
   }
   if (day !== w.day) {
     w.day = day

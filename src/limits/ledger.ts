@@ -131,6 +131,14 @@ export function createLedger(clock: () => number): Ledger {
 
   function takeShared(e: LedgerEntry, rpm: number, now: number): number | null {
     const { tokens, requests } = e
+    // Tokens held under a larger budget (requests_per_minute lowered by a reload): no instance keeps
+    // more than its share of the new one, or each would go on admitting from the old.
+    const cap = Math.ceil(rpm / m.instances)
+    if (tokens.held > cap) {
+      tokens.excess += tokens.held - cap
+      tokens.held = cap
+      wake()
+    }
     if (tokens.held > 0) {
       tokens.held--
       tokens.lastFromHeld = true
@@ -172,17 +180,24 @@ export function createLedger(clock: () => number): Ledger {
       // A final report (the instance is stopping) gives every held token back.
       holdNone: !m.shared || a.rpm <= 0 || final,
     })
+    const excess = tokens.excess
     // Nothing new to say: refresh the totals once a second, not at every sync (many agents, 40 syncs a second).
     const quiet =
-      r.unsynced === 0 && b.unsynced === 0 && returned === 0 && want === 0 && tokens.reportedMinute === w.minute
+      r.unsynced === 0 &&
+      b.unsynced === 0 &&
+      returned === 0 &&
+      excess === 0 &&
+      want === 0 &&
+      tokens.reportedMinute === w.minute
     if (quiet && now - a.lastReportMs < REFRESH_MS && !final) return null
     a.lastReportMs = now
     tokens.held -= returned
+    tokens.excess = 0
     const out: UsageReport = {
       agentId,
       minute: w.minute,
       requests: r.unsynced,
-      returned,
+      returned: returned + excess,
       want,
       rpm: a.rpm,
       previousWeight: Math.round(weight * 1000),
@@ -210,7 +225,7 @@ export function createLedger(clock: () => number): Ledger {
       orphans = []
       for (const [agentId, e] of agents) {
         roll(agentId, e, now)
-        const pending = e.requests.unsynced > 0 || e.bytes.unsynced > 0 || e.tokens.held > 0
+        const pending = e.requests.unsynced > 0 || e.bytes.unsynced > 0 || e.tokens.held > 0 || e.tokens.excess > 0
         // Agents active in the last minute (here or, learned, elsewhere) are reported even without new
         // counts: that is how this instance's placeholder share is released and its totals refreshed.
         if (!pending && now - e.activity.lastActiveMs > MS_PER_MINUTE) continue

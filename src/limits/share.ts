@@ -65,7 +65,9 @@ export interface HoldingFacts {
 export function rebalance(f: HoldingFacts): { readonly returned: number; readonly want: number } {
   const unclaimed = Math.max(0, f.rpm - f.counted - f.previousWeighted)
   const fair = Math.ceil((f.held + unclaimed) / f.instances)
-  const target = f.holdNone ? 0 : f.demand ? fair : Math.min(fair, reserveOf(f.rpm, f.instances))
+  // Never more than a share of the budget: after a reload lowers it, what is held may exceed that.
+  const share = Math.ceil(f.rpm / f.instances)
+  const target = f.holdNone ? 0 : Math.min(share, f.demand ? fair : Math.min(fair, reserveOf(f.rpm, f.instances)))
   return { returned: Math.max(0, f.held - target), want: Math.max(0, target - f.held) }
 }
 

@@ -544,3 +544,16 @@ t.test('idle agents are forgotten after a day, unless they hold a connection or 
   for (let i = 0; i < 5; i++) t.ok(admitted('ci+s1'))
   t.match(limiter.admitRequest('ci+s1', limits), { reason: 'denied_rate_limited' })
 })
+
+t.test('shared: a reload that lowers the budget leaves no instance more than its share of the new one', async (t) => {
+  const l = createLimiter({ now: () => T0 })
+  const before = limits({ requestsPerMinute: 100 })
+  const after = limits({ requestsPerMinute: 20 })
+  l.shared.setShared(true)
+  l.shared.setInstances(2)
+  admitN(l, 1, before)
+  t.match(l.shared.drain(), [{ requests: 50 }], '1 used and 49 held of ceil(100 / 2)')
+  l.shared.settle([totals(50, 0)])
+  t.equal(admitN(l, 40, after), 10, 'ceil(20 / 2) of the 49 held, not the local bucket of 20')
+  t.match(l.shared.drain(), [{ returned: 39 }], 'the rest goes back at the next report')
+})
