@@ -14,7 +14,7 @@ import { formatAuthority } from '../net/host.js'
 import { mapSocketError, type UpstreamFailureKind } from '../net/dial.js'
 import { atTurnEnd } from '../net/turn-batch.js'
 import { CopyRing } from '../net/copy-ring.js'
-import { createSecretMasker, maskText } from './response-redact.js'
+import { createSecretMasker, maskName, maskText } from './response-redact.js'
 import { guardIdle } from './read-body.js'
 import type { InjectHeader } from '../policy/compiled.js'
 
@@ -558,6 +558,9 @@ function relayAnswer(
           return false
         }
         for (let i = 1; i < headers.length; i += 2) headers[i] = maskText(headers[i] as string, secrets)
+        // Names too (an origin may echo a value as a field name), in any case: `*` is a token character.
+        const lower = secrets.map((x) => x.toLowerCase())
+        for (let i = 0; i < headers.length; i += 2) headers[i] = maskName(headers[i] as string, lower)
       }
       if (res.destroyed) return false
       // Written once the read that brought it is parsed: a framing error in the same read (a bad chunk

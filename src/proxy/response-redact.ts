@@ -38,6 +38,18 @@ export function maskText(text: string, secrets: readonly string[]): string {
   return out
 }
 
+/** A field name with every secret (given lower-case) masked, whatever its case there. */
+export function maskName(name: string, lowerSecrets: readonly string[]): string {
+  const lower = name.toLowerCase()
+  let out = name
+  for (const s of lowerSecrets) {
+    if (s === '') continue
+    for (let at = lower.indexOf(s); at >= 0; at = lower.indexOf(s, at + s.length))
+      out = out.slice(0, at) + '*'.repeat(s.length) + out.slice(at + s.length)
+  }
+  return out
+}
+
 export function createSecretMasker(secrets: readonly Buffer[]): SecretMasker {
   const keep = Math.max(0, ...secrets.map((s) => s.length)) - 1
   let held: Buffer = Buffer.alloc(0)

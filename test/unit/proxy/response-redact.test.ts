@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createSecretMasker, maskSecrets, maskText } from '../../../src/proxy/response-redact.js'
+import { createSecretMasker, maskName, maskSecrets, maskText } from '../../../src/proxy/response-redact.js'
 
 const SECRET = Buffer.from('s3cr3t-token-value')
 
@@ -28,4 +28,13 @@ t.test('a secret split across chunks of a stream is masked', async (t) => {
 
 t.test('header values are masked as text', async (t) => {
   t.equal(maskText(`Bearer ${SECRET}`, [SECRET.toString()]), `Bearer ${'*'.repeat(SECRET.length)}`)
+})
+
+t.test('a secret echoed as a field name is masked in any case, and the name stays a token', async (t) => {
+  const secret = 'KEYabcdef0123456789'
+  const masked = maskName(`x-${secret.toLowerCase()}-echo`, [secret.toLowerCase()])
+  t.equal(masked, `x-${'*'.repeat(secret.length)}-echo`)
+  t.equal(maskName(`X-${secret}`, [secret.toLowerCase()]), `X-${'*'.repeat(secret.length)}`)
+  t.match(masked, /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'still a valid field name')
+  t.equal(maskName('content-type', [secret.toLowerCase()]), 'content-type')
 })
