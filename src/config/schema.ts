@@ -5,6 +5,7 @@
  * duplicate ids…) live in compile.ts, which reports through the same
  * ConfigError.
  */
+import { isIP } from 'node:net'
 import { z } from 'zod'
 import { parseDurationMs } from './duration.js'
 import { parseSizeBytes } from '../byte-size.js'
@@ -12,8 +13,19 @@ import { parseSizeBytes } from '../byte-size.js'
 const port = z.number().int().min(1).max(65535)
 // Port 0 (an ephemeral port) is allowed for listeners: tests start instances on 127.0.0.1:0.
 const listenPort = z.number().int().min(0).max(65535)
+/**
+ * An address to listen on: an IP literal, or a host name (`localhost`). Four dotted numbers are an
+ * IPv4 address or nothing: `999.1.1.1` would pass `check` and fail only at start.
+ */
+const listenHost = z
+  .string()
+  .min(1)
+  .refine(
+    (h) => (/^[0-9.]+$/.test(h) ? isIP(h) === 4 : isIP(h) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(h)),
+    'an IP address (127.0.0.1, 0.0.0.0, ::) or a host name',
+  )
 const endpoint = (defaultPort: number) =>
-  z.strictObject({ host: z.string().min(1).default('127.0.0.1'), port: listenPort.default(defaultPort) }).prefault({})
+  z.strictObject({ host: listenHost.default('127.0.0.1'), port: listenPort.default(defaultPort) }).prefault({})
 const positiveInt = z.number().int().positive()
 /** Node's timers hold at most 2^31−1 ms (24.8 days); a longer one fires after 1 ms instead. */
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -192,7 +204,7 @@ const ipOrList = z.union([z.string(), z.array(z.string()).min(1)])
 export const configSchema = z.strictObject({
   listen: z
     .strictObject({
-      host: z.string().min(1).default('127.0.0.1'),
+      host: listenHost.default('127.0.0.1'),
       port: listenPort.default(3128),
       // `auto`: what the descriptor limit allows (two descriptors per proxied connection, some kept spare).
       max_connections: z.union([positiveInt, z.literal('auto')]).default('auto'),

@@ -478,3 +478,18 @@ t.test('__proto__ as a name is refused where it stands, not dropped', async (t) 
       text,
     )
 })
+
+t.test('listen and admin hosts are addresses or host names, checked before start', async (t) => {
+  for (const host of ['999.1.1.1', '1.2.3', 'bad host', '-x'])
+    t.match(
+      thrownIssues(() => parseConfigText(`listen: { host: "${host}" }\n`, 'listen.yaml')),
+      [{ path: 'listen.host', message: /IP address/ }],
+      host,
+    )
+  t.match(
+    thrownIssues(() => parseConfigText('admin: { host: "300.0.0.1" }\n', 'listen.yaml')),
+    [{ path: 'admin.host' }],
+  )
+  for (const host of ['127.0.0.1', '0.0.0.0', '::', '::1', 'localhost', 'proxy.internal'])
+    t.equal(parseConfigText(`listen: { host: "${host}" }\n`, 'listen.yaml').listen.host, host, host)
+})
