@@ -50,6 +50,10 @@ export const CODES = {
     level: 'warn',
     meaning: 'two agents match some of the same source addresses: the first in config order is used there',
   },
+  PC_NEEDS_INTERCEPTION: {
+    level: 'warn',
+    meaning: 'a rule needs interception (methods, paths, inspect_body, inject_headers) but tls.intercept is never: HTTPS requests it governs are refused',
+  },
   PC_CA_EXPIRES_SOON: {
     level: 'warn',
     meaning: 'the interception CA ends within 30 days (leaves end with it): give agents its successor',

@@ -2,7 +2,7 @@ import type { Logger } from 'pino'
 import type { RuntimeConfig } from '../config/types.js'
 import { weakTokens } from '../identity/weak-tokens.js'
 import { readSandboxKeys } from '../identity/sandbox-issue.js'
-import { credentialVariables } from '../policy/compiled.js'
+import { credentialVariables, listRules, needsInside } from '../policy/compiled.js'
 import { cidrContains, type Cidr } from '../net/host.js'
 
 /** Each credential variable the policy reads that the environment does not set (for /healthz). */
@@ -46,7 +46,7 @@ export function reportPolicyProblems(config: RuntimeConfig, env: NodeJS.ProcessE
 }
 
 export interface PolicyWarning {
-  readonly code: 'PC_NO_AGENTS' | 'PC_SOURCE_OVERLAP' | 'PC_WEAK_TOKEN'
+  readonly code: 'PC_NO_AGENTS' | 'PC_SOURCE_OVERLAP' | 'PC_WEAK_TOKEN' | 'PC_NEEDS_INTERCEPTION'
   readonly message: string
   readonly agent?: string
 }
@@ -67,7 +67,7 @@ export function policyWarnings(config: RuntimeConfig): PolicyWarning[] {
     message: `agent ${weak.agent}'s token is the well-known value '${weak.token}': anyone can use it; make one with portcullis token new`,
   }))
   // Only agents without a token are chosen by source; one with a token uses its CIDRs to restrict where it may log in.
-  const bySource = agents.filter((a) => a.sourceCidrs.length > 0 && a.tokenSha256 === null)
+  const bySource = agents.filter((a) => a.sourceCidrs.length > 0 && a.tokenSha256 === null && a.sandboxes !== true)
   for (let i = 0; i < bySource.length; i++)
     for (let j = i + 1; j < bySource.length; j++) {
       const [a, b] = [bySource[i], bySource[j]] as [(typeof agents)[number], (typeof agents)[number]]
@@ -79,6 +79,20 @@ export function policyWarnings(config: RuntimeConfig): PolicyWarning[] {
               message: `agents ${a.id} (${x.text}) and ${b.id} (${y.text}) both match some sources: a client there is ${a.id}, the first in config order, unless it sends credentials`,
             })
     }
+  if (config.policy.intercept === 'never') {
+    // Such a rule cannot be kept over HTTPS without seeing inside: every HTTPS request it governs fails closed.
+    const seen = new Set<string>()
+    for (const indexes of config.policy.rules.values())
+      for (const index of indexes)
+        for (const rule of listRules(index))
+          if (rule.effect === 'allow' && needsInside(rule) && !seen.has(rule.id)) {
+            seen.add(rule.id)
+            out.push({
+              code: 'PC_NEEDS_INTERCEPTION',
+              message: `rule ${rule.id} limits methods or paths, or inspects or injects, which needs interception, but tls.intercept is never: HTTPS requests it governs are refused (needs_interception)`,
+            })
+          }
+  }
   return out
 }
 

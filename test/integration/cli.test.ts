@@ -88,6 +88,29 @@ if (!existsSync(MAIN)) {
         ),
       ])
       t.notMatch(tokened.stdout, /PC_SOURCE_OVERLAP/, 'an agent with a token is never chosen by source: no overlap')
+      const template = await portcullis([
+        'check',
+        '--config',
+        writeConfig(
+          t.testdir(),
+          'agents:\n  - { id: a, source_cidrs: [127.0.0.0/8] }\n  - { id: b, sandboxes: true, source_cidrs: [127.0.0.1/32] }\n',
+        ),
+      ])
+      t.notMatch(template.stdout, /PC_SOURCE_OVERLAP/, 'nor is a sandbox template')
+      const never = await portcullis([
+        'check',
+        '--config',
+        writeConfig(
+          t.testdir(),
+          'tls: { intercept: never }\ngroups: { g: { allow: [ { host: a.test, paths: ["/x/**"] }, { host: b.test } ] } }\nagents:\n  - { id: a, source_cidrs: [127.0.0.1/32], groups: [g] }\n',
+        ),
+      ])
+      t.equal(never.code, 0, 'still valid')
+      t.match(
+        never.stdout,
+        /^warning: rule g\.allow\[0\] limits methods or paths.*tls\.intercept is never.*\(PC_NEEDS_INTERCEPTION\)$/m,
+      )
+      t.notMatch(never.stdout, /g\.allow\[1\]/, 'a host-level rule tunnels and is not named')
     })
 
     t.test('an upstream.ca_file start could not read is refused by check too (exit 2)', async (t) => {
