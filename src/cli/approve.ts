@@ -1,5 +1,5 @@
 import { parseDurationMs } from '../config/duration.js'
-import { MAX_APPROVAL_TTL_MS } from '../policy/approvals.js'
+import { isApprovalTtl } from '../policy/approvals.js'
 import { connectAdmin, parseAdminVerbArgs, whoami } from './admin-client.js'
 import { EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
 
@@ -42,8 +42,8 @@ export const run: CliVerb = async (args, io) => {
     return EXIT_USAGE
   }
   const ttlMs = values.ttl === undefined ? null : (parseDurationMs(values.ttl) ?? 0)
-  if (ttlMs !== null && !(ttlMs > 0 && ttlMs <= MAX_APPROVAL_TTL_MS)) {
-    io.stderr(`portcullis approve: --ttl '${values.ttl}' is not a duration like 30m, 2h or 7d, at most 90d\n${USAGE}`)
+  if (ttlMs !== null && !isApprovalTtl(ttlMs)) {
+    io.stderr(`portcullis approve: --ttl '${values.ttl}' is not a duration like 30m, 2h or 7d, from 1s to 90d\n${USAGE}`)
     return EXIT_USAGE
   }
   const client = await connectAdmin(values, io.env)

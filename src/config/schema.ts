@@ -8,6 +8,7 @@
 import { isIP } from 'node:net'
 import { z } from 'zod'
 import { parseDurationMs } from './duration.js'
+import { isApprovalTtl } from '../policy/approvals.js'
 import { parseSizeBytes } from '../byte-size.js'
 
 const port = z.number().int().min(1).max(65535)
@@ -263,7 +264,13 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   approvals: z
-    .strictObject({ file: z.string().default('config/approvals.yaml'), default_ttl: duration.default('24h') })
+    .strictObject({
+      file: z.string().default('config/approvals.yaml'),
+      // What the admin API gives an approval made without a ttl: the range it accepts for one.
+      default_ttl: duration
+        .refine((t) => isApprovalTtl(parseDurationMs(t)), 'from 1s to 90d, as an approval ttl')
+        .default('24h'),
+    })
     .prefault({}),
   // SPEC §9: the key that signs sandbox credentials (base64, ≥ 32 bytes, the same on every instance).
   identity: z

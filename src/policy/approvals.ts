@@ -21,6 +21,13 @@ export type ApprovalScope = 'exact' | 'host' | 'path-prefix'
 
 /** The longest an approval may last (the admin API and the CLI both hold to it). */
 export const MAX_APPROVAL_TTL_MS = 90 * 24 * 3600_000
+/** The shortest: under a second an approval would be answered already expired. */
+export const MIN_APPROVAL_TTL_MS = 1000
+
+/** Is `ttlMs` an approval's life the admin API, the CLI and approvals.default_ttl all accept? */
+export function isApprovalTtl(ttlMs: number | null): ttlMs is number {
+  return ttlMs !== null && ttlMs >= MIN_APPROVAL_TTL_MS && ttlMs <= MAX_APPROVAL_TTL_MS
+}
 
 export interface Approval {
   readonly id: string

@@ -59,7 +59,7 @@ const DECODERS: Record<string, (b: Uint8Array, o: ZlibOptions) => Buffer> = {
   deflate: inflateEither,
 }
 
-const BASIC = /^\s*basic\s+([A-Za-z0-9+/_-]+={0,2})\s*$/i
+const BASIC = /^\s*basic\s+([A-Za-z0-9+/_\s-]+={0,2})\s*$/i
 
 /** What the target and headers count against `maxBytes`. */
 export function measureHead(target: string, rawHeaders: readonly string[]): number {
@@ -77,11 +77,14 @@ export function scanRequest(job: ScanJob, limits: ScanLimits): ScanVerdict {
   // The body as sent as well as decoded: a decoder stops at the end of its stream and ignores what follows.
   if (decoded.body !== job.body) texts.push(latin1(decoded.body))
   // HTTP Basic is how tokens travel (git with a token, `curl -u`): its user:password is read as a server reads it.
+  // A list (`Basic a, Basic b`) and base64 broken by spaces are read too: lenient decoders drop them.
   for (let i = 0; i + 1 < job.rawHeaders.length; i += 2)
-    if ((job.rawHeaders[i] as string).toLowerCase() === 'authorization') {
-      const basic = BASIC.exec(job.rawHeaders[i + 1] as string)
-      if (basic !== null) texts.push(Buffer.from(basic[1] as string, 'base64').toString('latin1'))
-    }
+    if ((job.rawHeaders[i] as string).toLowerCase() === 'authorization')
+      for (const part of (job.rawHeaders[i + 1] as string).split(',')) {
+        const basic = BASIC.exec(part)
+        if (basic !== null)
+          texts.push(Buffer.from((basic[1] as string).replace(/\s+/g, ''), 'base64').toString('latin1'))
+      }
   const detector = findSecret(texts)
   return detector === null ? { kind: 'clean' } : { kind: 'secret', detector }
 }

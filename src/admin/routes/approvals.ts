@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http'
 import { z } from 'zod'
 import type { ApprovalStore } from '../../approvals/store.js'
 import { isActive } from '../../approvals/store.js'
-import { describeApproval, isApprovable, MAX_APPROVAL_TTL_MS, type Approval } from '../../policy/approvals.js'
+import { describeApproval, isApprovable, isApprovalTtl, type Approval } from '../../policy/approvals.js'
 import type { Bus } from '../../telemetry/bus.js'
 import { buildApprovalRecord, newRequestId, type DecisionRecord } from '../../telemetry/events.js'
 import { parseDurationMs } from '../../config/duration.js'
@@ -88,8 +88,7 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
         const body = await readBody(req, res, CreateBody)
         if (body === null) return
         const ttlMs = body.ttl === undefined ? deps.defaultTtlMs() : parseDurationMs(body.ttl)
-        // Under a second, the approval would be answered 201 already expired.
-        if (ttlMs === null || ttlMs < 1000 || ttlMs > MAX_APPROVAL_TTL_MS)
+        if (!isApprovalTtl(ttlMs))
           return sendJson(res, 400, {
             error: 'bad_ttl',
             message: 'ttl is a duration like 30m, 2h or 7d, from 1s to 90d',

@@ -493,3 +493,13 @@ t.test('listen and admin hosts are addresses or host names, checked before start
   for (const host of ['127.0.0.1', '0.0.0.0', '::', '::1', 'localhost', 'proxy.internal'])
     t.equal(parseConfigText(`listen: { host: "${host}" }\n`, 'listen.yaml').listen.host, host, host)
 })
+
+t.test('approvals.default_ttl is a ttl the admin API accepts for an approval', async (t) => {
+  for (const ttl of ['0s', '500ms', '91d', '100000d'])
+    t.match(
+      thrownIssues(() => parseConfigText(`approvals: { default_ttl: ${ttl} }\n`, 'ttl.yaml')),
+      [{ path: 'approvals.default_ttl', message: /from 1s to 90d/ }],
+      ttl,
+    )
+  t.equal(parseConfigText('approvals: { default_ttl: 90d }\n', 'ttl.yaml').approvals.defaultTtlMs, 90 * 86_400_000)
+})

@@ -85,6 +85,16 @@ const VERDICTS: readonly Case[] = [
     { detector: 'aws_access_key_id' },
   ],
   [
+    'a token as Basic in a list, or with its base64 broken by spaces',
+    'x',
+    {
+      Authorization: `Basic ${Buffer.from(`x-access-token:ghp_${'A1b2'.repeat(9)}`)
+        .toString('base64')
+        .replace(/(.{20})/g, '$1 ')}, Basic Zm9vOmJhcg==`,
+    },
+    { kind: 'secret', detector: 'github_token' },
+  ],
+  [
     'a plain Basic login passes',
     'x',
     { Authorization: `Basic ${Buffer.from('alice:correct horse').toString('base64')}` },
