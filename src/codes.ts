@@ -52,7 +52,8 @@ export const CODES = {
   },
   PC_NEEDS_INTERCEPTION: {
     level: 'warn',
-    meaning: 'a rule needs interception (methods, paths, inspect_body, inject_headers) but tls.intercept is never: HTTPS requests it governs are refused',
+    meaning:
+      'a rule needs interception (methods, paths, inspect_body, inject_headers) but tls.intercept is never: HTTPS requests it governs are refused',
   },
   PC_CA_EXPIRES_SOON: {
     level: 'warn',

@@ -43,7 +43,9 @@ export const run: CliVerb = async (args, io) => {
   }
   const ttlMs = values.ttl === undefined ? null : (parseDurationMs(values.ttl) ?? 0)
   if (ttlMs !== null && !isApprovalTtl(ttlMs)) {
-    io.stderr(`portcullis approve: --ttl '${values.ttl}' is not a duration like 30m, 2h or 7d, from 1s to 90d\n${USAGE}`)
+    io.stderr(
+      `portcullis approve: --ttl '${values.ttl}' is not a duration like 30m, 2h or 7d, from 1s to 90d\n${USAGE}`,
+    )
     return EXIT_USAGE
   }
   const client = await connectAdmin(values, io.env)
