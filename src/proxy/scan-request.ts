@@ -59,7 +59,18 @@ const DECODERS: Record<string, (b: Uint8Array, o: ZlibOptions) => Buffer> = {
   deflate: inflateEither,
 }
 
-const BASIC = /^\s*basic\s+([A-Za-z0-9+/_\s-]+={0,2})\s*$/i
+/**
+ * The base64 of `Basic <base64>` with any spaces in it taken out, or null. No regular expression with
+ * overlapping repeats: a header value is the client's, and backtracking on it would hold the scanner.
+ */
+function basicCredentials(part: string): string | null {
+  const value = part.trim()
+  if (value.length < 6 || value.slice(0, 5).toLowerCase() !== 'basic' || !/^[ \t]$/.test(value[5] as string))
+    return null
+  const encoded = value.slice(6).replace(/[ \t]+/g, '')
+  return BASE64.test(encoded) ? encoded : null
+}
+const BASE64 = /^[A-Za-z0-9+/_-]+={0,2}$/
 
 /** What the target and headers count against `maxBytes`. */
 export function measureHead(target: string, rawHeaders: readonly string[]): number {
@@ -81,9 +92,8 @@ export function scanRequest(job: ScanJob, limits: ScanLimits): ScanVerdict {
   for (let i = 0; i + 1 < job.rawHeaders.length; i += 2)
     if ((job.rawHeaders[i] as string).toLowerCase() === 'authorization')
       for (const part of (job.rawHeaders[i + 1] as string).split(',')) {
-        const basic = BASIC.exec(part)
-        if (basic !== null)
-          texts.push(Buffer.from((basic[1] as string).replace(/\s+/g, ''), 'base64').toString('latin1'))
+        const encoded = basicCredentials(part)
+        if (encoded !== null) texts.push(Buffer.from(encoded, 'base64').toString('latin1'))
       }
   const detector = findSecret(texts)
   return detector === null ? { kind: 'clean' } : { kind: 'secret', detector }

@@ -95,6 +95,13 @@ const VERDICTS: readonly Case[] = [
     { kind: 'secret', detector: 'github_token' },
   ],
   [
+    // Built to make a backtracking pattern take minutes: the scan must stay linear in the header.
+    'a Basic value of spaces and letters that is not base64',
+    'x',
+    { Authorization: `Basic ${' a'.repeat(40_000)}!` },
+    { kind: 'clean' },
+  ],
+  [
     'a plain Basic login passes',
     'x',
     { Authorization: `Basic ${Buffer.from('alice:correct horse').toString('base64')}` },
