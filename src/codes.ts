@@ -139,7 +139,8 @@ export const CODES = {
   },
   PC_SANDBOX_REVOCATIONS_FILE: {
     level: 'warn',
-    meaning: 'a revocation shared through Redis could not also be kept in the revocations file',
+    meaning:
+      'with Redis, the sandbox revocations file could not be read, written, or copied to Redis: Redis alone holds what it has',
   },
 } as const satisfies Record<string, { readonly level: 'info' | 'warn' | 'error'; readonly meaning: string }>
 

@@ -3,6 +3,7 @@
  */
 import { parentPort } from 'node:worker_threads'
 import { parseConfigText } from '../config/load.js'
+import { ConfigError } from '../errors.js'
 import type { SuggestJob, SuggestResult } from './suggest-pool.js'
 import { suggestRules } from './suggest.js'
 import { reportJson } from './suggest-format.js'
@@ -11,21 +12,33 @@ const port = parentPort
 if (port === null) throw new Error('suggest-worker.ts runs only as a worker thread')
 
 port.on('message', (job: SuggestJob) => {
-  let result: SuggestResult
+  port.postMessage(run(job))
+})
+
+function run(job: SuggestJob): SuggestResult {
+  const compile = (text: string) => parseConfigText(text, job.file, job.env, job.denyFiles)
+  let config: ReturnType<typeof compile>
   try {
-    const compile = (text: string) => parseConfigText(text, job.file, job.env, job.denyFiles)
+    config = compile(job.configText)
+  } catch (err) {
+    // The file on disk does not compile (a refused edit): it cannot take rules.
+    const message = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err)
+    return { kind: 'config_error', message: message.slice(0, 300) }
+  }
+  try {
     const report = suggestRules({
-      config: compile(job.configText),
+      config,
       configText: job.configText,
       records: job.records,
       ...(job.agent !== undefined ? { agent: job.agent } : {}),
       ...(job.group !== undefined ? { group: job.group } : {}),
       compile,
     })
-    result = { kind: 'report', report: reportJson(report) }
+    return { kind: 'report', report: reportJson(report) }
   } catch (err) {
-    const message = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err)
-    result = { kind: 'config_error', message: message.slice(0, 300) }
+    // A suggestion whose edited config would not compile says so as the CLI does; anything else is a bug.
+    if (err instanceof ConfigError)
+      return { kind: 'config_error', message: err.message.split('\n')[0]?.slice(0, 300) ?? '' }
+    return { kind: 'failed', why: err instanceof Error ? err.message.slice(0, 200) : String(err) }
   }
-  port.postMessage(result)
-})
+}

@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Credential } from '../identity/authenticate.js'
-import { limiterKeyOf } from '../identity/sandbox-auth.js'
 import type { Handling } from '../policy/decide.js'
 import type { Decision, DenyDecision } from '../policy/types.js'
 import { type DecisionFacts } from '../telemetry/events.js'
@@ -16,7 +15,7 @@ import { coveringApproval, type Approval } from '../policy/approvals.js'
 import { redactSecrets } from './secret-scan.js'
 import { gateGithubApi } from './api-gate.js'
 import { gatePush } from './push-gate.js'
-import { guardIdle } from './read-body.js'
+import { drainBody, guardIdle } from './read-body.js'
 import type { RefusalAnswer } from '../git/report-status.js'
 import type { RepoControl } from '../policy/compiled.js'
 import type { InspectedRequest } from './inspect.js'
@@ -107,7 +106,7 @@ function conclude(
   facts: DecisionFacts,
   decision: Decision,
   query: string,
-  { final, recorded, forwardTo, gitAnswer, release }: Readied,
+  { final, recorded, forwardTo, gitAnswer, release, overflow }: Readied,
   answer: GateAnswer | undefined,
   plain: Credential | null,
 ): void {
@@ -115,10 +114,9 @@ function conclude(
   const { pass } = settle(deps.bus, recorded, outcome)
   if (!pass) {
     void release?.()
-    // Admitted against requests_per_minute as an allow: a request a rule then refuses (a secret, a push,
-    // an API write, a package) consumes nothing, as one refused up front does.
-    if (decision.verdict === 'allow' && outcome.verdict === 'deny' && outcome.reason !== 'upstream_error')
-      deps.limiter.refundRequest(limiterKeyOf(facts.agent ?? '', facts.sandbox))
+    // A body kept whole for audit mode (an overflow past the scan cap) that does not go upstream after
+    // all (a denial audit mode still enforces): read and drop the rest, so the answer reaches the client.
+    if (overflow === true) void drainBody(req)
     if (gitAnswer !== undefined && gitAnswer.kind === 'report')
       return respondGitRefusal(res, outcome as DenyDecision, recorded.id, gitAnswer)
     return respondDenial(res, outcome as DenyDecision, denialContext(recorded, req.headers, query), final !== decision)
@@ -198,6 +196,8 @@ interface Gated {
   readonly gitAnswer?: RefusalAnswer
   /** Frees what was held for the body (a spilled push), once the request is done. */
   readonly release?: () => Promise<void>
+  /** The body is the audit-mode overflow of inspect_body: the rest is still on the client's socket. */
+  readonly overflow?: boolean
 }
 
 /**
@@ -221,6 +221,7 @@ async function readAndDecide(
   let replay: ForwardTarget['replay']
   let gitAnswer: RefusalAnswer | undefined
   let release: (() => Promise<void>) | undefined
+  let overflow = false
   const repo = handling.repo
   if (final.verdict === 'allow' && repo !== null && isPush(repo, facts)) {
     sendContinue(req, res)
@@ -269,8 +270,10 @@ async function readAndDecide(
       facts.mode === 'audit',
     )
     // Audit mode blocks nothing: a body too large to scan goes upstream as it came (recorded would_deny).
-    if (seen.kind === 'uninspectable' && seen.rest !== undefined)
+    if (seen.kind === 'uninspectable' && seen.rest !== undefined) {
       replay = { stream: seen.rest.stream, bytes: seen.rest.bytesRead }
+      overflow = true
+    }
     if (seen.kind === 'uninspectable') {
       // Fail closed: what cannot be read whole within the caps cannot be said to carry no secret.
       final = deny('denied_secret_detected', handling, 'uninspectable')
@@ -293,6 +296,7 @@ async function readAndDecide(
     ...(replay ? { replay } : {}),
     ...(gitAnswer ? { gitAnswer } : {}),
     ...(release ? { release } : {}),
+    ...(overflow ? { overflow } : {}),
   }
 }
 
@@ -334,6 +338,7 @@ function readied(
     forwardTo,
     gitAnswer: gated.gitAnswer,
     release: gated.release,
+    ...(gated.overflow === true ? { overflow: true } : {}),
   }
 }
 

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino'
 import type { AddressInfo } from 'node:net'
 import type { Server } from 'node:http'
 import { createAdminServer } from '../admin/server.js'
@@ -6,6 +7,7 @@ import { createFileApprovalStore } from '../approvals/file-store.js'
 import { templateOf } from '../identity/sandbox-auth.js'
 import { createFileRevocationStore, revocationsFileFor } from '../sandboxes/file-revocations.js'
 import { journaledRevocations } from '../sandboxes/journaled-revocations.js'
+import type { RevocationStore } from '../sandboxes/revocation-store.js'
 import { createInterceptor } from '../proxy/intercept.js'
 import { closeDisallowed } from '../proxy/revalidate.js'
 import { ensureCa, loadCa } from '../tls/ca.js'
@@ -76,10 +78,9 @@ export async function startInstance(
   const store = redis?.store ?? (await createFileApprovalStore(cfg.approvals.file))
   // Sandbox revocations live next to the approvals: the same Redis, or a file beside approvals.file;
   // with Redis, that file is kept too, so moving between the two loses none.
-  const revocationsFile = await createFileRevocationStore(revocationsFileFor(cfg.approvals.file))
   const sandboxStore = redis
-    ? journaledRevocations(redis.sandboxStore, revocationsFile, log.child({ subsystem: 'sandboxes' }))
-    : revocationsFile
+    ? await journaledWithRedis(redis.sandboxStore, revocationsFileFor(cfg.approvals.file), log)
+    : await createFileRevocationStore(revocationsFileFor(cfg.approvals.file))
   parts.sandboxes.attach(sandboxStore)
   // Connections opened under an approval that is revoked or lapses close, as a reload closes what it disallows.
   const approvals = createLiveApprovals(store, (index) => {
@@ -131,4 +132,21 @@ export async function startInstance(
     'portcullis listening',
   )
   return addresses
+}
+
+/**
+ * With Redis, the revocations file is a journal: one that cannot be read (a stale, corrupt or unreadable
+ * file) does not stop the instance from starting, since Redis holds what every instance shares.
+ */
+async function journaledWithRedis(shared: RevocationStore, file: string, log: Logger): Promise<RevocationStore> {
+  const sub = log.child({ subsystem: 'sandboxes' })
+  try {
+    return journaledRevocations(shared, await createFileRevocationStore(file), sub)
+  } catch (err) {
+    sub.warn(
+      { code: 'PC_SANDBOX_REVOCATIONS_FILE', err, file },
+      'the sandbox revocations file cannot be read; revocations are kept in Redis only',
+    )
+    return shared
+  }
 }

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { Revocation, RevocationStore } from './revocation-store.js'
+import { isKept, type Revocation, type RevocationStore } from './revocation-store.js'
 
 /**
  * With Redis, revocations are shared through it, and each one this instance makes is also written to
@@ -15,7 +15,8 @@ export function journaledRevocations(shared: RevocationStore, file: RevocationSt
     if (migrated || !shared.loaded()) return
     migrated = true
     const known = new Set(shared.current().map((r) => r.id))
-    const missing = file.current().filter((r) => !known.has(r.id))
+    const now = Date.now()
+    const missing = file.current().filter((r) => !known.has(r.id) && isKept(r, now))
     if (missing.length === 0) return
     Promise.all(missing.map((r) => shared.add(r))).then(
       () =>
@@ -23,8 +24,12 @@ export function journaledRevocations(shared: RevocationStore, file: RevocationSt
           { code: 'PC_SANDBOX_REVOCATIONS_MIGRATED', count: missing.length },
           'sandbox revocations kept in the file were written to Redis',
         ),
-      () => {
+      (err: unknown) => {
         migrated = false // Redis failed meanwhile: again once it is back
+        log.warn(
+          { code: 'PC_SANDBOX_REVOCATIONS_FILE', err },
+          'sandbox revocations kept in the file could not be written to Redis yet; tried again when it answers',
+        )
       },
     )
   }

@@ -53,13 +53,15 @@ export async function createYamlFileStore<T extends KeyedEntry>(
   let writing: Promise<void> = Promise.resolve()
   const persist = (): Promise<void> => {
     const snapshot = list
-    writing = writing.then(async () => {
+    const next = writing.then(async () => {
       await mkdir(dirname(file), { recursive: true })
       const tmp = `${file}.${process.pid}.tmp`
       await writeFile(tmp, `${opts.header}\n${stringify({ [opts.key]: snapshot })}`, { mode: 0o640 })
       await rename(tmp, file)
     })
-    return writing
+    // One failed write (a full disk) is that write's caller's error; the next write still runs.
+    writing = next.catch(() => undefined)
+    return next
   }
   return {
     current: () => list,

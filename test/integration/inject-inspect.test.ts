@@ -98,6 +98,7 @@ groups:
     allow:
       - host: origin.test
         inspect_body: true
+      - { host: other.test, inspect_body: true }
 agents:
   - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
   - { id: aud, token: ${TOKEN_HASH}, groups: [g], mode: audit }
@@ -207,7 +208,16 @@ agents:
       t.equal(seen.at(-1)?.body.length, big.length, `${how}: whole`)
       t.ok(seen.at(-1)?.body.endsWith('end-of-body'), `${how}: in order`)
     }
-    const posts = (): DecisionRecord[] => pc.decisions().filter((x) => x.agent === 'aud' && x.method === 'POST')
+    // Kept for audit, then not sent after all (the upstream's certificate does not name other.test):
+    // the client still gets the answer, not a reset or a wait.
+    const failed = await curl(
+      [...audit, '--data-binary', `@${join(dir, 'big.bin')}`, `https://other.test:${tls.port}/upload`],
+      15_000,
+    )
+    t.equal(failed.status, 502, failed.stderr)
+    t.equal(failed.headers['x-portcullis-decision'], 'upstream_error')
+    const posts = (): DecisionRecord[] =>
+      pc.decisions().filter((x) => x.agent === 'aud' && x.method === 'POST' && x.host === 'origin.test')
     t.ok(await until(async () => posts().length === 3), 'each recorded')
     for (const rec of posts())
       t.match(rec, { decision: 'deny', reason: 'denied_secret_detected', detail: 'uninspectable', would_deny: true })
