@@ -6,6 +6,7 @@
  * ConfigError.
  */
 import { isIP } from 'node:net'
+import { HOP_BY_HOP } from '../net/hop-fields.js'
 import { z } from 'zod'
 import { parseDurationMs } from './duration.js'
 import { isApprovalTtl } from '../policy/approvals.js'
@@ -63,21 +64,7 @@ const injectHeader = z.strictObject({
  * for the upstream (a Content-Length shorter than the body leaves the rest as a second, undecided
  * request), or be dropped unsaid.
  */
-const NOT_INJECTABLE = new Set([
-  'content-length',
-  'transfer-encoding',
-  'host',
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'te',
-  'trailer',
-  'upgrade',
-  'expect',
-  'via',
-])
+const NOT_INJECTABLE = new Set([...HOP_BY_HOP, 'content-length', 'host', 'via'])
 const injectHeaders = z
   .record(z.string().regex(/^[A-Za-z0-9-]+$/, 'an HTTP header name'), injectHeader)
   .superRefine((fields, ctx) => {

@@ -14,27 +14,10 @@ import { formatAuthority } from '../net/host.js'
 import { mapSocketError, type UpstreamFailureKind } from '../net/dial.js'
 import { atTurnEnd } from '../net/turn-batch.js'
 import { CopyRing } from '../net/copy-ring.js'
+import { HOP_BY_HOP } from '../net/hop-fields.js'
 import { createSecretMasker, maskName, maskText } from './response-redact.js'
 import { guardIdle } from './read-body.js'
 import type { InjectHeader } from '../policy/compiled.js'
-
-/**
- * RFC 9110 §7.6.1 hop-by-hop fields, plus the proxy's own credentials, which never travel upstream,
- * `Expect` (the proxy answers 100-continue itself, once the request is allowed), and the framing fields
- * the proxy writes itself on each hop (`transfer-encoding`; `content-length` stays when it is the body's).
- */
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'expect',
-])
 
 /**
  * Fields whose meaning a server may find under an underscore spelling: CGI-style backends read

@@ -15,7 +15,7 @@ import { coveringApproval, type Approval } from '../policy/approvals.js'
 import { redactSecrets } from './secret-scan.js'
 import { gateGithubApi } from './api-gate.js'
 import { gatePush } from './push-gate.js'
-import { drainBody, guardIdle } from './read-body.js'
+import { guardIdle } from './read-body.js'
 import type { RefusalAnswer } from '../git/report-status.js'
 import type { RepoControl } from '../policy/compiled.js'
 import type { InspectedRequest } from './inspect.js'
@@ -106,7 +106,7 @@ function conclude(
   facts: DecisionFacts,
   decision: Decision,
   query: string,
-  { final, recorded, forwardTo, gitAnswer, release, overflow }: Readied,
+  { final, recorded, forwardTo, gitAnswer, release }: Readied,
   answer: GateAnswer | undefined,
   plain: Credential | null,
 ): void {
@@ -114,9 +114,6 @@ function conclude(
   const { pass } = settle(deps.bus, recorded, outcome)
   if (!pass) {
     void release?.()
-    // A body kept whole for audit mode (an overflow past the scan cap) that does not go upstream after
-    // all (a denial audit mode still enforces): read and drop the rest, so the answer reaches the client.
-    if (overflow === true) void drainBody(req)
     if (gitAnswer !== undefined && gitAnswer.kind === 'report')
       return respondGitRefusal(res, outcome as DenyDecision, recorded.id, gitAnswer)
     return respondDenial(res, outcome as DenyDecision, denialContext(recorded, req.headers, query), final !== decision)
@@ -196,8 +193,6 @@ interface Gated {
   readonly gitAnswer?: RefusalAnswer
   /** Frees what was held for the body (a spilled push), once the request is done. */
   readonly release?: () => Promise<void>
-  /** The body is the audit-mode overflow of inspect_body: the rest is still on the client's socket. */
-  readonly overflow?: boolean
 }
 
 /**
@@ -221,7 +216,6 @@ async function readAndDecide(
   let replay: ForwardTarget['replay']
   let gitAnswer: RefusalAnswer | undefined
   let release: (() => Promise<void>) | undefined
-  let overflow = false
   const repo = handling.repo
   if (final.verdict === 'allow' && repo !== null && isPush(repo, facts)) {
     sendContinue(req, res)
@@ -272,7 +266,6 @@ async function readAndDecide(
     // Audit mode blocks nothing: a body too large to scan goes upstream as it came (recorded would_deny).
     if (seen.kind === 'uninspectable' && seen.rest !== undefined) {
       replay = { stream: seen.rest.stream, bytes: seen.rest.bytesRead }
-      overflow = true
     }
     if (seen.kind === 'uninspectable') {
       // Fail closed: what cannot be read whole within the caps cannot be said to carry no secret.
@@ -296,7 +289,6 @@ async function readAndDecide(
     ...(replay ? { replay } : {}),
     ...(gitAnswer ? { gitAnswer } : {}),
     ...(release ? { release } : {}),
-    ...(overflow ? { overflow } : {}),
   }
 }
 
@@ -338,7 +330,6 @@ function readied(
     forwardTo,
     gitAnswer: gated.gitAnswer,
     release: gated.release,
-    ...(gated.overflow === true ? { overflow: true } : {}),
   }
 }
 
