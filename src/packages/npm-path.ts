@@ -32,8 +32,11 @@ export type NpmRequest =
    * otherwise `spec` is a dist-tag, to be resolved against the rewritten packument.
    */
   | { readonly kind: 'version_doc'; readonly name: string; readonly spec: string; readonly version: string | null }
-  /** `/-/package/<name>/dist-tags`: the tag listing, answered from the rewritten packument. */
-  | { readonly kind: 'dist_tags'; readonly name: string }
+  /**
+   * `/-/package/<name>/dist-tags` (the tag listing) or `…/dist-tags/<tag>` (one tag's version):
+   * answered from the rewritten packument.
+   */
+  | { readonly kind: 'dist_tags'; readonly name: string; readonly tag?: string }
   /** `/`, `/-/…` (search, audit, whoami, ping): no package version is fetched. */
   | { readonly kind: 'other' }
   | { readonly kind: 'unparseable'; readonly problem: NpmPathProblem }
@@ -43,6 +46,7 @@ const ALLOWED_ESCAPE = /^%(2f|40|2b)$/i
 const SPEC = /^[A-Za-z0-9][A-Za-z0-9\-_.+]*$/
 
 const DIST_TAGS = /^\/-\/package\/(.+)\/dist-tags\/?$/
+const DIST_TAG = /^\/-\/package\/(.+)\/dist-tags\/([^/]+)\/?$/
 
 const unparseable = (problem: NpmPathProblem): NpmRequest => ({ kind: 'unparseable', problem })
 
@@ -56,15 +60,15 @@ function decodeSegment(raw: string): string | null {
 export function classifyNpmPath(target: string): NpmRequest {
   const path = target.split('?', 1)[0] as string
   if (!path.startsWith('/')) return unparseable('not_absolute')
-  const tags = DIST_TAGS.exec(path)
+  const tags = DIST_TAGS.exec(path) ?? DIST_TAG.exec(path)
   if (tags !== null) {
     // The listing names versions too: a tag may point at one the rules withhold.
     const doc = classifyNpmPath(`/${tags[1] as string}`)
-    return doc.kind === 'packument'
-      ? { kind: 'dist_tags', name: doc.name }
-      : doc.kind === 'unparseable'
-        ? doc
-        : unparseable('bad_name')
+    if (doc.kind === 'unparseable') return doc
+    if (doc.kind !== 'packument') return unparseable('bad_name')
+    const tag = tags[2]
+    if (tag === undefined) return { kind: 'dist_tags', name: doc.name }
+    return SPEC.test(tag) ? { kind: 'dist_tags', name: doc.name, tag } : unparseable('bad_spec')
   }
   if (path === '/' || path.startsWith('/-/') || path === '/-') return { kind: 'other' }
   const raw = path.slice(1).split('/')

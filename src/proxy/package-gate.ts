@@ -197,7 +197,16 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
     if (req.kind === 'dist_tags') {
       const full: unknown = JSON.parse(Buffer.from(outcome.body).toString('utf8'))
       const tags = isJsonObject(full) && isJsonObject(full['dist-tags']) ? full['dist-tags'] : {}
-      return { kind: 'answer', pkg: counted, answer: json(doc, Buffer.from(JSON.stringify(tags))) }
+      if (req.tag === undefined)
+        return { kind: 'answer', pkg: counted, answer: json(doc, Buffer.from(JSON.stringify(tags))) }
+      // One tag (`npm dist-tag ls` reads the listing; the registry also answers a tag alone): its version
+      // as a JSON string, or not found when the rules dropped it with every version it could name.
+      const one = Object.hasOwn(tags, req.tag) ? tags[req.tag] : undefined
+      return {
+        kind: 'answer',
+        pkg: counted,
+        answer: typeof one === 'string' ? json(doc, Buffer.from(JSON.stringify(one))) : tagNotFound(req.tag),
+      }
     }
     if (req.kind === 'packument')
       return {

@@ -96,6 +96,9 @@ t.test('npm: cooldown, deny list, scoped exemptions, through real npm', async (t
         }
         if (path === `/${p.name}`) return sendDocument(req, res, JSON.stringify(packument(p, tarballs, base)))
         if (path === `/-/package/${p.name}/dist-tags`) return sendDocument(req, res, JSON.stringify(p.distTags))
+        const tag = path.startsWith(`/-/package/${p.name}/dist-tags/`) ? path.split('/').pop() : undefined
+        if (tag !== undefined && Object.hasOwn(p.distTags, tag))
+          return sendDocument(req, res, JSON.stringify(p.distTags[tag]))
         for (const v of p.versions) {
           if (path === `/${p.name}/-/${p.name.split('/').pop()}-${v.version}.tgz`) {
             const built = tarballs.get(`${p.name}@${v.version}`) as Built
@@ -282,6 +285,12 @@ packages:
     t.notMatch(r.stdout, /2\.0\.0/, 'the withheld version is named by no tag')
     const denied = await curlVia('/-/package/evil-pkg/dist-tags')
     t.equal(denied.status, 403, 'a denied package lists no tags either')
+    const one = await curlVia('/-/package/demo/dist-tags/latest')
+    t.equal(one.status, 200)
+    t.same(JSON.parse(one.body), '1.1.0', 'one tag, asked alone, names the version it moved to')
+    const none = await curlVia('/-/package/demo/dist-tags/nosuchtag')
+    t.equal(none.status, 404)
+    t.equal(none.headers['x-portcullis-decision'], undefined, 'a tag nobody set is not a refusal')
   })
 
   await t.test('a dist-tag the registry lacks is its 404; one dropped with its version is too_new', async (t) => {

@@ -63,7 +63,6 @@ t.test('registry endpoints under /-/ and the root are other', async (t) => {
     '/-/npm/v1/security/audits/quick',
     '/-/whoami',
     '/-/ping?write=true',
-    '/-/package/lodash/dist-tags/latest',
   ]) {
     t.same(classifyNpmPath(path), { kind: 'other' }, path)
   }
@@ -76,6 +75,13 @@ t.test('a dist-tag listing names its package, in every spelling npm sends', asyn
   t.same(classifyNpmPath('/-/package/lodash%252f/dist-tags'), { kind: 'unparseable', problem: 'bad_encoding' })
   t.same(classifyNpmPath('/-/package/lodash/1.0.0/dist-tags'), { kind: 'unparseable', problem: 'bad_name' })
   t.same(classifyNpmPath('/-/package/../dist-tags'), { kind: 'unparseable', problem: 'dot_segment' })
+  t.same(classifyNpmPath('/-/package/lodash/dist-tags/latest'), { kind: 'dist_tags', name: 'lodash', tag: 'latest' })
+  t.same(classifyNpmPath('/-/package/@acme/widget/dist-tags/next/'), {
+    kind: 'dist_tags',
+    name: '@acme/widget',
+    tag: 'next',
+  })
+  t.same(classifyNpmPath('/-/package/lodash/dist-tags/%6catest'), { kind: 'unparseable', problem: 'bad_spec' })
 })
 
 t.test('paths built to confuse the parser are unparseable', async (t) => {
