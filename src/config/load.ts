@@ -36,9 +36,11 @@ export async function loadConfig(
     throw new PortcullisError('PC_ERR_CONFIG_UNREADABLE', `cannot read config file ${file}`, { cause })
   }
   const text = configText(bytes, file)
+  // Parsed once (a large file's YAML is most of a reload's time, and the event loop waits on it).
+  const read = readConfigYaml(text, file)
   // An empty file is the defaults (no agent, nothing allowed): fine to start from, but as an edit it is
   // far more likely a file caught between an editor's truncate and its write than a policy meant.
-  if (opts.refuseEmpty === true && isEmptyDocument(text))
+  if (opts.refuseEmpty === true && (read.plain ?? null) === null)
     throw new ConfigError([
       {
         file,
@@ -48,7 +50,7 @@ export async function loadConfig(
         message: 'the file is empty (no settings); the running policy is kept',
       },
     ])
-  const config = parseConfigText(text, file, env, await readDenyFiles(text))
+  const config = configOf(read, env, await denyFilesNamed(read.plain))
   // So is a file that names no agent (written in two parts, caught between them): every request would
   // be refused and every open connection closed. To refuse everything, keep an agent with no groups.
   if (opts.refuseEmpty === true && config.policy.agents.size === 0)
@@ -63,15 +65,6 @@ export async function loadConfig(
       },
     ])
   return config
-}
-
-/** Nothing set: no text, only comments, `---`, `~` or `null`. */
-function isEmptyDocument(text: string): boolean {
-  try {
-    return (parseDocument(text).toJS({ maxAliasCount: 100 }) ?? null) === null
-  } catch {
-    return false // parseConfigText says what is wrong with it
-  }
 }
 
 /** A policy file is hand-written: past this it is a mistake (a log, a dump), and parsing it would take seconds and gigabytes. */
@@ -123,11 +116,22 @@ function firstBadUtf8Byte(b: Buffer): number {
 
 /** The deny files a config names (packages.deny_file), read now: compiling is synchronous. */
 export async function readDenyFiles(text: string): Promise<DenyFiles> {
+  try {
+    return await denyFilesNamed(parseDocument(text).toJS({ maxAliasCount: 100 }))
+  } catch {
+    // A document yaml cannot convert: none read here, and parseConfigText says why.
+    return new Map()
+  }
+}
+
+/**
+ * The deny files named in a converted document. One that contains itself (an alias in its own
+ * anchor's node) is refused before conversion (readConfigYaml), so the walk ends.
+ */
+async function denyFilesNamed(plain: unknown): Promise<DenyFiles> {
   let paths: string[]
   try {
-    // A document yaml cannot convert, or one that contains itself (an alias in its own anchor's node,
-    // which denyFilesOf would walk for ever): none read here, and parseConfigText says why.
-    paths = [...denyFilesOf(parseDocument(text).toJS({ maxAliasCount: 100 }))]
+    paths = [...denyFilesOf(plain)]
   } catch {
     return new Map()
   }
@@ -143,6 +147,17 @@ export function parseConfigText(
   env: NodeJS.ProcessEnv = {},
   denyFiles: DenyFiles = new Map(),
 ): RuntimeConfig {
+  return configOf(readConfigYaml(text, file), env, denyFiles)
+}
+
+/** A config file's YAML, converted, with where each key path is written. */
+interface ConfigYaml {
+  readonly plain: unknown
+  readonly source: ConfigSource
+}
+
+/** Text → the document as plain data, or a ConfigError for its syntax, unknown tags, aliases and `__proto__`. */
+function readConfigYaml(text: string, file: string): ConfigYaml {
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true, logLevel: 'error' })
   const source = createYamlSource(file, doc, lineCounter)
@@ -168,14 +183,17 @@ export function parseConfigText(
   if (protoIssues.length > 0) throw new ConfigError(protoIssues)
   const aliasIssues = unresolvedAliases(doc, file, lineCounter)
   if (aliasIssues.length > 0) throw new ConfigError(aliasIssues)
-  let plain: unknown
   try {
-    plain = doc.toJS({ maxAliasCount: 100 })
+    return { plain: doc.toJS({ maxAliasCount: 100 }), source }
   } catch (err) {
     // Alias expansion past maxAliasCount (a "billion laughs" document) is the one way left to fail here.
     const message = err instanceof Error ? firstLine(err.message) : String(err)
     throw new ConfigError([{ file, line: 1, col: 1, path: '', message: `YAML: ${message}` }])
   }
+}
+
+/** The converted document checked against the schema, with the environment's overrides, compiled. */
+function configOf({ plain, source }: ConfigYaml, env: NodeJS.ProcessEnv, denyFiles: DenyFiles): RuntimeConfig {
   const parsed = configSchema.safeParse(plain ?? {})
   if (!parsed.success) throw new ConfigError(sortIssues(parsed.error.issues.flatMap((i) => toIssues(i, [], source))))
   const withEnv = applyEnvOverrides(parsed.data, env)
