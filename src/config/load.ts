@@ -24,10 +24,22 @@ export function resolveConfigPath(flag: string | undefined, env: NodeJS.ProcessE
   return fromEnv !== undefined && fromEnv !== '' ? fromEnv : DEFAULT_CONFIG_PATH
 }
 
+/** Where a file's text is read into a config: here, or off the event loop (config-reader.ts). */
+export interface ConfigReader {
+  /** The converted document and its deny files, once it is known to compile; rejects with its ConfigError. */
+  read(text: string, file: string, env: NodeJS.ProcessEnv): Promise<CheckedYaml>
+}
+
+/** A document that compiled: the data and deny files to compile again where it is used. */
+export interface CheckedYaml {
+  readonly plain: unknown
+  readonly denyFiles: DenyFiles
+}
+
 export async function loadConfig(
   file: string,
   env: NodeJS.ProcessEnv = {},
-  opts: { readonly refuseEmpty?: boolean } = {},
+  opts: { readonly refuseEmpty?: boolean; readonly reader?: ConfigReader } = {},
 ): Promise<RuntimeConfig> {
   let bytes: Buffer
   try {
@@ -36,8 +48,13 @@ export async function loadConfig(
     throw new PortcullisError('PC_ERR_CONFIG_UNREADABLE', `cannot read config file ${file}`, { cause })
   }
   const text = configText(bytes, file)
-  // Parsed once (a large file's YAML is most of a reload's time, and the event loop waits on it).
-  const read = readConfigYaml(text, file)
+  // Parsed once (a large file's YAML is most of a reload's time). A reader off the event loop has
+  // compiled it too, with every problem located; compiling it again here cannot fail, and would find
+  // its positions by parsing the text again only if it did.
+  const read: ConfigYaml & { readonly denyFiles?: DenyFiles } =
+    opts.reader !== undefined && text.length > IN_THREAD_CHARS
+      ? { ...(await opts.reader.read(text, file, env)), source: lazyYamlSource(text, file) }
+      : readConfigYaml(text, file)
   // An empty file is the defaults (no agent, nothing allowed): fine to start from, but as an edit it is
   // far more likely a file caught between an editor's truncate and its write than a policy meant.
   if (opts.refuseEmpty === true && (read.plain ?? null) === null)
@@ -50,7 +67,7 @@ export async function loadConfig(
         message: 'the file is empty (no settings); the running policy is kept',
       },
     ])
-  const config = configOf(read, env, await denyFilesNamed(read.plain))
+  const config = configOf(read, env, read.denyFiles ?? (await denyFilesNamed(read.plain)))
   // So is a file that names no agent (written in two parts, caught between them): every request would
   // be refused and every open connection closed. To refuse everything, keep an agent with no groups.
   if (opts.refuseEmpty === true && config.policy.agents.size === 0)
@@ -65,6 +82,23 @@ export async function loadConfig(
       },
     ])
   return config
+}
+
+/**
+ * Files up to this size are parsed where they are loaded (a hand-written policy: milliseconds); a
+ * larger one goes to the reader, when there is one: YAML takes about a second per MiB here.
+ */
+const IN_THREAD_CHARS = 256 * 1024
+
+/**
+ * The reader's work, in the thread that runs it: parse, read the deny files, compile (every problem
+ * located). Throws the ConfigError.
+ */
+export async function checkConfigText(text: string, file: string, env: NodeJS.ProcessEnv): Promise<CheckedYaml> {
+  const read = readConfigYaml(text, file)
+  const denyFiles = await denyFilesNamed(read.plain)
+  configOf(read, env, denyFiles)
+  return { plain: read.plain, denyFiles }
 }
 
 /** A policy file is hand-written: past this it is a mistake (a log, a dump), and parsing it would take seconds and gigabytes. */
@@ -298,6 +332,21 @@ function closestBranch(branches: readonly (readonly z.core.$ZodIssue[])[]): read
   const [first, second] = sorted
   if (!first || (second && second.length === first.length)) return null
   return first
+}
+
+/** A source that parses the text only when asked to locate something. */
+function lazyYamlSource(text: string, file: string): ConfigSource {
+  let parsed: ConfigSource | null = null
+  return {
+    file,
+    locate(path, atKey) {
+      if (parsed === null) {
+        const lineCounter = new LineCounter()
+        parsed = createYamlSource(file, parseDocument(text, { lineCounter }), lineCounter)
+      }
+      return parsed.locate(path, atKey)
+    },
+  }
 }
 
 /** Locate key paths in the parsed document (1-based line/col). */

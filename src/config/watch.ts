@@ -2,6 +2,7 @@ import { watch, type FSWatcher } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import type { RuntimeConfig } from './types.js'
 import { loadConfig } from './load.js'
+import { createConfigReader } from './config-reader.js'
 import { ConfigError, PortcullisError } from '../errors.js'
 
 export type ReloadOutcome =
@@ -10,15 +11,24 @@ export type ReloadOutcome =
 export interface ConfigLoader {
   /** Load, validate and compile the file now. Never throws; loads run one at a time, in call order. */
   load(): Promise<ReloadOutcome>
+  /** Stops the thread that reads large files. */
+  close(): void
 }
 
-export function createConfigLoader(file: string, env: NodeJS.ProcessEnv): ConfigLoader {
+/** Reloads of a running proxy: a large file is parsed and checked off the event loop (config-reader.ts). */
+export function createConfigLoader(
+  file: string,
+  env: NodeJS.ProcessEnv,
+  onWorkerError: (err: unknown) => void,
+): ConfigLoader {
   let chain: Promise<unknown> = Promise.resolve()
+  const reader = createConfigReader(onWorkerError)
   return {
+    close: () => reader.close(),
     load() {
       const next = chain.then(async (): Promise<ReloadOutcome> => {
         try {
-          return { ok: true, config: await loadConfig(file, env, { refuseEmpty: true }) }
+          return { ok: true, config: await loadConfig(file, env, { refuseEmpty: true, reader }) }
         } catch (err) {
           const error =
             err instanceof ConfigError || err instanceof PortcullisError

@@ -76,7 +76,9 @@ export function createPolicyState(opts: PolicyStateOptions): PolicyState {
       )
     return checked
   }
-  const loader = createConfigLoader(opts.initial.file, opts.env)
+  const loader = createConfigLoader(opts.initial.file, opts.env, (err) =>
+    log.error({ code: 'PC_ERR_INTERNAL', err }, 'the config reader thread failed; the reload was refused'),
+  )
   const reload = (trigger: string): Promise<ReloadOutcome> => loader.load().then((o) => apply(o, trigger))
   let stopWatching: (() => void) | null = null
   /** The extra files watched now, each with the function that stops its watch. */
@@ -113,6 +115,7 @@ export function createPolicyState(opts: PolicyStateOptions): PolicyState {
     },
     close() {
       stopWatching?.()
+      loader.close()
     },
   }
 }

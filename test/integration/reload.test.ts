@@ -277,3 +277,38 @@ agents:
   const rec = await pc.waitForRecord((x) => x.event === 'decision' && x.path === '/after')
   t.match(rec, { decision: 'deny', reason: 'denied_auth_invalid', agent: 'ci' })
 })
+
+t.test('a large policy is read off the event loop and applied, or refused with its lines', async (t) => {
+  const origin = await startHttpOrigin(t)
+  // Past the size read in place (config/load.ts IN_THREAD_CHARS): a thread checks it.
+  const padding = Array.from({ length: 5000 }, (_, i) => `{ host: pad-${i}.example.test, methods: [GET, HEAD] }`)
+  const policy = (hosts: string[], extra: string[] = []): string =>
+    upstreamYaml([origin.port]) + groupYaml([...padding, ...extra, ...hosts.map((h) => `host: ${h}`)])
+  const pc = await startPortcullis(t, policy(['origin.test']))
+  const proxy = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`]
+  const reload = (): Promise<{ status: number; body: { ok: boolean; generation: number; error?: string } }> =>
+    adminCall(pc.adminUrl, 'POST', '/api/reload')
+  const lineOf = (text: string, needle: string): number => text.slice(0, text.indexOf(needle)).split('\n').length
+
+  const bigger = policy(['origin.test', 'other.test'])
+  t.ok(bigger.length > 300 * 1024, `the file is ${bigger.length} bytes`)
+  pc.rewriteConfig(bigger)
+  t.match(await reload(), { status: 200, body: { ok: true, generation: 2 } })
+  t.equal((await curl([...proxy, `http://other.test:${origin.port}/`])).status, 200, 'its new rule applies')
+
+  // A schema problem and a compile problem far down the file: each named at its own line.
+  for (const [bad, message] of [
+    ['{ host: late.test, mehtods: [GET] }', /unknown key 'mehtods'/],
+    ['preset: no-such-preset', /no-such-preset/],
+  ] as const) {
+    const text = policy(['origin.test'], [bad])
+    pc.rewriteConfig(text)
+    const refused = await reload()
+    t.equal(refused.status, 422, `${bad}: refused`)
+    t.equal(refused.body.generation, 2, 'the policy in force stays')
+    const written = readFileSync(pc.configFile, 'utf8')
+    t.match(refused.body.error, new RegExp(`portcullis\\.yaml:${lineOf(written, bad)}:\\d+: `), 'at its line')
+    t.match(refused.body.error, message)
+  }
+  t.equal((await curl([...proxy, `http://other.test:${origin.port}/`])).status, 200, 'still the last good policy')
+})
