@@ -5,7 +5,7 @@
  * does (every problem located) and sends back the converted document; the proxy compiles that again.
  */
 import { ConfigError, type ConfigIssue } from '../errors.js'
-import { createWorkerPool, workerUrl, type WorkerFailure } from '../workers/pool.js'
+import { createOneWorker, workerUrl } from '../workers/pool.js'
 import type { CheckedYaml, ConfigReader } from './load.js'
 
 export interface ConfigCheckJob {
@@ -20,20 +20,10 @@ export type ConfigCheckReply =
   /** Anything but a ConfigError: a bug, said as such. */
   | { readonly kind: 'error'; readonly message: string }
 
-type Outcome = ConfigCheckReply | { readonly kind: 'failed'; readonly why: WorkerFailure }
-
 const WORKER_URL = workerUrl(import.meta.url, 'config-worker')
 
 export function createConfigReader(onWorkerError: (err: unknown) => void): ConfigReader & { close(): void } {
-  const pool = createWorkerPool<ConfigCheckJob, ConfigCheckReply, Outcome, null>({
-    url: WORKER_URL,
-    size: 1,
-    onWorkerError,
-    failed: (why) => ({ kind: 'failed', why }),
-    slotState: () => null,
-    send: (job) => ({ message: job, transfer: [] }),
-    receive: (reply) => ({ done: reply }),
-  })
+  const pool = createOneWorker<ConfigCheckJob, ConfigCheckReply>(WORKER_URL, onWorkerError)
   return {
     async read(text, file, env) {
       const outcome = await pool.run({ text, file, env: { ...env } })

@@ -6,7 +6,7 @@
  */
 import type { DenyFiles } from '../config/compile-packages.js'
 import type { DecisionRecord } from '../telemetry/events.js'
-import { createWorkerPool, workerUrl } from '../workers/pool.js'
+import { createOneWorker, workerUrl } from '../workers/pool.js'
 
 export interface SuggestJob {
   readonly configText: string
@@ -34,14 +34,6 @@ export interface SuggestRunner {
 const WORKER_URL = workerUrl(import.meta.url, 'suggest-worker')
 
 export function createSuggestRunner(onWorkerError: (err: unknown) => void): SuggestRunner {
-  const pool = createWorkerPool<SuggestJob, SuggestResult, SuggestResult, null>({
-    url: WORKER_URL,
-    size: 1,
-    onWorkerError,
-    failed: (why) => ({ kind: 'failed', why }),
-    slotState: () => null,
-    send: (job) => ({ message: job, transfer: [] }),
-    receive: (reply) => ({ done: reply }),
-  })
+  const pool = createOneWorker<SuggestJob, SuggestResult>(WORKER_URL, onWorkerError)
   return { run: (job) => pool.run(job), close: () => pool.close() }
 }

@@ -110,6 +110,25 @@ export function createWorkerPool<Job, Reply, Result, State>(
   }
 }
 
+/**
+ * One worker for jobs posted as they are, whose reply is the result (or `{kind: 'failed', why}` when
+ * the worker dies or the pool is closed): a run of seconds now and then (a suggestion, a large config).
+ */
+export function createOneWorker<Job, Reply>(
+  url: URL,
+  onWorkerError: (err: unknown) => void,
+): WorkerPool<Job, Reply | { readonly kind: 'failed'; readonly why: WorkerFailure }> {
+  return createWorkerPool<Job, Reply, Reply | { readonly kind: 'failed'; readonly why: WorkerFailure }, null>({
+    url,
+    size: 1,
+    onWorkerError,
+    failed: (why) => ({ kind: 'failed', why }),
+    slotState: () => null,
+    send: (job) => ({ message: job, transfer: [] }),
+    receive: (reply) => ({ done: reply }),
+  })
+}
+
 /** Bytes a worker may own: a view on part of a shared (pooled) buffer is copied first. */
 export function transferable(bytes: Uint8Array): ArrayBuffer {
   const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
