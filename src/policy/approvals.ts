@@ -1,7 +1,8 @@
 import type { Reason } from './reasons.js'
 import type { CompiledPolicy } from './compiled.js'
 import { decodedReading } from '../net/url-path.js'
-import { decideConnect, denyByAddress, matchRequest, type RequestMatch } from './decide.js'
+import { approvedHandling, decideConnect, denyByAddress, matchRequest, type RequestMatch } from './decide.js'
+import { isPushPath } from './git-rules.js'
 import type { ConnectDecision, ConnectFacts, Decision, RequestFacts } from './types.js'
 
 /**
@@ -167,9 +168,15 @@ export function matchRequestApproved(
   // Like the policy (decide.ts step 7), an approval must open the path as a decoding server reads it
   // too: a path-prefix approval of /a/ must not open /a/..%2F..%2Fadmin.
   const decoded = decodedReading(facts.path)
-  if (decoded === facts.path) return { decision: approved, rule: null, handling: m.handling }
-  if (decoded === null || applyApprovals(m.decision, { ...f, path: decoded }, index, nowMs).verdict === 'deny') return m
-  return { decision: approved, rule: null, handling: m.handling }
+  if (decoded === null) return m
+  if (decoded !== facts.path && applyApprovals(m.decision, { ...f, path: decoded }, index, nowMs).verdict === 'deny')
+    return m
+  const readings = decoded === facts.path ? [facts.path] : [facts.path, decoded]
+  const handling = approvedHandling(policy, facts, readings, m.handling)
+  // Pushes are governed by repo rules (SPEC §8): an approval lets one through only to be checked against
+  // the write rule that names its repository, never past them (a host approval is not a merge button).
+  if (readings.some((path) => isPushPath(path, facts.query)) && handling.repo?.access !== 'write') return m
+  return { decision: approved, rule: null, handling }
 }
 
 /** decideConnect with the approval overlay; an approved CONNECT is tunnelled (the approval covers the host, not paths). */

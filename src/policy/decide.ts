@@ -150,7 +150,54 @@ export function matchRequest(policy: CompiledPolicy, facts: RequestFacts): Reque
   if (decoded === facts.path || written.decision.verdict === 'deny') return written
   if (decoded === null) return { decision: AMBIGUOUS_PATH, rule: null, handling: NO_HANDLING }
   const other = matchReading(policy, { ...facts, path: decoded })
-  return other.decision.verdict === 'deny' ? other : written
+  if (other.decision.verdict === 'deny') return other
+  // Both readings allowed, but by rules that handle the request differently (another repo's push rules
+  // or credential, another registry guard): which one the server reads is unknowable, so neither is taken.
+  return sameHandling(written.handling, other.handling) ? written : { ...AMBIGUOUS_REQUEST }
+}
+
+const AMBIGUOUS_REQUEST: RequestMatch = Object.freeze({ decision: AMBIGUOUS_PATH, rule: null, handling: NO_HANDLING })
+
+function sameHandling(a: Handling, b: Handling): boolean {
+  return (
+    a.repoRuleId === b.repoRuleId &&
+    a.packagesRuleId === b.packagesRuleId &&
+    a.ruleId === b.ruleId &&
+    a.inspectBody === b.inspectBody &&
+    a.injectHeaders.length === b.injectHeaders.length &&
+    a.injectHeaders.every((h, i) => h === b.injectHeaders[i])
+  )
+}
+
+/**
+ * What applies to a request an approval lets through (no rule allowed it): the body inspection and
+ * package guard of every allow rule on its host and port (as matchRequest gives them), but no rule's
+ * credentials, and the push and API rules of the repo rule whose paths name the request's repository
+ * in one of its readings (`readings`: as written, and as a decoding server reads it), not of whichever
+ * repo rule on the host comes first. Null repo when no rule names it.
+ */
+export function approvedHandling(
+  policy: CompiledPolicy,
+  facts: RequestFacts,
+  readings: readonly string[],
+  asked: Handling,
+): Handling {
+  const indexes = policy.rules.get(facts.agent)
+  let repo: CompiledRule | null = null
+  if (indexes !== undefined)
+    for (const rule of candidates(indexes, facts.host)) {
+      if (rule.effect !== 'allow' || rule.repo === null || !coversPort(policy, rule, facts.port)) continue
+      const paths = rule.paths
+      if (paths === null || readings.some((path) => paths.some((p) => matchPathPattern(p, path, facts.query))))
+        repo = earlier(repo, rule)
+    }
+  scratch.length = 0
+  return {
+    ...asked,
+    injectHeaders: [],
+    repo: repo?.repo ?? null,
+    repoRuleId: repo?.id ?? null,
+  }
 }
 
 function matchReading(policy: CompiledPolicy, facts: RequestFacts): RequestMatch {

@@ -22,7 +22,7 @@ export interface PushCommand {
   readonly ref: string
 }
 
-export type PushRefusal = 'ref_not_allowed' | 'delete' | 'tag' | 'not_fast_forward'
+export type PushRefusal = 'ref_not_allowed' | 'delete' | 'tag' | 'not_fast_forward' | 'push_options'
 
 export type CommandVerdict =
   { readonly ok: true; readonly needsProof: boolean } | { readonly ok: false; readonly detail: PushRefusal }
@@ -49,9 +49,13 @@ export function branchAllowed(push: PushControl, agent: string, branch: string):
   return false
 }
 
-/** One sentence for `git push` to print next to a refused ref: what is allowed instead. */
+/**
+ * One sentence for `git push` to print next to a refused ref: what is allowed instead. `not_proven` is a
+ * `not_fast_forward` whose pack does not hold the new commit or its history (git sends none the server
+ * has): nothing says history was rewritten, only that the proxy cannot tell.
+ */
 export function explainPushRefusal(
-  detail: PushRefusal | 'pack_too_large' | 'unreadable',
+  detail: PushRefusal | 'pack_too_large' | 'unreadable' | 'not_proven',
   push: PushControl,
   agent: string,
 ): string {
@@ -65,6 +69,10 @@ export function explainPushRefusal(
       return `agent ${agent} may not create, move or delete tags; tags are for people`
     case 'not_fast_forward':
       return `agent ${agent} may not rewrite history (not a fast forward); push a new branch under ${where} instead`
+    case 'not_proven':
+      return `the proxy could not prove this update a fast forward: it checks the commits the push carries, and this one carries none leading to the old tip (the server may have them already); push a new branch under ${where} instead`
+    case 'push_options':
+      return 'push options (git push -o) are not passed on: forges act on them (merge when the pipeline succeeds, CI variables, repository settings); push without -o and open a pull request'
     case 'pack_too_large':
       return `the push is larger than ${formatSizeBytes(push.maxPackBytes)} (push.max_pack_bytes)`
     case 'unreadable':

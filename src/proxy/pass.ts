@@ -18,6 +18,7 @@ import { gatePush } from './push-gate.js'
 import { guardIdle } from './read-body.js'
 import type { RefusalAnswer } from '../git/report-status.js'
 import type { RepoControl } from '../policy/compiled.js'
+import { decodedReading } from '../net/url-path.js'
 import type { InspectedRequest } from './inspect.js'
 import { respondDenial, respondGitRefusal } from './respond.js'
 
@@ -333,14 +334,14 @@ function readied(
   }
 }
 
-/** A smart-HTTP push on a repo rule with access: write: `POST …/git-receive-pack`. */
+/**
+ * A smart-HTTP push on a repo rule with access: write: `POST …/git-receive-pack`, as written or as a
+ * decoding server reads the path (`…%2Fgit-receive-pack`, `…/git-receive-pack;x`).
+ */
 function isPush(repo: RepoControl, facts: DecisionFacts): boolean {
-  return (
-    repo.part === 'smart_http' &&
-    repo.access === 'write' &&
-    facts.method === 'POST' &&
-    (facts.path ?? '').endsWith('/git-receive-pack')
-  )
+  if (repo.part !== 'smart_http' || repo.access !== 'write' || facts.method !== 'POST') return false
+  const path = facts.path ?? ''
+  return path.endsWith('/git-receive-pack') || (decodedReading(path) ?? '').endsWith('/git-receive-pack')
 }
 
 /** A body already read, offered to the inspector as the request it came with. */

@@ -135,8 +135,13 @@ async function decide(
   const head = parsed.head
   // The buffer allows the head on top of the pack; the pack alone is held to push.max_pack_bytes.
   if (buf.byteLength - head.packOffset > repo.push.maxPackBytes) return refuseTooLarge(head, repo, agent, ruleId)
+  // Options ride along to the server's hooks, where forges act on them (GitLab's
+  // merge_request.merge_when_pipeline_succeeds and ci.variable, Gitea's repo.private): none pass.
+  if (head.pushOptions.length > 0) return refuseAll(head, () => 'push_options', 'push_options', repo, agent, ruleId)
   const refusals = new Map<PushCommand, PushRefusal>()
   const needProof: PushCommand[] = []
+  // Not fast forwards only for want of proof: the pack lacks the new commit or its way to the old tip.
+  const unproven = new Set<PushCommand>()
   for (const cmd of head.commands) {
     const v = checkPushCommand(cmd, repo.push, agent)
     if (!v.ok) refusals.set(cmd, v.detail)
@@ -145,12 +150,16 @@ async function decide(
   if (refusals.size === 0 && needProof.length > 0) {
     // Read the pack once, only when every command passed its ref checks: a refused push costs no parsing.
     const pack: PackReadResult = await readPack(buf.packSource(head.packOffset), head.objectFormat)
-    for (const cmd of needProof)
-      if (isFastForward(pack, cmd.old, cmd.new).kind !== 'fast_forward') refusals.set(cmd, 'not_fast_forward')
+    for (const cmd of needProof) {
+      const proof = isFastForward(pack, cmd.old, cmd.new)
+      if (proof.kind === 'fast_forward') continue
+      refusals.set(cmd, 'not_fast_forward')
+      if (proof.why !== 'old_not_reached') unproven.add(cmd)
+    }
   }
   if (refusals.size > 0) {
     const first = [...refusals.values()][0] as PushRefusal
-    return refuseAll(head, (cmd) => refusals.get(cmd) ?? 'with_push', first, repo, agent, ruleId)
+    return refuseAll(head, (cmd) => refusals.get(cmd) ?? 'with_push', first, repo, agent, ruleId, unproven)
   }
   const refs = head.commands.map((c) => ({ ref: c.ref, old: c.old, new: c.new }))
   return { kind: 'pass', body: buf.createReadStream(), bytes: buf.byteLength, refs, close: () => buf.close() }
@@ -184,9 +193,19 @@ function refuseAll(
   repo: RepoControl,
   agent: string,
   ruleId: RuleId | null,
+  unproven: ReadonlySet<PushCommand> = new Set(),
 ): PushGateOutcome {
   const refs: PushedRef[] = head.commands.map((c) => ({ ref: c.ref, old: c.old, new: c.new, refused: why(c) }))
-  const explanation = explainPushRefusal(detail, repo.push, agent)
+  const sentence = (refused: PushRefusal | 'pack_too_large', cmd: PushCommand | undefined): string =>
+    explainPushRefusal(
+      refused === 'not_fast_forward' && cmd !== undefined && unproven.has(cmd) ? 'not_proven' : refused,
+      repo.push,
+      agent,
+    )
+  const explanation = sentence(
+    detail,
+    head.commands.find((c) => why(c) === detail),
+  )
   return {
     kind: 'refuse',
     decision: { verdict: 'deny', reason: 'denied_git_push', ruleId, detail, explanation },
@@ -195,12 +214,12 @@ function refuseAll(
       buildRefusal({
         sideBand: head.sideBand,
         reportStatus: head.reportStatus,
-        refs: refs.map((r) => ({
+        refs: refs.map((r, i) => ({
           ref: r.ref,
           reason: `portcullis: ${
             r.refused === 'with_push' || r.refused === undefined
               ? 'refused with the rest of this push'
-              : explainPushRefusal(r.refused, repo.push, agent)
+              : sentence(r.refused, head.commands[i])
           }; request id ${requestId}`,
         })),
         message: `portcullis: push refused (${detail}); request id ${requestId}`,

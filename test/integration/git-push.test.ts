@@ -7,6 +7,7 @@ import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startGitServer, gitEnv, runGit } from '../helpers/git-server.js'
 import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
 import { curl } from '../helpers/clients.js'
+import { adminCall } from '../helpers/admin.js'
 import type { DecisionRecord } from '../../src/telemetry/events.js'
 
 /**
@@ -261,4 +262,146 @@ agents:
     t.notOk(pc.logLines().some((l) => l.includes(FORGE_TOKEN)))
     void record
   })
+})
+
+/** A receive-pack body by hand: one command, the capabilities git sends, and an empty pack. */
+function receivePackBody(old: string, neu: string, ref: string): Buffer {
+  const line = `${old} ${neu} ${ref}\0 report-status side-band-64k agent=git/2.39\n`
+  const pkt = `${(line.length + 4).toString(16).padStart(4, '0')}${line}`
+  const header = Buffer.from('PACK\0\0\0\x02\0\0\0\0', 'latin1')
+  const pack = Buffer.concat([header, createHash('sha1').update(header).digest()])
+  return Buffer.concat([Buffer.from(`${pkt}0000`, 'latin1'), pack])
+}
+
+t.test('a push path spelled for a decoding server, under an approval or a broader rule', async (t) => {
+  const git = await startGitServer(t, 'github.com', { 'acme/widgets.git': 'widgets\n', 'acme/other.git': 'o\n' })
+  const base = `https://github.com:${git.port}`
+  const pc = await startPortcullis(
+    t,
+    `upstream:
+  ports: [${git.port}]
+  resolve: { github.com: 127.0.0.1 }
+  allow_private: [127.0.0.1/32]
+  ca_file: ${JSON.stringify(git.ca.certFile)}
+groups:
+  agents:
+    allow:
+      - github: { repos: [acme/widgets], access: write, token_env: PC_TEST_FORGE_TOKEN }
+  broad:
+    allow:
+      - host: github.com
+agents:
+  - { id: ci-42, token: ${TOKEN_HASH}, groups: [agents] }
+  - { id: wide, token: ${TOKEN_HASH}, groups: [agents, broad] }
+`,
+    {},
+    { env: { PC_TEST_FORGE_TOKEN: FORGE_TOKEN } },
+  )
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-push-spelling-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const env = gitEnv(dir, { GIT_SSL_CAINFO: join(pc.dir, 'ca.pem') })
+  const via = ['-c', `http.proxy=http://ci-42:${TOKEN}@127.0.0.1:${pc.proxyPort}`, '-c', 'http.proxyAuthMethod=basic']
+  const work = join(dir, 'widgets')
+  t.equal((await runGit([...via, 'clone', `${base}/acme/widgets.git`, work], env)).code, 0)
+  writeFileSync(join(work, 'A'), 'unreviewed\n')
+  await runGit(['add', 'A'], env, { cwd: work })
+  await runGit(['commit', '-q', '-m', 'unreviewed'], env, { cwd: work })
+  const pushed = await runGit([...via, 'push', 'origin', 'HEAD:refs/heads/agent/ci-42/b'], env, { cwd: work })
+  t.equal(pushed.code, 0, pushed.stderr)
+  const tip = git.revParse('acme/widgets.git', 'agent/ci-42/b')
+  const main = git.revParse('acme/widgets.git')
+  const bodyFile = join(dir, 'push.bin')
+  writeFileSync(bodyFile, receivePackBody(main, tip, 'refs/heads/main'))
+  const post = (agent: string, path: string): ReturnType<typeof curl> =>
+    curl([
+      '--path-as-is',
+      '--proxy',
+      `http://127.0.0.1:${pc.proxyPort}`,
+      '--proxy-user',
+      `${agent}:${TOKEN}`,
+      '--cacert',
+      join(pc.dir, 'ca.pem'),
+      '-H',
+      'content-type: application/x-git-receive-pack-request',
+      '--data-binary',
+      `@${bodyFile}`,
+      `${base}${path}`,
+    ])
+  const seenBefore = git.seen.length
+
+  await t.test('under a host approval, an encoded receive-pack still meets the push rules', async (t) => {
+    const denied = await curl([
+      '--proxy',
+      `http://127.0.0.1:${pc.proxyPort}`,
+      '--proxy-user',
+      `ci-42:${TOKEN}`,
+      '--cacert',
+      join(pc.dir, 'ca.pem'),
+      `${base}/acme/wiki/info/refs?service=git-upload-pack`,
+    ])
+    t.equal(denied.status, 403)
+    const id = denied.headers['x-portcullis-request-id'] as string
+    t.match(await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: id, scope: 'host' }), { status: 201 })
+    const r = await post('ci-42', '/acme/widgets.git%2Fgit-receive-pack')
+    t.match(r.body, /ng refs\/heads\/main portcullis: agent ci-42 may push only to agent\/ci-42\/\*\*/)
+    t.equal(git.revParse('acme/widgets.git'), main, 'main did not move')
+    const rec = await pc.waitForRecord<DecisionRecord>(
+      (x) => x.event === 'decision' && x.id === r.headers['x-portcullis-request-id'],
+    )
+    t.match(rec, { reason: 'denied_git_push', detail: 'ref_not_allowed' })
+    const other = await post('ci-42', '/acme/other.git/git-receive-pack')
+    t.equal(other.status, 403, 'a push to a repository no write rule names is not opened by the approval')
+    t.equal(git.seen.slice(seenBefore).filter((s) => s.method === 'POST').length, 0, 'no push reached the forge')
+    const read = await curl([
+      '--proxy',
+      `http://127.0.0.1:${pc.proxyPort}`,
+      '--proxy-user',
+      `ci-42:${TOKEN}`,
+      '--cacert',
+      join(pc.dir, 'ca.pem'),
+      `${base}/acme/other.git/info/refs?service=git-upload-pack`,
+    ])
+    t.equal(read.status, 200, 'the approval opens the read')
+    const reached = git.seen.filter((s) => s.url.startsWith('/acme/other.git/info/refs')).at(-1)
+    t.equal(reached?.authorization, undefined, "no rule's token_env rides on a request only an approval let through")
+  })
+
+  await t.test('a broader host rule does not switch the push rules off', async (t) => {
+    const r = await post('wide', '/acme/widgets.git%2Fgit-receive-pack')
+    t.equal(r.status, 403)
+    t.equal(r.headers['x-portcullis-decision'], 'denied_path')
+    t.equal(git.revParse('acme/widgets.git'), main, 'main did not move')
+    const plain = await post('wide', '/acme/widgets.git/git-receive-pack')
+    t.match(plain.body, /ng refs\/heads\/main portcullis:/, 'the plain spelling meets the push rules as before')
+    t.equal(git.revParse('acme/widgets.git'), main)
+  })
+
+  await t.test('push options are refused: forges act on them', async (t) => {
+    await runGit(['config', 'receive.advertisePushOptions', 'true'], git.env, {
+      cwd: join(git.root, 'acme/widgets.git'),
+    })
+    const r = await runGit(
+      [...via, 'push', '-o', 'merge_request.merge_when_pipeline_succeeds', 'origin', 'HEAD:refs/heads/agent/ci-42/c'],
+      env,
+      { cwd: work },
+    )
+    t.not(r.code, 0)
+    t.match(r.stderr, /remote rejected\].*push options \(git push -o\) are not passed on/)
+    const plain = await runGit([...via, 'push', 'origin', 'HEAD:refs/heads/agent/ci-42/c'], env, { cwd: work })
+    t.equal(plain.code, 0, plain.stderr)
+  })
+
+  await t.test(
+    'a fast forward to commits the server already has is refused as unproven, not as a rewrite',
+    async (t) => {
+      writeFileSync(join(work, 'D'), 'd\n')
+      await runGit(['add', 'D'], env, { cwd: work })
+      await runGit(['commit', '-q', '-m', 'd'], env, { cwd: work })
+      t.equal((await runGit([...via, 'push', 'origin', 'HEAD:refs/heads/agent/ci-42/d'], env, { cwd: work })).code, 0)
+      const r = await runGit([...via, 'push', 'origin', 'HEAD:refs/heads/agent/ci-42/b'], env, { cwd: work })
+      t.not(r.code, 0)
+      t.match(r.stderr, /remote rejected\].*the proxy could not prove this update a fast forward/)
+      t.notMatch(r.stderr, /rewrite history/)
+    },
+  )
 })
