@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startGitServer, gitEnv, runGit } from '../helpers/git-server.js'
-import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
+import { pinnedUpstreamYaml, TOKEN, TOKEN_HASH } from '../helpers/config.js'
 import { curl } from '../helpers/clients.js'
 import { adminCall } from '../helpers/admin.js'
 import type { DecisionRecord } from '../../src/telemetry/events.js'
@@ -22,12 +22,7 @@ t.test('push rules on git smart HTTP', async (t) => {
   const base = `https://github.com:${git.port}`
   const pc = await startPortcullis(
     t,
-    `upstream:
-  ports: [${git.port}]
-  resolve: { github.com: 127.0.0.1 }
-  allow_private: [127.0.0.1/32]
-  ca_file: ${JSON.stringify(git.ca.certFile)}
-groups:
+    `${pinnedUpstreamYaml({ ports: [git.port], hosts: ['github.com'], caFile: git.ca.certFile })}groups:
   agents:
     allow:
       - github:
@@ -278,12 +273,7 @@ t.test('a push path spelled for a decoding server, under an approval or a broade
   const base = `https://github.com:${git.port}`
   const pc = await startPortcullis(
     t,
-    `upstream:
-  ports: [${git.port}]
-  resolve: { github.com: 127.0.0.1 }
-  allow_private: [127.0.0.1/32]
-  ca_file: ${JSON.stringify(git.ca.certFile)}
-groups:
+    `${pinnedUpstreamYaml({ ports: [git.port], hosts: ['github.com'], caFile: git.ca.certFile })}groups:
   agents:
     allow:
       - github: { repos: [acme/widgets], access: write, token_env: PC_TEST_FORGE_TOKEN }
