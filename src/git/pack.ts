@@ -88,6 +88,12 @@ const KIND_LOST = 9
 const HEADER_BYTES = 12
 /** Entries between two yields to the event loop. */
 const YIELD_EVERY = 256
+/**
+ * Inflated bytes between two yields, whatever the count: objects that inflate big from little (a push of
+ * a thousand 1 MiB blobs of zeros is 1 MB on the wire) would otherwise hold the loop, and every other
+ * agent's traffic, for seconds. A few milliseconds of zlib.
+ */
+const YIELD_EVERY_BYTES = 2 * 1024 * 1024
 
 class Unreadable {
   constructor(
@@ -158,9 +164,13 @@ class PackWalk {
     const count = header.readUInt32BE(8)
     if (count > this.limits.maxObjects) throw new Unreadable('limit_exceeded', 'objects')
     let pos = HEADER_BYTES
+    let yieldedAt = 0
     for (let i = 0; i < count; i++) {
       pos = await this.readEntry(pos)
-      if (i % YIELD_EVERY === YIELD_EVERY - 1) await yieldToLoop()
+      if (i % YIELD_EVERY === YIELD_EVERY - 1 || this.inflated - yieldedAt >= YIELD_EVERY_BYTES) {
+        yieldedAt = this.inflated
+        await yieldToLoop()
+      }
     }
     await this.checkTrailer(pos)
     await this.resolvePending()

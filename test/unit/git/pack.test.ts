@@ -1,4 +1,5 @@
-import { randomBytes } from 'node:crypto'
+import { deflateSync } from 'node:zlib'
+import { createHash, randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import t from 'tap'
 import { isFastForward } from '../../../src/git/fast-forward.js'
@@ -264,4 +265,33 @@ t.test('limits: REF_DELTAs past maxPendingDeltas are not resolved', async (t) =>
   const r = commitsOf(await read(reordered, 'sha1', { maxPendingDeltas: 0 }))
   t.equal(r.stats.deltaCommits, 0)
   t.ok(r.commits.size < 5)
+})
+
+t.test('a pack that inflates big from little lets the event loop run while it is read', async (t) => {
+  // 48 blobs of 1 MiB of zeros: 48 MiB to inflate from ~50 KiB, fewer entries than one yield per count.
+  const blobs = 48
+  const size = 1024 * 1024
+  const parts: Buffer[] = [Buffer.from('PACK\0\0\0\x02', 'latin1'), Buffer.alloc(4)]
+  parts[1]?.writeUInt32BE(blobs)
+  for (let i = 0; i < blobs; i++) {
+    const header = [0x80 | (3 << 4) | (size & 15)]
+    for (let rest = size >> 4; rest > 0; rest >>= 7) header.push((rest > 0x7f ? 0x80 : 0) | (rest & 0x7f))
+    const body = Buffer.alloc(size)
+    body.writeUInt32BE(i, size - 4)
+    parts.push(Buffer.from(header), deflateSync(body))
+  }
+  const withoutSum = Buffer.concat(parts)
+  const pack = Buffer.concat([withoutSum, createHash('sha1').update(withoutSum).digest()])
+  let turns = 0
+  let reading = true
+  const count = (): void => {
+    turns++
+    if (reading) setImmediate(count)
+  }
+  setImmediate(count)
+  const result = await readPack(createBufferSource(pack), 'sha1', DEFAULT_PACK_LIMITS)
+  reading = false
+  t.equal(result.kind, 'pack')
+  if (result.kind === 'pack') t.equal(result.pack.stats.inflatedBytes, blobs * size)
+  t.ok(turns >= 12, `other work ran ${turns} times while ${blobs} MiB were inflated`)
 })
