@@ -1,5 +1,5 @@
 /**
- * Classify a request path on pypi.org or files.pythonhosted.org. PURE.
+ * Classify a request path on pypi.org, files.pythonhosted.org or a private index (any prefix). PURE.
  *
  * Pass the path exactly as it will be sent upstream. Each segment is percent-decoded once (pip
  * quotes file names, so an epoch's `!` arrives as `%21`); a segment that still holds `%` after that
@@ -27,6 +27,11 @@ export type PypiRequest =
       readonly metadata: boolean
       /** Other projects an old sdist's name could belong to (pypi-filename.ts); empty for most files. */
       readonly alternatives: readonly Alternative[]
+      /**
+       * Where this index's Simple pages are, as a path prefix: what comes before the file's first
+       * `packages` segment (`/repository/pypi` on Nexus), else empty (the host's own `/simple/`).
+       */
+      readonly indexPrefix: string
     }
   /** `/`, `/simple/` (the project list), web pages, search: no distribution is fetched. */
   | { readonly kind: 'other' }
@@ -54,41 +59,61 @@ function decodeSegments(path: string): string[] | PypiPathProblem {
   return out
 }
 
+/** Distribution file endings (wheels, sdists, eggs, PEP 658 metadata): a last segment like these is a file. */
+const DIST_ENDING = /\.(?:whl|tar\.gz|tgz|tar\.bz2|tar\.xz|zip|egg|exe|msi|rpm|metadata)$/i
+
 export function classifyPypiPath(target: string): PypiRequest {
   const path = target.split('?', 1)[0] as string
   if (!path.startsWith('/')) return unparseable('not_absolute')
   if (path === '/') return { kind: 'other' }
   const segs = decodeSegments(path)
   if (typeof segs === 'string') return unparseable(segs)
-  const [head, ...rest] = segs
-  if (head === 'simple') {
-    if (rest.length === 0) return { kind: 'other' }
-    if (rest.length !== 1) return unparseable('unknown_shape')
-    const name = rest[0] as string
-    return isPypiName(name) ? { kind: 'simple_project', project: normalizePypiName(name) } : unparseable('bad_name')
-  }
-  if (head === 'pypi' && rest[rest.length - 1] === 'json' && (rest.length === 2 || rest.length === 3)) {
-    const name = rest[0] as string
-    if (!isPypiName(name)) return unparseable('bad_name')
-    const version = rest.length === 3 ? (rest[1] as string) : null
-    return { kind: 'legacy_json', project: normalizePypiName(name), version }
-  }
-  if (head === 'pypi') return unparseable('unknown_shape')
-  if (head === 'packages') {
-    if (rest.length < 2) return unparseable('unknown_shape')
-    const filename = rest[rest.length - 1] as string
-    const dist = parseDistFilename(filename)
+  // Private indexes serve the same API under a prefix (Nexus /repository/<repo>/simple/, Artifactory
+  // /artifactory/api/pypi/<repo>/simple/, devpi /<user>/<index>/+simple/ and /+f/, GitLab
+  // /api/v4/projects/<id>/packages/pypi/simple/ and …/files/<sha>/): a distribution is known by its
+  // file name wherever it is, and the Simple API by its last `simple` segment, so no layout passes unread.
+  const last = segs[segs.length - 1] as string
+  if (segs[0] === 'packages' || DIST_ENDING.test(last)) {
+    if (segs[0] === 'packages' && segs.length < 3) return unparseable('unknown_shape')
+    const dist = parseDistFilename(last)
     if (!dist.ok) return unparseable('bad_filename')
+    const packages = segs.indexOf('packages')
+    const prefix =
+      packages > 0
+        ? path
+            .split('/')
+            .slice(0, packages + 1)
+            .join('/')
+        : ''
     return {
       kind: 'file',
-      filename,
+      filename: last,
       project: dist.project,
       version: dist.version,
       dist: dist.kind,
       metadata: dist.metadata,
       alternatives: dist.alternatives ?? [],
+      indexPrefix: prefix,
     }
   }
+  const simple = Math.max(segs.lastIndexOf('simple'), segs.lastIndexOf('+simple'))
+  if (simple >= 0) {
+    const rest = segs.slice(simple + 1)
+    if (rest.length === 0) return { kind: 'other' }
+    if (rest.length !== 1) return unparseable('unknown_shape')
+    const name = rest[0] as string
+    return isPypiName(name) ? { kind: 'simple_project', project: normalizePypiName(name) } : unparseable('bad_name')
+  }
+  const pypi = segs.lastIndexOf('pypi')
+  if (pypi >= 0 && last === 'json') {
+    const rest = segs.slice(pypi + 1)
+    if (rest.length !== 2 && rest.length !== 3) return unparseable('unknown_shape')
+    const name = rest[0] as string
+    if (!isPypiName(name)) return unparseable('bad_name')
+    const version = rest.length === 3 ? (rest[1] as string) : null
+    return { kind: 'legacy_json', project: normalizePypiName(name), version }
+  }
+  if (segs[0] === 'pypi') return unparseable('unknown_shape')
   return { kind: 'other' }
 }
 

@@ -255,7 +255,10 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
       // A PEP 658 `.metadata` file was uploaded with its distribution.
       const file = req.metadata ? req.filename.replace(/\.metadata$/, '') : req.filename
       const at = await timeOf(key, file, async () => {
-        const pageTarget = { ...index.target, requestTarget: `/simple/${req.project}/` }
+        // On the rule's index host (pypi.org for files.pythonhosted.org) the Simple API is at the root;
+        // a private index serving its files under a prefix serves its pages under the same one.
+        const prefix = index.sameOrigin ? req.indexPrefix : ''
+        const pageTarget = { ...index.target, requestTarget: `${prefix}/simple/${req.project}/` }
         const doc = await fetchDocument(ctx, pageTarget, PYPI_JSON, index.sameOrigin)
         if (doc.kind === 'failed') return new Refusal(upstreamFailed(doc.failure, pkg))
         if (doc.kind !== 'answer' || doc.status !== 200) return new Refusal(refuse(ctx, 'unreadable_metadata', pkg))

@@ -558,3 +558,76 @@ t.test('PyPI: Simple JSON and HTML, legacy JSON, files, through real pip', async
     t.match(JSON.parse(evil.body), { reason: 'denied_package', detail: 'denied', package: 'evil-3d' })
   })
 })
+
+t.test('PyPI: a private index under a path prefix is read, not passed', async (t) => {
+  const work = mkdtempSync(join(tmpdir(), 'portcullis-pkg-prefix-'))
+  t.teardown(() => rmSync(work, { recursive: true, force: true }))
+  const old = await buildWheel(work, 'demo-pkg', '1.0.0')
+  const young = await buildWheel(work, 'demo-pkg', '2.0.0')
+  const ca = createTestCa(t)
+  const prefix = '/repository/pypi'
+  const origin = await startHttpsOrigin(
+    t,
+    ['pypi.internal.test'],
+    (req, res) => {
+      const path = new URL(req.url ?? '/', 'https://x').pathname
+      const files = [
+        { w: old, at: daysAgo(30) },
+        { w: young, at: new Date(Date.now() - 3600_000) },
+      ].map(({ w, at }) => ({
+        filename: w.filename,
+        url: `${prefix}/packages/aa/bb/${w.filename}`,
+        hashes: { sha256: w.sha256 },
+        'upload-time': at.toISOString(),
+      }))
+      if (path === `${prefix}/simple/demo-pkg/`) {
+        const page = { meta: { 'api-version': '1.1' }, name: 'demo-pkg', versions: ['1.0.0', '2.0.0'], files }
+        return sendDocument(req, res, JSON.stringify(page), 'application/vnd.pypi.simple.v1+json')
+      }
+      if (path === `${prefix}/simple/requestz/`) {
+        const page = { meta: { 'api-version': '1.1' }, name: 'requestz', versions: [], files: [] }
+        return sendDocument(req, res, JSON.stringify(page), 'application/vnd.pypi.simple.v1+json')
+      }
+      const wheel = [old, young].find((w) => path === `${prefix}/packages/aa/bb/${w.filename}`)
+      if (wheel !== undefined) {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': wheel.bytes.length })
+        return void res.end(wheel.bytes)
+      }
+      res.writeHead(404)
+      res.end()
+    },
+    ca,
+  )
+  const pc = await startPortcullis(
+    t,
+    `${pinnedUpstreamYaml({ ports: [origin.port], hosts: ['pypi.internal.test'], caFile: ca.certFile })}${groupYaml([
+      'host: pypi.internal.test\npackages: { registry: pypi, min_age: 72h, deny: ["requestz"] }',
+    ])}`,
+  )
+  const base = `https://pypi.internal.test:${origin.port}${prefix}`
+  const get = (path: string, args: string[] = []): ReturnType<typeof curl> =>
+    curl([
+      '--proxy',
+      `http://127.0.0.1:${pc.proxyPort}`,
+      '--proxy-user',
+      `ci:${TOKEN}`,
+      '--cacert',
+      join(pc.dir, 'ca.pem'),
+      ...args,
+      `${base}${path}`,
+    ])
+  const page = await get('/simple/demo-pkg/', ['-H', 'accept: application/vnd.pypi.simple.v1+json'])
+  t.equal(page.status, 200)
+  t.same(
+    (JSON.parse(page.body) as { files: { filename: string }[] }).files.map((f) => f.filename),
+    [old.filename],
+    'the young file is withheld from the prefixed page',
+  )
+  const denied = await get('/simple/requestz/')
+  t.equal(denied.status, 403)
+  t.equal(denied.headers['x-portcullis-decision'], 'denied_package')
+  const youngFile = await get(`/packages/aa/bb/${young.filename}`)
+  t.equal(youngFile.status, 403)
+  t.match(youngFile.body, /too_new|younger|published/)
+  t.equal((await get(`/packages/aa/bb/${old.filename}`)).status, 200, 'the old file downloads')
+})
