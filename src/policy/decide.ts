@@ -264,8 +264,15 @@ function handlingOf(
   let packages: CompiledRule | null = null
   const inject = new Map<string, InjectHeader>()
   const ordered = [...rules].sort((a, b) => a.ordinal - b.ordinal)
+  // A GraphQL mutation names no repository the proxy can read (only node ids): a mutation passes only if
+  // every repo rule opening GraphQL for this agent lists it, whichever of them comes first.
+  let graphql: string[] | null = null
   for (const rule of ordered) {
     if (full && requestStage(policy, rule, facts) !== FULL_MATCH) continue
+    if (rule.repo?.part === 'graphql') {
+      const listed = rule.repo.api?.graphqlMutations ?? []
+      graphql = graphql === null ? [...listed] : graphql.filter((m) => listed.includes(m))
+    }
     if (rule.repo !== null) repo ??= rule
     if (rule.packages !== null) packages ??= rule
     if (!rule.inspectBody && rule.injectHeaders.length === 0) continue
@@ -273,10 +280,14 @@ function handlingOf(
     if (rule.inspectBody) inspectBody = true
     for (const h of rule.injectHeaders) if (!inject.has(h.name.toLowerCase())) inject.set(h.name.toLowerCase(), h)
   }
+  const control = repo?.repo ?? null
   return {
     inspectBody,
     injectHeaders: [...inject.values()],
-    repo: repo?.repo ?? null,
+    repo:
+      control?.part === 'graphql' && control.api !== null && graphql !== null
+        ? { ...control, api: { ...control.api, graphqlMutations: graphql } }
+        : control,
     repoRuleId: repo?.id ?? null,
     packages: packages?.packages ?? null,
     packagesRuleId: packages?.id ?? null,

@@ -142,3 +142,56 @@ agents:
     t.notOk(pc.logLines().some((l) => l.includes(GITHUB_TOKEN)))
   })
 })
+
+t.test('GraphQL mutations: every rule opening GraphQL must list one, whatever the order', async (t) => {
+  const api = await startHttpsOrigin(t, ['api.github.com'], (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end('{"data":{}}')
+  })
+  const rules = (first: string, second: string): string => `upstream:
+  ports: [${api.port}]
+  resolve: { api.github.com: 127.0.0.1 }
+  allow_private: [127.0.0.1/32]
+  ca_file: ${JSON.stringify(api.ca.certFile)}
+groups:
+  agents:
+    allow:
+      - ${first}
+      - ${second}
+agents:
+  - { id: ci-42, token: ${TOKEN_HASH}, groups: [agents] }
+`
+  const scratch =
+    'github: { repos: [acme/scratch], access: write, api: { pulls: create, graphql_mutations: [mergePullRequest, createPullRequest] } }'
+  const widgets =
+    'github: { repos: [acme/widgets], access: write, api: { pulls: create, graphql_mutations: [createPullRequest] } }'
+  for (const [name, config] of [
+    ['scratch first', rules(scratch, widgets)],
+    ['widgets first', rules(widgets, scratch)],
+  ] as const) {
+    await t.test(name, async (t) => {
+      const pc = await startPortcullis(t, config)
+      const graphql = (query: string): ReturnType<typeof curl> =>
+        curl([
+          '--proxy',
+          pc.proxyUrl,
+          '--proxy-user',
+          `ci-42:${TOKEN}`,
+          '--cacert',
+          join(pc.dir, 'ca.pem'),
+          '-H',
+          'Content-Type: application/json',
+          '--data',
+          JSON.stringify({ query }),
+          `https://api.github.com:${api.port}/graphql`,
+        ])
+      const merge = await graphql('mutation { mergePullRequest(input: {pullRequestId: "PR_w7"}) { clientMutationId } }')
+      t.equal(merge.status, 403, 'a mutation one rule lists and another does not is refused')
+      t.equal(merge.headers['x-portcullis-decision'], 'denied_repo_write')
+      const create = await graphql(
+        'mutation { createPullRequest(input: {repositoryId: "R", baseRefName: "main", headRefName: "agent/ci-42/x", title: "t"}) { clientMutationId } }',
+      )
+      t.equal(create.status, 200, 'a mutation every rule lists passes')
+    })
+  }
+})
