@@ -12,6 +12,16 @@ import type { DecisionRecord } from '../../src/telemetry/events.js'
  */
 const GITHUB_TOKEN = 'ghs_proxy_only_token_for_the_stand_in'
 
+/** curl's arguments for a request as agent ci-42 through the proxy, trusting its CA. */
+const through = (pc: { readonly proxyUrl: string; readonly dir: string }): string[] => [
+  '--proxy',
+  pc.proxyUrl,
+  '--proxy-user',
+  `ci-42:${TOKEN}`,
+  '--cacert',
+  join(pc.dir, 'ca.pem'),
+]
+
 t.test('GitHub API writes under the github-agent preset', async (t) => {
   const api = await startHttpsOrigin(t, ['api.github.com'], (req, res, body) => {
     const answer = JSON.stringify({ ok: true, method: req.method, url: req.url, got: body.length })
@@ -38,12 +48,7 @@ agents:
   const base = `https://api.github.com:${api.port}`
   const call = (method: string, path: string, body?: unknown): ReturnType<typeof curl> =>
     curl([
-      '--proxy',
-      pc.proxyUrl,
-      '--proxy-user',
-      `ci-42:${TOKEN}`,
-      '--cacert',
-      join(pc.dir, 'ca.pem'),
+      ...through(pc),
       '-X',
       method,
       '-H',
@@ -173,12 +178,7 @@ agents:
       const pc = await startPortcullis(t, config)
       const graphql = (query: string): ReturnType<typeof curl> =>
         curl([
-          '--proxy',
-          pc.proxyUrl,
-          '--proxy-user',
-          `ci-42:${TOKEN}`,
-          '--cacert',
-          join(pc.dir, 'ca.pem'),
+          ...through(pc),
           '-H',
           'Content-Type: application/json',
           '--data',
