@@ -9,8 +9,8 @@ import type { TelemetryRecord } from './events.js'
  * Redis stream sink (SPEC §4): `write()` only enqueues into a bounded buffer;
  * a flusher sends batches (one script call running `XADD stream MAXLEN ~ maxlen * …` per record) while
  * Redis is connected. A batch that fails stays queued and is retried after
- * reconnection (delivery is at-least-once: a batch whose reply was lost may be
- * resent). When the buffer is full the oldest queued records are dropped and
+ * reconnection (a batch whose reply was lost is resent, skipping the records the stream's tail
+ * already holds: RESEND_SCAN). When the buffer is full the oldest queued records are dropped and
  * counted, never silently lost.
  */
 export interface RedisSinkOptions {
@@ -43,23 +43,46 @@ export interface RedisSink extends Sink {
 
 const XADD_BATCH = 'portcullisXaddBatch'
 /**
- * KEYS: stream. ARGV: maxlen, then per record: its field count and the fields. Adds records in order
- * and stops at the first that Redis refuses; returns { added, error or false }, so the caller resends
- * only what was not added.
+ * KEYS: stream. ARGV: maxlen, how many of the stream's newest entries to look through for records
+ * already there (0: none), then per record: its field count and the fields. Adds records in order,
+ * skipping one whose `id` is among those entries (a resend of a batch that landed before its reply was
+ * lost), and stops at the first that Redis refuses; returns { added or skipped, error or false }, so
+ * the caller resends only what was not done.
  */
 const XADD_BATCH_SCRIPT = `
 local maxlen = ARGV[1]
-local i = 2
+local scan = tonumber(ARGV[2])
+local seen = {}
+if scan > 0 then
+  for _, entry in ipairs(redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', scan)) do
+    local f = entry[2]
+    for j = 1, #f - 1, 2 do
+      if f[j] == 'id' then seen[f[j + 1]] = true break end
+    end
+  end
+end
+local i = 3
 local added = 0
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  local ok = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(ARGV, i + 1, i + n))
-  if type(ok) == 'table' and ok.err then return { added, ok.err } end
+  local id = nil
+  for j = i + 1, i + n - 1, 2 do
+    if ARGV[j] == 'id' then id = ARGV[j + 1] break end
+  end
+  if not (scan > 0 and id and seen[id]) then
+    local ok = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(ARGV, i + 1, i + n))
+    if type(ok) == 'table' and ok.err then return { added, ok.err } end
+  end
   i = i + 1 + n
   added = added + 1
 end
 return { added, false }
 `
+/**
+ * Entries a resend looks through for its records: those of the batch that may have landed, and what
+ * other instances wrote since (their backlogs after the same outage). Past this a copy may remain.
+ */
+const RESEND_SCAN = 10_000
 type WithBatch<T> = T & { [XADD_BATCH]: (stream: string, ...args: (string | number)[]) => Promise<unknown> }
 
 /** FIFO over a fixed array: O(1) push and shift, no reallocation on the data path. */
@@ -94,6 +117,8 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
   const queue = new Queue<TelemetryRecord>(bufferMax)
   /** The batch being sent, or one that failed and waits for a retry; counted in the backlog. */
   let pending: TelemetryRecord[] = []
+  /** The pending batch was sent without a reply: some of it may be in the stream already. */
+  let unsure = false
   let droppedTotal = 0
   let up = false
   let downLogged = false
@@ -186,12 +211,13 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
   /**
    * XADD the pending batch in ONE script call (one command and one reply instead of one per record:
    * ioredis's per-command cost was most of the sink's CPU). The script is not a transaction: if it
-   * fails part-way the whole batch is resent, so delivery stays at-least-once.
+   * fails part-way the rest of the batch is resent; one sent without a reply is resent with a look at
+   * the stream's tail, so what landed is not added twice.
    */
   async function sendPending(): Promise<boolean> {
     const batch = pending
     const sentOn = connection
-    const args: (string | number)[] = [maxlen]
+    const args: (string | number)[] = [maxlen, unsure ? RESEND_SCAN : 0]
     for (const r of batch) {
       const fields = encodeStreamEntry(r, opts.instance)
       args.push(fields.length, ...fields)
@@ -205,13 +231,16 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
       if (added < batch.length)
         firstErr = new Error(Array.isArray(reply) && typeof reply[1] === 'string' ? reply[1] : 'partial batch')
     } catch (err) {
-      // No reply (disconnected, timed out): the batch may or may not have landed; it is resent (at-least-once).
+      // No reply (disconnected, timed out): the batch may or may not have landed; it is resent, and the
+      // resend skips what the stream already holds.
       firstErr = err instanceof Error ? err : new Error(String(err))
+      unsure = true
       // ioredis's commandTimeout: sent, connection still up, no answer (a lost connection fails differently).
       timedOut = /timed out/i.test(firstErr.message)
     }
     pending = batch.slice(added)
     if (firstErr === null) {
+      unsure = false
       writeErrorLogged = false
       if (droppingLogged && backlog() === 0) {
         log.warn(
@@ -228,7 +257,7 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
     if (timedOut && client.status === 'ready') {
       // Connected but silent (a paused or swapping Redis): every resend on this connection would be
       // queued there and run when it wakes, one copy per timeout. Start over on a new connection and
-      // resend once it is ready, so a hang costs at most one duplicate.
+      // resend once it is ready (skipping what landed).
       markDown(firstErr)
       client.disconnect(true)
       return false
