@@ -23,6 +23,7 @@ import {
 } from './server.js'
 import { armHeadDeadline, headStarted } from './conn-state.js'
 import { relayUpgrade } from './websocket.js'
+import { bodyStillComing, lingerAfterAnswer, onLinger } from './linger.js'
 
 /** What the CONNECT established; every inner request is decided against it. */
 export interface InterceptContext {
@@ -166,7 +167,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
   inner.emit('listening')
 
   /** Idle timeout, tracking (so a reload or revocation can close it) and one close record per connection. */
-  function track(client: Socket, ctx: InterceptContext): IdleTimer {
+  function track(client: Socket, ctx: InterceptContext, innerSocket: Socket): IdleTimer {
     const startedAt = Date.now()
     client.setTimeout(upstream.idleTimeoutMs, () => client.destroy())
     // bytes_per_day counts the client connection's bytes (TLS framing included): every second while open
@@ -190,6 +191,8 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
       track: tracked,
     })
     client.once('close', () => connection.finish())
+    // What a lingering close after a refusal reads and drops is not the agent's traffic: counting stops there.
+    onLinger(innerSocket, () => connection.finish())
     return {
       hold: () => client.setTimeout(0),
       release: () => client.destroyed || client.setTimeout(upstream.idleTimeoutMs),
@@ -216,6 +219,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     const answer = (req.socket as ExplainedSocket)[kExplain]
     res.shouldKeepAlive = false
     if (answer === undefined) return void res.destroy()
+    if (bodyStillComing(req)) lingerAfterAnswer(req.socket)
     answer(req, res)
   })
   explainer.on('clientError', answerClientError)
@@ -260,7 +264,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
       armHeadDeadline(tlsSocket, upstream.headerTimeoutMs, () =>
         secured ? respondBadRequest(tlsSocket, 408, 'header_timeout') : tlsSocket.destroy(),
       )
-      tlsSocket[kIntercept] = innerContext(ctx, 'https', track(client, ctx))
+      tlsSocket[kIntercept] = innerContext(ctx, 'https', track(client, ctx, tlsSocket))
       tlsSocket.once('secure', () => {
         secured = true
         inner.emit('connection', tlsSocket)
@@ -268,7 +272,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     },
     inspectPlain(client, head, ctx) {
       const socket: InnerSocket = client
-      socket[kIntercept] = innerContext(ctx, 'http', track(client, ctx))
+      socket[kIntercept] = innerContext(ctx, 'http', track(client, ctx, client))
       armHeadDeadline(client, upstream.headerTimeoutMs, answerHeaderTimeout)
       client.unshift(head)
       inner.emit('connection', client)

@@ -25,6 +25,7 @@ import type { ProxyDeps } from './deps.js'
 import type { ForwardTarget } from './forward.js'
 import { passRequest } from './pass.js'
 import { checkRequestHead } from './request-guard.js'
+import { bodyStillComing, lingerAfterAnswer } from './linger.js'
 import { respondDenial, respondUnacceptable } from './respond.js'
 
 /**
@@ -326,16 +327,23 @@ export function answerHttpRequest(
 ): void | Promise<void> {
   switch (verdict.kind) {
     case 'malformed':
+      if (bodyStillComing(req)) lingerAfterAnswer(req.socket)
       return respondUnacceptable(res, verdict.status, verdict.detail)
     case 'drop':
       return void req.socket.destroy()
-    case 'deny':
+    case 'deny': {
+      // Refused from its head while its body is still on the way: the connection closes after the
+      // answer rather than read and throw away an upload the agent may be sending for minutes (and
+      // whose bytes would then be billed to the next request on it), lingering so the answer arrives.
+      const uploading = bodyStillComing(req)
+      if (uploading) lingerAfterAnswer(req.socket)
       return respondDenial(
         res,
         verdict.decision,
         denialContext(verdict.facts, req.headers, verdict.query),
-        verdict.close || bodyStillComing(req),
+        verdict.close || uploading,
       )
+    }
     case 'pass':
       return passRequest(
         deps,
@@ -349,17 +357,6 @@ export function answerHttpRequest(
         closeRecordPerRequest ? verdict.credential : null,
       )
   }
-}
-
-/**
- * A request refused from its head while its body is still on the way: the connection closes after
- * the answer rather than read and throw away an upload the agent may be sending for minutes (and
- * whose bytes would then be billed to the next request on it).
- */
-function bodyStillComing(req: IncomingMessage): boolean {
-  if (req.complete) return false
-  const length = req.headers['content-length']
-  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined
 }
 
 export interface RequestTarget {
