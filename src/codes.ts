@@ -82,6 +82,11 @@ export const CODES = {
     meaning: 'PORTCULLIS_ADMIN_TOKEN is a well-known value or shorter than 16 characters',
   },
   PC_UNINSPECTABLE: { level: 'info', meaning: 'inspect_body could not read a body within its caps (refused)' },
+  PC_BAD_REQUEST: {
+    level: 'info',
+    meaning:
+      'a malformed or smuggling-shaped request was refused (400/405/431/505): source, listener (proxy or tunnel), detail word; never header values (at most 20 lines a second, the rest counted as suppressed)',
+  },
   // Capacity.
   PC_MAX_CONNECTIONS: {
     level: 'warn',

@@ -101,6 +101,11 @@ export function attachConnState(socket: Socket): ConnState {
   return state
 }
 
+/** A socket layered on a client connection (TLS terminated on it) has that connection's facts. */
+export function shareConnState(from: Socket, to: Socket): void {
+  to[kConnState] = connStateOf(from)
+}
+
 export function connStateOf(socket: Socket): ConnState {
   return socket[kConnState] ?? attachConnState(socket)
 }

@@ -17,7 +17,8 @@ import type { ProxyDeps } from './deps.js'
 import { recordUnused } from './connection.js'
 import { applyLimits, denialContext, failedAfter, passes, settle } from './decision-point.js'
 import { readClientHello, TLS_ALERT_UNRECOGNIZED_NAME, type HelloOutcome } from './client-hello-reader.js'
-import { respondBadRequest, respondConnectDenial, respondDenial, respondRawDenial } from './respond.js'
+import { refuseMalformed } from './bad-requests.js'
+import { respondConnectDenial, respondDenial, respondRawDenial } from './respond.js'
 import { createUpstreamRelay, spliceTunnel, type UpstreamRelay } from './tunnel.js'
 import { checkRequestHead } from './request-guard.js'
 
@@ -38,9 +39,9 @@ export async function handleConnect(
   const t0 = performance.now()
   const state = connStateOf(socket)
   const guard = checkRequestHead(req.rawHeaders, req.httpVersion)
-  if (!guard.ok) return respondBadRequest(socket, guard.status, guard.detail)
+  if (!guard.ok) return refuseMalformed(deps.badRequests, socket, 'proxy', guard.status, guard.detail)
   const authority = parseAuthority(req.url ?? '')
-  if (!authority) return respondBadRequest(socket, 400, 'bad_connect_target')
+  if (!authority) return refuseMalformed(deps.badRequests, socket, 'proxy', 400, 'bad_connect_target')
   const cfg = deps.config()
   const id = newRequestId()
   // `tls` says how the bytes were handled, so it stays null on every refusal.

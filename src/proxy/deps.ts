@@ -11,6 +11,7 @@ import type { DescriptorWatch } from './descriptors.js'
 import type { Inspector } from './inspect.js'
 import type { SandboxAuth } from '../identity/sandbox-auth.js'
 import type { PackageGuard } from './package-gate.js'
+import type { BadRequests } from './bad-requests.js'
 
 /** What the proxy edges need from the composition root (app.ts). */
 export interface ProxyDeps {
@@ -40,4 +41,6 @@ export interface ProxyDeps {
   readonly sandboxAuth: () => SandboxAuth
   /** Package rules on registries (SPEC §11): metadata rewritten, tarballs judged, publish times cached. */
   readonly packages: PackageGuard
+  /** Requests refused as malformed (400/405/431/505): one log line each (bounded) and counts. */
+  readonly badRequests: BadRequests
 }

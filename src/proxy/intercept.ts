@@ -11,7 +11,7 @@ import { handleHttpRequest, type ConnectChannel, type PassVerdict, type RequestC
 import { respondBadRequest } from './respond.js'
 import {
   afterEarlierAnswer,
-  answerClientError,
+  answerAndNoteClientError,
   answerHalfClosedClients,
   answerHeaderTimeout,
   awaitNextHead,
@@ -21,8 +21,9 @@ import {
   MAX_HEADER_BYTES,
   refuseExpectation,
 } from './server.js'
-import { armHeadDeadline, headStarted } from './conn-state.js'
+import { armHeadDeadline, headStarted, shareConnState } from './conn-state.js'
 import { relayUpgrade } from './websocket.js'
+import { refuseMalformed } from './bad-requests.js'
 import { bodyStillComing, lingerAfterAnswer, onLinger } from './linger.js'
 
 /** What the CONNECT established; every inner request is decided against it. */
@@ -144,7 +145,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
   inner.on('request', onRequest)
   inner.on('checkContinue', expectContinue(onRequest))
   inner.on('checkExpectation', refuseExpectation)
-  inner.on('clientError', answerClientError)
+  inner.on('clientError', answerAndNoteClientError(deps, 'tunnel'))
   inner.on('upgrade', (req: IncomingMessage, socket: InnerSocket, head: Buffer) => {
     const ctx = socket[kIntercept]
     if (ctx === undefined) return void socket.destroy()
@@ -159,7 +160,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
   // Without a listener Node drops a CONNECT with no answer; one tunnel never opens another.
   inner.on('connect', (_req: IncomingMessage, socket: InnerSocket) => {
     headStarted(socket)
-    afterEarlierAnswer(socket, () => respondBadRequest(socket, 405, 'connect_in_tunnel'))
+    afterEarlierAnswer(socket, () => refuseMalformed(deps.badRequests, socket, 'tunnel', 405, 'connect_in_tunnel'))
   })
   // Node runs its header-timeout checks only for a server that emitted 'listening'; this one never
   // listens (connections are handed to it), so without this a client could trickle an inner request
@@ -222,7 +223,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     if (bodyStillComing(req)) lingerAfterAnswer(req.socket)
     answer(req, res)
   })
-  explainer.on('clientError', answerClientError)
+  explainer.on('clientError', answerAndNoteClientError(deps, 'tunnel'))
   explainer.emit('listening')
 
   /** Terminate the client's TLS with a leaf for `leafName`, replaying the ClientHello already read. */
@@ -237,6 +238,8 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     })
     tlsSocket.on('error', () => tlsSocket.destroy())
     tlsSocket.once('close', () => client.destroy())
+    // Its source is the client connection's (a refusal on it is logged with it).
+    shareConnState(client, tlsSocket)
     return tlsSocket
   }
 

@@ -57,7 +57,7 @@ export interface ConnectChannel {
 }
 
 export type RequestVerdict =
-  /** Not a request the proxy can take: 400/431 and a closed connection; nothing recorded. */
+  /** Not a request the proxy can take: 400/431 and a closed connection; nothing recorded (a PC_BAD_REQUEST line). */
   | { readonly kind: 'malformed'; readonly status: 400 | 431 | 505; readonly detail: string }
   /** Past its source's budget of unauthenticated answers: closed without one. */
   | { readonly kind: 'drop' }
@@ -91,17 +91,21 @@ export function decideHttpRequest(
   channel: RequestChannel,
 ): RequestVerdict | Promise<RequestVerdict> {
   const t0 = performance.now()
+  // Not a request the proxy can take: no decision and no record, but a line in the log (and a count).
+  const malformed = (status: 400 | 431 | 505, detail: string): RequestVerdict => {
+    deps.badRequests.note(req.socket, channel.kind === 'proxy' ? 'proxy' : 'tunnel', status, detail)
+    return { kind: 'malformed', status, detail }
+  }
   const guard = checkRequestHead(req.rawHeaders, req.httpVersion)
-  if (!guard.ok) return { kind: 'malformed', status: guard.status, detail: guard.detail }
+  if (!guard.ok) return malformed(guard.status, guard.detail)
   // RFC 9112 §3.2 (node's own check is off, so the answer is the proxy's, with its explanation).
-  if (req.httpVersion === '1.1' && req.headers.host === undefined)
-    return { kind: 'malformed', status: 400, detail: 'missing_host' }
+  if (req.httpVersion === '1.1' && req.headers.host === undefined) return malformed(400, 'missing_host')
   const target = channel.kind === 'proxy' ? parseAbsoluteHttpTarget(req.url ?? '') : innerTarget(req.url)
   if (target === null) {
     // Inside a tunnel an origin-form target is the right form: what failed is its path.
     const detail =
       channel.kind === 'connect' ? 'bad_path' : (req.url ?? '').startsWith('/') ? 'origin_form' : 'bad_target'
-    return { kind: 'malformed', status: 400, detail }
+    return malformed(400, detail)
   }
   const cfg = deps.config()
   const method = (req.method ?? 'GET').toUpperCase()

@@ -9,6 +9,7 @@ import { countReadUntilAnswered } from './pass.js'
 import { relayUpgrade } from './websocket.js'
 import { respondBadRequest, respondDenial, respondUnacceptable } from './respond.js'
 import { internalError } from './decision-point.js'
+import type { BadRequestListener } from './bad-requests.js'
 
 const PROXY_CHANNEL = Object.freeze({ kind: 'proxy' as const })
 
@@ -105,17 +106,45 @@ export function createProxyServer(deps: ProxyDeps): Server {
       }),
     )
   })
+  const onClientError = answerAndNoteClientError(deps, 'proxy')
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && socket.writable) deps.gate.noteHeaderTimeout()
-    answerClientError(err, socket)
+    onClientError(err, socket)
   })
   return server
 }
 
-/** A head node's parser refused, or one that did not arrive within header_timeout_ms: 400/408/431 and a closed connection. */
-export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+/**
+ * A listener's 'clientError': answered (answerClientError), and a head refused as malformed noted
+ * (PC_BAD_REQUEST). A head deadline (408) is not: the connection refusals count those.
+ */
+export function answerAndNoteClientError(
+  deps: Pick<ProxyDeps, 'badRequests'>,
+  listener: BadRequestListener,
+): (err: NodeJS.ErrnoException, socket: Duplex) => void {
+  return (err, socket) => {
+    const answer = answerClientError(err, socket)
+    if (answer !== null && answer.status !== 408) deps.badRequests.note(socket, listener, answer.status, answer.detail)
+  }
+}
+
+/** What answerClientError wrote, when it wrote an answer. */
+export interface ClientErrorAnswer {
+  readonly status: 400 | 408 | 431
+  readonly detail: string
+}
+
+/**
+ * A head node's parser refused, or one that did not arrive within header_timeout_ms: 400/408/431 and a
+ * closed connection. Returns the answer written, or null when none was (the client gone, or the error
+ * is in what followed a request already answered).
+ */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): ClientErrorAnswer | null {
   const code = err.code ?? ''
-  if (code === 'ECONNRESET' || !socket.writable) return void socket.destroy()
+  if (code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy()
+    return null
+  }
   // One answer per request: bytes after a request read whole whose answer is on its way (an HTTP/1.0
   // request followed by more), or a bad body after a request already refused from its head, let that
   // answer go out and then close; a 400 now would cut it off or answer twice. An error inside the
@@ -126,17 +155,24 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
   const inFlight = s._httpMessage
   if (inFlight && (inFlight.req.complete || inFlight.headersSent)) {
     // Once: the parser has stopped, and what else the client sends is not read (each chunk would be another error).
-    if (s[kBroken] === true) return
+    if (s[kBroken] === true) return null
     s[kBroken] = true
     s.pause()
     // A queued request whose own body broke is never sent (inTurn); when its turn comes it closes the connection.
     const queued = s[kQueued]
     const last = queued !== undefined && !queued.destroyed ? queued : inFlight
-    return void (last.writableFinished ? socket.destroy() : last.once('close', () => socket.destroy()))
+    if (last.writableFinished) socket.destroy()
+    else last.once('close', () => socket.destroy())
+    return null
   }
-  if (code === 'HPE_HEADER_OVERFLOW') return respondBadRequest(socket, 431, 'headers_too_large')
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return respondBadRequest(socket, 408, 'header_timeout')
-  respondBadRequest(socket, 400, code.startsWith('HPE_') ? code.slice(4).toLowerCase() : 'malformed')
+  const answer: ClientErrorAnswer =
+    code === 'HPE_HEADER_OVERFLOW'
+      ? { status: 431, detail: 'headers_too_large' }
+      : code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? { status: 408, detail: 'header_timeout' }
+        : { status: 400, detail: code.startsWith('HPE_') ? code.slice(4).toLowerCase() : 'malformed' }
+  respondBadRequest(socket, answer.status, answer.detail)
+  return answer
 }
 
 /**

@@ -10,6 +10,7 @@ import type { ProxyDeps } from './deps.js'
 import { openConnection } from './connection.js'
 import { addProxyFields, endToEnd, VIA } from './forward.js'
 import { decideHttpRequest, type RequestChannel } from './request-flow.js'
+import { refuseMalformed } from './bad-requests.js'
 import { respondBadRequest, respondRawDenial } from './respond.js'
 import type { Credential } from '../identity/authenticate.js'
 
@@ -33,13 +34,14 @@ export async function relayUpgrade(
   client.on('error', () => client.destroy())
   const upgrade = (req.headers.upgrade ?? '').toLowerCase()
   // Upgrade is HTTP/1.1's (RFC 9110 §7.8): an HTTP/1.0 request naming it is not switched.
+  const listener = channel.kind === 'proxy' ? 'proxy' : 'tunnel'
   if (upgrade !== 'websocket' || (req.method ?? '').toUpperCase() !== 'GET' || req.httpVersion !== '1.1')
-    return respondBadRequest(client, 400, 'upgrade_not_supported')
+    return refuseMalformed(deps.badRequests, client, listener, 400, 'upgrade_not_supported')
   // A handshake has no body (RFC 6455 §4.1); node's parser stops at the head of an upgrade, so a body
   // would reach the origin as frames or as a request of its own, or leave it waiting for a length.
   const length = req.headers['content-length']
   if ((length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined)
-    return respondBadRequest(client, 400, 'upgrade_with_body')
+    return refuseMalformed(deps.badRequests, client, listener, 400, 'upgrade_with_body')
   const verdict = await decideHttpRequest(deps, req, channel)
   switch (verdict.kind) {
     case 'malformed':

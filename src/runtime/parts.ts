@@ -10,6 +10,7 @@ import type { ApprovalIndex } from '../policy/approvals.js'
 import { createConnGate } from '../proxy/conn-gate.js'
 import type { ProxyDeps } from '../proxy/deps.js'
 import { createDescriptorWatch, type DescriptorWatch } from '../proxy/descriptors.js'
+import { createBadRequests } from '../proxy/bad-requests.js'
 import { createForwarder } from '../proxy/forward.js'
 import { createInspector } from '../proxy/inspect.js'
 import { createPackageGuard } from '../proxy/package-gate.js'
@@ -77,10 +78,12 @@ export function createParts(
   const nofile = readNofile()
   const proxyLog = log.child({ subsystem: 'proxy' })
   const descriptors = createDescriptorWatch(proxyLog, nofile)
+  const badRequests = createBadRequests(proxyLog)
   const metrics = createMetrics({
     activeTunnels: () => tracker.connections,
     connectionsRefused: () => gate.refused,
     descriptorsExhausted: () => descriptors.counts,
+    badRequests: () => badRequests.counts,
     configGeneration: live.generation,
     sinkFailures: () => bus.sinkFailures,
     knownAgent: (agentId) => live.config().policy.agents.has(agentId),
@@ -122,6 +125,7 @@ export function createParts(
     inspector,
     packages,
     sandboxAuth: sandboxes.auth,
+    badRequests,
   }
   return {
     loggers,

@@ -24,6 +24,8 @@ export interface MetricsSources {
   readonly connectionsRefused?: () => Readonly<Record<string, number>>
   /** Monotonic counts of accepts and dials that failed for want of file descriptors. */
   readonly descriptorsExhausted?: () => Readonly<Record<string, number>>
+  /** Monotonic counts of requests refused as malformed (400/405/431/505), by detail word (a closed set). */
+  readonly badRequests?: () => ReadonlyMap<string, number>
   /** Monotonic count of denial records folded into another's repeat count. */
   readonly recordsFolded?: () => number
   /** Monotonic counts of records pushed out of the in-memory rings, by kind. */
@@ -269,6 +271,13 @@ export function createMetrics(initial: MetricsSources = {}): Metrics {
     'Accepts and upstream dials that failed because the process ran out of file descriptors (EMFILE/ENFILE).',
     'where',
     () => new Map(Object.entries(src.descriptorsExhausted?.() ?? {})),
+    registers,
+  )
+  labelledFromSource(
+    'portcullis_bad_requests_total',
+    "Requests refused as malformed or ambiguous (400, 405, 431, 505: smuggling shapes, bad chunking, duplicate Host), by the answer's detail word (`other` past a closed list).",
+    'detail',
+    () => src.badRequests?.() ?? new Map(),
     registers,
   )
   labelledFromSource(

@@ -85,6 +85,40 @@ t.test('malformed and smuggling-shaped requests get 400/431 and a closed connect
     })
   }
 
+  t.test('each refusal is one PC_BAD_REQUEST line and counted by detail, without header values', async (t) => {
+    const lines = pc
+      .logLines()
+      .filter((l) => l.includes('"PC_BAD_REQUEST"'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+    // Every case but the refused Expect (417: understood, not malformed).
+    t.equal(lines.length, cases.length - 1, 'one line per refused request')
+    for (const line of lines)
+      t.match(line, {
+        level: 'info',
+        listener: 'proxy',
+        src: /^127\.0\.0\.1:\d+$/,
+        status: Number,
+        detail: /^[a-z0-9_]+$/,
+      })
+    t.same(
+      lines.map((l) => l.detail).filter((d) => d === 'duplicate_proxy_authorization'),
+      ['duplicate_proxy_authorization', 'duplicate_proxy_authorization'],
+      'the detail word of each, on the listener and on CONNECT',
+    )
+    t.ok(
+      lines.some((l) => l.detail === 'cl_te_conflict' || l.detail === 'unexpected_content_length'),
+      'CL+TE',
+    )
+    const written = JSON.stringify(lines)
+    for (const secret of [basicAuth('ci', TOKEN).slice(6), 'b3RoZXI6eA==', 'origin.test'])
+      t.notOk(written.includes(secret), `no header value in the lines (${secret})`)
+    t.equal(
+      await metric(pc.adminUrl, 'portcullis_bad_requests_total{detail="duplicate_proxy_authorization"}'),
+      2,
+      'counted by detail',
+    )
+  })
+
   t.test('a request pipelined behind a refused shape is never sent, even on a warm upstream', async (t) => {
     // A kept upstream connection lets a request go out in the very turn it is read: the 400 before it
     // was already written, and its end had emptied the queue the request would have waited in.
@@ -372,6 +406,26 @@ t.test('inside a tunnel, a bad path or a missing Host is a 400 that says so (not
   const noHost = await insideTunnel(t, pc.proxyPort, host, 'GET /x HTTP/1.1\r\n\r\n')
   t.match(noHost, /^HTTP\/1\.1 400 [^]*\(missing_host\): HTTP\/1\.1 requires a Host header/)
   t.notMatch(noHost, /absolute-form/, 'no advice meant for the proxy port')
+  const bodyCut = await insideTunnel(
+    t,
+    pc.proxyPort,
+    host,
+    `POST /c HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n`,
+  )
+  t.match(bodyCut, /^HTTP\/1\.1 400 /, 'bad chunking')
+  const lines = pc
+    .logLines()
+    .filter((l) => l.includes('"PC_BAD_REQUEST"'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.match(
+    lines,
+    [
+      { listener: 'tunnel', status: 400, detail: 'bad_path', src: /^127\.0\.0\.1:\d+$/ },
+      { listener: 'tunnel', status: 400, detail: 'missing_host' },
+      { listener: 'tunnel', status: 400, detail: 'invalid_chunk_size' },
+    ],
+    'each is a PC_BAD_REQUEST line from the tunnel',
+  )
 })
 
 t.test('inside a tunnel, a request pipelined behind a denied_host_mismatch is never forwarded', async (t) => {
