@@ -14,5 +14,7 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'trailer',
   'transfer-encoding',
   'upgrade',
+  // RFC 9113 §3.2.1: connection-specific, meaningful only with an h2c Upgrade (which the proxy declines).
+  'http2-settings',
   'expect',
 ])

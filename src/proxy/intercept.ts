@@ -15,6 +15,7 @@ import {
   answerHalfClosedClients,
   answerHeaderTimeout,
   awaitNextHead,
+  declineH2cUpgrade,
   destroySocket,
   expectContinue,
   inTurn,
@@ -150,12 +151,13 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     const ctx = socket[kIntercept]
     if (ctx === undefined) return void socket.destroy()
     headStarted(socket)
-    afterEarlierAnswer(socket, () =>
+    afterEarlierAnswer(socket, () => {
+      if (declineH2cUpgrade(req, socket, onRequest)) return
       relayUpgrade(deps, req, socket, head, ctx.channel).catch((err: unknown) => {
         deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'WebSocket upgrade failed; connection closed')
         socket.destroy()
-      }),
-    )
+      })
+    })
   })
   // Without a listener Node drops a CONNECT with no answer; one tunnel never opens another.
   inner.on('connect', (_req: IncomingMessage, socket: InnerSocket) => {

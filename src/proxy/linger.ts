@@ -30,7 +30,11 @@ type LingerSocket = Socket & { [kOnLinger]?: () => void }
  * closes after the answer, lingering (lingerAfterAnswer).
  */
 export function bodyStillComing(req: IncomingMessage): boolean {
-  if (req.complete) return false
+  return !req.complete && bodyAnnounced(req)
+}
+
+/** Does the request's head announce a body (a Content-Length other than 0, or a Transfer-Encoding)? */
+export function bodyAnnounced(req: IncomingMessage): boolean {
   const length = req.headers['content-length']
   return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined
 }

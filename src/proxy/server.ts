@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer, ServerResponse, type IncomingMessage, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { armHeadDeadline, attachConnState, destroyEmitter, headsEnded, headStarted } from './conn-state.js'
@@ -10,6 +10,7 @@ import { relayUpgrade } from './websocket.js'
 import { respondBadRequest, respondDenial, respondUnacceptable } from './respond.js'
 import { internalError } from './decision-point.js'
 import type { BadRequestListener } from './bad-requests.js'
+import { bodyAnnounced, lingerAfterAnswer } from './linger.js'
 
 const PROXY_CHANNEL = Object.freeze({ kind: 'proxy' as const })
 
@@ -99,12 +100,13 @@ export function createProxyServer(deps: ProxyDeps): Server {
   })
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     headsEnded(socket)
-    afterEarlierAnswer(socket, () =>
+    afterEarlierAnswer(socket, () => {
+      if (declineH2cUpgrade(req, socket, onRequest)) return
       relayUpgrade(deps, req, socket, head, PROXY_CHANNEL).catch((err: unknown) => {
         deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'WebSocket upgrade failed; connection closed')
         socket.destroy()
-      }),
-    )
+      })
+    })
   })
   const onClientError = answerAndNoteClientError(deps, 'proxy')
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
@@ -291,6 +293,33 @@ function readAgain(socket: QueueSocket): void {
   socket._paused = false
   socket.parser?.resume()
   socket.resume()
+}
+
+/**
+ * `Upgrade: h2c` (curl --http2 on an http:// URL): the proxy speaks HTTP/1.1 to clients, so it
+ * declines the upgrade, as RFC 9113 §3.2 lets a server and as Squid does: Upgrade and HTTP2-Settings
+ * are hop-by-hop (dropped by the forwarder) and the request is answered over HTTP/1.1. Node's parser
+ * has stopped at the head of an upgrade, so the request is handed to `handle` with a response made
+ * here, and the connection closes after it (lingering: bytes the client sent after the head are not
+ * read as requests). Only a request without a body: one with a body has it past the parser's stop,
+ * and is refused as other upgrades are (relayUpgrade). Returns false when this is not such a request.
+ */
+export function declineH2cUpgrade(
+  req: IncomingMessage,
+  socket: Socket,
+  handle: (req: IncomingMessage, res: ServerResponse) => void,
+): boolean {
+  if ((req.headers.upgrade ?? '').trim().toLowerCase() !== 'h2c' || bodyAnnounced(req)) return false
+  const res = new ServerResponse(req)
+  res.shouldKeepAlive = false
+  res.assignSocket(socket)
+  res.once('finish', () => {
+    res.detachSocket(socket)
+    lingerAfterAnswer(socket)
+    socket.destroySoon()
+  })
+  handle(req, res)
+  return true
 }
 
 /**

@@ -11,6 +11,7 @@ import { openConnection } from './connection.js'
 import { addProxyFields, endToEnd, VIA } from './forward.js'
 import { decideHttpRequest, type RequestChannel } from './request-flow.js'
 import { refuseMalformed } from './bad-requests.js'
+import { bodyAnnounced } from './linger.js'
 import { respondBadRequest, respondRawDenial } from './respond.js'
 import type { Credential } from '../identity/authenticate.js'
 
@@ -22,7 +23,8 @@ import type { Credential } from '../identity/authenticate.js'
  * upstream's answer is relayed: a 101 splices the two connections (frames flow untouched, both ways),
  * anything else is passed on and the connection closed. The spliced connection is tracked like a
  * tunnel, so a reload, an approval's end or a revocation that no longer allows its request closes it,
- * and its close record counts the bytes both ways. Other upgrades (h2c, …) are refused with a 400.
+ * and its close record counts the bytes both ways. Other upgrades are refused with a 400 (an h2c upgrade
+ * without a body is declined and answered over HTTP/1.1 before it gets here: server.ts declineH2cUpgrade).
  */
 export async function relayUpgrade(
   deps: ProxyDeps,
@@ -39,9 +41,7 @@ export async function relayUpgrade(
     return refuseMalformed(deps.badRequests, client, listener, 400, 'upgrade_not_supported')
   // A handshake has no body (RFC 6455 §4.1); node's parser stops at the head of an upgrade, so a body
   // would reach the origin as frames or as a request of its own, or leave it waiting for a length.
-  const length = req.headers['content-length']
-  if ((length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined)
-    return refuseMalformed(deps.badRequests, client, listener, 400, 'upgrade_with_body')
+  if (bodyAnnounced(req)) return refuseMalformed(deps.badRequests, client, listener, 400, 'upgrade_with_body')
   const verdict = await decideHttpRequest(deps, req, channel)
   switch (verdict.kind) {
     case 'malformed':
