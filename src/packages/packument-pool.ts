@@ -4,8 +4,8 @@
  * holds the proxy's event loop (workers/pool.ts: one job per worker at a time, a worker that dies
  * fails its job closed as `failed`).
  *
- * Rules travel as plain data (the `packages` block) and are compiled in the worker once: each
- * PackageRules object gets an id here, its block is sent to a worker the first time that worker
+ * Rules travel as plain data (the `packages` blocks) and are compiled in the worker once: each
+ * PackageRules object gets an id here, its blocks are sent to a worker the first time that worker
  * sees the id, and a worker that has forgotten it asks again (`need_rules`).
  */
 import { createWorkerPool, transferable, workerUrl } from '../workers/pool.js'
@@ -17,7 +17,7 @@ export interface RewriteJobMessage {
   readonly job: RewriteJob
   readonly rulesId: number
   /** Sent when the worker may not know `rulesId` yet. */
-  readonly rules: { readonly ecosystem: Ecosystem; readonly block: PackageRulesBlock } | null
+  readonly rules: { readonly ecosystem: Ecosystem; readonly blocks: readonly PackageRulesBlock[] } | null
   readonly body: ArrayBuffer
 }
 
@@ -69,7 +69,7 @@ export function createPackumentPool(size = 1, onWorkerError: (err: unknown) => v
         if (known.size >= KNOWN_RULES_PER_WORKER) known.clear()
         known.add(message.rulesId)
       }
-      const withRules = { ...message, rules: send ? { ecosystem: rules.ecosystem, block: rules.block } : null }
+      const withRules = { ...message, rules: send ? { ecosystem: rules.ecosystem, blocks: rules.blocks } : null }
       return { message: withRules, transfer: [message.body] }
     },
     receive(reply, job, known) {

@@ -5,7 +5,7 @@
 import { parentPort } from 'node:worker_threads'
 import type { RewriteJobMessage, RewriteReplyMessage } from './packument-pool.js'
 import { runRewriteJob, type RewriteOutcome } from './rewrite-job.js'
-import { compilePackageRules, type PackageRules } from './rules.js'
+import { compileAllPackageRules, type PackageRules } from './rules.js'
 
 const port = parentPort
 if (port === null) throw new Error('packument-worker.ts runs only as a worker thread')
@@ -15,7 +15,7 @@ const compiled = new Map<number, PackageRules | null>()
 
 function rulesFor(msg: RewriteJobMessage): PackageRules | null | undefined {
   if (msg.rules !== null) {
-    const r = compilePackageRules(msg.rules.ecosystem, msg.rules.block)
+    const r = compileAllPackageRules(msg.rules.ecosystem, msg.rules.blocks)
     compiled.set(msg.rulesId, r.ok ? r.rules : null)
   }
   const rules = compiled.get(msg.rulesId)

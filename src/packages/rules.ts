@@ -52,8 +52,11 @@ export interface RuleEntryError {
 
 export interface PackageRules {
   readonly ecosystem: Ecosystem
-  /** What it was compiled from: plain data, so a worker thread can compile the same rules. */
-  readonly block: PackageRulesBlock
+  /**
+   * What it was compiled from: plain data, so a worker thread can compile the same rules. One block,
+   * or (allOfPackageRules) every block that applies to the request, in rule order.
+   */
+  readonly blocks: readonly PackageRulesBlock[]
   /** Judge one version (`version` null: the package as a whole, by name only). */
   judge(name: string, version: string | null, publishedAtMs: number | null, nowMs: number): PackageVerdict
   /** Steps 1 and 2 of judge() only (deny and allow), for a version whose age does not matter. */
@@ -62,6 +65,8 @@ export interface PackageRules {
   needsPublishTimes(name: string): boolean
   /** True when some version of this package may be withheld (by version entry, allow list or age). */
   filtersVersions(name: string): boolean
+  /** The min_age this version is held to (the largest, of several blocks); null when none or exempt. */
+  minAgeMsOf(name: string, version: string | null): number | null
 }
 
 const OK: PackageVerdict = Object.freeze({ ok: true })
@@ -216,7 +221,7 @@ export function compilePackageRules(
   }
   const rules: PackageRules = {
     ecosystem,
-    block,
+    blocks: [block],
     admits(rawName, version) {
       return admits(ecosystem === 'pypi' ? normalizePypiName(rawName) : rawName, version)
     },
@@ -236,6 +241,75 @@ export function compilePackageRules(
       if (agePolicy(name) || coverage(deny, ecosystem, name) !== 'none') return true
       return allow !== null && coverage(allow, ecosystem, name) !== 'package'
     },
+    minAgeMsOf(rawName, version) {
+      const name = ecosystem === 'pypi' ? normalizePypiName(rawName) : rawName
+      if (minAgeMs === null || minAgeMs === 0 || matches(exempt, ecosystem, name, version)) return null
+      return minAgeMs
+    },
   }
   return { ok: true, rules: Object.freeze(rules) }
+}
+
+/** Compile every block (a combination's `blocks`, as a worker receives them) into one PackageRules. */
+export function compileAllPackageRules(
+  ecosystem: Ecosystem,
+  blocks: readonly PackageRulesBlock[],
+):
+  | { readonly ok: true; readonly rules: PackageRules }
+  | { readonly ok: false; readonly errors: readonly RuleEntryError[] } {
+  const parts: PackageRules[] = []
+  for (const block of blocks) {
+    const compiled = compilePackageRules(ecosystem, block)
+    if (!compiled.ok) return compiled
+    parts.push(compiled.rules)
+  }
+  return { ok: true, rules: allOfPackageRules(parts) }
+}
+
+/** Refusals from strongest to weakest: a version several blocks refuse is refused for the strongest. */
+const RANK: Readonly<Record<PackageDenyDetail, number>> = { denied: 0, not_allowed: 1, too_new: 2 }
+
+function strictest(a: PackageVerdict, b: PackageVerdict): PackageVerdict {
+  if (a.ok) return b
+  if (b.ok) return a
+  return RANK[b.detail] < RANK[a.detail] ? b : a
+}
+
+/**
+ * Several `packages` blocks that apply to the same request (the agent is in two groups that each
+ * guard the registry, or has one of its own), as one: a version passes only if every block passes
+ * it (SPEC §3, a matching deny beats any allow). So deny lists and files add up, a package must be
+ * on every allow list that is set, the largest min_age holds, and a version is exempt from min_age
+ * only where every block with a min_age exempts it. The ecosystem is the first part's; the caller
+ * combines only parts of one ecosystem.
+ */
+export function allOfPackageRules(parts: readonly PackageRules[]): PackageRules {
+  const first = parts[0]
+  if (first === undefined) throw new Error('allOfPackageRules: no rules')
+  if (parts.length === 1) return first
+  const rules: PackageRules = {
+    ecosystem: first.ecosystem,
+    blocks: parts.flatMap((p) => p.blocks),
+    judge(name, version, publishedAtMs, nowMs) {
+      let out = OK
+      for (const p of parts) out = strictest(out, p.judge(name, version, publishedAtMs, nowMs))
+      return out
+    },
+    admits(name, version) {
+      let out = OK
+      for (const p of parts) out = strictest(out, p.admits(name, version))
+      return out
+    },
+    needsPublishTimes: (name) => parts.some((p) => p.needsPublishTimes(name)),
+    filtersVersions: (name) => parts.some((p) => p.filtersVersions(name)),
+    minAgeMsOf(name, version) {
+      let out: number | null = null
+      for (const p of parts) {
+        const ms = p.minAgeMsOf(name, version)
+        if (ms !== null && (out === null || ms > out)) out = ms
+      }
+      return out
+    },
+  }
+  return Object.freeze(rules)
 }

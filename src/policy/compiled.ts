@@ -9,7 +9,7 @@
  * the host is an IP literal.
  */
 import type { HostPattern } from './host-pattern.js'
-import type { PackageRules } from '../packages/rules.js'
+import { allOfPackageRules, type PackageRules } from '../packages/rules.js'
 import type { PathPattern } from './path-pattern.js'
 import type { CompiledAgent, InterceptMode, Mode, RuleId } from './types.js'
 import { cidrContains, isIpLiteral } from '../net/host.js'
@@ -40,6 +40,31 @@ export interface PackageControl {
   /** PyPI: the Simple API host of the files this rule serves (pypi.org for files.pythonhosted.org). */
   readonly indexHost: string | null
 }
+
+/**
+ * Two package guards that both apply to a request (two groups' registry rules, or an agent's own and a
+ * group's), as one that refuses whatever either refuses (allOfPackageRules). Guards of another
+ * ecosystem on the same host do not combine: the first (`a`, the earlier rule) is kept. The result is
+ * kept while `a` lives, so a request does not compile rules again and the packument workers see the
+ * same rules object each time.
+ */
+export function strictestPackages(a: PackageControl, b: PackageControl): PackageControl {
+  if (a.ecosystem !== b.ecosystem || a === b) return a
+  let byB = combinedPackages.get(a)
+  if (byB === undefined) combinedPackages.set(a, (byB = new WeakMap()))
+  let both = byB.get(b)
+  if (both === undefined) {
+    both = Object.freeze({
+      ecosystem: a.ecosystem,
+      rules: allOfPackageRules([a.rules, b.rules]),
+      indexHost: a.indexHost,
+    })
+    byB.set(b, both)
+  }
+  return both
+}
+
+const combinedPackages = new WeakMap<PackageControl, WeakMap<PackageControl, PackageControl>>()
 
 /** What a github rule lets an agent write through api.github.com (SPEC §8). */
 export interface ApiControl {

@@ -44,6 +44,7 @@
 import {
   collectHostRules,
   needsInside,
+  strictestPackages,
   type CompiledPolicy,
   type CompiledRule,
   type InjectHeader,
@@ -87,7 +88,7 @@ export interface Handling {
   /** The earliest matching repo rule's controls (push rules, API write rules), with its id. */
   readonly repo: RepoControl | null
   readonly repoRuleId: RuleId | null
-  /** The earliest matching registry rule's package guard (SPEC §11), with its id. */
+  /** Every matching registry rule's package guard (SPEC §11) as one, strictest wins; the earliest rule's id. */
   readonly packages: PackageControl | null
   readonly packagesRuleId: RuleId | null
   readonly ruleId: RuleId | null
@@ -261,7 +262,8 @@ function handlingOf(
   let inspectBody = false
   let first: CompiledRule | null = null
   let repo: CompiledRule | null = null
-  let packages: CompiledRule | null = null
+  let packages: PackageControl | null = null
+  let packagesRuleId: RuleId | null = null
   const inject = new Map<string, InjectHeader>()
   const ordered = [...rules].sort((a, b) => a.ordinal - b.ordinal)
   // A GraphQL mutation names no repository the proxy can read (only node ids): a mutation passes only if
@@ -274,7 +276,10 @@ function handlingOf(
       graphql = graphql === null ? [...listed] : graphql.filter((m) => listed.includes(m))
     }
     if (rule.repo !== null) repo ??= rule
-    if (rule.packages !== null) packages ??= rule
+    if (rule.packages !== null) {
+      packages = packages === null ? rule.packages : strictestPackages(packages, rule.packages)
+      packagesRuleId ??= rule.id
+    }
     if (!rule.inspectBody && rule.injectHeaders.length === 0) continue
     first ??= rule
     if (rule.inspectBody) inspectBody = true
@@ -289,8 +294,8 @@ function handlingOf(
         ? { ...control, api: { ...control.api, graphqlMutations: graphql } }
         : control,
     repoRuleId: repo?.id ?? null,
-    packages: packages?.packages ?? null,
-    packagesRuleId: packages?.id ?? null,
+    packages,
+    packagesRuleId,
     ruleId: first?.id ?? null,
   }
 }

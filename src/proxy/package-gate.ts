@@ -12,7 +12,12 @@ import { isJsonObject, selectVersionDoc } from '../packages/npm-packument.js'
 import { createPackumentPool, type PackumentPool } from '../packages/packument-pool.js'
 import { classifyPypiPath, refusedAlternative } from '../packages/pypi-path.js'
 import { MAX_DOCUMENT_BYTES, runRewriteJob, type RewriteFormat, type RewriteOutcome } from '../packages/rewrite-job.js'
-import { compilePackageRules, normalizePypiName, type PackageDenyDetail, type PackageRules } from '../packages/rules.js'
+import {
+  compileAllPackageRules,
+  normalizePypiName,
+  type PackageDenyDetail,
+  type PackageRules,
+} from '../packages/rules.js'
 import type { Approval } from '../policy/approvals.js'
 import type { PackageFacts } from '../telemetry/events.js'
 import { endToEnd, type Forwarder, type ForwardTarget, type WholeAnswer } from './forward.js'
@@ -176,7 +181,9 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
       const at = await timeOf(key, version as string, fetchTimes)
       if (at instanceof Refusal) return at.outcome
       const verdict = withApproved(rules, req.name, ctx.approvals).judge(req.name, version, at, Date.now())
-      return verdict.ok ? { kind: 'pass', pkg } : refuse(ctx, verdict.detail, pkg, tooNewSentence(rules, at))
+      return verdict.ok
+        ? { kind: 'pass', pkg }
+        : refuse(ctx, verdict.detail, pkg, tooNewSentence(rules, req.name, version, at))
     }
     if (ctx.head) return { kind: 'pass', pkg }
     // A packument, its dist-tags, or a version document by dist-tag (resolved against the rewritten packument).
@@ -228,7 +235,7 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
         ctx,
         detail,
         { ...counted, version: tagged },
-        detail === 'too_new' ? tooNewSentence(rules, at) : undefined,
+        detail === 'too_new' ? tooNewSentence(rules, req.name, tagged, at) : undefined,
       )
     }
     return { kind: 'answer', pkg: counted, answer: json(doc, Buffer.from(JSON.stringify(picked))) }
@@ -269,7 +276,9 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
       })
       if (at instanceof Refusal) return at.outcome
       const verdict = withApproved(rules, req.project, ctx.approvals).judge(req.project, version, at, Date.now())
-      return verdict.ok ? { kind: 'pass', pkg } : refuse(ctx, verdict.detail, pkg, tooNewSentence(rules, at))
+      return verdict.ok
+        ? { kind: 'pass', pkg }
+        : refuse(ctx, verdict.detail, pkg, tooNewSentence(rules, req.project, version, at))
     }
     if (ctx.head) return { kind: 'pass', pkg }
     const html = req.kind === 'simple_project' && !acceptsPypiJson(ctx.req.headers.accept)
@@ -338,10 +347,10 @@ function withApproved(rules: PackageRules, name: string, approvals: readonly App
     )
   }
   if (extra.length === 0) return rules
-  const compiled = compilePackageRules(rules.ecosystem, {
-    ...rules.block,
-    minAgeExempt: [...rules.block.minAgeExempt, ...extra],
-  })
+  const compiled = compileAllPackageRules(
+    rules.ecosystem,
+    rules.blocks.map((block) => ({ ...block, minAgeExempt: [...block.minAgeExempt, ...extra] })),
+  )
   return compiled.ok ? compiled.rules : rules
 }
 
@@ -439,8 +448,13 @@ function withheldAllSentence(
     : `every version of this package is withheld by ${by[outcome.detail]} (${n} withheld)`
 }
 
-function tooNewSentence(rules: PackageRules, publishedAt: number | null): string | undefined {
-  const minAge = rules.block.minAgeMs
+function tooNewSentence(
+  rules: PackageRules,
+  name: string,
+  version: string | null,
+  publishedAt: number | null,
+): string | undefined {
+  const minAge = rules.minAgeMsOf(name, version)
   if (minAge === null || publishedAt === null) return undefined
   const hours = Math.max(0, Math.floor((Date.now() - publishedAt) / 3600_000))
   return `this version was published ${hours} h ago, and the registry rules install nothing younger than ${Math.round(minAge / 3600_000)} h (min_age); an admin can exempt it with min_age_exempt`

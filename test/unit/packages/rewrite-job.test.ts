@@ -2,7 +2,7 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { MAX_DOCUMENT_BYTES, runRewriteJob, type RewriteOutcome } from '../../../src/packages/rewrite-job.js'
 import { createPackumentPool } from '../../../src/packages/packument-pool.js'
-import type { Ecosystem, PackageRules } from '../../../src/packages/rules.js'
+import { allOfPackageRules, type Ecosystem, type PackageRules } from '../../../src/packages/rules.js'
 import { packageRules } from '../../helpers/package-rules.js'
 
 const HOUR = 3_600_000
@@ -118,20 +118,24 @@ t.test('the pool runs jobs off the event loop with the same results', async (t) 
   const pool = createPackumentPool(2)
   t.teardown(() => pool.close())
   const other = rules('npm', ['pkg@1.0.0'])
+  const denyOld = packageRules('npm', { deny: ['pkg@1.0.0'] })
   const jobs = [
     pool.rewrite(enc(doc()), { format: 'npm_full', name: 'pkg', nowMs: NOW, rules: NPM }),
     pool.rewrite(enc(doc()), { format: 'npm_abbreviated', name: 'pkg', nowMs: NOW, rules: NPM }),
     pool.rewrite(enc(doc()), { format: 'npm_full', name: 'pkg', nowMs: NOW, rules: other }),
     pool.rewrite(new Uint8Array(SIMPLE), { format: 'pypi_simple_html', name: 'demo-pkg', nowMs: NOW, rules: PYPI }),
     pool.rewrite(enc(doc(false)), { format: 'npm_full', name: 'pkg', nowMs: NOW, rules: NPM }),
+    // Two blocks as one (two groups' rules): the worker compiles both, and either withholds.
+    pool.rewrite(enc(doc()), { format: 'npm_full', name: 'pkg', nowMs: NOW, rules: allOfPackageRules([NPM, denyOld]) }),
   ]
-  const [full, abbreviated, denied, html, same] = await Promise.all(jobs)
+  const [full, abbreviated, denied, html, same, both] = await Promise.all(jobs)
   t.match(full, { kind: 'rewritten', withheld: ['1.1.0'], tagsMoved: { latest: { from: '1.1.0', to: '1.0.0' } } })
   t.same(Object.keys(dec(rewritten(abbreviated!).body) as object), ['name', 'modified', 'dist-tags', 'versions'])
   t.match(denied, { kind: 'withheld_all', detail: 'too_new', withheld: ['1.0.0', '1.1.0'] })
   t.equal(new TextDecoder().decode(rewritten(html!).body).match(/<a /g)?.length, 4)
   t.match(same, { kind: 'rewritten', unchanged: true })
   t.same(dec(rewritten(same!).body), doc(false), 'the bytes come back whole')
+  t.match(both, { kind: 'withheld_all', withheld: ['1.0.0', '1.1.0'] })
 })
 
 t.test('the pool refuses oversized documents and answers failed once closed', async (t) => {

@@ -1,5 +1,7 @@
 import t, { type Test } from 'tap'
 import {
+  allOfPackageRules,
+  compileAllPackageRules,
   compilePackageRules,
   normalizePypiName,
   type Ecosystem,
@@ -207,6 +209,37 @@ t.test('compiled rules keep their block for a worker to compile again', async (t
   const b = rulesBlock({ deny: ['x'], minAgeMs: 5 })
   const r = compilePackageRules('npm', b)
   t.ok(r.ok)
-  if (r.ok) t.equal(r.rules.block, b)
+  if (r.ok) t.same(r.rules.blocks, [b])
   if (r.ok) t.equal(r.rules.ecosystem, 'npm')
+})
+
+t.test('several blocks as one: a version passes only if every block passes it', async (t) => {
+  const now = Date.UTC(2024, 0, 10)
+  const hour = 3600_000
+  const a = packageRules('npm', { deny: ['evil'], minAgeMs: 2 * hour, minAgeExempt: ['@acme/*', 'both'] })
+  const b = packageRules('npm', { denyFileLines: ['bad@1.0.0'], allow: ['evil', 'good', 'both', '@acme/*', 'bad'] })
+  const c = packageRules('npm', { minAgeMs: 72 * hour, minAgeExempt: ['both'] })
+  const all = allOfPackageRules([a, b, c])
+  t.same(all.blocks, [...a.blocks, ...b.blocks, ...c.blocks], 'the blocks travel to a worker in rule order')
+  t.match(all.admits('evil', null), { ok: false, detail: 'denied' }, "one block's deny beats another's allow")
+  t.match(all.admits('bad', '1.0.0'), { ok: false, detail: 'denied' }, "one block's deny file counts")
+  t.match(all.admits('other', null), { ok: false, detail: 'not_allowed' }, 'an allow list that is set holds')
+  t.ok(all.admits('good', null).ok)
+  t.match(all.judge('good', '1.0.0', now - 10 * hour, now), { ok: false, detail: 'too_new' }, 'the largest min_age')
+  t.ok(all.judge('good', '1.0.0', now - 73 * hour, now).ok)
+  t.match(
+    all.judge('@acme/x', '1.0.0', now - hour, now),
+    { ok: false, detail: 'too_new' },
+    "exempt from one block's min_age, still held to another's",
+  )
+  t.ok(all.judge('both', '1.0.0', now - hour, now).ok, 'exempt where every block with a min_age exempts it')
+  t.equal(all.minAgeMsOf('good', '1.0.0'), 72 * hour)
+  t.equal(all.minAgeMsOf('both', '1.0.0'), null)
+  t.ok(all.needsPublishTimes('good'))
+  t.notOk(all.needsPublishTimes('both'))
+  t.ok(all.filtersVersions('good'), "b's allow list and c's min_age filter")
+  t.equal(allOfPackageRules([a]), a, 'one block is itself')
+  const again = compileAllPackageRules('npm', all.blocks)
+  t.ok(again.ok)
+  if (again.ok) t.match(again.rules.admits('evil', null), { ok: false, detail: 'denied' }, 'a worker compiles the same')
 })

@@ -1,0 +1,137 @@
+import t, { type Test } from 'tap'
+import { startPortcullis } from '../helpers/start-portcullis.js'
+import { startHttpsOrigin } from '../helpers/origins.js'
+import { createTestCa } from '../helpers/test-ca.js'
+import { curl } from '../helpers/clients.js'
+import { adminCall } from '../helpers/admin.js'
+import { pinnedUpstreamYaml, TOKEN, tokenHash } from '../helpers/config.js'
+import { daysAgo } from '../helpers/registry.js'
+import type { DecisionRecord } from '../../src/telemetry/events.js'
+
+// SPEC §11 edges of the npm package guard, through the real proxy with curl against a loopback
+// registry pinned as registry.npmjs.org: several matching `packages` blocks, approvals and the
+// decoded path, the shared publish-time cache.
+
+const HOUR = 3600_000
+
+/** name → version → publish time. */
+const PACKAGES: Readonly<Record<string, Readonly<Record<string, Date>>>> = {
+  oldpkg: { '1.0.0': daysAgo(30), '2.0.0': new Date(Date.now() - HOUR) },
+  'event-stream': { '1.0.0': daysAgo(30) },
+}
+
+/** A registry that reads paths as a decoding server does: `%2F` is `/`, and dot segments are resolved. */
+async function startRegistry(t: Test) {
+  const ca = createTestCa(t)
+  const origin = await startHttpsOrigin(
+    t,
+    ['registry.npmjs.org'],
+    (req, res) => {
+      const path = new URL(decodeURIComponent(req.url ?? '/'), 'https://x').pathname
+      const abbreviated = (req.headers.accept ?? '').includes('application/vnd.npm.install-v1+json')
+      for (const [name, versions] of Object.entries(PACKAGES)) {
+        if (path === `/${name}`) {
+          const latest = Object.keys(versions).at(-1) as string
+          const modified = new Date(Math.max(...Object.values(versions).map((d) => d.getTime()))).toISOString()
+          const doc = {
+            name,
+            'dist-tags': { latest },
+            versions: Object.fromEntries(
+              Object.keys(versions).map((v) => [
+                v,
+                { name, version: v, dist: { tarball: `https://registry.npmjs.org/${name}/-/${name}-${v}.tgz` } },
+              ]),
+            ),
+            // The abbreviated document has no `time`, only when the package last changed.
+            ...(abbreviated
+              ? { modified }
+              : {
+                  time: {
+                    modified,
+                    ...Object.fromEntries(Object.entries(versions).map(([v, d]) => [v, d.toISOString()])),
+                  },
+                }),
+          }
+          res.writeHead(200, {
+            'content-type': abbreviated ? 'application/vnd.npm.install-v1+json' : 'application/json',
+          })
+          return void res.end(JSON.stringify(doc))
+        }
+        for (const v of Object.keys(versions))
+          if (path === `/${name}/-/${name}-${v}.tgz`) {
+            res.writeHead(200, { 'content-type': 'application/octet-stream' })
+            return void res.end(`tarball ${name}@${v}`)
+          }
+      }
+      res.writeHead(404, { 'content-type': 'application/json' })
+      res.end('{"error":"Not found"}')
+    },
+    ca,
+  )
+  return { ...origin, ca }
+}
+
+const agent = (id: string, rest: string): string =>
+  `  - { id: ${id}, token: ${tokenHash(`${id}-${TOKEN}`)}, ${rest} }\n`
+
+t.test('every matching packages block counts: the strictest wins', async (t) => {
+  const registry = await startRegistry(t)
+  const pc = await startPortcullis(
+    t,
+    `${pinnedUpstreamYaml({ ports: [registry.port], hosts: ['registry.npmjs.org'], caFile: registry.ca.certFile })}groups:
+  cooldown:
+    allow:
+      - preset: npm
+        packages: { min_age: 72h, min_age_exempt: [oldpkg] }
+  blocklist:
+    allow:
+      - preset: npm
+        packages: { deny: [event-stream], min_age: 24h }
+agents:
+${agent('both', 'groups: [cooldown, blocklist]')}${agent('own', 'groups: [cooldown], allow: [{ preset: npm, packages: { deny: [oldpkg] } }]')}`,
+  )
+  const caFile = `${pc.dir}/ca.pem`
+  const via = (id: string, path: string) =>
+    curl([
+      '--proxy',
+      `http://${id}:${id}-${TOKEN}@127.0.0.1:${pc.proxyPort}`,
+      '--cacert',
+      caFile,
+      '-H',
+      'accept: application/json',
+      `https://registry.npmjs.org:${registry.port}${path}`,
+    ])
+
+  const denied = await via('both', '/event-stream')
+  t.equal(denied.status, 403, "the second group's deny list holds")
+  t.match(JSON.parse(denied.body), { reason: 'denied_package', detail: 'denied', package: 'event-stream' })
+  const young = await via('both', '/oldpkg/-/oldpkg-2.0.0.tgz')
+  t.equal(young.status, 403, "exempt from the first group's min_age, not from the second's")
+  t.match(JSON.parse(young.body), { detail: 'too_new', version: '2.0.0' })
+  t.match(JSON.parse(young.body).message, /younger than 24 h/, 'the min_age that holds it is named')
+  const doc = await via('both', '/oldpkg')
+  t.equal(doc.status, 200)
+  t.same(Object.keys((JSON.parse(doc.body) as { versions: object }).versions), ['1.0.0'])
+  t.equal((await via('both', '/oldpkg/-/oldpkg-1.0.0.tgz')).status, 200)
+
+  const own = await via('own', '/oldpkg')
+  t.equal(own.status, 403, "the agent's own deny list holds beside its group's block")
+  t.match(JSON.parse(own.body), { detail: 'denied', package: 'oldpkg' })
+
+  const explained = await adminCall<{ reason: string; detail: string }>(
+    pc.adminUrl,
+    'GET',
+    `/api/explain?agent=both&url=${encodeURIComponent(`https://registry.npmjs.org:${registry.port}/event-stream`)}`,
+  )
+  t.match(explained.body, { reason: 'denied_package', detail: 'denied' }, 'explain says what the proxy does')
+  const explainedOwn = await adminCall<{ reason: string; detail: string }>(
+    pc.adminUrl,
+    'GET',
+    `/api/explain?agent=own&url=${encodeURIComponent(`https://registry.npmjs.org:${registry.port}/oldpkg`)}`,
+  )
+  t.match(explainedOwn.body, { reason: 'denied_package', detail: 'denied' })
+  const rec = await pc.waitForRecord<DecisionRecord>(
+    (x) => x.event === 'decision' && x.agent === 'both' && x.path === '/event-stream',
+  )
+  t.match(rec, { decision: 'deny', reason: 'denied_package', package: { name: 'event-stream' } })
+})
