@@ -132,13 +132,30 @@ export function isApprovable(reason: Reason): boolean {
 export function applyApprovals(d: Decision, f: ApprovalFacts, index: ApprovalIndex, nowMs: number): Decision {
   if (d.verdict === 'allow' || !isApprovable(d.reason)) return d
   const a = coveringApproval(index, f, nowMs)
-  return a === undefined ? d : { verdict: 'allow', reason: 'allowed', ruleId: `approval:${a.id}` }
+  return a === undefined ? d : approvedBy(a)
 }
 
 /** The first active approval that covers this request, if any. */
 export function coveringApproval(index: ApprovalIndex, f: ApprovalFacts, nowMs: number): Approval | undefined {
   const list = index.get(f.agent)
   if (list !== undefined) for (const a of list) if (approvalCovers(a, f, nowMs)) return a
+  return undefined
+}
+
+/**
+ * The first active approval that covers this request as written and as a decoding server reads it
+ * (decodedReading), as the policy reads both (decide.ts step 7): a path-prefix approval of /a/ must
+ * not open /a/..%2F..%2Fadmin, nor lift the package guard (SPEC §11) for a path that names another
+ * package. None for a path with no single reading.
+ */
+export function approvalOfRequest(index: ApprovalIndex, f: ApprovalFacts, nowMs: number): Approval | undefined {
+  const list = index.get(f.agent)
+  if (list === undefined) return undefined
+  const decoded = f.path === null ? null : decodedReading(f.path)
+  if (f.path !== null && decoded === null) return undefined
+  const read = { ...f, path: decoded }
+  for (const a of list)
+    if (approvalCovers(a, f, nowMs) && (decoded === f.path || approvalCovers(a, read, nowMs))) return a
   return undefined
 }
 
@@ -154,7 +171,7 @@ export function matchRequestApproved(
   sandbox: string | null = null,
 ): RequestMatch {
   const m = matchRequest(policy, facts)
-  if (m.decision.verdict === 'allow' || index.size === 0) return m
+  if (m.decision.verdict === 'allow' || index.size === 0 || !isApprovable(m.decision.reason)) return m
   const f: ApprovalFacts = {
     agent: facts.agent,
     method: facts.method,
@@ -163,20 +180,20 @@ export function matchRequestApproved(
     path: facts.path,
     sandbox,
   }
-  const approved = applyApprovals(m.decision, f, index, nowMs)
-  if (approved.verdict === 'deny') return m
-  // Like the policy (decide.ts step 7), an approval must open the path as a decoding server reads it
-  // too: a path-prefix approval of /a/ must not open /a/..%2F..%2Fadmin.
+  const a = approvalOfRequest(index, f, nowMs)
+  if (a === undefined) return m
   const decoded = decodedReading(facts.path)
-  if (decoded === null) return m
-  if (decoded !== facts.path && applyApprovals(m.decision, { ...f, path: decoded }, index, nowMs).verdict === 'deny')
-    return m
-  const readings = decoded === facts.path ? [facts.path] : [facts.path, decoded]
+  const readings = decoded === null || decoded === facts.path ? [facts.path] : [facts.path, decoded]
   const handling = approvedHandling(policy, facts, readings, m.handling)
   // Pushes are governed by repo rules (SPEC §8): an approval lets one through only to be checked against
   // the write rule that names its repository, never past them (a host approval is not a merge button).
   if (readings.some((path) => isPushPath(path, facts.query)) && handling.repo?.access !== 'write') return m
-  return { decision: approved, rule: null, handling }
+  return { decision: approvedBy(a), rule: null, handling }
+}
+
+/** The decision of a request an approval lets through: the approval is its rule. */
+export function approvedBy(a: Approval): Decision {
+  return { verdict: 'allow', reason: 'allowed', ruleId: `approval:${a.id}` }
 }
 
 /** decideConnect with the approval overlay; an approved CONNECT is tunnelled (the approval covers the host, not paths). */
@@ -214,7 +231,7 @@ export function denyByAddressApproved(
   sandbox: string | null = null,
 ): Decision | null {
   const d = denyByAddress(policy, facts, address, request)
-  if (d === null || index.size === 0) return d
+  if (d === null || index.size === 0 || !isApprovable(d.reason)) return d
   const f: ApprovalFacts = {
     agent: facts.agent,
     method: request?.method ?? 'CONNECT',
@@ -223,9 +240,6 @@ export function denyByAddressApproved(
     path: request?.path ?? null,
     sandbox,
   }
-  const approved = applyApprovals(d, f, index, nowMs)
-  if (approved.verdict === 'deny' || request === null) return approved
-  const decoded = decodedReading(request.path)
-  if (decoded === request.path) return approved
-  return decoded !== null && applyApprovals(d, { ...f, path: decoded }, index, nowMs).verdict === 'allow' ? approved : d
+  const a = approvalOfRequest(index, f, nowMs)
+  return a === undefined ? d : approvedBy(a)
 }

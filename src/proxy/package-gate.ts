@@ -354,6 +354,12 @@ function withApproved(rules: PackageRules, name: string, approvals: readonly App
   return compiled.ok ? compiled.rules : rules
 }
 
+/** The package a registry request asks for, as its record names it (null: not a package request). */
+export function packageOfRequest(control: PackageControl, requestTarget: string): PackageFacts | null {
+  const asked = packageOfPath(control.ecosystem, requestTarget)
+  return asked === null ? null : { registry: control.ecosystem, ...asked }
+}
+
 /** The package and version a registry path asks for (null: not a package request). */
 function packageOfPath(ecosystem: 'npm' | 'pypi', path: string): { name: string; version: string | null } | null {
   if (ecosystem === 'npm') {

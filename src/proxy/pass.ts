@@ -10,8 +10,8 @@ import { connStateOf } from './conn-state.js'
 import { carryExchange } from './plain-exchange.js'
 import { denialContext, failedAfter, settle } from './decision-point.js'
 import { answerCut, maxForwardsAnswer, resolveInjections, sendContinue, VIA, type ForwardTarget } from './forward.js'
-import type { GateAnswer } from './package-gate.js'
-import { coveringApproval, type Approval } from '../policy/approvals.js'
+import { packageOfRequest, type GateAnswer } from './package-gate.js'
+import { approvalOfRequest, approvedBy, type Approval } from '../policy/approvals.js'
 import { redactSecrets } from './secret-scan.js'
 import { gateGithubApi } from './api-gate.js'
 import { gatePush } from './push-gate.js'
@@ -77,7 +77,13 @@ export function passRequest(
     const { forwardTo } = outcome
     let { final, recorded } = outcome
     let answer: GateAnswer | undefined
-    if (final.verdict === 'allow' && handling.packages !== null && !approvedByAdmin(deps, facts)) {
+    const approval = final.verdict === 'allow' && handling.packages !== null ? packagesApproval(deps, facts) : undefined
+    if (approval !== undefined && handling.packages !== null) {
+      // The approval, not the policy rule, is what let this registry request past the package rules.
+      final = approvedBy(approval)
+      const pkg = packageOfRequest(handling.packages, forwardTo.requestTarget)
+      if (pkg !== null) recorded = { ...recorded, package: pkg }
+    } else if (final.verdict === 'allow' && handling.packages !== null) {
       const gate = await deps.packages.gate(
         req,
         forwardTo,
@@ -127,10 +133,11 @@ function conclude(
 
 /**
  * An approval that names this request lets it past the package rules too: the way an admin lets a
- * hot fix through (a denied_package record approved like any other).
+ * hot fix through (a denied_package record approved like any other). It must name the path as a
+ * decoding registry reads it too: a path-prefix approval of /a/-/ does not open /a/-/..%2F..%2Fb/….
  */
-function approvedByAdmin(deps: ProxyDeps, facts: DecisionFacts): boolean {
-  if (facts.agent === null) return false
+function packagesApproval(deps: ProxyDeps, facts: DecisionFacts): Approval | undefined {
+  if (facts.agent === null || facts.path === null) return undefined
   const f = {
     agent: facts.agent,
     method: facts.method,
@@ -139,7 +146,7 @@ function approvedByAdmin(deps: ProxyDeps, facts: DecisionFacts): boolean {
     path: facts.path,
     sandbox: facts.sandbox ?? null,
   }
-  return coveringApproval(deps.approvals(), f, Date.now()) !== undefined
+  return approvalOfRequest(deps.approvals(), f, Date.now())
 }
 
 /**

@@ -74,11 +74,42 @@ async function startRegistry(t: Test) {
 const agent = (id: string, rest: string): string =>
   `  - { id: ${id}, token: ${tokenHash(`${id}-${TOKEN}`)}, ${rest} }\n`
 
-t.test('every matching packages block counts: the strictest wins', async (t) => {
+/**
+ * The registry and a proxy with `policy` (its groups and agents, from agent()): `via` asks the
+ * registry as an agent (curl, path as is), `explain` asks /api/explain.
+ */
+async function startGuarded(t: Test, policy: string) {
   const registry = await startRegistry(t)
   const pc = await startPortcullis(
     t,
-    `${pinnedUpstreamYaml({ ports: [registry.port], hosts: ['registry.npmjs.org'], caFile: registry.ca.certFile })}groups:
+    `${pinnedUpstreamYaml({ ports: [registry.port], hosts: ['registry.npmjs.org'], caFile: registry.ca.certFile })}${policy}`,
+  )
+  const url = (path: string): string => `https://registry.npmjs.org:${registry.port}${path}`
+  const via = (id: string, path: string, extra: readonly string[] = ['-H', 'accept: application/json']) =>
+    curl([
+      '--path-as-is',
+      '--proxy',
+      `http://${id}:${id}-${TOKEN}@127.0.0.1:${pc.proxyPort}`,
+      '--cacert',
+      `${pc.dir}/ca.pem`,
+      ...extra,
+      url(path),
+    ])
+  const explain = async (id: string, path: string) =>
+    (
+      await adminCall<{ decision: string; reason: string; rule: string; detail?: string }>(
+        pc.adminUrl,
+        'GET',
+        `/api/explain?agent=${id}&url=${encodeURIComponent(url(path))}`,
+      )
+    ).body
+  return { registry, pc, via, explain }
+}
+
+t.test('every matching packages block counts: the strictest wins', async (t) => {
+  const { pc, via, explain } = await startGuarded(
+    t,
+    `groups:
   cooldown:
     allow:
       - preset: npm
@@ -90,18 +121,6 @@ t.test('every matching packages block counts: the strictest wins', async (t) => 
 agents:
 ${agent('both', 'groups: [cooldown, blocklist]')}${agent('own', 'groups: [cooldown], allow: [{ preset: npm, packages: { deny: [oldpkg] } }]')}`,
   )
-  const caFile = `${pc.dir}/ca.pem`
-  const via = (id: string, path: string) =>
-    curl([
-      '--proxy',
-      `http://${id}:${id}-${TOKEN}@127.0.0.1:${pc.proxyPort}`,
-      '--cacert',
-      caFile,
-      '-H',
-      'accept: application/json',
-      `https://registry.npmjs.org:${registry.port}${path}`,
-    ])
-
   const denied = await via('both', '/event-stream')
   t.equal(denied.status, 403, "the second group's deny list holds")
   t.match(JSON.parse(denied.body), { reason: 'denied_package', detail: 'denied', package: 'event-stream' })
@@ -118,20 +137,58 @@ ${agent('both', 'groups: [cooldown, blocklist]')}${agent('own', 'groups: [cooldo
   t.equal(own.status, 403, "the agent's own deny list holds beside its group's block")
   t.match(JSON.parse(own.body), { detail: 'denied', package: 'oldpkg' })
 
-  const explained = await adminCall<{ reason: string; detail: string }>(
-    pc.adminUrl,
-    'GET',
-    `/api/explain?agent=both&url=${encodeURIComponent(`https://registry.npmjs.org:${registry.port}/event-stream`)}`,
-  )
-  t.match(explained.body, { reason: 'denied_package', detail: 'denied' }, 'explain says what the proxy does')
-  const explainedOwn = await adminCall<{ reason: string; detail: string }>(
-    pc.adminUrl,
-    'GET',
-    `/api/explain?agent=own&url=${encodeURIComponent(`https://registry.npmjs.org:${registry.port}/oldpkg`)}`,
-  )
-  t.match(explainedOwn.body, { reason: 'denied_package', detail: 'denied' })
+  t.match(await explain('both', '/event-stream'), { reason: 'denied_package', detail: 'denied' }, 'explain agrees')
+  t.match(await explain('own', '/oldpkg'), { reason: 'denied_package', detail: 'denied' })
   const rec = await pc.waitForRecord<DecisionRecord>(
     (x) => x.event === 'decision' && x.agent === 'both' && x.path === '/event-stream',
   )
   t.match(rec, { decision: 'deny', reason: 'denied_package', package: { name: 'event-stream' } })
+})
+
+t.test('an approval lifts the package guard only for the path as a decoding registry reads it too', async (t) => {
+  const { registry, pc, via, explain } = await startGuarded(
+    t,
+    `groups:
+  builders:
+    allow:
+      - preset: npm
+        packages: { min_age: 72h, deny: [event-stream] }
+agents:
+${agent('ci', 'groups: [builders]')}`,
+  )
+  const young = await via('ci', '/oldpkg/-/oldpkg-2.0.0.tgz')
+  t.equal(young.status, 403)
+  t.match(JSON.parse(young.body), { detail: 'too_new' })
+  const refused = await pc.waitForRecord<DecisionRecord>(
+    (x) => x.event === 'decision' && x.path === '/oldpkg/-/oldpkg-2.0.0.tgz',
+  )
+  const made = await adminCall<{ id: string }>(pc.adminUrl, 'POST', '/api/approvals', {
+    request_id: refused.id,
+    scope: 'path-prefix',
+  })
+  t.equal(made.status, 201)
+
+  const other = await via('ci', '/oldpkg/-/..%2F..%2Fevent-stream/-/event-stream-1.0.0.tgz')
+  t.equal(other.status, 403, 'the approval of /oldpkg/-/… does not open another package by %2F and dot segments')
+  t.equal(other.headers['x-portcullis-decision'], 'denied_package')
+  t.notOk(
+    registry.seen.some((r) => r.url.includes('event-stream')),
+    'the registry never saw the request',
+  )
+
+  const approved = await via('ci', '/oldpkg/-/oldpkg-2.0.0.tgz')
+  t.equal(approved.status, 200, 'the approved download passes')
+  const rec = await pc.waitForRecord<DecisionRecord>(
+    (x) => x.event === 'decision' && x.path === '/oldpkg/-/oldpkg-2.0.0.tgz' && x.decision === 'allow',
+  )
+  t.match(
+    rec,
+    { rule: `approval:${made.body.id}`, package: { registry: 'npm', name: 'oldpkg', version: '2.0.0' } },
+    'recorded with the approval as its rule, and the package',
+  )
+  t.match(
+    await explain('ci', '/oldpkg/-/oldpkg-2.0.0.tgz'),
+    { decision: 'allow', rule: `approval:${made.body.id}` },
+    'explain names it as the record does',
+  )
 })

@@ -2,7 +2,8 @@ import type { RuntimeConfig } from '../../config/types.js'
 import { parseAbsoluteUrl } from '../../net/absolute-url.js'
 import { effectiveMode } from '../../policy/compiled.js'
 import {
-  coveringApproval,
+  approvalOfRequest,
+  approvedBy,
   decideConnectApproved,
   denyByAddressApproved,
   matchRequestApproved,
@@ -86,15 +87,16 @@ export function explain(
     return { ...describe(refused), ...(via ? { via } : {}), stage: 'request', ...base }
   }
   const packages = m.decision.verdict === 'allow' ? m.handling.packages : null
-  // Package rules by name, as the proxy's gate judges them, unless an approval covers the request (then the gate is skipped).
-  const detail =
-    packages === null || coveringApproval(approvals, facts, nowMs) !== undefined
-      ? null
-      : packageDenialOffline(packages, facts)
+  // Package rules by name, as the proxy's gate judges them, unless an approval covers the request as
+  // written and as decoded (then the gate is skipped, and the approval is named as the record names it).
+  const approval = packages === null ? undefined : approvalOfRequest(approvals, facts, nowMs)
+  const detail = packages === null || approval !== undefined ? null : packageDenialOffline(packages, facts)
   const d: Decision =
-    detail === null
-      ? (lifted ?? m.decision)
-      : { verdict: 'deny', reason: 'denied_package', ruleId: m.handling.packagesRuleId, detail }
+    approval !== undefined
+      ? approvedBy(approval)
+      : detail === null
+        ? (lifted ?? m.decision)
+        : { verdict: 'deny', reason: 'denied_package', ruleId: m.handling.packagesRuleId, detail }
   return { ...describe(d), ...(via ? { via } : {}), stage: 'request', ...base }
 }
 

@@ -2,6 +2,7 @@ import t from 'tap'
 import { parseConfigText } from '../../../src/config/load.js'
 import {
   applyApprovals,
+  approvalOfRequest,
   approvalCovers,
   describeApproval,
   indexApprovals,
@@ -156,3 +157,20 @@ t.test('an approval opens a path only if it also opens the path as a decoding se
     'both readings under the prefix',
   )
 })
+
+t.test(
+  'approvalOfRequest: the approval that covers both readings of the path (the package guard asks it)',
+  async (t) => {
+    const index = indexApprovals([approval('path-prefix', 'GET', '/oldpkg/-/oldpkg-2.0.0.tgz')])
+    t.equal(approvalOfRequest(index, facts('GET', '/oldpkg/-/oldpkg-2.0.1.tgz'), NOW)?.id, 'A1')
+    t.equal(
+      approvalOfRequest(index, facts('GET', '/oldpkg/-/..%2F..%2Fevent-stream/-/event-stream-1.0.0.tgz'), NOW),
+      undefined,
+      'decoded, another package',
+    )
+    t.equal(approvalOfRequest(index, facts('GET', '/oldpkg/-/a%2F..;b'), NOW), undefined, 'no single reading')
+    t.equal(approvalOfRequest(index, facts('GET', '/oldpkg/-/x%2Fy.tgz'), NOW)?.id, 'A1', 'both readings under it')
+    const connect = indexApprovals([approval('exact', 'CONNECT', null)])
+    t.equal(approvalOfRequest(connect, facts('CONNECT', null), NOW)?.id, 'A1')
+  },
+)
