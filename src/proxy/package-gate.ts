@@ -196,7 +196,10 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
     if (doc.kind === 'too_large') return refuse(ctx, 'metadata_too_large', pkg)
     if (doc.status !== 200) return { kind: 'answer', pkg, answer: relay(doc) }
     const outcome = await rewrite(doc.body, format, req.name, withApproved(rules, req.name, ctx.approvals), null)
-    remember(key, outcome)
+    // The abbreviated form has no `time`: its `modified` stands in for every version there (an upper
+    // bound, enough for these rules, which need no times), and cached it would make every version look
+    // as new as the latest to another agent's min_age. Only the full document's times are kept.
+    if (accept !== NPM_ABBREVIATED) remember(key, outcome)
     if (outcome.kind === 'withheld_all')
       return refuse(ctx, outcome.detail, { ...pkg, withheld: outcome.withheld.length }, withheldAllSentence(outcome))
     if (outcome.kind !== 'rewritten') return refuse(ctx, 'unreadable_metadata', pkg)

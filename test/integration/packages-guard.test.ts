@@ -192,3 +192,29 @@ ${agent('ci', 'groups: [builders]')}`,
     'explain names it as the record does',
   )
 })
+
+t.test("one agent's abbreviated packument does not set another's publish times", async (t) => {
+  const { via } = await startGuarded(
+    t,
+    `groups:
+  loose:
+    allow:
+      - preset: npm
+        # A version entry: oldpkg's metadata is read and rewritten, in the abbreviated form asked for.
+        packages: { deny: [oldpkg@9.9.9] }
+  strict:
+    allow:
+      - preset: npm
+        packages: { min_age: 72h }
+agents:
+${agent('loose', 'groups: [loose]')}${agent('strict', 'groups: [strict]')}`,
+  )
+  const abbreviated = await via('loose', '/oldpkg', ['-H', 'accept: application/vnd.npm.install-v1+json'])
+  t.equal(abbreviated.status, 200)
+  t.notOk('time' in (JSON.parse(abbreviated.body) as object), 'the abbreviated form, without publish times')
+  const old = await via('strict', '/oldpkg/-/oldpkg-1.0.0.tgz')
+  t.equal(old.status, 200, 'a 30-day-old version is old enough, whatever the abbreviated document said')
+  const young = await via('strict', '/oldpkg/-/oldpkg-2.0.0.tgz')
+  t.equal(young.status, 403)
+  t.match(JSON.parse(young.body).message, /published [01] h ago/)
+})
