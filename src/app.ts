@@ -61,7 +61,8 @@ export function createApp(initial: RuntimeConfig, opts: AppOptions = {}): App {
     log,
     // SPEC §10: a reload whose policy tests fail is refused like an invalid edit.
     vet: vetPolicyTests,
-    alsoWatch: (c) => (c.testsFile ? [c.testsFile.path] : []),
+    // Its policy tests and its deny files are read with the config: editing one reloads it.
+    alsoWatch: (c) => [...(c.testsFile ? [c.testsFile.path] : []), ...(c.denyFiles ?? [])],
     onSwap: (next) => {
       reportPolicyProblems(next, env, log)
       return closeDisallowed(tracker, next, approvals(), Date.now())

@@ -59,6 +59,7 @@ export function compileConfig(raw: RawConfig, source: ConfigSource, denyFiles: D
       maxSandboxTtlMs: parseDurationMs(raw.identity.max_sandbox_ttl) ?? 0,
     },
     testsFile: testsFileOf(raw.tests_file, source.file),
+    denyFiles: [...denyFiles.keys()],
     policy,
   })
 }

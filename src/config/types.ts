@@ -60,6 +60,11 @@ export interface RuntimeConfig {
    * false: used only when present); null when `tests_file: null`. Optional for hand-built configs.
    */
   readonly testsFile?: { readonly path: string; readonly explicit: boolean } | null
+  /**
+   * The `packages.deny_file`s the config names, as written: read with it, so an edit of one reloads
+   * it (watched like the config). Optional for hand-built configs.
+   */
+  readonly denyFiles?: readonly string[]
   readonly policy: import('../policy/compiled.js').CompiledPolicy
 }
 

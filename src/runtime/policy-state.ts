@@ -29,8 +29,8 @@ export interface PolicyStateOptions {
    */
   readonly vet?: (config: RuntimeConfig) => string | null
   /**
-   * More files whose edits reload the config (its policy tests file), per config: a reload that names
-   * another tests file moves the watch to it.
+   * More files whose edits reload the config (its policy tests file, its deny files), per config: a
+   * reload that names another file moves the watch to it.
    */
   readonly alsoWatch?: (config: RuntimeConfig) => readonly string[]
   /** After a swap: close what the new policy no longer allows; returns how many connections were closed. */

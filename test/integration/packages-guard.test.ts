@@ -1,9 +1,11 @@
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpsOrigin } from '../helpers/origins.js'
 import { createTestCa } from '../helpers/test-ca.js'
 import { curl } from '../helpers/clients.js'
-import { adminCall } from '../helpers/admin.js'
+import { adminCall, until } from '../helpers/admin.js'
 import { pinnedUpstreamYaml, TOKEN, tokenHash } from '../helpers/config.js'
 import { daysAgo } from '../helpers/registry.js'
 import type { DecisionRecord } from '../../src/telemetry/events.js'
@@ -75,14 +77,22 @@ const agent = (id: string, rest: string): string =>
   `  - { id: ${id}, token: ${tokenHash(`${id}-${TOKEN}`)}, ${rest} }\n`
 
 /**
- * The registry and a proxy with `policy` (its groups and agents, from agent()): `via` asks the
+ * The registry and a proxy with `policy` (its groups and agents, from agent()) and `files` in its
+ * directory (startPortcullis): `via` asks the
  * registry as an agent (curl, path as is), `explain` asks /api/explain.
  */
-async function startGuarded(t: Test, policy: string) {
+async function startGuarded(
+  t: Test,
+  policy: string,
+  files: Record<string, string> = {},
+  opts: { watch?: boolean } = {},
+) {
   const registry = await startRegistry(t)
   const pc = await startPortcullis(
     t,
     `${pinnedUpstreamYaml({ ports: [registry.port], hosts: ['registry.npmjs.org'], caFile: registry.ca.certFile })}${policy}`,
+    files,
+    opts,
   )
   const url = (path: string): string => `https://registry.npmjs.org:${registry.port}${path}`
   const via = (id: string, path: string, extra: readonly string[] = ['-H', 'accept: application/json']) =>
@@ -217,4 +227,28 @@ ${agent('loose', 'groups: [loose]')}${agent('strict', 'groups: [strict]')}`,
   const young = await via('strict', '/oldpkg/-/oldpkg-2.0.0.tgz')
   t.equal(young.status, 403)
   t.match(JSON.parse(young.body).message, /published [01] h ago/)
+})
+
+t.test('an edit of a deny file alone takes effect: it is watched like the config', async (t) => {
+  const denyFile = join(t.testdirName, 'deny-npm.txt')
+  const { pc, via } = await startGuarded(
+    t,
+    `groups:
+  builders:
+    allow:
+      - preset: npm
+        packages: { deny_file: ${JSON.stringify(denyFile)} }
+agents:
+${agent('ci', 'groups: [builders]')}`,
+    { 'deny-npm.txt': '# known bad\n' },
+    { watch: true },
+  )
+  const generation = async (): Promise<number> =>
+    ((await (await fetch(`${pc.adminUrl}/healthz`)).json()) as { generation: number }).generation
+  t.equal((await via('ci', '/event-stream')).status, 200)
+  writeFileSync(denyFile, '# known bad\nevent-stream\n')
+  t.ok(await until(async () => (await generation()) === 2, 5000), 'the edit reloads the config')
+  const denied = await via('ci', '/event-stream')
+  t.equal(denied.status, 403)
+  t.match(JSON.parse(denied.body), { reason: 'denied_package', detail: 'denied', package: 'event-stream' })
 })
