@@ -117,6 +117,16 @@ export const CODES = {
   PC_LIMITS_NOT_SYNCED: { level: 'warn', meaning: 'started before the first rate-limit sync with Redis' },
   PC_APPROVALS_REDIS: { level: 'warn', meaning: 'approvals in Redis could not be read or a request looked up' },
   PC_APPROVALS_REDIS_OK: { level: 'info', meaning: 'approvals in Redis are readable again' },
+  PC_APPROVALS_RESTORED: {
+    level: 'warn',
+    meaning:
+      'Redis no longer held approvals (or revocations of approvals) this instance knew (a flush, a restart without persistence, a failover): those not revoked stay in force, and all were written back',
+  },
+  PC_APPROVALS_REVOKED_AGAIN: {
+    level: 'warn',
+    meaning:
+      'Redis held approvals again that were revoked while this instance ran (restored from an older snapshot): they stay revoked and were deleted again',
+  },
   // Sandbox credentials (SPEC §9).
   PC_SANDBOX_KEY_UNUSABLE: {
     level: 'error',

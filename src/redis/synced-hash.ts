@@ -15,18 +15,54 @@ export const WRITE_DEADLINE_MS = COMMAND_TIMEOUT_MS - 1000
 /**
  * One write (set, set-if-absent, or delete) of one field, and its announcement, run only before a
  * deadline in Redis's own clock (milliseconds). Answers -1 when too late, else what HSET, HSETNX or
- * HDEL answered. TIME in a script needs effects replication, Redis's default since 5.
+ * HDEL answered. A delete with a prefix (ARGV[6]) moves the entry to `<prefix><id>` in the same hash
+ * (one key: one Cluster slot, one atomic step). TIME in a script needs effects replication, Redis's
+ * default since 5.
  */
 const FENCED_WRITE = `
 local t = redis.call('TIME')
 if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[1]) then return -1 end
 local r
-if ARGV[2] == 'del' then r = redis.call('HDEL', KEYS[1], ARGV[3])
+if ARGV[2] == 'del' then
+  local v = redis.call('HGET', KEYS[1], ARGV[3])
+  r = redis.call('HDEL', KEYS[1], ARGV[3])
+  if v and ARGV[6] ~= '' then redis.call('HSET', KEYS[1], ARGV[6] .. ARGV[3], v) end
 elseif ARGV[2] == 'setnx' then r = redis.call('HSETNX', KEYS[1], ARGV[3], ARGV[4])
 else r = redis.call('HSET', KEYS[1], ARGV[3], ARGV[4]) end
 redis.call('PUBLISH', ARGV[5], ARGV[3])
 return r
 `
+
+/**
+ * What a resync puts right in one step, then announces: ARGV[1] the channel, ARGV[2] the removal
+ * prefix, then (op, id, json) triples. `again`: a removed entry is back (Redis restored from an older
+ * copy), so it is removed again; `mark`: a removal Redis lost is written back; `restore`: an entry
+ * Redis lost is written back, unless it has been removed meanwhile. Answers how many entries it
+ * deleted again and wrote back (a resync that read Redis just before a removal finds less to do).
+ */
+const REPAIR = `
+local prefix, again, restored = ARGV[2], 0, 0
+for i = 3, #ARGV, 3 do
+  local op, id, json = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if op == 'again' then
+    again = again + redis.call('HDEL', KEYS[1], id)
+    redis.call('HSET', KEYS[1], prefix .. id, json)
+  elseif op == 'mark' then redis.call('HSETNX', KEYS[1], prefix .. id, json)
+  elseif redis.call('HEXISTS', KEYS[1], prefix .. id) == 0 then
+    restored = restored + redis.call('HSETNX', KEYS[1], id, json)
+  end
+end
+redis.call('PUBLISH', ARGV[1], '')
+return { again, restored }
+`
+
+/**
+ * A removable entry Redis lost that lapses sooner than this is not written back: another instance
+ * whose clock runs ahead may have deleted it as lapsed, and writing it back would only start a
+ * delete-and-restore exchange until this clock catches up. Ending an approval a minute early errs
+ * on the safe side.
+ */
+const RESTORE_MARGIN_MS = 60_000
 
 /** What the owner of a store built on a synced hash may set (each store has its own default key and channel). */
 export interface RedisStoreOptions {
@@ -52,10 +88,26 @@ export interface SyncedHashOptions<T extends KeyedEntry> extends RedisStoreOptio
    * that way would let a revoked credential in again.
    */
   readonly addOnly?: boolean
-  /** The operational log lines: Redis readable again (`ok`), Redis unreadable (`failing`), entries written back (`restored`). */
-  readonly codes: { readonly ok: Code; readonly failing: Code; readonly restored?: Code }
-  /** What the entries are (`approvals`), and what the channel carries (`approval changes`), for those lines. */
-  readonly names: { readonly entries: string; readonly changes: string }
+  /**
+   * Set for entries that are removed by hand before they lapse (approvals are revoked). A removal
+   * moves the entry to the field `<removedPrefix><id>` of the same hash, where it stays until the
+   * entry would have lapsed, and every instance remembers each removal it reads as long as that. So
+   * Redis can tell "removed" from "lost": a removed entry that is back in Redis (restored from an
+   * older copy) is removed again (`removedAgain`); an entry this instance knew that Redis no longer
+   * holds, not removed, was lost by Redis and is written back (`restored`), with the removals Redis
+   * lost.
+   */
+  readonly removedPrefix?: string
+  /**
+   * The operational log lines: Redis readable again (`ok`), Redis unreadable (`failing`), entries
+   * written back (`restored`), removed entries removed again (`removedAgain`).
+   */
+  readonly codes: { readonly ok: Code; readonly failing: Code; readonly restored?: Code; readonly removedAgain?: Code }
+  /**
+   * What the entries are (`approvals`), what the channel carries (`approval changes`), and what a
+   * removal is called (`revoked`), for those lines.
+   */
+  readonly names: { readonly entries: string; readonly changes: string; readonly removed?: string }
 }
 
 /**
@@ -66,10 +118,12 @@ export interface SyncedHashOptions<T extends KeyedEntry> extends RedisStoreOptio
  * stays in force and writes fail.
  */
 export function createSyncedHash<T extends KeyedEntry>(client: RedisClient, opts: SyncedHashOptions<T>): KeyedStore<T> {
-  const { key, channel, log, codes, names } = opts
+  const { key, channel, log, codes, names, removedPrefix } = opts
   const now = opts.now ?? Date.now
   let list: readonly T[] = []
   let loaded = false
+  // Entries removed while this instance ran (removedPrefix), each until it would have lapsed.
+  const removed = new Map<string, T>()
   const listeners: Array<() => void> = []
   // Redis's clock minus this process's, measured at each refresh: write deadlines are set in Redis's clock.
   let clockOffsetMs = 0
@@ -80,26 +134,35 @@ export function createSyncedHash<T extends KeyedEntry>(client: RedisClient, opts
   }
   const fencedWrite = async (op: 'set' | 'setnx' | 'del', id: string, json = ''): Promise<number> => {
     const deadline = Math.floor(Date.now() + clockOffsetMs + WRITE_DEADLINE_MS)
-    const r = Number(await client.eval(FENCED_WRITE, 1, key, String(deadline), op, id, json, channel))
+    const r = Number(
+      await client.eval(FENCED_WRITE, 1, key, String(deadline), op, id, json, channel, removedPrefix ?? ''),
+    )
     if (r < 0) throw new Error(`Redis ran the write more than ${WRITE_DEADLINE_MS} ms after it was sent; not applied`)
     return r
   }
   const refresh = async (): Promise<void> => {
     await measureClock()
     const all = await client.hgetall(key)
-    const next: T[] = []
+    let next: T[] = []
     const lapsed: string[] = []
-    for (const [id, json] of Object.entries(all)) {
+    // The removals Redis holds now.
+    const marked = new Set<string>()
+    for (const [field, json] of Object.entries(all)) {
       // A rule that throws on a shape it did not expect drops that entry like any unreadable one.
       try {
         const v: unknown = JSON.parse(json)
-        if (opts.isEntry(v) && opts.isLive(v, now())) next.push(v)
-        else lapsed.push(id)
+        if (!opts.isEntry(v) || !opts.isLive(v, now())) lapsed.push(field)
+        else if (removedPrefix !== undefined && field.startsWith(removedPrefix)) {
+          const id = field.slice(removedPrefix.length)
+          removed.set(id, v)
+          marked.add(id)
+        } else next.push(v)
       } catch {
-        lapsed.push(id)
+        lapsed.push(field)
       }
     }
     if (lapsed.length > 0) await client.hdel(key, ...lapsed)
+    if (removedPrefix !== undefined) next = await keepRemovals(removedPrefix, next, marked)
     if (opts.addOnly === true) {
       const held = new Set(next.map((e) => e.id))
       const lost = list.filter((e) => !held.has(e.id) && opts.isLive(e, now()))
@@ -118,6 +181,38 @@ export function createSyncedHash<T extends KeyedEntry>(client: RedisClient, opts
     list = next
     loaded = true
     for (const l of listeners) l()
+  }
+  /**
+   * Removed entries stay removed and entries Redis lost come back, whatever Redis now holds (a flush,
+   * a restart without persistence, a restore of an older copy). Answers the entries in force.
+   */
+  const keepRemovals = async (prefix: string, read: T[], marked: ReadonlySet<string>): Promise<T[]> => {
+    const t = now()
+    for (const [id, e] of removed) if (!opts.isLive(e, t)) removed.delete(id)
+    const again = read.filter((e) => removed.has(e.id))
+    const inForce = read.filter((e) => !removed.has(e.id))
+    const held = new Set(read.map((e) => e.id))
+    const lost = list.filter((e) => !held.has(e.id) && !removed.has(e.id) && opts.isLive(e, t + RESTORE_MARGIN_MS))
+    // Removals Redis lost (an entry back is marked again with its removal).
+    const unmarked = [...removed].filter(([id]) => !marked.has(id) && !held.has(id))
+    if (again.length + lost.length + unmarked.length === 0) return inForce
+    const args: string[] = [channel, prefix]
+    for (const e of again) args.push('again', e.id, JSON.stringify(removed.get(e.id)))
+    for (const [id, e] of unmarked) args.push('mark', id, JSON.stringify(e))
+    for (const e of lost) args.push('restore', e.id, JSON.stringify(e))
+    const [deletedAgain, restored] = (await client.eval(REPAIR, 1, key, ...args)) as [number, number]
+    const removedName = names.removed ?? 'removed'
+    if (deletedAgain > 0)
+      log.warn(
+        { code: codes.removedAgain ?? codes.failing, removed_again: deletedAgain, ids: again.map((e) => e.id) },
+        `Redis held ${deletedAgain} ${names.entries} again that were ${removedName} while this instance ran (restored from an older copy?); they stay ${removedName} and were deleted again`,
+      )
+    if (restored + unmarked.length > 0)
+      log.warn(
+        { code: codes.restored ?? codes.failing, restored, removals_restored: unmarked.length },
+        `Redis no longer held ${restored} ${names.entries} this instance knew, nor ${unmarked.length} it knew were ${removedName} (a flush, a restart without persistence, a failover): all were written back, and those ${restored} stay in force`,
+      )
+    return [...inForce, ...lost]
   }
   // Warn once per outage, not at every resync while Redis is away.
   let failing = false
@@ -169,9 +264,11 @@ export function createSyncedHash<T extends KeyedEntry>(client: RedisClient, opts
       await refresh()
     },
     async remove(id) {
-      const removed = await fencedWrite('del', id)
+      const deleted = await fencedWrite('del', id)
+      const entry = list.find((e) => e.id === id)
+      if (deleted > 0 && removedPrefix !== undefined && entry !== undefined) removed.set(id, entry)
       await refresh()
-      return removed > 0
+      return deleted > 0
     },
     onChange(listener) {
       listeners.push(listener)
