@@ -44,7 +44,11 @@ t.test('an approval or revocation answered 503 while Redis stalled does not appl
       ttl: '1h',
     })
     redis.resume()
-    t.match(refused, { status: 503, body: { error: 'approvals_unavailable' } }, 'answered 503 while Redis stalled')
+    t.match(
+      refused,
+      { status: 503, body: { error: 'approvals_unavailable', message: /was not done: retry once Redis is back/ } },
+      'answered 503 while Redis stalled, saying it was not done',
+    )
     // Redis has now run what it held; give every instance a resync to see whatever it wrote.
     await new Promise((r) => setTimeout(r, 1500))
     t.equal(await checker.hlen('portcullis:approvals'), 0, 'Redis holds no approval')
@@ -77,9 +81,14 @@ t.test('an approval or revocation answered 503 while Redis stalled does not appl
     t.equal(made.status, 201)
     t.ok(await until(async () => (await status()) === 200, 2000), 'the approval applies')
     redis.pause()
-    const refused = await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${made.body.id}?by=alice`)
+    const refused = await adminCall<{ message: string }>(
+      pc.adminUrl,
+      'DELETE',
+      `/api/approvals/${made.body.id}?by=alice`,
+    )
     redis.resume()
     t.equal(refused.status, 503, 'answered 503 while Redis stalled')
+    t.match(refused.body.message, /was not done: retry once Redis is back/, 'saying it was not done')
     await new Promise((r) => setTimeout(r, 1500))
     t.equal(await checker.hlen('portcullis:approvals'), 1, 'Redis still holds the approval')
     t.equal(await status(), 200, 'which still applies')

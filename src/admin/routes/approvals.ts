@@ -47,7 +47,7 @@ function unavailable(res: ServerResponse): void {
   sendJson(res, 503, {
     error: 'approvals_unavailable',
     message:
-      'the approvals store (Redis) cannot be reached; approvals already in force stay, new ones and revocations wait until it is back',
+      'the approvals store (Redis) cannot be reached, so this was not done: retry once Redis is back (approvals already in force stay in force)',
   })
 }
 
