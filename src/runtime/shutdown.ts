@@ -1,4 +1,5 @@
 import type { Server } from 'node:http'
+import type { Socket } from 'node:net'
 import type { TunnelTracker } from '../proxy/tracker.js'
 
 export interface ShutdownParts {
@@ -18,6 +19,14 @@ export interface ShutdownParts {
 export function createShutdown(parts: ShutdownParts): (opts?: { readonly drainMs?: number }) => Promise<void> {
   let closing: Promise<void> | null = null
   let cutNow: (() => void) | null = null
+  // Every client connection, whatever its phase: node hands a CONNECT's socket over and forgets it, so
+  // closeAllConnections() misses a tunnel still waiting for its ClientHello (or an intercepted one
+  // mid-handshake), which header_timeout_ms alone would end, long past the drain.
+  const sockets = new Set<Socket>()
+  parts.proxy.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+  })
   const closeNow = async (drainMs: number): Promise<void> => {
     const admin = parts.admin()
     if (admin) {
@@ -42,6 +51,7 @@ export function createShutdown(parts: ShutdownParts): (opts?: { readonly drainMs
     }
     for (const t of [...parts.tracker.all()]) t.close()
     proxy.closeAllConnections()
+    for (const socket of sockets) socket.destroy()
     await ended
     await parts.release()
   }

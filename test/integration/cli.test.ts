@@ -431,6 +431,42 @@ agents: [ { id: local, source_cidrs: [127.0.0.1/32], allow: [ { host: origin.tes
     )
   })
 
+  t.test('SIGTERM cuts a CONNECT still waiting for its ClientHello at the drain deadline', async (t) => {
+    const { connect } = await import('node:net')
+    // Any listener will do: the tunnel is dialled before the 200, and the client then sends nothing.
+    const origin = await startHttpOrigin(t)
+    const headerTimeoutMs = 120_000
+    const file = writeConfig(
+      t.testdir(),
+      `upstream: { ports: [443], resolve: { a.example.com: 127.0.0.1 }, allow_private: [127.0.0.1/32], header_timeout_ms: ${headerTimeoutMs} }
+agents: [ { id: local, source_cidrs: [127.0.0.1/32], allow: [ { host: a.example.com } ] } ]
+`.replace('ports: [443]', `ports: [${origin.port}]`),
+    )
+    const pc = spawnPortcullis(t, file, { PORTCULLIS_ADMIN_TOKEN: 'cli-test-admin-token-0123456789' })
+    const proxy = String((await pc.waitLine((r) => r.code === 'PC_STARTED')).proxy)
+    const client = connect(Number(proxy.split(':').at(-1)), '127.0.0.1')
+    t.teardown(() => void client.destroy())
+    client.write(`CONNECT a.example.com:${origin.port} HTTP/1.1\r\nHost: a.example.com:${origin.port}\r\n\r\n`)
+    const [established] = (await once(client, 'data')) as [Buffer]
+    t.match(established.toString('latin1'), /^HTTP\/1\.1 200 /, 'the tunnel is open and waits for a ClientHello')
+    const clientClosed = once(client, 'close')
+    const stoppedAt = Date.now()
+    pc.child.kill('SIGTERM')
+    const [code] = await Promise.race([
+      pc.exited,
+      new Promise<never>((_, reject) =>
+        setTimeout(
+          () => reject(new Error(`still running ${headerTimeoutMs / 2} ms after SIGTERM; stderr: ${pc.stderr()}`)),
+          headerTimeoutMs / 2,
+        ).unref(),
+      ),
+    ])
+    t.equal(code, 0, pc.stderr())
+    t.ok(Date.now() - stoppedAt < headerTimeoutMs / 2, 'it exits at the drain deadline, not at header_timeout_ms')
+    await clientClosed
+    t.pass('the idle tunnel was cut')
+  })
+
   t.test('an admin port already in use stops start-up with PC_ERR_LISTEN (exit 2), proxy port and all', async (t) => {
     const { createServer } = await import('node:net')
     const blocker = createServer().listen(0, '127.0.0.1')
