@@ -32,6 +32,11 @@ export const CODES = {
     level: 'error',
     meaning: 'workers > 1 without telemetry.redis.url: limits, approvals and revocations would not be shared',
   },
+  PC_ERR_STORE_WRITE: {
+    level: 'error',
+    meaning:
+      'approvals.file (or the sandbox revocations file beside it) cannot be written: the change was not made (503)',
+  },
   PC_ERR_WORKER_START: { level: 'error', meaning: 'a worker exited before it was listening; the others were stopped' },
   // Life cycle.
   PC_STARTED: { level: 'info', meaning: 'listening: the proxy and admin addresses, max_connections' },

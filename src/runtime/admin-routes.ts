@@ -79,6 +79,7 @@ export function adminRoutes(d: AdminRouteDeps): Route[] {
       store: d.store,
       findDecision: d.findDecision,
       bus: parts.bus,
+      log: parts.log.child({ subsystem: 'approvals' }),
       defaultTtlMs: () => policy.current().approvals.defaultTtlMs,
     }),
     ...sandboxRoutes({

@@ -50,34 +50,50 @@ export async function createYamlFileStore<T extends KeyedEntry>(
   const changed = (): void => {
     for (const l of listeners) l()
   }
-  let writing: Promise<void> = Promise.resolve()
-  const persist = (): Promise<void> => {
-    const snapshot = list
-    const next = writing.then(async () => {
+  let writing: Promise<unknown> = Promise.resolve()
+  const write = async (entries: readonly T[]): Promise<void> => {
+    try {
       await mkdir(dirname(file), { recursive: true })
       const tmp = `${file}.${process.pid}.tmp`
-      await writeFile(tmp, `${opts.header}\n${stringify({ [opts.key]: snapshot })}`, { mode: 0o640 })
+      await writeFile(tmp, `${opts.header}\n${stringify({ [opts.key]: entries })}`, { mode: 0o640 })
       await rename(tmp, file)
+    } catch (err) {
+      // Node's message names the OS error and the path: `EACCES: permission denied, open '…'`.
+      const why = err instanceof Error ? err.message : String(err)
+      throw new PortcullisError('PC_ERR_STORE_WRITE', `cannot write ${opts.name} (${why})`, { cause: err })
+    }
+  }
+  /**
+   * One change at a time, in call order: the list in memory takes the new one only once the file
+   * holds it, so a write that fails (a full disk, a directory the proxy may not write) changes
+   * nothing, as the admin API then answers. The next change still runs.
+   */
+  const commit = <R>(change: (entries: T[]) => { readonly next: T[]; readonly result: R }): Promise<R> => {
+    const done = writing.then(async () => {
+      const { next, result } = change(list)
+      if (next === list) return result
+      await write(next)
+      list = next
+      changed()
+      return result
     })
-    // One failed write (a full disk) is that write's caller's error; the next write still runs.
-    writing = next.catch(() => undefined)
-    return next
+    writing = done.catch(() => undefined)
+    return done
   }
   return {
     current: () => list,
     loaded: () => true,
-    async add(entry) {
-      if (opts.keepFirst && list.some((x) => x.id === entry.id)) return
-      list = [...list.filter((x) => opts.isLive(x, now())), entry]
-      changed()
-      await persist()
+    add(entry) {
+      return commit((entries) => {
+        if (opts.keepFirst && entries.some((x) => x.id === entry.id)) return { next: entries, result: undefined }
+        return { next: [...entries.filter((x) => opts.isLive(x, now())), entry], result: undefined }
+      })
     },
-    async remove(id) {
-      const found = list.some((x) => x.id === id)
-      list = list.filter((x) => x.id !== id && opts.isLive(x, now()))
-      changed()
-      await persist()
-      return found
+    remove(id) {
+      return commit((entries) => ({
+        next: entries.filter((x) => x.id !== id && opts.isLive(x, now())),
+        result: entries.some((x) => x.id === id),
+      }))
     },
     onChange(listener) {
       listeners.push(listener)

@@ -235,3 +235,35 @@ t.test('a blocked request becomes a scoped, expiring, audited approval', async (
     )
   })
 })
+
+t.test(
+  'an approvals file the proxy cannot write: 503 naming the file and the OS error, logged, nothing made',
+  async (t) => {
+    const origin = await startHttpOrigin(t)
+    // Nothing can be created in /proc, whoever runs the test (root included); reading it is ENOENT.
+    // (Not in a directory under it: node's recursive mkdir there never settles.)
+    const file = '/proc/portcullis-test-approvals.yaml'
+    const pc = await startPortcullis(
+      t,
+      originOnlyYaml([origin.port], { paths: ['/public/**'], extra: `approvals: { file: ${file} }` }),
+    )
+    const proxy = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`]
+    const url = `http://origin.test:${origin.port}/private/a.txt`
+    const blocked = await curl([...proxy, url])
+    const requestId = blocked.headers['x-portcullis-request-id'] as string
+    const made = await adminCall<{ error: string; message: string }>(pc.adminUrl, 'POST', '/api/approvals', {
+      request_id: requestId,
+    })
+    t.equal(made.status, 503)
+    t.equal(made.body.error, 'approvals_unavailable')
+    t.match(made.body.message, `cannot write approvals.file ${file} (ENOENT`)
+    t.notMatch(made.body.message, /Redis/, 'no Redis is configured, so none is blamed')
+    const logged = pc
+      .logLines()
+      .map((l) => JSON.parse(l) as { code?: string; msg?: string })
+      .find((l) => l.code === 'PC_ERR_STORE_WRITE')
+    t.match(logged?.msg, file, 'the failed write is logged with its code')
+    t.same((await adminCall<{ approvals: unknown[] }>(pc.adminUrl, 'GET', '/api/approvals')).body.approvals, [])
+    t.equal((await curl([...proxy, url])).status, 403, 'the approval the API refused is not in force')
+  },
+)

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http'
+import type { Logger } from 'pino'
 import { z } from 'zod'
 import type { ApprovalStore } from '../../approvals/store.js'
 import { isActive } from '../../approvals/store.js'
@@ -8,12 +9,15 @@ import { buildApprovalRecord, newRequestId, type DecisionRecord } from '../../te
 import { parseDurationMs } from '../../config/duration.js'
 import { actorParam, idParam, sendBadIdEncoding, readBody } from '../route-input.js'
 import { sendJson, type Route } from '../server.js'
+import { sendStoreFailure } from '../store-failure.js'
 
 export interface ApprovalRouteDeps {
   readonly store: ApprovalStore
   /** The decision record a blocked request left (ring, else Redis). */
   findDecision(requestId: string): Promise<DecisionRecord | null>
   readonly bus: Bus
+  /** Where a file store's failed write is said (PC_ERR_STORE_WRITE). */
+  readonly log: Logger
   /** Read per approval: a reload that changes approvals.default_ttl applies at once. */
   defaultTtlMs(): number
   readonly now?: () => number
@@ -30,25 +34,24 @@ const CreateBody = z.strictObject({
 })
 
 /**
- * Run a store write; when the store cannot take it (Redis unreachable), answer 503 and say so
- * instead of letting it surface as an internal error. True when the write went through.
+ * Run a store write; when the store cannot take it (Redis unreachable, a file it cannot write),
+ * answer 503 and say why instead of letting it surface as an internal error. True when the write
+ * went through.
  */
-async function storeAvailable(write: () => Promise<void>, res: ServerResponse): Promise<boolean> {
+async function storeAvailable(write: () => Promise<void>, res: ServerResponse, log: Logger): Promise<boolean> {
   try {
     await write()
     return true
-  } catch {
-    unavailable(res)
+  } catch (err) {
+    sendStoreFailure(res, err, log, REDIS_UNREACHABLE)
     return false
   }
 }
 
-function unavailable(res: ServerResponse): void {
-  sendJson(res, 503, {
-    error: 'approvals_unavailable',
-    message:
-      'the approvals store (Redis) cannot be reached, so this was not done: retry once Redis is back (approvals already in force stay in force)',
-  })
+const REDIS_UNREACHABLE = {
+  error: 'approvals_unavailable',
+  message:
+    'the approvals store (Redis) cannot be reached, so this was not done: retry once Redis is back (approvals already in force stay in force)',
 }
 
 /** An approval as the API answers it: with its time left and what it opens, in words. */
@@ -98,7 +101,7 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
           record = await deps.findDecision(body.request_id)
         } catch {
           // Not in this instance's memory, and the stream every instance writes cannot be read.
-          return unavailable(res)
+          return sendJson(res, 503, REDIS_UNREACHABLE)
         }
         if (!record)
           return sendJson(res, 404, {
@@ -144,7 +147,7 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
           reason: body.reason,
           ...(body.sandbox_only && record.sandbox !== undefined ? { sandbox: record.sandbox } : {}),
         }
-        if (!(await storeAvailable(() => deps.store.add(approval), res))) return
+        if (!(await storeAvailable(() => deps.store.add(approval), res, deps.log))) return
         deps.bus.publish(buildApprovalRecord('create', approval, approval.approved_by, approval.reason))
         sendJson(res, 201, answer(approval, t))
       },
@@ -157,7 +160,7 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
         if (id === null) return sendBadIdEncoding(res)
         const existing = deps.store.current().find((a) => a.id === id)
         let found = false
-        if (!(await storeAvailable(async () => void (found = await deps.store.revoke(id)), res))) return
+        if (!(await storeAvailable(async () => void (found = await deps.store.revoke(id)), res, deps.log))) return
         if (!found) return sendJson(res, 404, { error: 'unknown_approval' })
         const actor = actorParam(url)
         deps.bus.publish(buildApprovalRecord('revoke', existing ?? { id }, actor, 'revoked'))

@@ -10,6 +10,7 @@ import { summarizeSandboxes } from '../../sandboxes/seen.js'
 import type { DecisionRecord, TelemetryRecord } from '../../telemetry/events.js'
 import { actorParam, idParam, readBody } from '../route-input.js'
 import { sendJson, type Route } from '../server.js'
+import { sendStoreFailure } from '../store-failure.js'
 
 export interface SandboxRouteDeps {
   readonly config: () => RuntimeConfig
@@ -136,8 +137,8 @@ export function sandboxRoutes(deps: SandboxRouteDeps): Route[] {
         }
         try {
           await deps.store.add(r)
-        } catch {
-          return sendJson(res, 503, {
+        } catch (err) {
+          return sendStoreFailure(res, err, deps.log, {
             error: 'revocations_unavailable',
             message: 'the revocation store (Redis) cannot be reached; try again when it is back',
           })
