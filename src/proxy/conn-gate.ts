@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net'
 import { LRUCache } from 'lru-cache'
-import { createBucket, take, type TokenBucket } from '../limits/token-bucket.js'
+import { createBucket, resize, take, type TokenBucket } from '../limits/token-bucket.js'
 
 /**
  * What a client may cost before it has proved who it is. A connection that has not authenticated
@@ -95,7 +95,7 @@ export function createConnGate(opts: () => ConnGateOptions): ConnGate {
       if (bucket === undefined) {
         bucket = createBucket(perMinute, nowMs)
         budgets.set(srcIp, bucket)
-      }
+      } else resize(bucket, perMinute, nowMs) // a reload that changed the budget applies to known sources too
       if (take(bucket, nowMs).ok) return true
       refused.unauthenticated_budget++
       return false

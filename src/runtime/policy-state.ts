@@ -120,10 +120,15 @@ export function createPolicyState(opts: PolicyStateOptions): PolicyState {
   }
 }
 
-/** Settings a reload cannot change in a running process (listeners, files and connections made at start). */
+/**
+ * Settings a reload cannot change in a running process (listeners, files and connections made at
+ * start). The rest of `listen` (the unauthenticated limits) is read per connection (conn-gate.ts).
+ */
 export function restartOnlyChanges(a: RuntimeConfig, b: RuntimeConfig): string[] {
   const keys: Array<[string, (c: RuntimeConfig) => unknown]> = [
-    ['listen', (c) => [c.listen.host, c.listen.port, c.listen.maxConnections]],
+    ['listen.host', (c) => c.listen.host],
+    ['listen.port', (c) => c.listen.port],
+    ['listen.max_connections', (c) => c.listen.maxConnections],
     ['admin', (c) => c.admin],
     ['workers', (c) => c.workers],
     ['tls.ca_cert', (c) => c.tls.caCert],

@@ -8,6 +8,7 @@ import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { basicAuth, rawExchange } from '../helpers/clients.js'
 import { openTunnel } from '../helpers/tunnel.js'
+import { adminCall } from '../helpers/admin.js'
 import { originOnlyYaml, TOKEN, TOKEN_HASH, upstreamYaml, writeConfig } from '../helpers/config.js'
 import { listeningAt, spawnPortcullis } from '../helpers/spawn-portcullis.js'
 
@@ -148,6 +149,35 @@ agents:
       tunnel.socket.destroy()
     }
   })
+})
+
+t.test('a reload that changes unauthenticated_denials_per_minute applies to sources already counted', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const yaml = (perMinute: number): string =>
+    originOnlyYaml([origin.port], {
+      extra: `listen: { host: 127.0.0.1, port: 0, unauthenticated_denials_per_minute: ${perMinute} }`,
+    })
+  const pc = await startPortcullis(t, yaml(2))
+  const unauthenticated = `GET http://origin.test:${origin.port}/x HTTP/1.1\r\nHost: origin.test:${origin.port}\r\n\r\n`
+  const answers = async (n: number): Promise<Array<string | null>> => {
+    const got: Array<string | null> = []
+    for (let i = 0; i < n; i++) got.push(await exchange(await dial(pc.proxyPort, '127.0.0.8'), unauthenticated))
+    return got
+  }
+  const before = await answers(3)
+  t.equal(before.filter((a) => a?.startsWith('HTTP/1.1 407')).length, 2, 'two 407s, the budget at start')
+  t.equal(before[2], null, 'then closed unanswered')
+  pc.rewriteConfig(yaml(600))
+  t.match(await adminCall(pc.adminUrl, 'POST', '/api/reload'), { status: 200, body: { ok: true } })
+  const after = await answers(3)
+  t.ok(
+    after.every((a) => a?.startsWith('HTTP/1.1 407')),
+    'the raised budget answers the same source at once',
+  )
+  t.notOk(
+    pc.logLines().some((l) => l.includes('PC_CONFIG_RESTART_NEEDED')),
+    'and no restart is asked for',
+  )
 })
 
 t.test('connections past what the descriptors allow: refused, said once, served again once they close', async (t) => {

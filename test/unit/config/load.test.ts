@@ -355,11 +355,23 @@ t.test('a reload names the settings it cannot apply in a running process', async
     'b.yaml',
     {},
   )
-  t.same(restartOnlyChanges(a, b), ['listen', 'telemetry.log'])
+  t.same(restartOnlyChanges(a, b), ['listen.port', 'telemetry.log'])
   t.same(
     restartOnlyChanges(a, parseConfigText(`${base}\nmode: audit\n`, 'c.yaml', {})),
     [],
     'policy changes apply at once',
+  )
+  t.same(
+    restartOnlyChanges(
+      a,
+      parseConfigText(
+        `${base}\nlisten: { max_unauthenticated_per_source: 9, unauthenticated_denials_per_minute: 9 }\n`,
+        'd.yaml',
+        {},
+      ),
+    ),
+    [],
+    'the unauthenticated limits apply at once',
   )
 })
 
