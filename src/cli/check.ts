@@ -13,6 +13,7 @@ import { ConfigError, PortcullisError, formatConfigIssue } from '../errors.js'
 import { formatTestLine } from '../lifecycle/policy-tests.js'
 import { runTestsFile, type PolicyTestOutcome } from '../runtime/policy-tests.js'
 import { policyWarnings } from '../runtime/startup-checks.js'
+import { workerCountFor } from '../runtime/workers.js'
 import { loadConfig, resolveConfigPath } from '../config/load.js'
 import type { RuntimeConfig } from '../config/types.js'
 import { listRules, type CompiledRule, type RuleIndex } from '../policy/compiled.js'
@@ -29,7 +30,14 @@ export const run: CliVerb = async (args, io) => {
   const file = resolveConfigPath(values.config, io.env)
   const config = await loadOrReport(file, io)
   if (config === null) return EXIT_USAGE
-  // What `start` would refuse for a file it needs, check refuses too.
+  // What `start` would refuse, check refuses too: workers without Redis, a file it needs.
+  try {
+    workerCountFor(config)
+  } catch (err) {
+    if (!(err instanceof PortcullisError)) throw err
+    io.stderr(`${file}: ${err.message} (${err.code})\n`)
+    return EXIT_USAGE
+  }
   const caFile = config.upstream.caFile
   if (caFile !== null && !(await readFile(caFile, 'utf8').then(isPem, () => false))) {
     io.stderr(`${file}: upstream.ca_file ${caFile} cannot be read as PEM certificates (PC_ERR_CA_UNREADABLE)\n`)

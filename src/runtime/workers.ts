@@ -43,6 +43,13 @@ export function resolveWorkerCount(configured: number | null, parallelism = avai
   return configured ?? Math.max(1, parallelism)
 }
 
+/** How many worker processes `start` runs for this config; throws PC_ERR_WORKERS_NEED_REDIS as start refuses (`check` too). */
+export function workerCountFor(config: RuntimeConfig): number {
+  const count = resolveWorkerCount(config.workers)
+  checkWorkerCount(count, config.workers, config.telemetry.redis.url)
+  return count
+}
+
 /** More than one worker shares limits, approvals and revocations only through Redis: refuse otherwise. */
 export function checkWorkerCount(count: number, configured: number | null, redisUrl: string | null): void {
   if (count <= 1 || redisUrl !== null) return
@@ -74,8 +81,7 @@ export async function superviseIfMany(
   drainMs: number,
 ): Promise<number | null> {
   if (cluster.isWorker) return null
-  const count = resolveWorkerCount(config.workers)
-  checkWorkerCount(count, config.workers, config.telemetry.redis.url)
+  const count = workerCountFor(config)
   if (count === 1) return null
   const { ops, flush } = createLoggers(config.telemetry.log.level, undefined, config.telemetry.log.format)
   const log = ops.child({ subsystem: 'workers' })

@@ -53,6 +53,22 @@ if (!existsSync(MAIN)) {
       t.equal(r.stderr, '')
     })
 
+    t.test(
+      'workers > 1 without Redis is refused as start refuses it (PC_ERR_WORKERS_NEED_REDIS, exit 2)',
+      async (t) => {
+        const agents = 'agents: [ { id: a, source_cidrs: [127.0.0.1/32] } ]\n'
+        const alone = await portcullis(['check', '--config', writeConfig(t.testdir(), `workers: 2\n${agents}`)])
+        t.equal(alone.code, 2, alone.stdout)
+        t.match(alone.stderr, /workers: 2 needs telemetry\.redis\.url.*\(PC_ERR_WORKERS_NEED_REDIS\)/)
+        const shared = await portcullis([
+          'check',
+          '--config',
+          writeConfig(t.testdir(), `workers: 2\ntelemetry: { redis: { url: "redis://127.0.0.1:1" } }\n${agents}`),
+        ])
+        t.equal(shared.code, 0, `with Redis it is fine: ${shared.stderr}`)
+      },
+    )
+
     t.test('a valid policy that will not do what was meant is flagged: no agents, overlapping sources', async (t) => {
       const dir = t.testdir()
       const empty = await portcullis(['check', '--config', writeConfig(dir, '# nothing yet\n')])
