@@ -16,6 +16,22 @@ export class PortcullisError extends Error {
   }
 }
 
+/**
+ * The admin API answered a CLI request with an error status (PC_ERR_ADMIN_REQUEST): the status, and
+ * the answer's `error` word and `message` when it had them, for a verb to tell a refused request
+ * from a failed one.
+ */
+export class AdminRequestError extends PortcullisError {
+  readonly status: number
+  readonly answer: { readonly error: string; readonly message: string } | null
+  constructor(message: string, status: number, answer: { readonly error: string; readonly message: string } | null) {
+    super('PC_ERR_ADMIN_REQUEST', message)
+    this.name = 'AdminRequestError'
+    this.status = status
+    this.answer = answer
+  }
+}
+
 /** One problem found in a config file, located precisely enough to fix it. */
 export interface ConfigIssue {
   readonly file: string

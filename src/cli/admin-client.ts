@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { loadConfig, resolveConfigPath } from '../config/load.js'
 import type { RuntimeConfig } from '../config/types.js'
-import { PortcullisError } from '../errors.js'
+import { AdminRequestError, PortcullisError } from '../errors.js'
 import { adminTokenFile } from '../admin/token.js'
 import { formatAuthority } from '../net/host.js'
 
@@ -134,15 +134,19 @@ function statusError(target: AdminTarget, path: string, status: number, text: st
         : `the admin API refused the token from ${target.tokenSource} (401); check PORTCULLIS_ADMIN_TOKEN`,
     )
   }
-  let detail = ''
+  let answer: { error: string; message: string } | null = null
   try {
     const body = JSON.parse(text) as { error?: unknown; message?: unknown }
-    detail = String(body.message ?? body.error ?? '')
+    answer = { error: String(body.error ?? ''), message: String(body.message ?? body.error ?? '').slice(0, 300) }
   } catch {
     // Not JSON (a different server on that port?): the status alone is the message.
   }
   const route = path.split('?')[0] ?? path
-  return adminError(`admin API ${route}: HTTP ${status}${detail ? `: ${detail.slice(0, 300)}` : ''}`)
+  return new AdminRequestError(
+    `admin API ${route}: HTTP ${status}${answer?.message ? `: ${answer.message}` : ''}`,
+    status,
+    answer,
+  )
 }
 
 /**

@@ -1,6 +1,6 @@
 import { parseDurationMs } from '../config/duration.js'
 import { loadConfig, resolveConfigPath } from '../config/load.js'
-import { PortcullisError } from '../errors.js'
+import { AdminRequestError, PortcullisError } from '../errors.js'
 import { parseAuthority } from '../net/host.js'
 import {
   issueSandbox,
@@ -86,18 +86,34 @@ async function issue(args: readonly string[], io: CliIo): Promise<number> {
     const bad = keys.problems.find((p) => !p.endsWith('is not set'))
     if (bad !== undefined) throw new PortcullisError('PC_ERR_USAGE', bad)
     const client = await connectAdmin(values, io.env)
-    const issued = await client.request<IssuedSandbox>('POST', '/api/sandboxes', {
-      agent: values.agent,
-      ttl: values.ttl,
-      labels,
-      by: whoami(io.env),
-    })
+    const issued = await client
+      .request<IssuedSandbox>('POST', '/api/sandboxes', {
+        agent: values.agent,
+        ttl: values.ttl,
+        labels,
+        by: whoami(io.env),
+      })
+      .catch((err: unknown) => {
+        throw asIssueRefusal(err)
+      })
     // The API addresses the lines to its own listener; --proxy says where the sandbox reaches it.
     sandbox =
       values.proxy === undefined ? issued : { ...issued, ...proxyLines(issued.user, issued.token, values.proxy) }
   }
   io.stdout(values.json ? `${JSON.stringify(sandbox)}\n` : formatIssued(sandbox, keys.signing !== null))
   return EXIT_OK
+}
+
+/** What issueSandbox refuses (sandbox-issue.ts): the request's fault, whoever signs it. */
+const ISSUE_REFUSALS: ReadonlySet<string> = new Set(['unknown_agent', 'not_a_template', 'bad_ttl', 'bad_labels'])
+
+/**
+ * The API refusing what offline signing refuses (an agent that is no template, a ttl past
+ * max_sandbox_ttl) is the same usage error, exit 2; anything else stays the request's failure.
+ */
+function asIssueRefusal(err: unknown): unknown {
+  if (!(err instanceof AdminRequestError) || !ISSUE_REFUSALS.has(err.answer?.error ?? '')) return err
+  return new PortcullisError('PC_ERR_USAGE', err.answer?.message ?? err.message, { cause: err })
 }
 
 function shellQuote(text: string): string {

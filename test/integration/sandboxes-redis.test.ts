@@ -153,6 +153,19 @@ agents:
         200,
         `and the other instance accepts it (${lastRefusal})`,
       )
+      // What offline signing refuses as a usage error (exit 2), the API's refusal is too.
+      for (const [what, args] of [
+        ['a ttl past max_sandbox_ttl', issueArgs('48h')],
+        ['an agent the config does not have', ['sandbox', 'issue', '--agent', 'nobody', '--ttl', '1h']],
+      ] as const) {
+        const viaKey = await portcullis([...args, '--config', b.config], offlineEnv)
+        const viaAdmin = await portcullis([...args, '--admin', b.adminUrl, '--config', b.config], {
+          PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN,
+        })
+        t.equal(viaKey.code, 2, `${what}, offline: ${viaKey.stderr}`)
+        t.equal(viaAdmin.code, 2, `${what}, through the API: ${viaAdmin.stderr}`)
+        t.match(viaAdmin.stderr, viaKey.stderr.trim(), 'with the same message')
+      }
       const noKey = await portcullis(issueArgs('1h', '--admin', unreachable, '--config', a.config), {})
       t.equal(noKey.code, 1, 'without key or reachable API it fails, saying so')
       t.match(noKey.stderr, /cannot reach the admin API/)
