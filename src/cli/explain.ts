@@ -30,7 +30,13 @@ export const run: CliVerb = async (args, io) => {
   })
   const [url, ...extra] = positionals
   if (values.agent === undefined || url === undefined || extra.length > 0) {
-    io.stderr(USAGE)
+    const problem =
+      values.agent === undefined
+        ? '--agent A is missing: the agent whose policy decides (portcullis check lists them)'
+        : url === undefined
+          ? 'name the URL to explain (e.g. https://registry.npmjs.org/left-pad)'
+          : `unexpected argument '${extra[0]}'`
+    io.stderr(`portcullis explain: ${problem}\n${USAGE}`)
     return EXIT_USAGE
   }
   const facts = parseTarget(url, values.agent, (values.method ?? 'GET').toUpperCase())

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs'
 import { ConfigError, PortcullisError } from '../errors.js'
 import { EXIT_DENIED, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
 
@@ -8,18 +9,21 @@ const USAGE = `usage: portcullis <command> [options]
   check     [--config F] [--tests F]              validate config, print a policy summary, run the policy tests
   explain   --agent A [--method M] URL            decision and rule for a request, offline
   blocked   [--agent A] [--host H] [--reason R] [--sandbox ID] [--label k=v] [--since 1h] [--limit N] [--follow] [--json]
+            [--admin URL] [--config F]
   approve   ID [--scope exact|host|path-prefix] [--ttl 24h] [--reason TEXT] [--by NAME] [--sandbox-only]
-  approvals [--revoke ID [--by NAME]]
+            [--json] [--admin URL] [--config F]
+  approvals [--revoke ID [--by NAME]] [--json] [--admin URL] [--config F]
   suggest   [--agent A | --group G] [--since 7d] [--until T] [--source admin|redis|FILE] [--diff] [--json]
             the smallest rules that would have allowed what was denied
   replay    --config NEW [--against OLD] [--since 24h] [--until T] [--agent A] [--source admin|redis|FILE]
             [--fail-on-new-denials] [--json]
             recorded requests decided again under NEW: what flips
-  sandbox   issue --agent A --ttl T [--label k=v]… [--proxy HOST:PORT] [--json]
+  sandbox   issue --agent A --ttl 2h [--label k=v]… [--proxy HOST:PORT] [--json]
             | revoke ID [--reason TEXT] [--by NAME] | list [--json]
             sandbox credentials
   ca        init|show|path|bundle [--out F]       the interception CA (bundle: system roots plus the CA)
   token     new|hash                              a new agent token and its sha256: form
+  version                                         the version of portcullis (also --version, -V)
 
 Every command takes --config F (else PORTCULLIS_CONFIG, else config/portcullis.yaml).
 blocked, approve, approvals and sandbox revoke|list (and sandbox issue without the signing key) ask a
@@ -36,6 +40,12 @@ function verbUsage(verb: string): string {
   while (end < lines.length && lines[end]?.startsWith('            ')) end++
   const footer = USAGE.slice(USAGE.indexOf('Every command'))
   return `usage: portcullis ${verb} …\n\n${lines.slice(at, end).join('\n')}\n\n${footer}`
+}
+
+/** The version in package.json (beside dist/ and src/, in the repository and the image alike). */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
 }
 
 /** Verbs load lazily so `portcullis token` does not pay for the proxy's imports. */
@@ -59,6 +69,10 @@ async function main(argv: string[]): Promise<number> {
   if (!verb || verb === '--help' || verb === '-h' || verb === 'help') {
     io.stdout(USAGE)
     return verb ? 0 : EXIT_USAGE
+  }
+  if (verb === 'version' || verb === '--version' || verb === '-V') {
+    io.stdout(`portcullis ${packageVersion()}\n`)
+    return 0
   }
   // `portcullis blocked | head -1`: a reader that has gone away ends the command quietly, like other
   // Unix tools, instead of an EPIPE stack trace. (`start` leaves stdout to its log destination.)

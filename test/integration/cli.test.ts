@@ -35,6 +35,9 @@ if (!existsSync(MAIN)) {
       ['sandbox', /--proxy HOST:PORT\] \[--json\]\n +\| revoke ID \[--reason TEXT\] \[--by NAME\] \| list \[--json\]/],
       ['replay', /--until T\] \[--agent A\]/],
       ['ca', /init\|show\|path\|bundle \[--out F\]/],
+      ['blocked', /\[--follow\] \[--json\]\n +\[--admin URL\] \[--config F\]/],
+      ['approve', /\[--sandbox-only\]\n +\[--json\] \[--admin URL\] \[--config F\]/],
+      ['approvals', /^ {2}approvals \[--revoke ID \[--by NAME\]\] \[--json\] \[--admin URL\] \[--config F\]$/m],
     ] as const) {
       const r = await portcullis([verb, '--help'])
       t.equal(r.code, 0, `${verb} --help: ${r.stderr}`)
@@ -186,6 +189,15 @@ if (!existsSync(MAIN)) {
       const r = await portcullis(['explain', '--agent', 'local', 'http://registry.npmjs.org\\@evil.test/'])
       t.equal(r.code, 2)
       t.match(r.stderr, /userinfo/)
+    })
+
+    t.test('a missing --agent or URL is named, not only the usage line (exit 2)', async (t) => {
+      const noAgent = await portcullis(['explain', 'https://registry.npmjs.org/x'])
+      t.equal(noAgent.code, 2)
+      t.match(noAgent.stderr, /^portcullis explain: --agent A is missing/)
+      const noUrl = await portcullis(['explain', '--agent', 'local'])
+      t.equal(noUrl.code, 2)
+      t.match(noUrl.stderr, /^portcullis explain: name the URL to explain/)
     })
 
     t.test('an unknown agent is a usage error (exit 2)', async (t) => {
@@ -543,6 +555,15 @@ agents: [ { id: local, source_cidrs: [127.0.0.1/32], allow: [ { host: a.example.
     })
     t.equal(r.code, 0, r.stderr)
     t.same(seen, ['GET /api/approvals Bearer a-token-for-the-stand-in-admin-api-0123'])
+  })
+
+  t.test('--version, -V and version print the package version', async (t) => {
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }
+    for (const arg of ['--version', '-V', 'version']) {
+      const r = await portcullis([arg])
+      t.equal(r.code, 0, arg)
+      t.equal(r.stdout, `portcullis ${version}\n`, arg)
+    }
   })
 
   t.test('no verb prints the usage and exits 2', async (t) => {
