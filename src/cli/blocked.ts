@@ -10,6 +10,7 @@ import {
   type AdminClient,
 } from './admin-client.js'
 import { EXIT_OK, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
+import { formatAuthority } from '../net/host.js'
 
 const USAGE =
   'usage: portcullis blocked [--agent A] [--host H] [--reason R] [--sandbox ID] [--label k=v]… [--since 1h] [--limit N] [--follow] [--json] [--admin URL] [--config F]\n'
@@ -38,7 +39,7 @@ function cells(r: DecisionRecord): string[] {
   const host =
     typeof r.host !== 'string' || r.port === defaultPort || typeof r.port !== 'number'
       ? name
-      : `${name.includes(':') ? `[${name}]` : name}:${r.port}`
+      : formatAuthority(name, r.port)
   const repeats = typeof r.repeats === 'number' && r.repeats > 0 ? r.repeats : 0
   return [
     field(r.time).replace(/\.\d+Z$/, 'Z'),

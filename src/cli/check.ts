@@ -20,6 +20,7 @@ import { listRules, type CompiledRule, type RuleIndex } from '../policy/compiled
 import { formatHostPattern } from '../policy/host-pattern.js'
 import { BUILTIN_PRESETS } from '../config/presets.js'
 import { EXIT_DENIED, EXIT_OK, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
+import { formatAuthority } from '../net/host.js'
 
 export const run: CliVerb = async (args, io) => {
   const { values } = parseArgs({
@@ -115,7 +116,7 @@ export function formatSummary(config: RuntimeConfig): string {
   const lines = [
     `${config.file}: OK`,
     `mode: ${p.mode}; tls.intercept: ${p.intercept}; default ports: ${[...p.defaultPorts].join(', ')}`,
-    `listen: ${config.listen.host}:${config.listen.port}; admin: ${config.admin.host}:${config.admin.port}`,
+    `listen: ${formatAuthority(config.listen.host, config.listen.port)}; admin: ${formatAuthority(config.admin.host, config.admin.port)}`,
     `groups (${p.groups?.size ?? 0}):`,
   ]
   for (const [name, index] of p.groups ?? []) lines.push(`  ${name}: ${countRules(index)}`)

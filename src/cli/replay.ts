@@ -13,6 +13,7 @@ import { loadOrReport } from './check.js'
 import { EXIT_DENIED, EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
 import { readDecisionRecords, RECORD_FLAGS } from './record-source.js'
 import { timeWindow } from './suggest.js'
+import { formatAuthority } from '../net/host.js'
 
 const USAGE =
   'usage: portcullis replay --config NEW [--against OLD] [--since 24h] [--until T] [--agent A] [--source admin|redis|FILE] [--fail-on-new-denials] [--json] [--admin URL]\n'
@@ -64,7 +65,7 @@ function flipLine(g: FlipGroup): string {
     g.from.verdict === 'allow' ? `allowed by ${g.from.rule ?? '-'}` : `${g.from.reason} (${g.from.rule ?? '-'})`
   const to = g.to.verdict === 'allow' ? `allowed by ${g.to.rule ?? '-'}` : `${g.to.reason} (${g.to.rule ?? '-'})`
   const paths = g.paths.length > 0 ? `; e.g. ${g.paths.slice(0, 3).join(', ')}` : ''
-  return `  ${g.agent}  ${g.host}:${g.port}  ${from} → ${to}  ${plural(g.requests, 'request')} [${g.methods.join(', ')}]${paths}`
+  return `  ${g.agent}  ${formatAuthority(g.host, g.port)}  ${from} → ${to}  ${plural(g.requests, 'request')} [${g.methods.join(', ')}]${paths}`
 }
 
 export function formatReplay(report: ReplayReport, from: string, config: string, against: string | null): string {
@@ -82,7 +83,7 @@ export function formatReplay(report: ReplayReport, from: string, config: string,
     for (const u of report.undetermined) {
       const paths = u.paths.length > 0 ? `; e.g. ${u.paths.slice(0, 3).join(', ')}` : ''
       lines.push(
-        `  ${u.agent}  ${u.host}:${u.port}  ${plural(u.requests, 'request')} [${u.methods.join(', ')}]${paths}: ${MISSING_FACTS[u.missing]}`,
+        `  ${u.agent}  ${formatAuthority(u.host, u.port)}  ${plural(u.requests, 'request')} [${u.methods.join(', ')}]${paths}: ${MISSING_FACTS[u.missing]}`,
       )
     }
     if (against === null && report.undetermined.some((u) => u.missing === 'query'))

@@ -4,6 +4,7 @@
  */
 import { ruleInline, ruleItem } from './rule-yaml.js'
 import { commentFor, type SuggestReport, type TargetSuggestion } from './suggest.js'
+import { formatAuthority } from '../net/host.js'
 
 /** The target's rules as a YAML list, each with its comment: what goes under `allow:`. */
 export function targetYaml(t: TargetSuggestion, indent = 0): string {
@@ -49,7 +50,7 @@ export function reportText(report: SuggestReport, from: string): string {
     for (const n of t.notes) lines.push(`  note: ${n}`)
     for (const u of t.uncovered)
       lines.push(
-        `  still denied with these rules: ${u.method} ${u.host}:${u.port}${u.path ?? ''} (${u.reason}, ${u.rule ?? '-'}; request ${u.id})`,
+        `  still denied with these rules: ${u.method} ${formatAuthority(u.host, u.port)}${u.path ?? ''} (${u.reason}, ${u.rule ?? '-'}; request ${u.id})`,
       )
   }
   if (report.notSuggested.length > 0) {

@@ -27,7 +27,7 @@ import { isForgeWrite, namesGlobbedRepo, repoUseOf } from './repo-paths.js'
 import type { SuggestedRule } from './rule-yaml.js'
 import { foldSiblings, hostDrafts, type HostRuleContext, type Protected } from './suggest-hosts.js'
 import { FORGE_WRITE, GLOBBED_REPO, NOT_SUGGESTED, UNREADABLE_RECORD, warningsFor } from './suggest-notes.js'
-import { normalizeHost } from '../net/host.js'
+import { formatAuthority, normalizeHost } from '../net/host.js'
 
 export interface SuggestInput {
   readonly config: RuntimeConfig
@@ -420,7 +420,7 @@ function notSuggested(
     const key = `${r.reason}|${why}`
     const g = by.get(key) ?? { requests: 0, hosts: new Set<string>(), rules: new Set<string>(), why }
     g.requests += requestsOf(r)
-    g.hosts.add(r.port === 443 || r.port === 80 ? r.host : `${r.host}:${r.port}`)
+    g.hosts.add(r.port === 443 || r.port === 80 ? r.host : formatAuthority(r.host, r.port))
     if (r.rule !== null) g.rules.add(r.rule)
     by.set(key, g)
   }

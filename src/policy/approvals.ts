@@ -4,6 +4,7 @@ import { decodedReading } from '../net/url-path.js'
 import { approvedHandling, decideConnect, denyByAddress, matchRequest, type RequestMatch } from './decide.js'
 import { isPushPath } from './git-rules.js'
 import type { ConnectDecision, ConnectFacts, Decision, RequestFacts } from './types.js'
+import { formatAuthority } from '../net/host.js'
 
 /**
  * An admin's scoped, expiring exception to policy. Created from a blocked
@@ -100,7 +101,7 @@ export function approvalCovers(a: Approval, f: ApprovalFacts, nowMs: number): bo
 
 /** What an approval opens, in words (the CLI and the page show this; approvalCovers is what applies). */
 export function describeApproval(a: Pick<Approval, 'scope' | 'method' | 'host' | 'port' | 'path'>): string {
-  const target = `${a.host}:${a.port}`
+  const target = formatAuthority(a.host, a.port)
   if (a.scope === 'host') return `any request to ${target}`
   if (a.path === null) return `${a.method} ${target}`
   if (a.scope === 'exact') return `${a.method} ${target}${a.path}`

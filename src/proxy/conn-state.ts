@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net'
+import { formatAuthority } from '../net/host.js'
 
 /** Per-client-connection facts, kept on the socket under kConnState. */
 export interface ConnState {
@@ -95,8 +96,7 @@ export function headsEnded(socket: Socket): void {
 
 export function attachConnState(socket: Socket): ConnState {
   const ip = (socket.remoteAddress ?? '').replace(/^::ffff:/, '')
-  const src = ip.includes(':') ? `[${ip}]:${socket.remotePort ?? 0}` : `${ip}:${socket.remotePort ?? 0}`
-  const state: ConnState = { src, srcIp: ip, acceptedAtMs: Date.now() }
+  const state: ConnState = { src: formatAuthority(ip, socket.remotePort ?? 0), srcIp: ip, acceptedAtMs: Date.now() }
   socket[kConnState] = state
   return state
 }

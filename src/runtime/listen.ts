@@ -3,6 +3,7 @@ import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { PortcullisError } from '../errors.js'
 import type { FdLimit } from '../net/fd-limit.js'
+import { formatAuthority } from '../net/host.js'
 
 export async function listenOn(server: Server, host: string, port: number, what: string): Promise<AddressInfo> {
   server.listen(port, host)
@@ -12,8 +13,9 @@ export async function listenOn(server: Server, host: string, port: number, what:
     // The errno says what to do: EADDRINUSE (another process has the port), EACCES (a port below 1024), EADDRNOTAVAIL.
     const code = (cause as NodeJS.ErrnoException).code
     const why = code === 'EADDRINUSE' ? ': the address is in use' : code === undefined ? '' : ` (${code})`
-    const at = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
-    throw new PortcullisError('PC_ERR_LISTEN', `cannot listen for ${what} on ${at}${why}`, { cause })
+    throw new PortcullisError('PC_ERR_LISTEN', `cannot listen for ${what} on ${formatAuthority(host, port)}${why}`, {
+      cause,
+    })
   }
   return server.address() as AddressInfo
 }

@@ -20,6 +20,7 @@ import type { Parts } from './parts.js'
 import type { PolicyState } from './policy-state.js'
 import { connectRedisBackend, type RedisBackend } from './redis-backend.js'
 import { reportPolicyProblems } from './startup-checks.js'
+import { formatAuthority } from '../net/host.js'
 
 /** How long start-up waits for the first rate-limit sync with Redis before listening anyway. */
 const FIRST_SYNC_WAIT_MS = 3000
@@ -124,8 +125,8 @@ export async function startInstance(
   log.info(
     {
       code: 'PC_STARTED',
-      proxy: `${proxy.address}:${proxy.port}`,
-      admin: `${a.address}:${a.port}`,
+      proxy: formatAuthority(proxy.address, proxy.port),
+      admin: formatAuthority(a.address, a.port),
       max_connections: proxyServer.maxConnections,
       generation: policy.generation(),
     },

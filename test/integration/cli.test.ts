@@ -426,6 +426,24 @@ agents:
     )
   })
 
+  t.test('IPv6 listen addresses are logged and summarised in brackets', async (t) => {
+    const file = writeConfig(
+      t.testdir(),
+      `listen: { host: "::1", port: 0 }
+admin: { host: "::1", port: 0 }
+agents: [ { id: local, source_cidrs: ["::1/128"], allow: [ { host: origin.test } ] } ]
+`,
+    )
+    const summary = await portcullis(['check', '--config', file])
+    t.match(summary.stdout, /^listen: \[::1\]:0; admin: \[::1\]:0$/m, summary.stderr)
+    const pc = spawnPortcullis(t, file, { PORTCULLIS_ADMIN_TOKEN: 'cli-test-admin-token-0123456789' })
+    const started = await pc.waitLine((r) => r.code === 'PC_STARTED')
+    t.match(String(started.proxy), /^\[::1\]:[1-9][0-9]*$/)
+    t.match(String(started.admin), /^\[::1\]:[1-9][0-9]*$/)
+    const health = await fetch(`http://${String(started.admin)}/healthz`)
+    t.equal(health.status, 200, 'and the logged admin address is one a URL can hold')
+  })
+
   t.test('SIGTERM drains: requests in flight finish, new connections are refused, then it exits 0', async (t) => {
     // The origin answers /slow after 1.5 s.
     const origin = await startHttpOrigin(t, (req, res) => {

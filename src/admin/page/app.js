@@ -71,6 +71,11 @@ function matches(r, f) {
 /** The reasons an approval can override (policy/approvals.ts isApprovable); the admin API refuses the rest. */
 const APPROVABLE = new Set(['denied_no_rule', 'denied_by_rule', 'denied_port', 'denied_method', 'denied_path'])
 
+/** `host:port`, an IPv6 address in brackets (net/host.ts formatAuthority). */
+function authority(host, port) {
+  return String(host).includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+}
+
 function cell(text, cls) {
   const td = document.createElement('td')
   td.textContent = text == null ? '' : String(text)
@@ -82,7 +87,7 @@ function renderRow(r, isNew) {
   const tr = document.createElement('tr')
   tr.dataset.id = r.id
   if (isNew) tr.classList.add('new')
-  tr.append(cell(new Date(r.time).toLocaleTimeString()), agentCell(r), cell(r.method), cell(`${r.host}:${r.port}`, 'host'), cell(r.path || '', 'path'), cell(r.repeats > 0 ? `${r.reason} ×${r.repeats + 1}` : r.reason, 'reason'), cell(r.rule || '—', 'mono'), cell(r.id, 'mono'))
+  tr.append(cell(new Date(r.time).toLocaleTimeString()), agentCell(r), cell(r.method), cell(authority(r.host, r.port), 'host'), cell(r.path || '', 'path'), cell(r.repeats > 0 ? `${r.reason} ×${r.repeats + 1}` : r.reason, 'reason'), cell(r.rule || '—', 'mono'), cell(r.id, 'mono'))
   const action = document.createElement('td')
   action.className = 'action'
   tr.append(action)
@@ -395,7 +400,7 @@ function renderSuggestion(out, scope) {
       }
     })
     div.append(h, pre, copy)
-    const notes = [...t.notes, ...t.uncovered.map((u) => `still denied with these rules: ${u.method} ${u.host}:${u.port}${u.path || ''} (${u.reason})`)]
+    const notes = [...t.notes, ...t.uncovered.map((u) => `still denied with these rules: ${u.method} ${authority(u.host, u.port)}${u.path || ''} (${u.reason})`)]
     if (notes.length > 0) div.append(listOf(notes))
     return div
   })

@@ -10,6 +10,7 @@ import { parseDurationMs } from '../../config/duration.js'
 import { actorParam, idParam, sendBadIdEncoding, readBody } from '../route-input.js'
 import { sendJson, type Route } from '../server.js'
 import { sendStoreFailure } from '../store-failure.js'
+import { formatAuthority } from '../../net/host.js'
 
 export interface ApprovalRouteDeps {
   readonly store: ApprovalStore
@@ -117,7 +118,7 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
         if (body.scope === 'path-prefix' && record.path === null)
           return sendJson(res, 409, {
             error: 'scope_needs_path',
-            message: `a CONNECT has no path, so path-prefix cannot narrow it: exact opens this CONNECT (a tunnel to ${record.host}:${record.port}, every path inside), as host does; to open some paths only, add a rule with paths (the proxy then intercepts and decides each request)`,
+            message: `a CONNECT has no path, so path-prefix cannot narrow it: exact opens this CONNECT (a tunnel to ${formatAuthority(record.host, record.port)}, every path inside), as host does; to open some paths only, add a rule with paths (the proxy then intercepts and decides each request)`,
           })
         // A record keeps the first 1024 characters of a path (and its hash): an exact approval of that cut
         // would match no request, yet be answered 201.

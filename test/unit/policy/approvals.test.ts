@@ -115,6 +115,11 @@ t.test('describeApproval says what approvalCovers opens', async (t) => {
   t.equal(describeApproval(approval('path-prefix', 'GET', '/top')), 'GET h.test:443/top and below')
   t.equal(describeApproval(approval('host', 'GET', '/a')), 'any request to h.test:443')
   t.equal(describeApproval(approval('exact', 'CONNECT', null)), 'CONNECT h.test:443')
+  t.equal(
+    describeApproval({ ...approval('exact', 'CONNECT', null), host: '2001:db8::1' }),
+    'CONNECT [2001:db8::1]:443',
+    'an IPv6 address in brackets',
+  )
 })
 
 t.test('only policy denials are lifted, with the approval as the rule', async (t) => {
