@@ -55,7 +55,10 @@ export interface Tokens {
 export interface Activity {
   /** requests_per_minute as last seen here (0: unknown or unlimited). */
   rpm: number
-  /** Reported while within a minute of this. */
+  /**
+   * Last in use: requests or bytes here, or (learned from Redis) announced in use elsewhere; reported
+   * while within a minute of this, then the agent leaves the sync.
+   */
   lastActiveMs: number
   /** A request for the agent arrived here (shares follow demand). */
   lastDemandMs: number
@@ -80,6 +83,8 @@ export interface OrphanReport {
   readonly returned: number
   readonly day: number
   readonly bytes: number
+  /** When the agent was last in use (`Activity.lastActiveMs`). */
+  readonly usedMs: number
 }
 
 export function newEntry(now: number): LedgerEntry {
@@ -110,7 +115,15 @@ export function rollEntry(agentId: string, e: LedgerEntry, now: number): OrphanR
   const dayBytes = day !== w.day ? b.unsynced : 0
   const orphan =
     unsynced > 0 || returned > 0 || dayBytes > 0
-      ? { agentId, minute: w.minute, requests: unsynced, returned, day: w.day, bytes: dayBytes }
+      ? {
+          agentId,
+          minute: w.minute,
+          requests: unsynced,
+          returned,
+          day: w.day,
+          bytes: dayBytes,
+          usedMs: e.activity.lastActiveMs,
+        }
       : null
   if (minute !== w.minute) {
     // The best estimate of the minute that just ended, until a sync brings the global count.

@@ -162,6 +162,7 @@ export function createLedger(clock: () => number): Ledger {
   function report(agentId: string, e: LedgerEntry, now: number, final: boolean): UsageReport | null {
     const { window: w, requests: r, bytes: b, tokens, activity: a } = e
     const weight = previousWeight(w.minute, now)
+    const demand = now - a.lastDemandMs <= DEMAND_WINDOW_MS
     if (m.shared && a.rpm > 0 && isCold(e)) {
       // The first report of the minute: what is left of the share this instance may admit on its
       // own becomes tokens it holds, reported as used. Redis counted a placeholder at least that
@@ -176,7 +177,7 @@ export function createLedger(clock: () => number): Ledger {
       counted: r.global + r.unsynced,
       previousWeighted: r.previous * weight,
       instances: m.instances,
-      demand: now - a.lastDemandMs <= DEMAND_WINDOW_MS,
+      demand,
       // A final report (the instance is stopping) gives every held token back.
       holdNone: !m.shared || a.rpm <= 0 || final,
     })
@@ -203,6 +204,7 @@ export function createLedger(clock: () => number): Ledger {
       previousWeight: Math.round(weight * 1000),
       day: w.day,
       bytes: b.unsynced,
+      usedMs: a.lastActiveMs,
     }
     r.inflight = r.unsynced
     b.inflight = b.unsynced
@@ -221,15 +223,22 @@ export function createLedger(clock: () => number): Ledger {
     },
     isShared: () => m.shared,
     drain(now = clock(), opts = {}) {
+      const final = opts.final === true
       const out: UsageReport[] = orphans.map((o) => ({ ...o, want: 0, rpm: 0, previousWeight: 0 }))
       orphans = []
       for (const [agentId, e] of agents) {
         roll(agentId, e, now)
-        const pending = e.requests.unsynced > 0 || e.bytes.unsynced > 0 || e.tokens.held > 0 || e.tokens.excess > 0
-        // Agents active in the last minute (here or, learned, elsewhere) are reported even without new
+        const { requests, bytes, tokens } = e
+        const owed = requests.unsynced > 0 || bytes.unsynced > 0 || tokens.excess > 0 || (final && tokens.held > 0)
+        // Agents in use in the last minute (here or, learned, elsewhere) are reported even without new
         // counts: that is how this instance's placeholder share is released and its totals refreshed.
-        if (!pending && now - e.activity.lastActiveMs > MS_PER_MINUTE) continue
-        const r = report(agentId, e, now, opts.final === true)
+        // Past that an agent leaves the sync (sandboxes come and go, a key each: syncing each for ever
+        // added up to thousands of scripts a second with no traffic). What it holds stays held, so a
+        // request that comes back is admitted at once; the roll to the next minute gives it back (an
+        // orphan report), and from then on it is cold here, admitted at most its own share until its
+        // next report, with Redis holding a placeholder for it.
+        if (!owed && now - e.activity.lastActiveMs > MS_PER_MINUTE) continue
+        const r = report(agentId, e, now, final)
         if (r !== null) out.push(r)
       }
       return out
@@ -264,9 +273,13 @@ export function createLedger(clock: () => number): Ledger {
       } else m.mostInstances = Math.max(m.mostInstances, m.instances)
     },
     learn(learned, now = clock()) {
-      for (const { agentId, rpm } of learned) {
+      for (const { agentId, rpm, usedMs } of learned) {
+        const known = agents.has(agentId)
         const e = current(agentId, now)
-        e.activity.lastActiveMs = Math.max(e.activity.lastActiveMs, now)
+        // When it was last used, not when it was heard of: the active sets list an agent for two
+        // minutes, and every sync that reads one again must not keep it in the sync a minute more.
+        const usedAt = Math.min(usedMs, now)
+        e.activity.lastActiveMs = known ? Math.max(e.activity.lastActiveMs, usedAt) : usedAt
         if (e.activity.rpm === 0 && rpm !== null) e.activity.rpm = rpm
         if (e.tokens.reportedMinute !== e.window.minute && e.tokens.learnedMinute !== e.window.minute) {
           e.tokens.learnedMinute = e.window.minute

@@ -4,8 +4,9 @@
  *
  * Every `syncIntervalMs` (default 25 ms) one sync runs, in one round trip (a pipeline; separate
  * commands on a Cluster): this instance's heartbeat (how many instances are alive), the agents
- * active this minute (`<prefix>rl-active:<epochMinute>`, which tells each instance what others
- * serve), and per agent reported by `limiter.shared.drain()` ONE atomic script (sync-script.ts).
+ * counted this minute (`<prefix>rl-active:<epochMinute>`, scored by when they were last in use,
+ * which tells each instance what others serve), and per agent reported by
+ * `limiter.shared.drain()` ONE atomic script (sync-script.ts).
  *
  * At most one sync is in flight. If Redis is not ready, a sync fails, or one takes longer than
  * `staleAfterMs`, the limiter falls back to purely local limits (`PC_LIMITS_LOCAL_FALLBACK`, warn,
@@ -19,7 +20,7 @@ import type { Logger } from 'pino'
 import type { RedisClient } from '../redis/client.js'
 import { newInstanceId } from '../redis/instance-id.js'
 import type { Limiter } from './limiter.js'
-import type { UsageReport, UsageTotals } from './shared-usage.js'
+import type { LearnedAgent, UsageReport, UsageTotals } from './shared-usage.js'
 import {
   DAY_TTL_S,
   HEARTBEAT_SCRIPT,
@@ -61,10 +62,13 @@ export interface RedisSync {
 interface SyncResult {
   readonly live: string[]
   readonly totals: UsageTotals[]
-  readonly learned: string[]
+  readonly learned: Announced[]
   readonly minute: number
   readonly failure: unknown
 }
+
+/** An agent read from an active set, and when it was last in use. */
+type Announced = Omit<LearnedAgent, 'rpm'>
 
 const COMMAND = 'portcullisLimitSync'
 
@@ -143,10 +147,15 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
 
   const activeKey = (minute: number): string => `${prefix}rl-active:${minute}`
 
-  /** (Re)score the agents this instance serves in this minute's active set. */
-  function activeAdds(batch: readonly UsageReport[], now: number): Array<string | number> {
+  /**
+   * Announce in this minute's active set every agent the batch counts requests for (used or held):
+   * an instance that starts reads the set, so it learns every agent with a count. The score is when
+   * the agent was last in use, not now: a reserve kept, announced as new use, would have every
+   * instance learn it again and keep it in its sync for ever.
+   */
+  function activeAdds(batch: readonly UsageReport[]): Array<string | number> {
     const add: Array<string | number> = []
-    for (const c of batch) if (c.want > 0 || c.requests > 0) add.push(now, c.agentId)
+    for (const c of batch) if (c.want > 0 || c.requests > 0) add.push(c.usedMs, c.agentId)
     return add
   }
 
@@ -154,7 +163,8 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
    * Which agents to learn: at this instance's first sync of a minute (and so at start), every agent
    * active in this minute and the previous one; otherwise the ones scored in the last few seconds.
    * (An agent this instance does not know is one it could admit on its own share: it must know
-   * every agent that has a count in the sliding window.)
+   * every agent that has a count in the sliding window. One announced again with an old score, for
+   * the reserve an instance holds, it learned when its use was announced, or at the full read.)
    */
   function reads(now: number): Array<{ key: string; min: number | string }> {
     const minute = minuteOf(now)
@@ -168,11 +178,22 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
   const strings = (v: unknown): string[] =>
     Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []
 
+  /** A `ZRANGEBYSCORE … WITHSCORES` reply (member, score, member, score…): each agent and when it was last in use. */
+  function announced(v: unknown): Announced[] {
+    const flat = strings(v)
+    const out: Announced[] = []
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const usedMs = Number(flat[i + 1])
+      if (Number.isFinite(usedMs)) out.push({ agentId: flat[i] as string, usedMs })
+    }
+    return out
+  }
+
   /** One round trip: heartbeat (which instances are alive), the active sets, the batch's scripts. */
   async function run(batch: readonly UsageReport[]): Promise<SyncResult> {
     const now = Date.now()
     const minute = minuteOf(now)
-    const add = activeAdds(batch, now)
+    const add = activeAdds(batch)
     const toRead = reads(now)
     if (client.isCluster) {
       // A Cluster pipeline must stay within one slot group; agents hash to many slots, so send the
@@ -187,7 +208,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
       // and forgotten at every sync while a node was down added up to a healthy agent's whole budget.
       const [alive, ...rest] = await Promise.allSettled([
         cluster[HEARTBEAT](...heartbeat),
-        ...toRead.map((r) => written.then(() => cluster.zrangebyscore(r.key, r.min, '+inf'))),
+        ...toRead.map((r) => written.then(() => cluster.zrangebyscore(r.key, r.min, '+inf', 'WITHSCORES'))),
         ...batch.map((c) => cluster[COMMAND](...argsOf(c))),
       ])
       const failure = [alive, ...rest].find((r): r is PromiseRejectedResult => r.status === 'rejected')
@@ -201,7 +222,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
       return {
         live: strings(value(alive)),
         totals,
-        learned: rest.slice(0, toRead.length).flatMap((r) => strings(value(r))),
+        learned: rest.slice(0, toRead.length).flatMap((r) => announced(value(r))),
         minute,
         failure: failure === undefined ? null : failure.reason,
       }
@@ -209,7 +230,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
     const p = client.pipeline() as WithSync<ReturnType<Redis['pipeline']>>
     void p[HEARTBEAT](...heartbeat)
     if (add.length > 0) p.zadd(activeKey(minute), ...add).expire(activeKey(minute), MINUTE_TTL_S)
-    for (const r of toRead) p.zrangebyscore(r.key, r.min, '+inf')
+    for (const r of toRead) p.zrangebyscore(r.key, r.min, '+inf', 'WITHSCORES')
     for (const c of batch) p[COMMAND](...argsOf(c))
     const replies = (await p.exec()) ?? []
     const reply = (i: number): unknown => {
@@ -218,7 +239,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
       return v
     }
     const first = add.length > 0 ? 3 : 1
-    const learned = toRead.flatMap((_, i) => strings(reply(first + i)))
+    const learned = toRead.flatMap((_, i) => announced(reply(first + i)))
     return {
       live: strings(reply(0)),
       totals: batch.map((c, i) => toTotals(c, reply(first + toRead.length + i))),
@@ -283,7 +304,7 @@ export function attachRedisSync(limiter: Limiter, client: RedisClient, opts: Red
         readMinute = minute
         limiter.shared.setInstances(liveIds.length)
         limiter.shared.settle(totals)
-        limiter.shared.learn(learned.map((agentId) => ({ agentId, rpm: opts.rpmOf?.(agentId) ?? 0 })))
+        limiter.shared.learn(learned.map((a) => ({ ...a, rpm: opts.rpmOf?.(a.agentId) ?? 0 })))
         recover()
         firstSynced()
         if (again) {

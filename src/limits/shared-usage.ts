@@ -20,6 +20,13 @@ export interface UsageReport {
   /** UTC day as yyyymmdd. */
   readonly day: number
   readonly bytes: number
+  /**
+   * When the agent was last in use as this instance knows (requests or bytes here, or learned from
+   * the backend): what it is announced with in the minute's active set. Not the time of the report:
+   * reports that only keep a reserve or refresh totals must not make an agent nobody uses look in
+   * use, or every instance would keep it in its sync for ever.
+   */
+  readonly usedMs: number
 }
 
 /** The backend's answer for one report: the global totals after it, and the share granted. */
@@ -36,12 +43,23 @@ export interface UsageTotals {
   readonly bytes: number
 }
 
+/** An agent announced in use by some instance, as the backend lists it. */
+export interface LearnedAgent {
+  readonly agentId: string
+  readonly rpm: number | null
+  /** When it was last announced in use (the announcing instance's clock). */
+  readonly usedMs: number
+}
+
 /** Hooks for a shared-usage backend. Only one drain may be in flight at a time. */
 export interface SharedUsage {
   /** Shared admission on (backend reachable) or off (purely local limits). */
   setShared(on: boolean): void
   isShared(): boolean
-  /** Reports for the agents active here or anywhere in the last minute; they are in flight until settle/abandon. */
+  /**
+   * Reports for the agents in use here or anywhere in the last minute, and for what others still owe
+   * (counts not yet reported, tokens to give back); they are in flight until settle/abandon.
+   */
   drain(now?: number, opts?: { readonly final?: boolean }): UsageReport[]
   /** The backend applied the reports: totals, and tokens granted (for the drained minute; others are ignored). */
   settle(totals: readonly UsageTotals[]): void
@@ -49,8 +67,11 @@ export interface SharedUsage {
   abandon(): void
   /** How many instances are alive (from the sync's heartbeat). */
   setInstances(n: number): void
-  /** Agents other instances are serving (from the backend): this one reports them too, so placeholders are released. */
-  learn(agents: ReadonlyArray<{ readonly agentId: string; readonly rpm: number | null }>, now?: number): void
+  /**
+   * Agents other instances are serving (from the backend): this one reports them too, so placeholders
+   * are released, for a minute after `usedMs` (when an instance last announced the agent in use).
+   */
+  learn(agents: readonly LearnedAgent[], now?: number): void
   /**
    * Called (synchronously, from the data path) when a sync is due sooner than the interval: the last
    * held token of an agent in demand was used, a request was refused for want of tokens while the

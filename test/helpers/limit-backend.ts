@@ -36,8 +36,11 @@ export function applyReport(
 export interface LimitBackend {
   /** One sync of one instance: apply each report in order, as the pipeline does; the totals to settle. */
   sync(instance: string, live: readonly string[], reports: readonly UsageReport[]): UsageTotals[]
-  /** Agents with requests or wants this minute or the previous one (what an instance learns). */
-  active(minute: number): string[]
+  /**
+   * Agents with requests or wants this minute or the previous one, and when each was last in use, as
+   * announced (what an instance learns); an agent in both minutes is listed twice, as Redis has it.
+   */
+  active(minute: number): Array<{ readonly agentId: string; readonly usedMs: number }>
   /** This minute's count of an agent (used and held, every instance). */
   count(agentId: string, minute: number): number
 }
@@ -45,7 +48,8 @@ export interface LimitBackend {
 export function createLimitBackend(): LimitBackend {
   const minutes = new Map<string, { requests: number; reporters: string[] }>()
   const days = new Map<string, number>()
-  const activeSets = new Map<number, Set<string>>()
+  /** Per minute, each announced agent's score (ZADD: the last announcement replaces it). */
+  const activeSets = new Map<number, Map<string, number>>()
   const key = (agentId: string, minute: number): string => `${agentId}:${minute}`
   return {
     sync(instance, live, reports) {
@@ -74,8 +78,8 @@ export function createLimitBackend(): LimitBackend {
         minutes.set(key(r.agentId, r.minute), { requests: after.requests, reporters: [...after.reporters] })
         days.set(`${r.agentId}:${r.day}`, after.bytes)
         if (r.want > 0 || r.requests > 0) {
-          const set = activeSets.get(r.minute) ?? new Set<string>()
-          set.add(r.agentId)
+          const set = activeSets.get(r.minute) ?? new Map<string, number>()
+          set.set(r.agentId, r.usedMs)
           activeSets.set(r.minute, set)
         }
         return {
@@ -90,7 +94,9 @@ export function createLimitBackend(): LimitBackend {
       })
     },
     active(minute) {
-      return [...new Set([...(activeSets.get(minute) ?? []), ...(activeSets.get(minute - 1) ?? [])])]
+      return [minute, minute - 1].flatMap((m) =>
+        [...(activeSets.get(m) ?? [])].map(([agentId, usedMs]) => ({ agentId, usedMs })),
+      )
     },
     count: (agentId, minute) => minutes.get(key(agentId, minute))?.requests ?? 0,
   }

@@ -28,6 +28,8 @@ interface SimOptions {
   readonly load: number
   /** Only these instances (by index) receive requests; default all. */
   readonly busy?: readonly number[]
+  /** Spans of the simulation (ms from its start, [from, to)) without requests: agents go idle and come back. */
+  readonly pauses?: ReadonlyArray<readonly [number, number]>
 }
 
 interface SimResult {
@@ -36,6 +38,9 @@ interface SimResult {
   /** The most the backend ever counted (used and held) for an agent's minute. */
   readonly mostCounted: number
   readonly start: number
+  /** When the last request arrived, and when an instance last reported anything (an idle cluster stops). */
+  readonly lastRequestMs: number
+  readonly lastReportMs: number
 }
 
 function simulate(o: SimOptions): SimResult {
@@ -64,28 +69,36 @@ function simulate(o: SimOptions): SimResult {
   const admitted = new Map(o.agents.map((a) => [a, [] as number[]]))
   let load = o.load
   let mostCounted = 0
+  let lastRequestMs = -Infinity
+  let lastReportMs = -Infinity
+  const paused = (at: number): boolean => (o.pauses ?? []).some(([from, to]) => at - start >= from && at - start < to)
   for (; now < start + o.minutes * 60_000; now += STEP_MS) {
     if (now % 1000 === 0) load = o.load * (rand() < 0.3 ? 4 : rand())
     for (const s of sims) {
       if (s.inflight !== null && now >= s.inflight.at) {
         s.limiter.shared.setInstances(o.instances)
         s.limiter.shared.settle(s.inflight.totals)
-        s.limiter.shared.learn(backend.active(Math.floor(now / 60_000)).map((agentId) => ({ agentId, rpm: o.rpm })))
+        s.limiter.shared.learn(backend.active(Math.floor(now / 60_000)).map((a) => ({ ...a, rpm: o.rpm })))
         s.inflight = null
       }
       if (s.inflight === null && (now >= s.nextSyncAt || s.wanted)) {
         s.wanted = false
         s.nextSyncAt = now + o.intervalMs
-        const totals = backend.sync(s.id, ids, s.limiter.shared.drain(now))
+        const reports = s.limiter.shared.drain(now)
+        if (reports.length > 0) lastReportMs = now
+        const totals = backend.sync(s.id, ids, reports)
         s.inflight = { at: now + o.latencyMs, totals }
         for (const total of totals) mostCounted = Math.max(mostCounted, total.requests)
       }
-      if (o.busy !== undefined && !o.busy.includes(sims.indexOf(s))) continue
-      for (const agent of o.agents)
-        if (rand() < load && 'ok' in s.limiter.admitRequest(agent, limits, now)) admitted.get(agent)?.push(now)
+      if ((o.busy !== undefined && !o.busy.includes(sims.indexOf(s))) || paused(now)) continue
+      for (const agent of o.agents) {
+        if (!(rand() < load)) continue
+        lastRequestMs = now
+        if ('ok' in s.limiter.admitRequest(agent, limits, now)) admitted.get(agent)?.push(now)
+      }
     }
   }
-  return { admitted, mostCounted, start }
+  return { admitted, mostCounted, start, lastRequestMs, lastReportMs }
 }
 
 /** Random clusters: 1-4 instances, budgets from 1 to 1000 a minute, slow and fast syncs, light to heavy load. */
@@ -117,8 +130,24 @@ function windows(times: readonly number[], start: number, minutes: number): { pe
   return { perMinute, sliding }
 }
 
+/**
+ * Agents that go idle and come back: after a minute unused they leave the sync. The first pause ends
+ * while the instances still hold the reserves they no longer report; the second after the minute
+ * rolled over, when each is cold again and admits at most its own share before its next report.
+ */
+const RETURNING: SimOptions[] = RANDOM.slice(0, 6).map((o) => ({
+  ...o,
+  seed: o.seed + 1000,
+  minutes: 5,
+  load: Math.max(o.load, 0.05),
+  pauses: [
+    [62_000, 130_000],
+    [140_000, 250_000],
+  ],
+}))
+
 t.test('together the instances admit at most the budget per sliding minute, plus one per instance', async (t) => {
-  for (const o of RANDOM) {
+  for (const o of [...RANDOM, ...RETURNING]) {
     const { admitted, start, mostCounted } = simulate(o)
     const bound = o.rpm + o.instances
     for (const [agent, times] of admitted) {
@@ -146,6 +175,28 @@ t.test('one busy instance among idle ones gets nearly the whole budget', async (
       `${describe(o)}: ${perMinute.join(' / ')} a minute`,
     )
   }
+})
+
+t.test('an agent nobody uses leaves the sync of every instance within two minutes', async (t) => {
+  // Sandboxes, a key each, used once: each was synced about once a second per instance for ever.
+  const agents = Array.from({ length: 20 }, (_, i) => `sandbox-${i}`)
+  const o: SimOptions = {
+    seed: 11,
+    instances: 3,
+    agents,
+    rpm: 60,
+    minutes: 4,
+    intervalMs: 25,
+    latencyMs: 5,
+    load: 0.002,
+  }
+  const { lastRequestMs, lastReportMs, start } = simulate({ ...o, pauses: [[30_000, 4 * 60_000]] })
+  t.ok(lastRequestMs < start + 30_000, 'requests only in the first 30 s')
+  // In use until 30 s; reported for a minute more; the reserves still held go back when that minute ends.
+  t.ok(
+    lastReportMs <= start + 2 * 60_000 + o.intervalMs + o.latencyMs,
+    `the last report ${((lastReportMs - start) / 1000).toFixed(1)} s into the simulation, none after 2 min`,
+  )
 })
 
 const RPM100: AgentLimits = { requestsPerMinute: 100, concurrentConnections: null, bytesPerDay: null }

@@ -326,8 +326,8 @@ t.test(
     admitN(l, 1, limits({ requestsPerMinute: 10 }))
     now = T0 + 2000
     l.shared.learn([
-      { agentId: 'elsewhere', rpm: null },
-      { agentId: 'busy', rpm: 600 },
+      { agentId: 'elsewhere', rpm: null, usedMs: now },
+      { agentId: 'busy', rpm: 600, usedMs: now },
     ])
     const d = l.shared.drain()
     t.match(
@@ -356,6 +356,57 @@ t.test(
 )
 
 t.test(
+  'shared: an agent used nowhere for a minute leaves the sync; what it holds waits for it until the minute ends',
+  async (t) => {
+    const lim = limits({ requestsPerMinute: 100 })
+    /** Used once at 10:00:30, then only read back from the active sets (its own announcement); at 10:01:31. */
+    function quietForAMinute(): { l: Limiter; at: (ms: number) => number } {
+      let now = T0
+      const l = createLimiter({ now: () => now })
+      l.shared.setShared(true)
+      firstReport(l, lim, totals(100, 0))
+      now = T0 + 1500
+      t.match(l.shared.drain(), [{ returned: 89, usedMs: T0 }], 'a reserve is kept, announced as used when it was')
+      now = T0 + 31_000 // 10:01:01
+      l.shared.learn([{ agentId: 'ci-42', rpm: 100, usedMs: T0 }])
+      t.match(
+        l.shared.drain(),
+        [
+          { minute: MINUTE, returned: 10 },
+          { minute: MINUTE + 1, requests: 11, returned: 1, usedMs: T0 },
+        ],
+        'a new minute: the old reserve goes back, a new one is taken',
+      )
+      l.shared.settle([totals(10, 0, { minute: MINUTE + 1, previous: 90 })])
+      now = T0 + 61_000 // 10:01:31
+      l.shared.learn([{ agentId: 'ci-42', rpm: 100, usedMs: T0 }])
+      t.same(l.shared.drain(), [], 'used a minute ago: no longer reported, read back or not')
+      return { l, at: (ms) => (now = ms) }
+    }
+
+    const comesBack = quietForAMinute()
+    t.equal(admitN(comesBack.l, 1, lim), 1, 'a request that comes back is admitted at once, from the reserve held')
+    t.match(comesBack.l.shared.drain(), [{ usedMs: T0 + 61_000, want: 47 }], 'and the agent is in the sync again')
+
+    const stays = quietForAMinute()
+    stays.at(T0 + 91_000) // 10:02:01
+    t.same(stays.l.shared.drain(), [], 'still unused')
+    t.match(
+      stays.l.shared.drain(),
+      [{ minute: MINUTE + 1, requests: 0, returned: 10, want: 0 }],
+      'once, the reserve of the minute that ended goes back',
+    )
+    t.same(stays.l.shared.drain(), [], 'then nothing')
+    t.equal(
+      admitN(stays.l, 200, lim),
+      100,
+      'cold again, it admits its own share before its next report: all of it, nothing was used since 10:00:30',
+    )
+    t.match(stays.l.shared.drain(), [{ minute: MINUTE + 2, usedMs: T0 + 91_000 }], 'reported as used')
+  },
+)
+
+t.test(
   'shared: an instance live since before the minute admits a learned agent on the placeholder Redis held for it',
   async (t) => {
     let now = T0 - 40_000 // 09:59:50: sharing since the previous minute
@@ -365,7 +416,7 @@ t.test(
     now = T0
     l.shared.setInstances(3) // a third instance was live for a while this minute: placeholders were rpm / 3
     l.shared.setInstances(2)
-    l.shared.learn([{ agentId: 'busy', rpm: 60 }])
+    l.shared.learn([{ agentId: 'busy', rpm: 60, usedMs: now }])
     t.equal(
       admitN(l, 40, limits({ requestsPerMinute: 60 }), 'busy'),
       20,
@@ -375,7 +426,7 @@ t.test(
     const fresh = createLimiter({ now: () => now })
     fresh.shared.setShared(true) // sharing only since 10:00:30
     fresh.shared.setInstances(2)
-    fresh.shared.learn([{ agentId: 'busy', rpm: 60 }])
+    fresh.shared.learn([{ agentId: 'busy', rpm: 60, usedMs: now }])
     t.same(
       fresh.admitRequest('busy', limits({ requestsPerMinute: 60 })),
       rateLimited('requests_per_minute', 1),
