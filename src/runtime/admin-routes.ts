@@ -19,6 +19,7 @@ import type { Parts } from './parts.js'
 import type { PolicyState } from './policy-state.js'
 import type { RedisBackend } from './redis-backend.js'
 import { missingCredentials } from './startup-checks.js'
+import { instanceMetrics } from './worker-metrics.js'
 
 export interface AdminRouteDeps {
   readonly parts: Parts
@@ -58,7 +59,7 @@ export function adminRoutes(d: AdminRouteDeps): Route[] {
       ready: () => d.proxyServer.listening,
       startedAt: since,
     }),
-    ...metricsRoutes(parts.metrics),
+    ...metricsRoutes(instanceMetrics(parts.metrics.registry, parts.metrics)),
     ...eventRoutes({
       ring: parts.ring,
       bus: parts.bus,

@@ -7,8 +7,8 @@
  * Workers share state the way separate instances do (SPEC §7): through Redis. So more than one worker
  * needs `telemetry.redis.url`; without it, rate limits, approvals and revocations would silently become
  * per worker, and start-up refuses (PC_ERR_WORKERS_NEED_REDIS). What stays per worker even with Redis:
- * concurrent_connections, listen.max_connections and the unauthenticated-source caps, the in-memory
- * ring, and /metrics (each answers for the worker that took the connection).
+ * concurrent_connections, listen.max_connections and the unauthenticated-source caps, and the in-memory
+ * ring. /metrics answers for every worker: the primary gathers and adds them up (worker-metrics.ts).
  *
  * Why node:cluster and not SO_REUSEPORT: Node 20 cannot set SO_REUSEPORT on a listener (`reusePort`
  * arrived in Node 22.12). The cluster's default round-robin policy has the primary accept and hand
@@ -23,6 +23,7 @@ import { PortcullisError } from '../errors.js'
 import { raiseNofile } from '../net/fd-limit.js'
 import { createLoggers } from '../telemetry/log-sink.js'
 import { ensureCa } from '../tls/ca.js'
+import { createMetricsGatherer, type MetricsAsk, type PartAnswer } from './worker-metrics.js'
 
 /** A worker that dies after running this long counts as a first failure again (its backoff resets). */
 export const STABLE_MS = 30_000
@@ -31,12 +32,10 @@ const MAX_RESTART_MS = 10_000
 /** Past the drain, how long the primary waits for workers to exit before it kills them. */
 const EXIT_GRACE_MS = 5000
 
-/** What the primary tells a worker. */
+/** What the primary tells a worker (besides the /metrics messages of worker-metrics.ts). */
 export type ToWorker = { readonly portcullis: 'stop'; readonly now: boolean } | { readonly portcullis: 'reload' }
-/** What a worker tells the primary: it is listening. */
-export interface ToPrimary {
-  readonly portcullis: 'started'
-}
+/** What a worker tells the primary: it is listening; or, for /metrics, an ask or its part (worker-metrics.ts). */
+export type ToPrimary = { readonly portcullis: 'started' } | MetricsAsk | PartAnswer
 
 /** `workers` as configured (null: auto) → how many processes: auto is the CPUs this process may use. */
 export function resolveWorkerCount(configured: number | null, parallelism = availableParallelism()): number {
@@ -123,6 +122,7 @@ function supervise(count: number, log: Logger, drainMs: number): Promise<number>
     let failed: PortcullisError | null = null
     let killTimer: NodeJS.Timeout | undefined
     const alive = (): Worker[] => slots.flatMap((s) => (s.worker ? [s.worker] : []))
+    const metrics = createMetricsGatherer(() => slots.flatMap((s) => (s.worker && s.started ? [s.worker] : [])))
     const send = (m: ToWorker): void => {
       for (const s of slots) {
         const w = s.worker
@@ -144,6 +144,7 @@ function supervise(count: number, log: Logger, drainMs: number): Promise<number>
       const w = cluster.fork()
       slot.worker = w
       w.on('message', (m: ToPrimary | null) => {
+        metrics.onMessage(w, m)
         if (m?.portcullis !== 'started' || slot.worker !== w) return
         slot.started = true
         slot.startedAt = Date.now()

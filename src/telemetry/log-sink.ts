@@ -1,3 +1,4 @@
+import cluster from 'node:cluster'
 import { fstatSync } from 'node:fs'
 import { pino, type DestinationStream, type Logger } from 'pino'
 import type { Sink } from './bus.js'
@@ -167,10 +168,9 @@ export function createLoggers(level: string, dest?: DestinationStream, format: '
   const destination = dest ?? bufferedDestination()
   // ECS names the level `log.level`; the SPEC's JSON lines keep pino's `level`.
   const formatters = { level: (label: string) => (format === 'ecs' ? { 'log.level': label } : { level: label }) }
-  const ops = pino(
-    { level, redact: REDACT, formatters, timestamp: pino.stdTimeFunctions.isoTime, base: { component: 'portcullis' } },
-    destination,
-  )
+  // A worker's lines (workers: N) say which process wrote them: the pid the primary's PC_WORKER_* lines name.
+  const base = { component: 'portcullis', ...(cluster.isWorker ? { pid: process.pid } : {}) }
+  const ops = pino({ level, redact: REDACT, formatters, timestamp: pino.stdTimeFunctions.isoTime, base }, destination)
   const records = recordLog(ops, destination, format)
   return {
     ops,

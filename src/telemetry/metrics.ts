@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Aggregator } from 'prom-client'
 import { isReason } from '../policy/reasons.js'
 import type { Sink } from './bus.js'
 
@@ -209,11 +209,16 @@ export function createMetrics(initial: MetricsSources = {}): Metrics {
     help: 'Records not sent to slow /api/events/stream clients.',
     registers,
   })
-  const gauge = (name: string, help: string, read: () => number | undefined): void => {
+  /**
+   * `aggregator`: how the primary adds up the workers' values (workers: N, runtime/worker-metrics.ts):
+   * summed, unless every worker tells the same thing (then the most).
+   */
+  const gauge = (name: string, help: string, read: () => number | undefined, aggregator: Aggregator = 'sum'): void => {
     new Gauge({
       name,
       help,
       registers,
+      aggregator,
       collect() {
         const v = read()
         if (v !== undefined) this.set(v)
@@ -222,8 +227,11 @@ export function createMetrics(initial: MetricsSources = {}): Metrics {
   }
   gauge('portcullis_active_tunnels', 'Open tunnelled or intercepted client connections.', () => src.activeTunnels?.())
   gauge('portcullis_telemetry_backlog', 'Telemetry records waiting for Redis.', () => src.telemetryBacklog?.())
-  gauge('portcullis_config_generation', 'Generation of the policy in force (1 at start, +1 per accepted reload).', () =>
-    src.configGeneration?.(),
+  gauge(
+    'portcullis_config_generation',
+    'Generation of the policy in force (1 at start, +1 per accepted reload).',
+    () => src.configGeneration?.(),
+    'max',
   )
   gauge(
     'portcullis_limits_redis_fallback',
@@ -232,12 +240,14 @@ export function createMetrics(initial: MetricsSources = {}): Metrics {
       const f = src.limitsRedisFallback?.()
       return f === undefined ? undefined : f ? 1 : 0
     },
+    'max',
   )
 
   gauge(
     'portcullis_limits_instances',
     'Instances sharing rate-limit budgets through Redis (each admits its share); 1 without Redis or while limits are local.',
     () => src.limitsInstances?.() ?? 1,
+    'max',
   )
 
   // Counter semantics over a monotonic source: add what grew since the last scrape.

@@ -19,7 +19,7 @@ export async function adminCall<T = unknown>(
 
 /**
  * One sample of `name` from /metrics (NaN when absent), on a connection of its own: with workers,
- * each connection may reach another worker, and each answers for itself.
+ * each connection may reach another worker (each answers for all of them).
  */
 export async function metric(adminUrl: string, name: string, token = ADMIN_TOKEN): Promise<number> {
   const res = await fetch(`${adminUrl}/metrics`, { headers: { authorization: `Bearer ${token}`, connection: 'close' } })

@@ -103,6 +103,35 @@ limits: { requests_per_minute: ${RPM} }`,
   const { proxyPort, adminUrl } = listeningAt(startedLines()[0] as LogLine)
   const at = (path: string): string => `http://origin.test:${origin.port}${path}`
 
+  await t.test('/metrics answers for every worker, whichever takes the scrape', async (t) => {
+    /** Every portcullis_requests_total series of one scrape, added up (a connection of its own: any worker). */
+    const requestsTotal = async (): Promise<number> => {
+      const res = await fetch(`${adminUrl}/metrics`, {
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, connection: 'close' },
+      })
+      if (res.status !== 200) return Number.NaN
+      const lines = (await res.text()).split('\n').filter((l) => l.startsWith('portcullis_requests_total{'))
+      return lines.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0)
+    }
+    const N = 30
+    // Each on a connection of its own: the primary hands them to the workers in turn.
+    const answers = await Promise.all(Array.from({ length: N }, (_, i) => proxiedGet(proxyPort, at(`/public/m${i}`))))
+    t.ok(
+      answers.every((a) => a.status === 200),
+      'every request answered',
+    )
+    await waitFor('every decision counted', async () => (await requestsTotal()) === N)
+    const scrapes: number[] = []
+    for (let i = 0; i < 8; i++) scrapes.push(await requestsTotal())
+    t.same(
+      scrapes,
+      scrapes.map(() => N),
+      `every scrape counts all ${N}, whichever worker took it (one worker's own count went backwards)`,
+    )
+    const workerLines = proc.parsed().filter((l) => l.code === 'PC_STARTED')
+    t.same(new Set(workerLines.map((l) => l.pid)), new Set(pids), "each worker's log lines carry its pid")
+  })
+
   await t.test('requests are served, and the workers share limits as two instances', async (t) => {
     const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => proxiedGet(proxyPort, at(`/public/${i}`))))
     t.same(
