@@ -14,11 +14,15 @@ export function sendStoreFailure(
   err: unknown,
   log: Logger,
   unreachable: { readonly error: string; readonly message: string },
+  inForceUnsaved = false,
 ): void {
   if (!(err instanceof PortcullisError && err.code === 'PC_ERR_STORE_WRITE')) return sendJson(res, 503, unreachable)
-  log.error({ code: err.code, err: err.cause }, `${err.message}; the change asked of the admin API was not made`)
+  const outcome = inForceUnsaved
+    ? 'it is in force on this instance until it restarts, but not saved'
+    : 'nothing was changed'
+  log.error({ code: err.code, err: err.cause }, `${err.message}; the change asked of the admin API: ${outcome}`)
   sendJson(res, 503, {
     error: unreachable.error,
-    message: `${err.message}; nothing was changed: let the proxy write there (or free the disk) and try again`,
+    message: `${err.message}; ${outcome}: let the proxy write there (or free the disk) and try again`,
   })
 }

@@ -19,6 +19,9 @@ export function createFileRevocationStore(file: string, now: () => number = Date
     isEntry: isRevocation,
     isLive: isKept,
     keepFirst: true,
+    // A revocation the file cannot hold still refuses the credential here until restart: failing
+    // to save it must not leave a sandbox someone meant to stop working.
+    inForceUnsaved: true,
     now,
   })
 }

@@ -12,6 +12,11 @@ export interface YamlFileStoreOptions<T extends KeyedEntry> extends EntryRules<T
   /** The comment line written above the list. */
   readonly header: string
   readonly now?: () => number
+  /**
+   * A change the file could not take is still in force in memory (until restart), and the write's
+   * error is still thrown: for what fails closed only when applied (a revocation), not (an approval).
+   */
+  readonly inForceUnsaved?: boolean
 }
 
 /**
@@ -66,13 +71,21 @@ export async function createYamlFileStore<T extends KeyedEntry>(
   /**
    * One change at a time, in call order: the list in memory takes the new one only once the file
    * holds it, so a write that fails (a full disk, a directory the proxy may not write) changes
-   * nothing, as the admin API then answers. The next change still runs.
+   * nothing, as the admin API then answers (unless inForceUnsaved). The next change still runs.
    */
   const commit = <R>(change: (entries: T[]) => { readonly next: T[]; readonly result: R }): Promise<R> => {
     const done = writing.then(async () => {
       const { next, result } = change(list)
       if (next === list) return result
-      await write(next)
+      try {
+        await write(next)
+      } catch (err) {
+        if (opts.inForceUnsaved === true) {
+          list = next
+          changed()
+        }
+        throw err
+      }
       list = next
       changed()
       return result

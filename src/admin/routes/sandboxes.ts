@@ -138,10 +138,16 @@ export function sandboxRoutes(deps: SandboxRouteDeps): Route[] {
         try {
           await deps.store.add(r)
         } catch (err) {
-          return sendStoreFailure(res, err, deps.log, {
-            error: 'revocations_unavailable',
-            message: 'the revocation store (Redis) cannot be reached; try again when it is back',
-          })
+          return sendStoreFailure(
+            res,
+            err,
+            deps.log,
+            {
+              error: 'revocations_unavailable',
+              message: 'the revocation store (Redis) cannot be reached; try again when it is back',
+            },
+            true,
+          )
         }
         // The first revocation of an id stands (keepFirst): one another instance stored meanwhile is the answer.
         const stored = deps.store.current().find((x) => x.id === id)
