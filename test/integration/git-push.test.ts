@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startGitServer, gitEnv, runGit } from '../helpers/git-server.js'
 import { pinnedUpstreamYaml, TOKEN, TOKEN_HASH } from '../helpers/config.js'
@@ -16,6 +16,22 @@ import type { DecisionRecord } from '../../src/telemetry/events.js'
  * main, force pushes, deletions, tags and oversized packs are refused whole, and git prints why.
  */
 const FORGE_TOKEN = 'ghs_forge_token_only_the_proxy_holds'
+
+/** A temp home for git run as agent ci-42 through the proxy, trusting its CA; `work` is the clone's place. */
+function gitThroughProxy(
+  t: Test,
+  pc: { readonly dir: string; readonly proxyPort: number },
+  prefix: string,
+): { dir: string; env: NodeJS.ProcessEnv; via: string[]; work: string } {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return {
+    dir,
+    env: gitEnv(dir, { GIT_SSL_CAINFO: join(pc.dir, 'ca.pem') }),
+    via: ['-c', `http.proxy=http://ci-42:${TOKEN}@127.0.0.1:${pc.proxyPort}`, '-c', 'http.proxyAuthMethod=basic'],
+    work: join(dir, 'widgets'),
+  }
+}
 
 t.test('push rules on git smart HTTP', async (t) => {
   const git = await startGitServer(t, 'github.com', { 'acme/widgets.git': 'widgets\n' })
@@ -37,11 +53,7 @@ agents:
     {},
     { env: { PC_TEST_FORGE_TOKEN: FORGE_TOKEN } },
   )
-  const dir = mkdtempSync(join(tmpdir(), 'portcullis-push-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const env = gitEnv(dir, { GIT_SSL_CAINFO: join(pc.dir, 'ca.pem') })
-  const via = ['-c', `http.proxy=http://ci-42:${TOKEN}@127.0.0.1:${pc.proxyPort}`, '-c', 'http.proxyAuthMethod=basic']
-  const work = join(dir, 'widgets')
+  const { dir, env, via, work } = gitThroughProxy(t, pc, 'portcullis-push-')
   const inWork = { cwd: work }
   const commit = async (file: string, content: string | Buffer, message: string): Promise<string> => {
     writeFileSync(join(work, file), content)
@@ -287,11 +299,7 @@ agents:
     {},
     { env: { PC_TEST_FORGE_TOKEN: FORGE_TOKEN } },
   )
-  const dir = mkdtempSync(join(tmpdir(), 'portcullis-push-spelling-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const env = gitEnv(dir, { GIT_SSL_CAINFO: join(pc.dir, 'ca.pem') })
-  const via = ['-c', `http.proxy=http://ci-42:${TOKEN}@127.0.0.1:${pc.proxyPort}`, '-c', 'http.proxyAuthMethod=basic']
-  const work = join(dir, 'widgets')
+  const { dir, env, via, work } = gitThroughProxy(t, pc, 'portcullis-push-spelling-')
   t.equal((await runGit([...via, 'clone', `${base}/acme/widgets.git`, work], env)).code, 0)
   writeFileSync(join(work, 'A'), 'unreviewed\n')
   await runGit(['add', 'A'], env, { cwd: work })
@@ -302,15 +310,20 @@ agents:
   const main = git.revParse('acme/widgets.git')
   const bodyFile = join(dir, 'push.bin')
   writeFileSync(bodyFile, receivePackBody(main, tip, 'refs/heads/main'))
-  const post = (agent: string, path: string): ReturnType<typeof curl> =>
+  /** curl as `agent` through the proxy, trusting its CA. */
+  const as = (agent: string, args: readonly string[]): ReturnType<typeof curl> =>
     curl([
-      '--path-as-is',
       '--proxy',
       `http://127.0.0.1:${pc.proxyPort}`,
       '--proxy-user',
       `${agent}:${TOKEN}`,
       '--cacert',
       join(pc.dir, 'ca.pem'),
+      ...args,
+    ])
+  const post = (agent: string, path: string): ReturnType<typeof curl> =>
+    as(agent, [
+      '--path-as-is',
       '-H',
       'content-type: application/x-git-receive-pack-request',
       '--data-binary',
@@ -320,15 +333,7 @@ agents:
   const seenBefore = git.seen.length
 
   await t.test('under a host approval, an encoded receive-pack still meets the push rules', async (t) => {
-    const denied = await curl([
-      '--proxy',
-      `http://127.0.0.1:${pc.proxyPort}`,
-      '--proxy-user',
-      `ci-42:${TOKEN}`,
-      '--cacert',
-      join(pc.dir, 'ca.pem'),
-      `${base}/acme/wiki/info/refs?service=git-upload-pack`,
-    ])
+    const denied = await as('ci-42', [`${base}/acme/wiki/info/refs?service=git-upload-pack`])
     t.equal(denied.status, 403)
     const id = denied.headers['x-portcullis-request-id'] as string
     t.match(await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: id, scope: 'host' }), { status: 201 })
@@ -342,15 +347,7 @@ agents:
     const other = await post('ci-42', '/acme/other.git/git-receive-pack')
     t.equal(other.status, 403, 'a push to a repository no write rule names is not opened by the approval')
     t.equal(git.seen.slice(seenBefore).filter((s) => s.method === 'POST').length, 0, 'no push reached the forge')
-    const read = await curl([
-      '--proxy',
-      `http://127.0.0.1:${pc.proxyPort}`,
-      '--proxy-user',
-      `ci-42:${TOKEN}`,
-      '--cacert',
-      join(pc.dir, 'ca.pem'),
-      `${base}/acme/other.git/info/refs?service=git-upload-pack`,
-    ])
+    const read = await as('ci-42', [`${base}/acme/other.git/info/refs?service=git-upload-pack`])
     t.equal(read.status, 200, 'the approval opens the read')
     const reached = git.seen.filter((s) => s.url.startsWith('/acme/other.git/info/refs')).at(-1)
     t.equal(reached?.authorization, undefined, "no rule's token_env rides on a request only an approval let through")

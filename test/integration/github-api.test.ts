@@ -3,7 +3,7 @@ import t from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpsOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
-import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
+import { pinnedUpstreamYaml, TOKEN, TOKEN_HASH } from '../helpers/config.js'
 import type { DecisionRecord } from '../../src/telemetry/events.js'
 
 /**
@@ -11,6 +11,10 @@ import type { DecisionRecord } from '../../src/telemetry/events.js'
  * api.github.com answers 200 to anything; what reaches it is what the proxy let through.
  */
 const GITHUB_TOKEN = 'ghs_proxy_only_token_for_the_stand_in'
+
+/** api.github.com pinned to the loopback stand-in, verified with its CA. */
+const apiUpstream = (api: { readonly port: number; readonly ca: { readonly certFile: string } }): string =>
+  pinnedUpstreamYaml({ ports: [api.port], hosts: ['api.github.com'], caFile: api.ca.certFile })
 
 /** curl's arguments for a request as agent ci-42 through the proxy, trusting its CA. */
 const through = (pc: { readonly proxyUrl: string; readonly dir: string }): string[] => [
@@ -30,12 +34,7 @@ t.test('GitHub API writes under the github-agent preset', async (t) => {
   })
   const pc = await startPortcullis(
     t,
-    `upstream:
-  ports: [${api.port}]
-  resolve: { api.github.com: 127.0.0.1 }
-  allow_private: [127.0.0.1/32]
-  ca_file: ${JSON.stringify(api.ca.certFile)}
-groups:
+    `${apiUpstream(api)}groups:
   agents:
     allow:
       - github: { repos: [acme/widgets], preset: github-agent, token_env: PC_TEST_GITHUB_TOKEN }
@@ -153,12 +152,7 @@ t.test('GraphQL mutations: every rule opening GraphQL must list one, whatever th
     res.writeHead(200, { 'content-type': 'application/json' })
     res.end('{"data":{}}')
   })
-  const rules = (first: string, second: string): string => `upstream:
-  ports: [${api.port}]
-  resolve: { api.github.com: 127.0.0.1 }
-  allow_private: [127.0.0.1/32]
-  ca_file: ${JSON.stringify(api.ca.certFile)}
-groups:
+  const rules = (first: string, second: string): string => `${apiUpstream(api)}groups:
   agents:
     allow:
       - ${first}
