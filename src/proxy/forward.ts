@@ -82,17 +82,31 @@ function onlyHopByHop(values: readonly string[]): boolean {
 }
 
 const kContinueSent = Symbol('portcullis.continueSent')
+const kKeepAliveIfContinued = Symbol('portcullis.keepAliveIfContinued')
+type ContinueResponse = ServerResponse & { [kContinueSent]?: boolean; [kKeepAliveIfContinued]?: boolean }
+
+/**
+ * A request with `Expect: 100-continue` (server.ts expectContinue): its connection closes after the
+ * answer unless 100 Continue goes out. A refused client may or may not send the body it announced, so
+ * nothing after it can be read as the next request; a client told to continue sends its body, framed
+ * as announced, and the next request follows it.
+ */
+export function closeUnlessContinued(res: ContinueResponse): void {
+  res[kKeepAliveIfContinued] = res.shouldKeepAlive
+  res.shouldKeepAlive = false
+}
 
 /**
  * `Expect: 100-continue` is answered by the proxy, once the request is allowed (server.ts
  * expectContinue holds node's automatic answer back): before its body is read for inspection, or
  * before it is forwarded. Once per request.
  */
-export function sendContinue(req: IncomingMessage, res: ServerResponse & { [kContinueSent]?: boolean }): void {
+export function sendContinue(req: IncomingMessage, res: ContinueResponse): void {
   // An HTTP/1.0 client is sent no 1xx, and its 100-continue is ignored (RFC 9110 §10.1.1, §15.2).
   if (res[kContinueSent] || req.httpVersion !== '1.1' || !/^100-continue$/i.test(req.headers.expect ?? '')) return
   res[kContinueSent] = true
   res.writeContinue()
+  if (res[kKeepAliveIfContinued] === true) res.shouldKeepAlive = true
 }
 
 export interface ForwardTarget {

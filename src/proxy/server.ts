@@ -6,6 +6,7 @@ import type { ProxyDeps } from './deps.js'
 import { handleConnect } from './connect.js'
 import { handleHttpRequest } from './request-flow.js'
 import { countReadUntilAnswered } from './pass.js'
+import { closeUnlessContinued } from './forward.js'
 import { relayUpgrade } from './websocket.js'
 import { respondBadRequest, respondDenial, respondUnacceptable } from './respond.js'
 import { internalError } from './decision-point.js'
@@ -180,15 +181,14 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): C
 /**
  * `Expect: 100-continue`: node would answer 100 at once, before any decision, and the client would
  * upload its body to a request about to be refused. Instead the request is decided first and the
- * forwarder sends 100 Continue only when it is allowed. Whatever the answer, the connection closes
- * after it: a refused client may or may not send the body it announced, so nothing after it can be
- * read as the next request.
+ * forwarder sends 100 Continue only when it is allowed; without it, the connection closes after the
+ * answer (forward.ts closeUnlessContinued).
  */
 export function expectContinue(
   handle: (req: IncomingMessage, res: ServerResponse) => void,
 ): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    res.shouldKeepAlive = false
+    closeUnlessContinued(res)
     handle(req, res)
   }
 }

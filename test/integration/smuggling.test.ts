@@ -244,13 +244,33 @@ t.test('Expect: 100-continue is answered only once the request is allowed', asyn
   socket.write(head('/public/x'))
   const [first] = (await once(socket, 'data')) as [Buffer]
   t.match(first.toString(), /^HTTP\/1\.1 100 Continue/)
-  const chunks: Buffer[] = []
-  socket.on('data', (c: Buffer) => chunks.push(c))
+  let answers = ''
+  const answered = (n: number): Promise<void> =>
+    new Promise((resolve) => {
+      const check = (): void => {
+        if ((answers.match(/HTTP\/1\.1 200 [^]*?\r\n\r\n/g) ?? []).length < n) return
+        socket.removeListener('data', onData)
+        resolve()
+      }
+      const onData = (c: Buffer): void => {
+        answers += c.toString('latin1')
+        check()
+      }
+      socket.on('data', onData)
+    })
+  const first200 = answered(1)
   socket.write('body')
-  await once(socket, 'close')
-  t.match(Buffer.concat(chunks).toString(), /HTTP\/1\.1 200 /)
+  await first200
+  t.match(answers, /^HTTP\/1\.1 200 [^]*\r\nconnection: keep-alive\r\n/i, 'told to continue, it stays open')
   t.equal(origin.seen.at(-1)?.body, 'body')
   t.notOk(origin.seen.at(-1)?.headers.expect, 'Expect is not forwarded: the proxy answered it')
+  // The body was sent as announced: the next request on the connection is read after it.
+  const second200 = answered(2)
+  socket.write(head('/public/y').replace('Expect: 100-continue\r\n', '') + 'next')
+  await second200
+  t.equal(origin.seen.at(-1)?.url, '/public/y')
+  t.equal(origin.seen.at(-1)?.body, 'next')
+  socket.destroy()
   // An HTTP/1.0 client gets no 1xx: its 100-continue is ignored, and the body it sends is simply read.
   const old = await rawExchange(pc.proxyPort, `${head('/public/old').replace('HTTP/1.1', 'HTTP/1.0')}body`)
   t.match(old.response, /^HTTP\/1\.[01] 200 /, 'the answer first, no 100 Continue')
