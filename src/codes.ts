@@ -132,6 +132,11 @@ export const CODES = {
     meaning:
       'Redis held approvals again that were revoked while this instance ran (restored from an older snapshot): they stay revoked and were deleted again',
   },
+  PC_APPROVALS_REVOCATIONS_FILE: {
+    level: 'warn',
+    meaning:
+      'with Redis, the approval revocations file could not be read or written: Redis and the running instances alone hold the revocations they have',
+  },
   // Sandbox credentials (SPEC §9).
   PC_SANDBOX_KEY_UNUSABLE: {
     level: 'error',
@@ -151,16 +156,12 @@ export const CODES = {
   PC_SANDBOX_REVOCATIONS_RESTORED: {
     level: 'warn',
     meaning:
-      'Redis no longer held sandbox revocations this instance knew (a flush, a restart without persistence, a failover): they stay in force and were written back',
-  },
-  PC_SANDBOX_REVOCATIONS_MIGRATED: {
-    level: 'info',
-    meaning: 'sandbox revocations kept in the file (from running without Redis) were written to Redis',
+      'Redis no longer held sandbox revocations this instance knew or kept in its file (a flush, a restart without persistence, a failover, moving from the file to Redis): they stay in force and were written back',
   },
   PC_SANDBOX_REVOCATIONS_FILE: {
     level: 'warn',
     meaning:
-      'with Redis, the sandbox revocations file could not be read, written, or copied to Redis: Redis alone holds what it has',
+      'with Redis, the sandbox revocations file could not be read or written: Redis alone holds the revocations it has',
   },
 } as const satisfies Record<string, { readonly level: 'info' | 'warn' | 'error'; readonly meaning: string }>
 

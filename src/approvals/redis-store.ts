@@ -1,6 +1,7 @@
 import type { RedisClient } from '../redis/client.js'
 import { createSyncedHash, type RedisStoreOptions } from '../redis/synced-hash.js'
 import type { Approval } from '../policy/approvals.js'
+import type { KeyedStore } from '../stores/keyed-store.js'
 import { isActive, type ApprovalStore } from './store.js'
 
 /**
@@ -14,8 +15,16 @@ import { isActive, type ApprovalStore } from './store.js'
  * (PC_APPROVALS_REVOKED_AGAIN), and approvals Redis lost (a flush, a restart without persistence)
  * that were not revoked are written back (PC_APPROVALS_RESTORED): an admin made them, and Redis
  * losing them is no decision to end them. As sandbox revocations are (redis-revocations.ts).
+ *
+ * `revokedFile` (file-store.ts, createRevokedApprovalsFile) journals every revocation this instance
+ * learns, so they are remembered across restarts too: an older copy of Redis brings back no revoked
+ * approval once every instance that saw the revocation has restarted.
  */
-export function createRedisApprovalStore(client: RedisClient, opts: RedisStoreOptions): ApprovalStore {
+export function createRedisApprovalStore(
+  client: RedisClient,
+  opts: RedisStoreOptions,
+  revokedFile?: KeyedStore<Approval>,
+): ApprovalStore {
   const store = createSyncedHash(client, {
     ...opts,
     key: opts.key ?? 'portcullis:approvals',
@@ -34,6 +43,9 @@ export function createRedisApprovalStore(client: RedisClient, opts: RedisStoreOp
       removedAgain: 'PC_APPROVALS_REVOKED_AGAIN',
     },
     names: { entries: 'approvals', changes: 'approval changes', removed: 'revoked' },
+    ...(revokedFile !== undefined
+      ? { journal: { store: revokedFile, failing: 'PC_APPROVALS_REVOCATIONS_FILE' as const } }
+      : {}),
   })
   return { ...store, revoke: store.remove }
 }

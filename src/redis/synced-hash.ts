@@ -108,6 +108,22 @@ export interface SyncedHashOptions<T extends KeyedEntry> extends RedisStoreOptio
    * removal is called (`revoked`), for those lines.
    */
   readonly names: { readonly entries: string; readonly changes: string; readonly removed?: string }
+  /**
+   * A file on this instance's disk keeping what the store must never forget: with addOnly, every
+   * entry; with removedPrefix, every removal. Each one this instance learns (made here, announced,
+   * or read at a resync) is added to it, and what it holds is known from start, before Redis is read.
+   * So when Redis loses data, any one instance that restarts puts back what every instance saw (and
+   * moving between the file and Redis, where the file is what is kept without Redis, loses nothing),
+   * not only the one that made the change. It must keep the first entry of an id (keepFirst).
+   */
+  readonly journal?: Journal<T>
+}
+
+/** Where a synced hash keeps what it must not forget (SyncedHashOptions.journal), and how it says it could not. */
+export interface Journal<T extends KeyedEntry> {
+  readonly store: KeyedStore<T>
+  /** Logged (warn, once until a write succeeds) when the file cannot take an entry. */
+  readonly failing: Code
 }
 
 /**
@@ -120,10 +136,13 @@ export interface SyncedHashOptions<T extends KeyedEntry> extends RedisStoreOptio
 export function createSyncedHash<T extends KeyedEntry>(client: RedisClient, opts: SyncedHashOptions<T>): KeyedStore<T> {
   const { key, channel, log, codes, names, removedPrefix } = opts
   const now = opts.now ?? Date.now
-  let list: readonly T[] = []
+  const journal = opts.journal
+  const journaled = (journal?.store.current() ?? []).filter((e) => opts.isLive(e, now()))
+  // With addOnly, the journal's entries are in force from start, and those Redis lacks are written back.
+  let list: readonly T[] = opts.addOnly === true ? [...journaled].sort(opts.order) : []
   let loaded = false
-  // Entries removed while this instance ran (removedPrefix), each until it would have lapsed.
-  const removed = new Map<string, T>()
+  // Entries removed while this instance ran or that its journal holds (removedPrefix), each until it would have lapsed.
+  const removed = new Map<string, T>(removedPrefix !== undefined ? journaled.map((e) => [e.id, e]) : [])
   const listeners: Array<() => void> = []
   // Redis's clock minus this process's, measured at each refresh: write deadlines are set in Redis's clock.
   let clockOffsetMs = 0
@@ -181,6 +200,27 @@ export function createSyncedHash<T extends KeyedEntry>(client: RedisClient, opts
     list = next
     loaded = true
     for (const l of listeners) l()
+    await keepInJournal()
+  }
+  let journalFailing = false
+  /** Adds to the journal what this instance knows and it does not hold yet; never throws (Redis has it). */
+  const keepInJournal = async (): Promise<void> => {
+    if (journal === undefined) return
+    const held = new Set(journal.store.current().map((e) => e.id))
+    const kept = opts.addOnly === true ? list : [...removed.values()]
+    const missing = kept.filter((e) => !held.has(e.id))
+    if (missing.length === 0) return
+    try {
+      for (const e of missing) await journal.store.add(e)
+      journalFailing = false
+    } catch (err) {
+      if (!journalFailing)
+        log.warn(
+          { code: journal.failing, err: String(err) },
+          `${names.entries} this instance knows could not all be kept in its file; Redis holds them`,
+        )
+      journalFailing = true
+    }
   }
   /**
    * Removed entries stay removed and entries Redis lost come back, whatever Redis now holds (a flush,
@@ -277,6 +317,7 @@ export function createSyncedHash<T extends KeyedEntry>(client: RedisClient, opts
       clearInterval(timer)
       client.off('ready', safeRefresh)
       sub.disconnect()
+      await journal?.store.close()
     },
   }
 }

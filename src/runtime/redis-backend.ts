@@ -2,8 +2,10 @@ import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { createRedisApprovalStore } from '../approvals/redis-store.js'
 import type { ApprovalStore } from '../approvals/store.js'
+import type { Approval } from '../policy/approvals.js'
+import type { KeyedStore } from '../stores/keyed-store.js'
 import { createRedisRevocationStore } from '../sandboxes/redis-revocations.js'
-import type { RevocationStore } from '../sandboxes/revocation-store.js'
+import type { Revocation, RevocationStore } from '../sandboxes/revocation-store.js'
 import type { Limiter } from '../limits/limiter.js'
 import { attachRedisSync, type RedisSync } from '../limits/redis-sync.js'
 import { newInstanceId } from '../redis/instance-id.js'
@@ -40,6 +42,14 @@ export interface RedisBackendOptions {
   readonly limiter: Limiter
   /** An agent's requests_per_minute in the policy in force (for agents learned from other instances). */
   readonly rpmOf: (agentId: string) => number | null
+  /**
+   * This instance's own files of what must outlive Redis losing data (none when unreadable): the
+   * approvals it knows were revoked, and the sandbox revocations it knows.
+   */
+  readonly journals: {
+    readonly revokedApprovals: KeyedStore<Approval> | undefined
+    readonly sandboxRevocations: KeyedStore<Revocation> | undefined
+  }
 }
 
 /**
@@ -55,8 +65,8 @@ export function connectRedisBackend(opts: RedisBackendOptions): RedisBackend {
   // The two duplicate() signatures (Redis, Cluster) are incompatible as a union; both take no arguments here.
   const remote = createRemoteFeed({ connect: () => (sink.client as Redis).duplicate(), stream, self: instance, log })
   const sync = attachRedisSync(opts.limiter, sink.client, { log, instance, rpmOf: opts.rpmOf })
-  const store = createRedisApprovalStore(sink.client, { log })
-  const sandboxStore = createRedisRevocationStore(sink.client, { log })
+  const store = createRedisApprovalStore(sink.client, { log }, opts.journals.revokedApprovals)
+  const sandboxStore = createRedisRevocationStore(sink.client, { log }, opts.journals.sandboxRevocations)
   log.info(
     { code: 'PC_REDIS_CONFIGURED', redis: redactRedisUrl(url), stream },
     'telemetry, rate limits and approvals use Redis',

@@ -3,11 +3,15 @@ import type { AddressInfo } from 'node:net'
 import type { Server } from 'node:http'
 import { createAdminServer } from '../admin/server.js'
 import { loadStartToken } from '../admin/token.js'
-import { createFileApprovalStore } from '../approvals/file-store.js'
+import {
+  createFileApprovalStore,
+  createRevokedApprovalsFile,
+  revokedApprovalsFileFor,
+} from '../approvals/file-store.js'
+import type { Code } from '../codes.js'
 import { templateOf } from '../identity/sandbox-auth.js'
 import { createFileRevocationStore, revocationsFileFor } from '../sandboxes/file-revocations.js'
-import { journaledRevocations } from '../sandboxes/journaled-revocations.js'
-import type { RevocationStore } from '../sandboxes/revocation-store.js'
+import type { KeyedStore, KeyedEntry } from '../stores/keyed-store.js'
 import { createInterceptor } from '../proxy/intercept.js'
 import { closeDisallowed } from '../proxy/revalidate.js'
 import { ensureCa, loadCa } from '../tls/ca.js'
@@ -63,11 +67,25 @@ export async function startInstance(
   reportPolicyProblems(cfg, env, log)
   const { url, stream, maxlen } = cfg.telemetry.redis
   if (url !== null) {
+    const redisLog = log.child({ subsystem: 'redis' })
+    const journals = {
+      revokedApprovals: await openJournal(
+        () => createRevokedApprovalsFile(revokedApprovalsFileFor(cfg.approvals.file)),
+        'PC_APPROVALS_REVOCATIONS_FILE',
+        redisLog,
+      ),
+      sandboxRevocations: await openJournal(
+        () => createFileRevocationStore(revocationsFileFor(cfg.approvals.file)),
+        'PC_SANDBOX_REVOCATIONS_FILE',
+        redisLog,
+      ),
+    }
     started.redis = connectRedisBackend({
       url,
       stream,
       maxlen,
-      log: log.child({ subsystem: 'redis' }),
+      log: redisLog,
+      journals,
       bus: parts.bus,
       limiter: parts.limiter,
       // A sandbox counts under `<agent>+<id>` with its template's limits.
@@ -78,10 +96,8 @@ export async function startInstance(
   const redis = started.redis
   const store = redis?.store ?? (await createFileApprovalStore(cfg.approvals.file))
   // Sandbox revocations live next to the approvals: the same Redis, or a file beside approvals.file;
-  // with Redis, that file is kept too, so moving between the two loses none.
-  const sandboxStore = redis
-    ? await journaledWithRedis(redis.sandboxStore, revocationsFileFor(cfg.approvals.file), log)
-    : await createFileRevocationStore(revocationsFileFor(cfg.approvals.file))
+  // with Redis, that file is kept too (each instance's journal), so moving between the two loses none.
+  const sandboxStore = redis?.sandboxStore ?? (await createFileRevocationStore(revocationsFileFor(cfg.approvals.file)))
   parts.sandboxes.attach(sandboxStore)
   // Connections opened under an approval that is revoked or lapses close, as a reload closes what it disallows.
   const approvals = createLiveApprovals(store, (index) => {
@@ -136,18 +152,18 @@ export async function startInstance(
 }
 
 /**
- * With Redis, the revocations file is a journal: one that cannot be read (a stale, corrupt or unreadable
- * file) does not stop the instance from starting, since Redis holds what every instance shares.
+ * With Redis, each revocations file is a journal: one that cannot be read (a stale, corrupt or
+ * unreadable file) does not stop the instance from starting, since Redis holds what every instance shares.
  */
-async function journaledWithRedis(shared: RevocationStore, file: string, log: Logger): Promise<RevocationStore> {
-  const sub = log.child({ subsystem: 'sandboxes' })
+async function openJournal<T extends KeyedEntry>(
+  open: () => Promise<KeyedStore<T>>,
+  code: Code,
+  log: Logger,
+): Promise<KeyedStore<T> | undefined> {
   try {
-    return journaledRevocations(shared, await createFileRevocationStore(file), sub)
+    return await open()
   } catch (err) {
-    sub.warn(
-      { code: 'PC_SANDBOX_REVOCATIONS_FILE', err, file },
-      'the sandbox revocations file cannot be read; revocations are kept in Redis only',
-    )
-    return shared
+    log.warn({ code, err }, 'a revocations file cannot be read; the revocations are kept in Redis only')
+    return undefined
   }
 }

@@ -1,6 +1,7 @@
 import { dirname, join } from 'node:path'
 import { createYamlFileStore } from '../stores/yaml-file.js'
-import { isKept, isRevocation, type RevocationStore } from './revocation-store.js'
+import type { KeyedStore } from '../stores/keyed-store.js'
+import { isKept, isRevocation, type Revocation } from './revocation-store.js'
 
 /** `sandbox-revocations.yaml` in the approvals file's directory. */
 export function revocationsFileFor(approvalsFile: string): string {
@@ -9,9 +10,11 @@ export function revocationsFileFor(approvalsFile: string): string {
 
 /**
  * The revocation list as a YAML file (stores/yaml-file.ts: written atomically; entries past the
- * expiry of what they revoke are dropped at every write). One instance only: several need Redis.
+ * expiry of what they revoke are dropped at every write). Read at start only, so instances sharing
+ * one file do not see each other's revocations: several instances need Redis (where this file is
+ * still kept as each instance's journal, redis-revocations.ts).
  */
-export function createFileRevocationStore(file: string, now: () => number = Date.now): Promise<RevocationStore> {
+export function createFileRevocationStore(file: string, now: () => number = Date.now): Promise<KeyedStore<Revocation>> {
   return createYamlFileStore(file, {
     key: 'revoked',
     name: file,

@@ -1,12 +1,12 @@
 import { existsSync } from 'node:fs'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { adminCall } from '../helpers/admin.js'
 import { proxiedGet } from '../helpers/clients.js'
 import { originOnlyYaml } from '../helpers/config.js'
 import { startHttpOrigin } from '../helpers/origins.js'
 import { until, waitFor } from '../helpers/poll.js'
 import { redisClient, startRedis } from '../helpers/redis.js'
-import { MAIN, startInstance, type Instance } from '../helpers/spawn-portcullis.js'
+import { listeningAt, MAIN, spawnPortcullis, startInstance, type Instance } from '../helpers/spawn-portcullis.js'
 
 /**
  * Approvals shared through Redis (SPEC §7) when Redis forgets: two `portcullis start` processes on
@@ -16,6 +16,21 @@ import { MAIN, startInstance, type Instance } from '../helpers/spawn-portcullis.
 
 const ADMIN_TOKEN = 'approvals-restore-admin-token-0123456789'
 const HASH = 'portcullis:approvals'
+
+/** Approve (exact, 1 h) what `x` refuses at `url`, through its admin API; the approval's id. */
+async function approveBlocked(t: Test, x: Instance, url: string): Promise<string> {
+  const blocked = await proxiedGet(x.proxyPort, url)
+  t.equal(blocked.status, 403)
+  const made = await adminCall<{ id: string }>(
+    x.adminUrl,
+    'POST',
+    '/api/approvals',
+    { request_id: blocked.headers['x-portcullis-request-id'], scope: 'exact', ttl: '1h' },
+    ADMIN_TOKEN,
+  )
+  t.equal(made.status, 201)
+  return made.body.id
+}
 
 if (!existsSync(MAIN)) {
   t.fail(`${MAIN} does not exist: run \`npm run build\` first (npm test does)`)
@@ -37,19 +52,7 @@ if (!existsSync(MAIN)) {
         () => 0,
       )
     const both = async (path: string): Promise<number[]> => [await status(a, path), await status(b, path)]
-    const approve = async (path: string): Promise<string> => {
-      const blocked = await proxiedGet(a.proxyPort, at(path))
-      t.equal(blocked.status, 403)
-      const made = await adminCall<{ id: string }>(
-        a.adminUrl,
-        'POST',
-        '/api/approvals',
-        { request_id: blocked.headers['x-portcullis-request-id'], scope: 'exact', ttl: '1h' },
-        ADMIN_TOKEN,
-      )
-      t.equal(made.status, 201)
-      return made.body.id
-    }
+    const approve = (path: string): Promise<string> => approveBlocked(t, a, at(path))
     const listed = async (x: Instance): Promise<string[]> =>
       (
         await adminCall<{ approvals: Array<{ id: string }> }>(
@@ -121,5 +124,42 @@ if (!existsSync(MAIN)) {
       t.same(await both('/private/revoked.txt'), [403, 403], 'the revoked one on neither')
       t.ok((await listed(b)).includes(keptId), 'and is listed')
     })
+  })
+
+  t.test('a revocation outlives every instance that saw it, not only the one that made it', async (t) => {
+    const redis = await startRedis(t)
+    const origin = await startHttpOrigin(t)
+    const body = originOnlyYaml([origin.port], {
+      paths: ['/public/**'],
+      extra: `telemetry:\n  redis: { url: ${JSON.stringify(redis.url)}, stream: "pc:restore2" }`,
+    })
+    const env = { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN }
+    // Each instance has its own directory: A's files are not B's.
+    const [a, b] = await Promise.all([startInstance(t, body, env), startInstance(t, body, env)])
+    const check = redisClient(t, redis.url)
+    const url = `http://origin.test:${origin.port}/private/gone.txt`
+    const id = await approveBlocked(t, a, url)
+    const snapshot = await check.hget(HASH, id)
+    t.ok(snapshot !== null)
+    t.equal(
+      (await adminCall(b.adminUrl, 'DELETE', `/api/approvals/${id}`, undefined, ADMIN_TOKEN)).status,
+      200,
+      'revoked on B',
+    )
+    t.ok(await until(async () => (await proxiedGet(a.proxyPort, url)).status === 403, 2000, 50), 'A learns it')
+    await new Promise((r) => setTimeout(r, 300))
+    for (const x of [a, b]) {
+      x.proc.child.kill('SIGTERM')
+      await x.proc.exited
+    }
+    // Redis comes back from a snapshot older than the revocation, with every instance restarted.
+    await check.flushall()
+    await check.hset(HASH, id, snapshot ?? '')
+    const again = spawnPortcullis(t, a.config, env)
+    const { proxyPort } = listeningAt(await again.waitLine((r) => r.code === 'PC_STARTED'))
+    await again.waitLine((r) => r.code === 'PC_APPROVALS_REVOKED_AGAIN', 10_000)
+    t.equal((await proxiedGet(proxyPort, url)).status, 403, 'A alone, restarted, keeps it revoked')
+    t.equal(await check.hexists(HASH, id), 0, 'deleted from Redis again')
+    t.equal(await check.hexists(HASH, `revoked:${id}`), 1, 'with its revocation')
   })
 }

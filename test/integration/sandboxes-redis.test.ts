@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import t from 'tap'
 import { ulid } from 'ulid'
@@ -347,6 +347,59 @@ agents:
     },
   )
 
+  t.test('an emptied Redis: any one instance that restarts restores revocations made on another', async (t) => {
+    const redis = await startRedis(t)
+    const origin = await startHttpOrigin(t)
+    const body = `${upstreamYaml([origin.port])}
+telemetry:
+  redis: { url: ${JSON.stringify(redis.url)} }
+groups:
+  g:
+    allow:
+      - host: origin.test
+agents:
+  - { id: ci, groups: [g], sandboxes: true }
+`
+    const env = { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN, PORTCULLIS_SIGNING_KEY: KEY }
+    // Each instance has its own directory, so its own approvals file and revocations file.
+    const [a, b] = await Promise.all([startInstance(t, body, env), startInstance(t, body, env)])
+    const issued = await portcullis(issueArgs('1h', '--json', '--config', a.config), { PORTCULLIS_SIGNING_KEY: KEY })
+    t.equal(issued.code, 0, issued.stderr)
+    const s = JSON.parse(issued.stdout) as Issued
+    const url = `http://origin.test:${origin.port}/after-restart`
+    t.equal(await proxiedGet(a.proxyPort, url, s.user, s.token), 200, lastRefusal)
+    const revoked = await fetch(`${b.adminUrl}/api/sandboxes/${s.id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    })
+    t.equal(revoked.status, 200, 'revoked on B')
+    const fileOfA = join(dirname(a.config), 'sandbox-revocations.yaml')
+    await waitFor('A to keep the revocation it learned in its own file', () => {
+      try {
+        return readFileSync(fileOfA, 'utf8').includes(s.id)
+      } catch {
+        return false
+      }
+    })
+    for (const x of [a, b]) {
+      x.proc.child.kill('SIGTERM')
+      await x.proc.exited
+    }
+    await redisClient(t, redis.url).flushall()
+
+    const again = spawnPortcullis(t, a.config, env)
+    const { proxyPort, adminUrl } = listeningAt(await again.waitLine((r) => r.code === 'PC_STARTED'))
+    const refused = await proxiedAnswer(proxyPort, url, s.user, s.token, { accept: 'application/json' })
+    t.equal(refused.status, 407, 'A alone, restarted, still refuses it')
+    t.match(JSON.parse(refused.body), { reason: 'denied_auth_invalid', detail: 'revoked' })
+    await again.waitLine((r) => r.code === 'PC_SANDBOX_REVOCATIONS_RESTORED', 10_000)
+    t.ok(await redisClient(t, redis.url).hexists('portcullis:sandbox-revocations', s.id), 'and wrote it back to Redis')
+    const listed = (await (
+      await fetch(`${adminUrl}/api/sandboxes`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    ).json()) as { revoked: Array<{ id: string; revoked_by: string }> }
+    t.match(listed.revoked, [{ id: s.id }], 'and lists it revoked')
+  })
+
   t.test('moving between the revocation file and Redis keeps every revocation, both ways', async (t) => {
     const redis = await startRedis(t)
     const origin = await startHttpOrigin(t)
@@ -394,7 +447,7 @@ ${rules}`
     await stop(first)
 
     const second = await run(withRedis)
-    await second.proc.waitLine((r) => r.code === 'PC_SANDBOX_REVOCATIONS_MIGRATED', 10_000)
+    await second.proc.waitLine((r) => r.code === 'PC_SANDBOX_REVOCATIONS_RESTORED', 10_000)
     t.equal(
       await proxiedGet(second.proxyPort, url, early.user, early.token),
       407,
