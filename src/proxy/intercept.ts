@@ -90,10 +90,11 @@ interface IdleTimer {
   hold(): void
   release(): void
   /**
-   * `request` is in flight until `res` closes: the connection's tracking carries it, so a reload that
-   * refuses it (a narrowed path, say) cuts a long answer, not only the next request.
+   * `request` is in flight until `until` closes (its answer, or a WebSocket's socket): the connection's
+   * tracking carries it, so a reload that refuses it (a narrowed path, say) cuts a long answer or a
+   * WebSocket, not only the next request.
    */
-  carry(request: InFlightRequest, res: ServerResponse): void
+  carry(request: InFlightRequest, until: { once(event: 'close', listener: () => void): unknown }): void
 }
 type InnerSocket = Socket & { [kIntercept]?: InnerContext }
 
@@ -153,7 +154,7 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     headStarted(socket)
     afterEarlierAnswer(socket, () => {
       if (declineH2cUpgrade(req, socket, onRequest)) return
-      relayUpgrade(deps, req, socket, head, ctx.channel).catch((err: unknown) => {
+      relayUpgrade(deps, req, socket, head, ctx.channel, ctx.idle).catch((err: unknown) => {
         deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'WebSocket upgrade failed; connection closed')
         socket.destroy()
       })
@@ -199,9 +200,9 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
     return {
       hold: () => client.setTimeout(0),
       release: () => client.destroyed || client.setTimeout(upstream.idleTimeoutMs),
-      carry(request, res) {
+      carry(request, until) {
         tracked.request = request
-        res.once('close', () => {
+        until.once('close', () => {
           if (tracked.request === request) delete tracked.request
         })
       },

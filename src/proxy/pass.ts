@@ -6,8 +6,7 @@ import type { Decision, DenyDecision } from '../policy/types.js'
 import { type DecisionFacts } from '../telemetry/events.js'
 import type { ProxyDeps } from './deps.js'
 import { openConnection } from './connection.js'
-import { connStateOf } from './conn-state.js'
-import { carryExchange } from './plain-exchange.js'
+import { carryRequest } from './plain-exchange.js'
 import { denialContext, failedAfter, settle } from './decision-point.js'
 import { answerCut, maxForwardsAnswer, resolveInjections, sendContinue, VIA, type ForwardTarget } from './forward.js'
 import { packageOfRequest, type GateAnswer } from './package-gate.js'
@@ -432,7 +431,6 @@ function countAndRecordClose(
   const socket: CountedSocket = req.socket
   const readAtStart = socket[kReadCounted] ?? 0
   const writtenAtStart = socket.bytesWritten
-  const address = facts.address ?? ''
   const connection = openConnection(deps, {
     facts,
     credential,
@@ -440,21 +438,7 @@ function countAndRecordClose(
     bytes: { socket, upIsRead: true, upAt: readAtStart, downAt: writtenAtStart },
     track: null,
   })
-  const done = carryExchange(
-    deps.tracker,
-    socket,
-    connStateOf(socket).srcIp,
-    {
-      agent: facts.agent ?? '',
-      host: facts.host,
-      port: facts.port,
-      address,
-      pinned: deps.config().upstream.resolve.get(facts.host)?.includes(address) ?? false,
-      credential,
-      request: { method: facts.method, path: facts.path ?? '/', scheme: 'http' },
-    },
-    connection,
-  )
+  const done = carryRequest(deps, socket, facts, credential, connection)
   // Before countReadUntilAnswered moves the mark on (see there). 'close' comes once: no once-wrapper.
   res.prependListener('close', () => {
     done()

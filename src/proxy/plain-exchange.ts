@@ -1,5 +1,7 @@
 import type { Socket } from 'node:net'
 import type { Credential } from '../identity/authenticate.js'
+import { connStateOf } from './conn-state.js'
+import type { ProxyDeps } from './deps.js'
 import type { InFlightRequest, TrackedConn, TunnelTracker } from './tracker.js'
 
 /**
@@ -76,4 +78,44 @@ export function carryExchange(
     exchange.request = undefined
     exchange.connection = NOTHING_MOVES
   }
+}
+
+/** What a request on the proxy listener was decided on, as carryRequest needs it. */
+export interface ListenerRequestFacts {
+  readonly agent: string | null
+  readonly host: string
+  readonly port: number
+  /** The checked address it goes to. */
+  readonly address: string | null
+  readonly method: string
+  readonly path: string | null
+}
+
+/**
+ * carryExchange for a request on the proxy listener (absolute-form, so `http`): its answer, or a
+ * WebSocket's 101, is awaited on `socket` until the returned function is called.
+ */
+export function carryRequest(
+  deps: Pick<ProxyDeps, 'tracker' | 'config'>,
+  socket: Socket,
+  facts: ListenerRequestFacts,
+  credential: Credential,
+  connection: { account(): void },
+): () => void {
+  const address = facts.address ?? ''
+  return carryExchange(
+    deps.tracker,
+    socket,
+    connStateOf(socket).srcIp,
+    {
+      agent: facts.agent ?? '',
+      host: facts.host,
+      port: facts.port,
+      address,
+      pinned: deps.config().upstream.resolve.get(facts.host)?.includes(address) ?? false,
+      credential,
+      request: { method: facts.method, path: facts.path ?? '/', scheme: 'http' },
+    },
+    connection,
+  )
 }

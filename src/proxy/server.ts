@@ -103,7 +103,7 @@ export function createProxyServer(deps: ProxyDeps): Server {
     headsEnded(socket)
     afterEarlierAnswer(socket, () => {
       if (declineH2cUpgrade(req, socket, onRequest)) return
-      relayUpgrade(deps, req, socket, head, PROXY_CHANNEL).catch((err: unknown) => {
+      relayUpgrade(deps, req, socket, head, PROXY_CHANNEL, null).catch((err: unknown) => {
         deps.log.error({ code: 'PC_ERR_INTERNAL', err }, 'WebSocket upgrade failed; connection closed')
         socket.destroy()
       })

@@ -8,6 +8,8 @@ import type { DenyDecision } from '../policy/types.js'
 import { denialContext, settle } from './decision-point.js'
 import type { ProxyDeps } from './deps.js'
 import { openConnection } from './connection.js'
+import { carryRequest } from './plain-exchange.js'
+import type { InFlightRequest } from './tracker.js'
 import { addProxyFields, endToEnd, VIA } from './forward.js'
 import { decideHttpRequest, type RequestChannel } from './request-flow.js'
 import { refuseMalformed } from './bad-requests.js'
@@ -21,10 +23,12 @@ import type { Credential } from '../identity/authenticate.js'
  * any request (request-flow.ts: host, path, method GET, limits) and recorded; a refusal is the usual
  * denial. Allowed, it is sent to the checked address (TLS verified as for any request), and the
  * upstream's answer is relayed: a 101 splices the two connections (frames flow untouched, both ways),
- * anything else is passed on and the connection closed. The spliced connection is tracked like a
- * tunnel, so a reload, an approval's end or a revocation that no longer allows its request closes it,
- * and its close record counts the bytes both ways. Other upgrades are refused with a 400 (an h2c upgrade
- * without a body is declined and answered over HTTP/1.1 before it gets here: server.ts declineH2cUpgrade).
+ * anything else is passed on and the connection closed. From the moment it is sent upstream, the
+ * request is tracked like a tunnel's (inside a CONNECT, `within`, the CONNECT's connection carries
+ * it too), so a reload, an approval's end or a revocation that no longer allows it closes it, whether
+ * the 101 has come yet or not; the spliced connection's close record counts the bytes both ways. Other
+ * upgrades are refused with a 400 (an h2c upgrade without a body is declined and answered over
+ * HTTP/1.1 before it gets here: server.ts declineH2cUpgrade).
  */
 export async function relayUpgrade(
   deps: ProxyDeps,
@@ -32,6 +36,7 @@ export async function relayUpgrade(
   client: Duplex & Socket,
   head: Buffer,
   channel: RequestChannel,
+  within: CarryingConnection | null,
 ): Promise<void> {
   client.on('error', () => client.destroy())
   const upgrade = (req.headers.upgrade ?? '').toLowerCase()
@@ -89,6 +94,13 @@ export async function relayUpgrade(
       ),
   }
   const upstreamReq = target.tls ? httpsRequest(options) : httpRequest(options)
+  // Tracked from now: a change made while the 101 is awaited (a narrowed rule, a revoked or expired
+  // approval or credential) closes the client, and so the upstream request, as it closes a pending GET.
+  const request: InFlightRequest = { method: facts.method, path: facts.path ?? '/', scheme: facts.scheme }
+  // Nothing is counted until the splice, which has its own connection: an account() of its own, which
+  // carryRequest's stop function tells from a later carry's.
+  const pending = within === null ? carryRequest(deps, client, facts, verdict.credential, { account: () => {} }) : null
+  within?.carry(request, client)
   let clientLeft = false
   const fail = (err: unknown): void => {
     // A client that left before the answer is no upstream failure: nothing to record or answer.
@@ -156,7 +168,8 @@ export async function relayUpgrade(
     client.write(`${lines.join('\r\n')}\r\n\r\n`)
     if (upstreamHead.length > 0) client.write(upstreamHead)
     if (early.length > 0) upstream.write(early)
-    splice(deps, client, upstream, facts, verdict.credential)
+    pending?.()
+    splice(deps, client, upstream, { facts, credential: verdict.credential, request })
   })
   upstreamReq.end()
 }
@@ -182,25 +195,40 @@ const MAX_EARLY_BYTES = 64 * 1024
 /** How long one side may stay half-open after the other's FIN (as for tunnels). */
 const HALF_CLOSED_MS = 5000
 
-/** Both ways until either side ends; tracked like a tunnel, with one close record. */
+/**
+ * The connection a WebSocket inside a CONNECT rides (intercept.ts): `request` is carried until `until`
+ * closes, so what the sweeps ask of the connection is the WebSocket's request, and its bytes are the
+ * connection's (counted once, in its close record).
+ */
+export interface CarryingConnection {
+  carry(request: InFlightRequest, until: Socket): void
+}
+
+/** What a WebSocket upgrade on the listener is decided on, for its tracking and close record. */
+interface UpgradeFacts {
+  readonly id: string
+  readonly agent: string | null
+  readonly host: string
+  readonly port: number
+  readonly method: string
+  readonly path: string | null
+  readonly scheme: 'http' | 'https'
+  readonly address: string | null
+  readonly sandbox?: string | undefined
+  readonly labels?: Readonly<Record<string, string>> | undefined
+}
+
+/**
+ * Both ways until either side ends. `own`: on the listener, the splice is a connection of its own
+ * (tracked like a tunnel, with one close record); inside a CONNECT (null) the CONNECT's connection
+ * tracks and counts it (relayUpgrade's `within`).
+ */
 function splice(
   deps: ProxyDeps,
   client: Socket,
   upstream: Socket,
-  facts: {
-    readonly id: string
-    readonly agent: string | null
-    readonly host: string
-    readonly port: number
-    readonly method: string
-    readonly path: string | null
-    readonly scheme: 'http' | 'https'
-    readonly sandbox?: string | undefined
-    readonly labels?: Readonly<Record<string, string>> | undefined
-  },
-  credential: Credential,
+  own: { readonly facts: UpgradeFacts; readonly credential: Credential; readonly request: InFlightRequest } | null,
 ): void {
-  const startedAt = Date.now()
   const close = (): void => {
     client.destroy()
     upstream.destroy()
@@ -208,30 +236,10 @@ function splice(
   upstream.on('error', close)
   client.on('error', close)
   client.setTimeout(deps.config().upstream.idleTimeoutMs, close)
-  const up0 = client.bytesRead
-  const down0 = client.bytesWritten
-  const track = {
-    agent: facts.agent ?? '',
-    host: facts.host,
-    port: facts.port,
-    via: 'intercept',
-    address: upstream.remoteAddress ?? '',
-    pinned: deps.config().upstream.resolve.has(facts.host),
-    srcIp: (client.remoteAddress ?? '').replace(/^::ffff:/, ''),
-    credential,
-    request: { method: facts.method, path: facts.path ?? '/', scheme: facts.scheme },
-    close,
-  } as const
-  const connection = openConnection(deps, {
-    facts,
-    credential,
-    startedAtMs: startedAt,
-    bytes: { socket: client, upIsRead: true, upAt: up0, downAt: down0 },
-    track,
-  })
+  const connection = own === null ? null : openSplice(deps, client, upstream, own, close)
   const finish = (): void => {
     close()
-    connection.finish()
+    connection?.finish()
   }
   client.once('close', finish)
   upstream.once('close', finish)
@@ -242,4 +250,34 @@ function splice(
   upstream.once('end', halfClosed)
   client.pipe(upstream)
   upstream.pipe(client)
+}
+
+/** A WebSocket on the listener: its connection, tracked like a tunnel, counting from the 101 on. */
+function openSplice(
+  deps: ProxyDeps,
+  client: Socket,
+  upstream: Socket,
+  own: { readonly facts: UpgradeFacts; readonly credential: Credential; readonly request: InFlightRequest },
+  close: () => void,
+): ReturnType<typeof openConnection> {
+  const { facts, credential } = own
+  const track = {
+    agent: facts.agent ?? '',
+    host: facts.host,
+    port: facts.port,
+    via: 'intercept',
+    address: upstream.remoteAddress ?? '',
+    pinned: deps.config().upstream.resolve.has(facts.host),
+    srcIp: (client.remoteAddress ?? '').replace(/^::ffff:/, ''),
+    credential,
+    request: own.request,
+    close,
+  } as const
+  return openConnection(deps, {
+    facts,
+    credential,
+    startedAtMs: Date.now(),
+    bytes: { socket: client, upIsRead: true, upAt: client.bytesRead, downAt: client.bytesWritten },
+    track,
+  })
 }

@@ -49,7 +49,16 @@ export function readFrame(buf: Buffer): { opcode: number; text: string; size: nu
   return { opcode: (buf[0] as number) & 0x0f, text: payload.toString(), size: at + len }
 }
 
-export async function startWsOrigin(t: Test, ca?: TestCa, names: readonly string[] = []): Promise<WsOrigin> {
+/**
+ * `slowMs`: upgrades to paths under `/slow/` get their 101 that much later (a change made while the
+ * answer is awaited).
+ */
+export async function startWsOrigin(
+  t: Test,
+  ca?: TestCa,
+  names: readonly string[] = [],
+  opts: { readonly slowMs?: number } = {},
+): Promise<WsOrigin> {
   const upgrades: string[] = []
   const sockets = new Set<Socket>()
   const server = ca ? createHttpsServer(ca.issue(names)) : createServer()
@@ -63,9 +72,11 @@ export async function startWsOrigin(t: Test, ca?: TestCa, names: readonly string
     const accept = createHash('sha1')
       .update(`${String(req.headers['sec-websocket-key'])}${GUID}`)
       .digest('base64')
-    socket.write(
-      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
-    )
+    const answer = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`
+    if (req.url?.startsWith('/slow/') === true) {
+      const timer = setTimeout(() => socket.writable && socket.write(answer), opts.slowMs ?? 0)
+      socket.on('close', () => clearTimeout(timer))
+    } else socket.write(answer)
     let buf = Buffer.alloc(0)
     socket.on('data', (chunk: Buffer) => {
       buf = Buffer.concat([buf, chunk])

@@ -3,6 +3,7 @@ import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import t, { type Test } from 'tap'
 import { ProxyAgent, WebSocket } from 'undici'
 import { startPortcullis } from '../helpers/start-portcullis.js'
@@ -11,6 +12,8 @@ import { startWsOrigin, readFrame, textFrame } from '../helpers/ws-origin.js'
 import { basicAuth } from '../helpers/clients.js'
 import { until } from '../helpers/poll.js'
 import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
+import { openTunnel } from '../helpers/tunnel.js'
+import { adminCall } from '../helpers/admin.js'
 import type { CloseRecord, DecisionRecord } from '../../src/telemetry/events.js'
 
 /**
@@ -54,24 +57,34 @@ async function echo(socket: Socket, text: string, pending: Buffer = Buffer.alloc
   }
 }
 
-t.test('WebSocket through the proxy', async (t) => {
-  const ca = createTestCa(t)
-  const plain = await startWsOrigin(t)
-  const secure = await startWsOrigin(t, ca, ['ws.test'])
-  const config = (paths: string) => `upstream:
-  ports: [${plain.port}, ${secure.port}]
+/** Agent `ci` may reach ws.test (pinned to loopback) on `ports` at `paths`, and by one more rule if given. */
+function wsConfig(ports: readonly number[], caFile: string, paths: string, otherRule?: string): string {
+  return `upstream:
+  ports: [${ports.join(', ')}]
   resolve: { ws.test: 127.0.0.1 }
   allow_private: [127.0.0.1/32]
-  ca_file: ${JSON.stringify(ca.certFile)}
+  ca_file: ${JSON.stringify(caFile)}
 groups:
   g:
     allow:
       - host: ws.test
         paths: ${paths}
-      - { host: ws.test, paths: ["/paste/**"], inspect_body: true }
-agents:
+${otherRule === undefined ? '' : `      - ${otherRule}\n`}agents:
   - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
 `
+}
+
+t.test('WebSocket through the proxy', async (t) => {
+  const ca = createTestCa(t)
+  const plain = await startWsOrigin(t)
+  const secure = await startWsOrigin(t, ca, ['ws.test'])
+  const config = (paths: string): string =>
+    wsConfig(
+      [plain.port, secure.port],
+      ca.certFile,
+      paths,
+      '{ host: ws.test, paths: ["/paste/**"], inspect_body: true }',
+    )
   const pc = await startPortcullis(t, config('["/socket/**"]'))
 
   t.test('an allowed upgrade is relayed both ways; its close record counts the bytes', async (t) => {
@@ -141,6 +154,87 @@ agents:
     t.ok(outcome.ok)
     await closed
     t.ok(await until(() => plain.open() === 0), 'and its upstream side')
+  })
+})
+
+t.test('a change made while the 101 is awaited closes the upgrade, on every flow', async (t) => {
+  const SLOW_MS = 4000
+  const ca = createTestCa(t)
+  const plain = await startWsOrigin(t, undefined, [], { slowMs: SLOW_MS })
+  const secure = await startWsOrigin(t, ca, ['ws.test'], { slowMs: SLOW_MS })
+  const config = (paths: string): string => wsConfig([plain.port, secure.port], ca.certFile, paths)
+  const wide = config('["/ok/**", "/slow/**"]')
+  const narrow = config('["/ok/**"]')
+  const pc = await startPortcullis(t, wide)
+  const handshake = (target: string, host: string): string =>
+    `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n`
+  /** The upgrade sent on one flow; the socket it waits on. */
+  const send = async (flow: 'absolute-form' | 'in a CONNECT' | 'intercepted', path: string): Promise<Socket> => {
+    if (flow === 'absolute-form') {
+      const socket = connect(pc.proxyPort, '127.0.0.1')
+      socket.on('error', () => undefined)
+      await once(socket, 'connect')
+      const host = `ws.test:${plain.port}`
+      socket.write(`${handshake(`http://${host}${path}`, host)}Proxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n\r\n`)
+      return socket
+    }
+    const port = flow === 'intercepted' ? secure.port : plain.port
+    const { socket: tunnel } = await openTunnel(pc.proxyPort, `ws.test:${port}`)
+    let socket: Socket = tunnel
+    if (flow === 'intercepted') {
+      socket = tlsConnect({ socket: tunnel, servername: 'ws.test', ca: readFileSync(join(pc.dir, 'ca.pem'), 'utf8') })
+      socket.on('error', () => undefined)
+      await once(socket, 'secureConnect')
+    }
+    socket.write(`${handshake(path, `ws.test:${port}`)}\r\n`)
+    return socket
+  }
+  /** Whether `socket` closes within `ms` without an answer (what it got, if it did). */
+  const closesUnanswered = async (socket: Socket, ms: number): Promise<string> => {
+    let got = ''
+    socket.on('data', (d: Buffer) => (got += d.toString('latin1')))
+    const closed = await Promise.race([
+      once(socket, 'close').then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), ms)),
+    ])
+    socket.destroy()
+    return closed && got === '' ? 'closed' : `still open, got ${JSON.stringify(got.slice(0, 40))}`
+  }
+
+  for (const flow of ['absolute-form', 'in a CONNECT', 'intercepted'] as const)
+    t.test(`${flow}: a reload that narrows the rule`, async (t) => {
+      const origin = flow === 'intercepted' ? secure : plain
+      const path = `/slow/${flow.replaceAll(' ', '-')}`
+      const socket = await send(flow, path)
+      t.ok(await until(() => origin.upgrades.includes(path), 3000), 'the upgrade reached the origin')
+      pc.rewriteConfig(narrow)
+      t.ok((await pc.app.reload('test')).ok)
+      t.equal(await closesUnanswered(socket, SLOW_MS / 2), 'closed', 'closed before the 101')
+      t.ok(await until(() => origin.open() === 0, 3000), 'and its upstream side')
+      pc.rewriteConfig(wide)
+      t.ok((await pc.app.reload('test')).ok)
+    })
+
+  t.test('an approval revoked while the 101 is awaited', async (t) => {
+    pc.rewriteConfig(narrow)
+    t.ok((await pc.app.reload('test')).ok)
+    const url = `http://ws.test:${plain.port}/slow/approved`
+    const denied = await upgrade(pc.proxyPort, url)
+    denied.socket.destroy()
+    t.match(denied.head, /^HTTP\/1\.1 403 /)
+    const requestId = /x-portcullis-request-id: (\S+)/i.exec(denied.head)?.[1]
+    const made = await adminCall<{ id: string }>(pc.adminUrl, 'POST', '/api/approvals', {
+      request_id: requestId,
+      scope: 'exact',
+      ttl: '10m',
+      reason: 'test',
+    })
+    t.equal(made.status, 201)
+    const before = plain.upgrades.length
+    const socket = await send('absolute-form', '/slow/approved')
+    t.ok(await until(() => plain.upgrades.length > before, 3000), 'the approved upgrade reached the origin')
+    t.equal((await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${made.body.id}`)).status, 200)
+    t.equal(await closesUnanswered(socket, SLOW_MS / 2), 'closed', 'closed before the 101')
   })
 })
 
