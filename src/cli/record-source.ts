@@ -44,11 +44,14 @@ export interface RecordBatch {
   readonly records: DecisionRecord[]
   /** Where they came from, for the report's first line. */
   readonly from: string
-  /** More matched than MAX_RECORDS; the newest were kept. */
+  /** More matched than MAX_RECORDS; the newest MAX_RECORDS were kept, the older ones never read. */
   readonly truncated: boolean
 }
 
-/** At most this many records are held (a week of a busy proxy is sampled, never an out-of-memory). */
+/**
+ * At most this many records are held (a week of a busy proxy is cut, never an out-of-memory). A
+ * verb that vouches for the whole window (`replay --fail-on-new-denials`) fails when it was cut.
+ */
 export const MAX_RECORDS = 500_000
 const PAGE = 1000
 const REDIS_READY_MS = 5000
@@ -84,9 +87,9 @@ async function readAdmin(q: RecordQuery): Promise<RecordBatch> {
     source = page.source ?? source
     for (const r of page.events) if (isDecision(r) && wanted(r, q)) newestFirst.push(r)
     cursor = page.next_cursor
-    if (cursor === null || newestFirst.length >= MAX_RECORDS) break
+    if (cursor === null || newestFirst.length > MAX_RECORDS) break
   }
-  const truncated = newestFirst.length >= MAX_RECORDS
+  const truncated = newestFirst.length > MAX_RECORDS
   return {
     records: newestFirst.slice(0, MAX_RECORDS).reverse(),
     from: `admin API ${client.baseUrl} (${source})`,
@@ -113,10 +116,10 @@ async function readRedis(q: RecordQuery): Promise<RecordBatch> {
         ...(cursor !== undefined ? { cursor } : {}),
       })
       for (const r of page.records) if (isDecision(r) && wanted(r, q)) newestFirst.push(r)
-      if (page.nextCursor === null || newestFirst.length >= MAX_RECORDS) break
+      if (page.nextCursor === null || newestFirst.length > MAX_RECORDS) break
       cursor = page.nextCursor
     }
-    const truncated = newestFirst.length >= MAX_RECORDS
+    const truncated = newestFirst.length > MAX_RECORDS
     return { records: newestFirst.slice(0, MAX_RECORDS).reverse(), from: `Redis stream ${stream}`, truncated }
   } catch (cause) {
     if (cause instanceof PortcullisError) throw cause

@@ -4,14 +4,15 @@
  * recorded requests decided again, offline, under NEW, with what flips (allow→deny, deny→allow)
  * grouped by agent, host and rule. With `--against OLD` the baseline is OLD's decision for the same
  * facts rather than what the record shows. Exit 1 with `--fail-on-new-denials` when something that
- * passed would now be denied; 2 on usage or config errors.
+ * passed would now be denied; 2 on usage or config errors, and with `--fail-on-new-denials` when the
+ * window held more records than are read (MAX_RECORDS): a gate cannot vouch for what it did not read.
  */
 import { resolveConfigPath } from '../config/load.js'
 import { replayRecords, MISSING_FACTS, type FlipGroup, type ReplayReport } from '../lifecycle/replay.js'
 import { parseAdminVerbArgs } from './admin-client.js'
 import { loadOrReport } from './check.js'
 import { EXIT_DENIED, EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
-import { readDecisionRecords, RECORD_FLAGS } from './record-source.js'
+import { MAX_RECORDS, readDecisionRecords, RECORD_FLAGS } from './record-source.js'
 import { timeWindow } from './suggest.js'
 import { formatAuthority } from '../net/host.js'
 
@@ -47,15 +48,24 @@ export const run: CliVerb = async (args, io) => {
     config: against ?? next,
     env: io.env,
   })
+  const gate = values['fail-on-new-denials']
   if (batch.truncated) io.stderr(`portcullis replay: only the newest ${batch.records.length} records were read\n`)
   const report = replayRecords(batch.records, next, against)
   const since = window.since === null ? '' : ` since ${window.since.toISOString()}`
   if (values.json)
     io.stdout(
-      `${JSON.stringify({ from: batch.from, config: next.file, against: against?.file ?? null, ...report }, null, 2)}\n`,
+      `${JSON.stringify({ from: batch.from, config: next.file, against: against?.file ?? null, truncated: batch.truncated, ...report }, null, 2)}\n`,
     )
   else io.stdout(formatReplay(report, `${batch.from}${since}`, next.file, against?.file ?? null))
-  return values['fail-on-new-denials'] && report.totals.allowToDeny > 0 ? EXIT_DENIED : EXIT_OK
+  if (gate && report.totals.allowToDeny > 0) return EXIT_DENIED
+  // A gate never passes on records it did not read: the older ones may hold what NEW denies.
+  if (gate && batch.truncated) {
+    io.stderr(
+      `portcullis replay: --fail-on-new-denials cannot pass: the window holds more than ${MAX_RECORDS} records and the older ones were not read; narrow it with --since/--until or --agent\n`,
+    )
+    return EXIT_USAGE
+  }
+  return EXIT_OK
 }
 
 const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`

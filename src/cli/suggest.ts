@@ -91,7 +91,8 @@ export const run: CliVerb = async (args, io) => {
     compile: await compilerFor(file, text, io.env),
   })
   const since = window.since === null ? '' : ` since ${window.since.toISOString()}`
-  if (values.json) io.stdout(`${JSON.stringify({ from: batch.from, ...reportJson(report) }, null, 2)}\n`)
+  if (values.json)
+    io.stdout(`${JSON.stringify({ from: batch.from, truncated: batch.truncated, ...reportJson(report) }, null, 2)}\n`)
   else if (values.diff) {
     io.stdout(unifiedDiff(text, report.editedText, relative(process.cwd(), file) || file))
     io.stderr(reportSummary(report) || `no rules to suggest from ${batch.from}${since}\n`)

@@ -1,4 +1,5 @@
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { once } from 'node:events'
+import { copyFileSync, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -12,6 +13,7 @@ import { runPortcullis } from '../helpers/spawn-portcullis.js'
 import { CLOSED_PORT } from '../helpers/ports.js'
 import { rec } from '../helpers/decision-records.js'
 import { run, type RunResult } from '../helpers/spawn.js'
+import { MAX_RECORDS } from '../../src/cli/record-source.js'
 
 // SPEC §10 through the real program: traffic recorded by a real proxy (denied siblings, a host denied on
 // purpose, audit-mode agents, a git clone of an unlisted repo through a loopback git server), then
@@ -361,4 +363,30 @@ t.test('--source redis with nothing listening says it cannot reach it, at once',
   t.equal(r.code, 1)
   t.match(r.stderr, new RegExp(`cannot reach Redis at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`))
   t.ok(Date.now() - started < 4000, 'without waiting out the 5 s timeout')
+})
+
+t.test('replay --fail-on-new-denials never passes on records it did not read', async (t) => {
+  const dir = t.testdir({
+    'new.yaml': 'agents:\n  - { id: ci, source_cidrs: [127.0.0.1/32] }\n',
+  })
+  const base = Date.now() - 30 * 60_000
+  const line = (i: number, more: Record<string, unknown> = {}): string =>
+    `${JSON.stringify({ ...rec('ci', 'GET http://d.test/x'), time: new Date(base + i).toISOString(), id: `r${i}`, ...more })}\n`
+  // What passed under the old policy and NEW denies: one allow, then more denials than replay holds.
+  const allow = line(0, { host: 'a.test', decision: 'allow', reason: 'allowed', rule: 'agents.ci.allow[0]' })
+  writeFileSync(join(dir, 'alone.log'), allow)
+  const alone = await cli(['replay', '--config', 'new.yaml', '--source', 'alone.log', '--fail-on-new-denials'], dir)
+  t.equal(alone.code, 1, 'the allow alone is a new denial')
+  const out = createWriteStream(join(dir, 'big.log'))
+  out.write(allow)
+  for (let i = 1; i <= MAX_RECORDS + 1; i++) if (!out.write(line(i))) await once(out, 'drain')
+  out.end()
+  await once(out, 'finish')
+  const r = await cli(['replay', '--config', 'new.yaml', '--source', 'big.log', '--fail-on-new-denials', '--json'], dir)
+  t.equal(r.code, 2, 'the older records were not read: the gate fails')
+  t.match(r.stderr, /--fail-on-new-denials cannot pass: the window holds more than 500000 records/)
+  t.equal((JSON.parse(r.stdout) as { truncated: boolean }).truncated, true)
+  const plain = await cli(['replay', '--config', 'new.yaml', '--source', 'big.log'], dir)
+  t.equal(plain.code, 0, 'without the gate it is a report, cut as stderr says')
+  t.match(plain.stderr, /only the newest 500000 records were read/)
 })
