@@ -85,6 +85,9 @@ export function warningsFor(
 export const GLOBBED_REPO =
   "its path names a repository with '*' (or another glob character), which a repo rule would read as a wildcard over every repository; write the rule by hand if one is meant"
 
+export const CUT_PATH =
+  'the record keeps only the first 1,024 characters of its path, and the policy limits this host by path: a rule naming the cut path would not match the request, and its directory would open more than was seen; write the rule by hand if one is meant'
+
 export const UNREADABLE_RECORD =
   'the record names a host, port or method the proxy never decides as written (not in normal form, out of range): an edited or foreign log line; no rule is offered'
 

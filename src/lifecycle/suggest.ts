@@ -15,6 +15,7 @@
  * suggestion never claims more than it opens (a deny rule still wins, a private address stays shut).
  */
 import type { RuntimeConfig } from '../config/types.js'
+import { ConfigError, PortcullisError } from '../errors.js'
 import { BUILTIN_PRESETS } from '../config/presets.js'
 import { parseHostPattern } from '../policy/host-pattern.js'
 import { collectHostRules, listRules, type CompiledRule, type RuleIndex } from '../policy/compiled.js'
@@ -26,7 +27,7 @@ import { requestsOf } from './records.js'
 import { isForgeWrite, namesGlobbedRepo, repoUseOf } from './repo-paths.js'
 import type { SuggestedRule } from './rule-yaml.js'
 import { foldSiblings, hostDrafts, type HostRuleContext, type Protected } from './suggest-hosts.js'
-import { FORGE_WRITE, GLOBBED_REPO, NOT_SUGGESTED, UNREADABLE_RECORD, warningsFor } from './suggest-notes.js'
+import { CUT_PATH, FORGE_WRITE, GLOBBED_REPO, NOT_SUGGESTED, UNREADABLE_RECORD, warningsFor } from './suggest-notes.js'
 import { formatAuthority, normalizeHost } from '../net/host.js'
 
 export interface SuggestInput {
@@ -134,6 +135,7 @@ export function suggestRules(input: SuggestInput): SuggestReport {
   for (const d of drafts) {
     for (const r of d.forgeWrites) withheld.set(r, FORGE_WRITE)
     for (const r of d.globbed) withheld.set(r, GLOBBED_REPO)
+    for (const r of d.cutPaths) withheld.set(r, CUT_PATH)
   }
   const edits: TargetEdit[] = drafts.map((d) => ({
     kind: d.target.kind,
@@ -141,7 +143,7 @@ export function suggestRules(input: SuggestInput): SuggestReport {
     rules: d.entries.map((e) => ({ rule: e.rule, comment: commentFor(e) })),
   }))
   const editedText = insertRules(input.configText, edits)
-  const edited = drafts.length > 0 ? input.compile(editedText) : config
+  const edited = drafts.length > 0 ? compileSuggested(input.compile, editedText) : config
   const targets = drafts.map((d) => ({
     target: d.target,
     requests: d.records.reduce((n, r) => n + requestsOf(r), 0),
@@ -158,6 +160,22 @@ export function suggestRules(input: SuggestInput): SuggestReport {
       withheld,
     ),
     editedText,
+  }
+}
+
+/**
+ * The config with the suggested rules, compiled. It failing is a bug here, not in the operator's
+ * file: the positions it names are in text only suggest has seen, so they are not reported as theirs.
+ */
+function compileSuggested(compile: CompileText, text: string): RuntimeConfig {
+  try {
+    return compile(text)
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    const what = err.issues.map((i) => `${i.path ? `${i.path}: ` : ''}${i.message}`).join('; ')
+    throw new PortcullisError('PC_ERR_INTERNAL', `a suggested rule does not compile (a bug in suggest): ${what}`, {
+      cause: err,
+    })
   }
 }
 
@@ -216,6 +234,8 @@ interface Minimised {
   readonly forgeWrites: DecisionRecord[]
   /** Requests whose path names a repository with a glob character (namesGlobbedRepo): no rule is offered. */
   readonly globbed: DecisionRecord[]
+  /** Requests on a path-limited host whose recorded path was cut (path_sha256): no path rule can name it. */
+  readonly cutPaths: DecisionRecord[]
 }
 
 function minimise(
@@ -240,9 +260,15 @@ function minimise(
   rest = rest.filter((r) => !isForgeWrite(r))
   for (const [rule, taken] of presetRules(rest, ctx)) take(rule, taken)
   const hostCtx = hostContext(ctx.config, agentIds, target, onPurpose)
+  // Where the rule must list paths, a path the record does not hold whole cannot be listed.
+  const listsPaths = (r: DecisionRecord): boolean =>
+    r.method !== 'CONNECT' && r.path !== null && hostCtx.pathLimited(r.host)
+  const cutPaths = rest.filter((r) => r.path_sha256 !== undefined && listsPaths(r))
+  const cut = new Set(cutPaths)
+  rest = rest.filter((r) => !cut.has(r))
   const folded = foldSiblings(hostDrafts(rest, hostCtx), hostCtx)
   for (const d of folded.drafts) take(d.rule, d.records, d.folded)
-  return { entries, notes: folded.notes, forgeWrites, globbed }
+  return { entries, notes: folded.notes, forgeWrites, globbed, cutPaths }
 }
 
 /** Repo rules for the repositories the records used, grouped per forge (and git host) and access. */

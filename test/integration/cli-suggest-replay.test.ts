@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { copyFileSync, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -389,4 +390,34 @@ t.test('replay --fail-on-new-denials never passes on records it did not read', a
   const plain = await cli(['replay', '--config', 'new.yaml', '--source', 'big.log'], dir)
   t.equal(plain.code, 0, 'without the gate it is a report, cut as stderr says')
   t.match(plain.stderr, /only the newest 500000 records were read/)
+})
+
+t.test('suggest lists a request whose recorded path was cut as not suggested, and suggests the rest', async (t) => {
+  const now = new Date().toISOString()
+  const long = `/v2/${'A'.repeat(2000)}`
+  const cutPath = { path: `${long.slice(0, 1023)}…`, path_sha256: createHash('sha256').update(long).digest('hex') }
+  const records = [
+    { ...rec('ci', 'GET https://api.example.org/v2/x'), ...cutPath, reason: 'denied_path', rule: null, time: now },
+    { ...rec('ci', 'GET https://api.example.org/v2/ok'), reason: 'denied_path', time: now },
+  ]
+  const dir = t.testdir({
+    'portcullis.yaml': `agents:
+  - id: ci
+    source_cidrs: [127.0.0.1/32]
+    allow:
+      - { host: api.example.org, methods: [GET], paths: ["/v1/**"] }
+`,
+    'proxy.log': records.map((r) => JSON.stringify(r)).join('\n'),
+  })
+  const r = await cli(['suggest', '--config', 'portcullis.yaml', '--source', 'proxy.log', '--json'], dir)
+  t.equal(r.code, 0, r.stderr)
+  const report = JSON.parse(r.stdout) as {
+    targets: Array<{ rules: Array<{ rule: unknown }> }>
+    not_suggested: Array<{ reason: string; requests: number; why: string }>
+  }
+  t.same(
+    report.targets.flatMap((x) => x.rules.map((e) => e.rule)),
+    [{ host: 'api.example.org', methods: ['GET'], paths: ['/v2/ok'] }],
+  )
+  t.match(report.not_suggested, [{ reason: 'denied_path', requests: 1, why: /first 1,024 characters of its path/ }])
 })

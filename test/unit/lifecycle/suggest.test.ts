@@ -379,3 +379,25 @@ t.test("a '*' in a recorded repository path is never a wildcard repo rule", asyn
   const withheld = report.notSuggested.find((n) => /glob character/.test(n.why))
   t.equal(withheld?.requests, 4, 'and each is listed as not suggested, saying why')
 })
+
+t.test(
+  'a suggested config that does not compile is reported as suggest’s fault, not at a line of the operator’s file',
+  async (t) => {
+    const failing = (text: string): ReturnType<typeof parseConfigText> =>
+      parseConfigText(text.replace('- host: a.example.org', '- host: A.example.org'), FILE)
+    t.throws(
+      () =>
+        suggestRules({
+          config: CONFIG,
+          configText: TEXT,
+          records: [rec('ci', 'CONNECT a.example.org:443')],
+          compile: failing,
+        }),
+      {
+        code: 'PC_ERR_INTERNAL',
+        message:
+          /^a suggested rule does not compile \(a bug in suggest\): agents\[0\]\.allow\[0\]\.host: 'A\.example\.org' is not in normal form/,
+      },
+    )
+  },
+)
