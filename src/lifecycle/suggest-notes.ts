@@ -88,6 +88,9 @@ export const GLOBBED_REPO =
 export const CUT_PATH =
   'the record keeps only the first 1,024 characters of its path, and the policy limits this host by path: a rule naming the cut path would not match the request, and its directory would open more than was seen; write the rule by hand if one is meant'
 
+export const UNLISTABLE_PATH =
+  "its path holds '*' or '?' (or is not in normal form), which a path pattern would read as a wildcard or a query, and the policy limits this host by path: a rule naming it would open more than was seen; write the rule by hand if one is meant"
+
 export const UNREADABLE_RECORD =
   'the record names a host, port or method the proxy never decides as written (not in normal form, out of range): an edited or foreign log line; no rule is offered'
 

@@ -18,6 +18,7 @@ import type { RuntimeConfig } from '../config/types.js'
 import { ConfigError, PortcullisError } from '../errors.js'
 import { BUILTIN_PRESETS } from '../config/presets.js'
 import { parseHostPattern } from '../policy/host-pattern.js'
+import { parsePathPattern } from '../policy/path-pattern.js'
 import { collectHostRules, listRules, type CompiledRule, type RuleIndex } from '../policy/compiled.js'
 import type { DecisionRecord } from '../telemetry/events.js'
 import { insertRules, type TargetEdit } from './config-edit.js'
@@ -27,7 +28,15 @@ import { requestsOf } from './records.js'
 import { isForgeWrite, namesGlobbedRepo, repoUseOf } from './repo-paths.js'
 import type { SuggestedRule } from './rule-yaml.js'
 import { foldSiblings, hostDrafts, type HostRuleContext, type Protected } from './suggest-hosts.js'
-import { CUT_PATH, FORGE_WRITE, GLOBBED_REPO, NOT_SUGGESTED, UNREADABLE_RECORD, warningsFor } from './suggest-notes.js'
+import {
+  CUT_PATH,
+  FORGE_WRITE,
+  GLOBBED_REPO,
+  NOT_SUGGESTED,
+  UNLISTABLE_PATH,
+  UNREADABLE_RECORD,
+  warningsFor,
+} from './suggest-notes.js'
 import { formatAuthority, normalizeHost } from '../net/host.js'
 
 export interface SuggestInput {
@@ -136,6 +145,7 @@ export function suggestRules(input: SuggestInput): SuggestReport {
     for (const r of d.forgeWrites) withheld.set(r, FORGE_WRITE)
     for (const r of d.globbed) withheld.set(r, GLOBBED_REPO)
     for (const r of d.cutPaths) withheld.set(r, CUT_PATH)
+    for (const r of d.unlistable) withheld.set(r, UNLISTABLE_PATH)
   }
   const edits: TargetEdit[] = drafts.map((d) => ({
     kind: d.target.kind,
@@ -236,6 +246,14 @@ interface Minimised {
   readonly globbed: DecisionRecord[]
   /** Requests on a path-limited host whose recorded path was cut (path_sha256): no path rule can name it. */
   readonly cutPaths: DecisionRecord[]
+  /** Requests on a path-limited host whose path no path pattern names literally (isLiteralPath). */
+  readonly unlistable: DecisionRecord[]
+}
+
+/** Does the path, written as a path pattern, match itself alone (no `*`, no `?`, in normal form)? */
+function isLiteralPath(path: string): boolean {
+  const p = parsePathPattern(path)
+  return p.ok && p.pattern.literal === path && p.pattern.query.length === 0
 }
 
 function minimise(
@@ -264,11 +282,15 @@ function minimise(
   const listsPaths = (r: DecisionRecord): boolean =>
     r.method !== 'CONNECT' && r.path !== null && hostCtx.pathLimited(r.host)
   const cutPaths = rest.filter((r) => r.path_sha256 !== undefined && listsPaths(r))
-  const cut = new Set(cutPaths)
+  // A path the pattern syntax would read as more than itself ('*', '?', not in normal form) is not widened.
+  const unlistable = rest.filter(
+    (r) => r.path_sha256 === undefined && listsPaths(r) && !isLiteralPath(r.path as string),
+  )
+  const cut = new Set([...cutPaths, ...unlistable])
   rest = rest.filter((r) => !cut.has(r))
   const folded = foldSiblings(hostDrafts(rest, hostCtx), hostCtx)
   for (const d of folded.drafts) take(d.rule, d.records, d.folded)
-  return { entries, notes: folded.notes, forgeWrites, globbed, cutPaths }
+  return { entries, notes: folded.notes, forgeWrites, globbed, cutPaths, unlistable }
 }
 
 /** Repo rules for the repositories the records used, grouped per forge (and git host) and access. */

@@ -401,3 +401,13 @@ t.test(
     )
   },
 )
+
+t.test("a path with '*' on a host limited by path is not suggested, never widened to a directory", async (t) => {
+  const report = suggest(
+    ['/v2/a*b', '/v2/*', '/v2/**', '/v2/ok'].map((p) => rec('ci', `GET https://docs.example.net${p}`)),
+    { agent: 'ci' },
+  )
+  t.same(rulesOf(report), [{ host: 'docs.example.net', methods: ['GET'], paths: ['/v2/ok'] }])
+  t.match(report.notSuggested, [{ reason: 'denied_no_rule', requests: 3, why: /holds '\*' or '\?'/ }])
+  t.notMatch(report.editedText, /\/v2\/\*\*/)
+})
