@@ -55,6 +55,11 @@ export const CODES = {
     level: 'warn',
     meaning: 'two agents match some of the same source addresses: the first in config order is used there',
   },
+  PC_SANDBOX_PROXY_GUESSED: {
+    level: 'warn',
+    meaning:
+      'sandbox templates, listen.host a wildcard address and identity.sandbox_proxy not set: issued credentials name loopback as the proxy',
+  },
   PC_NEEDS_INTERCEPTION: {
     level: 'warn',
     meaning:

@@ -5,8 +5,8 @@ import { parseAuthority } from '../net/host.js'
 import {
   issueSandbox,
   parseLabel,
-  proxyAuthority,
   proxyLines,
+  sandboxProxy,
   readSandboxKeys,
   type IssuedSandbox,
 } from '../identity/sandbox-issue.js'
@@ -76,7 +76,9 @@ async function issue(args: readonly string[], io: CliIo): Promise<number> {
       config.identity.maxSandboxTtlMs,
       keys.signing,
       { agent: values.agent, ttlMs, labels },
-      values.proxy ?? proxyAuthority(config.listen.host, config.listen.port),
+      values.proxy !== undefined
+        ? { authority: values.proxy, warning: null }
+        : sandboxProxy(config.identity, config.listen, config.listen.port),
       Date.now(),
     )
     if (!out.ok) throw new PortcullisError('PC_ERR_USAGE', out.message)
@@ -97,9 +99,13 @@ async function issue(args: readonly string[], io: CliIo): Promise<number> {
         throw asIssueRefusal(err)
       })
     // The API addresses the lines to its own listener; --proxy says where the sandbox reaches it.
-    sandbox =
-      values.proxy === undefined ? issued : { ...issued, ...proxyLines(issued.user, issued.token, values.proxy) }
+    if (values.proxy === undefined) sandbox = issued
+    else {
+      const { warning: _guessed, ...addressed } = issued
+      sandbox = { ...addressed, ...proxyLines(issued.user, issued.token, values.proxy) }
+    }
   }
+  if (sandbox.warning !== undefined) io.stderr(`portcullis sandbox: warning: ${sandbox.warning} (or pass --proxy)\n`)
   io.stdout(values.json ? `${JSON.stringify(sandbox)}\n` : formatIssued(sandbox, keys.signing !== null))
   return EXIT_OK
 }

@@ -57,6 +57,7 @@ export function compileConfig(raw: RawConfig, source: ConfigSource, denyFiles: D
       signingKeyEnv: raw.identity.signing_key_env,
       previousSigningKeyEnv: raw.identity.previous_signing_key_env,
       maxSandboxTtlMs: parseDurationMs(raw.identity.max_sandbox_ttl) ?? 0,
+      sandboxProxy: raw.identity.sandbox_proxy,
     },
     testsFile: testsFileOf(raw.tests_file, source.file),
     denyFiles: [...denyFiles.keys()],

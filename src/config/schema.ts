@@ -11,6 +11,7 @@ import { z } from 'zod'
 import { parseDurationMs } from './duration.js'
 import { isApprovalTtl } from '../policy/approvals.js'
 import { parseSizeBytes } from '../byte-size.js'
+import { parseAuthority } from '../net/host.js'
 
 const port = z.number().int().min(1).max(65535)
 // Port 0 (an ephemeral port) is allowed for listeners: tests start instances on 127.0.0.1:0.
@@ -271,6 +272,15 @@ export const configSchema = z.strictObject({
           'at most 30d: sandbox credentials are short-lived, and a revocation is kept as long as one may live',
         )
         .default('24h'),
+      // Where sandboxes reach the proxy (host:port), for the proxy_url of issued credentials; null: listen.
+      sandbox_proxy: z
+        .string()
+        .refine(
+          (a) => parseAuthority(a) !== null,
+          'HOST:PORT, as a sandbox reaches the proxy (an IPv6 address in brackets: [fd00::1]:3128)',
+        )
+        .nullable()
+        .default(null),
     })
     .prefault({}),
   // SPEC §10: policy tests; absent: `<config>.tests.yaml` beside the config when present; null: none.

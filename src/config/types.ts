@@ -54,6 +54,8 @@ export interface RuntimeConfig {
     readonly signingKeyEnv: string
     readonly previousSigningKeyEnv: string | null
     readonly maxSandboxTtlMs: number
+    /** `host:port` issued credentials name (identity.sandbox_proxy); null: the proxy's listener. */
+    readonly sandboxProxy: string | null
   }
   /**
    * Policy tests (SPEC §10): `tests_file`, or `<config>.tests.yaml` beside the config (`explicit`

@@ -31,6 +31,8 @@ export interface IssuedSandbox {
   readonly proxy_url: string
   /** Ready to paste into the sandbox's environment (curl reads only the lower-case ones). */
   readonly proxy_env: Readonly<Record<'HTTP_PROXY' | 'HTTPS_PROXY' | 'http_proxy' | 'https_proxy', string>>
+  /** Present when proxy_url names an address a sandbox elsewhere likely cannot reach (LOOPBACK_GUESS). */
+  readonly warning?: string
 }
 
 export type IssueOutcome =
@@ -41,10 +43,36 @@ export type IssueOutcome =
       readonly message: string
     }
 
-/** Where sandboxes reach the proxy: the listener, with a wildcard address shown as loopback. */
-export function proxyAuthority(host: string, port: number): string {
-  const h = host === '0.0.0.0' || host === '' ? '127.0.0.1' : host === '::' ? '::1' : host
-  return formatAuthority(h, port)
+/** Where issued credentials say the proxy is, and what an operator must hear about that address. */
+export interface SandboxProxy {
+  /** `host:port`, for proxy_url and proxy_env. */
+  readonly authority: string
+  /** Set when the address is a guess a sandbox elsewhere cannot use (the answer carries it). */
+  readonly warning: string | null
+}
+
+/** A listen host that means "every address": no address a sandbox could be given. */
+export function isWildcardHost(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === ''
+}
+
+/** Why a listener on every address names loopback in proxy_url, and what to set (answers, log, `check`). */
+export const LOOPBACK_GUESS =
+  "listen.host is a wildcard address and identity.sandbox_proxy is not set, so proxy_url names loopback, which only a client on the proxy's own host (not in a container) reaches: set identity.sandbox_proxy to the HOST:PORT sandboxes reach the proxy at"
+
+/**
+ * Where sandboxes reach the proxy: identity.sandbox_proxy when set, else the listener (`port`: the
+ * port it is bound to). A listener on every address names none a sandbox can use; loopback is then
+ * named, with a warning, never silently.
+ */
+export function sandboxProxy(
+  identity: { readonly sandboxProxy: string | null },
+  listen: { readonly host: string },
+  port: number,
+): SandboxProxy {
+  if (identity.sandboxProxy !== null) return { authority: identity.sandboxProxy, warning: null }
+  if (!isWildcardHost(listen.host)) return { authority: formatAuthority(listen.host, port), warning: null }
+  return { authority: formatAuthority(listen.host === '::' ? '::1' : '127.0.0.1', port), warning: LOOPBACK_GUESS }
 }
 
 export function issueSandbox(
@@ -52,7 +80,7 @@ export function issueSandbox(
   maxTtlMs: number,
   key: SigningKey,
   req: IssueRequest,
-  proxy: string,
+  proxy: SandboxProxy,
   nowMs: number = Date.now(),
 ): IssueOutcome {
   const agent = policy.agents.get(req.agent)
@@ -87,7 +115,8 @@ export function issueSandbox(
       token,
       labels: req.labels,
       expires_at: new Date(exp * 1000).toISOString(),
-      ...proxyLines(user, token, proxy),
+      ...proxyLines(user, token, proxy.authority),
+      ...(proxy.warning !== null ? { warning: proxy.warning } : {}),
     },
   }
 }

@@ -8,7 +8,7 @@ import { metricsRoutes } from '../admin/routes/metrics.js'
 import { pageRoutes } from '../admin/routes/page.js'
 import { reloadRoutes } from '../admin/routes/reload.js'
 import { sandboxRoutes } from '../admin/routes/sandboxes.js'
-import { proxyAuthority } from '../identity/sandbox-issue.js'
+import { sandboxProxy } from '../identity/sandbox-issue.js'
 import type { RevocationStore } from '../sandboxes/revocation-store.js'
 import type { AddressInfo } from 'node:net'
 import type { Route } from '../admin/server.js'
@@ -87,8 +87,10 @@ export function adminRoutes(d: AdminRouteDeps): Route[] {
       config: policy.current,
       keys: parts.sandboxes.keys,
       store: d.sandboxStore,
-      proxyAuthority: () =>
-        proxyAuthority(policy.current().listen.host, (d.proxyServer.address() as AddressInfo | null)?.port ?? 0),
+      proxy: () => {
+        const cfg = policy.current()
+        return sandboxProxy(cfg.identity, cfg.listen, (d.proxyServer.address() as AddressInfo | null)?.port ?? 0)
+      },
       recent: async (since) => {
         if (d.redis !== null) {
           try {

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import type { RuntimeConfig } from '../config/types.js'
 import { weakTokens } from '../identity/weak-tokens.js'
-import { readSandboxKeys } from '../identity/sandbox-issue.js'
+import { isWildcardHost, LOOPBACK_GUESS, readSandboxKeys } from '../identity/sandbox-issue.js'
 import { credentialVariables, listRules, needsInside } from '../policy/compiled.js'
 import { cidrContains, type Cidr } from '../net/host.js'
 
@@ -46,7 +46,8 @@ export function reportPolicyProblems(config: RuntimeConfig, env: NodeJS.ProcessE
 }
 
 export interface PolicyWarning {
-  readonly code: 'PC_NO_AGENTS' | 'PC_SOURCE_OVERLAP' | 'PC_WEAK_TOKEN' | 'PC_NEEDS_INTERCEPTION'
+  readonly code:
+    'PC_NO_AGENTS' | 'PC_SOURCE_OVERLAP' | 'PC_WEAK_TOKEN' | 'PC_NEEDS_INTERCEPTION' | 'PC_SANDBOX_PROXY_GUESSED'
   readonly message: string
   readonly agent?: string
 }
@@ -79,6 +80,12 @@ export function policyWarnings(config: RuntimeConfig): PolicyWarning[] {
               message: `agents ${a.id} (${x.text}) and ${b.id} (${y.text}) both match some sources: a client there is ${a.id}, the first in config order, unless it sends credentials`,
             })
     }
+  if (
+    agents.some((a) => a.sandboxes === true) &&
+    config.identity.sandboxProxy === null &&
+    isWildcardHost(config.listen.host)
+  )
+    out.push({ code: 'PC_SANDBOX_PROXY_GUESSED', message: `sandbox credentials: ${LOOPBACK_GUESS}` })
   if (config.policy.intercept === 'never') {
     // Such a rule cannot be kept over HTTPS without seeing inside: every HTTPS request it governs fails closed.
     const seen = new Set<string>()

@@ -3,7 +3,7 @@ import { z } from 'zod'
 import type { RuntimeConfig } from '../../config/types.js'
 import { parseDurationMs } from '../../config/duration.js'
 import { MAX_SANDBOX_TTL_MS } from '../../config/schema.js'
-import { issueSandbox, type SandboxKeys } from '../../identity/sandbox-issue.js'
+import { issueSandbox, type SandboxKeys, type SandboxProxy } from '../../identity/sandbox-issue.js'
 import { CLOCK_SKEW_S, idTimeMs, SANDBOX_ID } from '../../identity/sandbox-token.js'
 import type { RevocationStore, Revocation } from '../../sandboxes/revocation-store.js'
 import { summarizeSandboxes } from '../../sandboxes/seen.js'
@@ -16,8 +16,8 @@ export interface SandboxRouteDeps {
   readonly config: () => RuntimeConfig
   readonly keys: () => SandboxKeys
   readonly store: RevocationStore
-  /** `host:port` where sandboxes reach the proxy (for proxy_url). */
-  readonly proxyAuthority: () => string
+  /** Where sandboxes reach the proxy (for proxy_url), and a warning when that is a guess. */
+  readonly proxy: () => SandboxProxy
   /** Decision records of sandboxes since a time: the Redis stream when configured, else the ring. */
   readonly recent: (since: Date) => Promise<{ records: TelemetryRecord[]; source: 'redis' | 'memory' }>
   readonly log: Logger
@@ -80,7 +80,7 @@ export function sandboxRoutes(deps: SandboxRouteDeps): Route[] {
           cfg.identity.maxSandboxTtlMs,
           key,
           { agent: body.agent, ttlMs: parseDurationMs(body.ttl) ?? 0, labels: body.labels },
-          deps.proxyAuthority(),
+          deps.proxy(),
           now(),
         )
         if (!out.ok)

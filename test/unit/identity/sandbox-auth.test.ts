@@ -26,8 +26,10 @@ function ctx(revoked: readonly string[] = [], keys = [KEY, OLD], known = true): 
   return { keys, maxTtlMs: 24 * HOUR, isRevoked: (id) => revoked.includes(id), revocationsKnown: () => known }
 }
 
+const PROXY = { authority: '127.0.0.1:3128', warning: null }
+
 function issued(agent = 'ci', ttlMs = 2 * HOUR, key = KEY) {
-  const out = issueSandbox(POLICY, 24 * HOUR, key, { agent, ttlMs, labels: { task: 'T-1' } }, '127.0.0.1:3128', NOW)
+  const out = issueSandbox(POLICY, 24 * HOUR, key, { agent, ttlMs, labels: { task: 'T-1' } }, PROXY, NOW)
   if (!out.ok) throw new Error(out.message)
   return out.sandbox
 }
