@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { parse, stringify } from 'yaml'
@@ -59,7 +60,8 @@ export async function createYamlFileStore<T extends KeyedEntry>(
   const write = async (entries: readonly T[]): Promise<void> => {
     try {
       await mkdir(dirname(file), { recursive: true })
-      const tmp = `${file}.${process.pid}.tmp`
+      // Not the pid alone: instances in containers are all pid 1, and may share the directory.
+      const tmp = `${file}.${process.pid}.${randomUUID()}.tmp`
       await writeFile(tmp, `${opts.header}\n${stringify({ [opts.key]: entries })}`, { mode: 0o640 })
       await rename(tmp, file)
     } catch (err) {
