@@ -21,8 +21,9 @@ export interface TrackedConn {
   readonly srcIp: string
   readonly credential: Credential
   /**
-   * The request it carries: for good on a connection a request opened (a WebSocket), while an answer
-   * is in flight on an intercepted or a plain-HTTP connection. A reload asks
+   * The request it carries: for good on a connection a WebSocket opened or took over (inside a
+   * CONNECT), while an answer or a 101 is awaited or in flight on an intercepted or a plain-HTTP
+   * connection. A reload asks
    * whether that request is still allowed, not only its host, so a long answer (a download, an event
    * stream) the new policy refuses is cut too.
    */

@@ -24,10 +24,11 @@ import type { Credential } from '../identity/authenticate.js'
  * denial. Allowed, it is sent to the checked address (TLS verified as for any request), and the
  * upstream's answer is relayed: a 101 splices the two connections (frames flow untouched, both ways),
  * anything else is passed on and the connection closed. From the moment it is sent upstream, the
- * request is tracked like a tunnel's (inside a CONNECT, `within`, the CONNECT's connection carries
- * it too), so a reload, an approval's end or a revocation that no longer allows it closes it, whether
- * the 101 has come yet or not; the spliced connection's close record counts the bytes both ways. Other
- * upgrades are refused with a 400 (an h2c upgrade without a body is declined and answered over
+ * request is tracked like a tunnel's, so a reload, an approval's end or a revocation that no longer
+ * allows it closes it, whether the 101 has come yet or not. Its bytes count once: on the listener the
+ * spliced connection has its own close record; inside a CONNECT (`within`) the CONNECT's connection
+ * carries the request and its close record counts the bytes (those of the client connection, which
+ * the WebSocket now is), as for any request inside it. Other upgrades are refused with a 400 (an h2c upgrade without a body is declined and answered over
  * HTTP/1.1 before it gets here: server.ts declineH2cUpgrade).
  */
 export async function relayUpgrade(
@@ -169,7 +170,7 @@ export async function relayUpgrade(
     if (upstreamHead.length > 0) client.write(upstreamHead)
     if (early.length > 0) upstream.write(early)
     pending?.()
-    splice(deps, client, upstream, { facts, credential: verdict.credential, request })
+    splice(deps, client, upstream, within === null ? { facts, credential: verdict.credential, request } : null)
   })
   upstreamReq.end()
 }

@@ -6,13 +6,13 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import t, { type Test } from 'tap'
 import { ProxyAgent, WebSocket } from 'undici'
-import { startPortcullis } from '../helpers/start-portcullis.js'
+import { startPortcullis, type Portcullis } from '../helpers/start-portcullis.js'
 import { createTestCa } from '../helpers/test-ca.js'
 import { startWsOrigin, readFrame, textFrame } from '../helpers/ws-origin.js'
 import { basicAuth } from '../helpers/clients.js'
 import { until } from '../helpers/poll.js'
 import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
-import { openTunnel } from '../helpers/tunnel.js'
+import { openTunnel, readHead } from '../helpers/tunnel.js'
 import { adminCall } from '../helpers/admin.js'
 import type { CloseRecord, DecisionRecord } from '../../src/telemetry/events.js'
 
@@ -55,6 +55,16 @@ async function echo(socket: Socket, text: string, pending: Buffer = Buffer.alloc
     const [chunk] = (await once(socket, 'data')) as [Buffer]
     buf = Buffer.concat([buf, chunk])
   }
+}
+
+/** A CONNECT to ws.test:`port` as `ci`, and TLS inside it (intercepted) when `tls`: the socket to speak HTTP on. */
+async function tunnelTo(pc: Portcullis, port: number, tls: boolean): Promise<Socket> {
+  const { socket: tunnel } = await openTunnel(pc.proxyPort, `ws.test:${port}`)
+  if (!tls) return tunnel
+  const socket = tlsConnect({ socket: tunnel, servername: 'ws.test', ca: readFileSync(join(pc.dir, 'ca.pem'), 'utf8') })
+  socket.on('error', () => undefined)
+  await once(socket, 'secureConnect')
+  return socket
 }
 
 /** Agent `ci` may reach ws.test (pinned to loopback) on `ports` at `paths`, and by one more rule if given. */
@@ -144,6 +154,36 @@ t.test('WebSocket through the proxy', async (t) => {
     t.ok(secure.upgrades.includes('/socket/b'), 'the wss upgrade reached the TLS origin')
   })
 
+  t.test('inside a CONNECT a WebSocket’s bytes count once: in the CONNECT’s close record', async (t) => {
+    const FRAMES = 5
+    const frame = textFrame('x'.repeat(60_000), true)
+    for (const [flow, port] of [
+      ['intercepted', secure.port],
+      ['in a CONNECT', plain.port],
+    ] as const) {
+      const seen = new Set(pc.records().filter((r) => r.event === 'close'))
+      const socket = await tunnelTo(pc, port, flow === 'intercepted')
+      socket.write(
+        `GET /socket/count HTTP/1.1\r\nHost: ws.test:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+      )
+      const answer = await readHead(socket)
+      t.match(answer.head, /^HTTP\/1\.1 101 /, `${flow}: switched`)
+      let received = answer.rest.length
+      socket.on('data', (d: Buffer) => (received += d.length))
+      for (let i = 0; i < FRAMES; i++) socket.write(frame)
+      const sent = FRAMES * frame.length
+      t.ok(await until(() => received >= FRAMES * 60_000, 5000), `${flow}: the frames came back`)
+      socket.destroy()
+      await pc.waitForRecord<CloseRecord>((r) => r.event === 'close' && !seen.has(r) && r.bytes_up >= sent)
+      await new Promise((r) => setTimeout(r, 300))
+      const closes = pc.records().filter((r): r is CloseRecord => r.event === 'close' && !seen.has(r))
+      const up = closes.reduce((sum, r) => sum + r.bytes_up, 0)
+      const down = closes.reduce((sum, r) => sum + r.bytes_down, 0)
+      t.ok(up >= sent && up < sent * 1.5, `${flow}: ${up} bytes up in close records for ${sent} sent`)
+      t.ok(down >= received && down < sent * 1.5, `${flow}: ${down} bytes down for ${received} received`)
+    }
+  })
+
   t.test('a reload that no longer allows the path closes the open WebSocket', async (t) => {
     const { head, socket, rest } = await upgrade(pc.proxyPort, `http://ws.test:${plain.port}/socket/live`)
     t.match(head, /^HTTP\/1\.1 101 /)
@@ -179,13 +219,7 @@ t.test('a change made while the 101 is awaited closes the upgrade, on every flow
       return socket
     }
     const port = flow === 'intercepted' ? secure.port : plain.port
-    const { socket: tunnel } = await openTunnel(pc.proxyPort, `ws.test:${port}`)
-    let socket: Socket = tunnel
-    if (flow === 'intercepted') {
-      socket = tlsConnect({ socket: tunnel, servername: 'ws.test', ca: readFileSync(join(pc.dir, 'ca.pem'), 'utf8') })
-      socket.on('error', () => undefined)
-      await once(socket, 'secureConnect')
-    }
+    const socket = await tunnelTo(pc, port, flow === 'intercepted')
     socket.write(`${handshake(path, `ws.test:${port}`)}\r\n`)
     return socket
   }
