@@ -51,6 +51,7 @@ export const BAD_REQUEST_DETAILS: ReadonlySet<string> = new Set([
   'bad_connect_target',
   'upgrade_not_supported',
   'upgrade_with_body',
+  'bad_websocket_handshake',
   'connect_in_tunnel',
   // node's parser (HPE_* codes, answerClientError)
   'malformed',

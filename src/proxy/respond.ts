@@ -285,6 +285,8 @@ const HINTS_400: Readonly<Record<string, string>> = {
   upgrade_not_supported:
     'Only WebSocket upgrades are relayed (Upgrade: websocket on an HTTP/1.1 GET); send the request without Upgrade, or as a WebSocket handshake.',
   upgrade_with_body: 'A WebSocket handshake carries no body; send it without one.',
+  bad_websocket_handshake:
+    'A WebSocket handshake carries Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key (the base64 of 16 random bytes).',
   paused_h2_upgrade: 'The proxy speaks HTTP/1.1 on this connection; send HTTP/1.1 (offer http/1.1 in ALPN).',
 }
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { connect as netConnect, type Socket } from 'node:net'
@@ -48,6 +49,12 @@ export async function relayUpgrade(
   // A handshake has no body (RFC 6455 §4.1); node's parser stops at the head of an upgrade, so a body
   // would reach the origin as frames or as a request of its own, or leave it waiting for a length.
   if (bodyAnnounced(req)) return refuseMalformed(deps.badRequests, client, listener, 400, 'upgrade_with_body')
+  // A handshake the proxy can hold the origin's answer to (RFC 6455 §4.1): without a key, a 101 could
+  // not be told from an origin that answers 101 to anything (httpbin's /status/101), which would leave
+  // the client speaking raw HTTP to it, to paths no rule allows.
+  const key = req.headers['sec-websocket-key']
+  if (!isHandshakeKey(key) || req.headers['sec-websocket-version'] !== '13')
+    return refuseMalformed(deps.badRequests, client, listener, 400, 'bad_websocket_handshake')
   const verdict = await decideHttpRequest(deps, req, channel)
   switch (verdict.kind) {
     case 'malformed':
@@ -162,6 +169,12 @@ export async function relayUpgrade(
       upstream.destroy()
       return fail(Object.assign(new Error('101 to another protocol than websocket'), { code: 'HPE_INVALID_UPGRADE' }))
     }
+    // Only an origin that read this handshake answers with its key's digest (RFC 6455 §4.2.2): any other
+    // 101 is no WebSocket, and what the client sent next would reach the origin as it is.
+    if (res.headers['sec-websocket-accept'] !== acceptFor(key)) {
+      upstream.destroy()
+      return fail(Object.assign(new Error('101 without the handshake key'), { code: 'HPE_INVALID_UPGRADE' }))
+    }
     client.off('close', gone)
     const lines = ['HTTP/1.1 101 Switching Protocols']
     for (let i = 0; i < res.rawHeaders.length; i += 2) lines.push(`${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`)
@@ -188,6 +201,16 @@ function withConnectTimeout(socket: Socket, ready: 'connect' | 'secureConnect', 
   socket.once(ready, done)
   socket.once('close', done)
   return socket
+}
+
+/** A Sec-WebSocket-Key: the base64 of 16 bytes (RFC 6455 §4.1). */
+function isHandshakeKey(key: string | undefined): key is string {
+  return key !== undefined && /^[A-Za-z0-9+/]{22}==$/.test(key)
+}
+
+/** The Sec-WebSocket-Accept an origin that read `key` answers (RFC 6455 §4.2.2). */
+function acceptFor(key: string): string {
+  return createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
 }
 
 /** What a client may send before the upstream's answer (frames it should not send yet): past it, closed. */

@@ -411,19 +411,25 @@ agents:
 t.test('only a switch to the WebSocket asked for is spliced, and only on HTTP/1.1', async (t) => {
   // An origin that answers every upgrade with a 101 to h2c, then logs whatever arrives after it.
   const after: string[] = []
+  const seen: string[] = []
   const origin = createServer((s) => {
     s.on('error', () => undefined)
     let answered = false
     s.on('data', (chunk: Buffer) => {
       if (answered) return void after.push(chunk.toString('latin1'))
       answered = true
-      // /bare: a 101 with no protocol named at all.
-      const bare = chunk.toString('latin1').includes('/allowed/bare')
-      s.write(
-        bare
-          ? 'HTTP/1.1 101 Switching Protocols\r\n\r\n'
-          : 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n',
-      )
+      const head = chunk.toString('latin1')
+      seen.push(head)
+      // /bare: a 101 with no protocol named at all; /reflect: a WebSocket 101 that did not read the
+      // handshake (httpbin's /status/101), without Sec-WebSocket-Accept or with the wrong one.
+      const answer = head.includes('/allowed/bare')
+        ? ''
+        : head.includes('/allowed/reflect/none')
+          ? 'Upgrade: websocket\r\nConnection: Upgrade\r\n'
+          : head.includes('/allowed/reflect/wrong')
+            ? 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+            : 'Upgrade: h2c\r\nConnection: Upgrade\r\n'
+      s.write(`HTTP/1.1 101 Switching Protocols\r\n${answer}\r\n`)
     })
   })
   origin.listen(0, '127.0.0.1')
@@ -453,6 +459,34 @@ agents:
   const bare = await upgrade(pc.proxyPort, `http://ws.test:${port}/allowed/bare`)
   t.match(bare.head, /^HTTP\/1\.1 502 /, 'a 101 naming no protocol is a bad answer, not passed on')
   bare.socket.destroy()
+
+  for (const path of ['/allowed/reflect/none', '/allowed/reflect/wrong']) {
+    const reflected = await upgrade(pc.proxyPort, `http://ws.test:${port}${path}`)
+    t.match(reflected.head, /^HTTP\/1\.1 502 /, `${path}: a 101 without this handshake's accept is a bad answer`)
+    t.match(reflected.head, /x-portcullis-decision: upstream_error/i)
+    reflected.socket.write(`GET /secret HTTP/1.1\r\nHost: ws.test\r\n\r\n`)
+    await new Promise((r) => setTimeout(r, 200))
+    reflected.socket.destroy()
+  }
+  t.same(after, [], 'nothing the client sent after a reflected 101 reached the origin')
+
+  const origins = seen.length
+  for (const [what, fields] of [
+    ['no key', 'Sec-WebSocket-Version: 13\r\n'],
+    ['a key of 15 bytes', 'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAA\r\n'],
+    ['version 8', 'Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'],
+  ] as const) {
+    const c = connect(pc.proxyPort, '127.0.0.1')
+    c.on('error', () => undefined)
+    await once(c, 'connect')
+    c.write(
+      `GET http://ws.test:${port}/allowed/ws HTTP/1.1\r\nHost: ws.test:${port}\r\nProxy-Authorization: ${basicAuth('ci', TOKEN)}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${fields}\r\n`,
+    )
+    const { head, rest } = await readHead(c)
+    t.match(`${head}\r\n\r\n${rest.toString('latin1')}`, /^HTTP\/1\.1 400 [^]*bad_websocket_handshake/, `${what}: 400`)
+    c.destroy()
+  }
+  t.equal(seen.length, origins, 'none of them reached the origin')
 
   const old = connect(pc.proxyPort, '127.0.0.1')
   old.on('error', () => undefined)
