@@ -3,7 +3,9 @@
  * ports and methods seen, then siblings folded into `*.domain` where that admits no host denied on
  * purpose. PURE.
  *
- * - ports: omitted when every port seen is a default port (upstream.ports), else the ports seen.
+ * - ports: omitted when every port seen is a default port (upstream.ports), else the ports seen;
+ *   ports used differently (a tunnel on one, GET on another; other methods) get a rule each, every
+ *   one naming its ports, so nothing seen on one port is opened on another.
  * - methods: omitted when a CONNECT was seen (what went inside a tunnel is unknown, and naming
  *   methods would make the host intercepted); else the methods seen.
  * - paths: only where the policy already limits this host by path (a host rule without paths would
@@ -11,7 +13,8 @@
  * - folding: two or more hosts with the same parent (`a.cdn.example.com`, `b.cdn.example.com`) become
  *   `*.cdn.example.com`, unless the parent is a top-level or shared-hosting domain (anyone can own a
  *   subdomain there), or a host under it was denied on purpose (a deny rule, or a `denied_by_rule`
- *   record): then the hosts stay as they are and a note says why.
+ *   record): then the hosts stay as they are and a note says why. Hosts whose rules differ in
+ *   ports or methods fold into one wildcard per shape.
  */
 import { isIpLiteral } from '../net/host.js'
 import { formatHostPattern, matchHostPattern, type HostPattern } from '../policy/host-pattern.js'
@@ -75,9 +78,43 @@ export function hostDrafts(records: readonly DecisionRecord[], ctx: HostRuleCont
     if (list) list.push(r)
     else byHost.set(r.host, [r])
   }
-  return [...byHost].flatMap(([host, rs]) =>
-    byMethods(host, rs, ctx).map((group) => ({ rule: hostRule(host, group, ctx), records: group, folded: [] })),
-  )
+  return [...byHost].flatMap(([host, rs]) => {
+    const ports = byPortUse(rs)
+    // Ports used alike share a rule; ports used differently each name theirs (even a default one),
+    // so that no method (or tunnel) seen on one port is opened on another.
+    const named = ports.length > 1
+    return ports.flatMap((onPorts) =>
+      byMethods(host, onPorts, ctx).map((group) => ({
+        rule: hostRule(host, group, ctx, named),
+        records: group,
+        folded: [],
+      })),
+    )
+  })
+}
+
+/** How a port was used: tunnelled (a CONNECT, or no path recorded), or the methods seen on it. */
+function portUse(rs: readonly DecisionRecord[]): string {
+  if (rs.some((r) => r.method === 'CONNECT' || r.path === null)) return 'tunnel'
+  return [...new Set(rs.map((r) => r.method))].sort().join(' ')
+}
+
+/** A host's records grouped by port, ports used alike (portUse) in one group. */
+function byPortUse(rs: readonly DecisionRecord[]): DecisionRecord[][] {
+  const byPort = new Map<number, DecisionRecord[]>()
+  for (const r of rs) {
+    const list = byPort.get(r.port)
+    if (list) list.push(r)
+    else byPort.set(r.port, [r])
+  }
+  const byUse = new Map<string, DecisionRecord[]>()
+  for (const list of byPort.values()) {
+    const use = portUse(list)
+    const g = byUse.get(use)
+    if (g) g.push(...list)
+    else byUse.set(use, [...list])
+  }
+  return [...byUse.values()]
 }
 
 /**
@@ -103,14 +140,19 @@ function byMethods(host: string, rs: readonly DecisionRecord[], ctx: HostRuleCon
   return [...groups.values()]
 }
 
-function hostRule(host: string, rs: readonly DecisionRecord[], ctx: HostRuleContext): HostRuleShape {
+function hostRule(
+  host: string,
+  rs: readonly DecisionRecord[],
+  ctx: HostRuleContext,
+  namePorts: boolean,
+): HostRuleShape {
   const ports = [...new Set(rs.map((r) => r.port))].sort((a, b) => a - b)
   const tunnelled = rs.some((r) => r.method === 'CONNECT' || r.path === null)
   const methods = [...new Set(rs.map((r) => r.method))].sort()
   const paths = !tunnelled && ctx.pathLimited(host) ? foldPaths(rs.map((r) => r.path as string)) : null
   return {
     host,
-    ...(ports.every((p) => ctx.defaultPorts.has(p)) ? {} : { ports }),
+    ...(!namePorts && ports.every((p) => ctx.defaultPorts.has(p)) ? {} : { ports }),
     ...(tunnelled ? {} : { methods }),
     ...(paths === null ? {} : { paths }),
   }
@@ -154,8 +196,10 @@ export function foldSiblings(drafts: readonly HostDraft[], ctx: HostRuleContext)
   }
   const notes: string[] = []
   const folding: string[] = []
+  // A host can have several drafts (ports used differently): siblings are counted by host.
+  const siblings = (group: readonly HostDraft[]): number => new Set(group.map((d) => d.rule.host)).size
   for (const [parent, group] of byParent) {
-    if (group.length < 2) continue
+    if (siblings(group) < 2) continue
     const why = refusal(parent, ctx)
     if (why === null) folding.push(parent)
     else notes.push(`not folded into *.${parent}: ${why}; the hosts stay listed one by one`)
@@ -167,14 +211,31 @@ export function foldSiblings(drafts: readonly HostDraft[], ctx: HostRuleContext)
   for (const [parent, group] of byParent)
     for (const d of group) {
       // Hosts whose own parent was refused stay listed, as its note says, whatever covers them above.
-      const refused = group.length >= 2 && !folding.includes(parent)
+      const refused = siblings(group) >= 2 && !folding.includes(parent)
       const into = refused ? undefined : folding.find((p) => d.rule.host.endsWith(`.${p}`))
       if (into === undefined) out.push(d)
       else joined.get(into)?.push(d)
     }
   // A wildcard whose hosts all joined a shallower one (a.example.com's, into *.example.com) is not needed.
-  for (const [parent, group] of joined) if (group.length > 0) out.push(merge(parent, group, ctx))
+  // One wildcard per shape seen on two hosts or more; a shape only one host had stays that host's rule.
+  for (const [parent, group] of joined)
+    for (const same of byShape(group)) {
+      if (siblings(same) >= 2) out.push(merge(parent, same))
+      else out.push(...same)
+    }
   return { drafts: out, notes }
+}
+
+/** Drafts grouped by their rule's ports and methods: a wildcard opens on each host only what one of them had. */
+function byShape(drafts: readonly HostDraft[]): HostDraft[][] {
+  const groups = new Map<string, HostDraft[]>()
+  for (const d of drafts) {
+    const key = JSON.stringify([d.rule.ports ?? null, d.rule.methods ?? null])
+    const g = groups.get(key)
+    if (g) g.push(d)
+    else groups.set(key, [d])
+  }
+  return [...groups.values()]
 }
 
 function refusal(parent: string, ctx: HostRuleContext): string | null {
@@ -195,17 +256,15 @@ function refusal(parent: string, ctx: HostRuleContext): string | null {
   return null
 }
 
-function merge(parent: string, group: readonly HostDraft[], ctx: HostRuleContext): HostDraft {
+/** Drafts of one shape (byShape) as one `*.parent` rule with that shape. */
+function merge(parent: string, group: readonly HostDraft[]): HostDraft {
   const records = group.flatMap((d) => d.records)
-  const ports = [...new Set(records.map((r) => r.port))].sort((a, b) => a - b)
-  const methods = group.every((d) => d.rule.methods !== undefined)
-    ? [...new Set(group.flatMap((d) => d.rule.methods ?? []))].sort()
-    : null
+  const { ports, methods } = (group[0] as HostDraft).rule
   return {
     rule: {
       host: `*.${parent}`,
-      ...(ports.every((p) => ctx.defaultPorts.has(p)) ? {} : { ports }),
-      ...(methods === null ? {} : { methods }),
+      ...(ports === undefined ? {} : { ports }),
+      ...(methods === undefined ? {} : { methods }),
     },
     records,
     folded: group.map((d) => d.rule.host).sort(),

@@ -355,12 +355,49 @@ t.test('a host rule suggested for GitHub warns that it skips the push and API ga
 
 t.test('a host seen on two default ports names each port in the comment', async (t) => {
   const report = suggest([
-    rec('ci', 'CONNECT two-ports.example.io:443'),
-    rec('ci', 'CONNECT two-ports.example.io:443'),
+    rec('ci', 'GET https://two-ports.example.io/a'),
+    rec('ci', 'GET https://two-ports.example.io/b'),
     rec('ci', 'GET http://two-ports.example.io/a'),
   ])
+  t.same(rulesOf(report), [{ host: 'two-ports.example.io', methods: ['GET'] }], 'used alike: one rule')
   t.match(report.editedText, /\(two-ports\.example\.io:443 ×2, two-ports\.example\.io:80 ×1\)/)
   t.notMatch(report.editedText, /\(two-ports\.example\.io ×/, 'never the same bare name twice')
+})
+
+t.test('ports used differently get a rule each: nothing seen on one port is opened on another', async (t) => {
+  const tunnelAndGet = suggest([
+    rec('ci', 'CONNECT weird.example.io:443'),
+    rec('ci', 'CONNECT weird.example.io:443'),
+    rec('ci', 'GET http://weird.example.io:8080/port'),
+  ])
+  t.same(rulesOf(tunnelAndGet), [
+    { host: 'weird.example.io', ports: [443] },
+    { host: 'weird.example.io', ports: [8080], methods: ['GET'] },
+  ])
+  const defaults = suggest([rec('ci', 'CONNECT 203.0.113.7:443'), rec('ci', 'GET http://203.0.113.7/ip4')])
+  t.same(rulesOf(defaults), [
+    { host: '203.0.113.7', ports: [443] },
+    { host: '203.0.113.7', ports: [80], methods: ['GET'] },
+  ])
+  const methods = suggest([
+    rec('ci', 'GET http://m.example.io:8080/a'),
+    rec('ci', 'POST http://m.example.io:9090/b'),
+    rec('ci', 'GET http://m.example.io:7070/c'),
+  ])
+  t.same(rulesOf(methods), [
+    { host: 'm.example.io', ports: [7070, 8080], methods: ['GET'] },
+    { host: 'm.example.io', ports: [9090], methods: ['POST'] },
+  ])
+  const siblings = suggest([
+    rec('ci', 'CONNECT a.cdn.example.org:443'),
+    rec('ci', 'GET http://b.cdn.example.org:8080/x'),
+    rec('ci', 'GET http://c.cdn.example.org:8080/y'),
+  ])
+  t.same(
+    rulesOf(siblings),
+    [{ host: 'a.cdn.example.org' }, { host: '*.cdn.example.org', ports: [8080], methods: ['GET'] }],
+    'a wildcard folds only hosts used alike',
+  )
 })
 
 t.test("a '*' in a recorded repository path is never a wildcard repo rule", async (t) => {
