@@ -1,5 +1,5 @@
 import { connectAdmin, parseAdminVerbArgs, whoami } from './admin-client.js'
-import { EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
+import { EXIT_OK, EXIT_USAGE, terminalSafe, type CliVerb } from './io.js'
 
 interface Listed {
   readonly id: string
@@ -47,7 +47,10 @@ export const run: CliVerb = async (args, io) => {
   }
   const rows = [
     ['ID', 'AGENT', 'SCOPE', 'OPENS', 'LEFT', 'BY', 'REASON'],
-    ...approvals.map((a) => [a.id, a.agent, a.scope, a.covers, left(a.expires_in_s), a.approved_by, a.reason]),
+    // Reason and approver are whatever an admin typed; covers holds a request's path.
+    ...approvals.map((a) =>
+      [a.id, a.agent, a.scope, a.covers, left(a.expires_in_s), a.approved_by, a.reason].map(terminalSafe),
+    ),
   ]
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
   for (const r of rows)

@@ -1,7 +1,7 @@
 import { parseDurationMs } from '../config/duration.js'
 import { isApprovalTtl } from '../policy/approvals.js'
 import { connectAdmin, parseAdminVerbArgs, whoami } from './admin-client.js'
-import { EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
+import { EXIT_OK, EXIT_USAGE, terminalSafe, type CliVerb } from './io.js'
 
 const USAGE =
   'usage: portcullis approve REQUEST_ID [--scope exact|host|path-prefix] [--ttl 24h] [--reason TEXT] [--by NAME] [--sandbox-only] [--admin URL] [--config F]\n'
@@ -59,6 +59,9 @@ export const run: CliVerb = async (args, io) => {
   }
   const a = await client.request<ApprovalAnswer>('POST', '/api/approvals', body)
   if (values.json) io.stdout(`${JSON.stringify(a)}\n`)
-  else io.stdout(`approved ${a.id}: ${a.agent} may send ${a.covers} until ${a.expires_at} (scope ${a.scope})\n`)
+  else
+    io.stdout(
+      `${terminalSafe(`approved ${a.id}: ${a.agent} may send ${a.covers} until ${a.expires_at} (scope ${a.scope})`)}\n`,
+    )
   return EXIT_OK
 }

@@ -9,7 +9,7 @@ import {
   parseAdminVerbArgs,
   type AdminClient,
 } from './admin-client.js'
-import { EXIT_OK, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
+import { EXIT_OK, EXIT_USAGE, terminalSafe, type CliIo, type CliVerb } from './io.js'
 import { formatAuthority } from '../net/host.js'
 
 const USAGE =
@@ -20,9 +20,9 @@ const MAX_CELL = 60
 const BACKOFF_MIN_MS = 250
 const BACKOFF_MAX_MS = 5000
 
-/** Terminal-safe: record fields may carry odd bytes from a hostile request; never echo control characters. */
+/** Terminal-safe, and cut to a cell: record fields may carry odd bytes from a hostile request. */
 function clean(text: string, cut = true): string {
-  const safe = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '\ufffd')
+  const safe = terminalSafe(text)
   return cut && safe.length > MAX_CELL ? `${safe.slice(0, MAX_CELL - 1)}…` : safe
 }
 

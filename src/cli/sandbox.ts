@@ -13,7 +13,7 @@ import {
 import type { Revocation } from '../sandboxes/revocation-store.js'
 import type { SeenSandbox } from '../sandboxes/seen.js'
 import { connectAdmin, parseAdminVerbArgs, whoami } from './admin-client.js'
-import { EXIT_OK, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
+import { EXIT_OK, EXIT_USAGE, terminalSafe, type CliIo, type CliVerb } from './io.js'
 
 const USAGE = `usage: portcullis sandbox issue --agent A --ttl 2h [--label k=v]… [--proxy HOST:PORT] [--json]
        portcullis sandbox revoke ID [--reason TEXT] [--by NAME]
@@ -164,7 +164,7 @@ async function revoke(args: readonly string[], io: CliIo): Promise<number> {
   else
     io.stdout(
       r.already === true
-        ? `sandbox ${r.id} was already revoked at ${r.revoked_at} by ${r.revoked_by}\n`
+        ? `sandbox ${r.id} was already revoked at ${r.revoked_at} by ${terminalSafe(r.revoked_by)}\n`
         : `revoked sandbox ${r.id}${r.agent ? ` (agent ${r.agent})` : ''}; its connections close within a second\n`,
     )
   return EXIT_OK
@@ -182,11 +182,10 @@ async function list(args: readonly string[], io: CliIo): Promise<number> {
     io.stdout(`${JSON.stringify(out)}\n`)
     return EXIT_OK
   }
-  const clean = (t: string): string => t.replace(/[\u0000-\u001f\u007f-\u009f]/g, '\ufffd')
   const rows = out.sandboxes.map((s) => [
     s.id,
     s.agent ?? '-',
-    clean(
+    terminalSafe(
       Object.entries(s.labels)
         .map(([k, v]) => `${k}=${v}`)
         .join(',') || '-',
@@ -204,7 +203,7 @@ async function list(args: readonly string[], io: CliIo): Promise<number> {
     io.stdout(
       table([
         ['SANDBOX', 'AGENT', 'REVOKED AT', 'BY', 'KEPT UNTIL'],
-        ...out.revoked.map((r) => [r.id, r.agent ?? '-', r.revoked_at, clean(r.revoked_by), r.expires_at]),
+        ...out.revoked.map((r) => [r.id, r.agent ?? '-', r.revoked_at, terminalSafe(r.revoked_by), r.expires_at]),
       ]),
     )
   }

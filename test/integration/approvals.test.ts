@@ -6,6 +6,7 @@ import { curl, rawExchange } from '../helpers/clients.js'
 import { adminCall } from '../helpers/admin.js'
 import { until } from '../helpers/poll.js'
 import { originOnlyYaml, TOKEN } from '../helpers/config.js'
+import { runPortcullis } from '../helpers/spawn-portcullis.js'
 
 interface ApprovalAnswer {
   id: string
@@ -267,3 +268,27 @@ t.test(
     t.equal((await curl([...proxy, url])).status, 403, 'the approval the API refused is not in force')
   },
 )
+
+t.test('portcullis approvals prints control characters in a reason or a name as U+FFFD', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port], { paths: ['/public/**'] }))
+  const blocked = await curl([
+    ...['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`],
+    `http://origin.test:${origin.port}/private/a.txt`,
+  ])
+  const made = await adminCall<ApprovalAnswer>(pc.adminUrl, 'POST', '/api/approvals', {
+    request_id: blocked.headers['x-portcullis-request-id'],
+    reason: 'build\nFAKE-ID  ci  host  origin.test:1/  1h  root  ok\u001b]0;pwned\u0007',
+    approved_by: 'eve\u001b[31m\u009b2J',
+  })
+  t.equal(made.status, 201)
+  const listed = await runPortcullis(['approvals', '--admin', pc.adminUrl], {
+    env: { PORTCULLIS_ADMIN_TOKEN: pc.adminToken },
+  })
+  t.equal(listed.code, 0, listed.stderr)
+  t.notMatch(listed.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/, 'no control character but the line ends')
+  const lines = listed.stdout.split('\n').filter(Boolean)
+  t.equal(lines.length, 2, 'the header and one row: the reason did not split it')
+  t.match(lines[1], `eve\ufffd[31m\ufffd2J`)
+  t.match(lines[1], `build\ufffdFAKE-ID`)
+})
