@@ -101,7 +101,10 @@ export function issueSandbox(
   const problem = labelProblem(req.labels)
   if (problem !== null) return { ok: false, error: 'bad_labels', message: problem }
   // The id's time part is the issue time (the token checks it): revocations are kept until then + max ttl.
-  const iat = Math.floor(nowMs / 1000)
+  // Rounded up, not down: exp = iat + ttl then lives at least the ttl asked for (a 1s credential was
+  // up to a second short, expired by the time the CLI returned), and exp - iat stays the ttl, within
+  // max_sandbox_ttl. An iat up to a second ahead is well within the clock skew verifiers allow.
+  const iat = Math.ceil(nowMs / 1000)
   const id = ulid(iat * 1000)
   const exp = iat + Math.ceil(req.ttlMs / 1000)
   const token = encodeSandboxToken({ agent: agent.id, id, iat, exp, labels: req.labels }, key)

@@ -106,7 +106,7 @@ agents:
       proxy_url: `http://ci+${s.id}:${s.token}@127.0.0.1:${pc.proxyPort}`,
     })
     const life = Date.parse(s.expires_at) - Date.now()
-    t.ok(life > 7190_000 && life <= 7200_000, `expires in 2 h (${life} ms)`)
+    t.ok(life > 7190_000 && life <= 7201_000, `expires in 2 h (${life} ms)`)
     t.same(s.proxy_env, {
       HTTP_PROXY: s.proxy_url,
       HTTPS_PROXY: s.proxy_url,
@@ -458,6 +458,22 @@ agents:
       const refused = await adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: d.id, sandbox_only: true })
       t.equal(refused.status, 409)
     })
+  })
+
+  t.test('a credential lives at least the ttl asked for, and no longer than it was signed for', async (t) => {
+    for (let i = 0; i < 3; i++) {
+      const before = Date.now()
+      const s = await issue(pc, 'ci', '1s')
+      t.ok(Date.parse(s.expires_at) >= before + 1000, `expires_at ${s.expires_at} is at least 1 s after ${before}`)
+      const claims = JSON.parse(Buffer.from(s.token.split('.')[1] ?? '', 'base64url').toString()) as {
+        iat: number
+        exp: number
+      }
+      t.equal(claims.exp - claims.iat, 1, 'signed for exactly the ttl')
+      const r = await proxiedGet(pc.proxyPort, at('/one-second'), s.user, s.token)
+      t.equal(r.status, 200, `usable at once: ${r.body}`)
+      await new Promise((r) => setTimeout(r, 137))
+    }
   })
 
   t.test('the admin API refuses what it must not issue', async (t) => {
