@@ -65,6 +65,8 @@ async function issue(args: readonly string[], io: CliIo): Promise<number> {
   for (const text of values.label) {
     const kv = parseLabel(text)
     if (kv === null) return usage(io, `--label '${text}' is not key=value`)
+    // One value per key: the last of two silently winning could label a sandbox as nobody meant.
+    if (Object.hasOwn(labels, kv[0])) return usage(io, `--label ${kv[0]} is given twice`)
     labels[kv[0]] = kv[1]
   }
   const config = await loadConfig(resolveConfigPath(values.config, io.env), io.env)

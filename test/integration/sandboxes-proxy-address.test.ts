@@ -104,4 +104,15 @@ if (!existsSync(MAIN)) {
     t.equal(r.code, 0, r.stderr)
     t.match(JSON.parse(r.stdout), { proxy_url: /@127\.0\.0\.5:4567$/ })
   })
+
+  t.test('sandbox issue refuses a --label key given twice (exit 2), offline and through the API alike', async (t) => {
+    const config = writeConfig(dir, TEMPLATE, { file: 'labels.yaml' })
+    const args = [...issueArgs(config), '--label', 'task=T-1', '--label', 'task=T-2']
+    const offline = await cli(args)
+    t.equal(offline.code, 2, offline.stderr)
+    t.match(offline.stderr, /--label task is given twice/)
+    t.equal(offline.stdout, '', 'nothing issued')
+    const viaApi = await runPortcullis([...args, '--admin', 'http://127.0.0.1:9'], { env: {}, timeoutMs: 20_000 })
+    t.equal(viaApi.code, 2, 'refused before the API is asked')
+  })
 }

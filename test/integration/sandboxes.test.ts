@@ -12,7 +12,7 @@ import { until } from '../helpers/poll.js'
 import { basicAuth, curl, proxiedGet } from '../helpers/clients.js'
 import { TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
 import { startHttpOrigin, startHttpsOrigin, type OriginHandler } from '../helpers/origins.js'
-import { startPortcullis, type Portcullis } from '../helpers/start-portcullis.js'
+import { ADMIN_TOKEN, startPortcullis, type Portcullis } from '../helpers/start-portcullis.js'
 import { openTunnel } from '../helpers/tunnel.js'
 
 /**
@@ -474,6 +474,17 @@ agents:
       t.equal(r.status, 200, `usable at once: ${r.body}`)
       await new Promise((r) => setTimeout(r, 137))
     }
+  })
+
+  t.test('a label key given twice is refused, not last-wins', async (t) => {
+    // Written by hand: JSON.stringify cannot give a key twice, a client's JSON can.
+    const r = await fetch(`${pc.adminUrl}/api/sandboxes`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: '{"agent":"ci","ttl":"1h","labels":{"task":"T-1","task":"T-2"}}',
+    })
+    t.equal(r.status, 400)
+    t.same(await r.json(), { error: 'bad_labels', message: "labels: key 'task' is given twice" })
   })
 
   t.test('the admin API refuses what it must not issue', async (t) => {

@@ -66,7 +66,7 @@ export function sandboxRoutes(deps: SandboxRouteDeps): Route[] {
       method: 'POST',
       path: '/api/sandboxes',
       handler: async (req, res) => {
-        const body = await readBody(req, res, IssueBody)
+        const body = await readBody(req, res, IssueBody, { labels: 'bad_labels' })
         if (body === null) return
         const key = deps.keys().signing
         if (key === null)
