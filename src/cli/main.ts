@@ -100,7 +100,8 @@ async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof PortcullisError) {
       io.stderr(`portcullis: ${err.message} (${err.code})\n`)
-      return err.code === 'PC_ERR_ADMIN_REQUEST' || err.code === 'PC_ERR_RECORDS_UNREADABLE' ? EXIT_DENIED : EXIT_USAGE
+      // Records that cannot be read are an input error (2): 1 is replay's gate finding a new denial.
+      return err.code === 'PC_ERR_ADMIN_REQUEST' ? EXIT_DENIED : EXIT_USAGE
     }
     if (err instanceof TypeError && (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
       io.stderr(`portcullis ${verb}: ${err.message}\n`)

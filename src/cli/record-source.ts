@@ -2,19 +2,21 @@
  * Where `suggest` and `replay` read decision records (SPEC §10 `--source admin|redis|FILE`):
  * - `admin`: a running instance's GET /api/events (the admin client `blocked` uses), page by page;
  * - `redis`: the telemetry stream named by the config (telemetry.redis), read as the admin API reads it;
- * - a file (or `-` for stdin): a Portcullis log, JSON or ECS lines; other lines are skipped.
+ * - a file (or `-` for stdin): a Portcullis log, JSON or ECS lines; other lines are skipped and
+ *   counted, and a file with no decision record at all is an error (not an empty window).
  * Records come back oldest first, filtered by time (and agent, and to denials when asked).
  */
 import { once } from 'node:events'
 import { createReadStream } from 'node:fs'
 import type { RuntimeConfig } from '../config/types.js'
 import { PortcullisError } from '../errors.js'
-import { isDecision, parseLogLine } from '../lifecycle/records.js'
+import { isDecision, readLogLine } from '../lifecycle/records.js'
 import { createRedisClient, type RedisClient } from '../redis/client.js'
 import { redactRedisUrl } from '../redis/url.js'
 import type { DecisionRecord, TelemetryRecord } from '../telemetry/events.js'
 import { readEvents } from '../telemetry/redis-events.js'
 import { connectAdmin } from './admin-client.js'
+import type { CliIo } from './io.js'
 
 /** The flags of the verbs that read records here (`suggest`, `replay`): whose, when, and from where. */
 export const RECORD_FLAGS = {
@@ -46,6 +48,8 @@ export interface RecordBatch {
   readonly from: string
   /** More matched than MAX_RECORDS; the newest MAX_RECORDS were kept, the older ones never read. */
   readonly truncated: boolean
+  /** Lines of a log that were not records (not JSON, or a decision whose fields do not check out). */
+  readonly unreadableLines: number
 }
 
 /**
@@ -55,6 +59,13 @@ export interface RecordBatch {
 export const MAX_RECORDS = 500_000
 const PAGE = 1000
 const REDIS_READY_MS = 5000
+
+/** What stderr says about a read: records left unread, lines that were not records. */
+export function reportReading(batch: RecordBatch, verb: string, io: CliIo): void {
+  if (batch.truncated) io.stderr(`portcullis ${verb}: only the newest ${batch.records.length} records were read\n`)
+  const n = batch.unreadableLines
+  if (n > 0) io.stderr(`portcullis ${verb}: skipped ${n} unreadable line${n === 1 ? '' : 's'} of ${batch.from}\n`)
+}
 
 export async function readDecisionRecords(q: RecordQuery): Promise<RecordBatch> {
   if (q.source === 'admin') return readAdmin(q)
@@ -94,6 +105,7 @@ async function readAdmin(q: RecordQuery): Promise<RecordBatch> {
     records: newestFirst.slice(0, MAX_RECORDS).reverse(),
     from: `admin API ${client.baseUrl} (${source})`,
     truncated,
+    unreadableLines: 0,
   }
 }
 
@@ -120,7 +132,12 @@ async function readRedis(q: RecordQuery): Promise<RecordBatch> {
       cursor = page.nextCursor
     }
     const truncated = newestFirst.length > MAX_RECORDS
-    return { records: newestFirst.slice(0, MAX_RECORDS).reverse(), from: `Redis stream ${stream}`, truncated }
+    return {
+      records: newestFirst.slice(0, MAX_RECORDS).reverse(),
+      from: `Redis stream ${stream}`,
+      truncated,
+      unreadableLines: 0,
+    }
   } catch (cause) {
     if (cause instanceof PortcullisError) throw cause
     throw new PortcullisError('PC_ERR_RECORDS_UNREADABLE', `cannot read the Redis stream ${stream}: ${String(cause)}`, {
@@ -198,10 +215,15 @@ async function readLog(q: RecordQuery): Promise<RecordBatch> {
   const input = q.source === '-' ? process.stdin : createReadStream(q.source)
   const records: DecisionRecord[] = []
   let truncated = false
+  let unreadable = 0
+  let readable = 0
   try {
     for await (const line of linesOf(input)) {
-      const r = parseLogLine(line)
-      if (r === null || !wanted(r, q)) continue
+      const r = readLogLine(line)
+      if (r === 'unreadable') unreadable++
+      if (typeof r === 'string') continue
+      readable++
+      if (!wanted(r, q)) continue
       records.push(r)
       // Keep the newest (a log is oldest first), trimming in batches.
       if (records.length >= 2 * MAX_RECORDS) {
@@ -220,6 +242,13 @@ async function readLog(q: RecordQuery): Promise<RecordBatch> {
     records.splice(0, records.length - MAX_RECORDS)
     truncated = true
   }
+  const from = q.source === '-' ? 'standard input' : `log file ${q.source}`
+  // Not a Portcullis log at all (`--source /etc/passwd`): an empty result would read as "no traffic".
+  if (readable === 0 && unreadable > 0)
+    throw new PortcullisError(
+      'PC_ERR_RECORDS_UNREADABLE',
+      `${from} holds no Portcullis decision record (${unreadable} unreadable line${unreadable === 1 ? '' : 's'}): is it a Portcullis log (JSON or ECS lines)?`,
+    )
   records.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0))
-  return { records, from: q.source === '-' ? 'standard input' : `log file ${q.source}`, truncated }
+  return { records, from, truncated, unreadableLines: unreadable }
 }

@@ -12,7 +12,7 @@ import { replayRecords, MISSING_FACTS, type FlipGroup, type ReplayReport } from 
 import { parseAdminVerbArgs } from './admin-client.js'
 import { loadOrReport } from './check.js'
 import { EXIT_DENIED, EXIT_OK, EXIT_USAGE, type CliVerb } from './io.js'
-import { MAX_RECORDS, readDecisionRecords, RECORD_FLAGS } from './record-source.js'
+import { MAX_RECORDS, readDecisionRecords, RECORD_FLAGS, reportReading } from './record-source.js'
 import { timeWindow } from './suggest.js'
 import { formatAuthority } from '../net/host.js'
 
@@ -49,12 +49,12 @@ export const run: CliVerb = async (args, io) => {
     env: io.env,
   })
   const gate = values['fail-on-new-denials']
-  if (batch.truncated) io.stderr(`portcullis replay: only the newest ${batch.records.length} records were read\n`)
+  reportReading(batch, 'replay', io)
   const report = replayRecords(batch.records, next, against)
   const since = window.since === null ? '' : ` since ${window.since.toISOString()}`
   if (values.json)
     io.stdout(
-      `${JSON.stringify({ from: batch.from, config: next.file, against: against?.file ?? null, truncated: batch.truncated, ...report }, null, 2)}\n`,
+      `${JSON.stringify({ from: batch.from, config: next.file, against: against?.file ?? null, truncated: batch.truncated, unreadable_lines: batch.unreadableLines, ...report }, null, 2)}\n`,
     )
   else io.stdout(formatReplay(report, `${batch.from}${since}`, next.file, against?.file ?? null))
   if (gate && report.totals.allowToDeny > 0) return EXIT_DENIED

@@ -4,7 +4,8 @@
  * allowed the denied and `would_deny` requests recorded, per agent or for a group, with counts,
  * first/last seen and warnings. `--diff` prints a unified diff of the config file (comments and
  * layout kept) for a pull request: `portcullis suggest --diff | git apply`. Exit 0; 2 on usage or
- * config errors, 1 when the records cannot be read (admin API, Redis or file).
+ * config errors and when the records cannot be read (Redis, a file that is not a Portcullis log);
+ * 1 when the admin API refuses the request.
  */
 import { readFile } from 'node:fs/promises'
 import { relative } from 'node:path'
@@ -17,7 +18,7 @@ import { unifiedDiff } from '../lifecycle/unified-diff.js'
 import { parseAdminVerbArgs } from './admin-client.js'
 import { loadOrReport } from './check.js'
 import { EXIT_OK, EXIT_USAGE, type CliIo, type CliVerb } from './io.js'
-import { readDecisionRecords, RECORD_FLAGS } from './record-source.js'
+import { readDecisionRecords, RECORD_FLAGS, reportReading } from './record-source.js'
 
 const USAGE =
   'usage: portcullis suggest [--agent A | --group G] [--since 7d] [--until T] [--source admin|redis|FILE] [--diff] [--json] [--admin URL] [--config F]\n'
@@ -81,7 +82,7 @@ export const run: CliVerb = async (args, io) => {
     config,
     env: io.env,
   })
-  if (batch.truncated) io.stderr(`portcullis suggest: only the newest ${batch.records.length} records were read\n`)
+  reportReading(batch, 'suggest', io)
   const report = suggestRules({
     config,
     configText: text,
@@ -92,7 +93,9 @@ export const run: CliVerb = async (args, io) => {
   })
   const since = window.since === null ? '' : ` since ${window.since.toISOString()}`
   if (values.json)
-    io.stdout(`${JSON.stringify({ from: batch.from, truncated: batch.truncated, ...reportJson(report) }, null, 2)}\n`)
+    io.stdout(
+      `${JSON.stringify({ from: batch.from, truncated: batch.truncated, unreadable_lines: batch.unreadableLines, ...reportJson(report) }, null, 2)}\n`,
+    )
   else if (values.diff) {
     io.stdout(unifiedDiff(text, report.editedText, relative(process.cwd(), file) || file))
     io.stderr(reportSummary(report) || `no rules to suggest from ${batch.from}${since}\n`)

@@ -10,19 +10,30 @@ import { ECS_EXTRAS, type DecisionRecord, type TelemetryRecord } from '../teleme
 
 /** The decision record on one log line, or null for anything else (operational lines, close records, junk). */
 export function parseLogLine(line: string): DecisionRecord | null {
+  const r = readLogLine(line)
+  return typeof r === 'string' ? null : r
+}
+
+/**
+ * One log line read: its decision record; `other` for a line a log holds besides them (an
+ * operational line, a close record: a JSON object that is not a decision; a blank line); or
+ * `unreadable` (not JSON, or a decision whose fields do not check out).
+ */
+export function readLogLine(line: string): DecisionRecord | 'other' | 'unreadable' {
   const text = line.trim()
-  if (!text.startsWith('{')) return null
+  if (text === '') return 'other'
+  if (!text.startsWith('{')) return 'unreadable'
   let obj: unknown
   try {
     obj = JSON.parse(text)
   } catch {
-    return null
+    return 'unreadable'
   }
-  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return null
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return 'unreadable'
   const o = obj as Record<string, unknown>
-  if (o.event === 'decision') return asDecisionRecord(o)
-  if (field(o, 'event.action') === 'decision') return fromEcs(o)
-  return null
+  const record =
+    o.event === 'decision' ? asDecisionRecord(o) : field(o, 'event.action') === 'decision' ? fromEcs(o) : 'other'
+  return record ?? 'unreadable'
 }
 
 /** A decision record from an object in the SPEC shape, checked field by field; null when it is not one. */

@@ -38,6 +38,18 @@ export function reportJson(report: SuggestReport): object {
 
 const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`
 
+/**
+ * Text from a record as one visible line: control characters (a newline or an escape sequence in
+ * a host an edited log names) written as `\xNN`/`\uNNNN`, so a record cannot forge report lines
+ * or drive the terminal.
+ */
+function printable(text: string): string {
+  return text.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (c) => {
+    const code = c.charCodeAt(0)
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16)}`
+  })
+}
+
 export function reportText(report: SuggestReport, from: string): string {
   const lines = [`${plural(report.requests, 'denied request')} from ${from}`]
   if (report.targets.length === 0) lines.push('no rule would help: nothing below is a denial an allow rule lifts')
@@ -56,9 +68,10 @@ export function reportText(report: SuggestReport, from: string): string {
   if (report.notSuggested.length > 0) {
     lines.push('', 'not suggested:')
     for (const n of report.notSuggested) {
-      const rules = n.rules.length > 0 ? ` (${n.rules.join(', ')})` : ''
-      const hosts = n.hosts.slice(0, 5).join(', ') + (n.hosts.length > 5 ? `, … ${n.hosts.length - 5} more` : '')
-      lines.push(`  ${n.reason}: ${plural(n.requests, 'request')} to ${hosts}${rules}: ${n.why}`)
+      const rules = n.rules.length > 0 ? ` (${n.rules.map(printable).join(', ')})` : ''
+      const shown = n.hosts.slice(0, 5).map(printable)
+      const hosts = shown.join(', ') + (n.hosts.length > 5 ? `, … ${n.hosts.length - 5} more` : '')
+      lines.push(`  ${printable(n.reason)}: ${plural(n.requests, 'request')} to ${hosts}${rules}: ${printable(n.why)}`)
     }
   }
   return `${lines.join('\n')}\n`

@@ -350,9 +350,43 @@ t.test('usage errors exit 2', async (t) => {
   t.equal((await cli(['suggest', '--config', 'portcullis.yaml', '--since', 'yesterday'], dir)).code, 2)
   t.equal((await cli(['replay', '--config', 'portcullis.yaml', 'extra'], dir)).code, 2)
   const missing = await cli(['replay', '--config', 'portcullis.yaml', '--source', 'missing.log'], dir)
-  t.equal(missing.code, 1)
+  t.equal(missing.code, 2, 'a source that cannot be read is an input error: 1 is a new denial')
   t.match(missing.stderr, /cannot read missing\.log: ENOENT \(PC_ERR_RECORDS_UNREADABLE\)/)
+  const directory = await cli(['replay', '--config', 'portcullis.yaml', '--source', '.', '--fail-on-new-denials'], dir)
+  t.equal(directory.code, 2)
+  t.match(directory.stderr, /cannot read \.: EISDIR/)
 })
+
+t.test('a source that is not a Portcullis log is an error; unreadable lines are counted', async (t) => {
+  const now = new Date().toISOString()
+  const denial = { ...rec('ci', 'GET https://api.example.org/v1/x'), time: now }
+  const hostile = { ...rec('ci', 'GET https://api.example.org/v1/y'), time: now, host: 'evil\n  forged: line' }
+  const dir = t.testdir({
+    'portcullis.yaml': 'agents:\n  - { id: ci, source_cidrs: [127.0.0.1/32] }\n',
+    passwd: 'root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n',
+    'mixed.log': `root:x:0:0\n${JSON.stringify({ level: 'info', code: 'PC_STARTED' })}\n{"event":"decision"}\n${JSON.stringify(denial)}\n${JSON.stringify(hostile)}\n`,
+  })
+  const passwd = await cli(
+    ['replay', '--config', 'portcullis.yaml', '--source', 'passwd', '--fail-on-new-denials'],
+    dir,
+  )
+  t.equal(passwd.code, 2, r(passwd))
+  t.match(passwd.stderr, /log file passwd holds no Portcullis decision record \(2 unreadable lines\)/)
+  t.equal((await cli(['suggest', '--config', 'portcullis.yaml', '--source', 'passwd'], dir)).code, 2)
+  const replay = await cli(['replay', '--config', 'portcullis.yaml', '--source', 'mixed.log', '--json'], dir)
+  t.equal(replay.code, 0, replay.stderr)
+  t.match(replay.stderr, /skipped 2 unreadable lines of log file mixed\.log/)
+  t.equal((JSON.parse(replay.stdout) as { unreadable_lines: number }).unreadable_lines, 2)
+  const suggest = await cli(['suggest', '--config', 'portcullis.yaml', '--source', 'mixed.log'], dir)
+  t.equal(suggest.code, 0, suggest.stderr)
+  t.match(suggest.stderr, /skipped 2 unreadable lines/)
+  t.match(suggest.stdout, /evil\\x0a {2}forged: line/, 'a control character in a host is escaped')
+  t.notMatch(suggest.stdout, /^ {2}forged: line/m)
+})
+
+function r(x: RunResult): string {
+  return `${x.stdout}${x.stderr}`
+}
 
 t.test('--source redis with nothing listening says it cannot reach it, at once', async (t) => {
   const port = CLOSED_PORT
@@ -361,7 +395,7 @@ t.test('--source redis with nothing listening says it cannot reach it, at once',
   })
   const started = Date.now()
   const r = await cli(['replay', '--config', 'portcullis.yaml', '--source', 'redis'], dir)
-  t.equal(r.code, 1)
+  t.equal(r.code, 2)
   t.match(r.stderr, new RegExp(`cannot reach Redis at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`))
   t.ok(Date.now() - started < 4000, 'without waiting out the 5 s timeout')
 })
