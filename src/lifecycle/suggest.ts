@@ -227,7 +227,11 @@ function targetsOf(input: SuggestInput, liftable: readonly DecisionRecord[]): Ta
     ]
   }
   const byAgent = new Map<string, DecisionRecord[]>()
-  for (const r of liftable) byAgent.set(r.agent as string, [...(byAgent.get(r.agent as string) ?? []), r])
+  for (const r of liftable) {
+    const list = byAgent.get(r.agent as string)
+    if (list === undefined) byAgent.set(r.agent as string, [r])
+    else list.push(r)
+  }
   return [...byAgent]
     .sort(([a], [b]) => ids.indexOf(a) - ids.indexOf(b))
     .map(([agent, records]) => ({
@@ -268,15 +272,19 @@ function minimise(
   const globbed = records.filter(namesGlobbedRepo)
   const skipped = new Set(globbed)
   let rest = records.filter((r) => !skipped.has(r))
+  // What the rules so far took leaves `rest` once per kind of rule, not once per rule (quadratic).
+  const gone = new Set<DecisionRecord>()
   const take = (rule: SuggestedRule, taken: readonly DecisionRecord[], folded: readonly string[] = []): void => {
     entries.push(entryOf(rule, taken, folded, ctx.config.upstream.allowPrivate))
-    const gone = new Set(taken)
-    rest = rest.filter((r) => !gone.has(r))
+    for (const r of taken) gone.add(r)
   }
+  const untaken = (): DecisionRecord[] => rest.filter((r) => !gone.has(r))
   for (const [rule, taken] of repoRules(rest, ctx)) take(rule, taken)
+  rest = untaken()
   const forgeWrites = rest.filter(isForgeWrite)
   rest = rest.filter((r) => !isForgeWrite(r))
   for (const [rule, taken] of presetRules(rest, ctx)) take(rule, taken)
+  rest = untaken()
   const hostCtx = hostContext(ctx.config, agentIds, target, onPurpose)
   // Where the rule must list paths, a path the record does not hold whole cannot be listed.
   const listsPaths = (r: DecisionRecord): boolean =>
@@ -305,7 +313,9 @@ function repoRules(records: readonly DecisionRecord[], ctx: ProbeContext): Array
     const key = use.forge === 'github' ? 'github' : `git ${use.host}`
     const g = groups.get(key) ?? { host: use.host, forge: use.forge, repos: new Map(), write: new Set<string>() }
     groups.set(key, g)
-    g.repos.set(use.repo, [...(g.repos.get(use.repo) ?? []), r])
+    const used = g.repos.get(use.repo)
+    if (used === undefined) g.repos.set(use.repo, [r])
+    else used.push(r)
     if (use.write) g.write.add(use.repo)
   }
   const candidates: Array<[SuggestedRule, DecisionRecord[]]> = []
