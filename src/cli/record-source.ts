@@ -80,7 +80,22 @@ function wanted(r: DecisionRecord, q: RecordQuery): boolean {
   return !(q.since !== null && t < q.since.getTime()) && !(q.until !== null && t >= q.until.getTime())
 }
 
+/**
+ * The admin API as a source of records: one it cannot be read from (unreachable, a refused token) is an
+ * input error like an unreadable file (exit 2), never replay's 1, which a CI gate reads as a new denial.
+ */
 async function readAdmin(q: RecordQuery): Promise<RecordBatch> {
+  try {
+    return await readAdminPages(q)
+  } catch (err) {
+    if (!(err instanceof PortcullisError) || err.code !== 'PC_ERR_ADMIN_REQUEST') throw err
+    throw new PortcullisError('PC_ERR_RECORDS_UNREADABLE', `cannot read records from the admin API: ${err.message}`, {
+      cause: err,
+    })
+  }
+}
+
+async function readAdminPages(q: RecordQuery): Promise<RecordBatch> {
   const client = await connectAdmin({ admin: q.admin, config: q.configFlag }, q.env)
   const params = new URLSearchParams({ limit: String(PAGE) })
   if (q.denialsOnly) params.set('decision', 'deny')

@@ -400,6 +400,17 @@ t.test('--source redis with nothing listening says it cannot reach it, at once',
   t.ok(Date.now() - started < 4000, 'without waiting out the 5 s timeout')
 })
 
+t.test('--source admin with nothing listening is an input error (2), not a new denial (1)', async (t) => {
+  const dir = t.testdir({ 'portcullis.yaml': 'agents:\n  - { id: ci, source_cidrs: [127.0.0.1/32] }\n' })
+  const r = await cli(
+    ['replay', '--config', 'portcullis.yaml', '--admin', `http://127.0.0.1:${CLOSED_PORT}`, '--fail-on-new-denials'],
+    dir,
+    { PORTCULLIS_ADMIN_TOKEN: 'some-admin-token-0123456789' },
+  )
+  t.equal(r.code, 2)
+  t.match(r.stderr, /cannot read records from the admin API: .*\(PC_ERR_RECORDS_UNREADABLE\)/)
+})
+
 t.test('replay --fail-on-new-denials never passes on records it did not read', async (t) => {
   const dir = t.testdir({
     'new.yaml': 'agents:\n  - { id: ci, source_cidrs: [127.0.0.1/32] }\n',
