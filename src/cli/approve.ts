@@ -17,6 +17,18 @@ interface ApprovalAnswer {
   readonly expires_at: string
   /** What it opens, in words (policy/approvals.describeApproval). */
   readonly covers: string
+  /** An approval in force already opened this request with this scope: this is that one. */
+  readonly already?: boolean
+  /** ...and its expiry was moved later, to the new ttl's end. */
+  readonly extended?: boolean
+}
+
+/** The one-line answer: made, or the approval that already opened it (extended or unchanged). */
+function describeAnswer(a: ApprovalAnswer): string {
+  const opens = `${a.agent} may send ${a.covers} until ${a.expires_at} (scope ${a.scope})`
+  if (a.already !== true) return `approved ${a.id}: ${opens}`
+  if (a.extended === true) return `already approved by ${a.id}, now extended: ${opens}`
+  return `already approved by ${a.id}, unchanged (the new ttl ends no later): ${opens}`
 }
 
 /** Turn a blocked request into a scoped, expiring approval through the admin API. */
@@ -59,9 +71,6 @@ export const run: CliVerb = async (args, io) => {
   }
   const a = await client.request<ApprovalAnswer>('POST', '/api/approvals', body)
   if (values.json) io.stdout(`${JSON.stringify(a)}\n`)
-  else
-    io.stdout(
-      `${terminalSafe(`approved ${a.id}: ${a.agent} may send ${a.covers} until ${a.expires_at} (scope ${a.scope})`)}\n`,
-    )
+  else io.stdout(`${terminalSafe(describeAnswer(a))}\n`)
   return EXIT_OK
 }

@@ -101,7 +101,9 @@ export async function createYamlFileStore<T extends KeyedEntry>(
     add(entry) {
       return commit((entries) => {
         if (opts.keepFirst && entries.some((x) => x.id === entry.id)) return { next: entries, result: undefined }
-        return { next: [...entries.filter((x) => opts.isLive(x, now())), entry], result: undefined }
+        // Otherwise the new entry replaces the one of its id (an approval's expiry extended), as HSET does in Redis.
+        const kept = entries.filter((x) => x.id !== entry.id && opts.isLive(x, now()))
+        return { next: [...kept, entry], result: undefined }
       })
     },
     remove(id) {

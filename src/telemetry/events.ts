@@ -104,7 +104,7 @@ export interface ApprovalRecord {
   readonly time: string
   readonly id: string
   readonly event: 'approval'
-  readonly action: 'create' | 'revoke'
+  readonly action: 'create' | 'extend' | 'revoke'
   readonly approval_id: string
   readonly request_id: string | null
   readonly agent: string | null
@@ -288,7 +288,7 @@ export function buildCloseRecord(
 }
 
 export function buildApprovalRecord(
-  action: 'create' | 'revoke',
+  action: ApprovalRecord['action'],
   a: {
     readonly id: string
     readonly request_id?: string

@@ -292,3 +292,43 @@ t.test('portcullis approvals prints control characters in a reason or a name as 
   t.match(lines[1], `eve\ufffd[31m\ufffd2J`)
   t.match(lines[1], `build\ufffdFAKE-ID`)
 })
+
+t.test('approving the same request with the same scope again answers the approval in force', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port], { paths: ['/public/**'] }))
+  const proxy = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`]
+  const url = `http://origin.test:${origin.port}/private/a.txt`
+  const requestId = (await curl([...proxy, url])).headers['x-portcullis-request-id'] as string
+  const approve = (
+    ttl: string,
+    scope = 'exact',
+  ): ReturnType<typeof adminCall<ApprovalAnswer & { already?: boolean; extended?: boolean }>> =>
+    adminCall(pc.adminUrl, 'POST', '/api/approvals', { request_id: requestId, scope, ttl, approved_by: 'alice' })
+  const first = await approve('1h')
+  t.equal(first.status, 201)
+  const again = await approve('30m')
+  t.match(
+    again,
+    { status: 200, body: { id: first.body.id, already: true, extended: false } },
+    'the same one, not shortened',
+  )
+  t.equal(again.body.expires_at, first.body.expires_at)
+  const longer = await approve('3h')
+  t.match(longer, { status: 200, body: { id: first.body.id, already: true, extended: true } }, 'the same one, extended')
+  t.ok(longer.body.expires_in_s > 3 * 3600 - 60, 'to the longer ttl')
+  const audit = await pc.waitForRecord((r) => r.event === 'approval' && r.action === 'extend')
+  t.match(audit, { approval_id: first.body.id, actor: 'alice', expires_at: longer.body.expires_at })
+  const cli = await runPortcullis(['approve', requestId, '--ttl', '1h', '--admin', pc.adminUrl], {
+    env: { PORTCULLIS_ADMIN_TOKEN: pc.adminToken },
+  })
+  t.equal(cli.code, 0, cli.stderr)
+  t.match(cli.stdout, `already approved by ${first.body.id}, unchanged`, 'the CLI says it was there already')
+  const host = await approve('1h', 'host')
+  t.equal(host.status, 201, 'another scope is another approval')
+  const listed = await adminCall<{ approvals: ApprovalAnswer[] }>(pc.adminUrl, 'GET', '/api/approvals')
+  t.same(listed.body.approvals.map((a) => a.id).sort(), [first.body.id, host.body.id].sort())
+  await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${host.body.id}`)
+  t.ok(await until(async () => (await curl([...proxy, url])).status === 200, 1000), 'exact still opens it')
+  await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${first.body.id}`)
+  t.ok(await until(async () => (await curl([...proxy, url])).status === 403, 1000), 'one revocation closes it')
+})

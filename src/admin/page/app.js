@@ -201,7 +201,9 @@ async function approve(r, form, tr) {
     if (!res.ok) return showError(`Approval of ${r.id} refused: ${await errorMessage(res)}`)
     const out = await res.json()
     clearError()
-    const text = `approved (${out.scope}, until ${new Date(out.expires_at).toLocaleString()})`
+    // Approving again what an approval in force opens answers that approval (extended, or unchanged).
+    const until = new Date(out.expires_at).toLocaleString()
+    const text = !out.already ? `approved (${out.scope}, until ${until})` : out.extended ? `already approved (${out.scope}); extended until ${until}` : `already approved (${out.scope}, until ${until}; unchanged)`
     state.approved.set(r.id, text)
     tr.classList.add('approved')
     form.parentElement.replaceChildren(document.createTextNode(text))

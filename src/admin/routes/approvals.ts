@@ -65,6 +65,27 @@ function answer(a: Approval, nowMs: number): Approval & { expires_in_s: number; 
 }
 
 /**
+ * The answer to approving again what an approval in force already opens (same request, scope and
+ * sandbox): that approval (200, `already: true`), its expiry moved to `expiresMs` when that is
+ * later (`extended: true`, recorded as an `extend` approval record), never shortened.
+ */
+async function answerExisting(
+  deps: ApprovalRouteDeps,
+  res: ServerResponse,
+  existing: Approval,
+  expiresMs: number,
+  body: { readonly approved_by?: string | undefined; readonly reason: string },
+  t: number,
+): Promise<void> {
+  if (expiresMs <= Date.parse(existing.expires_at))
+    return sendJson(res, 200, { ...answer(existing, t), already: true, extended: false })
+  const extended: Approval = { ...existing, expires_at: new Date(expiresMs).toISOString() }
+  if (!(await storeAvailable(() => deps.store.add(extended), res, deps.log))) return
+  deps.bus.publish(buildApprovalRecord('extend', extended, body.approved_by ?? 'admin', body.reason))
+  sendJson(res, 200, { ...answer(extended, t), already: true, extended: true })
+}
+
+/**
  * GET/POST /api/approvals, DELETE /api/approvals/:id[?by=NAME]. An approval is made only
  * from a recorded policy denial of a known agent, copies that request's facts
  * (never client-supplied ones), and is itself published as a telemetry record.
@@ -133,6 +154,12 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
             message: 'sandbox_only applies to a request made with a sandbox credential; this one was not',
           })
         const t = now()
+        const sandbox = body.sandbox_only ? record.sandbox : undefined
+        // The same request approved again with the same scope: one approval, so one revocation closes it.
+        const existing = deps.store
+          .current()
+          .find((a) => isActive(a, t) && a.request_id === record.id && a.scope === body.scope && a.sandbox === sandbox)
+        if (existing !== undefined) return answerExisting(deps, res, existing, t + ttlMs, body, t)
         const approval: Approval = {
           id: newRequestId(),
           request_id: record.id,
@@ -146,7 +173,7 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
           expires_at: new Date(t + ttlMs).toISOString(),
           approved_by: body.approved_by ?? 'admin',
           reason: body.reason,
-          ...(body.sandbox_only && record.sandbox !== undefined ? { sandbox: record.sandbox } : {}),
+          ...(sandbox !== undefined ? { sandbox } : {}),
         }
         if (!(await storeAvailable(() => deps.store.add(approval), res, deps.log))) return
         deps.bus.publish(buildApprovalRecord('create', approval, approval.approved_by, approval.reason))
