@@ -157,9 +157,16 @@ t.test('the analyst page shows denials live, filters them, approves and revokes'
   await t.test('filters by agent, host and reason', async (t) => {
     await page.fill('#f-agent', 'bot')
     t.same(await waitForRows(page, [botId]), [botId], 'agent')
+    // Also once the server has answered for the filter (no rows at all then, not only none shown).
+    const asked = page.waitForResponse((res) => /\/api\/events\?.*agent=nobody.*host=origin\.test/.test(res.url()))
+    await page.fill('#f-host', 'origin.test')
     await page.fill('#f-agent', 'nobody')
-    t.same(await waitForRows(page, []), [], 'agent with no match')
+    t.same(await waitForRows(page, []), [], 'agent and host with no match')
+    await asked
+    // Its body read and rendered: a turn of the page's event loop after the response.
+    await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 200)))
     t.equal(await page.textContent('#blocked-empty'), 'No blocked requests match the filters.')
+    await page.fill('#f-host', '')
     await page.click('#clear-filters')
     t.same(await waitForRows(page, [ciId, botId]), [ciId, botId].sort(), 'cleared')
 

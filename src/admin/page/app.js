@@ -164,7 +164,8 @@ function updateEmpty() {
   const shown = $('#blocked tbody').children.length
   blocked.hidden = shown > 0
   if (!state.connected) blocked.textContent = 'Enter the admin token to see blocked requests.'
-  else if (state.rows.size > state.dismissed.size) blocked.textContent = 'No blocked requests match the filters.'
+  // With a filter set the server sends only what it selects, so no rows at all may still mean "none match".
+  else if (Object.values(filters()).some(Boolean) || state.rows.size > state.dismissed.size) blocked.textContent = 'No blocked requests match the filters.'
   else blocked.textContent = 'No blocked requests yet. New ones appear here live.'
   $('#blocked').hidden = shown === 0
   const approvals = $('#approvals-empty')
