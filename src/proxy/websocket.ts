@@ -72,7 +72,13 @@ export async function relayUpgrade(
   // as would_deny, like any other request it would refuse).
   const decision: typeof verdict.decision =
     verdict.decision.verdict === 'allow' && handling.inspectBody
-      ? { verdict: 'deny', reason: 'denied_secret_detected', ruleId: handling.ruleId, detail: 'uninspectable' }
+      ? {
+          verdict: 'deny',
+          reason: 'denied_secret_detected',
+          ruleId: handling.ruleId,
+          detail: 'uninspectable',
+          explanation: UNINSPECTABLE_WEBSOCKET,
+        }
       : verdict.decision
   const { pass } = settle(deps.bus, facts, decision)
   if (!pass) return respondRawDenial(client, decision as DenyDecision, denialContext(facts, req.headers, verdict.query))
@@ -202,6 +208,13 @@ function withConnectTimeout(socket: Socket, ready: 'connect' | 'secureConnect', 
   socket.once('close', done)
   return socket
 }
+
+/**
+ * Why an upgrade under inspect_body is refused: not for a secret found (the reason's own sentence, and
+ * the advice to rotate one, would mislead), but because what it would carry cannot be read.
+ */
+const UNINSPECTABLE_WEBSOCKET =
+  "an inspect_body rule applies to this request, and a WebSocket connection's content (its frames) cannot be inspected, so the rule refuses the connection"
 
 /** A Sec-WebSocket-Key: the base64 of 16 bytes (RFC 6455 §4.1). */
 function isHandshakeKey(key: string | undefined): key is string {

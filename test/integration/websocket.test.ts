@@ -124,9 +124,14 @@ t.test('WebSocket through the proxy', async (t) => {
 
   t.test('an upgrade where inspect_body applies is refused: frames would leave unread', async (t) => {
     const before = plain.upgrades.length
-    const { head, socket } = await upgrade(pc.proxyPort, `http://ws.test:${plain.port}/paste/AKIAIOSFODNN7EXAMPLE`)
+    const { head, socket, rest } = await upgrade(pc.proxyPort, `http://ws.test:${plain.port}/paste/live`)
     t.match(head, /^HTTP\/1\.1 403 /)
     t.match(head, /x-portcullis-decision: denied_secret_detected/i)
+    let body = rest.toString()
+    socket.on('data', (d: Buffer) => (body += d.toString()))
+    await until(() => body.includes('Request id'), 2000)
+    t.match(body, /a WebSocket connection's content \(its frames\) cannot be inspected, so the rule refuses/)
+    t.notMatch(body, /looks like a secret/, 'it carries no secret')
     t.equal(plain.upgrades.length, before, 'the origin saw nothing')
     const rec = await pc.waitForRecord<DecisionRecord>(
       (x) => x.event === 'decision' && x.path?.startsWith('/paste/') === true,
