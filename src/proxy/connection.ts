@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net'
 import type { Credential } from '../identity/authenticate.js'
 import { limiterKey, limiterKeyOf } from '../identity/sandbox-auth.js'
-import { buildCloseRecord } from '../telemetry/events.js'
+import { buildCloseRecord, type CloseRecord } from '../telemetry/events.js'
 import type { ProxyDeps } from './deps.js'
 import type { InFlightRequest, TrackedConn } from './tracker.js'
 
@@ -17,10 +17,13 @@ export interface Connection {
   account(): void
   /**
    * The connection ended: the rest counted, one close record, no longer tracked. Idempotent.
-   * `upstreamError`: an answer the upstream cut short after its head went out, and how.
+   * `failure`: how it failed, if it did (close record fields: `upstream_error` for an answer the
+   * upstream cut short after its head went out, `client_error` for a client handshake refused).
    */
-  finish(upstreamError?: string): void
+  finish(failure?: CloseFailure): void
 }
+
+export type CloseFailure = Pick<CloseRecord, 'upstream_error'> | Pick<CloseRecord, 'client_error'>
 
 /** What the close record names. */
 export interface ConnectionFacts {
@@ -108,14 +111,14 @@ class OpenConnection implements Connection {
     this.deps.limiter.addBytes(this.key, delta)
   }
 
-  finish(upstreamError?: string): void {
+  finish(failure?: CloseFailure): void {
     if (this.done) return
     this.done = true
     if (this.o.track !== null) this.deps.tracker.remove(this.o.track as TrackedConn)
     this.account()
     const [up, down] = this.moved()
     const record = buildCloseRecord(this.o.facts, up, down, this.o.startedAtMs)
-    this.deps.bus.publish(upstreamError === undefined ? record : { ...record, upstream_error: upstreamError })
+    this.deps.bus.publish(failure === undefined ? record : { ...record, ...failure })
   }
 }
 

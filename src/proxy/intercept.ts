@@ -5,7 +5,7 @@ import type { Mode } from '../policy/types.js'
 import type { LeafCertCache } from '../tls/leaf-certs.js'
 import type { Credential } from '../identity/authenticate.js'
 import type { ProxyDeps } from './deps.js'
-import { openConnection, type Trackable } from './connection.js'
+import { openConnection, type CloseFailure, type Trackable } from './connection.js'
 import type { InFlightRequest } from './tracker.js'
 import { handleHttpRequest, type ConnectChannel, type PassVerdict, type RequestChannel } from './request-flow.js'
 import { respondBadRequest } from './respond.js'
@@ -194,7 +194,13 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
       bytes: { socket: client, upIsRead: true },
       track: tracked,
     })
-    client.once('close', () => connection.finish())
+    // A handshake refused (an h2-only client: gRPC, node's http2) is said in the close record, as the
+    // CONNECT was recorded allowed and nothing else would show why nothing came of it.
+    let refused: CloseFailure | undefined
+    innerSocket.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ERR_SSL_NO_APPLICATION_PROTOCOL') refused = { client_error: 'no_application_protocol' }
+    })
+    client.once('close', () => connection.finish(refused))
     // What a lingering close after a refusal reads and drops is not the agent's traffic: counting stops there.
     onLinger(innerSocket, () => connection.finish())
     return {
@@ -236,7 +242,8 @@ export function createInterceptor(deps: ProxyDeps, leafCerts: LeafCertCache): In
       isServer: true,
       secureContext: leafCerts.get(leafName),
       // The inner server speaks both; a client offering only http/1.0 (curl --http1.0) would otherwise
-      // get a no_application_protocol alert instead of an answer.
+      // get a no_application_protocol alert instead of an answer. One offering only h2 gets that alert
+      // (track() puts it in the close record).
       ALPNProtocols: ['http/1.1', 'http/1.0'],
     })
     tlsSocket.on('error', () => tlsSocket.destroy())

@@ -442,6 +442,7 @@ function countAndRecordClose(
   // Before countReadUntilAnswered moves the mark on (see there). 'close' comes once: no once-wrapper.
   res.prependListener('close', () => {
     done()
-    connection.finish(answerCut(res))
+    const cut = answerCut(res)
+    connection.finish(cut === undefined ? undefined : { upstream_error: cut })
   })
 }

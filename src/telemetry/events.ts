@@ -97,6 +97,11 @@ export interface CloseRecord {
    * truncated body): how it failed, an `upstream_error` detail (`reset`, `bad_answer`, …).
    */
   readonly upstream_error?: string
+  /**
+   * An intercepted client connection whose TLS handshake the proxy refused: why
+   * (`no_application_protocol`: it offered no HTTP/1.1 in ALPN, an h2-only client such as gRPC).
+   */
+  readonly client_error?: string
 }
 
 /** The audit trail of the human-approval loop: who opened or closed what, when and why. */
@@ -342,4 +347,5 @@ export const ECS_EXTRAS = [
   'host_sha256',
   'sni',
   'upstream_error',
+  'client_error',
 ] as const

@@ -63,6 +63,25 @@ agents:
     t.match(r.body, /origin saw GET \/ok\/old-client/)
   })
 
+  t.test('an h2-only client (ALPN h2 alone) gets no_application_protocol, and the close record says so', async (t) => {
+    const before = new Set(pc.records().map((r) => r.id))
+    const { socket: tunnel } = await openTunnel(pc.proxyPort, `paths.test:${origin.port}`)
+    const tls = tlsConnect({
+      socket: tunnel,
+      servername: 'paths.test',
+      ca: readFileSync(caFile),
+      ALPNProtocols: ['h2'],
+    })
+    const [err] = (await once(tls, 'error')) as [NodeJS.ErrnoException]
+    t.equal(err.code, 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL', 'the alert says why')
+    tunnel.destroy()
+    const connect = await pc.waitForRecord(
+      (x) => x.event === 'decision' && x.method === 'CONNECT' && x.port === origin.port && !before.has(x.id),
+    )
+    const closed = await pc.waitForRecord((x) => x.event === 'close' && x.id === connect.id)
+    t.match(closed, { client_error: 'no_application_protocol' })
+  })
+
   t.test('a path outside the rule is denied inside the tunnel, with a readable body', async (t) => {
     const r = await curl([...via, `https://paths.test:${origin.port}/other`])
     t.equal(r.status, 403)
