@@ -94,8 +94,9 @@ t.test('bodies are framed by the client: a buffer by its length, a stream as tol
   await send(c, o.port, { method: 'POST', body: Buffer.from('abc') })
   t.match(o.seen.join(''), /content-length: 3\r\n\r\nabc$/)
   o.seen.length = 0
+  // What the stream gives in one event-loop turn goes up as one chunk (not a chunk per 'data' event).
   await send(c, o.port, { method: 'POST', body: Readable.from([Buffer.from('ab'), Buffer.from('c')]) })
-  t.match(o.seen.join(''), /transfer-encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n$/)
+  t.match(o.seen.join(''), /transfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n$/)
   o.seen.length = 0
   await send(c, o.port, {
     method: 'PUT',
