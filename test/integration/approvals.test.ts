@@ -332,3 +332,26 @@ t.test('approving the same request with the same scope again answers the approva
   await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${first.body.id}`)
   t.ok(await until(async () => (await curl([...proxy, url])).status === 403, 1000), 'one revocation closes it')
 })
+
+t.test('the same approval asked for several times at once is made once (a double click)', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const pc = await startPortcullis(t, originOnlyYaml([origin.port], { paths: ['/public/**'] }))
+  const proxy = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`]
+  const url = `http://origin.test:${origin.port}/private/b.txt`
+  const requestId = (await curl([...proxy, url])).headers['x-portcullis-request-id'] as string
+  const answers = await Promise.all(
+    Array.from({ length: 5 }, () =>
+      adminCall<ApprovalAnswer & { already?: boolean }>(pc.adminUrl, 'POST', '/api/approvals', {
+        request_id: requestId,
+        scope: 'exact',
+        ttl: '1h',
+      }),
+    ),
+  )
+  t.same(answers.map((a) => a.status).sort(), [200, 200, 200, 200, 201], 'one made, four answered as already made')
+  t.equal(new Set(answers.map((a) => a.body.id)).size, 1, 'all name the same approval')
+  const listed = await adminCall<{ approvals: ApprovalAnswer[] }>(pc.adminUrl, 'GET', '/api/approvals')
+  t.equal(listed.body.approvals.length, 1, 'one approval in force')
+  await adminCall(pc.adminUrl, 'DELETE', `/api/approvals/${answers[0]!.body.id}`)
+  t.ok(await until(async () => (await curl([...proxy, url])).status === 403, 1000), 'one revocation closes it')
+})

@@ -86,12 +86,66 @@ async function answerExisting(
 }
 
 /**
+ * Approve `record` with the request's scope and ttl, unless an approval in force already opens the
+ * same request with the same scope and sandbox: then that one is answered (answerExisting), so one
+ * revocation always closes what was approved.
+ */
+async function approveOnce(
+  deps: ApprovalRouteDeps,
+  res: ServerResponse,
+  record: DecisionRecord & { readonly agent: string },
+  body: z.infer<typeof CreateBody>,
+  sandbox: string | undefined,
+  ttlMs: number,
+  t: number,
+): Promise<void> {
+  const existing = deps.store
+    .current()
+    .find((a) => isActive(a, t) && a.request_id === record.id && a.scope === body.scope && a.sandbox === sandbox)
+  if (existing !== undefined) return answerExisting(deps, res, existing, t + ttlMs, body, t)
+  const approval: Approval = {
+    id: newRequestId(),
+    request_id: record.id,
+    agent: record.agent,
+    scope: body.scope,
+    method: record.method,
+    host: record.host,
+    port: record.port,
+    path: record.path,
+    created_at: new Date(t).toISOString(),
+    expires_at: new Date(t + ttlMs).toISOString(),
+    approved_by: body.approved_by ?? 'admin',
+    reason: body.reason,
+    ...(sandbox !== undefined ? { sandbox } : {}),
+  }
+  if (!(await storeAvailable(() => deps.store.add(approval), res, deps.log))) return
+  deps.bus.publish(buildApprovalRecord('create', approval, approval.approved_by, approval.reason))
+  sendJson(res, 201, answer(approval, t))
+}
+
+/** Runs the tasks given under one key one after another; tasks under other keys are not held up. */
+function keyedTurns(): (key: string, task: () => Promise<void>) => Promise<void> {
+  const last = new Map<string, Promise<void>>()
+  return async (key, task) => {
+    const mine = (last.get(key) ?? Promise.resolve()).then(task)
+    const settled = mine.catch(() => undefined)
+    last.set(key, settled)
+    try {
+      await mine
+    } finally {
+      if (last.get(key) === settled) last.delete(key)
+    }
+  }
+}
+
+/**
  * GET/POST /api/approvals, DELETE /api/approvals/:id[?by=NAME]. An approval is made only
  * from a recorded policy denial of a known agent, copies that request's facts
  * (never client-supplied ones), and is itself published as a telemetry record.
  */
 export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
   const now = deps.now ?? Date.now
+  const oneAtATime = keyedTurns()
   return [
     {
       method: 'GET',
@@ -153,31 +207,13 @@ export function approvalRoutes(deps: ApprovalRouteDeps): Route[] {
             error: 'not_a_sandbox_request',
             message: 'sandbox_only applies to a request made with a sandbox credential; this one was not',
           })
-        const t = now()
         const sandbox = body.sandbox_only ? record.sandbox : undefined
-        // The same request approved again with the same scope: one approval, so one revocation closes it.
-        const existing = deps.store
-          .current()
-          .find((a) => isActive(a, t) && a.request_id === record.id && a.scope === body.scope && a.sandbox === sandbox)
-        if (existing !== undefined) return answerExisting(deps, res, existing, t + ttlMs, body, t)
-        const approval: Approval = {
-          id: newRequestId(),
-          request_id: record.id,
-          agent: record.agent,
-          scope: body.scope,
-          method: record.method,
-          host: record.host,
-          port: record.port,
-          path: record.path,
-          created_at: new Date(t).toISOString(),
-          expires_at: new Date(t + ttlMs).toISOString(),
-          approved_by: body.approved_by ?? 'admin',
-          reason: body.reason,
-          ...(sandbox !== undefined ? { sandbox } : {}),
-        }
-        if (!(await storeAvailable(() => deps.store.add(approval), res, deps.log))) return
-        deps.bus.publish(buildApprovalRecord('create', approval, approval.approved_by, approval.reason))
-        sendJson(res, 201, answer(approval, t))
+        // Two identical POSTs at once (a double click on the page) must make one approval, not two of
+        // which a revocation closes only one: the second waits for the first, then finds its approval.
+        const denied = { ...record, agent: record.agent } // the agent, checked above, as a string for the task
+        await oneAtATime(`${record.id} ${body.scope} ${sandbox ?? ''}`, () =>
+          approveOnce(deps, res, denied, body, sandbox, ttlMs, now()),
+        )
       },
     },
     {
