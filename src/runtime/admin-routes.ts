@@ -19,6 +19,13 @@ import type { Parts } from './parts.js'
 import type { PolicyState } from './policy-state.js'
 import type { RedisBackend } from './redis-backend.js'
 import { missingCredentials } from './startup-checks.js'
+
+/**
+ * How long a sandbox revocation may look in the Redis stream for a record of the credential (its
+ * agent and expiry) before it is stored without one: it must land within a second (SPEC §9) however
+ * long the stream, and without a record it is only kept longer (sandboxes.ts).
+ */
+const SEEN_LOOKUP_BUDGET_MS = 300
 import { instanceMetrics } from './worker-metrics.js'
 
 export interface AdminRouteDeps {
@@ -103,6 +110,18 @@ export function adminRoutes(d: AdminRouteDeps): Route[] {
           .snapshot()
           .filter((r) => r.event === 'decision' && r.sandbox !== undefined && Date.parse(r.time) >= +since)
         return { records, source: 'memory' }
+      },
+      seen: async (id, since) => {
+        const mine = parts.ring
+          .snapshot()
+          .find((r): r is DecisionRecord => r.event === 'decision' && r.sandbox === id && Date.parse(r.time) >= +since)
+        if (mine !== undefined || d.redis === null) return mine ?? null
+        try {
+          const found = await d.redis.query({ limit: 1, since, sandbox: id }, { budgetMs: SEEN_LOOKUP_BUDGET_MS })
+          return found.records.find((r): r is DecisionRecord => r.event === 'decision') ?? null
+        } catch {
+          return null
+        }
       },
       log: parts.log.child({ subsystem: 'sandboxes' }),
     }),

@@ -12,7 +12,7 @@ import { newInstanceId } from '../redis/instance-id.js'
 import { redactRedisUrl } from '../redis/url.js'
 import type { Bus } from '../telemetry/bus.js'
 import type { MetricsSources } from '../telemetry/metrics.js'
-import { findDecisionById, readEvents } from '../telemetry/redis-events.js'
+import { findDecisionById, readEvents, type ReadEventsOptions } from '../telemetry/redis-events.js'
 import { createRedisSink, type RedisSink } from '../telemetry/redis-sink.js'
 import { createRemoteFeed, type RemoteFeed } from '../telemetry/redis-tail.js'
 import type { StreamLookup } from './decision-lookup.js'
@@ -28,7 +28,7 @@ export interface RedisBackend {
   readonly remote: RemoteFeed
   readonly metrics: MetricsSources
   readonly lookup: StreamLookup
-  readonly query: (q: EventQuery) => ReturnType<typeof readEvents>
+  readonly query: (q: EventQuery, opts?: ReadEventsOptions) => ReturnType<typeof readEvents>
   /** Give held rate-limit tokens back, stop following, close the store (the sink closes last, after the bus). */
   stop(): Promise<void>
 }
@@ -84,7 +84,7 @@ export function connectRedisBackend(opts: RedisBackendOptions): RedisBackend {
       limitsInstances: () => sync.instances(),
     },
     lookup: (id, madeAt) => findDecisionById(sink.client, stream, id, madeAt),
-    query: (q) => readEvents(sink.client, stream, q),
+    query: (q, opts) => readEvents(sink.client, stream, q, opts),
     async stop() {
       await sync.stop()
       remote.stop()

@@ -35,8 +35,8 @@ const STREAM_ID = /^\d{1,20}-\d{1,20}$/
  * KEYS: stream. ARGV: end, start (XREVRANGE bounds), how many entries to scan, how many candidates
  * are wanted, then the decision, reason and agent the flat fields must hold ('' for any): the test
  * of entryMayMatch (stream-entry.ts), run where the entries are, so the many that cannot match never
- * cross the network. Returns { candidates (XREVRANGE's shape), the last id scanned or '', 1 when
- * the range holds nothing beyond it }.
+ * cross the network; and text the record's JSON must contain ('' for any: sandboxNeedle). Returns
+ * { candidates (XREVRANGE's shape), the last id scanned or '', 1 when the range holds nothing beyond it }.
  */
 const SCAN_SCRIPT = `
 local entries = redis.call('XREVRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])
@@ -59,6 +59,13 @@ for _, e in ipairs(entries) do
       if got ~= want then keep = false break end
     end
   end
+  if keep and ARGV[8] ~= '' then
+    local r = ''
+    for j = 1, #f - 1, 2 do
+      if f[j] == 'r' then r = f[j + 1] break end
+    end
+    keep = string.find(r, ARGV[8], 1, true) ~= nil
+  end
   if keep then
     out[#out + 1] = e
     if #out >= wanted then full = true break end
@@ -68,6 +75,16 @@ local done = 0
 if not full and #entries < tonumber(ARGV[3]) then done = 1 end
 return { out, last, done }
 `
+
+/**
+ * Text that every record `q` selects by sandbox has in its JSON, or '' when `q` does not select by
+ * sandbox: a sandbox's records are JSON.stringify'd (record-json.ts), so the key and a sandbox id (26
+ * characters that need no escaping) appear as written here. Only a pre-filter: matchesFilter decides.
+ */
+function sandboxNeedle(q: RedisEventQuery): string {
+  if (q.sandbox !== undefined) return `"sandbox":${JSON.stringify(q.sandbox)}`
+  return q.anySandbox === true || q.labels !== undefined ? '"sandbox":"' : ''
+}
 
 /** The entry's record when it passes `q` (flat fields first, so most misses parse no JSON). */
 function matchesEntry(fields: StreamFields, q: RedisEventQuery): TelemetryRecord | null {
@@ -98,7 +115,7 @@ export async function readEvents(
   if (q.cursor !== undefined && /^0+-0+$/.test(q.cursor)) return { records: [], nextCursor: null }
   const start = q.since ? `${Math.max(0, q.since.getTime() - CLOCK_SKEW_MS)}-0` : '-'
   const deadline = performance.now() + (opts.budgetMs ?? READ_BUDGET_MS)
-  const flat = [q.decision ?? '', q.reason ?? '', q.agent ?? '']
+  const flat = [q.decision ?? '', q.reason ?? '', q.agent ?? '', sandboxNeedle(q)]
   let end = q.cursor !== undefined ? `(${q.cursor}` : '+'
   const records: TelemetryRecord[] = []
   for (;;) {

@@ -21,6 +21,7 @@ import {
   type PortcullisProcess,
 } from '../helpers/spawn-portcullis.js'
 import { openTunnel } from '../helpers/tunnel.js'
+import { encodeStreamEntry } from '../../src/redis/stream-entry.js'
 
 /**
  * Sandbox credentials through the real program (SPEC §9): two `portcullis start` processes on one
@@ -346,6 +347,65 @@ agents:
       t.match(rec, { agent: 'ci', sandbox: s.id }, 'accepted once Redis answered, and recorded')
     },
   )
+
+  t.test('a revocation lands within a second however long the event stream', async (t) => {
+    const redis = await startRedis(t)
+    const tlsOrigin = await startHttpsOrigin(t, ['origin.test'])
+    // 150,000 records of other traffic, written just now: all inside the window a revocation may look
+    // through for the credential's record (the old lookup read every one of them before revoking).
+    const noise = encodeStreamEntry({
+      time: new Date().toISOString(),
+      id: ulid(),
+      event: 'close',
+      agent: 'other',
+      host: 'elsewhere.test',
+      bytes_up: 1,
+      bytes_down: 1,
+      duration_ms: 1,
+    })
+    await redisClient(t, redis.url).eval(
+      "for i = 1, tonumber(ARGV[1]) do redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2)) end",
+      1,
+      'pc:long',
+      150_000,
+      ...noise,
+    )
+    const body = `${upstreamYaml([tlsOrigin.port], `  ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}`)}
+telemetry:
+  redis: { url: ${JSON.stringify(redis.url)}, stream: "pc:long" }
+identity: { max_sandbox_ttl: 24h }
+groups:
+  g:
+    allow:
+      - host: origin.test
+agents:
+  - { id: ci, groups: [g], sandboxes: true }
+`
+    const serverEnv = { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN, PORTCULLIS_SIGNING_KEY: KEY }
+    const [a, b] = await Promise.all([startInstance(t, body, serverEnv), startInstance(t, body, serverEnv)])
+    const issued = await portcullis(issueArgs('1h', '--json', '--config', a.config), { PORTCULLIS_SIGNING_KEY: KEY })
+    t.equal(issued.code, 0, issued.stderr)
+    const s = JSON.parse(issued.stdout) as Issued
+    // The tunnel is on b: a has no record of the sandbox in memory, so it asks the stream.
+    const { socket, head } = await openTunnel(b.proxyPort, `origin.test:${tlsOrigin.port}`, s.user, s.token)
+    t.match(head, /^HTTP\/1\.1 200 /, head)
+    const tls: TLSSocket = tlsConnect({ socket, servername: 'origin.test', ca: readFileSync(tlsOrigin.ca.certFile) })
+    tls.on('error', () => undefined)
+    await once(tls, 'secureConnect')
+    let closedAt = 0
+    tls.once('close', () => (closedAt = Date.now()))
+    const sentAt = Date.now()
+    const res = await fetch(`${a.adminUrl}/api/sandboxes/${s.id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    })
+    const answeredAt = Date.now()
+    t.equal(res.status, 200)
+    t.match(await res.json(), { id: s.id, agent: 'ci' }, 'the record was found: the revocation names its agent')
+    t.ok(answeredAt - sentAt < 1000, `answered ${answeredAt - sentAt} ms after it was asked`)
+    await waitFor('the tunnel on the other instance to close', () => closedAt > 0, 3000)
+    t.ok(closedAt - sentAt < 1000, `the tunnel on the other instance closed ${closedAt - sentAt} ms after it was asked`)
+  })
 
   t.test('an emptied Redis: any one instance that restarts restores revocations made on another', async (t) => {
     const redis = await startRedis(t)

@@ -20,6 +20,11 @@ export interface SandboxRouteDeps {
   readonly proxy: () => SandboxProxy
   /** Decision records of sandboxes since a time: the Redis stream when configured, else the ring. */
   readonly recent: (since: Date) => Promise<{ records: TelemetryRecord[]; source: 'redis' | 'memory' }>
+  /**
+   * A decision record of sandbox `id` since a time (its agent, its expiry), or null when none is found
+   * quickly: this instance's memory first, then a short look at the Redis stream.
+   */
+  readonly seen: (id: string, since: Date) => Promise<DecisionRecord | null>
   readonly log: Logger
   readonly now?: () => number
 }
@@ -120,8 +125,7 @@ export function sandboxRoutes(deps: SandboxRouteDeps): Route[] {
           })
         const existing = deps.store.current().find((r) => r.id === id)
         if (existing !== undefined) return sendJson(res, 200, { ...existing, already: true })
-        const { records } = await deps.recent(new Date(Math.max(0, idTimeMs(id) - CLOCK_SKEW_S * 1000)))
-        const seen = records.find((r): r is DecisionRecord => r.event === 'decision' && r.sandbox === id)
+        const seen = await deps.seen(id, new Date(Math.max(0, idTimeMs(id) - CLOCK_SKEW_S * 1000)))
         // Kept while a credential of this id can be valid: to its own expiry when a record has shown
         // it, else to its id's time plus the longest max_sandbox_ttl any config may set (not today's,
         // which a later reload may raise).
