@@ -117,7 +117,8 @@ export function createHttp1Client(opts: ClientOptions): Http1Client {
         pools.set(key, pool)
       }
       const run = new Run(request, handler)
-      const head = requestHead(request)
+      run.lastOnConnection = smugglesBody(request)
+      const head = requestHead(request, run.lastOnConnection)
       if (head instanceof Error) {
         queueMicrotask(() => handler.onError(head, false))
         return run
@@ -134,8 +135,23 @@ export function createHttp1Client(opts: ClientOptions): Http1Client {
   }
 }
 
+/**
+ * Methods whose body has no defined meaning (RFC 9110 §9.3): many origins answer them without reading
+ * one (python's http.server, and any framework whose GET handler never touches the body), then read
+ * the body as the next request on the connection. A client could hide a request no rule allows in an
+ * allowed GET's body, the origin would act on it, and its answer would come back as the answer to the
+ * next request sent there. Such a request goes upstream with `Connection: close`, on a connection
+ * that carries nothing after it.
+ */
+const BODY_UNDEFINED = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'DELETE'])
+
+function smugglesBody(r: OutgoingRequest): boolean {
+  const hasBody = r.body !== null && !(Buffer.isBuffer(r.body) && r.body.length === 0)
+  return hasBody && BODY_UNDEFINED.has(r.method)
+}
+
 /** The request line, fields and framing, or an error for a value that would split the request. */
-function requestHead(r: OutgoingRequest): string | Error {
+function requestHead(r: OutgoingRequest, lastOnConnection: boolean): string | Error {
   if (LINE_BREAKING.test(r.path) || LINE_BREAKING.test(r.method) || r.path.includes(' '))
     return new HeaderValueError('request target or method not sendable')
   let head = `${r.method} ${r.path} HTTP/1.1\r\n`
@@ -149,6 +165,7 @@ function requestHead(r: OutgoingRequest): string | Error {
   }
   if (Buffer.isBuffer(r.body)) head += `content-length: ${r.body.length}\r\n`
   else if (r.body !== null && r.framing !== 'length') head += 'transfer-encoding: chunked\r\n'
+  if (lastOnConnection) head += 'connection: close\r\n'
   return `${head}\r\n`
 }
 
@@ -162,6 +179,8 @@ class Run implements Exchange {
   aborted = false
   /** Sent once again on a new connection after a reused one turned out closed. */
   retried = false
+  /** Sent with `Connection: close`: its connection carries nothing after it (BODY_UNDEFINED). */
+  lastOnConnection = false
   constructor(
     readonly request: OutgoingRequest,
     readonly handler: ResponseHandler,
@@ -439,7 +458,7 @@ class Connection implements ResponseEvents {
     this.run = null
     run.conn = null
     this.served++
-    if (clean && this.parser.reusable && run.bodySent && !this.dead) {
+    if (clean && this.parser.reusable && run.bodySent && !run.lastOnConnection && !this.dead) {
       this.socket.resume()
       this.pool.release(this)
     } else this.destroy()

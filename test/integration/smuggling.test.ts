@@ -217,6 +217,46 @@ t.test('request bodies stay framed upstream: no undecided request reaches the or
   }
 })
 
+t.test('a body on a GET cannot smuggle a request past the policy to an origin that ignores it', async (t) => {
+  // Like python's http.server: a GET's body is never read, so it is parsed as the next request on the
+  // connection, unless the request said Connection: close. Every request line it reads is kept.
+  const seen: string[] = []
+  const origin = createServer((s) => {
+    s.on('error', () => undefined)
+    let buffered = ''
+    s.on('data', (c: Buffer) => {
+      buffered += c.toString('latin1')
+      for (let end = buffered.indexOf('\r\n\r\n'); end >= 0; end = buffered.indexOf('\r\n\r\n')) {
+        const head = buffered.slice(0, end)
+        buffered = buffered.slice(end + 4)
+        const path = head.split(' ')[1] ?? ''
+        seen.push(path)
+        const closing = /\r\nconnection: *close/i.test(head)
+        s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${path.length}\r\n\r\n${path}`)
+        if (closing) return void s.end()
+      }
+    })
+  })
+  origin.listen(0, '127.0.0.1')
+  await once(origin, 'listening')
+  t.teardown(() => origin.close())
+  const port = (origin.address() as AddressInfo).port
+  const pc = await startPortcullis(t, originOnlyYaml([port], { paths: ['/public/**'] }))
+  const auth = `Proxy-Authorization: ${basicAuth('ci', TOKEN)}\r\n`
+  const hidden = `GET /private/secret HTTP/1.1\r\nHost: origin.test\r\n\r\n`
+  const first = `GET http://origin.test:${port}/public/ok HTTP/1.1\r\nHost: origin.test\r\n${auth}Content-Length: ${hidden.length}\r\nConnection: close\r\n\r\n${hidden}`
+  const second = `GET http://origin.test:${port}/public/next HTTP/1.1\r\nHost: origin.test\r\n${auth}Connection: close\r\n\r\n`
+  for (let i = 0; i < 3; i++) {
+    const [a, b] = await Promise.all([rawExchange(pc.proxyPort, first), rawExchange(pc.proxyPort, second)])
+    t.match(a.response, /^HTTP\/1\.1 200 [^]*\r\n\r\n\/public\/ok$/, 'the GET has its own answer')
+    t.match(b.response, /^HTTP\/1\.1 200 [^]*\r\n\r\n\/public\/next$/, 'so has the next request')
+    const again = await rawExchange(pc.proxyPort, second)
+    t.match(again.response, /\r\n\r\n\/public\/next$/, 'and a later one on a kept-alive upstream connection')
+  }
+  await new Promise((r) => setTimeout(r, 200))
+  t.notOk(seen.includes('/private/secret'), `the hidden request never reached the origin (it saw ${seen.join(' ')})`)
+})
+
 t.test("the client's Connection: close is honoured through the proxy", async (t) => {
   const origin = await startHttpOrigin(t)
   const pc = await startPortcullis(t, originOnlyYaml([origin.port]))
