@@ -170,7 +170,14 @@ export function createLoggers(level: string, dest?: DestinationStream, format: '
   const formatters = { level: (label: string) => (format === 'ecs' ? { 'log.level': label } : { level: label }) }
   // A worker's lines (workers: N) say which process wrote them: the pid the primary's PC_WORKER_* lines name.
   const base = { component: 'portcullis', ...(cluster.isWorker ? { pid: process.pid } : {}) }
-  const ops = pino({ level, redact: REDACT, formatters, timestamp: pino.stdTimeFunctions.isoTime, base }, destination)
+  // ECS lines (records and operational lines alike) carry `@timestamp` and `message`, which every
+  // ECS document needs; pino's own names are `time` and `msg`.
+  const ops = pino(
+    format === 'ecs'
+      ? { level, redact: REDACT, formatters, timestamp: ecsTimestamp, messageKey: 'message', base }
+      : { level, redact: REDACT, formatters, timestamp: pino.stdTimeFunctions.isoTime, base },
+    destination,
+  )
   const records = recordLog(ops, destination, format)
   return {
     ops,
@@ -185,6 +192,8 @@ export function createLoggers(level: string, dest?: DestinationStream, format: '
     },
   }
 }
+
+const ecsTimestamp = (): string => `,"@timestamp":"${new Date().toISOString()}"`
 
 /**
  * Records skip pino's serialiser: it builds each line field by field as a rope of small strings

@@ -62,6 +62,15 @@ t.test('ecs: the same facts under Elastic Common Schema names', async (t) => {
   t.notOk('level' in line, 'no SPEC-style level key beside log.level')
 })
 
+t.test('ecs: operational lines have @timestamp and message too', async (t) => {
+  const { dest, lines } = captureLines()
+  createLoggers('info', dest, 'ecs').ops.info({ code: 'PC_STARTED' }, 'portcullis started')
+  const line = lines()[0] ?? {}
+  t.match(line, { 'log.level': 'info', code: 'PC_STARTED', message: 'portcullis started' })
+  t.ok(Number.isFinite(Date.parse(String(line['@timestamp']))), 'an ISO @timestamp')
+  t.notOk('time' in line || 'msg' in line, "not pino's names beside them")
+})
+
 t.test(
   'record lines are the bytes pino would write for the same record: level first, then the record in order',
   async (t) => {
