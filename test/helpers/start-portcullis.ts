@@ -41,13 +41,19 @@ export async function startPortcullis(
   t: Test,
   yamlBody: string,
   files: Record<string, string> = {},
-  opts: { watch?: boolean; env?: NodeJS.ProcessEnv } = {},
+  opts: {
+    watch?: boolean
+    env?: NodeJS.ProcessEnv
+    /** Moves the written config (its path given) where the test wants it; returns the path to start with. */
+    place?: (written: string) => string
+  } = {},
 ): Promise<Portcullis> {
   const dir = t.testdir(files)
-  const configFile = join(dir, 'portcullis.yaml')
+  const written = join(dir, 'portcullis.yaml')
   const head = configHead(dir, yamlBody)
   assertLoopbackOnly(yamlBody, 'startPortcullis')
-  writeFileSync(configFile, `${head}\n${yamlBody}\n`)
+  writeFileSync(written, `${head}\n${yamlBody}\n`)
+  const configFile = opts.place?.(written) ?? written
   const rewriteConfig = (body: string): void => {
     assertLoopbackOnly(body, 'rewriteConfig')
     // The head of this body: a section it sets itself (approvals, say) is not written twice.

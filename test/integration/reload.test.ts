@@ -1,16 +1,16 @@
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
 import { connect as netConnect } from 'node:net'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
 import t from 'tap'
-import { startPortcullis } from '../helpers/start-portcullis.js'
+import { startPortcullis, type Portcullis } from '../helpers/start-portcullis.js'
 import { startHttpOrigin, startHttpsOrigin, type OriginHandler } from '../helpers/origins.js'
 import { basicAuth, curl } from '../helpers/clients.js'
 import { adminCall } from '../helpers/admin.js'
 import { until } from '../helpers/poll.js'
-import { groupYaml, TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
+import { configHead, groupYaml, TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
 import { openTunnel } from '../helpers/tunnel.js'
 
 t.test('hot reload swaps the policy atomically and keeps the last good one on a bad edit', async (t) => {
@@ -84,6 +84,84 @@ t.test('hot reload swaps the policy atomically and keeps the last good one on a 
 
   const viaApi = await adminCall<{ ok: boolean; generation: number }>(pc.adminUrl, 'POST', '/api/reload')
   t.match(viaApi, { status: 200, body: { ok: true, generation: 4 } })
+})
+
+t.test('a config reached through symlinks is reloaded when what they point at changes', async (t) => {
+  const origin = await startHttpOrigin(t)
+  const tlsOrigin = await startHttpsOrigin(t, ['origin.test'])
+  const policy = (hosts: string[]): string =>
+    `${upstreamYaml([origin.port, tlsOrigin.port], `  ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}\n`)}${groupYaml(hosts.map((h) => `host: ${h}`))}`
+  const proxy = (pc: Portcullis): string[] => ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`]
+  const generation = async (pc: Portcullis): Promise<number> =>
+    ((await (await fetch(`${pc.adminUrl}/healthz`)).json()) as { generation: number }).generation
+  const text = (pc: Portcullis, hosts: string[]): string => `${configHead(pc.dir, policy(hosts))}\n${policy(hosts)}\n`
+
+  await t.test('`ln -s real/portcullis.yaml portcullis.yaml`: edits in place and by rename', async (t) => {
+    let real = ''
+    const pc = await startPortcullis(
+      t,
+      policy(['origin.test']),
+      {},
+      {
+        watch: true,
+        place: (written) => {
+          real = join(dirname(written), 'real', 'portcullis.yaml')
+          mkdirSync(dirname(real))
+          renameSync(written, real)
+          symlinkSync('real/portcullis.yaml', written)
+          return written
+        },
+      },
+    )
+    writeFileSync(real, text(pc, ['origin.test', 'other.test']))
+    t.ok(await until(async () => (await generation(pc)) === 2), 'an edit in place of the target is picked up')
+    t.equal((await curl([...proxy(pc), `http://other.test:${origin.port}/`])).status, 200, 'the new rule applies')
+    writeFileSync(`${real}.tmp`, text(pc, ['other.test']))
+    renameSync(`${real}.tmp`, real)
+    t.ok(await until(async () => (await generation(pc)) === 3), 'so is a save that renames over the target')
+  })
+
+  await t.test('a Kubernetes ConfigMap: `..data` swapped to a new version', async (t) => {
+    let version = 0
+    /** What the kubelet does: a new timestamped directory, then `..data` renamed over to point at it. */
+    const publish = (dir: string, body: string): void => {
+      const named = `..v${++version}`
+      mkdirSync(join(dir, named))
+      writeFileSync(join(dir, named, 'portcullis.yaml'), body)
+      symlinkSync(named, join(dir, '..data_tmp'))
+      renameSync(join(dir, '..data_tmp'), join(dir, '..data'))
+      if (version > 1) rmSync(join(dir, `..v${version - 1}`), { recursive: true })
+    }
+    const pc = await startPortcullis(
+      t,
+      policy(['origin.test', 'other.test']),
+      {},
+      {
+        watch: true,
+        place: (written) => {
+          publish(dirname(written), readFileSync(written, 'utf8'))
+          unlinkSync(written)
+          symlinkSync('..data/portcullis.yaml', written)
+          return written
+        },
+      },
+    )
+    const { socket } = await openTunnel(pc.proxyPort, `origin.test:${tlsOrigin.port}`)
+    const tls = tlsConnect({ socket, servername: 'origin.test', ca: tlsOrigin.ca.certPem })
+    tls.on('error', () => undefined)
+    await once(tls, 'secureConnect')
+
+    publish(pc.dir, text(pc, ['other.test']))
+    t.ok(await until(async () => (await generation(pc)) === 2), 'the swap is picked up')
+    t.ok(await until(() => socket.destroyed, 2000), 'a tunnel the new version disallows is closed')
+    t.equal(
+      (await curl([...proxy(pc), `http://origin.test:${origin.port}/`])).headers['x-portcullis-decision'],
+      'denied_no_rule',
+      'the removed rule no longer admits',
+    )
+    publish(pc.dir, text(pc, ['origin.test', 'other.test']))
+    t.ok(await until(async () => (await generation(pc)) === 3), 'and the next swap too, from the new version')
+  })
 })
 
 t.test('a restart-only change keeps being reported until the process restarts', async (t) => {
