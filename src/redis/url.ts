@@ -55,13 +55,57 @@ export function isClusterUrl(url: string): boolean {
   return scheme !== null && REDIS_SCHEME.test(scheme) && scheme.endsWith('+cluster')
 }
 
-/** The URL with its password replaced, safe for logs and error messages (a URL with no scheme too). */
+/**
+ * Query parameters that carry a credential. ioredis copies every query parameter of a URL into its
+ * options (`?password=…` authenticates like `:…@`, and so does `sentinelPassword` for sentinels):
+ * any whose name says it is a secret is hidden, whatever the case.
+ */
+const SECRET_PARAM = /pass|secret|token|auth|cred/i
+
+/** Where secret values of query parameters sit in `url` ([start, end) each); the query from the first `?`. */
+function secretParamSpans(url: string): Array<[number, number]> {
+  const q = url.indexOf('?')
+  if (q < 0) return []
+  const hash = url.indexOf('#', q)
+  const end = hash < 0 ? url.length : hash
+  const spans: Array<[number, number]> = []
+  let at = q + 1
+  for (const param of url.slice(q + 1, end).split('&')) {
+    const eq = param.indexOf('=')
+    let name = eq < 0 ? param : param.slice(0, eq)
+    try {
+      name = decodeURIComponent(name.replace(/\+/g, ' '))
+    } catch {
+      // A name that does not decode is judged as written.
+    }
+    if (eq >= 0 && SECRET_PARAM.test(name)) spans.push([at + eq + 1, at + param.length])
+    at += param.length + 1
+  }
+  return spans
+}
+
+/**
+ * The URL with its passwords replaced, in the userinfo and in the query (`?password=…`), safe for
+ * logs, /healthz and error messages (a URL with no scheme too). The userinfo is cut at the last `@`
+ * and the query at the first `?`, as the readers here and ioredis may; where the two readings
+ * overlap (an unescaped `?` or `@` in a secret), everything either would hide is hidden.
+ */
 export function redactRedisUrl(url: string): string {
-  const { scheme, userinfo, rest } = splitRedisUrl(url)
-  if (userinfo === null) return url
-  const colon = userinfo.indexOf(':')
-  const shown = colon >= 0 ? `${userinfo.slice(0, colon)}:***` : userinfo
-  return `${scheme === null ? '' : url.slice(0, url.indexOf('://') + 3)}${shown}@${rest}`
+  const { scheme, userinfo } = splitRedisUrl(url)
+  const spans = secretParamSpans(url)
+  if (userinfo !== null) {
+    const from = (scheme === null ? 0 : url.indexOf('://') + 3) + userinfo.indexOf(':') + 1
+    if (userinfo.includes(':')) spans.push([from, from + userinfo.length - userinfo.indexOf(':') - 1])
+  }
+  spans.sort((a, b) => a[0] - b[0])
+  let out = ''
+  let done = 0
+  for (const [start, end] of spans) {
+    if (end <= done) continue
+    out += start >= done ? `${url.slice(done, start)}***` : ''
+    done = end
+  }
+  return out + url.slice(done)
 }
 
 /**

@@ -41,6 +41,15 @@ t.test('redactRedisUrl hides the password and keeps the rest', async (t) => {
     ['redis://u:p:q@h', 'redis://u:***@h', 'a password holding a colon is hidden whole'],
     ['redis://u:p@ss@h', 'redis://u:***@h', 'a password holding an unescaped @ is hidden whole'],
     ['u:pw@h:1', 'u:***@h:1', 'no scheme'],
+    ['redis://h:1/0?password=pw', 'redis://h:1/0?password=***', 'a password in the query (ioredis reads it)'],
+    [
+      'redis://u@h:1/0?db=2&Password=a&sentinelPassword=b&username=u#x',
+      'redis://u@h:1/0?db=2&Password=***&sentinelPassword=***&username=u#x',
+      'every secret parameter, whatever its case; the rest kept',
+    ],
+    ['redis://u:pw@h:1?pass%77ord=q', 'redis://u:***@h:1?pass%77ord=***', 'both places; a percent-encoded name'],
+    ['redis://h:1/0?password=x@y', 'redis://h:***', 'an unescaped @ in the query: hidden in either reading'],
+    ['redis://u:p?password=q@h', 'redis://u:***', 'an unescaped ? in the password: hidden in either reading'],
   ]
   for (const [url, redacted, behaviour] of CASES) t.equal(redactRedisUrl(url), redacted, behaviour)
 })
