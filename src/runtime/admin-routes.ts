@@ -42,6 +42,21 @@ export interface AdminRouteDeps {
 
 const startedAt = (): string => new Date().toISOString()
 
+/** Redis's answer when it refuses the credentials: the URL's password (or user) is wrong, or missing. */
+const REDIS_AUTH_REFUSED = /^(WRONGPASS|NOAUTH)\b|invalid password|invalid username-password/i
+
+/**
+ * The /healthz warning while limits are local, with the cause when the connection said one: a
+ * refused password is a configuration to fix, not a network to wait for.
+ */
+function redisFallbackWarning(reason: string | null): string {
+  const effect =
+    'rate limits are per instance, approvals and sandbox revocations cannot be made, records wait in memory (PC_LIMITS_LOCAL_FALLBACK)'
+  if (reason !== null && REDIS_AUTH_REFUSED.test(reason))
+    return `Redis refuses the credentials of telemetry.redis.url (${reason}): ${effect}`
+  return reason === null ? `Redis unreachable: ${effect}` : `Redis unreachable (${reason}): ${effect}`
+}
+
 /** Every admin API route of one instance (SPEC §5), in the order the router tries them. */
 export function adminRoutes(d: AdminRouteDeps): Route[] {
   const { parts, policy } = d
@@ -52,11 +67,7 @@ export function adminRoutes(d: AdminRouteDeps): Route[] {
       configError: policy.configError,
       warnings: () => [
         ...missingCredentials(policy.current(), d.env),
-        ...(d.redis !== null && d.redis.sync.fallback()
-          ? [
-              'Redis unreachable: rate limits are per instance, approvals and sandbox revocations cannot be made, records wait in memory (PC_LIMITS_LOCAL_FALLBACK)',
-            ]
-          : []),
+        ...(d.redis !== null && d.redis.sync.fallback() ? [redisFallbackWarning(d.redis.sink.downReason())] : []),
         ...(d.sandboxStore.loaded()
           ? []
           : [

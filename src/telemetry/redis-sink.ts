@@ -34,6 +34,8 @@ export interface RedisSink extends Sink {
   backlog(): number
   dropped(): number
   connected(): boolean
+  /** Why the connection is down, as its last error said (`ECONNREFUSED`, `WRONGPASS …`); null while up or unsaid. */
+  downReason(): string | null
   /** Try to send everything buffered now; resolves when the buffer is empty or a send fails (never hangs while down). */
   flush(): Promise<void>
   /** Flush (bounded), then disconnect. What could not be sent is counted as dropped and logged. */
@@ -107,6 +109,12 @@ class Queue<T> {
   }
 }
 
+/** The code (ECONNREFUSED) or else the first line of Redis's own message (a timeout, WRONGPASS): never the URL. */
+function describeRedisError(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' ? code : err instanceof Error ? err.message.split('\n')[0]?.slice(0, 120) : undefined
+}
+
 export function createRedisSink(opts: RedisSinkOptions): RedisSink {
   const bufferMax = Math.max(1, opts.bufferMax ?? 100_000)
   const batchMax = Math.max(1, opts.batchMax ?? 500)
@@ -149,16 +157,15 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
     }
   }
 
+  /** The last connection error, described; kept across the 'close' that follows it. */
+  let downReason: string | null = null
   const markDown = (err?: unknown): void => {
     up = false
+    if (err !== undefined) downReason = describeRedisError(err) ?? downReason
     if (downLogged || closed) return
     downLogged = true
-    const code = (err as { code?: unknown } | undefined)?.code
-    // The code (ECONNREFUSED) or else the first line of Redis's own message (a timeout, WRONGPASS): never the URL.
-    const error =
-      typeof code === 'string' ? code : err instanceof Error ? err.message.split('\n')[0]?.slice(0, 120) : undefined
     log.warn(
-      { code: 'PC_REDIS_DOWN', redis: where, error, backlog: backlog() },
+      { code: 'PC_REDIS_DOWN', redis: where, error: downReason ?? undefined, backlog: backlog() },
       'Redis telemetry unavailable; buffering records',
     )
   }
@@ -170,6 +177,7 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
     connection += 1
     up = true
     downLogged = false
+    downReason = null
     log.info({ code: 'PC_REDIS_UP', redis: where, backlog: backlog() }, 'Redis telemetry connected')
     schedule()
   })
@@ -285,6 +293,7 @@ export function createRedisSink(opts: RedisSinkOptions): RedisSink {
     backlog,
     dropped: () => droppedTotal,
     connected: () => up,
+    downReason: () => (up ? null : downReason),
     write(record) {
       if (closed) return drop(1)
       if (backlog() >= bufferMax) {

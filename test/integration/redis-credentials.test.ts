@@ -26,3 +26,30 @@ t.test('a password given as a query parameter authenticates and is never logged'
   t.notMatch(pc.logLines().join('\n'), PASSWORD, 'no log line holds the password')
   t.notMatch(await (await fetch(`${pc.adminUrl}/healthz`)).text(), PASSWORD, 'nor /healthz')
 })
+
+t.test('a refused password is named on /healthz as what it is, not as Redis unreachable', async (t) => {
+  const redis = await startRedis(t, ['--requirepass', PASSWORD])
+  const origin = await startHttpOrigin(t)
+  for (const [url, answer] of [
+    [`redis://:not-the-password@127.0.0.1:${redis.port}/0`, /\(WRONGPASS invalid username-password pair/],
+    [`redis://127.0.0.1:${redis.port}/0`, /\(NOAUTH /],
+  ] as const) {
+    const pc = await startPortcullis(
+      t,
+      originOnlyYaml([origin.port], {
+        extra: `telemetry:\n  redis: { url: ${JSON.stringify(url)}, stream: "pc:events", maxlen: 1000 }`,
+      }),
+    )
+    const warnings = async (): Promise<string[]> =>
+      ((await (await fetch(`${pc.adminUrl}/healthz`)).json()) as { warnings: string[] }).warnings
+    t.ok(
+      await until(async () => (await warnings()).some((w) => w.includes('PC_LIMITS_LOCAL_FALLBACK'))),
+      'limits fell back',
+    )
+    const said = (await warnings()).find((w) => w.includes('PC_LIMITS_LOCAL_FALLBACK')) ?? ''
+    t.match(said, /^Redis refuses the credentials of telemetry\.redis\.url /, 'an auth failure is said as one')
+    t.match(said, answer, "with Redis's own answer")
+    t.notMatch(said, /unreachable|not-the-password/)
+    await pc.app.close()
+  }
+})
