@@ -67,6 +67,11 @@ export function adminRoutes(d: AdminRouteDeps): Route[] {
       configError: policy.configError,
       warnings: () => [
         ...missingCredentials(policy.current(), d.env),
+        ...(policy.restartNeeded().length > 0
+          ? [
+              `changed in the config but read only at start, so still as the process started until a restart: ${policy.restartNeeded().join(', ')} (PC_CONFIG_RESTART_NEEDED)`,
+            ]
+          : []),
         ...(d.redis !== null && d.redis.sync.fallback() ? [redisFallbackWarning(d.redis.sink.downReason())] : []),
         ...(d.sandboxStore.loaded()
           ? []

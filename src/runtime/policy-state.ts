@@ -13,6 +13,8 @@ export interface PolicyState {
   generation(): number
   /** The last refused reload, while the file on disk is invalid. */
   configError(): string | null
+  /** Settings the config in force changed since start that only a restart applies (PC_CONFIG_RESTART_NEEDED). */
+  restartNeeded(): readonly string[]
   reload(trigger: string): Promise<ReloadOutcome>
   /** Reload on every edit of the file (and after editors that replace it). Idempotent. */
   watch(): void
@@ -43,6 +45,7 @@ export function createPolicyState(opts: PolicyStateOptions): PolicyState {
   let lastLoaded = opts.initial
   let generation = 1
   let configError: string | null = null
+  let restartNeeded: readonly string[] = []
   const { log } = opts
   const apply = (outcome: ReloadOutcome, trigger: string): ReloadOutcome => {
     // Its tests file is watched even when its tests refuse it: fixing them must reload it.
@@ -69,6 +72,7 @@ export function createPolicyState(opts: PolicyStateOptions): PolicyState {
     // Against the config the process started with: those settings never changed in it, whatever
     // reloads came between (a second, unrelated edit must not hide a pending restart).
     const restartOnly = restartOnlyChanges(opts.initial, current)
+    restartNeeded = restartOnly
     if (restartOnly.length > 0)
       log.warn(
         { code: 'PC_CONFIG_RESTART_NEEDED', keys: restartOnly, generation },
@@ -101,6 +105,7 @@ export function createPolicyState(opts: PolicyStateOptions): PolicyState {
     current: () => current,
     generation: () => generation,
     configError: () => configError,
+    restartNeeded: () => restartNeeded,
     reload,
     watch() {
       if (stopWatching) return

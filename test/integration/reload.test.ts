@@ -185,6 +185,16 @@ t.test('a restart-only change keeps being reported until the process restarts', 
     { keys: ['upstream timeouts'], generation: 2 },
     { keys: ['upstream timeouts'], generation: 3 },
   ])
+  const warnings = async (): Promise<string[]> =>
+    ((await (await fetch(`${pc.adminUrl}/healthz`)).json()) as { warnings: string[] }).warnings
+  t.match(
+    (await warnings()).filter((w) => w.includes('PC_CONFIG_RESTART_NEEDED')),
+    [/restart: upstream timeouts \(PC_CONFIG_RESTART_NEEDED\)$/],
+    '/healthz names the settings waiting for a restart',
+  )
+  pc.rewriteConfig(policy(['origin.test']))
+  t.match(await adminCall(pc.adminUrl, 'POST', '/api/reload'), { status: 200, body: { generation: 4 } })
+  t.notMatch((await warnings()).join('\n'), /PC_CONFIG_RESTART_NEEDED/, 'and stops once the file is back as started')
 })
 
 t.test('a reload closes connections the new policy would admit differently, not only by host', async (t) => {
