@@ -146,8 +146,12 @@ export function createHttp1Client(opts: ClientOptions): Http1Client {
 const BODY_UNDEFINED = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'DELETE'])
 
 function smugglesBody(r: OutgoingRequest): boolean {
-  const hasBody = r.body !== null && !(Buffer.isBuffer(r.body) && r.body.length === 0)
-  return hasBody && BODY_UNDEFINED.has(r.method)
+  return smugglesBodyIfUnread(r) && BODY_UNDEFINED.has(r.method)
+}
+
+/** The request has a body an origin could leave unread. */
+function smugglesBodyIfUnread(r: OutgoingRequest): boolean {
+  return r.body !== null && !(Buffer.isBuffer(r.body) && r.body.length === 0)
 }
 
 /** The request line, fields and framing, or an error for a value that would split the request. */
@@ -392,6 +396,9 @@ class Connection implements ResponseEvents {
     clearTimeout(this.headTimer)
     this.headTimer = undefined
     run.headSeen = true
+    // An origin that refuses a request often does so without reading its body, which it may then read
+    // as a request of its own (see BODY_UNDEFINED): a refused request with a body ends its connection.
+    if (status >= 400 && smugglesBodyIfUnread(run.request)) run.lastOnConnection = true
     if (!run.handler.onHead(status, headers)) run.abort()
   }
 
