@@ -144,30 +144,39 @@ export function credentialVariables(policy: CompiledPolicy): ReadonlyMap<string,
   return out
 }
 
-const explainCache = new WeakMap<CompiledPolicy, Map<string, boolean>>()
+const explainCache = new WeakMap<CompiledPolicy, Map<string, ReadonlySet<number> | null>>()
+
+/** Port 443 is HTTPS everywhere: a client CONNECTing there speaks TLS whatever the agent's rules. */
+const TLS_PORT = 443
 
 /**
- * Is a denied CONNECT of this agent answered inside TLS (200, a leaf for the host, then the denial as
- * the first request's answer)? Only for an agent that trusts the CA: with `auto`, one whose policy has a
- * rule that is intercepted (so its sandbox must already trust the CA), or any agent under
- * `tls.intercept: always`.
+ * On which ports is a denied CONNECT of this agent answered inside TLS (200, a leaf for the host, then
+ * the denial as the first request's answer)? null: on none. Only for an agent that trusts the CA: with
+ * `auto`, one whose policy has a rule that is intercepted (so its sandbox must already trust the CA),
+ * or any agent under `tls.intercept: always`; with `always`, every agent. And only where the client can
+ * be expected to speak TLS (SPEC §2): port 443 and the ports the agent's intercepted allow rules cover
+ * (their `ports`, else upstream.ports). Elsewhere (ssh to :22, SMTP, MySQL) a 200 would end in a silent
+ * close or a wait for a ClientHello that never comes, so the plain 403 with its paragraph is clearer.
  */
-export function explainsDenials(policy: CompiledPolicy, agentId: string): boolean {
+export function explainedDenialPorts(policy: CompiledPolicy, agentId: string): ReadonlySet<number> | null {
   const mode = policy.explainDenials ?? 'auto'
-  if (mode !== 'auto') return mode === 'always' && policy.intercept !== 'never'
-  if (policy.intercept === 'never') return false
+  if (mode === 'never' || policy.intercept === 'never') return null
   let cache = explainCache.get(policy)
   if (cache === undefined) explainCache.set(policy, (cache = new Map()))
   const known = cache.get(agentId)
   if (known !== undefined) return known
+  const ports = new Set([TLS_PORT])
   let intercepts = policy.intercept === 'always'
-  for (const index of policy.rules.get(agentId) ?? []) {
-    if (intercepts) break
+  for (const index of policy.rules.get(agentId) ?? [])
     for (const list of [...index.exact.values(), ...index.wildcard.values(), index.cidr])
-      if (list.some((r) => r.effect === 'allow' && !r.interceptNever && needsInside(r))) intercepts = true
-  }
-  cache.set(agentId, intercepts)
-  return intercepts
+      for (const r of list) {
+        if (r.effect !== 'allow' || r.interceptNever || (policy.intercept !== 'always' && !needsInside(r))) continue
+        intercepts = true
+        for (const port of r.ports ?? policy.defaultPorts) ports.add(port)
+      }
+  const explained = mode === 'always' || intercepts ? ports : null
+  cache.set(agentId, explained)
+  return explained
 }
 
 /** The mode a decision for this agent runs in: the agent's own, else the policy's. */

@@ -6,7 +6,7 @@ import { formatAuthority, isIpLiteral, normalizeHost, parseAuthority } from '../
 import { resolveChecked } from '../net/resolve.js'
 import { dialChecked } from '../net/dial.js'
 import { decideConnectApproved, denyByAddressApproved } from '../policy/approvals.js'
-import { effectiveMode, explainsDenials } from '../policy/compiled.js'
+import { effectiveMode, explainedDenialPorts } from '../policy/compiled.js'
 import type { CompiledAgent } from '../policy/types.js'
 import { hasIpDenyRules } from '../policy/decide.js'
 import { normalizePath, splitTarget } from '../net/url-path.js'
@@ -211,7 +211,7 @@ export async function handleConnect(
     // An agent that trusts the CA is told why in HTTP, inside TLS under the name it asked for: a bare
     // alert reads as a network fault.
     const leafName = hello.sni === null ? authority.host : normalizeHost(hello.sni)
-    if (leafName !== null && explainsHere(deps, sniDenial, explainable))
+    if (leafName !== null && explainsHere(deps, sniDenial, explainable, null))
       return explainInTls(deps, socket, hello.bytes, leafName, checkedNoTls, sniDenial)
     socket.end(TLS_ALERT_UNRECOGNIZED_NAME)
     return void setTimeout(() => socket.destroy(), 1000).unref()
@@ -312,7 +312,8 @@ export function checkServerName(hello: HelloOutcome, host: string): DenyDecision
  * (tls.explain_denials) the CONNECT is answered 200, the client's TLS is terminated with a leaf for
  * the host, and its first request gets the denial a plain request would get, then the connection
  * closes; nothing goes upstream. The leaf costs a request of the agent's budget; without one left, or
- * when the client does not speak TLS, the bare 403 (with its body) is what it gets.
+ * on a port where the client cannot be expected to speak TLS (explainedDenialPorts), the bare 403
+ * (with its body) is what it gets.
  */
 async function refuse(
   deps: ProxyDeps,
@@ -323,7 +324,7 @@ async function refuse(
   explainable?: { readonly agent: CompiledAgent; readonly key: string; readonly head: Buffer },
 ): Promise<void> {
   settle(deps.bus, facts, d)
-  if (explainable === undefined || !explainsHere(deps, d, explainable))
+  if (explainable === undefined || !explainsHere(deps, d, explainable, facts.port))
     return respondConnectDenial(socket, d, denialContext(facts, req.headers))
   if (socket.destroyed) return
   socket.write(ESTABLISHED)
@@ -341,16 +342,21 @@ async function refuse(
 
 /**
  * Is this denial explained in HTTP inside TLS (tls.explain_denials)? For an agent that trusts the
- * CA, while a request of its budget pays for the leaf; never for a rate limit (it would spend more).
+ * CA, on a port where its client speaks TLS (`port`: the CONNECT's, before the client has said
+ * anything; null once it sent a ClientHello), while a request of its budget pays for the leaf; never
+ * for a rate limit (it would spend more).
  */
 function explainsHere(
   deps: ProxyDeps,
   d: DenyDecision,
   explainable: { readonly agent: CompiledAgent; readonly key: string },
+  port: number | null,
 ): boolean {
+  const ports = explainedDenialPorts(deps.config().policy, explainable.agent.id)
   return (
     deps.interceptor !== null &&
-    explainsDenials(deps.config().policy, explainable.agent.id) &&
+    ports !== null &&
+    (port === null || ports.has(port)) &&
     d.reason !== 'denied_rate_limited' &&
     'ok' in deps.limiter.admitRequest(explainable.key, explainable.agent.limits)
   )

@@ -6,6 +6,8 @@ import { startPortcullis, type Portcullis } from '../helpers/start-portcullis.js
 import { startHttpsOrigin } from '../helpers/origins.js'
 import { curl } from '../helpers/clients.js'
 import { run, type RunResult } from '../helpers/spawn.js'
+import { connectTunnel } from '../helpers/tunnel.js'
+import { basicAuth } from '../helpers/clients.js'
 import { TOKEN, TOKEN_HASH } from '../helpers/config.js'
 import type { DecisionRecord } from '../../src/telemetry/events.js'
 
@@ -101,6 +103,31 @@ agents:
     t.not(r.exitCode, 0)
     t.match(r.stderr, /CONNECT tunnel failed, response 403/)
   })
+
+  t.test(
+    'a port where the client need not speak TLS (ssh via ProxyCommand) gets the 403 and its paragraph',
+    async (t) => {
+      // `nc -X connect` and corkscrew print a refused CONNECT's body; a 200 then a close read as
+      // "Connection closed by remote host", and a server-speaks-first client (SMTP) would wait in silence.
+      for (const [authority, reason] of [
+        ['denied.test:22', /no rule allows this host/],
+        ['allowed.test:22', /port/],
+      ] as const) {
+        const { socket, head, rest } = await connectTunnel(pc.proxyPort, authority, basicAuth('ci-42', TOKEN), {
+          timeoutMs: 10_000,
+        })
+        const body = await new Promise<string>((resolve) => {
+          let text = rest.toString('utf8')
+          socket.on('data', (c: Buffer) => (text += c.toString('utf8')))
+          socket.on('close', () => resolve(text))
+          setTimeout(() => socket.destroy(), 5_000).unref()
+        })
+        t.match(head, /^HTTP\/1\.1 403 /, `${authority}: refused in the CONNECT's answer, not after a 200`)
+        t.match(body, `portcullis blocked CONNECT ${authority} for agent ci-42`)
+        t.match(body, reason)
+      }
+    },
+  )
 
   t.test('undici shows the status, headers and JSON body', async (t) => {
     const dispatcher = new ProxyAgent({
@@ -206,6 +233,36 @@ agents:
     ].join('\n')
     const r = await runWith('python3', ['-c', script], { PATH: process.env.PATH }, t.testdir())
     t.match(r.output, /^403 portcullis blocked GET/)
+  })
+
+  t.test('tls.explain_denials: always explains on 443 and ports intercepted rules cover, not elsewhere', async (t) => {
+    const always = await startPortcullis(
+      t,
+      `tls: { ca_cert: ${JSON.stringify(join(pc.dir, 'always-ca.pem'))}, ca_key: ${JSON.stringify(join(pc.dir, 'always-ca-key.pem'))}, explain_denials: always }
+upstream:
+  ports: [${origin.port}]
+  resolve: { denied.test: 127.0.0.1, allowed.test: 127.0.0.1 }
+groups:
+  g: { allow: [{ host: allowed.test }] }
+agents:
+  - { id: tunneller, token: ${TOKEN_HASH}, groups: [g] }
+`,
+    )
+    const ca = join(pc.dir, 'always-ca.pem')
+    // A denied CONNECT is never dialled, so port 443 needs no origin.
+    const on443 = await curl([
+      '--proxy',
+      always.proxyUrl,
+      '--proxy-user',
+      `tunneller:${TOKEN}`,
+      '--cacert',
+      ca,
+      'https://denied.test/x',
+    ])
+    t.equal(on443.status, 403, on443.stderr)
+    t.match(on443.body, /portcullis blocked GET https:\/\/denied\.test\/x for agent tunneller/)
+    const elsewhere = await curl(['--proxy', always.proxyUrl, '--proxy-user', `tunneller:${TOKEN}`, deniedUrl])
+    t.match(elsewhere.stderr, /CONNECT tunnel failed, response 403/, 'no intercepted rule covers the origin port')
   })
 
   t.test('tls.explain_denials: never keeps the bare 403', async (t) => {
