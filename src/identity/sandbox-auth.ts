@@ -110,10 +110,12 @@ function refuse(detail: SandboxDetail, claimedAgent: string | null, claimedSandb
 }
 
 /**
- * Order: the user names a template agent; there is a key; the token is signed by a key and
- * canonical (checked before anything in it is believed); it is for the agent and sandbox the user
+ * Order: there is a key; the token is signed by a key and canonical (checked before anything in it
+ * is believed); the user names a template agent; the token is for the agent and sandbox the user
  * names; within its life and max_sandbox_ttl; not revoked; from the agent's source_cidrs when it has
- * any. Once the signature holds, a refusal names the sandbox in its record.
+ * any. Until the signature holds, a refusal says the same whatever agent the user names, so a client
+ * without a credential cannot learn which ids exist or are templates (the record still names an
+ * existing one). Once the signature holds, a refusal names the sandbox in its record.
  */
 export function authenticateSandbox(
   policy: CompiledPolicy,
@@ -125,11 +127,13 @@ export function authenticateSandbox(
 ): Outcome {
   const named = parseSandboxUser(user)
   const agent = named === null ? undefined : policy.agents.get(named.agent)
-  if (named === null || agent === undefined) return refuse('bad_credentials', null)
-  if (agent.sandboxes !== true) return refuse('not_a_sandbox_template', agent.id)
-  if (ctx === undefined || ctx.keys.length === 0) return refuse('no_signing_key', agent.id)
+  if (named === null) return refuse('bad_credentials', null)
+  const claimedAgent = agent?.id ?? null
+  if (ctx === undefined || ctx.keys.length === 0) return refuse('no_signing_key', claimedAgent)
   const check = verifySandboxToken(token, ctx.keys)
-  if (check.kind === 'invalid') return refuse(check.detail, agent.id)
+  if (check.kind === 'invalid') return refuse(check.detail, claimedAgent)
+  if (agent === undefined) return refuse('bad_credentials', null)
+  if (agent.sandboxes !== true) return refuse('not_a_sandbox_template', agent.id)
   const c = check.claims
   const expiresAt = new Date(c.exp * 1000).toISOString()
   const claimed: SandboxFacts = { sandbox: c.id, labels: c.labels, sandbox_expires_at: expiresAt }

@@ -147,9 +147,17 @@ function target(ctx: DenialContext): string {
   return `${ctx.scheme}://${auth}${ctx.path ?? '/'}${query ? `?${query}` : ''}`
 }
 
+/** A 407: the client's credentials were missing or refused, so who it is was not established. */
+function asksForCredentials(d: DenyDecision): boolean {
+  return d.reason === 'denied_auth_required' || d.reason === 'denied_auth_invalid'
+}
+
 export function denialBody(d: DenyDecision, ctx: DenialContext): { contentType: string; body: string } {
   const isPolicy = d.reason !== 'upstream_error'
-  const who = ctx.agent ? ` for agent ${ctx.agent}` : ''
+  // A 407 never names the agent the client claimed: the same answer for a wrong token and an unknown
+  // id, or anyone could learn which agent ids exist. The record keeps the claimed id for analysts.
+  const agent = asksForCredentials(d) ? null : ctx.agent
+  const who = agent ? ` for agent ${agent}` : ''
   // Only what an approval can override gets the approve hint; a rate limit or a failed login does not.
   const approve = isApprovable(d.reason) ? `portcullis approve ${ctx.requestId}` : null
   const opens =
@@ -168,7 +176,7 @@ export function denialBody(d: DenyDecision, ctx: DenialContext): { contentType: 
     reason: d.reason,
     detail: d.detail ?? null,
     request_id: ctx.requestId,
-    agent: ctx.agent,
+    agent,
     method: ctx.method,
     host: ctx.host,
     path: ctx.path,
@@ -190,8 +198,7 @@ function denialHeaders(d: DenyDecision, ctx: DenialContext, contentType: string,
     'x-portcullis-decision': d.reason,
     'x-portcullis-request-id': ctx.requestId,
   }
-  if (d.reason === 'denied_auth_required' || d.reason === 'denied_auth_invalid')
-    h['proxy-authenticate'] = 'Basic realm="portcullis"'
+  if (asksForCredentials(d)) h['proxy-authenticate'] = 'Basic realm="portcullis"'
   if (d.reason === 'denied_rate_limited') h['retry-after'] = String(Math.max(1, Math.ceil(d.retryAfterS ?? 1)))
   return h
 }

@@ -111,6 +111,36 @@ agents:
     t.not(rec.event === 'decision' ? rec.agent : null, 'ghost', 'an unknown id is not recorded as if it were an agent')
   })
 
+  t.test('a wrong token and an unknown id get the same 407: agent ids cannot be enumerated', async (t) => {
+    // Only the request id differs between the two answers.
+    const sameBut = (body: string): string => body.replace(/[0-9A-HJKMNP-TV-Z]{26}/g, 'ID')
+    for (const accept of ['*/*', 'application/json']) {
+      const answer = (user: string) =>
+        curl(['--proxy', pc.proxyUrl, '--proxy-user', `${user}:bad`, '-H', `accept: ${accept}`, url('/enumerate')])
+      const [known, unknown] = await Promise.all([answer('ci'), answer('zzz')])
+      t.equal(known.status, 407)
+      t.notMatch(known.body, /\bci\b/, `${accept}: the body does not name the agent`)
+      t.equal(sameBut(known.body), sameBut(unknown.body), `${accept}: the same body for both`)
+    }
+    const connect = async (user: string): Promise<string> =>
+      sameBut(
+        (
+          await rawExchange(
+            pc.proxyPort,
+            `CONNECT origin.test:${tls.port} HTTP/1.1\r\nHost: origin.test:${tls.port}\r\nProxy-Authorization: ${basicAuth(user, 'bad')}\r\n\r\n`,
+          )
+        ).response.replace(/^date: .*\r\n/im, ''),
+      )
+    const [known, unknown] = await Promise.all([connect('ci'), connect('zzz')])
+    t.match(known, /^HTTP\/1\.1 407 /)
+    t.equal(known, unknown, 'CONNECT: the same answer for both')
+    const rec = await pc.waitForRecord(
+      (x) =>
+        x.event === 'decision' && x.path === '/enumerate' && x.reason === 'denied_auth_invalid' && x.agent === 'ci',
+    )
+    t.ok(rec, 'the record still names a claimed agent that exists, for analysts')
+  })
+
   t.test('the token is never forwarded to the origin nor written to the log', async (t) => {
     const ok = await curl(['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, url('/with-token')])
     t.equal(ok.status, 200)

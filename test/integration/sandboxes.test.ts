@@ -228,6 +228,22 @@ agents:
         t.match(rec, { decision: 'deny', reason: 'denied_auth_invalid', detail })
       })
 
+    t.test('without a genuine credential, a template, a plain agent and an unknown id answer alike', async (t) => {
+      const sameBut = (body: string): string => body.replace(/[0-9A-HJKMNP-TV-Z]{26}/g, 'ID')
+      for (const token of ['hunter2', `${good.token.slice(0, -2)}AA`]) {
+        const bodies = await Promise.all(
+          ['ci', 'plain', 'nobody'].map(async (agent) => {
+            const r = await proxiedGet(pc.proxyPort, at('/enumerate'), `${agent}+${good.id}`, token, JSON_ACCEPT)
+            t.equal(r.status, 407)
+            return sameBut(r.body)
+          }),
+        )
+        t.notMatch(bodies[0], /"agent":"ci"|for agent/, 'the body names no agent')
+        t.equal(bodies[1], bodies[0], 'a plain agent answers as the template')
+        t.equal(bodies[2], bodies[0], 'an unknown id answers as the template')
+      }
+    })
+
     t.test('an expired credential on CONNECT: 407 with the detail, and the record names the sandbox', async (t) => {
       const s = signed('ci', Date.now() - 2 * 3600_000, 60, { task: 'old' })
       const { socket, head } = await openTunnel(pc.proxyPort, `origin.test:${tlsOrigin.port}`, s.user, s.token)

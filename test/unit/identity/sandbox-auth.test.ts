@@ -113,6 +113,23 @@ for (const [name, make, detail] of cases)
     })
   })
 
+t.test('without a genuine credential the refusal is the same whatever agent the user names', async (t) => {
+  const s = issued()
+  const forged = `${s.token.slice(0, -2)}AA`
+  for (const token of ['hunter2', forged]) {
+    const answers = ['ci', 'plain', 'nobody'].map((agent) => {
+      const id = authenticate(POLICY, basic(`${agent}+${s.id}`, token), '127.0.0.1', ctx(), NOW)
+      return id.kind === 'denied' ? id.decision : null
+    })
+    t.same(answers[1], answers[0], `${token === forged ? 'forged' : 'junk'}: a non-template answers as a template`)
+    t.same(answers[2], answers[0], `${token === forged ? 'forged' : 'junk'}: an unknown id answers as a template`)
+  }
+  const unknown = authenticate(POLICY, basic(`nobody+${s.id}`, 'hunter2'), '127.0.0.1', ctx(), NOW)
+  t.equal(unknown.kind === 'denied' ? unknown.claimedAgent : 'x', null, 'an unknown id is not recorded as an agent')
+  const known = authenticate(POLICY, basic(`plain+${s.id}`, 'hunter2'), '127.0.0.1', ctx(), NOW)
+  t.equal(known.kind === 'denied' ? known.claimedAgent : 'x', 'plain', 'the record names an existing one')
+})
+
 t.test('a refused genuine credential names its sandbox; a forged one does not', async (t) => {
   const s = issued()
   t.match(authenticate(POLICY, basic(s.user, s.token), '127.0.0.1', ctx([s.id]), NOW), {

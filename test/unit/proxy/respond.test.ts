@@ -43,10 +43,22 @@ t.test('every deny reason has a status and a sentence', async (t) => {
     if (r === 'allowed') continue
     const body = denialBody(deny(r), CTX).body
     t.ok(statusFor(deny(r)) >= 400, r)
+    // A 407 names no agent (see the test below).
+    const who = statusFor(deny(r)) === 407 ? '' : ' for agent ci-42'
     t.match(
       body,
-      /^portcullis (blocked|could not complete) GET https:\/\/pypi\.evil\.io\/simple\/x\/ for agent ci-42: \S/,
+      new RegExp(`^portcullis (blocked|could not complete) GET https://pypi\\.evil\\.io/simple/x/${who}: \\S`),
     )
+  }
+})
+
+t.test('a 407 never names the agent claimed, in text or JSON: ids cannot be enumerated', async (t) => {
+  for (const reason of ['denied_auth_invalid', 'denied_auth_required'] as const) {
+    const text = denialBody(deny(reason, { detail: 'bad_credentials' }), CTX).body
+    t.notMatch(text, /ci-42/, reason)
+    t.equal(text, denialBody(deny(reason, { detail: 'bad_credentials' }), { ...CTX, agent: null }).body)
+    const json = JSON.parse(denialBody(deny(reason), { ...CTX, wantsJson: true }).body) as { agent: unknown }
+    t.equal(json.agent, null, reason)
   }
 })
 
