@@ -13,6 +13,13 @@
  * - an inner `**` matches zero or more whole, non-empty path segments;
  * - a trailing `/**` matches a slash and then anything (`/a/**` matches `/a/`, not `/a`).
  *
+ * A deny rule's pattern is matched to fail safe, as some server could read the path (forDeny): a
+ * trailing `/**` also covers the bare prefix (`/a/**` covers `/a`: the directory itself, which an
+ * origin may serve as its index or redirect from), and letters match in either case (`/a/SECRET`
+ * is `/a/secret` to a case-insensitive origin: IIS, macOS, a case-folding router). Allow patterns
+ * match as written. The lower-cased twin is compiled once (`folded`), the path lower-cased once per
+ * request (foldedPath), never per rule.
+ *
  * Matching never backtracks (issue 11: the RegExps this replaced took 65 s on a 2 KB
  * path). A segment with `*` is matched greedily, each literal piece at its leftmost
  * place, found with a KMP scan: O(segment + pattern segment). The segments before
@@ -44,6 +51,8 @@ export interface PathPattern {
   readonly query: readonly string[]
   /** The same, percent-decoded once at compile time (queryHolds compares decoded readings). */
   readonly required: readonly QueryParam[]
+  /** The path part lower-cased, for deny rules; null when lower-casing changes nothing (this pattern serves). */
+  readonly folded: PathPattern | null
 }
 
 /**
@@ -99,13 +108,26 @@ export function parsePathPattern(text: string): ParsedPathPattern {
   const normal = normalizePath(pathText)
   if (normal === null) return fail(`'${text}' is not a valid path`)
   if (normal !== pathText) return fail(`'${text}' is not in normal form; use '${normal}${q < 0 ? '' : text.slice(q)}'`)
-  const segments = pathText.split('/')
-  if (segments.some((s) => s.includes('**') && s !== '**')) return fail(`'${text}': '**' must be a whole segment`)
-  const shape = { text, literal: null, prefix: null, glob: null, query, required: req }
-  if (!pathText.includes('*')) return { ok: true, pattern: { ...shape, literal: pathText } }
+  if (pathText.split('/').some((s) => s.includes('**') && s !== '**'))
+    return fail(`'${text}': '**' must be a whole segment`)
+  const lower = pathText.toLowerCase()
+  const folded = lower === pathText ? null : compilePattern(text, lower, query, req, null)
+  return { ok: true, pattern: compilePattern(text, pathText, query, req, folded) }
+}
+
+/** A checked pattern's matcher: the cheapest shape that fits (literal, prefix, glob). */
+function compilePattern(
+  text: string,
+  pathText: string,
+  query: readonly string[],
+  required: readonly QueryParam[],
+  folded: PathPattern | null,
+): PathPattern {
+  const shape = { text, literal: null, prefix: null, glob: null, query, required, folded }
+  if (!pathText.includes('*')) return { ...shape, literal: pathText }
   const head = pathText.slice(0, -2)
-  if (pathText.endsWith('/**') && !head.includes('*')) return { ok: true, pattern: { ...shape, prefix: head } }
-  return { ok: true, pattern: { ...shape, glob: compileGlob(segments.slice(1)) } }
+  if (pathText.endsWith('/**') && !head.includes('*')) return { ...shape, prefix: head }
+  return { ...shape, glob: compileGlob(pathText.split('/').slice(1)) }
 }
 
 function compileGlob(texts: readonly string[]): CompiledGlob {
@@ -150,18 +172,42 @@ function fail(message: string): ParsedPathPattern {
 }
 
 /**
- * Does a normalised path plus raw query (no `?`) match? A required query is read cautiously either
- * way round: for an allow rule (`forDeny` false) it must hold however a server reads the query, for
- * a deny rule it is enough that some server could read it so (queryMayHold).
+ * Does a normalised path plus raw query (no `?`) match? Read cautiously either way round: for an
+ * allow rule (`forDeny` false) the path matches as written and a required query must hold however a
+ * server reads it; for a deny rule it is enough that some server could read them so: the path in
+ * either case, a trailing `/**` covering the bare prefix too, the query as queryMayHold reads it.
  */
 export function matchPathPattern(pattern: PathPattern, path: string, query: string, forDeny = false): boolean {
-  let pathOk: boolean
-  if (pattern.literal !== null) pathOk = pattern.literal === path
-  else if (pattern.prefix !== null) pathOk = path.startsWith(pattern.prefix)
-  else pathOk = pattern.glob !== null && matchGlob(pattern.glob, path)
-  if (!pathOk) return false
+  if (!(forDeny ? pathMayMatch(pattern.folded ?? pattern, foldedPath(path)) : pathMatches(pattern, path))) return false
   if (pattern.required.length === 0) return true
   return forDeny ? queryMayHold(pattern.required, query) : queryHolds(pattern.required, query)
+}
+
+function pathMatches(pattern: PathPattern, path: string): boolean {
+  if (pattern.literal !== null) return pattern.literal === path
+  if (pattern.prefix !== null) return path.startsWith(pattern.prefix)
+  return pattern.glob !== null && matchGlob(pattern.glob, path, false)
+}
+
+/** pathMatches for a deny rule (both already lower-cased): a trailing `/**` also covers the bare prefix. */
+function pathMayMatch(pattern: PathPattern, path: string): boolean {
+  if (pattern.literal !== null) return pattern.literal === path
+  const prefix = pattern.prefix
+  if (prefix !== null) return path.startsWith(prefix) || (path.length === prefix.length - 1 && prefix.startsWith(path))
+  return pattern.glob !== null && matchGlob(pattern.glob, path, true)
+}
+
+// The last path lower-cased: a decision asks every deny rule's patterns about the same path, so it is
+// lower-cased once per request, not once per pattern (decisions are synchronous, never re-entered).
+let lastPath = ''
+let lastFolded = ''
+
+function foldedPath(path: string): string {
+  if (path !== lastPath) {
+    lastPath = path
+    lastFolded = path.toLowerCase()
+  }
+  return lastFolded
 }
 
 // Work done by the matcher (segment visits, characters compared), read only through
@@ -185,13 +231,14 @@ export function matchPathPatternCounted(
 
 const SLASH = 0x2f
 
-function matchGlob(glob: CompiledGlob, path: string): boolean {
+/** `bare`: a trailing `/**` may also match nothing at all (the bare prefix, for deny rules). */
+function matchGlob(glob: CompiledGlob, path: string, bare: boolean): boolean {
   if (path.charCodeAt(0) !== SLASH) return false
   const from = walkForward(glob.head, path)
   if (from < 0) return false
-  if (glob.middle.length === 0) return glob.rest ? from < path.length : from === path.length
+  if (glob.middle.length === 0) return glob.rest ? bare || from < path.length : from === path.length
   const to = glob.tail.length === 0 ? path.length : walkBackward(glob.tail, path, from)
-  return to >= 0 && matchAcross(glob, path, from, to)
+  return to >= 0 && matchAcross(glob, path, from, to, bare)
 }
 
 // Hand-written character loops below: on the short strings paths are made of they cost a
@@ -253,7 +300,7 @@ let scratchReach = new Uint8Array(64)
  * segment updates reach in one pass over those path segments, so the whole match is
  * O(pattern segments × path segments) segment comparisons, with no recursion.
  */
-function matchAcross(glob: CompiledGlob, path: string, from: number, to: number): boolean {
+function matchAcross(glob: CompiledGlob, path: string, from: number, to: number, bare: boolean): boolean {
   if (glob.middle.length === 1 && !glob.rest) {
     // A lone inner `**` (the commonest shape): any run of whole, non-empty segments, so no `//`
     // (path[to] is the slash before the tail). No pass needed.
@@ -302,9 +349,9 @@ function matchAcross(glob: CompiledGlob, path: string, from: number, to: number)
     if (!alive) return false // nothing reachable: no later segment can help
   }
   if (!glob.rest) return reach[count] === 1
-  // A trailing `/**` needs at least one more slash after the consumed prefix.
+  // A trailing `/**` needs at least one more slash after the consumed prefix (unless `bare`).
   for (let j = 0; j < count; j++) if (reach[j] === 1) return true
-  return false
+  return bare && reach[count] === 1
 }
 
 /** Does path[start, end) (one segment, no slash) match this literal or starred pattern segment? */

@@ -8,6 +8,7 @@ import { openTunnel } from '../helpers/tunnel.js'
 import { CLOSED_PORT } from '../helpers/ports.js'
 import { originOnlyYaml, TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/config.js'
 import { until } from '../helpers/poll.js'
+import { runPortcullis } from '../helpers/spawn-portcullis.js'
 
 t.test('plain HTTP forwarding through the real proxy', async (t) => {
   const origin = await startHttpOrigin(t)
@@ -127,6 +128,28 @@ agents:
     })
     t.equal(body.request_id, r.headers['x-portcullis-request-id'])
     t.match(String(body.approve_command), /^portcullis approve /)
+  })
+
+  t.test('a deny rule’s `/**` covers the bare directory and any case; explain agrees', async (t) => {
+    // A case-insensitive origin (IIS, macOS) serves /SECRET/key as /secret/key.
+    const before = origin.seen.length
+    for (const path of ['/secret', '/secret/', '/SECRET/key', '/Secret']) {
+      const r = await curl([...proxy, `http://origin.test:${origin.port}${path}`])
+      t.equal(r.status, 403, path)
+      t.equal(r.headers['x-portcullis-decision'], 'denied_by_rule', path)
+      const explained = await runPortcullis([
+        'explain',
+        '--config',
+        pc.configFile,
+        '--agent',
+        'ci',
+        `http://origin.test:${origin.port}${path}`,
+      ])
+      t.match(explained.stdout, /^reason: denied_by_rule$/m, `explain ${path}`)
+    }
+    t.equal(origin.seen.length, before, 'none reached the origin')
+    const longer = await curl([...proxy, `http://origin.test:${origin.port}/secretive`])
+    t.equal(longer.status, 200, 'a longer name is not the directory')
   })
 
   t.test('dot segments and encoded dots cannot step around a deny rule', async (t) => {

@@ -225,6 +225,27 @@ const REQUESTS: ReadonlyArray<readonly [string, string, string, string, Expect]>
     deny('denied_by_rule', 'builders.deny[1]'),
   ],
   [
+    'a deny rule’s `/**` covers the bare directory',
+    'ci-42',
+    'GET',
+    'https://mixed.test/admin',
+    deny('denied_by_rule', 'builders.deny[1]'),
+  ],
+  [
+    'a deny rule’s path matches in any case (a case-insensitive origin serves it)',
+    'ci-42',
+    'GET',
+    'https://mixed.test/ADMIN/Users',
+    deny('denied_by_rule', 'builders.deny[1]'),
+  ],
+  [
+    'a deny rule’s bare prefix is the directory, not a longer name',
+    'ci-42',
+    'GET',
+    'https://mixed.test/administrators',
+    allow('builders.allow[11]'),
+  ],
+  [
     'a deny rule with paths leaves other paths allowed',
     'ci-42',
     'GET',

@@ -144,6 +144,43 @@ for (const [target, expected, behaviour] of DENY_MATCH) {
   })
 }
 
+// A deny rule's path matches as some server could read it: in either case, and a trailing `/**`
+// covering the bare prefix. Allow patterns keep matching as written.
+const DENY_PATHS: ReadonlyArray<
+  readonly [pattern: string, target: string, deny: boolean, allow: boolean, behaviour: string]
+> = [
+  ['/p/secret/**', '/p/secret', true, false, 'a trailing `/**` covers the bare prefix'],
+  ['/p/secret/**', '/p/secret/', true, true, 'and the prefix with its slash'],
+  ['/p/secret/**', '/p/secretive', false, false, 'but not a longer segment'],
+  ['/p/secret/**', '/p', false, false, 'nor the parent'],
+  ['/p/secret/**', '/p/SECRET/a', true, false, 'letters in another case'],
+  ['/p/secret/**', '/P/Secret', true, false, 'another case and the bare prefix'],
+  ['/p/Secret/**', '/p/secret/a', true, false, 'a pattern with capitals, a path without'],
+  ['/p/*/secret/**', '/p/x/secret', true, false, 'a glob: the bare prefix'],
+  ['/p/*/secret/**', '/p/X/SECRET/y', true, false, 'a glob: another case'],
+  ['/p/*/secret/**', '/p/x/secrets', false, false, 'a glob: not a longer segment'],
+  ['/p/**/secret/**', '/p/a/b/secret', true, false, 'inner and trailing `**`: the bare prefix'],
+  ['/p/**/secret/**', '/p/a/b/Secret/c', true, false, 'inner and trailing `**`: another case'],
+  ['/p/**/secret/**', '/p/a/b', false, false, 'inner and trailing `**`: still needs what lies between'],
+  ['/p/secret', '/p/SECRET', true, false, 'a literal in another case'],
+  ['/p/secret', '/p/secret/', false, false, 'a literal is still not a prefix'],
+  ['/**', '/anything', true, true, 'the root'],
+]
+
+for (const [pattern, target, deny, allow, behaviour] of DENY_PATHS) {
+  t.test(`deny: ${behaviour}`, async (t) => {
+    t.equal(matchesTarget(t, pattern, target, true), deny, 'as a deny rule')
+    t.equal(matchesTarget(t, pattern, target, false), allow, 'as an allow rule (as written)')
+  })
+}
+
+t.test('a pattern already in lower case has no lower-cased twin; one with capitals has one', async (t) => {
+  const lower = parsePathPattern('/p/secret/**')
+  const upper = parsePathPattern('/p/Secret/**')
+  t.equal(lower.ok && lower.pattern.folded, null)
+  t.match(upper.ok && upper.pattern.folded, { prefix: '/p/secret/', text: '/p/Secret/**' })
+})
+
 const REJECT: ReadonlyArray<readonly [pattern: string, hint: RegExp, behaviour: string]> = [
   ['a/b', /starts with/, 'a pattern must start with a slash'],
   ['/a/../b', /use '\/b'/, 'dot segments suggest the normalised path'],
