@@ -5,7 +5,10 @@ import { connect as netConnect, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { connect as tlsConnect, type SecureContext } from 'node:tls'
 import { mapSocketError } from '../net/dial.js'
+import type { Handling } from '../policy/decide.js'
 import type { DenyDecision } from '../policy/types.js'
+import type { PackageFacts } from '../telemetry/events.js'
+import { packageOfRequest } from './package-gate.js'
 import { denialContext, settle } from './decision-point.js'
 import type { ProxyDeps } from './deps.js'
 import { openConnection } from './connection.js'
@@ -66,20 +69,12 @@ export async function relayUpgrade(
     case 'pass':
       break
   }
-  const { facts, target, handling } = verdict
-  // Frames are not inspected: an inspect_body rule cannot be kept on a WebSocket, whose request line,
-  // fields and frames would all leave unread. Its upgrade fails closed (audit mode lets it pass, recorded
-  // as would_deny, like any other request it would refuse).
-  const decision: typeof verdict.decision =
-    verdict.decision.verdict === 'allow' && handling.inspectBody
-      ? {
-          verdict: 'deny',
-          reason: 'denied_secret_detected',
-          ruleId: handling.ruleId,
-          detail: 'uninspectable',
-          explanation: UNINSPECTABLE_WEBSOCKET,
-        }
-      : verdict.decision
+  const { target, handling } = verdict
+  // A rule that must read what crosses cannot be kept on a WebSocket, whose frames leave unread: its
+  // upgrade fails closed (audit mode lets it pass, recorded as would_deny, like any request it would refuse).
+  const unkept = verdict.decision.verdict === 'allow' ? unkeptRule(handling, target.requestTarget) : null
+  const decision = unkept?.decision ?? verdict.decision
+  const facts = unkept?.pkg === undefined ? verdict.facts : { ...verdict.facts, package: unkept.pkg }
   const { pass } = settle(deps.bus, facts, decision)
   if (!pass) return respondRawDenial(client, decision as DenyDecision, denialContext(facts, req.headers, verdict.query))
   const headers = endToEnd(req.rawHeaders, new Set(['host', 'via']))
@@ -210,11 +205,50 @@ function withConnectTimeout(socket: Socket, ready: 'connect' | 'secureConnect', 
 }
 
 /**
+ * The refusal of an upgrade that a matching rule's handling cannot be kept on, or null:
+ *  - inspect_body: the frames would leave unread;
+ *  - package rules (SPEC §11): the registry's answer is relayed untouched, so a download the rules
+ *    refuse, or metadata they must filter, would reach the client (a registry ignores Upgrade and
+ *    answers 200). No registry speaks WebSocket: every upgrade there is refused, whatever it asks.
+ * Push and API rules read only writes (a handshake is a GET), and inject_headers are not added to an
+ * upgrade (an origin could echo them in frames no mask reads).
+ */
+function unkeptRule(
+  handling: Handling,
+  requestTarget: string,
+): { readonly decision: DenyDecision; readonly pkg?: PackageFacts } | null {
+  if (handling.inspectBody)
+    return {
+      decision: {
+        verdict: 'deny',
+        reason: 'denied_secret_detected',
+        ruleId: handling.ruleId,
+        detail: 'uninspectable',
+        explanation: UNINSPECTABLE_WEBSOCKET,
+      },
+    }
+  if (handling.packages === null) return null
+  const decision: DenyDecision = {
+    verdict: 'deny',
+    reason: 'denied_package',
+    ruleId: handling.packagesRuleId,
+    detail: 'websocket',
+    explanation: UNFILTERABLE_WEBSOCKET,
+  }
+  const pkg = packageOfRequest(handling.packages, requestTarget)
+  return pkg === null ? { decision } : { decision, pkg }
+}
+
+/**
  * Why an upgrade under inspect_body is refused: not for a secret found (the reason's own sentence, and
  * the advice to rotate one, would mislead), but because what it would carry cannot be read.
  */
 const UNINSPECTABLE_WEBSOCKET =
   "an inspect_body rule applies to this request, and a WebSocket connection's content (its frames) cannot be inspected, so the rule refuses the connection"
+
+/** Why an upgrade to a registry under package rules is refused. */
+const UNFILTERABLE_WEBSOCKET =
+  'package rules apply to this registry, and the answer to a WebSocket upgrade is relayed unread, so the rules could not judge or filter it; send the request without the Upgrade header'
 
 /** A Sec-WebSocket-Key: the base64 of 16 bytes (RFC 6455 §4.1). */
 function isHandshakeKey(key: string | undefined): key is string {

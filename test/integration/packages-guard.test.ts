@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
-import { startHttpsOrigin } from '../helpers/origins.js'
+import { startHttpOrigin, startHttpsOrigin } from '../helpers/origins.js'
 import { createTestCa } from '../helpers/test-ca.js'
 import { curl } from '../helpers/clients.js'
 import { adminCall, until } from '../helpers/admin.js'
@@ -251,4 +251,75 @@ ${agent('ci', 'groups: [builders]')}`,
   const denied = await via('ci', '/event-stream')
   t.equal(denied.status, 403)
   t.match(JSON.parse(denied.body), { reason: 'denied_package', detail: 'denied', package: 'event-stream' })
+})
+
+/** The fields of a WebSocket handshake, as curl sends them with -H. */
+const WEBSOCKET_HANDSHAKE = [
+  '-H',
+  'Connection: Upgrade',
+  '-H',
+  'Upgrade: websocket',
+  '-H',
+  'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+  '-H',
+  'Sec-WebSocket-Version: 13',
+  '-H',
+  'accept: application/json',
+]
+
+t.test('a WebSocket handshake does not switch the package rules off, on any flow', async (t) => {
+  const { registry, pc, via } = await startGuarded(
+    t,
+    `groups:
+  builders:
+    allow:
+      - preset: npm
+        packages: { min_age: 72h, deny: [event-stream] }
+agents:
+${agent('ci', 'groups: [builders]')}${agent('aud', 'groups: [builders], mode: audit')}`,
+  )
+  for (const path of ['/oldpkg/-/oldpkg-2.0.0.tgz', '/event-stream', '/oldpkg', '/oldpkg/-/oldpkg-1.0.0.tgz']) {
+    const r = await via('ci', path, WEBSOCKET_HANDSHAKE)
+    t.equal(r.status, 403, `${path}: refused, not relayed`)
+    t.equal(r.headers['x-portcullis-decision'], 'denied_package')
+    t.match(JSON.parse(r.body), { reason: 'denied_package', detail: 'websocket' })
+    const rec = await pc.waitForRecord<DecisionRecord>((x) => x.event === 'decision' && x.path === path)
+    t.match(rec, { decision: 'deny', reason: 'denied_package', package: { registry: 'npm' } }, 'the record names it')
+  }
+  t.notOk(
+    registry.seen.some((r) => r.headers.upgrade !== undefined),
+    'no upgrade reached the registry',
+  )
+  const audited = await via('aud', '/oldpkg/-/oldpkg-2.0.0.tgz', WEBSOCKET_HANDSHAKE)
+  t.equal(audited.status, 200, 'audit mode blocks nothing')
+  const rec = await pc.waitForRecord<DecisionRecord>(
+    (x) => x.event === 'decision' && x.agent === 'aud' && x.path !== null,
+  )
+  t.match(rec, { decision: 'deny', would_deny: true, reason: 'denied_package', detail: 'websocket' })
+})
+
+t.test('a WebSocket handshake in plain HTTP to a registry under package rules is refused', async (t) => {
+  const origin = await startHttpOrigin(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' })
+    res.end('tarball')
+  })
+  const pc = await startPortcullis(
+    t,
+    `${pinnedUpstreamYaml({ ports: [origin.port], hosts: ['npm.plain.test'] })}groups:
+  builders:
+    allow:
+      - host: npm.plain.test
+        packages: { registry: npm, deny: [event-stream] }
+agents:
+${agent('ci', 'groups: [builders]')}`,
+  )
+  const r = await curl([
+    '--proxy',
+    `http://ci:ci-${TOKEN}@127.0.0.1:${pc.proxyPort}`,
+    ...WEBSOCKET_HANDSHAKE,
+    `http://npm.plain.test:${origin.port}/event-stream/-/event-stream-1.0.0.tgz`,
+  ])
+  t.equal(r.status, 403)
+  t.match(JSON.parse(r.body), { reason: 'denied_package', detail: 'websocket' })
+  t.equal(origin.seen.length, 0, 'nothing reached the registry')
 })
