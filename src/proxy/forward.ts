@@ -15,7 +15,7 @@ import { mapSocketError, type UpstreamFailureKind } from '../net/dial.js'
 import { atTurnEnd } from '../net/turn-batch.js'
 import { CopyRing } from '../net/copy-ring.js'
 import { HOP_BY_HOP } from '../net/hop-fields.js'
-import { createSecretMasker, maskName, maskText } from './response-redact.js'
+import { createSecretMasker, maskFields } from './response-redact.js'
 import { guardIdle } from './read-body.js'
 import type { InjectHeader } from '../policy/compiled.js'
 
@@ -449,7 +449,7 @@ export function answerCut(res: ServerResponse): UpstreamFailureKind | undefined 
 }
 
 /** Does an answer head (flat name/value list) name a content coding other than identity? */
-function encodedBody(flat: readonly string[]): boolean {
+export function encodedBody(flat: readonly string[]): boolean {
   for (let i = 0; i < flat.length; i += 2) {
     if ((flat[i] as string).toLowerCase() !== 'content-encoding') continue
     const codings = (flat[i + 1] as string).split(',').map((c) => c.trim().toLowerCase())
@@ -586,10 +586,7 @@ function relayAnswer(
           if (!res.destroyed) onFailure('encoded_answer')
           return false
         }
-        for (let i = 1; i < headers.length; i += 2) headers[i] = maskText(headers[i] as string, secrets)
-        // Names too (an origin may echo a value as a field name), in any case: `*` is a token character.
-        const lower = secrets.map((x) => x.toLowerCase())
-        for (let i = 0; i < headers.length; i += 2) headers[i] = maskName(headers[i] as string, lower)
+        maskFields(headers, secrets)
       }
       if (res.destroyed) return false
       // Written once the read that brought it is parsed: a framing error in the same read (a bad chunk

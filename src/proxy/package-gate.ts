@@ -20,7 +20,15 @@ import {
 } from '../packages/rules.js'
 import type { Approval } from '../policy/approvals.js'
 import type { PackageFacts } from '../telemetry/events.js'
-import { endToEnd, type Forwarder, type ForwardTarget, type WholeAnswer } from './forward.js'
+import {
+  encodedBody,
+  endToEnd,
+  type Forwarder,
+  type ForwardTarget,
+  type InjectedHeader,
+  type WholeAnswer,
+} from './forward.js'
+import { maskFields, maskSecrets } from './response-redact.js'
 
 /**
  * Package rules on a registry (SPEC §11): the I/O edge of src/packages/. Before a registry request
@@ -136,7 +144,14 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
       const method = req.method ?? 'GET'
       if (method !== 'GET' && method !== 'HEAD') return { kind: 'pass' }
       const ctx: GateContext = { req, target, control, ruleId, upstream, head: method === 'HEAD', approvals }
-      return control.ecosystem === 'npm' ? gateNpm(ctx) : gatePypi(ctx)
+      const outcome = await (control.ecosystem === 'npm' ? gateNpm(ctx) : gatePypi(ctx))
+      // The metadata was fetched with the injected credentials: an echo of one (a 401 quoting the
+      // request, a description) is masked as in every forwarded answer.
+      const injected = target.inject ?? []
+      if (outcome.kind !== 'answer' || injected.length === 0) return outcome
+      // One left compressed (a coding decodeDocument does not know) would carry an echo past the mask.
+      if (encodedBody(outcome.answer.headers)) return upstreamFailed('encoded_answer', outcome.pkg)
+      return { ...outcome, answer: maskAnswer(outcome.answer, injected) }
     },
     close() {
       pool?.close()
@@ -517,6 +532,18 @@ export async function decodeDocument(doc: WholeAnswer): Promise<WholeAnswer> {
   } catch (err) {
     return (err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' ? { kind: 'too_large' } : doc
   }
+}
+
+/** `answer` with every injected secret masked in its fields and body (same lengths: `*` for each byte). */
+function maskAnswer(answer: GateAnswer, injected: readonly InjectedHeader[]): GateAnswer {
+  const secrets = injected.flatMap((h) => h.secrets)
+  const headers = [...answer.headers]
+  maskFields(headers, secrets)
+  const body = maskSecrets(
+    answer.body,
+    secrets.map((x) => Buffer.from(x)),
+  )
+  return { status: answer.status, headers, body }
 }
 
 /** The registry's own answer for a dist-tag it does not have. */

@@ -50,6 +50,18 @@ export function maskName(name: string, lowerSecrets: readonly string[]): string 
   return out
 }
 
+/**
+ * A flat `[name, value, …]` answer head with every secret masked in place, in values and in names
+ * (an origin may echo a value as a field name), in any case there: `*` is a token character.
+ */
+export function maskFields(fields: string[], secrets: readonly string[]): void {
+  const lower = secrets.map((x) => x.toLowerCase())
+  for (let i = 0; i < fields.length; i += 2) {
+    fields[i] = maskName(fields[i] as string, lower)
+    fields[i + 1] = maskText(fields[i + 1] as string, secrets)
+  }
+}
+
 export function createSecretMasker(secrets: readonly Buffer[]): SecretMasker {
   const keep = Math.max(0, ...secrets.map((s) => s.length)) - 1
   let held: Buffer = Buffer.alloc(0)

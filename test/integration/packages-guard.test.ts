@@ -30,6 +30,25 @@ async function startRegistry(t: Test) {
     ['registry.npmjs.org'],
     (req, res) => {
       const path = new URL(decodeURIComponent(req.url ?? '/'), 'https://x').pathname
+      // A registry that quotes the request's credential: in a 401, and in a packument's description.
+      const auth = req.headers.authorization ?? ''
+      if (path === '/echo') {
+        res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': `Bearer realm="${auth}"` })
+        return void res.end(JSON.stringify({ error: `bad credentials: ${auth}` }))
+      }
+      if (path === '/echo200') {
+        res.writeHead(200, { 'content-type': 'application/json' })
+        const published = daysAgo(30).toISOString()
+        return void res.end(
+          JSON.stringify({
+            name: 'echo200',
+            description: `auth=${auth}`,
+            'dist-tags': { latest: '1.0.0' },
+            versions: { '1.0.0': { name: 'echo200', version: '1.0.0' } },
+            time: { modified: published, '1.0.0': published },
+          }),
+        )
+      }
       const abbreviated = (req.headers.accept ?? '').includes('application/vnd.npm.install-v1+json')
       for (const [name, versions] of Object.entries(PACKAGES)) {
         if (path === `/${name}`) {
@@ -85,7 +104,7 @@ async function startGuarded(
   t: Test,
   policy: string,
   files: Record<string, string> = {},
-  opts: { watch?: boolean } = {},
+  opts: { watch?: boolean; env?: NodeJS.ProcessEnv } = {},
 ) {
   const registry = await startRegistry(t)
   const pc = await startPortcullis(
@@ -322,4 +341,32 @@ ${agent('ci', 'groups: [builders]')}`,
   t.equal(r.status, 403)
   t.match(JSON.parse(r.body), { reason: 'denied_package', detail: 'websocket' })
   t.equal(origin.seen.length, 0, 'nothing reached the registry')
+})
+
+const INJECTED = 'npm_injected-registry-secret-0123456789'
+
+t.test('an injected credential the registry quotes in metadata the package rules read is masked', async (t) => {
+  const { via } = await startGuarded(
+    t,
+    `groups:
+  builders:
+    allow:
+      - preset: npm
+        packages: { min_age: 72h }
+      - host: registry.npmjs.org
+        inject_headers: { Authorization: { env: PC_TEST_NPM_TOKEN, format: "Bearer {}" } }
+agents:
+${agent('ci', 'groups: [builders]')}`,
+    {},
+    { env: { PC_TEST_NPM_TOKEN: INJECTED } },
+  )
+  const refused = await via('ci', '/echo')
+  t.equal(refused.status, 401, "the registry's own 401, relayed")
+  t.notMatch(refused.body, INJECTED, 'not in its body')
+  t.match(refused.body, /bad credentials: Bearer \*{39}"/, 'masked, same length')
+  t.notMatch(refused.headers['www-authenticate'] ?? '', INJECTED, 'nor in its fields')
+  const doc = await via('ci', '/echo200')
+  t.equal(doc.status, 200)
+  t.notMatch(doc.body, INJECTED, 'not in the rewritten packument')
+  t.equal((JSON.parse(doc.body) as { description: string }).description, `auth=Bearer ${'*'.repeat(INJECTED.length)}`)
 })
