@@ -165,8 +165,12 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
     accept: string,
     sameOrigin: boolean,
   ): Promise<WholeAnswer> {
-    // The client's own fields (a private registry's credentials) go only to the host they were sent to.
-    const headers = sameOrigin ? endToEnd(ctx.req.rawHeaders, new Set(['host', 'via', ...NOT_FORWARDED])) : []
+    // The client's own fields (a private registry's credentials) go only to the host they were sent to;
+    // an injected field replaces the client's of that name (addProxyFields adds it), as on any request.
+    const injected = (target.inject ?? []).map((h) => h.name)
+    const headers = sameOrigin
+      ? endToEnd(ctx.req.rawHeaders, new Set(['host', 'via', ...NOT_FORWARDED, ...injected]))
+      : []
     headers.push('accept', accept, 'accept-encoding', 'identity')
     if (!sameOrigin) headers.push('user-agent', 'portcullis')
     return decodeDocument(await forwarder.fetchWhole(target, { method: 'GET', headers }, MAX_DOCUMENT_BYTES))

@@ -345,8 +345,9 @@ ${agent('ci', 'groups: [builders]')}`,
 
 const INJECTED = 'npm_injected-registry-secret-0123456789'
 
-t.test('an injected credential the registry quotes in metadata the package rules read is masked', async (t) => {
-  const { via } = await startGuarded(
+/** The registry under a min_age rule, and a host rule beside it that injects INJECTED as a Bearer token. */
+const startInjecting = (t: Test) =>
+  startGuarded(
     t,
     `groups:
   builders:
@@ -360,6 +361,9 @@ ${agent('ci', 'groups: [builders]')}`,
     {},
     { env: { PC_TEST_NPM_TOKEN: INJECTED } },
   )
+
+t.test('an injected credential the registry quotes in metadata the package rules read is masked', async (t) => {
+  const { via } = await startInjecting(t)
   const refused = await via('ci', '/echo')
   t.equal(refused.status, 401, "the registry's own 401, relayed")
   t.notMatch(refused.body, INJECTED, 'not in its body')
@@ -369,4 +373,18 @@ ${agent('ci', 'groups: [builders]')}`,
   t.equal(doc.status, 200)
   t.notMatch(doc.body, INJECTED, 'not in the rewritten packument')
   t.equal((JSON.parse(doc.body) as { description: string }).description, `auth=Bearer ${'*'.repeat(INJECTED.length)}`)
+})
+
+t.test("the package rules' metadata fetch sends the injected credential in place of the client's", async (t) => {
+  const { registry, via } = await startInjecting(t)
+  // npm with a placeholder _authToken in .npmrc: the registry must see the injected one alone.
+  const placeholder = ['-H', 'authorization: Bearer placeholder', '-H', 'accept: application/json']
+  t.equal((await via('ci', '/oldpkg', placeholder)).status, 200, 'the packument')
+  t.equal((await via('ci', '/oldpkg/-/oldpkg-1.0.0.tgz', placeholder)).status, 200, 'a tarball')
+  const asked = registry.seen.filter((r) => r.url.startsWith('/oldpkg'))
+  t.ok(asked.length >= 2)
+  for (const r of asked) {
+    t.equal(r.headers.authorization, `Bearer ${INJECTED}`, `${r.url}: the injected credential`)
+    t.notOk(JSON.stringify(r.headers).includes('placeholder'), "and not the client's")
+  }
 })
