@@ -118,18 +118,21 @@ export function classifyPypiPath(target: string): PypiRequest {
 }
 
 /**
- * The first project (and version) among an ambiguous file name's other readings that the rules
- * refuse, with why; null when they admit them all. The package gate and the offline decision ask
- * this before judging the file by its first reading.
+ * A project (and version) among an ambiguous file name's other readings that the rules refuse, with
+ * why: the first denied one, else the first not allowed; null when they admit them all. The package
+ * gate and the offline decision ask this before judging the file by its first reading.
  */
 export function refusedAlternative(
   req: PypiRequest,
   rules: Pick<PackageRules, 'admits'>,
 ): (Alternative & { readonly detail: PackageDenyDetail }) | null {
   if (req.kind !== 'file') return null
+  let notAllowed: (Alternative & { readonly detail: PackageDenyDetail }) | null = null
   for (const alt of req.alternatives) {
     const admitted = rules.admits(alt.project, alt.version)
-    if (!admitted.ok) return { ...alt, detail: admitted.detail }
+    if (admitted.ok) continue
+    if (admitted.detail !== 'not_allowed') return { ...alt, detail: admitted.detail }
+    notAllowed ??= { ...alt, detail: admitted.detail }
   }
-  return null
+  return notAllowed
 }

@@ -270,17 +270,23 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
     if (req.kind === 'unparseable') return refuse(ctx, 'unparseable_path', undefined, unparseableSentence(req.problem))
     const version = req.kind === 'simple_project' ? null : req.version
     const pkg: PackageFacts = { registry: 'pypi', name: req.project, version }
-    // A file whose name could be another project's too is refused if any of them would be.
+    // A file whose name could be another project's too (an old sdist, `py-3d-1.0.tar.gz`) is refused
+    // if any of them is denied. One whose other reading is only off the allow list is the admitted
+    // project's when its index page lists the file (below): a file name is one project's on PyPI.
     const other = refusedAlternative(req, ctx.control.rules)
-    if (other !== null)
-      return refuse(ctx, other.detail, { registry: 'pypi', name: other.project, version: other.version })
+    const otherRefusal =
+      other === null
+        ? null
+        : refuse(ctx, other.detail, { registry: 'pypi', name: other.project, version: other.version })
+    if (other !== null && other.detail !== 'not_allowed') return otherRefusal as PackageGateOutcome
     const byName = judgeByName(ctx, pkg)
-    if (byName !== null) return byName
+    if (byName !== null && (byName.kind !== 'pass' || otherRefusal === null)) return byName
     const index = await indexTarget(ctx)
     if (index instanceof Refusal) return index.outcome
     const key = `pypi\0${index.target.host}:${index.target.port}\0${req.project}`
     if (req.kind === 'file') {
-      if (!rules.needsPublishTimes(req.project)) return { kind: 'pass', pkg }
+      const needsTimes = rules.needsPublishTimes(req.project)
+      if (!needsTimes && otherRefusal === null) return { kind: 'pass', pkg }
       // A PEP 658 `.metadata` file was uploaded with its distribution.
       const file = req.metadata ? req.filename.replace(/\.metadata$/, '') : req.filename
       const at = await timeOf(key, file, async () => {
@@ -297,6 +303,9 @@ export function createPackageGuard(forwarder: Forwarder, onWorkerError: (err: un
         return new Map(outcome.times)
       })
       if (at instanceof Refusal) return at.outcome
+      // Not on the admitted project's page (with its upload time): it may be the other project's.
+      if (otherRefusal !== null && at === null) return otherRefusal
+      if (!needsTimes) return { kind: 'pass', pkg }
       const verdict = withApproved(rules, req.project, ctx.approvals).judge(req.project, version, at, Date.now())
       return verdict.ok
         ? { kind: 'pass', pkg }

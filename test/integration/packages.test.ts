@@ -1,4 +1,5 @@
 import { createServer as createHttpsServer } from 'node:https'
+import type { RequestListener } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createSecureContext } from 'node:tls'
 import { once } from 'node:events'
@@ -6,10 +7,10 @@ import { gzipSync } from 'node:zlib'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
 import { startHttpsOrigin } from '../helpers/origins.js'
-import { createTestCa } from '../helpers/test-ca.js'
+import { createTestCa, type TestCa } from '../helpers/test-ca.js'
 import { curl } from '../helpers/clients.js'
 import { adminCall } from '../helpers/admin.js'
 import { groupYaml, pinnedUpstreamYaml, TOKEN, TOKEN_HASH } from '../helpers/config.js'
@@ -370,69 +371,57 @@ t.test('PyPI: Simple JSON and HTML, legacy JSON, files, through real pip', async
   const ca = createTestCa(t)
   let port = 0
   const fileHits: string[] = []
-  // One loopback port for both names (a certificate each, by SNI): the index port is the files port, as on 443.
-  const contexts = new Map(['pypi.org', 'files.pythonhosted.org'].map((n) => [n, createSecureContext(ca.issue([n]))]))
-  const server = createHttpsServer(
-    { ...ca.issue(['pypi.org']), SNICallback: (name, cb) => cb(null, contexts.get(name)) },
-    (req, res) => {
-      const url = new URL(req.url ?? '/', 'https://x')
-      const files = [old, young].map((w) => ({
-        filename: w.filename,
-        url: `https://files.pythonhosted.org:${port}/packages/aa/bb/${w.filename}`,
-        hashes: { sha256: w.sha256 },
-        'upload-time': (uploaded.get(w.filename) as Date).toISOString(),
-      }))
-      indexHits.set(url.pathname, (indexHits.get(url.pathname) ?? 0) + 1)
-      if (url.pathname === '/simple/other-pkg/') {
-        const file = {
-          filename: other.filename,
-          url: `https://files.pythonhosted.org:${port}/packages/cc/dd/${other.filename}`,
-          hashes: { sha256: other.sha256 },
-          'upload-time': new Date(Date.now() - 60_000).toISOString(),
-        }
-        const page = { meta: { 'api-version': '1.1' }, name: 'other-pkg', files: [file] }
-        return sendDocument(req, res, JSON.stringify(page), 'application/vnd.pypi.simple.v1+json')
+  port = await startPypiHosts(t, ca, (req, res) => {
+    const url = new URL(req.url ?? '/', 'https://x')
+    const files = [old, young].map((w) => ({
+      filename: w.filename,
+      url: `https://files.pythonhosted.org:${port}/packages/aa/bb/${w.filename}`,
+      hashes: { sha256: w.sha256 },
+      'upload-time': (uploaded.get(w.filename) as Date).toISOString(),
+    }))
+    indexHits.set(url.pathname, (indexHits.get(url.pathname) ?? 0) + 1)
+    if (url.pathname === '/simple/other-pkg/') {
+      const file = {
+        filename: other.filename,
+        url: `https://files.pythonhosted.org:${port}/packages/cc/dd/${other.filename}`,
+        hashes: { sha256: other.sha256 },
+        'upload-time': new Date(Date.now() - 60_000).toISOString(),
       }
-      if (url.pathname === '/simple/demo-pkg/') {
-        if (!(req.headers.accept ?? '').includes('application/vnd.pypi.simple.v1+json')) {
-          res.writeHead(406)
-          return void res.end()
-        }
-        const page = { meta: { 'api-version': '1.1' }, name: 'demo-pkg', versions: ['1.0.0', '2.0.0'], files }
-        return sendDocument(req, res, JSON.stringify(page), 'application/vnd.pypi.simple.v1+json')
+      const page = { meta: { 'api-version': '1.1' }, name: 'other-pkg', files: [file] }
+      return sendDocument(req, res, JSON.stringify(page), 'application/vnd.pypi.simple.v1+json')
+    }
+    if (url.pathname === '/simple/demo-pkg/') {
+      if (!(req.headers.accept ?? '').includes('application/vnd.pypi.simple.v1+json')) {
+        res.writeHead(406)
+        return void res.end()
       }
-      if (url.pathname === '/pypi/demo-pkg/json') {
-        const releases = Object.fromEntries(
-          files.map((f, i) => [
-            i === 0 ? '1.0.0' : '2.0.0',
-            [{ filename: f.filename, url: f.url, upload_time_iso_8601: f['upload-time'] }],
-          ]),
-        )
-        const doc = { info: { name: 'demo-pkg', version: '2.0.0' }, releases, urls: releases['2.0.0'] }
-        return sendDocument(req, res, JSON.stringify(doc))
-      }
-      if (url.pathname === '/pypi/demo-pkg/2.0.0/json') {
-        const young = files[1] as (typeof files)[number]
-        const urls = [{ filename: young.filename, url: young.url, upload_time_iso_8601: young['upload-time'] }]
-        return sendDocument(req, res, JSON.stringify({ info: { name: 'demo-pkg', version: '2.0.0' }, urls }))
-      }
-      const wheel = [old, young].find((w) => url.pathname.endsWith(`/${w.filename}`))
-      if (wheel !== undefined && req.headers.host?.startsWith('files.pythonhosted.org')) {
-        fileHits.push(wheel.filename)
-        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': wheel.bytes.length })
-        return void res.end(wheel.bytes)
-      }
-      res.writeHead(404)
-      res.end()
-    },
-  )
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => {
-    server.closeAllConnections()
-    server.close()
+      const page = { meta: { 'api-version': '1.1' }, name: 'demo-pkg', versions: ['1.0.0', '2.0.0'], files }
+      return sendDocument(req, res, JSON.stringify(page), 'application/vnd.pypi.simple.v1+json')
+    }
+    if (url.pathname === '/pypi/demo-pkg/json') {
+      const releases = Object.fromEntries(
+        files.map((f, i) => [
+          i === 0 ? '1.0.0' : '2.0.0',
+          [{ filename: f.filename, url: f.url, upload_time_iso_8601: f['upload-time'] }],
+        ]),
+      )
+      const doc = { info: { name: 'demo-pkg', version: '2.0.0' }, releases, urls: releases['2.0.0'] }
+      return sendDocument(req, res, JSON.stringify(doc))
+    }
+    if (url.pathname === '/pypi/demo-pkg/2.0.0/json') {
+      const young = files[1] as (typeof files)[number]
+      const urls = [{ filename: young.filename, url: young.url, upload_time_iso_8601: young['upload-time'] }]
+      return sendDocument(req, res, JSON.stringify({ info: { name: 'demo-pkg', version: '2.0.0' }, urls }))
+    }
+    const wheel = [old, young].find((w) => url.pathname.endsWith(`/${w.filename}`))
+    if (wheel !== undefined && req.headers.host?.startsWith('files.pythonhosted.org')) {
+      fileHits.push(wheel.filename)
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': wheel.bytes.length })
+      return void res.end(wheel.bytes)
+    }
+    res.writeHead(404)
+    res.end()
   })
-  port = (server.address() as AddressInfo).port
   const pc = await startPortcullis(
     t,
     `${pinnedUpstreamYaml({ ports: [port], hosts: ['pypi.org', 'files.pythonhosted.org'], caFile: ca.certFile })}${groupYaml(
@@ -631,3 +620,75 @@ t.test('PyPI: a private index under a path prefix is read, not passed', async (t
   t.match(youngFile.body, /too_new|younger|published/)
   t.equal((await get(`/packages/aa/bb/${old.filename}`)).status, 200, 'the old file downloads')
 })
+
+t.test(
+  'PyPI allow list: an old sdist of an allowed project installs, whatever else its name could read as',
+  async (t) => {
+    // `py-3d-1.0.tar.gz` is `py-3d` 1.0, or `py` "3d-1.0": `py` is not on the allow list, but the
+    // page of `py-3d` lists the file, so it is `py-3d`'s. `py-3d-2.0.tar.gz` is on no page.
+    const ca = createTestCa(t)
+    const port = await startPypiHosts(t, ca, (req, res) => {
+      const path = new URL(req.url ?? '/', 'https://x').pathname
+      if (path === '/simple/py-3d/') {
+        const file = { filename: 'py-3d-1.0.tar.gz', url: '/packages/aa/bb/py-3d-1.0.tar.gz', hashes: {} }
+        const page = {
+          meta: { 'api-version': '1.1' },
+          name: 'py-3d',
+          files: [{ ...file, 'upload-time': daysAgo(900) }],
+        }
+        return sendDocument(req, res, JSON.stringify(page), 'application/vnd.pypi.simple.v1+json')
+      }
+      if (path.startsWith('/packages/')) {
+        res.writeHead(200, { 'content-type': 'application/octet-stream' })
+        return void res.end('sdist')
+      }
+      res.writeHead(404)
+      res.end()
+    })
+    const origin = { port }
+    const pc = await startPortcullis(
+      t,
+      `${pinnedUpstreamYaml({ ports: [origin.port], hosts: ['pypi.org', 'files.pythonhosted.org'], caFile: ca.certFile })}${groupYaml(
+        ['preset: pypi\npackages: { allow: ["py-3d"] }'],
+      )}`,
+    )
+    const get = (file: string) =>
+      curl([
+        '--proxy',
+        `http://ci:${TOKEN}@127.0.0.1:${pc.proxyPort}`,
+        '--cacert',
+        join(pc.dir, 'ca.pem'),
+        '-H',
+        'accept: application/json',
+        `https://files.pythonhosted.org:${origin.port}/packages/aa/bb/${file}`,
+      ])
+    const listed = await get('py-3d-1.0.tar.gz')
+    t.equal(listed.status, 200, 'the allowed project lists it: it installs', { body: listed.body })
+    const rec = await pc.waitForRecord<DecisionRecord>(
+      (x) => x.event === 'decision' && x.path === '/packages/aa/bb/py-3d-1.0.tar.gz',
+    )
+    t.match(rec, { decision: 'allow', package: { registry: 'pypi', name: 'py-3d', version: '1.0' } })
+    const unlisted = await get('py-3d-2.0.tar.gz')
+    t.equal(unlisted.status, 403, 'on no page of an allowed project: it may be the other')
+    t.match(JSON.parse(unlisted.body), { reason: 'denied_package', detail: 'not_allowed', package: 'py' })
+  },
+)
+
+/**
+ * pypi.org and files.pythonhosted.org on one loopback port (a certificate each, by SNI): the index
+ * port is the files port, as on 443. Returns the port.
+ */
+async function startPypiHosts(t: Test, ca: TestCa, handler: RequestListener): Promise<number> {
+  const contexts = new Map(['pypi.org', 'files.pythonhosted.org'].map((n) => [n, createSecureContext(ca.issue([n]))]))
+  const server = createHttpsServer(
+    { ...ca.issue(['pypi.org']), SNICallback: (name, cb) => cb(null, contexts.get(name)) },
+    handler,
+  )
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+  return (server.address() as AddressInfo).port
+}
