@@ -155,7 +155,9 @@ export function resolveInjections(
     // A value with a line break would end its header line and start another: as good as unset.
     if (secret === undefined || secret === '' || LINE_BREAKING.test(secret)) return { missing: h.env }
     if (h.basicUser === undefined) {
-      out.push({ name: h.name.toLowerCase(), value: h.format.replaceAll('{}', secret), secrets: [secret] })
+      // A function, not the string: `$$`, `$&` and `$'` in a replacement string are patterns, and a secret
+      // holding them went upstream altered, so the masker, which looks for the real value, let echoes pass.
+      out.push({ name: h.name.toLowerCase(), value: h.format.replaceAll('{}', () => secret), secrets: [secret] })
       continue
     }
     const credential = Buffer.from(`${h.basicUser}:${secret}`).toString('base64')

@@ -9,16 +9,19 @@ import { pinnedUpstreamYaml, TOKEN, TOKEN_HASH, upstreamYaml } from '../helpers/
 import type { DecisionRecord } from '../../src/telemetry/events.js'
 
 const SECRET = 'npm-secret-only-the-proxy-knows'
+// What String.replace reads as patterns in a replacement string: $$, $&, $` and $'.
+const DOLLAR_SECRET = "tok$$9$&x$`y$'z"
 // Shapes of real credentials (documented example values), to be caught on the way out.
 const AWS_KEY_ID = 'AKIAIOSFODNN7EXAMPLE'
 const PEM_HEADER = '-----BEGIN RSA PRIVATE KEY-----'
 
 t.test('inject_headers adds the secret upstream over TLS; the sandbox never has it', async (t) => {
   const tls = await startHttpsOrigin(t, ['origin.test', 'other.test'])
+  const dollar = await startHttpsOrigin(t, ['paths.test'], undefined, tls.ca)
   const plain = await startHttpOrigin(t)
   const pc = await startPortcullis(
     t,
-    `${upstreamYaml([tls.port, plain.port], `  ca_file: ${JSON.stringify(tls.ca.certFile)}`)}
+    `${upstreamYaml([tls.port, plain.port, dollar.port], `  ca_file: ${JSON.stringify(tls.ca.certFile)}`)}
 groups:
   g:
     allow:
@@ -26,11 +29,13 @@ groups:
         inject_headers: { Authorization: { env: PC_TEST_NPM_TOKEN, format: "Bearer {}" } }
       - host: other.test
         inject_headers: { X-Api-Key: { env: PC_TEST_UNSET } }
+      - host: paths.test
+        inject_headers: { Authorization: { env: PC_TEST_DOLLAR, format: "Bearer {} end" } }
 agents:
   - { id: ci, token: ${TOKEN_HASH}, groups: [g] }
 `,
     {},
-    { env: { PC_TEST_NPM_TOKEN: SECRET } },
+    { env: { PC_TEST_NPM_TOKEN: SECRET, PC_TEST_DOLLAR: DOLLAR_SECRET } },
   )
   const via = ['--proxy', pc.proxyUrl, '--proxy-user', `ci:${TOKEN}`, '--cacert', join(pc.dir, 'ca.pem')]
 
@@ -48,6 +53,12 @@ agents:
       pc.logLines().some((l) => l.includes(SECRET)),
       'never logged',
     )
+  })
+
+  t.test('a secret holding $ patterns goes upstream as it is', async (t) => {
+    const r = await curl([...via, `https://paths.test:${dollar.port}/pkg`])
+    t.equal(r.status, 200, r.body)
+    t.equal(dollar.seen.at(-1)?.headers.authorization, `Bearer ${DOLLAR_SECRET} end`)
   })
 
   t.test('plain http gets no secret: it would cross the network in clear', async (t) => {
