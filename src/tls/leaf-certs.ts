@@ -79,7 +79,16 @@ export function mintLeaf(
   cert.validity.notBefore = new Date(now.getTime() - 3600_000)
   // Never past the CA's own end: a client may refuse a leaf that outlives its issuer.
   cert.validity.notAfter = new Date(Math.min(now.getTime() + LEAF_VALIDITY_MS, ca.cert.validity.notAfter.getTime()))
-  cert.setSubject([{ name: 'commonName', value: host.length <= 64 ? host : 'portcullis-leaf' }])
+  // A UTF8String, not forge's default PrintableString, which has no `_` or `*`: Chromium refuses a
+  // certificate whose PrintableString holds one (ERR_SSL_SERVER_CERT_BAD_FORMAT for my_host.example).
+  cert.setSubject([
+    {
+      name: 'commonName',
+      value: host.length <= 64 ? host : 'portcullis-leaf',
+      // @types/node-forge types this field as a tag class; forge reads it as the tag type.
+      valueTagClass: forge.asn1.Type.UTF8 as unknown as forge.asn1.Class,
+    },
+  ])
   cert.setIssuer(ca.cert.subject.attributes)
   const ip = isIpLiteral(host)
   cert.setExtensions([

@@ -145,6 +145,27 @@ t.test('a leaf for an IPv4 host also names its IPv4-mapped IPv6 form, as a clien
   t.ok(v6.checkIP('::1'))
 })
 
+t.test("a leaf's common name is a UTF8String: Chromium refuses `_` or `*` in a PrintableString", async (t) => {
+  const dir = t.testdir()
+  const [cert, key] = [join(dir, 'ca.pem'), join(dir, 'ca-key.pem')]
+  await ensureCa(cert, key)
+  const ca = await loadCa(cert, key)
+  const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  for (const host of ['my_host.wc.test', '*.wc.test', 'plain.test']) {
+    const pem = mintLeaf(
+      host,
+      forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString()),
+      ca,
+      createPrivateKey(ca.keyPem),
+      new Date(),
+    )
+    const cn = forge.pki.certificateFromPem(pem).subject.getField('CN') as { value: string; valueTagClass: number }
+    t.equal(cn.value, host)
+    t.equal(cn.valueTagClass, forge.asn1.Type.UTF8, `${host}: UTF8String`)
+    t.match(new X509Certificate(pem).subject, `CN=${host}`, 'and node reads it')
+  }
+})
+
 t.test('the CA directory is created writable by its owner only, whatever the umask', async (t) => {
   const dir = join(t.testdir(), 'fresh', 'certs')
   const before = process.umask(0)
