@@ -17,6 +17,8 @@
  *     a server that decodes them reads it (net/url-path.decodedReading). Either
  *     reading's denial is the answer (`/public/..%2Fsecret` is `/secret` to
  *     such a server); a reading that is malformed is `denied_path`.
+ *  Rules expanded from a repo rule (`github:`, `git:`) compare the path with owner and repo names
+ *  folded to lower case (git-rules.repoCasePath), as forges route them: allow and deny alike.
  *  Ports are the rule's `ports`, else upstream.ports for an allow rule and every port for a deny
  *  rule (`deny: [{host: X}]` refuses X on 8080 too, where some allow rule opens that port).
  *
@@ -52,7 +54,7 @@ import {
   type RepoControl,
   type RuleIndex,
 } from './compiled.js'
-import { isPushPath } from './git-rules.js'
+import { isPushPath, repoCasePath } from './git-rules.js'
 import { decodedReading } from '../net/url-path.js'
 import { cidrContainsBytes, ipBytes, isIpLiteral } from '../net/host.js'
 import { matchPathPattern, MAX_MATCHED_PATH_BYTES } from './path-pattern.js'
@@ -189,7 +191,10 @@ export function approvedHandling(
     for (const rule of candidates(indexes, facts.host)) {
       if (rule.effect !== 'allow' || rule.repo === null || !coversPort(policy, rule, facts.port)) continue
       const paths = rule.paths
-      if (paths === null || readings.some((path) => paths.some((p) => matchPathPattern(p, path, facts.query))))
+      if (
+        paths === null ||
+        readings.some((path) => paths.some((p) => matchPathPattern(p, repoCasePath(path), facts.query)))
+      )
         repo = earlier(repo, rule)
     }
   scratch.length = 0
@@ -334,9 +339,23 @@ function requestStage(policy: CompiledPolicy, rule: CompiledRule, facts: Request
   if (!coversPort(policy, rule, facts.port)) return RANK_PORT
   if (rule.methods !== null && !rule.methods.has(facts.method)) return RANK_METHOD
   const forDeny = rule.effect === 'deny'
-  if (rule.paths !== null && !rule.paths.some((p) => matchPathPattern(p, facts.path, facts.query, forDeny)))
-    return RANK_PATH
+  const path = rule.repo === null ? facts.path : repoCaseOf(facts.path)
+  if (rule.paths !== null && !rule.paths.some((p) => matchPathPattern(p, path, facts.query, forDeny))) return RANK_PATH
   return FULL_MATCH
+}
+
+// The last path repoCasePath folded, and the result: a request's rules are asked about one path in
+// turn, so it is folded once per request, not once per repo rule.
+let foldedFrom = ''
+let folded = ''
+
+/** repoCasePath, remembered for the path last asked (decisions are synchronous and never re-entered). */
+function repoCaseOf(path: string): string {
+  if (path !== foldedFrom) {
+    folded = repoCasePath(path)
+    foldedFrom = path
+  }
+  return folded
 }
 
 interface ConnectScan {

@@ -7,6 +7,11 @@
  * Smart HTTP (git-http-protocol): a fetch is `GET …/info/refs?service=
  * git-upload-pack` then `POST …/git-upload-pack`; a push the same with
  * `git-receive-pack`. Clients may use the URL with or without `.git`.
+ *
+ * Forges route owner and repository names case-insensitively (GitHub, GitLab and Gitea all serve
+ * `acme/Secret` as `acme/secret`), so every repo rule, allow and deny, `github:` and `git:` alike,
+ * names its repos in lower case (expandGitRepos, expandGithubRepos) and is compared with the request
+ * path as repoCasePath folds it: `Acme/Widgets` in a rule and `acme/WIDGETS` in a URL are one repo.
  */
 
 export type GitAccess = 'read' | 'write'
@@ -41,7 +46,7 @@ export function expandGitRepos(host: string, repos: readonly string[], access: G
   const services = access === 'write' ? ['git-upload-pack', 'git-receive-pack'] : ['git-upload-pack']
   const refs: string[] = []
   const rpc: string[] = []
-  for (const repo of repos) {
+  for (const repo of repos.map(lowerAscii)) {
     for (const base of [`/${repo}`, `/${repo}.git`]) {
       for (const svc of services) {
         refs.push(`${base}/info/refs?service=${svc}`)
@@ -55,6 +60,26 @@ export function expandGitRepos(host: string, repos: readonly string[], access: G
   ]
 }
 
+const SERVICE_SUFFIXES = ['/info/refs', '/git-upload-pack', '/git-receive-pack'] as const
+
+/**
+ * A request path as repo rules compare it: lower-cased (ASCII; normalised paths are ASCII), except a
+ * smart-HTTP service suffix, which stays as written. The push gate and read-only checks recognise
+ * `…/git-receive-pack` exactly, so a spelling they would not recognise (`…/GIT-RECEIVE-PACK`) must
+ * not match a rule that opens pushes either.
+ */
+export function repoCasePath(path: string): string {
+  const lower = lowerAscii(path)
+  if (lower === path) return path
+  for (const suffix of SERVICE_SUFFIXES)
+    if (lower.endsWith(suffix)) return lower.slice(0, -suffix.length) + path.slice(-suffix.length)
+  return lower
+}
+
+function lowerAscii(text: string): string {
+  return /[^\x00-\x7f]/.test(text) ? text.replace(/[A-Z]+/g, (m) => m.toLowerCase()) : text.toLowerCase()
+}
+
 /** A smart-HTTP push (`info/refs?service=git-receive-pack` or `…/git-receive-pack`) to any repo path. */
 export function isPushPath(path: string, query: string): boolean {
   return (
@@ -64,7 +89,8 @@ export function isPushPath(path: string, query: string): boolean {
 }
 
 /** Smart HTTP on github.com plus archives, codeload, raw and the REST API for the same repos. */
-export function expandGithubRepos(repos: readonly string[], access: GitAccess): ExpandedHostRule[] {
+export function expandGithubRepos(written: readonly string[], access: GitAccess): ExpandedHostRule[] {
+  const repos = written.map(lowerAscii)
   const rules = expandGitRepos('github.com', repos, access)
   const archives = repos.map((r) => `/${r}/archive/**`)
   const anyPath = repos.map((r) => `/${r}/**`)

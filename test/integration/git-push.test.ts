@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
@@ -391,4 +391,40 @@ agents:
       t.notMatch(r.stderr, /rewrite history/)
     },
   )
+})
+
+t.test('owner and repo in any letter case meet the same repo rules, allow and deny', async (t) => {
+  const git = await startGitServer(t, 'github.com', { 'acme/widgets.git': 'widgets\n', 'acme/secret.git': 's\n' })
+  // GitHub routes owner and repo case-insensitively: the origin serves every spelling of both.
+  symlinkSync('widgets.git', join(git.root, 'acme/Widgets.git'))
+  symlinkSync('secret.git', join(git.root, 'acme/Secret.git'))
+  const base = `https://github.com:${git.port}`
+  const pc = await startPortcullis(
+    t,
+    `${pinnedUpstreamYaml({ ports: [git.port], hosts: ['github.com'], caFile: git.ca.certFile })}groups:
+  agents:
+    allow:
+      - github: { repos: [Acme/Widgets], preset: github-agent }
+      - github: { repos: ["acme/*"], access: write, push: { branches: ["**"], force: true } }
+    deny:
+      - github: { repos: [acme/secret] }
+agents:
+  - { id: ci-42, token: ${TOKEN_HASH}, groups: [agents] }
+`,
+  )
+  const { env, via, work } = gitThroughProxy(t, pc, 'portcullis-push-case-')
+  const secret = await runGit([...via, 'clone', `${base}/acme/Secret.git`, `${work}-secret`], env)
+  t.not(secret.code, 0, 'the denied repo spelled otherwise is still denied')
+  t.match(secret.stderr, /403/)
+  t.equal((await runGit([...via, 'clone', `${base}/acme/widgets.git`, work], env)).code, 0)
+  writeFileSync(join(work, 'A'), 'unreviewed\n')
+  await runGit(['add', 'A'], env, { cwd: work })
+  await runGit(['commit', '-q', '-m', 'unreviewed'], env, { cwd: work })
+  const main = git.revParse('acme/widgets.git')
+  const r = await runGit([...via, 'push', `${base}/acme/Widgets.git`, 'HEAD:main'], env, { cwd: work })
+  t.not(r.code, 0)
+  t.match(r.stderr, /remote rejected\] HEAD -> main \(portcullis: agent ci-42 may push only to agent\/ci-42\/\*\*/)
+  t.equal(git.revParse('acme/widgets.git'), main, 'main did not move under the broader rule')
+  const own = await runGit([...via, 'push', `${base}/acme/Widgets.git`, 'HEAD:agent/ci-42/x'], env, { cwd: work })
+  t.equal(own.code, 0, own.stderr)
 })

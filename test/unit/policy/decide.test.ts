@@ -516,6 +516,53 @@ agents:
   })
 })
 
+t.test('repo rules compare owner and repo case-insensitively, as forges route them', async (t) => {
+  const policy = parseConfigText(
+    `groups:
+  g:
+    allow:
+      - github: { repos: [Acme/Widgets], preset: github-agent }
+      - github: { repos: ["acme/*"], access: write, push: { branches: ["**"], force: true } }
+      - git: { host: git.test, repos: [team/App], access: read }
+    deny:
+      - github: { repos: [acme/secret] }
+      - git: { host: git.test, repos: [team/private] }
+agents:
+  - { id: ci, source_cidrs: [127.0.0.1/32], groups: [g] }
+`,
+    'repo-case.yaml',
+  ).policy
+  for (const [method, url] of [
+    ['GET', 'https://github.com/acme/Secret.git/info/refs?service=git-upload-pack'],
+    ['POST', 'https://github.com/ACME/SECRET/git-upload-pack'],
+    ['GET', 'https://api.github.com/repos/acme/Secret/contents/key'],
+    ['GET', 'https://raw.githubusercontent.com/Acme/secret/main/key'],
+    ['GET', 'https://codeload.github.com/acme/sEcret/tar.gz/main'],
+    ['GET', 'https://github.com/acme/Secret/archive/main.zip'],
+    ['GET', 'https://git.test/team/Private.git/info/refs?service=git-upload-pack'],
+  ] as const)
+    t.match(decideRequest(policy, req('ci', method, url)), { verdict: 'deny', reason: 'denied_by_rule' }, url)
+  for (const url of [
+    'https://github.com/acme/widgets.git/git-receive-pack',
+    'https://github.com/acme/Widgets.git/git-receive-pack',
+    'https://github.com/ACME/WIDGETS/git-receive-pack',
+  ])
+    t.match(
+      matchRequest(policy, req('ci', 'POST', url)),
+      { decision: { verdict: 'allow', ruleId: 'g.allow[0]' }, handling: { repoRuleId: 'g.allow[0]' } },
+      `${url}: a rule written Acme/Widgets, with its own push rules, whatever the spelling`,
+    )
+  t.match(decideRequest(policy, req('ci', 'GET', 'https://git.test/TEAM/app/info/refs?service=git-upload-pack')), {
+    verdict: 'allow',
+    ruleId: 'g.allow[2]',
+  })
+  t.match(
+    decideRequest(policy, req('ci', 'POST', 'https://github.com/acme/widgets.git/GIT-RECEIVE-PACK')),
+    { verdict: 'deny', reason: 'denied_path' },
+    'the service suffix is compared as written: the push gate knows only that spelling',
+  )
+})
+
 t.test('a deny rule requiring a query parameter matches every reading some server could take', async (t) => {
   const policy = parseConfigText(
     `groups:

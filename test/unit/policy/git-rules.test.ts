@@ -1,5 +1,11 @@
 import t from 'tap'
-import { checkRepo, expandGitRepos, expandGithubRepos, isPushPath } from '../../../src/policy/git-rules.js'
+import {
+  checkRepo,
+  expandGitRepos,
+  expandGithubRepos,
+  isPushPath,
+  repoCasePath,
+} from '../../../src/policy/git-rules.js'
 
 t.test('checkRepo', async (t) => {
   const CASES: ReadonlyArray<readonly [string, boolean, boolean, string]> = [
@@ -80,4 +86,16 @@ t.test('isPushPath', async (t) => {
     ['/acme/w/git-receive-pack/x', '', false, 'a path below the RPC'],
   ]
   for (const [path, query, push, behaviour] of CASES) t.equal(isPushPath(path, query), push, behaviour)
+})
+
+t.test('repoCasePath folds owner and repo, not the service suffix; rules are expanded lower-case', async (t) => {
+  t.equal(repoCasePath('/Acme/Widgets.git/info/refs'), '/acme/widgets.git/info/refs')
+  t.equal(repoCasePath('/repos/acme/Secret/contents/Key'), '/repos/acme/secret/contents/key')
+  t.equal(repoCasePath('/acme/W/GIT-RECEIVE-PACK'), '/acme/w/GIT-RECEIVE-PACK', 'a suffix the push gate would not know')
+  t.equal(repoCasePath('/acme/W/Info/Refs'), '/acme/w/Info/Refs')
+  const plain = '/acme/w/git-upload-pack'
+  t.equal(repoCasePath(plain), plain)
+  t.equal(repoCasePath('/A/%E2%84%AA'), '/a/%e2%84%aa', 'escapes fold with the rest; repo names never hold them')
+  t.strictSame(expandGitRepos('h', ['G/R'], 'read')[1]?.paths, ['/g/r/git-upload-pack', '/g/r.git/git-upload-pack'])
+  t.strictSame(expandGithubRepos(['Acme/W'], 'read')[5]?.paths, ['/repos/acme/w', '/repos/acme/w/**'])
 })
