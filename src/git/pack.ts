@@ -34,7 +34,11 @@ export interface PackLimits {
   readonly maxInflatedBytes: number
   /** Inflated size of one commit; a larger one is skipped (it cannot prove anything). */
   readonly maxCommitBytes: number
-  /** Commits held in memory together. */
+  /**
+   * Commits held in memory together, whether inflated or rebuilt from deltas: also the budget of
+   * hashing and copying one pack costs (a 10 KB pack of deltas can rebuild 62 MB of commits). Past it
+   * the pack is `limit_exceeded` (`commit_bytes`): the push cannot be proven a fast forward.
+   */
   readonly maxTotalCommitBytes: number
   /** Delta chain length for a commit; deeper ones are skipped. git's own maximum is 4095. */
   readonly maxDeltaDepth: number
@@ -48,7 +52,7 @@ export const DEFAULT_PACK_LIMITS: PackLimits = Object.freeze({
   maxObjects: 1_000_000,
   maxInflatedBytes: 1024 * 1024 * 1024,
   maxCommitBytes: 1024 * 1024,
-  maxTotalCommitBytes: 64 * 1024 * 1024,
+  maxTotalCommitBytes: 32 * 1024 * 1024,
   maxDeltaDepth: 4095,
   maxPendingDeltas: 100_000,
   inMemoryObjectBytes: 1024 * 1024,
@@ -89,11 +93,12 @@ const HEADER_BYTES = 12
 /** Entries between two yields to the event loop. */
 const YIELD_EVERY = 256
 /**
- * Inflated bytes between two yields, whatever the count: objects that inflate big from little (a push of
- * a thousand 1 MiB blobs of zeros is 1 MB on the wire) would otherwise hold the loop, and every other
- * agent's traffic, for seconds. A few milliseconds of zlib.
+ * Bytes produced (inflated, and commits rebuilt from deltas and hashed) between two yields, whatever
+ * the count: objects that inflate big from little (a push of a thousand 1 MiB blobs of zeros is 1 MB on
+ * the wire) and commit deltas that copy a big base (62 commits with a 1 MB message are a 10 KB pack)
+ * would otherwise hold the loop, and every other agent's traffic, for seconds. A few milliseconds.
  */
-const YIELD_EVERY_BYTES = 2 * 1024 * 1024
+const YIELD_EVERY_BYTES = 1024 * 1024
 
 class Unreadable {
   constructor(
@@ -143,6 +148,8 @@ class PackWalk {
   private pendingCount = 0
   private heldBytes = 0
   private inflated = 0
+  /** inflated + heldBytes when the walk last yielded to the event loop. */
+  private yieldedAt = 0
   private deltaCommits = 0
   private skippedCommits = 0
 
@@ -164,13 +171,9 @@ class PackWalk {
     const count = header.readUInt32BE(8)
     if (count > this.limits.maxObjects) throw new Unreadable('limit_exceeded', 'objects')
     let pos = HEADER_BYTES
-    let yieldedAt = 0
     for (let i = 0; i < count; i++) {
       pos = await this.readEntry(pos)
-      if (i % YIELD_EVERY === YIELD_EVERY - 1 || this.inflated - yieldedAt >= YIELD_EVERY_BYTES) {
-        yieldedAt = this.inflated
-        await yieldToLoop()
-      }
+      await this.yieldEvery(i)
     }
     await this.checkTrailer(pos)
     await this.resolvePending()
@@ -187,6 +190,14 @@ class PackWalk {
         inflatedBytes: this.inflated,
       },
     }
+  }
+
+  /** Yield to the event loop after every YIELD_EVERY steps or YIELD_EVERY_BYTES produced, whichever comes first. */
+  private async yieldEvery(step: number): Promise<void> {
+    const produced = this.inflated + this.heldBytes
+    if (step % YIELD_EVERY !== YIELD_EVERY - 1 && produced - this.yieldedAt < YIELD_EVERY_BYTES) return
+    this.yieldedAt = produced
+    await yieldToLoop()
   }
 
   private async checkTrailer(pos: number): Promise<void> {
@@ -292,7 +303,7 @@ class PackWalk {
       for (const p of waiting) {
         this.pendingCount--
         if (await this.resolveOne(p, offset)) queue.push(p.offset)
-        if (++work % YIELD_EVERY === 0) await yieldToLoop()
+        await this.yieldEvery(work++)
       }
     }
   }

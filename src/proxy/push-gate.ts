@@ -140,8 +140,9 @@ async function decide(
   if (head.pushOptions.length > 0) return refuseAll(head, () => 'push_options', 'push_options', repo, agent, ruleId)
   const refusals = new Map<PushCommand, PushRefusal>()
   const needProof: PushCommand[] = []
-  // Not fast forwards only for want of proof: the pack lacks the new commit or its way to the old tip.
-  const unproven = new Set<PushCommand>()
+  // Not fast forwards only for want of proof: the pack lacks the new commit or its way to the old tip
+  // (not_proven), or is past the limits the proxy reads a pack within (proof_too_large).
+  const unproven = new Map<PushCommand, Unproven>()
   for (const cmd of head.commands) {
     const v = checkPushCommand(cmd, repo.push, agent)
     if (!v.ok) refusals.set(cmd, v.detail)
@@ -154,7 +155,8 @@ async function decide(
       const proof = isFastForward(pack, cmd.old, cmd.new)
       if (proof.kind === 'fast_forward') continue
       refusals.set(cmd, 'not_fast_forward')
-      if (proof.why !== 'old_not_reached') unproven.add(cmd)
+      if (proof.why === 'pack_unreadable' && proof.detail === 'limit_exceeded') unproven.set(cmd, 'proof_too_large')
+      else if (proof.why !== 'old_not_reached') unproven.set(cmd, 'not_proven')
     }
   }
   if (refusals.size > 0) {
@@ -186,6 +188,9 @@ function refuseTooLarge(
   return refuseAll(head, (cmd) => own.get(cmd) ?? 'pack_too_large', first, repo, agent, ruleId)
 }
 
+/** Why a `not_fast_forward` was not proven either way (explainPushRefusal's sentence for it). */
+type Unproven = 'not_proven' | 'proof_too_large'
+
 function refuseAll(
   head: ReceivePackHead,
   why: (cmd: PushCommand) => PushRefusal | 'pack_too_large' | 'with_push',
@@ -193,12 +198,12 @@ function refuseAll(
   repo: RepoControl,
   agent: string,
   ruleId: RuleId | null,
-  unproven: ReadonlySet<PushCommand> = new Set(),
+  unproven: ReadonlyMap<PushCommand, Unproven> = new Map(),
 ): PushGateOutcome {
   const refs: PushedRef[] = head.commands.map((c) => ({ ref: c.ref, old: c.old, new: c.new, refused: why(c) }))
   const sentence = (refused: PushRefusal | 'pack_too_large', cmd: PushCommand | undefined): string =>
     explainPushRefusal(
-      refused === 'not_fast_forward' && cmd !== undefined && unproven.has(cmd) ? 'not_proven' : refused,
+      refused === 'not_fast_forward' && cmd !== undefined ? (unproven.get(cmd) ?? refused) : refused,
       repo.push,
       agent,
     )

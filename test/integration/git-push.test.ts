@@ -33,6 +33,22 @@ function gitThroughProxy(
   }
 }
 
+/** A git origin pinned as github.com holding `repos`, behind the proxy with `config` (YAML from `groups:` on). */
+async function forgeBehindProxy(
+  t: Test,
+  repos: Record<string, string>,
+  config: string,
+): Promise<{
+  git: Awaited<ReturnType<typeof startGitServer>>
+  base: string
+  pc: Awaited<ReturnType<typeof startPortcullis>>
+}> {
+  const git = await startGitServer(t, 'github.com', repos)
+  const upstream = pinnedUpstreamYaml({ ports: [git.port], hosts: ['github.com'], caFile: git.ca.certFile })
+  const pc = await startPortcullis(t, `${upstream}${config}`)
+  return { git, base: `https://github.com:${git.port}`, pc }
+}
+
 t.test('push rules on git smart HTTP', async (t) => {
   const git = await startGitServer(t, 'github.com', { 'acme/widgets.git': 'widgets\n' })
   const base = `https://github.com:${git.port}`
@@ -394,14 +410,10 @@ agents:
 })
 
 t.test('owner and repo in any letter case meet the same repo rules, allow and deny', async (t) => {
-  const git = await startGitServer(t, 'github.com', { 'acme/widgets.git': 'widgets\n', 'acme/secret.git': 's\n' })
-  // GitHub routes owner and repo case-insensitively: the origin serves every spelling of both.
-  symlinkSync('widgets.git', join(git.root, 'acme/Widgets.git'))
-  symlinkSync('secret.git', join(git.root, 'acme/Secret.git'))
-  const base = `https://github.com:${git.port}`
-  const pc = await startPortcullis(
+  const { git, base, pc } = await forgeBehindProxy(
     t,
-    `${pinnedUpstreamYaml({ ports: [git.port], hosts: ['github.com'], caFile: git.ca.certFile })}groups:
+    { 'acme/widgets.git': 'widgets\n', 'acme/secret.git': 's\n' },
+    `groups:
   agents:
     allow:
       - github: { repos: [Acme/Widgets], preset: github-agent }
@@ -412,6 +424,9 @@ agents:
   - { id: ci-42, token: ${TOKEN_HASH}, groups: [agents] }
 `,
   )
+  // GitHub routes owner and repo case-insensitively: the origin serves every spelling of both.
+  symlinkSync('widgets.git', join(git.root, 'acme/Widgets.git'))
+  symlinkSync('secret.git', join(git.root, 'acme/Secret.git'))
   const { env, via, work } = gitThroughProxy(t, pc, 'portcullis-push-case-')
   const secret = await runGit([...via, 'clone', `${base}/acme/Secret.git`, `${work}-secret`], env)
   t.not(secret.code, 0, 'the denied repo spelled otherwise is still denied')
@@ -427,4 +442,54 @@ agents:
   t.equal(git.revParse('acme/widgets.git'), main, 'main did not move under the broader rule')
   const own = await runGit([...via, 'push', `${base}/acme/Widgets.git`, 'HEAD:agent/ci-42/x'], env, { cwd: work })
   t.equal(own.code, 0, own.stderr)
+})
+
+t.test('a small push of big delta commits is refused quickly, and other requests are answered meanwhile', async (t) => {
+  const { git, base, pc } = await forgeBehindProxy(
+    t,
+    { 'acme/widgets.git': 'widgets\n' },
+    `groups:
+  agents:
+    allow:
+      - github: { repos: [acme/widgets], preset: github-agent }
+agents:
+  - { id: ci-42, token: ${TOKEN_HASH}, groups: [agents] }
+`,
+  )
+  const { dir, env, via, work } = gitThroughProxy(t, pc, 'portcullis-push-fat-')
+  const inWork = { cwd: work }
+  t.equal((await runGit([...via, 'clone', `${base}/acme/widgets.git`, work], env)).code, 0)
+  const branch = 'HEAD:refs/heads/agent/ci-42/fat'
+  t.equal((await runGit([...via, 'push', 'origin', branch], env, inWork)).code, 0)
+  const before = git.revParse('acme/widgets.git', 'agent/ci-42/fat')
+  // 62 commits with a 1 MB message: each a delta on the next, ~10 KB of pack rebuilding 62 MB of commits.
+  const message = join(dir, 'message')
+  for (let i = 0; i < 62; i++) {
+    writeFileSync(message, `x${i}\n\n${'a'.repeat(1_000_000)}\n`)
+    await runGit(['commit', '-q', '--allow-empty', '-F', message], env, inWork)
+  }
+  const pushing = runGit([...via, 'push', 'origin', branch], env, inWork)
+  let done = false
+  void pushing.finally(() => (done = true))
+  const slowest: number[] = []
+  for (let i = 0; i < 200 && !done; i++) {
+    // A request the proxy answers itself (a path no rule opens): how long the proxy keeps it waiting.
+    const probe = await curl([
+      '--proxy',
+      `http://ci-42:${TOKEN}@127.0.0.1:${pc.proxyPort}`,
+      '--cacert',
+      join(pc.dir, 'ca.pem'),
+      '-w',
+      '\n%{time_total}',
+      `${base}/acme/other/probe`,
+    ])
+    t.equal(probe.status, 403)
+    slowest.push(Number(probe.body.trim().split('\n').at(-1)))
+  }
+  const r = await pushing
+  t.not(r.code, 0)
+  t.match(r.stderr, /remote rejected\] HEAD -> agent\/ci-42\/fat \(portcullis: the proxy did not prove this update/)
+  t.equal(git.revParse('acme/widgets.git', 'agent/ci-42/fat'), before, 'the branch did not move')
+  t.ok(slowest.length > 0, `${slowest.length} requests while the push was read`)
+  t.ok(Math.max(...slowest) < 0.75, `the slowest request took ${Math.max(...slowest)} s (${slowest.join(' ')})`)
 })

@@ -31,6 +31,20 @@ function history(dir: string, n: number, format: ObjectFormat = 'sha1'): { repo:
   return { repo, ids }
 }
 
+/** `work()`'s result, and how many times other work (a setImmediate) ran on the event loop meanwhile. */
+async function countingTurns<T>(work: () => Promise<T>): Promise<{ result: T; turns: number }> {
+  let turns = 0
+  let reading = true
+  const count = (): void => {
+    turns++
+    if (reading) setImmediate(count)
+  }
+  setImmediate(count)
+  const result = await work()
+  reading = false
+  return { result, turns }
+}
+
 t.test('fast-forward by one commit is proven', async (t) => {
   const { repo, ids } = history(t.testdir(), 2)
   const r = await read(repo.pack([ids[1]!, `^${ids[0]}`]))
@@ -282,16 +296,27 @@ t.test('a pack that inflates big from little lets the event loop run while it is
   }
   const withoutSum = Buffer.concat(parts)
   const pack = Buffer.concat([withoutSum, createHash('sha1').update(withoutSum).digest()])
-  let turns = 0
-  let reading = true
-  const count = (): void => {
-    turns++
-    if (reading) setImmediate(count)
-  }
-  setImmediate(count)
-  const result = await readPack(createBufferSource(pack), 'sha1', DEFAULT_PACK_LIMITS)
-  reading = false
+  const { result, turns } = await countingTurns(() => readPack(createBufferSource(pack), 'sha1', DEFAULT_PACK_LIMITS))
   t.equal(result.kind, 'pack')
   if (result.kind === 'pack') t.equal(result.pack.stats.inflatedBytes, blobs * size)
   t.ok(turns >= 12, `other work ran ${turns} times while ${blobs} MiB were inflated`)
+})
+
+t.test('commits rebuilt big from small deltas let the event loop run, within a budget of commit bytes', async (t) => {
+  // 16 commits with a 1 MB message, each a delta on the next: ~3 KB of pack that rebuilds 16 MB of commits.
+  const repo = makeRepo(t.testdir())
+  const base = repo.commit('base\n', {})
+  let tip = base
+  for (let i = 0; i < 16; i++) tip = repo.commit(`x${i}\n\n${'a'.repeat(1_000_000)}\n`, {})
+  const pack = repo.pack([tip, `^${base}`], { refDelta: true })
+  t.ok(pack.length < 64 * 1024, `${pack.length} bytes of pack`)
+  const { result, turns } = await countingTurns(() => read(pack))
+  t.ok(commitsOf(result).stats.deltaCommits >= 14)
+  t.equal(isFastForward(result, base, tip).kind, 'fast_forward')
+  t.ok(turns >= 6, `other work ran ${turns} times while 16 MB of commits were rebuilt`)
+  t.match(await read(pack, 'sha1', { maxTotalCommitBytes: 8 * 1024 * 1024 }), {
+    kind: 'unreadable',
+    problem: 'limit_exceeded',
+    detail: 'commit_bytes',
+  })
 })
