@@ -6,7 +6,11 @@
  * answer is yes only if `old` is reached. A parent the pack does not hold
  * (the server already has it) ends that path, so history the server already
  * has never counts as proof: an empty pack, a thin pack whose commits cannot
- * be rebuilt, or an unreadable pack all answer `not_proven`. Each commit id
+ * be rebuilt, or an unreadable pack all answer `not_proven`; so does a walk
+ * that reaches a parent outside the pack (`left_pack`: the new commits build
+ * on history the server may have, reached by another push), which only a walk
+ * that stays inside the pack can tell from a rewrite (`old_not_reached`: the
+ * pack's commits lead back to roots, never to `old`). Each commit id
  * was computed from the commit's bytes, so the chain of parents is the chain
  * the server will store. Each commit is visited once.
  */
@@ -14,7 +18,7 @@
 import { isZeroOid } from './object-format.js'
 import type { PackReadResult } from './pack.js'
 
-export type NotProvenWhy = 'pack_unreadable' | 'not_an_update' | 'new_not_in_pack' | 'old_not_reached'
+export type NotProvenWhy = 'pack_unreadable' | 'not_an_update' | 'new_not_in_pack' | 'left_pack' | 'old_not_reached'
 
 export type FastForwardResult =
   | { readonly kind: 'fast_forward'; readonly walked: number }
@@ -29,14 +33,16 @@ export function isFastForward(pack: PackReadResult, old: string, neu: string): F
   if (!commits.has(neu)) return { kind: 'not_proven', why: 'new_not_in_pack' }
   const seen = new Set<string>([neu])
   const queue: string[] = [neu]
+  let leftPack = false
   for (let i = 0; i < queue.length; i++) {
     for (const parent of commits.get(queue[i]!) ?? []) {
       if (parent === old) return { kind: 'fast_forward', walked: i + 1 }
-      if (!seen.has(parent) && commits.has(parent)) {
+      if (!commits.has(parent)) leftPack = true
+      else if (!seen.has(parent)) {
         seen.add(parent)
         queue.push(parent)
       }
     }
   }
-  return { kind: 'not_proven', why: 'old_not_reached' }
+  return { kind: 'not_proven', why: leftPack ? 'left_pack' : 'old_not_reached' }
 }

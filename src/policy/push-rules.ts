@@ -52,7 +52,8 @@ export function branchAllowed(push: PushControl, agent: string, branch: string):
 /**
  * One sentence for `git push` to print next to a refused ref: what is allowed instead. `not_proven` is a
  * `not_fast_forward` whose pack does not hold the new commit or its history (git sends none the server
- * has): nothing says history was rewritten, only that the proxy cannot tell. `proof_too_large` is one
+ * has), or whose walk from the new commit leaves the pack before the old tip: nothing says history was
+ * rewritten, only that the proxy cannot tell. `proof_too_large` is one
  * whose pack is past what the proxy reads to prove it (git/pack.ts PackLimits: objects, inflated bytes,
  * commit bytes), refused rather than checked at any cost.
  */
@@ -72,7 +73,7 @@ export function explainPushRefusal(
     case 'not_fast_forward':
       return `agent ${agent} may not rewrite history (not a fast forward); push a new branch under ${where} instead`
     case 'not_proven':
-      return `the proxy could not prove this update a fast forward: it checks the commits the push carries, and this one carries none leading to the old tip (the server may have them already); push a new branch under ${where} instead`
+      return `the proxy could not prove this update a fast forward: it checks the commits the push carries, and this one carries none leading to the old tip (the server may have them already, or the update rewrites history); push a new branch under ${where} instead`
     case 'proof_too_large':
       return `the proxy did not prove this update a fast forward: the push holds more commit data than it checks; push a new branch under ${where} instead`
     case 'push_options':

@@ -119,14 +119,16 @@ agents:
     t.equal(git.revParse('acme/widgets.git', 'agent/ci-42/fix-123'), sha)
   })
 
-  t.test('a force push after an amend is refused: not a fast forward', async (t) => {
+  t.test('a force push after an amend is refused: not proven a fast forward', async (t) => {
     const before = git.revParse('acme/widgets.git', 'agent/ci-42/fix-123')
     await runGit(['commit', '-q', '--amend', '-m', 'rewritten'], env, inWork)
     const r = await push('--force', 'origin', 'HEAD:refs/heads/agent/ci-42/fix-123')
     t.not(r.code, 0)
+    // The amended commit's parent is on the server, not in the pack: whether it leads to the old tip is
+    // not the proxy's to see, so it says it could not prove the update, not that history was rewritten.
     t.match(
       r.stderr,
-      /! \[remote rejected\] HEAD -> agent\/ci-42\/fix-123 \(portcullis: agent ci-42 may not rewrite history/,
+      /! \[remote rejected\] HEAD -> agent\/ci-42\/fix-123 \(portcullis: the proxy could not prove this update a fast forward.*or the update rewrites history/,
     )
     t.equal(git.revParse('acme/widgets.git', 'agent/ci-42/fix-123'), before, 'the ref did not move')
     t.match(await lastPushRecord(), { reason: 'denied_git_push', detail: 'not_fast_forward' })
@@ -404,7 +406,33 @@ agents:
       const r = await runGit([...via, 'push', 'origin', 'HEAD:refs/heads/agent/ci-42/b'], env, { cwd: work })
       t.not(r.code, 0)
       t.match(r.stderr, /remote rejected\].*the proxy could not prove this update a fast forward/)
-      t.notMatch(r.stderr, /rewrite history/)
+      t.notMatch(r.stderr, /may not rewrite history/)
+    },
+  )
+
+  await t.test(
+    'a fast forward onto commits another push carried is refused as unproven, not as a rewrite',
+    async (t) => {
+      const commitAs = async (name: string): Promise<void> => {
+        writeFileSync(join(work, name), `${name}\n`)
+        await runGit(['add', name], env, { cwd: work })
+        await runGit(['commit', '-q', '-m', name], env, { cwd: work })
+      }
+      const pushTo = (branch: string): ReturnType<typeof runGit> =>
+        runGit([...via, 'push', 'origin', `HEAD:refs/heads/agent/ci-42/${branch}`], env, { cwd: work })
+      await commitAs('O')
+      t.equal((await pushTo('stack-a')).code, 0)
+      await commitAs('P')
+      t.equal((await pushTo('stack-b')).code, 0)
+      await commitAs('C')
+      // The pack carries C alone; its parent P is on the server (stack-b) and leads to O, the old tip.
+      const r = await pushTo('stack-a')
+      t.not(r.code, 0)
+      t.match(
+        r.stderr,
+        /remote rejected\].*the proxy could not prove this update a fast forward.*the server may have them/,
+      )
+      t.notMatch(r.stderr, /may not rewrite history/)
     },
   )
 })

@@ -81,7 +81,20 @@ t.test('an amended commit does not reach the old tip: not proven', async (t) => 
   repo.git(['commit', '-q', '--amend', '-m', 'amended'])
   const amended = repo.git(['rev-parse', 'HEAD'])
   const r = await read(repo.pack([amended, `^${ids[0]}`]))
-  t.matchOnly(isFastForward(r, ids[1]!, amended), { kind: 'not_proven', why: 'old_not_reached' })
+  // Its parent is on the server, outside the pack: whether that leads to the old tip cannot be seen.
+  t.matchOnly(isFastForward(r, ids[1]!, amended), { kind: 'not_proven', why: 'left_pack' })
+  // A history wholly in the pack (a new root) that never meets the old tip is a rewrite.
+  repo.git(['checkout', '-q', '--orphan', 'fresh'])
+  const root = repo.commit('fresh root\n', { 'f.txt': 'f\n' })
+  const rooted = await read(repo.pack([root]))
+  t.matchOnly(isFastForward(rooted, ids[1]!, root), { kind: 'not_proven', why: 'old_not_reached' })
+})
+
+t.test('a fast forward onto commits the server got from another push leaves the pack: not proven', async (t) => {
+  // O on one branch, P (child of O) pushed to another, then C (child of P) onto the first: the pack holds C.
+  const { repo, ids } = history(t.testdir(), 3)
+  const r = await read(repo.pack([ids[2]!, `^${ids[1]}`, `^${ids[0]}`]))
+  t.matchOnly(isFastForward(r, ids[0]!, ids[2]!), { kind: 'not_proven', why: 'left_pack' })
 })
 
 t.test('going back to an ancestor is not proven (the pack has nothing)', async (t) => {
@@ -203,7 +216,7 @@ t.test('sha256 repositories: ids, delta commits and the sha256 trailer', async (
   repo.git(['commit', '-q', '--amend', '-m', 'x'])
   const amended = repo.git(['rev-parse', 'HEAD'])
   const r2 = await read(repo.pack([amended, `^${ids[0]}`]), 'sha256')
-  t.matchOnly(isFastForward(r2, ids[5]!, amended), { kind: 'not_proven', why: 'old_not_reached' })
+  t.matchOnly(isFastForward(r2, ids[5]!, amended), { kind: 'not_proven', why: 'left_pack' })
   // Read as the wrong format, the trailer is the wrong length.
   t.match(await read(pack, 'sha1'), { kind: 'unreadable' })
 })
