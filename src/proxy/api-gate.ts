@@ -12,8 +12,7 @@ export type ApiGateOutcome =
  * GitHub API writes on a repo rule with `access: write` (SPEC §8): the I/O edge of
  * policy/github-api.ts. Reads pass untouched. A write is classified by method and path; when its
  * verdict depends on the body, the body is read (at most 1 MiB) before anything goes upstream and is
- * forwarded as read. Refused: a method override header (the API would act on a method the proxy did
- * not decide), an encoded body (what the API decodes is what must be decided), and whatever
+ * forwarded as read. Refused: an encoded body (what the API decodes is what must be decided), and whatever
  * decideGithubApiWrite refuses, as `denied_repo_write` with its detail and a sentence that says what
  * agents may do instead.
  */
@@ -36,9 +35,6 @@ export async function gateGithubApi(
       ...(explanation === undefined ? {} : { explanation }),
     },
   })
-  for (const h of ['x-http-method-override', 'x-method-override', 'x-http-method'])
-    if (req.headers[h] !== undefined)
-      return deny('method_override', 'a method override header is not accepted on GitHub API writes')
   const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase()
   if (encoding !== 'identity' && encoding !== '')
     return deny('encoded_body', 'GitHub API writes must send their JSON body uncompressed')
@@ -57,4 +53,36 @@ export async function gateGithubApi(
   const d = decideGithubApiWrite(rule.rule, { method: facts.method, path: facts.path, query: facts.query, body })
   if (d.verdict === 'deny') return deny(d.detail, d.message)
   return body === undefined ? { kind: 'pass' } : { kind: 'pass', body }
+}
+
+/** Headers some framework reads as the request's real method (Rails, Express, ASP.NET, Symfony). */
+const METHOD_OVERRIDE_HEADERS: ReadonlySet<string> = new Set([
+  'x-http-method-override',
+  'x-method-override',
+  'x-http-method',
+])
+
+/**
+ * Does the request ask the server to act on another method than the one decided: a method override
+ * header, or a `_method` query parameter (Rails, Laravel, Symfony)? Refused on every request a repo
+ * rule handles, reads included (a GET the rule allows must not merge as a PUT). Header names are
+ * compared as CGI and Rack read them, `_` as `-` in any case (`X_HTTP_METHOD_OVERRIDE` is
+ * HTTP_X_HTTP_METHOD_OVERRIDE there); parameter names decoded, `;` as a separator, leading
+ * spaces dropped and case ignored, as path-pattern's deny readings take them.
+ */
+export function asksMethodOverride(req: IncomingMessage, query: string): boolean {
+  for (const name of Object.keys(req.headers))
+    if (METHOD_OVERRIDE_HEADERS.has(name.toLowerCase().replaceAll('_', '-'))) return true
+  if (query === '') return false
+  return query.split(/[&;]/).some((param) => {
+    const eq = param.indexOf('=')
+    const key = (eq < 0 ? param : param.slice(0, eq)).replace(/\+/g, ' ')
+    let name = key
+    try {
+      name = decodeURIComponent(key)
+    } catch {
+      // Left as written: a lenient server reads the escapes it can.
+    }
+    return name.trimStart().toLowerCase() === '_method'
+  })
 }

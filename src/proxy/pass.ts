@@ -12,7 +12,7 @@ import { answerCut, maxForwardsAnswer, resolveInjections, sendContinue, VIA, typ
 import { packageOfRequest, type GateAnswer } from './package-gate.js'
 import { approvalOfRequest, approvedBy, type Approval } from '../policy/approvals.js'
 import { redactSecrets } from './secret-scan.js'
-import { gateGithubApi } from './api-gate.js'
+import { asksMethodOverride, gateGithubApi } from './api-gate.js'
 import { gatePush } from './push-gate.js'
 import { guardIdle } from './read-body.js'
 import type { RefusalAnswer } from '../git/report-status.js'
@@ -224,6 +224,16 @@ async function readAndDecide(
   let gitAnswer: RefusalAnswer | undefined
   let release: (() => Promise<void>) | undefined
   const repo = handling.repo
+  // The forge would act on another method than the one the repo rule decided (a GET that merges).
+  if (final.verdict === 'allow' && repo !== null && asksMethodOverride(req, query))
+    final = {
+      verdict: 'deny',
+      reason: 'denied_repo_write',
+      ruleId: handling.repoRuleId,
+      detail: 'method_override',
+      explanation:
+        'a method override (an X-HTTP-Method-Override header or a _method parameter) is not accepted by repo rules',
+    }
   if (final.verdict === 'allow' && repo !== null && isPush(repo, facts)) {
     sendContinue(req, res)
     const gate = await gatePush(

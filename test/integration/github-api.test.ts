@@ -136,6 +136,36 @@ agents:
     })
   }
 
+  t.test('a method override is refused in every spelling, on reads too', async (t) => {
+    const spellings: ReadonlyArray<readonly [string, string, readonly string[]]> = [
+      ['POST', '/repos/acme/widgets/issues/7/comments', ['-H', 'X-HTTP-Method-Override: PUT']],
+      ['POST', '/repos/acme/widgets/issues/7/comments', ['-H', 'X_HTTP_METHOD_OVERRIDE: PUT']],
+      ['POST', '/repos/acme/widgets/issues/7/comments', ['-H', 'x_method_override: PUT']],
+      ['GET', '/repos/acme/widgets/pulls/1/merge', ['-H', 'X-HTTP-Method-Override: PUT']],
+      ['GET', '/repos/acme/widgets/pulls/1/merge', ['-H', 'X-Http-Method: PUT']],
+      ['GET', '/repos/acme/widgets/pulls/1/merge?_method=PUT', []],
+      ['GET', '/repos/acme/widgets/pulls/1/merge?a=1;%5F%4Dethod=PUT', []],
+    ]
+    for (const [method, path, extra] of spellings) {
+      const before = api.seen.length
+      const r = await curl([
+        ...through(pc),
+        '-X',
+        method,
+        ...extra,
+        ...(method === 'POST' ? ['-H', 'Content-Type: application/json', '--data-raw', '{"body":"x"}'] : []),
+        `${base}${path}`,
+      ])
+      t.equal(r.status, 403, `${method} ${path} ${extra.join(' ')}: ${r.body}`)
+      t.equal(api.seen.length, before, 'nothing reached the API')
+      const rec = await pc.waitForRecord<DecisionRecord>(
+        (x) => x.event === 'decision' && x.id === r.headers['x-portcullis-request-id'],
+      )
+      t.match(rec, { reason: 'denied_repo_write', detail: 'method_override' })
+    }
+    t.equal((await call('GET', '/repos/acme/widgets/pulls/1?method=PUT')).status, 200, 'another parameter passes')
+  })
+
   t.test('a refusal says what agents may do instead', async (t) => {
     const r = await call('PUT', '/repos/acme/widgets/pulls/7/merge', {})
     t.match(r.body, /merg/i)
