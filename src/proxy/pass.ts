@@ -246,7 +246,9 @@ async function readAndDecide(
     )
     if (gate.kind === 'deny') final = gate.decision
     else {
-      recorded = { ...recorded, git: { refs: gate.refs } }
+      // Under inspect_body a ref name is scanned text like any other: the record keeps no credential in one.
+      const refs = handling.inspectBody ? gate.refs.map((r) => ({ ...r, ref: redactSecrets(r.ref) })) : gate.refs
+      recorded = { ...recorded, git: { refs } }
       if (gate.kind === 'refuse') {
         final = gate.decision
         gitAnswer = gate.answer(facts.id)
@@ -272,10 +274,14 @@ async function readAndDecide(
     if (gate.kind === 'deny') final = gate.decision
     else body = gate.body
   }
-  if (final.verdict === 'allow' && handling.inspectBody && replay === undefined) {
+  // A push the push rules let through is held whole: inspect_body reads it from there (its ref
+  // commands are text like any body; the pack is zlib, readable to no detector) under the same cap.
+  if (final.verdict === 'allow' && handling.inspectBody) {
     sendContinue(req, res)
+    const held = replay
+    replay = undefined
     const seen = await deps.inspector.inspect(
-      body === undefined ? req : replayOf(req, body),
+      held !== undefined ? replayOf(req, held.stream) : body !== undefined ? replayOf(req, [body]) : req,
       target.requestTarget,
       facts.agent,
       facts.mode === 'audit',
@@ -360,14 +366,14 @@ function isPush(repo: RepoControl, facts: DecisionFacts): boolean {
   return path.endsWith('/git-receive-pack') || (decodedReading(path) ?? '').endsWith('/git-receive-pack')
 }
 
-/** A body already read, offered to the inspector as the request it came with. */
-function replayOf(req: IncomingMessage, body: Buffer): InspectedRequest {
+/** A body already read or held (a push), offered to the inspector as the request it came with. */
+function replayOf(req: IncomingMessage, body: AsyncIterable<unknown> | readonly Buffer[]): InspectedRequest {
   return {
     headers: req.headers,
     rawHeaders: req.rawHeaders,
     complete: true,
     async *[Symbol.asyncIterator]() {
-      yield body
+      yield* body
     },
   }
 }

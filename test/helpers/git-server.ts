@@ -9,6 +9,8 @@ import { join } from 'node:path'
 import type { Test } from 'tap'
 import { run } from './spawn.js'
 import { createTestCa, type TestCa } from './test-ca.js'
+import { curl, type CurlResult } from './clients.js'
+import { TOKEN } from './config.js'
 
 /**
  * A loopback HTTPS smart-HTTP git origin: `git http-backend` behind a tiny
@@ -222,4 +224,27 @@ export async function startGitServer(
     env,
     revParse: (repo, ref = 'refs/heads/main') => gitSync(['rev-parse', ref], env, join(root, repo)),
   }
+}
+
+/**
+ * One smart-HTTP RPC sent with curl as agent ci-42 through the proxy (trusting its CA): a body git
+ * would not send. `data` is curl's `--data-binary` argument (`@file` for bytes).
+ */
+export function gitRpcByCurl(
+  pc: { readonly dir: string; readonly proxyPort: number },
+  url: string,
+  service: 'git-upload-pack' | 'git-receive-pack',
+  data: string,
+): Promise<CurlResult> {
+  return curl([
+    '-x',
+    `http://ci-42:${TOKEN}@127.0.0.1:${pc.proxyPort}`,
+    '--cacert',
+    join(pc.dir, 'ca.pem'),
+    '-H',
+    `Content-Type: application/x-${service}-request`,
+    '--data-binary',
+    data,
+    `${url}/${service}`,
+  ])
 }

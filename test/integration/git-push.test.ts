@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { startPortcullis } from '../helpers/start-portcullis.js'
-import { startGitServer, gitEnv, runGit } from '../helpers/git-server.js'
+import { startGitServer, gitEnv, gitRpcByCurl, runGit } from '../helpers/git-server.js'
 import { pinnedUpstreamYaml, TOKEN, TOKEN_HASH } from '../helpers/config.js'
 import { curl } from '../helpers/clients.js'
 import { adminCall } from '../helpers/admin.js'
@@ -211,17 +211,7 @@ agents:
     ])
     const bodyFile = join(dir, 'smuggled-push')
     writeFileSync(bodyFile, wire)
-    const r = await curl([
-      '-x',
-      `http://ci-42:${TOKEN}@127.0.0.1:${pc.proxyPort}`,
-      '--cacert',
-      join(pc.dir, 'ca.pem'),
-      '-H',
-      'Content-Type: application/x-git-receive-pack-request',
-      '--data-binary',
-      `@${bodyFile}`,
-      `${base}/acme/widgets.git/git-receive-pack`,
-    ])
+    const r = await gitRpcByCurl(pc, `${base}/acme/widgets.git`, 'git-receive-pack', `@${bodyFile}`)
     t.match(r.headers['x-portcullis-decision'], 'denied_git_push')
     t.match(await lastPushRecord(), { reason: 'denied_git_push', detail: 'unreadable' })
     for (const ref of ['v9', 'release', 'agent/ci-42/cover'])
