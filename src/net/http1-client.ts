@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream'
 import { LRUCache } from 'lru-cache'
 import { ResponseParser, UpstreamClosedError, type ResponseEvents } from './http1-response.js'
 import { atTurnEnd, corkUntilTurnEnd } from './turn-batch.js'
+import { checkUpstreamIdentity } from './upstream-tls.js'
 
 /**
  * The proxy's own HTTP/1.1 client for the upstream leg: keep-alive pools per checked address, port and
@@ -304,6 +305,7 @@ class Pool {
       ...(o.servername === '' ? {} : { servername: o.servername }),
       secureContext: this.opts.secureContext,
       rejectUnauthorized: true,
+      checkServerIdentity: checkUpstreamIdentity,
       ALPNProtocols: ['http/1.1'],
       ...(this.session === undefined ? {} : { session: this.session }),
       // tls.connect takes `onread` as net.connect does (node ≥ 15.1; not in @types/node's ConnectionOptions).

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Readable } from 'node:stream'
-import { createSecureContext, type SecureContext } from 'node:tls'
+import type { SecureContext } from 'node:tls'
 import {
   createHttp1Client,
   LINE_BREAKING,
@@ -12,6 +12,7 @@ import {
 } from '../net/http1-client.js'
 import { formatAuthority } from '../net/host.js'
 import { mapSocketError, type UpstreamFailureKind } from '../net/dial.js'
+import { createUpstreamSecureContext } from '../net/upstream-tls.js'
 import { atTurnEnd } from '../net/turn-batch.js'
 import { CopyRing } from '../net/copy-ring.js'
 import { HOP_BY_HOP } from '../net/hop-fields.js'
@@ -235,7 +236,7 @@ const RING_BYTES = 2 * BATCH_BYTES
  */
 export function createForwarder(opts: ForwarderOptions): Forwarder {
   // One SecureContext for the roots: a `ca` list would be parsed again for every connection.
-  const secureContext: SecureContext = createSecureContext({ ca: [...opts.ca] })
+  const secureContext = createUpstreamSecureContext(opts.ca)
   const client = createHttp1Client({
     connectTimeoutMs: opts.connectTimeoutMs,
     idleTimeoutMs: opts.idleTimeoutMs,

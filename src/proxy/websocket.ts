@@ -5,6 +5,7 @@ import { connect as netConnect, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { connect as tlsConnect, type SecureContext } from 'node:tls'
 import { mapSocketError } from '../net/dial.js'
+import { checkUpstreamIdentity } from '../net/upstream-tls.js'
 import type { Handling } from '../policy/decide.js'
 import type { DenyDecision } from '../policy/types.js'
 import type { PackageFacts } from '../telemetry/events.js'
@@ -96,6 +97,7 @@ export async function relayUpgrade(
               servername: /^[0-9.]+$|:/.test(target.host) ? '' : target.host,
               secureContext: tls as SecureContext,
               rejectUnauthorized: true,
+              checkServerIdentity: checkUpstreamIdentity,
             })
           : netConnect({ host: target.address, port: target.port }),
         target.tls ? 'secureConnect' : 'connect',

@@ -1,7 +1,14 @@
 import { once } from 'node:events'
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
+import {
+  createServer,
+  type Server as HttpServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
+import type { SecureContextOptions } from 'node:tls'
 import type { Test } from 'tap'
 import { createTestCa, type TestCa } from './test-ca.js'
 
@@ -47,7 +54,11 @@ export async function startHttpOrigin(
   host = '127.0.0.1',
 ): Promise<Origin> {
   const seen: SeenRequest[] = []
-  const server = createServer(recordingListener(seen, handler))
+  return { port: await listenForTest(t, createServer(recordingListener(seen, handler)), host), seen }
+}
+
+/** `server` listening on `host`:0 until the test ends (its connections cut then); its port. */
+async function listenForTest(t: Test, server: HttpServer, host = '127.0.0.1'): Promise<number> {
   server.listen(0, host)
   await once(server, 'listening')
   t.teardown(
@@ -57,7 +68,17 @@ export async function startHttpOrigin(
         server.close(() => r())
       }),
   )
-  return { port: (server.address() as AddressInfo).port, seen }
+  return (server.address() as AddressInfo).port
+}
+
+/** An HTTPS origin on 127.0.0.1:0 with this key and certificate (and TLS options), recording what reached it. */
+export async function startHttpsOriginWith(
+  t: Test,
+  tls: SecureContextOptions,
+  handler: OriginHandler = defaultHandler,
+): Promise<Origin> {
+  const seen: SeenRequest[] = []
+  return { port: await listenForTest(t, createHttpsServer(tls, recordingListener(seen, handler))), seen }
 }
 
 export interface HttpsOrigin extends Origin {
@@ -72,17 +93,5 @@ export async function startHttpsOrigin(
   ca?: TestCa,
 ): Promise<HttpsOrigin> {
   const testCa = ca ?? createTestCa(t)
-  const seen: SeenRequest[] = []
-  const { key, cert } = testCa.issue(names)
-  const server = createHttpsServer({ key, cert }, recordingListener(seen, handler))
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(
-    () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections()
-        server.close(() => r())
-      }),
-  )
-  return { port: (server.address() as AddressInfo).port, seen, ca: testCa }
+  return { ...(await startHttpsOriginWith(t, testCa.issue(names), handler)), ca: testCa }
 }
