@@ -50,6 +50,18 @@ const TLS_VERIFY = new Set([
   'ERROR_IN_CERT_NOT_BEFORE_FIELD',
   'ERROR_IN_CERT_NOT_AFTER_FIELD',
   'ERR_TLS_CERT_ALTNAME_FORMAT',
+  // The rest of node's names for a verify result (CRLs, memory), and UNSPECIFIED: node's code for every
+  // result it has no name for, among them OpenSSL's security-level refusals ("CA signature digest
+  // algorithm too weak" for SHA-1, "EE certificate key too weak" for RSA-1024). Left out, they read as a reset.
+  'UNABLE_TO_GET_CRL',
+  'UNABLE_TO_DECRYPT_CRL_SIGNATURE',
+  'CRL_SIGNATURE_FAILURE',
+  'CRL_NOT_YET_VALID',
+  'CRL_HAS_EXPIRED',
+  'ERROR_IN_CRL_LAST_UPDATE_FIELD',
+  'ERROR_IN_CRL_NEXT_UPDATE_FIELD',
+  'OUT_OF_MEM',
+  'UNSPECIFIED',
 ])
 
 /** The same as OpenSSL's reason text (`…:ssl3_get_record:wrong version number:…`). */

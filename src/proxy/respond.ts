@@ -60,7 +60,7 @@ const UPSTREAM_SENTENCES: Record<UpstreamFailureKind, string> = {
   dns: 'the upstream host name could not be resolved',
   unreachable: 'the upstream server is unreachable',
   tls_verify:
-    "the upstream server's TLS certificate could not be verified (wrong name, untrusted issuer or expired), so the proxy did not connect",
+    "the upstream server's TLS certificate could not be verified (wrong name, untrusted issuer, expired, or a key or signature too weak), so the proxy did not connect",
   head_too_large:
     "the upstream server's answer head (or a chunk line or its trailers) is larger than the 64 KiB the proxy accepts",
   tls_handshake:

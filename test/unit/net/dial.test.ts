@@ -15,6 +15,11 @@ const CASES: ReadonlyArray<readonly [error: unknown, kind: string, behaviour: st
   [{ code: 'ERR_TLS_CERT_ALTNAME_INVALID' }, 'tls_verify', 'a certificate for another name'],
   [{ code: 'INVALID_PURPOSE' }, 'tls_verify', 'a certificate not for servers (extended key usage)'],
   [{ code: 'INVALID_CA' }, 'tls_verify', 'a chain through a certificate that is not a CA'],
+  [
+    { code: 'UNSPECIFIED', message: 'CA signature digest algorithm too weak' },
+    'tls_verify',
+    'a verify result node has no name for (a SHA-1 signature)',
+  ],
   [{ code: 'ERR_SSL_WRONG_VERSION_NUMBER' }, 'bad_answer', 'an upstream not speaking TLS'],
   [
     { code: 'EPROTO', message: 'write EPROTO 80:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:x' },
