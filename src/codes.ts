@@ -91,6 +91,11 @@ export const CODES = {
     level: 'warn',
     meaning: 'PORTCULLIS_ADMIN_TOKEN is a well-known value or shorter than 16 characters',
   },
+  PC_UPSTREAM_TLS_VERIFY: {
+    level: 'warn',
+    meaning:
+      "an upstream server's certificate failed verification (502 tls_verify): host, port, node's code and message",
+  },
   PC_UNINSPECTABLE: { level: 'info', meaning: 'inspect_body could not read a body within its caps (refused)' },
   PC_BAD_REQUEST: {
     level: 'info',

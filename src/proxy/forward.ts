@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Readable } from 'node:stream'
 import type { SecureContext } from 'node:tls'
+import type { Logger } from 'pino'
 import {
   createHttp1Client,
   LINE_BREAKING,
@@ -207,6 +208,35 @@ export interface ForwarderOptions {
   readonly idleTimeoutMs: number
   /** Roots for verifying upstream TLS: system roots plus upstream.ca_file. */
   readonly ca: readonly string[]
+  /** Where a refused upstream certificate is reported (PC_UPSTREAM_TLS_VERIFY). */
+  readonly log: Logger
+}
+
+/**
+ * mapSocketError, and for a certificate the upstream leg refused, one PC_UPSTREAM_TLS_VERIFY line with
+ * node's code and message (the names the certificate holds, OpenSSL's reason): the agent's answer says
+ * only `tls_verify`, and the operator needs to know why.
+ */
+export function upstreamFailureOf(
+  log: Logger,
+  target: { readonly host: string; readonly port: number },
+  err: unknown,
+): UpstreamFailureKind {
+  const kind = mapSocketError(err)
+  if (kind === 'tls_verify') {
+    const e = err as { code?: unknown; message?: unknown }
+    log.warn(
+      {
+        code: 'PC_UPSTREAM_TLS_VERIFY',
+        host: target.host,
+        port: target.port,
+        verify_code: String(e.code),
+        verify_error: String(e.message),
+      },
+      "the upstream server's certificate failed verification; the request was refused (502 tls_verify)",
+    )
+  }
+  return kind
 }
 
 /** Upstream pools kept at once (one per address, port and server name); the least recently used go. */
@@ -275,7 +305,7 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
       // the upstream's. The guard starts when the body starts to be read: a request waiting for a
       // connection of a full pool reads nothing, and its client, done or held back, is not silent.
       const streamed = body !== null && !Buffer.isBuffer(body)
-      const relay = relayAnswer(res, injected, onFailure)
+      const relay = relayAnswer(res, injected, onFailure, (err) => upstreamFailureOf(opts.log, target, err))
       relay.exchange = client.dispatch(
         originOf(target),
         {
@@ -325,7 +355,7 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
               resolve({ kind: 'answer', status, headers: endToEnd(lower), body: Buffer.concat(chunks, size) })
             },
             onError(err) {
-              resolve({ kind: 'failed', failure: mapSocketError(err) })
+              resolve({ kind: 'failed', failure: upstreamFailureOf(opts.log, target, err) })
             },
           },
         )
@@ -470,6 +500,7 @@ function relayAnswer(
   res: ServerResponse,
   injected: readonly InjectedHeader[],
   onFailure: (kind: UpstreamFailureKind) => void,
+  failureOf: (err: unknown) => UpstreamFailureKind,
 ): ResponseHandler & { exchange: Exchange | null } {
   let done = false
   const secrets = injected.flatMap((h) => h.secrets)
@@ -630,10 +661,10 @@ function relayAnswer(
       if (res.destroyed) return
       const headWritten = headSeen && heldHead === null
       heldHead = null
-      if (!headWritten && !res.headersSent) onFailure(mapSocketError(err))
+      if (!headWritten && !res.headersSent) onFailure(failureOf(err))
       else {
         // The client has a head and part of a body: its connection closes, and the close record says why.
-        markCut(res, mapSocketError(err))
+        markCut(res, failureOf(err))
         res.destroy()
       }
     },

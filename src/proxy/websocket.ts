@@ -4,7 +4,6 @@ import { request as httpsRequest } from 'node:https'
 import { connect as netConnect, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { connect as tlsConnect, type SecureContext } from 'node:tls'
-import { mapSocketError } from '../net/dial.js'
 import { checkUpstreamIdentity } from '../net/upstream-tls.js'
 import type { Handling } from '../policy/decide.js'
 import type { DenyDecision } from '../policy/types.js'
@@ -15,7 +14,7 @@ import type { ProxyDeps } from './deps.js'
 import { openConnection } from './connection.js'
 import { carryRequest } from './plain-exchange.js'
 import type { InFlightRequest } from './tracker.js'
-import { addProxyFields, endToEnd, VIA } from './forward.js'
+import { addProxyFields, endToEnd, upstreamFailureOf, VIA } from './forward.js'
 import { decideHttpRequest, type RequestChannel } from './request-flow.js'
 import { refuseMalformed } from './bad-requests.js'
 import { bodyAnnounced } from './linger.js'
@@ -117,7 +116,12 @@ export async function relayUpgrade(
     // A client that left before the answer is no upstream failure: nothing to record or answer.
     if (clientLeft) return void client.destroy()
     if (client.destroyed) return
-    const d: DenyDecision = { verdict: 'deny', reason: 'upstream_error', ruleId: null, detail: mapSocketError(err) }
+    const d: DenyDecision = {
+      verdict: 'deny',
+      reason: 'upstream_error',
+      ruleId: null,
+      detail: upstreamFailureOf(deps.log, target, err),
+    }
     settle(deps.bus, facts, d)
     respondRawDenial(client, d, denialContext(facts, req.headers, verdict.query))
   }

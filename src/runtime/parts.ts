@@ -96,6 +96,7 @@ export function createParts(
     responseHeaderTimeoutMs: initial.upstream.responseHeaderTimeoutMs,
     idleTimeoutMs: initial.upstream.idleTimeoutMs,
     ca: readUpstreamRoots(initial.upstream.caFile),
+    log,
   })
   const inspector = createInspector({
     onWorkerError: (err) =>

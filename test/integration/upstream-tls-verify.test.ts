@@ -106,10 +106,10 @@ agents:
     t.equal(r.body, 'origin answered\n')
   })
 
-  for (const [name, what] of [
-    ['cnonly', 'a name only in the subject CN'],
-    ['weak', 'an RSA-1024 key'],
-    ['sha1', 'a SHA-1 signature'],
+  for (const [name, what, verifyCode, verifyError] of [
+    ['cnonly', 'a name only in the subject CN', 'ERR_TLS_CERT_ALTNAME_INVALID', /cnonly\.test.*subjectAltName/],
+    ['weak', 'an RSA-1024 key', 'UNSPECIFIED', /key too weak/],
+    ['sha1', 'a SHA-1 signature', 'UNSPECIFIED', /digest algorithm too weak/],
   ] as const) {
     t.test(`${what}: 502 upstream_error, tls_verify (not a reset)`, async (t) => {
       const r = await get(name)
@@ -121,6 +121,14 @@ agents:
         (x) => x.event === 'decision' && x.reason === 'upstream_error' && x.port === origins[name]?.port,
       )
       t.match(rec, { detail: 'tls_verify' })
+      // The operator's log says why, once; the agent's answer does not.
+      const lines = pc
+        .logLines()
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.code === 'PC_UPSTREAM_TLS_VERIFY' && l.port === origins[name]?.port)
+      t.equal(lines.length, 1, 'one PC_UPSTREAM_TLS_VERIFY line')
+      t.match(lines[0], { level: 'warn', host: `${name}.test`, verify_code: verifyCode, verify_error: verifyError })
+      t.notMatch(r.body, verifyError)
     })
   }
 })
