@@ -118,7 +118,7 @@ export function createHttp1Client(opts: ClientOptions): Http1Client {
         pools.set(key, pool)
       }
       const run = new Run(request, handler)
-      run.lastOnConnection = smugglesBody(request)
+      run.lastOnConnection = bodyOfNoMeaning(request)
       const head = requestHead(request, run.lastOnConnection)
       if (head instanceof Error) {
         queueMicrotask(() => handler.onError(head, false))
@@ -146,12 +146,11 @@ export function createHttp1Client(opts: ClientOptions): Http1Client {
  */
 const BODY_UNDEFINED = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'DELETE'])
 
-function smugglesBody(r: OutgoingRequest): boolean {
-  return smugglesBodyIfUnread(r) && BODY_UNDEFINED.has(r.method)
+function bodyOfNoMeaning(r: OutgoingRequest): boolean {
+  return hasBody(r) && BODY_UNDEFINED.has(r.method)
 }
 
-/** The request has a body an origin could leave unread. */
-function smugglesBodyIfUnread(r: OutgoingRequest): boolean {
+function hasBody(r: OutgoingRequest): boolean {
   return r.body !== null && !(Buffer.isBuffer(r.body) && r.body.length === 0)
 }
 
@@ -400,7 +399,7 @@ class Connection implements ResponseEvents {
     run.headSeen = true
     // An origin that refuses a request often does so without reading its body, which it may then read
     // as a request of its own (see BODY_UNDEFINED): a refused request with a body ends its connection.
-    if (status >= 400 && smugglesBodyIfUnread(run.request)) run.lastOnConnection = true
+    if (status >= 400 && hasBody(run.request)) run.lastOnConnection = true
     if (!run.handler.onHead(status, headers)) run.abort()
   }
 

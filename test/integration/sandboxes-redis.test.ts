@@ -56,6 +56,21 @@ interface Issued {
   readonly labels: Record<string, string>
 }
 
+/** Agent ci as a sandbox template allowed origin.test, with Redis at `redis` (the YAML map). */
+function sandboxConfig(upstream: string, redis: string, agentExtra = ''): string {
+  return `${upstream}
+telemetry:
+  redis: ${redis}
+identity: { max_sandbox_ttl: 24h }
+groups:
+  g:
+    allow:
+      - host: origin.test
+agents:
+  - { id: ci, groups: [g], sandboxes: true${agentExtra} }
+`
+}
+
 /** The last answer that was not a 200, for assertion messages. */
 let lastRefusal = ''
 
@@ -73,17 +88,11 @@ if (!existsSync(MAIN)) {
     const redis = await startRedis(t)
     const origin = await startHttpOrigin(t)
     const tlsOrigin = await startHttpsOrigin(t, ['origin.test'])
-    const body = `${upstreamYaml([origin.port, tlsOrigin.port], `  ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}`)}
-telemetry:
-  redis: { url: ${JSON.stringify(redis.url)}, stream: "pc:sandboxes", maxlen: 100000 }
-identity: { max_sandbox_ttl: 24h }
-groups:
-  g:
-    allow:
-      - host: origin.test
-agents:
-  - { id: ci, groups: [g], sandboxes: true, limits: { requests_per_minute: ${RPM} } }
-`
+    const body = sandboxConfig(
+      upstreamYaml([origin.port, tlsOrigin.port], `  ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}`),
+      `{ url: ${JSON.stringify(redis.url)}, stream: "pc:sandboxes", maxlen: 100000 }`,
+      `, limits: { requests_per_minute: ${RPM} }`,
+    )
     const serverEnv = { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN, PORTCULLIS_SIGNING_KEY: KEY }
     const start = () => startInstance(t, body, serverEnv, { sharedLimits: true })
     const [a, b] = await Promise.all([start(), start()])
@@ -314,17 +323,7 @@ agents:
     async (t) => {
       const redis = redisServer(t, await freePort())
       const origin = await startHttpOrigin(t)
-      const body = `${upstreamYaml([origin.port])}
-telemetry:
-  redis: { url: ${JSON.stringify(redis.url)} }
-identity: { max_sandbox_ttl: 24h }
-groups:
-  g:
-    allow:
-      - host: origin.test
-agents:
-  - { id: ci, groups: [g], sandboxes: true }
-`
+      const body = sandboxConfig(upstreamYaml([origin.port]), `{ url: ${JSON.stringify(redis.url)} }`)
       const c = await startInstance(t, body, { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN, PORTCULLIS_SIGNING_KEY: KEY })
       const issued = await portcullis(issueArgs('1h', '--json', '--config', c.config), { PORTCULLIS_SIGNING_KEY: KEY })
       t.equal(issued.code, 0, issued.stderr)
@@ -370,17 +369,10 @@ agents:
       150_000,
       ...noise,
     )
-    const body = `${upstreamYaml([tlsOrigin.port], `  ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}`)}
-telemetry:
-  redis: { url: ${JSON.stringify(redis.url)}, stream: "pc:long" }
-identity: { max_sandbox_ttl: 24h }
-groups:
-  g:
-    allow:
-      - host: origin.test
-agents:
-  - { id: ci, groups: [g], sandboxes: true }
-`
+    const body = sandboxConfig(
+      upstreamYaml([tlsOrigin.port], `  ca_file: ${JSON.stringify(tlsOrigin.ca.certFile)}`),
+      `{ url: ${JSON.stringify(redis.url)}, stream: "pc:long" }`,
+    )
     const serverEnv = { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN, PORTCULLIS_SIGNING_KEY: KEY }
     const [a, b] = await Promise.all([startInstance(t, body, serverEnv), startInstance(t, body, serverEnv)])
     const issued = await portcullis(issueArgs('1h', '--json', '--config', a.config), { PORTCULLIS_SIGNING_KEY: KEY })
@@ -410,16 +402,7 @@ agents:
   t.test('an emptied Redis: any one instance that restarts restores revocations made on another', async (t) => {
     const redis = await startRedis(t)
     const origin = await startHttpOrigin(t)
-    const body = `${upstreamYaml([origin.port])}
-telemetry:
-  redis: { url: ${JSON.stringify(redis.url)} }
-groups:
-  g:
-    allow:
-      - host: origin.test
-agents:
-  - { id: ci, groups: [g], sandboxes: true }
-`
+    const body = sandboxConfig(upstreamYaml([origin.port]), `{ url: ${JSON.stringify(redis.url)} }`)
     const env = { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN, PORTCULLIS_SIGNING_KEY: KEY }
     // Each instance has its own directory, so its own approvals file and revocations file.
     const [a, b] = await Promise.all([startInstance(t, body, env), startInstance(t, body, env)])
